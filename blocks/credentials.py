@@ -1,0 +1,53 @@
+"""Credential blocks. The fleet file names them; secrets live only here, as ``SecretStr``.
+
+Every secret leaves a block only on its way to stdin or a process environment, never into
+argv, logs, artifacts or exception messages.
+"""
+
+from __future__ import annotations
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+
+class SshCredentials(Block):
+    """Login for the fleet's servers: a user and its private key (OpenSSH or PEM format)."""
+
+    _block_type_name = "hotspare SSH credentials"
+    _description = "User and private key hotspare uses to reach servers over SSH."
+
+    user: str = Field(default="root", description="Remote user hotspare logs in as.")
+    private_key: SecretStr = Field(description="Private key, OpenSSH or PEM text, unencrypted.")
+
+
+class DnsUpdateKey(Block):
+    """TSIG key allowed to send RFC 2136 updates for a zone."""
+
+    _block_type_name = "hotspare DNS update key"
+    _description = "TSIG key used to sign dynamic DNS updates."
+
+    key_name: str = Field(description="TSIG key name as configured on the authoritative server.")
+    algorithm: str = Field(default="hmac-sha256", description="TSIG algorithm, e.g. hmac-sha256.")
+    secret: SecretStr = Field(description="Base64 TSIG secret.")
+
+
+class SmtpServer(Block):
+    """Mail relay for notices to operators and customers."""
+
+    _block_type_name = "hotspare SMTP server"
+    _description = "SMTP relay hotspare sends notices through."
+
+    host: str = Field(description="SMTP server host name or address.")
+    port: int = Field(default=25, description="SMTP port.")
+    username: str | None = Field(default=None, description="Login user, if the relay needs one.")
+    password: SecretStr | None = Field(default=None, description="Login password, if any.")
+    starttls: bool = Field(default=False, description="Upgrade the connection with STARTTLS.")
+
+
+class BackupRepositoryPassword(Block):
+    """Password of the restic repositories on the backup storage host."""
+
+    _block_type_name = "hotspare backup repository password"
+    _description = "Password that encrypts the backup repositories."
+
+    password: SecretStr = Field(description="Repository password; given to restic on stdin/env.")

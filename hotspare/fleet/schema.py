@@ -1,0 +1,156 @@
+"""The fleet file's schema: every field the continuity plan may say, with its meaning.
+
+Unknown keys are errors (``extra="forbid"``) so a mistyped field is reported, not ignored.
+Cross-references (a service's servers, a zone's block, …) are checked in ``rules.py``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+AbsolutePath = Annotated[str, StringConstraints(pattern=r"^/.*$")]
+Command = Annotated[list[str], Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    """Base for fleet models: unknown keys are errors and instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Role(str, Enum):
+    """What a server is for in the continuity plan."""
+
+    production = "production"
+    mirror = "mirror"
+    standby = "standby"
+    storage = "storage"
+    web = "web"
+
+
+class Facility(Strict):
+    name: Name = Field(description="Data center name, unique in the fleet.")
+    description: str = Field(default="", description="Free text for operators.")
+
+
+class Hardware(Strict):
+    cpus: int = Field(ge=1, description="CPU cores.")
+    memory_mb: int = Field(ge=1, description="Memory in MiB.")
+    disk_gb: int = Field(ge=1, description="Disk for customer data in GiB.")
+
+
+class Server(Strict):
+    name: Name = Field(description="Server name, unique in the fleet.")
+    facility: Name = Field(description="Facility the server stands in.")
+    address: str = Field(min_length=1, description="IP address or host name hotspare connects to.")
+    ssh_port: int = Field(default=22, ge=1, le=65535, description="SSH port.")
+    host_key: str = Field(
+        pattern=r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$",
+        description="Pinned SSH host key, 'TYPE BASE64' as in known_hosts.",
+    )
+    role: Role = Field(description="Planned role: production, mirror, standby, storage or web.")
+    ssh_user_block: Name | None = Field(
+        default=None, description="SshCredentials block for this server (default: defaults)."
+    )
+    hardware: Hardware | None = Field(default=None, description="Declared hardware.")
+
+
+class Zone(Strict):
+    name: str = Field(min_length=1, description="DNS zone, e.g. example.com.")
+    server: str = Field(min_length=1, description="Authoritative server address for queries/updates.")
+    port: int = Field(default=53, ge=1, le=65535, description="Authoritative server port.")
+    tsig_key_block: Name = Field(description="DnsUpdateKey block allowed to update the zone.")
+    ttl: int = Field(default=300, ge=1, description="TTL of service records hotspare writes.")
+
+
+class Accounts(Strict):
+    uid_min: int = Field(default=1000, ge=1, description="Lowest UID of replicated system accounts.")
+    uid_max: int = Field(default=59999, ge=1, description="Highest UID of replicated system accounts.")
+    files: list[AbsolutePath] = Field(default_factory=list, description="Application account files.")
+
+
+class Service(Strict):
+    name: Name = Field(description="Service (customer application) name, unique in the fleet.")
+    dns_name: str = Field(min_length=1, description="Record users reach the service by.")
+    zone: str = Field(min_length=1, description="Zone that holds dns_name.")
+    production: Name = Field(description="Server that runs the service now (planned).")
+    mirror: Name = Field(description="Server in another facility that holds copies.")
+    storage: Name = Field(description="Backup storage host.")
+    data_paths: list[AbsolutePath] = Field(min_length=1, description="Customer data folders.")
+    app_paths: list[AbsolutePath] = Field(default_factory=list, description="Application code.")
+    config_paths: list[AbsolutePath] = Field(default_factory=list, description="OS configuration.")
+    accounts: Accounts = Field(default_factory=Accounts, description="User accounts to replicate.")
+    pre_sync: list[Command] = Field(default_factory=list, description="Commands run on production before a sync.")
+    activate: list[Command] = Field(default_factory=list, description="Commands that start the service.")
+    deactivate: list[Command] = Field(default_factory=list, description="Commands that stop the service.")
+    health_url: str | None = Field(default=None, description="URL that answers 2xx when the app is healthy.")
+    app_port: int = Field(default=80, ge=1, le=65535, description="Port the application listens on.")
+    tier: int = Field(default=2, ge=1, le=4, description="Priority tier; 1 is recovered first.")
+    rpo_hours: float | None = Field(default=None, gt=0, description="Recovery point objective (default: defaults).")
+    copies_to_keep: int | None = Field(default=None, ge=1, description="Point-in-time copies kept on the mirror.")
+    max_shrink: float = Field(
+        default=0.5, gt=0, le=1, description="Refuse to sync when size or file count dropped by more than this fraction."
+    )
+
+
+class Contact(Strict):
+    name: str = Field(min_length=1, description="Person's name, unique.")
+    role: str = Field(default="", description="Role in the escalation chain.")
+    phone: str | None = Field(default=None, description="Phone number for calls and SMS.")
+    email: str | None = Field(default=None, description="E-mail address.")
+
+
+class Mail(Strict):
+    smtp_block: Name = Field(description="SmtpServer block.")
+    sender: str = Field(min_length=3, description="From address of notices.")
+
+
+class Defaults(Strict):
+    ssh_user_block: Name = Field(description="SshCredentials block for servers that name none.")
+    rpo_hours: float = Field(default=12, gt=0, description="Default recovery point objective.")
+    copies_to_keep: int = Field(default=4, ge=1, description="Default point-in-time copies kept.")
+    replication_schedule: list[str] = Field(
+        default_factory=lambda: ["0 1 * * *", "0 13 * * *"], description="Cron lines for replicate."
+    )
+    timezone: str = Field(default="UTC", description="Time zone of the schedules.")
+
+
+class Fleet(Strict):
+    version: int = Field(description="Fleet file format version; must be 1.")
+    facilities: list[Facility] = Field(min_length=1)
+    defaults: Defaults
+    servers: list[Server] = Field(min_length=1)
+    zones: list[Zone] = Field(default_factory=list)
+    services: list[Service] = Field(default_factory=list)
+    contacts: list[Contact] = Field(default_factory=list)
+    escalation: list[str] = Field(default_factory=list, description="Contact names, first called first.")
+    mail: Mail | None = None
+
+    def server(self, name: str) -> Server:
+        """The server called ``name`` (the fleet was validated, so it exists)."""
+        return next(server for server in self.servers if server.name == name)
+
+    def service(self, name: str) -> Service:
+        """The service called ``name``; KeyError names the known ones."""
+        for service in self.services:
+            if service.name == name:
+                return service
+        known = ", ".join(s.name for s in self.services) or "none"
+        raise KeyError(f"no service {name!r} in the fleet (known: {known})")
+
+    def zone(self, name: str) -> Zone:
+        return next(zone for zone in self.zones if zone.name == name)
+
+    def ssh_block_of(self, server: Server) -> str:
+        """Block name holding the SSH credentials for ``server``."""
+        return server.ssh_user_block or self.defaults.ssh_user_block
+
+    def rpo_hours_of(self, service: Service) -> float:
+        return service.rpo_hours or self.defaults.rpo_hours
+
+    def copies_to_keep_of(self, service: Service) -> int:
+        return service.copies_to_keep or self.defaults.copies_to_keep

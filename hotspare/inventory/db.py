@@ -1,0 +1,105 @@
+"""Inventory database: SQLite by default, any SQLAlchemy URL via ``HOTSPARE_DB_URL``.
+
+Several processes (CLI, Prefect workers in each facility) share one inventory, so nothing here
+caches state in memory; each unit of work opens a short session. Schema changes go through
+``MIGRATIONS`` so an existing inventory is upgraded in place, never recreated.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import event, inspect
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from hotspare.inventory import models
+from hotspare.settings import hotspare_home
+
+
+def database_url() -> str:
+    """``HOTSPARE_DB_URL`` or SQLite at ``$HOTSPARE_HOME/inventory.db``."""
+    url = os.environ.get("HOTSPARE_DB_URL")
+    if url:
+        return url
+    home = hotspare_home()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'inventory.db'}"
+
+
+def _create_v1(connection: Connection) -> None:
+    SQLModel.metadata.create_all(connection)
+
+
+# Ordered (version, step). Append new steps; never edit a released one. A step receives a
+# connection inside the migration transaction.
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
+    (1, _create_v1),
+]
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    migrate(engine)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def engine() -> Engine:
+    """The engine for the configured inventory, migrated to the current schema."""
+    return _engine_for(database_url())
+
+
+def schema_version(connection: Connection) -> int:
+    if not inspect(connection).has_table("schema_version"):
+        return 0
+    row = connection.execute(select(models.SchemaVersion.version)).first()
+    return row[0] if row else 0
+
+
+def migrate(target: Engine) -> int:
+    """Apply pending migrations in one transaction each; return the resulting version."""
+    version = 0
+    for step_version, step in MIGRATIONS:
+        with target.begin() as connection:
+            version = schema_version(connection)
+            if version >= step_version:
+                continue
+            step(connection)
+            connection.execute(models.SchemaVersion.__table__.delete())
+            connection.execute(models.SchemaVersion.__table__.insert().values(id=1, version=step_version))
+            version = step_version
+    return version
+
+
+@contextmanager
+def session() -> Iterator[Session]:
+    """A short unit of work that commits on success and rolls back on error."""
+    with Session(engine(), expire_on_commit=False) as db:
+        try:
+            yield db
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+
+
+def sqlite_path() -> Path | None:
+    url = database_url()
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
