@@ -102,6 +102,16 @@ class StepRow(SQLModel, table=True):
     detail: str = ""
 
 
+class FleetDocumentRow(SQLModel, table=True):
+    """The fleet file last loaded, verbatim, so every worker plans from the same text."""
+
+    __tablename__ = "fleet_document"
+    id: int = Field(default=1, primary_key=True)
+    filename: str
+    text: str
+    loaded_at: datetime = Field(default_factory=utcnow)
+
+
 class SchemaVersion(SQLModel, table=True):
     __tablename__ = "schema_version"
     id: int = Field(default=1, primary_key=True)

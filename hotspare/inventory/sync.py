@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from hotspare.fleet import Fleet
-from hotspare.inventory.models import FacilityRow, ServerRow, ServiceRow, utcnow
+from hotspare.inventory.models import FacilityRow, FleetDocumentRow, ServerRow, ServiceRow, utcnow
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,15 @@ class Change:
         return f"{self.action:8} {self.kind} {self.name}{detail}"
 
 
-def load_into_inventory(db: Session, fleet: Fleet) -> list[Change]:
-    """Upsert ``fleet`` into the inventory in ``db``; return what changed."""
-    return [*_load_facilities(db, fleet), *_load_servers(db, fleet), *_load_services(db, fleet)]
+def load_into_inventory(db: Session, fleet: Fleet, text: str, filename: str) -> list[Change]:
+    """Upsert ``fleet`` (parsed from ``text``) into the inventory in ``db``; return what changed."""
+    changes = [*_load_facilities(db, fleet), *_load_servers(db, fleet), *_load_services(db, fleet)]
+    document = db.get(FleetDocumentRow, 1)
+    if document is None:
+        db.add(FleetDocumentRow(id=1, filename=filename, text=text))
+    elif document.text != text or document.filename != filename:
+        document.text, document.filename, document.loaded_at = text, filename, utcnow()
+    return changes
 
 
 def _upsert(db: Session, row_type, key: str, values: dict, kind: str) -> list[Change]:

@@ -1,0 +1,231 @@
+"""SSH adapter (paramiko): pinned host keys, argument-list commands, bounded time.
+
+This module is the only place where a remote command becomes a string (``command_line``).
+Host keys come from the inventory and are enforced with ``RejectPolicy``: an unknown or
+changed key is a permanent error that names the host. Secrets travel on stdin, never in argv.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import select
+import shlex
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import paramiko
+
+from hotspare.adapters.errors import PermanentError, RemoteCommandError, TransientError
+
+STDERR_TAIL = 2000
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a server answers SSH and which host key it must present."""
+
+    name: str
+    address: str
+    port: int
+    host_key: str  # "TYPE BASE64"
+
+    @property
+    def known_hosts_name(self) -> str:
+        """Host name as OpenSSH writes it in known_hosts (``[addr]:port`` off port 22)."""
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+    def known_hosts_line(self) -> str:
+        return f"{self.known_hosts_name} {self.host_key}"
+
+
+@dataclass(frozen=True)
+class Login:
+    """Who to log in as. ``private_key`` is the key text; keep it out of logs (repr hides it)."""
+
+    user: str
+    private_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    exit_status: int
+    stdout: bytes
+    stderr_tail: str
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode(errors="replace")
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The one place an argument list becomes a shell string: every argument quoted."""
+    if not argv:
+        raise ValueError("empty command")
+    return shlex.join(str(argument) for argument in argv)
+
+
+def secret_env_command(variable: str, argv: Sequence[str]) -> list[str]:
+    """Wrap ``argv`` so that the first line of stdin becomes environment ``variable``.
+
+    Lets a secret (e.g. a repository password) reach a remote program's environment without
+    ever appearing in argv or on the remote process list.
+    """
+    script = f'IFS= read -r {variable} && export {variable} && exec "$@"'
+    return ["sh", "-c", script, "sh", *argv]
+
+
+def _private_key(text: str) -> paramiko.PKey:
+    for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return key_class.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise PermanentError("the SSH private key in the credentials block is not a readable unencrypted key")
+
+
+def _pinned_host_key(endpoint: Endpoint) -> tuple[str, paramiko.PKey]:
+    try:
+        key_type, blob = endpoint.host_key.split()[:2]
+        return key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(blob))
+    except Exception:
+        raise PermanentError(
+            f"host key of {endpoint.name} in the inventory is malformed; fix host_key in the fleet file"
+        ) from None
+
+
+class SshConnection:
+    """An open, authenticated SSH connection to one server. Use as a context manager."""
+
+    def __init__(self, endpoint: Endpoint, login: Login, *, connect_timeout: float = 10.0):
+        self.endpoint = endpoint
+        self.login = login
+        self.connect_timeout = connect_timeout
+        self._client: paramiko.SSHClient | None = None
+
+    def __enter__(self) -> SshConnection:
+        self.connect()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        endpoint = self.endpoint
+        client = paramiko.SSHClient()
+        client.set_log_channel(f"paramiko.{endpoint.name}")
+        key_type, host_key = _pinned_host_key(endpoint)
+        client.get_host_keys().add(endpoint.known_hosts_name, key_type, host_key)
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        where = f"{endpoint.name} ({endpoint.address}:{endpoint.port})"
+        try:
+            client.connect(
+                endpoint.address,
+                port=endpoint.port,
+                username=self.login.user,
+                pkey=_private_key(self.login.private_key),
+                timeout=self.connect_timeout,
+                banner_timeout=self.connect_timeout,
+                auth_timeout=self.connect_timeout,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+        except paramiko.BadHostKeyException:
+            client.close()
+            raise PermanentError(
+                f"{where} presented a different host key than the one pinned in the fleet file: "
+                "refusing to connect. If the server was reinstalled, verify and update host_key."
+            ) from None
+        except paramiko.AuthenticationException:
+            client.close()
+            raise PermanentError(f"{where} refused the login of {self.login.user!r}: check the credentials block") from None
+        except paramiko.SSHException as error:
+            client.close()
+            if "not found in known_hosts" in str(error):
+                raise PermanentError(f"{where} answered with a host key that is not pinned: refusing") from None
+            raise TransientError(f"SSH to {where} failed: {error}") from None
+        except (TimeoutError, socket.timeout):
+            client.close()
+            raise TransientError(f"SSH to {where} timed out after {self.connect_timeout:g} s (host down or unreachable?)") from None
+        except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as error:
+            client.close()
+            raise TransientError(f"cannot reach {where}: {getattr(error, 'strerror', None) or error}") from None
+        self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        if self._client is None:
+            self.connect()
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise TransientError(f"SSH connection to {self.endpoint.name} was lost")
+        return transport
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 60.0,
+        check: bool = True,
+    ) -> CommandResult:
+        """Run ``argv`` on the server; raise on non-zero exit when ``check``.
+
+        ``timeout`` bounds the whole command; on expiry the channel is closed and a
+        TransientError says what ran where.
+        """
+        line = command_line(argv)
+        channel = self.transport.open_session(timeout=self.connect_timeout)
+        try:
+            channel.exec_command(line)
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            stdout, stderr = _collect(channel, time.monotonic() + timeout, self.endpoint.name, argv)
+            status = channel.recv_exit_status()
+        finally:
+            channel.close()
+        tail = stderr[-STDERR_TAIL:].decode(errors="replace")
+        result = CommandResult(tuple(argv), status, stdout, tail)
+        if check and status != 0:
+            raise RemoteCommandError(self.endpoint.name, _short(argv), status, tail)
+        return result
+
+    def open_sftp(self) -> paramiko.SFTPClient:
+        return self.transport.open_sftp_client()
+
+
+def _collect(channel: paramiko.Channel, deadline: float, host: str, argv: Sequence[str]) -> tuple[bytes, bytes]:
+    """Read stdout and stderr until the command exits or ``deadline`` passes."""
+    stdout, stderr = bytearray(), bytearray()
+    while True:
+        progressed = False
+        while channel.recv_ready():
+            stdout += channel.recv(65536)
+            progressed = True
+        while channel.recv_stderr_ready():
+            stderr += channel.recv_stderr(65536)
+            progressed = True
+        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+            # drain what may still be in flight after the status arrived
+            if channel.eof_received or channel.closed:
+                return bytes(stdout), bytes(stderr)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TransientError(f"on {host}: `{_short(argv)}` did not finish in time; it was abandoned")
+        if not progressed:
+            select.select([channel], [], [], min(remaining, 0.5))
+
+
+def _short(argv: Sequence[str]) -> str:
+    line = command_line(argv)
+    return line if len(line) <= 200 else line[:197] + "..."
+

@@ -1,0 +1,1 @@
+"""CLI subcommand groups; each module exposes ``register(subparsers)``."""

@@ -1,0 +1,69 @@
+"""``hotspare fleet check|load``: validate the continuity plan and import it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hotspare.fleet import FleetError, FleetProblem, load_fleet
+
+
+def register(subparsers) -> None:
+    fleet = subparsers.add_parser("fleet", help="check or load a fleet file")
+    actions = fleet.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    check = actions.add_parser("check", help="report every problem in a fleet file")
+    check.add_argument("file", type=Path)
+    check.add_argument("--blocks", action="store_true", help="also check that named Prefect blocks exist")
+    check.set_defaults(func=check_command)
+
+    load = actions.add_parser("load", help="import a fleet file into the inventory (idempotent)")
+    load.add_argument("file", type=Path)
+    load.set_defaults(func=load_command)
+
+
+def check_command(args: argparse.Namespace) -> int:
+    fleet = load_fleet(args.file)
+    if args.blocks:
+        missing = missing_blocks(fleet, str(args.file))
+        if missing:
+            raise FleetError(missing)
+    print(f"{args.file}: ok — {len(fleet.servers)} servers, {len(fleet.services)} services, {len(fleet.facilities)} facilities")
+    return 0
+
+
+def missing_blocks(fleet, filename: str) -> list[FleetProblem]:
+    """Problems for every block the fleet names that the Prefect API does not have."""
+    from prefect.client.orchestration import get_client
+
+    from hotspare.fleet.rules import block_references
+
+    problems = []
+    with get_client(sync_client=True) as client:
+        for path, block_type, name in block_references(fleet):
+            try:
+                client.read_block_document_by_name(name, block_type)
+            except Exception:
+                problems.append(FleetProblem(filename, 0, path, f"no Prefect block {block_type}/{name}"))
+    return problems
+
+
+def load_command(args: argparse.Namespace) -> int:
+    from hotspare.inventory import database_url, session
+    from hotspare.inventory.sync import load_into_inventory
+
+    fleet = load_fleet(args.file)
+    text = args.file.read_text()
+    with session() as db:
+        changes = load_into_inventory(db, fleet, text, str(args.file.absolute()))
+    for change in changes:
+        print(change)
+    print(f"{len(changes)} change(s) loaded into {_redacted(database_url())}" if changes else "inventory already up to date")
+    return 0
+
+
+def _redacted(url: str) -> str:
+    """Database URL without its password, for display."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

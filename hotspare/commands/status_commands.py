@@ -1,0 +1,33 @@
+"""``hotspare status``: the fleet's services at a glance, or as JSON for programs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sqlmodel import select
+
+
+def register(subparsers) -> None:
+    status = subparsers.add_parser("status", help="services, where they run, and whether they are protected")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--timeout", type=float, default=2.0, help="seconds per reachability probe")
+    status.set_defaults(func=status_command)
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from hotspare.inventory import session
+    from hotspare.inventory.models import ServerRow, ServiceRow
+    from hotspare.probes import reachability
+    from hotspare.status import format_table, service_status
+
+    with session() as db:
+        services = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False).order_by(ServiceRow.name)))  # noqa: E712
+        servers = {server.name: server for server in db.exec(select(ServerRow))}
+    if not services:
+        print("no services in the inventory: run `hotspare fleet load FLEET.yaml`")
+        return 1
+    reachable = reachability({name: (s.address, s.ssh_port) for name, s in servers.items()}, args.timeout)
+    records = service_status(services, servers, reachable)
+    print(json.dumps({"services": records}, indent=2, default=str) if args.json else format_table(records))
+    return 0
