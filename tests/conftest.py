@@ -1,0 +1,62 @@
+"""Shared fixtures: one real lab and one real Prefect API per test session.
+
+The lab (OpenSSH hosts in network namespaces, BIND, SMTP) is started once at slot 1 so it never
+collides with a demo lab at slot 0. The Prefect API is ``prefect_test_harness``. Tests that
+change the lab (fail a host, fail over a service) restore it or use ``fresh_lab_state``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+TEST_HOME = Path(os.environ.get("HOTSPARE_HOME") or tempfile.mkdtemp(prefix="hotspare-test."))
+os.environ["HOTSPARE_HOME"] = str(TEST_HOME)
+os.environ.setdefault("PREFECT_HOME", str(TEST_HOME / "prefect"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+# Faster task-run bookkeeping on the harness's SQLite server (prefect-facts.md).
+os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "50")
+os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE", "50")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "paramiko")
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect API (test harness server) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """The lab, up for the whole session at slot 1, down at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (network namespaces, per-host mounts)")
+    from hotspare.lab import Lab
+
+    instance = Lab(TEST_HOME / "lab", slot=1)
+    instance.up()
+    yield instance
+    instance.down()
+
+
+@pytest.fixture(scope="session")
+def lab_env(lab) -> dict:
+    return lab.env()
+
+
+@pytest.fixture(scope="session")
+def fleet(lab, lab_env, prefect_api):
+    """The lab's fleet loaded into the session inventory, with its blocks saved in Prefect."""
+    from hotspare.access import loaded_fleet
+    from hotspare.cli import main
+
+    lab.register_blocks()
+    assert main(["fleet", "load", lab_env["fleet_file"]]) == 0
+    return loaded_fleet()
