@@ -535,18 +535,30 @@ class Lab:
         Works from state.json if present and from the slot's deterministic names otherwise.
         Leaves the network alone if the slot belongs to another live lab.
         """
+        state = self._read_state() or {}
         for daemon in self._daemons():
             log.info("%s", stop_daemon(daemon, self._children.pop(daemon.pid, None)))
-        if self._slot_owner_elsewhere() is None:
-            for host in HOSTS:
-                for sentence in stop_netns_processes(self.layout.netns(host)):
-                    log.info("%s", sentence)
-            for sentence in network.teardown(self.layout):
-                log.info("%s", sentence)
-            if self._owns_claim():
-                self._claim_file.unlink()
+        # The folder's earlier lab may have run on another slot than the one asked for now.
+        for slot in sorted({self.slot, int(state.get("slot", self.slot))}):
+            Lab(self.directory, slot)._remove_slot_network()
         for path in (self._state_file, self._env_file):
             path.unlink(missing_ok=True)
+
+    def _remove_slot_network(self) -> None:
+        """Stop what runs in this slot's namespaces and delete its network and claim,
+        unless the slot belongs to a live lab in another folder."""
+        owner = self._slot_owner_elsewhere()
+        if owner is not None:
+            log.info("slot %d belongs to the lab in %s; leaving its network alone",
+                     self.slot, owner)
+            return
+        for host in HOSTS:
+            for sentence in stop_netns_processes(self.layout.netns(host)):
+                log.info("%s", sentence)
+        for sentence in network.teardown(self.layout):
+            log.info("%s", sentence)
+        if self._owns_claim():
+            self._claim_file.unlink()
 
     def _require_up(self) -> None:
         if self._read_state() is None:
