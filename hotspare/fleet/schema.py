@@ -73,6 +73,24 @@ class Accounts(Strict):
     files: list[AbsolutePath] = Field(default_factory=list, description="Application account files.")
 
 
+class Backup(Strict):
+    """Third copy of a service on its storage host: a restic repository reached over SFTP."""
+
+    password_block: Name = Field(description="BackupRepositoryPassword block holding the repository password.")
+    repository: AbsolutePath | None = Field(
+        default=None, description="Repository folder on the storage host (default /srv/backup/<service>)."
+    )
+    keep_daily: int = Field(default=7, ge=0, description="Daily snapshots kept by retention.")
+    keep_weekly: int = Field(default=4, ge=0, description="Weekly snapshots kept by retention.")
+    keep_monthly: int = Field(default=6, ge=0, description="Monthly snapshots kept by retention.")
+    schedule: str = Field(default="30 2 * * *", description="Cron line for the backup flow.")
+    restore_proof_schedule: str = Field(default="0 4 * * 0", description="Cron line for the restore proof.")
+    check_schedule: str = Field(default="0 3 * * *", description="Cron line for the repository check.")
+    check_subsets: int = Field(
+        default=7, ge=1, le=1000, description="Each check reads 1/N of the pack files, rolling, so N checks read all."
+    )
+
+
 class Service(Strict):
     name: Name = Field(description="Service (customer application) name, unique in the fleet.")
     dns_name: str = Field(min_length=1, description="Record users reach the service by.")
@@ -95,6 +113,7 @@ class Service(Strict):
     max_shrink: float = Field(
         default=0.5, gt=0, le=1, description="Refuse to sync when size or file count dropped by more than this fraction."
     )
+    backup: Backup | None = Field(default=None, description="Backups to the storage host (none when absent).")
 
 
 class Contact(Strict):

@@ -364,4 +364,5 @@ def _fleet_service(service: ServiceSpec) -> dict:
         "rpo_hours": 12,
         "copies_to_keep": 4,
         "max_shrink": 0.5,
+        "backup": {"password_block": BLOCK_NAMES["restic"]},
     }
