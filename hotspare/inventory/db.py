@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from hotspare.inventory import models
+from hotspare.inventory import backup_models  # noqa: F401  (so create_all sees the backup tables)
 from hotspare.settings import hotspare_home
 
 
