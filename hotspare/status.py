@@ -9,8 +9,11 @@ from __future__ import annotations
 from hotspare.inventory.models import ServerRow, ServiceRow
 
 
-def service_status(services: list[ServiceRow], servers: dict[str, ServerRow], reachable: dict[str, bool]) -> list[dict]:
-    """Records with the service's active and mirror servers, their facilities and reachability."""
+def service_status(
+    services: list[ServiceRow], servers: dict[str, ServerRow], reachable: dict[str, bool], copy_facts: dict | None = None
+) -> list[dict]:
+    """Records with the service's active and mirror servers, their facilities and reachability,
+    merged with per-service facts from other subsystems (copies, backups)."""
     records = []
     for service in services:
         record = {
@@ -19,6 +22,7 @@ def service_status(services: list[ServiceRow], servers: dict[str, ServerRow], re
             "dns_name": service.spec.get("dns_name"),
             "production": _server_record(servers.get(service.active_server), reachable),
             "mirror": _server_record(servers.get(service.mirror_server) if service.mirror_server else None, reachable),
+            **(copy_facts or {}).get(service.name, {}),
         }
         records.append(record)
     return records
@@ -38,7 +42,7 @@ def _server_record(server: ServerRow | None, reachable: dict[str, bool]) -> dict
 
 def format_table(records: list[dict]) -> str:
     """A plain-text table for terminals."""
-    header = ("SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP")
+    header = ("SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY AGE", "RPO")
     rows = [header]
     for record in records:
         production, mirror = record["production"] or {}, record["mirror"] or {}
@@ -52,10 +56,40 @@ def format_table(records: list[dict]) -> str:
                 mirror.get("name", "-"),
                 mirror.get("facility", "-"),
                 _yes_no(mirror.get("reachable")),
+                _hours(record.get("copy_age_hours")),
+                record.get("rpo_state", "-"),
             )
         )
     widths = [max(len(str(row[column])) for row in rows) for column in range(len(header))]
     return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def copy_facts(service: ServiceRow, current, newest_verified, rpo_hours: float, now) -> dict:
+    """current_copy (id, path of its data folder on the mirror, verified_at), copy age, RPO state."""
+    from hotspare.inventory.models import as_utc
+    from hotspare.planning.replication import copy_data_path, rpo_state
+
+    started = as_utc(newest_verified.started_at) if newest_verified else None
+    facts = {
+        "current_copy": None,
+        "copy_age_hours": round((now - started).total_seconds() / 3600, 3) if started else None,
+        "rpo_hours": rpo_hours,
+        "rpo_state": rpo_state(started, now, rpo_hours),
+    }
+    if current is not None:
+        facts["current_copy"] = {
+            "id": current.id,
+            "server": current.target_server,
+            "path": copy_data_path(service.name, current.id, service.spec["data_paths"][0]),
+            "status": current.status,
+            "started_at": as_utc(current.started_at),
+            "verified_at": as_utc(current.verified_at),
+        }
+    return facts
+
+
+def _hours(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}h"
 
 
 def _yes_no(value: bool | None) -> str:

@@ -28,6 +28,19 @@ def status_command(args: argparse.Namespace) -> int:
         print("no services in the inventory: run `hotspare fleet load FLEET.yaml`")
         return 1
     reachable = reachability({name: (s.address, s.ssh_port) for name, s in servers.items()}, args.timeout)
-    records = service_status(services, servers, reachable)
+    records = service_status(services, servers, reachable, _copy_facts(services))
     print(json.dumps({"services": records}, indent=2, default=str) if args.json else format_table(records))
     return 0
+
+
+def _copy_facts(services) -> dict:
+    from hotspare.inventory import copies
+    from hotspare.inventory.models import utcnow
+    from hotspare.status import copy_facts
+
+    now = utcnow()
+    facts = {}
+    for service in services:
+        rpo_hours = service.spec.get("rpo_hours") or 12
+        facts[service.name] = copy_facts(service, copies.current_copy(service.name), copies.newest_verified(service.name), rpo_hours, now)
+    return facts

@@ -71,6 +71,7 @@ class CopyRow(SQLModel, table=True):
     total_bytes: int = 0
     total_files: int = 0
     verified_at: datetime | None = None
+    source_clock_start: float | None = None  # production's clock (epoch s) when the copy began
     verification: dict | None = Field(default=None, sa_column=Column(JSON))
 
 
@@ -116,3 +117,10 @@ class SchemaVersion(SQLModel, table=True):
     __tablename__ = "schema_version"
     id: int = Field(default=1, primary_key=True)
     version: int
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back without a zone; every stored time is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)

@@ -276,6 +276,9 @@ class Lab:
         for name in ("hosts", "dns", "mail", "logs"):
             shutil.rmtree(self._path(name), ignore_errors=True)
             self._path(name).mkdir()
+        for part in ("tmp", "new", "cur"):
+            # mailbox.Maildir only makes these when the folder itself does not exist yet.
+            self._path("mail", part).mkdir()
         for path in PRIVATE_PATHS + ("/run/sshd",):
             Path(path).mkdir(mode=0o755, exist_ok=True)
 

@@ -1,0 +1,88 @@
+"""Runbook: verify that a mirror copy is an exact (or better) copy of production.
+
+Checks content (full checksums), system accounts, hardware/OS/packages, free space and
+freshness against the RPO; publishes a table artifact naming every difference. A failed
+verification never makes a copy current.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+
+from hotspare import access
+from hotspare.adapters.errors import PermanentError
+from hotspare.inventory import copies
+from hotspare.inventory.models import as_utc, utcnow
+from hotspare.planning import replication as plan
+from tasks.verification import record_verification, repair_copy, verify_accounts, verify_content, verify_host
+
+
+@flow(name="verify-copy", log_prints=True)
+def verify_copy(service: str, copy_id: str, repair: bool = False, accounts_applied: bool = False) -> dict:
+    """Verify one copy. With ``repair``, corrupt files are re-sent once and checked again."""
+    logger = get_run_logger()
+    row = next((row for row in copies.copies_of(service) if row.id == copy_id), None)
+    if row is None:
+        raise PermanentError(f"no copy {copy_id} of {service} in the inventory")
+    source, target = copies.service_row(service).active_server, row.target_server
+    content = verify_content(service, copy_id, source, target)
+    if content["corrupt"] and repair:
+        repair_copy(service, copy_id, source, target, [d["path"] for d in content["corrupt"] if d["kind"] != "extra"])
+        content = verify_content(service, copy_id, source, target)
+    host = verify_host(service, source, target)
+    account_check = verify_accounts(service, copy_id, target) if accounts_applied else None
+    checks = _checks(service, copy_id, content, host, account_check)
+    failures = [f"{check['check']}: {check['detail']}" for check in checks if check["result"] == "FAIL"]
+    passed = not failures
+    record_verification(copy_id, passed, {"checks": checks})
+    create_table_artifact(checks, key=f"verify-{service}", description=f"Verification of {copy_id}: {'passed' if passed else 'FAILED'}")
+    (logger.info if passed else logger.error)("verification of %s %s%s", copy_id, "passed" if passed else "FAILED: ", "; ".join(failures))
+    return {"passed": passed, "summary": {"copy_id": copy_id, "failures": failures, "changed_during_copy": len(content["changed_during_copy"])}}
+
+
+def _checks(service: str, copy_id: str, content: dict, host: dict, accounts: dict | None) -> list[dict]:
+    corrupt = content["corrupt"]
+    changed = content["changed_during_copy"]
+    checks = [
+        _check("content", not corrupt, f"{len(corrupt)} file(s) differ from production: " + ", ".join(f"{d['path']} ({d['kind']})" for d in corrupt[:20])
+               if corrupt else "every file matches production by checksum"),
+        {"check": "changed during copy", "result": "info", "detail": f"{len(changed)} file(s) changed on production after the copy began"
+         + (": " + ", ".join(d["path"] for d in changed[:20]) if changed else "")},
+        _check("hardware and OS", not host["problems"], "; ".join(host["problems"]) or
+               f"mirror {host['mirror']} vs production {host['production']}; {host['packages_compared']} packages match"),
+    ]
+    if accounts is not None:
+        checks.append(_check("accounts", not accounts["problems"], "; ".join(accounts["problems"]) or f"{len(accounts['users'])} account(s) match"))
+    return checks
+
+
+def _check(name: str, ok: bool, detail: str) -> dict:
+    return {"check": name, "result": "ok" if ok else "FAIL", "detail": detail}
+
+
+@flow(name="verify", log_prints=True)
+def verify(services: list[str] | None = None) -> dict:
+    """Re-verify the current copy of each service against production now, plus RPO freshness."""
+    logger = get_run_logger()
+    fleet = access.loaded_fleet()
+    names = services or [service.name for service in fleet.services]
+    results, failed = {}, []
+    for name in names:
+        current = copies.current_copy(name)
+        newest = copies.newest_verified(name)
+        rpo = plan.rpo_state(as_utc(newest.started_at) if newest else None, utcnow(), fleet.rpo_hours_of(fleet.service(name)))
+        if current is None:
+            results[name] = {"passed": False, "rpo_state": rpo, "summary": {"failures": ["no current copy"]}}
+            failed.append(name)
+            continue
+        outcome = verify_copy(name, current.id, accounts_applied=True)
+        if not outcome["passed"]:
+            copies.update_copy(current.id, status="failed")
+        results[name] = outcome | {"rpo_state": rpo}
+        if not outcome["passed"] or rpo == "violated":
+            failed.append(name)
+        logger.info("%s: copy %s %s, RPO %s", name, current.id, "verified" if outcome["passed"] else "FAILED", rpo)
+    if failed:
+        raise RuntimeError(f"verification failed for {', '.join(failed)}")
+    return results

@@ -1,0 +1,63 @@
+"""Runs and their timed steps: the record behind RTO numbers and run summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from hotspare.inventory.db import session
+from hotspare.inventory.models import RunRow, StepRow, utcnow
+
+
+def start_run(kind: str, service: str, flow_run_id: str | None = None) -> int:
+    with session() as db:
+        run = RunRow(kind=kind, service=service, flow_run_id=flow_run_id)
+        db.add(run)
+        db.flush()
+        return run.id
+
+
+def finish_run(run_id: int, outcome: str, summary: str, details: dict | None = None) -> None:
+    with session() as db:
+        run = db.get(RunRow, run_id)
+        run.ended_at, run.outcome, run.summary = utcnow(), outcome, summary
+        if details is not None:
+            run.details = details
+
+
+@contextmanager
+def step(run_id: int, name: str) -> Iterator[StepRow]:
+    """Time one step; its outcome is ``ok`` or the error's first line."""
+    with session() as db:
+        row = StepRow(run_id=run_id, name=name)
+        db.add(row)
+        db.flush()
+        step_id = row.id
+    outcome, detail = "ok", ""
+    try:
+        yield row
+        detail = row.detail
+    except BaseException as error:
+        outcome, detail = "failed", str(error).splitlines()[0][:500] if str(error) else type(error).__name__
+        raise
+    finally:
+        with session() as db:
+            stored = db.get(StepRow, step_id)
+            stored.ended_at, stored.outcome, stored.detail = utcnow(), outcome, detail
+
+
+def step_timings(run_id: int) -> list[dict]:
+    """Steps of a run in order with their durations in seconds."""
+    from sqlmodel import select
+
+    with session() as db:
+        rows = db.exec(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.id)).all()
+    return [
+        {
+            "step": row.name,
+            "seconds": round((row.ended_at - row.started_at).total_seconds(), 3) if row.ended_at else None,
+            "outcome": row.outcome,
+            "detail": row.detail,
+        }
+        for row in rows
+    ]

@@ -1,0 +1,429 @@
+"""Pure planning for replication and verification: no network, no Prefect, no clock.
+
+Everything here takes facts (sizes, listings, command output) and returns decisions or
+argument lists, so it is tested with golden inputs and outputs.
+
+Layout on the mirror, per service::
+
+    /srv/hotspare/<service>/copies/<copy id>/tree/<absolute source paths…>
+    /srv/hotspare/<service>/current -> copies/<copy id>      (the newest verified copy)
+
+A copy is built with ``rsync --link-dest`` against the previous copy, so unchanged files are
+hard links and a copy costs only what changed. Older copies are never written to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+COPIES_ROOT = "/srv/hotspare"
+ACCOUNT_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow")
+SSH_OPTIONS = (
+    "-o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
+    "-o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
+)
+
+
+def service_root(service: str) -> str:
+    return f"{COPIES_ROOT}/{service}"
+
+
+def copy_root(service: str, copy_id: str) -> str:
+    return f"{service_root(service)}/copies/{copy_id}"
+
+
+def copy_tree(service: str, copy_id: str) -> str:
+    """Folder in a copy under which the source's absolute paths are reproduced."""
+    return f"{copy_root(service, copy_id)}/tree"
+
+
+def copy_data_path(service: str, copy_id: str, data_path: str) -> str:
+    """Where a production data folder lives inside a copy, as seen on the mirror."""
+    return copy_tree(service, copy_id) + data_path
+
+
+def copy_id_for(moment: datetime) -> str:
+    """Copy ids sort by time: ``20261125T130000Z``."""
+    return moment.strftime("%Y%m%dT%H%M%SZ")
+
+
+def source_paths(spec: dict) -> list[str]:
+    """Everything a copy holds: data, app code, OS config, account files, system accounts."""
+    accounts = spec.get("accounts") or {}
+    paths = [*spec["data_paths"], *spec.get("app_paths", []), *spec.get("config_paths", []), *accounts.get("files", [])]
+    paths += list(ACCOUNT_FILES)
+    unique = []
+    for path in paths:
+        normalized = path.rstrip("/") or "/"
+        if normalized not in unique:
+            unique.append(normalized)
+    return unique
+
+
+# ---------------------------------------------------------------------------------------
+# Source sanity: a wiped or unmounted disk must never reach the mirror.
+
+
+@dataclass(frozen=True)
+class SourceTotals:
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Go or no-go with the sentence that explains it (logged verbatim)."""
+
+    go: bool
+    reason: str
+
+
+def parse_file_sizes(listing: str) -> SourceTotals:
+    """Totals from ``find PATHS -type f -printf '%s\\n'`` output."""
+    sizes = [int(line) for line in listing.split() if line.strip().isdigit()]
+    return SourceTotals(files=len(sizes), bytes=sum(sizes))
+
+
+def judge_source(
+    data_totals: SourceTotals, previous: SourceTotals | None, max_shrink: float, missing_paths: list[str], force: bool
+) -> Decision:
+    """Refuse a sync from an empty, missing or shrunken source unless forced."""
+    problems = []
+    if missing_paths:
+        problems.append(f"data path(s) missing on production: {', '.join(missing_paths)}")
+    if data_totals.files == 0:
+        problems.append("the data paths on production hold no files (wiped or unmounted disk?)")
+    elif previous and previous.files:
+        file_drop = 1 - data_totals.files / previous.files
+        byte_drop = 1 - data_totals.bytes / previous.bytes if previous.bytes else 0.0
+        if file_drop > max_shrink or byte_drop > max_shrink:
+            problems.append(
+                f"production data shrank since the last verified copy: {previous.files} -> {data_totals.files} files, "
+                f"{previous.bytes} -> {data_totals.bytes} bytes (more than {max_shrink:.0%} gone)"
+            )
+    if not problems:
+        return Decision(True, f"source looks sane: {data_totals.files} files, {data_totals.bytes} bytes")
+    if force:
+        return Decision(True, "forced despite: " + "; ".join(problems))
+    return Decision(False, "refusing to replicate: " + "; ".join(problems) + ". Nothing was touched; use force to override.")
+
+
+def judge_room(available_bytes: int, source: SourceTotals, has_previous_copy: bool) -> Decision:
+    """A first copy needs the whole source plus 10 %; later copies a fifth of it (only changes)."""
+    needed = int(source.bytes * (1.1 if not has_previous_copy else 0.2)) + 16 * 2**20
+    if available_bytes >= needed:
+        return Decision(True, f"mirror has room: {available_bytes} bytes free, {needed} needed")
+    return Decision(False, f"mirror is short of space: {available_bytes} bytes free, at least {needed} needed; free space or add disk")
+
+
+# ---------------------------------------------------------------------------------------
+# Commands (argument lists; the SSH adapter quotes them).
+
+
+@dataclass(frozen=True)
+class PeerAccess:
+    """How production reaches the mirror for host-to-host rsync: files it writes first."""
+
+    directory: str
+    key_path: str
+    known_hosts_path: str
+    user: str
+    address: str
+    port: int
+
+    def ssh_command(self) -> str:
+        """The value of rsync's ``-e`` (rsync splits it on spaces; our paths have none)."""
+        return (
+            f"ssh -i {self.key_path} -p {self.port} {SSH_OPTIONS} "
+            f"-o UserKnownHostsFile={self.known_hosts_path}"
+        )
+
+    def remote(self, path: str) -> str:
+        return f"{self.user}@{self.address}:{path}"
+
+
+def peer_access(run_tag: str, user: str, address: str, port: int) -> PeerAccess:
+    directory = f"/run/hotspare/{run_tag}"
+    return PeerAccess(directory, f"{directory}/key", f"{directory}/known_hosts", user, address, port)
+
+
+def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link_dest: str | None) -> list[str]:
+    """Copy ``paths`` from production into ``target_tree`` on the mirror, preserving absolute paths.
+
+    ``--delete`` only ever acts inside the new copy's own folder (resuming a partial copy),
+    never on a previous copy: those are only hard-link sources.
+    """
+    argv = [
+        "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--partial",
+        "--stats", "--timeout=60", "-e", access.ssh_command(),
+    ]
+    if link_dest:
+        argv.append(f"--link-dest={link_dest}")
+    return [*argv, *paths, access.remote(target_tree + "/")]
+
+
+def rsync_verify_argv(access: PeerAccess, paths: list[str], target_tree: str) -> list[str]:
+    """Dry-run content comparison (``-c``: full checksums) listing every difference."""
+    return [
+        "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--dry-run", "--checksum",
+        "--itemize-changes", "--timeout=60", "-e", access.ssh_command(),
+        *paths, access.remote(target_tree + "/"),
+    ]
+
+
+def rsync_repair_argv(access: PeerAccess, target_tree: str) -> list[str]:
+    """Re-send the files named on stdin (absolute paths) with full checksums into the copy."""
+    return [
+        "rsync", "-aHAX", "--numeric-ids", "--relative", "--checksum", "--files-from=-", "--from0",
+        "--timeout=60", "-e", access.ssh_command(), "/", access.remote(target_tree + "/"),
+    ]
+
+
+@dataclass(frozen=True)
+class TransferStats:
+    files_transferred: int
+    bytes_transferred: int
+    total_files: int
+    total_bytes: int
+
+
+def parse_rsync_stats(output: str) -> TransferStats:
+    """Numbers from ``rsync --stats`` (thousands separators allowed)."""
+    def number(label: str) -> int:
+        for line in output.splitlines():
+            if line.strip().startswith(label):
+                digits = line.split(":", 1)[1].strip().split()[0].replace(",", "").replace(".", "")
+                return int(digits) if digits.isdigit() else 0
+        return 0
+
+    return TransferStats(
+        files_transferred=number("Number of regular files transferred"),
+        bytes_transferred=number("Total transferred file size"),
+        total_files=number("Number of files"),
+        total_bytes=number("Total file size"),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Verification: what differs, and whether it is corruption or just production moving on.
+
+
+@dataclass(frozen=True)
+class Difference:
+    path: str  # absolute path on production
+    kind: str  # content | missing | extra | metadata
+    changed_on_source: bool = False  # production modified it after the copy started
+
+
+@dataclass(frozen=True)
+class ContentReport:
+    differences: tuple[Difference, ...] = ()
+
+    @property
+    def corrupt(self) -> tuple[Difference, ...]:
+        """Differences production's own changes cannot explain."""
+        return tuple(d for d in self.differences if not d.changed_on_source)
+
+    @property
+    def changed_during_copy(self) -> tuple[Difference, ...]:
+        return tuple(d for d in self.differences if d.changed_on_source)
+
+
+def parse_itemized(output: str) -> list[tuple[str, str]]:
+    """(kind, absolute path) for each file-level difference in ``rsync -i`` output.
+
+    Directory timestamp noise (``.d..t......``) is ignored: directories change time whenever
+    their content changes, and their content is compared file by file.
+    """
+    found = []
+    for line in output.splitlines():
+        if line.startswith("*deleting"):
+            path = line.split(None, 1)[1]
+            found.append(("extra", "/" + path.rstrip("/")))
+            continue
+        if len(line) < 13 or line[11] != " ":
+            continue
+        flags, path = line[:11], line[12:]
+        update_type, file_type, attributes = flags[0], flags[1], flags[2:]
+        if file_type == "d" and "+" not in attributes:
+            continue
+        if "+" in attributes:
+            kind = "missing"
+        elif "c" in attributes or "s" in attributes:
+            kind = "content"
+        elif update_type in ".>ch" and any(flag in attributes for flag in "tpoga"):
+            kind = "metadata"
+        else:
+            continue
+        found.append((kind, "/" + path.rstrip("/")))
+    return found
+
+
+def classify_differences(itemized: list[tuple[str, str]], source_mtimes: dict[str, float], copy_started: float) -> ContentReport:
+    """Mark each difference whose production file changed after ``copy_started`` as expected.
+
+    ``source_mtimes`` holds production's current mtime for listed paths (absent: the file no
+    longer exists on production, which is also a change on the source's side).
+    """
+    differences = []
+    for kind, path in itemized:
+        mtime = source_mtimes.get(path)
+        if kind == "extra":
+            changed = mtime is None  # deleted on production after the copy
+        else:
+            changed = mtime is None or mtime >= copy_started
+        differences.append(Difference(path, kind, changed))
+    return ContentReport(tuple(differences))
+
+
+def parse_stat_mtimes(output: str) -> dict[str, float]:
+    """``stat --printf '%Y.%y\\t%n\\n'``-style lines → {path: mtime}; we use ``%.Y\\t%n``."""
+    mtimes = {}
+    for line in output.splitlines():
+        if "\t" not in line:
+            continue
+        stamp, path = line.split("\t", 1)
+        try:
+            mtimes[path] = float(stamp)
+        except ValueError:
+            continue
+    return mtimes
+
+
+# ---------------------------------------------------------------------------------------
+# Retention
+
+
+def copies_to_prune(copy_ids: list[str], keep: int, protected: set[str]) -> list[str]:
+    """Oldest copies beyond ``keep``, never one in ``protected`` (current, in use)."""
+    ordered = sorted(copy_ids, reverse=True)
+    kept = [copy_id for copy_id in ordered if copy_id in protected]
+    for copy_id in ordered:
+        if len(kept) >= keep:
+            break
+        if copy_id not in kept:
+            kept.append(copy_id)
+    return sorted(copy_id for copy_id in copy_ids if copy_id not in kept)
+
+
+# ---------------------------------------------------------------------------------------
+# RPO
+
+
+def rpo_state(verified_at: datetime | None, now: datetime, rpo_hours: float) -> str:
+    """``ok`` under 75 % of the RPO, ``at risk`` beyond, ``violated`` past it or with no copy."""
+    if verified_at is None:
+        return "violated"
+    age = now - verified_at
+    if age > timedelta(hours=rpo_hours):
+        return "violated"
+    if age > timedelta(hours=rpo_hours * 0.75):
+        return "at risk"
+    return "ok"
+
+
+@dataclass(frozen=True)
+class HardwareFacts:
+    cpus: int
+    memory_mb: int
+    disk_bytes: int
+    available_bytes: int
+    os_release: str = ""
+    packages: dict[str, str] = field(default_factory=dict)
+
+
+def compare_hardware(production: HardwareFacts, mirror: HardwareFacts, declared_production: dict | None, declared_mirror: dict | None) -> list[str]:
+    """Every way the mirror is not "exact or better" than production (empty: fine)."""
+    problems = []
+    if mirror.cpus < production.cpus:
+        problems.append(f"mirror has {mirror.cpus} CPUs, production {production.cpus}")
+    if mirror.memory_mb < production.memory_mb:
+        problems.append(f"mirror has {mirror.memory_mb} MiB memory, production {production.memory_mb}")
+    if mirror.disk_bytes < production.disk_bytes:
+        problems.append(f"mirror disk is {mirror.disk_bytes} bytes, production {production.disk_bytes}")
+    if declared_production and declared_mirror:
+        for key, label in (("cpus", "CPUs"), ("memory_mb", "MiB memory"), ("disk_gb", "GiB disk")):
+            if declared_mirror[key] < declared_production[key]:
+                problems.append(f"fleet file declares {declared_mirror[key]} {label} on the mirror, {declared_production[key]} on production")
+    if production.os_release and mirror.os_release != production.os_release:
+        problems.append("OS release differs: " + _os_name(mirror.os_release) + " on the mirror vs " + _os_name(production.os_release))
+    missing = sorted(name for name in production.packages if name not in mirror.packages)
+    different = sorted(
+        name for name, version in production.packages.items() if name in mirror.packages and mirror.packages[name] != version
+    )
+    if missing:
+        problems.append(f"{len(missing)} package(s) missing on the mirror: {', '.join(missing[:10])}")
+    if different:
+        problems.append(
+            f"{len(different)} package(s) at another version on the mirror: "
+            + ", ".join(f"{n} {mirror.packages[n]} vs {production.packages[n]}" for n in different[:10])
+        )
+    return problems
+
+
+def _os_name(os_release: str) -> str:
+    for line in os_release.splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return "unknown"
+
+
+def parse_meminfo_mb(text: str) -> int:
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def parse_df(text: str) -> tuple[int, int]:
+    """(size, available) bytes from ``df -B1 --output=size,avail PATH``."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    size, available = lines[-1].split()[:2]
+    return int(size), int(available)
+
+
+def parse_packages(text: str) -> dict[str, str]:
+    """``dpkg-query -W -f '${Package} ${Version}\\n'`` → {name: version}."""
+    packages = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            packages[parts[0]] = parts[1]
+    return packages
+
+
+# ---------------------------------------------------------------------------------------
+# Accounts
+
+
+def merge_accounts(target: str, source: str, id_field: int, low: int, high: int) -> str:
+    """Replace the target file's entries whose id is in [low, high] with the source's.
+
+    Works for passwd/group (id in field 2, resp. 2) and for shadow/gshadow, where the caller
+    passes the names to keep via ``id_field=-1`` semantics handled by ``merge_by_names``.
+    """
+    def in_range(line: str) -> bool:
+        parts = line.split(":")
+        return len(parts) > id_field and parts[id_field].isdigit() and low <= int(parts[id_field]) <= high
+
+    kept = [line for line in target.splitlines() if line and not in_range(line)]
+    kept_names = {line.split(":", 1)[0] for line in kept}
+    incoming = [line for line in source.splitlines() if line and in_range(line) and line.split(":", 1)[0] not in kept_names]
+    return "\n".join(kept + incoming) + "\n"
+
+
+def names_in_range(text: str, id_field: int, low: int, high: int) -> set[str]:
+    names = set()
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) > id_field and parts[id_field].isdigit() and low <= int(parts[id_field]) <= high:
+            names.add(parts[0])
+    return names
+
+
+def merge_by_names(target: str, source: str, names: set[str], replaced: set[str]) -> str:
+    """shadow/gshadow: drop target entries of ``replaced`` names, add source entries of ``names``."""
+    kept = [line for line in target.splitlines() if line and line.split(":", 1)[0] not in replaced]
+    incoming = [line for line in source.splitlines() if line and line.split(":", 1)[0] in names]
+    return "\n".join(kept + incoming) + "\n"

@@ -1,0 +1,291 @@
+"""Replication steps: thin tasks that execute the plans of ``hotspare.planning.replication``.
+
+Data flows host to host: production runs rsync and pushes to the mirror over SSH with a pinned
+mirror host key. The orchestrator only sends commands and reads small outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from hotspare import access
+from hotspare.adapters.errors import PermanentError
+from hotspare.adapters.ssh import SshConnection
+from hotspare.fleet import Fleet
+from hotspare.inventory import copies
+from hotspare.inventory.models import CopyRow, as_utc, utcnow
+from hotspare.planning import replication as plan
+from tasks.retry import TRANSIENT_RETRIES
+
+STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
+
+
+class Refused(PermanentError):
+    """A safety check said no; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    service: str
+    source: str
+    target: str
+    copy_id: str
+    tree: str
+    link_dest: str | None
+    resume_from: str | None  # an unverified copy folder to reuse (cheap resume)
+    paths: tuple[str, ...]
+    data_totals: dict
+
+
+def _spec(fleet: Fleet, service: str) -> dict:
+    return fleet.service(service).model_dump(mode="json")
+
+
+# ---------------------------------------------------------------------------------------
+# Host-to-host access
+
+
+@contextmanager
+def mirror_access(fleet: Fleet, production: SshConnection, mirror_name: str, run_tag: str) -> Iterator[plan.PeerAccess]:
+    """Give production a short-lived key and the pinned host key to reach the mirror.
+
+    Written on tmpfs (/run) with mode 0600 via stdin, removed when the block ends.
+    """
+    mirror = access.endpoint(fleet, mirror_name)
+    login = access.login(fleet.ssh_block_of(fleet.server(mirror_name)))
+    peer = plan.peer_access(run_tag, login.user, mirror.address, mirror.port)
+    production.run(["install", "-d", "-m", "0700", peer.directory])
+    try:
+        write_file(production, peer.key_path, login.private_key.encode())
+        write_file(production, peer.known_hosts_path, (mirror.known_hosts_line() + "\n").encode())
+        yield peer
+    finally:
+        production.run(["rm", "-rf", "--", peer.directory], check=False)
+
+
+def write_file(connection: SshConnection, path: str, content: bytes, mode: str = "077") -> None:
+    """Write ``content`` to ``path`` on the server through stdin (never argv)."""
+    connection.run(["sh", "-c", f'umask {mode} && cat > "$1"', "sh", path], stdin=content)
+
+
+# ---------------------------------------------------------------------------------------
+# Preflight
+
+
+@task(name="preflight", **STEP)
+def preflight(service: str, force: bool = False) -> CopyPlan:
+    """Both hosts reachable, room on the mirror, a sane source; otherwise refuse, touching nothing."""
+    logger = get_run_logger()
+    fleet = access.loaded_fleet()
+    spec = _spec(fleet, service)
+    row = copies.service_row(service)
+    if not row.mirror_server:
+        raise Refused(f"service {service} has no mirror assigned (state {row.state}); nothing to replicate to")
+    source, target = row.active_server, row.mirror_server
+    with access.connect(fleet, source) as production, access.connect(fleet, target) as mirror:
+        missing = [path for path in spec["data_paths"] if production.run(["test", "-d", path], check=False).exit_status]
+        present = [path for path in spec["data_paths"] if path not in missing]
+        listing = production.run(["find", *present, "-type", "f", "-printf", "%s\n"], timeout=600).text if present else ""
+        totals = plan.parse_file_sizes(listing)
+        previous = copies.newest_verified(service, target)
+        previous_totals = plan.SourceTotals(previous.total_files, previous.total_bytes) if previous else None
+        decision = plan.judge_source(totals, previous_totals, spec["max_shrink"], missing, force)
+        logger.info(decision.reason)
+        if not decision.go:
+            raise Refused(decision.reason)
+        mirror.run(["install", "-d", "-m", "0700", plan.service_root(service) + "/copies"])
+        _, available = plan.parse_df(mirror.run(["df", "-B1", "--output=size,avail", plan.service_root(service)]).text)
+        room = plan.judge_room(available, totals, previous is not None)
+        logger.info(room.reason)
+        if not room.go:
+            raise Refused(room.reason)
+        copy_id = _new_copy_id(service)
+        link_base = _newest_existing_copy(mirror, service)
+        resume = _resumable_copy(mirror, service)
+    link_dest = plan.copy_tree(service, link_base) if link_base else None
+    logger.info("new copy %s of %s: %s -> %s (hard links against %s%s)", copy_id, service, source, target,
+                link_base or "nothing: full copy", f", resuming {resume}" if resume else "")
+    return CopyPlan(service, source, target, copy_id, plan.copy_tree(service, copy_id), link_dest, resume,
+                    tuple(plan.source_paths(spec)), asdict(totals))
+
+
+def _new_copy_id(service: str) -> str:
+    base = f"{service}-{plan.copy_id_for(datetime.now(timezone.utc))}"
+    taken = {row.id for row in copies.copies_of(service)}
+    candidate, number = base, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{base}-{number}"
+    return candidate
+
+
+def _newest_existing_copy(mirror: SshConnection, service: str) -> str | None:
+    """The newest verified copy still on disk: the hard-link base of the next copy."""
+    for row in copies.copies_of(service, mirror.endpoint.name):
+        if row.status == "verified" and mirror.run(["test", "-d", plan.copy_tree(service, row.id)], check=False).exit_status == 0:
+            return row.id
+    return None
+
+
+def _resumable_copy(mirror: SshConnection, service: str) -> str | None:
+    """The newest copy that never verified but left files behind (interrupted run)."""
+    for row in copies.copies_of(service, mirror.endpoint.name):
+        if row.status == "verified":
+            return None
+        if row.status in ("in-progress", "copied", "failed") and mirror.run(["test", "-d", plan.copy_root(service, row.id)], check=False).exit_status == 0:
+            return row.id
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Hooks and copy
+
+
+@task(name="pre-sync hooks", **STEP)
+def run_pre_sync(service: str, source: str) -> int:
+    """Run the fleet file's pre-sync commands on production (e.g. a database dump)."""
+    logger = get_run_logger()
+    fleet = access.loaded_fleet()
+    commands = fleet.service(service).pre_sync
+    if not commands:
+        logger.info("no pre-sync hooks for %s", service)
+        return 0
+    with access.connect(fleet, source) as production:
+        for argv in commands:
+            production.run(argv, timeout=1800)
+            logger.info("pre-sync hook ran on %s: %s", source, " ".join(argv))
+    return len(commands)
+
+
+@task(name="copy to mirror", cache_policy=NO_CACHE, **{k: v for k, v in TRANSIENT_RETRIES.items()})
+def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
+    """rsync production → mirror into the new copy folder, hard-linking unchanged files."""
+    logger = get_run_logger()
+    fleet = access.loaded_fleet()
+    service = copy_plan.service
+    with access.connect(fleet, copy_plan.source) as production, access.connect(fleet, copy_plan.target) as mirror:
+        if copy_plan.resume_from and copy_plan.resume_from != copy_plan.copy_id:
+            mirror.run(["mv", "--", plan.copy_root(service, copy_plan.resume_from), plan.copy_root(service, copy_plan.copy_id)])
+            copies.update_copy(copy_plan.resume_from, status="pruned", ended_at=utcnow())
+            logger.info("resuming the interrupted copy %s as %s", copy_plan.resume_from, copy_plan.copy_id)
+        mirror.run(["install", "-d", "-m", "0700", copy_plan.tree])
+        clock = float(production.run(["date", "+%s.%N"]).text.strip())
+        _record_copy_start(copy_plan, clock)
+        with mirror_access(fleet, production, copy_plan.target, f"replicate-{service}") as peer:
+            argv = plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest)
+            result = production.run(argv, timeout=6 * 3600, check=False)
+        if result.exit_status not in (0, 24):  # 24: files vanished during transfer (production is live)
+            copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())
+            from hotspare.adapters.errors import TransientError
+
+            raise TransientError(
+                f"rsync {copy_plan.source} -> {copy_plan.target} exited {result.exit_status}: "
+                f"{result.stderr_tail.strip()[-500:]}. The previous verified copy is untouched; the next run resumes."
+            )
+    stats = plan.parse_rsync_stats(result.text)
+    copies.update_copy(
+        copy_plan.copy_id, status="copied", ended_at=utcnow(), bytes_transferred=stats.bytes_transferred,
+        files_transferred=stats.files_transferred, total_files=copy_plan.data_totals["files"],
+        total_bytes=copy_plan.data_totals["bytes"],
+    )
+    logger.info("copied %s: %d files / %d bytes transferred of %d files / %d bytes", copy_plan.copy_id,
+                stats.files_transferred, stats.bytes_transferred, stats.total_files, stats.total_bytes)
+    return asdict(stats) | {"source_clock_start": clock}
+
+
+def _record_copy_start(copy_plan: CopyPlan, clock: float) -> None:
+    existing = {row.id for row in copies.copies_of(copy_plan.service)}
+    if copy_plan.copy_id in existing:
+        copies.update_copy(copy_plan.copy_id, status="in-progress", source_clock_start=clock)
+        return
+    copies.add_copy(CopyRow(
+        id=copy_plan.copy_id, service=copy_plan.service, source_server=copy_plan.source,
+        target_server=copy_plan.target, path=plan.copy_root(copy_plan.service, copy_plan.copy_id),
+        source_clock_start=clock,
+    ))
+
+
+# ---------------------------------------------------------------------------------------
+# Promotion, accounts, retention
+
+
+@task(name="promote copy", **STEP)
+def promote_copy(service: str, copy_id: str, target: str) -> None:
+    """Make a verified copy current: the mirror's ``current`` link and the inventory."""
+    fleet = access.loaded_fleet()
+    with access.connect(fleet, target) as mirror:
+        link = plan.service_root(service) + "/current"
+        mirror.run(["ln", "-sfn", f"copies/{copy_id}", link + ".new"])
+        mirror.run(["mv", "-T", link + ".new", link])
+    copies.make_current(service, copy_id)
+    get_run_logger().info("copy %s is now the current copy of %s on %s", copy_id, service, target)
+
+
+@task(name="apply accounts", **STEP)
+def apply_accounts(service: str, copy_id: str, target: str) -> dict:
+    """Merge the copy's system accounts (the service's UID range) into the mirror's /etc."""
+    fleet = access.loaded_fleet()
+    accounts = fleet.service(service).accounts
+    low, high = accounts.uid_min, accounts.uid_max
+    tree = plan.copy_tree(service, copy_id)
+    with access.connect(fleet, target) as mirror, mirror.open_sftp() as sftp:
+        def read(path: str) -> str:
+            with sftp.open(path, "r") as handle:
+                return handle.read().decode()
+
+        source = {path: read(tree + path) for path in plan.ACCOUNT_FILES}
+        current = {path: read(path) for path in plan.ACCOUNT_FILES}
+        merged = merged_account_files(current, source, low, high)
+        changed = [path for path in plan.ACCOUNT_FILES if merged[path] != current[path]]
+        for path in changed:
+            mode = sftp.stat(path).st_mode & 0o7777
+            write_file(mirror, path + ".hotspare-new", merged[path].encode())
+            mirror.run(["chmod", f"{mode:o}", path + ".hotspare-new"])
+            mirror.run(["mv", "-f", "--", path + ".hotspare-new", path])
+    users = sorted(plan.names_in_range(source["/etc/passwd"], 2, low, high))
+    get_run_logger().info("accounts on %s in UID range %d-%d: %s (%d file(s) updated)", target, low, high,
+                          ", ".join(users) or "none", len(changed))
+    return {"users": users, "files_updated": changed}
+
+
+def merged_account_files(current: dict[str, str], source: dict[str, str], low: int, high: int) -> dict[str, str]:
+    """The mirror's account files with the service's range replaced by the copy's entries."""
+    users = plan.names_in_range(source["/etc/passwd"], 2, low, high)
+    old_users = plan.names_in_range(current["/etc/passwd"], 2, low, high)
+    groups = plan.names_in_range(source["/etc/group"], 2, low, high)
+    old_groups = plan.names_in_range(current["/etc/group"], 2, low, high)
+    return {
+        "/etc/passwd": plan.merge_accounts(current["/etc/passwd"], source["/etc/passwd"], 2, low, high),
+        "/etc/group": plan.merge_accounts(current["/etc/group"], source["/etc/group"], 2, low, high),
+        "/etc/shadow": plan.merge_by_names(current["/etc/shadow"], source["/etc/shadow"], users, old_users | users),
+        "/etc/gshadow": plan.merge_by_names(current["/etc/gshadow"], source["/etc/gshadow"], groups, old_groups | groups),
+    }
+
+
+@task(name="prune copies", **STEP)
+def prune_copies(service: str, target: str) -> list[str]:
+    """Remove the oldest copies beyond the fleet's ``copies_to_keep``; never the current one."""
+    fleet = access.loaded_fleet()
+    keep = fleet.copies_to_keep_of(fleet.service(service))
+    rows = copies.copies_of(service, target)
+    current = copies.service_row(service).current_copy_id
+    doomed = plan.copies_to_prune([row.id for row in rows], keep, {current} if current else set())
+    if doomed:
+        with access.connect(fleet, target) as mirror:
+            for copy_id in doomed:
+                mirror.run(["rm", "-rf", "--", plan.copy_root(service, copy_id)], timeout=1800)
+                copies.update_copy(copy_id, status="pruned")
+    get_run_logger().info("kept %d copies of %s, pruned %s", keep, service, ", ".join(doomed) or "none")
+    return doomed
+
+
+def copy_age_hours(row: CopyRow | None) -> float | None:
+    if row is None or row.verified_at is None:
+        return None
+    return round((utcnow() - as_utc(row.verified_at)).total_seconds() / 3600, 3)

@@ -1,0 +1,139 @@
+"""Verification steps: is the mirror's copy an exact (or better) copy of production?
+
+Content is compared with full checksums (``rsync -anc``, xxh128), run on production against
+the copy on the mirror, so a same-size, same-mtime corruption is caught. Differences whose
+production file changed after the copy began are reported as such, not as corruption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from prefect import get_run_logger, task
+
+from hotspare import access
+from hotspare.adapters.ssh import SshConnection
+from hotspare.inventory import copies
+from hotspare.inventory.models import utcnow
+from hotspare.planning import replication as plan
+from tasks.replication import STEP, mirror_access
+
+STAT_CHUNK = 400
+
+
+@task(name="verify content", **STEP)
+def verify_content(service: str, copy_id: str, source: str, target: str) -> dict:
+    """Checksum-compare production with the copy; classify every difference."""
+    fleet = access.loaded_fleet()
+    paths = plan.source_paths(fleet.service(service).model_dump(mode="json"))
+    row = next(row for row in copies.copies_of(service) if row.id == copy_id)
+    with access.connect(fleet, source) as production:
+        with mirror_access(fleet, production, target, f"verify-{service}") as peer:
+            result = production.run(plan.rsync_verify_argv(peer, paths, plan.copy_tree(service, copy_id)), timeout=6 * 3600, check=False)
+        if result.exit_status not in (0, 23, 24):
+            from hotspare.adapters.errors import TransientError
+
+            raise TransientError(f"checksum comparison {source} -> {target} failed ({result.exit_status}): {result.stderr_tail.strip()[-300:]}")
+        itemized = plan.parse_itemized(result.text)
+        mtimes = source_mtimes(production, [path for _, path in itemized])
+    report = plan.classify_differences(itemized, mtimes, row.source_clock_start or 0.0)
+    corrupt = [asdict(d) for d in report.corrupt]
+    changed = [asdict(d) for d in report.changed_during_copy]
+    get_run_logger().info("content of %s: %d difference(s) not explained by production changes, %d file(s) changed on production since the copy began",
+                          copy_id, len(corrupt), len(changed))
+    return {"corrupt": corrupt, "changed_during_copy": changed}
+
+
+def source_mtimes(production: SshConnection, paths: list[str]) -> dict[str, float]:
+    """Current mtimes of ``paths`` on production (missing files are simply absent)."""
+    mtimes: dict[str, float] = {}
+    for start in range(0, len(paths), STAT_CHUNK):
+        chunk = paths[start : start + STAT_CHUNK]
+        output = production.run(["stat", "--printf", "%.9Y\t%n\n", "--", *chunk], check=False).text
+        mtimes.update(plan.parse_stat_mtimes(output))
+    return mtimes
+
+
+@task(name="repair copy", **STEP)
+def repair_copy(service: str, copy_id: str, source: str, target: str, paths: list[str]) -> int:
+    """Re-send corrupt files into the new copy; rsync replaces them, so older copies keep theirs."""
+    fleet = access.loaded_fleet()
+    with access.connect(fleet, source) as production:
+        with mirror_access(fleet, production, target, f"repair-{service}") as peer:
+            listing = "\0".join(path.lstrip("/") for path in paths).encode() + b"\0"
+            production.run(plan.rsync_repair_argv(peer, plan.copy_tree(service, copy_id)), stdin=listing, timeout=6 * 3600)
+    get_run_logger().warning("re-sent %d file(s) that differed from production into %s", len(paths), copy_id)
+    return len(paths)
+
+
+def hardware_facts(connection: SshConnection, data_path: str, with_packages: bool = True) -> plan.HardwareFacts:
+    cpus = int(connection.run(["nproc"]).text.strip())
+    memory = plan.parse_meminfo_mb(connection.run(["cat", "/proc/meminfo"]).text)
+    disk, available = plan.parse_df(connection.run(["df", "-B1", "--output=size,avail", data_path]).text)
+    os_release = connection.run(["cat", "/etc/os-release"], check=False).text
+    packages = {}
+    if with_packages:
+        listing = connection.run(["dpkg-query", "-W", "-f", "${Package} ${Version}\n"], check=False).text
+        packages = plan.parse_packages(listing)
+    return plan.HardwareFacts(cpus, memory, disk, available, os_release, packages)
+
+
+@task(name="verify host", **STEP)
+def verify_host(service: str, source: str, target: str) -> dict:
+    """Hardware exact or better, same OS release and packages, free-space headroom."""
+    fleet = access.loaded_fleet()
+    spec = fleet.service(service)
+    with access.connect(fleet, source) as production, access.connect(fleet, target) as mirror:
+        production_facts = hardware_facts(production, spec.data_paths[0])
+        mirror_facts = hardware_facts(mirror, plan.COPIES_ROOT if mirror.run(["test", "-d", plan.COPIES_ROOT], check=False).exit_status == 0 else "/")
+        used = int(production.run(["du", "-sb", "--", *spec.data_paths]).text.split()[0]) if spec.data_paths else 0
+    declared = {name: fleet.server(name).hardware for name in (source, target)}
+    problems = plan.compare_hardware(
+        production_facts, mirror_facts,
+        declared[source].model_dump() if declared[source] else None,
+        declared[target].model_dump() if declared[target] else None,
+    )
+    headroom = int(used * 0.2)
+    if mirror_facts.available_bytes < headroom:
+        problems.append(f"mirror has {mirror_facts.available_bytes} bytes free, less than 20 % of production data ({headroom})")
+    return {
+        "problems": problems,
+        "production": {"cpus": production_facts.cpus, "memory_mb": production_facts.memory_mb, "disk_bytes": production_facts.disk_bytes},
+        "mirror": {"cpus": mirror_facts.cpus, "memory_mb": mirror_facts.memory_mb, "disk_bytes": mirror_facts.disk_bytes,
+                   "available_bytes": mirror_facts.available_bytes},
+        "packages_compared": len(production_facts.packages),
+    }
+
+
+@task(name="verify accounts", **STEP)
+def verify_accounts(service: str, copy_id: str, target: str) -> dict:
+    """The mirror's live accounts in the service's UID range match the copy's."""
+    fleet = access.loaded_fleet()
+    accounts = fleet.service(service).accounts
+    tree = plan.copy_tree(service, copy_id)
+    with access.connect(fleet, target) as mirror:
+        def entries(root: str) -> dict[str, tuple[str, str]]:
+            passwd = mirror.run(["cat", root + "/etc/passwd"]).text
+            shadow = mirror.run(["cat", root + "/etc/shadow"]).text
+            return _range_entries(passwd, shadow, accounts.uid_min, accounts.uid_max)
+
+        wanted, present = entries(tree), entries("")
+    problems = [f"account {name} differs or is missing on the mirror" for name in sorted(wanted) if present.get(name) != wanted[name]]
+    return {"users": sorted(wanted), "problems": problems}
+
+
+def _range_entries(passwd: str, shadow: str, low: int, high: int) -> dict[str, tuple[str, str]]:
+    """{user: (passwd line, shadow line)} for users in the UID range."""
+    users = plan.names_in_range(passwd, 2, low, high)
+    by_name = lambda text: {line.split(":", 1)[0]: line for line in text.splitlines() if line}  # noqa: E731
+    passwd_lines, shadow_lines = by_name(passwd), by_name(shadow)
+    return {name: (passwd_lines[name], shadow_lines.get(name, "")) for name in users}
+
+
+def record_verification(copy_id: str, passed: bool, checks: dict) -> None:
+    values = {"verification": checks}
+    if passed:
+        values |= {"status": "verified", "verified_at": utcnow()}
+    else:
+        values |= {"status": "failed"}
+    copies.update_copy(copy_id, **values)
