@@ -1,7 +1,8 @@
 """The built-in lab against its promises: real sshd, BIND, SMTP and apps; no mocks.
 
 Most tests use the session lab from conftest (`lab`: the Lab, `lab_env`: its env dict, slot
-1) and leave it as they found it. Tests that crash or stop a lab use their own at slot 2.
+1) and leave it as they found it. Tests that crash or squat a lab use their own, on a slot
+nobody uses (`free_slot`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab_helpers import ssh
+from lab_helpers import free_slot, ssh
 
 pytestmark = pytest.mark.lab
 
@@ -244,11 +245,23 @@ def test_another_folder_cannot_take_a_used_slot(lab, tmp_path):
         Lab(tmp_path / "intruder", slot=lab.slot).up()
 
 
+def test_up_refuses_a_dns_port_another_program_holds(tmp_path):
+    from hotspare.lab import Lab, LabError
+
+    slot = free_slot()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as named does
+        squatter.bind(("127.0.0.1", 5390 + slot))
+        with pytest.raises(LabError, match=f"port 127.0.0.1:{5390 + slot} of slot {slot} is already in use"):
+            Lab(tmp_path / "squatted", slot=slot).up()
+    assert slot_leftovers(slot) == []
+
+
 def test_env_of_a_lab_that_is_not_up_says_so(tmp_path):
     from hotspare.lab import Lab, LabError
 
     with pytest.raises(LabError, match="is not up"):
-        Lab(tmp_path / "never", slot=2).env()
+        Lab(tmp_path / "never", slot=free_slot()).env()
 
 
 def test_cli_prints_env_and_status(lab, lab_env, capsys):
@@ -296,7 +309,8 @@ def slot_leftovers(slot: int) -> list[str]:
 def test_crashed_lab_is_cleaned_up_by_the_next_up_and_down_is_idempotent(tmp_path):
     from hotspare.lab import Lab, LabError
 
-    crashed = Lab(tmp_path / "crash", slot=2)
+    slot = free_slot()
+    crashed = Lab(tmp_path / "crash", slot=slot)
     env = crashed.up()
     try:
         app_pid = int((Path(env["hosts"]["prod-east"]["root"]) / "srv/app1/run/http.pid").read_text())
@@ -306,7 +320,7 @@ def test_crashed_lab_is_cleaned_up_by_the_next_up_and_down_is_idempotent(tmp_pat
                 os.kill(pid, signal.SIGKILL)
         wait_for("killed daemons to die", lambda: not any(pid_alive(pid) for name, pid in old.items()
                                                            if name != "smtp"))
-        assert Lab(crashed.directory, slot=2).up() == env  # a new process would do the same
+        assert Lab(crashed.directory, slot=slot).up() == env  # a new process would do the same
         new = lab_pids(crashed)
         assert not set(new.values()) & set(old.values())
         assert not pid_alive(app_pid), "the crashed lab's app was left running"
@@ -317,13 +331,13 @@ def test_crashed_lab_is_cleaned_up_by_the_next_up_and_down_is_idempotent(tmp_pat
         for pid in lab_pids(crashed).values():
             os.kill(pid, signal.SIGKILL)
         (crashed.directory / "state.json").unlink()
-        assert slot_leftovers(2)
-        assert Lab(crashed.directory, slot=2).up() == env
+        assert slot_leftovers(slot)
+        assert Lab(crashed.directory, slot=slot).up() == env
         assert ssh(env, "mirror-west", "hostname").stdout.strip() == "mirror-west"
         last = lab_pids(crashed) if (crashed.directory / "state.json").exists() else {}
     finally:
         crashed.down()
-    assert slot_leftovers(2) == []
+    assert slot_leftovers(slot) == []
     assert not any(pid_alive(pid) for pid in last.values())
     crashed.down()  # a second down is a no-op
     with pytest.raises(LabError, match="is not up"):

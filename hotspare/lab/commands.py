@@ -9,8 +9,8 @@
     hotspare lab blocks                    save the lab's Prefect blocks
 
 The folder defaults to $HOTSPARE_LAB_DIR, else $HOTSPARE_HOME/lab ($HOTSPARE_HOME defaults
-to ~/.hotspare). Every subcommand takes --dir and --slot; without --slot, commands other
-than `up` use the slot the folder's running lab was started with.
+to ~/.hotspare). Every subcommand takes --dir and --slot; without --slot, a command uses
+the slot of the folder's lab (if it has one), else slot 0.
 """
 
 from __future__ import annotations

@@ -317,7 +317,10 @@ class Lab:
         copies = [subprocess.Popen(["cp", "-a", "/etc", str(self.host_root(host) / "etc")],
                                    stderr=subprocess.PIPE, text=True) for host in HOSTS]
         for host, copy in zip(HOSTS, copies):
-            _, errors = copy.communicate(timeout=120)
+            try:
+                _, errors = copy.communicate(timeout=120)
+            except subprocess.TimeoutExpired as error:
+                raise LabError(f"copying /etc for {host.name} took over 120 s") from error
             if copy.returncode != 0:
                 raise LabError(f"copying /etc for {host.name} failed: {errors.strip()}")
         for host in HOSTS:
