@@ -1,0 +1,117 @@
+"""Runbooks: back services up to their storage host, and check the repositories rolling.
+
+    backup:        for each service -> stage accounts + manifest on the active server
+                   -> restic backup over SFTP to the storage host -> retention (forget --prune)
+    backup-check:  for each service -> restic check --read-data-subset=N/M on the storage host
+
+A failure of one service does not stop the others; the run fails if any failed. Every run
+ends with a summary artifact.
+"""
+
+from __future__ import annotations
+
+import re
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+
+from hotspare import access
+from tasks.backup import apply_retention, backup_service, check_repository, prepare_inventory
+
+
+def backed_up_services(fleet, service: str | None) -> list[str]:
+    """The named service, or every service with a backup section (tier order)."""
+    if service:
+        if fleet.service(service).backup is None:
+            raise ValueError(f"service {service} has no backup section in the fleet file")
+        return [service]
+    return [s.name for s in sorted(fleet.services, key=lambda s: (s.tier, s.name)) if s.backup is not None]
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+
+
+def run_name() -> str:
+    return (flow_run.get_id() or "local")[:8]
+
+
+@flow(name="backup", log_prints=True)
+def backup(service: str | None = None, prune: bool = True) -> dict:
+    """Back up one service (``service``) or all services with a backup section."""
+    logger = get_run_logger()
+    prepare_inventory()
+    fleet = access.loaded_fleet()
+    names = backed_up_services(fleet, service)
+    if not names:
+        logger.info("no service has a backup section in the fleet file; nothing to do")
+    results, failures = {}, []
+    for name in names:
+        state = backup_service(fleet, name, run_name(), flow_run.get_id(), return_state=True)
+        if not state.is_completed():
+            failures.append(name)
+            results[name] = {"service": name, "outcome": "failed", "error": str(state.message)}
+            logger.error("backup of %s failed: %s", name, state.message)
+            continue
+        results[name] = {"outcome": "ok", **state.result()}
+        if prune:
+            retention = apply_retention(fleet, name, run_name(), return_state=True)
+            if retention.is_completed():
+                results[name]["retention"] = retention.result()
+            else:  # retention is housekeeping: the backup itself still counts
+                results[name]["retention"] = f"failed: {retention.message}"
+                logger.warning("retention for %s failed (the backup is kept): %s", name, retention.message)
+        else:
+            logger.info("retention for %s skipped: prune=False", name)
+    _summary("Backup", results, lambda r: (
+        f"snapshot `{r['snapshot_id'][:8]}` from {r['source']}: {r['files']} files, {r['bytes'] / 1e6:.1f} MB "
+        f"({r['bytes_added'] / 1e6:.1f} MB new) in {r['duration_s']} s; {r.get('retention', '')}"
+    ), "backup" if not service else artifact_key("backup", service))
+    if failures:
+        raise RuntimeError(f"backup failed for {', '.join(failures)}; the others completed")
+    return results
+
+
+@flow(name="backup-check", log_prints=True)
+def backup_check(service: str | None = None, subset: str | None = None) -> dict:
+    """Read and verify the next 1/N of each repository's data (``subset`` "n/m" overrides).
+
+    A failed check is loud: an ERROR log line, a ``hotspare.backup-check.failed`` event and a
+    failed run.
+    """
+    logger = get_run_logger()
+    prepare_inventory()
+    fleet = access.loaded_fleet()
+    results, failures = {}, []
+    for name in backed_up_services(fleet, service):
+        state = check_repository(fleet, name, subset, return_state=True)
+        result = state.result(raise_on_failure=False) if state.is_completed() else {
+            "service": name, "outcome": "failed", "detail": str(state.message)}
+        results[name] = result
+        if result["outcome"] != "ok":
+            failures.append(name)
+            logger.error("repository check of %s FAILED (subset %s): %s", name, result.get("subset", "?"), result["detail"])
+            emit_event(
+                event="hotspare.backup-check.failed",
+                resource={"prefect.resource.id": f"hotspare.service.{name}"},
+                payload={"subset": result.get("subset"), "detail": result["detail"][:1000]},
+            )
+    _summary("Repository check", results, lambda r: f"subset {r.get('subset')}: {r['outcome']} {r.get('detail', '')[:300]}",
+             "backup-check" if not service else artifact_key("backup-check", service))
+    if failures:
+        raise RuntimeError(f"repository check failed for {', '.join(failures)}: restore from it may fail; investigate now")
+    return results
+
+
+def _summary(title: str, results: dict, describe, key: str) -> None:
+    lines = [f"# {title}", "", "| service | outcome | details |", "|---|---|---|"]
+    for name, result in results.items():
+        ok = result.get("outcome") == "ok"
+        detail = describe(result) if ok else str(result.get("error") or result.get("detail", ""))[:500]
+        lines.append(f"| {name} | {result.get('outcome')} | {detail.replace('|', '/')} |")
+    if not results:
+        lines.append("| - | - | nothing to do |")
+    create_markdown_artifact("\n".join(lines), key=key, description=title)

@@ -1,0 +1,355 @@
+"""Backup steps: thin tasks that run the plans of ``hotspare.planning.backup`` over SSH.
+
+restic runs on the host that holds the data (production for a backup, the storage host for
+checks and restore proofs, the standby for a rebuild): customer data never relays through the
+orchestrator. The repository password reaches restic on stdin -> environment, never argv.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from sqlmodel import select
+
+from hotspare import access
+from hotspare.adapters.errors import PermanentError, RemoteCommandError, TransientError
+from hotspare.adapters.ssh import CommandResult, SshConnection, secret_env_command
+from hotspare.fleet import Fleet
+from hotspare.inventory import engine, session
+from hotspare.inventory.backup_models import BackupRow, RepositoryCheckRow, RestoreProofRow, ensure_tables
+from hotspare.inventory.models import ServiceRow, utcnow
+from hotspare.planning import backup as plan
+from tasks.retry import TRANSIENT_RETRIES
+
+STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
+RESTIC_TIMEOUT = 6 * 3600.0
+
+
+class ResticFailed(PermanentError):
+    """restic said no in a way a retry cannot fix (wrong password, corrupt data, …)."""
+
+
+def prepare_inventory() -> None:
+    """Make sure the backup tables exist (older inventories were created without them)."""
+    ensure_tables(engine())
+
+
+def repository_password(block_name: str) -> str:
+    """The repository password from its block; only ever handed to ``run_restic``."""
+    from blocks.credentials import BackupRepositoryPassword
+
+    try:
+        block = BackupRepositoryPassword.load(block_name)
+    except ValueError as error:
+        raise PermanentError(f"Prefect block {block_name!r} (BackupRepositoryPassword) could not be loaded: {error}") from None
+    return block.password.get_secret_value()
+
+
+def run_restic(connection: SshConnection, argv: list[str], password: str, *, timeout: float = RESTIC_TIMEOUT,
+               check: bool = True) -> CommandResult:
+    """Run restic on ``connection``'s host with the password in its environment.
+
+    restic 0.14 exits 1 for every error: stderr decides whether a retry may help.
+    """
+    result = connection.run(
+        secret_env_command("RESTIC_PASSWORD", argv), stdin=(password + "\n").encode(), timeout=timeout, check=False
+    )
+    if check and result.exit_status != 0:
+        raise restic_error(connection.endpoint.name, argv, result)
+    return result
+
+
+def restic_error(host: str, argv: list[str], result: CommandResult) -> Exception:
+    subcommand = next((word for word in argv[1:] if word in plan_subcommands), "restic")
+    message = f"on {host}: restic {subcommand} exited {result.exit_status}: {result.stderr_tail.strip()[-800:] or '(no stderr)'}"
+    if plan.restic_error_is_transient(result.stderr_tail):
+        return TransientError(message)
+    return ResticFailed(message)
+
+
+plan_subcommands = ("backup", "restore", "check", "forget", "init", "snapshots", "cat", "dump", "prune")
+
+
+@contextmanager
+def storage_access(fleet: Fleet, connection: SshConnection, sftp: plan.SftpSession, storage_server: str) -> Iterator[None]:
+    """Key and pinned host key of the storage host on ``connection``'s host, for this run only.
+
+    Written under /run/hotspare with mode 0600 through stdin; removed when the block ends, even
+    on failure.
+    """
+    login = access.login(fleet.ssh_block_of(fleet.server(storage_server)))
+    try:
+        connection.run(plan.write_secret_file(sftp.key_path), stdin=login.private_key.encode())
+        connection.run(plan.write_secret_file(sftp.known_hosts_path), stdin=sftp.known_hosts_line.encode())
+        yield
+    finally:
+        try:
+            connection.run(sftp.cleanup(), check=False, timeout=30)
+        except Exception as error:  # cleanup must not hide the real outcome
+            get_run_logger().warning("could not remove %s on %s: %s", sftp.folder, connection.endpoint.name, error)
+
+
+def storage_user(fleet: Fleet, storage_server: str) -> str:
+    return access.login(fleet.ssh_block_of(fleet.server(storage_server))).user
+
+
+def active_server(service_name: str, default: str) -> str:
+    """The server that serves the service now (inventory), the fleet's production otherwise."""
+    with session() as db:
+        row = db.get(ServiceRow, service_name)
+    return row.active_server if row else default
+
+
+# ----- backup ------------------------------------------------------------------------------------------
+
+
+@task(name="backup-service", **STEP)
+def backup_service(fleet: Fleet, service_name: str, run_name: str, flow_run_id: str | None = None) -> dict:
+    """Stage account entries and a manifest on the active server, then ``restic backup`` to storage."""
+    logger = get_run_logger()
+    service = fleet.service(service_name)
+    source = active_server(service_name, service.production)
+    backup_plan = plan.plan_backup(fleet, service_name, run_name, storage_user(fleet, service.storage))
+    password = repository_password(backup_plan.repository.password_block)
+    with session() as db:
+        row = BackupRow(service=service_name, flow_run_id=flow_run_id, source_server=source,
+                        storage_server=service.storage, repository=backup_plan.repository.path)
+        db.add(row)
+    started = time.monotonic()
+    try:
+        with access.connect(fleet, source) as connection:
+            summary = _backup_on(connection, fleet, backup_plan, password, logger)
+    except Exception as error:
+        _finish_backup(row.id, "failed", started, detail=str(error)[:2000])
+        raise
+    _finish_backup(row.id, "ok", started, **summary)
+    logger.info(
+        "backed up %s from %s: snapshot %s, %d files, %.1f MB (%.1f MB new) in %.1f s",
+        service_name, source, summary["snapshot_id"][:8], summary["files"], summary["bytes"] / 1e6,
+        summary["bytes_added"] / 1e6, time.monotonic() - started,
+    )
+    return {"service": service_name, "source": source, "storage": service.storage, **summary,
+            "duration_s": round(time.monotonic() - started, 3)}
+
+
+def _backup_on(connection: SshConnection, fleet: Fleet, backup_plan: plan.BackupPlan, password: str, logger) -> dict:
+    existing = plan.parse_existing(connection.run(backup_plan.probe_paths()).stdout)
+    missing = [path for path in backup_plan.live_paths if path not in existing]
+    if missing:
+        logger.warning("not on %s, so not backed up: %s", connection.endpoint.name, ", ".join(missing))
+    if not any(path in existing for path in fleet.service(backup_plan.service).data_paths):
+        raise PermanentError(f"none of {backup_plan.service}'s data paths exist on {connection.endpoint.name}: refusing an empty backup")
+    try:
+        for command in backup_plan.account_commands():
+            connection.run(command)
+        logger.info("staged accounts with UIDs %d-%d", backup_plan.uid_min, backup_plan.uid_max)
+        connection.run(backup_plan.manifest_command(existing), timeout=RESTIC_TIMEOUT)
+        with storage_access(fleet, connection, backup_plan.session, backup_plan.repository.storage_server):
+            _ensure_repository(connection, backup_plan, password, logger)
+            result = run_restic(connection, backup_plan.backup_command(existing), password)
+        summary = plan.parse_backup_summary(result.text)
+    finally:
+        connection.run(plan.remove_tree(backup_plan.meta_dir, plan.RUN_DIR), check=False, timeout=60)
+    return {
+        "snapshot_id": summary["snapshot_id"],
+        "files": int(summary.get("total_files_processed", 0)),
+        "bytes": int(summary.get("total_bytes_processed", 0)),
+        "bytes_added": int(summary.get("data_added", 0)),
+    }
+
+
+def _ensure_repository(connection: SshConnection, backup_plan: plan.BackupPlan, password: str, logger) -> None:
+    probe = run_restic(connection, backup_plan.probe_repository(), password, timeout=120, check=False)
+    if probe.exit_status == 0:
+        return
+    if not plan.repository_missing(probe.stderr_tail):
+        raise restic_error(connection.endpoint.name, backup_plan.probe_repository(), probe)
+    run_restic(connection, backup_plan.init_repository(), password, timeout=300)
+    logger.info("created the repository %s:%s", backup_plan.repository.storage_server, backup_plan.repository.path)
+
+
+def _finish_backup(row_id: int, outcome: str, started: float, **values) -> None:
+    with session() as db:
+        row = db.get(BackupRow, row_id)
+        row.outcome, row.ended_at = outcome, utcnow()
+        row.duration_s = round(time.monotonic() - started, 3)
+        for name, value in values.items():
+            setattr(row, name, value)
+
+
+@task(name="apply-retention", **STEP)
+def apply_retention(fleet: Fleet, service_name: str, run_name: str) -> str:
+    """``restic forget --prune`` with the fleet's keep rules, run on the storage host itself."""
+    service = fleet.service(service_name)
+    backup_plan = plan.plan_backup(fleet, service_name, run_name, storage_user(fleet, service.storage))
+    repository = backup_plan.repository
+    password = repository_password(repository.password_block)
+    argv = plan.local_restic(
+        repository, "forget", "--prune", *repository.host_tag, "--group-by", "host",
+        "--keep-daily", str(backup_plan.keep_daily), "--keep-weekly", str(backup_plan.keep_weekly),
+        "--keep-monthly", str(backup_plan.keep_monthly),
+    )
+    with access.connect(fleet, service.storage) as connection:
+        result = run_restic(connection, argv, password)
+    removed = result.text.count("remove ")  # "remove N snapshots:" lines
+    sentence = (
+        f"retention for {service_name}: kept {backup_plan.keep_daily} daily, {backup_plan.keep_weekly} weekly, "
+        f"{backup_plan.keep_monthly} monthly" + (" (pruned old snapshots)" if removed else " (nothing to remove)")
+    )
+    get_run_logger().info(sentence)
+    return sentence
+
+
+# ----- snapshots on the storage host ------------------------------------------------------------------
+
+
+def list_snapshots(connection: SshConnection, repository: plan.Repository, password: str) -> list[plan.Snapshot]:
+    result = run_restic(connection, plan.local_restic(repository, "snapshots", "--json", *repository.host_tag), password, timeout=300)
+    return plan.parse_snapshots(result.text)
+
+
+# ----- repository check --------------------------------------------------------------------------------
+
+
+@task(name="check-repository", cache_policy=NO_CACHE)
+def check_repository(fleet: Fleet, service_name: str, subset: str | None = None) -> dict:
+    """``restic check --read-data-subset=N/M`` on the storage host, rolling N run after run.
+
+    Not retried: a failing check is the finding, not a glitch. ``subset`` ("1/1") overrides the
+    rolling choice.
+    """
+    logger = get_run_logger()
+    service = fleet.service(service_name)
+    repository = plan.repository_of(service.name, service.storage, service.backup)
+    count = service.backup.check_subsets
+    if subset:
+        index, count = (int(part) for part in subset.split("/"))
+    else:
+        with session() as db:
+            last = db.exec(
+                select(RepositoryCheckRow).where(RepositoryCheckRow.service == service_name)
+                .where(RepositoryCheckRow.outcome == "ok").order_by(RepositoryCheckRow.id.desc())
+            ).first()
+        index = plan.next_subset(last.subset_index if last and last.subset_count == count else None, count)
+    password = repository_password(repository.password_block)
+    with session() as db:
+        row = RepositoryCheckRow(service=service_name, subset_index=index, subset_count=count)
+        db.add(row)
+    started = time.monotonic()
+    with access.connect(fleet, service.storage) as connection:
+        result = run_restic(connection, plan.local_restic(repository, "check", f"--read-data-subset={index}/{count}"),
+                            password, check=False)
+    outcome = "ok" if result.exit_status == 0 else "failed"
+    detail = (result.stderr_tail or result.text[-2000:]).strip()[-2000:]
+    with session() as db:
+        stored = db.get(RepositoryCheckRow, row.id)
+        stored.outcome, stored.ended_at = outcome, utcnow()
+        stored.duration_s = round(time.monotonic() - started, 3)
+        stored.detail = detail if outcome == "failed" else ""
+    if outcome == "ok":
+        logger.info("repository of %s: subset %d/%d read and verified in %.1f s", service_name, index, count, time.monotonic() - started)
+    return {"service": service_name, "subset": f"{index}/{count}", "outcome": outcome, "detail": detail if outcome == "failed" else ""}
+
+
+# ----- restore proof ----------------------------------------------------------------------------------------
+
+
+@task(name="restore-proof", cache_policy=NO_CACHE)
+def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: str | None = None) -> dict:
+    """Restore the newest snapshot on the storage host into scratch space and compare it with
+    the manifest taken at backup time. Always removes the scratch folder."""
+    logger = get_run_logger()
+    service = fleet.service(service_name)
+    repository = plan.repository_of(service.name, service.storage, service.backup)
+    base = plan.scratch_base(repository)
+    scratch = f"{base}/{service_name}-{run_name}"
+    password = repository_password(repository.password_block)
+    with session() as db:
+        row = RestoreProofRow(service=service_name, flow_run_id=flow_run_id, server=service.storage)
+        db.add(row)
+    started = time.monotonic()
+    values: dict = {}
+    try:
+        with access.connect(fleet, service.storage) as connection:
+            snapshot = plan.pick_snapshot(list_snapshots(connection, repository, password), None)
+            values.update(snapshot_id=snapshot.id, snapshot_time=snapshot.time)
+            try:
+                restore_started = time.monotonic()
+                run_restic(connection, plan.local_restic(repository, "restore", snapshot.id, "--target", scratch), password)
+                values["restore_seconds"] = round(time.monotonic() - restore_started, 3)
+                comparison = compare_with_manifest(connection, scratch, service_name, snapshot)
+            finally:
+                connection.run(plan.remove_tree(scratch, base), check=False, timeout=600)
+    except Exception as error:
+        _finish_proof(row.id, "failed", started, detail=str(error)[:2000], **values)
+        raise
+    outcome = "passed" if comparison.identical else "failed"
+    _finish_proof(row.id, outcome, started, files_checked=comparison.files_checked, problems=comparison.problems(),
+                  detail=comparison.sentence(), **values)
+    duration = round(time.monotonic() - started, 3)
+    logger.info("restore proof of %s, snapshot %s: %s (%.1f s)", service_name, snapshot.short_id, comparison.sentence(), duration)
+    return {"service": service_name, "snapshot": snapshot.short_id, "outcome": outcome, "files_checked": comparison.files_checked,
+            "problems": comparison.problems(), "duration_s": duration, "restore_s": values.get("restore_seconds")}
+
+
+def compare_with_manifest(connection: SshConnection, scratch: str, service_name: str, snapshot: plan.Snapshot) -> plan.ManifestComparison:
+    """Hash the restored tree on its host and compare with the manifest inside the snapshot."""
+    manifest_path = plan.manifest_in_snapshot(service_name)
+    try:
+        expected = plan.parse_manifest(connection.run(["cat", "--", f"{scratch}/{manifest_path}"]).stdout)
+    except RemoteCommandError:
+        raise PermanentError(f"snapshot {snapshot.short_id} of {service_name} has no manifest ({manifest_path}): cannot prove it") from None
+    actual = plan.parse_manifest(connection.run(plan.hash_tree(scratch, snapshot.relative_paths()), timeout=RESTIC_TIMEOUT).stdout)
+    return plan.compare_manifests(expected, actual, ignore=[manifest_path])
+
+
+def _finish_proof(row_id: int, outcome: str, started: float, **values) -> None:
+    with session() as db:
+        row = db.get(RestoreProofRow, row_id)
+        row.outcome, row.ended_at = outcome, utcnow()
+        row.duration_s = round(time.monotonic() - started, 3)
+        for name, value in values.items():
+            setattr(row, name, value)
+
+
+# ----- status ------------------------------------------------------------------------------------------------
+
+
+def backup_facts(service_names: list[str], now: datetime | None = None) -> dict[str, dict]:
+    """Per service: age of the newest good backup and the last restore proof with its duration.
+
+    For ``hotspare status``; never raises (an inventory without backup tables shows nothing).
+    """
+    from datetime import timezone
+
+    now = now or datetime.now(timezone.utc)
+    facts: dict[str, dict] = {}
+    try:
+        with session() as db:
+            for name in service_names:
+                backup = db.exec(select(BackupRow).where(BackupRow.service == name).where(BackupRow.outcome == "ok")
+                                 .order_by(BackupRow.started_at.desc())).first()
+                proof = db.exec(select(RestoreProofRow).where(RestoreProofRow.service == name)
+                                .where(RestoreProofRow.outcome != "running").order_by(RestoreProofRow.started_at.desc())).first()
+                facts[name] = {
+                    "backup_age_hours": round((now - _utc(backup.started_at)).total_seconds() / 3600, 3) if backup else None,
+                    "backup_snapshot": backup.snapshot_id[:8] if backup and backup.snapshot_id else None,
+                    "restore_proof": {
+                        "outcome": proof.outcome, "at": _utc(proof.started_at), "duration_s": proof.duration_s,
+                        "snapshot": (proof.snapshot_id or "")[:8],
+                    } if proof else None,
+                }
+    except Exception:
+        return {}
+    return facts
+
+
+def _utc(moment: datetime) -> datetime:
+    from datetime import timezone
+
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
