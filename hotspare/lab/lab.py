@@ -648,7 +648,8 @@ class Lab:
         for private in PRIVATE_PATHS:
             if resolved == Path(private) or Path(private) in resolved.parents:
                 raise LabError(f"lab folder {resolved} is under {private}, which every lab host "
-                               f"replaces with its own; choose a folder elsewhere")
+                               f"replaces with its own; choose another with --dir or "
+                               f"$HOTSPARE_LAB_DIR (e.g. /var/lib/hotspare/lab)")
         if resolved == Path("/"):
             raise LabError("the lab folder cannot be /")
 
