@@ -653,6 +653,7 @@ class RebuildPlan:
     repository: str
     snapshot_id: str
     snapshot_time: str
+    snapshot_paths: tuple[str, ...]
     live_paths: tuple[str, ...]
     accounts: tuple[str, ...]
     temporary_logins: tuple[str, ...]
@@ -707,6 +708,7 @@ def plan_rebuild(
         repository=repository.path,
         snapshot_id=snapshot.id,
         snapshot_time=snapshot.time.isoformat(timespec="seconds"),
+        snapshot_paths=snapshot.paths,
         live_paths=live,
         accounts=tuple(account.name for account in accounts),
         temporary_logins=tuple((TEMPORARY_PREFIX + name)[:32] for name in chosen),

@@ -1,0 +1,171 @@
+"""Runbook: rebuild a service on a standby from its backup, when production and mirror are gone.
+
+    survey + plan (artifact) -> approval bound to the plan digest
+    -> restore the snapshot on the standby (verified against its manifest)
+    -> recreate the service's accounts -> place data, app and config at their live paths
+    -> temporary logins -> start the app -> health check on the standby -> DNS cutover (CAS)
+    -> inventory: standby active, no mirror, unprotected
+
+and ``expire-temporary-accounts``, scheduled, which disables temporary logins whose time is up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime, timedelta, timezone
+
+from prefect import flow, get_run_logger, pause_flow_run
+from prefect.artifacts import create_markdown_artifact
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+
+from flows.backup import artifact_key, run_name
+from hotspare import access
+from hotspare.inventory import locks, runs
+from tasks.backup import prepare_inventory
+from tasks.dns_cutover import cutover_dns
+from tasks.rebuild import (
+    RebuildRefused,
+    activate,
+    clean_scratch,
+    disable_due_accounts,
+    health_check,
+    issue_temporary_accounts,
+    place_files,
+    record_rebuild,
+    recreate_accounts,
+    restore_on_standby,
+    survey,
+)
+
+
+class RebuildApproval(RunInput):
+    """The operator's answer at the gate. Defaults mean "no": resuming without input rejects."""
+
+    approve: bool = False
+    plan_digest: str = ""
+
+
+def approval_sentence(digest: str, approved_plan_digest: str | None, yes: bool) -> str | None:
+    """Why the gate may be skipped, or None when the operator must be asked."""
+    if yes:
+        return "approved up front (yes=True)"
+    if approved_plan_digest:
+        if approved_plan_digest != digest:
+            raise RebuildRefused(
+                f"the approved plan digest {approved_plan_digest} is not this plan's ({digest}): the facts changed "
+                "since the plan was reviewed. Review the new plan and approve its digest."
+            )
+        return f"approved plan digest {digest} matches"
+    return None
+
+
+@flow(name="rebuild", log_prints=True)
+def rebuild(
+    service: str,
+    standby: str | None = None,
+    snapshot: str | None = None,
+    approved_plan_digest: str | None = None,
+    yes: bool = False,
+    temporary_account_hours: float = 72.0,
+    force: bool = False,
+    plan_only: bool = False,
+    verify: bool = True,
+    approval_timeout_s: int = 3600,
+) -> dict:
+    """Rebuild ``service`` on a standby from the storage host's backup (see module docstring)."""
+    logger = get_run_logger()
+    prepare_inventory()
+    fleet = access.loaded_fleet()
+    rebuild_plan = survey(fleet, service, standby, snapshot, temporary_account_hours, force)
+    digest = rebuild_plan.digest()
+    create_markdown_artifact(rebuild_plan.markdown(), key=artifact_key("rebuild-plan", service), description=f"Rebuild plan for {service}")
+    logger.info("rebuild plan %s: %s on %s from snapshot %s", digest, service, rebuild_plan.standby, rebuild_plan.snapshot_id[:8])
+    if plan_only:
+        logger.info("plan only: nothing changed")
+        return {"plan_digest": digest, "plan": asdict(rebuild_plan)}
+    reason = approval_sentence(digest, approved_plan_digest, yes)
+    if reason is None:
+        logger.info("waiting for approval of plan %s (resume the run with approve=true and plan_digest=%s)", digest, digest)
+        answer = pause_flow_run(
+            wait_for_input=RebuildApproval.with_initial_data(approve=False, plan_digest=digest),
+            timeout=approval_timeout_s,
+        )
+        if not answer.approve:
+            raise RebuildRefused(f"rebuild of {service} was not approved; nothing was changed")
+        if answer.plan_digest != digest:
+            raise RebuildRefused(f"approval names plan {answer.plan_digest}, not this plan ({digest}); nothing was changed")
+        reason = f"approved by the operator at the gate (plan {digest})"
+    logger.info(reason)
+
+    name = run_name()
+    run_id = runs.start_run("rebuild", service, flow_run.get_id())
+    outcome, summary, details = "failed", "", {"plan_digest": digest, "standby": rebuild_plan.standby}
+    restored = False
+    try:
+        with locks.service_lock(service, f"rebuild:{flow_run.get_id() or 'local'}", timedelta(hours=6)):
+            with runs.step(run_id, "restore snapshot on standby") as step:
+                restored = True
+                details["restore"] = restore_on_standby(fleet, rebuild_plan, name, verify)
+                step.detail = f"{details['restore']['restore_s']} s restore"
+            scratch = details["restore"]["scratch"]
+            with runs.step(run_id, "recreate accounts"):
+                details["accounts"] = recreate_accounts(fleet, rebuild_plan, scratch)
+            with runs.step(run_id, "place files"):
+                details["placed"] = place_files(fleet, rebuild_plan, scratch)
+            with runs.step(run_id, "temporary logins") as step:
+                issued = issue_temporary_accounts(fleet, rebuild_plan, scratch, name, flow_run.get_id())
+                details["temporary_logins"] = {key: issued.get(key) for key in ("logins", "expires_at")}
+                step.detail = ", ".join(issued["logins"])
+            with runs.step(run_id, "start application"):
+                details["activated"] = activate(fleet, rebuild_plan)
+            with runs.step(run_id, "health check"):
+                details["health"] = health_check(fleet, rebuild_plan)
+            with runs.step(run_id, "dns cutover"):
+                details["dns"] = cutover_dns(fleet, service, rebuild_plan.dns_from, rebuild_plan.dns_to)
+            with runs.step(run_id, "inventory"):
+                details["inventory"] = record_rebuild(rebuild_plan)
+        outcome = "ok"
+        summary = (f"{service} rebuilt on {rebuild_plan.standby} from snapshot {rebuild_plan.snapshot_id[:8]} "
+                   f"({rebuild_plan.snapshot_time}); {rebuild_plan.dns_name} -> {rebuild_plan.dns_to}; "
+                   "the service is UNPROTECTED until a new mirror is set up")
+        logger.info(summary)
+        return {"outcome": outcome, "summary": summary, **details, "delivery_file": issued.get("delivery_file")}
+    except Exception as error:
+        summary = f"rebuild of {service} on {rebuild_plan.standby} failed: {error}"
+        raise
+    finally:
+        if restored:
+            state = clean_scratch(fleet, rebuild_plan, name, return_state=True)
+            if not state.is_completed():
+                logger.warning("scratch space on %s was not removed: %s", rebuild_plan.standby, state.message)
+        runs.finish_run(run_id, outcome, summary, details)
+        _publish_summary(service, run_id, outcome, summary, rebuild_plan)
+
+
+def _publish_summary(service: str, run_id: int, outcome: str, summary: str, rebuild_plan) -> None:
+    lines = [f"# Rebuild of {service}: {outcome}", "", summary.replace("|", "/"), "",
+             f"Plan `{rebuild_plan.digest()}`; temporary logins: {', '.join(rebuild_plan.temporary_logins) or 'none'} "
+             "(passwords only in the root-only file under $HOTSPARE_HOME/temporary-accounts)", "",
+             "| step | seconds | outcome |", "|---|---|---|"]
+    for step in runs.step_timings(run_id):
+        lines.append(f"| {step['step']} | {step['seconds']} | {step['outcome']} |")
+    create_markdown_artifact("\n".join(lines), key=artifact_key("rebuild", service), description=f"Rebuild of {service}")
+
+
+@flow(name="expire-temporary-accounts", log_prints=True)
+def expire_temporary_accounts(now: datetime | None = None) -> dict:
+    """Disable every temporary login whose expiry has passed (``now`` defaults to the clock)."""
+    prepare_inventory()
+    fleet = access.loaded_fleet()
+    moment = now or datetime.now(timezone.utc)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    result = disable_due_accounts(fleet, moment)
+    lines = ["# Temporary login expiry", "", f"At {moment.isoformat(timespec='minutes')}:", ""]
+    lines += [f"- disabled {name}" for name in result["disabled"]] or ["- nothing due"]
+    lines += [f"- FAILED to disable {name}" for name in result["failed"]]
+    create_markdown_artifact("\n".join(lines), key="expire-temporary-accounts", description="Temporary login expiry")
+    if result["failed"]:
+        raise RuntimeError(f"could not disable {', '.join(result['failed'])}; they stay usable until fixed")
+    return result
