@@ -112,6 +112,18 @@ def test_service_files_are_in_place(lab_env):
     assert (Path(lab_env["hosts"]["prod-east"]["root"]) / "srv/app1/data/index.html").exists()
 
 
+def test_lab_traffic_never_takes_the_default_route(lab, lab_env):
+    address = lab_env["hosts"]["prod-east"]["address"]
+    via = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True)
+    assert f"dev hs{lab.slot}br" in via.stdout
+    unused_lab_address = f"10.211.{70 + free_slot()}.11"  # e.g. a lab that is down
+    assert subprocess.run(["ip", "route", "get", unused_lab_address],
+                          capture_output=True, text=True).returncode != 0  # blackholed
+    inside = subprocess.run(["ip", "-n", lab_env["hosts"]["prod-east"]["netns"], "route"],
+                            capture_output=True, text=True).stdout
+    assert "default" not in inside
+
+
 # ----- DNS, apps, mail -----------------------------------------------------------------------
 
 def test_dns_answers_service_and_host_names(lab_env):

@@ -561,10 +561,10 @@ class Lab:
         for host in HOSTS:
             for sentence in stop_netns_processes(self.layout.netns(host)):
                 log.info("%s", sentence)
-        for sentence in network.teardown(self.layout):
-            log.info("%s", sentence)
         if self._owns_claim():
             self._claim_file.unlink()
+        for sentence in network.teardown(self.layout, last_lab=not _other_claims(self.slot)):
+            log.info("%s", sentence)
 
     def _require_up(self) -> None:
         if self._read_state() is None:
@@ -652,6 +652,13 @@ class Lab:
                                f"$HOTSPARE_LAB_DIR (e.g. /var/lib/hotspare/lab)")
         if resolved == Path("/"):
             raise LabError("the lab folder cannot be /")
+
+
+def _other_claims(slot: int) -> list[Path]:
+    """Claim files of labs on other slots (they still need the covering blackhole)."""
+    if not CLAIMS_DIR.is_dir():
+        return []
+    return [path for path in CLAIMS_DIR.glob("slot-*.json") if path.name != f"slot-{slot}.json"]
 
 
 def _require_root_and_tools() -> None:

@@ -11,7 +11,7 @@ import logging
 
 from hotspare.lab.errors import LabError
 from hotspare.lab.processes import run
-from hotspare.lab.topology import BLACKHOLE_METRIC, HOSTS, HostSpec, SlotLayout
+from hotspare.lab.topology import BLACKHOLE_METRIC, COVER_NETWORK, HOSTS, HostSpec, SlotLayout
 
 log = logging.getLogger("hotspare.lab")
 
@@ -19,15 +19,14 @@ log = logging.getLogger("hotspare.lab")
 def make_root_setup(layout: SlotLayout) -> list[str]:
     """Root-namespace lines: bridge with .1, safety blackhole, one namespace + veth per host.
 
-    The blackhole for the slot's /24 has a high metric: the bridge's connected route wins
-    while it exists; if the bridge is gone no lab packet can leave via the default route.
-    Namespaces get no default route at all.
+    The covering blackhole is shared by all slots (`replace` adds it or keeps it); the
+    bridge's more specific /24 wins while it exists. Namespaces get no default route.
     """
     lines = [
+        f"route replace blackhole {COVER_NETWORK} metric {BLACKHOLE_METRIC}",
         f"link add {layout.bridge} type bridge",
         f"link set {layout.bridge} up",
         f"address add {layout.gateway}/24 dev {layout.bridge}",
-        f"route add blackhole {layout.network} metric {BLACKHOLE_METRIC}",
     ]
     for host in HOSTS:
         netns = layout.netns(host)
@@ -108,11 +107,12 @@ def existing_namespaces(layout: SlotLayout) -> list[str]:
     return [layout.netns(host) for host in HOSTS if layout.netns(host) in present]
 
 
-def teardown(layout: SlotLayout) -> list[str]:
-    """Remove veths, namespaces, bridge and blackhole of the slot; absent parts are fine.
+def teardown(layout: SlotLayout, last_lab: bool) -> list[str]:
+    """Remove veths, namespaces and bridge of the slot; absent parts are fine.
 
-    Veths go before namespaces because namespace deletion is asynchronous. Callers stop
-    the processes inside the namespaces first (they would keep them alive).
+    The covering blackhole goes only with the machine's last lab (`last_lab`). Veths go
+    before namespaces because namespace deletion is asynchronous. Callers stop the
+    processes inside the namespaces first (they would keep them alive).
     """
     done = []
     links = _existing_links()
@@ -126,9 +126,14 @@ def teardown(layout: SlotLayout) -> list[str]:
     if layout.bridge in links:
         run(["ip", "link", "del", layout.bridge], f"deleting bridge {layout.bridge}")
         done.append(f"deleted bridge {layout.bridge}")
-    route = ["route", "del", "blackhole", layout.network, "metric", str(BLACKHOLE_METRIC)]
-    if run(["ip"] + route, "deleting blackhole route", check=False).returncode == 0:
+    # Labs of earlier versions kept a blackhole per slot; remove it if one is left.
+    slot_route = ["route", "del", "blackhole", layout.network, "metric", str(BLACKHOLE_METRIC)]
+    if run(["ip"] + slot_route, "deleting slot blackhole route", check=False).returncode == 0:
         done.append(f"deleted blackhole route {layout.network}")
+    cover_route = ["route", "del", "blackhole", COVER_NETWORK, "metric", str(BLACKHOLE_METRIC)]
+    if last_lab and run(["ip"] + cover_route, "deleting blackhole route",
+                        check=False).returncode == 0:
+        done.append(f"deleted blackhole route {COVER_NETWORK} (no lab left on this machine)")
     return done
 
 

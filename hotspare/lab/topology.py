@@ -19,8 +19,10 @@ MAX_SLOT = 9
 SUBNET_THIRD_OCTET_BASE = 70
 DNS_PORT_BASE = 5390
 SMTP_PORT_BASE = 2525
-# Metric of the per-slot root-namespace blackhole route: higher than the bridge's connected
-# route (metric 0), so it only carries traffic once the bridge is gone.
+# Root-namespace blackhole covering every slot's subnet (and more): longest-prefix match
+# lets each bridge's connected /24 win while the lab is up, and keeps any packet for a lab
+# address (a stale fleet file, a lab that is down) from leaving via the default route.
+COVER_NETWORK = "10.211.0.0/16"
 BLACKHOLE_METRIC = 4242
 
 TSIG_KEY_NAME = "lab-tsig"
