@@ -28,7 +28,7 @@ def _register_optional(subparsers) -> None:
     """Subcommand groups that live beside their subsystem (lab, runbooks)."""
     from importlib import import_module
 
-    for module_name in ("hotspare.lab.commands", "hotspare.commands.runbook_commands"):
+    for module_name in ("hotspare.lab.commands", "hotspare.commands.runbook_commands", "hotspare.commands.backup_commands"):
         try:
             module = import_module(module_name)
         except ModuleNotFoundError as error:

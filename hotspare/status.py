@@ -6,6 +6,7 @@ servers; the command only gathers the rows and probes.
 
 from __future__ import annotations
 
+from hotspare.backup_status import backup_fields
 from hotspare.inventory.models import ServerRow, ServiceRow
 
 
@@ -23,6 +24,7 @@ def service_status(
             "production": _server_record(servers.get(service.active_server), reachable),
             "mirror": _server_record(servers.get(service.mirror_server) if service.mirror_server else None, reachable),
             **(copy_facts or {}).get(service.name, {}),
+            **backup_fields(service.name),
         }
         records.append(record)
     return records
@@ -42,7 +44,7 @@ def _server_record(server: ServerRow | None, reachable: dict[str, bool]) -> dict
 
 def format_table(records: list[dict]) -> str:
     """A plain-text table for terminals."""
-    header = ("SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY AGE", "RPO")
+    header = ("SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY AGE", "RPO", "BACKUP AGE", "RESTORE PROOF")
     rows = [header]
     for record in records:
         production, mirror = record["production"] or {}, record["mirror"] or {}
@@ -58,6 +60,7 @@ def format_table(records: list[dict]) -> str:
                 _yes_no(mirror.get("reachable")),
                 _hours(record.get("copy_age_hours")),
                 record.get("rpo_state", "-"),
+                record.get("backup_age", "-"), record.get("restore_proof_text", "-"),
             )
         )
     widths = [max(len(str(row[column])) for row in rows) for column in range(len(header))]
