@@ -280,7 +280,9 @@ def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: s
             values.update(snapshot_id=snapshot.id, snapshot_time=snapshot.time)
             try:
                 restore_started = time.monotonic()
-                run_restic(connection, plan.local_restic(repository, "restore", snapshot.id, "--target", scratch), password)
+                # --no-cache: prove what the repository itself holds, as a restore after a disaster would
+                run_restic(connection, plan.local_restic(repository, "restore", "--no-cache", snapshot.id, "--target", scratch),
+                           password)
                 values["restore_seconds"] = round(time.monotonic() - restore_started, 3)
                 comparison = compare_with_manifest(connection, scratch, service_name, snapshot)
             finally:

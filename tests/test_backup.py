@@ -1,0 +1,149 @@
+"""Backups to the storage host, repository checks and restore proofs: pure plans, then the lab.
+
+The lab tests use app2 (app1 belongs to the rebuild test) and leave its repository as they
+found it: the corrupted pack file is written back byte for byte.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from hotspare.planning import backup as plan
+
+# ----- pure planning ------------------------------------------------------------------------------------
+
+
+def test_manifest_comparison_names_every_difference():
+    expected = {"srv/a": "1" * 64, "srv/b": "2" * 64, "srv/c": "3" * 64, "run/m/.hotspare-manifest": "x"}
+    actual = {"srv/a": "1" * 64, "srv/b": "9" * 64, "srv/d": "4" * 64}
+    comparison = plan.compare_manifests(expected, actual, ignore=["run/m/.hotspare-manifest"])
+    assert (comparison.missing, comparison.changed, comparison.unexpected) == (("srv/c",), ("srv/b",), ("srv/d",))
+    assert not comparison.identical and comparison.files_checked == 3
+    assert plan.compare_manifests(expected, dict(expected)).identical
+
+
+def test_manifest_parsing_keeps_odd_file_names():
+    data = ("a" * 64 + "  srv/x y\nz\0" + "b" * 64 + "  srv/plain\0").encode()
+    assert plan.parse_manifest(data) == {"srv/x y\nz": "a" * 64, "srv/plain": "b" * 64}
+
+
+def test_rolling_check_subsets_wrap_round():
+    assert [plan.next_subset(last, 3) for last in (None, 1, 2, 3, 7)] == [1, 2, 3, 1, 1]
+
+
+def test_scratch_removal_refuses_paths_outside_its_base():
+    assert plan.remove_tree("/var/tmp/hotspare-restore/app1-x", plan.RESTORE_BASE)[-1] == "/var/tmp/hotspare-restore/app1-x"
+    for bad in ("/", "/var/tmp/hotspare-restore", "/var/tmp/hotspare-restore/../etc", "/etc"):
+        with pytest.raises(ValueError):
+            plan.remove_tree(bad, plan.RESTORE_BASE)
+
+
+def test_sftp_command_pins_the_storage_host_key():
+    session = plan.sftp_session("backup-app1-1", "root", "10.0.0.31", 2222, "[10.0.0.31]:2222 ssh-ed25519 AAAA\n")
+    argv = session.restic(plan.Repository("app1", "storage", "/srv/backup/app1", "pw"), "snapshots")
+    assert argv[:3] == ["restic", "-r", "sftp:root@10.0.0.31:/srv/backup/app1"]
+    command = argv[4]
+    for option in ("BatchMode=yes", "IdentitiesOnly=yes", "StrictHostKeyChecking=yes",
+                   f"UserKnownHostsFile={session.known_hosts_path}", "-p 2222", "-s sftp"):
+        assert option in command
+    assert "password" not in " ".join(argv).lower()
+
+
+def test_repository_errors_are_classified():
+    assert plan.repository_missing("Fatal: unable to open config file: stat /srv/backup/x/config: no such file")
+    assert not plan.repository_missing("Fatal: wrong password or no key found")
+    assert plan.restic_error_is_transient("unable to create lock in backend: repository is already locked by PID 1")
+    assert not plan.restic_error_is_transient("Fatal: wrong password or no key found")
+
+
+def test_accounts_are_recreated_idempotently_and_clashes_refused():
+    wanted_groups = [plan.Group("web", 2001, ()), plan.Group("batch", 2002, ("web",))]
+    wanted = [plan.Account("web", 2001, 2001, "", "/home/web", "/bin/sh"), plan.Account("batch", 2002, 2002, "", "/home/batch", "/bin/sh")]
+    commands, _ = plan.account_commands(wanted_groups, wanted, [], [])
+    assert [c[0] for c in commands] == ["groupadd", "groupadd", "useradd", "useradd", "gpasswd"]
+    again, sentences = plan.account_commands(wanted_groups, wanted, wanted_groups, wanted)
+    assert again == [["gpasswd", "--members", "web", "batch"]] and all("already exists" in s for s in sentences)
+    with pytest.raises(plan.PlanRefused, match="taken by other"):
+        plan.account_commands([], wanted, [], [plan.Account("other", 2001, 2001, "", "/", "/bin/sh")])
+
+
+def test_temporary_logins_expire_no_earlier_than_promised():
+    created = datetime(2026, 1, 1, 23, 30, tzinfo=timezone.utc)
+    (login,) = plan.temporary_accounts([plan.Account("web", 2001, 2001, "", "/home/web", "/bin/sh")], created, 72)
+    assert login.name == "tmp-web" and login.expires_at == created + timedelta(hours=72)
+    assert login.expire_date == "2026-01-05"
+    create = plan.temporary_account_commands(login, exists=False)
+    assert create[0][:4] == ["useradd", "--non-unique", "--uid", "2001"]
+    assert plan.disable_account_commands("tmp-web") == [
+        ["usermod", "--lock", "--expiredate", "1", "tmp-web"], ["chage", "--expiredate", "0", "tmp-web"]]
+
+
+def test_standby_choice_prefers_idle_hosts_away_from_the_loss():
+    candidates = [
+        plan.StandbyCandidate("standby-east", "east", "10.0.0.21", "ok", True),
+        plan.StandbyCandidate("standby-west", "west", "10.0.0.22", "ok", True),
+        plan.StandbyCandidate("standby-north", "north", "10.0.0.23", "failed", True),
+    ]
+    assert plan.choose_standby(candidates, {"east"}).name == "standby-west"
+    assert plan.choose_standby(candidates, {"east", "west"}).name == "standby-east"
+    with pytest.raises(plan.PlanRefused, match="marked failed"):
+        plan.choose_standby(candidates, set(), requested="standby-north")
+    with pytest.raises(plan.PlanRefused, match="no usable standby"):
+        plan.choose_standby([plan.StandbyCandidate("s", "x", "a", "ok", False)], set())
+
+
+# ----- against the lab --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app2_backup(fleet):
+    """One real backup of app2, shared by the tests of this module."""
+    from flows.backup import backup
+
+    result = backup(service="app2")
+    assert result["app2"]["outcome"] == "ok"
+    return result["app2"]
+
+
+@pytest.mark.lab
+def test_backup_then_restore_proof_passes(fleet, app2_backup):
+    from sqlmodel import select
+
+    from flows.restore_proof import restore_proof
+    from hotspare.backup_status import backup_fields
+    from hotspare.inventory import session
+    from hotspare.inventory.backup_models import RestoreProofRow
+
+    assert app2_backup["files"] >= 5 and app2_backup["source"] == "prod-west"
+    result = restore_proof(service="app2")["app2"]
+    assert result["outcome"] == "passed", result
+    assert result["snapshot"] == app2_backup["snapshot_id"][:8]
+    with session() as db:
+        row = db.exec(select(RestoreProofRow).where(RestoreProofRow.service == "app2").order_by(RestoreProofRow.id.desc())).first()
+    assert row.outcome == "passed" and row.files_checked == result["files_checked"] and row.duration_s > 0
+    fields = backup_fields("app2")
+    assert fields["backup_age_hours"] < 1 and fields["restore_proof"]["outcome"] == "passed"
+
+
+@pytest.mark.lab
+def test_corrupted_pack_file_is_caught_and_repair_restores_a_clean_check(fleet, lab_env, app2_backup):
+    from flows.backup import backup_check
+    from flows.restore_proof import restore_proof
+
+    repository = Path(lab_env["hosts"]["storage-vault"]["root"]) / "srv/backup/app2"
+    pack = max((path for path in (repository / "data").rglob("*") if path.is_file()), key=lambda path: path.stat().st_size)
+    original = pack.read_bytes()
+    middle = len(original) // 2
+    try:
+        pack.chmod(0o600)
+        pack.write_bytes(original[:middle] + bytes(b ^ 0xFF for b in original[middle:middle + 16]) + original[middle + 16:])
+        state = backup_check(service="app2", subset="1/1", return_state=True)
+        assert state.is_failed()
+        proof = restore_proof(service="app2", return_state=True)
+        assert proof.is_failed()
+    finally:
+        pack.write_bytes(original)
+    assert backup_check(service="app2", subset="1/1")["app2"]["outcome"] == "ok"
