@@ -163,7 +163,7 @@ def run_pre_sync(service: str, source: str) -> int:
     return len(commands)
 
 
-@task(name="copy to mirror", cache_policy=NO_CACHE, **{k: v for k, v in TRANSIENT_RETRIES.items()})
+@task(name="copy to mirror", **STEP)
 def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
     """rsync production → mirror into the new copy folder, hard-linking unchanged files."""
     logger = get_run_logger()
@@ -177,8 +177,8 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
         mirror.run(["install", "-d", "-m", "0700", copy_plan.tree])
         clock = float(production.run(["date", "+%s.%N"]).text.strip())
         _record_copy_start(copy_plan, clock)
-        with mirror_access(fleet, production, copy_plan.target, f"replicate-{service}") as peer:
-            argv = plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest)
+        with mirror_access(fleet, production, copy_plan.target, run_tag) as peer:
+            argv = plan.with_pid_file(peer.pid_file, plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest))
             result = production.run(argv, timeout=6 * 3600, check=False)
         if result.exit_status not in (0, 24):  # 24: files vanished during transfer (production is live)
             copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())

@@ -28,7 +28,7 @@ def verify_content(service: str, copy_id: str, source: str, target: str) -> dict
     paths = plan.source_paths(fleet.service(service).model_dump(mode="json"))
     row = next(row for row in copies.copies_of(service) if row.id == copy_id)
     with access.connect(fleet, source) as production:
-        with mirror_access(fleet, production, target, f"verify-{service}") as peer:
+        with mirror_access(fleet, production, target, f"verify-{service}-{copy_id}") as peer:
             result = production.run(plan.rsync_verify_argv(peer, paths, plan.copy_tree(service, copy_id)), timeout=6 * 3600, check=False)
         if result.exit_status not in (0, 23, 24):
             from hotspare.adapters.errors import TransientError
@@ -59,7 +59,7 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
     """Re-send corrupt files into the new copy; rsync replaces them, so older copies keep theirs."""
     fleet = access.loaded_fleet()
     with access.connect(fleet, source) as production:
-        with mirror_access(fleet, production, target, f"repair-{service}") as peer:
+        with mirror_access(fleet, production, target, f"repair-{service}-{copy_id}") as peer:
             listing = "\0".join(path.lstrip("/") for path in paths).encode() + b"\0"
             production.run(plan.rsync_repair_argv(peer, plan.copy_tree(service, copy_id)), stdin=listing, timeout=6 * 3600)
     get_run_logger().warning("re-sent %d file(s) that differed from production into %s", len(paths), copy_id)

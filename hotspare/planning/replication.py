@@ -139,6 +139,10 @@ class PeerAccess:
             f"-o UserKnownHostsFile={self.known_hosts_path}"
         )
 
+    @property
+    def pid_file(self) -> str:
+        return f"{self.directory}/transfer.pid"
+
     def remote(self, path: str) -> str:
         return f"{self.user}@{self.address}:{path}"
 
@@ -161,6 +165,11 @@ def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link
     if link_dest:
         argv.append(f"--link-dest={link_dest}")
     return [*argv, *paths, access.remote(target_tree + "/")]
+
+
+def with_pid_file(pid_file: str, argv: list[str]) -> list[str]:
+    """Run ``argv`` after writing its PID to ``pid_file``, so the transfer can be found and stopped."""
+    return ["sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", pid_file, *argv]
 
 
 def rsync_verify_argv(access: PeerAccess, paths: list[str], target_tree: str) -> list[str]:
