@@ -1,0 +1,142 @@
+"""Benchmark: hotspare backup and rebuild against bare restic on the same data, same hosts, same run.
+
+    .venv/bin/python bench/rebuild_bench.py [--slot 8] [--files 10000] [--file-kib 100]
+
+Starts its own lab (default slot 8) and a Prefect test server, fills app1's data on prod-east
+with random files (default 10,000 x 100 KiB = 1 GB), then measures:
+
+    bare restic backup   (prod-east -> storage-vault over SFTP, fresh repository)
+    hotspare backup flow (same data, its own fresh repository)
+    bare restic restore  (standby-east <- storage-vault, the flow's snapshot)
+    hotspare rebuild     (prod-east and mirror-west failed; restore, verify, accounts, place,
+                          temporary logins, start, health check, DNS cutover)
+
+Target: rebuild <= 1.2 x bare restore + 30 s. Prints a table; not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slot", type=int, default=8)
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--file-kib", type=int, default=100)
+    parser.add_argument("--home", default=None, help="HOTSPARE_HOME (default: a new temporary folder)")
+    args = parser.parse_args()
+    home = Path(args.home or tempfile.mkdtemp(prefix="hotspare-bench."))
+    os.environ["HOTSPARE_HOME"] = str(home)
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+    from hotspare.lab import Lab
+
+    lab = Lab(home / "lab", slot=args.slot)
+    env = lab.up()
+    try:
+        from prefect.testing.utilities import prefect_test_harness
+
+        with prefect_test_harness(server_startup_timeout=180):
+            rows = run(lab, env, args)
+    finally:
+        lab.down()
+    width = max(len(name) for name, _ in rows)
+    print(f"\n{'measurement'.ljust(width)}  seconds")
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value}")
+    return 0
+
+
+def generate(data: Path, files: int, kib: int) -> float:
+    started = time.monotonic()
+    folder = data / "bench"
+    for index in range(files):
+        sub = folder / f"{index // 500:03d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{index:05d}.bin").write_bytes(os.urandom(kib * 1024))
+    return time.monotonic() - started
+
+
+def run(lab, env: dict, args) -> list[tuple[str, str]]:
+    from flows.backup import backup
+    from flows.rebuild import rebuild
+    from hotspare import access
+    from hotspare.cli import main as cli
+    from hotspare.planning import backup as plan
+    from tasks.backup import repository_password, run_restic, storage_access, storage_user
+
+    lab.register_blocks()
+    assert cli(["fleet", "load", env["fleet_file"]]) == 0
+    fleet = access.loaded_fleet()
+    service = fleet.service("app1")
+    rows: list[tuple[str, str]] = []
+    data = Path(env["hosts"]["prod-east"]["root"]) / "srv/app1/data"
+    seconds = generate(data, args.files, args.file_kib)
+    rows.append((f"generate {args.files} x {args.file_kib} KiB ({args.files * args.file_kib / 1024 / 1024:.2f} GiB)", f"{seconds:.1f}"))
+    password = repository_password(service.backup.password_block)
+    storage = fleet.server("storage-vault")
+    user = storage_user(fleet, storage.name)
+    known = f"{storage.address} {storage.host_key}\n"
+
+    # bare restic backup, fresh repository (init not timed), same data, same hosts
+    bare_repository = plan.Repository("app1", storage.name, "/srv/backup/bare-app1", service.backup.password_block)
+    sftp = plan.sftp_session("bench-bare", user, storage.address, storage.ssh_port, known)
+    with access.connect(fleet, "prod-east") as production, storage_access(fleet, production, sftp, storage.name):
+        run_restic(production, sftp.restic(bare_repository, "init"), password)
+        started = time.monotonic()
+        run_restic(production, plan.in_folder("/", sftp.restic(bare_repository, "backup", "--quiet", "--host", "app1", "srv/app1/data")), password)
+        bare_backup = time.monotonic() - started
+        # the flow's repository, created ahead too so both sides skip the 3 s key derivation of init
+        app_repository = plan.repository_of("app1", storage.name, service.backup)
+        run_restic(production, sftp.restic(app_repository, "init"), password)
+    rows.append(("bare restic backup (prod-east -> storage-vault)", f"{bare_backup:.1f}"))
+    started = time.monotonic()
+    result = backup(service="app1", prune=False)["app1"]
+    flow_backup = time.monotonic() - started
+    rows.append(("hotspare backup flow (accounts, manifest, backup)", f"{flow_backup:.1f}"))
+    rows.append(("  of which restic + staging in the task", f"{result['duration_s']:.1f}"))
+    snapshot = result["snapshot_id"]
+
+    # bare restic restore of the flow's snapshot on the standby the rebuild will use
+    sftp = plan.sftp_session("bench-restore", user, storage.address, storage.ssh_port, known)
+    target = "/var/tmp/hotspare-restore/bench-bare"
+    with access.connect(fleet, "standby-east") as standby, storage_access(fleet, standby, sftp, storage.name):
+        started = time.monotonic()
+        run_restic(standby, sftp.restic(app_repository, "restore", snapshot, "--target", target), password)
+        bare_restore = time.monotonic() - started
+        standby.run(plan.remove_tree(target, plan.RESTORE_BASE), timeout=600)
+    rows.append(("bare restic restore (standby-east <- storage-vault)", f"{bare_restore:.1f}"))
+
+    lab.fail("prod-east")
+    lab.fail("mirror-west")
+    try:
+        started = time.monotonic()
+        outcome = rebuild(service="app1", standby="standby-east", yes=True)
+        rebuild_seconds = time.monotonic() - started
+    finally:
+        lab.heal("prod-east")
+        lab.heal("mirror-west")
+    rows.append(("hotspare rebuild flow (end to end)", f"{rebuild_seconds:.1f}"))
+    rows.append(("  of which restic restore", f"{outcome['restore']['restore_s']:.1f}"))
+    rows.append(("  of which manifest verification", f"{outcome['restore'].get('verify_s', 0):.1f}"))
+    limit = 1.2 * bare_restore + 30
+    rows.append(("target: 1.2 x bare restore + 30 s", f"{limit:.1f} -> {'MET' if rebuild_seconds <= limit else 'MISSED'}"))
+    rows.append(("rebuild / bare restore", f"{rebuild_seconds / bare_restore:.2f}x"))
+    rows.append(("backup flow / bare backup", f"{flow_backup / bare_backup:.2f}x"))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())
