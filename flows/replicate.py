@@ -22,10 +22,13 @@ from tasks.replication import Refused, apply_accounts, copy_to_mirror, preflight
 
 
 @flow(name="replicate-service", log_prints=True)
-def replicate_service(service: str, force: bool = False) -> dict:
-    """One service: copy production to its mirror and verify before the copy becomes current."""
+def replicate_service(service: str, force: bool = False, lock_holder: str | None = None) -> dict:
+    """One service: copy production to its mirror and verify before the copy becomes current.
+
+    ``lock_holder`` lets a failover run its final sync under the lock it already holds.
+    """
     logger = get_run_logger()
-    holder = f"replicate:{flow_run.get_id() or 'local'}"
+    holder = lock_holder or f"replicate:{flow_run.get_id() or 'local'}"
     run_id = runs.start_run("replicate", service, flow_run.get_id())
     outcome, summary, details = "failed", "", {}
     try:

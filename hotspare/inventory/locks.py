@@ -51,8 +51,30 @@ def release(service: str, holder: str) -> None:
         )
 
 
+def holder_of(service: str) -> str | None:
+    with session() as db:
+        row = db.get(ServiceRow, service)
+        return row.lock_holder if row and row.lock_expires and row.lock_expires.replace(tzinfo=None) > utcnow().replace(tzinfo=None) else None
+
+
+def steal(service: str, holder: str, lease: timedelta, only_from_prefix: str) -> str | None:
+    """Take the lock from a holder whose name starts with ``only_from_prefix`` (a crashed run
+    of the same kind, as the operator asserts by resuming); return the previous holder."""
+    previous = holder_of(service)
+    if previous and not previous.startswith(only_from_prefix):
+        raise ServiceBusy(f"service {service} is locked by {previous}, which is not a {only_from_prefix.rstrip(':')} run: not taking it over")
+    with session() as db:
+        db.exec(update(ServiceRow).where(ServiceRow.name == service).values(lock_holder=holder, lock_expires=utcnow() + lease))
+    return previous
+
+
 @contextmanager
 def service_lock(service: str, holder: str, lease: timedelta) -> Iterator[None]:
+    """Hold the service's lock for the block. Re-entrant for the same holder: an inner use
+    (a final sync inside a failover) neither fails nor releases the outer one's lock."""
+    if holder_of(service) == holder:
+        yield
+        return
     acquire(service, holder, lease)
     try:
         yield

@@ -49,6 +49,7 @@ class ServiceRow(SQLModel, table=True):
     mirror_server: str | None = None  # receives copies now; None while unprotected
     state: str = "protected"  # protected | failing-over | failed-over | unprotected | reprotecting
     current_copy_id: str | None = None
+    failover: dict | None = Field(default=None, sa_column=Column(JSON))  # in-flight or last failover
     lock_holder: str | None = None
     lock_expires: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,282 @@
+"""Runbook: fail a service over to its mirror — planned switchover or emergency.
+
+    plan -> approval -> [planned: lower TTL, stop app, final sync + verify | emergency: fence]
+         -> activate copy -> start app -> health check -> DNS cutover (CAS) -> check via DNS
+         -> inventory
+
+One failover per service at a time (Prefect global concurrency limit + inventory lock). A run
+that crashed midway is continued with ``resume=True``: every step is idempotent and the
+activation is not repeated once done.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import timedelta
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from flows.replicate import replicate_service
+from hotspare import access
+from hotspare.adapters import dns
+from hotspare.adapters.errors import DnsPrerequisiteFailed
+from hotspare.inventory import locks, runs
+from hotspare.inventory.db import session
+from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
+from hotspare.planning.failover import FailoverPlan, plan_failover
+from tasks.dns_cutover import cutover_dns
+from tasks.failover import activate_copy, check_through_dns, fence, gather_facts, health_check_direct, run_app_commands
+from tasks.replication import Refused, apply_accounts
+
+
+class FailoverApproval(RunInput):
+    """What the operator fills in in the Prefect UI to let a paused failover continue."""
+
+    approve: bool = Field(default=False, description="Tick to approve the failover plan shown in this run's artifacts.")
+    plan_digest: str = Field(default="", description="Type the plan digest from the plan artifact, to approve exactly that plan.")
+    operator: str = Field(default="", description="Your name, for the record.")
+
+
+@flow(name="failover", log_prints=True)
+def failover(
+    service: str,
+    planned: bool = False,
+    copy_id: str | None = None,
+    dry_run: bool = False,
+    yes: bool = False,
+    approved_plan_digest: str | None = None,
+    force: bool = False,
+    resume: bool = False,
+    max_copy_age_hours: float = 24.0,
+    approval_timeout_seconds: int = 3600,
+) -> dict:
+    """Move ``service`` to its mirror and repoint its DNS record; see the module docstring."""
+    logger = get_run_logger()
+    plan = plan_failover(gather_facts(service), planned=planned, now=utcnow(), copy_id=copy_id, force=force,
+                         max_copy_age_hours=max_copy_age_hours)
+    create_markdown_artifact(plan.markdown(), key=f"failover-plan-{service}", description=f"Failover plan for {service}")
+    logger.info("plan %s: %s %s -> %s, copy %s", plan.digest, plan.mode, plan.source, plan.target, plan.copy_id or "final sync")
+    if plan.already_done:
+        logger.info(plan.refusal)
+        return {"service": service, "outcome": "already-done", "detail": plan.refusal}
+    if plan.refusal:
+        raise Refused(f"failover of {service} refused: {plan.refusal}")
+    if dry_run:
+        return {"service": service, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
+    approved_by = await_approval(plan, yes, approved_plan_digest, approval_timeout_seconds)
+    holder = f"failover:{flow_run.get_id() or 'local'}"
+    if resume:
+        previous = locks.steal(service, holder, timedelta(minutes=30), only_from_prefix="failover:")
+        logger.warning("resuming: took over the lock from %s", previous or "nobody")
+    with locks.service_lock(service, holder, timedelta(minutes=30)), _prefect_slot(service, skip=resume):
+        return execute(plan, holder, approved_by)
+
+
+def await_approval(plan: FailoverPlan, yes: bool, approved_plan_digest: str | None, timeout: int) -> str:
+    """Return who approved; pause for the operator unless approved up front for this plan."""
+    if yes:
+        return "up front (yes)"
+    if approved_plan_digest:
+        if approved_plan_digest != plan.digest:
+            raise Refused(f"the approval was for plan {approved_plan_digest}, but the plan is now {plan.digest}; review it again")
+        return f"up front (digest {plan.digest})"
+    get_run_logger().info("waiting for approval in the Prefect UI (digest %s), at most %d s", plan.digest, timeout)
+    answer = pause_flow_run(
+        wait_for_input=FailoverApproval.with_initial_data(
+            description=plan.markdown(), approve=False, plan_digest="", operator=""
+        ),
+        timeout=timeout,
+        poll_interval=2,
+    )
+    if not answer.approve or answer.plan_digest.strip() != plan.digest:
+        raise Refused(f"failover of {plan.service} not approved (approve={answer.approve}, digest {answer.plan_digest!r}); nothing changed")
+    return answer.operator or "operator in the UI"
+
+
+@contextmanager
+def _prefect_slot(service: str, skip: bool):
+    """The Prefect global concurrency limit ``hotspare-failover-SERVICE`` (limit 1).
+
+    A resumed run skips it: its crashed predecessor's slot is only freed when its lease runs
+    out, and the operator asserted that run is gone (the inventory lock still guards).
+    """
+    if skip:
+        yield
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+
+    name = f"hotspare-failover-{service}"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, limit=1)
+    with concurrency(name, occupy=1, timeout_seconds=10, strict=True, lease_duration=60):
+        yield
+
+
+def execute(plan: FailoverPlan, holder: str, approved_by: str) -> dict:
+    """Carry out an approved plan, recording each step; see the module docstring for the order."""
+    logger = get_run_logger()
+    service = plan.service
+    run_id = runs.start_run("failover", service, flow_run.get_id())
+    copy_id = plan.copy_id
+    _mark_in_flight(plan, run_id)
+    details: dict = {"plan_digest": plan.digest, "approved_by": approved_by, "mode": plan.mode}
+    try:
+        if plan.mode == "planned" and copy_id is None:
+            copy_id = _planned_preparation(plan, holder, run_id, details)
+        elif plan.mode == "planned":
+            logger.info("resuming after the final sync: copy %s is the one to make live", copy_id)
+        else:
+            with runs.step(run_id, "fence production"):
+                details["fencing"] = fence(service, plan.source)
+        _record_copy(service, copy_id)
+        with runs.step(run_id, "activate copy"):
+            activate_copy(service, plan.target, copy_id)
+            apply_accounts(service, copy_id, plan.target)
+            run_app_commands(service, plan.target, "activate")
+        with runs.step(run_id, "health check"):
+            health_check_direct(service, plan.target_address)
+        with runs.step(run_id, "dns cutover"):
+            details["dns"] = _cutover(plan)
+        with runs.step(run_id, "check through dns"):
+            check_through_dns(service, plan.target_address)
+        with runs.step(run_id, "inventory"):
+            _record_new_layout(plan, copy_id, details)
+    except Exception as error:
+        if plan.mode == "planned" and "dns" not in details and copy_id is not None:
+            _back_to_production(plan)
+        runs.finish_run(run_id, "failed", f"{service}: failover stopped: {error}", details)
+        _publish(plan, run_id, "FAILED", str(error))
+        raise
+    timings = runs.step_timings(run_id)
+    details["rto_seconds"] = round(sum(step["seconds"] or 0 for step in timings), 3)
+    summary = (f"{service} now runs on {plan.target} ({plan.target_address}); RTO {details['rto_seconds']} s; "
+               f"data-loss window {_loss(plan)}")
+    runs.finish_run(run_id, "ok", summary, details)
+    _publish(plan, run_id, "done", summary)
+    logger.info(summary)
+    if plan.mode == "planned":
+        details["reprotect"] = _reprotect_after_switchover(plan, holder)
+    return {"service": service, "outcome": "ok", "copy_id": copy_id, **details}
+
+
+def _reprotect_after_switchover(plan: FailoverPlan, holder: str) -> dict:
+    """After a clean switchover the old production is healthy and stopped: make it the mirror.
+
+    A failure here does not undo the switchover; the service is then left failed-over and the
+    operator runs ``hotspare reprotect``.
+    """
+    from flows.reprotect import reprotect
+
+    state = reprotect(plan.service, plan.source, lock_holder=holder, return_state=True)
+    if state.is_completed():
+        return {"outcome": "ok", **state.result()}
+    get_run_logger().error("switchover done, but reprotect failed: %s. Run `hotspare reprotect %s`.", state.message, plan.service)
+    return {"outcome": "failed", "detail": str(state.message)}
+
+
+def _planned_preparation(plan: FailoverPlan, holder: str, run_id: int, details: dict) -> str:
+    """Lower the TTL, stop the app, final sync and verify. On error: the app runs on production again."""
+    service = plan.service
+    with runs.step(run_id, "lower ttl"):
+        details["ttl"] = _lower_ttl(service)
+    with runs.step(run_id, "stop app on production"):
+        run_app_commands(service, plan.source, "deactivate")
+    try:
+        with runs.step(run_id, "final sync and verify"):
+            result = replicate_service(service, lock_holder=holder)
+    except Exception:
+        get_run_logger().error("final sync failed: starting the app on %s again; everything stays on production", plan.source)
+        run_app_commands(service, plan.source, "activate")
+        _clear_in_flight(service)
+        raise
+    return result["copy_id"]
+
+
+def _back_to_production(plan: FailoverPlan) -> None:
+    """A planned switchover that fails before DNS moved leaves everything on production."""
+    logger = get_run_logger()
+    logger.error("switchover stopped before the DNS cutover: the app runs on %s again", plan.source)
+    for server, which in ((plan.target, "deactivate"), (plan.source, "activate")):
+        try:
+            run_app_commands(plan.service, server, which)
+        except Exception as error:  # keep going: the operator needs the rest done and the reason
+            logger.error("could not %s the app on %s: %s", which, server, error)
+    _clear_in_flight(plan.service)
+
+
+def _lower_ttl(service: str) -> dict:
+    fleet = access.loaded_fleet()
+    spec = fleet.service(service)
+    zone = fleet.zone(spec.zone.rstrip("."))
+    server = access.dns_server(fleet, zone.name)
+    current = dns.read_ttl(server, spec.dns_name)
+    if current is None or current <= zone.ttl:
+        return {"ttl": current, "lowered": False}
+    [address] = dns.read_addresses(server, spec.dns_name)
+    dns.set_ttl(server, access.tsig_key(zone.tsig_key_block), spec.dns_name, address, zone.ttl)
+    get_run_logger().warning("lowered the TTL of %s from %d to %d s; resolvers may keep the old answer up to %d s",
+                             spec.dns_name, current, zone.ttl, current)
+    return {"ttl": zone.ttl, "lowered": True, "previous": current}
+
+
+def _cutover(plan: FailoverPlan) -> dict:
+    """DNS compare-and-swap; if another change won the race, stop our app so there is one production."""
+    try:
+        return cutover_dns(access.loaded_fleet(), plan.service, plan.source_address, plan.target_address)
+    except DnsPrerequisiteFailed:
+        get_run_logger().error("the DNS record was moved by someone else: stopping the app on %s again", plan.target)
+        run_app_commands(plan.service, plan.target, "deactivate")
+        _clear_in_flight(plan.service)
+        raise
+
+
+def _mark_in_flight(plan: FailoverPlan, run_id: int) -> None:
+    with session() as db:
+        row = db.get(ServiceRow, plan.service)
+        row.state = "failing-over"
+        row.failover = {"source": plan.source, "target": plan.target, "mode": plan.mode, "copy_id": plan.copy_id,
+                        "run_id": run_id, "started_at": utcnow().isoformat()}
+
+
+def _record_copy(service: str, copy_id: str) -> None:
+    with session() as db:
+        row = db.get(ServiceRow, service)
+        row.failover = {**(row.failover or {}), "copy_id": copy_id}
+
+
+def _clear_in_flight(service: str) -> None:
+    """Back to the state before the failover (used when it stops with nothing moved)."""
+    with session() as db:
+        row = db.get(ServiceRow, service)
+        row.state = "protected" if row.mirror_server else "unprotected"
+        row.failover = None
+
+
+def _record_new_layout(plan: FailoverPlan, copy_id: str, details: dict) -> None:
+    with session() as db:
+        row = db.get(ServiceRow, plan.service)
+        row.active_server, row.mirror_server, row.state = plan.target, None, "failed-over"
+        row.failover = {**(row.failover or {}), "copy_id": copy_id, "finished_at": utcnow().isoformat(),
+                        "previous_production": plan.source, "fenced": details.get("fencing", {}).get("fenced", True)}
+        row.updated_at = utcnow()
+        old = db.get(ServerRow, plan.source)
+        old.state, old.state_reason = "needs-reprotect", f"{plan.service} failed over to {plan.target}"
+
+
+def _loss(plan: FailoverPlan) -> str:
+    if plan.mode == "planned":
+        return "none (final sync with the app stopped)"
+    return f"{plan.copy_age_seconds:.0f} s (copy {plan.copy_id})" if plan.copy_age_seconds is not None else "unknown"
+
+
+def _publish(plan: FailoverPlan, run_id: int, outcome: str, summary: str) -> None:
+    lines = [f"# Failover of {plan.service}: {outcome}", "", summary, "", "| step | seconds | outcome | detail |", "|---|---|---|---|"]
+    for step in runs.step_timings(run_id):
+        lines.append(f"| {step['step']} | {step['seconds']} | {step['outcome']} | {step['detail']} |")
+    create_markdown_artifact("\n".join(lines), key=f"failover-{plan.service}", description=f"Failover of {plan.service}")
