@@ -71,9 +71,9 @@ def failover(
     approved_by = await_approval(plan, yes, approved_plan_digest, approval_timeout_seconds)
     holder = f"failover:{flow_run.get_id() or 'local'}"
     if resume:
-        previous = locks.steal(service, holder, timedelta(minutes=30), only_from_prefix="failover:")
-        logger.warning("resuming: took over the lock from %s", previous or "nobody")
-    with locks.service_lock(service, holder, timedelta(minutes=30)), _prefect_slot(service, skip=resume):
+        previous = locks.break_stale(service, only_from_prefix="failover:")
+        logger.warning("resuming: cleared the lock of %s", previous or "nobody (it was free)")
+    with locks.service_lock(service, holder, timedelta(minutes=30)), _prefect_slot(service, takeover=resume):
         return execute(plan, holder, approved_by)
 
 
@@ -99,21 +99,22 @@ def await_approval(plan: FailoverPlan, yes: bool, approved_plan_digest: str | No
 
 
 @contextmanager
-def _prefect_slot(service: str, skip: bool):
+def _prefect_slot(service: str, takeover: bool):
     """The Prefect global concurrency limit ``hotspare-failover-SERVICE`` (limit 1).
 
-    A resumed run skips it: its crashed predecessor's slot is only freed when its lease runs
-    out, and the operator asserted that run is gone (the inventory lock still guards).
+    A crashed run's slot is only freed when its lease runs out (60 s). A resumed run, whose
+    operator asserted that run is gone, frees it at once; when the stale lease later expires
+    the limit may briefly admit one more holder, which the inventory lock still stops.
     """
-    if skip:
-        yield
-        return
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
     from prefect.concurrency.sync import concurrency
 
     name = f"hotspare-failover-{service}"
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, limit=1)
+        if takeover:
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
     with concurrency(name, occupy=1, timeout_seconds=10, strict=True, lease_duration=60):
         yield
 
@@ -226,13 +227,18 @@ def _lower_ttl(service: str) -> dict:
 
 
 def _cutover(plan: FailoverPlan) -> dict:
-    """DNS compare-and-swap; if another change won the race, stop our app so there is one production."""
+    """DNS compare-and-swap. If it fails, stop our app on the target again so users never see
+    two productions; the activated copy stays in place for a resumed run."""
     try:
         return cutover_dns(access.loaded_fleet(), plan.service, plan.source_address, plan.target_address)
-    except DnsPrerequisiteFailed:
-        get_run_logger().error("the DNS record was moved by someone else: stopping the app on %s again", plan.target)
+    except Exception as error:
+        logger = get_run_logger()
+        logger.error("DNS cutover failed (%s): stopping the app on %s again; DNS still points to %s", error, plan.target, plan.source_address)
         run_app_commands(plan.service, plan.target, "deactivate")
-        _clear_in_flight(plan.service)
+        if isinstance(error, DnsPrerequisiteFailed):
+            _clear_in_flight(plan.service)  # someone else moved the record: this failover is over
+        else:
+            logger.error("the failover of %s is paused midway: fix the cause, then run it again with resume", plan.service)
         raise
 
 

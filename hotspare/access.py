@@ -7,10 +7,14 @@ the same file) and loads Prefect blocks lazily, once per process.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 from hotspare.adapters.dns import AuthoritativeServer, TsigKey
-from hotspare.adapters.errors import PermanentError
+from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.adapters.smtp import Relay
 from hotspare.adapters.ssh import Endpoint, Login, SshConnection
 from hotspare.fleet import Fleet, parse_fleet
@@ -56,10 +60,73 @@ def login(block_name: str) -> Login:
     return Login(block.user, block.private_key.get_secret_value())
 
 
-def connect(fleet: Fleet, server_name: str, *, connect_timeout: float = 10.0) -> SshConnection:
-    """An unopened connection to ``server_name``; use it as a context manager."""
+@contextmanager
+def connect(fleet: Fleet, server_name: str, *, connect_timeout: float = 10.0) -> Iterator[SshConnection]:
+    """An open SSH connection to ``server_name`` for the block, reused across the steps of a run.
+
+    A handshake costs ~100 ms of CPU, and a replication talks to the same two servers a
+    dozen times. Connections are kept per process and server; one idle for a while is probed
+    first (bounded by ``connect_timeout``) since a dead peer can leave a transport "active".
+    """
     server = fleet.server(server_name)
-    return SshConnection(endpoint(fleet, server_name), login(fleet.ssh_block_of(server)), connect_timeout=connect_timeout)
+    key = (server.name, server.address, server.ssh_port, server.host_key, fleet.ssh_block_of(server))
+    connection = _borrow(key, connect_timeout)
+    if connection is None:
+        connection = SshConnection(endpoint(fleet, server_name), login(fleet.ssh_block_of(server)), connect_timeout=connect_timeout)
+        connection.connect()
+    try:
+        yield connection
+    except TransientError:
+        connection.close()  # its state is unknown: never hand it out again
+        raise
+    _give_back(key, connection)
+
+
+_POOL: dict[tuple, tuple[SshConnection, float]] = {}
+_POOL_LOCK = threading.Lock()
+PROBE_AFTER_IDLE_SECONDS = 2.0
+CLOSE_AFTER_IDLE_SECONDS = 60.0
+
+
+def _borrow(key: tuple, timeout: float) -> SshConnection | None:
+    with _POOL_LOCK:
+        pooled = _POOL.pop(key, None)
+    if pooled is None:
+        return None
+    connection, last_used = pooled
+    idle = time.monotonic() - last_used
+    if idle > CLOSE_AFTER_IDLE_SECONDS or not connection.is_open():
+        connection.close()
+        return None
+    if idle > PROBE_AFTER_IDLE_SECONDS:
+        try:
+            connection.run(["true"], timeout=timeout)
+        except TransientError:
+            connection.close()
+            raise
+        except Exception:
+            connection.close()
+            return None
+    return connection
+
+
+def _give_back(key: tuple, connection: SshConnection) -> None:
+    if not connection.is_open():
+        return
+    with _POOL_LOCK:
+        previous = _POOL.pop(key, None)
+        _POOL[key] = (connection, time.monotonic())
+    if previous is not None:
+        previous[0].close()
+
+
+def close_connections() -> None:
+    """Close every pooled connection (end of a worker, or after a lab outage in tests)."""
+    with _POOL_LOCK:
+        pooled = list(_POOL.values())
+        _POOL.clear()
+    for connection, _ in pooled:
+        connection.close()
 
 
 def dns_server(fleet: Fleet, zone_name: str, timeout: float = 5.0) -> AuthoritativeServer:

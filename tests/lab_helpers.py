@@ -53,3 +53,34 @@ def free_slot(avoid: tuple[int, ...] = (0, 1)) -> int:
             continue
         return slot
     raise RuntimeError("no free lab slot on this machine")
+
+
+def host_path(lab_env: dict, host: str, path: str):
+    """Where ``path`` as a lab host sees it lives on this machine (read without SSH)."""
+    from pathlib import Path
+
+    return Path(lab_env["hosts"][host]["root"]) / path.lstrip("/")
+
+
+def tree_digest(folder) -> dict[str, str]:
+    """{relative path: sha256} of every regular file under ``folder``."""
+    import hashlib
+
+    digests = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            digests[str(path.relative_to(folder))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def poll(condition, seconds: float, what: str):
+    """Return ``condition()``'s first truthy value, polling until ``seconds`` pass."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")

@@ -10,7 +10,6 @@ import glob
 import hashlib
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -21,21 +20,9 @@ from flows.verify import verify
 from hotspare.cli import main
 from hotspare.inventory import copies
 from hotspare.planning.replication import copy_tree
+from lab_helpers import host_path, poll, ssh, tree_digest
 
 SERVICE = "app1"
-
-
-def host_path(lab_env: dict, host: str, path: str) -> Path:
-    return Path(lab_env["hosts"][host]["root"]) / path.lstrip("/")
-
-
-def tree_digest(folder: Path) -> dict[str, str]:
-    """{relative path: sha256} of every regular file under ``folder``."""
-    digests = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            digests[str(path.relative_to(folder))] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return digests
 
 
 def current_copy_data(lab_env: dict) -> Path:
@@ -47,16 +34,6 @@ def current_copy_data(lab_env: dict) -> Path:
 def production_data(lab_env: dict) -> Path:
     service = lab_env["services"][SERVICE]
     return host_path(lab_env, service["production"], service["data_path"])
-
-
-def wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +141,10 @@ def test_interrupted_transfer_keeps_previous_copy_and_next_run_resumes(replicate
     try:
         with ThreadPoolExecutor(1) as pool:
             running = pool.submit(replicate_service, SERVICE, return_state=True)
-            pid_file = wait_for(lambda: glob.glob(pattern), 60, "the transfer to start")[0]
-            pid = int(wait_for(lambda: Path(pid_file).read_text().strip(), 5, "the transfer's PID"))
+            pid_file = poll(lambda: glob.glob(pattern), 60, "the transfer to start")[0]
+            pid = int(poll(lambda: Path(pid_file).read_text().strip(), 5, "the transfer's PID"))
             arrived = str(host_path(lab_env, lab_env["services"][SERVICE]["mirror"], "/srv/hotspare/app1/copies")) + "/*/tree/srv/app1/data/bulk/blob-*"
-            wait_for(lambda: len(glob.glob(arrived)) >= 8, 60, "part of the data to arrive on the mirror")
+            poll(lambda: len(glob.glob(arrived)) >= 8, 60, "part of the data to arrive on the mirror")
             os.kill(pid, signal.SIGKILL)  # the rsync this test's replication started
             state = running.result(timeout=120)
         assert state.is_failed()
@@ -192,8 +169,8 @@ def test_new_user_and_changed_password_hash_reach_the_mirror(replicated, lab, la
     production = lab_env["services"][SERVICE]["production"]
     mirror = lab_env["services"][SERVICE]["mirror"]
     new_hash = "$6$saltsalt$" + hashlib.sha256(os.urandom(8)).hexdigest()
-    lab_ssh(lab_env, production, ["useradd", "-M", "-u", "2500", "-s", "/bin/sh", "app1-new"])
-    lab_ssh(lab_env, production, ["usermod", "-p", new_hash, "app1-web"])
+    assert ssh(lab_env, production, "useradd", "-M", "-u", "2500", "-s", "/bin/sh", "app1-new").returncode == 0
+    assert ssh(lab_env, production, "usermod", "-p", new_hash, "app1-web").returncode == 0
     try:
         replicate_service(SERVICE)
         passwd = host_path(lab_env, mirror, "/etc/passwd").read_text()
@@ -201,7 +178,7 @@ def test_new_user_and_changed_password_hash_reach_the_mirror(replicated, lab, la
         assert any(line.startswith("app1-new:x:2500:") for line in passwd.splitlines())
         assert f"app1-web:{new_hash}:" in shadow
     finally:
-        lab_ssh(lab_env, production, ["userdel", "app1-new"])
+        ssh(lab_env, production, "userdel", "app1-new")
 
 
 def test_mirror_with_less_memory_fails_hardware_check(replicated, lab_env, tmp_path):
@@ -225,16 +202,3 @@ def test_mirror_with_less_memory_fails_hardware_check(replicated, lab_env, tmp_p
     finally:
         assert main(["fleet", "load", str(fleet_file)]) == 0
     assert replicate_service(SERVICE)["outcome"] == "ok"
-
-
-def lab_ssh(lab_env: dict, host: str, argv: list[str]) -> str:
-    import shlex
-    import subprocess
-
-    target = lab_env["hosts"][host]
-    command = [
-        "ssh", "-i", lab_env["ssh"]["key"], "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-        "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={lab_env['ssh']['known_hosts']}",
-        "-p", str(target["ssh_port"]), f"{lab_env['ssh']['user']}@{target['address']}", shlex.join(argv),
-    ]
-    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=30).stdout

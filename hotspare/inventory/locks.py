@@ -57,14 +57,17 @@ def holder_of(service: str) -> str | None:
         return row.lock_holder if row and row.lock_expires and row.lock_expires.replace(tzinfo=None) > utcnow().replace(tzinfo=None) else None
 
 
-def steal(service: str, holder: str, lease: timedelta, only_from_prefix: str) -> str | None:
-    """Take the lock from a holder whose name starts with ``only_from_prefix`` (a crashed run
-    of the same kind, as the operator asserts by resuming); return the previous holder."""
+def break_stale(service: str, only_from_prefix: str) -> str | None:
+    """Clear the lock if a run whose holder name starts with ``only_from_prefix`` holds it.
+
+    For resuming a crashed run of the same kind, as the operator asserts by resuming; a lock
+    held by any other kind of run is left alone (ServiceBusy). Returns the cleared holder.
+    """
     previous = holder_of(service)
     if previous and not previous.startswith(only_from_prefix):
         raise ServiceBusy(f"service {service} is locked by {previous}, which is not a {only_from_prefix.rstrip(':')} run: not taking it over")
-    with session() as db:
-        db.exec(update(ServiceRow).where(ServiceRow.name == service).values(lock_holder=holder, lock_expires=utcnow() + lease))
+    if previous:
+        release(service, previous)
     return previous
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 
@@ -106,16 +106,17 @@ def plan_failover(
         copy_id = in_flight.get("copy_id") or copy_id
     else:
         source, target = facts.active_server, facts.mirror_server
+    if facts.state == "failed-over" and facts.dns_answer == [facts.addresses[facts.active_server]] and not in_flight:
+        # Already on the mirror and not reprotected yet: nothing to do.
+        done = _refused(facts, mode, source, source,
+                        f"{facts.service} already runs on {facts.active_server}; reprotect it before failing over again")
+        return replace(done, already_done=True)
     if target is None:
         return _refused(facts, mode, source, source, f"{facts.service} has no mirror to fail over to (state {facts.state})")
     base = dict(
         service=facts.service, mode=mode, source=source, target=target, source_address=facts.addresses[source],
         target_address=facts.addresses[target], dns_name=facts.dns_name,
     )
-    if facts.state == "failed-over" and facts.dns_answer == [facts.addresses[facts.active_server]] and not in_flight:
-        # Already on the mirror and not reprotected yet: nothing to do.
-        return FailoverPlan(**base, copy_id=None, copy_age_seconds=None, steps=(), already_done=True,
-                            refusal=f"{facts.service} already runs on {facts.active_server}; reprotect it before failing over again")
     steps = _steps(mode)
     if mode == "planned":
         return FailoverPlan(**base, copy_id=None, copy_age_seconds=None, steps=steps)

@@ -1,0 +1,206 @@
+"""Failover, reprotect and failback against the real lab: sshd hosts, BIND with TSIG, the apps.
+
+Every test ends with the service back in its original layout (production on prod-east,
+protected by mirror-west), so tests can run in any order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from flows.failover import failover
+from flows.replicate import replicate_service
+from flows.reprotect import reprotect
+from hotspare.adapters import dns
+from hotspare.inventory import copies
+from hotspare.planning.failover import plan_failover
+from hotspare.probes import http_get_via_dns
+from lab_helpers import host_path, poll, ssh
+
+SERVICE = "app1"
+
+
+def lab_dns(lab_env: dict) -> dns.AuthoritativeServer:
+    return dns.AuthoritativeServer(lab_env["zone"], lab_env["dns"]["address"], lab_env["dns"]["port"])
+
+
+def dns_answer(lab_env: dict) -> list[str]:
+    return dns.read_addresses(lab_dns(lab_env), lab_env["services"][SERVICE]["dns_name"])
+
+
+def through_dns(lab_env: dict, path: str) -> tuple[int, bytes, str]:
+    """What users get for ``path``: the name resolved by the lab's authoritative DNS."""
+    service = lab_env["services"][SERVICE]
+    url = f"http://{service['dns_name']}:{service['app_port']}/{path}"
+    return http_get_via_dns(url, lambda name: dns.read_addresses(lab_dns(lab_env), name))
+
+
+def address(lab_env: dict, role: str) -> str:
+    return lab_env["hosts"][lab_env["services"][SERVICE][role]]["address"]
+
+
+def write_on_production(lab_env: dict, name: str, text: str) -> None:
+    service = lab_env["services"][SERVICE]
+    (host_path(lab_env, service["production"], service["data_path"]) / name).write_text(text)
+
+
+def restore_original_layout(lab, lab_env) -> None:
+    """Heal everything and bring app1 back to prod-east -> mirror-west, protected."""
+    lab.heal("east")
+    lab.heal("west")
+    row = copies.service_row(SERVICE)
+    if row.state == "failing-over":
+        failover(SERVICE, yes=True, resume=True)
+        row = copies.service_row(SERVICE)
+    if row.state == "failed-over":
+        ssh(lab_env, row.failover["previous_production"], "/srv/app1/app/ctl", "stop")
+        reprotect(SERVICE)
+        row = copies.service_row(SERVICE)
+    if row.active_server != lab_env["services"][SERVICE]["production"]:
+        failover(SERVICE, planned=True, yes=True)
+    row = copies.service_row(SERVICE)
+    assert (row.state, row.active_server, row.mirror_server) == ("protected", "prod-east", "mirror-west")
+    assert dns_answer(lab_env) == [address(lab_env, "production")]
+
+
+@pytest.fixture
+def protected(fleet, lab, lab_env):
+    """app1 replicated and in its original layout before and after the test."""
+    restore_original_layout(lab, lab_env)
+    assert replicate_service(SERVICE)["outcome"] == "ok"
+    yield
+    restore_original_layout(lab, lab_env)
+
+
+def test_emergency_failover_serves_the_last_verified_copy(protected, lab, lab_env):
+    write_on_production(lab_env, "in-copy.txt", "replicated before the outage")
+    replicate_service(SERVICE)
+    write_on_production(lab_env, "after-copy.txt", "written after the last copy")
+    lab.fail("prod-east")
+
+    result = failover(SERVICE, yes=True)
+
+    assert result["outcome"] == "ok" and result["fencing"]["fenced"] is False
+    assert dns_answer(lab_env) == [address(lab_env, "mirror")]
+    status, body, used = through_dns(lab_env, "in-copy.txt")
+    assert (status, body, used) == (200, b"replicated before the outage", address(lab_env, "mirror"))
+    assert through_dns(lab_env, "after-copy.txt")[0] == 404  # the data-loss window, as planned
+    row = copies.service_row(SERVICE)
+    assert (row.state, row.active_server, row.mirror_server) == ("failed-over", "mirror-west", None)
+    assert row.failover["copy_id"] == result["copy_id"]
+
+    # Running it again changes nothing and says so.
+    assert failover(SERVICE, yes=True)["outcome"] == "already-done"
+
+
+def test_reprotect_refuses_split_brain_then_failback_restores_layout(protected, lab, lab_env):
+    lab.fail("prod-east")
+    failover(SERVICE, yes=True)
+    lab.heal("prod-east")  # it comes back still running the app: two productions
+    state = reprotect(SERVICE, return_state=True)
+    assert state.is_failed() and "split brain" in state.message
+    assert copies.service_row(SERVICE).state == "failed-over"
+
+    mirror_data = host_path(lab_env, "mirror-west", lab_env["services"][SERVICE]["data_path"])
+    (mirror_data / "written-on-mirror.txt").write_text("while failed over")
+    assert ssh(lab_env, "prod-east", "/srv/app1/app/ctl", "stop").returncode == 0
+    result = reprotect(SERVICE)
+    assert (result["production"], result["mirror"]) == ("mirror-west", "prod-east")
+
+    back = failover(SERVICE, planned=True, yes=True)
+    assert back["outcome"] == "ok" and back["reprotect"]["outcome"] == "ok"
+    row = copies.service_row(SERVICE)
+    assert (row.state, row.active_server, row.mirror_server) == ("protected", "prod-east", "mirror-west")
+    assert through_dns(lab_env, "written-on-mirror.txt")[:3:2] == (200, address(lab_env, "production"))
+    assert copies.current_copy(SERVICE).status == "verified"
+
+
+def test_planned_switchover_loses_no_write(protected, lab, lab_env):
+    write_on_production(lab_env, "last-write.txt", "written just before the switchover")
+    result = failover(SERVICE, planned=True, yes=True)
+    assert result["outcome"] == "ok" and result["mode"] == "planned"
+    assert through_dns(lab_env, "last-write.txt") == (200, b"written just before the switchover", address(lab_env, "mirror"))
+    # the old production was stopped cleanly and became the mirror
+    row = copies.service_row(SERVICE)
+    assert (row.state, row.active_server, row.mirror_server) == ("protected", "mirror-west", "prod-east")
+
+
+def test_two_concurrent_failovers_exactly_one_wins(protected, lab, lab_env):
+    lab.fail("prod-east")
+    with ThreadPoolExecutor(2) as pool:
+        states = list(pool.map(lambda _: failover(SERVICE, yes=True, return_state=True), range(2)))
+    outcomes = sorted("ok" if s.is_completed() and s.result()["outcome"] == "ok" else "lost" for s in states)
+    assert outcomes == ["lost", "ok"], [s.message for s in states]
+    loser = next(s for s in states if not (s.is_completed() and s.result()["outcome"] == "ok"))
+    assert any(word in str(loser.message) for word in ("busy", "already runs", "record", "concurrency"))
+    assert dns_answer(lab_env) == [address(lab_env, "mirror")]
+
+
+def test_old_copy_is_refused_unless_forced_and_nothing_changes(protected, lab, lab_env):
+    state = failover(SERVICE, yes=True, max_copy_age_hours=0.00001, return_state=True)
+    assert state.is_failed() and "beyond the" in state.message
+    assert dns_answer(lab_env) == [address(lab_env, "production")]
+    assert copies.service_row(SERVICE).state == "protected"
+    assert through_dns(lab_env, "health.txt")[0] == 200
+
+
+def test_approval_timeout_changes_nothing(protected, lab, lab_env):
+    before = copies.service_row(SERVICE)
+    state = failover(SERVICE, approval_timeout_seconds=2, return_state=True)
+    assert state.is_failed()
+    after = copies.service_row(SERVICE)
+    assert (after.state, after.active_server, after.mirror_server) == (before.state, before.active_server, before.mirror_server)
+    assert dns_answer(lab_env) == [address(lab_env, "production")]
+    assert through_dns(lab_env, "health.txt")[:3:2] == (200, address(lab_env, "production"))
+
+
+def test_approval_bound_to_another_plan_is_refused(protected, lab, lab_env):
+    state = failover(SERVICE, approved_plan_digest="000000000000", return_state=True)
+    assert state.is_failed() and "review it again" in state.message
+    assert dns_answer(lab_env) == [address(lab_env, "production")]
+
+
+def test_killed_after_activation_then_resumed_converges(protected, lab, lab_env, prefect_api):
+    from prefect.settings import PREFECT_API_URL
+
+    lab.fail("prod-east")
+    marker = host_path(lab_env, "mirror-west", "/srv/hotspare/app1/active-copy")
+    marker.unlink(missing_ok=True)
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "failover", SERVICE, "--yes"], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        poll(marker.exists, 90, "the copy to be activated on the mirror")
+        os.kill(process.pid, signal.SIGKILL)  # the failover process this test started
+    finally:
+        process.wait(timeout=30)
+    assert copies.service_row(SERVICE).state in ("failing-over", "failed-over")
+
+    result = failover(SERVICE, yes=True, resume=True)
+    assert result["outcome"] in ("ok", "already-done")
+    row = copies.service_row(SERVICE)
+    assert (row.state, row.active_server) == ("failed-over", "mirror-west")
+    assert dns_answer(lab_env) == [address(lab_env, "mirror")]
+    assert through_dns(lab_env, "health.txt")[:3:2] == (200, address(lab_env, "mirror"))
+
+
+def test_plan_is_pure_and_digest_binds_the_copy(protected, lab_env):
+    from tasks.failover import gather_facts
+    from hotspare.inventory.models import utcnow
+
+    facts = gather_facts.fn(SERVICE)
+    now = utcnow()
+    plan = plan_failover(facts, planned=False, now=now)
+    assert plan.copy_id == copies.newest_verified(SERVICE).id and plan.refusal is None
+    older = [copy for copy in facts.copies if copy.id != plan.copy_id and copy.status == "verified"]
+    if older:
+        other = plan_failover(facts, planned=False, now=now, copy_id=older[0].id)
+        assert other.digest != plan.digest
+    assert plan_failover(facts, planned=False, now=now).digest == plan.digest
+    assert f"Plan digest: `{plan.digest}`" in plan.markdown()
