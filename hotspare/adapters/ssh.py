@@ -21,6 +21,8 @@ import paramiko
 from hotspare.adapters.errors import PermanentError, RemoteCommandError, TransientError
 
 STDERR_TAIL = 2000
+STDIN_CHUNK = 32768
+STDIN_POLL = 0.01
 
 
 @dataclass(frozen=True)
@@ -183,14 +185,21 @@ class SshConnection:
         TransientError says what ran where.
         """
         line = command_line(argv)
-        channel = self.transport.open_session(timeout=self.connect_timeout)
+        deadline = time.monotonic() + timeout
+        try:
+            channel = self.transport.open_session(timeout=self.connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            # An outage can leave the transport "active" while nothing gets through
+            # (lab-facts.md): drop it so the next call reconnects instead of waiting again.
+            self.close()
+            raise TransientError(f"SSH connection to {self.endpoint.name} is not usable ({error}); reconnect") from None
         try:
             channel.exec_command(line)
-            if stdin:
-                channel.sendall(stdin)
-            channel.shutdown_write()
-            stdout, stderr = _collect(channel, time.monotonic() + timeout, self.endpoint.name, argv)
+            stdout, stderr = _collect(channel, stdin or b"", deadline, self.endpoint.name, argv)
             status = channel.recv_exit_status()
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            self.close()
+            raise TransientError(f"on {self.endpoint.name}: `{_short(argv)}` lost its SSH channel ({error})") from None
         finally:
             channel.close()
         tail = stderr[-STDERR_TAIL:].decode(errors="replace")
@@ -203,11 +212,30 @@ class SshConnection:
         return self.transport.open_sftp_client()
 
 
-def _collect(channel: paramiko.Channel, deadline: float, host: str, argv: Sequence[str]) -> tuple[bytes, bytes]:
-    """Read stdout and stderr until the command exits or ``deadline`` passes."""
+def _collect(
+    channel: paramiko.Channel, stdin: bytes, deadline: float, host: str, argv: Sequence[str]
+) -> tuple[bytes, bytes]:
+    """Feed ``stdin`` and read stdout and stderr until the command exits or ``deadline`` passes.
+
+    Writing and reading are interleaved: a program that echoes its input (``cat``) stops
+    reading once its output window is full, so sending all of stdin first would deadlock
+    beyond ~4 MiB and ignore the deadline.
+    """
     stdout, stderr = bytearray(), bytearray()
+    pending = memoryview(stdin)
+    if not pending:
+        channel.shutdown_write()
     while True:
         progressed = False
+        if pending and channel.send_ready():
+            try:
+                sent = channel.send(bytes(pending[:STDIN_CHUNK]))
+            except OSError:  # the command exited or closed its stdin: the rest is not wanted
+                sent = len(pending)
+            pending = pending[sent:]
+            if not pending:
+                channel.shutdown_write()
+            progressed = True
         while channel.recv_ready():
             stdout += channel.recv(65536)
             progressed = True
@@ -222,7 +250,8 @@ def _collect(channel: paramiko.Channel, deadline: float, host: str, argv: Sequen
         if remaining <= 0:
             raise TransientError(f"on {host}: `{_short(argv)}` did not finish in time; it was abandoned")
         if not progressed:
-            select.select([channel], [], [], min(remaining, 0.5))
+            # select wakes on stdout only; poll briefly while stdin waits for window space
+            select.select([channel], [], [], min(remaining, STDIN_POLL if pending else 0.5))
 
 
 def _short(argv: Sequence[str]) -> str:
