@@ -155,6 +155,7 @@ class SshConnection:
         except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as error:
             client.close()
             raise TransientError(f"cannot reach {where}: {getattr(error, 'strerror', None) or error}") from None
+        client.get_transport().set_keepalive(5)
         self._client = client
 
     def close(self) -> None:
@@ -187,7 +188,7 @@ class SshConnection:
         line = command_line(argv)
         deadline = time.monotonic() + timeout
         try:
-            channel = self.transport.open_session(timeout=self.connect_timeout)
+            channel = self.transport.open_session(timeout=min(self.connect_timeout, timeout))
         except (paramiko.SSHException, EOFError, OSError) as error:
             # An outage can leave the transport "active" while nothing gets through
             # (lab-facts.md): drop it so the next call reconnects instead of waiting again.
@@ -207,6 +208,10 @@ class SshConnection:
         if check and status != 0:
             raise RemoteCommandError(self.endpoint.name, _short(argv), status, tail)
         return result
+
+    def is_open(self) -> bool:
+        transport = self._client.get_transport() if self._client else None
+        return bool(transport and transport.is_active())
 
     def open_sftp(self) -> paramiko.SFTPClient:
         return self.transport.open_sftp_client()
