@@ -91,14 +91,15 @@ def test_each_host_sees_its_own_srv(lab_env):
         ssh(lab_env, "prod-east", "rm", "-f", marker)
 
 
-def test_app_users_exist_on_production_only(lab_env):
+def test_app_users_exist_on_their_own_production_only(lab_env):
     production = ssh(lab_env, "prod-east", "getent", "passwd", "app1-web")
     assert production.returncode == 0, production.stderr
     assert production.stdout.split(":")[2] == "2001"
     shadow = ssh(lab_env, "prod-east", "getent", "shadow", "app1-web").stdout.split(":")
     assert shadow[1].startswith("$"), "app users get a real password hash"
     assert ssh(lab_env, "prod-west", "id", "-u", "app2-batch").stdout.strip() == "3002"
-    assert ssh(lab_env, "mirror-west", "getent", "passwd", "app1-web").returncode == 2
+    # each host has its own account files: app1's users are unknown on app2's production
+    assert ssh(lab_env, "prod-west", "getent", "passwd", "app1-web").returncode == 2
 
 
 def test_service_files_are_in_place(lab_env):
