@@ -50,32 +50,46 @@ def write_on_production(lab_env: dict, name: str, text: str) -> None:
     (host_path(lab_env, service["production"], service["data_path"]) / name).write_text(text)
 
 
-def restore_original_layout(lab, lab_env) -> None:
-    """Heal everything and bring app1 back to prod-east -> mirror-west, protected."""
+def reset_layout(lab, lab_env) -> None:
+    """Put app1 back on prod-east -> mirror-west, protected, the quick way.
+
+    The full way back (reprotect, then a planned failback) is itself under test below; the
+    other tests only need the starting point restored: hosts healed, the app running on
+    production only, the DNS record and the inventory as before.
+    """
+    from hotspare import access
+    from hotspare.inventory.db import session
+    from hotspare.inventory.models import ServerRow, ServiceRow
+
     lab.heal("east")
     lab.heal("west")
-    row = copies.service_row(SERVICE)
-    if row.state == "failing-over":
-        failover(SERVICE, yes=True, resume=True)
-        row = copies.service_row(SERVICE)
-    if row.state == "failed-over":
-        ssh(lab_env, row.failover["previous_production"], "/srv/app1/app/ctl", "stop")
-        reprotect(SERVICE)
-        row = copies.service_row(SERVICE)
-    if row.active_server != lab_env["services"][SERVICE]["production"]:
-        failover(SERVICE, planned=True, yes=True)
-    row = copies.service_row(SERVICE)
-    assert (row.state, row.active_server, row.mirror_server) == ("protected", "prod-east", "mirror-west")
+    access.close_connections()
+    assert ssh(lab_env, "mirror-west", "/srv/app1/app/ctl", "stop").returncode == 0
+    assert ssh(lab_env, "prod-east", "/srv/app1/app/ctl", "start").returncode == 0
+    host_path(lab_env, "mirror-west", "/srv/hotspare/app1/active-copy").unlink(missing_ok=True)
+    fleet = access.loaded_fleet()
+    zone = fleet.zone(lab_env["zone"])
+    [current] = dns_answer(lab_env)
+    if current != address(lab_env, "production"):
+        dns.compare_and_swap_address(lab_dns(lab_env), access.tsig_key(zone.tsig_key_block),
+                                     lab_env["services"][SERVICE]["dns_name"], current, address(lab_env, "production"), zone.ttl)
+    with session() as db:
+        row = db.get(ServiceRow, SERVICE)
+        row.active_server, row.mirror_server, row.state, row.failover = "prod-east", "mirror-west", "protected", None
+        row.lock_holder = row.lock_expires = None
+        for server in ("prod-east", "mirror-west"):
+            db.get(ServerRow, server).state = "ok"
     assert dns_answer(lab_env) == [address(lab_env, "production")]
 
 
 @pytest.fixture
 def protected(fleet, lab, lab_env):
-    """app1 replicated and in its original layout before and after the test."""
-    restore_original_layout(lab, lab_env)
-    assert replicate_service(SERVICE)["outcome"] == "ok"
+    """app1 in its original layout with a verified copy, before and after the test."""
+    reset_layout(lab, lab_env)
+    if copies.newest_verified(SERVICE, "mirror-west") is None:
+        assert replicate_service(SERVICE)["outcome"] == "ok"
     yield
-    restore_original_layout(lab, lab_env)
+    reset_layout(lab, lab_env)
 
 
 def test_emergency_failover_serves_the_last_verified_copy(protected, lab, lab_env):
@@ -197,7 +211,7 @@ def test_plan_is_pure_and_digest_binds_the_copy(protected, lab_env):
     facts = gather_facts.fn(SERVICE)
     now = utcnow()
     plan = plan_failover(facts, planned=False, now=now)
-    assert plan.copy_id == copies.newest_verified(SERVICE).id and plan.refusal is None
+    assert plan.copy_id == copies.newest_verified(SERVICE, "mirror-west").id and plan.refusal is None
     older = [copy for copy in facts.copies if copy.id != plan.copy_id and copy.status == "verified"]
     if older:
         other = plan_failover(facts, planned=False, now=now, copy_id=older[0].id)
