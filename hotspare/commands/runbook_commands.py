@@ -23,6 +23,8 @@ def register(subparsers) -> None:
             extra(parser)
         parser.set_defaults(func=_runner(name))
     register_failover(subparsers)
+    serve = subparsers.add_parser("serve", help="serve all deployments (schedules and run buttons) until stopped")
+    serve.set_defaults(func=serve_command)
 
 
 def register_failover(subparsers) -> None:
@@ -97,6 +99,13 @@ def reprotect_command(args: argparse.Namespace) -> int:
     from flows.reprotect import reprotect
 
     return _report(reprotect(service=args.service, mirror=args.mirror, return_state=True))
+
+
+def serve_command(_args: argparse.Namespace) -> int:
+    from deployments.serve import serve_forever
+
+    serve_forever()
+    return 0
 
 
 def _force_flag(parser: argparse.ArgumentParser) -> None:
