@@ -18,7 +18,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from hotspare import access
-from tasks.backup import apply_retention, backup_service, check_repository, prepare_inventory
+from tasks.backup import apply_retention, backup_service, check_repository
 
 
 def backed_up_services(fleet, service: str | None) -> list[str]:
@@ -43,7 +43,6 @@ def run_name() -> str:
 def backup(service: str | None = None, prune: bool = True) -> dict:
     """Back up one service (``service``) or all services with a backup section."""
     logger = get_run_logger()
-    prepare_inventory()
     fleet = access.loaded_fleet()
     names = backed_up_services(fleet, service)
     if not names:
@@ -83,7 +82,6 @@ def backup_check(service: str | None = None, subset: str | None = None) -> dict:
     failed run.
     """
     logger = get_run_logger()
-    prepare_inventory()
     fleet = access.loaded_fleet()
     results, failures = {}, []
     for name in backed_up_services(fleet, service):

@@ -22,7 +22,6 @@ from prefect.runtime import flow_run
 from flows.backup import artifact_key, run_name
 from hotspare import access
 from hotspare.inventory import locks, runs
-from tasks.backup import prepare_inventory
 from tasks.dns_cutover import cutover_dns
 from tasks.rebuild import (
     RebuildRefused,
@@ -75,7 +74,6 @@ def rebuild(
 ) -> dict:
     """Rebuild ``service`` on a standby from the storage host's backup (see module docstring)."""
     logger = get_run_logger()
-    prepare_inventory()
     fleet = access.loaded_fleet()
     rebuild_plan = survey(fleet, service, standby, snapshot, temporary_account_hours, force)
     digest = rebuild_plan.digest()
@@ -156,7 +154,6 @@ def _publish_summary(service: str, run_id: int, outcome: str, summary: str, rebu
 @flow(name="expire-temporary-accounts", log_prints=True)
 def expire_temporary_accounts(now: datetime | None = None) -> dict:
     """Disable every temporary login whose expiry has passed (``now`` defaults to the clock)."""
-    prepare_inventory()
     fleet = access.loaded_fleet()
     moment = now or datetime.now(timezone.utc)
     if moment.tzinfo is None:

@@ -16,14 +16,13 @@ from prefect.runtime import flow_run
 
 from flows.backup import artifact_key, backed_up_services, run_name
 from hotspare import access
-from tasks.backup import prepare_inventory, prove_restore
+from tasks.backup import prove_restore
 
 
 @flow(name="restore-proof", log_prints=True)
 def restore_proof(service: str | None = None) -> dict:
     """Restore-prove one service (``service``) or every service with backups."""
     logger = get_run_logger()
-    prepare_inventory()
     fleet = access.loaded_fleet()
     results, failures = {}, []
     for name in backed_up_services(fleet, service):

@@ -20,8 +20,8 @@ from hotspare import access
 from hotspare.adapters.errors import PermanentError, RemoteCommandError, TransientError
 from hotspare.adapters.ssh import CommandResult, SshConnection, secret_env_command
 from hotspare.fleet import Fleet
-from hotspare.inventory import engine, session
-from hotspare.inventory.backup_models import BackupRow, RepositoryCheckRow, RestoreProofRow, ensure_tables
+from hotspare.inventory import session
+from hotspare.inventory.backup_models import BackupRow, RepositoryCheckRow, RestoreProofRow
 from hotspare.inventory.models import ServiceRow, utcnow
 from hotspare.planning import backup as plan
 from tasks.retry import TRANSIENT_RETRIES
@@ -32,11 +32,6 @@ RESTIC_TIMEOUT = 6 * 3600.0
 
 class ResticFailed(PermanentError):
     """restic said no in a way a retry cannot fix (wrong password, corrupt data, …)."""
-
-
-def prepare_inventory() -> None:
-    """Make sure the backup tables exist (older inventories were created without them)."""
-    ensure_tables(engine())
 
 
 def repository_password(block_name: str) -> str:

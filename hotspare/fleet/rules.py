@@ -117,6 +117,11 @@ def block_references(fleet: Fleet) -> list[tuple[tuple[str | int, ...], str, str
             references.append((("servers", position, "ssh_user_block"), "hotspare-ssh-credentials", server.ssh_user_block))
     for position, zone in enumerate(fleet.zones):
         references.append((("zones", position, "tsig_key_block"), "hotspare-dns-update-key", zone.tsig_key_block))
+    for position, service in enumerate(fleet.services):
+        if service.backup is not None:
+            references.append(
+                (("services", position, "backup", "password_block"), "hotspare-backup-repository-password", service.backup.password_block)
+            )
     if fleet.mail:
         references.append((("mail", "smtp_block"), "hotspare-smtp-server", fleet.mail.smtp_block))
     return references

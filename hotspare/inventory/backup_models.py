@@ -86,10 +86,3 @@ class TemporaryAccountRow(SQLModel, table=True):
     disabled_at: datetime | None = None
     disabled_reason: str = ""
 
-
-TABLES = (BackupRow, RepositoryCheckRow, RestoreProofRow, TemporaryAccountRow)
-
-
-def ensure_tables(engine) -> None:
-    """Create these tables if missing (an inventory made before they existed gets them too)."""
-    SQLModel.metadata.create_all(engine, tables=[table.__table__ for table in TABLES])
