@@ -6,6 +6,7 @@ mirror host key. The orchestrator only sends commands and reads small outputs.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -59,7 +60,8 @@ def mirror_access(fleet: Fleet, production: SshConnection, mirror_name: str, run
     """
     mirror = access.endpoint(fleet, mirror_name)
     login = access.login(fleet.ssh_block_of(fleet.server(mirror_name)))
-    peer = plan.peer_access(run_tag, login.user, mirror.address, mirror.port)
+    # a random suffix: two runs must never share (and remove) each other's key folder
+    peer = plan.peer_access(f"{run_tag}-{secrets.token_hex(4)}", login.user, mirror.address, mirror.port)
     production.run(["install", "-d", "-m", "0700", peer.directory])
     try:
         write_file(production, peer.key_path, login.private_key.encode())
