@@ -8,7 +8,7 @@ export HOTSPARE_ROOT
 
 need_packages() {
   local missing=0
-  for path in /usr/sbin/sshd /usr/sbin/named /usr/bin/restic /usr/bin/rsync /usr/bin/dig /usr/bin/nsupdate /usr/sbin/ip /usr/bin/curl /usr/bin/tsig-keygen /usr/bin/ssh-keygen; do
+  for path in /usr/sbin/sshd /usr/sbin/named /usr/bin/restic /usr/bin/rsync /usr/bin/dig /usr/bin/nsupdate /usr/sbin/ip /usr/bin/curl /usr/sbin/tsig-keygen /usr/bin/python3 /usr/bin/ssh-keygen; do
     [ -x "$path" ] || { missing=1; break; }
   done
   return $((1 - missing))
@@ -19,7 +19,7 @@ if need_packages; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     openssh-server openssh-client rsync bind9 bind9-utils bind9-dnsutils restic iproute2 curl \
-    procps passwd >/dev/null
+    procps passwd python3 >/dev/null
 fi
 
 VENV="$HOTSPARE_ROOT/.venv"
