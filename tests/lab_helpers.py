@@ -84,3 +84,8 @@ def poll(condition, seconds: float, what: str):
             return value
         time.sleep(0.02)
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def wait_for(what: str, probe, seconds: float = 10.0):
+    """``poll`` with the sentence first, as the lab tests read."""
+    return poll(probe, seconds, what)

@@ -23,6 +23,7 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
+from lab_helpers import wait_for
 from hotspare.adapters.dns import (
     AuthoritativeServer,
     TsigKey,
@@ -49,16 +50,6 @@ pytestmark = pytest.mark.lab
 
 # ----- helpers and fixtures ------------------------------------------------------------------
 
-def wait_for(what: str, probe, seconds: float = 10.0):
-    """Poll probe() until truthy or fail naming what did not happen."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {seconds:g} s")
-        time.sleep(0.05)
 
 
 def finishes_within(seconds: float, function):

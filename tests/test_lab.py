@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab_helpers import free_slot, ssh
+from lab_helpers import free_slot, ssh, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -36,16 +36,6 @@ def parallel(function, items):
         return list(pool.map(function, items))
 
 
-def wait_for(what: str, probe, seconds: float = 10.0):
-    """Poll probe() until truthy or fail naming what did not happen."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {seconds:g} s")
-        time.sleep(0.05)
 
 
 def curl(url: str) -> subprocess.CompletedProcess:

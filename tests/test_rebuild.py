@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import base64
 import stat
-import time
 import uuid
 from pathlib import Path
 
 import paramiko
 import pytest
+from lab_helpers import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -52,15 +52,6 @@ def _password_login(address: str, host_key: str, user: str, password: str) -> st
         client.close()
 
 
-def _wait_for(what: str, check, seconds: float = 20.0):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {seconds} s")
-        time.sleep(0.2)
 
 
 def test_rebuild_on_standby_serves_newest_backup_with_expiring_temporary_logins(lab, lab_env, fleet):
@@ -132,7 +123,7 @@ def test_rebuild_on_standby_serves_newest_backup_with_expiring_temporary_logins(
                 logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
                 return logs if any("rebuilt on" in log.message for log in logs) else None
 
-            logs = _wait_for("the rebuild's summary log line", rebuild_logs)
+            logs = wait_for("the rebuild's summary log line", rebuild_logs)
             everything = "\n".join(log.message for log in client.read_logs()) + "\n".join(log.message for log in logs)
             everything += "\n".join(str(artifact.data) for artifact in client.read_artifacts())
         everything += inventory_text + repr(result) + str(state.message)

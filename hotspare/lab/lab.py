@@ -35,7 +35,8 @@ import yaml
 from hotspare.lab import network, render
 from hotspare.lab.errors import LabError
 from hotspare.lab.keys import generate_ed25519, tsig_secret
-from hotspare.lab.probes import banner, http_get, port_in_use, reachable, soa_answers, wait_until
+from hotspare.lab.probes import banner, http_get, port_in_use, soa_answers, wait_until
+from hotspare.probes import tcp_reachable
 from hotspare.lab.processes import (
     Daemon,
     is_running,
@@ -527,7 +528,7 @@ class Lab:
         address = self.layout.address(host)
         return {"address": address, "facility": host.facility, "role": host.role,
                 "failed": network.is_failed(self.layout, host),
-                "reachable": reachable(address, SSH_PORT, timeout=1.0)}
+                "reachable": tcp_reachable(address, SSH_PORT, timeout=1.0)}
 
     def _heal_hosts(self, hosts) -> None:
         """Remove injected failures; hosts that were not failed are left alone."""

@@ -61,15 +61,6 @@ def banner(address: str, port: int, timeout: float = 0.5) -> bytes:
         return b""
 
 
-def reachable(address: str, port: int, timeout: float = 1.0) -> bool:
-    """True when a TCP connection to address:port completes within timeout."""
-    try:
-        with socket.create_connection((address, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def port_in_use(port: int, address: str = "127.0.0.1") -> bool:
     """True when something holds address:port over TCP or UDP.
 
