@@ -218,3 +218,61 @@ def test_plan_is_pure_and_digest_binds_the_copy(protected, lab_env):
         assert other.digest != plan.digest
     assert plan_failover(facts, planned=False, now=now).digest == plan.digest
     assert f"Plan digest: `{plan.digest}`" in plan.markdown()
+
+
+def test_operator_approves_in_the_ui_and_the_failover_runs(protected, lab, lab_env):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.flow_runs import resume_flow_run
+
+    digest = failover(SERVICE, planned=True, dry_run=True)["plan_digest"]
+
+    def paused_run():
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+        return runs[0] if runs else None
+
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(failover, SERVICE, planned=True, approval_timeout_seconds=120, return_state=True)
+        paused = poll(paused_run, 60, "the failover to pause for approval")
+        assert dns_answer(lab_env) == [address(lab_env, "production")]  # nothing moves before approval
+        resume_flow_run(paused.id, run_input={"approve": True, "plan_digest": digest, "operator": "Dana Ops"})
+        state = waiting.result(timeout=180)
+    assert state.is_completed(), state.message
+    assert state.result()["approved_by"] == "Dana Ops"
+    assert dns_answer(lab_env) == [address(lab_env, "mirror")]
+
+
+def test_wrong_tsig_key_leaves_dns_unchanged_and_resume_completes(protected, lab, lab_env):
+    import base64
+
+    from pydantic import SecretStr
+
+    from blocks.credentials import DnsUpdateKey
+    from hotspare import access
+
+    block = access.loaded_fleet().zone(lab_env["zone"]).tsig_key_block
+    DnsUpdateKey(key_name=block, secret=SecretStr(base64.b64encode(b"not the key").decode())).save(block, overwrite=True)
+    access.forget_credentials()
+    try:
+        state = failover(SERVICE, yes=True, return_state=True)
+        assert state.is_failed() and "BADSIG" in state.message
+        assert dns_answer(lab_env) == [address(lab_env, "production")]
+        row = copies.service_row(SERVICE)
+        assert (row.state, row.active_server, row.failover["target"]) == ("failing-over", "prod-east", "mirror-west")
+        with pytest.raises(OSError):  # the app was stopped again on the mirror: no second production
+            through_dns_at(lab_env, address(lab_env, "mirror"))
+    finally:
+        lab.register_blocks()
+        access.forget_credentials()
+    result = failover(SERVICE, yes=True, resume=True)
+    assert result["outcome"] == "ok"
+    assert dns_answer(lab_env) == [address(lab_env, "mirror")]
+    assert through_dns(lab_env, "health.txt")[:3:2] == (200, address(lab_env, "mirror"))
+
+
+def through_dns_at(lab_env: dict, where: str):
+    service = lab_env["services"][SERVICE]
+    return http_get_via_dns(f"http://{service['dns_name']}:{service['app_port']}/health.txt", lambda _name: [where], timeout=2)
