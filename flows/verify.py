@@ -26,11 +26,12 @@ def verify_copy(service: str, copy_id: str, repair: bool = False, accounts_appli
     if row is None:
         raise PermanentError(f"no copy {copy_id} of {service} in the inventory")
     source, target = copies.service_row(service).active_server, row.target_server
+    host_check = verify_host.submit(service, source, target, row.total_bytes)  # alongside the content check
     content = verify_content(service, copy_id, source, target)
     if content["corrupt"] and repair:
         repair_copy(service, copy_id, source, target, [d["path"] for d in content["corrupt"] if d["kind"] != "extra"])
         content = verify_content(service, copy_id, source, target)
-    host = verify_host(service, source, target)
+    host = host_check.result()
     account_check = verify_accounts(service, copy_id, target) if accounts_applied else None
     checks = _checks(service, copy_id, content, host, account_check)
     failures = [f"{check['check']}: {check['detail']}" for check in checks if check["result"] == "FAIL"]

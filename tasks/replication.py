@@ -7,8 +7,6 @@ mirror host key. The orchestrator only sends commands and reads small outputs.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -42,6 +40,7 @@ class CopyPlan:
     resume_from: str | None  # an unverified copy folder to reuse (cheap resume)
     paths: tuple[str, ...]
     data_totals: dict
+    source_clock: float  # production's clock (epoch s) at preflight: files newer changed during the copy
 
 
 def _spec(fleet: Fleet, service: str) -> dict:
@@ -52,23 +51,17 @@ def _spec(fleet: Fleet, service: str) -> dict:
 # Host-to-host access
 
 
-@contextmanager
-def mirror_access(fleet: Fleet, production: SshConnection, mirror_name: str, run_tag: str) -> Iterator[plan.PeerAccess]:
-    """Give production a short-lived key and the pinned host key to reach the mirror.
+def peer_access_for(fleet: Fleet, mirror_name: str, run_tag: str) -> tuple[plan.PeerAccess, bytes]:
+    """How production reaches the mirror for one transfer, and the stdin that carries the key.
 
-    Written on tmpfs (/run) with mode 0600 via stdin, removed when the block ends.
+    The key and the pinned host key reach production on stdin and live in a 0700 folder on
+    tmpfs only while the transfer runs (``plan.with_peer_access``).
     """
     mirror = access.endpoint(fleet, mirror_name)
     login = access.login(fleet.ssh_block_of(fleet.server(mirror_name)))
     # a random suffix: two runs must never share (and remove) each other's key folder
     peer = plan.peer_access(f"{run_tag}-{secrets.token_hex(4)}", login.user, mirror.address, mirror.port)
-    production.run(["install", "-d", "-m", "0700", peer.directory])
-    try:
-        write_file(production, peer.key_path, login.private_key.encode())
-        write_file(production, peer.known_hosts_path, (mirror.known_hosts_line() + "\n").encode())
-        yield peer
-    finally:
-        production.run(["rm", "-rf", "--", peer.directory], check=False)
+    return peer, plan.peer_stdin(mirror.known_hosts_line(), login.private_key)
 
 
 def write_file(connection: SshConnection, path: str, content: bytes, mode: str = "077") -> None:
@@ -107,6 +100,7 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
         logger.info(room.reason)
         if not room.go:
             raise Refused(room.reason)
+        clock = float(production.run(["date", "+%s.%N"]).text.strip())
         copy_id = _new_copy_id(service)
         link_base = _newest_existing_copy(mirror, service)
         resume = _resumable_copy(mirror, service)
@@ -114,7 +108,7 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     logger.info("new copy %s of %s: %s -> %s (hard links against %s%s)", copy_id, service, source, target,
                 link_base or "nothing: full copy", f", resuming {resume}" if resume else "")
     return CopyPlan(service, source, target, copy_id, plan.copy_tree(service, copy_id), link_dest, resume,
-                    tuple(plan.source_paths(spec)), asdict(totals))
+                    tuple(plan.source_paths(spec)), asdict(totals), clock)
 
 
 def _new_copy_id(service: str) -> str:
@@ -176,12 +170,10 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
             mirror.run(["mv", "--", plan.copy_root(service, copy_plan.resume_from), plan.copy_root(service, copy_plan.copy_id)])
             copies.update_copy(copy_plan.resume_from, status="pruned", ended_at=utcnow())
             logger.info("resuming the interrupted copy %s as %s", copy_plan.resume_from, copy_plan.copy_id)
-        mirror.run(["install", "-d", "-m", "0700", copy_plan.tree])
-        clock = float(production.run(["date", "+%s.%N"]).text.strip())
-        _record_copy_start(copy_plan, clock)
-        with mirror_access(fleet, production, copy_plan.target, run_tag) as peer:
-            argv = plan.with_pid_file(peer.pid_file, plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest))
-            result = production.run(argv, timeout=6 * 3600, check=False)
+        _record_copy_start(copy_plan)
+        peer, stdin = peer_access_for(fleet, copy_plan.target, run_tag)
+        argv = plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest)
+        result = production.run(plan.with_peer_access(peer, argv), stdin=stdin, timeout=6 * 3600, check=False)
         if result.exit_status not in (0, 24):  # 24: files vanished during transfer (production is live)
             copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())
             from hotspare.adapters.errors import TransientError
@@ -198,10 +190,11 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
     )
     logger.info("copied %s: %d files / %d bytes transferred of %d files / %d bytes", copy_plan.copy_id,
                 stats.files_transferred, stats.bytes_transferred, stats.total_files, stats.total_bytes)
-    return asdict(stats) | {"source_clock_start": clock}
+    return asdict(stats) | {"source_clock_start": copy_plan.source_clock}
 
 
-def _record_copy_start(copy_plan: CopyPlan, clock: float) -> None:
+def _record_copy_start(copy_plan: CopyPlan) -> None:
+    clock = copy_plan.source_clock
     existing = {row.id for row in copies.copies_of(copy_plan.service)}
     if copy_plan.copy_id in existing:
         copies.update_copy(copy_plan.copy_id, status="in-progress", source_clock_start=clock)
@@ -223,8 +216,7 @@ def promote_copy(service: str, copy_id: str, target: str) -> None:
     fleet = access.loaded_fleet()
     with access.connect(fleet, target) as mirror:
         link = plan.service_root(service) + "/current"
-        mirror.run(["ln", "-sfn", f"copies/{copy_id}", link + ".new"])
-        mirror.run(["mv", "-T", link + ".new", link])
+        mirror.run(["sh", "-c", 'ln -sfn "$1" "$2.new" && mv -T "$2.new" "$2"', "sh", f"copies/{copy_id}", link])
     copies.make_current(service, copy_id)
     get_run_logger().info("copy %s is now the current copy of %s on %s", copy_id, service, target)
 

@@ -7,6 +7,7 @@ production file changed after the copy began are reported as such, not as corrup
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from prefect import get_run_logger, task
@@ -16,7 +17,7 @@ from hotspare.adapters.ssh import SshConnection
 from hotspare.inventory import copies
 from hotspare.inventory.models import utcnow
 from hotspare.planning import replication as plan
-from tasks.replication import STEP, mirror_access
+from tasks.replication import STEP, peer_access_for
 
 STAT_CHUNK = 400
 
@@ -27,9 +28,10 @@ def verify_content(service: str, copy_id: str, source: str, target: str) -> dict
     fleet = access.loaded_fleet()
     paths = plan.source_paths(fleet.service(service).model_dump(mode="json"))
     row = next(row for row in copies.copies_of(service) if row.id == copy_id)
+    peer, stdin = peer_access_for(fleet, target, f"verify-{service}")
+    argv = plan.with_peer_access(peer, plan.rsync_verify_argv(peer, paths, plan.copy_tree(service, copy_id)))
     with access.connect(fleet, source) as production:
-        with mirror_access(fleet, production, target, f"verify-{service}-{copy_id}") as peer:
-            result = production.run(plan.rsync_verify_argv(peer, paths, plan.copy_tree(service, copy_id)), timeout=6 * 3600, check=False)
+        result = production.run(argv, stdin=stdin, timeout=6 * 3600, check=False)
         if result.exit_status not in (0, 23, 24):
             from hotspare.adapters.errors import TransientError
 
@@ -58,42 +60,37 @@ def source_mtimes(production: SshConnection, paths: list[str]) -> dict[str, floa
 def repair_copy(service: str, copy_id: str, source: str, target: str, paths: list[str]) -> int:
     """Re-send corrupt files into the new copy; rsync replaces them, so older copies keep theirs."""
     fleet = access.loaded_fleet()
+    peer, stdin = peer_access_for(fleet, target, f"repair-{service}")
+    argv = plan.with_peer_access(peer, plan.rsync_repair_argv(peer, paths, plan.copy_tree(service, copy_id)))
     with access.connect(fleet, source) as production:
-        with mirror_access(fleet, production, target, f"repair-{service}-{copy_id}") as peer:
-            listing = "\0".join(path.lstrip("/") for path in paths).encode() + b"\0"
-            production.run(plan.rsync_repair_argv(peer, plan.copy_tree(service, copy_id)), stdin=listing, timeout=6 * 3600)
+        production.run(argv, stdin=stdin, timeout=6 * 3600)
     get_run_logger().warning("re-sent %d file(s) that differed from production into %s", len(paths), copy_id)
     return len(paths)
 
 
-def hardware_facts(connection: SshConnection, data_path: str, with_packages: bool = True) -> plan.HardwareFacts:
-    cpus = int(connection.run(["nproc"]).text.strip())
-    memory = plan.parse_meminfo_mb(connection.run(["cat", "/proc/meminfo"]).text)
-    disk, available = plan.parse_df(connection.run(["df", "-B1", "--output=size,avail", data_path]).text)
-    os_release = connection.run(["cat", "/etc/os-release"], check=False).text
-    packages = {}
-    if with_packages:
-        listing = connection.run(["dpkg-query", "-W", "-f", "${Package} ${Version}\n"], check=False).text
-        packages = plan.parse_packages(listing)
-    return plan.HardwareFacts(cpus, memory, disk, available, os_release, packages)
+def hardware_facts(fleet, server: str, path: str) -> plan.HardwareFacts:
+    """CPUs, memory, disk, OS release and packages of ``server`` in one round trip."""
+    with access.connect(fleet, server) as connection:
+        return plan.parse_host_facts(connection.run(plan.host_facts_argv(path)).text)
 
 
 @task(name="verify host", **STEP)
-def verify_host(service: str, source: str, target: str) -> dict:
+def verify_host(service: str, source: str, target: str, data_bytes: int = 0) -> dict:
     """Hardware exact or better, same OS release and packages, free-space headroom."""
     fleet = access.loaded_fleet()
     spec = fleet.service(service)
-    with access.connect(fleet, source) as production, access.connect(fleet, target) as mirror:
-        production_facts = hardware_facts(production, spec.data_paths[0])
-        mirror_facts = hardware_facts(mirror, plan.COPIES_ROOT if mirror.run(["test", "-d", plan.COPIES_ROOT], check=False).exit_status == 0 else "/")
-        used = int(production.run(["du", "-sb", "--", *spec.data_paths]).text.split()[0]) if spec.data_paths else 0
+    with ThreadPoolExecutor(2) as pool:  # both hosts at once: one round trip each
+        production_facts, mirror_facts = pool.map(
+            lambda server_path: hardware_facts(fleet, *server_path),
+            [(source, spec.data_paths[0]), (target, plan.COPIES_ROOT)],
+        )
     declared = {name: fleet.server(name).hardware for name in (source, target)}
     problems = plan.compare_hardware(
         production_facts, mirror_facts,
         declared[source].model_dump() if declared[source] else None,
         declared[target].model_dump() if declared[target] else None,
     )
-    headroom = int(used * 0.2)
+    headroom = int(data_bytes * 0.2)
     if mirror_facts.available_bytes < headroom:
         problems.append(f"mirror has {mirror_facts.available_bytes} bytes free, less than 20 % of production data ({headroom})")
     return {

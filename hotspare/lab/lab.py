@@ -329,6 +329,10 @@ class Lab:
             (root / "srv").mkdir()
             (root / "home").mkdir()
             (root / "etc" / "hostname").write_text(host.name + "\n")
+            # Hosts share this machine's /root; bash would source its ~/.bashrc for every
+            # command sshd runs (~80 ms each here), which a real server does not pay.
+            passwd = root / "etc" / "passwd"
+            passwd.write_text(render.with_login_shell(passwd.read_text(), "root", "/bin/sh"))
             ssh_dir = root / "ssh"
             (ssh_dir / "sshd_config").write_text(render.sshd_config(
                 self.layout.address(host), ssh_dir / "ssh_host_ed25519_key",

@@ -366,3 +366,15 @@ def _fleet_service(service: ServiceSpec) -> dict:
         "max_shrink": 0.5,
         "backup": {"password_block": BLOCK_NAMES["restic"]},
     }
+
+
+def with_login_shell(passwd: str, user: str, shell: str) -> str:
+    """``passwd`` text with ``user``'s login shell replaced."""
+    lines = []
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if fields[0] == user and len(fields) == 7:
+            fields[6] = shell
+            line = ":".join(fields)
+        lines.append(line)
+    return "\n".join(lines) + "\n"

@@ -152,6 +152,26 @@ def peer_access(run_tag: str, user: str, address: str, port: int) -> PeerAccess:
     return PeerAccess(directory, f"{directory}/key", f"{directory}/known_hosts", user, address, port)
 
 
+# One production command per transfer: make the run's key folder, take the known_hosts line
+# and the private key from stdin, run the transfer recording its PID, and remove the folder
+# whatever happens. A fixed script; everything variable arrives as positional arguments.
+PEER_SCRIPT = (
+    'dir=$1; shift; umask 077; mkdir -p "$dir" || exit 1; trap \'rm -rf "$dir"\' EXIT; '
+    'IFS= read -r line && printf "%s\\n" "$line" > "$dir/known_hosts" && cat > "$dir/key" || exit 1; '
+    '"$@" & echo $! > "$dir/transfer.pid"; wait $!'
+)
+
+
+def with_peer_access(peer: PeerAccess, argv: list[str]) -> list[str]:
+    """``argv`` wrapped so production gets the mirror's key only for its duration."""
+    return ["sh", "-c", PEER_SCRIPT, "sh", peer.directory, *argv]
+
+
+def peer_stdin(known_hosts_line: str, private_key: str) -> bytes:
+    """What ``with_peer_access`` reads: the pinned host key line, then the private key."""
+    return (known_hosts_line.strip() + "\n" + private_key.strip() + "\n").encode()
+
+
 def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link_dest: str | None) -> list[str]:
     """Copy ``paths`` from production into ``target_tree`` on the mirror, preserving absolute paths.
 
@@ -159,17 +179,12 @@ def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link
     never on a previous copy: those are only hard-link sources.
     """
     argv = [
-        "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--partial",
+        "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--partial", "--mkpath",
         "--stats", "--timeout=60", "-e", access.ssh_command(),
     ]
     if link_dest:
         argv.append(f"--link-dest={link_dest}")
     return [*argv, *paths, access.remote(target_tree + "/")]
-
-
-def with_pid_file(pid_file: str, argv: list[str]) -> list[str]:
-    """Run ``argv`` after writing its PID to ``pid_file``, so the transfer can be found and stopped."""
-    return ["sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", pid_file, *argv]
 
 
 def rsync_verify_argv(access: PeerAccess, paths: list[str], target_tree: str) -> list[str]:
@@ -181,11 +196,12 @@ def rsync_verify_argv(access: PeerAccess, paths: list[str], target_tree: str) ->
     ]
 
 
-def rsync_repair_argv(access: PeerAccess, target_tree: str) -> list[str]:
-    """Re-send the files named on stdin (absolute paths) with full checksums into the copy."""
+def rsync_repair_argv(access: PeerAccess, paths: list[str], target_tree: str) -> list[str]:
+    """Re-send ``paths`` (absolute) with full checksums into the copy; rsync replaces each
+    file by a new one, so an older copy sharing its inode keeps its own."""
     return [
-        "rsync", "-aHAX", "--numeric-ids", "--relative", "--checksum", "--files-from=-", "--from0",
-        "--timeout=60", "-e", access.ssh_command(), "/", access.remote(target_tree + "/"),
+        "rsync", "-aHAX", "--numeric-ids", "--relative", "--checksum", "--timeout=60",
+        "-e", access.ssh_command(), *paths, access.remote(target_tree + "/"),
     ]
 
 
@@ -376,6 +392,24 @@ def _os_name(os_release: str) -> str:
         if line.startswith("PRETTY_NAME="):
             return line.split("=", 1)[1].strip('"')
     return "unknown"
+
+
+# Every host fact in one round trip; sections separated by a line "---".
+FACTS_SCRIPT = (
+    'nproc; echo ---; cat /proc/meminfo; echo ---; df -B1 --output=size,avail "$1"; echo ---; '
+    'cat /etc/os-release; echo ---; dpkg-query -W -f \'${Package} ${Version}\\n\' 2>/dev/null; true'
+)
+
+
+def host_facts_argv(path: str) -> list[str]:
+    return ["sh", "-c", FACTS_SCRIPT, "sh", path]
+
+
+def parse_host_facts(output: str) -> HardwareFacts:
+    """HardwareFacts from the output of ``host_facts_argv``."""
+    cpus, meminfo, df, os_release, packages = (output.split("\n---\n") + [""] * 5)[:5]
+    disk, available = parse_df(df)
+    return HardwareFacts(int(cpus.strip()), parse_meminfo_mb(meminfo), disk, available, os_release, parse_packages(packages))
 
 
 def parse_meminfo_mb(text: str) -> int:
