@@ -16,7 +16,7 @@ from prefect.runtime import flow_run
 
 from hotspare import access
 from hotspare.inventory import locks, runs
-from flows.verify import verify_copy
+from flows.verify import check_copy
 from tasks.retry import transfer_retries
 from tasks.replication import Refused, apply_accounts, copy_to_mirror, preflight, promote_copy, prune_copies, run_pre_sync
 
@@ -40,7 +40,7 @@ def replicate_service(service: str, force: bool = False, lock_holder: str | None
             with runs.step(run_id, "copy"):
                 stats = copy_to_mirror.with_options(retries=transfer_retries())(copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}")
             with runs.step(run_id, "verify"):
-                verification = verify_copy(service, copy_plan.copy_id, repair=True)
+                verification = check_copy(service, copy_plan.copy_id, repair=True)
             details = {"copy_id": copy_plan.copy_id, "transfer": stats, "verification": verification["summary"]}
             if not verification["passed"]:
                 summary = f"copy {copy_plan.copy_id} failed verification; the previous verified copy stays current"

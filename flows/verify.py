@@ -20,7 +20,13 @@ from tasks.verification import record_verification, repair_copy, verify_accounts
 
 @flow(name="verify-copy", log_prints=True)
 def verify_copy(service: str, copy_id: str, repair: bool = False, accounts_applied: bool = False) -> dict:
-    """Verify one copy. With ``repair``, corrupt files are re-sent once and checked again."""
+    """Verify one copy as its own flow run (on demand, and from the ``verify`` runbook)."""
+    return check_copy(service, copy_id, repair, accounts_applied)
+
+
+def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applied: bool = False) -> dict:
+    """Verify one copy inside the calling flow. With ``repair``, corrupt files are re-sent once
+    and checked again. (Replication calls this directly: a nested flow run costs ~0.3 s.)"""
     logger = get_run_logger()
     row = next((row for row in copies.copies_of(service) if row.id == copy_id), None)
     if row is None:
@@ -77,7 +83,7 @@ def verify(services: list[str] | None = None) -> dict:
             results[name] = {"passed": False, "rpo_state": rpo, "summary": {"failures": ["no current copy"]}}
             failed.append(name)
             continue
-        outcome = verify_copy(name, current.id, accounts_applied=True)
+        outcome = check_copy(name, current.id, accounts_applied=True)
         if not outcome["passed"]:
             copies.update_copy(current.id, status="failed")
         results[name] = outcome | {"rpo_state": rpo}
