@@ -21,7 +21,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows.replicate import replicate_service
+from flows.replicate import replicate_one
 from hotspare import access
 from hotspare.adapters import dns
 from hotspare.adapters.errors import DnsPrerequisiteFailed
@@ -169,16 +169,16 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str) -> dict:
 def _reprotect_after_switchover(plan: FailoverPlan, holder: str) -> dict:
     """After a clean switchover the old production is healthy and stopped: make it the mirror.
 
-    A failure here does not undo the switchover; the service is then left failed-over and the
-    operator runs ``hotspare reprotect``.
+    Runs inside this flow run under the lock it holds. A failure here does not undo the
+    switchover; the service is then left failed-over and the operator runs ``hotspare reprotect``.
     """
-    from flows.reprotect import reprotect
+    from flows.reprotect import reprotect_under_lock
 
-    state = reprotect(plan.service, plan.source, lock_holder=holder, return_state=True)
-    if state.is_completed():
-        return {"outcome": "ok", **state.result()}
-    get_run_logger().error("switchover done, but reprotect failed: %s. Run `hotspare reprotect %s`.", state.message, plan.service)
-    return {"outcome": "failed", "detail": str(state.message)}
+    try:
+        return {"outcome": "ok", **reprotect_under_lock(plan.service, plan.source, holder)}
+    except Exception as error:
+        get_run_logger().error("switchover done, but reprotect failed: %s. Run `hotspare reprotect %s`.", error, plan.service)
+        return {"outcome": "failed", "detail": str(error)}
 
 
 def _planned_preparation(plan: FailoverPlan, holder: str, run_id: int, details: dict) -> str:
@@ -190,7 +190,7 @@ def _planned_preparation(plan: FailoverPlan, holder: str, run_id: int, details: 
         run_app_commands(service, plan.source, "deactivate")
     try:
         with runs.step(run_id, "final sync and verify"):
-            result = replicate_service(service, lock_holder=holder)
+            result = replicate_one(service, lock_holder=holder)
     except Exception:
         get_run_logger().error("final sync failed: starting the app on %s again; everything stays on production", plan.source)
         run_app_commands(service, plan.source, "activate")

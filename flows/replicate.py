@@ -22,10 +22,16 @@ from tasks.replication import Refused, apply_accounts, copy_to_mirror, preflight
 
 
 @flow(name="replicate-service", log_prints=True)
-def replicate_service(service: str, force: bool = False, lock_holder: str | None = None) -> dict:
-    """One service: copy production to its mirror and verify before the copy becomes current.
+def replicate_service(service: str, force: bool = False) -> dict:
+    """One service: copy production to its mirror and verify before the copy becomes current."""
+    return replicate_one(service, force)
 
-    ``lock_holder`` lets a failover run its final sync under the lock it already holds.
+
+def replicate_one(service: str, force: bool = False, lock_holder: str | None = None) -> dict:
+    """The replication runbook inside the calling flow run.
+
+    ``lock_holder`` lets a failover or reprotect run it under the lock it already holds (and
+    without a nested flow run, whose exit alone costs up to a second).
     """
     logger = get_run_logger()
     holder = lock_holder or f"replicate:{flow_run.get_id() or 'local'}"

@@ -12,7 +12,7 @@ from datetime import timedelta
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.replicate import replicate_service
+from flows.replicate import replicate_one
 from hotspare import access
 from hotspare.inventory import copies, locks
 from hotspare.inventory.db import session
@@ -29,10 +29,11 @@ def reprotect(service: str, mirror: str | None = None, lock_holder: str | None =
     """
     holder = lock_holder or f"reprotect:{flow_run.get_id() or 'local'}"
     with locks.service_lock(service, holder, timedelta(hours=6)):
-        return _reprotect(service, mirror, holder)
+        return reprotect_under_lock(service, mirror, holder)
 
 
-def _reprotect(service: str, mirror: str | None, holder: str) -> dict:
+def reprotect_under_lock(service: str, mirror: str | None, holder: str) -> dict:
+    """The reprotect runbook inside the calling flow run, which holds the service lock as ``holder``."""
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     row = copies.service_row(service)
@@ -53,7 +54,7 @@ def _reprotect(service: str, mirror: str | None, holder: str) -> dict:
         )
     _assign_mirror(service, new_mirror)
     try:
-        result = replicate_service(service, lock_holder=holder)
+        result = replicate_one(service, lock_holder=holder)
     except Exception:
         _assign_mirror(service, new_mirror, state="unprotected")
         raise

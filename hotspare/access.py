@@ -71,7 +71,9 @@ def connect(fleet: Fleet, server_name: str, *, connect_timeout: float = 10.0) ->
     server = fleet.server(server_name)
     key = (server.name, server.address, server.ssh_port, server.host_key, fleet.ssh_block_of(server))
     connection = _borrow(key, connect_timeout)
-    if connection is None:
+    if connection is not None:
+        connection.connect_timeout = connect_timeout  # the caller's bound applies to a reused one too
+    else:
         connection = SshConnection(endpoint(fleet, server_name), login(fleet.ssh_block_of(server)), connect_timeout=connect_timeout)
         connection.connect()
     try:

@@ -53,10 +53,14 @@ def fence(service: str, server: str, seconds: float = 8.0) -> dict:
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     commands = fleet.service(service).deactivate
+    deadline = time.monotonic() + seconds
     try:
         with access.connect(fleet, server, connect_timeout=min(3.0, seconds)) as connection:
-            for argv in commands:
-                connection.run(argv, timeout=seconds)
+            for argv in commands:  # one deadline for all of them: fencing never waits longer
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TransientError(f"fencing {server} ran out of its {seconds:g} s")
+                connection.run(argv, timeout=remaining)
     except HotspareError as error:
         logger.warning("could not fence %s (%s); going on UNFENCED: it may still serve stale data if it comes back", server, error)
         return {"fenced": False, "detail": str(error)}
