@@ -156,6 +156,7 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str) -> dict:
         raise
     timings = runs.step_timings(run_id)
     details["rto_seconds"] = round(sum(step["seconds"] or 0 for step in timings), 3)
+    details["data_loss_seconds"] = 0.0 if plan.mode == "planned" else plan.copy_age_seconds
     summary = (f"{service} now runs on {plan.target} ({plan.target_address}); RTO {details['rto_seconds']} s; "
                f"data-loss window {_loss(plan)}")
     runs.finish_run(run_id, "ok", summary, details)

@@ -44,7 +44,7 @@ def _server_record(server: ServerRow | None, reachable: dict[str, bool]) -> dict
 
 def format_table(records: list[dict]) -> str:
     """A plain-text table for terminals."""
-    header = ("SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY AGE", "RPO", "BACKUP AGE", "RESTORE PROOF")
+    header = ("SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY AGE", "RPO", "LAST FAILOVER", "BACKUP AGE", "RESTORE PROOF")
     rows = [header]
     for record in records:
         production, mirror = record["production"] or {}, record["mirror"] or {}
@@ -60,6 +60,7 @@ def format_table(records: list[dict]) -> str:
                 _yes_no(mirror.get("reachable")),
                 _hours(record.get("copy_age_hours")),
                 record.get("rpo_state", "-"),
+                _failover_cell(record.get("last_failover")),
                 record.get("backup_age", "-"), record.get("restore_proof_text", "-"),
             )
         )
@@ -89,6 +90,33 @@ def copy_facts(service: ServiceRow, current, newest_verified, rpo_hours: float, 
             "verified_at": as_utc(current.verified_at),
         }
     return facts
+
+
+def failover_facts(run) -> dict:
+    """The service's last failover run: when, how, its RTO and its data-loss window."""
+    if run is None:
+        return {"last_failover": None}
+    details = run.details or {}
+    return {
+        "last_failover": {
+            "at": run.started_at,
+            "outcome": run.outcome,
+            "mode": details.get("mode"),
+            "rto_seconds": details.get("rto_seconds"),
+            "data_loss_seconds": details.get("data_loss_seconds"),
+            "fenced": (details.get("fencing") or {}).get("fenced", True),
+            "summary": run.summary,
+        }
+    }
+
+
+def _failover_cell(last: dict | None) -> str:
+    if not last:
+        return "-"
+    if last["outcome"] != "ok":
+        return f"{last['outcome']} {last['at']:%m-%d %H:%M}"
+    loss = last.get("data_loss_seconds")
+    return f"RTO {last['rto_seconds']:.1f}s, loss {loss:.0f}s" if loss is not None else f"RTO {last['rto_seconds']:.1f}s"
 
 
 def _hours(value: float | None) -> str:

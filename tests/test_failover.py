@@ -92,7 +92,7 @@ def protected(fleet, lab, lab_env):
     reset_layout(lab, lab_env)
 
 
-def test_emergency_failover_serves_the_last_verified_copy(protected, lab, lab_env):
+def test_emergency_failover_serves_the_last_verified_copy(protected, lab, lab_env, capsys):
     write_on_production(lab_env, "in-copy.txt", "replicated before the outage")
     replicate_service(SERVICE)
     write_on_production(lab_env, "after-copy.txt", "written after the last copy")
@@ -111,6 +111,19 @@ def test_emergency_failover_serves_the_last_verified_copy(protected, lab, lab_en
 
     # Running it again changes nothing and says so.
     assert failover(SERVICE, yes=True)["outcome"] == "already-done"
+
+    # hotspare status shows the measured RTO and the data-loss window
+    import json
+
+    from hotspare.cli import main
+
+    capsys.readouterr()
+    assert main(["status", "--json", "--timeout", "1"]) == 0
+    record = next(r for r in json.loads(capsys.readouterr().out)["services"] if r["service"] == SERVICE)
+    last = record["last_failover"]
+    assert last["outcome"] == "ok" and last["mode"] == "emergency" and last["fenced"] is False
+    assert last["rto_seconds"] == result["rto_seconds"] > 0
+    assert last["data_loss_seconds"] == pytest.approx(result["data_loss_seconds"]) and last["data_loss_seconds"] > 0
 
 
 def test_reprotect_refuses_split_brain_then_failback_restores_layout(protected, lab, lab_env):

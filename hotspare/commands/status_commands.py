@@ -38,9 +38,22 @@ def _copy_facts(services) -> dict:
     from hotspare.inventory.models import utcnow
     from hotspare.status import copy_facts
 
+    from hotspare.access import loaded_fleet
+    from hotspare.status import failover_facts
+
+    fleet = loaded_fleet()
     now = utcnow()
     facts = {}
     for service in services:
-        rpo_hours = service.spec.get("rpo_hours") or 12
+        rpo_hours = fleet.rpo_hours_of(fleet.service(service.name)) if service.name in {s.name for s in fleet.services} else 12.0
         facts[service.name] = copy_facts(service, copies.current_copy(service.name), copies.newest_verified(service.name), rpo_hours, now)
+        facts[service.name] |= failover_facts(_last_run(service.name, "failover"))
     return facts
+
+
+def _last_run(service: str, kind: str):
+    from hotspare.inventory import session
+    from hotspare.inventory.models import RunRow
+
+    with session() as db:
+        return db.exec(select(RunRow).where(RunRow.service == service, RunRow.kind == kind).order_by(RunRow.id.desc())).first()
