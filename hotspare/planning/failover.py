@@ -49,7 +49,9 @@ class FailoverPlan:
             f"- from **{self.source}** ({self.source_address}) to **{self.target}** ({self.target_address})",
             f"- DNS record `{self.dns_name}`: {self.source_address} → {self.target_address} (compare-and-swap)",
         ]
-        if self.copy_id:
+        if self.copy_id and self.mode == "planned":
+            lines.append(f"- resuming: the final sync made copy **{self.copy_id}** with the app stopped: no data loss")
+        elif self.copy_id:
             lines.append(f"- copy **{self.copy_id}**, taken {_age(self.copy_age_seconds)} ago: writes after it are lost")
         else:
             lines.append("- final sync with the app stopped on production: no data loss")
@@ -99,7 +101,8 @@ def plan_failover(
     """Decide the failover; a plan with ``refusal`` set must not be executed."""
     mode = "planned" if planned else "emergency"
     in_flight = facts.in_flight
-    if facts.state == "failing-over" and in_flight:
+    resuming = facts.state == "failing-over" and bool(in_flight)
+    if resuming:
         # A crashed failover: resume exactly what it was doing.
         source, target = in_flight["source"], in_flight["target"]
         mode = in_flight["mode"]
@@ -119,7 +122,10 @@ def plan_failover(
     )
     steps = _steps(mode)
     if mode == "planned":
-        return FailoverPlan(**base, copy_id=None, copy_age_seconds=None, steps=steps)
+        # A resumed switchover whose final sync finished keeps that copy: it may already be live
+        # with users writing to it, and a new final sync would overwrite their writes.
+        resumed_copy = in_flight.get("copy_id") if resuming else None
+        return FailoverPlan(**base, copy_id=resumed_copy, copy_age_seconds=None, steps=steps)
     choice, problem = _choose_copy(facts.copies, copy_id, force, now, max_copy_age_hours)
     warnings = (problem,) if problem and force else ()
     age = (now - choice.started_at).total_seconds() if choice else None
