@@ -235,7 +235,7 @@ def apply_accounts(service: str, copy_id: str, target: str) -> dict:
 
         source = {path: read(tree + path) for path in plan.ACCOUNT_FILES}
         current = {path: read(path) for path in plan.ACCOUNT_FILES}
-        merged = merged_account_files(current, source, low, high)
+        merged = plan.merged_account_files(current, source, low, high)
         changed = [path for path in plan.ACCOUNT_FILES if merged[path] != current[path]]
         for path in changed:
             mode = sftp.stat(path).st_mode & 0o7777
@@ -246,20 +246,6 @@ def apply_accounts(service: str, copy_id: str, target: str) -> dict:
     get_run_logger().info("accounts on %s in UID range %d-%d: %s (%d file(s) updated)", target, low, high,
                           ", ".join(users) or "none", len(changed))
     return {"users": users, "files_updated": changed}
-
-
-def merged_account_files(current: dict[str, str], source: dict[str, str], low: int, high: int) -> dict[str, str]:
-    """The mirror's account files with the service's range replaced by the copy's entries."""
-    users = plan.names_in_range(source["/etc/passwd"], 2, low, high)
-    old_users = plan.names_in_range(current["/etc/passwd"], 2, low, high)
-    groups = plan.names_in_range(source["/etc/group"], 2, low, high)
-    old_groups = plan.names_in_range(current["/etc/group"], 2, low, high)
-    return {
-        "/etc/passwd": plan.merge_accounts(current["/etc/passwd"], source["/etc/passwd"], 2, low, high),
-        "/etc/group": plan.merge_accounts(current["/etc/group"], source["/etc/group"], 2, low, high),
-        "/etc/shadow": plan.merge_by_names(current["/etc/shadow"], source["/etc/shadow"], users, old_users | users),
-        "/etc/gshadow": plan.merge_by_names(current["/etc/gshadow"], source["/etc/gshadow"], groups, old_groups | groups),
-    }
 
 
 @task(name="prune copies", **STEP)

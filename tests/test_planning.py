@@ -655,9 +655,7 @@ def test_merge_by_names():
 
 
 def test_merged_account_files():
-    from tasks.replication import merged_account_files  # imports Prefect: only this test pays for it
-
-    merged = merged_account_files(MIRROR_FILES, PRODUCTION_FILES, 2000, 2999)
+    merged = plan.merged_account_files(MIRROR_FILES, PRODUCTION_FILES, 2000, 2999)
     assert merged == MERGED
     # the points, spelled out
     assert "bob:x:2003" in merged["/etc/passwd"]  # new user in range added
@@ -669,10 +667,8 @@ def test_merged_account_files():
 
 
 def test_merged_account_files_is_idempotent():
-    from tasks.replication import merged_account_files
-
-    once = merged_account_files(MIRROR_FILES, PRODUCTION_FILES, 2000, 2999)
-    assert merged_account_files(once, PRODUCTION_FILES, 2000, 2999) == once
+    once = plan.merged_account_files(MIRROR_FILES, PRODUCTION_FILES, 2000, 2999)
+    assert plan.merged_account_files(once, PRODUCTION_FILES, 2000, 2999) == once
 
 
 # ---------------------------------------------------------------------------------------

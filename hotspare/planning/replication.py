@@ -476,3 +476,17 @@ def merge_by_names(target: str, source: str, names: set[str], replaced: set[str]
     kept = [line for line in target.splitlines() if line and line.split(":", 1)[0] not in replaced]
     incoming = [line for line in source.splitlines() if line and line.split(":", 1)[0] in names]
     return "\n".join(kept + incoming) + "\n"
+
+
+def merged_account_files(current: dict[str, str], source: dict[str, str], low: int, high: int) -> dict[str, str]:
+    """The mirror's account files with the service's range replaced by the copy's entries."""
+    users = names_in_range(source["/etc/passwd"], 2, low, high)
+    old_users = names_in_range(current["/etc/passwd"], 2, low, high)
+    groups = names_in_range(source["/etc/group"], 2, low, high)
+    old_groups = names_in_range(current["/etc/group"], 2, low, high)
+    return {
+        "/etc/passwd": merge_accounts(current["/etc/passwd"], source["/etc/passwd"], 2, low, high),
+        "/etc/group": merge_accounts(current["/etc/group"], source["/etc/group"], 2, low, high),
+        "/etc/shadow": merge_by_names(current["/etc/shadow"], source["/etc/shadow"], users, old_users | users),
+        "/etc/gshadow": merge_by_names(current["/etc/gshadow"], source["/etc/gshadow"], groups, old_groups | groups),
+    }
