@@ -102,3 +102,35 @@ def test_cli_check_exits_non_zero_and_lists_everything(tmp_path, capsys):
     good = tmp_path / "good.yaml"
     good.write_text(EXAMPLE)
     assert main(["fleet", "check", str(good)]) == 0
+
+
+def test_schema_and_rule_errors_are_reported_together_in_line_order():
+    text = EXAMPLE.replace("    ssh_user_block: storage-ssh", "    ssh_user_blok: storage-ssh").replace(
+        "    facility: west\n    address: 10.211.77.12", "    facility: east\n    address: 10.211.77.12"
+    )
+    typo, mirror = problems_of(text)
+    assert typo == f"fleet.yaml:{line_of(text, 'ssh_user_blok')}: servers.2.ssh_user_blok: unknown field (misspelled?)"
+    assert mirror.startswith(f"fleet.yaml:{line_of(text, 'mirror: mirror-west')}: services.0.mirror:")
+    assert "same facility (east)" in mirror
+
+
+def test_service_naming_a_server_with_a_schema_error_gets_no_unknown_server():
+    text = EXAMPLE.replace("ssh_port: 22\n    host_key", "ssh_prot: 22\n    host_key", 1)
+    assert problems_of(text) == [f"fleet.yaml:{line_of(text, 'ssh_prot')}: servers.0.ssh_prot: unknown field (misspelled?)"]
+
+
+def test_duplicate_name_counts_an_entry_with_a_schema_error():
+    text = EXAMPLE.replace("name: mirror-west", "name: prod-east").replace(
+        "ssh_port: 22\n    host_key", "ssh_prot: 22\n    host_key", 1
+    )
+    problems = problems_of(text)
+    assert f"fleet.yaml:{line_of(text, 'ssh_prot')}: servers.0.ssh_prot: unknown field (misspelled?)" in problems
+    assert any(p.startswith(f"fleet.yaml:{line_of(text, 'name: prod-east')}: servers.0.name: name 'prod-east'") for p in problems)
+    assert any(p.startswith(f"fleet.yaml:{line_of(text, 'name: prod-east', 2)}: servers.1.name: name 'prod-east'") for p in problems)
+
+
+def test_unusable_section_is_reported_once_without_cascades():
+    servers = EXAMPLE[EXAMPLE.index("servers:\n") : EXAMPLE.index("zones:\n")]
+    text = EXAMPLE.replace(servers, "servers: prod-east\n\n")
+    [problem] = problems_of(text)
+    assert problem.startswith(f"fleet.yaml:{line_of(text, 'servers: prod-east')}: servers:")

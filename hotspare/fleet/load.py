@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from hotspare.fleet.parts import fleet_parts
 from hotspare.fleet.rules import rule_violations
 from hotspare.fleet.schema import Fleet
 
@@ -65,15 +66,18 @@ def parse_fleet(text: str, filename: str = "<fleet>") -> Fleet:
         raise FleetError([FleetProblem(filename, 1, (), "the fleet file must be a mapping of sections")])
     lines = _line_index(root)
     try:
-        fleet = Fleet.model_validate(data)
+        fleet, schema_errors = Fleet.model_validate(data), []
     except ValidationError as error:
-        problems = [_schema_problem(detail, filename, lines) for detail in error.errors()]
-        raise FleetError(problems) from None
-    problems = [
-        FleetProblem(filename, _line_of(path, lines), path, message) for path, message in rule_violations(fleet)
+        fleet, schema_errors = None, error.errors()
+    # The rules run even when the schema fails, on the items that pass on their own, so one
+    # run lists every problem (see parts.py).
+    problems = [_schema_problem(detail, filename, lines) for detail in schema_errors] + [
+        FleetProblem(filename, _line_of(path, lines), path, message)
+        for path, message in rule_violations(fleet_parts(data, schema_errors))
     ]
     if problems:
-        raise FleetError(problems)
+        # dict.fromkeys drops repeats and keeps the order; sorted() is stable within a line.
+        raise FleetError(sorted(dict.fromkeys(problems), key=lambda problem: problem.line))
     return fleet
 
 

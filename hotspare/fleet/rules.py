@@ -1,7 +1,9 @@
 """Continuity-plan rules that the schema alone cannot express.
 
-Pure functions over a parsed Fleet: each yields (field path, message) for every violation,
-so the operator sees all of them in one run.
+Pure functions over the parts of a fleet (``parts.py``): each yields (field path, message)
+for every violation, so the operator sees all of them in one run. The parts may come from a
+fleet file that failed the schema; positions are always those of the file, and a rule skips
+what it cannot judge (an unusable section, a reference to an item that failed the schema).
 """
 
 from __future__ import annotations
@@ -9,60 +11,64 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
+from hotspare.fleet.parts import FleetParts
 from hotspare.fleet.schema import Fleet, Role
 
 Violation = tuple[tuple[str | int, ...], str]
 
 
-def rule_violations(fleet: Fleet) -> list[Violation]:
-    """Every rule violation in ``fleet``, in file order per rule."""
+def rule_violations(parts: FleetParts) -> list[Violation]:
+    """Every rule violation in ``parts``, in file order per rule."""
     checks = (
         _version,
         _unique_names,
+        _unique_endpoints,
         _server_references,
-        _service_layout,
+        _service_servers,
+        _service_accounts,
+        _service_zones,
         _people,
     )
-    return [violation for check in checks for violation in check(fleet)]
+    return [violation for check in checks for violation in check(parts)]
 
 
-def _version(fleet: Fleet) -> Iterator[Violation]:
-    if fleet.version != 1:
-        yield ("version",), f"unsupported fleet format version {fleet.version}; this hotspare reads version 1"
+def _version(parts: FleetParts) -> Iterator[Violation]:
+    if parts.version is not None and parts.version != 1:
+        yield ("version",), f"unsupported fleet format version {parts.version}; this hotspare reads version 1"
 
 
-def _duplicates(values: list[str]) -> set[str]:
-    return {value for value, count in Counter(values).items() if count > 1}
+def _repeated(values: list[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    """(position, value) of every value that occurs more than once."""
+    counts = Counter(value for _, value in values)
+    return ((position, value) for position, value in values if counts[value] > 1)
 
 
-def _unique_names(fleet: Fleet) -> Iterator[Violation]:
-    sections = {
-        "facilities": [f.name for f in fleet.facilities],
-        "servers": [s.name for s in fleet.servers],
-        "zones": [z.name for z in fleet.zones],
-        "services": [s.name for s in fleet.services],
-        "contacts": [c.name for c in fleet.contacts],
-    }
-    for section, names in sections.items():
-        repeated = _duplicates(names)
-        for position, name in enumerate(names):
-            if name in repeated:
-                yield (section, position, "name"), f"name {name!r} is used more than once in {section}"
-    endpoints = [f"{s.address}:{s.ssh_port}" for s in fleet.servers]
-    repeated = _duplicates(endpoints)
-    for position, endpoint in enumerate(endpoints):
-        if endpoint in repeated:
+def _unique_names(parts: FleetParts) -> Iterator[Violation]:
+    # Items that failed the schema still count: their names are what the operator wrote.
+    for section_name in ("facilities", "servers", "zones", "services", "contacts"):
+        section = getattr(parts, section_name)
+        if section is None:
+            continue
+        for position, name in _repeated(section.names()):
+            yield (section_name, position, "name"), f"name {name!r} is used more than once in {section_name}"
+
+
+def _unique_endpoints(parts: FleetParts) -> Iterator[Violation]:
+    if parts.servers is not None:
+        endpoints = [(position, f"{s.address}:{s.ssh_port}") for position, s in parts.servers.items]
+        for position, endpoint in _repeated(endpoints):
             yield ("servers", position, "address"), f"address {endpoint} is used by more than one server"
-    dns_names = [s.dns_name.rstrip(".").lower() for s in fleet.services]
-    repeated = _duplicates(dns_names)
-    for position, dns_name in enumerate(dns_names):
-        if dns_name in repeated:
+    if parts.services is not None:
+        dns_names = [(position, s.dns_name.rstrip(".").lower()) for position, s in parts.services.items]
+        for position, dns_name in _repeated(dns_names):
             yield ("services", position, "dns_name"), f"DNS name {dns_name!r} is used by more than one service"
 
 
-def _server_references(fleet: Fleet) -> Iterator[Violation]:
-    facilities = {f.name for f in fleet.facilities}
-    for position, server in enumerate(fleet.servers):
+def _server_references(parts: FleetParts) -> Iterator[Violation]:
+    if parts.facilities is None or parts.servers is None:
+        return
+    facilities = parts.facilities.known_names()
+    for position, server in parts.servers.items:
         if server.facility not in facilities:
             yield (
                 ("servers", position, "facility"),
@@ -70,39 +76,68 @@ def _server_references(fleet: Fleet) -> Iterator[Violation]:
             )
 
 
-def _service_layout(fleet: Fleet) -> Iterator[Violation]:
-    servers = {s.name: s for s in fleet.servers}
-    known = ", ".join(sorted(servers))
-    for position, service in enumerate(fleet.services):
+def _service_servers(parts: FleetParts) -> Iterator[Violation]:
+    if parts.servers is None or parts.services is None:
+        return
+    # A server that failed the schema is known by name but not checked further: its own
+    # entry already carries the problem, so its services must not add "unknown server".
+    servers = {server.name: server for _, server in parts.servers.items}
+    names = parts.servers.known_names()
+    known = ", ".join(sorted(names))
+    for position, service in parts.services.items:
         here = ("services", position)
         for field in ("production", "mirror", "storage"):
             name = getattr(service, field)
-            if name not in servers:
+            if name not in names:
                 yield (*here, field), f"unknown server {name!r} (known: {known})"
         production = servers.get(service.production)
         mirror = servers.get(service.mirror)
         storage = servers.get(service.storage)
-        if production and mirror:
-            if production.name == mirror.name:
-                yield (*here, "mirror"), "the mirror must be a different server than production"
-            elif production.facility == mirror.facility:
-                yield (
-                    (*here, "mirror"),
-                    f"mirror {mirror.name!r} is in the same facility ({mirror.facility}) as production "
-                    f"{production.name!r}; it must stand in a different facility",
-                )
-        if storage and storage.name in (service.production, service.mirror):
+        if service.production in names and service.production == service.mirror:
+            yield (*here, "mirror"), "the mirror must be a different server than production"
+        elif production and mirror and production.facility == mirror.facility:
+            yield (
+                (*here, "mirror"),
+                f"mirror {mirror.name!r} is in the same facility ({mirror.facility}) as production "
+                f"{production.name!r}; it must stand in a different facility",
+            )
+        if service.storage in names and service.storage in (service.production, service.mirror):
             yield (*here, "storage"), "the storage host must be neither the production nor the mirror server"
         if storage and storage.role is not Role.storage:
             yield (*here, "storage"), f"server {storage.name!r} has role {storage.role.value}, not storage"
+
+
+def _service_accounts(parts: FleetParts) -> Iterator[Violation]:
+    if parts.services is None:
+        return
+    for position, service in parts.services.items:
         if service.accounts.uid_min > service.accounts.uid_max:
-            yield (*here, "accounts", "uid_min"), "uid_min is greater than uid_max"
-        zone_names = {z.name.rstrip(".") for z in fleet.zones}
+            yield ("services", position, "accounts", "uid_min"), "uid_min is greater than uid_max"
+
+
+def _service_zones(parts: FleetParts) -> Iterator[Violation]:
+    if parts.zones is None or parts.services is None:
+        return
+    zone_names = {name.rstrip(".") for name in parts.zones.known_names()}
+    for position, service in parts.services.items:
         zone = service.zone.rstrip(".")
+        dns_name = service.dns_name.rstrip(".")
         if zone not in zone_names:
-            yield (*here, "zone"), f"unknown zone {service.zone!r} (known: {', '.join(sorted(zone_names)) or 'none'})"
-        elif not (service.dns_name.rstrip(".") == zone or service.dns_name.rstrip(".").endswith("." + zone)):
-            yield (*here, "dns_name"), f"{service.dns_name!r} is not inside zone {service.zone!r}"
+            yield (
+                ("services", position, "zone"),
+                f"unknown zone {service.zone!r} (known: {', '.join(sorted(zone_names)) or 'none'})",
+            )
+        elif not (dns_name == zone or dns_name.endswith("." + zone)):
+            yield ("services", position, "dns_name"), f"{service.dns_name!r} is not inside zone {service.zone!r}"
+
+
+def _people(parts: FleetParts) -> Iterator[Violation]:
+    if parts.contacts is None or parts.escalation is None:
+        return
+    contacts = parts.contacts.known_names()
+    for position, name in parts.escalation:
+        if name not in contacts:
+            yield ("escalation", position), f"unknown contact {name!r} (add them under contacts)"
 
 
 def block_references(fleet: Fleet) -> list[tuple[tuple[str | int, ...], str, str]]:
@@ -125,10 +160,3 @@ def block_references(fleet: Fleet) -> list[tuple[tuple[str | int, ...], str, str
     if fleet.mail:
         references.append((("mail", "smtp_block"), "hotspare-smtp-server", fleet.mail.smtp_block))
     return references
-
-
-def _people(fleet: Fleet) -> Iterator[Violation]:
-    contacts = {c.name for c in fleet.contacts}
-    for position, name in enumerate(fleet.escalation):
-        if name not in contacts:
-            yield ("escalation", position), f"unknown contact {name!r} (add them under contacts)"
