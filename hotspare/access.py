@@ -61,65 +61,108 @@ def login(block_name: str) -> Login:
 
 
 @contextmanager
-def connect(fleet: Fleet, server_name: str, *, connect_timeout: float = 10.0) -> Iterator[SshConnection]:
-    """An open SSH connection to ``server_name`` for the block, reused across the steps of a run.
+def connect(fleet: Fleet, server_name: str, *, connect_timeout: float = 10.0) -> Iterator[Lease]:
+    """An SSH connection to ``server_name`` for the block, shared across the steps of a run.
 
     A handshake costs ~100 ms of CPU, and a replication talks to the same two servers a
-    dozen times. Connections are kept per process and server; one idle for a while is probed
-    first (bounded by ``connect_timeout``) since a dead peer can leave a transport "active".
+    dozen times, sometimes from two tasks at once: one connection per process and server
+    carries them all (SSH multiplexes channels). One idle for a while is probed first,
+    bounded by ``connect_timeout``, since a dead peer can leave a transport "active".
     """
     server = fleet.server(server_name)
     key = (server.name, server.address, server.ssh_port, server.host_key, fleet.ssh_block_of(server))
-    connection = _borrow(key, connect_timeout)
-    if connection is not None:
-        connection.connect_timeout = connect_timeout  # the caller's bound applies to a reused one too
-    else:
+    connection = _shared(key, connect_timeout)
+    if connection is None:
         connection = SshConnection(endpoint(fleet, server_name), login(fleet.ssh_block_of(server)), connect_timeout=connect_timeout)
         connection.connect()
+        connection = _adopt(key, connection)
     try:
-        yield connection
+        yield Lease(connection, connect_timeout)
     except TransientError:
-        connection.close()  # its state is unknown: never hand it out again
+        _discard(key, connection)  # its state is unknown: never hand it out again
         raise
-    _give_back(key, connection)
+    finally:
+        _release(key, connection)
 
 
-_POOL: dict[tuple, tuple[SshConnection, float]] = {}
+class Lease:
+    """One borrower's use of a shared connection, with the borrower's own connect bound."""
+
+    def __init__(self, connection: SshConnection, connect_timeout: float):
+        self._connection = connection
+        self._connect_timeout = connect_timeout
+        self.endpoint = connection.endpoint
+
+    def run(self, argv, *, stdin: bytes | None = None, timeout: float = 60.0, check: bool = True):
+        return self._connection.run(argv, stdin=stdin, timeout=timeout, check=check, open_timeout=self._connect_timeout)
+
+    def open_sftp(self):
+        return self._connection.open_sftp()
+
+
+class _Pooled:
+    def __init__(self, connection: SshConnection):
+        self.connection = connection
+        self.users = 0
+        self.last_used = time.monotonic()
+
+
+_POOL: dict[tuple, _Pooled] = {}
 _POOL_LOCK = threading.Lock()
 PROBE_AFTER_IDLE_SECONDS = 2.0
 CLOSE_AFTER_IDLE_SECONDS = 60.0
 
 
-def _borrow(key: tuple, timeout: float) -> SshConnection | None:
+def _shared(key: tuple, timeout: float) -> SshConnection | None:
+    """The pooled connection for ``key`` if it is still good (probing it when idle)."""
     with _POOL_LOCK:
-        pooled = _POOL.pop(key, None)
-    if pooled is None:
-        return None
-    connection, last_used = pooled
-    idle = time.monotonic() - last_used
-    if idle > CLOSE_AFTER_IDLE_SECONDS or not connection.is_open():
-        connection.close()
-        return None
+        pooled = _POOL.get(key)
+        if pooled is None:
+            return None
+        idle = time.monotonic() - pooled.last_used if pooled.users == 0 else 0.0
+        if idle > CLOSE_AFTER_IDLE_SECONDS or not pooled.connection.is_open():
+            del _POOL[key]
+            pooled.connection.close()
+            return None
+        pooled.users += 1
     if idle > PROBE_AFTER_IDLE_SECONDS:
         try:
-            connection.run(["true"], timeout=timeout)
-        except TransientError:
-            connection.close()
-            raise
-        except Exception:
-            connection.close()
+            pooled.connection.run(["true"], timeout=timeout, open_timeout=timeout)
+        except Exception as error:
+            _discard(key, pooled.connection)
+            _release(key, pooled.connection)
+            if isinstance(error, TransientError):
+                raise
             return None
-    return connection
+    return pooled.connection
 
 
-def _give_back(key: tuple, connection: SshConnection) -> None:
-    if not connection.is_open():
-        return
+def _adopt(key: tuple, connection: SshConnection) -> SshConnection:
+    """Pool a new connection, or use one another borrower pooled meanwhile."""
     with _POOL_LOCK:
-        previous = _POOL.pop(key, None)
-        _POOL[key] = (connection, time.monotonic())
-    if previous is not None:
-        previous[0].close()
+        pooled = _POOL.get(key)
+        if pooled is None or not pooled.connection.is_open():
+            pooled = _POOL[key] = _Pooled(connection)
+        elif pooled.connection is not connection:
+            connection.close()
+        pooled.users += 1
+        return pooled.connection
+
+
+def _release(key: tuple, connection: SshConnection) -> None:
+    with _POOL_LOCK:
+        pooled = _POOL.get(key)
+        if pooled is not None and pooled.connection is connection:
+            pooled.users -= 1
+            pooled.last_used = time.monotonic()
+
+
+def _discard(key: tuple, connection: SshConnection) -> None:
+    with _POOL_LOCK:
+        pooled = _POOL.get(key)
+        if pooled is not None and pooled.connection is connection:
+            del _POOL[key]
+    connection.close()
 
 
 def close_connections() -> None:
@@ -127,8 +170,8 @@ def close_connections() -> None:
     with _POOL_LOCK:
         pooled = list(_POOL.values())
         _POOL.clear()
-    for connection, _ in pooled:
-        connection.close()
+    for entry in pooled:
+        entry.connection.close()
 
 
 def dns_server(fleet: Fleet, zone_name: str, timeout: float = 5.0) -> AuthoritativeServer:

@@ -179,16 +179,18 @@ class SshConnection:
         stdin: bytes | None = None,
         timeout: float = 60.0,
         check: bool = True,
+        open_timeout: float | None = None,
     ) -> CommandResult:
         """Run ``argv`` on the server; raise on non-zero exit when ``check``.
 
         ``timeout`` bounds the whole command; on expiry the channel is closed and a
-        TransientError says what ran where.
+        TransientError says what ran where. ``open_timeout`` bounds opening the channel
+        (default: the connect timeout), for callers sharing a connection with other bounds.
         """
         line = command_line(argv)
         deadline = time.monotonic() + timeout
         try:
-            channel = self.transport.open_session(timeout=min(self.connect_timeout, timeout))
+            channel = self.transport.open_session(timeout=min(open_timeout or self.connect_timeout, timeout))
         except (paramiko.SSHException, EOFError, OSError) as error:
             # An outage can leave the transport "active" while nothing gets through
             # (lab-facts.md): drop it so the next call reconnects instead of waiting again.
