@@ -61,14 +61,13 @@ def test_rebuild_on_standby_serves_newest_backup_with_expiring_temporary_logins(
 
     from flows.backup import backup
     from flows.rebuild import expire_temporary_accounts, rebuild
-    from hotspare import access
     from hotspare.adapters import dns
     from hotspare.inventory import session
     from hotspare.inventory.backup_models import TemporaryAccountRow
     from hotspare.inventory.models import RunRow, ServiceRow
     from hotspare.probes import http_get_via_dns
 
-    production, mirror = fleet.server("prod-east"), fleet.server("mirror-west")
+    production = fleet.server("prod-east")
     marker = f"marker-{uuid.uuid4().hex}.txt"
     marker_text = f"written before the backup {uuid.uuid4().hex}\n"
     (Path(lab_env["hosts"]["prod-east"]["root"]) / "srv/app1/data" / marker).write_text(marker_text)

@@ -685,7 +685,7 @@ class RebuildPlan:
             f"- Start: {'; '.join(' '.join(command) for command in self.activate) or 'nothing'}",
             f"- Health check: {self.health_url or 'none (TCP port only)'}",
             f"- DNS: {self.dns_name} {self.dns_from} → {self.dns_to} (compare-and-swap)",
-            f"- Afterwards the service is **unprotected** (no mirror) until it is re-protected.",
+            "- Afterwards the service is **unprotected** (no mirror) until it is re-protected.",
         ]
         lines += [f"- Warning: {warning}" for warning in self.warnings]
         return "\n".join(lines) + "\n"
