@@ -43,10 +43,9 @@ level).
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import random
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -59,11 +58,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import (SshRecorder, by_label, epoch, isolate_environment, lab_and_prefect, rewrite_random_files,  # noqa: E402
+                          run_meta, ssh_argv, table, write_random_files, write_results)
+
 SERVICE = "app1"
-FILES_PER_FOLDER = 100
 EMERGENCY_TARGET_SECONDS = 15.0
 OUT = ROOT / "bench" / "out" / "failover.json"
-AVOID_SLOTS = (0, 1, 8)  # 0: demo, 1: test session, 8: bench/rebuild_bench.py's default
 PROBE_INTERVAL = 0.05
 
 
@@ -89,43 +89,21 @@ def main() -> int:
 
     load = wait_for_quiet(args.max_load, args.quiet_wait)
     home = Path(tempfile.mkdtemp(prefix="hotspare-failover-bench."))
-    os.environ["HOTSPARE_HOME"] = str(home)
-    os.environ["PREFECT_HOME"] = str(home / "prefect")
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    os.environ["DO_NOT_TRACK"] = "1"
-    # Same server-side settings as the test suite (tests/conftest.py).
-    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "50")
-    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE", "50")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    isolate_environment(home)
 
     started = time.monotonic()
-    lab = None
-    results: dict = {}
-    try:
-        lab, env = start_lab(home / "lab", args.slot)
-        print(f"lab up in slot {lab.slot} ({home / 'lab'}) in {time.monotonic() - started:.1f} s", flush=True)
-        from prefect.testing.utilities import prefect_test_harness
+    with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
+        print(f"Prefect test server up after {time.monotonic() - started:.1f} s", flush=True)
+        from contextlib import nullcontext
 
-        with prefect_test_harness(server_startup_timeout=180):
-            print(f"Prefect test server up after {time.monotonic() - started:.1f} s", flush=True)
-            from contextlib import nullcontext
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-            from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-            heartbeats = temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}) if args.no_heartbeats else nullcontext()
-            with heartbeats:
-                results = Bench(lab, env, args).run()
-    finally:
-        if lab is not None:
-            lab.down()
-        if not args.keep:
-            shutil.rmtree(home, ignore_errors=True)
+        heartbeats = temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}) if args.no_heartbeats else nullcontext()
+        with heartbeats:
+            results = Bench(lab, env, args).run()
     results["meta"].update(total_seconds=round(time.monotonic() - started, 1), slot=lab.slot, load_wait=load)
     print_report(results)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(f"\nresults written to {out} (whole benchmark {results['meta']['total_seconds']} s)")
+    write_results(results, args.out)
     return 0
 
 
@@ -143,130 +121,6 @@ def wait_for_quiet(max_load: float, seconds: float) -> dict:
     if not quiet:
         print(f"WARNING: load average still {now[0]:.2f} after {waited:.0f} s; measuring anyway (numbers are pessimistic)", flush=True)
     return {"first": first, "at_start": now, "waited_seconds": round(waited, 1), "quiet": quiet, "max_load": max_load}
-
-
-# ---------------------------------------------------------------------------------------
-# The lab (same approach as bench/replication_bench.py; nothing imported from tests/)
-
-
-def free_slot(avoid: tuple[int, ...]) -> int:
-    """A lab slot nobody uses right now (no claim, no namespaces, ports free), highest first."""
-    from hotspare.lab.lab import CLAIMS_DIR
-    from hotspare.lab.probes import port_in_use
-    from hotspare.lab.topology import MAX_SLOT, SlotLayout
-
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for slot in range(MAX_SLOT, -1, -1):
-        layout = SlotLayout(slot)
-        if slot in avoid or Path(CLAIMS_DIR, f"slot-{slot}.json").exists() or f"{layout.prefix}-" in namespaces:
-            continue
-        if port_in_use(layout.dns_port) or port_in_use(layout.smtp_port):
-            continue
-        return slot
-    raise RuntimeError("no free lab slot on this machine")
-
-
-def start_lab(directory: Path, slot: int | None):
-    """The benchmark's own lab: the slot asked for, or a free one (another session may take a
-    free slot between the check and our start: then try the next one)."""
-    from hotspare.lab import Lab
-    from hotspare.lab.errors import LabError
-
-    tried: list[int] = []
-    while True:
-        candidate = slot if slot is not None else free_slot((*AVOID_SLOTS, *tried))
-        lab = Lab(directory, slot=candidate)
-        try:
-            return lab, lab.up()
-        except LabError as error:
-            if slot is not None or "is used by" not in str(error) or len(tried) >= 3:
-                raise
-            tried.append(candidate)
-            print(f"slot {candidate} was taken meanwhile ({error}); trying another", flush=True)
-
-
-def ssh_argv(env: dict, host: str, command: list[str], connect_timeout: float = 5) -> list[str]:
-    """ssh to a lab host as root with the lab key, trusting only the pinned known_hosts."""
-    return [
-        "ssh", "-F", "/dev/null", "-i", env["ssh"]["key"],
-        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
-        "-o", f"UserKnownHostsFile={env['ssh']['known_hosts']}", "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", f"ConnectTimeout={connect_timeout:g}", "-p", str(env["hosts"][host]["ssh_port"]),
-        f"{env['ssh']['user']}@{env['hosts'][host]['address']}", shlex.join(command),
-    ]
-
-
-# ---------------------------------------------------------------------------------------
-# Recording what the flows do over SSH (wraps the adapter's methods in this process only)
-
-
-class SshRecorder:
-    """Every SSH connect and remote command of the flows, with wall-clock start and end."""
-
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-        self.nonzero: list[dict] = []  # remote commands that exited non-zero (with check=False)
-        self._lock = threading.Lock()
-
-    def install(self) -> None:
-        from hotspare.adapters.ssh import SshConnection
-
-        recorder, connect, run = self, SshConnection.connect, SshConnection.run
-
-        def timed_connect(connection, *a, **k):
-            start, failed = time.time(), True
-            try:
-                result = connect(connection, *a, **k)
-                failed = False
-                return result
-            finally:
-                recorder._add("connect", connection.endpoint.name, "ssh connect" + (" (failed)" if failed else ""), start)
-
-        def timed_run(connection, argv, *a, **k):
-            start, outcome = time.time(), " (failed)"
-            try:
-                result = run(connection, argv, *a, **k)
-                outcome = f" (exit {result.exit_status})" if result.exit_status else ""
-                if result.exit_status:
-                    recorder.nonzero.append({"host": connection.endpoint.name, "argv": [str(w) for w in argv][:12],
-                                             "exit": result.exit_status, "stderr": result.stderr_tail[-500:], "at": start})
-                return result
-            finally:
-                recorder._add("run", connection.endpoint.name, command_label(argv) + outcome, start)
-
-        SshConnection.connect, SshConnection.run = timed_connect, timed_run
-
-    def _add(self, kind: str, host: str, label: str, start: float) -> None:
-        with self._lock:
-            self.events.append({"kind": kind, "host": host, "label": label, "start": start, "end": time.time()})
-
-    def between(self, start: float, end: float) -> list[dict]:
-        with self._lock:
-            return [e for e in self.events if e["start"] >= start - 0.01 and e["end"] <= end + 0.01]
-
-
-def command_label(argv) -> str:
-    words = [str(word) for word in argv]
-    if "rsync" in words:
-        rsync = words[words.index("rsync"):]
-        if "--dry-run" in rsync:
-            return "rsync verify (--dry-run --checksum)"
-        if "--files-from=-" in rsync:
-            return "rsync repair"
-        if rsync[-1] == "/" and "-e" not in rsync:
-            return "rsync activate (local)"
-        return "rsync copy"
-    if words[0].endswith("/ctl") and len(words) > 1:
-        return f"app ctl {words[1]}"
-    if words[0] == "sh" and len(words) > 2:
-        return "sh: " + words[2][:40]
-    return " ".join(words[:2])[:60]
-
-
-def epoch(moment: datetime | None) -> float | None:
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 # ---------------------------------------------------------------------------------------
@@ -406,12 +260,8 @@ class Bench:
                      "outcome": row.outcome, "detail": row.detail} for row in rows]
 
     def ssh_breakdown(self, start: float, end: float) -> dict:
-        events = self.recorder.between(start, end)
-        by_label: dict[str, list[float]] = {}
-        for event in events:
-            by_label.setdefault(f"{event['label']} @{event['host']}", []).append(event["end"] - event["start"])
-        return {label: {"count": len(times), "seconds": round(sum(times), 3)}
-                for label, times in sorted(by_label.items(), key=lambda item: -sum(item[1]))}
+        events = self.recorder.between(start, end, slack=0.01)
+        return by_label((f"{event['label']} @{event['host']}", event["end"] - event["start"]) for event in events)
 
     def with_ssh(self, steps: list[dict]) -> list[dict]:
         for step in steps:
@@ -592,27 +442,15 @@ class Bench:
     def generate(self) -> dict:
         started = time.perf_counter()
         size = self.args.size_mb * 2**20 // self.args.files
-        folder_root = self.data_dir / "bench"
-        for index in range(self.args.files):
-            folder = folder_root / f"d{index // FILES_PER_FOLDER:04d}"
-            if index % FILES_PER_FOLDER == 0:
-                folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"f{index:06d}.bin"
-            path.write_bytes(os.urandom(size))
-            self.file_names.append(path)
+        self.file_names += write_random_files(self.data_dir / "bench", self.args.files, size)
         os.sync()
         return {"files": self.args.files, "file_bytes": size, "total_bytes": size * self.args.files,
                 "seconds": round(time.perf_counter() - started, 1)}
 
     def change(self) -> int:
-        import random
-
         count = max(1, round(len(self.file_names) * self.args.change_percent / 100))
         size = self.args.size_mb * 2**20 // self.args.files
-        for path in random.Random(20261125).sample(self.file_names, count):
-            path.write_bytes(os.urandom(size))
-        os.sync()
-        return count
+        return rewrite_random_files(self.file_names, count, size, random.Random(20261125))
 
     def planned(self) -> dict:
         from flows.failover import failover
@@ -681,9 +519,7 @@ class Bench:
         self.setup()
         results = {
             "meta": {
-                "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "commit": _git("rev-parse", "HEAD"),
-                "modified_files": [line[3:] for line in _git("status", "--porcelain", strip=False).splitlines() if "M" in line[:2]],
+                **run_meta(),
                 "cpus": os.cpu_count(), "load_average_before_runs": os.getloadavg(),
                 "runs": self.args.runs, "target_median_seconds": EMERGENCY_TARGET_SECONDS,
                 "health_url": self.health_url,
@@ -699,11 +535,6 @@ class Bench:
         results["meta"]["load_average_end"] = os.getloadavg()
         results["remote_commands_nonzero_exit"] = self.recorder.nonzero
         return results
-
-
-def _git(*args: str, strip: bool = True) -> str:
-    output = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout
-    return output.strip() if strip else output
 
 
 # ---------------------------------------------------------------------------------------
@@ -763,7 +594,7 @@ def print_report(results: dict) -> None:
         ("TOTAL (answers through DNS and flow returned)", summary["total"]),
         ("total without the fence wait", summary["total_without_fence"]),
     ]
-    _table(("phase", "median", "min", "max"), [(label, fmt(s["median"]), fmt(s["min"]), fmt(s["max"])) for label, s in rows])
+    table(("phase", "median", "min", "max"), [(label, fmt(s["median"]), fmt(s["min"]), fmt(s["max"])) for label, s in rows])
     print(f"  target: median total <= {EMERGENCY_TARGET_SECONDS:g} s: {'met' if summary['target_met'] else 'MISSED'} "
           f"({summary['total']['median']:.2f} s)")
     print("  per run (total / answers via DNS / flow call / fence): " +
@@ -812,7 +643,7 @@ def print_report(results: dict) -> None:
             rows.append((f"    replicate: {sub['step']}", sub["seconds"]))
         rows.append(("    after its replication (inventory, flow exits)", reprotect["after_replicate"]))
     rows.append(("flow call (failover(planned=True) wall time)", planned["flow_call"]))
-    _table(("phase", "seconds"), [(label, fmt(value)) for label, value in rows])
+    table(("phase", "seconds"), [(label, fmt(value)) for label, value in rows])
     full = planned["full_replication"]
     print(f"  before it: full replication of the data set {full['seconds']:.2f} s (copy {fmt(full['steps'].get('copy'))}, "
           f"verify {fmt(full['steps'].get('verify'))}); reprotect outcome {reprotect['outcome']}; layout after: "
@@ -833,12 +664,6 @@ def print_report(results: dict) -> None:
 
 def _ssh_line(breakdown: dict) -> str:
     return ", ".join(f"{label} x{c['count']} {c['seconds']:.2f}" for label, c in list(breakdown.items())[:5]) or "(no SSH)"
-
-
-def _table(header, rows) -> None:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  " + "  ".join(str(cell).ljust(widths[i]) if i == 0 else str(cell).rjust(widths[i]) for i, cell in enumerate(row)))
 
 
 if __name__ == "__main__":

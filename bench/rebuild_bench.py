@@ -26,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import isolate_environment, start_lab  # noqa: E402
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,16 +37,9 @@ def main() -> int:
     parser.add_argument("--home", default=None, help="HOTSPARE_HOME (default: a new temporary folder)")
     args = parser.parse_args()
     home = Path(args.home or tempfile.mkdtemp(prefix="hotspare-bench."))
-    os.environ["HOTSPARE_HOME"] = str(home)
-    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    isolate_environment(home, replace=False, test_server_settings=False)
 
-    from hotspare.lab import Lab
-
-    lab = Lab(home / "lab", slot=args.slot)
-    env = lab.up()
+    lab, env = start_lab(home / "lab", args.slot)
     try:
         from prefect.testing.utilities import prefect_test_harness
 

@@ -38,31 +38,34 @@ page cache (which would disturb everyone else on the machine).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import random
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import (SshRecorder, by_label, command_label, epoch, isolate_environment, lab_and_prefect,  # noqa: E402
+                          rewrite_random_files, run_meta, ssh_argv, table, within, write_random_files, write_results)
+
 SERVICE = "app1"
-FILES_PER_FOLDER = 100
 COPY_TARGET = 1.15
 VERIFY_TARGET = 1.3
 OUT = ROOT / "bench" / "out" / "replication.json"
 # Runs argv on a lab host and reports its own start/end (ns) and exit status on stderr.
 TIMED = 's=$(date +%s%N); "$@"; rc=$?; e=$(date +%s%N); printf "\\n@@bench %s %s %s\\n" "$s" "$e" "$rc" >&2'
+# How the report names remote commands: rsync's verify as replication runs it (-anc over the
+# whole tree), and file operations by their program alone.
+REPLICATION_LABEL = partial(command_label, verify_label="rsync verify (-anc, whole tree)",
+                            program_only=("install", "rm", "test", "mv", "ln", "chmod"))
 
 
 def main() -> int:
@@ -80,121 +83,20 @@ def main() -> int:
         parser.error("--reps, --full-reps, --files and --size-mb must be positive")
 
     home = Path(tempfile.mkdtemp(prefix="hotspare-bench."))
-    os.environ["HOTSPARE_HOME"] = str(home)
-    os.environ["PREFECT_HOME"] = str(home / "prefect")
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    os.environ["DO_NOT_TRACK"] = "1"
-    # Same server-side settings as the test suite (tests/conftest.py).
-    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "50")
-    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE", "50")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    isolate_environment(home)
 
     started = time.monotonic()
-    lab = None
-    try:
-        lab, env = start_lab(home / "lab", args.slot)
-        print(f"lab up in slot {lab.slot} ({home / 'lab'}) in {time.monotonic() - started:.1f} s", flush=True)
-        from prefect.testing.utilities import prefect_test_harness
-
-        with prefect_test_harness(server_startup_timeout=180):
-            bench = Bench(lab, env, args)
-            try:
-                results = bench.run()
-            finally:
-                bench.cleanup()
-    finally:
-        if lab is not None:
-            lab.down()
-        if not args.keep:
-            shutil.rmtree(home, ignore_errors=True)
+    with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
+        bench = Bench(lab, env, args)
+        try:
+            results = bench.run()
+        finally:
+            bench.cleanup()
     results["meta"]["total_seconds"] = round(time.monotonic() - started, 1)
     results["meta"]["slot"] = lab.slot
     print_report(results)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nresults written to {out} (whole benchmark {results['meta']['total_seconds']} s)")
+    write_results(results, args.out)
     return 0
-
-
-def start_lab(directory: Path, slot: int | None):
-    """The benchmark's own lab: the slot asked for, or a free one (another session may take a
-    free slot between the check and our start: then try the next one)."""
-    from hotspare.lab import Lab
-    from hotspare.lab.errors import LabError
-    from tests.lab_helpers import free_slot
-
-    tried: list[int] = []
-    while True:
-        # 0: demo, 1: test session, 8: bench/rebuild_bench.py's default
-        candidate = slot if slot is not None else free_slot(avoid=(0, 1, 8, *tried))
-        lab = Lab(directory, slot=candidate)
-        try:
-            return lab, lab.up()
-        except LabError as error:
-            if slot is not None or "is used by" not in str(error) or len(tried) >= 3:
-                raise
-            tried.append(candidate)
-            print(f"slot {candidate} was taken meanwhile ({error}); trying another", flush=True)
-
-
-# ---------------------------------------------------------------------------------------
-# Recording what the flow does over SSH (wraps the adapter's methods in this process only)
-
-
-class SshRecorder:
-    """Every SSH connect and remote command of the flow, with wall-clock start and end."""
-
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-        self._lock = threading.Lock()
-
-    def install(self) -> None:
-        from hotspare.adapters.ssh import SshConnection
-
-        recorder, connect, run = self, SshConnection.connect, SshConnection.run
-
-        def timed_connect(connection, *a, **k):
-            start = time.time()
-            try:
-                return connect(connection, *a, **k)
-            finally:
-                recorder._add("connect", connection.endpoint.name, "ssh connect", start)
-
-        def timed_run(connection, argv, *a, **k):
-            start = time.time()
-            try:
-                return run(connection, argv, *a, **k)
-            finally:
-                recorder._add("run", connection.endpoint.name, command_label(argv), start)
-
-        SshConnection.connect, SshConnection.run = timed_connect, timed_run
-
-    def _add(self, kind: str, host: str, label: str, start: float) -> None:
-        with self._lock:
-            self.events.append({"kind": kind, "host": host, "label": label, "start": start, "end": time.time()})
-
-    def between(self, start: float, end: float) -> list[dict]:
-        with self._lock:
-            return [e for e in self.events if e["start"] >= start and e["end"] <= end]
-
-
-def command_label(argv) -> str:
-    """A short name for a remote command: rsync kinds by flags, else the program (+ first arg)."""
-    words = [str(word) for word in argv]
-    if "rsync" in words:
-        rsync = words[words.index("rsync"):]
-        if "--dry-run" in rsync:
-            return "rsync verify (-anc, whole tree)"
-        if "--files-from=-" in rsync:
-            return "rsync repair"
-        return "rsync copy"
-    program = words[0]
-    if program == "sh" and len(words) > 2:
-        return "sh: " + words[2][:40]
-    if program in ("install", "rm", "test", "mv", "ln", "chmod"):
-        return program
-    return " ".join(words[:2])[:60]
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,7 +112,8 @@ class Bench:
         self.data_path = service["data_path"]
         self.bench_dir = self.prod_root / self.data_path.lstrip("/") / "bench"
         self.rng = random.Random(20261125)
-        self.recorder = SshRecorder()
+        # replication's own names for commands; labels without exit statuses
+        self.recorder = SshRecorder(REPLICATION_LABEL, mark_failures=False)
         self.retry_log = RetryLog()
         self.peer = None
         self.flags_runs = 0
@@ -220,8 +123,6 @@ class Bench:
     # ----- helpers ----------------------------------------------------------------------
 
     def ssh(self, host: str, argv: list[str], stdin: bytes | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
-        from tests.lab_helpers import ssh_argv
-
         return subprocess.run(ssh_argv(self.env, host, argv), input=stdin or b"", capture_output=True, timeout=timeout, check=False)
 
     def timed_on(self, host: str, argv: list[str], ok=(0,)) -> dict:
@@ -274,23 +175,13 @@ class Bench:
 
     def generate(self) -> float:
         started = time.perf_counter()
-        for index in range(self.args.files):
-            folder = self.bench_dir / f"d{index // FILES_PER_FOLDER:04d}"
-            if index % FILES_PER_FOLDER == 0:
-                folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"f{index:06d}.bin"
-            path.write_bytes(os.urandom(self.file_size))
-            self.file_names.append(path)
+        self.file_names += write_random_files(self.bench_dir, self.args.files, self.file_size)
         seconds = time.perf_counter() - started
         os.sync()
         return seconds
 
     def change_one_percent(self) -> int:
-        count = max(1, len(self.file_names) // 100)
-        for path in self.rng.sample(self.file_names, count):
-            path.write_bytes(os.urandom(self.file_size))
-        os.sync()
-        return count
+        return rewrite_random_files(self.file_names, max(1, len(self.file_names) // 100), self.file_size, self.rng)
 
     # ----- measurements -------------------------------------------------------------------
 
@@ -360,7 +251,6 @@ class Bench:
     def sha256_both_sides(self, copy_id: str) -> dict:
         """sha256 manifests of production's data and the copy's data, both hosts at once."""
         from hotspare.planning import replication as plan
-        from tests.lab_helpers import ssh_argv
 
         script = 'cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum'
         folders = {self.production: self.data_path, self.mirror: plan.copy_data_path(SERVICE, copy_id, self.data_path)}
@@ -395,12 +285,9 @@ class Bench:
         events = self.recorder.between(wall_start, wall_end)
         steps = []
         for name, start, end in step_rows:
-            inside = [e for e in events if e["start"] >= start - 0.01 and e["end"] <= end + 0.01]
+            inside = within(events, start, end, slack=0.01)
             connects = [e for e in inside if e["kind"] == "connect"]
             commands = [e for e in inside if e["kind"] == "run"]
-            by_label: dict[str, list[float]] = {}
-            for event in commands:
-                by_label.setdefault(event["label"], []).append(event["end"] - event["start"])
             ssh_seconds = sum(e["end"] - e["start"] for e in inside)
             steps.append({
                 "step": name,
@@ -410,8 +297,7 @@ class Bench:
                 "remote_commands": len(commands),
                 "command_seconds": round(sum(e["end"] - e["start"] for e in commands), 3),
                 "other_seconds": round((end - start) - ssh_seconds, 3),
-                "commands": {label: {"count": len(times), "seconds": round(sum(times), 3)}
-                             for label, times in sorted(by_label.items(), key=lambda item: -sum(item[1]))},
+                "commands": by_label((event["label"], event["end"] - event["start"]) for event in commands),
             })
         rsync_runs = sum(1 for e in events if e["kind"] == "run" and e["label"].startswith("rsync"))
         return {
@@ -485,9 +371,7 @@ class Bench:
         print(f"generated {self.args.files} files x {self.file_size} bytes = {total / 1e9:.2f} GB in {generated:.1f} s", flush=True)
         results = {
             "meta": {
-                "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "commit": _git("rev-parse", "HEAD"),
-                "modified_files": [line[3:] for line in _git("status", "--porcelain", strip=False).splitlines() if "M" in line[:2]],
+                **run_meta(),
                 "files": self.args.files, "file_bytes": self.file_size, "total_bytes": total,
                 "cpus": os.cpu_count(), "load_average_start": os.getloadavg(),
                 "rsync": subprocess.run(["rsync", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
@@ -603,15 +487,6 @@ def _step_rows(db, run_id: int) -> list[tuple[str, float, float]]:
     return [(row.name, epoch(row.started_at), epoch(row.ended_at)) for row in rows if row.ended_at]
 
 
-def epoch(moment: datetime) -> float:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
-
-
-def _git(*args: str, strip: bool = True) -> str:
-    output = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout
-    return output.strip() if strip else output
-
-
 # ---------------------------------------------------------------------------------------
 # Summary and report
 
@@ -653,7 +528,7 @@ def print_report(results: dict) -> None:
         rows.append((name, f"{s['bare_seconds']:.2f}", f"{s['rsync_as_hotspare_seconds']:.2f}", f"{s['copy_step_seconds']:.2f}",
                      f"{s['flow_seconds']:.2f}", f"{s['copy_over_bare']:.2f}x",
                      f"<= {COPY_TARGET}x" if has_target else "-", ("met" if met else "MISSED") if has_target else ""))
-    _table(header, rows)
+    table(header, rows)
 
     print("\nVerification (content) on the same data")
     header = ("scenario", "bare rsync -anc", "hotspare argv bare", "verify step", "verify/bare", "target", "", "sha256 both", "verify flow")
@@ -663,11 +538,11 @@ def print_report(results: dict) -> None:
         rows.append((name, f"{s['bare_verify_seconds']:.2f}", f"{s['hotspare_verify_argv_seconds']:.2f}", f"{s['verify_step_seconds']:.2f}",
                      f"{s['verify_over_bare']:.2f}x", f"<= {VERIFY_TARGET}x", "met" if met else "MISSED",
                      f"{s['sha256_both_sides']['seconds']:.2f}", f"{s['verify_flow_seconds']:.2f}"))
-    _table(header, rows)
+    table(header, rows)
 
     print("\nSteps of the replicate flow (median seconds)")
     names = list(next(iter(scenarios.values()))["step_seconds"])
-    _table(("scenario", *names, "whole flow"),
+    table(("scenario", *names, "whole flow"),
            [(name, *[f"{s['step_seconds'].get(step) or 0:.2f}" for step in names], f"{s['flow_seconds']:.2f}") for name, s in scenarios.items()])
 
     latency = results["latency"]
@@ -695,12 +570,6 @@ def print_report(results: dict) -> None:
         print(f"\nProfile of one no-change replication ({results['profile']['seconds']:.2f} s, {results['profile']['pstats']}):")
         for entry in results["profile"]["top"][:25]:
             print(f"    {entry['cumulative_seconds']:7.3f} s  {entry['calls']:6d} calls  {entry['function']}")
-
-
-def _table(header, rows) -> None:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  " + "  ".join(str(cell).ljust(widths[i]) if i == 0 else str(cell).rjust(widths[i]) for i, cell in enumerate(row)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,280 @@
+"""What the benchmarks in bench/ share: an isolated environment, their own lab, recording the
+flows' SSH traffic, and writing the results. Nothing here is imported from tests/ and nothing in
+hotspare changes: the benchmarks measure the product as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Lab slots a benchmark leaves alone: 0 the demo, 1 the test session, 8 bench/rebuild_bench.py's default.
+AVOID_SLOTS = (0, 1, 8)
+FILES_PER_FOLDER = 100
+
+
+# ---------------------------------------------------------------------------------------
+# Environment and lab
+
+
+def isolate_environment(home: Path, *, replace: bool = True, test_server_settings: bool = True) -> None:
+    """Point hotspare (HOTSPARE_HOME) and Prefect (PREFECT_HOME) at ``home``, analytics off.
+
+    A benchmark must not read or write a developer's inventory or Prefect database.
+    ``replace=False`` keeps Prefect variables the caller already set (bench/rebuild_bench.py lets
+    them through); ``test_server_settings`` adds the test suite's server-side settings
+    (tests/conftest.py) so that task runs are recorded as in the tests.
+    """
+    os.environ["HOTSPARE_HOME"] = str(home)
+    put = os.environ.__setitem__ if replace else os.environ.setdefault
+    put("PREFECT_HOME", str(home / "prefect"))
+    put("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    put("DO_NOT_TRACK", "1")
+    if test_server_settings:
+        os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "50")
+        os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE", "50")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def free_slot(avoid: tuple[int, ...]) -> int:
+    """A lab slot nobody uses right now (no claim, no namespaces, ports free), highest first."""
+    from hotspare.lab.lab import CLAIMS_DIR
+    from hotspare.lab.probes import port_in_use
+    from hotspare.lab.topology import MAX_SLOT, SlotLayout
+
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for slot in range(MAX_SLOT, -1, -1):
+        layout = SlotLayout(slot)
+        if slot in avoid or Path(CLAIMS_DIR, f"slot-{slot}.json").exists() or f"{layout.prefix}-" in namespaces:
+            continue
+        if port_in_use(layout.dns_port) or port_in_use(layout.smtp_port):
+            continue
+        return slot
+    raise RuntimeError("no free lab slot on this machine")
+
+
+def start_lab(directory: Path, slot: int | None, avoid: tuple[int, ...] = AVOID_SLOTS):
+    """The benchmark's own lab, as ``(lab, env)``: the slot asked for, or a free one outside
+    ``avoid`` (another session may take a free slot between the check and our start: then try
+    the next one, at most three times)."""
+    from hotspare.lab import Lab
+    from hotspare.lab.errors import LabError
+
+    tried: list[int] = []
+    while True:
+        candidate = slot if slot is not None else free_slot((*avoid, *tried))
+        lab = Lab(directory, slot=candidate)
+        try:
+            return lab, lab.up()
+        except LabError as error:
+            if slot is not None or "is used by" not in str(error) or len(tried) >= 3:
+                raise
+            tried.append(candidate)
+            print(f"slot {candidate} was taken meanwhile ({error}); trying another", flush=True)
+
+
+@contextmanager
+def lab_and_prefect(home: Path, slot: int | None, keep: bool, started: float) -> Iterator[tuple]:
+    """``(lab, env)`` of a lab in ``home/lab`` with a Prefect test server running; at the end the
+    lab is torn down and ``home`` removed (unless ``keep``), whatever happened.
+
+    ``started`` is the benchmark's ``time.monotonic()`` start, for the "lab up" line."""
+    lab = None
+    try:
+        lab, env = start_lab(home / "lab", slot)
+        print(f"lab up in slot {lab.slot} ({home / 'lab'}) in {time.monotonic() - started:.1f} s", flush=True)
+        from prefect.testing.utilities import prefect_test_harness
+
+        with prefect_test_harness(server_startup_timeout=180):
+            yield lab, env
+    finally:
+        if lab is not None:
+            lab.down()
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def ssh_argv(env: dict, host: str, command: list[str], connect_timeout: float = 5) -> list[str]:
+    """ssh to a lab host as root with the lab key, trusting only the pinned known_hosts."""
+    return [
+        "ssh", "-F", "/dev/null", "-i", env["ssh"]["key"],
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={env['ssh']['known_hosts']}", "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", f"ConnectTimeout={connect_timeout:g}", "-p", str(env["hosts"][host]["ssh_port"]),
+        f"{env['ssh']['user']}@{env['hosts'][host]['address']}", shlex.join(command),
+    ]
+
+
+# ---------------------------------------------------------------------------------------
+# Test data on a lab host (written straight into its root on this machine)
+
+
+def write_random_files(folder: Path, count: int, size: int) -> list[Path]:
+    """``count`` files of ``size`` random bytes below ``folder``, ``FILES_PER_FOLDER`` per
+    sub-folder (incompressible, so that rsync and restic move every byte). The caller syncs."""
+    paths = []
+    for index in range(count):
+        sub = folder / f"d{index // FILES_PER_FOLDER:04d}"
+        if index % FILES_PER_FOLDER == 0:
+            sub.mkdir(parents=True, exist_ok=True)
+        path = sub / f"f{index:06d}.bin"
+        path.write_bytes(os.urandom(size))
+        paths.append(path)
+    return paths
+
+
+def rewrite_random_files(paths: list[Path], count: int, size: int, rng) -> int:
+    """Give ``count`` of ``paths`` (chosen by ``rng``) new random content, then sync; the count."""
+    for path in rng.sample(paths, count):
+        path.write_bytes(os.urandom(size))
+    os.sync()
+    return count
+
+
+# ---------------------------------------------------------------------------------------
+# Recording what the flows do over SSH (wraps the adapter's methods in this process only)
+
+
+def command_label(argv, *, verify_label: str = "rsync verify (--dry-run --checksum)",
+                  program_only: tuple[str, ...] = ()) -> str:
+    """A short name for a remote command, to group the time spent per kind of command: rsync
+    kinds by their flags, the app's ctl by action, ``sh -c`` by its script's start, else the
+    program and its first argument (only the program for those in ``program_only``)."""
+    words = [str(word) for word in argv]
+    if "rsync" in words:
+        rsync = words[words.index("rsync"):]
+        if "--dry-run" in rsync:
+            return verify_label
+        if "--files-from=-" in rsync:
+            return "rsync repair"
+        if rsync[-1] == "/" and "-e" not in rsync:
+            return "rsync activate (local)"
+        return "rsync copy"
+    if words[0].endswith("/ctl") and len(words) > 1:
+        return f"app ctl {words[1]}"
+    if words[0] == "sh" and len(words) > 2:
+        return "sh: " + words[2][:40]
+    if words[0] in program_only:
+        return words[0]
+    return " ".join(words[:2])[:60]
+
+
+class SshRecorder:
+    """Every SSH connect and remote command of the flows, with wall-clock start and end.
+
+    ``label`` names a command (see ``command_label``). With ``mark_failures`` a failed connect
+    or command and a non-zero exit show in its label; remote commands that exited non-zero are
+    kept in ``nonzero`` either way."""
+
+    def __init__(self, label: Callable[[list], str] = command_label, mark_failures: bool = True) -> None:
+        self.label, self.mark_failures = label, mark_failures
+        self.events: list[dict] = []
+        self.nonzero: list[dict] = []  # remote commands that exited non-zero (with check=False)
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        from hotspare.adapters.ssh import SshConnection
+
+        recorder, connect, run = self, SshConnection.connect, SshConnection.run
+
+        def timed_connect(connection, *a, **k):
+            start, failed = time.time(), True
+            try:
+                result = connect(connection, *a, **k)
+                failed = False
+                return result
+            finally:
+                recorder._add("connect", connection.endpoint.name, "ssh connect" + recorder._outcome(" (failed)" if failed else ""), start)
+
+        def timed_run(connection, argv, *a, **k):
+            start, outcome = time.time(), " (failed)"
+            try:
+                result = run(connection, argv, *a, **k)
+                outcome = f" (exit {result.exit_status})" if result.exit_status else ""
+                if result.exit_status:
+                    recorder.nonzero.append({"host": connection.endpoint.name, "argv": [str(w) for w in argv][:12],
+                                             "exit": result.exit_status, "stderr": result.stderr_tail[-500:], "at": start})
+                return result
+            finally:
+                recorder._add("run", connection.endpoint.name, recorder.label(argv) + recorder._outcome(outcome), start)
+
+        SshConnection.connect, SshConnection.run = timed_connect, timed_run
+
+    def _outcome(self, text: str) -> str:
+        return text if self.mark_failures else ""
+
+    def _add(self, kind: str, host: str, label: str, start: float) -> None:
+        with self._lock:
+            self.events.append({"kind": kind, "host": host, "label": label, "start": start, "end": time.time()})
+
+    def between(self, start: float, end: float, slack: float = 0.0) -> list[dict]:
+        """The events that started and ended within [start, end], widened by ``slack`` seconds
+        (step times in the inventory and the events' clock readings differ by a few ms)."""
+        with self._lock:
+            return within(self.events, start, end, slack)
+
+
+def within(events: list[dict], start: float, end: float, slack: float = 0.0) -> list[dict]:
+    """The events of ``events`` that lie in [start - slack, end + slack]."""
+    return [e for e in events if e["start"] >= start - slack and e["end"] <= end + slack]
+
+
+def by_label(timed: Iterable[tuple[str, float]]) -> dict:
+    """``(label, seconds)`` pairs as ``{label: {"count", "seconds"}}``, most seconds first."""
+    grouped: dict[str, list[float]] = {}
+    for label, seconds in timed:
+        grouped.setdefault(label, []).append(seconds)
+    return {label: {"count": len(times), "seconds": round(sum(times), 3)}
+            for label, times in sorted(grouped.items(), key=lambda item: -sum(item[1]))}
+
+
+# ---------------------------------------------------------------------------------------
+# Results
+
+
+def epoch(moment: datetime | None) -> float | None:
+    """Seconds since the epoch of an inventory time (stored naive, in UTC); None stays None."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def git(*args: str, strip: bool = True) -> str:
+    """The output of ``git args`` in the repository (empty if git fails)."""
+    output = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout
+    return output.strip() if strip else output
+
+
+def run_meta() -> dict:
+    """When the benchmark ran and on which code: the commit and the files modified since."""
+    return {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": git("rev-parse", "HEAD"),
+        "modified_files": [line[3:] for line in git("status", "--porcelain", strip=False).splitlines() if "M" in line[:2]],
+    }
+
+
+def table(header, rows) -> None:
+    """Print rows under a header, indented by two: the first column left-aligned, the others right."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  " + "  ".join(str(cell).ljust(widths[i]) if i == 0 else str(cell).rjust(widths[i]) for i, cell in enumerate(row)))
+
+
+def write_results(results: dict, path: str | Path) -> Path:
+    """Write the results as indented JSON (anything else as its str) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nresults written to {out} (whole benchmark {results['meta']['total_seconds']} s)")
+    return out
