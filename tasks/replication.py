@@ -88,7 +88,7 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
         present = [path for path in spec["data_paths"] if path not in missing]
         listing = production.run(["find", *present, "-type", "f", "-printf", "%s\n"], timeout=600).text if present else ""
         totals = plan.parse_file_sizes(listing)
-        previous = copies.newest_verified(service, target)
+        previous = _newest_existing_copy(mirror, service)
         previous_totals = plan.SourceTotals(previous.total_files, previous.total_bytes) if previous else None
         decision = plan.judge_source(totals, previous_totals, spec["max_shrink"], missing, force)
         logger.info(decision.reason)
@@ -102,7 +102,7 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
             raise Refused(room.reason)
         clock = float(production.run(["date", "+%s.%N"]).text.strip())
         copy_id = _new_copy_id(service)
-        link_base = _newest_existing_copy(mirror, service)
+        link_base = previous.id if previous else None
         resume = _resumable_copy(mirror, service)
     link_dest = plan.copy_tree(service, link_base) if link_base else None
     logger.info("new copy %s of %s: %s -> %s (hard links against %s%s)", copy_id, service, source, target,
@@ -121,11 +121,17 @@ def _new_copy_id(service: str) -> str:
     return candidate
 
 
-def _newest_existing_copy(mirror: SshConnection, service: str) -> str | None:
-    """The newest verified copy still on disk: the hard-link base of the next copy."""
+def _newest_existing_copy(mirror: SshConnection, service: str) -> CopyRow | None:
+    """The newest verified copy still on the mirror's disk: the baseline of the source checks
+    and the hard-link base of the next copy. A verified copy that is gone from the disk
+    (mirror reinstalled, folder removed by hand) is marked missing, so nothing counts on it."""
     for row in copies.copies_of(service, mirror.endpoint.name):
-        if row.status == "verified" and mirror.run(["test", "-d", plan.copy_tree(service, row.id)], check=False).exit_status == 0:
-            return row.id
+        if row.status != "verified":
+            continue
+        if mirror.run(["test", "-d", plan.copy_tree(service, row.id)], check=False).exit_status == 0:
+            return row
+        copies.update_copy(row.id, status="missing")
+        get_run_logger().warning("copy %s is no longer on %s; marked missing", row.id, mirror.endpoint.name)
     return None
 
 

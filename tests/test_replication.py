@@ -202,3 +202,25 @@ def test_mirror_with_less_memory_fails_hardware_check(replicated, lab_env, tmp_p
     finally:
         assert main(["fleet", "load", str(fleet_file)]) == 0
     assert replicate_service(SERVICE)["outcome"] == "ok"
+
+
+def test_copies_gone_from_the_mirror_are_marked_missing_and_not_a_baseline(replicated, lab_env):
+    """A reinstalled mirror: the inventory's copies no longer exist there."""
+    import shutil
+
+    before = [row.id for row in copies.copies_of(SERVICE, "mirror-west") if row.status == "verified"]
+    mirror = lab_env["services"][SERVICE]["mirror"]
+    shutil.rmtree(host_path(lab_env, mirror, "/srv/hotspare/app1/copies"))
+    result = replicate_service(SERVICE)
+    assert result["outcome"] == "ok"
+    from sqlmodel import select
+
+    from hotspare.inventory.db import session
+    from hotspare.inventory.models import CopyRow
+
+    with session() as db:
+        statuses = {row.id: row.status for row in db.exec(select(CopyRow))}
+    assert before and all(statuses[copy_id] in ("missing", "pruned") for copy_id in before)
+    assert copies.newest_verified(SERVICE).id == result["copy_id"]
+    assert result["transfer"]["bytes_transferred"] == result["transfer"]["total_bytes"] > 0  # a full copy
+    assert tree_digest(current_copy_data(lab_env)) == tree_digest(production_data(lab_env))
