@@ -40,6 +40,7 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     host = host_check.result()
     account_check = verify_accounts(service, copy_id, target) if accounts_applied else None
     checks = _checks(service, copy_id, content, host, account_check)
+    checks.append(_freshness(service, row))
     failures = [f"{check['check']}: {check['detail']}" for check in checks if check["result"] == "FAIL"]
     passed = not failures
     record_verification(copy_id, passed, {"checks": checks})
@@ -57,11 +58,30 @@ def _checks(service: str, copy_id: str, content: dict, host: dict, accounts: dic
         {"check": "changed during copy", "result": "info", "detail": f"{len(changed)} file(s) changed on production after the copy began"
          + (": " + ", ".join(d["path"] for d in changed[:20]) if changed else "")},
         _check("hardware and OS", not host["problems"], "; ".join(host["problems"]) or
-               f"mirror {host['mirror']} vs production {host['production']}; {host['packages_compared']} packages match"),
+               f"mirror {_machine(host['mirror'])} vs production {_machine(host['production'])}; "
+               f"{host['packages_compared']} packages match"),
     ]
     if accounts is not None:
         checks.append(_check("accounts", not accounts["problems"], "; ".join(accounts["problems"]) or f"{len(accounts['users'])} account(s) match"))
     return checks
+
+
+def _machine(facts: dict) -> str:
+    text = f"{facts['cpus']} CPUs, {facts['memory_mb']} MiB, {facts['disk_bytes'] / 1e9:.1f} GB disk"
+    if "available_bytes" in facts:
+        text += f" ({facts['available_bytes'] / 1e9:.1f} GB free)"
+    return text
+
+
+def _freshness(service: str, row) -> dict:
+    """The copy's age (from when it began) against the service's RPO. Informational for the
+    copy itself: an old copy is still intact and promotable; the ``verify`` run fails on it."""
+    fleet = access.loaded_fleet()
+    rpo_hours = fleet.rpo_hours_of(fleet.service(service))
+    state = plan.rpo_state(as_utc(row.started_at), utcnow(), rpo_hours)
+    age_hours = (utcnow() - as_utc(row.started_at)).total_seconds() / 3600
+    detail = f"copy taken {age_hours:.1f} h ago; RPO {rpo_hours:g} h: {state}"
+    return {"check": "freshness", "result": "ok" if state == "ok" else state.upper(), "detail": detail}
 
 
 def _check(name: str, ok: bool, detail: str) -> dict:
