@@ -119,9 +119,9 @@ def backup_service(fleet: Fleet, service_name: str, run_name: str, flow_run_id: 
         with access.connect(fleet, source) as connection:
             summary = _backup_on(connection, fleet, backup_plan, password, logger)
     except Exception as error:
-        _finish_backup(row.id, "failed", started, detail=str(error)[:2000])
+        _finish(BackupRow, row.id, "failed", started, detail=str(error)[:2000])
         raise
-    _finish_backup(row.id, "ok", started, **summary)
+    _finish(BackupRow, row.id, "ok", started, **summary)
     logger.info(
         "backed up %s from %s: snapshot %s, %d files, %.1f MB (%.1f MB new) in %.1f s",
         service_name, source, summary["snapshot_id"][:8], summary["files"], summary["bytes"] / 1e6,
@@ -167,9 +167,10 @@ def _ensure_repository(connection: SshConnection, backup_plan: plan.BackupPlan, 
     logger.info("created the repository %s:%s", backup_plan.repository.storage_server, backup_plan.repository.path)
 
 
-def _finish_backup(row_id: int, outcome: str, started: float, **values) -> None:
+def _finish(row_type, row_id: int, outcome: str, started: float, **values) -> None:
+    """Close a backup or restore-proof record with its outcome and duration."""
     with session() as db:
-        row = db.get(BackupRow, row_id)
+        row = db.get(row_type, row_id)
         row.outcome, row.ended_at = outcome, utcnow()
         row.duration_s = round(time.monotonic() - started, 3)
         for name, value in values.items():
@@ -282,10 +283,10 @@ def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: s
             finally:
                 connection.run(plan.remove_tree(scratch, base), check=False, timeout=600)
     except Exception as error:
-        _finish_proof(row.id, "failed", started, detail=str(error)[:2000], **values)
+        _finish(RestoreProofRow, row.id, "failed", started, detail=str(error)[:2000], **values)
         raise
     outcome = "passed" if comparison.identical else "failed"
-    _finish_proof(row.id, outcome, started, files_checked=comparison.files_checked, problems=comparison.problems(),
+    _finish(RestoreProofRow, row.id, outcome, started, files_checked=comparison.files_checked, problems=comparison.problems(),
                   detail=comparison.sentence(), **values)
     duration = round(time.monotonic() - started, 3)
     logger.info("restore proof of %s, snapshot %s: %s (%.1f s)", service_name, snapshot.short_id, comparison.sentence(), duration)
@@ -303,11 +304,3 @@ def compare_with_manifest(connection: SshConnection, scratch: str, service_name:
     actual = plan.parse_manifest(connection.run(plan.hash_tree(scratch, snapshot.relative_paths()), timeout=RESTIC_TIMEOUT).stdout)
     return plan.compare_manifests(expected, actual, ignore=[manifest_path])
 
-
-def _finish_proof(row_id: int, outcome: str, started: float, **values) -> None:
-    with session() as db:
-        row = db.get(RestoreProofRow, row_id)
-        row.outcome, row.ended_at = outcome, utcnow()
-        row.duration_s = round(time.monotonic() - started, 3)
-        for name, value in values.items():
-            setattr(row, name, value)
