@@ -191,6 +191,7 @@ def test_rsync_copy_argv_with_link_dest():
 def test_rsync_copy_argv_without_link_dest():
     argv = plan.rsync_copy_argv(PEER, PATHS, NEW_TREE, None)
     assert not any(arg.startswith("--link-dest") for arg in argv)
+    assert "--copy-dest=/" in argv  # reuse the mirror's own identical live files, by copy
     assert argv[-3:] == ["/srv/shop/data", "/etc/passwd", f"hotspare@10.211.70.12:{NEW_TREE}/"]
 
 

@@ -177,14 +177,16 @@ def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link
     """Copy ``paths`` from production into ``target_tree`` on the mirror, preserving absolute paths.
 
     ``--delete`` only ever acts inside the new copy's own folder (resuming a partial copy),
-    never on a previous copy: those are only hard-link sources.
+    never on a previous copy: those are only hard-link sources. Without a previous copy (a new
+    or reinstalled mirror, the old production being reprotected) ``--copy-dest=/`` lets the
+    mirror copy locally whatever its own live folders already hold identically, instead of
+    receiving it again; copied, never linked, so the live files and the copy stay apart.
     """
     argv = [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--partial", "--mkpath",
         "--stats", "--timeout=60", "-e", access.ssh_command(),
     ]
-    if link_dest:
-        argv.append(f"--link-dest={link_dest}")
+    argv.append(f"--link-dest={link_dest}" if link_dest else "--copy-dest=/")
     return [*argv, *paths, access.remote(target_tree + "/")]
 
 
