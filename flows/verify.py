@@ -18,15 +18,9 @@ from hotspare.planning import replication as plan
 from tasks.verification import record_verification, repair_copy, verify_accounts, verify_content, verify_host
 
 
-@flow(name="verify-copy", log_prints=True)
-def verify_copy(service: str, copy_id: str, repair: bool = False, accounts_applied: bool = False) -> dict:
-    """Verify one copy as its own flow run (on demand, and from the ``verify`` runbook)."""
-    return check_copy(service, copy_id, repair, accounts_applied)
-
-
 def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applied: bool = False) -> dict:
-    """Verify one copy inside the calling flow. With ``repair``, corrupt files are re-sent once
-    and checked again. (Replication calls this directly: a nested flow run costs ~0.3 s.)"""
+    """Verify one copy inside the calling flow run (replicate, verify). With ``repair``,
+    corrupt files are re-sent once and checked again."""
     logger = get_run_logger()
     row = next((row for row in copies.copies_of(service) if row.id == copy_id), None)
     if row is None:

@@ -58,7 +58,7 @@ fi
 cat <<MSG
 
 Done. Open the Prefect UI: http://127.0.0.1:$PORT/runs
-  - flow runs "replicate", "verify-copy", "backup", "restore-proof" with their artifacts
+  - flow runs "replicate" (one "replicate-service" per service), "backup", "restore-proof"
     (Artifacts tab: replication summaries, verification tables);
   - Deployments: replicate-all is scheduled at 01:00 and 13:00 UTC; failover, reprotect,
     verify and rebuild have run buttons (failover pauses for your approval).

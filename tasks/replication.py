@@ -18,7 +18,7 @@ from hotspare.adapters.errors import PermanentError
 from hotspare.adapters.ssh import SshConnection
 from hotspare.fleet import Fleet
 from hotspare.inventory import copies
-from hotspare.inventory.models import CopyRow, as_utc, utcnow
+from hotspare.inventory.models import CopyRow, utcnow
 from hotspare.planning import replication as plan
 from tasks.retry import TRANSIENT_RETRIES
 
@@ -269,9 +269,3 @@ def prune_copies(service: str, target: str) -> list[str]:
                 copies.update_copy(copy_id, status="pruned")
     get_run_logger().info("kept %d copies of %s, pruned %s", keep, service, ", ".join(doomed) or "none")
     return doomed
-
-
-def copy_age_hours(row: CopyRow | None) -> float | None:
-    if row is None or row.verified_at is None:
-        return None
-    return round((utcnow() - as_utc(row.verified_at)).total_seconds() / 3600, 3)

@@ -42,10 +42,11 @@ def _copy_facts(services) -> dict:
     from hotspare.status import failover_facts
 
     fleet = loaded_fleet()
+    in_fleet = {service.name: service for service in fleet.services}
     now = utcnow()
     facts = {}
     for service in services:
-        rpo_hours = fleet.rpo_hours_of(fleet.service(service.name)) if service.name in {s.name for s in fleet.services} else 12.0
+        rpo_hours = fleet.rpo_hours_of(in_fleet[service.name]) if service.name in in_fleet else fleet.defaults.rpo_hours
         facts[service.name] = copy_facts(service, copies.current_copy(service.name), copies.newest_verified(service.name), rpo_hours, now)
         facts[service.name] |= failover_facts(_last_run(service.name, "failover"))
     return facts

@@ -11,7 +11,6 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine
@@ -99,8 +98,3 @@ def session() -> Iterator[Session]:
         except BaseException:
             db.rollback()
             raise
-
-
-def sqlite_path() -> Path | None:
-    url = database_url()
-    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None

@@ -449,10 +449,9 @@ def parse_packages(text: str) -> dict[str, str]:
 
 
 def merge_accounts(target: str, source: str, id_field: int, low: int, high: int) -> str:
-    """Replace the target file's entries whose id is in [low, high] with the source's.
-
-    Works for passwd/group (id in field 2, resp. 2) and for shadow/gshadow, where the caller
-    passes the names to keep via ``id_field=-1`` semantics handled by ``merge_by_names``.
+    """Replace the target file's entries whose id (field ``id_field``) is in [low, high] with
+    the source's, keeping every other entry. For passwd and group; shadow and gshadow carry no
+    id and are merged by name (``merge_by_names``).
     """
     def in_range(line: str) -> bool:
         parts = line.split(":")
