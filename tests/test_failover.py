@@ -289,3 +289,14 @@ def test_wrong_tsig_key_leaves_dns_unchanged_and_resume_completes(protected, lab
 def through_dns_at(lab_env: dict, where: str):
     service = lab_env["services"][SERVICE]
     return http_get_via_dns(f"http://{service['dns_name']}:{service['app_port']}/health.txt", lambda _name: [where], timeout=2)
+
+
+def test_cli_shows_the_plan_and_changes_nothing_without_approval(protected, lab_env, capsys):
+    from hotspare.cli import main
+
+    assert main(["failover", SERVICE]) == 1  # no terminal to ask on, no --yes
+    out = capsys.readouterr().out
+    assert "# Failover plan for app1 (emergency)" in out and "Plan digest:" in out
+    assert "not approved" in out
+    assert dns_answer(lab_env) == [address(lab_env, "production")]
+    assert copies.service_row(SERVICE).state == "protected"
