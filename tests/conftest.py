@@ -1,7 +1,8 @@
 """Shared fixtures: one real lab and one real Prefect API per test session.
 
-The lab (OpenSSH hosts in network namespaces, BIND, SMTP) is started once at slot 1 so it never
-collides with a demo lab at slot 0. The Prefect API is ``prefect_test_harness``. Tests that
+The lab (OpenSSH hosts in network namespaces, BIND, SMTP) is started once at slot 1 (or
+``HOTSPARE_TEST_SLOT``, so two suites can run side by side) and never collides with a demo lab
+at slot 0. The Prefect API is ``prefect_test_harness``. Tests that
 change the lab (fail a host, fail over a service) restore it or use ``fresh_lab_state``.
 """
 
@@ -40,7 +41,7 @@ def lab():
         pytest.skip("the lab needs root (network namespaces, per-host mounts)")
     from hotspare.lab import Lab
 
-    instance = Lab(TEST_HOME / "lab", slot=1)
+    instance = Lab(TEST_HOME / "lab", slot=int(os.environ.get("HOTSPARE_TEST_SLOT", "1")))
     instance.up()
     yield instance
     instance.down()
