@@ -40,6 +40,38 @@ class DnsPrerequisiteFailed(PermanentError):
     """A compare-and-swap update found the record changed: somebody else moved it first."""
 
 
+class Busy(PermanentError):
+    """Another run holds the service's lock: wait for it to finish, or resume it if it died.
+
+    ``holder`` names the run holding the lock, ``since`` when it took it (a datetime, or None).
+    """
+
+    def __init__(self, message: str, service: str = "", holder: str = "", since=None):
+        self.service = service
+        self.holder = holder
+        self.since = since
+        super().__init__(message)
+
+    def __reduce__(self):  # keep the attributes when Prefect pickles a failed state
+        return (_rebuild_busy, (type(self), str(self), self.service, self.holder, self.since))
+
+
+def _rebuild_busy(cls, message, service, holder, since):
+    return cls(message, service=service, holder=holder, since=since)
+
+
+class NotApproved(PermanentError):
+    """The approval gate was rejected, bound to another plan, or timed out; nothing changed."""
+
+
+class MissingConfiguration(PermanentError):
+    """Something the run needs is not set up: a Prefect block, the loaded fleet, a setting."""
+
+
+class NotFound(PermanentError):
+    """The named service, server, copy or snapshot does not exist."""
+
+
 def is_transient(error: BaseException) -> bool:
     """True when a retry could help; unknown errors count as permanent."""
     return isinstance(error, HotspareError) and not error.permanent
