@@ -71,6 +71,13 @@ class Accounts(Strict):
     uid_min: int = Field(default=1000, ge=1, description="Lowest UID of replicated system accounts.")
     uid_max: int = Field(default=59999, ge=1, description="Highest UID of replicated system accounts.")
     files: list[AbsolutePath] = Field(default_factory=list, description="Application account files.")
+    users: list[Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]] = Field(
+        default_factory=list,
+        description=(
+            "System accounts of the service (names) that replication, rebuild and temporary logins may "
+            "create or change; each needs a UID in uid_min..uid_max. Empty: the accounts in that range."
+        ),
+    )
 
 
 class Backup(Strict):
