@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Iterator
 
 from hotspare.fleet.parts import FleetParts
-from hotspare.fleet.schema import Fleet, Role
+from hotspare.fleet.paths import BACKUP_ROOT, form_problem, inside, overlaps, path_problem, relation
+from hotspare.fleet.schema import Fleet, Role, Service
 
 Violation = tuple[tuple[str | int, ...], str]
 
@@ -26,6 +27,8 @@ def rule_violations(parts: FleetParts) -> list[Violation]:
         _server_references,
         _service_servers,
         _service_accounts,
+        _service_paths,
+        _backup_repositories,
         _service_zones,
         _people,
     )
@@ -113,6 +116,89 @@ def _service_accounts(parts: FleetParts) -> Iterator[Violation]:
     for position, service in parts.services.items:
         if service.accounts.uid_min > service.accounts.uid_max:
             yield ("services", position, "accounts", "uid_min"), "uid_min is greater than uid_max"
+
+
+def _declared_paths(position: int, service: Service) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(field path, path) of every path the service copies, restores and makes live."""
+    here = ("services", position)
+    for field in ("data_paths", "app_paths", "config_paths"):
+        for index, path in enumerate(getattr(service, field)):
+            yield (*here, field, index), path
+    for index, path in enumerate(service.accounts.files):
+        yield (*here, "accounts", "files", index), path
+
+
+def _repository(service: Service) -> str | None:
+    """The service's backup repository folder (None without backups), as backup planning makes it."""
+    if service.backup is None:
+        return None
+    return service.backup.repository or f"{BACKUP_ROOT}/{service.name}"
+
+
+def _service_paths(parts: FleetParts) -> Iterator[Violation]:
+    """Safe paths only (``paths.py``), and no path shared by two services on one server.
+
+    Two services share a server when one's production or mirror is the other's production or
+    mirror: both run there at some point, and activating one must not overwrite the other.
+    """
+    if parts.services is None:
+        return
+    services = list(parts.services.items)
+    repositories = [repository for _, service in services if (repository := _repository(service))]
+    usable: list[tuple[tuple[str | int, ...], str, Service]] = []
+    for position, service in services:
+        seen: dict[str, tuple[str | int, ...]] = {}
+        for location, path in _declared_paths(position, service):
+            problem = path_problem(path) or next(
+                (f"{path} overlaps the backup repository {repository}" for repository in repositories
+                 if overlaps(path, repository)),
+                None,
+            )
+            if problem is None and path in seen:
+                problem = f"{path} is declared twice in this service (also at {'.'.join(map(str, seen[path][2:]))})"
+            if problem:
+                yield location, problem
+                continue
+            seen[path] = location
+            usable.append((location, path, service))
+    for location, path, service in usable:
+        yield from _first_clash(location, path, service, usable, lambda s: {s.production, s.mirror}, "path")
+
+
+def _first_clash(location, path: str, service: Service, others, servers_of, what: str) -> Iterator[Violation]:
+    """The first path of another service that overlaps ``path`` on a server both use."""
+    for _, other_path, other in others:
+        shared = servers_of(service) & servers_of(other)
+        if other.name != service.name and shared and overlaps(path, other_path):
+            yield location, (
+                f"{path} is {relation(path, other_path)} {other_path} of service {other.name!r} on "
+                f"{', '.join(sorted(shared))}; each {what} on a server must belong to one service"
+            )
+            return
+
+
+def _backup_repositories(parts: FleetParts) -> Iterator[Violation]:
+    """A declared repository is a safe path, and no two repositories on one storage host nest."""
+    if parts.services is None:
+        return
+    usable: list[tuple[tuple[str | int, ...], str, Service]] = []
+    for position, service in parts.services.items:
+        repository = _repository(service)
+        if repository is None:
+            continue
+        location = ("services", position, "backup", "repository")
+        if repository == BACKUP_ROOT:
+            problem = f"{repository} is the backup root itself; give the service its own folder inside it"
+        elif inside(repository, BACKUP_ROOT):
+            problem = form_problem(repository)  # where repositories belong
+        else:
+            problem = path_problem(repository)
+        if problem:
+            yield location, problem
+        else:
+            usable.append((location, repository, service))
+    for location, repository, service in usable:
+        yield from _first_clash(location, repository, service, usable, lambda s: {s.storage}, "backup repository")
 
 
 def _service_zones(parts: FleetParts) -> Iterator[Violation]:

@@ -12,7 +12,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
-AbsolutePath = Annotated[str, StringConstraints(pattern=r"^/.*$")]
+# A path on the servers. Its form (absolute, normal) and safety (no system tree, no hotspare
+# folder, no other service's path) are plan rules (``paths.py``, ``rules.py``), so a wrong path
+# is reported together with every other problem of its service.
+AbsolutePath = Annotated[str, StringConstraints(min_length=1)]
 Command = Annotated[list[str], Field(min_length=1)]
 
 
