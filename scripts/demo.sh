@@ -1,67 +1,87 @@
 #!/usr/bin/env bash
 # The main job on the built-in lab, from a fresh machine:
-#   set up -> start a local Prefect server -> start the lab -> save its credentials as blocks
-#   -> load its fleet -> replicate and verify every service -> back up and prove a restore
-#   -> show the status -> serve the deployments so the Prefect UI's run buttons work.
-# `bash scripts/demo.sh stop` stops what it started (by PID) and takes the lab down.
+#   set up -> start a local Prefect server (API behind authentication) -> start the lab
+#   -> save its credentials as blocks -> load its fleet -> replicate and verify every service
+#   -> back up and prove a restore -> show the status -> serve the deployments so the Prefect
+#   UI's run buttons work.
+# Each step prints one line; its output goes to $HOTSPARE_HOME/run/demo.log (the log's end is
+# printed when a step fails). `bash scripts/demo.sh stop` stops what it started (by PID) and
+# takes the lab down. HOTSPARE_PREFECT_PORT (default 4200) and HOTSPARE_LAB_SLOT (default: the
+# running lab's slot, else 0) let a second demo run beside the first.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$HOTSPARE_ROOT"
 
 PORT="${HOTSPARE_PREFECT_PORT:-4200}"
+export HOTSPARE_PREFECT_PORT="$PORT"
 export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
 RUN="$HOTSPARE_HOME/run"
+LOG="$RUN/demo.log"
 mkdir -p "$RUN"
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-stop_pid() {
-  if alive "$1"; then
-    kill "$(cat "$1")" 2>/dev/null || true
-    for _ in $(seq 1 50); do alive "$1" || break; sleep 0.2; done
-    alive "$1" && kill -9 "$(cat "$1")" 2>/dev/null || true
+# step TITLE COMMAND...: one line on the terminal, the command's output in the log.
+step() {
+  local title="$1"
+  shift
+  echo "demo: $title"
+  echo "== $(date -u +%FT%TZ) $title" >>"$LOG"
+  "$@" >>"$LOG" 2>&1 || {
+    echo "demo: failed: $title; the end of $LOG:" >&2
+    tail -n 30 "$LOG" >&2
+    exit 1
+  }
+}
+
+serve_alive() { [ -f "$RUN/serve.pid" ] && kill -0 "$(cat "$RUN/serve.pid")" 2>/dev/null; }
+stop_serve() {
+  if serve_alive; then
+    # setsid made it a process-group leader: stop the group (flow runs it started too).
+    kill -TERM -- "-$(cat "$RUN/serve.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do serve_alive || break; sleep 0.2; done
+    serve_alive && kill -KILL -- "-$(cat "$RUN/serve.pid")" 2>/dev/null || true
   fi
-  rm -f "$1"
+  rm -f "$RUN/serve.pid"
 }
 
 if [ "${1:-}" = "stop" ]; then
-  stop_pid "$RUN/serve.pid"
-  stop_pid "$RUN/prefect-server.pid"
+  stop_serve
+  bash scripts/prefect-server.sh stop
   hotspare lab down
   exit 0
 fi
 
-if ! curl -sf "$PREFECT_API_URL/health" >/dev/null; then
-  echo "demo: starting a Prefect server on 127.0.0.1:$PORT (log: $RUN/prefect-server.log)"
-  setsid prefect server start --host 127.0.0.1 --port "$PORT" >"$RUN/prefect-server.log" 2>&1 &
-  echo $! >"$RUN/prefect-server.pid"
-  for _ in $(seq 1 120); do curl -sf "$PREFECT_API_URL/health" >/dev/null && break; sleep 1; done
-  curl -sf "$PREFECT_API_URL/health" >/dev/null || { echo "demo: the Prefect server did not start; see $RUN/prefect-server.log"; exit 1; }
-fi
+bash scripts/prefect-server.sh start
+# Every command below (and `hotspare serve`) authenticates with the server's string.
+PREFECT_API_AUTH_STRING="$(<"$HOTSPARE_HOME/prefect-api-auth")"
+export PREFECT_API_AUTH_STRING
 
-hotspare lab up >/dev/null
-hotspare lab blocks
+replicate_all() { hotspare replicate --all >"$RUN/replicate.json"; }
+backup_all() { hotspare backup --all >"$RUN/backup.json" && hotspare restore-proof --all >"$RUN/restore-proof.json"; }
+
+step "starting the lab" hotspare lab up ${HOTSPARE_LAB_SLOT:+--slot "$HOTSPARE_LAB_SLOT"}
+step "saving the lab's credentials as Prefect blocks" hotspare lab blocks
 FLEET="$(hotspare lab env --json | python -c 'import json,sys; print(json.load(sys.stdin)["fleet_file"])')"
-hotspare fleet check "$FLEET" --blocks
-hotspare fleet load "$FLEET"
-
-echo "demo: replicating and verifying every service"
-hotspare replicate --all >"$RUN/replicate.json"
-echo "demo: backing up every service and proving a restore"
-hotspare backup --all >"$RUN/backup.json"
-hotspare restore-proof --all >"$RUN/restore-proof.json"
+step "checking the fleet file $FLEET" hotspare fleet check "$FLEET" --blocks
+step "loading the fleet into the inventory" hotspare fleet load "$FLEET"
+step "replicating and verifying every service" replicate_all
+step "backing up every service and proving a restore" backup_all
 hotspare status
 
-if ! alive "$RUN/serve.pid"; then
-  setsid hotspare serve >"$RUN/serve.log" 2>&1 &
+if ! serve_alive; then
+  setsid hotspare serve >"$RUN/serve.log" 2>&1 </dev/null &
   echo $! >"$RUN/serve.pid"
 fi
 cat <<MSG
 
 Done. Open the Prefect UI: http://127.0.0.1:$PORT/runs
+  - it asks for a password: paste the whole line of $HOTSPARE_HOME/prefect-api-auth
+    (the API refuses requests without it);
   - flow runs "replicate" (one "replicate-service" per service), "backup", "restore-proof"
     (Artifacts tab: replication summaries, verification tables);
   - Deployments: replicate-all is scheduled at 01:00 and 13:00 UTC; failover, reprotect,
     verify and rebuild have run buttons (failover pauses for your approval).
+Commands in your shell:  . scripts/setup.sh && export PREFECT_API_URL=$PREFECT_API_URL
 Try an outage:  hotspare lab fail prod-east && hotspare failover app1
-Fleet file: $FLEET      Stop everything: bash scripts/demo.sh stop
+Fleet file: $FLEET
+Logs: $LOG, $RUN/serve.log      Stop everything: bash scripts/demo.sh stop
 MSG
