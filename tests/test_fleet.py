@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from hotspare.adapters.errors import PermanentError
 from hotspare.cli import main
-from hotspare.fleet import FleetError, parse_fleet
+from hotspare.fleet import FleetError, paths, parse_fleet
+from hotspare.fleet.paths import path_problem
+from hotspare.planning.failover import activation_argv
 
 EXAMPLE = (Path(__file__).parent.parent / "docs" / "fleet-example.yaml").read_text()
 
@@ -134,3 +137,203 @@ def test_unusable_section_is_reported_once_without_cascades():
     text = EXAMPLE.replace(servers, "servers: prod-east\n\n")
     [problem] = problems_of(text)
     assert problem.startswith(f"fleet.yaml:{line_of(text, 'servers: prod-east')}: servers:")
+
+
+# ---------------------------------------------------------------------------------------
+# Safe paths: what a service may declare (hotspare/fleet/paths.py, rules.py)
+
+SECOND_SERVICE = """  - name: app2
+    dns_name: app2.lab.test
+    zone: lab.test
+    production: PRODUCTION
+    mirror: mirror-west
+    storage: storage-vault
+    data_paths: [DATA]
+    backup: {password_block: fleet-restic, repository: REPOSITORY}
+
+contacts:
+"""
+
+
+def with_second_service(data: str, production: str = "prod-east", repository: str = "/srv/backup/app2") -> str:
+    """The example fleet plus service app2 declaring ``data`` (a server for it added too)."""
+    service = SECOND_SERVICE.replace("PRODUCTION", production).replace("DATA", data).replace("REPOSITORY", repository)
+    server = """  - name: prod-other
+    facility: east
+    address: 10.211.77.13
+    host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExampl4"
+    role: production
+
+zones:
+"""
+    return EXAMPLE.replace("\ncontacts:\n", "\n" + service, 1).replace("\nzones:\n", "\n" + server, 1)
+
+
+@pytest.mark.parametrize("path", [
+    "/", "/etc", "/usr", "/usr/lib", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys",
+    "/run", "/var", "/var/lib", "/var/log", "/root", "/home", "/srv", "/opt", "/tmp", "/var/tmp",
+])
+def test_system_trees_as_a_whole_are_refused(path):
+    assert "system tree as a whole" in path_problem(path)
+
+
+@pytest.mark.parametrize("path", [
+    "/proc/1/root", "/sys/class", "/dev/sda", "/run/app1", "/boot/grub", "/etc/ssh/sshd_config",
+    "/root/.ssh/authorized_keys",
+])
+def test_nothing_inside_server_owned_trees(path):
+    assert "belongs to the server itself" in path_problem(path)
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "/etc/shadow", "/etc/hostname", "/etc/hosts"])
+def test_server_identity_files_are_refused(path):
+    assert "belongs to the server itself" in path_problem(path)
+
+
+@pytest.mark.parametrize("path", [
+    "/srv/hotspare", "/srv/hotspare/app1/current", "/run/hotspare", "/run/hotspare/key",
+    "/srv/backup", "/srv/backup/app1", "/var/tmp/hotspare-restore",
+])
+def test_hotspare_own_folders_are_refused(path):
+    assert "hotspare's own working folder" in path_problem(path)
+
+
+@pytest.mark.parametrize("path", [
+    "/etc/nginx/sites-available/app1", "/var/lib/postgresql/app1", "/srv/app1/data", "/home/app1",
+    "/opt/app1", "/etc/app1", "/usr/local/share/app1", "/var/www/app1", "/srv/hotspare-app",
+])
+def test_paths_inside_system_trees_are_fine(path):
+    assert path_problem(path) is None
+
+
+@pytest.mark.parametrize(("path", "hint"), [
+    ("srv/app1", "is relative"),
+    ("/srv/app1/", "write '/srv/app1'"),
+    ("//srv/app1", "write '/srv/app1'"),
+    ("/srv//app1", "write '/srv/app1'"),
+    ("/srv/./app1", "write '/srv/app1'"),
+    ("/srv/app1/../app2", "write '/srv/app2'"),
+    ("/srv/app1/.", "write '/srv/app1'"),
+    ("/srv/app1\n", "control character"),
+])
+def test_non_normal_paths_name_their_normal_form(path, hint):
+    assert hint in path_problem(path)
+
+
+def test_own_folders_are_those_the_planners_use():
+    from hotspare.planning import backup, replication
+
+    assert paths.COPIES_ROOT == replication.COPIES_ROOT
+    assert paths.RUN_DIR == backup.RUN_DIR
+    assert paths.BACKUP_ROOT == backup.DEFAULT_REPOSITORY_BASE
+    assert paths.RESTORE_BASE == backup.RESTORE_BASE
+
+
+def test_unsafe_paths_are_all_listed_with_file_line_and_field():
+    text = (
+        EXAMPLE.replace("data_paths: [/srv/app1/data]", "data_paths: [/srv/app1/data, /var/lib, srv/relative, /srv/app1/data/]")
+        .replace("app_paths: [/srv/app1/app]", "app_paths: [/srv/hotspare/app1]")
+        .replace("config_paths: [/etc/app1]", "config_paths: [/etc, /etc/nginx/sites-available/app1, /srv/app1/data]")
+        .replace("files: [/srv/app1/accounts]", "files: [/run/hotspare/accounts, /srv/app1/../app1/accounts]")
+    )
+    problems = problems_of(text)
+    data, app, config, files = (line_of(text, field) for field in ("data_paths:", "app_paths:", "config_paths:", "files:"))
+    assert problems == [
+        f"fleet.yaml:{data}: services.0.data_paths.1: /var/lib is a system tree as a whole; declare the service's own folder or file inside it",
+        f"fleet.yaml:{data}: services.0.data_paths.2: 'srv/relative' is relative; write it absolute, starting with /",
+        f"fleet.yaml:{data}: services.0.data_paths.3: '/srv/app1/data/' is not in normal form (no '.', '..', '//' or trailing slash); write '/srv/app1/data'",
+        f"fleet.yaml:{app}: services.0.app_paths.0: /srv/hotspare/app1 overlaps hotspare's own working folder /srv/hotspare",
+        f"fleet.yaml:{config}: services.0.config_paths.0: /etc is a system tree as a whole; declare the service's own folder or file inside it",
+        f"fleet.yaml:{config}: services.0.config_paths.2: /srv/app1/data is declared twice in this service (also at data_paths.0)",
+        f"fleet.yaml:{files}: services.0.accounts.files.0: /run/hotspare/accounts overlaps hotspare's own working folder /run/hotspare",
+        f"fleet.yaml:{files}: services.0.accounts.files.1: '/srv/app1/../app1/accounts' is not in normal form (no '.', '..', '//' or trailing slash); write '/srv/app1/accounts'",
+    ]
+
+
+def test_unsafe_path_is_reported_with_the_other_problems_of_its_service():
+    text = EXAMPLE.replace("data_paths: [/srv/app1/data]", "data_paths: [/]").replace("production: prod-east", "production: ghost")
+    problems = problems_of(text)
+    assert len(problems) == 2, problems
+    assert any("services.0.production: unknown server 'ghost'" in p for p in problems)
+    assert any("services.0.data_paths.0: / is a system tree as a whole" in p for p in problems)
+
+
+def test_paths_of_two_services_on_one_server_must_not_overlap():
+    text = with_second_service("/srv/app1")
+    problems = problems_of(text)
+    assert problems == [
+        f"fleet.yaml:{line_of(text, 'data_paths: [/srv/app1/data]')}: services.0.data_paths.0: /srv/app1/data is inside "
+        "/srv/app1 of service 'app2' on mirror-west, prod-east; each path on a server must belong to one service",
+        f"fleet.yaml:{line_of(text, 'app_paths: [/srv/app1/app]')}: services.0.app_paths.0: /srv/app1/app is inside "
+        "/srv/app1 of service 'app2' on mirror-west, prod-east; each path on a server must belong to one service",
+        f"fleet.yaml:{line_of(text, 'files: [/srv/app1/accounts]')}: "
+        "services.0.accounts.files.0: /srv/app1/accounts is inside /srv/app1 of service 'app2' on mirror-west, prod-east; "
+        "each path on a server must belong to one service",
+        f"fleet.yaml:{line_of(text, 'data_paths: [/srv/app1]')}: services.1.data_paths.0: /srv/app1 is a parent of "
+        "/srv/app1/data of service 'app1' on mirror-west, prod-east; each path on a server must belong to one service",
+    ]
+
+
+def test_the_same_path_on_a_shared_mirror_is_refused_and_on_other_servers_is_fine():
+    # app2 runs on prod-other but keeps its copies on mirror-west, like app1.
+    shared_mirror = problems_of(with_second_service("/srv/app1/data", production="prod-other"))
+    assert len(shared_mirror) == 2
+    assert all("the same path as /srv/app1/data" in p and "on mirror-west;" in p for p in shared_mirror)
+    # On servers of its own, app2 may use the same path names as app1.
+    text = with_second_service("/srv/app1/data", production="prod-other").replace(
+        "    mirror: mirror-west\n    storage: storage-vault\n    data_paths: [/srv/app1/data]\n    backup",
+        "    mirror: storage-vault\n    storage: storage-vault\n    data_paths: [/srv/app1/data]\n    backup",
+    )
+    assert not any("each path on a server" in p for p in problems_of(text))
+
+
+def test_backup_repositories_must_not_nest_or_touch_system_trees():
+    nested = with_second_service("/srv/app2/data", repository="/srv/backup/app1/inner")
+    # app1's repository is the default one (no line of its own): located at its backup section.
+    assert problems_of(nested) == [
+        f"fleet.yaml:{line_of(nested, 'backup:')}: services.0.backup.repository: /srv/backup/app1 is a parent of "
+        "/srv/backup/app1/inner of service 'app2' on storage-vault; each backup repository on a server must belong to one service",
+        f"fleet.yaml:{line_of(nested, 'repository: /srv/backup/app1/inner')}: services.1.backup.repository: "
+        "/srv/backup/app1/inner is inside /srv/backup/app1 of service 'app1' on storage-vault; "
+        "each backup repository on a server must belong to one service",
+    ]
+    for repository, message in (("/srv/backup", "backup root itself"), ("/var/lib", "system tree"),
+                                ("/srv/hotspare/b", "hotspare's own working folder /srv/hotspare")):
+        problems = problems_of(with_second_service("/srv/app2/data", repository=repository))
+        assert any("services.1.backup.repository:" in p and message in p for p in problems), problems
+    # A service's data must stay out of any repository, wherever it is declared.
+    elsewhere = with_second_service("/srv/app2/data", repository="/srv/app2/data/restic")
+    assert any("services.1.data_paths.0: /srv/app2/data overlaps the backup repository /srv/app2/data/restic" in p
+               for p in problems_of(elsewhere))
+
+
+def test_the_lab_fleet_passes_the_check():
+    import yaml
+
+    from hotspare.lab import render
+    from hotspare.lab.topology import HOSTS, SlotLayout
+
+    keys = {host.name: f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{index}" for index, host in enumerate(HOSTS)}
+    lab_fleet = render.fleet(SlotLayout(3), keys, {"cpus": 2, "memory_mb": 2048, "disk_gb": 40})
+    fleet = parse_fleet(yaml.safe_dump(lab_fleet, sort_keys=False))
+    assert {service.name for service in fleet.services} == {"app1", "app2"}
+
+
+def test_activation_names_only_safe_declared_paths():
+    tree = "/srv/hotspare/shop/copies/20261125T100000Z/tree"
+    argv = activation_argv(tree, ["/srv/shop/data", "/etc/shop"])
+    assert argv[-3:] == [f"{tree}/./srv/shop/data", f"{tree}/./etc/shop", "/"]
+    for live_paths, reason in (
+        (["/srv/shop/data", "/etc"], "/etc is a system tree"),
+        (["/"], "/ is a system tree"),
+        (["/srv/shop/data/.."], "not in normal form"),
+        (["srv/shop"], "is relative"),
+        (["/srv/hotspare/shop"], "hotspare's own working folder"),
+        ([], "declares no paths"),
+    ):
+        with pytest.raises(PermanentError, match="refusing to make a copy live") as refused:
+            activation_argv(tree, live_paths)
+        assert reason in str(refused.value)
+    for outside in ("/srv/shop", "/srv/hotspare/../etc", "/srv/hotspare"):
+        with pytest.raises(PermanentError, match="is not a normal path inside /srv/hotspare"):
+            activation_argv(outside, ["/srv/shop/data"])

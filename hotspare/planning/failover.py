@@ -191,5 +191,20 @@ def activation_argv(copy_tree: str, live_paths: list[str]) -> list[str]:
     ``/./`` with ``--relative`` maps ``TREE/./srv/x`` to ``/srv/x``, for folders and files
     alike; ``--delete`` acts only inside those paths. Copy, never move: the copy stays intact
     and promotable.
+
+    Guard: the argument list only ever names declared paths that pass the fleet's path rule
+    (``fleet/paths.py``) and a copy inside hotspare's copies root, so ``--delete`` can never
+    reach a system tree or hotspare's own folders, even from a fleet that skipped the check.
     """
+    from hotspare.adapters.errors import PermanentError
+    from hotspare.fleet.paths import COPIES_ROOT, form_problem, inside, path_problem
+
+    reasons = [problem for path in live_paths if (problem := path_problem(path))]
+    if form_problem(copy_tree) or not inside(copy_tree, COPIES_ROOT):
+        reasons.append(f"copy folder {copy_tree!r} is not a normal path inside {COPIES_ROOT}")
+    if reasons or not live_paths:
+        raise PermanentError(
+            "refusing to make a copy live: " + ("; ".join(reasons) or "the service declares no paths")
+            + ". Fix the service's paths in the fleet file (`hotspare fleet check`) and load it again."
+        )
     return ["rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", *[f"{copy_tree}/.{path}" for path in live_paths], "/"]
