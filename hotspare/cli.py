@@ -1,7 +1,9 @@
 """The ``hotspare`` command: thin argparse front-end over the fleet, inventory and flows.
 
-Each subcommand module exposes ``register(subparsers)``; handlers return an exit code.
-Errors meant for operators (HotspareError, FleetError) print as one clear message, no trace.
+Each subcommand module exposes ``register(subparsers)``; handlers return an exit code or
+raise. A raised error prints as one message on stderr (what, where, what to do) with the exit
+code of its kind (``hotspare/commands/errors.py``, the README's "Exit codes"); ``--debug``,
+anywhere on the command line, adds the traceback.
 """
 
 from __future__ import annotations
@@ -9,12 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hotspare.adapters.errors import HotspareError
-from hotspare.fleet import FleetError
-
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hotspare", description="Disaster-recovery orchestration for a hosting fleet.")
+    parser = argparse.ArgumentParser(prog="hotspare", description="Disaster-recovery orchestration for a hosting fleet.",
+                                     epilog="Exit codes: see the README's \"Exit codes\" table.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (may come anywhere on the command line)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from hotspare.commands import fleet_commands, status_commands
 
@@ -39,18 +40,24 @@ def _register_optional(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from hotspare.commands.errors import report
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
+    argv = [word for word in argv if word != "--debug"] if debug else argv
+    args = build_parser().parse_args(argv)  # bad usage: argparse prints it and exits 2
+    args.debug = debug
     try:
         return int(args.func(args) or 0)
-    except FleetError as error:
-        print(error, file=sys.stderr)
-        return 2
-    except HotspareError as error:
-        print(f"hotspare: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("hotspare: interrupted", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt) as error:
+        return report(error, _where(args), debug)
+
+
+def _where(args: argparse.Namespace) -> str:
+    """The command as the operator would name it: ``hotspare failover app1``."""
+    words = ["hotspare", args.command, getattr(args, "action", None), getattr(args, "lab_command", None),
+             getattr(args, "service", None) or ("--all" if getattr(args, "all", False) else None)]
+    return " ".join(str(word) for word in words if word)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,19 @@
 """``hotspare backup|restore-proof|backup-check|rebuild|accounts``: the backup runbooks from a terminal.
 
 Each command runs its Prefect flow in this process (against the configured Prefect API) and
-prints the flow's result. A rebuild without ``--yes`` or ``--approve DIGEST`` pauses at its
+prints the flow's result; a failed run raises its own exception, which ``hotspare.cli`` turns
+into one message and an exit code. A rebuild prints the service's topology before and after. A rebuild without ``--yes`` or ``--approve DIGEST`` pauses at its
 approval gate; ``--plan`` only prints the plan and its digest.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import datetime, timezone
+
+from hotspare.commands.errors import UsageError
+from hotspare.commands.running import print_result, require_service, run_flow
+from hotspare.commands.topology import show_topology
 
 
 def register(subparsers) -> None:
@@ -52,50 +56,59 @@ def _service_or_all(parser: argparse.ArgumentParser) -> None:
 
 def _one_or_all(args: argparse.Namespace) -> str | None:
     if bool(args.service) == bool(args.all):
-        raise SystemExit("name one SERVICE or pass --all")
+        raise UsageError("name one SERVICE or pass --all")
+    if args.service:
+        require_service(args.service)
     return args.service
 
 
-def _run(flow_function, **parameters) -> int:
-    """Run a flow here and print its result; a failed run prints its reason and exits 1."""
-    try:
-        result = flow_function(**parameters)
-    except Exception as error:  # the flow's own failure, already logged and recorded
-        print(f"hotspare: {error}")
-        return 1
-    print(json.dumps(result, indent=2, default=str))
+def _run(args: argparse.Namespace, flow_function, **parameters) -> int:
+    """Run a runbook over one or all services here and print its result."""
+    print_result(run_flow(flow_function, args.debug, several=True, **parameters))
     return 0
 
 
 def backup_command(args: argparse.Namespace) -> int:
     from flows.backup import backup
 
-    return _run(backup, service=_one_or_all(args), prune=not args.no_prune)
+    return _run(args, backup, service=_one_or_all(args), prune=not args.no_prune)
 
 
 def restore_proof_command(args: argparse.Namespace) -> int:
     from flows.restore_proof import restore_proof
 
-    return _run(restore_proof, service=_one_or_all(args))
+    return _run(args, restore_proof, service=_one_or_all(args))
 
 
 def backup_check_command(args: argparse.Namespace) -> int:
     from flows.backup import backup_check
 
-    return _run(backup_check, service=_one_or_all(args), subset=args.subset)
+    return _run(args, backup_check, service=_one_or_all(args), subset=args.subset)
 
 
 def rebuild_command(args: argparse.Namespace) -> int:
+    """Rebuild on a standby, with the service's topology before and after (not for --plan)."""
     from flows.rebuild import rebuild
 
-    return _run(
-        rebuild, service=args.service, standby=args.standby, snapshot=args.snapshot, approved_plan_digest=args.approve,
-        yes=args.yes, temporary_account_hours=args.hours, force=args.force, plan_only=args.plan,
-    )
+    require_service(args.service)
+    parameters = dict(service=args.service, standby=args.standby, snapshot=args.snapshot, approved_plan_digest=args.approve,
+                      yes=args.yes, temporary_account_hours=args.hours, force=args.force, plan_only=args.plan)
+    if args.plan:
+        print_result(run_flow(rebuild, args.debug, **parameters))
+        return 0
+    show_topology(args.service, "before")
+    try:
+        print_result(run_flow(rebuild, args.debug, **parameters))
+    finally:
+        show_topology(args.service, "after")
+    return 0
 
 
 def expire_command(args: argparse.Namespace) -> int:
     from flows.rebuild import expire_temporary_accounts
 
-    now = datetime.fromisoformat(args.now) if args.now else datetime.now(timezone.utc)
-    return _run(expire_temporary_accounts, now=now)
+    try:
+        now = datetime.fromisoformat(args.now) if args.now else datetime.now(timezone.utc)
+    except ValueError:
+        raise UsageError(f"--now {args.now!r} is not an ISO time such as 2025-01-31T12:00:00+00:00") from None
+    return _run(args, expire_temporary_accounts, now=now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hotspare.fleet import FleetError, FleetProblem, load_fleet
+from hotspare.fleet import FleetProblem, load_fleet
 
 
 def register(subparsers) -> None:
@@ -27,7 +27,11 @@ def check_command(args: argparse.Namespace) -> int:
     if args.blocks:
         missing = missing_blocks(fleet, str(args.file))
         if missing:
-            raise FleetError(missing)
+            from hotspare.adapters.errors import MissingConfiguration
+
+            lines = "\n".join(f"  {problem}" for problem in missing)
+            raise MissingConfiguration(f"{len(missing)} Prefect block(s) named in the fleet file do not exist:\n{lines}\n"
+                                       "Create them in the Prefect UI (`hotspare lab blocks` in the lab)")
     print(f"{args.file}: ok — {len(fleet.servers)} servers, {len(fleet.services)} services, {len(fleet.facilities)} facilities")
     return 0
 
@@ -35,6 +39,7 @@ def check_command(args: argparse.Namespace) -> int:
 def missing_blocks(fleet, filename: str) -> list[FleetProblem]:
     """Problems for every block the fleet names that the Prefect API does not have."""
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
     from hotspare.fleet.rules import block_references
 
@@ -43,7 +48,7 @@ def missing_blocks(fleet, filename: str) -> list[FleetProblem]:
         for path, block_type, name in block_references(fleet):
             try:
                 client.read_block_document_by_name(name, block_type)
-            except Exception:
+            except ObjectNotFound:
                 problems.append(FleetProblem(filename, 0, path, f"no Prefect block {block_type}/{name}"))
     return problems
 

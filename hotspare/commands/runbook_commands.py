@@ -1,13 +1,18 @@
-"""``hotspare replicate|verify``: run the runbooks now, in this process, as Prefect flow runs.
+"""``hotspare replicate|verify|failover|failback|reprotect|serve``: run the runbooks now, in this
+process, as Prefect flow runs.
 
 With ``PREFECT_API_URL`` set the runs appear in that server's UI; otherwise Prefect starts a
-temporary local server for the duration of the command.
+temporary local server for the duration of the command. Failover, failback and reprotect print
+the service's topology before and after (``topology.py``). A failed run raises its own
+exception; ``hotspare.cli`` turns it into one message and an exit code (``errors.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+
+from hotspare.commands.running import print_result, require_service, run_flow
+from hotspare.commands.topology import show_topology
 
 
 def register(subparsers) -> None:
@@ -51,54 +56,67 @@ def register_failover(subparsers) -> None:
 
 
 def failover_command(args: argparse.Namespace) -> int:
+    """Show the topology, the plan (unless --yes), ask for its digest, run, show the topology."""
     from flows.failover import failover
 
+    require_service(args.service)
     options = dict(service=args.service, planned=args.planned, copy_id=args.copy_id, force=args.force,
                    resume=args.resume, max_copy_age_hours=args.max_copy_age_hours)
+    show_topology(args.service, "before")
     if args.yes:
-        return _report(failover(**options, yes=True, return_state=True))
-    preview = failover(**options, dry_run=True, return_state=True)
-    if not preview.is_completed():
-        return _report(preview)
-    result = preview.result()
-    print(result.get("plan") or result.get("detail"))
-    if args.dry_run or result["outcome"] != "dry-run":
-        return 0
-    digest = _ask_for_digest(result["plan_digest"])
-    if digest is None:
-        return 1
-    return _report(failover(**options, approved_plan_digest=digest, return_state=True))
+        approval = dict(yes=True)
+    else:
+        preview = run_flow(failover, args.debug, **options, dry_run=True)
+        print(preview.get("plan") or preview.get("detail"))
+        if args.dry_run or preview["outcome"] != "dry-run":
+            return 0
+        approval = dict(approved_plan_digest=_ask_for_digest(preview["plan_digest"]))
+    try:
+        print_result(run_flow(failover, args.debug, **options, **approval))
+    finally:
+        show_topology(args.service, "after")
+    return 0
 
 
-def _ask_for_digest(digest: str) -> str | None:
+def _ask_for_digest(digest: str) -> str:
+    """The digest the operator typed; NotApproved when there is no terminal or it differs."""
     import sys
 
+    from hotspare.adapters.errors import NotApproved
+
     if not sys.stdin.isatty():
-        print("not approved: no terminal to ask on. Re-run with --yes, or start the failover deployment and approve it in the Prefect UI.")
-        return None
+        raise NotApproved("not approved: no terminal to ask on; nothing changed. Re-run with --yes, or start the failover "
+                          "deployment and approve it in the Prefect UI")
     answer = input(f"Type the plan digest ({digest}) to fail over now, anything else to stop: ").strip()
     if answer != digest:
-        print("not approved; nothing changed")
-        return None
+        raise NotApproved(f"not approved: {answer!r} is not the plan digest {digest}; nothing changed")
     return answer
 
 
 def failback_command(args: argparse.Namespace) -> int:
     from hotspare.inventory import copies
+    from tasks.replication import Refused
 
+    require_service(args.service)
     row = copies.service_row(args.service)
     if row.state != "protected" or row.active_server == row.spec["production"]:
-        print(f"{args.service} is {row.state} on {row.active_server}: failback needs a reprotected service running away from "
-              f"its planned production {row.spec['production']}")
-        return 1
+        raise Refused(f"{args.service} is {row.state} on {row.active_server}: failback needs a reprotected service running "
+                      f"away from its planned production {row.spec['production']}; run `hotspare reprotect "
+                      f"{args.service}` first")
     return failover_command(argparse.Namespace(service=args.service, planned=True, copy_id=None, yes=args.yes, dry_run=False,
-                                               force=False, resume=False, max_copy_age_hours=24.0))
+                                               force=False, resume=False, max_copy_age_hours=24.0, debug=args.debug))
 
 
 def reprotect_command(args: argparse.Namespace) -> int:
     from flows.reprotect import reprotect
 
-    return _report(reprotect(service=args.service, mirror=args.mirror, return_state=True))
+    require_service(args.service)
+    show_topology(args.service, "before")
+    try:
+        print_result(run_flow(reprotect, args.debug, service=args.service, mirror=args.mirror))
+    finally:
+        show_topology(args.service, "after")
+    return 0
 
 
 def serve_command(_args: argparse.Namespace) -> int:
@@ -114,25 +132,20 @@ def _force_flag(parser: argparse.ArgumentParser) -> None:
 
 def _runner(name: str):
     def run(args: argparse.Namespace) -> int:
-        services = None if args.all else [args.service]
-        if name == "replicate":
+        if not args.all:
+            require_service(args.service)
+        if name == "replicate" and not args.all:
+            from flows.replicate import replicate_service  # one service: its own flow run, its own error
+
+            print_result(run_flow(replicate_service, args.debug, service=args.service, force=args.force))
+        elif name == "replicate":
             from flows.replicate import replicate
 
-            state = replicate(services=services, force=args.force, return_state=True)
+            print_result(run_flow(replicate, args.debug, several=True, services=None, force=args.force))
         else:
             from flows.verify import verify
 
-            state = verify(services=services, return_state=True)
-        return _report(state)
+            print_result(run_flow(verify, args.debug, several=True, services=None if args.all else [args.service]))
+        return 0
 
     return run
-
-
-def _report(state) -> int:
-    try:
-        result = state.result()
-    except Exception as error:
-        print(f"{state.name}: {error}")
-        return 1
-    print(json.dumps(result, indent=2, default=str))
-    return 0

@@ -25,8 +25,9 @@ def status_command(args: argparse.Namespace) -> int:
         services = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False).order_by(ServiceRow.name)))  # noqa: E712
         servers = {server.name: server for server in db.exec(select(ServerRow))}
     if not services:
-        print("no services in the inventory: run `hotspare fleet load FLEET.yaml`")
-        return 1
+        from hotspare.adapters.errors import MissingConfiguration
+
+        raise MissingConfiguration("no services in the inventory: run `hotspare fleet load FLEET.yaml`")
     reachable = reachability({name: (s.address, s.ssh_port) for name, s in servers.items()}, args.timeout)
     records = service_status(services, servers, reachable, _copy_facts(services))
     print(json.dumps({"services": records}, indent=2, default=str) if args.json else format_table(records))

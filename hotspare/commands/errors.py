@@ -1,0 +1,174 @@
+"""How the command line reports a failure: one exit code per kind, one message on stderr.
+
+This module is the one place that maps exception classes to exit codes (the README's "Exit
+codes" table lists the same). Other code only defines and raises the classes; the CLI calls
+``report`` with whatever reached it. Classes are looked up in ``sys.modules`` by name, never
+imported here: an exception of a class whose module was never imported cannot have been
+raised, and the CLI stays fast to start.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from dataclasses import dataclass
+
+from hotspare.adapters.errors import HotspareError
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of failure: its exit code, a short label and what the operator can do."""
+
+    exit_code: int
+    label: str
+    advice: str
+
+
+OK = Kind(0, "ok", "")
+UNEXPECTED = Kind(1, "unexpected error", "run with --debug for the traceback")
+USAGE = Kind(2, "bad input", "see `hotspare COMMAND --help`")
+BAD_FLEET = Kind(2, "bad fleet file", "fix these lines; `hotspare fleet check FILE` lists every problem")
+REFUSED = Kind(3, "refused by a safety check", "nothing was changed; fix what the message names, or override where the "
+                                               "command offers --force")
+BUSY = Kind(4, "busy", "another run holds the service's lock: wait for it to end (`hotspare status`), or continue a "
+                       "failover whose process died with `hotspare failover SERVICE --resume`")
+UNREACHABLE = Kind(5, "unreachable", "check the host or DNS server named above (`hotspare status` probes every server), "
+                                     "then run the command again")
+MISSING_CONFIGURATION = Kind(6, "missing configuration", "set it up as the message says, then run the command again "
+                                                         "(`hotspare fleet check FILE --blocks` lists missing Prefect blocks)")
+NOT_APPROVED = Kind(7, "not approved", "nothing was changed; run again and approve the plan (type its digest or pass "
+                                       "--yes), or approve the paused run in the Prefect UI")
+NOT_FOUND = Kind(8, "not found", "check the name (`hotspare status` lists the services)")
+FAILED = Kind(9, "failed", "the run's record (Prefect UI, `hotspare status`) has each step; fix the cause and run again")
+INTERRUPTED = Kind(130, "interrupted", "")
+
+KINDS = (OK, UNEXPECTED, USAGE, BAD_FLEET, REFUSED, BUSY, UNREACHABLE, MISSING_CONFIGURATION, NOT_APPROVED, NOT_FOUND, FAILED)
+
+# The map: (module, class name) -> kind. Order matters: the first class the error is an
+# instance of wins, so subclasses come before their bases.
+EXCEPTION_KINDS: tuple[tuple[str, str, Kind], ...] = (
+    ("hotspare.commands.errors", "UsageError", USAGE),
+    ("hotspare.commands.errors", "RunFailed", FAILED),
+    ("hotspare.fleet.load", "FleetError", BAD_FLEET),
+    ("hotspare.adapters.errors", "NotApproved", NOT_APPROVED),
+    ("prefect.exceptions", "FlowPauseTimeout", NOT_APPROVED),
+    ("hotspare.adapters.errors", "Busy", BUSY),
+    ("hotspare.inventory.locks", "ServiceBusy", BUSY),
+    ("prefect.concurrency._asyncio", "AcquireConcurrencySlotTimeoutError", BUSY),
+    ("hotspare.adapters.errors", "MissingConfiguration", MISSING_CONFIGURATION),
+    ("hotspare.adapters.errors", "NotFound", NOT_FOUND),
+    ("tasks.replication", "Refused", REFUSED),
+    ("tasks.rebuild", "RebuildRefused", REFUSED),
+    ("hotspare.planning.backup", "PlanRefused", REFUSED),
+    ("hotspare.adapters.errors", "DnsPrerequisiteFailed", REFUSED),
+    ("hotspare.adapters.errors", "TransientError", UNREACHABLE),
+    ("httpx", "TransportError", UNREACHABLE),  # the Prefect API did not answer
+    ("hotspare.adapters.errors", "HotspareError", FAILED),
+)
+
+# Prefect wrappers around a run's own exception: look at their cause instead.
+_WRAPPER_NAMES = {"FailedRun", "CrashedRun", "UnfinishedRun", "MissingResult"}
+
+
+class UsageError(HotspareError):
+    """The command line asks for something impossible (e.g. a service and --all)."""
+
+
+class RunFailed(HotspareError):
+    """A runbook over several services ran and some failed; the log above names each reason."""
+
+
+def original(error: BaseException) -> BaseException:
+    """The exception that caused ``error``: through Prefect's run wrappers, exception groups
+    with one member, and explicit ``raise ... from`` chains that end in a classified error."""
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        elif type(error).__name__ in _WRAPPER_NAMES and type(error).__module__.startswith("prefect") and (
+                error.__cause__ or error.__context__):
+            error = error.__cause__ or error.__context__
+        elif kind_of(error) is UNEXPECTED and error.__cause__ is not None and kind_of(error.__cause__) is not UNEXPECTED:
+            error = error.__cause__
+        else:
+            break
+    return error
+
+
+def kind_of(error: BaseException) -> Kind:
+    """The kind of failure ``error`` is; UNEXPECTED for classes the map does not name."""
+    if isinstance(error, KeyboardInterrupt):
+        return INTERRUPTED
+    for module_name, class_name, kind in EXCEPTION_KINDS:
+        error_class = getattr(sys.modules.get(module_name), class_name, None)
+        if isinstance(error_class, type) and isinstance(error, error_class):
+            return kind
+    return UNEXPECTED
+
+
+def exit_code_of(error: BaseException) -> int:
+    return kind_of(original(error)).exit_code
+
+
+def message_for(error: BaseException, where: str) -> str:
+    """The one message for the operator: what went wrong and where, then what to do."""
+    cause = original(error)
+    kind = kind_of(cause)
+    text = str(cause).strip() or type(cause).__name__
+    if type(cause).__module__.startswith("httpx"):
+        text = f"the Prefect API at {_request_url(cause)} did not answer ({text}); start it or set PREFECT_API_URL"
+    if kind is UNEXPECTED:
+        text = f"{type(cause).__name__}: {text}"
+    headline = f"{where}: {kind.label}: {text}" if where else f"{kind.label}: {text}"
+    return f"{headline}\n  {kind.advice} (exit {kind.exit_code})" if kind.advice else headline
+
+
+def _request_url(error: BaseException) -> str:
+    try:
+        return str(error.request.url)
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when no request is attached
+        return "PREFECT_API_URL"
+
+
+def report(error: BaseException, where: str, debug: bool) -> int:
+    """Print ``error`` on stderr for the operator (with its traceback under --debug) and
+    return the exit code of its kind."""
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    print(message_for(error, where), file=sys.stderr)
+    return exit_code_of(error)
+
+
+class _WithoutTraceback(logging.Formatter):
+    """Formats a record as its handler's formatter would, minus the traceback."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def hide_console_tracebacks() -> None:
+    """Keep tracebacks that Prefect logs for a failed run out of the terminal.
+
+    Prefect logs every failed flow and task run with its traceback to the console; the CLI
+    prints one message instead. Only terminal handlers change: the run logs sent to the
+    Prefect API keep their tracebacks. ``--debug`` leaves everything as it is.
+    """
+    loggers = [logging.getLogger()] + [item for item in logging.root.manager.loggerDict.values()
+                                       if isinstance(item, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if type(handler).__name__ in ("PrefectConsoleHandler", "StreamHandler", "_SafeStreamHandler") \
+                    and not isinstance(handler.formatter, _WithoutTraceback):
+                handler.setFormatter(_WithoutTraceback(handler.formatter))

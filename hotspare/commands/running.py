@@ -1,0 +1,49 @@
+"""Running runbooks from the command line: check the names first, run the flow in this
+process, hand back its result or raise the exception that made it fail (never a Prefect
+wrapper), so ``hotspare.commands.errors`` can say what kind of failure it was."""
+
+from __future__ import annotations
+
+import json
+
+from hotspare.adapters.errors import MissingConfiguration, NotFound
+from hotspare.commands.errors import RunFailed, hide_console_tracebacks
+
+
+def require_service(name: str) -> None:
+    """Fail with NotFound (naming the known services) unless ``name`` is in the inventory."""
+    from sqlmodel import select
+
+    from hotspare.inventory import session
+    from hotspare.inventory.models import ServiceRow
+
+    with session() as db:
+        if db.get(ServiceRow, name) is not None:
+            return
+        known = sorted(row.name for row in db.exec(select(ServiceRow)))
+    if not known:
+        raise MissingConfiguration("the inventory holds no services: load the fleet file with `hotspare fleet load FLEET.yaml`")
+    raise NotFound(f"no service {name!r} in the inventory (known: {', '.join(known)})")
+
+
+def run_flow(flow_function, debug: bool, several: bool = False, **parameters):
+    """Run ``flow_function`` here as a Prefect flow run and return its result.
+
+    A failed run raises the exception the run failed with. With ``several``, the flow is a
+    runbook over several services, which ends with a plain RuntimeError naming the services
+    that failed (each reason is in the log above it): that becomes RunFailed, a failure of
+    the run, not of the program.
+    """
+    if not debug:
+        hide_console_tracebacks()
+    state = flow_function(**parameters, return_state=True)
+    try:
+        return state.result()
+    except RuntimeError as error:
+        if several and type(error) is RuntimeError:
+            raise RunFailed(str(error)) from error
+        raise
+
+
+def print_result(result) -> None:
+    print(json.dumps(result, indent=2, default=str))
