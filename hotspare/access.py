@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from hotspare.adapters.dns import AuthoritativeServer, TsigKey
-from hotspare.adapters.errors import PermanentError, TransientError
+from hotspare.adapters.errors import MissingConfiguration, PermanentError, TransientError
 from hotspare.adapters.smtp import Relay
 from hotspare.adapters.ssh import Endpoint, Login, SshConnection
 from hotspare.fleet import Fleet, parse_fleet
@@ -27,7 +27,7 @@ def loaded_fleet() -> Fleet:
     with session() as db:
         document = db.get(FleetDocumentRow, 1)
     if document is None:
-        raise PermanentError("the inventory holds no fleet yet: run `hotspare fleet load FLEET.yaml` first")
+        raise MissingConfiguration("the inventory holds no fleet yet: run `hotspare fleet load FLEET.yaml` first")
     return _parse_cached(document.text, document.filename)
 
 
@@ -45,7 +45,7 @@ def _load_block(block_class, name: str):
     try:
         return block_class.load(name)
     except ValueError as error:
-        raise PermanentError(
+        raise MissingConfiguration(
             f"Prefect block {name!r} ({block_class.__name__}) could not be loaded: {error}. "
             "Create it in the Prefect UI or with `hotspare lab blocks` for the lab."
         ) from None
