@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from hotspare.adapters.dns import AuthoritativeServer, TsigKey
-from hotspare.adapters.errors import MissingConfiguration, PermanentError, TransientError
+from hotspare.adapters.errors import MissingConfiguration, TransientError
 from hotspare.adapters.smtp import Relay
 from hotspare.adapters.ssh import Endpoint, Login, SshConnection
 from hotspare.fleet import Fleet, parse_fleet
