@@ -6,7 +6,6 @@ mirror host key. The orchestrator only sends commands and reads small outputs.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -19,8 +18,10 @@ from hotspare.adapters.ssh import SshConnection
 from hotspare.fleet import Fleet
 from hotspare.inventory import copies
 from hotspare.inventory.models import CopyRow, utcnow
+from hotspare.planning import accounts as account_plan
 from hotspare.planning import replication as plan
 from tasks.retry import TRANSIENT_RETRIES
+from tasks.transfer_access import transfer_access
 
 STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 
@@ -48,20 +49,7 @@ def _spec(fleet: Fleet, service: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
-# Host-to-host access
-
-
-def peer_access_for(fleet: Fleet, mirror_name: str, run_tag: str) -> tuple[plan.PeerAccess, bytes]:
-    """How production reaches the mirror for one transfer, and the stdin that carries the key.
-
-    The key and the pinned host key reach production on stdin and live in a 0700 folder on
-    tmpfs only while the transfer runs (``plan.with_peer_access``).
-    """
-    mirror = access.endpoint(fleet, mirror_name)
-    login = access.login(fleet.ssh_block_of(fleet.server(mirror_name)))
-    # a random suffix: two runs must never share (and remove) each other's key folder
-    peer = plan.peer_access(f"{run_tag}-{secrets.token_hex(4)}", login.user, mirror.address, mirror.port)
-    return peer, plan.peer_stdin(mirror.known_hosts_line(), login.private_key)
+# Helpers
 
 
 def write_file(connection: SshConnection, path: str, content: bytes, mode: str = "077") -> None:
@@ -167,19 +155,19 @@ def run_pre_sync(service: str, source: str) -> int:
 
 @task(name="copy to mirror", **STEP)
 def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
-    """rsync production → mirror into the new copy folder, hard-linking unchanged files."""
+    """The mirror pulls production into the new copy folder, hard-linking unchanged files."""
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     service = copy_plan.service
-    with access.connect(fleet, copy_plan.source) as production, access.connect(fleet, copy_plan.target) as mirror:
+    with access.connect(fleet, copy_plan.target) as mirror:
         if copy_plan.resume_from and copy_plan.resume_from != copy_plan.copy_id:
             mirror.run(["mv", "--", plan.copy_root(service, copy_plan.resume_from), plan.copy_root(service, copy_plan.copy_id)])
             copies.update_copy(copy_plan.resume_from, status="pruned", ended_at=utcnow())
             logger.info("resuming the interrupted copy %s as %s", copy_plan.resume_from, copy_plan.copy_id)
         _record_copy_start(copy_plan)
-        peer, stdin = peer_access_for(fleet, copy_plan.target, run_tag)
-        argv = plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest)
-        result = production.run(plan.with_peer_access(peer, argv), stdin=stdin, timeout=6 * 3600, check=False)
+        with transfer_access(fleet, service, copy_plan.source, copy_plan.target, list(copy_plan.paths), run_tag) as (peer, stdin):
+            argv = plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest)
+            result = mirror.run(plan.with_peer_access(peer, argv), stdin=stdin, timeout=6 * 3600, check=False)
         if result.exit_status not in (0, 24):  # 24: files vanished during transfer (production is live)
             copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())
             from hotspare.adapters.errors import TransientError
@@ -229,39 +217,45 @@ def promote_copy(service: str, copy_id: str, target: str) -> None:
 
 @task(name="apply accounts", **STEP)
 def apply_accounts(service: str, copy_id: str, target: str) -> dict:
-    """Merge the copy's system accounts (the service's UID range) into the mirror's /etc."""
+    """Merge the copy's accounts into the mirror's /etc: only the service's own accounts
+    (``hotspare.planning.accounts``); each refused entry is a warning in the run log."""
+    logger = get_run_logger()
     fleet = access.loaded_fleet()
-    accounts = fleet.service(service).accounts
-    low, high = accounts.uid_min, accounts.uid_max
+    rules = fleet.service(service).accounts
     tree = plan.copy_tree(service, copy_id)
     with access.connect(fleet, target) as mirror, mirror.open_sftp() as sftp:
         def read(path: str) -> str:
             with sftp.open(path, "r") as handle:
-                return handle.read().decode()
+                return handle.read().decode(errors="surrogateescape")  # the target's own bytes stay as they are
 
-        source = {path: read(tree + path) for path in plan.ACCOUNT_FILES}
-        current = {path: read(path) for path in plan.ACCOUNT_FILES}
-        merged = plan.merged_account_files(current, source, low, high)
-        changed = [path for path in plan.ACCOUNT_FILES if merged[path] != current[path]]
+        source = {path: read(tree + path) for path in account_plan.ACCOUNT_FILES}
+        current = {path: read(path) for path in account_plan.ACCOUNT_FILES}
+        merge = account_plan.merge_accounts(current, source, rules.uid_min, rules.uid_max, rules.users)
+        changed = merge.changed(current)
         for path in changed:
-            mode = sftp.stat(path).st_mode & 0o7777
-            write_file(mirror, path + ".hotspare-new", merged[path].encode())
-            mirror.run(["chmod", f"{mode:o}", path + ".hotspare-new"])
-            mirror.run(["mv", "-f", "--", path + ".hotspare-new", path])
-    users = sorted(plan.names_in_range(source["/etc/passwd"], 2, low, high))
-    get_run_logger().info("accounts on %s in UID range %d-%d: %s (%d file(s) updated)", target, low, high,
-                          ", ".join(users) or "none", len(changed))
-    return {"users": users, "files_updated": changed}
+            new = path + ".hotspare-new"
+            write_file(mirror, new, merge.files[path].encode(errors="surrogateescape"))
+            mirror.run(["chmod", "--reference=" + path, "--", new])
+            mirror.run(["chown", "--reference=" + path, "--", new])
+            mirror.run(["mv", "-f", "--", new, path])
+    for sentence in merge.refused:
+        logger.warning("accounts of %s on %s: %s", service, target, sentence)
+    logger.info("accounts of %s on %s: %s (%d file(s) updated, %d entr%s refused)", service, target,
+                ", ".join(merge.users) or "none", len(changed), len(merge.refused), "y" if len(merge.refused) == 1 else "ies")
+    return {"users": list(merge.users), "groups": list(merge.groups), "files_updated": changed, "refused": list(merge.refused)}
 
 
 @task(name="prune copies", **STEP)
 def prune_copies(service: str, target: str) -> list[str]:
-    """Remove the oldest copies beyond the fleet's ``copies_to_keep``; never the current one."""
+    """Remove the oldest copies beyond the fleet's ``copies_to_keep``; never the current one or
+    the one a failover uses."""
     fleet = access.loaded_fleet()
     keep = fleet.copies_to_keep_of(fleet.service(service))
     rows = copies.copies_of(service, target)
-    current = copies.service_row(service).current_copy_id
-    doomed = plan.copies_to_prune([row.id for row in rows], keep, {current} if current else set())
+    service_row = copies.service_row(service)
+    # never the current copy, nor the copy an in-flight or the last failover made live
+    protected = {service_row.current_copy_id, (service_row.failover or {}).get("copy_id")} - {None}
+    doomed = plan.copies_to_prune([row.id for row in rows], keep, protected)
     if doomed:
         with access.connect(fleet, target) as mirror:
             for copy_id in doomed:

@@ -1,7 +1,7 @@
 """Verification steps: is the mirror's copy an exact (or better) copy of production?
 
-Content is compared with full checksums (``rsync -anc``, xxh128), run on production against
-the copy on the mirror, so a same-size, same-mtime corruption is caught. Differences whose
+Content is compared with full checksums (``rsync -anc``, xxh128), run on the mirror against
+production through the same scoped transfer key as the copy, so a same-size, same-mtime corruption is caught. Differences whose
 production file changed after the copy began are reported as such, not as corruption.
 """
 
@@ -16,8 +16,10 @@ from hotspare import access
 from hotspare.adapters.ssh import SshConnection
 from hotspare.inventory import copies
 from hotspare.inventory.models import utcnow
+from hotspare.planning import accounts as account_plan
 from hotspare.planning import replication as plan
-from tasks.replication import STEP, peer_access_for
+from tasks.replication import STEP
+from tasks.transfer_access import transfer_access
 
 STAT_CHUNK = 400
 
@@ -28,10 +30,10 @@ def verify_content(service: str, copy_id: str, source: str, target: str) -> dict
     fleet = access.loaded_fleet()
     paths = plan.source_paths(fleet.service(service).model_dump(mode="json"))
     row = next(row for row in copies.copies_of(service) if row.id == copy_id)
-    peer, stdin = peer_access_for(fleet, target, f"verify-{service}")
-    argv = plan.with_peer_access(peer, plan.rsync_verify_argv(peer, paths, plan.copy_tree(service, copy_id)))
+    with access.connect(fleet, target) as mirror, transfer_access(fleet, service, source, target, paths, f"verify-{service}") as (peer, stdin):
+        argv = plan.with_peer_access(peer, plan.rsync_verify_argv(peer, paths, plan.copy_tree(service, copy_id)))
+        result = mirror.run(argv, stdin=stdin, timeout=6 * 3600, check=False)
     with access.connect(fleet, source) as production:
-        result = production.run(argv, stdin=stdin, timeout=6 * 3600, check=False)
         if result.exit_status not in (0, 23, 24):
             from hotspare.adapters.errors import TransientError
 
@@ -60,10 +62,10 @@ def source_mtimes(production: SshConnection, paths: list[str]) -> dict[str, floa
 def repair_copy(service: str, copy_id: str, source: str, target: str, paths: list[str]) -> int:
     """Re-send corrupt files into the new copy; rsync replaces them, so older copies keep theirs."""
     fleet = access.loaded_fleet()
-    peer, stdin = peer_access_for(fleet, target, f"repair-{service}")
-    argv = plan.with_peer_access(peer, plan.rsync_repair_argv(peer, paths, plan.copy_tree(service, copy_id)))
-    with access.connect(fleet, source) as production:
-        production.run(argv, stdin=stdin, timeout=6 * 3600)
+    roots = plan.source_paths(fleet.service(service).model_dump(mode="json"))
+    with access.connect(fleet, target) as mirror, transfer_access(fleet, service, source, target, roots, f"repair-{service}") as (peer, stdin):
+        argv = plan.with_peer_access(peer, plan.rsync_repair_argv(peer, paths, plan.copy_tree(service, copy_id)))
+        mirror.run(argv, stdin=stdin, timeout=6 * 3600)
     get_run_logger().warning("re-sent %d file(s) that differed from production into %s", len(paths), copy_id)
     return len(paths)
 
@@ -104,27 +106,20 @@ def verify_host(service: str, source: str, target: str, data_bytes: int = 0) -> 
 
 @task(name="verify accounts", **STEP)
 def verify_accounts(service: str, copy_id: str, target: str) -> dict:
-    """The mirror's live accounts in the service's UID range match the copy's."""
+    """The mirror's live accounts hold what the copy's accounts merge into: the service's own
+    accounts only (entries the merge refuses are the replication's warnings, not differences)."""
     fleet = access.loaded_fleet()
-    accounts = fleet.service(service).accounts
+    rules = fleet.service(service).accounts
     tree = plan.copy_tree(service, copy_id)
     with access.connect(fleet, target) as mirror:
-        def entries(root: str) -> dict[str, tuple[str, str]]:
-            passwd = mirror.run(["cat", root + "/etc/passwd"]).text
-            shadow = mirror.run(["cat", root + "/etc/shadow"]).text
-            return _range_entries(passwd, shadow, accounts.uid_min, accounts.uid_max)
+        def files(root: str) -> dict[str, str]:
+            return {path: mirror.run(["cat", root + path]).text for path in (account_plan.PASSWD, account_plan.SHADOW)}
 
-        wanted, present = entries(tree), entries("")
-    problems = [f"account {name} differs or is missing on the mirror" for name in sorted(wanted) if present.get(name) != wanted[name]]
-    return {"users": sorted(wanted), "problems": problems}
-
-
-def _range_entries(passwd: str, shadow: str, low: int, high: int) -> dict[str, tuple[str, str]]:
-    """{user: (passwd line, shadow line)} for users in the UID range."""
-    users = plan.names_in_range(passwd, 2, low, high)
-    by_name = lambda text: {line.split(":", 1)[0]: line for line in text.splitlines() if line}  # noqa: E731
-    passwd_lines, shadow_lines = by_name(passwd), by_name(shadow)
-    return {name: (passwd_lines[name], shadow_lines.get(name, "")) for name in users}
+        wanted, present = files(tree), files("")
+    merge = account_plan.merge_accounts(present, wanted, rules.uid_min, rules.uid_max, rules.users)
+    problems = [f"account {name} differs or is missing on the mirror" for name in merge.users
+                if merge.user_lines(name) != account_plan.user_lines(present, name)]
+    return {"users": list(merge.users), "problems": problems}
 
 
 def record_verification(copy_id: str, passed: bool, checks: dict) -> None:

@@ -184,7 +184,7 @@ def test_rsync_copy_argv_with_link_dest():
     assert plan.rsync_copy_argv(PEER, PATHS, NEW_TREE, PREVIOUS_TREE) == [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--partial", "--mkpath", "--stats",
         "--timeout=60", "-e", SSH_E, f"--link-dest={PREVIOUS_TREE}",
-        "/srv/shop/data", "/etc/passwd", f"hotspare@10.211.70.12:{NEW_TREE}/",
+        "hotspare@10.211.70.12:/srv/shop/data", "hotspare@10.211.70.12:/etc/passwd", f"{NEW_TREE}/",
     ]
 
 
@@ -192,15 +192,16 @@ def test_rsync_copy_argv_without_link_dest():
     argv = plan.rsync_copy_argv(PEER, PATHS, NEW_TREE, None)
     assert not any(arg.startswith("--link-dest") for arg in argv)
     assert "--copy-dest=/" in argv  # reuse the mirror's own identical live files, by copy
-    assert argv[-3:] == ["/srv/shop/data", "/etc/passwd", f"hotspare@10.211.70.12:{NEW_TREE}/"]
+    assert argv[-3:] == ["hotspare@10.211.70.12:/srv/shop/data", "hotspare@10.211.70.12:/etc/passwd", f"{NEW_TREE}/"]
 
 
 def test_delete_only_targets_the_new_copy():
-    """The only remote path (the one --delete acts in) is the new copy's tree; the previous copy
-    appears only as a hard-link source."""
+    """The destination (the one --delete acts in) is the new copy's tree on the mirror, every
+    remote path is a production source; the previous copy appears only as a hard-link source."""
     argv = plan.rsync_copy_argv(PEER, PATHS, NEW_TREE, PREVIOUS_TREE)
     remote = [arg for arg in argv if arg.startswith("hotspare@")]
-    assert remote == [f"hotspare@10.211.70.12:{NEW_TREE}/"]
+    assert remote == [f"hotspare@10.211.70.12:{path}" for path in PATHS]
+    assert argv[-1] == f"{NEW_TREE}/"
     assert [arg for arg in argv if PREVIOUS_TREE in arg] == [f"--link-dest={PREVIOUS_TREE}"]
 
 
@@ -208,7 +209,7 @@ def test_rsync_verify_argv_is_a_checksum_dry_run():
     assert plan.rsync_verify_argv(PEER, PATHS, NEW_TREE) == [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--dry-run", "--checksum",
         "--itemize-changes", "--timeout=60", "-e", SSH_E,
-        "/srv/shop/data", "/etc/passwd", f"hotspare@10.211.70.12:{NEW_TREE}/",
+        "hotspare@10.211.70.12:/srv/shop/data", "hotspare@10.211.70.12:/etc/passwd", f"{NEW_TREE}/",
     ]
 
 
@@ -216,7 +217,7 @@ def test_rsync_repair_argv_resends_with_checksums_and_deletes_nothing():
     argv = plan.rsync_repair_argv(PEER, ["/srv/shop/data/a.db"], NEW_TREE)
     assert argv == [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--checksum", "--timeout=60", "-e", SSH_E,
-        "/srv/shop/data/a.db", f"hotspare@10.211.70.12:{NEW_TREE}/",
+        "hotspare@10.211.70.12:/srv/shop/data/a.db", f"{NEW_TREE}/",
     ]
     assert "--delete" not in argv and "--dry-run" not in argv
 
@@ -400,7 +401,8 @@ def test_parse_itemized_reads_what_rsync_prints(tmp_path: Path):
     verify = plan.rsync_verify_argv(PEER, [f"{source}/./srv"], "unused")
     # the same flags, locally: no -e, the local copy as destination; ACLs and xattrs are beside
     # the point here and need filesystem support
-    local = verify[: verify.index("-e")] + verify[verify.index("-e") + 2 : -1] + [f"{copy}/"]
+    sources = [remote.split(":", 1)[1] for remote in verify[verify.index("-e") + 2 : -1]]
+    local = verify[: verify.index("-e")] + sources + [f"{copy}/"]
     local[local.index("-aHAX")] = "-aH"
     output = subprocess.run(local, capture_output=True, text=True, check=True).stdout
     found = set(plan.parse_itemized(output))
@@ -578,98 +580,6 @@ def test_rpo_state_boundaries(age_hours, expected):
 
 def test_rpo_state_without_copy_is_violated():
     assert plan.rpo_state(None, NOW, 24) == "violated"
-
-
-# ---------------------------------------------------------------------------------------
-# Accounts: the service's UID range 2000-2999 follows production; the rest is the mirror's.
-
-MIRROR_FILES = {
-    "/etc/passwd": (
-        "root:x:0:0:root:/root:/bin/bash\n"
-        "sshd:x:105:65534::/run/sshd:/usr/sbin/nologin\n"
-        "alice:x:2001:2001::/home/alice:/bin/bash\n"
-        "olduser:x:2002:2002::/home/olduser:/bin/bash\n"
-        "other:x:3001:3001:another service:/home/other:/bin/sh\n"
-    ),
-    "/etc/group": "root:x:0:\nalice:x:2001:\nolduser:x:2002:\nother:x:3001:\n",
-    "/etc/shadow": (
-        "root:$y$mirror-root:19000:0:99999:7:::\n"
-        "sshd:!:19000::::::\n"
-        "alice:$y$alice-OLD:19000:0:99999:7:::\n"
-        "olduser:$y$olduser:19000:0:99999:7:::\n"
-        "other:$y$other:19000:0:99999:7:::\n"
-    ),
-    "/etc/gshadow": "root:*::\nalice:!::\nolduser:!::\nother:!::\n",
-}
-PRODUCTION_FILES = {
-    "/etc/passwd": (
-        "root:x:0:0:root:/root:/bin/bash\n"
-        "postfix:x:107:113::/var/spool/postfix:/usr/sbin/nologin\n"
-        "alice:x:2001:2001::/home/alice:/bin/bash\n"
-        "bob:x:2003:2003::/home/bob:/bin/bash\n"
-    ),
-    "/etc/group": "root:x:0:\npostfix:x:113:\nalice:x:2001:\nbob:x:2003:\n",
-    "/etc/shadow": (
-        "root:$y$production-root:19000:0:99999:7:::\n"
-        "postfix:*:19000::::::\n"
-        "alice:$y$alice-NEW:19100:0:99999:7:::\n"
-        "bob:$y$bob:19100:0:99999:7:::\n"
-    ),
-    "/etc/gshadow": "root:*::\npostfix:!::\nalice:!::\nbob:!::\n",
-}
-MERGED = {
-    "/etc/passwd": (
-        "root:x:0:0:root:/root:/bin/bash\n"
-        "sshd:x:105:65534::/run/sshd:/usr/sbin/nologin\n"
-        "other:x:3001:3001:another service:/home/other:/bin/sh\n"
-        "alice:x:2001:2001::/home/alice:/bin/bash\n"
-        "bob:x:2003:2003::/home/bob:/bin/bash\n"
-    ),
-    "/etc/group": "root:x:0:\nother:x:3001:\nalice:x:2001:\nbob:x:2003:\n",
-    "/etc/shadow": (
-        "root:$y$mirror-root:19000:0:99999:7:::\n"
-        "sshd:!:19000::::::\n"
-        "other:$y$other:19000:0:99999:7:::\n"
-        "alice:$y$alice-NEW:19100:0:99999:7:::\n"
-        "bob:$y$bob:19100:0:99999:7:::\n"
-    ),
-    "/etc/gshadow": "root:*::\nother:!::\nalice:!::\nbob:!::\n",
-}
-
-
-def test_merge_accounts_replaces_only_the_range():
-    merged = plan.merge_accounts(MIRROR_FILES["/etc/passwd"], PRODUCTION_FILES["/etc/passwd"], 2, 2000, 2999)
-    assert merged == MERGED["/etc/passwd"]
-
-
-def test_names_in_range():
-    assert plan.names_in_range(PRODUCTION_FILES["/etc/passwd"], 2, 2000, 2999) == {"alice", "bob"}
-    assert plan.names_in_range(MIRROR_FILES["/etc/group"], 2, 2000, 2999) == {"alice", "olduser"}
-    assert plan.names_in_range("broken-line\n", 2, 0, 10) == set()
-
-
-def test_merge_by_names():
-    merged = plan.merge_by_names(
-        MIRROR_FILES["/etc/shadow"], PRODUCTION_FILES["/etc/shadow"], {"alice", "bob"}, {"alice", "bob", "olduser"}
-    )
-    assert merged == MERGED["/etc/shadow"]
-
-
-def test_merged_account_files():
-    merged = plan.merged_account_files(MIRROR_FILES, PRODUCTION_FILES, 2000, 2999)
-    assert merged == MERGED
-    # the points, spelled out
-    assert "bob:x:2003" in merged["/etc/passwd"]  # new user in range added
-    assert "alice:$y$alice-NEW" in merged["/etc/shadow"] and "alice-OLD" not in merged["/etc/shadow"]
-    assert "olduser" not in "".join(merged.values())  # removed on production: gone everywhere
-    assert "postfix" not in "".join(merged.values())  # production's system user is not copied
-    assert "root:$y$mirror-root" in merged["/etc/shadow"]  # root untouched
-    assert "other:x:3001" in merged["/etc/passwd"]  # another service's range untouched
-
-
-def test_merged_account_files_is_idempotent():
-    once = plan.merged_account_files(MIRROR_FILES, PRODUCTION_FILES, 2000, 2999)
-    assert plan.merged_account_files(once, PRODUCTION_FILES, 2000, 2999) == once
 
 
 # ---------------------------------------------------------------------------------------

@@ -4,24 +4,8 @@ from __future__ import annotations
 
 import re
 
+from hotspare.keys import generate_ed25519  # noqa: F401  (the lab makes its keys the same way)
 from hotspare.lab.errors import LabError
-
-
-def generate_ed25519(comment: str) -> tuple[str, str]:
-    """A new ed25519 key pair: (OpenSSH private key text, 'ssh-ed25519 AAAA... comment').
-
-    Made in-process (cryptography ships with paramiko): nine keys cost milliseconds
-    instead of nine ssh-keygen runs.
-    """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
-    return private, f"{public} {comment}"
 
 
 def tsig_secret(key_text: str) -> str:

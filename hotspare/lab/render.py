@@ -22,6 +22,7 @@ from hotspare.lab.topology import (
     ServiceSpec,
     SlotLayout,
 )
+from hotspare.planning.transfer_keys import TRANSFER_KEYS_FILE
 
 
 def sshd_config(address: str, host_key: Path, pid_file: Path, authorized_keys: Path) -> str:
@@ -31,7 +32,9 @@ def sshd_config(address: str, host_key: Path, pid_file: Path, authorized_keys: P
         f"ListenAddress {address}:{SSH_PORT}",
         f"HostKey {host_key}",
         f"PidFile {pid_file}",
-        f"AuthorizedKeysFile {authorized_keys}",
+        # The orchestrator's key, then the per-transfer keys hotspare installs and removes
+        # (restricted, expiring; see hotspare/planning/transfer_keys.py).
+        f"AuthorizedKeysFile {authorized_keys} {TRANSFER_KEYS_FILE}",
         "PermitRootLogin prohibit-password",
         "PubkeyAuthentication yes",
         # Later steps log in as temporary users with passwords.

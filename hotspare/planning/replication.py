@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from hotspare.planning.accounts import ACCOUNT_FILES
+
 COPIES_ROOT = "/srv/hotspare"
-ACCOUNT_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow")
 SSH_OPTIONS = (
     "-o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
     "-o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
@@ -124,7 +125,8 @@ def judge_room(available_bytes: int, source: SourceTotals, has_previous_copy: bo
 
 @dataclass(frozen=True)
 class PeerAccess:
-    """How production reaches the mirror for host-to-host rsync: files it writes first."""
+    """How the mirror reaches production for a host-to-host rsync (a pull): files it writes
+    first, from the transfer's stdin, and production's login for the scoped transfer key."""
 
     directory: str
     key_path: str
@@ -147,14 +149,17 @@ class PeerAccess:
     def remote(self, path: str) -> str:
         return f"{self.user}@{self.address}:{path}"
 
+    def remotes(self, paths: list[str]) -> list[str]:
+        return [self.remote(path) for path in paths]
+
 
 def peer_access(run_tag: str, user: str, address: str, port: int) -> PeerAccess:
     directory = f"/run/hotspare/{run_tag}"
     return PeerAccess(directory, f"{directory}/key", f"{directory}/known_hosts", user, address, port)
 
 
-# One production command per transfer: make the run's key folder, take the known_hosts line
-# and the private key from stdin, run the transfer recording its PID, and remove the folder
+# One mirror command per transfer: make the run's key folder, take the known_hosts line and the
+# private transfer key from stdin, run the transfer recording its PID, and remove the folder
 # whatever happens. A fixed script; everything variable arrives as positional arguments.
 PEER_SCRIPT = (
     'dir=$1; shift; umask 077; mkdir -p "$dir" || exit 1; trap \'rm -rf "$dir"\' EXIT; '
@@ -164,7 +169,7 @@ PEER_SCRIPT = (
 
 
 def with_peer_access(peer: PeerAccess, argv: list[str]) -> list[str]:
-    """``argv`` wrapped so production gets the mirror's key only for its duration."""
+    """``argv`` wrapped so the mirror holds the transfer key only for its duration."""
     return ["sh", "-c", PEER_SCRIPT, "sh", peer.directory, *argv]
 
 
@@ -174,7 +179,7 @@ def peer_stdin(known_hosts_line: str, private_key: str) -> bytes:
 
 
 def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link_dest: str | None) -> list[str]:
-    """Copy ``paths`` from production into ``target_tree`` on the mirror, preserving absolute paths.
+    """Pull ``paths`` from production into ``target_tree`` on the mirror, preserving absolute paths.
 
     ``--delete`` only ever acts inside the new copy's own folder (resuming a partial copy),
     never on a previous copy: those are only hard-link sources. Without a previous copy (a new
@@ -187,7 +192,7 @@ def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link
         "--stats", "--timeout=60", "-e", access.ssh_command(),
     ]
     argv.append(f"--link-dest={link_dest}" if link_dest else "--copy-dest=/")
-    return [*argv, *paths, access.remote(target_tree + "/")]
+    return [*argv, *access.remotes(paths), target_tree + "/"]
 
 
 def rsync_verify_argv(access: PeerAccess, paths: list[str], target_tree: str) -> list[str]:
@@ -195,16 +200,16 @@ def rsync_verify_argv(access: PeerAccess, paths: list[str], target_tree: str) ->
     return [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--dry-run", "--checksum",
         "--itemize-changes", "--timeout=60", "-e", access.ssh_command(),
-        *paths, access.remote(target_tree + "/"),
+        *access.remotes(paths), target_tree + "/",
     ]
 
 
 def rsync_repair_argv(access: PeerAccess, paths: list[str], target_tree: str) -> list[str]:
-    """Re-send ``paths`` (absolute) with full checksums into the copy; rsync replaces each
+    """Fetch ``paths`` (absolute) again with full checksums into the copy; rsync replaces each
     file by a new one, so an older copy sharing its inode keeps its own."""
     return [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--checksum", "--timeout=60",
-        "-e", access.ssh_command(), *paths, access.remote(target_tree + "/"),
+        "-e", access.ssh_command(), *access.remotes(paths), target_tree + "/",
     ]
 
 
@@ -442,52 +447,3 @@ def parse_packages(text: str) -> dict[str, str]:
         if len(parts) == 2:
             packages[parts[0]] = parts[1]
     return packages
-
-
-# ---------------------------------------------------------------------------------------
-# Accounts
-
-
-def merge_accounts(target: str, source: str, id_field: int, low: int, high: int) -> str:
-    """Replace the target file's entries whose id (field ``id_field``) is in [low, high] with
-    the source's, keeping every other entry. For passwd and group; shadow and gshadow carry no
-    id and are merged by name (``merge_by_names``).
-    """
-    def in_range(line: str) -> bool:
-        parts = line.split(":")
-        return len(parts) > id_field and parts[id_field].isdigit() and low <= int(parts[id_field]) <= high
-
-    kept = [line for line in target.splitlines() if line and not in_range(line)]
-    kept_names = {line.split(":", 1)[0] for line in kept}
-    incoming = [line for line in source.splitlines() if line and in_range(line) and line.split(":", 1)[0] not in kept_names]
-    return "\n".join(kept + incoming) + "\n"
-
-
-def names_in_range(text: str, id_field: int, low: int, high: int) -> set[str]:
-    names = set()
-    for line in text.splitlines():
-        parts = line.split(":")
-        if len(parts) > id_field and parts[id_field].isdigit() and low <= int(parts[id_field]) <= high:
-            names.add(parts[0])
-    return names
-
-
-def merge_by_names(target: str, source: str, names: set[str], replaced: set[str]) -> str:
-    """shadow/gshadow: drop target entries of ``replaced`` names, add source entries of ``names``."""
-    kept = [line for line in target.splitlines() if line and line.split(":", 1)[0] not in replaced]
-    incoming = [line for line in source.splitlines() if line and line.split(":", 1)[0] in names]
-    return "\n".join(kept + incoming) + "\n"
-
-
-def merged_account_files(current: dict[str, str], source: dict[str, str], low: int, high: int) -> dict[str, str]:
-    """The mirror's account files with the service's range replaced by the copy's entries."""
-    users = names_in_range(source["/etc/passwd"], 2, low, high)
-    old_users = names_in_range(current["/etc/passwd"], 2, low, high)
-    groups = names_in_range(source["/etc/group"], 2, low, high)
-    old_groups = names_in_range(current["/etc/group"], 2, low, high)
-    return {
-        "/etc/passwd": merge_accounts(current["/etc/passwd"], source["/etc/passwd"], 2, low, high),
-        "/etc/group": merge_accounts(current["/etc/group"], source["/etc/group"], 2, low, high),
-        "/etc/shadow": merge_by_names(current["/etc/shadow"], source["/etc/shadow"], users, old_users | users),
-        "/etc/gshadow": merge_by_names(current["/etc/gshadow"], source["/etc/gshadow"], groups, old_groups | groups),
-    }
