@@ -24,6 +24,7 @@ from hotspare.fleet import Fleet
 from hotspare.inventory import session
 from hotspare.inventory.backup_models import TemporaryAccountRow
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
+from hotspare.planning import accounts as account_plan
 from hotspare.planning import backup as plan
 from hotspare.probes import http_get_via_dns, reachability, tcp_reachable
 from hotspare.settings import hotspare_home
@@ -96,7 +97,12 @@ def survey(fleet: Fleet, service_name: str, standby: str | None, snapshot: str |
             raise RebuildRefused("; ".join(refused.reasons)) from None
         passwd = run_restic(connection, plan.local_restic(repository, "dump", chosen.id, _meta_file(service_name, "passwd")),
                             password, timeout=300).text
-    accounts = plan.parse_passwd(passwd)
+    rules = service.accounts
+    screened = account_plan.merge_accounts({}, {account_plan.PASSWD: passwd}, rules.uid_min, rules.uid_max, rules.users)
+    accounts = screened.accepted_accounts()
+    for sentence in screened.refused:
+        logger.warning("snapshot %s: %s", chosen.short_id, sentence)
+    warnings += [f"snapshot accounts: {sentence}" for sentence in screened.refused]
     logger.info("snapshot %s of %s holds accounts: %s", chosen.short_id, chosen.time.isoformat(timespec="seconds"),
                 ", ".join(a.name for a in accounts) or "none")
     return plan.plan_rebuild(
@@ -107,6 +113,26 @@ def survey(fleet: Fleet, service_name: str, standby: str | None, snapshot: str |
 
 def _meta_file(service_name: str, name: str) -> str:
     return f"{plan.META_DIR}/{service_name}/accounts/{name}"
+
+
+def _account_merge(fleet: Fleet, connection, rebuild: plan.RebuildPlan, meta: str) -> account_plan.AccountMerge:
+    """The account merge (the same rule as replication) of the restored snapshot's accounts into
+    the standby's. shadow/gshadow enter by name only: their hashes stay on the standby."""
+    def read(argv: list[str]) -> str:
+        return connection.run(argv).text
+
+    def names(path: str) -> list[str]:
+        return read(["cut", "-d:", "-f1", "--", path]).splitlines()
+
+    source = {
+        account_plan.PASSWD: read(["cat", "--", f"{meta}/passwd"]),
+        account_plan.GROUP: read(["cat", "--", f"{meta}/group"]),
+        account_plan.SHADOW: account_plan.placeholder_shadow(names(f"{meta}/shadow")),
+        account_plan.GSHADOW: account_plan.placeholder_shadow(names(f"{meta}/gshadow"), account_plan.GSHADOW),
+    }
+    current = {account_plan.PASSWD: read(["cat", "/etc/passwd"]), account_plan.GROUP: read(["cat", "/etc/group"])}
+    rules = fleet.service(rebuild.service).accounts
+    return account_plan.merge_accounts(current, source, rules.uid_min, rules.uid_max, rules.users)
 
 
 # ----- execution --------------------------------------------------------------------------------------
@@ -156,15 +182,18 @@ def _known_hosts_name(server) -> str:
 
 @task(name="recreate-accounts", **STEP)
 def recreate_accounts(fleet: Fleet, rebuild: plan.RebuildPlan, scratch: str) -> list[str]:
-    """Create the snapshot's groups and accounts on the standby, with their password hashes.
+    """Create the snapshot's groups and accounts on the standby, with their password hashes:
+    only those the account merge accepts (the service's own); each refused entry is a warning.
 
     The hashes go from the restored shadow file straight into ``chpasswd -e`` on the standby.
     """
     logger = get_run_logger()
     meta = f"{scratch}/{plan.relative(plan.META_DIR)}/{rebuild.service}/accounts"
     with access.connect(fleet, rebuild.standby) as connection:
-        wanted_accounts = plan.parse_passwd(connection.run(["cat", "--", f"{meta}/passwd"]).text)
-        wanted_groups = plan.parse_group(connection.run(["cat", "--", f"{meta}/group"]).text)
+        merge = _account_merge(fleet, connection, rebuild, meta)
+        for sentence in merge.refused:
+            logger.warning("accounts of %s on %s: %s", rebuild.service, rebuild.standby, sentence)
+        wanted_accounts, wanted_groups = merge.accepted_accounts(), merge.accepted_groups()
         present_accounts = plan.parse_passwd(connection.run(["cat", "/etc/passwd"]).text)
         present_groups = plan.parse_group(connection.run(["cat", "/etc/group"]).text)
         try:
@@ -174,10 +203,10 @@ def recreate_accounts(fleet: Fleet, rebuild: plan.RebuildPlan, scratch: str) -> 
         for command in commands:
             connection.run(command)
         if wanted_accounts:
-            connection.run(plan.set_password_hashes(f"{meta}/shadow"))
+            connection.run(plan.set_password_hashes(f"{meta}/shadow", [account.name for account in wanted_accounts]))
     for sentence in sentences:
         logger.info(sentence)
-    return sentences
+    return sentences + list(merge.refused)
 
 
 @task(name="place-files", **STEP)
@@ -211,7 +240,7 @@ def issue_temporary_accounts(fleet: Fleet, rebuild: plan.RebuildPlan, scratch: s
     now = now or datetime.now(timezone.utc)
     meta = f"{scratch}/{plan.relative(plan.META_DIR)}/{rebuild.service}/accounts"
     with access.connect(fleet, rebuild.standby) as connection:
-        accounts = plan.parse_passwd(connection.run(["cat", "--", f"{meta}/passwd"]).text)
+        accounts = _account_merge(fleet, connection, rebuild, meta).accepted_accounts()
         logins = plan.temporary_accounts(accounts, now, rebuild.temporary_hours,
                                          only=[name.removeprefix(plan.TEMPORARY_PREFIX) for name in rebuild.temporary_logins])
         if not logins:

@@ -22,15 +22,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from hotspare.adapters.ssh import command_line
+from hotspare.planning.accounts import TEMPORARY_PREFIX, Account, Group, parse_group, parse_passwd  # noqa: F401
 
 RUN_DIR = "/run/hotspare"  # per-run key material on the hosts (tmpfs, root only)
 META_DIR = "/run/hotspare/backup-meta"  # + /<service>: staged next to the data, inside the snapshot
 MANIFEST_NAME = ".hotspare-manifest"
-ACCOUNT_FILES = ("passwd", "shadow", "group", "gshadow")
 DEFAULT_REPOSITORY_BASE = "/srv/backup"
 SCRATCH_FOLDER = ".hotspare-scratch"  # beside the repositories on the storage host
 RESTORE_BASE = "/var/tmp/hotspare-restore"  # scratch space on a standby being rebuilt
-TEMPORARY_PREFIX = "tmp-"
 
 # Constant shell programs; their arguments always arrive as "$@" (never spliced into text).
 IN_FOLDER = 'cd -- "$1" && shift && exec "$@"'
@@ -40,7 +39,8 @@ EXISTING = 'for path; do if [ -e "$path" ]; then printf "%s\\0" "$path"; fi; don
 HASH_TREE = 'cd -- "$1" && shift && find "$@" -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum -z'
 SHADOW_OF = 'awk -F: "NR==FNR { keep[\\$1] = 1; next } (\\$1 in keep)" "$1" "$2"'
 IN_UID_RANGE = 'awk -F: -v low="$1" -v high="$2" "\\$3 + 0 >= low && \\$3 + 0 <= high" "$3"'
-SET_HASHES = 'cut -d: -f1,2 -- "$1" | chpasswd -e'
+# Hashes of the named accounts only, from a shadow file on the host itself, into chpasswd -e.
+SET_HASHES = 'file=$1; shift; awk -F: -v names=" $* " "index(names, \\" \\" \\$1 \\" \\")" "$file" | cut -d: -f1,2 | chpasswd -e'
 PLACE = (
     'if [ -d "$1" ]; then mkdir -p -- "$2" && exec rsync -a --delete --numeric-ids -- "$1/" "$2/"; '
     'else mkdir -p -- "$(dirname -- "$2")" && exec rsync -a --numeric-ids -- "$1" "$2"; fi'
@@ -441,39 +441,8 @@ def next_subset(last_index: int | None, count: int) -> int:
 # ----- accounts --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Account:
-    name: str
-    uid: int
-    gid: int
-    gecos: str
-    home: str
-    shell: str
-
-
-@dataclass(frozen=True)
-class Group:
-    name: str
-    gid: int
-    members: tuple[str, ...]
-
-
-def parse_passwd(text: str) -> list[Account]:
-    accounts = []
-    for line in text.splitlines():
-        parts = line.split(":")
-        if len(parts) == 7 and parts[2].isdigit() and parts[3].isdigit():
-            accounts.append(Account(parts[0], int(parts[2]), int(parts[3]), parts[4], parts[5], parts[6]))
-    return accounts
-
-
-def parse_group(text: str) -> list[Group]:
-    groups = []
-    for line in text.splitlines():
-        parts = line.split(":")
-        if len(parts) == 4 and parts[2].isdigit():
-            groups.append(Group(parts[0], int(parts[2]), tuple(member for member in parts[3].split(",") if member)))
-    return groups
+# Account, Group, parse_passwd, parse_group and TEMPORARY_PREFIX live in
+# hotspare/planning/accounts.py; which accounts a rebuild may create is that module's merge rule.
 
 
 def account_commands(
@@ -525,9 +494,10 @@ def account_commands(
     return commands, sentences
 
 
-def set_password_hashes(shadow_file: str) -> list[str]:
-    """Give restored accounts their password hashes from the snapshot (read on the host itself)."""
-    return ["sh", "-c", SET_HASHES, "sh", shadow_file]
+def set_password_hashes(shadow_file: str, names: Sequence[str]) -> list[str]:
+    """Give the named restored accounts (those the account merge accepted) their password
+    hashes from the snapshot's shadow file, read on the host itself: hashes never travel."""
+    return ["sh", "-c", SET_HASHES, "sh", shadow_file, *names]
 
 
 @dataclass(frozen=True)
