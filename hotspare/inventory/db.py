@@ -11,13 +11,15 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
 from sqlalchemy import event, inspect
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from hotspare.inventory import models
 from hotspare.inventory import backup_models  # noqa: F401  (so create_all sees the backup tables)
+from hotspare.local_secrets import private_home, private_sqlite
 from hotspare.settings import hotspare_home
 
 
@@ -26,25 +28,50 @@ def database_url() -> str:
     url = os.environ.get("HOTSPARE_DB_URL")
     if url:
         return url
-    home = hotspare_home()
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'inventory.db'}"
+    return f"sqlite:///{hotspare_home() / 'inventory.db'}"
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create a SQLite inventory 0600 (in a 0700 home) before SQLite does, tighten an old one.
+
+    The inventory names every server, its address and pinned host key: others on the machine
+    have no business reading it. SQLite gives its WAL and shared-memory files the database
+    file's mode, so they stay private too.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).absolute()
+    if hotspare_home() in path.parents:
+        private_home()
+    if path.parent.is_dir():  # else SQLite itself reports the missing folder
+        private_sqlite(path, "the inventory database")
 
 
 def _create_v1(connection: Connection) -> None:
     SQLModel.metadata.create_all(connection)
 
 
+def _add_lock_fencing_v2(connection: Connection) -> None:
+    """Fencing token and start time of the service lock (new inventories have them from v1)."""
+    present = {column["name"] for column in inspect(connection).get_columns("service")}
+    for name, kind in (("lock_token", "INTEGER"), ("lock_since", "TIMESTAMP")):
+        if name not in present:
+            connection.exec_driver_sql(f"ALTER TABLE service ADD COLUMN {name} {kind}")
+
+
 # Ordered (version, step). Append new steps; never edit a released one. A step receives a
 # connection inside the migration transaction.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _create_v1),
+    (2, _add_lock_fencing_v2),
 ]
 
 
 @lru_cache(maxsize=8)
 def _engine_for(url: str) -> Engine:
     if url.startswith("sqlite"):
+        _private_sqlite_file(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:

@@ -47,6 +47,7 @@ from hotspare.lab.processes import (
     stop_netns_processes,
 )
 from hotspare.lab.remote import ssh_argv
+from hotspare.local_secrets import FOLDER_MODE, private_folder
 from hotspare.lab.topology import (
     APP_PORT,
     BLOCK_NAMES,
@@ -273,10 +274,11 @@ class Lab:
 
     def _prepare_directories(self) -> None:
         """Fresh hosts/, dns/, mail/ and logs/ folders (an earlier lab's are removed)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_folder(self.directory, "the lab folder")
         for name in ("hosts", "dns", "mail", "logs"):
             shutil.rmtree(self._path(name), ignore_errors=True)
             self._path(name).mkdir()
+        self._path("dns").chmod(FOLDER_MODE)  # holds the TSIG key
         for part in ("tmp", "new", "cur"):
             # mailbox.Maildir only makes these when the folder itself does not exist yet.
             self._path("mail", part).mkdir()
@@ -292,6 +294,7 @@ class Lab:
         for host in HOSTS:
             ssh_dir = self.host_root(host) / "ssh"
             ssh_dir.mkdir(parents=True)
+            ssh_dir.chmod(FOLDER_MODE)  # holds the host's private key
             private, public = generate_ed25519(f"{host.name}.{ZONE}")
             _write_private(ssh_dir / "ssh_host_ed25519_key", private)
             (ssh_dir / "ssh_host_ed25519_key.pub").write_text(public + "\n")
@@ -639,7 +642,7 @@ class Lab:
     @contextlib.contextmanager
     def _locked(self):
         """Serialize up/down/fail/heal on one lab folder across processes."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_folder(self.directory, "the lab folder")  # it holds the lab's keys and secrets
         with open(self._path(".lock"), "w") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
