@@ -12,8 +12,6 @@ activation is not repeated once done.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import timedelta
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.flow_runs import pause_flow_run
@@ -57,8 +55,7 @@ def failover(
 ) -> dict:
     """Move ``service`` to its mirror and repoint its DNS record; see the module docstring."""
     logger = get_run_logger()
-    plan = plan_failover(gather_facts(service), planned=planned, now=utcnow(), copy_id=copy_id, force=force,
-                         max_copy_age_hours=max_copy_age_hours)
+    plan = _plan(service, planned, copy_id, force, max_copy_age_hours)
     create_markdown_artifact(plan.markdown(), key=f"failover-plan-{service}", description=f"Failover plan for {service}")
     logger.info("plan %s: %s %s -> %s, copy %s", plan.digest, plan.mode, plan.source, plan.target, plan.copy_id or "final sync")
     if plan.already_done:
@@ -70,11 +67,32 @@ def failover(
         return {"service": service, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
     approved_by = await_approval(plan, yes, approved_plan_digest, approval_timeout_seconds)
     holder = f"failover:{flow_run.get_id() or 'local'}"
-    if resume:
-        previous = locks.break_stale(service, only_from_prefix="failover:")
-        logger.warning("resuming: cleared the lock of %s", previous or "nobody (it was free)")
-    with locks.service_lock(service, holder, timedelta(minutes=30)), _prefect_slot(service, takeover=resume):
-        return execute(plan, holder, approved_by)
+    # Never wait on routine work: take the lock over from a replication, backup or verification
+    # (their next step then refuses to act); a resume also takes it from the dead failover.
+    preempt = locks.PREEMPTIBLE + (("failover:",) if resume else ())
+    with locks.service_lock(service, holder, preempt=preempt) as lease, _prefect_slot(service, takeover=resume):
+        _same_plan_under_lock(plan, _plan(service, planned, copy_id, force, max_copy_age_hours))
+        return execute(plan, holder, approved_by, lease)
+
+
+def _plan(service: str, planned: bool, copy_id: str | None, force: bool, max_copy_age_hours: float) -> FailoverPlan:
+    return plan_failover(gather_facts(service), planned=planned, now=utcnow(), copy_id=copy_id, force=force,
+                         max_copy_age_hours=max_copy_age_hours)
+
+
+def _same_plan_under_lock(approved: FailoverPlan, current: FailoverPlan) -> None:
+    """The facts gathered again under the lock must give the plan that was approved."""
+    if current.digest == approved.digest:
+        get_run_logger().info("facts gathered again under the lock: the plan is unchanged (%s)", approved.digest)
+        return
+    create_markdown_artifact(current.markdown(), key=f"failover-plan-{current.service}",
+                             description=f"Failover plan for {current.service} (changed since approval)")
+    raise Refused(
+        f"failover of {approved.service} stopped before any step: the facts changed since plan {approved.digest} "
+        f"was approved; the plan is now {current.digest}"
+        + (f" (refused: {current.refusal})" if current.refusal else "")
+        + ". Review the new plan and approve it; nothing was changed.\n" + current.markdown()
+    )
 
 
 def await_approval(plan: FailoverPlan, yes: bool, approved_plan_digest: str | None, timeout: int) -> str:
@@ -119,12 +137,13 @@ def _prefect_slot(service: str, takeover: bool):
         yield
 
 
-def execute(plan: FailoverPlan, holder: str, approved_by: str) -> dict:
+def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Lease) -> dict:
     """Carry out an approved plan, recording each step; see the module docstring for the order."""
     logger = get_run_logger()
     service = plan.service
     run_id = runs.start_run("failover", service, flow_run.get_id())
     copy_id = plan.copy_id
+    lease.check("mark the service as failing over")
     _mark_in_flight(plan, run_id)
     details: dict = {"plan_digest": plan.digest, "approved_by": approved_by, "mode": plan.mode}
     try:
@@ -137,16 +156,19 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str) -> dict:
                 details["fencing"] = fence(service, plan.source)
         _record_copy(service, copy_id)
         with runs.step(run_id, "activate copy"):
+            lease.check(f"make copy {copy_id} live on {plan.target}")
             activate_copy(service, plan.target, copy_id)
             apply_accounts(service, copy_id, plan.target)
             run_app_commands(service, plan.target, "activate")
         with runs.step(run_id, "health check"):
             health_check_direct(service, plan.target_address)
         with runs.step(run_id, "dns cutover"):
+            lease.check(f"move {plan.dns_name} to {plan.target_address}")
             details["dns"] = _cutover(plan)
         with runs.step(run_id, "check through dns"):
             check_through_dns(service, plan.target_address)
         with runs.step(run_id, "inventory"):
+            lease.check("record the new layout in the inventory")
             _record_new_layout(plan, copy_id, details)
     except Exception as error:
         if plan.mode == "planned" and "dns" not in details and copy_id is not None:

@@ -12,7 +12,7 @@ and ``expire-temporary-accounts``, scheduled, which disables temporary logins wh
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from prefect import flow, get_run_logger, pause_flow_run
 from prefect.artifacts import create_markdown_artifact
@@ -101,7 +101,7 @@ def rebuild(
     outcome, summary, details = "failed", "", {"plan_digest": digest, "standby": rebuild_plan.standby}
     restored = False
     try:
-        with locks.service_lock(service, f"rebuild:{flow_run.get_id() or 'local'}", timedelta(hours=6)):
+        with locks.service_lock(service, f"rebuild:{flow_run.get_id() or 'local'}", preempt=locks.PREEMPTIBLE) as lease:
             with runs.step(run_id, "restore snapshot on standby") as step:
                 restored = True
                 details["restore"] = restore_on_standby(fleet, rebuild_plan, name, verify)
@@ -120,8 +120,10 @@ def rebuild(
             with runs.step(run_id, "health check"):
                 details["health"] = health_check(fleet, rebuild_plan)
             with runs.step(run_id, "dns cutover"):
+                lease.check(f"move {rebuild_plan.dns_name} to {rebuild_plan.standby}")
                 details["dns"] = cutover_dns(fleet, service, rebuild_plan.dns_from, rebuild_plan.dns_to)
             with runs.step(run_id, "inventory"):
+                lease.check("record the rebuilt service in the inventory")
                 details["inventory"] = record_rebuild(rebuild_plan)
         outcome = "ok"
         summary = (f"{service} rebuilt on {rebuild_plan.standby} from snapshot {rebuild_plan.snapshot_id[:8]} "

@@ -8,14 +8,14 @@ current and untouched, and the next run resumes from what was already copied.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from hotspare import access
-from hotspare.inventory import locks, runs
+from hotspare.inventory import copies, locks, runs
+from hotspare.inventory.runs import record_outcome
+from hotspare.planning.coordination import judge_routine_run
 from flows.verify import check_copy
 from tasks.retry import transfer_retries
 from tasks.replication import Refused, apply_accounts, copy_to_mirror, preflight, promote_copy, prune_copies, run_pre_sync
@@ -31,18 +31,23 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
     """The replication runbook inside the calling flow run.
 
     ``lock_holder`` lets a failover or reprotect run it under the lock it already holds (and
-    without a nested flow run, whose exit alone costs up to a second).
+    without a nested flow run, whose exit alone costs up to a second); the caller has then
+    already decided that the service's state allows it. Every side effect first checks that
+    this run still holds the lock: a failover may have taken it over.
     """
     logger = get_run_logger()
     holder = lock_holder or f"replicate:{flow_run.get_id() or 'local'}"
     run_id = runs.start_run("replicate", service, flow_run.get_id())
     outcome, summary, details = "failed", "", {}
     try:
-        with locks.service_lock(service, holder, timedelta(hours=6)):
+        if lock_holder is None:
+            _refuse_unless_routine(service)
+        with locks.service_lock(service, holder) as lease:
             with runs.step(run_id, "preflight"):
                 copy_plan = preflight(service, force)
             with runs.step(run_id, "pre-sync hooks"):
                 run_pre_sync(service, copy_plan.source)
+            lease.check("copy production to the mirror")
             with runs.step(run_id, "copy"):
                 stats = copy_to_mirror.with_options(retries=transfer_retries())(copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}")
             with runs.step(run_id, "verify"):
@@ -52,25 +57,34 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
                 summary = f"copy {copy_plan.copy_id} failed verification; the previous verified copy stays current"
                 raise Refused(summary + ": " + "; ".join(verification["summary"]["failures"]))
             with runs.step(run_id, "promote"):
+                lease.check(f"promote copy {copy_plan.copy_id}")
                 promote_copy(service, copy_plan.copy_id, copy_plan.target)
             with runs.step(run_id, "accounts"):
+                lease.check("merge accounts on the mirror")
                 details["accounts"] = apply_accounts(service, copy_plan.copy_id, copy_plan.target)
             with runs.step(run_id, "prune"):
+                lease.check("prune old copies")
                 details["pruned"] = prune_copies(service, copy_plan.target)
         outcome = "ok"
         summary = (f"{service}: copy {copy_plan.copy_id} verified and current on {copy_plan.target} "
                    f"({stats['files_transferred']} files / {stats['bytes_transferred']} bytes transferred)")
         logger.info(summary)
         return {"service": service, "outcome": outcome, **details}
-    except Refused as error:
+    except (Refused, locks.ServiceBusy, locks.LeaseLost) as error:
         outcome, summary = "refused", str(error)
         raise
     except Exception as error:
         summary = summary or f"{service}: replication failed: {error}"
         raise
     finally:
-        runs.finish_run(run_id, outcome, summary, details)
-        _publish_summary(service, run_id, outcome, summary)
+        record_outcome(lambda: runs.finish_run(run_id, outcome, summary, details),
+                       lambda: _publish_summary(service, run_id, outcome, summary))
+
+
+def _refuse_unless_routine(service: str) -> None:
+    decision = judge_routine_run("replicate", service, copies.service_row(service).state)
+    if not decision.go:
+        raise Refused(decision.reason)
 
 
 def _publish_summary(service: str, run_id: int, outcome: str, summary: str) -> None:

@@ -7,8 +7,6 @@ then an ordinary planned failover.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
@@ -28,7 +26,7 @@ def reprotect(service: str, mirror: str | None = None, lock_holder: str | None =
     ``lock_holder``: a switchover reprotecting under the lock it already holds.
     """
     holder = lock_holder or f"reprotect:{flow_run.get_id() or 'local'}"
-    with locks.service_lock(service, holder, timedelta(hours=6)):
+    with locks.service_lock(service, holder):
         return reprotect_under_lock(service, mirror, holder)
 
 
@@ -52,6 +50,9 @@ def reprotect_under_lock(service: str, mirror: str | None, holder: str) -> dict:
             f"{new_mirror} ({address}) still serves {service}: that would be two productions (split brain). "
             "Stop the app there (its deactivate commands), then reprotect again."
         )
+    lease = locks.held(holder)
+    if lease:
+        lease.check(f"assign {new_mirror} as the mirror of {service}")
     _assign_mirror(service, new_mirror)
     try:
         result = replicate_one(service, lock_holder=holder)

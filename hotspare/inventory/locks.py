@@ -1,85 +1,202 @@
-"""Per-service lease lock in the inventory: one replication, failover or rebuild at a time.
+"""Per-service leases with fencing tokens: one replication, backup, failover or rebuild at a time.
 
 A conditional UPDATE takes the lock, so it works across processes and machines sharing the
-inventory. A lease expires so that a crashed holder cannot block the service forever.
+inventory. Every acquisition increments the service's **fencing token**. A lease is short
+(``LEASE``) and renewed by a thread while the holding process lives, so a killed run's lock
+frees itself within ``LEASE``. Before every side effect a run calls ``Lease.check(action)``;
+a run whose lease expired or was taken over stops there (``LeaseLost``) and changes nothing more.
+
+A failover or rebuild never waits on routine work of the same service: it **takes over** the
+lock of a replication, backup, verification or restore proof (``PREEMPTIBLE``), whose next
+check then fails, so its half-made copy is never promoted.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import func, or_, update
 
-from hotspare.adapters.errors import PermanentError
+from hotspare.adapters.errors import Busy, NotFound, PermanentError
 from hotspare.inventory.db import session
-from hotspare.inventory.models import ServiceRow, utcnow
+from hotspare.inventory.models import ServiceRow, as_utc, utcnow
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=30)
 
 
-class ServiceBusy(PermanentError):
+def lease_length() -> timedelta:
+    """``LEASE``, or ``HOTSPARE_LEASE_SECONDS`` (tests and very slow inventories)."""
+    return timedelta(seconds=float(os.environ.get("HOTSPARE_LEASE_SECONDS") or LEASE.total_seconds()))
+
+
+# Routine runs a failover or rebuild of the same service takes the lock from at once.
+PREEMPTIBLE = ("replicate:", "backup:", "verify:", "restore-proof:")
+
+
+class ServiceBusy(Busy):
     """Another run holds the service's lock."""
 
 
-def acquire(service: str, holder: str, lease: timedelta) -> None:
+class LeaseLost(PermanentError):
+    """This run no longer holds the service's lock: it stops before its next side effect."""
+
+
+@dataclass
+class Lease:
+    """A held lock: the fencing ``token`` identifies this holding among all of the service's."""
+
+    service: str
+    holder: str
+    token: int
+    lost: str | None = None
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def check(self, action: str) -> None:
+        """Raise ``LeaseLost`` unless this run still holds the lock (read from the inventory)."""
+        with session() as db:
+            row = db.get(ServiceRow, self.service)
+            holder, token, expires = row.lock_holder, row.lock_token, row.lock_expires
+        if holder == self.holder and token == self.token and expires and as_utc(expires) > utcnow():
+            return
+        now_held = f"{holder} holds it now (token {token})" if holder and holder != self.holder else "its lease ran out"
+        raise LeaseLost(f"{self.holder} no longer holds the lock of {self.service} ({now_held}): "
+                        f"not going to {action}; nothing more was changed by this run")
+
+    def renew(self) -> bool:
+        """Extend the lease if this holding is still the current one."""
+        now = utcnow()
+        with session() as db:
+            result = db.exec(
+                update(ServiceRow)
+                .where(ServiceRow.name == self.service, ServiceRow.lock_holder == self.holder,
+                       ServiceRow.lock_token == self.token, ServiceRow.lock_expires > now)
+                .values(lock_expires=now + lease_length())
+            )
+        if result.rowcount != 1 and self.lost is None:
+            self.lost = f"lease of {self.service} lost at {now:%H:%M:%S} UTC"
+            log.warning("%s: %s; the run stops before its next side effect", self.holder, self.lost)
+        return self.lost is None
+
+
+_held: dict[str, Lease] = {}  # holder -> lease held by this process
+_held_lock = threading.Lock()
+
+
+def acquire(service: str, holder: str, preempt: tuple[str, ...] = ()) -> Lease:
+    """Take the service's lock for ``holder``: free, expired, already ours, or held by a run
+    whose holder name starts with one of ``preempt`` (taken over). Otherwise ``ServiceBusy``."""
     now = utcnow()
+    free = [ServiceRow.lock_holder.is_(None), ServiceRow.lock_expires < now, ServiceRow.lock_holder == holder]
+    free += [ServiceRow.lock_holder.startswith(prefix) for prefix in preempt]
     with session() as db:
+        previous = db.get(ServiceRow, service)
+        if previous is None:
+            raise NotFound(f"no service {service!r} in the inventory: check the name or load the fleet file first")
+        previous_holder, previous_expires = previous.lock_holder, previous.lock_expires
         result = db.exec(
             update(ServiceRow)
             .where(ServiceRow.name == service)
-            .where(or_(ServiceRow.lock_holder.is_(None), ServiceRow.lock_expires < now, ServiceRow.lock_holder == holder))
-            .values(lock_holder=holder, lock_expires=now + lease)
+            .where(or_(*free))
+            .values(lock_holder=holder, lock_expires=now + lease_length(), lock_since=now,
+                    lock_token=func.coalesce(ServiceRow.lock_token, 0) + 1)
         )
         if result.rowcount == 1:
-            return
-        row = db.get(ServiceRow, service)
-    if row is None:
-        raise PermanentError(f"no service {service!r} in the inventory: load the fleet file first")
-    raise ServiceBusy(
-        f"service {service} is busy: {row.lock_holder} holds its lock until {row.lock_expires:%Y-%m-%d %H:%M:%S} UTC. "
-        "Wait for that run to finish (or for the lease to expire if it crashed)."
+            db.flush()
+            db.expire_all()
+            token = db.get(ServiceRow, service).lock_token
+        else:
+            row = db.get(ServiceRow, service)
+            raise busy(service, row.lock_holder, row.lock_since)
+    if previous_holder and previous_holder != holder and previous_expires and as_utc(previous_expires) > now:
+        log.warning("%s took over the lock of %s from %s (token %d)", holder, service, previous_holder, token)
+    return Lease(service, holder, token)
+
+
+def busy(service: str, holder: str | None, since: datetime | None) -> ServiceBusy:
+    """The "busy" error: who holds the lock, since when, and what the operator can do."""
+    since_text = f"since {as_utc(since):%Y-%m-%d %H:%M:%S} UTC" if since else ""
+    return ServiceBusy(
+        f"service {service} is busy: {holder} holds its lock {since_text}. Wait for it to finish; "
+        f"a run that died frees the lock within {lease_length().total_seconds():g} s; a failover or rebuild takes it over from "
+        f"a replication, backup or verification at once. If you are sure the holder is gone: "
+        f"`hotspare unlock {service} --holder {holder}`.",
+        service=service, holder=holder or "", since=since,
     )
 
 
-def release(service: str, holder: str) -> None:
+def release(lease: Lease) -> None:
     with session() as db:
         db.exec(
             update(ServiceRow)
-            .where(ServiceRow.name == service)
-            .where(ServiceRow.lock_holder == holder)
-            .values(lock_holder=None, lock_expires=None)
+            .where(ServiceRow.name == lease.service, ServiceRow.lock_holder == lease.holder,
+                   ServiceRow.lock_token == lease.token)
+            .values(lock_holder=None, lock_expires=None, lock_since=None)
         )
 
 
 def holder_of(service: str) -> str | None:
+    """The live holder of the service's lock, or None."""
     with session() as db:
         row = db.get(ServiceRow, service)
-        return row.lock_holder if row and row.lock_expires and row.lock_expires.replace(tzinfo=None) > utcnow().replace(tzinfo=None) else None
+        if row and row.lock_holder and row.lock_expires and as_utc(row.lock_expires) > utcnow():
+            return row.lock_holder
+    return None
 
 
-def break_stale(service: str, only_from_prefix: str) -> str | None:
-    """Clear the lock if a run whose holder name starts with ``only_from_prefix`` holds it.
+def unlock(service: str, holder: str) -> bool:
+    """Clear the lock if ``holder`` (named by the operator) holds it; False if it does not."""
+    with session() as db:
+        result = db.exec(
+            update(ServiceRow).where(ServiceRow.name == service, ServiceRow.lock_holder == holder)
+            .values(lock_holder=None, lock_expires=None, lock_since=None)
+        )
+    return result.rowcount == 1
 
-    For resuming a crashed run of the same kind, as the operator asserts by resuming; a lock
-    held by any other kind of run is left alone (ServiceBusy). Returns the cleared holder.
-    """
-    previous = holder_of(service)
-    if previous and not previous.startswith(only_from_prefix):
-        raise ServiceBusy(f"service {service} is locked by {previous}, which is not a {only_from_prefix.rstrip(':')} run: not taking it over")
-    if previous:
-        release(service, previous)
-    return previous
+
+def held(holder: str) -> Lease | None:
+    """The lease this process holds for ``holder`` (for a run nested inside its caller's lock)."""
+    with _held_lock:
+        return _held.get(holder)
+
+
+def _renew_until_released(lease: Lease) -> None:
+    while not lease._stop.wait(lease_length().total_seconds() / 3):
+        try:
+            if not lease.renew():
+                return
+        except Exception as error:  # the inventory is briefly unreachable: the next round retries
+            log.warning("could not renew the lease of %s: %s", lease.service, error)
 
 
 @contextmanager
-def service_lock(service: str, holder: str, lease: timedelta) -> Iterator[None]:
-    """Hold the service's lock for the block. Re-entrant for the same holder: an inner use
-    (a final sync inside a failover) neither fails nor releases the outer one's lock."""
-    if holder_of(service) == holder:
-        yield
+def service_lock(service: str, holder: str, preempt: tuple[str, ...] = ()) -> Iterator[Lease]:
+    """Hold the service's lock for the block, renewed in the background. Re-entrant for the same
+    holder: an inner use (a final sync inside a failover) shares the outer one's lease."""
+    outer = held(holder)
+    if outer is not None:
+        yield outer
         return
-    acquire(service, holder, lease)
+    lease = acquire(service, holder, preempt)
+    renewer = threading.Thread(target=_renew_until_released, args=(lease,), name=f"lease-{service}", daemon=True)
+    with _held_lock:
+        _held[holder] = lease
+    renewer.start()
     try:
-        yield
+        yield lease
     finally:
-        release(service, holder)
+        lease._stop.set()
+        with _held_lock:
+            _held.pop(holder, None)
+        try:
+            release(lease)
+        except Exception as error:  # never replace the run's own outcome; the lease expires anyway
+            log.warning("could not release the lock of %s (it frees itself within %g s): %s", service,
+                        lease_length().total_seconds(), error)

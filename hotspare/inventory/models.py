@@ -52,6 +52,8 @@ class ServiceRow(SQLModel, table=True):
     failover: dict | None = Field(default=None, sa_column=Column(JSON))  # in-flight or last failover
     lock_holder: str | None = None
     lock_expires: datetime | None = None
+    lock_since: datetime | None = None  # when the current holder took the lock
+    lock_token: int | None = None  # fencing token: increases with every acquisition
     updated_at: datetime = Field(default_factory=utcnow)
 
 

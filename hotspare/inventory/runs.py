@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from hotspare.inventory.db import session
 from hotspare.inventory.models import RunRow, StepRow, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def start_run(kind: str, service: str, flow_run_id: str | None = None) -> int:
@@ -61,3 +64,17 @@ def step_timings(run_id: int) -> list[dict]:
         }
         for row in rows
     ]
+
+
+def record_outcome(*recorders: Callable[[], None]) -> None:
+    """Run a run's bookkeeping (its inventory row, its summary artifact) at the end.
+
+    Called from ``finally``: a failure of one recorder is logged and the next still runs, and
+    none ever replaces the run's own result or exception, which the operator needs to see.
+    """
+    for recorder in recorders:
+        try:
+            recorder()
+        except Exception as error:
+            log.error("could not record the run's outcome (%s: %s); the run's own result stands",
+                      type(error).__name__, error)
