@@ -2,13 +2,14 @@
 
 The lab (OpenSSH hosts in network namespaces, BIND, SMTP) is started once at slot 1 (or
 ``HOTSPARE_TEST_SLOT``, so two suites can run side by side) and never collides with a demo lab
-at slot 0. The Prefect API is ``prefect_test_harness``. Tests that
+at slot 0. The Prefect API is ``prefect_test_harness``, behind basic authentication. Tests that
 change the lab (fail a host, fail over a service) restore it or use ``fresh_lab_state``.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -23,14 +24,25 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "50")
 os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE", "50")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "paramiko")
+# The session's Prefect API requires authentication, as the server hotspare starts does: the
+# harness server reads PREFECT_SERVER_API_AUTH_STRING from this environment, every client
+# (this process and the ones tests start) sends PREFECT_API_AUTH_STRING. A fresh string per
+# session replaces any exported by scripts/setup.sh; set before Prefect is imported.
+SESSION_API_AUTH_STRING = "hotspare-test:" + secrets.token_urlsafe(24)
+os.environ["PREFECT_SERVER_API_AUTH_STRING"] = SESSION_API_AUTH_STRING
+os.environ["PREFECT_API_AUTH_STRING"] = SESSION_API_AUTH_STRING
+os.environ.pop("PREFECT_API_KEY", None)
 
 
 @pytest.fixture(scope="session")
 def prefect_api():
-    """A real Prefect API (test harness server) for the whole session."""
+    """A real Prefect API (test harness server) for the whole session, behind authentication."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_SERVER_API_AUTH_STRING, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
+    # Also as settings, in case Prefect was imported before this module set the environment.
+    auth = {PREFECT_SERVER_API_AUTH_STRING: SESSION_API_AUTH_STRING, PREFECT_API_AUTH_STRING: SESSION_API_AUTH_STRING}
+    with temporary_settings(updates=auth), prefect_test_harness(server_startup_timeout=180):
         yield
 
 
