@@ -28,8 +28,8 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     source, target = copies.service_row(service).active_server, row.target_server
     host_check = verify_host.submit(service, source, target, row.total_bytes)  # alongside the content check
     content = verify_content(service, copy_id, source, target)
-    if content["corrupt"] and repair:
-        repair_copy(service, copy_id, source, target, [d["path"] for d in content["corrupt"] if d["kind"] != "extra"])
+    if repair and any(d["kind"] not in ("extra", "unreadable") for d in content["corrupt"]):
+        repair_copy(service, copy_id, source, target, [d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable")])
         content = verify_content(service, copy_id, source, target)
     host = host_check.result()
     account_check = verify_accounts(service, copy_id, target) if accounts_applied else None
@@ -46,11 +46,14 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
 def _checks(service: str, copy_id: str, content: dict, host: dict, accounts: dict | None) -> list[dict]:
     corrupt = content["corrupt"]
     changed = content["changed_during_copy"]
+    fuzzy = content.get("fuzzy", [])
     checks = [
         _check("content", not corrupt, f"{len(corrupt)} file(s) differ from production: " + ", ".join(f"{d['path']} ({d['kind']})" for d in corrupt[:20])
                if corrupt else "every file matches production by checksum"),
         {"check": "changed during copy", "result": "info", "detail": f"{len(changed)} file(s) changed on production after the copy began"
          + (": " + ", ".join(d["path"] for d in changed[:20]) if changed else "")},
+        {"check": "fuzzy paths", "result": "info", "detail": f"{len(fuzzy)} file(s) in paths the fleet file allows to differ"
+         + (": " + ", ".join(f"{d['path']} ({d['kind']})" for d in fuzzy[:20]) if fuzzy else "")},
         _check("hardware and OS", not host["problems"], "; ".join(host["problems"]) or
                f"mirror {_machine(host['mirror'])} vs production {_machine(host['production'])}; "
                f"{host['packages_compared']} packages match"),

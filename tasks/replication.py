@@ -13,13 +13,14 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from hotspare import access
-from hotspare.adapters.errors import PermanentError
+from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.adapters.ssh import SshConnection
 from hotspare.fleet import Fleet
 from hotspare.inventory import copies
 from hotspare.inventory.models import CopyRow, utcnow
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import replication as plan
+from hotspare.planning.rsync_outcomes import classify_rsync
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.transfer_access import transfer_access
 
@@ -166,16 +167,19 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
             logger.info("resuming the interrupted copy %s as %s", copy_plan.resume_from, copy_plan.copy_id)
         _record_copy_start(copy_plan)
         with transfer_access(fleet, service, copy_plan.source, copy_plan.target, list(copy_plan.paths), run_tag) as (peer, stdin):
-            argv = plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest)
+            argv = plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest,
+                                        fleet.service(service).exclude)
             result = mirror.run(plan.with_peer_access(peer, argv), stdin=stdin, timeout=6 * 3600, check=False)
-        if result.exit_status not in (0, 24):  # 24: files vanished during transfer (production is live)
-            copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())
-            from hotspare.adapters.errors import TransientError
-
-            raise TransientError(
-                f"rsync {copy_plan.source} -> {copy_plan.target} exited {result.exit_status}: "
-                f"{result.stderr_tail.strip()[-500:]}. The previous verified copy is untouched; the next run resumes."
-            )
+    outcome = classify_rsync(result.exit_status, result.stderr_tail)
+    if outcome.kind in ("permanent", "transient"):
+        copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())
+        error = PermanentError if outcome.kind == "permanent" else TransientError
+        raise error(f"copy {copy_plan.source} -> {copy_plan.target} failed ({outcome.kind}, not "
+                    f"{'retried' if outcome.kind == 'permanent' else 'final yet'}): {outcome.reason}. "
+                    "The previous verified copy is untouched; the next run resumes.")
+    if outcome.kind == "partial":
+        logger.warning("copy %s is incomplete: %s; verification decides whether it may become current",
+                       copy_plan.copy_id, outcome.reason)
     stats = plan.parse_rsync_stats(result.text)
     copies.update_copy(
         copy_plan.copy_id, status="copied", ended_at=utcnow(), bytes_transferred=stats.bytes_transferred,
@@ -184,7 +188,7 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
     )
     logger.info("copied %s: %d files / %d bytes transferred of %d files / %d bytes", copy_plan.copy_id,
                 stats.files_transferred, stats.bytes_transferred, stats.total_files, stats.total_bytes)
-    return asdict(stats) | {"source_clock_start": copy_plan.source_clock}
+    return asdict(stats) | {"source_clock_start": copy_plan.source_clock, "failed_files": outcome.failed_paths}
 
 
 def _record_copy_start(copy_plan: CopyPlan) -> None:

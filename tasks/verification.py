@@ -18,6 +18,8 @@ from hotspare.inventory import copies
 from hotspare.inventory.models import utcnow
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import replication as plan
+from hotspare.adapters.errors import PermanentError, TransientError
+from hotspare.planning.rsync_outcomes import classify_rsync
 from tasks.replication import STEP
 from tasks.transfer_access import transfer_access
 
@@ -26,26 +28,29 @@ STAT_CHUNK = 400
 
 @task(name="verify content", **STEP)
 def verify_content(service: str, copy_id: str, source: str, target: str) -> dict:
-    """Checksum-compare production with the copy; classify every difference."""
+    """Checksum-compare production with the copy; classify every difference. A file rsync could
+    not read or compare is a difference of its own ("unreadable"), never a silent pass."""
     fleet = access.loaded_fleet()
-    paths = plan.source_paths(fleet.service(service).model_dump(mode="json"))
+    spec = fleet.service(service)
+    paths = plan.source_paths(spec.model_dump(mode="json"))
     row = next(row for row in copies.copies_of(service) if row.id == copy_id)
     with access.connect(fleet, target) as mirror, transfer_access(fleet, service, source, target, paths, f"verify-{service}") as (peer, stdin):
-        argv = plan.with_peer_access(peer, plan.rsync_verify_argv(peer, paths, plan.copy_tree(service, copy_id)))
+        argv = plan.with_peer_access(peer, plan.rsync_verify_argv(peer, paths, plan.copy_tree(service, copy_id), spec.exclude))
         result = mirror.run(argv, stdin=stdin, timeout=6 * 3600, check=False)
+    outcome = classify_rsync(result.exit_status, result.stderr_tail)
+    if outcome.kind in ("permanent", "transient"):
+        error = PermanentError if outcome.kind == "permanent" else TransientError
+        raise error(f"checksum comparison {source} -> {target} failed: {outcome.reason}")
+    itemized = plan.parse_itemized(result.text) + [("unreadable", path) for path in outcome.failed_paths]
     with access.connect(fleet, source) as production:
-        if result.exit_status not in (0, 23, 24):
-            from hotspare.adapters.errors import TransientError
-
-            raise TransientError(f"checksum comparison {source} -> {target} failed ({result.exit_status}): {result.stderr_tail.strip()[-300:]}")
-        itemized = plan.parse_itemized(result.text)
-        mtimes = source_mtimes(production, [path for _, path in itemized])
-    report = plan.classify_differences(itemized, mtimes, row.source_clock_start or 0.0)
+        mtimes = source_mtimes(production, [path for kind, path in itemized if kind != "unreadable"])
+    report = plan.classify_differences(itemized, mtimes, row.source_clock_start or 0.0, spec.fuzzy)
     corrupt = [asdict(d) for d in report.corrupt]
     changed = [asdict(d) for d in report.changed_during_copy]
-    get_run_logger().info("content of %s: %d difference(s) not explained by production changes, %d file(s) changed on production since the copy began",
-                          copy_id, len(corrupt), len(changed))
-    return {"corrupt": corrupt, "changed_during_copy": changed}
+    tolerated = [asdict(d) for d in report.tolerated]
+    get_run_logger().info("content of %s: %d difference(s) not explained by production changes, %d file(s) changed on "
+                          "production since the copy began, %d in fuzzy paths", copy_id, len(corrupt), len(changed), len(tolerated))
+    return {"corrupt": corrupt, "changed_during_copy": changed, "fuzzy": tolerated}
 
 
 def source_mtimes(production: SshConnection, paths: list[str]) -> dict[str, float]:
@@ -64,7 +69,8 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
     fleet = access.loaded_fleet()
     roots = plan.source_paths(fleet.service(service).model_dump(mode="json"))
     with access.connect(fleet, target) as mirror, transfer_access(fleet, service, source, target, roots, f"repair-{service}") as (peer, stdin):
-        argv = plan.with_peer_access(peer, plan.rsync_repair_argv(peer, paths, plan.copy_tree(service, copy_id)))
+        excludes = fleet.service(service).exclude
+        argv = plan.with_peer_access(peer, plan.rsync_repair_argv(peer, paths, plan.copy_tree(service, copy_id), excludes))
         mirror.run(argv, stdin=stdin, timeout=6 * 3600)
     get_run_logger().warning("re-sent %d file(s) that differed from production into %s", len(paths), copy_id)
     return len(paths)

@@ -17,6 +17,7 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 # is reported together with every other problem of its service.
 AbsolutePath = Annotated[str, StringConstraints(min_length=1)]
 Command = Annotated[list[str], Field(min_length=1)]
+Pattern = Annotated[str, StringConstraints(pattern=r'^[^\s"\\]+$')]
 
 
 class Strict(BaseModel):
@@ -124,6 +125,20 @@ class Service(Strict):
         default=0.5, gt=0, le=1, description="Refuse to sync when size or file count dropped by more than this fraction."
     )
     backup: Backup | None = Field(default=None, description="Backups to the storage host (none when absent).")
+    exclude: list[Pattern] = Field(
+        default_factory=list,
+        description=(
+            "Files never copied, compared, backed up or restored (caches, sockets, temporary files): an absolute "
+            "folder (itself and everything under it) or a glob on the full path or on the file name, e.g. '*.sock'."
+        ),
+    )
+    fuzzy: list[Pattern] = Field(
+        default_factory=list,
+        description=(
+            "Files allowed to be unreadable or to differ in a copy because production rewrites them all the time "
+            "(same forms as exclude): named in the verification, but they never keep a copy from becoming current."
+        ),
+    )
 
 
 class Contact(Strict):

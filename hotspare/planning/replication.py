@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from hotspare.planning.rsync_outcomes import matches_any, rsync_exclude_args
+
 from hotspare.planning.accounts import ACCOUNT_FILES
 
 COPIES_ROOT = "/srv/hotspare"
@@ -178,7 +180,8 @@ def peer_stdin(known_hosts_line: str, private_key: str) -> bytes:
     return (known_hosts_line.strip() + "\n" + private_key.strip() + "\n").encode()
 
 
-def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link_dest: str | None) -> list[str]:
+def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link_dest: str | None,
+                    excludes: list[str] = ()) -> list[str]:
     """Pull ``paths`` from production into ``target_tree`` on the mirror, preserving absolute paths.
 
     ``--delete`` only ever acts inside the new copy's own folder (resuming a partial copy),
@@ -192,24 +195,25 @@ def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link
         "--stats", "--timeout=60", "-e", access.ssh_command(),
     ]
     argv.append(f"--link-dest={link_dest}" if link_dest else "--copy-dest=/")
-    return [*argv, *access.remotes(paths), target_tree + "/"]
+    return [*argv, *rsync_exclude_args(excludes), *access.remotes(paths), target_tree + "/"]
 
 
-def rsync_verify_argv(access: PeerAccess, paths: list[str], target_tree: str) -> list[str]:
-    """Dry-run content comparison (``-c``: full checksums) listing every difference."""
+def rsync_verify_argv(access: PeerAccess, paths: list[str], target_tree: str, excludes: list[str] = ()) -> list[str]:
+    """Dry-run content comparison (``-c``: full checksums) listing every difference; excluded
+    files are neither compared nor reported as extra."""
     return [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--dry-run", "--checksum",
         "--itemize-changes", "--timeout=60", "-e", access.ssh_command(),
-        *access.remotes(paths), target_tree + "/",
+        *rsync_exclude_args(excludes), *access.remotes(paths), target_tree + "/",
     ]
 
 
-def rsync_repair_argv(access: PeerAccess, paths: list[str], target_tree: str) -> list[str]:
+def rsync_repair_argv(access: PeerAccess, paths: list[str], target_tree: str, excludes: list[str] = ()) -> list[str]:
     """Fetch ``paths`` (absolute) again with full checksums into the copy; rsync replaces each
     file by a new one, so an older copy sharing its inode keeps its own."""
     return [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--checksum", "--timeout=60",
-        "-e", access.ssh_command(), *access.remotes(paths), target_tree + "/",
+        "-e", access.ssh_command(), *rsync_exclude_args(excludes), *access.remotes(paths), target_tree + "/",
     ]
 
 
@@ -247,6 +251,7 @@ class Difference:
     path: str  # absolute path on production
     kind: str  # content | missing | extra | metadata
     changed_on_source: bool = False  # production modified it after the copy started
+    fuzzy: bool = False  # the fleet file allows this path to differ (rewritten all the time)
 
 
 @dataclass(frozen=True)
@@ -255,12 +260,18 @@ class ContentReport:
 
     @property
     def corrupt(self) -> tuple[Difference, ...]:
-        """Differences production's own changes cannot explain."""
-        return tuple(d for d in self.differences if not d.changed_on_source)
+        """Differences production's own changes cannot explain (an unreadable file always counts,
+        unless fuzzy: nothing was compared)."""
+        return tuple(d for d in self.differences if not d.changed_on_source and not d.fuzzy)
 
     @property
     def changed_during_copy(self) -> tuple[Difference, ...]:
-        return tuple(d for d in self.differences if d.changed_on_source)
+        return tuple(d for d in self.differences if d.changed_on_source and not d.fuzzy)
+
+    @property
+    def tolerated(self) -> tuple[Difference, ...]:
+        """Differences in paths the fleet file declares fuzzy."""
+        return tuple(d for d in self.differences if d.fuzzy)
 
 
 def parse_itemized(output: str) -> list[tuple[str, str]]:
@@ -298,20 +309,25 @@ def parse_itemized(output: str) -> list[tuple[str, str]]:
     return found
 
 
-def classify_differences(itemized: list[tuple[str, str]], source_mtimes: dict[str, float], copy_started: float) -> ContentReport:
+def classify_differences(itemized: list[tuple[str, str]], source_mtimes: dict[str, float], copy_started: float,
+                         fuzzy: list[str] = ()) -> ContentReport:
     """Mark each difference whose production file changed after ``copy_started`` as expected.
 
     ``source_mtimes`` holds production's current mtime for listed paths (absent: the file no
-    longer exists on production, which is also a change on the source's side).
+    longer exists on production, which is also a change on the source's side). An
+    ``unreadable`` entry (rsync could not read or compare the file) is never explained by a
+    change. Paths matching ``fuzzy`` are marked as tolerated.
     """
     differences = []
     for kind, path in itemized:
         mtime = source_mtimes.get(path)
-        if kind == "extra":
+        if kind == "unreadable":
+            changed = False
+        elif kind == "extra":
             changed = mtime is None  # deleted on production after the copy
         else:
             changed = mtime is None or mtime >= copy_started
-        differences.append(Difference(path, kind, changed))
+        differences.append(Difference(path, kind, changed, matches_any(path, list(fuzzy))))
     return ContentReport(tuple(differences))
 
 

@@ -1,0 +1,117 @@
+"""rsync outcomes classified in one place; file names taken from real rsync runs on this machine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from hotspare.planning import replication as plan
+from hotspare.planning.rsync_outcomes import classify_rsync, failed_files, matches_any, rsync_exclude_args
+
+
+@pytest.mark.parametrize("status, stderr, kind", [
+    (0, "", "ok"),
+    (24, 'file has vanished: "/srv/app1/data/tmp.1"', "ok"),
+    (1, "rsync: --bogus: unknown option", "permanent"),
+    (2, "protocol version mismatch -- is your shell clean?", "permanent"),
+    (11, 'rsync: [receiver] write failed on "/srv/hotspare/app1/copies/x/tree/srv/app1/data/big": No space left on device (28)', "permanent"),
+    (12, "rsync: [receiver] write error: No space left on device (28)", "permanent"),
+    (255, "Host key verification failed.", "permanent"),
+    (255, "root@10.211.71.11: Permission denied (publickey).", "permanent"),
+    (1, "hotspare transfer guard (app1): refused: not a path of this service: /etc/shadow", "permanent"),
+    (255, "ssh: connect to host 10.211.71.11 port 22: Connection timed out", "transient"),
+    (12, "rsync: connection unexpectedly closed (0 bytes received so far) [sender]", "transient"),
+    (30, "[sender] io timeout after 60 seconds -- exiting", "transient"),
+    (10, "rsync error: error in socket IO (code 10)", "transient"),
+])
+def test_exit_status_and_message_decide_the_kind(status, stderr, kind):
+    outcome = classify_rsync(status, stderr)
+    assert outcome.kind == kind
+    if kind != "ok":
+        assert outcome.reason  # a sentence for the operator
+
+
+def test_a_partial_transfer_names_the_files():
+    stderr = "\n".join([
+        'rsync: [sender] send_files failed to open "/srv/app1/data/secret.db": Permission denied (13)',
+        'rsync: [sender] read errors mapping "/srv/app1/data/disk.img": Input/output error (5)',
+        "ERROR: srv/app1/data/live.log failed verification -- update discarded.",
+        'rsync: [sender] link_stat "/srv/app1/gone" failed: No such file or directory (2)',
+        "rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1338) [generator=3.5.0]",
+    ])
+    outcome = classify_rsync(23, stderr)
+    assert outcome.kind == "partial"
+    assert outcome.failed_paths == ["/srv/app1/data/secret.db", "/srv/app1/data/disk.img", "/srv/app1/data/live.log", "/srv/app1/gone"]
+    assert "Permission denied" in outcome.reason and "/srv/app1/data/secret.db" in outcome.reason
+
+
+@pytest.fixture
+def unreadable_tree():
+    """A tree with one file its reader (nobody) may not open, and a source path that is gone
+    (under /tmp itself: pytest's own temporary folders are closed to other users)."""
+    import tempfile
+    from pathlib import Path
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="hotspare-rsync-"))
+    source = tmp_path / "src"
+    (source / "data").mkdir(parents=True)
+    (source / "data" / "fine.txt").write_text("fine")
+    (source / "data" / "secret.db").write_text("secret")
+    os.chmod(source / "data" / "secret.db", 0o600)
+    tmp_path.chmod(0o755)
+    source.chmod(0o755)
+    (source / "data").chmod(0o755)
+    target = tmp_path / "dst"
+    target.mkdir()
+    target.chmod(0o777)
+    yield source, target
+    shutil.rmtree(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to run rsync as nobody")
+def test_real_rsync_exit_23_is_partial_and_names_the_unreadable_file(unreadable_tree):
+    source, target = unreadable_tree
+    result = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "rsync", "-a", "--relative",
+         f"{source}/data", f"{source}/missing", f"{target}/"],
+        capture_output=True, text=True, timeout=30, check=False)
+    outcome = classify_rsync(result.returncode, result.stderr)
+    assert result.returncode == 23
+    assert outcome.kind == "partial"
+    assert set(outcome.failed_paths) == {f"{source}/data/secret.db", f"{source}/missing"}
+    assert (target / str(source).lstrip("/") / "data" / "fine.txt").read_text() == "fine"  # the rest arrived
+
+
+def test_unreadable_files_always_fail_verification_unless_fuzzy():
+    itemized = [("content", "/srv/app1/data/a"), ("unreadable", "/srv/app1/data/live.log"), ("unreadable", "/srv/app1/data/b")]
+    report = plan.classify_differences(itemized, {"/srv/app1/data/a": 100.0}, copy_started=50.0, fuzzy=["*.log"])
+    assert [d.path for d in report.corrupt] == ["/srv/app1/data/b"]  # unreadable: nothing was compared
+    assert [d.path for d in report.changed_during_copy] == ["/srv/app1/data/a"]
+    assert [d.path for d in report.tolerated] == ["/srv/app1/data/live.log"]
+    assert failed_files("") == []
+
+
+@pytest.mark.parametrize("path, patterns, expected", [
+    ("/srv/app1/data/cache/x/y", ["/srv/app1/data/cache"], True),
+    ("/srv/app1/data/cachex", ["/srv/app1/data/cache"], False),
+    ("/srv/app1/data/run/app.sock", ["*.sock"], True),
+    ("/srv/app1/data/tmp/a.tmp", ["/srv/app1/data/tmp/*"], True),
+    ("/srv/app1/data/a.db", ["*.sock", "/srv/app1/data/cache"], False),
+])
+def test_patterns_match_folders_and_globs(path, patterns, expected):
+    assert matches_any(path, patterns) is expected
+
+
+def test_excludes_reach_copy_verify_and_repair_identically():
+    peer = plan.peer_access("t", "root", "10.211.71.11", 22)
+    excludes = ["/srv/app1/data/cache", "*.sock"]
+    wanted = rsync_exclude_args(excludes)
+    assert wanted == ["--exclude=/srv/app1/data/cache", "--exclude=*.sock"]
+    for argv in (plan.rsync_copy_argv(peer, ["/srv/app1/data"], "/t", None, excludes),
+                 plan.rsync_verify_argv(peer, ["/srv/app1/data"], "/t", excludes),
+                 plan.rsync_repair_argv(peer, ["/srv/app1/data/x"], "/t", excludes)):
+        assert [arg for arg in argv if arg.startswith("--exclude")] == wanted
+        assert argv.index(wanted[-1]) < argv.index(next(a for a in argv if a.startswith("root@")))
