@@ -1,0 +1,228 @@
+"""A dying production never blocks its own failover, and no step acts on stale facts — in the lab.
+
+Red-team sequences an operator meets in a real outage: production dies while a replication
+hangs in its pre-sync hook, or the replication process is killed mid-copy; the facts change
+while a plan waits for approval; a replication is asked for while the service is failed over;
+rsync fails for a reason a retry cannot fix; a file cannot be read; a cache is excluded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.failover import failover
+from flows.replicate import replicate_service
+from hotspare.cli import main
+from hotspare.inventory import copies
+from lab_helpers import host_path, poll, ssh, tree_digest
+from test_failover import address, dns_answer, protected, reset_layout, through_dns  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.lab
+
+SERVICE = "app1"
+# Red-team bound: from "production lost during a replication" to "users on the mirror".
+FAILOVER_BOUND_SECONDS = 60
+
+
+@contextmanager
+def fleet_changed(lab_env: dict, tmp_path: Path, **service_fields):
+    """Load the lab fleet with app1's fields changed; load the original again afterwards."""
+    fleet_file = Path(lab_env["fleet_file"])
+    document = yaml.safe_load(fleet_file.read_text())
+    service = next(entry for entry in document["services"] if entry["name"] == SERVICE)
+    service.update(service_fields)
+    changed = tmp_path / "fleet.yaml"
+    changed.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert main(["fleet", "load", str(changed)]) == 0
+    try:
+        yield
+    finally:
+        assert main(["fleet", "load", str(fleet_file)]) == 0
+
+
+def production_data(lab_env) -> Path:
+    return host_path(lab_env, lab_env["services"][SERVICE]["production"], lab_env["services"][SERVICE]["data_path"])
+
+
+def test_hung_replication_on_a_dead_production_never_blocks_the_emergency_failover(protected, lab, lab_env, tmp_path):
+    pid_file = host_path(lab_env, "prod-east", "/srv/app1/hook-sleep.pid")
+    pid_file.unlink(missing_ok=True)
+    # a pre-sync hook that hangs (a database dump stuck on a dying disk), PID recorded so the
+    # test can end exactly the process it made
+    hook = ["sh", "-c", "sleep 600 & echo $! > /srv/app1/hook-sleep.pid; wait $!; true"]
+    before = copies.current_copy(SERVICE).id
+    with fleet_changed(lab_env, tmp_path, pre_sync=[hook]), ThreadPoolExecutor(1) as pool:
+        hung = pool.submit(replicate_service, SERVICE, return_state=True)
+        sleeper = int(poll(lambda: pid_file.exists() and pid_file.read_text().strip(), 60, "the hook to hang"))
+        try:
+            lab.fail("prod-east")
+            started = time.monotonic()
+            result = failover(SERVICE, yes=True)
+            elapsed = time.monotonic() - started
+            assert result["outcome"] == "ok"
+            assert dns_answer(lab_env) == [address(lab_env, "mirror")]
+            assert through_dns(lab_env, "health.txt")[:3:2] == (200, address(lab_env, "mirror"))
+            print(f"\nproduction lost during a replication -> users on the mirror: {elapsed:.1f} s")
+            assert elapsed < FAILOVER_BOUND_SECONDS
+            # while failed over, routine replication is refused with what to do
+            refused = replicate_service(SERVICE, return_state=True)
+            assert refused.is_failed() and "it is failed-over" in refused.message and "reprotect" in refused.message
+        finally:
+            lab.heal("prod-east")
+            os.kill(sleeper, signal.SIGKILL)  # the hook's sleep this test started
+        state = hung.result(timeout=120)
+    # the taken-over replication stopped before its next side effect and promoted nothing
+    assert state.is_failed() and "no longer holds the lock" in state.message, state.message
+    assert copies.service_row(SERVICE).failover["copy_id"] == result["copy_id"] == before
+    assert copies.service_row(SERVICE).active_server == "mirror-west"
+
+
+def test_replication_killed_mid_copy_then_emergency_failover_at_once(protected, lab, lab_env, prefect_api, monkeypatch):
+    from prefect.settings import PREFECT_API_URL
+
+    before = copies.current_copy(SERVICE).id
+    bulk = production_data(lab_env) / "bulk"
+    bulk.mkdir(exist_ok=True)
+    for number in range(40):
+        (bulk / f"blob-{number}.bin").write_bytes(os.urandom(8 * 2**20))
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "HOTSPARE_TRANSFER_RETRIES": "0"}
+    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "replicate", SERVICE], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        arrived = str(host_path(lab_env, "mirror-west", "/srv/hotspare/app1/copies")) + "/*/tree/srv/app1/data/bulk/blob-*"
+        import glob
+
+        poll(lambda: len(glob.glob(arrived)) >= 4, 120, "part of the data to arrive on the mirror")
+        os.killpg(process.pid, signal.SIGKILL)  # the replication process group this test started
+        process.wait(timeout=30)
+        lab.fail("prod-east")
+        started = time.monotonic()
+        result = failover(SERVICE, yes=True)  # the dead run's lease is still live: taken over
+        elapsed = time.monotonic() - started
+        print(f"\nreplication killed mid-copy, production lost -> users on the mirror: {elapsed:.1f} s")
+        assert result["outcome"] == "ok" and result["copy_id"] == before  # never the half-made copy
+        assert elapsed < FAILOVER_BOUND_SECONDS
+        assert dns_answer(lab_env) == [address(lab_env, "mirror")]
+    finally:
+        lab.heal("prod-east")
+        for blob in bulk.glob("*"):
+            blob.unlink()
+        bulk.rmdir()
+
+
+def test_facts_changed_between_approval_and_execution_stop_the_run_and_show_the_new_plan(protected, lab, lab_env):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.flow_runs import resume_flow_run
+
+    shown = failover(SERVICE, dry_run=True)["plan_digest"]
+
+    def paused_run():
+        with get_client(sync_client=True) as client:
+            found = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+        return found[0] if found else None
+
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(failover, SERVICE, approval_timeout_seconds=120, return_state=True)
+        paused = poll(paused_run, 60, "the failover to pause for approval")
+        # while the plan waits, a replication makes a newer copy: the approved plan is stale
+        assert replicate_service(SERVICE)["outcome"] == "ok"
+        resume_flow_run(paused.id, run_input={"approve": True, "plan_digest": shown, "operator": "Dana Ops"})
+        state = waiting.result(timeout=180)
+    assert state.is_failed()
+    assert "the facts changed since plan" in state.message and "# Failover plan for app1" in state.message
+    new_digest = failover(SERVICE, dry_run=True)["plan_digest"]
+    assert new_digest != shown and new_digest in state.message
+    assert dns_answer(lab_env) == [address(lab_env, "production")]
+    assert copies.service_row(SERVICE).state == "protected"
+
+
+def test_a_full_mirror_disk_is_a_permanent_error_and_is_not_retried(protected, lab, lab_env, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    monkeypatch.setenv("HOTSPARE_TRANSFER_RETRIES", "2")
+    bulk = production_data(lab_env) / "bulk"
+    bulk.mkdir(exist_ok=True)
+    (bulk / "big.bin").write_bytes(os.urandom(4 * 2**20))
+    copies_folder = "/srv/hotspare/app1/copies"
+    # a 1 MiB file system over the mirror's copies: the copy runs out of space
+    assert ssh(lab_env, "mirror-west", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", copies_folder).returncode == 0
+    try:
+        state = replicate_service(SERVICE, return_state=True)
+    finally:
+        assert ssh(lab_env, "mirror-west", "umount", copies_folder).returncode == 0
+        (bulk / "big.bin").unlink()
+        bulk.rmdir()
+    assert state.is_failed() and "permanent" in state.message and "disk is full" in state.message, state.message
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    [copy_run] = [run for run in task_runs if run.name.startswith("copy to mirror")]
+    assert copy_run.run_count == 1  # not retried
+
+
+def test_an_unreadable_file_fails_verification_with_its_name(protected, lab, lab_env, tmp_path):
+    """A real read error: a file on a small btrfs whose data block is damaged (checksum error)."""
+    if subprocess.run(["sh", "-c", "command -v mkfs.btrfs"], capture_output=True).returncode != 0:
+        pytest.skip("btrfs-progs is not installed")
+    image = tmp_path / "disk.img"
+    disk = "/srv/app1/data/disk"
+    with open(image, "wb") as handle:
+        handle.truncate(128 * 2**20)
+    subprocess.run(["mkfs.btrfs", "-q", "--mixed", str(image)], check=True, capture_output=True)
+    host_disk = production_data(lab_env) / "disk"
+    host_disk.mkdir()
+    marker = b"HOTSPARE-DAMAGED-BLOCK-" * 200
+    try:
+        assert ssh(lab_env, "prod-east", "mount", "-o", "loop", str(image), disk).returncode == 0
+        assert ssh(lab_env, "prod-east", "sh", "-c", f'printf "%s" "{marker.decode()}" > {disk}/damaged.bin && sync').returncode == 0
+        assert ssh(lab_env, "prod-east", "umount", disk).returncode == 0
+        content = image.read_bytes()
+        offset = content.index(marker)
+        with open(image, "r+b") as handle:  # flip bytes inside the file's data block
+            handle.seek(offset + 100)
+            handle.write(b"XXXX")
+        assert ssh(lab_env, "prod-east", "mount", "-o", "loop", str(image), disk).returncode == 0
+        assert ssh(lab_env, "prod-east", "cat", f"{disk}/damaged.bin").returncode != 0  # really unreadable
+        state = replicate_service(SERVICE, return_state=True)
+        assert state.is_failed()
+        assert f"{disk}/damaged.bin" in state.message and "unreadable" in state.message, state.message
+        assert copies.current_copy(SERVICE).status == "verified"  # the previous copy stays current
+    finally:
+        ssh(lab_env, "prod-east", "umount", disk)
+        host_disk.rmdir()
+
+
+def test_an_excluded_cache_is_neither_copied_nor_compared(protected, lab, lab_env, tmp_path):
+    cache = production_data(lab_env) / "cache"
+    cache.mkdir(exist_ok=True)
+    (cache / "page-1.html").write_text("rendered")
+    try:
+        with fleet_changed(lab_env, tmp_path, exclude=["/srv/app1/data/cache", "*.sock"]):
+            result = replicate_service(SERVICE)
+            assert result["outcome"] == "ok"
+            copy = host_path(lab_env, "mirror-west", f"/srv/hotspare/app1/copies/{result['copy_id']}/tree/srv/app1/data")
+            assert not (copy / "cache").exists()
+            assert tree_digest(copy) == {path: digest for path, digest in tree_digest(production_data(lab_env)).items()
+                                         if not path.startswith("cache/")}
+            # a stray file in the copy's cache folder is not compared either
+            (copy / "cache").mkdir()
+            (copy / "cache" / "stray").write_text("not compared")
+            assert main(["verify", SERVICE]) == 0
+    finally:
+        for entry in cache.glob("*"):
+            entry.unlink()
+        cache.rmdir()
+    reset_layout(lab, lab_env)
