@@ -32,9 +32,9 @@ USAGE = Kind(2, "bad input", "see `hotspare COMMAND --help`")
 BAD_FLEET = Kind(2, "bad fleet file", "fix these lines; `hotspare fleet check FILE` lists every problem")
 REFUSED = Kind(3, "refused by a safety check", "nothing was changed; fix what the message names, or override where the "
                                                "command offers --force")
-BUSY = Kind(4, "busy", "another run holds the service's lock: wait for it to end (`hotspare status`), or continue a "
-                       "failover whose process died with `hotspare failover SERVICE --resume`")
-UNREACHABLE = Kind(5, "unreachable", "check the host or DNS server named above (`hotspare status` probes every server), "
+BUSY = Kind(4, "busy", "another run holds the service's lock (the message names it): let it finish, then run the "
+                       "command again")
+UNREACHABLE = Kind(5, "unreachable", "check the host or server the message names (`hotspare status` probes every server), "
                                      "then run the command again")
 MISSING_CONFIGURATION = Kind(6, "missing configuration", "set it up as the message says, then run the command again "
                                                          "(`hotspare fleet check FILE --blocks` lists missing Prefect blocks)")
@@ -56,6 +56,7 @@ EXCEPTION_KINDS: tuple[tuple[str, str, Kind], ...] = (
     ("prefect.exceptions", "FlowPauseTimeout", NOT_APPROVED),
     ("hotspare.adapters.errors", "Busy", BUSY),
     ("hotspare.inventory.locks", "ServiceBusy", BUSY),
+    ("hotspare.inventory.locks", "LeaseLost", BUSY),  # a failover or rebuild took the lock over
     ("prefect.concurrency._asyncio", "AcquireConcurrencySlotTimeoutError", BUSY),
     ("hotspare.adapters.errors", "MissingConfiguration", MISSING_CONFIGURATION),
     ("hotspare.adapters.errors", "NotFound", NOT_FOUND),

@@ -1,0 +1,236 @@
+"""The command line as an operator meets it in an incident: one message on stderr saying what
+is wrong, where and what to do, no traceback (unless --debug), and one exit code per kind of
+failure (README, "Exit codes"). Real runs against the lab; every test leaves the lab as found.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hotspare.cli import main
+from hotspare.commands import errors
+from hotspare.commands.topology import format_topology, topology_rows
+from hotspare.inventory.models import CopyRow, ServerRow, ServiceRow
+from lab_helpers import host_path
+from test_failover import SERVICE, address, dns_answer, protected, reset_layout  # noqa: F401 - fixture
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def hotspare(*words: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``hotspare WORDS`` in its own process, against this session's Prefect API and inventory."""
+    from prefect.settings import PREFECT_API_URL
+
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    return subprocess.run([sys.executable, "-m", "hotspare.cli", *words], env=environment, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def assert_one_message(stderr: str, *expected: str) -> None:
+    """The operator's message is there and no traceback is."""
+    assert "Traceback" not in stderr, stderr
+    for text in expected:
+        assert text in stderr, stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Without the lab
+
+
+def test_bad_fleet_file_exits_2_naming_file_and_line(tmp_path, capsys):
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text("version: 1\nfacilities: []\nservers: []\nsevices: []\n")
+    assert main(["fleet", "check", str(fleet_file)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert_one_message(captured.err, f"{fleet_file}:4: sevices: unknown field")
+    assert captured.err.startswith("hotspare fleet check: bad fleet file:")
+
+
+def test_every_kind_has_its_own_exit_code_and_the_map_names_real_classes():
+    codes = [kind.exit_code for kind in errors.KINDS if kind is not errors.BAD_FLEET]
+    assert len(codes) == len(set(codes))
+    import importlib
+
+    for module_name, class_name, _kind in errors.EXCEPTION_KINDS:
+        module = importlib.import_module(module_name)
+        assert isinstance(getattr(module, class_name), type), (module_name, class_name)
+
+
+def test_wrapped_errors_are_unwrapped_to_their_cause():
+    from prefect.exceptions import FailedRun
+
+    from hotspare.adapters.errors import Busy, TransientError
+
+    busy = Busy("service app1 is busy", service="app1", holder="replicate:1234", since=NOW)
+    try:
+        raise FailedRun("run failed") from busy
+    except FailedRun as wrapped:
+        assert errors.exit_code_of(wrapped) == 4
+    assert errors.exit_code_of(BaseExceptionGroup("one", [TransientError("SSH to prod-east timed out")])) == 5
+    assert errors.exit_code_of(ZeroDivisionError("oops")) == 1
+    assert "run with --debug" in errors.message_for(ZeroDivisionError("oops"), "hotspare replicate app1")
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    missing = tmp_path / "nowhere.yaml"
+    assert main(["--debug", "fleet", "check", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "FleetError" in err
+    assert f"{missing}:0: (top): cannot read" in err
+
+
+# ---------------------------------------------------------------------------------------
+# The topology table (pure)
+
+
+def _server(name: str, facility: str, address: str, state: str = "ok") -> ServerRow:
+    return ServerRow(name=name, facility=facility, address=address, host_key="k", planned_role="x", ssh_user_block="b",
+                     state=state)
+
+
+def _copy(copy_id: str, target: str, hours_old: float, status: str = "verified") -> CopyRow:
+    return CopyRow(id=copy_id, service="app1", source_server="prod-east", target_server=target, path="/p",
+                   started_at=NOW - timedelta(hours=hours_old), status=status)
+
+
+SERVERS = {"prod-east": _server("prod-east", "east", "10.0.0.11"), "mirror-west": _server("mirror-west", "west", "10.0.0.12"),
+           "standby-west": _server("standby-west", "west", "10.0.0.13")}
+
+
+def test_topology_of_a_protected_service_marks_where_users_go():
+    service = ServiceRow(name="app1", spec={"dns_name": "app1.lab.test", "zone": "lab.test"}, planned_production="prod-east",
+                         planned_mirror="mirror-west", active_server="prod-east", mirror_server="mirror-west",
+                         current_copy_id="app1-b")
+    copies = [_copy("app1-a", "mirror-west", 13), _copy("app1-b", "mirror-west", 1.5), _copy("app1-c", "mirror-west", 0.2, "failed")]
+    rows = topology_rows(service, SERVERS, copies, ["10.0.0.11"], NOW)
+    assert [(row["role"], row["server"], row["facility"], row["dns"]) for row in rows] == [
+        ("production", "prod-east", "east", "users"), ("mirror", "mirror-west", "west", "")]
+    assert (rows[1]["copy"], rows[1]["copy_status"], rows[1]["copy_age_hours"]) == ("app1-b", "verified", 1.5)
+    assert rows[0]["copy"] is None
+    text = format_topology(service, rows, ["10.0.0.11"])
+    assert text.splitlines()[0] == "app1: protected; app1.lab.test -> 10.0.0.11"
+    assert "| production | prod-east   | east     | 10.0.0.11 | ok    | -" in text
+    assert "app1-b (verified) | 1.5h" in text
+
+
+def test_topology_after_an_emergency_failover_shows_the_live_copy_and_the_old_production():
+    service = ServiceRow(name="app1", spec={"dns_name": "app1.lab.test", "zone": "lab.test"}, planned_production="prod-east",
+                         planned_mirror="mirror-west", active_server="mirror-west", mirror_server=None, state="failed-over",
+                         failover={"copy_id": "app1-a", "source": "prod-east", "target": "mirror-west"}, current_copy_id="app1-a")
+    servers = dict(SERVERS, **{"prod-east": _server("prod-east", "east", "10.0.0.11", "needs-reprotect")})
+    rows = topology_rows(service, servers, [_copy("app1-a", "mirror-west", 3)], None, NOW)
+    assert [(row["role"], row["server"], row["state"], row["copy"], row["dns"]) for row in rows] == [
+        ("production", "mirror-west", "ok", "app1-a", None),
+        ("none (planned production)", "prod-east", "needs-reprotect", None, None)]
+    text = format_topology(service, rows, None, "DNS server 127.0.0.1:5397 did not answer within 2 s")
+    assert text.splitlines()[0] == "app1: failed-over; app1.lab.test not read (DNS server 127.0.0.1:5397 did not answer within 2 s)"
+
+
+# ---------------------------------------------------------------------------------------
+# Against the lab
+
+
+def test_unknown_service_exits_8_and_names_the_known_ones(fleet, capsys):
+    assert main(["replicate", "no-such-app"]) == 8
+    err = capsys.readouterr().err
+    assert_one_message(err, "hotspare replicate no-such-app: not found: no service 'no-such-app'", "app1")
+
+
+def test_refused_replication_exits_3_without_traceback(fleet, lab_env):
+    data = host_path(lab_env, lab_env["services"][SERVICE]["production"], lab_env["services"][SERVICE]["data_path"])
+    parked = data.with_name("data.parked-by-cli-test")
+    data.rename(parked)
+    data.mkdir()
+    try:
+        completed = hotspare("replicate", SERVICE)
+        debugged = hotspare("replicate", SERVICE, "--debug")
+    finally:
+        data.rmdir()
+        parked.rename(data)
+    assert completed.returncode == 3, completed.stderr
+    assert_one_message(completed.stderr, f"hotspare replicate {SERVICE}: refused by a safety check:", "no files", "(exit 3)")
+    print(completed.stderr)
+    assert debugged.returncode == 3
+    assert "Traceback (most recent call last)" in debugged.stderr and "Refused" in debugged.stderr
+
+
+def test_busy_service_exits_4_naming_the_holder(fleet, capsys):
+    from hotspare.inventory import locks
+
+    lease = locks.acquire(SERVICE, "backup:held-by-cli-test")
+    try:
+        code = main(["replicate", SERVICE])
+    finally:
+        locks.release(lease)
+    err = capsys.readouterr().err
+    assert code == 4, err
+    assert_one_message(err, f"hotspare replicate {SERVICE}: busy:", "backup:held-by-cli-test", "(exit 4)")
+
+
+def test_missing_prefect_block_exits_6(fleet, lab, capsys):
+    from blocks.credentials import SshCredentials
+    from hotspare import access
+
+    block = access.loaded_fleet().defaults.ssh_user_block
+    SshCredentials.delete(block)
+    access.forget_credentials()
+    access.close_connections()
+    try:
+        code = main(["replicate", SERVICE])
+    finally:
+        lab.register_blocks()
+        access.forget_credentials()
+    err = capsys.readouterr().err
+    assert code == 6, err
+    assert_one_message(err, "missing configuration:", f"Prefect block {block!r}", "(exit 6)")
+
+
+def test_unreachable_production_exits_5(fleet, lab):
+    from hotspare import access
+
+    lab.fail("prod-east")
+    try:
+        completed = hotspare("replicate", SERVICE)
+    finally:
+        lab.heal("prod-east")
+        access.close_connections()
+    assert completed.returncode == 5, completed.stderr
+    assert_one_message(completed.stderr, f"hotspare replicate {SERVICE}: unreachable:", "prod-east", "(exit 5)")
+    print(completed.stderr)
+
+
+def test_failover_without_approval_exits_7_and_changes_nothing(protected, lab_env, capsys):  # noqa: F811
+    assert main(["failover", SERVICE]) == 7  # no terminal to ask on, no --yes
+    captured = capsys.readouterr()
+    assert "Plan digest:" in captured.out
+    assert_one_message(captured.err, f"hotspare failover {SERVICE}: not approved:", "(exit 7)")
+    assert dns_answer(lab_env) == [address(lab_env, "production")]
+
+
+def test_planned_switchover_prints_the_topology_before_and_after(protected, lab_env, capsys):  # noqa: F811
+    assert main(["failover", SERVICE, "--planned", "--yes"]) == 0
+    out = capsys.readouterr().out
+    before, after = out.split("before:\n", 1)[1], out.split("after:\n", 1)[1]
+    dns_name = lab_env["services"][SERVICE]["dns_name"]
+    production, mirror = address(lab_env, "production"), address(lab_env, "mirror")
+    assert before.startswith(f"{SERVICE}: protected; {dns_name} -> {production}")
+    assert after.startswith(f"{SERVICE}: protected; {dns_name} -> {mirror}")
+    assert _row(before, "production")[:2] == ["prod-east", "east"] and _row(before, "production")[-1] == "users"
+    assert _row(after, "production")[:2] == ["mirror-west", "west"] and _row(after, "production")[-1] == "users"
+    assert _row(after, "mirror")[0] == "prod-east" and "(verified)" in _row(after, "mirror")[4]
+    assert dns_answer(lab_env) == [mirror]
+
+
+def _row(table: str, role: str) -> list[str]:
+    """The cells after ROLE of the first table row for ``role``."""
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if cells and cells[0] == role:
+            return cells[1:]
+    raise AssertionError(f"no {role} row in:\n{table}")
