@@ -294,9 +294,9 @@ def through_dns_at(lab_env: dict, where: str):
 def test_cli_shows_the_plan_and_changes_nothing_without_approval(protected, lab_env, capsys):
     from hotspare.cli import main
 
-    assert main(["failover", SERVICE]) == 1  # no terminal to ask on, no --yes
-    out = capsys.readouterr().out
-    assert "# Failover plan for app1 (emergency)" in out and "Plan digest:" in out
-    assert "not approved" in out
+    assert main(["failover", SERVICE]) == 7  # no terminal to ask on, no --yes: not approved
+    captured = capsys.readouterr()
+    assert "# Failover plan for app1 (emergency)" in captured.out and "Plan digest:" in captured.out
+    assert "not approved" in captured.err
     assert dns_answer(lab_env) == [address(lab_env, "production")]
     assert copies.service_row(SERVICE).state == "protected"
