@@ -23,6 +23,8 @@ from flows.backup import artifact_key, run_name
 from hotspare import access
 from hotspare.inventory import locks, runs
 from tasks.dns_cutover import cutover_dns
+from hotspare.probes import reachability
+from tasks.failover import fence, serves_app
 from tasks.rebuild import (
     RebuildRefused,
     activate,
@@ -57,6 +59,32 @@ def approval_sentence(digest: str, approved_plan_digest: str | None, yes: bool) 
             )
         return f"approved plan digest {digest} matches"
     return None
+
+
+def same_plan_under_lock(approved_digest: str, current) -> None:
+    """The facts surveyed again under the lock must give the plan that was approved."""
+    if current.digest() != approved_digest:
+        raise RebuildRefused(
+            f"rebuild stopped before any step: the facts changed since plan {approved_digest} was approved; the plan "
+            f"is now {current.digest()}. Review the new plan and approve it; nothing was changed.\n" + current.markdown()
+        )
+
+
+def fence_answering(service: str, servers) -> dict:
+    """Stop the app on every old server that still answers, so users never meet two productions
+    (a forced rebuild with the mirror still serving). A server that answers but still serves
+    after its deactivation stops the rebuild before the DNS change."""
+    fleet = access.loaded_fleet()
+    answering = reachability({name: (fleet.server(name).address, fleet.server(name).ssh_port) for name in servers}, 3.0)
+    results = {name: {"fenced": False, "detail": "does not answer"} for name in servers if not answering.get(name)}
+    for server in [name for name in servers if answering.get(name)]:
+        results[server] = fence(service, server)
+        if serves_app(service, fleet.server(server).address):
+            raise RebuildRefused(
+                f"{server} still serves {service} after its deactivate commands ({results[server]['detail']}): "
+                "not moving DNS, or users would meet two productions. Stop the app there, then rebuild again."
+            )
+    return results
 
 
 @flow(name="rebuild", log_prints=True)
@@ -102,6 +130,8 @@ def rebuild(
     restored = False
     try:
         with locks.service_lock(service, f"rebuild:{flow_run.get_id() or 'local'}", preempt=locks.PREEMPTIBLE) as lease:
+            with runs.step(run_id, "plan again under the lock"):
+                same_plan_under_lock(digest, survey(fleet, service, standby, snapshot, temporary_account_hours, force))
             with runs.step(run_id, "restore snapshot on standby") as step:
                 restored = True
                 details["restore"] = restore_on_standby(fleet, rebuild_plan, name, verify)
@@ -119,6 +149,9 @@ def rebuild(
                 details["activated"] = activate(fleet, rebuild_plan)
             with runs.step(run_id, "health check"):
                 details["health"] = health_check(fleet, rebuild_plan)
+            with runs.step(run_id, "fence old servers"):
+                lease.check("fence the servers that still answer")
+                details["fencing"] = fence_answering(service, rebuild_plan.lost_servers)
             with runs.step(run_id, "dns cutover"):
                 lease.check(f"move {rebuild_plan.dns_name} to {rebuild_plan.standby}")
                 details["dns"] = cutover_dns(fleet, service, rebuild_plan.dns_from, rebuild_plan.dns_to)

@@ -226,3 +226,36 @@ def test_an_excluded_cache_is_neither_copied_nor_compared(protected, lab, lab_en
             entry.unlink()
         cache.rmdir()
     reset_layout(lab, lab_env)
+
+
+def test_forced_rebuild_with_the_mirror_still_serving_fences_it_first(protected, lab, lab_env, fleet):
+    from flows.backup import backup
+    from flows.rebuild import rebuild
+    from test_rebuild import _restore_lab
+
+    backup(service=SERVICE)
+    mirror = address(lab_env, "mirror")
+    assert through_dns_at(lab_env, mirror) == 200  # the lab's mirror runs the app too
+    lab.fail("prod-east")
+    standby = None
+    try:
+        plan = rebuild(service=SERVICE, force=True, plan_only=True)
+        standby = fleet.server(plan["plan"]["standby"])
+        result = rebuild(service=SERVICE, force=True, approved_plan_digest=plan["plan_digest"])
+        assert result["fencing"]["mirror-west"]["fenced"] is True
+        assert result["fencing"]["prod-east"]["fenced"] is False
+        with pytest.raises(OSError):  # the mirror no longer serves: never two productions
+            through_dns_at(lab_env, mirror)
+        assert dns_answer(lab_env) == [standby.address]
+    finally:
+        lab.heal("prod-east")
+        _restore_lab(fleet, address(lab_env, "production"), standby)
+        reset_layout(lab, lab_env)
+
+
+def through_dns_at(lab_env: dict, where: str) -> int:
+    from hotspare.probes import http_get_via_dns
+
+    service = lab_env["services"][SERVICE]
+    url = f"http://{service['dns_name']}:{service['app_port']}/health.txt"
+    return http_get_via_dns(url, lambda _name: [where], timeout=2)[0]
