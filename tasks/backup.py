@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -22,7 +23,9 @@ from hotspare.fleet import Fleet
 from hotspare.inventory import session
 from hotspare.inventory.backup_models import BackupRow, RepositoryCheckRow, RestoreProofRow
 from hotspare.inventory.models import ServiceRow, utcnow
+from hotspare.keys import generate_ed25519
 from hotspare.planning import backup as plan
+from hotspare.planning import storage_accounts as accounts
 from tasks.retry import TRANSIENT_RETRIES
 
 STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
@@ -69,27 +72,72 @@ def restic_error(host: str, argv: list[str], result: CommandResult) -> Exception
 plan_subcommands = ("backup", "restore", "check", "forget", "init", "snapshots", "cat", "dump", "prune")
 
 
-@contextmanager
-def storage_access(fleet: Fleet, connection: SshConnection, sftp: plan.SftpSession, storage_server: str) -> Iterator[None]:
-    """Key and pinned host key of the storage host on ``connection``'s host, for this run only.
+def grant_expiry(now: datetime | None = None) -> str:
+    """authorized_keys expiry of a per-run key: past the longest restic run, then it dies anyway."""
+    moment = (now or datetime.now(timezone.utc)) + timedelta(seconds=RESTIC_TIMEOUT + 600)
+    return moment.strftime("%Y%m%d%H%M%SZ")
 
-    Written under /run/hotspare with mode 0600 through stdin; removed when the block ends, even
-    on failure.
-    """
-    login = access.login(fleet.ssh_block_of(fleet.server(storage_server)))
+
+def plan_grant(fleet: Fleet, service_name: str, client_server: str, run_name: str) -> accounts.StorageGrant:
     try:
-        connection.run(plan.write_secret_file(sftp.key_path), stdin=login.private_key.encode())
-        connection.run(plan.write_secret_file(sftp.known_hosts_path), stdin=sftp.known_hosts_line.encode())
-        yield
-    finally:
+        return accounts.plan_grant(fleet, service_name, client_server, run_name, grant_expiry())
+    except accounts.GrantRefused as refused:
+        raise PermanentError(str(refused)) from None
+
+
+def prepare_repository(storage: SshConnection, grant: accounts.StorageGrant, password: str, *, create: bool, logger) -> None:
+    """On the storage host, as root: the service's account, its repository (created here, with
+    the password, when ``create``), and the append-only layout of the repository's files."""
+    storage.run(grant.ensure_account())
+    if storage.run(grant.repository_exists(), check=False).exit_status != 0:
+        if not create:
+            raise PermanentError(f"{grant.storage_server} holds no repository at {grant.repository_path} for {grant.service}: "
+                                 "nothing to restore from")
+        storage.run(grant.make_repository_folder())
+        run_restic(storage, plan.local_restic(plan.Repository(grant.service, grant.storage_server, grant.repository_path, ""),
+                                              "init"), password, timeout=300)
+        logger.info("created the repository %s:%s", grant.storage_server, grant.repository_path)
+    storage.run(grant.lay_out(), timeout=RESTIC_TIMEOUT)
+
+
+@contextmanager
+def storage_grant(fleet: Fleet, client: SshConnection, grant: accounts.StorageGrant, password: str, *,
+                  create: bool = False) -> Iterator[None]:
+    """Append-only access of ``client``'s host to the service's repository, for this block only.
+
+    The orchestrator prepares the storage host as root (its own login never leaves it), makes a
+    key for this run, authorizes it for the service's chrooted SFTP-only account from the client's
+    address only, and gives the client the private key through stdin into a 0700 tmpfs folder.
+    Whatever happens, the key is removed from both hosts and the run's new files are handed to
+    root. A run killed before that is cleaned up by the next one (marker comment, folder name).
+    """
+    logger = get_run_logger()
+    with access.connect(fleet, grant.storage_server) as storage:
+        prepare_repository(storage, grant, password, create=create, logger=logger)
+        private_key, public_key = generate_ed25519(grant.marker)
+        storage.run(grant.authorize(public_key))
         try:
-            connection.run(sftp.cleanup(), check=False, timeout=30)
-        except Exception as error:  # cleanup must not hide the real outcome
-            get_run_logger().warning("could not remove %s on %s: %s", sftp.folder, connection.endpoint.name, error)
+            client.run(grant.clear_other_runs())
+            client.run(plan.write_secret_file(grant.key_path), stdin=private_key.encode())
+            client.run(plan.write_secret_file(grant.known_hosts_path), stdin=grant.known_hosts_line.encode())
+            del private_key
+            logger.info("granted %s append-only access to %s's repository as %s until the run ends",
+                        grant.client_server, grant.service, grant.account)
+            yield
+        finally:
+            _quietly(logger, f"remove {grant.folder} on {grant.client_server}",
+                     lambda: client.run(plan.remove_tree(grant.folder, accounts.CLIENT_FOLDER), check=False, timeout=30))
+            _quietly(logger, f"revoke the run's key on {grant.storage_server}", lambda: storage.run(grant.revoke(), timeout=30))
+            _quietly(logger, f"hand the run's files to root on {grant.storage_server}",
+                     lambda: storage.run(grant.lay_out(), timeout=RESTIC_TIMEOUT))
 
 
-def storage_user(fleet: Fleet, storage_server: str) -> str:
-    return access.login(fleet.ssh_block_of(fleet.server(storage_server))).user
+def _quietly(logger, what: str, action) -> None:
+    """Cleanup must not hide the real outcome: a failure is a warning naming what was left."""
+    try:
+        action()
+    except Exception as error:
+        logger.warning("could not %s: %s", what, error)
 
 
 def active_server(service_name: str, default: str) -> str:
@@ -108,7 +156,8 @@ def backup_service(fleet: Fleet, service_name: str, run_name: str, flow_run_id: 
     logger = get_run_logger()
     service = fleet.service(service_name)
     source = active_server(service_name, service.production)
-    backup_plan = plan.plan_backup(fleet, service_name, run_name, storage_user(fleet, service.storage))
+    backup_plan = plan.plan_backup(fleet, service_name)
+    grant = plan_grant(fleet, service_name, source, run_name)
     password = repository_password(backup_plan.repository.password_block)
     with session() as db:
         row = BackupRow(service=service_name, flow_run_id=flow_run_id, source_server=source,
@@ -117,7 +166,7 @@ def backup_service(fleet: Fleet, service_name: str, run_name: str, flow_run_id: 
     started = time.monotonic()
     try:
         with access.connect(fleet, source) as connection:
-            summary = _backup_on(connection, fleet, backup_plan, password, logger)
+            summary = _backup_on(connection, fleet, backup_plan, grant, password, logger)
     except Exception as error:
         _finish(BackupRow, row.id, "failed", started, detail=str(error)[:2000])
         raise
@@ -131,7 +180,8 @@ def backup_service(fleet: Fleet, service_name: str, run_name: str, flow_run_id: 
             "duration_s": round(time.monotonic() - started, 3)}
 
 
-def _backup_on(connection: SshConnection, fleet: Fleet, backup_plan: plan.BackupPlan, password: str, logger) -> dict:
+def _backup_on(connection: SshConnection, fleet: Fleet, backup_plan: plan.BackupPlan, grant: accounts.StorageGrant,
+               password: str, logger) -> dict:
     existing = plan.parse_existing(connection.run(backup_plan.probe_paths()).stdout)
     missing = [path for path in backup_plan.live_paths if path not in existing]
     if missing:
@@ -143,9 +193,8 @@ def _backup_on(connection: SshConnection, fleet: Fleet, backup_plan: plan.Backup
             connection.run(command)
         logger.info("staged accounts with UIDs %d-%d", backup_plan.uid_min, backup_plan.uid_max)
         connection.run(backup_plan.manifest_command(existing), timeout=RESTIC_TIMEOUT)
-        with storage_access(fleet, connection, backup_plan.session, backup_plan.repository.storage_server):
-            _ensure_repository(connection, backup_plan, password, logger)
-            result = run_restic(connection, backup_plan.backup_command(existing), password)
+        with storage_grant(fleet, connection, grant, password, create=True):
+            result = run_restic(connection, backup_plan.backup_command(existing, grant), password)
         summary = plan.parse_backup_summary(result.text)
     finally:
         connection.run(plan.remove_tree(backup_plan.meta_dir, plan.RUN_DIR), check=False, timeout=60)
@@ -155,16 +204,6 @@ def _backup_on(connection: SshConnection, fleet: Fleet, backup_plan: plan.Backup
         "bytes": int(summary.get("total_bytes_processed", 0)),
         "bytes_added": int(summary.get("data_added", 0)),
     }
-
-
-def _ensure_repository(connection: SshConnection, backup_plan: plan.BackupPlan, password: str, logger) -> None:
-    probe = run_restic(connection, backup_plan.probe_repository(), password, timeout=120, check=False)
-    if probe.exit_status == 0:
-        return
-    if not plan.repository_missing(probe.stderr_tail):
-        raise restic_error(connection.endpoint.name, backup_plan.probe_repository(), probe)
-    run_restic(connection, backup_plan.init_repository(), password, timeout=300)
-    logger.info("created the repository %s:%s", backup_plan.repository.storage_server, backup_plan.repository.path)
 
 
 def _finish(row_type, row_id: int, outcome: str, started: float, **values) -> None:
@@ -181,14 +220,10 @@ def _finish(row_type, row_id: int, outcome: str, started: float, **values) -> No
 def apply_retention(fleet: Fleet, service_name: str, run_name: str) -> str:
     """``restic forget --prune`` with the fleet's keep rules, run on the storage host itself."""
     service = fleet.service(service_name)
-    backup_plan = plan.plan_backup(fleet, service_name, run_name, storage_user(fleet, service.storage))
+    backup_plan = plan.plan_backup(fleet, service_name)
     repository = backup_plan.repository
     password = repository_password(repository.password_block)
-    argv = plan.local_restic(
-        repository, "forget", "--prune", *repository.host_tag, "--group-by", "host",
-        "--keep-daily", str(backup_plan.keep_daily), "--keep-weekly", str(backup_plan.keep_weekly),
-        "--keep-monthly", str(backup_plan.keep_monthly),
-    )
+    argv = plan.local_restic(repository, *backup_plan.forget_arguments())
     with access.connect(fleet, service.storage) as connection:
         result = run_restic(connection, argv, password)
     removed = result.text.count("remove ")  # "remove N snapshots:" lines

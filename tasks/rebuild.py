@@ -32,10 +32,10 @@ from tasks.backup import (
     RESTIC_TIMEOUT,
     compare_with_manifest,
     list_snapshots,
+    plan_grant,
     repository_password,
     run_restic,
-    storage_access,
-    storage_user,
+    storage_grant,
 )
 from tasks.retry import TRANSIENT_RETRIES
 
@@ -144,9 +144,7 @@ def restore_on_standby(fleet: Fleet, rebuild: plan.RebuildPlan, run_name: str, v
     logger = get_run_logger()
     scratch = plan.restore_folder(rebuild.service, run_name)
     repository = plan.repository_of(rebuild.service, rebuild.storage, fleet.service(rebuild.service).backup)
-    storage = fleet.server(rebuild.storage)
-    sftp = plan.sftp_session(f"rebuild-{rebuild.service}-{run_name}", storage_user(fleet, storage.name), storage.address,
-                             storage.ssh_port, f"{_known_hosts_name(storage)} {storage.host_key}\n")
+    grant = plan_grant(fleet, rebuild.service, rebuild.standby, run_name)  # the service's append-only account
     password = repository_password(repository.password_block)
     with access.connect(fleet, rebuild.standby) as connection:
         missing = [tool for tool in ("restic", "rsync", "useradd", "chpasswd")
@@ -155,10 +153,10 @@ def restore_on_standby(fleet: Fleet, rebuild: plan.RebuildPlan, run_name: str, v
             raise RebuildRefused(f"standby {rebuild.standby} lacks {', '.join(missing)}: install them first")
         connection.run(plan.remove_tree(scratch, plan.RESTORE_BASE), timeout=600)
         connection.run(["install", "-d", "-m", "0700", scratch])
-        started = time.monotonic()
-        with storage_access(fleet, connection, sftp, storage.name):
-            run_restic(connection, sftp.restic(repository, "restore", rebuild.snapshot_id, "--target", scratch), password)
-        restore_seconds = round(time.monotonic() - started, 3)
+        with storage_grant(fleet, connection, grant, password):
+            started = time.monotonic()
+            run_restic(connection, grant.restic("restore", rebuild.snapshot_id, "--target", scratch), password)
+            restore_seconds = round(time.monotonic() - started, 3)
         logger.info("restored snapshot %s onto %s:%s in %.1f s", rebuild.snapshot_id[:8], rebuild.standby, scratch, restore_seconds)
         result = {"scratch": scratch, "restore_s": restore_seconds}
         if verify:
@@ -174,10 +172,6 @@ def restore_on_standby(fleet: Fleet, rebuild: plan.RebuildPlan, run_name: str, v
         else:
             logger.info("verification of the restored files skipped: verify=False")
     return result
-
-
-def _known_hosts_name(server) -> str:
-    return server.address if server.ssh_port == 22 else f"[{server.address}]:{server.ssh_port}"
 
 
 @task(name="recreate-accounts", **STEP)

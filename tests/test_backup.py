@@ -41,15 +41,44 @@ def test_scratch_removal_refuses_paths_outside_its_base():
             plan.remove_tree(bad, plan.RESTORE_BASE)
 
 
-def test_sftp_command_pins_the_storage_host_key():
-    session = plan.sftp_session("backup-app1-1", "root", "10.0.0.31", 2222, "[10.0.0.31]:2222 ssh-ed25519 AAAA\n")
-    argv = session.restic(plan.Repository("app1", "storage", "/srv/backup/app1", "pw"), "snapshots")
-    assert argv[:3] == ["restic", "-r", "sftp:root@10.0.0.31:/srv/backup/app1"]
+def _grant(**changes):
+    from hotspare.planning.storage_accounts import StorageGrant
+
+    values = dict(service="app1", run_name="run1", storage_server="storage", storage_address="10.0.0.31", storage_port=2222,
+                  known_hosts_line="[10.0.0.31]:2222 ssh-ed25519 AAAA\n", repository_path="/srv/backup/app1",
+                  client_server="prod-east", client_address="10.0.0.11", expires_at="20260101120000Z")
+    values.update(changes)
+    return StorageGrant(**values)
+
+
+def test_restic_reaches_the_repository_as_the_services_chrooted_account_with_a_pinned_host_key():
+    grant = _grant()
+    argv = grant.restic("snapshots")
+    assert argv[:3] == ["restic", "-r", "sftp:hsb-app1@10.0.0.31:/"]  # "/" is the repository inside the chroot
     command = argv[4]
     for option in ("BatchMode=yes", "IdentitiesOnly=yes", "StrictHostKeyChecking=yes",
-                   f"UserKnownHostsFile={session.known_hosts_path}", "-p 2222", "-s sftp"):
+                   f"UserKnownHostsFile={grant.known_hosts_path}", "-p 2222", "-s sftp"):
         assert option in command
+    assert grant.key_path.startswith("/run/hotspare/storage/app1/run1/")
     assert "password" not in " ".join(argv).lower()
+
+
+def test_a_run_key_is_scoped_to_one_host_one_account_and_expires():
+    from hotspare.planning import storage_accounts as accounts
+
+    grant = _grant()
+    line = grant.authorized_line("ssh-ed25519 AAAAC3Nza hotspare-run=app1/run1")
+    assert line == ('restrict,from="10.0.0.11",expiry-time="20260101120000Z" ssh-ed25519 AAAAC3Nza '
+                    "hotspare-run=app1/run1")
+    assert grant.keys_file == "/etc/hotspare/backup-keys/hsb-app1"
+    # the next run removes every per-run key (marker), its own run removes exactly its own
+    assert grant.authorize("ssh-ed25519 AAAAC3Nza x")[-1] == accounts.RUN_MARKER
+    assert grant.revoke()[-1] == "hotspare-run=app1/run1"
+    assert accounts.account_name("a" * 63).startswith("hsb-") and len(accounts.account_name("a" * 63)) == 32
+    block = accounts.sshd_match_block()
+    assert "ChrootDirectory %h" in block and "ForceCommand internal-sftp -P " in block
+    for request in ("setstat", "symlink", "hardlink", "posix-rename"):
+        assert request in block
 
 
 def test_repository_errors_are_classified():

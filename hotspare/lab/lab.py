@@ -8,7 +8,7 @@ JSON that tests read. Layout of the lab folder:
     state.json   what runs (pids + command lines), so `down` works from any process
     env.json     the description returned by `env()`
     fleet.yaml   the fleet file (docs/fleet-example.yaml structure, real values)
-    secrets.json client key, TSIG secret, restic password (mode 0600)
+    secrets.json client key, TSIG secret, one restic password per service (mode 0600)
     client_key, client_key.pub, known_hosts
     hosts/NAME/{etc,srv,home}  what that host sees as /etc, /srv, /home
     hosts/NAME/ssh/            its sshd config, host key, authorized_keys, pid file
@@ -61,6 +61,7 @@ from hotspare.lab.topology import (
     SlotLayout,
     host_by_name,
     hosts_for_target,
+    restic_block,
 )
 
 log = logging.getLogger("hotspare.lab")
@@ -247,9 +248,10 @@ class Lab:
             BLOCK_NAMES["smtp"]: SmtpServer(host=stored["smtp"]["host"],
                                             port=stored["smtp"]["port"],
                                             username=None, password=None, starttls=False),
-            BLOCK_NAMES["restic"]: BackupRepositoryPassword(
-                password=stored["restic"]["password"]),
         }
+        for service in SERVICES:
+            blocks[restic_block(service.name)] = BackupRepositoryPassword(
+                password=stored["restic"]["passwords"][service.name])
         for name, block in blocks.items():
             block.save(name, overwrite=True)
             log.info("saved block %s (%s)", name, type(block).__name__)
@@ -309,7 +311,7 @@ class Lab:
             "tsig": {"key_name": TSIG_KEY_NAME, "algorithm": "hmac-sha256",
                      "secret": tsig_secret(key_text)},
             "smtp": {"host": "127.0.0.1", "port": self.layout.smtp_port},
-            "restic": {"password": random_secrets.token_urlsafe(24)},
+            "restic": {"passwords": {s.name: random_secrets.token_urlsafe(24) for s in SERVICES}},
             "app_users": {s.production: {u.name: random_secrets.token_urlsafe(12) for u in s.users}
                           for s in SERVICES},
         }, indent=2) + "\n")
@@ -339,7 +341,7 @@ class Lab:
             ssh_dir = root / "ssh"
             (ssh_dir / "sshd_config").write_text(render.sshd_config(
                 self.layout.address(host), ssh_dir / "ssh_host_ed25519_key",
-                ssh_dir / "sshd.pid", ssh_dir / "authorized_keys"))
+                ssh_dir / "sshd.pid", ssh_dir / "authorized_keys", storage=host.role == "storage"))
         for service in SERVICES:
             self._install_service(service, host_by_name(service.production), python,
                                   render.production_data_files(service))

@@ -35,6 +35,11 @@ BLOCK_NAMES = {
 MAIL_SENDER = "hotspare@lab.test"
 
 
+def restic_block(service_name: str) -> str:
+    """The service's own repository password block (one per service, never shared)."""
+    return f"{BLOCK_NAMES['restic']}-{service_name}"
+
+
 @dataclass(frozen=True)
 class Facility:
     """A place that fails as a whole (power, uplink, flood)."""

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from hotspare.adapters.ssh import command_line
+from hotspare.planning.storage_accounts import StorageGrant
 from hotspare.planning.accounts import TEMPORARY_PREFIX, Account, Group, parse_group, parse_passwd  # noqa: F401
 
 RUN_DIR = "/run/hotspare"  # per-run key material on the hosts (tmpfs, root only)
@@ -125,53 +125,6 @@ def scratch_base(repository: Repository) -> str:
     return posixpath.join(posixpath.dirname(repository.path.rstrip("/")), SCRATCH_FOLDER)
 
 
-@dataclass(frozen=True)
-class SftpSession:
-    """Key material a host needs for one run to reach the storage host over SFTP.
-
-    The files live under RUN_DIR on the host running restic and are removed when the run ends.
-    """
-
-    folder: str
-    storage_user: str
-    storage_address: str
-    storage_port: int
-    known_hosts_line: str
-
-    @property
-    def key_path(self) -> str:
-        return posixpath.join(self.folder, "storage_key")
-
-    @property
-    def known_hosts_path(self) -> str:
-        return posixpath.join(self.folder, "known_hosts")
-
-    def sftp_command(self) -> str:
-        """The value of restic's ``sftp.command``: pinned host key, our key only, never a prompt."""
-        return command_line(
-            [
-                "ssh", "-i", self.key_path,
-                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-                "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts_path}",
-                "-p", str(self.storage_port), f"{self.storage_user}@{self.storage_address}", "-s", "sftp",
-            ]
-        )
-
-    def restic(self, repository: Repository, *arguments: str) -> list[str]:
-        """``restic`` against the repository over SFTP (password comes from the environment)."""
-        return [
-            "restic", "-r", f"sftp:{self.storage_user}@{self.storage_address}:{repository.path}",
-            "-o", f"sftp.command={self.sftp_command()}", *arguments,
-        ]
-
-    def cleanup(self) -> list[str]:
-        return remove_tree(self.folder, RUN_DIR)
-
-
-def sftp_session(run_name: str, storage_user: str, storage_address: str, storage_port: int, known_hosts_line: str) -> SftpSession:
-    return SftpSession(posixpath.join(RUN_DIR, run_name), storage_user, storage_address, storage_port, known_hosts_line)
-
-
 def local_restic(repository: Repository, *arguments: str) -> list[str]:
     """``restic`` on the storage host itself, against the repository folder (no SFTP hop)."""
     return ["restic", "-r", repository.path, *arguments]
@@ -205,7 +158,6 @@ class BackupPlan:
     service: str
     source_server: str
     repository: Repository
-    session: SftpSession
     live_paths: tuple[str, ...]  # data, app, config, account files, as in the fleet
     uid_min: int
     uid_max: int
@@ -248,53 +200,36 @@ class BackupPlan:
         """Write the sha256 manifest on production (it never crosses the network by itself)."""
         return to_file(self.manifest_path, hash_tree("/", self.snapshot_paths(existing)))
 
-    def probe_repository(self) -> list[str]:
-        return self.session.restic(self.repository, "cat", "config")
-
-    def init_repository(self) -> list[str]:
-        return self.session.restic(self.repository, "init")
-
-    def backup_command(self, existing: Iterable[str]) -> list[str]:
+    def backup_command(self, existing: Iterable[str], grant: StorageGrant) -> list[str]:
+        """``restic backup`` on the source host through this run's append-only grant."""
         return in_folder(
-            "/",
-            self.session.restic(
-                self.repository, "backup", "--json", "--quiet", *self.repository.host_tag,
-                *self.snapshot_paths(existing),
-            ),
+            "/", grant.restic("backup", "--json", "--quiet", *self.repository.host_tag, *self.snapshot_paths(existing)),
         )
 
-    def forget_command(self) -> list[str]:
-        return self.session.restic(
-            self.repository, "forget", "--prune", *self.repository.host_tag, "--group-by", "host",
+    def forget_arguments(self) -> list[str]:
+        """Retention, for restic on the storage host itself (never on the host that backs up)."""
+        return [
+            "forget", "--prune", *self.repository.host_tag, "--group-by", "host",
             "--keep-daily", str(self.keep_daily), "--keep-weekly", str(self.keep_weekly),
             "--keep-monthly", str(self.keep_monthly),
-        )
-
-    def cleanup_commands(self) -> list[list[str]]:
-        return [self.session.cleanup(), remove_tree(self.meta_dir, RUN_DIR)]
+        ]
 
 
-def plan_backup(fleet, service_name: str, run_name: str, storage_user: str) -> BackupPlan:
-    """The backup of ``service_name`` from the server that serves it now (``active`` in facts).
+def plan_backup(fleet, service_name: str) -> BackupPlan:
+    """What a backup of ``service_name`` holds and how long its snapshots are kept.
 
-    ``run_name`` makes the per-run key folder unique (flow run id); ``storage_user`` is the
-    login of the storage host's credentials block.
+    Access to the storage host is a separate, per-run ``StorageGrant`` (planning/storage_accounts).
     """
     service = fleet.service(service_name)
     if service.backup is None:
         raise PlanRefused([f"service {service_name} has no backup section in the fleet file"])
     storage = fleet.server(service.storage)
     repository = repository_of(service.name, storage.name, service.backup)
-    session = sftp_session(
-        f"backup-{service.name}-{run_name}", storage_user, storage.address, storage.ssh_port,
-        _known_hosts_line(storage.address, storage.ssh_port, storage.host_key),
-    )
     live = tuple(dict.fromkeys([*service.data_paths, *service.app_paths, *service.config_paths, *service.accounts.files]))
     return BackupPlan(
         service=service.name,
         source_server=service.production,
         repository=repository,
-        session=session,
         live_paths=live,
         uid_min=service.accounts.uid_min,
         uid_max=service.accounts.uid_max,
@@ -302,11 +237,6 @@ def plan_backup(fleet, service_name: str, run_name: str, storage_user: str) -> B
         keep_weekly=service.backup.keep_weekly,
         keep_monthly=service.backup.keep_monthly,
     )
-
-
-def _known_hosts_line(address: str, port: int, host_key: str) -> str:
-    name = address if port == 22 else f"[{address}]:{port}"
-    return f"{name} {host_key}\n"
 
 
 def parse_existing(output: bytes) -> list[str]:
