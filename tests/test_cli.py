@@ -14,7 +14,7 @@ import pytest
 
 from hotspare.cli import main
 from hotspare.commands import errors
-from hotspare.commands.topology import format_topology, topology_rows
+from hotspare.commands.topology import _age, format_topology, topology_rows
 from hotspare.inventory.models import CopyRow, ServerRow, ServiceRow
 from lab_helpers import host_path
 from test_failover import SERVICE, address, dns_answer, protected, reset_layout  # noqa: F401 - fixture
@@ -117,6 +117,7 @@ def test_topology_of_a_protected_service_marks_where_users_go():
     assert text.splitlines()[0] == "app1: protected; app1.lab.test -> 10.0.0.11"
     assert "| production | prod-east   | east     | 10.0.0.11 | ok    | -" in text
     assert "app1-b (verified) | 1.5h" in text
+    assert [_age(hours) for hours in (None, 0.01, 0.75, 1.5, 49)] == ["-", "1m", "45m", "1.5h", "2.0d"]
 
 
 def test_topology_after_an_emergency_failover_shows_the_live_copy_and_the_old_production():

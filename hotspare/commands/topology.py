@@ -64,7 +64,7 @@ def format_topology(service: ServiceRow, rows: list[dict], dns_addresses: list[s
     table = [HEADER]
     for row in rows:
         copy = f"{row['copy']} ({row['copy_status']})" if row["copy"] else "-"
-        age = f"{row['copy_age_hours']:.1f}h" if row["copy_age_hours"] is not None else "-"
+        age = _age(row["copy_age_hours"])
         dns = {None: "?", "": "-"}.get(row["dns"], row["dns"])
         table.append((row["role"], row["server"], row["facility"] or "-", row["address"] or "-", row["state"], copy, age, dns))
     widths = [max(len(str(line[column])) for line in table) for column in range(len(HEADER))]
@@ -76,6 +76,15 @@ def format_topology(service: ServiceRow, rows: list[dict], dns_addresses: list[s
             lines.append(rule)
     lines.append(rule)
     return "\n".join(lines)
+
+
+def _age(hours: float | None) -> str:
+    """A copy's age the way an operator reads it: minutes, hours, then days."""
+    if hours is None:
+        return "-"
+    if hours < 1:
+        return f"{max(round(hours * 60), 0)}m"
+    return f"{hours:.1f}h" if hours < 48 else f"{hours / 24:.1f}d"
 
 
 def _copy_for(server: str, service: ServiceRow, copies: list[CopyRow], live_copy: str | None) -> CopyRow | None:
