@@ -173,16 +173,16 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
     except Exception as error:
         if plan.mode == "planned" and "dns" not in details and copy_id is not None:
             _back_to_production(plan)
-        runs.finish_run(run_id, "failed", f"{service}: failover stopped: {error}", details)
-        _publish(plan, run_id, "FAILED", str(error))
+        runs.record_outcome(lambda: runs.finish_run(run_id, "failed", f"{service}: failover stopped: {error}", details),
+                            lambda: _publish(plan, run_id, "FAILED", str(error)))
         raise
     timings = runs.step_timings(run_id)
     details["rto_seconds"] = round(sum(step["seconds"] or 0 for step in timings), 3)
     details["data_loss_seconds"] = 0.0 if plan.mode == "planned" else plan.copy_age_seconds
     summary = (f"{service} now runs on {plan.target} ({plan.target_address}); RTO {details['rto_seconds']} s; "
                f"data-loss window {_loss(plan)}")
-    runs.finish_run(run_id, "ok", summary, details)
-    _publish(plan, run_id, "done", summary)
+    runs.record_outcome(lambda: runs.finish_run(run_id, "ok", summary, details),
+                        lambda: _publish(plan, run_id, "done", summary))
     logger.info(summary)
     if plan.mode == "planned":
         details["reprotect"] = _reprotect_after_switchover(plan, holder)

@@ -172,8 +172,8 @@ def rebuild(
             state = clean_scratch(fleet, rebuild_plan, name, return_state=True)
             if not state.is_completed():
                 logger.warning("scratch space on %s was not removed: %s", rebuild_plan.standby, state.message)
-        runs.finish_run(run_id, outcome, summary, details)
-        _publish_summary(service, run_id, outcome, summary, rebuild_plan)
+        runs.record_outcome(lambda: runs.finish_run(run_id, outcome, summary, details),
+                            lambda: _publish_summary(service, run_id, outcome, summary, rebuild_plan))
 
 
 def _publish_summary(service: str, run_id: int, outcome: str, summary: str, rebuild_plan) -> None:
