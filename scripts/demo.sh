@@ -44,9 +44,9 @@ stop_serve() {
 }
 
 if [ "${1:-}" = "stop" ]; then
-  stop_serve
-  bash scripts/prefect-server.sh stop
-  hotspare lab down
+  step "stopping hotspare serve" stop_serve
+  step "stopping the Prefect server" bash scripts/prefect-server.sh stop
+  step "taking the lab down" hotspare lab down
   exit 0
 fi
 
