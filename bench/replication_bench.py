@@ -1,38 +1,47 @@
 """Benchmark: hotspare replication and verification against bare rsync, same data, same hosts, one run.
 
-    sudo .venv/bin/python bench/replication_bench.py            # 1 GB, 10,000 files (~3-4 min)
-    sudo .venv/bin/python bench/replication_bench.py --size-mb 50 --files 500 --reps 2 --full-reps 1   # dry run
+    sudo .venv/bin/python bench/replication_bench.py            # 1 GB, 10,000 files (~6-8 min)
+    sudo .venv/bin/python bench/replication_bench.py --size-mb 200 --files 2000 --reps 3 --full-reps 2   # ~4 min
+    sudo .venv/bin/python bench/replication_bench.py --size-mb 50 --files 500 --reps 2 --full-reps 1     # dry run
 
 Starts its own lab (a free slot, in a temporary folder), a Prefect test server and a temporary
 HOTSPARE_HOME, loads the lab's fleet, then fills app1's data on prod-east with random files
 (default 10,000 x ~100 KiB = 1 GB, 100 files per folder) and measures three scenarios:
 
-    full copy        no copy folder on the mirror (removed before each repetition, as for a new
-                     or rebuilt mirror) / bare target folder empty (repeated --full-reps times)
+    full copy        no copy folder on the mirror and empty bare targets (removed before each
+                     repetition, as for a new or rebuilt mirror; repeated --full-reps times)
     1 % changed      1 % of the files rewritten with new random content (repeated --reps times)
     nothing changed  no change since the last copy (repeated --reps times)
 
-For each scenario and repetition, in alternating order (odd repetitions bare first, even ones
-hotspare first; both always start from the equivalent state):
+hotspare's mirror PULLS from production through a key made for each transfer (restricted to the
+mirror's address, expiring, forced through the transfer guard and `rrsync -ro`; see
+docs/architecture.md "Data flow of a replication"). Each repetition runs, in alternating order
+(odd repetitions as listed, even ones reversed; each always starts from the equivalent state):
 
-    bare rsync        `rsync -a --relative PATHS mirror:/srv/bench-bare/`, run ON prod-east and
-                      pushing to mirror-west with hotspare's ssh options (pinned known_hosts, the
-                      lab client key copied to /run for the run); timed on prod-east
-    hotspare          `replicate_service("app1")` wall time, and its "copy" and "verify" steps
-                      from the inventory (`runs.step_timings`)
-    rsync as hotspare the exact rsync argv of hotspare's copy (-aHAX --numeric-ids --delete
-                      --link-dest=previous copy, into a fresh folder), without the orchestration:
-                      separates the cost of the copy design from the cost of the orchestration
-    bare verify       `rsync -anc --delete -i --relative PATHS mirror:COPY/` against the copy
-                      hotspare just made; hotspare's own verify argv bare; and once per scenario
-                      sha256sum of both sides (in parallel) and the standalone `verify` flow
+    bare push        the old design, for reference: `rsync -a --relative PATHS mirror:/srv/bench-push/`
+                     run ON prod-east with the lab's unrestricted client key (copied to /run for
+                     the run), pinned known_hosts; timed on prod-east
+    bare pull        `rsync -a --relative prod:PATHS /srv/bench-pull/` run ON mirror-west with the
+                     same unrestricted key; timed on mirror-west
+    scoped pull      the same pull through a real transfer key installed with hotspare's
+                     `transfer_access` (the private half on stdin, `with_peer_access`): isolates
+                     the cost of the restriction; installing and removing the key is timed apart
+    hotspare         `replicate_service("app1")` wall time, and its "copy" and "verify" steps
+                     from the inventory (`runs.step_timings`)
+
+then hotspare's exact copy argv (`rsync_copy_argv`: -aHAX --numeric-ids --delete
+--link-dest=previous copy, into a fresh folder) through a scoped key, without the orchestration,
+and the same for verification against the copy hotspare just made: `rsync -anc --delete -i`
+pushed from prod-east, pulled bare, pulled scoped, and hotspare's `rsync_verify_argv` scoped;
+once per scenario sha256sum of both sides (in parallel) and the standalone `verify` flow.
 
 Every remote command and SSH connection of the flow is recorded (in-process wrapper of the SSH
 adapter, no code changed) and attributed to the flow's steps, to show where the time goes.
-Targets: replicate copy step <= 1.15 x bare rsync (full and 1 %); verify step <= 1.3 x bare
-`rsync -anc`. Prints tables, writes bench/out/replication.json. A benchmark, not a test: the
-machine is shared, so numbers are medians and the order is alternated instead of dropping the
-page cache (which would disturb everyone else on the machine).
+Targets (against the old design): replicate copy step <= 1.15 x bare push (full and 1 %);
+verify step <= 1.3 x bare push `rsync -anc`. Prints tables with the overhead of the scoped pull
+over the bare pull and of the copy step over the bare push, writes bench/out/replication.json.
+A benchmark, not a test: the machine is shared, so numbers are medians and the order is
+alternated instead of dropping the page cache (which would disturb everyone else on the machine).
 """
 
 from __future__ import annotations
@@ -47,25 +56,35 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (SshRecorder, by_label, command_label, epoch, isolate_environment, lab_and_prefect,  # noqa: E402
-                          rewrite_random_files, run_meta, ssh_argv, table, within, write_random_files, write_results)
+                          rewrite_random_files, run_meta, ssh_argv, within, write_random_files, write_results)
+from bench.replication_report import COPY_TARGET, VERIFY_TARGET, print_report, summarize  # noqa: E402
 
 SERVICE = "app1"
-COPY_TARGET = 1.15
-VERIFY_TARGET = 1.3
 OUT = ROOT / "bench" / "out" / "replication.json"
+# Where the bare transfers write on mirror-west (each updated in place, like a plain mirror).
+BARE_TARGETS = {"push": "/srv/bench-push", "pull": "/srv/bench-pull", "scoped": "/srv/bench-scoped"}
+COPY_ORDER = ("push", "pull", "scoped", "hotspare")
+VERIFY_ORDER = ("push", "pull", "scoped", "product_argv")
 # Runs argv on a lab host and reports its own start/end (ns) and exit status on stderr.
 TIMED = 's=$(date +%s%N); "$@"; rc=$?; e=$(date +%s%N); printf "\\n@@bench %s %s %s\\n" "$s" "$e" "$rc" >&2'
-# How the report names remote commands: rsync's verify as replication runs it (-anc over the
-# whole tree), and file operations by their program alone.
-REPLICATION_LABEL = partial(command_label, verify_label="rsync verify (-anc, whole tree)",
-                            program_only=("install", "rm", "test", "mv", "ln", "chmod"))
+
+
+def replication_label(argv) -> str:
+    """How the report names remote commands: rsync's verify as replication runs it (-anc over
+    the whole tree), transfer key installs and removals, file operations by their program alone."""
+    from hotspare.planning import transfer_keys
+
+    words = [str(word) for word in argv]
+    if words[:3] == ["sh", "-c", transfer_keys.KEYS_SCRIPT] and len(words) > 4:
+        return f"transfer key {words[4]}"
+    return command_label(words, verify_label="rsync verify (-anc, whole tree)",
+                         program_only=("install", "rm", "test", "mv", "ln", "chmod"))
 
 
 def main() -> int:
@@ -113,10 +132,11 @@ class Bench:
         self.bench_dir = self.prod_root / self.data_path.lstrip("/") / "bench"
         self.rng = random.Random(20261125)
         # replication's own names for commands; labels without exit statuses
-        self.recorder = SshRecorder(REPLICATION_LABEL, mark_failures=False)
+        self.recorder = SshRecorder(replication_label, mark_failures=False)
         self.retry_log = RetryLog()
-        self.peer = None
-        self.flags_runs = 0
+        self.fleet = None
+        self.push_peer = self.pull_peer = None  # the unrestricted lab key on prod-east / on mirror-west
+        self.argv_runs = 0
         self.file_names: list[Path] = []
         self.file_size = args.size_mb * 2**20 // args.files
 
@@ -125,10 +145,10 @@ class Bench:
     def ssh(self, host: str, argv: list[str], stdin: bytes | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
         return subprocess.run(ssh_argv(self.env, host, argv), input=stdin or b"", capture_output=True, timeout=timeout, check=False)
 
-    def timed_on(self, host: str, argv: list[str], ok=(0,)) -> dict:
+    def timed_on(self, host: str, argv: list[str], ok=(0,), stdin: bytes | None = None) -> dict:
         """Run argv on a lab host through ssh; its own duration there, plus the wall time here."""
         started = time.perf_counter()
-        result = self.ssh(host, ["sh", "-c", TIMED, "sh", *argv])
+        result = self.ssh(host, ["sh", "-c", TIMED, "sh", *argv], stdin)
         outer = time.perf_counter() - started
         stderr = result.stderr.decode(errors="replace")
         marker = [line for line in stderr.splitlines() if line.startswith("@@bench ")]
@@ -145,6 +165,23 @@ class Bench:
             raise RuntimeError(f"on {host}: {shlex.join(argv)[:200]} exited {result.returncode}: {result.stderr.decode(errors='replace')[-500:]}")
         return result.stdout.decode(errors="replace")
 
+    def scoped(self, purpose: str, build, ok=(0,)) -> dict:
+        """``build(peer)``'s argv run on the mirror through a real transfer key, as hotspare runs
+        its transfers: ``transfer_access`` installs the key on production, the private half
+        reaches the mirror on stdin. The rsync is timed on the mirror; the key's install and
+        removal (round trips from here to production) apart, in ``key_seconds``."""
+        from hotspare.planning import replication as plan
+        from tasks.transfer_access import transfer_access
+
+        started = time.perf_counter()
+        with transfer_access(self.fleet, SERVICE, self.production, self.mirror, self.paths, purpose) as (peer, stdin):
+            installed = time.perf_counter()
+            result = self.timed_on(self.mirror, plan.with_peer_access(peer, build(peer)), ok, stdin)
+            ran = time.perf_counter()
+        removed = time.perf_counter()
+        return {**result, "key_install": installed - started, "key_remove": removed - ran,
+                "key_seconds": (installed - started) + (removed - ran)}
+
     # ----- set-up -----------------------------------------------------------------------
 
     def setup(self) -> None:
@@ -155,23 +192,29 @@ class Bench:
         self.lab.register_blocks()
         if cli(["fleet", "load", self.env["fleet_file"]]) != 0:
             raise RuntimeError("hotspare fleet load failed")
-        fleet = access.loaded_fleet()
+        self.fleet = fleet = access.loaded_fleet()
         self.paths = plan.source_paths(fleet.service(SERVICE).model_dump(mode="json"))
-        mirror = fleet.server(self.mirror)
-        # production reaches the mirror like hotspare's own rsync does: same ssh options, pinned
-        # host key, the lab's client key on tmpfs for the duration of the benchmark
-        self.peer = plan.peer_access(f"bench-{os.getpid()}", self.env["ssh"]["user"], mirror.address, mirror.ssh_port)
+        self.excludes = fleet.service(SERVICE).exclude
+        # the bare transfers use hotspare's ssh options (pinned host key) with the lab's
+        # unrestricted client key on tmpfs for the duration of the benchmark: prod-east reaches
+        # the mirror (push), mirror-west reaches production (pull)
+        user = self.env["ssh"]["user"]
+        production, mirror = fleet.server(self.production), fleet.server(self.mirror)
+        self.push_peer = plan.peer_access(f"bench-{os.getpid()}-push", user, mirror.address, mirror.ssh_port)
+        self.pull_peer = plan.peer_access(f"bench-{os.getpid()}-pull", user, production.address, production.ssh_port)
         key = Path(self.env["ssh"]["key"]).read_bytes()
-        known = f"{access.endpoint(fleet, self.mirror).known_hosts_line()}\n".encode()
-        self.must(self.production, ["install", "-d", "-m", "0700", self.peer.directory])
-        self.must(self.production, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", self.peer.key_path], key)
-        self.must(self.production, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", self.peer.known_hosts_path], known)
+        for host, peer, other in ((self.production, self.push_peer, self.mirror), (self.mirror, self.pull_peer, self.production)):
+            known = f"{access.endpoint(fleet, other).known_hosts_line()}\n".encode()
+            self.must(host, ["install", "-d", "-m", "0700", peer.directory])
+            self.must(host, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", peer.key_path], key)
+            self.must(host, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", peer.known_hosts_path], known)
         self.recorder.install()
         self.retry_log.install()
 
     def cleanup(self) -> None:
-        if self.peer is not None:
-            self.ssh(self.production, ["rm", "-rf", "--", self.peer.directory], timeout=60)
+        for host, peer in ((self.production, self.push_peer), (self.mirror, self.pull_peer)):
+            if peer is not None:
+                self.ssh(host, ["rm", "-rf", "--", peer.directory], timeout=60)
 
     def generate(self) -> float:
         started = time.perf_counter()
@@ -183,22 +226,37 @@ class Bench:
     def change_one_percent(self) -> int:
         return rewrite_random_files(self.file_names, max(1, len(self.file_names) // 100), self.file_size, self.rng)
 
-    # ----- measurements -------------------------------------------------------------------
+    # ----- copies -------------------------------------------------------------------------
 
-    def bare_copy(self) -> dict:
-        argv = ["rsync", "-a", "--relative", "-e", self.peer.ssh_command(), *self.paths, self.peer.remote("/srv/bench-bare/")]
+    def push_copy(self) -> dict:
+        """The old design: production runs rsync and pushes with an unrestricted key."""
+        peer = self.push_peer
+        argv = ["rsync", "-a", "--relative", "-e", peer.ssh_command(), *self.paths, peer.remote(BARE_TARGETS["push"] + "/")]
         return self.timed_on(self.production, argv)
 
-    def hotspare_flags_copy(self, link_copy: str | None) -> dict:
-        """hotspare's exact rsync argv into a fresh folder, linked against the previous copy."""
+    def pull_copy(self) -> dict:
+        """The mirror runs rsync and pulls with the same unrestricted key."""
+        peer = self.pull_peer
+        return self.timed_on(self.mirror, ["rsync", "-a", "--relative", "-e", peer.ssh_command(), *peer.remotes(self.paths),
+                                           BARE_TARGETS["pull"] + "/"])
+
+    def scoped_copy(self) -> dict:
+        """The same pull through a transfer key (guard + rrsync -ro on production)."""
+        return self.scoped("bench-copy", lambda peer: ["rsync", "-a", "--relative", "-e", peer.ssh_command(),
+                                                       *peer.remotes(self.paths), BARE_TARGETS["scoped"] + "/"])
+
+    def product_argv_copy(self, link_copy: str | None) -> dict:
+        """hotspare's exact rsync argv through a transfer key into a fresh folder, linked against
+        the previous copy: the cost of the copy's design without the orchestration."""
         from hotspare.planning import replication as plan
 
-        self.flags_runs += 1
-        tree = f"/srv/bench-flags/run-{self.flags_runs}/tree"
+        self.argv_runs += 1
+        tree = f"/srv/bench-argv/run-{self.argv_runs}/tree"
         self.must(self.mirror, ["install", "-d", "-m", "0700", tree])
         link_dest = plan.copy_tree(SERVICE, link_copy) if link_copy else None
-        result = self.timed_on(self.production, plan.rsync_copy_argv(self.peer, self.paths, tree, link_dest), ok=(0, 24))
-        self.must(self.mirror, ["rm", "-rf", "--", f"/srv/bench-flags/run-{self.flags_runs}"])
+        result = self.scoped("bench-argv", lambda peer: plan.rsync_copy_argv(peer, self.paths, tree, link_dest, self.excludes),
+                             ok=(0, 24))
+        self.must(self.mirror, ["rm", "-rf", "--", f"/srv/bench-argv/run-{self.argv_runs}"])
         return result
 
     def hotspare_copy(self) -> dict:
@@ -233,20 +291,38 @@ class Bench:
             "retries": self.retry_log.between(wall_start, wall_end),
         }
 
-    def bare_verify(self, copy_id: str) -> dict:
+    # ----- verification -------------------------------------------------------------------
+
+    def push_verify(self, copy_id: str) -> dict:
+        """The old direction: `rsync -anc` run on prod-east against the copy on the mirror."""
         from hotspare.planning import replication as plan
 
-        argv = ["rsync", "-anc", "--delete", "--itemize-changes", "--relative", "-e", self.peer.ssh_command(),
-                *self.paths, self.peer.remote(plan.copy_tree(SERVICE, copy_id) + "/")]
-        result = self.timed_on(self.production, argv, ok=(0, 24))
-        differences = [line for line in result["stdout"].splitlines() if line.strip() and not line.startswith(".d..t")]
-        return {"seconds": result["seconds"], "with_ssh": result["with_ssh"], "differences": len(differences)}
+        peer = self.push_peer
+        argv = ["rsync", "-anc", "--delete", "--itemize-changes", "--relative", "-e", peer.ssh_command(),
+                *self.paths, peer.remote(plan.copy_tree(SERVICE, copy_id) + "/")]
+        return _with_differences(self.timed_on(self.production, argv, ok=(0, 24)))
 
-    def hotspare_verify_argv(self, copy_id: str) -> dict:
+    def pull_verify(self, copy_id: str) -> dict:
         from hotspare.planning import replication as plan
 
-        result = self.timed_on(self.production, plan.rsync_verify_argv(self.peer, self.paths, plan.copy_tree(SERVICE, copy_id)), ok=(0, 23, 24))
-        return {"seconds": result["seconds"], "with_ssh": result["with_ssh"]}
+        peer = self.pull_peer
+        argv = ["rsync", "-anc", "--delete", "--itemize-changes", "--relative", "-e", peer.ssh_command(),
+                *peer.remotes(self.paths), plan.copy_tree(SERVICE, copy_id) + "/"]
+        return _with_differences(self.timed_on(self.mirror, argv, ok=(0, 24)))
+
+    def scoped_verify(self, copy_id: str) -> dict:
+        from hotspare.planning import replication as plan
+
+        return _with_differences(self.scoped("bench-verify", lambda peer: [
+            "rsync", "-anc", "--delete", "--itemize-changes", "--relative", "-e", peer.ssh_command(),
+            *peer.remotes(self.paths), plan.copy_tree(SERVICE, copy_id) + "/"], ok=(0, 24)))
+
+    def product_verify(self, copy_id: str) -> dict:
+        """hotspare's own verify argv (-aHAX --numeric-ids -c --dry-run ...) through a transfer key."""
+        from hotspare.planning import replication as plan
+
+        return self.scoped("bench-verify", lambda peer: plan.rsync_verify_argv(peer, self.paths, plan.copy_tree(SERVICE, copy_id),
+                                                                                self.excludes), ok=(0, 23, 24))
 
     def sha256_both_sides(self, copy_id: str) -> dict:
         """sha256 manifests of production's data and the copy's data, both hosts at once."""
@@ -305,7 +381,7 @@ class Bench:
             "after_run_record": round(wall_end - run_end, 3),  # summary artifact + flow run exit
             "between_steps": round((run_end - run_start) - sum(s["seconds"] for s in steps), 3),
             "ssh_connects_orchestrator": sum(1 for e in events if e["kind"] == "connect"),
-            "ssh_connects_host_to_host": rsync_runs,  # each rsync opens one ssh prod -> mirror
+            "ssh_connects_host_to_host": rsync_runs,  # each rsync on the mirror opens one ssh to production
             "remote_commands": sum(1 for e in events if e["kind"] == "run"),
             "steps": steps,
         }
@@ -313,36 +389,41 @@ class Bench:
     # ----- scenarios ----------------------------------------------------------------------
 
     def rep(self, scenario: str, index: int, previous_copy: str | None) -> dict:
-        """One repetition: bare and hotspare in alternating order, then the comparisons."""
-        hotspare_first = index % 2 == 1
-        order = ["hotspare", "bare", "flags"] if hotspare_first else ["bare", "hotspare", "flags"]
-        measured: dict = {"order": order}
+        """One repetition: the copies in alternating order, hotspare's argv, then the verifications."""
+        forward = index % 2 == 0
+        order = list(COPY_ORDER if forward else reversed(COPY_ORDER))
+        bare = {"push": self.push_copy, "pull": self.pull_copy, "scoped": self.scoped_copy}
+        measured: dict = {"order": order, "copy": {}}
         for what in order:
-            if what == "bare":
-                measured["bare"] = self.bare_copy()
-            elif what == "hotspare":
+            if what == "hotspare":
                 measured["hotspare"] = self.hotspare_copy()
             else:
-                measured["flags"] = self.hotspare_flags_copy(previous_copy)
+                measured["copy"][what] = bare[what]()
             os.sync()
+        measured["copy"]["product_argv"] = self.product_argv_copy(previous_copy)
+        os.sync()
         copy_id = measured["hotspare"]["copy_id"]
-        measured["bare_verify"] = self.bare_verify(copy_id)
-        measured["hotspare_verify_argv"] = self.hotspare_verify_argv(copy_id)
-        hotspare = measured["hotspare"]
-        print(f"  {scenario} #{index + 1} ({' then '.join(order[:2])}): bare {measured['bare']['seconds']:.2f} s, "
-              f"rsync as hotspare {measured['flags']['seconds']:.2f} s, copy step {hotspare['copy_step']:.2f} s, "
-              f"flow {hotspare['seconds']:.2f} s; verify step {hotspare['verify_step']:.2f} s vs bare -anc "
-              f"{measured['bare_verify']['seconds']:.2f} s", flush=True)
+        verifiers = {"push": self.push_verify, "pull": self.pull_verify, "scoped": self.scoped_verify, "product_argv": self.product_verify}
+        measured["verify"] = {what: verifiers[what](copy_id) for what in (VERIFY_ORDER if forward else reversed(VERIFY_ORDER))}
+        for result in [*measured["copy"].values(), *measured["verify"].values()]:
+            result.pop("stdout", None)
+        copied, verified, hotspare = measured["copy"], measured["verify"], measured["hotspare"]
+        print(f"  {scenario} #{index + 1} ({' > '.join(order)}): push {copied['push']['seconds']:.2f} s, pull "
+              f"{copied['pull']['seconds']:.2f} s, scoped {copied['scoped']['seconds']:.2f} s (+ key {copied['scoped']['key_seconds']:.2f}), "
+              f"product argv {copied['product_argv']['seconds']:.2f} s, copy step {hotspare['copy_step']:.2f} s, flow "
+              f"{hotspare['seconds']:.2f} s; verify: push {verified['push']['seconds']:.2f}, pull {verified['pull']['seconds']:.2f}, "
+              f"scoped {verified['scoped']['seconds']:.2f}, step {hotspare['verify_step']:.2f} s", flush=True)
         if hotspare["retries"]:
             print(f"    ^ {len(hotspare['retries'])} task retry(ies) in this run (each waits 2 s, then 10 s); see the log line(s) above", flush=True)
         return measured
 
     def empty_mirror(self) -> int:
         """Before a full copy: no copy folders on the mirror (hotspare then links against
-        nothing: a full copy, as for a new or rebuilt mirror) and an empty bare target."""
+        nothing: a full copy, as for a new or rebuilt mirror) and empty bare targets."""
         from hotspare.planning import replication as plan
 
-        self.must(self.mirror, ["sh", "-c", 'rm -rf -- "$1"/* /srv/bench-bare', "sh", plan.service_root(SERVICE) + "/copies"])
+        self.must(self.mirror, ["sh", "-c", 'folder=$1; shift; rm -rf -- "$folder"/* "$@"', "sh",
+                                plan.service_root(SERVICE) + "/copies", *BARE_TARGETS.values()])
         os.sync()
         return 0
 
@@ -365,6 +446,8 @@ class Bench:
         return {"repetitions": repetitions, "sha256_both_sides": sha, "verify_flow_seconds": flow, **summarize(repetitions)}
 
     def run(self) -> dict:
+        from hotspare.planning import transfer_keys
+
         self.setup()
         generated = self.generate()
         total = self.file_size * self.args.files
@@ -375,15 +458,19 @@ class Bench:
                 "files": self.args.files, "file_bytes": self.file_size, "total_bytes": total,
                 "cpus": os.cpu_count(), "load_average_start": os.getloadavg(),
                 "rsync": subprocess.run(["rsync", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
-                "paths": self.paths, "bare_ssh_command": self.peer.ssh_command(),
-                "targets": {"copy_step_over_bare": COPY_TARGET, "verify_step_over_bare": VERIFY_TARGET},
+                "paths": self.paths, "push_ssh_command": self.push_peer.ssh_command(), "pull_ssh_command": self.pull_peer.ssh_command(),
+                "transfer_guard": transfer_keys.GUARD_PATH, "bare_targets": BARE_TARGETS,
+                "copy_order": COPY_ORDER, "verify_order": VERIFY_ORDER,
+                "targets": {"copy_step_over_push": COPY_TARGET, "verify_step_over_push": VERIFY_TARGET},
             },
             "scenarios": {},
         }
         results["latency"] = self.latency()
         latency = results["latency"]
+        one = latency["one_file_pull_ms"]
         print(f"SSH from the orchestrator: connect {latency['connect_ms']} ms, one remote command {latency['command_ms']} ms; "
-              f"shell start on the host {latency['shell_with_bashrc_ms']} ms with ~/.bashrc, {latency['shell_without_bashrc_ms']} ms without", flush=True)
+              f"shell start on the host {latency['shell_with_bashrc_ms']} ms with ~/.bashrc, {latency['shell_without_bashrc_ms']} ms without; "
+              f"one small file pulled bare {one['bare']} ms, scoped {one['scoped']} ms", flush=True)
         results["scenarios"]["full copy"] = self.scenario("full copy", self.args.full_reps, self.empty_mirror, full=True)
         results["scenarios"]["1 % changed"] = self.scenario("1 % changed", self.args.reps, self.change_one_percent)
         results["scenarios"]["nothing changed"] = self.scenario("nothing changed", self.args.reps, None)
@@ -391,6 +478,22 @@ class Bench:
             results["profile"] = self.profile()
         results["meta"]["load_average_end"] = os.getloadavg()
         return results
+
+    def one_file_pull(self, times: int = 5) -> dict:
+        """Per-connection cost of the restriction: one small declared file (/etc/passwd) pulled
+        by the mirror, bare and through a transfer key, alternating (median ms)."""
+        peer, target = self.pull_peer, "/srv/bench-one-file"
+        bare, scoped, installs, removals = [], [], [], []
+        for _ in range(times):
+            bare.append(self.timed_on(self.mirror, ["rsync", "-a", "-e", peer.ssh_command(), peer.remote("/etc/passwd"), target])["seconds"])
+            result = self.scoped("bench-one", lambda scoped_peer: ["rsync", "-a", "-e", scoped_peer.ssh_command(),
+                                                                   scoped_peer.remote("/etc/passwd"), target])
+            scoped.append(result["seconds"])
+            installs.append(result["key_install"])
+            removals.append(result["key_remove"])
+        self.must(self.mirror, ["rm", "-f", "--", target])
+        return {name: round(statistics.median(values) * 1000, 1)
+                for name, values in (("bare", bare), ("scoped", scoped), ("key_install", installs), ("key_remove", removals))}
 
     def latency(self) -> dict:
         """What one SSH connection and one remote command cost here, and why (shell start-up)."""
@@ -423,6 +526,7 @@ class Bench:
             "shell_with_bashrc_ms": shell_ms("SSH_CLIENT=bench"),
             "shell_without_bashrc_ms": shell_ms(""),
             "login_shell": self.must(self.production, ["sh", "-c", "getent passwd root | cut -d: -f7"]).strip(),
+            "one_file_pull_ms": self.one_file_pull(),
         }
 
     def profile(self) -> dict:
@@ -487,89 +591,10 @@ def _step_rows(db, run_id: int) -> list[tuple[str, float, float]]:
     return [(row.name, epoch(row.started_at), epoch(row.ended_at)) for row in rows if row.ended_at]
 
 
-# ---------------------------------------------------------------------------------------
-# Summary and report
-
-
-def median(values) -> float | None:
-    values = [value for value in values if value is not None]
-    return round(statistics.median(values), 3) if values else None
-
-
-def summarize(repetitions: list[dict]) -> dict:
-    summary = {
-        "bare_seconds": median(r["bare"]["seconds"] for r in repetitions),
-        "bare_with_ssh_seconds": median(r["bare"]["with_ssh"] for r in repetitions),
-        "rsync_as_hotspare_seconds": median(r["flags"]["seconds"] for r in repetitions),
-        "copy_step_seconds": median(r["hotspare"]["copy_step"] for r in repetitions),
-        "flow_seconds": median(r["hotspare"]["seconds"] for r in repetitions),
-        "verify_step_seconds": median(r["hotspare"]["verify_step"] for r in repetitions),
-        "bare_verify_seconds": median(r["bare_verify"]["seconds"] for r in repetitions),
-        "hotspare_verify_argv_seconds": median(r["hotspare_verify_argv"]["seconds"] for r in repetitions),
-    }
-    step_names = [step["step"] for step in repetitions[0]["hotspare"]["steps"]]
-    summary["step_seconds"] = {name: median(next((s["seconds"] for s in r["hotspare"]["steps"] if s["step"] == name), None)
-                                            for r in repetitions) for name in step_names}
-    summary["copy_over_bare"] = round(summary["copy_step_seconds"] / summary["bare_seconds"], 2)
-    summary["verify_over_bare"] = round(summary["verify_step_seconds"] / summary["bare_verify_seconds"], 2)
-    return summary
-
-
-def print_report(results: dict) -> None:
-    scenarios = results["scenarios"]
-    meta = results["meta"]
-    print(f"\nReplication of {meta['files']} files x {meta['file_bytes']} bytes ({meta['total_bytes'] / 1e9:.2f} GB), "
-          f"prod-east -> mirror-west; medians (full copy: {len(scenarios['full copy']['repetitions'])} runs, others: {len(scenarios['1 % changed']['repetitions'])} runs)")
-    header = ("scenario", "bare rsync", "rsync as hotspare", "copy step", "whole flow", "copy/bare", "target", "")
-    rows = []
-    for name, s in scenarios.items():
-        has_target = name != "nothing changed"
-        met = s["copy_over_bare"] <= COPY_TARGET
-        rows.append((name, f"{s['bare_seconds']:.2f}", f"{s['rsync_as_hotspare_seconds']:.2f}", f"{s['copy_step_seconds']:.2f}",
-                     f"{s['flow_seconds']:.2f}", f"{s['copy_over_bare']:.2f}x",
-                     f"<= {COPY_TARGET}x" if has_target else "-", ("met" if met else "MISSED") if has_target else ""))
-    table(header, rows)
-
-    print("\nVerification (content) on the same data")
-    header = ("scenario", "bare rsync -anc", "hotspare argv bare", "verify step", "verify/bare", "target", "", "sha256 both", "verify flow")
-    rows = []
-    for name, s in scenarios.items():
-        met = s["verify_over_bare"] <= VERIFY_TARGET
-        rows.append((name, f"{s['bare_verify_seconds']:.2f}", f"{s['hotspare_verify_argv_seconds']:.2f}", f"{s['verify_step_seconds']:.2f}",
-                     f"{s['verify_over_bare']:.2f}x", f"<= {VERIFY_TARGET}x", "met" if met else "MISSED",
-                     f"{s['sha256_both_sides']['seconds']:.2f}", f"{s['verify_flow_seconds']:.2f}"))
-    table(header, rows)
-
-    print("\nSteps of the replicate flow (median seconds)")
-    names = list(next(iter(scenarios.values()))["step_seconds"])
-    table(("scenario", *names, "whole flow"),
-           [(name, *[f"{s['step_seconds'].get(step) or 0:.2f}" for step in names], f"{s['flow_seconds']:.2f}") for name, s in scenarios.items()])
-
-    latency = results["latency"]
-    print(f"\nSSH costs here: connect {latency['connect_ms']} ms, one remote command (`true`) {latency['command_ms']} ms; "
-          f"root's shell ({latency['login_shell']}) starts in {latency['shell_with_bashrc_ms']} ms when sshd runs it "
-          f"(~/.bashrc sourced), {latency['shell_without_bashrc_ms']} ms without")
-    print("\nWhere the time goes (last run of each scenario): per step, SSH connects / remote commands / rest in-process")
-    for name, s in scenarios.items():
-        breakdown = s["repetitions"][-1]["hotspare"]["breakdown"]
-        print(f"  {name}: {breakdown['ssh_connects_orchestrator']} new SSH connection(s) from the orchestrator, "
-              f"{breakdown['ssh_connects_host_to_host']} prod->mirror (one per rsync), {breakdown['remote_commands']} remote commands; "
-              f"flow start {breakdown['before_run_record']:.2f} s, flow end {breakdown['after_run_record']:.2f} s, "
-              f"between steps {breakdown['between_steps']:.2f} s")
-        for step in breakdown["steps"]:
-            top = ", ".join(f"{label} x{c['count']} {c['seconds']:.2f}" for label, c in list(step["commands"].items())[:4])
-            print(f"    {step['step']:<15} {step['seconds']:6.2f} s = connects {step['ssh_connects']} ({step['connect_seconds']:.2f}) "
-                  f"+ commands {step['remote_commands']} ({step['command_seconds']:.2f}) + other {step['other_seconds']:.2f}   [{top}]")
-    retries = [(name, index + 1, line) for name, s in scenarios.items() for index, r in enumerate(s["repetitions"])
-               for line in r["hotspare"]["retries"]]
-    if retries:
-        print("\nTask retries (a transient failure costs the retry delay, 2 s then 10 s, plus the re-run):")
-        for name, number, line in retries:
-            print(f"    {name} #{number}: {line['message'][:300]}")
-    if "profile" in results:
-        print(f"\nProfile of one no-change replication ({results['profile']['seconds']:.2f} s, {results['profile']['pstats']}):")
-        for entry in results["profile"]["top"][:25]:
-            print(f"    {entry['cumulative_seconds']:7.3f} s  {entry['calls']:6d} calls  {entry['function']}")
+def _with_differences(result: dict) -> dict:
+    """A verification's timings and how many file-level differences it listed (0 expected)."""
+    lines = result.pop("stdout", "").splitlines()
+    return {**result, "differences": sum(1 for line in lines if line.strip() and not line.startswith(".d..t"))}
 
 
 if __name__ == "__main__":
