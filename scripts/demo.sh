@@ -32,7 +32,14 @@ step() {
   }
 }
 
-serve_alive() { [ -f "$RUN/serve.pid" ] && kill -0 "$(cat "$RUN/serve.pid")" 2>/dev/null; }
+# Running and not a zombie (a stopped process may wait a moment for PID 1 to reap it).
+serve_alive() {
+  local pid
+  [ -f "$RUN/serve.pid" ] && pid="$(cat "$RUN/serve.pid")" && [ -r "/proc/$pid/stat" ] || return 1
+  case "$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$pid/stat" 2>/dev/null)" in
+    Z | X | "") return 1 ;;
+  esac
+}
 stop_serve() {
   if serve_alive; then
     # setsid made it a process-group leader: stop the group (flow runs it started too).
