@@ -41,16 +41,32 @@ def verify_content(service: str, copy_id: str, source: str, target: str) -> dict
     if outcome.kind in ("permanent", "transient"):
         error = PermanentError if outcome.kind == "permanent" else TransientError
         raise error(f"checksum comparison {source} -> {target} failed: {outcome.reason}")
+    tree = plan.copy_tree(service, copy_id)
+    with ThreadPoolExecutor(2) as pool:  # both listings at once: one file walk per host
+        production_listing, copy_listing = pool.map(
+            lambda server_paths: _listing(fleet, *server_paths), [(source, paths), (target, [tree + path for path in paths])])
     itemized = plan.parse_itemized(result.text) + [("unreadable", path) for path in outcome.failed_paths]
+    on_production = plan.parse_stat_mtimes(production_listing)
+    # an "extra" file production still has was left out of rsync's list: it could not be read
+    itemized = [("unreadable" if kind == "extra" and path in on_production else kind, path) for kind, path in itemized]
+    started = row.source_clock_start or 0.0
+    for path, mtime in plan.not_compared(production_listing, copy_listing, tree, itemized, spec.exclude).items():
+        itemized.append(("missing" if mtime >= started else "unreadable", path))
     with access.connect(fleet, source) as production:
         mtimes = source_mtimes(production, [path for kind, path in itemized if kind != "unreadable"])
-    report = plan.classify_differences(itemized, mtimes, row.source_clock_start or 0.0, spec.fuzzy)
+    report = plan.classify_differences(itemized, mtimes, started, spec.fuzzy)
     corrupt = [asdict(d) for d in report.corrupt]
     changed = [asdict(d) for d in report.changed_during_copy]
     tolerated = [asdict(d) for d in report.tolerated]
     get_run_logger().info("content of %s: %d difference(s) not explained by production changes, %d file(s) changed on "
                           "production since the copy began, %d in fuzzy paths", copy_id, len(corrupt), len(changed), len(tolerated))
     return {"corrupt": corrupt, "changed_during_copy": changed, "fuzzy": tolerated}
+
+
+def _listing(fleet, server: str, paths: list[str]) -> str:
+    """``plan.file_listing_argv`` output from ``server`` (paths that do not exist list nothing)."""
+    with access.connect(fleet, server) as connection:
+        return connection.run(plan.file_listing_argv(paths), timeout=3600, check=False).text
 
 
 def source_mtimes(production: SshConnection, paths: list[str]) -> dict[str, float]:
@@ -71,8 +87,15 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
     with access.connect(fleet, target) as mirror, transfer_access(fleet, service, source, target, roots, f"repair-{service}") as (peer, stdin):
         excludes = fleet.service(service).exclude
         argv = plan.with_peer_access(peer, plan.rsync_repair_argv(peer, paths, plan.copy_tree(service, copy_id), excludes))
-        mirror.run(argv, stdin=stdin, timeout=6 * 3600)
-    get_run_logger().warning("re-sent %d file(s) that differed from production into %s", len(paths), copy_id)
+        result = mirror.run(argv, stdin=stdin, timeout=6 * 3600, check=False)
+    outcome = classify_rsync(result.exit_status, result.stderr_tail)
+    if outcome.kind in ("permanent", "transient"):
+        error = PermanentError if outcome.kind == "permanent" else TransientError
+        raise error(f"repairing copy {copy_id} failed: {outcome.reason}")
+    logger = get_run_logger()
+    logger.warning("re-sent %d file(s) that differed from production into %s", len(paths), copy_id)
+    if outcome.kind == "partial":  # the next comparison names them again
+        logger.warning("could not re-send every file: %s", outcome.reason)
     return len(paths)
 
 

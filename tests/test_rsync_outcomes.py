@@ -115,3 +115,14 @@ def test_excludes_reach_copy_verify_and_repair_identically():
                  plan.rsync_repair_argv(peer, ["/srv/app1/data/x"], "/t", excludes)):
         assert [arg for arg in argv if arg.startswith("--exclude")] == wanted
         assert argv.index(wanted[-1]) < argv.index(next(a for a in argv if a.startswith("root@")))
+
+
+def test_files_rsync_did_not_compare_are_found_from_the_listings():
+    tree = "/srv/hotspare/app1/copies/c1/tree"
+    production = "100.0\t/srv/app1/data/a\n100.0\t/srv/app1/data/dropped\n300.0\t/srv/app1/data/new\n100.0\t/srv/app1/data/cache/x\n"
+    copy = f"100.0\t{tree}/srv/app1/data/a\n"
+    itemized = [("missing", "/srv/app1/data/new")]
+    # "dropped": rsync -c left it out of its list without a word (unreadable); "new" was named;
+    # the excluded cache is not expected in the copy
+    assert plan.not_compared(production, copy, tree, itemized, ["/srv/app1/data/cache"]) == {"/srv/app1/data/dropped": 100.0}
+    assert plan.file_listing_argv(["/srv/app1/data"]) == ["find", "/srv/app1/data", "-type", "f", "-printf", "%T@\t%p\n"]

@@ -331,6 +331,25 @@ def classify_differences(itemized: list[tuple[str, str]], source_mtimes: dict[st
     return ContentReport(tuple(differences))
 
 
+def file_listing_argv(paths: list[str]) -> list[str]:
+    """Every regular file under ``paths`` with its mtime, one ``MTIME<TAB>PATH`` line each."""
+    return ["find", *paths, "-type", "f", "-printf", "%T@\t%p\n"]
+
+
+def not_compared(production_listing: str, copy_listing: str, tree: str, itemized: list[tuple[str, str]],
+                 excludes: list[str] = ()) -> dict[str, float]:
+    """Production files that neither the copy holds nor rsync's comparison named, with their mtimes.
+
+    ``rsync -c`` drops a file it cannot read from its file list without a word (measured with
+    rsync 3.5: exit 0, nothing itemized), so "no difference" is not proof for such a file; the
+    two listings are.
+    """
+    in_copy = {path[len(tree):] for path in parse_stat_mtimes(copy_listing) if path.startswith(tree)}
+    named = {path for _, path in itemized}
+    return {path: mtime for path, mtime in parse_stat_mtimes(production_listing).items()
+            if path not in in_copy and path not in named and not matches_any(path, list(excludes))}
+
+
 def parse_stat_mtimes(output: str) -> dict[str, float]:
     """``stat --printf '%Y.%y\\t%n\\n'``-style lines → {path: mtime}; we use ``%.Y\\t%n``."""
     mtimes = {}
