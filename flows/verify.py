@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
 
 from hotspare import access
 from hotspare.adapters.errors import PermanentError
-from hotspare.inventory import copies
+from hotspare.inventory import copies, locks
 from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import replication as plan
+from hotspare.planning.coordination import judge_routine_run
 from tasks.verification import record_verification, repair_copy, verify_accounts, verify_content, verify_host
 
 
@@ -93,20 +95,35 @@ def verify(services: list[str] | None = None) -> dict:
     names = services or [service.name for service in fleet.services]
     results, failed = {}, []
     for name in names:
-        current = copies.current_copy(name)
-        newest = copies.newest_verified(name)
-        rpo = plan.rpo_state(as_utc(newest.started_at) if newest else None, utcnow(), fleet.rpo_hours_of(fleet.service(name)))
-        if current is None:
-            results[name] = {"passed": False, "rpo_state": rpo, "summary": {"failures": ["no current copy"]}}
+        decision = judge_routine_run("verify", name, copies.service_row(name).state)
+        if not decision.go:
+            logger.warning(decision.reason)
+            results[name] = {"passed": False, "summary": {"failures": [decision.reason]}}
             failed.append(name)
             continue
-        outcome = check_copy(name, current.id, accounts_applied=True)
-        if not outcome["passed"]:
-            copies.update_copy(current.id, status="failed")
-        results[name] = outcome | {"rpo_state": rpo}
-        if not outcome["passed"] or rpo == "violated":
+        try:
+            with locks.service_lock(name, f"verify:{flow_run.get_id() or 'local'}") as lease:
+                results[name] = _verify_current(fleet, name, lease)
+        except locks.ServiceBusy as busy:
+            logger.warning("%s", busy)
+            results[name] = {"passed": False, "summary": {"failures": [str(busy)]}}
+        if not results[name]["passed"] or results[name].get("rpo_state") == "violated":
             failed.append(name)
-        logger.info("%s: copy %s %s, RPO %s", name, current.id, "verified" if outcome["passed"] else "FAILED", rpo)
     if failed:
         raise RuntimeError(f"verification failed for {', '.join(failed)}")
     return results
+
+
+def _verify_current(fleet, name: str, lease: locks.Lease) -> dict:
+    """Verify the current copy of one service under its lock (a failover may take it over)."""
+    current = copies.current_copy(name)
+    newest = copies.newest_verified(name)
+    rpo = plan.rpo_state(as_utc(newest.started_at) if newest else None, utcnow(), fleet.rpo_hours_of(fleet.service(name)))
+    if current is None:
+        return {"passed": False, "rpo_state": rpo, "summary": {"failures": ["no current copy"]}}
+    outcome = check_copy(name, current.id, accounts_applied=True)
+    if not outcome["passed"]:
+        lease.check(f"mark copy {current.id} as failed")
+        copies.update_copy(current.id, status="failed")
+    get_run_logger().info("%s: copy %s %s, RPO %s", name, current.id, "verified" if outcome["passed"] else "FAILED", rpo)
+    return outcome | {"rpo_state": rpo}
