@@ -24,8 +24,9 @@ ensure_auth_file() {
   local draft
   draft="$(mktemp "$AUTH_FILE.XXXXXX")"  # mktemp creates it 0600
   python3 -c 'import secrets; print("hotspare:" + secrets.token_urlsafe(32))' >"$draft"
-  mv -n "$draft" "$AUTH_FILE"  # a concurrent start that won keeps its string
+  mv -n "$draft" "$AUTH_FILE" || true  # a concurrent start that won keeps its string
   rm -f "$draft"
+  [ -s "$AUTH_FILE" ]
 }
 
 # Running and not a zombie (a stopped server may wait a moment for its parent to reap it).
