@@ -7,6 +7,7 @@ orchestrator. The repository password reaches restic on stdin -> environment, ne
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 from sqlmodel import select
 
 from hotspare import access
@@ -111,7 +113,7 @@ def storage_grant(fleet: Fleet, client: SshConnection, grant: accounts.StorageGr
     Whatever happens, the key is removed from both hosts and the run's new files are handed to
     root. A run killed before that is cleaned up by the next one (marker comment, folder name).
     """
-    logger = get_run_logger()
+    logger = _step_logger()
     with access.connect(fleet, grant.storage_server) as storage:
         prepare_repository(storage, grant, password, create=create, logger=logger)
         private_key, public_key = generate_ed25519(grant.marker)
@@ -130,6 +132,14 @@ def storage_grant(fleet: Fleet, client: SshConnection, grant: accounts.StorageGr
             _quietly(logger, f"revoke the run's key on {grant.storage_server}", lambda: storage.run(grant.revoke(), timeout=30))
             _quietly(logger, f"hand the run's files to root on {grant.storage_server}",
                      lambda: storage.run(grant.lay_out(), timeout=RESTIC_TIMEOUT))
+
+
+def _step_logger():
+    """The run's logger inside a flow or task; a plain one when called outside (benchmarks, tests)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("hotspare.backup")
 
 
 def _quietly(logger, what: str, action) -> None:

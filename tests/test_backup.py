@@ -59,7 +59,7 @@ def test_restic_reaches_the_repository_as_the_services_chrooted_account_with_a_p
     for option in ("BatchMode=yes", "IdentitiesOnly=yes", "StrictHostKeyChecking=yes",
                    f"UserKnownHostsFile={grant.known_hosts_path}", "-p 2222", "-s sftp"):
         assert option in command
-    assert grant.key_path.startswith("/run/hotspare/storage/app1/run1/")
+    assert grant.key_path.startswith("/run/hotspare/storage/app1@10.0.0.31/run1/")
     assert "password" not in " ".join(argv).lower()
 
 

@@ -37,7 +37,7 @@ STORAGE_GROUP = "hotspare-backup"
 ACCOUNT_PREFIX = "hsb-"
 KEYS_DIRECTORY = "/etc/hotspare/backup-keys"  # root-owned, outside every chroot
 RUN_MARKER = "hotspare-run="  # comment of every per-run key line: "hotspare-run=<service>/<run>"
-CLIENT_FOLDER = "/run/hotspare/storage"  # + /<service>/<run>: the key on the client host (tmpfs)
+CLIENT_FOLDER = "/run/hotspare/storage"  # + /<service>@<storage address>/<run>: the key on the client (tmpfs)
 NOLOGIN = "/usr/sbin/nologin"
 # Requests restic 0.14 does not need for backup or restore (measured, see module docstring).
 DENIED_SFTP_REQUESTS = ("setstat", "lsetstat", "symlink", "hardlink", "mkdir", "rmdir", "posix-rename")
@@ -145,7 +145,8 @@ class StorageGrant:
 
     @property
     def service_folder(self) -> str:
-        return posixpath.join(CLIENT_FOLDER, self.service)
+        """Per service and storage host: a client may hold runs of several fleets' storage hosts."""
+        return posixpath.join(CLIENT_FOLDER, f"{self.service}@{self.storage_address}")
 
     @property
     def folder(self) -> str:
