@@ -45,9 +45,12 @@ class SmtpServer(Block):
 
 
 class BackupRepositoryPassword(Block):
-    """Password of the restic repositories on the backup storage host."""
+    """Password of one service's restic repository on the backup storage host.
+
+    One block per service: the production that backs a service up learns its password, and
+    must learn no other service's."""
 
     _block_type_name = "hotspare backup repository password"
-    _description = "Password that encrypts the backup repositories."
+    _description = "Password that encrypts one service's backup repository (one block per service)."
 
     password: SecretStr = Field(description="Repository password; given to restic on stdin/env.")

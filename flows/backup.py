@@ -1,7 +1,9 @@
 """Runbooks: back services up to their storage host, and check the repositories rolling.
 
     backup:        for each service -> stage accounts + manifest on the active server
-                   -> restic backup over SFTP to the storage host -> retention (forget --prune)
+                   -> restic backup over SFTP to the storage host, as the service's append-only
+                      account with a key for this run only -> retention (forget --prune) run on
+                      the storage host itself
     backup-check:  for each service -> restic check --read-data-subset=N/M on the storage host
 
 A failure of one service does not stop the others; the run fails if any failed. Every run
@@ -18,6 +20,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from hotspare import access
+from hotspare.planning.storage_accounts import shared_password_blocks
 from tasks.backup import apply_retention, backup_service, check_repository
 
 
@@ -47,6 +50,8 @@ def backup(service: str | None = None, prune: bool = True) -> dict:
     names = backed_up_services(fleet, service)
     if not names:
         logger.info("no service has a backup section in the fleet file; nothing to do")
+    for sentence in shared_password_blocks(fleet):
+        logger.warning(sentence)
     results, failures = {}, []
     for name in names:
         state = backup_service(fleet, name, run_name(), flow_run.get_id(), return_state=True)
