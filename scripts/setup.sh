@@ -39,7 +39,7 @@ if ! (
     local path
     for path in /usr/sbin/sshd /usr/sbin/named /usr/bin/restic /usr/bin/rsync /usr/bin/dig /usr/bin/nsupdate \
                 /usr/sbin/ip /usr/bin/curl /usr/sbin/tsig-keygen /usr/bin/python3 /usr/bin/ssh-keygen \
-                /usr/bin/rrsync /usr/sbin/mkfs.btrfs; do
+                /usr/bin/rrsync; do
       [ -x "$path" ] || return 0
     done
     return 1
@@ -49,7 +49,7 @@ if ! (
     apt-get update -qq \
       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         openssh-server openssh-client rsync bind9 bind9-utils bind9-dnsutils restic iproute2 curl \
-        procps passwd python3 btrfs-progs
+        procps passwd python3
   }
 
   install_python() {
@@ -62,7 +62,7 @@ if ! (
   }
 
   if packages_missing; then
-    stage "installing Debian packages (openssh, rsync, bind9, restic, iproute2, curl, btrfs-progs)" install_packages || exit 1
+    stage "installing Debian packages (openssh, rsync, bind9, restic, iproute2, curl)" install_packages || exit 1
   fi
   venv="$HOTSPARE_ROOT/.venv"
   stamp="$venv/.lock-sha256"

@@ -179,42 +179,27 @@ def test_a_full_mirror_disk_is_a_permanent_error_and_is_not_retried(protected, l
     assert copy_run.run_count == 1  # not retried
 
 
-def test_an_unreadable_file_fails_verification_with_its_name(protected, lab, lab_env, tmp_path):
-    """A real read error: a file on a small btrfs whose data block is damaged (checksum error)."""
-    if subprocess.run(["sh", "-c", "command -v mkfs.btrfs"], capture_output=True).returncode != 0:
-        pytest.skip("btrfs-progs is not installed")
-    image = tmp_path / "disk.img"
-    disk = "/srv/app1/data/disk"
-    with open(image, "wb") as handle:
-        handle.truncate(128 * 2**20)
-    # single copies of data and metadata: a damaged block has no second copy to heal from
-    subprocess.run(["mkfs.btrfs", "-q", "-d", "single", "-m", "single", str(image)], check=True, capture_output=True)
-    host_disk = production_data(lab_env) / "disk"
-    host_disk.mkdir()
-    marker = b"HOTSPARE-DAMAGED-BLOCK-" * 200
+def test_an_unreadable_file_fails_verification_with_its_name(protected, lab, lab_env):
+    """A file even root cannot read: the lab bridge's write-only ``flush`` attribute (reading it is
+    refused by the kernel; nothing here writes to it) bind-mounted over a data file on production."""
+    from hotspare.lab.topology import SlotLayout
+
+    attribute = f"/sys/class/net/{SlotLayout(lab.slot).bridge}/bridge/flush"
+    if not os.path.exists(attribute):
+        pytest.skip(f"{attribute} is not on this machine")
+    unreadable = "/srv/app1/data/unreadable.db"
+    (production_data(lab_env) / "unreadable.db").write_text("placeholder")
+    before = copies.current_copy(SERVICE).id
     try:
-        assert ssh(lab_env, "prod-east", "mount", "-o", "loop", str(image), disk).returncode == 0
-        assert ssh(lab_env, "prod-east", "sh", "-c", f'printf "%s" "{marker.decode()}" > {disk}/damaged.bin && sync').returncode == 0
-        assert ssh(lab_env, "prod-east", "umount", disk).returncode == 0
-        content = image.read_bytes()
-        assert marker in content
-        with open(image, "r+b") as handle:  # change bytes inside every copy of the file's data
-            start = content.find(marker)
-            while start != -1:
-                handle.seek(start + 100)
-                handle.write(b"XXXX")
-                start = content.find(marker, start + 1)
-        assert ssh(lab_env, "prod-east", "mount", "-o", "loop", str(image), disk).returncode == 0
-        assert ssh(lab_env, "prod-east", "cat", f"{disk}/damaged.bin").returncode != 0  # really unreadable
+        assert ssh(lab_env, "prod-east", "mount", "--bind", attribute, unreadable).returncode == 0
+        assert ssh(lab_env, "prod-east", "cat", unreadable).returncode != 0  # really unreadable, even for root
         state = replicate_service(SERVICE, return_state=True)
         assert state.is_failed()
-        # named, whether rsync reported it (missing after a failed re-send) or silently left it
-        # out of its checksum list (unreadable, found from the two listings)
-        assert f"{disk}/damaged.bin" in state.message, state.message
-        assert copies.current_copy(SERVICE).status == "verified"  # the previous copy stays current
+        assert unreadable in state.message and "verification" in state.message, state.message
+        assert copies.current_copy(SERVICE).id == before  # the previous copy stays current
     finally:
-        ssh(lab_env, "prod-east", "umount", disk)
-        host_disk.rmdir()
+        ssh(lab_env, "prod-east", "umount", unreadable)
+        (production_data(lab_env) / "unreadable.db").unlink()
 
 
 def test_an_excluded_cache_is_neither_copied_nor_compared(protected, lab, lab_env, tmp_path):
