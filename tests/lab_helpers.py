@@ -89,3 +89,15 @@ def poll(condition, seconds: float, what: str):
 def wait_for(what: str, probe, seconds: float = 10.0):
     """``poll`` with the sentence first, as the lab tests read."""
     return poll(probe, seconds, what)
+
+
+def paused_flow_run():
+    """The first flow run paused for input (an approval gate), or None."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        found = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+    return found[0] if found else None

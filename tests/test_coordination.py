@@ -24,7 +24,7 @@ from flows.failover import failover
 from flows.replicate import replicate_service
 from hotspare.cli import main
 from hotspare.inventory import copies
-from lab_helpers import host_path, poll, ssh, tree_digest
+from lab_helpers import host_path, paused_flow_run, poll, ssh, tree_digest
 from test_failover import address, dns_answer, protected, reset_layout, through_dns  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.lab
@@ -127,22 +127,13 @@ def test_replication_killed_mid_copy_then_emergency_failover_at_once(protected, 
 
 
 def test_facts_changed_between_approval_and_execution_stop_the_run_and_show_the_new_plan(protected, lab, lab_env):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
-    from prefect.client.schemas.objects import StateType
     from prefect.flow_runs import resume_flow_run
 
     shown = failover(SERVICE, dry_run=True)["plan_digest"]
 
-    def paused_run():
-        with get_client(sync_client=True) as client:
-            found = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
-        return found[0] if found else None
-
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(failover, SERVICE, approval_timeout_seconds=120, return_state=True)
-        paused = poll(paused_run, 60, "the failover to pause for approval")
+        paused = poll(paused_flow_run, 60, "the failover to pause for approval")
         # while the plan waits, a replication makes a newer copy: the approved plan is stale
         assert replicate_service(SERVICE)["outcome"] == "ok"
         resume_flow_run(paused.id, run_input={"approve": True, "plan_digest": shown, "operator": "Dana Ops"})

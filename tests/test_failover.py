@@ -21,7 +21,7 @@ from hotspare.adapters import dns
 from hotspare.inventory import copies
 from hotspare.planning.failover import plan_failover
 from hotspare.probes import http_get_via_dns
-from lab_helpers import host_path, poll, ssh
+from lab_helpers import host_path, paused_flow_run, poll, ssh
 
 SERVICE = "app1"
 
@@ -234,22 +234,13 @@ def test_plan_is_pure_and_digest_binds_the_copy(protected, lab_env):
 
 
 def test_operator_approves_in_the_ui_and_the_failover_runs(protected, lab, lab_env):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
-    from prefect.client.schemas.objects import StateType
     from prefect.flow_runs import resume_flow_run
 
     digest = failover(SERVICE, planned=True, dry_run=True)["plan_digest"]
 
-    def paused_run():
-        with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
-        return runs[0] if runs else None
-
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(failover, SERVICE, planned=True, approval_timeout_seconds=120, return_state=True)
-        paused = poll(paused_run, 60, "the failover to pause for approval")
+        paused = poll(paused_flow_run, 60, "the failover to pause for approval")
         assert dns_answer(lab_env) == [address(lab_env, "production")]  # nothing moves before approval
         resume_flow_run(paused.id, run_input={"approve": True, "plan_digest": digest, "operator": "Dana Ops"})
         state = waiting.result(timeout=180)
