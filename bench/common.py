@@ -149,8 +149,13 @@ def command_label(argv, *, verify_label: str = "rsync verify (--dry-run --checks
                   program_only: tuple[str, ...] = ()) -> str:
     """A short name for a remote command, to group the time spent per kind of command: rsync
     kinds by their flags, the app's ctl by action, ``sh -c`` by its script's start, else the
-    program and its first argument (only the program for those in ``program_only``)."""
+    program and its first argument (only the program for those in ``program_only``); installing
+    and removing a transfer key as such."""
+    from hotspare.planning import transfer_keys
+
     words = [str(word) for word in argv]
+    if words[:3] == ["sh", "-c", transfer_keys.KEYS_SCRIPT] and len(words) > 4:
+        return f"transfer key {words[4]}"
     if "rsync" in words:
         rsync = words[words.index("rsync"):]
         if "--dry-run" in rsync:

@@ -56,6 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,16 +76,10 @@ VERIFY_ORDER = ("push", "pull", "scoped", "product_argv")
 TIMED = 's=$(date +%s%N); "$@"; rc=$?; e=$(date +%s%N); printf "\\n@@bench %s %s %s\\n" "$s" "$e" "$rc" >&2'
 
 
-def replication_label(argv) -> str:
-    """How the report names remote commands: rsync's verify as replication runs it (-anc over
-    the whole tree), transfer key installs and removals, file operations by their program alone."""
-    from hotspare.planning import transfer_keys
-
-    words = [str(word) for word in argv]
-    if words[:3] == ["sh", "-c", transfer_keys.KEYS_SCRIPT] and len(words) > 4:
-        return f"transfer key {words[4]}"
-    return command_label(words, verify_label="rsync verify (-anc, whole tree)",
-                         program_only=("install", "rm", "test", "mv", "ln", "chmod"))
+# How the report names remote commands: rsync's verify as replication runs it (-anc over the
+# whole tree), and file operations by their program alone.
+REPLICATION_LABEL = partial(command_label, verify_label="rsync verify (-anc, whole tree)",
+                            program_only=("install", "rm", "test", "mv", "ln", "chmod"))
 
 
 def main() -> int:
@@ -132,7 +127,7 @@ class Bench:
         self.bench_dir = self.prod_root / self.data_path.lstrip("/") / "bench"
         self.rng = random.Random(20261125)
         # replication's own names for commands; labels without exit statuses
-        self.recorder = SshRecorder(replication_label, mark_failures=False)
+        self.recorder = SshRecorder(REPLICATION_LABEL, mark_failures=False)
         self.retry_log = RetryLog()
         self.fleet = None
         self.push_peer = self.pull_peer = None  # the unrestricted lab key on prod-east / on mirror-west
