@@ -175,7 +175,8 @@ def test_an_unreadable_file_fails_verification_with_its_name(protected, lab, lab
     refused by the kernel; nothing here writes to it) bind-mounted over a data file on production."""
     from hotspare.lab.topology import SlotLayout
 
-    attribute = f"/sys/class/net/{SlotLayout(lab.slot).bridge}/bridge/flush"
+    # seen from production's namespaces through PID 1's root: its own /sys shows its own devices
+    attribute = f"/proc/1/root/sys/class/net/{SlotLayout(lab.slot).bridge}/bridge/flush"
     if not os.path.exists(attribute):
         pytest.skip(f"{attribute} is not on this machine")
     unreadable = "/srv/app1/data/unreadable.db"
