@@ -20,8 +20,31 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from hotspare import access
+from hotspare.inventory import copies, locks
+from hotspare.planning.coordination import judge_routine_run
 from hotspare.planning.storage_accounts import shared_password_blocks
 from tasks.backup import apply_retention, backup_service, check_repository
+
+
+def _back_up_one(fleet, name: str, prune: bool, lease: locks.Lease) -> dict:
+    """One service's backup and retention, under its lock (a failover may take it over)."""
+    logger = get_run_logger()
+    state = backup_service(fleet, name, run_name(), flow_run.get_id(), return_state=True)
+    if not state.is_completed():
+        logger.error("backup of %s failed: %s", name, state.message)
+        return {"service": name, "outcome": "failed", "error": str(state.message)}
+    result = {"outcome": "ok", **state.result()}
+    if not prune:
+        logger.info("retention for %s skipped: prune=False", name)
+        return result
+    lease.check(f"apply retention to the backups of {name}")
+    retention = apply_retention(fleet, name, run_name(), return_state=True)
+    if retention.is_completed():
+        result["retention"] = retention.result()
+    else:  # retention is housekeeping: the backup itself still counts
+        result["retention"] = f"failed: {retention.message}"
+        logger.warning("retention for %s failed (the backup is kept): %s", name, retention.message)
+    return result
 
 
 def backed_up_services(fleet, service: str | None) -> list[str]:
@@ -54,22 +77,20 @@ def backup(service: str | None = None, prune: bool = True) -> dict:
         logger.warning(sentence)
     results, failures = {}, []
     for name in names:
-        state = backup_service(fleet, name, run_name(), flow_run.get_id(), return_state=True)
-        if not state.is_completed():
+        decision = judge_routine_run("backup", name, copies.service_row(name).state)
+        if not decision.go:
             failures.append(name)
-            results[name] = {"service": name, "outcome": "failed", "error": str(state.message)}
-            logger.error("backup of %s failed: %s", name, state.message)
+            results[name] = {"service": name, "outcome": "refused", "error": decision.reason}
+            logger.error(decision.reason)
             continue
-        results[name] = {"outcome": "ok", **state.result()}
-        if prune:
-            retention = apply_retention(fleet, name, run_name(), return_state=True)
-            if retention.is_completed():
-                results[name]["retention"] = retention.result()
-            else:  # retention is housekeeping: the backup itself still counts
-                results[name]["retention"] = f"failed: {retention.message}"
-                logger.warning("retention for %s failed (the backup is kept): %s", name, retention.message)
-        else:
-            logger.info("retention for %s skipped: prune=False", name)
+        try:
+            with locks.service_lock(name, f"backup:{flow_run.get_id() or 'local'}") as lease:
+                results[name] = _back_up_one(fleet, name, prune, lease)
+        except locks.ServiceBusy as busy:
+            results[name] = {"service": name, "outcome": "busy", "error": str(busy)}
+            logger.error("%s", busy)
+        if results[name]["outcome"] != "ok":
+            failures.append(name)
     _summary("Backup", results, lambda r: (
         f"snapshot `{r['snapshot_id'][:8]}` from {r['source']}: {r['files']} files, {r['bytes'] / 1e6:.1f} MB "
         f"({r['bytes_added'] / 1e6:.1f} MB new) in {r['duration_s']} s; {r.get('retention', '')}"

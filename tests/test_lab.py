@@ -284,7 +284,8 @@ def test_register_blocks_saves_the_lab_credentials(lab, lab_env, prefect_api):
     assert SshCredentials.load("lab-ssh").private_key.get_secret_value() == stored["ssh"]["private_key"]
     assert DnsUpdateKey.load("lab-tsig").secret.get_secret_value() == stored["tsig"]["secret"]
     assert SmtpServer.load("lab-smtp").port == lab_env["smtp"]["port"]
-    assert BackupRepositoryPassword.load("lab-restic").password.get_secret_value() == stored["restic"]["password"]
+    for service, password in stored["restic"]["passwords"].items():  # one repository password per service
+        assert BackupRepositoryPassword.load(f"lab-restic-{service}").password.get_secret_value() == password
 
 
 def lab_pids(lab) -> dict[str, int]:
