@@ -161,17 +161,22 @@ def test_refused_replication_exits_3_without_traceback(fleet, lab_env):
     assert "Traceback (most recent call last)" in debugged.stderr and "Refused" in debugged.stderr
 
 
-def test_busy_service_exits_4_naming_the_holder(fleet, capsys):
+def test_busy_service_exits_4_naming_the_holder_who_can_be_unlocked(fleet, capsys):
     from hotspare.inventory import locks
 
     lease = locks.acquire(SERVICE, "backup:held-by-cli-test")
     try:
         code = main(["replicate", SERVICE])
+        err = capsys.readouterr().err
+        assert code == 4, err
+        assert_one_message(err, f"hotspare replicate {SERVICE}: busy:", "backup:held-by-cli-test", "(exit 4)")
+        # the command the message offers clears exactly that holder's lock, once
+        assert main(["unlock", SERVICE, "--holder", "backup:held-by-cli-test"]) == 0
+        assert locks.holder_of(SERVICE) is None
+        assert main(["unlock", SERVICE, "--holder", "backup:held-by-cli-test"]) == 8
+        assert_one_message(capsys.readouterr().err, "does not hold the lock of app1 (nobody holds it)")
     finally:
         locks.release(lease)
-    err = capsys.readouterr().err
-    assert code == 4, err
-    assert_one_message(err, f"hotspare replicate {SERVICE}: busy:", "backup:held-by-cli-test", "(exit 4)")
 
 
 def test_missing_prefect_block_exits_6(fleet, lab, capsys):
@@ -235,3 +240,10 @@ def _row(table: str, role: str) -> list[str]:
         if cells and cells[0] == role:
             return cells[1:]
     raise AssertionError(f"no {role} row in:\n{table}")
+
+
+def test_refused_reprotect_shows_the_unchanged_topology_around_its_message(protected, capsys):  # noqa: F811
+    assert main(["reprotect", SERVICE]) == 3
+    captured = capsys.readouterr()
+    assert "before:\napp1: protected;" in captured.out and "after:\napp1: protected;" in captured.out
+    assert_one_message(captured.err, f"hotspare reprotect {SERVICE}: refused by a safety check: {SERVICE} is protected")

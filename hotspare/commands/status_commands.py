@@ -1,4 +1,5 @@
-"""``hotspare status``: the fleet's services at a glance, or as JSON for programs."""
+"""``hotspare status``: the fleet's services at a glance, or as JSON for programs; ``hotspare
+unlock``: clear a lock whose holder the operator knows is gone."""
 
 from __future__ import annotations
 
@@ -13,6 +14,26 @@ def register(subparsers) -> None:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--timeout", type=float, default=2.0, help="seconds per reachability probe")
     status.set_defaults(func=status_command)
+
+    unlock = subparsers.add_parser("unlock", help="clear a service's lock held by a run that is gone")
+    unlock.add_argument("service")
+    unlock.add_argument("--holder", required=True, help="the holder the busy message names (e.g. replicate:<flow run id>)")
+    unlock.set_defaults(func=unlock_command)
+
+
+def unlock_command(args: argparse.Namespace) -> int:
+    """Clear the lock only if the named holder still has it, so a new run's lock is never cleared."""
+    from hotspare.adapters.errors import NotFound
+    from hotspare.commands.running import require_service
+    from hotspare.inventory import locks
+
+    require_service(args.service)
+    if not locks.unlock(args.service, args.holder):
+        now = locks.holder_of(args.service)
+        raise NotFound(f"{args.holder} does not hold the lock of {args.service} "
+                       f"({f'{now} holds it now' if now else 'nobody holds it'}); nothing changed")
+    print(f"cleared the lock of {args.service} held by {args.holder}")
+    return 0
 
 
 def status_command(args: argparse.Namespace) -> int:
