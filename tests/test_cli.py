@@ -247,3 +247,19 @@ def test_refused_reprotect_shows_the_unchanged_topology_around_its_message(prote
     captured = capsys.readouterr()
     assert "before:\napp1: protected;" in captured.out and "after:\napp1: protected;" in captured.out
     assert_one_message(captured.err, f"hotspare reprotect {SERVICE}: refused by a safety check: {SERVICE} is protected")
+
+
+def test_a_runbook_over_several_services_that_failed_exits_9(prefect_api):
+    from prefect import flow
+
+    from hotspare.commands.running import run_flow
+
+    @flow(name="cli-test-several")
+    def several_services_one_failed():
+        raise RuntimeError("replication failed for app2; the others completed")
+
+    with pytest.raises(errors.RunFailed) as raised:
+        run_flow(several_services_one_failed, debug=False, several=True)
+    assert errors.exit_code_of(raised.value) == 9
+    assert errors.message_for(raised.value, "hotspare replicate --all").startswith(
+        "hotspare replicate --all: failed: replication failed for app2; the others completed")
