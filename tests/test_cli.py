@@ -17,7 +17,7 @@ from hotspare.commands import errors
 from hotspare.commands.topology import _age, format_topology, topology_rows
 from hotspare.inventory.models import CopyRow, ServerRow, ServiceRow
 from lab_helpers import host_path
-from test_failover import SERVICE, address, dns_answer, protected, reset_layout  # noqa: F401 - fixture
+from test_failover import SERVICE, address, dns_answer, protected  # noqa: F401 - protected is a fixture
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 
