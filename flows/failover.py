@@ -22,7 +22,7 @@ from pydantic import Field
 from flows.replicate import replicate_one
 from hotspare import access
 from hotspare.adapters import dns
-from hotspare.adapters.errors import DnsPrerequisiteFailed
+from hotspare.adapters.errors import DnsPrerequisiteFailed, NotApproved
 from hotspare.inventory import locks, runs
 from hotspare.inventory.db import session
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
@@ -30,6 +30,10 @@ from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
 from tasks.failover import activate_copy, check_through_dns, fence, gather_facts, health_check_direct, run_app_commands
 from tasks.replication import Refused, apply_accounts
+
+
+class PlanNotApproved(Refused, NotApproved):
+    """The approval is missing, rejected, or for another plan than the one that would run."""
 
 
 class FailoverApproval(RunInput):
@@ -87,7 +91,7 @@ def _same_plan_under_lock(approved: FailoverPlan, current: FailoverPlan) -> None
         return
     create_markdown_artifact(current.markdown(), key=f"failover-plan-{current.service}",
                              description=f"Failover plan for {current.service} (changed since approval)")
-    raise Refused(
+    raise PlanNotApproved(
         f"failover of {approved.service} stopped before any step: the facts changed since plan {approved.digest} "
         f"was approved; the plan is now {current.digest}"
         + (f" (refused: {current.refusal})" if current.refusal else "")
@@ -101,7 +105,7 @@ def await_approval(plan: FailoverPlan, yes: bool, approved_plan_digest: str | No
         return "up front (yes)"
     if approved_plan_digest:
         if approved_plan_digest != plan.digest:
-            raise Refused(f"the approval was for plan {approved_plan_digest}, but the plan is now {plan.digest}; review it again")
+            raise PlanNotApproved(f"the approval was for plan {approved_plan_digest}, but the plan is now {plan.digest}; review it again")
         return f"up front (digest {plan.digest})"
     get_run_logger().info("waiting for approval in the Prefect UI (digest %s), at most %d s", plan.digest, timeout)
     answer = pause_flow_run(
@@ -112,7 +116,7 @@ def await_approval(plan: FailoverPlan, yes: bool, approved_plan_digest: str | No
         poll_interval=2,
     )
     if not answer.approve or answer.plan_digest.strip() != plan.digest:
-        raise Refused(f"failover of {plan.service} not approved (approve={answer.approve}, digest {answer.plan_digest!r}); nothing changed")
+        raise PlanNotApproved(f"failover of {plan.service} not approved (approve={answer.approve}, digest {answer.plan_digest!r}); nothing changed")
     return answer.operator or "operator in the UI"
 
 

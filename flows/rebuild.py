@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 
 from flows.backup import artifact_key, run_name
 from hotspare import access
+from hotspare.adapters.errors import NotApproved
 from hotspare.inventory import locks, runs
 from tasks.dns_cutover import cutover_dns
 from hotspare.probes import reachability
@@ -40,6 +41,10 @@ from tasks.rebuild import (
 )
 
 
+class RebuildNotApproved(RebuildRefused, NotApproved):
+    """The approval is missing, rejected, or for another plan than the one that would run."""
+
+
 class RebuildApproval(RunInput):
     """The operator's answer at the gate. Defaults mean "no": resuming without input rejects."""
 
@@ -53,7 +58,7 @@ def approval_sentence(digest: str, approved_plan_digest: str | None, yes: bool) 
         return "approved up front (yes=True)"
     if approved_plan_digest:
         if approved_plan_digest != digest:
-            raise RebuildRefused(
+            raise RebuildNotApproved(
                 f"the approved plan digest {approved_plan_digest} is not this plan's ({digest}): the facts changed "
                 "since the plan was reviewed. Review the new plan and approve its digest."
             )
@@ -64,7 +69,7 @@ def approval_sentence(digest: str, approved_plan_digest: str | None, yes: bool) 
 def same_plan_under_lock(approved_digest: str, current) -> None:
     """The facts surveyed again under the lock must give the plan that was approved."""
     if current.digest() != approved_digest:
-        raise RebuildRefused(
+        raise RebuildNotApproved(
             f"rebuild stopped before any step: the facts changed since plan {approved_digest} was approved; the plan "
             f"is now {current.digest()}. Review the new plan and approve it; nothing was changed.\n" + current.markdown()
         )
@@ -118,9 +123,9 @@ def rebuild(
             timeout=approval_timeout_s,
         )
         if not answer.approve:
-            raise RebuildRefused(f"rebuild of {service} was not approved; nothing was changed")
+            raise RebuildNotApproved(f"rebuild of {service} was not approved; nothing was changed")
         if answer.plan_digest != digest:
-            raise RebuildRefused(f"approval names plan {answer.plan_digest}, not this plan ({digest}); nothing was changed")
+            raise RebuildNotApproved(f"approval names plan {answer.plan_digest}, not this plan ({digest}); nothing was changed")
         reason = f"approved by the operator at the gate (plan {digest})"
     logger.info(reason)
 
