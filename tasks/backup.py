@@ -347,5 +347,6 @@ def compare_with_manifest(connection: SshConnection, scratch: str, service_name:
     except RemoteCommandError:
         raise PermanentError(f"snapshot {snapshot.short_id} of {service_name} has no manifest ({manifest_path}): cannot prove it") from None
     actual = plan.parse_manifest(connection.run(plan.hash_tree(scratch, snapshot.relative_paths()), timeout=RESTIC_TIMEOUT).stdout)
-    return plan.compare_manifests(expected, actual, ignore=[manifest_path])
+    excludes = access.loaded_fleet().service(service_name).exclude
+    return plan.compare_manifests(expected, actual, ignore=[manifest_path], excludes=excludes)
 

@@ -126,3 +126,13 @@ def test_files_rsync_did_not_compare_are_found_from_the_listings():
     # the excluded cache is not expected in the copy
     assert plan.not_compared(production, copy, tree, itemized, ["/srv/app1/data/cache"]) == {"/srv/app1/data/dropped": 100.0}
     assert plan.file_listing_argv(["/srv/app1/data"]) == ["find", "/srv/app1/data", "-type", "f", "-printf", "%T@\t%p\n"]
+
+
+def test_restore_proofs_leave_excluded_files_out_of_both_sides():
+    from hotspare.planning.backup import compare_manifests
+
+    expected = {"srv/app1/data/a": "1", "srv/app1/data/cache/page": "2", "srv/app1/data/run/app.sock": "3"}
+    actual = {"srv/app1/data/a": "1"}  # restic did not back the excluded files up
+    comparison = compare_manifests(expected, actual, excludes=["/srv/app1/data/cache", "*.sock"])
+    assert comparison.identical and comparison.files_checked == 1
+    assert not compare_manifests(expected, actual).identical  # without the patterns: missing files

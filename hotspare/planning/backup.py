@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from hotspare.planning.rsync_outcomes import matches_any
 from hotspare.planning.storage_accounts import StorageGrant
 from hotspare.planning.accounts import TEMPORARY_PREFIX, Account, Group, parse_group, parse_passwd  # noqa: F401
 
@@ -164,6 +165,7 @@ class BackupPlan:
     keep_daily: int
     keep_weekly: int
     keep_monthly: int
+    excludes: tuple[str, ...] = ()  # the fleet file's exclude patterns, as in replication
 
     @property
     def meta_dir(self) -> str:
@@ -203,7 +205,8 @@ class BackupPlan:
     def backup_command(self, existing: Iterable[str], grant: StorageGrant) -> list[str]:
         """``restic backup`` on the source host through this run's append-only grant."""
         return in_folder(
-            "/", grant.restic("backup", "--json", "--quiet", *self.repository.host_tag, *self.snapshot_paths(existing)),
+            "/", grant.restic("backup", "--json", "--quiet", *self.repository.host_tag,
+                              *[f"--exclude={pattern}" for pattern in self.excludes], *self.snapshot_paths(existing)),
         )
 
     def forget_arguments(self) -> list[str]:
@@ -236,6 +239,7 @@ def plan_backup(fleet, service_name: str) -> BackupPlan:
         keep_daily=service.backup.keep_daily,
         keep_weekly=service.backup.keep_weekly,
         keep_monthly=service.backup.keep_monthly,
+        excludes=tuple(service.exclude),
     )
 
 
@@ -296,11 +300,17 @@ class ManifestComparison:
         )
 
 
-def compare_manifests(expected: dict[str, str], actual: dict[str, str], ignore: Iterable[str] = ()) -> ManifestComparison:
-    """Compare the manifest taken at backup time with hashes of the restored files."""
+def compare_manifests(expected: dict[str, str], actual: dict[str, str], ignore: Iterable[str] = (),
+                      excludes: Sequence[str] = ()) -> ManifestComparison:
+    """Compare the manifest taken at backup time with hashes of the restored files; files the
+    fleet file excludes (never backed up) are left out of both sides."""
     ignored = set(ignore)
-    expected = {path: digest for path, digest in expected.items() if path not in ignored}
-    actual = {path: digest for path, digest in actual.items() if path not in ignored}
+
+    def kept(path: str) -> bool:
+        return path not in ignored and not matches_any("/" + path.lstrip("/"), list(excludes))
+
+    expected = {path: digest for path, digest in expected.items() if kept(path)}
+    actual = {path: digest for path, digest in actual.items() if kept(path)}
     return ManifestComparison(
         files_checked=len(expected),
         missing=tuple(sorted(set(expected) - set(actual))),
