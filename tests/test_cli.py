@@ -171,9 +171,10 @@ def test_busy_service_exits_4_naming_the_holder_who_can_be_unlocked(fleet, capsy
         assert code == 4, err
         assert_one_message(err, f"hotspare replicate {SERVICE}: busy:", "backup:held-by-cli-test", "(exit 4)")
         # the command the message offers clears exactly that holder's lock, once
-        assert main(["unlock", SERVICE, "--holder", "backup:held-by-cli-test"]) == 0
+        assert main(["unlock", SERVICE, "--holder", "backup:held-by-cli-test"]) == 7  # no terminal, no --yes
+        assert main(["unlock", SERVICE, "--holder", "backup:held-by-cli-test", "--yes"]) == 0
         assert locks.holder_of(SERVICE) is None
-        assert main(["unlock", SERVICE, "--holder", "backup:held-by-cli-test"]) == 8
+        assert main(["unlock", SERVICE, "--holder", "backup:held-by-cli-test", "--yes"]) == 8
         assert_one_message(capsys.readouterr().err, "does not hold the lock of app1 (nobody holds it)")
     finally:
         locks.release(lease)

@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     unlock = subparsers.add_parser("unlock", help="clear a service's lock held by a run that is gone")
     unlock.add_argument("service")
     unlock.add_argument("--holder", required=True, help="the holder the busy message names (e.g. replicate:<flow run id>)")
+    unlock.add_argument("--yes", action="store_true", help="confirm up front (no question asked)")
     unlock.set_defaults(func=unlock_command)
 
 
@@ -28,12 +29,29 @@ def unlock_command(args: argparse.Namespace) -> int:
     from hotspare.inventory import locks
 
     require_service(args.service)
+    _confirm_unlock(args)
     if not locks.unlock(args.service, args.holder):
         now = locks.holder_of(args.service)
         raise NotFound(f"{args.holder} does not hold the lock of {args.service} "
                        f"({f'{now} holds it now' if now else 'nobody holds it'}); nothing changed")
     print(f"cleared the lock of {args.service} held by {args.holder}")
     return 0
+
+
+def _confirm_unlock(args: argparse.Namespace) -> None:
+    """Clearing a live run's lock lets a second run act beside it: ask, naming the consequence."""
+    import sys
+
+    from hotspare.adapters.errors import NotApproved
+
+    if args.yes:
+        return
+    question = (f"Clear the lock of {args.service} held by {args.holder}? If that run is still alive, another run "
+                f"can then act on {args.service} beside it. Type the service name to confirm: ")
+    if not sys.stdin.isatty():
+        raise NotApproved(f"not unlocking {args.service}: no terminal to ask on; pass --yes to confirm")
+    if input(question).strip() != args.service:
+        raise NotApproved(f"not unlocking {args.service}: not confirmed; nothing changed")
 
 
 def status_command(args: argparse.Namespace) -> int:
