@@ -119,3 +119,17 @@ def test_unlock_needs_the_holders_name(inventory):
     assert locks.holder_of(SERVICE) == "rebuild:stuck"
     assert locks.unlock(SERVICE, "rebuild:stuck") is True
     assert locks.holder_of(SERVICE) is None
+
+
+@pytest.mark.parametrize("kind, state, go", [
+    ("replicate", "protected", True), ("replicate", "failing-over", False), ("replicate", "failed-over", False),
+    ("replicate", "rebuilding", False), ("replicate", "reprotecting", False), ("verify", "failing-over", False),
+    ("backup", "failed-over", True), ("backup", "failing-over", False), ("backup", "rebuilding", False),
+])
+def test_routine_runs_refuse_while_the_service_is_moving(kind, state, go):
+    from hotspare.planning.coordination import judge_routine_run
+
+    decision = judge_routine_run(kind, "shop", state)
+    assert decision.go is go
+    if not go:
+        assert f"refusing to {kind} shop: it is {state}" in decision.reason and "Nothing was touched" in decision.reason
