@@ -852,3 +852,12 @@ def test_format_table():
                             "12:30", "-", "-"]
     # columns line up: every row's RPO cell starts where the header's does
     assert shop.index(" ok ") + 1 == header.index("RPO")
+
+
+@pytest.mark.parametrize("live_path", ["/", "/etc", "/srv/hotspare/app1", "srv/app1/data", "/srv/app1/../etc"])
+def test_a_rebuild_never_places_files_with_delete_outside_a_safe_declared_path(live_path):
+    from hotspare.planning.backup import PlanRefused, place_command
+
+    with pytest.raises(PlanRefused, match="refusing to place restored files"):
+        place_command("/var/tmp/hotspare-restore/app1-x", live_path)
+    assert place_command("/var/tmp/hotspare-restore/app1-x", "/srv/app1/data")[-1] == "/srv/app1/data"

@@ -136,3 +136,4 @@ def test_restore_proofs_leave_excluded_files_out_of_both_sides():
     comparison = compare_manifests(expected, actual, excludes=["/srv/app1/data/cache", "*.sock"])
     assert comparison.identical and comparison.files_checked == 1
     assert not compare_manifests(expected, actual).identical  # without the patterns: missing files
+

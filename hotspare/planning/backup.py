@@ -637,7 +637,17 @@ def restore_folder(service_name: str, run_name: str) -> str:
 
 
 def place_command(scratch: str, live_path: str) -> list[str]:
-    """Copy one restored path to its live place on the same host (rsync, local)."""
+    """Copy one restored path to its live place on the same host (rsync, local).
+
+    Guard: ``--delete`` acts inside ``live_path`` only, so the path must pass the fleet's path
+    rule (``fleet/paths.py``) even from a fleet that skipped the check.
+    """
+    from hotspare.fleet.paths import path_problem
+
+    problem = path_problem(live_path)
+    if problem:
+        raise PlanRefused([f"refusing to place restored files at {live_path!r}: {problem}. Fix the service's paths "
+                           "in the fleet file (`hotspare fleet check`) and load it again"])
     return ["sh", "-c", PLACE, "sh", posixpath.join(scratch, relative(live_path)), live_path]
 
 
