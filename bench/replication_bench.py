@@ -1,8 +1,8 @@
 """Benchmark: hotspare replication and verification against bare rsync, same data, same hosts, one run.
 
-    sudo .venv/bin/python bench/replication_bench.py            # 1 GB, 10,000 files (~6-8 min)
-    sudo .venv/bin/python bench/replication_bench.py --size-mb 200 --files 2000 --reps 3 --full-reps 2   # ~4 min
-    sudo .venv/bin/python bench/replication_bench.py --size-mb 50 --files 500 --reps 2 --full-reps 1     # dry run
+    sudo .venv/bin/python bench/replication_bench.py            # 1 GB, 10,000 files (~11 min on 2 shared cores)
+    sudo .venv/bin/python bench/replication_bench.py --size-mb 200 --files 2000 --reps 3 --full-reps 2   # ~8 min
+    sudo .venv/bin/python bench/replication_bench.py --size-mb 20 --files 200 --reps 2 --full-reps 1     # dry run, ~4 min
 
 Starts its own lab (a free slot, in a temporary folder), a Prefect test server and a temporary
 HOTSPARE_HOME, loads the lab's fleet, then fills app1's data on prod-east with random files
