@@ -116,8 +116,8 @@ def test_topology_of_a_protected_service_marks_where_users_go():
     text = format_topology(service, rows, ["10.0.0.11"])
     assert text.splitlines()[0] == "app1: protected; app1.lab.test -> 10.0.0.11"
     assert "| production | prod-east   | east     | 10.0.0.11 | ok    | -" in text
-    assert "app1-b (verified) | 1.5h" in text
-    assert [_age(hours) for hours in (None, 0.01, 0.75, 1.5, 49)] == ["-", "1m", "45m", "1.5h", "2.0d"]
+    assert "app1-b (verified) | 90 min" in text
+    assert [_age(hours) for hours in (None, 0.01, 0.75, 1.5, 49)] == ["-", "36 s", "45 min", "90 min", "2.0 d"]
 
 
 def test_topology_after_an_emergency_failover_shows_the_live_copy_and_the_old_production():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from hotspare.inventory.models import CopyRow, ServerRow, ServiceRow
+from hotspare.planning.ages import age_text
 
 HEADER = ("ROLE", "SERVER", "FACILITY", "ADDRESS", "STATE", "COPY", "COPY AGE", "DNS")
 
@@ -79,12 +80,8 @@ def format_topology(service: ServiceRow, rows: list[dict], dns_addresses: list[s
 
 
 def _age(hours: float | None) -> str:
-    """A copy's age the way an operator reads it: minutes, hours, then days."""
-    if hours is None:
-        return "-"
-    if hours < 1:
-        return f"{max(round(hours * 60), 0)}m"
-    return f"{hours:.1f}h" if hours < 48 else f"{hours / 24:.1f}d"
+    """A copy's age as the plans show it (``planning/ages.py``)."""
+    return age_text(hours * 3600 if hours is not None else None, unknown="-")
 
 
 def _copy_for(server: str, service: ServiceRow, copies: list[CopyRow], live_copy: str | None) -> CopyRow | None:

@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
+from hotspare.planning.ages import age_text
+
 
 @dataclass(frozen=True)
 class CopyChoice:
@@ -52,7 +54,7 @@ class FailoverPlan:
         if self.copy_id and self.mode == "planned":
             lines.append(f"- resuming: the final sync made copy **{self.copy_id}** with the app stopped: no data loss")
         elif self.copy_id:
-            lines.append(f"- copy **{self.copy_id}**, taken {_age(self.copy_age_seconds)} ago: writes after it are lost")
+            lines.append(f"- copy **{self.copy_id}**, taken {age_text(self.copy_age_seconds)} ago: writes after it are lost")
         else:
             lines.append("- final sync with the app stopped on production: no data loss")
         lines += ["", "## Steps", *[f"{number}. {step}" for number, step in enumerate(self.steps, 1)]]
@@ -62,16 +64,6 @@ class FailoverPlan:
             lines += ["", f"**REFUSED:** {self.refusal}"]
         lines += ["", f"Plan digest: `{self.digest}` (approve with this digest)"]
         return "\n".join(lines)
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 @dataclass(frozen=True)
