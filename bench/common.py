@@ -142,6 +142,34 @@ def rewrite_random_files(paths: list[Path], count: int, size: int, rng) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# Baseline: restic as root over SFTP (the design before the append-only storage accounts)
+
+
+@contextmanager
+def root_restic(connection, env: dict, storage, repository_path: str, folder: str) -> Iterator[list[str]]:
+    """``restic`` argv (without subcommand) that reaches ``repository_path`` on ``storage`` (a
+    fleet server) from ``connection``'s host as root over SFTP, the way backups ran before the
+    append-only accounts: that host gets the lab's root key and the pinned host key in ``folder``
+    (below /run/hotspare), removed again when the block ends."""
+    from hotspare.adapters.ssh import command_line
+    from hotspare.planning import backup as plan
+
+    key, known = f"{folder}/key", f"{folder}/known_hosts"
+    host = storage.address if storage.ssh_port == 22 else f"[{storage.address}]:{storage.ssh_port}"
+    try:
+        connection.run(plan.write_secret_file(key), stdin=Path(env["ssh"]["key"]).read_bytes())
+        connection.run(plan.write_secret_file(known), stdin=f"{host} {storage.host_key}\n".encode())
+        sftp = command_line([
+            "ssh", "-F", "/dev/null", "-i", key, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null",
+            "-p", str(storage.ssh_port), f"root@{storage.address}", "-s", "sftp",
+        ])
+        yield ["restic", "-r", f"sftp:root@{storage.address}:{repository_path}", "-o", f"sftp.command={sftp}"]
+    finally:
+        connection.run(plan.remove_tree(folder, plan.RUN_DIR), check=False)
+
+
+# ---------------------------------------------------------------------------------------
 # Recording what the flows do over SSH (wraps the adapter's methods in this process only)
 
 

@@ -1,15 +1,16 @@
 """Benchmark: hotspare backup and rebuild against bare restic on the same data, same hosts, same run.
 
-    .venv/bin/python bench/rebuild_bench.py [--slot 8] [--files 10000] [--file-kib 100]
+    .venv/bin/python bench/rebuild_bench.py [--slot 8] [--files 10000] [--file-kib 100] [--home DIR]
 
 Starts its own lab (default slot 8) and a Prefect test server, fills app1's data on prod-east
 with random files (default 10,000 x 100 KiB = 1 GB), then measures:
 
-    bare restic backup   (prod-east -> storage-vault over SFTP, fresh repository)
-    hotspare backup flow (same data, its own fresh repository)
-    bare restic restore  (standby-east <- storage-vault, the flow's snapshot)
-    hotspare rebuild     (prod-east and mirror-west failed; restore, verify, accounts, place,
-                          temporary logins, start, health check, DNS cutover)
+    bare restic backup   (prod-east -> storage-vault, root over SFTP, fresh repository)
+    hotspare backup flow (same data, its own repository through the service's append-only account)
+    bare restic restore  (standby-east <- storage-vault, root over SFTP, the flow's snapshot)
+    hotspare rebuild     (prod-east and mirror-west failed; restore through the append-only
+                          account, verify, accounts, place, temporary logins, start, health
+                          check, DNS cutover)
 
 Target: rebuild <= 1.2 x bare restore + 30 s. Prints a table; not a test.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import isolate_environment, start_lab  # noqa: E402
+from bench.common import isolate_environment, lab_and_prefect, root_restic, write_random_files  # noqa: E402
 
 
 def main() -> int:
@@ -34,34 +35,18 @@ def main() -> int:
     parser.add_argument("--slot", type=int, default=8)
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--file-kib", type=int, default=100)
-    parser.add_argument("--home", default=None, help="HOTSPARE_HOME (default: a new temporary folder)")
+    parser.add_argument("--home", default=None, help="HOTSPARE_HOME, kept afterwards (default: a new temporary folder, removed)")
     args = parser.parse_args()
+    started = time.monotonic()
     home = Path(args.home or tempfile.mkdtemp(prefix="hotspare-bench."))
     isolate_environment(home, replace=False, test_server_settings=False)
-
-    lab, env = start_lab(home / "lab", args.slot)
-    try:
-        from prefect.testing.utilities import prefect_test_harness
-
-        with prefect_test_harness(server_startup_timeout=180):
-            rows = run(lab, env, args)
-    finally:
-        lab.down()
+    with lab_and_prefect(home, args.slot, args.home is not None, started) as (lab, env):
+        rows = run(lab, env, args)
     width = max(len(name) for name, _ in rows)
     print(f"\n{'measurement'.ljust(width)}  seconds")
     for name, value in rows:
         print(f"{name.ljust(width)}  {value}")
     return 0
-
-
-def generate(data: Path, files: int, kib: int) -> float:
-    started = time.monotonic()
-    folder = data / "bench"
-    for index in range(files):
-        sub = folder / f"{index // 500:03d}"
-        sub.mkdir(parents=True, exist_ok=True)
-        (sub / f"f{index:05d}.bin").write_bytes(os.urandom(kib * 1024))
-    return time.monotonic() - started
 
 
 def run(lab, env: dict, args) -> list[tuple[str, str]]:
@@ -70,32 +55,38 @@ def run(lab, env: dict, args) -> list[tuple[str, str]]:
     from hotspare import access
     from hotspare.cli import main as cli
     from hotspare.planning import backup as plan
-    from tasks.backup import repository_password, run_restic, storage_access, storage_user
+    from tasks.backup import plan_grant, repository_password, run_restic, storage_grant
 
     lab.register_blocks()
     assert cli(["fleet", "load", env["fleet_file"]]) == 0
     fleet = access.loaded_fleet()
     service = fleet.service("app1")
     rows: list[tuple[str, str]] = []
-    data = Path(env["hosts"]["prod-east"]["root"]) / "srv/app1/data"
-    seconds = generate(data, args.files, args.file_kib)
+    data = Path(env["hosts"]["prod-east"]["root"]) / "srv/app1/data/bench"
+    started = time.monotonic()
+    write_random_files(data, args.files, args.file_kib * 1024)
+    os.sync()
+    seconds = time.monotonic() - started
     rows.append((f"generate {args.files} x {args.file_kib} KiB ({args.files * args.file_kib / 1024 / 1024:.2f} GiB)", f"{seconds:.1f}"))
     password = repository_password(service.backup.password_block)
     storage = fleet.server("storage-vault")
-    user = storage_user(fleet, storage.name)
-    known = f"{storage.address} {storage.host_key}\n"
+    app_repository = plan.repository_of("app1", storage.name, service.backup).path
+    bare_repository = "/srv/backup/bare-app1"
 
-    # bare restic backup, fresh repository (init not timed), same data, same hosts
-    bare_repository = plan.Repository("app1", storage.name, "/srv/backup/bare-app1", service.backup.password_block)
-    sftp = plan.sftp_session("bench-bare", user, storage.address, storage.ssh_port, known)
-    with access.connect(fleet, "prod-east") as production, storage_access(fleet, production, sftp, storage.name):
-        run_restic(production, sftp.restic(bare_repository, "init"), password)
-        started = time.monotonic()
-        run_restic(production, plan.in_folder("/", sftp.restic(bare_repository, "backup", "--quiet", "--host", "app1", "srv/app1/data")), password)
-        bare_backup = time.monotonic() - started
-        # the flow's repository, created ahead too so both sides skip the 3 s key derivation of init
-        app_repository = plan.repository_of("app1", storage.name, service.backup)
-        run_restic(production, sftp.restic(app_repository, "init"), password)
+    # bare restic backup as root over SFTP, fresh repository (init not timed), same data, same hosts
+    with access.connect(fleet, "prod-east") as production, access.connect(fleet, "storage-vault") as vault:
+        try:
+            with root_restic(production, env, storage, bare_repository, "/run/hotspare/bench-root") as bare:
+                run_restic(production, bare + ["init"], password)
+                started = time.monotonic()
+                run_restic(production, plan.in_folder("/", bare + ["backup", "--quiet", "--host", "app1", "srv/app1/data"]), password)
+                bare_backup = time.monotonic() - started
+        finally:
+            vault.run(plan.remove_tree(bare_repository, "/srv/backup"), check=False)
+        # the flow's repository, created ahead too (as the backup task does: storage_grant with
+        # create=True) so both sides skip the 3 s key derivation of init
+        with storage_grant(fleet, production, plan_grant(fleet, "app1", "prod-east", "bench-init"), password, create=True):
+            pass
     rows.append(("bare restic backup (prod-east -> storage-vault)", f"{bare_backup:.1f}"))
     started = time.monotonic()
     result = backup(service="app1", prune=False)["app1"]
@@ -104,13 +95,13 @@ def run(lab, env: dict, args) -> list[tuple[str, str]]:
     rows.append(("  of which restic + staging in the task", f"{result['duration_s']:.1f}"))
     snapshot = result["snapshot_id"]
 
-    # bare restic restore of the flow's snapshot on the standby the rebuild will use
-    sftp = plan.sftp_session("bench-restore", user, storage.address, storage.ssh_port, known)
-    target = "/var/tmp/hotspare-restore/bench-bare"
-    with access.connect(fleet, "standby-east") as standby, storage_access(fleet, standby, sftp, storage.name):
-        started = time.monotonic()
-        run_restic(standby, sftp.restic(app_repository, "restore", snapshot, "--target", target), password)
-        bare_restore = time.monotonic() - started
+    # bare restic restore of the flow's snapshot, as root over SFTP, on the standby the rebuild will use
+    target = f"{plan.RESTORE_BASE}/bench-bare"
+    with access.connect(fleet, "standby-east") as standby:
+        with root_restic(standby, env, storage, app_repository, "/run/hotspare/bench-root") as bare:
+            started = time.monotonic()
+            run_restic(standby, bare + ["restore", snapshot, "--target", target], password)
+            bare_restore = time.monotonic() - started
         standby.run(plan.remove_tree(target, plan.RESTORE_BASE), timeout=600)
     rows.append(("bare restic restore (standby-east <- storage-vault)", f"{bare_restore:.1f}"))
 
