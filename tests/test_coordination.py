@@ -61,7 +61,7 @@ def test_a_hung_replication_never_blocks_the_emergency_failover(protected, lab, 
     # a pre-sync hook that hangs (a database dump stuck on a dying disk), PID recorded so the
     # test can end exactly the process it made
     hook = ["sh", "-c", "sleep 600 & echo $! > /srv/app1/hook-sleep.pid; wait $!; true"]
-    before = copies.current_copy(SERVICE).id
+    before = copies.newest_verified(SERVICE, "mirror-west").id  # what an emergency failover makes live
     with fleet_changed(lab_env, tmp_path, pre_sync=[hook]), ThreadPoolExecutor(1) as pool:
         hung = pool.submit(replicate_service, SERVICE, return_state=True)
         sleeper = int(poll(lambda: pid_file.exists() and pid_file.read_text().strip(), 60, "the hook to hang"))
@@ -90,13 +90,13 @@ def test_a_hung_replication_never_blocks_the_emergency_failover(protected, lab, 
     # nothing of the taken-over replication became current
     row = copies.service_row(SERVICE)
     assert (row.active_server, row.failover["copy_id"]) == ("mirror-west", before)
-    assert copies.current_copy(SERVICE).id == before
+    assert copies.newest_verified(SERVICE, "mirror-west").id == before
 
 
 def test_replication_killed_mid_copy_then_emergency_failover_at_once(protected, lab, lab_env, prefect_api, monkeypatch):
     from prefect.settings import PREFECT_API_URL
 
-    before = copies.current_copy(SERVICE).id
+    before = copies.newest_verified(SERVICE, "mirror-west").id
     bulk = production_data(lab_env) / "bulk"
     bulk.mkdir(exist_ok=True)
     for number in range(40):
@@ -164,9 +164,14 @@ def test_a_full_mirror_disk_is_a_permanent_error_and_is_not_retried(protected, l
         (bulk / "big.bin").unlink()
         bulk.rmdir()
     assert state.is_failed() and "permanent" in state.message and "disk is full" in state.message, state.message
-    with get_client(sync_client=True) as client:
-        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-    [copy_run] = [run for run in task_runs if run.name.startswith("copy to mirror")]
+
+    def recorded_copy_runs():  # the server records task runs in batches: wait for the final state
+        with get_client(sync_client=True) as client:
+            task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+        found = [run for run in task_runs if run.name.startswith("copy to mirror") and run.state and run.state.is_final()]
+        return found or None
+
+    [copy_run] = poll(recorded_copy_runs, 60, "the copy's task run to be recorded")
     assert copy_run.run_count == 1  # not retried
 
 
