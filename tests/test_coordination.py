@@ -180,10 +180,12 @@ def test_an_unreadable_file_fails_verification_with_its_name(protected, lab, lab
     refused by the kernel; nothing here writes to it) bind-mounted over a data file on production."""
     from hotspare.lab.topology import SlotLayout
 
-    # seen from production's namespaces through PID 1's root: its own /sys shows its own devices
-    attribute = f"/proc/1/root/sys/class/net/{SlotLayout(lab.slot).bridge}/bridge/flush"
-    if not os.path.exists(attribute):
-        pytest.skip(f"{attribute} is not on this machine")
+    here = f"/sys/class/net/{SlotLayout(lab.slot).bridge}/bridge/flush"
+    if not os.path.exists(here):
+        pytest.skip(f"{here} is not on this machine")
+    # production's own /sys shows its own network namespace: reach the bridge's attribute
+    # through this test process's root instead
+    attribute = f"/proc/{os.getpid()}/root{here}"
     unreadable = "/srv/app1/data/unreadable.db"
     (production_data(lab_env) / "unreadable.db").write_text("placeholder")
     before = copies.current_copy(SERVICE).id
