@@ -51,7 +51,7 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
             with runs.step(run_id, "copy"):
                 stats = copy_to_mirror.with_options(retries=transfer_retries())(copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}")
             with runs.step(run_id, "verify"):
-                verification = check_copy(service, copy_plan.copy_id, repair=True)
+                verification = check_copy(service, copy_plan.copy_id, repair=True, unreadable=stats.get("failed_files", []))
             details = {"copy_id": copy_plan.copy_id, "transfer": stats, "verification": verification["summary"]}
             if not verification["passed"]:
                 summary = f"copy {copy_plan.copy_id} failed verification; the previous verified copy stays current"

@@ -20,9 +20,11 @@ from hotspare.planning.coordination import judge_routine_run
 from tasks.verification import record_verification, repair_copy, verify_accounts, verify_content, verify_host
 
 
-def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applied: bool = False) -> dict:
+def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applied: bool = False,
+               unreadable: list[str] = ()) -> dict:
     """Verify one copy inside the calling flow run (replicate, verify). With ``repair``,
-    corrupt files are re-sent once and checked again."""
+    corrupt files, and the files the copy could not read (``unreadable``), are fetched once
+    more and checked again; a file that still cannot be read fails the check by name."""
     logger = get_run_logger()
     row = next((row for row in copies.copies_of(service) if row.id == copy_id), None)
     if row is None:
@@ -30,9 +32,12 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     source, target = copies.service_row(service).active_server, row.target_server
     host_check = verify_host.submit(service, source, target, row.total_bytes)  # alongside the content check
     content = verify_content(service, copy_id, source, target)
-    if repair and any(d["kind"] not in ("extra", "unreadable") for d in content["corrupt"]):
-        repair_copy(service, copy_id, source, target, [d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable")])
-        content = verify_content(service, copy_id, source, target)
+    again = list(dict.fromkeys([*unreadable, *(d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable"))]))
+    if repair and again:
+        still_unreadable = repair_copy(service, copy_id, source, target, again)["failed"]
+        content = verify_content(service, copy_id, source, target, still_unreadable)
+    elif unreadable:
+        content = verify_content(service, copy_id, source, target, list(unreadable))
     host = host_check.result()
     account_check = verify_accounts(service, copy_id, target) if accounts_applied else None
     checks = _checks(service, copy_id, content, host, account_check)

@@ -27,9 +27,11 @@ STAT_CHUNK = 400
 
 
 @task(name="verify content", **STEP)
-def verify_content(service: str, copy_id: str, source: str, target: str) -> dict:
+def verify_content(service: str, copy_id: str, source: str, target: str, unreadable: list[str] = ()) -> dict:
     """Checksum-compare production with the copy; classify every difference. A file rsync could
-    not read or compare is a difference of its own ("unreadable"), never a silent pass."""
+    not read or compare, here or in the transfers before (``unreadable``), is a difference of its
+    own ("unreadable"), never a silent pass: ``rsync -c`` compares such a file by a zero checksum
+    or leaves it out without a word."""
     fleet = access.loaded_fleet()
     spec = fleet.service(service)
     paths = plan.source_paths(spec.model_dump(mode="json"))
@@ -45,7 +47,9 @@ def verify_content(service: str, copy_id: str, source: str, target: str) -> dict
     with ThreadPoolExecutor(2) as pool:  # both listings at once: one file walk per host
         production_listing, copy_listing = pool.map(
             lambda server_paths: _listing(fleet, *server_paths), [(source, paths), (target, [tree + path for path in paths])])
-    itemized = plan.parse_itemized(result.text) + [("unreadable", path) for path in outcome.failed_paths]
+    not_read = set(outcome.failed_paths) | set(unreadable)
+    itemized = [(kind, path) for kind, path in plan.parse_itemized(result.text) if path not in not_read]
+    itemized += [("unreadable", path) for path in sorted(not_read)]
     on_production = plan.parse_stat_mtimes(production_listing)
     # an "extra" file production still has was left out of rsync's list: it could not be read
     itemized = [("unreadable" if kind == "extra" and path in on_production else kind, path) for kind, path in itemized]
@@ -80,8 +84,9 @@ def source_mtimes(production: SshConnection, paths: list[str]) -> dict[str, floa
 
 
 @task(name="repair copy", **STEP)
-def repair_copy(service: str, copy_id: str, source: str, target: str, paths: list[str]) -> int:
-    """Re-send corrupt files into the new copy; rsync replaces them, so older copies keep theirs."""
+def repair_copy(service: str, copy_id: str, source: str, target: str, paths: list[str]) -> dict:
+    """Fetch corrupt or unread files again into the new copy; rsync replaces them, so older copies
+    keep theirs. Returns how many were asked for and which still could not be read."""
     fleet = access.loaded_fleet()
     roots = plan.source_paths(fleet.service(service).model_dump(mode="json"))
     with access.connect(fleet, target) as mirror, transfer_access(fleet, service, source, target, roots, f"repair-{service}") as (peer, stdin):
@@ -94,9 +99,9 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
         raise error(f"repairing copy {copy_id} failed: {outcome.reason}")
     logger = get_run_logger()
     logger.warning("re-sent %d file(s) that differed from production into %s", len(paths), copy_id)
-    if outcome.kind == "partial":  # the next comparison names them again
+    if outcome.kind == "partial":  # the next comparison names them as unreadable
         logger.warning("could not re-send every file: %s", outcome.reason)
-    return len(paths)
+    return {"resent": len(paths), "failed": outcome.failed_paths}
 
 
 def hardware_facts(fleet, server: str, path: str) -> plan.HardwareFacts:
