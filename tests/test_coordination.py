@@ -176,16 +176,12 @@ def test_a_full_mirror_disk_is_a_permanent_error_and_is_not_retried(protected, l
 
 
 def test_an_unreadable_file_fails_verification_with_its_name(protected, lab, lab_env):
-    """A file even root cannot read: the lab bridge's write-only ``flush`` attribute (reading it is
-    refused by the kernel; nothing here writes to it) bind-mounted over a data file on production."""
-    from hotspare.lab.topology import SlotLayout
-
-    here = f"/sys/class/net/{SlotLayout(lab.slot).bridge}/bridge/flush"
-    if not os.path.exists(here):
-        pytest.skip(f"{here} is not on this machine")
-    # production's own /sys shows its own network namespace: reach the bridge's attribute
-    # through this test process's root instead
-    attribute = f"/proc/{os.getpid()}/root{here}"
+    """A file even root cannot read: a write-only kernel attribute (memory compaction's trigger;
+    reading it is refused by the kernel, and nothing here writes to it) bind-mounted over a data
+    file, in production's own mount namespace."""
+    attribute = "/sys/devices/system/node/node0/compact"
+    if ssh(lab_env, "prod-east", "test", "-f", attribute).returncode != 0:
+        pytest.skip(f"{attribute} is not on this machine")
     unreadable = "/srv/app1/data/unreadable.db"
     (production_data(lab_env) / "unreadable.db").write_text("placeholder")
     before = copies.current_copy(SERVICE).id
