@@ -96,11 +96,12 @@ def acquire(service: str, holder: str, preempt: tuple[str, ...] = ()) -> Lease:
     now = utcnow()
     free = [ServiceRow.lock_holder.is_(None), ServiceRow.lock_expires < now, ServiceRow.lock_holder == holder]
     free += [ServiceRow.lock_holder.startswith(prefix) for prefix in preempt]
-    with session() as db:
+    with session() as db:  # a read first, in its own transaction: SQLite cannot upgrade a read to a write
         previous = db.get(ServiceRow, service)
         if previous is None:
             raise NotFound(f"no service {service!r} in the inventory: check the name or load the fleet file first")
         previous_holder, previous_expires = previous.lock_holder, previous.lock_expires
+    with session() as db:
         result = db.exec(
             update(ServiceRow)
             .where(ServiceRow.name == service)
