@@ -18,6 +18,7 @@ from hotspare.inventory import copies
 from hotspare.inventory.models import utcnow
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import replication as plan
+from hotspare.planning import verification as content
 from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.planning.rsync_outcomes import classify_rsync
 from tasks.replication import STEP
@@ -48,17 +49,17 @@ def verify_content(service: str, copy_id: str, source: str, target: str, unreada
         production_listing, copy_listing = pool.map(
             lambda server_paths: _listing(fleet, *server_paths), [(source, paths), (target, [tree + path for path in paths])])
     not_read = set(outcome.failed_paths) | set(unreadable)
-    itemized = [(kind, path) for kind, path in plan.parse_itemized(result.text) if path not in not_read]
+    itemized = [(kind, path) for kind, path in content.parse_itemized(result.text) if path not in not_read]
     itemized += [("unreadable", path) for path in sorted(not_read)]
-    on_production = plan.parse_stat_mtimes(production_listing)
+    on_production = content.parse_stat_mtimes(production_listing)
     # an "extra" file production still has was left out of rsync's list: it could not be read
     itemized = [("unreadable" if kind == "extra" and path in on_production else kind, path) for kind, path in itemized]
     started = row.source_clock_start or 0.0
-    for path, mtime in plan.not_compared(production_listing, copy_listing, tree, itemized, spec.exclude).items():
+    for path, mtime in content.not_compared(production_listing, copy_listing, tree, itemized, spec.exclude).items():
         itemized.append(("missing" if mtime >= started else "unreadable", path))
     with access.connect(fleet, source) as production:
         mtimes = source_mtimes(production, [path for kind, path in itemized if kind != "unreadable"])
-    report = plan.classify_differences(itemized, mtimes, started, spec.fuzzy)
+    report = content.classify_differences(itemized, mtimes, started, spec.fuzzy)
     corrupt = [asdict(d) for d in report.corrupt]
     changed = [asdict(d) for d in report.changed_during_copy]
     tolerated = [asdict(d) for d in report.tolerated]
@@ -68,9 +69,9 @@ def verify_content(service: str, copy_id: str, source: str, target: str, unreada
 
 
 def _listing(fleet, server: str, paths: list[str]) -> str:
-    """``plan.file_listing_argv`` output from ``server`` (paths that do not exist list nothing)."""
+    """``content.file_listing_argv`` output from ``server`` (paths that do not exist list nothing)."""
     with access.connect(fleet, server) as connection:
-        return connection.run(plan.file_listing_argv(paths), timeout=3600, check=False).text
+        return connection.run(content.file_listing_argv(paths), timeout=3600, check=False).text
 
 
 def source_mtimes(production: SshConnection, paths: list[str]) -> dict[str, float]:
@@ -79,7 +80,7 @@ def source_mtimes(production: SshConnection, paths: list[str]) -> dict[str, floa
     for start in range(0, len(paths), STAT_CHUNK):
         chunk = paths[start : start + STAT_CHUNK]
         output = production.run(["stat", "--printf", "%.9Y\t%n\n", "--", *chunk], check=False).text
-        mtimes.update(plan.parse_stat_mtimes(output))
+        mtimes.update(content.parse_stat_mtimes(output))
     return mtimes
 
 

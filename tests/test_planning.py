@@ -19,10 +19,11 @@ import pytest
 
 from hotspare.inventory.models import CopyRow, RunRow, ServiceRow
 from hotspare.planning import replication as plan
+from hotspare.planning import verification as content
+from hotspare.planning.verification import Difference
 from hotspare.planning.failover import CopyChoice, ServiceFacts, activation_argv, plan_failover
 from hotspare.planning.replication import (
     Decision,
-    Difference,
     HardwareFacts,
     PeerAccess,
     SourceTotals,
@@ -359,7 +360,7 @@ hf+++++++++ srv/shop/data/alias.jpg => srv/shop/data/new-upload.jpg
 
 
 def test_parse_itemized_golden():
-    assert plan.parse_itemized(ITEMIZED) == [
+    assert content.parse_itemized(ITEMIZED) == [
         ("extra", "/srv/shop/data/stale.tmp"),
         ("extra", "/srv/shop/data/olddir"),
         ("content", "/srv/shop/data/orders.db"),
@@ -375,7 +376,7 @@ def test_parse_itemized_golden():
 
 def test_parse_itemized_ignores_noise():
     noise = "sending incremental file list\n.d..t...... srv/\n\nsent 1,234 bytes  received 56 bytes\n"
-    assert plan.parse_itemized(noise) == []
+    assert content.parse_itemized(noise) == []
 
 
 @pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync not installed")
@@ -405,7 +406,7 @@ def test_parse_itemized_reads_what_rsync_prints(tmp_path: Path):
     local = verify[: verify.index("-e")] + sources + [f"{copy}/"]
     local[local.index("-aHAX")] = "-aH"
     output = subprocess.run(local, capture_output=True, text=True, check=True).stdout
-    found = set(plan.parse_itemized(output))
+    found = set(content.parse_itemized(output))
     assert found == {
         ("content", "/srv/shop/corrupt"),
         ("metadata", "/srv/shop/perm"),
@@ -432,7 +433,7 @@ def test_classify_differences():
         "/srv/shop/data/phantom": copy_started - 10,
         "/srv/shop/data/same-second": copy_started,
     }
-    report = plan.classify_differences(itemized, mtimes, copy_started)
+    report = content.classify_differences(itemized, mtimes, copy_started)
     assert report.corrupt == (
         Difference("/srv/shop/data/old.db", "content", False),
         Difference("/srv/shop/data/phantom", "extra", False),
@@ -452,7 +453,7 @@ def test_parse_stat_mtimes():
         "stat: cannot statx '/srv/shop/data/gone': No such file or directory\n"
         "garbage\t/srv/x\n"
     )
-    assert plan.parse_stat_mtimes(output) == {
+    assert content.parse_stat_mtimes(output) == {
         "/srv/shop/data/orders.db": 1700000123.456789012,
         "/srv/shop/data/name\twith tab": 1700000000.0,
     }

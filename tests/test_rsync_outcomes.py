@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from hotspare.planning import replication as plan
+from hotspare.planning import verification as content
 from hotspare.planning.rsync_outcomes import classify_rsync, failed_files, matches_any, rsync_exclude_args
 
 
@@ -87,7 +88,7 @@ def test_real_rsync_exit_23_is_partial_and_names_the_unreadable_file(unreadable_
 
 def test_unreadable_files_always_fail_verification_unless_fuzzy():
     itemized = [("content", "/srv/app1/data/a"), ("unreadable", "/srv/app1/data/live.log"), ("unreadable", "/srv/app1/data/b")]
-    report = plan.classify_differences(itemized, {"/srv/app1/data/a": 100.0}, copy_started=50.0, fuzzy=["*.log"])
+    report = content.classify_differences(itemized, {"/srv/app1/data/a": 100.0}, copy_started=50.0, fuzzy=["*.log"])
     assert [d.path for d in report.corrupt] == ["/srv/app1/data/b"]  # unreadable: nothing was compared
     assert [d.path for d in report.changed_during_copy] == ["/srv/app1/data/a"]
     assert [d.path for d in report.tolerated] == ["/srv/app1/data/live.log"]
@@ -124,8 +125,8 @@ def test_files_rsync_did_not_compare_are_found_from_the_listings():
     itemized = [("missing", "/srv/app1/data/new")]
     # "dropped": rsync -c left it out of its list without a word (unreadable); "new" was named;
     # the excluded cache is not expected in the copy
-    assert plan.not_compared(production, copy, tree, itemized, ["/srv/app1/data/cache"]) == {"/srv/app1/data/dropped": 100.0}
-    assert plan.file_listing_argv(["/srv/app1/data"]) == ["find", "/srv/app1/data", "-type", "f", "-printf", "%T@\t%p\n"]
+    assert content.not_compared(production, copy, tree, itemized, ["/srv/app1/data/cache"]) == {"/srv/app1/data/dropped": 100.0}
+    assert content.file_listing_argv(["/srv/app1/data"]) == ["find", "/srv/app1/data", "-type", "f", "-printf", "%T@\t%p\n"]
 
 
 def test_restore_proofs_leave_excluded_files_out_of_both_sides():
