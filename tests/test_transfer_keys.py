@@ -102,4 +102,6 @@ def test_guard_refuses_everything_but_a_read_of_the_services_paths(tmp_path, com
 def test_guard_hands_a_read_of_a_declared_path_to_rrsync(tmp_path):
     """The capability string after ``e.`` (which contains an L) is not a link-following flag."""
     result = guard(tmp_path, "rsync --server --sender -logDtpre.iLsfxCIvu --numeric-ids . /srv/app1/data/file /etc/passwd")
-    assert "refused" not in result.stderr  # rrsync ran; with no client on stdin rsync then ends
+    # rrsync started rsync's sender, which ends for want of a client on stdin
+    assert "refused" not in result.stderr and "[sender=" in result.stderr, result.stderr
+    assert result.returncode == 12
