@@ -64,6 +64,7 @@ def test_the_key_reads_the_services_path_from_the_mirror_only(live_transfer_key,
     # waits for its client and ends when ssh closes)
     allowed = attempt(lab_env, service["mirror"], service["production"], peer, stdin, read)
     assert b"refused" not in allowed.stderr and b"Permission denied" not in allowed.stderr, allowed.stderr
+    assert b"[sender=" in allowed.stderr, allowed.stderr  # production's rsync sender really ran
     # the same key from any other host (production itself, a standby, the storage host): refused
     for host in (service["production"], "standby-east", "storage-vault"):
         result = attempt(lab_env, host, service["production"], peer, stdin, read)
