@@ -31,13 +31,12 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
         raise PermanentError(f"no copy {copy_id} of {service} in the inventory")
     source, target = copies.service_row(service).active_server, row.target_server
     host_check = verify_host.submit(service, source, target, row.total_bytes)  # alongside the content check
-    content = verify_content(service, copy_id, source, target)
+    # with repair, unread files are fetched again before they are judged; without, judged now
+    content = verify_content(service, copy_id, source, target, [] if repair else list(unreadable))
     again = list(dict.fromkeys([*unreadable, *(d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable"))]))
     if repair and again:
         still_unreadable = repair_copy(service, copy_id, source, target, again)["failed"]
         content = verify_content(service, copy_id, source, target, still_unreadable)
-    elif unreadable:
-        content = verify_content(service, copy_id, source, target, list(unreadable))
     host = host_check.result()
     account_check = verify_accounts(service, copy_id, target) if accounts_applied else None
     checks = _checks(service, copy_id, content, host, account_check)

@@ -1,7 +1,8 @@
 """Replication steps: thin tasks that execute the plans of ``hotspare.planning.replication``.
 
-Data flows host to host: production runs rsync and pushes to the mirror over SSH with a pinned
-mirror host key. The orchestrator only sends commands and reads small outputs.
+Data flows host to host: the mirror runs rsync and pulls from production with a scoped,
+short-lived transfer key (``tasks/transfer_access.py``). The orchestrator only sends commands
+and reads small outputs.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from hotspare.inventory import copies
 from hotspare.inventory.models import CopyRow, utcnow
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import replication as plan
-from hotspare.planning.rsync_outcomes import classify_rsync
 from tasks.retry import TRANSIENT_RETRIES
-from tasks.transfer_access import transfer_access
+from tasks.transfer_access import pull
 
 STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 
@@ -166,17 +166,16 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
             copies.update_copy(copy_plan.resume_from, status="pruned", ended_at=utcnow())
             logger.info("resuming the interrupted copy %s as %s", copy_plan.resume_from, copy_plan.copy_id)
         _record_copy_start(copy_plan)
-        with transfer_access(fleet, service, copy_plan.source, copy_plan.target, list(copy_plan.paths), run_tag) as (peer, stdin):
-            argv = plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest,
-                                        fleet.service(service).exclude)
-            result = mirror.run(plan.with_peer_access(peer, argv), stdin=stdin, timeout=6 * 3600, check=False)
-    outcome = classify_rsync(result.exit_status, result.stderr_tail)
-    if outcome.kind in ("permanent", "transient"):
+    try:
+        result, outcome = pull(
+            fleet, service, copy_plan.source, copy_plan.target, list(copy_plan.paths), run_tag,
+            lambda peer: plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest,
+                                              fleet.service(service).exclude),
+            f"copy {copy_plan.source} -> {copy_plan.target}",
+            "The previous verified copy is untouched; the next run resumes.")
+    except (PermanentError, TransientError):
         copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())
-        error = PermanentError if outcome.kind == "permanent" else TransientError
-        raise error(f"copy {copy_plan.source} -> {copy_plan.target} failed ({outcome.kind}, not "
-                    f"{'retried' if outcome.kind == 'permanent' else 'final yet'}): {outcome.reason}. "
-                    "The previous verified copy is untouched; the next run resumes.")
+        raise
     if outcome.kind == "partial":
         logger.warning("copy %s is incomplete: %s; verification decides whether it may become current",
                        copy_plan.copy_id, outcome.reason)

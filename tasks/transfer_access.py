@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from hotspare import access
+from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.fleet import Fleet
 from hotspare.keys import generate_ed25519
 from hotspare.planning import replication as plan
 from hotspare.planning import transfer_keys
+from hotspare.planning.rsync_outcomes import classify_rsync
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +56,18 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
         except Exception as error:  # the line expires by itself; never hide the transfer's outcome
             log.warning("could not remove transfer key %s from %s (it expires at %s anyway): %s",
                         tag, source, datetime.fromtimestamp(key.expires_epoch, timezone.utc).isoformat(), error)
+
+
+def pull(fleet: Fleet, service: str, source: str, target: str, roots: list[str], purpose: str,
+         make_argv: Callable[[plan.PeerAccess], list[str]], what: str, consequence: str = ""):
+    """Run on ``target`` the rsync that ``make_argv(peer)`` builds, reading ``source`` through a
+    scoped transfer key for ``roots``; return (result, outcome). A permanent or transient
+    outcome (``planning/rsync_outcomes.py``) raises the matching error naming ``what`` failed."""
+    with access.connect(fleet, target) as mirror, transfer_access(fleet, service, source, target, roots, purpose) as (peer, stdin):
+        result = mirror.run(plan.with_peer_access(peer, make_argv(peer)), stdin=stdin, timeout=6 * 3600, check=False)
+    outcome = classify_rsync(result.exit_status, result.stderr_tail)
+    if outcome.kind in ("permanent", "transient"):
+        error = PermanentError if outcome.kind == "permanent" else TransientError
+        retry = "not retried" if outcome.kind == "permanent" else "may be retried"
+        raise error(f"{what} failed ({outcome.kind}, {retry}): {outcome.reason}.{' ' + consequence if consequence else ''}")
+    return result, outcome

@@ -1,8 +1,9 @@
 """Verification steps: is the mirror's copy an exact (or better) copy of production?
 
 Content is compared with full checksums (``rsync -anc``, xxh128), run on the mirror against
-production through the same scoped transfer key as the copy, so a same-size, same-mtime corruption is caught. Differences whose
-production file changed after the copy began are reported as such, not as corruption.
+production through the same scoped transfer key as the copy, so a same-size, same-mtime
+corruption is caught. Differences whose production file changed after the copy began are
+reported as such, not as corruption.
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ from hotspare.inventory.models import utcnow
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import replication as plan
 from hotspare.planning import verification as content
-from hotspare.adapters.errors import PermanentError, TransientError
-from hotspare.planning.rsync_outcomes import classify_rsync
 from tasks.replication import STEP
-from tasks.transfer_access import transfer_access
+from tasks.transfer_access import pull
 
 STAT_CHUNK = 400
 
@@ -37,14 +36,10 @@ def verify_content(service: str, copy_id: str, source: str, target: str, unreada
     spec = fleet.service(service)
     paths = plan.source_paths(spec.model_dump(mode="json"))
     row = next(row for row in copies.copies_of(service) if row.id == copy_id)
-    with access.connect(fleet, target) as mirror, transfer_access(fleet, service, source, target, paths, f"verify-{service}") as (peer, stdin):
-        argv = plan.with_peer_access(peer, plan.rsync_verify_argv(peer, paths, plan.copy_tree(service, copy_id), spec.exclude))
-        result = mirror.run(argv, stdin=stdin, timeout=6 * 3600, check=False)
-    outcome = classify_rsync(result.exit_status, result.stderr_tail)
-    if outcome.kind in ("permanent", "transient"):
-        error = PermanentError if outcome.kind == "permanent" else TransientError
-        raise error(f"checksum comparison {source} -> {target} failed: {outcome.reason}")
     tree = plan.copy_tree(service, copy_id)
+    result, outcome = pull(fleet, service, source, target, paths, f"verify-{service}",
+                           lambda peer: plan.rsync_verify_argv(peer, paths, tree, spec.exclude),
+                           f"checksum comparison {source} -> {target}")
     with ThreadPoolExecutor(2) as pool:  # both listings at once: one file walk per host
         production_listing, copy_listing = pool.map(
             lambda server_paths: _listing(fleet, *server_paths), [(source, paths), (target, [tree + path for path in paths])])
@@ -90,14 +85,10 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
     keep theirs. Returns how many were asked for and which still could not be read."""
     fleet = access.loaded_fleet()
     roots = plan.source_paths(fleet.service(service).model_dump(mode="json"))
-    with access.connect(fleet, target) as mirror, transfer_access(fleet, service, source, target, roots, f"repair-{service}") as (peer, stdin):
-        excludes = fleet.service(service).exclude
-        argv = plan.with_peer_access(peer, plan.rsync_repair_argv(peer, paths, plan.copy_tree(service, copy_id), excludes))
-        result = mirror.run(argv, stdin=stdin, timeout=6 * 3600, check=False)
-    outcome = classify_rsync(result.exit_status, result.stderr_tail)
-    if outcome.kind in ("permanent", "transient"):
-        error = PermanentError if outcome.kind == "permanent" else TransientError
-        raise error(f"repairing copy {copy_id} failed: {outcome.reason}")
+    excludes = fleet.service(service).exclude
+    _, outcome = pull(fleet, service, source, target, roots, f"repair-{service}",
+                      lambda peer: plan.rsync_repair_argv(peer, paths, plan.copy_tree(service, copy_id), excludes),
+                      f"repairing copy {copy_id}")
     logger = get_run_logger()
     logger.warning("re-sent %d file(s) that differed from production into %s", len(paths), copy_id)
     if outcome.kind == "partial":  # the next comparison names them as unreadable
