@@ -177,8 +177,9 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
     except Exception as error:
         if plan.mode == "planned" and "dns" not in details and copy_id is not None:
             _back_to_production(plan)
-        runs.record_outcome(lambda: runs.finish_run(run_id, "failed", f"{service}: failover stopped: {error}", details),
-                            lambda: _publish(plan, run_id, "FAILED", str(error)))
+        reason = str(error)
+        runs.record_outcome(lambda: runs.finish_run(run_id, "failed", f"{service}: failover stopped: {reason}", details),
+                            lambda: _publish(plan, run_id, "FAILED", reason))
         raise
     timings = runs.step_timings(run_id)
     details["rto_seconds"] = round(sum(step["seconds"] or 0 for step in timings), 3)

@@ -15,7 +15,7 @@ import pytest
 from hotspare import access
 from hotspare.planning import transfer_keys
 from hotspare.planning.replication import source_paths
-from lab_helpers import host_path, ssh
+from lab_helpers import host_path
 from tasks.transfer_access import transfer_access
 
 pytestmark = pytest.mark.lab
