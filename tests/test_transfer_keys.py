@@ -105,3 +105,33 @@ def test_guard_hands_a_read_of_a_declared_path_to_rrsync(tmp_path):
     # rrsync started rsync's sender, which ends for want of a client on stdin
     assert "refused" not in result.stderr and "[sender=" in result.stderr, result.stderr
     assert result.returncode == 12
+
+
+def test_guard_refuses_a_path_that_leaves_the_service_through_a_link(tmp_path):
+    """A link to / inside the data (or matched by a wildcard) must not open the rest of the server."""
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    data.mkdir()
+    outside.mkdir()
+    (outside / "secret").write_text("not the service's")
+    (data / "escape").symlink_to(outside)
+    script = tmp_path / "guard"
+    script.write_text(keys.GUARD_SCRIPT)
+    for requested in (f"{data}/escape/secret", f"{data}/*/secret"):
+        environment = {"PATH": os.environ["PATH"],
+                       "SSH_ORIGINAL_COMMAND": f"rsync --server --sender -logDtpre.iLsfxCIvu . {requested}"}
+        result = subprocess.run(["python3", str(script), "app1", str(data)], env=environment, capture_output=True,
+                                text=True, timeout=30, stdin=subprocess.DEVNULL, check=False)
+        assert result.returncode == 1 and "not a path of this service" in result.stderr, (requested, result.stderr)
+
+
+def test_guard_lets_a_link_itself_be_read_since_rsync_sends_it_as_a_link(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "to-shadow").symlink_to("/etc/shadow")
+    script = tmp_path / "guard"
+    script.write_text(keys.GUARD_SCRIPT)
+    environment = {"PATH": os.environ["PATH"],
+                   "SSH_ORIGINAL_COMMAND": f"rsync --server --sender -logDtpre.iLsfxCIvu . {data}/to-shadow"}
+    result = subprocess.run(["python3", str(script), "app1", str(data)], env=environment, capture_output=True,
+                            text=True, timeout=30, stdin=subprocess.DEVNULL, check=False)
+    assert "refused" not in result.stderr and "[sender=" in result.stderr, result.stderr

@@ -35,9 +35,11 @@ GUARD_SCRIPT = '''#!/usr/bin/python3
 """hotspare transfer guard: the forced command of a per-run transfer key.
 
 Allows only a read (rsync --server --sender) of the paths named on this command line (or files
-under them), without following links, then hands over to rrsync -ro, which vets the options.
+under them, also after resolving links on the way), without following links, then hands over
+to rrsync -ro, which vets the options.
 Installed and replaced by hotspare; argv: SERVICE PATH...
 """
+import glob
 import os
 import posixpath
 import shlex
@@ -51,10 +53,21 @@ def refuse(reason):
     sys.exit(1)
 
 
+def within(path, roots):
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
 def allowed(path, roots):
+    """Named under a root, and still under one once symbolic links in the way are resolved, for
+    every name rrsync's wildcard expansion can make of it (a link to / inside the data must not
+    open the rest of the server)."""
     if not path.startswith("/") or posixpath.normpath(path) != path.rstrip("/") or "/../" in path + "/":
         return False
-    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+    real_roots = [os.path.realpath(root) for root in roots]
+    # the last name is sent as it is (rsync does not follow it); the folders on the way are resolved
+    return within(path, roots) and all(
+        within(posixpath.join(os.path.realpath(posixpath.dirname(name)), posixpath.basename(name)), real_roots + roots)
+        for name in glob.glob(path) or [path])
 
 
 roots = sys.argv[2:]
