@@ -9,13 +9,14 @@ service's own declared path is the positive control that proves the key was live
 from __future__ import annotations
 
 import shlex
+import subprocess
 
 import pytest
 
 from hotspare import access
 from hotspare.planning import transfer_keys
 from hotspare.planning.replication import source_paths
-from lab_helpers import host_path
+from lab_helpers import host_path, ssh_argv
 from tasks.transfer_access import transfer_access
 
 pytestmark = pytest.mark.lab
@@ -23,9 +24,10 @@ pytestmark = pytest.mark.lab
 SERVICE = "app1"
 
 
-def attempt(lab_env, from_host: str, production: str, peer, stdin: bytes, remote_command: list[str]):
+def attempt(lab_env, from_host: str, peer, stdin: bytes, remote_command: list[str]):
     """Put the transfer key on ``from_host`` (as an attacker there would have it) and run ssh
-    with it to production, asking for ``remote_command``; the key file is removed afterwards."""
+    with it to the host ``peer`` names, asking for ``remote_command``; the key file is removed
+    afterwards."""
     folder = f"/run/hotspare-attack-{from_host}"
     script = (
         'umask 077; mkdir -p "$1"; IFS= read -r line; printf "%s\\n" "$line" > "$1/known_hosts"; cat > "$1/key"; '
@@ -33,10 +35,6 @@ def attempt(lab_env, from_host: str, production: str, peer, stdin: bytes, remote
         '-o UserKnownHostsFile="$1/known_hosts" -o ConnectTimeout=5 "$3" "$4"; status=$?; rm -rf "$1"; exit $status'
     )
     argv = ["sh", "-c", script, "sh", folder, str(peer.port), f"{peer.user}@{peer.address}", shlex.join(remote_command)]
-    import subprocess
-
-    from lab_helpers import ssh_argv
-
     return subprocess.run(ssh_argv(lab_env, from_host, argv), input=stdin, capture_output=True, timeout=60, check=False)
 
 
@@ -62,12 +60,12 @@ def test_the_key_reads_the_services_path_from_the_mirror_only(live_transfer_key,
     read = ["rsync", "--server", "--sender", "-logDtpre.iLsfxCIvu", ".", service["data_path"]]
     # positive control: from the mirror the key works for what replication needs (rsync then
     # waits for its client and ends when ssh closes)
-    allowed = attempt(lab_env, service["mirror"], service["production"], peer, stdin, read)
+    allowed = attempt(lab_env, service["mirror"], peer, stdin, read)
     assert b"refused" not in allowed.stderr and b"Permission denied" not in allowed.stderr, allowed.stderr
     assert b"[sender=" in allowed.stderr, allowed.stderr  # production's rsync sender really ran
     # the same key from any other host (production itself, a standby, the storage host): refused
     for host in (service["production"], "standby-east", "storage-vault"):
-        result = attempt(lab_env, host, service["production"], peer, stdin, read)
+        result = attempt(lab_env, host, peer, stdin, read)
         assert result.returncode == 255 and b"Permission denied" in result.stderr, (host, result.stderr)
 
 
@@ -81,7 +79,7 @@ def test_the_key_reads_the_services_path_from_the_mirror_only(live_transfer_key,
 ])
 def test_the_key_cannot_do_anything_else_on_production(live_transfer_key, lab_env, command, reason):
     service, peer, stdin = live_transfer_key
-    result = attempt(lab_env, service["mirror"], service["production"], peer, stdin, command)
+    result = attempt(lab_env, service["mirror"], peer, stdin, command)
     assert result.returncode != 0 and reason in result.stderr, result.stderr
 
 
@@ -93,7 +91,7 @@ def test_the_key_opens_no_other_host(live_transfer_key, lab_env):
         other = peer.__class__(peer.directory, peer.key_path, peer.known_hosts_path, peer.user, target["address"], target["ssh_port"])
         known = (access.endpoint(access.loaded_fleet(), host).known_hosts_line() + "\n").encode()
         private = stdin.split(b"\n", 1)[1]
-        result = attempt(lab_env, service["mirror"], host, other, known + private, ["true"])
+        result = attempt(lab_env, service["mirror"], other, known + private, ["true"])
         assert result.returncode == 255 and b"Permission denied" in result.stderr, (host, result.stderr)
 
 
@@ -105,7 +103,7 @@ def test_the_line_is_gone_after_the_transfer_and_an_expired_line_is_refused(flee
     installed = host_path(lab_env, service["production"], transfer_keys.TRANSFER_KEYS_FILE).read_text()
     assert transfer_keys.key_lines(installed) == []
     read = ["rsync", "--server", "--sender", "-logDtpre.iLsfxCIvu", ".", service["data_path"]]
-    result = attempt(lab_env, service["mirror"], service["production"], peer, stdin, read)
+    result = attempt(lab_env, service["mirror"], peer, stdin, read)
     assert result.returncode == 255 and b"Permission denied" in result.stderr
 
 
