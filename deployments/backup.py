@@ -43,3 +43,8 @@ def backup_deployments(fleet_defaults, fleet=None) -> list:
         rebuild.to_deployment(name="rebuild"),
     ]
     return deployments
+
+
+def deployments_for(fleet) -> list:
+    """This module's deployments for ``fleet`` (gathered by ``deployments/serve.py``)."""
+    return backup_deployments(fleet.defaults, fleet)

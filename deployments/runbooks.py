@@ -26,3 +26,8 @@ def runbook_deployments(fleet) -> list:
         failover.to_deployment(name="failover", description="Fail a service over to its mirror; pauses for approval."),
         reprotect.to_deployment(name="reprotect", description="Make the old production the new mirror of a failed-over service."),
     ]
+
+
+def deployments_for(fleet) -> list:
+    """This module's deployments for ``fleet`` (gathered by ``deployments/serve.py``)."""
+    return runbook_deployments(fleet)

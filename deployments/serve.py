@@ -9,10 +9,21 @@ from __future__ import annotations
 
 
 def all_deployments(fleet) -> list:
-    from deployments.backup import backup_deployments
-    from deployments.runbooks import runbook_deployments
+    """Every deployment: each module of this package (but this one) that has a
+    ``deployments_for(fleet)`` function contributes its list, in module-name order."""
+    import pkgutil
+    from importlib import import_module
 
-    return [*runbook_deployments(fleet), *backup_deployments(fleet.defaults, fleet)]
+    import deployments
+
+    gathered = []
+    for module in sorted(pkgutil.iter_modules(deployments.__path__), key=lambda module: module.name):
+        if module.name == "serve":
+            continue
+        builder = getattr(import_module(f"deployments.{module.name}"), "deployments_for", None)
+        if builder is not None:
+            gathered += builder(fleet)
+    return gathered
 
 
 def serve_forever() -> None:

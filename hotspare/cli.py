@@ -26,10 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_optional(subparsers) -> None:
-    """Subcommand groups that live beside their subsystem (lab, runbooks)."""
+    """Subcommand groups that live beside their subsystem: the lab's, and every
+    ``hotspare/commands/*_commands.py`` module (each exposes ``register``), in name order."""
+    import pkgutil
     from importlib import import_module
 
-    for module_name in ("hotspare.lab.commands", "hotspare.commands.runbook_commands", "hotspare.commands.backup_commands"):
+    import hotspare.commands
+
+    names = ["hotspare.lab.commands"] + sorted(
+        f"hotspare.commands.{module.name}" for module in pkgutil.iter_modules(hotspare.commands.__path__)
+        if module.name.endswith("_commands") and module.name not in ("fleet_commands", "status_commands"))
+    for module_name in names:
         try:
             module = import_module(module_name)
         except ModuleNotFoundError as error:

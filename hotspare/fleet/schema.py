@@ -9,21 +9,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
-# A path on the servers. Its form (absolute, normal) and safety (no system tree, no hotspare
-# folder, no other service's path) are plan rules (``paths.py``, ``rules.py``), so a wrong path
-# is reported together with every other problem of its service.
-AbsolutePath = Annotated[str, StringConstraints(min_length=1)]
-Command = Annotated[list[str], Field(min_length=1)]
-Pattern = Annotated[str, StringConstraints(pattern=r'^[^\s"\\]+$')]
-
-
-class Strict(BaseModel):
-    """Base for fleet models: unknown keys are errors and instances are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from hotspare.fleet.base import AbsolutePath, Command, Name, Pattern, Strict  # noqa: F401 (re-exported)
 
 
 class Role(str, Enum):
