@@ -19,6 +19,7 @@ from sqlmodel import Session, SQLModel, create_engine, select
 
 from hotspare.inventory import models
 from hotspare.inventory import backup_models  # noqa: F401  (so create_all sees the backup tables)
+from hotspare.inventory import table_modules  # noqa: F401  (every other module that defines tables)
 from hotspare.local_secrets import private_home, private_sqlite
 from hotspare.settings import hotspare_home
 
@@ -112,6 +113,10 @@ def migrate(target: Engine) -> int:
             connection.execute(models.SchemaVersion.__table__.delete())
             connection.execute(models.SchemaVersion.__table__.insert().values(id=1, version=step_version))
             version = step_version
+    with target.begin() as connection:
+        # A new table (a new subsystem's rows) needs no numbered step: created when missing.
+        # Changes to existing tables still go through MIGRATIONS.
+        SQLModel.metadata.create_all(connection, checkfirst=True)
     return version
 
 
