@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from hotspare.fleet.base import AbsolutePath, Command, Name, Pattern, Strict  # noqa: F401 (re-exported)
+from hotspare.fleet.health_schema import Health, RemoteHands
 
 
 class Role(str, Enum):
@@ -27,6 +28,7 @@ class Role(str, Enum):
 class Facility(Strict):
     name: Name = Field(description="Data center name, unique in the fleet.")
     description: str = Field(default="", description="Free text for operators.")
+    remote_hands: RemoteHands | None = Field(default=None, description="On-site staff who swap failed parts.")
 
 
 class Hardware(Strict):
@@ -161,6 +163,7 @@ class Fleet(Strict):
     contacts: list[Contact] = Field(default_factory=list)
     escalation: list[str] = Field(default_factory=list, description="Contact names, first called first.")
     mail: Mail | None = None
+    health: Health = Field(default_factory=Health, description="Health checks from several sites (health_schema.py).")
 
     def server(self, name: str) -> Server:
         """The server called ``name`` (the fleet was validated, so it exists)."""
