@@ -307,7 +307,9 @@ def fleet(layout: SlotLayout, host_keys: dict[str, str], hardware: dict[str, int
     """The fleet file describing this lab, in the structure of docs/fleet-example.yaml."""
     return {
         "version": 1,
-        "facilities": [{"name": f.name, "description": f.description} for f in FACILITIES],
+        "facilities": [{"name": f.name, "description": f.description,
+                        "remote_hands": {"name": f"Remote hands {f.name}", "email": f"hands@{f.name}.lab.test",
+                                         "phone": "+15550199"}} for f in FACILITIES],
         "defaults": {
             "ssh_user_block": BLOCK_NAMES["ssh"],
             "rpo_hours": 12,
@@ -343,6 +345,10 @@ def fleet(layout: SlotLayout, host_keys: dict[str, str], hardware: dict[str, int
         ],
         "escalation": ["Dana Ops", "Lee Lead"],
         "mail": {"smtp_block": BLOCK_NAMES["smtp"], "sender": MAIL_SENDER},
+        # Checks from three sites, so one site's outage never reads as the fleet's (health_schema.py).
+        "health": {"checkers": [{"name": "control", "facility": "control", "via": "local"},
+                                {"name": "east", "facility": "east", "via": "standby-east"},
+                                {"name": "west", "facility": "west", "via": "standby-west"}]},
     }
 
 
