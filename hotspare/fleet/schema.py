@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from hotspare.fleet.base import AbsolutePath, Command, Name, Pattern, Strict  # noqa: F401 (re-exported)
+from hotspare.fleet.customer_schema import CustomerNotices
 from hotspare.fleet.health_schema import Health, RemoteHands
 
 
@@ -163,6 +164,7 @@ class Fleet(Strict):
     contacts: list[Contact] = Field(default_factory=list)
     escalation: list[str] = Field(default_factory=list, description="Contact names, first called first.")
     mail: Mail | None = None
+    customer_notices: CustomerNotices = Field(default_factory=CustomerNotices, description="Customers, notices, status page.")
     health: Health = Field(default_factory=Health, description="Health checks from several sites (health_schema.py).")
 
     def server(self, name: str) -> Server:
