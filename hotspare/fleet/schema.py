@@ -110,6 +110,12 @@ class Service(Strict):
     health_url: str | None = Field(default=None, description="URL that answers 2xx when the app is healthy.")
     app_port: int = Field(default=80, ge=1, le=65535, description="Port the application listens on.")
     tier: int = Field(default=2, ge=1, le=4, description="Priority tier; 1 is recovered first.")
+    depends_on: list[Name] = Field(
+        default_factory=list, description="Services this one needs; a facility failover recovers them first."
+    )
+    rto_minutes: float | None = Field(
+        default=None, gt=0, description="Recovery time objective: minutes from approval to users served again (default: defaults)."
+    )
     rpo_hours: float | None = Field(default=None, gt=0, description="Recovery point objective (default: defaults).")
     copies_to_keep: int | None = Field(default=None, ge=1, description="Point-in-time copies kept on the mirror.")
     max_shrink: float = Field(
@@ -152,6 +158,10 @@ class Defaults(Strict):
         default_factory=lambda: ["0 1 * * *", "0 13 * * *"], description="Cron lines for replicate."
     )
     timezone: str = Field(default="UTC", description="Time zone of the schedules.")
+    rto_minutes: float = Field(default=60, gt=0, description="Default recovery time objective in minutes.")
+    facility_parallelism: int = Field(
+        default=4, ge=1, le=64, description="Services of one tier a facility failover moves at the same time."
+    )
 
 
 class Fleet(Strict):
