@@ -54,3 +54,19 @@ class BackupRepositoryPassword(Block):
     _description = "Password that encrypts one service's backup repository (one block per service)."
 
     password: SecretStr = Field(description="Repository password; given to restic on stdin/env.")
+
+
+class PhoneProvider(Block):
+    """An account at a phone provider speaking Twilio's REST shape, for calls and SMS pages.
+
+    The fleet's ``incidents.phone_providers`` lists these blocks in order: the first is used, the
+    next ones when it is down. The auth token also verifies the provider's signed webhooks
+    (keypresses, SMS replies)."""
+
+    _block_type_name = "hotspare phone provider"
+    _description = "Phone/SMS provider account (Twilio REST shape) that places emergency calls and texts."
+
+    base_url: str = Field(default="https://api.twilio.com", description="API base URL, e.g. https://api.twilio.com.")
+    account_sid: str = Field(description="Account SID (the basic-auth user and part of every API path).")
+    auth_token: SecretStr = Field(description="Auth token: the basic-auth password and the webhook signing key.")
+    from_number: str = Field(description="Number calls and texts come from, in E.164 form (+15550100).")

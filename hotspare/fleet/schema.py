@@ -14,6 +14,7 @@ from pydantic import Field, StringConstraints
 from hotspare.fleet.base import AbsolutePath, Command, Name, Pattern, Strict  # noqa: F401 (re-exported)
 from hotspare.fleet.customer_schema import CustomerNotices
 from hotspare.fleet.health_schema import Health, RemoteHands
+from hotspare.fleet.incident_schema import Incidents
 
 
 class Role(str, Enum):
@@ -176,6 +177,7 @@ class Fleet(Strict):
     mail: Mail | None = None
     customer_notices: CustomerNotices = Field(default_factory=CustomerNotices, description="Customers, notices, status page.")
     health: Health = Field(default_factory=Health, description="Health checks from several sites (health_schema.py).")
+    incidents: Incidents = Field(default_factory=Incidents, description="Escalation chains and phone providers (incident_schema.py).")
 
     def server(self, name: str) -> Server:
         """The server called ``name`` (the fleet was validated, so it exists)."""
