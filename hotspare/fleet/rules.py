@@ -30,6 +30,7 @@ def rule_violations(parts: FleetParts) -> list[Violation]:
         _service_paths,
         _backup_repositories,
         _service_zones,
+        _service_dependencies,
         _people,
     )
     return [violation for check in checks for violation in check(parts)]
@@ -243,6 +244,38 @@ def _service_zones(parts: FleetParts) -> Iterator[Violation]:
             )
         elif not (dns_name == zone or dns_name.endswith("." + zone)):
             yield ("services", position, "dns_name"), f"{service.dns_name!r} is not inside zone {service.zone!r}"
+
+
+def _service_dependencies(parts: FleetParts) -> Iterator[Violation]:
+    """``depends_on`` names known services, never the service itself, and forms no cycle
+    (a facility failover recovers a service's dependencies first: a cycle has no first)."""
+    if parts.services is None:
+        return
+    known = parts.services.known_names()
+    needs = {service.name: [name for name in service.depends_on if name in known] for _, service in parts.services.items}
+    for position, service in parts.services.items:
+        for index, name in enumerate(service.depends_on):
+            if name == service.name:
+                yield ("services", position, "depends_on", index), f"{service.name!r} cannot depend on itself"
+            elif name not in known:
+                yield ("services", position, "depends_on", index), f"unknown service {name!r} (known: {', '.join(sorted(known))})"
+        cycle = _cycle_through(service.name, needs)
+        if cycle:
+            yield ("services", position, "depends_on"), "dependency cycle: " + " -> ".join(cycle)
+
+
+def _cycle_through(start: str, needs: dict[str, list[str]]) -> list[str] | None:
+    """The names of a dependency path from ``start`` back to itself, or None."""
+    stack, seen = [(start, [start])], set()
+    while stack:
+        name, path = stack.pop()
+        for dependency in needs.get(name, ()):
+            if dependency == start and len(path) > 1:
+                return [*path, start]
+            if dependency not in seen and dependency != start:
+                seen.add(dependency)
+                stack.append((dependency, [*path, dependency]))
+    return None
 
 
 def _people(parts: FleetParts) -> Iterator[Violation]:
