@@ -61,11 +61,20 @@ def _add_lock_fencing_v2(connection: Connection) -> None:
             connection.exec_driver_sql(f"ALTER TABLE service ADD COLUMN {name} {kind}")
 
 
+def _add_run_operator_v3(connection: Connection) -> None:
+    """Who ran each run (``HOTSPARE_OPERATOR`` or the login name): readiness counts who has
+    performed each procedure. Older runs keep an empty operator."""
+    present = {column["name"] for column in inspect(connection).get_columns("run")}
+    if "operator" not in present:
+        connection.exec_driver_sql("ALTER TABLE run ADD COLUMN operator VARCHAR NOT NULL DEFAULT ''")
+
+
 # Ordered (version, step). Append new steps; never edit a released one. A step receives a
 # connection inside the migration transaction.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _create_v1),
     (2, _add_lock_fencing_v2),
+    (3, _add_run_operator_v3),
 ]
 
 

@@ -86,6 +86,7 @@ class RunRow(SQLModel, table=True):
     kind: str = Field(index=True)
     service: str = Field(index=True)
     flow_run_id: str | None = None
+    operator: str = ""  # who ran it: HOTSPARE_OPERATOR, else the login name (readiness counts these)
     started_at: datetime = Field(default_factory=utcnow)
     ended_at: datetime | None = None
     outcome: str = "running"  # running | ok | failed | refused

@@ -12,9 +12,24 @@ from hotspare.inventory.models import RunRow, StepRow, utcnow
 log = logging.getLogger(__name__)
 
 
+def current_operator() -> str:
+    """Who is running hotspare: ``HOTSPARE_OPERATOR`` (a person's name, for shared service
+    accounts and workers), else the login name; recorded on every run."""
+    import getpass
+    import os
+
+    named = os.environ.get("HOTSPARE_OPERATOR", "").strip()
+    if named:
+        return named
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
 def start_run(kind: str, service: str, flow_run_id: str | None = None) -> int:
     with session() as db:
-        run = RunRow(kind=kind, service=service, flow_run_id=flow_run_id)
+        run = RunRow(kind=kind, service=service, flow_run_id=flow_run_id, operator=current_operator())
         db.add(run)
         db.flush()
         return run.id
