@@ -8,3 +8,4 @@ numbered migration (a change to an existing table does).
 from hotspare.inventory import backup_models  # noqa: F401
 from hotspare.inventory import incidents  # noqa: F401
 from hotspare.inventory import drills  # noqa: F401
+from hotspare.inventory import health  # noqa: F401
