@@ -1,0 +1,196 @@
+"""Customer notices for an incident: who gets one, what it says, and whether it may go out now.
+
+Pure: an incident (the dict ``inventory.incidents.get_incident`` returns), the fleet's
+``customer_notices`` section and which server each service runs on go in; a ``NoticePlan`` and
+ready-to-send messages come out. No network, no clock, no Prefect.
+
+Every recipient gets one message of their own, with a Message-ID derived from the notice and the
+address (``message_id``): a sender that resumes after a crash, an operator reading the relay's
+log, or a mail client can all recognise the same notice to the same person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formataddr, format_datetime
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from hotspare.fleet.customer_schema import CustomerNotices, NoticeAction
+from hotspare.planning.replication import Decision
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+KINDS = ("opened", "resolved")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One address and everything it is told about: its customers and their affected services."""
+
+    email: str
+    name: str
+    customers: tuple[str, ...]
+    services: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NoticePlan:
+    """One notice (an incident's opening or resolution) to every contact of an affected service."""
+
+    notice_id: str
+    incident_id: int
+    kind: str
+    category: int
+    action: NoticeAction
+    subject: str
+    services: tuple[str, ...]
+    recipients: tuple[Recipient, ...]
+    decision: Decision  # may it be sent now (without a further approval)?
+
+    def preview(self) -> str:
+        """A short text for operators: what would be sent to whom, and whether it goes now."""
+        lines = [f"notice {self.notice_id}: {self.subject}",
+                 f"  affected services: {', '.join(self.services) or 'none'}",
+                 f"  policy for category {self.category}: {self.action.value}",
+                 f"  decision: {'send' if self.decision.go else 'hold'}: {self.decision.reason}",
+                 f"  recipients ({len(self.recipients)}):"]
+        lines += [f"    {r.name} <{r.email}>  ({', '.join(r.customers)}: {', '.join(r.services)})"
+                  for r in self.recipients]
+        return "\n".join(lines)
+
+
+def notice_id(incident_id: int, kind: str) -> str:
+    """The notice's stable name: one opening notice and one resolution notice per incident."""
+    if kind not in KINDS:
+        raise ValueError(f"notice kind {kind!r} is not one of: {', '.join(KINDS)}")
+    return f"incident-{incident_id}-{kind}"
+
+
+def message_id(notice: str, email: str, domain: str) -> str:
+    """Message-ID of ``notice`` to ``email``: the same on every attempt, different per recipient."""
+    digest = hashlib.sha256(f"{notice}\n{email.strip().lower()}".encode()).hexdigest()[:24]
+    return f"<{notice}.{digest}@{domain or 'hotspare.invalid'}>"
+
+
+def affected_services(incident: dict, active_servers: dict[str, str]) -> tuple[str, ...]:
+    """Services the incident names, plus those whose active server it names (a lost server
+    takes every service running on it down)."""
+    servers = set(incident.get("servers") or ())
+    named = set(incident.get("services") or ())
+    named |= {service for service, server in active_servers.items() if server in servers}
+    return tuple(sorted(named))
+
+
+def recipients_for(section: CustomerNotices, services: tuple[str, ...]) -> tuple[Recipient, ...]:
+    """Every contact of a customer owning an affected service, once per address (case-insensitive)."""
+    gathered: dict[str, dict] = {}
+    for customer in section.customers:
+        owned = [service for service in customer.services if service in services]
+        if not owned:
+            continue
+        label = customer.display_name or customer.name
+        for contact in customer.contacts:
+            entry = gathered.setdefault(contact.email.strip().lower(), {
+                "email": contact.email.strip(), "name": contact.name, "customers": [], "services": []})
+            if label not in entry["customers"]:
+                entry["customers"].append(label)
+            entry["services"] += [service for service in owned if service not in entry["services"]]
+    return tuple(Recipient(e["email"], e["name"], tuple(e["customers"]), tuple(sorted(e["services"])))
+                 for _, e in sorted(gathered.items()))
+
+
+def plan_notice(incident: dict, kind: str, section: CustomerNotices, active_servers: dict[str, str],
+                approved: bool = False) -> NoticePlan:
+    """The notice of ``incident``'s opening or resolution and whether it may be sent now.
+
+    ``approved``: an operator approved this notice (``hotspare notice send --yes``), which
+    overrides a policy of preview-and-approve or none.
+    """
+    notice = notice_id(incident["id"], kind)
+    category = int(incident["category"])
+    action = section.action_for(category)
+    services = affected_services(incident, active_servers)
+    recipients = recipients_for(section, services)
+    subject = _subject(incident, kind, services)
+    plan = dict(notice_id=notice, incident_id=incident["id"], kind=kind, category=category, action=action,
+                subject=subject, services=services, recipients=recipients)
+    return NoticePlan(**plan, decision=_decide(incident, kind, action, services, recipients, approved))
+
+
+def _decide(incident, kind, action, services, recipients, approved) -> Decision:
+    number = f"incident {incident['id']}"
+    if kind == "resolved" and incident.get("status") != "resolved":
+        return Decision(False, f"{number} is {incident.get('status')}, not resolved: no resolution notice yet")
+    if not services:
+        return Decision(False, f"{number} names no service and no server running one: nobody to tell")
+    if not recipients:
+        return Decision(False, f"no customer in the fleet file owns {', '.join(services)}: nobody to tell "
+                               "(add them under customer_notices.customers)")
+    if approved:
+        return Decision(True, f"approved by an operator: {len(recipients)} recipients")
+    if action is NoticeAction.send:
+        return Decision(True, f"category {incident['category']} notices go out at once: {len(recipients)} recipients")
+    if action is NoticeAction.approve:
+        return Decision(False, f"category {incident['category']} notices wait for approval: check the preview, "
+                               f"then `hotspare notice send {incident['id']} --kind {kind} --yes`")
+    return Decision(False, f"category {incident['category']} incidents send no customer notice by policy "
+                           f"(`hotspare notice send {incident['id']} --kind {kind} --yes` sends one anyway)")
+
+
+def _subject(incident: dict, kind: str, services: tuple[str, ...]) -> str:
+    names = ", ".join(services) or "our services"
+    if kind == "resolved":
+        return f"[Resolved] {names}: {incident['title']}"
+    return f"[Incident] {names}: {incident['title']}"
+
+
+def render_message(plan: NoticePlan, recipient: Recipient, incident: dict, section: CustomerNotices,
+                   sender: str, date: datetime) -> EmailMessage:
+    """The message of ``plan`` to ``recipient`` with its headers; ``date`` is when it is composed."""
+    domain = sender.rpartition("@")[2]
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = formataddr((recipient.name, recipient.email))
+    message["Subject"] = plan.subject
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = message_id(plan.notice_id, recipient.email, domain)
+    # RFC 3834: an automatic message; auto-responders (vacation replies) must not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
+    message["List-Unsubscribe"] = f"<{section.unsubscribe or f'mailto:{sender}?subject=unsubscribe'}>"
+    message["X-Hotspare-Notice"] = plan.notice_id
+    message.set_content(render_body(plan, recipient, incident, section))
+    return message
+
+
+def render_body(plan: NoticePlan, recipient: Recipient, incident: dict, section: CustomerNotices) -> str:
+    """The plain-text body from ``templates/notices/<kind>.txt.j2``."""
+    facts = {**incident, "opened_at_text": _readable(incident.get("opened_at")),
+             "resolved_at_text": _readable(incident.get("resolved_at"))}
+    return _environment().get_template(f"notices/{plan.kind}.txt.j2").render(
+        recipient=recipient, incident=facts, emergency_numbers=section.emergency_numbers,
+        status_page_url=section.status_page.url if section.status_page else None) + "\n"
+
+
+def _readable(iso: str | None) -> str:
+    """'2026-05-01 14:03 UTC' from an ISO 8601 UTC time (the incident dicts' format)."""
+    if not iso:
+        return "-"
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    # Plain-text mail is not escaped; HTML and the Atom feed are (customer-visible titles).
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                              autoescape=lambda name: bool(name) and not name.endswith(".txt.j2"))
+
+
+def environment() -> jinja2.Environment:
+    """The templates' environment (shared with the status page)."""
+    return _environment()

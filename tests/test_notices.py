@@ -1,0 +1,108 @@
+"""Customer notices and the status page, planned and rendered without any server."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from datetime import datetime, timezone
+
+import pytest
+
+from hotspare.fleet.customer_schema import CustomerNotices
+from hotspare.planning.notices import message_id, plan_notice, render_message
+from hotspare.planning.status_page import PageFacts, render_status_page
+
+SECTION = CustomerNotices.model_validate({
+    "customers": [
+        {"name": "acme", "display_name": "Acme Ltd", "services": ["app1"],
+         "contacts": [{"name": "Ana", "email": "ana@acme.test"}, {"name": "Agency", "email": "ops@agency.test"}]},
+        {"name": "globex", "services": ["app2"],
+         "contacts": [{"name": "Gil", "email": "gil@globex.test"}, {"name": "Agency", "email": "OPS@agency.test"}]},
+        {"name": "initech", "services": ["app3"], "contacts": [{"name": "Ida", "email": "ida@initech.test"}]},
+    ],
+    "emergency_numbers": [{"label": "Hotline (24/7)", "phone": "+1 555 0199"}],
+    "policy": [{"category": 1, "action": "send"}, {"category": 2, "action": "approve"}],
+    "status_page": {"server": "web-vault", "folder": "/srv/status-page", "url": "http://status.test/"},
+})
+ACTIVE = {"app1": "prod-east", "app2": "prod-west", "app3": "prod-north"}
+
+
+def incident(**changes) -> dict:
+    base = {"id": 7, "category": 1, "category_name": "server", "severity": "high", "title": "prod-east is down",
+            "status": "triggered", "opened_at": "2026-05-01T14:03:00+00:00", "resolved_at": None,
+            "services": [], "servers": ["prod-east"], "events": []}
+    return base | changes
+
+
+def test_only_contacts_of_affected_services_get_one_message_each():
+    plan = plan_notice(incident(services=["app2"]), "opened", SECTION, ACTIVE)
+    assert plan.services == ("app1", "app2")  # app1 through its server, app2 by name
+    emails = [recipient.email.lower() for recipient in plan.recipients]
+    assert sorted(emails) == ["ana@acme.test", "gil@globex.test", "ops@agency.test"]  # shared contact once
+    shared = next(r for r in plan.recipients if r.email.lower() == "ops@agency.test")
+    assert shared.services == ("app1", "app2") and shared.customers == ("Acme Ltd", "globex")
+    assert plan.decision.go, plan.decision.reason
+
+
+def test_message_headers_and_body():
+    plan = plan_notice(incident(), "opened", SECTION, ACTIVE)
+    moment = datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc)
+    messages = [render_message(plan, r, incident(), SECTION, "hotspare@lab.test", moment) for r in plan.recipients]
+    assert len({m["Message-ID"] for m in messages}) == len(messages) == 2
+    first = messages[0]
+    assert first["Auto-Submitted"] == "auto-generated"
+    assert first["List-Unsubscribe"] == "<mailto:hotspare@lab.test?subject=unsubscribe>"
+    assert first["Message-ID"] == message_id("incident-7-opened", plan.recipients[0].email, "lab.test")
+    assert "," not in first["To"].split("<")[1]  # one recipient per message
+    body = first.get_content()
+    assert "+1 555 0199" in body and "prod-east is down" in body and "http://status.test/" in body
+
+
+def test_message_id_is_stable_per_notice_and_recipient():
+    assert message_id("incident-7-opened", "Ana@acme.test", "x") == message_id("incident-7-opened", "ana@acme.test", "x")
+    assert message_id("incident-7-opened", "ana@acme.test", "x") != message_id("incident-7-resolved", "ana@acme.test", "x")
+
+
+@pytest.mark.parametrize(("category", "approved", "go"), [(1, False, True), (2, False, False), (2, True, True),
+                                                           (3, False, False), (3, True, True)])
+def test_policy_per_category(category, approved, go):
+    plan = plan_notice(incident(category=category), "opened", SECTION, ACTIVE, approved=approved)
+    assert plan.decision.go is go, plan.decision.reason
+
+
+def test_resolution_notice_waits_for_the_resolution():
+    assert not plan_notice(incident(), "resolved", SECTION, ACTIVE).decision.go
+    resolved = incident(status="resolved", resolved_at="2026-05-01T15:00:00+00:00")
+    plan = plan_notice(resolved, "resolved", SECTION, ACTIVE)
+    assert plan.decision.go and plan.subject.startswith("[Resolved]")
+
+
+def test_nobody_to_tell():
+    plan = plan_notice(incident(servers=["storage-vault"]), "opened", SECTION, ACTIVE)
+    assert not plan.decision.go and "nobody" in plan.decision.reason
+
+
+def test_status_page_shows_numbers_services_incidents_and_escapes():
+    events = [{"at": "2026-05-01T14:03:00+00:00", "kind": "detection", "text": "prod-east stopped answering"},
+              {"at": "2026-05-01T14:03:05+00:00", "kind": "page", "text": "paged Dana Ops at +15550100"},
+              {"at": "2026-05-01T14:05:00+00:00", "kind": "notice", "text": "sent to 3"}]
+    services = ({"service": "app1", "state": "protected", "dns_name": "app1.lab.test",
+                 "production": {"name": "prod-east", "facility": "east", "reachable": False},
+                 "mirror": {"name": "mirror-west", "facility": "west", "reachable": True},
+                 "copy_age_hours": 2.5, "rpo_state": "ok", "last_drill": None},
+                {"service": "app2", "state": "unprotected", "production": {"name": "prod-west", "facility": "west"},
+                 "mirror": None, "last_drill": {"finished": "2026-04-30T10:00:00+00:00", "outcome": "ok",
+                                                "rto_seconds": 42.0}})
+    facts = PageFacts("Example status", "http://status.test/", datetime(2026, 5, 1, 14, 6, tzinfo=timezone.utc),
+                      tuple(SECTION.emergency_numbers), services,
+                      (incident(title="<b>disk</b> & more", events=events),))
+    files = render_status_page(facts)
+    page = files["index.html"]
+    assert '<meta name="viewport"' in page and "<script" not in page
+    assert page.index("+1 555 0199") < page.index("Incidents") and 'href="tel:+15550199"' in page
+    assert "&lt;b&gt;disk&lt;/b&gt; &amp; more" in page
+    assert "prod-east stopped answering" in page and "informed by e-mail" in page
+    assert "Dana" not in page  # pages to on-call people are internal
+    assert "no drill recorded" in page and "back in 42 s" in page and "NOT protected" in page
+    feed = ElementTree.fromstring(files["feed.atom"])
+    entries = feed.findall("{http://www.w3.org/2005/Atom}entry")
+    assert len(entries) == 1 and "disk" in entries[0].find("{http://www.w3.org/2005/Atom}title").text
