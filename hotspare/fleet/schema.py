@@ -15,6 +15,7 @@ from hotspare.fleet.base import AbsolutePath, Command, Name, Pattern, Strict  # 
 from hotspare.fleet.customer_schema import CustomerNotices
 from hotspare.fleet.health_schema import Health, RemoteHands
 from hotspare.fleet.incident_schema import Incidents
+from hotspare.fleet.replication_schema import Replication
 
 
 class Role(str, Enum):
@@ -178,6 +179,7 @@ class Fleet(Strict):
     customer_notices: CustomerNotices = Field(default_factory=CustomerNotices, description="Customers, notices, status page.")
     health: Health = Field(default_factory=Health, description="Health checks from several sites (health_schema.py).")
     incidents: Incidents = Field(default_factory=Incidents, description="Escalation chains and phone providers (incident_schema.py).")
+    replication: Replication = Field(default_factory=Replication, description="Copy back-end, verification period, parallelism (replication_schema.py).")
 
     def server(self, name: str) -> Server:
         """The server called ``name`` (the fleet was validated, so it exists)."""

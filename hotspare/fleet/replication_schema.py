@@ -1,0 +1,44 @@
+"""Fleet file section ``replication``: how copies are kept, verified and scheduled fleet-wide.
+
+Every field has a default, so a fleet file without the section keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from hotspare.fleet.base import Strict
+
+
+class Replication(Strict):
+    copy_backend: Literal["auto", "btrfs-snapshot", "hard-links"] = Field(
+        default="auto",
+        description=(
+            "How a mirror keeps point-in-time copies. auto: btrfs read-only snapshots where the mirror's copies "
+            "folder is on btrfs (with btrfs-progs installed), hard-linked folders (rsync --link-dest) elsewhere; "
+            "hard-links: always hard links. btrfs-snapshot is honoured only where btrfs is really there."
+        ),
+    )
+    full_verification_days: float = Field(
+        default=7.0, gt=0, le=365,
+        description=(
+            "Every byte of a copy is compared with production by checksum at least once per this many days: each "
+            "replication compares what it changed plus a rolling slice of the rest (`hotspare verify --full` "
+            "compares everything at once)."
+        ),
+    )
+    replications_per_day: float = Field(
+        default=2.0, gt=0, le=96,
+        description="Replications a service gets per day (sizes the rolling verification slice).",
+    )
+    parallel_services: int = Field(
+        default=2, ge=1, le=64, description="Services replicated at the same time across the fleet (replicate --all)."
+    )
+    parallel_per_source: int = Field(
+        default=1, ge=1, le=64, description="Services replicated at the same time from one production server."
+    )
+    parallel_per_target: int = Field(
+        default=2, ge=1, le=64, description="Services replicated at the same time into one mirror."
+    )
