@@ -9,3 +9,4 @@ from hotspare.inventory import backup_models  # noqa: F401
 from hotspare.inventory import incidents  # noqa: F401
 from hotspare.inventory import drills  # noqa: F401
 from hotspare.inventory import health  # noqa: F401
+from hotspare.inventory import copy_stores  # noqa: F401
