@@ -1,0 +1,130 @@
+"""Escalation planning without the lab: chains, waits, acknowledgement, quiet hours, triggers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from hotspare.fleet.incident_schema import EscalationChain, EscalationStep, Incidents, QuietHours, chain_for
+from hotspare.fleet.schema import Contact
+from hotspare.planning.escalation import next_action, paging_decision, plan_escalation
+from hotspare.planning.incident_rules import from_failed_run, from_health_event
+from hotspare.adapters.phone import signature_valid, twilio_signature
+
+CONTACTS = [
+    Contact(name="Office", phone="+15550100"),
+    Contact(name="Alice", phone="+15550101", email="alice@example.com"),
+    Contact(name="Bob", phone="+15550102"),
+    Contact(name="Carol"),  # no number
+]
+
+
+def category_one_chain(rounds: int = 1) -> EscalationChain:
+    """The written plan: office, office extension 0, then the cell phones in order."""
+    return EscalationChain(category=1, rounds=rounds, steps=[
+        EscalationStep(action="call", contact="Office", wait_seconds=30),
+        EscalationStep(action="call", contact="Office", digits="0", wait_seconds=30),
+        EscalationStep(action="call", contact="Carol", wait_seconds=30),
+        EscalationStep(action="call", contact="Alice", wait_seconds=60),
+        EscalationStep(action="sms", contact="Bob", wait_seconds=60),
+    ])
+
+
+def test_plan_keeps_the_order_and_skips_a_contact_without_a_number():
+    plan = plan_escalation(category_one_chain(rounds=2), CONTACTS)
+    first_round = [(page.target, page.action, page.digits) for page in plan.pages if page.round == 1]
+    assert first_round == [("Office", "call", None), ("Office", "call", "0"), ("Alice", "call", None),
+                           ("Bob", "sms", None)]
+    assert len(plan.pages) == 8 and plan.pages[-1].round == 2
+    assert plan.skipped == ("step 3 (call Carol): Carol has no phone number in the fleet file; skipped",)
+
+
+def test_waits_count_from_when_each_page_went_out_and_acknowledgement_stops():
+    plan = plan_escalation(category_one_chain(), CONTACTS)
+    action = next_action(plan, 0, {}, acknowledged=False)
+    assert action.kind == "page" and action.page.index == 0
+    # the first call went out 5 s late (a slow provider): the next waits 30 s from then
+    action = next_action(plan, 20, {0: 5}, acknowledged=False)
+    assert action.kind == "wait" and action.wait_seconds == pytest.approx(15)
+    action = next_action(plan, 35, {0: 5}, acknowledged=False)
+    assert action.kind == "page" and action.page.digits == "0"
+    assert next_action(plan, 36, {0: 5, 1: 35}, acknowledged=True).kind == "stop"
+
+
+def test_exhausted_after_the_last_wait():
+    plan = plan_escalation(category_one_chain(), CONTACTS)
+    sent = {page.index: page.index * 100.0 for page in plan.pages}
+    assert next_action(plan, 310, sent, acknowledged=False).kind == "wait"
+    final = next_action(plan, 361, sent, acknowledged=False)
+    assert final.kind == "exhausted" and "4 page(s)" in final.reason
+
+
+def test_unknown_contact_and_email_without_address_are_reported():
+    chain = EscalationChain(category=2, steps=[EscalationStep(action="call", contact="Zed"),
+                                               EscalationStep(action="email", contact="Bob")])
+    plan = plan_escalation(chain, CONTACTS)
+    assert plan.pages == ()
+    assert "no contact called 'Zed'" in plan.skipped[0] and "Bob has no e-mail address" in plan.skipped[1]
+    assert next_action(plan, 0, {}, False).kind == "exhausted"
+
+
+def test_steps_name_exactly_one_target():
+    with pytest.raises(ValidationError, match="exactly one"):
+        EscalationStep(action="call", contact="Alice", number="+15550100")
+    with pytest.raises(ValidationError, match="only apply to a call"):
+        EscalationStep(action="sms", contact="Alice", digits="0")
+    with pytest.raises(ValidationError, match="more than one chain"):
+        Incidents(chains=[category_one_chain(), category_one_chain()])
+
+
+def test_old_escalation_list_becomes_a_call_chain():
+    chain = chain_for(Incidents(), 1, ["Alice", "Bob"])
+    assert [(step.action.value, step.contact) for step in chain.steps] == [("call", "Alice"), ("call", "Bob")]
+    assert chain_for(Incidents(), 1, []) is None
+
+
+@pytest.mark.parametrize("hour, severity, at_night, go", [
+    (3, "high", False, True),
+    (3, "low", False, False),
+    (3, "low", True, True),
+    (12, "low", False, True),
+    (22, "low", False, False),
+    (6, "low", False, False),
+    (7, "low", False, True),
+])
+def test_quiet_hours_hold_low_severity_only(hour, severity, at_night, go):
+    chain = category_one_chain().model_copy(update={"page_low_severity_in_quiet_hours": at_night})
+    quiet = QuietHours(start="22:00", end="07:00", timezone="Europe/Berlin")
+    # Berlin in January is UTC+1
+    moment = datetime(2025, 1, 15, (hour - 1) % 24, 30, tzinfo=timezone.utc)
+    assert paging_decision(severity, chain, quiet, moment).go is go
+
+
+def test_health_events_map_to_category_one_with_a_dedup_key_per_component():
+    failed = from_health_event("hotspare.health.failed", "hotspare.server.prod1",
+                               {"component": "reachability:ssh", "kind": "reachability", "state": "failed",
+                                "evidence": "connection refused", "sites": ["control", "east"]})
+    assert (failed.category, failed.severity, failed.servers) == (1, "high", ("prod1",))
+    assert failed.dedup_key == "health:hotspare.server.prod1:reachability:ssh"
+    assert "seen from control, east" in failed.detection_text
+    degraded = from_health_event("hotspare.health.degraded", "hotspare.service.shop", {"component": "fan:Fan1"})
+    assert (degraded.severity, degraded.services) == ("low", ("shop",))
+    assert from_health_event("hotspare.health.degraded", "hotspare.service.shop", {}, open_on_degraded=False) is None
+    assert from_health_event("hotspare.health.recovered", "hotspare.server.prod1", {}) is None
+    assert from_failed_run(7, "failover", "shop", "DNS refused").severity == "high"
+    assert from_failed_run(7, "verify", "shop", "x") is None
+
+
+def test_twilio_signature_matches_the_providers_published_examples():
+    # The example Twilio's own request-validator tests use: this URL, these parameters, token 12345.
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    params = {"CallSid": "CA1234567890ABCDE", "Caller": "+14158675309", "Digits": "1234",
+              "From": "+14158675309", "To": "+18005551212"}
+    assert twilio_signature("12345", url, params) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    assert signature_valid("12345", url, params, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    assert not signature_valid("12345", url, {**params, "Digits": "1"}, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    assert not signature_valid("12345", url, params, None)
+    repeated = {"Sid": "CA123", "SidAccount": "AC123", "Digits": ["5678", "1234"]}
+    assert twilio_signature("12345", url, repeated) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
