@@ -47,6 +47,7 @@ from hotspare.lab.processes import (
     stop_netns_processes,
 )
 from hotspare.lab.remote import ssh_argv
+from hotspare.lab import web
 from hotspare.local_secrets import FOLDER_MODE, private_folder
 from hotspare.lab.topology import (
     APP_PORT,
@@ -384,6 +385,7 @@ class Lab:
                 SMTP_START_SECONDS, log_path=smtp.log, alive=self._alive(smtp)))
             for wait in waits:
                 wait.result()
+        web.start(self)  # the off-site status page server (web.py)
 
     def _start_sshd(self, host: HostSpec) -> Daemon:
         """sshd inside the host's network namespace and a private mount namespace."""
@@ -411,7 +413,7 @@ class Lab:
     def _start_smtp(self) -> Daemon:
         """aiosmtpd storing every message in the lab's maildir (-n: stay root, no setuid)."""
         argv = [sys.executable, "-m", "aiosmtpd", "-n", "-l",
-                f"127.0.0.1:{self.layout.smtp_port}", "-c", "aiosmtpd.handlers.Mailbox",
+                f"127.0.0.1:{self.layout.smtp_port}", "-c", "hotspare.lab.mail_sink.LabMailbox",
                 str(self._path("mail"))]
         return self._start("smtp", argv, argv, "smtp.log")
 
@@ -505,6 +507,7 @@ class Lab:
             "slot": self.slot,
             "secrets_file": str(self._path("secrets.json")),
             "blocks": dict(BLOCK_NAMES),
+            **web.describe(self),
         }
 
     # ----- health, teardown --------------------------------------------------------------
@@ -554,6 +557,8 @@ class Lab:
         state = self._read_state() or {}
         for daemon in self._daemons():
             log.info("%s", stop_daemon(daemon, self._children.pop(daemon.pid, None)))
+        for sentence in web.stop(self):
+            log.info("%s", sentence)
         # The folder's earlier lab may have run on another slot than the one asked for now.
         for slot in sorted({self.slot, int(state.get("slot", self.slot))}):
             Lab(self.directory, slot)._remove_slot_network()
