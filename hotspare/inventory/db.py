@@ -19,7 +19,6 @@ from sqlmodel import Session, SQLModel, create_engine, select
 
 from hotspare.inventory import models
 from hotspare.inventory import backup_models  # noqa: F401  (so create_all sees the backup tables)
-from hotspare.inventory import table_modules  # noqa: F401  (every other module that defines tables)
 from hotspare.local_secrets import private_home, private_sqlite
 from hotspare.settings import hotspare_home
 
@@ -84,6 +83,10 @@ def _engine_for(url: str) -> Engine:
         _private_sqlite_file(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif url.startswith("postgresql"):
+        # Every stored time is UTC in a column without a zone: the session's zone must be UTC
+        # too, or PostgreSQL shifts aware datetimes by the server's local offset on the way in.
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
     else:
         engine = create_engine(url, pool_pre_ping=True)
     migrate(engine)
@@ -112,6 +115,10 @@ def schema_version(connection: Connection) -> int:
 
 def migrate(target: Engine) -> int:
     """Apply pending migrations in one transaction each; return the resulting version."""
+    # Imported here, not at the top: table modules also hold their queries and import
+    # ``session`` from this module.
+    from hotspare.inventory import table_modules  # noqa: F401  (every module that defines tables)
+
     version = 0
     for step_version, step in MIGRATIONS:
         with target.begin() as connection:
