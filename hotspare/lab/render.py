@@ -345,10 +345,38 @@ def fleet(layout: SlotLayout, host_keys: dict[str, str], hardware: dict[str, int
         ],
         "escalation": ["Dana Ops", "Lee Lead"],
         "mail": {"smtp_block": BLOCK_NAMES["smtp"], "sender": MAIL_SENDER},
+        "customer_notices": customer_notices(layout),
         # Checks from three sites, so one site's outage never reads as the fleet's (health_schema.py).
         "health": {"checkers": [{"name": "control", "facility": "control", "via": "local"},
                                 {"name": "east", "facility": "east", "via": "standby-east"},
                                 {"name": "west", "facility": "west", "via": "standby-west"}]},
+    }
+
+
+def customer_notices(layout: SlotLayout) -> dict:
+    """Customers of app1 and app2 (one agency contact shared by both; one address that bounces,
+    one the sink defers once), the emergency numbers, and the status page on web-vault."""
+    from hotspare.lab.web import STATUS_FOLDER, WEB_HOST, WEB_PORT
+
+    web_address = layout.address(next(host for host in HOSTS if host.name == WEB_HOST))
+    return {
+        "customers": [
+            {"name": "acme", "display_name": "Acme Shop", "services": ["app1"], "contacts": [
+                {"name": "Ana Acme", "email": "ana@acme.lab.test"},
+                {"name": "Former Admin", "email": "bounce-former@acme.lab.test"},
+                {"name": "Web Agency", "email": "ops@agency.lab.test"}]},
+            {"name": "globex", "display_name": "Globex Portal", "services": ["app2"], "contacts": [
+                {"name": "Gil Globex", "email": "gil@globex.lab.test"},
+                {"name": "Globex NOC", "email": "defer-noc@globex.lab.test"},
+                {"name": "Web Agency", "email": "ops@agency.lab.test"}]},
+        ],
+        "emergency_numbers": [{"label": "Emergency hotline (24/7)", "phone": "+1 555 0199"},
+                              {"label": "Operations desk", "phone": "+1 555 0100"}],
+        "policy": [{"category": 1, "action": "send"}, {"category": 2, "action": "approve"},
+                   {"category": 3, "action": "none"}],
+        "messages_per_second": 20,
+        "status_page": {"server": WEB_HOST, "folder": STATUS_FOLDER,
+                        "url": f"http://{web_address}:{WEB_PORT}/"},
     }
 
 
