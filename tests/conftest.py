@@ -73,3 +73,12 @@ def fleet(lab, lab_env, prefect_api):
     lab.register_blocks()
     assert main(["fleet", "load", lab_env["fleet_file"]]) == 0
     return loaded_fleet()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every test that uses the session lab (directly or through another fixture) is a ``lab``
+    test, so ``-m "not lab"`` runs exactly the tests that need no root, no namespaces, no
+    daemons. Tests that build labs of their own carry the marker explicitly."""
+    for item in items:
+        if "lab" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.lab)
