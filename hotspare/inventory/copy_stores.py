@@ -11,7 +11,6 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from hotspare.inventory.db import session
 from hotspare.inventory.models import utcnow
 
 
@@ -32,12 +31,16 @@ class CopyStoreRow(SQLModel, table=True):
 
 
 def store_of(service: str, target: str) -> CopyStoreRow | None:
+    from hotspare.inventory.db import session  # db imports this module for its tables
+
     with session() as db:
         return db.get(CopyStoreRow, (service, target))
 
 
 def record(service: str, target: str, **values) -> CopyStoreRow:
     """Create or update the row of ``service`` on ``target``."""
+    from hotspare.inventory.db import session
+
     with session() as db:
         row = db.get(CopyStoreRow, (service, target))
         if row is None:
