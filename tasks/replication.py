@@ -19,7 +19,9 @@ from hotspare.adapters.ssh import SshConnection
 from hotspare.fleet import Fleet
 from hotspare.inventory import copies
 from hotspare.inventory.models import CopyRow, utcnow
+from hotspare.inventory import copy_stores
 from hotspare.planning import accounts as account_plan
+from hotspare.planning import copy_backends
 from hotspare.planning import replication as plan
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.transfer_access import pull
@@ -43,6 +45,9 @@ class CopyPlan:
     paths: tuple[str, ...]
     data_totals: dict
     source_clock: float  # production's clock (epoch s) at preflight: files newer changed during the copy
+    backend: str = copy_backends.HARD_LINKS  # how the mirror keeps copies (planning/copy_backends.py)
+    prepare: tuple[tuple[str, ...], ...] = ()  # mirror commands run before the transfer
+    copy_dest: str | None = None  # a local folder whose identical files are copied, not sent
 
 
 def _spec(fleet: Fleet, service: str) -> dict:
@@ -84,6 +89,13 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
         if not decision.go:
             raise Refused(decision.reason)
         mirror.run(["install", "-d", "-m", "0700", plan.service_root(service) + "/copies"])
+        store = copy_backends.parse_store_facts(mirror.run(copy_backends.store_facts_argv(service)).text)
+        choice = copy_backends.choose_backend(store, fleet.replication.copy_backend)
+        known = copy_stores.store_of(service, target)
+        logger.info(copy_backends.judge_backend_switch(known.backend if known else None, choice).reason)
+        copy_stores.record(service, target, backend=choice.backend, reason=choice.reason, decided_at=utcnow())
+        baseline_is_snapshot = bool(previous) and choice.backend == copy_backends.SNAPSHOT and mirror.run(
+            copy_backends.is_snapshot_argv(service, previous.id), check=False).exit_status == 0
         _, available = plan.parse_df(mirror.run(["df", "-B1", "--output=size,avail", plan.service_root(service)]).text)
         room = plan.judge_room(available, totals, previous is not None)
         logger.info(room.reason)
@@ -92,12 +104,23 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
         clock = float(production.run(["date", "+%s.%N"]).text.strip())
         copy_id = _new_copy_id(service)
         link_base = previous.id if previous else None
-        resume = _resumable_copy(mirror, service)
+        resume = _resumable_copy(mirror, service) if choice.backend == copy_backends.HARD_LINKS else None
+    paths = tuple(plan.source_paths(spec))
+    if choice.backend == copy_backends.SNAPSHOT:
+        prepare = copy_backends.prepare_work_argvs(service, store, link_base if baseline_is_snapshot else None)
+        # a new working tree beside hard-linked copies: copy their identical files locally
+        # (never link: a permission change in the working tree would reach the old copy)
+        copy_dest = plan.copy_tree(service, link_base) if link_base and prepare and not baseline_is_snapshot else None
+        logger.info("new copy %s of %s: %s -> %s (working subvolume %s, then a read-only snapshot%s)", copy_id, service,
+                    source, target, copy_backends.work_root(service),
+                    "; the working subvolume is made first" if prepare else "")
+        return CopyPlan(service, source, target, copy_id, copy_backends.work_tree(service), None, None, paths,
+                        asdict(totals), clock, choice.backend, tuple(tuple(argv) for argv in prepare), copy_dest)
     link_dest = plan.copy_tree(service, link_base) if link_base else None
     logger.info("new copy %s of %s: %s -> %s (hard links against %s%s)", copy_id, service, source, target,
                 link_base or "nothing: full copy", f", resuming {resume}" if resume else "")
     return CopyPlan(service, source, target, copy_id, plan.copy_tree(service, copy_id), link_dest, resume,
-                    tuple(plan.source_paths(spec)), asdict(totals), clock)
+                    paths, asdict(totals), clock)
 
 
 def _new_copy_id(service: str) -> str:
@@ -165,14 +188,20 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
             mirror.run(["mv", "--", plan.copy_root(service, copy_plan.resume_from), plan.copy_root(service, copy_plan.copy_id)])
             copies.update_copy(copy_plan.resume_from, status="pruned", ended_at=utcnow())
             logger.info("resuming the interrupted copy %s as %s", copy_plan.resume_from, copy_plan.copy_id)
+        for argv in copy_plan.prepare:
+            mirror.run(list(argv), timeout=600)
         _record_copy_start(copy_plan)
     try:
         result, outcome = pull(
             fleet, service, copy_plan.source, copy_plan.target, list(copy_plan.paths), run_tag,
             lambda peer: plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest,
-                                              fleet.service(service).exclude),
+                                              fleet.service(service).exclude, copy_dest=copy_plan.copy_dest),
             f"copy {copy_plan.source} -> {copy_plan.target}",
             "The previous verified copy is untouched; the next run resumes.")
+        if copy_plan.backend == copy_backends.SNAPSHOT:
+            with access.connect(fleet, copy_plan.target) as mirror:
+                mirror.run(copy_backends.snapshot_copy_argv(service, copy_plan.copy_id), timeout=600)
+            logger.info("copy %s is a read-only snapshot of the working subvolume", copy_plan.copy_id)
     except (PermanentError, TransientError):
         copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())
         raise
@@ -262,7 +291,7 @@ def prune_copies(service: str, target: str) -> list[str]:
     if doomed:
         with access.connect(fleet, target) as mirror:
             for copy_id in doomed:
-                mirror.run(["rm", "-rf", "--", plan.copy_root(service, copy_id)], timeout=1800)
+                mirror.run(copy_backends.remove_copy_argv(service, copy_id), timeout=1800)
                 copies.update_copy(copy_id, status="pruned")
     get_run_logger().info("kept %d copies of %s, pruned %s", keep, service, ", ".join(doomed) or "none")
     return doomed

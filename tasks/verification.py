@@ -18,6 +18,7 @@ from hotspare.adapters.ssh import SshConnection
 from hotspare.inventory import copies
 from hotspare.inventory.models import utcnow
 from hotspare.planning import accounts as account_plan
+from hotspare.planning import copy_backends
 from hotspare.planning import replication as plan
 from hotspare.planning import verification as content
 from tasks.replication import STEP
@@ -86,9 +87,16 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
     fleet = access.loaded_fleet()
     roots = plan.source_paths(fleet.service(service).model_dump(mode="json"))
     excludes = fleet.service(service).exclude
+    with access.connect(fleet, target) as mirror:
+        snapshot = mirror.run(copy_backends.is_snapshot_argv(service, copy_id), check=False).exit_status == 0
+    # a snapshot copy is read-only: repair its working tree (which it equals) and snapshot again
+    tree = copy_backends.work_tree(service) if snapshot else plan.copy_tree(service, copy_id)
     _, outcome = pull(fleet, service, source, target, roots, f"repair-{service}",
-                      lambda peer: plan.rsync_repair_argv(peer, paths, plan.copy_tree(service, copy_id), excludes),
+                      lambda peer: plan.rsync_repair_argv(peer, paths, tree, excludes),
                       f"repairing copy {copy_id}")
+    if snapshot:
+        with access.connect(fleet, target) as mirror:
+            mirror.run(copy_backends.snapshot_copy_argv(service, copy_id), timeout=600)
     logger = get_run_logger()
     logger.warning("re-sent %d file(s) that differed from production into %s", len(paths), copy_id)
     if outcome.kind == "partial":  # the next comparison names them as unreadable

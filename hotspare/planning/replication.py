@@ -181,20 +181,22 @@ def peer_stdin(known_hosts_line: str, private_key: str) -> bytes:
 
 
 def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link_dest: str | None,
-                    excludes: list[str] = ()) -> list[str]:
+                    excludes: list[str] = (), copy_dest: str | None = None) -> list[str]:
     """Pull ``paths`` from production into ``target_tree`` on the mirror, preserving absolute paths.
 
     ``--delete`` only ever acts inside the new copy's own folder (resuming a partial copy),
     never on a previous copy: those are only hard-link sources. Without a previous copy (a new
     or reinstalled mirror, the old production being reprotected) ``--copy-dest=/`` lets the
     mirror copy locally whatever its own live folders already hold identically, instead of
-    receiving it again; copied, never linked, so the live files and the copy stay apart.
+    receiving it again; copied, never linked, so the live files and the copy stay apart. ``copy_dest`` names another
+    local folder to copy identical files from (a btrfs working tree started beside hard-linked
+    copies: linking would let a permission change in the working tree reach the old copy).
     """
     argv = [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--partial", "--mkpath",
         "--stats", "--timeout=60", "-e", access.ssh_command(),
     ]
-    argv.append(f"--link-dest={link_dest}" if link_dest else "--copy-dest=/")
+    argv.append(f"--link-dest={link_dest}" if link_dest else f"--copy-dest={copy_dest or '/'}")
     return [*argv, *rsync_exclude_args(excludes), *access.remotes(paths), target_tree + "/"]
 
 

@@ -1,0 +1,61 @@
+"""The copy back-end planner: facts in, back-end and commands out (no lab)."""
+
+from __future__ import annotations
+
+from hotspare.planning import copy_backends as backends
+from hotspare.planning.replication import PeerAccess, rsync_copy_argv
+
+BTRFS = backends.StoreFacts("btrfs", True, "subvolume")
+
+
+def test_facts_parse_from_the_probe_output():
+    facts = backends.parse_store_facts("filesystem=btrfs\ntool=yes\nwork=absent\n")
+    assert facts == backends.StoreFacts("btrfs", True, "absent")
+    assert backends.parse_store_facts("filesystem=ext2/ext3\ntool=no\nwork=absent\n").filesystem == "ext2/ext3"
+
+
+def test_btrfs_with_the_tool_gives_snapshots_everything_else_hard_links():
+    assert backends.choose_backend(BTRFS).backend == backends.SNAPSHOT
+    for facts, said in [
+        (backends.StoreFacts("ext2/ext3", True, "absent"), "ext2/ext3, not btrfs"),
+        (backends.StoreFacts("overlayfs", False, "absent"), "overlayfs"),
+        (backends.StoreFacts("btrfs", False, "absent"), "btrfs-progs is not installed"),
+        (backends.StoreFacts("btrfs", True, "folder"), "not a btrfs subvolume"),
+    ]:
+        choice = backends.choose_backend(facts)
+        assert choice.backend == backends.HARD_LINKS and said in choice.reason
+    assert backends.choose_backend(BTRFS, "hard-links").backend == backends.HARD_LINKS
+    # a wish never overrides a fact
+    assert backends.choose_backend(backends.StoreFacts("xfs", True, "absent"), "btrfs-snapshot").backend == backends.HARD_LINKS
+
+
+def test_a_missing_working_subvolume_starts_from_the_newest_snapshot_copy():
+    absent = backends.StoreFacts("btrfs", True, "absent")
+    [from_copy] = backends.prepare_work_argvs("shop", absent, "shop-1")
+    assert from_copy[-6:] == ["btrfs", "-q", "subvolume", "snapshot", "/srv/hotspare/shop/copies/shop-1", "/srv/hotspare/shop/work"]
+    [empty] = backends.prepare_work_argvs("shop", absent, None)
+    assert empty[-4:] == ["btrfs", "-q", "subvolume", "create", "/srv/hotspare/shop/work"]
+    assert empty[4] == "/srv/hotspare/shop/work"  # guarded: a retry finds it made
+    assert backends.prepare_work_argvs("shop", BTRFS, "shop-1") == []
+
+
+def test_snapshot_and_removal_commands_name_only_the_service_folders():
+    argv = backends.snapshot_copy_argv("shop", "shop-2")
+    assert argv[0:2] == ["sh", "-c"] and argv[-2:] == ["/srv/hotspare/shop/work", "/srv/hotspare/shop/copies/shop-2"]
+    assert "snapshot -r" in argv[2]
+    assert backends.remove_copy_argv("shop", "shop-2")[-1] == "/srv/hotspare/shop/copies/shop-2"
+    assert backends.copy_target_tree("shop", "shop-2", backends.SNAPSHOT) == "/srv/hotspare/shop/work/tree"
+    assert backends.copy_target_tree("shop", "shop-2", backends.HARD_LINKS) == "/srv/hotspare/shop/copies/shop-2/tree"
+
+
+def test_a_working_tree_beside_hard_linked_copies_copies_never_links():
+    peer = PeerAccess("/run/hotspare/t", "/run/hotspare/t/key", "/run/hotspare/t/kh", "root", "10.0.0.1", 22)
+    argv = rsync_copy_argv(peer, ["/srv/a"], "/srv/hotspare/a/work/tree", None, copy_dest="/srv/hotspare/a/copies/a-1/tree")
+    assert "--copy-dest=/srv/hotspare/a/copies/a-1/tree" in argv and not any(a.startswith("--link-dest") for a in argv)
+    assert "--copy-dest=/" in rsync_copy_argv(peer, ["/srv/a"], "/t", None)
+
+
+def test_a_backend_change_is_said():
+    choice = backends.choose_backend(BTRFS)
+    assert "changes from hard-links to btrfs-snapshot" in backends.judge_backend_switch("hard-links", choice).reason
+    assert backends.judge_backend_switch("btrfs-snapshot", choice).reason == choice.reason
