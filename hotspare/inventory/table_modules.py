@@ -10,3 +10,4 @@ from hotspare.inventory import incidents  # noqa: F401
 from hotspare.inventory import drills  # noqa: F401
 from hotspare.inventory import health  # noqa: F401
 from hotspare.inventory import copy_stores  # noqa: F401
+from hotspare.inventory import notices  # noqa: F401
