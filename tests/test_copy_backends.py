@@ -34,7 +34,7 @@ def test_a_missing_working_subvolume_starts_from_the_newest_snapshot_copy():
     [from_copy] = backends.prepare_work_argvs("shop", absent, "shop-1")
     assert from_copy[-6:] == ["btrfs", "-q", "subvolume", "snapshot", "/srv/hotspare/shop/copies/shop-1", "/srv/hotspare/shop/work"]
     [empty] = backends.prepare_work_argvs("shop", absent, None)
-    assert empty[-4:] == ["btrfs", "-q", "subvolume", "create", "/srv/hotspare/shop/work"]
+    assert empty[-5:] == ["btrfs", "-q", "subvolume", "create", "/srv/hotspare/shop/work"]
     assert empty[4] == "/srv/hotspare/shop/work"  # guarded: a retry finds it made
     assert backends.prepare_work_argvs("shop", BTRFS, "shop-1") == []
 
