@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from hotspare.lab import network, render
+from hotspare.lab import phone  # the recording phone provider endpoint (phone.py)
 from hotspare.lab.errors import LabError
 from hotspare.lab.keys import generate_ed25519, tsig_secret
 from hotspare.lab.probes import banner, http_get, port_in_use, soa_answers, wait_until
@@ -253,6 +254,7 @@ class Lab:
         for service in SERVICES:
             blocks[restic_block(service.name)] = BackupRepositoryPassword(
                 password=stored["restic"]["passwords"][service.name])
+        blocks.update(phone.blocks(self))
         for name, block in blocks.items():
             block.save(name, overwrite=True)
             log.info("saved block %s (%s)", name, type(block).__name__)
@@ -373,6 +375,7 @@ class Lab:
             self._start_sshd(host)
         named = self._start_named()
         smtp = self._start_smtp()
+        phone.start(self)  # its own state entry, stopped by phone.stop
         with ThreadPoolExecutor(max_workers=len(HOSTS) + 2) as pool:
             waits = [pool.submit(self._wait_sshd, host) for host in HOSTS]
             waits.append(pool.submit(
@@ -507,6 +510,7 @@ class Lab:
             "slot": self.slot,
             "secrets_file": str(self._path("secrets.json")),
             "blocks": dict(BLOCK_NAMES),
+            "phone": phone.describe(self),
             **web.describe(self),
         }
 
@@ -555,6 +559,7 @@ class Lab:
         Leaves the network alone if the slot belongs to another live lab.
         """
         state = self._read_state() or {}
+        phone.stop(self)
         for daemon in self._daemons():
             log.info("%s", stop_daemon(daemon, self._children.pop(daemon.pid, None)))
         for sentence in web.stop(self):

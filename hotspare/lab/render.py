@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hotspare.lab import phone
 from hotspare.lab.topology import (
     APP_PORT,
     BLOCK_NAMES,
@@ -342,8 +343,10 @@ def fleet(layout: SlotLayout, host_keys: dict[str, str], hardware: dict[str, int
              "email": "dana@ops.lab.test"},
             {"name": "Lee Lead", "role": "engineering lead", "phone": "+15550101",
              "email": "lee@ops.lab.test"},
+            *phone.fleet_contacts(),
         ],
         "escalation": ["Dana Ops", "Lee Lead"],
+        "incidents": phone.fleet_section(layout.slot),  # escalation chain, phone providers
         "mail": {"smtp_block": BLOCK_NAMES["smtp"], "sender": MAIL_SENDER},
         "customer_notices": customer_notices(layout),
         # Checks from three sites, so one site's outage never reads as the fleet's (health_schema.py).
