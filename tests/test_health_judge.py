@@ -154,3 +154,9 @@ def test_replacements_open_once_and_close_when_ok():
     request = request_for(fan, "east", "rack A3 U12")
     assert (request.slot, request.serial, request.location) == ("Fan1", "FAN-77", "rack A3 U12")
     assert SWAP_NOTE in request.body() and "FAN-77" in request.body() and "prod-east" in request.subject_line()
+
+
+def test_a_site_votes_once_per_component():
+    twice = [Reading("prod-east", "reachability:ssh", ComponentKind.reachability, FAILED, f"probe {n}", "control")
+             for n in (1, 2)]
+    assert state_after(rounds([twice] * 5)) == OK

@@ -177,6 +177,11 @@ def _agreement_round(valid: list[Reading], subject_facility: str, facility_of_si
     """Bad only with two failing sites, one of them outside the subject's facility."""
     if not valid:
         return _Round(None, "no site that is not cut off observed it", (), {})
+    per_site: dict[str, Reading] = {}
+    for reading in valid:  # a site votes once: its worst reading (e.g. TCP fine, SSH login failed)
+        if reading.site not in per_site or reading.state.rank > per_site[reading.site].state.rank:
+            per_site[reading.site] = reading
+    valid = list(per_site.values())
     bad = [reading for reading in valid if reading.state in (ComponentState.failed, ComponentState.degraded)]
     good = [reading for reading in valid if reading.state == ComponentState.ok]
     outside = [reading for reading in bad if facility_of_site.get(reading.site, reading.site) != subject_facility]

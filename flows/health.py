@@ -1,0 +1,169 @@
+"""Runbook: health checks from several sites, every interval for a minute.
+
+    each round: resolve names -> probe from every checker site (in parallel) -> hardware,
+    space, certificates, freshness -> judge (agreement + hysteresis) -> record -> events on
+    changes -> automatic failover where policy allows -> replacement requests
+
+A scheduled run (every minute by default) keeps checking for ``run_seconds``; state and
+counters live in the inventory, so the next run continues where this one stopped. Events are
+emitted only when a component's judged state changes.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from sqlmodel import select
+
+from hotspare import access
+from hotspare.adapters.errors import PermanentError
+from hotspare.fleet.health_schema import LOCAL, health_problems, health_warnings
+from hotspare.inventory import health as health_inventory
+from hotspare.inventory.db import session
+from hotspare.inventory.models import ServiceRow, as_utc
+from hotspare.planning.health import Judgement, Rules, judge, production_down
+from hotspare.planning.health_readings import SpaceThresholds, freshness_reading
+from hotspare.planning.readings import ComponentState, Reading
+from tasks import health_actions
+from tasks.health_probes import RoundTargets, control_extras, probe_site, resolve_services, round_targets
+
+try:  # the hardware reader (RAID, BMC sensors) may not be installed in every deployment
+    from tasks.hardware import read_hardware
+except ImportError:  # pragma: no cover - depends on the installed version
+    read_hardware = None
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    judgement: Judgement
+    sites: dict  # site -> cut-off reason ("" when it counts)
+    readings: int
+    seconds: float
+
+
+def active_servers() -> dict[str, str]:
+    """service -> the server that runs it now (the inventory's view, after failovers)."""
+    with session() as db:
+        return {row.name: row.active_server for row in db.exec(select(ServiceRow).where(ServiceRow.retired == False))}  # noqa: E712
+
+
+def health_round(fleet, targets: RoundTargets, previous: dict, ssh_login: bool = True, hardware: bool = True,
+                 freshness: bool = True, log=None) -> RoundOutcome:
+    """One round from every checker site, judged against ``previous``; nothing is stored."""
+    started = time.monotonic()
+    settings = fleet.health
+    timeout = settings.probe_timeout_seconds
+    thresholds = SpaceThresholds(settings.disk_space_warning_percent, settings.disk_space_failed_percent,
+                                 settings.inode_warning_percent, settings.inode_failed_percent)
+    targets = resolve_services(fleet, targets, timeout)
+    checkers = settings.checkers
+    with ThreadPoolExecutor(max_workers=len(checkers) + 1) as pool:
+        hardware_future = pool.submit(_hardware_readings, fleet, targets, log) if hardware else None
+        site_results = list(pool.map(lambda checker: probe_site(fleet, checker, targets, timeout), checkers))
+        readings: list[Reading] = [reading for result in site_results for reading in result.readings]
+        for checker, result in zip(checkers, site_results):
+            if checker.via == LOCAL and not result.report.cut_off:
+                tcp_ok = {r.subject: r.state == ComponentState.ok for r in result.readings if r.component.startswith("reachability")}
+                readings += control_extras(fleet, targets, checker.name, timeout, thresholds,
+                                           settings.certificate_warning_days, tcp_ok, ssh_login)
+        if hardware_future is not None:
+            readings += hardware_future.result()
+    if freshness:
+        readings += _freshness_readings(fleet, targets)
+    facility_of = {server.name: server.facility for server in targets.servers}
+    facility_of |= {f"service:{service.name}": facility_of.get(service.active_server, "") for service in targets.services}
+    rules = Rules(settings.failures_to_down, settings.successes_to_recover)
+    judgement = judge(readings, [result.report for result in site_results], previous, facility_of, rules)
+    sites = {result.report.site: result.report.reason for result in site_results}
+    return RoundOutcome(judgement, sites, len(readings), time.monotonic() - started)
+
+
+def _hardware_readings(fleet, targets: RoundTargets, log) -> list[Reading]:
+    """``read_hardware`` for every server, when installed; a reader's failure is logged, not fatal."""
+    if read_hardware is None:
+        return []
+
+    def one(server):
+        try:
+            return list(read_hardware(fleet, server.name))
+        except Exception as error:  # a broken reader must not stop reachability checks
+            if log:
+                log.warning("hardware of %s not read: %s", server.name, error)
+            return []
+
+    with ThreadPoolExecutor(max_workers=min(16, len(targets.servers) or 1)) as pool:
+        return [reading for found in pool.map(one, targets.servers) for reading in found]
+
+
+def _freshness_readings(fleet, targets: RoundTargets) -> list[Reading]:
+    from hotspare.inventory import copies
+
+    now = datetime.now(timezone.utc)
+    readings = []
+    for service in targets.services:
+        newest = copies.newest_verified(service.name)
+        started = as_utc(newest.started_at) if newest else None
+        readings.append(freshness_reading(service.name, started, now, fleet.rpo_hours_of(fleet.service(service.name))))
+    return readings
+
+
+@flow(name="health", log_prints=True)
+def health(rounds: int | None = None, run_seconds: float | None = None, interval_seconds: float | None = None) -> dict:
+    """Check the fleet from every checker site; see the module docstring.
+
+    ``rounds``: stop after that many rounds (a one-off check); otherwise check for
+    ``run_seconds`` (default: the fleet's). ``interval_seconds`` overrides the fleet's interval."""
+    logger = get_run_logger()
+    fleet = access.loaded_fleet()
+    problems = health_problems(fleet)
+    if problems:
+        raise PermanentError("the fleet's health section is unusable: " + "; ".join(problems) + ". Fix the fleet file and load it again.")
+    for warning in health_warnings(fleet):
+        logger.warning(warning)
+    settings = fleet.health
+    interval = interval_seconds or settings.interval_seconds
+    service_interval = {policy.name: policy.interval_seconds for policy in settings.services if policy.interval_seconds}
+    tick = interval_seconds or min([interval, *service_interval.values()])
+    deadline = time.monotonic() + (run_seconds or settings.run_seconds)
+    run_id = flow_run.get_id()
+    next_due: dict[str, float] = {}
+    summary = {"rounds": 0, "changes": [], "sites": {}, "failovers": [], "replacements": [], "round_seconds": []}
+    while True:
+        round_start = time.monotonic()
+        due = [s.name for s in fleet.services if next_due.get(s.name, 0) <= round_start]
+        for name in due:
+            next_due[name] = round_start + service_interval.get(name, interval) - 0.01
+        active = active_servers()
+        targets = round_targets(fleet, active, due)
+        outcome = health_round(fleet, targets, health_inventory.load_statuses(), log=logger)
+        judgement = outcome.judgement
+        for sentence in judgement.decisions:
+            logger.info(sentence)
+        health_inventory.store_round(judgement.statuses, judgement.changes, run_id)
+        for change in judgement.changes:
+            health_actions.emit_change(change, logger)
+            summary["changes"].append({"event": change.event, "subject": change.subject, "component": change.component,
+                                       "previous": change.previous.value, "state": change.state.value,
+                                       "evidence": change.evidence, "sites": list(change.sites)})
+            for service in production_down(change, active):
+                summary["failovers"].append(health_actions.maybe_fail_over(fleet, service, change, logger))
+        summary["replacements"] += health_actions.handle_replacements(fleet, list(judgement.statuses.values()), logger)
+        summary["rounds"] += 1
+        summary["sites"] = outcome.sites
+        summary["round_seconds"].append(round(outcome.seconds, 3))
+        if rounds is not None and summary["rounds"] >= rounds:
+            break
+        next_round = round_start + tick
+        if next_round >= deadline:
+            break
+        time.sleep(max(0.0, next_round - time.monotonic()))
+    statuses = list(health_inventory.load_statuses().values())
+    summary["components"] = [health_actions.status_record(status) for status in statuses if status.state != ComponentState.ok]
+    summary["failed"] = [record for record in summary["components"] if record["state"] == "failed"]
+    health_actions.publish(summary, logger)
+    return summary
