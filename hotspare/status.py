@@ -7,6 +7,7 @@ servers; the command only gathers the rows and probes.
 from __future__ import annotations
 
 from hotspare.backup_status import backup_fields
+from hotspare.inventory.health import health_fields
 from hotspare.inventory.models import ServerRow, ServiceRow
 
 
@@ -25,6 +26,7 @@ def service_status(
             "mirror": _server_record(servers.get(service.mirror_server) if service.mirror_server else None, reachable),
             **(copy_facts or {}).get(service.name, {}),
             **backup_fields(service.name),
+            **health_fields(service.name, service.active_server),
         }
         records.append(record)
     return records
@@ -44,7 +46,7 @@ def _server_record(server: ServerRow | None, reachable: dict[str, bool]) -> dict
 
 def format_table(records: list[dict]) -> str:
     """A plain-text table for terminals."""
-    header = ("SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY AGE", "RPO", "LAST FAILOVER", "BACKUP AGE", "RESTORE PROOF")
+    header = ("SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY AGE", "RPO", "LAST FAILOVER", "BACKUP AGE", "RESTORE PROOF", "HEALTH")
     rows = [header]
     for record in records:
         production, mirror = record["production"] or {}, record["mirror"] or {}
@@ -62,6 +64,7 @@ def format_table(records: list[dict]) -> str:
                 record.get("rpo_state", "-"),
                 _failover_cell(record.get("last_failover")),
                 record.get("backup_age", "-"), record.get("restore_proof_text", "-"),
+                record.get("health_text", "-"),
             )
         )
     widths = [max(len(str(row[column])) for row in rows) for column in range(len(header))]
