@@ -846,11 +846,11 @@ def test_format_table():
             **failover_facts(failover_run(outcome="failed"))}
     header, shop, blog = format_table([record, bare]).splitlines()
     assert header.split() == ["SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY",
-                              "AGE", "RPO", "LAST", "FAILOVER", "BACKUP", "AGE", "RESTORE", "PROOF"]
+                              "AGE", "RPO", "LAST", "FAILOVER", "BACKUP", "AGE", "RESTORE", "PROOF", "HEALTH"]
     assert shop.split() == ["shop", "protected", "east-1", "east", "yes", "west-1", "west", "NO", "1.5h", "ok",
-                            "RTO", "42.5s,", "loss", "3600s", "2.0h", "ok", "1d"]
+                            "RTO", "42.5s,", "loss", "3600s", "2.0h", "ok", "1d", "-"]
     assert blog.split() == ["blog", "unprotected", "east-2", "east", "?", "-", "-", "?", "-", "-", "failed", "11-25",
-                            "12:30", "-", "-"]
+                            "12:30", "-", "-", "-"]
     # columns line up: every row's RPO cell starts where the header's does
     assert shop.index(" ok ") + 1 == header.index("RPO")
 
