@@ -1,0 +1,107 @@
+"""``hotspare notice preview|send INCIDENT`` and ``hotspare status-page publish``: telling customers.
+
+They run here, in this process, without a flow run: in an emergency the notice must not wait
+for a worker. The SMTP relay and SSH login still come from the fleet's Prefect blocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    notice = subparsers.add_parser("notice", help="e-mail the customers of the services an incident affects")
+    actions = notice.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, help_text in (("preview", "show who would get which notice, and whether policy sends it at once"),
+                            ("send", "send the notice (or resume one that was interrupted)")):
+        parser = actions.add_parser(name, help=help_text)
+        parser.add_argument("incident", type=int, help="incident number")
+        parser.add_argument("--kind", choices=("opened", "resolved"), default=None,
+                            help="which notice (default: resolved for a resolved incident, else opened)")
+        if name == "send":
+            parser.add_argument("--yes", action="store_true",
+                                help="approve the notice (needed when policy says preview-and-approve, or none)")
+            parser.add_argument("--rate", type=float, default=None, help="messages per second (default: the fleet's)")
+            parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+        parser.set_defaults(func=preview_command if name == "preview" else send_command)
+
+    page = subparsers.add_parser("status-page", help="the off-site emergency status page")
+    page_actions = page.add_subparsers(dest="action", required=True, metavar="ACTION")
+    publish = page_actions.add_parser("publish", help="render the page and upload it to the web server")
+    publish.add_argument("--incident", type=int, default=None, help="note the publication in this incident")
+    publish.set_defaults(func=publish_command)
+
+
+def _kind(args) -> str:
+    if args.kind:
+        return args.kind
+    from hotspare.inventory.incidents import get_incident
+
+    return "resolved" if get_incident(args.incident)["status"] == "resolved" else "opened"
+
+
+def _incident_exists(number: int) -> None:
+    from hotspare.adapters.errors import NotFound
+    from hotspare.inventory.incidents import IncidentError, get_incident
+
+    try:
+        get_incident(number)
+    except IncidentError as error:
+        raise NotFound(str(error)) from None
+
+
+def preview_command(args: argparse.Namespace) -> int:
+    from hotspare.inventory.models import utcnow
+    from hotspare.access import loaded_fleet
+    from hotspare.planning.notices import render_body
+    from tasks.notices import preview_notice
+
+    _incident_exists(args.incident)
+    fleet = loaded_fleet()
+    plan, incident = preview_notice(args.incident, _kind(args), fleet=fleet)
+    print(plan.preview())
+    if plan.recipients:
+        first = plan.recipients[0]
+        print(f"\n--- message to {first.email} (composed {utcnow():%Y-%m-%d %H:%M} UTC) ---")
+        print(f"Subject: {plan.subject}\n")
+        print(render_body(plan, first, incident, fleet.customer_notices))
+    return 0
+
+
+def send_command(args: argparse.Namespace) -> int:
+    import getpass
+    import os
+
+    from hotspare.adapters.errors import HotspareError
+    from tasks.notices import send_notice
+
+    _incident_exists(args.incident)
+    operator = os.environ.get("HOTSPARE_OPERATOR") or getpass.getuser()
+    summary = send_notice(args.incident, _kind(args), approved_by=operator if args.yes else None,
+                          messages_per_second=args.rate)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    elif not summary["sent"]:
+        print(f"{summary['notice']}: not sent: {summary['reason']}")
+    else:
+        print(f"{summary['notice']}: {summary['recipients']} recipients in {summary['seconds']} s")
+        for state, addresses in summary["states"].items():
+            print(f"  {state}: {', '.join(addresses)}")
+    states = summary.get("states", {})
+    if states.get("deferred") or states.get("pending"):
+        print("some recipients are still waiting; run the same command again later to retry them", file=sys.stderr)
+        raise HotspareError(f"{summary['notice']}: not every recipient was reached yet")
+    return 0
+
+
+def publish_command(args: argparse.Namespace) -> int:
+    from hotspare.adapters.errors import HotspareError
+    from tasks.notices import publish_status_page
+
+    result = publish_status_page(args.incident)
+    print(json.dumps(result, indent=2, default=str))
+    if not result.get("published"):
+        raise HotspareError(result.get("error") or result.get("reason") or "status page not published")
+    return 0

@@ -1,0 +1,124 @@
+"""Blast e-mail to customers against the lab's SMTP sink: exactly the affected contacts, one
+message each with its headers, bounces recorded, deferrals retried, and a blast killed midway
+resumes without sending anybody the notice twice."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from lab_helpers import wait_for
+
+pytestmark = pytest.mark.lab
+
+APP1_CONTACTS = {"ana@acme.lab.test", "ops@agency.lab.test"}  # bounce-former@acme.lab.test bounces
+APP2_CONTACTS = {"gil@globex.lab.test", "defer-noc@globex.lab.test", "ops@agency.lab.test"}
+
+
+def sink_messages(lab_env: dict, notice: str) -> list:
+    """Messages of one notice in the lab sink's maildir."""
+    found = []
+    for path in (Path(lab_env["smtp"]["maildir"]) / "new").iterdir():
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if message["X-Hotspare-Notice"] == notice:
+            found.append(message)
+    return found
+
+
+def envelope_recipients(messages) -> Counter:
+    return Counter(message["X-RcptTo"].lower() for message in messages)
+
+
+def new_incident(title: str, **affected) -> int:
+    from hotspare.inventory.incidents import open_or_fold
+
+    return open_or_fold(1, "high", f"{title} ({time.monotonic_ns()})", **affected)
+
+
+def test_blast_reaches_exactly_the_affected_customers_and_records_bounces(fleet, lab_env):
+    from hotspare.inventory import notices
+    from hotspare.inventory.incidents import get_incident, resolve
+    from hotspare.planning.notices import message_id
+    from tasks.notices import send_notice
+
+    incident = new_incident("prod-east does not answer", servers=["prod-east"])
+    summary = send_notice(incident, "opened")
+    messages = wait_for("the opening notice in the sink",
+                        lambda: (found := sink_messages(lab_env, f"incident-{incident}-opened")) and len(found) >= 2 and found)
+    opened_at = datetime.fromisoformat(get_incident(incident)["opened_at"]).timestamp()
+    stored = max(p.stat().st_mtime for p in (Path(lab_env["smtp"]["maildir"]) / "new").iterdir())
+    print(f"\nincident opened -> last opening notice stored in the sink: {stored - opened_at:.3f} s "
+          f"(send_notice: {summary['seconds']} s)")
+
+    assert envelope_recipients(messages) == Counter(APP1_CONTACTS)  # app2's own contacts got nothing
+    for message in messages:
+        assert message["Auto-Submitted"] == "auto-generated"
+        assert message["List-Unsubscribe"].startswith("<mailto:")
+        assert message["Message-ID"] == message_id(f"incident-{incident}-opened", message["X-RcptTo"], "lab.test")
+        assert "+1 555 0199" in message.get_content() and lab_env["status_page"]["url"] in message.get_content()
+    rows = {row.recipient: row for row in notices.deliveries(f"incident-{incident}-opened")}
+    assert rows["bounce-former@acme.lab.test"].state == "bounced" and rows["bounce-former@acme.lab.test"].code == 550
+    timeline = [event["text"] for event in get_incident(incident)["events"] if event["kind"] == "notice"]
+    assert any("bounce-former@acme.lab.test" in text and "2 sent" in text for text in timeline), timeline
+
+    assert send_notice(incident, "opened")["states"]["sent"]  # again: nothing new is sent
+    assert len(sink_messages(lab_env, f"incident-{incident}-opened")) == 2
+
+    resolve(incident, "Dana Ops", "prod-east is back")
+    send_notice(incident, "resolved")
+    resolved = wait_for("the resolution notice", lambda: len(found := sink_messages(lab_env, f"incident-{incident}-resolved")) >= 2 and found)
+    assert envelope_recipients(resolved) == Counter(APP1_CONTACTS)
+    assert all(message["Subject"].startswith("[Resolved]") for message in resolved)
+
+
+def test_deferred_recipient_is_retried(fleet, lab_env):
+    from hotspare.inventory import notices
+    from tasks.notices import send_notice
+
+    incident = new_incident("app2 errors", services=["app2"])
+    summary = send_notice(incident, "opened")
+    assert sorted(summary["states"]["sent"]) == sorted(APP2_CONTACTS), summary
+    rows = {row.recipient: row for row in notices.deliveries(f"incident-{incident}-opened")}
+    assert rows["defer-noc@globex.lab.test"].attempts == 2 and rows["gil@globex.lab.test"].attempts == 1
+    assert envelope_recipients(sink_messages(lab_env, f"incident-{incident}-opened")) == Counter(APP2_CONTACTS)
+
+
+def test_killed_blast_resumes_without_duplicates(fleet, lab_env):
+    from prefect.settings import PREFECT_API_URL
+
+    from hotspare.inventory import notices
+
+    incident = new_incident("both facilities flapping", services=["app1", "app2"])
+    notice = f"incident-{incident}-opened"
+    command = [sys.executable, "-m", "hotspare.cli", "notice", "send", str(incident), "--yes"]
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    process = subprocess.Popen(command + ["--rate", "0.5"], env=environment, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for("the first delivery of the slow blast",
+                 lambda: any(row.state in ("sent", "bounced") for row in notices.deliveries(notice)), 120)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    at_kill = Counter(row.state for row in notices.deliveries(notice))
+    assert at_kill["pending"] + at_kill["deferred"] + at_kill["sending"] > 0, at_kill  # killed midway
+
+    resumed = subprocess.run(command + ["--json"], env=environment, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = {row.recipient: row for row in notices.deliveries(notice)}
+    uncertain = {address for address, row in rows.items() if row.state == "uncertain"}
+    received = envelope_recipients(sink_messages(lab_env, notice))
+    print(f"\nat the kill: {dict(at_kill)}; after resuming: {dict(Counter(r.state for r in rows.values()))}")
+    assert all(count == 1 for count in received.values()), received  # nobody twice
+    assert set(received) | uncertain == APP1_CONTACTS | APP2_CONTACTS
+    assert rows["bounce-former@acme.lab.test"].state == "bounced"
