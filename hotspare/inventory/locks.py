@@ -37,8 +37,8 @@ def lease_length() -> timedelta:
     return timedelta(seconds=float(os.environ.get("HOTSPARE_LEASE_SECONDS") or LEASE.total_seconds()))
 
 
-# Routine runs a failover or rebuild of the same service takes the lock from at once.
-PREEMPTIBLE = ("replicate:", "backup:", "verify:", "restore-proof:")
+# Routine runs (and drills) a failover or rebuild of the same service takes the lock from at once.
+PREEMPTIBLE = ("replicate:", "backup:", "verify:", "restore-proof:", "drill:")
 
 
 class ServiceBusy(Busy):
