@@ -124,6 +124,6 @@ def test_return_reprotects_former_productions_and_brings_mirrors_back_then_offer
     ]
     plan = plan_facility_return("east", standings)
     assert [(r.service, r.production, r.new_mirror, r.why, r.fence_first) for r in plan.reprotections] == [
-        ("app1", "m1", "p1", "former production", True), ("app2", "pw", "me", "mirror back", False)]
+        ("app1", "m1", "p1", "former production", True), ("app2", "pw", "me", "mirror back", True)]
     assert [offer.command for offer in plan.failbacks] == ["hotspare failback app1"]
     assert "tier 1" in plan.markdown() and "hotspare failback app1" in plan.markdown()

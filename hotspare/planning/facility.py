@@ -286,7 +286,7 @@ class Reprotection:
     production: str
     new_mirror: str
     why: str  # "former production" | "mirror back"
-    fence_first: bool  # stop the app on new_mirror first: it ran as production when the facility went dark
+    fence_first: bool  # stop the app on new_mirror first: a former production still runs it as before the loss
 
 
 @dataclass(frozen=True)
@@ -333,8 +333,9 @@ def plan_facility_return(facility: str, standings: list[ServiceStanding]) -> Ret
             reprotections.append(Reprotection(standing.service, standing.tier, standing.production,
                                               standing.previous_production, "former production", fence_first=True))
         elif standing.state == "unprotected" and standing.mirror and standing.mirror_facility == facility:
+            # A mirror never serves: stop the app there too (reprotect refuses a server that answers).
             reprotections.append(Reprotection(standing.service, standing.tier, standing.production, standing.mirror,
-                                              "mirror back", fence_first=False))
+                                              "mirror back", fence_first=True))
         elif facility in (standing.production_facility, standing.mirror_facility) and standing.state not in ("protected",):
             untouched.append(f"{standing.service} ({standing.state})")
     for item in reprotections:

@@ -1,0 +1,149 @@
+"""``hotspare facility failover|return|status F``: lose a whole facility, take it back, and see
+where every service that touches it stands.
+
+``failover`` shows the facility plan (every service's own plan digest, the order, who keeps
+running unprotected, who needs a rebuild) and asks for its one digest (``--yes`` approves up
+front, ``--plan`` only shows it). ``return`` reprotects everything that ran in the facility and
+prints the failback offer per tier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from hotspare.adapters.errors import NotApproved
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("facility", help="fail a whole facility over, bring it back, show its services")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    failover = actions.add_parser("failover", help="move every service whose production is in FACILITY to its mirror")
+    failover.add_argument("facility")
+    failover.add_argument("--yes", action="store_true", help="approve the facility plan up front")
+    failover.add_argument("--plan", action="store_true", help="show the plan and its digest; change nothing")
+    failover.add_argument("--max-copy-age-hours", type=float, default=24.0)
+    failover.set_defaults(func=failover_command)
+
+    back = actions.add_parser("return", help="the facility is back: its former productions become mirrors (verified)")
+    back.add_argument("facility")
+    back.add_argument("--yes", action="store_true", help="confirm up front")
+    back.set_defaults(func=return_command)
+
+    status = actions.add_parser("status", help="every service with its production or mirror in FACILITY")
+    status.add_argument("facility")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=status_command)
+
+
+def failover_command(args: argparse.Namespace) -> int:
+    from flows.facility import facility_failover
+    from hotspare.commands.running import run_flow
+
+    options = dict(facility=args.facility, max_copy_age_hours=args.max_copy_age_hours)
+    if args.yes:
+        approval = dict(yes=True)
+    else:
+        preview = run_flow(facility_failover, args.debug, **options, dry_run=True)
+        print(preview["plan"])
+        if args.plan:
+            return 0
+        approval = dict(approved_plan_digest=_ask(f"Type the facility plan digest ({preview['plan_digest']}) to fail "
+                                                  f"over every service listed, anything else to stop: ",
+                                                  preview["plan_digest"], "--yes"))
+    result = run_flow(facility_failover, args.debug, several=True, **options, **approval)
+    print(f"facility {args.facility}: every service on its mirror {result['total_seconds']} s after approval")
+    return 0
+
+
+def return_command(args: argparse.Namespace) -> int:
+    from flows.facility import facility_return, service_standings
+    from hotspare import access
+    from hotspare.commands.running import run_flow
+    from hotspare.planning.facility import plan_facility_return
+
+    plan = plan_facility_return(args.facility, service_standings(access.loaded_fleet()))
+    print(plan.markdown())
+    if not args.yes:
+        _ask(f"The app is stopped on each new mirror listed, then it is reprotected. Type the facility name "
+             f"({args.facility}) to go on: ", args.facility, "--yes")
+    run_flow(facility_return, args.debug, several=True, facility=args.facility)
+    return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    records = facility_status(args.facility)
+    if args.json:
+        print(json.dumps(records, indent=2, default=str))
+        return 0
+    print(format_status(records))
+    return 0
+
+
+def facility_status(facility: str) -> dict:
+    """The facility's state, its servers, and every service with production or mirror there."""
+    from sqlmodel import select
+
+    from flows.facility import service_standings
+    from hotspare import access
+    from hotspare.adapters.errors import NotFound
+    from hotspare.inventory import session
+    from hotspare.inventory.models import FacilityRow, ServerRow
+
+    fleet = access.loaded_fleet()
+    if facility not in {item.name for item in fleet.facilities}:
+        raise NotFound(f"no facility {facility!r} in the fleet (known: {', '.join(f.name for f in fleet.facilities)})")
+    with session() as db:
+        row = db.get(FacilityRow, facility)
+        servers = list(db.exec(select(ServerRow).where(ServerRow.facility == facility).order_by(ServerRow.name)))
+    status = row.status if row else "up"
+    services = []
+    for standing in service_standings(fleet):
+        in_production = standing.production_facility == facility
+        in_mirror = standing.mirror_facility == facility
+        was_here = standing.previous_production_facility == facility
+        if not (in_production or in_mirror or was_here):
+            continue
+        services.append({"service": standing.service, "tier": standing.tier, "state": standing.state,
+                         "production": standing.production, "mirror": standing.mirror,
+                         "protection": protection_sentence(standing, facility, status)})
+    return {"facility": facility, "status": status,
+            "servers": [{"name": s.name, "role": s.planned_role, "state": s.state, "reason": s.state_reason} for s in servers],
+            "services": services}
+
+
+def protection_sentence(standing, facility: str, facility_status: str) -> str:
+    """One clear sentence on whether the service is protected, seen from ``facility``."""
+    lost = facility_status == "lost"
+    if standing.state == "failed-over" and standing.previous_production_facility == facility:
+        return (f"runs on its mirror {standing.production}, unprotected: former production {standing.previous_production} "
+                f"in facility {facility} {'lost' if lost else 'needs reprotect'} (`hotspare facility return {facility}`)")
+    if standing.mirror_facility == facility and (lost or standing.state == "unprotected"):
+        return f"unprotected: mirror facility {facility} lost; runs on {standing.production}"
+    if standing.production_facility == facility and lost:
+        return f"production facility {facility} lost: `hotspare facility failover {facility}`"
+    return standing.state
+
+
+def format_status(records: dict) -> str:
+    lines = [f"facility {records['facility']}: {records['status'].upper()}", "", "servers:"]
+    lines += [f"  {s['name']:<16} {s['role']:<11} {s['state']}{' (' + s['reason'] + ')' if s['reason'] else ''}"
+              for s in records["servers"]]
+    lines += ["", "services:"]
+    if not records["services"]:
+        lines.append("  none")
+    for item in records["services"]:
+        lines.append(f"  {item['service']:<12} tier {item['tier']}  production {item['production']:<14} "
+                     f"mirror {item['mirror'] or '-':<14} {item['protection']}")
+    return "\n".join(lines)
+
+
+def _ask(question: str, expected: str, flag: str) -> str:
+    if not sys.stdin.isatty():
+        raise NotApproved(f"not approved: no terminal to ask on; nothing changed. Re-run with {flag}")
+    answer = input(question).strip()
+    if answer != expected:
+        raise NotApproved(f"not approved: {answer!r} is not {expected}; nothing changed")
+    return answer
