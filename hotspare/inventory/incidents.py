@@ -295,3 +295,20 @@ def get_incident(incident_id: int) -> dict:
         for event in events
     ]
     return result
+
+
+def open_for_failed_run(run_id: int, kind: str, service: str, summary: str) -> int | None:
+    """Open (or fold into) the incident of a failed failover, rebuild or replication run, and
+    announce a new one so the paging automation starts; None for runs that open no incident."""
+    from hotspare.planning.incident_rules import from_failed_run
+
+    request = from_failed_run(run_id, kind, service, summary)
+    if request is None:
+        return None
+    opening = open_incident(request.category, request.severity, request.title, request.services, request.servers,
+                            request.dedup_key, request.detection_text, details=request.details)
+    if opening.created:
+        from hotspare.paging import announce
+
+        announce("opened", opening.incident_id)
+    return opening.incident_id

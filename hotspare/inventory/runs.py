@@ -41,6 +41,11 @@ def finish_run(run_id: int, outcome: str, summary: str, details: dict | None = N
         run.ended_at, run.outcome, run.summary = utcnow(), outcome, summary
         if details is not None:
             run.details = details
+        kind, service = run.kind, run.service
+    if outcome == "failed":  # a failed failover, rebuild or replication opens an incident (pages)
+        from hotspare.inventory.incidents import open_for_failed_run
+
+        record_outcome(lambda: open_for_failed_run(run_id, kind, service, summary))
 
 
 @contextmanager

@@ -1,0 +1,134 @@
+"""Incident runbooks: open, page (walk the escalation chain), acknowledge, resolve.
+
+``page`` is what the written plan says for an emergency: call the office; if nobody answers,
+the office's extension 0; then the emergency contacts' cell phones in order — each step waiting
+for an acknowledgement (a keypress, an SMS reply, ``hotspare incident ack``), the whole chain
+repeated ``rounds`` times. Every page, skip, fallback and failure is in the incident's timeline.
+Paging never raises: a failover that opens an incident is never failed by a phone.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Literal
+
+from prefect import flow, get_run_logger
+
+from hotspare.inventory import incidents
+
+
+def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:
+    """Walk the chain for the incident until acknowledged, exhausted or ``max_minutes``."""
+    from hotspare.access import loaded_fleet
+    from hotspare.fleet.incident_schema import chain_for
+    from hotspare.paging import load_providers, send_page
+    from hotspare.planning.escalation import next_action, paging_decision, plan_escalation
+
+    logger = get_run_logger()
+    fleet = loaded_fleet()
+    incident = incidents.get_incident(incident_id)
+    chain = chain_for(fleet.incidents, incident["category"], list(fleet.escalation))
+    decision = paging_decision(incident["severity"], chain, fleet.incidents.quiet_hours, datetime.now(timezone.utc))
+    logger.info("incident %s: %s", incident_id, decision.reason)
+    if not decision.go:
+        incidents.add_event(incident_id, "note", f"not paging: {decision.reason}")
+        return {"incident": incident_id, "paged": 0, "outcome": "not paged", "reason": decision.reason}
+    plan = plan_escalation(chain, fleet.contacts)
+    for sentence in plan.skipped:
+        incidents.add_event(incident_id, "error", sentence)
+        logger.warning("incident %s: %s", incident_id, sentence)
+    providers, problems = load_providers(fleet)
+    for problem in problems:
+        incidents.add_event(incident_id, "error", problem)
+    started, sent = time.monotonic(), {}
+    deadline = started + max_minutes * 60
+    while True:
+        acknowledged = incidents.get_incident(incident_id)["status"] != "triggered"
+        action = next_action(plan, time.monotonic() - started, sent, acknowledged)
+        if action.kind in ("stop", "exhausted"):
+            incidents.add_event(incident_id, "note", f"paging ended: {action.reason}")
+            logger.info("incident %s: %s", incident_id, action.reason)
+            return {"incident": incident_id, "paged": len(sent), "outcome": action.kind, "reason": action.reason}
+        if time.monotonic() > deadline:
+            incidents.add_event(incident_id, "error", f"paging stopped after {max_minutes:g} minutes")
+            return {"incident": incident_id, "paged": len(sent), "outcome": "deadline", "reason": "deadline"}
+        if action.kind == "page":
+            logger.info("incident %s: %s", incident_id, action.reason)
+            send_page(fleet, incident, action.page, providers)
+            sent[action.page.index] = time.monotonic() - started
+            continue
+        time.sleep(max(0.05, min(action.wait_seconds, poll_seconds)))  # poll for an acknowledgement
+
+
+@flow(name="incident-page", log_prints=True)
+def page(incident_id: int | None = None, event: str = "", resource_id: str = "", payload_json: str = "",
+         poll_seconds: float = 1.0, max_minutes: float = 120.0) -> dict:
+    """Page for an open incident, or for a health event (``event``, ``resource_id``,
+    ``payload_json``): that opens the incident (or folds into the open one, which is being paged
+    already) and walks the chain. Never raises."""
+    import json
+
+    from hotspare.paging import announce
+
+    logger = get_run_logger()
+    try:
+        if incident_id is None:
+            from hotspare.access import loaded_fleet
+            from hotspare.planning.incident_rules import from_health_event
+
+            payload = json.loads(payload_json) if payload_json else {}
+            request = from_health_event(event, resource_id, payload, loaded_fleet().incidents.open_on_degraded)
+            if request is None:
+                logger.info("event %s about %s opens no incident", event, resource_id)
+                return {"incident": None, "paged": 0, "outcome": "no incident"}
+            opening = incidents.open_incident(request.category, request.severity, request.title, request.services,
+                                              request.servers, request.dedup_key, request.detection_text,
+                                              details=request.details)
+            incident_id = opening.incident_id
+            if not opening.created:
+                logger.info("folded into open incident %s (already being paged)", incident_id)
+                return {"incident": incident_id, "paged": 0, "outcome": "folded"}
+            announce("opened", incident_id, paging="started")
+        return _walk(incident_id, poll_seconds, max_minutes)
+    except Exception as error:  # paging is a side channel: record, never raise
+        logger.error("paging for incident %s failed: %s", incident_id, error)
+        if incident_id is not None:
+            try:
+                incidents.add_event(incident_id, "error", f"paging failed: {error}")
+            except Exception:
+                pass
+        return {"incident": incident_id, "paged": 0, "outcome": "error", "reason": str(error)}
+
+
+@flow(name="incident-open")
+def open_incident(title: str, category: Literal[1, 2, 3] = 1, severity: Literal["high", "low"] = "high",
+                  services: list[str] | None = None, servers: list[str] | None = None, text: str = "",
+                  by: str = "operator") -> int:
+    """Open an incident by hand; the ``hotspare.incident.opened`` event starts paging."""
+    from hotspare.paging import announce
+
+    opening = incidents.open_incident(category, severity, title, services or [], servers or [], None,
+                                      text or title, actor=by)
+    announce("opened", opening.incident_id)
+    return opening.incident_id
+
+
+@flow(name="incident-acknowledge")
+def acknowledge_incident(incident_id: int, by: str) -> bool:
+    """Acknowledge: paging stops at its next poll."""
+    from hotspare.paging import announce
+
+    first = incidents.acknowledge(incident_id, by, via="Prefect UI")
+    if first:
+        announce("acknowledged", incident_id)
+    return first
+
+
+@flow(name="incident-resolve")
+def resolve_incident(incident_id: int, by: str, text: str = "") -> None:
+    """Resolve: the incident is closed; the same failure later opens a new one."""
+    from hotspare.paging import announce
+
+    incidents.resolve(incident_id, by, text)
+    announce("resolved", incident_id)

@@ -1,0 +1,133 @@
+"""Sending pages and announcing incidents: the executing side of escalation.
+
+``send_page`` carries one planned page (``planning/escalation.Page``) through the phone
+providers in the fleet's order (or the mail relay) and records it in the incident's timeline:
+the provider that carried it, its id there, and each provider that failed first (a fallback is
+visible in the incident). A page that no provider carried is an ``error`` entry; paging never
+raises into its caller (a failover must not fail because a phone did not ring).
+
+``announce`` emits ``hotspare.incident.opened|acknowledged|resolved`` Prefect events about the
+resource ``hotspare.incident.<id>``; customer notices and the status page react to them. The
+label ``hotspare.paging`` is ``requested`` when the opener leaves paging to the automation, and
+``started`` when the opener walks the chain itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+from hotspare.adapters import phone
+from hotspare.inventory import incidents
+
+log = logging.getLogger(__name__)
+
+
+def load_providers(fleet) -> tuple[list[phone.Provider], list[str]]:
+    """The fleet's phone providers in order, and a sentence per block that could not be loaded."""
+    from blocks.credentials import PhoneProvider
+
+    providers, problems = [], []
+    for name in fleet.incidents.phone_providers:
+        try:
+            block = PhoneProvider.load(name)
+        except Exception as error:  # a missing block must not stop the other providers
+            problems.append(f"PhoneProvider block {name!r} could not be loaded ({type(error).__name__}: {error}); "
+                            f"create it in the Prefect UI")
+            continue
+        providers.append(phone.Provider(name, block.base_url, block.account_sid,
+                                        block.auth_token.get_secret_value(), block.from_number))
+    return providers, problems
+
+
+def call_acknowledgement_url(fleet, incident_id: int, contact: str, provider: str) -> str | None:
+    base = fleet.incidents.acknowledgement_url
+    if not base:
+        return None
+    query = urlencode({"incident": incident_id, "contact": contact, "provider": provider})
+    return f"{base.rstrip('/')}/hotspare/acknowledge/call?{query}"
+
+
+def sms_acknowledgement_url(fleet, provider: str) -> str | None:
+    base = fleet.incidents.acknowledgement_url
+    return f"{base.rstrip('/')}/hotspare/acknowledge/sms?{urlencode({'provider': provider})}" if base else None
+
+
+def page_text(incident: dict) -> str:
+    where = ", ".join(incident["servers"] + incident["services"]) or "the fleet"
+    return (f"hotspare emergency, incident {incident['id']}, category {incident['category']} "
+            f"({incident['category_name']}), {incident['severity']} severity: {incident['title']} ({where}).")
+
+
+def send_page(fleet, incident: dict, page, providers: list[phone.Provider]) -> dict:
+    """Send one page and record it; returns the timeline entry's details. Never raises."""
+    details = {"action": page.action, "target": page.target, "address": page.address, "digits": page.digits,
+               "round": page.round, "step": page.step}
+    try:
+        if page.action == "email":
+            _send_email(fleet, incident, page)
+            details["provider"] = "mail"
+        else:
+            delivery = phone.deliver(providers, lambda provider: _send_phone(fleet, incident, page, provider))
+            details |= {"provider": delivery.provider, "sid": delivery.sid, "status": delivery.status,
+                        "failed_providers": list(delivery.failed_providers)}
+            for failure in delivery.failed_providers:
+                incidents.add_event(incident["id"], "error", f"fallback: {failure}; used {delivery.provider}",
+                                    details={"provider_failure": failure, "used": delivery.provider})
+    except Exception as error:  # paging is a side channel: record, move on to the next step
+        details["error"] = str(error)
+        incidents.add_event(incident["id"], "error", f"could not {page.describe()}: {error}", details=details)
+        log.error("could not %s: %s", page.describe(), error)
+        return details
+    via = f" via {details['provider']}" + (" (fallback)" if details.get("failed_providers") else "")
+    incidents.add_event(incident["id"], "page", f"{page.describe()}{via}", details=details)
+    return details
+
+
+def _send_phone(fleet, incident: dict, page, provider: phone.Provider) -> dict:
+    text = page_text(incident)
+    if page.action == "sms":
+        return phone.send_sms(provider, page.address, f"{text} Reply ACK {incident['id']} to acknowledge.")
+    twiml = phone.call_twiml(text, call_acknowledgement_url(fleet, incident["id"], page.target, provider.name))
+    return phone.place_call(provider, page.address, twiml, send_digits=page.digits)
+
+
+def _send_email(fleet, incident: dict, page) -> None:
+    from hotspare.access import smtp_relay
+    from hotspare.adapters import smtp
+    from hotspare.adapters.errors import MissingConfiguration
+
+    if fleet.mail is None:
+        raise MissingConfiguration("the fleet file has no mail section: e-mail steps need its relay")
+    message = smtp.compose(fleet.mail.sender, [page.address], f"[hotspare incident {incident['id']}] {incident['title']}",
+                           page_text(incident) + "\nAcknowledge with: hotspare incident ack "
+                           f"{incident['id']} --by '{page.target}'\n")
+    smtp.send(smtp_relay(fleet.mail.smtp_block), message)
+
+
+def announce(kind: str, incident_id: int, paging: str = "requested") -> None:
+    """Emit ``hotspare.incident.<kind>`` for the incident (best effort: logged, never raised)."""
+    try:
+        from prefect.events import emit_event
+
+        incident = incidents.get_incident(incident_id)
+        incident.pop("events", None)
+        emit_event(event=f"hotspare.incident.{kind}",
+                   resource={"prefect.resource.id": f"hotspare.incident.{incident_id}",
+                             "prefect.resource.name": incident["title"][:100],
+                             "hotspare.category": str(incident["category"]),
+                             "hotspare.severity": incident["severity"],
+                             "hotspare.paging": paging},
+                   payload=incident)
+    except Exception as error:  # events are a side channel
+        log.error("could not emit hotspare.incident.%s for incident %s: %s", kind, incident_id, error)
+
+
+def flush_events(timeout: float = 5.0) -> None:
+    """Send buffered events before a short-lived process (a command) exits."""
+    try:
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all(timeout=timeout)
+    except Exception as error:
+        log.warning("events may not have been sent: %s", error)
