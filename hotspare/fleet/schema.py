@@ -138,6 +138,13 @@ class Service(Strict):
             "(same forms as exclude): named in the verification, but they never keep a copy from becoming current."
         ),
     )
+    drill_schedule: str | None = Field(
+        default="0 5 1 * *",
+        description=(
+            "Cron line of the failover drill (the service brought up from its newest verified copy in an isolated "
+            "bubble on the mirror, then removed); default monthly; null turns scheduled drills off."
+        ),
+    )
 
 
 class Contact(Strict):
