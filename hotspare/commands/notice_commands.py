@@ -27,6 +27,10 @@ def register(subparsers) -> None:
             parser.add_argument("--json", action="store_true", help="print the summary as JSON")
         parser.set_defaults(func=preview_command if name == "preview" else send_command)
 
+    automations = actions.add_parser("automations", help="create or update the automations that send notices and "
+                                                         "publish the status page on incident events")
+    automations.set_defaults(func=automations_command)
+
     page = subparsers.add_parser("status-page", help="the off-site emergency status page")
     page_actions = page.add_subparsers(dest="action", required=True, metavar="ACTION")
     publish = page_actions.add_parser("publish", help="render the page and upload it to the web server")
@@ -104,4 +108,12 @@ def publish_command(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=2, default=str))
     if not result.get("published"):
         raise HotspareError(result.get("error") or result.get("reason") or "status page not published")
+    return 0
+
+
+def automations_command(args: argparse.Namespace) -> int:
+    from flows.notices import ensure_automations
+
+    for name in ensure_automations():
+        print(f"automation ready: {name}")
     return 0
