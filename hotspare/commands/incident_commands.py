@@ -1,0 +1,177 @@
+"""``hotspare incident open|ack|note|resolve|list|show|page|webhook|automations``: incidents by hand.
+
+Opening announces ``hotspare.incident.opened`` (the paging automation starts the chain);
+``page N`` walks the chain in this process instead. Bad input (an unknown incident, resolving
+twice) is one message and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    incident = subparsers.add_parser("incident", help="open, acknowledge, note, resolve and list incidents")
+    actions = incident.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    opening = actions.add_parser("open", help="open an incident by hand (paging follows)")
+    opening.add_argument("title")
+    opening.add_argument("--category", type=int, choices=(1, 2, 3), default=1,
+                         help="1 = a server, 2 = programming, 3 = a customer's day-to-day problem")
+    opening.add_argument("--severity", choices=("high", "low"), default="high")
+    opening.add_argument("--service", action="append", default=[], help="affected service (repeatable)")
+    opening.add_argument("--server", action="append", default=[], help="affected server (repeatable)")
+    opening.add_argument("--by", default="operator", help="who opens it")
+    opening.add_argument("--no-page", action="store_true", help="record only; do not announce it for paging")
+    opening.set_defaults(func=open_command)
+
+    ack = actions.add_parser("ack", help="acknowledge an incident (paging stops)")
+    ack.add_argument("incident", type=int)
+    ack.add_argument("--by", required=True, help="who takes it")
+    ack.set_defaults(func=ack_command)
+
+    note = actions.add_parser("note", help="add a note to an incident's timeline")
+    note.add_argument("incident", type=int)
+    note.add_argument("text")
+    note.add_argument("--by", default="operator")
+    note.set_defaults(func=note_command)
+
+    resolve = actions.add_parser("resolve", help="resolve an incident")
+    resolve.add_argument("incident", type=int)
+    resolve.add_argument("--by", required=True)
+    resolve.add_argument("--text", default="", help="what fixed it")
+    resolve.set_defaults(func=resolve_command)
+
+    listing = actions.add_parser("list", help="incidents, newest first")
+    listing.add_argument("--open", action="store_true", help="only unresolved ones")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=list_command)
+
+    show = actions.add_parser("show", help="one incident with its timeline")
+    show.add_argument("incident", type=int)
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(func=show_command)
+
+    automations = actions.add_parser("automations", help="create the paging automations (idempotent)")
+    automations.add_argument("--apply", action="store_true", help="create/update them (default: only say what would change)")
+    automations.set_defaults(func=automations_command)
+
+    webhook = actions.add_parser("webhook", help="serve the acknowledgement webhook (keypresses, SMS replies)")
+    webhook.add_argument("--listen", default="127.0.0.1:8787", help="HOST:PORT to listen on")
+    webhook.add_argument("--public-url", default=None, help="URL providers post to (default: the fleet's)")
+    webhook.set_defaults(func=webhook_command)
+
+
+def _checked(call):
+    """Run an inventory call; an IncidentError becomes one bad-input message."""
+    from hotspare.commands.errors import UsageError
+    from hotspare.inventory.incidents import IncidentError
+
+    try:
+        return call()
+    except IncidentError as error:
+        raise UsageError(str(error)) from None
+
+
+def open_command(args: argparse.Namespace) -> int:
+    from hotspare.inventory import incidents
+
+    opening = _checked(lambda: incidents.open_incident(args.category, args.severity, args.title, args.service,
+                                                       args.server, None, args.title, actor=args.by))
+    if not args.no_page:
+        from hotspare.paging import announce, flush_events
+
+        announce("opened", opening.incident_id)
+        flush_events()
+    print(f"opened incident {opening.incident_id}")
+    return 0
+
+
+def ack_command(args: argparse.Namespace) -> int:
+    from hotspare.inventory import incidents
+
+    first = _checked(lambda: incidents.acknowledge(args.incident, args.by, via="command line"))
+    if first:
+        from hotspare.paging import announce, flush_events
+
+        announce("acknowledged", args.incident)
+        flush_events()
+    print(f"incident {args.incident} acknowledged by {args.by}" if first
+          else f"incident {args.incident} was already acknowledged; noted")
+    return 0
+
+
+def note_command(args: argparse.Namespace) -> int:
+    from hotspare.inventory import incidents
+
+    _checked(lambda: incidents.add_event(args.incident, "note", args.text, actor=args.by))
+    print(f"noted on incident {args.incident}")
+    return 0
+
+
+def resolve_command(args: argparse.Namespace) -> int:
+    from hotspare.inventory import incidents
+    from hotspare.paging import announce, flush_events
+
+    _checked(lambda: incidents.resolve(args.incident, args.by, args.text))
+    announce("resolved", args.incident)
+    flush_events()
+    print(f"incident {args.incident} resolved by {args.by}")
+    return 0
+
+
+def list_command(args: argparse.Namespace) -> int:
+    from hotspare.inventory import incidents
+
+    rows = incidents.list_incidents(open_only=args.open)
+    if args.json:
+        print(json.dumps({"incidents": rows}, indent=2))
+        return 0
+    if not rows:
+        print("no incidents")
+    for row in rows:
+        where = ", ".join(row["servers"] + row["services"]) or "-"
+        print(f"{row['id']:>4}  cat {row['category']}  {row['severity']:<4}  {row['status']:<12}  "
+              f"{row['opened_at'][:19]}  {row['title']}  [{where}]")
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    from hotspare.inventory import incidents
+
+    incident = _checked(lambda: incidents.get_incident(args.incident))
+    if args.json:
+        print(json.dumps(incident, indent=2))
+        return 0
+    print(f"incident {incident['id']}: {incident['title']}")
+    print(f"  category {incident['category']} ({incident['category_name']}), {incident['severity']} severity, "
+          f"{incident['status']}" + (f" by {incident['acknowledged_by']}" if incident["acknowledged_by"] else ""))
+    print(f"  servers: {', '.join(incident['servers']) or '-'}; services: {', '.join(incident['services']) or '-'}")
+    for event in incident["events"]:
+        print(f"  {event['at'][:19]}  {event['kind']:<15} {event['actor']}: {event['text']}")
+    return 0
+
+
+def automations_command(args: argparse.Namespace) -> int:
+    from deployments.incidents import ensure_automations
+
+    for sentence in ensure_automations(args.apply):
+        print(sentence)
+    return 0
+
+
+def webhook_command(args: argparse.Namespace) -> int:
+    import threading
+
+    from hotspare.access import loaded_fleet
+    from hotspare.acknowledgements import serve
+
+    host, _, port = args.listen.rpartition(":")
+    server = serve(loaded_fleet(), host or "127.0.0.1", int(port), args.public_url)
+    print(f"acknowledgement webhook on {args.listen}; Ctrl-C stops it")
+    try:
+        threading.Event().wait()
+    finally:
+        server.shutdown()
+    return 0
