@@ -109,7 +109,11 @@ def announce(kind: str, incident_id: int, paging: str = "requested") -> None:
     """Emit ``hotspare.incident.<kind>`` for the incident (best effort: logged, never raised)."""
     try:
         from prefect.events import emit_event
+        from prefect.settings import PREFECT_API_URL
 
+        if not PREFECT_API_URL.value():  # no server to tell (and none worth starting in an emergency)
+            log.warning("no PREFECT_API_URL: hotspare.incident.%s for incident %s not emitted", kind, incident_id)
+            return
         incident = incidents.get_incident(incident_id)
         incident.pop("events", None)
         emit_event(event=f"hotspare.incident.{kind}",
