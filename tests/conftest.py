@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# HOTSPARE_TEST_DB=postgresql: the session inventory on a PostgreSQL the session starts.
+pytest_plugins = ("postgres_helpers",)
+
 TEST_HOME = Path(os.environ.get("HOTSPARE_HOME") or tempfile.mkdtemp(prefix="hotspare-test."))
 os.environ["HOTSPARE_HOME"] = str(TEST_HOME)
 os.environ.setdefault("PREFECT_HOME", str(TEST_HOME / "prefect"))
