@@ -21,6 +21,10 @@ def register(subparsers) -> None:
     load.add_argument("file", type=Path)
     load.set_defaults(func=load_command)
 
+    sample = actions.add_parser("sample", help="write a complete, commented fleet file generated from the schema")
+    sample.add_argument("--out", type=Path, help="write to this file instead of standard output")
+    sample.set_defaults(func=sample_command)
+
 
 def check_command(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.file)
@@ -64,6 +68,18 @@ def load_command(args: argparse.Namespace) -> int:
     for change in changes:
         print(change)
     print(f"{len(changes)} change(s) loaded into {_redacted(database_url())}" if changes else "inventory already up to date")
+    return 0
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    from hotspare.fleet.sample import sample_fleet_file
+
+    text = sample_fleet_file()
+    if args.out is None:
+        print(text, end="")
+    else:
+        args.out.write_text(text)
+        print(f"{args.out}: sample fleet file written ({len(text.splitlines())} lines)")
     return 0
 
 
