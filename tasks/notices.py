@@ -178,6 +178,7 @@ def status_page_facts(fleet, now, probe_timeout: float = 1.0):
     from hotspare.inventory import copies, session
     from hotspare.inventory.incidents import get_incident, list_incidents
     from hotspare.inventory.models import ServerRow, ServiceRow, as_utc
+    from hotspare.planning.notices import affected_services
     from hotspare.planning.status_page import PageFacts
     from hotspare.probes import reachability
     from hotspare.status import copy_facts, service_status
@@ -196,9 +197,13 @@ def status_page_facts(fleet, now, probe_timeout: float = 1.0):
     shown = [item for item in list_incidents(limit=50)
              if item["status"] != "resolved" or now - as_utc(_parse(item["resolved_at"])) < RESOLVED_SHOWN_FOR]
     section = fleet.customer_notices
+    active = {service.name: service.active_server for service in services}
+    # A lost server takes the services running on it down: name them, as the notices do.
+    incidents = tuple(incident | {"services": list(affected_services(incident, active))}
+                      for incident in (get_incident(item["id"]) for item in shown))
     return PageFacts(title="Service status", page_url=section.status_page.url if section.status_page else "",
                      generated_at=now, emergency_numbers=tuple(section.emergency_numbers), services=tuple(records),
-                     incidents=tuple(get_incident(item["id"]) for item in shown))
+                     incidents=incidents)
 
 
 def _parse(iso: str):

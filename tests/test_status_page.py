@@ -38,6 +38,7 @@ def test_status_page_published_served_and_rendered(fleet, lab_env):
     url = lab_env["status_page"]["url"]
     page = wait_for("the new page on the web host", lambda: title in (text := fetch(url)) and text)
     assert page.index("+1 555 0199") < page.index(title)  # emergency numbers first
+    assert "affects app2" in page  # the service running on the lost server
     assert "We are moving app2" in page and '<meta name="viewport"' in page and "<script" not in page
     for service in ("app1", "app2"):
         assert f"<strong>{service}</strong>" in page
