@@ -16,7 +16,9 @@ from hotspare import access
 from hotspare.adapters import dns
 from hotspare.adapters.errors import HotspareError, PermanentError, TransientError
 from hotspare.inventory import copies
+from hotspare.planning import copy_backends
 from hotspare.planning import replication as layout
+from hotspare.planning.activation import ActivationResult, clone_swap_argv, judge_clone_outcomes
 from hotspare.planning.failover import CopyChoice, ServiceFacts, activation_argv
 from hotspare.probes import http_get_via_dns
 
@@ -96,10 +98,31 @@ def activate_copy(service: str, target: str, copy_id: str) -> dict:
         empty = mirror.run(["find", tree + spec.data_paths[0], "-type", "f", "-print", "-quit"], check=False).text.strip() == ""
         if empty:
             raise PermanentError(f"copy {copy_id} on {target} holds no data files: refusing to make it live")
-        mirror.run(activation_argv(tree, live_paths), timeout=6 * 3600)
+        result = _clone_where_possible(mirror, service, copy_id, tree, live_paths)
+        rsync_paths = [*result.rsync_paths, *result.absent]
+        if rsync_paths:
+            mirror.run(activation_argv(tree, rsync_paths), timeout=6 * 3600)
         mirror.run(["sh", "-c", 'printf %s "$1" > "$2"', "sh", copy_id, marker_path(service)])
-    logger.info("copy %s made live on %s (%s)", copy_id, target, ", ".join(live_paths))
-    return {"copied": True, "copy_id": copy_id}
+    for kept in result.kept_aside:
+        logger.warning("the live tree that stood there is kept as %s on %s (nothing was overwritten)", kept, target)
+    logger.info("copy %s made live on %s: %s", copy_id, target,
+                "; ".join(part for part in (
+                    f"cloned and swapped in one step: {', '.join(result.cloned)}" if result.cloned else "",
+                    f"copied with rsync: {', '.join(rsync_paths)}" if rsync_paths else "") if part))
+    return {"copied": True, "copy_id": copy_id, "cloned": list(result.cloned), "rsync": rsync_paths,
+            "kept_aside": list(result.kept_aside)}
+
+
+def _clone_where_possible(mirror, service: str, copy_id: str, tree: str, live_paths: list[str]) -> ActivationResult:
+    """Clone-and-swap every live path a snapshot copy can be cloned to (btrfs); the rest is
+    left for rsync (``planning/activation.py``)."""
+    if mirror.run(copy_backends.is_snapshot_argv(service, copy_id), check=False).exit_status != 0:
+        return ActivationResult((), (), tuple(live_paths), ())
+    outcomes = {}
+    for path in live_paths:
+        ran = mirror.run(clone_swap_argv(tree, path, copy_id), timeout=6 * 3600, check=False)
+        outcomes[path] = (ran.exit_status, ran.text + ran.stderr_tail)
+    return judge_clone_outcomes(outcomes)
 
 
 def health_target(health_url: str, address: str) -> str:

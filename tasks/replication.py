@@ -107,13 +107,15 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
         resume = _resumable_copy(mirror, service) if choice.backend == copy_backends.HARD_LINKS else None
     paths = tuple(plan.source_paths(spec))
     if choice.backend == copy_backends.SNAPSHOT:
-        prepare = copy_backends.prepare_work_argvs(service, store, link_base if baseline_is_snapshot else None)
+        prepare = copy_backends.prepare_work_argvs(service, store, link_base if baseline_is_snapshot else None,
+                                                   _data_paths(spec))
         # a new working tree beside hard-linked copies: copy their identical files locally
         # (never link: a permission change in the working tree would reach the old copy)
-        copy_dest = plan.copy_tree(service, link_base) if link_base and prepare and not baseline_is_snapshot else None
-        logger.info("new copy %s of %s: %s -> %s (working subvolume %s, then a read-only snapshot%s)", copy_id, service,
+        fresh = store.work != "subvolume"
+        copy_dest = plan.copy_tree(service, link_base) if link_base and fresh and not baseline_is_snapshot else None
+        logger.info("new copy %s of %s: %s -> %s (working subvolume %s, then read-only snapshots%s)", copy_id, service,
                     source, target, copy_backends.work_root(service),
-                    "; the working subvolume is made first" if prepare else "")
+                    "; the working subvolume is made first" if fresh else "")
         return CopyPlan(service, source, target, copy_id, copy_backends.work_tree(service), None, None, paths,
                         asdict(totals), clock, choice.backend, tuple(tuple(argv) for argv in prepare), copy_dest)
     link_dest = plan.copy_tree(service, link_base) if link_base else None
@@ -121,6 +123,10 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
                 link_base or "nothing: full copy", f", resuming {resume}" if resume else "")
     return CopyPlan(service, source, target, copy_id, plan.copy_tree(service, copy_id), link_dest, resume,
                     paths, asdict(totals), clock)
+
+
+def _data_paths(spec: dict) -> list[str]:
+    return [path.rstrip("/") or "/" for path in spec["data_paths"]]
 
 
 def _new_copy_id(service: str) -> str:
@@ -200,7 +206,8 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
             "The previous verified copy is untouched; the next run resumes.")
         if copy_plan.backend == copy_backends.SNAPSHOT:
             with access.connect(fleet, copy_plan.target) as mirror:
-                mirror.run(copy_backends.snapshot_copy_argv(service, copy_plan.copy_id), timeout=600)
+                mirror.run(copy_backends.snapshot_copy_argv(service, copy_plan.copy_id, _data_paths(_spec(fleet, service))),
+                           timeout=600)
             logger.info("copy %s is a read-only snapshot of the working subvolume", copy_plan.copy_id)
     except (PermanentError, TransientError):
         copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())

@@ -96,7 +96,8 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
                       f"repairing copy {copy_id}")
     if snapshot:
         with access.connect(fleet, target) as mirror:
-            mirror.run(copy_backends.snapshot_copy_argv(service, copy_id), timeout=600)
+            data_paths = [path.rstrip("/") or "/" for path in fleet.service(service).data_paths]
+            mirror.run(copy_backends.snapshot_copy_argv(service, copy_id, data_paths), timeout=600)
     logger = get_run_logger()
     logger.warning("re-sent %d file(s) that differed from production into %s", len(paths), copy_id)
     if outcome.kind == "partial":  # the next comparison names them as unreadable

@@ -105,10 +105,11 @@ def test_replication_killed_mid_copy_then_emergency_failover_at_once(protected, 
     process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "replicate", SERVICE], env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        arrived = str(host_path(lab_env, "mirror-west", "/srv/hotspare/app1/copies")) + "/*/tree/srv/app1/data/bulk/blob-*"
+        root = str(host_path(lab_env, "mirror-west", "/srv/hotspare/app1"))
+        arrived = [root + "/copies/*/tree/srv/app1/data/bulk/blob-*", root + "/work/tree/srv/app1/data/bulk/blob-*"]
         import glob
 
-        poll(lambda: len(glob.glob(arrived)) >= 4, 120, "part of the data to arrive on the mirror")
+        poll(lambda: len(glob.glob(arrived[0]) + glob.glob(arrived[1])) >= 4, 120, "part of the data to arrive on the mirror")
         os.killpg(process.pid, signal.SIGKILL)  # the replication process group this test started
         process.wait(timeout=30)
         lab.fail("prod-east")

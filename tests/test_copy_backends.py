@@ -31,18 +31,18 @@ def test_btrfs_with_the_tool_gives_snapshots_everything_else_hard_links():
 
 def test_a_missing_working_subvolume_starts_from_the_newest_snapshot_copy():
     absent = backends.StoreFacts("btrfs", True, "absent")
-    [from_copy] = backends.prepare_work_argvs("shop", absent, "shop-1")
-    assert from_copy[-6:] == ["btrfs", "-q", "subvolume", "snapshot", "/srv/hotspare/shop/copies/shop-1", "/srv/hotspare/shop/work"]
-    [empty] = backends.prepare_work_argvs("shop", absent, None)
-    assert empty[-5:] == ["btrfs", "-q", "subvolume", "create", "/srv/hotspare/shop/work"]
-    assert empty[4] == "/srv/hotspare/shop/work"  # guarded: a retry finds it made
-    assert backends.prepare_work_argvs("shop", BTRFS, "shop-1") == []
+    [from_copy] = backends.prepare_work_argvs("shop", absent, "shop-1", ["/srv/shop/data"])
+    assert from_copy[4:] == ["/srv/hotspare/shop/work", "/srv/hotspare/shop/copies/shop-1", "/srv/shop/data"]
+    [empty] = backends.prepare_work_argvs("shop", absent, None, ["/srv/shop/data"])
+    assert empty[4:] == ["/srv/hotspare/shop/work", "", "/srv/shop/data"]
+    # an existing working subvolume is kept (only missing data-path subvolumes are made)
+    assert backends.prepare_work_argvs("shop", BTRFS, "shop-1", ["/srv/shop/data"])[0][5] == ""
 
 
 def test_snapshot_and_removal_commands_name_only_the_service_folders():
-    argv = backends.snapshot_copy_argv("shop", "shop-2")
-    assert argv[0:2] == ["sh", "-c"] and argv[-2:] == ["/srv/hotspare/shop/work", "/srv/hotspare/shop/copies/shop-2"]
-    assert "snapshot -r" in argv[2]
+    argv = backends.snapshot_copy_argv("shop", "shop-2", ["/srv/shop/data"])
+    assert argv[2:4] == ["sh", "-c"] and argv[-3:] == ["/srv/hotspare/shop/work", "/srv/hotspare/shop/copies/shop-2", "/srv/shop/data"]
+    assert "snapshot -r" in argv[4] and argv[1] == "REMOVE=" + backends.REMOVE_SCRIPT
     assert backends.remove_copy_argv("shop", "shop-2")[-1] == "/srv/hotspare/shop/copies/shop-2"
     assert backends.copy_target_tree("shop", "shop-2", backends.SNAPSHOT) == "/srv/hotspare/shop/work/tree"
     assert backends.copy_target_tree("shop", "shop-2", backends.HARD_LINKS) == "/srv/hotspare/shop/copies/shop-2/tree"
@@ -59,3 +59,23 @@ def test_a_backend_change_is_said():
     choice = backends.choose_backend(BTRFS)
     assert "changes from hard-links to btrfs-snapshot" in backends.judge_backend_switch("hard-links", choice).reason
     assert backends.judge_backend_switch("btrfs-snapshot", choice).reason == choice.reason
+
+
+def test_activation_swaps_snapshots_and_keeps_what_stood_there():
+    from hotspare.planning import activation
+
+    argv = activation.clone_swap_argv("/srv/hotspare/shop/copies/shop-2/tree", "/srv/shop/data", "shop-2")
+    assert argv[-3:] == ["/srv/hotspare/shop/copies/shop-2/tree/srv/shop/data", "/srv/shop/data", "shop-2"]
+    result = activation.judge_clone_outcomes({
+        "/srv/shop/data": (0, "kept /srv/shop/.hotspare-replaced-shop-2-data\ncloned /srv/shop/data\n"),
+        "/srv/shop/app": (3, ""), "/etc/shop": (4, "")})
+    assert result.cloned == ("/srv/shop/data",) and result.rsync_paths == ("/srv/shop/app",)
+    assert result.kept_aside == ("/srv/shop/.hotspare-replaced-shop-2-data",) and result.absent == ("/etc/shop",)
+    import pytest
+
+    from hotspare.adapters.errors import PermanentError
+
+    with pytest.raises(PermanentError):
+        activation.clone_swap_argv("/srv/hotspare/shop/copies/shop-2/tree", "/etc", "shop-2")
+    with pytest.raises(PermanentError):
+        activation.judge_clone_outcomes({"/srv/shop/data": (1, "mv: cannot move")})

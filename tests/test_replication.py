@@ -10,6 +10,7 @@ import glob
 import hashlib
 import os
 import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,14 +52,62 @@ def test_copy_equals_production_byte_for_byte(replicated, lab_env):
     assert row.status == "verified" and row.verified_at is not None
 
 
-def test_second_copy_hard_links_unchanged_files(replicated, lab_env):
+def is_snapshot(folder: Path) -> bool:
+    """True when ``folder`` (a copy's root, seen from this machine) is a btrfs subvolume."""
+    import subprocess
+
+    return subprocess.run(["btrfs", "subvolume", "show", str(folder)], capture_output=True).returncode == 0
+
+
+def copy_root_of(data: Path) -> Path:
+    """The copy's root (``copies/<id>``) above one of its data folders."""
+    return next(parent for parent in data.parents if parent.parent.name == "copies")
+
+
+@contextmanager
+def writable_copy(data: Path):
+    """Let a test damage a copy: a snapshot copy is read-only, so lift that while it writes."""
+    import subprocess
+
+    root = copy_root_of(data)
+    # the copy's root and each data path inside it are read-only subvolumes of their own
+    subvolumes = [folder for folder in [root, *[parent for parent in [data, *data.parents] if root in parent.parents]]
+                  if is_snapshot(folder)]
+    for folder in subvolumes:
+        subprocess.run(["btrfs", "property", "set", "-ts", str(folder), "ro", "false"], check=True)
+    try:
+        yield
+    finally:
+        for folder in subvolumes:
+            subprocess.run(["btrfs", "property", "set", "-ts", str(folder), "ro", "true"], check=True)
+
+
+def remove_every_copy(folder: Path) -> None:
+    """What a reinstalled mirror looks like: no copies and no working tree (snapshots deleted
+    as subvolumes, everything else removed)."""
+    import shutil
+    import subprocess
+
+    from hotspare.planning.copy_backends import REMOVE_SCRIPT
+
+    for path in [*folder.glob("copies/*"), folder / "work"]:
+        subprocess.run(["sh", "-c", REMOVE_SCRIPT, "sh", str(path)], check=True)
+    shutil.rmtree(folder / "copies")
+
+
+def test_second_copy_shares_unchanged_files(replicated, lab_env):
     first = current_copy_data(lab_env)
     replicate_service(SERVICE)
     second = current_copy_data(lab_env)
     assert first != second
     unchanged = first / "index.html"
     assert unchanged.stat().st_ino == (second / "index.html").stat().st_ino
-    assert unchanged.stat().st_nlink >= 2
+    if is_snapshot(copy_root_of(second)):  # a read-only snapshot: nothing can write into it
+        assert is_snapshot(copy_root_of(first))
+        with pytest.raises(OSError):
+            (second / "index.html").chmod(0o600)
+    else:  # hard links
+        assert unchanged.stat().st_nlink >= 2
 
 
 def test_status_json_reports_current_copy_and_rpo(replicated, lab_env, capsys):
@@ -79,8 +128,9 @@ def corrupt_keeping_mtime(path: Path) -> None:
     before = path.stat()
     content = bytearray(path.read_bytes())
     content[0] ^= 0x01
-    path.write_bytes(bytes(content))
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with writable_copy(path.parent):
+        path.write_bytes(bytes(content))
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def test_corruption_with_restored_mtime_is_caught_by_verify(replicated, lab_env):
@@ -143,8 +193,9 @@ def test_interrupted_transfer_keeps_previous_copy_and_next_run_resumes(replicate
             running = pool.submit(replicate_service, SERVICE, return_state=True)
             pid_file = poll(lambda: glob.glob(pattern), 60, "the transfer to start")[0]
             pid = int(poll(lambda: Path(pid_file).read_text().strip(), 5, "the transfer's PID"))
-            arrived = str(host_path(lab_env, lab_env["services"][SERVICE]["mirror"], "/srv/hotspare/app1/copies")) + "/*/tree/srv/app1/data/bulk/blob-*"
-            poll(lambda: len(glob.glob(arrived)) >= 8, 60, "part of the data to arrive on the mirror")
+            root = str(host_path(lab_env, lab_env["services"][SERVICE]["mirror"], "/srv/hotspare/app1"))
+            arrived = [root + "/copies/*/tree/srv/app1/data/bulk/blob-*", root + "/work/tree/srv/app1/data/bulk/blob-*"]
+            poll(lambda: len(glob.glob(arrived[0]) + glob.glob(arrived[1])) >= 8, 60, "part of the data to arrive on the mirror")
             os.kill(pid, signal.SIGKILL)  # the rsync this test's replication started
             state = running.result(timeout=120)
         assert state.is_failed()
@@ -206,11 +257,9 @@ def test_mirror_with_less_memory_fails_hardware_check(replicated, lab_env, tmp_p
 
 def test_copies_gone_from_the_mirror_are_marked_missing_and_not_a_baseline(replicated, lab_env):
     """A reinstalled mirror: the inventory's copies no longer exist there."""
-    import shutil
-
     before = [row.id for row in copies.copies_of(SERVICE, "mirror-west") if row.status == "verified"]
     mirror = lab_env["services"][SERVICE]["mirror"]
-    shutil.rmtree(host_path(lab_env, mirror, "/srv/hotspare/app1/copies"))
+    remove_every_copy(host_path(lab_env, mirror, "/srv/hotspare/app1"))
     result = replicate_service(SERVICE)
     assert result["outcome"] == "ok"
     from sqlmodel import select

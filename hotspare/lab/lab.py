@@ -560,6 +560,7 @@ class Lab:
         """
         state = self._read_state() or {}
         phone.stop(self)
+        control.stop_site(self)  # the control site and its workers (`lab up --workers`), if any
         for daemon in self._daemons():
             log.info("%s", stop_daemon(daemon, self._children.pop(daemon.pid, None)))
         for sentence in web.stop(self):

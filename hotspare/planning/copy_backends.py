@@ -100,46 +100,69 @@ def choose_backend(facts: StoreFacts, preference: str = "auto") -> BackendChoice
     return BackendChoice(SNAPSHOT, "btrfs snapshots: the copies folder is on btrfs")
 
 
-def prepare_work_argvs(service: str, facts: StoreFacts, baseline_copy: str | None) -> list[list[str]]:
-    """Commands that make sure the working subvolume exists before the copy.
+# $1 the working subvolume, $2 a snapshot copy to start from ("" for none), then the data paths.
+# Each data path is a subvolume of its own inside the working tree, so a copy holds it as a
+# read-only snapshot of its own, and a failover makes it live as one writable snapshot.
+MAKE_WORK_SCRIPT = (
+    'work=$1; base=$2; shift 2; '
+    'if [ ! -e "$work" ]; then if [ -n "$base" ]; then btrfs -q subvolume snapshot "$base" "$work" || exit 1; '
+    'else btrfs -q subvolume create "$work" || exit 1; fi; fi; '
+    'for p in "$@"; do d="$work/tree$p"; '
+    'btrfs subvolume show "$d" >/dev/null 2>&1 && continue; '
+    'mkdir -p "$(dirname "$d")" || exit 1; '
+    'if [ -n "$base" ] && btrfs subvolume show "$base/tree$p" >/dev/null 2>&1 && { [ ! -e "$d" ] || rmdir "$d" 2>/dev/null; }; '
+    'then btrfs -q subvolume snapshot "$base/tree$p" "$d" || exit 1; continue; fi; '
+    'if [ -e "$d" ]; then rm -rf -- "$d.hotspare-new"; btrfs -q subvolume create "$d.hotspare-new" && '
+    'cp -a --reflink=auto "$d/." "$d.hotspare-new/" && rm -rf -- "$d" && mv -T "$d.hotspare-new" "$d" || exit 1; '
+    'else btrfs -q subvolume create "$d" || exit 1; fi; done'
+)
 
-    A missing working subvolume starts as a writable snapshot of the newest verified copy (in
-    one step, so the next copy sends only changes), else empty (a first copy; rsync's
-    ``--copy-dest=/`` then takes identical files from the mirror's own live folders).
+
+def prepare_work_argvs(service: str, facts: StoreFacts, baseline_copy: str | None,
+                       data_paths: list[str] = ()) -> list[list[str]]:
+    """The command that makes sure the working subvolume, and a subvolume for each data path
+    inside it, exist before the copy (idempotent: a retried copy step finds them made).
+
+    A missing working subvolume starts as a writable snapshot of the newest verified snapshot
+    copy (in one step, so the next copy sends only changes), else empty (a first copy; rsync's
+    ``--copy-dest`` then takes identical files from local folders).
     """
-    if facts.work == "subvolume":
-        return []
-    if baseline_copy:
-        make = ["btrfs", "-q", "subvolume", "snapshot", copy_root(service, baseline_copy), work_root(service)]
-    else:
-        make = ["btrfs", "-q", "subvolume", "create", work_root(service)]
-    # guarded: a retried copy step finds the subvolume made by its first attempt
-    return [["sh", "-c", '[ -e "$1" ] || { shift; exec "$@"; }', "sh", work_root(service), *make]]
+    base = copy_root(service, baseline_copy) if baseline_copy and facts.work != "subvolume" else ""
+    return [["sh", "-c", MAKE_WORK_SCRIPT, "sh", work_root(service), base, *data_paths]]
 
 
-# Replace whatever stands at the copy's place (an earlier attempt of the same copy, unverified)
-# with a read-only snapshot of the working subvolume.
+# $1 the working subvolume, $2 the copy's place, then the data paths. Whatever stands at the
+# copy's place (an earlier attempt of the same, unverified copy) is removed first. The copy is
+# made writable, each data path's subvolume is snapshotted read-only into it, then it is made
+# read-only itself; nothing writes to the working tree meanwhile (the service's lock).
 SNAPSHOT_SCRIPT = (
-    'if [ -e "$2" ]; then if btrfs subvolume show "$2" >/dev/null 2>&1; then btrfs -q subvolume delete "$2"; '
-    'else rm -rf -- "$2"; fi || exit 1; fi; btrfs -q subvolume snapshot -r "$1" "$2"'
+    'work=$1; copy=$2; shift 2; '
+    'if [ -e "$copy" ]; then sh -c "$REMOVE" sh "$copy" || exit 1; fi; '
+    'btrfs -q subvolume snapshot "$work" "$copy" || exit 1; '
+    'for p in "$@"; do if btrfs subvolume show "$work/tree$p" >/dev/null 2>&1; then '
+    'rmdir "$copy/tree$p" && btrfs -q subvolume snapshot -r "$work/tree$p" "$copy/tree$p" || exit 1; fi; done; '
+    'btrfs property set -ts "$copy" ro true'
 )
 
-
-def snapshot_copy_argv(service: str, copy_id: str) -> list[str]:
-    """The working tree becomes copy ``copy_id``: a read-only snapshot, made in one step."""
-    return ["sh", "-c", SNAPSHOT_SCRIPT, "sh", work_root(service), copy_root(service, copy_id)]
-
-
-# A copy is a subvolume (snapshot back-end) or a folder (hard links); remove either.
+# A copy is a subvolume (snapshot back-end, with a nested read-only subvolume per data path:
+# inode 256 is a subvolume's root) or a folder (hard links); remove either.
 REMOVE_SCRIPT = (
-    'if [ ! -e "$1" ]; then exit 0; fi; '
-    'if command -v btrfs >/dev/null 2>&1 && btrfs subvolume show "$1" >/dev/null 2>&1; '
-    'then btrfs -q subvolume delete "$1"; else rm -rf -- "$1"; fi'
+    'c=$1; [ -e "$c" ] || exit 0; '
+    'if command -v btrfs >/dev/null 2>&1 && btrfs subvolume show "$c" >/dev/null 2>&1; then '
+    'btrfs property set -ts "$c" ro false || exit 1; '
+    'find "$c" -mindepth 1 -depth -type d -inum 256 -exec btrfs -q subvolume delete {} + || exit 1; '
+    'btrfs -q subvolume delete "$c"; else rm -rf -- "$c"; fi'
 )
+
+
+def snapshot_copy_argv(service: str, copy_id: str, data_paths: list[str] = ()) -> list[str]:
+    """The working tree becomes copy ``copy_id``: read-only snapshots, made in one step each."""
+    return ["env", f"REMOVE={REMOVE_SCRIPT}", "sh", "-c", SNAPSHOT_SCRIPT, "sh", work_root(service),
+            copy_root(service, copy_id), *data_paths]
 
 
 def remove_copy_argv(service: str, copy_id: str) -> list[str]:
-    """Remove a copy whatever its back-end (``btrfs subvolume delete`` for a snapshot)."""
+    """Remove a copy whatever its back-end (``btrfs subvolume delete`` for snapshots)."""
     return ["sh", "-c", REMOVE_SCRIPT, "sh", copy_root(service, copy_id)]
 
 

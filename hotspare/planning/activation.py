@@ -1,0 +1,84 @@
+"""Pure planning of how a verified copy becomes the live tree on the failover target.
+
+No network, no Prefect, no clock. Two ways, chosen per live path on the target itself:
+
+- **snapshot and swap** (btrfs): a snapshot copy holds each data path as a read-only
+  subvolume of its own (``planning/copy_backends.py``). A writable snapshot of it is made
+  next to the live path (one step, whatever the data's size or file count), then the live path
+  is renamed aside and the snapshot renamed into its place. Nothing live is overwritten: what
+  stood there is kept as ``.hotspare-replaced-<copy id>-<name>`` beside it (writes that existed
+  only there, e.g. on a returning old production, stay readable), and the read-only copy stays
+  intact and promotable.
+- **rsync** for everything else (application code, configuration, account files, a copy made
+  with hard links, a live path on another filesystem): the local ``rsync --delete`` of
+  ``planning/failover.py:activation_argv``, as before.
+
+The snapshot is tried first; where it is impossible the script changes nothing and says so
+(exit status 3), and the path goes to rsync.
+
+Future work: application code and configuration could be staged the same way (their own
+subvolumes); they are small, so rsync costs little there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# $1 the copy's folder for this path, $2 the live path, $3 the copy id (names the kept tree).
+CLONE_SWAP_SCRIPT = (
+    'src=$1; live=$2; tag=$3; parent=$(dirname -- "$live"); name=$(basename -- "$live"); '
+    'staged="$parent/.hotspare-incoming-$name"; aside="$parent/.hotspare-replaced-$tag-$name"; '
+    '[ -e "$src" ] || exit 4; mkdir -p -- "$parent" || exit 1; rm -rf -- "$staged"; '
+    'btrfs subvolume show "$src" >/dev/null 2>&1 || exit 3; '
+    'if ! btrfs -q subvolume snapshot "$src" "$staged" >/dev/null 2>&1; then rm -rf -- "$staged"; exit 3; fi; '
+    'if [ -e "$live" ] || [ -L "$live" ]; then n=0; kept=$aside; '
+    'while [ -e "$kept" ] || [ -L "$kept" ]; do n=$((n+1)); kept="$aside.$n"; done; '
+    'mv -T -- "$live" "$kept" || exit 1; echo "kept $kept"; fi; '
+    'mv -T -- "$staged" "$live" || exit 1; echo "cloned $live"'
+)
+
+CLONED, NOT_CLONABLE, NOT_IN_COPY = 0, 3, 4
+
+
+def clone_swap_argv(copy_tree: str, live_path: str, copy_id: str) -> list[str]:
+    """Clone ``copy_tree + live_path`` beside ``live_path`` and swap it in (see module doc).
+
+    Guard: only declared paths that pass the fleet's path rule, and a copy inside hotspare's
+    copies root, ever reach this script (the same rule as ``activation_argv``).
+    """
+    from hotspare.adapters.errors import PermanentError
+    from hotspare.fleet.paths import COPIES_ROOT, form_problem, inside, path_problem
+
+    problem = path_problem(live_path)
+    if problem or form_problem(copy_tree) or not inside(copy_tree, COPIES_ROOT) or "/" in copy_id:
+        raise PermanentError(
+            f"refusing to make a copy live at {live_path!r}: {problem or 'the copy folder is not inside ' + COPIES_ROOT}. "
+            "Fix the service's paths in the fleet file (`hotspare fleet check`) and load it again."
+        )
+    return ["sh", "-c", CLONE_SWAP_SCRIPT, "sh", copy_tree + live_path, live_path, copy_id]
+
+
+@dataclass(frozen=True)
+class ActivationResult:
+    cloned: tuple[str, ...]  # swapped in by clone (btrfs)
+    kept_aside: tuple[str, ...]  # live trees renamed aside, never overwritten
+    rsync_paths: tuple[str, ...]  # to make live with rsync (no clone possible)
+    absent: tuple[str, ...]  # not in the copy at all
+
+
+def judge_clone_outcomes(outcomes: dict[str, tuple[int, str]]) -> ActivationResult:
+    """Sort each live path by its clone script's (exit status, output)."""
+    cloned, kept, rsync, absent = [], [], [], []
+    for path, (status, output) in outcomes.items():
+        if status == CLONED:
+            cloned.append(path)
+            kept += [line.split(" ", 1)[1] for line in output.splitlines() if line.startswith("kept ")]
+        elif status == NOT_CLONABLE:
+            rsync.append(path)
+        elif status == NOT_IN_COPY:
+            absent.append(path)
+        else:
+            from hotspare.adapters.errors import PermanentError
+
+            raise PermanentError(f"making {path} live failed (exit {status}): {output.strip()[-300:]}")
+    return ActivationResult(tuple(cloned), tuple(kept), tuple(rsync), tuple(absent))
