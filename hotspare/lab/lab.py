@@ -49,6 +49,7 @@ from hotspare.lab.processes import (
 )
 from hotspare.lab.remote import ssh_argv
 from hotspare.lab import web
+from hotspare.lab import control  # the control site: Prefect server, inventory, workers (control.py)
 from hotspare.local_secrets import FOLDER_MODE, private_folder
 from hotspare.lab.topology import (
     APP_PORT,

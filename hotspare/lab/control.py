@@ -1,0 +1,221 @@
+"""The lab's control site: a third network location holding the Prefect server (on PostgreSQL)
+and the inventory database, so the orchestrator survives losing east or west.
+
+    control (netns hsN-control, 10.211.(70+N).5)   PostgreSQL :5432 (databases prefect, inventory)
+                                                   Prefect server :4200 (basic auth)
+                                                   the control worker (hotspare/lab/workers.py)
+
+Everything it starts is recorded in ``control.json`` in the lab folder and stopped by PID by
+``stop_site`` (called from ``Lab._stop_everything``); names derive from the slot, so a crashed
+site is still found and removed. Client settings (API URL, auth string, inventory URL) are in
+``control/client.json`` (0600): ``client_environment(lab)`` gives them as environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hotspare.lab import network
+from hotspare.lab.errors import LabError
+from hotspare.lab.postgres import PostgresServer
+from hotspare.lab.processes import Daemon, is_gone, netns_inode, run, runs_command, stop_netns_processes, stop_pid
+
+log = logging.getLogger("hotspare.lab")
+
+FACILITY = "control"
+LAST_OCTET = 5
+POSTGRES_PORT = 5432
+PREFECT_PORT = 4200
+SERVER_START_SECONDS = 180.0
+
+
+def netns(lab) -> str:
+    return f"{lab.layout.prefix}-control"
+
+
+def veth(lab) -> str:
+    return f"{lab.layout.prefix}vc"
+
+
+def address(lab) -> str:
+    return f"{lab.layout.subnet_base}.{LAST_OCTET}"
+
+
+def api_url(lab) -> str:
+    return f"http://{address(lab)}:{PREFECT_PORT}/api"
+
+
+def folder(lab) -> Path:
+    return lab.directory / "control"
+
+
+def postgres_folder(lab) -> Path:
+    """Outside the lab folder (0700 root): the postgres account must pass through it."""
+    return Path(f"/var/tmp/hotspare-lab-{lab.slot}") / "postgres"
+
+
+def _state_file(lab) -> Path:
+    return lab.directory / "control.json"
+
+
+def read_state(lab) -> dict:
+    try:
+        return json.loads(_state_file(lab).read_text())
+    except (OSError, ValueError):
+        return {"daemons": []}
+
+
+def record(lab, daemon: Daemon, **extra) -> None:
+    """Add a started process to control.json at once, so a crash can still stop it."""
+    state = read_state(lab)
+    state["daemons"].append({**daemon.to_json(), **extra})
+    temporary = _state_file(lab).with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=2) + "\n")
+    temporary.replace(_state_file(lab))
+
+
+def client_environment(lab) -> dict[str, str]:
+    """PREFECT_API_URL, PREFECT_API_AUTH_STRING and HOTSPARE_DB_URL of the control site."""
+    client = json.loads((folder(lab) / "client.json").read_text())
+    return {"PREFECT_API_URL": client["api_url"], "PREFECT_API_AUTH_STRING": client["api_auth_string"],
+            "HOTSPARE_DB_URL": client["database_url"]}
+
+
+def start_site(lab) -> dict:
+    """Network location, PostgreSQL and the Prefect server; returns the env's ``control`` part."""
+    stop_site(lab)
+    folder(lab).mkdir(mode=0o700, exist_ok=True)
+    shutil.rmtree(postgres_folder(lab).parent, ignore_errors=True)
+    _add_network(lab)
+    database = PostgresServer(postgres_folder(lab), address(lab), POSTGRES_PORT, netns=netns(lab))
+    record(lab, database.start(), kind="postgres")
+    database.create_database("prefect")
+    database.create_database("inventory")
+    auth_string = "hotspare:" + secrets.token_urlsafe(32)
+    client = {"api_url": api_url(lab), "api_auth_string": auth_string, "database_url": database.url("inventory")}
+    _write_private(folder(lab) / "client.json", json.dumps(client, indent=2) + "\n")
+    _start_prefect_server(lab, database.url("prefect", driver="asyncpg"), auth_string)
+    return describe(lab)
+
+
+def describe(lab) -> dict:
+    return {"facility": FACILITY, "address": address(lab), "netns": netns(lab), "api_url": api_url(lab),
+            "postgres": f"{address(lab)}:{POSTGRES_PORT}", "client_file": str(folder(lab) / "client.json")}
+
+
+def _add_network(lab) -> None:
+    """A namespace with its veth on the slot's bridge, like a lab host's (no sshd in it)."""
+    network.apply_batch([f"netns add {netns(lab)}",
+                         f"link add {veth(lab)} type veth peer name eth0 netns {netns(lab)}",
+                         f"link set {veth(lab)} master {lab.layout.bridge} up"], "creating the control site's network")
+    network.apply_batch([f"address add {address(lab)}/24 dev eth0", "link set lo up", "link set eth0 up"],
+                        "configuring the control site", netns(lab))
+
+
+def _start_prefect_server(lab, database_url: str, auth_string: str) -> None:
+    prefect = str(Path(sys.executable).parent / "prefect")
+    command = [prefect, "server", "start", "--host", address(lab), "--port", str(PREFECT_PORT)]
+    environment = {**base_environment(lab, "server"),
+                   "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
+                   "PREFECT_SERVER_API_AUTH_STRING": auth_string, "PREFECT_API_AUTH_STRING": auth_string,
+                   "PREFECT_UI_API_URL": api_url(lab), "PREFECT_API_URL": api_url(lab)}
+    daemon, process = start_in_netns(lab, "prefect server", netns(lab), command, environment,
+                                     folder(lab) / "prefect-server.log")
+    record(lab, daemon, kind="prefect-server")
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        if _healthy(api_url(lab)):
+            return
+        time.sleep(0.5)
+    tail = Path(daemon.log).read_text(errors="replace")[-3000:]
+    raise LabError(f"the control site's Prefect server ({api_url(lab)}) did not become healthy within "
+                   f"{SERVER_START_SECONDS:g} s; its log ends:\n{tail}")
+
+
+def _healthy(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def base_environment(lab, name: str) -> dict[str, str]:
+    """The machine's environment with a private PREFECT_HOME and HOTSPARE_HOME per process."""
+    home = folder(lab) / name
+    home.mkdir(mode=0o700, exist_ok=True)
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("PREFECT_", "HOTSPARE_"))}
+    environment.update({"PREFECT_HOME": str(home / "prefect"), "HOTSPARE_HOME": str(home / "hotspare"),
+                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                        "PATH": f"{Path(sys.executable).parent}:{environment.get('PATH', '/usr/bin:/bin')}"})
+    return environment
+
+
+def start_in_netns(lab, name: str, namespace: str, command: list[str], environment: dict[str, str],
+                   log_path: Path) -> tuple[Daemon, subprocess.Popen]:
+    """Start ``command`` inside ``namespace`` (``ip netns exec`` execs: the PID stays the command's)."""
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(["ip", "netns", "exec", namespace] + command, stdin=subprocess.DEVNULL,
+                                   stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                   close_fds=True, env=environment)
+    log.info("started %s (pid %d) in %s, log %s", name, process.pid, namespace, log_path)
+    lab._children[process.pid] = process
+    return Daemon(name, process.pid, tuple(command), str(log_path)), process
+
+
+def stop_site(lab) -> list[str]:
+    """Stop workers, relays, the Prefect server and PostgreSQL by PID; remove the namespace."""
+    sentences = []
+    for entry in reversed(read_state(lab).get("daemons", [])):
+        daemon = Daemon.from_json(entry)
+        sentences.append(kill(daemon, lab._children.pop(daemon.pid, None), gentle=entry.get("kind") == "postgres"))
+    if netns_inode(netns(lab)) is not None:
+        sentences += stop_netns_processes(netns(lab))
+    if run(["ip", "link", "show", veth(lab)], "looking for the control site's veth", check=False).returncode == 0:
+        run(["ip", "link", "del", veth(lab)], "deleting the control site's veth")
+    if netns_inode(netns(lab)) is not None:
+        run(["ip", "netns", "del", netns(lab)], "deleting the control site's namespace")
+        sentences.append(f"deleted namespace {netns(lab)}")
+    _state_file(lab).unlink(missing_ok=True)
+    shutil.rmtree(postgres_folder(lab).parent, ignore_errors=True)
+    for sentence in sentences:
+        log.info("%s", sentence)
+    return sentences
+
+
+def kill(daemon: Daemon, popen: subprocess.Popen | None = None, gentle: bool = False) -> str:
+    """Stop one recorded process by PID. Prefect workers ignore SIGTERM (prefect-facts.md), so
+    they get SIGKILL at once; PostgreSQL gets SIGTERM first (a clean shutdown)."""
+    if gentle:
+        return stop_pid(daemon.pid, daemon.name, lambda: runs_command(daemon.pid, daemon.cmdline), popen)
+    if is_gone(daemon.pid) or not runs_command(daemon.pid, daemon.cmdline):
+        return f"{daemon.name} (pid {daemon.pid}) is not running"
+    try:
+        os.killpg(daemon.pid, 9)  # its own session: its flow-run children go with it
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not is_gone(daemon.pid):
+        if popen is not None:
+            popen.poll()
+        time.sleep(0.02)
+    return f"stopped {daemon.name} (pid {daemon.pid}) with SIGKILL"
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)

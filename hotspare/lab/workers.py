@@ -1,0 +1,143 @@
+"""One Prefect worker per facility in the lab, each in that facility's network, each polling its
+own process work pool: ``hotspare-east`` (in standby-east's namespace), ``hotspare-west`` (in
+standby-west's) and ``hotspare-control`` (in the control site's).
+
+A worker in east's network goes down with east (``hotspare lab fail east`` blackholes its
+namespace: it can no longer reach the Prefect server or the inventory). Workers reach the
+project's code through the shared filesystem (deployments use the project folder as their
+source) and the lab's DNS and SMTP through a loopback relay (``relay.py``).
+
+    start_workers(lab)   control site first (control.py), then relays and workers
+    worker_status(lab)   {pool: ONLINE/OFFLINE...} as the Prefect server sees them
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hotspare.lab import control
+from hotspare.lab.errors import LabError
+from hotspare.lab.topology import host_by_name
+
+POOL_PREFIX = "hotspare-"
+# Seconds between a worker's polls for runs (Prefect's default is 10): the lab's runs start fast.
+QUERY_SECONDS = 2
+HEARTBEAT_SECONDS = 10
+ONLINE_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """A worker: its facility, its pool, and the lab host whose network it shares (or control)."""
+
+    facility: str
+    network_of: str  # a lab host name, or "control"
+
+    @property
+    def pool(self) -> str:
+        return pool_name(self.facility)
+
+    def name(self, lab) -> str:
+        return f"worker-{self.facility}-slot{lab.slot}"
+
+    def namespace(self, lab) -> str:
+        if self.network_of == control.FACILITY:
+            return control.netns(lab)
+        return lab.layout.netns(host_by_name(self.network_of))
+
+
+WORKERS = (WorkerSpec("east", "standby-east"), WorkerSpec("west", "standby-west"),
+           WorkerSpec(control.FACILITY, control.FACILITY))
+
+
+def pool_name(facility: str) -> str:
+    """The process work pool of a facility: ``hotspare-<facility>``."""
+    return f"{POOL_PREFIX}{facility}"
+
+
+def start_workers(lab) -> list[dict]:
+    """Start the control site, then a relay and a worker per facility; wait until all are ONLINE.
+    Records them in the lab's env (``workers``, ``control``) and returns the workers part."""
+    env = lab.env()
+    site = control.start_site(lab)
+    client = control.client_environment(lab)
+    project = str(Path(__file__).resolve().parents[2])
+    relay_ports = [str(env["dns"]["port"]), str(env["smtp"]["port"])]
+    prefect = str(Path(sys.executable).parent / "prefect")
+    for spec in WORKERS:
+        namespace = spec.namespace(lab)
+        relay_command = [sys.executable, "-m", "hotspare.lab.relay", namespace] + relay_ports
+        daemon, _ = _start_relay(lab, spec, relay_command)
+        control.record(lab, daemon, kind="relay")
+        environment = {**control.base_environment(lab, f"worker-{spec.facility}"), **client,
+                       "PYTHONPATH": project, "HOTSPARE_SITE": spec.facility,
+                       "PREFECT_WORKER_QUERY_SECONDS": str(QUERY_SECONDS),
+                       "PREFECT_WORKER_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
+        command = [prefect, "worker", "start", "--pool", spec.pool, "--type", "process", "--name", spec.name(lab)]
+        daemon, _ = control.start_in_netns(lab, f"worker {spec.facility}", namespace, command, environment,
+                                           control.folder(lab) / f"worker-{spec.facility}.log")
+        control.record(lab, daemon, kind="worker", facility=spec.facility, pool=spec.pool)
+    workers = describe(lab)
+    _wait_online(lab, client)
+    env["control"], env["workers"] = site, workers
+    temporary = lab.directory / "env.json.tmp"
+    temporary.write_text(json.dumps(env, indent=2) + "\n")
+    temporary.replace(lab.directory / "env.json")
+    return workers
+
+
+def _start_relay(lab, spec: WorkerSpec, command: list[str]):
+    """The relay runs in the machine's namespace (it enters the worker's only to listen)."""
+    import subprocess
+
+    from hotspare.lab.processes import Daemon
+
+    log_path = control.folder(lab) / f"relay-{spec.facility}.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                   start_new_session=True, close_fds=True,
+                                   env=control.base_environment(lab, f"relay-{spec.facility}"))
+    lab._children[process.pid] = process
+    return Daemon(f"relay {spec.facility}", process.pid, tuple(command), str(log_path)), process
+
+
+def describe(lab) -> list[dict]:
+    """The env's ``workers``: name, facility, pool, network namespace, PID and log."""
+    by_facility = {entry.get("facility"): entry for entry in control.read_state(lab)["daemons"]
+                   if entry.get("kind") == "worker"}
+    return [{"name": spec.name(lab), "facility": spec.facility, "pool": spec.pool, "netns": spec.namespace(lab),
+             "pid": by_facility[spec.facility]["pid"], "log": by_facility[spec.facility]["log"]}
+            for spec in WORKERS if spec.facility in by_facility]
+
+
+def worker_status(client: dict[str, str], pool: str) -> dict[str, str]:
+    """{worker name: status} of a pool, read from the Prefect server's API."""
+    import httpx
+
+    user, _, password = client["PREFECT_API_AUTH_STRING"].partition(":")
+    response = httpx.post(f"{client['PREFECT_API_URL']}/work_pools/{pool}/workers/filter", json={},
+                          auth=(user, password), timeout=10)
+    if response.status_code == 404:
+        return {}
+    response.raise_for_status()
+    return {worker["name"]: worker["status"] for worker in response.json()}
+
+
+def _wait_online(lab, client: dict[str, str]) -> None:
+    deadline = time.monotonic() + ONLINE_SECONDS
+    waiting = {spec.pool: spec.name(lab) for spec in WORKERS}
+    while waiting and time.monotonic() < deadline:
+        for pool, name in list(waiting.items()):
+            try:
+                if worker_status(client, pool).get(name) == "ONLINE":
+                    del waiting[pool]
+            except Exception:  # the pool appears when its worker first polls
+                pass
+        time.sleep(0.5)
+    if waiting:
+        logs = ", ".join(str(control.folder(lab) / f"worker-{pool.removeprefix(POOL_PREFIX)}.log") for pool in waiting)
+        raise LabError(f"workers of {', '.join(waiting)} did not come ONLINE within {ONLINE_SECONDS:g} s; see {logs}")
