@@ -46,7 +46,7 @@ def _server_record(server: ServerRow | None, reachable: dict[str, bool]) -> dict
 
 def format_table(records: list[dict]) -> str:
     """A plain-text table for terminals."""
-    header = ("SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY AGE", "RPO", "LAST FAILOVER", "BACKUP AGE", "RESTORE PROOF", "HEALTH")
+    header = ("SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY AGE", "COPIES", "RPO", "LAST FAILOVER", "BACKUP AGE", "RESTORE PROOF", "HEALTH")
     rows = [header]
     for record in records:
         production, mirror = record["production"] or {}, record["mirror"] or {}
@@ -61,6 +61,7 @@ def format_table(records: list[dict]) -> str:
                 mirror.get("facility", "-"),
                 _yes_no(mirror.get("reachable")),
                 _hours(record.get("copy_age_hours")),
+                {"btrfs-snapshot": "snapshots", "hard-links": "hard links"}.get(record.get("copy_backend"), "-"),
                 record.get("rpo_state", "-"),
                 _failover_cell(record.get("last_failover")),
                 record.get("backup_age", "-"), record.get("restore_proof_text", "-"),

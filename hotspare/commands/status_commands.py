@@ -74,7 +74,7 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def _copy_facts(services) -> dict:
-    from hotspare.inventory import copies
+    from hotspare.inventory import copies, copy_stores
     from hotspare.inventory.models import utcnow
     from hotspare.status import copy_facts
 
@@ -89,6 +89,7 @@ def _copy_facts(services) -> dict:
         rpo_hours = fleet.rpo_hours_of(in_fleet[service.name]) if service.name in in_fleet else fleet.defaults.rpo_hours
         facts[service.name] = copy_facts(service, copies.current_copy(service.name), copies.newest_verified(service.name), rpo_hours, now)
         facts[service.name] |= failover_facts(_last_run(service.name, "failover"))
+        facts[service.name] |= copy_stores.status_fields(service.name, service.mirror_server)
     return facts
 
 

@@ -49,3 +49,17 @@ def record(service: str, target: str, **values) -> CopyStoreRow:
         for name, value in values.items():
             setattr(row, name, value)
         return row
+
+
+def status_fields(service: str, mirror: str | None) -> dict:
+    """What ``hotspare status`` shows about the copies on the service's mirror: back-end and
+    the last complete content comparison (when, how many files)."""
+    row = store_of(service, mirror) if mirror else None
+    if row is None:
+        return {"copy_backend": None, "copy_backend_reason": None, "full_verification": None}
+    full = None
+    if row.last_full_pass_at:
+        full = {"completed_at": row.last_full_pass_at, "started_at": row.last_full_pass_started_at,
+                "files": row.last_full_pass_files}
+    return {"copy_backend": row.backend, "copy_backend_reason": row.reason, "full_verification": full,
+            "verification_pass": {"started_at": row.pass_started_at, "files_done": row.pass_files_done}}

@@ -47,6 +47,9 @@ def register(subparsers) -> None:
     commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
 
     up = commands.add_parser("up", parents=[common], help="start the lab, print its env JSON")
+    up.add_argument("--workers", action="store_true",
+                    help="also the control site (Prefect server on PostgreSQL, inventory) and a "
+                         "Prefect worker per facility (hotspare/lab/workers.py)")
     up.set_defaults(func=_up)
     down = commands.add_parser("down", parents=[common], help="stop the lab")
     down.set_defaults(func=_down)
@@ -96,7 +99,14 @@ def _reporting_errors(function):
 
 @_reporting_errors
 def _up(args) -> int:
-    print(json.dumps(_lab(args).up(), indent=2))
+    lab = _lab(args)
+    env = lab.up()
+    if args.workers:
+        from hotspare.lab.workers import start_workers
+
+        start_workers(lab)
+        env = lab.env()
+    print(json.dumps(env, indent=2))
     return 0
 
 
