@@ -21,6 +21,7 @@ def service_status(
         record = {
             "service": service.name,
             "state": service.state,
+            "protection": _protection(service, servers),
             "dns_name": service.spec.get("dns_name"),
             "production": _server_record(servers.get(service.active_server), reachable),
             "mirror": _server_record(servers.get(service.mirror_server) if service.mirror_server else None, reachable),
@@ -30,6 +31,14 @@ def service_status(
         }
         records.append(record)
     return records
+
+
+def _protection(service: ServiceRow, servers: dict[str, ServerRow]) -> str:
+    """The state, said plainly when a lost facility is the reason (facility failover marks it)."""
+    mirror = servers.get(service.mirror_server) if service.mirror_server else None
+    if service.state == "unprotected" and mirror is not None and mirror.state_reason.endswith(" lost"):
+        return f"unprotected: mirror {mirror.state_reason}"
+    return service.state
 
 
 def _server_record(server: ServerRow | None, reachable: dict[str, bool]) -> dict | None:
@@ -53,7 +62,7 @@ def format_table(records: list[dict]) -> str:
         rows.append(
             (
                 record["service"],
-                record["state"],
+                record.get("protection") or record["state"],
                 production.get("name", "-"),
                 production.get("facility", "-"),
                 _yes_no(production.get("reachable")),
