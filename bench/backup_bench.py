@@ -57,7 +57,7 @@ def run(lab, env: dict, args) -> tuple[list, dict]:
     from flows.backup import backup
     from hotspare import access
     from hotspare.cli import main as cli
-    from hotspare.planning import backup as plan
+    from hotspare.planning import shell_programs as shell
     from tasks.backup import plan_grant, repository_password, run_restic, storage_grant
 
     lab.register_blocks()
@@ -83,17 +83,17 @@ def run(lab, env: dict, args) -> tuple[list, dict]:
         # The old way: root's key on production, repository reached as root.
         folder = "/run/hotspare/bench-root"
         key, known = f"{folder}/key", f"{folder}/known_hosts"
-        production.run(plan.write_secret_file(key), stdin=Path(env["ssh"]["key"]).read_bytes())
-        production.run(plan.write_secret_file(known), stdin=f"{storage.address} {storage.host_key}\n".encode())
+        production.run(shell.write_secret_file(key), stdin=Path(env["ssh"]["key"]).read_bytes())
+        production.run(shell.write_secret_file(known), stdin=f"{storage.address} {storage.host_key}\n".encode())
         sftp = f"ssh -F /dev/null -i {key} -o BatchMode=yes -o UserKnownHostsFile={known} root@{storage.address} -s sftp"
         bare = ["restic", "-r", f"sftp:root@{storage.address}:/srv/backup/bare-app1", "-o", f"sftp.command={sftp}"]
         grant = plan_grant(fleet, "app1", "prod-east", "bench-account")
         try:
             run_restic(production, bare + ["init"], password)
-            bare_command = plan.in_folder("/", bare + ["backup", "--quiet", "--host", "app1", *paths])
+            bare_command = shell.in_folder("/", bare + ["backup", "--quiet", "--host", "app1", *paths])
             # the same restic command through the service's append-only account (grant not timed)
             with storage_grant(fleet, production, grant, password, create=True):
-                account_command = plan.in_folder("/", grant.restic("backup", "--quiet", "--host", "app1", *paths))
+                account_command = shell.in_folder("/", grant.restic("backup", "--quiet", "--host", "app1", *paths))
                 results["bare_full"] = timed(production, bare_command)
                 results["account_full"] = timed(production, account_command)
                 bare_runs, account_runs = [], []
@@ -105,8 +105,8 @@ def run(lab, env: dict, args) -> tuple[list, dict]:
                 # what the old task ran before each backup and the new one no longer does
                 results["old_repository_probe"] = median_of(lambda: timed(production, bare + ["cat", "config"]))
         finally:
-            production.run(plan.remove_tree(folder, plan.RUN_DIR), check=False)
-            vault.run(plan.remove_tree("/srv/backup/bare-app1", "/srv/backup"), check=False)
+            production.run(shell.remove_tree(folder, shell.RUN_DIR), check=False)
+            vault.run(shell.remove_tree("/srv/backup/bare-app1", "/srv/backup"), check=False)
 
         def grant_alone() -> float:
             begun = time.monotonic()

@@ -152,13 +152,13 @@ def root_restic(connection, env: dict, storage, repository_path: str, folder: st
     append-only accounts: that host gets the lab's root key and the pinned host key in ``folder``
     (below /run/hotspare), removed again when the block ends."""
     from hotspare.adapters.ssh import command_line
-    from hotspare.planning import backup as plan
+    from hotspare.planning import shell_programs as shell
 
     key, known = f"{folder}/key", f"{folder}/known_hosts"
     host = storage.address if storage.ssh_port == 22 else f"[{storage.address}]:{storage.ssh_port}"
     try:
-        connection.run(plan.write_secret_file(key), stdin=Path(env["ssh"]["key"]).read_bytes())
-        connection.run(plan.write_secret_file(known), stdin=f"{host} {storage.host_key}\n".encode())
+        connection.run(shell.write_secret_file(key), stdin=Path(env["ssh"]["key"]).read_bytes())
+        connection.run(shell.write_secret_file(known), stdin=f"{host} {storage.host_key}\n".encode())
         sftp = command_line([
             "ssh", "-F", "/dev/null", "-i", key, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
             "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null",
@@ -166,7 +166,7 @@ def root_restic(connection, env: dict, storage, repository_path: str, folder: st
         ])
         yield ["restic", "-r", f"sftp:root@{storage.address}:{repository_path}", "-o", f"sftp.command={sftp}"]
     finally:
-        connection.run(plan.remove_tree(folder, plan.RUN_DIR), check=False)
+        connection.run(shell.remove_tree(folder, shell.RUN_DIR), check=False)
 
 
 # ---------------------------------------------------------------------------------------

@@ -54,7 +54,9 @@ def run(lab, env: dict, args) -> list[tuple[str, str]]:
     from flows.rebuild import rebuild
     from hotspare import access
     from hotspare.cli import main as cli
-    from hotspare.planning import backup as plan
+    from hotspare.planning import rebuild as rebuild_plan
+    from hotspare.planning import restic as restic_plan
+    from hotspare.planning import shell_programs as shell
     from tasks.backup import plan_grant, repository_password, run_restic, storage_grant
 
     lab.register_blocks()
@@ -70,7 +72,7 @@ def run(lab, env: dict, args) -> list[tuple[str, str]]:
     rows.append((f"generate {args.files} x {args.file_kib} KiB ({args.files * args.file_kib / 1024 / 1024:.2f} GiB)", f"{seconds:.1f}"))
     password = repository_password(service.backup.password_block)
     storage = fleet.server("storage-vault")
-    app_repository = plan.repository_of("app1", storage.name, service.backup).path
+    app_repository = restic_plan.repository_of("app1", storage.name, service.backup).path
     bare_repository = "/srv/backup/bare-app1"
 
     # bare restic backup as root over SFTP, fresh repository (init not timed), same data, same hosts
@@ -79,10 +81,10 @@ def run(lab, env: dict, args) -> list[tuple[str, str]]:
             with root_restic(production, env, storage, bare_repository, "/run/hotspare/bench-root") as bare:
                 run_restic(production, bare + ["init"], password)
                 started = time.monotonic()
-                run_restic(production, plan.in_folder("/", bare + ["backup", "--quiet", "--host", "app1", "srv/app1/data"]), password)
+                run_restic(production, shell.in_folder("/", bare + ["backup", "--quiet", "--host", "app1", "srv/app1/data"]), password)
                 bare_backup = time.monotonic() - started
         finally:
-            vault.run(plan.remove_tree(bare_repository, "/srv/backup"), check=False)
+            vault.run(shell.remove_tree(bare_repository, "/srv/backup"), check=False)
         # the flow's repository, created ahead too (as the backup task does: storage_grant with
         # create=True) so both sides skip the 3 s key derivation of init
         with storage_grant(fleet, production, plan_grant(fleet, "app1", "prod-east", "bench-init"), password, create=True):
@@ -96,13 +98,13 @@ def run(lab, env: dict, args) -> list[tuple[str, str]]:
     snapshot = result["snapshot_id"]
 
     # bare restic restore of the flow's snapshot, as root over SFTP, on the standby the rebuild will use
-    target = f"{plan.RESTORE_BASE}/bench-bare"
+    target = f"{rebuild_plan.RESTORE_BASE}/bench-bare"
     with access.connect(fleet, "standby-east") as standby:
         with root_restic(standby, env, storage, app_repository, "/run/hotspare/bench-root") as bare:
             started = time.monotonic()
             run_restic(standby, bare + ["restore", snapshot, "--target", target], password)
             bare_restore = time.monotonic() - started
-        standby.run(plan.remove_tree(target, plan.RESTORE_BASE), timeout=600)
+        standby.run(shell.remove_tree(target, rebuild_plan.RESTORE_BASE), timeout=600)
     rows.append(("bare restic restore (standby-east <- storage-vault)", f"{bare_restore:.1f}"))
 
     lab.fail("prod-east")

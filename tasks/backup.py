@@ -26,7 +26,10 @@ from hotspare.inventory import session
 from hotspare.inventory.backup_models import BackupRow, RepositoryCheckRow, RestoreProofRow
 from hotspare.inventory.models import ServiceRow, utcnow
 from hotspare.keys import generate_ed25519
+from hotspare.planning import manifests as manifest_plan
 from hotspare.planning import backup as plan
+from hotspare.planning import restic as restic_plan
+from hotspare.planning import shell_programs as shell
 from hotspare.planning import storage_accounts as accounts
 from tasks.retry import TRANSIENT_RETRIES
 
@@ -66,7 +69,7 @@ def run_restic(connection: SshConnection, argv: list[str], password: str, *, tim
 def restic_error(host: str, argv: list[str], result: CommandResult) -> Exception:
     subcommand = next((word for word in argv[1:] if word in plan_subcommands), "restic")
     message = f"on {host}: restic {subcommand} exited {result.exit_status}: {result.stderr_tail.strip()[-800:] or '(no stderr)'}"
-    if plan.restic_error_is_transient(result.stderr_tail):
+    if restic_plan.restic_error_is_transient(result.stderr_tail):
         return TransientError(message)
     return ResticFailed(message)
 
@@ -96,7 +99,7 @@ def prepare_repository(storage: SshConnection, grant: accounts.StorageGrant, pas
             raise PermanentError(f"{grant.storage_server} holds no repository at {grant.repository_path} for {grant.service}: "
                                  "nothing to restore from")
         storage.run(grant.make_repository_folder())
-        run_restic(storage, plan.local_restic(plan.Repository(grant.service, grant.storage_server, grant.repository_path, ""),
+        run_restic(storage, restic_plan.local_restic(restic_plan.Repository(grant.service, grant.storage_server, grant.repository_path, ""),
                                               "init"), password, timeout=300)
         logger.info("created the repository %s:%s", grant.storage_server, grant.repository_path)
     storage.run(grant.lay_out(), timeout=RESTIC_TIMEOUT)
@@ -120,15 +123,15 @@ def storage_grant(fleet: Fleet, client: SshConnection, grant: accounts.StorageGr
         storage.run(grant.authorize(public_key))
         try:
             client.run(grant.clear_other_runs())
-            client.run(plan.write_secret_file(grant.key_path), stdin=private_key.encode())
-            client.run(plan.write_secret_file(grant.known_hosts_path), stdin=grant.known_hosts_line.encode())
+            client.run(shell.write_secret_file(grant.key_path), stdin=private_key.encode())
+            client.run(shell.write_secret_file(grant.known_hosts_path), stdin=grant.known_hosts_line.encode())
             del private_key
             logger.info("granted %s append-only access to %s's repository as %s until the run ends",
                         grant.client_server, grant.service, grant.account)
             yield
         finally:
             _quietly(logger, f"remove {grant.folder} on {grant.client_server}",
-                     lambda: client.run(plan.remove_tree(grant.folder, accounts.CLIENT_FOLDER), check=False, timeout=30))
+                     lambda: client.run(shell.remove_tree(grant.folder, accounts.CLIENT_FOLDER), check=False, timeout=30))
             _quietly(logger, f"revoke the run's key on {grant.storage_server}", lambda: storage.run(grant.revoke(), timeout=30))
             _quietly(logger, f"hand the run's files to root on {grant.storage_server}",
                      lambda: storage.run(grant.lay_out(), timeout=RESTIC_TIMEOUT))
@@ -207,7 +210,7 @@ def _backup_on(connection: SshConnection, fleet: Fleet, backup_plan: plan.Backup
             result = run_restic(connection, backup_plan.backup_command(existing, grant), password)
         summary = plan.parse_backup_summary(result.text)
     finally:
-        connection.run(plan.remove_tree(backup_plan.meta_dir, plan.RUN_DIR), check=False, timeout=60)
+        connection.run(shell.remove_tree(backup_plan.meta_dir, shell.RUN_DIR), check=False, timeout=60)
     return {
         "snapshot_id": summary["snapshot_id"],
         "files": int(summary.get("total_files_processed", 0)),
@@ -233,7 +236,7 @@ def apply_retention(fleet: Fleet, service_name: str, run_name: str) -> str:
     backup_plan = plan.plan_backup(fleet, service_name)
     repository = backup_plan.repository
     password = repository_password(repository.password_block)
-    argv = plan.local_restic(repository, *backup_plan.forget_arguments())
+    argv = restic_plan.local_restic(repository, *backup_plan.forget_arguments())
     with access.connect(fleet, service.storage) as connection:
         result = run_restic(connection, argv, password)
     removed = result.text.count("remove ")  # "remove N snapshots:" lines
@@ -248,9 +251,9 @@ def apply_retention(fleet: Fleet, service_name: str, run_name: str) -> str:
 # ----- snapshots on the storage host ------------------------------------------------------------------
 
 
-def list_snapshots(connection: SshConnection, repository: plan.Repository, password: str) -> list[plan.Snapshot]:
-    result = run_restic(connection, plan.local_restic(repository, "snapshots", "--json", *repository.host_tag), password, timeout=300)
-    return plan.parse_snapshots(result.text)
+def list_snapshots(connection: SshConnection, repository: restic_plan.Repository, password: str) -> list[restic_plan.Snapshot]:
+    result = run_restic(connection, restic_plan.local_restic(repository, "snapshots", "--json", *repository.host_tag), password, timeout=300)
+    return restic_plan.parse_snapshots(result.text)
 
 
 # ----- repository check --------------------------------------------------------------------------------
@@ -265,7 +268,7 @@ def check_repository(fleet: Fleet, service_name: str, subset: str | None = None)
     """
     logger = get_run_logger()
     service = fleet.service(service_name)
-    repository = plan.repository_of(service.name, service.storage, service.backup)
+    repository = restic_plan.repository_of(service.name, service.storage, service.backup)
     count = service.backup.check_subsets
     if subset:
         index, count = (int(part) for part in subset.split("/"))
@@ -275,14 +278,14 @@ def check_repository(fleet: Fleet, service_name: str, subset: str | None = None)
                 select(RepositoryCheckRow).where(RepositoryCheckRow.service == service_name)
                 .where(RepositoryCheckRow.outcome == "ok").order_by(RepositoryCheckRow.id.desc())
             ).first()
-        index = plan.next_subset(last.subset_index if last and last.subset_count == count else None, count)
+        index = restic_plan.next_subset(last.subset_index if last and last.subset_count == count else None, count)
     password = repository_password(repository.password_block)
     with session() as db:
         row = RepositoryCheckRow(service=service_name, subset_index=index, subset_count=count)
         db.add(row)
     started = time.monotonic()
     with access.connect(fleet, service.storage) as connection:
-        result = run_restic(connection, plan.local_restic(repository, "check", f"--read-data-subset={index}/{count}"),
+        result = run_restic(connection, restic_plan.local_restic(repository, "check", f"--read-data-subset={index}/{count}"),
                             password, check=False)
     outcome = "ok" if result.exit_status == 0 else "failed"
     detail = (result.stderr_tail or result.text[-2000:]).strip()[-2000:]
@@ -305,8 +308,8 @@ def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: s
     the manifest taken at backup time. Always removes the scratch folder."""
     logger = get_run_logger()
     service = fleet.service(service_name)
-    repository = plan.repository_of(service.name, service.storage, service.backup)
-    base = plan.scratch_base(repository)
+    repository = restic_plan.repository_of(service.name, service.storage, service.backup)
+    base = restic_plan.scratch_base(repository)
     scratch = f"{base}/{service_name}-{run_name}"
     password = repository_password(repository.password_block)
     with session() as db:
@@ -316,17 +319,17 @@ def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: s
     values: dict = {}
     try:
         with access.connect(fleet, service.storage) as connection:
-            snapshot = plan.pick_snapshot(list_snapshots(connection, repository, password), None)
+            snapshot = restic_plan.pick_snapshot(list_snapshots(connection, repository, password), None)
             values.update(snapshot_id=snapshot.id, snapshot_time=snapshot.time)
             try:
                 restore_started = time.monotonic()
                 # --no-cache: prove what the repository itself holds, as a restore after a disaster would
-                run_restic(connection, plan.local_restic(repository, "restore", "--no-cache", snapshot.id, "--target", scratch),
+                run_restic(connection, restic_plan.local_restic(repository, "restore", "--no-cache", snapshot.id, "--target", scratch),
                            password)
                 values["restore_seconds"] = round(time.monotonic() - restore_started, 3)
                 comparison = compare_with_manifest(connection, scratch, service_name, snapshot)
             finally:
-                connection.run(plan.remove_tree(scratch, base), check=False, timeout=600)
+                connection.run(shell.remove_tree(scratch, base), check=False, timeout=600)
     except Exception as error:
         _finish(RestoreProofRow, row.id, "failed", started, detail=str(error)[:2000], **values)
         raise
@@ -339,14 +342,14 @@ def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: s
             "problems": comparison.problems(), "duration_s": duration, "restore_s": values.get("restore_seconds")}
 
 
-def compare_with_manifest(connection: SshConnection, scratch: str, service_name: str, snapshot: plan.Snapshot) -> plan.ManifestComparison:
+def compare_with_manifest(connection: SshConnection, scratch: str, service_name: str, snapshot: restic_plan.Snapshot) -> manifest_plan.ManifestComparison:
     """Hash the restored tree on its host and compare with the manifest inside the snapshot."""
-    manifest_path = plan.manifest_in_snapshot(service_name)
+    manifest_path = manifest_plan.manifest_in_snapshot(service_name)
     try:
-        expected = plan.parse_manifest(connection.run(["cat", "--", f"{scratch}/{manifest_path}"]).stdout)
+        expected = manifest_plan.parse_manifest(connection.run(["cat", "--", f"{scratch}/{manifest_path}"]).stdout)
     except RemoteCommandError:
         raise PermanentError(f"snapshot {snapshot.short_id} of {service_name} has no manifest ({manifest_path}): cannot prove it") from None
-    actual = plan.parse_manifest(connection.run(plan.hash_tree(scratch, snapshot.relative_paths()), timeout=RESTIC_TIMEOUT).stdout)
+    actual = manifest_plan.parse_manifest(connection.run(shell.hash_tree(scratch, snapshot.relative_paths()), timeout=RESTIC_TIMEOUT).stdout)
     excludes = access.loaded_fleet().service(service_name).exclude
-    return plan.compare_manifests(expected, actual, ignore=[manifest_path], excludes=excludes)
+    return manifest_plan.compare_manifests(expected, actual, ignore=[manifest_path], excludes=excludes)
 

@@ -25,7 +25,12 @@ from hotspare.inventory import session
 from hotspare.inventory.backup_models import TemporaryAccountRow
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
 from hotspare.planning import accounts as account_plan
+from hotspare.planning import temporary_accounts as login_plan
+from hotspare.planning import manifests as manifest_plan
 from hotspare.planning import backup as plan
+from hotspare.planning import rebuild as rebuild_plan
+from hotspare.planning import restic as restic_plan
+from hotspare.planning import shell_programs as shell
 from hotspare.probes import http_get_via_dns, reachability, tcp_reachable
 from hotspare.settings import hotspare_home
 from tasks.backup import (
@@ -52,7 +57,7 @@ class RebuildRefused(PermanentError):
 
 @task(name="survey-rebuild", **STEP)
 def survey(fleet: Fleet, service_name: str, standby: str | None, snapshot: str | None, temporary_hours: float,
-           force: bool = False) -> plan.RebuildPlan:
+           force: bool = False) -> rebuild_plan.RebuildPlan:
     """Read the facts a rebuild plan needs (inventory, reachability, snapshots) and plan it."""
     logger = get_run_logger()
     service = fleet.service(service_name)
@@ -79,23 +84,23 @@ def survey(fleet: Fleet, service_name: str, standby: str | None, snapshot: str |
         warnings.append(sentence + "; forced by the operator")
     logger.info("lost: %s (%s)", ", ".join(lost), "unreachable" if not still_up else "forced")
     candidates = [
-        plan.StandbyCandidate(s.name, s.facility, s.address, states.get(s.name, "ok"), bool(probes.get(s.name)), tuple(busy.get(s.name, ())))
+        rebuild_plan.StandbyCandidate(s.name, s.facility, s.address, states.get(s.name, "ok"), bool(probes.get(s.name)), tuple(busy.get(s.name, ())))
         for s in standbys
     ]
     lost_facilities = {fleet.server(name).facility for name in lost}
     try:
-        choice = plan.choose_standby(candidates, lost_facilities, standby)
-    except plan.PlanRefused as refused:
+        choice = rebuild_plan.choose_standby(candidates, lost_facilities, standby)
+    except shell.PlanRefused as refused:
         raise RebuildRefused("no standby to rebuild on: " + "; ".join(refused.reasons)) from None
     logger.info(choice.reason)
-    repository = plan.repository_of(service.name, service.storage, service.backup)
+    repository = restic_plan.repository_of(service.name, service.storage, service.backup)
     password = repository_password(repository.password_block)
     with access.connect(fleet, service.storage) as connection:
         try:
-            chosen = plan.pick_snapshot(list_snapshots(connection, repository, password), snapshot)
-        except plan.PlanRefused as refused:
+            chosen = restic_plan.pick_snapshot(list_snapshots(connection, repository, password), snapshot)
+        except shell.PlanRefused as refused:
             raise RebuildRefused("; ".join(refused.reasons)) from None
-        passwd = run_restic(connection, plan.local_restic(repository, "dump", chosen.id, _meta_file(service_name, "passwd")),
+        passwd = run_restic(connection, restic_plan.local_restic(repository, "dump", chosen.id, _meta_file(service_name, "passwd")),
                             password, timeout=300).text
     rules = service.accounts
     screened = account_plan.merge_accounts({}, {account_plan.PASSWD: passwd}, rules.uid_min, rules.uid_max, rules.users)
@@ -105,17 +110,17 @@ def survey(fleet: Fleet, service_name: str, standby: str | None, snapshot: str |
     warnings += [f"snapshot accounts: {sentence}" for sentence in screened.refused]
     logger.info("snapshot %s of %s holds accounts: %s", chosen.short_id, chosen.time.isoformat(timespec="seconds"),
                 ", ".join(a.name for a in accounts) or "none")
-    return plan.plan_rebuild(
+    return rebuild_plan.plan_rebuild(
         service=service, lost_servers=lost, choice=choice, repository=repository, snapshot=chosen, accounts=accounts,
         temporary_hours=temporary_hours, dns_from=fleet.server(row.active_server).address, warnings=warnings,
     )
 
 
 def _meta_file(service_name: str, name: str) -> str:
-    return f"{plan.META_DIR}/{service_name}/accounts/{name}"
+    return f"{manifest_plan.META_DIR}/{service_name}/accounts/{name}"
 
 
-def _account_merge(fleet: Fleet, connection, rebuild: plan.RebuildPlan, meta: str) -> account_plan.AccountMerge:
+def _account_merge(fleet: Fleet, connection, rebuild: rebuild_plan.RebuildPlan, meta: str) -> account_plan.AccountMerge:
     """The account merge (the same rule as replication) of the restored snapshot's accounts into
     the standby's. shadow/gshadow enter by name only: their hashes stay on the standby."""
     def read(argv: list[str]) -> str:
@@ -139,11 +144,11 @@ def _account_merge(fleet: Fleet, connection, rebuild: plan.RebuildPlan, meta: st
 
 
 @task(name="restore-on-standby", **STEP)
-def restore_on_standby(fleet: Fleet, rebuild: plan.RebuildPlan, run_name: str, verify: bool = True) -> dict:
+def restore_on_standby(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, run_name: str, verify: bool = True) -> dict:
     """Pull the snapshot onto the standby (restic over SFTP) into scratch space; verify it."""
     logger = get_run_logger()
-    scratch = plan.restore_folder(rebuild.service, run_name)
-    repository = plan.repository_of(rebuild.service, rebuild.storage, fleet.service(rebuild.service).backup)
+    scratch = rebuild_plan.restore_folder(rebuild.service, run_name)
+    repository = restic_plan.repository_of(rebuild.service, rebuild.storage, fleet.service(rebuild.service).backup)
     grant = plan_grant(fleet, rebuild.service, rebuild.standby, run_name)  # the service's append-only account
     password = repository_password(repository.password_block)
     with access.connect(fleet, rebuild.standby) as connection:
@@ -151,7 +156,7 @@ def restore_on_standby(fleet: Fleet, rebuild: plan.RebuildPlan, run_name: str, v
                    if connection.run(["sh", "-c", 'command -v "$1"', "sh", tool], check=False).exit_status != 0]
         if missing:
             raise RebuildRefused(f"standby {rebuild.standby} lacks {', '.join(missing)}: install them first")
-        connection.run(plan.remove_tree(scratch, plan.RESTORE_BASE), timeout=600)
+        connection.run(shell.remove_tree(scratch, rebuild_plan.RESTORE_BASE), timeout=600)
         connection.run(["install", "-d", "-m", "0700", scratch])
         with storage_grant(fleet, connection, grant, password):
             started = time.monotonic()
@@ -161,7 +166,7 @@ def restore_on_standby(fleet: Fleet, rebuild: plan.RebuildPlan, run_name: str, v
         result = {"scratch": scratch, "restore_s": restore_seconds}
         if verify:
             started = time.monotonic()
-            snapshot = plan.Snapshot(rebuild.snapshot_id, rebuild.snapshot_id[:8], datetime.now(timezone.utc),
+            snapshot = restic_plan.Snapshot(rebuild.snapshot_id, rebuild.snapshot_id[:8], datetime.now(timezone.utc),
                                      rebuild.snapshot_paths)
             comparison = compare_with_manifest(connection, scratch, rebuild.service, snapshot)
             if not comparison.identical:
@@ -175,54 +180,54 @@ def restore_on_standby(fleet: Fleet, rebuild: plan.RebuildPlan, run_name: str, v
 
 
 @task(name="recreate-accounts", **STEP)
-def recreate_accounts(fleet: Fleet, rebuild: plan.RebuildPlan, scratch: str) -> list[str]:
+def recreate_accounts(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, scratch: str) -> list[str]:
     """Create the snapshot's groups and accounts on the standby, with their password hashes:
     only those the account merge accepts (the service's own); each refused entry is a warning.
 
     The hashes go from the restored shadow file straight into ``chpasswd -e`` on the standby.
     """
     logger = get_run_logger()
-    meta = f"{scratch}/{plan.relative(plan.META_DIR)}/{rebuild.service}/accounts"
+    meta = f"{scratch}/{shell.relative(manifest_plan.META_DIR)}/{rebuild.service}/accounts"
     with access.connect(fleet, rebuild.standby) as connection:
         merge = _account_merge(fleet, connection, rebuild, meta)
         for sentence in merge.refused:
             logger.warning("accounts of %s on %s: %s", rebuild.service, rebuild.standby, sentence)
         wanted_accounts, wanted_groups = merge.accepted_accounts(), merge.accepted_groups()
-        present_accounts = plan.parse_passwd(connection.run(["cat", "/etc/passwd"]).text)
-        present_groups = plan.parse_group(connection.run(["cat", "/etc/group"]).text)
+        present_accounts = account_plan.parse_passwd(connection.run(["cat", "/etc/passwd"]).text)
+        present_groups = account_plan.parse_group(connection.run(["cat", "/etc/group"]).text)
         try:
-            commands, sentences = plan.account_commands(wanted_groups, wanted_accounts, present_groups, present_accounts)
-        except plan.PlanRefused as refused:
+            commands, sentences = login_plan.account_commands(wanted_groups, wanted_accounts, present_groups, present_accounts)
+        except shell.PlanRefused as refused:
             raise RebuildRefused(f"accounts clash on {rebuild.standby}: " + "; ".join(refused.reasons)) from None
         for command in commands:
             connection.run(command)
         if wanted_accounts:
-            connection.run(plan.set_password_hashes(f"{meta}/shadow", [account.name for account in wanted_accounts]))
+            connection.run(login_plan.set_password_hashes(f"{meta}/shadow", [account.name for account in wanted_accounts]))
     for sentence in sentences:
         logger.info(sentence)
     return sentences + list(merge.refused)
 
 
 @task(name="place-files", **STEP)
-def place_files(fleet: Fleet, rebuild: plan.RebuildPlan, scratch: str) -> list[str]:
+def place_files(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, scratch: str) -> list[str]:
     """Copy data, application and configuration from scratch to their live paths (local rsync)."""
     logger = get_run_logger()
     placed = []
     with access.connect(fleet, rebuild.standby) as connection:
-        present = set(plan.parse_existing(connection.run(plan.existing_paths(
-            [f"{scratch}/{plan.relative(path)}" for path in rebuild.live_paths])).stdout))
+        present = set(plan.parse_existing(connection.run(shell.existing_paths(
+            [f"{scratch}/{shell.relative(path)}" for path in rebuild.live_paths])).stdout))
         for path in rebuild.live_paths:
-            if f"{scratch}/{plan.relative(path)}" not in present:
+            if f"{scratch}/{shell.relative(path)}" not in present:
                 logger.warning("%s is not in the snapshot; skipped", path)
                 continue
-            connection.run(plan.place_command(scratch, path), timeout=RESTIC_TIMEOUT)
+            connection.run(rebuild_plan.place_command(scratch, path), timeout=RESTIC_TIMEOUT)
             placed.append(path)
     logger.info("placed on %s: %s", rebuild.standby, ", ".join(placed))
     return placed
 
 
 @task(name="issue-temporary-accounts", cache_policy=NO_CACHE)
-def issue_temporary_accounts(fleet: Fleet, rebuild: plan.RebuildPlan, scratch: str, run_name: str, flow_run_id: str | None,
+def issue_temporary_accounts(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, scratch: str, run_name: str, flow_run_id: str | None,
                              now: datetime | None = None) -> dict:
     """Temporary logins for the service's users: random passwords, expiry on the host and in the
     inventory, passwords delivered only in a root-only file on the orchestrator.
@@ -232,19 +237,19 @@ def issue_temporary_accounts(fleet: Fleet, rebuild: plan.RebuildPlan, scratch: s
     """
     logger = get_run_logger()
     now = now or datetime.now(timezone.utc)
-    meta = f"{scratch}/{plan.relative(plan.META_DIR)}/{rebuild.service}/accounts"
+    meta = f"{scratch}/{shell.relative(manifest_plan.META_DIR)}/{rebuild.service}/accounts"
     with access.connect(fleet, rebuild.standby) as connection:
         accounts = _account_merge(fleet, connection, rebuild, meta).accepted_accounts()
-        logins = plan.temporary_accounts(accounts, now, rebuild.temporary_hours,
-                                         only=[name.removeprefix(plan.TEMPORARY_PREFIX) for name in rebuild.temporary_logins])
+        logins = login_plan.temporary_accounts(accounts, now, rebuild.temporary_hours,
+                                         only=[name.removeprefix(account_plan.TEMPORARY_PREFIX) for name in rebuild.temporary_logins])
         if not logins:
             logger.info("no service accounts in the snapshot: no temporary logins issued")
             return {"logins": [], "delivery_file": None}
-        present = {account.name for account in plan.parse_passwd(connection.run(["cat", "/etc/passwd"]).text)}
+        present = {account.name for account in account_plan.parse_passwd(connection.run(["cat", "/etc/passwd"]).text)}
         passwords = {login.name: secrets.token_urlsafe(18) for login in logins}
         delivery = _delivery_file(rebuild, run_name, logins, passwords)
         for login in logins:
-            for command in plan.temporary_account_commands(login, login.name in present):
+            for command in login_plan.temporary_account_commands(login, login.name in present):
                 connection.run(command)
         lines = "".join(f"{login.name}:{passwords[login.name]}\n" for login in logins)
         connection.run(["chpasswd"], stdin=lines.encode())
@@ -260,7 +265,7 @@ def issue_temporary_accounts(fleet: Fleet, rebuild: plan.RebuildPlan, scratch: s
     return {"logins": [login.name for login in logins], "expires_at": expires, "delivery_file": str(delivery)}
 
 
-def _delivery_file(rebuild: plan.RebuildPlan, run_name: str, logins, passwords: dict[str, str]) -> Path:
+def _delivery_file(rebuild: rebuild_plan.RebuildPlan, run_name: str, logins, passwords: dict[str, str]) -> Path:
     """Write the passwords for the operator: created 0600 (never briefly wider), folder 0700."""
     folder = hotspare_home() / "temporary-accounts"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -277,7 +282,7 @@ def _delivery_file(rebuild: plan.RebuildPlan, run_name: str, logins, passwords: 
 
 
 @task(name="activate-service", **STEP)
-def activate(fleet: Fleet, rebuild: plan.RebuildPlan) -> list[str]:
+def activate(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan) -> list[str]:
     """Run the service's activate commands on the standby."""
     logger = get_run_logger()
     done = []
@@ -292,7 +297,7 @@ def activate(fleet: Fleet, rebuild: plan.RebuildPlan) -> list[str]:
 
 
 @task(name="health-check", cache_policy=NO_CACHE)
-def health_check(fleet: Fleet, rebuild: plan.RebuildPlan, within: float = 30.0) -> dict:
+def health_check(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, within: float = 30.0) -> dict:
     """Poll the app directly on the standby (its health URL with the standby's address)."""
     service = fleet.service(rebuild.service)
     started = time.monotonic()
@@ -318,7 +323,7 @@ def health_check(fleet: Fleet, rebuild: plan.RebuildPlan, within: float = 30.0) 
 
 
 @task(name="record-rebuild", cache_policy=NO_CACHE)
-def record_rebuild(rebuild: plan.RebuildPlan) -> str:
+def record_rebuild(rebuild: rebuild_plan.RebuildPlan) -> str:
     """The standby now serves the service; no mirror protects it yet."""
     with session() as db:
         row = db.get(ServiceRow, rebuild.service)
@@ -331,10 +336,10 @@ def record_rebuild(rebuild: plan.RebuildPlan) -> str:
 
 
 @task(name="clean-standby", cache_policy=NO_CACHE)
-def clean_scratch(fleet: Fleet, rebuild: plan.RebuildPlan, run_name: str) -> str:
-    scratch = plan.restore_folder(rebuild.service, run_name)
+def clean_scratch(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, run_name: str) -> str:
+    scratch = rebuild_plan.restore_folder(rebuild.service, run_name)
     with access.connect(fleet, rebuild.standby) as connection:
-        connection.run(plan.remove_tree(scratch, plan.RESTORE_BASE), timeout=600)
+        connection.run(shell.remove_tree(scratch, rebuild_plan.RESTORE_BASE), timeout=600)
     return f"removed {rebuild.standby}:{scratch}"
 
 
@@ -346,7 +351,7 @@ def disable_due_accounts(fleet: Fleet, now: datetime) -> dict:
     """Lock and expire every temporary login whose time is up; record each in the inventory."""
     logger = get_run_logger()
     with session() as db:
-        due = plan.due_for_expiry(db.exec(select(TemporaryAccountRow)).all(), now)
+        due = login_plan.due_for_expiry(db.exec(select(TemporaryAccountRow)).all(), now)
     disabled, failed = [], []
     by_server: dict[str, list[TemporaryAccountRow]] = {}
     for row in due:
@@ -354,10 +359,10 @@ def disable_due_accounts(fleet: Fleet, now: datetime) -> dict:
     for server, rows in by_server.items():
         try:
             with access.connect(fleet, server) as connection:
-                present = {a.name for a in plan.parse_passwd(connection.run(["cat", "/etc/passwd"]).text)}
+                present = {a.name for a in account_plan.parse_passwd(connection.run(["cat", "/etc/passwd"]).text)}
                 for row in rows:
                     if row.user_name in present:
-                        for command in plan.disable_account_commands(row.user_name):
+                        for command in login_plan.disable_account_commands(row.user_name):
                             connection.run(command)
                         reason = "expired: locked and account expiry set"
                     else:

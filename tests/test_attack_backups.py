@@ -61,12 +61,12 @@ def _repository_files(lab_env, service: str, folder: str) -> dict[str, str]:
 
 def test_a_stolen_run_key_neither_reads_other_services_nor_destroys_snapshots_nor_opens_a_shell(fleet, lab_env, snapshots):
     from hotspare import access
-    from hotspare.planning import backup as plan
+    from hotspare.planning import restic as restic_plan
     from tasks.backup import list_snapshots, plan_grant, repository_password, run_restic, storage_grant
 
     older, newer = snapshots
     password = repository_password(fleet.service(SERVICE).backup.password_block)
-    repository = plan.repository_of(SERVICE, "storage-vault", fleet.service(SERVICE).backup)
+    repository = restic_plan.repository_of(SERVICE, "storage-vault", fleet.service(SERVICE).backup)
     snapshot_files = _repository_files(lab_env, SERVICE, "snapshots")
     assert any(name.startswith(older) for name in snapshot_files)
     grant = plan_grant(fleet, SERVICE, ATTACKER, f"attack-{uuid.uuid4().hex[:8]}")

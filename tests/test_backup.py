@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from hotspare.planning import backup as plan
+from hotspare.planning import accounts as account_plan
+from hotspare.planning import temporary_accounts as login_plan
+
+from hotspare.planning import manifests as manifest_plan
+
+from hotspare.planning import rebuild as rebuild_plan
+
+from hotspare.planning import restic as restic_plan
+
+from hotspare.planning import shell_programs as shell
 
 # ----- pure planning ------------------------------------------------------------------------------------
 
@@ -19,26 +28,26 @@ from hotspare.planning import backup as plan
 def test_manifest_comparison_names_every_difference():
     expected = {"srv/a": "1" * 64, "srv/b": "2" * 64, "srv/c": "3" * 64, "run/m/.hotspare-manifest": "x"}
     actual = {"srv/a": "1" * 64, "srv/b": "9" * 64, "srv/d": "4" * 64}
-    comparison = plan.compare_manifests(expected, actual, ignore=["run/m/.hotspare-manifest"])
+    comparison = manifest_plan.compare_manifests(expected, actual, ignore=["run/m/.hotspare-manifest"])
     assert (comparison.missing, comparison.changed, comparison.unexpected) == (("srv/c",), ("srv/b",), ("srv/d",))
     assert not comparison.identical and comparison.files_checked == 3
-    assert plan.compare_manifests(expected, dict(expected)).identical
+    assert manifest_plan.compare_manifests(expected, dict(expected)).identical
 
 
 def test_manifest_parsing_keeps_odd_file_names():
     data = ("a" * 64 + "  srv/x y\nz\0" + "b" * 64 + "  srv/plain\0").encode()
-    assert plan.parse_manifest(data) == {"srv/x y\nz": "a" * 64, "srv/plain": "b" * 64}
+    assert manifest_plan.parse_manifest(data) == {"srv/x y\nz": "a" * 64, "srv/plain": "b" * 64}
 
 
 def test_rolling_check_subsets_wrap_round():
-    assert [plan.next_subset(last, 3) for last in (None, 1, 2, 3, 7)] == [1, 2, 3, 1, 1]
+    assert [restic_plan.next_subset(last, 3) for last in (None, 1, 2, 3, 7)] == [1, 2, 3, 1, 1]
 
 
 def test_scratch_removal_refuses_paths_outside_its_base():
-    assert plan.remove_tree("/var/tmp/hotspare-restore/app1-x", plan.RESTORE_BASE)[-1] == "/var/tmp/hotspare-restore/app1-x"
+    assert shell.remove_tree("/var/tmp/hotspare-restore/app1-x", rebuild_plan.RESTORE_BASE)[-1] == "/var/tmp/hotspare-restore/app1-x"
     for bad in ("/", "/var/tmp/hotspare-restore", "/var/tmp/hotspare-restore/../etc", "/etc"):
         with pytest.raises(ValueError):
-            plan.remove_tree(bad, plan.RESTORE_BASE)
+            shell.remove_tree(bad, rebuild_plan.RESTORE_BASE)
 
 
 def _grant(**changes):
@@ -82,46 +91,46 @@ def test_a_run_key_is_scoped_to_one_host_one_account_and_expires():
 
 
 def test_repository_errors_are_classified():
-    assert plan.repository_missing("Fatal: unable to open config file: stat /srv/backup/x/config: no such file")
-    assert not plan.repository_missing("Fatal: wrong password or no key found")
-    assert plan.restic_error_is_transient("unable to create lock in backend: repository is already locked by PID 1")
-    assert not plan.restic_error_is_transient("Fatal: wrong password or no key found")
+    assert restic_plan.repository_missing("Fatal: unable to open config file: stat /srv/backup/x/config: no such file")
+    assert not restic_plan.repository_missing("Fatal: wrong password or no key found")
+    assert restic_plan.restic_error_is_transient("unable to create lock in backend: repository is already locked by PID 1")
+    assert not restic_plan.restic_error_is_transient("Fatal: wrong password or no key found")
 
 
 def test_accounts_are_recreated_idempotently_and_clashes_refused():
-    wanted_groups = [plan.Group("web", 2001, ()), plan.Group("batch", 2002, ("web",))]
-    wanted = [plan.Account("web", 2001, 2001, "", "/home/web", "/bin/sh"), plan.Account("batch", 2002, 2002, "", "/home/batch", "/bin/sh")]
-    commands, _ = plan.account_commands(wanted_groups, wanted, [], [])
+    wanted_groups = [account_plan.Group("web", 2001, ()), account_plan.Group("batch", 2002, ("web",))]
+    wanted = [account_plan.Account("web", 2001, 2001, "", "/home/web", "/bin/sh"), account_plan.Account("batch", 2002, 2002, "", "/home/batch", "/bin/sh")]
+    commands, _ = login_plan.account_commands(wanted_groups, wanted, [], [])
     assert [c[0] for c in commands] == ["groupadd", "groupadd", "useradd", "useradd", "gpasswd"]
-    again, sentences = plan.account_commands(wanted_groups, wanted, wanted_groups, wanted)
+    again, sentences = login_plan.account_commands(wanted_groups, wanted, wanted_groups, wanted)
     assert again == [["gpasswd", "--members", "web", "batch"]] and all("already exists" in s for s in sentences)
-    with pytest.raises(plan.PlanRefused, match="taken by other"):
-        plan.account_commands([], wanted, [], [plan.Account("other", 2001, 2001, "", "/", "/bin/sh")])
+    with pytest.raises(shell.PlanRefused, match="taken by other"):
+        login_plan.account_commands([], wanted, [], [account_plan.Account("other", 2001, 2001, "", "/", "/bin/sh")])
 
 
 def test_temporary_logins_expire_no_earlier_than_promised():
     created = datetime(2026, 1, 1, 23, 30, tzinfo=timezone.utc)
-    (login,) = plan.temporary_accounts([plan.Account("web", 2001, 2001, "", "/home/web", "/bin/sh")], created, 72)
+    (login,) = login_plan.temporary_accounts([account_plan.Account("web", 2001, 2001, "", "/home/web", "/bin/sh")], created, 72)
     assert login.name == "tmp-web" and login.expires_at == created + timedelta(hours=72)
     assert login.expire_date == "2026-01-05"
-    create = plan.temporary_account_commands(login, exists=False)
+    create = login_plan.temporary_account_commands(login, exists=False)
     assert create[0][:4] == ["useradd", "--non-unique", "--uid", "2001"]
-    assert plan.disable_account_commands("tmp-web") == [
+    assert login_plan.disable_account_commands("tmp-web") == [
         ["usermod", "--lock", "--expiredate", "1", "tmp-web"], ["chage", "--expiredate", "0", "tmp-web"]]
 
 
 def test_standby_choice_prefers_idle_hosts_away_from_the_loss():
     candidates = [
-        plan.StandbyCandidate("standby-east", "east", "10.0.0.21", "ok", True),
-        plan.StandbyCandidate("standby-west", "west", "10.0.0.22", "ok", True),
-        plan.StandbyCandidate("standby-north", "north", "10.0.0.23", "failed", True),
+        rebuild_plan.StandbyCandidate("standby-east", "east", "10.0.0.21", "ok", True),
+        rebuild_plan.StandbyCandidate("standby-west", "west", "10.0.0.22", "ok", True),
+        rebuild_plan.StandbyCandidate("standby-north", "north", "10.0.0.23", "failed", True),
     ]
-    assert plan.choose_standby(candidates, {"east"}).name == "standby-west"
-    assert plan.choose_standby(candidates, {"east", "west"}).name == "standby-east"
-    with pytest.raises(plan.PlanRefused, match="marked failed"):
-        plan.choose_standby(candidates, set(), requested="standby-north")
-    with pytest.raises(plan.PlanRefused, match="no usable standby"):
-        plan.choose_standby([plan.StandbyCandidate("s", "x", "a", "ok", False)], set())
+    assert rebuild_plan.choose_standby(candidates, {"east"}).name == "standby-west"
+    assert rebuild_plan.choose_standby(candidates, {"east", "west"}).name == "standby-east"
+    with pytest.raises(shell.PlanRefused, match="marked failed"):
+        rebuild_plan.choose_standby(candidates, set(), requested="standby-north")
+    with pytest.raises(shell.PlanRefused, match="no usable standby"):
+        rebuild_plan.choose_standby([rebuild_plan.StandbyCandidate("s", "x", "a", "ok", False)], set())
 
 
 # ----- against the lab --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from hotspare.fleet import FleetError, paths, parse_fleet
 from hotspare.fleet.paths import path_problem
 from hotspare.planning.failover import activation_argv
 
-EXAMPLE = (Path(__file__).parent.parent / "docs" / "fleet-example.yaml").read_text()
+EXAMPLE = (Path(__file__).parent / "data" / "fleet-basic.yaml").read_text()
 
 
 def problems_of(text: str) -> list[str]:
@@ -221,12 +221,12 @@ def test_non_normal_paths_name_their_normal_form(path, hint):
 
 
 def test_own_folders_are_those_the_planners_use():
-    from hotspare.planning import backup, replication
+    from hotspare.planning import rebuild, replication, restic, shell_programs
 
     assert paths.COPIES_ROOT == replication.COPIES_ROOT
-    assert paths.RUN_DIR == backup.RUN_DIR
-    assert paths.BACKUP_ROOT == backup.DEFAULT_REPOSITORY_BASE
-    assert paths.RESTORE_BASE == backup.RESTORE_BASE
+    assert paths.RUN_DIR == shell_programs.RUN_DIR
+    assert paths.BACKUP_ROOT == restic.DEFAULT_REPOSITORY_BASE
+    assert paths.RESTORE_BASE == rebuild.RESTORE_BASE
 
 
 def test_unsafe_paths_are_all_listed_with_file_line_and_field():

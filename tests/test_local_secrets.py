@@ -18,7 +18,7 @@ from hotspare.cli import main
 from hotspare.lab.topology import HOSTS
 from hotspare.local_secrets import prefect_database, private_home
 
-EXAMPLE = Path(__file__).parent.parent / "docs" / "fleet-example.yaml"
+EXAMPLE = Path(__file__).parent / "data" / "fleet-basic.yaml"
 
 
 def mode(path: Path | str) -> int:

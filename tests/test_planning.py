@@ -857,7 +857,8 @@ def test_format_table():
 
 @pytest.mark.parametrize("live_path", ["/", "/etc", "/srv/hotspare/app1", "srv/app1/data", "/srv/app1/../etc"])
 def test_a_rebuild_never_places_files_with_delete_outside_a_safe_declared_path(live_path):
-    from hotspare.planning.backup import PlanRefused, place_command
+    from hotspare.planning.rebuild import place_command
+    from hotspare.planning.shell_programs import PlanRefused
 
     with pytest.raises(PlanRefused, match="refusing to place restored files"):
         place_command("/var/tmp/hotspare-restore/app1-x", live_path)

@@ -130,7 +130,7 @@ def test_files_rsync_did_not_compare_are_found_from_the_listings():
 
 
 def test_restore_proofs_leave_excluded_files_out_of_both_sides():
-    from hotspare.planning.backup import compare_manifests
+    from hotspare.planning.manifests import compare_manifests
 
     expected = {"srv/app1/data/a": "1", "srv/app1/data/cache/page": "2", "srv/app1/data/run/app.sock": "3"}
     actual = {"srv/app1/data/a": "1"}  # restic did not back the excluded files up

@@ -209,7 +209,7 @@ class StorageGrant:
 
 def plan_grant(fleet, service_name: str, client_server: str, run_name: str, expires_at: str) -> StorageGrant:
     """The grant for ``client_server`` to reach ``service_name``'s repository for one run."""
-    from hotspare.planning.backup import DEFAULT_REPOSITORY_BASE
+    from hotspare.planning.restic import DEFAULT_REPOSITORY_BASE
 
     service = fleet.service(service_name)
     if service.backup is None:

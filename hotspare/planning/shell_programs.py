@@ -1,0 +1,91 @@
+"""Constant shell programs and the small argument-list makers that use them.
+
+Each program is a fixed string; its arguments always arrive as "$@", never spliced into text,
+so a path or a name from the fleet file can never become shell syntax. Pure: no network.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+
+
+RUN_DIR = "/run/hotspare"  # per-run key material on the hosts (tmpfs, root only)
+
+
+# Constant shell programs; their arguments always arrive as "$@" (never spliced into text).
+IN_FOLDER = 'cd -- "$1" && shift && exec "$@"'
+
+
+TO_FILE = 'out=$1; shift; umask 077; "$@" > "$out"'
+
+
+WRITE_SECRET_FILE = 'umask 077 && mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
+
+
+EXISTING = 'for path; do if [ -e "$path" ]; then printf "%s\\0" "$path"; fi; done'
+
+
+HASH_TREE = 'cd -- "$1" && shift && find "$@" -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum -z'
+
+
+SHADOW_OF = 'awk -F: "NR==FNR { keep[\\$1] = 1; next } (\\$1 in keep)" "$1" "$2"'
+
+
+IN_UID_RANGE = 'awk -F: -v low="$1" -v high="$2" "\\$3 + 0 >= low && \\$3 + 0 <= high" "$3"'
+
+
+# Hashes of the named accounts only, from a shadow file on the host itself, into chpasswd -e.
+SET_HASHES = 'file=$1; shift; awk -F: -v names=" $* " "index(names, \\" \\" \\$1 \\" \\")" "$file" | cut -d: -f1,2 | chpasswd -e'
+
+
+PLACE = (
+    'if [ -d "$1" ]; then mkdir -p -- "$2" && exec rsync -a --delete --numeric-ids -- "$1/" "$2/"; '
+    'else mkdir -p -- "$(dirname -- "$2")" && exec rsync -a --numeric-ids -- "$1" "$2"; fi'
+)
+
+
+class PlanRefused(Exception):
+    """The facts do not allow the requested plan; ``reasons`` lists every one."""
+
+    def __init__(self, reasons: Sequence[str]):
+        self.reasons = list(reasons)
+        super().__init__("; ".join(self.reasons))
+
+
+def in_folder(folder: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` run with ``folder`` as working folder."""
+    return ["sh", "-c", IN_FOLDER, "sh", folder, *argv]
+
+
+def to_file(path: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` with its standard output written to ``path`` (created 0600) on the same host."""
+    return ["sh", "-c", TO_FILE, "sh", path, *argv]
+
+
+def write_secret_file(path: str) -> list[str]:
+    """Write stdin to ``path`` readable by root only (its folder created 0700 if missing)."""
+    return ["sh", "-c", WRITE_SECRET_FILE, "sh", path]
+
+
+def existing_paths(paths: Sequence[str]) -> list[str]:
+    """Prints those of ``paths`` that exist, NUL-separated."""
+    return ["sh", "-c", EXISTING, "sh", *paths]
+
+
+def hash_tree(root: str, relative_paths: Sequence[str]) -> list[str]:
+    """sha256 of every file below ``relative_paths`` (relative to ``root``), NUL-separated records."""
+    return ["sh", "-c", HASH_TREE, "sh", root, *relative_paths]
+
+
+def remove_tree(path: str, under: str) -> list[str]:
+    """``rm -rf`` of a scratch folder, refusing anything that is not strictly below ``under``."""
+    normalized = posixpath.normpath(path)
+    if not normalized.startswith(under.rstrip("/") + "/") or ".." in normalized.split("/"):
+        raise ValueError(f"refusing to remove {path!r}: not below {under!r}")
+    return ["rm", "-rf", "--one-file-system", "--", normalized]
+
+
+def relative(path: str) -> str:
+    """A live absolute path as restic sees it from ``/`` (``/srv/app1/data`` -> ``srv/app1/data``)."""
+    return posixpath.normpath(path).lstrip("/")
