@@ -8,6 +8,9 @@ current and untouched, and the next run resumes from what was already copied.
 
 from __future__ import annotations
 
+import contextvars
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
@@ -16,6 +19,7 @@ from hotspare import access
 from hotspare.inventory import copies, locks, runs
 from hotspare.inventory.runs import record_outcome
 from hotspare.planning.coordination import judge_routine_run
+from hotspare.planning.fleet_replication import Bounds, Job, startable
 from flows.verify import check_copy
 from tasks.retry import transfer_retries
 from tasks.replication import Refused, apply_accounts, copy_to_mirror, preflight, promote_copy, prune_copies, run_pre_sync
@@ -96,22 +100,41 @@ def _publish_summary(service: str, run_id: int, outcome: str, summary: str) -> N
 
 @flow(name="replicate", log_prints=True)
 def replicate(services: list[str] | None = None, force: bool = False) -> dict:
-    """Replicate the named services, or every service in the inventory, one after another.
+    """Replicate the named services, or every service in the inventory, several at a time.
 
-    A failure of one service does not stop the others; the run fails if any failed.
+    Bounded overall, per production server and per mirror (the fleet file's ``replication``
+    section; ``planning/fleet_replication.py``); each service runs inside this flow run (a
+    nested flow run per service costs up to a second at its exit). A failure of one service
+    does not stop the others; the run fails if any failed.
     """
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     names = services or [service.name for service in sorted(fleet.services, key=lambda s: (s.tier, s.name))]
-    results, failures = {}, []
-    for name in names:
-        state = replicate_service(name, force, return_state=True)
-        if state.is_completed():
-            results[name] = state.result()
-        else:
-            failures.append(name)
-            results[name] = {"service": name, "outcome": "failed", "error": str(state.message)}
-            logger.error("%s: %s", name, state.message)
+    settings = fleet.replication
+    bounds = Bounds(settings.parallel_services, settings.parallel_per_source, settings.parallel_per_target)
+    pending = [_job(name) for name in names]
+    results, failures, running = {}, [], {}
+    with ThreadPoolExecutor(bounds.overall) as pool:
+        while pending or running:
+            for job in startable(pending, list(running.values()), bounds):
+                pending.remove(job)
+                # each thread runs in a copy of this context: the flow run (logger, tasks) is there
+                running[pool.submit(contextvars.copy_context().run, replicate_one, job.service, force)] = job
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                try:
+                    results[job.service] = future.result()
+                except Exception as error:
+                    failures.append(job.service)
+                    results[job.service] = {"service": job.service, "outcome": "failed", "error": str(error)}
+                    logger.error("%s: %s", job.service, error)
     if failures:
-        raise RuntimeError(f"replication failed for {', '.join(failures)}; the others completed")
+        raise RuntimeError(f"replication failed for {', '.join(sorted(failures))}; the others completed")
     return results
+
+
+def _job(service: str) -> Job:
+    """Where a service's replication reads and writes now (no mirror: it refuses by itself)."""
+    row = copies.service_row(service)
+    return Job(service, row.active_server, row.mirror_server or f"(no mirror of {service})")

@@ -79,3 +79,12 @@ def test_activation_swaps_snapshots_and_keeps_what_stood_there():
         activation.clone_swap_argv("/srv/hotspare/shop/copies/shop-2/tree", "/etc", "shop-2")
     with pytest.raises(PermanentError):
         activation.judge_clone_outcomes({"/srv/shop/data": (1, "mv: cannot move")})
+
+
+def test_fleet_run_starts_services_within_every_bound():
+    from hotspare.planning.fleet_replication import Bounds, Job, startable
+
+    jobs = [Job("a", "p1", "m1"), Job("b", "p1", "m1"), Job("c", "p2", "m1"), Job("d", "p3", "m2")]
+    assert [job.service for job in startable(jobs, [], Bounds(2, 1, 2))] == ["a", "c"]  # b waits for p1
+    assert [job.service for job in startable(jobs[1:], [jobs[0]], Bounds(3, 1, 1))] == ["d"]  # m1 full
+    assert startable(jobs, jobs[:2], Bounds(2, 2, 2)) == []  # overall bound reached
