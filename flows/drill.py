@@ -111,9 +111,9 @@ def drill_one(service: str, operators: str) -> dict:
     """One drill of ``service``: see the module docstring."""
     logger = get_run_logger()
     started = utcnow()
-    facts, passwd, subvolume = gather_drill_facts(service)
+    facts, passwd = gather_drill_facts(service)
     drill_id = planning.drill_id_for(started, secrets.token_hex(2))
-    plan = planning.plan_drill(facts, drill_id, started, passwd, subvolume)
+    plan = planning.plan_drill(facts, drill_id, started, passwd)
     if isinstance(plan, planning.Decision):
         records.add_drill(records.DrillRow(id=drill_id, service=service, flow_run_id=flow_run.get_id(), started=started,
                                            finished=utcnow(), outcome="refused", operators=operators, summary=plan.reason))

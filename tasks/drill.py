@@ -20,9 +20,8 @@ KILL_WAIT_SECONDS = 10.0
 
 
 @task(name="gather drill facts", **QUICK)
-def gather_drill_facts(service: str) -> tuple[planning.DrillFacts, str, bool]:
-    """The service as loaded, its newest verified copy on its mirror, the copy's passwd and
-    whether the copy is a btrfs subvolume (then a snapshot is the writable copy)."""
+def gather_drill_facts(service: str) -> tuple[planning.DrillFacts, str]:
+    """The service as loaded, its newest verified copy on its mirror and the copy's passwd."""
     fleet = access.loaded_fleet()
     row = copies.service_row(service)
     mirror = row.mirror_server
@@ -34,17 +33,14 @@ def gather_drill_facts(service: str) -> tuple[planning.DrillFacts, str, bool]:
         copy_id=newest.id if newest else None, copy_started=newest.started_at if newest else None,
     )
     if newest is None:
-        return facts, "", False
+        return facts, ""
     tree = planning.copy_tree(service, newest.id)
     with access.connect(fleet, mirror) as host:
         if host.run(["test", "-d", tree], check=False).exit_status != 0:
             raise PermanentError(f"copy {newest.id} of {service} is in the inventory but not on {mirror} ({tree}): "
                                  f"run `hotspare verify {service}` to bring the inventory up to date")
         passwd = host.run(["cat", "--", tree + "/etc/passwd"], check=False).text
-        filesystem = host.run(["stat", "-f", "-c", "%T", "--", tree], check=False).text.strip()
-        subvolume = filesystem == "btrfs" and host.run(
-            ["btrfs", "subvolume", "show", "--", planning.copy_root(service, newest.id)], check=False).exit_status == 0
-    return facts, passwd, subvolume
+    return facts, passwd
 
 
 def run_all(host: str, argvs: list[list[str]], *, stdin: bytes | None = None, timeout: float = 120.0) -> list[str]:

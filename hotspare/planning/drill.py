@@ -14,7 +14,9 @@ The bubble, on the drill host (the service's mirror), all named from the service
   started (the kernel ends a PID namespace with its first process), and the mount namespace,
   with every overlay in it, goes with the last of them;
 - a **workspace**: an overlay whose lower layer is the read-only copy and whose upper and work
-  folders are in a scratch folder (or a btrfs snapshot when the copy is a btrfs subvolume);
+  folders are in a scratch folder. Overlays work on ext4 and btrfs mirrors alike (a btrfs
+  snapshot would have to live on the copy's own filesystem, under the top overlay's lower layer,
+  and needs its own delete: the overlay keeps one way for both);
 - **top overlays**: each top-level folder of the service's paths (``/srv``, ``/etc``) gets, in
   the holder's mount namespace only, an overlay over the mirror's own folder, so whatever the
   app writes outside its declared paths (pid files, logs) lands in scratch, never on the
@@ -115,7 +117,7 @@ class DrillPlan:
     activate: tuple[tuple[str, ...], ...]
     paths: tuple[str, ...]
     tops: tuple[str, ...]
-    method: str = "overlay"  # overlay | btrfs-snapshot
+    method: str = "overlay"
     rpo_seconds: float | None = None
     warnings: tuple[str, ...] = field(default=())
 
@@ -126,7 +128,7 @@ class DrillPlan:
 
     @property
     def workspace(self) -> str:
-        return f"{self.scratch}/merged" if self.method == "overlay" else f"{self.scratch}/snapshot/tree"
+        return f"{self.scratch}/merged"
 
     def manifest_text(self) -> str:
         return json.dumps({"drill_id": self.drill_id, "service": self.service, "host": self.host,
@@ -172,8 +174,7 @@ def canary_users(spec: dict, passwd_text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def plan_drill(facts: DrillFacts, drill_id: str, now: datetime, passwd_text: str = "",
-               copy_is_btrfs_subvolume: bool = False) -> DrillPlan | Decision:
+def plan_drill(facts: DrillFacts, drill_id: str, now: datetime, passwd_text: str = "") -> DrillPlan | Decision:
     """The drill of ``facts.service`` on its mirror, or a no-go ``Decision`` saying why not."""
     service = facts.service
     if facts.state != "protected" or not facts.mirror or not facts.host_address:
@@ -207,7 +208,6 @@ def plan_drill(facts: DrillFacts, drill_id: str, now: datetime, passwd_text: str
         production_address=facts.production_address, health_url=health_url,
         health_host=_url_host(health_url) if health_url else None, canary_users=users[:1],
         activate=tuple(tuple(argv) for argv in facts.spec.get("activate") or []), paths=tuple(paths), tops=tops,
-        method="btrfs-snapshot" if copy_is_btrfs_subvolume else "overlay",
         rpo_seconds=round(rpo, 3) if rpo is not None else None, warnings=tuple(warnings),
     )
 
@@ -268,9 +268,7 @@ def holder_argv(plan: DrillPlan) -> list[str]:
 
 
 def workspace_argvs(plan: DrillPlan, holder: int) -> list[list[str]]:
-    """The writable copy: an overlay on the copy, or a btrfs snapshot of it."""
-    if plan.method == "btrfs-snapshot":
-        return [["btrfs", "subvolume", "snapshot", "--", plan.copy_root, f"{plan.scratch}/snapshot"]]
+    """The writable copy: an overlay on the read-only copy (whatever the mirror's filesystem)."""
     options = f"lowerdir={plan.tree},upperdir={plan.scratch}/upper,workdir={plan.scratch}/work"
     return [[*enter(holder, "mount"), "mount", "-t", "overlay", plan.tag, "-o", options, f"{plan.scratch}/merged"]]
 
