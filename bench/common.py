@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import threading
@@ -16,6 +15,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+
+from hotspare.lab.remote import host_ssh_argv as ssh_argv  # noqa: F401 (one home for tests and benchmarks)
+from hotspare.lab.slots import free_slot  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lab slots a benchmark leaves alone: 0 the demo, 1 the test session, 8 bench/rebuild_bench.py's default.
@@ -44,23 +46,6 @@ def isolate_environment(home: Path, *, replace: bool = True, test_server_setting
         os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "50")
         os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE", "50")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-
-
-def free_slot(avoid: tuple[int, ...]) -> int:
-    """A lab slot nobody uses right now (no claim, no namespaces, ports free), highest first."""
-    from hotspare.lab.lab import CLAIMS_DIR
-    from hotspare.lab.probes import port_in_use
-    from hotspare.lab.topology import MAX_SLOT, SlotLayout
-
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for slot in range(MAX_SLOT, -1, -1):
-        layout = SlotLayout(slot)
-        if slot in avoid or Path(CLAIMS_DIR, f"slot-{slot}.json").exists() or f"{layout.prefix}-" in namespaces:
-            continue
-        if port_in_use(layout.dns_port) or port_in_use(layout.smtp_port):
-            continue
-        return slot
-    raise RuntimeError("no free lab slot on this machine")
 
 
 def start_lab(directory: Path, slot: int | None, avoid: tuple[int, ...] = AVOID_SLOTS):
@@ -102,17 +87,6 @@ def lab_and_prefect(home: Path, slot: int | None, keep: bool, started: float) ->
             lab.down()
         if not keep:
             shutil.rmtree(home, ignore_errors=True)
-
-
-def ssh_argv(env: dict, host: str, command: list[str], connect_timeout: float = 5) -> list[str]:
-    """ssh to a lab host as root with the lab key, trusting only the pinned known_hosts."""
-    return [
-        "ssh", "-F", "/dev/null", "-i", env["ssh"]["key"],
-        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
-        "-o", f"UserKnownHostsFile={env['ssh']['known_hosts']}", "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", f"ConnectTimeout={connect_timeout:g}", "-p", str(env["hosts"][host]["ssh_port"]),
-        f"{env['ssh']['user']}@{env['hosts'][host]['address']}", shlex.join(command),
-    ]
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 
-
-def ssh_argv(lab_env: dict, host: str, command: list[str], connect_timeout: float = 5) -> list[str]:
-    """ssh to a lab host as root with the lab key, trusting only the pinned known_hosts."""
-    return [
-        "ssh", "-F", "/dev/null",
-        "-i", lab_env["ssh"]["key"],
-        "-o", "BatchMode=yes",
-        "-o", "IdentitiesOnly=yes",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", f"UserKnownHostsFile={lab_env['ssh']['known_hosts']}",
-        "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", f"ConnectTimeout={connect_timeout:g}",
-        "-p", str(lab_env["hosts"][host]["ssh_port"]),
-        f"{lab_env['ssh']['user']}@{lab_env['hosts'][host]['address']}",
-        shlex.join(command),
-    ]
+from hotspare.lab.remote import host_ssh_argv as ssh_argv  # noqa: F401 (one home for tests and benchmarks)
+from hotspare.lab.slots import free_slot  # noqa: F401
 
 
 def ssh(lab_env: dict, host: str, *command: str, connect_timeout: float = 5,
@@ -28,31 +13,6 @@ def ssh(lab_env: dict, host: str, *command: str, connect_timeout: float = 5,
     """Run one command on a lab host; returns the completed process (never raises on exit)."""
     return subprocess.run(ssh_argv(lab_env, host, list(command), connect_timeout),
                           capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def free_slot(avoid: tuple[int, ...] = (0, 1)) -> int:
-    """A lab slot nobody uses right now (no claim, no namespaces, ports free), highest first.
-
-    Tests that crash or squat a lab of their own must not touch the session lab (slot 1),
-    the demo (slot 0) or a lab a developer has running.
-    """
-    from pathlib import Path
-
-    from hotspare.lab.lab import CLAIMS_DIR
-    from hotspare.lab.probes import port_in_use
-    from hotspare.lab.topology import MAX_SLOT, SlotLayout
-
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for slot in range(MAX_SLOT, -1, -1):
-        layout = SlotLayout(slot)
-        if slot in avoid or Path(CLAIMS_DIR, f"slot-{slot}.json").exists():
-            continue
-        if f"{layout.prefix}-" in namespaces:
-            continue
-        if port_in_use(layout.dns_port) or port_in_use(layout.smtp_port):
-            continue
-        return slot
-    raise RuntimeError("no free lab slot on this machine")
 
 
 def host_path(lab_env: dict, host: str, path: str):

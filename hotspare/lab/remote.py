@@ -33,3 +33,12 @@ def ssh_argv(key: Path | str, known_hosts: Path | str, address: str,
         f"{user}@{address}",
         remote_command(commands),
     ]
+
+
+def host_ssh_argv(env: dict, host: str, command: list[str], connect_timeout: float = 5) -> list[str]:
+    """ssh to a lab host named in ``lab env --json`` (``env``) with the lab key, pinned keys only.
+
+    The one helper tests and benchmarks use to reach a lab host the way an operator would.
+    """
+    return ssh_argv(env["ssh"]["key"], env["ssh"]["known_hosts"], env["hosts"][host]["address"], [command],
+                    user=env["ssh"]["user"], port=env["hosts"][host]["ssh_port"], connect_timeout=connect_timeout)
