@@ -113,8 +113,10 @@ def test_killed_blast_resumes_without_duplicates(fleet, lab_env):
     at_kill = Counter(row.state for row in notices.deliveries(notice))
     assert at_kill["pending"] + at_kill["deferred"] + at_kill["sending"] > 0, at_kill  # killed midway
 
-    resumed = subprocess.run(command + ["--json"], env=environment, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    from tasks.notices import send_notice
+
+    resumed = send_notice(incident, "opened", approved_by="test operator")  # another process resumes it
+    assert not resumed["states"].get("pending") and not resumed["states"].get("deferred"), resumed
     rows = {row.recipient: row for row in notices.deliveries(notice)}
     uncertain = {address for address, row in rows.items() if row.state == "uncertain"}
     received = envelope_recipients(sink_messages(lab_env, notice))
@@ -122,3 +124,35 @@ def test_killed_blast_resumes_without_duplicates(fleet, lab_env):
     assert all(count == 1 for count in received.values()), received  # nobody twice
     assert set(received) | uncertain == APP1_CONTACTS | APP2_CONTACTS
     assert rows["bounce-former@acme.lab.test"].state == "bounced"
+
+
+def test_incident_events_start_the_notice_deployments(prefect_api):
+    """The automations exist once however often they are ensured, and an incident event creates
+    a run of the notice deployment for that incident."""
+    from prefect.automations import Automation
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    from flows.notices import NOTICE_DEPLOYMENT, customer_notice, ensure_automations, status_page_publish
+
+    customer_notice.to_deployment(name="customer-notice").apply()
+    status_page_publish.to_deployment(name="status-page-publish").apply()
+    names = ensure_automations()
+    assert ensure_automations() == names
+    for name in names:
+        assert Automation.read(name=name).enabled
+
+    resource = f"hotspare.incident.{900000 + time.monotonic_ns() % 100000}"
+    emit_event(event="hotspare.incident.opened", resource={"prefect.resource.id": resource})
+    EventsWorker.drain_all(timeout=10)
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(NOTICE_DEPLOYMENT)
+
+        def created_run():
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+            return [run for run in runs if run.parameters.get("resource_id") == resource]
+
+        runs = wait_for("a notice run created by the automation", created_run, 60)
+    assert runs[0].parameters["kind"] == "opened"
