@@ -17,7 +17,7 @@ COMMANDS = {
     "failover": "hotspare failover SERVICE",
     "facility failover": "hotspare facility failover FACILITY",
     "rebuild": "hotspare rebuild SERVICE",
-    "reprotect/failback": "hotspare reprotect SERVICE, then hotspare failback SERVICE",
+    "reprotect/failback": "hotspare reprotect SERVICE; hotspare failback SERVICE",
     "restore": "hotspare rebuild SERVICE (restores the newest backup)",
 }
 
@@ -165,7 +165,7 @@ def _procedure(name: str, drills, runs, since: datetime, minimum: int, days: int
     if len(people) < minimum:
         who = f" ({', '.join(people)})" if people else ""
         flag = (f"only {len(people)} {'person' if len(people) == 1 else 'people'}{who} performed it in the last {days} days; "
-                f"at least {minimum} must know it: drill `{COMMANDS[name]}` with {minimum - len(people)} more")
+                f"at least {minimum} must know it: train {minimum - len(people)} more in a drill ({COMMANDS[name]})")
     return ProcedureReadiness(name, people, tuple(sorted(real)), tuple(sorted(drilled)), last, flag)
 
 
