@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from hotspare.lab import network, render
+from hotspare.lab import disks, network, render
 from hotspare.lab import phone  # the recording phone provider endpoint (phone.py)
 from hotspare.lab.errors import LabError
 from hotspare.lab.keys import generate_ed25519, tsig_secret
@@ -346,6 +346,7 @@ class Lab:
             (ssh_dir / "sshd_config").write_text(render.sshd_config(
                 self.layout.address(host), ssh_dir / "ssh_host_ed25519_key",
                 ssh_dir / "sshd.pid", ssh_dir / "authorized_keys", storage=host.role == "storage"))
+        disks.setup(self.directory, self.host_root)  # btrfs /srv of production, mirror, standby
         for service in SERVICES:
             self._install_service(service, host_by_name(service.production), python,
                                   render.production_data_files(service))
@@ -569,6 +570,8 @@ class Lab:
         # The folder's earlier lab may have run on another slot than the one asked for now.
         for slot in sorted({self.slot, int(state.get("slot", self.slot))}):
             Lab(self.directory, slot)._remove_slot_network()
+        for sentence in disks.teardown(self.directory):  # after the hosts that used them
+            log.info("%s", sentence)
         for path in (self._state_file, self._env_file):
             path.unlink(missing_ok=True)
 
