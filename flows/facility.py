@@ -135,8 +135,15 @@ def service_standings(fleet) -> list[ServiceStanding]:
 def _in_parallel(items, width: int, work) -> dict[str, dict]:
     """``work(item)`` for each item, at most ``width`` at a time, each in a copy of this run's
     context so nested flow runs show under this one. Results by service name."""
+    def guarded(item) -> dict:
+        try:
+            return work(item)
+        except Exception as error:  # one service's trouble never stops the others, nor hides their results
+            get_run_logger().error("%s: %s", item.service, error)
+            return {"outcome": "failed", "detail": str(error)[:500], "state": None}
+
     with ThreadPoolExecutor(max_workers=max(1, min(width, len(items)))) as pool:
-        futures = {item.service: pool.submit(contextvars.copy_context().run, work, item) for item in items}
+        futures = {item.service: pool.submit(contextvars.copy_context().run, guarded, item) for item in items}
         return {name: future.result() for name, future in futures.items()}
 
 
