@@ -9,13 +9,23 @@ Paging never raises: a failover that opens an incident is never failed by a phon
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime, timezone
 from typing import Literal
 
 from prefect import flow, get_run_logger
+from prefect.exceptions import MissingContextError
 
 from hotspare.inventory import incidents
+
+
+def _logger():
+    """The run's logger; the module's when called outside a run (``page.fn`` in a test)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("hotspare.incident")
 
 
 def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:
@@ -25,7 +35,7 @@ def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:
     from hotspare.paging import load_providers, send_page
     from hotspare.planning.escalation import next_action, paging_decision, plan_escalation
 
-    logger = get_run_logger()
+    logger = _logger()
     fleet = loaded_fleet()
     incident = incidents.get_incident(incident_id)
     chain = chain_for(fleet.incidents, incident["category"], list(fleet.escalation))
@@ -71,7 +81,7 @@ def page(incident_id: int | None = None, event: str = "", resource_id: str = "",
 
     from hotspare.paging import announce
 
-    logger = get_run_logger()
+    logger = _logger()
     try:
         if incident_id is None:
             from hotspare.access import loaded_fleet

@@ -1,0 +1,113 @@
+"""Incidents against the lab: the category 1 chain rings the lab's phone provider in the written
+order with the lab fleet's short waits, a keypress on a call acknowledges through the signed
+webhook and stops the chain, a contact without a number is reported and skipped, a provider that
+is down falls back to the second one (noted in the incident), duplicate detections fold."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import pytest
+
+from lab_helpers import wait_for
+
+pytestmark = pytest.mark.lab
+
+HEALTH_PAYLOAD = '{"component": "reachability:ssh", "kind": "reachability", "state": "failed", ' \
+                 '"previous": "ok", "evidence": "connection refused", "sites": ["control", "east"]}'
+
+
+@pytest.fixture(scope="module")
+def phone_lab(fleet, lab, lab_env):
+    """The lab's phone endpoint, and hotspare's acknowledgement webhook on the lab's port."""
+    from hotspare.acknowledgements import serve
+    from hotspare.lab.phone import PhoneControl, acknowledgement_port
+
+    server = serve(fleet, "127.0.0.1", acknowledgement_port(lab.slot))
+    yield PhoneControl(lab_env)
+    server.shutdown()
+    server.server_close()
+
+
+def _calls_after(phone_lab, count: int, kind: str = "call") -> list[dict]:
+    return phone_lab.requests(kind)[count:]
+
+
+def test_keypress_acknowledges_and_stops_the_chain(phone_lab):
+    from flows.incident import page
+    from hotspare.inventory import incidents
+
+    before = len(phone_lab.requests("call"))
+    opening = incidents.open_incident(1, "high", "server prod-east down", servers=["prod-east"],
+                                      dedup_key=f"test:keypress:{time.time()}", detection_text="ssh refused")
+    with ThreadPoolExecutor(1) as pool:
+        walk = pool.submit(page, incident_id=opening.incident_id, poll_seconds=0.2)
+        try:
+            calls = wait_for("three calls", lambda: len(_calls_after(phone_lab, before)) >= 3
+                             and _calls_after(phone_lab, before), 30)
+        except AssertionError:
+            print(walk.result(timeout=60) if walk.done() else "still paging", phone_lab.requests(),
+                  incidents.get_incident(opening.incident_id))
+            raise
+        answer = phone_lab.answer(calls[2]["sid"], digits="1")
+        result = walk.result(timeout=60)
+    assert answer["webhook_status"] == 200 and "acknowledged by Dana Ops" in answer["webhook_body"]
+    assert result["outcome"] == "stop" and result["paged"] == 3
+    calls = _calls_after(phone_lab, before)
+    assert [(call["form"]["To"], call["form"].get("SendDigits")) for call in calls] == [
+        ("+15550150", None), ("+15550150", "0"), ("+15550100", None)]  # office, extension 0, Dana
+    assert all(call["status"] == 201 and call["provider"] == "primary" for call in calls)
+    incident = incidents.get_incident(opening.incident_id)
+    assert (incident["status"], incident["acknowledged_by"]) == ("acknowledged", "Dana Ops")
+    kinds = [event["kind"] for event in incident["events"]]
+    assert kinds.count("page") == 3 and "acknowledgement" in kinds
+    assert any("Sam Spare has no phone number" in event["text"] for event in incident["events"])
+    first_call = datetime.fromtimestamp(calls[0]["at"]).astimezone()
+    opened = datetime.fromisoformat(incident["opened_at"])
+    print(f"\nMEASURED opened -> first call: {(first_call - opened).total_seconds():.3f} s")
+
+
+def test_provider_down_falls_back_and_duplicates_fold(phone_lab):
+    from flows.incident import page
+    from hotspare.inventory import incidents
+
+    resource = f"hotspare.server.prod-west-{int(time.time())}"
+    before = len(phone_lab.requests("call"))
+    phone_lab.set_down("primary")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            walk = pool.submit(page, event="hotspare.health.failed", resource_id=resource,
+                               payload_json=HEALTH_PAYLOAD, poll_seconds=0.2)
+            carried = wait_for("a call through the fallback provider", lambda: [
+                call for call in _calls_after(phone_lab, before) if call["status"] == 201], 30)
+            opened = incidents.list_incidents(open_only=True, limit=5)
+            incident_id = next(row["id"] for row in opened if row["servers"] == [resource.rsplit(".", 1)[1]])
+            again = page(event="hotspare.health.failed", resource_id=resource, payload_json=HEALTH_PAYLOAD)
+            incidents.acknowledge(incident_id, "Lee Lead", via="test")
+            result = walk.result(timeout=60)
+    finally:
+        phone_lab.set_down("primary", down=False)
+    assert carried[0]["provider"] == "fallback"
+    assert any(call["status"] == 503 and call["provider"] == "primary" for call in _calls_after(phone_lab, before))
+    assert again == {"incident": incident_id, "paged": 0, "outcome": "folded"}
+    assert result["outcome"] == "stop"
+    incident = incidents.get_incident(incident_id)
+    assert incident["detections"] == 2 and incident["category"] == 1 and incident["severity"] == "high"
+    pages = [event for event in incident["events"] if event["kind"] == "page"]
+    assert pages and pages[0]["details"]["provider"] == "lab-phone-fallback" and "(fallback)" in pages[0]["text"]
+    assert any(event["kind"] == "error" and "lab-phone-primary" in event["text"] and "503" in event["text"]
+               for event in incident["events"])
+
+
+def test_commands_report_bad_input_in_one_message(fleet, capsys):
+    from hotspare.cli import main
+    from hotspare.inventory import incidents
+
+    incident_id = incidents.open_or_fold(2, "low", "deploy broke the shop", services=["shop"])
+    assert main(["incident", "resolve", str(incident_id), "--by", "Dana Ops"]) == 0
+    assert main(["incident", "resolve", str(incident_id), "--by", "Dana Ops"]) == 2
+    assert main(["incident", "show", "999999"]) == 2
+    error = capsys.readouterr().err
+    assert f"incident {incident_id} was already resolved" in error and "there is no incident 999999" in error
