@@ -56,6 +56,16 @@ class BackupRepositoryPassword(Block):
     password: SecretStr = Field(description="Repository password; given to restic on stdin/env.")
 
 
+class BmcCredentials(Block):
+    """Login of servers' baseboard management controllers (IPMI or Redfish)."""
+
+    _block_type_name = "hotspare BMC credentials"
+    _description = "User and password hotspare reads BMC sensors with (IPMI over LAN, Redfish)."
+
+    username: str = Field(description="BMC user (read-only operator rights are enough).")
+    password: SecretStr = Field(description="BMC password; given to ipmitool in its environment.")
+
+
 class PhoneProvider(Block):
     """An account at a phone provider speaking Twilio's REST shape, for calls and SMS pages.
 

@@ -13,6 +13,7 @@ from pydantic import Field, StringConstraints
 
 from hotspare.fleet.base import AbsolutePath, Command, Name, Pattern, Strict  # noqa: F401 (re-exported)
 from hotspare.fleet.customer_schema import CustomerNotices
+from hotspare.fleet.hardware_schema import Bmc
 from hotspare.fleet.health_schema import Health, RemoteHands
 from hotspare.fleet.incident_schema import Incidents
 from hotspare.fleet.replication_schema import Replication
@@ -54,6 +55,8 @@ class Server(Strict):
         default=None, description="SshCredentials block for this server (default: defaults)."
     )
     hardware: Hardware | None = Field(default=None, description="Declared hardware.")
+    bmc: Bmc | None = Field(default=None, description="Baseboard management controller (sensors).")
+    location: str | None = Field(default=None, description='Rack and position, e.g. "rack B4, U12".')
 
 
 class Zone(Strict):
