@@ -18,9 +18,20 @@ import pytest
 # HOTSPARE_TEST_DB=postgresql: the session inventory on a PostgreSQL the session starts.
 pytest_plugins = ("postgres_helpers",)
 
-TEST_HOME = Path(os.environ.get("HOTSPARE_HOME") or tempfile.mkdtemp(prefix="hotspare-test."))
+# With pytest-xdist (scripts/test.sh runs the whole suite in two processes) each process is a
+# session of its own: its own home (inventory, keys), Prefect home, Prefect API and lab slot.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER_INDEX = int(WORKER[2:]) if WORKER.startswith("gw") and WORKER[2:].isdigit() else 0
+BASE_HOME = Path(os.environ.get("HOTSPARE_HOME") or tempfile.mkdtemp(prefix="hotspare-test."))
+TEST_HOME = BASE_HOME / WORKER if WORKER else BASE_HOME
+TEST_HOME.mkdir(mode=0o700, parents=True, exist_ok=True)
 os.environ["HOTSPARE_HOME"] = str(TEST_HOME)
+if WORKER:
+    os.environ["PREFECT_HOME"] = str(TEST_HOME / "prefect")
 os.environ.setdefault("PREFECT_HOME", str(TEST_HOME / "prefect"))
+# The session lab's slot: HOTSPARE_TEST_SLOT (default 1) for the first process, the next
+# slots for the others.
+TEST_SLOT = int(os.environ.get("HOTSPARE_TEST_SLOT", "1")) + WORKER_INDEX
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 # Faster task-run bookkeeping on the harness's SQLite server (prefect-facts.md).
@@ -56,7 +67,7 @@ def lab():
         pytest.skip("the lab needs root (network namespaces, per-host mounts)")
     from hotspare.lab import Lab
 
-    instance = Lab(TEST_HOME / "lab", slot=int(os.environ.get("HOTSPARE_TEST_SLOT", "1")))
+    instance = Lab(TEST_HOME / "lab", slot=TEST_SLOT)
     instance.up()
     yield instance
     instance.down()
