@@ -1,0 +1,228 @@
+"""``hotspare deploy`` and ``hotspare run``: the runbooks on work pools, one pool per facility.
+
+    hotspare deploy [--facility F ...]        pools + every deployment on each pool (idempotent)
+    hotspare run FLOW [SERVICE] [-p k=v ...]  submit to the right facility's pool, wait, report
+
+``deploy`` creates a process work pool ``hotspare-<facility>`` for the control site and every
+facility that holds a production or mirror server, and deploys every flow of
+``deployments_for(fleet)`` (``deployments/*.py``) to each pool as ``<name>@<facility>``, with
+the project folder as its source (``flow.from_source(source=<project>, entrypoint=...)``): a
+worker on a machine that shares or holds a copy of that folder runs the code as it is there.
+Schedules and per-deployment concurrency limits ride on the control site's copy only, so a
+scheduled run is never made three times. Running it again updates everything in place.
+
+Why one deployment per pool: a flow run belongs to its deployment's pool, and Prefect's
+``run_deployment`` can pick a work queue of that pool but not another pool. A copy per pool
+lets ``hotspare run`` choose the facility at submission (``planning/placement.py``: never the
+facility the service runs in now), with plain ``run_deployment`` and no custom queue routing.
+
+``hotspare serve`` stays the one-process mode (no pools, no workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hotspare.adapters.errors import MissingConfiguration, NotFound
+from hotspare.commands.errors import RunFailed
+
+PROJECT = Path(__file__).resolve().parents[2]
+POOL_PREFIX = "hotspare-"
+CONTROL = "control"
+SCHEDULED_CONCURRENCY = 1  # a scheduled deployment never runs twice at once
+POOL_CONCURRENCY = 8  # runs one facility's worker takes at a time
+
+
+def register(subparsers) -> None:
+    deploy = subparsers.add_parser("deploy", help="create the facilities' work pools and deploy every runbook to each")
+    deploy.add_argument("--facility", action="append", dest="facilities", metavar="FACILITY",
+                        help="deploy to this facility's pool (repeatable; default: control + every facility "
+                             "with a production or mirror server)")
+    deploy.add_argument("--only", action="append", dest="flows", metavar="FLOW",
+                        help="deploy only this flow's deployments (repeatable; default: all)")
+    deploy.set_defaults(func=deploy_command)
+    run = subparsers.add_parser("run", help="run a deployed runbook on a worker outside the facility it recovers from")
+    run.add_argument("flow", metavar="FLOW", help="flow name: failover, replicate, backup, …")
+    run.add_argument("service", nargs="?", help="the service it acts on (sets the `service` parameter)")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="another parameter; VALUE is read as JSON when it parses (true, 3, [..]), else text")
+    run.add_argument("--facility", help="run in this facility's pool instead of the chosen one")
+    run.add_argument("--timeout", type=float, default=900, help="seconds to wait for the run to end (default 900)")
+    run.set_defaults(func=run_command)
+
+
+def pool_name(facility: str) -> str:
+    return f"{POOL_PREFIX}{facility}"
+
+
+def deployment_facilities(fleet) -> list[str]:
+    """Control plus every facility holding a production or mirror server, control first."""
+    servers = {server.name: server.facility for server in fleet.servers}
+    used = {servers[name] for service in fleet.services for name in (service.production, service.mirror)
+            if name in servers}
+    return [CONTROL] + sorted(used - {CONTROL})
+
+
+def deploy_command(args: argparse.Namespace) -> int:
+    from hotspare.access import loaded_fleet
+
+    fleet = loaded_fleet()
+    facilities = args.facilities or deployment_facilities(fleet)
+    applied = deploy_to_pools(fleet, facilities, flows=args.flows)
+    for facility in facilities:
+        names = [name for name, pool in applied if pool == pool_name(facility)]
+        print(f"{pool_name(facility)}: {len(names)} deployments ({', '.join(sorted(names))})")
+    return 0
+
+
+def deploy_to_pools(fleet, facilities: list[str], flows: list[str] | None = None) -> list[tuple[str, str]]:
+    """Create the pools (if missing) and apply every deployment (of ``flows``, default all) to
+    each; returns (name, pool)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.runner.storage import LocalStorage
+
+    from deployments.serve import all_deployments
+
+    with get_client(sync_client=True) as client:
+        for facility in facilities:
+            try:
+                client.create_work_pool(WorkPoolCreate(name=pool_name(facility), type="process",
+                                                       concurrency_limit=POOL_CONCURRENCY,
+                                                       description=f"hotspare runs executed in {facility}"))
+            except ObjectAlreadyExists:
+                pass
+    templates = [template for template in all_deployments(fleet) if not flows or template.flow_name in flows]
+    applied = []
+    for facility in facilities:
+        for template in templates:
+            deployment = template.model_copy(deep=True)
+            deployment.name = f"{template.name}@{facility}"
+            deployment.storage = LocalStorage(str(PROJECT))
+            deployment.entrypoint = project_entrypoint(template.entrypoint)
+            deployment.job_variables = {"env": {"PYTHONPATH": str(PROJECT)}}
+            if facility == CONTROL:
+                deployment.concurrency_limit = SCHEDULED_CONCURRENCY if deployment.schedules else None
+            else:
+                deployment.schedules = []
+            deployment.apply(work_pool_name=pool_name(facility))
+            applied.append((deployment.name, pool_name(facility)))
+    return applied
+
+
+def project_entrypoint(entrypoint: str) -> str:
+    """``flows/x.py:function`` relative to the project folder (the deployments' source)."""
+    path, _, function = entrypoint.rpartition(":")
+    absolute = Path(path) if Path(path).is_absolute() else (Path.cwd() / path)
+    try:
+        return f"{absolute.resolve().relative_to(PROJECT)}:{function}"
+    except ValueError as error:
+        raise MissingConfiguration(f"flow entrypoint {entrypoint} lies outside the project folder {PROJECT}") from error
+
+
+def parse_parameters(service: str | None, pairs: list[str]) -> dict:
+    parameters = {"service": service} if service else {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            from hotspare.commands.errors import UsageError
+
+            raise UsageError(f"--param {pair!r}: write KEY=VALUE")
+        try:
+            parameters[key] = json.loads(value)
+        except ValueError:
+            parameters[key] = value
+    return parameters
+
+
+def service_facilities(service: str | None) -> tuple[str | None, str | None]:
+    """(facility the service runs in now, its mirror's facility) from the inventory."""
+    if service is None:
+        return None, None
+    from hotspare.commands.running import require_service
+    from hotspare.inventory import session
+    from hotspare.inventory.models import ServerRow, ServiceRow
+
+    require_service(service)
+    with session() as db:
+        row = db.get(ServiceRow, service)
+        facility = {server: db.get(ServerRow, server) for server in (row.active_server, row.mirror_server or row.planned_mirror)}
+        return (facility[row.active_server].facility if facility[row.active_server] else None,
+                facility[row.mirror_server or row.planned_mirror].facility
+                if facility[row.mirror_server or row.planned_mirror] else None)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    parameters = parse_parameters(args.service, args.param)
+    outcome = submit(args.flow, parameters, facility=args.facility, timeout=args.timeout)
+    print(json.dumps(outcome, indent=2, default=str))
+    if outcome["state"] != "COMPLETED":
+        raise RunFailed(f"{args.flow} run {outcome['flow_run']} in {outcome['pool']} ended {outcome['state']}: "
+                        f"{outcome['message']} (its logs are in the Prefect UI)")
+    return 0
+
+
+def submit(flow_name: str, parameters: dict, facility: str | None = None, timeout: float = 900) -> dict:
+    """Choose the pool, submit through the API, wait; return where it ran and how it ended."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.deployments import run_deployment
+
+    from hotspare.planning.placement import choose_facility
+
+    with get_client(sync_client=True) as client:
+        deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+        if not deployments:
+            raise NotFound(f"no deployment of flow {flow_name!r} on the Prefect server: run `hotspare deploy` "
+                           f"(flows are named like failover, replicate, backup)")
+        by_facility: dict[str, list] = {}
+        for deployment in deployments:
+            if deployment.work_pool_name and deployment.work_pool_name.startswith(POOL_PREFIX):
+                by_facility.setdefault(deployment.work_pool_name.removeprefix(POOL_PREFIX), []).append(deployment)
+        online = {name: any(worker.status == "ONLINE" for worker in client.read_workers_for_work_pool(pool_name(name)))
+                  for name in by_facility}
+    active, mirror = service_facilities(parameters.get("service"))
+    if facility:
+        placement_reason, chosen = f"runs in {facility} (asked for)", facility
+    else:
+        placement = choose_facility(active, mirror, online)
+        placement_reason, chosen = placement.reason, placement.facility
+    if chosen not in by_facility:
+        raise NotFound(f"no deployment of {flow_name} on pool {pool_name(chosen or '?')}: {placement_reason}")
+    deployment = best_deployment(by_facility[chosen], parameters)
+    print(f"submitting {flow_name} {json.dumps(parameters)} to {deployment.name} ({placement_reason})", flush=True)
+    flow_run = run_deployment(deployment.id, parameters=parameters, timeout=timeout, poll_interval=1)
+    return {"flow_run": str(flow_run.id), "deployment": deployment.name, "pool": flow_run.work_pool_name,
+            "worker": worker_of(flow_run.id), "state": flow_run.state.type.value if flow_run.state else "UNKNOWN",
+            "message": flow_run.state.message if flow_run.state else "", "placement": placement_reason}
+
+
+def best_deployment(candidates: list, parameters: dict):
+    """The pool's deployment for these parameters: one fixed to the same service, else a general one."""
+    service = parameters.get("service")
+    fixed = [deployment for deployment in candidates if service and (deployment.parameters or {}).get("service") == service]
+    general = [deployment for deployment in candidates if "service" not in (deployment.parameters or {})]
+    return (fixed or general or candidates)[0]
+
+
+def worker_of(flow_run_id, seconds: float = 10) -> str | None:
+    """The worker that submitted the run, from the server's ``prefect.worker.submitted-flow-run``
+    event (events are written a moment after the fact: polled for a few seconds)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + seconds
+    with get_client(sync_client=True) as client:
+        while True:
+            response = client.request("POST", "/events/filter", json={
+                "filter": {"any_resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+                           "event": {"name": ["prefect.worker.submitted-flow-run"]}}, "limit": 5})
+            for event in response.json().get("events", []):
+                return event["resource"].get("prefect.resource.name")
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
