@@ -8,7 +8,8 @@
    yes=True)`` (approved up front, so the clock starts at approval), then ``lab.heal("east")``,
    ``facility_return("east")`` and the failback it offers (``failover("app1", planned=True)``).
    East holds app1's production (it moves to mirror-west) and app2's mirror (app2 keeps running,
-   unprotected, then gets its mirror back). Reported: the whole facility failover call, each
+   unprotected, then gets its mirror back). Reported: the whole facility failover call (gathering
+   the facts and planning come before approval; the users-via-DNS time counts from the call), each
    service's time from approval until its failover returned ("on its mirror") and its RTO
    (sum of its failover steps), when users first got app1 from the mirror through DNS (a prober
    resolving at the lab's authoritative DNS every 50 ms and GETting the health URL), the return
@@ -140,7 +141,7 @@ def measure_lab(lab, env: dict, runs: int) -> dict:
         cycles.append(cycle)
         print(f"cycle {index + 1}: {cycle}", flush=True)
     print("\nFacility failover of east (measured; approval up front, the clock starts at approval):")
-    table(("run", "flow call s", "approval->all on mirror s", "app1 on mirror s", "app1 RTO s", "users via DNS s",
+    table(("run", "flow call s", "approval->all on mirror s", "app1 on mirror s", "app1 RTO s", "users via DNS s (from call)",
            "return s", "failback s"),
           [(c["run"], c["facility_call_seconds"], c["approval_to_all_done_seconds"], c["app1_since_approval_seconds"],
             c["app1_rto_seconds"], c["app1_users_served_from_mirror_seconds"], c["return_seconds"], c["failback_seconds"])
