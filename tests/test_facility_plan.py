@@ -127,3 +127,30 @@ def test_return_reprotects_former_productions_and_brings_mirrors_back_then_offer
         ("app1", "m1", "p1", "former production", True), ("app2", "pw", "me", "mirror back", True)]
     assert [offer.command for offer in plan.failbacks] == ["hotspare failback app1"]
     assert "tier 1" in plan.markdown() and "hotspare failback app1" in plan.markdown()
+
+
+def test_fleet_rule_depends_on_names_known_services_without_cycles():
+    import copy
+    from pathlib import Path
+
+    import yaml
+
+    from hotspare.fleet.load import FleetError, parse_fleet
+
+    data = yaml.safe_load((Path(__file__).parent.parent / "docs" / "fleet-example.yaml").read_text())
+    first = data["services"][0]
+    second = copy.deepcopy(first)
+    second.update(name="app2", dns_name=first["dns_name"].replace("app1", "app2"), data_paths=["/srv/app2/data"],
+                  app_paths=["/srv/app2/app"], config_paths=["/etc/app2"], accounts={"files": ["/srv/app2/accounts"]},
+                  exclude=[])
+    second.get("backup", {}).pop("repository", None)
+    data["services"].append(second)
+    first["depends_on"], second["depends_on"] = ["app2", "ghost", "app1"], ["app1"]
+    with pytest.raises(FleetError) as caught:
+        parse_fleet(yaml.safe_dump(data), "fleet.yaml")
+    text = str(caught.value)
+    assert "services.0.depends_on: dependency cycle: app1 -> app2 -> app1" in text
+    assert "services.0.depends_on.1: unknown service 'ghost'" in text
+    assert "services.0.depends_on.2: 'app1' cannot depend on itself" in text
+    first["depends_on"], second["depends_on"] = ["app2"], []
+    assert parse_fleet(yaml.safe_dump(data), "fleet.yaml").services[0].depends_on == ["app2"]
