@@ -219,34 +219,28 @@ def _waves(moves: dict[str, ServiceMove], standings: dict[str, ServiceStanding])
     tier 3. Dependencies outside the moving set already run elsewhere and are not waited for.
     """
     needs = {name: tuple(d for d in standings[name].depends_on if d in moves) for name in moves}
-    _refuse_cycles(needs)
+    order = _dependencies_first(needs)
+    dependents: dict[str, list[str]] = {name: [] for name in moves}
+    for name, dependencies in needs.items():
+        for dependency in dependencies:
+            dependents[dependency].append(name)
     tier = {name: move.tier for name, move in moves.items()}
+    for name in reversed(order):  # every dependent before its dependencies: one pass settles the tiers
+        for dependency in needs[name]:
+            tier[dependency] = min(tier[dependency], tier[name])
     warnings = []
-    changed = True
-    while changed:  # terminates: tiers only decrease, and there is no cycle
-        changed = False
-        for name, dependencies in needs.items():
-            for dependency in dependencies:
-                if tier[dependency] > tier[name]:
-                    tier[dependency] = tier[name]
-                    changed = True
     for name in sorted(moves):
         if tier[name] != moves[name].tier:
-            dependents = sorted(n for n, d in needs.items() if name in d and tier[n] == tier[name])
+            lowered_by = sorted(n for n in dependents[name] if tier[n] == tier[name])
             warnings.append(f"{name} (tier {moves[name].tier}) moves with tier {tier[name]}: "
-                            f"{', '.join(dependents)} depend(s) on it")
+                            f"{', '.join(lowered_by)} depend(s) on it")
     depth: dict[str, int] = {}
-
-    def depth_of(name: str) -> int:
-        if name not in depth:
-            same_tier = [d for d in needs[name] if tier[d] == tier[name]]
-            depth[name] = 1 + max((depth_of(d) for d in same_tier), default=-1)
-        return depth[name]
-
+    for name in order:  # dependencies first: their depth is known
+        same_tier = [depth[d] for d in needs[name] if tier[d] == tier[name]]
+        depth[name] = 1 + max(same_tier, default=-1)
     grouped: dict[tuple[int, int], list[ServiceMove]] = {}
     for name, move in moves.items():
-        key = (tier[name], depth_of(name))
-        grouped.setdefault(key, []).append(_with_tier(move, tier[name]))
+        grouped.setdefault((tier[name], depth[name]), []).append(_with_tier(move, tier[name]))
     waves = tuple(Wave(key[0], tuple(sorted(grouped[key], key=lambda m: m.service))) for key in sorted(grouped))
     return waves, warnings
 
@@ -257,22 +251,30 @@ def _with_tier(move: ServiceMove, tier: int) -> ServiceMove:
     return move if move.tier == tier else replace(move, tier=tier)
 
 
-def _refuse_cycles(needs: dict[str, tuple[str, ...]]) -> None:
-    state: dict[str, int] = {}  # 1 visiting, 2 done
-
-    def visit(name: str, path: list[str]) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            start = path.index(name)
-            raise ValueError("dependency cycle: " + " -> ".join([*path[start:], name]))
-        state[name] = 1
-        for dependency in needs[name]:
-            visit(dependency, [*path, name])
-        state[name] = 2
-
-    for name in sorted(needs):
-        visit(name, [])
+def _dependencies_first(needs: dict[str, tuple[str, ...]]) -> list[str]:
+    """The names, each after all it depends on (iterative: long chains need no deep recursion).
+    ValueError names a cycle."""
+    state: dict[str, int] = {}  # 1 on the current path, 2 placed
+    order: list[str] = []
+    for root in sorted(needs):
+        if root in state:
+            continue
+        path, stack = [root], [iter(needs[root])]
+        state[root] = 1
+        while stack:
+            dependency = next(stack[-1], None)
+            if dependency is None:
+                stack.pop()
+                done = path.pop()
+                state[done] = 2
+                order.append(done)
+            elif state.get(dependency) == 1:
+                raise ValueError("dependency cycle: " + " -> ".join([*path[path.index(dependency):], dependency]))
+            elif dependency not in state:
+                state[dependency] = 1
+                path.append(dependency)
+                stack.append(iter(needs[dependency]))
+    return order
 
 
 # --- the facility's return -------------------------------------------------------------------
