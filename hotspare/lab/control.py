@@ -190,9 +190,24 @@ def stop_site(lab) -> list[str]:
         sentences.append(f"deleted namespace {netns(lab)}")
     _state_file(lab).unlink(missing_ok=True)
     shutil.rmtree(postgres_folder(lab).parent, ignore_errors=True)
+    _forget_in_env(lab)
     for sentence in sentences:
         log.info("%s", sentence)
     return sentences
+
+
+def _forget_in_env(lab) -> None:
+    """Drop ``control`` and ``workers`` from the lab's env.json (they are gone)."""
+    path = lab.directory / "env.json"
+    try:
+        env = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    removed = [env.pop(key, None) for key in ("control", "workers")]
+    if any(part is not None for part in removed):
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(env, indent=2) + "\n")
+        temporary.replace(path)
 
 
 def kill(daemon: Daemon, popen: subprocess.Popen | None = None, gentle: bool = False) -> str:

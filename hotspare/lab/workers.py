@@ -27,7 +27,7 @@ POOL_PREFIX = "hotspare-"
 # Seconds between a worker's polls for runs (Prefect's default is 10): the lab's runs start fast.
 QUERY_SECONDS = 2
 HEARTBEAT_SECONDS = 10
-ONLINE_SECONDS = 120.0
+ONLINE_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,9 @@ def worker_status(client: dict[str, str], pool: str) -> dict[str, str]:
 
 
 def _wait_online(lab, client: dict[str, str]) -> None:
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
     deadline = time.monotonic() + ONLINE_SECONDS
     waiting = {spec.pool: spec.name(lab) for spec in WORKERS}
     while waiting and time.monotonic() < deadline:
