@@ -62,7 +62,7 @@ EXCEPTION_KINDS: tuple[tuple[str, str, Kind], ...] = (
     ("hotspare.adapters.errors", "NotFound", NOT_FOUND),
     ("tasks.replication", "Refused", REFUSED),
     ("tasks.rebuild", "RebuildRefused", REFUSED),
-    ("hotspare.planning.backup", "PlanRefused", REFUSED),
+    ("hotspare.planning.shell_programs", "PlanRefused", REFUSED),
     ("hotspare.adapters.errors", "DnsPrerequisiteFailed", REFUSED),
     ("hotspare.adapters.errors", "TransientError", UNREACHABLE),
     ("httpx", "TransportError", UNREACHABLE),  # the Prefect API did not answer
