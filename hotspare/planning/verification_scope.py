@@ -1,0 +1,242 @@
+"""Pure planning of what one verification compares: what changed plus a rolling slice of the rest.
+
+No network, no Prefect, no clock (the caller passes the time as a number). Comparing every byte
+of a copy at every replication makes a replication of a 1 TB service with 1 % changed cost as
+much as reading 1 TB twice. Instead each replication compares by checksum, on both hosts:
+
+- **what changed**: every file the copy step itemized (``rsync -i``), every file production
+  modified since the previous verified copy began (a retried or resumed copy step itemizes only
+  its own last attempt), and every file whose size or mtime differs between the two listings;
+- **a rolling slice of the rest**: the next files in path order after the pass's cursor, sized
+  so the pass reaches the end within ``full_verification_days`` at ``replications_per_day``.
+  The budget is what is left of the pass divided by the runs left before its deadline, so
+  missed runs make later slices bigger and the deadline still holds.
+
+Both file listings (names, sizes, mtimes; no content read) still cover the whole tree at every
+run, so a file missing from the copy, or one rsync cannot read, is found at once. A complete pass
+is recorded (when it began and ended, how many files) for ``hotspare status``; ``hotspare verify
+--full`` compares everything at once and counts as a complete pass.
+
+What rsync is told to compare is a list of paths on its command line, each under the service's
+declared paths, so the transfer guard vets every one of them as before (no ``--files-from``):
+a folder whose every file is compared is named as the folder, a name with characters that are
+not plainly safe is replaced by its folder, and when the list would still be too long for one
+command line the whole tree is compared instead (correct, only slower).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from hotspare.planning.rsync_outcomes import matches_any
+
+# Kept well under Linux's 128 KiB limit for one argument string (sshd's SSH_ORIGINAL_COMMAND,
+# the remote shell's ``-c`` string), with room for the options and the transfer wrapper.
+ARGUMENT_BUDGET = 60_000
+SAFE_NAME = re.compile(r"^[A-Za-z0-9._+,:=@%/-]+$")
+DAY_SECONDS = 86_400.0
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    mtime: float
+    size: int
+
+
+def sized_listing_argv(paths: list[str]) -> list[str]:
+    """Every regular file under ``paths``: ``MTIME<TAB>SIZE<TAB>PATH`` (metadata only, no content read)."""
+    return ["find", *paths, "-type", "f", "-printf", "%T@\t%s\t%p\n"]
+
+
+def parse_sized_listing(output: str, strip_prefix: str = "") -> dict[str, FileEntry]:
+    """{path: FileEntry} from ``sized_listing_argv`` output; ``strip_prefix`` (a copy's tree)
+    is removed so both hosts' listings use production's absolute paths."""
+    entries = {}
+    for line in output.splitlines():
+        parts = line.split("\t", 2)
+        if len(parts) != 3 or not parts[2].startswith(strip_prefix):
+            continue
+        try:
+            entries[parts[2][len(strip_prefix):]] = FileEntry(float(parts[0]), int(parts[1]))
+        except ValueError:
+            continue
+    return entries
+
+
+def mtime_listing(entries: dict[str, FileEntry], prefix: str = "") -> str:
+    """The ``MTIME<TAB>PATH`` lines of ``planning/verification.py``'s listings from ``entries``."""
+    return "".join(f"{entry.mtime:.9f}\t{prefix}{path}\n" for path, entry in entries.items())
+
+
+def itemized_files(output: str) -> list[str]:
+    """Absolute paths of the files and links the copy step created or updated, from ``rsync -i``
+    lines (``>f.st......``, ``cf+++++++++``, ``hf``, ``cL``…) mixed with ``--stats`` output."""
+    found = []
+    for line in output.splitlines():
+        if len(line) < 13 or line[11] != " " or line[0] not in "<>ch." or line[1] not in "fL":
+            continue
+        path = line[12:]
+        if line[1] == "L":
+            path = path.split(" -> ", 1)[0]
+        elif line[0] == "h":
+            path = path.split(" => ", 1)[0]
+        found.append("/" + path.lstrip("/"))
+    return found
+
+
+@dataclass(frozen=True)
+class PassState:
+    """Where the rolling pass stands: the last path compared ("" and no start: a new pass)."""
+
+    cursor: str = ""
+    started_at: float | None = None  # epoch seconds
+    files_done: int = 0
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One verification's comparison: the paths rsync names and what they cover."""
+
+    whole_tree: bool  # the service's roots are named: everything is compared
+    paths: tuple[str, ...]  # what rsync names (files, folders, or the roots)
+    changed_files: int
+    slice_files: int
+    compared_files: int
+    compared_bytes: int
+    total_files: int
+    total_bytes: int
+    next_state: PassState  # to record once the verification passed
+    pass_complete: bool  # a whole pass ends with this comparison
+    pass_started_at: float | None  # when the pass that ends (or continues) began
+    pass_files: int  # files the pass has compared, this run included
+    reason: str  # one sentence for the run log
+
+
+def runs_left(period_days: float, runs_per_day: float, pass_started_at: float | None, now: float) -> int:
+    """Replications left before the pass's deadline (at least one: this run)."""
+    interval = DAY_SECONDS / runs_per_day
+    deadline = (pass_started_at if pass_started_at is not None else now) + period_days * DAY_SECONDS
+    return max(1, int((deadline - now) // interval))
+
+
+def plan_scope(files: dict[str, FileEntry], changed: set[str], state: PassState, roots: list[str], *,
+               period_days: float, runs_per_day: float, now: float, full: bool = False,
+               argument_budget: int = ARGUMENT_BUDGET) -> Scope:
+    """What this run compares, given production's files (excludes already left out), the changed
+    paths, the rolling pass's state and the schedule. ``full`` compares everything."""
+    total_bytes = sum(entry.size for entry in files.values())
+    started = state.started_at if state.started_at is not None else now
+    if full:
+        return _whole(files, roots, len(changed), total_bytes, started, "a full comparison was asked for")
+    ordered = sorted(files)
+    remaining = [path for path in ordered if path > state.cursor] if state.started_at is not None else ordered
+    runs = runs_left(period_days, runs_per_day, state.started_at, now)
+    byte_budget = math.ceil(sum(files[path].size for path in remaining) / runs)
+    file_budget = math.ceil(len(remaining) / runs)
+    chosen, chosen_bytes = [], 0
+    for path in remaining:
+        if chosen_bytes >= byte_budget and len(chosen) >= file_budget:
+            break
+        chosen.append(path)
+        chosen_bytes += files[path].size
+    complete = len(chosen) == len(remaining)
+    changed_here = {path for path in changed if path in files}
+    compare = changed_here | set(chosen)
+    done = state.files_done + len(chosen)
+    if len(compare) == len(files):
+        return _whole(files, roots, len(changed_here), total_bytes, started,
+                      "what changed and the rolling slice together cover every file")
+    next_state = PassState() if complete else PassState(chosen[-1] if chosen else state.cursor, started, done)
+    paths = name_paths(compare, ordered, roots)
+    if sum(len(path) + 1 for path in paths) > argument_budget:
+        return _whole(files, roots, len(changed_here), total_bytes, started,
+                      f"the {len(compare)} files to compare are too scattered to name on one command line")
+    compared_bytes = sum(files[path].size for path in compare)
+    reason = (f"comparing {len(changed_here)} changed file(s) and a rolling slice of {len(chosen)} file(s) "
+              f"({chosen_bytes} bytes, 1/{runs} of what the pass has left): {len(compare)} of {len(files)} files, "
+              f"{compared_bytes} of {total_bytes} bytes" + ("; the rolling pass completes" if complete else ""))
+    return Scope(False, tuple(paths), len(changed_here), len(chosen), len(compare), compared_bytes, len(files),
+                 total_bytes, next_state, complete, started, done, reason)
+
+
+def _whole(files: dict[str, FileEntry], roots: list[str], changed: int, total_bytes: int, started: float,
+           why: str) -> Scope:
+    return Scope(True, tuple(roots), changed, len(files), len(files), total_bytes, len(files), total_bytes,
+                 PassState(), True, started, len(files), f"comparing the whole tree: {why} ({len(files)} files, "
+                 f"{total_bytes} bytes)")
+
+
+def name_paths(compare: set[str], ordered: list[str], roots: list[str]) -> list[str]:
+    """The shortest list of paths naming exactly ``compare`` (or a little more): a folder under a
+    root whose every listed file is compared is named as the folder; a file whose name is not
+    plainly safe is replaced by its nearest safe folder (rsync compares all of it)."""
+    root_set = {root.rstrip("/") or "/" for root in roots}
+    total, wanted = _folder_counts(ordered), _folder_counts(compare)
+    names = set()
+    for path in compare:
+        name = path
+        while not SAFE_NAME.match(name) and name not in root_set and "/" in name.rstrip("/"):
+            name = name.rsplit("/", 1)[0] or "/"
+        # climb while the parent folder (still under a root) is compared whole
+        while name not in root_set:
+            parent = name.rsplit("/", 1)[0] or "/"
+            if not _under_root(parent, root_set) or wanted.get(parent, 0) < total.get(parent, 0):
+                break
+            name = parent
+        names.add(name)
+    # a name under another chosen folder is already covered
+    return sorted(name for name in names if not _has_named_ancestor(name, names))
+
+
+def _has_named_ancestor(path: str, names: set[str]) -> bool:
+    folder = path.rsplit("/", 1)[0]
+    while folder:
+        if folder in names:
+            return True
+        folder = folder.rsplit("/", 1)[0]
+    return "/" in names and path != "/"
+
+
+def _under_root(path: str, roots: set[str]) -> bool:
+    return any(path == root or path.startswith(root + "/") for root in roots)
+
+
+def _folder_counts(paths) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for path in paths:
+        folder = path.rsplit("/", 1)[0]
+        while folder:
+            counts[folder] = counts.get(folder, 0) + 1
+            folder = folder.rsplit("/", 1)[0]
+    return counts
+
+
+def changed_paths(itemized: list[str], production: dict[str, FileEntry], copy: dict[str, FileEntry],
+                  since: float | None) -> set[str]:
+    """Files to compare as changed: itemized by the copy step, modified on production at or after
+    ``since`` (the previous verified copy's start; None: no baseline), or differing in size or
+    mtime between the two listings (the copy step left them different, or something touched them)."""
+    changed = {path for path in itemized if path in production}
+    for path, entry in production.items():
+        held = copy.get(path)
+        if (since is not None and entry.mtime >= since) or (held is not None and (held.size != entry.size
+                                                                                   or abs(held.mtime - entry.mtime) > 1e-6)):
+            changed.add(path)
+    return changed
+
+
+def without_excluded(entries: dict[str, FileEntry], excludes: list[str]) -> dict[str, FileEntry]:
+    return {path: entry for path, entry in entries.items() if not matches_any(path, list(excludes))}
+
+
+def extra_in_copy(production: dict[str, FileEntry], copy: dict[str, FileEntry], excludes: list[str]) -> list[str]:
+    """Files the copy holds that production does not (the ``--delete`` report of a whole-tree run)."""
+    return sorted(path for path in copy if path not in production and not matches_any(path, list(excludes)))
+
+
+def vanished_before_compare(failed_files: tuple[tuple[str, str], ...], named: set[str]) -> set[str]:
+    """Named files rsync could not find on production: deleted between listing and comparison,
+    a change on production's side (judged by its mtime like any other), not an unreadable file."""
+    return {path for path, why in failed_files if path in named and "No such file" in why}
