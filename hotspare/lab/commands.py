@@ -5,6 +5,8 @@
     hotspare lab status [--json]           what runs, which hosts answer
     hotspare lab fail TARGET               make a host or facility time out
     hotspare lab heal TARGET               undo fail
+    hotspare lab break HOST PART           fail a disk (RAID member), psu, fan or temp
+    hotspare lab repair HOST PART          hot-replace the disk / make the BMC report it fixed
     hotspare lab env [--json]              print the env JSON
     hotspare lab blocks                    save the lab's Prefect blocks
 
@@ -60,6 +62,13 @@ def register(subparsers) -> None:
                                  ("heal", _heal, "make reachable again")):
         parser = commands.add_parser(name, parents=[common], help=f"{verb}: a host or a facility")
         parser.add_argument("target", metavar="TARGET", help="host name or facility name")
+        parser.set_defaults(func=function)
+    for name, function, verb in (("break", _break, "make a part of a host fail"),
+                                 ("repair", _repair, "repair a part broken with `lab break`")):
+        parser = commands.add_parser(name, parents=[common], help=f"{verb} (disk, psu, fan, temp)")
+        parser.add_argument("host", metavar="HOST", help="lab host name")
+        parser.add_argument("part", metavar="PART", choices=("disk", "psu", "fan", "temp"),
+                            help="disk (a RAID member), psu, fan or temp (what the BMC reports)")
         parser.set_defaults(func=function)
     env = commands.add_parser("env", parents=[common], help="print the env JSON")
     env.add_argument("--json", action="store_true", help="print JSON (the only format)")
@@ -137,6 +146,22 @@ def _fail(args) -> int:
 def _heal(args) -> int:
     names = _lab(args).heal(args.target)
     print(f"healed: {', '.join(names)}")
+    return 0
+
+
+@_reporting_errors
+def _break(args) -> int:
+    from hotspare.lab.hardware import break_part
+
+    print(break_part(_lab(args), args.host, args.part))
+    return 0
+
+
+@_reporting_errors
+def _repair(args) -> int:
+    from hotspare.lab.hardware import repair_part
+
+    print(repair_part(_lab(args), args.host, args.part))
     return 0
 
 
