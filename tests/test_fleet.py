@@ -337,3 +337,74 @@ def test_activation_names_only_safe_declared_paths():
     for outside in ("/srv/shop", "/srv/hotspare/../etc", "/srv/hotspare"):
         with pytest.raises(PermanentError, match="is not a normal path inside /srv/hotspare"):
             activation_argv(outside, ["/srv/shop/data"])
+
+
+# Incident chains, customers, the status page and health checkers name things of the fleet.
+SECTIONS = """
+incidents:
+  chains:
+    - category: 1
+      steps:
+        - {action: call, contact: Dana Ops}
+        - {action: sms, contact: Quiet Kim}
+        - {action: email, contact: Quiet Kim}
+        - {action: call, contact: Nobody}
+customer_notices:
+  customers:
+    - name: acme
+      contacts: [{name: Ana, email: ana@acme.example}]
+      services: [app1, app9]
+  status_page: {server: storage-vault, folder: /srv/status, url: "http://status.example/"}
+health:
+  checkers:
+    - {name: control, facility: control}
+    - {name: east, facility: east, via: mirror-west}
+    - {name: moon, facility: moon, via: ghost}
+  services: [{name: app7}]
+"""
+
+
+def with_sections(text: str = SECTIONS) -> str:
+    return EXAMPLE.replace("escalation: [Dana Ops]\n",
+                           "  - name: Quiet Kim\n    role: night shift\n    email: kim@example.test\n"
+                           "escalation: [Dana Ops]\n" + text)
+
+
+def test_chains_customers_status_page_and_checkers_name_what_exists():
+    text = with_sections()
+    problems = problems_of(text)
+
+    def located(needle: str, field: str, occurrence: int = 1) -> str:
+        return f"fleet.yaml:{line_of(text, needle, occurrence)}: {field}: "
+
+    expected = [
+        located("{action: sms, contact: Quiet Kim}", "incidents.chains.0.steps.1.contact")
+        + "contact 'Quiet Kim' has no phone, which this sms step needs (add it under contacts)",
+        located("{action: call, contact: Nobody}", "incidents.chains.0.steps.3.contact") + "unknown contact 'Nobody'",
+        located("services: [app1, app9]", "customer_notices.customers.0.services.1") + "unknown service 'app9'",
+        located("status_page: {server: storage-vault", "customer_notices.status_page.server")
+        + "server 'storage-vault' has role storage, not web",
+        located("via: mirror-west", "health.checkers.1.via") + "server 'mirror-west' stands in facility west, not in east",
+        located("via: ghost", "health.checkers.2.facility") + "unknown facility 'moon'",
+        located("via: ghost", "health.checkers.2.via") + "unknown server 'ghost'",
+        located("services: [{name: app7}]", "health.services.0.name") + "unknown service 'app7'",
+    ]
+    assert len(problems) == len(expected), problems
+    for prefix in expected:
+        assert any(problem.startswith(prefix) for problem in problems), (prefix, problems)
+    # The e-mail step to a contact with an address is fine; so are chains naming known contacts.
+    assert not any("steps.2" in problem or "steps.0" in problem for problem in problems)
+
+
+def test_good_chains_customers_status_page_and_checkers_pass():
+    good = (SECTIONS.replace("{action: sms, contact: Quiet Kim}", "{action: call, contact: Dana Ops}")
+            .replace("        - {action: call, contact: Nobody}\n", "")
+            .replace("[app1, app9]", "[app1]").replace("via: mirror-west", "via: prod-east")
+            .replace("    - {name: moon, facility: moon, via: ghost}\n", "").replace("  services: [{name: app7}]\n", ""))
+    web = ("  - name: web-vault\n    facility: vault\n    address: 10.211.77.41\n"
+           '    host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExampl4"\n'
+           "    role: web\n\nzones:\n")
+    text = with_sections(good.replace("server: storage-vault", "server: web-vault")).replace("\nzones:\n", web, 1)
+    fleet = parse_fleet(text)
+    assert fleet.customer_notices.status_page.server == "web-vault"
+    assert [checker.via for checker in fleet.health.checkers] == ["local", "prod-east"]

@@ -1,7 +1,8 @@
 """Incidents against the lab: the category 1 chain rings the lab's phone provider in the written
 order with the lab fleet's short waits, a keypress on a call acknowledges through the signed
-webhook and stops the chain, a contact without a number is reported and skipped, a provider that
-is down falls back to the second one (noted in the incident), duplicate detections fold."""
+webhook and stops the chain, a provider that is down falls back to the second one (noted in the
+incident), duplicate detections fold. (A step whose contact has no number is refused by the fleet
+check and, should one slip through, skipped by the planner: tests/test_escalation.py.)"""
 
 from __future__ import annotations
 
@@ -63,7 +64,6 @@ def test_keypress_acknowledges_and_stops_the_chain(phone_lab):
     assert (incident["status"], incident["acknowledged_by"]) == ("acknowledged", "Dana Ops")
     kinds = [event["kind"] for event in incident["events"]]
     assert kinds.count("page") == 3 and "acknowledgement" in kinds
-    assert any("Sam Spare has no phone number" in event["text"] for event in incident["events"])
     first_call = datetime.fromtimestamp(calls[0]["at"]).astimezone()
     opened = datetime.fromisoformat(incident["opened_at"])
     print(f"\nMEASURED opened -> first call: {(first_call - opened).total_seconds():.3f} s")

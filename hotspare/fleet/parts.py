@@ -14,6 +14,9 @@ from typing import Any, Generic, TypeVar
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
+from hotspare.fleet.customer_schema import CustomerNotices
+from hotspare.fleet.health_schema import Health
+from hotspare.fleet.incident_schema import Incidents
 from hotspare.fleet.schema import Contact, Facility, Server, Service, Zone
 
 Item = TypeVar("Item")
@@ -53,7 +56,17 @@ class FleetParts:
     services: Section[Service] | None = None
     contacts: Section[Contact] | None = None
     escalation: tuple[tuple[int, str], ...] | None = None
+    # Whole sections (None when absent or when they fail the schema: the schema reports them).
+    incidents: Incidents | None = None
+    customer_notices: CustomerNotices | None = None
+    health: Health | None = None
 
+
+_SECTION_TYPES: Mapping[str, type] = {
+    "incidents": Incidents,
+    "customer_notices": CustomerNotices,
+    "health": Health,
+}
 
 _ITEM_TYPES: Mapping[str, type] = {
     "facilities": Facility,
@@ -79,7 +92,18 @@ def fleet_parts(data: Mapping[str, Any], schema_errors: list[ErrorDetails]) -> F
     if "escalation" not in unusable:
         escalation = _section(data.get("escalation", []), TypeAdapter(str)).items
     version = None if "version" in unusable else TypeAdapter(int).validate_python(data["version"])
-    return FleetParts(version=version, escalation=escalation, **sections)
+    whole = {name: _whole(data.get(name), section_type) for name, section_type in _SECTION_TYPES.items()}
+    return FleetParts(version=version, escalation=escalation, **sections, **whole)
+
+
+def _whole(raw: Any, section_type: type) -> Any:
+    """A whole section validated on its own; None when absent or invalid."""
+    if raw is None:
+        return None
+    try:
+        return section_type.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 def _section(raw_items: list[Any], adapter: TypeAdapter) -> Section:

@@ -32,6 +32,10 @@ def rule_violations(parts: FleetParts) -> list[Violation]:
         _service_zones,
         _service_dependencies,
         _people,
+        _chain_contacts,
+        _customer_services,
+        _status_page_server,
+        _health_checkers,
     )
     return [violation for check in checks for violation in check(parts)]
 
@@ -285,6 +289,84 @@ def _people(parts: FleetParts) -> Iterator[Violation]:
     for position, name in parts.escalation:
         if name not in contacts:
             yield ("escalation", position), f"unknown contact {name!r} (add them under contacts)"
+
+
+def _chain_contacts(parts: FleetParts) -> Iterator[Violation]:
+    """Every contact an incident chain names exists and has what its step needs: a phone number
+    to call or text, an e-mail address to e-mail (else that step would be skipped in an emergency)."""
+    if parts.incidents is None or parts.contacts is None:
+        return
+    known = parts.contacts.known_names()
+    valid = {contact.name: contact for _, contact in parts.contacts.items}
+    for chain_position, chain in enumerate(parts.incidents.chains):
+        for step_position, step in enumerate(chain.steps):
+            if step.contact is None:
+                continue
+            here = ("incidents", "chains", chain_position, "steps", step_position, "contact")
+            action = step.action.value
+            contact = valid.get(step.contact)
+            if step.contact not in known:
+                yield here, f"unknown contact {step.contact!r} (known: {', '.join(sorted(known)) or 'none'}; add them under contacts)"
+            elif contact is None:
+                continue  # the contact's own entry carries its schema problem
+            elif action == "email" and not contact.email:
+                yield here, f"contact {contact.name!r} has no email, which this email step needs (add it under contacts)"
+            elif action in ("call", "sms") and not contact.phone:
+                yield here, f"contact {contact.name!r} has no phone, which this {action} step needs (add it under contacts)"
+
+
+def _customer_services(parts: FleetParts) -> Iterator[Violation]:
+    """A customer owns services of this fleet (a notice for an unknown one would reach nobody)."""
+    if parts.customer_notices is None or parts.services is None:
+        return
+    known = parts.services.known_names()
+    for customer_position, customer in enumerate(parts.customer_notices.customers):
+        for position, name in enumerate(customer.services):
+            if name not in known:
+                yield (("customer_notices", "customers", customer_position, "services", position),
+                       f"unknown service {name!r} (known: {', '.join(sorted(known)) or 'none'})")
+
+
+def _status_page_server(parts: FleetParts) -> Iterator[Violation]:
+    """The status page is published to a server of this fleet whose role is web."""
+    if parts.customer_notices is None or parts.customer_notices.status_page is None or parts.servers is None:
+        return
+    name = parts.customer_notices.status_page.server
+    servers = {server.name: server for _, server in parts.servers.items}
+    here = ("customer_notices", "status_page", "server")
+    if name not in parts.servers.known_names():
+        yield here, f"unknown server {name!r} (known: {', '.join(sorted(parts.servers.known_names()))})"
+    elif name in servers and servers[name].role is not Role.web:
+        yield here, f"server {name!r} has role {servers[name].role.value}, not web"
+
+
+def _health_checkers(parts: FleetParts) -> Iterator[Violation]:
+    """A checker stands in a known facility (or control) and probes through a server there."""
+    if parts.health is None:
+        return
+    from hotspare.fleet.health_schema import CONTROL_FACILITY, LOCAL
+
+    facilities = parts.facilities.known_names() if parts.facilities is not None else None
+    servers = {server.name: server for _, server in parts.servers.items} if parts.servers is not None else None
+    server_names = parts.servers.known_names() if parts.servers is not None else set()
+    for position, checker in enumerate(parts.health.checkers):
+        here = ("health", "checkers", position)
+        if facilities is not None and checker.facility != CONTROL_FACILITY and checker.facility not in facilities:
+            yield ((*here, "facility"),
+                   f"unknown facility {checker.facility!r} (known: {CONTROL_FACILITY}, {', '.join(sorted(facilities))})")
+        if checker.via == LOCAL or servers is None:
+            continue
+        if checker.via not in server_names:
+            yield ((*here, "via"), f"unknown server {checker.via!r}; use a server of facility {checker.facility} "
+                                   f"or '{LOCAL}'")
+        elif checker.via in servers and servers[checker.via].facility != checker.facility:
+            yield ((*here, "via"), f"server {checker.via!r} stands in facility {servers[checker.via].facility}, "
+                                   f"not in {checker.facility}")
+    if parts.services is not None:
+        known = parts.services.known_names()
+        for position, policy in enumerate(parts.health.services):
+            if policy.name not in known:
+                yield ("health", "services", position, "name"), f"unknown service {policy.name!r}"
 
 
 def block_references(fleet: Fleet) -> list[tuple[tuple[str | int, ...], str, str]]:
