@@ -184,7 +184,7 @@ def test_peer_access_layout():
 def test_rsync_copy_argv_with_link_dest():
     assert plan.rsync_copy_argv(PEER, PATHS, NEW_TREE, PREVIOUS_TREE) == [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--partial", "--mkpath", "--stats",
-        "--timeout=60", "-e", SSH_E, f"--link-dest={PREVIOUS_TREE}",
+        "--itemize-changes", "--timeout=60", "-e", SSH_E, f"--link-dest={PREVIOUS_TREE}",
         "hotspare@10.211.70.12:/srv/shop/data", "hotspare@10.211.70.12:/etc/passwd", f"{NEW_TREE}/",
     ]
 
