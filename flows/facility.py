@@ -24,7 +24,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.failover import await_approval, failover
+from flows.approval import await_approval
+from flows.failover import failover
 from flows.reprotect import reprotect
 from hotspare import access
 from hotspare.adapters.errors import NotFound
@@ -65,7 +66,8 @@ def facility_failover(
         raise Refused(f"facility failover of {facility} refused: {plan.refusal}")
     if dry_run:
         return {"facility": facility, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
-    approved_by = await_approval(plan, yes, approved_plan_digest, approval_timeout_seconds)
+    approved_by = await_approval(f"facility failover of {facility}", plan.digest, plan.markdown(), yes,
+                                 approved_plan_digest, approval_timeout_seconds)
     approved_at = time.monotonic()
     run_id = runs.start_run("facility-failover", f"facility:{facility}", flow_run.get_id())
     mark_lost(plan)

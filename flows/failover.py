@@ -14,34 +14,21 @@ from __future__ import annotations
 from contextlib import contextmanager
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 from prefect.runtime import flow_run
-from pydantic import Field
 
+from flows.approval import await_approval
 from flows.replicate import replicate_one
 from hotspare import access
 from hotspare.adapters import dns
-from hotspare.adapters.errors import DnsPrerequisiteFailed, NotApproved
+from hotspare.adapters.errors import DnsPrerequisiteFailed
 from hotspare.inventory import locks, runs
 from hotspare.inventory.db import session
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
+from hotspare.planning.approval import same_plan
 from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
 from tasks.failover import activate_copy, check_through_dns, fence, gather_facts, health_check_direct, run_app_commands
 from tasks.replication import Refused, apply_accounts
-
-
-class PlanNotApproved(Refused, NotApproved):
-    """The approval is missing, rejected, or for another plan than the one that would run."""
-
-
-class FailoverApproval(RunInput):
-    """What the operator fills in in the Prefect UI to let a paused failover continue."""
-
-    approve: bool = Field(default=False, description="Tick to approve the failover plan shown in this run's artifacts.")
-    plan_digest: str = Field(default="", description="Type the plan digest from the plan artifact, to approve exactly that plan.")
-    operator: str = Field(default="", description="Your name, for the record.")
 
 
 @flow(name="failover", log_prints=True)
@@ -69,7 +56,9 @@ def failover(
         raise Refused(f"failover of {service} refused: {plan.refusal}")
     if dry_run:
         return {"service": service, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
-    approved_by = await_approval(plan, yes, approved_plan_digest, approval_timeout_seconds)
+    approved_by = await_approval(f"failover of {service}", plan.digest, plan.markdown(), yes, approved_plan_digest,
+                                 approval_timeout_seconds)
+    logger.info(approved_by)
     holder = f"failover:{flow_run.get_id() or 'local'}"
     # Never wait on routine work: take the lock over from a replication, backup or verification
     # (their next step then refuses to act); a resume also takes it from the dead failover.
@@ -91,33 +80,7 @@ def _same_plan_under_lock(approved: FailoverPlan, current: FailoverPlan) -> None
         return
     create_markdown_artifact(current.markdown(), key=f"failover-plan-{current.service}",
                              description=f"Failover plan for {current.service} (changed since approval)")
-    raise PlanNotApproved(
-        f"failover of {approved.service} stopped before any step: the facts changed since plan {approved.digest} "
-        f"was approved; the plan is now {current.digest}"
-        + (f" (refused: {current.refusal})" if current.refusal else "")
-        + ". Review the new plan and approve it; nothing was changed.\n" + current.markdown()
-    )
-
-
-def await_approval(plan: FailoverPlan, yes: bool, approved_plan_digest: str | None, timeout: int) -> str:
-    """Return who approved; pause for the operator unless approved up front for this plan."""
-    if yes:
-        return "up front (yes)"
-    if approved_plan_digest:
-        if approved_plan_digest != plan.digest:
-            raise PlanNotApproved(f"the approval was for plan {approved_plan_digest}, but the plan is now {plan.digest}; review it again")
-        return f"up front (digest {plan.digest})"
-    get_run_logger().info("waiting for approval in the Prefect UI (digest %s), at most %d s", plan.digest, timeout)
-    answer = pause_flow_run(
-        wait_for_input=FailoverApproval.with_initial_data(
-            description=plan.markdown(), approve=False, plan_digest="", operator=""
-        ),
-        timeout=timeout,
-        poll_interval=2,
-    )
-    if not answer.approve or answer.plan_digest.strip() != plan.digest:
-        raise PlanNotApproved(f"failover of {plan.service} not approved (approve={answer.approve}, digest {answer.plan_digest!r}); nothing changed")
-    return answer.operator or "operator in the UI"
+    same_plan(f"failover of {approved.service}", approved.digest, current.digest, current.markdown(), current.refusal or "")
 
 
 @contextmanager

@@ -14,15 +14,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime, timezone
 
-from prefect import flow, get_run_logger, pause_flow_run
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.input import RunInput
 from prefect.runtime import flow_run
 
+from flows.approval import await_approval
 from flows.backup import artifact_key, run_name
 from hotspare import access
-from hotspare.adapters.errors import NotApproved
 from hotspare.inventory import locks, runs
+from hotspare.planning.approval import same_plan
 from tasks.dns_cutover import cutover_dns
 from hotspare.probes import reachability
 from tasks.failover import fence, serves_app
@@ -41,38 +41,9 @@ from tasks.rebuild import (
 )
 
 
-class RebuildNotApproved(RebuildRefused, NotApproved):
-    """The approval is missing, rejected, or for another plan than the one that would run."""
-
-
-class RebuildApproval(RunInput):
-    """The operator's answer at the gate. Defaults mean "no": resuming without input rejects."""
-
-    approve: bool = False
-    plan_digest: str = ""
-
-
-def approval_sentence(digest: str, approved_plan_digest: str | None, yes: bool) -> str | None:
-    """Why the gate may be skipped, or None when the operator must be asked."""
-    if yes:
-        return "approved up front (yes=True)"
-    if approved_plan_digest:
-        if approved_plan_digest != digest:
-            raise RebuildNotApproved(
-                f"the approved plan digest {approved_plan_digest} is not this plan's ({digest}): the facts changed "
-                "since the plan was reviewed. Review the new plan and approve its digest."
-            )
-        return f"approved plan digest {digest} matches"
-    return None
-
-
 def same_plan_under_lock(approved_digest: str, current) -> None:
     """The facts surveyed again under the lock must give the plan that was approved."""
-    if current.digest() != approved_digest:
-        raise RebuildNotApproved(
-            f"rebuild stopped before any step: the facts changed since plan {approved_digest} was approved; the plan "
-            f"is now {current.digest()}. Review the new plan and approve it; nothing was changed.\n" + current.markdown()
-        )
+    same_plan(f"rebuild of {current.service}", approved_digest, current.digest, current.markdown())
 
 
 def fence_answering(service: str, servers) -> dict:
@@ -101,33 +72,22 @@ def rebuild(
     yes: bool = False,
     temporary_account_hours: float = 72.0,
     force: bool = False,
-    plan_only: bool = False,
+    dry_run: bool = False,
     verify: bool = True,
-    approval_timeout_s: int = 3600,
+    approval_timeout_seconds: int = 3600,
 ) -> dict:
     """Rebuild ``service`` on a standby from the storage host's backup (see module docstring)."""
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     rebuild_plan = survey(fleet, service, standby, snapshot, temporary_account_hours, force)
-    digest = rebuild_plan.digest()
+    digest = rebuild_plan.digest
     create_markdown_artifact(rebuild_plan.markdown(), key=artifact_key("rebuild-plan", service), description=f"Rebuild plan for {service}")
     logger.info("rebuild plan %s: %s on %s from snapshot %s", digest, service, rebuild_plan.standby, rebuild_plan.snapshot_id[:8])
-    if plan_only:
-        logger.info("plan only: nothing changed")
+    if dry_run:
+        logger.info("dry run: nothing changed")
         return {"plan_digest": digest, "plan": asdict(rebuild_plan)}
-    reason = approval_sentence(digest, approved_plan_digest, yes)
-    if reason is None:
-        logger.info("waiting for approval of plan %s (resume the run with approve=true and plan_digest=%s)", digest, digest)
-        answer = pause_flow_run(
-            wait_for_input=RebuildApproval.with_initial_data(approve=False, plan_digest=digest),
-            timeout=approval_timeout_s,
-        )
-        if not answer.approve:
-            raise RebuildNotApproved(f"rebuild of {service} was not approved; nothing was changed")
-        if answer.plan_digest != digest:
-            raise RebuildNotApproved(f"approval names plan {answer.plan_digest}, not this plan ({digest}); nothing was changed")
-        reason = f"approved by the operator at the gate (plan {digest})"
-    logger.info(reason)
+    logger.info(await_approval(f"rebuild of {service}", digest, rebuild_plan.markdown(), yes, approved_plan_digest,
+                               approval_timeout_seconds))
 
     name = run_name()
     run_id = runs.start_run("rebuild", service, flow_run.get_id())
@@ -183,7 +143,7 @@ def rebuild(
 
 def _publish_summary(service: str, run_id: int, outcome: str, summary: str, rebuild_plan) -> None:
     lines = [f"# Rebuild of {service}: {outcome}", "", summary.replace("|", "/"), "",
-             f"Plan `{rebuild_plan.digest()}`; temporary logins: {', '.join(rebuild_plan.temporary_logins) or 'none'} "
+             f"Plan `{rebuild_plan.digest}`; temporary logins: {', '.join(rebuild_plan.temporary_logins) or 'none'} "
              "(passwords only in the root-only file under $HOTSPARE_HOME/temporary-accounts)", "",
              "| step | seconds | outcome |", "|---|---|---|"]
     for step in runs.step_timings(run_id):

@@ -232,7 +232,7 @@ def test_forced_rebuild_with_the_mirror_still_serving_fences_it_first(protected,
     lab.fail("prod-east")
     standby = None
     try:
-        plan = rebuild(service=SERVICE, force=True, plan_only=True)
+        plan = rebuild(service=SERVICE, force=True, dry_run=True)
         standby = fleet.server(plan["plan"]["standby"])
         result = rebuild(service=SERVICE, force=True, approved_plan_digest=plan["plan_digest"])
         assert result["fencing"]["mirror-west"]["fenced"] is True

@@ -739,7 +739,7 @@ def test_digest_is_stable_and_binds_copy_and_target():
     first = plan_failover(facts(), planned=False, now=NOW)
     again = plan_failover(facts(), planned=False, now=NOW + timedelta(minutes=5))  # age differs, plan does not
     assert first.digest == again.digest
-    assert len(first.digest) == 12 and int(first.digest, 16) >= 0
+    assert len(first.digest) == 16 and int(first.digest, 16) >= 0
     other_copy = plan_failover(facts(), planned=False, now=NOW, copy_id=COPIED_NEW.id, force=True)
     assert other_copy.digest != first.digest
     other_target = plan_failover(facts(mirror_server="west-2"), planned=False, now=NOW)
@@ -840,16 +840,16 @@ def test_format_table():
         "mirror": {"name": "west-1", "facility": "west", "address": "10.211.70.12", "reachable": False, "state": "ok"},
         **copy_facts(service_row(), current, current, 24, NOW),
         **failover_facts(failover_run(details={"rto_seconds": 42.5, "data_loss_seconds": 3600.0})),
-        "backup_age": "2.0h", "restore_proof_text": "ok 1d",
+        "backup_age": "2.0h", "restore_proof_text": "ok 1d", "copy_backend": "btrfs-snapshot", "health_text": "fan Fan1 degraded",
     }
     bare = {"service": "blog", "state": "unprotected", "production": {"name": "east-2", "facility": "east"}, "mirror": None,
             **failover_facts(failover_run(outcome="failed"))}
     header, shop, blog = format_table([record, bare]).splitlines()
     assert header.split() == ["SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY",
-                              "AGE", "RPO", "LAST", "FAILOVER", "BACKUP", "AGE", "RESTORE", "PROOF", "HEALTH"]
-    assert shop.split() == ["shop", "protected", "east-1", "east", "yes", "west-1", "west", "NO", "1.5h", "ok",
-                            "RTO", "42.5s,", "loss", "3600s", "2.0h", "ok", "1d", "-"]
-    assert blog.split() == ["blog", "unprotected", "east-2", "east", "?", "-", "-", "?", "-", "-", "failed", "11-25",
+                              "AGE", "COPIES", "RPO", "LAST", "FAILOVER", "BACKUP", "AGE", "RESTORE", "PROOF", "HEALTH"]
+    assert shop.split() == ["shop", "protected", "east-1", "east", "yes", "west-1", "west", "NO", "1.5h", "snapshots", "ok",
+                            "RTO", "42.5s,", "loss", "3600s", "2.0h", "ok", "1d", "fan", "Fan1", "degraded"]
+    assert blog.split() == ["blog", "unprotected", "east-2", "east", "?", "-", "-", "?", "-", "-", "-", "failed", "11-25",
                             "12:30", "-", "-", "-"]
     # columns line up: every row's RPO cell starts where the header's does
     assert shop.index(" ok ") + 1 == header.index("RPO")

@@ -20,17 +20,6 @@ pytestmark = pytest.mark.lab
 SERVICE = "app1"
 
 
-def test_approval_binds_to_the_plan_digest():
-    from flows.rebuild import approval_sentence
-    from tasks.rebuild import RebuildRefused
-
-    assert approval_sentence("abc", None, False) is None  # ask the operator
-    assert "yes=True" in approval_sentence("abc", None, True)
-    assert "matches" in approval_sentence("abc", "abc", False)
-    with pytest.raises(RebuildRefused, match="not this plan"):
-        approval_sentence("abc", "abd", False)
-
-
 def _dns(fleet):
     from hotspare import access
 
@@ -77,7 +66,7 @@ def test_rebuild_on_standby_serves_newest_backup_with_expiring_temporary_logins(
     lab.fail("mirror-west")
     standby = None
     try:
-        planned = rebuild(service=SERVICE, plan_only=True)
+        planned = rebuild(service=SERVICE, dry_run=True)
         digest = planned["plan_digest"]
         standby = fleet.server(planned["plan"]["standby"])
         assert planned["plan"]["snapshot_id"].startswith(snapshot)

@@ -12,7 +12,7 @@ import argparse
 from datetime import datetime, timezone
 
 from hotspare.commands.errors import UsageError
-from hotspare.commands.running import print_result, require_service, run_flow
+from hotspare.commands.running import add_approval_arguments, print_result, require_service, run_flow
 from hotspare.commands.topology import show_topology
 
 
@@ -35,9 +35,7 @@ def register(subparsers) -> None:
     rebuild.add_argument("service")
     rebuild.add_argument("--standby", help="standby server to use (default: chosen by health and facility)")
     rebuild.add_argument("--snapshot", help="snapshot id or prefix (default: the newest of the service)")
-    rebuild.add_argument("--plan", action="store_true", help="print the plan and its digest; change nothing")
-    rebuild.add_argument("--approve", metavar="DIGEST", help="run without pausing if the plan's digest is DIGEST")
-    rebuild.add_argument("--yes", action="store_true", help="run without the approval gate")
+    add_approval_arguments(rebuild, "rebuild")
     rebuild.add_argument("--hours", type=float, default=72.0, help="lifetime of the temporary logins (default 72)")
     rebuild.add_argument("--force", action="store_true", help="rebuild even if production or mirror still answer SSH")
     rebuild.set_defaults(func=rebuild_command)
@@ -87,13 +85,13 @@ def backup_check_command(args: argparse.Namespace) -> int:
 
 
 def rebuild_command(args: argparse.Namespace) -> int:
-    """Rebuild on a standby, with the service's topology before and after (not for --plan)."""
+    """Rebuild on a standby, with the service's topology before and after (not for --dry-run)."""
     from flows.rebuild import rebuild
 
     require_service(args.service)
     parameters = dict(service=args.service, standby=args.standby, snapshot=args.snapshot, approved_plan_digest=args.approve,
-                      yes=args.yes, temporary_account_hours=args.hours, force=args.force, plan_only=args.plan)
-    if args.plan:
+                      yes=args.yes, temporary_account_hours=args.hours, force=args.force, dry_run=args.dry_run)
+    if args.dry_run:
         print_result(run_flow(rebuild, args.debug, **parameters))
         return 0
     show_topology(args.service, "before")

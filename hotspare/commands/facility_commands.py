@@ -14,6 +14,7 @@ import json
 import sys
 
 from hotspare.adapters.errors import NotApproved
+from hotspare.commands.running import add_approval_arguments
 
 
 def register(subparsers) -> None:
@@ -22,8 +23,7 @@ def register(subparsers) -> None:
 
     failover = actions.add_parser("failover", help="move every service whose production is in FACILITY to its mirror")
     failover.add_argument("facility")
-    failover.add_argument("--yes", action="store_true", help="approve the facility plan up front")
-    failover.add_argument("--plan", action="store_true", help="show the plan and its digest; change nothing")
+    add_approval_arguments(failover, "facility")
     failover.add_argument("--max-copy-age-hours", type=float, default=24.0)
     failover.set_defaults(func=failover_command)
 
@@ -45,10 +45,12 @@ def failover_command(args: argparse.Namespace) -> int:
     options = dict(facility=args.facility, max_copy_age_hours=args.max_copy_age_hours)
     if args.yes:
         approval = dict(yes=True)
+    elif args.approve and not args.dry_run:
+        approval = dict(approved_plan_digest=args.approve)
     else:
         preview = run_flow(facility_failover, args.debug, **options, dry_run=True)
         print(preview["plan"])
-        if args.plan:
+        if args.dry_run:
             return 0
         approval = dict(approved_plan_digest=_ask(f"Type the facility plan digest ({preview['plan_digest']}) to fail "
                                                   f"over every service listed, anything else to stop: ",

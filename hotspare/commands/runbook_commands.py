@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from hotspare.commands.running import print_result, require_service, run_flow
+from hotspare.commands.running import add_approval_arguments, print_result, require_service, run_flow
 from hotspare.commands.topology import show_topology
 
 
@@ -37,8 +37,7 @@ def register_failover(subparsers) -> None:
     parser.add_argument("service")
     parser.add_argument("--planned", action="store_true", help="planned switchover: stop the app, final sync, no data loss")
     parser.add_argument("--copy", dest="copy_id", help="make this copy live instead of the newest verified one")
-    parser.add_argument("--yes", action="store_true", help="approve up front, without showing the plan first")
-    parser.add_argument("--dry-run", action="store_true", help="show the plan and stop")
+    add_approval_arguments(parser, "failover")
     parser.add_argument("--force", action="store_true", help="accept an unverified or too old copy")
     parser.add_argument("--resume", action="store_true", help="continue a failover whose process died midway")
     parser.add_argument("--max-copy-age-hours", type=float, default=24.0)
@@ -65,6 +64,8 @@ def failover_command(args: argparse.Namespace) -> int:
     show_topology(args.service, "before")
     if args.yes:
         approval = dict(yes=True)
+    elif args.approve and not args.dry_run:
+        approval = dict(approved_plan_digest=args.approve)
     else:
         preview = run_flow(failover, args.debug, **options, dry_run=True)
         print(preview.get("plan") or preview.get("detail"))
@@ -103,7 +104,7 @@ def failback_command(args: argparse.Namespace) -> int:
         raise Refused(f"{args.service} is {row.state} on {row.active_server}: failback needs a reprotected service running "
                       f"away from its planned production {row.spec['production']}; run `hotspare reprotect "
                       f"{args.service}` first")
-    return failover_command(argparse.Namespace(service=args.service, planned=True, copy_id=None, yes=args.yes, dry_run=False,
+    return failover_command(argparse.Namespace(service=args.service, planned=True, copy_id=None, yes=args.yes, dry_run=False, approve=None,
                                                force=False, resume=False, max_copy_age_hours=24.0, debug=args.debug))
 
 

@@ -47,3 +47,11 @@ def run_flow(flow_function, debug: bool, several: bool = False, **parameters):
 
 def print_result(result) -> None:
     print(json.dumps(result, indent=2, default=str))
+
+
+def add_approval_arguments(parser, what: str) -> None:
+    """The one flag set of every gated runbook (failover, facility failover, rebuild)."""
+    parser.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",
+                        help=f"show the {what} plan and its digest; change nothing")
+    parser.add_argument("--approve", metavar="DIGEST", help="run without pausing if the plan's digest is DIGEST")
+    parser.add_argument("--yes", action="store_true", help="approve up front, without showing the plan first")

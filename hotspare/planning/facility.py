@@ -14,11 +14,10 @@ services that lost their mirror get it back, and failback is offered per tier.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 from hotspare.planning.ages import age_text
+from hotspare.planning.approval import plan_digest
 from hotspare.planning.failover import FailoverPlan
 
 
@@ -122,7 +121,7 @@ class FacilityPlan:
             "rebuild": [offer.service for offer in self.rebuild],
             "refusal": self.refusal,
         }
-        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:12]
+        return plan_digest(material)
 
     def markdown(self) -> str:
         lines = [f"# Facility failover plan: {self.facility}", ""]

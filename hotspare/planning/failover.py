@@ -6,12 +6,11 @@ The plan is what the operator approves; its digest binds an approval to exactly 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 from hotspare.planning.ages import age_text
+from hotspare.planning.approval import plan_digest
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class FailoverPlan:
     def digest(self) -> str:
         """Short fingerprint of what would happen; approvals must quote it."""
         material = {k: v for k, v in asdict(self).items() if k not in ("copy_age_seconds", "warnings")}
-        return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return plan_digest(material)
 
     def markdown(self) -> str:
         lines = [

@@ -4,13 +4,12 @@ goes and how it is put in place. Pure: facts in, a plan out.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import posixpath
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from hotspare.planning.accounts import TEMPORARY_PREFIX, Account
+from hotspare.planning.approval import plan_digest
 from hotspare.planning.restic import Repository, Snapshot
 from hotspare.planning.shell_programs import PLACE, PlanRefused, relative
 
@@ -88,16 +87,16 @@ class RebuildPlan:
     health_url: str | None
     warnings: tuple[str, ...] = field(default=())
 
+    @property
     def digest(self) -> str:
-        """sha256 of the plan's content; what an approver signs off."""
-        text = json.dumps(asdict(self), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """Fingerprint of the plan's content; what an approver signs off."""
+        return plan_digest(asdict(self))
 
     def markdown(self) -> str:
         lines = [
             f"# Rebuild plan for {self.service}",
             "",
-            f"Plan digest: `{self.digest()}` (approve with this digest)",
+            f"Plan digest: `{self.digest}` (approve with this digest)",
             "",
             f"- Lost servers: {', '.join(self.lost_servers)}",
             f"- Standby: **{self.standby}** ({self.standby_address}) — {self.standby_reason}",
