@@ -67,7 +67,12 @@ def run_name() -> str:
 
 @flow(name="backup", log_prints=True)
 def backup(service: str | None = None, prune: bool = True) -> dict:
-    """Back up one service (``service``) or all services with a backup section."""
+    """Back up one service (``service``) or all services with a backup section.
+
+    Args:
+        service: Service name, as in the fleet file.
+        prune: Also apply the retention policy (forget and prune old snapshots) after the backup.
+    """
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     names = backed_up_services(fleet, service)
@@ -106,6 +111,10 @@ def backup_check(service: str | None = None, subset: str | None = None) -> dict:
 
     A failed check is loud: an ERROR log line, a ``hotspare.backup-check.failed`` event and a
     failed run.
+
+    Args:
+        service: Service name, as in the fleet file.
+        subset: Read this subset instead of the next rolling one, e.g. '1/1' to read all data.
     """
     logger = get_run_logger()
     fleet = access.loaded_fleet()

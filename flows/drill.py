@@ -74,7 +74,15 @@ def operators_of(operator: str | None, watched_by: list[str] | None) -> str:
 def drill(service: str | None = None, facility: str | None = None, cleanup: bool = False,
           watched_by: list[str] | None = None, operator: str | None = None) -> dict:
     """Drill one service, or every service whose production stands in ``facility``; with
-    ``cleanup``, only remove what killed drills left (of ``service``, or of every service)."""
+    ``cleanup``, only remove what killed drills left (of ``service``, or of every service).
+
+    Args:
+        service: Service to drill (or leave empty and give a facility).
+        facility: Drill every service whose production stands in this facility.
+        cleanup: Only clean up what killed drills left behind; drill nothing.
+        watched_by: Names of the people who watched the drill, for the readiness record.
+        operator: Who runs this (default: HOTSPARE_OPERATOR or the login name), for the record.
+    """
     operators = operators_of(operator, watched_by)
     if cleanup:
         return clean_up_drills(service)

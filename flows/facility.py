@@ -56,7 +56,16 @@ def facility_failover(
     max_copy_age_hours: float = 24.0,
     approval_timeout_seconds: int = 3600,
 ) -> dict:
-    """Fail every service whose production stands in ``facility`` over to its mirror."""
+    """Fail every service whose production stands in ``facility`` over to its mirror.
+
+    Args:
+        facility: Facility name, as in the fleet file.
+        yes: Approve the plan up front, without pausing for approval.
+        approved_plan_digest: Run without pausing only if the plan's digest is this one (the digest the operator reviewed).
+        dry_run: Make the plan and show it with its digest; change nothing.
+        max_copy_age_hours: A copy older than this many hours is refused unless force is set.
+        approval_timeout_seconds: How long the run waits at the approval pause before it stops (nothing changed).
+    """
     logger = get_run_logger()
     plan = gather_plan(facility, max_copy_age_hours)
     create_markdown_artifact(plan.markdown(), key=f"facility-plan-{facility}", description=f"Facility failover plan for {facility}")
@@ -208,7 +217,11 @@ def _servers_in(db, facility: str) -> list[ServerRow]:
 @flow(name="facility-return", log_prints=True)
 def facility_return(facility: str) -> dict:
     """Protect again every service that ran in ``facility``: its former productions become
-    mirrors, lost mirrors come back (both verified by the reprotect runbook); failback is offered."""
+    mirrors, lost mirrors come back (both verified by the reprotect runbook); failback is offered.
+
+    Args:
+        facility: Facility that is back; its former productions become mirrors.
+    """
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     if facility not in {item.name for item in fleet.facilities}:

@@ -44,7 +44,20 @@ def failover(
     max_copy_age_hours: float = 24.0,
     approval_timeout_seconds: int = 3600,
 ) -> dict:
-    """Move ``service`` to its mirror and repoint its DNS record; see the module docstring."""
+    """Move ``service`` to its mirror and repoint its DNS record; see the module docstring.
+
+    Args:
+        service: Service name, as in the fleet file.
+        planned: Planned switchover: stop the app, final sync and verification, no data loss.
+        copy_id: Make this copy live instead of the newest verified one.
+        dry_run: Make the plan and show it with its digest; change nothing.
+        yes: Approve the plan up front, without pausing for approval.
+        approved_plan_digest: Run without pausing only if the plan's digest is this one (the digest the operator reviewed).
+        force: Accept an unverified or too old copy.
+        resume: Continue a failover whose process died midway (every step is idempotent).
+        max_copy_age_hours: A copy older than this many hours is refused unless force is set.
+        approval_timeout_seconds: How long the run waits at the approval pause before it stops (nothing changed).
+    """
     logger = get_run_logger()
     plan = _plan(service, planned, copy_id, force, max_copy_age_hours)
     create_markdown_artifact(plan.markdown(), key=f"failover-plan-{service}", description=f"Failover plan for {service}")

@@ -76,7 +76,16 @@ def page(incident_id: int | None = None, event: str = "", resource_id: str = "",
          poll_seconds: float = 1.0, max_minutes: float = 120.0) -> dict:
     """Page for an open incident, or for a health event (``event``, ``resource_id``,
     ``payload_json``): that opens the incident (or folds into the open one, which is being paged
-    already) and walks the chain. Never raises."""
+    already) and walks the chain. Never raises.
+
+    Args:
+        incident_id: Incident number (hotspare incident list).
+        event: Health event name that started paging (set by the automation).
+        resource_id: Prefect event resource that started this run (set by the automation; leave empty by hand).
+        payload_json: The health event's payload as JSON (set by the automation).
+        poll_seconds: How often the chain checks for an acknowledgement.
+        max_minutes: Stop paging after this many minutes even without an acknowledgement.
+    """
     import json
 
     from hotspare.paging import announce
@@ -115,7 +124,17 @@ def page(incident_id: int | None = None, event: str = "", resource_id: str = "",
 def open_incident(title: str, category: Literal[1, 2, 3] = 1, severity: Literal["high", "low"] = "high",
                   services: list[str] | None = None, servers: list[str] | None = None, text: str = "",
                   by: str = "operator") -> int:
-    """Open an incident by hand; the ``hotspare.incident.opened`` event starts paging."""
+    """Open an incident by hand; the ``hotspare.incident.opened`` event starts paging.
+
+    Args:
+        title: One line saying what is wrong.
+        category: 1: a server, 2: programming, 3: a customer's problem.
+        severity: high or low; low is not paged at night unless the policy says so.
+        services: Affected services (fleet names).
+        servers: Affected servers (fleet names).
+        text: What was seen, for the timeline.
+        by: Who does this, for the incident's timeline.
+    """
     from hotspare.paging import announce
 
     opening = incidents.open_incident(category, severity, title, services or [], servers or [], None,
@@ -126,7 +145,12 @@ def open_incident(title: str, category: Literal[1, 2, 3] = 1, severity: Literal[
 
 @flow(name="incident-acknowledge")
 def acknowledge_incident(incident_id: int, by: str) -> bool:
-    """Acknowledge: paging stops at its next poll."""
+    """Acknowledge: paging stops at its next poll.
+
+    Args:
+        incident_id: Incident number (hotspare incident list).
+        by: Who does this, for the incident's timeline.
+    """
     from hotspare.paging import announce
 
     first = incidents.acknowledge(incident_id, by, via="Prefect UI")
@@ -137,7 +161,13 @@ def acknowledge_incident(incident_id: int, by: str) -> bool:
 
 @flow(name="incident-resolve")
 def resolve_incident(incident_id: int, by: str, text: str = "") -> None:
-    """Resolve: the incident is closed; the same failure later opens a new one."""
+    """Resolve: the incident is closed; the same failure later opens a new one.
+
+    Args:
+        incident_id: Incident number (hotspare incident list).
+        by: Who does this, for the incident's timeline.
+        text: How it was resolved, for the timeline and the resolution notice.
+    """
     from hotspare.paging import announce
 
     incidents.resolve(incident_id, by, text)

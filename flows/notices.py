@@ -30,7 +30,14 @@ def incident_number(incident_id: int | None, resource_id: str) -> int:
 @flow(name="customer-notice")
 def customer_notice(incident_id: int | None = None, kind: str = "opened", resource_id: str = "",
                     approved_by: str | None = None) -> dict:
-    """E-mail the contacts of every customer whose service the incident affects (resumable)."""
+    """E-mail the contacts of every customer whose service the incident affects (resumable).
+
+    Args:
+        incident_id: Incident number (hotspare incident list).
+        kind: opened or resolved: which notice to send.
+        resource_id: Prefect event resource that started this run (set by the automation; leave empty by hand).
+        approved_by: Who approved the notice, where the category's policy asks for approval first.
+    """
     from prefect.artifacts import create_markdown_artifact
 
     from hotspare.inventory.incidents import add_event
@@ -63,7 +70,12 @@ def customer_notice(incident_id: int | None = None, kind: str = "opened", resour
 
 @flow(name="status-page-publish")
 def status_page_publish(incident_id: int | None = None, resource_id: str = "") -> dict:
-    """Render the emergency status page and upload it to the off-site web server (never raises)."""
+    """Render the emergency status page and upload it to the off-site web server (never raises).
+
+    Args:
+        incident_id: Incident number (hotspare incident list).
+        resource_id: Prefect event resource that started this run (set by the automation; leave empty by hand).
+    """
     logger = get_run_logger()
     from tasks.notices import publish_status_page
 

@@ -76,7 +76,20 @@ def rebuild(
     verify: bool = True,
     approval_timeout_seconds: int = 3600,
 ) -> dict:
-    """Rebuild ``service`` on a standby from the storage host's backup (see module docstring)."""
+    """Rebuild ``service`` on a standby from the storage host's backup (see module docstring).
+
+    Args:
+        service: Service name, as in the fleet file.
+        standby: Standby server to rebuild on (default: chosen by health and facility).
+        snapshot: Backup snapshot id or prefix (default: the newest of the service).
+        approved_plan_digest: Run without pausing only if the plan's digest is this one (the digest the operator reviewed).
+        yes: Approve the plan up front, without pausing for approval.
+        temporary_account_hours: Lifetime of the temporary logins the rebuild issues.
+        force: Rebuild even if production or mirror still answer (they are fenced first).
+        dry_run: Make the plan and show it with its digest; change nothing.
+        verify: Compare the restored files with the backup's manifest before placing them.
+        approval_timeout_seconds: How long the run waits at the approval pause before it stops (nothing changed).
+    """
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     rebuild_plan = survey(fleet, service, standby, snapshot, temporary_account_hours, force)
@@ -153,7 +166,11 @@ def _publish_summary(service: str, run_id: int, outcome: str, summary: str, rebu
 
 @flow(name="expire-temporary-accounts", log_prints=True)
 def expire_temporary_accounts(now: datetime | None = None) -> dict:
-    """Disable every temporary login whose expiry has passed (``now`` defaults to the clock)."""
+    """Disable every temporary login whose expiry has passed (``now`` defaults to the clock).
+
+    Args:
+        now: Judge expiry by this time (default: now).
+    """
     fleet = access.loaded_fleet()
     moment = now or datetime.now(timezone.utc)
     if moment.tzinfo is None:

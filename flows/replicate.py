@@ -27,7 +27,12 @@ from tasks.replication import Refused, apply_accounts, copy_to_mirror, preflight
 
 @flow(name="replicate-service", log_prints=True)
 def replicate_service(service: str, force: bool = False) -> dict:
-    """One service: copy production to its mirror and verify before the copy becomes current."""
+    """One service: copy production to its mirror and verify before the copy becomes current.
+
+    Args:
+        service: Service name, as in the fleet file.
+        force: Replicate even from an empty or shrunken source (after checking why).
+    """
     return replicate_one(service, force)
 
 
@@ -55,7 +60,8 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
             with runs.step(run_id, "copy"):
                 stats = copy_to_mirror.with_options(retries=transfer_retries())(copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}")
             with runs.step(run_id, "verify"):
-                verification = check_copy(service, copy_plan.copy_id, repair=True, unreadable=stats.get("failed_files", []))
+                verification = check_copy(service, copy_plan.copy_id, repair=True, unreadable=stats.get("failed_files", []),
+                                          changed=stats.get("changed_files", []))
             details = {"copy_id": copy_plan.copy_id, "transfer": stats, "verification": verification["summary"]}
             if not verification["passed"]:
                 summary = f"copy {copy_plan.copy_id} failed verification; the previous verified copy stays current"
@@ -106,6 +112,10 @@ def replicate(services: list[str] | None = None, force: bool = False) -> dict:
     section; ``planning/fleet_replication.py``); each service runs inside this flow run (a
     nested flow run per service costs up to a second at its exit). A failure of one service
     does not stop the others; the run fails if any failed.
+
+    Args:
+        services: Service names; empty means every service in the inventory.
+        force: Replicate even from an empty or shrunken source (after checking why).
     """
     logger = get_run_logger()
     fleet = access.loaded_fleet()

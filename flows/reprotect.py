@@ -24,6 +24,11 @@ def reprotect(service: str, mirror: str | None = None, lock_holder: str | None =
     """Make ``mirror`` (default: the server the service failed over from) its new mirror.
 
     ``lock_holder``: a switchover reprotecting under the lock it already holds.
+
+    Args:
+        service: Service name, as in the fleet file.
+        mirror: Server to use as the new mirror (default: the server the service failed over from).
+        lock_holder: Run under this lock holder (set when a failover reprotects within its own run).
     """
     holder = lock_holder or f"reprotect:{flow_run.get_id() or 'local'}"
     with locks.service_lock(service, holder):

@@ -21,7 +21,11 @@ from tasks.backup import prove_restore
 
 @flow(name="restore-proof", log_prints=True)
 def restore_proof(service: str | None = None) -> dict:
-    """Restore-prove one service (``service``) or every service with backups."""
+    """Restore-prove one service (``service``) or every service with backups.
+
+    Args:
+        service: Service name, as in the fleet file.
+    """
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     results, failures = {}, []
