@@ -99,11 +99,14 @@ THRESHOLD_STATES = {"ok": ComponentState.ok, "nc": ComponentState.degraded,
 
 
 def _kind(line: SdrLine) -> ComponentKind | None:
-    if line.entity_id == ENTITY_POWER_SUPPLY:
+    """What part a sensor is about: by IPMI entity, then unit, then name (a sensor without a
+    reading prints no unit)."""
+    name = line.name.lower()
+    if line.entity_id == ENTITY_POWER_SUPPLY or re.match(r"^(psu|ps\d|power supply)", name):
         return ComponentKind.power_supply
-    if line.entity_id == ENTITY_FAN or line.reading.endswith("RPM"):
+    if line.entity_id == ENTITY_FAN or line.reading.endswith("RPM") or "fan" in name:
         return ComponentKind.fan
-    if "degrees C" in line.reading:
+    if "degrees C" in line.reading or "temp" in name:
         return ComponentKind.temperature
     return None
 
