@@ -106,6 +106,11 @@ def teardown(directory: Path) -> list[str]:
             # Still busy (a shell sitting in it): detach it lazily, it goes once released.
             run(["umount", "--lazy", mount_point], f"unmounting {mount_point} lazily")
         done.append(f"unmounted {mount_point}")
+    # Labs started while ours was up copied our mounts into their hosts' private mount
+    # namespaces (the machine's / is not shared, so our unmount does not reach them), which
+    # keeps our loop devices busy: drop those copies too. They sit under our folder, which
+    # no other lab's host ever uses.
+    done += _unmount_copies_elsewhere(hosts_folder)
     for device, backing in loop_devices(directory).items():
         run(["btrfs", "device", "scan", "--forget", device], f"forgetting {device}", check=False)
         run(["losetup", "--detach", device], f"detaching {device}", check=False)
@@ -220,11 +225,35 @@ def _device_bytes(device: str) -> int:
     return int(sectors) * 512
 
 
-def _mount_points_under(folder: Path) -> list[str]:
+def _unmount_copies_elsewhere(folder: Path) -> list[str]:
+    """Lazily unmount copies of our mounts held in other mount namespaces (one pid each)."""
+    done = []
+    own = os.stat("/proc/self/ns/mnt").st_ino
+    seen = {own}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            namespace = os.stat(f"/proc/{entry}/ns/mnt").st_ino
+            if namespace in seen:
+                continue
+            seen.add(namespace)
+            points = _mount_points_under(folder, f"/proc/{entry}/mountinfo")
+        except OSError:
+            continue
+        for point in sorted(points, reverse=True):
+            result = run(["nsenter", "-t", entry, "-m", "umount", "--lazy", point],
+                         f"unmounting a copy of {point}", check=False)
+            if result.returncode == 0:
+                done.append(f"unmounted the copy of {point} in mount namespace of pid {entry}")
+    return done
+
+
+def _mount_points_under(folder: Path, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     """Mount points (root namespace) at or below `folder`, from /proc/self/mountinfo."""
     prefix = str(folder) + "/"
     points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+    for line in Path(mountinfo).read_text().splitlines():
         point = line.split()[4].encode().decode("unicode_escape")
         if point.startswith(prefix):
             points.append(point)
