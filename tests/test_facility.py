@@ -113,6 +113,9 @@ def test_facility_east_fails_over_and_returns(east_lost_and_back, lab, lab_env, 
     seen = {item["service"]: item for item in json.loads(capsys.readouterr().out)["services"]}
     assert "unprotected: mirror facility east lost" in seen["app2"]["protection"]
     assert seen["app1"]["production"] == "mirror-west"
+    assert main(["status", "--json", "--timeout", "1"]) == 0
+    status_of = {record["service"]: record for record in json.loads(capsys.readouterr().out)["services"]}
+    assert status_of["app2"]["protection"] == "unprotected: mirror facility east lost"
     # The facility run is on record with who ran it; the summary names each outcome and RTO.
     from sqlmodel import select
 
