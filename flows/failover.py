@@ -24,6 +24,7 @@ from hotspare.adapters.errors import DnsPrerequisiteFailed
 from hotspare.inventory import locks, runs
 from hotspare.inventory.db import session
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
+from hotspare.inventory.service_states import Event, move
 from hotspare.planning.approval import same_plan
 from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
@@ -249,7 +250,7 @@ def _cutover(plan: FailoverPlan) -> dict:
 def _mark_in_flight(plan: FailoverPlan, run_id: int) -> None:
     with session() as db:
         row = db.get(ServiceRow, plan.service)
-        row.state = "failing-over"
+        move(row, Event.failover_started, get_run_logger())
         row.failover = {"source": plan.source, "target": plan.target, "mode": plan.mode, "copy_id": plan.copy_id,
                         "run_id": run_id, "started_at": utcnow().isoformat()}
 
@@ -264,14 +265,15 @@ def _clear_in_flight(service: str) -> None:
     """Back to the state before the failover (used when it stops with nothing moved)."""
     with session() as db:
         row = db.get(ServiceRow, service)
-        row.state = "protected" if row.mirror_server else "unprotected"
+        move(row, Event.failover_stopped, get_run_logger())
         row.failover = None
 
 
 def _record_new_layout(plan: FailoverPlan, copy_id: str, details: dict) -> None:
     with session() as db:
         row = db.get(ServiceRow, plan.service)
-        row.active_server, row.mirror_server, row.state = plan.target, None, "failed-over"
+        move(row, Event.users_moved, get_run_logger())
+        row.active_server, row.mirror_server = plan.target, None
         row.failover = {**(row.failover or {}), "copy_id": copy_id, "finished_at": utcnow().isoformat(),
                         "previous_production": plan.source, "fenced": details.get("fencing", {}).get("fenced", True)}
         row.updated_at = utcnow()

@@ -15,6 +15,7 @@ from hotspare import access
 from hotspare.inventory import copies, locks
 from hotspare.inventory.db import session
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
+from hotspare.inventory.service_states import Event, ServiceState, move
 from tasks.failover import serves_app
 from tasks.replication import Refused
 
@@ -40,7 +41,7 @@ def reprotect_under_lock(service: str, mirror: str | None, holder: str) -> dict:
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     row = copies.service_row(service)
-    if row.state not in ("failed-over", "unprotected"):
+    if row.state not in (ServiceState.failed_over, ServiceState.unprotected, ServiceState.reprotecting):
         raise Refused(f"{service} is {row.state}; reprotect is for a failed-over or unprotected service")
     new_mirror = mirror or (row.failover or {}).get("previous_production")
     if not new_mirror:
@@ -62,18 +63,21 @@ def reprotect_under_lock(service: str, mirror: str | None, holder: str) -> dict:
     try:
         result = replicate_one(service, lock_holder=holder)
     except Exception:
-        _assign_mirror(service, new_mirror, state="unprotected")
+        with session() as db:
+            move(db.get(ServiceRow, service), Event.reprotect_failed, logger)
         raise
     with session() as db:
         stored = db.get(ServiceRow, service)
-        stored.state, stored.updated_at = "protected", utcnow()
+        move(stored, Event.mirror_verified, logger)
+        stored.updated_at = utcnow()
         server = db.get(ServerRow, new_mirror)
         server.state, server.state_reason = "ok", f"mirror of {service} since {utcnow():%Y-%m-%d %H:%M} UTC"
     logger.info("%s is protected again: %s -> %s, copy %s verified", service, row.active_server, new_mirror, result["copy_id"])
     return {"service": service, "production": row.active_server, "mirror": new_mirror, "copy_id": result["copy_id"]}
 
 
-def _assign_mirror(service: str, mirror: str, state: str = "reprotecting") -> None:
+def _assign_mirror(service: str, mirror: str) -> None:
     with session() as db:
         row = db.get(ServiceRow, service)
-        row.mirror_server, row.state, row.updated_at = mirror, state, utcnow()
+        move(row, Event.reprotect_started, get_run_logger())
+        row.mirror_server, row.updated_at = mirror, utcnow()

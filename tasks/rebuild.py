@@ -24,6 +24,7 @@ from hotspare.fleet import Fleet
 from hotspare.inventory import session
 from hotspare.inventory.backup_models import TemporaryAccountRow
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
+from hotspare.inventory.service_states import Event, move
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import temporary_accounts as login_plan
 from hotspare.planning import manifests as manifest_plan
@@ -327,7 +328,8 @@ def record_rebuild(rebuild: rebuild_plan.RebuildPlan) -> str:
     """The standby now serves the service; no mirror protects it yet."""
     with session() as db:
         row = db.get(ServiceRow, rebuild.service)
-        row.active_server, row.mirror_server, row.state = rebuild.standby, None, "unprotected"
+        move(row, Event.rebuilt, get_run_logger())
+        row.active_server, row.mirror_server = rebuild.standby, None
         row.current_copy_id = None
         row.updated_at = utcnow()
     sentence = f"inventory: {rebuild.service} active on {rebuild.standby}, no mirror, state unprotected"
