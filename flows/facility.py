@@ -32,6 +32,7 @@ from hotspare.adapters.errors import NotFound
 from hotspare.inventory import copies, runs
 from hotspare.inventory.db import session
 from hotspare.inventory.models import FacilityRow, ServerRow, ServiceRow, utcnow
+from hotspare.inventory.service_states import Event, ServiceState, move
 from hotspare.planning.facility import (
     FacilityPlan,
     ServiceMove,
@@ -198,8 +199,9 @@ def mark_lost(plan: FacilityPlan) -> None:
                 server.state, server.state_reason = "failed", reason
         for name in unprotected:
             row = db.get(ServiceRow, name)
-            if row.state == "protected":
-                row.state, row.updated_at = "unprotected", utcnow()
+            if row.state == ServiceState.protected:
+                move(row, Event.mirror_lost, get_run_logger())
+                row.updated_at = utcnow()
 
 
 def _set_facility(db, facility: str, status: str) -> None:
