@@ -120,7 +120,13 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
     """Check the fleet from every checker site; see the module docstring.
 
     ``rounds``: stop after that many rounds (a one-off check); otherwise check for
-    ``run_seconds`` (default: the fleet's). ``interval_seconds`` overrides the fleet's interval."""
+    ``run_seconds`` (default: the fleet's). ``interval_seconds`` overrides the fleet's interval.
+
+    Args:
+        rounds: Check this many rounds and stop (default: as many as fit in run_seconds).
+        run_seconds: How long this run keeps checking (default: the fleet's health.run_seconds).
+        interval_seconds: Seconds between rounds (default: the fleet's health.interval_seconds).
+    """
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     problems = health_problems(fleet)
@@ -149,7 +155,7 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
             logger.info(sentence)
         health_inventory.store_round(judgement.statuses, judgement.changes, run_id)
         for change in judgement.changes:
-            health_actions.emit_change(change, logger)
+            health_actions.emit_change(change, logger, active)
             summary["changes"].append({"event": change.event, "subject": change.subject, "component": change.component,
                                        "previous": change.previous.value, "state": change.state.value,
                                        "evidence": change.evidence, "sites": list(change.sites)})

@@ -16,12 +16,16 @@ from hotspare.planning.replacements import plan_replacements, request_for
 FAILOVER_DEPLOYMENT = "failover/failover"
 
 
-def emit_change(change: Change, logger) -> None:
-    """One Prefect event per state change, about the server or service."""
+def emit_change(change: Change, logger, active: dict[str, str] | None = None) -> None:
+    """One Prefect event per state change, about the server or service. A service's event names
+    the server it runs on (``active``: service -> server), so paging folds a machine's failures."""
     try:
         from prefect.events import emit_event
 
-        emit_event(event=change.event, resource={"prefect.resource.id": change.resource_id}, payload=change.payload())
+        payload = change.payload()
+        if change.subject.startswith("service:") and active:
+            payload["server"] = active.get(change.subject.split(":", 1)[1], "")
+        emit_event(event=change.event, resource={"prefect.resource.id": change.resource_id}, payload=payload)
         logger.info("event %s for %s %s", change.event, change.resource_id, change.component)
     except Exception as error:  # events are a side channel
         logger.error("could not emit %s for %s: %s", change.event, change.resource_id, error)

@@ -102,15 +102,20 @@ def test_quiet_hours_hold_low_severity_only(hour, severity, at_night, go):
     assert paging_decision(severity, chain, quiet, moment).go is go
 
 
-def test_health_events_map_to_category_one_with_a_dedup_key_per_component():
+def test_health_events_map_to_category_one_failures_fold_per_machine():
     failed = from_health_event("hotspare.health.failed", "hotspare.server.prod1",
                                {"component": "reachability:ssh", "kind": "reachability", "state": "failed",
                                 "evidence": "connection refused", "sites": ["control", "east"]})
     assert (failed.category, failed.severity, failed.servers) == (1, "high", ("prod1",))
-    assert failed.dedup_key == "health:hotspare.server.prod1:reachability:ssh"
+    assert failed.dedup_key == "health:hotspare.server.prod1:failed"
     assert "seen from control, east" in failed.detection_text
+    # The service on that server failing in the same round folds into the server's incident.
+    service = from_health_event("hotspare.health.failed", "hotspare.service.shop",
+                                {"component": "application:direct", "state": "failed", "server": "prod1"})
+    assert (service.dedup_key, service.services, service.servers) == (failed.dedup_key, ("shop",), ("prod1",))
     degraded = from_health_event("hotspare.health.degraded", "hotspare.service.shop", {"component": "fan:Fan1"})
     assert (degraded.severity, degraded.services) == ("low", ("shop",))
+    assert degraded.dedup_key == "health:hotspare.service.shop:fan:Fan1"
     assert from_health_event("hotspare.health.degraded", "hotspare.service.shop", {}, open_on_degraded=False) is None
     assert from_health_event("hotspare.health.recovered", "hotspare.server.prod1", {}) is None
     assert from_failed_run(7, "failover", "shop", "DNS refused").severity == "high"

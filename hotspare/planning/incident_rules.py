@@ -4,8 +4,10 @@ Health checks emit Prefect events ``hotspare.health.degraded|failed|recovered`` 
 resource ``hotspare.server.<name>`` or ``hotspare.service.<name>`` with a payload
 ``{component, kind, state, previous, evidence, sites}``. A failed server or service is a
 category 1 (server) incident of high severity; a degraded part a category 1 incident of low
-severity (quiet hours apply). The dedup key names the resource and the component, so the same
-part seen again (or seen failing after degrading) folds into the open incident.
+severity (quiet hours apply). A failure's dedup key names the machine (the server, or the server
+a failed service runs on, given as ``server`` in the payload), so a machine that goes down with
+its services opens one incident; a degradation's names the resource and the component, so the
+same part seen again folds into the open incident.
 
 Failed runs: a failover or rebuild that failed is high severity; a replication that failed is
 low (the copy is older than planned, nobody is down). Each service's failures of one kind fold.
@@ -52,6 +54,13 @@ def from_health_event(event: str, resource_id: str, payload: dict, open_on_degra
     kind, name = subject
     component = str(payload.get("component") or payload.get("kind") or "health")
     state = "failed" if severity == "high" else "degraded"
+    # One machine down fails its reachability and every service on it in the same round: all
+    # failures of one machine (the server itself, or a service whose payload names the server it
+    # runs on) fold into one incident, so the chain is walked once and customers get one notice.
+    machine = name if kind == "server" else str(payload.get("server") or "")
+    dedup_key = (f"health:hotspare.server.{machine}:failed" if severity == "high" and machine
+                 else f"health:{resource_id}:{component}")
+    servers = (machine,) if machine and severity == "high" else ((name,) if kind == "server" else ())
     evidence = str(payload.get("evidence") or "").strip()
     sites = payload.get("sites") or []
     seen_from = f" (seen from {', '.join(map(str, sites))})" if sites else ""
@@ -59,10 +68,10 @@ def from_health_event(event: str, resource_id: str, payload: dict, open_on_degra
         category=1,
         severity=severity,
         title=f"{kind} {name}: {component} {state}",
-        dedup_key=f"health:{resource_id}:{component}",
+        dedup_key=dedup_key,
         detection_text=(f"{kind} {name}: {component} {state}{seen_from}" + (f": {evidence}" if evidence else "")),
         services=(name,) if kind == "service" else (),
-        servers=(name,) if kind == "server" else (),
+        servers=servers,
         details={"event": event, "resource": resource_id, **{key: payload[key] for key in payload
                                                               if key in ("component", "kind", "state", "previous",
                                                                          "evidence", "sites")}},
