@@ -17,14 +17,18 @@ from hotspare.inventory import copies, locks
 from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import replication as plan
 from hotspare.planning.coordination import judge_routine_run
-from tasks.verification import record_verification, repair_copy, verify_accounts, verify_content, verify_host
+from tasks.verification import record_pass, record_verification, repair_copy, verify_accounts, verify_content, verify_host
 
 
 def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applied: bool = False,
-               unreadable: list[str] = ()) -> dict:
+               unreadable: list[str] = (), changed: list[str] | None = None, full: bool = False) -> dict:
     """Verify one copy inside the calling flow run (replicate, verify). With ``repair``,
     corrupt files, and the files the copy could not read (``unreadable``), are fetched once
-    more and checked again; a file that still cannot be read fails the check by name."""
+    more and checked again; a file that still cannot be read fails the check by name.
+
+    The content check compares what changed (``changed``: the copy step's itemized files) plus
+    a rolling slice of the rest, or everything with ``full`` (``planning/verification_scope.py``);
+    a passed check advances the rolling pass."""
     logger = get_run_logger()
     row = next((row for row in copies.copies_of(service) if row.id == copy_id), None)
     if row is None:
@@ -32,21 +36,26 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     source, target = copies.service_row(service).active_server, row.target_server
     host_check = verify_host.submit(service, source, target, row.total_bytes)  # alongside the content check
     # with repair, unread files are fetched again before they are judged; without, judged now
-    content = verify_content(service, copy_id, source, target, [] if repair else list(unreadable))
+    content = verify_content(service, copy_id, source, target, [] if repair else list(unreadable), changed, full)
     again = list(dict.fromkeys([*unreadable, *(d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable"))]))
     if repair and again:
         still_unreadable = repair_copy(service, copy_id, source, target, again)["failed"]
-        content = verify_content(service, copy_id, source, target, still_unreadable)
+        content = verify_content(service, copy_id, source, target, still_unreadable, changed, full)
     host = host_check.result()
     account_check = verify_accounts(service, copy_id, target) if accounts_applied else None
     checks = _checks(service, copy_id, content, host, account_check)
     checks.append(_freshness(service, row))
     failures = [f"{check['check']}: {check['detail']}" for check in checks if check["result"] == "FAIL"]
     passed = not failures
-    record_verification(copy_id, passed, {"checks": checks})
+    record_verification(copy_id, passed, {"checks": checks, "scope": content["scope"]})
+    if passed:
+        record_pass(service, target, content["scope"])
     create_table_artifact(checks, key=f"verify-{service}", description=f"Verification of {copy_id}: {'passed' if passed else 'FAILED'}")
     (logger.info if passed else logger.error)("verification of %s %s%s", copy_id, "passed" if passed else "FAILED: ", "; ".join(failures))
-    return {"passed": passed, "summary": {"copy_id": copy_id, "failures": failures, "changed_during_copy": len(content["changed_during_copy"])}}
+    scope = content["scope"]
+    return {"passed": passed, "summary": {"copy_id": copy_id, "failures": failures, "changed_during_copy": len(content["changed_during_copy"]),
+                                          "compared_files": scope["compared_files"], "total_files": scope["total_files"],
+                                          "whole_tree": scope["whole_tree"]}}
 
 
 def _checks(service: str, copy_id: str, content: dict, host: dict, accounts: dict | None) -> list[dict]:
@@ -55,7 +64,8 @@ def _checks(service: str, copy_id: str, content: dict, host: dict, accounts: dic
     fuzzy = content.get("fuzzy", [])
     checks = [
         _check("content", not corrupt, f"{len(corrupt)} file(s) differ from production: " + ", ".join(f"{d['path']} ({d['kind']})" for d in corrupt[:20])
-               if corrupt else "every file matches production by checksum"),
+               if corrupt else "every compared file matches production by checksum"),
+        {"check": "compared", "result": "info", "detail": content["scope"]["reason"]},
         {"check": "changed during copy", "result": "info", "detail": f"{len(changed)} file(s) changed on production after the copy began"
          + (": " + ", ".join(d["path"] for d in changed[:20]) if changed else "")},
         {"check": "fuzzy paths", "result": "info", "detail": f"{len(fuzzy)} file(s) in paths the fleet file allows to differ"
@@ -92,8 +102,14 @@ def _check(name: str, ok: bool, detail: str) -> dict:
 
 
 @flow(name="verify", log_prints=True)
-def verify(services: list[str] | None = None) -> dict:
-    """Re-verify the current copy of each service against production now, plus RPO freshness."""
+def verify(services: list[str] | None = None, full: bool = False) -> dict:
+    """Re-verify the current copy of each service against production now, plus RPO freshness:
+    the next rolling slice of its content, or all of it with ``full``.
+
+    Args:
+        services: Service names; empty means every service in the inventory.
+        full: Compare every file, not only what changed and the rolling slice.
+    """
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     names = services or [service.name for service in fleet.services]
@@ -107,7 +123,7 @@ def verify(services: list[str] | None = None) -> dict:
             continue
         try:
             with locks.service_lock(name, f"verify:{flow_run.get_id() or 'local'}") as lease:
-                results[name] = _verify_current(fleet, name, lease)
+                results[name] = _verify_current(fleet, name, lease, full)
         except locks.ServiceBusy as busy:
             logger.warning("%s", busy)
             results[name] = {"passed": False, "summary": {"failures": [str(busy)]}}
@@ -118,14 +134,14 @@ def verify(services: list[str] | None = None) -> dict:
     return results
 
 
-def _verify_current(fleet, name: str, lease: locks.Lease) -> dict:
+def _verify_current(fleet, name: str, lease: locks.Lease, full: bool = False) -> dict:
     """Verify the current copy of one service under its lock (a failover may take it over)."""
     current = copies.current_copy(name)
     newest = copies.newest_verified(name)
     rpo = plan.rpo_state(as_utc(newest.started_at) if newest else None, utcnow(), fleet.rpo_hours_of(fleet.service(name)))
     if current is None:
         return {"passed": False, "rpo_state": rpo, "summary": {"failures": ["no current copy"]}}
-    outcome = check_copy(name, current.id, accounts_applied=True)
+    outcome = check_copy(name, current.id, accounts_applied=True, full=full)
     if not outcome["passed"]:
         lease.check(f"mark copy {current.id} as failed")
         copies.update_copy(current.id, status="failed")

@@ -23,6 +23,7 @@ from hotspare.inventory import copy_stores
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import copy_backends
 from hotspare.planning import replication as plan
+from hotspare.planning import verification_scope
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.transfer_access import pull
 
@@ -223,7 +224,8 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
     )
     logger.info("copied %s: %d files / %d bytes transferred of %d files / %d bytes", copy_plan.copy_id,
                 stats.files_transferred, stats.bytes_transferred, stats.total_files, stats.total_bytes)
-    return asdict(stats) | {"source_clock_start": copy_plan.source_clock, "failed_files": outcome.failed_paths}
+    return asdict(stats) | {"source_clock_start": copy_plan.source_clock, "failed_files": outcome.failed_paths,
+                            "changed_files": verification_scope.itemized_files(result.text)}
 
 
 def _record_copy_start(copy_plan: CopyPlan) -> None:

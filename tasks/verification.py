@@ -8,19 +8,22 @@ reported as such, not as corruption.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from datetime import datetime, timezone
 
 from prefect import get_run_logger, task
 
 from hotspare import access
 from hotspare.adapters.ssh import SshConnection
-from hotspare.inventory import copies
-from hotspare.inventory.models import utcnow
+from hotspare.inventory import copies, copy_stores
+from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import copy_backends
 from hotspare.planning import replication as plan
 from hotspare.planning import verification as content
+from hotspare.planning import verification_scope as scope_plan
 from tasks.replication import STEP
 from tasks.transfer_access import pull
 
@@ -28,46 +31,106 @@ STAT_CHUNK = 400
 
 
 @task(name="verify content", **STEP)
-def verify_content(service: str, copy_id: str, source: str, target: str, unreadable: list[str] = ()) -> dict:
+def verify_content(service: str, copy_id: str, source: str, target: str, unreadable: list[str] = (),
+                   changed: list[str] | None = None, full: bool = False) -> dict:
     """Checksum-compare production with the copy; classify every difference. A file rsync could
     not read or compare, here or in the transfers before (``unreadable``), is a difference of its
     own ("unreadable"), never a silent pass: ``rsync -c`` compares such a file by a zero checksum
-    or leaves it out without a word."""
+    or leaves it out without a word.
+
+    What is compared is planned by ``planning/verification_scope.py``: with ``full`` everything;
+    otherwise what changed (``changed``: the copy step's itemized files, given by a replication;
+    None for a re-verification of the current copy) plus the rolling slice of the rest. Both
+    hosts' file listings still cover the whole tree. The returned ``scope`` is recorded by
+    ``record_pass`` once the verification passed."""
     fleet = access.loaded_fleet()
     spec = fleet.service(service)
     paths = plan.source_paths(spec.model_dump(mode="json"))
     row = next(row for row in copies.copies_of(service) if row.id == copy_id)
     tree = plan.copy_tree(service, copy_id)
-    result, outcome = pull(fleet, service, source, target, paths, f"verify-{service}",
-                           lambda peer: plan.rsync_verify_argv(peer, paths, tree, spec.exclude),
-                           f"checksum comparison {source} -> {target}")
     with ThreadPoolExecutor(2) as pool:  # both listings at once: one file walk per host
         production_listing, copy_listing = pool.map(
             lambda server_paths: _listing(fleet, *server_paths), [(source, paths), (target, [tree + path for path in paths])])
-    not_read = set(outcome.failed_paths) | set(unreadable)
+    on_production = scope_plan.parse_sized_listing(production_listing)
+    in_copy = scope_plan.parse_sized_listing(copy_listing, tree)
+    scope = _scope(fleet, service, copy_id, target, row, on_production, in_copy, changed, full, spec.exclude, paths)
+    get_run_logger().info("%s: %s", copy_id, scope.reason)
+    result, outcome = pull(fleet, service, source, target, paths, f"verify-{service}",
+                           lambda peer: plan.rsync_verify_argv(peer, list(scope.paths), tree, spec.exclude),
+                           f"checksum comparison {source} -> {target}")
+    vanished = set() if scope.whole_tree else scope_plan.vanished_before_compare(outcome.failed_files, {*on_production, *scope.paths})
+    not_read = (set(outcome.failed_paths) - vanished) | set(unreadable)
     itemized = [(kind, path) for kind, path in content.parse_itemized(result.text) if path not in not_read]
-    itemized += [("unreadable", path) for path in sorted(not_read)]
-    on_production = content.parse_stat_mtimes(production_listing)
+    itemized += [("unreadable", path) for path in sorted(not_read)] + [("missing", path) for path in sorted(vanished)]
+    if not scope.whole_tree:  # what --delete over the whole tree would have named
+        named = {path for _, path in itemized}
+        itemized += [("extra", path) for path in scope_plan.extra_in_copy(on_production, in_copy, spec.exclude)
+                     if path not in named]
     # an "extra" file production still has was left out of rsync's list: it could not be read
     itemized = [("unreadable" if kind == "extra" and path in on_production else kind, path) for kind, path in itemized]
     started = row.source_clock_start or 0.0
-    for path, mtime in content.not_compared(production_listing, copy_listing, tree, itemized, spec.exclude).items():
+    for path, mtime in content.not_compared(scope_plan.mtime_listing(on_production), scope_plan.mtime_listing(in_copy, tree),
+                                            tree, itemized, spec.exclude).items():
         itemized.append(("missing" if mtime >= started else "unreadable", path))
     with access.connect(fleet, source) as production:
         mtimes = source_mtimes(production, [path for kind, path in itemized if kind != "unreadable"])
     report = content.classify_differences(itemized, mtimes, started, spec.fuzzy)
     corrupt = [asdict(d) for d in report.corrupt]
-    changed = [asdict(d) for d in report.changed_during_copy]
+    changed_since = [asdict(d) for d in report.changed_during_copy]
     tolerated = [asdict(d) for d in report.tolerated]
     get_run_logger().info("content of %s: %d difference(s) not explained by production changes, %d file(s) changed on "
-                          "production since the copy began, %d in fuzzy paths", copy_id, len(corrupt), len(changed), len(tolerated))
-    return {"corrupt": corrupt, "changed_during_copy": changed, "fuzzy": tolerated}
+                          "production since the copy began, %d in fuzzy paths", copy_id, len(corrupt), len(changed_since),
+                          len(tolerated))
+    return {"corrupt": corrupt, "changed_during_copy": changed_since, "fuzzy": tolerated, "scope": _scope_record(scope)}
+
+
+def _scope(fleet, service: str, copy_id: str, target: str, row, on_production: dict, in_copy: dict,
+           changed: list[str] | None, full: bool, excludes: list[str], roots: list[str]) -> scope_plan.Scope:
+    """This run's comparison from the rolling pass's state (``copy_stores``) and the schedule."""
+    store = copy_stores.store_of(service, target)
+    state = scope_plan.PassState()
+    if store and store.pass_started_at:
+        state = scope_plan.PassState(store.pass_cursor, as_utc(store.pass_started_at).timestamp(), store.pass_files_done)
+    changed_set: set[str] = set()
+    if changed is not None:  # a new copy: its itemized files, production's changes since the last verified copy began
+        previous = next((other for other in copies.copies_of(service, target)
+                         if other.status == "verified" and other.id < copy_id), None)
+        since = previous.source_clock_start if previous else None
+        changed_set = scope_plan.changed_paths(changed, on_production, in_copy, since)
+    settings = fleet.replication
+    return scope_plan.plan_scope(scope_plan.without_excluded(on_production, excludes), changed_set, state, roots,
+                                 period_days=settings.full_verification_days,
+                                 runs_per_day=settings.replications_per_day, now=time.time(), full=full)
+
+
+def _scope_record(scope: scope_plan.Scope) -> dict:
+    """What ``record_pass`` needs and the run's summary shows (plain values: a task result)."""
+    return {"whole_tree": scope.whole_tree, "named_paths": len(scope.paths), "changed_files": scope.changed_files,
+            "slice_files": scope.slice_files, "compared_files": scope.compared_files,
+            "compared_bytes": scope.compared_bytes, "total_files": scope.total_files, "total_bytes": scope.total_bytes,
+            "pass_complete": scope.pass_complete, "pass_started_at": scope.pass_started_at,
+            "pass_files": scope.pass_files, "next_cursor": scope.next_state.cursor,
+            "next_started_at": scope.next_state.started_at, "next_files_done": scope.next_state.files_done,
+            "reason": scope.reason}
+
+
+def record_pass(service: str, target: str, scope: dict) -> None:
+    """After a verification passed: advance the rolling pass, or record the complete pass."""
+    def moment(epoch: float | None) -> datetime | None:
+        return datetime.fromtimestamp(epoch, timezone.utc) if epoch is not None else None
+
+    values = {"pass_cursor": scope["next_cursor"], "pass_started_at": moment(scope["next_started_at"]),
+              "pass_files_done": scope["next_files_done"]}
+    if scope["pass_complete"]:
+        values |= {"last_full_pass_at": utcnow(), "last_full_pass_started_at": moment(scope["pass_started_at"]),
+                   "last_full_pass_files": scope["pass_files"]}
+    copy_stores.record(service, target, **values)
 
 
 def _listing(fleet, server: str, paths: list[str]) -> str:
-    """``content.file_listing_argv`` output from ``server`` (paths that do not exist list nothing)."""
+    """``scope_plan.sized_listing_argv`` output from ``server`` (paths that do not exist list nothing)."""
     with access.connect(fleet, server) as connection:
-        return connection.run(content.file_listing_argv(paths), timeout=3600, check=False).text
+        return connection.run(scope_plan.sized_listing_argv(paths), timeout=3600, check=False).text
 
 
 def source_mtimes(production: SshConnection, paths: list[str]) -> dict[str, float]:

@@ -137,7 +137,7 @@ def test_corruption_with_restored_mtime_is_caught_by_verify(replicated, lab_env)
     corrupt_keeping_mtime(current_copy_data(lab_env) / "index.html")
     corrupted_copy = copies.current_copy(SERVICE).id
 
-    state = verify([SERVICE], return_state=True)
+    state = verify([SERVICE], full=True, return_state=True)
     assert state.is_failed()
     row = next(row for row in copies.copies_of(SERVICE) if row.id == corrupted_copy)
     content_check = next(check for check in row.verification["checks"] if check["check"] == "content")

@@ -18,7 +18,7 @@ from hotspare.commands.topology import show_topology
 def register(subparsers) -> None:
     for name, help_text, extra in (
         ("replicate", "copy production to the mirror into a verified point-in-time copy", _force_flag),
-        ("verify", "re-verify the current mirror copy against production", None),
+        ("verify", "re-verify the current mirror copy against production (the next rolling slice; --full: all)", _full_flag),
     ):
         parser = subparsers.add_parser(name, help=help_text)
         target = parser.add_mutually_exclusive_group(required=True)
@@ -131,6 +131,11 @@ def _force_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replicate even from an empty or shrunken source")
 
 
+def _full_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--full", action="store_true",
+                        help="compare every file by checksum now, not the next rolling slice (a complete pass)")
+
+
 def _runner(name: str):
     def run(args: argparse.Namespace) -> int:
         if not args.all:
@@ -146,7 +151,8 @@ def _runner(name: str):
         else:
             from flows.verify import verify
 
-            print_result(run_flow(verify, args.debug, several=True, services=None if args.all else [args.service]))
+            print_result(run_flow(verify, args.debug, several=True, services=None if args.all else [args.service],
+                                  full=args.full))
         return 0
 
     return run

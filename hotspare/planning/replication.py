@@ -191,10 +191,11 @@ def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link
     receiving it again; copied, never linked, so the live files and the copy stay apart. ``copy_dest`` names another
     local folder to copy identical files from (a btrfs working tree started beside hard-linked
     copies: linking would let a permission change in the working tree reach the old copy).
+    ``--itemize-changes`` names what the copy changed: verification compares those files.
     """
     argv = [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--partial", "--mkpath",
-        "--stats", "--timeout=60", "-e", access.ssh_command(),
+        "--stats", "--itemize-changes", "--timeout=60", "-e", access.ssh_command(),
     ]
     argv.append(f"--link-dest={link_dest}" if link_dest else f"--copy-dest={copy_dest or '/'}")
     return [*argv, *rsync_exclude_args(excludes), *access.remotes(paths), target_tree + "/"]
