@@ -25,7 +25,7 @@ TIMEOUT_SECONDS = 20.0
 def make_sdr_command(address: str, port: int, username: str, cipher_suite: str = CIPHER_SUITE
                      ) -> list[str]:
     """ipmitool argv for `sdr elist` (no secret in it: -E takes the password from the env)."""
-    return [IPMITOOL, "-I", "lanplus", "-C", cipher_suite, "-N", "2", "-R", "2",
+    return [IPMITOOL, "-I", "lanplus", "-C", cipher_suite, "-N", "1", "-R", "3",
             "-H", address, "-p", str(port), "-U", username, "-E", "sdr", "elist"]
 
 

@@ -88,6 +88,7 @@ def _folder(directory: Path) -> Path:
 
 def start(directory: Path, layout: SlotLayout) -> None:
     """Management networks, credentials, and one BMC per host, answering before returning."""
+    started_at = time.monotonic()
     folder = _folder(directory)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(mode=0o700)
@@ -117,6 +118,7 @@ def start(directory: Path, layout: SlotLayout) -> None:
     for host, (daemon, process, ready) in started:
         wait_until(f"BMC of {host.name} ({address(layout, host)})", ready, START_SECONDS,
                    log_path=daemon.log, alive=lambda process=process: process.poll() is None)
+    log.info("bmcs: %d BMCs answering in %.2f s", len(started), time.monotonic() - started_at)
 
 
 def _start_ipmi(directory: Path, layout: SlotLayout, host: HostSpec, compiled: Path,
