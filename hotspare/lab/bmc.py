@@ -30,7 +30,6 @@ from hotspare.lab.network import apply_batch, make_fail, make_heal
 from hotspare.lab.probes import http_get, wait_until
 from hotspare.lab.processes import (
     Daemon,
-    is_running,
     netns_inode,
     run,
     start_daemon,
@@ -310,14 +309,6 @@ def credential_blocks(directory: Path) -> dict:
 
     stored = json.loads((_folder(directory) / "credentials.json").read_text())
     return {BMC_BLOCK: BmcCredentials(username=stored["username"], password=stored["password"])}
-
-
-def running(directory: Path) -> bool:
-    try:
-        recorded = json.loads((_folder(directory) / "daemons.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(recorded) and all(is_running(Daemon.from_json(entry)) for entry in recorded)
 
 
 def _write_json(path: Path, value) -> None:

@@ -24,7 +24,7 @@ BROKEN_FAN = "Fan1"
 
 def _sdr_common(number: int, entity: str, instance: int, sensor_type: str, reading_code: str,
                 name: str) -> list[str]:
-    return [f"\tsensor_owner_id\t\t0x20", "\tsensor_owner_lun\t0", "\tchannel_number\t\t0",
+    return ["\tsensor_owner_id\t\t0x20", "\tsensor_owner_lun\t0", "\tchannel_number\t\t0",
             f"\tsensor_number\t\t{number}", f"\tentity_id\t\t{entity}",
             f"\tentity_instance\t\t{instance}", "\tinit_scanning\t\ttrue",
             "\tinit_sensor_type\ttrue", "\tdefault_sensor_scan_on\ttrue",

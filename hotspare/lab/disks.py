@@ -148,7 +148,7 @@ def break_disk(directory: Path, host: HostSpec, mount_point: Path) -> str:
     if any(member["dead"] for member in current):
         raise LabError(f"{host.name} already has a dead disk; repair it first with "
                        f"`hotspare lab repair {host.name} disk`")
-    victim = next(member for member in current if member["devid"] == 2 or plan.members == 1)
+    victim = next(member for member in current if member["devid"] == 2)  # the second disk
     Path(victim["backing_file"]).open("r+b").truncate(0)
     run(["losetup", "--set-capacity", victim["device"]], f"failing {victim['device']}")
     # btrfs notices a dead member on its next write; make that happen now, as the next
