@@ -11,6 +11,7 @@ emitted only when a component's judged state changes.
 
 from __future__ import annotations
 
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ def health_round(fleet, targets: RoundTargets, previous: dict, ssh_login: bool =
     targets = resolve_services(fleet, targets, timeout)
     checkers = settings.checkers
     with ThreadPoolExecutor(max_workers=len(checkers) + 1) as pool:
-        hardware_future = pool.submit(_hardware_readings, fleet, targets, log) if hardware else None
+        hardware_future = pool.submit(_hardware_readings, fleet, targets, timeout, log) if hardware else None
         site_results = list(pool.map(lambda checker: probe_site(fleet, checker, targets, timeout), checkers))
         readings: list[Reading] = [reading for result in site_results for reading in result.readings]
         for checker, result in zip(checkers, site_results):
@@ -86,12 +87,19 @@ def health_round(fleet, targets: RoundTargets, previous: dict, ssh_login: bool =
     return RoundOutcome(judgement, sites, len(readings), time.monotonic() - started)
 
 
-def _hardware_readings(fleet, targets: RoundTargets, log) -> list[Reading]:
-    """``read_hardware`` for every server, when installed; a reader's failure is logged, not fatal."""
+def _hardware_readings(fleet, targets: RoundTargets, timeout: float, log) -> list[Reading]:
+    """``read_hardware`` for every server that answers, when installed; a reader's failure is
+    logged, not fatal.
+
+    A server whose SSH port does not answer within the probe timeout is skipped this round: the
+    reader would wait its own, longer, connect timeout, and the reachability probes already say
+    what is wrong. Its hardware components keep their state and counters until it answers."""
     if read_hardware is None:
         return []
 
     def one(server):
+        if not _answers(server.address, server.ssh_port, timeout):
+            return []
         try:
             return list(read_hardware(fleet, server.name))
         except Exception as error:  # a broken reader must not stop reachability checks
@@ -101,6 +109,14 @@ def _hardware_readings(fleet, targets: RoundTargets, log) -> list[Reading]:
 
     with ThreadPoolExecutor(max_workers=min(16, len(targets.servers) or 1)) as pool:
         return [reading for found in pool.map(one, targets.servers) for reading in found]
+
+
+def _answers(address: str, port: int, timeout: float) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _freshness_readings(fleet, targets: RoundTargets) -> list[Reading]:

@@ -160,3 +160,30 @@ def test_a_site_votes_once_per_component():
     twice = [Reading("prod-east", "reachability:ssh", ComponentKind.reachability, FAILED, f"probe {n}", "control")
              for n in (1, 2)]
     assert state_after(rounds([twice] * 5)) == OK
+
+
+def test_a_missing_disk_keeps_what_was_last_seen_of_it_for_its_replacement():
+    def disk(state, part):
+        return [Reading("prod-west", "disk:devid 2", ComponentKind.disk, state, f"devid 2 {state.value}", "control", part)]
+
+    present = {"devid": "2", "device": "/dev/loop7", "serial": "WD-1234"}
+    judgements = rounds([disk(OK, present), disk(FAILED, {"devid": "2"}), disk(FAILED, {"devid": "2"})],
+                        rules=Rules(failures_to_down=2, successes_to_recover=2))
+    status = judgements[-1].statuses[("prod-west", "disk:devid 2")]
+    assert status.state == FAILED and status.part == present
+    request = request_for(status, "west", "rack W3, U14")
+    assert (request.serial, request.extra["device"]) == ("WD-1234", "/dev/loop7")
+    [change] = judgements[-1].changes
+    assert change.payload()["server"] == "prod-west" and change.payload()["evidence"] == "devid 2 failed"
+
+
+def test_status_text_names_the_part_as_operators_do():
+    from hotspare.planning.health import status_text
+
+    assert status_text(ComponentStatus("prod-east", "power_supply:PS2 Status", ComponentKind.power_supply, FAILED)) \
+        == "psu PS2 failed"
+    assert status_text(ComponentStatus("prod-west", "disk:devid 2", ComponentKind.disk, FAILED)) == "disk devid 2 failed"
+    assert status_text(ComponentStatus("s", "temperature:Inlet Temp", ComponentKind.temperature, DEGRADED)) \
+        == "temp Inlet Temp degraded"
+    assert status_text(ComponentStatus("service:app1", "application:dns", ComponentKind.application, FAILED)) \
+        == "application dns failed"

@@ -13,7 +13,7 @@ from sqlmodel import JSON, Column, Field, SQLModel, select
 
 from hotspare.inventory import db as inventory_db  # db imports this module first: look session() up at call time
 from hotspare.inventory.models import as_utc, utcnow
-from hotspare.planning.health import Change, ComponentStatus, worst_component
+from hotspare.planning.health import Change, ComponentStatus, status_text, worst_component
 from hotspare.planning.readings import ComponentKind, ComponentState
 from hotspare.planning.replacements import ReplacementRequest
 
@@ -183,9 +183,8 @@ def health_fields(service_name: str, active_server: str | None) -> dict:
     worst = worst_component([_status(row) for row in rows])
     if worst is None:
         return {"health": {"state": "ok"}, "health_text": "ok"}
-    subject = "" if worst.subject.startswith("service:") else f"{worst.subject} "
     return {
         "health": {"state": worst.state.value, "subject": worst.subject, "component": worst.component,
                    "evidence": worst.evidence},
-        "health_text": f"{worst.state.value} {subject}{worst.component}",
+        "health_text": status_text(worst),
     }

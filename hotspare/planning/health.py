@@ -99,7 +99,11 @@ class Change:
         return f"hotspare.server.{self.subject}"
 
     def payload(self) -> dict:
+        """What the event carries; a server's event names the server (a service's event gets the
+        server it runs on from the flow, which knows where it runs)."""
+        server = {} if self.subject.startswith("service:") else {"server": self.subject}
         return {
+            **server,
             "component": self.component,
             "kind": self.kind.value,
             "state": self.state.value,
@@ -217,8 +221,10 @@ def _step(before: ComponentStatus, outcome: _Round, rules: Rules) -> tuple[Compo
     observed = outcome.observed
     failed_rounds = before.failed_rounds + 1 if observed != ComponentState.ok else 0
     good_rounds = before.good_rounds + 1 if observed == ComponentState.ok else 0
+    # Part details accumulate: a disk that went missing no longer shows its device path or
+    # serial, but the request to replace it needs what was last seen of it.
     base = replace(before, failed_rounds=failed_rounds, good_rounds=good_rounds, evidence=outcome.evidence,
-                   sites=outcome.sites, part=outcome.part or before.part)
+                   sites=outcome.sites, part={**before.part, **outcome.part})
     if observed.rank == before.state.rank:
         return replace(base, worse_rounds=0, better_rounds=0), ""
     if observed.rank > before.state.rank:
@@ -244,6 +250,21 @@ def worst_component(statuses: list[ComponentStatus]) -> ComponentStatus | None:
     """The component in the worst state (None when all are ok or there are none)."""
     bad = [status for status in statuses if status.state != ComponentState.ok]
     return max(bad, key=lambda status: (status.state.rank, status.component), default=None)
+
+
+SHORT_KINDS = {ComponentKind.power_supply: "psu", ComponentKind.temperature: "temp"}
+
+
+def component_label(kind: ComponentKind, component: str) -> str:
+    """A component as operators name it: ``power_supply:PS2 Status`` -> ``psu PS2``,
+    ``disk:devid 2`` -> ``disk devid 2``, ``fan:Fan1`` -> ``fan Fan1``."""
+    name = component.split(":", 1)[-1].removesuffix(" Status").strip()
+    return f"{SHORT_KINDS.get(kind, kind.value)} {name}".strip()
+
+
+def status_text(status: ComponentStatus) -> str:
+    """The HEALTH column of ``hotspare status``: a component and its state (``psu PS2 failed``)."""
+    return f"{component_label(status.kind, status.component)} {status.state.value}"
 
 
 def production_down(change: Change, active_server_of: dict[str, str]) -> list[str]:
