@@ -189,7 +189,7 @@ def test_approval_timeout_changes_nothing(protected, lab, lab_env):
 
 def test_approval_bound_to_another_plan_is_refused(protected, lab, lab_env):
     state = failover(SERVICE, approved_plan_digest="000000000000", return_state=True)
-    assert state.is_failed() and "review it again" in state.message
+    assert state.is_failed() and "Review the new plan and approve its digest; nothing was changed" in state.message
     assert dns_answer(lab_env) == [address(lab_env, "production")]
 
 
