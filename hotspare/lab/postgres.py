@@ -107,6 +107,20 @@ class PostgresServer:
             if not exists:
                 connection.execute(f'CREATE DATABASE "{name}"')
 
+    def set_password(self, password: str) -> None:
+        """A new password for the superuser (a cluster copied from a template gets its own)."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self._dsn("postgres"), autocommit=True, connect_timeout=10) as connection:
+            connection.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(SUPERUSER), sql.Literal(password)))
+        path = self.directory / "password"
+        path.unlink(missing_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(password + "\n")
+
     def _dsn(self, database: str) -> str:
         return f"host={self.address} port={self.port} user={SUPERUSER} password={self.password} dbname={database}"
 
