@@ -27,6 +27,7 @@ from hotspare.lab import network
 from hotspare.lab.errors import LabError
 from hotspare.lab.postgres import PostgresServer
 from hotspare.lab.processes import Daemon, is_gone, netns_inode, run, runs_command, stop_netns_processes, stop_pid
+from hotspare.local_secrets import write_private
 
 log = logging.getLogger("hotspare.lab")
 
@@ -101,7 +102,7 @@ def start_site(lab) -> dict:
     database.set_password(secrets.token_urlsafe(24))  # never the template's
     auth_string = "hotspare:" + secrets.token_urlsafe(32)
     client = {"api_url": api_url(lab), "api_auth_string": auth_string, "database_url": database.url("inventory")}
-    _write_private(folder(lab) / "client.json", json.dumps(client, indent=2) + "\n")
+    write_private(folder(lab) / "client.json", json.dumps(client, indent=2) + "\n")
     _start_prefect_server(lab, database.url("prefect", driver="asyncpg"), auth_string)
     return describe(lab)
 
@@ -250,6 +251,34 @@ def stop_site(lab) -> list[str]:
     return sentences
 
 
+def fail_site(lab, failed: bool) -> list[str]:
+    """``lab fail control`` / ``lab heal control``: the control site's network drops (or carries
+    again) all lab traffic, like east's hosts in ``lab fail east``. Its processes keep running
+    (a cut uplink, not a power loss): the Prefect server, PostgreSQL and the control worker still
+    talk to each other inside the site, but no worker or command outside reaches the API or the
+    inventory (their connections time out), and the control worker reaches no lab host."""
+    if netns_inode(netns(lab)) is None:
+        raise LabError(f"the lab at slot {lab.slot} has no control site; start it with "
+                       f"`hotspare lab up --workers`")
+    if failed:
+        network.apply_batch(network.make_fail(lab.layout), "failing the control site", netns(lab))
+        log.info("failed the control site (%s): its traffic is now dropped", address(lab))
+        return [FACILITY]
+    for line in network.make_heal(lab.layout):
+        result = run(["ip", "-n", netns(lab)] + line.split(), "healing the control site", check=False)
+        if result.returncode != 0 and "No such process" not in result.stderr:
+            raise LabError(f"healing the control site: {result.stderr.strip()}")
+    log.info("healed the control site (%s)", address(lab))
+    return [FACILITY]
+
+
+def site_failed(lab) -> bool:
+    """True when the control site's namespace holds the fail blackholes."""
+    result = run(["ip", "-n", netns(lab), "route", "show", "type", "blackhole"], "reading the control site's routes",
+                 check=False)
+    return result.returncode == 0 and lab.layout.halves[0] in result.stdout
+
+
 def _forget_in_env(lab) -> None:
     """Drop ``control`` and ``workers`` from the lab's env.json (they are gone)."""
     path = lab.directory / "env.json"
@@ -282,9 +311,3 @@ def kill(daemon: Daemon, popen: subprocess.Popen | None = None, gentle: bool = F
         time.sleep(0.02)
     return f"stopped {daemon.name} (pid {daemon.pid}) with SIGKILL"
 
-
-def _write_private(path: Path, text: str) -> None:
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)

@@ -210,6 +210,9 @@ class Lab:
 
     def fail(self, target: str) -> list[str]:
         """Make a host, or every host of a facility, silently unreachable; returns names."""
+        if target == control.FACILITY:  # the control site (`lab up --workers`)
+            with self._locked():
+                return control.fail_site(self, failed=True)
         hosts = hosts_for_target(target)
         with self._locked():
             self._require_up()
@@ -223,6 +226,9 @@ class Lab:
 
     def heal(self, target: str) -> list[str]:
         """Undo `fail` for a host or a facility; returns the host names."""
+        if target == control.FACILITY:  # the control site (`lab up --workers`)
+            with self._locked():
+                return control.fail_site(self, failed=False)
         hosts = hosts_for_target(target)
         with self._locked():
             self._require_up()
