@@ -55,11 +55,13 @@ def preview_notice(incident_id: int, kind: str, approved: bool = False, fleet=No
 
 def send_notice(incident_id: int, kind: str = "opened", approved_by: str | None = None,
                 messages_per_second: float | None = None, fleet=None,
-                sleep: Callable[[float], None] = time.sleep) -> dict:
+                sleep: Callable[[float], None] = time.sleep, relay=None) -> dict:
     """Send (or resume) the notice of ``incident_id``'s opening or resolution; returns a summary.
 
     Held by policy (preview-and-approve, or none) unless ``approved_by`` names the operator
     who approved it. Recipients already done are skipped; ones the relay deferred are retried.
+    ``relay`` (an ``adapters.smtp.Relay``) replaces the fleet's SmtpServer block, so a script
+    can send without loading Prefect.
     """
     from hotspare.access import loaded_fleet, smtp_relay
     from hotspare.inventory import notices as records
@@ -81,7 +83,7 @@ def send_notice(incident_id: int, kind: str = "opened", approved_by: str | None 
                                    "cannot be sent; add it and load the fleet again")
     records.record_notice(plan.notice_id, incident_id, kind, plan.subject, "sending", plan.decision.reason, approved_by)
     started = time.monotonic()
-    summary = _deliver(plan, incident, fleet, smtp_relay(fleet.mail.smtp_block), messages_per_second, sleep)
+    summary = _deliver(plan, incident, fleet, relay or smtp_relay(fleet.mail.smtp_block), messages_per_second, sleep)
     summary["seconds"] = round(time.monotonic() - started, 3)
     _record_outcome(plan, incident_id, kind, summary)
     return summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from contextlib import contextmanager
 
 from hotspare.lab.remote import host_ssh_argv as ssh_argv  # noqa: F401 (one home for tests and benchmarks)
 from hotspare.lab.slots import free_slot  # noqa: F401
@@ -61,3 +62,25 @@ def paused_flow_run():
         found = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
     return found[0] if found else None
+
+
+@contextmanager
+def lab_fleet_changed(lab_env: dict, folder, change):
+    """The lab's fleet file with ``change(data)`` applied (shorter waits and timeouts, say) loaded
+    into the inventory for the block; the lab's own fleet loaded again afterwards."""
+    from pathlib import Path
+
+    import yaml
+
+    from hotspare.cli import main
+
+    original = Path(lab_env["fleet_file"])
+    data = yaml.safe_load(original.read_text())
+    change(data)
+    changed = Path(folder) / "fleet-changed.yaml"
+    changed.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["fleet", "load", str(changed)]) == 0
+    try:
+        yield data
+    finally:
+        assert main(["fleet", "load", str(original)]) == 0

@@ -2,7 +2,7 @@
 
 The lab's fleet declares checkers in control (this process), east (via standby-east) and west
 (via standby-west), failures_to_down 3 and successes_to_recover 2. Rounds run back to back
-(a short interval); every test heals what it failed.
+(a short interval) with short probe timeouts; every test heals what it failed.
 """
 
 from __future__ import annotations
@@ -13,6 +13,17 @@ from sqlmodel import delete
 pytestmark = pytest.mark.lab
 
 INTERVAL = 0.1
+PROBE_TIMEOUT = 1.5  # the lab answers in milliseconds; a failed host costs a round this long
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quick_probes(fleet, lab_env, tmp_path_factory):
+    """The lab fleet with short probe timeouts, so a round with a silent host is short."""
+    from lab_helpers import lab_fleet_changed
+
+    with lab_fleet_changed(lab_env, tmp_path_factory.mktemp("fleet"),
+                           lambda data: data["health"].update(probe_timeout_seconds=PROBE_TIMEOUT)):
+        yield
 
 
 @pytest.fixture

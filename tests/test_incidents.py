@@ -1,5 +1,5 @@
 """Incidents against the lab: the category 1 chain rings the lab's phone provider in the written
-order with the lab fleet's short waits, a keypress on a call acknowledges through the signed
+order with short waits (set here), a keypress on a call acknowledges through the signed
 webhook and stops the chain, a provider that is down falls back to the second one (noted in the
 incident), duplicate detections fold. (A step whose contact has no number is refused by the fleet
 check and, should one slip through, skipped by the planner: tests/test_escalation.py.)"""
@@ -18,6 +18,22 @@ pytestmark = pytest.mark.lab
 
 HEALTH_PAYLOAD = '{"component": "reachability:ssh", "kind": "reachability", "state": "failed", ' \
                  '"previous": "ok", "evidence": "connection refused", "sites": ["control", "east"]}'
+
+
+STEP_WAIT = 2.0  # seconds between the chain's steps here (the lab fleet says 3); room to answer a call
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quick_chain(fleet, lab_env, tmp_path_factory):
+    """The lab fleet with the chain's steps STEP_WAIT apart."""
+    from lab_helpers import lab_fleet_changed
+
+    def shorter(data: dict) -> None:
+        for step in data["incidents"]["chains"][0]["steps"]:
+            step["wait_seconds"] = STEP_WAIT
+
+    with lab_fleet_changed(lab_env, tmp_path_factory.mktemp("fleet"), shorter):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +83,34 @@ def test_keypress_acknowledges_and_stops_the_chain(phone_lab):
     first_call = datetime.fromtimestamp(calls[0]["at"]).astimezone()
     opened = datetime.fromisoformat(incident["opened_at"])
     print(f"\nMEASURED opened -> first call: {(first_call - opened).total_seconds():.3f} s")
+
+
+def test_sms_reply_ack_acknowledges_through_the_signed_webhook(phone_lab, fleet):
+    """"ACK <n>" from a contact's phone, posted signed by the provider, acknowledges incident n on
+    their behalf and stops the chain; the same request unsigned is refused and changes nothing."""
+    import httpx
+
+    from flows.incident import page
+    from hotspare.inventory import incidents
+    from hotspare.paging import sms_acknowledgement_url
+
+    before = len(phone_lab.requests("call"))
+    opening = incidents.open_incident(1, "high", "server prod-west down", servers=["prod-west"],
+                                      dedup_key=f"test:sms:{time.time()}", detection_text="ssh timed out")
+    url = sms_acknowledgement_url(fleet, "lab-phone-primary")
+    forged = httpx.post(url, data={"From": "+15550101", "Body": f"ACK {opening.incident_id}"}, timeout=10)
+    assert forged.status_code == 403 and incidents.get_incident(opening.incident_id)["status"] == "triggered"
+    with ThreadPoolExecutor(1) as pool:
+        walk = pool.submit(page, incident_id=opening.incident_id, poll_seconds=0.1)
+        wait_for("the first call", lambda: len(_calls_after(phone_lab, before)) >= 1, 30)
+        reply = phone_lab.sms_reply("+1 555 0101", f"ACK {opening.incident_id}", url)
+        result = walk.result(timeout=60)
+    assert reply["webhook_status"] == 200 and f"Incident {opening.incident_id} acknowledged by Lee Lead" in reply["webhook_body"]
+    assert result["outcome"] == "stop", result
+    incident = incidents.get_incident(opening.incident_id)
+    assert (incident["status"], incident["acknowledged_by"]) == ("acknowledged", "Lee Lead")
+    acknowledgement = next(event for event in incident["events"] if event["kind"] == "acknowledgement")
+    assert acknowledgement["details"]["via"] == "SMS reply from +1 555 0101"
 
 
 def test_provider_down_falls_back_and_duplicates_fold(phone_lab):
