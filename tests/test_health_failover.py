@@ -1,0 +1,63 @@
+"""Automatic failover from the health runbook, against the lab: a production declared down
+submits the ``failover`` deployment only for a service whose policy says
+``automatic_failover: true``; with the default (false) nothing is submitted and the run says
+why. Both productions fail at once (app1 on prod-east keeps the default, app2 on prod-west
+allows it), so one health run shows both outcomes. Nothing serves the deployment here: the
+submitted run is checked (deployment, parameters) and deleted, and the lab is healed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from test_hardware_health import clear_health_state, health_settings
+
+pytestmark = pytest.mark.lab
+
+FAILURES_TO_DOWN = 2
+INTERVAL = 0.1
+
+
+@pytest.fixture
+def app2_fails_over_by_itself(fleet, lab_env, tmp_path):
+    """The lab fleet with automatic failover for app2 only, short probes, and no health state."""
+    with health_settings(lab_env, tmp_path, probe_timeout_seconds=1.5, failures_to_down=FAILURES_TO_DOWN,
+                         services=[{"name": "app2", "automatic_failover": True}]):
+        clear_health_state()
+        yield
+    clear_health_state()
+
+
+def failover_runs(client, deployment_id) -> list:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+
+
+def test_declared_down_production_submits_failover_only_where_the_policy_allows(lab, app2_fails_over_by_itself):
+    from prefect.client.orchestration import get_client
+
+    from flows.failover import failover
+    from flows.health import health
+    from tasks.health_actions import FAILOVER_DEPLOYMENT
+
+    deployment_id = failover.to_deployment(name=FAILOVER_DEPLOYMENT.split("/")[1]).apply()
+    with get_client(sync_client=True) as client:
+        before = {run.id for run in failover_runs(client, deployment_id)}
+    try:
+        lab.fail("prod-east")
+        lab.fail("prod-west")
+        summary = health(rounds=FAILURES_TO_DOWN, interval_seconds=INTERVAL)
+    finally:
+        lab.heal("prod-east")
+        lab.heal("prod-west")
+    outcomes = {entry["service"]: entry for entry in summary["failovers"]}
+    with get_client(sync_client=True) as client:
+        created = [run for run in failover_runs(client, deployment_id) if run.id not in before]
+        for run in created:  # it would wait for approval; nobody is to approve it here
+            client.delete_flow_run(run.id)
+    assert set(outcomes) == {"app1", "app2"}, summary["failovers"]
+    assert outcomes["app1"]["submitted"] is False
+    assert "does not allow automatic failover" in outcomes["app1"]["reason"]
+    assert outcomes["app2"]["submitted"] is True, outcomes["app2"]["reason"]
+    assert [(str(run.id), run.parameters) for run in created] == [(outcomes["app2"]["flow_run_id"], {"service": "app2"})]
