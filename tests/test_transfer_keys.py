@@ -135,3 +135,20 @@ def test_guard_lets_a_link_itself_be_read_since_rsync_sends_it_as_a_link(tmp_pat
     result = subprocess.run(["python3", str(script), "app1", str(data)], env=environment, capture_output=True,
                             text=True, timeout=30, stdin=subprocess.DEVNULL, check=False)
     assert "refused" not in result.stderr and "[sender=" in result.stderr, result.stderr
+
+
+def test_guard_runs_by_its_own_interpreter_line_isolated_from_the_environment(tmp_path):
+    """Installed, the guard is executed through its ``#!`` line (``-I -S``): it still hands the
+    read to rrsync in the same interpreter, and a PYTHONPATH in the environment reaches neither."""
+    script = tmp_path / "guard"
+    script.write_text(keys.GUARD_SCRIPT)
+    script.chmod(0o755)
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "shlex.py").write_text("raise SystemExit('planted module imported')\n")
+    environment = {"PATH": os.environ["PATH"], "PYTHONPATH": str(planted),
+                   "SSH_ORIGINAL_COMMAND": "rsync --server --sender -logDtpre.iLsfxCIvu . /etc/passwd"}
+    result = subprocess.run([str(script), "app1", *PATHS], env=environment, capture_output=True, text=True,
+                            timeout=30, stdin=subprocess.DEVNULL, check=False)
+    assert "planted" not in result.stderr and "[sender=" in result.stderr, result.stderr
+    assert result.returncode == 12

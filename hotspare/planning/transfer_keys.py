@@ -31,17 +31,19 @@ GUARD_PATH = "/usr/local/lib/hotspare/transfer-guard"
 KEY_MARKER = "hotspare-transfer"
 KEY_LIFETIME = timedelta(minutes=15)
 
-GUARD_SCRIPT = '''#!/usr/bin/python3
+GUARD_SCRIPT = '''#!/usr/bin/python3 -IS
 """hotspare transfer guard: the forced command of a per-run transfer key.
 
 Allows only a read (rsync --server --sender) of the paths named on this command line (or files
 under them, also after resolving links on the way), without following links, then hands over
-to rrsync -ro, which vets the options.
+to rrsync -ro, which vets the options. rrsync runs in this same interpreter (one Python start
+per connection instead of two); -I -S: no environment, user or site packages reach either.
 Installed and replaced by hotspare; argv: SERVICE PATH...
 """
 import glob
 import os
 import posixpath
+import runpy
 import shlex
 import sys
 
@@ -89,7 +91,9 @@ if not paths:
 for path in paths:
     if not allowed(path, roots):
         refuse("not a path of this service: " + path)
-os.execv("/usr/bin/rrsync", ["rrsync", "-ro", "/"])
+# exactly what `rrsync -ro /` would do as its own program, without starting a second interpreter
+sys.argv = ["rrsync", "-ro", "/"]
+runpy.run_path("/usr/bin/rrsync", run_name="__main__")
 '''
 
 # One command installs (mode "add") or removes (mode "remove") lines under a lock, keeping every
