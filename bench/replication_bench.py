@@ -415,10 +415,15 @@ class Bench:
     def empty_mirror(self) -> int:
         """Before a full copy: no copy folders on the mirror (hotspare then links against
         nothing: a full copy, as for a new or rebuilt mirror) and empty bare targets."""
+        from hotspare.planning import copy_backends
         from hotspare.planning import replication as plan
 
-        self.must(self.mirror, ["sh", "-c", 'folder=$1; shift; rm -rf -- "$folder"/* "$@"', "sh",
-                                plan.service_root(SERVICE) + "/copies", *BARE_TARGETS.values()])
+        # snapshot copies are read-only subvolumes (and the working subvolume holds nested ones):
+        # each goes through the product's own removal script, whatever its back-end
+        script = ('folder=$1; work=$2; shift 2; for c in "$folder"/* "$work"; do sh -c "$REMOVE" sh "$c" || exit 1; done; '
+                  'rm -rf -- "$@"')
+        self.must(self.mirror, ["env", f"REMOVE={copy_backends.REMOVE_SCRIPT}", "sh", "-c", script, "sh",
+                                plan.service_root(SERVICE) + "/copies", copy_backends.work_root(SERVICE), *BARE_TARGETS.values()])
         os.sync()
         return 0
 
