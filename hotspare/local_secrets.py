@@ -97,3 +97,11 @@ def _tighten(path: Path, wanted: int, what: str) -> None:
     if current & 0o077:
         path.chmod(wanted)
         log.warning("%s %s had mode %04o, open to other users; tightened it to %04o", what, path, current, wanted)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret readable by its owner only (created 0600, never briefly wider)."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)

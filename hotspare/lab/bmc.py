@@ -37,6 +37,7 @@ from hotspare.lab.processes import (
     stop_netns_processes,
 )
 from hotspare.lab.topology import FACILITIES, HOSTS, HostSpec, SlotLayout
+from hotspare.local_secrets import write_private
 
 log = logging.getLogger("hotspare.lab")
 
@@ -92,7 +93,7 @@ def start(directory: Path, layout: SlotLayout) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(mode=0o700)
     password = random_secrets.token_urlsafe(12)
-    _write_private(folder / "credentials.json",
+    write_private(folder / "credentials.json",
                    json.dumps({"username": BMC_USER, "password": password}) + "\n")
     _write_json(folder / "daemons.json", [])
     for facility in FACILITIES:
@@ -127,7 +128,7 @@ def _start_ipmi(directory: Path, layout: SlotLayout, host: HostSpec, compiled: P
     (state / "ipmi_sim" / host.name).mkdir(parents=True)
     shutil.copy(compiled, state / "ipmi_sim" / host.name / "sdr.20.main")
     bmc_address = address(layout, host)
-    _write_private(folder / "lan.conf", bmc_render.lan_conf(
+    write_private(folder / "lan.conf", bmc_render.lan_conf(
         host.name, bmc_address, IPMI_PORT, CONSOLE_PORT, BMC_USER, password))
     (folder / "lab.emu").write_text(bmc_render.emu_commands())
     command = ["ipmi_sim", "-c", str(folder / "lan.conf"), "-f", str(folder / "lab.emu"),
@@ -316,8 +317,3 @@ def _write_json(path: Path, value) -> None:
     temporary.write_text(json.dumps(value, indent=2) + "\n")
     temporary.replace(path)
 
-
-def _write_private(path: Path, text: str) -> None:
-    path.unlink(missing_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(text)

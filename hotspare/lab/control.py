@@ -27,6 +27,7 @@ from hotspare.lab import network
 from hotspare.lab.errors import LabError
 from hotspare.lab.postgres import PostgresServer
 from hotspare.lab.processes import Daemon, is_gone, netns_inode, run, runs_command, stop_netns_processes, stop_pid
+from hotspare.local_secrets import write_private
 
 log = logging.getLogger("hotspare.lab")
 
@@ -101,7 +102,7 @@ def start_site(lab) -> dict:
     database.set_password(secrets.token_urlsafe(24))  # never the template's
     auth_string = "hotspare:" + secrets.token_urlsafe(32)
     client = {"api_url": api_url(lab), "api_auth_string": auth_string, "database_url": database.url("inventory")}
-    _write_private(folder(lab) / "client.json", json.dumps(client, indent=2) + "\n")
+    write_private(folder(lab) / "client.json", json.dumps(client, indent=2) + "\n")
     _start_prefect_server(lab, database.url("prefect", driver="asyncpg"), auth_string)
     return describe(lab)
 
@@ -310,9 +311,3 @@ def kill(daemon: Daemon, popen: subprocess.Popen | None = None, gentle: bool = F
         time.sleep(0.02)
     return f"stopped {daemon.name} (pid {daemon.pid}) with SIGKILL"
 
-
-def _write_private(path: Path, text: str) -> None:
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)

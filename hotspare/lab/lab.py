@@ -13,6 +13,12 @@ JSON that tests read. Layout of the lab folder:
     hosts/NAME/{etc,srv,home}  what that host sees as /etc, /srv, /home
     hosts/NAME/ssh/            its sshd config, host key, authorized_keys, pid file
     dns/ mail/ logs/
+
+``Lab`` is the public face (up, down, env, status, fail, heal) and the build order; its parts
+live beside it by concern: building hosts and files (``building.py``), daemons
+(``daemons.py``), slot claims (``slots.py``), Prefect blocks (``blocks.py``), disks and BMCs
+(``disks.py``, ``bmc.py``), the network (``network.py``), the phone and web endpoints and the
+control site (``phone.py``, ``web.py``, ``control.py``).
 """
 
 from __future__ import annotations
@@ -22,74 +28,30 @@ import fcntl
 import json
 import logging
 import os
-import secrets as random_secrets
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
-
-from hotspare.lab import bmc, disks, network, render
-from hotspare.lab import phone  # the recording phone provider endpoint (phone.py)
+from hotspare.lab import bmc, control, disks, network, phone, web
+from hotspare.lab.blocks import LabBlocks
+from hotspare.lab.building import PRIVATE_PATHS, LabBuilding, host_python
+from hotspare.lab.daemons import NAMED, SSHD, LabDaemons
 from hotspare.lab.errors import LabError
-from hotspare.lab.keys import generate_ed25519, tsig_secret
-from hotspare.lab.probes import banner, http_get, port_in_use, soa_answers, wait_until
+from hotspare.lab.probes import banner, http_get, soa_answers, wait_until
+from hotspare.lab.processes import Daemon, is_running, netns_inode, stop_daemon, stop_netns_processes
+from hotspare.lab.slots import CLAIMS_DIR, LabSlotClaims, _other_claims
+from hotspare.lab.topology import APP_PORT, BLOCK_NAMES, HOSTS, SERVICES, SSH_PORT, ZONE, HostSpec, SlotLayout, hosts_for_target
+from hotspare.local_secrets import private_folder
 from hotspare.probes import tcp_reachable
-from hotspare.lab.processes import (
-    Daemon,
-    is_running,
-    netns_inode,
-    run,
-    start_daemon,
-    stop_daemon,
-    stop_netns_processes,
-)
-from hotspare.lab.remote import ssh_argv
-from hotspare.lab import web
-from hotspare.lab import control  # the control site: Prefect server, inventory, workers (control.py)
-from hotspare.local_secrets import FOLDER_MODE, private_folder
-from hotspare.lab.topology import (
-    APP_PORT,
-    BLOCK_NAMES,
-    HOSTS,
-    SERVICES,
-    SSH_PORT,
-    TSIG_KEY_NAME,
-    ZONE,
-    HostSpec,
-    ServiceSpec,
-    SlotLayout,
-    host_by_name,
-    hosts_for_target,
-    restic_block,
-)
 
 log = logging.getLogger("hotspare.lab")
 
-SSHD = "/usr/sbin/sshd"
-NAMED = "/usr/sbin/named"
 REQUIRED_TOOLS = (SSHD, NAMED, "tsig-keygen", "ip", "unshare", "cp", "ssh")
-CLAIMS_DIR = Path("/run/hotspare-lab")
-# Paths each host gets its own copy of; the lab folder must not live under them, or the
-# bind mounts would hide the host's own sshd config.
-PRIVATE_PATHS = ("/srv", "/etc", "/home")
-# Runs inside the host's namespaces: $1 = host folder, $2 = sshd config,
-# $3 = host name (own UTS namespace, so `hostname` tells the hosts apart).
-HOST_BOOT_SCRIPT = (
-    'hostname "$3" && mount --bind "$1/srv" /srv && mount --bind "$1/etc" /etc && '
-    'mount --bind "$1/home" /home && exec /usr/sbin/sshd -D -e -f "$2"'
-)
-SSHD_START_SECONDS = 15.0
-NAMED_START_SECONDS = 20.0
-SMTP_START_SECONDS = 20.0
-APP_START_SECONDS = 15.0
-PROVISION_SECONDS = 60.0
 
 
-class Lab:
+class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
     """One lab: a folder on disk plus a slot (subnet, ports and name prefix)."""
 
     def __init__(self, directory: Path | str, slot: int = 0) -> None:
@@ -237,40 +199,6 @@ class Lab:
                 log.info("%s", sentence)
         return [host.name for host in hosts]
 
-    def register_blocks(self) -> list[str]:
-        """Save the lab's credentials as Prefect blocks in the current Prefect API.
-
-        Imports Prefect and the block classes only here, so importing the lab never needs
-        a Prefect server.
-        """
-        from blocks.credentials import (
-            BackupRepositoryPassword,
-            DnsUpdateKey,
-            SmtpServer,
-            SshCredentials,
-        )
-
-        self._require_up()
-        stored = json.loads(self._path("secrets.json").read_text())
-        blocks = {
-            BLOCK_NAMES["ssh"]: SshCredentials(user=stored["ssh"]["user"],
-                                               private_key=stored["ssh"]["private_key"]),
-            BLOCK_NAMES["tsig"]: DnsUpdateKey(key_name=stored["tsig"]["key_name"],
-                                              algorithm=stored["tsig"]["algorithm"],
-                                              secret=stored["tsig"]["secret"]),
-            BLOCK_NAMES["smtp"]: SmtpServer(host=stored["smtp"]["host"],
-                                            port=stored["smtp"]["port"],
-                                            username=None, password=None, starttls=False),
-        }
-        for service in SERVICES:
-            blocks[restic_block(service.name)] = BackupRepositoryPassword(
-                password=stored["restic"]["passwords"][service.name])
-        blocks.update(phone.blocks(self))
-        blocks.update(bmc.credential_blocks(self.directory))
-        for name, block in blocks.items():
-            block.save(name, overwrite=True)
-            log.info("saved block %s (%s)", name, type(block).__name__)
-        return list(blocks)
 
     # ----- up: building --------------------------------------------------------------------
 
@@ -290,215 +218,6 @@ class Lab:
         self._write_fleet(host_keys)
         self._env_file.write_text(json.dumps(self._describe(), indent=2) + "\n")
 
-    def _prepare_directories(self) -> None:
-        """Fresh hosts/, dns/, mail/ and logs/ folders (an earlier lab's are removed)."""
-        private_folder(self.directory, "the lab folder")
-        for name in ("hosts", "dns", "mail", "logs"):
-            shutil.rmtree(self._path(name), ignore_errors=True)
-            self._path(name).mkdir()
-        self._path("dns").chmod(FOLDER_MODE)  # holds the TSIG key
-        for part in ("tmp", "new", "cur"):
-            # mailbox.Maildir only makes these when the folder itself does not exist yet.
-            self._path("mail", part).mkdir()
-        for path in PRIVATE_PATHS + ("/run/sshd",):
-            Path(path).mkdir(mode=0o755, exist_ok=True)
-
-    def _write_keys(self) -> dict[str, str]:
-        """Client key, host keys, known_hosts, TSIG key and secrets.json; returns host keys."""
-        client_private, client_public = generate_ed25519("hotspare-lab-client")
-        _write_private(self._path("client_key"), client_private)
-        self._path("client_key.pub").write_text(client_public + "\n")
-        host_keys = {}
-        for host in HOSTS:
-            ssh_dir = self.host_root(host) / "ssh"
-            ssh_dir.mkdir(parents=True)
-            ssh_dir.chmod(FOLDER_MODE)  # holds the host's private key
-            private, public = generate_ed25519(f"{host.name}.{ZONE}")
-            _write_private(ssh_dir / "ssh_host_ed25519_key", private)
-            (ssh_dir / "ssh_host_ed25519_key.pub").write_text(public + "\n")
-            (ssh_dir / "authorized_keys").write_text(client_public + "\n")
-            host_keys[host.name] = " ".join(public.split()[:2])
-        self._path("known_hosts").write_text(render.known_hosts(
-            [(self.layout.address(host), host_keys[host.name]) for host in HOSTS]))
-        key_text = run(["tsig-keygen", "-a", "hmac-sha256", TSIG_KEY_NAME], "making TSIG key").stdout
-        _write_private(self._path("dns", "tsig.key"), key_text)
-        _write_private(self._path("secrets.json"), json.dumps({
-            "ssh": {"user": "root", "private_key": client_private},
-            "tsig": {"key_name": TSIG_KEY_NAME, "algorithm": "hmac-sha256",
-                     "secret": tsig_secret(key_text)},
-            "smtp": {"host": "127.0.0.1", "port": self.layout.smtp_port},
-            "restic": {"passwords": {s.name: random_secrets.token_urlsafe(24) for s in SERVICES}},
-            "app_users": {s.production: {u.name: random_secrets.token_urlsafe(12) for u in s.users}
-                          for s in SERVICES},
-        }, indent=2) + "\n")
-        return host_keys
-
-    def _build_host_filesystems(self, python: str, host_keys: dict[str, str]) -> None:
-        """Per host: a copy of /etc (so useradd works per host), empty /srv and /home,
-        an sshd config; then the demo services' files on their production and mirror."""
-        copies = [subprocess.Popen(["cp", "-a", "/etc", str(self.host_root(host) / "etc")],
-                                   stderr=subprocess.PIPE, text=True) for host in HOSTS]
-        for host, copy in zip(HOSTS, copies):
-            try:
-                _, errors = copy.communicate(timeout=120)
-            except subprocess.TimeoutExpired as error:
-                raise LabError(f"copying /etc for {host.name} took over 120 s") from error
-            if copy.returncode != 0:
-                raise LabError(f"copying /etc for {host.name} failed: {errors.strip()}")
-        for host in HOSTS:
-            root = self.host_root(host)
-            (root / "srv").mkdir()
-            (root / "home").mkdir()
-            (root / "etc" / "hostname").write_text(host.name + "\n")
-            # Hosts share this machine's /root; bash would source its ~/.bashrc for every
-            # command sshd runs (~80 ms each here), which a real server does not pay.
-            passwd = root / "etc" / "passwd"
-            passwd.write_text(render.with_login_shell(passwd.read_text(), "root", "/bin/sh"))
-            ssh_dir = root / "ssh"
-            (ssh_dir / "sshd_config").write_text(render.sshd_config(
-                self.layout.address(host), ssh_dir / "ssh_host_ed25519_key",
-                ssh_dir / "sshd.pid", ssh_dir / "authorized_keys", storage=host.role == "storage"))
-        disks.setup(self.directory, self.host_root)  # btrfs /srv of production, mirror, standby
-        for service in SERVICES:
-            self._install_service(service, host_by_name(service.production), python,
-                                  render.production_data_files(service))
-            self._install_service(service, host_by_name(service.mirror), python,
-                                  render.mirror_data_files(service))
-
-    def _install_service(self, service: ServiceSpec, host: HostSpec, python: str,
-                         data_files: dict[str, str]) -> None:
-        """Write a service's data, scripts, accounts and config into a host's folders."""
-        root = self.host_root(host)
-        srv = root / service.root.lstrip("/")
-        for relative, text in data_files.items():
-            target = srv / "data" / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
-        (srv / "run").mkdir()
-        (srv / "app").mkdir()
-        _write_executable(srv / "app" / "ctl", render.app_ctl_script(service, python))
-        _write_executable(srv / "app" / "dump-db", render.dump_db_script(service, python))
-        (srv / "accounts").write_text(render.accounts_file(service))
-        config_dir = root / service.config_path.lstrip("/")
-        config_dir.mkdir()
-        (config_dir / f"{service.name}.conf").write_text(render.app_config(service))
-
-    def _start_daemons(self) -> None:
-        """Start every sshd, BIND and the SMTP server, then wait until all of them answer."""
-        for host in HOSTS:
-            self._start_sshd(host)
-        named = self._start_named()
-        smtp = self._start_smtp()
-        phone.start(self)  # its own state entry, stopped by phone.stop
-        with ThreadPoolExecutor(max_workers=len(HOSTS) + 2) as pool:
-            waits = [pool.submit(self._wait_sshd, host) for host in HOSTS]
-            waits.append(pool.submit(
-                wait_until, f"BIND (named on 127.0.0.1:{self.layout.dns_port})",
-                lambda: soa_answers(ZONE, "127.0.0.1", self.layout.dns_port),
-                NAMED_START_SECONDS, log_path=named.log, alive=self._alive(named)))
-            waits.append(pool.submit(
-                wait_until, f"SMTP server on 127.0.0.1:{self.layout.smtp_port}",
-                lambda: banner("127.0.0.1", self.layout.smtp_port).startswith(b"220"),
-                SMTP_START_SECONDS, log_path=smtp.log, alive=self._alive(smtp)))
-            for wait in waits:
-                wait.result()
-        web.start(self)  # the off-site status page server (web.py)
-
-    def _start_sshd(self, host: HostSpec) -> Daemon:
-        """sshd inside the host's network namespace and a private mount namespace."""
-        root = self.host_root(host)
-        config = root / "ssh" / "sshd_config"
-        argv = ["ip", "netns", "exec", self.layout.netns(host),
-                "unshare", "--mount", "--uts", "--propagation", "private", "--",
-                "sh", "-c", HOST_BOOT_SCRIPT, "sh", str(root), str(config), host.name]
-        expected = [SSHD, "-D", "-e", "-f", str(config)]
-        return self._start(f"sshd {host.name}", argv, expected, f"sshd-{host.name}.log")
-
-    def _start_named(self) -> Daemon:
-        """BIND in the foreground as root, authoritative for lab.test on 127.0.0.1 only."""
-        dns_dir = self._path("dns")
-        zone_file = dns_dir / f"{ZONE}.zone"
-        for journal in dns_dir.glob("*.jnl"):
-            journal.unlink()  # a stale journal makes the fresh zone fail to load
-        zone_file.write_text(render.zone_file(self.layout, serial=int(time.time())))
-        conf = dns_dir / "named.conf"
-        conf.write_text(render.named_conf(dns_dir, self.layout.dns_port, dns_dir / "tsig.key",
-                                          zone_file))
-        argv = [NAMED, "-g", "-c", str(conf)]
-        return self._start("named", argv, argv, "named.log")
-
-    def _start_smtp(self) -> Daemon:
-        """aiosmtpd storing every message in the lab's maildir (-n: stay root, no setuid)."""
-        argv = [sys.executable, "-m", "aiosmtpd", "-n", "-l",
-                f"127.0.0.1:{self.layout.smtp_port}", "-c", "hotspare.lab.mail_sink.LabMailbox",
-                str(self._path("mail"))]
-        return self._start("smtp", argv, argv, "smtp.log")
-
-    def _start(self, name: str, argv: list[str], expected: list[str], log_name: str) -> Daemon:
-        """Start a daemon and record it in state.json at once (so a crash can clean it)."""
-        daemon, process = start_daemon(name, argv, expected, self._path("logs", log_name))
-        self._children[daemon.pid] = process
-        state = self._read_state() or {}
-        state.setdefault("daemons", []).append(daemon.to_json())
-        self._write_state(state)
-        return daemon
-
-    def _alive(self, daemon: Daemon):
-        """A callable telling whether our child process for the daemon still runs."""
-        process = self._children.get(daemon.pid)
-        return lambda: process is None or process.poll() is None
-
-    def _wait_sshd(self, host: HostSpec) -> None:
-        """Wait until the host's sshd is exec'd (mounts done) and greets on port 22."""
-        daemon = next(d for d in self._daemons() if d.name == f"sshd {host.name}")
-        address = self.layout.address(host)
-        wait_until(f"sshd of {host.name} ({address}:{SSH_PORT})",
-                   lambda: is_running(daemon) and banner(address, SSH_PORT).startswith(b"SSH-"),
-                   SSHD_START_SECONDS, log_path=daemon.log, alive=self._alive(daemon))
-
-    def _provision_services(self) -> None:
-        """Over SSH (so it runs inside each host): create app users, start the apps."""
-        secrets_data = json.loads(self._path("secrets.json").read_text())
-        jobs = []
-        for service in SERVICES:
-            passwords = secrets_data["app_users"][service.production]
-            commands = [["useradd", "--uid", str(user.uid), "--user-group", "--create-home",
-                         "--shell", "/bin/sh", user.name] for user in service.users]
-            commands += [["chpasswd"], [f"{service.app_path}/ctl", "start"]]
-            password_lines = "".join(f"{u.name}:{passwords[u.name]}\n" for u in service.users)
-            jobs.append((service.production, commands, password_lines))
-            jobs.append((service.mirror, [[f"{service.app_path}/ctl", "start"]], None))
-        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-            results = [pool.submit(self._ssh, host, commands, stdin) for host, commands, stdin in jobs]
-            for result in results:
-                result.result()
-        for service in SERVICES:
-            for host_name in (service.production, service.mirror):
-                wait_until(f"{service.name} on {host_name}",
-                           lambda host_name=host_name: http_get(self._health_url(host_name), 1.0)
-                           is not None,
-                           APP_START_SECONDS,
-                           log_path=str(self.host_root(host_by_name(host_name)) /
-                                        service.run_path.lstrip("/") / "http.log"))
-
-    def _ssh(self, host_name: str, commands: list[list[str]], stdin: str | None) -> None:
-        """Run commands on a lab host as root with the lab key and pinned host keys."""
-        argv = ssh_argv(self._path("client_key"), self._path("known_hosts"),
-                        self.layout.address(host_by_name(host_name)), commands)
-        run(argv, f"provisioning {host_name}", input_text=stdin or "",
-            timeout=PROVISION_SECONDS)
-
-    def _health_url(self, host_name: str) -> str:
-        return f"http://{self.layout.address(host_by_name(host_name))}:{APP_PORT}/health.txt"
-
-    def _write_fleet(self, host_keys: dict[str, str]) -> None:
-        """fleet.yaml describing this lab with real addresses, keys and hardware."""
-        fleet = render.fleet(self.layout, host_keys, machine_hardware(self.directory))
-        bmc.annotate_fleet(fleet, self.layout)  # each server's bmc and location
-        header = (f"# Fleet of the hotspare lab in {self.directory} (slot {self.slot}).\n"
-                  "# Generated by `hotspare lab up`; credentials are Prefect block names.\n")
-        text = yaml.safe_dump(fleet, sort_keys=False, default_flow_style=None, width=100)
-        self._path("fleet.yaml").write_text(header + text)
 
     def _describe(self) -> dict:
         """The env dict: where everything is, for tests, the demo and the benchmarks."""
@@ -630,47 +349,6 @@ class Lab:
         state.update(changes)
         self._write_state(state)
 
-    def _daemons(self) -> list[Daemon]:
-        state = self._read_state() or {}
-        return [Daemon.from_json(entry) for entry in state.get("daemons", [])]
-
-    def _claim_slot(self) -> None:
-        """Record in /run that this folder's lab owns the slot (tmpfs: gone after reboot,
-        like the namespaces it protects)."""
-        CLAIMS_DIR.mkdir(exist_ok=True)
-        self._claim_file.write_text(json.dumps({"directory": str(self.directory)}) + "\n")
-
-    def _claim_owner(self) -> Path | None:
-        try:
-            return Path(json.loads(self._claim_file.read_text())["directory"])
-        except (OSError, ValueError, KeyError):
-            return None
-
-    def _owns_claim(self) -> bool:
-        return self._claim_owner() == self.directory
-
-    def _slot_owner_elsewhere(self) -> Path | None:
-        """Another folder whose lab is alive on our slot, or None."""
-        owner = self._claim_owner()
-        if owner is None or owner == self.directory:
-            return None
-        other = Lab(owner, self.slot)
-        return owner if any(is_running(d) for d in other._daemons()) else None
-
-    def _check_slot_owner(self) -> None:
-        """Refuse to take a slot from a live lab in another folder."""
-        owner = self._slot_owner_elsewhere()
-        if owner is not None:
-            raise LabError(f"slot {self.slot} is used by the lab in {owner}; stop it with "
-                           f"`hotspare lab down --dir {owner}` or choose another --slot")
-
-    def _check_ports_free(self) -> None:
-        """Refuse ports another program holds (a second named would start silently)."""
-        for port, what in ((self.layout.dns_port, "DNS"), (self.layout.smtp_port, "SMTP")):
-            if port_in_use(port):
-                raise LabError(f"{what} port 127.0.0.1:{port} of slot {self.slot} is already "
-                               f"in use by another program (see `ss -lntup`); stop it or "
-                               f"choose another --slot")
 
     @contextlib.contextmanager
     def _locked(self):
@@ -695,13 +373,6 @@ class Lab:
             raise LabError("the lab folder cannot be /")
 
 
-def _other_claims(slot: int) -> list[Path]:
-    """Claim files of labs on other slots (they still need the covering blackhole)."""
-    if not CLAIMS_DIR.is_dir():
-        return []
-    return [path for path in CLAIMS_DIR.glob("slot-*.json") if path.name != f"slot-{slot}.json"]
-
-
 def _require_root_and_tools() -> None:
     """The lab needs root (namespaces, bind mounts) and the Debian packages of the brief."""
     if os.geteuid() != 0:
@@ -712,29 +383,6 @@ def _require_root_and_tools() -> None:
                        f"bind9, bind9-utils, iproute2, util-linux)")
 
 
-def host_python() -> str:
-    """An absolute python3 that every lab host can run (hosts share /usr and /root).
-
-    Prefers the system's python3; on machines with only pyenv, the interpreter behind the
-    running one (never a shim, which depends on the caller's environment).
-    """
-    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    base = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
-    if not any(str(base).startswith(private + "/") for private in PRIVATE_PATHS):
-        return str(base)
-    raise LabError(f"no python3 usable inside lab hosts (found only {base})")
-
-
-def machine_hardware(directory: Path) -> dict[str, int]:
-    """cpus, memory_mb and disk_gb of this machine (disk: the lab folder's filesystem)."""
-    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                     if line.startswith("MemTotal:"))
-    return {"cpus": os.cpu_count() or 1, "memory_mb": memory_kb // 1024,
-            "disk_gb": shutil.disk_usage(directory).total // 10**9}
-
-
 def _write_private(path: Path, text: str) -> None:
     """Write a secret readable by root only (created 0600, never briefly wider)."""
     path.unlink(missing_ok=True)
@@ -743,6 +391,3 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def _write_executable(path: Path, text: str) -> None:
-    path.write_text(text)
-    path.chmod(0o755)

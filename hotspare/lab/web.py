@@ -37,7 +37,7 @@ def url(lab) -> str:
 
 def start(lab) -> Daemon:
     """Start the web server in web-vault's namespace and wait until it answers."""
-    from hotspare.lab.lab import host_python
+    from hotspare.lab.building import host_python
 
     folder = folder_on_machine(lab)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,211 @@
+"""Building a lab's hosts: folders, keys, each host's /etc, /srv and /home, the services'
+files, their accounts and first start, and the fleet file describing it all.
+
+A mixin of ``Lab`` (``lab.py``): the methods use the lab's paths, layout and state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as random_secrets
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from hotspare.lab import bmc, disks, render
+from hotspare.lab.errors import LabError
+from hotspare.lab.keys import generate_ed25519, tsig_secret
+from hotspare.lab.probes import http_get, wait_until
+from hotspare.lab.processes import run
+from hotspare.lab.remote import ssh_argv
+from hotspare.lab.topology import (
+    APP_PORT,
+    HOSTS,
+    SERVICES,
+    TSIG_KEY_NAME,
+    ZONE,
+    HostSpec,
+    ServiceSpec,
+    host_by_name,
+)
+from hotspare.local_secrets import FOLDER_MODE, private_folder, write_private
+
+# Paths each host gets its own copy of; the lab folder must not live under them, or the
+# bind mounts would hide the host's own sshd config.
+PRIVATE_PATHS = ("/srv", "/etc", "/home")
+APP_START_SECONDS = 15.0
+PROVISION_SECONDS = 60.0
+
+
+class LabBuilding:
+    """Building the lab's hosts and their files (mixin of ``Lab``)."""
+
+    def _prepare_directories(self) -> None:
+        """Fresh hosts/, dns/, mail/ and logs/ folders (an earlier lab's are removed)."""
+        private_folder(self.directory, "the lab folder")
+        for name in ("hosts", "dns", "mail", "logs"):
+            shutil.rmtree(self._path(name), ignore_errors=True)
+            self._path(name).mkdir()
+        self._path("dns").chmod(FOLDER_MODE)  # holds the TSIG key
+        for part in ("tmp", "new", "cur"):
+            # mailbox.Maildir only makes these when the folder itself does not exist yet.
+            self._path("mail", part).mkdir()
+        for path in PRIVATE_PATHS + ("/run/sshd",):
+            Path(path).mkdir(mode=0o755, exist_ok=True)
+
+    def _write_keys(self) -> dict[str, str]:
+        """Client key, host keys, known_hosts, TSIG key and secrets.json; returns host keys."""
+        client_private, client_public = generate_ed25519("hotspare-lab-client")
+        write_private(self._path("client_key"), client_private)
+        self._path("client_key.pub").write_text(client_public + "\n")
+        host_keys = {}
+        for host in HOSTS:
+            ssh_dir = self.host_root(host) / "ssh"
+            ssh_dir.mkdir(parents=True)
+            ssh_dir.chmod(FOLDER_MODE)  # holds the host's private key
+            private, public = generate_ed25519(f"{host.name}.{ZONE}")
+            write_private(ssh_dir / "ssh_host_ed25519_key", private)
+            (ssh_dir / "ssh_host_ed25519_key.pub").write_text(public + "\n")
+            (ssh_dir / "authorized_keys").write_text(client_public + "\n")
+            host_keys[host.name] = " ".join(public.split()[:2])
+        self._path("known_hosts").write_text(render.known_hosts(
+            [(self.layout.address(host), host_keys[host.name]) for host in HOSTS]))
+        key_text = run(["tsig-keygen", "-a", "hmac-sha256", TSIG_KEY_NAME], "making TSIG key").stdout
+        write_private(self._path("dns", "tsig.key"), key_text)
+        write_private(self._path("secrets.json"), json.dumps({
+            "ssh": {"user": "root", "private_key": client_private},
+            "tsig": {"key_name": TSIG_KEY_NAME, "algorithm": "hmac-sha256",
+                     "secret": tsig_secret(key_text)},
+            "smtp": {"host": "127.0.0.1", "port": self.layout.smtp_port},
+            "restic": {"passwords": {s.name: random_secrets.token_urlsafe(24) for s in SERVICES}},
+            "app_users": {s.production: {u.name: random_secrets.token_urlsafe(12) for u in s.users}
+                          for s in SERVICES},
+        }, indent=2) + "\n")
+        return host_keys
+
+    def _build_host_filesystems(self, python: str, host_keys: dict[str, str]) -> None:
+        """Per host: a copy of /etc (so useradd works per host), empty /srv and /home,
+        an sshd config; then the demo services' files on their production and mirror."""
+        copies = [subprocess.Popen(["cp", "-a", "/etc", str(self.host_root(host) / "etc")],
+                                   stderr=subprocess.PIPE, text=True) for host in HOSTS]
+        for host, copy in zip(HOSTS, copies):
+            try:
+                _, errors = copy.communicate(timeout=120)
+            except subprocess.TimeoutExpired as error:
+                raise LabError(f"copying /etc for {host.name} took over 120 s") from error
+            if copy.returncode != 0:
+                raise LabError(f"copying /etc for {host.name} failed: {errors.strip()}")
+        for host in HOSTS:
+            root = self.host_root(host)
+            (root / "srv").mkdir()
+            (root / "home").mkdir()
+            (root / "etc" / "hostname").write_text(host.name + "\n")
+            # Hosts share this machine's /root; bash would source its ~/.bashrc for every
+            # command sshd runs (~80 ms each here), which a real server does not pay.
+            passwd = root / "etc" / "passwd"
+            passwd.write_text(render.with_login_shell(passwd.read_text(), "root", "/bin/sh"))
+            ssh_dir = root / "ssh"
+            (ssh_dir / "sshd_config").write_text(render.sshd_config(
+                self.layout.address(host), ssh_dir / "ssh_host_ed25519_key",
+                ssh_dir / "sshd.pid", ssh_dir / "authorized_keys", storage=host.role == "storage"))
+        disks.setup(self.directory, self.host_root)  # btrfs /srv of production, mirror, standby
+        for service in SERVICES:
+            self._install_service(service, host_by_name(service.production), python,
+                                  render.production_data_files(service))
+            self._install_service(service, host_by_name(service.mirror), python,
+                                  render.mirror_data_files(service))
+
+    def _install_service(self, service: ServiceSpec, host: HostSpec, python: str,
+                         data_files: dict[str, str]) -> None:
+        """Write a service's data, scripts, accounts and config into a host's folders."""
+        root = self.host_root(host)
+        srv = root / service.root.lstrip("/")
+        for relative, text in data_files.items():
+            target = srv / "data" / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        (srv / "run").mkdir()
+        (srv / "app").mkdir()
+        _write_executable(srv / "app" / "ctl", render.app_ctl_script(service, python))
+        _write_executable(srv / "app" / "dump-db", render.dump_db_script(service, python))
+        (srv / "accounts").write_text(render.accounts_file(service))
+        config_dir = root / service.config_path.lstrip("/")
+        config_dir.mkdir()
+        (config_dir / f"{service.name}.conf").write_text(render.app_config(service))
+
+    def _provision_services(self) -> None:
+        """Over SSH (so it runs inside each host): create app users, start the apps."""
+        secrets_data = json.loads(self._path("secrets.json").read_text())
+        jobs = []
+        for service in SERVICES:
+            passwords = secrets_data["app_users"][service.production]
+            commands = [["useradd", "--uid", str(user.uid), "--user-group", "--create-home",
+                         "--shell", "/bin/sh", user.name] for user in service.users]
+            commands += [["chpasswd"], [f"{service.app_path}/ctl", "start"]]
+            password_lines = "".join(f"{u.name}:{passwords[u.name]}\n" for u in service.users)
+            jobs.append((service.production, commands, password_lines))
+            jobs.append((service.mirror, [[f"{service.app_path}/ctl", "start"]], None))
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            results = [pool.submit(self._ssh, host, commands, stdin) for host, commands, stdin in jobs]
+            for result in results:
+                result.result()
+        for service in SERVICES:
+            for host_name in (service.production, service.mirror):
+                wait_until(f"{service.name} on {host_name}",
+                           lambda host_name=host_name: http_get(self._health_url(host_name), 1.0)
+                           is not None,
+                           APP_START_SECONDS,
+                           log_path=str(self.host_root(host_by_name(host_name)) /
+                                        service.run_path.lstrip("/") / "http.log"))
+
+    def _ssh(self, host_name: str, commands: list[list[str]], stdin: str | None) -> None:
+        """Run commands on a lab host as root with the lab key and pinned host keys."""
+        argv = ssh_argv(self._path("client_key"), self._path("known_hosts"),
+                        self.layout.address(host_by_name(host_name)), commands)
+        run(argv, f"provisioning {host_name}", input_text=stdin or "",
+            timeout=PROVISION_SECONDS)
+
+    def _health_url(self, host_name: str) -> str:
+        return f"http://{self.layout.address(host_by_name(host_name))}:{APP_PORT}/health.txt"
+
+    def _write_fleet(self, host_keys: dict[str, str]) -> None:
+        """fleet.yaml describing this lab with real addresses, keys and hardware."""
+        fleet = render.fleet(self.layout, host_keys, machine_hardware(self.directory))
+        bmc.annotate_fleet(fleet, self.layout)  # each server's bmc and location
+        header = (f"# Fleet of the hotspare lab in {self.directory} (slot {self.slot}).\n"
+                  "# Generated by `hotspare lab up`; credentials are Prefect block names.\n")
+        text = yaml.safe_dump(fleet, sort_keys=False, default_flow_style=None, width=100)
+        self._path("fleet.yaml").write_text(header + text)
+
+
+def host_python() -> str:
+    """An absolute python3 that every lab host can run (hosts share /usr and /root).
+
+    Prefers the system's python3; on machines with only pyenv, the interpreter behind the
+    running one (never a shim, which depends on the caller's environment).
+    """
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    base = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    if not any(str(base).startswith(private + "/") for private in PRIVATE_PATHS):
+        return str(base)
+    raise LabError(f"no python3 usable inside lab hosts (found only {base})")
+
+
+def machine_hardware(directory: Path) -> dict[str, int]:
+    """cpus, memory_mb and disk_gb of this machine (disk: the lab folder's filesystem)."""
+    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                     if line.startswith("MemTotal:"))
+    return {"cpus": os.cpu_count() or 1, "memory_mb": memory_kb // 1024,
+            "disk_gb": shutil.disk_usage(directory).total // 10**9}
+
+
+def _write_executable(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o755)
