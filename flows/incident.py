@@ -32,7 +32,7 @@ def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:
     """Walk the chain for the incident until acknowledged, exhausted or ``max_minutes``."""
     from hotspare.access import loaded_fleet
     from hotspare.fleet.incident_schema import chain_for
-    from hotspare.paging import load_providers, send_page
+    from tasks.paging import load_providers, send_page
     from hotspare.planning.escalation import next_action, paging_decision, plan_escalation
 
     logger = _logger()
@@ -88,7 +88,7 @@ def page(incident_id: int | None = None, event: str = "", resource_id: str = "",
     """
     import json
 
-    from hotspare.paging import announce
+    from hotspare.inventory.incidents import announce
 
     logger = _logger()
     try:
@@ -135,7 +135,7 @@ def open_incident(title: str, category: Literal[1, 2, 3] = 1, severity: Literal[
         text: What was seen, for the timeline.
         by: Who does this, for the incident's timeline.
     """
-    from hotspare.paging import announce
+    from hotspare.inventory.incidents import announce
 
     opening = incidents.open_incident(category, severity, title, services or [], servers or [], None,
                                       text or title, actor=by)
@@ -151,7 +151,7 @@ def acknowledge_incident(incident_id: int, by: str) -> bool:
         incident_id: Incident number (hotspare incident list).
         by: Who does this, for the incident's timeline.
     """
-    from hotspare.paging import announce
+    from hotspare.inventory.incidents import announce
 
     first = incidents.acknowledge(incident_id, by, via="Prefect UI")
     if first:
@@ -168,7 +168,7 @@ def resolve_incident(incident_id: int, by: str, text: str = "") -> None:
         by: Who does this, for the incident's timeline.
         text: How it was resolved, for the timeline and the resolution notice.
     """
-    from hotspare.paging import announce
+    from hotspare.inventory.incidents import announce
 
     incidents.resolve(incident_id, by, text)
     announce("resolved", incident_id)

@@ -1,7 +1,7 @@
 """Telling customers, as Prefect flows: the blast e-mail of an incident notice, and the status page.
 
 Automations (``ensure_automations``) start them from the incident events that
-``hotspare.paging.announce`` emits: ``hotspare.incident.opened`` and ``…resolved`` send the
+``inventory/incidents.announce`` emits: ``hotspare.incident.opened`` and ``…resolved`` send the
 notice (if the fleet's policy for the incident's category says so), and every incident event
 republishes the status page. Both flows are side channels: they record failures in the
 incident's timeline and end "Completed" with the failure in their result, never failing a

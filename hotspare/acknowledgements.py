@@ -96,7 +96,7 @@ def _acknowledge(incident_id: int, who: str, via: str) -> Reply:
     except incidents.IncidentError as error:
         return Reply(200, _say(str(error)))
     if first:
-        from hotspare.paging import announce
+        from hotspare.inventory.incidents import announce
 
         announce("acknowledged", incident_id)
     return Reply(200, _say(f"Incident {incident_id} acknowledged by {who}. Thank you."),
@@ -105,7 +105,7 @@ def _acknowledge(incident_id: int, who: str, via: str) -> Reply:
 
 def provider_tokens(fleet) -> dict[str, str]:
     """Block name -> auth token of every phone provider the fleet names (blocks that load)."""
-    from hotspare.paging import load_providers
+    from tasks.paging import load_providers
 
     providers, problems = load_providers(fleet)
     for problem in problems:

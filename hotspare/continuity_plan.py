@@ -129,7 +129,7 @@ def render(out: Path, fleet=None, readiness=None, pdf: bool = True) -> dict[str,
 
     fleet = fleet or access.loaded_fleet()
     if readiness is None:
-        from flows.readiness import gather_readiness
+        from tasks.readiness import gather_readiness
 
         readiness = gather_readiness(fleet=fleet)
     out.mkdir(parents=True, exist_ok=True)

@@ -92,7 +92,7 @@ def test_sms_reply_ack_acknowledges_through_the_signed_webhook(phone_lab, fleet)
 
     from flows.incident import page
     from hotspare.inventory import incidents
-    from hotspare.paging import sms_acknowledgement_url
+    from tasks.paging import sms_acknowledgement_url
 
     before = len(phone_lab.requests("call"))
     opening = incidents.open_incident(1, "high", "server prod-west down", servers=["prod-west"],

@@ -16,13 +16,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("hotspare.settings", "hotspare.local_secrets", "hotspare.fleet", "hotspare.adapters",
-              "hotspare.planning.readings")),
+              "hotspare.planning.readings", "hotspare.health_probe_script")),
     ("planning", ("hotspare.planning",)),
     ("inventory", ("hotspare.inventory",)),
     ("access", ("hotspare.access", "hotspare.keys", "blocks")),
-    ("tasks", ("tasks", "hotspare.probes", "hotspare.status", "hotspare.backup_status")),
+    ("tasks", ("tasks", "hotspare.probes", "hotspare.status", "hotspare.backup_status", "hotspare.continuity_plan")),
     ("flows", ("flows",)),
-    ("top", ("deployments", "hotspare.commands", "hotspare.cli", "hotspare.lab", "hotspare")),
+    ("top", ("deployments", "hotspare.commands", "hotspare.cli", "hotspare.lab", "hotspare.acknowledgements",
+             "hotspare")),
 ]
 PACKAGES = ("hotspare", "tasks", "flows", "blocks", "deployments")
 

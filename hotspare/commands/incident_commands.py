@@ -80,7 +80,8 @@ def open_command(args: argparse.Namespace) -> int:
     opening = _checked(lambda: incidents.open_incident(args.category, args.severity, args.title, args.service,
                                                        args.server, None, args.title, actor=args.by))
     if not args.no_page:
-        from hotspare.paging import announce, flush_events
+        from hotspare.adapters.events import flush as flush_events
+        from hotspare.inventory.incidents import announce
 
         announce("opened", opening.incident_id)
         flush_events()
@@ -93,7 +94,8 @@ def ack_command(args: argparse.Namespace) -> int:
 
     first = _checked(lambda: incidents.acknowledge(args.incident, args.by, via="command line"))
     if first:
-        from hotspare.paging import announce, flush_events
+        from hotspare.adapters.events import flush as flush_events
+        from hotspare.inventory.incidents import announce
 
         announce("acknowledged", args.incident)
         flush_events()
@@ -111,8 +113,9 @@ def note_command(args: argparse.Namespace) -> int:
 
 
 def resolve_command(args: argparse.Namespace) -> int:
+    from hotspare.adapters.events import flush as flush_events
     from hotspare.inventory import incidents
-    from hotspare.paging import announce, flush_events
+    from hotspare.inventory.incidents import announce
 
     _checked(lambda: incidents.resolve(args.incident, args.by, args.text))
     announce("resolved", args.incident)

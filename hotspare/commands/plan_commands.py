@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 
 
 def render_command(args: argparse.Namespace) -> int:
-    from flows.readiness import gather_readiness
+    from tasks.readiness import gather_readiness
     from hotspare import access
     from hotspare.continuity_plan import render
 

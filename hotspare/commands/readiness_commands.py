@@ -17,7 +17,7 @@ def register(subparsers) -> None:
 
 
 def readiness_command(args: argparse.Namespace) -> int:
-    from flows.readiness import gather_readiness
+    from tasks.readiness import gather_readiness
 
     report = gather_readiness(args.days, args.minimum_people)
     if args.json:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import JSON, Column, Field, SQLModel, select
 
 # db imports this module (through table_modules) before it defines session(): look it up at call time.
+from hotspare.adapters import events
 from hotspare.inventory import db as inventory_db
 from hotspare.inventory.models import as_utc, utcnow
 
@@ -308,7 +309,24 @@ def open_for_failed_run(run_id: int, kind: str, service: str, summary: str) -> i
     opening = open_incident(request.category, request.severity, request.title, request.services, request.servers,
                             request.dedup_key, request.detection_text, details=request.details)
     if opening.created:
-        from hotspare.paging import announce
 
         announce("opened", opening.incident_id)
     return opening.incident_id
+
+
+def announce(kind: str, incident_id: int, paging: str = "requested") -> None:
+    """Emit ``hotspare.incident.<kind>`` about ``hotspare.incident.<id>`` (best effort).
+
+    Customer notices and the status page react to it. The label ``hotspare.paging`` is
+    ``requested`` when the opener leaves paging to the automation, ``started`` when the opener
+    walks the chain itself.
+    """
+    incident = get_incident(incident_id)
+    incident.pop("events", None)
+    events.emit(f"hotspare.incident.{kind}",
+                {"prefect.resource.id": f"hotspare.incident.{incident_id}",
+                 "prefect.resource.name": incident["title"][:100],
+                 "hotspare.category": str(incident["category"]),
+                 "hotspare.severity": incident["severity"],
+                 "hotspare.paging": paging},
+                incident)

@@ -6,10 +6,8 @@ the provider that carried it, its id there, and each provider that failed first 
 visible in the incident). A page that no provider carried is an ``error`` entry; paging never
 raises into its caller (a failover must not fail because a phone did not ring).
 
-``announce`` emits ``hotspare.incident.opened|acknowledged|resolved`` Prefect events about the
-resource ``hotspare.incident.<id>``; customer notices and the status page react to them. The
-label ``hotspare.paging`` is ``requested`` when the opener leaves paging to the automation, and
-``started`` when the opener walks the chain itself.
+The incident events (``hotspare.incident.opened|acknowledged|resolved``) are emitted by
+``inventory/incidents.announce`` beside the records they announce.
 """
 
 from __future__ import annotations
@@ -103,35 +101,3 @@ def _send_email(fleet, incident: dict, page) -> None:
                            page_text(incident) + "\nAcknowledge with: hotspare incident ack "
                            f"{incident['id']} --by '{page.target}'\n")
     smtp.send(smtp_relay(fleet.mail.smtp_block), message)
-
-
-def announce(kind: str, incident_id: int, paging: str = "requested") -> None:
-    """Emit ``hotspare.incident.<kind>`` for the incident (best effort: logged, never raised)."""
-    try:
-        from prefect.events import emit_event
-        from prefect.settings import PREFECT_API_URL
-
-        if not PREFECT_API_URL.value():  # no server to tell (and none worth starting in an emergency)
-            log.warning("no PREFECT_API_URL: hotspare.incident.%s for incident %s not emitted", kind, incident_id)
-            return
-        incident = incidents.get_incident(incident_id)
-        incident.pop("events", None)
-        emit_event(event=f"hotspare.incident.{kind}",
-                   resource={"prefect.resource.id": f"hotspare.incident.{incident_id}",
-                             "prefect.resource.name": incident["title"][:100],
-                             "hotspare.category": str(incident["category"]),
-                             "hotspare.severity": incident["severity"],
-                             "hotspare.paging": paging},
-                   payload=incident)
-    except Exception as error:  # events are a side channel
-        log.error("could not emit hotspare.incident.%s for incident %s: %s", kind, incident_id, error)
-
-
-def flush_events(timeout: float = 5.0) -> None:
-    """Send buffered events before a short-lived process (a command) exits."""
-    try:
-        from prefect.events.worker import EventsWorker
-
-        EventsWorker.drain_all(timeout=timeout)
-    except Exception as error:
-        log.warning("events may not have been sent: %s", error)
