@@ -3,6 +3,7 @@
     sudo .venv/bin/python bench/replication_bench.py            # 1 GB, 10,000 files (~11 min on 2 shared cores)
     sudo .venv/bin/python bench/replication_bench.py --size-mb 200 --files 2000 --reps 3 --full-reps 2   # ~8 min
     sudo .venv/bin/python bench/replication_bench.py --size-mb 20 --files 200 --reps 2 --full-reps 1     # dry run, ~4 min
+    .venv/bin/python bench/replication_bench.py --slot 8 --size-mb 200 --files 2000 --reps 3 --full-reps 2 --profile   # as root, with a profile
 
 Starts its own lab (a free slot, in a temporary folder), a Prefect test server and a temporary
 HOTSPARE_HOME, loads the lab's fleet, then fills app1's data on prod-east with random files
@@ -38,7 +39,9 @@ once per scenario sha256sum of both sides (in parallel) and the standalone `veri
 Every remote command and SSH connection of the flow is recorded (in-process wrapper of the SSH
 adapter, no code changed) and attributed to the flow's steps, to show where the time goes.
 Targets (against the old design): replicate copy step <= 1.15 x bare push (full and 1 %);
-verify step <= 1.3 x bare push `rsync -anc`. Prints tables with the overhead of the scoped pull
+whole replicate flow <= 1.5 x bare push + 0.5 s (every scenario); verify step <= 1.3 x bare push
+`rsync -anc`. bench/proportional_bench.py measures failover time against data size and
+replicate --all. Prints tables with the overhead of the scoped pull
 over the bare pull and of the copy step over the bare push, writes bench/out/replication.json.
 A benchmark, not a test: the machine is shared, so numbers are medians and the order is
 alternated instead of dropping the page cache (which would disturb everyone else on the machine).

@@ -11,6 +11,7 @@ from bench.common import table
 
 COPY_TARGET = 1.15  # hotspare's copy step over the old bare push, full copy and 1 % changed
 VERIFY_TARGET = 1.3  # hotspare's verify step over the old bare push `rsync -anc`
+FLOW_TARGET = (1.5, 0.5)  # the whole replicate flow <= 1.5 x the bare push + 0.5 s, every scenario
 
 
 def median(values) -> float | None:
@@ -58,6 +59,9 @@ def summarize(repetitions: list[dict]) -> dict:
     summary["verify_scoped_over_pull"] = ratio(summary["verify_scoped_seconds"], summary["verify_pull_seconds"])
     summary["verify_over_push"] = ratio(summary["verify_step_seconds"], summary["verify_push_seconds"])
     summary["verify_over_pull"] = ratio(summary["verify_step_seconds"], summary["verify_pull_seconds"])
+    summary["flow_over_push"] = ratio(summary["flow_seconds"], summary["push_seconds"])
+    if summary["push_seconds"] is not None:
+        summary["flow_target_seconds"] = round(FLOW_TARGET[0] * summary["push_seconds"] + FLOW_TARGET[1], 3)
     return summary
 
 
@@ -67,6 +71,10 @@ def _x(value: float | None) -> str:
 
 def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def _load(values) -> str:
+    return "/".join(f"{value:.2f}" for value in values) if values else "-"
 
 
 def _met(value: float | None, target: float) -> str:
@@ -91,6 +99,14 @@ def print_report(results: dict) -> None:
                      _x(s["pull_over_push"]), _x(s["scoped_over_pull"]), _x(s["copy_over_push"]),
                      f"<= {COPY_TARGET}x" if has_target else "-", _met(s["copy_over_push"], COPY_TARGET) if has_target else ""))
     table(header, rows)
+
+    print(f"\nWhole replicate flow against the bare push (target: flow <= {FLOW_TARGET[0]:g} x bare + {FLOW_TARGET[1]:g} s), seconds")
+    table(("scenario", "bare push", "copy step", "copy/push", "whole flow", "flow/push", "flow target", ""),
+          [(name, _s(s["push_seconds"]), _s(s["copy_step_seconds"]), _x(s["copy_over_push"]), _s(s["flow_seconds"]),
+            _x(s.get("flow_over_push")), _s(s.get("flow_target_seconds")),
+            "" if s.get("flow_target_seconds") is None else ("met" if s["flow_seconds"] <= s["flow_target_seconds"] else "MISSED"))
+           for name, s in scenarios.items()])
+    print(f"  load average: {_load(meta.get('load_average_start'))} at the start, {_load(meta.get('load_average_end'))} at the end")
 
     print("\nOverheads (median of per-repetition differences, seconds)")
     header = ("scenario", "scoped - pull (copy)", "scoped - pull (verify)", "key on+off", "copy step - push")
