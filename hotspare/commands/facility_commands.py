@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from hotspare.adapters.errors import NotApproved
-from hotspare.commands.running import add_approval_arguments
+from hotspare.commands.running import add_approval_arguments, ask_to_confirm
 
 
 def register(subparsers) -> None:
@@ -52,9 +50,9 @@ def failover_command(args: argparse.Namespace) -> int:
         print(preview["plan"])
         if args.dry_run:
             return 0
-        approval = dict(approved_plan_digest=_ask(f"Type the facility plan digest ({preview['plan_digest']}) to fail "
-                                                  f"over every service listed, anything else to stop: ",
-                                                  preview["plan_digest"], "--yes"))
+        digest = preview["plan_digest"]
+        question = f"Type the facility plan digest ({digest}) to fail over every service listed, anything else to stop: "
+        approval = dict(approved_plan_digest=ask_to_confirm(question, digest, "Re-run with --yes or --approve DIGEST"))
     result = run_flow(facility_failover, args.debug, several=True, **options, **approval)
     print(f"facility {args.facility}: every service on its mirror {result['total_seconds']} s after approval")
     return 0
@@ -69,8 +67,8 @@ def return_command(args: argparse.Namespace) -> int:
     plan = plan_facility_return(args.facility, service_standings(access.loaded_fleet()))
     print(plan.markdown())
     if not args.yes:
-        _ask(f"The app is stopped on each new mirror listed, then it is reprotected. Type the facility name "
-             f"({args.facility}) to go on: ", args.facility, "--yes")
+        ask_to_confirm(f"The app is stopped on each new mirror listed, then it is reprotected. Type the facility name "
+             f"({args.facility}) to go on: ", args.facility, "Re-run with --yes")
     run_flow(facility_return, args.debug, several=True, facility=args.facility)
     return 0
 
@@ -140,12 +138,3 @@ def format_status(records: dict) -> str:
         lines.append(f"  {item['service']:<12} tier {item['tier']}  production {item['production']:<14} "
                      f"mirror {item['mirror'] or '-':<14} {item['protection']}")
     return "\n".join(lines)
-
-
-def _ask(question: str, expected: str, flag: str) -> str:
-    if not sys.stdin.isatty():
-        raise NotApproved(f"not approved: no terminal to ask on; nothing changed. Re-run with {flag}")
-    answer = input(question).strip()
-    if answer != expected:
-        raise NotApproved(f"not approved: {answer!r} is not {expected}; nothing changed")
-    return answer

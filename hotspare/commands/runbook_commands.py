@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from hotspare.commands.running import add_approval_arguments, print_result, require_service, run_flow
+from hotspare.commands.running import add_approval_arguments, ask_to_confirm, print_result, require_service, run_flow
 from hotspare.commands.topology import show_topology
 
 
@@ -81,17 +81,9 @@ def failover_command(args: argparse.Namespace) -> int:
 
 def _ask_for_digest(digest: str) -> str:
     """The digest the operator typed; NotApproved when there is no terminal or it differs."""
-    import sys
-
-    from hotspare.adapters.errors import NotApproved
-
-    if not sys.stdin.isatty():
-        raise NotApproved("not approved: no terminal to ask on; nothing changed. Re-run with --yes, or start the failover "
-                          "deployment and approve it in the Prefect UI")
-    answer = input(f"Type the plan digest ({digest}) to fail over now, anything else to stop: ").strip()
-    if answer != digest:
-        raise NotApproved(f"not approved: {answer!r} is not the plan digest {digest}; nothing changed")
-    return answer
+    return ask_to_confirm(f"Type the plan digest ({digest}) to fail over now, anything else to stop: ", digest,
+                          "Re-run with --yes or --approve DIGEST, or start the failover deployment and approve it "
+                          "in the Prefect UI")
 
 
 def failback_command(args: argparse.Namespace) -> int:

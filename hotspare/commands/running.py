@@ -55,3 +55,18 @@ def add_approval_arguments(parser, what: str) -> None:
                         help=f"show the {what} plan and its digest; change nothing")
     parser.add_argument("--approve", metavar="DIGEST", help="run without pausing if the plan's digest is DIGEST")
     parser.add_argument("--yes", action="store_true", help="approve up front, without showing the plan first")
+
+
+def ask_to_confirm(question: str, expected: str, instead: str) -> str:
+    """What the operator typed at the terminal, if it is ``expected``; NotApproved otherwise,
+    or when there is no terminal to ask on (``instead`` says what to run then)."""
+    import sys
+
+    from hotspare.adapters.errors import NotApproved
+
+    if not sys.stdin.isatty():
+        raise NotApproved(f"not approved: no terminal to ask on; nothing changed. {instead}")
+    answer = input(question).strip()
+    if answer != expected:
+        raise NotApproved(f"not approved: {answer!r} is not {expected}; nothing changed")
+    return answer
