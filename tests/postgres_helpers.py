@@ -56,6 +56,8 @@ def pytest_configure(config) -> None:
         return
     if choice not in ("postgresql", "postgres"):
         raise pytest.UsageError(f"HOTSPARE_TEST_DB={choice!r}: use sqlite (default) or postgresql")
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return  # the xdist controller runs no test: each worker process starts its own server
     os.environ["HOTSPARE_DB_URL"] = fresh_database("session_inventory")
 
 
