@@ -26,6 +26,7 @@ from hotspare.cli import main
 from hotspare.inventory import copies
 from lab_helpers import host_path, paused_flow_run, poll, ssh, tree_digest
 from test_failover import address, dns_answer, protected, reset_layout, through_dns  # noqa: F401  (fixture)
+from test_replication import writable_copy
 
 pytestmark = pytest.mark.lab
 
@@ -211,8 +212,9 @@ def test_an_excluded_cache_is_neither_copied_nor_compared(protected, lab, lab_en
             assert tree_digest(copy) == {path: digest for path, digest in tree_digest(production_data(lab_env)).items()
                                          if not path.startswith("cache/")}
             # a stray file in the copy's cache folder is not compared either
-            (copy / "cache").mkdir()
-            (copy / "cache" / "stray").write_text("not compared")
+            with writable_copy(copy):
+                (copy / "cache").mkdir()
+                (copy / "cache" / "stray").write_text("not compared")
             assert main(["verify", SERVICE]) == 0
     finally:
         for entry in cache.glob("*"):
