@@ -256,7 +256,13 @@ def _collect(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TransientError(f"on {host}: `{_short(argv)}` did not finish in time; it was abandoned")
-        if not progressed:
+        if not progressed and channel.eof_received and not channel.exit_status_ready():
+            # no more output can come (EOF covers stdout and stderr) but the exit status has not
+            # arrived yet: wait for it. The channel's pipe stays set after EOF, so select would
+            # return at once and this loop would spin, taking the GIL from the transport thread
+            # that is about to deliver the status.
+            channel.status_event.wait(remaining)
+        elif not progressed:
             # select wakes on stdout only; poll briefly while stdin waits for window space
             select.select([channel], [], [], min(remaining, STDIN_POLL if pending else 0.5))
 
