@@ -186,29 +186,38 @@ def run_pre_sync(service: str, source: str) -> int:
 
 @task(name="copy to mirror", **STEP)
 def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
-    """The mirror pulls production into the new copy folder, hard-linking unchanged files."""
+    """The mirror pulls production into the new copy folder, hard-linking unchanged files.
+
+    The mirror's own work before the transfer (the working subvolume) and after it (the
+    read-only snapshot) runs while production installs and removes the transfer key."""
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     service = copy_plan.service
-    with access.connect(fleet, copy_plan.target) as mirror:
-        if copy_plan.resume_from and copy_plan.resume_from != copy_plan.copy_id:
+    if copy_plan.resume_from and copy_plan.resume_from != copy_plan.copy_id:
+        with access.connect(fleet, copy_plan.target) as mirror:
             mirror.run(["mv", "--", plan.copy_root(service, copy_plan.resume_from), plan.copy_root(service, copy_plan.copy_id)])
-            copies.update_copy(copy_plan.resume_from, status="pruned", ended_at=utcnow())
-            logger.info("resuming the interrupted copy %s as %s", copy_plan.resume_from, copy_plan.copy_id)
-        for argv in copy_plan.prepare:
-            mirror.run(list(argv), timeout=600)
-        _record_copy_start(copy_plan)
+        copies.update_copy(copy_plan.resume_from, status="pruned", ended_at=utcnow())
+        logger.info("resuming the interrupted copy %s as %s", copy_plan.resume_from, copy_plan.copy_id)
+    _record_copy_start(copy_plan)
+
+    def mirror_runs(argvs: list[list[str]]):
+        def run() -> None:
+            with access.connect(fleet, copy_plan.target) as mirror:
+                for argv in argvs:
+                    mirror.run(argv, timeout=600)
+        return run if argvs else None
+
+    snapshot = [copy_backends.snapshot_copy_argv(service, copy_plan.copy_id, _data_paths(_spec(fleet, service)))] \
+        if copy_plan.backend == copy_backends.SNAPSHOT else []
     try:
         result, outcome = pull(
             fleet, service, copy_plan.source, copy_plan.target, list(copy_plan.paths), run_tag,
             lambda peer: plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest,
                                               fleet.service(service).exclude, copy_dest=copy_plan.copy_dest),
             f"copy {copy_plan.source} -> {copy_plan.target}",
-            "The previous verified copy is untouched; the next run resumes.")
-        if copy_plan.backend == copy_backends.SNAPSHOT:
-            with access.connect(fleet, copy_plan.target) as mirror:
-                mirror.run(copy_backends.snapshot_copy_argv(service, copy_plan.copy_id, _data_paths(_spec(fleet, service))),
-                           timeout=600)
+            "The previous verified copy is untouched; the next run resumes.",
+            before=mirror_runs([list(argv) for argv in copy_plan.prepare]), after=mirror_runs(snapshot))
+        if snapshot:
             logger.info("copy %s is a read-only snapshot of the working subvolume", copy_plan.copy_id)
     except (PermanentError, TransientError):
         copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())

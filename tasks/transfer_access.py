@@ -6,13 +6,20 @@ in minutes; see ``hotspare.planning.transfer_keys``), yields how the mirror reac
 plus the stdin that carries the private half to the mirror, and removes the line afterwards.
 If the process dies in between, the line expires by itself and the next transfer of the
 service removes it.
+
+Installing and removing the key are round trips to production; work the mirror must do before or
+after the transfer (``alongside``, ``after``) runs at the same time, on its own SSH channel, so
+the pair costs one round trip instead of two.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -27,12 +34,31 @@ from hotspare.planning.rsync_outcomes import classify_rsync
 log = logging.getLogger(__name__)
 
 
+def _meanwhile(work: Callable[[], object] | None) -> Future | None:
+    """``work`` started in a thread of its own (in a copy of this context), or None."""
+    if work is None:
+        return None
+    future: Future = Future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            future.set_result(context.run(work))
+        except BaseException as error:  # handed to whoever waits for the result
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="transfer-meanwhile", daemon=True).start()
+    return future
+
+
 @contextmanager
 def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths: list[str],
-                    purpose: str) -> Iterator[tuple[plan.PeerAccess, bytes]]:
+                    purpose: str, alongside: Callable[[], object] | None = None) -> Iterator[tuple[plan.PeerAccess, bytes]]:
     """(how ``target`` reaches ``source`` for rsync, stdin for ``plan.with_peer_access``).
 
-    ``paths`` are the only source paths (or files under them) the key may read.
+    ``paths`` are the only source paths (or files under them) the key may read. ``alongside``
+    (work on the mirror that must be done before the transfer) runs while the key is installed;
+    its error is raised once the key is removed again.
     """
     production = access.endpoint(fleet, source)
     mirror = access.endpoint(fleet, target)
@@ -43,9 +69,16 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
     now = datetime.now(timezone.utc)
     key = transfer_keys.transfer_key_line(public_key, service=service, tag=tag, source_address=mirror.address,
                                           paths=paths, now=now)
-    with access.connect(fleet, source) as connection:
-        connection.run(transfer_keys.install_key_argv(key, int(now.timestamp())))
+    beside = _meanwhile(alongside)
     try:
+        with access.connect(fleet, source) as connection:
+            connection.run(transfer_keys.install_key_argv(key, int(now.timestamp())))
+    finally:
+        if beside is not None:
+            beside.exception()  # wait for it either way; its error is raised below, after the removal
+    try:
+        if beside is not None:
+            beside.result()
         peer = plan.peer_access(tag, user, production.address, production.port)
         yield peer, plan.peer_stdin(production.known_hosts_line(), private_key)
     finally:
@@ -59,13 +92,23 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
 
 
 def pull(fleet: Fleet, service: str, source: str, target: str, roots: list[str], purpose: str,
-         make_argv: Callable[[plan.PeerAccess], list[str]], what: str, consequence: str = ""):
+         make_argv: Callable[[plan.PeerAccess], list[str]], what: str, consequence: str = "",
+         before: Callable[[], object] | None = None, after: Callable[[], object] | None = None):
     """Run on ``target`` the rsync that ``make_argv(peer)`` builds, reading ``source`` through a
     scoped transfer key for ``roots``; return (result, outcome). A permanent or transient
-    outcome (``planning/rsync_outcomes.py``) raises the matching error naming ``what`` failed."""
-    with access.connect(fleet, target) as mirror, transfer_access(fleet, service, source, target, roots, purpose) as (peer, stdin):
-        result = mirror.run(plan.with_peer_access(peer, make_argv(peer)), stdin=stdin, timeout=6 * 3600, check=False)
-    outcome = classify_rsync(result.exit_status, result.stderr_tail)
+    outcome (``planning/rsync_outcomes.py``) raises the matching error naming ``what`` failed.
+
+    ``before`` runs while the key is installed, ``after`` (only when the outcome lets the caller
+    go on) while it is removed; an error of either is raised after the key is gone."""
+    finishing = None
+    with access.connect(fleet, target) as mirror:
+        with transfer_access(fleet, service, source, target, roots, purpose, alongside=before) as (peer, stdin):
+            result = mirror.run(plan.with_peer_access(peer, make_argv(peer)), stdin=stdin, timeout=6 * 3600, check=False)
+            outcome = classify_rsync(result.exit_status, result.stderr_tail)
+            if outcome.kind not in ("permanent", "transient"):
+                finishing = _meanwhile(after)
+        if finishing is not None:
+            finishing.result()
     if outcome.kind in ("permanent", "transient"):
         error = PermanentError if outcome.kind == "permanent" else TransientError
         retry = "not retried" if outcome.kind == "permanent" else "may be retried"
