@@ -13,18 +13,17 @@ them all. The module loads the lab fleet with short timeouts and small N and M.
 from __future__ import annotations
 
 import email
-import io
 import email.policy
+import io
 import json
-from contextlib import contextmanager, redirect_stdout
+from contextlib import redirect_stdout
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import yaml
 from sqlmodel import delete
 
-from lab_helpers import wait_for
+from lab_helpers import lab_fleet_changed, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -41,21 +40,9 @@ BREAKS = {
 FACILITY = {"prod-east": "east", "prod-west": "west", "mirror-east": "east"}
 
 
-@contextmanager
 def health_settings(lab_env: dict, folder: Path, **settings):
     """The lab fleet with ``settings`` in its health section, loaded; the lab's own afterwards."""
-    from hotspare.cli import main
-
-    original = Path(lab_env["fleet_file"])
-    document = yaml.safe_load(original.read_text())
-    document["health"].update(settings)
-    changed = folder / "fleet-health.yaml"
-    changed.write_text(yaml.safe_dump(document, sort_keys=False))
-    assert main(["fleet", "load", str(changed)]) == 0
-    try:
-        yield
-    finally:
-        assert main(["fleet", "load", str(original)]) == 0
+    return lab_fleet_changed(lab_env, folder, lambda data: data["health"].update(settings))
 
 
 def clear_health_state() -> None:
