@@ -82,8 +82,12 @@ def test_nobody_to_tell():
 
 
 def test_status_page_shows_numbers_services_incidents_and_escapes():
-    events = [{"at": "2026-05-01T14:03:00+00:00", "kind": "detection", "text": "prod-east stopped answering"},
+    events = [{"at": "2026-05-01T14:03:00+00:00", "kind": "detection",
+               "text": "prod-east stopped answering: 10.211.70.11:22 no answer within 1.5 s"},
               {"at": "2026-05-01T14:03:05+00:00", "kind": "page", "text": "paged Dana Ops at +15550100"},
+              {"at": "2026-05-01T14:03:09+00:00", "kind": "note", "text": "paging ended: acknowledged"},
+              {"at": "2026-05-01T14:04:00+00:00", "kind": "note", "text": "Moving app1 to the west data center.",
+               "details": {"public": True}},
               {"at": "2026-05-01T14:05:00+00:00", "kind": "notice", "text": "sent to 3"}]
     services = ({"service": "app1", "state": "protected", "dns_name": "app1.lab.test",
                  "production": {"name": "prod-east", "facility": "east", "reachable": False},
@@ -100,8 +104,11 @@ def test_status_page_shows_numbers_services_incidents_and_escapes():
     assert '<meta name="viewport"' in page and "<script" not in page
     assert page.index("+1 555 0199") < page.index("Incidents") and 'href="tel:+15550199"' in page
     assert "&lt;b&gt;disk&lt;/b&gt; &amp; more" in page
-    assert "prod-east stopped answering" in page and "informed by e-mail" in page
-    assert "Dana" not in page  # pages to on-call people are internal
+    assert "We detected a problem" in page and "informed by e-mail" in page
+    assert "Moving app1 to the west data center." in page  # an operator's note written for customers
+    # internal texts never reach the public page: probe evidence, pages to on-call people, paging notes
+    for internal in ("10.211.70.11", "stopped answering", "Dana", "paging ended"):
+        assert internal not in page, internal
     assert "no drill recorded" in page and "back in 42 s" in page and "NOT protected" in page
     feed = ElementTree.fromstring(files["feed.atom"])
     entries = feed.findall("{http://www.w3.org/2005/Atom}entry")

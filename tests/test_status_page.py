@@ -31,7 +31,8 @@ def test_status_page_published_served_and_rendered(fleet, lab_env):
 
     title = f"prod-west does not answer ({time.monotonic_ns()})"
     incident = open_or_fold(1, "high", title, servers=["prod-west"])
-    add_event(incident, "note", "We are moving app2 to its mirror in the east facility.")
+    add_event(incident, "note", "We are moving app2 to its mirror in the east facility.", details={"public": True})
+    add_event(incident, "note", "paging ended: acknowledged by Lee")  # internal: never on the page
     result = publish_status_page(incident)
     assert result["published"], result
 
@@ -40,6 +41,7 @@ def test_status_page_published_served_and_rendered(fleet, lab_env):
     assert page.index("+1 555 0199") < page.index(title)  # emergency numbers first
     assert "affects app2" in page  # the service running on the lost server
     assert "We are moving app2" in page and '<meta name="viewport"' in page and "<script" not in page
+    assert "paging ended" not in page
     for service in ("app1", "app2"):
         assert f"<strong>{service}</strong>" in page
     feed = ElementTree.fromstring(fetch(url + "feed.atom"))
@@ -49,8 +51,7 @@ def test_status_page_published_served_and_rendered(fleet, lab_env):
     leftovers = [name for name in os.listdir(lab_env["status_page"]["folder_on_machine"]) if name.endswith(".tmp")]
     assert not leftovers  # uploaded under a temporary name, then renamed
 
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip("chromium is not installed (setup.sh installs it)")
+    assert os.access(CHROMIUM, os.X_OK), "chromium is missing (scripts/setup.sh installs it)"
     screenshot = Path(os.environ["HOTSPARE_HOME"]) / "artifacts" / "status-page.png"
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     screenshot.unlink(missing_ok=True)

@@ -35,6 +35,7 @@ def register(subparsers) -> None:
     note.add_argument("incident", type=int)
     note.add_argument("text")
     note.add_argument("--by", default="operator")
+    note.add_argument("--public", action="store_true", help="written for customers: shown on the status page")
     note.set_defaults(func=note_command)
 
     resolve = actions.add_parser("resolve", help="resolve an incident")
@@ -107,7 +108,8 @@ def ack_command(args: argparse.Namespace) -> int:
 def note_command(args: argparse.Namespace) -> int:
     from hotspare.inventory import incidents
 
-    _checked(lambda: incidents.add_event(args.incident, "note", args.text, actor=args.by))
+    details = {"public": True} if args.public else None
+    _checked(lambda: incidents.add_event(args.incident, "note", args.text, actor=args.by, details=details))
     print(f"noted on incident {args.incident}")
     return 0
 

@@ -20,14 +20,16 @@ from hotspare.planning.notices import environment
 
 INDEX = "index.html"
 FEED = "feed.atom"
-# Timeline kinds customers see, and the sentence that replaces an internal text (None: its own text).
+# Timeline kinds customers see, each as a fixed sentence: the internal texts (probe evidence with
+# addresses and ports, paging notes, failover details) never reach the public page. An
+# operator's note is public only when written for customers (``hotspare incident note --public``).
 PUBLIC_KINDS = {
-    "detection": None,
+    "detection": "We detected a problem and are looking into it.",
     "acknowledgement": "An engineer is working on it.",
-    "failover": None,
-    "note": None,
+    "failover": "The service was moved to its standby server in another data center.",
     "notice": "Customers of the affected services were informed by e-mail.",
 }
+PUBLIC_NOTE = "note"
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,12 @@ def public_updates(events: list[dict]) -> list[dict]:
     updates = []
     for event in events:
         kind = event.get("kind")
-        if kind not in PUBLIC_KINDS:
+        if kind == PUBLIC_NOTE and (event.get("details") or {}).get("public"):
+            text = event.get("text") or ""
+        elif kind in PUBLIC_KINDS:
+            text = PUBLIC_KINDS[kind]
+        else:
             continue
-        text = PUBLIC_KINDS[kind] or event.get("text") or kind
         if updates and updates[-1]["text"] == text:
             continue  # folded detections repeat themselves
         moment = _parse(event["at"])
