@@ -152,3 +152,24 @@ def test_guard_runs_by_its_own_interpreter_line_isolated_from_the_environment(tm
                             timeout=30, stdin=subprocess.DEVNULL, check=False)
     assert "planted" not in result.stderr and "[sender=" in result.stderr, result.stderr
     assert result.returncode == 12
+
+
+def test_hosts_sharing_one_guard_install_keys_at_the_same_time(tmp_path):
+    """Two hosts with their own keys file (their own lock) but one /usr/local, as the lab's hosts:
+    each writes the guard through a temporary name of its own, so neither moves the other's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    guard = tmp_path / "lib" / "guard"
+    now = int(NOW.timestamp())
+
+    def installs(host: str) -> list[int]:
+        file = tmp_path / host / "hotspare_transfer_keys"
+        file.parent.mkdir()
+        return [run_keys_script(keys.install_key_argv(make_key(tag=f"{host}-{number}"), now), file, guard).returncode
+                for number in range(15)]
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = [status for host in pool.map(installs, ["prod-east", "prod-west"]) for status in host]
+    assert statuses == [0] * 30
+    assert guard.read_text() == keys.GUARD_SCRIPT and os.access(guard, os.X_OK)
+    assert not list(guard.parent.glob("guard.new*"))

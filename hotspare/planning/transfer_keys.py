@@ -98,7 +98,9 @@ runpy.run_path("/usr/bin/rrsync", run_name="__main__")
 
 # One command installs (mode "add") or removes (mode "remove") lines under a lock, keeping every
 # other line: removes expired hotspare lines of any service and, on "add", any older line of the
-# same service (a dead run's), then appends the new line. On "add" it also (re)writes the guard.
+# same service (a dead run's), then appends the new line. On "add" it also (re)writes the guard,
+# through a temporary name of its own: the lock is the keys file's, and hosts that share one
+# /usr/local (the lab's hosts do) must not move each other's half-written guard.
 # Arguments: MODE FILE SERVICE TAG NOW LINE GUARD_PATH GUARD_TEXT
 KEYS_SCRIPT = r'''
 mode=$1 file=$2 service=$3 tag=$4 now=$5 line=$6 guard=$7 guard_text=$8
@@ -107,7 +109,8 @@ mkdir -p "${file%/*}" || exit 1
 touch "$file" || exit 1
 exec 9>>"$file.lock" && flock -w 30 9 || { echo "could not lock $file" >&2; exit 75; }
 if [ "$mode" = add ]; then
-  mkdir -p "${guard%/*}" && printf '%s' "$guard_text" > "$guard.new" && chmod 0755 "$guard.new" && mv -f "$guard.new" "$guard" || exit 1
+  new="$guard.new.$$"
+  mkdir -p "${guard%/*}" && printf '%s' "$guard_text" > "$new" && chmod 0755 "$new" && mv -f "$new" "$guard" || { rm -f "$new"; exit 1; }
 fi
 awk -v mode="$mode" -v service="$service" -v tag="$tag" -v now="$now" -v marker="MARKER" '
   { n = split($NF, part, ":") }
