@@ -64,14 +64,29 @@ export PREFECT_API_AUTH_STRING
 
 replicate_all() { hotspare replicate --all >"$RUN/replicate.json"; }
 backup_all() { hotspare backup --all >"$RUN/backup.json" && hotspare restore-proof --all >"$RUN/restore-proof.json"; }
+health_once() { hotspare health --json >"$RUN/health.json"; }
 
 step "starting the lab" hotspare lab up ${HOTSPARE_LAB_SLOT:+--slot "$HOTSPARE_LAB_SLOT"}
+# A lab built anew starts in its planned layout: an inventory kept from an earlier lab (where a
+# service may have failed over) would describe servers that are no longer in that state. Keep it
+# aside, named, and start a fresh one for this lab (a lab that was already up keeps its inventory).
+LAB_STARTED="$(hotspare lab env --json | python -c 'import json,sys,pathlib; d=json.load(sys.stdin)["directory"]; print(json.loads(pathlib.Path(d, "state.json").read_text())["started_at"])')"
+if [ -z "${HOTSPARE_DB_URL:-}" ] && [ -f "$HOTSPARE_HOME/inventory.db" ] \
+   && [ "$(cat "$RUN/lab-started" 2>/dev/null)" != "$LAB_STARTED" ]; then
+  kept="$HOTSPARE_HOME/inventory.db.before-$(date -u +%Y%m%dT%H%M%SZ)"
+  for suffix in "" -wal -shm; do
+    [ -f "$HOTSPARE_HOME/inventory.db$suffix" ] && mv "$HOTSPARE_HOME/inventory.db$suffix" "$kept$suffix"
+  done
+  echo "demo: a new lab: the inventory of the earlier one is kept as $kept"
+fi
+echo "$LAB_STARTED" >"$RUN/lab-started"
 step "saving the lab's credentials as Prefect blocks" hotspare lab blocks
 FLEET="$(hotspare lab env --json | python -c 'import json,sys; print(json.load(sys.stdin)["fleet_file"])')"
 step "checking the fleet file $FLEET" hotspare fleet check "$FLEET" --blocks
 step "loading the fleet into the inventory" hotspare fleet load "$FLEET"
 step "replicating and verifying every service" replicate_all
 step "backing up every service and proving a restore" backup_all
+step "checking health from every site (servers, apps, DNS, RAID, power supplies, fans)" health_once
 hotspare status
 
 if ! serve_alive; then
@@ -85,10 +100,12 @@ Done. Open the Prefect UI: http://127.0.0.1:$PORT/runs
     (the API refuses requests without it);
   - flow runs "replicate" (one "replicate-service" per service), "backup", "restore-proof"
     (Artifacts tab: replication summaries, verification tables);
-  - Deployments: replicate-all is scheduled at 01:00 and 13:00 UTC; failover, reprotect,
-    verify and rebuild have run buttons (failover pauses for your approval).
+  - Deployments: replicate-all is scheduled at 01:00 and 13:00 UTC, health every minute;
+    failover, facility-failover, reprotect, verify, drill and rebuild have run buttons
+    (the gated ones pause for your approval).
 Commands in your shell:  . scripts/setup.sh && export PREFECT_API_URL=$PREFECT_API_URL
-Try an outage:  hotspare lab fail prod-east && hotspare failover app1
+Try an outage:  hotspare lab fail prod-east && hotspare health --rounds 3 && hotspare failover app1
+Or a broken part:  hotspare lab break prod-east psu && hotspare health && hotspare hardware
 Fleet file: $FLEET
 Logs: $LOG, $RUN/serve.log      Stop everything: bash scripts/demo.sh stop
 MSG
