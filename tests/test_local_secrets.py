@@ -47,6 +47,12 @@ def test_session_home_and_inventory_are_private_after_loading_the_fleet(fleet):
     home = Path(os.environ["HOTSPARE_HOME"])
     assert mode(home) == 0o700
     database_files = sqlite_files(home / "inventory.db")
+    if os.environ.get("HOTSPARE_DB_URL", "").startswith("postgresql"):
+        # HOTSPARE_TEST_DB=postgresql: the session's inventory is a PostgreSQL database, so loading
+        # the fleet must have written no SQLite file into the home (the SQLite modes are tested
+        # below with a home of the test's own).
+        assert database_files == [], "the fleet went into a SQLite file though HOTSPARE_DB_URL names PostgreSQL"
+        return
     assert database_files, "the fleet fixture loaded no inventory"
     assert {path.name: mode(path) for path in database_files} == {path.name: 0o600 for path in database_files}
 

@@ -59,9 +59,10 @@ def pool_name(facility: str) -> str:
     return f"{POOL_PREFIX}{facility}"
 
 
-def start_workers(lab) -> list[dict]:
-    """Start the control site, then a relay and a worker per facility; wait until all are ONLINE.
-    Records them in the lab's env (``workers``, ``control``) and returns the workers part."""
+def start_workers(lab, wait: bool = True) -> list[dict]:
+    """Start the control site, then a relay and a worker per facility; wait until all are ONLINE
+    (or, with ``wait=False``, leave that to ``wait_online`` so the caller can use the start-up
+    time). Records them in the lab's env (``workers``, ``control``) and returns the workers part."""
     env = lab.env()
     site = control.start_site(lab)
     client = control.client_environment(lab)
@@ -82,11 +83,12 @@ def start_workers(lab) -> list[dict]:
                                            control.folder(lab) / f"worker-{spec.facility}.log")
         control.record(lab, daemon, kind="worker", facility=spec.facility, pool=spec.pool)
     workers = describe(lab)
-    _wait_online(lab, client)
     env["control"], env["workers"] = site, workers
     temporary = lab.directory / "env.json.tmp"
     temporary.write_text(json.dumps(env, indent=2) + "\n")
     temporary.replace(lab.directory / "env.json")
+    if wait:
+        wait_online(lab, client)
     return workers
 
 
@@ -127,7 +129,8 @@ def worker_status(client: dict[str, str], pool: str) -> dict[str, str]:
     return {worker["name"]: worker["status"] for worker in response.json()}
 
 
-def _wait_online(lab, client: dict[str, str]) -> None:
+def wait_online(lab, client: dict[str, str]) -> None:
+    """Wait until every facility's worker is ONLINE on the control site's server."""
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
