@@ -45,7 +45,9 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
     this run still holds the lock: a failover may have taken it over.
     """
     logger = get_run_logger()
-    holder = lock_holder or f"replicate:{flow_run.get_id() or 'local'}"
+    # one holder per service: replicate --all runs several services in one flow run, and a lock is
+    # re-entrant for its holder (each service must hold its own)
+    holder = lock_holder or f"replicate:{service}:{flow_run.get_id() or 'local'}"
     run_id = runs.start_run("replicate", service, flow_run.get_id())
     outcome, summary, details = "failed", "", {}
     try:

@@ -11,12 +11,29 @@ import pytest
 from sqlmodel import func, select
 
 from flows.replicate import replicate
-from hotspare.inventory import copies
+from hotspare.inventory import copies, locks
 from hotspare.inventory.db import session
-from hotspare.inventory.models import RunRow, StepRow
+from hotspare.inventory.models import RunRow, ServiceRow, StepRow
 
-pytestmark = pytest.mark.lab
 SERVICES = ("app1", "app2")
+
+
+def test_one_holder_never_shares_one_services_lock_with_another(tmp_path, monkeypatch):
+    """A lock is re-entrant for its holder (a final sync inside a failover); a holder that asks
+    for a second service's lock while it holds the first must not get the first one's lease."""
+    monkeypatch.setenv("HOTSPARE_DB_URL", f"sqlite:///{tmp_path / 'inventory.db'}")
+    with session() as db:
+        for name in SERVICES:
+            db.add(ServiceRow(name=name, spec={}, planned_production="p", planned_mirror="m", active_server="p",
+                              mirror_server="m"))
+    with locks.service_lock("app1", "replicate:run") as outer:
+        with locks.service_lock("app1", "replicate:run") as inner:
+            assert inner is outer
+        with pytest.raises(ValueError, match="holds the lock of app1 and asks for app2's"):
+            with locks.service_lock("app2", "replicate:run"):
+                pass
+        with locks.service_lock("app2", "replicate:app2:run") as own:
+            assert own.service == "app2" and own is not outer
 
 
 def last_run_id() -> int:
@@ -35,6 +52,7 @@ def copy_steps_since(run_id: int) -> dict:
         return found
 
 
+@pytest.mark.lab
 def test_replicate_all_copies_app1_and_app2_at_the_same_time(fleet, lab_env):
     for service in SERVICES:
         row = copies.service_row(service)
@@ -53,3 +71,4 @@ def test_replicate_all_copies_app1_and_app2_at_the_same_time(fleet, lab_env):
     assert overlap > 0, f"the copy steps ran one after the other: app1 {start_1}-{end_1}, app2 {start_2}-{end_2}"
     for service in SERVICES:
         assert copies.current_copy(service).id == results[service]["copy_id"]
+        assert copies.service_row(service).lock_holder is None  # each released its own lock

@@ -182,6 +182,9 @@ def service_lock(service: str, holder: str, preempt: tuple[str, ...] = ()) -> It
     """Hold the service's lock for the block, renewed in the background. Re-entrant for the same
     holder: an inner use (a final sync inside a failover) shares the outer one's lease."""
     outer = held(holder)
+    if outer is not None and outer.service != service:
+        raise ValueError(f"{holder} holds the lock of {outer.service} and asks for {service}'s: each service "
+                         "needs a holder of its own")  # sharing would leave the second service unlocked
     if outer is not None:
         yield outer
         return
