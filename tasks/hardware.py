@@ -72,9 +72,15 @@ def _read_storage(lease, server_name: str, paths: list[str]) -> list[Reading]:
     readings = raid.space_readings(server_name, unique_df, unique_inodes, SITE)
     if mounts:
         _, types = _run(lease, ["stat", "-f", "-c", "%T", *mounts])
+        # A btrfs subvolume (a snapshot made live by a failover) has a device of its own, so df
+        # names it as if it were mounted: read each btrfs filesystem once, at its real mount point.
+        btrfs_mounts = []
         for mount, filesystem_type in zip(mounts, types.split()):
             if filesystem_type == "btrfs":
-                readings += _btrfs(lease, server_name, mount)
+                _, target = _run(lease, ["findmnt", "-n", "-o", "TARGET", "-T", mount])
+                btrfs_mounts.append(target.strip() or mount)
+        for mount in dict.fromkeys(btrfs_mounts):
+            readings += _btrfs(lease, server_name, mount)
     status, mdstat = _run(lease, ["cat", "/proc/mdstat"])
     if status == 0 and any(array.name for array in raid.parse_mdstat(mdstat)):
         details = {}
