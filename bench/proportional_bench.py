@@ -421,7 +421,7 @@ def print_report(results: dict) -> None:
           [(r["parallel"], f"{r['wall_seconds']:.0f} s", "yes" if r["within_rpo"] else "no") for r in x["rows"]])
     print(f"  services at once needed for 100 inside {x['rpo_seconds']:.0f} s: {x['parallel_needed']} (each production server serves "
           "parallel_per_source at a time: that many production servers, or a higher per-source bound; "
-          "replications_per_day must allow 288)")
+          "the fleet file's replications_per_day: 288)")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ class Replication(Strict):
         ),
     )
     replications_per_day: float = Field(
-        default=2.0, gt=0, le=96,
-        description="Replications a service gets per day (sizes the rolling verification slice).",
+        default=2.0, gt=0, le=1440,
+        description="Replications a service gets per day (sizes the rolling verification slice); 288 for a 5-minute RPO.",
     )
     parallel_services: int = Field(
         default=2, ge=1, le=64, description="Services replicated at the same time across the fleet (replicate --all)."
