@@ -1,7 +1,8 @@
 """A PostgreSQL server for the test session, and the option to run the suite's inventory on it.
 
-``HOTSPARE_TEST_DB=postgresql bash scripts/test.sh`` runs every test that uses the default
-inventory (``HOTSPARE_DB_URL`` unset by the test) against a PostgreSQL the session starts
+``HOTSPARE_TEST_DB=postgresql`` (what ``scripts/test.sh`` sets unless told otherwise; plain
+``pytest`` keeps SQLite) runs every test that uses the default inventory (``HOTSPARE_DB_URL``
+unset by the test) against a PostgreSQL the session starts
 itself: initdb in a temporary folder, the postmaster on a free loopback port, stopped by its
 PID when the session ends. ``tests/test_inventory_postgres.py`` uses the same server in every
 run, so both databases are tested in every CI run.
@@ -55,7 +56,7 @@ def pytest_configure(config) -> None:
     if choice in ("", "sqlite"):
         return
     if choice not in ("postgresql", "postgres"):
-        raise pytest.UsageError(f"HOTSPARE_TEST_DB={choice!r}: use sqlite (default) or postgresql")
+        raise pytest.UsageError(f"HOTSPARE_TEST_DB={choice!r}: use sqlite or postgresql")
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         return  # the xdist controller runs no test: each worker process starts its own server
     os.environ["HOTSPARE_DB_URL"] = fresh_database("session_inventory")
