@@ -310,11 +310,11 @@ def test_backup_repositories_must_not_nest_or_touch_system_trees():
 def test_the_lab_fleet_passes_the_check():
     import yaml
 
-    from hotspare.lab import render
+    from hotspare.lab import fleet_file
     from hotspare.lab.topology import HOSTS, SlotLayout
 
     keys = {host.name: f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{index}" for index, host in enumerate(HOSTS)}
-    lab_fleet = render.fleet(SlotLayout(3), keys, {"cpus": 2, "memory_mb": 2048, "disk_gb": 40})
+    lab_fleet = fleet_file.fleet(SlotLayout(3), keys, {"cpus": 2, "memory_mb": 2048, "disk_gb": 40})
     fleet = parse_fleet(yaml.safe_dump(lab_fleet, sort_keys=False))
     assert {service.name for service in fleet.services} == {"app1", "app2"}
 
