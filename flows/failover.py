@@ -97,13 +97,18 @@ def _same_plan_under_lock(approved: FailoverPlan, current: FailoverPlan) -> None
     same_plan(f"failover of {approved.service}", approved.digest, current.digest, current.markdown(), current.refusal or "")
 
 
+SLOT_LEASE_SECONDS = 60
+
+
 @contextmanager
 def _prefect_slot(service: str, takeover: bool):
     """The Prefect global concurrency limit ``hotspare-failover-SERVICE`` (limit 1).
 
     A crashed run's slot is only freed when its lease runs out (60 s). A resumed run, whose
     operator asserted that run is gone, frees it at once; when the stale lease later expires
-    the limit may briefly admit one more holder, which the inventory lock still stops.
+    the limit may briefly admit one more holder, which the inventory lock still stops. Taken
+    while holding the service's inventory lock, so a slot still held belongs to a run that is
+    gone: wait out its lease (never fail a failover because an earlier one crashed).
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
@@ -114,7 +119,8 @@ def _prefect_slot(service: str, takeover: bool):
         client.upsert_global_concurrency_limit_by_name(name, limit=1)
         if takeover:
             client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
-    with concurrency(name, occupy=1, timeout_seconds=10, strict=True, lease_duration=60):
+    with concurrency(name, occupy=1, timeout_seconds=SLOT_LEASE_SECONDS + 15, strict=True,
+                     lease_duration=SLOT_LEASE_SECONDS):
         yield
 
 
