@@ -17,7 +17,8 @@ from __future__ import annotations
 import posixpath
 
 # hotspare's own working folders on the servers. Equal to the constants of the planners that
-# use them (``planning/replication.py``, ``planning/backup.py``; a unit test keeps them equal):
+# use them (``planning/replication.py``, ``planning/shell_programs.py``, ``planning/restic.py``,
+# ``planning/rebuild.py``; a unit test keeps them equal):
 # they are repeated here so that checking a fleet file imports no SSH code.
 COPIES_ROOT = "/srv/hotspare"  # the mirror's point-in-time copies
 RUN_DIR = "/run/hotspare"  # per-run key material
