@@ -76,6 +76,13 @@ def test_resolution_notice_waits_for_the_resolution():
     assert plan.decision.go and plan.subject.startswith("[Resolved]")
 
 
+def test_a_low_severity_incident_tells_no_customer_unless_an_operator_sends_it():
+    low = incident(severity="low", title="psu PS2 degraded on prod-east")
+    plan = plan_notice(low, "opened", SECTION, ACTIVE)
+    assert plan.recipients and not plan.decision.go and "outages only" in plan.decision.reason
+    assert plan_notice(low, "opened", SECTION, ACTIVE, approved=True).decision.go
+
+
 def test_nobody_to_tell():
     plan = plan_notice(incident(servers=["storage-vault"]), "opened", SECTION, ACTIVE)
     assert not plan.decision.go and "nobody" in plan.decision.reason

@@ -133,6 +133,10 @@ def _decide(incident, kind, action, services, recipients, approved) -> Decision:
                                "(add them under customer_notices.customers)")
     if approved:
         return Decision(True, f"approved by an operator: {len(recipients)} recipients")
+    if incident.get("severity") == "low":
+        # A degraded part or a late copy is the operators' business, not an outage customers see.
+        return Decision(False, f"{number} is low severity: customers are told of outages only "
+                               f"(`hotspare notice send {incident['id']} --kind {kind} --yes` sends one anyway)")
     if action is NoticeAction.send:
         return Decision(True, f"category {incident['category']} notices go out at once: {len(recipients)} recipients")
     if action is NoticeAction.approve:
