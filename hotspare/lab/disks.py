@@ -41,6 +41,12 @@ log = logging.getLogger("hotspare.lab")
 
 # Sparse: only written blocks take space. 4 x 2 GiB in RAID10 gives 4 GiB of /srv.
 MEMBER_BYTES = 2 * 1024**3
+# For benchmarks with large data sets only (bench/proportional_bench.py --disk-gib/--data-profile),
+# read when the lab is built: each member's size in GiB, and the data profile of production's and
+# the mirror's /srv (raid0 stores each byte once, half the machine's disk of raid10; metadata stays
+# raid10). A raid0 lab loses data with a disk: `hotspare lab break HOST disk` is for the default layout.
+DISK_GIB_VARIABLE = "HOTSPARE_LAB_DISK_GIB"
+DATA_PROFILE_VARIABLE = "HOTSPARE_LAB_DATA_PROFILE"
 RAID_MEMBERS = 4
 MKFS_SECONDS = 60.0
 REPLACE_SECONDS = 300.0
@@ -87,7 +93,10 @@ def _make_filesystem(directory: Path, host: HostSpec, mount_point: Path) -> None
     plan = disk_plan(host)
     devices = [_attach(_new_backing_file(directory, host, devid))
                for devid in range(1, plan.members + 1)]
-    profile = ["-d", plan.profile, "-m", plan.profile] if plan.members > 1 else []
+    data = os.environ.get(DATA_PROFILE_VARIABLE) or plan.profile
+    if data not in (plan.profile, "raid0"):
+        raise LabError(f"{DATA_PROFILE_VARIABLE}={data!r}: use raid0 (benchmarks) or leave it unset ({plan.profile})")
+    profile = ["-d", data, "-m", plan.profile] if plan.members > 1 else []
     # -K: no TRIM of the fresh sparse files (nothing to discard, saves time).
     run(["mkfs.btrfs", "-q", "-f", "-K", "-L", host.name, *profile, *devices],
         f"formatting /srv of {host.name}", timeout=MKFS_SECONDS)
@@ -207,8 +216,22 @@ def _new_backing_file(directory: Path, host: HostSpec, devid: int) -> Path:
     while (path := folder / f"disk-{devid}.{generation}.img").exists():
         generation += 1
     with path.open("xb") as handle:
-        handle.truncate(MEMBER_BYTES)
+        handle.truncate(member_bytes())
     return path
+
+
+def member_bytes() -> int:
+    """A member's size: MEMBER_BYTES, or HOTSPARE_LAB_DISK_GIB GiB for a benchmark's large data."""
+    value = os.environ.get(DISK_GIB_VARIABLE)
+    if not value:
+        return MEMBER_BYTES
+    try:
+        gib = float(value)
+    except ValueError:
+        gib = 0.0
+    if not 1 <= gib <= 64:
+        raise LabError(f"{DISK_GIB_VARIABLE}={value!r}: give a member size in GiB between 1 and 64, or leave it unset")
+    return int(gib * 1024**3)
 
 
 def _attach(path: Path) -> str:
