@@ -4,6 +4,15 @@
     .venv/bin/python bench/proportional_bench.py --slot 8        # 10 MB vs 1.5 GB (5 failovers each), replicate --all x 3 with 1 GB per service (~15 min on 2 shared cores)
     .venv/bin/python bench/proportional_bench.py --slot 8 --skip-failover        # replicate --all only (~8 min)
     .venv/bin/python bench/proportional_bench.py --big-mb 100 --rto-runs 2 --reps 2 --fleet-mb 10   # dry run (~5 min)
+    .venv/bin/python bench/proportional_bench.py --slot 7 --skip-fleet --big-mb 10240 --rto-runs 3 --disk-gib 5 --data-profile raid0   # 10 MiB vs 10 GiB
+
+The lab's /srv holds about 1.5 GB of RTO data beside its copies (4 x 2 GiB in RAID10). A larger
+``--big-mb`` (up to 10 GiB) needs the benchmark lab's disks larger: ``--disk-gib`` sets each
+loop-backed member's size, and ``--data-profile raid0`` stores each byte once instead of twice
+(metadata stays RAID10), so 10 GiB on production plus its copy on the mirror take ~21 GB of the
+machine's disk instead of ~42 GB (both only for the lab this benchmark builds, through
+hotspare/lab/disks.py's environment variables; the images go with the lab's folder at the end).
+The benchmark refuses sizes that would not fit the disks it asked for.
 
 (as root: the lab needs network namespaces and loop devices). The copy step and the whole
 replicate flow against bare ``rsync -a`` over SSH (full / 1 % / nothing changed) are measured by
@@ -77,6 +86,10 @@ def main() -> int:
                         help="data per service for replicate --all (default 1000 MiB = 10,000 files, the extrapolation's size)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of the replicate --all scenarios (default 3)")
     parser.add_argument("--rto-runs", type=int, default=5, help="emergency failovers per data size (default 5)")
+    parser.add_argument("--disk-gib", type=float, default=None,
+                        help="size of each of the lab's loop-backed /srv disks in GiB (default: the lab's, 2 GiB; 5 for --big-mb 10240 with raid0)")
+    parser.add_argument("--data-profile", choices=("raid10", "raid0"), default="raid10",
+                        help="btrfs data profile of production's and the mirror's /srv (default raid10, as the lab; raid0 halves the disk used)")
     parser.add_argument("--skip-failover", action="store_true")
     parser.add_argument("--skip-fleet", action="store_true")
     parser.add_argument("--slot", type=int, default=None, help="lab slot (default: a free one)")
@@ -85,6 +98,9 @@ def main() -> int:
     args = parser.parse_args()
     if min(args.small_mb, args.fleet_mb, args.reps, args.rto_runs) < 1 or args.big_mb <= args.small_mb:
         parser.error("sizes and --reps must be positive, --big-mb above --small-mb")
+    disk_problem = disks_fit(args)
+    if disk_problem:
+        parser.error(disk_problem)
 
     home = Path(tempfile.mkdtemp(prefix="hotspare-proportional."))
     isolate_environment(home)
@@ -99,6 +115,27 @@ def main() -> int:
     print_report(results)
     write_results(results, args.out)
     return 0
+
+
+def disks_fit(args) -> str | None:
+    """Why the RTO data would not fit the lab's /srv (None when it fits), and set the lab's disk
+    size and data profile (hotspare/lab/disks.py reads them when the lab is built).
+
+    Production keeps the data, the mirror its copy: each holds it once per data copy of the
+    profile (two for RAID10), plus a quarter and 1 GiB of headroom for metadata and chunks."""
+    from hotspare.lab import disks
+
+    member = args.disk_gib * 2**30 if args.disk_gib else disks.MEMBER_BYTES
+    stored = max(args.big_mb, args.fleet_mb if not args.skip_fleet else 0) * 2**20 * (2 if args.data_profile == "raid10" else 1)
+    if stored * 1.25 + 2**30 > disks.RAID_MEMBERS * member:
+        wanted = math.ceil((stored * 1.25 + 2**30) / disks.RAID_MEMBERS / 2**30)
+        return (f"{args.big_mb} MiB in {args.data_profile} does not fit {disks.RAID_MEMBERS} disks of {member / 2**30:g} GiB: "
+                f"give --disk-gib {wanted}" + (" (or --data-profile raid0 to halve it)" if args.data_profile == "raid10" else ""))
+    if args.disk_gib:
+        os.environ[disks.DISK_GIB_VARIABLE] = f"{args.disk_gib:g}"
+    if args.data_profile != "raid10":
+        os.environ[disks.DATA_PROFILE_VARIABLE] = args.data_profile
+    return None
 
 
 def load() -> list[float]:
@@ -371,8 +408,10 @@ def print_report(results: dict) -> None:
     failover = results.get("failover")
     if failover:
         small, big = failover["small"], failover["big"]
+        disks = meta["args"]
         print(f"\nEmergency failover of {RTO_SERVICE} (prod-east down -> mirror-west), medians of {len(small['runs'])} runs, seconds "
-              f"[load {small['load_before']} -> {big['load_after']}]")
+              f"[load {small['load_before']} -> {big['load_after']}; /srv data {disks.get('data_profile', 'raid10')} on 4 disks of "
+              f"{disks.get('disk_gib') or 2:g} GiB]")
         names = list(dict.fromkeys([*small["steps"], *big["steps"]]))
         rows = [(f"step: {name}", _s(small["steps"].get(name)), _s(big["steps"].get(name))) for name in names]
         rows += [("flow call", _s(small["flow_call"]), _s(big["flow_call"])),
