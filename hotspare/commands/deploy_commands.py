@@ -105,7 +105,9 @@ def deploy_to_pools(fleet, facilities: list[str], flows: list[str] | None = None
             deployment.entrypoint = project_entrypoint(template.entrypoint)
             deployment.job_variables = {"env": {"PYTHONPATH": str(PROJECT)}}
             if facility == CONTROL:
-                deployment.concurrency_limit = SCHEDULED_CONCURRENCY if deployment.schedules else None
+                # replication runs may overlap (deployments/runbooks.py): each service's lock keeps it exclusive
+                deployment.concurrency_limit = (SCHEDULED_CONCURRENCY if deployment.schedules
+                                                and "overlapping-runs" not in deployment.tags else None)
             else:
                 deployment.schedules = []
             deployment.apply(work_pool_name=pool_name(facility))
