@@ -31,7 +31,10 @@ class Replication(Strict):
     )
     replications_per_day: float = Field(
         default=2.0, gt=0, le=1440,
-        description="Replications a service gets per day (sizes the rolling verification slice); 288 for a 5-minute RPO.",
+        description=(
+            "Replications per day of the services on defaults.replication_schedule (sizes their rolling verification "
+            "slice); a service with an interval of its own (a shorter RPO) counts 1440 / its interval in minutes."
+        ),
     )
     parallel_services: int = Field(
         default=2, ge=1, le=64, description="Services replicated at the same time across the fleet (replicate --all)."

@@ -121,7 +121,13 @@ class Service(Strict):
     rto_minutes: float | None = Field(
         default=None, gt=0, description="Recovery time objective: minutes from approval to users served again (default: defaults)."
     )
-    rpo_hours: float | None = Field(default=None, gt=0, description="Recovery point objective (default: defaults).")
+    rpo_hours: float | None = Field(
+        default=None, gt=0,
+        description=(
+            "Recovery point objective in hours (default: defaults). Shorter than the gap between the "
+            "replication_schedule's runs: replicated every half RPO rounded down to a clock step, 5 min at least (`hotspare schedule`)."
+        ),
+    )
     copies_to_keep: int | None = Field(default=None, ge=1, description="Point-in-time copies kept on the mirror.")
     max_shrink: float = Field(
         default=0.5, gt=0, le=1, description="Refuse to sync when size or file count dropped by more than this fraction."
@@ -167,7 +173,8 @@ class Defaults(Strict):
     rpo_hours: float = Field(default=12, gt=0, description="Default recovery point objective.")
     copies_to_keep: int = Field(default=4, ge=1, description="Default point-in-time copies kept.")
     replication_schedule: list[str] = Field(
-        default_factory=lambda: ["0 1 * * *", "0 13 * * *"], description="Cron lines for replicate."
+        default_factory=lambda: ["0 1 * * *", "0 13 * * *"],
+        description="Cron lines for replicate: every service whose RPO is at least their longest gap (`hotspare schedule`).",
     )
     timezone: str = Field(default="UTC", description="Time zone of the schedules.")
     rto_minutes: float = Field(default=60, gt=0, description="Default recovery time objective in minutes.")
