@@ -134,3 +134,18 @@ def test_replications_per_day_for_the_verification_slice():
     assert replications_per_day_of(fleet, "app3") == 3  # on the crons: the fleet's own figure
     with pytest.raises(KeyError, match="nosuch"):
         replications_per_day_of(fleet, "nosuch")
+
+
+def test_hotspare_schedule_shows_each_group_and_why(tmp_path, capsys):
+    from hotspare.cli import main
+
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text(BASIC.read_text().replace("    rpo_hours: 12\n", "    rpo_hours: 0.25\n"))
+    assert main(["schedule", str(fleet_file)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "replicate-every-5m: app1 every 5 min (*/5 * * * *, UTC)" in lines
+    assert "  app1: RPO 15 min → every 5 min (copy age peaks at ~5 min + one replication) [replicate-every-5m]" in lines
+
+    fleet_file.write_text(BASIC.read_text().replace('"0 13 * * *"]', '"at noon"]'))
+    assert main(["schedule", str(fleet_file)]) == 2
+    assert "defaults.replication_schedule: 'at noon' is not a cron line" in capsys.readouterr().err

@@ -77,10 +77,10 @@ class ScheduleGroup:
     @property
     def reason(self) -> str:
         """The group in one sentence (for the deployment's description and ``hotspare schedule``)."""
-        when = (f"the fleet's crons {', '.join(self.cron_lines)} ({self.timezone})" if self.on_fleet_crons
+        when = (f"on the fleet's crons {', '.join(self.cron_lines)} ({self.timezone})" if self.on_fleet_crons
                 else f"every {duration_text(self.interval_minutes)} ({self.cron_lines[0]}, UTC)")
         members = ", ".join(self.services) if self.services else "no service"
-        return f"{self.name}: {members} on {when}"
+        return f"{self.name}: {members} {when}"
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,8 @@ class ReplicationSchedule:
 
 
 def duration_text(minutes: float) -> str:
-    """``5 min``, ``90 min``, ``12 h``, ``7 d``: whole units where they fit."""
+    """``5 min``, ``90 min``, ``12 h``, ``7 d``: whole units where they fit (a tenth of a minute at most)."""
+    minutes = round(minutes, 1)
     if minutes < 120 or minutes % 60:
         return f"{minutes:g} min"
     if minutes < 2 * DAY_MINUTES or minutes % DAY_MINUTES:
