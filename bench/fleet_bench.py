@@ -58,7 +58,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (SshRecorder, epoch, isolate_environment, lab_and_prefect, run_meta, ssh_argv,  # noqa: E402
+from bench.common import (SshRecorder, by_label, epoch, isolate_environment, lab_and_prefect, run_meta, ssh_argv,  # noqa: E402
                           table, write_random_files, write_results)
 
 OUT_DIR = ROOT / "bench" / "out"
@@ -313,7 +313,8 @@ class FleetBench:
             "services": services, "service_median": median(services.values()), "service_sum": round(sum(services.values()), 3),
             "steps": {name: {"median": median(values), "sum": round(sum(values), 3)} for name, values in steps.items()},
             "ssh": {"connects": ssh["connects"], "connect_seconds": round(ssh["connect"], 3),
-                    "commands": ssh["commands"], "command_seconds": round(ssh["command"], 3)},
+                    "commands": ssh["commands"], "command_seconds": round(ssh["command"], 3),
+                    "by_label": by_label((f"{e['label']} @{e['host'].split('-')[0]}", e["end"] - e["start"]) for e in events)},
             "flow_run_id": flow_run_id,
             "prefect": self.prefect_tasks(flow_run_id),
         }
@@ -478,6 +479,11 @@ def print_report(results: dict) -> None:
         prefect_row.append(f"{prefect.get('task_runs', '-')} ({_s(prefect.get('task_run_seconds'), 1)})")
         task_row.append(_s(prefect.get("flow_run_seconds")))
     table(("step", *results["scenarios"]), [*step_rows, tuple(ssh_row), tuple(prefect_row), tuple(task_row)])
+    last = list(results["scenarios"].values())[-1]["flow"]["ssh"]["by_label"]
+    print("\n  remote commands of the flow, last scenario (per service: count, seconds; prod = production, mirror = mirror):")
+    services = results["setup"]["services"]
+    table(("command @host", "per service", "s per service"),
+          [(label, f"{v['count'] / services:.1f}", f"{v['seconds'] / services:.3f}") for label, v in list(last.items())[:14]])
     x = results.get("extrapolation")
     if not x:
         return
