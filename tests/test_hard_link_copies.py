@@ -10,6 +10,10 @@ even where snapshots are possible. In one pass over app1 (prod-east -> mirror-we
   copy only;
 - an emergency failover makes a hard-linked copy live (by rsync, never linked to the copy),
   reprotect replicates back with hard links, and a planned failback brings app1 home;
+- a copy that failed verification and is resumed by the next run: a permission-only change
+  on production in between reaches the resumed copy only, never the older copy its files are
+  hard links of;
+- a read-only snapshot copy left behind by a failed run is not resumed into by a hard-link run;
 - back on ``auto``, the next copy says the back-end changes to btrfs snapshots and verifies.
 
 Rebuild from backup is not repeated here: it restores restic snapshots onto a standby and
@@ -54,12 +58,15 @@ def marked_files(lab_env):
     data = host_path(lab_env, PRODUCTION, lab_env["services"][SERVICE]["data_path"])
     tag = uuid.uuid4().hex[:8]
     names = {"unchanged": f"hard-link-unchanged-{tag}.txt", "permission": f"hard-link-permission-{tag}.txt",
-             "failover": f"hard-link-failover-{tag}.txt"}
+             "failover": f"hard-link-failover-{tag}.txt",
+             "resumed": f"hard-link-resumed-{tag}.txt"}
     files = {key: data / name for key, name in names.items()}
     files["unchanged"].write_text("never changes\n")
     files["permission"].write_text("only its mode changes\n")
     files["permission"].chmod(0o644)
     files["failover"].write_text("in the copy before the outage\n")
+    files["resumed"].write_text("its mode changes while a copy waits to be resumed\n")
+    files["resumed"].chmod(0o644)
     yield files
     for path in (data / name for name in names.values()):
         path.unlink(missing_ok=True)
@@ -74,10 +81,13 @@ def use_backend(home_layout, lab_env, tmp_path_factory):
     original = Path(lab_env["fleet_file"])
     folder = tmp_path_factory.mktemp("copy-backend")
 
-    def use(backend: str) -> None:
+    def use(backend: str, smaller_mirror: bool = False) -> None:
         data = yaml.safe_load(original.read_text())
         data["replication"] = {**(data.get("replication") or {}), "copy_backend": backend}
-        variant = folder / f"fleet-{backend}.yaml"
+        for server in data["servers"]:
+            if smaller_mirror and server["name"] == MIRROR:  # its copies then fail verification
+                server["hardware"]["memory_mb"] = 1
+        variant = folder / f"fleet-{backend}{'-smaller-mirror' if smaller_mirror else ''}.yaml"
         variant.write_text(yaml.safe_dump(data, sort_keys=False))
         assert main(["fleet", "load", str(variant)]) == 0
 
@@ -197,6 +207,50 @@ def test_failover_reprotect_and_failback_with_hard_linked_copies(use_backend, ma
     current = copies.current_copy(SERVICE)
     assert (current.target_server, current.status) == (MIRROR, "verified")
     assert_hard_linked_folder(lab_env, MIRROR, current.id)
+
+
+def test_resumed_copy_keeps_the_older_copys_permissions(use_backend, marked_files, lab_env):
+    """A copy that failed verification stays on the mirror and the next run resumes it. Its
+    files are hard links of the previous copy's (here the current one); a permission-only change
+    on production in between must reach the resumed copy only: rsync updates the attributes of
+    a file already in its destination in place, so every link that file shares must be broken
+    before a hard-linked copy is resumed."""
+    use_backend("hard-links")
+    base = copies.current_copy(SERVICE).id
+    if is_subvolume_on(lab_env, MIRROR, copy_root(SERVICE, base)):
+        base = replicated()[0]["copy_id"]  # this test alone: a hard-linked copy first
+    name = marked_files["resumed"].name
+    assert mode(copy_data(lab_env, MIRROR, base) / name) == 0o644
+
+    use_backend("hard-links", smaller_mirror=True)
+    state = replicate_service(SERVICE, return_state=True)
+    assert state.is_failed() and "failed verification" in state.message, state.message
+    [interrupted] = [row for row in copies.copies_of(SERVICE, MIRROR) if row.status != "verified"][:1]
+    assert (copy_data(lab_env, MIRROR, interrupted.id) / name).stat().st_ino == (copy_data(lab_env, MIRROR, base) / name).stat().st_ino
+
+    marked_files["resumed"].chmod(0o600)  # permission-only: same bytes, same mtime
+    use_backend("hard-links")
+    resumed, log = replicated()
+    assert any(f"resuming the interrupted copy {interrupted.id}" in line for line in log), log
+    assert mode(copy_data(lab_env, MIRROR, resumed["copy_id"]) / name) == 0o600
+    assert mode(copy_data(lab_env, MIRROR, base) / name) == 0o644, "the permission change reached the older copy"
+
+
+def test_hard_links_after_a_failed_snapshot_copy(use_backend, lab_env):
+    """A snapshot copy that failed verification (a read-only subvolume) is left on the mirror;
+    the next run, now with hard links, must not resume into it: rsync cannot write there, and
+    the failed attempt would be resumed again by every later run."""
+    use_backend("auto", smaller_mirror=True)
+    state = replicate_service(SERVICE, return_state=True)
+    assert state.is_failed() and "failed verification" in state.message, state.message
+    [failed] = [row for row in copies.copies_of(SERVICE, MIRROR) if row.status != "verified"][:1]
+    assert is_subvolume_on(lab_env, MIRROR, copy_root(SERVICE, failed.id))
+
+    use_backend("hard-links")
+    result, _ = replicated()
+    assert_hard_linked_folder(lab_env, MIRROR, result["copy_id"])
+    production = host_path(lab_env, PRODUCTION, lab_env["services"][SERVICE]["data_path"])
+    assert tree_digest(copy_data(lab_env, MIRROR, result["copy_id"])) == tree_digest(production)
 
 
 def test_auto_switches_back_to_snapshots_and_verifies(use_backend, lab_env):
