@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from hotspare.planning.verification_scope import (
-    DAY_SECONDS, FileEntry, PassState, changed_paths, extra_in_copy, itemized_files, name_paths,
-    parse_sized_listing, plan_scope, runs_left, vanished_before_compare)
+    DAY_SECONDS, FileEntry, PassState, changed_paths, extra_in_copy, itemized_files,
+    parse_sized_listing, plan_scope, runs_left)
 
 ROOTS = ["/srv/app/data", "/etc/passwd"]
 NOW = 1_800_000_000.0
@@ -39,13 +39,12 @@ def test_every_file_is_compared_within_the_period_whatever_the_changes():
     assert state == PassState()  # the next run starts a new pass
 
 
-def test_a_slice_is_a_fair_share_and_named_by_whole_folders():
+def test_a_slice_is_a_fair_share_and_names_its_files():
     files = tree(100)
     scope = plan_scope(files, set(), PassState(), ROOTS, period_days=5, runs_per_day=2, now=NOW)
     assert not scope.whole_tree and not scope.pass_complete
     assert scope.slice_files == 11  # 101 files over 10 runs, rounded up (and by bytes)
-    # ten files of d0 are one folder; the eleventh file is named alone
-    assert "/srv/app/data/d0" in scope.paths and len(scope.paths) == 2
+    assert scope.paths == tuple(sorted(files)[:11])
     assert scope.next_state.cursor == sorted(files)[10] and scope.next_state.started_at == NOW
 
 
@@ -75,20 +74,11 @@ def test_everything_changed_compares_the_whole_tree_and_completes_a_pass():
     assert full.whole_tree and full.pass_files == len(files)
 
 
-def test_too_many_scattered_files_fall_back_to_the_whole_tree():
-    files = tree(400)
+def test_scattered_files_are_named_one_by_one_however_many():
+    files = tree(4000)
     scattered = {path for number, path in enumerate(sorted(files)) if number % 2}
-    scope = plan_scope(files, scattered, PassState(), ROOTS, period_days=7, runs_per_day=2, now=NOW,
-                       argument_budget=2000)
-    assert scope.whole_tree and "scattered" in scope.reason
-
-
-def test_unsafe_names_are_compared_through_their_folder():
-    files = {"/srv/app/data/a/it's here": FileEntry(1, 1), "/srv/app/data/a/ok": FileEntry(1, 1),
-             "/srv/app/data/b/x": FileEntry(1, 1)}
-    names = name_paths({"/srv/app/data/a/it's here"}, sorted(files), ["/srv/app/data"])
-    assert names == ["/srv/app/data/a"]
-    assert name_paths(set(files), sorted(files), ["/srv/app/data"]) == ["/srv/app/data"]
+    scope = plan_scope(files, scattered, PassState(), ROOTS, period_days=7, runs_per_day=2, now=NOW)
+    assert not scope.whole_tree and scattered <= set(scope.paths) and scope.compared_files == len(scope.paths)
 
 
 def test_changed_paths_come_from_itemize_mtimes_and_listing_differences():
@@ -115,8 +105,6 @@ def test_itemized_files_from_a_copy_steps_output():
                                       "/srv/app/data/twin"]
 
 
-def test_listings_and_vanished_files():
+def test_listings_name_production_paths():
     listing = "1.5\t10\t/copy/tree/srv/a\n2.0\t3\t/copy/tree/srv/b c\nbroken line\n"
     assert parse_sized_listing(listing, "/copy/tree") == {"/srv/a": FileEntry(1.5, 10), "/srv/b c": FileEntry(2.0, 3)}
-    failed = (("/srv/a", 'link_stat "/srv/a" failed: No such file or directory (2)'), ("/srv/b", "Permission denied (13)"))
-    assert vanished_before_compare(failed, {"/srv/a", "/srv/b"}) == {"/srv/a"}

@@ -17,25 +17,18 @@ run, so a file missing from the copy, or one rsync cannot read, is found at once
 is recorded (when it began and ended, how many files) for ``hotspare status``; ``hotspare verify
 --full`` compares everything at once and counts as a complete pass.
 
-What rsync is told to compare is a list of paths on its command line, each under the service's
-declared paths, so the transfer guard vets every one of them as before (no ``--files-from``):
-a folder whose every file is compared is named as the folder, a name with characters that are
-not plainly safe is replaced by its folder, and when the list would still be too long for one
-command line the whole tree is compared instead (correct, only slower).
+The files of a partial comparison are named one by one (``planning/file_digests.py`` reads them
+on each host from a list on stdin, so no command-line limit applies); a whole-tree comparison
+names the service's roots to ``rsync -anc``.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 from hotspare.planning.rsync_outcomes import matches_any
 
-# Kept well under Linux's 128 KiB limit for one argument string (sshd's SSH_ORIGINAL_COMMAND,
-# the remote shell's ``-c`` string), with room for the options and the transfer wrapper.
-ARGUMENT_BUDGET = 60_000
-SAFE_NAME = re.compile(r"^[A-Za-z0-9._+,:=@%/-]+$")
 DAY_SECONDS = 86_400.0
 
 
@@ -100,7 +93,7 @@ class Scope:
     """One verification's comparison: the paths rsync names and what they cover."""
 
     whole_tree: bool  # the service's roots are named: everything is compared
-    paths: tuple[str, ...]  # what rsync names (files, folders, or the roots)
+    paths: tuple[str, ...]  # the roots (whole tree), else every file compared, sorted
     changed_files: int
     slice_files: int
     compared_files: int
@@ -122,8 +115,7 @@ def runs_left(period_days: float, runs_per_day: float, pass_started_at: float | 
 
 
 def plan_scope(files: dict[str, FileEntry], changed: set[str], state: PassState, roots: list[str], *,
-               period_days: float, runs_per_day: float, now: float, full: bool = False,
-               argument_budget: int = ARGUMENT_BUDGET) -> Scope:
+               period_days: float, runs_per_day: float, now: float, full: bool = False) -> Scope:
     """What this run compares, given production's files (excludes already left out), the changed
     paths, the rolling pass's state and the schedule. ``full`` compares everything."""
     total_bytes = sum(entry.size for entry in files.values())
@@ -149,16 +141,12 @@ def plan_scope(files: dict[str, FileEntry], changed: set[str], state: PassState,
         return _whole(files, roots, len(changed_here), total_bytes, started,
                       "what changed and the rolling slice together cover every file")
     next_state = PassState() if complete else PassState(chosen[-1] if chosen else state.cursor, started, done)
-    paths = name_paths(compare, ordered, roots)
-    if sum(len(path) + 1 for path in paths) > argument_budget:
-        return _whole(files, roots, len(changed_here), total_bytes, started,
-                      f"the {len(compare)} files to compare are too scattered to name on one command line")
     compared_bytes = sum(files[path].size for path in compare)
     reason = (f"comparing {len(changed_here)} changed file(s) and a rolling slice of {len(chosen)} file(s) "
               f"({chosen_bytes} bytes, 1/{runs} of what the pass has left): {len(compare)} of {len(files)} files, "
               f"{compared_bytes} of {total_bytes} bytes" + ("; the rolling pass completes" if complete else ""))
-    return Scope(False, tuple(paths), len(changed_here), len(chosen), len(compare), compared_bytes, len(files),
-                 total_bytes, next_state, complete, started, done, reason)
+    return Scope(False, tuple(sorted(compare)), len(changed_here), len(chosen), len(compare), compared_bytes,
+                 len(files), total_bytes, next_state, complete, started, done, reason)
 
 
 def _whole(files: dict[str, FileEntry], roots: list[str], changed: int, total_bytes: int, started: float,
@@ -166,51 +154,6 @@ def _whole(files: dict[str, FileEntry], roots: list[str], changed: int, total_by
     return Scope(True, tuple(roots), changed, len(files), len(files), total_bytes, len(files), total_bytes,
                  PassState(), True, started, len(files), f"comparing the whole tree: {why} ({len(files)} files, "
                  f"{total_bytes} bytes)")
-
-
-def name_paths(compare: set[str], ordered: list[str], roots: list[str]) -> list[str]:
-    """The shortest list of paths naming exactly ``compare`` (or a little more): a folder under a
-    root whose every listed file is compared is named as the folder; a file whose name is not
-    plainly safe is replaced by its nearest safe folder (rsync compares all of it)."""
-    root_set = {root.rstrip("/") or "/" for root in roots}
-    total, wanted = _folder_counts(ordered), _folder_counts(compare)
-    names = set()
-    for path in compare:
-        name = path
-        while not SAFE_NAME.match(name) and name not in root_set and "/" in name.rstrip("/"):
-            name = name.rsplit("/", 1)[0] or "/"
-        # climb while the parent folder (still under a root) is compared whole
-        while name not in root_set:
-            parent = name.rsplit("/", 1)[0] or "/"
-            if not _under_root(parent, root_set) or wanted.get(parent, 0) < total.get(parent, 0):
-                break
-            name = parent
-        names.add(name)
-    # a name under another chosen folder is already covered
-    return sorted(name for name in names if not _has_named_ancestor(name, names))
-
-
-def _has_named_ancestor(path: str, names: set[str]) -> bool:
-    folder = path.rsplit("/", 1)[0]
-    while folder:
-        if folder in names:
-            return True
-        folder = folder.rsplit("/", 1)[0]
-    return "/" in names and path != "/"
-
-
-def _under_root(path: str, roots: set[str]) -> bool:
-    return any(path == root or path.startswith(root + "/") for root in roots)
-
-
-def _folder_counts(paths) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for path in paths:
-        folder = path.rsplit("/", 1)[0]
-        while folder:
-            counts[folder] = counts.get(folder, 0) + 1
-            folder = folder.rsplit("/", 1)[0]
-    return counts
 
 
 def changed_paths(itemized: list[str], production: dict[str, FileEntry], copy: dict[str, FileEntry],
@@ -234,9 +177,3 @@ def without_excluded(entries: dict[str, FileEntry], excludes: list[str]) -> dict
 def extra_in_copy(production: dict[str, FileEntry], copy: dict[str, FileEntry], excludes: list[str]) -> list[str]:
     """Files the copy holds that production does not (the ``--delete`` report of a whole-tree run)."""
     return sorted(path for path in copy if path not in production and not matches_any(path, list(excludes)))
-
-
-def vanished_before_compare(failed_files: tuple[tuple[str, str], ...], named: set[str]) -> set[str]:
-    """Named files rsync could not find on production: deleted between listing and comparison,
-    a change on production's side (judged by its mtime like any other), not an unreadable file."""
-    return {path for path, why in failed_files if path in named and "No such file" in why}
