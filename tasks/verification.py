@@ -1,9 +1,10 @@
 """Verification steps: is the mirror's copy an exact (or better) copy of production?
 
-Content is compared with full checksums (``rsync -anc``, xxh128), run on the mirror against
-production through the same scoped transfer key as the copy, so a same-size, same-mtime
-corruption is caught. Differences whose production file changed after the copy began are
-reported as such, not as corruption.
+Content is compared with full checksums, so a same-size, same-mtime corruption is caught: what
+changed plus a rolling slice by SHA-256 read on each host over the orchestrator's own
+connections (``planning/file_digests.py``), the whole tree by ``rsync -anc`` pulled by the mirror
+through a scoped transfer key like the copy. Differences whose production file changed after
+the copy began are reported as such, not as corruption.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from hotspare.inventory import copies, copy_stores
 from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import copy_backends
+from hotspare.planning import file_digests as digests
 from hotspare.planning import replication as plan
 from hotspare.planning import verification as content
 from hotspare.planning import verification_scope as scope_plan
+from hotspare.planning.replication_schedule import replications_per_day_of
 from tasks.replication import STEP
 from tasks.transfer_access import pull
 
@@ -33,10 +36,10 @@ STAT_CHUNK = 400
 @task(name="verify content", **STEP)
 def verify_content(service: str, copy_id: str, source: str, target: str, unreadable: list[str] = (),
                    changed: list[str] | None = None, full: bool = False) -> dict:
-    """Checksum-compare production with the copy; classify every difference. A file rsync could
-    not read or compare, here or in the transfers before (``unreadable``), is a difference of its
-    own ("unreadable"), never a silent pass: ``rsync -c`` compares such a file by a zero checksum
-    or leaves it out without a word.
+    """Checksum-compare production with the copy; classify every difference. A file that could
+    not be read or compared, here or in the transfers before (``unreadable``), is a difference of
+    its own ("unreadable"), never a silent pass: ``rsync -c`` compares such a file by a zero
+    checksum or leaves it out without a word.
 
     What is compared is planned by ``planning/verification_scope.py``: with ``full`` everything;
     otherwise what changed (``changed``: the copy step's itemized files, given by a replication;
@@ -55,12 +58,13 @@ def verify_content(service: str, copy_id: str, source: str, target: str, unreada
     in_copy = scope_plan.parse_sized_listing(copy_listing, tree)
     scope = _scope(fleet, service, copy_id, target, row, on_production, in_copy, changed, full, spec.exclude, paths)
     get_run_logger().info("%s: %s", copy_id, scope.reason)
-    result, outcome = pull(fleet, service, source, target, paths, f"verify-{service}",
-                           lambda peer: plan.rsync_verify_argv(peer, list(scope.paths), tree, spec.exclude),
-                           f"checksum comparison {source} -> {target}")
-    vanished = set() if scope.whole_tree else scope_plan.vanished_before_compare(outcome.failed_files, {*on_production, *scope.paths})
-    not_read = (set(outcome.failed_paths) - vanished) | set(unreadable)
-    itemized = [(kind, path) for kind, path in content.parse_itemized(result.text) if path not in not_read]
+    if scope.whole_tree:
+        itemized, not_read, vanished, known_mtimes = _compare_whole_tree(fleet, service, source, target, paths, tree,
+                                                                         spec.exclude)
+    else:
+        itemized, not_read, vanished, known_mtimes = _compare_named_files(fleet, source, target, tree, list(scope.paths))
+    not_read |= set(unreadable)
+    itemized = [(kind, path) for kind, path in itemized if path not in not_read]
     itemized += [("unreadable", path) for path in sorted(not_read)] + [("missing", path) for path in sorted(vanished)]
     if not scope.whole_tree:  # what --delete over the whole tree would have named
         named = {path for _, path in itemized}
@@ -72,8 +76,11 @@ def verify_content(service: str, copy_id: str, source: str, target: str, unreada
     for path, mtime in content.not_compared(scope_plan.mtime_listing(on_production), scope_plan.mtime_listing(in_copy, tree),
                                             tree, itemized, spec.exclude).items():
         itemized.append(("missing" if mtime >= started else "unreadable", path))
-    with access.connect(fleet, source) as production:
-        mtimes = source_mtimes(production, [path for kind, path in itemized if kind != "unreadable"])
+    mtimes = {path: known_mtimes[path] for kind, path in itemized if path in known_mtimes}
+    unknown = [path for kind, path in itemized if kind != "unreadable" and path not in mtimes]
+    if unknown:  # production's mtime now tells a change on production from damage in the copy
+        with access.connect(fleet, source) as production:
+            mtimes |= source_mtimes(production, unknown)
     report = content.classify_differences(itemized, mtimes, started, spec.fuzzy)
     corrupt = [asdict(d) for d in report.corrupt]
     changed_since = [asdict(d) for d in report.changed_during_copy]
@@ -82,6 +89,30 @@ def verify_content(service: str, copy_id: str, source: str, target: str, unreada
                           "production since the copy began, %d in fuzzy paths", copy_id, len(corrupt), len(changed_since),
                           len(tolerated))
     return {"corrupt": corrupt, "changed_during_copy": changed_since, "fuzzy": tolerated, "scope": _scope_record(scope)}
+
+
+def _compare_whole_tree(fleet, service: str, source: str, target: str, roots: list[str], tree: str,
+                        excludes: list[str]) -> tuple[list, set, set, dict]:
+    """``rsync -anc --delete -i`` of the whole tree, pulled by the mirror through a transfer key:
+    content, links, hard links, ACLs and extended attributes (``verify --full``, a first copy)."""
+    result, outcome = pull(fleet, service, source, target, roots, f"verify-{service}",
+                           lambda peer: plan.rsync_verify_argv(peer, roots, tree, excludes),
+                           f"checksum comparison {source} -> {target}")
+    return content.parse_itemized(result.text), set(outcome.failed_paths), set(), {}
+
+
+def _compare_named_files(fleet, source: str, target: str, tree: str, files: list[str]) -> tuple[list, set, set, dict]:
+    """Checksums and metadata of the named files, read by each host at once over the connections
+    the orchestrator holds (``planning/file_digests.py``): no transfer key, no new connection."""
+    def read(server: str, prefix: str):
+        with access.connect(fleet, server) as connection:
+            output = connection.run(digests.digest_argv(prefix), stdin=digests.digest_input(files), timeout=3600).text
+        return digests.parse_digests(output)
+
+    with ThreadPoolExecutor(2) as pool:
+        on_production, in_copy = pool.map(read, [source, target], ["", tree])
+    comparison = digests.compare(files, on_production, in_copy)
+    return list(comparison.itemized), set(comparison.unreadable), set(comparison.vanished), comparison.production_mtimes
 
 
 def _scope(fleet, service: str, copy_id: str, target: str, row, on_production: dict, in_copy: dict,
@@ -97,10 +128,9 @@ def _scope(fleet, service: str, copy_id: str, target: str, row, on_production: d
                          if other.status == "verified" and other.id < copy_id), None)
         since = previous.source_clock_start if previous else None
         changed_set = scope_plan.changed_paths(changed, on_production, in_copy, since)
-    settings = fleet.replication
     return scope_plan.plan_scope(scope_plan.without_excluded(on_production, excludes), changed_set, state, roots,
-                                 period_days=settings.full_verification_days,
-                                 runs_per_day=settings.replications_per_day, now=time.time(), full=full)
+                                 period_days=fleet.replication.full_verification_days,
+                                 runs_per_day=replications_per_day_of(fleet, service), now=time.time(), full=full)
 
 
 def _scope_record(scope: scope_plan.Scope) -> dict:
