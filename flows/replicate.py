@@ -82,7 +82,10 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
                    f"({stats['files_transferred']} files / {stats['bytes_transferred']} bytes transferred)")
         logger.info(summary)
         return {"service": service, "outcome": outcome, **details}
-    except (Refused, locks.ServiceBusy, locks.LeaseLost) as error:
+    except locks.ServiceBusy as error:  # another run is at it: leave its record and its artifact alone
+        outcome, summary = "skipped", str(error)
+        raise
+    except (Refused, locks.LeaseLost) as error:
         outcome, summary = "refused", str(error)
         raise
     except Exception as error:
@@ -90,7 +93,7 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
         raise
     finally:
         record_outcome(lambda: runs.finish_run(run_id, outcome, summary, details),
-                       lambda: _publish_summary(service, run_id, outcome, summary))
+                       lambda: _publish_summary(service, run_id, outcome, summary) if outcome != "skipped" else None)
 
 
 def _refuse_unless_routine(service: str) -> None:
@@ -137,6 +140,10 @@ def replicate(services: list[str] | None = None, force: bool = False) -> dict:
                 job = running.pop(future)
                 try:
                     results[job.service] = future.result()
+                except locks.ServiceBusy as busy:  # the previous run (or a backup, a verify) still holds it
+                    results[job.service] = {"service": job.service, "outcome": "skipped", "reason": str(busy)}
+                    logger.info("%s: skipped, %s still holds its lock; the next scheduled run replicates it",
+                                job.service, busy.holder)
                 except Exception as error:
                     failures.append(job.service)
                     results[job.service] = {"service": job.service, "outcome": "failed", "error": str(error)}

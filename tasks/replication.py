@@ -7,6 +7,7 @@ and reads small outputs.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -22,6 +23,7 @@ from hotspare.inventory.models import CopyRow, utcnow
 from hotspare.inventory import copy_stores
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import copy_backends
+from hotspare.planning import preflight_facts
 from hotspare.planning import replication as plan
 from hotspare.planning import verification_scope
 from tasks.retry import TRANSIENT_RETRIES
@@ -78,34 +80,29 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     if not row.mirror_server:
         raise Refused(f"service {service} has no mirror assigned (state {row.state}); nothing to replicate to")
     source, target = row.active_server, row.mirror_server
-    with access.connect(fleet, source) as production, access.connect(fleet, target) as mirror:
-        missing = [path for path in spec["data_paths"] if production.run(["test", "-d", path], check=False).exit_status]
-        present = [path for path in spec["data_paths"] if path not in missing]
-        listing = production.run(["find", *present, "-type", "f", "-printf", "%s\n"], timeout=600).text if present else ""
-        totals = plan.parse_file_sizes(listing)
-        previous = _newest_existing_copy(mirror, service)
-        previous_totals = plan.SourceTotals(previous.total_files, previous.total_bytes) if previous else None
-        decision = plan.judge_source(totals, previous_totals, spec["max_shrink"], missing, force)
-        logger.info(decision.reason)
-        if not decision.go:
-            raise Refused(decision.reason)
-        mirror.run(["install", "-d", "-m", "0700", plan.service_root(service) + "/copies"])
-        store = copy_backends.parse_store_facts(mirror.run(copy_backends.store_facts_argv(service)).text)
-        choice = copy_backends.choose_backend(store, fleet.replication.copy_backend)
-        known = copy_stores.store_of(service, target)
-        logger.info(copy_backends.judge_backend_switch(known.backend if known else None, choice).reason)
-        copy_stores.record(service, target, backend=choice.backend, reason=choice.reason, decided_at=utcnow())
-        baseline_is_snapshot = bool(previous) and choice.backend == copy_backends.SNAPSHOT and mirror.run(
-            copy_backends.is_snapshot_argv(service, previous.id), check=False).exit_status == 0
-        _, available = plan.parse_df(mirror.run(["df", "-B1", "--output=size,avail", plan.service_root(service)]).text)
-        room = plan.judge_room(available, totals, previous is not None)
-        logger.info(room.reason)
-        if not room.go:
-            raise Refused(room.reason)
-        clock = float(production.run(["date", "+%s.%N"]).text.strip())
-        copy_id = _new_copy_id(service)
-        link_base = previous.id if previous else None
-        resume = _resumable_copy(mirror, service) if choice.backend == copy_backends.HARD_LINKS else None
+    on_production, on_mirror = _host_facts(fleet, service, source, target, spec["data_paths"])
+    previous = _baseline_copy(service, target, on_mirror)
+    previous_totals = plan.SourceTotals(previous.total_files, previous.total_bytes) if previous else None
+    decision = plan.judge_source(on_production.totals, previous_totals, spec["max_shrink"],
+                                 list(on_production.missing_paths), force)
+    logger.info(decision.reason)
+    if not decision.go:
+        raise Refused(decision.reason)
+    totals = on_production.totals
+    store = copy_backends.parse_store_facts(on_mirror.store_output)
+    choice = copy_backends.choose_backend(store, fleet.replication.copy_backend)
+    known = copy_stores.store_of(service, target)
+    logger.info(copy_backends.judge_backend_switch(known.backend if known else None, choice).reason)
+    copy_stores.record(service, target, backend=choice.backend, reason=choice.reason, decided_at=utcnow())
+    baseline_is_snapshot = bool(previous) and choice.backend == copy_backends.SNAPSHOT and on_mirror.baseline_is_snapshot
+    room = plan.judge_room(on_mirror.available_bytes, totals, previous is not None)
+    logger.info(room.reason)
+    if not room.go:
+        raise Refused(room.reason)
+    clock = on_production.clock
+    copy_id = _new_copy_id(service)
+    link_base = previous.id if previous else None
+    resume = on_mirror.resumable if choice.backend == copy_backends.HARD_LINKS else None
     paths = tuple(plan.source_paths(spec))
     if choice.backend == copy_backends.SNAPSHOT:
         prepare = copy_backends.prepare_work_argvs(service, store, link_base if baseline_is_snapshot else None,
@@ -140,28 +137,32 @@ def _new_copy_id(service: str) -> str:
     return candidate
 
 
-def _newest_existing_copy(mirror: SshConnection, service: str) -> CopyRow | None:
+def _host_facts(fleet: Fleet, service: str, source: str, target: str, data_paths: list[str]):
+    """Production's and the mirror's answers to the preflight's questions, both hosts at once,
+    one round trip each (``planning/preflight_facts.py``)."""
+    rows = copies.copies_of(service, target)  # newest first
+    verified = [row.id for row in rows if row.status == "verified"]
+    newest_verified = next((index for index, row in enumerate(rows) if row.status == "verified"), len(rows))
+    unverified = [row.id for row in rows[:newest_verified] if row.status in ("in-progress", "copied", "failed")]
+
+    def ask(server: str, argv: list[str]) -> str:
+        with access.connect(fleet, server) as connection:
+            return connection.run(argv, timeout=600).text
+
+    with ThreadPoolExecutor(2) as pool:
+        production = pool.submit(ask, source, preflight_facts.production_facts_argv(data_paths))
+        mirror = pool.submit(ask, target, preflight_facts.mirror_facts_argv(service, verified, unverified))
+        return preflight_facts.parse_production_facts(production.result()), preflight_facts.parse_mirror_facts(mirror.result())
+
+
+def _baseline_copy(service: str, target: str, on_mirror) -> CopyRow | None:
     """The newest verified copy still on the mirror's disk: the baseline of the source checks
-    and the hard-link base of the next copy. A verified copy that is gone from the disk
-    (mirror reinstalled, folder removed by hand) is marked missing, so nothing counts on it."""
-    for row in copies.copies_of(service, mirror.endpoint.name):
-        if row.status != "verified":
-            continue
-        if mirror.run(["test", "-d", plan.copy_tree(service, row.id)], check=False).exit_status == 0:
-            return row
-        copies.update_copy(row.id, status="missing")
-        get_run_logger().warning("copy %s is no longer on %s; marked missing", row.id, mirror.endpoint.name)
-    return None
-
-
-def _resumable_copy(mirror: SshConnection, service: str) -> str | None:
-    """The newest copy that never verified but left files behind (interrupted run)."""
-    for row in copies.copies_of(service, mirror.endpoint.name):
-        if row.status == "verified":
-            return None
-        if row.status in ("in-progress", "copied", "failed") and mirror.run(["test", "-d", plan.copy_root(service, row.id)], check=False).exit_status == 0:
-            return row.id
-    return None
+    and the base of the next copy. A verified copy that is gone from the disk (mirror
+    reinstalled, folder removed by hand) is marked missing, so nothing counts on it."""
+    for copy_id in on_mirror.gone:
+        copies.update_copy(copy_id, status="missing")
+        get_run_logger().warning("copy %s is no longer on %s; marked missing", copy_id, target)
+    return next((row for row in copies.copies_of(service, target) if row.id == on_mirror.baseline), None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,6 +197,7 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
     if copy_plan.resume_from and copy_plan.resume_from != copy_plan.copy_id:
         with access.connect(fleet, copy_plan.target) as mirror:
             mirror.run(["mv", "--", plan.copy_root(service, copy_plan.resume_from), plan.copy_root(service, copy_plan.copy_id)])
+            mirror.run(copy_backends.unshare_resumed_copy_argv(service, copy_plan.copy_id), timeout=1800)
         copies.update_copy(copy_plan.resume_from, status="pruned", ended_at=utcnow())
         logger.info("resuming the interrupted copy %s as %s", copy_plan.resume_from, copy_plan.copy_id)
     _record_copy_start(copy_plan)

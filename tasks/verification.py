@@ -184,6 +184,9 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
         snapshot = mirror.run(copy_backends.is_snapshot_argv(service, copy_id), check=False).exit_status == 0
     # a snapshot copy is read-only: repair its working tree (which it equals) and snapshot again
     tree = copy_backends.work_tree(service) if snapshot else plan.copy_tree(service, copy_id)
+    if not snapshot:  # its files may be hard links of older copies: fetch new files, never change those
+        with access.connect(fleet, target) as mirror:
+            mirror.run(copy_backends.remove_paths_argv(), stdin=digests.digest_input([tree + path for path in paths]))
     _, outcome = pull(fleet, service, source, target, roots, f"repair-{service}",
                       lambda peer: plan.rsync_repair_argv(peer, paths, tree, excludes),
                       f"repairing copy {copy_id}")

@@ -176,6 +176,22 @@ def test_emptied_source_is_refused_and_mirror_untouched(replicated, lab_env):
         parked.rename(data)
 
 
+def this_labs_transfer(pattern: str, lab_env: dict) -> int | None:
+    """The PID of the rsync running on this lab's mirror (/run is shared by every lab on the
+    machine: another lab's transfer of the same service writes its PID file there too)."""
+    from hotspare.lab.processes import pids_in_netns
+
+    ours = set(pids_in_netns(lab_env["hosts"][lab_env["services"][SERVICE]["mirror"]]["netns"]))
+    for pid_file in glob.glob(pattern):
+        try:
+            pid = int(Path(pid_file).read_text().strip())
+        except (OSError, ValueError):  # being written or already removed
+            continue
+        if pid in ours:
+            return pid
+    return None
+
+
 def test_interrupted_transfer_keeps_previous_copy_and_next_run_resumes(replicated, lab_env, monkeypatch):
     before = tree_digest(current_copy_data(lab_env))
     current_before = copies.current_copy(SERVICE).id
@@ -191,8 +207,7 @@ def test_interrupted_transfer_keeps_previous_copy_and_next_run_resumes(replicate
     try:
         with ThreadPoolExecutor(1) as pool:
             running = pool.submit(replicate_service, SERVICE, return_state=True)
-            pid_file = poll(lambda: glob.glob(pattern), 60, "the transfer to start")[0]
-            pid = int(poll(lambda: Path(pid_file).read_text().strip(), 5, "the transfer's PID"))
+            pid = poll(lambda: this_labs_transfer(pattern, lab_env), 60, "the transfer to start")
             root = str(host_path(lab_env, lab_env["services"][SERVICE]["mirror"], "/srv/hotspare/app1"))
             arrived = [root + "/copies/*/tree/srv/app1/data/bulk/blob-*", root + "/work/tree/srv/app1/data/bulk/blob-*"]
             poll(lambda: len(glob.glob(arrived[0]) + glob.glob(arrived[1])) >= 8, 60, "part of the data to arrive on the mirror")

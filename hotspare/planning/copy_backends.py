@@ -166,6 +166,21 @@ def remove_copy_argv(service: str, copy_id: str) -> list[str]:
     return ["sh", "-c", REMOVE_SCRIPT, "sh", copy_root(service, copy_id)]
 
 
+def unshare_resumed_copy_argv(service: str, copy_id: str) -> list[str]:
+    """Before rsync resumes into an unverified hard-linked copy: remove its files that still
+    share their inode with an older copy. rsync sets a changed permission, owner or mtime in
+    place, which would reach through the link into the older (maybe current) copy; removed,
+    they are linked again if unchanged or copied from ``--link-dest``, and what the interrupted
+    run really received (one link each) stays."""
+    return ["find", copy_root(service, copy_id) + "/tree", "!", "-type", "d", "-links", "+1", "-delete"]
+
+
+def remove_paths_argv() -> list[str]:
+    """Remove the NUL-separated paths on stdin (files of an unverified hard-linked copy about to
+    be fetched again: a repair must write new files, never change shared ones in place)."""
+    return ["xargs", "-0", "-r", "rm", "-f", "--"]
+
+
 def is_snapshot_argv(service: str, copy_id: str) -> list[str]:
     """Exit 0 when the copy is a btrfs subvolume (a snapshot copy)."""
     return ["btrfs", "subvolume", "show", copy_root(service, copy_id)]
