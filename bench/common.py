@@ -155,7 +155,13 @@ def command_label(argv, *, verify_label: str = "rsync verify (--dry-run --checks
     and removing a transfer key as such."""
     from hotspare.planning import transfer_keys
 
+    from hotspare.planning import file_digests, preflight_facts
+
     words = [str(word) for word in argv]
+    if words[:4] == ["python3", "-IS", "-c", file_digests.PROGRAM]:
+        return "file digests (sha256 of named files)"
+    if len(words) > 2 and words[2] in (preflight_facts.PRODUCTION_SCRIPT, preflight_facts.MIRROR_SCRIPT):
+        return "preflight facts (production)" if words[2] == preflight_facts.PRODUCTION_SCRIPT else "preflight facts (mirror)"
     if words[:3] == ["sh", "-c", transfer_keys.KEYS_SCRIPT] and len(words) > 4:
         return f"transfer key {words[4]}"
     if "rsync" in words:

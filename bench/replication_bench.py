@@ -80,7 +80,7 @@ TIMED = 's=$(date +%s%N); "$@"; rc=$?; e=$(date +%s%N); printf "\\n@@bench %s %s
 
 
 # How the report names remote commands: rsync's verify as replication runs it (-anc over the
-# whole tree), and file operations by their program alone.
+# whole tree: a first copy, everything changed), and file operations by their program alone.
 REPLICATION_LABEL = partial(command_label, verify_label="rsync verify (-anc, whole tree)",
                             program_only=("install", "rm", "test", "mv", "ln", "chmod"))
 
