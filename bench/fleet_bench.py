@@ -110,6 +110,26 @@ def median(values) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
+def server_cpu_seconds() -> float | None:
+    """CPU seconds (user + system, with reaped children) of the Prefect test server this process
+    started (a child whose command line names prefect or uvicorn); None when not found."""
+    ticks, own, total, found = os.sysconf("SC_CLK_TCK"), str(os.getpid()), 0.0, False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            if fields[1] != own:  # the parent's pid
+                continue
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "prefect" in command or "uvicorn" in command:
+            found = True
+            total += sum(int(value) for value in fields[11:15]) / ticks
+    return round(total, 3) if found else None
+
+
 class FleetBench:
     def __init__(self, lab, env: dict, args, home: Path) -> None:
         self.lab, self.env, self.args, self.home = lab, env, args, home
@@ -283,12 +303,14 @@ class FleetBench:
         from flows.replicate import replicate
 
         before = self.last_run_id()
-        cpu, wall_start = time.process_time(), time.time()
+        cpu, server_cpu, wall_start = time.process_time(), server_cpu_seconds(), time.time()
         clock = time.perf_counter()
         results = replicate(services=self.names, force=force)
         seconds = time.perf_counter() - clock
         wall_end = time.time()
         cpu_seconds = time.process_time() - cpu
+        server_after = server_cpu_seconds()
+        server_cpu = round(server_after - server_cpu, 3) if server_cpu is not None and server_after is not None else None
         bad = {name: r for name, r in results.items() if r.get("outcome") != "ok"}
         if bad:
             raise RuntimeError(f"replicate: {len(bad)} services did not end ok: {dict(list(bad.items())[:3])}")
@@ -308,7 +330,7 @@ class FleetBench:
         last_end = max(epoch(row.ended_at) for row in rows)
         flow_run_id = rows[0].flow_run_id if rows else None
         return {
-            "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3), "runs": len(rows),
+            "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3), "server_cpu_seconds": server_cpu, "runs": len(rows),
             "flow_start": round(first_start - wall_start, 3), "flow_stop": round(wall_end - last_end, 3),
             "services": services, "service_median": median(services.values()), "service_sum": round(sum(services.values()), 3),
             "steps": {name: {"median": median(values), "sum": round(sum(values), 3)} for name, values in steps.items()},
@@ -454,17 +476,20 @@ def print_report(results: dict) -> None:
           f"({', '.join(setup['placement'])}); bounds {setup['bounds']}: {setup['parallelism']} at once; the bare tool "
           f"(rsync -a pull over SSH, run on the mirror) with the same bounds")
     header = ("scenario", "hotspare wall", "bare wall", "overhead/service", "hs service median", "bare service median",
-              "flow start", "flow stop", "CPU here/service", "load")
+              "flow start", "flow stop", "CPU here/service", "CPU Prefect server/service", "load")
     rows = []
     for name, s in results["scenarios"].items():
         flow, bare = s["flow"], s["bare"]
         rows.append((name, _s(flow["seconds"]), _s(bare["wall"]), _s(s["overhead_per_service"], 3), _s(flow["service_median"]),
                      _s(bare["service_median"], 3), _s(flow["flow_start"]), _s(flow["flow_stop"]),
-                     _s(flow["cpu_seconds"] / max(1, flow["runs"]), 3), f"{s['load_before'][0]}->{s['load_after'][0]}"))
+                     _s(flow["cpu_seconds"] / max(1, flow["runs"]), 3),
+                     _s(flow["server_cpu_seconds"] / max(1, flow["runs"]), 3) if flow.get("server_cpu_seconds") is not None else "-",
+                     f"{s['load_before'][0]}->{s['load_after'][0]}"))
     table(header, rows)
     print("  overhead/service = (hotspare wall - bare wall) x services at once / services; hs service = a service's run record "
           "(lock, steps, summary), bare service = rsync's own time on the mirror; flow start/stop = call -> first service run, "
-          "last service run -> return; CPU here = this process's CPU seconds / services (the Prefect server runs apart)")
+          "last service run -> return; CPU here = this process's CPU seconds / services; CPU Prefect server = the test server's "
+          "(a child process)")
     print("\n  where a service's time goes (median seconds per service; sums over all services in brackets):")
     names = list(dict.fromkeys(step for s in results["scenarios"].values() for step in s["flow"]["steps"]))
     step_rows = []
