@@ -285,11 +285,11 @@ def apply_accounts(service: str, copy_id: str, target: str) -> dict:
         merge = account_plan.merge_accounts(current, source, rules.uid_min, rules.uid_max, rules.users)
         changed = merge.changed(current)
         for path in changed:
-            new = path + ".hotspare-new"
-            write_file(mirror, new, merge.files[path].encode(errors="surrogateescape"))
-            mirror.run(["chmod", "--reference=" + path, "--", new])
-            mirror.run(["chown", "--reference=" + path, "--", new])
-            mirror.run(["mv", "-f", "--", new, path])
+            write_file(mirror, path + ".hotspare-new", merge.files[path].encode(errors="surrogateescape"))
+        if changed:  # each new file takes its file's mode and owner, then all replace theirs at once
+            mirror.run(["sh", "-c", 'for path do chmod --reference="$path" -- "$path.hotspare-new" && '
+                        'chown --reference="$path" -- "$path.hotspare-new" || exit 1; done; '
+                        'for path do mv -f -- "$path.hotspare-new" "$path" || exit 1; done', "sh", *changed])
     for sentence in merge.refused:
         logger.warning("accounts of %s on %s: %s", service, target, sentence)
     logger.info("accounts of %s on %s: %s (%d file(s) updated, %d entr%s refused)", service, target,
