@@ -2,6 +2,8 @@
 
     preflight -> pre-sync hooks -> copy -> verify (repair once) -> promote -> accounts -> prune
 
+(promote, accounts and prune are one task run, ``make_current``; each is still a timed step.)
+
 A copy becomes current only after it verifies; any failure leaves the previous verified copy
 current and untouched, and the next run resumes from what was already copied.
 """
@@ -22,7 +24,7 @@ from hotspare.planning.coordination import judge_routine_run
 from hotspare.planning.fleet_replication import Bounds, Job, startable
 from flows.verify import check_copy
 from tasks.retry import transfer_retries
-from tasks.replication import Refused, apply_accounts, copy_to_mirror, preflight, promote_copy, prune_copies, run_pre_sync
+from tasks.replication import Refused, copy_to_mirror, make_current, preflight, run_pre_sync
 
 
 @flow(name="replicate-service", log_prints=True)
@@ -57,7 +59,8 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
             with runs.step(run_id, "preflight"):
                 copy_plan = preflight(service, force)
             with runs.step(run_id, "pre-sync hooks"):
-                run_pre_sync(service, copy_plan.source)
+                if copy_plan.hooks:
+                    run_pre_sync(service, copy_plan.source)
             lease.check("copy production to the mirror")
             with runs.step(run_id, "copy"):
                 stats = copy_to_mirror.with_options(retries=transfer_retries())(copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}")
@@ -68,15 +71,7 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
             if not verification["passed"]:
                 summary = f"copy {copy_plan.copy_id} failed verification; the previous verified copy stays current"
                 raise Refused(summary + ": " + "; ".join(verification["summary"]["failures"]))
-            with runs.step(run_id, "promote"):
-                lease.check(f"promote copy {copy_plan.copy_id}")
-                promote_copy(service, copy_plan.copy_id, copy_plan.target)
-            with runs.step(run_id, "accounts"):
-                lease.check("merge accounts on the mirror")
-                details["accounts"] = apply_accounts(service, copy_plan.copy_id, copy_plan.target)
-            with runs.step(run_id, "prune"):
-                lease.check("prune old copies")
-                details["pruned"] = prune_copies(service, copy_plan.target)
+            details |= make_current(service, copy_plan.copy_id, copy_plan.target, holder, run_id)  # promote, accounts, prune
         outcome = "ok"
         summary = (f"{service}: copy {copy_plan.copy_id} verified and current on {copy_plan.target} "
                    f"({stats['files_transferred']} files / {stats['bytes_transferred']} bytes transferred)")

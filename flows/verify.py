@@ -7,6 +7,9 @@ verification never makes a copy current.
 
 from __future__ import annotations
 
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
@@ -34,7 +37,9 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     if row is None:
         raise PermanentError(f"no copy {copy_id} of {service} in the inventory")
     source, target = copies.service_row(service).active_server, row.target_server
-    host_check = verify_host.submit(service, source, target, row.total_bytes)  # alongside the content check
+    checking_hosts = ThreadPoolExecutor(1)  # alongside the content check
+    host_check = checking_hosts.submit(contextvars.copy_context().run, verify_host, service, source, target, row.total_bytes)
+    checking_hosts.shutdown(wait=False)
     # with repair, unread files are fetched again before they are judged; without, judged now
     content = verify_content(service, copy_id, source, target, [] if repair else list(unreadable), changed, full)
     again = list(dict.fromkeys([*unreadable, *(d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable"))]))

@@ -18,7 +18,7 @@ from hotspare import access
 from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.adapters.ssh import SshConnection
 from hotspare.fleet import Fleet
-from hotspare.inventory import copies
+from hotspare.inventory import copies, locks, runs
 from hotspare.inventory.models import CopyRow, utcnow
 from hotspare.inventory import copy_stores
 from hotspare.planning import accounts as account_plan
@@ -51,6 +51,7 @@ class CopyPlan:
     backend: str = copy_backends.HARD_LINKS  # how the mirror keeps copies (planning/copy_backends.py)
     prepare: tuple[tuple[str, ...], ...] = ()  # mirror commands run before the transfer
     copy_dest: str | None = None  # a local folder whose identical files are copied, not sent
+    hooks: int = 0  # pre-sync commands the fleet file gives for production
 
 
 def _spec(fleet: Fleet, service: str) -> dict:
@@ -115,12 +116,13 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
                     source, target, copy_backends.work_root(service),
                     "; the working subvolume is made first" if fresh else "")
         return CopyPlan(service, source, target, copy_id, copy_backends.work_tree(service), None, None, paths,
-                        asdict(totals), clock, choice.backend, tuple(tuple(argv) for argv in prepare), copy_dest)
+                        asdict(totals), clock, choice.backend, tuple(tuple(argv) for argv in prepare), copy_dest,
+                        len(spec["pre_sync"]))
     link_dest = plan.copy_tree(service, link_base) if link_base else None
     logger.info("new copy %s of %s: %s -> %s (hard links against %s%s)", copy_id, service, source, target,
                 link_base or "nothing: full copy", f", resuming {resume}" if resume else "")
     return CopyPlan(service, source, target, copy_id, plan.copy_tree(service, copy_id), link_dest, resume,
-                    paths, asdict(totals), clock)
+                    paths, asdict(totals), clock, hooks=len(spec["pre_sync"]))
 
 
 def _data_paths(spec: dict) -> list[str]:
@@ -256,7 +258,27 @@ def _record_copy_start(copy_plan: CopyPlan) -> None:
 # Promotion, accounts, retention
 
 
-@task(name="promote copy", **STEP)
+@task(name="make copy current", **STEP)
+def make_current(service: str, copy_id: str, target: str, holder: str, run_id: int) -> dict:
+    """Promote the verified copy, merge its accounts into the mirror, prune old copies: one task
+    run for three short steps (a task run of its own each cost the orchestrator and the Prefect
+    server CPU for every service of a fleet run). Each step is timed in the run's record and
+    first checks that this run still holds the service's lock."""
+    lease = locks.held(holder)
+    if lease is None:
+        raise locks.LeaseLost(f"{holder} holds no lock of {service}: not going to promote copy {copy_id}")
+    with runs.step(run_id, "promote"):
+        lease.check(f"promote copy {copy_id}")
+        promote_copy(service, copy_id, target)
+    with runs.step(run_id, "accounts"):
+        lease.check("merge accounts on the mirror")
+        accounts = apply_accounts(service, copy_id, target)
+    with runs.step(run_id, "prune"):
+        lease.check("prune old copies")
+        pruned = prune_copies(service, target)
+    return {"accounts": accounts, "pruned": pruned}
+
+
 def promote_copy(service: str, copy_id: str, target: str) -> None:
     """Make a verified copy current: the mirror's ``current`` link and the inventory."""
     fleet = access.loaded_fleet()
@@ -267,7 +289,6 @@ def promote_copy(service: str, copy_id: str, target: str) -> None:
     get_run_logger().info("copy %s is now the current copy of %s on %s", copy_id, service, target)
 
 
-@task(name="apply accounts", **STEP)
 def apply_accounts(service: str, copy_id: str, target: str) -> dict:
     """Merge the copy's accounts into the mirror's /etc: only the service's own accounts
     (``hotspare.planning.accounts``); each refused entry is a warning in the run log."""
@@ -297,7 +318,6 @@ def apply_accounts(service: str, copy_id: str, target: str) -> dict:
     return {"users": list(merge.users), "groups": list(merge.groups), "files_updated": changed, "refused": list(merge.refused)}
 
 
-@task(name="prune copies", **STEP)
 def prune_copies(service: str, target: str) -> list[str]:
     """Remove the oldest copies beyond the fleet's ``copies_to_keep``; never the current one or
     the one a failover uses."""

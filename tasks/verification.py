@@ -9,6 +9,7 @@ the copy began are reported as such, not as corruption.
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -201,15 +202,32 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
     return {"resent": len(paths), "failed": outcome.failed_paths}
 
 
+# Host facts read within this many seconds are reused: a replicate --all of a hundred services
+# on a few servers would otherwise read the same machine's packages a hundred times.
+HOST_FACTS_SECONDS = 60.0
+_recent_facts: dict[tuple[str, str], tuple[float, plan.HardwareFacts]] = {}
+_recent_facts_lock = threading.Lock()
+
+
 def hardware_facts(fleet, server: str, path: str) -> plan.HardwareFacts:
-    """CPUs, memory, disk, OS release and packages of ``server`` in one round trip."""
+    """CPUs, memory, disk, OS release and packages of ``server`` in one round trip, or as read
+    less than ``HOST_FACTS_SECONDS`` ago by this process."""
+    key = (server, path)
+    with _recent_facts_lock:
+        read_at, facts = _recent_facts.get(key, (float("-inf"), None))
+    if time.monotonic() - read_at < HOST_FACTS_SECONDS:
+        return facts
     with access.connect(fleet, server) as connection:
-        return plan.parse_host_facts(connection.run(plan.host_facts_argv(path)).text)
+        facts = plan.parse_host_facts(connection.run(plan.host_facts_argv(path)).text)
+    with _recent_facts_lock:
+        _recent_facts[key] = (time.monotonic(), facts)
+    return facts
 
 
-@task(name="verify host", **STEP)
 def verify_host(service: str, source: str, target: str, data_bytes: int = 0) -> dict:
-    """Hardware exact or better, same OS release and packages, free-space headroom."""
+    """Hardware exact or better, same OS release and packages, free-space headroom. A plain
+    function, run beside the content check by ``flows/verify.check_copy``: not a task run of
+    its own (each costs the orchestrator and the Prefect server CPU, at fleet scale)."""
     fleet = access.loaded_fleet()
     spec = fleet.service(service)
     with ThreadPoolExecutor(2) as pool:  # both hosts at once: one round trip each
