@@ -108,3 +108,13 @@ def test_itemized_files_from_a_copy_steps_output():
 def test_listings_name_production_paths():
     listing = "1.5\t10\t/copy/tree/srv/a\n2.0\t3\t/copy/tree/srv/b c\nbroken line\n"
     assert parse_sized_listing(listing, "/copy/tree") == {"/srv/a": FileEntry(1.5, 10), "/srv/b c": FileEntry(2.0, 3)}
+
+
+def test_half_the_data_changed_is_compared_as_the_whole_tree_once_it_is_big():
+    big = {f"/srv/app/data/f{number}": FileEntry(1000.0, 2**20) for number in range(200)}
+    changed = set(sorted(big)[:120])
+    scope = plan_scope(big, changed, PassState(), ROOTS, period_days=7, runs_per_day=2, now=NOW)
+    assert scope.whole_tree and "rsync reads the rest faster" in scope.reason
+    small = {path: FileEntry(1000.0, 10) for path in big}  # the same share of a small service: named files
+    assert not plan_scope(small, changed, PassState(), ROOTS, period_days=7, runs_per_day=2, now=NOW).whole_tree
+
