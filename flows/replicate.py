@@ -23,7 +23,7 @@ from hotspare.inventory.runs import record_outcome
 from hotspare.planning.coordination import judge_routine_run
 from hotspare.planning.fleet_replication import Bounds, Job, startable
 from flows.verify import check_copy
-from tasks.retry import transfer_retries
+from tasks.retry import steps, transfer_retries
 from tasks.replication import Refused, copy_to_mirror, make_current, preflight, run_pre_sync
 
 
@@ -38,15 +38,17 @@ def replicate_service(service: str, force: bool = False) -> dict:
     return replicate_one(service, force)
 
 
-def replicate_one(service: str, force: bool = False, lock_holder: str | None = None) -> dict:
+def replicate_one(service: str, force: bool = False, lock_holder: str | None = None, task_runs: bool = True) -> dict:
     """The replication runbook inside the calling flow run.
 
     ``lock_holder`` lets a failover or reprotect run it under the lock it already holds (and
     without a nested flow run, whose exit alone costs up to a second); the caller has then
     already decided that the service's state allows it. Every side effect first checks that
-    this run still holds the lock: a failover may have taken it over.
+    this run still holds the lock: a failover may have taken it over. Without ``task_runs`` (a
+    fleet run) the steps are plain calls with the same retries (``tasks/retry.in_flow_run``).
     """
     logger = get_run_logger()
+    step = steps(task_runs)
     # one holder per service: replicate --all runs several services in one flow run, and a lock is
     # re-entrant for its holder (each service must hold its own)
     holder = lock_holder or f"replicate:{service}:{flow_run.get_id() or 'local'}"
@@ -57,21 +59,22 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
             _refuse_unless_routine(service)
         with locks.service_lock(service, holder) as lease:
             with runs.step(run_id, "preflight"):
-                copy_plan = preflight(service, force)
+                copy_plan = step(preflight)(service, force)
             with runs.step(run_id, "pre-sync hooks"):
                 if copy_plan.hooks:
-                    run_pre_sync(service, copy_plan.source)
+                    step(run_pre_sync)(service, copy_plan.source)
             lease.check("copy production to the mirror")
             with runs.step(run_id, "copy"):
-                stats = copy_to_mirror.with_options(retries=transfer_retries())(copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}")
+                stats = step(copy_to_mirror.with_options(retries=transfer_retries()))(
+                    copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}")
             with runs.step(run_id, "verify"):
                 verification = check_copy(service, copy_plan.copy_id, repair=True, unreadable=stats.get("failed_files", []),
-                                          changed=stats.get("changed_files", []))
+                                          changed=stats.get("changed_files", []), task_runs=task_runs)
             details = {"copy_id": copy_plan.copy_id, "transfer": stats, "verification": verification["summary"]}
             if not verification["passed"]:
                 summary = f"copy {copy_plan.copy_id} failed verification; the previous verified copy stays current"
                 raise Refused(summary + ": " + "; ".join(verification["summary"]["failures"]))
-            details |= make_current(service, copy_plan.copy_id, copy_plan.target, holder, run_id)  # promote, accounts, prune
+            details |= step(make_current)(service, copy_plan.copy_id, copy_plan.target, holder, run_id)  # promote, accounts, prune
         outcome = "ok"
         summary = (f"{service}: copy {copy_plan.copy_id} verified and current on {copy_plan.target} "
                    f"({stats['files_transferred']} files / {stats['bytes_transferred']} bytes transferred)")
@@ -123,13 +126,15 @@ def replicate(services: list[str] | None = None, force: bool = False) -> dict:
     settings = fleet.replication
     bounds = Bounds(settings.parallel_services, settings.parallel_per_source, settings.parallel_per_target)
     pending = [_job(name) for name in names]
+    # more than one service: no task runs per service (they would cost more CPU than the copies)
+    task_runs = len(names) == 1
     results, failures, running = {}, [], {}
     with ThreadPoolExecutor(bounds.overall) as pool:
         while pending or running:
             for job in startable(pending, list(running.values()), bounds):
                 pending.remove(job)
                 # each thread runs in a copy of this context: the flow run (logger, tasks) is there
-                running[pool.submit(contextvars.copy_context().run, replicate_one, job.service, force)] = job
+                running[pool.submit(contextvars.copy_context().run, replicate_one, job.service, force, None, task_runs)] = job
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
                 job = running.pop(future)

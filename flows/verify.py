@@ -20,18 +20,21 @@ from hotspare.inventory import copies, locks
 from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import replication as plan
 from hotspare.planning.coordination import judge_routine_run
+from tasks.retry import steps
 from tasks.verification import record_pass, record_verification, repair_copy, verify_accounts, verify_content, verify_host
 
 
 def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applied: bool = False,
-               unreadable: list[str] = (), changed: list[str] | None = None, full: bool = False) -> dict:
+               unreadable: list[str] = (), changed: list[str] | None = None, full: bool = False,
+               task_runs: bool = True) -> dict:
     """Verify one copy inside the calling flow run (replicate, verify). With ``repair``,
     corrupt files, and the files the copy could not read (``unreadable``), are fetched once
     more and checked again; a file that still cannot be read fails the check by name.
 
     The content check compares what changed (``changed``: the copy step's itemized files) plus
     a rolling slice of the rest, or everything with ``full`` (``planning/verification_scope.py``);
-    a passed check advances the rolling pass."""
+    a passed check advances the rolling pass. Without ``task_runs`` (a fleet run) its steps are
+    plain calls in the flow run."""
     logger = get_run_logger()
     row = next((row for row in copies.copies_of(service) if row.id == copy_id), None)
     if row is None:
@@ -41,13 +44,14 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     host_check = checking_hosts.submit(contextvars.copy_context().run, verify_host, service, source, target, row.total_bytes)
     checking_hosts.shutdown(wait=False)
     # with repair, unread files are fetched again before they are judged; without, judged now
-    content = verify_content(service, copy_id, source, target, [] if repair else list(unreadable), changed, full)
+    step = steps(task_runs)
+    content = step(verify_content)(service, copy_id, source, target, [] if repair else list(unreadable), changed, full)
     again = list(dict.fromkeys([*unreadable, *(d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable"))]))
     if repair and again:
-        still_unreadable = repair_copy(service, copy_id, source, target, again)["failed"]
-        content = verify_content(service, copy_id, source, target, still_unreadable, changed, full)
+        still_unreadable = step(repair_copy)(service, copy_id, source, target, again)["failed"]
+        content = step(verify_content)(service, copy_id, source, target, still_unreadable, changed, full)
     host = host_check.result()
-    account_check = verify_accounts(service, copy_id, target) if accounts_applied else None
+    account_check = step(verify_accounts)(service, copy_id, target) if accounts_applied else None
     checks = _checks(service, copy_id, content, host, account_check)
     checks.append(_freshness(service, row))
     failures = [f"{check['check']}: {check['detail']}" for check in checks if check["result"] == "FAIL"]
