@@ -108,6 +108,7 @@ class _Pooled:
 
 
 _POOL: dict[tuple, _Pooled] = {}
+_RETIRED: dict[int, _Pooled] = {}  # discarded while others still used them: closed by the last
 _POOL_LOCK = threading.Lock()
 PROBE_AFTER_IDLE_SECONDS = 2.0
 CLOSE_AFTER_IDLE_SECONDS = 60.0
@@ -155,13 +156,27 @@ def _release(key: tuple, connection: SshConnection) -> None:
         if pooled is not None and pooled.connection is connection:
             pooled.users -= 1
             pooled.last_used = time.monotonic()
+            return
+        retired = _RETIRED.get(id(connection))
+        if retired is None:
+            return
+        retired.users -= 1
+        if retired.users > 0:
+            return
+        del _RETIRED[id(connection)]
+    connection.close()
 
 
 def _discard(key: tuple, connection: SshConnection) -> None:
+    """Never hand ``connection`` out again; close it once its other borrowers are done (closing
+    it under them would end their commands too, a failure of one channel becoming everyone's)."""
     with _POOL_LOCK:
         pooled = _POOL.get(key)
         if pooled is not None and pooled.connection is connection:
             del _POOL[key]
+            if pooled.users > 1:
+                _RETIRED[id(connection)] = pooled
+                return
     connection.close()
 
 

@@ -519,3 +519,22 @@ def test_send_to_a_silent_relay_times_out_as_transient(silent_listener):
     with pytest.raises(TransientError, match=f"SMTP relay {address}:{port}"):
         send(Relay(address, port, timeout=1), message)
     assert time.monotonic() - started < 3
+
+
+def test_one_borrowers_failure_does_not_end_the_others_commands_on_a_shared_connection(fleet):
+    """The pool shares one connection per server among a run's threads: a transient failure in
+    one borrower retires the connection (new borrowers get a fresh one) but closes it only after
+    the others are done with it."""
+    from hotspare import access
+
+    with access.connect(fleet, "prod-east") as first:
+        with pytest.raises(TransientError):
+            with access.connect(fleet, "prod-east") as second:
+                assert second._connection is first._connection  # one connection, two borrowers
+                raise TransientError("this borrower's command failed")
+        assert first.run(["echo", "still here"]).text == "still here\n"
+        with access.connect(fleet, "prod-east") as third:
+            assert third._connection is not first._connection
+            assert third.run(["true"]).exit_status == 0
+        shared = first._connection
+    assert not shared.is_open()  # closed with its last borrower
