@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from hotspare.adapters.dns import AuthoritativeServer, TsigKey
-from hotspare.adapters.errors import MissingConfiguration, TransientError
+from hotspare.adapters.errors import ChannelRefused, MissingConfiguration, TransientError
 from hotspare.adapters.smtp import Relay
 from hotspare.adapters.ssh import Endpoint, Login, SshConnection
 from hotspare.fleet import Fleet, parse_fleet
@@ -78,8 +78,12 @@ def connect(fleet: Fleet, server_name: str, *, connect_timeout: float = 10.0) ->
         connection = _adopt(key, connection)
     try:
         yield Lease(connection, connect_timeout)
+    except ChannelRefused:  # one channel refused on a connection that is up: it stays shared
+        raise
     except TransientError:
-        _discard(key, connection)  # its state is unknown: never hand it out again
+        # its state is unknown: never hand it out again, and close it, which also ends the
+        # commands other borrowers still wait on over a dead link
+        _discard(key, connection)
         raise
     finally:
         _release(key, connection)
@@ -108,7 +112,6 @@ class _Pooled:
 
 
 _POOL: dict[tuple, _Pooled] = {}
-_RETIRED: dict[int, _Pooled] = {}  # discarded while others still used them: closed by the last
 _POOL_LOCK = threading.Lock()
 PROBE_AFTER_IDLE_SECONDS = 2.0
 CLOSE_AFTER_IDLE_SECONDS = 60.0
@@ -156,27 +159,13 @@ def _release(key: tuple, connection: SshConnection) -> None:
         if pooled is not None and pooled.connection is connection:
             pooled.users -= 1
             pooled.last_used = time.monotonic()
-            return
-        retired = _RETIRED.get(id(connection))
-        if retired is None:
-            return
-        retired.users -= 1
-        if retired.users > 0:
-            return
-        del _RETIRED[id(connection)]
-    connection.close()
 
 
 def _discard(key: tuple, connection: SshConnection) -> None:
-    """Never hand ``connection`` out again; close it once its other borrowers are done (closing
-    it under them would end their commands too, a failure of one channel becoming everyone's)."""
     with _POOL_LOCK:
         pooled = _POOL.get(key)
         if pooled is not None and pooled.connection is connection:
             del _POOL[key]
-            if pooled.users > 1:
-                _RETIRED[id(connection)] = pooled
-                return
     connection.close()
 
 

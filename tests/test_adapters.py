@@ -521,20 +521,24 @@ def test_send_to_a_silent_relay_times_out_as_transient(silent_listener):
     assert time.monotonic() - started < 3
 
 
-def test_one_borrowers_failure_does_not_end_the_others_commands_on_a_shared_connection(fleet):
-    """The pool shares one connection per server among a run's threads: a transient failure in
-    one borrower retires the connection (new borrowers get a fresh one) but closes it only after
-    the others are done with it."""
+
+def test_a_refused_channel_leaves_the_shared_connection_to_its_other_borrowers(fleet):
+    """The pool shares one connection per server among a run's threads: one command's channel
+    refused on a connection that is up must not end the others' commands; any other transient
+    failure retires and closes the connection (a dead link must not hold anyone)."""
     from hotspare import access
+    from hotspare.adapters.errors import ChannelRefused
 
     with access.connect(fleet, "prod-east") as first:
-        with pytest.raises(TransientError):
+        with pytest.raises(ChannelRefused):
             with access.connect(fleet, "prod-east") as second:
                 assert second._connection is first._connection  # one connection, two borrowers
-                raise TransientError("this borrower's command failed")
+                raise ChannelRefused("prod-east refused a new SSH channel")
         assert first.run(["echo", "still here"]).text == "still here\n"
-        with access.connect(fleet, "prod-east") as third:
-            assert third._connection is not first._connection
-            assert third.run(["true"]).exit_status == 0
-        shared = first._connection
-    assert not shared.is_open()  # closed with its last borrower
+        with pytest.raises(TransientError):
+            with access.connect(fleet, "prod-east") as third:
+                assert third._connection is first._connection
+                raise TransientError("the link looks dead")
+        assert not first._connection.is_open()  # closed for everyone: nobody waits on a dead link
+    with access.connect(fleet, "prod-east") as fresh:
+        assert fresh.run(["true"]).exit_status == 0

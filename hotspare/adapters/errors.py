@@ -19,6 +19,11 @@ class TransientError(HotspareError):
     permanent = False
 
 
+class ChannelRefused(TransientError):
+    """The server refused one new channel on a connection that is still up (too many sessions at
+    once, say): that command may be tried again, and the connection stays good for the others."""
+
+
 class PermanentError(HotspareError):
     """Cannot succeed by retrying (authentication, host key, bad configuration)."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import paramiko
 
-from hotspare.adapters.errors import PermanentError, RemoteCommandError, TransientError
+from hotspare.adapters.errors import ChannelRefused, PermanentError, RemoteCommandError, TransientError
 
 STDERR_TAIL = 2000
 STDIN_CHUNK = 32768
@@ -192,26 +192,23 @@ class SshConnection:
         try:
             channel = self.transport.open_session(timeout=min(open_timeout or self.connect_timeout, timeout))
         except (paramiko.SSHException, EOFError, OSError) as error:
+            if self.is_open() and "Timeout" not in str(error):
+                # refused on a transport that is up: closing it would end every other command
+                # running on this shared connection
+                raise ChannelRefused(f"{self.endpoint.name} refused a new SSH channel ({error}); try again") from None
             # An outage can leave the transport "active" while nothing gets through
             # (lab-facts.md): drop it so the next call reconnects instead of waiting again.
-            # A channel the server refused on a live transport is that channel's failure:
-            # closing would end every other command running on this shared connection.
-            if "Timeout" in str(error) or not self.is_open():
-                self.close()
+            self.close()
             raise TransientError(f"SSH connection to {self.endpoint.name} is not usable ({error}); reconnect") from None
         try:
             channel.exec_command(line)
             stdout, stderr = _collect(channel, stdin or b"", deadline, self.endpoint.name, argv)
             status = channel.recv_exit_status()
         except (paramiko.SSHException, EOFError, OSError) as error:
-            if not self.is_open():
-                self.close()
+            self.close()
             raise TransientError(f"on {self.endpoint.name}: `{_short(argv)}` lost its SSH channel ({error})") from None
         finally:
             channel.close()
-        if status == -1:  # the channel closed before the server sent a status: the outcome is unknown
-            raise TransientError(f"on {self.endpoint.name}: `{_short(argv)}` ended without an exit status "
-                                 "(its SSH channel closed early); it may be run again")
         tail = stderr[-STDERR_TAIL:].decode(errors="replace")
         result = CommandResult(tuple(argv), status, stdout, tail)
         if check and status != 0:
