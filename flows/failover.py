@@ -11,7 +11,7 @@ activation is not repeated once done.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
@@ -98,29 +98,45 @@ def _same_plan_under_lock(approved: FailoverPlan, current: FailoverPlan) -> None
 
 
 SLOT_LEASE_SECONDS = 60
+SLOT_WAIT_SECONDS = 5  # a holder that is just finishing releases within this
 
 
 @contextmanager
 def _prefect_slot(service: str, takeover: bool):
-    """The Prefect global concurrency limit ``hotspare-failover-SERVICE`` (limit 1).
+    """The Prefect global concurrency limit ``hotspare-failover-SERVICE`` (limit 1), which shows
+    a running failover in Prefect and stops a second one launched beside it.
 
-    A crashed run's slot is only freed when its lease runs out (60 s). A resumed run, whose
-    operator asserted that run is gone, frees it at once; when the stale lease later expires
-    the limit may briefly admit one more holder, which the inventory lock still stops. Taken
-    while holding the service's inventory lock, so a slot still held belongs to a run that is
-    gone: wait out its lease (never fail a failover because an earlier one crashed).
+    Taken while holding the service's inventory lock, so a slot still held belongs to a run that
+    is gone (crashed: its lease lasts another minute) or stalled without its lock (it stops at
+    its next step, ``LeaseLost``): after a short wait the slot is taken over with a logged
+    sentence, never waited out — a crashed failover must not delay the next one by a minute, nor
+    fail it. A resumed run, whose operator asserted the earlier run is gone, takes it at once.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
     from prefect.concurrency.sync import concurrency
 
     name = f"hotspare-failover-{service}"
+
+    def take_over() -> None:
+        with get_client(sync_client=True) as client:
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
+
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, limit=1)
-        if takeover:
-            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
-    with concurrency(name, occupy=1, timeout_seconds=SLOT_LEASE_SECONDS + 15, strict=True,
-                     lease_duration=SLOT_LEASE_SECONDS):
+    if takeover:
+        take_over()
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(concurrency(name, occupy=1, timeout_seconds=SLOT_WAIT_SECONDS, strict=True,
+                                            lease_duration=SLOT_LEASE_SECONDS))
+        except TimeoutError:
+            get_run_logger().warning(
+                "the Prefect slot %s is still held although this run holds %s's inventory lock: the run that took "
+                "it is gone (or stalled without the lock, and stops at its next step); taken over", name, service)
+            take_over()
+            stack.enter_context(concurrency(name, occupy=1, timeout_seconds=SLOT_WAIT_SECONDS * 3, strict=True,
+                                            lease_duration=SLOT_LEASE_SECONDS))
         yield
 
 
