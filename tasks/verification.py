@@ -107,7 +107,7 @@ def _compare_named_files(fleet, source: str, target: str, tree: str, files: list
     the orchestrator holds (``planning/file_digests.py``): no transfer key, no new connection."""
     def read(server: str, prefix: str):
         with access.connect(fleet, server) as connection:
-            output = connection.run(digests.digest_argv(prefix), stdin=digests.digest_input(files), timeout=3600).text
+            output = connection.run(digests.digest_argv(prefix), stdin=digests.nul_separated(files), timeout=3600).text
         return digests.parse_digests(output)
 
     with ThreadPoolExecutor(2) as pool:
@@ -187,7 +187,7 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
     tree = copy_backends.work_tree(service) if snapshot else plan.copy_tree(service, copy_id)
     if not snapshot:  # its files may be hard links of older copies: fetch new files, never change those
         with access.connect(fleet, target) as mirror:
-            mirror.run(copy_backends.remove_paths_argv(), stdin=digests.digest_input([tree + path for path in paths]))
+            mirror.run(copy_backends.remove_paths_argv(), stdin=digests.nul_separated([tree + path for path in paths]))
     _, outcome = pull(fleet, service, source, target, roots, f"repair-{service}",
                       lambda peer: plan.rsync_repair_argv(peer, paths, tree, excludes),
                       f"repairing copy {copy_id}")

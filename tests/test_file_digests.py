@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 
-from hotspare.planning.file_digests import compare, digest_argv, digest_input, parse_digests
+from hotspare.planning.file_digests import compare, digest_argv, nul_separated, parse_digests
 
 
 def run_program(prefix: str, paths: list[str]):
     """The program as a host runs it (this machine's python3, arguments as the SSH adapter passes them)."""
-    result = subprocess.run(digest_argv(prefix), input=digest_input(paths), capture_output=True, timeout=30, check=True)
+    result = subprocess.run(digest_argv(prefix), input=nul_separated(paths), capture_output=True, timeout=30, check=True)
     return parse_digests(result.stdout.decode())
 
 
@@ -52,3 +52,13 @@ def test_a_file_production_did_not_answer_for_is_unreadable_not_equal():
     result = compare(["/a", "/b", "/c"], ours, theirs)
     assert result.itemized == () and result.unreadable == {"/b", "/c"}
     assert compare(["/a"], ours, parse_digests('{"path": "/a", "error": "Input/output error"}')).itemized == (("unreadable", "/a"),)
+
+
+def test_answers_of_the_wrong_shape_count_as_unread():
+    """A compromised production may answer anything: a value of the wrong type is no answer."""
+    odd = parse_digests('{"path": "/a", "sha256": 5, "mode": 33188, "uid": 0, "gid": 0, "size": 1, "mtime": 5.0}\n'
+                        '{"path": "/b", "sha256": "1", "mode": "rw", "uid": 0, "gid": 0, "size": 1, "mtime": 5.0}\n'
+                        '{"path": ["/c"], "sha256": "1"}\n[1, 2]\n')
+    assert odd == {}
+    assert compare(["/a", "/b"], odd, odd).unreadable == {"/a", "/b"}
+

@@ -78,22 +78,42 @@ def digest_argv(prefix: str = "") -> list[str]:
     return ["python3", "-IS", "-c", PROGRAM, prefix]
 
 
-def digest_input(paths: list[str]) -> bytes:
+def nul_separated(paths: list[str]) -> bytes:
     """The program's stdin: the paths, NUL-separated (any byte but NUL may be in a name)."""
     return b"".join(path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)
 
 
+FIELD_TYPES = {"sha256": str, "mode": int, "uid": int, "gid": int, "size": int, "mtime": float, "error": str}
+
+
 def parse_digests(output: str) -> dict[str, Digest]:
-    """{path: Digest} from the program's output; a line that is not the program's is ignored."""
+    """{path: Digest} from the program's output. A line that is not the program's (or a value of
+    the wrong type: the host may be compromised) is ignored, so its file counts as unread."""
     digests = {}
     for line in output.splitlines():
         try:
             answer = json.loads(line)
-            path = answer.pop("path")
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except ValueError:
             continue
-        digests[path] = Digest(**{key: answer[key] for key in Digest.__dataclass_fields__ if key in answer})
+        values = _typed(answer) if isinstance(answer, dict) and isinstance(answer.get("path"), str) else None
+        if values is not None:
+            digests[answer["path"]] = Digest(**values)
     return digests
+
+
+def _typed(answer: dict) -> dict | None:
+    """The answer's fields, each of its type (a whole number where a float is due is fine), or None."""
+    values = {}
+    for key, kind in FIELD_TYPES.items():
+        if key not in answer:
+            continue
+        value = answer[key]
+        if kind is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, kind):
+            return None
+        values[key] = value
+    return values
 
 
 def compare(files: list[str], production: dict[str, Digest], copy: dict[str, Digest]) -> Comparison:
