@@ -98,7 +98,7 @@ cat <<MSG
 Done. Open the Prefect UI: http://127.0.0.1:$PORT/runs
   - it asks for a password: paste the whole line of $HOTSPARE_HOME/prefect-api-auth
     (the API refuses requests without it);
-  - flow runs "replicate" (one "replicate-service" per service), "backup", "restore-proof"
+  - flow runs "replicate" (every service inside it, a summary artifact each), "backup", "restore-proof"
     (Artifacts tab: replication summaries, verification tables);
   - Deployments: replicate-all is scheduled at 01:00 and 13:00 UTC, health every minute;
     failover, facility-failover, reprotect, verify, drill and rebuild have run buttons
