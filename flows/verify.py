@@ -20,7 +20,7 @@ from hotspare.inventory import copies, locks
 from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import replication as plan
 from hotspare.planning.coordination import judge_routine_run
-from tasks.retry import steps
+from tasks.retry import retrying, steps
 from tasks.verification import record_pass, record_verification, repair_copy, verify_accounts, verify_content, verify_host
 
 
@@ -41,7 +41,8 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
         raise PermanentError(f"no copy {copy_id} of {service} in the inventory")
     source, target = copies.service_row(service).active_server, row.target_server
     checking_hosts = ThreadPoolExecutor(1)  # alongside the content check
-    host_check = checking_hosts.submit(contextvars.copy_context().run, verify_host, service, source, target, row.total_bytes)
+    host_check = checking_hosts.submit(contextvars.copy_context().run, retrying(verify_host, "verify host"),
+                                       service, source, target, row.total_bytes)
     checking_hosts.shutdown(wait=False)
     # with repair, unread files are fetched again before they are judged; without, judged now
     step = steps(task_runs)

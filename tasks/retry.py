@@ -39,18 +39,25 @@ def in_flow_run(task) -> Callable:
     For fleet runs: a task run costs ~10 ms of the orchestrator's CPU and ~25 ms of the Prefect
     server's, four per service; a ``replicate`` over a hundred services keeps each service's
     step timings in its run record and its summary artifact instead."""
-    delays = task.retry_delay_seconds if isinstance(task.retry_delay_seconds, list) else [task.retry_delay_seconds or 0]
+    return retrying(task.fn, task.name, task.retries, task.retry_delay_seconds)
+
+
+def retrying(function: Callable, name: str, retries: int = TRANSIENT_RETRIES["retries"],
+             delays: list[float] | float | None = TRANSIENT_RETRIES["retry_delay_seconds"]) -> Callable:
+    """``function`` with transient failures retried ``retries`` times after ``delays`` seconds
+    (a list: one per retry, the last repeated), each retry a warning in the run log."""
+    waits = delays if isinstance(delays, list) else [delays or 0]
 
     def call(*args, **kwargs):
-        for attempt in range(task.retries + 1):
+        for attempt in range(retries + 1):
             try:
-                return task.fn(*args, **kwargs)
+                return function(*args, **kwargs)
             except Exception as error:
-                if attempt >= task.retries or not is_transient(error):
+                if attempt >= retries or not is_transient(error):
                     raise
-                delay = delays[min(attempt, len(delays) - 1)] if delays else 0
-                get_run_logger().warning("%s failed (%s); retrying in %s s (attempt %d of %d)", task.name, error, delay,
-                            attempt + 2, task.retries + 1)
+                delay = waits[min(attempt, len(waits) - 1)] if waits else 0
+                get_run_logger().warning("%s failed (%s); retrying in %s s (attempt %d of %d)", name, error, delay,
+                                         attempt + 2, retries + 1)
                 time.sleep(delay)
     return call
 

@@ -1,7 +1,8 @@
 """Pure planning of how a mirror keeps its point-in-time copies: btrfs snapshots or hard links.
 
 No network, no Prefect, no clock. The back-end is decided per mirror and service from facts
-gathered in one command (``store_facts_argv``), never assumed:
+gathered on the mirror (``STORE_FACTS_SCRIPT``, run inside the preflight's one command:
+``planning/preflight_facts.py``), never assumed:
 
 - **btrfs-snapshot** when the service's copies folder is on btrfs and ``btrfs`` is installed.
   rsync updates a *working subvolume* (``/srv/hotspare/<service>/work``, private to hotspare)
@@ -54,11 +55,6 @@ STORE_FACTS_SCRIPT = (
     'elif command -v btrfs >/dev/null 2>&1 && btrfs subvolume show "$2" >/dev/null 2>&1; then echo work=subvolume; '
     'else echo work=folder; fi'
 )
-
-
-def store_facts_argv(service: str) -> list[str]:
-    """Facts about the mirror's copies folder (which must exist already)."""
-    return ["sh", "-c", STORE_FACTS_SCRIPT, "sh", f"{service_root(service)}/copies", work_root(service)]
 
 
 @dataclass(frozen=True)
