@@ -68,7 +68,8 @@ if ! (
   fi
   venv="$HOTSPARE_ROOT/.venv"
   stamp="$venv/.lock-sha256"
-  lock_sum="$(sha256sum "$HOTSPARE_ROOT/requirements.lock" "$HOTSPARE_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)" || exit 1
+  # Over the files' contents only, so a checkout in another folder shares an installed venv.
+  lock_sum="$(cat "$HOTSPARE_ROOT/requirements.lock" "$HOTSPARE_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)" || exit 1
   if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
     stage "installing Python dependencies from requirements.lock (a few minutes)" install_python || exit 1
   fi
