@@ -13,9 +13,9 @@ ZONE = "lab.test"
 TTL = 60
 APP_PORT = 8080
 SSH_PORT = 22
-MAX_SLOT = 9
+MAX_SLOT = 19
 
-# Slot n uses 10.211.(70+n).0/24, BIND on 5390+n and SMTP on 2525+n (all on 127.0.0.1).
+# Slot n (0..19) uses 10.211.(70+n).0/24, BIND on 5390+n and SMTP on 2525+n (all on 127.0.0.1).
 SUBNET_THIRD_OCTET_BASE = 70
 DNS_PORT_BASE = 5390
 SMTP_PORT_BASE = 2525
