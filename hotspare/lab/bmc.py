@@ -307,7 +307,7 @@ def _read_prompt(connection: socket.socket) -> bytes:
 
 
 def write_redfish(folder: Path, resources: dict[str, dict]) -> None:
-    """Write resources as sushy-static reads them (`<folder>/<path below /redfish/v1>/index.json`),
+    """Write resources as the lab's Redfish BMC reads them (`<folder>/<path below /redfish/v1>/index.json`),
     each replaced atomically."""
     for path, body in resources.items():
         relative = path.removeprefix(REDFISH_ROOT).strip("/")
