@@ -8,7 +8,7 @@ Starts its own lab, Prefect test server and inventory (bench/failover_bench.py's
 app1 once, then alternates, ``--rounds`` times each:
 
 - **BMC fence**: ``lab.fail("prod-east")`` (silent: three sites would call it dead), then
-  ``failover("app1", yes=True)``. The fence tries the app stop over SSH (1.5 s connect bound),
+  ``failover("app1", yes=True)``. The fence probes its SSH port (0.5 s TCP connect bound),
   then powers prod-east off through its IPMI BMC, alongside the activation; DNS waits for it.
 - **no fence** (the anchor): the same failover in the same process with the fence task replaced
   by one that returns at once — what the failover costs without any fencing at all.

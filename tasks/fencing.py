@@ -1,9 +1,10 @@
 """Fencing the old production before users move: its app stopped over SSH, or its power off.
 
 Like Pacemaker's fencing: a production that answers has its app stopped with the service's
-``deactivate`` commands (graceful, the server stays up for reprotect); one that does not answer
-within ``SSH_CONNECT_SECONDS`` — health from several sites has usually declared it dead
-already — is powered off through its BMC (IPMI ``chassis power off`` or Redfish
+``deactivate`` commands (graceful, the server stays up for reprotect); one whose SSH port does
+not accept a TCP connection within ``TCP_PROBE_SECONDS`` (a live server's kernel answers in one
+round trip, whatever its load; health from several sites has usually declared it dead already),
+or whose app stop fails, is powered off through its BMC (IPMI ``chassis power off`` or Redfish
 ``ComputerSystem.Reset`` ForceOff, credentials from its ``BmcCredentials`` block) and the power
 state is read back. Neither possible (no BMC, BMC unreachable, ``bmc.fence: false``): the
 failover goes on **unfenced**, said in the result, never stuck. The whole fence is bounded by
@@ -21,8 +22,10 @@ from hotspare import access
 from hotspare.adapters import ipmi, redfish
 from hotspare.adapters.errors import HotspareError, TransientError
 from hotspare.fleet import Fleet
+from hotspare.probes import reachability
 
-SSH_CONNECT_SECONDS = 1.5  # a live server answers an SSH connect in ~0.1 s; longer is "down"
+TCP_PROBE_SECONDS = 0.5  # a TCP connect is one round trip: far below this between facilities
+SSH_CONNECT_SECONDS = 3.0  # the SSH handshake of a server that accepted the connection
 POWER_CHECK_SECONDS = 3.0
 
 
@@ -40,6 +43,9 @@ def fence(service: str, server: str, seconds: float = 8.0, power_off: bool = Tru
     fleet = access.loaded_fleet()
     attempts = []
     try:
+        spec = fleet.server(server)
+        if not reachability({server: (spec.address, spec.ssh_port)}, TCP_PROBE_SECONDS)[server]:
+            raise TransientError(f"{server}:{spec.ssh_port} did not accept a connection within {TCP_PROBE_SECONDS:g} s")
         count = _stop_app(fleet, service, server, deadline)
         result = {"fenced": True, "method": "app stopped", "detail": f"{count} deactivation command(s) ran over SSH"}
         logger.info("fenced %s: its app is stopped (%d deactivation command(s) over SSH)", server, count)
