@@ -42,7 +42,8 @@ from hotspare.planning.facility import (
     summary_markdown,
 )
 from hotspare.planning.failover import plan_failover
-from tasks.failover import fence, gather_facts
+from tasks.failover import gather_facts
+from tasks.fencing import fence
 from tasks.replication import Refused
 
 LOST_REASON = "facility {facility} lost"
@@ -265,7 +266,7 @@ def _reprotect_one(item, run_id: int) -> dict:
     started = utcnow()
     fencing = None
     if item.fence_first:
-        fencing = fence(item.service, item.new_mirror)
+        fencing = fence(item.service, item.new_mirror, power_off=False)  # it becomes the mirror next
     reprotect_run = runs.start_run("reprotect", item.service, flow_run.get_id())
     state = reprotect(item.service, mirror=item.new_mirror, return_state=True)
     if state.is_completed():

@@ -1,8 +1,9 @@
 """Runbook: fail a service over to its mirror — planned switchover or emergency.
 
-    plan -> approval -> [planned: lower TTL, stop app, final sync + verify | emergency: fence]
-         -> activate copy -> start app -> health check -> DNS cutover (CAS) -> check via DNS
-         -> inventory
+    plan -> approval -> [planned: lower TTL, stop app, final sync + verify | emergency: fence,
+         alongside the activation (app stop over SSH, else BMC power-off)]
+         -> activate copy -> start app -> [wait for the fence] -> health check
+         -> DNS cutover (CAS) -> check via DNS -> inventory
 
 One failover per service at a time (Prefect global concurrency limit + inventory lock). A run
 that crashed midway is continued with ``resume=True``: every step is idempotent and the
@@ -28,7 +29,8 @@ from hotspare.inventory.service_states import Event, move
 from hotspare.planning.approval import same_plan
 from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
-from tasks.failover import activate_copy, check_through_dns, fence, gather_facts, health_check_direct, run_app_commands
+from tasks.failover import activate_copy, check_through_dns, gather_facts, health_check_direct, run_app_commands
+from tasks.fencing import fence
 from tasks.replication import Refused, apply_accounts
 
 
@@ -149,20 +151,23 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
     lease.check("mark the service as failing over")
     _mark_in_flight(plan, run_id)
     details: dict = {"plan_digest": plan.digest, "approved_by": approved_by, "mode": plan.mode}
+    fencing = None
     try:
         if plan.mode == "planned" and copy_id is None:
             copy_id = _planned_preparation(plan, holder, run_id, details)
         elif plan.mode == "planned":
             logger.info("resuming after the final sync: copy %s is the one to make live", copy_id)
-        else:
-            with runs.step(run_id, "fence production"):
-                details["fencing"] = fence(service, plan.source)
+        else:  # the fence runs alongside the activation; the DNS cutover waits for its outcome
+            fencing = fence.submit(service, plan.source)
         _record_copy(service, copy_id)
         with runs.step(run_id, "activate copy"):
             lease.check(f"make copy {copy_id} live on {plan.target}")
             activate_copy(service, plan.target, copy_id)
             apply_accounts(service, copy_id, plan.target)
             run_app_commands(service, plan.target, "activate")
+        if fencing is not None:
+            with runs.step(run_id, "fence production"):
+                details["fencing"] = fencing.result()
         with runs.step(run_id, "health check"):
             health_check_direct(service, plan.target_address)
         with runs.step(run_id, "dns cutover"):

@@ -25,7 +25,8 @@ from hotspare.inventory import locks, runs
 from hotspare.planning.approval import same_plan
 from tasks.dns_cutover import cutover_dns
 from hotspare.probes import reachability
-from tasks.failover import fence, serves_app
+from tasks.failover import serves_app
+from tasks.fencing import fence
 from tasks.rebuild import (
     RebuildRefused,
     activate,

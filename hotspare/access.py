@@ -191,6 +191,15 @@ def tsig_key(block_name: str) -> TsigKey:
     return TsigKey(block.key_name, block.algorithm, block.secret.get_secret_value())
 
 
+@lru_cache(maxsize=16)
+def bmc_login(block_name: str) -> tuple[str, str]:
+    """(username, password) from a BmcCredentials block, loaded once per process."""
+    from blocks.credentials import BmcCredentials
+
+    block = _load_block(BmcCredentials, block_name)
+    return block.username, block.password.get_secret_value()
+
+
 def smtp_relay(block_name: str) -> Relay:
     from blocks.credentials import SmtpServer
 

@@ -1,4 +1,4 @@
-"""Failover steps: fence, activate, health-check. Each is idempotent so a re-run converges.
+"""Failover steps: facts, activate, health-check (the fence is in ``tasks/fencing.py``). Each is idempotent so a re-run converges.
 
 Activation leaves a marker on the target naming the copy that was made live; a re-run that
 finds it does not copy again (that would overwrite writes users made since).
@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from hotspare import access
 from hotspare.adapters import dns
-from hotspare.adapters.errors import HotspareError, PermanentError, TransientError
+from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.inventory import copies
 from hotspare.planning import copy_backends
 from hotspare.planning import replication as layout
@@ -47,27 +47,6 @@ def gather_facts(service: str) -> ServiceFacts:
         dns_name=spec.dns_name, addresses={server.name: server.address for server in fleet.servers},
         dns_answer=answer, copies=choices, in_flight=row.failover if row.state == "failing-over" else None,
     )
-
-
-@task(name="fence production", **QUICK)
-def fence(service: str, server: str, seconds: float = 8.0) -> dict:
-    """Stop the app on the old production, bounded in time; unreachable means unfenced, not stuck."""
-    logger = get_run_logger()
-    fleet = access.loaded_fleet()
-    commands = fleet.service(service).deactivate
-    deadline = time.monotonic() + seconds
-    try:
-        with access.connect(fleet, server, connect_timeout=min(3.0, seconds)) as connection:
-            for argv in commands:  # one deadline for all of them: fencing never waits longer
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TransientError(f"fencing {server} ran out of its {seconds:g} s")
-                connection.run(argv, timeout=remaining)
-    except HotspareError as error:
-        logger.warning("could not fence %s (%s); going on UNFENCED: it may still serve stale data if it comes back", server, error)
-        return {"fenced": False, "detail": str(error)}
-    logger.info("fenced %s: ran %d deactivation command(s)", server, len(commands))
-    return {"fenced": True, "detail": f"{len(commands)} deactivation command(s) ran"}
 
 
 @task(name="run app commands", **QUICK)

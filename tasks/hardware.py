@@ -15,11 +15,9 @@ and ``mdadm --detail`` when the server has md arrays. From the BMC (``Server.bmc
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from hotspare import access
 from hotspare.adapters import ipmi, redfish
-from hotspare.adapters.errors import HotspareError, MissingConfiguration
+from hotspare.adapters.errors import HotspareError
 from hotspare.fleet import Fleet
 from hotspare.planning import raid
 from hotspare.planning.readings import ComponentKind, ComponentState, Reading
@@ -123,26 +121,12 @@ def _unique_lines(df_text: str, mounts: list[str]) -> str:
 # ----- BMC ------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=16)
-def _bmc_login(block_name: str) -> tuple[str, str]:
-    """(username, password) from a BmcCredentials block, loaded once per process."""
-    from blocks.credentials import BmcCredentials
-
-    try:
-        block = BmcCredentials.load(block_name)
-    except ValueError as error:
-        raise MissingConfiguration(
-            f"Prefect block {block_name!r} (BmcCredentials) could not be loaded: {error}. "
-            "Create it in the Prefect UI or with `hotspare lab blocks` for the lab.") from None
-    return block.username, block.password.get_secret_value()
-
-
 def _bmc_readings(fleet: Fleet, server_name: str) -> list[Reading]:
     bmc = fleet.server(server_name).bmc
     if bmc is None:
         return []
     try:
-        username, password = _bmc_login(bmc.credentials_block)
+        username, password = access.bmc_login(bmc.credentials_block)
         if bmc.protocol == "ipmi":
             text = ipmi.read_sdr(bmc.address, bmc.port, username, password)
             readings = ipmi.sdr_readings(server_name, text, SITE)

@@ -1,5 +1,5 @@
 """BMC sensor parsers on recorded outputs: ipmitool from the lab's ipmi_sim, Redfish JSON from
-its sushy-static. Pure: no lab, no network."""
+its Redfish BMC. Pure: no lab, no network."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Reading a BMC's sensors over IPMI-over-LAN (RMCP+) with ipmitool, and parsing them.
+"""A BMC over IPMI-over-LAN (RMCP+) with ipmitool: its sensors, parsed, and its chassis power.
 
-``read_sdr`` runs ``ipmitool -I lanplus ... -E sdr elist``: the password reaches ipmitool
+``read_sdr`` runs ``ipmitool -I lanplus ... -E sdr elist`` and ``chassis_power`` ``... -E
+chassis power status|off|on`` (a fence): the password reaches ipmitool
 only through the ``IPMI_PASSWORD`` environment variable (``-E``), never argv, so it shows
 in no process list or log. ``sdr_readings`` is pure: recorded output in, readings out.
 """
@@ -29,17 +30,46 @@ def make_sdr_command(address: str, port: int, username: str, cipher_suite: str =
             "-H", address, "-p", str(port), "-U", username, "-E", "sdr", "elist"]
 
 
+def make_power_command(address: str, port: int, username: str, action: str,
+                       cipher_suite: str = CIPHER_SUITE) -> list[str]:
+    """ipmitool argv for `chassis power status|off|on` (one retry: a fence must be quick)."""
+    if action not in ("status", "off", "on"):
+        raise ValueError(f"unknown chassis power action {action!r}")
+    return [IPMITOOL, "-I", "lanplus", "-C", cipher_suite, "-N", "1", "-R", "2",
+            "-H", address, "-p", str(port), "-U", username, "-E", "chassis", "power", action]
+
+
 def read_sdr(address: str, port: int, username: str, password: str,
              timeout: float = TIMEOUT_SECONDS) -> str:
     """The BMC's `sdr elist` text; TransientError when it does not answer in time."""
-    argv = make_sdr_command(address, port, username)
+    return _ipmitool(make_sdr_command(address, port, username), address, port, password, timeout)
+
+
+def chassis_power(address: str, port: int, username: str, password: str, action: str,
+                  timeout: float = 10.0) -> str:
+    """Switch (``off``/``on``) or read (``status``) the server's power; returns ``on`` or ``off``
+    for ``status``, the action otherwise. Errors as for ``read_sdr``."""
+    text = _ipmitool(make_power_command(address, port, username, action), address, port, password,
+                     timeout)
+    if action != "status":
+        return action
+    match = re.search(r"Chassis Power is (on|off)", text)
+    if match is None:
+        raise TransientError(f"BMC {address}:{port}: unexpected `chassis power status` answer "
+                             f"{text.strip()[:80]!r}")
+    return match.group(1)
+
+
+def _ipmitool(argv: list[str], address: str, port: int, password: str, timeout: float) -> str:
+    """Run one ipmitool command with the password in its environment; its standard output."""
     environment = {**os.environ, "IPMI_PASSWORD": password}
     where = f"BMC {address}:{port}"
+    what = " ".join(argv[argv.index("-E") + 1:])
     try:
         result = subprocess.run(argv, env=environment, capture_output=True, text=True,
                                 timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise TransientError(f"{where} did not answer `ipmitool sdr elist` within {timeout:.0f} s; "
+        raise TransientError(f"{where} did not answer `ipmitool {what}` within {timeout:.0f} s; "
                              f"check the management network") from None
     except FileNotFoundError:
         raise PermanentError("ipmitool is not installed on the control machine "

@@ -47,6 +47,44 @@ def read_chassis(scheme: str, address: str, port: int, chassis: str, username: s
     return documents[0], documents[1]
 
 
+def system_url(scheme: str, address: str, port: int, system: str) -> str:
+    return f"{scheme}://{address}:{port}/redfish/v1/Systems/{system}"
+
+
+def power_state(scheme: str, address: str, port: int, system: str, username: str, password: str,
+                timeout: float = TIMEOUT_SECONDS) -> str:
+    """The System's ``PowerState`` (``On``, ``Off``, ``PoweringOn``, ...)."""
+    response = _request("GET", system_url(scheme, address, port, system), address, port,
+                        username, password, timeout)
+    try:
+        return str(response.json()["PowerState"])
+    except (ValueError, KeyError, TypeError):
+        raise TransientError(f"Redfish BMC {address}:{port} sent a System without PowerState") from None
+
+
+def reset_system(scheme: str, address: str, port: int, system: str, username: str, password: str,
+                 reset_type: str = "ForceOff", timeout: float = TIMEOUT_SECONDS) -> None:
+    """POST ``ComputerSystem.Reset`` (``ForceOff`` powers the server off at once: a fence)."""
+    url = system_url(scheme, address, port, system) + "/Actions/ComputerSystem.Reset"
+    _request("POST", url, address, port, username, password, timeout, {"ResetType": reset_type})
+
+
+def _request(method: str, url: str, address: str, port: int, username: str, password: str,
+             timeout: float, body: dict | None = None) -> httpx.Response:
+    try:
+        with httpx.Client(auth=(username, password), timeout=timeout, follow_redirects=False) as client:
+            response = client.request(method, url, json=body, headers={"Accept": "application/json"})
+    except httpx.HTTPError as error:
+        raise TransientError(f"Redfish BMC {address}:{port} did not answer within {timeout:.0f} s "
+                             f"({type(error).__name__}); check the management network") from None
+    if response.status_code in (401, 403):
+        raise PermanentError(f"Redfish BMC {address}:{port} refused the credentials "
+                             f"({response.status_code}); check the BmcCredentials block")
+    if response.status_code >= 300:
+        raise TransientError(f"Redfish BMC {address}:{port}: {method} {url} answered {response.status_code}")
+    return response
+
+
 def _health(item: dict) -> tuple[ComponentState, str]:
     status = item.get("Status") or {}
     state = status.get("State", "Enabled")

@@ -18,7 +18,8 @@ DEFAULT_PORTS = {"ipmi": 623, "redfish": 443}
 
 
 class Bmc(Strict):
-    """A server's baseboard management controller (sensors: power supplies, fans, temperatures)."""
+    """A server's baseboard management controller: sensors (power supplies, fans, temperatures) and
+    power control (fencing)."""
 
     protocol: Literal["ipmi", "redfish"] = Field(
         description="ipmi (ipmitool -I lanplus) or redfish (HTTP JSON API)."
@@ -33,6 +34,15 @@ class Bmc(Strict):
     )
     chassis: str = Field(
         default="1", min_length=1, description="Redfish only: the Chassis member id to read."
+    )
+    system: str = Field(
+        default="1", min_length=1,
+        description="Redfish only: the ComputerSystem member id a fence powers off (ComputerSystem.Reset).",
+    )
+    fence: bool = Field(
+        default=True,
+        description="An emergency failover powers this server off through its BMC when it cannot stop its "
+                    "app over SSH (false: never, e.g. a shared chassis).",
     )
 
     @model_validator(mode="after")

@@ -5,8 +5,12 @@ facility: a namespace ``hs<slot>-mgmt-<facility>`` joined to the slot's bridge. 
 HOST` (the host's uplink) leaves its BMC answering, while `lab fail FACILITY` also cuts that
 facility's management network. Most BMCs are OpenIPMI ``ipmi_sim`` (RMCP+ on UDP 623, a
 command console on TCP 9000 of the same address for fault injection); REDFISH_HOSTS speak
-Redfish instead: ``sushy-static`` serving a folder of JSON resources (re-read on every GET)
-on TCP 8000, plain HTTP (sushy-static enforces no authentication; readers still send it).
+Redfish instead: ``redfish_bmc.py`` serving a folder of JSON resources (re-read on every GET)
+on TCP 8000, plain HTTP with basic authentication.
+
+Every BMC switches its host's power (``power_switch.py``: ipmi_sim's ``chassis_control``
+program, the Redfish ``ComputerSystem.Reset`` action): off drops the host's traffic and ends
+its processes, as a fence does to a real server; ``lab heal`` switches it on again.
 
 Files: ``<lab>/bmc/`` (0700) holds credentials.json (0600), daemons.json (pids and command
 lines) and one folder per host. Teardown stops recorded pids, then anything left in the
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets as random_secrets
+import shlex
 import shutil
 import socket
 import sys
@@ -27,7 +32,7 @@ from pathlib import Path
 from hotspare.lab import bmc_render
 from hotspare.lab.errors import LabError
 from hotspare.lab.network import apply_batch, make_fail, make_heal
-from hotspare.lab.probes import http_get, wait_until
+from hotspare.lab.probes import wait_until
 from hotspare.lab.processes import (
     Daemon,
     netns_inode,
@@ -83,6 +88,32 @@ def _folder(directory: Path) -> Path:
     return Path(directory) / "bmc"
 
 
+def power_switch_arguments(directory: Path, layout: SlotLayout, host: HostSpec) -> list[str]:
+    """What the host's power switch needs: its state file, namespace, sshd pid file, blackholes."""
+    return [str(_folder(directory) / host.name / "power"), layout.netns(host),
+            str(Path(directory) / "hosts" / host.name / "ssh" / "sshd.pid"), *layout.halves]
+
+
+def _switch_command(directory: Path, layout: SlotLayout, host: HostSpec) -> list[str]:
+    script = Path(__file__).with_name("power_switch.py")
+    return [sys.executable, "-I", str(script), *power_switch_arguments(directory, layout, host)]
+
+
+def is_powered_off(directory: Path, host: HostSpec) -> bool:
+    try:
+        return (_folder(directory) / host.name / "power").read_text().strip() == "0"
+    except OSError:
+        return False
+
+
+def power_on(directory: Path, layout: SlotLayout, host: HostSpec) -> bool:
+    """Switch a powered-off host on again (what `lab heal` does); returns whether it was off."""
+    if not is_powered_off(directory, host):
+        return False
+    run(_switch_command(directory, layout, host) + ["set", "power", "1"], f"powering {host.name} on")
+    return True
+
+
 # ----- start --------------------------------------------------------------------------------
 
 
@@ -128,8 +159,10 @@ def _start_ipmi(directory: Path, layout: SlotLayout, host: HostSpec, compiled: P
     (state / "ipmi_sim" / host.name).mkdir(parents=True)
     shutil.copy(compiled, state / "ipmi_sim" / host.name / "sdr.20.main")
     bmc_address = address(layout, host)
+    (folder / "power").write_text("1\n")
     write_private(folder / "lan.conf", bmc_render.lan_conf(
-        host.name, bmc_address, IPMI_PORT, CONSOLE_PORT, BMC_USER, password))
+        host.name, bmc_address, IPMI_PORT, CONSOLE_PORT, BMC_USER, password,
+        chassis_control=shlex.join(_switch_command(directory, layout, host))))
     (folder / "lab.emu").write_text(bmc_render.emu_commands())
     command = ["ipmi_sim", "-c", str(folder / "lan.conf"), "-f", str(folder / "lab.emu"),
                "-s", str(state), "-n"]
@@ -138,14 +171,19 @@ def _start_ipmi(directory: Path, layout: SlotLayout, host: HostSpec, compiled: P
 
 
 def _start_redfish(directory: Path, layout: SlotLayout, host: HostSpec):
-    folder = _folder(directory) / host.name / "redfish"
+    host_folder = _folder(directory) / host.name
+    folder = host_folder / "redfish"
     write_redfish(folder, bmc_render.redfish_tree(host.name))
+    (host_folder / "power").write_text("1\n")
+    state, netns, sshd_pidfile, *halves = power_switch_arguments(directory, layout, host)
+    _write_json(host_folder / "switch.json",
+                {"state": state, "netns": netns, "sshd_pidfile": sshd_pidfile, "halves": halves})
     bmc_address = address(layout, host)
-    program = str(Path(sys.executable).parent / "sushy-static")
-    tail = ["-i", bmc_address, "-p", str(REDFISH_PORT), "-m", str(folder)]
-    daemon, process = _start(directory, layout, host, [program] + tail, tail)
-    url = f"http://{bmc_address}:{REDFISH_PORT}/redfish/v1/Chassis/1/Power"
-    return daemon, process, lambda: http_get(url, 1.0) is not None
+    script = str(Path(__file__).with_name("redfish_bmc.py"))
+    tail = [script, bmc_address, str(REDFISH_PORT), str(folder), str(_folder(directory) / "credentials.json"),
+            str(host_folder / "switch.json")]
+    daemon, process = _start(directory, layout, host, [sys.executable, "-I"] + tail, tail)
+    return daemon, process, lambda: _accepts(bmc_address, REDFISH_PORT)
 
 
 def _start(directory: Path, layout: SlotLayout, host: HostSpec, command: list[str],
@@ -157,6 +195,15 @@ def _start(directory: Path, layout: SlotLayout, host: HostSpec, command: list[st
     daemons = json.loads((_folder(directory) / "daemons.json").read_text())
     _write_json(_folder(directory) / "daemons.json", daemons + [daemon.to_json()])
     return daemon, process
+
+
+def _accepts(bmc_address: str, tcp_port: int) -> bool:
+    """True when a TCP connection to address:port is accepted (the Redfish BMC listens)."""
+    try:
+        with socket.create_connection((bmc_address, tcp_port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _udp_bound(pid: int, bmc_address: str, udp_port: int) -> bool:
@@ -260,7 +307,7 @@ def _read_prompt(connection: socket.socket) -> bytes:
 
 
 def write_redfish(folder: Path, resources: dict[str, dict]) -> None:
-    """Write resources as sushy-static reads them (`<folder>/<path below /redfish/v1>/index.json`),
+    """Write resources as the lab's Redfish BMC reads them (`<folder>/<path below /redfish/v1>/index.json`),
     each replaced atomically."""
     for path, body in resources.items():
         relative = path.removeprefix(REDFISH_ROOT).strip("/")
@@ -299,7 +346,7 @@ def annotate_fleet(fleet: dict, layout: SlotLayout) -> dict:
         server["bmc"] = {"protocol": protocol(host), "address": address(layout, host),
                          "port": port(host), "credentials_block": BMC_BLOCK}
         if protocol(host) == "redfish":
-            server["bmc"]["scheme"] = "http"  # sushy-static speaks plain HTTP in the lab
+            server["bmc"]["scheme"] = "http"  # the lab's Redfish BMC speaks plain HTTP
         server["location"] = location(host)
     return fleet
 

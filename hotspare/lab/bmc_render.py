@@ -86,10 +86,12 @@ def emu_commands() -> str:
 
 
 def lan_conf(name: str, address: str, port: int, console_port: int, username: str,
-             password: str) -> str:
+             password: str, chassis_control: str | None = None) -> str:
     """ipmi_sim's LAN configuration: one RMCP+ channel on the BMC address, one admin user.
 
     The password sits in this file (mode 0600 in a 0700 folder), as on a real BMC's flash.
+    ``chassis_control``: the program ipmi_sim runs for chassis power (it appends ``get power``
+    or ``set power "0|1"``); without one, `chassis power off` is refused as unsupported.
     """
     auths = "none md2 md5 straight"
     return "\n".join([
@@ -104,6 +106,7 @@ def lan_conf(name: str, address: str, port: int, console_port: int, username: st
         f"    allowed_auths_admin {auths}",
         "    guid a123456789abcdefa123456789abcdef",
         "  endlan",
+        *([f'  chassis_control "{chassis_control}"'] if chassis_control else []),
         f'  user 2 true "{username}" "{password}" admin 10 md5',
         # The simulator's command console (inject faults); lab network only.
         f"console {address} {console_port}",
@@ -128,9 +131,12 @@ def console_commands(part: str, broken: bool) -> list[str]:
 # ----- Redfish -----------------------------------------------------------------------------
 
 
-def redfish_tree(host_name: str, chassis: str = "1") -> dict[str, dict]:
-    """Redfish resources by path (without /index.json) for a healthy server."""
+def redfish_tree(host_name: str, chassis: str = "1", system: str = "1") -> dict[str, dict]:
+    """Redfish resources by path (without /index.json) for a healthy server, powered on.
+
+    The System's ``PowerState`` is filled in by the BMC from the host's power switch."""
     base = f"/redfish/v1/Chassis/{chassis}"
+    system_path = f"/redfish/v1/Systems/{system}"
     ok = {"State": "Enabled", "Health": "OK"}
     serial = host_name.upper().replace("-", "")
     power_supplies = [{
@@ -158,7 +164,19 @@ def redfish_tree(host_name: str, chassis: str = "1") -> dict[str, dict]:
     return {
         "/redfish/v1": {"@odata.id": "/redfish/v1", "@odata.type": "#ServiceRoot.v1_5_0.ServiceRoot",
                         "Id": "RootService", "Name": "Root Service", "RedfishVersion": "1.6.0",
-                        "Chassis": {"@odata.id": "/redfish/v1/Chassis"}},
+                        "Chassis": {"@odata.id": "/redfish/v1/Chassis"},
+                        "Systems": {"@odata.id": "/redfish/v1/Systems"}},
+        "/redfish/v1/Systems": {"@odata.id": "/redfish/v1/Systems",
+                                "@odata.type": "#ComputerSystemCollection.ComputerSystemCollection",
+                                "Name": "Computer System Collection", "Members@odata.count": 1,
+                                "Members": [{"@odata.id": system_path}]},
+        system_path: {"@odata.id": system_path, "@odata.type": "#ComputerSystem.v1_10_0.ComputerSystem",
+                      "Id": system, "Name": host_name, "HostName": host_name, "Status": dict(ok),
+                      "Actions": {"#ComputerSystem.Reset": {
+                          "target": f"{system_path}/Actions/ComputerSystem.Reset",
+                          "ResetType@Redfish.AllowableValues": [
+                              "On", "ForceOff", "GracefulShutdown", "ForceRestart", "ForceOn",
+                              "PushPowerButton"]}}},
         "/redfish/v1/Chassis": {"@odata.id": "/redfish/v1/Chassis",
                                 "@odata.type": "#ChassisCollection.ChassisCollection",
                                 "Name": "Chassis Collection", "Members@odata.count": 1,

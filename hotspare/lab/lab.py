@@ -282,8 +282,11 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
                 "reachable": tcp_reachable(address, SSH_PORT, timeout=1.0)}
 
     def _heal_hosts(self, hosts) -> None:
-        """Remove injected failures; hosts that were not failed are left alone."""
+        """Remove injected failures and switch powered-off hosts on again (their apps stay
+        stopped, as after a fence); hosts that were not failed are left alone."""
         for host in hosts:
+            if bmc.power_on(self.directory, self.layout, host):
+                log.info("powered %s on again through its BMC's switch (its app stays stopped)", host.name)
             if netns_inode(self.layout.netns(host)) is not None and network.heal(self.layout, host):
                 log.info("healed %s (%s)", host.name, self.layout.address(host))
 

@@ -159,7 +159,8 @@ def _steps(mode: str) -> tuple[str, ...]:
             "record the new layout in the inventory",
         )
     return (
-        "fence production: stop its app over SSH, bounded in time (unreachable: recorded as unfenced)",
+        "fence production alongside the activation: stop its app over SSH, or, when it does not answer, "
+        "power it off through its BMC; bounded in time (neither possible: recorded as unfenced)",
         "make the chosen copy live on the mirror and run its activation commands",
         "health-check the app on the mirror directly",
         "DNS cutover (compare-and-swap) and confirmation",

@@ -1,0 +1,111 @@
+"""Fencing through the BMC, against the lab's simulated BMCs (ipmi_sim speaking RMCP+, the lab's
+Redfish BMC): power off takes a host's network and processes down, `lab heal` powers it on with
+its app stopped; an emergency failover of an unreachable production powers it off alongside the
+activation; with its BMC unreachable too, the failover goes on and says "unfenced".
+
+Uses the session lab and fleet (tests/conftest.py); every test leaves the hosts powered on.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.failover import failover
+from hotspare import access
+from hotspare.adapters import ipmi, redfish
+from hotspare.lab import bmc, network
+from hotspare.lab.probes import http_get
+from hotspare.lab.topology import host_by_name
+from lab_helpers import poll, ssh
+from test_failover import SERVICE, address, dns_answer, protected, reset_layout  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.lab
+
+
+def power_state(fleet, server: str) -> str:
+    spec = fleet.server(server).bmc
+    username, password = access.bmc_login(spec.credentials_block)
+    if spec.protocol == "ipmi":
+        return ipmi.chassis_power(spec.address, spec.port, username, password, "status")
+    return redfish.power_state(spec.scheme, spec.address, spec.port, spec.system, username, password).lower()
+
+
+def power_off(fleet, server: str) -> None:
+    spec = fleet.server(server).bmc
+    username, password = access.bmc_login(spec.credentials_block)
+    if spec.protocol == "ipmi":
+        ipmi.chassis_power(spec.address, spec.port, username, password, "off")
+    else:
+        redfish.reset_system(spec.scheme, spec.address, spec.port, spec.system, username, password, "ForceOff")
+
+
+def app_answers(lab_env: dict, host: str) -> bool:
+    return http_get(f"http://{lab_env['hosts'][host]['address']}:{lab_env['services'][SERVICE]['app_port']}/", 2.0) is not None
+
+
+@pytest.fixture
+def powered_on(lab, lab_env):
+    """Every host powered on and healed after the test, even when it fails halfway."""
+    yield
+    for host in ("prod-east", "prod-west"):
+        lab.heal(host)
+    access.close_connections()
+
+
+@pytest.mark.parametrize("host", ["prod-east", "prod-west"])  # IPMI, Redfish
+def test_bmc_power_off_takes_the_host_down_and_heal_brings_it_back(fleet, lab, lab_env, powered_on, host):
+    assert power_state(fleet, host) == "on"
+    service_app = [name for name, spec in lab_env["services"].items() if spec["production"] == host]
+    assert service_app, f"no lab service runs on {host}"
+    spec = lab_env["services"][service_app[0]]
+    url = f"http://{lab_env['hosts'][host]['address']}:{spec['app_port']}/"
+    assert http_get(url, 2.0) is not None, "the app answers before the power-off"
+
+    power_off(fleet, host)
+
+    assert power_state(fleet, host) == "off"
+    layout, spec_host = lab.layout, host_by_name(host)
+    assert network.is_failed(layout, spec_host), "a powered-off host's traffic is dropped"
+    assert bmc.is_powered_off(lab.directory, spec_host)
+    lab.heal(host)
+    assert power_state(fleet, host) == "on" and not network.is_failed(layout, spec_host)
+    assert ssh(lab_env, host, "true").returncode == 0, "sshd answers again after power on"
+    assert http_get(url, 2.0) is None, "the app stays stopped after power on (a fenced server)"
+    assert ssh(lab_env, host, f"/srv/{service_app[0]}/app/ctl", "start").returncode == 0
+    poll(lambda: http_get(url, 2.0) is not None, 10, f"{service_app[0]} on {host} to answer again")
+
+
+def test_wrong_bmc_password_is_refused(fleet):
+    spec = fleet.server("prod-west").bmc
+    username, _ = access.bmc_login(spec.credentials_block)
+    with pytest.raises(Exception, match="refused the credentials"):
+        redfish.reset_system(spec.scheme, spec.address, spec.port, spec.system, username, "not-the-password", "ForceOff")
+    assert power_state(fleet, "prod-west") == "on"
+
+
+def test_failover_of_an_unreachable_production_powers_it_off(protected, lab, lab_env):
+    lab.fail("prod-east")
+
+    result = failover(SERVICE, yes=True)
+
+    assert result["outcome"] == "ok"
+    assert result["fencing"]["fenced"] is True and result["fencing"]["method"] == "powered off"
+    assert "ipmi BMC" in result["fencing"]["detail"] and "read back: off" in result["fencing"]["detail"]
+    assert dns_answer(lab_env) == [address(lab_env, "mirror")]
+    assert bmc.is_powered_off(lab.directory, host_by_name("prod-east"))
+    lab.heal("prod-east")  # powered on again: the old production comes back with its app stopped
+    access.close_connections()
+    assert ssh(lab_env, "prod-east", "true").returncode == 0
+    assert not app_answers(lab_env, "prod-east"), "no second production after it comes back"
+
+
+def test_failover_with_the_bmc_unreachable_goes_on_unfenced(protected, lab, lab_env):
+    lab.fail("east")  # the facility: the host and its management network
+
+    result = failover(SERVICE, yes=True)
+
+    assert result["outcome"] == "ok" and result["fencing"]["fenced"] is False
+    assert result["fencing"]["method"] == "unfenced"
+    assert "not stopped over SSH" in result["fencing"]["detail"] and "BMC" in result["fencing"]["detail"]
+    assert dns_answer(lab_env) == [address(lab_env, "mirror")]
+    assert not bmc.is_powered_off(lab.directory, host_by_name("prod-east"))
