@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hotspare.fleet import FleetProblem, load_fleet
+if TYPE_CHECKING:  # the schema (pydantic) loads only when a fleet file is read
+    from hotspare.fleet import FleetProblem
 
 
 def register(subparsers) -> None:
@@ -27,6 +29,8 @@ def register(subparsers) -> None:
 
 
 def check_command(args: argparse.Namespace) -> int:
+    from hotspare.fleet import load_fleet
+
     fleet = load_fleet(args.file)
     if args.blocks:
         missing = missing_blocks(fleet, str(args.file))
@@ -45,6 +49,7 @@ def missing_blocks(fleet, filename: str) -> list[FleetProblem]:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
+    from hotspare.fleet import FleetProblem
     from hotspare.fleet.rules import block_references
 
     problems = []
@@ -58,6 +63,7 @@ def missing_blocks(fleet, filename: str) -> list[FleetProblem]:
 
 
 def load_command(args: argparse.Namespace) -> int:
+    from hotspare.fleet import load_fleet
     from hotspare.inventory import database_url, session
     from hotspare.inventory.sync import load_into_inventory
 

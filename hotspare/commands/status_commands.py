@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from sqlmodel import select
-
 
 def register(subparsers) -> None:
     status = subparsers.add_parser("status", help="services, where they run, and whether they are protected")
@@ -55,6 +53,8 @@ def _confirm_unlock(args: argparse.Namespace) -> None:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    from sqlmodel import select
+
     from hotspare.inventory import session
     from hotspare.inventory.models import ServerRow, ServiceRow
     from hotspare.probes import reachability
@@ -94,6 +94,8 @@ def _copy_facts(services) -> dict:
 
 
 def _last_run(service: str, kind: str):
+    from sqlmodel import select
+
     from hotspare.inventory import session
     from hotspare.inventory.models import RunRow
 

@@ -10,9 +10,12 @@ a note when the server does not answer within two seconds).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from hotspare.inventory.models import CopyRow, ServerRow, ServiceRow
 from hotspare.planning.ages import age_text
+
+if TYPE_CHECKING:  # the inventory (SQLModel) loads only when a topology is shown
+    from hotspare.inventory.models import CopyRow, ServerRow, ServiceRow
 
 HEADER = ("ROLE", "SERVER", "FACILITY", "ADDRESS", "STATE", "COPY", "COPY AGE", "DNS")
 
@@ -121,7 +124,7 @@ def _show_topology(service_name: str, heading: str) -> None:
 
     from hotspare.inventory import copies as copy_rows
     from hotspare.inventory import session
-    from hotspare.inventory.models import utcnow
+    from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
 
     with session() as db:
         service = db.get(ServiceRow, service_name)
