@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -186,7 +187,7 @@ def test_nothing_but_the_declared_paths_can_be_read_and_nothing_written(producti
 def test_the_view_goes_with_the_connection(production):
     result = client(production, f"::{production['data']}")
     assert result.returncode == 0, result.stderr
-    assert str(production["view"]) not in open("/proc/self/mountinfo").read()
+    assert str(production["view"]) not in Path("/proc/self/mountinfo").read_text()
     assert list(production["view"].iterdir()) == []
 
 
