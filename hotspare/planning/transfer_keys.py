@@ -80,19 +80,21 @@ service=$1; shift
 view={VIEW_MOUNT}
 fail() {{ echo "hotspare transfer view ($service): $1" >&2; exit 1; }}
 mount -t tmpfs -o mode=0755,size=4m,nosuid,nodev,noexec hotspare-transfer "$view" || fail "cannot mount the view"
+shown= files= links= folders= room=
 for root do
   case $root in /*) ;; *) fail "not an absolute path: $root";; esac
   for other do [ "$other" != "$root" ] && case $root in "${{other%/}}"/*) continue 2;; esac; done
-  if [ -L "$root" ]; then
-    mkdir -p "$view${{root%/*}}" && cp -a "$root" "$view$root" || fail "cannot show the link $root"
-    continue
-  elif [ -d "$root" ]; then mkdir -p "$view$root" || fail "cannot make room for $root"
-  elif [ -e "$root" ]; then {{ mkdir -p "$view${{root%/*}}" && : > "$view$root"; }} || fail "cannot make room for $root"
-  else continue
+  folder=${{root%/*}}
+  while [ -n "$folder" ]; do case " $folders " in *" $folder "*) ;; *) folders="$folders $folder";; esac; folder=${{folder%/*}}; done
+  if [ -L "$root" ]; then links="$links $root" room="$room $view${{root%/*}}"
+  elif [ -d "$root" ]; then shown="$shown $root" room="$room $view$root"
+  elif [ -e "$root" ]; then shown="$shown $root" files="$files $root" room="$room $view${{root%/*}}"
   fi
-  mount --rbind "$root" "$view$root" && mount -o remount,bind,ro "$view$root" || fail "cannot show $root"
 done
-folders=$(for root do folder=${{root%/*}}; while [ -n "$folder" ]; do echo "$folder"; folder=${{folder%/*}}; done; done | sort -u)
+if [ -n "$room" ]; then mkdir -p $room || fail "cannot make room for the paths"; fi
+for root in $files; do : > "$view$root" || fail "cannot make room for $root"; done
+for root in $links; do cp -a "$root" "$view$root" || fail "cannot show the link $root"; done
+for root in $shown; do mount --rbind -o ro "$root" "$view$root" || fail "cannot show $root"; done
 if [ -n "$folders" ]; then
   rsync -dR --perms --owner --group --times --numeric-ids $folders "$view/" 2>/dev/null
 fi
