@@ -15,7 +15,8 @@ transfer onto the mirror (where the ``from=`` option lets it in) and send, with 
 Canary files that are not the service's (root-only, in production's /etc and /srv, and in
 /root) must never appear in anything the client receives, stdout and stderr included; a read of
 the service's own data with the same key in the same batch, before and after, proves the key
-was live throughout. The whole batch runs on the mirror in one connection, four at a time.
+was live throughout. The whole batch runs on the mirror, four at a time, each job a session of
+its own on one SSH connection made with the key.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ with open(key, "w", opener=lambda path, flags: os.open(path, flags, 0o600)) as h
     handle.write(request["key"])
 with open(known, "w") as handle:
     handle.write(request["known_hosts"] + "\n")
-ssh = ["ssh", "-i", key, "-p", str(request["port"]), *request["ssh_options"].split(), "-o", "UserKnownHostsFile=" + known]
+ssh = ["ssh", "-i", key, "-p", str(request["port"]), *request["ssh_options"].split(), "-o", "UserKnownHostsFile=" + known,
+       "-o", "ControlPath=" + os.path.join(folder, "control")]
 
 def received(target):
     found = []
@@ -89,9 +91,19 @@ def run(numbered):
     return answer
 
 try:
+    # one connection, authenticated with the key, carries every job as a session of its own (each
+    # runs the forced command anew): the corpus costs no SSH handshake per command line. The
+    # master goes to the background: it must hold none of this program's pipes.
+    with open(os.path.join(folder, "master.log"), "wb") as log:
+        master = subprocess.run([*ssh, "-o", "ControlMaster=yes", "-o", "ControlPersist=300", "-N", "-f", request["login"]],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, timeout=30)
+    if master.returncode != 0:
+        sys.exit("the key's connection failed: " + open(os.path.join(folder, "master.log")).read())
     with ThreadPoolExecutor(4) as pool:
         json.dump(list(pool.map(run, enumerate(request["jobs"]))), sys.stdout)
 finally:
+    subprocess.run([*ssh, "-O", "exit", request["login"]], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=30)
     subprocess.run(["rm", "-rf", folder])
 '''
 
