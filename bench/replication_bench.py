@@ -15,7 +15,8 @@ HOTSPARE_HOME, loads the lab's fleet, then fills app1's data on prod-east with r
     nothing changed  no change since the last copy (repeated --reps times)
 
 hotspare's mirror PULLS from production through a key made for each transfer (restricted to the
-mirror's address, expiring, forced through the transfer guard and `rrsync -ro`; see
+mirror's address, expiring, forced into rsync's daemon chrooted into a view of the service's
+declared paths; see
 docs/architecture.md "Data flow of a replication"). Each repetition runs, in alternating order
 (odd repetitions as listed, even ones reversed; each always starts from the equivalent state):
 
@@ -242,9 +243,9 @@ class Bench:
                                            BARE_TARGETS["pull"] + "/"])
 
     def scoped_copy(self) -> dict:
-        """The same pull through a transfer key (guard + rrsync -ro on production)."""
+        """The same pull through a transfer key (view + rsync's daemon on production)."""
         return self.scoped("bench-copy", lambda peer: ["rsync", "-a", "--relative", "-e", peer.ssh_command(),
-                                                       *peer.remotes(self.paths), BARE_TARGETS["scoped"] + "/"])
+                                                       *peer.sources(self.paths), BARE_TARGETS["scoped"] + "/"])
 
     def product_argv_copy(self, link_copy: str | None) -> dict:
         """hotspare's exact rsync argv through a transfer key into a fresh folder, linked against
@@ -316,7 +317,7 @@ class Bench:
 
         return _with_differences(self.scoped("bench-verify", lambda peer: [
             "rsync", "-anc", "--delete", "--itemize-changes", "--relative", "-e", peer.ssh_command(),
-            *peer.remotes(self.paths), plan.copy_tree(SERVICE, copy_id) + "/"], ok=(0, 24)))
+            *peer.sources(self.paths), plan.copy_tree(SERVICE, copy_id) + "/"], ok=(0, 24)))
 
     def product_verify(self, copy_id: str) -> dict:
         """hotspare's own verify argv (-aHAX --numeric-ids -c --dry-run ...) through a transfer key."""
@@ -465,7 +466,7 @@ class Bench:
                 "cpus": os.cpu_count(), "load_average_start": os.getloadavg(),
                 "rsync": subprocess.run(["rsync", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
                 "paths": self.paths, "push_ssh_command": self.push_peer.ssh_command(), "pull_ssh_command": self.pull_peer.ssh_command(),
-                "transfer_guard": transfer_keys.GUARD_PATH, "bare_targets": BARE_TARGETS,
+                "transfer_view": transfer_keys.VIEW_PATH, "bare_targets": BARE_TARGETS,
                 "copy_order": COPY_ORDER, "verify_order": VERIFY_ORDER,
                 "targets": {"copy_step_over_push": COPY_TARGET, "verify_step_over_push": VERIFY_TARGET},
             },
@@ -493,7 +494,7 @@ class Bench:
         for _ in range(times):
             bare.append(self.timed_on(self.mirror, ["rsync", "-a", "-e", peer.ssh_command(), peer.remote("/etc/passwd"), target])["seconds"])
             result = self.scoped("bench-one", lambda scoped_peer: ["rsync", "-a", "-e", scoped_peer.ssh_command(),
-                                                                   scoped_peer.remote("/etc/passwd"), target])
+                                                                   *scoped_peer.sources(["/etc/passwd"]), target])
             scoped.append(result["seconds"])
             installs.append(result["key_install"])
             removals.append(result["key_remove"])

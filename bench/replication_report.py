@@ -46,7 +46,7 @@ def summarize(repetitions: list[dict]) -> dict:
         "verify_scoped_seconds": of(lambda r: r["verify"]["scoped"]["seconds"]),
         "verify_scoped_key_seconds": of(lambda r: r["verify"]["scoped"]["key_seconds"]),
         "verify_product_argv_seconds": of(lambda r: r["verify"]["product_argv"]["seconds"]),
-        # paired: what the restriction (guard + rrsync -ro) adds to the same pull
+        # paired: what the restriction (view + rsync's daemon) adds to the same pull
         "scoped_minus_pull_seconds": of(lambda r: r["copy"]["scoped"]["seconds"] - r["copy"]["pull"]["seconds"]),
         "verify_scoped_minus_pull_seconds": of(lambda r: r["verify"]["scoped"]["seconds"] - r["verify"]["pull"]["seconds"]),
         "copy_step_minus_push_seconds": of(lambda r: r["hotspare"]["copy_step"] - r["copy"]["push"]["seconds"]),
@@ -91,7 +91,7 @@ def print_report(results: dict) -> None:
           f"prod-east and mirror-west; medians (full copy: {len(scenarios['full copy']['repetitions'])} runs, "
           f"others: {len(scenarios['1 % changed']['repetitions'])} runs), seconds")
     print("  push = the old design (prod-east runs rsync, unrestricted key); pull = mirror-west runs rsync, unrestricted key;\n"
-          "  scoped = the same pull through a real transfer key (guard + rrsync -ro); key = installing + removing it")
+          "  scoped = the same pull through a real transfer key (view + rsync's daemon); key = installing + removing it")
     header = ("scenario", "bare push", "bare pull", "scoped pull", "key", "product argv", "copy step", "whole flow",
               "pull/push", "scoped/pull", "copy/push", "target", "")
     rows = []
@@ -145,7 +145,7 @@ def print_report(results: dict) -> None:
           f"(~/.bashrc sourced), {latency['shell_without_bashrc_ms']} ms without")
     one = latency["one_file_pull_ms"]
     print(f"One small file pulled by mirror-west (per connection: handshake, rsync start): bare {one['bare']} ms, "
-          f"scoped {one['scoped']} ms (guard + rrsync -ro: {one['scoped'] - one['bare']:+.1f} ms); "
+          f"scoped {one['scoped']} ms (view + rsync's daemon: {one['scoped'] - one['bare']:+.1f} ms); "
           f"installing a transfer key {one['key_install']} ms, removing it {one['key_remove']} ms (from the orchestrator)")
     print("\nWhere the time goes (last run of each scenario): per step, SSH connects / remote commands / rest in-process")
     for name, s in scenarios.items():

@@ -1,8 +1,9 @@
 """Host-to-host access for one transfer: the mirror pulls from production with a scoped key.
 
 ``transfer_access`` makes a key pair for the transfer, installs its public half on production
-(restricted: the mirror's address only, read-only rsync of the service's declared paths, expires
-in minutes; see ``hotspare.planning.transfer_keys``), yields how the mirror reaches production
+(restricted: the mirror's address only, forced into rsync's own read-only daemon chrooted into
+a view of the service's declared paths, expires in minutes; see
+``hotspare.planning.transfer_keys``), yields how the mirror reaches production
 plus the stdin that carries the private half to the mirror, and removes the line afterwards.
 If the process dies in between, the line expires by itself and the next transfer of the
 service removes it.

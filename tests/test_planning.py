@@ -20,6 +20,7 @@ import pytest
 from hotspare.inventory.models import CopyRow, RunRow, ServiceRow
 from hotspare.planning import replication as plan
 from hotspare.planning import verification as content
+from hotspare.planning import transfer_keys
 from hotspare.planning.verification import Difference
 from hotspare.planning.failover import CopyChoice, ServiceFacts, activation_argv, plan_failover
 from hotspare.planning.replication import (
@@ -185,7 +186,7 @@ def test_rsync_copy_argv_with_link_dest():
     assert plan.rsync_copy_argv(PEER, PATHS, NEW_TREE, PREVIOUS_TREE) == [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--partial", "--mkpath", "--stats",
         "--itemize-changes", "--timeout=60", "-e", SSH_E, f"--link-dest={PREVIOUS_TREE}",
-        "hotspare@10.211.70.12:/srv/shop/data", "hotspare@10.211.70.12:/etc/passwd", f"{NEW_TREE}/",
+        "hotspare@10.211.70.12::hotspare/srv/shop/data", "hotspare@10.211.70.12::hotspare/etc/passwd", f"{NEW_TREE}/",
     ]
 
 
@@ -193,7 +194,7 @@ def test_rsync_copy_argv_without_link_dest():
     argv = plan.rsync_copy_argv(PEER, PATHS, NEW_TREE, None)
     assert not any(arg.startswith("--link-dest") for arg in argv)
     assert "--copy-dest=/" in argv  # reuse the mirror's own identical live files, by copy
-    assert argv[-3:] == ["hotspare@10.211.70.12:/srv/shop/data", "hotspare@10.211.70.12:/etc/passwd", f"{NEW_TREE}/"]
+    assert argv[-3:] == ["hotspare@10.211.70.12::hotspare/srv/shop/data", "hotspare@10.211.70.12::hotspare/etc/passwd", f"{NEW_TREE}/"]
 
 
 def test_delete_only_targets_the_new_copy():
@@ -201,7 +202,7 @@ def test_delete_only_targets_the_new_copy():
     remote path is a production source; the previous copy appears only as a hard-link source."""
     argv = plan.rsync_copy_argv(PEER, PATHS, NEW_TREE, PREVIOUS_TREE)
     remote = [arg for arg in argv if arg.startswith("hotspare@")]
-    assert remote == [f"hotspare@10.211.70.12:{path}" for path in PATHS]
+    assert remote == [f"hotspare@10.211.70.12::hotspare{path}" for path in PATHS]
     assert argv[-1] == f"{NEW_TREE}/"
     assert [arg for arg in argv if PREVIOUS_TREE in arg] == [f"--link-dest={PREVIOUS_TREE}"]
 
@@ -210,7 +211,7 @@ def test_rsync_verify_argv_is_a_checksum_dry_run():
     assert plan.rsync_verify_argv(PEER, PATHS, NEW_TREE) == [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--dry-run", "--checksum",
         "--itemize-changes", "--timeout=60", "-e", SSH_E,
-        "hotspare@10.211.70.12:/srv/shop/data", "hotspare@10.211.70.12:/etc/passwd", f"{NEW_TREE}/",
+        "hotspare@10.211.70.12::hotspare/srv/shop/data", "hotspare@10.211.70.12::hotspare/etc/passwd", f"{NEW_TREE}/",
     ]
 
 
@@ -218,7 +219,7 @@ def test_rsync_repair_argv_resends_with_checksums_and_deletes_nothing():
     argv = plan.rsync_repair_argv(PEER, ["/srv/shop/data/a.db"], NEW_TREE)
     assert argv == [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--checksum", "--timeout=60", "-e", SSH_E,
-        "hotspare@10.211.70.12:/srv/shop/data/a.db", f"{NEW_TREE}/",
+        "hotspare@10.211.70.12::hotspare/srv/shop/data/a.db", f"{NEW_TREE}/",
     ]
     assert "--delete" not in argv and "--dry-run" not in argv
 
@@ -402,7 +403,8 @@ def test_parse_itemized_reads_what_rsync_prints(tmp_path: Path):
     verify = plan.rsync_verify_argv(PEER, [f"{source}/./srv"], "unused")
     # the same flags, locally: no -e, the local copy as destination; ACLs and xattrs are beside
     # the point here and need filesystem support
-    sources = [remote.split(":", 1)[1] for remote in verify[verify.index("-e") + 2 : -1]]
+    module = f"::{transfer_keys.MODULE}"
+    sources = [remote.split(module, 1)[1] for remote in verify[verify.index("-e") + 2 : -1]]
     local = verify[: verify.index("-e")] + sources + [f"{copy}/"]
     local[local.index("-aHAX")] = "-aH"
     output = subprocess.run(local, capture_output=True, text=True, check=True).stdout

@@ -22,7 +22,8 @@ from hotspare.planning.rsync_outcomes import classify_rsync, failed_files, match
     (12, "rsync: [receiver] write error: No space left on device (28)", "permanent"),
     (255, "Host key verification failed.", "permanent"),
     (255, "root@10.211.71.11: Permission denied (publickey).", "permanent"),
-    (1, "hotspare transfer guard (app1): refused: not a path of this service: /etc/shadow", "permanent"),
+    (4, "rsync: The server is configured to refuse --files-from", "permanent"),
+    (12, "hotspare transfer view (app1): cannot mount the view", "permanent"),
     (255, "ssh: connect to host 10.211.71.11 port 22: Connection timed out", "transient"),
     (12, "rsync: connection unexpectedly closed (0 bytes received so far) [sender]", "transient"),
     (30, "[sender] io timeout after 60 seconds -- exiting", "transient"),
@@ -47,6 +48,17 @@ def test_a_partial_transfer_names_the_files():
     assert outcome.kind == "partial"
     assert outcome.failed_paths == ["/srv/app1/data/secret.db", "/srv/app1/data/disk.img", "/srv/app1/data/live.log", "/srv/app1/gone"]
     assert "Permission denied" in outcome.reason and "/srv/app1/data/secret.db" in outcome.reason
+
+
+def test_files_read_through_the_transfer_module_are_named_by_their_absolute_paths():
+    """rsync's daemon adds the module's name after the path; the path is the absolute one."""
+    stderr = "\n".join([
+        'rsync: [sender] link_stat "/srv/app1/gone" (in hotspare) failed: No such file or directory (2)',
+        'rsync: [sender] send_files failed to open "/srv/app1/data/secret.db" (in hotspare): Permission denied (13)',
+    ])
+    outcome = classify_rsync(23, stderr)
+    assert outcome.failed_files == (("/srv/app1/gone", "No such file or directory (2)"),
+                                    ("/srv/app1/data/secret.db", "Permission denied (13)"))
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
 """Scoped transfer keys, without the lab: the authorized_keys line, the install/remove command
-run for real on a scratch file, and the transfer guard run for real with the commands a key
-holder could send."""
+run for real on a scratch file, and the key's forced command (the view and rsync's daemon) run
+for real behind a real rsync client, with what a key holder could ask for."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -28,29 +29,30 @@ def test_line_is_restricted_sourced_expiring_and_forced():
     assert options.startswith("restrict,")
     assert 'from="10.211.71.12"' in options
     assert 'expiry-time="20261130121500Z"' in options  # 15 minutes: enough to log in, no more
-    assert f'command="{keys.GUARD_PATH} app1 /srv/app1/data /etc/passwd"' in key.line
+    assert f'command="{keys.VIEW_PATH} app1 /srv/app1/data /etc/passwd"' in key.line
     assert key_type == "ssh-ed25519"
     assert comment == f"hotspare-transfer:app1:replicate-app1-1:{key.expires_epoch}"
     assert key.expires_epoch == int(NOW.timestamp()) + 15 * 60
 
 
-@pytest.mark.parametrize("bad", ['/srv/a"b', "/srv/a b", "/srv/a\\b", "/srv/a'b"])
+@pytest.mark.parametrize("bad", ['/srv/a"b', "/srv/a b", "/srv/a\\b", "/srv/a'b", "srv/a", "/srv/../etc", "/srv/a/",
+                                 "//srv", "/srv//a", "/srv/./a"])
 def test_words_that_could_escape_the_forced_command_are_refused(bad):
     _, public = generate_ed25519("transfer")
-    with pytest.raises(ValueError, match="cannot put"):
+    with pytest.raises(ValueError, match="cannot (put|serve)"):
         keys.transfer_key_line(public, service="app1", tag="t", source_address="10.0.0.1", paths=[bad], now=NOW)
 
 
-def run_keys_script(argv: list[str], file, guard) -> subprocess.CompletedProcess:
-    """The install/remove command with the scratch file and guard path in place of the real ones."""
-    argv = list(argv)
-    argv[argv.index(keys.TRANSFER_KEYS_FILE)] = str(file)
-    argv[argv.index(keys.GUARD_PATH)] = str(guard)
+def run_keys_script(argv: list[str], tmp_path, keys_file=None) -> subprocess.CompletedProcess:
+    """The install/remove command with scratch paths in place of production's real ones."""
+    scratch = {keys.TRANSFER_KEYS_FILE: keys_file or tmp_path / "ssh" / "hotspare_transfer_keys", keys.VIEW_PATH: tmp_path / "lib" / "view",
+               keys.CONFIG_PATH: tmp_path / "lib" / "rsyncd.conf", keys.VIEW_MOUNT: tmp_path / "view"}
+    argv = [str(scratch[word]) if word in scratch else word for word in argv]
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
 
 def test_install_keeps_other_lines_and_replaces_a_dead_runs_line(tmp_path):
-    file, guard = tmp_path / "ssh" / "hotspare_transfer_keys", tmp_path / "lib" / "guard"
+    file = tmp_path / "ssh" / "hotspare_transfer_keys"
     file.parent.mkdir()
     file.write_text("ssh-ed25519 AAAAoperator operator@desk\n")
     now = int(NOW.timestamp())
@@ -58,118 +60,155 @@ def test_install_keeps_other_lines_and_replaces_a_dead_runs_line(tmp_path):
     other = make_key(service="app2", tag="other-service")
     expired = make_key(service="app3", tag="expired", now=datetime(2026, 11, 30, 10, 0, tzinfo=timezone.utc))
     for key in (dead, other, expired):
-        assert run_keys_script(keys.install_key_argv(key, now - 60), file, guard).returncode == 0
+        assert run_keys_script(keys.install_key_argv(key, now - 60), tmp_path).returncode == 0
     fresh = make_key(tag="fresh")
-    assert run_keys_script(keys.install_key_argv(fresh, now), file, guard).returncode == 0
+    assert run_keys_script(keys.install_key_argv(fresh, now), tmp_path).returncode == 0
 
     lines = file.read_text().splitlines()
     assert lines[0] == "ssh-ed25519 AAAAoperator operator@desk"
     assert {line["tag"] for line in keys.key_lines(file.read_text())} == {"other-service", "fresh"}
     assert oct(file.stat().st_mode & 0o777) == "0o600"
-    assert guard.read_text() == keys.GUARD_SCRIPT and os.access(guard, os.X_OK)
+    view = tmp_path / "lib" / "view"
+    assert view.read_text() == keys.VIEW_SCRIPT and os.access(view, os.X_OK)
+    assert (tmp_path / "lib" / "rsyncd.conf").read_text() == keys.RSYNCD_CONFIG
+    assert (tmp_path / "view").is_dir()
 
-    assert run_keys_script(keys.remove_key_argv("app1", "fresh", now), file, guard).returncode == 0
+    assert run_keys_script(keys.remove_key_argv("app1", "fresh", now), tmp_path).returncode == 0
     assert [line["tag"] for line in keys.key_lines(file.read_text())] == ["other-service"]
     assert file.read_text().splitlines()[0] == "ssh-ed25519 AAAAoperator operator@desk"
 
 
-def guard(tmp_path, original_command: str) -> subprocess.CompletedProcess:
-    script = tmp_path / "guard"
-    script.write_text(keys.GUARD_SCRIPT)
-    environment = {"PATH": os.environ["PATH"], "SSH_ORIGINAL_COMMAND": original_command}
-    return subprocess.run(["python3", str(script), "app1", *PATHS], env=environment, capture_output=True,
-                          text=True, timeout=30, stdin=subprocess.DEVNULL, check=False)
+# ---------------------------------------------------------------------------------------
+# The forced command for real: the view script and rsync's daemon behind a real rsync client.
+# The client's -e program stands in for sshd: whatever the client asks to run, the key's
+# forced command runs instead (sshd puts the request in SSH_ORIGINAL_COMMAND, which nothing reads).
+
+CANARY = "canary-7f3a9c-not-the-services"
 
 
-@pytest.mark.parametrize("command, reason", [
-    ("sh -c id", "only a read"),
-    ("rsync --server -logDtpre.iLsfxCIvu . /srv/app1/data", "only a read"),  # a write into production
-    ("rsync --server --sender -logDtpre.iLsfxCIvu . /etc/shadow", "not a path of this service"),
-    ("rsync --server --sender -logDtpre.iLsfxCIvu . /srv/app1/data/../../../etc/shadow", "not a path of this service"),
-    ("rsync --server --sender -logDtpre.iLsfxCIvu . /srv/app1/database", "not a path of this service"),
-    ("rsync --server --sender -logDtpre.iLsfxCIvu . srv/app1/data", "not a path of this service"),
-    ("rsync --server --sender -LogDtpre.iLsfxCIvu . /srv/app1/data", "link following"),
-    ("rsync --server --sender -logDtpre.iLsfxCIvu --copy-unsafe-links . /srv/app1/data", "link following"),
-    ("rsync --server --sender -logDtpre.iLsfxCIvu .", "no path"),
-    ("rsync --server --sender 'unbalanced", "unparsable"),
+@pytest.fixture
+def production(tmp_path):
+    """A scratch production: the service's data (with links that point out of it), a declared
+    file, and canary files beside them that are not the service's."""
+    if os.geteuid() != 0:
+        pytest.skip("the view mounts in a mount namespace of its own: needs root")
+    root = tmp_path / "production"
+    data = root / "srv" / "app1" / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a").write_text("the service's own data\n")
+    (data / "sub" / "b").write_text("deeper data\n")
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").write_text("app1:x:1001:1001::/srv/app1:/bin/sh\n")
+    for secret in (root / "etc" / "secret", root / "srv" / "outside"):
+        secret.write_text(CANARY + "\n")
+        secret.chmod(0o600)
+    (data / "to-root").symlink_to("/")
+    (data / "up").symlink_to("../..")
+    (data / "to-secret").symlink_to(root / "etc" / "secret")
+    os.chown(root / "srv" / "app1", 33, 33)
+    (root / "srv" / "app1").chmod(0o750)
+    declared = [str(data), str(root / "etc" / "passwd"), str(data / "sub"), str(root / "srv" / "gone")]
+    view, config, shell = tmp_path / "view", tmp_path / "rsyncd.conf", tmp_path / "sshd-forced-command"
+    view.mkdir()
+    script = tmp_path / "transfer-view"
+    script.write_text(keys.VIEW_SCRIPT.replace(keys.VIEW_MOUNT, str(view)).replace(keys.CONFIG_PATH, str(config)))
+    config.write_text(keys.RSYNCD_CONFIG.replace(keys.VIEW_MOUNT, str(view)))
+    shell.write_text(f"#!/bin/sh\nexec {script} app1 {' '.join(declared)}\n")
+    for program in (script, shell):
+        program.chmod(0o755)
+    return {"root": root, "data": data, "shell": shell, "view": view, "mirror": tmp_path / "mirror"}
+
+
+def client(production, *words: str) -> subprocess.CompletedProcess:
+    """rsync on the mirror with a key holder's choice of options and sources (``::PATH`` reads
+    PATH from the transfer module)."""
+    argv = ["rsync", "-aHAX", "--numeric-ids", "--relative", "-e", str(production["shell"])]
+    argv += [f"root@production::{keys.MODULE}{word[2:]}" if word.startswith("::") else word for word in words]
+    return subprocess.run([*argv, str(production["mirror"]) + "/"], capture_output=True, text=True, timeout=60, check=False)
+
+
+def received(production) -> str:
+    """Everything the mirror got: every file's and link's name and content."""
+    found = []
+    for path in sorted(production["mirror"].rglob("*")) if production["mirror"].exists() else []:
+        found.append(str(path))
+        if path.is_symlink():
+            found.append(os.readlink(path))
+        elif path.is_file():
+            found.append(path.read_text(errors="replace"))
+    return "\n".join(found)
+
+
+def test_a_pull_lays_the_declared_paths_out_at_their_absolute_paths(production):
+    data, root = production["data"], production["root"]
+    result = client(production, f"::{data}", f"::{root}/etc/passwd")
+    assert result.returncode == 0, result.stderr
+    copy = production["mirror"] / str(root).lstrip("/")
+    assert (copy / "srv/app1/data/a").read_text() == "the service's own data\n"
+    assert (copy / "srv/app1/data/sub/b").read_text() == "deeper data\n"
+    assert (copy / "etc/passwd").read_text().startswith("app1:")
+    assert os.readlink(copy / "srv/app1/data/to-root") == "/"  # a link travels as a link
+    parent = (copy / "srv/app1").stat()  # the folders on the way carry production's owner and mode
+    assert (parent.st_uid, parent.st_mode & 0o777) == (33, 0o750)
+    assert CANARY not in received(production) + result.stdout + result.stderr
+
+
+def test_a_missing_declared_path_is_named_as_rsync_names_any_unreadable_file(production):
+    from hotspare.planning.rsync_outcomes import classify_rsync
+
+    gone = f"{production['root']}/srv/gone"
+    result = client(production, f"::{production['data']}", f"::{gone}")
+    outcome = classify_rsync(result.returncode, result.stderr)
+    assert outcome.kind == "partial" and outcome.failed_paths == [gone], result.stderr
+
+
+@pytest.mark.parametrize("words", [
+    ["::{root}/etc/secret"], ["::{root}/srv/outside"], ["::{root}/etc/"], ["::/"],
+    ["::{data}/to-root{root}/etc/secret"], ["::{data}/up/outside"], ["::{data}/../../../etc/secret"],
+    ["::{data}/to-secret", "-L"], ["::{data}/", "--copy-unsafe-links"], ["::{data}/", "--copy-dirlinks"],
+    ["::{data}/", "--files-from=:{root}/etc/secret"], ["::{data}/", "--filter=dir-merge {root}/etc/secret"],
+    ["::{data}/", "--filter=: /../../etc/secret"], ["::{data}/", "-M--files-from={root}/etc/secret"],
+    ["::{data}/", "-M--include-from={root}/etc/secret"], ["::{data}/", "-M--exclude-from={root}/etc/secret"],
+    ["::{data}/", "--iconv=utf8,latin1"], ["::{data}/", "-M--log-file={root}/etc/written"],
+    ["::{data}/", "-M--log-file-format=%f"], ["::{data}/", "-M--write-batch={root}/etc/written"],
+    ["::{data}/", "-M--temp-dir={root}/etc"], ["::{data}/", "-M--partial-dir={root}/etc"],
+    ["::{data}/", "-M--backup-dir={root}/etc"], ["::{data}/", "-M--compare-dest={root}/etc"],
+    ["::{data}/", "--remove-source-files"], ["::{data}/", "-M--delete"],
 ])
-def test_guard_refuses_everything_but_a_read_of_the_services_paths(tmp_path, command, reason):
-    result = guard(tmp_path, command)
-    assert result.returncode == 1
-    assert "refused" in result.stderr and reason in result.stderr
+def test_nothing_but_the_declared_paths_can_be_read_and_nothing_written(production, words):
+    root, data = production["root"], production["data"]
+    before = sorted(str(path) for path in root.rglob("*"))
+    result = client(production, *[word.format(root=root, data=data) for word in words])
+    assert CANARY not in received(production) + result.stdout + result.stderr, result.stderr
+    assert sorted(str(path) for path in root.rglob("*")) == before  # nothing written, nothing removed
+    assert (data / "a").exists()
 
 
-def test_guard_hands_a_read_of_a_declared_path_to_rrsync(tmp_path):
-    """The capability string after ``e.`` (which contains an L) is not a link-following flag."""
-    result = guard(tmp_path, "rsync --server --sender -logDtpre.iLsfxCIvu --numeric-ids . /srv/app1/data/file /etc/passwd")
-    # rrsync started rsync's sender, which ends for want of a client on stdin
-    assert "refused" not in result.stderr and "[sender=" in result.stderr, result.stderr
-    assert result.returncode == 12
+def test_the_view_goes_with_the_connection(production):
+    result = client(production, f"::{production['data']}")
+    assert result.returncode == 0, result.stderr
+    assert str(production["view"]) not in Path("/proc/self/mountinfo").read_text()
+    assert list(production["view"].iterdir()) == []
 
 
-def test_guard_refuses_a_path_that_leaves_the_service_through_a_link(tmp_path):
-    """A link to / inside the data (or matched by a wildcard) must not open the rest of the server."""
-    data, outside = tmp_path / "data", tmp_path / "outside"
-    data.mkdir()
-    outside.mkdir()
-    (outside / "secret").write_text("not the service's")
-    (data / "escape").symlink_to(outside)
-    script = tmp_path / "guard"
-    script.write_text(keys.GUARD_SCRIPT)
-    for requested in (f"{data}/escape/secret", f"{data}/*/secret"):
-        environment = {"PATH": os.environ["PATH"],
-                       "SSH_ORIGINAL_COMMAND": f"rsync --server --sender -logDtpre.iLsfxCIvu . {requested}"}
-        result = subprocess.run(["python3", str(script), "app1", str(data)], env=environment, capture_output=True,
-                                text=True, timeout=30, stdin=subprocess.DEVNULL, check=False)
-        assert result.returncode == 1 and "not a path of this service" in result.stderr, (requested, result.stderr)
-
-
-def test_guard_lets_a_link_itself_be_read_since_rsync_sends_it_as_a_link(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "to-shadow").symlink_to("/etc/shadow")
-    script = tmp_path / "guard"
-    script.write_text(keys.GUARD_SCRIPT)
-    environment = {"PATH": os.environ["PATH"],
-                   "SSH_ORIGINAL_COMMAND": f"rsync --server --sender -logDtpre.iLsfxCIvu . {data}/to-shadow"}
-    result = subprocess.run(["python3", str(script), "app1", str(data)], env=environment, capture_output=True,
-                            text=True, timeout=30, stdin=subprocess.DEVNULL, check=False)
-    assert "refused" not in result.stderr and "[sender=" in result.stderr, result.stderr
-
-
-def test_guard_runs_by_its_own_interpreter_line_isolated_from_the_environment(tmp_path):
-    """Installed, the guard is executed through its ``#!`` line (``-I -S``): it still hands the
-    read to rrsync in the same interpreter, and a PYTHONPATH in the environment reaches neither."""
-    script = tmp_path / "guard"
-    script.write_text(keys.GUARD_SCRIPT)
-    script.chmod(0o755)
-    planted = tmp_path / "planted"
-    planted.mkdir()
-    (planted / "shlex.py").write_text("raise SystemExit('planted module imported')\n")
-    environment = {"PATH": os.environ["PATH"], "PYTHONPATH": str(planted),
-                   "SSH_ORIGINAL_COMMAND": "rsync --server --sender -logDtpre.iLsfxCIvu . /etc/passwd"}
-    result = subprocess.run([str(script), "app1", *PATHS], env=environment, capture_output=True, text=True,
-                            timeout=30, stdin=subprocess.DEVNULL, check=False)
-    assert "planted" not in result.stderr and "[sender=" in result.stderr, result.stderr
-    assert result.returncode == 12
-
-
-def test_hosts_sharing_one_guard_install_keys_at_the_same_time(tmp_path):
+def test_hosts_sharing_one_install_folder_install_keys_at_the_same_time(tmp_path):
     """Two hosts with their own keys file (their own lock) but one /usr/local, as the lab's hosts:
-    each writes the guard through a temporary name of its own, so neither moves the other's."""
+    each writes the view script and the daemon's configuration through temporary names of its
+    own, so neither moves the other's."""
     from concurrent.futures import ThreadPoolExecutor
 
-    guard = tmp_path / "lib" / "guard"
     now = int(NOW.timestamp())
 
     def installs(host: str) -> list[int]:
         file = tmp_path / host / "hotspare_transfer_keys"
         file.parent.mkdir()
-        return [run_keys_script(keys.install_key_argv(make_key(tag=f"{host}-{number}"), now), file, guard).returncode
+        return [run_keys_script(keys.install_key_argv(make_key(tag=f"{host}-{number}"), now), tmp_path, file).returncode
                 for number in range(15)]
 
     with ThreadPoolExecutor(2) as pool:
         statuses = [status for host in pool.map(installs, ["prod-east", "prod-west"]) for status in host]
     assert statuses == [0] * 30
-    assert guard.read_text() == keys.GUARD_SCRIPT and os.access(guard, os.X_OK)
-    assert not list(guard.parent.glob("guard.new*"))
+    view = tmp_path / "lib" / "view"
+    assert view.read_text() == keys.VIEW_SCRIPT and os.access(view, os.X_OK)
+    assert (tmp_path / "lib" / "rsyncd.conf").read_text() == keys.RSYNCD_CONFIG
+    assert not list(view.parent.glob("*.new*"))

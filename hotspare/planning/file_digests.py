@@ -3,7 +3,7 @@
 A replication's verification compares what changed plus a rolling slice
 (``planning/verification_scope.py``): usually a handful of files. Comparing them with
 ``rsync -anc`` pulled through a transfer key costs a key installed and removed on production and
-a new SSH connection from the mirror with the transfer guard and ``rrsync`` started behind it
+a new SSH connection from the mirror with the transfer view and rsync's daemon started behind it
 (0.5–0.9 s measured on the lab) — more than reading the files. Here instead the orchestrator
 sends the same small program to both hosts at once over the connections it already holds; each
 reads the named files and answers with a SHA-256, mode, owner and mtime per file. Nothing but

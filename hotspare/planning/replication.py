@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from hotspare.planning.rsync_outcomes import rsync_exclude_args
 
 from hotspare.planning.accounts import ACCOUNT_FILES
+from hotspare.planning.transfer_keys import MODULE as TRANSFER_MODULE
 
 COPIES_ROOT = "/srv/hotspare"
 SSH_OPTIONS = (
@@ -154,6 +155,12 @@ class PeerAccess:
     def remotes(self, paths: list[str]) -> list[str]:
         return [self.remote(path) for path in paths]
 
+    def sources(self, paths: list[str]) -> list[str]:
+        """``paths`` (absolute) as read through a transfer key: rsync's daemon protocol over the
+        key's SSH channel, from the module that holds the service's declared paths at their own
+        absolute paths (``planning/transfer_keys.py``), so ``--relative`` lays them out as before."""
+        return [f"{self.user}@{self.address}::{TRANSFER_MODULE}{path}" for path in paths]
+
 
 def peer_access(run_tag: str, user: str, address: str, port: int) -> PeerAccess:
     directory = f"/run/hotspare/{run_tag}"
@@ -198,7 +205,7 @@ def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link
         "--stats", "--itemize-changes", "--timeout=60", "-e", access.ssh_command(),
     ]
     argv.append(f"--link-dest={link_dest}" if link_dest else f"--copy-dest={copy_dest or '/'}")
-    return [*argv, *rsync_exclude_args(excludes), *access.remotes(paths), target_tree + "/"]
+    return [*argv, *rsync_exclude_args(excludes), *access.sources(paths), target_tree + "/"]
 
 
 def rsync_verify_argv(access: PeerAccess, paths: list[str], target_tree: str, excludes: list[str] = ()) -> list[str]:
@@ -207,7 +214,7 @@ def rsync_verify_argv(access: PeerAccess, paths: list[str], target_tree: str, ex
     return [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--dry-run", "--checksum",
         "--itemize-changes", "--timeout=60", "-e", access.ssh_command(),
-        *rsync_exclude_args(excludes), *access.remotes(paths), target_tree + "/",
+        *rsync_exclude_args(excludes), *access.sources(paths), target_tree + "/",
     ]
 
 
@@ -216,7 +223,7 @@ def rsync_repair_argv(access: PeerAccess, paths: list[str], target_tree: str, ex
     file by a new one, so an older copy sharing its inode keeps its own."""
     return [
         "rsync", "-aHAX", "--numeric-ids", "--relative", "--checksum", "--timeout=60",
-        "-e", access.ssh_command(), *rsync_exclude_args(excludes), *access.remotes(paths), target_tree + "/",
+        "-e", access.ssh_command(), *rsync_exclude_args(excludes), *access.sources(paths), target_tree + "/",
     ]
 
 

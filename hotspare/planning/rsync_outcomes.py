@@ -32,14 +32,16 @@ PERMANENT_SIGNS = (
     ("Disk quota exceeded", "a disk quota is exhausted"),
     ("Host key verification failed", "the peer's host key does not match the pinned one"),
     ("Permission denied (publickey", "the transfer key was refused"),
-    ("hotspare transfer guard", "the transfer guard refused the request"),
+    ("The server is configured to refuse", "production's transfer module refused an rsync option"),
+    ("hotspare transfer view", "production could not prepare the transfer's view of the service's paths"),
     ("protocol version mismatch", "the rsync versions cannot talk to each other"),
     ("Read-only file system", "the target file system is read-only"),
 )
 TRANSIENT_SIGNS = ("Connection timed out", "Connection refused", "No route to host", "Connection reset",
                    "Broken pipe", "connection unexpectedly closed", "timeout")
 # rsync messages naming a file it could not read or place; the path is the quoted part
-FILE_ERROR = re.compile(r'^rsync: (?:\[\w+\] )?(?P<what>[\w ()-]+?) "(?P<path>[^"]+)"(?: failed)?:? (?P<why>.*)$')
+# (read through the transfer module, rsync adds the module's name after the path: "(in hotspare)")
+FILE_ERROR = re.compile(r'^rsync: (?:\[\w+\] )?(?P<what>[\w ()-]+?) "(?P<path>[^"]+)"(?: \(in [\w.-]+\))?(?: failed)?:? (?P<why>.*)$')
 UPDATE_DISCARDED = re.compile(r'^(?:ERROR|WARNING): (?P<path>.+?) failed verification -- update (?:discarded|retained)')
 
 

@@ -1,18 +1,23 @@
-"""Scoped, short-lived transfer keys: pure planning (no network, no clock).
+"""Scoped, short-lived transfer keys served by rsync's own daemon: pure planning (no network, no clock).
 
 Replication pulls: the **mirror** runs rsync and reads from production with a key made for one
 transfer. Production receives only the key's *public* half, installed in its own file
 (``TRANSFER_KEYS_FILE``, listed in sshd's ``AuthorizedKeysFile``) as::
 
-    restrict,from="MIRROR",expiry-time="UTC+15min",command="GUARD SERVICE PATHS…" ssh-ed25519 … hotspare-transfer:SERVICE:TAG:EXPIRES
+    restrict,from="MIRROR",expiry-time="UTC+15min",command="VIEW SERVICE PATHS…" ssh-ed25519 … hotspare-transfer:SERVICE:TAG:EXPIRES
 
 - ``restrict``: no shell, pty, forwarding or agent;
 - ``from``: only the mirror's address may use it;
 - ``expiry-time``: sshd refuses it after a few minutes even if nobody removes it (a transfer
   needs the key only to log in; the running connection outlives it);
-- ``command``: the transfer guard (``GUARD_SCRIPT``) lets through only ``rsync --server
-  --sender`` (read) of the service's declared paths, no link following, then hands over to
-  ``rrsync -ro`` (shipped with rsync), which vets rsync's options again.
+- ``command``: ``VIEW_SCRIPT``, which never reads what the client asked for. In a mount
+  namespace of its own it mounts an empty tmpfs, binds the service's declared paths into it
+  (read-only, each at its own absolute path), and hands the connection to **rsync's daemon**
+  (``rsync --server --daemon``, ``RSYNCD_CONFIG``): one module, ``MODULE``, whose ``path`` is
+  that view, with ``use chroot``, ``read only``, and every option refused but the few a pull
+  sends. The client's whole request (module, paths, options, filter rules) is read by rsync
+  itself, inside the chroot: nothing but the declared paths exists there, so no option can name
+  anything else and no symbolic link can lead anywhere else.
 
 So a compromised production receives nothing that opens another host, and a compromised
 mirror holding the private half can, for a few minutes, only read that service's declared
@@ -27,90 +32,98 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 TRANSFER_KEYS_FILE = "/etc/ssh/hotspare_transfer_keys"
-GUARD_PATH = "/usr/local/lib/hotspare/transfer-guard"
+VIEW_PATH = "/usr/local/lib/hotspare/transfer-view"
+CONFIG_PATH = "/usr/local/lib/hotspare/transfer-rsyncd.conf"
+# an empty folder on production; each transfer mounts its own view over it in its own namespace
+VIEW_MOUNT = "/run/hotspare-transfer-view"
+MODULE = "hotspare"
 KEY_MARKER = "hotspare-transfer"
 KEY_LIFETIME = timedelta(minutes=15)
 
-GUARD_SCRIPT = '''#!/usr/bin/python3 -IS
-"""hotspare transfer guard: the forced command of a per-run transfer key.
+# The only options a pull sends to production's rsync (``planning/replication.py`` builds
+# them): -a's parts, -H -A -X, --numeric-ids, -R, -c, -n and --timeout. Everything else
+# (--files-from, --iconv, --log-file, link following, …) is refused by the daemon.
+ALLOWED_OPTIONS = ("a", "H", "A", "X", "numeric-ids", "R", "timeout", "c", "n")
 
-Allows only a read (rsync --server --sender) of the paths named on this command line (or files
-under them, also after resolving links on the way), without following links, then hands over
-to rrsync -ro, which vets the options. rrsync runs in this same interpreter (one Python start
-per connection instead of two); -I -S: no environment, user or site packages reach either.
-Installed and replaced by hotspare; argv: SERVICE PATH...
+RSYNCD_CONFIG = f"""# hotspare transfer daemon: started over SSH by {VIEW_PATH} (the forced command of a
+# per-transfer key), never listening on a port. Installed and replaced by hotspare.
+use chroot = yes
+read only = yes
+list = no
+uid = 0
+gid = 0
+numeric ids = yes
+# the chroot already keeps every link inside the view; munging only changes links a module receives
+munge symlinks = no
+reverse lookup = no
+forward lookup = no
+timeout = 300
+refuse options = * {" ".join("!" + option for option in ALLOWED_OPTIONS)}
+
+[{MODULE}]
+path = {VIEW_MOUNT}
+comment = the declared paths of one service, read-only
 """
-import glob
-import os
-import posixpath
-import runpy
-import shlex
-import sys
 
-LINK_FOLLOWING = ("--copy-links", "--copy-unsafe-links", "--copy-dirlinks", "--keep-dirlinks")
-
-
-def refuse(reason):
-    sys.stderr.write("hotspare transfer guard (" + sys.argv[1] + "): refused: " + reason + "\\n")
-    sys.exit(1)
-
-
-def within(path, roots):
-    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
-
-
-def allowed(path, roots):
-    """Named under a root, and still under one once symbolic links in the way are resolved, for
-    every name rrsync's wildcard expansion can make of it (a link to / inside the data must not
-    open the rest of the server)."""
-    if not path.startswith("/") or posixpath.normpath(path) != path.rstrip("/") or "/../" in path + "/":
-        return False
-    real_roots = [os.path.realpath(root) for root in roots]
-    # the last name is sent as it is (rsync does not follow it); the folders on the way are resolved
-    return within(path, roots) and all(
-        within(posixpath.join(os.path.realpath(posixpath.dirname(name)), posixpath.basename(name)), real_roots + roots)
-        for name in glob.glob(path) or [path])
-
-
-roots = sys.argv[2:]
-try:
-    words = shlex.split(os.environ.get("SSH_ORIGINAL_COMMAND", ""))
-except ValueError:
-    refuse("unparsable command")
-if words[:3] != ["rsync", "--server", "--sender"] or "." not in words:
-    refuse("only a read of the service's paths is allowed")
-separator = words.index(".")
-for word in words[3:separator]:
-    if word in LINK_FOLLOWING or word.split("=", 1)[0] in LINK_FOLLOWING:
-        refuse("link following is not allowed: " + word)
-    if word.startswith("-") and not word.startswith("--") and any(flag in word.split("e.", 1)[0] for flag in "LkK"):
-        refuse("link following is not allowed: " + word)
-paths = words[separator + 1:]
-if not paths:
-    refuse("no path named")
-for path in paths:
-    if not allowed(path, roots):
-        refuse("not a path of this service: " + path)
-# exactly what `rrsync -ro /` would do as its own program, without starting a second interpreter
-sys.argv = ["rrsync", "-ro", "/"]
-runpy.run_path("/usr/bin/rrsync", run_name="__main__")
-'''
+VIEW_SCRIPT = f"""#!/bin/sh
+# hotspare transfer view: the forced command of a per-transfer key. argv: SERVICE PATH...
+# It never reads the client's command. In a mount namespace of its own (gone with this
+# connection) it mounts an empty tmpfs on {VIEW_MOUNT}, binds each declared PATH into it
+# read-only at its own absolute path (a path under another one comes with it; a missing one
+# stays missing; a symbolic link is copied as a link), gives the folders on the way
+# production's owners, modes and times, and hands the connection to rsync's daemon, which
+# chroots into the view ({CONFIG_PATH}, module {MODULE}). Installed and replaced by hotspare.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+exec unshare --mount --propagation private -- /bin/sh -c '
+service=$1; shift
+view={VIEW_MOUNT}
+fail() {{ echo "hotspare transfer view ($service): $1" >&2; exit 1; }}
+mount -t tmpfs -o mode=0755,size=4m,nosuid,nodev,noexec hotspare-transfer "$view" || fail "cannot mount the view"
+shown= files= links= folders= room=
+for root do
+  case $root in /*) ;; *) fail "not an absolute path: $root";; esac
+  for other do [ "$other" != "$root" ] && case $root in "${{other%/}}"/*) continue 2;; esac; done
+  folder=${{root%/*}}
+  while [ -n "$folder" ]; do case " $folders " in *" $folder "*) ;; *) folders="$folders $folder";; esac; folder=${{folder%/*}}; done
+  if [ -L "$root" ]; then links="$links $root" room="$room $view${{root%/*}}"
+  elif [ -d "$root" ]; then shown="$shown $root" room="$room $view$root"
+  elif [ -e "$root" ]; then shown="$shown $root" files="$files $root" room="$room $view${{root%/*}}"
+  fi
+done
+if [ -n "$room" ]; then mkdir -p $room || fail "cannot make room for the paths"; fi
+for root in $files; do : > "$view$root" || fail "cannot make room for $root"; done
+for root in $links; do cp -a "$root" "$view$root" || fail "cannot show the link $root"; done
+for root in $shown; do mount --rbind -o ro "$root" "$view$root" || fail "cannot show $root"; done
+if [ -n "$folders" ]; then
+  rsync -dR --perms --owner --group --times --numeric-ids $folders "$view/" 2>/dev/null
+fi
+mount -o remount,ro "$view" || fail "cannot make the view read-only"
+exec rsync --server --daemon --config={CONFIG_PATH} .
+' hotspare-transfer-view "$@"
+"""
 
 # One command installs (mode "add") or removes (mode "remove") lines under a lock, keeping every
 # other line: removes expired hotspare lines of any service and, on "add", any older line of the
-# same service (a dead run's), then appends the new line. On "add" it also (re)writes the guard,
-# through a temporary name of its own: the lock is the keys file's, and hosts that share one
-# /usr/local (the lab's hosts do) must not move each other's half-written guard.
-# Arguments: MODE FILE SERVICE TAG NOW LINE GUARD_PATH GUARD_TEXT
+# same service (a dead run's), then appends the new line. On "add" it also (re)writes the view
+# script and the daemon's configuration and makes the view's mount point, each file through a
+# temporary name of its own: the lock is the keys file's, and hosts that share one /usr/local
+# (the lab's hosts do) must not move each other's half-written file.
+# Arguments: MODE FILE SERVICE TAG NOW LINE VIEW_PATH VIEW_TEXT CONFIG_PATH CONFIG_TEXT MOUNT
 KEYS_SCRIPT = r'''
-mode=$1 file=$2 service=$3 tag=$4 now=$5 line=$6 guard=$7 guard_text=$8
+mode=$1 file=$2 service=$3 tag=$4 now=$5 line=$6
 umask 077
 mkdir -p "${file%/*}" || exit 1
 touch "$file" || exit 1
 exec 9>>"$file.lock" && flock -w 30 9 || { echo "could not lock $file" >&2; exit 75; }
 if [ "$mode" = add ]; then
-  new="$guard.new.$$"
-  mkdir -p "${guard%/*}" && printf '%s' "$guard_text" > "$new" && chmod 0755 "$new" && mv -f "$new" "$guard" || { rm -f "$new"; exit 1; }
+  place() {
+    new="$1.new.$$"
+    mkdir -p "${1%/*}" && printf '%s' "$2" > "$new" && chmod "$3" "$new" && mv -f "$new" "$1" || { rm -f "$new"; exit 1; }
+  }
+  place "$7" "$8" 0755
+  place "$9" "${10}" 0644
+  mkdir -p "${11}" || exit 1
 fi
 awk -v mode="$mode" -v service="$service" -v tag="$tag" -v now="$now" -v marker="MARKER" '
   { n = split($NF, part, ":") }
@@ -147,10 +160,16 @@ def transfer_key_line(public_key: str, *, service: str, tag: str, source_address
         if unsafe_command_word(word):
             raise ValueError(f"cannot put {word!r} into a transfer key's forced command (spaces, quotes or "
                              "backslashes are not allowed in service names, addresses or data paths)")
+    for path in paths:
+        if not path.startswith("/") or posixpath.normpath(path) != path or path.startswith("//"):
+            raise ValueError(f"cannot serve {path!r} to a transfer: declared paths are absolute and normalised "
+                             "(no '..', '.', doubled or trailing slashes)")
+    if service.startswith("-"):
+        raise ValueError(f"cannot put {service!r} into a transfer key's forced command (it starts with '-')")
     expires = now + KEY_LIFETIME
     expires_epoch = int(expires.timestamp())
     key_type, key_body = public_key.split()[:2]
-    command = " ".join([GUARD_PATH, service, *paths])
+    command = " ".join([VIEW_PATH, service, *paths])
     options = (f'restrict,from="{source_address}",expiry-time="{expires.strftime("%Y%m%d%H%M%S")}Z",'
                f'command="{command}"')
     comment = f"{KEY_MARKER}:{service}:{tag}:{expires_epoch}"
@@ -158,14 +177,15 @@ def transfer_key_line(public_key: str, *, service: str, tag: str, source_address
 
 
 def install_key_argv(key: TransferKey, now_epoch: int) -> list[str]:
-    """Production command: install the guard and the key line (and drop stale lines)."""
+    """Production command: install the view script, the daemon's configuration and the key line
+    (and drop stale lines)."""
     return ["sh", "-c", KEYS_SCRIPT, "sh", "add", TRANSFER_KEYS_FILE, key.service, key.tag, str(now_epoch),
-            key.line, GUARD_PATH, GUARD_SCRIPT]
+            key.line, VIEW_PATH, VIEW_SCRIPT, CONFIG_PATH, RSYNCD_CONFIG, VIEW_MOUNT]
 
 
 def remove_key_argv(service: str, tag: str, now_epoch: int) -> list[str]:
     """Production command: remove the transfer's key line (and any expired ones)."""
-    return ["sh", "-c", KEYS_SCRIPT, "sh", "remove", TRANSFER_KEYS_FILE, service, tag, str(now_epoch), "", GUARD_PATH, ""]
+    return ["sh", "-c", KEYS_SCRIPT, "sh", "remove", TRANSFER_KEYS_FILE, service, tag, str(now_epoch), ""]
 
 
 def key_lines(text: str) -> list[dict]:
@@ -180,8 +200,3 @@ def key_lines(text: str) -> list[dict]:
             found.append({"service": marker[1], "tag": marker[2], "expires": int(marker[3]), "options": parts[0]})
     return found
 
-
-def is_within(path: str, roots: list[str]) -> bool:
-    """The guard's rule, for planners: ``path`` is a root or lies under one."""
-    normal = posixpath.normpath(path)
-    return any(normal == root or normal.startswith(root.rstrip("/") + "/") for root in roots)
