@@ -145,6 +145,7 @@ def test_unusable_section_is_reported_once_without_cascades():
 SECOND_SERVICE = """  - name: app2
     dns_name: app2.lab.test
     zone: lab.test
+    accounts: {uid_min: 3000, uid_max: 3999}
     production: PRODUCTION
     mirror: mirror-west
     storage: storage-vault
@@ -408,3 +409,21 @@ def test_good_chains_customers_status_page_and_checkers_pass():
     fleet = parse_fleet(text)
     assert fleet.customer_notices.status_page.server == "web-vault"
     assert [checker.via for checker in fleet.health.checkers] == ["local", "prod-east"]
+
+
+def test_two_services_on_one_server_never_claim_the_same_accounts():
+    """The account merge of one service must never remove or change another's on a shared
+    mirror: overlapping UID ranges (one of them without declared users) or a user declared by
+    both are refused; disjoint ranges, or disjoint declared users, pass."""
+    fine = with_second_service("/srv/app2/data", production="prod-other")
+    parse_fleet(fine, "fleet.yaml")  # no problem
+    overlapping = fine.replace("accounts: {uid_min: 3000, uid_max: 3999}", "accounts: {uid_min: 2500, uid_max: 3999}")
+    [problem] = problems_of(overlapping)
+    assert ("services.1.accounts.uid_min: UID range 2500-3999 overlaps 2000-2999 of service 'app1' on mirror-west"
+            in problem), problem
+    both_declare = fine.replace("accounts: {uid_min: 3000, uid_max: 3999}",
+                                "accounts: {uid_min: 2000, uid_max: 2999, users: [app2-web, app1-batch]}").replace(
+        "# users: [app1-web, app1-batch]  #", "users: [app1-web, app1-batch]  #")
+    [problem] = problems_of(both_declare)
+    assert "services.1.accounts.users: user(s) app1-batch also declared by service 'app1' on mirror-west" in problem
+    parse_fleet(both_declare.replace("app1-batch]", "app2-batch]"), "fleet.yaml")  # disjoint users: no problem

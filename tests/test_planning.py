@@ -165,11 +165,10 @@ def test_layout_paths():
     assert plan.copy_data_path("shop", "X", "/srv/shop/data") == "/srv/hotspare/shop/copies/X/tree/srv/shop/data"
 
 
-def test_source_paths_are_unique_and_include_account_files():
-    spec = {"data_paths": ["/srv/shop/data/", "/srv/shop/data"], "app_paths": ["/opt/shop"], "config_paths": ["/etc/passwd"]}
-    assert plan.source_paths(spec) == [
-        "/srv/shop/data", "/opt/shop", "/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow",
-    ]
+def test_source_paths_are_unique_and_never_the_system_account_files():
+    spec = {"data_paths": ["/srv/shop/data/", "/srv/shop/data"], "app_paths": ["/opt/shop"], "config_paths": ["/etc/shop"],
+            "accounts": {"files": ["/srv/shop/accounts"]}}
+    assert plan.source_paths(spec) == ["/srv/shop/data", "/opt/shop", "/etc/shop", "/srv/shop/accounts"]
 
 
 def test_peer_access_layout():

@@ -121,6 +121,36 @@ def _service_accounts(parts: FleetParts) -> Iterator[Violation]:
     for position, service in parts.services.items:
         if service.accounts.uid_min > service.accounts.uid_max:
             yield ("services", position, "accounts", "uid_min"), "uid_min is greater than uid_max"
+    yield from _shared_accounts(parts)
+
+
+def _shared_accounts(parts: FleetParts) -> Iterator[Violation]:
+    """Two services on one server never claim the same account: the merge of one may then
+    neither remove nor change the other's. Both declare users: no name in common; otherwise
+    (each then claims every account in its range) their UID ranges do not overlap."""
+    seen: dict[str, list[tuple[int, Service]]] = defaultdict(list)
+    for position, service in parts.services.items:
+        here = ("services", position, "accounts")
+        mine = service.accounts
+        clashes: dict[str, str] = {}
+        for server in dict.fromkeys((service.production, service.mirror)):
+            for _, other in seen[server]:
+                theirs = other.accounts
+                if other.name in clashes:
+                    continue
+                if mine.users and theirs.users:
+                    common = sorted(set(mine.users) & set(theirs.users))
+                    if common:
+                        clashes[other.name] = (f"user(s) {', '.join(common)} also declared by service {other.name!r} "
+                                               f"on {server}; each account on a server must belong to one service")
+                elif mine.uid_min <= theirs.uid_max and theirs.uid_min <= mine.uid_max:
+                    clashes[other.name] = (
+                        f"UID range {mine.uid_min}-{mine.uid_max} overlaps {theirs.uid_min}-{theirs.uid_max} of service "
+                        f"{other.name!r} on {server}, and one of them declares no users (it then claims every "
+                        "account in its range); give them disjoint ranges or declare each one's users")
+            seen[server].append((position, service))
+        for sentence in clashes.values():
+            yield (*here, "users" if mine.users else "uid_min"), sentence
 
 
 def _declared_paths(position: int, service: Service) -> Iterator[tuple[tuple[str | int, ...], str]]:
