@@ -426,4 +426,4 @@ def test_two_services_on_one_server_never_claim_the_same_accounts():
         "# users: [app1-web, app1-batch]  #", "users: [app1-web, app1-batch]  #")
     [problem] = problems_of(both_declare)
     assert "services.1.accounts.users: user(s) app1-batch also declared by service 'app1' on mirror-west" in problem
-    parse_fleet(both_declare.replace("app1-batch]", "app2-batch]"), "fleet.yaml")  # disjoint users: no problem
+    parse_fleet(both_declare.replace("[app2-web, app1-batch]", "[app2-web, app2-batch]"), "fleet.yaml")  # disjoint users: no problem
