@@ -28,6 +28,7 @@ def rule_violations(parts: FleetParts) -> list[Violation]:
         _service_servers,
         _service_accounts,
         _service_paths,
+        _special_allowances,
         _backup_repositories,
         _service_zones,
         _service_dependencies,
@@ -161,6 +162,20 @@ def _declared_paths(position: int, service: Service) -> Iterator[tuple[tuple[str
             yield (*here, field, index), path
     for index, path in enumerate(service.accounts.files):
         yield (*here, "accounts", "files", index), path
+
+
+def _special_allowances(parts: FleetParts) -> Iterator[Violation]:
+    """An ``allow_special`` path is in normal form and inside one of the service's own paths."""
+    if parts.services is None:
+        return
+    for position, service in parts.services.items:
+        declared = [path for _, path in _declared_paths(position, service)]
+        for index, entry in enumerate(service.allow_special):
+            problem = form_problem(entry.path)
+            if problem is None and not any(entry.path == path or inside(entry.path, path) for path in declared):
+                problem = f"{entry.path} is not inside a path of this service ({', '.join(declared)})"
+            if problem:
+                yield ("services", position, "allow_special", index, "path"), problem
 
 
 def _repository(service: Service) -> str | None:
