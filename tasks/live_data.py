@@ -10,7 +10,7 @@ report-only look at a copy).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -25,7 +25,7 @@ PROGRAM_TIMEOUT = 3 * 3600
 
 def run_tag() -> str:
     """Names one activation's kept-aside folder (``plan.backup_folder``)."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def neutralise(connection, spec, roots: Sequence[tuple[str, str]], *, kept: Sequence[tuple[str, str]] = (),

@@ -18,13 +18,13 @@ import os
 import stat
 
 import pytest
+from lab_helpers import host_path, ssh
+from test_failover import SERVICE, address, protected, through_dns  # noqa: F401 - protected is a fixture
 
 from flows.failover import failover
 from flows.replicate import replicate_service
 from flows.reprotect import reprotect
 from hotspare.inventory import copies
-from lab_helpers import host_path, ssh
-from test_failover import SERVICE, address, protected, through_dns  # noqa: F401 - protected is a fixture
 
 pytestmark = pytest.mark.lab
 
@@ -101,7 +101,7 @@ def test_hostile_data_planted_on_production_never_goes_live(protected, lab, lab_
         # every one is named: in the result, in the run's artifact
         sentences = "\n".join(result["activation"]["live_data"]["neutralised"])
         artifact = artifact_text(f"failover-{SERVICE}")
-        for path, kind in PLANTS.items():
+        for path in PLANTS:
             assert escaped(path) in sentences, (path, sentences)
             assert escaped(path) in artifact, path
         assert "\nbreak" not in artifact  # a planted newline forges no line

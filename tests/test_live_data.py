@@ -63,7 +63,7 @@ def tree(tmp_path):
 
 
 def test_every_planted_kind_is_neutralised_and_named(tree):
-    root, data, app = tree
+    _root, data, app = tree
     report = run(live_data.neutralise_stdin([(str(data), str(data)), (str(app), str(app))], [str(data), str(app)], []))
     by_path = {finding.path: finding for finding in report.findings}
     assert not (data / "loop").exists() and not (data / "null").exists()
@@ -92,7 +92,7 @@ def test_every_planted_kind_is_neutralised_and_named(tree):
 
 
 def test_the_fleet_allowance_keeps_what_it_names_and_only_that(tree):
-    root, data, app = tree
+    _root, data, app = tree
     allow = [{"path": str(app / "ping"), "allow": ["setuid", "capabilities"]},
              {"path": str(data), "allow": ["fifos"]}]
     report = run(live_data.neutralise_stdin([(str(data), str(data)), (str(app), str(app))], [str(data), str(app)], allow))
@@ -105,7 +105,7 @@ def test_the_fleet_allowance_keeps_what_it_names_and_only_that(tree):
 
 def test_a_staged_tree_is_judged_where_it_will_live(tree):
     """A snapshot staged beside the live path: a relative link judged at its future place."""
-    root, data, app = tree
+    _root, data, app = tree
     staged = data.parent / ".hotspare-incoming-data"
     data.rename(staged)
     report = run(live_data.neutralise_stdin([(str(staged), str(data))], [str(data), str(app)], []))
@@ -114,7 +114,7 @@ def test_a_staged_tree_is_judged_where_it_will_live(tree):
 
 
 def test_report_only_touches_nothing(tree):
-    root, data, app = tree
+    _root, data, _app = tree
     report = run(live_data.neutralise_stdin([(str(data), str(data))], [str(data)], [], act=False))
     assert {finding.action for finding in report.findings} == {"found"}
     assert (data / "loop").exists() and (data / "shadow").is_symlink()

@@ -50,9 +50,13 @@ IN_UID_RANGE = 'awk -F: -v low="$1" -v high="$2" "\\$3 + 0 >= low && \\$3 + 0 <=
 SET_HASHES = 'file=$1; shift; awk -F: -v names=" $* " "index(names, \\" \\" \\$1 \\" \\")" "$file" | cut -d: -f1,2 | chpasswd -e'
 
 
+# $1 the restored path, $2 its live path, $3 this run's folder for what rsync replaces or
+# deletes (kept under the live path's own absolute name: ``$3$2``).
 PLACE = (
-    'if [ -d "$1" ]; then mkdir -p -- "$2" && exec rsync -a --delete --numeric-ids -- "$1/" "$2/"; '
-    'else mkdir -p -- "$(dirname -- "$2")" && exec rsync -a --numeric-ids -- "$1" "$2"; fi'
+    'if [ -d "$1" ]; then mkdir -p -- "$2" && exec rsync -a --delete --numeric-ids --backup --backup-dir="$3$2" '
+    '-- "$1/" "$2/"; '
+    'else mkdir -p -- "$(dirname -- "$2")" && exec rsync -a --numeric-ids --backup --backup-dir="$3$(dirname -- "$2")" '
+    '-- "$1" "$2"; fi'
 )
 
 
