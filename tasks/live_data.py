@@ -29,14 +29,14 @@ def run_tag() -> str:
 
 
 def neutralise(connection, spec, roots: Sequence[tuple[str, str]], *, kept: Sequence[tuple[str, str]] = (),
-               act: bool = True, logger=None) -> plan.Report:
+               act: bool = True, within: Sequence[str] = (), logger=None) -> plan.Report:
     """Scan ``roots`` ((folder, live path it is or becomes)) on the connection's host, neutralise
     what the service's ``allow_special`` does not allow, list the files of ``kept`` that differ;
     every item is a line of the run log (warnings for what was neutralised or kept aside)."""
     logger = logger or get_run_logger()
     spec = spec if isinstance(spec, dict) else spec.model_dump(mode="json")
     stdin = plan.neutralise_stdin(roots, plan.declared_paths(spec), spec.get("allow_special") or [], kept, act)
-    ran = connection.run(plan.neutralise_argv(), stdin=stdin, timeout=PROGRAM_TIMEOUT, check=False)
+    ran = connection.run(plan.neutralise_argv(within), stdin=stdin, timeout=PROGRAM_TIMEOUT, check=False)
     if ran.exit_status != 0:
         raise PermanentError(f"the live-data check on {connection.endpoint.name} failed (exit {ran.exit_status}): "
                              f"{plan.printable(ran.stderr_tail.strip()[-300:])}; nothing was made live past this point")
@@ -56,10 +56,13 @@ def neutralise(connection, spec, roots: Sequence[tuple[str, str]], *, kept: Sequ
 
 
 @task(name="neutralise live data", cache_policy=NO_CACHE)
-def neutralise_live_data(service: str, host: str, roots: list[tuple[str, str]], act: bool = True) -> dict:
+def neutralise_live_data(service: str, host: str, roots: list[tuple[str, str]], act: bool = True,
+                         within: list[str] | None = None) -> dict:
     """The live-data program on ``host`` for ``service`` (see ``neutralise``); the report as a dict
-    with ``markdown`` lines for the caller's artifact."""
+    with ``markdown`` lines for the caller's artifact. ``within``: an argv prefix that enters
+    other namespaces first (a drill: ``planning.drill.enter(holder, "mount")``, with ``roots``
+    as the bubble sees them)."""
     fleet = access.loaded_fleet()
     with access.connect(fleet, host) as connection:
-        report = neutralise(connection, fleet.service(service), roots, act=act)
+        report = neutralise(connection, fleet.service(service), roots, act=act, within=within or ())
     return report.as_dict() | {"markdown": report.markdown()}

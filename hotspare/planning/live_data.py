@@ -268,9 +268,10 @@ def printable(text: str) -> str:
     return "".join(out).replace("`", "\\x60")
 
 
-def neutralise_argv() -> list[str]:
-    """The one program of an activation; its input is ``neutralise_stdin``."""
-    return ["python3", "-c", NEUTRALISE_PROGRAM]
+def neutralise_argv(within: Sequence[str] = ()) -> list[str]:
+    """The one program of an activation; its input is ``neutralise_stdin``. ``within`` is a
+    prefix that runs it inside other namespaces (the drill's ``nsenter`` into its bubble)."""
+    return [*within, "python3", "-c", NEUTRALISE_PROGRAM]
 
 
 def neutralise_stdin(roots: Sequence[tuple[str, str]], declared: Iterable[str], allow: Iterable[Mapping],
