@@ -427,3 +427,21 @@ def test_two_services_on_one_server_never_claim_the_same_accounts():
     [problem] = problems_of(both_declare)
     assert "services.1.accounts.users: user(s) app1-batch also declared by service 'app1' on mirror-west" in problem
     parse_fleet(both_declare.replace("[app2-web, app1-batch]", "[app2-web, app2-batch]"), "fleet.yaml")  # disjoint users: no problem
+
+
+def test_allow_special_names_a_path_of_the_service_and_known_kinds():
+    text = EXAMPLE.replace(
+        "      files: [/srv/app1/accounts]    # application account files\n",
+        "      files: [/srv/app1/accounts]    # application account files\n"
+        "    allow_special:\n"
+        "      - {path: /srv/app1/app/bin/ping, allow: [setuid, capabilities]}\n"
+        "      - {path: /srv/app1/data, allow: [fifos]}\n", 1)
+    fleet = parse_fleet(text, "fleet.yaml")
+    assert [entry.allow[0].value for entry in fleet.service("app1").allow_special] == ["setuid", "fifos"]
+    outside = text.replace("{path: /srv/app1/data, allow: [fifos]}", "{path: /usr/bin, allow: [setuid]}")
+    [problem] = problems_of(outside)
+    assert "services.0.allow_special.1.path: /usr/bin is not inside a path of this service" in problem
+    unknown = text.replace("allow: [fifos]", "allow: [everything]")
+    assert any("allow_special.1.allow.0" in problem for problem in problems_of(unknown))
+    relative = text.replace("{path: /srv/app1/data,", "{path: srv/app1/data,")
+    assert any("allow_special.1.path: 'srv/app1/data' is relative" in problem for problem in problems_of(relative))
