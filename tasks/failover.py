@@ -110,10 +110,13 @@ def activate_copy(service: str, target: str, copy_id: str) -> dict:
         staged = _stage_where_possible(mirror, service, copy_id, tree, live_paths)
         rsync_paths = [*staged.rsync_paths, *staged.absent]
         backup_dir = live_plan.backup_folder(layout.service_root(service), copy_id, run_tag())
-        if rsync_paths:
-            mirror.run(activation_argv(tree, rsync_paths, backup_dir), timeout=6 * 3600)
-        roots = [(staged_path(path), path) for path in staged.cloned] + [(path, path) for path in rsync_paths]
-        report = neutralise(mirror, spec, roots, kept=[(backup_dir + path, path) for path in rsync_paths], logger=logger)
+        strip, stripped = live_plan.rsync_strips([entry.model_dump(mode="json") for entry in spec.allow_special])
+        if rsync_paths:  # rsync itself keeps out what no allowance needs; the program names it from the copy
+            mirror.run(activation_argv(tree, rsync_paths, backup_dir, strip), timeout=6 * 3600)
+        roots = ([(staged_path(path), path, True) for path in staged.cloned] + [(path, path, True) for path in rsync_paths]
+                 + [(tree + path, path, False) for path in rsync_paths])
+        report = neutralise(mirror, spec, roots, kept=[(backup_dir + path, path) for path in rsync_paths],
+                            kept_out_by_rsync=stripped, logger=logger)
         swapped = _swap(mirror, tree, copy_id, staged.cloned)
         if swapped.kept_pairs:
             clones = neutralise(mirror, spec, [], kept=list(swapped.kept_pairs), logger=logger)

@@ -29,10 +29,13 @@ def run_tag() -> str:
 
 
 def neutralise(connection, spec, roots: Sequence[tuple[str, str]], *, kept: Sequence[tuple[str, str]] = (),
-               act: bool = True, within: Sequence[str] = (), logger=None) -> plan.Report:
-    """Scan ``roots`` ((folder, live path it is or becomes)) on the connection's host, neutralise
-    what the service's ``allow_special`` does not allow, list the files of ``kept`` that differ;
-    every item is a line of the run log (warnings for what was neutralised or kept aside)."""
+               act: bool = True, within: Sequence[str] = (), kept_out_by_rsync: frozenset[str] | None = None,
+               logger=None) -> plan.Report:
+    """Scan ``roots`` ((folder, live path it is or becomes[, act])) on the connection's host,
+    neutralise what the service's ``allow_special`` does not allow, list the files of ``kept``
+    that differ; every item is a line of the run log (warnings for what was neutralised or kept
+    aside). ``kept_out_by_rsync``: the kinds rsync's own options kept out of the live paths,
+    named from read-only copy roots (``plan.left_out``)."""
     logger = logger or get_run_logger()
     spec = spec if isinstance(spec, dict) else spec.model_dump(mode="json")
     stdin = plan.neutralise_stdin(roots, plan.declared_paths(spec), spec.get("allow_special") or [], kept, act)
@@ -42,6 +45,8 @@ def neutralise(connection, spec, roots: Sequence[tuple[str, str]], *, kept: Sequ
                              f"{plan.printable(ran.stderr_tail.strip()[-300:])}; nothing was made live past this point")
     report = plan.parse_report(ran.stdout.decode())
     host = connection.endpoint.name
+    if kept_out_by_rsync is not None:  # read-only copy roots were scanned to name what rsync kept out
+        report = plan.left_out(report, kept_out_by_rsync)
     for finding in report.findings:
         (logger.info if finding.action == "allowed" else logger.warning)("%s on %s: %s", spec["name"], host, finding.sentence())
     for error in report.errors:

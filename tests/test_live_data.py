@@ -141,7 +141,7 @@ def test_kept_aside_files_that_differ_are_listed(tmp_path):
 def test_printable_escapes_what_could_forge_a_line():
     assert live_data.printable("a\nb\\c\x1b`") == "a\\x0ab\\c\\x1b\\x60"
     assert live_data.printable(os.fsdecode(b"x\xff")) == "x\\xff"
-    assert json.loads(live_data.neutralise_stdin([("/a", "/a")], ["/a"], [{"path": "/a", "allow": ["fifos"]}]))["act"]
+    assert json.loads(live_data.neutralise_stdin([("/a", "/a")], ["/a"], [{"path": "/a", "allow": ["fifos"]}]))["roots"] == [["/a", "/a", True]]
 
 
 def test_backup_folder_is_per_run_and_refuses_a_path():
@@ -149,3 +149,29 @@ def test_backup_folder_is_per_run_and_refuses_a_path():
         "/srv/hotspare/app1/replaced/app1-1-20261206T100000Z"
     with pytest.raises(ValueError):
         live_data.backup_folder("/srv/hotspare/app1", "../x", "tag")
+
+
+def test_rsync_keeps_out_what_no_allowance_needs_and_the_copy_names_it(tree):
+    """rsync's own options keep devices, FIFOs, sockets, capabilities and setuid/setgid bits out
+    of a live path; the read-only copy, scanned without acting, names each as left out."""
+    _root, data, app = tree
+    live = data.parent / "live"
+    strip, kinds = live_data.rsync_strips([])
+    assert kinds == {"devices", "fifos", "sockets", "capabilities", "setuid", "setgid"}
+    done = subprocess.run(["rsync", "-aHAX", "--numeric-ids", *strip, f"{data}/", f"{live}/"], capture_output=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert not os.path.lexists(live / "loop") and not os.path.lexists(live / "fifo") and not os.path.lexists(live / "sock")
+    assert not (live / "setuid").stat().st_mode & stat.S_ISUID
+    with pytest.raises(OSError):
+        os.getxattr(live / "capable", "security.capability")
+    report = live_data.left_out(run(live_data.neutralise_stdin(
+        [(str(live), str(data), True), (str(data), str(data), False)], [str(data), str(app)], [])), kinds)
+    actions = {(finding.kind, os.path.basename(finding.path)): finding.action for finding in report.findings}
+    assert actions[("devices", "loop")] == "left out by rsync" and actions[("setuid", "setuid")] == "bit cleared by rsync"
+    assert actions[("capabilities", "capable")] == "not copied by rsync"
+    assert actions[("links_outside", "shadow")] == "replaced by an empty file"  # links: the program's job on live
+    assert not any(finding.action == "found" for finding in report.findings)
+    # an allowance anywhere leaves that kind to the program (rsync's options cover a whole run)
+    strip, kinds = live_data.rsync_strips([{"path": str(app / "ping"), "allow": ["setuid", "fifos"]}])
+    assert "--no-specials" not in strip and "--chmod=Fg-s" in strip and {"setuid", "fifos", "sockets"}.isdisjoint(kinds)

@@ -176,7 +176,11 @@ def _refused(facts: ServiceFacts, mode: str, source: str, target: str, reason: s
     )
 
 
-def activation_argv(copy_tree: str, live_paths: list[str], backup_dir: str | None = None) -> list[str]:
+STRIP_OPTIONS = ("--no-devices", "--no-specials", "--filter=-x security.capability")
+
+
+def activation_argv(copy_tree: str, live_paths: list[str], backup_dir: str | None = None,
+                    strip: tuple[str, ...] = ()) -> list[str]:
     """Local rsync on the mirror that makes a copy's paths the live ones.
 
     ``/./`` with ``--relative`` maps ``TREE/./srv/x`` to ``/srv/x``, for folders and files
@@ -185,6 +189,9 @@ def activation_argv(copy_tree: str, live_paths: list[str], backup_dir: str | Non
     ``planning/live_data.py:backup_folder``) nothing is destroyed: every live file rsync
     replaces or deletes is moved there first (``--backup --backup-dir``, under its absolute
     path), so writes that existed only on this host (a returning production) stay readable.
+    ``strip``: rsync's own options that keep hostile kinds out of the live paths
+    (``planning/live_data.py:rsync_strips``: ``--no-devices``, ``--no-specials``, an xattr
+    filter for file capabilities, ``--chmod`` clearing setuid/setgid on files).
 
     Guard: the argument list only ever names declared paths that pass the fleet's path rule
     (``fleet/paths.py``) and a copy inside hotspare's copies root, so ``--delete`` can never
@@ -203,6 +210,9 @@ def activation_argv(copy_tree: str, live_paths: list[str], backup_dir: str | Non
             "refusing to make a copy live: " + ("; ".join(reasons) or "the service declares no paths")
             + ". Fix the service's paths in the fleet file (`hotspare fleet check`) and load it again."
         )
+    unknown = [option for option in strip if option not in STRIP_OPTIONS and not option.startswith("--chmod=F")]
+    if unknown:
+        raise PermanentError(f"refusing to make a copy live: unknown rsync option(s) {unknown}")
     keep = ["--backup", f"--backup-dir={backup_dir}"] if backup_dir else []
-    return ["rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", *keep,
+    return ["rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", *keep, *strip,
             *[f"{copy_tree}/.{path}" for path in live_paths], "/"]

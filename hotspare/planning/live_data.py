@@ -51,7 +51,6 @@ spec = json.load(sys.stdin)
 enc = os.fsencode
 declared = [enc(p).rstrip(b"/") or b"/" for p in spec["declared"]]
 allowances = [(enc(a["path"]).rstrip(b"/") or b"/", set(a["allow"])) for a in spec["allow"]]
-act = spec["act"]
 limit = spec["kept_limit"]
 out = {"findings": [], "kept": [], "kept_count": 0, "scanned": 0, "errors": []}
 
@@ -80,7 +79,7 @@ def outside_link(path, live, scan, live_root):
         return None
     return name(text)
 
-def judge(path, live, st, scan, live_root):
+def judge(path, live, st, scan, live_root, act):
     mode = st.st_mode
     kind = None
     if stat.S_ISBLK(mode) or stat.S_ISCHR(mode):
@@ -177,12 +176,12 @@ for kept_root, live_root in spec["kept"]:
                 out["kept"].append({"path": name(live), "kept": name(path), "why": why})
     walk(kept_root, visit)
 
-for scan_root, live_root in spec["roots"]:
+for scan_root, live_root, act in spec["roots"]:
     scan_root, live_root = enc(scan_root), enc(live_root)
-    def visit(path, st, scan_root=scan_root, live_root=live_root):
+    def visit(path, st, scan_root=scan_root, live_root=live_root, act=act):
         out["scanned"] += 1
         try:
-            judge(path, live_root + path[len(scan_root):], st, scan_root, live_root)
+            judge(path, live_root + path[len(scan_root):], st, scan_root, live_root, act)
         except OSError as error:
             out["errors"].append(name(path) + ": " + error.strerror)
     walk(scan_root, visit)
@@ -276,15 +275,16 @@ def neutralise_argv(within: Sequence[str] = ()) -> list[str]:
 
 def neutralise_stdin(roots: Sequence[tuple[str, str]], declared: Iterable[str], allow: Iterable[Mapping],
                      kept: Sequence[tuple[str, str]] = (), act: bool = True) -> bytes:
-    """Input of the program. ``roots``: (folder to scan, the live path it is or becomes) —
-    the same for a tree already in place, a staged folder for one about to be swapped in.
+    """Input of the program. ``roots``: (folder to scan, the live path it is or becomes[, act])
+    — the same for a tree already in place, a staged folder for one about to be swapped in, the
+    read-only copy (act False) to name what rsync left out.
     ``declared``: the service's paths (a link may point anywhere inside them). ``allow``: the
     fleet's ``allow_special`` entries (``path``, ``allow``). ``kept``: (kept-aside folder, the
     live path it mirrors) to list files that differ. ``act`` False only reports (forensics)."""
     return json.dumps({
-        "roots": [list(pair) for pair in roots], "declared": list(declared),
+        "roots": [[*pair[:2], pair[2] if len(pair) > 2 else act] for pair in roots], "declared": list(declared),
         "allow": [{"path": entry["path"], "allow": list(entry["allow"])} for entry in allow],
-        "kept": [list(pair) for pair in kept], "act": act, "kept_limit": KEPT_LIMIT,
+        "kept": [list(pair) for pair in kept], "kept_limit": KEPT_LIMIT,
     }).encode()
 
 
@@ -297,6 +297,47 @@ def parse_report(output: str) -> Report:
         kept=tuple(KeptFile(item["path"], item["kept"], item["why"]) for item in data["kept"]),
         kept_count=int(data["kept_count"]), scanned=int(data["scanned"]), errors=tuple(data["errors"]),
     )
+
+
+# What rsync itself can keep out of a live path, by its own options, per kind.
+RSYNC_STRIPS = {
+    "devices": ("--no-devices",),
+    "fifos": ("--no-specials",),  # rsync's "specials" are FIFOs and sockets together
+    "sockets": ("--no-specials",),
+    "capabilities": ("--filter=-x security.capability",),
+}
+
+
+def rsync_strips(allow: Iterable[Mapping]) -> tuple[tuple[str, ...], frozenset[str]]:
+    """(rsync options, kinds they keep out) for a service's ``allow_special``: a kind is left
+    to rsync only when the service allows it nowhere (rsync's options apply to a whole run);
+    setuid/setgid bits are cleared on files by ``--chmod`` the same way."""
+    allowed = {kind for entry in allow for kind in entry["allow"]}
+    kinds = {kind for kind in RSYNC_STRIPS if kind not in allowed}
+    if "fifos" in kinds and "sockets" not in kinds or "sockets" in kinds and "fifos" not in kinds:
+        kinds -= {"fifos", "sockets"}
+    options = list(dict.fromkeys(option for kind in sorted(kinds) for option in RSYNC_STRIPS[kind]))
+    bits = "".join(letter for kind, letter in (("setuid", "u"), ("setgid", "g")) if kind not in allowed)
+    if bits:
+        options.append(f"--chmod=F{bits}-s")
+        kinds |= {kind for kind in ("setuid", "setgid") if kind not in allowed}
+    return tuple(options), frozenset(kinds)
+
+
+def left_out(report: Report, kinds: frozenset[str]) -> Report:
+    """The program's report with the findings of the read-only copy (scanned with act False to
+    name what rsync kept out of the live paths) turned into what rsync did for ``kinds``, and
+    dropped for the other kinds (the scan of the live paths names those)."""
+    done_by_rsync = {"setuid": "bit cleared by rsync", "setgid": "bit cleared by rsync",
+                     "capabilities": "not copied by rsync"}
+    findings = []
+    for finding in report.findings:
+        if finding.action != "found":
+            findings.append(finding)
+        elif finding.kind in kinds:
+            findings.append(Finding(finding.kind, finding.path, done_by_rsync.get(finding.kind, "left out by rsync"),
+                                    finding.detail))
+    return Report(tuple(findings), report.kept, report.kept_count, report.scanned, report.errors)
 
 
 def declared_paths(spec: Mapping) -> list[str]:
