@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
+import uuid
 
 import pytest
 from lab_helpers import host_path, ssh
@@ -73,7 +74,13 @@ def escaped(path: str) -> str:
 
 
 def test_hostile_data_planted_on_production_never_goes_live(protected, lab, lab_env):  # noqa: F811
+    shadow = host_path(lab_env, PRODUCTION, "/etc/shadow")
+    saved_shadow = shadow.read_bytes()
+    root_hash = "$6$productionroot$" + uuid.uuid4().hex
     try:
+        # production's root hash is one nobody else has: after replication and failover it is
+        # nowhere on the mirror (only the service's accounts travel)
+        assert ssh(lab_env, PRODUCTION, "usermod", "-p", root_hash, "root").returncode == 0
         plant(PRODUCTION, lab_env)
         assert replicate_service(SERVICE)["outcome"] == "ok"
         copy = copies.current_copy(SERVICE)
@@ -107,7 +114,10 @@ def test_hostile_data_planted_on_production_never_goes_live(protected, lab, lab_
         assert "\nbreak" not in artifact  # a planted newline forges no line
         # the copy still holds the originals after the failover
         assert stat.S_ISBLK(os.lstat(in_copy / "disk").st_mode)
+        found = ssh(lab_env, MIRROR, "grep", "-r", "-l", "-F", "-e", root_hash, "--", "/etc", "/srv/hotspare", "/srv/app1")
+        assert found.returncode == 1 and found.stdout == "", found.stdout
     finally:
+        shadow.write_bytes(saved_shadow)
         lab.heal(PRODUCTION)
         remove_plants(lab_env, PRODUCTION, MIRROR)
 
