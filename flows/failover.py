@@ -152,6 +152,7 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
     _mark_in_flight(plan, run_id)
     details: dict = {"plan_digest": plan.digest, "approved_by": approved_by, "mode": plan.mode}
     fencing = None
+    artifact_lines: list[str] = []  # what activation neutralised and kept aside
     try:
         if plan.mode == "planned" and copy_id is None:
             copy_id = _planned_preparation(plan, holder, run_id, details)
@@ -162,7 +163,9 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
         _record_copy(service, copy_id)
         with runs.step(run_id, "activate copy"):
             lease.check(f"make copy {copy_id} live on {plan.target}")
-            activate_copy(service, plan.target, copy_id)
+            activation = activate_copy(service, plan.target, copy_id)
+            artifact_lines += activation.pop("markdown", [])
+            details["activation"] = activation
             apply_accounts(service, copy_id, plan.target)
             run_app_commands(service, plan.target, "activate")
         if fencing is not None:
@@ -183,7 +186,7 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
             _back_to_production(plan)
         reason = str(error)
         runs.record_outcome(lambda: runs.finish_run(run_id, "failed", f"{service}: failover stopped: {reason}", details),
-                            lambda: _publish(plan, run_id, "FAILED", reason))
+                            lambda: _publish(plan, run_id, "FAILED", reason, artifact_lines))
         raise
     timings = runs.step_timings(run_id)
     details["rto_seconds"] = round(sum(step["seconds"] or 0 for step in timings), 3)
@@ -191,7 +194,7 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
     summary = (f"{service} now runs on {plan.target} ({plan.target_address}); RTO {details['rto_seconds']} s; "
                f"data-loss window {_loss(plan)}")
     runs.record_outcome(lambda: runs.finish_run(run_id, "ok", summary, details),
-                        lambda: _publish(plan, run_id, "done", summary))
+                        lambda: _publish(plan, run_id, "done", summary, artifact_lines))
     logger.info(summary)
     if plan.mode == "planned":
         details["reprotect"] = _reprotect_after_switchover(plan, holder)
@@ -314,8 +317,9 @@ def _loss(plan: FailoverPlan) -> str:
     return f"{plan.copy_age_seconds:.0f} s (copy {plan.copy_id})" if plan.copy_age_seconds is not None else "unknown"
 
 
-def _publish(plan: FailoverPlan, run_id: int, outcome: str, summary: str) -> None:
+def _publish(plan: FailoverPlan, run_id: int, outcome: str, summary: str, activation_lines: list[str] = ()) -> None:
     lines = [f"# Failover of {plan.service}: {outcome}", "", summary, "", "| step | seconds | outcome | detail |", "|---|---|---|---|"]
     for step in runs.step_timings(run_id):
         lines.append(f"| {step['step']} | {step['seconds']} | {step['outcome']} | {step['detail']} |")
+    lines += activation_lines  # hostile data neutralised, replaced files kept aside
     create_markdown_artifact("\n".join(lines), key=f"failover-{plan.service}", description=f"Failover of {plan.service}")

@@ -107,6 +107,7 @@ def rebuild(
     run_id = runs.start_run("rebuild", service, flow_run.get_id())
     outcome, summary, details = "failed", "", {"plan_digest": digest, "standby": rebuild_plan.standby}
     restored = False
+    artifact_lines: list[str] = []  # what placing neutralised and kept aside
     try:
         with locks.service_lock(service, f"rebuild:{flow_run.get_id() or 'local'}", preempt=locks.PREEMPTIBLE) as lease:
             with runs.step(run_id, "plan again under the lock"):
@@ -119,7 +120,9 @@ def rebuild(
             with runs.step(run_id, "recreate accounts"):
                 details["accounts"] = recreate_accounts(fleet, rebuild_plan, scratch)
             with runs.step(run_id, "place files"):
-                details["placed"] = place_files(fleet, rebuild_plan, scratch)
+                placing = place_files(fleet, rebuild_plan, scratch)
+                artifact_lines += placing.pop("markdown", [])
+                details["placed"] = placing
             with runs.step(run_id, "temporary logins") as step:
                 issued = issue_temporary_accounts(fleet, rebuild_plan, scratch, name, flow_run.get_id())
                 details["temporary_logins"] = {key: issued.get(key) for key in ("logins", "expires_at")}
@@ -152,16 +155,18 @@ def rebuild(
             if not state.is_completed():
                 logger.warning("scratch space on %s was not removed: %s", rebuild_plan.standby, state.message)
         runs.record_outcome(lambda: runs.finish_run(run_id, outcome, summary, details),
-                            lambda: _publish_summary(service, run_id, outcome, summary, rebuild_plan))
+                            lambda: _publish_summary(service, run_id, outcome, summary, rebuild_plan, artifact_lines))
 
 
-def _publish_summary(service: str, run_id: int, outcome: str, summary: str, rebuild_plan) -> None:
+def _publish_summary(service: str, run_id: int, outcome: str, summary: str, rebuild_plan,
+                     placing_lines: list[str] = ()) -> None:
     lines = [f"# Rebuild of {service}: {outcome}", "", summary.replace("|", "/"), "",
              f"Plan `{rebuild_plan.digest}`; temporary logins: {', '.join(rebuild_plan.temporary_logins) or 'none'} "
              "(passwords only in the root-only file under $HOTSPARE_HOME/temporary-accounts)", "",
              "| step | seconds | outcome |", "|---|---|---|"]
     for step in runs.step_timings(run_id):
         lines.append(f"| {step['step']} | {step['seconds']} | {step['outcome']} |")
+    lines += placing_lines  # hostile data neutralised, replaced files kept aside
     create_markdown_artifact("\n".join(lines), key=artifact_key("rebuild", service), description=f"Rebuild of {service}")
 
 

@@ -18,9 +18,11 @@ from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.inventory import copies
 from hotspare.planning import copy_backends
 from hotspare.planning import replication as layout
-from hotspare.planning.activation import ActivationResult, clone_swap_argv, judge_clone_outcomes
+from hotspare.planning import live_data as live_plan
+from hotspare.planning.activation import ActivationResult, judge_clone_outcomes, stage_argv, staged_path, swap_argv
 from hotspare.planning.failover import CopyChoice, ServiceFacts, activation_argv
 from hotspare.probes import http_get_via_dns
+from tasks.live_data import neutralise, run_tag
 
 QUICK = dict(cache_policy=NO_CACHE)
 
@@ -63,7 +65,14 @@ def run_app_commands(service: str, server: str, which: str) -> int:
 
 @task(name="activate copy", **QUICK)
 def activate_copy(service: str, target: str, copy_id: str) -> dict:
-    """Make ``copy_id`` live on ``target`` unless a previous attempt already did."""
+    """Make ``copy_id`` live on ``target`` unless a previous attempt already did.
+
+    Nothing hostile goes live and nothing live is destroyed: snapshot clones are staged beside
+    their live paths, the rest is copied with rsync keeping every file it replaces or deletes in
+    this run's folder (``--backup-dir``); then ONE program (``planning/live_data.py``) cleans
+    the staged clones and the rsync-made paths and lists the kept files that differ; only then
+    are the clones swapped in (the trees they replace kept aside, their differing files listed
+    too) and the marker written."""
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     spec = fleet.service(service)
@@ -77,29 +86,51 @@ def activate_copy(service: str, target: str, copy_id: str) -> dict:
         empty = mirror.run(["find", tree + spec.data_paths[0], "-type", "f", "-print", "-quit"], check=False).text.strip() == ""
         if empty:
             raise PermanentError(f"copy {copy_id} on {target} holds no data files: refusing to make it live")
-        result = _clone_where_possible(mirror, service, copy_id, tree, live_paths)
-        rsync_paths = [*result.rsync_paths, *result.absent]
-        if rsync_paths:
-            mirror.run(activation_argv(tree, rsync_paths), timeout=6 * 3600)
+        staged = _stage_where_possible(mirror, service, copy_id, tree, live_paths)
+        rsync_paths = [*staged.rsync_paths, *staged.absent]
+        backup_dir = live_plan.backup_folder(layout.service_root(service), copy_id, run_tag())
+        strip, stripped = live_plan.rsync_strips([entry.model_dump(mode="json") for entry in spec.allow_special])
+        if rsync_paths:  # rsync itself keeps out what no allowance needs; the program names it from the copy
+            mirror.run(activation_argv(tree, rsync_paths, backup_dir, strip), timeout=6 * 3600)
+        roots = ([(staged_path(path), path, True) for path in staged.cloned] + [(path, path, True) for path in rsync_paths]
+                 + [(tree + path, path, False) for path in rsync_paths])
+        report = neutralise(mirror, spec, roots, kept=[(backup_dir + path, path) for path in rsync_paths],
+                            kept_out_by_rsync=stripped, logger=logger)
+        swapped = _swap(mirror, tree, copy_id, staged.cloned)
+        if swapped.kept_pairs:
+            clones = neutralise(mirror, spec, [], kept=list(swapped.kept_pairs), logger=logger)
+            report = live_plan.Report(report.findings, report.kept + clones.kept, report.kept_count + clones.kept_count,
+                                      report.scanned, report.errors)
         mirror.run(["sh", "-c", 'printf %s "$1" > "$2"', "sh", copy_id, marker_path(service)])
-    for kept in result.kept_aside:
+    for kept in swapped.kept_aside:
         logger.warning("the live tree that stood there is kept as %s on %s (nothing was overwritten)", kept, target)
+    if rsync_paths:
+        logger.info("files the rsync replaced or deleted on %s are kept in %s", target, backup_dir)
     logger.info("copy %s made live on %s: %s", copy_id, target,
                 "; ".join(part for part in (
-                    f"cloned and swapped in one step: {', '.join(result.cloned)}" if result.cloned else "",
+                    f"cloned and swapped in one step: {', '.join(swapped.cloned)}" if swapped.cloned else "",
                     f"copied with rsync: {', '.join(rsync_paths)}" if rsync_paths else "") if part))
-    return {"copied": True, "copy_id": copy_id, "cloned": list(result.cloned), "rsync": rsync_paths,
-            "kept_aside": list(result.kept_aside)}
+    return {"copied": True, "copy_id": copy_id, "cloned": list(swapped.cloned), "rsync": rsync_paths,
+            "kept_aside": list(swapped.kept_aside), "backup_dir": backup_dir if rsync_paths else None,
+            "live_data": report.as_dict(), "markdown": report.markdown()}
 
 
-def _clone_where_possible(mirror, service: str, copy_id: str, tree: str, live_paths: list[str]) -> ActivationResult:
-    """Clone-and-swap every live path a snapshot copy can be cloned to (btrfs); the rest is
-    left for rsync (``planning/activation.py``)."""
+def _stage_where_possible(mirror, service: str, copy_id: str, tree: str, live_paths: list[str]) -> ActivationResult:
+    """Clone beside its live path every path a snapshot copy can be cloned to (btrfs); the rest
+    is left for rsync (``planning/activation.py``)."""
     if mirror.run(copy_backends.is_snapshot_argv(service, copy_id), check=False).exit_status != 0:
         return ActivationResult((), (), tuple(live_paths), ())
     outcomes = {}
     for path in live_paths:
-        ran = mirror.run(clone_swap_argv(tree, path, copy_id), timeout=6 * 3600, check=False)
+        ran = mirror.run(stage_argv(tree, path, copy_id), timeout=6 * 3600, check=False)
+        outcomes[path] = (ran.exit_status, ran.text + ran.stderr_tail)
+    return judge_clone_outcomes(outcomes)
+
+
+def _swap(mirror, tree: str, copy_id: str, cloned: tuple[str, ...]) -> ActivationResult:
+    outcomes = {}
+    for path in cloned:
+        ran = mirror.run(swap_argv(tree, path, copy_id), check=False)
         outcomes[path] = (ran.exit_status, ran.text + ran.stderr_tail)
     return judge_clone_outcomes(outcomes)
 

@@ -31,9 +31,12 @@ from hotspare.planning import manifests as manifest_plan
 from hotspare.planning import backup as plan
 from hotspare.planning import rebuild as rebuild_plan
 from hotspare.planning import restic as restic_plan
+from hotspare.planning import live_data as live_plan
+from hotspare.planning import replication as replication_layout
 from hotspare.planning import shell_programs as shell
 from hotspare.probes import http_get_via_dns, reachability, tcp_reachable
 from hotspare.settings import hotspare_home
+from tasks.live_data import neutralise, run_tag
 from tasks.backup import (
     RESTIC_TIMEOUT,
     compare_with_manifest,
@@ -210,10 +213,13 @@ def recreate_accounts(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, scratch: 
 
 
 @task(name="place-files", **STEP)
-def place_files(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, scratch: str) -> list[str]:
-    """Copy data, application and configuration from scratch to their live paths (local rsync)."""
+def place_files(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, scratch: str) -> dict:
+    """Copy data, application and configuration from scratch to their live paths (local rsync),
+    keeping whatever they replace in this run's folder; then one program on the standby
+    neutralises hostile data in them and lists the kept files (``tasks/live_data.py``)."""
     logger = get_run_logger()
     placed = []
+    backup_root = live_plan.backup_folder(replication_layout.service_root(rebuild.service), "rebuild", run_tag())
     with access.connect(fleet, rebuild.standby) as connection:
         present = set(plan.parse_existing(connection.run(shell.existing_paths(
             [f"{scratch}/{shell.relative(path)}" for path in rebuild.live_paths])).stdout))
@@ -221,10 +227,12 @@ def place_files(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, scratch: str) -
             if f"{scratch}/{shell.relative(path)}" not in present:
                 logger.warning("%s is not in the snapshot; skipped", path)
                 continue
-            connection.run(rebuild_plan.place_command(scratch, path), timeout=RESTIC_TIMEOUT)
+            connection.run(rebuild_plan.place_command(scratch, path, backup_root), timeout=RESTIC_TIMEOUT)
             placed.append(path)
-    logger.info("placed on %s: %s", rebuild.standby, ", ".join(placed))
-    return placed
+        report = neutralise(connection, fleet.service(rebuild.service), [(path, path) for path in placed],
+                            kept=[(backup_root + path, path) for path in placed], logger=logger)
+    logger.info("placed on %s: %s (anything they replaced is kept in %s)", rebuild.standby, ", ".join(placed), backup_root)
+    return {"placed": placed, "backup_dir": backup_root, "live_data": report.as_dict(), "markdown": report.markdown()}
 
 
 @task(name="issue-temporary-accounts", cache_policy=NO_CACHE)

@@ -25,6 +25,7 @@ from hotspare.planning import accounts as account_plan
 from hotspare.planning import copy_backends
 from hotspare.planning import preflight_facts
 from hotspare.planning import replication as plan
+from hotspare.planning import shell_programs as shell
 from hotspare.planning import verification_scope
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.transfer_access import pull
@@ -211,6 +212,12 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
                     mirror.run(argv, timeout=600)
         return run if argvs else None
 
+    def before() -> None:  # the working subvolume first (snapshots), then the service's accounts into it
+        if copy_plan.prepare:
+            mirror_runs([list(argv) for argv in copy_plan.prepare])()
+        screened["accounts"] = stage_accounts(fleet, service, copy_plan.source, copy_plan.target, copy_plan.tree)
+
+    screened: dict = {}
     snapshot = [copy_backends.snapshot_copy_argv(service, copy_plan.copy_id, _data_paths(_spec(fleet, service)))] \
         if copy_plan.backend == copy_backends.SNAPSHOT else []
     try:
@@ -220,7 +227,7 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
                                               fleet.service(service).exclude, copy_dest=copy_plan.copy_dest),
             f"copy {copy_plan.source} -> {copy_plan.target}",
             "The previous verified copy is untouched; the next run resumes.",
-            before=mirror_runs([list(argv) for argv in copy_plan.prepare]), after=mirror_runs(snapshot))
+            before=before, after=mirror_runs(snapshot))
         if snapshot:
             logger.info("copy %s is a read-only snapshot of the working subvolume", copy_plan.copy_id)
     except (PermanentError, TransientError):
@@ -238,7 +245,29 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
     logger.info("copied %s: %d files / %d bytes transferred of %d files / %d bytes", copy_plan.copy_id,
                 stats.files_transferred, stats.bytes_transferred, stats.total_files, stats.total_bytes)
     return asdict(stats) | {"source_clock_start": copy_plan.source_clock, "failed_files": outcome.failed_paths,
-                            "changed_files": verification_scope.itemized_files(result.text)}
+                            "changed_files": verification_scope.itemized_files(result.text),
+                            "accounts": screened.get("accounts", {})}
+
+
+def stage_accounts(fleet: Fleet, service: str, source: str, target: str, tree: str) -> dict:
+    """Only the service's accounts travel: read production's account files over the
+    orchestrator's own login, keep the service's lines (``account_plan.service_accounts``) and
+    write just those into the copy (``<tree>/etc/passwd`` …), through stdin. The transfer key
+    never reads /etc/shadow, and the mirror never holds root's or another account's hash."""
+    logger = get_run_logger()
+    rules = fleet.service(service).accounts
+    with access.connect(fleet, source) as production:
+        files = shell.split_files(account_plan.ACCOUNT_FILES,
+                                  production.run(shell.read_files(account_plan.ACCOUNT_FILES), timeout=60).stdout)
+    own = account_plan.service_accounts(files, rules.uid_min, rules.uid_max, rules.users)
+    with access.connect(fleet, target) as mirror:
+        for path in account_plan.ACCOUNT_FILES:
+            mirror.run(shell.replace_secret_file(tree + path), stdin=own.files[path].encode(errors="surrogateescape"))
+    for sentence in own.refused:
+        logger.warning("accounts of %s on %s: %s", service, source, sentence)
+    logger.info("accounts of %s taken from %s: users %s, groups %s (every other line left on production)", service,
+                source, ", ".join(own.users) or "none", ", ".join(own.groups) or "none")
+    return {"users": list(own.users), "groups": list(own.groups), "refused": list(own.refused)}
 
 
 def _record_copy_start(copy_plan: CopyPlan) -> None:
@@ -301,9 +330,12 @@ def apply_accounts(service: str, copy_id: str, target: str) -> dict:
             with sftp.open(path, "r") as handle:
                 return handle.read().decode(errors="surrogateescape")  # the target's own bytes stay as they are
 
-        source = {path: read(tree + path) for path in account_plan.ACCOUNT_FILES}
+        # the copy holds the service's lines only (``stage_accounts``); screened again all the
+        # same, for a copy made before that rule (its files were production's whole files)
+        own = account_plan.service_accounts({path: read(tree + path) for path in account_plan.ACCOUNT_FILES},
+                                            rules.uid_min, rules.uid_max, rules.users)
         current = {path: read(path) for path in account_plan.ACCOUNT_FILES}
-        merge = account_plan.merge_accounts(current, source, rules.uid_min, rules.uid_max, rules.users)
+        merge = account_plan.merge_accounts(current, own.files, rules.uid_min, rules.uid_max, rules.users)
         changed = merge.changed(current)
         for path in changed:
             write_file(mirror, path + ".hotspare-new", merge.files[path].encode(errors="surrogateescape"))
@@ -311,11 +343,12 @@ def apply_accounts(service: str, copy_id: str, target: str) -> dict:
             mirror.run(["sh", "-c", 'for path do chmod --reference="$path" -- "$path.hotspare-new" && '
                         'chown --reference="$path" -- "$path.hotspare-new" || exit 1; done; '
                         'for path do mv -f -- "$path.hotspare-new" "$path" || exit 1; done', "sh", *changed])
-    for sentence in merge.refused:
+    refused = [*own.refused, *merge.refused]
+    for sentence in refused:
         logger.warning("accounts of %s on %s: %s", service, target, sentence)
     logger.info("accounts of %s on %s: %s (%d file(s) updated, %d entr%s refused)", service, target,
-                ", ".join(merge.users) or "none", len(changed), len(merge.refused), "y" if len(merge.refused) == 1 else "ies")
-    return {"users": list(merge.users), "groups": list(merge.groups), "files_updated": changed, "refused": list(merge.refused)}
+                ", ".join(merge.users) or "none", len(changed), len(refused), "y" if len(refused) == 1 else "ies")
+    return {"users": list(merge.users), "groups": list(merge.groups), "files_updated": changed, "refused": refused}
 
 
 def prune_copies(service: str, target: str) -> list[str]:

@@ -292,3 +292,64 @@ def test_placeholder_shadow_carries_names_only():
     assert plan.parse_file(SHADOW, text).malformed == ()
     assert [entry.name for entry in plan.parse_file(SHADOW, text).entries] == ["alice", "bob"]
     assert plan.parse_file(GSHADOW, plan.placeholder_shadow(["web"], GSHADOW)).entries[0].fields == ("web", "*", "", "")
+
+
+# ----- only the service's lines travel ---------------------------------------------------------------
+
+
+def test_only_the_service_lines_leave_production():
+    own = plan.service_accounts(PRODUCTION_FILES, LOW, HIGH)
+    assert own.users == ("alice", "bob") and own.groups == ("alice", "bob") and own.refused == ()
+    assert own.files[PASSWD] == "alice:x:2001:2001::/home/alice:/bin/bash\nbob:x:2003:2003::/home/bob:/bin/bash\n"
+    assert own.files[SHADOW] == "alice:$y$alice-NEW:19100:0:99999:7:::\nbob:$y$bob:19100:0:99999:7:::\n"
+    assert own.files[GROUP] == "alice:x:2001:\nbob:x:2003:alice,bob\n" and own.files[GSHADOW] == "alice:!::\nbob:!::\n"
+    assert "production-root" not in "".join(own.files.values())
+    # merging the screened lines gives exactly what merging production's whole files gives
+    assert dict(plan.merge_accounts(MIRROR_FILES, own.files, LOW, HIGH).files) == MERGED
+
+
+def test_a_hostile_production_cannot_send_root_or_another_services_account():
+    hostile = {
+        PASSWD: PRODUCTION_FILES[PASSWD] + "root2:x:0:0::/root:/bin/sh\nroot:x:2500:2500::/root:/bin/sh\n"
+                                           "other:x:2600:2600:another service's name:/home/other:/bin/sh\n"
+                                           "eve:x:2601:0::/root:/bin/sh\n",
+        SHADOW: PRODUCTION_FILES[SHADOW] + "root2:$y$root2:1::::::\nroot:$y$rootdup:1::::::\nother:$y$other-NEW:1::::::\n"
+                                           "eve:$y$eve:1::::::\n",
+        GROUP: PRODUCTION_FILES[GROUP] + "sudo:x:2602:alice\n", GSHADOW: PRODUCTION_FILES[GSHADOW],
+    }
+    own = plan.service_accounts(hostile, LOW, HIGH, users=("alice", "bob", "other", "root"))
+    travelled = "".join(own.files.values())
+    for secret in ("production-root", "$y$root2", "$y$rootdup", "$y$eve", "sudo"):
+        assert secret not in travelled
+    assert "UID 0 is root's" in " ".join(own.refused) and "a system account name" in " ".join(own.refused)
+    # "other" is declared by mistake and in range on production, but the shared mirror has it
+    # outside the range (another service's): the merge keeps the mirror's entry and hash
+    merged = plan.merge_accounts(MIRROR_FILES, own.files, LOW, HIGH, ("alice", "bob", "other"))
+    assert "other:x:3001:3001:another service" in merged.files[PASSWD] and "other:$y$other:" in merged.files[SHADOW]
+    assert "other-NEW" not in merged.files[SHADOW]
+    assert not any("$y$" in sentence for sentence in own.refused + merged.refused)
+
+
+def test_the_merge_never_removes_or_changes_another_services_accounts_on_a_shared_mirror():
+    """Two services on one mirror, ranges 2000-2999 and 3000-3999: each merge, whatever its
+    production sends, leaves the other's accounts, groups and hashes exactly as they are."""
+    shared = {
+        PASSWD: MIRROR_FILES[PASSWD] + "web2:x:3002:3002::/home/web2:/bin/sh\n",
+        GROUP: MIRROR_FILES[GROUP] + "web2:x:3002:\n",
+        SHADOW: MIRROR_FILES[SHADOW] + "web2:$y$web2:19000:0:99999:7:::\n",
+        GSHADOW: MIRROR_FILES[GSHADOW] + "web2:!::\n",
+    }
+    hostile = {**PRODUCTION_FILES,
+               PASSWD: PRODUCTION_FILES[PASSWD] + "web2:x:2700:2700::/home/web2:/bin/sh\n",
+               SHADOW: PRODUCTION_FILES[SHADOW] + "web2:$y$stolen:19000:0:99999:7:::\n",
+               GROUP: PRODUCTION_FILES[GROUP] + "mine:x:2701:alice,other,web2\n"}
+    result = plan.merge_accounts(shared, plan.service_accounts(hostile, LOW, HIGH).files, LOW, HIGH)
+    theirs = ("other", "web2")
+    for path in (PASSWD, SHADOW, GROUP, GSHADOW):
+        before = [line for line in shared[path].splitlines() if line.split(":")[0] in theirs]
+        after = [line for line in result.files[path].splitlines() if line.split(":")[0] in theirs]
+        assert after == before, path
+    assert "$y$stolen" not in result.files[SHADOW]
+    # no group of this service may take the other service's accounts as members
+    assert "mine:x:2701:alice\n" in result.files[GROUP]
+    assert "other" in refusal(result, "group mine", "dropped") and "web2" in refusal(result, "group mine")

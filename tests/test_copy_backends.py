@@ -79,6 +79,22 @@ def test_activation_swaps_snapshots_and_keeps_what_stood_there():
         activation.clone_swap_argv("/srv/hotspare/shop/copies/shop-2/tree", "/etc", "shop-2")
     with pytest.raises(PermanentError):
         activation.judge_clone_outcomes({"/srv/shop/data": (1, "mv: cannot move")})
+    assert result.kept_pairs == (("/srv/shop/.hotspare-replaced-shop-2-data", "/srv/shop/data"),)
+
+
+def test_activation_stages_the_clone_for_cleaning_before_the_swap():
+    import pytest
+
+    from hotspare.adapters.errors import PermanentError
+    from hotspare.planning import activation
+
+    tree = "/srv/hotspare/shop/copies/shop-2/tree"
+    assert activation.stage_argv(tree, "/srv/shop/data", "shop-2")[-2:] == [tree + "/srv/shop/data", "/srv/shop/data"]
+    assert activation.swap_argv(tree, "/srv/shop/data", "shop-2")[-2:] == ["/srv/shop/data", "shop-2"]
+    assert activation.staged_path("/srv/shop/data") == "/srv/shop/.hotspare-incoming-data"
+    for argv_of in (activation.stage_argv, activation.swap_argv):
+        with pytest.raises(PermanentError):
+            argv_of(tree, "/etc", "shop-2")
 
 
 def test_fleet_run_starts_services_within_every_bound():

@@ -37,7 +37,9 @@ def test_plan_names_everything_from_service_and_drill_id():
     assert drill.manifest == drill.scratch + ".json"
     assert drill.tree == "/srv/hotspare/app1/copies/app1-20261130T010000Z/tree"
     assert drill.tops == ("/etc", "/srv")
-    assert "/etc/passwd" in drill.paths and "/srv/app1/accounts" in drill.paths
+    # the system account files are not a copied path (only the service's lines travel, merged
+    # into the mirror's own): the bubble sees the mirror's /etc/passwd under its /etc overlay
+    assert "/etc/passwd" not in drill.paths and "/srv/app1/accounts" in drill.paths
     assert drill.canary_users == ("app1-web",)
     assert drill.rpo_seconds == 12 * 3600
     manifest = json.loads(drill.manifest_text())

@@ -145,6 +145,7 @@ def test_unusable_section_is_reported_once_without_cascades():
 SECOND_SERVICE = """  - name: app2
     dns_name: app2.lab.test
     zone: lab.test
+    accounts: {uid_min: 3000, uid_max: 3999}
     production: PRODUCTION
     mirror: mirror-west
     storage: storage-vault
@@ -408,3 +409,39 @@ def test_good_chains_customers_status_page_and_checkers_pass():
     fleet = parse_fleet(text)
     assert fleet.customer_notices.status_page.server == "web-vault"
     assert [checker.via for checker in fleet.health.checkers] == ["local", "prod-east"]
+
+
+def test_two_services_on_one_server_never_claim_the_same_accounts():
+    """The account merge of one service must never remove or change another's on a shared
+    mirror: overlapping UID ranges (one of them without declared users) or a user declared by
+    both are refused; disjoint ranges, or disjoint declared users, pass."""
+    fine = with_second_service("/srv/app2/data", production="prod-other")
+    parse_fleet(fine, "fleet.yaml")  # no problem
+    overlapping = fine.replace("accounts: {uid_min: 3000, uid_max: 3999}", "accounts: {uid_min: 2500, uid_max: 3999}")
+    [problem] = problems_of(overlapping)
+    assert ("services.1.accounts.uid_min: UID range 2500-3999 overlaps 2000-2999 of service 'app1' on mirror-west"
+            in problem), problem
+    both_declare = fine.replace("accounts: {uid_min: 3000, uid_max: 3999}",
+                                "accounts: {uid_min: 2000, uid_max: 2999, users: [app2-web, app1-batch]}").replace(
+        "# users: [app1-web, app1-batch]  #", "users: [app1-web, app1-batch]  #")
+    [problem] = problems_of(both_declare)
+    assert "services.1.accounts.users: user(s) app1-batch also declared by service 'app1' on mirror-west" in problem
+    parse_fleet(both_declare.replace("[app2-web, app1-batch]", "[app2-web, app2-batch]"), "fleet.yaml")  # disjoint users: no problem
+
+
+def test_allow_special_names_a_path_of_the_service_and_known_kinds():
+    text = EXAMPLE.replace(
+        "      files: [/srv/app1/accounts]    # application account files\n",
+        "      files: [/srv/app1/accounts]    # application account files\n"
+        "    allow_special:\n"
+        "      - {path: /srv/app1/app/bin/ping, allow: [setuid, capabilities]}\n"
+        "      - {path: /srv/app1/data, allow: [fifos]}\n", 1)
+    fleet = parse_fleet(text, "fleet.yaml")
+    assert [entry.allow[0].value for entry in fleet.service("app1").allow_special] == ["setuid", "fifos"]
+    outside = text.replace("{path: /srv/app1/data, allow: [fifos]}", "{path: /usr/bin, allow: [setuid]}")
+    [problem] = problems_of(outside)
+    assert "services.0.allow_special.1.path: /usr/bin is not inside a path of this service" in problem
+    unknown = text.replace("allow: [fifos]", "allow: [everything]")
+    assert any("allow_special.1.allow.0" in problem for problem in problems_of(unknown))
+    relative = text.replace("{path: /srv/app1/data,", "{path: srv/app1/data,")
+    assert any("allow_special.1.path: 'srv/app1/data' is relative" in problem for problem in problems_of(relative))

@@ -166,11 +166,10 @@ def test_layout_paths():
     assert plan.copy_data_path("shop", "X", "/srv/shop/data") == "/srv/hotspare/shop/copies/X/tree/srv/shop/data"
 
 
-def test_source_paths_are_unique_and_include_account_files():
-    spec = {"data_paths": ["/srv/shop/data/", "/srv/shop/data"], "app_paths": ["/opt/shop"], "config_paths": ["/etc/passwd"]}
-    assert plan.source_paths(spec) == [
-        "/srv/shop/data", "/opt/shop", "/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow",
-    ]
+def test_source_paths_are_unique_and_never_the_system_account_files():
+    spec = {"data_paths": ["/srv/shop/data/", "/srv/shop/data"], "app_paths": ["/opt/shop"], "config_paths": ["/etc/shop"],
+            "accounts": {"files": ["/srv/shop/accounts"]}}
+    assert plan.source_paths(spec) == ["/srv/shop/data", "/opt/shop", "/etc/shop", "/srv/shop/accounts"]
 
 
 def test_peer_access_layout():
@@ -862,6 +861,22 @@ def test_a_rebuild_never_places_files_with_delete_outside_a_safe_declared_path(l
     from hotspare.planning.rebuild import place_command
     from hotspare.planning.shell_programs import PlanRefused
 
+    backup = "/srv/hotspare/app1/replaced/rebuild-20261206T100000Z"
     with pytest.raises(PlanRefused, match="refusing to place restored files"):
-        place_command("/var/tmp/hotspare-restore/app1-x", live_path)
-    assert place_command("/var/tmp/hotspare-restore/app1-x", "/srv/app1/data")[-1] == "/srv/app1/data"
+        place_command("/var/tmp/hotspare-restore/app1-x", live_path, backup)
+    assert place_command("/var/tmp/hotspare-restore/app1-x", "/srv/app1/data", backup)[-2:] == ["/srv/app1/data", backup]
+    with pytest.raises(PlanRefused, match="backup folder"):  # what a rebuild replaces is kept inside hotspare's root
+        place_command("/var/tmp/hotspare-restore/app1-x", "/srv/app1/data", "/srv/app1/data/kept")
+
+
+def test_activation_keeps_what_rsync_replaces_in_the_runs_folder():
+    from hotspare.adapters.errors import PermanentError
+
+    tree = "/srv/hotspare/shop/copies/20261125T100000Z/tree"
+    backup = "/srv/hotspare/shop/replaced/20261125T100000Z-20261206T100000Z"
+    assert activation_argv(tree, ["/srv/shop/data"], backup) == [
+        "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--backup", f"--backup-dir={backup}",
+        f"{tree}/./srv/shop/data", "/"]
+    for outside in ("/srv/shop/data/kept", "/srv/hotspare/../tmp"):
+        with pytest.raises(PermanentError, match="backup folder"):
+            activation_argv(tree, ["/srv/shop/data"], outside)

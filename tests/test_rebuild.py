@@ -59,7 +59,13 @@ def test_rebuild_on_standby_serves_newest_backup_with_expiring_temporary_logins(
     production = fleet.server("prod-east")
     marker = f"marker-{uuid.uuid4().hex}.txt"
     marker_text = f"written before the backup {uuid.uuid4().hex}\n"
-    (Path(lab_env["hosts"]["prod-east"]["root"]) / "srv/app1/data" / marker).write_text(marker_text)
+    data = Path(lab_env["hosts"]["prod-east"]["root"]) / "srv/app1/data"
+    (data / marker).write_text(marker_text)
+    # hostile data from a compromised production: never live on the standby as planted
+    suid, link = f"suid-{uuid.uuid4().hex[:8]}", f"shadow-{uuid.uuid4().hex[:8]}"
+    (data / suid).write_text("#!/bin/sh\nid\n")
+    (data / suid).chmod(0o4755)
+    (data / link).symlink_to("/etc/shadow")
     snapshot = backup(service=SERVICE)[SERVICE]["snapshot_id"]
 
     lab.fail("prod-east")
@@ -79,6 +85,12 @@ def test_rebuild_on_standby_serves_newest_backup_with_expiring_temporary_logins(
         server = _dns(fleet)
         status, body, address = http_get_via_dns(f"http://app1.lab.test:8080/{marker}", lambda name: dns.read_addresses(server, name))
         assert (status, body.decode(), address) == (200, marker_text, standby.address)
+        placed = Path(lab_env["hosts"][standby.name]["root"]) / "srv/app1/data"
+        assert not (placed / suid).stat().st_mode & stat.S_ISUID
+        assert not (placed / link).is_symlink() and (placed / link).read_bytes() == b""
+        neutralised = "\n".join(result["placed"]["live_data"]["neutralised"])
+        assert f"/srv/app1/data/{link} (-> /etc/shadow): replaced by an empty file" in neutralised
+        assert f"setuid bit at /srv/app1/data/{suid}: bit cleared" in neutralised
         with session() as db:
             row = db.get(ServiceRow, SERVICE)
             assert (row.active_server, row.mirror_server, row.state) == (standby.name, None, "unprotected")
@@ -118,6 +130,8 @@ def test_rebuild_on_standby_serves_newest_backup_with_expiring_temporary_logins(
         for password in logins.values():
             assert password not in everything
     finally:
+        (data / suid).unlink(missing_ok=True)
+        (data / link).unlink(missing_ok=True)
         lab.heal("prod-east")
         lab.heal("mirror-west")
         _restore_lab(fleet, production.address, standby)

@@ -28,6 +28,7 @@ def rule_violations(parts: FleetParts) -> list[Violation]:
         _service_servers,
         _service_accounts,
         _service_paths,
+        _special_allowances,
         _backup_repositories,
         _service_zones,
         _service_dependencies,
@@ -121,6 +122,36 @@ def _service_accounts(parts: FleetParts) -> Iterator[Violation]:
     for position, service in parts.services.items:
         if service.accounts.uid_min > service.accounts.uid_max:
             yield ("services", position, "accounts", "uid_min"), "uid_min is greater than uid_max"
+    yield from _shared_accounts(parts)
+
+
+def _shared_accounts(parts: FleetParts) -> Iterator[Violation]:
+    """Two services on one server never claim the same account: the merge of one may then
+    neither remove nor change the other's. Both declare users: no name in common; otherwise
+    (each then claims every account in its range) their UID ranges do not overlap."""
+    seen: dict[str, list[tuple[int, Service]]] = defaultdict(list)
+    for position, service in parts.services.items:
+        here = ("services", position, "accounts")
+        mine = service.accounts
+        clashes: dict[str, str] = {}
+        for server in dict.fromkeys((service.production, service.mirror)):
+            for _, other in seen[server]:
+                theirs = other.accounts
+                if other.name in clashes:
+                    continue
+                if mine.users and theirs.users:
+                    common = sorted(set(mine.users) & set(theirs.users))
+                    if common:
+                        clashes[other.name] = (f"user(s) {', '.join(common)} also declared by service {other.name!r} "
+                                               f"on {server}; each account on a server must belong to one service")
+                elif mine.uid_min <= theirs.uid_max and theirs.uid_min <= mine.uid_max:
+                    clashes[other.name] = (
+                        f"UID range {mine.uid_min}-{mine.uid_max} overlaps {theirs.uid_min}-{theirs.uid_max} of service "
+                        f"{other.name!r} on {server}, and one of them declares no users (it then claims every "
+                        "account in its range); give them disjoint ranges or declare each one's users")
+            seen[server].append((position, service))
+        for sentence in clashes.values():
+            yield (*here, "users" if mine.users else "uid_min"), sentence
 
 
 def _declared_paths(position: int, service: Service) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -131,6 +162,20 @@ def _declared_paths(position: int, service: Service) -> Iterator[tuple[tuple[str
             yield (*here, field, index), path
     for index, path in enumerate(service.accounts.files):
         yield (*here, "accounts", "files", index), path
+
+
+def _special_allowances(parts: FleetParts) -> Iterator[Violation]:
+    """An ``allow_special`` path is in normal form and inside one of the service's own paths."""
+    if parts.services is None:
+        return
+    for position, service in parts.services.items:
+        declared = [path for _, path in _declared_paths(position, service)]
+        for index, entry in enumerate(service.allow_special):
+            problem = form_problem(entry.path)
+            if problem is None and not any(entry.path == path or inside(entry.path, path) for path in declared):
+                problem = f"{entry.path} is not inside a path of this service ({', '.join(declared)})"
+            if problem:
+                yield ("services", position, "allow_special", index, "path"), problem
 
 
 def _repository(service: Service) -> str | None:

@@ -54,6 +54,7 @@ EXAMPLE: dict = {
             "data_paths": ["/srv/app1/data"], "app_paths": ["/srv/app1/app"], "config_paths": ["/etc/app1"],
             "accounts": {"uid_min": 2000, "uid_max": 2999, "files": ["/srv/app1/accounts"],
                          "users": ["app1-web", "app1-batch"]},
+            "allow_special": [{"path": "/srv/app1/app/bin/ping-helper", "allow": ["capabilities"]}],
             "pre_sync": [["/srv/app1/app/dump-db", "--quick"]],
             "activate": [["/srv/app1/app/ctl", "start"]],
             "deactivate": [["/srv/app1/app/ctl", "stop"]],

@@ -80,6 +80,30 @@ class Accounts(Strict):
     )
 
 
+class SpecialKind(str, Enum):
+    """What activation neutralises in a live tree unless allowed (``planning/live_data.py``)."""
+
+    devices = "devices"
+    fifos = "fifos"
+    sockets = "sockets"
+    setuid = "setuid"
+    setgid = "setgid"
+    capabilities = "capabilities"
+    links_outside = "links_outside"
+
+
+class AllowSpecial(Strict):
+    """What a service really needs below one of its paths, kept live (and still named in the run)."""
+
+    path: AbsolutePath = Field(description="A declared path of the service, or a file or folder inside one.")
+    allow: list[SpecialKind] = Field(
+        min_length=1,
+        description=("Kept below path: devices, fifos, sockets, setuid, setgid, capabilities, links_outside "
+                     "(symbolic links that resolve outside the service's paths). Everything else is removed, "
+                     "cleared or replaced before a copy goes live."),
+    )
+
+
 class Backup(Strict):
     """Third copy of a service on its storage host: a restic repository reached over SFTP."""
 
@@ -109,6 +133,11 @@ class Service(Strict):
     app_paths: list[AbsolutePath] = Field(default_factory=list, description="Application code.")
     config_paths: list[AbsolutePath] = Field(default_factory=list, description="OS configuration.")
     accounts: Accounts = Field(default_factory=Accounts, description="User accounts to replicate.")
+    allow_special: list[AllowSpecial] = Field(
+        default_factory=list,
+        description=("Device nodes, FIFOs, sockets, setuid/setgid bits, file capabilities or outside links the "
+                     "service really needs; activation neutralises all others."),
+    )
     pre_sync: list[Command] = Field(default_factory=list, description="Commands run on production before a sync.")
     activate: list[Command] = Field(default_factory=list, description="Commands that start the service.")
     deactivate: list[Command] = Field(default_factory=list, description="Commands that stop the service.")

@@ -19,6 +19,12 @@ removed or changed.
 
 Temporary logins (``tmp-<user>``, same UID as their user) belong to the host that issued them:
 never replicated, never removed by a merge, and not counted as a UID clash.
+
+Only the service's lines travel (``service_accounts``): the orchestrator reads production's four
+files over its own login and keeps the lines of the service's accounts (the declared names, or
+the UID range when none are declared) that pass the source's own checks above; only those lines
+are written into the copy (``<tree>/etc/passwd`` …) and merged. Root's hash, a system account's
+or another service's never reaches the mirror, whatever production's files say.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ SYSTEM_NAMES = frozenset({
     "input", "kvm", "render", "sgx", "crontab", "netdev", "lxd", "docker", "ssl-cert", "systemd-journal",
     "systemd-network", "systemd-resolve", "systemd-timesync", "systemd-coredump", "admin", "toor",
 })
+# Debian's SYS_UID_MAX + 1: accounts below are the host's own (www-data may join a service's group).
+SYSTEM_UID_LIMIT = 1000
 FIELDS = {PASSWD: 7, GROUP: 4, SHADOW: 9, GSHADOW: 4}
 
 
@@ -147,6 +155,49 @@ def placeholder_shadow(names: Iterable[str], path: str = SHADOW) -> str:
     return "".join(":".join([name, "*"] + [""] * (FIELDS[path] - 2)) + "\n" for name in names)
 
 
+# ----- what travels -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceAccounts:
+    """The service's own lines of production's account files (path -> text), and why others
+    were left out (sentences that name entries, never hashes)."""
+
+    files: Mapping[str, str]
+    users: tuple[str, ...]
+    groups: tuple[str, ...]
+    refused: tuple[str, ...]
+
+
+def service_accounts(source: Mapping[str, str], uid_min: int, uid_max: int, users: Sequence[str] = ()) -> ServiceAccounts:
+    """Keep only the service's lines of ``source`` (production's four files, path -> text).
+
+    Candidates are the declared names (``users``), or the entries in ``uid_min..uid_max`` when
+    none are declared; the source-only rules of the merge apply (UID/GID 0, system names,
+    duplicates, out of range, malformed), so a refused entry's hash is dropped here, before
+    anything is written anywhere. The checks that need the target (a name or UID taken there)
+    are the merge's, later, on these lines only. Every other line, root's included, is dropped
+    without a word: it was never the service's.
+    """
+    parsed = {path: parse_file(path, source.get(path, "")) for path in ACCOUNT_FILES}
+    rule = _Rule(uid_min, uid_max, frozenset(users))
+    nobody = {path: parse_file(path, "") for path in ACCOUNT_FILES}
+    accepted_users, _, user_sentences = rule.decide("account", "UID", parsed[PASSWD], parsed[SHADOW], nobody[PASSWD],
+                                                   declared_names=True)
+    accepted_groups, _, group_sentences = rule.decide("group", "GID", parsed[GROUP], parsed[GSHADOW], nobody[GROUP],
+                                                     declared_names=False)
+    refused = [f"{sentence}; left out" for path in ACCOUNT_FILES for sentence in parsed[path].malformed]
+    refused += user_sentences + group_sentences
+
+    def lines(path: str, names: Mapping[str, Entry]) -> str:
+        kept = [entry.line for entry in parsed[path].entries if entry.name in names]
+        return "".join(line + "\n" for line in kept)
+
+    files = {PASSWD: lines(PASSWD, accepted_users), GROUP: lines(GROUP, accepted_groups),
+             SHADOW: lines(SHADOW, accepted_users), GSHADOW: lines(GSHADOW, accepted_groups)}
+    return ServiceAccounts(files, tuple(sorted(accepted_users)), tuple(sorted(accepted_groups)), tuple(refused))
+
+
 # ----- the merge -----------------------------------------------------------------------------------
 
 
@@ -192,7 +243,10 @@ def merge_accounts(current: Mapping[str, str], source: Mapping[str, str], uid_mi
     declared = frozenset(users)
     refused = [f"{sentence}; ignored" for path in ACCOUNT_FILES for sentence in parsed_source[path].malformed]
     rule = _Rule(uid_min, uid_max, declared)
-    target_users = {entry.name for entry in parsed_current[PASSWD].entries}
+    # Members a group of the service may list: its own accepted users and the target's system
+    # accounts or its own range, never an account of another service on a shared mirror.
+    target_users = {entry.name for entry in parsed_current[PASSWD].entries
+                    if entry.number < SYSTEM_UID_LIMIT or uid_min <= entry.number <= uid_max}
     accepted_users, kept_users, user_sentences = rule.decide(
         "account", "UID", parsed_source[PASSWD], parsed_source[SHADOW], parsed_current[PASSWD], declared_names=True)
     accepted_groups, kept_groups, group_sentences = rule.decide(
@@ -206,7 +260,7 @@ def merge_accounts(current: Mapping[str, str], source: Mapping[str, str], uid_mi
             fields = (*entry.fields[:3], ",".join(members))
             accepted_groups[name] = Entry(name, fields, entry.number, members=members)
             refused.append(f"{GROUP}: group {name}: member(s) {', '.join(dropped)} dropped: neither an account "
-                           "of the service nor of the target")
+                           "of the service nor a system account of the target")
     refused += _orphans(SHADOW, parsed_source[SHADOW], {e.name for e in parsed_source[PASSWD].entries})
     refused += _orphans(GSHADOW, parsed_source[GSHADOW], {e.name for e in parsed_source[GROUP].entries})
     managed_users = rule.managed(parsed_current[PASSWD], declared_names=True)

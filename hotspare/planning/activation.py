@@ -39,6 +39,46 @@ CLONE_SWAP_SCRIPT = (
 
 CLONED, NOT_CLONABLE, NOT_IN_COPY = 0, 3, 4
 
+# The same in two halves, so the staged clone is cleaned (``planning/live_data.py``) before it
+# is swapped in: $1 the copy's folder, $2 the live path; prints "staged <folder>".
+STAGE_SCRIPT = (
+    'src=$1; live=$2; parent=$(dirname -- "$live"); name=$(basename -- "$live"); '
+    'staged="$parent/.hotspare-incoming-$name"; '
+    '[ -e "$src" ] || exit 4; mkdir -p -- "$parent" || exit 1; rm -rf -- "$staged"; '
+    'btrfs subvolume show "$src" >/dev/null 2>&1 || exit 3; '
+    'if ! btrfs -q subvolume snapshot "$src" "$staged" >/dev/null 2>&1; then rm -rf -- "$staged"; exit 3; fi; '
+    'echo "staged $staged"'
+)
+# $1 the live path, $2 the copy id (names the kept tree): the live tree aside, the staged one in.
+SWAP_SCRIPT = (
+    'live=$1; tag=$2; parent=$(dirname -- "$live"); name=$(basename -- "$live"); '
+    'staged="$parent/.hotspare-incoming-$name"; aside="$parent/.hotspare-replaced-$tag-$name"; '
+    '[ -e "$staged" ] || exit 4; '
+    'if [ -e "$live" ] || [ -L "$live" ]; then n=0; kept=$aside; '
+    'while [ -e "$kept" ] || [ -L "$kept" ]; do n=$((n+1)); kept="$aside.$n"; done; '
+    'mv -T -- "$live" "$kept" || exit 1; echo "kept $kept"; fi; '
+    'mv -T -- "$staged" "$live" || exit 1; echo "cloned $live"'
+)
+
+
+def staged_path(live_path: str) -> str:
+    """Where ``STAGE_SCRIPT`` puts the clone of ``live_path`` before the swap."""
+    parent, name = live_path.rsplit("/", 1)
+    return f"{parent or ''}/.hotspare-incoming-{name}"
+
+
+def stage_argv(copy_tree: str, live_path: str, copy_id: str) -> list[str]:
+    """Clone ``copy_tree + live_path`` beside ``live_path`` (exit 3: not clonable, 4: not in
+    the copy); the same guard as ``clone_swap_argv``."""
+    clone_swap_argv(copy_tree, live_path, copy_id)  # the guard
+    return ["sh", "-c", STAGE_SCRIPT, "sh", copy_tree + live_path, live_path]
+
+
+def swap_argv(copy_tree: str, live_path: str, copy_id: str) -> list[str]:
+    """Swap the staged clone of ``live_path`` in, keeping what stood there aside."""
+    clone_swap_argv(copy_tree, live_path, copy_id)  # the guard
+    return ["sh", "-c", SWAP_SCRIPT, "sh", live_path, copy_id]
+
 
 def clone_swap_argv(copy_tree: str, live_path: str, copy_id: str) -> list[str]:
     """Clone ``copy_tree + live_path`` beside ``live_path`` and swap it in (see module doc).
@@ -64,15 +104,17 @@ class ActivationResult:
     kept_aside: tuple[str, ...]  # live trees renamed aside, never overwritten
     rsync_paths: tuple[str, ...]  # to make live with rsync (no clone possible)
     absent: tuple[str, ...]  # not in the copy at all
+    kept_pairs: tuple[tuple[str, str], ...] = ()  # (kept-aside tree, the live path it stood at)
 
 
 def judge_clone_outcomes(outcomes: dict[str, tuple[int, str]]) -> ActivationResult:
     """Sort each live path by its clone script's (exit status, output)."""
-    cloned, kept, rsync, absent = [], [], [], []
+    cloned, kept, rsync, absent, pairs = [], [], [], [], []
     for path, (status, output) in outcomes.items():
         if status == CLONED:
             cloned.append(path)
             kept += [line.split(" ", 1)[1] for line in output.splitlines() if line.startswith("kept ")]
+            pairs += [(line.split(" ", 1)[1], path) for line in output.splitlines() if line.startswith("kept ")]
         elif status == NOT_CLONABLE:
             rsync.append(path)
         elif status == NOT_IN_COPY:
@@ -81,4 +123,4 @@ def judge_clone_outcomes(outcomes: dict[str, tuple[int, str]]) -> ActivationResu
             from hotspare.adapters.errors import PermanentError
 
             raise PermanentError(f"making {path} live failed (exit {status}): {output.strip()[-300:]}")
-    return ActivationResult(tuple(cloned), tuple(kept), tuple(rsync), tuple(absent))
+    return ActivationResult(tuple(cloned), tuple(kept), tuple(rsync), tuple(absent), tuple(pairs))

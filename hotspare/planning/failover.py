@@ -177,12 +177,22 @@ def _refused(facts: ServiceFacts, mode: str, source: str, target: str, reason: s
     )
 
 
-def activation_argv(copy_tree: str, live_paths: list[str]) -> list[str]:
+STRIP_OPTIONS = ("--no-devices", "--no-specials", "--filter=-x security.capability")
+
+
+def activation_argv(copy_tree: str, live_paths: list[str], backup_dir: str | None = None,
+                    strip: tuple[str, ...] = ()) -> list[str]:
     """Local rsync on the mirror that makes a copy's paths the live ones.
 
     ``/./`` with ``--relative`` maps ``TREE/./srv/x`` to ``/srv/x``, for folders and files
     alike; ``--delete`` acts only inside those paths. Copy, never move: the copy stays intact
-    and promotable.
+    and promotable. With ``backup_dir`` (a folder of this run inside hotspare's copies root,
+    ``planning/live_data.py:backup_folder``) nothing is destroyed: every live file rsync
+    replaces or deletes is moved there first (``--backup --backup-dir``, under its absolute
+    path), so writes that existed only on this host (a returning production) stay readable.
+    ``strip``: rsync's own options that keep hostile kinds out of the live paths
+    (``planning/live_data.py:rsync_strips``: ``--no-devices``, ``--no-specials``, an xattr
+    filter for file capabilities, ``--chmod`` clearing setuid/setgid on files).
 
     Guard: the argument list only ever names declared paths that pass the fleet's path rule
     (``fleet/paths.py``) and a copy inside hotspare's copies root, so ``--delete`` can never
@@ -194,9 +204,16 @@ def activation_argv(copy_tree: str, live_paths: list[str]) -> list[str]:
     reasons = [problem for path in live_paths if (problem := path_problem(path))]
     if form_problem(copy_tree) or not inside(copy_tree, COPIES_ROOT):
         reasons.append(f"copy folder {copy_tree!r} is not a normal path inside {COPIES_ROOT}")
+    if backup_dir is not None and (form_problem(backup_dir) or not inside(backup_dir, COPIES_ROOT)):
+        reasons.append(f"backup folder {backup_dir!r} is not a normal path inside {COPIES_ROOT}")
     if reasons or not live_paths:
         raise PermanentError(
             "refusing to make a copy live: " + ("; ".join(reasons) or "the service declares no paths")
             + ". Fix the service's paths in the fleet file (`hotspare fleet check`) and load it again."
         )
-    return ["rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", *[f"{copy_tree}/.{path}" for path in live_paths], "/"]
+    unknown = [option for option in strip if option not in STRIP_OPTIONS and not option.startswith("--chmod=F")]
+    if unknown:
+        raise PermanentError(f"refusing to make a copy live: unknown rsync option(s) {unknown}")
+    keep = ["--backup", f"--backup-dir={backup_dir}"] if backup_dir else []
+    return ["rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", *keep, *strip,
+            *[f"{copy_tree}/.{path}" for path in live_paths], "/"]

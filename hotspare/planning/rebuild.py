@@ -148,16 +148,21 @@ def restore_folder(service_name: str, run_name: str) -> str:
     return posixpath.join(RESTORE_BASE, f"{service_name}-{run_name}")
 
 
-def place_command(scratch: str, live_path: str) -> list[str]:
-    """Copy one restored path to its live place on the same host (rsync, local).
+def place_command(scratch: str, live_path: str, backup_root: str) -> list[str]:
+    """Copy one restored path to its live place on the same host (rsync, local); every live
+    file it replaces or deletes is kept under ``backup_root + live_path`` (a folder of this run,
+    ``planning/live_data.py:backup_folder``): a rebuild never destroys a write.
 
     Guard: ``--delete`` acts inside ``live_path`` only, so the path must pass the fleet's path
-    rule (``fleet/paths.py``) even from a fleet that skipped the check.
+    rule (``fleet/paths.py``) even from a fleet that skipped the check; the backup folder lies
+    inside hotspare's copies root.
     """
-    from hotspare.fleet.paths import path_problem
+    from hotspare.fleet.paths import COPIES_ROOT, form_problem, inside, path_problem
 
     problem = path_problem(live_path)
+    if problem is None and (form_problem(backup_root) or not inside(backup_root, COPIES_ROOT)):
+        problem = f"the backup folder {backup_root!r} is not a normal path inside {COPIES_ROOT}"
     if problem:
         raise PlanRefused([f"refusing to place restored files at {live_path!r}: {problem}. Fix the service's paths "
                            "in the fleet file (`hotspare fleet check`) and load it again"])
-    return ["sh", "-c", PLACE, "sh", posixpath.join(scratch, relative(live_path)), live_path]
+    return ["sh", "-c", PLACE, "sh", posixpath.join(scratch, relative(live_path)), live_path, backup_root]

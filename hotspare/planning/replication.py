@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from hotspare.planning.rsync_outcomes import rsync_exclude_args
-
-from hotspare.planning.accounts import ACCOUNT_FILES
 from hotspare.planning.transfer_keys import MODULE as TRANSFER_MODULE
 
 COPIES_ROOT = "/srv/hotspare"
@@ -53,10 +51,12 @@ def copy_id_for(moment: datetime) -> str:
 
 
 def source_paths(spec: dict) -> list[str]:
-    """Everything a copy holds: data, app code, OS config, account files, system accounts."""
+    """Everything a copy pulls from production: data, app code, OS config, application account
+    files. Not the system account files: only the service's lines of those travel, read by the
+    orchestrator and written into the copy as ``<tree>/etc/passwd`` … (``tasks/replication.py:
+    stage_accounts``), so the transfer never reads /etc/shadow."""
     accounts = spec.get("accounts") or {}
     paths = [*spec["data_paths"], *spec.get("app_paths", []), *spec.get("config_paths", []), *accounts.get("files", [])]
-    paths += list(ACCOUNT_FILES)
     unique = []
     for path in paths:
         normalized = path.rstrip("/") or "/"
