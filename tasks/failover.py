@@ -19,6 +19,7 @@ from hotspare.inventory import copies
 from hotspare.planning import copy_backends
 from hotspare.planning import replication as layout
 from hotspare.planning.activation import ActivationResult, clone_swap_argv, judge_clone_outcomes
+from hotspare.planning.containment import as_service_user
 from hotspare.planning.failover import CopyChoice, ServiceFacts, activation_argv
 from hotspare.probes import http_get_via_dns
 
@@ -54,7 +55,8 @@ def fence(service: str, server: str, seconds: float = 8.0) -> dict:
     """Stop the app on the old production, bounded in time; unreachable means unfenced, not stuck."""
     logger = get_run_logger()
     fleet = access.loaded_fleet()
-    commands = fleet.service(service).deactivate
+    spec = fleet.service(service)
+    commands = [as_service_user(argv, spec.run_as) for argv in spec.deactivate]
     deadline = time.monotonic() + seconds
     try:
         with access.connect(fleet, server, connect_timeout=min(3.0, seconds)) as connection:
@@ -74,7 +76,8 @@ def fence(service: str, server: str, seconds: float = 8.0) -> dict:
 def run_app_commands(service: str, server: str, which: str) -> int:
     """Run the service's ``activate`` or ``deactivate`` commands on ``server``; they must succeed."""
     fleet = access.loaded_fleet()
-    commands = getattr(fleet.service(service), which)
+    spec = fleet.service(service)
+    commands = [as_service_user(argv, spec.run_as) for argv in getattr(spec, which)]
     with access.connect(fleet, server) as connection:
         for argv in commands:
             connection.run(argv, timeout=120)
