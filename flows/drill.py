@@ -270,8 +270,8 @@ def _publish(plan: planning.DrillPlan, evidence: dict, summary: str) -> None:
              f"- host **{plan.host}**, bubble `{plan.netns}` with {plan.production_address}/32",
              f"- copy **{plan.copy_id}** ({plan.method}), RPO {plan.rpo_seconds} s",
              f"- operators: {evidence['operators']}",
-             f"- the app ran as {plan.identity.describe() if plan.identity else 'nobody (not started)'}, in its own "
-             f"user and mount namespaces over a memory-only view of the whole filesystem", "",
+             (f"- the app ran as {plan.identity.describe() if plan.identity else 'nobody (not started)'}, in its own "
+              f"user and mount namespaces over a memory-only view of the whole filesystem"), "",
              "| step | seconds | outcome | detail |", "|---|---|---|---|"]
     lines += [f"| {s['step']} | {s['seconds']} | {s['outcome']} | {s.get('detail', '')} |" for s in evidence["steps"]]
     try:

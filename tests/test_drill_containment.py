@@ -23,11 +23,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from lab_helpers import host_path, lab_fleet_changed, poll, ssh
 
 from flows.replicate import replicate_service
 from hotspare.cli import main
 from hotspare.inventory import copies, locks
-from lab_helpers import host_path, lab_fleet_changed, poll, ssh
 
 pytestmark = pytest.mark.lab
 
@@ -231,7 +231,7 @@ def test_planted_code_runs_contained_and_leaves_nothing(planted, lab_env, prefec
 
     # The drill proved its cleanup, and nothing the code wrote exists anywhere on the mirror.
     assert result["outcome"] == "ok" and result["cleanup_proven"] is True
-    poll(lambda: not [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    poll(lambda: not [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
                       .splitlines() if token in line], 10, "the planted detached process to be gone")
     for folder in planted["write_folders"]:
         real = folders.get(folder, Path(folder))
