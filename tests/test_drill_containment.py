@@ -261,3 +261,23 @@ def test_a_drill_that_would_run_as_root_is_refused(fleet, lab, lab_env, tmp_path
     assert "would run as root" in message and "run_as" in message and "Nothing was created" in message
     assert "Traceback" not in message
     assert (sorted(Path("/run/netns").iterdir()) if Path("/run/netns").is_dir() else []) == present
+
+
+def test_failover_app_commands_run_as_run_as_on_the_mirror(fleet, lab, lab_env):
+    """The wrapper a failover puts around the app's start/stop commands when the fleet names
+    run_as, run through the same adapter on the mirror: the service's own IDs, no root, and a
+    missing or root-valued account refused with a sentence."""
+    from hotspare import access
+    from hotspare.planning.containment import as_service_user
+
+    if copies.newest_verified(SERVICE, MIRROR) is None:
+        assert replicate_service(SERVICE)["outcome"] == "ok"  # brings app1's accounts to the mirror
+    loaded = access.loaded_fleet()
+    with access.connect(loaded, MIRROR) as mirror:
+        as_user = mirror.run(as_service_user(["sh", "-c", 'echo "$(id -u) $(id -g) $(id -G) $HOME"'], "app1-web"))
+        as_configured = mirror.run(as_service_user(["id", "-u"], None))
+        missing = mirror.run(as_service_user(["id", "-u"], "nosuchuser"), check=False)
+        root = mirror.run(as_service_user(["id", "-u"], "root"))
+    assert as_user.text.split() == ["2001", "2001", "2001", "/home/app1-web"]
+    assert as_configured.text.strip() == "0" and root.text.strip() == "0"  # as configured: the fleet chose root
+    assert missing.exit_status == 126 and "no account nosuchuser on this host" in missing.stderr_tail
