@@ -71,6 +71,11 @@ undo = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", 
                        "umount -l /srv/app2/data; umount -l /srv; cat /srv/app2/data/secret.txt"],
                       capture_output=True, text=True, timeout=20)
 report["undo_mounts"] = {{"exit": undo.returncode, "out": undo.stdout, "err": undo.stderr}}
+# System V IPC objects outlive their process: a shared memory segment and a message queue.
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+key = int(TOKEN[-8:], 16) & 0x7FFFFFFF
+report["ipc"] = {{"shm": libc.shmget(key, 4096, 0o1000 | 0o666), "msg": libc.msgget(key, 0o1000 | 0o666)}}
 # A detached process that keeps writing after the drill.
 subprocess.Popen(["sh", "-c", "while :; do echo late > /tmp/" + TOKEN + "-late; sleep 0.2; done", TOKEN],
                  start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -239,6 +244,11 @@ def test_planted_code_runs_contained_and_leaves_nothing(planted, lab_env, prefec
     for folder in sorted(set(folders.values()) | {planted["open_folder"]}):
         assert names_under(folder, token) == [], folder
     assert list(planted["open_folder"].iterdir()) == []
+    # Its System V IPC objects were made (in the bubble's own IPC namespace) and died with it.
+    assert report["ipc"]["shm"] >= 0 and report["ipc"]["msg"] >= 0
+    key = str(int(token[-8:], 16) & 0x7FFFFFFF)
+    for table in ("/proc/sysvipc/shm", "/proc/sysvipc/msg"):
+        assert [line for line in Path(table).read_text().splitlines()[1:] if line.split()[0] == key] == [], table
     assert {path: listing(folders[path]) for path in ("/home", "/etc")} == mirror_private_before
     assert host_path(lab_env, MIRROR, "/etc/shadow").read_text() == mirror_shadow
     assert not list(Path("/var/lib/hotspare/drills").glob(f"{result['drill_id']}*"))

@@ -89,7 +89,7 @@ def test_mounts_happen_only_in_the_holders_mount_namespace():
 def test_app_health_and_canary_run_inside_the_bubble():
     drill = plan()
     [activate] = planning.activate_argvs(drill, 7)
-    assert activate[:7] == ["nsenter", "--target", "7", "--net", "--mount", "--pid", "--"]
+    assert activate[:8] == ["nsenter", "--target", "7", "--net", "--mount", "--pid", "--ipc", "--"]
     assert activate[-2:] == ["/srv/app1/app/ctl", "start"] and drill.view in activate
     assert activate[activate.index("setpriv"):][:5] == ["setpriv", "--reuid", "2001", "--regid", "2001"]
     health = planning.health_argv(drill, 7)

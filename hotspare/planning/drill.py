@@ -9,10 +9,10 @@ The bubble, on the drill host (the service's mirror), all named from the service
   (``drill0``/``drill1``) and ``lo``; ``drill0`` carries the service's *production address*
   (/32), so the app answers at the address users know, with no route to the real one: the
   namespace has no other interface and no default route;
-- a **holder**: ``sleep`` as PID 1 of a new PID and mount namespace inside that network
+- a **holder**: ``sleep`` as PID 1 of a new PID, mount and IPC namespace inside that network
   namespace. Every later step enters it with ``nsenter``; killing it kills everything the drill
   started (the kernel ends a PID namespace with its first process), and the mount namespace,
-  with every overlay in it, goes with the last of them;
+  with every overlay in it, and the IPC namespace (System V IPC objects) go with the last of them;
 - a **workspace**: an overlay whose lower layer is the read-only copy and whose upper and work
   folders are in the scratch. Overlays work on ext4 and btrfs mirrors alike;
 - the **scratch** itself is a size-limited tmpfs mounted over the scratch folder in the holder's
@@ -45,7 +45,7 @@ FORBIDDEN_TOPS = ("/proc", "/sys", "/dev", "/run")
 
 # Fixed scripts, run as ``sh -c SCRIPT sh ARGS…`` (arguments, never text built from values).
 START_HOLDER = (
-    'ip netns exec "$1" unshare --mount --propagation private --pid --fork --mount-proc --kill-child '
+    'ip netns exec "$1" unshare --mount --propagation private --pid --ipc --fork --mount-proc --kill-child '
     '-- sleep infinity </dev/null >/dev/null 2>&1 &\n'
     'parent=$!; tries=0\n'
     'while [ "$tries" -lt 200 ]; do\n'
@@ -241,7 +241,7 @@ def health_url_in_bubble(plan: DrillPlan) -> str:
 
 def enter(plan_holder_pid: int, *namespaces: str) -> list[str]:
     """``nsenter`` into the holder's namespaces (``net``, ``mount``, ``pid``)."""
-    flags = {"net": "--net", "mount": "--mount", "pid": "--pid"}
+    flags = {"net": "--net", "mount": "--mount", "pid": "--pid", "ipc": "--ipc"}
     return ["nsenter", "--target", str(plan_holder_pid), *[flags[name] for name in namespaces], "--"]
 
 
@@ -310,7 +310,7 @@ def audit_view(plan: DrillPlan, mountinfo: str) -> list[str]:
 def activate_argvs(plan: DrillPlan, holder: int) -> list[list[str]]:
     """The service's own ``activate`` commands, inside the bubble, in the view, as its user."""
     assert plan.identity is not None
-    return [containment.contained_argv(enter(holder, "net", "mount", "pid"), plan.view, plan.identity, argv)
+    return [containment.contained_argv(enter(holder, "net", "mount", "pid", "ipc"), plan.view, plan.identity, argv)
             for argv in plan.activate]
 
 
