@@ -164,7 +164,8 @@ def drill_one(service: str, operators: str) -> dict:
     return {"service": service, "drill_id": drill_id, "outcome": outcome, "host": plan.host, "copy_id": plan.copy_id,
             "rto_seconds": evidence.get("rto_seconds"), "rpo_seconds": plan.rpo_seconds, "cleanup_proven": proven,
             "duration_seconds": round(sum(step["seconds"] for step in steps), 3), "steps": steps,
-            "isolation": evidence.get("isolation"), "canary": evidence.get("canary"), "operators": operators}
+            "isolation": evidence.get("isolation"), "canary": evidence.get("canary"), "operators": operators,
+            "containment": evidence.get("containment")}
 
 
 def _bring_up(plan: planning.DrillPlan, lease: locks.Lease, steps: list[dict], evidence: dict) -> tuple[str, str]:
@@ -178,7 +179,7 @@ def _bring_up(plan: planning.DrillPlan, lease: locks.Lease, steps: list[dict], e
         holder = make_bubble(plan)
     lease.check("mount the copy in the bubble")
     with _timed(steps, "mount copy"):
-        mount_copy(plan, holder)
+        evidence["containment"] = mount_copy(plan, holder)
     lease.check("start the app in the bubble")
     with _timed(steps, "start app"):
         start_app(plan, holder)
@@ -268,7 +269,9 @@ def _publish(plan: planning.DrillPlan, evidence: dict, summary: str) -> None:
     lines = [f"# Drill of {plan.service}: {evidence['outcome']}", "", summary, "",
              f"- host **{plan.host}**, bubble `{plan.netns}` with {plan.production_address}/32",
              f"- copy **{plan.copy_id}** ({plan.method}), RPO {plan.rpo_seconds} s",
-             f"- operators: {evidence['operators']}", "",
+             f"- operators: {evidence['operators']}",
+             (f"- the app ran as {plan.identity.describe() if plan.identity else 'nobody (not started)'}, in its own "
+              f"user and mount namespaces over a memory-only view of the whole filesystem"), "",
              "| step | seconds | outcome | detail |", "|---|---|---|---|"]
     lines += [f"| {s['step']} | {s['seconds']} | {s['outcome']} | {s.get('detail', '')} |" for s in evidence["steps"]]
     try:

@@ -6,6 +6,7 @@ find: they return what is left, so the flow can record it and raise an incident.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -14,6 +15,7 @@ from hotspare import access
 from hotspare.adapters.errors import PermanentError
 from hotspare.inventory import copies
 from hotspare.planning import drill as planning
+from hotspare.planning.replication import source_paths
 
 QUICK = dict(cache_policy=NO_CACHE)
 KILL_WAIT_SECONDS = 10.0
@@ -21,16 +23,20 @@ KILL_WAIT_SECONDS = 10.0
 
 @task(name="gather drill facts", **QUICK)
 def gather_drill_facts(service: str) -> tuple[planning.DrillFacts, str]:
-    """The service as loaded, its newest verified copy on its mirror and the copy's passwd."""
+    """The service as loaded, its newest verified copy on its mirror and the copy's passwd (the
+    mirror's own passwd and every other service's paths too: the drill's view needs them)."""
     fleet = access.loaded_fleet()
     row = copies.service_row(service)
     mirror = row.mirror_server
     newest = copies.newest_verified(service, mirror) if mirror else None
+    others = tuple(path for other in fleet.services if other.name != service
+                   for path in source_paths(other.model_dump()))
     facts = planning.DrillFacts(
         service=service, spec=row.spec, state=row.state, mirror=mirror,
         production_address=fleet.server(row.active_server).address,
         host_address=fleet.server(mirror).address if mirror else None,
         copy_id=newest.id if newest else None, copy_started=newest.started_at if newest else None,
+        other_paths=others,
     )
     if newest is None:
         return facts, ""
@@ -40,7 +46,8 @@ def gather_drill_facts(service: str) -> tuple[planning.DrillFacts, str]:
             raise PermanentError(f"copy {newest.id} of {service} is in the inventory but not on {mirror} ({tree}): "
                                  f"run `hotspare verify {service}` to bring the inventory up to date")
         passwd = host.run(["cat", "--", tree + "/etc/passwd"], check=False).text
-    return facts, passwd
+        mirror_passwd = host.run(["cat", "--", "/etc/passwd"], check=False).text
+    return replace(facts, mirror_passwd=mirror_passwd), passwd
 
 
 def run_all(host: str, argvs: list[list[str]], *, stdin: bytes | None = None, timeout: float = 120.0) -> list[str]:
@@ -68,12 +75,28 @@ def make_bubble(plan: planning.DrillPlan) -> int:
 
 
 @task(name="mount copy", **QUICK)
-def mount_copy(plan: planning.DrillPlan, holder: int) -> None:
-    """The writable copy, the host's top folders as overlays, the service's paths bound over
-    them: all inside the holder's mount namespace."""
-    run_all(plan.host, [*planning.workspace_argvs(plan, holder), *planning.top_overlay_argvs(plan, holder),
-                        *planning.bind_argvs(plan, holder)])
-    get_run_logger().info("copy %s mounted in the bubble (%s) over %s", plan.copy_id, plan.method, ", ".join(plan.paths))
+def mount_copy(plan: planning.DrillPlan, holder: int) -> dict:
+    """In the holder's mount namespace only: the memory-only scratch, the writable copy, the view
+    of the whole filesystem with the service's paths in it; then the view's audit. Raises when
+    the view has a mount that could let the app write to the mirror (the app is never started)."""
+    logger = get_run_logger()
+    fleet = access.loaded_fleet()
+    with access.connect(fleet, plan.host) as connection:
+        for argv in [*planning.scratch_tmpfs_argvs(plan, holder), *planning.workspace_argvs(plan, holder)]:
+            connection.run(argv)
+        mountinfo = connection.run(planning.mountinfo_argv(holder)).text
+        for argv in planning.view_argvs(plan, holder, mountinfo):
+            connection.run(argv)
+        found = planning.audit_view(plan, connection.run(planning.mountinfo_argv(holder)).text)
+    if found:
+        raise PermanentError(f"the drill's view of {plan.host} is not contained, the app was not started: "
+                             + "; ".join(found))
+    assert plan.identity is not None
+    logger.info("copy %s mounted in the bubble (%s) over %s; the view's every writable mount is the drill's own "
+                "memory-only scratch; the app runs as %s", plan.copy_id, plan.method, ", ".join(plan.paths),
+                plan.identity.describe())
+    return {"run_as": plan.identity.name, "uid": plan.identity.uid, "gid": plan.identity.gid,
+            "user_namespace": True, "writable_outside_scratch": found, "masked": list(plan.masks)}
 
 
 @task(name="start app in bubble", **QUICK)

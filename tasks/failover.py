@@ -20,6 +20,7 @@ from hotspare.planning import copy_backends
 from hotspare.planning import replication as layout
 from hotspare.planning import live_data as live_plan
 from hotspare.planning.activation import ActivationResult, judge_clone_outcomes, stage_argv, staged_path, swap_argv
+from hotspare.planning.containment import as_service_user
 from hotspare.planning.failover import CopyChoice, ServiceFacts, activation_argv
 from hotspare.probes import http_get_via_dns
 from tasks.live_data import neutralise, run_tag
@@ -55,7 +56,8 @@ def gather_facts(service: str) -> ServiceFacts:
 def run_app_commands(service: str, server: str, which: str) -> int:
     """Run the service's ``activate`` or ``deactivate`` commands on ``server``; they must succeed."""
     fleet = access.loaded_fleet()
-    commands = getattr(fleet.service(service), which)
+    spec = fleet.service(service)
+    commands = [as_service_user(argv, spec.run_as) for argv in getattr(spec, which)]
     with access.connect(fleet, server) as connection:
         for argv in commands:
             connection.run(argv, timeout=120)

@@ -22,6 +22,7 @@ from hotspare import access
 from hotspare.adapters import ipmi, redfish
 from hotspare.adapters.errors import HotspareError, TransientError
 from hotspare.fleet import Fleet
+from hotspare.planning.containment import as_service_user
 from hotspare.probes import reachability
 
 TCP_PROBE_SECONDS = 0.5  # a TCP connect is one round trip: far below this between facilities
@@ -72,7 +73,8 @@ def fence(service: str, server: str, seconds: float = 8.0, power_off: bool = Tru
 
 def _stop_app(fleet: Fleet, service: str, server: str, deadline: float) -> int:
     """Run the service's deactivate commands on ``server`` within the deadline; their count."""
-    commands = fleet.service(service).deactivate
+    spec = fleet.service(service)
+    commands = [as_service_user(argv, spec.run_as) for argv in spec.deactivate]
     connect_seconds = max(0.1, min(SSH_CONNECT_SECONDS, deadline - time.monotonic()))
     with access.connect(fleet, server, connect_timeout=connect_seconds) as connection:
         for argv in commands:  # one deadline for all of them: fencing never waits longer

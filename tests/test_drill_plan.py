@@ -77,17 +77,23 @@ def test_mounts_happen_only_in_the_holders_mount_namespace():
     assert workspace[:5] == ["nsenter", "--target", "4242", "--mount", "--"]
     assert workspace[5:9] == ["mount", "-t", "overlay", drill.tag]
     assert f"lowerdir={drill.tree}," in workspace[10] and workspace[-1] == drill.scratch + "/merged"
-    tops = planning.top_overlay_argvs(drill, 4242)
-    assert [argv[-1] for argv in tops] == ["/etc", "/srv"]
-    assert all(argv[:4] == ["nsenter", "--target", "4242", "--mount"] for argv in tops + planning.bind_argvs(drill, 4242))
-    binds = planning.bind_argvs(drill, 4242)
-    assert binds[0][-2:] == [drill.scratch + "/merged/srv/app1/data", "/srv/app1/data"]
+    mountinfo = ("1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n"
+                 "2 1 0:5 / /srv rw,relatime - btrfs /dev/loop0 rw\n"
+                 "3 1 0:6 / /proc rw - proc proc rw\n")
+    view = planning.view_argvs(drill, 4242, mountinfo)
+    assert all(argv[:4] == ["nsenter", "--target", "4242", "--mount"] for argv in view)
+    layers = [argv for argv in view if "lowerdir=$1" in " ".join(argv)]
+    assert [argv[-3] for argv in layers] == [drill.view, drill.view + "/srv"]  # / first, then /srv
+    binds = [argv for argv in view if "realpath -e" in " ".join(argv) and drill.workspace in argv]
+    assert binds[0][-5:-3] == [drill.scratch + "/merged/srv/app1/data", drill.view + "/srv/app1/data"]
 
 
 def test_app_health_and_canary_run_inside_the_bubble():
     drill = plan()
-    assert planning.activate_argvs(drill, 7) == [
-        ["nsenter", "--target", "7", "--net", "--mount", "--pid", "--", "/srv/app1/app/ctl", "start"]]
+    [activate] = planning.activate_argvs(drill, 7)
+    assert activate[:8] == ["nsenter", "--target", "7", "--net", "--mount", "--pid", "--ipc", "--"]
+    assert activate[-2:] == ["/srv/app1/app/ctl", "start"] and drill.view in activate
+    assert activate[activate.index("setpriv"):][:5] == ["setpriv", "--reuid", "2001", "--regid", "2001"]
     health = planning.health_argv(drill, 7)
     assert health[:5] == ["nsenter", "--target", "7", "--net", "--"]
     assert health[-1] == "http://10.211.71.11:8080/health.txt" and "Host: app1.lab.test" in health

@@ -141,6 +141,14 @@ class Service(Strict):
     pre_sync: list[Command] = Field(default_factory=list, description="Commands run on production before a sync.")
     activate: list[Command] = Field(default_factory=list, description="Commands that start the service.")
     deactivate: list[Command] = Field(default_factory=list, description="Commands that stop the service.")
+    run_as: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")] | None = Field(
+        default=None,
+        description=(
+            "Account the service's activate/deactivate commands run as. A failover uses it when set (else root, as "
+            "configured); a drill always contains them and defaults to the first of accounts.users, else the copy's "
+            "first account in the UID range; `root` must be named to drill as root (of a user namespace only)."
+        ),
+    )
     health_url: str | None = Field(default=None, description="URL that answers 2xx when the app is healthy.")
     app_port: int = Field(default=80, ge=1, le=65535, description="Port the application listens on.")
     tier: int = Field(default=2, ge=1, le=4, description="Priority tier; 1 is recovered first.")

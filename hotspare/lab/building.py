@@ -130,6 +130,12 @@ class LabBuilding:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
         (srv / "run").mkdir()
+        # The app's run folder belongs to its first account (by number: the mirror learns the
+        # name only from replication), so the app can run as that account (a drill's run_as).
+        owner = service.users[0].uid
+        (srv / "run" / "http.log").touch()
+        for owned in (srv / "run", srv / "run" / "http.log"):
+            os.chown(owned, owner, owner)
         (srv / "app").mkdir()
         _write_executable(srv / "app" / "ctl", render.app_ctl_script(service, python))
         _write_executable(srv / "app" / "dump-db", render.dump_db_script(service, python))

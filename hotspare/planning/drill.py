@@ -9,19 +9,19 @@ The bubble, on the drill host (the service's mirror), all named from the service
   (``drill0``/``drill1``) and ``lo``; ``drill0`` carries the service's *production address*
   (/32), so the app answers at the address users know, with no route to the real one: the
   namespace has no other interface and no default route;
-- a **holder**: ``sleep`` as PID 1 of a new PID and mount namespace inside that network
+- a **holder**: ``sleep`` as PID 1 of a new PID, mount and IPC namespace inside that network
   namespace. Every later step enters it with ``nsenter``; killing it kills everything the drill
   started (the kernel ends a PID namespace with its first process), and the mount namespace,
-  with every overlay in it, goes with the last of them;
+  with every overlay in it, and the IPC namespace (System V IPC objects) go with the last of them;
 - a **workspace**: an overlay whose lower layer is the read-only copy and whose upper and work
-  folders are in a scratch folder. Overlays work on ext4 and btrfs mirrors alike (a btrfs
-  snapshot would have to live on the copy's own filesystem, under the top overlay's lower layer,
-  and needs its own delete: the overlay keeps one way for both);
-- **top overlays**: each top-level folder of the service's paths (``/srv``, ``/etc``) gets, in
-  the holder's mount namespace only, an overlay over the mirror's own folder, so whatever the
-  app writes outside its declared paths (pid files, logs) lands in scratch, never on the
-  mirror; then each declared path (data, app, config, account files) is bound from the
-  workspace over its place.
+  folders are in the scratch. Overlays work on ext4 and btrfs mirrors alike;
+- the **scratch** itself is a size-limited tmpfs mounted over the scratch folder in the holder's
+  mount namespace only, so every writable layer of the drill lives in memory the kernel frees
+  with the bubble, and the mirror's disks receive no write from the drill;
+- a **view** of the whole filesystem for the service's commands (``hotspare/planning/containment.py``):
+  overlays of the mirror's filesystems, fresh folders where other people's things are, the
+  service's paths bound from the workspace, every other service's paths masked. The commands
+  run in it as the service's user (``run_as``), in user and mount namespaces of their own.
 
 A **manifest** (one JSON line) is written on the host before anything is created and removed
 only after the cleanup is proven, so a drill killed midway is cleaned up by the next one.
@@ -33,19 +33,19 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from hotspare.planning.replication import Decision, copy_root, copy_tree, source_paths
+from hotspare.planning import containment
+from hotspare.planning.containment import UNSAFE_PATH_CHARACTERS, Identity
+from hotspare.planning.replication import ACCOUNT_FILES, COPIES_ROOT, Decision, copy_root, copy_tree, source_paths
 
 DRILL_ROOTS = ("/var/lib/hotspare/drills", "/srv/hotspare/drills", "/opt/hotspare/drills")
 NETNS_PREFIX = "hsdrill-"
 INSIDE, OUTSIDE = "drill0", "drill1"
 # Top-level folders a bubble must never lay an overlay over.
 FORBIDDEN_TOPS = ("/proc", "/sys", "/dev", "/run")
-# Characters overlayfs options or the scripts below cannot carry in a path.
-UNSAFE_PATH_CHARACTERS = set(",:\\\"'\n\t =")
 
 # Fixed scripts, run as ``sh -c SCRIPT sh ARGS…`` (arguments, never text built from values).
 START_HOLDER = (
-    'ip netns exec "$1" unshare --mount --propagation private --pid --fork --mount-proc --kill-child '
+    'ip netns exec "$1" unshare --mount --propagation private --pid --ipc --fork --mount-proc --kill-child '
     '-- sleep infinity </dev/null >/dev/null 2>&1 &\n'
     'parent=$!; tries=0\n'
     'while [ "$tries" -lt 200 ]; do\n'
@@ -54,12 +54,6 @@ START_HOLDER = (
     '  sleep 0.05; tries=$((tries + 1))\n'
     'done\n'
     'echo "the bubble\'s holder process did not start" >&2; exit 1'
-)
-BIND_PATH = (
-    'if [ -d "$1" ]; then mkdir -p -- "$2"\n'
-    'elif [ -e "$1" ]; then mkdir -p -- "$(dirname -- "$2")"; [ -e "$2" ] || : > "$2"\n'
-    'else echo "the copy has no $2" >&2; exit 3; fi\n'
-    'mount --bind -- "$1" "$2"'
 )
 WRITE_MANIFEST = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1.tmp" && mv -f -- "$1.tmp" "$1"'
 KILL_BUBBLE = (
@@ -94,6 +88,8 @@ class DrillFacts:
     host_address: str | None
     copy_id: str | None
     copy_started: datetime | None
+    mirror_passwd: str = ""  # the mirror's own /etc/passwd (run_as may name an account of the mirror)
+    other_paths: tuple[str, ...] = ()  # every other service's declared paths: masked in the view
 
 
 @dataclass(frozen=True)
@@ -120,6 +116,8 @@ class DrillPlan:
     method: str = "overlay"
     rpo_seconds: float | None = None
     warnings: tuple[str, ...] = field(default=())
+    identity: Identity | None = None
+    masks: tuple[str, ...] = ()
 
     @property
     def tag(self) -> str:
@@ -129,6 +127,11 @@ class DrillPlan:
     @property
     def workspace(self) -> str:
         return f"{self.scratch}/merged"
+
+    @property
+    def view(self) -> str:
+        """The root the service's commands see."""
+        return f"{self.scratch}/view"
 
     def manifest_text(self) -> str:
         return json.dumps({"drill_id": self.drill_id, "service": self.service, "host": self.host,
@@ -191,6 +194,9 @@ def plan_drill(facts: DrillFacts, drill_id: str, now: datetime, passwd_text: str
     root = scratch_root(tops)
     if root is None:
         problems.append(f"every drill folder ({', '.join(DRILL_ROOTS)}) lies under a folder the service uses")
+    identity = containment.choose_identity(service, facts.spec, passwd_text, facts.mirror_passwd)
+    if isinstance(identity, str):
+        problems.append(identity)
     if problems:
         return Decision(False, f"no drill of {service}: " + "; ".join(problems) + ". Nothing was created.")
     warnings = []
@@ -208,7 +214,9 @@ def plan_drill(facts: DrillFacts, drill_id: str, now: datetime, passwd_text: str
         production_address=facts.production_address, health_url=health_url,
         health_host=_url_host(health_url) if health_url else None, canary_users=users[:1],
         activate=tuple(tuple(argv) for argv in facts.spec.get("activate") or []), paths=tuple(paths), tops=tops,
-        rpo_seconds=round(rpo, 3) if rpo is not None else None, warnings=tuple(warnings),
+        rpo_seconds=round(rpo, 3) if rpo is not None else None, warnings=tuple(warnings), identity=identity,
+        masks=containment.mask_paths(tuple(paths), tuple(p for p in facts.other_paths if p not in ACCOUNT_FILES),
+                                     (COPIES_ROOT, *DRILL_ROOTS)),
     )
 
 
@@ -233,7 +241,7 @@ def health_url_in_bubble(plan: DrillPlan) -> str:
 
 def enter(plan_holder_pid: int, *namespaces: str) -> list[str]:
     """``nsenter`` into the holder's namespaces (``net``, ``mount``, ``pid``)."""
-    flags = {"net": "--net", "mount": "--mount", "pid": "--pid"}
+    flags = {"net": "--net", "mount": "--mount", "pid": "--pid", "ipc": "--ipc"}
     return ["nsenter", "--target", str(plan_holder_pid), *[flags[name] for name in namespaces], "--"]
 
 
@@ -256,10 +264,8 @@ def bubble_argvs(plan: DrillPlan) -> list[list[str]]:
 
 
 def scratch_argv(plan: DrillPlan) -> list[str]:
-    folders = [f"{plan.scratch}/{name}" for name in ("upper", "work", "merged")]
-    for number, _top in enumerate(plan.tops):
-        folders += [f"{plan.scratch}/top/{number}/upper", f"{plan.scratch}/top/{number}/work"]
-    return ["mkdir", "-p", "-m", "0700", "--", *folders]
+    """The scratch folder on the host: only a mount point (its tmpfs exists in the bubble only)."""
+    return ["mkdir", "-p", "-m", "0700", "--", plan.scratch]
 
 
 def holder_argv(plan: DrillPlan) -> list[str]:
@@ -267,30 +273,45 @@ def holder_argv(plan: DrillPlan) -> list[str]:
     return ["sh", "-c", START_HOLDER, "sh", plan.netns]
 
 
+def mountinfo_argv(holder: int) -> list[str]:
+    """The holder's mount table (the view is built from it, then audited with it)."""
+    return ["cat", "--", f"/proc/{holder}/mountinfo"]
+
+
+def scratch_tmpfs_argvs(plan: DrillPlan, holder: int) -> list[list[str]]:
+    """The drill's memory-only scratch, in the holder's mount namespace."""
+    options = f"size={containment.SCRATCH_SIZE},mode=0700,nosuid,nodev"
+    return [[*enter(holder, "mount"), "mount", "-t", "tmpfs", "-o", options, plan.tag, plan.scratch],
+            [*enter(holder, "mount"), "mkdir", "-p", "--", *[f"{plan.scratch}/{name}" for name in ("upper", "work", "merged")]]]
+
+
 def workspace_argvs(plan: DrillPlan, holder: int) -> list[list[str]]:
     """The writable copy: an overlay on the read-only copy (whatever the mirror's filesystem)."""
-    options = f"lowerdir={plan.tree},upperdir={plan.scratch}/upper,workdir={plan.scratch}/work"
+    options = f"lowerdir={plan.tree},upperdir={plan.scratch}/upper,workdir={plan.scratch}/work,nosuid,nodev"
     return [[*enter(holder, "mount"), "mount", "-t", "overlay", plan.tag, "-o", options, f"{plan.scratch}/merged"]]
 
 
-def top_overlay_argvs(plan: DrillPlan, holder: int) -> list[list[str]]:
-    """Inside the holder's mount namespace only: the host's own top folders, writable into scratch."""
-    argvs = []
-    for number, top in enumerate(plan.tops):
-        layer = f"{plan.scratch}/top/{number}"
-        options = f"lowerdir={top},upperdir={layer}/upper,workdir={layer}/work"
-        argvs.append([*enter(holder, "mount"), "mount", "-t", "overlay", plan.tag, "-o", options, top])
-    return argvs
+def view_argvs(plan: DrillPlan, holder: int, mountinfo: str) -> list[list[str]]:
+    """The whole-filesystem view, the service's own paths in it, then the masks."""
+    mount, mount_pid = enter(holder, "mount"), enter(holder, "mount", "pid")
+    assert plan.identity is not None
+    private = (*DRILL_ROOTS, plan.scratch)
+    return [*containment.view_argvs(mount, mount_pid, plan.scratch, plan.tag, containment.parse_mountinfo(mountinfo),
+                                    private, plan.identity),
+            *containment.bind_own_argvs(mount, plan.workspace, plan.view, plan.paths),
+            *containment.mask_argvs(mount, plan.view, plan.tag, plan.masks)]
 
 
-def bind_argvs(plan: DrillPlan, holder: int) -> list[list[str]]:
-    """Each declared path of the service, from the workspace over its place (mount namespace only)."""
-    return [[*enter(holder, "mount"), "sh", "-c", BIND_PATH, "sh", plan.workspace + path, path] for path in plan.paths]
+def audit_view(plan: DrillPlan, mountinfo: str) -> list[str]:
+    """What in the view could reach the mirror (empty: nothing)."""
+    return containment.audit_view(containment.parse_mountinfo(mountinfo), plan.view, plan.tag)
 
 
 def activate_argvs(plan: DrillPlan, holder: int) -> list[list[str]]:
-    """The service's own ``activate`` commands, inside the bubble."""
-    return [[*enter(holder, "net", "mount", "pid"), *argv] for argv in plan.activate]
+    """The service's own ``activate`` commands, inside the bubble, in the view, as its user."""
+    assert plan.identity is not None
+    return [containment.contained_argv(enter(holder, "net", "mount", "pid", "ipc"), plan.view, plan.identity, argv)
+            for argv in plan.activate]
 
 
 def health_argv(plan: DrillPlan, holder: int, timeout_seconds: float = 2.0) -> list[str]:
@@ -301,8 +322,8 @@ def health_argv(plan: DrillPlan, holder: int, timeout_seconds: float = 2.0) -> l
 
 
 def canary_argv(plan: DrillPlan, holder: int, user: str) -> list[str]:
-    """A login as the service's account, with the copy's account files (bound in the bubble)."""
-    return [*enter(holder, "mount", "pid"), "su", "-s", "/bin/sh", "-c", "true", user]
+    """A login as the service's account, with the copy's account files (bound in the view)."""
+    return [*enter(holder, "mount", "pid"), "chroot", plan.view, "su", "-s", "/bin/sh", "-c", "true", user]
 
 
 def route_argv(plan: DrillPlan, address: str) -> list[str]:
