@@ -20,6 +20,7 @@ Pattern = Annotated[str, StringConstraints(pattern=r'^[^\s"\\]+$')]
 
 
 class Strict(BaseModel):
-    """Base for fleet models: unknown keys are errors and instances are immutable."""
+    """Base for fleet models: unknown keys are errors and instances are immutable; no number is
+    infinite or NaN (``.inf`` seconds would pass ``gt=0`` and then break every timer that uses it)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
