@@ -93,6 +93,10 @@ class Incidents(Strict):
         default=None,
         description="Public base URL of hotspare's acknowledgement webhook (providers post keypresses and SMS replies).",
     )
+    acknowledgement_window_minutes: float = Field(
+        default=60, gt=0, le=7 * 24 * 60,
+        description="A keypress or SMS reply counts only this long after the page it answers (the incident's newest page).",
+    )
     open_on_degraded: bool = Field(
         default=True, description="Open a low-severity category 1 incident when a part is degraded."
     )
