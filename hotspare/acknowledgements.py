@@ -145,15 +145,17 @@ def _sms(provider: str, form: dict, fleet, now: datetime, window: timedelta) -> 
 
 
 def _answered(number: str | None, sender: str, now: datetime, window: timedelta) -> tuple[int | None, str]:
-    """The open incident whose page to ``number`` a bare reply answers, or None and why not."""
-    answered = [page for page in pages.pages_to(number, now - window)
-                if _status(page.incident_id) not in (None, "resolved")] if number else []
-    open_ids = sorted({page.incident_id for page in answered})
-    if len(open_ids) == 1:
-        return open_ids[0], ""
-    if not open_ids:
-        return None, f"it answers no page sent to {sender} in the last {_minutes(window)}"
-    return None, f"pages of incidents {', '.join(map(str, open_ids))} went to {sender}: it must name one"
+    """The incident whose page to ``number`` a bare reply answers, or None and why not: the one
+    still waiting for an acknowledgement, else the one open (acknowledged, a second reply)."""
+    statuses = {page.incident_id: _status(page.incident_id)
+                for page in (pages.pages_to(number, now - window) if number else [])}
+    for wanted in (("triggered",), ("triggered", "acknowledged")):
+        candidates = sorted(incident for incident, status in statuses.items() if status in wanted)
+        if len(candidates) == 1:
+            return candidates[0], ""
+        if candidates:
+            return None, f"pages of incidents {', '.join(map(str, candidates))} went to {sender}: it must name one"
+    return None, f"it answers no page sent to {sender} in the last {_minutes(window)}"
 
 
 def _status(incident_id: int) -> str | None:
