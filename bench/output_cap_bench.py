@@ -70,7 +70,7 @@ def child(env_path: str, mode: str) -> None:
 
 def measure(env_path: Path, mode: str) -> dict:
     completed = subprocess.run([sys.executable, __file__, "--child", mode, "--env", str(env_path)],
-                               capture_output=True, text=True, timeout=600)
+                               capture_output=True, text=True, timeout=600, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"{mode} failed: {completed.stderr.strip()[-2000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -76,7 +76,7 @@ def chain_numbers(fleet, category: int) -> dict[str, str]:
         written = step.number or (contact.phone if contact else None)
         number = _number(written) if written else None
         if number:
-            numbers.setdefault(number, step.contact or written)
+            numbers.setdefault(number, str(step.contact or written))
     return numbers
 
 

@@ -171,8 +171,9 @@ def _duplicate_keys(node: yaml.Node | None, prefix: FieldPath = (), seen: set[in
             key = str(key_node.value)
             line = key_node.start_mark.line + 1
             if isinstance(key_node, yaml.ScalarNode) and key in first_lines and key != "<<":
-                found.append((line, (*prefix, key), f"key {key!r} is written twice in this mapping (first on line "
-                                                   f"{first_lines[key]}); YAML would keep only the last: keep one"))
+                sentence = (f"key {key!r} is written twice in this mapping (first on line {first_lines[key]}); "
+                            "YAML would keep only the last: keep one")
+                found.append((line, (*prefix, key), sentence))
             first_lines.setdefault(key, line)
             found += _duplicate_keys(value_node, (*prefix, key), seen)
     elif isinstance(node, yaml.SequenceNode):

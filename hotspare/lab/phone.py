@@ -264,7 +264,7 @@ class PhoneControl:
         response.raise_for_status()
         return response.json()
 
-    def replay(self, kind: str) -> "httpx.Response":
+    def replay(self, kind: str) -> httpx.Response:
         """Post the newest recorded webhook request of ``kind`` (keypress, sms_reply) again, exactly
         as it was sent, signature included: what someone who captured it could do."""
         entry = self.requests(kind)[-1]
