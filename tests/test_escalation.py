@@ -138,6 +138,11 @@ def test_twilio_signature_matches_the_providers_published_examples():
 # ----- who may acknowledge: the webhook's decision over the real inventory, signed requests -----
 
 
+# numbers no other test pages (the inventory is shared by the session's tests)
+ACK_CONTACTS = [Contact(name="Office", phone="+15557770100"), Contact(name="Alice", phone="+15557770101"),
+                Contact(name="Bob", phone="+15557770102"), Contact(name="Carol")]
+
+
 def _webhook(fleet, token: str = "token-of-p"):
     """Post a signed request to ``handle`` as provider block ``p`` would; returns the reply."""
     from hotspare.acknowledgements import handle
@@ -163,37 +168,37 @@ def test_only_a_chain_contact_acknowledges_once_within_the_window():
     from hotspare.inventory.models import utcnow
 
     fleet = SimpleNamespace(incidents=Incidents(chains=[category_one_chain()], acknowledgement_window_minutes=60),
-                            contacts=CONTACTS, escalation=[])
+                            contacts=ACK_CONTACTS, escalation=[])
     post = _webhook(fleet)
     paged = incidents.open_incident(1, "high", "server prod1 down", servers=["prod1"]).incident_id
     unpaged = incidents.open_incident(1, "high", "server prod2 down", servers=["prod2"]).incident_id
     other = incidents.open_incident(2, "high", "shop deploy broke", services=["shop"]).incident_id
-    pages.record_page(paged, "p", f"CA{uuid.uuid4().hex}", "call", "Alice", "+15550101")
+    pages.record_page(paged, "p", f"CA{uuid.uuid4().hex}", "call", "Alice", "+15557770101")
 
     def sms(sender: str, body: str, **options):
         return post("sms", {"MessageSid": f"SM{uuid.uuid4().hex}", "From": sender, "Body": body}, **options)
 
     assert post("sms", {"MessageSid": "SMx", "From": "+15559999", "Body": "ACK"}, signature="forged").status == 403
     for reply in (sms("+15559999", "Yes? who is this"), sms("+1 555 9999", f"ACK {paged}"),
-                  sms("+15550101", f"ACK {paged}", now=utcnow() + timedelta(minutes=61)),
-                  sms("+15550102", f"ACK {unpaged}"), sms("+15550101", f"ACK {other}")):
+                  sms("+15557770101", f"ACK {paged}", now=utcnow() + timedelta(minutes=61)),
+                  sms("+15557770102", f"ACK {unpaged}"), sms("+15557770101", f"ACK {other}")):
         assert reply.acknowledged is None
     assert {incidents.get_incident(number)["status"] for number in (paged, unpaged, other)} == {"triggered"}
     notes = [event["text"] for event in incidents.get_incident(paged)["events"] if event["kind"] == "note"]
     assert notes == [
         f"refused an SMS acknowledgement of incident {paged} from +1 555 9999: +15559999 belongs to no contact "
         "on the category 1 chain",
-        f"refused an SMS acknowledgement of incident {paged} from +15550101: its newest page went out 61 min ago, "
+        f"refused an SMS acknowledgement of incident {paged} from +15557770101: its newest page went out 61 min ago, "
         "past the 60 min window"]
     assert "the incident was never paged" in incidents.get_incident(unpaged)["events"][-1]["text"]
     assert "belongs to no contact on the category 2 chain" in incidents.get_incident(other)["events"][-1]["text"]
 
-    reply_form = {"MessageSid": f"SM{uuid.uuid4().hex}", "From": "+1 (555) 010-1", "Body": "ack"}
+    reply_form = {"MessageSid": f"SM{uuid.uuid4().hex}", "From": "+1 (555) 777-0101", "Body": "ack"}
     accepted = post("sms", reply_form)  # answers the newest page sent to that number
     assert accepted.acknowledged == paged and "acknowledged by Alice" in accepted.twiml
     assert post("sms", reply_form).acknowledged is None  # the same request again: a replay
     replayed = incidents.get_incident(paged)["events"][-1]["text"]
-    assert replayed == f"refused a replayed SMS {reply_form['MessageSid']} from +1 (555) 010-1: that message was already handled"
+    assert replayed == f"refused a replayed SMS {reply_form['MessageSid']} from +1 (555) 777-0101: that message was already handled"
     assert [event["kind"] for event in incidents.get_incident(paged)["events"]].count("acknowledgement") == 1
 
 
@@ -203,16 +208,16 @@ def test_a_keypress_counts_for_its_own_call_once():
 
     from hotspare.inventory import incidents, pages
 
-    fleet = SimpleNamespace(incidents=Incidents(chains=[category_one_chain()]), contacts=CONTACTS, escalation=[])
+    fleet = SimpleNamespace(incidents=Incidents(chains=[category_one_chain()]), contacts=ACK_CONTACTS, escalation=[])
     post = _webhook(fleet)
     first = incidents.open_incident(1, "high", "server prod3 down").incident_id
     second = incidents.open_incident(1, "high", "server prod4 down").incident_id
     call = f"CA{uuid.uuid4().hex}"
-    pages.record_page(first, "p", call, "call", "Alice", "+15550101")
+    pages.record_page(first, "p", call, "call", "Alice", "+15557770101")
     unknown = post("call", {"CallSid": f"CA{uuid.uuid4().hex}", "Digits": "1"})
     assert unknown.acknowledged is None
     # the query names the second incident, but the call was placed for the first: the call decides
-    keypress = {"CallSid": call, "Digits": "1", "To": "+15550101"}
+    keypress = {"CallSid": call, "Digits": "1", "To": "+15557770101"}
     from hotspare.acknowledgements import handle
 
     path = f"/hotspare/acknowledge/call?incident={second}&contact=Bob&provider=p"

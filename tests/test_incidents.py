@@ -80,6 +80,10 @@ def test_keypress_acknowledges_and_stops_the_chain(phone_lab):
     assert (incident["status"], incident["acknowledged_by"]) == ("acknowledged", "Dana Ops")
     kinds = [event["kind"] for event in incident["events"]]
     assert kinds.count("page") == 3 and "acknowledgement" in kinds
+    replayed = phone_lab.replay("keypress")  # the same signed request again: handled once only
+    assert replayed.status_code == 200 and "Already handled" in replayed.text
+    assert incidents.get_incident(opening.incident_id)["events"][-1]["text"] == (
+        f"refused a replayed keypress on call {calls[2]['sid']} to Dana Ops: that call was already answered")
     first_call = datetime.fromtimestamp(calls[0]["at"]).astimezone()
     opened = datetime.fromisoformat(incident["opened_at"])
     print(f"\nMEASURED opened -> first call: {(first_call - opened).total_seconds():.3f} s")

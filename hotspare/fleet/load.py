@@ -193,6 +193,8 @@ def _schema_problem(detail: dict, filename: str, lines: dict[FieldPath, int]) ->
         message = "host key must look like 'ssh-ed25519 AAAA…' (TYPE BASE64 from known_hosts)"
     elif detail["type"] == "string_pattern_mismatch":
         message = f"{message} (got {detail.get('input')!r})"
+    elif detail["type"] == "value_error":  # our own sentence (fleet/values.py), without pydantic's prefix
+        message = message.removeprefix("Value error, ")
     return FleetProblem(filename, _line_of(path, lines), path, message)
 
 
