@@ -44,6 +44,8 @@ from hotspare.inventory.models import utcnow
 
 log = logging.getLogger(__name__)
 SMS_ACK = re.compile(r"^\s*(ack|ok|yes|1)\b\W*(?P<incident>\d+)?", re.IGNORECASE)
+MAX_BODY_BYTES = 65536  # a provider's form is a few hundred bytes
+REQUEST_SECONDS = 10.0
 SMS_HELP = "<Response><Message>Reply ACK and the incident number to acknowledge.</Message></Response>"
 
 
@@ -225,14 +227,24 @@ def serve(fleet, host: str, port: int, public_base: str | None = None) -> Thread
     tokens = provider_tokens(fleet)
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_SECONDS  # a client that sends slowly (or not at all) cannot hold a thread
+
         def log_message(self, *_args) -> None:
             pass
 
         def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(min(length, 65536)).decode(errors="replace") if length else ""
-            form = {key: values[-1] for key, values in parse_qs(raw, keep_blank_values=True).items()}
-            reply = handle(self.path, form, self.headers.get("X-Twilio-Signature"), base, tokens, fleet)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY_BYTES:  # read(-1) would read until the client stops
+                log.warning("refused an acknowledgement request to %s: body of %s bytes (at most %d)",
+                            urlsplit(self.path).path, self.headers.get("Content-Length"), MAX_BODY_BYTES)
+                reply = Reply(413, _say("Refused."))
+            else:
+                raw = self.rfile.read(length).decode(errors="replace") if length else ""
+                form = {key: values[-1] for key, values in parse_qs(raw, keep_blank_values=True).items()}
+                reply = handle(self.path, form, self.headers.get("X-Twilio-Signature"), base, tokens, fleet)
             data = reply.twiml.encode()
             self.send_response(reply.status)
             self.send_header("Content-Type", "text/xml")

@@ -229,3 +229,28 @@ def test_a_keypress_counts_for_its_own_call_once():
     assert again.acknowledged is None and "Already handled" in again.twiml
     assert incidents.get_incident(first)["events"][-1]["text"] == (
         f"refused a replayed keypress on call {call} to Alice: that call was already answered")
+
+
+def test_the_webhook_refuses_a_body_it_would_have_to_read_without_bound():
+    """A negative or huge Content-Length is refused before anything is read (413); a normal
+    unsigned request still gets its 403."""
+    import socket
+    from types import SimpleNamespace
+
+    from hotspare.acknowledgements import serve
+
+    fleet = SimpleNamespace(incidents=Incidents(chains=[category_one_chain()]), contacts=ACK_CONTACTS, escalation=[])
+    server = serve(fleet, "127.0.0.1", 0, public_base="http://127.0.0.1")
+    port = server.server_address[1]
+
+    def status_of(headers: str, body: bytes = b"") -> str:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(f"POST /hotspare/acknowledge/sms?provider=p HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode() + body)
+            return client.recv(200).split(b"\r\n")[0].decode()
+    try:
+        assert status_of("Content-Length: -1\r\n").endswith("413 Request Entity Too Large")
+        assert status_of("Content-Length: 99999999\r\n").endswith("413 Request Entity Too Large")
+        assert status_of("Content-Length: 8\r\n", b"Body=ACK").endswith("403 Forbidden")
+    finally:
+        server.shutdown()
+        server.server_close()
