@@ -467,6 +467,7 @@ def test_an_oversized_fleet_file_is_refused_unread(tmp_path):
      "is not an http(s) URL with a host"),
     ("timezone: UTC", "timezone: Mars/Olympus", "defaults.timezone", "'Mars/Olympus' is not a time zone"),
     ("  rpo_hours: 12\n  copies", "  rpo_hours: .inf\n  copies", "defaults.rpo_hours", "finite number"),
+    ("  rpo_hours: 12\n  copies", "  rpo_hours: 1e300\n  copies", "defaults.rpo_hours", "1e+300 is longer than ten years"),
 ])
 def test_check_parses_every_value_as_its_use_does(old, new, field, words):
     """What `hotspare schedule`, deployments, paging, mail and probes would reject later, the check
