@@ -16,7 +16,8 @@ import logging
 from urllib.parse import urlencode
 
 from hotspare.adapters import phone
-from hotspare.inventory import incidents
+from hotspare.fleet.values import e164
+from hotspare.inventory import incidents, pages
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,17 @@ def send_page(fleet, incident: dict, page, providers: list[phone.Provider]) -> d
         return details
     via = f" via {details['provider']}" + (" (fallback)" if details.get("failed_providers") else "")
     incidents.add_event(incident["id"], "page", f"{page.describe()}{via}", details=details)
+    if page.action != "email":  # its SID tells the acknowledgement webhook what a reply answers
+        pages.record_page(incident["id"], details["provider"], details["sid"], page.action, page.target,
+                          _e164_or_as_written(page.address))
     return details
+
+
+def _e164_or_as_written(number: str) -> str:
+    try:
+        return e164(number)
+    except ValueError:  # the fleet check refuses such numbers; a page still went out
+        return number
 
 
 def _send_phone(fleet, incident: dict, page, provider: phone.Provider) -> dict:

@@ -40,7 +40,7 @@ from hotspare.adapters.errors import (
     is_transient,
 )
 from hotspare.adapters.smtp import Relay, compose, send
-from hotspare.adapters.ssh import Endpoint, Login, SshConnection, command_line, secret_env_command
+from hotspare.adapters.ssh import Endpoint, Login, OutputTooLarge, SshConnection, command_line, secret_env_command
 from hotspare.fleet.load import load_fleet
 from hotspare.lab.keys import generate_ed25519
 from hotspare.lab.topology import TTL
@@ -293,6 +293,29 @@ def test_stderr_tail_keeps_the_end_of_long_output(prod_east):
     result = prod_east.run(argv, check=False)
     assert result.exit_status == 1
     assert len(result.stderr_tail) == 2000 and result.stderr_tail.endswith("noise 1999\nLAST\n")
+
+
+def test_a_400_mb_answer_fails_at_the_cap_and_the_connection_stays_usable(prod_east):
+    """A host answering 400 MB: the command fails with a sentence naming host, command and the
+    16 MiB cap after about 16 MiB (not 400 MB) was read, within seconds; the shared connection
+    still runs the next command. (Memory: bench/output_cap_bench.py.)"""
+    argv = ["head", "-c", "400M", "/dev/zero"]
+    with pytest.raises(OutputTooLarge) as failed:
+        finishes_within(60, lambda: prod_east.run(argv, timeout=50))
+    message = str(failed.value)
+    assert message.startswith("on prod-east: `head -c 400M /dev/zero` wrote more than 16 MiB to stdout (the cap)")
+    assert "closed the channel" in message and not is_transient(failed.value)
+    assert prod_east.run(["echo", "still here"]).text == "still here\n"
+
+
+def test_stderr_has_its_own_smaller_cap_and_both_are_configurable(prod_east):
+    noisy = ["sh", "-c", "head -c 2M /dev/zero >&2; echo done"]
+    with pytest.raises(OutputTooLarge, match=r"wrote more than 1 MiB to stderr \(the cap\)"):
+        prod_east.run(noisy, timeout=30)
+    assert prod_east.run(noisy, timeout=30, max_stderr=4 << 20).text == "done\n"
+    with pytest.raises(OutputTooLarge, match="more than 100 bytes to stdout"):
+        prod_east.run(["head", "-c", "101", "/dev/zero"], max_stdout=100)
+    assert len(prod_east.run(["head", "-c", "100", "/dev/zero"], max_stdout=100).stdout) == 100
 
 
 def test_check_false_returns_the_status(prod_east):

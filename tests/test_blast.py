@@ -163,3 +163,23 @@ def test_incident_events_start_the_notice_deployments(prefect_api):
 
         runs = wait_for("a notice run created by the automation", created_run, 60)
     assert runs[0].parameters["kind"] == "opened"
+
+
+def test_a_title_with_cr_lf_and_control_characters_still_reaches_the_customers(fleet, lab_env):
+    """A CR/LF in an incident title made the notice impossible to send (a header may not hold a
+    line break); now the subject is folded to one line, no header is injected, and the messages
+    reach the lab's sink."""
+    from tasks.notices import send_notice
+
+    # (no NUL: PostgreSQL refuses it in text, so such a title never becomes an incident at all)
+    incident = new_incident("prod-east down\r\nBcc: everyone@evil.test\x07\x1b[2J", servers=["prod-east"])
+    summary = send_notice(incident, "opened")
+    messages = wait_for("the notice with a folded subject in the sink",
+                        lambda: (found := sink_messages(lab_env, f"incident-{incident}-opened")) and len(found) >= 2 and found)
+    assert summary["states"].get("sent"), summary
+    assert envelope_recipients(messages) == Counter(APP1_CONTACTS)
+    for message in messages:
+        # (a subject longer than a line is folded by the standard library: compare without the fold)
+        assert message["Subject"].strip().startswith("[Incident] app1: prod-east down Bcc: everyone@evil.test [2J (")
+        assert message["Bcc"] is None and "everyone@evil.test" not in message["X-RcptTo"]
+        assert "\x07" not in message.get_content() and "\x1b" not in message.get_content()

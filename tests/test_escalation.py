@@ -133,3 +133,124 @@ def test_twilio_signature_matches_the_providers_published_examples():
     assert not signature_valid("12345", url, params, None)
     repeated = {"Sid": "CA123", "SidAccount": "AC123", "Digits": ["5678", "1234"]}
     assert twilio_signature("12345", url, repeated) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+
+
+# ----- who may acknowledge: the webhook's decision over the real inventory, signed requests -----
+
+
+# numbers no other test pages (the inventory is shared by the session's tests)
+ACK_CONTACTS = [Contact(name="Office", phone="+15557770100"), Contact(name="Alice", phone="+15557770101"),
+                Contact(name="Bob", phone="+15557770102"), Contact(name="Carol")]
+
+
+def _webhook(fleet, token: str = "token-of-p"):
+    """Post a signed request to ``handle`` as provider block ``p`` would; returns the reply."""
+    from hotspare.acknowledgements import handle
+
+    base = "https://hotspare.example.test"
+
+    def post(kind: str, form: dict, now=None, signature: str | None = None):
+        path = f"/hotspare/acknowledge/{kind}?provider=p"
+        signed = signature or twilio_signature(token, base + path, form)
+        return handle(path, form, signed, base, {"p": token}, fleet, now=now)
+    return post
+
+
+def test_only_a_chain_contact_acknowledges_once_within_the_window():
+    """A stranger's signed SMS, "ACK n" from a stranger, a replay, another category's incident, a
+    page older than the window and an incident never paged change nothing and are logged in the
+    incident's timeline; the chain contact's own reply acknowledges."""
+    import uuid
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from hotspare.inventory import incidents, pages
+    from hotspare.inventory.models import utcnow
+
+    fleet = SimpleNamespace(incidents=Incidents(chains=[category_one_chain()], acknowledgement_window_minutes=60),
+                            contacts=ACK_CONTACTS, escalation=[])
+    post = _webhook(fleet)
+    paged = incidents.open_incident(1, "high", "server prod1 down", servers=["prod1"]).incident_id
+    unpaged = incidents.open_incident(1, "high", "server prod2 down", servers=["prod2"]).incident_id
+    other = incidents.open_incident(2, "high", "shop deploy broke", services=["shop"]).incident_id
+    pages.record_page(paged, "p", f"CA{uuid.uuid4().hex}", "call", "Alice", "+15557770101")
+
+    def sms(sender: str, body: str, **options):
+        return post("sms", {"MessageSid": f"SM{uuid.uuid4().hex}", "From": sender, "Body": body}, **options)
+
+    assert post("sms", {"MessageSid": "SMx", "From": "+15559999", "Body": "ACK"}, signature="forged").status == 403
+    for reply in (sms("+15559999", "Yes? who is this"), sms("+1 555 9999", f"ACK {paged}"),
+                  sms("+15557770101", f"ACK {paged}", now=utcnow() + timedelta(minutes=61)),
+                  sms("+15557770102", f"ACK {unpaged}"), sms("+15557770101", f"ACK {other}")):
+        assert reply.acknowledged is None
+    assert {incidents.get_incident(number)["status"] for number in (paged, unpaged, other)} == {"triggered"}
+    notes = [event["text"] for event in incidents.get_incident(paged)["events"] if event["kind"] == "note"]
+    assert notes == [
+        f"refused an SMS acknowledgement of incident {paged} from +1 555 9999: +15559999 belongs to no contact "
+        "on the category 1 chain",
+        f"refused an SMS acknowledgement of incident {paged} from +15557770101: its newest page went out 61 min ago, "
+        "past the 60 min window"]
+    assert "the incident was never paged" in incidents.get_incident(unpaged)["events"][-1]["text"]
+    assert "belongs to no contact on the category 2 chain" in incidents.get_incident(other)["events"][-1]["text"]
+
+    reply_form = {"MessageSid": f"SM{uuid.uuid4().hex}", "From": "+1 (555) 777-0101", "Body": "ack"}
+    accepted = post("sms", reply_form)  # answers the newest page sent to that number
+    assert accepted.acknowledged == paged and "acknowledged by Alice" in accepted.twiml
+    assert post("sms", reply_form).acknowledged is None  # the same request again: a replay
+    replayed = incidents.get_incident(paged)["events"][-1]["text"]
+    assert replayed == f"refused a replayed SMS {reply_form['MessageSid']} from +1 (555) 777-0101: that message was already handled"
+    assert [event["kind"] for event in incidents.get_incident(paged)["events"]].count("acknowledgement") == 1
+
+
+def test_a_keypress_counts_for_its_own_call_once():
+    import uuid
+    from types import SimpleNamespace
+
+    from hotspare.inventory import incidents, pages
+
+    fleet = SimpleNamespace(incidents=Incidents(chains=[category_one_chain()]), contacts=ACK_CONTACTS, escalation=[])
+    post = _webhook(fleet)
+    first = incidents.open_incident(1, "high", "server prod3 down").incident_id
+    second = incidents.open_incident(1, "high", "server prod4 down").incident_id
+    call = f"CA{uuid.uuid4().hex}"
+    pages.record_page(first, "p", call, "call", "Alice", "+15557770101")
+    unknown = post("call", {"CallSid": f"CA{uuid.uuid4().hex}", "Digits": "1"})
+    assert unknown.acknowledged is None
+    # the query names the second incident, but the call was placed for the first: the call decides
+    keypress = {"CallSid": call, "Digits": "1", "To": "+15557770101"}
+    from hotspare.acknowledgements import handle
+
+    path = f"/hotspare/acknowledge/call?incident={second}&contact=Bob&provider=p"
+    base = "https://hotspare.example.test"
+    reply = handle(path, keypress, twilio_signature("token-of-p", base + path, keypress), base, {"p": "token-of-p"}, fleet)
+    assert reply.acknowledged == first and "acknowledged by Alice" in reply.twiml
+    assert incidents.get_incident(second)["status"] == "triggered"
+    again = handle(path, keypress, twilio_signature("token-of-p", base + path, keypress), base, {"p": "token-of-p"}, fleet)
+    assert again.acknowledged is None and "Already handled" in again.twiml
+    assert incidents.get_incident(first)["events"][-1]["text"] == (
+        f"refused a replayed keypress on call {call} to Alice: that call was already answered")
+
+
+def test_the_webhook_refuses_a_body_it_would_have_to_read_without_bound():
+    """A negative or huge Content-Length is refused before anything is read (413); a normal
+    unsigned request still gets its 403."""
+    import socket
+    from types import SimpleNamespace
+
+    from hotspare.acknowledgements import serve
+
+    fleet = SimpleNamespace(incidents=Incidents(chains=[category_one_chain()]), contacts=ACK_CONTACTS, escalation=[])
+    server = serve(fleet, "127.0.0.1", 0, public_base="http://127.0.0.1")
+    port = server.server_address[1]
+
+    def status_of(headers: str, body: bytes = b"") -> str:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(f"POST /hotspare/acknowledge/sms?provider=p HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode() + body)
+            return client.recv(200).split(b"\r\n")[0].decode()
+    try:
+        assert status_of("Content-Length: -1\r\n").endswith("413 Request Entity Too Large")
+        assert status_of("Content-Length: 99999999\r\n").endswith("413 Request Entity Too Large")
+        assert status_of("Content-Length: 8\r\n", b"Body=ACK").endswith("403 Forbidden")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -445,3 +445,83 @@ def test_allow_special_names_a_path_of_the_service_and_known_kinds():
     assert any("allow_special.1.allow.0" in problem for problem in problems_of(unknown))
     relative = text.replace("{path: /srv/app1/data,", "{path: srv/app1/data,")
     assert any("allow_special.1.path: 'srv/app1/data' is relative" in problem for problem in problems_of(relative))
+
+
+# ----- bounded input: size, aliases, duplicate keys, and values parsed as their use parses them -----
+
+
+def test_an_alias_bomb_is_refused_at_once():
+    """Nine levels of nine aliases expand to 387 million strings; refused before anything walks it."""
+    import time
+
+    bomb = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+        f"{chr(98 + level)}: &{chr(98 + level)} [{', '.join([f'*{chr(97 + level)}'] * 9)}]\n" for level in range(8))
+    started = time.monotonic()
+    [problem] = problems_of(bomb)
+    assert time.monotonic() - started < 5  # was: busy past 60 s and 5.8 GB
+    assert problem.startswith("fleet.yaml:1: (top): not valid YAML: expands to more than 200000 values")
+    many = "x: &x 1\n" + "".join(f"k{number}: *x\n" for number in range(101))
+    [problem] = problems_of(many)
+    assert "more than 100 aliases" in problem and problem.startswith(f"fleet.yaml:{line_of(many, 'k100:')}:")
+
+
+def test_a_few_aliases_still_work():
+    text = EXAMPLE.replace('schedule: "30 2 * * *"', 'schedule: &nightly "30 2 * * *"\n      check_schedule: *nightly')
+    assert parse_fleet(text).services[0].backup.check_schedule == "30 2 * * *"
+
+
+def test_a_duplicate_key_is_refused_with_its_line():
+    text = EXAMPLE.replace("  rpo_hours: 12\n  copies_to_keep: 4\n", "  rpo_hours: 12\n  rpo_hours: 9999\n  copies_to_keep: 4\n", 1)
+    [problem] = problems_of(text)
+    first = line_of(text, "rpo_hours: 12")
+    assert problem == (f"fleet.yaml:{first + 1}: defaults.rpo_hours: key 'rpo_hours' is written twice in this "
+                       f"mapping (first on line {first}); YAML would keep only the last: keep one")
+
+
+def test_an_oversized_fleet_file_is_refused_unread(tmp_path):
+    from hotspare.fleet.load import MAX_FLEET_BYTES, load_fleet
+
+    big = tmp_path / "fleet.yaml"
+    big.write_bytes(EXAMPLE.encode() + b"#" * MAX_FLEET_BYTES)
+    with pytest.raises(FleetError, match=r"fleet.yaml:0: \(top\): larger than 4 MiB: refused"):
+        load_fleet(big)
+
+
+@pytest.mark.parametrize(("old", "new", "field", "words"), [
+    ('schedule: "30 2 * * *"', 'schedule: "0 0 31 2 *"', "services.0.backup.schedule", "not a usable cron line"),
+    ('drill_schedule: "0 5 1 * *"', 'drill_schedule: "61 5 * * *"', "services.0.drill_schedule", "not a usable cron line"),
+    ('replication_schedule: ["0 1 * * *", "0 13 * * *"]', 'replication_schedule: ["0 1 * * *", "H 13 * * *"]',
+     "defaults.replication_schedule.1", "cron line"),
+    ('phone: "+15550100"', "phone: x", "contacts.0.phone", "'x' is not a phone number in international form"),
+    ('phone: "+15550100"', 'phone: "5550100"', "contacts.0.phone", "not a phone number in international form"),
+    ("email: dana@example.test", "email: dana", "contacts.0.email", "'dana' is not an e-mail address"),
+    ("email: dana@example.test", 'email: "dana@example.test\\r\\nBcc: all@example.test"', "contacts.0.email",
+     "is not an e-mail address"),
+    ("sender: hotspare@example.test", "sender: hotspare@@example.test", "mail.sender", "is not an e-mail address"),
+    ("health_url: http://app1.lab.test:8080/health.txt", "health_url: app1.lab.test/health.txt",
+     "services.0.health_url", "is not an http(s) URL with a host"),
+    ("health_url: http://app1.lab.test:8080/health.txt", "health_url: 'http://'", "services.0.health_url",
+     "is not an http(s) URL with a host"),
+    ("timezone: UTC", "timezone: Mars/Olympus", "defaults.timezone", "'Mars/Olympus' is not a time zone"),
+    ("  rpo_hours: 12\n  copies", "  rpo_hours: .inf\n  copies", "defaults.rpo_hours", "finite number"),
+    ("  rpo_hours: 12\n  copies", "  rpo_hours: 1e300\n  copies", "defaults.rpo_hours", "1e+300 is longer than ten years"),
+])
+def test_check_parses_every_value_as_its_use_does(old, new, field, words):
+    """What `hotspare schedule`, deployments, paging, mail and probes would reject later, the check
+    rejects now, with file, line and field."""
+    text = EXAMPLE.replace(old, new, 1)
+    assert text != EXAMPLE
+    problems = problems_of(text)
+    expected_line = line_of(text, new.strip().splitlines()[0].split(":")[0] + ":", 1)
+    matching = [problem for problem in problems if f": {field}: " in problem and words in problem]
+    assert matching, problems
+    assert matching[0].startswith("fleet.yaml:") and int(matching[0].split(":")[1]) >= expected_line
+
+
+def test_values_parse_the_way_their_use_does():
+    from hotspare.fleet.values import e164
+
+    assert e164("+1 555 0101") == e164("+15550101") == "+15550101"
+    assert e164("+49 (30) 123-456") == "+4930123456"
+    with pytest.raises(ValueError, match="international form"):
+        e164("030 123456")

@@ -80,6 +80,10 @@ def test_keypress_acknowledges_and_stops_the_chain(phone_lab):
     assert (incident["status"], incident["acknowledged_by"]) == ("acknowledged", "Dana Ops")
     kinds = [event["kind"] for event in incident["events"]]
     assert kinds.count("page") == 3 and "acknowledgement" in kinds
+    replayed = phone_lab.replay("keypress")  # the same signed request again: handled once only
+    assert replayed.status_code == 200 and "Already handled" in replayed.text
+    assert incidents.get_incident(opening.incident_id)["events"][-1]["text"] == (
+        f"refused a replayed keypress on call {calls[2]['sid']} to Dana Ops: that call was already answered")
     first_call = datetime.fromtimestamp(calls[0]["at"]).astimezone()
     opened = datetime.fromisoformat(incident["opened_at"])
     print(f"\nMEASURED opened -> first call: {(first_call - opened).total_seconds():.3f} s")
@@ -111,6 +115,64 @@ def test_sms_reply_ack_acknowledges_through_the_signed_webhook(phone_lab, fleet)
     assert (incident["status"], incident["acknowledged_by"]) == ("acknowledged", "Lee Lead")
     acknowledgement = next(event for event in incident["events"] if event["kind"] == "acknowledgement")
     assert acknowledgement["details"]["via"] == "SMS reply from +1 555 0101"
+
+
+def test_a_stranger_and_a_replay_do_not_stop_paging_and_the_on_call_engineer_does(phone_lab, fleet):
+    """Correctly signed by the provider: an SMS from a number on no chain, "ACK n" from it, and the
+    on-call engineer's earlier "ack" (for another incident) replayed exactly as captured. Paging
+    goes on past each of them, each is one sentence in the timeline; the engineer's own "ACK n"
+    stops it."""
+    from flows.incident import page
+    from hotspare.inventory import incidents
+    from tasks.paging import sms_acknowledgement_url
+
+    url = sms_acknowledgement_url(fleet, "lab-phone-primary")
+    stranger, dana = "+15550999", "+15550100"
+
+    def walk_until_dana_is_called(title: str):
+        before = len(phone_lab.requests("call"))
+        opening = incidents.open_incident(1, "high", title, servers=["prod-east"],
+                                          dedup_key=f"test:stranger:{title}:{time.time()}", detection_text=title)
+        pool = ThreadPoolExecutor(1)
+        walk = pool.submit(page, incident_id=opening.incident_id, poll_seconds=0.1)
+        wait_for("Dana's call", lambda: any(call["form"]["To"] == dana for call in _calls_after(phone_lab, before)), 30)
+        return opening.incident_id, walk, pool, before
+
+    earlier, walk, pool, _ = walk_until_dana_is_called("server prod-east down (earlier)")
+    with pool:
+        captured = phone_lab.sms_reply(dana, "ack", url)  # answers the call she just got
+        assert walk.result(timeout=60)["outcome"] == "stop" and "acknowledged by Dana Ops" in captured["webhook_body"]
+
+    incident_id, walk, pool, before = walk_until_dana_is_called("server prod-east down (later)")
+    with pool:
+        phone_lab.sms_reply(stranger, "Yes? who is this", url)
+        phone_lab.sms_reply(stranger, f"ACK {incident_id}", url)
+        replayed = phone_lab.replay("sms_reply")  # the stranger's own request again
+        phone_lab_requests = phone_lab.requests("sms_reply")
+        earlier_ack = next(entry for entry in phone_lab_requests if entry["form"]["From"] == dana)
+        import httpx
+
+        old = httpx.post(earlier_ack["url"], data=earlier_ack["form"],
+                         headers={"X-Twilio-Signature": earlier_ack["signature"]}, timeout=15)
+        assert replayed.status_code == 200 and old.status_code == 200
+        paged_on = wait_for("a page after the refused requests (Lee Lead's call)", lambda: len(_calls_after(
+            phone_lab, before)) >= 4 and incidents.get_incident(incident_id)["status"] == "triggered", 30)
+        assert paged_on
+        assert incidents.get_incident(incident_id)["status"] == "triggered"
+        reply = phone_lab.sms_reply(dana, f"ACK {incident_id}", url)
+        result = walk.result(timeout=60)
+    assert f"Incident {incident_id} acknowledged by Dana Ops" in reply["webhook_body"] and result["outcome"] == "stop"
+    incident = incidents.get_incident(incident_id)
+    assert (incident["status"], incident["acknowledged_by"]) == ("acknowledged", "Dana Ops")
+    refusals = [event["text"] for event in incident["events"] if (event["details"] or {}).get("acknowledgement_refused")]
+    assert refusals[0] == f"refused an SMS acknowledgement of incident {incident_id} from {stranger}: {stranger} " \
+                          "belongs to no contact on the category 1 chain"
+    assert refusals[1].startswith("refused a replayed SMS SM") and refusals[1].endswith(f"from {stranger}: that message was already handled")
+    # Dana's captured "ack" would answer her newest page (this incident's call): refused as a replay
+    assert refusals[2:] == [f"refused a replayed SMS {earlier_ack['form']['MessageSid']} from {dana}: that message "
+                            "was already handled"]
+    # "Yes? who is this" reads like "yes" but answers no page to that number: logged, names no incident
+    assert incidents.get_incident(earlier)["acknowledged_by"] == "Dana Ops"
 
 
 def test_provider_down_falls_back_and_duplicates_fold(phone_lab):

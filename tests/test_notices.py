@@ -120,3 +120,31 @@ def test_status_page_shows_numbers_services_incidents_and_escapes():
     feed = ElementTree.fromstring(files["feed.atom"])
     entries = feed.findall("{http://www.w3.org/2005/Atom}entry")
     assert len(entries) == 1 and "disk" in entries[0].find("{http://www.w3.org/2005/Atom}title").text
+
+
+def test_control_characters_never_reach_the_feed_or_the_page_and_cr_lf_never_a_subject():
+    """A title and a public note with control characters (a pasted log line): the Atom feed still
+    parses as XML, the page holds none of them, the notice's subject is one line."""
+    hostile = "prod-east\x00 is\x1b[31m down\r\nBcc: everyone@example.test\x0c\x7f\x85"
+    note = {"id": 2, "at": "2026-05-01T14:05:00+00:00", "kind": "note", "actor": "dana",
+            "text": "Moving\x08 app1\x01 to the mirror.\r\nBack soon\x1f.", "details": {"public": True}}
+    facts = PageFacts(title="Status\x07", page_url="http://status.test/", generated_at=datetime(2026, 5, 1, 15, 0, tzinfo=timezone.utc),
+                      emergency_numbers=tuple(SECTION.emergency_numbers), services=(),
+                      incidents=(incident(title=hostile, events=[note]),))
+    files = render_status_page(facts)
+    feed = ElementTree.fromstring(files["feed.atom"])  # raised "not well-formed" before
+    atom = "{http://www.w3.org/2005/Atom}"
+    [entry] = feed.iter(f"{atom}entry")
+    assert "prod-east is [31m down Bcc: everyone@example.test (triggered" in entry.findtext(f"{atom}title")
+    for text in files.values():
+        assert not [character for character in text if ord(character) < 32 and character not in "\n\t"
+                    or 0x7f <= ord(character) <= 0x9f]
+    assert "Moving  app1  to the mirror.\nBack soon ." in files["index.html"]
+
+    plan = plan_notice(incident(title=hostile), "opened", SECTION, ACTIVE)
+    assert plan.subject == "[Incident] app1: prod-east is [31m down Bcc: everyone@example.test"
+    message = render_message(plan, plan.recipients[0], incident(title=hostile), SECTION, "hotspare@lab.test",
+                             datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc))
+    assert message["Subject"] == plan.subject and message["Bcc"] is None
+    assert "\x00" not in message.get_content() and "\x1b" not in message.get_content()
+    assert "prod-east  is [31m down" in message.get_content()

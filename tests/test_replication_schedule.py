@@ -148,4 +148,5 @@ def test_hotspare_schedule_shows_each_group_and_why(tmp_path, capsys):
 
     fleet_file.write_text(BASIC.read_text().replace('"0 13 * * *"]', '"at noon"]'))
     assert main(["schedule", str(fleet_file)]) == 2
-    assert "defaults.replication_schedule: 'at noon' is not a cron line" in capsys.readouterr().err
+    # the fleet check refuses it first, with its line, by the same parser (fleet/values.py)
+    assert "defaults.replication_schedule.1: 'at noon' is not a usable cron line" in capsys.readouterr().err

@@ -9,20 +9,19 @@ refused login or a rejected request (other 4xx) a ``PermanentError``. ``deliver`
 providers in the fleet's order and says which one carried the page and why the ones before it
 did not, so the incident's timeline can show that a fallback was used.
 
-``twilio_signature`` computes ``X-Twilio-Signature``: base64(HMAC-SHA1(auth token, URL + every
-POST parameter name and value, sorted by name))). ``signature_valid`` compares in constant time.
+``twilio_signature`` and ``signature_valid`` make and check ``X-Twilio-Signature`` with the
+provider's own validator (``twilio.request_validator.RequestValidator``), not a copy of its
+algorithm: the webhook accepts exactly what the provider signs, and the lab signs the same way.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
 import httpx
+from twilio.request_validator import RequestValidator
 
 from hotspare.adapters.errors import HotspareError, PermanentError, TransientError
 
@@ -138,20 +137,23 @@ def deliver(providers: Sequence[Provider], send: Callable[[Provider], dict]) -> 
     raise error_class("every phone provider failed: " + "; ".join(failures))
 
 
+class _Form(dict):
+    """Form parameters as the validator reads repeated ones (``getall``, like a MultiDict)."""
+
+    def getall(self, name: str) -> list[str]:
+        values = self[name]
+        return [values] if isinstance(values, str) else list(values)
+
+
 def twilio_signature(auth_token: str, url: str, params: Mapping[str, str | Sequence[str]]) -> str:
     """The ``X-Twilio-Signature`` of a POST to ``url`` with form ``params``."""
-    text = url
-    for name in sorted(params):
-        values = params[name]
-        for value in sorted([values] if isinstance(values, str) else values):
-            text += name + value
-    digest = hmac.new(auth_token.encode(), text.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
+    return RequestValidator(auth_token).compute_signature(url, _Form(params))
 
 
 def signature_valid(auth_token: str, url: str, params: Mapping[str, str | Sequence[str]],
                     signature: str | None) -> bool:
-    """True when ``signature`` is the provider's signature of this request (constant time)."""
+    """True when ``signature`` is the provider's signature of this request (its validator compares
+    in constant time, with and without the URL's default port)."""
     if not signature or not auth_token:
         return False
-    return hmac.compare_digest(twilio_signature(auth_token, url, params).encode(), signature.encode())
+    return RequestValidator(auth_token).validate(url, _Form(params), signature)

@@ -34,7 +34,9 @@ def compose(sender: str, recipients: Sequence[str], subject: str, body: str, *, 
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(recipients)
-    message["Subject"] = subject
+    # a header may not hold a line break (the standard library refuses, and it would be header
+    # injection): a subject built from an incident title is folded to one line
+    message["Subject"] = " ".join(subject.split())
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     message.set_content(body)
     if html:

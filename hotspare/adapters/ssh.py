@@ -3,6 +3,13 @@
 This module is the only place where a remote command becomes a string (``command_line``).
 Host keys come from the inventory and are enforced with ``RejectPolicy``: an unknown or
 changed key is a permanent error that names the host. Secrets travel on stdin, never in argv.
+
+A server's answer is bounded: each command may write at most ``max_stdout`` bytes to stdout
+and ``max_stderr`` to stderr (defaults 16 MiB and 1 MiB, per connection or per call). Past
+the cap the adapter stops reading, closes the channel and raises an ``OutputTooLarge`` (a
+permanent error naming host, command and cap), so a hostile or broken server cannot grow the
+orchestrator's memory: paramiko only opens the SSH window as far as we read, so unread
+output stays on the server's side.
 """
 
 from __future__ import annotations
@@ -20,7 +27,13 @@ import paramiko
 
 from hotspare.adapters.errors import ChannelRefused, PermanentError, RemoteCommandError, TransientError
 
+
+class OutputTooLarge(PermanentError):
+    """A remote command wrote more than its cap: the channel was closed, the output dropped."""
+
 STDERR_TAIL = 2000
+MAX_STDOUT_BYTES = 16 * 1024 * 1024  # default cap on one command's stdout
+MAX_STDERR_BYTES = 1024 * 1024  # default cap on one command's stderr
 STDIN_CHUNK = 32768
 STDIN_POLL = 0.01
 
@@ -102,10 +115,13 @@ def _pinned_host_key(endpoint: Endpoint) -> tuple[str, paramiko.PKey]:
 class SshConnection:
     """An open, authenticated SSH connection to one server. Use as a context manager."""
 
-    def __init__(self, endpoint: Endpoint, login: Login, *, connect_timeout: float = 10.0):
+    def __init__(self, endpoint: Endpoint, login: Login, *, connect_timeout: float = 10.0,
+                 max_stdout: int = MAX_STDOUT_BYTES, max_stderr: int = MAX_STDERR_BYTES):
         self.endpoint = endpoint
         self.login = login
         self.connect_timeout = connect_timeout
+        self.max_stdout = max_stdout  # bytes one command may write to stdout (OutputTooLarge past it)
+        self.max_stderr = max_stderr
         self._client: paramiko.SSHClient | None = None
 
     def __enter__(self) -> SshConnection:
@@ -180,13 +196,18 @@ class SshConnection:
         timeout: float = 60.0,
         check: bool = True,
         open_timeout: float | None = None,
+        max_stdout: int | None = None,
+        max_stderr: int | None = None,
     ) -> CommandResult:
         """Run ``argv`` on the server; raise on non-zero exit when ``check``.
 
         ``timeout`` bounds the whole command; on expiry the channel is closed and a
         TransientError says what ran where. ``open_timeout`` bounds opening the channel
         (default: the connect timeout), for callers sharing a connection with other bounds.
+        ``max_stdout`` / ``max_stderr`` override the connection's output caps for this command.
         """
+        limits = (self.max_stdout if max_stdout is None else max_stdout,
+                  self.max_stderr if max_stderr is None else max_stderr)
         line = command_line(argv)
         deadline = time.monotonic() + timeout
         try:
@@ -202,7 +223,7 @@ class SshConnection:
             raise TransientError(f"SSH connection to {self.endpoint.name} is not usable ({error}); reconnect") from None
         try:
             channel.exec_command(line)
-            stdout, stderr = _collect(channel, stdin or b"", deadline, self.endpoint.name, argv)
+            stdout, stderr = _collect(channel, stdin or b"", deadline, self.endpoint.name, argv, limits)
             status = channel.recv_exit_status()
         except (paramiko.SSHException, EOFError, OSError) as error:
             self.close()
@@ -224,13 +245,15 @@ class SshConnection:
 
 
 def _collect(
-    channel: paramiko.Channel, stdin: bytes, deadline: float, host: str, argv: Sequence[str]
+    channel: paramiko.Channel, stdin: bytes, deadline: float, host: str, argv: Sequence[str],
+    limits: tuple[int, int] = (MAX_STDOUT_BYTES, MAX_STDERR_BYTES),
 ) -> tuple[bytes, bytes]:
     """Feed ``stdin`` and read stdout and stderr until the command exits or ``deadline`` passes.
 
     Writing and reading are interleaved: a program that echoes its input (``cat``) stops
     reading once its output window is full, so sending all of stdin first would deadlock
-    beyond ~4 MiB and ignore the deadline.
+    beyond ~4 MiB and ignore the deadline. Output past ``limits`` (stdout, stderr bytes) is
+    never read: the channel is closed (the caller's ``finally``) and ``OutputTooLarge`` raised.
     """
     stdout, stderr = bytearray(), bytearray()
     pending = memoryview(stdin)
@@ -248,10 +271,12 @@ def _collect(
                 channel.shutdown_write()
             progressed = True
         while channel.recv_ready():
-            stdout += channel.recv(65536)
+            stdout += channel.recv(min(65536, limits[0] + 1 - len(stdout)))
+            _within(len(stdout), limits[0], "stdout", host, argv)
             progressed = True
         while channel.recv_stderr_ready():
-            stderr += channel.recv_stderr(65536)
+            stderr += channel.recv_stderr(min(65536, limits[1] + 1 - len(stderr)))
+            _within(len(stderr), limits[1], "stderr", host, argv)
             progressed = True
         if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
             # drain what may still be in flight after the status arrived
@@ -269,6 +294,22 @@ def _collect(
         elif not progressed:
             # select wakes on stdout only; poll briefly while stdin waits for window space
             select.select([channel], [], [], min(remaining, STDIN_POLL if pending else 0.5))
+
+
+def _within(size: int, cap: int, stream: str, host: str, argv: Sequence[str]) -> None:
+    """Raise ``OutputTooLarge`` once ``size`` bytes of ``stream`` exceed ``cap``."""
+    if size > cap:
+        raise OutputTooLarge(
+            f"on {host}: `{_short(argv)}` wrote more than {_bytes_text(cap)} to {stream} (the cap): stopped "
+            f"reading and closed the channel; if that much is expected, raise max_{stream} for this command")
+
+
+def _bytes_text(size: int) -> str:
+    """``16 MiB``, ``1 MiB``, ``512 KiB``, ``100 bytes``: the cap as an operator wrote it."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
 
 
 def _short(argv: Sequence[str]) -> str:

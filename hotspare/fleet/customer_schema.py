@@ -13,13 +13,14 @@ from enum import Enum
 from pydantic import Field
 
 from hotspare.fleet.base import AbsolutePath, Name, Strict
+from hotspare.fleet.values import EmailAddress, PhoneNumber, Url
 
 EMAIL_PATTERN = r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$"
 
 
 class CustomerContact(Strict):
     name: str = Field(min_length=1, description="Person or team the notice greets.")
-    email: str = Field(pattern=EMAIL_PATTERN, description="Address the notice goes to.")
+    email: EmailAddress = Field(pattern=EMAIL_PATTERN, description="Address the notice goes to.")
 
 
 class Customer(Strict):
@@ -31,7 +32,7 @@ class Customer(Strict):
 
 class EmergencyNumber(Strict):
     label: str = Field(min_length=1, description="What the number is for, e.g. 'Emergency hotline (24/7)'.")
-    phone: str = Field(pattern=r"^\+?[0-9][0-9 ()./-]{2,30}$", description="Number as customers dial it.")
+    phone: PhoneNumber = Field(description="Number as customers dial it.")
 
 
 class NoticeAction(str, Enum):
@@ -50,7 +51,7 @@ class NoticeRule(Strict):
 class StatusPage(Strict):
     server: Name = Field(description="Web server (fleet server name) that serves the page, off site.")
     folder: AbsolutePath = Field(description="Folder on that server the page is written to (over SFTP).")
-    url: str = Field(pattern=r"^https?://\S+$", description="Public URL of the page (linked from notices).")
+    url: Url = Field(description="Public URL of the page (linked from notices).")
 
 
 class CustomerNotices(Strict):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from hotspare.fleet.base import Name, Strict
+from hotspare.fleet.values import CronLine, EmailAddress, PhoneNumber
 
 CONTROL_FACILITY = "control"
 LOCAL = "local"
@@ -24,8 +25,8 @@ class RemoteHands(Strict):
     """Staff in a facility who swap parts on request (disks, power supplies, fans)."""
 
     name: str = Field(min_length=1, description="Who to ask (a team or a person).")
-    email: str = Field(min_length=3, description="Where replacement requests are e-mailed.")
-    phone: str | None = Field(default=None, description="Phone number for urgent requests.")
+    email: EmailAddress = Field(description="Where replacement requests are e-mailed.")
+    phone: PhoneNumber | None = Field(default=None, description="Phone number for urgent requests.")
 
 
 class Checker(Strict):
@@ -71,7 +72,7 @@ class Health(Strict):
     run_seconds: float = Field(
         default=60, gt=0, description="How long one scheduled run keeps checking (a run every minute covers the minute)."
     )
-    schedule: str = Field(default="* * * * *", description="Cron line of the health deployment.")
+    schedule: CronLine = Field(default="* * * * *", description="Cron line of the health deployment.")
     probe_timeout_seconds: float = Field(default=3, gt=0, description="Timeout of one probe (TCP, SSH, HTTP, DNS).")
     certificate_warning_days: int = Field(default=21, ge=0, description="A TLS certificate expiring sooner is degraded.")
     disk_space_warning_percent: float = Field(default=85, gt=0, le=100, description="Disk use at or above: degraded.")

@@ -22,9 +22,9 @@ from enum import Enum
 from pydantic import Field, model_validator
 
 from hotspare.fleet.base import Name, Strict
+from hotspare.fleet.values import PhoneNumber, TimeZone, Url
 
 TIME_OF_DAY = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
-PHONE_NUMBER = r"^\+?[0-9][0-9 ()./-]{2,30}$"
 DIGITS = r"^[0-9*#w]{1,20}$"  # DTMF digits; 'w' waits half a second (Twilio's sendDigits)
 
 
@@ -41,8 +41,8 @@ class EscalationStep(Strict):
 
     action: StepAction = Field(description="call, sms or email.")
     contact: str | None = Field(default=None, min_length=1, description="Contact (by name) to reach.")
-    number: str | None = Field(
-        default=None, pattern=PHONE_NUMBER, description="A number to call instead of a contact's (e.g. the office)."
+    number: PhoneNumber | None = Field(
+        default=None, description="A number to call instead of a contact's (e.g. the office)."
     )
     digits: str | None = Field(
         default=None, pattern=DIGITS, description="Extension dialled once the call connects (DTMF), e.g. '0'."
@@ -67,7 +67,7 @@ class QuietHours(Strict):
 
     start: str = Field(default="22:00", pattern=TIME_OF_DAY, description="Start, HH:MM local time.")
     end: str = Field(default="07:00", pattern=TIME_OF_DAY, description="End, HH:MM local time.")
-    timezone: str = Field(default="UTC", description="IANA time zone of start and end, e.g. Europe/Berlin.")
+    timezone: TimeZone = Field(default="UTC", description="IANA time zone of start and end, e.g. Europe/Berlin.")
 
 
 class EscalationChain(Strict):
@@ -89,10 +89,13 @@ class Incidents(Strict):
     phone_providers: list[Name] = Field(
         default_factory=list, description="PhoneProvider blocks, in order: the first is used, the next are fallbacks."
     )
-    acknowledgement_url: str | None = Field(
+    acknowledgement_url: Url | None = Field(
         default=None,
-        pattern=r"^https?://\S+$",
         description="Public base URL of hotspare's acknowledgement webhook (providers post keypresses and SMS replies).",
+    )
+    acknowledgement_window_minutes: float = Field(
+        default=60, gt=0, le=7 * 24 * 60,
+        description="A keypress or SMS reply counts only this long after the page it answers (the incident's newest page).",
     )
     open_on_degraded: bool = Field(
         default=True, description="Open a low-severity category 1 incident when a part is degraded."

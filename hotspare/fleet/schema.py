@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from hotspare.fleet.base import AbsolutePath, Command, Name, Pattern, Strict  # noqa: F401 (re-exported)
+from hotspare.fleet.values import CronLine, EmailAddress, PhoneNumber, TimeZone, Url
 from hotspare.fleet.customer_schema import CustomerNotices
 from hotspare.fleet.hardware_schema import Bmc
 from hotspare.fleet.health_schema import Health, RemoteHands
@@ -114,9 +115,9 @@ class Backup(Strict):
     keep_daily: int = Field(default=7, ge=0, description="Daily snapshots kept by retention.")
     keep_weekly: int = Field(default=4, ge=0, description="Weekly snapshots kept by retention.")
     keep_monthly: int = Field(default=6, ge=0, description="Monthly snapshots kept by retention.")
-    schedule: str = Field(default="30 2 * * *", description="Cron line for the backup flow.")
-    restore_proof_schedule: str = Field(default="0 4 * * 0", description="Cron line for the restore proof.")
-    check_schedule: str = Field(default="0 3 * * *", description="Cron line for the repository check.")
+    schedule: CronLine = Field(default="30 2 * * *", description="Cron line for the backup flow.")
+    restore_proof_schedule: CronLine = Field(default="0 4 * * 0", description="Cron line for the restore proof.")
+    check_schedule: CronLine = Field(default="0 3 * * *", description="Cron line for the repository check.")
     check_subsets: int = Field(
         default=7, ge=1, le=1000, description="Each check reads 1/N of the pack files, rolling, so N checks read all."
     )
@@ -149,7 +150,7 @@ class Service(Strict):
             "first account in the UID range; `root` must be named to drill as root (of a user namespace only)."
         ),
     )
-    health_url: str | None = Field(default=None, description="URL that answers 2xx when the app is healthy.")
+    health_url: Url | None = Field(default=None, description="URL that answers 2xx when the app is healthy.")
     app_port: int = Field(default=80, ge=1, le=65535, description="Port the application listens on.")
     tier: int = Field(default=2, ge=1, le=4, description="Priority tier; 1 is recovered first.")
     depends_on: list[Name] = Field(
@@ -184,7 +185,7 @@ class Service(Strict):
             "(same forms as exclude): named in the verification, but they never keep a copy from becoming current."
         ),
     )
-    drill_schedule: str | None = Field(
+    drill_schedule: CronLine | None = Field(
         default="0 5 1 * *",
         description=(
             "Cron line of the failover drill (the service brought up from its newest verified copy in an isolated "
@@ -196,24 +197,24 @@ class Service(Strict):
 class Contact(Strict):
     name: str = Field(min_length=1, description="Person's name, unique.")
     role: str = Field(default="", description="Role in the escalation chain.")
-    phone: str | None = Field(default=None, description="Phone number for calls and SMS.")
-    email: str | None = Field(default=None, description="E-mail address.")
+    phone: PhoneNumber | None = Field(default=None, description="Phone number for calls and SMS.")
+    email: EmailAddress | None = Field(default=None, description="E-mail address.")
 
 
 class Mail(Strict):
     smtp_block: Name = Field(description="SmtpServer block.")
-    sender: str = Field(min_length=3, description="From address of notices.")
+    sender: EmailAddress = Field( description="From address of notices.")
 
 
 class Defaults(Strict):
     ssh_user_block: Name = Field(description="SshCredentials block for servers that name none.")
     rpo_hours: float = Field(default=12, gt=0, description="Default recovery point objective.")
     copies_to_keep: int = Field(default=4, ge=1, description="Default point-in-time copies kept.")
-    replication_schedule: list[str] = Field(
+    replication_schedule: list[CronLine] = Field(
         default_factory=lambda: ["0 1 * * *", "0 13 * * *"],
         description="Cron lines for replicate: every service whose RPO is at least their longest gap (`hotspare schedule`).",
     )
-    timezone: str = Field(default="UTC", description="Time zone of the schedules.")
+    timezone: TimeZone = Field(default="UTC", description="Time zone of the schedules.")
     rto_minutes: float = Field(default=60, gt=0, description="Default recovery time objective in minutes.")
     facility_parallelism: int = Field(
         default=4, ge=1, le=64, description="Services of one tier a facility failover moves at the same time."

@@ -10,7 +10,8 @@ Control requests (tests and the demo, loopback only):
 
 - ``POST /lab/providers/<primary|fallback>/down`` and ``…/up``: the provider-down switch;
 - ``POST /lab/calls/<CallSid>/answer?digits=1``: the callee answers and presses a key; the
-  endpoint posts ``Digits`` to the call's ``<Gather action=…>`` URL, signed like Twilio does;
+  endpoint posts ``Digits`` to the call's ``<Gather action=…>`` URL, signed with Twilio's own
+  ``RequestValidator`` (``adapters.phone.twilio_signature``);
 - ``POST /lab/sms-replies`` with JSON ``{"provider", "from", "body", "url"}``: an inbound SMS,
   posted (signed) to ``url``.
 
@@ -149,7 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, text = response.status_code, response.text[:500]
         except httpx.HTTPError as error:
             status, text = 0, f"{type(error).__name__}: {error}"
-        self.state.record({"kind": kind, "provider": provider, "url": url, "form": form, "webhook_status": status})
+        # the signature is kept so that a test can replay the exact request an eavesdropper saw
+        self.state.record({"kind": kind, "provider": provider, "url": url, "form": form, "signature": signature,
+                           "webhook_status": status})
         self._reply(200, {"webhook_status": status, "webhook_body": text})
 
 
@@ -260,6 +263,13 @@ class PhoneControl:
         response = httpx.post(f"{self.control}/calls/{call_sid}/answer", params={"digits": digits}, timeout=15)
         response.raise_for_status()
         return response.json()
+
+    def replay(self, kind: str) -> httpx.Response:
+        """Post the newest recorded webhook request of ``kind`` (keypress, sms_reply) again, exactly
+        as it was sent, signature included: what someone who captured it could do."""
+        entry = self.requests(kind)[-1]
+        return httpx.post(entry["url"], data=entry["form"], headers={"X-Twilio-Signature": entry["signature"]},
+                          timeout=15)
 
     def sms_reply(self, from_number: str, body: str, url: str, provider: str = "primary") -> dict:
         response = httpx.post(f"{self.control}/sms-replies", timeout=15,

@@ -20,8 +20,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import jinja2
+import markupsafe
 
 from hotspare.fleet.customer_schema import CustomerNotices, NoticeAction
+from hotspare.planning.customer_text import one_line, published
 from hotspare.planning.replication import Decision
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -148,9 +150,10 @@ def _decide(incident, kind, action, services, recipients, approved) -> Decision:
 
 def _subject(incident: dict, kind: str, services: tuple[str, ...]) -> str:
     names = ", ".join(services) or "our services"
+    title = one_line(incident["title"])  # a CR/LF in a title would make the header unsendable
     if kind == "resolved":
-        return f"[Resolved] {names}: {incident['title']}"
-    return f"[Incident] {names}: {incident['title']}"
+        return f"[Resolved] {names}: {title}"
+    return f"[Incident] {names}: {title}"
 
 
 def render_message(plan: NoticePlan, recipient: Recipient, incident: dict, section: CustomerNotices,
@@ -190,9 +193,18 @@ def _readable(iso: str | None) -> str:
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    # Plain-text mail is not escaped; HTML and the Atom feed are (customer-visible titles).
+    # Plain-text mail is not escaped; HTML and the Atom feed are (customer-visible titles). Every
+    # printed value loses its control characters first (``customer_text.published``): one of
+    # them would make the feed invalid XML.
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                              autoescape=lambda name: bool(name) and not name.endswith(".txt.j2"))
+                              autoescape=lambda name: bool(name) and not name.endswith(".txt.j2"),
+                              finalize=_published)
+
+
+def _published(value):
+    if isinstance(value, markupsafe.Markup):
+        return markupsafe.Markup(published(str(value)))
+    return published(value) if isinstance(value, str) else value
 
 
 def environment() -> jinja2.Environment:

@@ -7,6 +7,8 @@ another facility, so customers can read it while the fleet itself is down.
 
 Readable on a phone without JavaScript: a viewport meta tag, one column, CSS only. Only public
 timeline entries appear: pages to on-call people and internal errors stay in the inventory.
+No control character reaches either file (the templates' environment drops them, titles are one
+line: ``customer_text``), so the feed stays well-formed XML whatever a title or note holds.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from hotspare.fleet.customer_schema import EmergencyNumber
+from hotspare.planning.customer_text import one_line
 from hotspare.planning.notices import environment
 
 INDEX = "index.html"
@@ -94,7 +97,7 @@ def incident_card(incident: dict, now: datetime) -> dict:
         status_text = f"{incident.get('status')} since {_text_time(_parse(incident['opened_at']))}"
     times = [incident.get("resolved_at"), incident.get("opened_at")] + [update["iso"] for update in updates]
     latest = max((_parse(moment) for moment in times if moment), default=now)
-    return {"id": incident["id"], "title": incident["title"], "status": incident.get("status"),
+    return {"id": incident["id"], "title": one_line(incident["title"]), "status": incident.get("status"),
             "status_text": status_text, "services": incident.get("services") or [],
             "updates": updates, "updated_iso": _iso(latest)}
 

@@ -1,0 +1,107 @@
+"""The values of a fleet file that a later step parses, parsed once here by the same parsers.
+
+``fleet check`` must accept exactly what use accepts: a cron line goes to Prefect's cron
+validator (deployments) and to ``cronsim`` (``hotspare schedule``), a phone number to
+``phonenumbers`` (paging compares numbers in E.164), an e-mail address to the standard library's
+header parser (the mail composer), a URL to ``httpx``'s parser (probes, webhooks), a time zone
+to ``zoneinfo``. Each function returns the value unchanged or raises ``ValueError`` with a
+sentence saying what is wrong and what to write; the schema applies them as annotated types
+(``CronLine``, ``PhoneNumber``, …), so a bad value is a problem with its file and line.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator
+
+
+def cron_line(line: str) -> str:
+    """A five-field cron line that both Prefect's schedules and cronsim accept."""
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(line, datetime(2026, 1, 1))
+    except CronSimError as error:
+        raise ValueError(f"{line!r} is not a usable cron line ({error}); write five fields, e.g. '0 1 * * *'") from None
+    from prefect._internal.schemas.validators import validate_cron_string
+
+    try:
+        validate_cron_string(line)
+    except ValueError as error:
+        raise ValueError(f"{line!r} is not a cron line Prefect schedules ({error}); write five fields, "
+                         "e.g. '0 1 * * *'") from None
+    return line
+
+
+def e164(number: str) -> str:
+    """``number`` in E.164 (``+4930123456``); ``ValueError`` if it is not an international number.
+
+    The one normalisation of phone numbers: the fleet check, the pages and the acknowledgement
+    webhook (which compares a sender with the chain) all use it.
+    """
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is None or not phonenumbers.is_possible_number(parsed):
+        raise ValueError(f"{number!r} is not a phone number in international form; write + and the country "
+                         "code, e.g. '+49 30 1234567'")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_number(number: str) -> str:
+    """``number`` as written, once ``e164`` accepts it."""
+    e164(number)
+    return number
+
+
+def email_address(address: str) -> str:
+    """A bare address (``name@example.com``) the mail composer can put in a header."""
+    from email.errors import HeaderParseError, MessageError
+    from email.headerregistry import Address
+
+    problem = "" if "@" in address and "." in address.rpartition("@")[2] else "it needs a domain with a dot"
+    if not problem:
+        try:
+            Address(addr_spec=address)
+        except (ValueError, IndexError, HeaderParseError, MessageError) as error:
+            problem = str(error)
+    if problem or address != address.strip():
+        raise ValueError(f"{address!r} is not an e-mail address ({problem or 'spaces around it'}); "
+                         "write one like 'ops@example.com'")
+    return address
+
+
+def url(text: str) -> str:
+    """An absolute http(s) URL with a host, as ``httpx`` (probes, webhooks) reads it."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(text)
+        good = parsed.scheme in ("http", "https") and bool(parsed.host) and not any(c.isspace() for c in text)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        good = False
+    if not good:
+        raise ValueError(f"{text!r} is not an http(s) URL with a host; write one like 'https://status.example.com/'")
+    return text
+
+
+def time_zone(name: str) -> str:
+    """An IANA time zone ``zoneinfo`` knows (``Europe/Berlin``, ``UTC``)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone; write an IANA name such as 'Europe/Berlin' or 'UTC'") from None
+    return name
+
+
+CronLine = Annotated[str, AfterValidator(cron_line)]
+PhoneNumber = Annotated[str, AfterValidator(phone_number)]
+EmailAddress = Annotated[str, AfterValidator(email_address)]
+Url = Annotated[str, AfterValidator(url)]
+TimeZone = Annotated[str, AfterValidator(time_zone)]
