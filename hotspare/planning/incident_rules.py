@@ -33,6 +33,8 @@ HEALTH_SEVERITY = {"hotspare.health.failed": "high", "hotspare.health.degraded":
 RUN_SEVERITY = {"failover": "high", "rebuild": "high", "replicate": "low"}
 # Parts a server has more than one of, swapped while it runs (the readings' replaceable kinds).
 REDUNDANT_PART_KINDS = ("disk", "power_supply", "fan")
+# What a server's failure must be about to make the services it holds unavailable.
+OUTAGE_KINDS = ("reachability", "raid", None)
 CUSTOMERS_AFFECTED, PROTECTION_LOST, AT_RISK = "customers affected", "protection lost", "at risk"
 
 
@@ -146,7 +148,10 @@ def from_health_event(event: str, resource_id: str, payload: dict, open_on_degra
         detection_text=(f"{kind} {name}: {component} {state}{seen_from}" + (f": {evidence}" if evidence else "")),
         services=(name,) if kind == "service" else (),
         servers=servers,
-        outage=severity == "high",
+        # Only a machine that stops answering (or a service, or an array that stops) makes what
+        # it holds unavailable; a hot inlet or a full disk on a server that answers is urgent for
+        # operators, and the service's own probes say when customers are hit.
+        outage=severity == "high" and (kind == "service" or payload.get("kind") in OUTAGE_KINDS),
         # A service's own failure names its server (to fold with the machine's), not the server's
         # other services: only a server's own failure affects everything it holds.
         holders=None if kind == "server" else (),
