@@ -65,9 +65,10 @@ def record_impact(db, incident_id: int, holders: Iterable[str], services: Iterab
     present = {(row.service, row.server) for row in
                db.exec(select(IncidentImpactRow).where(IncidentImpactRow.incident_id == incident_id))}
     added = []
+    named = {service for service, _server in present}
     for impact in impact_of(set(holders), list(services), layout(db), outage, standby):
-        if (impact.service, impact.server) in present:
-            continue
+        if (impact.service, impact.server) in present or (not impact.server and impact.service in named):
+            continue  # already recorded (a service named again is the same service)
         db.add(IncidentImpactRow(incident_id=incident_id, service=impact.service, server=impact.server,
                                  role=impact.role, effect=impact.effect, tell=impact.tell))
         added.append(impact)
