@@ -14,8 +14,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import time
 from collections import Counter
+from contextlib import redirect_stdout
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -92,7 +95,9 @@ def test_production_lost_and_failed_over_at_once_still_tells_its_customers(quick
     before = service_layout()
     targets = round_targets(fleet_now, {name: server for name, (server, _state) in before.items()})
 
+    moving = time.monotonic()
     assert main(["failover", SERVICE, "--yes"]) == 0  # the operator, seconds after the opening
+    failover_seconds = time.monotonic() - moving
     assert layout() == ("failed-over", "mirror-west", None)
     assert dns_answer(lab_env) == [address_of(lab_env, "mirror-west")]
 
@@ -103,7 +108,9 @@ def test_production_lost_and_failed_over_at_once_still_tells_its_customers(quick
     assert not [c for c in in_flight.judgement.changes if c.subject == f"service:{SERVICE}"]
 
     # The automatic opening notice, run after the failover, still tells app1's customers.
+    telling = time.monotonic()
     state = customer_notice(incident_id=opening.incident_id, kind="opened", return_state=True)
+    notice_seconds = time.monotonic() - telling
     assert state.is_completed(), state
     notice = state.result()
     assert notice["sent"], notice
@@ -123,6 +130,8 @@ def test_production_lost_and_failed_over_at_once_still_tells_its_customers(quick
     after = health(rounds=1, interval_seconds=ROUND_INTERVAL)
     assert not [c for c in after["changes"] if c["subject"] == f"service:{SERVICE}" and c["state"] != "ok"], after
     assert not [r for r in after["components"] if r["subject"] == f"service:{SERVICE}"], after["components"]
+    print(f"\nMEASURED failover {failover_seconds:.2f} s; opening notice after it {notice_seconds:.2f} s "
+          f"(flow run, {len(blast)} messages); health round after it {after['round_seconds'][0]:.2f} s")
 
 
 def test_dead_raid_member_requests_a_replacement_and_tells_no_customer(fleet, lab_env, tmp_path):
@@ -171,6 +180,11 @@ def test_record_only_incident_stays_internal_until_published_and_a_held_notice_s
                  "--by", "Dana Ops"]) == 0
     number = latest_incident()["id"]
     assert get_incident(number)["internal"] is True
+    shown = io.StringIO()
+    with redirect_stdout(shown):
+        assert main(["incident", "show", str(number)]) == 0
+    assert "affects app2 (service): customers affected" in shown.getvalue()
+    assert f"internal: customers are not told (hotspare incident publish {number}" in shown.getvalue()
     opened = customer_notice(incident_id=number, kind="opened", return_state=True)
     assert opened.is_completed() and not opened.result()["sent"], opened
     assert status_page_publish(incident_id=number)["published"]
