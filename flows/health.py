@@ -210,12 +210,15 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
         for sentence in outcome.set_aside + judgement.decisions:
             logger.info(sentence)
         health_inventory.store_round(judgement.statuses, judgement.changes, run_id)
+        # Where services run now, not when the round began: one that failed over meanwhile is not
+        # on the lost server any more, and is not submitted for a failover again.
+        active_now = active_servers() if judgement.changes else active
         for change in judgement.changes:
             health_actions.emit_change(change, logger, active)
             summary["changes"].append({"event": change.event, "subject": change.subject, "component": change.component,
                                        "previous": change.previous.value, "state": change.state.value,
                                        "evidence": change.evidence, "sites": list(change.sites)})
-            for service in production_down(change, active):
+            for service in production_down(change, active_now):
                 summary["failovers"].append(health_actions.maybe_fail_over(fleet, service, change, logger))
         summary["replacements"] += health_actions.handle_replacements(fleet, list(judgement.statuses.values()), logger)
         summary["rounds"] += 1
