@@ -46,6 +46,9 @@ except ImportError:  # pragma: no cover - depends on the installed version
 
 
 CONFIRM_SPEEDUP = 3  # rounds come this many times faster while a component looks worse than its state
+# A failover this recent makes a service's probes unreliable (its address is moving); one stalled
+# longer is judged again, so a failover left midway never hides a service from its health checks.
+MOVING_GRACE_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,23 @@ def active_servers() -> dict[str, str]:
     return {name: server for name, (server, _state) in service_layout().items()}
 
 
-def service_layout() -> dict[str, tuple[str, str]]:
-    """service -> (the server that runs it now, its state), from the inventory."""
+def service_layout(now: datetime | None = None) -> dict[str, tuple[str, str]]:
+    """service -> (the server that runs it now, its state), from the inventory. A failover that
+    started less than ``MOVING_GRACE_SECONDS`` ago reads as state ``moving``; one stalled longer
+    than that keeps its inventory state, so a service left midway is judged again, not ignored."""
+    now = now or datetime.now(timezone.utc)
     with session() as db:
-        return {row.name: (row.active_server, row.state)
-                for row in db.exec(select(ServiceRow).where(ServiceRow.retired == False))}  # noqa: E712
+        rows = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False)))  # noqa: E712
+    layout = {}
+    for row in rows:
+        state = row.state
+        if state == "failing-over":
+            started = (row.failover or {}).get("started_at")
+            since = as_utc(datetime.fromisoformat(started)) if started else None
+            if since is None or (now - since).total_seconds() < MOVING_GRACE_SECONDS:
+                state = "moving"
+        layout[row.name] = (row.active_server, state)
+    return layout
 
 
 def moving_services(before: dict[str, tuple[str, str]], after: dict[str, tuple[str, str]]) -> dict[str, str]:
@@ -77,7 +92,7 @@ def moving_services(before: dict[str, tuple[str, str]], after: dict[str, tuple[s
         server_after, state_after = after.get(name, (server, state))
         if server_after != server:
             moving[name] = f"it moved from {server} to {server_after} during the round"
-        elif "failing-over" in (state, state_after):
+        elif "moving" in (state, state_after):
             moving[name] = "it was failing over during the round"
     return moving
 

@@ -119,3 +119,13 @@ def test_a_moved_service_is_judged_afresh_at_its_new_address():
     afresh = judge(bad, sites, {counting.key: counting}, {"service:app1": "west"}, rules, {"service:app1": "mirror-west"})
     assert afresh.statuses[counting.key].state == ComponentState.ok and afresh.statuses[counting.key].worse_rounds == 1
     assert afresh.changes == ()
+
+
+def test_a_round_sets_aside_only_services_that_moved_or_are_moving():
+    from flows.health import moving_services
+
+    before = {"app1": ("prod-east", "protected"), "app2": ("prod-west", "moving"), "app3": ("prod-x", "failing-over")}
+    after = {"app1": ("mirror-west", "failed-over"), "app2": ("prod-west", "moving"), "app3": ("prod-x", "failing-over")}
+    moving = moving_services(before, after)
+    assert moving == {"app1": "it moved from prod-east to mirror-west during the round",
+                      "app2": "it was failing over during the round"}  # app3: stalled for long, judged again

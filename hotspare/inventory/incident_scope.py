@@ -81,7 +81,11 @@ def impacts(db, incident_ids: list[int]) -> dict[int, list[dict]]:
         return {}
     found: dict[int, list[dict]] = {}
     query = select(IncidentImpactRow).where(IncidentImpactRow.incident_id.in_(incident_ids)).order_by(IncidentImpactRow.id)
+    seen = set()
     for row in db.exec(query):
+        if (row.incident_id, row.service, row.server) in seen:
+            continue  # two detections folded at the same moment may both have recorded it
+        seen.add((row.incident_id, row.service, row.server))
         found.setdefault(row.incident_id, []).append(
             {"service": row.service, "server": row.server, "role": row.role, "effect": row.effect, "tell": row.tell})
     return found
