@@ -7,10 +7,11 @@ from the layout at the moment of opening. Rows are only ever added (a folded det
 more), never changed or removed: a failover right after the opening moves the service, not the
 record of whom the outage hurt, so the customers to tell stay the same.
 
-``IncidentAudienceRow``: an incident recorded as internal (``incident open --no-page``, a
-redundant part) is kept from customers — no notice, not on the public status page — until an
-operator publishes it (``hotspare incident publish N``). No row: public (every incident opened
-before this table existed, and every automatic outage).
+``IncidentAudienceRow``: one per incident opened since impacts are recorded (its presence says
+the impact rows are the whole story, even when there are none). An incident recorded as internal
+(``incident open --no-page``, a redundant part) is kept from customers — no notice, not on the
+public status page — until an operator publishes it (``hotspare incident publish N``). No row:
+an incident from before, public, whose notice falls back to where services run.
 
 Both are new tables (created when missing), so no numbered migration is needed.
 """
@@ -91,12 +92,17 @@ def impacts(db, incident_ids: list[int]) -> dict[int, list[dict]]:
     return found
 
 
-def internal_ids(db, incident_ids: list[int]) -> set[int]:
-    """The incidents among ``incident_ids`` that customers may not read about."""
+def audiences(db, incident_ids: list[int]) -> dict[int, bool]:
+    """incident id -> internal, for the incidents among ``incident_ids`` that have a record."""
     if not incident_ids:
-        return set()
+        return {}
     query = select(IncidentAudienceRow).where(IncidentAudienceRow.incident_id.in_(incident_ids))
-    return {row.incident_id for row in db.exec(query) if row.internal}
+    return {row.incident_id: row.internal for row in db.exec(query)}
+
+
+def record_audience(db, incident_id: int, internal: bool, by: str) -> None:
+    """At opening: who may read about the new incident."""
+    db.add(IncidentAudienceRow(incident_id=incident_id, internal=internal, changed_by=by))
 
 
 def set_internal(db, incident_id: int, internal: bool, by: str) -> bool:

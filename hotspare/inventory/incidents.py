@@ -152,8 +152,7 @@ def open_incident(
                 db.flush()
                 impact = incident_scope.record_impact(db, row.id, holders, services, outage)
                 _add_affected(db, row.id, sorted({*services, *(item.service for item in impact)}), servers)
-                if internal:
-                    incident_scope.set_internal(db, row.id, True, actor)
+                incident_scope.record_audience(db, row.id, internal, actor)
                 db.add(IncidentEventRow(incident_id=row.id, kind="detection", actor=actor,
                                         text=text, details=_with_impact(details, impact, internal), at=row.opened_at))
                 return IncidentOpening(row.id, created=True)
@@ -289,7 +288,8 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _as_dict(row: IncidentRow, affected: list[IncidentAffectedRow], impact: list[dict] | None = None,
-             internal: bool = False) -> dict:
+             internal: bool | None = None) -> dict:
+    """``internal`` None: an incident from before impacts were recorded (``impact_recorded`` False)."""
     impact = impact or []
     return {
         "id": row.id,
@@ -310,7 +310,8 @@ def _as_dict(row: IncidentRow, affected: list[IncidentAffectedRow], impact: list
         # Recorded at opening: every service affected, by role; whose customers are told; public?
         "impact": impact,
         "customer_services": sorted({item["service"] for item in impact if item["tell"]}),
-        "internal": internal,
+        "internal": bool(internal),
+        "impact_recorded": internal is not None,
     }
 
 
@@ -328,9 +329,9 @@ def list_incidents(status: str | None = None, open_only: bool = False, limit: in
         ids = [row.id for row in rows]
         affected = db.exec(select(IncidentAffectedRow).where(IncidentAffectedRow.incident_id.in_(ids))).all() if ids else []
         impact = incident_scope.impacts(db, ids)
-        internal = incident_scope.internal_ids(db, ids)
+        audience = incident_scope.audiences(db, ids)
     return [_as_dict(row, [item for item in affected if item.incident_id == row.id], impact.get(row.id),
-                     row.id in internal) for row in rows]
+                     audience.get(row.id)) for row in rows]
 
 
 def get_incident(incident_id: int) -> dict:
@@ -341,7 +342,7 @@ def get_incident(incident_id: int) -> dict:
         events = db.exec(select(IncidentEventRow).where(IncidentEventRow.incident_id == incident_id)
                          .order_by(IncidentEventRow.at, IncidentEventRow.id)).all()
         impact = incident_scope.impacts(db, [incident_id]).get(incident_id)
-        internal = incident_id in incident_scope.internal_ids(db, [incident_id])
+        internal = incident_scope.audiences(db, [incident_id]).get(incident_id)
     result = _as_dict(row, affected, impact, internal)
     result["events"] = [
         {"id": event.id, "at": _iso(event.at), "kind": event.kind, "actor": event.actor,

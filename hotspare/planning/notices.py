@@ -95,8 +95,8 @@ def customer_services(incident: dict, active_servers: dict[str, str], approved: 
     Recorded at opening (``impact``): the services it made unavailable. An operator who sends
     a notice anyway (``approved``) of an incident that affected no customer (a part, a late
     copy) reaches the customers of the services it put at risk in production. An incident from
-    before impacts were recorded (no ``impact`` key) falls back to ``affected_services``."""
-    if "impact" not in incident:
+    before impacts were recorded falls back to ``affected_services``."""
+    if not incident.get("impact_recorded", "impact" in incident):
         return affected_services(incident, active_servers)
     told = set(incident.get("customer_services") or ())
     if approved and not told:
