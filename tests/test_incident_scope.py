@@ -22,10 +22,14 @@ from contextlib import redirect_stdout
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from lab_helpers import wait_for
 from test_blast import APP1_CONTACTS, APP2_CONTACTS, envelope_recipients, sink_messages
-from test_hardware_health import clear_health_state, event_for, health_settings, lab_command
+from test_hardware_health import (
+    clear_health_state,
+    event_for,
+    health_settings,
+    lab_command,
+)
 from test_outage_chain import (  # noqa: F401  (fixtures)
     SERVICE,
     address_of,
@@ -57,15 +61,15 @@ def resolve_open_about(server: str, service: str) -> None:
             resolve(earlier["id"], "test", "closed before this test")
 
 
-def test_production_lost_and_failed_over_at_once_still_tells_its_customers(quick_fleet, restored_afterwards, fleet,
-                                                                           lab, lab_env):
+def test_production_lost_and_failed_over_at_once_still_tells_its_customers(
+        quick_fleet, restored_afterwards, fleet, lab, lab_env):  # noqa: F811  (fixtures imported above)
     from flows.health import health, health_round, service_layout
     from flows.notices import customer_notice
+    from hotspare import access
     from hotspare.cli import main
     from hotspare.inventory import health as health_inventory
     from hotspare.inventory import incidents
     from hotspare.planning.incident_rules import from_health_event
-    from hotspare import access
     from tasks.health_probes import round_targets
 
     resolve_open_about("prod-east", SERVICE)

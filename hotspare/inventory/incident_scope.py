@@ -54,7 +54,7 @@ class IncidentAudienceRow(SQLModel, table=True):
 def layout(db) -> list[Placement]:
     """Where every service runs, is mirrored and backed up now (the inventory's view)."""
     placements = []
-    for row in db.exec(select(ServiceRow).where(ServiceRow.retired == False)):  # noqa: E712
+    for row in db.exec(select(ServiceRow).where(ServiceRow.retired == False)):
         storage = (row.spec or {}).get("storage")
         placements.append(Placement(row.name, row.active_server, row.mirror_server, storage))
     return placements
