@@ -18,6 +18,7 @@ sends none) ends Completed: nothing was left undone.
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 
 NOTICE_DEPLOYMENT = "customer-notice/customer-notice"
 STATUS_PAGE_DEPLOYMENT = "status-page-publish/status-page-publish"
@@ -36,7 +37,7 @@ def incident_number(incident_id: int | None, resource_id: str) -> int:
 
 @flow(name="customer-notice")
 def customer_notice(incident_id: int | None = None, kind: str = "opened", resource_id: str = "",
-                    approved_by: str | None = None) -> dict:
+                    approved_by: str | None = None) -> dict | State:
     """E-mail the contacts of every customer whose service the incident affects (resumable).
 
     Args:
