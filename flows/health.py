@@ -7,6 +7,12 @@
 A scheduled run (every minute by default) keeps checking for ``run_seconds``; state and
 counters live in the inventory, so the next run continues where this one stopped. Events are
 emitted only when a component's judged state changes.
+
+Health follows the layout: each round reads where every service runs from the inventory (so the
+probes and the DNS expectation use the new production at once after a failover, failback or
+facility failover), and a service that was moving during the round (failing over at its start or
+end, or on another server at its end) has this round's readings set aside: they may have probed
+an address that was being left. The judge starts a moved service afresh (``planning/health.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ except ImportError:  # pragma: no cover - depends on the installed version
 
 
 CONFIRM_SPEEDUP = 3  # rounds come this many times faster while a component looks worse than its state
+# A failover this recent makes a service's probes unreliable (its address is moving); one stalled
+# longer is judged again, so a failover left midway never hides a service from its health checks.
+MOVING_GRACE_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -48,17 +57,54 @@ class RoundOutcome:
     sites: dict  # site -> cut-off reason ("" when it counts)
     readings: int
     seconds: float
+    set_aside: tuple[str, ...] = ()  # sentences: services whose readings this round did not count
 
 
 def active_servers() -> dict[str, str]:
     """service -> the server that runs it now (the inventory's view, after failovers)."""
+    return {name: server for name, (server, _state) in service_layout().items()}
+
+
+def service_layout(now: datetime | None = None) -> dict[str, tuple[str, str]]:
+    """service -> (the server that runs it now, its state), from the inventory. A failover that
+    started less than ``MOVING_GRACE_SECONDS`` ago reads as state ``moving``; one stalled longer
+    than that keeps its inventory state, so a service left midway is judged again, not ignored."""
+    now = now or datetime.now(timezone.utc)
     with session() as db:
-        return {row.name: row.active_server for row in db.exec(select(ServiceRow).where(ServiceRow.retired == False))}  # noqa: E712
+        rows = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False)))  # noqa: E712
+    layout = {}
+    for row in rows:
+        state = row.state
+        if state == "failing-over":
+            started = (row.failover or {}).get("started_at")
+            since = as_utc(datetime.fromisoformat(started)) if started else None
+            if since is None or (now - since).total_seconds() < MOVING_GRACE_SECONDS:
+                state = "moving"
+        layout[row.name] = (row.active_server, state)
+    return layout
+
+
+def moving_services(before: dict[str, tuple[str, str]], after: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """service -> why its readings of a round that started with ``before`` and ended with
+    ``after`` do not count: it was failing over, or it runs on another server now."""
+    moving = {}
+    for name, (server, state) in before.items():
+        server_after, state_after = after.get(name, (server, state))
+        if server_after != server:
+            moving[name] = f"it moved from {server} to {server_after} during the round"
+        elif "moving" in (state, state_after):
+            moving[name] = "it was failing over during the round"
+    return moving
 
 
 def health_round(fleet, targets: RoundTargets, previous: dict, ssh_login: bool = True, hardware: bool = True,
-                 freshness: bool = True, log=None) -> RoundOutcome:
-    """One round from every checker site, judged against ``previous``; nothing is stored."""
+                 freshness: bool = True, log=None, layout_before: dict[str, tuple[str, str]] | None = None
+                 ) -> RoundOutcome:
+    """One round from every checker site, judged against ``previous``; nothing is stored.
+
+    ``layout_before``: ``service_layout()`` read when ``targets`` were made; given, the layout is
+    read again after the probes and the readings of services that moved meanwhile are set aside.
+    """
     started = time.monotonic()
     settings = fleet.health
     timeout = settings.probe_timeout_seconds
@@ -79,12 +125,20 @@ def health_round(fleet, targets: RoundTargets, previous: dict, ssh_login: bool =
             readings += hardware_future.result()
     if freshness:
         readings += _freshness_readings(fleet, targets)
+    set_aside: tuple[str, ...] = ()
+    if layout_before is not None:
+        moving = moving_services({s.name: layout_before.get(s.name, (s.active_server, "")) for s in targets.services},
+                                 service_layout())
+        set_aside = tuple(f"service:{name}: this round's readings do not count: {why}" for name, why in sorted(moving.items()))
+        readings = [reading for reading in readings
+                    if not (reading.subject.startswith("service:") and reading.subject.split(":", 1)[1] in moving)]
     facility_of = {server.name: server.facility for server in targets.servers}
     facility_of |= {f"service:{service.name}": facility_of.get(service.active_server, "") for service in targets.services}
+    placement = {f"service:{service.name}": service.active_server for service in targets.services}
     rules = Rules(settings.failures_to_down, settings.successes_to_recover)
-    judgement = judge(readings, [result.report for result in site_results], previous, facility_of, rules)
+    judgement = judge(readings, [result.report for result in site_results], previous, facility_of, rules, placement)
     sites = {result.report.site: result.report.reason for result in site_results}
-    return RoundOutcome(judgement, sites, len(readings), time.monotonic() - started)
+    return RoundOutcome(judgement, sites, len(readings), time.monotonic() - started, set_aside)
 
 
 def _hardware_readings(fleet, targets: RoundTargets, timeout: float, log) -> list[Reading]:
@@ -163,19 +217,23 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
         due = [s.name for s in fleet.services if next_due.get(s.name, 0) <= round_start]
         for name in due:
             next_due[name] = round_start + service_interval.get(name, interval) - 0.01
-        active = active_servers()
+        layout = service_layout()  # read every round: probes follow failovers at once
+        active = {name: server for name, (server, _state) in layout.items()}
         targets = round_targets(fleet, active, due)
-        outcome = health_round(fleet, targets, health_inventory.load_statuses(), log=logger)
+        outcome = health_round(fleet, targets, health_inventory.load_statuses(), log=logger, layout_before=layout)
         judgement = outcome.judgement
-        for sentence in judgement.decisions:
+        for sentence in outcome.set_aside + judgement.decisions:
             logger.info(sentence)
         health_inventory.store_round(judgement.statuses, judgement.changes, run_id)
+        # Where services run now, not when the round began: one that failed over meanwhile is not
+        # on the lost server any more, and is not submitted for a failover again.
+        active_now = active_servers() if judgement.changes else active
         for change in judgement.changes:
             health_actions.emit_change(change, logger, active)
             summary["changes"].append({"event": change.event, "subject": change.subject, "component": change.component,
                                        "previous": change.previous.value, "state": change.state.value,
                                        "evidence": change.evidence, "sites": list(change.sites)})
-            for service in production_down(change, active):
+            for service in production_down(change, active_now):
                 summary["failovers"].append(health_actions.maybe_fail_over(fleet, service, change, logger))
         summary["replacements"] += health_actions.handle_replacements(fleet, list(judgement.statuses.values()), logger)
         summary["rounds"] += 1

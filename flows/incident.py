@@ -103,7 +103,8 @@ def page(incident_id: int | None = None, event: str = "", resource_id: str = "",
                 return {"incident": None, "paged": 0, "outcome": "no incident"}
             opening = incidents.open_incident(request.category, request.severity, request.title, request.services,
                                               request.servers, request.dedup_key, request.detection_text,
-                                              details=request.details)
+                                              details=request.details, outage=request.outage,
+                                              internal=request.internal, holders=request.holders)
             incident_id = opening.incident_id
             if not opening.created:
                 logger.info("folded into open incident %s (already being paged)", incident_id)

@@ -4,13 +4,21 @@ Automations (``ensure_automations``) start them from the incident events that
 ``inventory/incidents.announce`` emits: ``hotspare.incident.opened`` and ``…resolved`` send the
 notice (if the fleet's policy for the incident's category says so), and every incident event
 republishes the status page. Both flows are side channels: they record failures in the
-incident's timeline and end "Completed" with the failure in their result, never failing a
-failover that opened the incident.
+incident's timeline and never fail a failover that opened the incident.
+
+A notice that customers should get but that did not go out (held for an operator's approval,
+nobody configured to receive it, the relay refused) ends the ``customer-notice`` run *Failed*,
+under the name ``Held`` or ``Not sent`` with the reason and the command that sends it: the state
+the UI marks red and that failure alerts react to, because somebody has to act. A plain
+Completed would say "done" while customers of a down service were never told. A notice with
+nobody to tell (the incident made no service unavailable, it is internal, the category's policy
+sends none) ends Completed: nothing was left undone.
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 
 NOTICE_DEPLOYMENT = "customer-notice/customer-notice"
 STATUS_PAGE_DEPLOYMENT = "status-page-publish/status-page-publish"
@@ -29,7 +37,7 @@ def incident_number(incident_id: int | None, resource_id: str) -> int:
 
 @flow(name="customer-notice")
 def customer_notice(incident_id: int | None = None, kind: str = "opened", resource_id: str = "",
-                    approved_by: str | None = None) -> dict:
+                    approved_by: str | None = None) -> dict | State:
     """E-mail the contacts of every customer whose service the incident affects (resumable).
 
     Args:
@@ -39,6 +47,7 @@ def customer_notice(incident_id: int | None = None, kind: str = "opened", resour
         approved_by: Who approved the notice, where the category's policy asks for approval first.
     """
     from prefect.artifacts import create_markdown_artifact
+    from prefect.states import Failed
 
     from hotspare.inventory.incidents import add_event
     from tasks.notices import preview_notice, send_notice
@@ -54,10 +63,11 @@ def customer_notice(incident_id: int | None = None, kind: str = "opened", resour
         logger.error("customer notice for incident %s failed: %s", number, error)
         if number is not None:
             try:
-                add_event(number, "error", f"{kind} customer notice failed: {error}")
+                add_event(number, "notice_held", f"{kind} customer notice not sent: {error}",
+                          details={"error": str(error)})
             except Exception:
                 logger.exception("could not record the failure in incident %s", number)
-        return {"incident": number, "sent": False, "error": str(error)}
+        return Failed(name="Not sent", message=f"{kind} customer notice of incident {number} not sent: {error}")
     lines = [f"# Customer notice {summary['notice']}", "", "```", plan.preview(), "```", ""]
     if summary.get("sent"):
         lines += [f"- **{state}**: {', '.join(addresses)}" for state, addresses in summary["states"].items()]
@@ -65,6 +75,11 @@ def customer_notice(incident_id: int | None = None, kind: str = "opened", resour
         lines.append(f"Not sent: {summary['reason']}")
     create_markdown_artifact("\n".join(lines), key=f"customer-notice-{number}-{kind}",
                              description=f"customer notice of incident {number} ({kind})")
+    if summary.get("attention"):
+        name = "Held" if plan.recipients else "Not sent"
+        logger.error("customers of %s are affected and were not told: %s", ", ".join(plan.services), summary["reason"])
+        return Failed(name=name, message=f"{kind} notice of incident {number} to the customers of "
+                                         f"{', '.join(plan.services)}: {summary['reason']}")
     return summary
 
 

@@ -29,8 +29,9 @@ PUBLISH_BACKOFF_SECONDS = 1.0
 RESOLVED_SHOWN_FOR = timedelta(days=3)
 
 
-def notice_facts(incident_id: int) -> tuple[dict, dict[str, str]]:
-    """The incident (with its timeline) and the server each service runs on now."""
+def notice_facts(incident_id: int) -> tuple[dict, dict[str, str], dict[str, str]]:
+    """The incident (with its timeline), the server each service runs on now, and when each
+    service that failed over moved there (ISO 8601)."""
     from sqlmodel import select
 
     from hotspare.inventory import session
@@ -39,8 +40,11 @@ def notice_facts(incident_id: int) -> tuple[dict, dict[str, str]]:
 
     incident = get_incident(incident_id)
     with session() as db:
-        active = {row.name: row.active_server for row in db.exec(select(ServiceRow).where(ServiceRow.retired == False))}  # noqa: E712
-    return incident, active
+        rows = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False)))  # noqa: E712
+        active = {row.name: row.active_server for row in rows}
+        moved_at = {row.name: row.failover["finished_at"] for row in rows
+                    if (row.failover or {}).get("finished_at") and row.failover.get("previous_production")}
+    return incident, active, moved_at
 
 
 def preview_notice(incident_id: int, kind: str, approved: bool = False, fleet=None):
@@ -49,8 +53,8 @@ def preview_notice(incident_id: int, kind: str, approved: bool = False, fleet=No
     from hotspare.planning.notices import plan_notice
 
     fleet = fleet or loaded_fleet()
-    incident, active = notice_facts(incident_id)
-    return plan_notice(incident, kind, fleet.customer_notices, active, approved=approved), incident
+    incident, active, moved_at = notice_facts(incident_id)
+    return plan_notice(incident, kind, fleet.customer_notices, active, approved=approved, moved_at=moved_at), incident
 
 
 def send_notice(incident_id: int, kind: str = "opened", approved_by: str | None = None,
@@ -73,11 +77,14 @@ def send_notice(incident_id: int, kind: str = "opened", approved_by: str | None 
     if not plan.decision.go:
         if previous is None or previous.state == "held":
             records.record_notice(plan.notice_id, incident_id, kind, plan.subject, "held", plan.decision.reason)
-        if previous is None and plan.recipients:
-            add_event(incident_id, "notice", f"{kind} notice held: {plan.decision.reason}",
-                      details={"notice": plan.notice_id, "held": True, "recipients": len(plan.recipients)})
+        if previous is None and plan.attention:
+            # Customers are affected and not told: the timeline names it (internal, never on the page).
+            add_event(incident_id, "notice_held", f"{kind} notice not sent: {plan.decision.reason}",
+                      details={"notice": plan.notice_id, "held": True, "recipients": len(plan.recipients),
+                               "services": list(plan.services)})
         log.info("notice %s not sent: %s", plan.notice_id, plan.decision.reason)
-        return {"notice": plan.notice_id, "sent": False, "reason": plan.decision.reason}
+        return {"notice": plan.notice_id, "sent": False, "reason": plan.decision.reason, "attention": plan.attention,
+                "services": list(plan.services)}
     if fleet.mail is None:
         raise MissingConfiguration("the fleet file has no mail section (smtp_block, sender): customer notices "
                                    "cannot be sent; add it and load the fleet again")
@@ -180,7 +187,7 @@ def status_page_facts(fleet, now, probe_timeout: float = 1.0):
     from hotspare.inventory import copies, session
     from hotspare.inventory.incidents import get_incident, list_incidents
     from hotspare.inventory.models import ServerRow, ServiceRow, as_utc
-    from hotspare.planning.notices import affected_services
+    from hotspare.planning.notices import customer_services
     from hotspare.planning.status_page import PageFacts
     from hotspare.probes import reachability
     from hotspare.status import copy_facts, service_status
@@ -197,11 +204,12 @@ def status_page_facts(fleet, now, probe_timeout: float = 1.0):
     records = [record | {"last_drill": _last_drill(record["service"])}
                for record in service_status(services, servers, reachable, facts)]
     shown = [item for item in list_incidents(limit=50)
-             if item["status"] != "resolved" or now - as_utc(_parse(item["resolved_at"])) < RESOLVED_SHOWN_FOR]
+             if not item["internal"]  # record-only incidents and redundant parts stay internal
+             and (item["status"] != "resolved" or now - as_utc(_parse(item["resolved_at"])) < RESOLVED_SHOWN_FOR)]
     section = fleet.customer_notices
     active = {service.name: service.active_server for service in services}
-    # A lost server takes the services running on it down: name them, as the notices do.
-    incidents = tuple(incident | {"services": list(affected_services(incident, active))}
+    # The services it made unavailable, recorded when it opened (as the notices tell them).
+    incidents = tuple(incident | {"services": list(customer_services(incident, active))}
                       for incident in (get_incident(item["id"]) for item in shown))
     return PageFacts(title="Service status", page_url=section.status_page.url if section.status_page else "",
                      generated_at=now, emergency_numbers=tuple(section.emergency_numbers), services=tuple(records),

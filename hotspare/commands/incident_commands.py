@@ -1,7 +1,8 @@
-"""``hotspare incident open|ack|note|resolve|list|show|page|webhook|automations``: incidents by hand.
+"""``hotspare incident open|ack|note|resolve|publish|list|show|page|webhook|automations``: incidents by hand.
 
 Opening announces ``hotspare.incident.opened`` (the paging automation starts the chain);
-``page N`` walks the chain in this process instead. Bad input (an unknown incident, resolving
+``page N`` walks the chain in this process instead. ``open --no-page`` only records: the
+incident stays internal (no customer notice, not on the public status page) until ``publish N``. Bad input (an unknown incident, resolving
 twice) is one message and exit 2.
 """
 
@@ -23,8 +24,15 @@ def register(subparsers) -> None:
     opening.add_argument("--service", action="append", default=[], help="affected service (repeatable)")
     opening.add_argument("--server", action="append", default=[], help="affected server (repeatable)")
     opening.add_argument("--by", default="operator", help="who opens it")
-    opening.add_argument("--no-page", action="store_true", help="record only; do not announce it for paging")
+    opening.add_argument("--no-page", action="store_true",
+                         help="record only: no paging, no customer notice, not on the status page (see publish)")
     opening.set_defaults(func=open_command)
+
+    publish = actions.add_parser("publish", help="tell customers of an internal (record-only) incident: "
+                                                 "its notice goes out and the status page shows it")
+    publish.add_argument("incident", type=int)
+    publish.add_argument("--by", required=True, help="who decides to publish it")
+    publish.set_defaults(func=publish_command)
 
     ack = actions.add_parser("ack", help="acknowledge an incident (paging stops)")
     ack.add_argument("incident", type=int)
@@ -79,14 +87,37 @@ def open_command(args: argparse.Namespace) -> int:
     from hotspare.inventory import incidents
 
     opening = _checked(lambda: incidents.open_incident(args.category, args.severity, args.title, args.service,
-                                                       args.server, None, args.title, actor=args.by))
-    if not args.no_page:
-        from hotspare.adapters.events import flush as flush_events
-        from hotspare.inventory.incidents import announce
+                                                       args.server, None, args.title, actor=args.by,
+                                                       internal=args.no_page))
+    if args.no_page:
+        print(f"recorded incident {opening.incident_id} (internal: no paging, no customer notice, not on the status "
+              f"page; `hotspare incident publish {opening.incident_id} --by NAME` tells customers)")
+        return 0
+    from hotspare.adapters.events import flush as flush_events
+    from hotspare.inventory.incidents import announce
 
-        announce("opened", opening.incident_id)
-        flush_events()
+    announce("opened", opening.incident_id)
+    flush_events()
     print(f"opened incident {opening.incident_id}")
+    return 0
+
+
+def publish_command(args: argparse.Namespace) -> int:
+    """Make an internal incident public, then announce it without paging: the notice automation
+    sends its notice (the resolution notice when it is already resolved) and the page shows it."""
+    from hotspare.adapters.events import flush as flush_events
+    from hotspare.inventory import incidents
+    from hotspare.inventory.incidents import announce
+
+    changed = _checked(lambda: incidents.publish(args.incident, args.by))
+    if not changed:
+        print(f"incident {args.incident} is public already; nothing changed")
+        return 0
+    resolved = incidents.get_incident(args.incident)["status"] == "resolved"
+    announce("resolved" if resolved else "opened", args.incident, paging="published")
+    flush_events()
+    print(f"incident {args.incident} published by {args.by}: its {'resolution' if resolved else 'opening'} notice "
+          f"follows (`hotspare notice preview {args.incident}` shows to whom) and the status page shows it")
     return 0
 
 
@@ -153,6 +184,11 @@ def show_command(args: argparse.Namespace) -> int:
     print(f"  category {incident['category']} ({incident['category_name']}), {incident['severity']} severity, "
           f"{incident['status']}" + (f" by {incident['acknowledged_by']}" if incident["acknowledged_by"] else ""))
     print(f"  servers: {', '.join(incident['servers']) or '-'}; services: {', '.join(incident['services']) or '-'}")
+    for impact in incident["impact"]:
+        held = f" on {impact['server']}" if impact["server"] else ""
+        print(f"  affects {impact['service']} ({impact['role']}{held}): {impact['effect']}")
+    if incident["internal"]:
+        print(f"  internal: customers are not told (hotspare incident publish {incident['id']} --by NAME)")
     for event in incident["events"]:
         print(f"  {event['at'][:19]}  {event['kind']:<15} {event['actor']}: {event['text']}")
     return 0

@@ -12,8 +12,11 @@ opening (and paging for) a second incident. The key of an open incident sits in 
 which is unique and cleared on resolve, so two processes detecting the same failure at the
 same moment still open one incident (the loser of the insert folds).
 
+What an incident affects (every service its servers hold, by role) and whether customers may
+read about it are recorded when it opens (``inventory/incident_scope.py``) and kept.
+
 Public functions (stable names, used by the paging, notice and status-page flows):
-``open_or_fold``, ``open_incident``, ``acknowledge``, ``add_event``, ``resolve``,
+``open_or_fold``, ``open_incident``, ``acknowledge``, ``add_event``, ``resolve``, ``publish``,
 ``list_incidents``, ``get_incident``. They return plain dicts with ISO 8601 UTC times, ready
 for JSON.
 """
@@ -30,6 +33,7 @@ from sqlmodel import JSON, Column, Field, SQLModel, select
 # db imports this module (through table_modules) before it defines session(): look it up at call time.
 from hotspare.adapters import events
 from hotspare.inventory import db as inventory_db
+from hotspare.inventory import incident_scope
 from hotspare.inventory.models import as_utc, utcnow
 
 CATEGORIES = {1: "server", 2: "programming", 3: "customer problem"}
@@ -37,6 +41,7 @@ SEVERITIES = ("high", "low")
 STATUSES = ("triggered", "acknowledged", "resolved")
 EVENT_KINDS = (
     "detection", "page", "acknowledgement", "note", "failover", "notice", "status_publish", "error",
+    "notice_held",  # a customer notice that did not go out although customers are affected
 )
 
 
@@ -113,20 +118,30 @@ def open_incident(
     detection_text: str = "",
     actor: str = "hotspare",
     details: dict | None = None,
+    outage: bool | None = None,
+    internal: bool = False,
+    holders: Iterable[str] | None = None,
 ) -> IncidentOpening:
     """Open an incident, or fold this detection into the open incident with the same dedup key.
 
     A folded detection adds a ``detection`` event (and any new affected names) to the open
     incident; it raises the severity to ``high`` if this one is high, never lowers it.
+
+    What it affects is recorded now: every service ``holders`` (default: ``servers``) hold, by
+    role, and the ``services`` named. ``outage`` (default: high severity) says whether they are
+    unavailable (customers affected) or only at risk. ``internal``: kept from customers until
+    ``publish`` (a record-only incident, a redundant part).
     """
     _check(category, severity)
     if not title.strip():
         raise IncidentError("an incident needs a title (what is wrong, in a few words)")
     services, servers = sorted(set(services)), sorted(set(servers))
+    holders = servers if holders is None else sorted(set(holders))
+    outage = severity == "high" if outage is None else outage
     text = detection_text or title
     for _attempt in range(3):
         if dedup_key:
-            folded = _fold(dedup_key, severity, services, servers, text, actor, details)
+            folded = _fold(dedup_key, severity, services, servers, text, actor, details, holders, outage)
             if folded is not None:
                 return IncidentOpening(folded, created=False)
         try:
@@ -135,9 +150,11 @@ def open_incident(
                                   dedup_key=dedup_key, open_key=dedup_key)
                 db.add(row)
                 db.flush()
-                _add_affected(db, row.id, services, servers)
+                impact = incident_scope.record_impact(db, row.id, holders, services, outage)
+                _add_affected(db, row.id, sorted({*services, *(item.service for item in impact)}), servers)
+                incident_scope.record_audience(db, row.id, internal, actor)
                 db.add(IncidentEventRow(incident_id=row.id, kind="detection", actor=actor,
-                                        text=text, details=details, at=row.opened_at))
+                                        text=text, details=_with_impact(details, impact, internal), at=row.opened_at))
                 return IncidentOpening(row.id, created=True)
         except IntegrityError:
             continue  # another process opened it first: fold into theirs
@@ -157,7 +174,7 @@ def open_or_fold(
     return open_incident(category, severity, title, services, servers, dedup_key, detection_text).incident_id
 
 
-def _fold(dedup_key, severity, services, servers, text, actor, details) -> int | None:
+def _fold(dedup_key, severity, services, servers, text, actor, details, holders, outage) -> int | None:
     with inventory_db.session() as db:
         row = db.exec(select(IncidentRow).where(IncidentRow.open_key == dedup_key)).first()
         if row is None:
@@ -165,10 +182,21 @@ def _fold(dedup_key, severity, services, servers, text, actor, details) -> int |
         row.detections += 1
         if severity == "high":
             row.severity = "high"
-        _add_affected(db, row.id, services, servers)
+        impact = incident_scope.record_impact(db, row.id, holders, services, outage)
+        _add_affected(db, row.id, sorted({*services, *(item.service for item in impact)}), servers)
         db.add(IncidentEventRow(incident_id=row.id, kind="detection", actor=actor, text=text,
-                                details={**(details or {}), "folded": True}))
+                                details={**_with_impact(details, impact, False), "folded": True}))
         return row.id
+
+
+def _with_impact(details: dict | None, impact, internal: bool) -> dict | None:
+    """The detection's details plus the sentence of what it affects (for the timeline)."""
+    from hotspare.planning.incident_rules import impact_text
+
+    if not impact and not internal:
+        return details
+    extra = {"affects": impact_text(impact)} if impact else {}
+    return {**(details or {}), **extra, **({"internal": True} if internal else {})}
 
 
 def _add_affected(db, incident_id: int, services: list[str], servers: list[str]) -> None:
@@ -242,11 +270,27 @@ def resolve(incident_id: int, by: str, text: str = "") -> None:
                                 details={"resolved": True}))
 
 
+def publish(incident_id: int, by: str) -> bool:
+    """Let customers read about an internal incident (notices, status page); False if it was public."""
+    if not by.strip():
+        raise IncidentError("say who publishes the incident (a contact's name)")
+    with inventory_db.session() as db:
+        _row(db, incident_id)
+        changed = incident_scope.set_internal(db, incident_id, False, by)
+        if changed:
+            db.add(IncidentEventRow(incident_id=incident_id, kind="note", actor=by,
+                                    text=f"published for customers by {by}", details={"published": True}))
+        return changed
+
+
 def _iso(moment: datetime | None) -> str | None:
     return as_utc(moment).isoformat() if moment else None
 
 
-def _as_dict(row: IncidentRow, affected: list[IncidentAffectedRow]) -> dict:
+def _as_dict(row: IncidentRow, affected: list[IncidentAffectedRow], impact: list[dict] | None = None,
+             internal: bool | None = None) -> dict:
+    """``internal`` None: an incident from before impacts were recorded (``impact_recorded`` False)."""
+    impact = impact or []
     return {
         "id": row.id,
         "category": row.category,
@@ -263,6 +307,11 @@ def _as_dict(row: IncidentRow, affected: list[IncidentAffectedRow]) -> dict:
         "detections": row.detections,
         "services": sorted(item.name for item in affected if item.kind == "service"),
         "servers": sorted(item.name for item in affected if item.kind == "server"),
+        # Recorded at opening: every service affected, by role; whose customers are told; public?
+        "impact": impact,
+        "customer_services": sorted({item["service"] for item in impact if item["tell"]}),
+        "internal": bool(internal),
+        "impact_recorded": internal is not None,
     }
 
 
@@ -279,7 +328,10 @@ def list_incidents(status: str | None = None, open_only: bool = False, limit: in
         rows = db.exec(query).all()
         ids = [row.id for row in rows]
         affected = db.exec(select(IncidentAffectedRow).where(IncidentAffectedRow.incident_id.in_(ids))).all() if ids else []
-    return [_as_dict(row, [item for item in affected if item.incident_id == row.id]) for row in rows]
+        impact = incident_scope.impacts(db, ids)
+        audience = incident_scope.audiences(db, ids)
+    return [_as_dict(row, [item for item in affected if item.incident_id == row.id], impact.get(row.id),
+                     audience.get(row.id)) for row in rows]
 
 
 def get_incident(incident_id: int) -> dict:
@@ -289,7 +341,9 @@ def get_incident(incident_id: int) -> dict:
         affected = db.exec(select(IncidentAffectedRow).where(IncidentAffectedRow.incident_id == incident_id)).all()
         events = db.exec(select(IncidentEventRow).where(IncidentEventRow.incident_id == incident_id)
                          .order_by(IncidentEventRow.at, IncidentEventRow.id)).all()
-    result = _as_dict(row, affected)
+        impact = incident_scope.impacts(db, [incident_id]).get(incident_id)
+        internal = incident_scope.audiences(db, [incident_id]).get(incident_id)
+    result = _as_dict(row, affected, impact, internal)
     result["events"] = [
         {"id": event.id, "at": _iso(event.at), "kind": event.kind, "actor": event.actor,
          "text": event.text, "details": event.details or {}}
@@ -307,7 +361,8 @@ def open_for_failed_run(run_id: int, kind: str, service: str, summary: str) -> i
     if request is None:
         return None
     opening = open_incident(request.category, request.severity, request.title, request.services, request.servers,
-                            request.dedup_key, request.detection_text, details=request.details)
+                            request.dedup_key, request.detection_text, details=request.details,
+                            outage=request.outage, internal=request.internal, holders=request.holders)
     if opening.created:
 
         announce("opened", opening.incident_id)

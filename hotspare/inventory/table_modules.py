@@ -7,6 +7,7 @@ numbered migration (a change to an existing table does).
 
 from hotspare.inventory import backup_models  # noqa: F401
 from hotspare.inventory import incidents  # noqa: F401
+from hotspare.inventory import incident_scope  # noqa: F401
 from hotspare.inventory import drills  # noqa: F401
 from hotspare.inventory import health  # noqa: F401
 from hotspare.inventory import copy_stores  # noqa: F401

@@ -15,6 +15,10 @@ Pure (no network, no Prefect, no clock). One call judges one round:
   worse than its state, better only after ``successes_to_recover`` consecutive rounds better.
   A round with nothing conclusive (no valid site saw it, or the reading was ``unknown``)
   changes no counter.
+- **Layout**: a service's components remember the server they were judged on (``part["server"]``).
+  When the service runs elsewhere now (a failover, failback or facility failover moved it),
+  the rounds counted at the old address do not count: it is judged afresh, and one good round
+  at the new address is enough to call it recovered. A moved address is never a failure.
 
 Each decision is a sentence the flow logs verbatim.
 """
@@ -149,8 +153,13 @@ def judge(
     previous: dict[tuple[str, str], ComponentStatus],
     facility_of: dict[str, str],
     rules: Rules,
+    placement: dict[str, str] | None = None,
 ) -> Judgement:
-    """One round: fold ``readings`` (from every site) into ``previous`` states."""
+    """One round: fold ``readings`` (from every site) into ``previous`` states.
+
+    ``placement``: subject (``service:<name>``) -> the server it runs on in this round's layout.
+    """
+    placement = placement or {}
     decisions = [f"site {report.site} is cut off ({report.reason}): its observations do not count"
                  for report in sites if report.cut_off]
     cut_off = {report.site for report in sites if report.cut_off}
@@ -168,7 +177,16 @@ def judge(
         else:
             outcome = _single_source_round(valid)
         before = statuses.get(key) or ComponentStatus(key[0], key[1], kind)
-        after, sentence = _step(before, outcome, rules)
+        server = placement.get(key[0])
+        step_rules = rules
+        if server and before.part.get("server") not in (None, server):
+            decisions.append(f"{key[0]} {key[1]}: the service moved from {before.part['server']} to {server}; "
+                             f"rounds counted at the old address do not count, one good round recovers it")
+            before = replace(before, worse_rounds=0, better_rounds=0)
+            step_rules = replace(rules, successes_to_recover=1)
+        after, sentence = _step(before, outcome, step_rules)
+        if server and outcome.observed is not None:  # judged at this address (inconclusive: not yet)
+            after = replace(after, part={**after.part, "server": server})
         statuses[key] = after
         if sentence:
             decisions.append(sentence)

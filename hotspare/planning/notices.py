@@ -4,6 +4,14 @@ Pure: an incident (the dict ``inventory.incidents.get_incident`` returns), the f
 ``customer_notices`` section and which server each service runs on go in; a ``NoticePlan`` and
 ready-to-send messages come out. No network, no clock, no Prefect.
 
+Whom to tell was decided when the incident opened: its ``customer_services`` (the services whose
+customers it affects, recorded with the incident and kept), not where the services run when the
+notice is composed, so a failover right after the opening changes what the notice says ("it runs
+again from its standby copy since …"), never whether it goes. An internal incident (record-only,
+a redundant part) tells nobody until an operator publishes it. ``NoticePlan.attention`` marks a
+notice that customers should get but that does not go out now (held for approval, nobody
+configured to receive it): the flow ends in a state operators see.
+
 Every recipient gets one message of their own, with a Message-ID derived from the notice and the
 address (``message_id``): a sender that resumes after a crash, an operator reading the relay's
 log, or a mail client can all recognise the same notice to the same person.
@@ -53,16 +61,20 @@ class NoticePlan:
     services: tuple[str, ...]
     recipients: tuple[Recipient, ...]
     decision: Decision  # may it be sent now (without a further approval)?
+    attention: bool = False  # customers are affected but this notice does not go out now
+    recovered: tuple[tuple[str, str], ...] = ()  # (service, "runs again from its standby copy since …")
 
     def preview(self) -> str:
         """A short text for operators: what would be sent to whom, and whether it goes now."""
         lines = [f"notice {self.notice_id}: {self.subject}",
                  f"  affected services: {', '.join(self.services) or 'none'}",
                  f"  policy for category {self.category}: {self.action.value}",
-                 f"  decision: {'send' if self.decision.go else 'hold'}: {self.decision.reason}",
+                 f"  decision: {'send' if self.decision.go else 'hold'}: {self.decision.reason}"
+                 + ("  (needs an operator)" if self.attention else ""),
                  f"  recipients ({len(self.recipients)}):"]
         lines += [f"    {r.name} <{r.email}>  ({', '.join(r.customers)}: {', '.join(r.services)})"
                   for r in self.recipients]
+        lines += [f"  {sentence}" for _service, sentence in self.recovered]
         return "\n".join(lines)
 
 
@@ -79,9 +91,42 @@ def message_id(notice: str, email: str, domain: str) -> str:
     return f"<{notice}.{digest}@{domain or 'hotspare.invalid'}>"
 
 
+def customer_services(incident: dict, active_servers: dict[str, str], approved: bool = False) -> tuple[str, ...]:
+    """Services whose customers the incident's notices go to.
+
+    Recorded at opening (``impact``): the services it made unavailable. An operator who sends
+    a notice anyway (``approved``) of an incident that affected no customer (a part, a late
+    copy) reaches the customers of the services it put at risk in production. An incident from
+    before impacts were recorded falls back to ``affected_services``."""
+    if not incident.get("impact_recorded", "impact" in incident):
+        return affected_services(incident, active_servers)
+    told = set(incident.get("customer_services") or ())
+    if approved and not told:
+        told = {item["service"] for item in incident["impact"] if item["role"] in ("production", "service")}
+    return tuple(sorted(told))
+
+
+def recovered_since(incident: dict, services: tuple[str, ...], active_servers: dict[str, str],
+                    moved_at: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """For each told service that runs elsewhere than where the outage hit it, a sentence saying
+    since when it runs again (an opening notice sent after the failover says so)."""
+    where = {item["service"]: item["server"] for item in incident.get("impact") or ()
+             if item["role"] == "production" and item["tell"]}
+    sentences = []
+    for service in services:
+        now = active_servers.get(service)
+        if service not in where or not now or now == where[service]:
+            continue
+        since = f" since {_readable(moved_at[service])}" if moved_at.get(service) else ""
+        sentence = (f"{service} was unavailable from {_readable(incident.get('opened_at'))}; "
+                    f"it runs again from its standby copy on {now}{since}.")
+        sentences.append((service, sentence))
+    return tuple(sentences)
+
+
 def affected_services(incident: dict, active_servers: dict[str, str]) -> tuple[str, ...]:
     """Services the incident names, plus those whose active server it names (a lost server
-    takes every service running on it down)."""
+    takes every service running on it down). For incidents without a recorded impact."""
     servers = set(incident.get("servers") or ())
     named = set(incident.get("services") or ())
     named |= {service for service, server in active_servers.items() if server in servers}
@@ -107,45 +152,58 @@ def recipients_for(section: CustomerNotices, services: tuple[str, ...]) -> tuple
 
 
 def plan_notice(incident: dict, kind: str, section: CustomerNotices, active_servers: dict[str, str],
-                approved: bool = False) -> NoticePlan:
+                approved: bool = False, moved_at: dict[str, str] | None = None) -> NoticePlan:
     """The notice of ``incident``'s opening or resolution and whether it may be sent now.
 
     ``approved``: an operator approved this notice (``hotspare notice send --yes``), which
-    overrides a policy of preview-and-approve or none.
+    overrides a policy of preview-and-approve or none. ``active_servers`` and ``moved_at``
+    (service -> when it moved to that server, ISO 8601) say where the told services run now.
     """
     notice = notice_id(incident["id"], kind)
     category = int(incident["category"])
     action = section.action_for(category)
-    services = affected_services(incident, active_servers)
+    services = customer_services(incident, active_servers, approved)
     recipients = recipients_for(section, services)
     subject = _subject(incident, kind, services)
+    recovered = recovered_since(incident, services, active_servers, moved_at or {}) if kind == "opened" else ()
     plan = dict(notice_id=notice, incident_id=incident["id"], kind=kind, category=category, action=action,
-                subject=subject, services=services, recipients=recipients)
-    return NoticePlan(**plan, decision=_decide(incident, kind, action, services, recipients, approved))
+                subject=subject, services=services, recipients=recipients, recovered=recovered)
+    decision, attention = _decide(incident, kind, action, services, recipients, approved)
+    return NoticePlan(**plan, decision=decision, attention=attention)
 
 
-def _decide(incident, kind, action, services, recipients, approved) -> Decision:
+def _decide(incident, kind, action, services, recipients, approved) -> tuple[Decision, bool]:
+    """Whether the notice goes now, and whether an operator must look (customers affected, not told)."""
     number = f"incident {incident['id']}"
     if kind == "resolved" and incident.get("status") != "resolved":
-        return Decision(False, f"{number} is {incident.get('status')}, not resolved: no resolution notice yet")
+        return Decision(False, f"{number} is {incident.get('status')}, not resolved: no resolution notice yet"), False
+    if incident.get("internal"):
+        return Decision(False, f"{number} is internal (recorded only, or a redundant part): customers are not told "
+                               f"unless an operator publishes it (`hotspare incident publish {incident['id']} --by NAME`)"
+                        ), False
     if not services:
-        return Decision(False, f"{number} names no service and no server running one: nobody to tell")
+        if incident.get("impact"):
+            held = "; ".join(f"{item['service']} ({item['role']}: {item['effect']})" for item in incident["impact"])
+            return Decision(False, f"{number} made no service unavailable ({held}): no customer to tell"), False
+        return Decision(False, f"{number} names no service and no server running one: nobody to tell"), False
     if not recipients:
         return Decision(False, f"no customer in the fleet file owns {', '.join(services)}: nobody to tell "
-                               "(add them under customer_notices.customers)")
+                               "(add them under customer_notices.customers)"), True
     if approved:
-        return Decision(True, f"approved by an operator: {len(recipients)} recipients")
+        return Decision(True, f"approved by an operator: {len(recipients)} recipients"), False
     if incident.get("severity") == "low":
         # A degraded part or a late copy is the operators' business, not an outage customers see.
         return Decision(False, f"{number} is low severity: customers are told of outages only "
-                               f"(`hotspare notice send {incident['id']} --kind {kind} --yes` sends one anyway)")
+                               f"(`hotspare notice send {incident['id']} --kind {kind} --yes` sends one anyway)"), False
     if action is NoticeAction.send:
-        return Decision(True, f"category {incident['category']} notices go out at once: {len(recipients)} recipients")
+        return Decision(True, f"category {incident['category']} notices go out at once: {len(recipients)} recipients"
+                        ), False
     if action is NoticeAction.approve:
         return Decision(False, f"category {incident['category']} notices wait for approval: check the preview, "
-                               f"then `hotspare notice send {incident['id']} --kind {kind} --yes`")
+                               f"then `hotspare notice send {incident['id']} --kind {kind} --yes`"), True
+    # The fleet's policy for this category is deliberate: not sending is what the operators chose.
     return Decision(False, f"category {incident['category']} incidents send no customer notice by policy "
-                           f"(`hotspare notice send {incident['id']} --kind {kind} --yes` sends one anyway)")
+                           f"(`hotspare notice send {incident['id']} --kind {kind} --yes` sends one anyway)"), False
 
 
 def _subject(incident: dict, kind: str, services: tuple[str, ...]) -> str:
@@ -179,8 +237,9 @@ def render_body(plan: NoticePlan, recipient: Recipient, incident: dict, section:
     """The plain-text body from ``templates/notices/<kind>.txt.j2``."""
     facts = {**incident, "opened_at_text": _readable(incident.get("opened_at")),
              "resolved_at_text": _readable(incident.get("resolved_at"))}
+    recovered = [sentence for service, sentence in plan.recovered if service in recipient.services]
     return _environment().get_template(f"notices/{plan.kind}.txt.j2").render(
-        recipient=recipient, incident=facts, emergency_numbers=section.emergency_numbers,
+        recipient=recipient, incident=facts, emergency_numbers=section.emergency_numbers, recovered=recovered,
         status_page_url=section.status_page.url if section.status_page else None) + "\n"
 
 

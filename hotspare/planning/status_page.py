@@ -99,7 +99,15 @@ def incident_card(incident: dict, now: datetime) -> dict:
     latest = max((_parse(moment) for moment in times if moment), default=now)
     return {"id": incident["id"], "title": one_line(incident["title"]), "status": incident.get("status"),
             "status_text": status_text, "services": incident.get("services") or [],
+            "affects": affects_text(incident),
             "updates": updates, "updated_iso": _iso(latest)}
+
+
+def affects_text(incident: dict) -> str:
+    """Which services the incident made unavailable (``services``: recorded when it opened)."""
+    if incident.get("services"):
+        return ", ".join(incident["services"])
+    return "no service is down" if incident.get("impact") else "no named service"
 
 
 def public_updates(events: list[dict]) -> list[dict]:
