@@ -12,11 +12,15 @@ activation is not repeated once done.
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
+from datetime import datetime
 
-from flows.approval import await_approval
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.states import Failed, State
+
+from flows.approval import await_approval, cancelled_state
 from flows.replicate import replicate_one
 from hotspare import access
 from hotspare.adapters import dns
@@ -25,7 +29,7 @@ from hotspare.inventory import locks, runs
 from hotspare.inventory.db import session
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
 from hotspare.inventory.service_states import Event, move
-from hotspare.planning.approval import same_plan
+from hotspare.planning.approval import Approval, PlanRejected, same_plan
 from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
 from tasks.failover import activate_copy, check_through_dns, fence, gather_facts, health_check_direct, run_app_commands
@@ -44,6 +48,7 @@ def failover(
     resume: bool = False,
     max_copy_age_hours: float = 24.0,
     approval_timeout_seconds: int = 3600,
+    approval_expires_at: datetime | None = None,
 ) -> dict:
     """Move ``service`` to its mirror and repoint its DNS record; see the module docstring.
 
@@ -58,6 +63,8 @@ def failover(
         resume: Continue a failover whose process died midway (every step is idempotent).
         max_copy_age_hours: A copy older than this many hours is refused unless force is set.
         approval_timeout_seconds: How long the run waits at the approval pause before it stops (nothing changed).
+        approval_expires_at: An up-front approval (yes, approved_plan_digest) counts only if the run starts before this
+            time (UTC); later, the run ends cancelled. Default: 5 minutes after the run was due to start.
     """
     logger = get_run_logger()
     plan = _plan(service, planned, copy_id, force, max_copy_age_hours)
@@ -70,16 +77,19 @@ def failover(
         raise Refused(f"failover of {service} refused: {plan.refusal}")
     if dry_run:
         return {"service": service, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
-    approved_by = await_approval(f"failover of {service}", plan.digest, plan.markdown(), yes, approved_plan_digest,
-                                 approval_timeout_seconds)
-    logger.info(approved_by)
+    try:
+        approval = await_approval(f"failover of {service}", plan.digest, plan.markdown(), yes, approved_plan_digest,
+                                  approval_timeout_seconds, approval_expires_at)
+    except PlanRejected as error:
+        return cancelled_state(error)
+    logger.info(approval.sentence())
     holder = f"failover:{flow_run.get_id() or 'local'}"
     # Never wait on routine work: take the lock over from a replication, backup or verification
     # (their next step then refuses to act); a resume also takes it from the dead failover.
     preempt = locks.PREEMPTIBLE + (("failover:",) if resume else ())
     with locks.service_lock(service, holder, preempt=preempt) as lease, _prefect_slot(service, takeover=resume):
         _same_plan_under_lock(plan, _plan(service, planned, copy_id, force, max_copy_age_hours))
-        return execute(plan, holder, approved_by, lease)
+        return execute(plan, holder, approval, lease)
 
 
 def _plan(service: str, planned: bool, copy_id: str | None, force: bool, max_copy_age_hours: float) -> FailoverPlan:
@@ -140,7 +150,7 @@ def _prefect_slot(service: str, takeover: bool):
         yield
 
 
-def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Lease) -> dict:
+def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Lease) -> dict:
     """Carry out an approved plan, recording each step; see the module docstring for the order."""
     logger = get_run_logger()
     service = plan.service
@@ -148,15 +158,18 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
     copy_id = plan.copy_id
     lease.check("mark the service as failing over")
     _mark_in_flight(plan, run_id)
-    details: dict = {"plan_digest": plan.digest, "approved_by": approved_by, "mode": plan.mode}
+    details: dict = {"plan_digest": plan.digest, "approved_by": approval.operator, "approval": approval.sentence(),
+                     "mode": plan.mode}
     try:
         if plan.mode == "planned" and copy_id is None:
             copy_id = _planned_preparation(plan, holder, run_id, details)
         elif plan.mode == "planned":
             logger.info("resuming after the final sync: copy %s is the one to make live", copy_id)
         else:
-            with runs.step(run_id, "fence production"):
-                details["fencing"] = fence(service, plan.source)
+            with runs.step(run_id, "fence production") as step:
+                details["fencing"] = _fence(service, plan.source)
+                if not details["fencing"]["fenced"]:
+                    step.detail = f"UNFENCED: {details['fencing']['detail']}"[:500]
         _record_copy(service, copy_id)
         with runs.step(run_id, "activate copy"):
             lease.check(f"make copy {copy_id} live on {plan.target}")
@@ -167,7 +180,7 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
             health_check_direct(service, plan.target_address)
         with runs.step(run_id, "dns cutover"):
             lease.check(f"move {plan.dns_name} to {plan.target_address}")
-            details["dns"] = _cutover(plan)
+            details["dns"] = _cutover(plan, copy_id, details)
         with runs.step(run_id, "check through dns"):
             check_through_dns(service, plan.target_address)
         with runs.step(run_id, "inventory"):
@@ -184,13 +197,50 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
     details["rto_seconds"] = round(sum(step["seconds"] or 0 for step in timings), 3)
     details["data_loss_seconds"] = 0.0 if plan.mode == "planned" else plan.copy_age_seconds
     summary = (f"{service} now runs on {plan.target} ({plan.target_address}); RTO {details['rto_seconds']} s; "
-               f"data-loss window {_loss(plan)}")
+               f"data-loss window {_loss(plan)}" + _unfenced_warning(plan, details))
     runs.record_outcome(lambda: runs.finish_run(run_id, "ok", summary, details),
-                        lambda: _publish(plan, run_id, "done", summary))
+                        lambda: _publish(plan, run_id, "done" if not _unfenced_warning(plan, details)
+                                         else "done, old production UNFENCED", summary))
     logger.info(summary)
     if plan.mode == "planned":
         details["reprotect"] = _reprotect_after_switchover(plan, holder)
     return {"service": service, "outcome": "ok", "copy_id": copy_id, **details}
+
+
+UNFENCED = "Unfenced"
+
+
+@task(name="fence production", cache_policy=NO_CACHE)
+def fence_production(service: str, server: str) -> dict | State:
+    """Stop the app on the old production (``tasks.failover.fence``). When that cannot be done
+    the step ends in a FAILED state named "Unfenced", red in the Prefect UI, carrying the same
+    result: the failover goes on (users need the service), but nobody should read a green step
+    while the old production may still serve stale data. A Completed state is green whatever
+    its name, and Cancelled or Crashed would say the step did not run or the machine broke."""
+    result = fence.fn(service, server)
+    if result["fenced"]:
+        return result
+    return Failed(name=UNFENCED, data=result,
+                  message=f"{server} was not fenced ({result['detail']}): it may still serve {service} with stale data "
+                          "if it comes back; stop its app before it does")
+
+
+def _fence(service: str, server: str) -> dict:
+    """What fencing did; an Unfenced step is an outcome the run carries on from, any other
+    failure of the step stops the failover."""
+    state = fence_production(service, server, return_state=True)
+    if state.is_failed() and state.name != UNFENCED:
+        state.result()  # raises the step's own error
+    return state.result(raise_on_failure=False)
+
+
+def _unfenced_warning(plan: FailoverPlan, details: dict) -> str:
+    fencing = details.get("fencing")
+    if not fencing or fencing.get("fenced", True):
+        return ""
+    return (f". WARNING: UNFENCED: the old production {plan.source} could not be stopped ({fencing.get('detail')}); if it "
+            f"comes back it may still serve {plan.service} with stale data: stop its app (`deactivate`) before it does, "
+            f"then `hotspare reprotect {plan.service}`")
 
 
 def _reprotect_after_switchover(plan: FailoverPlan, holder: str) -> dict:
@@ -253,20 +303,41 @@ def _lower_ttl(service: str) -> dict:
     return {"ttl": zone.ttl, "lowered": True, "previous": current}
 
 
-def _cutover(plan: FailoverPlan) -> dict:
+def _cutover(plan: FailoverPlan, copy_id: str, details: dict) -> dict:
     """DNS compare-and-swap. If it fails, stop our app on the target again so users never see
-    two productions; the activated copy stays in place for a resumed run."""
+    two productions; the activated copy stays in place for a resumed run. The error then says
+    exactly what this run changed and undid (never "nothing was changed": the copy went live)."""
     try:
         return cutover_dns(access.loaded_fleet(), plan.service, plan.source_address, plan.target_address)
     except Exception as error:
         logger = get_run_logger()
         logger.error("DNS cutover failed (%s): stopping the app on %s again; DNS still points to %s", error, plan.target, plan.source_address)
         run_app_commands(plan.service, plan.target, "deactivate")
-        if isinstance(error, DnsPrerequisiteFailed):
-            _clear_in_flight(plan.service)  # someone else moved the record: this failover is over
-        else:
+        if not isinstance(error, DnsPrerequisiteFailed):
             logger.error("the failover of %s is paused midway: fix the cause, then run it again with resume", plan.service)
-        raise
+            raise
+        _clear_in_flight(plan.service)  # someone else moved the record: this failover is over
+        refusal = DnsPrerequisiteFailed(
+            f"failover of {plan.service} stopped at the DNS cutover: {str(error).split(' Nothing was changed')[0]}"
+            + f" What this run changed and undid: {_changes_before_cutover(plan, copy_id, details)}; the app on "
+            f"{plan.target} was stopped again. This run did not change DNS; the inventory shows {plan.service} on "
+            f"{plan.source} again.")
+        refusal.advice = ("the message says what was changed and undone; find who moved the record (`hotspare status`), "
+                          "then decide on a new failover")
+        raise refusal from error
+
+
+def _changes_before_cutover(plan: FailoverPlan, copy_id: str, details: dict) -> str:
+    """The changes a failover made before its DNS cutover, in one phrase."""
+    done = []
+    if plan.mode == "planned":
+        done.append(f"the app was stopped on {plan.source} for the final sync (and started again there)")
+    else:
+        fencing = details.get("fencing") or {}
+        done.append(f"{plan.source} was fenced (its app stopped; it stays stopped)" if fencing.get("fenced")
+                    else f"{plan.source} could not be fenced")
+    done.append(f"copy {copy_id} was made live on {plan.target} and its app started")
+    return "; ".join(done)
 
 
 def _mark_in_flight(plan: FailoverPlan, run_id: int) -> None:

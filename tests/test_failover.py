@@ -137,7 +137,7 @@ def test_reprotect_refuses_split_brain_then_failback_restores_layout(protected, 
     mirror_data = host_path(lab_env, "mirror-west", lab_env["services"][SERVICE]["data_path"])
     (mirror_data / "written-on-mirror.txt").write_text("while failed over")
     assert ssh(lab_env, "prod-east", "/srv/app1/app/ctl", "stop").returncode == 0
-    result = reprotect(SERVICE)
+    result = reprotect(SERVICE, yes=True)
     assert (result["production"], result["mirror"]) == ("mirror-west", "prod-east")
 
     back = failover(SERVICE, planned=True, yes=True)
