@@ -65,6 +65,7 @@ EXCEPTION_KINDS: tuple[tuple[str, str, Kind], ...] = (
     ("tasks.rebuild", "RebuildRefused", REFUSED),
     ("hotspare.planning.shell_programs", "PlanRefused", REFUSED),
     ("hotspare.adapters.errors", "DnsPrerequisiteFailed", REFUSED),
+    ("hotspare.commands.deploy_commands", "NoWorkerOnline", REFUSED),
     ("hotspare.adapters.errors", "TransientError", UNREACHABLE),
     ("httpx", "TransportError", UNREACHABLE),  # the Prefect API did not answer
     ("hotspare.adapters.errors", "HotspareError", FAILED),
