@@ -28,7 +28,7 @@ from hotspare.adapters.errors import DnsPrerequisiteFailed
 from hotspare.inventory import locks, runs
 from hotspare.inventory.db import session
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
-from hotspare.inventory.service_states import Event, move
+from hotspare.inventory.service_states import Event, ServiceState, move
 from hotspare.planning.approval import Approval, PlanRejected, same_plan
 from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
@@ -355,9 +355,12 @@ def _record_copy(service: str, copy_id: str) -> None:
 
 
 def _clear_in_flight(service: str) -> None:
-    """Back to the state before the failover (used when it stops with nothing moved)."""
+    """Back to the state before the failover (used when it stops with nothing moved). Once is
+    enough: a switchover stopped by a refused DNS cutover reaches here twice."""
     with session() as db:
         row = db.get(ServiceRow, service)
+        if row.state != ServiceState.failing_over:
+            return
         move(row, Event.failover_stopped, get_run_logger())
         row.failover = None
 
