@@ -62,7 +62,7 @@ def reprotect(
     create_markdown_artifact(plan.markdown(), key=artifact_key("reprotect-plan", service),
                              description=f"Reprotect plan for {service}")
     if plan.refusal:
-        raise Refused(f"reprotect of {service} refused: {plan.refusal}")
+        raise Refused(plan.refusal)
     if dry_run:
         return {"service": service, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
     try:

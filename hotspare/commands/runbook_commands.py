@@ -94,10 +94,13 @@ def reprotect_command(args: argparse.Namespace) -> int:
     require_service(args.service)
     show_topology(args.service, "before")
     command = f"hotspare reprotect {args.service}" + (f" --mirror {args.mirror}" if args.mirror else "")
-    result = run_gated(reprotect, args, command, f"to make the new mirror of {args.service} and replicate to it",
-                       after=lambda: show_topology(args.service, "after"), service=args.service, mirror=args.mirror)
-    if result is not None:
-        print_result(result)
+    try:
+        result = run_gated(reprotect, args, command, f"to make the new mirror of {args.service} and replicate to it",
+                           service=args.service, mirror=args.mirror)
+        if result is not None:
+            print_result(result)
+    finally:
+        show_topology(args.service, "after")
     return 0
 
 
