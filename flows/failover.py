@@ -14,13 +14,12 @@ from __future__ import annotations
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
 
 from flows.approval import await_approval, cancelled_state
+from flows.failover_signals import changes_before_cutover, fence_step, say_what_was_undone, unfenced_warning
 from flows.replicate import replicate_one
 from hotspare import access
 from hotspare.adapters import dns
@@ -32,7 +31,7 @@ from hotspare.inventory.service_states import Event, ServiceState, move
 from hotspare.planning.approval import Approval, PlanRejected, same_plan
 from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
-from tasks.failover import activate_copy, check_through_dns, fence, gather_facts, health_check_direct, run_app_commands
+from tasks.failover import activate_copy, check_through_dns, gather_facts, health_check_direct, run_app_commands
 from tasks.replication import Refused, apply_accounts
 
 
@@ -167,7 +166,7 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
             logger.info("resuming after the final sync: copy %s is the one to make live", copy_id)
         else:
             with runs.step(run_id, "fence production") as step:
-                details["fencing"] = _fence(service, plan.source)
+                details["fencing"] = fence_step(service, plan.source)
                 if not details["fencing"]["fenced"]:
                     step.detail = f"UNFENCED: {details['fencing']['detail']}"[:500]
         _record_copy(service, copy_id)
@@ -189,6 +188,8 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
     except Exception as error:
         if plan.mode == "planned" and "dns" not in details and copy_id is not None:
             _back_to_production(plan)
+            say_what_was_undone(error, f"the switchover was undone: copy {copy_id} was made live on {plan.target} and "
+                                        f"stopped again, the app runs on {plan.source} again, DNS was not changed")
         reason = str(error)
         runs.record_outcome(lambda: runs.finish_run(run_id, "failed", f"{service}: failover stopped: {reason}", details),
                             lambda: _publish(plan, run_id, "FAILED", reason))
@@ -197,50 +198,14 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
     details["rto_seconds"] = round(sum(step["seconds"] or 0 for step in timings), 3)
     details["data_loss_seconds"] = 0.0 if plan.mode == "planned" else plan.copy_age_seconds
     summary = (f"{service} now runs on {plan.target} ({plan.target_address}); RTO {details['rto_seconds']} s; "
-               f"data-loss window {_loss(plan)}" + _unfenced_warning(plan, details))
+               f"data-loss window {_loss(plan)}" + unfenced_warning(plan, details))
     runs.record_outcome(lambda: runs.finish_run(run_id, "ok", summary, details),
-                        lambda: _publish(plan, run_id, "done" if not _unfenced_warning(plan, details)
+                        lambda: _publish(plan, run_id, "done" if not unfenced_warning(plan, details)
                                          else "done, old production UNFENCED", summary))
     logger.info(summary)
     if plan.mode == "planned":
         details["reprotect"] = _reprotect_after_switchover(plan, holder)
     return {"service": service, "outcome": "ok", "copy_id": copy_id, **details}
-
-
-UNFENCED = "Unfenced"
-
-
-@task(name="fence production", cache_policy=NO_CACHE)
-def fence_production(service: str, server: str) -> dict | State:
-    """Stop the app on the old production (``tasks.failover.fence``). When that cannot be done
-    the step ends in a FAILED state named "Unfenced", red in the Prefect UI, carrying the same
-    result: the failover goes on (users need the service), but nobody should read a green step
-    while the old production may still serve stale data. A Completed state is green whatever
-    its name, and Cancelled or Crashed would say the step did not run or the machine broke."""
-    result = fence.fn(service, server)
-    if result["fenced"]:
-        return result
-    return Failed(name=UNFENCED, data=result,
-                  message=f"{server} was not fenced ({result['detail']}): it may still serve {service} with stale data "
-                          "if it comes back; stop its app before it does")
-
-
-def _fence(service: str, server: str) -> dict:
-    """What fencing did; an Unfenced step is an outcome the run carries on from, any other
-    failure of the step stops the failover."""
-    state = fence_production(service, server, return_state=True)
-    if state.is_failed() and state.name != UNFENCED:
-        state.result()  # raises the step's own error
-    return state.result(raise_on_failure=False)
-
-
-def _unfenced_warning(plan: FailoverPlan, details: dict) -> str:
-    fencing = details.get("fencing")
-    if not fencing or fencing.get("fenced", True):
-        return ""
-    return (f". WARNING: UNFENCED: the old production {plan.source} could not be stopped ({fencing.get('detail')}); if it "
-            f"comes back it may still serve {plan.service} with stale data: stop its app (`deactivate`) before it does, "
-            f"then `hotspare reprotect {plan.service}`")
 
 
 def _reprotect_after_switchover(plan: FailoverPlan, holder: str) -> dict:
@@ -268,10 +233,12 @@ def _planned_preparation(plan: FailoverPlan, holder: str, run_id: int, details: 
     try:
         with runs.step(run_id, "final sync and verify"):
             result = replicate_one(service, lock_holder=holder)
-    except Exception:
+    except Exception as error:
         get_run_logger().error("final sync failed: starting the app on %s again; everything stays on production", plan.source)
         run_app_commands(service, plan.source, "activate")
         _clear_in_flight(service)
+        say_what_was_undone(error, f"the app on {plan.source} was stopped for the final sync and started again; "
+                                    "nothing else was changed")
         raise
     return result["copy_id"]
 
@@ -319,25 +286,12 @@ def _cutover(plan: FailoverPlan, copy_id: str, details: dict) -> dict:
         _clear_in_flight(plan.service)  # someone else moved the record: this failover is over
         refusal = DnsPrerequisiteFailed(
             f"failover of {plan.service} stopped at the DNS cutover: {str(error).split(' Nothing was changed')[0]}"
-            + f" What this run changed and undid: {_changes_before_cutover(plan, copy_id, details)}; the app on "
+            + f" What this run changed and undid: {changes_before_cutover(plan, copy_id, details)}; the app on "
             f"{plan.target} was stopped again. This run did not change DNS; the inventory shows {plan.service} on "
             f"{plan.source} again.")
         refusal.advice = ("the message says what was changed and undone; find who moved the record (`hotspare status`), "
                           "then decide on a new failover")
         raise refusal from error
-
-
-def _changes_before_cutover(plan: FailoverPlan, copy_id: str, details: dict) -> str:
-    """The changes a failover made before its DNS cutover, in one phrase."""
-    done = []
-    if plan.mode == "planned":
-        done.append(f"the app was stopped on {plan.source} for the final sync (and started again there)")
-    else:
-        fencing = details.get("fencing") or {}
-        done.append(f"{plan.source} was fenced (its app stopped; it stays stopped)" if fencing.get("fenced")
-                    else f"{plan.source} could not be fenced")
-    done.append(f"copy {copy_id} was made live on {plan.target} and its app started")
-    return "; ".join(done)
 
 
 def _mark_in_flight(plan: FailoverPlan, run_id: int) -> None:
