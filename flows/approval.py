@@ -1,44 +1,120 @@
 """The approval gate every gated runbook pauses at: one form in the Prefect UI, one rule.
 
 The rule (up front, at the gate, again under the lock) is ``hotspare/planning/approval.py``.
+
+The form (``PlanApproval``) has three required fields, each with a description: the decision
+(approve or reject), the plan digest (its title shows the digest to type) and the operator's
+name. A wrong or empty digest pauses the run again with the reason above the plan, instead of
+failing it; reject, or an up-front approval that outlived its window, ends the run
+**Cancelled** (``cancelled_state``): nothing was changed, and nothing failed.
 """
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+from typing import Literal
+
+import pydantic
 from prefect import get_run_logger
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
+from prefect.states import Cancelled, State
 from pydantic import Field
 
-from hotspare.planning.approval import approved_at_the_gate, approved_up_front
+from hotspare.inventory.models import utcnow
+from hotspare.inventory.runs import current_operator
+from hotspare.planning.approval import (
+    GATE_ANSWERS,
+    UP_FRONT_WINDOW_SECONDS,
+    Approval,
+    PlanRejected,
+    answer_at_the_gate,
+    approved_up_front,
+    not_approved_after,
+    up_front_deadline,
+)
 
 
 class PlanApproval(RunInput):
-    """What the operator fills in in the Prefect UI to let a paused run continue.
+    """What the operator fills in in the Prefect UI to let a paused run continue or stop it.
 
-    Defaults mean "no": resuming without input rejects the plan.
+    Every field is required (the server refuses an answer without them, and the run stays
+    paused); ``plan_digest`` is replaced per plan by ``approval_form`` so its title shows the
+    digest to type.
     """
 
-    approve: bool = Field(default=False, description="Tick to approve the plan shown in this run's artifacts.")
-    plan_digest: str = Field(default="", description="Type the plan digest from the plan artifact, to approve exactly that plan.")
-    operator: str = Field(default="", description="Your name, for the record.")
+    decision: Literal["approve", "reject"] = Field(
+        title="Decision",
+        description="approve: carry out exactly the plan shown above (also in this run's artifacts). "
+                    "reject: stop the run now; nothing is changed.")
+    plan_digest: str = Field(title="Plan digest",
+                             description="To approve, type the plan's digest. To reject, type anything.")
+    operator: str = Field(title="Operator", min_length=1, max_length=80,
+                          description="Your name: the person who approves or rejects, for the record.")
+
+
+def approval_form(digest: str, markdown: str, reason: str | None = None) -> type[PlanApproval]:
+    """The form for this plan: the digest beside its field, the plan (and why it asks again) above."""
+    form = pydantic.create_model(
+        "PlanApproval", __base__=PlanApproval,
+        plan_digest=(str, Field(title=f"Plan digest: type {digest} to approve",
+                                description=f"To approve, type {digest}, the digest of the plan shown above. To reject, "
+                                            "type anything.")))
+    heading = f"**Not approved yet: {reason}.** Answer again below.\n\n" if reason else ""
+    form._description = heading + markdown
+    return form
 
 
 def await_approval(subject: str, digest: str, markdown: str, yes: bool, approved_plan_digest: str | None,
-                   timeout_seconds: int) -> str:
-    """A sentence saying who approved ``digest``; pauses for the operator unless approved up front.
+                   timeout_seconds: int, expires_at: datetime | None = None) -> Approval:
+    """Who approved ``digest``, and how; pauses for the operator unless approved up front.
 
-    Raises ``PlanNotApproved`` when the answer is no or names another plan, and Prefect's
-    ``FlowPauseTimeout`` when nobody answers within ``timeout_seconds``.
+    ``expires_at``: the deadline of an up-front approval (default: this run's scheduled start
+    plus ``UP_FRONT_WINDOW_SECONDS``). Raises ``PlanRejected`` (the flow then ends cancelled,
+    ``cancelled_state``) on reject, an expired approval or too many wrong answers,
+    ``PlanNotApproved`` for an up-front digest of another plan, and Prefect's
+    ``FlowPauseTimeout`` when nobody answers within ``timeout_seconds`` in all.
     """
-    sentence = approved_up_front(subject, digest, yes, approved_plan_digest)
-    if sentence is not None:
-        return sentence
-    get_run_logger().info("%s: waiting for approval in the Prefect UI (plan digest %s), at most %d s",
-                          subject, digest, timeout_seconds)
-    answer = pause_flow_run(
-        wait_for_input=PlanApproval.with_initial_data(description=markdown, approve=False, plan_digest="", operator=""),
-        timeout=timeout_seconds,
-        poll_interval=2,
-    )
-    return approved_at_the_gate(subject, digest, answer.approve, answer.plan_digest, answer.operator)
+    logger = get_run_logger()
+    approval = approved_up_front(subject, digest, yes, approved_plan_digest, current_operator(),
+                                 expires_at or _default_deadline(), utcnow())
+    if approval is not None:
+        return approval
+    deadline = time.monotonic() + timeout_seconds
+    reason = "no answer yet"
+    for answers in range(1, GATE_ANSWERS + 1):
+        remaining = max(1, int(deadline - time.monotonic()))
+        logger.info("%s: waiting for approval in the Prefect UI (plan digest %s), at most %d s more", subject, digest,
+                    remaining)
+        try:
+            answer = pause_flow_run(wait_for_input=approval_form(digest, markdown, None if answers == 1 else reason),
+                                    timeout=remaining, poll_interval=2)
+        except pydantic.ValidationError as error:  # resumed without a complete answer
+            outcome: Approval | str = f"the answer was incomplete ({error.error_count()} field(s) missing or invalid)"
+        else:
+            outcome = answer_at_the_gate(subject, digest, answer.decision, answer.plan_digest, answer.operator)
+        if isinstance(outcome, Approval):
+            return outcome
+        reason = outcome
+        logger.warning("%s: not approved: %s; asking again (%d of %d answers used)", subject, reason, answers, GATE_ANSWERS)
+        if time.monotonic() >= deadline:
+            break
+    raise not_approved_after(subject, digest, answers, reason)
+
+
+def cancelled_state(error: PlanRejected) -> State:
+    """The final state of a run whose plan was rejected or whose approval expired: Cancelled,
+    with the reason as its message (the UI shows it grey, not as a failure)."""
+    get_run_logger().warning(str(error))
+    return Cancelled(message=str(error))
+
+
+def _default_deadline() -> datetime | None:
+    """This run's scheduled start plus the window, from Prefect's runtime (None outside a run)."""
+    from prefect.runtime import flow_run
+
+    due = flow_run.scheduled_start_time
+    if due is None:
+        return None
+    return up_front_deadline(datetime.fromisoformat(due.isoformat()), UP_FRONT_WINDOW_SECONDS)

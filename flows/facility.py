@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextvars
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.approval import await_approval
+from flows.approval import await_approval, cancelled_state
 from flows.failover import failover
 from flows.reprotect import reprotect
 from hotspare import access
@@ -41,6 +42,7 @@ from hotspare.planning.facility import (
     plan_facility_return,
     summary_markdown,
 )
+from hotspare.planning.approval import PlanRejected, same_plan
 from hotspare.planning.failover import plan_failover
 from tasks.failover import gather_facts
 from tasks.fencing import fence
@@ -57,6 +59,7 @@ def facility_failover(
     dry_run: bool = False,
     max_copy_age_hours: float = 24.0,
     approval_timeout_seconds: int = 3600,
+    approval_expires_at: datetime | None = None,
 ) -> dict:
     """Fail every service whose production stands in ``facility`` over to its mirror.
 
@@ -67,6 +70,8 @@ def facility_failover(
         dry_run: Make the plan and show it with its digest; change nothing.
         max_copy_age_hours: A copy older than this many hours is refused unless force is set.
         approval_timeout_seconds: How long the run waits at the approval pause before it stops (nothing changed).
+        approval_expires_at: An up-front approval (yes, approved_plan_digest) counts only if the run starts before this
+            time (UTC); later, the run ends cancelled. Default: 5 minutes after the run was due to start.
     """
     logger = get_run_logger()
     plan = gather_plan(facility, max_copy_age_hours)
@@ -77,8 +82,12 @@ def facility_failover(
         raise Refused(f"facility failover of {facility} refused: {plan.refusal}")
     if dry_run:
         return {"facility": facility, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
-    approved_by = await_approval(f"facility failover of {facility}", plan.digest, plan.markdown(), yes,
-                                 approved_plan_digest, approval_timeout_seconds)
+    try:
+        approval = await_approval(f"facility failover of {facility}", plan.digest, plan.markdown(), yes,
+                                  approved_plan_digest, approval_timeout_seconds, approval_expires_at)
+    except PlanRejected as error:
+        return cancelled_state(error)
+    logger.info(approval.sentence())
     approved_at = time.monotonic()
     run_id = runs.start_run("facility-failover", f"facility:{facility}", flow_run.get_id())
     mark_lost(plan)
@@ -91,7 +100,8 @@ def facility_failover(
     failed = sorted(name for name, result in results.items() if result["outcome"] not in ("ok", "already-done"))
     summary = summary_markdown(plan, results, total)
     outcome = "failed" if failed else "ok"
-    details = {"plan_digest": plan.digest, "approved_by": approved_by, "total_seconds": total, "results": results,
+    details = {"plan_digest": plan.digest, "approved_by": approval.operator, "approval": approval.sentence(),
+               "total_seconds": total, "results": results,
                "unprotected": [item.service for item in plan.unprotected], "rebuild": [offer.service for offer in plan.rebuild]}
     runs.record_outcome(
         lambda: runs.finish_run(run_id, outcome, f"facility {facility}: {len(results) - len(failed)} of {len(results)} "
@@ -218,12 +228,28 @@ def _servers_in(db, facility: str) -> list[ServerRow]:
 
 
 @flow(name="facility-return", log_prints=True)
-def facility_return(facility: str) -> dict:
+def facility_return(
+    facility: str,
+    dry_run: bool = False,
+    yes: bool = False,
+    approved_plan_digest: str | None = None,
+    approval_timeout_seconds: int = 3600,
+    approval_expires_at: datetime | None = None,
+) -> dict:
     """Protect again every service that ran in ``facility``: its former productions become
     mirrors, lost mirrors come back (both verified by the reprotect runbook); failback is offered.
 
+    The app is stopped on every new mirror first, so the return is gated like a failover: the
+    plan and its digest, then one approval for the whole return.
+
     Args:
         facility: Facility that is back; its former productions become mirrors.
+        dry_run: Make the plan and show it with its digest; change nothing.
+        yes: Approve the plan up front, without pausing for approval.
+        approved_plan_digest: Run without pausing only if the plan's digest is this one (the digest the operator reviewed).
+        approval_timeout_seconds: How long the run waits at the approval pause before it stops (nothing changed).
+        approval_expires_at: An up-front approval (yes, approved_plan_digest) counts only if the run starts before this
+            time (UTC); later, the run ends cancelled. Default: 5 minutes after the run was due to start.
     """
     logger = get_run_logger()
     fleet = access.loaded_fleet()
@@ -231,6 +257,17 @@ def facility_return(facility: str) -> dict:
         raise NotFound(f"no facility {facility!r} in the fleet (known: {', '.join(f.name for f in fleet.facilities)})")
     plan = plan_facility_return(facility, service_standings(fleet))
     create_markdown_artifact(plan.markdown(), key=f"facility-return-plan-{facility}", description=f"Return of facility {facility}")
+    if dry_run:
+        return {"facility": facility, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
+    subject = f"return of facility {facility}"
+    try:
+        approval = await_approval(subject, plan.digest, plan.markdown(), yes, approved_plan_digest,
+                                  approval_timeout_seconds, approval_expires_at)
+    except PlanRejected as error:
+        return cancelled_state(error)
+    logger.info(approval.sentence())
+    current = plan_facility_return(facility, service_standings(fleet))
+    same_plan(subject, plan.digest, current.digest, current.markdown())
     run_id = runs.start_run("facility-return", f"facility:{facility}", flow_run.get_id())
     started = time.monotonic()
     results: dict[str, dict] = {}
@@ -249,6 +286,7 @@ def facility_return(facility: str) -> dict:
         lambda: runs.finish_run(run_id, "failed" if failed else "ok",
                                 f"facility {facility} returned: {len(results) - len(failed)} of {len(results)} service(s) "
                                 f"protected again", {"results": results, "total_seconds": total,
+                                                     "approved_by": approval.operator,
                                                      "failbacks": [offer.command for offer in plan.failbacks]}),
         lambda: create_markdown_artifact(summary, key=f"facility-return-{facility}", description=f"Return of facility {facility}"),
     )
@@ -268,7 +306,7 @@ def _reprotect_one(item, run_id: int) -> dict:
     if item.fence_first:
         fencing = fence(item.service, item.new_mirror, power_off=False)  # it becomes the mirror next
     reprotect_run = runs.start_run("reprotect", item.service, flow_run.get_id())
-    state = reprotect(item.service, mirror=item.new_mirror, return_state=True)
+    state = reprotect(item.service, mirror=item.new_mirror, yes=True, return_state=True)  # approved with the return
     if state.is_completed():
         result = state.result()
         outcome, detail = "ok", f"{result['production']} -> {result['mirror']}, copy {result['copy_id']} verified"

@@ -13,11 +13,15 @@ activation is not repeated once done.
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.approval import await_approval
+from flows.approval import await_approval, cancelled_state
+from flows.failover_signals import (changes_before_cutover, fence_production, fence_step, say_what_was_undone,
+                                   unfenced_warning)
 from flows.replicate import replicate_one
 from hotspare import access
 from hotspare.adapters import dns
@@ -25,12 +29,11 @@ from hotspare.adapters.errors import DnsPrerequisiteFailed
 from hotspare.inventory import locks, runs
 from hotspare.inventory.db import session
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
-from hotspare.inventory.service_states import Event, move
-from hotspare.planning.approval import same_plan
+from hotspare.inventory.service_states import Event, ServiceState, move
+from hotspare.planning.approval import Approval, PlanRejected, same_plan
 from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
 from tasks.failover import activate_copy, check_through_dns, gather_facts, health_check_direct, run_app_commands
-from tasks.fencing import fence
 from tasks.replication import Refused, apply_accounts
 
 
@@ -46,6 +49,7 @@ def failover(
     resume: bool = False,
     max_copy_age_hours: float = 24.0,
     approval_timeout_seconds: int = 3600,
+    approval_expires_at: datetime | None = None,
 ) -> dict:
     """Move ``service`` to its mirror and repoint its DNS record; see the module docstring.
 
@@ -60,6 +64,8 @@ def failover(
         resume: Continue a failover whose process died midway (every step is idempotent).
         max_copy_age_hours: A copy older than this many hours is refused unless force is set.
         approval_timeout_seconds: How long the run waits at the approval pause before it stops (nothing changed).
+        approval_expires_at: An up-front approval (yes, approved_plan_digest) counts only if the run starts before this
+            time (UTC); later, the run ends cancelled. Default: 5 minutes after the run was due to start.
     """
     logger = get_run_logger()
     plan = _plan(service, planned, copy_id, force, max_copy_age_hours)
@@ -72,16 +78,19 @@ def failover(
         raise Refused(f"failover of {service} refused: {plan.refusal}")
     if dry_run:
         return {"service": service, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
-    approved_by = await_approval(f"failover of {service}", plan.digest, plan.markdown(), yes, approved_plan_digest,
-                                 approval_timeout_seconds)
-    logger.info(approved_by)
+    try:
+        approval = await_approval(f"failover of {service}", plan.digest, plan.markdown(), yes, approved_plan_digest,
+                                  approval_timeout_seconds, approval_expires_at)
+    except PlanRejected as error:
+        return cancelled_state(error)
+    logger.info(approval.sentence())
     holder = f"failover:{flow_run.get_id() or 'local'}"
     # Never wait on routine work: take the lock over from a replication, backup or verification
     # (their next step then refuses to act); a resume also takes it from the dead failover.
     preempt = locks.PREEMPTIBLE + (("failover:",) if resume else ())
     with locks.service_lock(service, holder, preempt=preempt) as lease, _prefect_slot(service, takeover=resume):
         _same_plan_under_lock(plan, _plan(service, planned, copy_id, force, max_copy_age_hours))
-        return execute(plan, holder, approved_by, lease)
+        return execute(plan, holder, approval, lease)
 
 
 def _plan(service: str, planned: bool, copy_id: str | None, force: bool, max_copy_age_hours: float) -> FailoverPlan:
@@ -142,7 +151,7 @@ def _prefect_slot(service: str, takeover: bool):
         yield
 
 
-def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Lease) -> dict:
+def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Lease) -> dict:
     """Carry out an approved plan, recording each step; see the module docstring for the order."""
     logger = get_run_logger()
     service = plan.service
@@ -150,7 +159,8 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
     copy_id = plan.copy_id
     lease.check("mark the service as failing over")
     _mark_in_flight(plan, run_id)
-    details: dict = {"plan_digest": plan.digest, "approved_by": approved_by, "mode": plan.mode}
+    details: dict = {"plan_digest": plan.digest, "approved_by": approval.operator, "approval": approval.sentence(),
+                     "mode": plan.mode}
     fencing = None
     artifact_lines: list[str] = []  # what activation neutralised and kept aside
     try:
@@ -159,7 +169,7 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
         elif plan.mode == "planned":
             logger.info("resuming after the final sync: copy %s is the one to make live", copy_id)
         else:  # the fence runs alongside the activation; the DNS cutover waits for its outcome
-            fencing = fence.submit(service, plan.source)
+            fencing = fence_production.submit(service, plan.source)
         _record_copy(service, copy_id)
         with runs.step(run_id, "activate copy"):
             lease.check(f"make copy {copy_id} live on {plan.target}")
@@ -169,13 +179,15 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
             apply_accounts(service, copy_id, plan.target)
             run_app_commands(service, plan.target, "activate")
         if fencing is not None:
-            with runs.step(run_id, "fence production"):
-                details["fencing"] = fencing.result()
+            with runs.step(run_id, "fence production") as step:
+                details["fencing"] = fence_step(fencing)
+                if not details["fencing"]["fenced"]:
+                    step.detail = f"UNFENCED: {details['fencing']['detail']}"[:500]
         with runs.step(run_id, "health check"):
             health_check_direct(service, plan.target_address)
         with runs.step(run_id, "dns cutover"):
             lease.check(f"move {plan.dns_name} to {plan.target_address}")
-            details["dns"] = _cutover(plan)
+            details["dns"] = _cutover(plan, copy_id, details)
         with runs.step(run_id, "check through dns"):
             check_through_dns(service, plan.target_address)
         with runs.step(run_id, "inventory"):
@@ -184,6 +196,8 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
     except Exception as error:
         if plan.mode == "planned" and "dns" not in details and copy_id is not None:
             _back_to_production(plan)
+            say_what_was_undone(error, f"the switchover was undone: copy {copy_id} was made live on {plan.target} and "
+                                        f"stopped again, the app runs on {plan.source} again, DNS was not changed")
         reason = str(error)
         runs.record_outcome(lambda: runs.finish_run(run_id, "failed", f"{service}: failover stopped: {reason}", details),
                             lambda: _publish(plan, run_id, "FAILED", reason, artifact_lines))
@@ -192,9 +206,10 @@ def execute(plan: FailoverPlan, holder: str, approved_by: str, lease: locks.Leas
     details["rto_seconds"] = round(sum(step["seconds"] or 0 for step in timings), 3)
     details["data_loss_seconds"] = 0.0 if plan.mode == "planned" else plan.copy_age_seconds
     summary = (f"{service} now runs on {plan.target} ({plan.target_address}); RTO {details['rto_seconds']} s; "
-               f"data-loss window {_loss(plan)}")
+               f"data-loss window {_loss(plan)}" + unfenced_warning(plan, details))
     runs.record_outcome(lambda: runs.finish_run(run_id, "ok", summary, details),
-                        lambda: _publish(plan, run_id, "done", summary, artifact_lines))
+                        lambda: _publish(plan, run_id, "done" if not unfenced_warning(plan, details)
+                                         else "done, old production UNFENCED", summary, artifact_lines))
     logger.info(summary)
     if plan.mode == "planned":
         details["reprotect"] = _reprotect_after_switchover(plan, holder)
@@ -226,10 +241,12 @@ def _planned_preparation(plan: FailoverPlan, holder: str, run_id: int, details: 
     try:
         with runs.step(run_id, "final sync and verify"):
             result = replicate_one(service, lock_holder=holder)
-    except Exception:
+    except Exception as error:
         get_run_logger().error("final sync failed: starting the app on %s again; everything stays on production", plan.source)
         run_app_commands(service, plan.source, "activate")
         _clear_in_flight(service)
+        say_what_was_undone(error, f"the app on {plan.source} was stopped for the final sync and started again; "
+                                    "nothing else was changed")
         raise
     return result["copy_id"]
 
@@ -261,20 +278,28 @@ def _lower_ttl(service: str) -> dict:
     return {"ttl": zone.ttl, "lowered": True, "previous": current}
 
 
-def _cutover(plan: FailoverPlan) -> dict:
+def _cutover(plan: FailoverPlan, copy_id: str, details: dict) -> dict:
     """DNS compare-and-swap. If it fails, stop our app on the target again so users never see
-    two productions; the activated copy stays in place for a resumed run."""
+    two productions; the activated copy stays in place for a resumed run. The error then says
+    exactly what this run changed and undid (never "nothing was changed": the copy went live)."""
     try:
         return cutover_dns(access.loaded_fleet(), plan.service, plan.source_address, plan.target_address)
     except Exception as error:
         logger = get_run_logger()
         logger.error("DNS cutover failed (%s): stopping the app on %s again; DNS still points to %s", error, plan.target, plan.source_address)
         run_app_commands(plan.service, plan.target, "deactivate")
-        if isinstance(error, DnsPrerequisiteFailed):
-            _clear_in_flight(plan.service)  # someone else moved the record: this failover is over
-        else:
+        if not isinstance(error, DnsPrerequisiteFailed):
             logger.error("the failover of %s is paused midway: fix the cause, then run it again with resume", plan.service)
-        raise
+            raise
+        _clear_in_flight(plan.service)  # someone else moved the record: this failover is over
+        refusal = DnsPrerequisiteFailed(
+            f"failover of {plan.service} stopped at the DNS cutover: {str(error).split(' Nothing was changed')[0]}"
+            + f" What this run changed and undid: {changes_before_cutover(plan, copy_id, details)}; the app on "
+            f"{plan.target} was stopped again. This run did not change DNS; the inventory shows {plan.service} on "
+            f"{plan.source} again.")
+        refusal.advice = ("the message says what was changed and undone; find who moved the record (`hotspare status`), "
+                          "then decide on a new failover")
+        raise refusal from error
 
 
 def _mark_in_flight(plan: FailoverPlan, run_id: int) -> None:
@@ -292,9 +317,12 @@ def _record_copy(service: str, copy_id: str) -> None:
 
 
 def _clear_in_flight(service: str) -> None:
-    """Back to the state before the failover (used when it stops with nothing moved)."""
+    """Back to the state before the failover (used when it stops with nothing moved). Once is
+    enough: a switchover stopped by a refused DNS cutover reaches here twice."""
     with session() as db:
         row = db.get(ServiceRow, service)
+        if row.state != ServiceState.failing_over:
+            return
         move(row, Event.failover_stopped, get_run_logger())
         row.failover = None
 

@@ -18,11 +18,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.approval import await_approval
+from flows.approval import await_approval, cancelled_state
 from flows.backup import artifact_key, run_name
 from hotspare import access
 from hotspare.inventory import locks, runs
-from hotspare.planning.approval import same_plan
+from hotspare.planning.approval import PlanRejected, same_plan
 from tasks.dns_cutover import cutover_dns
 from hotspare.probes import reachability
 from tasks.failover import serves_app
@@ -100,8 +100,12 @@ def rebuild(
     if dry_run:
         logger.info("dry run: nothing changed")
         return {"plan_digest": digest, "plan": asdict(rebuild_plan)}
-    logger.info(await_approval(f"rebuild of {service}", digest, rebuild_plan.markdown(), yes, approved_plan_digest,
-                               approval_timeout_seconds))
+    try:
+        approval = await_approval(f"rebuild of {service}", digest, rebuild_plan.markdown(), yes, approved_plan_digest,
+                                  approval_timeout_seconds)
+    except PlanRejected as error:
+        return cancelled_state(error)
+    logger.info(approval.sentence())
 
     name = run_name()
     run_id = runs.start_run("rebuild", service, flow_run.get_id())

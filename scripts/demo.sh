@@ -104,8 +104,9 @@ Done. Open the Prefect UI: http://127.0.0.1:$PORT/runs
     failover, facility-failover, reprotect, verify, drill and rebuild have run buttons
     (the gated ones pause for your approval).
 Commands in your shell:  . scripts/setup.sh && export PREFECT_API_URL=$PREFECT_API_URL
-Try an outage:  hotspare lab fail prod-east && hotspare health --rounds 3 && hotspare failover app1
-Or a broken part:  hotspare lab break prod-east psu && hotspare health && hotspare hardware
+Try an outage:  hotspare lab fail prod-east; hotspare health --rounds 3; hotspare failover app1
+  (health exits 9 when it finds a failed component: that is why these are joined with ";", not "&&")
+Or a broken part:  hotspare lab break prod-east psu; hotspare health --rounds 3; hotspare hardware
 Fleet file: $FLEET
 Logs: $LOG, $RUN/serve.log      Stop everything: bash scripts/demo.sh stop
 MSG

@@ -17,6 +17,7 @@ from hotspare.commands import errors
 from hotspare.commands.topology import _age, format_topology, topology_rows
 from hotspare.inventory.models import CopyRow, ServerRow, ServiceRow
 from lab_helpers import host_path
+from hotspare.inventory import copies
 from test_failover import SERVICE, address, dns_answer, protected  # noqa: F401 - protected is a fixture
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -248,6 +249,41 @@ def test_refused_reprotect_shows_the_unchanged_topology_around_its_message(prote
     captured = capsys.readouterr()
     assert "before:\napp1: protected;" in captured.out and "after:\napp1: protected;" in captured.out
     assert_one_message(captured.err, f"hotspare reprotect {SERVICE}: refused by a safety check: {SERVICE} is protected")
+
+
+def test_reprotect_and_failback_have_the_failover_gate(protected, lab, lab_env, capsys):  # noqa: F811
+    """--dry-run shows the plan and its digest and changes nothing; no terminal and no approval
+    exits 7 with advice naming this very command; --approve DIGEST runs exactly that plan."""
+    import re
+
+    lab.fail("prod-east")
+    try:
+        assert main(["failover", SERVICE, "--yes"]) == 0
+    finally:
+        lab.heal("prod-east")
+    from lab_helpers import ssh
+
+    assert ssh(lab_env, "prod-east", "/srv/app1/app/ctl", "stop").returncode == 0  # the old production, fenced by hand
+    for command, heading in ((["reprotect", SERVICE], "# Reprotect plan for app1"),
+                             (["failback", SERVICE], "# Failover plan for app1 (planned)")):
+        capsys.readouterr()
+        assert main([*command, "--dry-run"]) == 0
+        shown = capsys.readouterr().out
+        assert heading in shown, shown
+        digest = re.search(r"Plan digest: `([0-9a-f]+)`", shown).group(1)
+        assert main(command) == 7  # no terminal to type the digest on
+        err = capsys.readouterr().err
+        assert f"`hotspare {' '.join(command)} --approve {digest}`" in err and "type its digest" not in err
+        assert main([*command, "--approve", "0" * 16]) == 7  # another plan's digest
+        assert main([*command, "--approve", digest]) == 0
+        if command[0] == "reprotect":
+            row = copies.service_row(SERVICE)
+            assert (row.state, row.active_server, row.mirror_server) == ("protected", "mirror-west", "prod-east")
+            assert main(["failback", SERVICE, "--approve", "0" * 16]) == 7 and copies.service_row(SERVICE).active_server \
+                == "mirror-west"  # nothing moved on a wrong digest
+    row = copies.service_row(SERVICE)
+    assert (row.state, row.active_server, row.mirror_server) == ("protected", "prod-east", "mirror-west")
+    assert dns_answer(lab_env) == [address(lab_env, "production")]
 
 
 def test_a_runbook_over_several_services_that_failed_exits_9(prefect_api):

@@ -142,7 +142,7 @@ def test_facts_changed_between_approval_and_execution_stop_the_run_and_show_the_
         paused = poll(paused_flow_run, 60, "the failover to pause for approval")
         # while the plan waits, a replication makes a newer copy: the approved plan is stale
         assert replicate_service(SERVICE)["outcome"] == "ok"
-        resume_flow_run(paused.id, run_input={"approve": True, "plan_digest": shown, "operator": "Dana Ops"})
+        resume_flow_run(paused.id, run_input={"decision": "approve", "plan_digest": shown, "operator": "Dana Ops"})
         state = waiting.result(timeout=180)
     assert state.is_failed()
     assert "the facts changed since plan" in state.message and "# Failover plan for app1" in state.message

@@ -66,14 +66,14 @@ def _restore_lab(lab, lab_env) -> None:
         ssh(lab_env, "prod-east", "/srv/app1/app/ctl", "stop")
         from flows.reprotect import reprotect
 
-        reprotect("app1", mirror="prod-east")
+        reprotect("app1", mirror="prod-east", yes=True)
     if layout("app1")[1] != "prod-east":
         assert failover("app1", planned=True, yes=True)["outcome"] == "ok"  # the failback the return offers
     if layout("app2")[0] != "protected":
         ssh(lab_env, "mirror-east", "/srv/app2/app/ctl", "stop")
         from flows.reprotect import reprotect
 
-        reprotect("app2", mirror="mirror-east")
+        reprotect("app2", mirror="mirror-east", yes=True)
     for host, service in (("prod-east", "app1"), ("mirror-west", "app1"), ("prod-west", "app2"), ("mirror-east", "app2")):
         assert ssh(lab_env, host, f"/srv/{service}/app/ctl", "start").returncode == 0
     host_path(lab_env, "mirror-west", "/srv/hotspare/app1/active-copy").unlink(missing_ok=True)
@@ -129,7 +129,14 @@ def test_facility_east_fails_over_and_returns(east_lost_and_back, lab, lab_env, 
     # East comes back: prod-east still runs app1 and mirror-east still runs app2 as before.
     lab.heal("east")
     poll(lambda: ssh(lab_env, "prod-east", "true", connect_timeout=2).returncode == 0, 30, "prod-east to answer again")
-    back = facility_return("east")
+    capsys.readouterr()
+    assert main(["facility", "return", "east"]) == 7  # the plan is shown; no terminal to type its digest on
+    shown = capsys.readouterr()
+    preview = facility_return("east", dry_run=True)
+    assert f"Plan digest: `{preview['plan_digest']}`" in shown.out
+    assert f"`hotspare facility return east --approve {preview['plan_digest']}`" in shown.err
+    assert layout("app1") == ("failed-over", "mirror-west", None)  # nothing changed yet
+    back = facility_return("east", approved_plan_digest=preview["plan_digest"])
 
     assert back["results"]["app1"]["outcome"] == "ok" and back["results"]["app2"]["outcome"] == "ok"
     assert layout("app1") == ("protected", "mirror-west", "prod-east")

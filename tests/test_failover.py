@@ -98,9 +98,12 @@ def test_emergency_failover_serves_the_last_verified_copy(protected, lab, lab_en
     write_on_production(lab_env, "after-copy.txt", "written after the last copy")
     lab.fail("prod-east")
 
-    result = failover(SERVICE, yes=True)
+    state = failover(SERVICE, yes=True, return_state=True)
+    result = state.result()
 
     assert result["outcome"] == "ok" and result["fencing"]["method"] == "powered off"  # through its BMC
+    fence_step = poll(lambda: task_state(state.state_details.flow_run_id, "fence production"), 30, "the fence step")
+    assert fence_step.type.value == "COMPLETED" and state.is_completed()  # fenced: a green step
     assert dns_answer(lab_env) == [address(lab_env, "mirror")]
     status, body, used = through_dns(lab_env, "in-copy.txt")
     assert (status, body, used) == (200, b"replicated before the outage", address(lab_env, "mirror"))
@@ -137,7 +140,7 @@ def test_reprotect_refuses_split_brain_then_failback_restores_layout(protected, 
     mirror_data = host_path(lab_env, "mirror-west", lab_env["services"][SERVICE]["data_path"])
     (mirror_data / "written-on-mirror.txt").write_text("while failed over")
     assert ssh(lab_env, "prod-east", "/srv/app1/app/ctl", "stop").returncode == 0
-    result = reprotect(SERVICE)
+    result = reprotect(SERVICE, yes=True)
     assert (result["production"], result["mirror"]) == ("mirror-west", "prod-east")
 
     back = failover(SERVICE, planned=True, yes=True)
@@ -156,6 +159,26 @@ def test_planned_switchover_loses_no_write(protected, lab, lab_env):
     # the old production was stopped cleanly and became the mirror
     row = copies.service_row(SERVICE)
     assert (row.state, row.active_server, row.mirror_server) == ("protected", "mirror-west", "prod-east")
+
+
+def task_state(flow_run_id, name: str):
+    """The final state of the flow run's task run called ``name`` (None until it is recorded)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
+
+    with get_client(sync_client=True) as client:
+        found = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                      task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_=name)))
+    return next((run.state for run in found if run.state and run.state.is_final()), None)
+
+
+def latest_artifact(key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return str(artifact.data)
 
 
 def test_two_concurrent_failovers_exactly_one_wins(protected, lab, lab_env):
@@ -185,6 +208,64 @@ def test_approval_timeout_changes_nothing(protected, lab, lab_env):
     assert (after.state, after.active_server, after.mirror_server) == (before.state, before.active_server, before.mirror_server)
     assert dns_answer(lab_env) == [address(lab_env, "production")]
     assert through_dns(lab_env, "health.txt")[:3:2] == (200, address(lab_env, "production"))
+
+
+def test_a_pre_approved_failover_that_starts_after_its_deadline_is_cancelled(protected, lab, lab_env):
+    from datetime import timedelta
+
+    from hotspare.inventory.models import utcnow
+
+    state = failover(SERVICE, yes=True, approval_expires_at=utcnow() - timedelta(minutes=1), return_state=True)
+    assert state.is_cancelled() and "Cancelled before any step; nothing was changed" in state.message
+    assert dns_answer(lab_env) == [address(lab_env, "production")]
+    assert copies.service_row(SERVICE).state == "protected"
+    assert through_dns(lab_env, "health.txt")[:3:2] == (200, address(lab_env, "production"))
+
+
+def test_a_record_moved_during_a_switchover_is_reported_with_what_was_done_and_undone(protected, lab, lab_env):
+    """Someone moves the record while the switchover runs its final sync: the compare-and-swap
+    refuses, and the message says the copy went live and was stopped again, never "nothing
+    was changed"."""
+    from hotspare import access
+    from hotspare.commands.errors import message_for
+
+    production, elsewhere = address(lab_env, "production"), lab_env["hosts"]["standby-east"]["address"]
+    zone = access.loaded_fleet().zone(lab_env["zone"])
+
+    def move_the_record_once_production_stops() -> None:
+        poll(lambda: not _answers(lab_env, production), 120, "the app to stop on production for the final sync")
+        dns.compare_and_swap_address(lab_dns(lab_env), access.tsig_key(zone.tsig_key_block),
+                                     lab_env["services"][SERVICE]["dns_name"], production, elsewhere, zone.ttl)
+
+    with ThreadPoolExecutor(1) as pool:
+        mover = pool.submit(move_the_record_once_production_stops)
+        state = failover(SERVICE, planned=True, yes=True, return_state=True)
+        mover.result(timeout=30)
+    assert state.is_failed()
+    message = message_for(_failure_of(state), "hotspare failover app1")
+    assert "refused by a safety check" in message and "nothing was changed" not in message.lower()
+    assert "the app was stopped on prod-east for the final sync (and started again there)" in message
+    assert "was made live on mirror-west and its app started" in message and "the app on mirror-west was stopped again" \
+        in message
+    assert "This run did not change DNS" in message and "(exit 3)" in message
+    assert dns_answer(lab_env) == [elsewhere]  # as the other change left it
+    assert copies.service_row(SERVICE).state == "protected"
+    assert _answers(lab_env, production) and not _answers(lab_env, address(lab_env, "mirror"))  # one production
+
+
+def _answers(lab_env: dict, where: str) -> bool:
+    try:
+        return through_dns_at(lab_env, where)[0] == 200
+    except OSError:
+        return False
+
+
+def _failure_of(state) -> BaseException:
+    try:
+        state.result()
+    except BaseException as error:  # the run's own exception, as the CLI receives it
+        return error
+    raise AssertionError("the run did not fail")
 
 
 def test_approval_bound_to_another_plan_is_refused(protected, lab, lab_env):
@@ -242,10 +323,11 @@ def test_operator_approves_in_the_ui_and_the_failover_runs(protected, lab, lab_e
         waiting = pool.submit(failover, SERVICE, planned=True, approval_timeout_seconds=120, return_state=True)
         paused = poll(paused_flow_run, 60, "the failover to pause for approval")
         assert dns_answer(lab_env) == [address(lab_env, "production")]  # nothing moves before approval
-        resume_flow_run(paused.id, run_input={"approve": True, "plan_digest": digest, "operator": "Dana Ops"})
+        resume_flow_run(paused.id, run_input={"decision": "approve", "plan_digest": digest, "operator": "Dana Ops"})
         state = waiting.result(timeout=180)
     assert state.is_completed(), state.message
-    assert "approved by Dana Ops" in state.result()["approved_by"]
+    assert state.result()["approved_by"] == "Dana Ops"  # a person, not a sentence
+    assert "approved by Dana Ops at the pause in the Prefect UI" in state.result()["approval"]
     assert dns_answer(lab_env) == [address(lab_env, "mirror")]
 
 

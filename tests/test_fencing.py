@@ -17,7 +17,8 @@ from hotspare.lab import bmc, network
 from hotspare.lab.probes import http_get
 from hotspare.lab.topology import host_by_name
 from lab_helpers import poll, ssh
-from test_failover import SERVICE, address, dns_answer, protected, reset_layout  # noqa: F401 (fixture)
+from test_failover import (SERVICE, address, dns_answer, latest_artifact, protected,  # noqa: F401 (fixture)
+                           reset_layout, task_state)
 
 pytestmark = pytest.mark.lab
 
@@ -102,10 +103,18 @@ def test_failover_of_an_unreachable_production_powers_it_off(protected, lab, lab
 def test_failover_with_the_bmc_unreachable_goes_on_unfenced(protected, lab, lab_env):
     lab.fail("east")  # the facility: the host and its management network
 
-    result = failover(SERVICE, yes=True)
+    state = failover(SERVICE, yes=True, return_state=True)
+    result = state.result()
 
     assert result["outcome"] == "ok" and result["fencing"]["fenced"] is False
     assert result["fencing"]["method"] == "unfenced"
+    # The failover completed, but its fence step is not green: FAILED, named Unfenced, and the
+    # summary the operator reads says so.
+    fence_step = poll(lambda: task_state(state.state_details.flow_run_id, "fence production"), 30, "the fence step")
+    assert (fence_step.type.value, fence_step.name) == ("FAILED", "Unfenced") and state.is_completed()
+    assert "prod-east was not fenced" in fence_step.message
+    summary = latest_artifact("failover-app1")
+    assert "done, old production UNFENCED" in summary and "could not be stopped" in summary
     assert "not stopped over SSH" in result["fencing"]["detail"] and "BMC" in result["fencing"]["detail"]
     assert dns_answer(lab_env) == [address(lab_env, "mirror")]
     assert not bmc.is_powered_off(lab.directory, host_by_name("prod-east"))

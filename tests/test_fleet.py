@@ -11,6 +11,7 @@ from hotspare.cli import main
 from hotspare.fleet import FleetError, paths, parse_fleet
 from hotspare.fleet.paths import path_problem
 from hotspare.planning.failover import activation_argv
+from test_local_secrets import home  # noqa: F401 - a HOTSPARE_HOME of its own (fixture)
 
 EXAMPLE = (Path(__file__).parent / "data" / "fleet-basic.yaml").read_text()
 
@@ -525,3 +526,29 @@ def test_values_parse_the_way_their_use_does():
     assert e164("+49 (30) 123-456") == "+4930123456"
     with pytest.raises(ValueError, match="international form"):
         e164("030 123456")
+
+
+def test_load_dry_run_shows_the_changes_and_the_diff_and_changes_nothing(home, tmp_path, capsys):
+    from hotspare.cli import main
+    from hotspare.inventory import session
+    from hotspare.inventory.models import FleetDocumentRow, ServerRow
+
+    example = Path(__file__).parent / "data" / "fleet-basic.yaml"
+    assert main(["fleet", "load", str(example), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "added    server prod-east" in out and f"+++ file: {example}" in out and "nothing was changed" in out
+    with session() as db:
+        assert db.get(FleetDocumentRow, 1) is None and db.get(ServerRow, "prod-east") is None
+
+    assert main(["fleet", "load", str(example)]) == 0
+    changed = tmp_path / "fleet-changed.yaml"
+    changed.write_text(example.read_text().replace("address: 10.211.77.11", "address: 10.211.77.99"))
+    capsys.readouterr()
+    assert main(["fleet", "load", str(changed), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "changed  server prod-east (address)" in out
+    assert "-    address: 10.211.77.11" in out and "+    address: 10.211.77.99" in out
+    with session() as db:
+        assert db.get(ServerRow, "prod-east").address == "10.211.77.11"  # still what was loaded
+    assert main(["fleet", "load", str(example), "--dry-run"]) == 0
+    assert "the inventory already matches the file" in capsys.readouterr().out

@@ -56,5 +56,5 @@ def test_the_approval_form_explains_its_fields():
     from flows.approval import PlanApproval
 
     fields = PlanApproval.model_fields
-    assert set(fields) == {"approve", "plan_digest", "operator"}
-    assert all(field.description for field in fields.values())
+    assert set(fields) == {"decision", "plan_digest", "operator"}
+    assert all(field.description and field.is_required() for field in fields.values())

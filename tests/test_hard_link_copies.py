@@ -194,7 +194,7 @@ def test_failover_reprotect_and_failback_with_hard_linked_copies(use_backend, ma
 
     lab.heal(PRODUCTION)
     assert ssh(lab_env, PRODUCTION, "/srv/app1/app/ctl", "stop").returncode == 0
-    protected = reprotect(SERVICE)
+    protected = reprotect(SERVICE, yes=True)
     assert (protected["production"], protected["mirror"]) == (MIRROR, PRODUCTION)
     assert_hard_linked_folder(lab_env, PRODUCTION, protected["copy_id"])
     assert (copy_data(lab_env, PRODUCTION, protected["copy_id"]) / name).read_text() == "written on the mirror while failed over\n"

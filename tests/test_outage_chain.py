@@ -133,7 +133,7 @@ def restore_lab(lab, lab_env) -> None:
     poll(lambda: ssh(lab_env, "prod-east", "true", connect_timeout=2).returncode == 0, 30, "prod-east to answer again")
     if layout()[0] == "failed-over":
         assert ssh(lab_env, "prod-east", f"/srv/{SERVICE}/app/ctl", "stop").returncode == 0  # no split brain
-        reprotect(SERVICE, mirror="prod-east")
+        reprotect(SERVICE, mirror="prod-east", yes=True)
         assert layout() == ("protected", "mirror-west", "prod-east"), layout()
     if layout()[1] != "prod-east":
         assert failover(SERVICE, planned=True, yes=True)["outcome"] == "ok"  # the failback

@@ -30,7 +30,9 @@ def test_a_procedure_known_by_fewer_than_three_is_flagged_and_names_who_knows_it
     assert by_name["failover"].people == ("dana", "kim", "lee") and by_name["failover"].flag is None
     assert by_name["failover"].real == ("dana",) and by_name["failover"].drilled == ("kim", "lee")
     assert by_name["rebuild"].people == () and "only 0 people" in by_name["rebuild"].flag
-    assert "hotspare rebuild SERVICE" in by_name["rebuild"].flag
+    # training is a drill the trainees watch, never a real runbook run as an exercise
+    assert "`hotspare drill SERVICE --watched-by NAME" in by_name["rebuild"].flag
+    assert not any("hotspare failover" in flag or "hotspare rebuild" in flag for flag in report.flags)
     assert any(flag.startswith("facility failover: only 0 people") for flag in report.flags)
     assert not report.ready and report.services[0].flags == ()
     assert report.services[0].last_failover_rto_seconds == 9.5
@@ -78,3 +80,13 @@ def test_three_people_make_a_procedure_ready():
     report = judge_readiness(TARGETS, [], runs, [], NOW)
     item = next(p for p in report.procedures if p.procedure == "facility failover")
     assert item.flag is None and item.people == ("a", "b", "c") and item.last == ago(1)
+
+
+def test_the_command_exits_9_when_not_ready_and_points_at_a_watched_drill(fleet, capsys):
+    """The session's inventory has no drills: not ready. Scripts and CI see it in the exit code."""
+    from hotspare.cli import main
+
+    assert main(["readiness"]) == 9
+    captured = capsys.readouterr()
+    assert "Not ready:" in captured.out and "hotspare drill SERVICE --watched-by NAME" in captured.err
+    assert main(["readiness", "--json"]) == 9

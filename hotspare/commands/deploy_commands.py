@@ -25,8 +25,9 @@ import argparse
 import json
 from pathlib import Path
 
-from hotspare.adapters.errors import MissingConfiguration, NotFound
+from hotspare.adapters.errors import MissingConfiguration, NotFound, PermanentError
 from hotspare.commands.errors import RunFailed
+from hotspare.planning.approval import UP_FRONT_WINDOW_SECONDS
 
 PROJECT = Path(__file__).resolve().parents[2]
 POOL_PREFIX = "hotspare-"
@@ -49,7 +50,11 @@ def register(subparsers) -> None:
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                      help="another parameter; VALUE is read as JSON when it parses (true, 3, [..]), else text")
     run.add_argument("--facility", help="run in this facility's pool instead of the chosen one")
-    run.add_argument("--timeout", type=float, default=900, help="seconds to wait for the run to end (default 900)")
+    run.add_argument("--timeout", type=float, default=900,
+                     help="seconds to wait for the run to end (default 900); a run not started by then is cancelled")
+    run.add_argument("--approval-window", type=float, default=UP_FRONT_WINDOW_SECONDS, metavar="SECONDS",
+                     help="a pre-approved run (-p yes=true, -p approved_plan_digest=...) that has not started within "
+                          f"this many seconds ends cancelled (default {UP_FRONT_WINDOW_SECONDS})")
     run.set_defaults(func=run_command)
 
 
@@ -157,9 +162,14 @@ def service_facilities(service: str | None) -> tuple[str | None, str | None]:
                 if facility[row.mirror_server or row.planned_mirror] else None)
 
 
+class NoWorkerOnline(PermanentError):
+    """A pre-approved run would wait in a pool no worker serves, and act whenever one starts."""
+
+
 def run_command(args: argparse.Namespace) -> int:
     parameters = parse_parameters(args.service, args.param)
-    outcome = submit(args.flow, parameters, facility=args.facility, timeout=args.timeout)
+    outcome = submit(args.flow, parameters, facility=args.facility, timeout=args.timeout,
+                     approval_window=args.approval_window)
     print(json.dumps(outcome, indent=2, default=str))
     if outcome["state"] != "COMPLETED":
         raise RunFailed(f"{args.flow} run {outcome['flow_run']} in {outcome['pool']} ended {outcome['state']}: "
@@ -167,12 +177,27 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def submit(flow_name: str, parameters: dict, facility: str | None = None, timeout: float = 900) -> dict:
-    """Choose the pool, submit through the API, wait; return where it ran and how it ended."""
+def pre_approved(parameters: dict) -> bool:
+    """Whether the run would act without pausing for approval."""
+    return parameters.get("yes") is True or bool(parameters.get("approved_plan_digest"))
+
+
+def submit(flow_name: str, parameters: dict, facility: str | None = None, timeout: float = 900,
+           approval_window: float = UP_FRONT_WINDOW_SECONDS) -> dict:
+    """Choose the pool, submit through the API, wait; return where it ran and how it ended.
+
+    A pre-approved run is refused when no worker of the chosen pool is online (it would wait
+    there and act whenever one starts, on facts nobody reviewed), and carries a deadline
+    (``approval_expires_at``) its flow enforces. A run that has not started when ``timeout``
+    ends is cancelled, so nothing is left queued.
+    """
+    from datetime import timedelta
+
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.deployments import run_deployment
 
+    from hotspare.inventory.models import utcnow
     from hotspare.planning.placement import choose_facility
 
     with get_client(sync_client=True) as client:
@@ -195,11 +220,53 @@ def submit(flow_name: str, parameters: dict, facility: str | None = None, timeou
     if chosen not in by_facility:
         raise NotFound(f"no deployment of {flow_name} on pool {pool_name(chosen or '?')}: {placement_reason}")
     deployment = best_deployment(by_facility[chosen], parameters)
+    if pre_approved(parameters):
+        if not online.get(chosen):
+            raise NoWorkerOnline(no_worker_sentence(flow_name, chosen, online))
+        accepted = ((deployment.parameter_openapi_schema or {}).get("properties") or {})
+        if "approval_expires_at" in accepted and "approval_expires_at" not in parameters:
+            parameters = {**parameters,
+                          "approval_expires_at": (utcnow() + timedelta(seconds=approval_window)).isoformat()}
     print(f"submitting {flow_name} {json.dumps(parameters)} to {deployment.name} ({placement_reason})", flush=True)
     flow_run = run_deployment(deployment.id, parameters=parameters, timeout=timeout, poll_interval=1)
+    state = flow_run.state
+    if state is None or not state.is_final():
+        state = give_up(flow_run, timeout)
     return {"flow_run": str(flow_run.id), "deployment": deployment.name, "pool": flow_run.work_pool_name,
-            "worker": worker_of(flow_run.id), "state": flow_run.state.type.value if flow_run.state else "UNKNOWN",
-            "message": flow_run.state.message if flow_run.state else "", "placement": placement_reason}
+            "worker": worker_of(flow_run.id) if not state.is_cancelled() else None,
+            "state": state.type.value if state else "UNKNOWN", "message": state.message if state else "",
+            "placement": placement_reason}
+
+
+def no_worker_sentence(flow_name: str, chosen: str, online: dict[str, bool]) -> str:
+    """Why a pre-approved run is not submitted, and where it could run instead."""
+    others = [pool_name(name) for name, up in sorted(online.items()) if up]
+    where = (f"pools with a worker online: {', '.join(others)} (choose one with --facility)" if others
+             else "no pool has a worker online: start one (`hotspare lab up --workers` in the lab)")
+    return (f"not submitting a pre-approved {flow_name}: no worker of {pool_name(chosen)} is online, so the run would "
+            f"wait there and act whenever one starts, on facts nobody reviewed then; {where}. Or submit it without "
+            "yes=true and approve it in the Prefect UI when it runs; nothing was submitted")
+
+
+def give_up(flow_run, timeout: float):
+    """The run did not end within ``timeout``: cancel it if it has not started acting (queued,
+    starting, or paused at its approval gate), so no worker picks it up later; a running one is
+    left to finish (half a failover is worse than a whole one). Returns its state now."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Cancelling
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(flow_run.id).state
+        if state.is_final():
+            return state
+        if state.is_scheduled() or state.is_pending() or state.is_paused():
+            reason = (f"cancelled by `hotspare run`: not finished {timeout:g} s after submission and still "
+                      f"{state.name}; cancelled so that no worker acts on it later. Nothing was changed")
+            # A paused run has a process waiting at its gate: Cancelling lets its worker stop it.
+            proposed = Cancelling(message=reason) if state.is_paused() else Cancelled(message=reason)
+            client.set_flow_run_state(flow_run.id, proposed)  # orchestrated: a run that just started is not overwritten
+            return client.read_flow_run(flow_run.id).state
+    return state
 
 
 def best_deployment(candidates: list, parameters: dict):

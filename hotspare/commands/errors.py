@@ -38,8 +38,9 @@ UNREACHABLE = Kind(5, "unreachable", "check the host or server the message names
                                      "then run the command again")
 MISSING_CONFIGURATION = Kind(6, "missing configuration", "set it up as the message says, then run the command again "
                                                          "(`hotspare fleet check FILE --blocks` lists missing Prefect blocks)")
-NOT_APPROVED = Kind(7, "not approved", "nothing was changed; run again and approve the plan (type its digest or pass "
-                                       "--yes), or approve the paused run in the Prefect UI")
+NOT_APPROVED = Kind(7, "not approved", "nothing was changed; the message says how to approve (the command's --dry-run "
+                                       "shows the plan and its digest for --approve DIGEST), or answer the paused run "
+                                       "in the Prefect UI")
 NOT_FOUND = Kind(8, "not found", "check the name (`hotspare status` lists the services)")
 FAILED = Kind(9, "failed", "the run's record (Prefect UI, `hotspare status`) has each step; fix the cause and run again")
 INTERRUPTED = Kind(130, "interrupted", "")
@@ -64,6 +65,7 @@ EXCEPTION_KINDS: tuple[tuple[str, str, Kind], ...] = (
     ("tasks.rebuild", "RebuildRefused", REFUSED),
     ("hotspare.planning.shell_programs", "PlanRefused", REFUSED),
     ("hotspare.adapters.errors", "DnsPrerequisiteFailed", REFUSED),
+    ("hotspare.commands.deploy_commands", "NoWorkerOnline", REFUSED),
     ("hotspare.adapters.errors", "TransientError", UNREACHABLE),
     ("httpx", "TransportError", UNREACHABLE),  # the Prefect API did not answer
     ("hotspare.adapters.errors", "HotspareError", FAILED),
@@ -124,7 +126,8 @@ def message_for(error: BaseException, where: str) -> str:
     if kind is UNEXPECTED:
         text = f"{type(cause).__name__}: {text}"
     headline = f"{where}: {kind.label}: {text}" if where else f"{kind.label}: {text}"
-    return f"{headline}\n  {kind.advice} (exit {kind.exit_code})" if kind.advice else headline
+    advice = getattr(cause, "advice", None) or kind.advice  # an error may know better than its kind (what was undone)
+    return f"{headline}\n  {advice} (exit {kind.exit_code})" if advice else headline
 
 
 def _request_url(error: BaseException) -> str:

@@ -3,8 +3,8 @@ where every service that touches it stands.
 
 ``failover`` shows the facility plan (every service's own plan digest, the order, who keeps
 running unprotected, who needs a rebuild) and asks for its one digest (``--yes`` approves up
-front, ``--plan`` only shows it). ``return`` reprotects everything that ran in the facility and
-prints the failback offer per tier.
+front, ``--dry-run`` only shows it). ``return`` reprotects everything that ran in the facility and
+prints the failback offer per tier, behind the same gate (``running.run_gated``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from hotspare.commands.running import add_approval_arguments, ask_to_confirm
+from hotspare.commands.running import add_approval_arguments, run_gated
 
 
 def register(subparsers) -> None:
@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 
     back = actions.add_parser("return", help="the facility is back: its former productions become mirrors (verified)")
     back.add_argument("facility")
-    back.add_argument("--yes", action="store_true", help="confirm up front")
+    add_approval_arguments(back, "facility return")
     back.set_defaults(func=return_command)
 
     status = actions.add_parser("status", help="every service with its production or mirror in FACILITY")
@@ -38,38 +38,22 @@ def register(subparsers) -> None:
 
 def failover_command(args: argparse.Namespace) -> int:
     from flows.facility import facility_failover
-    from hotspare.commands.running import run_flow
 
-    options = dict(facility=args.facility, max_copy_age_hours=args.max_copy_age_hours)
-    if args.yes:
-        approval = dict(yes=True)
-    elif args.approve and not args.dry_run:
-        approval = dict(approved_plan_digest=args.approve)
-    else:
-        preview = run_flow(facility_failover, args.debug, **options, dry_run=True)
-        print(preview["plan"])
-        if args.dry_run:
-            return 0
-        digest = preview["plan_digest"]
-        question = f"Type the facility plan digest ({digest}) to fail over every service listed, anything else to stop: "
-        approval = dict(approved_plan_digest=ask_to_confirm(question, digest, "Re-run with --yes or --approve DIGEST"))
-    result = run_flow(facility_failover, args.debug, several=True, **options, **approval)
-    print(f"facility {args.facility}: every service on its mirror {result['total_seconds']} s after approval")
+    result = run_gated(facility_failover, args, f"hotspare facility failover {args.facility}",
+                       "to fail over every service listed", several=True, facility=args.facility,
+                       max_copy_age_hours=args.max_copy_age_hours)
+    if result is not None:
+        print(f"facility {args.facility}: every service on its mirror {result['total_seconds']} s after approval")
     return 0
 
 
 def return_command(args: argparse.Namespace) -> int:
-    from flows.facility import facility_return, service_standings
-    from hotspare import access
-    from hotspare.commands.running import run_flow
-    from hotspare.planning.facility import plan_facility_return
+    from flows.facility import facility_return
 
-    plan = plan_facility_return(args.facility, service_standings(access.loaded_fleet()))
-    print(plan.markdown())
-    if not args.yes:
-        ask_to_confirm(f"The app is stopped on each new mirror listed, then it is reprotected. Type the facility name "
-             f"({args.facility}) to go on: ", args.facility, "Re-run with --yes")
-    run_flow(facility_return, args.debug, several=True, facility=args.facility)
+    result = run_gated(facility_return, args, f"hotspare facility return {args.facility}",
+                       "to stop the app on each new mirror listed and reprotect", several=True, facility=args.facility)
+    if result is not None:
+        print(f"facility {args.facility}: {len(result['results'])} service(s) protected again in {result['total_seconds']} s")
     return 0
 
 

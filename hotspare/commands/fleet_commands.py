@@ -21,6 +21,9 @@ def register(subparsers) -> None:
 
     load = actions.add_parser("load", help="import a fleet file into the inventory (idempotent)")
     load.add_argument("file", type=Path)
+    load.add_argument("--dry-run", action="store_true",
+                      help="show what loading would change (inventory rows, and the diff from the fleet file loaded "
+                           "before); change nothing")
     load.set_defaults(func=load_command)
 
     sample = actions.add_parser("sample", help="write a complete, commented fleet file generated from the schema")
@@ -69,11 +72,43 @@ def load_command(args: argparse.Namespace) -> int:
 
     fleet = load_fleet(args.file)
     text = args.file.read_text()
+    if args.dry_run:
+        return load_dry_run(fleet, text, args.file)
     with session() as db:
         changes = load_into_inventory(db, fleet, text, str(args.file.absolute()))
     for change in changes:
         print(change)
     print(f"{len(changes)} change(s) loaded into {_redacted(database_url())}" if changes else "inventory already up to date")
+    return 0
+
+
+def load_dry_run(fleet, text: str, path: Path) -> int:
+    """What ``fleet load`` would change, computed by the load itself in a transaction that is
+    rolled back: the inventory changes, then the diff from the fleet file loaded last."""
+    import difflib
+
+    from sqlmodel import Session
+
+    from hotspare.inventory import database_url
+    from hotspare.inventory.db import engine
+    from hotspare.inventory.models import FleetDocumentRow
+    from hotspare.inventory.sync import load_into_inventory
+
+    with Session(engine()) as db:
+        try:
+            loaded = db.get(FleetDocumentRow, 1)
+            before, before_name = (loaded.text, loaded.filename) if loaded else ("", "(nothing loaded)")
+            changes = load_into_inventory(db, fleet, text, str(path.absolute()))
+        finally:
+            db.rollback()
+    for change in changes:
+        print(change)
+    diff = list(difflib.unified_diff(before.splitlines(keepends=True), text.splitlines(keepends=True),
+                                     fromfile=f"loaded: {before_name}", tofile=f"file: {path}"))
+    if diff:
+        print("".join(diff), end="" if diff[-1].endswith("\n") else "\n")
+    print(f"dry run: {len(changes)} change(s) would be loaded into {_redacted(database_url())}; nothing was changed"
+          if changes or diff else "dry run: the inventory already matches the file; nothing was changed")
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from hotspare.commands.running import add_approval_arguments, ask_to_confirm, print_result, require_service, run_flow
+from hotspare.commands.running import add_approval_arguments, print_result, require_service, run_flow, run_gated
 from hotspare.commands.topology import show_topology
 
 
@@ -45,16 +45,17 @@ def register_failover(subparsers) -> None:
 
     back = subparsers.add_parser("failback", help="planned switchover back to the original production (after reprotect)")
     back.add_argument("service")
-    back.add_argument("--yes", action="store_true")
+    add_approval_arguments(back, "failback")
     back.set_defaults(func=failback_command)
 
     reprotect = subparsers.add_parser("reprotect", help="make the old production the new mirror and replicate to it")
     reprotect.add_argument("service")
     reprotect.add_argument("--mirror", help="server to use as the new mirror (default: the old production)")
+    add_approval_arguments(reprotect, "reprotect")
     reprotect.set_defaults(func=reprotect_command)
 
 
-def failover_command(args: argparse.Namespace) -> int:
+def failover_command(args: argparse.Namespace, command: str | None = None, action: str | None = None) -> int:
     """Show the topology, the plan (unless --yes), ask for its digest, run, show the topology."""
     from flows.failover import failover
 
@@ -62,28 +63,12 @@ def failover_command(args: argparse.Namespace) -> int:
     options = dict(service=args.service, planned=args.planned, copy_id=args.copy_id, force=args.force,
                    resume=args.resume, max_copy_age_hours=args.max_copy_age_hours)
     show_topology(args.service, "before")
-    if args.yes:
-        approval = dict(yes=True)
-    elif args.approve and not args.dry_run:
-        approval = dict(approved_plan_digest=args.approve)
-    else:
-        preview = run_flow(failover, args.debug, **options, dry_run=True)
-        print(preview.get("plan") or preview.get("detail"))
-        if args.dry_run or preview["outcome"] != "dry-run":
-            return 0
-        approval = dict(approved_plan_digest=_ask_for_digest(preview["plan_digest"]))
-    try:
-        print_result(run_flow(failover, args.debug, **options, **approval))
-    finally:
-        show_topology(args.service, "after")
+    result = run_gated(failover, args, command or f"hotspare failover {args.service}",
+                       action or f"to fail {args.service} over now", after=lambda: show_topology(args.service, "after"),
+                       **options)
+    if result is not None:
+        print_result(result)
     return 0
-
-
-def _ask_for_digest(digest: str) -> str:
-    """The digest the operator typed; NotApproved when there is no terminal or it differs."""
-    return ask_to_confirm(f"Type the plan digest ({digest}) to fail over now, anything else to stop: ", digest,
-                          "Re-run with --yes or --approve DIGEST, or start the failover deployment and approve it "
-                          "in the Prefect UI")
 
 
 def failback_command(args: argparse.Namespace) -> int:
@@ -96,8 +81,11 @@ def failback_command(args: argparse.Namespace) -> int:
         raise Refused(f"{args.service} is {row.state} on {row.active_server}: failback needs a reprotected service running "
                       f"away from its planned production {row.spec['production']}; run `hotspare reprotect "
                       f"{args.service}` first")
-    return failover_command(argparse.Namespace(service=args.service, planned=True, copy_id=None, yes=args.yes, dry_run=False, approve=None,
-                                               force=False, resume=False, max_copy_age_hours=24.0, debug=args.debug))
+    switchover = argparse.Namespace(service=args.service, planned=True, copy_id=None, yes=args.yes, dry_run=args.dry_run,
+                                    approve=args.approve, force=False, resume=False, max_copy_age_hours=24.0,
+                                    debug=args.debug)
+    return failover_command(switchover, f"hotspare failback {args.service}",
+                            f"to move {args.service} back to {row.spec['production']} now")
 
 
 def reprotect_command(args: argparse.Namespace) -> int:
@@ -105,8 +93,12 @@ def reprotect_command(args: argparse.Namespace) -> int:
 
     require_service(args.service)
     show_topology(args.service, "before")
+    command = f"hotspare reprotect {args.service}" + (f" --mirror {args.mirror}" if args.mirror else "")
     try:
-        print_result(run_flow(reprotect, args.debug, service=args.service, mirror=args.mirror))
+        result = run_gated(reprotect, args, command, f"to make the new mirror of {args.service} and replicate to it",
+                           service=args.service, mirror=args.mirror)
+        if result is not None:
+            print_result(result)
     finally:
         show_topology(args.service, "after")
     return 0

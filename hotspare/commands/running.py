@@ -37,6 +37,10 @@ def run_flow(flow_function, debug: bool, several: bool = False, **parameters):
     if not debug:
         hide_console_tracebacks()
     state = flow_function(**parameters, return_state=True)
+    if state.is_cancelled():  # the gate ended it: rejected, or its approval expired (the message says which)
+        from hotspare.planning.approval import PlanRejected
+
+        raise PlanRejected(state.message or "the run was cancelled before any step")
     try:
         return state.result()
     except RuntimeError as error:
@@ -50,11 +54,41 @@ def print_result(result) -> None:
 
 
 def add_approval_arguments(parser, what: str) -> None:
-    """The one flag set of every gated runbook (failover, facility failover, rebuild)."""
+    """The one flag set of every gated runbook (failover, failback, reprotect, facility failover
+    and return, rebuild)."""
     parser.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",
                         help=f"show the {what} plan and its digest; change nothing")
     parser.add_argument("--approve", metavar="DIGEST", help="run without pausing if the plan's digest is DIGEST")
     parser.add_argument("--yes", action="store_true", help="approve up front, without showing the plan first")
+
+
+def run_gated(flow_function, args, command: str, action: str, several: bool = False, after=None, **options):
+    """The one gate of every gated command: ``--yes`` runs approved up front; ``--approve
+    DIGEST`` runs bound to that plan; otherwise the flow's dry run shows the plan and the
+    operator types its digest (``--dry-run`` stops after the plan). Returns the run's result,
+    or None when nothing ran. ``command`` is the command line to repeat in advice
+    ("hotspare failback app1"); ``action`` ends the question ("to fail back app1"); ``after`` is
+    called once the approved run ended, however it ended (the topology after a failover).
+    """
+    if args.yes:
+        approval: dict = dict(yes=True)
+    elif args.approve and not args.dry_run:
+        approval = dict(approved_plan_digest=args.approve)
+    else:
+        preview = run_flow(flow_function, args.debug, **options, dry_run=True)
+        print(preview.get("plan") or preview.get("detail"))
+        if args.dry_run or preview.get("outcome") != "dry-run":
+            return None
+        digest = preview["plan_digest"]
+        typed = ask_to_confirm(f"Type the plan digest ({digest}) {action}, anything else to stop: ", digest,
+                               f"Run `{command} --approve {digest}` after reviewing the plan above (or --yes), or start "
+                               "its deployment and approve it in the Prefect UI")
+        approval = dict(approved_plan_digest=typed)
+    try:
+        return run_flow(flow_function, args.debug, several=several, **options, **approval)
+    finally:
+        if after is not None:
+            after()
 
 
 def ask_to_confirm(question: str, expected: str, instead: str) -> str:
@@ -68,5 +102,5 @@ def ask_to_confirm(question: str, expected: str, instead: str) -> str:
         raise NotApproved(f"not approved: no terminal to ask on; nothing changed. {instead}")
     answer = input(question).strip()
     if answer != expected:
-        raise NotApproved(f"not approved: {answer!r} is not {expected}; nothing changed")
+        raise NotApproved(f"not approved: {answer!r} is not {expected}; nothing changed. {instead}")
     return answer

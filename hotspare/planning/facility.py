@@ -313,6 +313,13 @@ class ReturnPlan:
         found = sorted({item.tier for item in self.reprotections})
         return [(tier, tuple(item for item in self.reprotections if item.tier == tier)) for tier in found]
 
+    @property
+    def digest(self) -> str:
+        """The fingerprint an approval of the return binds to: every reprotection (server, why,
+        fencing first) and the facility."""
+        return plan_digest({"facility": self.facility, "reprotections": [
+            [r.service, r.tier, r.production, r.new_mirror, r.why, r.fence_first] for r in self.reprotections]})
+
     def markdown(self) -> str:
         lines = [f"# Facility return: {self.facility}", ""]
         if self.reprotections:
@@ -323,6 +330,7 @@ class ReturnPlan:
         lines += ["", *failback_lines(self.failbacks)]
         if self.untouched:
             lines += ["", "Not handled by the return (see `hotspare status`): " + ", ".join(self.untouched)]
+        lines += ["", f"Plan digest: `{self.digest}` (approve with this digest)"]
         return "\n".join(lines)
 
 

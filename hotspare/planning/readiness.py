@@ -20,6 +20,15 @@ COMMANDS = {
     "reprotect/failback": "hotspare reprotect SERVICE; hotspare failback SERVICE",
     "restore": "hotspare rebuild SERVICE (restores the newest backup)",
 }
+# How to train someone in a procedure without moving users: a drill in its bubble, watched by the
+# people who need the practice (they are counted), never a real failover as an exercise.
+TRAINING = {
+    "failover": "hotspare drill SERVICE --watched-by NAME",
+    "facility failover": "hotspare drill --facility FACILITY --watched-by NAME",
+    "rebuild": "hotspare drill SERVICE --watched-by NAME, and `hotspare restore-proof SERVICE` for the restore",
+    "reprotect/failback": "hotspare drill SERVICE --watched-by NAME; a real reprotect/failback only when one is due",
+    "restore": "hotspare restore-proof SERVICE, then a drill watched by them (--watched-by NAME)",
+}
 
 
 @dataclass(frozen=True)
@@ -165,7 +174,7 @@ def _procedure(name: str, drills, runs, since: datetime, minimum: int, days: int
     if len(people) < minimum:
         who = f" ({', '.join(people)})" if people else ""
         flag = (f"only {len(people)} {'person' if len(people) == 1 else 'people'}{who} performed it in the last {days} days; "
-                f"at least {minimum} must know it: train {minimum - len(people)} more in a drill ({COMMANDS[name]})")
+                f"at least {minimum} must know it: train {minimum - len(people)} more in a drill (`{TRAINING[name]}`)")
     return ProcedureReadiness(name, people, tuple(sorted(real)), tuple(sorted(drilled)), last, flag)
 
 
