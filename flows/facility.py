@@ -44,6 +44,7 @@ from hotspare.planning.facility import (
 from hotspare.planning.failover import plan_failover
 from tasks.failover import fence, gather_facts
 from tasks.replication import Refused
+from tasks.orchestrator import require_orchestrator
 
 LOST_REASON = "facility {facility} lost"
 
@@ -67,6 +68,7 @@ def facility_failover(
         max_copy_age_hours: A copy older than this many hours is refused unless force is set.
         approval_timeout_seconds: How long the run waits at the approval pause before it stops (nothing changed).
     """
+    require_orchestrator(None, f"facility failover {facility}")  # one orchestrator per fleet
     logger = get_run_logger()
     plan = gather_plan(facility, max_copy_age_hours)
     create_markdown_artifact(plan.markdown(), key=f"facility-plan-{facility}", description=f"Facility failover plan for {facility}")
@@ -224,6 +226,7 @@ def facility_return(facility: str) -> dict:
     Args:
         facility: Facility that is back; its former productions become mirrors.
     """
+    require_orchestrator(None, f"facility return {facility}")  # one orchestrator per fleet
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     if facility not in {item.name for item in fleet.facilities}:

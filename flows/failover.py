@@ -30,6 +30,7 @@ from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
 from tasks.failover import activate_copy, check_through_dns, fence, gather_facts, health_check_direct, run_app_commands
 from tasks.replication import Refused, apply_accounts
+from tasks.orchestrator import require_orchestrator
 
 
 @flow(name="failover", log_prints=True)
@@ -59,6 +60,7 @@ def failover(
         max_copy_age_hours: A copy older than this many hours is refused unless force is set.
         approval_timeout_seconds: How long the run waits at the approval pause before it stops (nothing changed).
     """
+    require_orchestrator(None, f"failover {service}")  # one orchestrator per fleet
     logger = get_run_logger()
     plan = _plan(service, planned, copy_id, force, max_copy_age_hours)
     create_markdown_artifact(plan.markdown(), key=f"failover-plan-{service}", description=f"Failover plan for {service}")

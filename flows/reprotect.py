@@ -18,6 +18,7 @@ from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
 from hotspare.inventory.service_states import Event, ServiceState, move
 from tasks.failover import serves_app
 from tasks.replication import Refused
+from tasks.orchestrator import require_orchestrator
 
 
 @flow(name="reprotect", log_prints=True)
@@ -31,6 +32,7 @@ def reprotect(service: str, mirror: str | None = None, lock_holder: str | None =
         mirror: Server to use as the new mirror (default: the server the service failed over from).
         lock_holder: Run under this lock holder (set when a failover reprotects within its own run).
     """
+    require_orchestrator(None, f"reprotect {service}")  # one orchestrator per fleet
     holder = lock_holder or f"reprotect:{flow_run.get_id() or 'local'}"
     with locks.service_lock(service, holder):
         return reprotect_under_lock(service, mirror, holder)

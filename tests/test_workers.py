@@ -58,6 +58,8 @@ def control_site(lab, lab_env, fleet):
             patch.setenv("HOTSPARE_DB_URL", client["HOTSPARE_DB_URL"])
             lab.register_blocks()
             assert main(["fleet", "load", lab_env["fleet_file"]]) == 0
+            # the control site becomes the fleet's orchestrator, deliberately (the session's refuses meanwhile)
+            assert main(["fleet", "claim", "--takeover"]) == 0
             fleet_here = access.loaded_fleet()
             deploy_to_pools(fleet_here, ["control", "east", "west"], flows=["failover"])
             access.close_connections()
@@ -67,6 +69,10 @@ def control_site(lab, lab_env, fleet):
             access.close_connections()
     finally:
         control.stop_site(lab)
+        from tasks.orchestrator import forget_checks
+
+        forget_checks()
+        assert main(["fleet", "claim", "--takeover"]) == 0  # the session's inventory holds the fleet again
         reset_layout(lab, lab_env)  # the session's own inventory and API again
 
 
