@@ -112,6 +112,9 @@ def test_a_second_orchestrator_on_the_same_lab_refuses_to_act_and_to_page(second
     loaded = capsys.readouterr()
     assert f"does not hold the fleet: {first}" in loaded.err
 
+    assert main(["status"]) == 0  # a read-only look warns
+    assert f"warning: this orchestrator ({_identity_name()}) does not hold the fleet: {first}" in capsys.readouterr().err
+
     assert main(["failover", SERVICE, "--yes"]) == 3
     refused = capsys.readouterr().err
     assert "refused" in refused and first in refused and "hotspare fleet claim --takeover" in refused
