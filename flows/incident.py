@@ -96,11 +96,8 @@ def page(incident_id: int | None = None, event: str = "", resource_id: str = "",
 
     logger = _logger()
     try:
+        # another orchestrator holding the fleet pages, not this one (checked before opening anything)
         require_orchestrator(None, f"page for incident {incident_id if incident_id is not None else resource_id}")
-    except NotOrchestrator as error:  # another orchestrator holds the fleet: it pages, not this one
-        logger.error("%s", error)
-        return {"incident": incident_id, "paged": 0, "outcome": "refused", "reason": str(error)}
-    try:
         if incident_id is None:
             from hotspare.access import loaded_fleet
             from hotspare.planning.incident_rules import from_health_event
@@ -119,6 +116,14 @@ def page(incident_id: int | None = None, event: str = "", resource_id: str = "",
                 return {"incident": incident_id, "paged": 0, "outcome": "folded"}
             announce("opened", incident_id, paging="started")
         return _walk(incident_id, poll_seconds, max_minutes)
+    except NotOrchestrator as error:
+        logger.error("%s", error)
+        if incident_id is not None:
+            try:
+                incidents.add_event(incident_id, "note", f"not paged by this orchestrator: {error}")
+            except Exception:  # noqa: BLE001  (the refusal above is the outcome)
+                pass
+        return {"incident": incident_id, "paged": 0, "outcome": "refused", "reason": str(error)}
     except Exception as error:  # paging is a side channel: record, never raise
         logger.error("paging for incident %s failed: %s", incident_id, error)
         if incident_id is not None:

@@ -106,7 +106,7 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if os.environ.get("HOTSPARE_REQUIRE_LAB") != "1" or not report.skipped or hasattr(report, "wasxfail"):
         return
-    reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+    reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr).removeprefix("Skipped: ")
     if item.get_closest_marker("lab") is not None or any(word in reason for word in ("root", "lab", "PostgreSQL")):
         report.outcome = "failed"
         report.longrepr = f"HOTSPARE_REQUIRE_LAB=1 but this lab test was skipped: {reason}"

@@ -48,12 +48,13 @@ def test_a_process_left_by_the_suite_is_named_ended_and_fails_the_run(tmp_path):
     run_id = f"check-{uuid.uuid4().hex}"
     left = subprocess.Popen(["sleep", "300"], env={**os.environ, "HOTSPARE_SUITE_RUN": run_id},
                             start_new_session=True)
-    by_path = subprocess.Popen(["sleep", "301", str(tmp_path / "marker")], start_new_session=True)
+    by_path = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(301)", str(tmp_path / "marker")],
+                               start_new_session=True)
     try:
         check = subprocess.run([sys.executable, str(ROOT / "scripts/leftover_processes.py"), "--run-id", run_id,
                                 str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
         assert check.returncode == 1, check.stderr
-        assert f"pid {left.pid}: sleep 300" in check.stderr and f"pid {by_path.pid}: sleep 301" in check.stderr
+        assert f"pid {left.pid}: sleep 300" in check.stderr and f"pid {by_path.pid}: {sys.executable} -c" in check.stderr
         assert left.wait(timeout=10) is not None and by_path.wait(timeout=10) is not None
         clean = subprocess.run([sys.executable, str(ROOT / "scripts/leftover_processes.py"), "--run-id", run_id,
                                 str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)

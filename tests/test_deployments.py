@@ -46,7 +46,7 @@ def read_deployment(name: str):
 def test_replication_is_scheduled_twice_a_day_and_runs_from_the_api(served):
     from prefect.client.orchestration import get_client
 
-    deployment = poll(lambda: read_deployment("replicate/replicate-all"), 60, "the served replicate deployment")
+    deployment = poll(lambda: read_deployment("replicate/replicate-all"), 180, "the served replicate deployment")
     crons = sorted((schedule.schedule.cron, schedule.schedule.timezone) for schedule in deployment.schedules)
     assert crons == [("0 1 * * *", "UTC"), ("0 13 * * *", "UTC")]
     for name in ("failover/failover", "verify/verify", "reprotect/reprotect", "rebuild/rebuild"):

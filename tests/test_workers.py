@@ -105,6 +105,20 @@ def test_lab_env_lists_a_worker_per_facility_each_in_its_own_network(control_sit
     assert workers["west"]["netns"] == lab_env["hosts"]["standby-west"]["netns"]
 
 
+def test_lab_env_gives_the_exports_that_point_commands_at_the_control_site(control_site, lab, capsys):
+    import shlex
+
+    from hotspare.cli import main
+
+    assert main(["lab", "env", "--exports", "--dir", str(lab.directory)]) == 0
+    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
+                    for line in capsys.readouterr().out.splitlines())
+    assert exported == {**control_site["client"], "HOTSPARE_LAB_DIR": str(lab.directory),
+                        "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml")}
+    assert main(["lab", "env", "--json", "--dir", str(lab.directory)]) == 0
+    assert '"exports"' in capsys.readouterr().out
+
+
 def test_with_east_lost_a_failover_submitted_through_the_api_runs_on_west(app1_here, lab, lab_env):
     from hotspare.commands.deploy_commands import submit
 
