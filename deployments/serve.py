@@ -78,21 +78,27 @@ def start_acknowledgements(fleet, listen: str | None = None):
     """The acknowledgement webhook in this process (a thread), or None with the reason logged.
     Never raises: serving the runbooks comes first, like the automations."""
     import logging
+    import sys
 
     from hotspare.acknowledgements import serve as serve_webhook
 
     log = logging.getLogger("hotspare.serve")
+
+    def say(level: int, sentence: str) -> None:  # in serve's own output too: its loggers print nothing by default
+        log.log(level, "%s", sentence)
+        print(f"hotspare serve: {sentence}", file=sys.stderr, flush=True)
+
     address, sentence = acknowledgement_listen(fleet.incidents.acknowledgement_url, listen)
     if address is None:
-        (log.info if listen == "off" else log.warning)("%s", sentence)
+        say(logging.INFO if listen == "off" else logging.WARNING, sentence)
         return None
     try:
         server = serve_webhook(fleet, address[0], address[1])
     except OSError as error:
-        log.error("acknowledgement webhook not started on %s:%d: %s (is another `hotspare serve` or "
-                  "`hotspare incident webhook` running?)", address[0], address[1], error.strerror or error)
+        say(logging.ERROR, f"acknowledgement webhook not started on {address[0]}:{address[1]}: "
+                           f"{error.strerror or error} (is another `hotspare serve` or `hotspare incident webhook` running?)")
         return None
-    log.info("%s", sentence)
+    say(logging.INFO, sentence)
     return server
 
 

@@ -153,10 +153,12 @@ def _write_marker(fleet, zone: str, expected: Marker | None, new: Marker) -> Non
 
 
 def _say(decision: Decision, action: str) -> None:
-    """The decision as one logged sentence, in the run's log when there is a run."""
+    """The decision as one logged sentence in the run's log (a command reports it itself)."""
     from prefect import get_run_logger
     from prefect.context import FlowRunContext, TaskRunContext
 
-    logger = get_run_logger() if FlowRunContext.get() or TaskRunContext.get() else log
-    level = logging.INFO if decision.kind == "act" else logging.WARNING
-    logger.log(level, "%s: %s", action, decision.sentence)
+    if FlowRunContext.get() or TaskRunContext.get():
+        get_run_logger().log(logging.INFO if decision.kind == "act" else logging.WARNING, "%s: %s", action,
+                             decision.sentence)
+    else:  # a command: it reports the refusal or warning itself, once
+        log.debug("%s: %s", action, decision.sentence)
