@@ -140,9 +140,14 @@ def _check(fleet, zone: str, read_only: bool, takeover: bool) -> Decision:
 
 
 def _read_marker(fleet, zone: str) -> Marker | None:
+    """The marker the zone's server holds now; None when there is no record at all."""
     server = access.dns_server(fleet, zone, timeout=DNS_TIMEOUT_SECONDS)
-    markers = [parse_marker(strings) for strings in dns_adapter.read_txt(server, record_name(zone))]
-    return next((marker for marker in markers if marker is not None), None)
+    records = dns_adapter.read_txt(server, record_name(zone))
+    markers = [marker for marker in (parse_marker(strings) for strings in records) if marker is not None]
+    if records and not markers:  # a compare-and-swap against "no record" could never succeed
+        raise NotOrchestrator(f"{record_name(zone)} holds a TXT record that is not hotspare's orchestrator marker "
+                              f"({' '.join(records[0])[:120]!r}); remove it, then run `hotspare fleet claim`")
+    return markers[0] if markers else None
 
 
 def _write_marker(fleet, zone: str, expected: Marker | None, new: Marker) -> None:

@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     common.add_argument("--dir", type=Path, default=None,
                         help="lab folder (default $HOTSPARE_LAB_DIR or $HOTSPARE_HOME/lab)")
     common.add_argument("--slot", type=int, default=None,
-                        help="0-9: subnet 10.211.(70+N).0/24, DNS port 5390+N, SMTP port 2525+N "
+                        help="0-19: subnet 10.211.(70+N).0/24, DNS port 5390+N, SMTP port 2525+N "
                              "(default: the running lab's slot, else 0)")
     lab = subparsers.add_parser("lab", help="the built-in lab of real hosts on this machine",
                                 description=__doc__,
