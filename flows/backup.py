@@ -24,6 +24,7 @@ from hotspare.inventory import copies, locks
 from hotspare.planning.coordination import judge_routine_run
 from hotspare.planning.storage_accounts import shared_password_blocks
 from tasks.backup import apply_retention, backup_service, check_repository
+from tasks.orchestrator import require_orchestrator
 
 
 def _back_up_one(fleet, name: str, prune: bool, lease: locks.Lease) -> dict:
@@ -73,6 +74,7 @@ def backup(service: str | None = None, prune: bool = True) -> dict:
         service: Service name, as in the fleet file.
         prune: Also apply the retention policy (forget and prune old snapshots) after the backup.
     """
+    require_orchestrator(None, f"backup {service or 'all'}")  # one orchestrator per fleet
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     names = backed_up_services(fleet, service)
@@ -116,6 +118,7 @@ def backup_check(service: str | None = None, subset: str | None = None) -> dict:
         service: Service name, as in the fleet file.
         subset: Read this subset instead of the next rolling one, e.g. '1/1' to read all data.
     """
+    require_orchestrator(None, "backup check")  # one orchestrator per fleet
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     results, failures = {}, []

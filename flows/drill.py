@@ -48,6 +48,7 @@ from tasks.drill import (
     write_manifest,
 )
 from tasks.replication import Refused
+from tasks.orchestrator import require_orchestrator
 
 INCIDENT_CATEGORY = 2
 
@@ -83,6 +84,7 @@ def drill(service: str | None = None, facility: str | None = None, cleanup: bool
         watched_by: Names of the people who watched the drill, for the readiness record.
         operator: Who runs this (default: HOTSPARE_OPERATOR or the login name), for the record.
     """
+    require_orchestrator(None, f"drill {service or facility or 'cleanup'}")  # one orchestrator per fleet
     operators = operators_of(operator, watched_by)
     if cleanup:
         return clean_up_drills(service)

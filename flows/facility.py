@@ -47,6 +47,7 @@ from hotspare.planning.failover import plan_failover
 from tasks.failover import gather_facts
 from tasks.fencing import fence
 from tasks.replication import Refused
+from tasks.orchestrator import require_orchestrator
 
 LOST_REASON = "facility {facility} lost"
 
@@ -73,6 +74,7 @@ def facility_failover(
         approval_expires_at: An up-front approval (yes, approved_plan_digest) counts only if the run starts before this
             time (UTC); later, the run ends cancelled. Default: 5 minutes after the run was due to start.
     """
+    require_orchestrator(None, f"facility failover {facility}")  # one orchestrator per fleet
     logger = get_run_logger()
     plan = gather_plan(facility, max_copy_age_hours)
     create_markdown_artifact(plan.markdown(), key=f"facility-plan-{facility}", description=f"Facility failover plan for {facility}")
@@ -251,6 +253,7 @@ def facility_return(
         approval_expires_at: An up-front approval (yes, approved_plan_digest) counts only if the run starts before this
             time (UTC); later, the run ends cancelled. Default: 5 minutes after the run was due to start.
     """
+    require_orchestrator(None, f"facility return {facility}")  # one orchestrator per fleet
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     if facility not in {item.name for item in fleet.facilities}:

@@ -35,6 +35,7 @@ from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
 from tasks.failover import activate_copy, check_through_dns, gather_facts, health_check_direct, run_app_commands
 from tasks.replication import Refused, apply_accounts
+from tasks.orchestrator import require_orchestrator
 
 
 @flow(name="failover", log_prints=True)
@@ -67,6 +68,7 @@ def failover(
         approval_expires_at: An up-front approval (yes, approved_plan_digest) counts only if the run starts before this
             time (UTC); later, the run ends cancelled. Default: 5 minutes after the run was due to start.
     """
+    require_orchestrator(None, f"failover {service}")  # one orchestrator per fleet
     logger = get_run_logger()
     plan = _plan(service, planned, copy_id, force, max_copy_age_hours)
     create_markdown_artifact(plan.markdown(), key=f"failover-plan-{service}", description=f"Failover plan for {service}")

@@ -38,6 +38,7 @@ from hotspare.planning.health_readings import SpaceThresholds, freshness_reading
 from hotspare.planning.readings import ComponentState, Reading
 from tasks import health_actions
 from tasks.health_probes import RoundTargets, control_extras, probe_site, resolve_services, round_targets
+from tasks.orchestrator import require_orchestrator
 
 try:  # the hardware reader (RAID, BMC sensors) may not be installed in every deployment
     from tasks.hardware import read_hardware
@@ -197,6 +198,7 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
         run_seconds: How long this run keeps checking (default: the fleet's health.run_seconds).
         interval_seconds: Seconds between rounds (default: the fleet's health.interval_seconds).
     """
+    require_orchestrator(None, "health")  # one orchestrator per fleet
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     problems = health_problems(fleet)

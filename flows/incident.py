@@ -32,6 +32,7 @@ def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:
     """Walk the chain for the incident until acknowledged, exhausted or ``max_minutes``."""
     from hotspare.access import loaded_fleet
     from hotspare.fleet.incident_schema import chain_for
+    from tasks.orchestrator import require_orchestrator
     from tasks.paging import load_providers, send_page
     from hotspare.planning.escalation import next_action, paging_decision, plan_escalation
 
@@ -64,6 +65,7 @@ def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:
             incidents.add_event(incident_id, "error", f"paging stopped after {max_minutes:g} minutes")
             return {"incident": incident_id, "paged": len(sent), "outcome": "deadline", "reason": "deadline"}
         if action.kind == "page":
+            require_orchestrator(fleet, f"page for incident {incident_id}")  # cached; stops after a takeover
             logger.info("incident %s: %s", incident_id, action.reason)
             send_page(fleet, incident, action.page, providers)
             sent[action.page.index] = time.monotonic() - started
@@ -90,8 +92,12 @@ def page(incident_id: int | None = None, event: str = "", resource_id: str = "",
 
     from hotspare.inventory.incidents import announce
 
+    from tasks.orchestrator import NotOrchestrator, require_orchestrator
+
     logger = _logger()
     try:
+        # another orchestrator holding the fleet pages, not this one (checked before opening anything)
+        require_orchestrator(None, f"page for incident {incident_id if incident_id is not None else resource_id}")
         if incident_id is None:
             from hotspare.access import loaded_fleet
             from hotspare.planning.incident_rules import from_health_event
@@ -111,6 +117,14 @@ def page(incident_id: int | None = None, event: str = "", resource_id: str = "",
                 return {"incident": incident_id, "paged": 0, "outcome": "folded"}
             announce("opened", incident_id, paging="started")
         return _walk(incident_id, poll_seconds, max_minutes)
+    except NotOrchestrator as error:
+        logger.error("%s", error)
+        if incident_id is not None:
+            try:
+                incidents.add_event(incident_id, "note", f"not paged by this orchestrator: {error}")
+            except Exception:  # noqa: BLE001  (the refusal above is the outcome)
+                pass
+        return {"incident": incident_id, "paged": 0, "outcome": "refused", "reason": str(error)}
     except Exception as error:  # paging is a side channel: record, never raise
         logger.error("paging for incident %s failed: %s", incident_id, error)
         if incident_id is not None:

@@ -51,11 +51,13 @@ def customer_notice(incident_id: int | None = None, kind: str = "opened", resour
 
     from hotspare.inventory.incidents import add_event
     from tasks.notices import preview_notice, send_notice
+    from tasks.orchestrator import require_orchestrator
 
     logger = get_run_logger()
     number = None
     try:
         number = incident_number(incident_id, resource_id)
+        require_orchestrator(None, f"{kind} customer notice of incident {number}")  # one orchestrator per fleet
         plan, _incident = preview_notice(number, kind, approved=approved_by is not None)
         logger.info("%s", plan.preview())
         summary = send_notice(number, kind, approved_by=approved_by)
@@ -93,7 +95,13 @@ def status_page_publish(incident_id: int | None = None, resource_id: str = "") -
     """
     logger = get_run_logger()
     from tasks.notices import publish_status_page
+    from tasks.orchestrator import NotOrchestrator, require_orchestrator
 
+    try:
+        require_orchestrator(None, "status page publish")  # one orchestrator per fleet
+    except NotOrchestrator as error:
+        logger.error("%s", error)
+        return {"published": False, "error": str(error)}
     number = incident_number(incident_id, resource_id) if (incident_id is not None or resource_id) else None
     result = publish_status_page(number)
     (logger.info if result.get("published") else logger.error)("status page: %s", result)

@@ -40,6 +40,7 @@ from tasks.rebuild import (
     restore_on_standby,
     survey,
 )
+from tasks.orchestrator import require_orchestrator
 
 
 def same_plan_under_lock(approved_digest: str, current) -> None:
@@ -91,6 +92,7 @@ def rebuild(
         verify: Compare the restored files with the backup's manifest before placing them.
         approval_timeout_seconds: How long the run waits at the approval pause before it stops (nothing changed).
     """
+    require_orchestrator(None, f"rebuild {service}")  # one orchestrator per fleet
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     rebuild_plan = survey(fleet, service, standby, snapshot, temporary_account_hours, force)
@@ -181,6 +183,7 @@ def expire_temporary_accounts(now: datetime | None = None) -> dict:
     Args:
         now: Judge expiry by this time (default: now).
     """
+    require_orchestrator(None, "expire temporary accounts")  # one orchestrator per fleet
     fleet = access.loaded_fleet()
     moment = now or datetime.now(timezone.utc)
     if moment.tzinfo is None:

@@ -25,6 +25,7 @@ from hotspare.planning.fleet_replication import Bounds, Job, startable
 from flows.verify import check_copy
 from tasks.retry import steps, transfer_retries
 from tasks.replication import Refused, copy_to_mirror, make_current, preflight, run_pre_sync
+from tasks.orchestrator import require_orchestrator
 
 
 @flow(name="replicate-service", log_prints=True)
@@ -35,6 +36,7 @@ def replicate_service(service: str, force: bool = False) -> dict:
         service: Service name, as in the fleet file.
         force: Replicate even from an empty or shrunken source (after checking why).
     """
+    require_orchestrator(None, f"replicate {service}")  # one orchestrator per fleet
     return replicate_one(service, force)
 
 
@@ -120,6 +122,7 @@ def replicate(services: list[str] | None = None, force: bool = False) -> dict:
         services: Service names; empty means every service in the inventory.
         force: Replicate even from an empty or shrunken source (after checking why).
     """
+    require_orchestrator(None, "replicate")  # one orchestrator per fleet
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     names = services or [service.name for service in sorted(fleet.services, key=lambda s: (s.tier, s.name))]

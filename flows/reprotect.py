@@ -28,6 +28,7 @@ from hotspare.inventory.service_states import Event, move
 from hotspare.planning.approval import PlanRejected, same_plan
 from hotspare.planning.reprotect import REPROTECTABLE, ReprotectPlan, plan_reprotect
 from tasks.failover import serves_app
+from tasks.orchestrator import require_orchestrator
 from tasks.replication import Refused
 
 
@@ -57,6 +58,7 @@ def reprotect(
         approval_expires_at: An up-front approval (yes, approved_plan_digest) counts only if the run starts before this
             time (UTC); later, the run ends cancelled. Default: 5 minutes after the run was due to start.
     """
+    require_orchestrator(None, f"reprotect {service}")  # one orchestrator per fleet
     logger = get_run_logger()
     plan = gather_plan(service, mirror)
     create_markdown_artifact(plan.markdown(), key=artifact_key("reprotect-plan", service),

@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from flows.backup import artifact_key, backed_up_services, run_name
 from hotspare import access
 from tasks.backup import prove_restore
+from tasks.orchestrator import require_orchestrator
 
 
 @flow(name="restore-proof", log_prints=True)
@@ -26,6 +27,7 @@ def restore_proof(service: str | None = None) -> dict:
     Args:
         service: Service name, as in the fleet file.
     """
+    require_orchestrator(None, f"restore proof {service or 'all'}")  # one orchestrator per fleet
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     results, failures = {}, []

@@ -22,6 +22,7 @@ from hotspare.planning import replication as plan
 from hotspare.planning.coordination import judge_routine_run
 from tasks.retry import retrying, steps
 from tasks.verification import record_pass, record_verification, repair_copy, verify_accounts, verify_content, verify_host
+from tasks.orchestrator import require_orchestrator
 
 
 def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applied: bool = False,
@@ -120,6 +121,7 @@ def verify(services: list[str] | None = None, full: bool = False) -> dict:
         services: Service names; empty means every service in the inventory.
         full: Compare every file, not only what changed and the rolling slice.
     """
+    require_orchestrator(None, "verify")  # one orchestrator per fleet
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     names = services or [service.name for service in fleet.services]

@@ -66,6 +66,11 @@ replicate_all() { hotspare replicate --all >"$RUN/replicate.json"; }
 backup_all() { hotspare backup --all >"$RUN/backup.json" && hotspare restore-proof --all >"$RUN/restore-proof.json"; }
 health_once() { hotspare health --json >"$RUN/health.json"; }
 
+# A `hotspare serve` of an earlier demo whose lab is gone still answers that lab's acknowledgement
+# port (the new lab refuses a taken port) and serves an old fleet: stop it before the lab starts.
+if serve_alive && ! hotspare lab status ${HOTSPARE_LAB_SLOT:+--slot "$HOTSPARE_LAB_SLOT"} >/dev/null 2>&1; then
+  step "stopping the hotspare serve of an earlier lab" stop_serve
+fi
 step "starting the lab" hotspare lab up ${HOTSPARE_LAB_SLOT:+--slot "$HOTSPARE_LAB_SLOT"}
 # A lab built anew starts in its planned layout: an inventory kept from an earlier lab (where a
 # service may have failed over) would describe servers that are no longer in that state. Keep it
@@ -89,10 +94,29 @@ step "backing up every service and proving a restore" backup_all
 step "checking health from every site (servers, apps, DNS, RAID, power supplies, fans)" health_once
 hotspare status
 
+ACK_URL="$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["incidents"]["acknowledgement_url"])' "$FLEET")"
+# Until the webhook of `hotspare serve` answers (it starts after the deployments are registered).
+webhook_answers() {
+  python - "$ACK_URL" "$(cat "$RUN/serve.pid")" <<'PY'
+import os, socket, sys, time
+from urllib.parse import urlsplit
+url, pid = urlsplit(sys.argv[1]), int(sys.argv[2])
+deadline = time.monotonic() + 240
+while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+    try:
+        socket.create_connection((url.hostname, url.port), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.5)
+print(f"hotspare serve (pid {pid}) did not answer {sys.argv[1]} within 240 s; see its log", file=sys.stderr)
+sys.exit(1)
+PY
+}
 if ! serve_alive; then
   setsid hotspare serve >"$RUN/serve.log" 2>&1 </dev/null &
   echo $! >"$RUN/serve.pid"
 fi
+step "serving the deployments and the acknowledgement webhook ($ACK_URL)" webhook_answers
 cat <<MSG
 
 Done. Open the Prefect UI: http://127.0.0.1:$PORT/runs
@@ -103,6 +127,8 @@ Done. Open the Prefect UI: http://127.0.0.1:$PORT/runs
   - Deployments: replicate-all is scheduled at 01:00 and 13:00 UTC, health every minute;
     failover, facility-failover, reprotect, verify, drill and rebuild have run buttons
     (the gated ones pause for your approval).
+Pages are acknowledged as a callee would: a keypress 1 on the call or an SMS "ACK N" reaches
+  hotspare serve's webhook at $ACK_URL (or: hotspare incident ack N --by NAME).
 Commands in your shell:  . scripts/setup.sh && export PREFECT_API_URL=$PREFECT_API_URL
 Try an outage:  hotspare lab fail prod-east; hotspare health --rounds 3; hotspare failover app1
   (health exits 9 when it finds a failed component: that is why these are joined with ";", not "&&")

@@ -15,11 +15,25 @@ cd "$HOTSPARE_ROOT"
 export HOTSPARE_HOME="$(mktemp -d /tmp/hotspare-test.XXXXXX)"
 export PREFECT_HOME="$HOTSPARE_HOME/prefect"
 export HOTSPARE_TEST_DB="${HOTSPARE_TEST_DB:-postgresql}"
+# Every process the suite starts names its home (or pytest's temporary folder, kept inside it) or
+# inherits HOTSPARE_SUITE_RUN: after pytest, scripts/leftover_processes.py lists any still
+# running, ends them by PID and fails the run. In CI (CI=true, or .ci/run) a lab test that skips
+# (no root, no namespaces, no PostgreSQL) fails too (tests/conftest.py, HOTSPARE_REQUIRE_LAB).
+export HOTSPARE_SUITE_RUN="${HOTSPARE_HOME##*/}"
+if [ "${CI:-}" = "true" ]; then
+  export HOTSPARE_REQUIRE_LAB="${HOTSPARE_REQUIRE_LAB:-1}"
+fi
 workers="${HOTSPARE_TEST_WORKERS:-}"
 if [ $# -eq 0 ]; then
   workers="${workers:-2}"
 fi
+options=(-q --basetemp "$HOTSPARE_HOME/pytest")
 if [ -n "$workers" ] && [ "$workers" -gt 1 ]; then
-  exec python -m pytest -q -n "$workers" --dist loadfile "$@"
+  options+=(-n "$workers" --dist loadfile)
 fi
-exec python -m pytest -q "$@"
+status=0
+python -m pytest "${options[@]}" "$@" || status=$?
+python scripts/leftover_processes.py --run-id "$HOTSPARE_SUITE_RUN" "$HOTSPARE_HOME" || {
+  [ "$status" -ne 0 ] || status=1
+}
+exit "$status"

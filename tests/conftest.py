@@ -96,3 +96,17 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if "lab" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.lab)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With HOTSPARE_REQUIRE_LAB=1 (CI: ``.ci/run``), a lab test that skips fails instead: a run
+    without root, namespaces or PostgreSQL must not pass as green."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("HOTSPARE_REQUIRE_LAB") != "1" or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr).removeprefix("Skipped: ")
+    if item.get_closest_marker("lab") is not None or any(word in reason for word in ("root", "lab", "PostgreSQL")):
+        report.outcome = "failed"
+        report.longrepr = f"HOTSPARE_REQUIRE_LAB=1 but this lab test was skipped: {reason}"

@@ -46,7 +46,7 @@ def read_deployment(name: str):
 def test_replication_is_scheduled_twice_a_day_and_runs_from_the_api(served):
     from prefect.client.orchestration import get_client
 
-    deployment = poll(lambda: read_deployment("replicate/replicate-all"), 60, "the served replicate deployment")
+    deployment = poll(lambda: read_deployment("replicate/replicate-all"), 180, "the served replicate deployment")
     crons = sorted((schedule.schedule.cron, schedule.schedule.timezone) for schedule in deployment.schedules)
     assert crons == [("0 1 * * *", "UTC"), ("0 13 * * *", "UTC")]
     for name in ("failover/failover", "verify/verify", "reprotect/reprotect", "rebuild/rebuild"):
@@ -64,3 +64,38 @@ def test_replication_is_scheduled_twice_a_day_and_runs_from_the_api(served):
     assert state.is_completed(), state.message
     after = copies.newest_verified("app2")
     assert after is not None and (before is None or after.id != before.id)
+
+
+def test_serve_answers_the_fleets_acknowledgement_url_so_an_sms_ack_acknowledges(served, fleet, lab, lab_env):
+    """``hotspare serve`` alone (no ``hotspare incident webhook``): a contact's signed "ACK N"
+    reaches the webhook at the fleet's acknowledgement URL and acknowledges incident N."""
+    import time
+
+    from hotspare.inventory import incidents
+    from hotspare.lab.phone import PhoneControl, acknowledgement_port
+    from hotspare.probes import tcp_reachable
+    from tasks.paging import sms_acknowledgement_url
+
+    port = acknowledgement_port(lab.slot)
+    assert fleet.incidents.acknowledgement_url == f"http://127.0.0.1:{port}"
+    poll(lambda: served.poll() is not None or tcp_reachable("127.0.0.1", port, timeout=0.5), 120,
+         "the acknowledgement webhook of `hotspare serve`")
+    assert served.poll() is None, "hotspare serve exited"
+    opening = incidents.open_incident(2, "low", "acknowledged through serve", servers=["prod-west"],
+                                      dedup_key=f"test:serve-ack:{time.time()}")
+    reply = PhoneControl(lab_env).sms_reply("+1 555 0101", f"ACK {opening.incident_id}",
+                                            sms_acknowledgement_url(fleet, "lab-phone-primary"))
+    assert reply["webhook_status"] == 200, reply
+    incident = incidents.get_incident(opening.incident_id)
+    assert (incident["status"], incident["acknowledged_by"]) == ("acknowledged", "Lee Lead")
+
+
+def test_the_webhook_listens_where_the_fleets_url_points_or_says_why_not():
+    from deployments.serve import acknowledgement_listen
+
+    assert acknowledgement_listen("http://127.0.0.1:7481", None)[0] == ("127.0.0.1", 7481)
+    assert acknowledgement_listen("https://ops.example.com/hotspare", None)[0] is None
+    assert "--acknowledgements HOST:PORT" in acknowledgement_listen("https://ops.example.com/hotspare", None)[1]
+    assert acknowledgement_listen("https://ops.example.com/x", "10.0.0.5:8787")[0] == ("10.0.0.5", 8787)
+    assert acknowledgement_listen("http://127.0.0.1:7481", "off")[0] is None
+    assert acknowledgement_listen(None, None)[0] is None

@@ -260,6 +260,52 @@ def test_up_refuses_a_dns_port_another_program_holds(tmp_path):
     assert slot_leftovers(slot) == []
 
 
+def test_up_refuses_a_phone_port_another_program_holds_and_names_the_holder(tmp_path):
+    from hotspare.lab import Lab, LabError
+    from hotspare.lab.phone import port_of
+
+    slot = free_slot()
+    with socket.socket() as squatter:  # e.g. a phone endpoint another lab left behind
+        squatter.bind(("127.0.0.1", port_of(slot)))
+        squatter.listen()
+        with pytest.raises(LabError, match=f"phone endpoint port 127.0.0.1:{port_of(slot)} of slot {slot} is already "
+                                           f"in use by pid {os.getpid()} "):
+            Lab(tmp_path / "squatted", slot=slot).up()
+    assert slot_leftovers(slot) == []
+
+
+def test_a_lab_whose_state_files_were_lost_leaves_nothing_for_the_next_lab_on_its_slot(tmp_path):
+    """A crashed lab whose state files are gone: the next lab on the slot (another folder) finds
+    every process it started by the slot's mark and stops it, so its phone endpoint never takes
+    the new lab's calls; after `down` no process of the slot is left."""
+    from hotspare.lab import Lab
+    from hotspare.lab.phone import port_of
+    from hotspare.lab.processes import marked_pids, port_holder
+
+    slot = free_slot()
+    lost, lost_env = Lab(tmp_path / "lost", slot=slot), None
+    try:
+        lost_env = lost.up()
+        old = set(marked_pids(slot))
+        old_phone = json.loads((lost.directory / "state.json").read_text())["phone"]["pid"]
+        assert old_phone in old and len(old) >= len(lab_pids(lost))  # sshds rewrite their environment
+        for name in ("state.json", "web.json", "env.json"):
+            (lost.directory / name).unlink()
+        following = Lab(tmp_path / "following", slot=slot)
+        env = following.up()
+        try:
+            assert not any(pid_alive(pid) for pid in old), "a process of the lost lab is still running"
+            new_phone = json.loads((following.directory / "state.json").read_text())["phone"]["pid"]
+            assert port_holder(port_of(slot)).startswith(f"pid {new_phone} ")
+            assert ssh(env, "prod-east", "hostname").stdout.strip() == "prod-east"
+        finally:
+            following.down()
+        assert marked_pids(slot) == [] and slot_leftovers(slot) == []
+    finally:
+        lost.down()  # its disks (the folder's), if the test stopped early also its processes
+    assert lost_env is not None and marked_pids(slot) == []
+
+
 def test_env_of_a_lab_that_is_not_up_says_so(tmp_path):
     from hotspare.lab import Lab, LabError
 

@@ -58,6 +58,8 @@ def control_site(lab, lab_env, fleet):
             patch.setenv("HOTSPARE_DB_URL", client["HOTSPARE_DB_URL"])
             lab.register_blocks()
             assert main(["fleet", "load", lab_env["fleet_file"]]) == 0
+            # the control site becomes the fleet's orchestrator, deliberately (the session's refuses meanwhile)
+            assert main(["fleet", "claim", "--takeover"]) == 0
             fleet_here = access.loaded_fleet()
             deploy_to_pools(fleet_here, ["control", "east", "west"], flows=["failover"])
             access.close_connections()
@@ -67,6 +69,10 @@ def control_site(lab, lab_env, fleet):
             access.close_connections()
     finally:
         control.stop_site(lab)
+        from tasks.orchestrator import forget_checks
+
+        forget_checks()
+        assert main(["fleet", "claim", "--takeover"]) == 0  # the session's inventory holds the fleet again
         reset_layout(lab, lab_env)  # the session's own inventory and API again
 
 
@@ -97,6 +103,20 @@ def test_lab_env_lists_a_worker_per_facility_each_in_its_own_network(control_sit
         "east": "hotspare-east", "west": "hotspare-west", "control": "hotspare-control"}
     assert workers["east"]["netns"] == lab_env["hosts"]["standby-east"]["netns"]
     assert workers["west"]["netns"] == lab_env["hosts"]["standby-west"]["netns"]
+
+
+def test_lab_env_gives_the_exports_that_point_commands_at_the_control_site(control_site, lab, capsys):
+    import shlex
+
+    from hotspare.cli import main
+
+    assert main(["lab", "env", "--exports", "--dir", str(lab.directory)]) == 0
+    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
+                    for line in capsys.readouterr().out.splitlines())
+    assert exported == {**control_site["client"], "HOTSPARE_LAB_DIR": str(lab.directory),
+                        "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml")}
+    assert main(["lab", "env", "--json", "--dir", str(lab.directory)]) == 0
+    assert '"exports"' in capsys.readouterr().out
 
 
 def test_with_east_lost_a_failover_submitted_through_the_api_runs_on_west(app1_here, lab, lab_env):

@@ -106,6 +106,46 @@ def set_ttl(server: AuthoritativeServer, key: TsigKey, name: str, address: str, 
     _send(server, key, update, f"set the TTL of {name} to {ttl}")
 
 
+def read_txt(server: AuthoritativeServer, name: str) -> list[list[str]]:
+    """Every TXT record of ``name`` (each as its list of strings); [] when there is none."""
+    query = dns.message.make_query(_absolute(name), dns.rdatatype.TXT)
+    try:
+        response = dns.query.tcp(query, server.address, port=server.port, timeout=server.timeout)
+    except dns.exception.Timeout:
+        raise TransientError(f"DNS server {server.label} did not answer within {server.timeout:g} s") from None
+    except OSError as error:
+        raise TransientError(f"cannot reach DNS server {server.label}: {error.strerror or error}") from None
+    rcode = response.rcode()
+    if rcode == dns.rcode.NXDOMAIN:
+        return []
+    if rcode != dns.rcode.NOERROR:
+        raise TransientError(f"DNS server {server.label} answered {dns.rcode.to_text(rcode)} for {name} TXT")
+    rrset = next((rrset for rrset in response.answer if rrset.rdtype == dns.rdatatype.TXT), None)
+    return [[part.decode(errors="replace") for part in rdata.strings] for rdata in rrset] if rrset else []
+
+
+def compare_and_swap_txt(server: AuthoritativeServer, key: TsigKey, name: str, expected: list[str] | None,
+                         new: list[str], ttl: int, what: str) -> None:
+    """Replace the TXT record of ``name`` by ``new`` only if it still is exactly ``expected``
+    (``None``: only if ``name`` has no TXT record at all). One signed message, like
+    ``compare_and_swap_address``: of two racing callers exactly one succeeds."""
+    update = _signed_update(server, key)
+    relative = _relative(name, server.zone)
+    if expected is None:
+        update.absent(relative, "TXT")
+    else:
+        update.present(relative, "TXT", _txt_text(expected))
+    update.replace(relative, ttl, "TXT", _txt_text(new))
+    _send(server, key, update, what)
+
+
+def _txt_text(strings: list[str]) -> str:
+    """TXT rdata in zone-file text: each string quoted (callers pass no quotes or backslashes)."""
+    if any('"' in part or "\\" in part for part in strings):
+        raise PermanentError("a TXT string with a quote or backslash cannot be written")
+    return " ".join(f'"{part}"' for part in strings)
+
+
 def _signed_update(server: AuthoritativeServer, key: TsigKey) -> dns.update.UpdateMessage:
     algorithm = ALGORITHMS.get(key.algorithm.lower())
     if algorithm is None:

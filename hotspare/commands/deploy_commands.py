@@ -74,6 +74,7 @@ def deploy_command(args: argparse.Namespace) -> int:
     from hotspare.access import loaded_fleet
 
     fleet = loaded_fleet()
+    warn_unless_holder(fleet, "deploy")
     facilities = args.facilities or deployment_facilities(fleet)
     applied = deploy_to_pools(fleet, facilities, flows=args.flows)
     for facility in facilities:
@@ -162,11 +163,26 @@ def service_facilities(service: str | None) -> tuple[str | None, str | None]:
                 if facility[row.mirror_server or row.planned_mirror] else None)
 
 
+def warn_unless_holder(fleet, action: str) -> None:
+    """Say so (stderr) when this shell's inventory does not hold the fleet: its runs would refuse.
+    Only a warning: the runs check for themselves, with the inventory their workers use."""
+    import sys
+
+    from tasks.orchestrator import require_orchestrator
+
+    decision = require_orchestrator(fleet, action, read_only=True)
+    if decision.kind == "warn":
+        print(f"warning: {decision.sentence}", file=sys.stderr)
+
+
 class NoWorkerOnline(PermanentError):
     """A pre-approved run would wait in a pool no worker serves, and act whenever one starts."""
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from hotspare.access import loaded_fleet
+
+    warn_unless_holder(loaded_fleet(), f"run {args.flow}")
     parameters = parse_parameters(args.service, args.param)
     outcome = submit(args.flow, parameters, facility=args.facility, timeout=args.timeout,
                      approval_window=args.approval_window)

@@ -30,6 +30,10 @@ def register(subparsers) -> None:
     sample.add_argument("--out", type=Path, help="write to this file instead of standard output")
     sample.set_defaults(func=sample_command)
 
+    from hotspare.commands.fleet_orchestrator import register_actions
+
+    register_actions(actions)  # claim, orchestrator: one orchestrator per fleet
+
 
 def check_command(args: argparse.Namespace) -> int:
     from hotspare.fleet import load_fleet
@@ -79,6 +83,9 @@ def load_command(args: argparse.Namespace) -> int:
     for change in changes:
         print(change)
     print(f"{len(changes)} change(s) loaded into {_redacted(database_url())}" if changes else "inventory already up to date")
+    from hotspare.commands.fleet_orchestrator import claim_after_load
+
+    claim_after_load(fleet)
     return 0
 
 

@@ -29,6 +29,9 @@ def register(subparsers) -> None:
         parser.set_defaults(func=_runner(name))
     register_failover(subparsers)
     serve = subparsers.add_parser("serve", help="serve all deployments (schedules and run buttons) until stopped")
+    serve.add_argument("--acknowledgements", metavar="HOST:PORT", default=None,
+                       help="where the acknowledgement webhook listens (default: the fleet's acknowledgement_url "
+                            "when it is an address of this machine; `off`: not at all)")
     serve.set_defaults(func=serve_command)
 
 
@@ -104,10 +107,10 @@ def reprotect_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve_command(_args: argparse.Namespace) -> int:
+def serve_command(args: argparse.Namespace) -> int:
     from deployments.serve import serve_forever
 
-    serve_forever()
+    serve_forever(acknowledgements=args.acknowledgements)
     return 0
 
 

@@ -70,7 +70,23 @@ def status_command(args: argparse.Namespace) -> int:
     reachable = reachability({name: (s.address, s.ssh_port) for name, s in servers.items()}, args.timeout)
     records = service_status(services, servers, reachable, _copy_facts(services))
     print(json.dumps({"services": records}, indent=2, default=str) if args.json else format_table(records))
+    _warn_when_another_orchestrator_holds_the_fleet()
     return 0
+
+
+def _warn_when_another_orchestrator_holds_the_fleet() -> None:
+    """A read-only look: say so (stderr) when this inventory is not the fleet's orchestrator."""
+    import sys
+
+    from tasks.orchestrator import require_orchestrator
+
+    try:
+        decision = require_orchestrator(None, "status", read_only=True)
+    except Exception as error:  # noqa: BLE001  (status never fails for this side note)
+        print(f"warning: the fleet's orchestrator was not checked: {error}", file=sys.stderr)
+        return
+    if decision.kind == "warn":
+        print(f"warning: {decision.sentence}", file=sys.stderr)
 
 
 def _copy_facts(services) -> dict:

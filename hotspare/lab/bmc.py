@@ -191,7 +191,7 @@ def _start(directory: Path, layout: SlotLayout, host: HostSpec, command: list[st
     netns = management_netns(layout, host.facility)
     log_path = _folder(directory) / f"bmc-{host.name}.log"
     daemon, process = start_daemon(f"bmc {host.name}", ["ip", "netns", "exec", netns] + command,
-                                   expected, log_path)
+                                   expected, log_path, slot=layout.slot)
     daemons = json.loads((_folder(directory) / "daemons.json").read_text())
     _write_json(_folder(directory) / "daemons.json", daemons + [daemon.to_json()])
     return daemon, process

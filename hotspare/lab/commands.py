@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     common.add_argument("--dir", type=Path, default=None,
                         help="lab folder (default $HOTSPARE_LAB_DIR or $HOTSPARE_HOME/lab)")
     common.add_argument("--slot", type=int, default=None,
-                        help="0-9: subnet 10.211.(70+N).0/24, DNS port 5390+N, SMTP port 2525+N "
+                        help="0-19: subnet 10.211.(70+N).0/24, DNS port 5390+N, SMTP port 2525+N "
                              "(default: the running lab's slot, else 0)")
     lab = subparsers.add_parser("lab", help="the built-in lab of real hosts on this machine",
                                 description=__doc__,
@@ -71,7 +71,10 @@ def register(subparsers) -> None:
                             help="disk (a RAID member), psu, fan or temp (what the BMC reports)")
         parser.set_defaults(func=function)
     env = commands.add_parser("env", parents=[common], help="print the env JSON")
-    env.add_argument("--json", action="store_true", help="print JSON (the only format)")
+    env.add_argument("--json", action="store_true", help="print JSON (the default)")
+    env.add_argument("--exports", action="store_true",
+                     help="print `export NAME=VALUE` lines that point commands at the control site "
+                          "(`eval \"$(hotspare lab env --exports)\"`; needs `lab up --workers`)")
     env.set_defaults(func=_env)
     blocks = commands.add_parser("blocks", parents=[common],
                                  help="save the lab's credentials as Prefect blocks")
@@ -114,9 +117,21 @@ def _up(args) -> int:
         from hotspare.lab.workers import start_workers
 
         start_workers(lab)
-        env = lab.env()
+        env = _with_exports(lab, lab.env())
     print(json.dumps(env, indent=2))
+    if args.workers:
+        print("lab: the control site runs its own Prefect server and inventory; point this shell's commands "
+              f"at it with:\n  eval \"$(hotspare lab env --exports --dir {lab.directory})\"", file=sys.stderr)
     return 0
+
+
+def _with_exports(lab, env: dict) -> dict:
+    """The env plus, when the control site runs, the exports that point commands at it."""
+    from hotspare.lab import control
+
+    if "control" in env and (control.folder(lab) / "client.json").exists():
+        env = {**env, "exports": control.exports(lab)}
+    return env
 
 
 @_reporting_errors
@@ -167,7 +182,17 @@ def _repair(args) -> int:
 
 @_reporting_errors
 def _env(args) -> int:
-    print(json.dumps(_lab(args).env(), indent=2))
+    import shlex
+
+    lab = _lab(args)
+    env = _with_exports(lab, lab.env())
+    if not args.exports:
+        print(json.dumps(env, indent=2))
+        return 0
+    if "exports" not in env:
+        raise LabError(f"the lab in {lab.directory} has no control site; start it with `hotspare lab up --workers`")
+    for name, value in env["exports"].items():
+        print(f"export {name}={shlex.quote(value)}")
     return 0
 
 

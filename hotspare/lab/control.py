@@ -26,7 +26,7 @@ from pathlib import Path
 from hotspare.lab import network
 from hotspare.lab.errors import LabError
 from hotspare.lab.postgres import PostgresServer
-from hotspare.lab.processes import Daemon, is_gone, netns_inode, run, runs_command, stop_netns_processes, stop_pid
+from hotspare.lab.processes import MARK, Daemon, is_gone, netns_inode, run, runs_command, stop_netns_processes, stop_pid
 from hotspare.local_secrets import write_private
 
 log = logging.getLogger("hotspare.lab")
@@ -89,6 +89,14 @@ def client_environment(lab) -> dict[str, str]:
     client = json.loads((folder(lab) / "client.json").read_text())
     return {"PREFECT_API_URL": client["api_url"], "PREFECT_API_AUTH_STRING": client["api_auth_string"],
             "HOTSPARE_DB_URL": client["database_url"]}
+
+
+def exports(lab) -> dict[str, str]:
+    """What points a shell's commands at the control site (``hotspare lab env --exports``): its
+    API, auth string and inventory, the lab folder and the fleet file. Read from the 0600
+    ``client.json`` when asked, never stored in env.json."""
+    return {**client_environment(lab), "HOTSPARE_LAB_DIR": str(lab.directory),
+            "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml")}
 
 
 def start_site(lab) -> dict:
@@ -212,6 +220,7 @@ def base_environment(lab, name: str) -> dict[str, str]:
     home.mkdir(mode=0o700, exist_ok=True)
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("PREFECT_", "HOTSPARE_"))}
+    environment[MARK] = f"slot-{lab.slot}"  # found again by the next `lab up`/`down` (processes.py)
     environment.update({"PREFECT_HOME": str(home / "prefect"), "HOTSPARE_HOME": str(home / "hotspare"),
                         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
                         "PATH": f"{Path(sys.executable).parent}:{environment.get('PATH', '/usr/bin:/bin')}"})

@@ -87,7 +87,7 @@ class LabDaemons:
 
     def _start(self, name: str, argv: list[str], expected: list[str], log_name: str) -> Daemon:
         """Start a daemon and record it in state.json at once (so a crash can clean it)."""
-        daemon, process = start_daemon(name, argv, expected, self._path("logs", log_name))
+        daemon, process = start_daemon(name, argv, expected, self._path("logs", log_name), slot=self.slot)
         self._children[daemon.pid] = process
         state = self._read_state() or {}
         state.setdefault("daemons", []).append(daemon.to_json())

@@ -40,7 +40,7 @@ from hotspare.lab.building import PRIVATE_PATHS, LabBuilding, host_python
 from hotspare.lab.daemons import NAMED, SSHD, LabDaemons
 from hotspare.lab.errors import LabError
 from hotspare.lab.probes import banner, http_get, soa_answers, wait_until
-from hotspare.lab.processes import Daemon, is_running, netns_inode, stop_daemon, stop_netns_processes
+from hotspare.lab.processes import Daemon, is_running, netns_inode, stop_daemon, stop_marked, stop_netns_processes
 from hotspare.lab.slots import CLAIMS_DIR, LabSlotClaims, _other_claims
 from hotspare.lab.topology import APP_PORT, BLOCK_NAMES, HOSTS, SERVICES, SSH_PORT, ZONE, HostSpec, SlotLayout, hosts_for_target
 from hotspare.local_secrets import private_folder
@@ -319,6 +319,8 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
             log.info("slot %d belongs to the lab in %s; leaving its network alone",
                      self.slot, owner)
             return
+        for sentence in stop_marked(self.slot):  # whatever the slot's labs started, state files or not
+            log.info("%s", sentence)
         for host in HOSTS:
             for sentence in stop_netns_processes(self.layout.netns(host)):
                 log.info("%s", sentence)

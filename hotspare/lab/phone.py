@@ -192,7 +192,8 @@ def start(lab) -> None:
     log_path.write_text("")
     argv = [sys.executable, "-m", "hotspare.lab.phone", "--port", str(port), "--log", str(log_path),
             "--accounts", str(lab.directory / "phone-accounts.json")]
-    daemon, process = start_daemon("phone endpoint", argv, argv, lab.directory / "logs" / "phone-server.log")
+    daemon, process = start_daemon("phone endpoint", argv, argv, lab.directory / "logs" / "phone-server.log",
+                                   slot=lab.slot)
     lab._update_state(phone=daemon.to_json())
     wait_until(f"phone endpoint on 127.0.0.1:{port}", lambda: tcp_reachable("127.0.0.1", port, timeout=0.5),
                START_SECONDS, log_path=daemon.log, alive=lambda: process.poll() is None)

@@ -1,8 +1,11 @@
 """Running commands and daemons, and stopping daemons by pid only.
 
 The lab never kills by name: a daemon is identified by its pid and the command line it was
-started with (checked in /proc right before each signal), or by living in a network
-namespace the lab created.
+started with (checked in /proc right before each signal), by living in a network
+namespace the lab created, or by the slot's mark in its environment
+(``HOTSPARE_LAB_PROCESS=slot-N``, which its children inherit): every process a lab starts
+carries it, so the next ``up`` or ``down`` on that slot finds it again even when the lab's
+folder and state files are gone (``marked_pids``, ``stop_marked``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from hotspare.lab.errors import LabError
 log = logging.getLogger("hotspare.lab")
 
 COMMAND_TIMEOUT_SECONDS = 60.0
+MARK = "HOTSPARE_LAB_PROCESS"
 STOP_WAIT_SECONDS = 5.0
 
 
@@ -56,17 +60,29 @@ class Daemon:
         return cls(data["name"], int(data["pid"]), tuple(data["cmdline"]), data["log"])
 
 
-def start_daemon(name: str, argv: list[str], expected_cmdline: list[str], log_path: Path
-                 ) -> tuple[Daemon, subprocess.Popen]:
-    """Start argv detached from our session (it outlives the caller), output to log_path.
+def mark(slot: int) -> str:
+    """The environment entry that marks a process as started by the lab of ``slot``."""
+    return f"{MARK}=slot-{slot}"
+
+
+def marked_environment(slot: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: ours) plus the slot's mark."""
+    return {**(os.environ if base is None else base), MARK: f"slot-{slot}"}
+
+
+def start_daemon(name: str, argv: list[str], expected_cmdline: list[str], log_path: Path,
+                 slot: int | None = None) -> tuple[Daemon, subprocess.Popen]:
+    """Start argv detached from our session (it outlives the caller), output to log_path,
+    marked as the lab of ``slot``'s when one is given.
 
     `expected_cmdline` is what /proc/PID/cmdline shows once every exec in argv happened
     (e.g. `ip netns exec ... unshare ... sh -c 'exec sshd'` ends as sshd under the same pid).
     """
+    environment = None if slot is None else marked_environment(slot)
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                   close_fds=True)
+                                   close_fds=True, env=environment)
     log.info("started %s (pid %d), log %s", name, process.pid, log_path)
     return Daemon(name, process.pid, tuple(expected_cmdline), str(log_path)), process
 
@@ -193,3 +209,68 @@ def _pid_netns(pid: int) -> tuple[int, int] | None:
     except OSError:
         return None
     return stat.st_dev, stat.st_ino
+
+
+def carries_mark(pid: int, slot: int) -> bool:
+    """True when pid's environment (as it was at its exec) holds the slot's mark."""
+    try:
+        entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return mark(slot).encode() in entries
+
+
+def marked_pids(slot: int) -> list[int]:
+    """Every live process carrying the slot's mark, but this process and its ancestors."""
+    spared = _ancestors(os.getpid())
+    return [pid for pid in _all_pids() if pid not in spared and carries_mark(pid, slot) and not is_gone(pid)]
+
+
+def stop_marked(slot: int) -> list[str]:
+    """Stop every process carrying the slot's mark (re-checked right before each signal)."""
+    sentences = []
+    for pid in marked_pids(slot):
+        command = " ".join(read_cmdline(pid) or ("?",))
+        sentences.append(stop_pid(pid, f"{command[:120]!r} (marked slot-{slot})",
+                                  lambda pid=pid: carries_mark(pid, slot)))
+    return sentences
+
+
+def _ancestors(pid: int) -> set[int]:
+    found = set()
+    while pid > 1 and pid not in found:
+        found.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return found
+
+
+def port_holder(port: int) -> str | None:
+    """"pid N (command)" of a process holding a TCP or UDP socket on ``port`` (any address), if
+    /proc shows one; None when nothing we can see holds it."""
+    inodes = set()
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        try:
+            lines = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for pid in _all_pids():
+        try:
+            descriptors = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for descriptor in descriptors:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{descriptor}") in inodes:
+                    return f"pid {pid} ({' '.join(read_cmdline(pid) or ('?',))[:160]})"
+            except OSError:
+                continue
+    return None

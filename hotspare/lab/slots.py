@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hotspare.lab.errors import LabError
 from hotspare.lab.probes import port_in_use
-from hotspare.lab.processes import is_running
+from hotspare.lab.processes import is_running, port_holder
 
 CLAIMS_DIR = Path("/run/hotspare-lab")
 
@@ -30,7 +30,10 @@ def free_slot(avoid: tuple[int, ...] = (0, 1)) -> int:
         layout = SlotLayout(slot)
         if slot in avoid or Path(CLAIMS_DIR, f"slot-{slot}.json").exists() or f"{layout.prefix}-" in namespaces:
             continue
-        if port_in_use(layout.dns_port) or port_in_use(layout.smtp_port):
+        from hotspare.lab.phone import acknowledgement_port, port_of
+
+        if any(port_in_use(port) for port in (layout.dns_port, layout.smtp_port, port_of(slot),
+                                              acknowledgement_port(slot))):
             continue
         return slot
     raise RuntimeError("no free lab slot on this machine")
@@ -70,12 +73,21 @@ class LabSlotClaims:
                            f"`hotspare lab down --dir {owner}` or choose another --slot")
 
     def _check_ports_free(self) -> None:
-        """Refuse ports another program holds (a second named would start silently)."""
-        for port, what in ((self.layout.dns_port, "DNS"), (self.layout.smtp_port, "SMTP")):
+        """Refuse ports another program holds (a second named would start silently, a stale
+        phone endpoint would take the new lab's calls), naming the holder when /proc shows it.
+
+        Called after the slot's own leftovers were stopped (``stop_marked``), so what holds a
+        port now is not this slot's lab. The status page server and the control site listen
+        inside namespaces the lab has just created, where nothing else can hold a port."""
+        from hotspare.lab.phone import acknowledgement_port, port_of
+
+        for port, what in ((self.layout.dns_port, "DNS"), (self.layout.smtp_port, "SMTP"),
+                           (port_of(self.slot), "phone endpoint"),
+                           (acknowledgement_port(self.slot), "acknowledgement webhook")):
             if port_in_use(port):
-                raise LabError(f"{what} port 127.0.0.1:{port} of slot {self.slot} is already "
-                               f"in use by another program (see `ss -lntup`); stop it or "
-                               f"choose another --slot")
+                holder = port_holder(port)
+                raise LabError(f"{what} port 127.0.0.1:{port} of slot {self.slot} is already in use by "
+                               f"{holder or 'another program (see `ss -lntup`)'}; stop it or choose another --slot")
 
 
 def _other_claims(slot: int) -> list[Path]:

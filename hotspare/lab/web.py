@@ -45,7 +45,7 @@ def start(lab) -> Daemon:
     command = [host_python(), "-m", "http.server", str(WEB_PORT), "--bind", address, "--directory", str(folder)]
     argv = ["ip", "netns", "exec", lab.layout.netns(host_by_name(WEB_HOST)), *command]
     daemon, process = start_daemon("web-vault status page server", argv, command,
-                                   lab.directory / "logs" / "web-vault-http.log")
+                                   lab.directory / "logs" / "web-vault-http.log", slot=lab.slot)
     _state_file(lab).write_text(json.dumps(daemon.to_json(), indent=2) + "\n")
     wait_until(f"status page server on {address}:{WEB_PORT}", lambda: http_get(url(lab), 1.0) is not None,
                START_SECONDS, log_path=daemon.log, alive=lambda: process.poll() is None)
