@@ -141,8 +141,9 @@ def test_fleet_rule_depends_on_names_known_services_without_cycles():
     first = data["services"][0]
     second = copy.deepcopy(first)
     second.update(name="app2", dns_name=first["dns_name"].replace("app1", "app2"), data_paths=["/srv/app2/data"],
-                  app_paths=["/srv/app2/app"], config_paths=["/etc/app2"], accounts={"files": ["/srv/app2/accounts"]},
-                  exclude=[])
+                  app_paths=["/srv/app2/app"], config_paths=["/etc/app2"],
+                  accounts={"files": ["/srv/app2/accounts"], "uid_min": 3000, "uid_max": 3999},
+                  exclude=[], allow_special=[])
     second.get("backup", {}).pop("repository", None)
     data["services"].append(second)
     first["depends_on"], second["depends_on"] = ["app2", "ghost", "app1"], ["app1"]

@@ -30,6 +30,9 @@ def fleet_with(rpos: dict[str, float | None], crons: list[str] | None = None, ti
         text = yaml.safe_dump(template).replace("app1", name)
         service = yaml.safe_load(text)
         service["app_port"] = 8080 + number
+        # each its own UID range: services on one server never claim the same accounts
+        service["accounts"] = {**service.get("accounts", {}), "uid_min": 10000 + 100 * number,
+                               "uid_max": 10099 + 100 * number}
         service.pop("rpo_hours", None)
         if rpo is not None:
             service["rpo_hours"] = rpo

@@ -35,7 +35,8 @@ from datetime import datetime
 
 from hotspare.planning import containment
 from hotspare.planning.containment import UNSAFE_PATH_CHARACTERS, Identity
-from hotspare.planning.replication import ACCOUNT_FILES, COPIES_ROOT, Decision, copy_root, copy_tree, source_paths
+from hotspare.planning.accounts import ACCOUNT_FILES
+from hotspare.planning.replication import COPIES_ROOT, Decision, copy_root, copy_tree, source_paths
 
 DRILL_ROOTS = ("/var/lib/hotspare/drills", "/srv/hotspare/drills", "/opt/hotspare/drills")
 NETNS_PREFIX = "hsdrill-"
