@@ -15,6 +15,7 @@ from hotspare import access
 from hotspare.adapters.errors import PermanentError
 from hotspare.inventory import copies
 from hotspare.planning import drill as planning
+from hotspare.planning.containment import each_argv
 from hotspare.planning.replication import source_paths
 
 QUICK = dict(cache_policy=NO_CACHE)
@@ -82,11 +83,9 @@ def mount_copy(plan: planning.DrillPlan, holder: int) -> dict:
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     with access.connect(fleet, plan.host) as connection:
-        for argv in [*planning.scratch_tmpfs_argvs(plan, holder), *planning.workspace_argvs(plan, holder)]:
-            connection.run(argv)
         mountinfo = connection.run(planning.mountinfo_argv(holder)).text
-        for argv in planning.view_argvs(plan, holder, mountinfo):
-            connection.run(argv)
+        connection.run(each_argv([*planning.scratch_tmpfs_argvs(plan, holder), *planning.workspace_argvs(plan, holder),
+                                  *planning.view_argvs(plan, holder, mountinfo)]))  # one round trip
         found = planning.audit_view(plan, connection.run(planning.mountinfo_argv(holder)).text)
     if found:
         raise PermanentError(f"the drill's view of {plan.host} is not contained, the app was not started: "

@@ -93,3 +93,14 @@ def test_failover_commands_run_as_the_named_user_only():
     assert containment.as_service_user(["ctl", "start"], "root") == ["ctl", "start"]
     wrapped = containment.as_service_user(["ctl", "start"], "app1-web")
     assert wrapped[:2] == ["sh", "-c"] and wrapped[3:] == ["sh", "app1-web", "ctl", "start"]
+
+
+def test_several_commands_run_in_one_with_every_word_intact():
+    import subprocess
+
+    words = ["a b", "$(id)", '"q"', "'", "*", "\\n", *map(str, range(12))]
+    argvs = [["printf", "%s|", *words], ["sh", "-c", "exit 3"], ["touch", "/never-made"]]
+    result = subprocess.run(containment.each_argv(argvs), capture_output=True, text=True, timeout=10, check=False)
+    assert result.stdout == "|".join(words) + "|"
+    assert result.returncode == 3 and "command 2 (sh) failed with exit 3" in result.stderr
+    assert subprocess.run(containment.each_argv([]), timeout=10, check=False).returncode == 0

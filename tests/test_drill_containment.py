@@ -291,3 +291,30 @@ def test_failover_app_commands_run_as_run_as_on_the_mirror(fleet, lab, lab_env):
     assert as_user.text.split() == ["2001", "2001", "2001", "/home/app1-web"]
     assert as_configured.text.strip() == "0" and root.text.strip() == "0"  # as configured: the fleet chose root
     assert missing.exit_status == 126 and "no account nosuchuser on this host" in missing.stderr_tail
+
+
+def test_a_declared_path_that_leads_out_of_the_copy_is_never_bound(tmp_path):
+    """The copy is production's: a declared path in it that is a symbolic link to the mirror's
+    own folders (here /etc) must not be bound into the view. Run with the real script and real
+    mounts, in a mount namespace of this test's own (no lab needed)."""
+    from hotspare.planning.containment import BIND_OWN
+
+    workspace, view = tmp_path / "merged", tmp_path / "view"
+    (workspace / "srv" / "app1" / "data").mkdir(parents=True)
+    (workspace / "srv" / "app1" / "data" / "file.txt").write_text("the copy's\n")
+    (workspace / "srv" / "app1" / "evil").symlink_to("/etc")
+    (workspace / "srv" / "app1" / "hop").symlink_to("../../../../../../../etc/passwd")
+    view.mkdir()
+
+    def bind(path: str) -> subprocess.CompletedProcess:
+        script = 'sh -c "$0" sh "$@" && cat "$2/file.txt" 2>/dev/null; exit $?'
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, BIND_OWN,
+                               f"{workspace}{path}", f"{view}{path}", str(workspace), path, str(view)],
+                              capture_output=True, text=True, timeout=20, check=False)
+
+    good = bind("/srv/app1/data")
+    assert good.returncode == 0 and good.stdout == "the copy's\n", good.stderr
+    for path in ("/srv/app1/evil", "/srv/app1/hop"):
+        refused = bind(path)
+        assert refused.returncode == 4 and f"{path} in the copy leads outside the copy" in refused.stderr, refused
+    assert not (view / "srv" / "app1" / "evil").exists() and not (view / "srv" / "app1" / "hop").exists()

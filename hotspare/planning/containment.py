@@ -306,6 +306,27 @@ def contained_argv(enter_all: list[str], view: str, identity: Identity, argv: li
             *user_namespace, "env", "-i", *environment, f"PATH={PATH}", "SHELL=/bin/sh", *argv]
 
 
+# Run several argument lists in one remote command, in order, stopping at the first failure:
+# each is given as its length then its words; only references ("${3}") go through eval, never a word.
+EACH = (
+    'number=0\n'
+    'while [ "$#" -gt 0 ]; do\n'
+    '  count=$1; shift; number=$((number + 1)); references=""; index=1\n'
+    r'  while [ "$index" -le "$count" ]; do references="$references \"\${$index}\""; index=$((index + 1)); done' '\n'
+    '  eval "$references" || { status=$?; echo "command $number ($1) failed with exit $status" >&2; exit "$status"; }\n'
+    '  shift "$count"\n'
+    'done'
+)
+
+
+def each_argv(argvs: list[list[str]]) -> list[str]:
+    """One argument list that runs ``argvs`` in order (one round trip instead of one each)."""
+    words: list[str] = []
+    for argv in argvs:
+        words += [str(len(argv)), *argv]
+    return ["sh", "-c", EACH, "sh", *words]
+
+
 # ---------------------------------------------------------------------------------------
 # A real failover: the app's commands as the service's user when the fleet names one.
 

@@ -198,7 +198,7 @@ def plan_drill(facts: DrillFacts, drill_id: str, now: datetime, passwd_text: str
     identity = containment.choose_identity(service, facts.spec, passwd_text, facts.mirror_passwd)
     if isinstance(identity, str):
         problems.append(identity)
-    if problems:
+    if problems or isinstance(identity, str):
         return Decision(False, f"no drill of {service}: " + "; ".join(problems) + ". Nothing was created.")
     warnings = []
     users = canary_users(facts.spec, passwd_text)
