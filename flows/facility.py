@@ -34,6 +34,7 @@ from hotspare.inventory import copies, runs
 from hotspare.inventory.db import session
 from hotspare.inventory.models import FacilityRow, ServerRow, ServiceRow, utcnow
 from hotspare.inventory.service_states import Event, ServiceState, move
+from hotspare.planning.approval import PlanRejected, same_plan
 from hotspare.planning.facility import (
     FacilityPlan,
     ServiceMove,
@@ -42,7 +43,6 @@ from hotspare.planning.facility import (
     plan_facility_return,
     summary_markdown,
 )
-from hotspare.planning.approval import PlanRejected, same_plan
 from hotspare.planning.failover import plan_failover
 from tasks.failover import fence, gather_facts
 from tasks.replication import Refused
