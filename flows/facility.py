@@ -27,6 +27,7 @@ from prefect.runtime import flow_run
 
 from flows.approval import await_approval, cancelled_state
 from flows.failover import failover
+from flows.failover_signals import fence_step
 from flows.reprotect import reprotect
 from hotspare import access
 from hotspare.adapters.errors import NotFound
@@ -44,7 +45,7 @@ from hotspare.planning.facility import (
     summary_markdown,
 )
 from hotspare.planning.failover import plan_failover
-from tasks.failover import fence, gather_facts
+from tasks.failover import gather_facts
 from tasks.replication import Refused
 
 LOST_REASON = "facility {facility} lost"
@@ -303,7 +304,7 @@ def _reprotect_one(item, run_id: int) -> dict:
     started = utcnow()
     fencing = None
     if item.fence_first:
-        fencing = fence(item.service, item.new_mirror)
+        fencing = fence_step(item.service, item.new_mirror)  # red "Unfenced" when it cannot
     reprotect_run = runs.start_run("reprotect", item.service, flow_run.get_id())
     state = reprotect(item.service, mirror=item.new_mirror, yes=True, return_state=True)  # approved with the return
     if state.is_completed():

@@ -411,7 +411,7 @@ def test_good_chains_customers_status_page_and_checkers_pass():
     assert [checker.via for checker in fleet.health.checkers] == ["local", "prod-east"]
 
 
-def test_load_dry_run_shows_the_changes_and_the_diff_and_changes_nothing(home, tmp_path, capsys):
+def test_load_dry_run_shows_the_changes_and_the_diff_and_changes_nothing(home, tmp_path, capsys):  # noqa: F811
     from hotspare.cli import main
     from hotspare.inventory import session
     from hotspare.inventory.models import FleetDocumentRow, ServerRow
