@@ -99,9 +99,14 @@ def test_lab_env_lists_a_worker_per_facility_each_in_its_own_network(control_sit
     assert workers["west"]["netns"] == lab_env["hosts"]["standby-west"]["netns"]
 
 
-def test_with_east_lost_a_failover_submitted_through_the_api_runs_on_west(app1_here, lab, lab_env):
-    from hotspare.commands.deploy_commands import submit
+def test_with_east_lost_a_failover_submitted_through_the_api_runs_on_west(app1_here, lab, lab_env, monkeypatch):
+    from sqlmodel import select
 
+    from hotspare.commands.deploy_commands import submit
+    from hotspare.inventory.db import session
+    from hotspare.inventory.models import RunRow
+
+    monkeypatch.setenv("HOTSPARE_OPERATOR", "Dana Ops")  # who submits it, pre-approved
     lab.fail("east")  # prod-east, mirror-east, standby-east and with it east's worker
     try:
         outcome = submit("failover", {"service": SERVICE, "yes": True}, timeout=300)
@@ -110,6 +115,9 @@ def test_with_east_lost_a_failover_submitted_through_the_api_runs_on_west(app1_h
     assert outcome["state"] == "COMPLETED", outcome
     assert outcome["pool"] == "hotspare-west" and outcome["deployment"] == "failover@west"
     assert outcome["worker"] == f"worker-west-slot{lab.slot}"
+    with session() as db:
+        [run] = db.exec(select(RunRow).where(RunRow.flow_run_id == outcome["flow_run"])).all()
+    assert (run.operator, run.details["approved_by"]) == ("Dana Ops", "Dana Ops")  # the person, not the worker
     assert dns_answer(lab_env) == [address(lab_env, "mirror")]
     status, _body, used = through_dns(lab_env, "health.txt")
     assert (status, used) == (200, address(lab_env, "mirror"))
