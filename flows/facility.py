@@ -27,6 +27,7 @@ from prefect.runtime import flow_run
 
 from flows.approval import await_approval, cancelled_state
 from flows.failover import failover
+from flows.failover_signals import fence_step
 from flows.reprotect import reprotect
 from hotspare import access
 from hotspare.adapters.errors import NotFound
@@ -34,6 +35,7 @@ from hotspare.inventory import copies, runs
 from hotspare.inventory.db import session
 from hotspare.inventory.models import FacilityRow, ServerRow, ServiceRow, utcnow
 from hotspare.inventory.service_states import Event, ServiceState, move
+from hotspare.planning.approval import PlanRejected, same_plan
 from hotspare.planning.facility import (
     FacilityPlan,
     ServiceMove,
@@ -42,12 +44,10 @@ from hotspare.planning.facility import (
     plan_facility_return,
     summary_markdown,
 )
-from hotspare.planning.approval import PlanRejected, same_plan
 from hotspare.planning.failover import plan_failover
 from tasks.failover import gather_facts
-from tasks.fencing import fence
-from tasks.replication import Refused
 from tasks.orchestrator import require_orchestrator
+from tasks.replication import Refused
 
 LOST_REASON = "facility {facility} lost"
 
@@ -307,7 +307,8 @@ def _reprotect_one(item, run_id: int) -> dict:
     started = utcnow()
     fencing = None
     if item.fence_first:
-        fencing = fence(item.service, item.new_mirror, power_off=False)  # it becomes the mirror next
+        # red "Unfenced" when it cannot; never its power: it becomes the mirror next
+        fencing = fence_step(item.service, item.new_mirror, power_off=False)
     reprotect_run = runs.start_run("reprotect", item.service, flow_run.get_id())
     state = reprotect(item.service, mirror=item.new_mirror, yes=True, return_state=True)  # approved with the return
     if state.is_completed():

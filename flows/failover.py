@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.approval import await_approval, cancelled_state
-from flows.failover_signals import (changes_before_cutover, fence_production, fence_step, say_what_was_undone,
+from flows.failover_signals import (changes_before_cutover, fence_outcome, fence_production, say_what_was_undone,
                                    unfenced_warning)
 from flows.replicate import replicate_one
 from hotspare import access
@@ -182,7 +182,7 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
             run_app_commands(service, plan.target, "activate")
         if fencing is not None:
             with runs.step(run_id, "fence production") as step:
-                details["fencing"] = fence_step(fencing)
+                details["fencing"] = fence_outcome(fencing)
                 if not details["fencing"]["fenced"]:
                     step.detail = f"UNFENCED: {details['fencing']['detail']}"[:500]
         with runs.step(run_id, "health check"):

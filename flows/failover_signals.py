@@ -23,13 +23,13 @@ UNFENCED = "Unfenced"
 
 
 @task(name="fence production", cache_policy=NO_CACHE)
-def fence_production(service: str, server: str) -> dict | State:
+def fence_production(service: str, server: str, power_off: bool = True) -> dict | State:
     """Fence the old production (``tasks.fencing.fence``: its app stopped, or its power off). When that cannot be done
     the step ends in a FAILED state named "Unfenced", red in the Prefect UI, carrying the same
     result: the failover goes on (users need the service), but nobody should read a green step
     while the old production may still serve stale data. A Completed state is green whatever
     its name, and Cancelled or Crashed would say the step did not run or the machine broke."""
-    result = fence.fn(service, server)
+    result = fence.fn(service, server, power_off=power_off)
     if result["fenced"]:
         return result
     return Failed(name=UNFENCED, data=result,
@@ -37,7 +37,12 @@ def fence_production(service: str, server: str) -> dict | State:
                           "if it comes back; stop its app before it does")
 
 
-def fence_step(submitted: PrefectFuture) -> dict:
+def fence_step(service: str, server: str, power_off: bool = True) -> dict:
+    """Fence ``server`` now and say what was done (see ``fence_outcome``)."""
+    return fence_outcome(fence_production.submit(service, server, power_off))
+
+
+def fence_outcome(submitted: PrefectFuture) -> dict:
     """What the submitted ``fence_production`` did, once it ends; an Unfenced step is an outcome
     the run carries on from, any other failure of the step stops the failover."""
     submitted.wait()

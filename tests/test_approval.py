@@ -8,10 +8,11 @@ window end the run cancelled, and the approver is recorded as a person.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from lab_helpers import poll
 
 from hotspare.commands.errors import exit_code_of
 from hotspare.planning.approval import (
@@ -24,7 +25,6 @@ from hotspare.planning.approval import (
     plan_digest,
     same_plan,
 )
-from lab_helpers import poll
 
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=timezone.utc)
 DIGEST = "0123456789abcdef"
@@ -108,8 +108,13 @@ def gated_flow():
 def paused_run_of_the_gate(after_pause: int = 0):
     """The paused run of the flow under test, once it paused more than ``after_pause`` times."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, \
-        FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     with get_client(sync_client=True) as client:

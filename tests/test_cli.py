@@ -15,9 +15,9 @@ import pytest
 from hotspare.cli import main
 from hotspare.commands import errors
 from hotspare.commands.topology import _age, format_topology, topology_rows
+from hotspare.inventory import copies
 from hotspare.inventory.models import CopyRow, ServerRow, ServiceRow
 from lab_helpers import host_path
-from hotspare.inventory import copies
 from test_failover import SERVICE, address, dns_answer, protected  # noqa: F401 - protected is a fixture
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)

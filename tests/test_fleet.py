@@ -528,7 +528,7 @@ def test_values_parse_the_way_their_use_does():
         e164("030 123456")
 
 
-def test_load_dry_run_shows_the_changes_and_the_diff_and_changes_nothing(home, tmp_path, capsys):
+def test_load_dry_run_shows_the_changes_and_the_diff_and_changes_nothing(home, tmp_path, capsys):  # noqa: F811
     from hotspare.cli import main
     from hotspare.inventory import session
     from hotspare.inventory.models import FleetDocumentRow, ServerRow

@@ -78,11 +78,12 @@ def test_it_names_the_pools_that_have_a_worker(pools):
     assert queued_failovers() == []
 
 
-def test_a_pre_approved_run_nobody_starts_is_cancelled_when_run_gives_up(pools):
+def test_a_pre_approved_run_nobody_starts_is_cancelled_when_run_gives_up(pools, monkeypatch):
     from prefect.client.orchestration import get_client
 
     from hotspare.commands.deploy_commands import submit
 
+    monkeypatch.setenv("HOTSPARE_OPERATOR", "Dana Ops")
     heartbeat("hotspare-control", "worker-control-gone")
     outcome = submit("failover", {"service": SERVICE, "yes": True}, facility="control", timeout=3, approval_window=120)
     assert outcome["state"] == "CANCELLED", outcome
@@ -91,6 +92,8 @@ def test_a_pre_approved_run_nobody_starts_is_cancelled_when_run_gives_up(pools):
         run = client.read_flow_run(outcome["flow_run"])
     assert run.state.is_cancelled()
     assert run.parameters["yes"] is True and run.parameters["approval_expires_at"]  # the flow's own deadline rides along
+    # the person who submitted it is the run's operator and approver on whichever worker runs it
+    assert run.job_variables["env"]["HOTSPARE_OPERATOR"] == "Dana Ops" and run.job_variables["env"]["PYTHONPATH"]
     assert queued_failovers() == []  # nothing left for the next worker that polls
 
 

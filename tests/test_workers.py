@@ -119,9 +119,14 @@ def test_lab_env_gives_the_exports_that_point_commands_at_the_control_site(contr
     assert '"exports"' in capsys.readouterr().out
 
 
-def test_with_east_lost_a_failover_submitted_through_the_api_runs_on_west(app1_here, lab, lab_env):
-    from hotspare.commands.deploy_commands import submit
+def test_with_east_lost_a_failover_submitted_through_the_api_runs_on_west(app1_here, lab, lab_env, monkeypatch):
+    from sqlmodel import select
 
+    from hotspare.commands.deploy_commands import submit
+    from hotspare.inventory.db import session
+    from hotspare.inventory.models import RunRow
+
+    monkeypatch.setenv("HOTSPARE_OPERATOR", "Dana Ops")  # who submits it, pre-approved
     lab.fail("east")  # prod-east, mirror-east, standby-east and with it east's worker
     try:
         outcome = submit("failover", {"service": SERVICE, "yes": True}, timeout=300)
@@ -130,6 +135,9 @@ def test_with_east_lost_a_failover_submitted_through_the_api_runs_on_west(app1_h
     assert outcome["state"] == "COMPLETED", outcome
     assert outcome["pool"] == "hotspare-west" and outcome["deployment"] == "failover@west"
     assert outcome["worker"] == f"worker-west-slot{lab.slot}"
+    with session() as db:
+        [run] = db.exec(select(RunRow).where(RunRow.flow_run_id == outcome["flow_run"])).all()
+    assert (run.operator, run.details["approved_by"]) == ("Dana Ops", "Dana Ops")  # the person, not the worker
     assert dns_answer(lab_env) == [address(lab_env, "mirror")]
     status, _body, used = through_dns(lab_env, "health.txt")
     assert (status, used) == (200, address(lab_env, "mirror"))

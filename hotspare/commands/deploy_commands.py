@@ -244,7 +244,8 @@ def submit(flow_name: str, parameters: dict, facility: str | None = None, timeou
             parameters = {**parameters,
                           "approval_expires_at": (utcnow() + timedelta(seconds=approval_window)).isoformat()}
     print(f"submitting {flow_name} {json.dumps(parameters)} to {deployment.name} ({placement_reason})", flush=True)
-    flow_run = run_deployment(deployment.id, parameters=parameters, timeout=timeout, poll_interval=1)
+    flow_run = run_deployment(deployment.id, parameters=parameters, timeout=timeout, poll_interval=1,
+                              job_variables=operator_environment(deployment))
     state = flow_run.state
     if state is None or not state.is_final():
         state = give_up(flow_run, timeout)
@@ -252,6 +253,17 @@ def submit(flow_name: str, parameters: dict, facility: str | None = None, timeou
             "worker": worker_of(flow_run.id) if not state.is_cancelled() else None,
             "state": state.type.value if state else "UNKNOWN", "message": state.message if state else "",
             "placement": placement_reason}
+
+
+def operator_environment(deployment) -> dict:
+    """The run's process environment: the deployment's, plus who submitted it
+    (``HOTSPARE_OPERATOR``, else the login name), so the worker records that person as the
+    run's operator and as the approver of a pre-approved run, not the worker's own account.
+    The whole ``env`` is given: a run's job variables replace the deployment's key by key."""
+    from hotspare.inventory.runs import current_operator
+
+    environment = dict(((deployment.job_variables or {}).get("env")) or {})
+    return {"env": {**environment, "HOTSPARE_OPERATOR": current_operator()}}
 
 
 def no_worker_sentence(flow_name: str, chosen: str, online: dict[str, bool]) -> str:
