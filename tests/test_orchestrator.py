@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import pytest
 
-from hotspare.planning.orchestrator import Identity, Marker, decide, marker_zone, parse_marker, record_name
+from hotspare.planning.orchestrator import (
+    Identity,
+    Marker,
+    decide,
+    marker_zone,
+    parse_marker,
+    record_name,
+)
 
 ME = Identity("11111111-aaaa", "ops@control:inventory")
 OTHER = Marker("fleet-1", "22222222-bbbb", 3, "demo@laptop:/root/.hotspare/inventory.db", "2026-01-01T00:00:00Z")
@@ -96,13 +103,14 @@ def _marker(lab_env) -> Marker:
 
 @pytest.mark.lab
 def test_a_second_orchestrator_on_the_same_lab_refuses_to_act_and_to_page(second_inventory, lab, lab_env, capsys):
+    from test_failover import SERVICE, address, dns_answer
+
     from flows.health import health
     from flows.incident import page
     from hotspare.cli import main
     from hotspare.inventory import incidents
     from hotspare.lab.phone import PhoneControl
     from tasks.orchestrator import NotOrchestrator
-    from test_failover import SERVICE, address, dns_answer
 
     first, _back = second_inventory
     holder = _marker(lab_env)
