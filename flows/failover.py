@@ -51,6 +51,7 @@ def failover(
     max_copy_age_hours: float = 24.0,
     approval_timeout_seconds: int = 3600,
     approval_expires_at: datetime | None = None,
+    unattended: bool = False,
 ) -> dict:
     """Move ``service`` to its mirror and repoint its DNS record; see the module docstring.
 
@@ -67,6 +68,8 @@ def failover(
         approval_timeout_seconds: How long the run waits at the approval pause before it stops (nothing changed).
         approval_expires_at: An up-front approval (yes, approved_plan_digest) counts only if the run starts before this
             time (UTC); later, the run ends cancelled. Default: 5 minutes after the run was due to start.
+        unattended: Approved by the fleet's health policy (``automatic_failover: unattended``; set by the
+            health runbook when the quorum declares production down), recorded as that policy, not as a person.
     """
     require_orchestrator(None, f"failover {service}")  # one orchestrator per fleet
     logger = get_run_logger()
@@ -81,8 +84,9 @@ def failover(
     if dry_run:
         return {"service": service, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
     try:
-        approval = await_approval(f"failover of {service}", plan.digest, plan.markdown(), yes, approved_plan_digest,
-                                  approval_timeout_seconds, approval_expires_at)
+        approval = (Approval(f"failover of {service}", plan.digest, UNATTENDED_APPROVER, UNATTENDED_HOW) if unattended
+                    else await_approval(f"failover of {service}", plan.digest, plan.markdown(), yes,
+                                        approved_plan_digest, approval_timeout_seconds, approval_expires_at))
     except PlanRejected as error:
         return cancelled_state(error)
     logger.info(approval.sentence())
@@ -93,6 +97,10 @@ def failover(
     with locks.service_lock(service, holder, preempt=preempt) as lease, _prefect_slot(service, takeover=resume):
         _same_plan_under_lock(plan, _plan(service, planned, copy_id, force, max_copy_age_hours))
         return execute(plan, holder, approval, lease)
+
+
+UNATTENDED_APPROVER = "health policy (unattended)"
+UNATTENDED_HOW = "with no one asked: production was declared down by the multi-site quorum"
 
 
 def _plan(service: str, planned: bool, copy_id: str | None, force: bool, max_copy_age_hours: float) -> FailoverPlan:

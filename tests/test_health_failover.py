@@ -1,7 +1,7 @@
 """Automatic failover from the health runbook, against the lab: a production declared down
 submits the ``failover`` deployment only for a service whose policy says
-``automatic_failover: true``; with the default (false) nothing is submitted and the run says
-why. Both productions fail at once (app1 on prod-east keeps the default, app2 on prod-west
+``automatic_failover: approval`` (or ``true``); with the default (off) nothing is submitted and
+the run says why; ``unattended`` fails the service over in the health run itself, fenced, once. Both productions fail at once (app1 on prod-east keeps the default, app2 on prod-west
 allows it), so one health run shows both outcomes. Nothing serves the deployment here: the
 submitted run is checked (deployment, parameters) and deleted, and the lab is healed.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from test_failover import protected  # noqa: F401 (fixture)
 from test_hardware_health import clear_health_state, health_settings
 
 pytestmark = pytest.mark.lab
@@ -61,3 +62,39 @@ def test_declared_down_production_submits_failover_only_where_the_policy_allows(
     assert "does not allow automatic failover" in outcomes["app1"]["reason"]
     assert outcomes["app2"]["submitted"] is True, outcomes["app2"]["reason"]
     assert [(str(run.id), run.parameters) for run in created] == [(outcomes["app2"]["flow_run_id"], {"service": "app2"})]
+
+
+@pytest.fixture
+def app1_unattended(fleet, lab_env, tmp_path, protected):
+    """app1 protected, with an unattended failover policy, short probes and no health state."""
+    with health_settings(lab_env, tmp_path, probe_timeout_seconds=1.5, failures_to_down=FAILURES_TO_DOWN,
+                         services=[{"name": "app1", "automatic_failover": "unattended"}]):
+        clear_health_state()
+        yield
+    clear_health_state()
+
+
+def test_unattended_policy_fails_over_at_once_fenced_and_only_once(lab, lab_env, app1_unattended):
+    from flows.health import health
+    from hotspare.inventory import copies
+    from hotspare.lab import bmc
+    from hotspare.lab.probes import http_get
+    from hotspare.lab.topology import host_by_name
+    from test_failover import address, dns_answer
+
+    lab.fail("prod-east")
+    summary = health(rounds=FAILURES_TO_DOWN, interval_seconds=INTERVAL)
+
+    [outcome] = [entry for entry in summary["failovers"] if entry["service"] == "app1"]
+    assert outcome["unattended"] is True and outcome["outcome"] == "ok", outcome
+    assert "failed app1 over unattended: it runs on mirror-west now" in outcome["reason"]
+    assert dns_answer(lab_env) == [address(lab_env, "mirror")]
+    assert copies.service_row("app1").active_server == "mirror-west"
+    assert bmc.is_powered_off(lab.directory, host_by_name("prod-east")), "fenced through its BMC"
+
+    lab.heal("prod-east")  # production comes back: powered on, its app stopped
+    again = health(rounds=FAILURES_TO_DOWN, interval_seconds=INTERVAL)
+    assert not [entry for entry in again["failovers"] if entry["service"] == "app1"], again["failovers"]
+    assert copies.service_row("app1").active_server == "mirror-west" and dns_answer(lab_env) == [address(lab_env, "mirror")]
+    production_app = f"http://{address(lab_env, 'production')}:{lab_env['services']['app1']['app_port']}/"
+    assert http_get(production_app, 2.0) is None, "no second production after it came back"

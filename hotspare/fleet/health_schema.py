@@ -12,7 +12,9 @@ server exists and stands in the checker's facility, services named exist) are ch
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from hotspare.fleet.base import Name, Strict
 from hotspare.fleet.values import CronLine, EmailAddress, PhoneNumber
@@ -45,10 +47,24 @@ class ServiceHealth(Strict):
     """Per-service health policy."""
 
     name: Name = Field(description="Service this policy applies to.")
-    automatic_failover: bool = Field(
-        default=False,
-        description="Submit the failover deployment when production is declared down (it still waits for approval).",
+    automatic_failover: Literal["off", "approval", "unattended"] = Field(
+        default="off",
+        description=(
+            "When production is declared down: off (an operator decides), approval (the failover deployment is "
+            "submitted and waits for an approver), unattended (the failover runs at once, fenced, approved by this "
+            "policy). true and false read as approval and off."
+        ),
     )
+
+    @field_validator("automatic_failover", mode="before")
+    @classmethod
+    def _booleans_read_as_before(cls, value):
+        """``true``/``false`` from fleet files written before the three modes keep their meaning."""
+        if value is True:
+            return "approval"
+        if value is False:
+            return "off"
+        return value
     interval_seconds: float | None = Field(
         default=None, gt=0, description="Own check interval for this service (default: the section's interval)."
     )
