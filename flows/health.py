@@ -27,6 +27,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from sqlmodel import select
 
+from flows.unattended import fail_over_unattended
 from hotspare import access
 from hotspare.adapters.errors import PermanentError
 from hotspare.fleet.health_schema import LOCAL, health_problems, health_warnings
@@ -236,7 +237,9 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
                                        "previous": change.previous.value, "state": change.state.value,
                                        "evidence": change.evidence, "sites": list(change.sites)})
             for service in production_down(change, active_now):
-                summary["failovers"].append(health_actions.maybe_fail_over(fleet, service, change, logger))
+                unattended = fleet.health.policy(service).automatic_failover == "unattended"
+                summary["failovers"].append(fail_over_unattended(service, change, logger) if unattended
+                                            else health_actions.maybe_fail_over(fleet, service, change, logger))
         summary["replacements"] += health_actions.handle_replacements(fleet, list(judgement.statuses.values()), logger)
         summary["rounds"] += 1
         summary["sites"] = outcome.sites

@@ -33,16 +33,14 @@ def emit_change(change: Change, logger, active: dict[str, str] | None = None) ->
 
 def maybe_fail_over(fleet, service: str, change: Change, logger) -> dict:
     """What the service's policy says to do now that its production is declared down: nothing
-    (``off``: an operator decides), submit the ``failover`` deployment, which waits for an
-    approver (``approval``), or fail over at once in this run (``unattended``)."""
+    (``off``: an operator decides) or submit the ``failover`` deployment, which waits for an
+    approver (``approval``); ``unattended`` is the health runbook's own (``flows/unattended.py``)."""
     policy = fleet.health.policy(service)
     if policy.automatic_failover == "off":
         sentence = (f"not failing {service} over: its production {change.subject} is down, but the fleet's health "
                     f"policy does not allow automatic failover (an operator decides: hotspare failover {service})")
         logger.warning(sentence)
         return {"service": service, "submitted": False, "reason": sentence}
-    if policy.automatic_failover == "unattended":
-        return fail_over_unattended(service, change, logger)
     try:
         from prefect.deployments import run_deployment
 
@@ -129,32 +127,3 @@ def publish(summary: dict, logger) -> None:
     except Exception as error:
         logger.error("could not publish the health table: %s", error)
 
-
-def fail_over_unattended(service: str, change: Change, logger) -> dict:
-    """Fail ``service`` over in this run, approved by the fleet's ``unattended`` policy: the
-    multi-site quorum has declared its production down, and every minute an approver takes is a
-    minute of outage. The failover fences the old production (its app stopped, else its power
-    off), so it can come back without serving; paging and customer notices follow the incident
-    as for any outage. Never raises: the outcome is a sentence in the round's summary."""
-    from flows.failover import failover
-
-    logger.warning("failing %s over now, unattended (the fleet's health policy): its production %s is down",
-                   service, change.subject.removeprefix("server:"))
-    try:
-        state = failover(service, yes=True, unattended=True, return_state=True)
-    except Exception as error:  # a side channel of the health round: never stops the checks
-        state, result = None, {"outcome": "failed", "error": str(error)}
-    else:
-        result = state.result(raise_on_failure=False) if state.is_completed() else {"outcome": state.name}
-    if state is not None and state.is_completed() and isinstance(result, dict) and result.get("outcome") in ("ok", "already-done"):
-        from hotspare.inventory import copies
-
-        sentence = (f"failed {service} over unattended: it runs on {copies.service_row(service).active_server} now"
-                    + ("" if result.get("fencing", {}).get("fenced", True) else "; the old production is UNFENCED"))
-        logger.warning(sentence)
-        return {"service": service, "submitted": True, "unattended": True, "outcome": result.get("outcome"),
-                "reason": sentence}
-    detail = str(state.message) if state is not None and state.message else str(result)
-    sentence = f"the unattended failover of {service} did not complete: {detail[:300]}"
-    logger.error(sentence)
-    return {"service": service, "submitted": True, "unattended": True, "outcome": "failed", "reason": sentence}
