@@ -133,7 +133,7 @@ def test_failback_keeps_the_late_writes_of_the_returning_production(protected, l
         assert failover(SERVICE, yes=True)["outcome"] == "ok"
         lab.heal(PRODUCTION)
         assert ssh(lab_env, PRODUCTION, "/srv/app1/app/ctl", "stop").returncode == 0
-        assert reprotect(SERVICE)["mirror"] == PRODUCTION
+        assert reprotect(SERVICE, yes=True)["mirror"] == PRODUCTION
 
         back = failover(SERVICE, planned=True, yes=True)
 

@@ -70,8 +70,10 @@ def test_serve_answers_the_fleets_acknowledgement_url_so_an_sms_ack_acknowledges
     """``hotspare serve`` alone (no ``hotspare incident webhook``): a contact's signed "ACK N"
     reaches the webhook at the fleet's acknowledgement URL and acknowledges incident N."""
     import time
+    import uuid
 
-    from hotspare.inventory import incidents
+    from hotspare.fleet.values import e164
+    from hotspare.inventory import incidents, pages
     from hotspare.lab.phone import PhoneControl, acknowledgement_port
     from hotspare.probes import tcp_reachable
     from tasks.paging import sms_acknowledgement_url
@@ -83,6 +85,9 @@ def test_serve_answers_the_fleets_acknowledgement_url_so_an_sms_ack_acknowledges
     assert served.poll() is None, "hotspare serve exited"
     opening = incidents.open_incident(2, "low", "acknowledged through serve", servers=["prod-west"],
                                       dedup_key=f"test:serve-ack:{time.time()}")
+    # only an incident paged to that contact's number, within the window, may be acknowledged by it
+    pages.record_page(opening.incident_id, "lab-phone-primary", f"CA{uuid.uuid4().hex}", "call", "Lee Lead",
+                      e164("+1 555 0101"))
     reply = PhoneControl(lab_env).sms_reply("+1 555 0101", f"ACK {opening.incident_id}",
                                             sms_acknowledgement_url(fleet, "lab-phone-primary"))
     assert reply["webhook_status"] == 200, reply
