@@ -28,7 +28,8 @@ def http_get_via_dns(url: str, resolve, timeout: float = 5.0) -> tuple[int, byte
     """GET ``url`` with its host name resolved by ``resolve(name) -> [addresses]``.
 
     Returns (status, body, address used). Lets hotspare check an app "through the DNS name"
-    against the zone's authoritative server, never the machine's own resolver.
+    against the zone's authoritative server, never the machine's own resolver. An answer broken
+    off midway raises ``ConnectionError``, as a refused connection does.
     """
     import http.client
     from urllib.parse import urlsplit
@@ -44,5 +45,7 @@ def http_get_via_dns(url: str, resolve, timeout: float = 5.0) -> tuple[int, byte
         connection.request("GET", path, headers={"Host": parts.netloc})
         response = connection.getresponse()
         return response.status, response.read(), address
+    except http.client.HTTPException as error:  # an app stopping mid-answer: not answering, like a refused connect
+        raise ConnectionError(f"{address}:{parts.port or 80} broke off its answer ({type(error).__name__})") from None
     finally:
         connection.close()
