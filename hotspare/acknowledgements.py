@@ -43,7 +43,9 @@ from hotspare.inventory import incidents, pages
 from hotspare.inventory.models import utcnow
 
 log = logging.getLogger(__name__)
-SMS_ACK = re.compile(r"^\s*(ack|ok|yes|1)\b\W*(?P<incident>\d+)?", re.IGNORECASE)
+# An incident number has at most 18 digits (it fits the inventory's integer column); a longer
+# one names no incident.
+SMS_ACK = re.compile(r"^\s*(ack|ok|yes|1)\b\W*(?P<incident>\d{1,18}(?!\d))?", re.IGNORECASE)
 MAX_BODY_BYTES = 65536  # a provider's form is a few hundred bytes
 REQUEST_SECONDS = 10.0
 SMS_HELP = "<Response><Message>Reply ACK and the incident number to acknowledge.</Message></Response>"

@@ -48,6 +48,9 @@ def _register_optional(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from hotspare.commands.errors import report
+    from hotspare.commands.terminal import guard_stdout
+
+    guard_stdout()  # nothing a customer server wrote steers the operator's terminal
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv

@@ -212,9 +212,8 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
                     mirror.run(argv, timeout=600)
         return run if argvs else None
 
-    def before() -> None:  # the working subvolume first (snapshots), then the service's accounts into it
-        if copy_plan.prepare:
-            mirror_runs([list(argv) for argv in copy_plan.prepare])()
+    def before() -> None:  # the store closed to all but root, the working subvolume (snapshots), the accounts
+        mirror_runs([copy_backends.close_store_argv(service), *(list(argv) for argv in copy_plan.prepare)])()
         screened["accounts"] = stage_accounts(fleet, service, copy_plan.source, copy_plan.target, copy_plan.tree)
 
     screened: dict = {}

@@ -156,3 +156,23 @@ def test_failback_keeps_the_late_writes_of_the_returning_production(protected, l
         for host in (PRODUCTION, MIRROR):
             for path in (late_data, late_config):
                 host_path(lab_env, host, path).unlink(missing_ok=True)
+
+
+def test_a_service_account_on_the_mirror_never_reaches_the_copies(protected, lab, lab_env):  # noqa: F811
+    """Production's data lands in the mirror's store as it was (a setuid-root shell among it, kept
+    for forensics); the service's account, which travels to the mirror and may log in there, must
+    not reach it: the store and the service's folder in it are root's alone."""
+    data = host_path(lab_env, PRODUCTION, lab_env["services"][SERVICE]["data_path"])
+    planted = data / f"rootsh-{uuid.uuid4().hex[:8]}"
+    planted.write_bytes(b"#!/bin/sh\nid\n")
+    os.chmod(planted, 0o4755)
+    try:
+        assert replicate_service(SERVICE)["outcome"] == "ok"
+        for folder in ("/srv/hotspare", f"/srv/hotspare/{SERVICE}"):
+            mode = host_path(lab_env, MIRROR, folder).stat()
+            assert (stat.S_IMODE(mode.st_mode), mode.st_uid) == (0o700, 0), folder
+        probe = ssh(lab_env, MIRROR, "setpriv", "--reuid=2001", "--regid=2001", "--clear-groups", "--",
+                    "ls", f"/srv/hotspare/{SERVICE}")
+        assert probe.returncode != 0 and "Permission denied" in probe.stderr, probe
+    finally:
+        planted.unlink(missing_ok=True)

@@ -254,3 +254,18 @@ def test_the_webhook_refuses_a_body_it_would_have_to_read_without_bound():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_sms_naming_a_number_too_long_for_an_incident_is_answered_and_acknowledges_nothing():
+    """``ACK`` followed by 26 digits from a stranger: a refusal like any other, never an error."""
+    import uuid
+    from types import SimpleNamespace
+
+    from hotspare.inventory import incidents
+
+    fleet = SimpleNamespace(incidents=Incidents(chains=[category_one_chain()]), contacts=ACK_CONTACTS, escalation=[])
+    opened = incidents.open_incident(1, "high", "server prod9 down", servers=["prod9"]).incident_id
+    reply = _webhook(fleet)("sms", {"MessageSid": f"SM{uuid.uuid4().hex}", "From": "+15559999",
+                                    "Body": "ACK 99999999999999999999999999"})
+    assert reply.status == 200 and reply.acknowledged is None
+    assert incidents.get_incident(opened)["status"] == "triggered"

@@ -194,7 +194,8 @@ def test_server_identity_files_are_refused(path):
 
 @pytest.mark.parametrize("path", [
     "/srv/hotspare", "/srv/hotspare/app1/current", "/run/hotspare", "/run/hotspare/key",
-    "/srv/backup", "/srv/backup/app1", "/var/tmp/hotspare-restore",
+    "/srv/backup", "/srv/backup/app1", "/var/tmp/hotspare-restore", "/usr/local/lib/hotspare",
+    "/var/lib/hotspare/drills", "/etc/hotspare", "/opt/hotspare/drills",
 ])
 def test_hotspare_own_folders_are_refused(path):
     assert "hotspare's own working folder" in path_problem(path)
@@ -217,6 +218,10 @@ def test_paths_inside_system_trees_are_fine(path):
     ("/srv/app1/../app2", "write '/srv/app2'"),
     ("/srv/app1/.", "write '/srv/app1'"),
     ("/srv/app1\n", "control character"),
+    ("/srv/app1/$(id>/tmp/x)", "contains '$' '(' ')' '>'"),
+    ("/srv/app1/x /etc", "contains ' '"),
+    ("/srv/app1/`id`", "contains '`'"),
+    ("/srv/app1/a;b", "contains ';'"),
 ])
 def test_non_normal_paths_name_their_normal_form(path, hint):
     assert hint in path_problem(path)

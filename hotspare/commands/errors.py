@@ -142,7 +142,9 @@ def report(error: BaseException, where: str, debug: bool) -> int:
     return the exit code of its kind."""
     if debug:
         traceback.print_exception(error, file=sys.stderr)
-    print(message_for(error, where), file=sys.stderr)
+    from hotspare.commands.terminal import safe
+
+    print(safe(message_for(error, where)), file=sys.stderr)
     return exit_code_of(error)
 
 

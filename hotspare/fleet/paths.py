@@ -24,7 +24,15 @@ COPIES_ROOT = "/srv/hotspare"  # the mirror's point-in-time copies
 RUN_DIR = "/run/hotspare"  # per-run key material
 BACKUP_ROOT = "/srv/backup"  # the storage host's default repository base
 RESTORE_BASE = "/var/tmp/hotspare-restore"  # scratch space of a standby being rebuilt
-OWN_FOLDERS = (COPIES_ROOT, RUN_DIR, BACKUP_ROOT, RESTORE_BASE)
+PROGRAM_DIR = "/usr/local/lib/hotspare"  # the transfer view and its rsync daemon configuration
+STATE_DIR = "/var/lib/hotspare"  # drills' scratch folders
+CONFIG_DIR = "/etc/hotspare"
+DRILL_DIR = "/opt/hotspare"
+OWN_FOLDERS = (COPIES_ROOT, RUN_DIR, BACKUP_ROOT, RESTORE_BASE, PROGRAM_DIR, STATE_DIR, CONFIG_DIR, DRILL_DIR)
+
+# A declared path travels as one word of forced commands and rsync daemon requests: letters,
+# digits and these only (no whitespace, quotes or shell characters).
+PATH_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+@,:=%~")
 
 # Trees that belong to the operating system or are shared by every service: a service may
 # declare a path inside them, never one of them as a whole.
@@ -75,6 +83,10 @@ def form_problem(path: str) -> str | None:
         return f"{path!r} is relative; write it absolute, starting with /"
     if any(ord(character) < 32 or ord(character) == 127 for character in path):
         return f"{path!r} contains a control character"
+    odd = sorted({character for character in path if character not in PATH_CHARACTERS})
+    if odd:
+        return (f"{path!r} contains {' '.join(repr(character) for character in odd)}: a declared path is one word of "
+                "letters, digits and / . _ - + @ , : = % ~ (rename the folder, or declare its parent)")
     normal = posixpath.normpath(path)
     if "//" in path or path != normal:
         # normpath keeps a leading "//" (POSIX leaves its meaning open): name it ourselves.

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hotspare.planning.replication import Decision, copy_root, service_root
+from hotspare.planning.replication import COPIES_ROOT, Decision, copy_root, service_root
 
 SNAPSHOT = "btrfs-snapshot"
 HARD_LINKS = "hard-links"
@@ -94,6 +94,17 @@ def choose_backend(facts: StoreFacts, preference: str = "auto") -> BackendChoice
         return BackendChoice(HARD_LINKS, "hard-linked copies: the working path exists but is not a btrfs subvolume "
                                          "(remove it to let hotspare make one)")
     return BackendChoice(SNAPSHOT, "btrfs snapshots: the copies folder is on btrfs")
+
+
+# $1 the copies root, $2 the service. Production's data lands below it as it was (setuid files,
+# device nodes: the copies keep the originals), so only root may enter: a service account
+# that logs in to the mirror (accounts travel) must never reach a working tree or a copy.
+CLOSE_STORE_SCRIPT = 'umask 077; mkdir -p -- "$1/$2" && chown root:root -- "$1" "$1/$2" && chmod 0700 -- "$1" "$1/$2"'
+
+
+def close_store_argv(service: str) -> list[str]:
+    """The command that makes the mirror's copies root and the service's folder in it root's alone."""
+    return ["sh", "-c", CLOSE_STORE_SCRIPT, "sh", COPIES_ROOT, service]
 
 
 # $1 the working subvolume, $2 a snapshot copy to start from ("" for none), then the data paths.
