@@ -13,6 +13,7 @@ import http.client
 import json
 import socket
 import ssl
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,19 +49,37 @@ def http_probe(target, timeout):
             connection = http.client.HTTPSConnection(target["address"], target["port"], timeout=timeout, context=context)
         else:
             connection = http.client.HTTPConnection(target["address"], target["port"], timeout=timeout)
+        # One deadline for the whole answer: the socket timeout bounds each read only, and an app
+        # that drips a byte at a time would hold the round (and every service's checks) for ever.
+        watchdog = threading.Timer(timeout, _cut, (connection,))
+        watchdog.start()
         try:
             connection.request("GET", target["path"], headers={"Host": target["host"], "User-Agent": "hotspare-health"})
             response = connection.getresponse()
             response.read(4096)
         finally:
+            watchdog.cancel()
             connection.close()
+        if time.monotonic() - started >= timeout:
+            raise socket.timeout()
     except socket.timeout:
-        return {"ok": False, "evidence": "%s: no answer within %g s" % (where, timeout)}
+        return {"ok": False, "evidence": "%s: no complete answer within %g s" % (where, timeout)}
     except (OSError, http.client.HTTPException) as error:
+        if time.monotonic() - started >= timeout:
+            return {"ok": False, "evidence": "%s: no complete answer within %g s" % (where, timeout)}
         return {"ok": False, "evidence": "%s: %s" % (where, getattr(error, "strerror", None) or error or type(error).__name__)}
     elapsed = (time.monotonic() - started) * 1000
     healthy = 200 <= response.status < 300
     return {"ok": healthy, "evidence": "%s answered %s in %.0f ms" % (where, response.status, elapsed)}
+
+
+def _cut(connection):
+    """End a probe's connection from the watchdog thread: a blocked read returns at once."""
+    try:
+        if connection.sock is not None:
+            connection.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def run_probes(spec):
