@@ -300,7 +300,7 @@ def make_current(service: str, copy_id: str, target: str, holder: str, run_id: i
         promote_copy(service, copy_id, target)
     with runs.step(run_id, "accounts"):
         lease.check("merge accounts on the mirror")
-        accounts = apply_accounts(service, copy_id, target)
+        accounts = apply_accounts(service, copy_id, target, locked=True)  # the mirror serves nothing yet
     with runs.step(run_id, "prune"):
         lease.check("prune old copies")
         pruned = prune_copies(service, target)
@@ -317,9 +317,12 @@ def promote_copy(service: str, copy_id: str, target: str) -> None:
     get_run_logger().info("copy %s is now the current copy of %s on %s", copy_id, service, target)
 
 
-def apply_accounts(service: str, copy_id: str, target: str) -> dict:
+def apply_accounts(service: str, copy_id: str, target: str, locked: bool = False) -> dict:
     """Merge the copy's accounts into the mirror's /etc: only the service's own accounts
-    (``hotspare.planning.accounts``); each refused entry is a warning in the run log."""
+    (``hotspare.planning.accounts``); each refused entry is a warning in the run log.
+
+    ``locked`` (a routine replication): their passwords are locked on the mirror, which does not
+    serve the service yet; a failover merges them unlocked, as production had them."""
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     rules = fleet.service(service).accounts
@@ -334,7 +337,10 @@ def apply_accounts(service: str, copy_id: str, target: str) -> dict:
         own = account_plan.service_accounts({path: read(tree + path) for path in account_plan.ACCOUNT_FILES},
                                             rules.uid_min, rules.uid_max, rules.users)
         current = {path: read(path) for path in account_plan.ACCOUNT_FILES}
-        merge = account_plan.merge_accounts(current, own.files, rules.uid_min, rules.uid_max, rules.users)
+        source = dict(own.files)
+        if locked:
+            source[account_plan.SHADOW] = account_plan.locked_passwords(source.get(account_plan.SHADOW, ""))
+        merge = account_plan.merge_accounts(current, source, rules.uid_min, rules.uid_max, rules.users)
         changed = merge.changed(current)
         for path in changed:
             write_file(mirror, path + ".hotspare-new", merge.files[path].encode(errors="surrogateescape"))

@@ -266,9 +266,21 @@ def verify_accounts(service: str, copy_id: str, target: str) -> dict:
 
         wanted, present = files(tree), files("")
     merge = account_plan.merge_accounts(present, wanted, rules.uid_min, rules.uid_max, rules.users)
+    # a mirror keeps the service's passwords locked while production serves: a lock is no difference
     problems = [f"account {name} differs or is missing on the mirror" for name in merge.users
-                if merge.user_lines(name) != account_plan.user_lines(present, name)]
+                if _unlocked(merge.user_lines(name)) != _unlocked(account_plan.user_lines(present, name))]
     return {"users": list(merge.users), "problems": problems}
+
+
+def _unlocked(lines: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
+    """An account's (passwd, shadow) lines with its password's lock mark taken off."""
+    passwd, shadow = lines
+    if shadow is None:
+        return lines
+    fields = shadow.split(":")
+    if len(fields) > 1 and fields[1].startswith("!"):
+        fields[1] = fields[1][1:]
+    return passwd, ":".join(fields)
 
 
 def record_verification(copy_id: str, passed: bool, checks: dict) -> None:

@@ -116,7 +116,7 @@ def test_compromised_production_cannot_plant_root_or_system_accounts_on_the_mirr
             "app1-web", "app1-batch", "app1-legit", "app2-web"}
         # ... the legitimate account did ...
         assert any(line.startswith("app1-legit:x:2700:") for line in passwd)
-        assert entry(shadow, "app1-legit")[0].split(":")[1] == legit_hash
+        assert entry(shadow, "app1-legit")[0].split(":")[1] == "!" + legit_hash  # locked while production serves
         assert {"app1-web", "app1-batch", "app1-legit"} <= set(result["accounts"]["users"])
         # ... and every refused entry is named, in the returned details and as a run-log warning.
         refused = result["transfer"]["accounts"]["refused"] + result["accounts"]["refused"]

@@ -108,6 +108,9 @@ def test_emergency_failover_serves_the_last_verified_copy(protected, lab, lab_en
     status, body, used = through_dns(lab_env, "in-copy.txt")
     assert (status, body, used) == (200, b"replicated before the outage", address(lab_env, "mirror"))
     assert through_dns(lab_env, "after-copy.txt")[0] == 404  # the data-loss window, as planned
+    # the service's accounts, locked on the mirror while production served, log in as on production now
+    assert _password_of(lab_env, "mirror-west", "app1-web") == _password_of(lab_env, "prod-east", "app1-web")
+    assert not _password_of(lab_env, "mirror-west", "app1-web").startswith(("!", "*"))
     row = copies.service_row(SERVICE)
     assert (row.state, row.active_server, row.mirror_server) == ("failed-over", "mirror-west", None)
     assert row.failover["copy_id"] == result["copy_id"]
@@ -253,6 +256,11 @@ def test_a_record_moved_during_a_switchover_is_reported_with_what_was_done_and_u
     assert dns_answer(lab_env) == [elsewhere]  # as the other change left it
     assert copies.service_row(SERVICE).state == "protected"
     assert _answers(lab_env, production) and not _answers(lab_env, address(lab_env, "mirror"))  # one production
+
+
+def _password_of(lab_env: dict, host: str, user: str) -> str:
+    shadow = host_path(lab_env, host, "/etc/shadow").read_text().splitlines()
+    return next(line for line in shadow if line.startswith(f"{user}:")).split(":")[1]
 
 
 def _answers(lab_env: dict, where: str) -> bool:

@@ -231,7 +231,7 @@ def test_interrupted_transfer_keeps_previous_copy_and_next_run_resumes(replicate
     assert replicate_service(SERVICE, force=True)["outcome"] == "ok"
 
 
-def test_new_user_and_changed_password_hash_reach_the_mirror(replicated, lab, lab_env):
+def test_new_user_and_changed_password_hash_reach_the_mirror_locked(replicated, lab, lab_env):
     production = lab_env["services"][SERVICE]["production"]
     mirror = lab_env["services"][SERVICE]["mirror"]
     new_hash = "$6$saltsalt$" + hashlib.sha256(os.urandom(8)).hexdigest()
@@ -242,7 +242,7 @@ def test_new_user_and_changed_password_hash_reach_the_mirror(replicated, lab, la
         passwd = host_path(lab_env, mirror, "/etc/passwd").read_text()
         shadow = host_path(lab_env, mirror, "/etc/shadow").read_text()
         assert any(line.startswith("app1-new:x:2500:") for line in passwd.splitlines())
-        assert f"app1-web:{new_hash}:" in shadow
+        assert f"app1-web:!{new_hash}:" in shadow  # locked: the mirror serves nothing while production does
     finally:
         ssh(lab_env, production, "userdel", "app1-new")
 

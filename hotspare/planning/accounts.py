@@ -224,6 +224,20 @@ class AccountMerge:
         return user_lines(self.files, name)
 
 
+def locked_passwords(shadow_text: str) -> str:
+    """``shadow_text`` with every password locked: ``!`` before the hash (what ``usermod -L``
+    writes), and an empty password (no password at all) becomes ``!``; ``*`` and hashes already
+    locked stay. The service's accounts must exist on its mirror (files keep their owners), but
+    while production serves they open nothing there: production's root can set any hash."""
+    lines = []
+    for line in shadow_text.splitlines():
+        fields = line.split(":")
+        if len(fields) > 1 and not fields[1].startswith(("!", "*")):
+            fields[1] = "!" + fields[1]
+        lines.append(":".join(fields))
+    return "\n".join(lines) + ("\n" if shadow_text.endswith("\n") else "")
+
+
 def user_lines(files: Mapping[str, str], name: str) -> tuple[str | None, str | None]:
     def line(path: str) -> str | None:
         return next((e.line for e in parse_file(path, files.get(path, "")).entries if e.name == name), None)
