@@ -24,6 +24,7 @@ from hotspare.adapters.errors import HotspareError, TransientError
 from hotspare.fleet import Fleet
 from hotspare.planning.containment import as_service_user
 from hotspare.probes import reachability
+from tasks.retry import retrying
 
 TCP_PROBE_SECONDS = 0.5  # a TCP connect is one round trip: far below this between facilities
 SSH_CONNECT_SECONDS = 3.0  # the SSH handshake of a server that accepted the connection
@@ -47,7 +48,9 @@ def fence(service: str, server: str, seconds: float = 8.0, power_off: bool = Tru
         spec = fleet.server(server)
         if not reachability({server: (spec.address, spec.ssh_port)}, TCP_PROBE_SECONDS)[server]:
             raise TransientError(f"{server}:{spec.ssh_port} did not accept a connection within {TCP_PROBE_SECONDS:g} s")
-        count = _stop_app(fleet, service, server, deadline)
+        # once more on a fresh connection: a pooled one from before an outage fails its first use
+        count = retrying(_stop_app, f"stopping {service}'s app on {server}", retries=1, delays=0)(
+            fleet, service, server, deadline)
         result = {"fenced": True, "method": "app stopped", "detail": f"{count} deactivation command(s) ran over SSH"}
         logger.info("fenced %s: its app is stopped (%d deactivation command(s) over SSH)", server, count)
         return {**result, "seconds": round(time.monotonic() - started, 3)}
