@@ -62,7 +62,12 @@ def read_ttl(server: AuthoritativeServer, name: str) -> int | None:
 
 
 def _query_a(server: AuthoritativeServer, name: str):
-    query = dns.message.make_query(_absolute(name), dns.rdatatype.A)
+    return _query(server, name, dns.rdatatype.A)
+
+
+def _query(server: AuthoritativeServer, name: str, rdtype):
+    """The answer's rrset of ``rdtype`` for ``name`` (over TCP), None when there is none."""
+    query = dns.message.make_query(_absolute(name), rdtype)
     try:
         response = dns.query.tcp(query, server.address, port=server.port, timeout=server.timeout)
     except dns.exception.Timeout:
@@ -73,8 +78,9 @@ def _query_a(server: AuthoritativeServer, name: str):
     if rcode == dns.rcode.NXDOMAIN:
         return None
     if rcode != dns.rcode.NOERROR:
-        raise TransientError(f"DNS server {server.label} answered {dns.rcode.to_text(rcode)} for {name}")
-    return next((rrset for rrset in response.answer if rrset.rdtype == dns.rdatatype.A), None)
+        kind = "" if rdtype == dns.rdatatype.A else f" {dns.rdatatype.to_text(rdtype)}"
+        raise TransientError(f"DNS server {server.label} answered {dns.rcode.to_text(rcode)} for {name}{kind}")
+    return next((rrset for rrset in response.answer if rrset.rdtype == rdtype), None)
 
 
 def compare_and_swap_address(
@@ -108,19 +114,7 @@ def set_ttl(server: AuthoritativeServer, key: TsigKey, name: str, address: str, 
 
 def read_txt(server: AuthoritativeServer, name: str) -> list[list[str]]:
     """Every TXT record of ``name`` (each as its list of strings); [] when there is none."""
-    query = dns.message.make_query(_absolute(name), dns.rdatatype.TXT)
-    try:
-        response = dns.query.tcp(query, server.address, port=server.port, timeout=server.timeout)
-    except dns.exception.Timeout:
-        raise TransientError(f"DNS server {server.label} did not answer within {server.timeout:g} s") from None
-    except OSError as error:
-        raise TransientError(f"cannot reach DNS server {server.label}: {error.strerror or error}") from None
-    rcode = response.rcode()
-    if rcode == dns.rcode.NXDOMAIN:
-        return []
-    if rcode != dns.rcode.NOERROR:
-        raise TransientError(f"DNS server {server.label} answered {dns.rcode.to_text(rcode)} for {name} TXT")
-    rrset = next((rrset for rrset in response.answer if rrset.rdtype == dns.rdatatype.TXT), None)
+    rrset = _query(server, name, dns.rdatatype.TXT)
     return [[part.decode(errors="replace") for part in rdata.strings] for rdata in rrset] if rrset else []
 
 
