@@ -471,6 +471,27 @@ def test_an_alias_bomb_is_refused_at_once():
     assert "more than 100 aliases" in problem and problem.startswith(f"fleet.yaml:{line_of(many, 'k100:')}:")
 
 
+def test_deep_nesting_and_huge_numbers_are_problems_not_crashes():
+    """Each would otherwise end in a RecursionError or Python's int-digits ValueError (exit 1, "a bug")."""
+    deep = EXAMPLE + "extra: " + "[" * 5000 + "]" * 5000 + "\n"
+    [problem] = problems_of(deep)
+    assert f"fleet.yaml:{line_of(deep, 'extra:')}: (top): not valid YAML: nested more than 64 levels deep" in problem
+    huge = EXAMPLE.replace("  copies_to_keep: 4\n", "  copies_to_keep: " + "9" * 5000 + "\n", 1)
+    [problem] = problems_of(huge)
+    assert f"fleet.yaml:{line_of(huge, 'copies_to_keep: 999')}: (top): not valid YAML: a number of more than 30 digits" in problem
+
+
+@pytest.mark.parametrize(("old", "new", "field", "words"), [
+    ("  copies_to_keep: 4\n", "  copies_to_keep: 100000000000000000000\n", "defaults.copies_to_keep", "less than or equal to 1000"),
+    ("uid_min: 2000 ", "uid_min: 99999999999 ", "services.0.accounts.uid_min", "less than or equal to 4294967294"),
+])
+def test_absurd_numbers_are_refused_with_their_field(old, new, field, words):
+    text = EXAMPLE.replace(old, new, 1)
+    assert text != EXAMPLE
+    [problem] = problems_of(text)
+    assert problem == f"fleet.yaml:{line_of(text, new.strip())}: {field}: Input should be {words}"
+
+
 def test_a_few_aliases_still_work():
     text = EXAMPLE.replace('schedule: "30 2 * * *"', 'schedule: &nightly "30 2 * * *"\n      check_schedule: *nightly')
     assert parse_fleet(text).services[0].backup.check_schedule == "30 2 * * *"

@@ -5,8 +5,10 @@ came from; schema errors (pydantic) and plan rules (``rules.py``) are then colle
 
 The file is untrusted input of bounded size: at most ``MAX_FLEET_BYTES``, at most
 ``MAX_ALIASES`` aliases (``*name``) and ``MAX_NODES`` values once aliases are expanded (an alias
-bomb is refused before anything walks it), and no key twice in one mapping (YAML would let the
-last one win silently). Each of these is a problem with its file and line.
+bomb is refused before anything walks it), at most ``MAX_DEPTH`` levels of nesting and
+``MAX_DIGITS`` digits in an integer (either would otherwise end in a Python error, not a
+sentence), and no key twice in one mapping (YAML would let the last one win silently). Each of
+these is a problem with its file and line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ FieldPath = tuple[str | int, ...]
 MAX_FLEET_BYTES = 4 * 1024 * 1024  # a fleet of thousands of services fits in a tenth of this
 MAX_ALIASES = 100  # anchors help with repeated blocks; an alias bomb needs far more
 MAX_NODES = 200_000  # values after expanding aliases (the sample fleet has a few hundred)
+MAX_DEPTH = 64  # nested mappings and lists (the schema needs five levels)
+MAX_DIGITS = 30  # an integer literal (a port, a count, a size in bytes needs under 20)
 
 
 @dataclass(frozen=True)
@@ -106,11 +110,13 @@ def parse_fleet(text: str, filename: str = "<fleet>") -> Fleet:
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """The safe loader, counting aliases as it composes: past ``MAX_ALIASES`` it stops."""
+    """The safe loader, counting aliases and nesting as it composes (past ``MAX_ALIASES`` or
+    ``MAX_DEPTH`` it stops) and refusing integers longer than ``MAX_DIGITS``."""
 
     def __init__(self, stream) -> None:
         super().__init__(stream)
         self.aliases = 0
+        self.depth = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -119,7 +125,24 @@ class _BoundedLoader(yaml.SafeLoader):
                 raise yaml.composer.ComposerError(
                     None, None, f"more than {MAX_ALIASES} aliases (*name): refused (an alias bomb?); "
                                 "write the repeated blocks out", self.peek_event().start_mark)
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep: refused (the fleet file needs five)",
+                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_yaml_int(self, node):
+        if sum(character.isdigit() for character in str(node.value)) > MAX_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a number of more than {MAX_DIGITS} digits: refused (a typo?)", node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 
 
 def _bounded_load(text: str) -> tuple[yaml.Node | None, object]:

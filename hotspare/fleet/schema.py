@@ -37,9 +37,9 @@ class Facility(Strict):
 
 
 class Hardware(Strict):
-    cpus: int = Field(ge=1, description="CPU cores.")
-    memory_mb: int = Field(ge=1, description="Memory in MiB.")
-    disk_gb: int = Field(ge=1, description="Disk for customer data in GiB.")
+    cpus: int = Field(ge=1, le=4096, description="CPU cores.")
+    memory_mb: int = Field(ge=1, le=64 * 1024 * 1024, description="Memory in MiB.")
+    disk_gb: int = Field(ge=1, le=1_000_000, description="Disk for customer data in GiB.")
 
 
 class Server(Strict):
@@ -65,12 +65,12 @@ class Zone(Strict):
     server: str = Field(min_length=1, description="Authoritative server address for queries/updates.")
     port: int = Field(default=53, ge=1, le=65535, description="Authoritative server port.")
     tsig_key_block: Name = Field(description="DnsUpdateKey block allowed to update the zone.")
-    ttl: int = Field(default=300, ge=1, description="TTL of service records hotspare writes.")
+    ttl: int = Field(default=300, ge=1, le=86400, description="TTL of service records hotspare writes.")
 
 
 class Accounts(Strict):
-    uid_min: int = Field(default=1000, ge=1, description="Lowest UID of replicated system accounts.")
-    uid_max: int = Field(default=59999, ge=1, description="Highest UID of replicated system accounts.")
+    uid_min: int = Field(default=1000, ge=1, le=4294967294, description="Lowest UID of replicated system accounts.")
+    uid_max: int = Field(default=59999, ge=1, le=4294967294, description="Highest UID of replicated system accounts.")
     files: list[AbsolutePath] = Field(default_factory=list, description="Application account files.")
     users: list[Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]] = Field(
         default_factory=list,
@@ -112,9 +112,9 @@ class Backup(Strict):
     repository: AbsolutePath | None = Field(
         default=None, description="Repository folder on the storage host (default /srv/backup/<service>)."
     )
-    keep_daily: int = Field(default=7, ge=0, description="Daily snapshots kept by retention.")
-    keep_weekly: int = Field(default=4, ge=0, description="Weekly snapshots kept by retention.")
-    keep_monthly: int = Field(default=6, ge=0, description="Monthly snapshots kept by retention.")
+    keep_daily: int = Field(default=7, ge=0, le=1000, description="Daily snapshots kept by retention.")
+    keep_weekly: int = Field(default=4, ge=0, le=1000, description="Weekly snapshots kept by retention.")
+    keep_monthly: int = Field(default=6, ge=0, le=1000, description="Monthly snapshots kept by retention.")
     schedule: CronLine = Field(default="30 2 * * *", description="Cron line for the backup flow.")
     restore_proof_schedule: CronLine = Field(default="0 4 * * 0", description="Cron line for the restore proof.")
     check_schedule: CronLine = Field(default="0 3 * * *", description="Cron line for the repository check.")
@@ -166,7 +166,7 @@ class Service(Strict):
             "replication_schedule's runs: replicated every half RPO rounded down to a clock step, 5 min at least (`hotspare schedule`)."
         ),
     )
-    copies_to_keep: int | None = Field(default=None, ge=1, description="Point-in-time copies kept on the mirror.")
+    copies_to_keep: int | None = Field(default=None, ge=1, le=1000, description="Point-in-time copies kept on the mirror.")
     max_shrink: float = Field(
         default=0.5, gt=0, le=1, description="Refuse to sync when size or file count dropped by more than this fraction."
     )
@@ -209,7 +209,7 @@ class Mail(Strict):
 class Defaults(Strict):
     ssh_user_block: Name = Field(description="SshCredentials block for servers that name none.")
     rpo_hours: float = Field(default=12, gt=0, description="Default recovery point objective.")
-    copies_to_keep: int = Field(default=4, ge=1, description="Default point-in-time copies kept.")
+    copies_to_keep: int = Field(default=4, ge=1, le=1000, description="Default point-in-time copies kept.")
     replication_schedule: list[CronLine] = Field(
         default_factory=lambda: ["0 1 * * *", "0 13 * * *"],
         description="Cron lines for replicate: every service whose RPO is at least their longest gap (`hotspare schedule`).",
