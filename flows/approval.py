@@ -12,7 +12,9 @@ failing it; reject, or an up-front approval that outlived its window, ends the r
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Literal
 
 import pydantic
@@ -22,6 +24,7 @@ from prefect.input import RunInput
 from prefect.states import Cancelled, State
 from pydantic import Field
 
+from hotspare.inventory import approvals
 from hotspare.inventory.models import utcnow
 from hotspare.inventory.runs import current_operator
 from hotspare.planning.approval import (
@@ -67,22 +70,32 @@ def approval_form(digest: str, markdown: str, reason: str | None = None) -> type
 
 
 def await_approval(subject: str, digest: str, markdown: str, yes: bool, approved_plan_digest: str | None,
-                   timeout_seconds: int, expires_at: datetime | None = None) -> Approval:
+                   timeout_seconds: int, expires_at: datetime | None = None,
+                   phone: tuple[str, str] | None = None) -> Approval:
     """Who approved ``digest``, and how; pauses for the operator unless approved up front.
 
     ``expires_at``: the deadline of an up-front approval (default: this run's scheduled start
-    plus ``UP_FRONT_WINDOW_SECONDS``). Raises ``PlanRejected`` (the flow then ends cancelled,
+    plus ``UP_FRONT_WINDOW_SECONDS``). ``phone``: (service, the plan in one spoken sentence):
+    while the run waits, paging offers this plan to the service's approvers on the phone
+    (``inventory/approvals``; a keypress resumes the run with this digest, as the form would).
+    Raises ``PlanRejected`` (the flow then ends cancelled,
     ``cancelled_state``) on reject, an expired approval or too many wrong answers,
     ``PlanNotApproved`` for an up-front digest of another plan, and Prefect's
     ``FlowPauseTimeout`` when nobody answers within ``timeout_seconds`` in all.
     """
-    logger = get_run_logger()
     approval = approved_up_front(subject, digest, yes, approved_plan_digest, current_operator(),
                                  expires_at or _default_deadline(), utcnow())
     if approval is not None:
         return approval
     deadline = time.monotonic() + timeout_seconds
+    with _offered_on_the_phone(phone, digest, timeout_seconds):
+        return _answers_at_the_gate(subject, digest, markdown, deadline)
+
+
+def _answers_at_the_gate(subject: str, digest: str, markdown: str, deadline: float) -> Approval:
+    logger = get_run_logger()
     reason = "no answer yet"
+    answers = 0
     for answers in range(1, GATE_ANSWERS + 1):
         remaining = max(1, int(deadline - time.monotonic()))
         logger.info("%s: waiting for approval in the Prefect UI (plan digest %s), at most %d s more", subject, digest,
@@ -101,6 +114,23 @@ def await_approval(subject: str, digest: str, markdown: str, yes: bool, approved
         if time.monotonic() >= deadline:
             break
     raise not_approved_after(subject, digest, answers, reason)
+
+
+@contextmanager
+def _offered_on_the_phone(phone: tuple[str, str] | None, digest: str, timeout_seconds: int) -> Iterator[None]:
+    """While the run waits: its plan recorded as waiting, for paging to offer to approvers."""
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    if phone is None or run_id is None:
+        yield
+        return
+    service, sentence = phone
+    approvals.open_approval(service, str(run_id), digest, sentence, utcnow() + timedelta(seconds=timeout_seconds))
+    try:
+        yield
+    finally:
+        approvals.end_approval(str(run_id))
 
 
 def cancelled_state(error: PlanRejected) -> State:

@@ -86,7 +86,8 @@ def failover(
     try:
         approval = (Approval(f"failover of {service}", plan.digest, UNATTENDED_APPROVER, UNATTENDED_HOW) if unattended
                     else await_approval(f"failover of {service}", plan.digest, plan.markdown(), yes,
-                                        approved_plan_digest, approval_timeout_seconds, approval_expires_at))
+                                        approved_plan_digest, approval_timeout_seconds, approval_expires_at,
+                                        phone=(service, plan.spoken())))
     except PlanRejected as error:
         return cancelled_state(error)
     logger.info(approval.sentence())

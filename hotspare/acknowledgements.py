@@ -9,6 +9,9 @@ Phone providers post here (``incidents.acknowledgement_url`` in the fleet file):
   ``ACK 12`` acknowledges incident 12; ``ack``, ``ok``, ``yes`` or ``1`` answers the newest page
   sent to that number.
 
+A keypress ``2`` on a call, or an SMS ``APPROVE n``, approves a waiting failover plan that page
+offered to an approver: ``phone_approvals.py`` decides that, with the same refusals below.
+
 Who may acknowledge is enforced here, in this order, and every refusal is one logged sentence
 (in the incident's timeline too, when the request names or answers one) that changes nothing:
 
@@ -36,6 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
+from hotspare import phone_approvals
 from hotspare.adapters.phone import signature_valid
 from hotspare.fleet.incident_schema import chain_for
 from hotspare.fleet.values import e164
@@ -109,6 +113,10 @@ def _call(provider: str, form: dict, fleet, now: datetime, window: timedelta) ->
     if page is None:
         return _refuse(None, f"refused a keypress on call {call_sid or '(no CallSid)'} through {provider}: "
                              "hotspare placed no such call", _say("Not acknowledged."))
+    if form.get("Digits") == "2":  # approve the plans this call offered (and acknowledge)
+        said, approved = phone_approvals.by_keypress(provider, page, call_sid, fleet, now, window, _note,
+                                                     _not_allowed)
+        return _acknowledge_approval(page.incident_id, page.contact, approved, said, f"keypress 2 on call {call_sid}")
     if form.get("Digits") != "1":
         return Reply(200, _say("Not acknowledged."))
     if not pages.claim_request(provider, call_sid, "call", page.number):
@@ -122,6 +130,10 @@ def _call(provider: str, form: dict, fleet, now: datetime, window: timedelta) ->
 
 
 def _sms(provider: str, form: dict, fleet, now: datetime, window: timedelta) -> Reply:
+    approve = phone_approvals.SMS_APPROVE.match(form.get("Body", ""))
+    if approve:
+        said, _approved = phone_approvals.by_sms(provider, form, approve, fleet, now, window, _note, _not_allowed)
+        return Reply(200, f"<Response><Message>{escape(said)}</Message></Response>")
     message_sid, sender = form.get("MessageSid", ""), form.get("From", "?")
     match = SMS_ACK.match(form.get("Body", ""))
     number = _number(sender)
@@ -197,6 +209,19 @@ def _refuse(incident_id: int | None, sentence: str, twiml: str) -> Reply:
     if incident_id is not None and _status(incident_id) is not None:
         incidents.add_event(incident_id, "note", sentence, details={"acknowledgement_refused": True})
     return Reply(200, twiml)
+
+
+def _note(incident_id: int | None, sentence: str) -> None:
+    """A refusal's sentence, logged (and in the incident's timeline when there is one)."""
+    _refuse(incident_id, sentence, "")
+
+
+def _acknowledge_approval(incident_id: int, who: str, approved: list[str], said: str, via: str) -> Reply:
+    """After an approval by keypress: the incident is acknowledged by the approver too."""
+    if not approved:
+        return Reply(200, _say(said))
+    reply = _acknowledge(incident_id, who, via)
+    return Reply(200, _say(said), acknowledged=reply.acknowledged)
 
 
 def _acknowledge(incident_id: int, who: str, via: str) -> Reply:

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from hotspare.adapters import phone
 from hotspare.fleet.values import e164
 from hotspare.inventory import incidents, pages
+from tasks import phone_offers
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,14 @@ def send_page(fleet, incident: dict, page, providers: list[phone.Provider]) -> d
     """Send one page and record it; returns the timeline entry's details. Never raises."""
     details = {"action": page.action, "target": page.target, "address": page.address, "digits": page.digits,
                "round": page.round, "step": page.step}
+    offered: list = []  # the failover plans this page offers to an approver
     try:
         if page.action == "email":
             _send_email(fleet, incident, page)
             details["provider"] = "mail"
         else:
-            delivery = phone.deliver(providers, lambda provider: _send_phone(fleet, incident, page, provider))
+            offered = phone_offers.to_offer(fleet, incident, page)
+            delivery = phone.deliver(providers, lambda provider: _send_phone(fleet, incident, page, provider, offered))
             details |= {"provider": delivery.provider, "sid": delivery.sid, "status": delivery.status,
                         "failed_providers": list(delivery.failed_providers)}
             for failure in delivery.failed_providers:
@@ -81,8 +84,12 @@ def send_page(fleet, incident: dict, page, providers: list[phone.Provider]) -> d
     via = f" via {details['provider']}" + (" (fallback)" if details.get("failed_providers") else "")
     incidents.add_event(incident["id"], "page", f"{page.describe()}{via}", details=details)
     if page.action != "email":  # its SID tells the acknowledgement webhook what a reply answers
-        pages.record_page(incident["id"], details["provider"], details["sid"], page.action, page.target,
-                          _e164_or_as_written(page.address))
+        number = _e164_or_as_written(page.address)
+        pages.record_page(incident["id"], details["provider"], details["sid"], page.action, page.target, number)
+        phone_offers.record(offered, incident["id"], details["provider"], details["sid"], page.action, page.target,
+                            number)
+        if offered:
+            details["offered_approvals"] = [{"service": item.service, "digest": item.digest} for item in offered]
     return details
 
 
@@ -93,11 +100,13 @@ def _e164_or_as_written(number: str) -> str:
         return number
 
 
-def _send_phone(fleet, incident: dict, page, provider: phone.Provider) -> dict:
+def _send_phone(fleet, incident: dict, page, provider: phone.Provider, offered: list) -> dict:
     text = page_text(incident)
     if page.action == "sms":
-        return phone.send_sms(provider, page.address, f"{text} Reply ACK {incident['id']} to acknowledge.")
-    twiml = phone.call_twiml(text, call_acknowledgement_url(fleet, incident["id"], page.target, provider.name))
+        return phone.send_sms(provider, page.address, f"{text} Reply ACK {incident['id']} to acknowledge."
+                                                      + phone_offers.sms_words(offered))
+    twiml = phone.call_twiml(text, call_acknowledgement_url(fleet, incident["id"], page.target, provider.name),
+                             phone_offers.spoken(offered))
     return phone.place_call(provider, page.address, twiml, send_digits=page.digits)
 
 

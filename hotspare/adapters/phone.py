@@ -105,12 +105,14 @@ def place_call(provider: Provider, to: str, twiml: str, send_digits: str | None 
     return _post(provider, "Calls", form)
 
 
-def call_twiml(message: str, acknowledgement_url: str | None) -> str:
-    """TwiML that reads ``message`` and, with a webhook, asks for 1 to acknowledge."""
+def call_twiml(message: str, acknowledgement_url: str | None, approval: str | None = None) -> str:
+    """TwiML that reads ``message`` and, with a webhook, asks for 1 to acknowledge and, when the
+    call offers an approval, 2 to approve it (``approval``: what 2 approves, in words)."""
     if not acknowledgement_url:
         return f"<Response><Say>{escape(message)}</Say></Response>"
+    offer = f" Press 2 to approve: {escape(approval)}." if approval else ""
     return (f'<Response><Gather numDigits="1" method="POST" action={quoteattr(acknowledgement_url)}>'
-            f"<Say>{escape(message)} Press 1 to acknowledge.</Say></Gather>"
+            f"<Say>{escape(message)} Press 1 to acknowledge.{offer}</Say></Gather>"
             f"<Say>No key pressed. Goodbye.</Say></Response>")
 
 

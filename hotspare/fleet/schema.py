@@ -199,6 +199,9 @@ class Contact(Strict):
     role: str = Field(default="", description="Role in the escalation chain.")
     phone: PhoneNumber | None = Field(default=None, description="Phone number for calls and SMS.")
     email: EmailAddress | None = Field(default=None, description="E-mail address.")
+    may_approve: bool = Field(
+        default=False,
+        description="May approve a waiting failover from the phone: pages offer the plan (press 2, or reply APPROVE n).")
 
 
 class Mail(Strict):

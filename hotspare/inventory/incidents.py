@@ -42,6 +42,7 @@ STATUSES = ("triggered", "acknowledged", "resolved")
 EVENT_KINDS = (
     "detection", "page", "acknowledgement", "note", "failover", "notice", "status_publish", "error",
     "notice_held",  # a customer notice that did not go out although customers are affected
+    "approval",  # an approver approved a waiting failover from the phone
 )
 
 

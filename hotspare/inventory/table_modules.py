@@ -14,3 +14,4 @@ from hotspare.inventory import copy_stores  # noqa: F401
 from hotspare.inventory import notices  # noqa: F401
 from hotspare.inventory import pages  # noqa: F401
 from hotspare.inventory import orchestrator  # noqa: F401
+from hotspare.inventory import approvals  # noqa: F401

@@ -59,7 +59,7 @@ def fleet(layout: SlotLayout, host_keys: dict[str, str], hardware: dict[str, int
         "services": [_fleet_service(service) for service in SERVICES],
         "contacts": [
             {"name": "Dana Ops", "role": "on-call engineer", "phone": "+15550100",
-             "email": "dana@ops.lab.test"},
+             "email": "dana@ops.lab.test", "may_approve": True},
             {"name": "Lee Lead", "role": "engineering lead", "phone": "+15550101",
              "email": "lee@ops.lab.test"},
             *phone.fleet_contacts(),

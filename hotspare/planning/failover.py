@@ -43,6 +43,14 @@ class FailoverPlan:
         material = {k: v for k, v in asdict(self).items() if k not in ("copy_age_seconds", "warnings")}
         return plan_digest(material)
 
+    def spoken(self) -> str:
+        """The plan in one sentence a person can hear on a page call and decide on."""
+        if self.copy_id and self.mode != "planned":
+            loss = f"losing the writes of the last {age_text(self.copy_age_seconds)}"
+        else:
+            loss = "with no data lost"
+        return f"fail {self.service} over from {self.source} to {self.target}, {loss}"
+
     def markdown(self) -> str:
         lines = [
             f"# Failover plan for {self.service} ({self.mode})",
