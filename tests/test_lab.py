@@ -124,6 +124,43 @@ def test_dns_answers_service_and_host_names(lab_env):
     assert dig(lab_env, "storage-vault.lab.test") == hosts["storage-vault"]["address"]
 
 
+def test_users_resolver_answers_the_lab_zone_from_its_cache_and_refuses_the_rest(lab_env):
+    """unbound in front of BIND: users get the service's address; a change at BIND reaches them
+    only when the cached answer's TTL runs out; names outside the lab are refused locally (the
+    resolver never asks anyone else: its queries leave from 127.0.0.1)."""
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    from hotspare.adapters import dns as dns_adapter
+    from hotspare.lab.topology import TTL
+
+    resolver = lab_env["resolver"]
+    assert resolver["address"] == "127.0.0.1" and resolver["software"] == "unbound"
+
+    def ask(name: str):
+        return dns.query.udp(dns.message.make_query(name, "A"), resolver["address"], port=resolver["port"], timeout=2)
+
+    name = "standby-west.lab.test"
+    first = ask(name)
+    assert first.rcode() == dns.rcode.NOERROR
+    assert [item.address for item in first.answer[0]] == [lab_env["hosts"]["standby-west"]["address"]]
+    assert first.answer[0].ttl <= TTL
+    server = dns_adapter.AuthoritativeServer(lab_env["zone"], lab_env["dns"]["address"], lab_env["dns"]["port"])
+    stored = json.loads(Path(lab_env["secrets_file"]).read_text())["tsig"]
+    key = dns_adapter.TsigKey(stored["key_name"], stored["algorithm"], stored["secret"])
+    real, moved = lab_env["hosts"]["standby-west"]["address"], lab_env["hosts"]["standby-west"]["address"].rsplit(".", 1)[0] + ".99"
+    dns_adapter.compare_and_swap_address(server, key, name, real, moved, TTL)
+    try:
+        assert dns_adapter.read_addresses(server, name) == [moved]  # the authoritative answer changed ...
+        cached = ask(name)  # ... users still get the cached one, its TTL counting down
+        assert [item.address for item in cached.answer[0]] == [real] and cached.answer[0].ttl <= first.answer[0].ttl
+    finally:
+        dns_adapter.compare_and_swap_address(server, key, name, moved, real, TTL)
+    outside = ask("example.com")
+    assert outside.rcode() == dns.rcode.REFUSED and not outside.answer
+
+
 def test_apps_answer_on_production_and_mirror(lab_env):
     for service, host in SERVICE_HOSTS:
         address = lab_env["hosts"][host]["address"]

@@ -15,7 +15,7 @@ from hotspare.lab import render
 from hotspare.lab import phone  # the recording phone provider endpoint (phone.py)
 from hotspare.lab.probes import banner, soa_answers, wait_until
 from hotspare.lab.processes import Daemon, is_running, start_daemon
-from hotspare.lab import web
+from hotspare.lab import resolver, web
 from hotspare.lab.topology import HOSTS, SSH_PORT, ZONE, HostSpec
 
 SSHD = "/usr/sbin/sshd"
@@ -54,6 +54,7 @@ class LabDaemons:
             for wait in waits:
                 wait.result()
         web.start(self)  # the off-site status page server (web.py)
+        resolver.start(self)  # the users' caching resolver (resolver.py)
 
     def _start_sshd(self, host: HostSpec) -> Daemon:
         """sshd inside the host's network namespace and a private mount namespace."""

@@ -34,7 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hotspare.lab import bmc, control, disks, network, phone, web
+from hotspare.lab import bmc, control, disks, network, phone, resolver, web
 from hotspare.lab.blocks import LabBlocks
 from hotspare.lab.building import PRIVATE_PATHS, LabBuilding, host_python
 from hotspare.lab.daemons import NAMED, SSHD, LabDaemons
@@ -48,7 +48,7 @@ from hotspare.probes import tcp_reachable
 
 log = logging.getLogger("hotspare.lab")
 
-REQUIRED_TOOLS = (SSHD, NAMED, "tsig-keygen", "ip", "unshare", "cp", "ssh")
+REQUIRED_TOOLS = (SSHD, NAMED, resolver.UNBOUND, "tsig-keygen", "ip", "unshare", "cp", "ssh")
 
 
 class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
@@ -247,6 +247,7 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
             "bmcs": bmc.describe(self.layout),
             "phone": phone.describe(self),
             **web.describe(self),
+            **resolver.describe(self),
         }
 
     # ----- health, teardown --------------------------------------------------------------
@@ -259,7 +260,7 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
         daemons = self._daemons()
         return (len(daemons) == len(HOSTS) + 2 and all(is_running(d) for d in daemons)
                 and all(netns_inode(self.layout.netns(h)) is not None for h in HOSTS)
-                and self._owns_claim())
+                and resolver.running(self) and self._owns_claim())
 
     def _sshd_answering(self, deadline_seconds: float) -> bool:
         """True when every host's sshd greets within the deadline."""
@@ -302,6 +303,8 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
         for daemon in self._daemons():
             log.info("%s", stop_daemon(daemon, self._children.pop(daemon.pid, None)))
         for sentence in web.stop(self):
+            log.info("%s", sentence)
+        for sentence in resolver.stop(self):
             log.info("%s", sentence)
         # The folder's earlier lab may have run on another slot than the one asked for now.
         for slot in sorted({self.slot, int(state.get("slot", self.slot))}):

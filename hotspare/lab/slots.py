@@ -31,6 +31,7 @@ def free_slot(avoid: tuple[int, ...] = (0, 1)) -> int:
         if slot in avoid or Path(CLAIMS_DIR, f"slot-{slot}.json").exists() or f"{layout.prefix}-" in namespaces:
             continue
         from hotspare.lab.phone import acknowledgement_port, port_of
+        from hotspare.lab.resolver import port_of as resolver_port
 
         if any(port_in_use(port) for port in (layout.dns_port, layout.smtp_port, port_of(slot),
                                               acknowledgement_port(slot))):
@@ -80,10 +81,12 @@ class LabSlotClaims:
         port now is not this slot's lab. The status page server and the control site listen
         inside namespaces the lab has just created, where nothing else can hold a port."""
         from hotspare.lab.phone import acknowledgement_port, port_of
+        from hotspare.lab.resolver import port_of as resolver_port
 
         for port, what in ((self.layout.dns_port, "DNS"), (self.layout.smtp_port, "SMTP"),
                            (port_of(self.slot), "phone endpoint"),
-                           (acknowledgement_port(self.slot), "acknowledgement webhook")):
+                           (acknowledgement_port(self.slot), "acknowledgement webhook"),
+                           (resolver_port(self.slot), "users' resolver")):
             if port_in_use(port):
                 holder = port_holder(port)
                 raise LabError(f"{what} port 127.0.0.1:{port} of slot {self.slot} is already in use by "
