@@ -279,14 +279,15 @@ def _lower_ttl(service: str) -> dict:
     spec = fleet.service(service)
     zone = fleet.zone(spec.zone.rstrip("."))
     server = access.dns_server(fleet, zone.name)
+    ttl = fleet.record_ttl_of(spec)
     current = dns.read_ttl(server, spec.dns_name)
-    if current is None or current <= zone.ttl:
+    if current is None or current <= ttl:
         return {"ttl": current, "lowered": False}
     [address] = dns.read_addresses(server, spec.dns_name)
-    dns.set_ttl(server, access.tsig_key(zone.tsig_key_block), spec.dns_name, address, zone.ttl)
+    dns.set_ttl(server, access.tsig_key(zone.tsig_key_block), spec.dns_name, address, ttl)
     get_run_logger().warning("lowered the TTL of %s from %d to %d s; resolvers may keep the old answer up to %d s",
-                             spec.dns_name, current, zone.ttl, current)
-    return {"ttl": zone.ttl, "lowered": True, "previous": current}
+                             spec.dns_name, current, ttl, current)
+    return {"ttl": ttl, "lowered": True, "previous": current}
 
 
 def _cutover(plan: FailoverPlan, copy_id: str, details: dict) -> dict:

@@ -23,6 +23,7 @@ from hotspare.inventory.runs import record_outcome
 from hotspare.planning.coordination import judge_routine_run
 from hotspare.planning.fleet_replication import Bounds, Job, startable
 from flows.verify import check_copy
+from tasks.dns_cutover import keep_standing_ttl
 from tasks.retry import steps, transfer_retries
 from tasks.replication import Refused, copy_to_mirror, make_current, preflight, run_pre_sync
 from tasks.orchestrator import require_orchestrator
@@ -77,6 +78,7 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
                 summary = f"copy {copy_plan.copy_id} failed verification; the previous verified copy stays current"
                 raise Refused(summary + ": " + "; ".join(verification["summary"]["failures"]))
             details |= step(make_current)(service, copy_plan.copy_id, copy_plan.target, holder, run_id)  # promote, accounts, prune
+        details["dns_ttl"] = _standing_ttl(service)
         outcome = "ok"
         summary = (f"{service}: copy {copy_plan.copy_id} verified and current on {copy_plan.target} "
                    f"({stats['files_transferred']} files / {stats['bytes_transferred']} bytes transferred)")
@@ -94,6 +96,15 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
     finally:
         record_outcome(lambda: runs.finish_run(run_id, outcome, summary, details),
                        lambda: _publish_summary(service, run_id, outcome, summary) if outcome != "skipped" else None)
+
+
+def _standing_ttl(service: str) -> dict:
+    """The record's TTL as the fleet's policy says; a side channel that never fails the copy."""
+    try:
+        return keep_standing_ttl(service)
+    except Exception as error:  # DNS unreachable: the next replication tries again
+        get_run_logger().warning("could not check the TTL of %s's record: %s", service, error)
+        return {"error": str(error)}
 
 
 def _refuse_unless_routine(service: str) -> None:

@@ -38,7 +38,8 @@ def cutover_dns(fleet: Fleet, service_name: str, old_address: str, new_address: 
                 f"{service.dns_name} points to {current or 'nothing'}, not to the old production {old_address}: "
                 "another failover or a manual change moved it. Nothing was changed; check who did it."
             )
-        dns.compare_and_swap_address(server, access.tsig_key(zone.tsig_key_block), service.dns_name, old_address, new_address, zone.ttl)
+        dns.compare_and_swap_address(server, access.tsig_key(zone.tsig_key_block), service.dns_name, old_address, new_address,
+                                     fleet.record_ttl_of(service))
         logger.info("%s moved from %s to %s", service.dns_name, old_address, new_address)
         action = "moved"
     confirmed_after = confirm_answer(server, service.dns_name, new_address, confirm_seconds)
@@ -57,3 +58,24 @@ def confirm_answer(server: dns.AuthoritativeServer, name: str, address: str, wit
             raise TransientError(f"{server.label} still answers {answer} for {name} after {within:g} s, expected {address}")
         time.sleep(0.1)
 
+
+
+def keep_standing_ttl(service_name: str) -> dict:
+    """Set the service record's TTL to what the fleet's policy says (``Fleet.record_ttl_of``)
+    when it differs: a service that fails over without a person must not leave users on a dead
+    address for the zone's whole TTL. Only the TTL changes, and only while the record still holds
+    the address read (compare-and-swap). Called after each replication."""
+    fleet = access.loaded_fleet()
+    service = fleet.service(service_name)
+    zone = fleet.zone(service.zone.rstrip("."))
+    server = access.dns_server(fleet, zone.name)
+    wanted = fleet.record_ttl_of(service)
+    current = dns.read_ttl(server, service.dns_name)
+    addresses = dns.read_addresses(server, service.dns_name)
+    if current is None or current == wanted or len(addresses) != 1:
+        return {"ttl": current, "changed": False}
+    dns.set_ttl(server, access.tsig_key(zone.tsig_key_block), service.dns_name, addresses[0], wanted)
+    get_run_logger().info("the TTL of %s is %d s now (was %d s): %s", service.dns_name, wanted, current,
+                          "its health policy fails it over, so users' resolvers must follow within seconds"
+                          if wanted < zone.ttl else "the zone's TTL")
+    return {"ttl": wanted, "changed": True, "previous": current}

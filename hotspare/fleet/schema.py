@@ -66,6 +66,10 @@ class Zone(Strict):
     port: int = Field(default=53, ge=1, le=65535, description="Authoritative server port.")
     tsig_key_block: Name = Field(description="DnsUpdateKey block allowed to update the zone.")
     ttl: int = Field(default=300, ge=1, le=86400, description="TTL of service records hotspare writes.")
+    failover_ttl: int = Field(
+        default=30, ge=1, le=86400,
+        description="Standing TTL of the records of services whose health policy fails them over (automatic_failover "
+                    "approval or unattended), kept by every replication: users' resolvers follow a failover within it.")
 
 
 class Accounts(Strict):
@@ -263,3 +267,11 @@ class Fleet(Strict):
 
     def copies_to_keep_of(self, service: Service) -> int:
         return service.copies_to_keep or self.defaults.copies_to_keep
+
+    def record_ttl_of(self, service: Service) -> int:
+        """The TTL the service's record stands at: short where the health policy fails it over
+        (users' caches must follow within seconds), the zone's otherwise."""
+        zone = self.zone(service.zone.rstrip("."))
+        if self.health.policy(service.name).automatic_failover != "off":
+            return min(zone.ttl, zone.failover_ttl)
+        return zone.ttl
