@@ -9,23 +9,19 @@ Paging never raises: a failover that opens an incident is never failed by a phon
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import datetime, timezone
 from typing import Literal
 
-from prefect import flow, get_run_logger
-from prefect.exceptions import MissingContextError
+from prefect import flow
 
 from hotspare.inventory import incidents
+from tasks.run_log import run_logger
 
 
 def _logger():
     """The run's logger; the module's when called outside a run (``page.fn`` in a test)."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("hotspare.incident")
+    return run_logger("hotspare.incident")
 
 
 def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:

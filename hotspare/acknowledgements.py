@@ -247,6 +247,18 @@ def provider_tokens(fleet) -> dict[str, str]:
     return {provider.name: provider.auth_token for provider in providers}
 
 
+def _fleet_now(started_with):
+    """The fleet as loaded now (who is on a chain, who may approve, changes with `fleet load`
+    without restarting the webhook); the one it started with when the inventory has none."""
+    try:
+        from hotspare.access import loaded_fleet
+
+        return loaded_fleet()
+    except Exception as error:  # the inventory unreachable: the chain as it was at start
+        log.warning("using the fleet as it was when the webhook started: %s", error)
+        return started_with
+
+
 def serve(fleet, host: str, port: int, public_base: str | None = None) -> ThreadingHTTPServer:
     """Start the webhook on ``host:port`` in a background thread; returns the server
     (``shutdown()`` stops it). ``public_base`` is the URL providers use (default: the fleet's)."""
@@ -271,7 +283,7 @@ def serve(fleet, host: str, port: int, public_base: str | None = None) -> Thread
             else:
                 raw = self.rfile.read(length).decode(errors="replace") if length else ""
                 form = {key: values[-1] for key, values in parse_qs(raw, keep_blank_values=True).items()}
-                reply = handle(self.path, form, self.headers.get("X-Twilio-Signature"), base, tokens, fleet)
+                reply = handle(self.path, form, self.headers.get("X-Twilio-Signature"), base, tokens, _fleet_now(fleet))
             data = reply.twiml.encode()
             self.send_response(reply.status)
             self.send_header("Content-Type", "text/xml")

@@ -15,6 +15,7 @@ from hotspare.adapters import dns
 from hotspare.adapters.errors import DnsPrerequisiteFailed, TransientError
 from hotspare.fleet import Fleet
 from tasks.retry import retry_transient_only
+from tasks.run_log import run_logger
 
 
 @task(name="dns-cutover", retries=2, retry_delay_seconds=1, retry_condition_fn=retry_transient_only)
@@ -75,7 +76,7 @@ def keep_standing_ttl(service_name: str) -> dict:
     if current is None or current == wanted or len(addresses) != 1:
         return {"ttl": current, "changed": False}
     dns.set_ttl(server, access.tsig_key(zone.tsig_key_block), service.dns_name, addresses[0], wanted)
-    get_run_logger().info("the TTL of %s is %d s now (was %d s): %s", service.dns_name, wanted, current,
+    run_logger("hotspare.dns").info("the TTL of %s is %d s now (was %d s): %s", service.dns_name, wanted, current,
                           "its health policy fails it over, so users' resolvers must follow within seconds"
                           if wanted < zone.ttl else "the zone's TTL")
     return {"ttl": wanted, "changed": True, "previous": current}

@@ -67,7 +67,7 @@ class Zone(Strict):
     tsig_key_block: Name = Field(description="DnsUpdateKey block allowed to update the zone.")
     ttl: int = Field(default=300, ge=1, le=86400, description="TTL of service records hotspare writes.")
     failover_ttl: int = Field(
-        default=30, ge=1, le=86400,
+        default=20, ge=1, le=86400,
         description="Standing TTL of the records of services whose health policy fails them over (automatic_failover "
                     "approval or unattended), kept by every replication: users' resolvers follow a failover within it.")
 
