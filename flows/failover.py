@@ -92,11 +92,31 @@ def failover(
     logger.info(approval.sentence())
     holder = f"failover:{flow_run.get_id() or 'local'}"
     # Never wait on routine work: take the lock over from a replication, backup or verification
-    # (their next step then refuses to act); a resume also takes it from the dead failover.
-    preempt = locks.PREEMPTIBLE + (("failover:",) if resume else ())
-    with locks.service_lock(service, holder, preempt=preempt) as lease, _prefect_slot(service, takeover=resume):
+    # (their next step then refuses to act). A resume continues only a failover whose run is
+    # gone (its lease expired): a live one is never taken over, or two runs act on one mirror.
+    if resume:
+        _wait_for_a_gone_failover(service, holder)
+    with locks.service_lock(service, holder, preempt=locks.PREEMPTIBLE) as lease, _prefect_slot(service, takeover=resume):
         _same_plan_under_lock(plan, _plan(service, planned, copy_id, force, max_copy_age_hours))
         return execute(plan, holder, approval, lease)
+
+
+def _wait_for_a_gone_failover(service: str, holder: str) -> None:
+    """Before a resume: the failover holding the lock must be gone. A run that died stops renewing
+    its lease, which expires within one lease length, so wait that long; a holder still renewing
+    after it is alive and handles the failover itself: ``ServiceBusy`` naming it."""
+    holding = locks.live_holding(service)
+    if holding is None or holding.holder == holder or holding.holder.startswith(locks.PREEMPTIBLE):
+        return
+    seconds = locks.lease_length().total_seconds() + 2
+    get_run_logger().info("%s holds the lock of %s: waiting up to %g s for its lease to expire (a run that is gone "
+                          "stops renewing it); a live run is never taken over", holding.sentence(), service, seconds)
+    still = locks.wait_while_held(service, seconds, lambda name: not name.startswith(locks.PREEMPTIBLE))
+    if still is not None:
+        raise locks.ServiceBusy(
+            f"not resuming the failover of {service}: {still.sentence()} is alive (it kept renewing its lease for "
+            f"{seconds:g} s) and is acting on it; let it finish (`hotspare status`), nothing was changed by this run",
+            service=service, holder=still.holder, since=None)
 
 
 UNATTENDED_APPROVER = "health policy (unattended)"

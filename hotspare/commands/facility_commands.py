@@ -99,15 +99,26 @@ def facility_status(facility: str) -> dict:
 
 
 def protection_sentence(standing, facility: str, facility_status: str) -> str:
-    """One clear sentence on whether the service is protected, seen from ``facility``."""
+    """One clear sentence on whether the service is protected, seen from ``facility``. It names
+    what failed: a production in the facility is said to be lost (or being left by a failover),
+    and only a service whose production stands elsewhere is "unprotected" by a mirror here."""
     lost = facility_status == "lost"
     if standing.state == "failed-over" and standing.previous_production_facility == facility:
         return (f"runs on its mirror {standing.production}, unprotected: former production {standing.previous_production} "
                 f"in facility {facility} {'lost' if lost else 'needs reprotect'} (`hotspare facility return {facility}`)")
-    if standing.mirror_facility == facility and (lost or standing.state == "unprotected"):
-        return f"unprotected: mirror facility {facility} lost; runs on {standing.production}"
-    if standing.production_facility == facility and lost:
-        return f"production facility {facility} lost: `hotspare facility failover {facility}`"
+    if standing.production_facility == facility:
+        if standing.state == "failing-over":
+            return (f"failing over: production {standing.production} in facility {facility} "
+                    f"{'lost' if lost else 'is being left'}; a failover run is moving it (`hotspare status`)")
+        if lost:
+            return (f"production {standing.production} lost with facility {facility}: "
+                    f"`hotspare facility failover {facility}`")
+        return standing.state
+    if standing.mirror_facility == facility and lost:
+        return f"unprotected: mirror facility {facility} lost ({standing.mirror}); runs on {standing.production}"
+    if standing.mirror_facility == facility and standing.state == "unprotected":
+        return (f"unprotected: mirror {standing.mirror} holds no verified copy (a reprotect failed); runs on "
+                f"{standing.production} (`hotspare reprotect {standing.service} --mirror {standing.mirror}`)")
     return standing.state
 
 
