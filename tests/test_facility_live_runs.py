@@ -14,7 +14,7 @@ import pytest
 
 from hotspare.inventory import copies, locks
 from lab_helpers import host_path, poll
-from test_facility import address_of, east_lost_and_back, layout, through_dns  # noqa: F401  (the fixture)
+from test_facility import address_of, east_lost_and_back, through_dns  # noqa: F401  (east_lost_and_back: a fixture)
 
 
 def _live_failover(service: str):
@@ -54,7 +54,8 @@ def _steps(run_id: int) -> list[str]:
 
 
 @pytest.mark.timeout(900)
-def test_facility_failover_beside_a_live_failover_leaves_one_run_acting(east_lost_and_back, lab, lab_env, capsys):
+@pytest.mark.usefixtures("east_lost_and_back")
+def test_facility_failover_beside_a_live_failover_leaves_one_run_acting(lab, lab_env, capsys):
     from flows.facility import facility_failover
     from flows.failover import failover
     from hotspare.cli import main
