@@ -44,7 +44,7 @@ NOT_APPROVED = Kind(7, "not approved", "nothing was changed; the message says ho
 NOT_FOUND = Kind(8, "not found", "check the name (`hotspare status` lists the services)")
 INVENTORY_UNREACHABLE = Kind(10, "inventory unreachable",
                              "start the inventory's database or restore the path to it (HOTSPARE_DB_URL names it), then "
-                             "run the command again; a run this interrupted is closed on its record when it answers again")
+                             "run the command again; the next run then closes the records of runs the outage interrupted")
 FAILED = Kind(9, "failed", "the run's record (Prefect UI, `hotspare status`) has each step; fix the cause and run again")
 INTERRUPTED = Kind(130, "interrupted", "")
 
