@@ -365,9 +365,13 @@ def _cutover(plan: FailoverPlan, copy_id: str, details: dict, fleet: Fleet) -> d
 def _mark_in_flight(plan: FailoverPlan, run_id: int) -> None:
     with session() as db:
         row = db.get(ServiceRow, plan.service)
+        interrupted = (row.failover or {}).get("run_id") if row.state == ServiceState.failing_over else None
         move(row, Event.failover_started, get_run_logger())
         row.failover = {"source": plan.source, "target": plan.target, "mode": plan.mode, "copy_id": plan.copy_id,
                         "run_id": run_id, "started_at": utcnow().isoformat()}
+    if interrupted and interrupted != run_id:  # a resume: the run it continues is gone (its lease expired)
+        runs.close_interrupted(interrupted, f"{plan.service}: its run stopped midway (its lease expired); "
+                                            f"run {run_id} resumed the failover")
 
 
 def _record_copy(service: str, copy_id: str) -> None:

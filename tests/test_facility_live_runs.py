@@ -100,6 +100,49 @@ def test_facility_failover_beside_a_live_failover_leaves_one_run_acting(lab, lab
     assert seen["app2"].startswith("unprotected: mirror facility east lost (mirror-east)")
 
 
+@pytest.mark.timeout(900)
+@pytest.mark.usefixtures("east_lost_and_back")
+def test_facility_failover_resumes_a_killed_failover_only_once_its_lease_expired(lab, lab_env, prefect_api, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.facility import facility_failover
+    from hotspare.inventory.models import as_utc
+
+    monkeypatch.setenv("HOTSPARE_LEASE_SECONDS", "8")  # this process and the one killed below
+    lab.fail("east")
+    marker = host_path(lab_env, "mirror-west", "/srv/hotspare/app1/active-copy")
+    marker.unlink(missing_ok=True)
+    before = _last_run_id()
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "failover", "app1", "--yes"], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        poll(marker.exists, 120, "the killed run's copy to be made live on mirror-west")
+        os.kill(process.pid, signal.SIGKILL)  # the failover process this test started
+    finally:
+        process.wait(timeout=30)
+    row = copies.service_row("app1")
+    assert row.state == "failing-over" and row.lock_holder.startswith("failover:")
+    dead_token, dead_lease_ends = row.lock_token, as_utc(row.lock_expires)
+
+    result = facility_failover("east", yes=True, live_run_wait_seconds=60)
+
+    assert result["results"]["app1"]["outcome"] == "ok", result["results"]["app1"]
+    [killed, resumed] = _runs_after(before, "failover", "app1")
+    assert (killed.outcome, resumed.outcome) == ("interrupted", "ok")
+    assert f"run {resumed.id} resumed the failover" in killed.summary
+    assert as_utc(resumed.started_at) >= dead_lease_ends  # never while the dead run's lease still ran
+    row = copies.service_row("app1")
+    assert row.lock_token == dead_token + 1  # one acquisition after the dead run's: the resume
+    assert (row.state, row.active_server) == ("failed-over", "mirror-west")
+    assert through_dns(lab_env, "app1")[:3:2] == (200, address_of(lab_env, "mirror-west"))
+
+
 def test_status_names_a_lost_production_before_a_mirror():
     from types import SimpleNamespace
 

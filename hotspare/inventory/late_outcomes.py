@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hotspare.inventory.db import database_url, session
-from hotspare.inventory.models import RunRow, ServiceRow, StepRow, as_utc, utcnow
+from hotspare.inventory.models import RunRow, ServiceRow, as_utc, utcnow
 from hotspare.inventory.service_states import Event, ServiceState, move
 from hotspare.local_secrets import private_home
 from hotspare.settings import hotspare_home
@@ -67,7 +67,7 @@ def write_kept() -> list[str]:
 
 
 def _write(kept: dict) -> list[str]:
-    from sqlmodel import select
+    from hotspare.inventory.runs import close_open_steps, finish_run
 
     run_id, at = kept["run_id"], datetime.fromisoformat(kept["at"])
     sentences = []
@@ -76,12 +76,8 @@ def _write(kept: dict) -> list[str]:
         with session() as db:
             run = db.get(RunRow, run_id)
             open_run = run is not None and run.outcome == "running"
-            for step in db.exec(select(StepRow).where(StepRow.run_id == run_id, StepRow.outcome == "running")):
-                step.ended_at, step.outcome = at, "interrupted"
-                step.detail = "the inventory was unreachable when this step ended"
+            close_open_steps(db, run_id, at, "the inventory was unreachable when this step ended")
         if open_run:
-            from hotspare.inventory.runs import finish_run
-
             summary = (f"{finish['summary']} (recorded late: the inventory was unreachable when the run ended at "
                        f"{as_utc(at):%Y-%m-%d %H:%M:%S} UTC)")
             finish_run(run_id, finish["outcome"], summary, finish.get("details"))

@@ -59,6 +59,27 @@ def finish_run(run_id: int, outcome: str, summary: str, details: dict | None = N
         record_outcome(lambda: open_for_failed_run(run_id, kind, service, summary))
 
 
+def close_interrupted(run_id: int, reason: str) -> bool:
+    """Mark a run whose process is gone "interrupted" with the reason (and its open steps), if
+    its row still says running; True when it did."""
+    with session() as db:
+        run = db.get(RunRow, run_id)
+        if run is None or run.outcome != "running":
+            return False
+        run.ended_at, run.outcome, run.summary = utcnow(), "interrupted", reason
+        close_open_steps(db, run_id, run.ended_at, reason)
+    log.warning("run %d closed as interrupted: %s", run_id, reason)
+    return True
+
+
+def close_open_steps(db, run_id: int, at, detail: str) -> None:
+    """Steps of a run that never recorded their end: "interrupted" at ``at``, with why."""
+    from sqlmodel import select
+
+    for open_step in db.exec(select(StepRow).where(StepRow.run_id == run_id, StepRow.outcome == "running")):
+        open_step.ended_at, open_step.outcome, open_step.detail = at, "interrupted", detail[:500]
+
+
 @contextmanager
 def step(run_id: int, name: str) -> Iterator[StepRow]:
     """Time one step; its outcome is ``ok`` or the error's first line."""
