@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from hotspare.inventory import copies, locks
-from lab_helpers import host_path, poll
+from lab_helpers import host_path, kill_failover_after_activation, poll
 from test_facility import address_of, east_lost_and_back, through_dns  # noqa: F401  (east_lost_and_back: a fixture)
 
 
@@ -103,29 +103,13 @@ def test_facility_failover_beside_a_live_failover_leaves_one_run_acting(lab, lab
 @pytest.mark.timeout(900)
 @pytest.mark.usefixtures("east_lost_and_back")
 def test_facility_failover_resumes_a_killed_failover_only_once_its_lease_expired(lab, lab_env, prefect_api, monkeypatch):
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from prefect.settings import PREFECT_API_URL
-
     from flows.facility import facility_failover
     from hotspare.inventory.models import as_utc
 
     monkeypatch.setenv("HOTSPARE_LEASE_SECONDS", "8")  # this process and the one killed below
     lab.fail("east")
-    marker = host_path(lab_env, "mirror-west", "/srv/hotspare/app1/active-copy")
-    marker.unlink(missing_ok=True)
     before = _last_run_id()
-    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "failover", "app1", "--yes"], env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        poll(marker.exists, 120, "the killed run's copy to be made live on mirror-west")
-        os.kill(process.pid, signal.SIGKILL)  # the failover process this test started
-    finally:
-        process.wait(timeout=30)
+    kill_failover_after_activation(lab_env, "app1", "mirror-west")
     row = copies.service_row("app1")
     assert row.state == "failing-over" and row.lock_holder.startswith("failover:")
     dead_token, dead_lease_ends = row.lock_token, as_utc(row.lock_expires)

@@ -60,7 +60,7 @@ def write_kept() -> list[str]:
     for path in sorted(where.glob("*.json")):
         kept = json.loads(path.read_text())
         sentences += _write(kept)
-        path.unlink()
+        path.unlink(missing_ok=True)  # another process may have written the same file meanwhile
     for sentence in sentences:
         log.warning("%s", sentence)
     return sentences
