@@ -281,7 +281,6 @@ def test_approval_bound_to_another_plan_is_refused(protected, lab, lab_env):
 
 
 def test_killed_after_activation_then_resumed_converges(protected, lab, lab_env, prefect_api):
-
     lab.fail("prod-east")
     kill_failover_after_activation(lab_env, SERVICE, "mirror-west", 90)
     assert copies.service_row(SERVICE).state in ("failing-over", "failed-over")
