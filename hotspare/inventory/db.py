@@ -87,11 +87,19 @@ def _engine_for(url: str) -> Engine:
     elif url.startswith("postgresql"):
         # Every stored time is UTC in a column without a zone: the session's zone must be UTC
         # too, or PostgreSQL shifts aware datetimes by the server's local offset on the way in.
-        engine = create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC", **_bounded(url)})
     else:
         engine = create_engine(url, pool_pre_ping=True)
     migrate(engine)
     return engine
+
+
+def _bounded(url: str) -> dict:
+    """Deadlines for a PostgreSQL inventory whose path is cut (no answer, not a refusal): a connect
+    gives up after 10 s and a sent statement no one acknowledges after 15 s (``tcp_user_timeout``),
+    instead of the kernel's minutes of retries. Values in the URL's query win."""
+    given = make_url(url).query
+    return {name: value for name, value in (("connect_timeout", 10), ("tcp_user_timeout", 15000)) if name not in given}
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
