@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     failover.add_argument("facility")
     add_approval_arguments(failover, "facility")
     failover.add_argument("--max-copy-age-hours", type=float, default=24.0)
+    failover.add_argument("--live-run-wait-seconds", type=float, default=600.0,
+                          help="how long to wait for a run already acting on a service (never taken over; "
+                               "still at work after this, the service is reported as handled by it)")
     failover.set_defaults(func=failover_command)
 
     back = actions.add_parser("return", help="the facility is back: its former productions become mirrors (verified)")
@@ -38,12 +41,16 @@ def register(subparsers) -> None:
 
 def failover_command(args: argparse.Namespace) -> int:
     from flows.facility import facility_failover
+    from hotspare.planning.facility import HANDLED_ELSEWHERE
 
     result = run_gated(facility_failover, args, f"hotspare facility failover {args.facility}",
                        "to fail over every service listed", several=True, facility=args.facility,
-                       max_copy_age_hours=args.max_copy_age_hours)
+                       max_copy_age_hours=args.max_copy_age_hours, live_run_wait_seconds=args.live_run_wait_seconds)
     if result is not None:
-        print(f"facility {args.facility}: every service on its mirror {result['total_seconds']} s after approval")
+        still = sorted(name for name, moved in result["results"].items() if moved["outcome"] == HANDLED_ELSEWHERE)
+        print(f"facility {args.facility}: {len(result['results']) - len(still)} of {len(result['results'])} service(s) on "
+              f"their mirrors {result['total_seconds']} s after approval"
+              + (f"; still being moved by the runs already at work on them: {', '.join(still)}" if still else ""))
     return 0
 
 
