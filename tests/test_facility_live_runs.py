@@ -55,17 +55,19 @@ def _steps(run_id: int) -> list[str]:
 
 @pytest.mark.timeout(900)
 @pytest.mark.usefixtures("east_lost_and_back")
-def test_facility_failover_beside_a_live_failover_leaves_one_run_acting(lab, lab_env, capsys):
+@pytest.mark.parametrize("wait_seconds", [300, 1], ids=["waits-for-it", "reports-it-still-at-work"])
+def test_facility_failover_beside_a_live_failover_leaves_one_run_acting(lab, lab_env, capsys, wait_seconds):
     from flows.facility import facility_failover
     from flows.failover import failover
     from hotspare.cli import main
+    from hotspare.planning.facility import HANDLED_ELSEWHERE
 
     lab.fail("east")  # prod-east and its BMC are silent: the single failover's fence takes its full bound
     before = _last_run_id()
     with ThreadPoolExecutor(1) as pool:
         single = pool.submit(failover, "app1", yes=True, return_state=True)
         live = poll(lambda: _live_failover("app1"), 120, "the single failover to hold app1's lock")
-        result = facility_failover("east", yes=True, live_run_wait_seconds=300)
+        result = facility_failover("east", yes=True, live_run_wait_seconds=wait_seconds)
         single_state = single.result(timeout=300)
 
     # The single failover ran to its end, never taken over; the facility run waited and says so.
@@ -73,8 +75,13 @@ def test_facility_failover_beside_a_live_failover_leaves_one_run_acting(lab, lab
     moved = single_state.result()
     assert moved["outcome"] == "ok"
     app1 = result["results"]["app1"]
-    assert app1["outcome"] == "already-done" and app1["run"] == live.holder, app1
-    assert f"by the live run {live.holder}" in app1["detail"]
+    if wait_seconds > 1:  # it waited for the live run to finish
+        outcome = "already-done"
+        assert f"failed over to mirror-west by the live run {live.holder}" in app1["detail"], app1
+    else:  # still at work when the wait ended: reported as handled by it, not taken over, not a failure
+        outcome = HANDLED_ELSEWHERE
+        assert f"handled by the live run {live.holder}" in app1["detail"] and "not taken over" in app1["detail"], app1
+    assert (app1["outcome"], app1["run"]) == (outcome, live.holder)
     assert result["unprotected"] == ["app2"]
 
     # One failover run acted on app1: one run row, one activation, and nobody took the lock after it.
@@ -87,7 +94,7 @@ def test_facility_failover_beside_a_live_failover_leaves_one_run_acting(lab, lab
     marker = host_path(lab_env, "mirror-west", "/srv/hotspare/app1/active-copy")
     assert marker.read_text() == moved["copy_id"]
     [facility_run] = _runs_after(before, "facility-failover", "facility:east")
-    assert facility_run.outcome == "ok" and facility_run.details["results"]["app1"]["outcome"] == "already-done"
+    assert facility_run.outcome == "ok" and facility_run.details["results"]["app1"]["outcome"] == outcome
     assert through_dns(lab_env, "app1")[:3:2] == (200, address_of(lab_env, "mirror-west"))
 
     # Status names what was lost: app1's production, app2's mirror.
