@@ -291,3 +291,21 @@ def write_results(results: dict, path: str | Path) -> Path:
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"\nresults written to {out} (whole benchmark {results['meta']['total_seconds']} s)")
     return out
+
+
+def round_arguments(description: str, out: Path, *, rounds: int, what: str):
+    """The arguments of a benchmark that alternates modes for ``--rounds``: rounds, the quiet
+    machine it waits for, its lab slot, whether to keep its folder, where it writes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"{what} (default {rounds})")
+    parser.add_argument("--max-load", type=float, default=1.0, help="wait until the 1-min load average is below this")
+    parser.add_argument("--quiet-wait", type=float, default=600, help="wait at most this many seconds for a quiet machine")
+    parser.add_argument("--slot", type=int, default=None, help="lab slot (default: a free one)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--out", default=str(out))
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be positive")
+    return args

@@ -21,7 +21,6 @@ a dead production adds at most 1 s. Writes bench/out/fence.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench.common import isolate_environment, lab_and_prefect, run_meta, table, write_results  # noqa: E402
+from bench.common import isolate_environment, lab_and_prefect, round_arguments, run_meta, table, write_results  # noqa: E402
 from failover_bench import Bench, wait_for_quiet  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "fence.json"
@@ -71,16 +70,7 @@ def no_fence_stub():
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=4, help="failovers of each kind (default 4)")
-    parser.add_argument("--max-load", type=float, default=1.0, help="wait until the 1-min load average is below this")
-    parser.add_argument("--quiet-wait", type=float, default=600, help="wait at most this many seconds for a quiet machine")
-    parser.add_argument("--slot", type=int, default=None, help="lab slot (default: a free one)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument("--out", default=str(OUT))
-    args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds must be positive")
+    args = round_arguments(__doc__, OUT, rounds=4, what="failovers of each kind")
     # What failover_bench.Bench reads of its arguments.
     args.runs, args.warm_pool_run, args.no_planned = args.rounds, False, True
 

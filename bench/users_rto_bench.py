@@ -22,7 +22,7 @@ cache holds production's address *just before* the failure (the worst case), the
   bench/worker_bench.py's subject) and starts paging with the health event; an approver thread
   presses 2 on the first call that offers the plan.
 
-A prober asks the resolver every 100 ms and, once it answers the mirror's address, fetches the
+A prober asks the resolver every 50 ms and, once it answers the mirror's address, fetches the
 health URL there: the first 2xx is "users served". Phases: detection (failure → declared down in
 the inventory), decision (→ approval given: 0 unattended), execution (→ the authoritative server
 answers the mirror), caches (→ the resolver does), served (→ the app answers through it).
@@ -32,12 +32,10 @@ phone ≤ 90 s). Writes bench/out/users_rto.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -49,23 +47,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench.common import epoch, isolate_environment, lab_and_prefect, run_meta, table, write_results  # noqa: E402
-from failover_bench import SERVICE, Bench, wait_for_quiet  # noqa: E402
+from bench.common import epoch, isolate_environment, lab_and_prefect, round_arguments, run_meta, table, write_results  # noqa: E402
+from failover_bench import SERVICE, Bench, DnsProber, wait_for_quiet  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "users_rto.json"
 TARGETS = {"unattended": 60.0, "phone": 90.0}
-PROBE_INTERVAL = 0.1
 ROUND_LIMIT = 180.0
 
 
-class UsersProber:
-    """Asks the users' resolver, in a thread, until the app answers through it at the mirror."""
+class UsersProber(DnsProber):
+    """Asks the users' resolver, in a thread, until the app answers through it at the mirror;
+    notes when the authoritative server, then the resolver, first answered the mirror."""
 
     def __init__(self, bench: Bench, resolver: dict, mirror: str) -> None:
-        self.bench, self.resolver, self.mirror = bench, resolver, mirror
+        super().__init__(bench, mirror)
+        self.resolver = resolver
         self.times: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="users-prober", daemon=True)
 
     def resolve(self) -> list[str]:
         import dns.message
@@ -75,39 +72,26 @@ class UsersProber:
                                  port=self.resolver["port"], timeout=1.0)
         return [item.address for answer in response.answer for item in answer if hasattr(item, "address")]
 
-    def __enter__(self) -> "UsersProber":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _loop(self) -> None:
+    def probe_once(self) -> bool:
         from hotspare.probes import http_get_via_dns
 
-        while not self._stop.is_set() and "served" not in self.times:
+        self.probes += 1
+        try:
+            authoritative, users = self.bench.dns_answer(), self.resolve()
+        except Exception:
+            authoritative, users = [], []
+        now = time.time()
+        if authoritative == [self.address]:
+            self.times.setdefault("authoritative", now)
+        if users == [self.address]:
+            self.times.setdefault("resolver", now)
             try:
-                authoritative = self.bench.dns_answer()
-                users = self.resolve()
-            except Exception:
-                authoritative, users = [], []
-            now = time.time()
-            if authoritative == [self.mirror]:
-                self.times.setdefault("authoritative", now)
-            if users == [self.mirror]:
-                self.times.setdefault("resolver", now)
-                try:
-                    status, _body, used = http_get_via_dns(self.bench.health_url, lambda _name: users, timeout=1.0)
-                except OSError:
-                    status, used = 0, ""
-                if 200 <= status < 300 and used == self.mirror:
-                    self.times["served"] = time.time()
-            self._stop.wait(PROBE_INTERVAL)
-
-    def wait(self, seconds: float) -> float | None:
-        self._thread.join(seconds)
-        return self.times.get("served")
+                status, _body, used = http_get_via_dns(self.bench.health_url, lambda _name: users, timeout=1.0)
+            except OSError:
+                status, used = 0, ""
+            if 200 <= status < 300 and used == self.address and self.answered_at is None:
+                self.answered_at = self.times["served"] = time.time()
+        return self.answered_at is not None
 
 
 def fleet_for(env: dict, home: Path, mode: str) -> Path:
@@ -241,16 +225,7 @@ def one_round(bench: Bench, env: dict, mode: str) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of each mode (default 2)")
-    parser.add_argument("--max-load", type=float, default=1.0, help="wait until the 1-min load average is below this")
-    parser.add_argument("--quiet-wait", type=float, default=600, help="wait at most this many seconds for a quiet machine")
-    parser.add_argument("--slot", type=int, default=None, help="lab slot (default: a free one)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument("--out", default=str(OUT))
-    args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds must be positive")
+    args = round_arguments(__doc__, OUT, rounds=2, what="rounds of each mode")
     args.runs, args.warm_pool_run, args.no_planned = args.rounds, False, True  # what failover_bench.Bench reads
 
     quiet = wait_for_quiet(args.max_load, args.quiet_wait)

@@ -11,6 +11,7 @@ folder and state files are gone (``marked_pids``, ``stop_marked``).
 from __future__ import annotations
 
 import logging
+import json
 import os
 import signal
 import subprocess
@@ -274,3 +275,23 @@ def port_holder(port: int) -> str | None:
             except OSError:
                 continue
     return None
+
+
+def stop_recorded(state_file: Path) -> list[str]:
+    """Stop the daemon recorded in ``state_file`` (one ``Daemon`` as JSON) by its pid, if it
+    still runs that command line, and forget it: for the lab's daemons kept out of state.json."""
+    try:
+        daemon = Daemon.from_json(json.loads(state_file.read_text()))
+    except (OSError, ValueError, KeyError):
+        return []
+    sentence = stop_daemon(daemon)
+    state_file.unlink(missing_ok=True)
+    return [sentence]
+
+
+def recorded_running(state_file: Path) -> bool:
+    """The daemon recorded in ``state_file`` still runs its command line."""
+    try:
+        return is_running(Daemon.from_json(json.loads(state_file.read_text())))
+    except (OSError, ValueError, KeyError):
+        return False

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from hotspare.lab.probes import soa_answers, wait_until
-from hotspare.lab.processes import Daemon, is_running, start_daemon, stop_daemon
+from hotspare.lab.processes import Daemon, recorded_running, start_daemon, stop_recorded
 from hotspare.lab.topology import ZONE
 
 UNBOUND = "/usr/sbin/unbound"
@@ -86,20 +86,11 @@ def start(lab) -> Daemon:
 
 def stop(lab) -> list[str]:
     """Stop unbound by its recorded pid (if it still runs that command line)."""
-    try:
-        daemon = Daemon.from_json(json.loads(_state_file(lab).read_text()))
-    except (OSError, ValueError, KeyError):
-        return []
-    sentence = stop_daemon(daemon)
-    _state_file(lab).unlink(missing_ok=True)
-    return [sentence]
+    return stop_recorded(_state_file(lab))
 
 
 def running(lab) -> bool:
-    try:
-        return is_running(Daemon.from_json(json.loads(_state_file(lab).read_text())))
-    except (OSError, ValueError, KeyError):
-        return False
+    return recorded_running(_state_file(lab))
 
 
 def describe(lab) -> dict:

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from hotspare.lab.probes import http_get, wait_until
-from hotspare.lab.processes import Daemon, is_running, start_daemon, stop_daemon
+from hotspare.lab.processes import Daemon, recorded_running, start_daemon, stop_recorded
 from hotspare.lab.topology import host_by_name
 
 WEB_HOST = "web-vault"
@@ -54,20 +54,11 @@ def start(lab) -> Daemon:
 
 def stop(lab) -> list[str]:
     """Stop the web server by its recorded pid (if it still runs that command line)."""
-    try:
-        daemon = Daemon.from_json(json.loads(_state_file(lab).read_text()))
-    except (OSError, ValueError, KeyError):
-        return []
-    sentence = stop_daemon(daemon)
-    _state_file(lab).unlink(missing_ok=True)
-    return [sentence]
+    return stop_recorded(_state_file(lab))
 
 
 def running(lab) -> bool:
-    try:
-        return is_running(Daemon.from_json(json.loads(_state_file(lab).read_text())))
-    except (OSError, ValueError, KeyError):
-        return False
+    return recorded_running(_state_file(lab))
 
 
 def describe(lab) -> dict:
