@@ -31,12 +31,14 @@ from flows.failover_signals import fence_step
 from flows.reprotect import reprotect
 from hotspare import access
 from hotspare.adapters.errors import NotFound
-from hotspare.inventory import copies, runs
+from hotspare.inventory import copies, locks, runs
 from hotspare.inventory.db import session
 from hotspare.inventory.models import FacilityRow, ServerRow, ServiceRow, utcnow
 from hotspare.inventory.service_states import Event, ServiceState, move
 from hotspare.planning.approval import PlanRejected, same_plan
 from hotspare.planning.facility import (
+    HANDLED_ELSEWHERE,
+    NOT_FAILED,
     FacilityPlan,
     ServiceMove,
     ServiceStanding,
@@ -61,6 +63,7 @@ def facility_failover(
     max_copy_age_hours: float = 24.0,
     approval_timeout_seconds: int = 3600,
     approval_expires_at: datetime | None = None,
+    live_run_wait_seconds: float = 600.0,
 ) -> dict:
     """Fail every service whose production stands in ``facility`` over to its mirror.
 
@@ -73,6 +76,8 @@ def facility_failover(
         approval_timeout_seconds: How long the run waits at the approval pause before it stops (nothing changed).
         approval_expires_at: An up-front approval (yes, approved_plan_digest) counts only if the run starts before this
             time (UTC); later, the run ends cancelled. Default: 5 minutes after the run was due to start.
+        live_run_wait_seconds: How long to wait for a live run (a single failover, a rebuild) that holds a service's
+            lock; it is never taken over: when it is still at work after this, the service is reported as handled by it.
     """
     require_orchestrator(None, f"facility failover {facility}")  # one orchestrator per fleet
     logger = get_run_logger()
@@ -97,9 +102,10 @@ def facility_failover(
     for number, wave in enumerate(plan.waves, 1):
         logger.info("wave %d (tier %d): %s", number, wave.tier, ", ".join(move.service for move in wave.moves))
         results.update(_in_parallel(wave.moves, plan.parallelism,
-                                    lambda move: _fail_over_one(move, run_id, approved_at, max_copy_age_hours)))
+                                    lambda move: _fail_over_one(move, run_id, approved_at, max_copy_age_hours,
+                                                                live_run_wait_seconds)))
     total = round(time.monotonic() - approved_at, 3)
-    failed = sorted(name for name, result in results.items() if result["outcome"] not in ("ok", "already-done"))
+    failed = sorted(name for name, result in results.items() if result["outcome"] not in NOT_FAILED)
     summary = summary_markdown(plan, results, total)
     outcome = "failed" if failed else "ok"
     details = {"plan_digest": plan.digest, "approved_by": approval.operator, "approval": approval.sentence(),
@@ -172,10 +178,19 @@ def _in_parallel(items, width: int, work) -> dict[str, dict]:
         return {name: future.result() for name, future in futures.items()}
 
 
-def _fail_over_one(move: ServiceMove, run_id: int, approved_at: float, max_copy_age_hours: float) -> dict:
-    """The service's own failover runbook, bound to the plan digest approved with the facility."""
+def _fail_over_one(move: ServiceMove, run_id: int, approved_at: float, max_copy_age_hours: float,
+                   live_run_wait_seconds: float = 600.0) -> dict:
+    """The service's own failover runbook, bound to the plan digest approved with the facility.
+
+    A live run holding the service's lock (a single failover started beside this one, a
+    rebuild) is waited for, never taken over; an interrupted failover is resumed only once its
+    lease has expired (its run is gone)."""
     logger = get_run_logger()
     started = utcnow()
+    handled = _left_to_a_live_run(move, live_run_wait_seconds, approved_at)
+    if handled is not None:
+        _record_step(run_id, f"failover {move.service}", started, handled["outcome"], handled["detail"])
+        return handled
     state = failover(move.service, approved_plan_digest=move.plan_digest, resume=move.resume,
                      max_copy_age_hours=max_copy_age_hours, return_state=True)
     since = round(time.monotonic() - approved_at, 3)
@@ -192,12 +207,55 @@ def _fail_over_one(move: ServiceMove, run_id: int, approved_at: float, max_copy_
             "state": service_state, "target": move.target}
 
 
+def _left_to_a_live_run(move: ServiceMove, seconds: float, approved_at: float) -> dict | None:
+    """Wait (bounded) for a live run holding the service's lock; the result when that run
+    moved the service or is still at it, None when this run should fail it over itself (the
+    lock is free: the other run ended without moving it, or died and its lease expired)."""
+    holding = locks.live_holding(move.service)
+    if holding is None or holding.holder.startswith(locks.PREEMPTIBLE):
+        return None  # free, gone, or routine work the failover takes over at once
+    logger = get_run_logger()
+    logger.info("%s: %s holds its lock and is alive: waiting up to %g s for it instead of taking it over "
+                "(two runs must never act on one mirror)", move.service, holding.sentence(), seconds)
+    still = locks.wait_while_held(move.service, seconds, lambda name: not name.startswith(locks.PREEMPTIBLE))
+    since = round(time.monotonic() - approved_at, 3)
+    row = copies.service_row(move.service)
+    if still is not None:
+        detail = (f"handled by the live run {still.sentence()}: still at work after {seconds:g} s, not taken over; "
+                  "its own record gives the outcome")
+        logger.warning("%s: %s", move.service, detail)
+        return {"outcome": HANDLED_ELSEWHERE, "rto_seconds": None, "since_approval_seconds": since, "detail": detail,
+                "state": row.state, "target": move.target, "run": still.holder}
+    if row.state == ServiceState.failed_over and row.active_server == move.target:
+        detail = f"failed over to {move.target} by the live run {holding.holder}, which this run waited for"
+        logger.info("%s: %s", move.service, detail)
+        return {"outcome": "already-done", "rto_seconds": _rto_of(holding.holder, move.service),
+                "since_approval_seconds": since, "detail": detail, "state": row.state, "target": move.target,
+                "run": holding.holder}
+    logger.info("%s: %s no longer holds its lock (state %s): this run fails it over", move.service,
+                holding.holder, row.state)
+    return None
+
+
+def _rto_of(holder: str, service: str) -> float | None:
+    """The RTO recorded by the run a lock holder names (``failover:<flow run id>``), if any."""
+    from sqlmodel import select
+
+    from hotspare.inventory.models import RunRow
+
+    flow_run_id = holder.partition(":")[2]
+    with session() as db:
+        row = db.exec(select(RunRow).where(RunRow.service == service, RunRow.flow_run_id == flow_run_id)
+                      .order_by(RunRow.id.desc())).first()
+    return (row.details or {}).get("rto_seconds") if row is not None else None
+
+
 def _record_step(run_id: int, name: str, started, outcome: str, detail: str) -> None:
     from hotspare.inventory.models import StepRow
 
     with session() as db:
         db.add(StepRow(run_id=run_id, name=name, started_at=started, ended_at=utcnow(),
-                       outcome="ok" if outcome in ("ok", "already-done") else "failed", detail=detail[:500]))
+                       outcome="ok" if outcome in NOT_FAILED else "failed", detail=detail[:500]))
 
 
 def mark_lost(plan: FacilityPlan) -> None:

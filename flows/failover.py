@@ -26,8 +26,9 @@ from flows.replicate import replicate_one
 from hotspare import access
 from hotspare.adapters import dns
 from hotspare.adapters.errors import DnsPrerequisiteFailed
-from hotspare.inventory import locks, runs
-from hotspare.inventory.db import session
+from hotspare.fleet import Fleet
+from hotspare.inventory import late_outcomes, locks, runs
+from hotspare.inventory.db import InventoryUnreachable, session
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
 from hotspare.inventory.service_states import Event, ServiceState, move
 from hotspare.planning.approval import Approval, PlanRejected, same_plan
@@ -73,6 +74,7 @@ def failover(
     """
     require_orchestrator(None, f"failover {service}")  # one orchestrator per fleet
     logger = get_run_logger()
+    fleet = access.loaded_fleet()  # held for the whole run: undoing a step never needs the inventory
     plan = _plan(service, planned, copy_id, force, max_copy_age_hours)
     create_markdown_artifact(plan.markdown(), key=f"failover-plan-{service}", description=f"Failover plan for {service}")
     logger.info("plan %s: %s %s -> %s, copy %s", plan.digest, plan.mode, plan.source, plan.target, plan.copy_id or "final sync")
@@ -93,11 +95,31 @@ def failover(
     logger.info(approval.sentence())
     holder = f"failover:{flow_run.get_id() or 'local'}"
     # Never wait on routine work: take the lock over from a replication, backup or verification
-    # (their next step then refuses to act); a resume also takes it from the dead failover.
-    preempt = locks.PREEMPTIBLE + (("failover:",) if resume else ())
-    with locks.service_lock(service, holder, preempt=preempt) as lease, _prefect_slot(service, takeover=resume):
+    # (their next step then refuses to act). A resume continues only a failover whose run is
+    # gone (its lease expired): a live one is never taken over, or two runs act on one mirror.
+    if resume:
+        _wait_for_a_gone_failover(service, holder)
+    with locks.service_lock(service, holder, preempt=locks.PREEMPTIBLE) as lease, _prefect_slot(service, takeover=resume):
         _same_plan_under_lock(plan, _plan(service, planned, copy_id, force, max_copy_age_hours))
-        return execute(plan, holder, approval, lease)
+        return execute(plan, holder, approval, lease, fleet)
+
+
+def _wait_for_a_gone_failover(service: str, holder: str) -> None:
+    """Before a resume: the failover holding the lock must be gone. A run that died stops renewing
+    its lease, which expires within one lease length, so wait that long; a holder still renewing
+    after it is alive and handles the failover itself: ``ServiceBusy`` naming it."""
+    holding = locks.live_holding(service)
+    if holding is None or holding.holder == holder or holding.holder.startswith(locks.PREEMPTIBLE):
+        return
+    seconds = locks.lease_length().total_seconds() + 2
+    get_run_logger().info("%s holds the lock of %s: waiting up to %g s for its lease to expire (a run that is gone "
+                          "stops renewing it); a live run is never taken over", holding.sentence(), service, seconds)
+    still = locks.wait_while_held(service, seconds, lambda name: not name.startswith(locks.PREEMPTIBLE))
+    if still is not None:
+        raise locks.ServiceBusy(
+            f"not resuming the failover of {service}: {still.sentence()} is alive (it kept renewing its lease for "
+            f"{seconds:g} s) and is acting on it; let it finish (`hotspare status`), nothing was changed by this run",
+            service=service, holder=still.holder, since=None)
 
 
 UNATTENDED_APPROVER = "health policy (unattended)"
@@ -162,9 +184,11 @@ def _prefect_slot(service: str, takeover: bool):
         yield
 
 
-def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Lease) -> dict:
-    """Carry out an approved plan, recording each step; see the module docstring for the order."""
+def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Lease, fleet: Fleet | None = None) -> dict:
+    """Carry out an approved plan, recording each step; see the module docstring for the order.
+    ``fleet``: as loaded when the run started (undo steps use it, never the inventory)."""
     logger = get_run_logger()
+    fleet = fleet or access.loaded_fleet()
     service = plan.service
     run_id = runs.start_run("failover", service, flow_run.get_id())
     copy_id = plan.copy_id
@@ -176,7 +200,7 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
     artifact_lines: list[str] = []  # what activation neutralised and kept aside
     try:
         if plan.mode == "planned" and copy_id is None:
-            copy_id = _planned_preparation(plan, holder, run_id, details)
+            copy_id = _planned_preparation(plan, holder, run_id, details, fleet)
         elif plan.mode == "planned":
             logger.info("resuming after the final sync: copy %s is the one to make live", copy_id)
         else:  # the fence runs alongside the activation; the DNS cutover waits for its outcome
@@ -188,17 +212,17 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
             artifact_lines += activation.pop("markdown", [])
             details["activation"] = activation
             apply_accounts(service, copy_id, plan.target)
-            run_app_commands(service, plan.target, "activate")
+            run_app_commands(service, plan.target, "activate", fleet=fleet)
         if fencing is not None:
             with runs.step(run_id, "fence production") as step:
                 details["fencing"] = fence_outcome(fencing)
                 if not details["fencing"]["fenced"]:
                     step.detail = f"UNFENCED: {details['fencing']['detail']}"[:500]
         with runs.step(run_id, "health check"):
-            health_check_direct(service, plan.target_address)
+            health_check_direct(service, plan.target_address, fleet=fleet)
         with runs.step(run_id, "dns cutover"):
             lease.check(f"move {plan.dns_name} to {plan.target_address}")
-            details["dns"] = _cutover(plan, copy_id, details)
+            details["dns"] = _cutover(plan, copy_id, details, fleet)
         with runs.step(run_id, "check through dns"):
             check_through_dns(service, plan.target_address)
         with runs.step(run_id, "inventory"):
@@ -206,9 +230,8 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
             _record_new_layout(plan, copy_id, details)
     except Exception as error:
         if plan.mode == "planned" and "dns" not in details and copy_id is not None:
-            _back_to_production(plan)
-            say_what_was_undone(error, f"the switchover was undone: copy {copy_id} was made live on {plan.target} and "
-                                        f"stopped again, the app runs on {plan.source} again, DNS was not changed")
+            say_what_was_undone(error, f"the switchover was undone (copy {copy_id} was made live on {plan.target}): "
+                                       + _back_to_production(plan, fleet, run_id))
         reason = str(error)
         runs.record_outcome(lambda: runs.finish_run(run_id, "failed", f"{service}: failover stopped: {reason}", details),
                             lambda: _publish(plan, run_id, "FAILED", reason, artifact_lines))
@@ -242,40 +265,67 @@ def _reprotect_after_switchover(plan: FailoverPlan, holder: str) -> dict:
         return {"outcome": "failed", "detail": str(error)}
 
 
-def _planned_preparation(plan: FailoverPlan, holder: str, run_id: int, details: dict) -> str:
+def _planned_preparation(plan: FailoverPlan, holder: str, run_id: int, details: dict, fleet: Fleet) -> str:
     """Lower the TTL, stop the app, final sync and verify. On error: the app runs on production again."""
     service = plan.service
     with runs.step(run_id, "lower ttl"):
-        details["ttl"] = _lower_ttl(service)
-    with runs.step(run_id, "stop app on production"):
-        run_app_commands(service, plan.source, "deactivate")
-    try:
+        details["ttl"] = _lower_ttl(service, fleet)
+    try:  # from here on, any failure (the inventory's too) starts the app on production again
+        with runs.step(run_id, "stop app on production"):
+            run_app_commands(service, plan.source, "deactivate", fleet=fleet)
         with runs.step(run_id, "final sync and verify"):
             result = replicate_one(service, lock_holder=holder)
     except Exception as error:
-        get_run_logger().error("final sync failed: starting the app on %s again; everything stays on production", plan.source)
-        run_app_commands(service, plan.source, "activate")
-        _clear_in_flight(service)
-        say_what_was_undone(error, f"the app on {plan.source} was stopped for the final sync and started again; "
-                                    "nothing else was changed")
+        get_run_logger().error("switchover stopped before the final sync completed (%s): starting the app on %s again; "
+                               "everything stays on production", error, plan.source)
+        say_what_was_undone(error, f"the app on {plan.source} was stopped for the final sync; "
+                                   + _back_to_production(plan, fleet, run_id, stop_target=False))
         raise
     return result["copy_id"]
 
 
-def _back_to_production(plan: FailoverPlan) -> None:
-    """A planned switchover that fails before DNS moved leaves everything on production."""
+def _back_to_production(plan: FailoverPlan, fleet: Fleet, run_id: int, stop_target: bool = True) -> str:
+    """A planned switchover that stops before DNS moved leaves everything on production: the app
+    stopped on the target, started on the source and checked there. Uses only what the run
+    holds (the fleet it loaded at its start), so it works with the inventory unreachable.
+    Returns the sentence of what really happened, also logged."""
     logger = get_run_logger()
-    logger.error("switchover stopped before the DNS cutover: the app runs on %s again", plan.source)
-    for server, which in ((plan.target, "deactivate"), (plan.source, "activate")):
+    done, trouble = [], []
+    if stop_target:
         try:
-            run_app_commands(plan.service, server, which)
-        except Exception as error:  # keep going: the operator needs the rest done and the reason
-            logger.error("could not %s the app on %s: %s", which, server, error)
-    _clear_in_flight(plan.service)
+            run_app_commands(plan.service, plan.target, "deactivate", fleet=fleet)
+            done.append(f"the app on {plan.target} was stopped again")
+        except Exception as error:  # keep going: the source matters more, the operator needs every reason
+            trouble.append(f"the app on {plan.target} could NOT be stopped ({error})")
+    try:
+        run_app_commands(plan.service, plan.source, "activate", fleet=fleet)
+        if fleet.service(plan.service).health_url:
+            health_check_direct(plan.service, plan.source_address, fleet=fleet)
+            done.append(f"the app runs on {plan.source} again and answers its health check")
+        else:
+            done.append(f"the app was started on {plan.source} again (no health URL to check it)")
+    except Exception as error:
+        trouble.append(f"the app on {plan.source} is NOT confirmed running ({error}): start it there with its "
+                       "activate commands")
+    sentence = "; ".join(done + trouble) + f"; DNS was not changed (it points to {plan.source} at {plan.source_address})"
+    sentence += _clear_in_flight_or_keep(plan.service, run_id)
+    (logger.error if trouble else logger.warning)("switchover stopped before the DNS cutover: %s", sentence)
+    return sentence
 
 
-def _lower_ttl(service: str) -> dict:
-    fleet = access.loaded_fleet()
+def _clear_in_flight_or_keep(service: str, run_id: int) -> str:
+    """Record that the failover stopped; with the inventory unreachable, keep that for the next
+    run to write (``late_outcomes``). An empty string, or the sentence saying so."""
+    try:
+        _clear_in_flight(service)
+        return ""
+    except InventoryUnreachable:
+        late_outcomes.keep(run_id, failover_stopped=service)
+        return (f"; the inventory is unreachable, so it still shows {service} failing over: the next run that starts "
+                "once it answers records that this one was undone")
+
+
+def _lower_ttl(service: str, fleet: Fleet) -> dict:
     spec = fleet.service(service)
     zone = fleet.zone(spec.zone.rstrip("."))
     server = access.dns_server(fleet, zone.name)
@@ -290,16 +340,16 @@ def _lower_ttl(service: str) -> dict:
     return {"ttl": ttl, "lowered": True, "previous": current}
 
 
-def _cutover(plan: FailoverPlan, copy_id: str, details: dict) -> dict:
+def _cutover(plan: FailoverPlan, copy_id: str, details: dict, fleet: Fleet) -> dict:
     """DNS compare-and-swap. If it fails, stop our app on the target again so users never see
     two productions; the activated copy stays in place for a resumed run. The error then says
     exactly what this run changed and undid (never "nothing was changed": the copy went live)."""
     try:
-        return cutover_dns(access.loaded_fleet(), plan.service, plan.source_address, plan.target_address)
+        return cutover_dns(fleet, plan.service, plan.source_address, plan.target_address)
     except Exception as error:
         logger = get_run_logger()
         logger.error("DNS cutover failed (%s): stopping the app on %s again; DNS still points to %s", error, plan.target, plan.source_address)
-        run_app_commands(plan.service, plan.target, "deactivate")
+        run_app_commands(plan.service, plan.target, "deactivate", fleet=fleet)
         if not isinstance(error, DnsPrerequisiteFailed):
             logger.error("the failover of %s is paused midway: fix the cause, then run it again with resume", plan.service)
             raise
@@ -317,9 +367,13 @@ def _cutover(plan: FailoverPlan, copy_id: str, details: dict) -> dict:
 def _mark_in_flight(plan: FailoverPlan, run_id: int) -> None:
     with session() as db:
         row = db.get(ServiceRow, plan.service)
+        interrupted = (row.failover or {}).get("run_id") if row.state == ServiceState.failing_over else None
         move(row, Event.failover_started, get_run_logger())
         row.failover = {"source": plan.source, "target": plan.target, "mode": plan.mode, "copy_id": plan.copy_id,
                         "run_id": run_id, "started_at": utcnow().isoformat()}
+    if interrupted and interrupted != run_id:  # a resume: the run it continues is gone (its lease expired)
+        runs.close_interrupted(interrupted, f"{plan.service}: its run stopped midway (its lease expired); "
+                                            f"run {run_id} resumed the failover")
 
 
 def _record_copy(service: str, copy_id: str) -> None:

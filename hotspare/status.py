@@ -34,7 +34,11 @@ def service_status(
 
 
 def _protection(service: ServiceRow, servers: dict[str, ServerRow]) -> str:
-    """The state, said plainly when a lost facility is the reason (facility failover marks it)."""
+    """The state, said plainly when a lost facility is the reason (facility failover marks it):
+    what was lost is named, the production before the mirror."""
+    production = servers.get(service.active_server)
+    if production is not None and production.state == "failed" and production.state_reason.endswith(" lost"):
+        return f"{service.state}: production {production.name} lost ({production.state_reason})"
     mirror = servers.get(service.mirror_server) if service.mirror_server else None
     if service.state == "unprotected" and mirror is not None and mirror.state_reason.endswith(" lost"):
         return f"unprotected: mirror {mirror.state_reason}"

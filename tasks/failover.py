@@ -53,9 +53,12 @@ def gather_facts(service: str) -> ServiceFacts:
 
 
 @task(name="run app commands", **QUICK)
-def run_app_commands(service: str, server: str, which: str) -> int:
-    """Run the service's ``activate`` or ``deactivate`` commands on ``server``; they must succeed."""
-    fleet = access.loaded_fleet()
+def run_app_commands(service: str, server: str, which: str, fleet=None) -> int:
+    """Run the service's ``activate`` or ``deactivate`` commands on ``server``; they must succeed.
+
+    ``fleet``: the fleet the run loaded at its start, so that undoing a step never needs the
+    inventory (which may be the part that failed); default: loaded from the inventory now."""
+    fleet = fleet or access.loaded_fleet()
     spec = fleet.service(service)
     commands = [as_service_user(argv, spec.run_as) for argv in getattr(spec, which)]
     with access.connect(fleet, server) as connection:
@@ -144,9 +147,10 @@ def health_target(health_url: str, address: str) -> str:
 
 
 @task(name="health check", **QUICK)
-def health_check_direct(service: str, address: str, seconds: float = 20.0) -> float:
-    """Poll the app's health URL at ``address`` until it answers 2xx; seconds it took."""
-    fleet = access.loaded_fleet()
+def health_check_direct(service: str, address: str, seconds: float = 20.0, fleet=None) -> float:
+    """Poll the app's health URL at ``address`` until it answers 2xx; seconds it took.
+    ``fleet`` as for ``run_app_commands``."""
+    fleet = fleet or access.loaded_fleet()
     url = fleet.service(service).health_url
     if not url:
         get_run_logger().warning("%s has no health_url; skipping the direct health check", service)

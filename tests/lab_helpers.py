@@ -84,3 +84,26 @@ def lab_fleet_changed(lab_env: dict, folder, change):
         yield data
     finally:
         assert main(["fleet", "load", str(original)]) == 0
+
+
+def kill_failover_after_activation(lab_env: dict, service: str = "app1", mirror: str = "mirror-west",
+                                   seconds: float = 120) -> None:
+    """Run ``hotspare failover SERVICE --yes`` in a process of its own and kill it (SIGKILL, by its
+    PID) once the copy is live on ``mirror``: the service stays failing-over, its lease no longer
+    renewed. The active-copy marker is removed first, so only this run's activation counts."""
+    import os
+    import signal
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    marker = host_path(lab_env, mirror, f"/srv/hotspare/{service}/active-copy")
+    marker.unlink(missing_ok=True)
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "failover", service, "--yes"], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        poll(marker.exists, seconds, f"the copy to be made live on {mirror}")
+        os.kill(process.pid, signal.SIGKILL)  # the failover process started here
+    finally:
+        process.wait(timeout=30)

@@ -6,10 +6,6 @@ protected by mirror-west), so tests can run in any order.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -21,7 +17,7 @@ from hotspare.adapters import dns
 from hotspare.inventory import copies
 from hotspare.planning.failover import plan_failover
 from hotspare.probes import http_get_via_dns
-from lab_helpers import host_path, paused_flow_run, poll, ssh
+from lab_helpers import host_path, kill_failover_after_activation, paused_flow_run, poll, ssh
 
 SERVICE = "app1"
 
@@ -285,19 +281,8 @@ def test_approval_bound_to_another_plan_is_refused(protected, lab, lab_env):
 
 
 def test_killed_after_activation_then_resumed_converges(protected, lab, lab_env, prefect_api):
-    from prefect.settings import PREFECT_API_URL
-
     lab.fail("prod-east")
-    marker = host_path(lab_env, "mirror-west", "/srv/hotspare/app1/active-copy")
-    marker.unlink(missing_ok=True)
-    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "failover", SERVICE, "--yes"], env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        poll(marker.exists, 90, "the copy to be activated on the mirror")
-        os.kill(process.pid, signal.SIGKILL)  # the failover process this test started
-    finally:
-        process.wait(timeout=30)
+    kill_failover_after_activation(lab_env, SERVICE, "mirror-west", 90)
     assert copies.service_row(SERVICE).state in ("failing-over", "failed-over")
 
     result = failover(SERVICE, yes=True, resume=True)

@@ -42,10 +42,14 @@ NOT_APPROVED = Kind(7, "not approved", "nothing was changed; the message says ho
                                        "shows the plan and its digest for --approve DIGEST), or answer the paused run "
                                        "in the Prefect UI")
 NOT_FOUND = Kind(8, "not found", "check the name (`hotspare status` lists the services)")
+INVENTORY_UNREACHABLE = Kind(10, "inventory unreachable",
+                             "start the inventory's database or restore the path to it (HOTSPARE_DB_URL names it), then "
+                             "run the command again; the next run then closes the records of runs the outage interrupted")
 FAILED = Kind(9, "failed", "the run's record (Prefect UI, `hotspare status`) has each step; fix the cause and run again")
 INTERRUPTED = Kind(130, "interrupted", "")
 
-KINDS = (OK, UNEXPECTED, USAGE, BAD_FLEET, REFUSED, BUSY, UNREACHABLE, MISSING_CONFIGURATION, NOT_APPROVED, NOT_FOUND, FAILED)
+KINDS = (OK, UNEXPECTED, USAGE, BAD_FLEET, REFUSED, BUSY, UNREACHABLE, MISSING_CONFIGURATION, NOT_APPROVED, NOT_FOUND, FAILED,
+         INVENTORY_UNREACHABLE)
 
 # The map: (module, class name) -> kind. Order matters: the first class the error is an
 # instance of wins, so subclasses come before their bases.
@@ -66,6 +70,7 @@ EXCEPTION_KINDS: tuple[tuple[str, str, Kind], ...] = (
     ("hotspare.planning.shell_programs", "PlanRefused", REFUSED),
     ("hotspare.adapters.errors", "DnsPrerequisiteFailed", REFUSED),
     ("hotspare.commands.deploy_commands", "NoWorkerOnline", REFUSED),
+    ("hotspare.inventory.db", "InventoryUnreachable", INVENTORY_UNREACHABLE),
     ("hotspare.adapters.errors", "TransientError", UNREACHABLE),
     ("httpx", "TransportError", UNREACHABLE),  # the Prefect API did not answer
     ("hotspare.adapters.errors", "HotspareError", FAILED),

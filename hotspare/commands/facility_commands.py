@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     failover.add_argument("facility")
     add_approval_arguments(failover, "facility")
     failover.add_argument("--max-copy-age-hours", type=float, default=24.0)
+    failover.add_argument("--live-run-wait-seconds", type=float, default=600.0,
+                          help="how long to wait for a run already acting on a service (never taken over; "
+                               "still at work after this, the service is reported as handled by it)")
     failover.set_defaults(func=failover_command)
 
     back = actions.add_parser("return", help="the facility is back: its former productions become mirrors (verified)")
@@ -38,12 +41,16 @@ def register(subparsers) -> None:
 
 def failover_command(args: argparse.Namespace) -> int:
     from flows.facility import facility_failover
+    from hotspare.planning.facility import HANDLED_ELSEWHERE
 
     result = run_gated(facility_failover, args, f"hotspare facility failover {args.facility}",
                        "to fail over every service listed", several=True, facility=args.facility,
-                       max_copy_age_hours=args.max_copy_age_hours)
+                       max_copy_age_hours=args.max_copy_age_hours, live_run_wait_seconds=args.live_run_wait_seconds)
     if result is not None:
-        print(f"facility {args.facility}: every service on its mirror {result['total_seconds']} s after approval")
+        still = sorted(name for name, moved in result["results"].items() if moved["outcome"] == HANDLED_ELSEWHERE)
+        print(f"facility {args.facility}: {len(result['results']) - len(still)} of {len(result['results'])} service(s) on "
+              f"their mirrors {result['total_seconds']} s after approval"
+              + (f"; still being moved by the runs already at work on them: {', '.join(still)}" if still else ""))
     return 0
 
 
@@ -99,15 +106,26 @@ def facility_status(facility: str) -> dict:
 
 
 def protection_sentence(standing, facility: str, facility_status: str) -> str:
-    """One clear sentence on whether the service is protected, seen from ``facility``."""
+    """One clear sentence on whether the service is protected, seen from ``facility``. It names
+    what failed: a production in the facility is said to be lost (or being left by a failover),
+    and only a service whose production stands elsewhere is "unprotected" by a mirror here."""
     lost = facility_status == "lost"
     if standing.state == "failed-over" and standing.previous_production_facility == facility:
         return (f"runs on its mirror {standing.production}, unprotected: former production {standing.previous_production} "
                 f"in facility {facility} {'lost' if lost else 'needs reprotect'} (`hotspare facility return {facility}`)")
-    if standing.mirror_facility == facility and (lost or standing.state == "unprotected"):
-        return f"unprotected: mirror facility {facility} lost; runs on {standing.production}"
-    if standing.production_facility == facility and lost:
-        return f"production facility {facility} lost: `hotspare facility failover {facility}`"
+    if standing.production_facility == facility:
+        if standing.state == "failing-over":
+            return (f"failing over: production {standing.production} in facility {facility} "
+                    f"{'lost' if lost else 'is being left'}; a failover run is moving it (`hotspare status`)")
+        if lost:
+            return (f"production {standing.production} lost with facility {facility}: "
+                    f"`hotspare facility failover {facility}`")
+        return standing.state
+    if standing.mirror_facility == facility and lost:
+        return f"unprotected: mirror facility {facility} lost ({standing.mirror}); runs on {standing.production}"
+    if standing.mirror_facility == facility and standing.state == "unprotected":
+        return (f"unprotected: mirror {standing.mirror} holds no verified copy (a reprotect failed); runs on "
+                f"{standing.production} (`hotspare reprotect {standing.service} --mirror {standing.mirror}`)")
     return standing.state
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine, select
 
+from hotspare.adapters.errors import TransientError
 from hotspare.inventory import models
 from hotspare.inventory import backup_models  # noqa: F401  (so create_all sees the backup tables)
 from hotspare.local_secrets import private_home, private_sqlite
@@ -86,11 +87,19 @@ def _engine_for(url: str) -> Engine:
     elif url.startswith("postgresql"):
         # Every stored time is UTC in a column without a zone: the session's zone must be UTC
         # too, or PostgreSQL shifts aware datetimes by the server's local offset on the way in.
-        engine = create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC", **_bounded(url)})
     else:
         engine = create_engine(url, pool_pre_ping=True)
     migrate(engine)
     return engine
+
+
+def _bounded(url: str) -> dict:
+    """Deadlines for a PostgreSQL inventory whose path is cut (no answer, not a refusal): a connect
+    gives up after 10 s and a sent statement no one acknowledges after 15 s (``tcp_user_timeout``),
+    instead of the kernel's minutes of retries. Values in the URL's query win."""
+    given = make_url(url).query
+    return {name: value for name, value in (("connect_timeout", 10), ("tcp_user_timeout", 15000)) if name not in given}
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -136,13 +145,61 @@ def migrate(target: Engine) -> int:
     return version
 
 
+class InventoryUnreachable(TransientError):
+    """The inventory's database did not answer (server down, address unreachable, file gone).
+
+    Its own exit code: the operator restores the database, not a host; runs it interrupted
+    are closed when it answers again (``inventory/late_outcomes.py``)."""
+
+
+# SQLSTATE classes of a database that is gone rather than one that refused a statement:
+# 08 connection exception, 57P01-57P03 the server shutting down or not accepting connections.
+_UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+_SQLITE_UNREACHABLE = ("unable to open database file", "disk i/o error")
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """True when a SQLAlchemy error means the database did not answer (not a refused statement,
+    a deadlock or a lock timeout, which the database did answer)."""
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    if type(original).__module__.startswith("sqlite3"):
+        return any(text in str(original).lower() for text in _SQLITE_UNREACHABLE)
+    state = getattr(original, "sqlstate", None)
+    if state is None:  # no answer from a server at all (refused, timed out, closed)
+        return type(original).__name__ in ("OperationalError", "InterfaceError")
+    return state.startswith(_UNREACHABLE_SQLSTATES)
+
+
+def unreachable_error(error: BaseException) -> InventoryUnreachable:
+    """The operator's sentence: which inventory (no password), what the driver said."""
+    location = make_url(database_url()).render_as_string(hide_password=True)
+    cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0][:300]
+    return InventoryUnreachable(f"the inventory at {location} is unreachable ({cause})")
+
+
 @contextmanager
 def session() -> Iterator[Session]:
-    """A short unit of work that commits on success and rolls back on error."""
-    with Session(engine(), expire_on_commit=False) as db:
-        try:
-            yield db
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
+    """A short unit of work that commits on success and rolls back on error. A database that
+    does not answer is an ``InventoryUnreachable``, whichever statement found out."""
+    try:
+        with Session(engine(), expire_on_commit=False) as db:
+            try:
+                yield db
+                db.commit()
+            except BaseException as error:
+                try:
+                    db.rollback()
+                except Exception:  # the connection is gone: the first error is the one to report
+                    if not is_unreachable(error):
+                        raise
+                raise
+    except Exception as error:
+        if is_unreachable(error):
+            raise unreachable_error(error) from error
+        raise

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -150,6 +151,42 @@ def holder_of(service: str) -> str | None:
         if row and row.lock_holder and row.lock_expires and as_utc(row.lock_expires) > utcnow():
             return row.lock_holder
     return None
+
+
+@dataclass(frozen=True)
+class Holding:
+    """Who holds a service's lock with a lease that has not expired: a live run (it renews)."""
+
+    holder: str
+    token: int
+    expires: datetime
+
+    def sentence(self) -> str:
+        return f"{self.holder} (token {self.token}, lease renewed until {as_utc(self.expires):%H:%M:%S} UTC)"
+
+
+def live_holding(service: str) -> Holding | None:
+    """The service's lock as held now, or None when it is free or its lease expired (holder gone)."""
+    with session() as db:
+        row = db.get(ServiceRow, service)
+        if row and row.lock_holder and row.lock_expires and as_utc(row.lock_expires) > utcnow():
+            return Holding(row.lock_holder, row.lock_token or 0, row.lock_expires)
+    return None
+
+
+def wait_while_held(service: str, seconds: float, held_by=lambda holder: True,
+                    poll_seconds: float = 0.5) -> Holding | None:
+    """Wait up to ``seconds`` while a live lease whose holder ``held_by`` accepts holds the lock.
+
+    The wait ends when that run releases the lock or dies: a dead run stops renewing, so its
+    lease expires within ``lease_length()``. Returns the holding still live at the deadline
+    (a live run: never taken over), or None once the lock is free or held by someone else."""
+    deadline = time.monotonic() + seconds
+    while True:
+        holding = live_holding(service)
+        if holding is None or not held_by(holding.holder) or time.monotonic() >= deadline:
+            return holding if holding is not None and held_by(holding.holder) else None
+        time.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))
 
 
 def unlock(service: str, holder: str) -> bool:

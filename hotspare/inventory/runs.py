@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from hotspare.inventory.db import session
+from hotspare.inventory.db import InventoryUnreachable, session
 from hotspare.inventory.models import RunRow, StepRow, utcnow
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ def current_operator() -> str:
 
 
 def start_run(kind: str, service: str, flow_run_id: str | None = None) -> int:
+    """A new run row; first, outcomes earlier runs kept while the inventory was unreachable."""
+    _write_late_outcomes()
     with session() as db:
         run = RunRow(kind=kind, service=service, flow_run_id=flow_run_id, operator=current_operator())
         db.add(run)
@@ -36,16 +38,46 @@ def start_run(kind: str, service: str, flow_run_id: str | None = None) -> int:
 
 
 def finish_run(run_id: int, outcome: str, summary: str, details: dict | None = None) -> None:
-    with session() as db:
-        run = db.get(RunRow, run_id)
-        run.ended_at, run.outcome, run.summary = utcnow(), outcome, summary
-        if details is not None:
-            run.details = details
-        kind, service = run.kind, run.service
+    """Close the run's row. With the inventory unreachable the outcome is kept locally and
+    written by the next run that starts (``late_outcomes``); the error still reaches the caller."""
+    try:
+        with session() as db:
+            run = db.get(RunRow, run_id)
+            run.ended_at, run.outcome, run.summary = utcnow(), outcome, summary
+            if details is not None:
+                run.details = details
+            kind, service = run.kind, run.service
+    except InventoryUnreachable:
+        from hotspare.inventory import late_outcomes
+
+        late_outcomes.keep(run_id, finish={"outcome": outcome, "summary": summary, "details": details})
+        log.warning("run %d's outcome (%s) is kept on this machine until the inventory answers again", run_id, outcome)
+        raise
     if outcome == "failed":  # a failed failover, rebuild or replication opens an incident (pages)
         from hotspare.inventory.incidents import open_for_failed_run
 
         record_outcome(lambda: open_for_failed_run(run_id, kind, service, summary))
+
+
+def close_interrupted(run_id: int, reason: str) -> bool:
+    """Mark a run whose process is gone "interrupted" with the reason (and its open steps), if
+    its row still says running; True when it did."""
+    with session() as db:
+        run = db.get(RunRow, run_id)
+        if run is None or run.outcome != "running":
+            return False
+        run.ended_at, run.outcome, run.summary = utcnow(), "interrupted", reason
+        close_open_steps(db, run_id, run.ended_at, reason)
+    log.warning("run %d closed as interrupted: %s", run_id, reason)
+    return True
+
+
+def close_open_steps(db, run_id: int, at, detail: str) -> None:
+    """Steps of a run that never recorded their end: "interrupted" at ``at``, with why."""
+    from sqlmodel import select
+
+    for open_step in db.exec(select(StepRow).where(StepRow.run_id == run_id, StepRow.outcome == "running")):
+        open_step.ended_at, open_step.outcome, open_step.detail = at, "interrupted", detail[:500]
 
 
 @contextmanager
@@ -64,9 +96,14 @@ def step(run_id: int, name: str) -> Iterator[StepRow]:
         outcome, detail = "failed", str(error).splitlines()[0][:500] if str(error) else type(error).__name__
         raise
     finally:
-        with session() as db:
-            stored = db.get(StepRow, step_id)
-            stored.ended_at, stored.outcome, stored.detail = utcnow(), outcome, detail
+        try:
+            with session() as db:
+                stored = db.get(StepRow, step_id)
+                stored.ended_at, stored.outcome, stored.detail = utcnow(), outcome, detail
+        except InventoryUnreachable as error:  # never hides the step's own outcome; closed when it answers
+            log.error("could not record the end of step %r (%s): %s", name, outcome, error)
+            if outcome == "ok":
+                raise
 
 
 def step_timings(run_id: int) -> list[dict]:
@@ -84,6 +121,16 @@ def step_timings(run_id: int) -> list[dict]:
         }
         for row in rows
     ]
+
+
+def _write_late_outcomes() -> None:
+    """Bookkeeping for earlier runs: its failure never stops this run from starting."""
+    from hotspare.inventory import late_outcomes
+
+    try:
+        late_outcomes.write_kept()
+    except Exception as error:  # noqa: BLE001  (a later start tries again; the file stays)
+        log.error("could not write the outcomes kept while the inventory was unreachable: %s", error)
 
 
 def record_outcome(*recorders: Callable[[], None]) -> None:

@@ -21,6 +21,10 @@ from hotspare.planning.approval import plan_digest
 from hotspare.planning.failover import FailoverPlan
 
 
+HANDLED_ELSEWHERE = "handled by a live run"  # another run holds the service's lock and is at work: never taken over
+NOT_FAILED = ("ok", "already-done", HANDLED_ELSEWHERE)  # outcomes of a service that need nothing from the operator now
+
+
 @dataclass(frozen=True)
 class ServiceStanding:
     """One service as the facility planner sees it (gathered by the flow)."""
@@ -134,7 +138,7 @@ class FacilityPlan:
             for number, wave in enumerate(self.waves, 1):
                 for move in wave.moves:
                     copy = f"{move.copy_id} ({age_text(move.copy_age_seconds)})" if move.copy_id else "final sync"
-                    copy += " — resuming" if move.resume else ""
+                    copy += " — resuming its interrupted failover once that run's lease has expired" if move.resume else ""
                     lines.append(f"| {number} | {wave.tier} | {move.service} | {move.source} → {move.target} | {copy} | "
                                  f"{', '.join(move.depends_on) or '-'} | `{move.plan_digest}` |")
         if self.unprotected:
@@ -372,6 +376,10 @@ def advice(service: str, outcome: str, detail: str, state: str | None = None) ->
     """What the operator does next for a service whose facility failover did not finish."""
     if outcome == "ok":
         return "-"
+    if outcome == "already-done":
+        return detail or "-"  # which run did it
+    if outcome == HANDLED_ELSEWHERE:
+        return f"nothing now: {detail}; `hotspare status` shows when it is done"
     text = detail.lower()
     if state == "failing-over":
         return f"`hotspare failover {service} --resume` once the cause is fixed"
@@ -387,7 +395,7 @@ def summary_markdown(plan: FacilityPlan, results: dict[str, dict], total_seconds
 
     ``results``: service -> {outcome, rto_seconds, since_approval_seconds, detail, state}.
     """
-    failed = [name for name, result in results.items() if result.get("outcome") not in ("ok", "already-done")]
+    failed = [name for name, result in results.items() if result.get("outcome") not in NOT_FAILED]
     head = "done" if not failed else f"{len(failed)} service(s) need attention"
     lines = [f"# Facility failover of {plan.facility}: {head}", ""]
     if total_seconds is not None:
