@@ -1,7 +1,9 @@
 """Deployment of the health runbook, gathered by ``deployments/serve.py``.
 
 Runs on the fleet's ``health.schedule`` (every minute by default); each run checks for
-``health.run_seconds`` (default 60), so consecutive runs cover the time between them.
+``health.run_seconds`` (default 90): longer than the period, so a run that starts late (a
+runner's poll, a new process) leaves no gap; the next run waits for the earlier one's turn to end
+(``inventory/watch``) and takes over, so two never check at once.
 """
 
 from __future__ import annotations

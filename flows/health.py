@@ -21,7 +21,7 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -32,8 +32,9 @@ from hotspare import access
 from hotspare.adapters.errors import PermanentError
 from hotspare.fleet.health_schema import LOCAL, health_problems, health_warnings
 from hotspare.inventory import health as health_inventory
+from hotspare.inventory import watch
 from hotspare.inventory.db import session
-from hotspare.inventory.models import ServiceRow, as_utc
+from hotspare.inventory.models import ServiceRow, as_utc, utcnow
 from hotspare.planning.health import Judgement, Rules, judge, production_down
 from hotspare.planning.health_readings import SpaceThresholds, freshness_reading
 from hotspare.planning.readings import ComponentState, Reading
@@ -187,6 +188,28 @@ def _freshness_readings(fleet, targets: RoundTargets) -> list[Reading]:
     return readings
 
 
+WATCH = "health"
+# A live run releases its turn when it ends; only a run that died leaves its lease to run out:
+# two rounds and a round's slowest probes after its last renewal.
+WATCH_GRACE_SECONDS = 60.0
+
+
+def _take_the_watch(holder: str, deadline: float, tick: float, logger) -> bool:
+    """Wait (until this run's own ``deadline`` at most) while an earlier health run still checks,
+    then take its turn: scheduled runs overlap so that none starts late, and never check at once."""
+    while True:
+        remaining = deadline - time.monotonic()
+        taken, current, until = watch.claim(WATCH, holder, utcnow() + timedelta(seconds=2 * tick + WATCH_GRACE_SECONDS))
+        if taken:
+            return True
+        wait = min((until - utcnow()).total_seconds() if until else tick, remaining, tick)
+        if remaining <= 0:
+            logger.info("health: %s kept checking past this run's time; this run did not check", current)
+            return False
+        logger.info("health: %s is still checking; this run takes over when it ends (at most %.0f s)", current, remaining)
+        time.sleep(max(0.2, wait))
+
+
 @flow(name="health", log_prints=True)
 def health(rounds: int | None = None, run_seconds: float | None = None, interval_seconds: float | None = None) -> dict:
     """Check the fleet from every checker site; see the module docstring.
@@ -213,10 +236,16 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
     tick = interval_seconds or min([interval, *service_interval.values()])
     deadline = time.monotonic() + (run_seconds or settings.run_seconds)
     run_id = flow_run.get_id()
+    watcher = f"health:{run_id or 'local'}" if rounds is None else None  # a one-off check takes no turn
+    if watcher and not _take_the_watch(watcher, deadline, tick, logger):
+        return {"rounds": 0, "handed_over": False, "changes": [], "failovers": [], "components": [], "failed": []}
     next_due: dict[str, float] = {}
     summary = {"rounds": 0, "changes": [], "sites": {}, "failovers": [], "replacements": [], "round_seconds": []}
     while True:
         round_start = time.monotonic()
+        if watcher:  # renewed ahead of each round: a run that dies hands over within two ticks
+            watch.claim(WATCH, watcher, utcnow() + timedelta(seconds=2 * tick + WATCH_GRACE_SECONDS))
+        summary.setdefault("checked", [time.time(), time.time()])
         due = [s.name for s in fleet.services if next_due.get(s.name, 0) <= round_start]
         for name in due:
             next_due[name] = round_start + service_interval.get(name, interval) - 0.01
@@ -242,6 +271,7 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
                                             else health_actions.maybe_fail_over(fleet, service, change, logger))
         summary["replacements"] += health_actions.handle_replacements(fleet, list(judgement.statuses.values()), logger)
         summary["rounds"] += 1
+        summary["checked"][1] = time.time()  # first round's start, last round's end (epoch seconds)
         summary["sites"] = outcome.sites
         summary["round_seconds"].append(round(outcome.seconds, 3))
         if rounds is not None and summary["rounds"] >= rounds:
@@ -253,6 +283,8 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
         if next_round >= deadline:
             break
         time.sleep(max(0.0, next_round - time.monotonic()))
+    if watcher:
+        watch.release(WATCH, watcher)
     statuses = list(health_inventory.load_statuses().values())
     summary["components"] = [health_actions.status_record(status) for status in statuses if status.state != ComponentState.ok]
     summary["failed"] = [record for record in summary["components"] if record["state"] == "failed"]

@@ -86,8 +86,9 @@ class Health(Strict):
         default=2, ge=1, description="Consecutive good rounds before a failed or degraded component is ok again."
     )
     run_seconds: float = Field(
-        default=60, gt=0, description="How long one scheduled run keeps checking (a run every minute covers the minute)."
-    )
+        default=90, gt=0,
+        description="How long one scheduled run keeps checking: longer than the schedule's period, so a run that starts "
+                    "late leaves no gap (the next run takes over when this one ends; two never check at once).")
     schedule: CronLine = Field(default="* * * * *", description="Cron line of the health deployment.")
     probe_timeout_seconds: float = Field(default=3, gt=0, description="Timeout of one probe (TCP, SSH, HTTP, DNS).")
     certificate_warning_days: int = Field(default=21, ge=0, description="A TLS certificate expiring sooner is degraded.")
