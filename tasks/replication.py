@@ -268,14 +268,22 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
                             "accounts": screened.get("accounts", {})}
 
 
-def bound_area(copy_plan: CopyPlan) -> space.QuotaFacts:
+def bound_area(copy_plan: CopyPlan) -> space.QuotaFacts | None:
     """The service's quota group on a btrfs mirror, limited to its bound (quotas enabled and the
-    group made on first use), and refuse before the transfer when this copy would pass it."""
+    group made on first use), and refuse before the transfer when this copy would pass it. A
+    mirror whose kernel refuses quotas is said in a warning, and the copy goes on unbounded."""
     service, target = copy_plan.service, copy_plan.target
+    logger = get_run_logger()
     with access.connect(access.loaded_fleet(), target) as mirror:
-        ran = mirror.run(space.quota_argv(plan.service_root(service), service, copy_plan.bound), timeout=600)
+        ran = mirror.run(space.quota_argv(plan.service_root(service), service, copy_plan.bound), timeout=600,
+                         check=False)
+    if ran.exit_status != 0:
+        logger.warning("%s's area on %s is NOT bounded: btrfs quota groups could not be set up there (%s); enable "
+                       "them by hand (`btrfs quota enable /srv`) or ask for hard-linked copies with their reserve",
+                       service, target, (ran.text + ran.stderr_tail).strip()[-300:])
+        return None
     facts = space.parse_quota(ran.text)
-    get_run_logger().info(space.quota_sentence(service, target, facts, copy_plan.bound_why))
+    logger.info(space.quota_sentence(service, target, facts, copy_plan.bound_why))
     decision = space.judge_bound(service, target, facts.referenced, copy_plan.needed, copy_plan.bound, copy_plan.bound_why)
     if not decision.go:
         raise Refused(decision.reason)

@@ -75,6 +75,19 @@ def test_a_full_quota_group_refuses_too():
     assert not decision.go and "app1's own area holds 95.4 MiB of its bound 100.0 MiB" in decision.reason
 
 
+def test_a_copy_past_its_bound_is_refused_up_front_with_the_numbers():
+    assert space.judge_bound("app3", "mirror-west", 10 * space.MIB, 20 * space.MIB, 64 * space.MIB, "x").go
+    decision = space.judge_bound("app3", "mirror-west", 50 * space.MIB, 20 * space.MIB, 64 * space.MIB,
+                                 "services.app3.space_gib 0.0625 GiB")
+    assert not decision.go and decision.reason.startswith(
+        "replication of app3 refused: its area on mirror-west would pass its bound of 64.0 MiB "
+        "(services.app3.space_gib 0.0625 GiB): it holds 50.0 MiB and this copy needs about 20.0 MiB more")
+    facts = space.parse_quota("quota=enabled\ngroup=created\nadopted=/srv/hotspare/app3/work\nreferenced=4096\n"
+                              "limit=67108864\n")
+    assert facts == space.QuotaFacts(4096, 67108864, True, True, ("/srv/hotspare/app3/work",))
+    assert space.parse_quota("referenced=4096\nlimit=none\n").limit is None
+
+
 # ---------------------------------------------------------------------------------------
 # The lab
 
@@ -123,8 +136,9 @@ def test_a_service_filling_the_shared_mirror_leaves_the_others_failover_working(
             message = str(refused.value)
             assert "replication of app3 refused: its area on mirror-west would pass its bound of 64.0 MiB" in message
             assert "Disk quota exceeded" in message and "no other service's space was used" in message
-            # the kernel stopped app3 at its bound: most of what was free is still free
+            # the kernel stopped app3 at its bound: most of what was free is still free, for the others
             assert free_bytes(lab_env, MIRROR) > free - 80 * space.MIB
+            assert replicate_service(SERVICE)["outcome"] == "ok"
 
             lab.fail("prod-east")
             result = failover(SERVICE, yes=True)
