@@ -299,7 +299,7 @@ def _undo_activation(plan: FailoverPlan, copy_id: str, activation: dict, fencing
     logger.error(sentence)
     if not getattr(error, "advice", None):
         try:
-            error.advice = (f"{sentence}. Fix what stopped it (room on {plan.target}: `hotspare status`), then run the "
+            error.advice = (f"{sentence}. Fix what stopped it (a full disk: free space on {plan.target}), then run the "
                             "failover again: a new run, not a resume")
         except AttributeError:
             pass

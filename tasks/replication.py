@@ -228,7 +228,8 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
         mirror_runs([copy_backends.close_store_argv(service)])()
         if copy_plan.backend == copy_backends.SNAPSHOT:
             bound_area(copy_plan)
-        mirror_runs([list(argv) for argv in copy_plan.prepare])()
+        if copy_plan.prepare:
+            mirror_runs([list(argv) for argv in copy_plan.prepare])()
         screened["accounts"] = stage_accounts(fleet, service, copy_plan.source, copy_plan.target, copy_plan.tree)
 
     screened: dict = {}
