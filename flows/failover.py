@@ -287,7 +287,13 @@ def _undo_activation(plan: FailoverPlan, copy_id: str, activation: dict, fencing
     accounts or start command failing) and before DNS moved: take the activation back, so the
     target is as it was and a new failover starts afresh, and say where the service serves now."""
     logger = get_run_logger()
-    undone = undo_activation(plan.service, plan.target, activation)
+    try:
+        undone = undo_activation(plan.service, plan.target, activation)
+    except Exception as failure:  # noqa: BLE001  (the run's own error stays the outcome; resume can finish it)
+        logger.error("failover of %s stopped after copy %s went live on %s (%s), and undoing that failed too (%s): "
+                     "the service stays failing-over; fix both, then run the failover with resume", plan.service,
+                     copy_id, plan.target, error, failure)
+        return
     if plan.mode == "planned":
         _back_to_production(plan)
         where = f"{plan.service} serves on {plan.source} again (its app started there); DNS was not changed"
