@@ -34,7 +34,8 @@ from hotspare.inventory.service_states import Event, ServiceState, move
 from hotspare.planning.approval import Approval, PlanRejected, same_plan
 from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
-from tasks.failover import activate_copy, check_through_dns, gather_facts, health_check_direct, run_app_commands
+from tasks.failover import (activate_copy, check_room, check_through_dns, gather_facts, health_check_direct,
+                            run_app_commands, undo_activation)
 from tasks.replication import Refused, apply_accounts
 from tasks.orchestrator import require_orchestrator
 
@@ -101,6 +102,7 @@ def failover(
         _wait_for_a_gone_failover(service, holder)
     with locks.service_lock(service, holder, preempt=locks.PREEMPTIBLE) as lease, _prefect_slot(service, takeover=resume):
         _same_plan_under_lock(plan, _plan(service, planned, copy_id, force, max_copy_age_hours))
+        check_room(service, plan.target, plan.copy_id)  # before any change: refuses with the host's numbers
         return execute(plan, holder, approval, lease, fleet)
 
 
@@ -198,6 +200,7 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
                      "mode": plan.mode}
     fencing = None
     artifact_lines: list[str] = []  # what activation neutralised and kept aside
+    activating = False  # between the first change on the target and the app's start: undone on failure
     try:
         if plan.mode == "planned" and copy_id is None:
             copy_id = _planned_preparation(plan, holder, run_id, details, fleet)
@@ -208,11 +211,13 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
         _record_copy(service, copy_id)
         with runs.step(run_id, "activate copy"):
             lease.check(f"make copy {copy_id} live on {plan.target}")
+            activating = True
             activation = activate_copy(service, plan.target, copy_id)
             artifact_lines += activation.pop("markdown", [])
             details["activation"] = activation
             apply_accounts(service, copy_id, plan.target)
             run_app_commands(service, plan.target, "activate", fleet=fleet)
+            activating = False
         if fencing is not None:
             with runs.step(run_id, "fence production") as step:
                 details["fencing"] = fence_outcome(fencing)
@@ -229,7 +234,10 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
             lease.check("record the new layout in the inventory")
             _record_new_layout(plan, copy_id, details)
     except Exception as error:
-        if plan.mode == "planned" and "dns" not in details and copy_id is not None:
+        made_live = details.get("activation") or getattr(error, "activation", None)
+        if activating and made_live and made_live.get("copied", True):
+            _undo_activation(plan, copy_id, made_live, fencing, details, error, fleet, run_id)
+        elif plan.mode == "planned" and "dns" not in details and copy_id is not None:
             say_what_was_undone(error, f"the switchover was undone (copy {copy_id} was made live on {plan.target}): "
                                        + _back_to_production(plan, fleet, run_id))
         reason = str(error)
@@ -323,6 +331,51 @@ def _clear_in_flight_or_keep(service: str, run_id: int) -> str:
         late_outcomes.keep(run_id, failover_stopped=service)
         return (f"; the inventory is unreachable, so it still shows {service} failing over: the next run that starts "
                 "once it answers records that this one was undone")
+
+
+def _undo_activation(plan: FailoverPlan, copy_id: str, activation: dict, fencing, details: dict,
+                     error: BaseException, fleet: Fleet, run_id: int) -> None:
+    """A failure after the copy went live (the target's disk filled by the app's start, its
+    accounts or start command failing) and before DNS moved: take the activation back, so the
+    target is as it was and a new failover starts afresh, and say where the service serves now."""
+    logger = get_run_logger()
+    try:
+        undone = undo_activation(plan.service, plan.target, activation)
+    except Exception as failure:  # noqa: BLE001  (the run's own error stays the outcome; resume can finish it)
+        logger.error("failover of %s stopped after copy %s went live on %s (%s), and undoing that failed too (%s): "
+                     "the service stays failing-over; fix both, then run the failover with resume", plan.service,
+                     copy_id, plan.target, error, failure)
+        return
+    if plan.mode == "planned":  # the target's app is stopped already (the undo)
+        where = _back_to_production(plan, fleet, run_id, stop_target=False)
+    else:
+        where = _where_it_serves(plan, fencing, details) + _clear_in_flight_or_keep(plan.service, run_id)
+    sentence = (f"failover of {plan.service} stopped after copy {copy_id} went live on {plan.target} ({error}); "
+                f"the activation was undone: {undone}. {where}")
+    logger.error(sentence)
+    if not getattr(error, "advice", None):
+        try:
+            error.advice = (f"{sentence}. Fix what stopped it (a full disk: free space on {plan.target}), then run the "
+                            "failover again: a new run, not a resume")
+        except AttributeError:
+            pass
+
+
+def _where_it_serves(plan: FailoverPlan, fencing, details: dict) -> str:
+    """After an emergency failover was undone: the truth about the old production and DNS."""
+    try:
+        outcome = fence_outcome(fencing) if fencing is not None else None
+    except Exception as error:  # the fence's own failure is part of the truth
+        outcome = {"fenced": False, "detail": str(error)}
+    if outcome is not None:
+        details["fencing"] = outcome
+    dns_phrase = f"DNS still points to it ({plan.source_address}), the inventory shows {plan.service} there, not failing over"
+    if outcome and outcome.get("fenced"):
+        return f"{plan.service} serves nowhere now: {plan.source} was fenced ({outcome.get('method')}); {dns_phrase}"
+    if outcome:
+        return (f"{plan.service} is served only if {plan.source} still runs it: it was not fenced "
+                f"({outcome.get('detail')}); {dns_phrase}")
+    return f"{plan.service} serves on {plan.source} only if it still runs there; {dns_phrase}"
 
 
 def _lower_ttl(service: str, fleet: Fleet) -> dict:

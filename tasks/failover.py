@@ -19,7 +19,9 @@ from hotspare.inventory import copies
 from hotspare.planning import copy_backends
 from hotspare.planning import replication as layout
 from hotspare.planning import live_data as live_plan
-from hotspare.planning.activation import ActivationResult, judge_clone_outcomes, stage_argv, staged_path, swap_argv
+from hotspare.planning import space
+from hotspare.planning.activation import (ActivationResult, discard_staged_argv, judge_clone_outcomes, stage_argv,
+                                         staged_path, swap_argv, unswap_argv)
 from hotspare.planning.containment import as_service_user
 from hotspare.planning.failover import CopyChoice, ServiceFacts, activation_argv
 from hotspare.probes import http_get_via_dns
@@ -68,6 +70,36 @@ def run_app_commands(service: str, server: str, which: str, fleet=None) -> int:
     return len(commands)
 
 
+def live_paths_of(spec) -> list[str]:
+    """Every path a failover makes live, in the order activation handles them."""
+    return [*spec.data_paths, *spec.app_paths, *spec.config_paths, *spec.accounts.files]
+
+
+@task(name="check room on target", **QUICK)
+def check_room(service: str, target: str, copy_id: str | None) -> dict:
+    """Before any change: the target has room for what making ``copy_id`` live writes
+    (``planning/space.py``); else refuse with the sentence naming host, free, needed and what to
+    do. A planned switchover's copy is not made yet: the current copy stands for it."""
+    from tasks.replication import Refused
+
+    fleet = access.loaded_fleet()
+    spec = fleet.service(service)
+    copy_id = copy_id or copies.service_row(service).current_copy_id
+    if not copy_id:
+        return {"checked": False}
+    with access.connect(fleet, target) as host:
+        marker = host.run(["cat", marker_path(service)], check=False)
+        if marker.exit_status == 0 and marker.text.strip() == copy_id:
+            return {"checked": False, "detail": f"copy {copy_id} is live on {target} already"}
+        ran = host.run(space.room_argv(layout.copy_tree(service, copy_id), layout.service_root(service), service,
+                                       live_paths_of(spec)), timeout=600)
+    decision = space.judge_activation_room(service, target, copy_id, space.parse_room(ran.text))
+    if not decision.go:
+        raise Refused(decision.reason)
+    get_run_logger().info(decision.reason)
+    return {"checked": True, "detail": decision.reason}
+
+
 @task(name="activate copy", **QUICK)
 def activate_copy(service: str, target: str, copy_id: str) -> dict:
     """Make ``copy_id`` live on ``target`` unless a previous attempt already did.
@@ -81,7 +113,7 @@ def activate_copy(service: str, target: str, copy_id: str) -> dict:
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     spec = fleet.service(service)
-    live_paths = [*spec.data_paths, *spec.app_paths, *spec.config_paths, *spec.accounts.files]
+    live_paths = live_paths_of(spec)
     tree = layout.copy_tree(service, copy_id)
     with access.connect(fleet, target) as mirror:
         marker = mirror.run(["cat", marker_path(service)], check=False)
@@ -95,18 +127,25 @@ def activate_copy(service: str, target: str, copy_id: str) -> dict:
         rsync_paths = [*staged.rsync_paths, *staged.absent]
         backup_dir = live_plan.backup_folder(layout.service_root(service), copy_id, run_tag())
         strip, stripped = live_plan.rsync_strips([entry.model_dump(mode="json") for entry in spec.allow_special])
-        if rsync_paths:  # rsync itself keeps out what no allowance needs; the program names it from the copy
-            mirror.run(activation_argv(tree, rsync_paths, backup_dir, strip), timeout=6 * 3600)
-        roots = ([(staged_path(path), path, True) for path in staged.cloned] + [(path, path, True) for path in rsync_paths]
-                 + [(tree + path, path, False) for path in rsync_paths])
-        report = neutralise(mirror, spec, roots, kept=[(backup_dir + path, path) for path in rsync_paths],
-                            kept_out_by_rsync=stripped, logger=logger)
-        swapped = _swap(mirror, tree, copy_id, staged.cloned)
-        if swapped.kept_pairs:
-            clones = neutralise(mirror, spec, [], kept=list(swapped.kept_pairs), logger=logger)
-            report = live_plan.Report(report.findings, report.kept + clones.kept, report.kept_count + clones.kept_count,
-                                      report.scanned, report.errors)
-        mirror.run(["sh", "-c", 'printf %s "$1" > "$2"', "sh", copy_id, marker_path(service)])
+        # what this attempt changed so far, for an undo (``undo_activation``) if a later step fails
+        record = {"copy_id": copy_id, "staged": list(staged.cloned), "cloned": [], "kept_pairs": [],
+                  "rsync": rsync_paths, "backup_dir": backup_dir if rsync_paths else None}
+        try:
+            if rsync_paths:  # rsync itself keeps out what no allowance needs; the program names it from the copy
+                mirror.run(activation_argv(tree, rsync_paths, backup_dir, strip), timeout=6 * 3600)
+            roots = ([(staged_path(path), path, True) for path in staged.cloned]
+                     + [(path, path, True) for path in rsync_paths] + [(tree + path, path, False) for path in rsync_paths])
+            report = neutralise(mirror, spec, roots, kept=[(backup_dir + path, path) for path in rsync_paths],
+                                kept_out_by_rsync=stripped, logger=logger)
+            swapped = _swap(mirror, tree, copy_id, staged.cloned, record)
+            if swapped.kept_pairs:
+                clones = neutralise(mirror, spec, [], kept=list(swapped.kept_pairs), logger=logger)
+                report = live_plan.Report(report.findings, report.kept + clones.kept,
+                                          report.kept_count + clones.kept_count, report.scanned, report.errors)
+            mirror.run(["sh", "-c", 'printf %s "$1" > "$2"', "sh", copy_id, marker_path(service)])
+        except Exception as error:
+            _carry(error, record)
+            raise
     for kept in swapped.kept_aside:
         logger.warning("the live tree that stood there is kept as %s on %s (nothing was overwritten)", kept, target)
     if rsync_paths:
@@ -117,7 +156,50 @@ def activate_copy(service: str, target: str, copy_id: str) -> dict:
                     f"copied with rsync: {', '.join(rsync_paths)}" if rsync_paths else "") if part))
     return {"copied": True, "copy_id": copy_id, "cloned": list(swapped.cloned), "rsync": rsync_paths,
             "kept_aside": list(swapped.kept_aside), "backup_dir": backup_dir if rsync_paths else None,
+            "kept_pairs": [list(pair) for pair in swapped.kept_pairs], "staged": record["staged"],
             "live_data": report.as_dict(), "markdown": report.markdown()}
+
+
+def _carry(error: BaseException, record: dict) -> None:
+    """Attach what the activation changed before ``error`` to it, for the runbook's undo."""
+    try:
+        error.activation = record
+    except AttributeError:  # an exception type without a __dict__: the runbook cannot undo precisely
+        pass
+
+
+@task(name="undo activation", **QUICK)
+def undo_activation(service: str, target: str, activation: dict) -> str:
+    """Take back a copy made live on ``target`` whose failover stopped before DNS moved: stop
+    the app there, delete the clones and put back the trees they replaced, remove clones staged
+    but never swapped in and the marker. Returns what was undone, in one phrase; what could not
+    be undone is named in it too (the sentence must be true)."""
+    logger = get_run_logger()
+    fleet = access.loaded_fleet()
+    done, failed = [], []
+    try:
+        run_app_commands.fn(service, target, "deactivate")
+        done.append(f"the app on {target} stopped")
+    except Exception as error:  # keep undoing: the rest matters as much
+        failed.append(f"the app on {target} could not be stopped ({error})")
+    kept = {live: aside for aside, live in activation.get("kept_pairs", [])}
+    with access.connect(fleet, target) as host:
+        for path in activation.get("cloned", []):
+            ran = host.run(unswap_argv(path, kept.get(path)), check=False)
+            if ran.exit_status == 0:
+                done.append(f"{path} back as it was" if kept.get(path) else f"the clone at {path} removed")
+            else:
+                failed.append(f"{path} could not be put back ({(ran.text + ran.stderr_tail).strip()[-200:]})")
+        for path in set(activation.get("staged", [])) - set(activation.get("cloned", [])):
+            host.run(discard_staged_argv(path), check=False)
+        host.run(["rm", "-f", "--", marker_path(service)], check=False)
+    if activation.get("rsync"):
+        done.append(f"the files rsync copied ({', '.join(activation['rsync'])}) stay"
+                    + (f", what they replaced is kept in {activation['backup_dir']}" if activation.get("backup_dir") else ""))
+    sentence = "; ".join(done + [f"NOT undone: {item}" for item in failed])
+    (logger.error if failed else logger.info)("activation of copy %s on %s undone: %s",
+                                               activation.get("copy_id"), target, sentence)
+    return sentence
 
 
 def _stage_where_possible(mirror, service: str, copy_id: str, tree: str, live_paths: list[str]) -> ActivationResult:
@@ -132,11 +214,15 @@ def _stage_where_possible(mirror, service: str, copy_id: str, tree: str, live_pa
     return judge_clone_outcomes(outcomes)
 
 
-def _swap(mirror, tree: str, copy_id: str, cloned: tuple[str, ...]) -> ActivationResult:
+def _swap(mirror, tree: str, copy_id: str, cloned: tuple[str, ...], record: dict) -> ActivationResult:
+    """Swap each staged clone in, noting each one done in ``record`` (a failure stops at once)."""
     outcomes = {}
     for path in cloned:
         ran = mirror.run(swap_argv(tree, path, copy_id), check=False)
         outcomes[path] = (ran.exit_status, ran.text + ran.stderr_tail)
+        done = judge_clone_outcomes({path: outcomes[path]})
+        record["cloned"] += list(done.cloned)
+        record["kept_pairs"] += [list(pair) for pair in done.kept_pairs]
     return judge_clone_outcomes(outcomes)
 
 

@@ -26,6 +26,7 @@ from hotspare.planning import copy_backends
 from hotspare.planning import preflight_facts
 from hotspare.planning import replication as plan
 from hotspare.planning import shell_programs as shell
+from hotspare.planning import space
 from hotspare.planning import verification_scope
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.transfer_access import pull
@@ -53,6 +54,9 @@ class CopyPlan:
     prepare: tuple[tuple[str, ...], ...] = ()  # mirror commands run before the transfer
     copy_dest: str | None = None  # a local folder whose identical files are copied, not sent
     hooks: int = 0  # pre-sync commands the fleet file gives for production
+    bound: int = 0  # bytes the service's area on the mirror may hold (planning/space.py)
+    bound_why: str = ""  # where the bound comes from, for the sentences
+    needed: int = 0  # about what this copy adds to the area
 
 
 def _spec(fleet: Fleet, service: str) -> dict:
@@ -101,6 +105,14 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     logger.info(room.reason)
     if not room.go:
         raise Refused(room.reason)
+    bound, bound_why = space.bound_of(fleet, service, target, on_mirror.filesystem_bytes)
+    needed = plan.room_needed(totals, previous is not None)
+    if choice.backend != copy_backends.SNAPSHOT:  # no quota group: keep the reserve free for the others
+        reserve = space.judge_reserve(target, on_mirror.available_bytes, on_mirror.filesystem_bytes, needed)
+        logger.info(reserve.reason)
+        if not reserve.go:
+            raise Refused(reserve.reason)
+    sized = dict(bound=bound, bound_why=bound_why, needed=needed)
     clock = on_production.clock
     copy_id = _new_copy_id(service)
     link_base = previous.id if previous else None
@@ -108,7 +120,7 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     paths = tuple(plan.source_paths(spec))
     if choice.backend == copy_backends.SNAPSHOT:
         prepare = copy_backends.prepare_work_argvs(service, store, link_base if baseline_is_snapshot else None,
-                                                   _data_paths(spec))
+                                                   _data_paths(spec), qgroup=space.qgroup_id(service))
         # a new working tree beside hard-linked copies: copy their identical files locally
         # (never link: a permission change in the working tree would reach the old copy)
         fresh = store.work != "subvolume"
@@ -118,12 +130,12 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
                     "; the working subvolume is made first" if fresh else "")
         return CopyPlan(service, source, target, copy_id, copy_backends.work_tree(service), None, None, paths,
                         asdict(totals), clock, choice.backend, tuple(tuple(argv) for argv in prepare), copy_dest,
-                        len(spec["pre_sync"]))
+                        len(spec["pre_sync"]), **sized)
     link_dest = plan.copy_tree(service, link_base) if link_base else None
     logger.info("new copy %s of %s: %s -> %s (hard links against %s%s)", copy_id, service, source, target,
                 link_base or "nothing: full copy", f", resuming {resume}" if resume else "")
     return CopyPlan(service, source, target, copy_id, plan.copy_tree(service, copy_id), link_dest, resume,
-                    paths, asdict(totals), clock, hooks=len(spec["pre_sync"]))
+                    paths, asdict(totals), clock, hooks=len(spec["pre_sync"]), **sized)
 
 
 def _data_paths(spec: dict) -> list[str]:
@@ -212,12 +224,17 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
                     mirror.run(argv, timeout=600)
         return run if argvs else None
 
-    def before() -> None:  # the store closed to all but root, the working subvolume (snapshots), the accounts
-        mirror_runs([copy_backends.close_store_argv(service), *(list(argv) for argv in copy_plan.prepare)])()
+    def before() -> None:  # the store closed to all but root, the service's bound, the working subvolume, the accounts
+        mirror_runs([copy_backends.close_store_argv(service)])()
+        if copy_plan.backend == copy_backends.SNAPSHOT:
+            bound_area(copy_plan)
+        if copy_plan.prepare:
+            mirror_runs([list(argv) for argv in copy_plan.prepare])()
         screened["accounts"] = stage_accounts(fleet, service, copy_plan.source, copy_plan.target, copy_plan.tree)
 
     screened: dict = {}
-    snapshot = [copy_backends.snapshot_copy_argv(service, copy_plan.copy_id, _data_paths(_spec(fleet, service)))] \
+    snapshot = [copy_backends.snapshot_copy_argv(service, copy_plan.copy_id, _data_paths(_spec(fleet, service)),
+                                                 qgroup=space.qgroup_id(service))] \
         if copy_plan.backend == copy_backends.SNAPSHOT else []
     try:
         result, outcome = pull(
@@ -229,8 +246,12 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
             before=before, after=mirror_runs(snapshot))
         if snapshot:
             logger.info("copy %s is a read-only snapshot of the working subvolume", copy_plan.copy_id)
-    except (PermanentError, TransientError):
+    except (PermanentError, TransientError) as error:
         copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())
+        if not isinstance(error, Refused) and space.QUOTA_EXCEEDED in str(error):
+            raise Refused(space.over_bound_sentence(
+                service, copy_plan.target, copy_plan.bound, copy_plan.bound_why,
+                f"the kernel refused a write of copy {copy_plan.copy_id} ({space.QUOTA_EXCEEDED})")) from error
         raise
     if outcome.kind == "partial":
         logger.warning("copy %s is incomplete: %s; verification decides whether it may become current",
@@ -246,6 +267,28 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
     return asdict(stats) | {"source_clock_start": copy_plan.source_clock, "failed_files": outcome.failed_paths,
                             "changed_files": verification_scope.itemized_files(result.text),
                             "accounts": screened.get("accounts", {})}
+
+
+def bound_area(copy_plan: CopyPlan) -> space.QuotaFacts | None:
+    """The service's quota group on a btrfs mirror, limited to its bound (quotas enabled and the
+    group made on first use), and refuse before the transfer when this copy would pass it. A
+    mirror whose kernel refuses quotas is said in a warning, and the copy goes on unbounded."""
+    service, target = copy_plan.service, copy_plan.target
+    logger = get_run_logger()
+    with access.connect(access.loaded_fleet(), target) as mirror:
+        ran = mirror.run(space.quota_argv(plan.service_root(service), service, copy_plan.bound), timeout=600,
+                         check=False)
+    if ran.exit_status != 0:
+        logger.warning("%s's area on %s is NOT bounded: btrfs quota groups could not be set up there (%s); enable "
+                       "them by hand (`btrfs quota enable /srv`) or ask for hard-linked copies with their reserve",
+                       service, target, (ran.text + ran.stderr_tail).strip()[-300:])
+        return None
+    facts = space.parse_quota(ran.text)
+    logger.info(space.quota_sentence(service, target, facts, copy_plan.bound_why))
+    decision = space.judge_bound(service, target, facts.referenced, copy_plan.needed, copy_plan.bound, copy_plan.bound_why)
+    if not decision.go:
+        raise Refused(decision.reason)
+    return facts
 
 
 def stage_accounts(fleet: Fleet, service: str, source: str, target: str, tree: str) -> dict:

@@ -23,6 +23,7 @@ from hotspare.inventory import copies, copy_stores
 from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import copy_backends
+from hotspare.planning import space
 from hotspare.planning import file_digests as digests
 from hotspare.planning import replication as plan
 from hotspare.planning import verification as content
@@ -194,7 +195,8 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
     if snapshot:
         with access.connect(fleet, target) as mirror:
             data_paths = [path.rstrip("/") or "/" for path in fleet.service(service).data_paths]
-            mirror.run(copy_backends.snapshot_copy_argv(service, copy_id, data_paths), timeout=600)
+            mirror.run(copy_backends.snapshot_copy_argv(service, copy_id, data_paths, qgroup=space.qgroup_id(service)),
+                       timeout=600)
     logger = get_run_logger()
     logger.warning("re-sent %d file(s) that differed from production into %s", len(paths), copy_id)
     if outcome.kind == "partial":  # the next comparison names them as unreadable

@@ -27,7 +27,8 @@ from lab_helpers import free_slot, ssh, wait_for
 pytestmark = pytest.mark.lab
 
 SERVICE_HOSTS = [("app1", "prod-east"), ("app1", "mirror-west"),
-                 ("app2", "prod-west"), ("app2", "mirror-east")]
+                 ("app2", "prod-west"), ("app2", "mirror-east"),
+                 ("app3", "prod-east"), ("app3", "mirror-west")]
 
 
 def parallel(function, items):
@@ -90,6 +91,28 @@ def test_app_users_exist_on_their_own_production_only(lab_env):
     assert ssh(lab_env, "prod-west", "id", "-u", "app2-batch").stdout.strip() == "3002"
     # each host has its own account files: app1's users are unknown on app2's production
     assert ssh(lab_env, "prod-west", "getent", "passwd", "app1-web").returncode == 2
+
+
+def test_app3_shares_app1s_hosts_with_its_own_users_port_and_password(lab_env):
+    """app3 runs beside app1 on prod-east (mirror mirror-west, storage storage-vault): both
+    services' accounts live in one /etc/passwd, each app answers on its own port."""
+    app1, app3 = lab_env["services"]["app1"], lab_env["services"]["app3"]
+    assert (app3["production"], app3["mirror"]) == (app1["production"], app1["mirror"]) == ("prod-east", "mirror-west")
+    assert app3["app_port"] != app1["app_port"]
+    for user, uid in (("app1-web", "2001"), ("app3-web", "4001"), ("app3-batch", "4002")):
+        assert ssh(lab_env, "prod-east", "id", "-u", user).stdout.strip() == uid
+    assert ssh(lab_env, "prod-east", "getent", "shadow", "app3-web").stdout.split(":")[1].startswith("$")
+    for host in ("prod-east", "mirror-west"):
+        address = lab_env["hosts"][host]["address"]
+        for service in ("app1", "app3"):
+            answer = curl(f"http://{address}:{lab_env['services'][service]['app_port']}/health.txt")
+            assert answer.stdout == f"ok {service}\n", (host, service, answer.stderr)
+    fleet = yaml.safe_load(Path(lab_env["fleet_file"]).read_text())
+    entry = next(service for service in fleet["services"] if service["name"] == "app3")
+    assert entry["health_url"] == f"http://app3.lab.test:{app3['app_port']}/health.txt"
+    assert (entry["storage"], entry["accounts"]["uid_min"], entry["accounts"]["uid_max"]) == ("storage-vault", 4000, 4999)
+    passwords = json.loads(Path(lab_env["secrets_file"]).read_text())["restic"]["passwords"]
+    assert entry["backup"]["password_block"] == "lab-restic-app3" and passwords["app3"] not in (passwords["app1"], passwords["app2"])
 
 
 def test_service_files_are_in_place(lab_env):
@@ -230,7 +253,7 @@ def test_fleet_file_describes_the_lab(lab_env):
 def test_fleet_file_passes_fleet_validation(lab_env):
     from hotspare.fleet.load import load_fleet
 
-    assert [service.name for service in load_fleet(lab_env["fleet_file"]).services] == ["app1", "app2"]
+    assert [service.name for service in load_fleet(lab_env["fleet_file"]).services] == ["app1", "app2", "app3"]
 
 
 # ----- outages -------------------------------------------------------------------------------

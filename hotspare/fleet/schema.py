@@ -171,6 +171,14 @@ class Service(Strict):
         ),
     )
     copies_to_keep: int | None = Field(default=None, ge=1, le=1000, description="Point-in-time copies kept on the mirror.")
+    space_gib: float | None = Field(
+        default=None, gt=0, le=1_000_000,
+        description=(
+            "Most the service's area on a shared mirror may hold, in GiB: its copies and working tree, and its live "
+            "data there after a failover: a btrfs quota group where copies are snapshots (elsewhere replication "
+            "keeps 10 % of the disk free instead). Default: defaults.space_gib (`planning/space.py`)."
+        ),
+    )
     max_shrink: float = Field(
         default=0.5, gt=0, le=1, description="Refuse to sync when size or file count dropped by more than this fraction."
     )
@@ -225,6 +233,11 @@ class Defaults(Strict):
     rto_minutes: float = Field(default=60, gt=0, description="Default recovery time objective in minutes.")
     facility_parallelism: int = Field(
         default=4, ge=1, le=64, description="Services of one tier a facility failover moves at the same time."
+    )
+    space_gib: float | None = Field(
+        default=None, gt=0, le=1_000_000,
+        description=("Default of each service's space_gib; unset: an equal share of 90 % of the mirror's disk among "
+                     "the services it keeps copies of (the rest stays free for activations)."),
     )
 
 

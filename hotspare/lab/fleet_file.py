@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from hotspare.lab import phone
 from hotspare.lab.topology import (
-    APP_PORT,
     BLOCK_NAMES,
     FACILITIES,
     HOSTS,
@@ -122,8 +121,8 @@ def _fleet_service(service: ServiceSpec) -> dict:
         "pre_sync": [[f"{service.app_path}/dump-db"]],
         "activate": [[f"{service.app_path}/ctl", "start"]],
         "deactivate": [[f"{service.app_path}/ctl", "stop"]],
-        "health_url": f"http://{service.dns_name}:{APP_PORT}/health.txt",
-        "app_port": APP_PORT,
+        "health_url": f"http://{service.dns_name}:{service.port}/health.txt",
+        "app_port": service.port,
         "tier": 1,
         "rpo_hours": 12,
         "copies_to_keep": 4,

@@ -42,7 +42,7 @@ from hotspare.lab.errors import LabError
 from hotspare.lab.probes import banner, http_get, soa_answers, wait_until
 from hotspare.lab.processes import Daemon, is_running, netns_inode, stop_daemon, stop_marked, stop_netns_processes
 from hotspare.lab.slots import CLAIMS_DIR, LabSlotClaims, _other_claims
-from hotspare.lab.topology import APP_PORT, BLOCK_NAMES, HOSTS, SERVICES, SSH_PORT, ZONE, HostSpec, SlotLayout, hosts_for_target
+from hotspare.lab.topology import BLOCK_NAMES, HOSTS, SERVICES, SSH_PORT, ZONE, HostSpec, SlotLayout, hosts_for_target
 from hotspare.local_secrets import private_folder
 from hotspare.probes import tcp_reachable
 
@@ -149,7 +149,7 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
         with ThreadPoolExecutor(max_workers=len(HOSTS) + 4) as pool:
             host_probes = {host.name: pool.submit(self._probe_host, host) for host in HOSTS}
             app_probes = {
-                (service.name, host_name): pool.submit(http_get, self._health_url(host_name), 1.0)
+                (service.name, host_name): pool.submit(http_get, self._health_url(service, host_name), 1.0)
                 for service in SERVICES for host_name in (service.production, service.mirror)
             }
             dns_probe = pool.submit(soa_answers, ZONE, "127.0.0.1", self.layout.dns_port)
@@ -237,7 +237,7 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
             "services": {service.name: {"dns_name": service.dns_name,
                                         "production": service.production,
                                         "mirror": service.mirror,
-                                        "app_port": APP_PORT,
+                                        "app_port": service.port,
                                         "data_path": service.data_path}
                          for service in SERVICES},
             "directory": str(self.directory),

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from hotspare.lab.topology import (
-    APP_PORT,
     HOSTS,
     SERVICES,
     SSH_PORT,
@@ -227,7 +226,7 @@ def app_ctl_script(service: ServiceSpec, python: str) -> str:
         run=service.run_path,
         pidfile=f"{service.run_path}/http.pid",
         log=f"{service.run_path}/http.log",
-        port=APP_PORT,
+        port=service.port,
     )
 
 
@@ -269,7 +268,7 @@ def app_config(service: ServiceSpec) -> str:
     """The service's OS configuration file (/etc/appN/appN.conf)."""
     return (
         f"# {service.name} configuration (hotspare lab)\n"
-        f"listen_port = {APP_PORT}\n"
+        f"listen_port = {service.port}\n"
         f"data_dir = {service.data_path}\n"
         f"dns_name = {service.dns_name}\n"
     )

@@ -77,6 +77,9 @@ class ServiceSpec:
     uid_min: int
     uid_max: int
     users: tuple[AppUser, ...]
+    # Services sharing a host cannot share a port: each app listens on its own (app start,
+    # health URL and the fleet file's ``app_port`` all read it from here).
+    port: int = APP_PORT
 
     @property
     def dns_name(self) -> str:
@@ -132,6 +135,12 @@ SERVICES = (
     ServiceSpec(
         "app2", "prod-west", "mirror-east", "storage-vault", 3000, 3999,
         (AppUser("app2-web", 3001), AppUser("app2-batch", 3002)),
+    ),
+    # Shares app1's production, mirror and storage: what several services change on one host
+    # (account files, the mirror's copy area) is tested with it.
+    ServiceSpec(
+        "app3", "prod-east", "mirror-west", "storage-vault", 4000, 4999,
+        (AppUser("app3-web", 4001), AppUser("app3-batch", 4002)), port=APP_PORT + 3,
     ),
 )
 

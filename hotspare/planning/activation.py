@@ -39,14 +39,21 @@ CLONE_SWAP_SCRIPT = (
 
 CLONED, NOT_CLONABLE, NOT_IN_COPY = 0, 3, 4
 
+# The quota group the copy's subvolume $src belongs to (``planning/space.py``), as "-i <group>"
+# in $qi, or nothing: the clone joins the same group, which keeps the kernel's accounting exact.
+SOURCE_GROUP = (
+    'qi=; sid=$(btrfs subvolume show "$src" 2>/dev/null | sed -n "s/^[[:space:]]*Subvolume ID:[[:space:]]*//p"); '
+    'if [ -n "$sid" ]; then qg=$(btrfs qgroup show -p --raw "$src" 2>/dev/null '
+    '| awk -v q="0/$sid" \'$1 == q && $4 ~ /^1\\/[0-9]+$/ { print $4 }\'); [ -n "$qg" ] && qi="-i $qg"; fi; '
+)
 # The same in two halves, so the staged clone is cleaned (``planning/live_data.py``) before it
 # is swapped in: $1 the copy's folder, $2 the live path; prints "staged <folder>".
 STAGE_SCRIPT = (
     'src=$1; live=$2; parent=$(dirname -- "$live"); name=$(basename -- "$live"); '
     'staged="$parent/.hotspare-incoming-$name"; '
     '[ -e "$src" ] || exit 4; mkdir -p -- "$parent" || exit 1; rm -rf -- "$staged"; '
-    'btrfs subvolume show "$src" >/dev/null 2>&1 || exit 3; '
-    'if ! btrfs -q subvolume snapshot "$src" "$staged" >/dev/null 2>&1; then rm -rf -- "$staged"; exit 3; fi; '
+    'btrfs subvolume show "$src" >/dev/null 2>&1 || exit 3; ' + SOURCE_GROUP +
+    'if ! btrfs -q subvolume snapshot $qi "$src" "$staged" >/dev/null 2>&1; then rm -rf -- "$staged"; exit 3; fi; '
     'echo "staged $staged"'
 )
 # $1 the live path, $2 the copy id (names the kept tree): the live tree aside, the staged one in.
@@ -59,6 +66,38 @@ SWAP_SCRIPT = (
     'mv -T -- "$live" "$kept" || exit 1; echo "kept $kept"; fi; '
     'mv -T -- "$staged" "$live" || exit 1; echo "cloned $live"'
 )
+
+
+# Undo a swap: $1 the live path (the clone), $2 the tree kept aside when it went live ("" when
+# nothing stood there). The clone is moved away and deleted, the kept tree renamed back.
+UNSWAP_SCRIPT = (
+    'live=$1; kept=$2; parent=$(dirname -- "$live"); name=$(basename -- "$live"); '
+    'gone="$parent/.hotspare-undone-$name"; '
+    'if [ -n "$kept" ] && [ ! -e "$kept" ] && [ ! -L "$kept" ]; then echo "missing $kept"; exit 4; fi; '
+    'if [ -e "$gone" ]; then btrfs -q subvolume delete "$gone" >/dev/null 2>&1 || rm -rf -- "$gone"; fi; '
+    'if [ -e "$live" ] || [ -L "$live" ]; then mv -T -- "$live" "$gone" || exit 1; fi; '
+    'if [ -n "$kept" ]; then mv -T -- "$kept" "$live" || exit 1; echo "restored $live"; fi; '
+    'if [ -e "$gone" ]; then btrfs -q subvolume delete "$gone" >/dev/null 2>&1 || rm -rf -- "$gone"; fi; '
+    'echo "removed the clone at $live"'
+)
+# $1 a staged clone that was never swapped in: deleted.
+DISCARD_SCRIPT = ('s=$1; [ -e "$s" ] || exit 0; btrfs -q subvolume delete "$s" >/dev/null 2>&1 || rm -rf -- "$s"')
+
+
+def unswap_argv(live_path: str, kept: str | None) -> list[str]:
+    """Put back what stood at ``live_path`` before a swap (``kept``), removing the clone."""
+    from hotspare.fleet.paths import path_problem
+
+    if path_problem(live_path) or (kept and staged_path(live_path).rsplit("/", 1)[0] != kept.rsplit("/", 1)[0]):
+        from hotspare.adapters.errors import PermanentError
+
+        raise PermanentError(f"refusing to undo a swap at {live_path!r} from {kept!r}: not a declared path and its kept tree")
+    return ["sh", "-c", UNSWAP_SCRIPT, "sh", live_path, kept or ""]
+
+
+def discard_staged_argv(live_path: str) -> list[str]:
+    """Remove the clone staged beside ``live_path`` that never went live."""
+    return ["sh", "-c", DISCARD_SCRIPT, "sh", staged_path(live_path)]
 
 
 def staged_path(live_path: str) -> str:

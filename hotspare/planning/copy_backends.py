@@ -110,23 +110,29 @@ def close_store_argv(service: str) -> list[str]:
 # $1 the working subvolume, $2 a snapshot copy to start from ("" for none), then the data paths.
 # Each data path is a subvolume of its own inside the working tree, so a copy holds it as a
 # read-only snapshot of its own, and a failover makes it live as one writable snapshot.
+# $QGROUP (optional): the service's quota group (``planning/space.py``); every subvolume joins it
+# when it exists on the filesystem (``QGROUP_OPTION`` sets $qi to "-i <group>" or nothing).
+QGROUP_OPTION = (
+    'qi=; if [ -n "${QGROUP:-}" ] && btrfs qgroup show --raw "$(dirname -- "$work")" 2>/dev/null '
+    '| grep -q "^$QGROUP[[:space:]]"; then qi="-i $QGROUP"; fi; '
+)
 MAKE_WORK_SCRIPT = (
-    'work=$1; base=$2; shift 2; '
-    'if [ ! -e "$work" ]; then if [ -n "$base" ]; then btrfs -q subvolume snapshot "$base" "$work" || exit 1; '
-    'else btrfs -q subvolume create "$work" || exit 1; fi; fi; '
+    'work=$1; base=$2; shift 2; ' + QGROUP_OPTION +
+    'if [ ! -e "$work" ]; then if [ -n "$base" ]; then btrfs -q subvolume snapshot $qi "$base" "$work" || exit 1; '
+    'else btrfs -q subvolume create $qi "$work" || exit 1; fi; fi; '
     'for p in "$@"; do d="$work/tree$p"; '
     'btrfs subvolume show "$d" >/dev/null 2>&1 && continue; '
     'mkdir -p "$(dirname "$d")" || exit 1; '
     'if [ -n "$base" ] && btrfs subvolume show "$base/tree$p" >/dev/null 2>&1 && { [ ! -e "$d" ] || rmdir "$d" 2>/dev/null; }; '
-    'then btrfs -q subvolume snapshot "$base/tree$p" "$d" || exit 1; continue; fi; '
-    'if [ -e "$d" ]; then rm -rf -- "$d.hotspare-new"; btrfs -q subvolume create "$d.hotspare-new" && '
+    'then btrfs -q subvolume snapshot $qi "$base/tree$p" "$d" || exit 1; continue; fi; '
+    'if [ -e "$d" ]; then rm -rf -- "$d.hotspare-new"; btrfs -q subvolume create $qi "$d.hotspare-new" && '
     'cp -a --reflink=auto "$d/." "$d.hotspare-new/" && rm -rf -- "$d" && mv -T "$d.hotspare-new" "$d" || exit 1; '
-    'else btrfs -q subvolume create "$d" || exit 1; fi; done'
+    'else btrfs -q subvolume create $qi "$d" || exit 1; fi; done'
 )
 
 
 def prepare_work_argvs(service: str, facts: StoreFacts, baseline_copy: str | None,
-                       data_paths: list[str] = ()) -> list[list[str]]:
+                       data_paths: list[str] = (), qgroup: str | None = None) -> list[list[str]]:
     """The command that makes sure the working subvolume, and a subvolume for each data path
     inside it, exist before the copy (idempotent: a retried copy step finds them made).
 
@@ -135,7 +141,12 @@ def prepare_work_argvs(service: str, facts: StoreFacts, baseline_copy: str | Non
     ``--copy-dest`` then takes identical files from local folders).
     """
     base = copy_root(service, baseline_copy) if baseline_copy and facts.work != "subvolume" else ""
-    return [["sh", "-c", MAKE_WORK_SCRIPT, "sh", work_root(service), base, *data_paths]]
+    return [[*_in_group(qgroup), "sh", "-c", MAKE_WORK_SCRIPT, "sh", work_root(service), base, *data_paths]]
+
+
+def _in_group(qgroup: str | None) -> list[str]:
+    """The ``env`` prefix that hands the scripts the service's quota group (none: no prefix)."""
+    return ["env", f"QGROUP={qgroup}"] if qgroup else []
 
 
 # $1 the working subvolume, $2 the copy's place, then the data paths. Whatever stands at the
@@ -143,11 +154,11 @@ def prepare_work_argvs(service: str, facts: StoreFacts, baseline_copy: str | Non
 # made writable, each data path's subvolume is snapshotted read-only into it, then it is made
 # read-only itself; nothing writes to the working tree meanwhile (the service's lock).
 SNAPSHOT_SCRIPT = (
-    'work=$1; copy=$2; shift 2; '
+    'work=$1; copy=$2; shift 2; ' + QGROUP_OPTION +
     'if [ -e "$copy" ]; then sh -c "$REMOVE" sh "$copy" || exit 1; fi; '
-    'btrfs -q subvolume snapshot "$work" "$copy" || exit 1; '
+    'btrfs -q subvolume snapshot $qi "$work" "$copy" || exit 1; '
     'for p in "$@"; do if btrfs subvolume show "$work/tree$p" >/dev/null 2>&1; then '
-    'rmdir "$copy/tree$p" && btrfs -q subvolume snapshot -r "$work/tree$p" "$copy/tree$p" || exit 1; fi; done; '
+    'rmdir "$copy/tree$p" && btrfs -q subvolume snapshot -r $qi "$work/tree$p" "$copy/tree$p" || exit 1; fi; done; '
     'btrfs property set -ts "$copy" ro true'
 )
 
@@ -162,9 +173,10 @@ REMOVE_SCRIPT = (
 )
 
 
-def snapshot_copy_argv(service: str, copy_id: str, data_paths: list[str] = ()) -> list[str]:
-    """The working tree becomes copy ``copy_id``: read-only snapshots, made in one step each."""
-    return ["env", f"REMOVE={REMOVE_SCRIPT}", "sh", "-c", SNAPSHOT_SCRIPT, "sh", work_root(service),
+def snapshot_copy_argv(service: str, copy_id: str, data_paths: list[str] = (), qgroup: str | None = None) -> list[str]:
+    """The working tree becomes copy ``copy_id``: read-only snapshots, made in one step each
+    (into the service's quota group ``qgroup`` where it exists)."""
+    return ["env", f"REMOVE={REMOVE_SCRIPT}", *_in_group(qgroup)[1:], "sh", "-c", SNAPSHOT_SCRIPT, "sh", work_root(service),
             copy_root(service, copy_id), *data_paths]
 
 

@@ -52,6 +52,7 @@ class MirrorFacts:
     gone: tuple[str, ...]  # verified copies newer than the baseline that are no longer on disk
     resumable: str | None  # the newest unverified copy that left files behind
     available_bytes: int
+    filesystem_bytes: int = 0  # the size of the store's filesystem (a service's default bound is a share of it)
 
 
 def production_facts_argv(data_paths: list[str]) -> list[str]:
@@ -79,4 +80,5 @@ def parse_mirror_facts(output: str) -> MirrorFacts:
         store_output="\n".join(line for line in lines if line.split("=", 1)[0] in ("filesystem", "tool", "work")),
         baseline=values.get("baseline"), baseline_is_snapshot=values.get("baseline_snapshot") == "yes",
         gone=tuple(line.split("=", 1)[1] for line in lines if line.startswith("gone=")),
-        resumable=values.get("resumable"), available_bytes=int(size_line.split()[1]))
+        resumable=values.get("resumable"), available_bytes=int(size_line.split()[1]),
+        filesystem_bytes=int(size_line.split()[0]))

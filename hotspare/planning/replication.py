@@ -114,9 +114,14 @@ def judge_source(
     return Decision(False, "refusing to replicate: " + "; ".join(problems) + ". Nothing was touched; use force to override.")
 
 
-def judge_room(available_bytes: int, source: SourceTotals, has_previous_copy: bool) -> Decision:
+def room_needed(source: SourceTotals, has_previous_copy: bool) -> int:
     """A first copy needs the whole source plus 10 %; later copies a fifth of it (only changes)."""
-    needed = int(source.bytes * (1.1 if not has_previous_copy else 0.2)) + 16 * 2**20
+    return int(source.bytes * (1.1 if not has_previous_copy else 0.2)) + 16 * 2**20
+
+
+def judge_room(available_bytes: int, source: SourceTotals, has_previous_copy: bool) -> Decision:
+    """Room on the mirror's disk for ``room_needed``."""
+    needed = room_needed(source, has_previous_copy)
     if available_bytes >= needed:
         return Decision(True, f"mirror has room: {available_bytes} bytes free, {needed} needed")
     return Decision(False, f"mirror is short of space: {available_bytes} bytes free, at least {needed} needed; free space or add disk")
