@@ -20,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.approval import await_approval, cancelled_state
+from flows.failover_undo import back_to_production, undo_activated_copy
 from flows.failover_signals import (changes_before_cutover, fence_outcome, fence_production, say_what_was_undone,
                                    unfenced_warning)
 from flows.replicate import replicate_one
@@ -27,15 +28,13 @@ from hotspare import access
 from hotspare.adapters import dns
 from hotspare.adapters.errors import DnsPrerequisiteFailed
 from hotspare.fleet import Fleet
-from hotspare.inventory import late_outcomes, locks, runs
-from hotspare.inventory.db import InventoryUnreachable, session
-from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
-from hotspare.inventory.service_states import Event, ServiceState, move
+from hotspare.inventory import failovers, locks, runs
+from hotspare.inventory.models import utcnow
 from hotspare.planning.approval import Approval, PlanRejected, same_plan
 from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
 from tasks.failover import (activate_copy, check_room, check_through_dns, gather_facts, health_check_direct,
-                            run_app_commands, undo_activation)
+                            run_app_commands)
 from tasks.replication import Refused, apply_accounts
 from tasks.orchestrator import require_orchestrator
 
@@ -195,7 +194,7 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
     run_id = runs.start_run("failover", service, flow_run.get_id())
     copy_id = plan.copy_id
     lease.check("mark the service as failing over")
-    _mark_in_flight(plan, run_id)
+    failovers.mark_in_flight(plan, run_id, get_run_logger())
     details: dict = {"plan_digest": plan.digest, "approved_by": approval.operator, "approval": approval.sentence(),
                      "mode": plan.mode}
     fencing = None
@@ -208,7 +207,7 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
             logger.info("resuming after the final sync: copy %s is the one to make live", copy_id)
         else:  # the fence runs alongside the activation; the DNS cutover waits for its outcome
             fencing = fence_production.submit(service, plan.source)
-        _record_copy(service, copy_id)
+        failovers.record_copy(service, copy_id)
         with runs.step(run_id, "activate copy"):
             lease.check(f"make copy {copy_id} live on {plan.target}")
             activating = True
@@ -232,14 +231,14 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
             check_through_dns(service, plan.target_address)
         with runs.step(run_id, "inventory"):
             lease.check("record the new layout in the inventory")
-            _record_new_layout(plan, copy_id, details)
+            failovers.record_new_layout(plan, copy_id, details.get("fencing", {}).get("fenced", True), get_run_logger())
     except Exception as error:
         made_live = details.get("activation") or getattr(error, "activation", None)
         if activating and made_live and made_live.get("copied", True):
-            _undo_activation(plan, copy_id, made_live, fencing, details, error, fleet, run_id)
+            undo_activated_copy(plan, copy_id, made_live, fencing, details, error, fleet, run_id)
         elif plan.mode == "planned" and "dns" not in details and copy_id is not None:
             say_what_was_undone(error, f"the switchover was undone (copy {copy_id} was made live on {plan.target}): "
-                                       + _back_to_production(plan, fleet, run_id))
+                                       + back_to_production(plan, fleet, run_id))
         reason = str(error)
         runs.record_outcome(lambda: runs.finish_run(run_id, "failed", f"{service}: failover stopped: {reason}", details),
                             lambda: _publish(plan, run_id, "FAILED", reason, artifact_lines))
@@ -287,95 +286,9 @@ def _planned_preparation(plan: FailoverPlan, holder: str, run_id: int, details: 
         get_run_logger().error("switchover stopped before the final sync completed (%s): starting the app on %s again; "
                                "everything stays on production", error, plan.source)
         say_what_was_undone(error, f"the app on {plan.source} was stopped for the final sync; "
-                                   + _back_to_production(plan, fleet, run_id, stop_target=False))
+                                   + back_to_production(plan, fleet, run_id, stop_target=False))
         raise
     return result["copy_id"]
-
-
-def _back_to_production(plan: FailoverPlan, fleet: Fleet, run_id: int, stop_target: bool = True) -> str:
-    """A planned switchover that stops before DNS moved leaves everything on production: the app
-    stopped on the target, started on the source and checked there. Uses only what the run
-    holds (the fleet it loaded at its start), so it works with the inventory unreachable.
-    Returns the sentence of what really happened, also logged."""
-    logger = get_run_logger()
-    done, trouble = [], []
-    if stop_target:
-        try:
-            run_app_commands(plan.service, plan.target, "deactivate", fleet=fleet)
-            done.append(f"the app on {plan.target} was stopped again")
-        except Exception as error:  # keep going: the source matters more, the operator needs every reason
-            trouble.append(f"the app on {plan.target} could NOT be stopped ({error})")
-    try:
-        run_app_commands(plan.service, plan.source, "activate", fleet=fleet)
-        if fleet.service(plan.service).health_url:
-            health_check_direct(plan.service, plan.source_address, fleet=fleet)
-            done.append(f"the app runs on {plan.source} again and answers its health check")
-        else:
-            done.append(f"the app was started on {plan.source} again (no health URL to check it)")
-    except Exception as error:
-        trouble.append(f"the app on {plan.source} is NOT confirmed running ({error}): start it there with its "
-                       "activate commands")
-    sentence = "; ".join(done + trouble) + f"; DNS was not changed (it points to {plan.source} at {plan.source_address})"
-    sentence += _clear_in_flight_or_keep(plan.service, run_id)
-    (logger.error if trouble else logger.warning)("switchover stopped before the DNS cutover: %s", sentence)
-    return sentence
-
-
-def _clear_in_flight_or_keep(service: str, run_id: int) -> str:
-    """Record that the failover stopped; with the inventory unreachable, keep that for the next
-    run to write (``late_outcomes``). An empty string, or the sentence saying so."""
-    try:
-        _clear_in_flight(service)
-        return ""
-    except InventoryUnreachable:
-        late_outcomes.keep(run_id, failover_stopped=service)
-        return (f"; the inventory is unreachable, so it still shows {service} failing over: the next run that starts "
-                "once it answers records that this one was undone")
-
-
-def _undo_activation(plan: FailoverPlan, copy_id: str, activation: dict, fencing, details: dict,
-                     error: BaseException, fleet: Fleet, run_id: int) -> None:
-    """A failure after the copy went live (the target's disk filled by the app's start, its
-    accounts or start command failing) and before DNS moved: take the activation back, so the
-    target is as it was and a new failover starts afresh, and say where the service serves now."""
-    logger = get_run_logger()
-    try:
-        undone = undo_activation(plan.service, plan.target, activation)
-    except Exception as failure:  # noqa: BLE001  (the run's own error stays the outcome; resume can finish it)
-        logger.error("failover of %s stopped after copy %s went live on %s (%s), and undoing that failed too (%s): "
-                     "the service stays failing-over; fix both, then run the failover with resume", plan.service,
-                     copy_id, plan.target, error, failure)
-        return
-    if plan.mode == "planned":  # the target's app is stopped already (the undo)
-        where = _back_to_production(plan, fleet, run_id, stop_target=False)
-    else:
-        where = _where_it_serves(plan, fencing, details) + _clear_in_flight_or_keep(plan.service, run_id)
-    sentence = (f"failover of {plan.service} stopped after copy {copy_id} went live on {plan.target} ({error}); "
-                f"the activation was undone: {undone}. {where}")
-    logger.error(sentence)
-    if not getattr(error, "advice", None):
-        try:
-            error.advice = (f"{sentence}. Fix what stopped it (a full disk: free space on {plan.target}), then run the "
-                            "failover again: a new run, not a resume")
-        except AttributeError:
-            pass
-
-
-def _where_it_serves(plan: FailoverPlan, fencing, details: dict) -> str:
-    """After an emergency failover was undone: the truth about the old production and DNS."""
-    try:
-        outcome = fence_outcome(fencing) if fencing is not None else None
-    except Exception as error:  # the fence's own failure is part of the truth
-        outcome = {"fenced": False, "detail": str(error)}
-    if outcome is not None:
-        details["fencing"] = outcome
-    dns_phrase = f"DNS still points to it ({plan.source_address}), the inventory shows {plan.service} there, not failing over"
-    if outcome and outcome.get("fenced"):
-        return f"{plan.service} serves nowhere now: {plan.source} was fenced ({outcome.get('method')}); {dns_phrase}"
-    if outcome:
-        return (f"{plan.service} is served only if {plan.source} still runs it: it was not fenced "
-                f"({outcome.get('detail')}); {dns_phrase}")
-    return f"{plan.service} serves on {plan.source} only if it still runs there; {dns_phrase}"
 
 
 def _lower_ttl(service: str, fleet: Fleet) -> dict:
@@ -406,7 +319,7 @@ def _cutover(plan: FailoverPlan, copy_id: str, details: dict, fleet: Fleet) -> d
         if not isinstance(error, DnsPrerequisiteFailed):
             logger.error("the failover of %s is paused midway: fix the cause, then run it again with resume", plan.service)
             raise
-        _clear_in_flight(plan.service)  # someone else moved the record: this failover is over
+        failovers.clear_in_flight(plan.service, get_run_logger())  # someone else moved the record: this failover is over
         refusal = DnsPrerequisiteFailed(
             f"failover of {plan.service} stopped at the DNS cutover: {str(error).split(' Nothing was changed')[0]}"
             + f" What this run changed and undid: {changes_before_cutover(plan, copy_id, details)}; the app on "
@@ -415,47 +328,6 @@ def _cutover(plan: FailoverPlan, copy_id: str, details: dict, fleet: Fleet) -> d
         refusal.advice = ("the message says what was changed and undone; find who moved the record (`hotspare status`), "
                           "then decide on a new failover")
         raise refusal from error
-
-
-def _mark_in_flight(plan: FailoverPlan, run_id: int) -> None:
-    with session() as db:
-        row = db.get(ServiceRow, plan.service)
-        interrupted = (row.failover or {}).get("run_id") if row.state == ServiceState.failing_over else None
-        move(row, Event.failover_started, get_run_logger())
-        row.failover = {"source": plan.source, "target": plan.target, "mode": plan.mode, "copy_id": plan.copy_id,
-                        "run_id": run_id, "started_at": utcnow().isoformat()}
-    if interrupted and interrupted != run_id:  # a resume: the run it continues is gone (its lease expired)
-        runs.close_interrupted(interrupted, f"{plan.service}: its run stopped midway (its lease expired); "
-                                            f"run {run_id} resumed the failover")
-
-
-def _record_copy(service: str, copy_id: str) -> None:
-    with session() as db:
-        row = db.get(ServiceRow, service)
-        row.failover = {**(row.failover or {}), "copy_id": copy_id}
-
-
-def _clear_in_flight(service: str) -> None:
-    """Back to the state before the failover (used when it stops with nothing moved). Once is
-    enough: a switchover stopped by a refused DNS cutover reaches here twice."""
-    with session() as db:
-        row = db.get(ServiceRow, service)
-        if row.state != ServiceState.failing_over:
-            return
-        move(row, Event.failover_stopped, get_run_logger())
-        row.failover = None
-
-
-def _record_new_layout(plan: FailoverPlan, copy_id: str, details: dict) -> None:
-    with session() as db:
-        row = db.get(ServiceRow, plan.service)
-        move(row, Event.users_moved, get_run_logger())
-        row.active_server, row.mirror_server = plan.target, None
-        row.failover = {**(row.failover or {}), "copy_id": copy_id, "finished_at": utcnow().isoformat(),
-                        "previous_production": plan.source, "fenced": details.get("fencing", {}).get("fenced", True)}
-        row.updated_at = utcnow()
-        old = db.get(ServerRow, plan.source)
-        old.state, old.state_reason = "needs-reprotect", f"{plan.service} failed over to {plan.target}"
 
 
 def _loss(plan: FailoverPlan) -> str:
