@@ -22,7 +22,7 @@ from prefect.input import RunInput
 from prefect.states import Cancelled, State
 from pydantic import Field
 
-from hotspare.inventory.models import utcnow
+from hotspare.inventory.clock import database_now
 from hotspare.inventory.runs import current_operator
 from hotspare.planning.approval import (
     GATE_ANSWERS,
@@ -71,14 +71,14 @@ def await_approval(subject: str, digest: str, markdown: str, yes: bool, approved
     """Who approved ``digest``, and how; pauses for the operator unless approved up front.
 
     ``expires_at``: the deadline of an up-front approval (default: this run's scheduled start
-    plus ``UP_FRONT_WINDOW_SECONDS``). Raises ``PlanRejected`` (the flow then ends cancelled,
+    plus ``UP_FRONT_WINDOW_SECONDS``), judged by the inventory's clock, the one ``hotspare run`` set it by. Raises ``PlanRejected`` (the flow then ends cancelled,
     ``cancelled_state``) on reject, an expired approval or too many wrong answers,
     ``PlanNotApproved`` for an up-front digest of another plan, and Prefect's
     ``FlowPauseTimeout`` when nobody answers within ``timeout_seconds`` in all.
     """
     logger = get_run_logger()
     approval = approved_up_front(subject, digest, yes, approved_plan_digest, current_operator(),
-                                 expires_at or _default_deadline(), utcnow())
+                                 expires_at or _default_deadline(), database_now())
     if approval is not None:
         return approval
     deadline = time.monotonic() + timeout_seconds
