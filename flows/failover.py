@@ -13,7 +13,8 @@ activation is not repeated once done.
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -27,6 +28,7 @@ from hotspare import access
 from hotspare.adapters import dns
 from hotspare.adapters.errors import DnsPrerequisiteFailed
 from hotspare.inventory import locks, runs
+from hotspare.inventory.clock import database_now
 from hotspare.inventory.db import session
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
 from hotspare.inventory.service_states import Event, ServiceState, move
@@ -168,7 +170,7 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
     run_id = runs.start_run("failover", service, flow_run.get_id())
     copy_id = plan.copy_id
     lease.check("mark the service as failing over")
-    _mark_in_flight(plan, run_id)
+    began = _mark_in_flight(plan, run_id)
     details: dict = {"plan_digest": plan.digest, "approved_by": approval.operator, "approval": approval.sentence(),
                      "mode": plan.mode}
     fencing = None
@@ -214,8 +216,15 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
         raise
     timings = runs.step_timings(run_id)
     details["rto_seconds"] = round(sum(step["seconds"] or 0 for step in timings), 3)
+    rto_text = f"RTO {details['rto_seconds']} s"
+    if began.resumed:  # the outage did not start with this run: count from the first run's start
+        details["this_run_seconds"] = details["rto_seconds"]
+        details["rto_seconds"] = round((database_now() - began.first_started_at).total_seconds(), 3)
+        details["failover_began_at"] = began.first_started_at.isoformat()
+        rto_text = (f"RTO {details['rto_seconds']} s since the failover began at {began.first_started_at:%Y-%m-%d %H:%M:%S} "
+                    f"UTC (resumed; this run {details['this_run_seconds']} s)")
     details["data_loss_seconds"] = 0.0 if plan.mode == "planned" else plan.copy_age_seconds
-    summary = (f"{service} now runs on {plan.target} ({plan.target_address}); RTO {details['rto_seconds']} s; "
+    summary = (f"{service} now runs on {plan.target} ({plan.target_address}); {rto_text}; "
                f"data-loss window {_loss(plan)}" + unfenced_warning(plan, details))
     runs.record_outcome(lambda: runs.finish_run(run_id, "ok", summary, details),
                         lambda: _publish(plan, run_id, "done" if not unfenced_warning(plan, details)
@@ -312,12 +321,33 @@ def _cutover(plan: FailoverPlan, copy_id: str, details: dict) -> dict:
         raise refusal from error
 
 
-def _mark_in_flight(plan: FailoverPlan, run_id: int) -> None:
+@dataclass(frozen=True)
+class Began:
+    """When the failover began: this run's start, or a dead run's that this one resumes."""
+
+    first_started_at: datetime
+    resumed: bool
+
+
+def _mark_in_flight(plan: FailoverPlan, run_id: int) -> Began:
+    """Mark the service failing over. A resume keeps the first run's start (the inventory's
+    clock, as every run of any machine writes it), so the RTO counts the whole outage."""
+    now = database_now()
     with session() as db:
         row = db.get(ServiceRow, plan.service)
+        earlier = row.failover if row.state == ServiceState.failing_over and row.failover else None
         move(row, Event.failover_started, get_run_logger())
+        first = now
+        if earlier and earlier.get("target") == plan.target:
+            try:
+                first = min(now, datetime.fromisoformat(earlier.get("first_started_at") or earlier["started_at"]))
+            except (KeyError, TypeError, ValueError):
+                first = now
+        if first.tzinfo is None:
+            first = first.replace(tzinfo=timezone.utc)
         row.failover = {"source": plan.source, "target": plan.target, "mode": plan.mode, "copy_id": plan.copy_id,
-                        "run_id": run_id, "started_at": utcnow().isoformat()}
+                        "run_id": run_id, "started_at": now.isoformat(), "first_started_at": first.isoformat()}
+    return Began(first, first < now)
 
 
 def _record_copy(service: str, copy_id: str) -> None:
