@@ -7,6 +7,8 @@ failover uses, or merge old accounts onto the now-live host. These rules refuse 
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from hotspare.planning.replication import Decision
 
 # States in which routine work (replicate, verify, backup, restore proof) runs on its own.
@@ -56,3 +58,20 @@ def judge_failback(service: str, state: str, active: str, planned_production: st
                                f"from its planned production {planned_production}; run `hotspare reprotect {service}` "
                                f"first. Nothing was touched.")
     return Decision(True, f"{service} is protected on {active}: it may fail back to {planned_production}")
+
+
+def judge_drill_gone(drill_id: str, service: str, started: datetime, lock_holder: str | None, now: datetime,
+                     grace: timedelta) -> Decision:
+    """Is a drill recorded as running gone (killed, its bubble left with production's address)?
+
+    A live drill holds its service's lock as ``drill:<id>`` from a moment after its record is
+    made until its teardown is proven; so a drill older than ``grace`` (a couple of leases, by
+    the inventory's clock) whose lock is free or someone else's is gone."""
+    if lock_holder == f"drill:{drill_id}":
+        return Decision(False, f"drill {drill_id} of {service} is alive: it holds the service's lock")
+    if now - started < grace:
+        return Decision(False, f"drill {drill_id} of {service} started {(now - started).total_seconds():.0f} s ago: "
+                               "it may not hold its lock yet")
+    holder = f"{lock_holder} holds the lock" if lock_holder else "its lock is free"
+    return Decision(True, f"drill {drill_id} of {service} is recorded as running but is gone ({holder}): "
+                          "removing its bubble")
