@@ -98,16 +98,15 @@ def test_leases_read_no_process_clock(inventory):
 
 @pytest.mark.parametrize("minutes", [SKEW_MINUTES, -SKEW_MINUTES])
 def test_a_holder_with_a_skewed_clock_neither_steals_nor_loses_a_lease(inventory, minutes):
-    # A live lease held here is not taken over by a process whose clock says it long expired
-    mine = locks.acquire(SERVICE, "replicate:here")
-    other = _skewed("try", "backup:skewed", minutes)
-    try:
-        answer = _answer(other)
-        assert answer[0] == "busy" and "replicate:here holds its lock" in answer[1], answer
-    finally:
-        _stop(other)
-    mine.check("promote")
-    locks.release(mine)
+    # A live lease held (and renewed) here is not taken over by a process whose clock says it long expired
+    with locks.service_lock(SERVICE, "replicate:here") as mine:
+        other = _skewed("try", "backup:skewed", minutes)
+        try:
+            answer = _answer(other)
+            assert answer[0] == "busy" and "replicate:here holds its lock" in answer[1], answer
+        finally:
+            _stop(other)
+        mine.check("promote")
 
     # The skewed process holds (it sees its own lease live) and keeps it through renewals
     holder = _skewed("hold", "replicate:skewed", minutes)
