@@ -25,6 +25,7 @@ from prefect.states import Cancelled, State
 from pydantic import Field
 
 from hotspare.inventory import approvals
+from hotspare.inventory.clock import database_now
 from hotspare.inventory.models import utcnow
 from hotspare.inventory.runs import current_operator
 from hotspare.planning.approval import (
@@ -75,7 +76,8 @@ def await_approval(subject: str, digest: str, markdown: str, yes: bool, approved
     """Who approved ``digest``, and how; pauses for the operator unless approved up front.
 
     ``expires_at``: the deadline of an up-front approval (default: this run's scheduled start
-    plus ``UP_FRONT_WINDOW_SECONDS``). ``phone``: (service, the plan in one spoken sentence):
+    plus ``UP_FRONT_WINDOW_SECONDS``), judged by the inventory's clock, the one ``hotspare run`` set it by.
+    ``phone``: (service, the plan in one spoken sentence):
     while the run waits, paging offers this plan to the service's approvers on the phone
     (``inventory/approvals``; a keypress resumes the run with this digest, as the form would).
     Raises ``PlanRejected`` (the flow then ends cancelled,
@@ -84,7 +86,7 @@ def await_approval(subject: str, digest: str, markdown: str, yes: bool, approved
     ``FlowPauseTimeout`` when nobody answers within ``timeout_seconds`` in all.
     """
     approval = approved_up_front(subject, digest, yes, approved_plan_digest, current_operator(),
-                                 expires_at or _default_deadline(), utcnow())
+                                 expires_at or _default_deadline(), database_now())
     if approval is not None:
         return approval
     deadline = time.monotonic() + timeout_seconds

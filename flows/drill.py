@@ -33,8 +33,10 @@ from hotspare.adapters.errors import HotspareError
 from hotspare.inventory import drills as records
 from hotspare.inventory import locks
 from hotspare.inventory.copies import service_row
-from hotspare.inventory.models import utcnow
+from hotspare.inventory.clock import database_now
+from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import drill as planning
+from hotspare.planning.coordination import judge_drill_gone
 from tasks.drill import (
     canary_login,
     gather_drill_facts,
@@ -120,7 +122,7 @@ def drill_facility(facility: str, operators: str) -> dict:
 def drill_one(service: str, operators: str) -> dict:
     """One drill of ``service``: see the module docstring."""
     logger = get_run_logger()
-    started = utcnow()
+    started = database_now()  # the inventory's clock: health judges a drill gone by it (clean_up_gone_drills)
     facts, passwd = gather_drill_facts(service)
     drill_id = planning.drill_id_for(started, secrets.token_hex(2))
     plan = planning.plan_drill(facts, drill_id, started, passwd)
@@ -240,6 +242,36 @@ def clean_up_drills(service: str | None) -> dict:
     if not_clean:
         raise DrillFailed(f"the bubbles of drill(s) {', '.join(not_clean)} could not be removed (see the log)")
     return {"cleaned": cleaned, "busy": busy}
+
+
+def clean_up_gone_drills(logger) -> list[dict]:
+    """Remove the bubbles of drills recorded as running whose run is gone (killed: its bubble
+    keeps production's address on the mirror until removed). Called by every health run, so a
+    killed drill's bubble lasts minutes, not until someone runs ``hotspare drill --cleanup``.
+    Cheap when there is nothing to do: one inventory query, no connection."""
+    now, grace = database_now(), 2 * locks.lease_length()
+    cleaned = []
+    for row in [row for row in records.drills_of(limit=200) if row.outcome == "running"]:
+        decision = judge_drill_gone(row.id, row.service, as_utc(row.started), locks.holder_of(row.service), now, grace)
+        if not decision.go:
+            continue
+        logger.warning(decision.reason)
+        host = row.host or service_row(row.service).mirror_server
+        try:
+            with locks.service_lock(row.service, f"drill:cleanup-{secrets.token_hex(3)}"):
+                removed = _clean_stale(host, row.service) if host else []
+                if records.drill(row.id).outcome == "running":  # killed before it wrote its manifest
+                    records.update_drill(row.id, finished=utcnow(), outcome="failed", cleanup_proven=True,
+                                         summary="stopped midway before making its bubble; nothing of it was found")
+        except locks.ServiceBusy as busy:
+            logger.info("drill %s: its bubble is removed by a later check (%s)", row.id, busy)
+            continue
+        except Exception as error:  # a health run goes on; the next one tries again
+            logger.error("could not remove the bubble of drill %s on %s: %s", row.id, host, error)
+            continue
+        cleaned.append({"drill_id": row.id, "service": row.service, "host": host,
+                        "leftovers": [left for entry in removed for left in entry["leftovers"]]})
+    return cleaned
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from hotspare.adapters import dns
 from hotspare.adapters.errors import DnsPrerequisiteFailed
 from hotspare.fleet import Fleet
 from hotspare.inventory import failovers, locks, runs
+from hotspare.inventory.clock import database_now
 from hotspare.inventory.models import utcnow
 from hotspare.planning.approval import Approval, PlanRejected, same_plan
 from hotspare.planning.failover import FailoverPlan, plan_failover
@@ -194,7 +195,7 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
     run_id = runs.start_run("failover", service, flow_run.get_id())
     copy_id = plan.copy_id
     lease.check("mark the service as failing over")
-    failovers.mark_in_flight(plan, run_id, get_run_logger())
+    began = failovers.mark_in_flight(plan, run_id, get_run_logger())
     details: dict = {"plan_digest": plan.digest, "approved_by": approval.operator, "approval": approval.sentence(),
                      "mode": plan.mode}
     fencing = None
@@ -245,8 +246,15 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
         raise
     timings = runs.step_timings(run_id)
     details["rto_seconds"] = round(sum(step["seconds"] or 0 for step in timings), 3)
+    rto_text = f"RTO {details['rto_seconds']} s"
+    if began.resumed:  # the outage did not start with this run: count from the first run's start
+        details["this_run_seconds"] = details["rto_seconds"]
+        details["rto_seconds"] = round((database_now() - began.first_started_at).total_seconds(), 3)
+        details["failover_began_at"] = began.first_started_at.isoformat()
+        rto_text = (f"RTO {details['rto_seconds']} s since the failover began at {began.first_started_at:%Y-%m-%d %H:%M:%S} "
+                    f"UTC (resumed; this run {details['this_run_seconds']} s)")
     details["data_loss_seconds"] = 0.0 if plan.mode == "planned" else plan.copy_age_seconds
-    summary = (f"{service} now runs on {plan.target} ({plan.target_address}); RTO {details['rto_seconds']} s; "
+    summary = (f"{service} now runs on {plan.target} ({plan.target_address}); {rto_text}; "
                f"data-loss window {_loss(plan)}" + unfenced_warning(plan, details))
     runs.record_outcome(lambda: runs.finish_run(run_id, "ok", summary, details),
                         lambda: _publish(plan, run_id, "done" if not unfenced_warning(plan, details)

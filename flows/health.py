@@ -1,5 +1,6 @@
 """Runbook: health checks from several sites, every interval for a minute.
 
+    first: remove the bubbles of killed drills (``flows/drill.py: clean_up_gone_drills``)
     each round: resolve names -> probe from every checker site (in parallel) -> hardware,
     space, certificates, freshness -> judge (agreement + hysteresis) -> record -> events on
     changes -> automatic failover where policy allows -> replacement requests
@@ -168,6 +169,18 @@ def _hardware_readings(fleet, targets: RoundTargets, timeout: float, log) -> lis
         return [reading for found in pool.map(one, targets.servers) for reading in found]
 
 
+def _clean_up_gone_drills(logger) -> list[dict]:
+    """Killed drills' bubbles (production's address on a mirror) go at the next health run
+    (``flows/drill.py``); a failure here is logged and never stops the checks."""
+    from flows.drill import clean_up_gone_drills
+
+    try:
+        return clean_up_gone_drills(logger)
+    except Exception as error:
+        logger.error("could not look for killed drills: %s", error)
+        return []
+
+
 def _answers(address: str, port: int, timeout: float) -> bool:
     try:
         with socket.create_connection((address, port), timeout=timeout):
@@ -241,6 +254,7 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
         return {"rounds": 0, "handed_over": False, "changes": [], "failovers": [], "components": [], "failed": []}
     next_due: dict[str, float] = {}
     summary = {"rounds": 0, "changes": [], "sites": {}, "failovers": [], "replacements": [], "round_seconds": []}
+    summary["drills_cleaned"] = _clean_up_gone_drills(logger)
     while True:
         round_start = time.monotonic()
         if watcher:  # renewed ahead of each round: a run that dies hands over within two ticks

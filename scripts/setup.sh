@@ -40,7 +40,8 @@ if ! (
     for path in /usr/sbin/sshd /usr/sbin/named /usr/bin/restic /usr/bin/rsync /usr/bin/dig /usr/bin/nsupdate \
                 /usr/sbin/ip /usr/bin/curl /usr/sbin/tsig-keygen /usr/bin/python3 /usr/bin/ssh-keygen \
                 /usr/bin/rrsync /usr/bin/btrfs /usr/sbin/losetup /usr/bin/ipmi_sim /usr/bin/sdrcomp /usr/bin/ipmitool \
-                /usr/bin/pg_ctlcluster /usr/bin/chromium /usr/bin/pdftoppm /usr/sbin/unbound; do
+                /usr/bin/pg_ctlcluster /usr/bin/chromium /usr/bin/pdftoppm /usr/sbin/unbound \
+                /usr/bin/faketime; do
       [ -x "$path" ] || return 0
     done
     return 1
@@ -51,7 +52,7 @@ if ! (
       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         openssh-server openssh-client rsync bind9 bind9-utils bind9-dnsutils restic iproute2 curl \
         procps passwd python3 btrfs-progs util-linux openipmi ipmitool postgresql chromium poppler-utils \
-        fonts-dejavu-core unbound
+        fonts-dejavu-core unbound faketime
   }
 
   install_python() {

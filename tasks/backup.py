@@ -24,7 +24,7 @@ from hotspare.adapters.ssh import CommandResult, SshConnection, secret_env_comma
 from hotspare.fleet import Fleet
 from hotspare.inventory import session
 from hotspare.inventory.backup_models import BackupRow, RepositoryCheckRow, RestoreProofRow
-from hotspare.inventory.models import ServiceRow, utcnow
+from hotspare.inventory.models import ServiceRow, as_utc, utcnow
 from hotspare.keys import generate_ed25519
 from hotspare.planning import manifests as manifest_plan
 from hotspare.planning import backup as plan
@@ -304,8 +304,10 @@ def check_repository(fleet: Fleet, service_name: str, subset: str | None = None)
 
 @task(name="restore-proof", cache_policy=NO_CACHE)
 def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: str | None = None) -> dict:
-    """Restore the newest snapshot on the storage host into scratch space and compare it with
-    the manifest taken at backup time. Always removes the scratch folder."""
+    """Restore the snapshot the inventory recorded for the newest backup (not merely the newest
+    in the repository) on the storage host into scratch space and compare it with the manifest
+    taken at backup time; a repository that lost the recorded snapshot fails as rolled back
+    (``restic_plan.check_against_record``). Always removes the scratch folder."""
     logger = get_run_logger()
     service = fleet.service(service_name)
     repository = restic_plan.repository_of(service.name, service.storage, service.backup)
@@ -319,7 +321,12 @@ def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: s
     values: dict = {}
     try:
         with access.connect(fleet, service.storage) as connection:
-            snapshot = restic_plan.pick_snapshot(list_snapshots(connection, repository, password), None)
+            check = restic_plan.check_against_record(list_snapshots(connection, repository, password),
+                                                     recorded_backup(service_name))
+            if check.rollback is not None:
+                raise BackupRolledBack(check.rollback)
+            snapshot = check.snapshot
+            logger.info("restore proof of %s: %s", service_name, check.note)
             values.update(snapshot_id=snapshot.id, snapshot_time=snapshot.time)
             try:
                 restore_started = time.monotonic()
@@ -330,6 +337,11 @@ def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: s
                 comparison = compare_with_manifest(connection, scratch, service_name, snapshot)
             finally:
                 connection.run(shell.remove_tree(scratch, base), check=False, timeout=600)
+    except BackupRolledBack as error:
+        _finish(RestoreProofRow, row.id, "failed", started, detail=str(error)[:2000], problems=[str(error)], **values)
+        logger.error("restore proof of %s: %s", service_name, error)
+        return {"service": service_name, "snapshot": "-", "outcome": "failed", "files_checked": 0,
+                "problems": [str(error)], "duration_s": round(time.monotonic() - started, 3), "restore_s": None}
     except Exception as error:
         _finish(RestoreProofRow, row.id, "failed", started, detail=str(error)[:2000], **values)
         raise
@@ -340,6 +352,21 @@ def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: s
     logger.info("restore proof of %s, snapshot %s: %s (%.1f s)", service_name, snapshot.short_id, comparison.sentence(), duration)
     return {"service": service_name, "snapshot": snapshot.short_id, "outcome": outcome, "files_checked": comparison.files_checked,
             "problems": comparison.problems(), "duration_s": duration, "restore_s": values.get("restore_seconds")}
+
+
+class BackupRolledBack(PermanentError):
+    """The repository no longer holds the snapshot the inventory recorded for the newest backup."""
+
+
+def recorded_backup(service_name: str) -> restic_plan.RecordedBackup | None:
+    """The newest backup of the service the inventory recorded as done, with its snapshot."""
+    with session() as db:
+        row = db.exec(select(BackupRow).where(BackupRow.service == service_name, BackupRow.outcome == "ok",
+                                              BackupRow.snapshot_id.is_not(None))
+                      .order_by(BackupRow.started_at.desc())).first()
+    if row is None:
+        return None
+    return restic_plan.RecordedBackup(row.snapshot_id, as_utc(row.ended_at or row.started_at))
 
 
 def compare_with_manifest(connection: SshConnection, scratch: str, service_name: str, snapshot: restic_plan.Snapshot) -> manifest_plan.ManifestComparison:

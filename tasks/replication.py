@@ -7,6 +7,7 @@ and reads small outputs.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -23,11 +24,13 @@ from hotspare.inventory.models import CopyRow, utcnow
 from hotspare.inventory import copy_stores
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import copy_backends
+from hotspare.planning import host_clocks
 from hotspare.planning import preflight_facts
 from hotspare.planning import replication as plan
 from hotspare.planning import shell_programs as shell
 from hotspare.planning import space
 from hotspare.planning import verification_scope
+from tasks import clock_offsets
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.transfer_access import pull
 
@@ -86,7 +89,8 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     if not row.mirror_server:
         raise Refused(f"service {service} has no mirror assigned (state {row.state}); nothing to replicate to")
     source, target = row.active_server, row.mirror_server
-    on_production, on_mirror = _host_facts(fleet, service, source, target, spec["data_paths"])
+    (on_production, on_production_received), on_mirror = _host_facts(fleet, service, source, target,
+                                                                      spec["data_paths"])
     previous = _baseline_copy(service, target, on_mirror)
     previous_totals = plan.SourceTotals(previous.total_files, previous.total_bytes) if previous else None
     decision = plan.judge_source(on_production.totals, previous_totals, spec["max_shrink"],
@@ -114,6 +118,10 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
             raise Refused(reserve.reason)
     sized = dict(bound=bound, bound_why=bound_why, needed=needed)
     clock = on_production.clock
+    offset = clock_offsets.record(source, clock, on_production_received)
+    if offset is not None and host_clocks.is_skewed(offset):
+        logger.warning("%s: the transfer key's expiry is computed on production's clock, which its sshd checks",
+                       host_clocks.skew_sentence("production", source, offset))
     copy_id = _new_copy_id(service)
     link_base = previous.id if previous else None
     resume = on_mirror.resumable if choice.backend == copy_backends.HARD_LINKS else None
@@ -154,20 +162,24 @@ def _new_copy_id(service: str) -> str:
 
 def _host_facts(fleet: Fleet, service: str, source: str, target: str, data_paths: list[str]):
     """Production's and the mirror's answers to the preflight's questions, both hosts at once,
-    one round trip each (``planning/preflight_facts.py``)."""
+    one round trip each (``planning/preflight_facts.py``); production's with the moment it
+    arrived (its clock's offset from ours)."""
     rows = copies.copies_of(service, target)  # newest first
     verified = [row.id for row in rows if row.status == "verified"]
     newest_verified = next((index for index, row in enumerate(rows) if row.status == "verified"), len(rows))
     unverified = [row.id for row in rows[:newest_verified] if row.status in ("in-progress", "copied", "failed")]
 
-    def ask(server: str, argv: list[str]) -> str:
+    def ask(server: str, argv: list[str]) -> tuple[str, float]:
         with access.connect(fleet, server) as connection:
-            return connection.run(argv, timeout=600).text
+            text = connection.run(argv, timeout=600).text
+            return text, time.time()  # production's clock is its answer's last line: offset against arrival
 
     with ThreadPoolExecutor(2) as pool:
         production = pool.submit(ask, source, preflight_facts.production_facts_argv(data_paths))
         mirror = pool.submit(ask, target, preflight_facts.mirror_facts_argv(service, verified, unverified))
-        return preflight_facts.parse_production_facts(production.result()), preflight_facts.parse_mirror_facts(mirror.result())
+        production_text, received = production.result()
+        return ((preflight_facts.parse_production_facts(production_text), received),
+                preflight_facts.parse_mirror_facts(mirror.result()[0]))
 
 
 def _baseline_copy(service: str, target: str, on_mirror) -> CopyRow | None:

@@ -6,7 +6,8 @@ a view of the service's declared paths, expires in minutes; see
 ``hotspare.planning.transfer_keys``), yields how the mirror reaches production
 plus the stdin that carries the private half to the mirror, and removes the line afterwards.
 If the process dies in between, the line expires by itself and the next transfer of the
-service removes it.
+service removes it. The line's expiry is computed on production's clock (its sshd checks it):
+the offset the preflight measured, corrected by the clock production prints after the install.
 
 Installing and removing the key are round trips to production; work the mirror must do before or
 after the transfer (``alongside``, ``after``) runs at the same time, on its own SSH channel, so
@@ -28,9 +29,11 @@ from hotspare import access
 from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.fleet import Fleet
 from hotspare.keys import generate_ed25519
+from hotspare.planning import host_clocks
 from hotspare.planning import replication as plan
 from hotspare.planning import transfer_keys
 from hotspare.planning.rsync_outcomes import classify_rsync
+from tasks import clock_offsets
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +70,27 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
     # a random suffix: two transfers must never share (and remove) each other's key or folder
     tag = f"{purpose}-{secrets.token_hex(4)}"
     private_key, public_key = generate_ed25519(f"hotspare-transfer-{service}")
-    now = datetime.now(timezone.utc)
-    key = transfer_keys.transfer_key_line(public_key, service=service, tag=tag, source_address=mirror.address,
-                                          paths=paths, now=now)
+
+    def key_on_production_clock(offset: float) -> tuple[transfer_keys.TransferKey, int]:
+        production_now = host_clocks.host_time(datetime.now(timezone.utc), offset)
+        key = transfer_keys.transfer_key_line(public_key, service=service, tag=tag, source_address=mirror.address,
+                                              paths=paths, now=production_now)
+        return key, int(production_now.timestamp())
+
+    assumed = clock_offsets.offset_of(source)
+    key, production_now = key_on_production_clock(assumed)
     beside = _meanwhile(alongside)
     try:
         with access.connect(fleet, source) as connection:
-            connection.run(transfer_keys.install_key_argv(key, int(now.timestamp())))
+            answer = connection.run(transfer_keys.install_key_argv(key, production_now)).text
+            measured = clock_offsets.record(source, host_clocks.parse_clock(answer))
+            if measured is not None and abs(measured - assumed) >= host_clocks.NAMED_SKEW_SECONDS:
+                # production's clock is not what this process knew: the line just installed would
+                # expire early (or late) by production's sshd; the same tag replaces it
+                log.warning("%s: transfer key %s installed again with its expiry on production's clock",
+                            host_clocks.skew_sentence("production", source, measured), tag)
+                key, production_now = key_on_production_clock(measured)
+                connection.run(transfer_keys.install_key_argv(key, production_now))
     finally:
         if beside is not None:
             beside.exception()  # wait for it either way; its error is raised below, after the removal
@@ -84,9 +101,9 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
         yield peer, plan.peer_stdin(production.known_hosts_line(), private_key)
     finally:
         try:
+            production_now = host_clocks.host_time(datetime.now(timezone.utc), clock_offsets.offset_of(source))
             with access.connect(fleet, source, connect_timeout=5) as connection:
-                connection.run(transfer_keys.remove_key_argv(service, tag, int(datetime.now(timezone.utc).timestamp())),
-                               timeout=30)
+                connection.run(transfer_keys.remove_key_argv(service, tag, int(production_now.timestamp())), timeout=30)
         except Exception as error:  # the line expires by itself; never hide the transfer's outcome
             log.warning("could not remove transfer key %s from %s (it expires at %s anyway): %s",
                         tag, source, datetime.fromtimestamp(key.expires_epoch, timezone.utc).isoformat(), error)
@@ -113,5 +130,6 @@ def pull(fleet: Fleet, service: str, source: str, target: str, roots: list[str],
     if outcome.kind in ("permanent", "transient"):
         error = PermanentError if outcome.kind == "permanent" else TransientError
         retry = "not retried" if outcome.kind == "permanent" else "may be retried"
-        raise error(f"{what} failed ({outcome.kind}, {retry}): {outcome.reason}.{' ' + consequence if consequence else ''}")
+        raise error(f"{what} failed ({outcome.kind}, {retry}): {outcome.reason}"
+                    f"{clock_offsets.skew_note(source, 'production')}.{' ' + consequence if consequence else ''}")
     return result, outcome

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from contextlib import contextmanager
 
 from hotspare.lab.remote import host_ssh_argv as ssh_argv  # noqa: F401 (one home for tests and benchmarks)
@@ -87,10 +88,11 @@ def lab_fleet_changed(lab_env: dict, folder, change):
 
 
 def kill_failover_after_activation(lab_env: dict, service: str = "app1", mirror: str = "mirror-west",
-                                   seconds: float = 120) -> None:
+                                   seconds: float = 120) -> float:
     """Run ``hotspare failover SERVICE --yes`` in a process of its own and kill it (SIGKILL, by its
     PID) once the copy is live on ``mirror``: the service stays failing-over, its lease no longer
-    renewed. The active-copy marker is removed first, so only this run's activation counts."""
+    renewed. The active-copy marker is removed first, so only this run's activation counts.
+    Returns the ``time.monotonic()`` at which the activation was seen."""
     import os
     import signal
     import sys
@@ -104,6 +106,8 @@ def kill_failover_after_activation(lab_env: dict, service: str = "app1", mirror:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         poll(marker.exists, seconds, f"the copy to be made live on {mirror}")
+        activated = time.monotonic()
         os.kill(process.pid, signal.SIGKILL)  # the failover process started here
     finally:
         process.wait(timeout=30)
+    return activated

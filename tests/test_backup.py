@@ -133,6 +133,29 @@ def test_standby_choice_prefers_idle_hosts_away_from_the_loss():
         rebuild_plan.choose_standby([rebuild_plan.StandbyCandidate("s", "x", "a", "ok", False)], set())
 
 
+def test_a_restore_proof_proves_the_recorded_snapshot_and_calls_a_lost_one_a_rollback():
+    from datetime import datetime, timedelta, timezone
+
+    from hotspare.planning import restic
+
+    moment = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+
+    def snapshot(name: str, minutes: int) -> restic.Snapshot:
+        return restic.Snapshot(name * 8, name * 4, moment + timedelta(minutes=minutes), ("/srv",))
+
+    older, recorded, unrecorded = snapshot("a", 0), snapshot("b", 10), snapshot("c", 20)
+    record = restic.RecordedBackup("b" * 8, moment + timedelta(minutes=11))
+    check = restic.check_against_record([older, recorded, unrecorded], record)
+    assert check.snapshot == recorded and check.rollback is None and "cccc" in check.note  # never the unrecorded newest
+    rolled = restic.check_against_record([older], record)
+    assert rolled.snapshot is None
+    assert "rolled back" in rolled.rollback and "bbbbbbbb" in rolled.rollback and "aaaa" in rolled.rollback
+    assert "older than the recorded one" in rolled.rollback
+    assert restic.check_against_record([older], None).snapshot == older  # nothing recorded: the newest, said so
+    with pytest.raises(shell.PlanRefused):
+        restic.check_against_record([], None)
+
+
 # ----- against the lab --------------------------------------------------------------------------------
 
 
@@ -185,3 +208,37 @@ def test_corrupted_pack_file_is_caught_and_repair_restores_a_clean_check(fleet, 
     finally:
         pack.write_bytes(original)
     assert backup_check(service="app2", subset="1/1")["app2"]["outcome"] == "ok"
+
+
+@pytest.mark.lab
+def test_a_rolled_back_repository_fails_its_proof_naming_both_snapshots(fleet, lab_env, app2_backup, tmp_path):
+    import subprocess
+
+    from sqlmodel import select
+
+    from flows.backup import backup
+    from flows.restore_proof import restore_proof
+    from hotspare.inventory import session
+    from hotspare.inventory.backup_models import RestoreProofRow
+
+    repository = Path(lab_env["hosts"]["storage-vault"]["root"]) / "srv/backup/app2"
+    older, newer = tmp_path / "older", tmp_path / "newer"
+    subprocess.run(["cp", "-a", str(repository), str(older)], check=True, timeout=120)  # as it was after app2_backup
+    recorded = backup(service="app2")["app2"]  # the newest backup the inventory records
+    assert recorded["outcome"] == "ok" and recorded["snapshot_id"] != app2_backup["snapshot_id"]
+    subprocess.run(["cp", "-a", str(repository), str(newer)], check=True, timeout=120)
+    try:
+        # the storage host's repository restored from an older copy of its files: it restores fine
+        subprocess.run(["rm", "-rf", "--", str(repository)], check=True, timeout=120)
+        subprocess.run(["cp", "-a", str(older), str(repository)], check=True, timeout=120)
+        state = restore_proof(service="app2", return_state=True)
+        assert state.is_failed()
+        with session() as db:
+            row = db.exec(select(RestoreProofRow).where(RestoreProofRow.service == "app2")
+                          .order_by(RestoreProofRow.id.desc())).first()
+        assert row.outcome == "failed" and "rolled back" in row.detail, row.detail
+        assert recorded["snapshot_id"][:8] in row.detail and app2_backup["snapshot_id"][:8] in row.detail
+    finally:
+        subprocess.run(["rm", "-rf", "--", str(repository)], check=True, timeout=120)
+        subprocess.run(["cp", "-a", str(newer), str(repository)], check=True, timeout=120)
+    assert restore_proof(service="app2")["app2"]["snapshot"] == recorded["snapshot_id"][:8]

@@ -153,3 +153,38 @@ def test_drill_killed_midway_is_cleaned_up_by_the_next(protected, lab_env, prefe
     killed = drills.drill(killed_id)
     assert (killed.outcome, killed.cleanup_proven) == ("failed", True)
     assert snapshot(lab_env) == before
+
+
+def test_a_killed_drills_bubble_is_removed_by_the_next_health_check(protected, lab_env, prefect_api, monkeypatch):
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.health import health
+
+    monkeypatch.setenv("HOTSPARE_LEASE_SECONDS", "3")  # the fleet's lease, for the drill and the health run alike
+    present = set(drill_namespaces())
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "drill", SERVICE], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        netns = poll(lambda: next(iter(set(drill_namespaces()) - present), None), 90, "the drill's bubble")
+        poll(lambda: ssh(lab_env, MIRROR, "ip", "netns", "pids", netns).stdout.strip(), 60, "a process in the bubble")
+        os.kill(process.pid, signal.SIGKILL)  # the drill process this test started
+    finally:
+        process.wait(timeout=30)
+    killed_id = re.sub(rf"^hsdrill-{SERVICE}-", "", netns)
+    production_address = lab_env["hosts"][PRODUCTION]["address"]
+    assert ssh(lab_env, MIRROR, "ip", "-n", netns, "route", "get", production_address).stdout.startswith("local ")
+    assert drills.drill(killed_id).outcome == "running"
+
+    # no operator runs a cleanup: the scheduled health check finds the drill gone and removes its bubble
+    def health_cleaned() -> list[dict] | None:
+        cleaned = health(rounds=1, interval_seconds=1)["drills_cleaned"]
+        return [entry for entry in cleaned if entry["drill_id"] == killed_id] or None
+
+    [entry] = poll(health_cleaned, 120, "a health run to remove the killed drill's bubble")
+    assert (entry["host"], entry["leftovers"]) == (MIRROR, [])
+    nothing_left(killed_id)
+    assert drill_namespaces() == sorted(present)
+    killed = drills.drill(killed_id)
+    assert (killed.outcome, killed.cleanup_proven) == ("failed", True) and "removed by a later" in killed.summary
+    assert locks.holder_of(SERVICE) is None  # the cleanup's own lock is released

@@ -6,15 +6,23 @@ protected by mirror-west), so tests can run in any order.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlmodel import select
 
 from flows.failover import failover
 from flows.replicate import replicate_service
 from flows.reprotect import reprotect
 from hotspare.adapters import dns
 from hotspare.inventory import copies
+from hotspare.inventory.db import session
+from hotspare.inventory.models import RunRow
 from hotspare.planning.failover import plan_failover
 from hotspare.probes import http_get_via_dns
 from lab_helpers import host_path, kill_failover_after_activation, paused_flow_run, poll, ssh
@@ -282,15 +290,49 @@ def test_approval_bound_to_another_plan_is_refused(protected, lab, lab_env):
 
 def test_killed_after_activation_then_resumed_converges(protected, lab, lab_env, prefect_api):
     lab.fail("prod-east")
-    kill_failover_after_activation(lab_env, SERVICE, "mirror-west", 90)
-    assert copies.service_row(SERVICE).state in ("failing-over", "failed-over")
+    activated = kill_failover_after_activation(lab_env, SERVICE, "mirror-west", 90)
+    assert copies.service_row(SERVICE).state == "failing-over"
 
     result = failover(SERVICE, yes=True, resume=True)
-    assert result["outcome"] in ("ok", "already-done")
+    assert result["outcome"] == "ok"
+    # the RTO counts the outage from the killed run's start, not the resume's few steps
+    assert result["rto_seconds"] >= time.monotonic() - activated > result["this_run_seconds"]
+    with session() as db:
+        run = db.exec(select(RunRow).where(RunRow.kind == "failover", RunRow.service == SERVICE)
+                      .order_by(RunRow.id.desc())).first()
+    assert run.outcome == "ok" and "since the failover began at" in run.summary and "resumed; this run" in run.summary
     row = copies.service_row(SERVICE)
     assert (row.state, row.active_server) == ("failed-over", "mirror-west")
     assert dns_answer(lab_env) == [address(lab_env, "mirror")]
     assert through_dns(lab_env, "health.txt")[:3:2] == (200, address(lab_env, "mirror"))
+
+
+def test_a_killed_failback_names_the_resume_that_finishes_it(protected, lab, lab_env, prefect_api, capsys):
+    from prefect.settings import PREFECT_API_URL
+
+    from hotspare.cli import main
+
+    assert failover(SERVICE, planned=True, yes=True)["outcome"] == "ok"  # a switchover, reprotected at its end
+    row = copies.service_row(SERVICE)
+    assert (row.state, row.active_server, row.mirror_server) == ("protected", "mirror-west", "prod-east")
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "failback", SERVICE, "--yes"], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        poll(lambda: copies.service_row(SERVICE).state == "failing-over", 90, "the failback to start")
+        os.kill(process.pid, signal.SIGKILL)  # the failback process this test started
+    finally:
+        process.wait(timeout=30)
+    capsys.readouterr()
+    assert main(["failback", SERVICE]) == 3
+    advice = capsys.readouterr().err
+    assert f"a failback of {SERVICE} from mirror-west to prod-east is in flight" in advice, advice
+    assert f"`hotspare failover {SERVICE} --resume`" in advice and "hotspare reprotect" not in advice
+    # the command it names finishes the failback (taking the dead run's lock over)
+    assert main(["failover", SERVICE, "--resume", "--yes"]) == 0
+    row = copies.service_row(SERVICE)
+    assert (row.state, row.active_server, row.mirror_server) == ("protected", "prod-east", "mirror-west")
+    assert dns_answer(lab_env) == [address(lab_env, "production")]
 
 
 def test_plan_is_pure_and_digest_binds_the_copy(protected, lab_env):

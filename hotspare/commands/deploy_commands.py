@@ -213,7 +213,7 @@ def submit(flow_name: str, parameters: dict, facility: str | None = None, timeou
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.deployments import run_deployment
 
-    from hotspare.inventory.models import utcnow
+    from hotspare.inventory.clock import database_now
     from hotspare.planning.placement import choose_facility
 
     with get_client(sync_client=True) as client:
@@ -241,8 +241,9 @@ def submit(flow_name: str, parameters: dict, facility: str | None = None, timeou
             raise NoWorkerOnline(no_worker_sentence(flow_name, chosen, online))
         accepted = ((deployment.parameter_openapi_schema or {}).get("properties") or {})
         if "approval_expires_at" in accepted and "approval_expires_at" not in parameters:
+            # by the inventory's clock, which the worker's flow reads too (``inventory/clock.py``)
             parameters = {**parameters,
-                          "approval_expires_at": (utcnow() + timedelta(seconds=approval_window)).isoformat()}
+                          "approval_expires_at": database_now(timedelta(seconds=approval_window)).isoformat()}
     print(f"submitting {flow_name} {json.dumps(parameters)} to {deployment.name} ({placement_reason})", flush=True)
     flow_run = run_deployment(deployment.id, parameters=parameters, timeout=timeout, poll_interval=1,
                               job_variables=operator_environment(deployment))

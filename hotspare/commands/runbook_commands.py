@@ -76,14 +76,14 @@ def failover_command(args: argparse.Namespace, command: str | None = None, actio
 
 def failback_command(args: argparse.Namespace) -> int:
     from hotspare.inventory import copies
+    from hotspare.planning.coordination import judge_failback
     from tasks.replication import Refused
 
     require_service(args.service)
     row = copies.service_row(args.service)
-    if row.state != "protected" or row.active_server == row.spec["production"]:
-        raise Refused(f"{args.service} is {row.state} on {row.active_server}: failback needs a reprotected service running "
-                      f"away from its planned production {row.spec['production']}; run `hotspare reprotect "
-                      f"{args.service}` first")
+    decision = judge_failback(args.service, row.state, row.active_server, row.spec["production"], row.failover)
+    if not decision.go:
+        raise Refused(decision.reason)
     switchover = argparse.Namespace(service=args.service, planned=True, copy_id=None, yes=args.yes, dry_run=args.dry_run,
                                     approve=args.approve, force=False, resume=False, max_copy_age_hours=24.0,
                                     debug=args.debug)

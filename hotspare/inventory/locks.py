@@ -1,7 +1,9 @@
 """Per-service leases with fencing tokens: one replication, backup, failover or rebuild at a time.
 
 A conditional UPDATE takes the lock, so it works across processes and machines sharing the
-inventory. Every acquisition increments the service's **fencing token**. A lease is short
+inventory. Every expiry is written and judged by the **inventory's clock** (``clock.py``: SQL
+``database_time`` inside the deciding statement), never by a process's own: two workers whose
+clocks differ by 20 minutes still exclude each other. Every acquisition increments the service's **fencing token**. A lease is short
 (``LEASE``) and renewed by a thread while the holding process lives, so a killed run's lock
 frees itself within ``LEASE``. Before every side effect a run calls ``Lease.check(action)``;
 a run whose lease expired or was taken over stops there (``LeaseLost``) and changes nothing more.
@@ -22,11 +24,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, or_, select, update
 
 from hotspare.adapters.errors import Busy, NotFound, PermanentError
+from hotspare.inventory.clock import database_time
 from hotspare.inventory.db import session
-from hotspare.inventory.models import ServiceRow, as_utc, utcnow
+from hotspare.inventory.models import ServiceRow, as_utc
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +66,10 @@ class Lease:
     def check(self, action: str) -> None:
         """Raise ``LeaseLost`` unless this run still holds the lock (read from the inventory)."""
         with session() as db:
-            row = db.get(ServiceRow, self.service)
-            holder, token, expires = row.lock_holder, row.lock_token, row.lock_expires
-        if holder == self.holder and token == self.token and expires and as_utc(expires) > utcnow():
+            holder, token, live = db.execute(
+                select(ServiceRow.lock_holder, ServiceRow.lock_token, ServiceRow.lock_expires > database_time())
+                .where(ServiceRow.name == self.service)).one()
+        if holder == self.holder and token == self.token and live:
             return
         now_held = f"{holder} holds it now (token {token})" if holder and holder != self.holder else "its lease ran out"
         raise LeaseLost(f"{self.holder} no longer holds the lock of {self.service} ({now_held}): "
@@ -73,16 +77,15 @@ class Lease:
 
     def renew(self) -> bool:
         """Extend the lease if this holding is still the current one."""
-        now = utcnow()
         with session() as db:
             result = db.exec(
                 update(ServiceRow)
                 .where(ServiceRow.name == self.service, ServiceRow.lock_holder == self.holder,
-                       ServiceRow.lock_token == self.token, ServiceRow.lock_expires > now)
-                .values(lock_expires=now + lease_length())
+                       ServiceRow.lock_token == self.token, ServiceRow.lock_expires > database_time())
+                .values(lock_expires=database_time(lease_length()))
             )
         if result.rowcount != 1 and self.lost is None:
-            self.lost = f"lease of {self.service} lost at {now:%H:%M:%S} UTC"
+            self.lost = f"lease of {self.service} lost (by the inventory's clock)"
             log.warning("%s: %s; the run stops before its next side effect", self.holder, self.lost)
         return self.lost is None
 
@@ -94,20 +97,21 @@ _held_lock = threading.Lock()
 def acquire(service: str, holder: str, preempt: tuple[str, ...] = ()) -> Lease:
     """Take the service's lock for ``holder``: free, expired, already ours, or held by a run
     whose holder name starts with one of ``preempt`` (taken over). Otherwise ``ServiceBusy``."""
-    now = utcnow()
-    free = [ServiceRow.lock_holder.is_(None), ServiceRow.lock_expires < now, ServiceRow.lock_holder == holder]
+    free = [ServiceRow.lock_holder.is_(None), ServiceRow.lock_expires < database_time(),
+            ServiceRow.lock_holder == holder]
     free += [ServiceRow.lock_holder.startswith(prefix) for prefix in preempt]
     with session() as db:  # a read first, in its own transaction: SQLite cannot upgrade a read to a write
-        previous = db.get(ServiceRow, service)
+        previous = db.execute(select(ServiceRow.lock_holder, ServiceRow.lock_expires > database_time())
+                              .where(ServiceRow.name == service)).one_or_none()
         if previous is None:
             raise NotFound(f"no service {service!r} in the inventory: check the name or load the fleet file first")
-        previous_holder, previous_expires = previous.lock_holder, previous.lock_expires
+        previous_holder, previous_live = previous
     with session() as db:
         result = db.exec(
             update(ServiceRow)
             .where(ServiceRow.name == service)
             .where(or_(*free))
-            .values(lock_holder=holder, lock_expires=now + lease_length(), lock_since=now,
+            .values(lock_holder=holder, lock_expires=database_time(lease_length()), lock_since=database_time(),
                     lock_token=func.coalesce(ServiceRow.lock_token, 0) + 1)
         )
         if result.rowcount == 1:
@@ -117,7 +121,7 @@ def acquire(service: str, holder: str, preempt: tuple[str, ...] = ()) -> Lease:
         else:
             row = db.get(ServiceRow, service)
             raise busy(service, row.lock_holder, row.lock_since)
-    if previous_holder and previous_holder != holder and previous_expires and as_utc(previous_expires) > now:
+    if previous_holder and previous_holder != holder and previous_live:
         log.warning("%s took over the lock of %s from %s (token %d)", holder, service, previous_holder, token)
     return Lease(service, holder, token)
 
@@ -147,10 +151,10 @@ def release(lease: Lease) -> None:
 def holder_of(service: str) -> str | None:
     """The live holder of the service's lock, or None."""
     with session() as db:
-        row = db.get(ServiceRow, service)
-        if row and row.lock_holder and row.lock_expires and as_utc(row.lock_expires) > utcnow():
-            return row.lock_holder
-    return None
+        row = db.execute(select(ServiceRow.lock_holder).where(
+            ServiceRow.name == service, ServiceRow.lock_holder.is_not(None),
+            ServiceRow.lock_expires > database_time())).one_or_none()
+    return row[0] if row else None
 
 
 @dataclass(frozen=True)

@@ -56,15 +56,16 @@ class LabDaemons:
         web.start(self)  # the off-site status page server (web.py)
         resolver.start(self)  # the users' caching resolver (resolver.py)
 
-    def _start_sshd(self, host: HostSpec) -> Daemon:
-        """sshd inside the host's network namespace and a private mount namespace."""
+    def _start_sshd(self, host: HostSpec, extra_environment: dict[str, str] | None = None) -> Daemon:
+        """sshd inside the host's network namespace and a private mount namespace
+        (``extra_environment``: a skewed clock, ``clocks.py``)."""
         root = self.host_root(host)
         config = root / "ssh" / "sshd_config"
         argv = ["ip", "netns", "exec", self.layout.netns(host),
                 "unshare", "--mount", "--uts", "--propagation", "private", "--",
                 "sh", "-c", HOST_BOOT_SCRIPT, "sh", str(root), str(config), host.name]
         expected = [SSHD, "-D", "-e", "-f", str(config)]
-        return self._start(f"sshd {host.name}", argv, expected, f"sshd-{host.name}.log")
+        return self._start(f"sshd {host.name}", argv, expected, f"sshd-{host.name}.log", extra_environment)
 
     def _start_named(self) -> Daemon:
         """BIND in the foreground as root, authoritative for lab.test on 127.0.0.1 only."""
@@ -86,9 +87,11 @@ class LabDaemons:
                 str(self._path("mail"))]
         return self._start("smtp", argv, argv, "smtp.log")
 
-    def _start(self, name: str, argv: list[str], expected: list[str], log_name: str) -> Daemon:
+    def _start(self, name: str, argv: list[str], expected: list[str], log_name: str,
+               extra_environment: dict[str, str] | None = None) -> Daemon:
         """Start a daemon and record it in state.json at once (so a crash can clean it)."""
-        daemon, process = start_daemon(name, argv, expected, self._path("logs", log_name), slot=self.slot)
+        daemon, process = start_daemon(name, argv, expected, self._path("logs", log_name), slot=self.slot,
+                                       extra_environment=extra_environment)
         self._children[daemon.pid] = process
         state = self._read_state() or {}
         state.setdefault("daemons", []).append(daemon.to_json())

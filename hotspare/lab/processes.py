@@ -72,7 +72,8 @@ def marked_environment(slot: int, base: dict[str, str] | None = None) -> dict[st
 
 
 def start_daemon(name: str, argv: list[str], expected_cmdline: list[str], log_path: Path,
-                 slot: int | None = None) -> tuple[Daemon, subprocess.Popen]:
+                 slot: int | None = None, extra_environment: dict[str, str] | None = None,
+                 ) -> tuple[Daemon, subprocess.Popen]:
     """Start argv detached from our session (it outlives the caller), output to log_path,
     marked as the lab of ``slot``'s when one is given.
 
@@ -80,6 +81,8 @@ def start_daemon(name: str, argv: list[str], expected_cmdline: list[str], log_pa
     (e.g. `ip netns exec ... unshare ... sh -c 'exec sshd'` ends as sshd under the same pid).
     """
     environment = None if slot is None else marked_environment(slot)
+    if extra_environment:
+        environment = {**(environment or os.environ), **extra_environment}
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
                                    stderr=subprocess.STDOUT, start_new_session=True,

@@ -116,3 +116,53 @@ def next_subset(last_index: int | None, count: int) -> int:
     if last_index is None or last_index >= count:
         return 1
     return last_index + 1
+
+
+@dataclass(frozen=True)
+class RecordedBackup:
+    """The newest backup the inventory recorded as done: its snapshot and when it ended."""
+
+    snapshot_id: str  # as the backup reported it (restic 0.14: the short id)
+    ended_at: datetime  # the inventory's time of the backup's end (UTC)
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    """Which snapshot a restore proof restores, and whether the repository still holds what the
+    inventory recorded (``rollback``: the sentence naming both snapshots, else None)."""
+
+    snapshot: Snapshot | None
+    rollback: str | None
+    note: str  # what was decided, as a logged sentence
+
+
+def check_against_record(snapshots: Sequence[Snapshot], recorded: RecordedBackup | None) -> RecordCheck:
+    """The snapshot the inventory recorded for the service's newest backup, never merely the
+    newest in the repository: a repository rolled back to an older copy of its files (or whose
+    newest snapshot was forgotten) still restores fine, so only the record shows it; a snapshot
+    newer than the record was never recorded by a backup (a run killed before recording it, or
+    one added by a key holder) and proves nothing about the backups."""
+    newest = snapshots[-1] if snapshots else None
+    newest_text = f"{newest.short_id} of {newest.time:%Y-%m-%d %H:%M:%S} UTC" if newest else "none"
+    if recorded is None:
+        if newest is None:
+            raise PlanRefused(["the repository holds no snapshot of this service: run a backup first"])
+        return RecordCheck(newest, None, f"no backup of this service is recorded in the inventory: proving the "
+                                         f"repository's newest snapshot {newest_text}")
+    recorded_text = f"{recorded.snapshot_id[:8]} (backup ended {recorded.ended_at:%Y-%m-%d %H:%M:%S} UTC)"
+    # restic 0.14's backup summary names the snapshot by its short id: a prefix of the full one
+    matches = [snapshot for snapshot in snapshots if snapshot.id.startswith(recorded.snapshot_id)]
+    if not matches:
+        how = "older than" if newest and newest.time < recorded.ended_at else "not"
+        return RecordCheck(None, (
+            f"rolled back: the repository no longer holds snapshot {recorded_text}, the newest backup the inventory "
+            f"recorded; its newest snapshot is {newest_text}, {how} the recorded one. The repository was restored "
+            f"from an older copy or its newest snapshots were forgotten: find out who changed the storage host, "
+            f"then back up now"), f"recorded snapshot {recorded.snapshot_id[:8]} is missing")
+    snapshot = matches[0]
+    newer = [other.short_id for other in snapshots if other.time > snapshot.time]
+    note = f"proving snapshot {snapshot.short_id}, the one the inventory recorded for the newest backup"
+    if newer:
+        note += (f"; newer snapshot(s) {', '.join(newer[-5:])} were never recorded by a backup (a run killed before "
+                 f"recording, or added by someone else) and are not proven")
+    return RecordCheck(snapshot, None, note)

@@ -9,7 +9,8 @@ transfer. Production receives only the key's *public* half, installed in its own
 - ``restrict``: no shell, pty, forwarding or agent;
 - ``from``: only the mirror's address may use it;
 - ``expiry-time``: sshd refuses it after a few minutes even if nobody removes it (a transfer
-  needs the key only to log in; the running connection outlives it);
+  needs the key only to log in; the running connection outlives it). sshd checks it on
+  production's clock, so ``now`` is production's time (``planning/host_clocks.py``), not ours;
 - ``command``: ``VIEW_SCRIPT``, which never reads what the client asked for. In a mount
   namespace of its own it mounts an empty tmpfs, binds the service's declared paths into it
   (read-only, each at its own absolute path), and hands the connection to **rsync's daemon**
@@ -30,6 +31,8 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from hotspare.planning.host_clocks import CLOCK_COMMAND
 
 TRANSFER_KEYS_FILE = "/etc/ssh/hotspare_transfer_keys"
 VIEW_PATH = "/usr/local/lib/hotspare/transfer-view"
@@ -105,7 +108,8 @@ exec rsync --server --daemon --config={CONFIG_PATH} .
 
 # One command installs (mode "add") or removes (mode "remove") lines under a lock, keeping every
 # other line: removes expired hotspare lines of any service and, on "add", any older line of the
-# same service (a dead run's), then appends the new line. On "add" it also (re)writes the view
+# same service (a dead run's), then appends the new line; it prints production's clock last
+# (``host_clocks.CLOCK_COMMAND``), so the install measures the skew at no extra round trip. On "add" it also (re)writes the view
 # script and the daemon's configuration and makes the view's mount point, each file through a
 # temporary name of its own: the lock is the keys file's, and hosts that share one /usr/local
 # (the lab's hosts do) must not move each other's half-written file.
@@ -134,8 +138,8 @@ awk -v mode="$mode" -v service="$service" -v tag="$tag" -v now="$now" -v marker=
   }
   { print }' "$file" > "$file.new" || exit 1
 if [ "$mode" = add ]; then printf '%s\n' "$line" >> "$file.new" || exit 1; fi
-chmod 0600 "$file.new" && mv -f "$file.new" "$file"
-'''.replace("MARKER", KEY_MARKER)
+chmod 0600 "$file.new" && mv -f "$file.new" "$file" || exit 1
+'''.replace("MARKER", KEY_MARKER) + CLOCK_COMMAND
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,7 @@ def unsafe_command_word(word: str) -> bool:
 
 def transfer_key_line(public_key: str, *, service: str, tag: str, source_address: str,
                       paths: list[str], now: datetime) -> TransferKey:
-    """The restricted authorized_keys line for one transfer (``now`` is UTC)."""
+    """The restricted authorized_keys line for one transfer (``now``: production's clock, UTC)."""
     for word in [service, tag, source_address, *paths]:
         if unsafe_command_word(word):
             raise ValueError(f"cannot put {word!r} into a transfer key's forced command (spaces, quotes or "
