@@ -171,11 +171,11 @@ class Holding:
 
 def live_holding(service: str) -> Holding | None:
     """The service's lock as held now, or None when it is free or its lease expired (holder gone)."""
-    with session() as db:
-        row = db.get(ServiceRow, service)
-        if row and row.lock_holder and row.lock_expires and as_utc(row.lock_expires) > utcnow():
-            return Holding(row.lock_holder, row.lock_token or 0, row.lock_expires)
-    return None
+    with session() as db:  # judged by the inventory's clock, as every lease is
+        row = db.execute(select(ServiceRow.lock_holder, ServiceRow.lock_token, ServiceRow.lock_expires).where(
+            ServiceRow.name == service, ServiceRow.lock_holder.is_not(None),
+            ServiceRow.lock_expires > database_time())).one_or_none()
+    return Holding(row[0], row[1] or 0, row[2]) if row else None
 
 
 def wait_while_held(service: str, seconds: float, held_by=lambda holder: True,
