@@ -7,6 +7,7 @@ and reads small outputs.
 
 from __future__ import annotations
 
+import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -153,8 +154,11 @@ def _host_facts(fleet: Fleet, service: str, source: str, target: str, data_paths
             return connection.run(argv, timeout=600).text
 
     with ThreadPoolExecutor(2) as pool:
-        production = pool.submit(ask, source, preflight_facts.production_facts_argv(data_paths))
-        mirror = pool.submit(ask, target, preflight_facts.mirror_facts_argv(service, verified, unverified))
+        # each thread in a copy of the run's context: the run's SSH certificate, its logger
+        production = pool.submit(contextvars.copy_context().run, ask, source,
+                                 preflight_facts.production_facts_argv(data_paths))
+        mirror = pool.submit(contextvars.copy_context().run, ask, target,
+                             preflight_facts.mirror_facts_argv(service, verified, unverified))
         return preflight_facts.parse_production_facts(production.result()), preflight_facts.parse_mirror_facts(mirror.result())
 
 
