@@ -183,6 +183,31 @@ def test_an_expired_certificate_or_one_from_another_address_is_refused(lab, flee
     assert opens(fleet, "prod-east", *current)  # the positive control: same CA, same host, valid now
 
 
+def test_the_status_page_certificate_runs_only_sftp_whatever_is_asked(lab, fleet):
+    """``force-command=internal-sftp``: the upload (a bounded probe, then SFTP) works; a command
+    asked for never runs (its would-be output is absent, the file it would write stays absent)."""
+    from hotspare import access
+    from hotspare.adapters.ssh import Login, SshConnection
+    from hotspare.adapters.ssh_ca import Signing, sign
+    from hotspare.keys import generate_ed25519
+    from lab_helpers import host_path
+
+    private_key, public_key = generate_ed25519("test")
+    certificate = sign(lab.directory / "ssh_ca", public_key,
+                       Signing("run-page", ("web-vault",), "-1m:+10m", (lab.layout.gateway,), "internal-sftp"))
+    marker = host_path(lab.env(), "web-vault", "/home/forced-command-escaped")
+    marker.unlink(missing_ok=True)
+    with SshConnection(access.endpoint(fleet, "web-vault"), Login("root", private_key, certificate)) as connection:
+        connection.run(["true"], timeout=10, check=False)  # the upload's link probe still ends (else: TransientError)
+        result = connection.run(["sh", "-c", "echo escaped; touch /home/forced-command-escaped"], timeout=10, check=False)
+        sftp = connection.open_sftp()
+        try:
+            assert "hostname" in sftp.listdir("/etc")
+        finally:
+            sftp.close()
+    assert b"escaped" not in result.stdout and not marker.exists()
+
+
 def test_a_certificate_of_another_authority_is_refused(lab, fleet, tmp_path):
     from hotspare.adapters.ssh_ca import Signing, sign
     from hotspare.keys import generate_ed25519
