@@ -5,7 +5,8 @@ Per certificate, N times each, against the bare tool in the same run:
 1. bare ``ssh-keygen -s CA -I … -n … -V … -O clear -O source-address=…`` on a key file;
 2. the signer (``adapters/ssh_ca.sign``: key check, temporary folder, the same ssh-keygen);
 3. the issuer's whole answer over HTTP on loopback: token, Prefect run lookup (run, flow,
-   inputs), inventory, plan, signature — for a running run of ``replicate-service``;
+   inputs), inventory, plan, signature — for a running run of ``replicate-service``; and its
+   two lookups alone, in this process;
 4. an ed25519 key pair made in memory (the run's key);
 5. an SSH login to prod-east (connect, authenticate, ``true``): the block's key vs the certificate.
 
@@ -106,6 +107,11 @@ def measure(lab, env: dict, home: Path, count: int) -> dict:
         issued = request_certificate(url, token, run_id, public_key)
         rows["issuer over HTTP (lookup + plan + sign)"] = milliseconds(
             lambda: request_certificate(url, token, run_id, public_key), count)
+        # its parts, in this process: the Prefect lookup and the inventory read
+        from hotspare.issuer import facts
+
+        rows["  part: Prefect lookup (run, flow, inputs)"] = milliseconds(lambda: facts.run_facts(run_id), count)
+        rows["  part: fleet + inventory (layout)"] = milliseconds(facts.fleet_layout, count)
     finally:
         issuer.kill()
         issuer.wait(timeout=10)
