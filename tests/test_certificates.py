@@ -21,7 +21,6 @@ import time
 import uuid
 from pathlib import Path
 
-import paramiko
 import pytest
 
 from hotspare.planning.certificates import (
@@ -186,11 +185,12 @@ def test_an_expired_certificate_or_one_from_another_address_is_refused(lab, flee
 def test_the_status_page_certificate_runs_only_sftp_whatever_is_asked(lab, fleet):
     """``force-command=internal-sftp``: the upload (a bounded probe, then SFTP) works; a command
     asked for never runs (its would-be output is absent, the file it would write stays absent)."""
+    from lab_helpers import host_path
+
     from hotspare import access
     from hotspare.adapters.ssh import Login, SshConnection
     from hotspare.adapters.ssh_ca import Signing, sign
     from hotspare.keys import generate_ed25519
-    from lab_helpers import host_path
 
     private_key, public_key = generate_ed25519("test")
     certificate = sign(lab.directory / "ssh_ca", public_key,
