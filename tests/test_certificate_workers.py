@@ -51,7 +51,8 @@ def site(lab, lab_env, fleet):
             patch.setenv("HOTSPARE_SSH_ISSUER_URL", issuer.url(lab))
             patch.setenv("HOTSPARE_SSH_ISSUER_TOKEN", tokens["control"])
             access.forget_credentials()
-            lab.register_blocks(ssh_key=False)
+            # `hotspare lab blocks` leaves the SSH key out once the issuer runs
+            assert main(["lab", "blocks", "--dir", str(lab.directory), "--slot", str(lab.slot)]) == 0
             assert main(["fleet", "load", lab_env["fleet_file"]]) == 0
             assert main(["fleet", "claim", "--takeover"]) == 0
             deploy_to_pools(access.loaded_fleet(), ["control", "east", "west"], flows=["failover"])

@@ -74,6 +74,20 @@ def _healthy(lab) -> bool:
         return False
 
 
+def exports(lab) -> dict[str, str]:
+    """What makes this machine's commands (the control site's operator) log in with their runs'
+    certificates too: the issuer's URL and the control site's token; {} when no issuer runs."""
+    from hotspare.lab.processes import is_gone
+
+    recorded = [entry for entry in control.read_state(lab).get("daemons", []) if entry.get("kind") == "issuer"]
+    if not recorded or all(is_gone(entry["pid"]) for entry in recorded):
+        return {}
+    try:
+        return worker_environment(lab, control.FACILITY, tokens(lab))
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
 def worker_environment(lab, site: str, site_tokens: dict[str, str]) -> dict[str, str]:
     """What a worker of ``site`` needs to log in with certificates: the URL and its own token."""
     return {"HOTSPARE_SSH_ISSUER_URL": url(lab), "HOTSPARE_SSH_ISSUER_TOKEN": site_tokens[site]}
