@@ -3,6 +3,12 @@
 Flows and the CLI ask this module for "an SSH connection to prod-east" or "the DNS server of
 zone lab.test"; it reads the fleet document stored in the inventory (so every worker plans from
 the same file) and loads Prefect blocks lazily, once per process.
+
+SSH logins: with the control site's certificate issuer configured (``settings.ssh_issuer``, set
+on facility workers), a flow run logs in with a key pair made in memory for that run and a
+certificate the issuer signed for it (the hosts its plan needs, minutes long, from this site's
+addresses only; docs/trust-model.md); otherwise, and outside a flow run, with the key of the
+server's credentials block (the control site's own).
 """
 
 from __future__ import annotations
@@ -13,13 +19,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
+from hotspare import settings
 from hotspare.adapters.dns import AuthoritativeServer, TsigKey
 from hotspare.adapters.errors import ChannelRefused, MissingConfiguration, TransientError
+from hotspare.adapters.issuer import request_certificate
 from hotspare.adapters.smtp import Relay
 from hotspare.adapters.ssh import Endpoint, Login, SshConnection
 from hotspare.fleet import Fleet, parse_fleet
 from hotspare.inventory import session
 from hotspare.inventory.models import FleetDocumentRow
+from hotspare.keys import generate_ed25519
+from hotspare.planning.certificates import RENEW_BEFORE_SECONDS
 
 
 def loaded_fleet() -> Fleet:
@@ -60,6 +70,60 @@ def login(block_name: str) -> Login:
     return Login(block.user, block.private_key.get_secret_value())
 
 
+CERTIFICATE_USER = "root"  # the user a run's certificate logs in as (the principals name the hosts)
+
+
+def ssh_login(fleet: Fleet, server_name: str) -> tuple[Login, str]:
+    """(login, who it is) for ``server_name``: this run's certificate, or the block's key."""
+    issuer = settings.ssh_issuer()
+    run_id = _current_run_id() if issuer else None
+    if issuer and run_id:
+        return run_certificate(issuer, run_id), f"run-{run_id}"
+    block = fleet.ssh_block_of(fleet.server(server_name))
+    return login(block), block
+
+
+def login_user(fleet: Fleet, server_name: str) -> str:
+    """The remote user hotspare logs in to ``server_name`` as (without loading a key)."""
+    if settings.ssh_issuer() and _current_run_id():
+        return CERTIFICATE_USER
+    return login(fleet.ssh_block_of(fleet.server(server_name))).user
+
+
+def _current_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+_CERTIFICATES: dict[str, tuple[Login, float]] = {}
+_CERTIFICATES_LOCK = threading.Lock()
+
+
+def run_certificate(issuer: tuple[str, str], run_id: str) -> Login:
+    """This run's login: an ed25519 key made in memory and the issuer's certificate for it.
+
+    Asked for once per run and process, and again when it nears its end (a connection opened
+    before stays good: sshd checks a certificate at login only). The key never leaves memory.
+    """
+    with _CERTIFICATES_LOCK:
+        cached = _CERTIFICATES.get(run_id)
+        if cached is not None and time.monotonic() < cached[1]:
+            return cached[0]
+        private_key, public_key = generate_ed25519(f"hotspare-run-{run_id}")
+        issued = request_certificate(issuer[0], issuer[1], run_id, public_key)
+        run_login = Login(CERTIFICATE_USER, private_key, issued.certificate)
+        renew_at = time.monotonic() + max(issued.valid_seconds - RENEW_BEFORE_SECONDS, issued.valid_seconds / 2)
+        _CERTIFICATES[run_id] = (run_login, renew_at)
+    import logging
+
+    logging.getLogger("hotspare.access").info(
+        "SSH certificate %s for %s (valid %d s) from the control site's issuer", issued.key_id,
+        ", ".join(issued.principals), issued.valid_seconds)
+    return run_login
+
+
 @contextmanager
 def connect(fleet: Fleet, server_name: str, *, connect_timeout: float = 10.0) -> Iterator[Lease]:
     """An SSH connection to ``server_name`` for the block, shared across the steps of a run.
@@ -70,10 +134,12 @@ def connect(fleet: Fleet, server_name: str, *, connect_timeout: float = 10.0) ->
     bounded by ``connect_timeout``, since a dead peer can leave a transport "active".
     """
     server = fleet.server(server_name)
-    key = (server.name, server.address, server.ssh_port, server.host_key, fleet.ssh_block_of(server))
+    server_login, identity = ssh_login(fleet, server_name)
+    # a run's certificate is its own: another run in this process never borrows its connection
+    key = (server.name, server.address, server.ssh_port, server.host_key, identity)
     connection = _shared(key, connect_timeout)
     if connection is None:
-        connection = SshConnection(endpoint(fleet, server_name), login(fleet.ssh_block_of(server)), connect_timeout=connect_timeout)
+        connection = SshConnection(endpoint(fleet, server_name), server_login, connect_timeout=connect_timeout)
         connection.connect()
         connection = _adopt(key, connection)
     try:
@@ -212,3 +278,5 @@ def forget_credentials() -> None:
     """Drop cached credentials (after a block was rotated, or between tests)."""
     login.cache_clear()
     tsig_key.cache_clear()
+    with _CERTIFICATES_LOCK:
+        _CERTIFICATES.clear()

@@ -10,6 +10,7 @@ pinned host key (the existing adapter) and reads disk space; remote sites run
 
 from __future__ import annotations
 
+import contextvars
 import json
 import ssl
 import socket
@@ -184,8 +185,10 @@ def control_extras(fleet, targets: RoundTargets, site: str, timeout: float, thre
         reachable = [s for s in targets.servers if tcp_ok.get(s.name)]
         if reachable:
             with ThreadPoolExecutor(max_workers=min(16, len(reachable))) as pool:
-                for found in pool.map(lambda s: login_and_space(fleet, s, timeout, thresholds, site), reachable):
-                    readings += found
+                futures = [pool.submit(contextvars.copy_context().run, login_and_space, fleet, server, timeout, thresholds,
+                                       site) for server in reachable]  # in the run's context (its certificate)
+                for future in futures:
+                    readings += future.result()
     now = datetime.now(timezone.utc)
     for service in targets.services:
         addresses, error = targets.resolved.get(service.name) or (None, "not resolved")

@@ -7,6 +7,7 @@ and reads small outputs.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -175,8 +176,11 @@ def _host_facts(fleet: Fleet, service: str, source: str, target: str, data_paths
             return text, time.time()  # production's clock is its answer's last line: offset against arrival
 
     with ThreadPoolExecutor(2) as pool:
-        production = pool.submit(ask, source, preflight_facts.production_facts_argv(data_paths))
-        mirror = pool.submit(ask, target, preflight_facts.mirror_facts_argv(service, verified, unverified))
+        # each thread in a copy of the run's context: the run's SSH certificate, its logger
+        production = pool.submit(contextvars.copy_context().run, ask, source,
+                                 preflight_facts.production_facts_argv(data_paths))
+        mirror = pool.submit(contextvars.copy_context().run, ask, target,
+                             preflight_facts.mirror_facts_argv(service, verified, unverified))
         production_text, received = production.result()
         return ((preflight_facts.parse_production_facts(production_text), received),
                 preflight_facts.parse_mirror_facts(mirror.result()[0]))

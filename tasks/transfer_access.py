@@ -66,7 +66,7 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
     """
     production = access.endpoint(fleet, source)
     mirror = access.endpoint(fleet, target)
-    user = access.login(fleet.ssh_block_of(fleet.server(source))).user
+    user = access.login_user(fleet, source)
     # a random suffix: two transfers must never share (and remove) each other's key or folder
     tag = f"{purpose}-{secrets.token_hex(4)}"
     private_key, public_key = generate_ed25519(f"hotspare-transfer-{service}")

@@ -9,6 +9,7 @@ the copy began are reported as such, not as corruption.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -54,8 +55,9 @@ def verify_content(service: str, copy_id: str, source: str, target: str, unreada
     row = next(row for row in copies.copies_of(service) if row.id == copy_id)
     tree = plan.copy_tree(service, copy_id)
     with ThreadPoolExecutor(2) as pool:  # both listings at once: one file walk per host
-        production_listing, copy_listing = pool.map(
-            lambda server_paths: _listing(fleet, *server_paths), [(source, paths), (target, [tree + path for path in paths])])
+        production_listing, copy_listing = [future.result() for future in [  # in the run's context (its certificate)
+            pool.submit(contextvars.copy_context().run, _listing, fleet, server, server_paths)
+            for server, server_paths in [(source, paths), (target, [tree + path for path in paths])]]]
     on_production = scope_plan.parse_sized_listing(production_listing)
     in_copy = scope_plan.parse_sized_listing(copy_listing, tree)
     scope = _scope(fleet, service, copy_id, target, row, on_production, in_copy, changed, full, spec.exclude, paths)
@@ -112,7 +114,8 @@ def _compare_named_files(fleet, source: str, target: str, tree: str, files: list
         return digests.parse_digests(output)
 
     with ThreadPoolExecutor(2) as pool:
-        on_production, in_copy = pool.map(read, [source, target], ["", tree])
+        on_production, in_copy = [future.result() for future in [  # in the run's context (its certificate)
+            pool.submit(contextvars.copy_context().run, read, server, prefix) for server, prefix in [(source, ""), (target, tree)]]]
     comparison = digests.compare(files, on_production, in_copy)
     return list(comparison.itemized), set(comparison.unreadable), set(comparison.vanished), comparison.production_mtimes
 
@@ -233,10 +236,9 @@ def verify_host(service: str, source: str, target: str, data_bytes: int = 0) -> 
     fleet = access.loaded_fleet()
     spec = fleet.service(service)
     with ThreadPoolExecutor(2) as pool:  # both hosts at once: one round trip each
-        production_facts, mirror_facts = pool.map(
-            lambda server_path: hardware_facts(fleet, *server_path),
-            [(source, spec.data_paths[0]), (target, plan.COPIES_ROOT)],
-        )
+        production_facts, mirror_facts = [future.result() for future in [  # in the run's context (its certificate)
+            pool.submit(contextvars.copy_context().run, hardware_facts, fleet, server, path)
+            for server, path in [(source, spec.data_paths[0]), (target, plan.COPIES_ROOT)]]]
     declared = {name: fleet.server(name).hardware for name in (source, target)}
     problems = plan.compare_hardware(
         production_facts, mirror_facts,

@@ -113,8 +113,12 @@ def test_lab_env_gives_the_exports_that_point_commands_at_the_control_site(contr
     assert main(["lab", "env", "--exports", "--dir", str(lab.directory)]) == 0
     exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
                     for line in capsys.readouterr().out.splitlines())
+    from hotspare.lab import issuer
+
     assert exported == {**control_site["client"], "HOTSPARE_LAB_DIR": str(lab.directory),
-                        "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml")}
+                        "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml"),
+                        "HOTSPARE_SSH_ISSUER_URL": issuer.url(lab),
+                        "HOTSPARE_SSH_ISSUER_TOKEN": issuer.tokens(lab)["control"]}
     assert main(["lab", "env", "--json", "--dir", str(lab.directory)]) == 0
     assert '"exports"' in capsys.readouterr().out
 

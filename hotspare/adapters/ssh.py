@@ -58,10 +58,15 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Login:
-    """Who to log in as. ``private_key`` is the key text; keep it out of logs (repr hides it)."""
+    """Who to log in as. ``private_key`` is the key text; keep it out of logs (repr hides it).
+
+    ``certificate``: an OpenSSH certificate of that key (``ssh-ed25519-cert-v01@openssh.com ...``),
+    issued for one run by the control site (``hotspare/issuer``); the server checks its principals,
+    source addresses and validity."""
 
     user: str
     private_key: str = field(repr=False)
+    certificate: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,17 @@ def _private_key(text: str) -> paramiko.PKey:
         except (paramiko.SSHException, ValueError):
             continue
     raise PermanentError("the SSH private key in the credentials block is not a readable unencrypted key")
+
+
+def _login_key(login: Login) -> paramiko.PKey:
+    """The login's private key, carrying its certificate when it has one."""
+    key = _private_key(login.private_key)
+    if login.certificate:
+        try:
+            key.load_certificate(login.certificate)
+        except ValueError:
+            raise PermanentError("the SSH certificate does not belong to this run's key") from None
+    return key
 
 
 def _pinned_host_key(endpoint: Endpoint) -> tuple[str, paramiko.PKey]:
@@ -144,7 +160,7 @@ class SshConnection:
                 endpoint.address,
                 port=endpoint.port,
                 username=self.login.user,
-                pkey=_private_key(self.login.private_key),
+                pkey=_login_key(self.login),
                 timeout=self.connect_timeout,
                 banner_timeout=self.connect_timeout,
                 auth_timeout=self.connect_timeout,
@@ -159,6 +175,9 @@ class SshConnection:
             ) from None
         except paramiko.AuthenticationException:
             client.close()
+            if self.login.certificate:
+                raise PermanentError(f"{where} refused the certificate login of {self.login.user!r}: the run's "
+                                     "certificate does not name this host, came from another address or expired") from None
             raise PermanentError(f"{where} refused the login of {self.login.user!r}: check the credentials block") from None
         except paramiko.SSHException as error:
             client.close()

@@ -19,8 +19,11 @@ log = logging.getLogger("hotspare.lab")
 class LabBlocks:
     """The lab's credentials as Prefect blocks (mixin of ``Lab``)."""
 
-    def register_blocks(self) -> list[str]:
+    def register_blocks(self, ssh_key: bool = True) -> list[str]:
         """Save the lab's credentials as Prefect blocks in the current Prefect API.
+
+        ``ssh_key=False`` leaves the fleet-wide SSH key out: where every run logs in with a
+        certificate from the control site's issuer, no API client can read a standing key.
 
         Imports Prefect and the block classes only here, so importing the lab never needs
         a Prefect server.
@@ -44,6 +47,8 @@ class LabBlocks:
                                             port=stored["smtp"]["port"],
                                             username=None, password=None, starttls=False),
         }
+        if not ssh_key:
+            del blocks[BLOCK_NAMES["ssh"]]
         for service in SERVICES:
             blocks[restic_block(service.name)] = BackupRepositoryPassword(
                 password=stored["restic"]["passwords"][service.name])

@@ -62,6 +62,11 @@ class LabBuilding:
         client_private, client_public = generate_ed25519("hotspare-lab-client")
         write_private(self._path("client_key"), client_private)
         self._path("client_key.pub").write_text(client_public + "\n")
+        # The control site's SSH certificate authority: its private half stays in the lab folder
+        # (the control site's); hosts trust the public half (hotspare/issuer, docs/trust-model.md).
+        ca_private, ca_public = generate_ed25519("hotspare-lab-ssh-ca")
+        write_private(self._path("ssh_ca"), ca_private)
+        self._path("ssh_ca.pub").write_text(ca_public + "\n")
         host_keys = {}
         for host in HOSTS:
             ssh_dir = self.host_root(host) / "ssh"
@@ -71,6 +76,9 @@ class LabBuilding:
             write_private(ssh_dir / "ssh_host_ed25519_key", private)
             (ssh_dir / "ssh_host_ed25519_key.pub").write_text(public + "\n")
             (ssh_dir / "authorized_keys").write_text(client_public + "\n")
+            (ssh_dir / "trusted_user_ca_keys").write_text(ca_public + "\n")
+            (ssh_dir / "principals").mkdir()
+            (ssh_dir / "principals" / "root").write_text(host.name + "\n")  # a certificate must name this host
             host_keys[host.name] = " ".join(public.split()[:2])
         self._path("known_hosts").write_text(render.known_hosts(
             [(self.layout.address(host), host_keys[host.name]) for host in HOSTS]))
@@ -110,7 +118,8 @@ class LabBuilding:
             ssh_dir = root / "ssh"
             (ssh_dir / "sshd_config").write_text(render.sshd_config(
                 self.layout.address(host), ssh_dir / "ssh_host_ed25519_key",
-                ssh_dir / "sshd.pid", ssh_dir / "authorized_keys", storage=host.role == "storage"))
+                ssh_dir / "sshd.pid", ssh_dir / "authorized_keys", storage=host.role == "storage",
+                certificate_authority=ssh_dir / "trusted_user_ca_keys", principals_folder=ssh_dir / "principals"))
         disks.setup(self.directory, self.host_root)  # btrfs /srv of production, mirror, standby
         for service in SERVICES:
             self._install_service(service, host_by_name(service.production), python,

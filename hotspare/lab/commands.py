@@ -198,8 +198,15 @@ def _env(args) -> int:
 
 @_reporting_errors
 def _blocks(args) -> int:
-    names = _lab(args).register_blocks()
+    from hotspare.lab import issuer
+
+    lab = _lab(args)
+    certificates = bool(issuer.exports(lab))
+    names = lab.register_blocks(ssh_key=not certificates)
     print(f"saved blocks: {', '.join(names)}")
+    if certificates:
+        print("no SSH key block: the control site's issuer signs a certificate per run (docs/trust-model.md); "
+              "`eval \"$(hotspare lab env --exports)\"` lets this shell's runs ask for theirs")
     return 0
 
 

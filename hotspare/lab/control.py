@@ -93,9 +93,11 @@ def client_environment(lab) -> dict[str, str]:
 
 def exports(lab) -> dict[str, str]:
     """What points a shell's commands at the control site (``hotspare lab env --exports``): its
-    API, auth string and inventory, the lab folder and the fleet file. Read from the 0600
+    API, auth string and inventory, its SSH certificate issuer, the lab folder and the fleet file. Read from the 0600
     ``client.json`` when asked, never stored in env.json."""
-    return {**client_environment(lab), "HOTSPARE_LAB_DIR": str(lab.directory),
+    from hotspare.lab import issuer  # the SSH certificate issuer, when the workers' site has one
+
+    return {**client_environment(lab), **issuer.exports(lab), "HOTSPARE_LAB_DIR": str(lab.directory),
             "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml")}
 
 

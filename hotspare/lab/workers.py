@@ -7,7 +7,8 @@ namespace: it can no longer reach the Prefect server or the inventory). Workers 
 project's code through the shared filesystem (deployments use the project folder as their
 source) and the lab's DNS and SMTP through a loopback relay (``relay.py``).
 
-    start_workers(lab)   control site first (control.py), then relays and workers
+    start_workers(lab)   control site first (control.py), its SSH certificate issuer (issuer.py),
+                         then relays and workers (each logs in to hosts with its runs' certificates)
     worker_status(lab)   {pool: ONLINE/OFFLINE...} as the Prefect server sees them
 """
 
@@ -19,9 +20,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hotspare.lab import control
+from hotspare.lab import control, issuer
 from hotspare.lab.errors import LabError
 from hotspare.lab.topology import host_by_name
+from hotspare.planning.certificates import Requester
 
 POOL_PREFIX = "hotspare-"
 # Seconds between a worker's polls for runs (Prefect's default is 10): the lab's runs start fast.
@@ -66,6 +68,8 @@ def start_workers(lab, wait: bool = True) -> list[dict]:
     env = lab.env()
     site = control.start_site(lab)
     client = control.client_environment(lab)
+    # workers log in to hosts with certificates per run from the control site, never a key of their own
+    site_tokens = issuer.start_issuer(lab, requesters(lab))
     project = str(Path(__file__).resolve().parents[2])
     relay_ports = [str(env["dns"]["port"]), str(env["smtp"]["port"])]
     prefect = str(Path(sys.executable).parent / "prefect")
@@ -77,7 +81,8 @@ def start_workers(lab, wait: bool = True) -> list[dict]:
         environment = {**control.base_environment(lab, f"worker-{spec.facility}"), **client,
                        "PYTHONPATH": project, "HOTSPARE_SITE": spec.facility,
                        "PREFECT_WORKER_QUERY_SECONDS": str(QUERY_SECONDS),
-                       "PREFECT_WORKER_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
+                       "PREFECT_WORKER_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+                       **issuer.worker_environment(lab, spec.facility, site_tokens)}
         command = [prefect, "worker", "start", "--pool", spec.pool, "--type", "process", "--name", spec.name(lab)]
         daemon, _ = control.start_in_netns(lab, f"worker {spec.facility}", namespace, command, environment,
                                            control.folder(lab) / f"worker-{spec.facility}.log")
@@ -90,6 +95,18 @@ def start_workers(lab, wait: bool = True) -> list[dict]:
     if wait:
         wait_online(lab, client)
     return workers
+
+
+def requesters(lab) -> list[Requester]:
+    """The issuer's sites: each worker from its network's address, for its own pool; the control
+    site also from the bridge's address (the machine's own commands)."""
+    sites = []
+    for spec in WORKERS:
+        if spec.network_of == control.FACILITY:
+            sites.append(Requester(spec.facility, (control.address(lab), lab.layout.gateway), (spec.pool,), control=True))
+        else:
+            sites.append(Requester(spec.facility, (lab.layout.address(host_by_name(spec.network_of)),), (spec.pool,)))
+    return sites
 
 
 def _start_relay(lab, spec: WorkerSpec, command: list[str]):
