@@ -23,11 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-from hotspare.lab import network
+from hotspare.lab import network, proxy
 from hotspare.lab.errors import LabError
 from hotspare.lab.postgres import PostgresServer
 from hotspare.lab.processes import MARK, Daemon, is_gone, netns_inode, run, runs_command, stop_netns_processes, stop_pid
 from hotspare.local_secrets import write_private
+from hotspare.planning import database_roles as roles
 
 log = logging.getLogger("hotspare.lab")
 
@@ -108,11 +109,64 @@ def start_site(lab) -> dict:
     database = _database_from_template(lab)
     record(lab, database.start(), kind="postgres")
     database.set_password(secrets.token_urlsafe(24))  # never the template's
-    auth_string = "hotspare:" + secrets.token_urlsafe(32)
-    client = {"api_url": api_url(lab), "api_auth_string": auth_string, "database_url": database.url("inventory")}
+    passwords = database.apply_roles(_migrate_inventory)  # users per role, none a superuser
+    server_auth_string = "prefect-server:" + secrets.token_urlsafe(32)  # only nginx sends it
+    configuration = proxy.prepare(lab.slot, folder(lab), proxy.lab_identities(facility_blocks(lab)),
+                                  listen=f"{address(lab)}:{PREFECT_PORT}", upstream=f"127.0.0.1:{PREFECT_PORT}",
+                                  upstream_auth_string=server_auth_string, netns=netns(lab))
+    urls = {role: database.role_url(role, passwords[role], roles.INVENTORY_DATABASE)
+            for role in (roles.CONTROL, roles.WORKER, roles.REPORTING)}
+    client = {"api_url": api_url(lab), "api_auth_string": proxy.auth_string(folder(lab), proxy.CONTROL_IDENTITY),
+              "database_url": urls[roles.CONTROL],
+              "worker_database_url": urls[roles.WORKER], "reporting_database_url": urls[roles.REPORTING]}
     write_private(folder(lab) / "client.json", json.dumps(client, indent=2) + "\n")
-    _start_prefect_server(lab, database.url("prefect", driver="asyncpg"), auth_string)
+    prefect_url = database.role_url(roles.PREFECT, passwords[roles.PREFECT], roles.PREFECT_DATABASE, driver="asyncpg")
+    _start_prefect_server(lab, prefect_url, server_auth_string, configuration)
     return describe(lab)
+
+
+def facility_blocks(lab) -> dict[str, tuple[str, ...]]:
+    """The blocks each facility's worker may read with their secrets (``planning/api_access``).
+
+    A facility's worker runs the runbooks that must work while the control site is lost
+    (failover, facility failover, reprotect, replication): SSH logins, the DNS update key, the
+    BMC (fencing) and the mail relay. Backup passwords stay with the control site's backup and
+    rebuild runs, the phone providers with its incident runs, which page."""
+    from hotspare.lab import bmc, phone
+    from hotspare.lab.topology import BLOCK_NAMES, SERVICES, restic_block
+
+    facility = (BLOCK_NAMES["ssh"], BLOCK_NAMES["tsig"], BLOCK_NAMES["smtp"], bmc.BMC_BLOCK)
+    control_only = (*phone.BLOCK_NAMES.values(), *(restic_block(service.name) for service in SERVICES))
+    return {"east": facility, "west": facility, FACILITY: facility + control_only}
+
+
+def identity_environment(lab, name: str) -> dict[str, str]:
+    """PREFECT_API_URL and PREFECT_API_AUTH_STRING of one identity (a person or a worker)."""
+    return {"PREFECT_API_URL": api_url(lab), "PREFECT_API_AUTH_STRING": proxy.auth_string(folder(lab), name)}
+
+
+def _migrate_inventory(url: str) -> None:
+    """The inventory's tables, made by the control user (their owner) before grants on them."""
+    from hotspare.inventory.db import migrate
+
+    engine = _inventory_engine(url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def _inventory_engine(url: str):
+    from sqlalchemy import create_engine
+
+    return create_engine(url, connect_args={"options": "-c timezone=UTC"})
+
+
+def database_urls(lab) -> dict[str, str]:
+    """The inventory's URL per role (control, worker, reporting), from the 0600 client.json."""
+    client = json.loads((folder(lab) / "client.json").read_text())
+    return {"control": client["database_url"], "worker": client["worker_database_url"],
+            "reporting": client["reporting_database_url"]}
 
 
 def _template() -> Path:
@@ -183,23 +237,32 @@ def _add_network(lab) -> None:
                         "configuring the control site", netns(lab))
 
 
-def _start_prefect_server(lab, database_url: str, auth_string: str) -> None:
+def _start_prefect_server(lab, database_url: str, auth_string: str, proxy_configuration: Path) -> None:
+    """The Prefect server on the namespace's loopback, and nginx in front of it on the site's
+    address: every client, the UI included, goes through the proxy (``proxy.py``)."""
     prefect = str(Path(sys.executable).parent / "prefect")
-    command = [prefect, "server", "start", "--host", address(lab), "--port", str(PREFECT_PORT)]
+    upstream = f"http://127.0.0.1:{PREFECT_PORT}/api"
+    command = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)]
     environment = {**base_environment(lab, "server"),
                    "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
                    "PREFECT_SERVER_API_AUTH_STRING": auth_string, "PREFECT_API_AUTH_STRING": auth_string,
-                   "PREFECT_UI_API_URL": api_url(lab), "PREFECT_API_URL": api_url(lab)}
+                   "PREFECT_UI_API_URL": api_url(lab), "PREFECT_API_URL": upstream}
     daemon, process = start_in_netns(lab, "prefect server", netns(lab), command, environment,
                                      folder(lab) / "prefect-server.log")
     record(lab, daemon, kind="prefect-server")
+    nginx, nginx_process = start_in_netns(lab, "api proxy", netns(lab), proxy.command(proxy_configuration),
+                                          base_environment(lab, "proxy"), folder(lab) / "proxy.log")
+    record(lab, nginx, kind="proxy")
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process.poll() is not None or nginx_process.poll() is not None:
             break
-        if _healthy(api_url(lab)):
+        if _healthy(api_url(lab)):  # through the proxy: both are up
             return
         time.sleep(0.5)
+    if nginx_process.poll() is not None:
+        tail = (proxy.folder(lab.slot) / "error.log").read_text(errors="replace")[-3000:]
+        raise LabError(f"the control site's API proxy (nginx) ended at start; its error log ends:\n{tail}")
     tail = Path(daemon.log).read_text(errors="replace")[-3000:]
     raise LabError(f"the control site's Prefect server ({api_url(lab)}) did not become healthy within "
                    f"{SERVER_START_SECONDS:g} s; its log ends:\n{tail}")
@@ -253,6 +316,7 @@ def stop_site(lab) -> list[str]:
         run(["ip", "netns", "del", netns(lab)], "deleting the control site's namespace")
         sentences.append(f"deleted namespace {netns(lab)}")
     _state_file(lab).unlink(missing_ok=True)
+    proxy.remove(lab.slot)
     shutil.rmtree(postgres_folder(lab).parent, ignore_errors=True)
     _forget_in_env(lab)
     for sentence in sentences:
