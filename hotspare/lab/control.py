@@ -26,7 +26,16 @@ from pathlib import Path
 from hotspare.lab import network, proxy
 from hotspare.lab.errors import LabError
 from hotspare.lab.postgres import PostgresServer
-from hotspare.lab.processes import MARK, Daemon, is_gone, netns_inode, run, runs_command, stop_netns_processes, stop_pid
+from hotspare.lab.processes import (
+    MARK,
+    Daemon,
+    is_gone,
+    netns_inode,
+    run,
+    runs_command,
+    stop_netns_processes,
+    stop_pid,
+)
 from hotspare.local_secrets import write_private
 from hotspare.planning import database_roles as roles
 

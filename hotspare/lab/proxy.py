@@ -31,7 +31,15 @@ from pathlib import Path
 
 from hotspare.lab.errors import LabError
 from hotspare.local_secrets import write_private
-from hotspare.planning.api_access import APPROVER, CONTROL, OPERATOR, VIEWER, WORKER, Identity, render_nginx
+from hotspare.planning.api_access import (
+    APPROVER,
+    CONTROL,
+    OPERATOR,
+    VIEWER,
+    WORKER,
+    Identity,
+    render_nginx,
+)
 
 log = logging.getLogger("hotspare.lab")
 
@@ -99,7 +107,7 @@ def prepare(slot: int, control_folder: Path, identities: list[Identity], listen:
     write_private(configuration, render_nginx(identities, listen=listen, upstream=upstream, folder=str(place),
                                               upstream_auth_string=upstream_auth_string, user=NGINX_GROUP))
     check = subprocess.run(["ip", "netns", "exec", netns, str(NGINX), "-t", "-q", "-c", str(configuration), "-p", str(place)],
-                           capture_output=True, text=True, timeout=30)
+                           capture_output=True, text=True, timeout=30, check=False)
     if check.returncode != 0:
         raise LabError(f"the API proxy's nginx configuration {configuration} is refused by nginx -t: "
                        f"{check.stderr.strip()}")
@@ -124,7 +132,7 @@ def pwd_uid(name: str) -> int:
 def _hash(password: str) -> str:
     """SHA-512-crypt of ``password`` (openssl, password on stdin, never in argv)."""
     result = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password + "\n", capture_output=True,
-                            text=True, timeout=30)
+                            text=True, timeout=30, check=False)
     if result.returncode != 0 or not result.stdout.startswith("$6$"):
         raise LabError(f"openssl passwd -6 failed: {result.stderr.strip()}")
     return result.stdout.strip()

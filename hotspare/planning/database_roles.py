@@ -73,7 +73,7 @@ def cluster_statements(existing_roles: set[str]) -> tuple[str, ...]:
         f"ALTER DATABASE {ident(PREFECT_DATABASE)} OWNER TO {ident(PREFECT)}",
         f"REVOKE ALL ON DATABASE {ident(INVENTORY_DATABASE)} FROM PUBLIC",
         f"REVOKE ALL ON DATABASE {ident(PREFECT_DATABASE)} FROM PUBLIC",
-        f"REVOKE ALL ON DATABASE postgres FROM PUBLIC",
+        "REVOKE ALL ON DATABASE postgres FROM PUBLIC",
         f"GRANT CONNECT ON DATABASE {ident(INVENTORY_DATABASE)} TO {ident(WORKER)}, {ident(REPORTING)}",
     ]
     return tuple(statements)
@@ -83,12 +83,12 @@ def inventory_statements(tables: list[str]) -> tuple[str, ...]:
     """Grants in the inventory database on ``tables`` (its existing tables, owned by control)."""
     worker, reporting, control = ident(WORKER), ident(REPORTING), ident(CONTROL)
     statements = [
-        f"REVOKE ALL ON SCHEMA public FROM PUBLIC",
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC",
         f"GRANT USAGE ON SCHEMA public TO {worker}, {reporting}",
         # what the control user creates from now on
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {control} IN SCHEMA public GRANT SELECT ON TABLES TO {reporting}",
-        f"ALTER DEFAULT PRIVILEGES FOR ROLE {control} IN SCHEMA public "
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {worker}",
+        (f"ALTER DEFAULT PRIVILEGES FOR ROLE {control} IN SCHEMA public "
+         f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {worker}"),
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {control} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {worker}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {worker}",
     ]
