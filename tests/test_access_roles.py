@@ -73,7 +73,7 @@ def forget_credentials() -> None:
     from hotspare import access
 
     access.close_connections()
-    for cached in (access.login, access.tsig_key, access.bmc_login, access.smtp_relay):
+    for cached in (access.login, access.tsig_key, access.bmc_login):
         cached.cache_clear()
 
 

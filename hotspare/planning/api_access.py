@@ -276,6 +276,8 @@ http {{
       if ($hotspare_resume != prefect) {{ return 403; }}
       proxy_method POST;
       proxy_pass_request_body off;
+      # proxy_set_header here replaces the server's list: the upstream login again, JSON, nothing else
+      proxy_set_header Authorization "{upstream_authorization}";
       proxy_set_header Content-Type application/json;
       proxy_set_body '{{"key": "{APPROVER_RECORD_PREFIX}$request_id", "value": "\\\\"$remote_user\\\\""}}';
       proxy_pass http://prefect/api/flow_runs/$hotspare_run/input;
