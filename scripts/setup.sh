@@ -40,7 +40,7 @@ if ! (
     for path in /usr/sbin/sshd /usr/sbin/named /usr/bin/restic /usr/bin/rsync /usr/bin/dig /usr/bin/nsupdate \
                 /usr/sbin/ip /usr/bin/curl /usr/sbin/tsig-keygen /usr/bin/python3 /usr/bin/ssh-keygen \
                 /usr/bin/rrsync /usr/bin/btrfs /usr/sbin/losetup /usr/bin/ipmi_sim /usr/bin/sdrcomp /usr/bin/ipmitool \
-                /usr/bin/pg_ctlcluster /usr/bin/chromium /usr/bin/pdftoppm; do
+                /usr/bin/pg_ctlcluster /usr/bin/chromium /usr/bin/pdftoppm /usr/sbin/nginx /usr/bin/openssl; do
       [ -x "$path" ] || return 0
     done
     return 1
@@ -51,7 +51,7 @@ if ! (
       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         openssh-server openssh-client rsync bind9 bind9-utils bind9-dnsutils restic iproute2 curl \
         procps passwd python3 btrfs-progs util-linux openipmi ipmitool postgresql chromium poppler-utils \
-        fonts-dejavu-core
+        fonts-dejavu-core nginx openssl
   }
 
   install_python() {
@@ -64,7 +64,7 @@ if ! (
   }
 
   if packages_missing; then
-    stage "installing Debian packages (openssh, rsync, bind9, restic, btrfs, openipmi, postgresql, chromium)" install_packages || exit 1
+    stage "installing Debian packages (openssh, rsync, bind9, restic, btrfs, openipmi, postgresql, nginx, chromium)" install_packages || exit 1
   fi
   venv="$HOTSPARE_ROOT/.venv"
   stamp="$venv/.lock-sha256"

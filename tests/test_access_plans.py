@@ -4,14 +4,21 @@ and who counts as a person for readiness (no lab; the lab tests are test_access_
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from hotspare.planning import api_access, database_roles
-from hotspare.planning.api_access import APPROVER, CONTROL, OPERATOR, VIEWER, WORKER, Identity
+from hotspare.planning.api_access import (
+    APPROVER,
+    CONTROL,
+    OPERATOR,
+    VIEWER,
+    WORKER,
+    Identity,
+)
 
-NOW = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 IDENTITIES = [Identity("control", CONTROL), Identity("worker-east", WORKER, ("lab-ssh", "lab-tsig")),
               Identity("ada", VIEWER), Identity("otto", OPERATOR), Identity("april", APPROVER)]
 
@@ -25,7 +32,7 @@ def decide(config: str, user: str, method: str, path: str, args: str = "") -> st
     """Evaluate the rendered maps the way nginx does (first matching regex wins)."""
 
     def lookup(name: str, key: str) -> str:
-        block = re.search(r"map \S+ \$" + name + r" \{\n(.*?)\n  \}", config, re.S).group(1)
+        block = re.search(r"map \S+ \$" + name + r" \{\n(.*?)\n  \}", config, re.DOTALL).group(1)
         default = "refused"
         for line in block.splitlines():
             line = line.strip()
@@ -116,7 +123,7 @@ def test_an_up_front_approval_counts_only_from_an_approver_the_control_site_or_a
     from hotspare.planning.approval import Approval
 
     given = Approval("failover of app1", "0123456789abcdef", "typed name", "up front (yes)")
-    by = lambda role, name, subflow=False: RunProvenance(True, (role, name), subflow, "id")  # noqa: E731
+    by = lambda role, name, subflow=False: RunProvenance(True, (role, name), subflow, "id")
     assert up_front_by_identity(given, by(APPROVER, "april"))[0].operator == "april"
     assert up_front_by_identity(given, by(CONTROL, "control"))[0] == given
     assert up_front_by_identity(given, by(WORKER, "worker-east", subflow=True))[0] == given
