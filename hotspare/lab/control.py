@@ -109,6 +109,15 @@ def exports(lab) -> dict[str, str]:
             "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml")}
 
 
+def person_exports(lab, name: str) -> dict[str, str]:
+    """A person's shell (``lab env --exports --as NAME``): their own API login through the proxy,
+    the inventory's read-only user, and the proxy's approval records trusted by their runs."""
+    if name not in {person.name for person in proxy.PEOPLE}:
+        raise LabError(f"--as {name}: the lab's people are {', '.join(person.name for person in proxy.PEOPLE)}")
+    return {**identity_environment(lab, name), "HOTSPARE_DB_URL": database_urls(lab)["reporting"],
+            "HOTSPARE_API_PROXY": "1"}
+
+
 def start_site(lab) -> dict:
     """Network location, PostgreSQL and the Prefect server; returns the env's ``control`` part."""
     stop_site(lab)

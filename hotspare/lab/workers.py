@@ -78,7 +78,7 @@ def start_workers(lab, wait: bool = True) -> list[dict]:
         # its own API login (what its runs may read and do) and the inventory's worker user
         environment = {**control.base_environment(lab, f"worker-{spec.facility}"), **client,
                        **control.identity_environment(lab, identity_name(spec.facility)),
-                       "HOTSPARE_DB_URL": control.database_urls(lab)["worker"],
+                       "HOTSPARE_DB_URL": control.database_urls(lab)["worker"], "HOTSPARE_API_PROXY": "1",
                        "PYTHONPATH": project, "HOTSPARE_SITE": spec.facility,
                        "PREFECT_WORKER_QUERY_SECONDS": str(QUERY_SECONDS),
                        "PREFECT_WORKER_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS)}
