@@ -192,6 +192,8 @@ def test_a_worker_loads_the_blocks_its_runs_need_and_no_backup_password(site, la
     from prefect.exceptions import PrefectHTTPStatusError
 
     from blocks.credentials import BackupRepositoryPassword, DnsUpdateKey, PhoneProvider
+    from hotspare.adapters.errors import MissingConfiguration
+    from tasks.backup import repository_password
 
     stored = json.loads((lab.directory / "secrets.json").read_text())
     with as_identity(lab, "worker-east"):
@@ -200,6 +202,9 @@ def test_a_worker_loads_the_blocks_its_runs_need_and_no_backup_password(site, la
             with pytest.raises(PrefectHTTPStatusError) as refused:
                 block_class.load(name)
             assert refused.value.response.status_code == 403
+        # what a backup run on east's worker says: one sentence, no traceback
+        with pytest.raises(MissingConfiguration, match="may not read its secrets"):
+            repository_password("lab-restic-app1")
     with as_identity(lab, "control"):  # the control site's backup runs do read it
         assert BackupRepositoryPassword.load("lab-restic-app1").password.get_secret_value() == \
             stored["restic"]["passwords"]["app1"]
