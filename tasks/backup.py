@@ -43,10 +43,9 @@ class ResticFailed(PermanentError):
 
 def repository_password(block_name: str) -> str:
     """The repository password from its block; only ever handed to ``run_restic``."""
-    from blocks.credentials import BackupRepositoryPassword
-
     from prefect.exceptions import PrefectHTTPStatusError
 
+    from blocks.credentials import BackupRepositoryPassword
     from hotspare.access import refused_block
 
     try:
