@@ -128,10 +128,9 @@ def start_site(lab) -> dict:
     record(lab, database.start(), kind="postgres")
     database.set_password(secrets.token_urlsafe(24))  # never the template's
     passwords = database.apply_roles(_migrate_inventory)  # users per role, none a superuser
-    server_auth_string = "prefect-server:" + secrets.token_urlsafe(32)  # only nginx sends it
     configuration = proxy.prepare(lab.slot, folder(lab), proxy.lab_identities(facility_blocks(lab)),
                                   listen=f"{address(lab)}:{PREFECT_PORT}", upstream=f"127.0.0.1:{PREFECT_PORT}",
-                                  upstream_auth_string=server_auth_string, netns=netns(lab))
+                                  netns=netns(lab))
     urls = {role: database.role_url(role, passwords[role], roles.INVENTORY_DATABASE)
             for role in (roles.CONTROL, roles.WORKER, roles.REPORTING)}
     client = {"api_url": api_url(lab), "api_auth_string": proxy.auth_string(folder(lab), proxy.CONTROL_IDENTITY),
@@ -139,7 +138,7 @@ def start_site(lab) -> dict:
               "worker_database_url": urls[roles.WORKER], "reporting_database_url": urls[roles.REPORTING]}
     write_private(folder(lab) / "client.json", json.dumps(client, indent=2) + "\n")
     prefect_url = database.role_url(roles.PREFECT, passwords[roles.PREFECT], roles.PREFECT_DATABASE, driver="asyncpg")
-    _start_prefect_server(lab, prefect_url, server_auth_string, configuration)
+    _start_prefect_server(lab, prefect_url, configuration)
     return describe(lab)
 
 
@@ -255,15 +254,15 @@ def _add_network(lab) -> None:
                         "configuring the control site", netns(lab))
 
 
-def _start_prefect_server(lab, database_url: str, auth_string: str, proxy_configuration: Path) -> None:
+def _start_prefect_server(lab, database_url: str, proxy_configuration: Path) -> None:
     """The Prefect server on the namespace's loopback, and nginx in front of it on the site's
-    address: every client, the UI included, goes through the proxy (``proxy.py``)."""
+    address: every client, the UI included, goes through the proxy (``proxy.py``), which is the
+    only authentication (the server's own auth string would refuse every run's websocket)."""
     prefect = str(Path(sys.executable).parent / "prefect")
     upstream = f"http://127.0.0.1:{PREFECT_PORT}/api"
     command = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)]
     environment = {**base_environment(lab, "server"),
                    "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
-                   "PREFECT_SERVER_API_AUTH_STRING": auth_string, "PREFECT_API_AUTH_STRING": auth_string,
                    "PREFECT_UI_API_URL": api_url(lab), "PREFECT_API_URL": upstream}
     daemon, process = start_in_netns(lab, "prefect server", netns(lab), command, environment,
                                      folder(lab) / "prefect-server.log")

@@ -3,7 +3,8 @@ login per person and per worker (``planning/api_access.py`` decides what each ro
 
     control netns   nginx on <control address>:4200  (every client: people, workers, commands)
                       └─> Prefect server on 127.0.0.1:4200 of the same namespace, behind an
-                          auth string only nginx holds
+                          nothing else reaches (Prefect's websockets cannot be re-authenticated
+                          by a proxy, so the server has no auth string of its own)
 
 Passwords are generated here (the system's cryptographic random) into the control site's
 private folder, one file per identity (``identities/<name>``, 0600, the line a client sets as
@@ -78,7 +79,7 @@ def auth_string(control_folder: Path, name: str) -> str:
 
 
 def prepare(slot: int, control_folder: Path, identities: list[Identity], listen: str, upstream: str,
-            upstream_auth_string: str, netns: str) -> Path:
+            netns: str) -> Path:
     """Passwords (new each time), the htpasswd file and the configuration; returns the
     configuration's path. Checked with ``nginx -t`` in ``netns`` (it binds the address)."""
     if not NGINX.exists():
@@ -106,7 +107,7 @@ def prepare(slot: int, control_folder: Path, identities: list[Identity], listen:
     os.chown(htpasswd, 0, group)
     configuration = place / "nginx.conf"
     write_private(configuration, render_nginx(identities, listen=listen, upstream=upstream, folder=str(place),
-                                              upstream_auth_string=upstream_auth_string, user=NGINX_GROUP))
+                                              user=NGINX_GROUP))
     check = subprocess.run(["ip", "netns", "exec", netns, str(NGINX), "-t", "-q", "-c", str(configuration), "-p", str(place)],
                            capture_output=True, text=True, timeout=30, check=False)
     if check.returncode != 0:

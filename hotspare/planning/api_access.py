@@ -5,8 +5,11 @@ Prefect's open-source server knows one shared auth string and no users. hotspare
 well-kept authenticating reverse proxy) in front of it: every person and every worker logs in
 with its own name and password (HTTP basic auth, checked by nginx against an htpasswd file), and
 nginx decides from the name's role, the method and the path whether the request reaches the
-server. The server itself listens on loopback only, behind its own auth string that only nginx
-sends. Pure: identities in, configuration text out.
+server. The server itself listens on the control host's loopback only, without an auth string of
+its own: Prefect 3's websockets (``/api/events/in``, which every run's process opens) authenticate
+in-band with the server's own string, which a proxy cannot substitute, so nginx strips each
+client's ``Authorization`` and is the only authentication. Pure: identities in, configuration
+text out.
 
 Roles (``ROLE_RULES``):
 
@@ -172,14 +175,13 @@ def secret_rules(identities: list[Identity]) -> list[str]:
 
 
 def render_nginx(identities: list[Identity], *, listen: str, upstream: str, folder: str,
-                 upstream_auth_string: str, user: str = "www-data") -> str:
+                 user: str = "www-data") -> str:
     """The whole nginx configuration (foreground, its own pid, logs and temp folders in ``folder``)."""
     problems = [problem for identity in identities for problem in identity.problems()]
     names = [identity.name for identity in identities]
     problems += [f"identity {name!r} is listed twice" for name in sorted(set(names)) if names.count(name) > 1]
     if problems:
         raise ValueError("; ".join(problems))
-    upstream_authorization = "Basic " + base64.b64encode(upstream_auth_string.encode()).decode()
     roles = "\n".join(f'    "{identity.name}" {identity.role};' for identity in identities)
     provenance_names = "\n".join(
         f'    "{identity.name}" "{base64.b64encode(provenance(identity).encode()).decode()}";' for identity in identities)
@@ -252,7 +254,7 @@ http {{
     auth_basic_user_file {folder}/htpasswd;
     proxy_http_version 1.1;
     proxy_set_header Host $host;
-    proxy_set_header Authorization "{upstream_authorization}";
+    proxy_set_header Authorization "";  # a person's password goes no further than nginx
     proxy_set_header Prefect-Automation-Id $hotspare_provenance_id;
     proxy_set_header Prefect-Automation-Name $hotspare_provenance_name;
     proxy_set_header Upgrade $http_upgrade;
@@ -277,7 +279,7 @@ http {{
       proxy_method POST;
       proxy_pass_request_body off;
       # proxy_set_header here replaces the server's list: the upstream login again, JSON, nothing else
-      proxy_set_header Authorization "{upstream_authorization}";
+      proxy_set_header Authorization "";  # a person's password goes no further than nginx
       proxy_set_header Content-Type application/json;
       proxy_set_body '{{"key": "{APPROVER_RECORD_PREFIX}$request_id", "value": "\\\\"$remote_user\\\\""}}';
       proxy_pass http://prefect/api/flow_runs/$hotspare_run/input;
