@@ -302,3 +302,18 @@ def test_resuming_a_gated_run_needs_an_approver_who_is_recorded_by_the_proxys_na
     records = call(site, lab, "control", "POST", f"/flow_runs/{run['id']}/input/filter",
                    json={"prefix": "hotspare-approver-", "limit": 10, "exclude_keys": []}).json()
     assert [json.loads(record["value"]) for record in records] == ["april"]  # none for the refused three
+
+
+def test_a_persons_shell_gets_their_own_login_and_the_read_only_inventory(site, lab, capsys):
+    import shlex
+
+    from hotspare.cli import main
+
+    assert main(["lab", "env", "--exports", "--as", "april", "--dir", str(lab.directory)]) == 0
+    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
+                    for line in capsys.readouterr().out.splitlines())
+    assert exported["PREFECT_API_AUTH_STRING"] == ":".join(login(lab, "april"))
+    assert exported["HOTSPARE_DB_URL"] == site["databases"]["reporting"]
+    assert exported["HOTSPARE_API_PROXY"] == "1"
+    assert main(["lab", "env", "--exports", "--as", "worker-east", "--dir", str(lab.directory)]) == 1
+    assert "the lab's people are ada, otto, april" in capsys.readouterr().err

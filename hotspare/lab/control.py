@@ -139,7 +139,18 @@ def start_site(lab) -> dict:
     write_private(folder(lab) / "client.json", json.dumps(client, indent=2) + "\n")
     prefect_url = database.role_url(roles.PREFECT, passwords[roles.PREFECT], roles.PREFECT_DATABASE, driver="asyncpg")
     _start_prefect_server(lab, prefect_url, configuration)
+    _record_in_env(lab)
     return describe(lab)
+
+
+def _record_in_env(lab) -> None:
+    """The env's ``control`` part, so `lab env --exports` finds the site (workers or not)."""
+    path = lab.directory / "env.json"
+    env = json.loads(path.read_text())
+    env["control"] = describe(lab)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(env, indent=2) + "\n")
+    temporary.replace(path)
 
 
 def facility_blocks(lab) -> dict[str, tuple[str, ...]]:
