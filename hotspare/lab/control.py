@@ -128,7 +128,7 @@ def start_site(lab) -> dict:
     record(lab, database.start(), kind="postgres")
     database.set_password(secrets.token_urlsafe(24))  # never the template's
     passwords = database.apply_roles(_migrate_inventory)  # users per role, none a superuser
-    configuration = proxy.prepare(lab.slot, folder(lab), proxy.lab_identities(facility_blocks(lab)),
+    configuration = proxy.prepare(lab.slot, folder(lab), proxy.lab_identities(proxy.facility_blocks()),
                                   listen=f"{address(lab)}:{PREFECT_PORT}", upstream=f"127.0.0.1:{PREFECT_PORT}",
                                   netns=netns(lab))
     urls = {role: database.role_url(role, passwords[role], roles.INVENTORY_DATABASE)
@@ -151,21 +151,6 @@ def _record_in_env(lab) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(env, indent=2) + "\n")
     temporary.replace(path)
-
-
-def facility_blocks(lab) -> dict[str, tuple[str, ...]]:
-    """The blocks each facility's worker may read with their secrets (``planning/api_access``).
-
-    A facility's worker runs the runbooks that must work while the control site is lost
-    (failover, facility failover, reprotect, replication): SSH logins, the DNS update key, the
-    BMC (fencing) and the mail relay. Backup passwords stay with the control site's backup and
-    rebuild runs, the phone providers with its incident runs, which page."""
-    from hotspare.lab import bmc, phone
-    from hotspare.lab.topology import BLOCK_NAMES, SERVICES, restic_block
-
-    facility = (BLOCK_NAMES["ssh"], BLOCK_NAMES["tsig"], BLOCK_NAMES["smtp"], bmc.BMC_BLOCK)
-    control_only = (*phone.BLOCK_NAMES.values(), *(restic_block(service.name) for service in SERVICES))
-    return {"east": facility, "west": facility, FACILITY: facility + control_only}
 
 
 def identity_environment(lab, name: str) -> dict[str, str]:

@@ -60,6 +60,21 @@ def lab_identities(facility_blocks: dict[str, tuple[str, ...]]) -> list[Identity
     return [Identity(CONTROL_IDENTITY, CONTROL), *workers, *PEOPLE]
 
 
+def facility_blocks() -> dict[str, tuple[str, ...]]:
+    """The blocks each facility's worker may read with their secrets (``planning/api_access``).
+
+    A facility's worker runs the runbooks that must work while the control site is lost
+    (failover, facility failover, reprotect, replication): SSH logins, the DNS update key, the
+    BMC (fencing) and the mail relay. Backup passwords stay with the control site's backup and
+    rebuild runs, the phone providers with its incident runs, which page."""
+    from hotspare.lab import bmc, phone
+    from hotspare.lab.topology import BLOCK_NAMES, SERVICES, restic_block
+
+    facility = (BLOCK_NAMES["ssh"], BLOCK_NAMES["tsig"], BLOCK_NAMES["smtp"], bmc.BMC_BLOCK)
+    control_only = (*phone.BLOCK_NAMES.values(), *(restic_block(service.name) for service in SERVICES))
+    return {"east": facility, "west": facility, "control": facility + control_only}
+
+
 def folder(slot: int) -> Path:
     """Outside the lab folder (0700 root): nginx's workers (www-data) must pass through it."""
     return Path(f"/var/tmp/hotspare-lab-{slot}") / "proxy"
