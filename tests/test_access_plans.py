@@ -154,3 +154,17 @@ def test_readiness_counts_people_not_shared_or_machine_logins():
             for name in ("root", "worker-west", "april")]
     [failover] = [item for item in judge_readiness([], [], runs, [], NOW).procedures if item.procedure == "failover"]
     assert failover.people == ("april",)
+
+
+def test_a_persons_own_api_login_names_who_runs_a_command(monkeypatch):
+    import getpass
+
+    from hotspare.inventory.runs import current_operator
+
+    monkeypatch.delenv("HOTSPARE_OPERATOR", raising=False)
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "april:a-long-random-password")
+    assert current_operator() == "april"
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "hotspare:the-shared-string")  # not a person: the login name
+    assert current_operator() == getpass.getuser()
+    monkeypatch.setenv("HOTSPARE_OPERATOR", "Dana Ops")  # named explicitly (a shared service account)
+    assert current_operator() == "Dana Ops"
