@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
+from uuid import UUID
 
 import pydantic
 from prefect import get_run_logger
@@ -177,12 +178,12 @@ def _recorded_approver(flow_run_id: str | None) -> str | None:
     if flow_run_id is None:
         return None
     with get_client(sync_client=True) as client:
-        records = client.filter_flow_run_input(flow_run_id, APPROVER_RECORD_PREFIX, 200, set())
-        answers = [item for item in client.filter_flow_run_input(flow_run_id, "paused-", 200, set())
-                   if item.key.endswith("-response")]
-    if not answers:
+        records = client.filter_flow_run_input(UUID(flow_run_id), APPROVER_RECORD_PREFIX, 200, set())
+        answered = [item.created for item in client.filter_flow_run_input(UUID(flow_run_id), "paused-", 200, set())
+                    if item.key.endswith("-response") and item.created is not None]
+    if not answered:
         return None
-    answered_at = max(item.created for item in answers)
+    answered_at = max(answered)
 
     def value(item):
         try:
@@ -190,7 +191,8 @@ def _recorded_approver(flow_run_id: str | None) -> str | None:
         except orjson.JSONDecodeError:
             return None
 
-    return approver_from_records([(item.key, item.created, value(item)) for item in records], answered_at)
+    return approver_from_records([(item.key, item.created, value(item)) for item in records if item.created is not None],
+                                 answered_at)
 
 
 def cancelled_state(error: PlanRejected) -> State:

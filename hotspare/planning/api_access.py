@@ -54,6 +54,7 @@ import base64
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 VIEWER, OPERATOR, APPROVER, WORKER, CONTROL = "viewer", "operator", "approver", "worker", "control"
 PEOPLE_ROLES = (VIEWER, OPERATOR, APPROVER)
@@ -146,7 +147,7 @@ def provenance_id(identity: Identity) -> str:
     return str(uuid.uuid5(_NAMESPACE, identity.name))
 
 
-def approver_from_records(records: list[tuple[str, object, str]], answered_at) -> str | None:
+def approver_from_records(records: list[tuple[str, datetime, object]], answered_at: datetime) -> str | None:
     """The approver of an answer: the newest ``(key, created, value)`` approver record made at
     or before ``answered_at`` (nginx stores one, before passing each approver's resume on)."""
     made = [(created, value) for key, created, value in records

@@ -96,10 +96,11 @@ def inventory_statements(tables: list[str]) -> tuple[str, ...]:
         name = ident(table)
         statements += [f"REVOKE ALL ON TABLE {name} FROM {worker}, {reporting}",
                        f"GRANT SELECT ON TABLE {name} TO {worker}, {reporting}"]
+        writable = FLEET_COLUMNS.get(table, ())
         if table not in FLEET_COLUMNS:
             statements.append(f"GRANT INSERT, UPDATE, DELETE ON TABLE {name} TO {worker}")
-        elif FLEET_COLUMNS[table]:
-            columns = ", ".join(ident(column) for column in FLEET_COLUMNS[table])
+        elif writable:
+            columns = ", ".join(ident(column) for column in writable)
             statements.append(f"GRANT UPDATE ({columns}) ON TABLE {name} TO {worker}")
     return tuple(statements)
 
