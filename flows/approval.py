@@ -11,11 +11,14 @@ failing it; reject, or an up-front approval that outlived its window, ends the r
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
+from uuid import UUID
 
 import pydantic
 from prefect import get_run_logger
@@ -28,6 +31,13 @@ from hotspare.inventory import approvals
 from hotspare.inventory.clock import database_now
 from hotspare.inventory.models import utcnow
 from hotspare.inventory.runs import current_operator
+from hotspare.planning.api_access import (
+    APPROVER,
+    APPROVER_RECORD_PREFIX,
+    UP_FRONT_APPROVER_ROLES,
+    approver_from_records,
+    parse_provenance,
+)
 from hotspare.planning.approval import (
     GATE_ANSWERS,
     UP_FRONT_WINDOW_SECONDS,
@@ -85,16 +95,22 @@ def await_approval(subject: str, digest: str, markdown: str, yes: bool, approved
     ``PlanNotApproved`` for an up-front digest of another plan, and Prefect's
     ``FlowPauseTimeout`` when nobody answers within ``timeout_seconds`` in all.
     """
+    logger = get_run_logger()
+    provenance = _run_provenance()
     approval = approved_up_front(subject, digest, yes, approved_plan_digest, current_operator(),
                                  expires_at or _default_deadline(), database_now())
     if approval is not None:
-        return approval
+        approval, refusal = up_front_by_identity(approval, provenance)
+        if approval is not None:
+            return approval
+        logger.warning("%s: %s; asking at the pause instead", subject, refusal)
     deadline = time.monotonic() + timeout_seconds
     with _offered_on_the_phone(phone, digest, timeout_seconds):
-        return _answers_at_the_gate(subject, digest, markdown, deadline)
+        return _answers_at_the_gate(subject, digest, markdown, deadline, provenance)
 
 
-def _answers_at_the_gate(subject: str, digest: str, markdown: str, deadline: float) -> Approval:
+def _answers_at_the_gate(subject: str, digest: str, markdown: str, deadline: float,
+                         provenance: RunProvenance) -> Approval:
     logger = get_run_logger()
     reason = "no answer yet"
     answers = 0
@@ -108,7 +124,7 @@ def _answers_at_the_gate(subject: str, digest: str, markdown: str, deadline: flo
         except pydantic.ValidationError as error:  # resumed without a complete answer
             outcome: Approval | str = f"the answer was incomplete ({error.error_count()} field(s) missing or invalid)"
         else:
-            outcome = answer_at_the_gate(subject, digest, answer.decision, answer.plan_digest, answer.operator)
+            outcome = _judge_answer(subject, digest, answer, provenance)
         if isinstance(outcome, Approval):
             return outcome
         reason = outcome
@@ -133,6 +149,90 @@ def _offered_on_the_phone(phone: tuple[str, str] | None, digest: str, timeout_se
         yield
     finally:
         approvals.end_approval(str(run_id))
+
+
+@dataclass(frozen=True)
+class RunProvenance:
+    """Who started this run as the API proxy saw it (``planning/api_access.py``)."""
+
+    behind_proxy: bool  # HOTSPARE_API_PROXY=1, or the run carries the proxy's stamp
+    creator: tuple[str, str] | None  # (role, name) the proxy stamped on the run, if any
+    subflow: bool  # started by another run (its approval binds this one)
+    flow_run_id: str | None
+
+
+def _run_provenance() -> RunProvenance:
+    """Read from the server: the ``created_by`` nginx stamped when this run was created."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.id
+    behind = os.environ.get("HOTSPARE_API_PROXY") == "1"
+    if run_id is None:
+        return RunProvenance(behind, None, False, None)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+    creator = parse_provenance(run.created_by.display_value if run.created_by else None)
+    return RunProvenance(behind or creator is not None, creator, run.parent_task_run_id is not None, str(run_id))
+
+
+def up_front_by_identity(approval: Approval, provenance: RunProvenance) -> tuple[Approval | None, str]:
+    """Behind the proxy an up-front approval counts from whoever the proxy says started the run:
+    an approver (recorded by name), the control site (``HOTSPARE_OPERATOR`` as before), or a
+    parent run (a subflow carries its parent's approval). From anyone else it does not count."""
+    if not provenance.behind_proxy or provenance.subflow or provenance.creator is None:
+        return approval, ""
+    role, name = provenance.creator
+    if role == APPROVER:
+        return replace(approval, operator=name), ""
+    if role in UP_FRONT_APPROVER_ROLES:
+        return approval, ""
+    return None, f"the run was started by {name} ({role}), and only an approver may approve a plan up front"
+
+
+def _judge_answer(subject: str, digest: str, answer, provenance: RunProvenance) -> Approval | str:
+    """The answer at the pause; behind the proxy its approver is the identity the proxy recorded
+    with the resume, whatever name was typed in the form."""
+    if not provenance.behind_proxy:
+        return answer_at_the_gate(subject, digest, answer.decision, answer.plan_digest, answer.operator)
+    approver = _recorded_approver(provenance.flow_run_id) or _phone_approver(provenance.flow_run_id, answer.plan_digest)
+    if approver is None:
+        return "no approver was recorded by the API proxy with this answer: resume the run through the proxy as an approver"
+    if answer.operator.strip() and answer.operator.strip() != approver:
+        get_run_logger().info("%s: the form names %r; the proxy authenticated %s, who is recorded", subject,
+                              answer.operator.strip(), approver)
+    return answer_at_the_gate(subject, digest, answer.decision, answer.plan_digest, approver)
+
+
+def _phone_approver(flow_run_id: str | None, digest: str) -> str | None:
+    """An approver who approved exactly this plan from the phone (recorded by the control site's
+    webhook after its own checks: ``hotspare/phone_approvals.py``)."""
+    return approvals.phone_approver(flow_run_id, digest) if flow_run_id else None
+
+
+def _recorded_approver(flow_run_id: str | None) -> str | None:
+    """The approver nginx recorded on this run just before the newest answer it received."""
+    import orjson
+    from prefect.client.orchestration import get_client
+
+    if flow_run_id is None:
+        return None
+    with get_client(sync_client=True) as client:
+        records = client.filter_flow_run_input(UUID(flow_run_id), APPROVER_RECORD_PREFIX, 200, set())
+        answered = [item.created for item in client.filter_flow_run_input(UUID(flow_run_id), "paused-", 200, set())
+                    if item.key.endswith("-response") and item.created is not None]
+    if not answered:
+        return None
+    answered_at = max(answered)
+
+    def value(item):
+        try:
+            return orjson.loads(item.value)
+        except orjson.JSONDecodeError:
+            return None
+
+    return approver_from_records([(item.key, item.created, value(item)) for item in records if item.created is not None],
+                                 answered_at)
 
 
 def cancelled_state(error: PlanRejected) -> State:

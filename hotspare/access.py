@@ -52,6 +52,8 @@ def endpoint(fleet: Fleet, server_name: str) -> Endpoint:
 
 
 def _load_block(block_class, name: str):
+    from prefect.exceptions import PrefectHTTPStatusError
+
     try:
         return block_class.load(name)
     except ValueError as error:
@@ -59,6 +61,18 @@ def _load_block(block_class, name: str):
             f"Prefect block {name!r} ({block_class.__name__}) could not be loaded: {error}. "
             "Create it in the Prefect UI or with `hotspare lab blocks` for the lab."
         ) from None
+    except PrefectHTTPStatusError as error:
+        if error.response.status_code != 403:
+            raise
+        raise refused_block(name, block_class.__name__) from None
+
+
+def refused_block(name: str, kind: str) -> MissingConfiguration:
+    """The API refused this login the block's secrets (the proxy's secrets by need)."""
+    return MissingConfiguration(
+        f"Prefect block {name!r} ({kind}): this API login may not read its secrets (HTTP 403 from the API "
+        "proxy); runs that need it belong where it is granted (backup passwords and phone providers: the "
+        "control site), see docs/access.md")
 
 
 @lru_cache(maxsize=16)

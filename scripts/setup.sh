@@ -41,7 +41,7 @@ if ! (
                 /usr/sbin/ip /usr/bin/curl /usr/sbin/tsig-keygen /usr/bin/python3 /usr/bin/ssh-keygen \
                 /usr/bin/rrsync /usr/bin/btrfs /usr/sbin/losetup /usr/bin/ipmi_sim /usr/bin/sdrcomp /usr/bin/ipmitool \
                 /usr/bin/pg_ctlcluster /usr/bin/chromium /usr/bin/pdftoppm /usr/sbin/unbound \
-                /usr/bin/faketime; do
+                /usr/bin/faketime /usr/sbin/nginx /usr/bin/openssl; do
       [ -x "$path" ] || return 0
     done
     return 1
@@ -52,7 +52,7 @@ if ! (
       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         openssh-server openssh-client rsync bind9 bind9-utils bind9-dnsutils restic iproute2 curl \
         procps passwd python3 btrfs-progs util-linux openipmi ipmitool postgresql chromium poppler-utils \
-        fonts-dejavu-core unbound faketime
+        fonts-dejavu-core unbound faketime nginx openssl
   }
 
   install_python() {
@@ -65,7 +65,7 @@ if ! (
   }
 
   if packages_missing; then
-    stage "installing Debian packages (openssh, rsync, bind9, restic, btrfs, openipmi, postgresql, chromium)" install_packages || exit 1
+    stage "installing Debian packages (openssh, rsync, bind9, restic, btrfs, openipmi, postgresql, nginx, chromium)" install_packages || exit 1
   fi
   venv="$HOTSPARE_ROOT/.venv"
   stamp="$venv/.lock-sha256"

@@ -43,12 +43,19 @@ class ResticFailed(PermanentError):
 
 def repository_password(block_name: str) -> str:
     """The repository password from its block; only ever handed to ``run_restic``."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
     from blocks.credentials import BackupRepositoryPassword
+    from hotspare.access import refused_block
 
     try:
         block = BackupRepositoryPassword.load(block_name)
     except ValueError as error:
         raise PermanentError(f"Prefect block {block_name!r} (BackupRepositoryPassword) could not be loaded: {error}") from None
+    except PrefectHTTPStatusError as error:
+        if error.response.status_code != 403:
+            raise
+        raise refused_block(block_name, "BackupRepositoryPassword") from None
     return block.password.get_secret_value()
 
 

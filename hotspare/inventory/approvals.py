@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import UniqueConstraint, update
+from sqlalchemy import UniqueConstraint, delete, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, select
 
 from hotspare.inventory import db as inventory_db
@@ -39,6 +40,22 @@ class PendingApprovalRow(SQLModel, table=True):
     status: str = WAITING  # waiting | approved | ended
     decided_by: str = ""
     decided_via: str = ""
+
+
+class ApprovalDecisionRow(SQLModel, table=True):
+    """A plan approved from the phone, written by the webhook at the control site only (a facility
+    worker's database user may read it, never write it: ``planning/database_roles.py``). One per
+    plan: of two approvers pressing 2 at once, the first insert wins."""
+
+    __tablename__ = "approval_decision"
+    __table_args__ = (UniqueConstraint("approval_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    approval_id: int = Field(foreign_key="pending_approval.id")
+    flow_run_id: str = Field(index=True)
+    digest: str
+    decided_by: str
+    decided_via: str
+    decided_at: datetime = Field(default_factory=utcnow)
 
 
 class ApprovalOfferRow(SQLModel, table=True):
@@ -165,20 +182,37 @@ def offers_of(approval_id: int, number: str) -> list[Offer]:
 
 
 def decide(approval_id: int, digest: str, by: str, via: str, now: datetime | None = None) -> bool:
-    """Mark the approval approved by ``by`` if it still waits, unexpired, for ``digest``; False
-    when another answer (or the run's end) came first."""
+    """Record the plan approved by ``by`` if it still waits, unexpired, for ``digest``; False when
+    another answer (or the run's end) came first. The decision row's unique plan decides a race."""
     moment = now or utcnow()
+    plan = get_approval(approval_id)
+    if plan is None or plan.status != WAITING or plan.digest != digest or plan.expires_at <= moment:
+        return False
+    try:
+        with inventory_db.session() as db:
+            db.add(ApprovalDecisionRow(approval_id=approval_id, flow_run_id=plan.flow_run_id, digest=digest,
+                                       decided_by=by, decided_via=via))
+    except IntegrityError:
+        return False
     with inventory_db.session() as db:
-        result = db.exec(update(PendingApprovalRow)
-                         .where(PendingApprovalRow.id == approval_id, PendingApprovalRow.status == WAITING,
-                                PendingApprovalRow.digest == digest, PendingApprovalRow.expires_at > moment)
-                         .values(status="approved", decided_by=by, decided_via=via))
-        return result.rowcount == 1
+        db.exec(update(PendingApprovalRow).where(PendingApprovalRow.id == approval_id)
+                .values(status="approved", decided_by=by, decided_via=via))
+    return True
 
 
 def undecide(approval_id: int) -> None:
     """The approved run could not be resumed: the plan waits again (another answer may come)."""
     with inventory_db.session() as db:
+        db.exec(delete(ApprovalDecisionRow).where(ApprovalDecisionRow.approval_id == approval_id))
         db.exec(update(PendingApprovalRow).where(PendingApprovalRow.id == approval_id,
                                                  PendingApprovalRow.status == "approved")
                 .values(status=WAITING, decided_by="", decided_via=""))
+
+
+def phone_approver(flow_run_id: str, digest: str) -> str | None:
+    """Who approved ``digest`` of ``flow_run_id`` from the phone (the webhook's record), or None."""
+    with inventory_db.session() as db:
+        row = db.exec(select(ApprovalDecisionRow).where(ApprovalDecisionRow.flow_run_id == flow_run_id,
+                                                        ApprovalDecisionRow.digest == digest)
+                      .order_by(ApprovalDecisionRow.id.desc())).first()
+        return row.decided_by if row else None

@@ -14,13 +14,19 @@ log = logging.getLogger(__name__)
 
 def current_operator() -> str:
     """Who is running hotspare: ``HOTSPARE_OPERATOR`` (a person's name, for shared service
-    accounts and workers), else the login name; recorded on every run."""
+    accounts and workers), else the name of the API login in ``PREFECT_API_AUTH_STRING`` (a
+    person's own credentials for the API proxy; not a shared ``hotspare…`` string),
+    else the login name; recorded on every run."""
     import getpass
     import os
 
     named = os.environ.get("HOTSPARE_OPERATOR", "").strip()
     if named:
         return named
+    # behind the API proxy a person's own login (name:password) is who runs the command
+    login, separator, _password = os.environ.get("PREFECT_API_AUTH_STRING", "").partition(":")
+    if separator and login.strip() and not login.strip().startswith("hotspare"):
+        return login.strip()
     try:
         return getpass.getuser()
     except (KeyError, OSError):

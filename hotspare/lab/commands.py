@@ -75,6 +75,9 @@ def register(subparsers) -> None:
     env.add_argument("--exports", action="store_true",
                      help="print `export NAME=VALUE` lines that point commands at the control site "
                           "(`eval \"$(hotspare lab env --exports)\"`; needs `lab up --workers`)")
+    env.add_argument("--as", dest="identity", metavar="NAME",
+                     help="with --exports: a person's own API login instead of the control site's "
+                          "(ada viewer, otto operator, april approver) and the read-only inventory user")
     env.set_defaults(func=_env)
     blocks = commands.add_parser("blocks", parents=[common],
                                  help="save the lab's credentials as Prefect blocks")
@@ -191,7 +194,12 @@ def _env(args) -> int:
         return 0
     if "exports" not in env:
         raise LabError(f"the lab in {lab.directory} has no control site; start it with `hotspare lab up --workers`")
-    for name, value in env["exports"].items():
+    exports = env["exports"]
+    if args.identity:
+        from hotspare.lab import control
+
+        exports = {**exports, **control.person_exports(lab, args.identity)}
+    for name, value in exports.items():
         print(f"export {name}={shlex.quote(value)}")
     return 0
 

@@ -23,11 +23,21 @@ import sys
 import time
 from pathlib import Path
 
-from hotspare.lab import network
+from hotspare.lab import network, proxy
 from hotspare.lab.errors import LabError
 from hotspare.lab.postgres import PostgresServer
-from hotspare.lab.processes import MARK, Daemon, is_gone, netns_inode, run, runs_command, stop_netns_processes, stop_pid
+from hotspare.lab.processes import (
+    MARK,
+    Daemon,
+    is_gone,
+    netns_inode,
+    run,
+    runs_command,
+    stop_netns_processes,
+    stop_pid,
+)
 from hotspare.local_secrets import write_private
+from hotspare.planning import database_roles as roles
 
 log = logging.getLogger("hotspare.lab")
 
@@ -101,6 +111,15 @@ def exports(lab) -> dict[str, str]:
             "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml")}
 
 
+def person_exports(lab, name: str) -> dict[str, str]:
+    """A person's shell (``lab env --exports --as NAME``): their own API login through the proxy,
+    the inventory's read-only user, and the proxy's approval records trusted by their runs."""
+    if name not in {person.name for person in proxy.PEOPLE}:
+        raise LabError(f"--as {name}: the lab's people are {', '.join(person.name for person in proxy.PEOPLE)}")
+    return {**identity_environment(lab, name), "HOTSPARE_DB_URL": database_urls(lab)["reporting"],
+            "HOTSPARE_API_PROXY": "1"}
+
+
 def start_site(lab) -> dict:
     """Network location, PostgreSQL and the Prefect server; returns the env's ``control`` part."""
     stop_site(lab)
@@ -110,11 +129,59 @@ def start_site(lab) -> dict:
     database = _database_from_template(lab)
     record(lab, database.start(), kind="postgres")
     database.set_password(secrets.token_urlsafe(24))  # never the template's
-    auth_string = "hotspare:" + secrets.token_urlsafe(32)
-    client = {"api_url": api_url(lab), "api_auth_string": auth_string, "database_url": database.url("inventory")}
+    passwords = database.apply_roles(_migrate_inventory)  # users per role, none a superuser
+    configuration = proxy.prepare(lab.slot, folder(lab), proxy.lab_identities(proxy.facility_blocks()),
+                                  listen=f"{address(lab)}:{PREFECT_PORT}", upstream=f"127.0.0.1:{PREFECT_PORT}",
+                                  netns=netns(lab))
+    urls = {role: database.role_url(role, passwords[role], roles.INVENTORY_DATABASE)
+            for role in (roles.CONTROL, roles.WORKER, roles.REPORTING)}
+    client = {"api_url": api_url(lab), "api_auth_string": proxy.auth_string(folder(lab), proxy.CONTROL_IDENTITY),
+              "database_url": urls[roles.CONTROL],
+              "worker_database_url": urls[roles.WORKER], "reporting_database_url": urls[roles.REPORTING]}
     write_private(folder(lab) / "client.json", json.dumps(client, indent=2) + "\n")
-    _start_prefect_server(lab, database.url("prefect", driver="asyncpg"), auth_string)
+    prefect_url = database.role_url(roles.PREFECT, passwords[roles.PREFECT], roles.PREFECT_DATABASE, driver="asyncpg")
+    _start_prefect_server(lab, prefect_url, configuration)
+    _record_in_env(lab)
     return describe(lab)
+
+
+def _record_in_env(lab) -> None:
+    """The env's ``control`` part, so `lab env --exports` finds the site (workers or not)."""
+    path = lab.directory / "env.json"
+    env = json.loads(path.read_text())
+    env["control"] = describe(lab)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(env, indent=2) + "\n")
+    temporary.replace(path)
+
+
+def identity_environment(lab, name: str) -> dict[str, str]:
+    """PREFECT_API_URL and PREFECT_API_AUTH_STRING of one identity (a person or a worker)."""
+    return {"PREFECT_API_URL": api_url(lab), "PREFECT_API_AUTH_STRING": proxy.auth_string(folder(lab), name)}
+
+
+def _migrate_inventory(url: str) -> None:
+    """The inventory's tables, made by the control user (their owner) before grants on them."""
+    from hotspare.inventory.db import migrate
+
+    engine = _inventory_engine(url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def _inventory_engine(url: str):
+    from sqlalchemy import create_engine
+
+    return create_engine(url, connect_args={"options": "-c timezone=UTC"})
+
+
+def database_urls(lab) -> dict[str, str]:
+    """The inventory's URL per role (control, worker, reporting), from the 0600 client.json."""
+    client = json.loads((folder(lab) / "client.json").read_text())
+    return {"control": client["database_url"], "worker": client["worker_database_url"],
+            "reporting": client["reporting_database_url"]}
 
 
 def _template() -> Path:
@@ -185,23 +252,32 @@ def _add_network(lab) -> None:
                         "configuring the control site", netns(lab))
 
 
-def _start_prefect_server(lab, database_url: str, auth_string: str) -> None:
+def _start_prefect_server(lab, database_url: str, proxy_configuration: Path) -> None:
+    """The Prefect server on the namespace's loopback, and nginx in front of it on the site's
+    address: every client, the UI included, goes through the proxy (``proxy.py``), which is the
+    only authentication (the server's own auth string would refuse every run's websocket)."""
     prefect = str(Path(sys.executable).parent / "prefect")
-    command = [prefect, "server", "start", "--host", address(lab), "--port", str(PREFECT_PORT)]
+    upstream = f"http://127.0.0.1:{PREFECT_PORT}/api"
+    command = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)]
     environment = {**base_environment(lab, "server"),
                    "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
-                   "PREFECT_SERVER_API_AUTH_STRING": auth_string, "PREFECT_API_AUTH_STRING": auth_string,
-                   "PREFECT_UI_API_URL": api_url(lab), "PREFECT_API_URL": api_url(lab)}
+                   "PREFECT_UI_API_URL": api_url(lab), "PREFECT_API_URL": upstream}
     daemon, process = start_in_netns(lab, "prefect server", netns(lab), command, environment,
                                      folder(lab) / "prefect-server.log")
     record(lab, daemon, kind="prefect-server")
+    nginx, nginx_process = start_in_netns(lab, "api proxy", netns(lab), proxy.command(proxy_configuration),
+                                          base_environment(lab, "proxy"), folder(lab) / "proxy.log")
+    record(lab, nginx, kind="proxy")
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process.poll() is not None or nginx_process.poll() is not None:
             break
-        if _healthy(api_url(lab)):
+        if _healthy(api_url(lab)):  # through the proxy: both are up
             return
         time.sleep(0.5)
+    if nginx_process.poll() is not None:
+        tail = (proxy.folder(lab.slot) / "error.log").read_text(errors="replace")[-3000:]
+        raise LabError(f"the control site's API proxy (nginx) ended at start; its error log ends:\n{tail}")
     tail = Path(daemon.log).read_text(errors="replace")[-3000:]
     raise LabError(f"the control site's Prefect server ({api_url(lab)}) did not become healthy within "
                    f"{SERVER_START_SECONDS:g} s; its log ends:\n{tail}")
@@ -255,6 +331,7 @@ def stop_site(lab) -> list[str]:
         run(["ip", "netns", "del", netns(lab)], "deleting the control site's namespace")
         sentences.append(f"deleted namespace {netns(lab)}")
     _state_file(lab).unlink(missing_ok=True)
+    proxy.remove(lab.slot)
     shutil.rmtree(postgres_folder(lab).parent, ignore_errors=True)
     _forget_in_env(lab)
     for sentence in sentences:

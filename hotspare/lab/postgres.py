@@ -124,6 +124,49 @@ class PostgresServer:
     def _dsn(self, database: str) -> str:
         return f"host={self.address} port={self.port} user={SUPERUSER} password={self.password} dbname={database}"
 
+    def role_url(self, role: str, password: str, database: str, driver: str = "psycopg") -> str:
+        """SQLAlchemy URL of ``database`` for one of the roles ``apply_roles`` made."""
+        return f"postgresql+{driver}://{role}:{password}@{self.address}:{self.port}/{database}"
+
+    def apply_roles(self, migrate_inventory) -> dict[str, str]:
+        """Users per role (``planning/database_roles.py``) with fresh random passwords, returned
+        as {role: password}. ``migrate_inventory(url)`` creates the inventory's tables as the
+        control user (their owner) before the grants on them are made. Idempotent."""
+        import psycopg
+        from psycopg import sql
+
+        from hotspare.planning import database_roles as plan
+
+        passwords = {role: secrets.token_urlsafe(24) for role in plan.ROLES}
+        with psycopg.connect(self._dsn("postgres"), autocommit=True, connect_timeout=10) as connection:
+            existing = {row[0] for row in connection.execute("SELECT rolname FROM pg_roles")}
+            for statement in plan.cluster_statements(existing):
+                connection.execute(statement)
+            for role, password in passwords.items():
+                connection.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        with psycopg.connect(self._dsn(plan.PREFECT_DATABASE), autocommit=True, connect_timeout=10) as connection:
+            tables = [row[0] for row in connection.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r','p','v','m')")]
+            # sequences that belong to a table follow it; only free-standing ones are altered alone
+            sequences = [row[0] for row in connection.execute(
+                "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'S' "
+                "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))")]
+            with connection.transaction():
+                for statement in plan.prefect_statements(tables, sequences):
+                    connection.execute(statement)
+        with psycopg.connect(self._dsn(plan.INVENTORY_DATABASE), autocommit=True, connect_timeout=10) as connection:
+            connection.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(plan.CONTROL)))
+        migrate_inventory(self.role_url(plan.CONTROL, passwords[plan.CONTROL], plan.INVENTORY_DATABASE))
+        with psycopg.connect(self._dsn(plan.INVENTORY_DATABASE), autocommit=True, connect_timeout=10) as connection:
+            tables = [row[0] for row in connection.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            with connection.transaction():
+                # the grants are made by the tables' owner, so they are the ones ALTER DEFAULT matches
+                connection.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(plan.CONTROL)))
+                for statement in plan.inventory_statements(tables):
+                    connection.execute(statement)
+        return passwords
+
     def _initdb(self, account: pwd.struct_passwd) -> None:
         """A fresh cluster owned by the postgres account, with a random superuser password."""
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -72,13 +72,17 @@ def start_workers(lab, wait: bool = True) -> list[dict]:
     site_tokens = issuer.start_issuer(lab, requesters(lab))
     project = str(Path(__file__).resolve().parents[2])
     relay_ports = [str(env["dns"]["port"]), str(env["smtp"]["port"])]
+    create_pools(client)  # by the control site: a worker may not create or change a pool
     prefect = str(Path(sys.executable).parent / "prefect")
     for spec in WORKERS:
         namespace = spec.namespace(lab)
         relay_command = [sys.executable, "-m", "hotspare.lab.relay", namespace] + relay_ports
         daemon, _ = _start_relay(lab, spec, relay_command)
         control.record(lab, daemon, kind="relay")
+        # its own API login (what its runs may read and do) and the inventory's worker user
         environment = {**control.base_environment(lab, f"worker-{spec.facility}"), **client,
+                       **control.identity_environment(lab, identity_name(spec.facility)),
+                       "HOTSPARE_DB_URL": control.database_urls(lab)["worker"], "HOTSPARE_API_PROXY": "1",
                        "PYTHONPATH": project, "HOTSPARE_SITE": spec.facility,
                        "PREFECT_WORKER_QUERY_SECONDS": str(QUERY_SECONDS),
                        "PREFECT_WORKER_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
@@ -107,6 +111,30 @@ def requesters(lab) -> list[Requester]:
         else:
             sites.append(Requester(spec.facility, (lab.layout.address(host_by_name(spec.network_of)),), (spec.pool,)))
     return sites
+
+
+def identity_name(facility: str) -> str:
+    """The API login of a facility's worker (``proxy.lab_identities``)."""
+    return f"worker-{facility}"
+
+
+def create_pools(client: dict[str, str]) -> None:
+    """Each facility's process pool with Prefect's default job template, made by the control
+    site before its worker starts (a worker would otherwise try to create or update it)."""
+    import httpx
+    from prefect.workers.process import ProcessWorker
+
+    from hotspare.commands.deploy_commands import POOL_CONCURRENCY
+
+    user, _, password = client["PREFECT_API_AUTH_STRING"].partition(":")
+    template = ProcessWorker.get_default_base_job_template()
+    for spec in WORKERS:
+        response = httpx.post(f"{client['PREFECT_API_URL']}/work_pools/", auth=(user, password), timeout=30,
+                              json={"name": spec.pool, "type": "process", "base_job_template": template,
+                                    "concurrency_limit": POOL_CONCURRENCY,
+                                    "description": f"hotspare runs executed in {spec.facility}"})
+        if response.status_code not in (201, 409):
+            raise LabError(f"creating work pool {spec.pool} failed: HTTP {response.status_code} {response.text[:300]}")
 
 
 def _start_relay(lab, spec: WorkerSpec, command: list[str]):

@@ -4,7 +4,8 @@ Facts in (services with their targets, drills, runs with their operators, restor
 time now), a report out: per service its last drill with RTO and RPO against the targets,
 its last restore proof, and per procedure the people who performed it for real or in a drill
 in the last ``days`` days. The plan asks that at least ``minimum_people`` (three) know each
-procedure; every shortfall becomes a flag sentence that says what to do.
+procedure; every shortfall becomes a flag sentence that says what to do. Only identities count:
+a run recorded as ``root``, a shared login or a worker's login names no person (``is_person``).
 """
 
 from __future__ import annotations
@@ -160,14 +161,28 @@ def judge_readiness(
     return Readiness(now, days, minimum_people, judged, procedures, tuple(flags))
 
 
+# Accounts that name a machine or a shared login, not a person: a run recorded under one of them
+# proves nobody in particular knows the procedure (the API proxy's worker and control logins
+# included: ``planning/api_access.py``).
+SHARED_ACCOUNTS = frozenset({"root", "hotspare", "control", "postgres", "nobody", "admin", "administrator"})
+SHARED_PREFIXES = ("worker-", "prefect")
+
+
+def is_person(name: str) -> bool:
+    """Whether ``name`` can count as a person who performed a procedure."""
+    plain = name.strip().lower()
+    return bool(plain) and plain not in SHARED_ACCOUNTS and not plain.startswith(SHARED_PREFIXES)
+
+
 def _procedure(name: str, drills, runs, since: datetime, minimum: int, days: int) -> ProcedureReadiness:
     real = {run.operator: run.started for run in sorted(runs, key=lambda r: r.started)
-            if run.operator and run.outcome == "ok" and run.started >= since and name in procedures_of_run(run)}
+            if is_person(run.operator) and run.outcome == "ok" and run.started >= since and name in procedures_of_run(run)}
     drilled: dict[str, datetime] = {}
     for drill in sorted(drills, key=lambda d: d.started):
         if drill.procedure == name and drill.outcome == "ok" and drill.started >= since:
             for person in drill.operators:
-                drilled[person] = drill.started
+                if is_person(person):
+                    drilled[person] = drill.started
     people = tuple(sorted(set(real) | set(drilled)))
     last = max([*real.values(), *drilled.values()], default=None)
     flag = None
