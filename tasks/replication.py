@@ -102,9 +102,9 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     paths = tuple(plan.source_paths(spec))
     shipped = shipping.plan_shipping(copy_id, _data_paths(spec), list(paths), on_production.shipping, on_mirror.shipping,
                                      choice.backend == copy_backends.SNAPSHOT)
-    if choice.backend == copy_backends.SNAPSHOT:
-        logger.info(shipped.reason)
     shown = copy_backends.BackendChoice(shipping.SHIPPING, shipped.reason) if shipped.ship else choice
+    if choice.backend == copy_backends.SNAPSHOT and not shipped.ship:  # status says why it does not ship
+        shown = copy_backends.BackendChoice(choice.backend, f"{choice.reason}; {shipped.reason}")
     known = copy_stores.store_of(service, target)
     logger.info(copy_backends.judge_backend_switch(known.backend if known else None, shown).reason)
     copy_stores.record(service, target, backend=shown.backend, reason=shown.reason, decided_at=utcnow())

@@ -338,9 +338,11 @@ def parse_received(output: str) -> Received:
 
 
 # $1 the working subvolume, $2 the copy's place, $3 the received area, then triples PATH NAME
-# UUID. The copy is the working tree (the other paths) with each data path a read-only snapshot
-# of its received subvolume, whose received UUID must be production's snapshot's UUID. Then the
-# area keeps only these and HOTSPARE_KEEP (the parents).
+# UUID. The copy is the working tree (the other paths) with each data path a snapshot of its
+# received subvolume, whose received UUID must be production's snapshot's UUID. The snapshot is
+# made writable, then read-only: a read-only snapshot would inherit the received UUID, and only
+# the area may hold received UUIDs (receive finds parents by them; a repair could not make the
+# copy writable). Then the area keeps only these and HOTSPARE_KEEP (the parents).
 SNAPSHOT_SCRIPT = (
     'work=$1; copy=$2; area=$3; shift 3; '
     'if [ -e "$copy" ]; then sh -c "$REMOVE" sh "$copy" || exit 1; fi; '
@@ -349,7 +351,8 @@ SNAPSHOT_SCRIPT = (
     'got=$(btrfs subvolume show "$area/$name" 2>/dev/null | awk \'$1 == "Received" && $2 == "UUID:" {print $3}\'); '
     'if [ -z "$uuid" ] || [ "$got" != "$uuid" ]; then echo "hotspare-mismatch=$p ${got:-none}"; exit 4; fi; '
     'd="$copy/tree$p"; mkdir -p "${d%/*}" || exit 1; if [ -e "$d" ]; then rmdir "$d" || exit 1; fi; '
-    'btrfs -q subvolume snapshot -r "$area/$name" "$d" || exit 1; echo "hotspare-shipped=$p $uuid"; done; '
+    'btrfs -q subvolume snapshot "$area/$name" "$d" && btrfs property set -ts "$d" ro true || exit 1; '
+    'echo "hotspare-shipped=$p $uuid"; done; '
     'btrfs property set -ts "$copy" ro true || exit 1; '
     'for s in "$area"/*; do [ -e "$s" ] || continue; case " $names $HOTSPARE_KEEP " in *" ${s##*/} "*) continue;; esac; '
     'btrfs -q subvolume delete "$s" >/dev/null 2>&1 || rm -rf -- "$s"; done'
