@@ -101,12 +101,13 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     copy_id = _new_copy_id(service)
     paths = tuple(plan.source_paths(spec))
     shipped = shipping.plan_shipping(copy_id, _data_paths(spec), list(paths), on_production.shipping, on_mirror.shipping,
-                                     choice.backend == copy_backends.SNAPSHOT)
+                                     choice.backend == copy_backends.SNAPSHOT, fleet.replication.copy_backend)
     shown = copy_backends.BackendChoice(shipping.SHIPPING, shipped.reason) if shipped.ship else choice
     if choice.backend == copy_backends.SNAPSHOT and not shipped.ship:  # status says why it does not ship
         shown = copy_backends.BackendChoice(choice.backend, f"{choice.reason}; {shipped.reason}")
     known = copy_stores.store_of(service, target)
-    logger.info(copy_backends.judge_backend_switch(known.backend if known else None, shown).reason)
+    previous_backend = known.backend if known else None
+    logger.info(copy_backends.judge_backend_switch(previous_backend, shown).reason)
     copy_stores.record(service, target, backend=shown.backend, reason=shown.reason, decided_at=utcnow())
     baseline_is_snapshot = bool(previous) and choice.backend == copy_backends.SNAPSHOT and on_mirror.baseline_is_snapshot
     room = plan.judge_room(on_mirror.available_bytes, totals, previous is not None)
@@ -118,7 +119,8 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     resume = on_mirror.resumable if choice.backend == copy_backends.HARD_LINKS else None
     if choice.backend == copy_backends.SNAPSHOT:
         prepare = copy_backends.prepare_work_argvs(service, store, link_base if baseline_is_snapshot else None,
-                                                   [] if shipped.ship else _data_paths(spec))
+                                                   [] if shipped.ship else _data_paths(spec),
+                                                   reseed=previous_backend == shipping.SHIPPING)
         if shipped.stale:  # a broken chain: the next copy starts a new one with a full send
             prepare.append(shipping.remove_stale_argv(service, shipped.stale))
         if shipped.ship:

@@ -194,3 +194,52 @@ def test_a_stream_carrying_more_than_its_snapshot_is_removed_and_the_copy_refuse
     assert not (area(lab_env) / "evil").exists()
     monkeypatch.undo()
     assert replicate()["transfer"]["shipped"]  # the next run, with the real sender, ships again
+
+
+def _this_labs_receive(lab_env) -> int | None:
+    """The PID of the ``btrfs receive`` running on this lab's mirror for a shipment."""
+    from hotspare.lab.processes import pids_in_netns
+
+    for pid in pids_in_netns(lab_env["hosts"][service_of(lab_env)["mirror"]]["netns"]):
+        try:
+            words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if words[:2] == [b"btrfs", b"receive"] and shipping.RECEIVE_VIEW.encode() in words:
+            return pid
+    return None
+
+
+def test_an_interrupted_shipment_keeps_the_previous_copy_and_the_next_run_ships(shipped, lab_env, monkeypatch):
+    import glob
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lab_helpers import poll
+
+    current = copies.current_copy(SERVICE).id
+    bulk = production_data(lab_env) / "bulk"
+    bulk.mkdir()
+    for number in range(24):
+        (bulk / f"blob-{number}.bin").write_bytes(os.urandom(8 * MiB))
+    monkeypatch.setenv("HOTSPARE_TRANSFER_RETRIES", "0")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(replicate_service, SERVICE, return_state=True)
+            pid = poll(lambda: _this_labs_receive(lab_env), 60, "the receive to start")
+            poll(lambda: len(glob.glob(str(area(lab_env) / "data@*" / "bulk" / "blob-*"))) >= 4, 60,
+                 "part of the stream to arrive")
+            os.kill(pid, signal.SIGKILL)
+            assert running.result(timeout=120).is_failed()
+        assert copies.current_copy(SERVICE).id == current
+        monkeypatch.setenv("HOTSPARE_TRANSFER_RETRIES", "2")
+        result = replicate()
+        assert result["transfer"]["shipped"] and result["transfer"]["stream_bytes"] >= 24 * 8 * MiB
+        assert tree_digest(copy_data(lab_env, result["copy_id"])) == tree_digest(production_data(lab_env))
+        # the interrupted receive's half subvolume is gone; the area holds this copy's and its parent
+        assert len(list(area(lab_env).iterdir())) <= 2
+    finally:
+        for blob in bulk.glob("*"):
+            blob.unlink()
+        bulk.rmdir()
+    assert replicate_service(SERVICE, force=True)["outcome"] == "ok"  # production shrank on purpose

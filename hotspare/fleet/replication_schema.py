@@ -18,6 +18,8 @@ class Replication(Strict):
         description=(
             "How a mirror keeps point-in-time copies. auto: btrfs read-only snapshots where the mirror's copies "
             "folder is on btrfs (with btrfs-progs installed), hard-linked folders (rsync --link-dest) elsewhere; "
+            "and where production's data paths are btrfs subvolumes too, their snapshots are shipped (btrfs send | "
+            "receive) instead of walked by rsync. btrfs-snapshot: snapshots filled by rsync, never shipped; "
             "hard-links: always hard links. btrfs-snapshot is honoured only where btrfs is really there."
         ),
     )

@@ -146,13 +146,16 @@ class ShippingPlan:
 
 
 def plan_shipping(copy_id: str, data_paths: list[str], roots: list[str], production: ShippingFacts,
-                  mirror: ShippingFacts, snapshot_copies: bool) -> ShippingPlan:
-    """Ship each data path's snapshot when both ends allow it; otherwise say why not."""
+                  mirror: ShippingFacts, snapshot_copies: bool, preference: str = "auto") -> ShippingPlan:
+    """Ship each data path's snapshot when both ends allow it; otherwise say why not.
+    ``preference`` is the fleet's ``replication.copy_backend``: only ``auto`` ships."""
     def no(reason: str, stale: tuple[str, ...] = ()) -> ShippingPlan:
         return ShippingPlan(False, f"rsync copy, no snapshot shipping: {reason}", stale=stale)
 
     if not snapshot_copies:
         return no("the mirror does not keep snapshot copies")
+    if preference != "auto":
+        return no(f"the fleet file asks for {preference} (snapshots filled by rsync)")
     if mirror.area == "folder":
         return no("the received area on the mirror is a folder, not a subvolume (remove it to let hotspare make one)")
     names = [posixpath.basename(path) for path in data_paths]
