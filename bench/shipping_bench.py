@@ -82,8 +82,25 @@ def hotspare_shipment(recorder: SshRecorder) -> tuple[float, int, dict]:
     seconds = time.monotonic() - started
     if result["outcome"] != "ok" or not result["transfer"]["shipped"]:
         raise RuntimeError(f"the replication did not ship: {result}")
-    commands = Counter(event["host"] for event in recorder.between(started_epoch, time.time()) if event["kind"] == "run")
-    return seconds, result["transfer"]["stream_bytes"], dict(commands)
+    events = recorder.between(started_epoch, time.time())
+    commands = Counter(event["host"] for event in events if event["kind"] == "run")
+    spent = Counter()
+    for event in events:
+        spent[f"{event['host']}: {event['label']}"] += event["end"] - event["start"]
+    return seconds, result["transfer"]["stream_bytes"], dict(commands) | {"steps": _steps(), "spent": dict(spent)}
+
+
+def _steps() -> dict:
+    """Seconds per step of the newest replication run in the inventory."""
+    from sqlmodel import select
+
+    from hotspare.inventory import runs
+    from hotspare.inventory.db import session
+    from hotspare.inventory.models import RunRow
+
+    with session() as db:
+        newest = db.exec(select(RunRow).where(RunRow.kind == "replicate").order_by(RunRow.id.desc())).first()
+    return {step["step"]: step["seconds"] for step in runs.step_timings(newest.id)} if newest else {}
 
 
 def main() -> None:
@@ -102,6 +119,7 @@ def main() -> None:
     with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
         from hotspare.cli import main as cli
 
+        lab.register_blocks()
         if cli(["fleet", "load", env["fleet_file"]]) != 0:
             raise RuntimeError("hotspare fleet load failed")
         service = env["services"][SERVICE]
@@ -130,21 +148,27 @@ def main() -> None:
                         run["hotspare_seconds"], run["hotspare_bytes"], run["commands"] = hotspare_shipment(recorder)
                 results["runs"].append(run)
                 print(f"  {scenario} #{rep}: bare {run['bare_seconds']:.2f} s / {run['bare_bytes']} B, hotspare "
-                      f"{run['hotspare_seconds']:.2f} s / {run['hotspare_bytes']} B, commands {run['commands']}", flush=True)
+                      f"{run['hotspare_seconds']:.2f} s / {run['hotspare_bytes']} B", flush=True)
     rows = []
     for scenario in ("nothing changed", "1 % changed"):
         runs = [run for run in results["runs"] if run["scenario"] == scenario]
         bare = statistics.median(run["bare_seconds"] for run in runs)
         ours = statistics.median(run["hotspare_seconds"] for run in runs)
-        commands = statistics.median(sum(run["commands"].values()) for run in runs)
+        hosts = sorted({host for run in runs for host in run["commands"] if host not in ("steps", "spent")})
+        commands = statistics.median(sum(run["commands"].get(host, 0) for host in hosts) for run in runs)
         per_host = " / ".join(f"{host} {statistics.median(run['commands'].get(host, 0) for run in runs):g}"
-                              for host in sorted({host for run in runs for host in run["commands"]}))
+                              for host in hosts)
         rows.append([scenario, f"{bare:.2f}", f"{ours:.2f}", f"{ours - bare:+.2f}",
                      f"{statistics.median(run['bare_bytes'] for run in runs):.0f}",
                      f"{statistics.median(run['hotspare_bytes'] for run in runs):.0f}", f"{commands:g} ({per_host})"])
     print(f"\nsnapshot shipping, {args.files} files x {args.kib} KiB, medians of {args.reps} (alternating order):")
     table(["scenario", "bare send|receive s", "hotspare replicate s", "difference", "bare stream B", "hotspare stream B",
            "remote commands (per host)"], rows)
+    last = results["runs"][-1]["commands"]
+    print("\nwhere the last replication's time went (steps, then remote commands by kind, seconds):")
+    table(["step", "seconds"], [[name, f"{seconds:.2f}"] for name, seconds in last["steps"].items()])
+    table(["remote command", "seconds"], [[name, f"{seconds:.2f}"] for name, seconds in
+                                          sorted(last["spent"].items(), key=lambda item: -item[1])])
     results["meta"]["total_seconds"] = round(time.monotonic() - started, 1)
     write_results(results, args.out)
 

@@ -23,6 +23,7 @@ from hotspare.inventory.models import CopyRow, utcnow
 from hotspare.inventory import copy_stores
 from hotspare.planning import accounts as account_plan
 from hotspare.planning import copy_backends
+from hotspare.planning.containment import each_argv
 from hotspare.planning import preflight_facts
 from hotspare.planning import replication as plan
 from hotspare.planning import shell_programs as shell
@@ -233,7 +234,7 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
         return run if argvs else None
 
     def before() -> None:  # the store closed to all but root, the working subvolume (snapshots), the accounts
-        mirror_runs([copy_backends.close_store_argv(service), *(list(argv) for argv in copy_plan.prepare)])()
+        mirror_runs([each_argv([copy_backends.close_store_argv(service), *(list(argv) for argv in copy_plan.prepare)])])()
         screened["accounts"] = stage_accounts(fleet, service, copy_plan.source, copy_plan.target, copy_plan.tree)
 
     screened: dict = {}

@@ -32,6 +32,7 @@ from hotspare.planning import replication as plan
 from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning import transfer_keys
 from hotspare.planning.rsync_outcomes import classify_rsync
+from hotspare.planning.containment import each_argv
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.transfer_access import _meanwhile
 
@@ -134,25 +135,19 @@ def _remove(fleet: Fleet, service: str, source: str, tag: str, shipments) -> Non
         get_run_logger().warning("could not remove transfer key %s (and old snapshots) from %s: %s", tag, source, error)
 
 
-def chain_problems(fleet: Fleet, service: str, target: str, source: str, copy_id: str, data_paths: list[str]) -> list[str]:
-    """A shipped copy's chain, read now: production's snapshot UUIDs against the mirror's received
-    UUIDs and the copy's parent UUIDs (one command per host)."""
-    snapshots = {path: shipping.production_snapshot(path, copy_id) for path in data_paths}
-    with access.connect(fleet, source) as production:
-        output = production.run(["sh", "-c", 'for s do printf "%s " "$s"; btrfs subvolume show "$s" 2>/dev/null | '
-                                 'awk \'$1 == "UUID:" {print $2}\'; echo; done', "sh", *snapshots.values()],
-                                check=False).text
-    uuids = {}
+def _production_uuids_argv(snapshots: list[str]) -> list[str]:
+    """Each snapshot's UUID as ``uuid=<snapshot> <uuid>`` lines (a missing one prints none)."""
+    return ["sh", "-c", 'for s do u=$(btrfs subvolume show "$s" 2>/dev/null | awk \'$1 == "UUID:" {print $2}\'); '
+            '[ -n "$u" ] && echo "uuid=$s $u"; done; exit 0', "sh", *snapshots]
+
+
+def _parse_uuids(output: str) -> dict[str, str]:
+    found = {}
     for line in output.splitlines():
-        words = line.split()
-        if len(words) == 2:
-            uuids[words[0]] = words[1]
-    expected = {path: uuids.get(snapshot, "none") for path, snapshot in snapshots.items()}
-    with access.connect(fleet, target) as mirror:
-        chain = mirror.run(shipping.chain_argv(service, plan.copy_tree(service, copy_id),
-                                               {path: shipping.snapshot_name(path, copy_id) for path in data_paths}),
-                           check=False).text
-    return shipping.judge_chain(chain, expected)
+        if line.startswith("uuid="):
+            snapshot, _, uuid = line[5:].partition(" ")
+            found[snapshot] = uuid.strip()
+    return found
 
 
 @task(name="verify shipped data", **STEP)
@@ -163,18 +158,24 @@ def verify_shipped(service: str, copy_id: str, source: str, target: str, shipped
     ``cursor`` for ``budget_seconds`` and the same files in the copy (``planning/shipped_verification.py``)."""
     fleet = access.loaded_fleet()
     paths = sorted(shipped)
-    problems = chain_problems(fleet, service, target, source, copy_id, paths)
     snapshots = {path: shipping.production_snapshot(path, copy_id) for path in paths}
+    # production, one command: its snapshots' UUIDs, then the slice hashed on them
     with access.connect(fleet, source) as production:
-        output = production.run(checks.slice_argv(budget_seconds, cursor, snapshots), timeout=600, check=False).text
+        output = production.run(each_argv([_production_uuids_argv(list(snapshots.values())),
+                                           checks.slice_argv(budget_seconds, cursor, snapshots)]),
+                                timeout=600, check=False).text
+    uuids = _parse_uuids(output)
     on_production = digests.parse_digests(output)
     end = checks.parse_slice_end(output, cursor)
     files = list(on_production)
-    in_copy = {}
-    if files:
-        with access.connect(fleet, target) as mirror:
-            in_copy = digests.parse_digests(mirror.run(digests.digest_argv(plan.copy_tree(service, copy_id)),
-                                                       stdin=digests.nul_separated(files), timeout=3600).text)
+    # the mirror, one command: the chain, then the same files hashed in the copy
+    tree = plan.copy_tree(service, copy_id)
+    with access.connect(fleet, target) as mirror:
+        answer = mirror.run(each_argv([shipping.chain_argv(service, tree, {p: shipping.snapshot_name(p, copy_id) for p in paths}),
+                                       digests.digest_argv(tree)]),
+                            stdin=digests.nul_separated(files), timeout=3600, check=False).text
+    problems = shipping.judge_chain(answer, {path: uuids.get(snapshot, "none") for path, snapshot in snapshots.items()})
+    in_copy = digests.parse_digests(answer)
     comparison = digests.compare(files, on_production, in_copy)
     differences = [{"path": path, "kind": kind} for kind, path in comparison.itemized]
     differences += [{"path": path, "kind": "unreadable"} for path in sorted(comparison.unreadable | comparison.vanished)]
