@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--kib", type=int, default=16)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--out", default="bench/results/shipping.json")
+    parser.add_argument("--out", default="bench/out/shipping.json")
     args = parser.parse_args()
     started = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="hotspare-shipping-bench-"))
