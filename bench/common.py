@@ -158,6 +158,10 @@ def command_label(argv, *, verify_label: str = "rsync verify (--dry-run --checks
     from hotspare.planning import file_digests, preflight_facts
 
     words = [str(word) for word in argv]
+    if words[:1] == ["env"]:  # env NAME=VALUE … before the program (preflight facts, key installs)
+        words = words[1:]
+        while words and "=" in words[0] and not words[0].startswith("-"):
+            words = words[1:]
     if words[:4] == ["python3", "-IS", "-c", file_digests.PROGRAM]:
         return "file digests (sha256 of named files)"
     if len(words) > 2 and words[2] in (preflight_facts.PRODUCTION_SCRIPT, preflight_facts.MIRROR_SCRIPT):

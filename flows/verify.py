@@ -21,7 +21,9 @@ from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import replication as plan
 from hotspare.planning.coordination import judge_routine_run
 from tasks.retry import retrying, steps
-from tasks.verification import record_pass, record_verification, repair_copy, verify_accounts, verify_content, verify_host
+from tasks.snapshot_shipping import verify_shipped
+from tasks.verification import (recheck_files, record_pass, record_verification, repair_copy, verify_accounts,
+                                verify_content, verify_host)
 from tasks.orchestrator import require_orchestrator
 
 
@@ -47,18 +49,30 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     checking_hosts.shutdown(wait=False)
     # with repair, unread files are fetched again before they are judged; without, judged now
     step = steps(task_runs)
-    content = step(verify_content)(service, copy_id, source, target, [] if repair else list(unreadable), changed, full)
-    again = list(dict.fromkeys([*unreadable, *(d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable"))]))
+    # a shipped copy's data paths: the UUID chain and a slice, no listing (verify --full: everything)
+    shipped = {} if full else (row.verification or {}).get("shipped") or {}
+    roots = [root for root in plan.source_paths(_spec(service)) if root not in shipped] if shipped else None
+    content = step(verify_content)(service, copy_id, source, target, [] if repair else list(unreadable), changed, full,
+                                   roots or None)
+    data = step(verify_shipped)(service, copy_id, source, target, shipped, _slice_cursor(service, target)) if shipped else None
+    damaged = [d["path"] for d in data["corrupt"]] if data else []
+    again = list(dict.fromkeys([*unreadable, *damaged,
+                                *(d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable"))]))
     if repair and again:
         still_unreadable = step(repair_copy)(service, copy_id, source, target, again)["failed"]
-        content = step(verify_content)(service, copy_id, source, target, still_unreadable, changed, full)
+        content = step(verify_content)(service, copy_id, source, target, still_unreadable, changed, full, roots or None)
+        if damaged:  # fetched from production's live tree: compared with it now
+            data = data | {"corrupt": recheck_files(service, copy_id, source, target, damaged)}
     host = host_check.result()
     account_check = step(verify_accounts)(service, copy_id, target) if accounts_applied else None
     checks = _checks(service, copy_id, content, host, account_check)
+    if data is not None:
+        checks.append(_shipped_check(data))
     checks.append(_freshness(service, row))
     failures = [f"{check['check']}: {check['detail']}" for check in checks if check["result"] == "FAIL"]
     passed = not failures
-    record_verification(copy_id, passed, {"checks": checks, "scope": content["scope"]})
+    record_verification(copy_id, passed, {"checks": checks, "scope": content["scope"]}
+                        | ({"shipped": shipped, "slice_cursor": data["cursor"]} if data is not None else {}))
     if passed:
         record_pass(service, target, content["scope"])
     create_table_artifact(checks, key=f"verify-{service}", description=f"Verification of {copy_id}: {'passed' if passed else 'FAILED'}")
@@ -67,6 +81,25 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     return {"passed": passed, "summary": {"copy_id": copy_id, "failures": failures, "changed_during_copy": len(content["changed_during_copy"]),
                                           "compared_files": scope["compared_files"], "total_files": scope["total_files"],
                                           "whole_tree": scope["whole_tree"]}}
+
+
+def _spec(service: str) -> dict:
+    return access.loaded_fleet().service(service).model_dump(mode="json")
+
+
+def _slice_cursor(service: str, target: str) -> str:
+    """Where the rolling pass over shipped data stands: the newest verified copy's cursor."""
+    for row in copies.copies_of(service, target):  # newest first
+        if row.status == "verified" and "slice_cursor" in (row.verification or {}):
+            return row.verification["slice_cursor"]
+    return ""
+
+
+def _shipped_check(data: dict) -> dict:
+    problems = [*data["problems"], *(f"{d['path']} ({d['kind']})" for d in data["corrupt"][:20])]
+    return _check("shipped data", not problems, "; ".join(problems) or
+                  f"received UUIDs match production's snapshots; {data['compared_files']} file(s) of the rolling slice "
+                  "match by checksum" + ("; the pass reached the end" if data["complete"] else ""))
 
 
 def _checks(service: str, copy_id: str, content: dict, host: dict, accounts: dict | None) -> list[dict]:

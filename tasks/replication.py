@@ -29,10 +29,12 @@ from hotspare.planning import host_clocks
 from hotspare.planning import preflight_facts
 from hotspare.planning import replication as plan
 from hotspare.planning import shell_programs as shell
+from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning import space
 from hotspare.planning import verification_scope
 from tasks import clock_offsets
 from tasks.retry import TRANSIENT_RETRIES
+from tasks.snapshot_shipping import ship
 from tasks.transfer_access import pull
 
 STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
@@ -61,6 +63,9 @@ class CopyPlan:
     bound: int = 0  # bytes the service's area on the mirror may hold (planning/space.py)
     bound_why: str = ""  # where the bound comes from, for the sentences
     needed: int = 0  # about what this copy adds to the area
+    # snapshot shipping (planning/snapshot_shipping.py): the data paths' snapshots; ``paths`` then
+    # holds only the other declared paths, which still travel by rsync
+    shipments: tuple = ()
 
 
 def _spec(fleet: Fleet, service: str) -> dict:
@@ -102,9 +107,17 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     totals = on_production.totals
     store = copy_backends.parse_store_facts(on_mirror.store_output)
     choice = copy_backends.choose_backend(store, fleet.replication.copy_backend)
+    copy_id = _new_copy_id(service)
+    paths = tuple(plan.source_paths(spec))
+    shipped = shipping.plan_shipping(copy_id, _data_paths(spec), list(paths), on_production.shipping, on_mirror.shipping,
+                                     choice.backend == copy_backends.SNAPSHOT, fleet.replication.copy_backend)
+    shown = copy_backends.BackendChoice(shipping.SHIPPING, shipped.reason) if shipped.ship else choice
+    if choice.backend == copy_backends.SNAPSHOT and not shipped.ship:  # status says why it does not ship
+        shown = copy_backends.BackendChoice(choice.backend, f"{choice.reason}; {shipped.reason}")
     known = copy_stores.store_of(service, target)
-    logger.info(copy_backends.judge_backend_switch(known.backend if known else None, choice).reason)
-    copy_stores.record(service, target, backend=choice.backend, reason=choice.reason, decided_at=utcnow())
+    previous_backend = known.backend if known else None
+    logger.info(copy_backends.judge_backend_switch(previous_backend, shown).reason)
+    copy_stores.record(service, target, backend=shown.backend, reason=shown.reason, decided_at=utcnow())
     baseline_is_snapshot = bool(previous) and choice.backend == copy_backends.SNAPSHOT and on_mirror.baseline_is_snapshot
     room = plan.judge_room(on_mirror.available_bytes, totals, previous is not None)
     logger.info(room.reason)
@@ -123,13 +136,21 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     if offset is not None and host_clocks.is_skewed(offset):
         logger.warning("%s: the transfer key's expiry is computed on production's clock, which its sshd checks",
                        host_clocks.skew_sentence("production", source, offset))
-    copy_id = _new_copy_id(service)
     link_base = previous.id if previous else None
     resume = on_mirror.resumable if choice.backend == copy_backends.HARD_LINKS else None
-    paths = tuple(plan.source_paths(spec))
     if choice.backend == copy_backends.SNAPSHOT:
         prepare = copy_backends.prepare_work_argvs(service, store, link_base if baseline_is_snapshot else None,
-                                                   _data_paths(spec), qgroup=space.qgroup_id(service))
+                                                   [] if shipped.ship else _data_paths(spec),
+                                                   qgroup=space.qgroup_id(service),
+                                                   reseed=previous_backend == shipping.SHIPPING)
+        if shipped.stale:  # a broken chain: the next copy starts a new one with a full send
+            prepare.append(shipping.remove_stale_argv(service, shipped.stale))
+        if shipped.ship:
+            logger.info("new copy %s of %s: %s -> %s (snapshots shipped; %s by rsync into %s)", copy_id, service, source,
+                        target, ", ".join(shipped.rest) or "nothing else", copy_backends.work_root(service))
+            return CopyPlan(service, source, target, copy_id, copy_backends.work_tree(service), None, None, shipped.rest,
+                            asdict(totals), clock, choice.backend, tuple(tuple(argv) for argv in prepare), None,
+                            len(spec["pre_sync"]), shipments=shipped.shipments, **sized)
         # a new working tree beside hard-linked copies: copy their identical files locally
         # (never link: a permission change in the working tree would reach the old copy)
         fresh = store.work != "subvolume"
@@ -249,19 +270,30 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
         screened["accounts"] = stage_accounts(fleet, service, copy_plan.source, copy_plan.target, copy_plan.tree)
 
     screened: dict = {}
-    snapshot = [copy_backends.snapshot_copy_argv(service, copy_plan.copy_id, _data_paths(_spec(fleet, service)),
-                                                 qgroup=space.qgroup_id(service))] \
-        if copy_plan.backend == copy_backends.SNAPSHOT else []
+
+    def rsync_argv(peer):
+        return plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest,
+                                    fleet.service(service).exclude, copy_dest=copy_plan.copy_dest)
+
+    shipped: dict = {}
     try:
-        result, outcome = pull(
-            fleet, service, copy_plan.source, copy_plan.target, list(copy_plan.paths), run_tag,
-            lambda peer: plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest,
-                                              fleet.service(service).exclude, copy_dest=copy_plan.copy_dest),
-            f"copy {copy_plan.source} -> {copy_plan.target}",
-            "The previous verified copy is untouched; the next run resumes.",
-            before=before, after=mirror_runs(snapshot))
-        if snapshot:
-            logger.info("copy %s is a read-only snapshot of the working subvolume", copy_plan.copy_id)
+        if copy_plan.shipments:  # data paths by btrfs send | receive, the rest by rsync meanwhile
+            text, shipped, failed = ship(fleet, copy_plan, run_tag, rsync_argv, before=before)
+        else:
+            snapshot = [copy_backends.snapshot_copy_argv(service, copy_plan.copy_id, _data_paths(_spec(fleet, service)),
+                                                         qgroup=space.qgroup_id(service))] \
+                if copy_plan.backend == copy_backends.SNAPSHOT else []
+            result, outcome = pull(
+                fleet, service, copy_plan.source, copy_plan.target, list(copy_plan.paths), run_tag, rsync_argv,
+                f"copy {copy_plan.source} -> {copy_plan.target}",
+                "The previous verified copy is untouched; the next run resumes.",
+                before=before, after=mirror_runs(snapshot))
+            text, failed = result.text, outcome.failed_paths
+            if snapshot:
+                logger.info("copy %s is a read-only snapshot of the working subvolume", copy_plan.copy_id)
+            if outcome.kind == "partial":
+                logger.warning("copy %s is incomplete: %s; verification decides whether it may become current",
+                               copy_plan.copy_id, outcome.reason)
     except (PermanentError, TransientError) as error:
         copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())
         if not isinstance(error, Refused) and space.QUOTA_EXCEEDED in str(error):
@@ -269,20 +301,22 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
                 service, copy_plan.target, copy_plan.bound, copy_plan.bound_why,
                 f"the kernel refused a write of copy {copy_plan.copy_id} ({space.QUOTA_EXCEEDED})")) from error
         raise
-    if outcome.kind == "partial":
-        logger.warning("copy %s is incomplete: %s; verification decides whether it may become current",
-                       copy_plan.copy_id, outcome.reason)
-    stats = plan.parse_rsync_stats(result.text)
+    stats = plan.parse_rsync_stats(text)
+    stream = shipping.stream_bytes(text)
     copies.update_copy(
-        copy_plan.copy_id, status="copied", ended_at=utcnow(), bytes_transferred=stats.bytes_transferred,
+        copy_plan.copy_id, status="copied", ended_at=utcnow(), bytes_transferred=stats.bytes_transferred + stream,
         files_transferred=stats.files_transferred, total_files=copy_plan.data_totals["files"],
-        total_bytes=copy_plan.data_totals["bytes"],
+        total_bytes=copy_plan.data_totals["bytes"], verification={"shipped": shipped} if shipped else None,
     )
-    logger.info("copied %s: %d files / %d bytes transferred of %d files / %d bytes", copy_plan.copy_id,
-                stats.files_transferred, stats.bytes_transferred, stats.total_files, stats.total_bytes)
-    return asdict(stats) | {"source_clock_start": copy_plan.source_clock, "failed_files": outcome.failed_paths,
-                            "changed_files": verification_scope.itemized_files(result.text),
-                            "accounts": screened.get("accounts", {})}
+    if shipped:
+        logger.info("shipped %s: a stream of %d bytes, plus %d files / %d bytes by rsync", copy_plan.copy_id, stream,
+                    stats.files_transferred, stats.bytes_transferred)
+    else:
+        logger.info("copied %s: %d files / %d bytes transferred of %d files / %d bytes", copy_plan.copy_id,
+                    stats.files_transferred, stats.bytes_transferred, stats.total_files, stats.total_bytes)
+    return asdict(stats) | {"source_clock_start": copy_plan.source_clock, "failed_files": failed,
+                            "changed_files": verification_scope.itemized_files(text),
+                            "accounts": screened.get("accounts", {}), "shipped": shipped, "stream_bytes": stream}
 
 
 def bound_area(copy_plan: CopyPlan) -> space.QuotaFacts | None:

@@ -27,6 +27,7 @@ from hotspare.planning import copy_backends
 from hotspare.planning import space
 from hotspare.planning import file_digests as digests
 from hotspare.planning import replication as plan
+from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning import verification as content
 from hotspare.planning import verification_scope as scope_plan
 from hotspare.planning.replication_schedule import replications_per_day_of
@@ -38,7 +39,7 @@ STAT_CHUNK = 400
 
 @task(name="verify content", **STEP)
 def verify_content(service: str, copy_id: str, source: str, target: str, unreadable: list[str] = (),
-                   changed: list[str] | None = None, full: bool = False) -> dict:
+                   changed: list[str] | None = None, full: bool = False, roots: list[str] | None = None) -> dict:
     """Checksum-compare production with the copy; classify every difference. A file that could
     not be read or compared, here or in the transfers before (``unreadable``), is a difference of
     its own ("unreadable"), never a silent pass: ``rsync -c`` compares such a file by a zero
@@ -51,7 +52,7 @@ def verify_content(service: str, copy_id: str, source: str, target: str, unreada
     ``record_pass`` once the verification passed."""
     fleet = access.loaded_fleet()
     spec = fleet.service(service)
-    paths = plan.source_paths(spec.model_dump(mode="json"))
+    paths = roots or plan.source_paths(spec.model_dump(mode="json"))  # roots: a shipped copy's other paths
     row = next(row for row in copies.copies_of(service) if row.id == copy_id)
     tree = plan.copy_tree(service, copy_id)
     with ThreadPoolExecutor(2) as pool:  # both listings at once: one file walk per host
@@ -185,6 +186,9 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
     fleet = access.loaded_fleet()
     roots = plan.source_paths(fleet.service(service).model_dump(mode="json"))
     excludes = fleet.service(service).exclude
+    shipped = (next(row for row in copies.copies_of(service) if row.id == copy_id).verification or {}).get("shipped")
+    if shipped:  # its data paths are not in the working tree: repaired in the copy itself
+        return _repair_shipped(fleet, service, copy_id, source, target, roots, paths, excludes)
     with access.connect(fleet, target) as mirror:
         snapshot = mirror.run(copy_backends.is_snapshot_argv(service, copy_id), check=False).exit_status == 0
     # a snapshot copy is read-only: repair its working tree (which it equals) and snapshot again
@@ -205,6 +209,32 @@ def repair_copy(service: str, copy_id: str, source: str, target: str, paths: lis
     if outcome.kind == "partial":  # the next comparison names them as unreadable
         logger.warning("could not re-send every file: %s", outcome.reason)
     return {"resent": len(paths), "failed": outcome.failed_paths}
+
+
+def _repair_shipped(fleet, service: str, copy_id: str, source: str, target: str, roots: list[str], paths: list[str],
+                    excludes: list[str]) -> dict:
+    """A shipped copy is made writable (its root and each subvolume in it), fetched into, and made
+    read-only again: its snapshots own their blocks, so no received subvolume or older copy changes."""
+    root = plan.copy_root(service, copy_id)
+    with access.connect(fleet, target) as mirror:
+        mirror.run(shipping.writable_argv(root, True), timeout=120)
+    try:
+        _, outcome = pull(fleet, service, source, target, roots, f"repair-{service}",
+                          lambda peer: plan.rsync_repair_argv(peer, paths, plan.copy_tree(service, copy_id), excludes),
+                          f"repairing copy {copy_id}")
+    finally:
+        with access.connect(fleet, target) as mirror:
+            mirror.run(shipping.writable_argv(root, False), timeout=120)
+    get_run_logger().warning("re-sent %d file(s) that differed from production into the shipped copy %s", len(paths), copy_id)
+    return {"resent": len(paths), "failed": outcome.failed_paths}
+
+
+def recheck_files(service: str, copy_id: str, source: str, target: str, files: list[str]) -> list[dict]:
+    """Differences left between production's live files and the copy's, for repaired files."""
+    fleet = access.loaded_fleet()
+    itemized, not_read, _, _ = _compare_named_files(fleet, source, target, plan.copy_tree(service, copy_id), files)
+    return ([{"path": path, "kind": kind} for kind, path in itemized]
+            + [{"path": path, "kind": "unreadable"} for path in sorted(not_read)])
 
 
 # Host facts read within this many seconds are reused: a replicate --all of a hundred services

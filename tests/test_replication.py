@@ -192,7 +192,19 @@ def this_labs_transfer(pattern: str, lab_env: dict) -> int | None:
     return None
 
 
-def test_interrupted_transfer_keeps_previous_copy_and_next_run_resumes(replicated, lab_env, monkeypatch):
+@pytest.fixture
+def rsync_into_snapshots(lab_env, tmp_path):
+    """The fleet asks for snapshots filled by rsync: this lab's productions would ship snapshots
+    instead (tests/test_snapshot_shipping.py interrupts a shipment), and btrfs send cannot resume."""
+    from lab_helpers import lab_fleet_changed
+
+    with lab_fleet_changed(lab_env, tmp_path, lambda data: data.setdefault("replication", {}).update(
+            copy_backend="btrfs-snapshot")):
+        yield
+
+
+def test_interrupted_transfer_keeps_previous_copy_and_next_run_resumes(replicated, lab_env, monkeypatch,
+                                                                       rsync_into_snapshots):
     before = tree_digest(current_copy_data(lab_env))
     current_before = copies.current_copy(SERVICE).id
     bulk = production_data(lab_env) / "bulk"

@@ -35,8 +35,10 @@ def schedule(fleet, lab_env, tmp_path):
 
     def load(days: float, per_day: float) -> None:
         document = yaml.safe_load(original.read_text())
+        # snapshots filled by rsync: these tests judge its listings and itemized changes (shipped
+        # copies are verified by the UUID chain and a slice: tests/test_snapshot_shipping.py)
         document["replication"] = {**(document.get("replication") or {}), "full_verification_days": days,
-                                   "replications_per_day": per_day}
+                                   "replications_per_day": per_day, "copy_backend": "btrfs-snapshot"}
         changed = tmp_path / "fleet.yaml"
         changed.write_text(yaml.safe_dump(document, sort_keys=False))
         assert main(["fleet", "load", str(changed)]) == 0

@@ -13,12 +13,16 @@ from hotspare.fleet.base import Strict
 
 
 class Replication(Strict):
-    copy_backend: Literal["auto", "btrfs-snapshot", "hard-links"] = Field(
+    copy_backend: Literal["auto", "btrfs-snapshot", "btrfs-send", "hard-links"] = Field(
         default="auto",
         description=(
-            "How a mirror keeps point-in-time copies. auto: btrfs read-only snapshots where the mirror's copies "
-            "folder is on btrfs (with btrfs-progs installed), hard-linked folders (rsync --link-dest) elsewhere; "
-            "hard-links: always hard links. btrfs-snapshot is honoured only where btrfs is really there."
+            "How a mirror keeps point-in-time copies. auto: btrfs read-only snapshots filled by rsync where the "
+            "mirror's copies folder is on btrfs (with btrfs-progs installed), hard-linked folders (rsync --link-dest) "
+            "elsewhere. btrfs-snapshot: the same, said outright. btrfs-send: snapshots too, and where production's "
+            "data paths are btrfs subvolumes their snapshots are shipped (btrfs send | receive) instead of walked by "
+            "rsync; what a stream writes is not yet held back by the service's space bound, so use it where "
+            "production is trusted not to flood a shared mirror. hard-links: always hard links. The btrfs choices are "
+            "honoured only where btrfs is really there."
         ),
     )
     full_verification_days: float = Field(

@@ -132,6 +132,9 @@ class LabBuilding:
         """Write a service's data, scripts, accounts and config into a host's folders."""
         root = self.host_root(host)
         srv = root / service.root.lstrip("/")
+        if host.role == "production":  # a subvolume, so replication ships its snapshots (btrfs send)
+            srv.mkdir(parents=True, exist_ok=True)
+            run(["btrfs", "-q", "subvolume", "create", str(srv / "data")], f"making {service.data_path} a subvolume on {host.name}")
         for relative, text in data_files.items():
             target = srv / "data" / relative
             target.parent.mkdir(parents=True, exist_ok=True)

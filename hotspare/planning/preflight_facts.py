@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning.copy_backends import STORE_FACTS_SCRIPT, work_root
 from hotspare.planning.replication import SourceTotals, parse_file_sizes, service_root
 
@@ -19,6 +20,7 @@ from hotspare.planning.replication import SourceTotals, parse_file_sizes, servic
 # follow; the clock comes last (files modified after it changed during the copy).
 PRODUCTION_SCRIPT = (
     'for path do shift; if [ -d "$path" ]; then set -- "$@" "$path"; else printf "missing=%s\\n" "$path"; fi; done; '
+    'if [ -n "${SHIP:-}" ] && [ "$#" -gt 0 ]; then sh -c "$SHIP" sh "$@"; fi; '
     'echo sizes; if [ "$#" -gt 0 ]; then find "$@" -type f -printf "%s\\n" || exit 3; fi; '
     'printf "clock=%s\\n" "$(date +%s.%N)"'
 )
@@ -33,6 +35,7 @@ MIRROR_SCRIPT = (
     'then echo baseline_snapshot=yes; fi; break; fi; echo "gone=$id"; done; '
     'for id in $5; do if [ -d "$root/copies/$id" ] && ! { command -v btrfs >/dev/null 2>&1 && '
     'btrfs subvolume show "$root/copies/$id" >/dev/null 2>&1; }; then echo "resumable=$id"; break; fi; done; '
+    'if [ -n "${SHIP:-}" ]; then sh -c "$SHIP" sh "$root/received"; fi; '
     'echo df; df -B1 --output=size,avail "$root"'
 )
 
@@ -42,6 +45,7 @@ class ProductionFacts:
     missing_paths: tuple[str, ...]
     totals: SourceTotals
     clock: float  # production's clock (epoch seconds) after the listing
+    shipping: shipping.ShippingFacts = shipping.ShippingFacts()  # data paths as subvolumes, snapshots
 
 
 @dataclass(frozen=True)
@@ -53,21 +57,22 @@ class MirrorFacts:
     resumable: str | None  # the newest unverified copy that left files behind
     available_bytes: int
     filesystem_bytes: int = 0  # the size of the store's filesystem (a service's default bound is a share of it)
+    shipping: shipping.ShippingFacts = shipping.ShippingFacts()  # the received area and its subvolumes
 
 
 def production_facts_argv(data_paths: list[str]) -> list[str]:
-    return ["sh", "-c", PRODUCTION_SCRIPT, "sh", *data_paths]
+    return ["env", f"SHIP={shipping.PRODUCTION_FACTS_SCRIPT}", "sh", "-c", PRODUCTION_SCRIPT, "sh", *data_paths]
 
 
 def parse_production_facts(output: str) -> ProductionFacts:
     head, _, rest = output.partition("sizes\n")
     sizes, _, clock = rest.rpartition("clock=")
     missing = tuple(line.split("=", 1)[1] for line in head.splitlines() if line.startswith("missing="))
-    return ProductionFacts(missing, parse_file_sizes(sizes), float(clock.strip()))
+    return ProductionFacts(missing, parse_file_sizes(sizes), float(clock.strip()), shipping.parse_production_facts(head))
 
 
 def mirror_facts_argv(service: str, verified: list[str], unverified: list[str]) -> list[str]:
-    return ["sh", "-c", MIRROR_SCRIPT, "sh", service_root(service), STORE_FACTS_SCRIPT, work_root(service),
+    return ["env", f"SHIP={shipping.MIRROR_FACTS_SCRIPT}", "sh", "-c", MIRROR_SCRIPT, "sh", service_root(service), STORE_FACTS_SCRIPT, work_root(service),
             " ".join(verified), " ".join(unverified)]
 
 
@@ -81,4 +86,5 @@ def parse_mirror_facts(output: str) -> MirrorFacts:
         baseline=values.get("baseline"), baseline_is_snapshot=values.get("baseline_snapshot") == "yes",
         gone=tuple(line.split("=", 1)[1] for line in lines if line.startswith("gone=")),
         resumable=values.get("resumable"), available_bytes=int(size_line.split()[1]),
-        filesystem_bytes=int(size_line.split()[0]))
+        filesystem_bytes=int(size_line.split()[0]),
+        shipping=shipping.parse_mirror_facts(facts))

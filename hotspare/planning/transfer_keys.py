@@ -117,6 +117,9 @@ exec rsync --server --daemon --config={CONFIG_PATH} .
 KEYS_SCRIPT = r'''
 mode=$1 file=$2 service=$3 tag=$4 now=$5 line=$6
 umask 077
+# work production does in the same round trip (snapshot shipping: take or prune the snapshots);
+# its arguments are words the orchestrator checked (declared paths, hotspare's own names)
+if [ -n "${HOTSPARE_ALSO:-}" ]; then sh -c "$HOTSPARE_ALSO" sh $HOTSPARE_ALSO_ARGS || exit 1; fi
 mkdir -p "${file%/*}" || exit 1
 touch "$file" || exit 1
 exec 9>>"$file.lock" && flock -w 30 9 || { echo "could not lock $file" >&2; exit 75; }
@@ -128,6 +131,7 @@ if [ "$mode" = add ]; then
   place "$7" "$8" 0755
   place "$9" "${10}" 0644
   mkdir -p "${11}" || exit 1
+  if [ -n "${12:-}" ]; then place "${12}" "${13}" 0755; fi
 fi
 awk -v mode="$mode" -v service="$service" -v tag="$tag" -v now="$now" -v marker="MARKER" '
   { n = split($NF, part, ":") }
@@ -158,13 +162,17 @@ def unsafe_command_word(word: str) -> bool:
 
 
 def transfer_key_line(public_key: str, *, service: str, tag: str, source_address: str,
-                      paths: list[str], now: datetime) -> TransferKey:
-    """The restricted authorized_keys line for one transfer (``now``: production's clock, UTC)."""
+                      paths: list[str], now: datetime, program: str = VIEW_PATH) -> TransferKey:
+    """The restricted authorized_keys line for one transfer (``now``: production's clock, UTC).
+    ``program`` is the forced command: the view (``paths`` are the declared paths) or snapshot
+    shipping's sender (``paths`` are snapshots and parents, "-" for none: ``planning/snapshot_shipping.py``)."""
     for word in [service, tag, source_address, *paths]:
         if unsafe_command_word(word):
             raise ValueError(f"cannot put {word!r} into a transfer key's forced command (spaces, quotes or "
                              "backslashes are not allowed in service names, addresses or data paths)")
     for path in paths:
+        if program != VIEW_PATH and path == "-":
+            continue
         if not path.startswith("/") or posixpath.normpath(path) != path or path.startswith("//"):
             raise ValueError(f"cannot serve {path!r} to a transfer: declared paths are absolute and normalised "
                              "(no '..', '.', doubled or trailing slashes)")
@@ -173,23 +181,37 @@ def transfer_key_line(public_key: str, *, service: str, tag: str, source_address
     expires = now + KEY_LIFETIME
     expires_epoch = int(expires.timestamp())
     key_type, key_body = public_key.split()[:2]
-    command = " ".join([VIEW_PATH, service, *paths])
+    command = " ".join([program, service, *paths])
     options = (f'restrict,from="{source_address}",expiry-time="{expires.strftime("%Y%m%d%H%M%S")}Z",'
                f'command="{command}"')
     comment = f"{KEY_MARKER}:{service}:{tag}:{expires_epoch}"
     return TransferKey(service, tag, f"{options} {key_type} {key_body} {comment}", expires_epoch)
 
 
-def install_key_argv(key: TransferKey, now_epoch: int) -> list[str]:
+def install_key_argv(key: TransferKey, now_epoch: int, *, also: tuple[str, list[str]] | None = None,
+                     programs: tuple[str, str] | None = None) -> list[str]:
     """Production command: install the view script, the daemon's configuration and the key line
-    (and drop stale lines)."""
-    return ["sh", "-c", KEYS_SCRIPT, "sh", "add", TRANSFER_KEYS_FILE, key.service, key.tag, str(now_epoch),
-            key.line, VIEW_PATH, VIEW_SCRIPT, CONFIG_PATH, RSYNCD_CONFIG, VIEW_MOUNT]
+    (and drop stale lines). ``key.line`` may hold several lines of one tag (snapshot shipping
+    adds its sender's); ``programs`` (path, text) places one more fixed program; ``also`` (a
+    fixed program, its words) runs first in the same round trip."""
+    return [*_also(also), "sh", "-c", KEYS_SCRIPT, "sh", "add", TRANSFER_KEYS_FILE, key.service, key.tag,
+            str(now_epoch), key.line, VIEW_PATH, VIEW_SCRIPT, CONFIG_PATH, RSYNCD_CONFIG, VIEW_MOUNT,
+            *(programs or ())]
 
 
-def remove_key_argv(service: str, tag: str, now_epoch: int) -> list[str]:
+def remove_key_argv(service: str, tag: str, now_epoch: int, *, also: tuple[str, list[str]] | None = None) -> list[str]:
     """Production command: remove the transfer's key line (and any expired ones)."""
-    return ["sh", "-c", KEYS_SCRIPT, "sh", "remove", TRANSFER_KEYS_FILE, service, tag, str(now_epoch), ""]
+    return [*_also(also), "sh", "-c", KEYS_SCRIPT, "sh", "remove", TRANSFER_KEYS_FILE, service, tag, str(now_epoch), ""]
+
+
+def _also(also: tuple[str, list[str]] | None) -> list[str]:
+    if also is None:
+        return []
+    program, words = also
+    for word in words:
+        if unsafe_command_word(word):
+            raise ValueError(f"cannot hand {word!r} to a program on production (one word without spaces or quotes)")
+    return ["env", f"HOTSPARE_ALSO={program}", f"HOTSPARE_ALSO_ARGS={' '.join(words)}"]
 
 
 def key_lines(text: str) -> list[dict]:
