@@ -119,8 +119,16 @@ def main() -> None:
     with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
         from hotspare.cli import main as cli
 
+        import yaml
+
+        from hotspare.planning.snapshot_shipping import SHIPPING_PREFERENCE
+
         lab.register_blocks()
-        if cli(["fleet", "load", env["fleet_file"]]) != 0:
+        fleet_data = yaml.safe_load(Path(env["fleet_file"]).read_text())
+        fleet_data.setdefault("replication", {})["copy_backend"] = SHIPPING_PREFERENCE  # shipping is asked for
+        fleet_path = home / "fleet-shipping.yaml"
+        fleet_path.write_text(yaml.safe_dump(fleet_data, sort_keys=False))
+        if cli(["fleet", "load", str(fleet_path)]) != 0:
             raise RuntimeError("hotspare fleet load failed")
         service = env["services"][SERVICE]
         production, mirror, data = service["production"], service["mirror"], service["data_path"]
