@@ -35,7 +35,7 @@ from hotspare.planning.rsync_outcomes import classify_rsync
 from hotspare.planning.containment import each_argv
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.transfer_access import _meanwhile
-from hotspare.planning import host_clocks
+from hotspare.planning import host_clocks, space
 from tasks import clock_offsets
 
 STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
@@ -114,7 +114,7 @@ def _make_copy(fleet: Fleet, copy_plan, taken: dict[str, str]) -> str:
     """The mirror's copy from the working tree and the received subvolumes (checked by UUID)."""
     argv = shipping.snapshot_copy_argv(copy_plan.service, copy_backends.work_root(copy_plan.service),
                                        plan.copy_root(copy_plan.service, copy_plan.copy_id), copy_plan.shipments, taken,
-                                       copy_backends.REMOVE_SCRIPT)
+                                       copy_backends.REMOVE_SCRIPT, qgroup=space.qgroup_id(copy_plan.service))
     with access.connect(fleet, copy_plan.target) as mirror:
         result = mirror.run(argv, timeout=600, check=False)
     if result.exit_status != 0:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
+from hotspare.planning.copy_backends import QGROUP_OPTION
 from hotspare.planning.replication import SSH_OPTIONS, service_root
 
 SHIPPING = "btrfs-send"
@@ -353,14 +354,14 @@ def parse_received(output: str) -> Received:
 # the area may hold received UUIDs (receive finds parents by them; a repair could not make the
 # copy writable). Then the area keeps only these and HOTSPARE_KEEP (the parents).
 SNAPSHOT_SCRIPT = (
-    'work=$1; copy=$2; area=$3; shift 3; '
+    'work=$1; copy=$2; area=$3; shift 3; ' + QGROUP_OPTION +
     'if [ -e "$copy" ]; then sh -c "$REMOVE" sh "$copy" || exit 1; fi; '
-    'btrfs -q subvolume snapshot "$work" "$copy" || exit 1; '
+    'btrfs -q subvolume snapshot $qi "$work" "$copy" || exit 1; '
     'names=; while [ $# -ge 3 ]; do p=$1 name=$2 uuid=$3; shift 3; names="$names $name"; '
     'got=$(btrfs subvolume show "$area/$name" 2>/dev/null | awk \'$1 == "Received" && $2 == "UUID:" {print $3}\'); '
     'if [ -z "$uuid" ] || [ "$got" != "$uuid" ]; then echo "hotspare-mismatch=$p ${got:-none}"; exit 4; fi; '
     'd="$copy/tree$p"; mkdir -p "${d%/*}" || exit 1; if [ -e "$d" ]; then rmdir "$d" || exit 1; fi; '
-    'btrfs -q subvolume snapshot "$area/$name" "$d" && btrfs property set -ts "$d" ro true || exit 1; '
+    'btrfs -q subvolume snapshot $qi "$area/$name" "$d" && btrfs property set -ts "$d" ro true || exit 1; '
     'echo "hotspare-shipped=$p $uuid"; done; '
     'btrfs property set -ts "$copy" ro true || exit 1; '
     'for s in "$area"/*; do [ -e "$s" ] || continue; case " $names $HOTSPARE_KEEP " in *" ${s##*/} "*) continue;; esac; '
@@ -369,11 +370,15 @@ SNAPSHOT_SCRIPT = (
 
 
 def snapshot_copy_argv(service: str, work: str, copy: str, shipments: tuple[Shipment, ...], uuids: dict[str, str],
-                       remove_script: str) -> list[str]:
+                       remove_script: str, qgroup: str | None = None) -> list[str]:
+    """The copy made from the working tree and the received subvolumes, its snapshots in the
+    service's quota group ``qgroup`` (a snapshot of a group member made outside the group makes
+    every group's accounting inconsistent, and their limits then hold back nothing)."""
     words = [word for shipment in shipments for word in (shipment.path, shipment.name, uuids.get(shipment.path, ""))]
     keep = " ".join(shipment.parent_name for shipment in shipments if shipment.parent_name)
-    return ["env", f"REMOVE={remove_script}", f"HOTSPARE_KEEP={keep}", "sh", "-c", SNAPSHOT_SCRIPT, "sh", work, copy,
-            received_area(service), *words]
+    group = [f"QGROUP={qgroup}"] if qgroup else []
+    return ["env", f"REMOVE={remove_script}", f"HOTSPARE_KEEP={keep}", *group, "sh", "-c", SNAPSHOT_SCRIPT, "sh", work,
+            copy, received_area(service), *words]
 
 
 def remove_stale_argv(service: str, names: tuple[str, ...]) -> list[str]:
