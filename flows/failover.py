@@ -157,6 +157,10 @@ def _prefect_slot(service: str, takeover: bool):
     its next step, ``LeaseLost``): after a short wait the slot is taken over with a logged
     sentence, never waited out — a crashed failover must not delay the next one by a minute, nor
     fail it. A resumed run, whose operator asserted the earlier run is gone, takes it at once.
+
+    The slot is bookkeeping: the inventory lock (fencing token, a check before every side effect)
+    is what excludes two runs. So a slot lease Prefect fails to renew (a takeover or a server
+    restart revoked it) is logged and never ends the failover midway.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
@@ -175,14 +179,14 @@ def _prefect_slot(service: str, takeover: bool):
     with ExitStack() as stack:
         try:
             stack.enter_context(concurrency(name, occupy=1, timeout_seconds=SLOT_WAIT_SECONDS, strict=True,
-                                            lease_duration=SLOT_LEASE_SECONDS))
+                                            lease_duration=SLOT_LEASE_SECONDS, raise_on_lease_renewal_failure=False))
         except TimeoutError:
             get_run_logger().warning(
                 "the Prefect slot %s is still held although this run holds %s's inventory lock: the run that took "
                 "it is gone (or stalled without the lock, and stops at its next step); taken over", name, service)
             take_over()
             stack.enter_context(concurrency(name, occupy=1, timeout_seconds=SLOT_WAIT_SECONDS * 3, strict=True,
-                                            lease_duration=SLOT_LEASE_SECONDS))
+                                            lease_duration=SLOT_LEASE_SECONDS, raise_on_lease_renewal_failure=False))
         yield
 
 
