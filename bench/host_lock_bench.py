@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import isolate_environment, run_meta, start_lab, table, write_results  # noqa: E402
+from bench.common import own_lab, run_meta, table, write_results  # noqa: E402
 
 HOST = "mirror-west"
 SCRATCH = "/etc/hotspare-bench"
@@ -81,50 +81,44 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="leave the lab folder (the lab itself is taken down)")
     arguments = parser.parse_args()
     started = time.monotonic()
-    home = Path(tempfile.mkdtemp(prefix="hotspare-host-lock-bench-"))
-    isolate_environment(home)
-    from tasks.host_lock import host_lock
-
-    lab = None
-    try:
-        lab, env = start_lab(home / "lab", arguments.slot)
-        print(f"lab up in slot {lab.slot} in {time.monotonic() - started:.1f} s", flush=True)
-        root = Path(env["hosts"][HOST]["root"])
-        (root / SCRATCH.lstrip("/")).mkdir()
-        for path in FILES:
-            (root / path.lstrip("/")).write_bytes((root / "etc" / Path(path).name).read_bytes())
-        def lock_once(connection) -> None:
-            with host_lock(connection, "bench"):
-                pass
-
-        modes = {"bare command": lambda connection: connection.run(["true"]),
-                 "lock taken and released": lock_once,
-                 "merge, unlocked (old)": merge_unlocked,
-                 "merge, locked": merge_locked}
-        seconds: dict[str, list[float]] = {mode: [] for mode in modes}
-        rounds: list[float] = []
-        with connection_to(env) as connection:
-            connection.run(["true"])
-            for _ in range(arguments.reps):
-                for mode, function in modes.items():
-                    seconds[mode].append(timed(lambda function=function: function(connection)))
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                for _ in range(arguments.reps):
-                    rounds.append(timed(lambda: list(pool.map(lambda _: merge_locked(connection), range(2)))))
-    finally:
-        if lab is not None:
-            lab.down()
+    with own_lab("hotspare-host-lock-bench-", arguments.slot, arguments.keep) as (_lab, env):
+        seconds, rounds = measure(env, arguments.reps)
     rows = [[mode, f"{statistics.median(values) * 1000:.1f}", f"{max(values) * 1000:.1f}"] for mode, values in seconds.items()]
     rows.append(["two locked merges at once (a round)", f"{statistics.median(rounds) * 1000:.1f}", f"{max(rounds) * 1000:.1f}"])
     print(f"\n{HOST}, one shared SSH connection, {arguments.reps} interleaved repetitions")
     table(["step", "median ms", "max ms"], rows)
-    meta = run_meta() | {"total_seconds": round(time.monotonic() - started, 1)}
-    write_results({"meta": meta, "seconds": seconds, "two_at_once": rounds},
-                  Path(tempfile.gettempdir()) / "hotspare-bench" / "host_lock.json")
-    if not arguments.keep:
-        import shutil
+    write_results({"meta": run_meta() | {"total_seconds": round(time.monotonic() - started, 1)},
+                   "seconds": seconds, "two_at_once": rounds}, Path(tempfile.gettempdir()) / "hotspare-bench" / "host_lock.json")
 
-        shutil.rmtree(home, ignore_errors=True)
+
+def measure(env: dict, reps: int) -> tuple[dict[str, list[float]], list[float]]:
+    """Each mode ``reps`` times, interleaved; then ``reps`` rounds of two locked merges at once."""
+    from tasks.host_lock import host_lock
+
+    root = Path(env["hosts"][HOST]["root"])
+    (root / SCRATCH.lstrip("/")).mkdir()
+    for path in FILES:
+        (root / path.lstrip("/")).write_bytes((root / "etc" / Path(path).name).read_bytes())
+
+    def lock_once(connection) -> None:
+        with host_lock(connection, "bench"):
+            pass
+
+    modes = {"bare command": lambda connection: connection.run(["true"]),
+             "lock taken and released": lock_once,
+             "merge, unlocked (old)": merge_unlocked,
+             "merge, locked": merge_locked}
+    seconds: dict[str, list[float]] = {mode: [] for mode in modes}
+    rounds: list[float] = []
+    with connection_to(env) as connection:
+        connection.run(["true"])
+        for _ in range(reps):
+            for mode, function in modes.items():
+                seconds[mode].append(timed(lambda function=function: function(connection)))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for _ in range(reps):
+                rounds.append(timed(lambda: list(pool.map(lambda _: merge_locked(connection), range(2)))))
+    return seconds, rounds
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from hotspare.planning import host_lock as plan
-from lab_helpers import host_path, poll, ssh_argv
+from lab_helpers import host_path, poll, ssh, ssh_argv
 
 MIRROR = "mirror-west"
 SERVICES = {"app1": ("app1-web", "app1-batch"), "app3": ("app3-web", "app3-batch")}
@@ -73,8 +73,31 @@ def test_plan_refuses_names_that_are_not_ours_to_make():
     with pytest.raises(ValueError, match="absolute, normal"):
         plan.leftovers(["etc/passwd"], {})
     argv = plan.hold_argv("merge of app1's accounts\nsecond line", 2.5)
-    assert argv[:6] == ["flock", "-w", "2.5", "-E", str(plan.BUSY_EXIT), plan.HOST_LOCK_FILE]
-    assert argv[-2:] == ["merge of app1's accounts second line", plan.HOST_LOCK_FILE]  # one line, an argument
+    assert argv[:3] == ["sh", "-c", plan.TAKE] and argv[-1] == plan.HOLD  # constant programs
+    assert argv[4:7] == ["2.5", plan.HOST_LOCK_FILE, "merge of app1's accounts second line"]  # one line, an argument
+
+
+def test_the_lock_file_is_roots_alone_and_a_second_taker_waits_its_bound(tmp_path):
+    """With the machine's own sh and flock: the lock file is made 0600 (an older looser one is
+    corrected), the holder's note is written into it, and a second taker gives up with BUSY_EXIT."""
+    lock_file = tmp_path / "host.lock"
+    lock_file.write_text("")
+    lock_file.chmod(0o644)
+    holder = subprocess.Popen(plan.hold_argv("first holder", 5, str(lock_file)), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == plan.LOCKED_LINE
+        assert lock_file.stat().st_mode & 0o777 == 0o600
+        assert lock_file.read_text().startswith("first holder, since ")
+        second = run_program(plan.hold_argv("second", 0.2, str(lock_file)))
+        assert second.returncode == plan.BUSY_EXIT and second.stdout == ""
+    finally:
+        holder.stdin.close()
+        assert holder.wait(timeout=10) == 0
+    fresh = tmp_path / "fresh.lock"
+    taker = subprocess.run(plan.hold_argv("third", 1, str(fresh)), input=b"", capture_output=True, timeout=10, check=False)
+    assert taker.returncode == 0 and taker.stdout == plan.LOCKED_LINE
+    assert fresh.stat().st_mode & 0o777 == 0o600
 
 
 # ----- the lab ------------------------------------------------------------------------------------
@@ -244,3 +267,17 @@ def test_a_killed_holder_frees_the_lock(fleet, lab_env):
         note = host_path(lab_env, MIRROR, plan.HOST_LOCK_FILE).read_text()
     assert note.startswith(f"the lock test (hotspare pid {os.getpid()}, ")
     assert time.monotonic() - started < 5
+
+
+def test_a_service_user_cannot_open_the_lock_to_hold_it(fleet, lab_env):
+    """A customer's app on the shared mirror (its own user) cannot take the lock and hold every
+    other service's changes back: the file is root's alone."""
+    from hotspare import access
+    from tasks.host_lock import host_lock
+
+    with access.connect(fleet, MIRROR) as mirror, host_lock(mirror, "the lock test", wait_seconds=5):
+        pass  # the file exists now
+    attempt = ssh(lab_env, MIRROR, "setpriv", "--reuid", "2001", "--regid", "2001", "--clear-groups",
+                  "flock", "-n", plan.HOST_LOCK_FILE, "true")
+    assert attempt.returncode != 0 and "Permission denied" in attempt.stderr, (attempt.returncode, attempt.stderr)
+    assert host_path(lab_env, MIRROR, plan.HOST_LOCK_FILE).stat().st_mode & 0o777 == 0o600

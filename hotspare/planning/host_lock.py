@@ -56,12 +56,19 @@ REPLACE_CHECKED = (
 )
 
 
+# $1 the wait, $2 the lock file, $3 the note, $4 the HOLD program. The lock file is root's alone
+# (0600, made under umask 077, an older one's mode corrected): flock works on any open file, so a
+# service's user that could open it (a customer's app on a shared mirror) could hold every other
+# service's changes back for ever.
+TAKE = ('umask 077; if [ -e "$2" ]; then chmod 0600 -- "$2" || exit 1; fi; '
+        'exec flock -w "$1" -E ' + str(BUSY_EXIT) + ' "$2" sh -c "$4" sh "$3" "$2"')
+
+
 def hold_argv(holder: str, wait_seconds: float = WAIT_SECONDS, lock_file: str = HOST_LOCK_FILE) -> list[str]:
     """The command that takes the host lock within ``wait_seconds`` and holds it until its stdin
     closes; ``holder`` (one line: which run, for what) is what a waiting run is told."""
     note = " ".join(holder.split())  # one line, whatever the caller passed
-    return ["flock", "-w", f"{max(wait_seconds, 0):g}", "-E", str(BUSY_EXIT), lock_file,
-            "sh", "-c", HOLD, "sh", note, lock_file]
+    return ["sh", "-c", TAKE, "sh", f"{max(wait_seconds, 0):g}", _absolute([lock_file])[0], note, HOLD]
 
 
 def holder_argv(lock_file: str = HOST_LOCK_FILE) -> list[str]:
