@@ -47,6 +47,7 @@ def connection_to(env: dict):
 
 
 def merge_unlocked(connection) -> None:
+    """The merge's remote work before the lock: SFTP reads, one new file through stdin, a fixed-name rename."""
     with connection.open_sftp() as sftp:
         texts = {path: sftp.open(path, "r").read() for path in FILES}
     connection.run(["sh", "-c", 'umask 077 && cat > "$1"', "sh", FILES[2] + ".hotspare-new"], stdin=texts[FILES[2]])
@@ -54,16 +55,20 @@ def merge_unlocked(connection) -> None:
 
 
 def merge_locked(connection) -> None:
+    """The same as ``tasks/replication.py: apply_accounts`` does it now: inside the lock, the sweep
+    of leftovers, SFTP reads, a new file per run over SFTP, the checked rename."""
     import hashlib
 
     from hotspare.planning import host_lock as plan
     from tasks.host_lock import host_lock
+    from tasks.replication import write_private_sftp
 
     suffix = plan.temporary_suffix(uuid.uuid4().hex[:12])
     with host_lock(connection, "bench merge") as held, connection.open_sftp() as sftp:
-        connection.run(plan.remove_temporary_argv(FILES))
+        for leftover in plan.leftovers(FILES, {SCRATCH: sftp.listdir(SCRATCH)}):
+            sftp.remove(leftover)
         texts = {path: sftp.open(path, "r").read() for path in FILES}
-        connection.run(["sh", "-c", 'umask 077 && cat > "$1"', "sh", FILES[2] + suffix], stdin=texts[FILES[2]])
+        write_private_sftp(sftp, FILES[2] + suffix, texts[FILES[2]])
         held.check("the rename")
         connection.run(plan.replace_checked_argv(suffix, {FILES[2]: hashlib.sha256(texts[FILES[2]]).hexdigest()}))
 
@@ -93,6 +98,7 @@ def main() -> None:
 
 def measure(env: dict, reps: int) -> tuple[dict[str, list[float]], list[float]]:
     """Each mode ``reps`` times, interleaved; then ``reps`` rounds of two locked merges at once."""
+    import tasks.replication  # noqa: F401 (imported before the clock runs: it brings Prefect)
     from tasks.host_lock import host_lock
 
     root = Path(env["hosts"][HOST]["root"])
