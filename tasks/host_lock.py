@@ -19,12 +19,14 @@ import socket
 import time
 from collections.abc import Iterator
 
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+
 from hotspare.access import Lease
 from hotspare.adapters.errors import Busy, RemoteCommandError
 from hotspare.adapters.ssh import Held, SshConnection
 from hotspare.planning import host_lock as plan
 
-log = logging.getLogger("hotspare.host_lock")
 READY_MARGIN_SECONDS = 30.0  # beyond the lock wait: the SSH channel and the command's start
 
 
@@ -69,7 +71,8 @@ def host_lock(connection: SshConnection | Lease, purpose: str, wait_seconds: flo
             acquired = True
             waited = time.monotonic() - started
             if waited >= 1.0:
-                log.info("took the host lock of %s after waiting %.1f s, for the %s", host, waited, purpose)
+                _logger().info("took the host lock of %s after waiting %.1f s (another run held it), for the %s",
+                               host, waited, purpose)
             yield held
     except RemoteCommandError as error:
         if acquired or error.exit_status != plan.BUSY_EXIT:
@@ -79,3 +82,11 @@ def host_lock(connection: SshConnection | Lease, purpose: str, wait_seconds: flo
             f"{host}: could not take the host lock ({plan.HOST_LOCK_FILE}) for the {purpose} within "
             f"{wait_seconds:g} s: it is held by {holder}. It frees itself when that run ends or its "
             f"orchestrator stops; run this again then", host=host, holder=holder) from None
+
+
+def _logger():
+    """The run's logger inside a flow or task; a plain one outside (tests, benchmarks)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("hotspare.host_lock")
