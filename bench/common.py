@@ -69,19 +69,39 @@ def start_lab(directory: Path, slot: int | None, avoid: tuple[int, ...] = AVOID_
 
 
 @contextmanager
+def own_lab(prefix: str, slot: int | None, keep: bool) -> Iterator[tuple]:
+    """``(lab, env)`` of a lab of the benchmark's own (no Prefect) in a fresh isolated home; at the
+    end the lab is taken down and the home removed (unless ``keep``), whatever happened."""
+    import tempfile
+
+    started = time.monotonic()
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    isolate_environment(home)
+    with _lab_in(home, slot, keep, started) as lab_and_env:
+        yield lab_and_env
+
+
+@contextmanager
 def lab_and_prefect(home: Path, slot: int | None, keep: bool, started: float) -> Iterator[tuple]:
     """``(lab, env)`` of a lab in ``home/lab`` with a Prefect test server running; at the end the
     lab is torn down and ``home`` removed (unless ``keep``), whatever happened.
 
     ``started`` is the benchmark's ``time.monotonic()`` start, for the "lab up" line."""
+    with _lab_in(home, slot, keep, started) as lab_and_env:
+        from prefect.testing.utilities import prefect_test_harness
+
+        with prefect_test_harness(server_startup_timeout=180):
+            yield lab_and_env
+
+
+@contextmanager
+def _lab_in(home: Path, slot: int | None, keep: bool, started: float) -> Iterator[tuple]:
+    """The lab of ``lab_and_prefect`` and ``own_lab``: up in ``home/lab``, down (and ``home`` gone) after."""
     lab = None
     try:
         lab, env = start_lab(home / "lab", slot)
         print(f"lab up in slot {lab.slot} ({home / 'lab'}) in {time.monotonic() - started:.1f} s", flush=True)
-        from prefect.testing.utilities import prefect_test_harness
-
-        with prefect_test_harness(server_startup_timeout=180):
-            yield lab, env
+        yield lab, env
     finally:
         if lab is not None:
             lab.down()

@@ -183,6 +183,10 @@ class Lease:
     def open_sftp(self):
         return self._connection.open_sftp()
 
+    def holding(self, argv, *, ready: bytes, timeout: float):
+        """A command kept running while the block runs (``SshConnection.holding``): a host lock."""
+        return self._connection.holding(argv, ready=ready, timeout=timeout)
+
 
 class _Pooled:
     def __init__(self, connection: SshConnection):

@@ -31,6 +31,7 @@ from hotspare.planning import backup as plan
 from hotspare.planning import restic as restic_plan
 from hotspare.planning import shell_programs as shell
 from hotspare.planning import storage_accounts as accounts
+from tasks.host_lock import host_lock
 from tasks.retry import TRANSIENT_RETRIES
 
 STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
@@ -100,7 +101,8 @@ def plan_grant(fleet: Fleet, service_name: str, client_server: str, run_name: st
 def prepare_repository(storage: SshConnection, grant: accounts.StorageGrant, password: str, *, create: bool, logger) -> None:
     """On the storage host, as root: the service's account, its repository (created here, with
     the password, when ``create``), and the append-only layout of the repository's files."""
-    storage.run(grant.ensure_account())
+    with host_lock(storage, f"storage account of {grant.service}"):  # other services' runs add theirs
+        storage.run(grant.ensure_account())
     if storage.run(grant.repository_exists(), check=False).exit_status != 0:
         if not create:
             raise PermanentError(f"{grant.storage_server} holds no repository at {grant.repository_path} for {grant.service}: "

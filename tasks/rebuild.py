@@ -36,6 +36,7 @@ from hotspare.planning import replication as replication_layout
 from hotspare.planning import shell_programs as shell
 from hotspare.probes import http_get_via_dns, reachability, tcp_reachable
 from hotspare.settings import hotspare_home
+from tasks.host_lock import host_lock
 from tasks.live_data import neutralise, run_tag
 from tasks.backup import (
     RESTIC_TIMEOUT,
@@ -192,7 +193,10 @@ def recreate_accounts(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, scratch: 
     """
     logger = get_run_logger()
     meta = f"{scratch}/{shell.relative(manifest_plan.META_DIR)}/{rebuild.service}/accounts"
-    with access.connect(fleet, rebuild.standby) as connection:
+    # other services rebuilt on this standby change the same account files: read, plan and
+    # create under the host's lock (tasks/host_lock.py)
+    with access.connect(fleet, rebuild.standby) as connection, \
+            host_lock(connection, f"accounts of {rebuild.service}'s rebuild"):
         merge = _account_merge(fleet, connection, rebuild, meta)
         for sentence in merge.refused:
             logger.warning("accounts of %s on %s: %s", rebuild.service, rebuild.standby, sentence)
@@ -247,7 +251,8 @@ def issue_temporary_accounts(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, sc
     logger = get_run_logger()
     now = now or datetime.now(timezone.utc)
     meta = f"{scratch}/{shell.relative(manifest_plan.META_DIR)}/{rebuild.service}/accounts"
-    with access.connect(fleet, rebuild.standby) as connection:
+    with access.connect(fleet, rebuild.standby) as connection, \
+            host_lock(connection, f"temporary logins of {rebuild.service}'s rebuild"):
         accounts = _account_merge(fleet, connection, rebuild, meta).accepted_accounts()
         logins = login_plan.temporary_accounts(accounts, now, rebuild.temporary_hours,
                                          only=[name.removeprefix(account_plan.TEMPORARY_PREFIX) for name in rebuild.temporary_logins])
@@ -368,7 +373,7 @@ def disable_due_accounts(fleet: Fleet, now: datetime) -> dict:
         by_server.setdefault(row.server, []).append(row)
     for server, rows in by_server.items():
         try:
-            with access.connect(fleet, server) as connection:
+            with access.connect(fleet, server) as connection, host_lock(connection, "expiry of temporary logins"):
                 present = {a.name for a in account_plan.parse_passwd(connection.run(["cat", "/etc/passwd"]).text)}
                 for row in rows:
                     if row.user_name in present:

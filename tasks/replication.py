@@ -7,8 +7,12 @@ and reads small outputs.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import hashlib
+import posixpath
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -18,12 +22,12 @@ from prefect.cache_policies import NO_CACHE
 
 from hotspare import access
 from hotspare.adapters.errors import PermanentError, TransientError
-from hotspare.adapters.ssh import SshConnection
 from hotspare.fleet import Fleet
 from hotspare.inventory import copies, locks, runs
 from hotspare.inventory.models import CopyRow, utcnow
 from hotspare.inventory import copy_stores
 from hotspare.planning import accounts as account_plan
+from hotspare.planning import host_lock as host_lock_plan
 from hotspare.planning import copy_backends
 from hotspare.planning import host_clocks
 from hotspare.planning import preflight_facts
@@ -33,6 +37,7 @@ from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning import space
 from hotspare.planning import verification_scope
 from tasks import clock_offsets
+from tasks.host_lock import host_lock
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.snapshot_shipping import ship
 from tasks.transfer_access import pull
@@ -76,9 +81,11 @@ def _spec(fleet: Fleet, service: str) -> dict:
 # Helpers
 
 
-def write_file(connection: SshConnection, path: str, content: bytes, mode: str = "077") -> None:
-    """Write ``content`` to ``path`` on the server through stdin (never argv)."""
-    connection.run(["sh", "-c", f'umask {mode} && cat > "$1"', "sh", path], stdin=content)
+def write_private_sftp(sftp, path: str, content: bytes) -> None:
+    """Write a new file ``path`` over SFTP, mode 0600 before the first byte (it may hold hashes)."""
+    with sftp.open(path, "wx") as handle:
+        handle.chmod(0o600)
+        handle.write(content)
 
 
 # ---------------------------------------------------------------------------------------
@@ -420,11 +427,18 @@ def apply_accounts(service: str, copy_id: str, target: str, locked: bool = False
     fleet = access.loaded_fleet()
     rules = fleet.service(service).accounts
     tree = plan.copy_tree(service, copy_id)
-    with access.connect(fleet, target) as mirror, mirror.open_sftp() as sftp:
+    suffix = host_lock_plan.temporary_suffix(uuid.uuid4().hex[:12])
+    # Other services on this host merge into the same files: the whole read-merge-write holds
+    # the host's lock (tasks/host_lock.py), and this run's new files have names of their own.
+    with access.connect(fleet, target) as mirror, host_lock(mirror, f"merge of {service}'s accounts") as held, \
+            mirror.open_sftp() as sftp:
         def read(path: str) -> str:
             with sftp.open(path, "r") as handle:
                 return handle.read().decode(errors="surrogateescape")  # the target's own bytes stay as they are
 
+        folders = {posixpath.dirname(path) for path in account_plan.ACCOUNT_FILES}
+        for leftover in host_lock_plan.leftovers(account_plan.ACCOUNT_FILES, {f: sftp.listdir(f) for f in folders}):
+            sftp.remove(leftover)  # a killed run's new file
         # the copy holds the service's lines only (``stage_accounts``); screened again all the
         # same, for a copy made before that rule (its files were production's whole files)
         own = account_plan.service_accounts({path: read(tree + path) for path in account_plan.ACCOUNT_FILES},
@@ -435,12 +449,19 @@ def apply_accounts(service: str, copy_id: str, target: str, locked: bool = False
             source[account_plan.SHADOW] = account_plan.locked_passwords(source.get(account_plan.SHADOW, ""))
         merge = account_plan.merge_accounts(current, source, rules.uid_min, rules.uid_max, rules.users)
         changed = merge.changed(current)
-        for path in changed:
-            write_file(mirror, path + ".hotspare-new", merge.files[path].encode(errors="surrogateescape"))
-        if changed:  # each new file takes its file's mode and owner, then all replace theirs at once
-            mirror.run(["sh", "-c", 'for path do chmod --reference="$path" -- "$path.hotspare-new" && '
-                        'chown --reference="$path" -- "$path.hotspare-new" || exit 1; done; '
-                        'for path do mv -f -- "$path.hotspare-new" "$path" || exit 1; done', "sh", *changed])
+        try:
+            for path in changed:
+                write_private_sftp(sftp, path + suffix, merge.files[path].encode(errors="surrogateescape"))
+            if changed:  # only over the bytes read; each new file takes its file's mode and owner
+                held.check(f"replacing {', '.join(changed)}")
+                read_digests = {path: hashlib.sha256(current[path].encode(errors="surrogateescape")).hexdigest()
+                                for path in changed}
+                mirror.run(host_lock_plan.replace_checked_argv(suffix, read_digests))
+        except BaseException:  # nothing of this run's stays behind (if the host still answers)
+            for path in changed:
+                with contextlib.suppress(OSError):
+                    sftp.remove(path + suffix)
+            raise
     refused = [*own.refused, *merge.refused]
     for sentence in refused:
         logger.warning("accounts of %s on %s: %s", service, target, sentence)

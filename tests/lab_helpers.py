@@ -17,6 +17,17 @@ def ssh(lab_env: dict, host: str, *command: str, connect_timeout: float = 5,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def start_apps(lab_env: dict, *hosts: str) -> None:
+    """Start every lab service's app on each of ``hosts`` where the lab runs it (its production
+    and mirror), as the lab starts them: a fenced or powered-off host comes back with every
+    app stopped, and two services share prod-east and mirror-west."""
+    for host in hosts:
+        for name, service in lab_env["services"].items():
+            if host in (service["production"], service["mirror"]):
+                started = ssh(lab_env, host, f"/srv/{name}/app/ctl", "start")
+                assert started.returncode == 0, f"{name} on {host}: {started.stderr}"
+
+
 def host_path(lab_env: dict, host: str, path: str):
     """Where ``path`` as a lab host sees it lives on this machine (read without SSH)."""
     from pathlib import Path

@@ -1,9 +1,10 @@
 """Losing the whole east facility in the real lab, and taking it back: one full cycle.
 
-east holds app1's production (prod-east, mirror mirror-west) and app2's mirror (mirror-east;
-app2 runs on prod-west). The test ends with the lab as the session found it: east healed,
-app1 back on prod-east (a real failback) protected by mirror-west, app2 protected by
-mirror-east, the apps running on every production and mirror as the lab starts them.
+east holds the production of app1 and app3 (prod-east, both mirrored on mirror-west: two
+failovers to one mirror at once) and app2's mirror (mirror-east; app2 runs on prod-west). The test
+ends with the lab as the session found it: east healed, app1 and app3 back on prod-east (real
+failbacks) protected by mirror-west, app2 protected by mirror-east, the apps running on every
+production and mirror as the lab starts them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from flows.facility import facility_failover, facility_return
 from hotspare.adapters import dns
 from hotspare.inventory import copies
 from hotspare.probes import http_get_via_dns
-from lab_helpers import host_path, poll, ssh
+from lab_helpers import host_path, poll, ssh, start_apps
 
 pytestmark = pytest.mark.lab
+
+MOVED = ("app1", "app3")  # the services whose production is in east
 
 
 def lab_dns(lab_env: dict) -> dns.AuthoritativeServer:
@@ -45,7 +48,7 @@ def east_lost_and_back(fleet, lab, lab_env):
     """Both services protected with a verified copy before; the lab's starting point after."""
     from flows.replicate import replicate_service
 
-    for service, mirror in (("app1", "mirror-west"), ("app2", "mirror-east")):
+    for service, mirror in (("app1", "mirror-west"), ("app2", "mirror-east"), ("app3", "mirror-west")):
         assert layout(service)[0] == "protected", f"{service} must start protected: {layout(service)}"
         if copies.newest_verified(service, mirror) is None:
             assert replicate_service(service)["outcome"] == "ok"
@@ -54,7 +57,7 @@ def east_lost_and_back(fleet, lab, lab_env):
 
 
 def _restore_lab(lab, lab_env) -> None:
-    """East healed, app1 failed back to prod-east if it is not there, apps running everywhere."""
+    """East healed, app1 and app3 failed back to prod-east if not there, apps running everywhere."""
     from flows.failover import failover
     from hotspare import access
     from hotspare.inventory.db import session
@@ -62,28 +65,29 @@ def _restore_lab(lab, lab_env) -> None:
 
     lab.heal("east")
     access.close_connections()
-    if layout("app1")[0] == "failed-over":  # the return did not run or failed: reprotect first
-        ssh(lab_env, "prod-east", "/srv/app1/app/ctl", "stop")
-        from flows.reprotect import reprotect
+    for moved in MOVED:
+        if layout(moved)[0] == "failed-over":  # the return did not run or failed: reprotect first
+            ssh(lab_env, "prod-east", f"/srv/{moved}/app/ctl", "stop")
+            from flows.reprotect import reprotect
 
-        reprotect("app1", mirror="prod-east", yes=True)
-    if layout("app1")[1] != "prod-east":
-        assert failover("app1", planned=True, yes=True)["outcome"] == "ok"  # the failback the return offers
+            reprotect(moved, mirror="prod-east", yes=True)
+        if layout(moved)[1] != "prod-east":
+            assert failover(moved, planned=True, yes=True)["outcome"] == "ok"  # the failback the return offers
     if layout("app2")[0] != "protected":
         ssh(lab_env, "mirror-east", "/srv/app2/app/ctl", "stop")
         from flows.reprotect import reprotect
 
         reprotect("app2", mirror="mirror-east", yes=True)
-    for host, service in (("prod-east", "app1"), ("mirror-west", "app1"), ("prod-west", "app2"), ("mirror-east", "app2")):
-        assert ssh(lab_env, host, f"/srv/{service}/app/ctl", "start").returncode == 0
-    host_path(lab_env, "mirror-west", "/srv/hotspare/app1/active-copy").unlink(missing_ok=True)
-    host_path(lab_env, "prod-east", "/srv/hotspare/app1/active-copy").unlink(missing_ok=True)
+    start_apps(lab_env, "prod-east", "mirror-west", "prod-west", "mirror-east")
+    for moved in MOVED:
+        host_path(lab_env, "mirror-west", f"/srv/hotspare/{moved}/active-copy").unlink(missing_ok=True)
+        host_path(lab_env, "prod-east", f"/srv/hotspare/{moved}/active-copy").unlink(missing_ok=True)
     with session() as db:
         db.get(FacilityRow, "east").status = "up"
         for server in ("prod-east", "mirror-west", "prod-west", "mirror-east", "standby-east"):
             row = db.get(ServerRow, server)
             row.state, row.state_reason = "ok", ""
-    assert layout("app1") == ("protected", "prod-east", "mirror-west")
+    assert layout("app1") == layout("app3") == ("protected", "prod-east", "mirror-west")
     assert layout("app2") == ("protected", "prod-west", "mirror-east")
     assert dns.read_addresses(lab_dns(lab_env), lab_env["services"]["app1"]["dns_name"]) == [address_of(lab_env, "prod-east")]
 
@@ -91,9 +95,9 @@ def _restore_lab(lab, lab_env) -> None:
 def test_facility_east_fails_over_and_returns(east_lost_and_back, lab, lab_env, capsys):
     from hotspare.cli import main
 
-    # The plan, before anything happens: app1 moves, app2 keeps running unprotected.
+    # The plan, before anything happens: app1 and app3 move, app2 keeps running unprotected.
     preview = facility_failover("east", dry_run=True)
-    assert "app1" in preview["plan"] and "prod-east → mirror-west" in preview["plan"]
+    assert "app1" in preview["plan"] and "app3" in preview["plan"] and "prod-east → mirror-west" in preview["plan"]
     assert "app2** keeps running on prod-west, unprotected: mirror facility east lost" in preview["plan"]
 
     lab.fail("east")
@@ -102,9 +106,14 @@ def test_facility_east_fails_over_and_returns(east_lost_and_back, lab, lab_env, 
     app1 = result["results"]["app1"]
     assert app1["outcome"] == "ok" and app1["rto_seconds"] > 0 and app1["since_approval_seconds"] >= app1["rto_seconds"]
     assert result["unprotected"] == ["app2"] and result["rebuild"] == []
-    status, _body, used = through_dns(lab_env, "app1")
-    assert (status, used) == (200, address_of(lab_env, "mirror-west"))
-    assert layout("app1") == ("failed-over", "mirror-west", None)
+    assert result["results"]["app3"]["outcome"] == "ok", result["results"]["app3"]
+    for moved in MOVED:
+        status, body, used = through_dns(lab_env, moved)
+        assert (status, body, used) == (200, f"ok {moved}\n".encode(), address_of(lab_env, "mirror-west"))
+        assert layout(moved) == ("failed-over", "mirror-west", None)
+    # Both services' accounts are on the shared mirror after the two merges.
+    for user in ("app1-web", "app1-batch", "app3-web", "app3-batch"):
+        assert ssh(lab_env, "mirror-west", "getent", "passwd", user).returncode == 0, user
     assert through_dns(lab_env, "app2")[:3:2] == (200, address_of(lab_env, "prod-west"))  # never moved
     assert layout("app2")[0] == "unprotected"
 
@@ -138,10 +147,10 @@ def test_facility_east_fails_over_and_returns(east_lost_and_back, lab, lab_env, 
     assert layout("app1") == ("failed-over", "mirror-west", None)  # nothing changed yet
     back = facility_return("east", approved_plan_digest=preview["plan_digest"])
 
-    assert back["results"]["app1"]["outcome"] == "ok" and back["results"]["app2"]["outcome"] == "ok"
-    assert layout("app1") == ("protected", "mirror-west", "prod-east")
+    assert {name: outcome["outcome"] for name, outcome in back["results"].items()} == {"app1": "ok", "app2": "ok", "app3": "ok"}
+    assert layout("app1") == layout("app3") == ("protected", "mirror-west", "prod-east")
     assert layout("app2") == ("protected", "prod-west", "mirror-east")
     assert copies.current_copy("app1").target_server == "prod-east" and copies.current_copy("app1").status == "verified"
     assert copies.current_copy("app2").target_server == "mirror-east" and copies.current_copy("app2").status == "verified"
-    assert back["failbacks"] == ["hotspare failback app1"]
+    assert sorted(back["failbacks"]) == ["hotspare failback app1", "hotspare failback app3"]
     assert through_dns(lab_env, "app1")[:3:2] == (200, address_of(lab_env, "mirror-west"))  # users stay put

@@ -25,7 +25,7 @@ from hotspare.inventory.db import session
 from hotspare.inventory.models import RunRow
 from hotspare.planning.failover import plan_failover
 from hotspare.probes import http_get_via_dns
-from lab_helpers import host_path, kill_failover_after_activation, paused_flow_run, poll, ssh
+from lab_helpers import host_path, kill_failover_after_activation, paused_flow_run, poll, ssh, start_apps
 
 SERVICE = "app1"
 
@@ -68,8 +68,7 @@ def reset_layout(lab, lab_env) -> None:
     lab.heal("east")
     lab.heal("west")
     access.close_connections()
-    for host in ("prod-east", "mirror-west"):  # the lab runs the app on both (DNS picks one)
-        assert ssh(lab_env, host, "/srv/app1/app/ctl", "start").returncode == 0
+    start_apps(lab_env, "prod-east", "mirror-west")  # the lab runs the apps on both (DNS picks one)
     host_path(lab_env, "mirror-west", "/srv/hotspare/app1/active-copy").unlink(missing_ok=True)
     fleet = access.loaded_fleet()
     zone = fleet.zone(lab_env["zone"])

@@ -16,7 +16,7 @@ from hotspare.adapters import ipmi, redfish
 from hotspare.lab import bmc, network
 from hotspare.lab.probes import http_get
 from hotspare.lab.topology import host_by_name
-from lab_helpers import poll, ssh
+from lab_helpers import poll, ssh, start_apps
 from test_failover import (SERVICE, address, dns_answer, latest_artifact, protected,  # noqa: F401 (fixture)
                            reset_layout, task_state)
 
@@ -72,7 +72,7 @@ def test_bmc_power_off_takes_the_host_down_and_heal_brings_it_back(fleet, lab, l
     assert power_state(fleet, host) == "on" and not network.is_failed(layout, spec_host)
     assert ssh(lab_env, host, "true").returncode == 0, "sshd answers again after power on"
     assert http_get(url, 2.0) is None, "the app stays stopped after power on (a fenced server)"
-    assert ssh(lab_env, host, f"/srv/{service_app[0]}/app/ctl", "start").returncode == 0
+    start_apps(lab_env, host)
     poll(lambda: http_get(url, 2.0) is not None, 10, f"{service_app[0]} on {host} to answer again")
 
 

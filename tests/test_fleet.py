@@ -323,7 +323,9 @@ def test_the_lab_fleet_passes_the_check():
     keys = {host.name: f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{index}" for index, host in enumerate(HOSTS)}
     lab_fleet = fleet_file.fleet(SlotLayout(3), keys, {"cpus": 2, "memory_mb": 2048, "disk_gb": 40})
     fleet = parse_fleet(yaml.safe_dump(lab_fleet, sort_keys=False))
-    assert {service.name for service in fleet.services} == {"app1", "app2"}
+    assert {service.name for service in fleet.services} == {"app1", "app2", "app3"}
+    # app3 shares app1's production and mirror: its paths and its port are its own
+    assert {service.name: service.app_port for service in fleet.services} == {"app1": 8080, "app2": 8080, "app3": 8083}
 
 
 def test_activation_names_only_safe_declared_paths():

@@ -57,9 +57,10 @@ def test_declared_down_production_submits_failover_only_where_the_policy_allows(
         created = [run for run in failover_runs(client, deployment_id) if run.id not in before]
         for run in created:  # it would wait for approval; nobody is to approve it here
             client.delete_flow_run(run.id)
-    assert set(outcomes) == {"app1", "app2"}, summary["failovers"]
-    assert outcomes["app1"]["submitted"] is False
-    assert "does not allow automatic failover" in outcomes["app1"]["reason"]
+    assert set(outcomes) == {"app1", "app2", "app3"}, summary["failovers"]  # app3 shares prod-east with app1
+    for manual in ("app1", "app3"):
+        assert outcomes[manual]["submitted"] is False
+        assert "does not allow automatic failover" in outcomes[manual]["reason"]
     assert outcomes["app2"]["submitted"] is True, outcomes["app2"]["reason"]
     assert [(str(run.id), run.parameters) for run in created] == [(outcomes["app2"]["flow_run_id"], {"service": "app2"})]
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from lab_helpers import host_path, poll, ssh, wait_for
+from lab_helpers import host_path, poll, ssh, start_apps, wait_for
 from test_blast import APP1_CONTACTS, envelope_recipients, sink_messages
 
 pytestmark = pytest.mark.lab
@@ -137,8 +137,7 @@ def restore_lab(lab, lab_env) -> None:
         assert layout() == ("protected", "mirror-west", "prod-east"), layout()
     if layout()[1] != "prod-east":
         assert failover(SERVICE, planned=True, yes=True)["outcome"] == "ok"  # the failback
-    for host in ("prod-east", "mirror-west"):  # the lab runs the app on both (DNS picks one)
-        assert ssh(lab_env, host, f"/srv/{SERVICE}/app/ctl", "start").returncode == 0
+    start_apps(lab_env, "prod-east", "mirror-west")  # the lab runs the apps on both (DNS picks one)
     for host in ("prod-east", "mirror-west"):
         host_path(lab_env, host, f"/srv/hotspare/{SERVICE}/active-copy").unlink(missing_ok=True)
     with session() as db:

@@ -15,12 +15,13 @@ output stays on the server's side.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import select
 import shlex
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import paramiko
@@ -36,6 +37,8 @@ MAX_STDOUT_BYTES = 16 * 1024 * 1024  # default cap on one command's stdout
 MAX_STDERR_BYTES = 1024 * 1024  # default cap on one command's stderr
 STDIN_CHUNK = 32768
 STDIN_POLL = 0.01
+READY_CAP = 64 * 1024  # what a held command may write before its ready line
+HOLD_RELEASE_SECONDS = 5.0  # how long to wait for a held command to end once its stdin closes
 
 
 @dataclass(frozen=True)
@@ -229,17 +232,7 @@ class SshConnection:
                   self.max_stderr if max_stderr is None else max_stderr)
         line = command_line(argv)
         deadline = time.monotonic() + timeout
-        try:
-            channel = self.transport.open_session(timeout=min(open_timeout or self.connect_timeout, timeout))
-        except (paramiko.SSHException, EOFError, OSError) as error:
-            if self.is_open() and "Timeout" not in str(error):
-                # refused on a transport that is up: closing it would end every other command
-                # running on this shared connection
-                raise ChannelRefused(f"{self.endpoint.name} refused a new SSH channel ({error}); try again") from None
-            # An outage can leave the transport "active" while nothing gets through
-            # (lab-facts.md): drop it so the next call reconnects instead of waiting again.
-            self.close()
-            raise TransientError(f"SSH connection to {self.endpoint.name} is not usable ({error}); reconnect") from None
+        channel = self._open_channel(min(open_timeout or self.connect_timeout, timeout))
         try:
             channel.exec_command(line)
             stdout, stderr = _collect(channel, stdin or b"", deadline, self.endpoint.name, argv, limits)
@@ -254,6 +247,47 @@ class SshConnection:
         if check and status != 0:
             raise RemoteCommandError(self.endpoint.name, _short(argv), status, tail)
         return result
+
+    def _open_channel(self, timeout: float) -> paramiko.Channel:
+        try:
+            return self.transport.open_session(timeout=timeout)
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            if self.is_open() and "Timeout" not in str(error):
+                # refused on a transport that is up: closing it would end every other command
+                # running on this shared connection
+                raise ChannelRefused(f"{self.endpoint.name} refused a new SSH channel ({error}); try again") from None
+            # An outage can leave the transport "active" while nothing gets through
+            # (lab-facts.md): drop it so the next call reconnects instead of waiting again.
+            self.close()
+            raise TransientError(f"SSH connection to {self.endpoint.name} is not usable ({error}); reconnect") from None
+
+    @contextlib.contextmanager
+    def holding(self, argv: Sequence[str], *, ready: bytes, timeout: float) -> Iterator[Held]:
+        """Run ``argv`` on a channel of its own and keep it running while the block runs.
+
+        The block starts once the command has written ``ready`` to stdout (within ``timeout``
+        seconds); when it ends, the command's stdin is closed (it is expected to exit then) and
+        the channel too. A remote lock held by such a command (``flock … cat``) is therefore held
+        exactly as long as the block, and freed by the server when this process dies (its
+        connection closes). A command that exits before ``ready`` raises ``RemoteCommandError``
+        with its exit status. ``Held.check`` tells, before a last step, whether it still runs.
+        """
+        channel = self._open_channel(min(self.connect_timeout, timeout))
+        try:
+            try:
+                channel.exec_command(command_line(argv))
+                _await_ready(channel, ready, time.monotonic() + timeout, self.endpoint.name, argv)
+            except (paramiko.SSHException, EOFError, OSError) as error:
+                raise TransientError(f"on {self.endpoint.name}: `{_short(argv)}` lost its SSH channel ({error})") from None
+            yield Held(channel, self.endpoint.name, _short(argv))
+        finally:
+            try:
+                channel.shutdown_write()  # EOF on its stdin: the command ends, the lock is freed
+                channel.status_event.wait(HOLD_RELEASE_SECONDS)
+            except (paramiko.SSHException, EOFError, OSError):
+                pass  # the channel is gone already: so is the command, and what it held
+            finally:
+                channel.close()
 
     def is_open(self) -> bool:
         transport = self._client.get_transport() if self._client else None
@@ -313,6 +347,45 @@ def _collect(
         elif not progressed:
             # select wakes on stdout only; poll briefly while stdin waits for window space
             select.select([channel], [], [], min(remaining, STDIN_POLL if pending else 0.5))
+
+
+class Held:
+    """A command kept running by ``SshConnection.holding``."""
+
+    def __init__(self, channel: paramiko.Channel, host: str, command: str) -> None:
+        self._channel, self._host, self._command = channel, host, command
+
+    def check(self, before: str) -> None:
+        """TransientError when the command has ended (its connection dropped, say): what it
+        held is no longer held, so ``before`` (the step about to run) must not run."""
+        transport = self._channel.get_transport()
+        if self._channel.closed or self._channel.exit_status_ready() or transport is None or not transport.is_active():
+            raise TransientError(f"on {self._host}: `{self._command}` ended before {before}; "
+                                 f"nothing was done, try again")
+
+
+def _await_ready(channel: paramiko.Channel, ready: bytes, deadline: float, host: str, argv: Sequence[str]) -> None:
+    """Read stdout until ``ready`` arrives; RemoteCommandError if the command exits first,
+    TransientError at ``deadline``. Reads at most a few KiB (a ready line is short)."""
+    seen, errors = bytearray(), bytearray()
+    while ready not in seen:
+        if channel.recv_ready():
+            seen += channel.recv(4096)
+            _within(len(seen), READY_CAP, "stdout", host, argv)
+            continue
+        if channel.recv_stderr_ready():
+            errors += channel.recv_stderr(4096)
+            del errors[:-STDERR_TAIL]
+            continue
+        if channel.exit_status_ready():
+            while channel.recv_stderr_ready():
+                errors += channel.recv_stderr(4096)
+            raise RemoteCommandError(host, _short(argv), channel.recv_exit_status(),
+                                     bytes(errors[-STDERR_TAIL:]).decode(errors="replace"))
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TransientError(f"on {host}: `{_short(argv)}` was not ready in time; it was abandoned")
+        select.select([channel], [], [], min(remaining, 0.2))
 
 
 def _within(size: int, cap: int, stream: str, host: str, argv: Sequence[str]) -> None:
