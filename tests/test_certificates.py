@@ -21,6 +21,8 @@ import time
 import uuid
 from pathlib import Path
 
+from dataclasses import replace
+
 import pytest
 
 from hotspare.planning.certificates import (
@@ -111,6 +113,44 @@ def test_refusals_say_why(facts, requester, words):
 def test_a_gated_run_is_served_to_a_facility_once_approved(facts):
     plan = plan_certificate(facts, EAST, LAYOUT)
     assert plan.refusal is None and plan.principals == ("mirror-west", "prod-east")
+
+
+@pytest.mark.parametrize("parameters, creator, words", [
+    ({"yes": "no"}, None, "a string is no approval"),
+    ({"approved_plan_digest": "0000"}, None, "not a digest"),
+    ({"yes": True, "approval_expires_at": "2026-01-01T00:00:00+00:00"}, None, "an approval past its deadline"),
+    ({"approved_plan_digest": "0123456789abcdef", "approval_expires_at": "not a time"}, None, "an unreadable deadline"),
+    ({"yes": True}, "worker", "a pre-approved run a worker made behind the proxy"),
+    ({"yes": True}, "operator", "a pre-approved run an operator made"),
+])
+def test_what_does_not_count_as_an_up_front_approval(parameters, creator, words):
+    """A run forged with a worker's credential (or an honest one whose approval expired) gets no
+    certificate for a gated runbook: the flow would not run on such an approval either."""
+    from datetime import datetime, timezone
+
+    facts = replace(run("failover", service="app1", **parameters), creator_role=creator)
+    plan = plan_certificate(facts, EAST, LAYOUT, datetime(2026, 6, 1, tzinfo=timezone.utc))
+    assert plan.refusal and "not approved yet" in plan.refusal, words
+    approved = replace(run("failover", service="app1", yes=True), creator_role="approver")
+    assert plan_certificate(approved, EAST, LAYOUT, datetime(2026, 6, 1, tzinfo=timezone.utc)).refusal is None
+
+
+def test_a_gate_answer_counts_only_with_the_digest_its_pause_showed():
+    from types import SimpleNamespace
+
+    from hotspare.issuer.facts import newest_decision
+
+    schema = '{"properties": {"plan_digest": {"title": "Plan digest: type 0123456789abcdef to approve"}}}'
+
+    def answers(typed: str, decision: str = "approve"):
+        return [SimpleNamespace(key="paused-1-schema", value=schema),
+                SimpleNamespace(key="paused-1-response",
+                                value=f'{{"decision": "{decision}", "plan_digest": "{typed}", "operator": "x"}}')]
+
+    assert newest_decision(answers("0123456789abcdef")) == "approve"
+    assert newest_decision(answers("0000000000000000")) != "approve"
+    assert newest_decision(answers("-", "reject")) == "reject"
+    assert newest_decision(answers("0123456789abcdef")[1:]) != "approve"  # no schema: the digest shown is unknown
 
 
 def test_the_control_site_is_served_a_gated_run_before_approval_and_runs_without_a_pool():

@@ -7,12 +7,15 @@ and one inventory query, measured in ``bench/certificate_bench.py``.
 from __future__ import annotations
 
 import json
+import re
 from uuid import UUID
 
+from hotspare.planning.api_access import parse_provenance
 from hotspare.planning.certificates import FleetLayout, RunFacts, layout_of
 
 APPROVAL_INPUT_PREFIX = "paused-"  # Prefect's keys of a pause's form: paused-<n>-response
 APPROVAL_INPUT_SUFFIX = "-response"
+SCHEMA_SUFFIX = "-schema"
 MAX_PARENTS = 8  # subflows nest a few levels at most (facility failover -> failover)
 
 
@@ -47,25 +50,36 @@ def run_facts(flow_run_id: str) -> RunFacts | None:
             pool = current.work_pool_name
         answers = client.filter_flow_run_input(run.id, APPROVAL_INPUT_PREFIX, 100, set())
     state = run.state.type.value if run.state else "UNKNOWN"
-    return RunFacts(flow_run_id, flow.name, state, dict(run.parameters or {}), pool, newest_decision(answers))
+    provenance = parse_provenance(run.created_by.display_value if run.created_by else None)
+    return RunFacts(flow_run_id, flow.name, state, dict(run.parameters or {}), pool, newest_decision(answers),
+                    provenance[0] if provenance else None)
+
+
+SHOWN_DIGEST = re.compile(r"type ([0-9a-f]{16}) to approve")  # the pause form's digest field title (flows/approval.py)
 
 
 def newest_decision(answers) -> str | None:
-    """The decision of the newest answer at the run's approval gate (``paused-<n>-response``)."""
-    numbered = []
+    """The decision of the newest answer at the run's approval gate (``paused-<n>-response``):
+    "approve" only when it names the digest that same pause showed (``paused-<n>-schema``)."""
+    responses, schemas = {}, {}
     for answer in answers:
         key = answer.key
-        middle = key[len(APPROVAL_INPUT_PREFIX):-len(APPROVAL_INPUT_SUFFIX)]
-        if key.startswith(APPROVAL_INPUT_PREFIX) and key.endswith(APPROVAL_INPUT_SUFFIX) and middle.isdigit():
-            numbered.append((int(middle), answer.value))
-    if not numbered:
+        for suffix, found in ((APPROVAL_INPUT_SUFFIX, responses), (SCHEMA_SUFFIX, schemas)):
+            middle = key[len(APPROVAL_INPUT_PREFIX):-len(suffix)]
+            if key.startswith(APPROVAL_INPUT_PREFIX) and key.endswith(suffix) and middle.isdigit():
+                found[int(middle)] = answer.value
+    if not responses:
         return None
-    _, value = max(numbered)
+    number = max(responses)
     try:
-        decision = json.loads(value).get("decision")
+        response = json.loads(responses[number])
+        decision, typed = response.get("decision"), response.get("plan_digest")
     except (ValueError, AttributeError):
         return None
-    return decision if isinstance(decision, str) else None
+    if decision != "approve":
+        return decision if isinstance(decision, str) else None
+    shown = SHOWN_DIGEST.search(schemas.get(number) or "")
+    return "approve" if shown and typed == shown.group(1) else "approve (another digest than the plan shown)"
 
 
 def fleet_layout() -> FleetLayout:

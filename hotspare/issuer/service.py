@@ -27,6 +27,7 @@ import json
 import logging
 import secrets
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -128,7 +129,7 @@ class Issuer:
             if run is None:
                 log.warning("%s asked for run %s, which Prefect does not know: refused", site.requester.site, run_id)
                 return Answer(404, {"error": f"Prefect knows no flow run {run_id}"})
-            plan = plan_certificate(run, site.requester, self._fleet_layout())
+            plan = plan_certificate(run, site.requester, self._fleet_layout(), datetime.now(timezone.utc))
             log.info("%s asked for run %s (%s): %s", site.requester.site, run_id, run.flow_name, plan.sentence())
             if plan.refusal:
                 return Answer(403, {"error": plan.refusal})

@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 
 VALIDITY_MINUTES = 10  # connections outlive it; a run asks again when it nears its end
 CLOCK_SKEW_MINUTES = 1  # valid from a minute before signing, for hosts whose clocks run behind
@@ -75,6 +76,8 @@ class RunFacts:
     parameters: Mapping[str, object]
     pool: str | None  # the work pool of the run, or of the run it is a subflow of
     approval: str | None = None  # the newest answer at its approval gate: "approve", "reject" or None
+    # "approve" counts only when the answer names the digest that pause showed (``issuer/facts.py``)
+    creator_role: str | None = None  # the role the API proxy stamped on the run when it was made, if any
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,10 @@ class CertificatePlan:
                 f"valid {self.validity_minutes} min{forced}")
 
 
-def plan_certificate(run: RunFacts, requester: Requester, layout: FleetLayout) -> CertificatePlan:
-    """The certificate ``requester`` may have for ``run``, or the reason it may not."""
+def plan_certificate(run: RunFacts, requester: Requester, layout: FleetLayout,
+                     now: datetime | None = None) -> CertificatePlan:
+    """The certificate ``requester`` may have for ``run``, or the reason it may not (``now``: the
+    issuer's clock, against which an up-front approval's ``approval_expires_at`` is judged)."""
     key_id = f"run-{run.run_id}"
     refused = CertificatePlan(key_id)
     if run.state != "RUNNING":
@@ -121,17 +126,47 @@ def plan_certificate(run: RunFacts, requester: Requester, layout: FleetLayout) -
     hosts, problem = hosts_of_run(run.flow_name, run.parameters, layout)
     if problem:
         return replace(refused, refusal=problem)
-    if run.flow_name in GATED and not requester.control and not approved(run):
+    if run.flow_name in GATED and not requester.control and not approved(run, now):
         return replace(refused, refusal=f"{run.flow_name} is a gated runbook and this run is not approved yet "
                                         f"(answer at its gate: {run.approval or 'none'}); certificates come after approval")
     forced = SFTP_ONLY if run.flow_name == "status-page-publish" else None
     return CertificatePlan(key_id, tuple(sorted(hosts)), tuple(requester.addresses), VALIDITY_MINUTES, forced)
 
 
-def approved(run: RunFacts) -> bool:
-    """Approved up front in the run's parameters, or by the newest answer at its gate."""
-    up_front = any(run.parameters.get(name) for name in UP_FRONT_APPROVALS)
-    return bool(up_front) or run.approval == "approve"
+def approved(run: RunFacts, now: datetime | None = None) -> bool:
+    """Approved up front in the run's parameters, or by the newest answer at its gate.
+
+    Up front means ``yes`` or ``unattended`` set to true (not any value), or a digest-shaped
+    ``approved_plan_digest``; it does not count once ``approval_expires_at`` has passed (the
+    flow would cancel itself), nor behind the API proxy when the run was made by anyone but an
+    approver or the control site (the flow would ask at its gate). At the gate, the newest
+    answer must approve and name the digest that pause showed (``issuer/facts.py``)."""
+    parameters = run.parameters
+    up_front = (parameters.get("yes") is True or parameters.get("unattended") is True
+                or bool(DIGEST.match(str(parameters.get("approved_plan_digest") or ""))))
+    if up_front and now is not None and _expired(parameters.get("approval_expires_at"), now):
+        up_front = False
+    if up_front and run.creator_role is not None and run.creator_role not in UP_FRONT_ROLES:
+        up_front = False
+    return up_front or run.approval == "approve"
+
+
+DIGEST = re.compile(r"^[0-9a-f]{16}$")
+UP_FRONT_ROLES = ("approver", "control")  # who may make a pre-approved run behind the proxy
+
+
+def _expired(deadline: object, now: datetime) -> bool:
+    """``approval_expires_at`` as given (ISO text or a datetime) is before ``now``; an unreadable
+    deadline counts as expired (the flow would not accept it either)."""
+    if deadline in (None, ""):
+        return False
+    try:
+        moment = deadline if isinstance(deadline, datetime) else datetime.fromisoformat(str(deadline))
+    except ValueError:
+        return True
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment <= now
 
 
 def hosts_of_run(flow_name: str, parameters: Mapping[str, object], layout: FleetLayout) -> tuple[set[str], str | None]:
