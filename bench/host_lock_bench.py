@@ -55,13 +55,13 @@ def merge_unlocked(connection) -> None:
 
 
 def merge_locked(connection) -> None:
-    """The same as ``tasks/replication.py: apply_accounts`` does it now: inside the lock, the sweep
+    """The same as ``tasks/account_merge.py: apply_accounts`` does it now: inside the lock, the sweep
     of leftovers, SFTP reads, a new file per run over SFTP, the checked rename."""
     import hashlib
 
     from hotspare.planning import host_lock as plan
     from tasks.host_lock import host_lock
-    from tasks.replication import write_private_sftp
+    from tasks.account_merge import write_private_sftp
 
     suffix = plan.temporary_suffix(uuid.uuid4().hex[:12])
     with host_lock(connection, "bench merge") as held, connection.open_sftp() as sftp:

@@ -36,7 +36,8 @@ from hotspare.planning.failover import FailoverPlan, plan_failover
 from tasks.dns_cutover import cutover_dns
 from tasks.failover import (activate_copy, check_room, check_through_dns, gather_facts, health_check_direct,
                             run_app_commands)
-from tasks.replication import Refused, apply_accounts
+from tasks.account_merge import apply_accounts
+from tasks.replication import Refused
 from tasks.orchestrator import require_orchestrator
 
 

@@ -1,5 +1,5 @@
 """The host lock on the real lab: app1 and app3 share mirror-west, and their account merges
-(``tasks/replication.py: apply_accounts``) rewrite the same /etc/passwd, shadow, group and
+(``tasks/account_merge.py: apply_accounts``) rewrite the same /etc/passwd, shadow, group and
 gshadow there. Without the lock two merges at once lost one service's accounts and left
 ``/etc/shadow.hotspare-new`` behind; with it both keep their accounts, every round.
 
@@ -144,7 +144,7 @@ def leftovers(lab_env) -> list[str]:
 def merge(service: str, copy_id: str) -> dict:
     """The real merge step, as a replication runs it (called inside ``disable_run_logger``:
     without a run its log lines are dropped)."""
-    from tasks.replication import apply_accounts
+    from tasks.account_merge import apply_accounts
 
     return apply_accounts(service, copy_id, MIRROR, locked=True)
 
