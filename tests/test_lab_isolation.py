@@ -14,10 +14,10 @@ import secrets
 from pathlib import Path
 
 import pytest
+from lab_helpers import host_path, ssh
 
 from hotspare.lab.host_namespace import hidden_folders, lab_folder_problem
 from hotspare.settings import hotspare_home
-from lab_helpers import host_path, ssh
 
 HOST, OTHER_HOST = "prod-east", "mirror-west"
 # Prints "PATH: readable" or "PATH: unreadable" for every argument, as root on the host.

@@ -82,14 +82,12 @@ def hidden_folders(lab_folder: Path, orchestrator_home: Path | None) -> tuple[st
 
     Pure: paths in, paths out (already absolute and resolved by the caller).
     """
-    hidden = [str(lab_folder)]
-    if orchestrator_home is not None and not _is_system_or_above(orchestrator_home):
-        if orchestrator_home != lab_folder and lab_folder not in orchestrator_home.parents:
-            if orchestrator_home in lab_folder.parents:
-                hidden = [str(orchestrator_home), str(lab_folder)]  # the outer one first
-            else:
-                hidden.append(str(orchestrator_home))
-    return tuple(hidden)
+    home = orchestrator_home
+    if home is None or _is_system_or_above(home) or home == lab_folder or lab_folder in home.parents:
+        return (str(lab_folder),)
+    if home in lab_folder.parents:
+        return (str(home), str(lab_folder))  # the outer one first: the lab folder is made inside it
+    return (str(lab_folder), str(home))
 
 
 def lab_folder_problem(lab_folder: Path) -> str | None:
