@@ -1,5 +1,6 @@
-"""Building a lab's hosts: folders, keys, each host's /etc, /srv and /home, the services'
-files, their accounts and first start, and the fleet file describing it all.
+"""Building a lab's hosts: folders, keys, each host's own folders (/etc, /srv, /home, /root,
+/tmp, /var/tmp), the services' files, their accounts and first start, and the fleet file
+describing it all.
 
 A mixin of ``Lab`` (``lab.py``): the methods use the lab's paths, layout and state.
 """
@@ -90,7 +91,7 @@ class LabBuilding:
         return host_keys
 
     def _build_host_filesystems(self, python: str, host_keys: dict[str, str]) -> None:
-        """Per host: a copy of /etc (so useradd works per host), empty /srv and /home,
+        """Per host: a copy of /etc (so useradd works per host), its other folders empty,
         an sshd config; then the demo services' files on their production and mirror."""
         copies = [subprocess.Popen(["cp", "-a", "/etc", str(self.host_root(host) / "etc")],
                                    stderr=subprocess.PIPE, text=True) for host in HOSTS]

@@ -73,7 +73,7 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
         return self.directory.joinpath(*parts)
 
     def host_root(self, host: HostSpec) -> Path:
-        """The host's folder on the machine (its /etc, /srv and /home live below it)."""
+        """The host's folder on the machine (its /etc, /srv, /home, /root, /tmp, /var/tmp below it)."""
         return self._path("hosts", host.name)
 
     @property
