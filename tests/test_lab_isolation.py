@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from lab_helpers import host_path, ssh
 
-from hotspare.lab.host_namespace import hidden_folders, lab_folder_problem
+from hotspare.lab.host_namespace import (
+    FOLDER_PATHS,
+    boot_argv,
+    hidden_folders,
+    lab_folder_problem,
+)
 from hotspare.settings import hotspare_home
 
 HOST, OTHER_HOST = "prod-east", "mirror-west"
@@ -81,6 +88,36 @@ def test_a_file_written_on_one_host_is_that_hosts_alone(lab, lab_env, folder):
         assert not os.path.lexists(path)  # not the machine's
     finally:
         ssh(lab_env, HOST, "rm", "-f", path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need root")
+def test_a_lab_folder_a_host_could_see_is_covered_but_for_the_hosts_own_ssh_folder():
+    """The session lab lives under /tmp, which hosts replace with their own; a lab folder
+    elsewhere (here under /var/lib) stays in a host's sight and must be covered. The boot script
+    runs in a throwaway mount namespace and becomes a probe instead of sshd."""
+    lab = Path(f"/var/lib/hotspare-isolation-{secrets.token_hex(6)}")
+    host = lab / "hosts" / "h1"
+    try:
+        for path in FOLDER_PATHS + ("/ssh",):
+            (host / path.lstrip("/")).mkdir(parents=True)
+        (lab / "hosts" / "h2" / "ssh").mkdir(parents=True)
+        secret_files = [lab / "secrets.json", lab / "client_key", lab / "hosts" / "h2" / "ssh" / "ssh_host_ed25519_key"]
+        own_file = host / "ssh" / "sshd_config"
+        for path in secret_files + [own_file]:
+            path.write_text("x\n")
+        probe = READABLE + '; ls -A /run; echo "tmp: $(ls -A /tmp)"'
+        result = subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "--",
+                                 *boot_argv(host, "h1", hidden_folders(lab, None), ["sh", "-c", probe, "sh",
+                                                                                   *map(str, secret_files + [own_file])])],
+                                capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[:4] == [f"{path}: unreadable" for path in secret_files] + [f"{own_file}: readable"]
+        assert "sshd" in lines[4:-1] and "netns" not in lines[4:-1]  # a fresh /run
+        assert lines[-1] == "tmp: "  # the host's own, empty /tmp
+        assert all(path.read_text() == "x\n" for path in secret_files)  # there all along, on the machine
+    finally:
+        shutil.rmtree(lab, ignore_errors=True)
 
 
 def test_hidden_folders_are_the_lab_and_an_orchestrator_home_of_its_own():

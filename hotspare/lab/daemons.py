@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from hotspare.lab import render
-from hotspare.lab.host_namespace import BOOT_SCRIPT, hidden_folders
+from hotspare.lab.host_namespace import boot_argv, hidden_folders
 from hotspare.lab import phone  # the recording phone provider endpoint (phone.py)
 from hotspare.lab.probes import banner, soa_answers, wait_until
 from hotspare.lab.processes import Daemon, is_running, start_daemon
@@ -58,10 +58,10 @@ class LabDaemons:
         root = self.host_root(host)
         config = root / "ssh" / "sshd_config"
         hidden = hidden_folders(self.directory.resolve(), hotspare_home().resolve())
+        expected = [SSHD, "-D", "-e", "-f", str(config)]
         argv = ["ip", "netns", "exec", self.layout.netns(host),
                 "unshare", "--mount", "--uts", "--propagation", "private", "--",
-                "sh", "-c", BOOT_SCRIPT, "sh", str(root), str(config), host.name, *hidden]
-        expected = [SSHD, "-D", "-e", "-f", str(config)]
+                *boot_argv(root, host.name, hidden, expected)]
         return self._start(f"sshd {host.name}", argv, expected, f"sshd-{host.name}.log")
 
     def _start_named(self) -> Daemon:

@@ -10,9 +10,10 @@ which mounts, before sshd starts:
 - fresh tmpfs over ``TMPFS_PATHS`` (``/run``, ``/dev/shm``), as at a server's boot: the
   machine's namespace list (``/run/netns``), lab claims and other hosts' run files are not
   there, and ``/run/sshd`` (sshd's privilege separation folder) is made in it;
-- an empty, root-only tmpfs over each folder of ``hidden_folders``: the lab folder (client key,
-  secrets.json, the TSIG key, every host's ssh folder, the control site's files) and the
-  orchestrator's home; the host's own ssh folder (its sshd config, host key, authorized_keys,
+- an empty, root-only tmpfs over each folder of ``hidden_folders`` still in sight: the lab
+  folder (client key, secrets.json, the TSIG key, every host's ssh folder, the control site's
+  files) and the orchestrator's home (under /tmp or /root they are out of sight already, the
+  host having its own); the host's own ssh folder (its sshd config, host key, authorized_keys,
   pid file) is then put back at its usual path, so sshd, ``lab fail`` and the BMC's power
   switch find it where the machine does.
 
@@ -50,30 +51,39 @@ SYSTEM_FOLDERS = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/var", "/var/
 HOST_SIDE_FOLDERS = DRILL_ROOTS
 STASH = "/run/.hotspare-lab-host"
 
-# Runs inside the host's namespaces as ``sh -c BOOT_SCRIPT sh HOST_FOLDER CONFIG NAME HIDDEN...``.
-# Every step must succeed (set -e): a host that could not hide the lab folder must not start.
+# Runs inside the host's namespaces as ``sh -c BOOT_SCRIPT sh HOST_FOLDER NAME HIDDEN... -- COMMAND...``
+# (COMMAND: the host's sshd, which it becomes). Every step must succeed (set -e): a host that
+# could not hide the lab folder must not start.
 BOOT_SCRIPT = (
     'set -e\n'
-    'host="$1"; config="$2"; hostname "$3"; shift 3\n'
+    'host="$1"; hostname "$2"; shift 2\n'
     # The machine's network namespace files would otherwise stay mounted (pinned) under the new /run.
     'if mountpoint -q /run/netns; then umount -R -l /run/netns; fi\n'
-    'mount -t tmpfs -o mode=0755,nosuid,nodev,size=64m run /run\n'
+    'mount -t tmpfs -o mode=0755,nosuid,nodev,size=10% run /run\n'  # Debian's own size for /run
     'install -d -m 0755 /run/sshd\n'
     'install -d -m 1777 /run/lock\n'
     f'install -d -m 0700 {STASH}\n'
     f'mount --rbind "$host" {STASH}\n'
     f'for path in {" ".join(FOLDER_PATHS)}; do mount --bind "{STASH}$path" "$path"; done\n'
     'mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm\n'
-    'for folder in "$@"; do\n'
-    '  mkdir -p "$folder"\n'
-    '  mount -t tmpfs -o mode=0700,nosuid,nodev,noexec,size=1m hidden "$folder"\n'
+    'while [ "$1" != -- ]; do\n'
+    '  if [ -e "$1" ]; then\n'  # else already out of sight (under the host's own /tmp or /root)
+    '    mount -t tmpfs -o mode=0700,nosuid,nodev,noexec,size=1m hidden "$1"\n'
+    '  fi\n'
+    '  shift\n'
     'done\n'
+    'shift\n'
     'mkdir -p "$host/ssh"\n'
     f'mount --bind "{STASH}/ssh" "$host/ssh"\n'
     f'umount -R -l {STASH}\n'
     f'rmdir {STASH}\n'
-    'exec /usr/sbin/sshd -D -e -f "$config"'
+    'exec "$@"'
 )
+
+
+def boot_argv(host_folder: Path, host_name: str, hidden: tuple[str, ...], command: list[str]) -> list[str]:
+    """``sh -c BOOT_SCRIPT …``: give the host its view, then become ``command``."""
+    return ["sh", "-c", BOOT_SCRIPT, "sh", str(host_folder), host_name, *hidden, "--", *command]
 
 
 def hidden_folders(lab_folder: Path, orchestrator_home: Path | None) -> tuple[str, ...]:
