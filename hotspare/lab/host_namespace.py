@@ -38,9 +38,9 @@ FOLDER_PATHS = ("/srv", "/etc", "/home", "/root", "/tmp", "/var/tmp")
 TMPFS_PATHS = ("/run", "/dev/shm")
 # Modes of the per-host folders (the rest are 0755).
 FOLDER_MODES = {"/root": 0o700, "/tmp": 0o1777, "/var/tmp": 0o1777}
-# Folders the lab folder or the orchestrator's home may not be, nor lie under: a host replaces
-# them with its own (/srv, /etc, /home would get the lab's paths written into the host's data)
-# or they are mounted over before the lab folder is reached (/run, /dev).
+# Folders the lab folder may not be, nor lie under: a host replaces them with its own (the
+# path to its ssh folder would be written into the host's data in /srv, /etc, /home) or they are
+# mounted over before the host's folder is reached (/run, /dev).
 FORBIDDEN_LAB_PARENTS = ("/srv", "/etc", "/home", "/run", "/dev")
 # Folders a host keeps seeing: a home that is one of them or above one is not hidden whole
 # (the lab folder itself still is).
@@ -96,7 +96,7 @@ def hidden_folders(lab_folder: Path, orchestrator_home: Path | None) -> tuple[st
     if home is None or _is_system_or_above(home) or home == lab_folder or lab_folder in home.parents:
         return (str(lab_folder),)
     if home in lab_folder.parents:
-        return (str(home), str(lab_folder))  # the outer one first: the lab folder is made inside it
+        return (str(home), str(lab_folder))  # the outer one first (the inner one is then out of sight)
     return (str(lab_folder), str(home))
 
 
