@@ -75,6 +75,20 @@ def test_a_host_lists_none_of_the_machines_network_namespaces(lab, lab_env):
     assert sshd_folder.returncode == 0  # sshd's privilege separation folder is in the host's own /run
 
 
+def test_a_hosts_mount_table_holds_only_what_it_can_reach(lab, lab_env):
+    """No mount of the machine or of another host under a path the host cannot reach: tools that
+    walk the table (``btrfs filesystem show``) fail on those."""
+    script = 'awk \'{print $5}\' /proc/self/mountinfo | while read -r point; do echo "$point: $([ -d "$point" ] && echo ok)"; done'
+    result = ssh(lab_env, HOST, "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    points = dict(line.rsplit(": ", 1) if line.endswith(": ok") else (line[:-2], "") for line in result.stdout.splitlines())
+    assert "/srv" in points and "/run" in points  # positive control: the host's own mounts are listed
+    assert [point for point, state in points.items() if state != "ok"] == []
+    assert [point for point in points if f"/hosts/{OTHER_HOST}/" in point] == []
+    shown = ssh(lab_env, HOST, "btrfs", "filesystem", "show", "/srv")
+    assert shown.returncode == 0 and "Total devices" in shown.stdout, shown.stderr
+
+
 @pytest.mark.parametrize("folder", ["/tmp", "/root", "/var/tmp", "/run", "/dev/shm"])
 def test_a_file_written_on_one_host_is_that_hosts_alone(lab, lab_env, folder):
     path = f"{folder}/hotspare-isolation-{secrets.token_hex(6)}"

@@ -53,20 +53,30 @@ STASH = "/run/.hotspare-lab-host"
 
 # Runs inside the host's namespaces as ``sh -c BOOT_SCRIPT sh HOST_FOLDER NAME HIDDEN... -- COMMAND...``
 # (COMMAND: the host's sshd, which it becomes). Every step must succeed (set -e): a host that
-# could not hide the lab folder must not start.
+# could not hide the lab folder must not start. Before each cover, the machine's mounts under it
+# leave the host's mount table (``sweep``): tools that walk the table (``btrfs filesystem show``,
+# a drill's view of the host's filesystems) would otherwise trip on other hosts' /srv mounts
+# whose paths the host cannot reach, and the host would keep them (and the machine's network
+# namespaces) pinned.
 BOOT_SCRIPT = (
     'set -e\n'
+    'sweep() {\n'
+    "  awk 'BEGIN { for (i = 1; i < ARGC; i++) { prefix[i] = ARGV[i]; delete ARGV[i] } }\n"
+    "       { for (i in prefix) if ($5 == prefix[i] || index($5, prefix[i] \"/\") == 1) { print $5; next } }' \"$@\" \\\n"
+    "    </proc/self/mountinfo | sort -r | xargs -r -d '\\n' umount -l -- 2>/dev/null || true\n"
+    '}\n'
     'host="$1"; hostname "$2"; shift 2\n'
-    # The machine's network namespace files would otherwise stay mounted (pinned) under the new /run.
-    'if mountpoint -q /run/netns; then umount -R -l /run/netns; fi\n'
+    'sweep /run\n'
     'mount -t tmpfs -o mode=0755,nosuid,nodev,size=10% run /run\n'  # Debian's own size for /run
     'install -d -m 0755 /run/sshd\n'
     'install -d -m 1777 /run/lock\n'
     f'install -d -m 0700 {STASH}\n'
     f'mount --rbind "$host" {STASH}\n'
+    f'sweep {" ".join(FOLDER_PATHS)} /dev/shm\n'
     f'for path in {" ".join(FOLDER_PATHS)}; do mount --bind "{STASH}$path" "$path"; done\n'
     'mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm\n'
     'while [ "$1" != -- ]; do\n'
+    '  sweep "$1"\n'
     '  if [ -e "$1" ]; then\n'  # else already out of sight (under the host's own /tmp or /root)
     '    mount -t tmpfs -o mode=0700,nosuid,nodev,noexec,size=1m hidden "$1"\n'
     '  fi\n'
