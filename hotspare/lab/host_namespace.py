@@ -54,7 +54,8 @@ STASH = "/run/.hotspare-lab-host"
 # Runs inside the host's namespaces as ``sh -c BOOT_SCRIPT sh HOST_FOLDER NAME HIDDEN... -- COMMAND...``
 # (COMMAND: the host's sshd, which it becomes). Every step must succeed (set -e): a host that
 # could not hide the lab folder must not start. Before each cover, the machine's mounts under it
-# leave the host's mount table (``sweep``): tools that walk the table (``btrfs filesystem show``,
+# leave the host's mount table (``sweep``: one lazy unmount per outermost mount, which takes the
+# mounts below it along): tools that walk the table (``btrfs filesystem show``,
 # a drill's view of the host's filesystems) would otherwise trip on other hosts' /srv mounts
 # whose paths the host cannot reach, and the host would keep them (and the machine's network
 # namespaces) pinned.
@@ -63,7 +64,8 @@ BOOT_SCRIPT = (
     'sweep() {\n'
     "  awk 'BEGIN { for (i = 1; i < ARGC; i++) { prefix[i] = ARGV[i]; delete ARGV[i] } }\n"
     "       { for (i in prefix) if ($5 == prefix[i] || index($5, prefix[i] \"/\") == 1) { print $5; next } }' \"$@\" \\\n"
-    "    </proc/self/mountinfo | sort -r | xargs -r -d '\\n' umount -l -- 2>/dev/null || true\n"
+    "    </proc/self/mountinfo | LC_ALL=C sort | awk 'kept == \"\" || index($0, kept \"/\") != 1 { print; kept = $0 }' \\\n"
+    "    | xargs -r -d '\\n' umount -l -- 2>/dev/null || true\n"
     '}\n'
     'host="$1"; hostname "$2"; shift 2\n'
     'sweep /run\n'
