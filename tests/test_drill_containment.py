@@ -167,7 +167,9 @@ def mirror_netns(lab_env: dict) -> Path:
 
 
 def drill_namespace(lab_env: dict, present: set[str]) -> str | None:
-    folder = mirror_netns(lab_env)
+    folder = mirror_netns(lab_env)  # made by the drill's first `ip netns add` on a fresh mirror
+    if not folder.is_dir():
+        return None
     names = {path.name for path in folder.iterdir() if path.name.startswith(f"hsdrill-{SERVICE}-")}
     return next(iter(names - present), None)
 
