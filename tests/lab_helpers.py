@@ -29,10 +29,18 @@ def start_apps(lab_env: dict, *hosts: str) -> None:
 
 
 def host_path(lab_env: dict, host: str, path: str):
-    """Where ``path`` as a lab host sees it lives on this machine (read without SSH)."""
+    """Where ``path`` as a lab host sees it lives on this machine (read without SSH): its own
+    folder (hosts/NAME/...) for /srv, /etc, /home, /root, /tmp and /var/tmp; for its tmpfs
+    (/run, /dev/shm), the path through its sshd's mount namespace (/proc/PID/root/...)."""
     from pathlib import Path
 
-    return Path(lab_env["hosts"][host]["root"]) / path.lstrip("/")
+    from hotspare.lab.host_namespace import TMPFS_PATHS
+
+    root = Path(lab_env["hosts"][host]["root"])
+    if any(path == tmpfs or path.startswith(tmpfs + "/") for tmpfs in TMPFS_PATHS):
+        listener = int((root / "ssh" / "sshd.pid").read_text().split()[0])
+        return Path(f"/proc/{listener}/root") / path.lstrip("/")
+    return root / path.lstrip("/")
 
 
 def tree_digest(folder) -> dict[str, str]:

@@ -238,8 +238,8 @@ def test_arguments_reach_the_remote_program_verbatim_and_nothing_is_injected(pro
     ]
     result = prod_east.run(["printf", "%s\\n", *weird])
     assert result.text == "".join(argument + "\n" for argument in weird)
-    # The checks below look where an injection would have landed: the host's own /srv is
-    # its folder on this machine; /tmp is shared by all hosts and the machine.
+    # The checks below look where an injection would have landed: the host's own /srv and
+    # /tmp are its folders on this machine (and the machine's /tmp is checked too).
     host_side = host_root(lab_env, "prod-east") / host_marker.lstrip("/")
     prod_east.run(["touch", host_marker + ".control"])  # proves host_side is the right place
     try:
@@ -248,6 +248,7 @@ def test_arguments_reach_the_remote_program_verbatim_and_nothing_is_injected(pro
         prod_east.run(["rm", "-f", host_marker + ".control"])
     assert not host_side.exists()
     assert not Path(machine_marker).exists()
+    assert not (host_root(lab_env, "prod-east") / machine_marker.lstrip("/")).exists()
     assert prod_east.run(["test", "-e", host_marker], check=False).exit_status == 1
 
 

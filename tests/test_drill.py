@@ -36,9 +36,9 @@ def dns_answer(lab_env: dict) -> list[str]:
     return dns.read_addresses(server, lab_env["services"][SERVICE]["dns_name"])
 
 
-def drill_namespaces() -> list[str]:
-    """Drill namespaces as this machine sees them (every lab host shares its /run)."""
-    folder = Path("/run/netns")
+def drill_namespaces(lab_env: dict) -> list[str]:
+    """Drill namespaces as the mirror sees them (in its own /run)."""
+    folder = host_path(lab_env, MIRROR, "/run/netns")
     return sorted(path.name for path in folder.iterdir() if path.name.startswith(f"hsdrill-{SERVICE}-")) \
         if folder.is_dir() else []
 
@@ -74,8 +74,8 @@ def snapshot(lab_env: dict) -> dict:
     }
 
 
-def nothing_left(drill_id: str) -> None:
-    assert not [name for name in drill_namespaces() if name.endswith(drill_id)]
+def nothing_left(lab_env: dict, drill_id: str) -> None:
+    assert not [name for name in drill_namespaces(lab_env) if name.endswith(drill_id)]
     assert mount_tables_naming(drill_id) == []
     assert not list(Path("/var/lib/hotspare/drills").glob(f"{drill_id}*"))
 
@@ -110,7 +110,7 @@ def test_drill_changes_nothing_and_leaves_nothing(protected, lab_env, capsys, mo
     assert [step["step"] for step in row.steps][-1] == "tear down and prove"
 
     assert snapshot(lab_env) == before
-    nothing_left(result["drill_id"])
+    nothing_left(lab_env, result["drill_id"])
     # Replication still works after the drill, and makes a new verified copy.
     assert replicate_service(SERVICE)["outcome"] == "ok"
     assert copies.newest_verified(SERVICE, MIRROR).id != newest.id
@@ -120,12 +120,12 @@ def test_drill_killed_midway_is_cleaned_up_by_the_next(protected, lab_env, prefe
     from prefect.settings import PREFECT_API_URL
 
     production_address = lab_env["hosts"][PRODUCTION]["address"]
-    present = set(drill_namespaces())
+    present = set(drill_namespaces(lab_env))
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "HOTSPARE_LEASE_SECONDS": "3"}
     process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "drill", SERVICE], env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        netns = poll(lambda: next(iter(set(drill_namespaces()) - present), None), 90, "the drill's bubble")
+        netns = poll(lambda: next(iter(set(drill_namespaces(lab_env)) - present), None), 90, "the drill's bubble")
         poll(lambda: ssh(lab_env, MIRROR, "ip", "netns", "pids", netns).stdout.strip(), 60,
              "a process in the bubble")
         os.kill(process.pid, signal.SIGKILL)  # the drill process this test started
@@ -147,9 +147,9 @@ def test_drill_killed_midway_is_cleaned_up_by_the_next(protected, lab_env, prefe
     assert main(["drill", SERVICE, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["outcome"] == "ok" and result["cleanup_proven"] is True
-    nothing_left(killed_id)
-    nothing_left(result["drill_id"])
-    assert drill_namespaces() == sorted(present)
+    nothing_left(lab_env, killed_id)
+    nothing_left(lab_env, result["drill_id"])
+    assert drill_namespaces(lab_env) == sorted(present)
     killed = drills.drill(killed_id)
     assert (killed.outcome, killed.cleanup_proven) == ("failed", True)
     assert snapshot(lab_env) == before

@@ -91,11 +91,11 @@ while time.monotonic() < deadline and not os.path.exists("/tmp/go-" + TOKEN):
 
 def machine_folders(lab_env: dict) -> dict[str, Path]:
     """Where each folder the probe writes to lives on this machine (lab hosts have their own
-    /srv, /etc and /home; /root, /tmp, /var/tmp, /opt and /dev/shm are this machine's)."""
+    /srv, /etc, /home, /root, /tmp, /var/tmp and /dev/shm; /opt is this machine's)."""
     private = {path: host_path(lab_env, MIRROR, path) for path in ("/home", "/etc", "/srv", "/srv/app1/run",
-                                                                    "/srv/app1/data", "/srv/hotspare")}
-    return {**private, "/root": Path("/root"), "/tmp": Path("/tmp"), "/var/tmp": Path("/var/tmp"),
-            "/opt": Path("/opt"), "/dev/shm": Path("/dev/shm")}
+                                                                    "/srv/app1/data", "/srv/hotspare", "/root",
+                                                                    "/tmp", "/var/tmp", "/dev/shm")}
+    return {**private, "/opt": Path("/opt")}
 
 
 def names_under(folder: Path, token: str, depth: int = 3) -> list[str]:
@@ -161,8 +161,15 @@ def planted(fleet, lab, lab_env):
         assert replicate_service(SERVICE)["outcome"] == "ok"  # the newest copy is the clean app again
 
 
-def drill_namespace(present: set[str]) -> str | None:
-    folder = Path("/run/netns")
+def mirror_netns(lab_env: dict) -> Path:
+    """The mirror's own /run/netns (drills make their namespaces there), seen from here."""
+    return host_path(lab_env, MIRROR, "/run/netns")
+
+
+def drill_namespace(lab_env: dict, present: set[str]) -> str | None:
+    folder = mirror_netns(lab_env)  # made by the drill's first `ip netns add` on a fresh mirror
+    if not folder.is_dir():
+        return None
     names = {path.name for path in folder.iterdir() if path.name.startswith(f"hsdrill-{SERVICE}-")}
     return next(iter(names - present), None)
 
@@ -191,12 +198,12 @@ def test_planted_code_runs_contained_and_leaves_nothing(planted, lab_env, prefec
     folders = machine_folders(lab_env)
     mirror_private_before = {path: listing(folders[path]) for path in ("/home", "/etc")}
     mirror_shadow = host_path(lab_env, MIRROR, "/etc/shadow").read_text()
-    present = {path.name for path in Path("/run/netns").iterdir()} if Path("/run/netns").is_dir() else set()
+    present = {path.name for path in mirror_netns(lab_env).iterdir()} if mirror_netns(lab_env).is_dir() else set()
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "drill", SERVICE, "--json"], env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        netns = poll(lambda: drill_namespace(present), 120, "the drill's bubble")
+        netns = poll(lambda: drill_namespace(lab_env, present), 120, "the drill's bubble")
         pid = poll(lambda: probe_process(lab_env, netns, token), 120, "the planted code's report")
         seen = kernel_view(pid)
         report = json.loads(Path(f"/proc/{pid}/root/tmp/report-{token}.json").read_text())
@@ -262,7 +269,7 @@ def test_a_drill_that_would_run_as_root_is_refused(fleet, lab, lab_env, tmp_path
             if service["name"] == SERVICE:
                 service["accounts"].update(uid_min=50000, uid_max=50999)
 
-    present = sorted(Path("/run/netns").iterdir()) if Path("/run/netns").is_dir() else []
+    present = sorted(mirror_netns(lab_env).iterdir()) if mirror_netns(lab_env).is_dir() else []
     if copies.newest_verified(SERVICE, MIRROR) is None:
         assert replicate_service(SERVICE)["outcome"] == "ok"
     with lab_fleet_changed(lab_env, tmp_path_factory.mktemp("fleet"), no_account):
@@ -270,7 +277,7 @@ def test_a_drill_that_would_run_as_root_is_refused(fleet, lab, lab_env, tmp_path
     message = capsys.readouterr().err
     assert "would run as root" in message and "run_as" in message and "Nothing was created" in message
     assert "Traceback" not in message
-    assert (sorted(Path("/run/netns").iterdir()) if Path("/run/netns").is_dir() else []) == present
+    assert (sorted(mirror_netns(lab_env).iterdir()) if mirror_netns(lab_env).is_dir() else []) == present
 
 
 def test_failover_app_commands_run_as_run_as_on_the_mirror(fleet, lab, lab_env):

@@ -177,12 +177,13 @@ def test_emptied_source_is_refused_and_mirror_untouched(replicated, lab_env):
 
 
 def this_labs_transfer(pattern: str, lab_env: dict) -> int | None:
-    """The PID of the rsync running on this lab's mirror (/run is shared by every lab on the
-    machine: another lab's transfer of the same service writes its PID file there too)."""
+    """The PID of the rsync running on this lab's mirror (its PID file is in the mirror's own
+    /run; the PID is checked to live in the mirror's network namespace all the same)."""
     from hotspare.lab.processes import pids_in_netns
 
-    ours = set(pids_in_netns(lab_env["hosts"][lab_env["services"][SERVICE]["mirror"]]["netns"]))
-    for pid_file in glob.glob(pattern):
+    mirror = lab_env["services"][SERVICE]["mirror"]
+    ours = set(pids_in_netns(lab_env["hosts"][mirror]["netns"]))
+    for pid_file in glob.glob(str(host_path(lab_env, mirror, pattern))):
         try:
             pid = int(Path(pid_file).read_text().strip())
         except (OSError, ValueError):  # being written or already removed

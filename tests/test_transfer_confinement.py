@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -120,7 +119,7 @@ def planted(lab_env):
     files = {
         "/etc/hotspare-canary": host_path(lab_env, production, "/etc/hotspare-canary"),
         "/srv/hotspare-canary": host_path(lab_env, production, "/srv/hotspare-canary"),
-        f"/root/hotspare-canary-{token}": Path(f"/root/hotspare-canary-{token}"),  # /root is the machine's, shared
+        f"/root/hotspare-canary-{token}": host_path(lab_env, production, f"/root/hotspare-canary-{token}"),
     }
     links = {
         "escape-root": "/", "escape-canary": "/etc/hotspare-canary", "escape-up": "../../../..",

@@ -1,5 +1,6 @@
-"""Building a lab's hosts: folders, keys, each host's /etc, /srv and /home, the services'
-files, their accounts and first start, and the fleet file describing it all.
+"""Building a lab's hosts: folders, keys, each host's own folders (/etc, /srv, /home, /root,
+/tmp, /var/tmp), the services' files, their accounts and first start, and the fleet file
+describing it all.
 
 A mixin of ``Lab`` (``lab.py``): the methods use the lab's paths, layout and state.
 """
@@ -19,6 +20,7 @@ import yaml
 
 from hotspare.lab import bmc, disks, fleet_file, render
 from hotspare.lab.errors import LabError
+from hotspare.lab.host_namespace import FOLDER_MODES, FOLDER_PATHS, TMPFS_PATHS
 from hotspare.lab.keys import generate_ed25519, tsig_secret
 from hotspare.lab.probes import http_get, wait_until
 from hotspare.lab.processes import run
@@ -34,9 +36,9 @@ from hotspare.lab.topology import (
 )
 from hotspare.local_secrets import FOLDER_MODE, private_folder, write_private
 
-# Paths each host gets its own copy of; the lab folder must not live under them, or the
-# bind mounts would hide the host's own sshd config.
-PRIVATE_PATHS = ("/srv", "/etc", "/home")
+# Paths each host gets its own folder for (hosts/NAME/<path>); /run and /dev/shm are fresh
+# tmpfs in each host, and the lab folder is hidden from hosts (host_namespace.py).
+PRIVATE_PATHS = FOLDER_PATHS
 APP_START_SECONDS = 15.0
 PROVISION_SECONDS = 60.0
 
@@ -54,7 +56,7 @@ class LabBuilding:
         for part in ("tmp", "new", "cur"):
             # mailbox.Maildir only makes these when the folder itself does not exist yet.
             self._path("mail", part).mkdir()
-        for path in PRIVATE_PATHS + ("/run/sshd",):
+        for path in PRIVATE_PATHS:  # the mount points on this machine
             Path(path).mkdir(mode=0o755, exist_ok=True)
 
     def _write_keys(self) -> dict[str, str]:
@@ -95,7 +97,7 @@ class LabBuilding:
         return host_keys
 
     def _build_host_filesystems(self, python: str, host_keys: dict[str, str]) -> None:
-        """Per host: a copy of /etc (so useradd works per host), empty /srv and /home,
+        """Per host: a copy of /etc (so useradd works per host), its other folders empty,
         an sshd config; then the demo services' files on their production and mirror."""
         copies = [subprocess.Popen(["cp", "-a", "/etc", str(self.host_root(host) / "etc")],
                                    stderr=subprocess.PIPE, text=True) for host in HOSTS]
@@ -108,11 +110,13 @@ class LabBuilding:
                 raise LabError(f"copying /etc for {host.name} failed: {errors.strip()}")
         for host in HOSTS:
             root = self.host_root(host)
-            (root / "srv").mkdir()
-            (root / "home").mkdir()
+            for path in PRIVATE_PATHS:  # /etc is the copy above
+                folder = root / path.lstrip("/")
+                folder.mkdir(parents=True, exist_ok=path == "/etc")
+                folder.chmod(FOLDER_MODES.get(path, 0o755))
             (root / "etc" / "hostname").write_text(host.name + "\n")
-            # Hosts share this machine's /root; bash would source its ~/.bashrc for every
-            # command sshd runs (~80 ms each here), which a real server does not pay.
+            # Root's shell is sh: bash run by sshd sources ~/.bashrc for every command (~80 ms
+            # each here), and whatever a test puts in a host's own /root must not slow the lab.
             passwd = root / "etc" / "passwd"
             passwd.write_text(render.with_login_shell(passwd.read_text(), "root", "/bin/sh"))
             ssh_dir = root / "ssh"
@@ -218,7 +222,7 @@ def app_user_passwords() -> dict[str, dict[str, str]]:
 
 
 def host_python() -> str:
-    """An absolute python3 that every lab host can run (hosts share /usr and /root).
+    """An absolute python3 that every lab host can run (hosts share /usr, not /root or /tmp).
 
     Prefers the system's python3; on machines with only pyenv, the interpreter behind the
     running one (never a shim, which depends on the caller's environment).
@@ -227,7 +231,7 @@ def host_python() -> str:
         if os.access(candidate, os.X_OK):
             return candidate
     base = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
-    if not any(str(base).startswith(private + "/") for private in PRIVATE_PATHS):
+    if not any(str(base).startswith(private + "/") for private in PRIVATE_PATHS + TMPFS_PATHS):
         return str(base)
     raise LabError(f"no python3 usable inside lab hosts (found only {base})")
 

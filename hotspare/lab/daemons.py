@@ -12,20 +12,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from hotspare.lab import render
+from hotspare.lab.host_namespace import boot_argv, hidden_folders
 from hotspare.lab import phone  # the recording phone provider endpoint (phone.py)
 from hotspare.lab.probes import banner, soa_answers, wait_until
 from hotspare.lab.processes import Daemon, is_running, start_daemon
 from hotspare.lab import resolver, web
 from hotspare.lab.topology import HOSTS, SSH_PORT, ZONE, HostSpec
+from hotspare.settings import hotspare_home
 
 SSHD = "/usr/sbin/sshd"
 NAMED = "/usr/sbin/named"
-# Runs inside the host's namespaces: $1 = host folder, $2 = sshd config,
-# $3 = host name (own UTS namespace, so `hostname` tells the hosts apart).
-HOST_BOOT_SCRIPT = (
-    'hostname "$3" && mount --bind "$1/srv" /srv && mount --bind "$1/etc" /etc && '
-    'mount --bind "$1/home" /home && exec /usr/sbin/sshd -D -e -f "$2"'
-)
 SSHD_START_SECONDS = 15.0
 NAMED_START_SECONDS = 20.0
 SMTP_START_SECONDS = 20.0
@@ -57,14 +53,17 @@ class LabDaemons:
         resolver.start(self)  # the users' caching resolver (resolver.py)
 
     def _start_sshd(self, host: HostSpec, extra_environment: dict[str, str] | None = None) -> Daemon:
-        """sshd inside the host's network namespace and a private mount namespace
-        (``extra_environment``: a skewed clock, ``clocks.py``)."""
+        """sshd inside the host's network namespace and a private mount namespace, which gives
+        the host its own folders and /run and hides the lab's files (``host_namespace.py``);
+        its own UTS namespace too, so `hostname` tells the hosts apart (``extra_environment``: a
+        skewed clock, ``clocks.py``)."""
         root = self.host_root(host)
         config = root / "ssh" / "sshd_config"
+        hidden = hidden_folders(self.directory.resolve(), hotspare_home().resolve())
+        expected = [SSHD, "-D", "-e", "-f", str(config)]
         argv = ["ip", "netns", "exec", self.layout.netns(host),
                 "unshare", "--mount", "--uts", "--propagation", "private", "--",
-                "sh", "-c", HOST_BOOT_SCRIPT, "sh", str(root), str(config), host.name]
-        expected = [SSHD, "-D", "-e", "-f", str(config)]
+                *boot_argv(root, host.name, hidden, expected)]
         return self._start(f"sshd {host.name}", argv, expected, f"sshd-{host.name}.log", extra_environment)
 
     def _start_named(self) -> Daemon:

@@ -1,7 +1,8 @@
 """`Lab`: a fleet of real hosts on one machine for tests, the demo and the benchmarks.
 
 Each host is a real sshd in its own network namespace (own address on a bridge) and own
-mount namespace (own /srv, /etc, /home). BIND serves the lab.test zone with TSIG updates,
+mount namespace (own /srv, /etc, /home, /root, /tmp, /var/tmp and a fresh /run; the lab
+folder hidden). BIND serves the lab.test zone with TSIG updates,
 aiosmtpd stores mail in a maildir. `up` writes a fleet file describing it all and an env
 JSON that tests read. Layout of the lab folder:
 
@@ -10,7 +11,7 @@ JSON that tests read. Layout of the lab folder:
     fleet.yaml   the fleet file (docs/fleet-example.yaml structure, real values)
     secrets.json client key, TSIG secret, one restic password per service (mode 0600)
     client_key, client_key.pub, known_hosts
-    hosts/NAME/{etc,srv,home}  what that host sees as /etc, /srv, /home
+    hosts/NAME/{etc,srv,home,root,tmp,var/tmp}  what that host sees there
     hosts/NAME/ssh/            its sshd config, host key, authorized_keys, pid file
     dns/ mail/ logs/
 
@@ -36,9 +37,10 @@ from pathlib import Path
 
 from hotspare.lab import bmc, control, disks, network, phone, resolver, web
 from hotspare.lab.blocks import LabBlocks
-from hotspare.lab.building import PRIVATE_PATHS, LabBuilding, host_python
+from hotspare.lab.building import LabBuilding, host_python
 from hotspare.lab.daemons import NAMED, SSHD, LabDaemons
 from hotspare.lab.errors import LabError
+from hotspare.lab.host_namespace import lab_folder_problem
 from hotspare.lab.probes import banner, http_get, soa_answers, wait_until
 from hotspare.lab.processes import Daemon, is_running, netns_inode, stop_daemon, stop_marked, stop_netns_processes
 from hotspare.lab.slots import CLAIMS_DIR, LabSlotClaims, _other_claims
@@ -71,7 +73,7 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
         return self.directory.joinpath(*parts)
 
     def host_root(self, host: HostSpec) -> Path:
-        """The host's folder on the machine (its /etc, /srv and /home live below it)."""
+        """The host's folder on the machine (its /etc, /srv, /home, /root, /tmp, /var/tmp below it)."""
         return self._path("hosts", host.name)
 
     @property
@@ -370,15 +372,10 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def _check_directory(self) -> None:
-        """The lab folder must stay visible inside hosts (not under /srv, /etc, /home)."""
-        resolved = self.directory.resolve()
-        for private in PRIVATE_PATHS:
-            if resolved == Path(private) or Path(private) in resolved.parents:
-                raise LabError(f"lab folder {resolved} is under {private}, which every lab host "
-                               f"replaces with its own; choose another with --dir or "
-                               f"$HOTSPARE_LAB_DIR (e.g. /var/lib/hotspare/lab)")
-        if resolved == Path("/"):
-            raise LabError("the lab folder cannot be /")
+        """The lab folder must not be where hosts have their own folders (host_namespace.py)."""
+        problem = lab_folder_problem(self.directory.resolve())
+        if problem is not None:
+            raise LabError(problem)
 
 
 def _require_root_and_tools() -> None:
