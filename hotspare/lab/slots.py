@@ -34,7 +34,7 @@ def free_slot(avoid: tuple[int, ...] = (0, 1)) -> int:
         from hotspare.lab.resolver import port_of as resolver_port
 
         if any(port_in_use(port) for port in (layout.dns_port, layout.smtp_port, port_of(slot),
-                                              acknowledgement_port(slot))):
+                                              acknowledgement_port(slot), resolver_port(slot))):
             continue
         return slot
     raise RuntimeError("no free lab slot on this machine")
