@@ -161,12 +161,12 @@ def test_a_killed_drills_bubble_is_removed_by_the_next_health_check(protected, l
     from flows.health import health
 
     monkeypatch.setenv("HOTSPARE_LEASE_SECONDS", "3")  # the fleet's lease, for the drill and the health run alike
-    present = set(drill_namespaces())
+    present = set(drill_namespaces(lab_env))
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "drill", SERVICE], env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        netns = poll(lambda: next(iter(set(drill_namespaces()) - present), None), 90, "the drill's bubble")
+        netns = poll(lambda: next(iter(set(drill_namespaces(lab_env)) - present), None), 90, "the drill's bubble")
         poll(lambda: ssh(lab_env, MIRROR, "ip", "netns", "pids", netns).stdout.strip(), 60, "a process in the bubble")
         os.kill(process.pid, signal.SIGKILL)  # the drill process this test started
     finally:
@@ -184,7 +184,7 @@ def test_a_killed_drills_bubble_is_removed_by_the_next_health_check(protected, l
     [entry] = poll(health_cleaned, 120, "a health run to remove the killed drill's bubble")
     assert (entry["host"], entry["leftovers"]) == (MIRROR, [])
     nothing_left(killed_id)
-    assert drill_namespaces() == sorted(present)
+    assert drill_namespaces(lab_env) == sorted(present)
     killed = drills.drill(killed_id)
     assert (killed.outcome, killed.cleanup_proven) == ("failed", True) and "removed by a later" in killed.summary
     assert locks.holder_of(SERVICE) is None  # the cleanup's own lock is released

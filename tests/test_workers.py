@@ -231,9 +231,8 @@ def test_a_worker_killed_mid_failover_leaves_a_run_that_resume_converges(app1_he
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("failover/failover@west")
     started = run_deployment(deployment.id, parameters={"service": SERVICE, "yes": True}, timeout=0)
+    pid = flow_run_process(started.id, lab)  # known before the copy goes live: the kill follows at once
     poll(marker.exists, 180, "the copy to be made live on mirror-west by west's worker")
-
-    pid = flow_run_process(started.id, lab)
     os.kill(pid, signal.SIGKILL)  # the flow-run process west's worker started, by its PID
 
     def crashed():
