@@ -183,7 +183,7 @@ def test_a_killed_drills_bubble_is_removed_by_the_next_health_check(protected, l
 
     [entry] = poll(health_cleaned, 120, "a health run to remove the killed drill's bubble")
     assert (entry["host"], entry["leftovers"]) == (MIRROR, [])
-    nothing_left(killed_id)
+    nothing_left(lab_env, killed_id)
     assert drill_namespaces(lab_env) == sorted(present)
     killed = drills.drill(killed_id)
     assert (killed.outcome, killed.cleanup_proven) == ("failed", True) and "removed by a later" in killed.summary
