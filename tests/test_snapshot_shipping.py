@@ -163,7 +163,8 @@ def test_a_stream_naming_another_services_subvolume_as_parent_is_refused(shipped
             subprocess.run(command, check=True)
         (secret / "canary").write_text("another customer's secret\n")
         subprocess.run(["btrfs", "-q", "subvolume", "snapshot", "-r", str(secret), str(secret) + "-P"], check=True)
-        subprocess.run(f"btrfs send -q {secret}-P | btrfs receive -q {other}", shell=True, check=True)
+        sent = subprocess.run(["btrfs", "send", "-q", str(secret) + "-P"], capture_output=True, check=True).stdout
+        subprocess.run(["btrfs", "receive", "-q", str(other)], input=sent, check=True)
         (secret / "more").write_text("x\n")
         subprocess.run(["btrfs", "-q", "subvolume", "snapshot", "-r", str(secret), str(secret) + "-S"], check=True)
         stream = subprocess.run(["btrfs", "send", "-q", "-p", str(secret) + "-P", str(secret) + "-S"],
