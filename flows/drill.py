@@ -29,7 +29,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from hotspare.access import loaded_fleet
 from hotspare.adapters.errors import HotspareError
+from hotspare.fleet import Fleet
+from hotspare.fleet.context import ServiceContext
 from hotspare.inventory import drills as records
 from hotspare.inventory import locks
 from hotspare.inventory.copies import service_row
@@ -99,8 +102,6 @@ def drill(service: str | None = None, facility: str | None = None, cleanup: bool
 
 def drill_facility(facility: str, operators: str) -> dict:
     """Each service whose production (where it runs now) stands in ``facility``, one after another."""
-    from hotspare.access import loaded_fleet
-
     fleet = loaded_fleet()
     names = [spec.name for spec in fleet.services
              if fleet.server(service_row(spec.name).active_server).facility == facility]
@@ -109,7 +110,7 @@ def drill_facility(facility: str, operators: str) -> dict:
     results, failed = [], []
     for name in names:
         try:
-            results.append(drill_one(name, operators))
+            results.append(drill_one(name, operators, fleet))
         except Exception as error:
             get_run_logger().error("drill of %s: %s", name, error)
             results.append({"service": name, "outcome": "failed", "detail": str(error)})
@@ -119,11 +120,13 @@ def drill_facility(facility: str, operators: str) -> dict:
     return {"facility": facility, "drills": results}
 
 
-def drill_one(service: str, operators: str) -> dict:
-    """One drill of ``service``: see the module docstring."""
+def drill_one(service: str, operators: str, fleet: Fleet | None = None) -> dict:
+    """One drill of ``service``: see the module docstring. ``fleet``: the one the run loaded at its
+    start, resolved here once and handed to every step."""
     logger = get_run_logger()
+    fleet = fleet or loaded_fleet()
     started = database_now()  # the inventory's clock: health judges a drill gone by it (clean_up_gone_drills)
-    facts, passwd = gather_drill_facts(service)
+    facts, passwd = gather_drill_facts(ServiceContext.of(fleet, service))
     drill_id = planning.drill_id_for(started, secrets.token_hex(2))
     plan = planning.plan_drill(facts, drill_id, started, passwd)
     if isinstance(plan, planning.Decision):
@@ -142,12 +145,12 @@ def drill_one(service: str, operators: str) -> dict:
     try:
         with locks.service_lock(service, f"drill:{drill_id}") as lease:
             with _timed(steps, "clean up earlier drills"):
-                evidence["earlier_drills_cleaned"] = _clean_stale(plan.host, service)
+                evidence["earlier_drills_cleaned"] = _clean_stale(fleet, plan.host, service)
             try:
-                outcome, reason = _bring_up(plan, lease, steps, evidence)
+                outcome, reason = _bring_up(fleet, plan, lease, steps, evidence)
             finally:
                 with _timed(steps, "tear down and prove"):
-                    leftovers = tear_down(plan.host, plan.netns, plan.scratch, plan.tag, plan.manifest)
+                    leftovers = tear_down(fleet, plan.host, plan.netns, plan.scratch, plan.tag, plan.manifest)
     except locks.LeaseLost as lost:
         outcome, reason, error = "preempted", str(lost), lost
     except Exception as failure:
@@ -172,40 +175,40 @@ def drill_one(service: str, operators: str) -> dict:
             "containment": evidence.get("containment")}
 
 
-def _bring_up(plan: planning.DrillPlan, lease: locks.Lease, steps: list[dict], evidence: dict) -> tuple[str, str]:
+def _bring_up(fleet: Fleet, plan: planning.DrillPlan, lease: locks.Lease, steps: list[dict], evidence: dict) -> tuple[str, str]:
     """Manifest first, then the bubble, the copy, the app; returns (outcome, reason)."""
     lease.check("write the drill's manifest")
     with _timed(steps, "write manifest"):
-        write_manifest(plan)
+        write_manifest(fleet, plan)
     bring_up_started = time.monotonic()
     lease.check("make the drill's bubble")
     with _timed(steps, "make bubble"):
-        holder = make_bubble(plan)
+        holder = make_bubble(fleet, plan)
     lease.check("mount the copy in the bubble")
     with _timed(steps, "mount copy"):
-        evidence["containment"] = mount_copy(plan, holder)
+        evidence["containment"] = mount_copy(fleet, plan, holder)
     lease.check("start the app in the bubble")
     with _timed(steps, "start app"):
-        start_app(plan, holder)
+        start_app(fleet, plan, holder)
     with _timed(steps, "health check"):
-        health = wait_healthy(plan, holder)
+        health = wait_healthy(fleet, plan, holder)
     if health.go:
         evidence["rto_seconds"] = round(time.monotonic() - bring_up_started, 3)
     lease.check("log in as the service's account")
     with _timed(steps, "canary login"):
-        evidence["canary"] = canary_login(plan, holder)
+        evidence["canary"] = canary_login(fleet, plan, holder)
     with _timed(steps, "check isolation"):
-        evidence["isolation"] = isolation(plan)
+        evidence["isolation"] = isolation(fleet, plan)
     if evidence["isolation"]["default_route"]:
         return "failed", "the bubble has a default route: it was not isolated"
     return ("ok", health.reason) if health.go else ("unhealthy", health.reason)
 
 
-def _clean_stale(host: str, service: str | None) -> list[dict]:
+def _clean_stale(fleet: Fleet, host: str, service: str | None) -> list[dict]:
     """Remove the bubbles of drills that were killed midway (their manifests say what they made)."""
     cleaned = []
-    for manifest in stale_drills(host, service):
-        leftovers = tear_down(host, manifest["netns"], manifest["scratch"], manifest["tag"],
+    for manifest in stale_drills(fleet, host, service):
+        leftovers = tear_down(fleet, host, manifest["netns"], manifest["scratch"], manifest["tag"],
                               planning.manifest_path_of(manifest))
         cleaned.append({"drill_id": manifest["drill_id"], "leftovers": leftovers})
         row = records.drill(manifest["drill_id"])
@@ -222,8 +225,6 @@ def _clean_stale(host: str, service: str | None) -> list[dict]:
 
 def clean_up_drills(service: str | None) -> dict:
     """``hotspare drill --cleanup``: under each service's lock, remove what its killed drills left."""
-    from hotspare.access import loaded_fleet
-
     logger = get_run_logger()
     fleet = loaded_fleet()
     names = [service] if service else [spec.name for spec in fleet.services]
@@ -233,7 +234,7 @@ def clean_up_drills(service: str | None) -> dict:
         host = row.mirror_server or row.planned_mirror
         try:
             with locks.service_lock(name, f"drill:cleanup-{secrets.token_hex(3)}"):
-                cleaned[name] = _clean_stale(host, name)
+                cleaned[name] = _clean_stale(fleet, host, name)
         except locks.ServiceBusy as error:
             logger.warning("skipping %s: %s", name, error)
             busy.append(name)
@@ -250,7 +251,7 @@ def clean_up_gone_drills(logger) -> list[dict]:
     killed drill's bubble lasts minutes, not until someone runs ``hotspare drill --cleanup``.
     Cheap when there is nothing to do: one inventory query, no connection."""
     now, grace = database_now(), 2 * locks.lease_length()
-    cleaned = []
+    cleaned, fleet = [], None
     for row in [row for row in records.drills_of(limit=200) if row.outcome == "running"]:
         decision = judge_drill_gone(row.id, row.service, as_utc(row.started), locks.holder_of(row.service), now, grace)
         if not decision.go:
@@ -259,7 +260,8 @@ def clean_up_gone_drills(logger) -> list[dict]:
         host = row.host or service_row(row.service).mirror_server
         try:
             with locks.service_lock(row.service, f"drill:cleanup-{secrets.token_hex(3)}"):
-                removed = _clean_stale(host, row.service) if host else []
+                fleet = fleet or loaded_fleet()  # loaded once, and only when a drill is gone
+                removed = _clean_stale(fleet, host, row.service) if host else []
                 if records.drill(row.id).outcome == "running":  # killed before it wrote its manifest
                     records.update_drill(row.id, finished=utcnow(), outcome="failed", cleanup_proven=True,
                                          summary="stopped midway before making its bubble; nothing of it was found")

@@ -48,6 +48,7 @@ from hotspare.planning.facility import (
 )
 from hotspare.planning.failover import plan_failover
 from tasks.failover import gather_facts
+from hotspare.fleet.context import ServiceContext
 from tasks.orchestrator import require_orchestrator
 from tasks.replication import Refused
 
@@ -132,7 +133,7 @@ def gather_plan(facility: str, max_copy_age_hours: float = 24.0) -> FacilityPlan
     standings = []
     for standing in service_standings(fleet):
         if standing.production_facility == facility:
-            facts = gather_facts(standing.service)
+            facts = gather_facts(ServiceContext.of(fleet, standing.service))
             failover_plan = plan_failover(facts, planned=False, now=now, max_copy_age_hours=max_copy_age_hours)
             standing = ServiceStanding(**{**standing.__dict__, "failover_plan": failover_plan})
         standings.append(standing)

@@ -27,7 +27,7 @@ from flows.replicate import replicate_one
 from hotspare import access
 from hotspare.adapters import dns
 from hotspare.adapters.errors import DnsPrerequisiteFailed
-from hotspare.fleet import Fleet
+from hotspare.fleet.context import ServiceContext
 from hotspare.inventory import failovers, locks, runs
 from hotspare.inventory.clock import database_now
 from hotspare.inventory.models import utcnow
@@ -76,8 +76,10 @@ def failover(
     """
     require_orchestrator(None, f"failover {service}")  # one orchestrator per fleet
     logger = get_run_logger()
-    fleet = access.loaded_fleet()  # held for the whole run: undoing a step never needs the inventory
-    plan = _plan(service, planned, copy_id, force, max_copy_age_hours)
+    # resolved once and handed to every step: the whole run acts on one version of the fleet, and
+    # undoing a step never needs the inventory
+    context = ServiceContext.of(access.loaded_fleet(), service)
+    plan = _plan(context, planned, copy_id, force, max_copy_age_hours)
     create_markdown_artifact(plan.markdown(), key=f"failover-plan-{service}", description=f"Failover plan for {service}")
     logger.info("plan %s: %s %s -> %s, copy %s", plan.digest, plan.mode, plan.source, plan.target, plan.copy_id or "final sync")
     if plan.already_done:
@@ -102,9 +104,9 @@ def failover(
     if resume:
         _wait_for_a_gone_failover(service, holder)
     with locks.service_lock(service, holder, preempt=locks.PREEMPTIBLE) as lease, _prefect_slot(service, takeover=resume):
-        _same_plan_under_lock(plan, _plan(service, planned, copy_id, force, max_copy_age_hours))
-        check_room(service, plan.target, plan.copy_id)  # before any change: refuses with the host's numbers
-        return execute(plan, holder, approval, lease, fleet)
+        _same_plan_under_lock(plan, _plan(context, planned, copy_id, force, max_copy_age_hours))
+        check_room(context, plan.target, plan.copy_id)  # before any change: refuses with the host's numbers
+        return execute(plan, holder, approval, lease, context)
 
 
 def _wait_for_a_gone_failover(service: str, holder: str) -> None:
@@ -129,8 +131,9 @@ UNATTENDED_APPROVER = "health policy (unattended)"
 UNATTENDED_HOW = "with no one asked: production was declared down by the multi-site quorum"
 
 
-def _plan(service: str, planned: bool, copy_id: str | None, force: bool, max_copy_age_hours: float) -> FailoverPlan:
-    return plan_failover(gather_facts(service), planned=planned, now=utcnow(), copy_id=copy_id, force=force,
+def _plan(context: ServiceContext, planned: bool, copy_id: str | None, force: bool,
+          max_copy_age_hours: float) -> FailoverPlan:
+    return plan_failover(gather_facts(context), planned=planned, now=utcnow(), copy_id=copy_id, force=force,
                          max_copy_age_hours=max_copy_age_hours)
 
 
@@ -191,11 +194,10 @@ def _prefect_slot(service: str, takeover: bool):
         yield
 
 
-def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Lease, fleet: Fleet | None = None) -> dict:
+def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Lease, context: ServiceContext) -> dict:
     """Carry out an approved plan, recording each step; see the module docstring for the order.
-    ``fleet``: as loaded when the run started (undo steps use it, never the inventory)."""
+    ``context``: as resolved when the run started (undo steps use it, never the inventory)."""
     logger = get_run_logger()
-    fleet = fleet or access.loaded_fleet()
     service = plan.service
     run_id = runs.start_run("failover", service, flow_run.get_id())
     copy_id = plan.copy_id
@@ -208,7 +210,7 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
     activating = False  # between the first change on the target and the app's start: undone on failure
     try:
         if plan.mode == "planned" and copy_id is None:
-            copy_id = _planned_preparation(plan, holder, run_id, details, fleet)
+            copy_id = _planned_preparation(plan, holder, run_id, details, context)
         elif plan.mode == "planned":
             logger.info("resuming after the final sync: copy %s is the one to make live", copy_id)
         else:  # the fence runs alongside the activation; the DNS cutover waits for its outcome
@@ -217,11 +219,11 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
         with runs.step(run_id, "activate copy"):
             lease.check(f"make copy {copy_id} live on {plan.target}")
             activating = True
-            activation = activate_copy(service, plan.target, copy_id)
+            activation = activate_copy(context, plan.target, copy_id)
             artifact_lines += activation.pop("markdown", [])
             details["activation"] = activation
             apply_accounts(service, copy_id, plan.target)
-            run_app_commands(service, plan.target, "activate", fleet=fleet)
+            run_app_commands(context, plan.target, "activate")
             activating = False
         if fencing is not None:
             with runs.step(run_id, "fence production") as step:
@@ -229,22 +231,22 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
                 if not details["fencing"]["fenced"]:
                     step.detail = f"UNFENCED: {details['fencing']['detail']}"[:500]
         with runs.step(run_id, "health check"):
-            health_check_direct(service, plan.target_address, fleet=fleet)
+            health_check_direct(context, plan.target_address)
         with runs.step(run_id, "dns cutover"):
             lease.check(f"move {plan.dns_name} to {plan.target_address}")
-            details["dns"] = _cutover(plan, copy_id, details, fleet)
+            details["dns"] = _cutover(plan, copy_id, details, context)
         with runs.step(run_id, "check through dns"):
-            check_through_dns(service, plan.target_address)
+            check_through_dns(context, plan.target_address)
         with runs.step(run_id, "inventory"):
             lease.check("record the new layout in the inventory")
             failovers.record_new_layout(plan, copy_id, details.get("fencing", {}).get("fenced", True), get_run_logger())
     except Exception as error:
         made_live = details.get("activation") or getattr(error, "activation", None)
         if activating and made_live and made_live.get("copied", True):
-            undo_activated_copy(plan, copy_id, made_live, fencing, details, error, fleet, run_id)
+            undo_activated_copy(plan, copy_id, made_live, fencing, details, error, context, run_id)
         elif plan.mode == "planned" and "dns" not in details and copy_id is not None:
             say_what_was_undone(error, f"the switchover was undone (copy {copy_id} was made live on {plan.target}): "
-                                       + back_to_production(plan, fleet, run_id))
+                                       + back_to_production(plan, context, run_id))
         reason = str(error)
         runs.record_outcome(lambda: runs.finish_run(run_id, "failed", f"{service}: failover stopped: {reason}", details),
                             lambda: _publish(plan, run_id, "FAILED", reason, artifact_lines))
@@ -285,27 +287,27 @@ def _reprotect_after_switchover(plan: FailoverPlan, holder: str) -> dict:
         return {"outcome": "failed", "detail": str(error)}
 
 
-def _planned_preparation(plan: FailoverPlan, holder: str, run_id: int, details: dict, fleet: Fleet) -> str:
+def _planned_preparation(plan: FailoverPlan, holder: str, run_id: int, details: dict, context: ServiceContext) -> str:
     """Lower the TTL, stop the app, final sync and verify. On error: the app runs on production again."""
     service = plan.service
     with runs.step(run_id, "lower ttl"):
-        details["ttl"] = _lower_ttl(service, fleet)
+        details["ttl"] = _lower_ttl(context)
     try:  # from here on, any failure (the inventory's too) starts the app on production again
         with runs.step(run_id, "stop app on production"):
-            run_app_commands(service, plan.source, "deactivate", fleet=fleet)
+            run_app_commands(context, plan.source, "deactivate")
         with runs.step(run_id, "final sync and verify"):
             result = replicate_one(service, lock_holder=holder)
     except Exception as error:
         get_run_logger().error("switchover stopped before the final sync completed (%s): starting the app on %s again; "
                                "everything stays on production", error, plan.source)
         say_what_was_undone(error, f"the app on {plan.source} was stopped for the final sync; "
-                                   + back_to_production(plan, fleet, run_id, stop_target=False))
+                                   + back_to_production(plan, context, run_id, stop_target=False))
         raise
     return result["copy_id"]
 
 
-def _lower_ttl(service: str, fleet: Fleet) -> dict:
-    spec = fleet.service(service)
+def _lower_ttl(context: ServiceContext) -> dict:
+    fleet, spec = context.fleet, context.spec
     zone = fleet.zone(spec.zone.rstrip("."))
     server = access.dns_server(fleet, zone.name)
     ttl = fleet.record_ttl_of(spec)
@@ -319,16 +321,16 @@ def _lower_ttl(service: str, fleet: Fleet) -> dict:
     return {"ttl": ttl, "lowered": True, "previous": current}
 
 
-def _cutover(plan: FailoverPlan, copy_id: str, details: dict, fleet: Fleet) -> dict:
+def _cutover(plan: FailoverPlan, copy_id: str, details: dict, context: ServiceContext) -> dict:
     """DNS compare-and-swap. If it fails, stop our app on the target again so users never see
     two productions; the activated copy stays in place for a resumed run. The error then says
     exactly what this run changed and undid (never "nothing was changed": the copy went live)."""
     try:
-        return cutover_dns(fleet, plan.service, plan.source_address, plan.target_address)
+        return cutover_dns(context.fleet, plan.service, plan.source_address, plan.target_address)
     except Exception as error:
         logger = get_run_logger()
         logger.error("DNS cutover failed (%s): stopping the app on %s again; DNS still points to %s", error, plan.target, plan.source_address)
-        run_app_commands(plan.service, plan.target, "deactivate", fleet=fleet)
+        run_app_commands(context, plan.target, "deactivate")
         if not isinstance(error, DnsPrerequisiteFailed):
             logger.error("the failover of %s is paused midway: fix the cause, then run it again with resume", plan.service)
             raise

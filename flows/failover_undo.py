@@ -2,7 +2,7 @@
 
 A planned switchover that stops before the cutover goes back to production; a failure after the
 copy went live (a full disk, the app's start) takes the activation back. Both use only what the
-run holds (the fleet it loaded at its start), so they work with the inventory unreachable; an
+run holds (the context it resolved at its start), so they work with the inventory unreachable; an
 outcome the inventory cannot take now is kept for the next run to write (``late_outcomes``).
 """
 
@@ -11,30 +11,30 @@ from __future__ import annotations
 from prefect import get_run_logger
 
 from flows.failover_signals import fence_outcome
-from hotspare.fleet import Fleet
+from hotspare.fleet.context import ServiceContext
 from hotspare.inventory import failovers, late_outcomes
 from hotspare.inventory.db import InventoryUnreachable
 from hotspare.planning.failover import FailoverPlan
 from tasks.failover import health_check_direct, run_app_commands, undo_activation
 
 
-def back_to_production(plan: FailoverPlan, fleet: Fleet, run_id: int, stop_target: bool = True) -> str:
+def back_to_production(plan: FailoverPlan, context: ServiceContext, run_id: int, stop_target: bool = True) -> str:
     """A planned switchover that stops before DNS moved leaves everything on production: the app
     stopped on the target, started on the source and checked there. Uses only what the run
-    holds (the fleet it loaded at its start), so it works with the inventory unreachable.
+    holds (the context it resolved at its start), so it works with the inventory unreachable.
     Returns the sentence of what really happened, also logged."""
     logger = get_run_logger()
     done, trouble = [], []
     if stop_target:
         try:
-            run_app_commands(plan.service, plan.target, "deactivate", fleet=fleet)
+            run_app_commands(context, plan.target, "deactivate")
             done.append(f"the app on {plan.target} was stopped again")
         except Exception as error:  # keep going: the source matters more, the operator needs every reason
             trouble.append(f"the app on {plan.target} could NOT be stopped ({error})")
     try:
-        run_app_commands(plan.service, plan.source, "activate", fleet=fleet)
-        if fleet.service(plan.service).health_url:
-            health_check_direct(plan.service, plan.source_address, fleet=fleet)
+        run_app_commands(context, plan.source, "activate")
+        if context.spec.health_url:
+            health_check_direct(context, plan.source_address)
             done.append(f"the app runs on {plan.source} again and answers its health check")
         else:
             done.append(f"the app was started on {plan.source} again (no health URL to check it)")
@@ -60,20 +60,20 @@ def clear_in_flight_or_keep(service: str, run_id: int) -> str:
 
 
 def undo_activated_copy(plan: FailoverPlan, copy_id: str, activation: dict, fencing, details: dict,
-                     error: BaseException, fleet: Fleet, run_id: int) -> None:
+                     error: BaseException, context: ServiceContext, run_id: int) -> None:
     """A failure after the copy went live (the target's disk filled by the app's start, its
     accounts or start command failing) and before DNS moved: take the activation back, so the
     target is as it was and a new failover starts afresh, and say where the service serves now."""
     logger = get_run_logger()
     try:
-        undone = undo_activation(plan.service, plan.target, activation)
+        undone = undo_activation(context, plan.target, activation)
     except Exception as failure:  # noqa: BLE001  (the run's own error stays the outcome; resume can finish it)
         logger.error("failover of %s stopped after copy %s went live on %s (%s), and undoing that failed too (%s): "
                      "the service stays failing-over; fix both, then run the failover with resume", plan.service,
                      copy_id, plan.target, error, failure)
         return
     if plan.mode == "planned":  # the target's app is stopped already (the undo)
-        where = back_to_production(plan, fleet, run_id, stop_target=False)
+        where = back_to_production(plan, context, run_id, stop_target=False)
     else:
         where = _where_it_serves(plan, fencing, details) + clear_in_flight_or_keep(plan.service, run_id)
     sentence = (f"failover of {plan.service} stopped after copy {copy_id} went live on {plan.target} ({error}); "

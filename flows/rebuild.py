@@ -26,6 +26,7 @@ from hotspare.planning.approval import PlanRejected, same_plan
 from tasks.dns_cutover import cutover_dns
 from hotspare.probes import reachability
 from tasks.failover import serves_app
+from hotspare.fleet.context import ServiceContext
 from tasks.fencing import fence
 from tasks.rebuild import (
     RebuildRefused,
@@ -57,7 +58,7 @@ def fence_answering(service: str, servers) -> dict:
     results = {name: {"fenced": False, "detail": "does not answer"} for name in servers if not answering.get(name)}
     for server in [name for name in servers if answering.get(name)]:
         results[server] = fence(service, server)
-        if serves_app(service, fleet.server(server).address):
+        if serves_app(ServiceContext.of(fleet, service), fleet.server(server).address):
             raise RebuildRefused(
                 f"{server} still serves {service} after its deactivate commands ({results[server]['detail']}): "
                 "not moving DNS, or users would meet two productions. Stop the app there, then rebuild again."

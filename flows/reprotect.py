@@ -28,6 +28,7 @@ from hotspare.inventory.service_states import Event, move
 from hotspare.planning.approval import PlanRejected, same_plan
 from hotspare.planning.reprotect import REPROTECTABLE, ReprotectPlan, plan_reprotect
 from tasks.failover import serves_app
+from hotspare.fleet.context import ServiceContext
 from tasks.orchestrator import require_orchestrator
 from tasks.replication import Refused
 
@@ -88,7 +89,7 @@ def gather_plan(service: str, mirror: str | None) -> ReprotectPlan:
     new_mirror = mirror or (row.failover or {}).get("previous_production")
     serving = False
     if row.state in REPROTECTABLE and new_mirror in facility_of and new_mirror != row.active_server:
-        serving = serves_app(service, fleet.server(new_mirror).address)
+        serving = serves_app(ServiceContext.of(fleet, service), fleet.server(new_mirror).address)
     return plan_reprotect(service, row.state, row.active_server, mirror, (row.failover or {}).get("previous_production"),
                           facility_of, serving)
 

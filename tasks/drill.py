@@ -1,5 +1,6 @@
 """Drill steps: thin tasks that run the argument lists of ``hotspare/planning/drill.py`` on the
-drill host over SSH and report what they saw. Teardown and its proof never raise for what they
+drill host over SSH and report what they saw. Each gets the fleet the runbook loaded at its start
+(never the inventory's again), so a drill acts on one version of the fleet. Teardown and its proof never raise for what they
 find: they return what is left, so the flow can record it and raise an incident.
 """
 
@@ -13,6 +14,8 @@ from prefect.cache_policies import NO_CACHE
 
 from hotspare import access
 from hotspare.adapters.errors import PermanentError
+from hotspare.fleet import Fleet
+from hotspare.fleet.context import ServiceContext
 from hotspare.inventory import copies
 from hotspare.planning import drill as planning
 from hotspare.planning.containment import each_argv
@@ -23,10 +26,10 @@ KILL_WAIT_SECONDS = 10.0
 
 
 @task(name="gather drill facts", **QUICK)
-def gather_drill_facts(service: str) -> tuple[planning.DrillFacts, str]:
+def gather_drill_facts(context: ServiceContext) -> tuple[planning.DrillFacts, str]:
     """The service as loaded, its newest verified copy on its mirror and the copy's passwd (the
     mirror's own passwd and every other service's paths too: the drill's view needs them)."""
-    fleet = access.loaded_fleet()
+    fleet, service = context.fleet, context.name
     row = copies.service_row(service)
     mirror = row.mirror_server
     newest = copies.newest_verified(service, mirror) if mirror else None
@@ -51,24 +54,24 @@ def gather_drill_facts(service: str) -> tuple[planning.DrillFacts, str]:
     return replace(facts, mirror_passwd=mirror_passwd), passwd
 
 
-def run_all(host: str, argvs: list[list[str]], *, stdin: bytes | None = None, timeout: float = 120.0) -> list[str]:
+def run_all(fleet: Fleet, host: str, argvs: list[list[str]], *, stdin: bytes | None = None,
+            timeout: float = 120.0) -> list[str]:
     """Run each argument list on ``host`` in order (each must succeed); their outputs."""
-    fleet = access.loaded_fleet()
     with access.connect(fleet, host) as connection:
         return [connection.run(argv, stdin=stdin, timeout=timeout).text for argv in argvs]
 
 
 @task(name="write drill manifest", **QUICK)
-def write_manifest(plan: planning.DrillPlan) -> None:
-    run_all(plan.host, [planning.manifest_argv(plan)], stdin=plan.manifest_text().encode())
+def write_manifest(fleet: Fleet, plan: planning.DrillPlan) -> None:
+    run_all(fleet, plan.host, [planning.manifest_argv(plan)], stdin=plan.manifest_text().encode())
 
 
 @task(name="make bubble", **QUICK)
-def make_bubble(plan: planning.DrillPlan) -> int:
+def make_bubble(fleet: Fleet, plan: planning.DrillPlan) -> int:
     """Network namespace with its veth pair and the production address, scratch folders, holder.
     Returns the holder's PID."""
-    run_all(plan.host, [*planning.bubble_argvs(plan), planning.scratch_argv(plan)])
-    [output] = run_all(plan.host, [planning.holder_argv(plan)], timeout=30)
+    run_all(fleet, plan.host, [*planning.bubble_argvs(plan), planning.scratch_argv(plan)])
+    [output] = run_all(fleet, plan.host, [planning.holder_argv(plan)], timeout=30)
     holder = int(output.strip())
     get_run_logger().info("bubble %s on %s: %s/32 on %s, holder pid %d", plan.netns, plan.host,
                           plan.production_address, planning.INSIDE, holder)
@@ -76,12 +79,11 @@ def make_bubble(plan: planning.DrillPlan) -> int:
 
 
 @task(name="mount copy", **QUICK)
-def mount_copy(plan: planning.DrillPlan, holder: int) -> dict:
+def mount_copy(fleet: Fleet, plan: planning.DrillPlan, holder: int) -> dict:
     """In the holder's mount namespace only: the memory-only scratch, the writable copy, the view
     of the whole filesystem with the service's paths in it; then the view's audit. Raises when
     the view has a mount that could let the app write to the mirror (the app is never started)."""
     logger = get_run_logger()
-    fleet = access.loaded_fleet()
     with access.connect(fleet, plan.host) as connection:
         mountinfo = connection.run(planning.mountinfo_argv(holder)).text
         connection.run(each_argv([*planning.scratch_tmpfs_argvs(plan, holder), *planning.workspace_argvs(plan, holder),
@@ -99,17 +101,16 @@ def mount_copy(plan: planning.DrillPlan, holder: int) -> dict:
 
 
 @task(name="start app in bubble", **QUICK)
-def start_app(plan: planning.DrillPlan, holder: int) -> int:
-    run_all(plan.host, planning.activate_argvs(plan, holder))
+def start_app(fleet: Fleet, plan: planning.DrillPlan, holder: int) -> int:
+    run_all(fleet, plan.host, planning.activate_argvs(plan, holder))
     return len(plan.activate)
 
 
 @task(name="health check in bubble", **QUICK)
-def wait_healthy(plan: planning.DrillPlan, holder: int, seconds: float = 30.0) -> planning.Decision:
+def wait_healthy(fleet: Fleet, plan: planning.DrillPlan, holder: int, seconds: float = 30.0) -> planning.Decision:
     """Probe the health URL inside the bubble until it answers 2xx or ``seconds`` pass."""
     if not plan.health_url:
         return planning.Decision(True, "no health_url: the app's start commands succeeded")
-    fleet = access.loaded_fleet()
     answers: list[str] = []
     deadline = time.monotonic() + seconds
     with access.connect(fleet, plan.host) as connection:
@@ -122,12 +123,11 @@ def wait_healthy(plan: planning.DrillPlan, holder: int, seconds: float = 30.0) -
 
 
 @task(name="canary login", **QUICK)
-def canary_login(plan: planning.DrillPlan, holder: int) -> str:
+def canary_login(fleet: Fleet, plan: planning.DrillPlan, holder: int) -> str:
     """``su`` to the service's account inside the bubble, with the copy's account files."""
     if not plan.canary_users:
         return "skipped: the copy holds no account of the service"
     user = plan.canary_users[0]
-    fleet = access.loaded_fleet()
     with access.connect(fleet, plan.host) as connection:
         result = connection.run(planning.canary_argv(plan, holder, user), check=False, timeout=30)
     if result.exit_status != 0:
@@ -136,9 +136,8 @@ def canary_login(plan: planning.DrillPlan, holder: int) -> str:
 
 
 @task(name="check isolation", **QUICK)
-def isolation(plan: planning.DrillPlan) -> dict:
+def isolation(fleet: Fleet, plan: planning.DrillPlan) -> dict:
     """What the bubble's routing says (read with ``ip route``, never by sending a packet)."""
-    fleet = access.loaded_fleet()
     with access.connect(fleet, plan.host) as connection:
         route = connection.run(planning.route_argv(plan, plan.production_address), check=False).text.strip()
         table = connection.run(["ip", "-n", plan.netns, "route", "show", "table", "all"], check=False).text
@@ -147,12 +146,11 @@ def isolation(plan: planning.DrillPlan) -> dict:
 
 
 @task(name="tear down and prove", **QUICK)
-def tear_down(host: str, netns: str, scratch: str, tag: str, manifest: str) -> list[str]:
+def tear_down(fleet: Fleet, host: str, netns: str, scratch: str, tag: str, manifest: str) -> list[str]:
     """Kill everything in the bubble, delete it and its scratch folder, then look for leftovers
     (processes, namespace, mounts in any process's mount table, files). The manifest goes only
     when nothing is left. Returns the leftovers (empty: cleanup proven)."""
     logger = get_run_logger()
-    fleet = access.loaded_fleet()
     with access.connect(fleet, host) as connection:
         deadline = time.monotonic() + KILL_WAIT_SECONDS
         while connection.run(planning.kill_argv(netns), check=False).text.strip() not in ("", "0"):
@@ -174,8 +172,7 @@ def tear_down(host: str, netns: str, scratch: str, tag: str, manifest: str) -> l
 
 
 @task(name="clean up stale drills", **QUICK)
-def stale_drills(host: str, service: str | None) -> list[dict]:
+def stale_drills(fleet: Fleet, host: str, service: str | None) -> list[dict]:
     """Manifests earlier drills left on ``host`` (of ``service``, or all)."""
-    fleet = access.loaded_fleet()
-    [output] = run_all(host, [planning.list_manifests_argv()])
+    [output] = run_all(fleet, host, [planning.list_manifests_argv()])
     return planning.stale_manifests(planning.parse_manifests(output), service, host, fleet.server(host).address)

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from hotspare import access
 from hotspare.adapters import dns
 from hotspare.adapters.errors import PermanentError, TransientError
+from hotspare.fleet.context import ServiceContext
 from hotspare.inventory import copies
 from hotspare.planning import copy_backends
 from hotspare.planning import replication as layout
@@ -35,10 +36,9 @@ def marker_path(service: str) -> str:
 
 
 @task(name="gather facts", **QUICK)
-def gather_facts(service: str) -> ServiceFacts:
+def gather_facts(context: ServiceContext) -> ServiceFacts:
     """The service's layout, DNS answer and copies on its mirror, as they are now."""
-    fleet = access.loaded_fleet()
-    spec = fleet.service(service)
+    fleet, spec, service = context.fleet, context.spec, context.name
     row = copies.service_row(service)
     answer = dns.read_addresses(access.dns_server(fleet, spec.zone), spec.dns_name)
     target = (row.failover or {}).get("target") if row.state == "failing-over" else row.mirror_server
@@ -55,15 +55,12 @@ def gather_facts(service: str) -> ServiceFacts:
 
 
 @task(name="run app commands", **QUICK)
-def run_app_commands(service: str, server: str, which: str, fleet=None) -> int:
+def run_app_commands(context: ServiceContext, server: str, which: str) -> int:
     """Run the service's ``activate`` or ``deactivate`` commands on ``server``; they must succeed.
-
-    ``fleet``: the fleet the run loaded at its start, so that undoing a step never needs the
-    inventory (which may be the part that failed); default: loaded from the inventory now."""
-    fleet = fleet or access.loaded_fleet()
-    spec = fleet.service(service)
-    commands = [as_service_user(argv, spec.run_as) for argv in getattr(spec, which)]
-    with access.connect(fleet, server) as connection:
+    Only the run's context is used, so undoing a step never needs the inventory (which may be
+    the part that failed)."""
+    commands = [as_service_user(argv, context.spec.run_as) for argv in getattr(context.spec, which)]
+    with access.connect(context.fleet, server) as connection:
         for argv in commands:
             connection.run(argv, timeout=120)
     get_run_logger().info("%s on %s: %d command(s) ran", which, server, len(commands))
@@ -76,14 +73,13 @@ def live_paths_of(spec) -> list[str]:
 
 
 @task(name="check room on target", **QUICK)
-def check_room(service: str, target: str, copy_id: str | None) -> dict:
+def check_room(context: ServiceContext, target: str, copy_id: str | None) -> dict:
     """Before any change: the target has room for what making ``copy_id`` live writes
     (``planning/space.py``); else refuse with the sentence naming host, free, needed and what to
     do. A planned switchover's copy is not made yet: the current copy stands for it."""
     from tasks.replication import Refused
 
-    fleet = access.loaded_fleet()
-    spec = fleet.service(service)
+    fleet, spec, service = context.fleet, context.spec, context.name
     copy_id = copy_id or copies.service_row(service).current_copy_id
     if not copy_id:
         return {"checked": False}
@@ -101,7 +97,7 @@ def check_room(service: str, target: str, copy_id: str | None) -> dict:
 
 
 @task(name="activate copy", **QUICK)
-def activate_copy(service: str, target: str, copy_id: str) -> dict:
+def activate_copy(context: ServiceContext, target: str, copy_id: str) -> dict:
     """Make ``copy_id`` live on ``target`` unless a previous attempt already did.
 
     Nothing hostile goes live and nothing live is destroyed: snapshot clones are staged beside
@@ -111,8 +107,7 @@ def activate_copy(service: str, target: str, copy_id: str) -> dict:
     are the clones swapped in (the trees they replace kept aside, their differing files listed
     too) and the marker written."""
     logger = get_run_logger()
-    fleet = access.loaded_fleet()
-    spec = fleet.service(service)
+    fleet, spec, service = context.fleet, context.spec, context.name
     live_paths = live_paths_of(spec)
     tree = layout.copy_tree(service, copy_id)
     with access.connect(fleet, target) as mirror:
@@ -169,16 +164,16 @@ def _carry(error: BaseException, record: dict) -> None:
 
 
 @task(name="undo activation", **QUICK)
-def undo_activation(service: str, target: str, activation: dict) -> str:
+def undo_activation(context: ServiceContext, target: str, activation: dict) -> str:
     """Take back a copy made live on ``target`` whose failover stopped before DNS moved: stop
     the app there, delete the clones and put back the trees they replaced, remove clones staged
     but never swapped in and the marker. Returns what was undone, in one phrase; what could not
     be undone is named in it too (the sentence must be true)."""
     logger = get_run_logger()
-    fleet = access.loaded_fleet()
+    fleet, service = context.fleet, context.name
     done, failed = [], []
     try:
-        run_app_commands.fn(service, target, "deactivate")
+        run_app_commands.fn(context, target, "deactivate")
         done.append(f"the app on {target} stopped")
     except Exception as error:  # keep undoing: the rest matters as much
         failed.append(f"the app on {target} could not be stopped ({error})")
@@ -233,11 +228,9 @@ def health_target(health_url: str, address: str) -> str:
 
 
 @task(name="health check", **QUICK)
-def health_check_direct(service: str, address: str, seconds: float = 20.0, fleet=None) -> float:
-    """Poll the app's health URL at ``address`` until it answers 2xx; seconds it took.
-    ``fleet`` as for ``run_app_commands``."""
-    fleet = fleet or access.loaded_fleet()
-    url = fleet.service(service).health_url
+def health_check_direct(context: ServiceContext, address: str, seconds: float = 20.0) -> float:
+    """Poll the app's health URL at ``address`` until it answers 2xx; seconds it took."""
+    url, service = context.spec.health_url, context.name
     if not url:
         get_run_logger().warning("%s has no health_url; skipping the direct health check", service)
         return 0.0
@@ -245,13 +238,12 @@ def health_check_direct(service: str, address: str, seconds: float = 20.0, fleet
 
 
 @task(name="check through DNS", **QUICK)
-def check_through_dns(service: str, expected_address: str, seconds: float = 20.0) -> float:
+def check_through_dns(context: ServiceContext, expected_address: str, seconds: float = 20.0) -> float:
     """The app answers through its DNS name, resolved by the authoritative server, at the new address."""
-    fleet = access.loaded_fleet()
-    spec = fleet.service(service)
+    spec = context.spec
     if not spec.health_url:
         return 0.0
-    server = access.dns_server(fleet, spec.zone)
+    server = access.dns_server(context.fleet, spec.zone)
 
     def resolve(name: str) -> list[str]:
         answer = dns.read_addresses(server, name)
@@ -278,10 +270,9 @@ def _poll(url: str, resolve, seconds: float, what: str) -> float:
     raise TransientError(f"{what} is not healthy after {seconds:g} s: {last}")
 
 
-def serves_app(service: str, address: str) -> bool:
+def serves_app(context: ServiceContext, address: str) -> bool:
     """True when the app answers its health URL at ``address`` right now (split-brain probe)."""
-    fleet = access.loaded_fleet()
-    url = fleet.service(service).health_url
+    url = context.spec.health_url
     if not url:
         return False
     try:

@@ -335,10 +335,12 @@ def test_a_killed_failback_names_the_resume_that_finishes_it(protected, lab, lab
 
 
 def test_plan_is_pure_and_digest_binds_the_copy(protected, lab_env):
-    from tasks.failover import gather_facts
+    from hotspare import access
+    from hotspare.fleet.context import ServiceContext
     from hotspare.inventory.models import utcnow
+    from tasks.failover import gather_facts
 
-    facts = gather_facts.fn(SERVICE)
+    facts = gather_facts.fn(ServiceContext.of(access.loaded_fleet(), SERVICE))
     now = utcnow()
     plan = plan_failover(facts, planned=False, now=now)
     assert plan.copy_id == copies.newest_verified(SERVICE, "mirror-west").id and plan.refusal is None
