@@ -1,4 +1,4 @@
-"""Before acting or paging: does this orchestrator hold the fleet? (docs/architecture.md,
+"""Before acting or paging: does this orchestrator hold the fleet? (docs/architecture/coordination.md,
 "One orchestrator per fleet").
 
 Reads the fleet's marker (a TXT record in its first zone, ``hotspare/planning/orchestrator.py``)

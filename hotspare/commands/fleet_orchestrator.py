@@ -1,5 +1,5 @@
 """``hotspare fleet claim [--takeover]`` and ``hotspare fleet orchestrator``: which orchestrator
-holds the fleet (docs/architecture.md, "One orchestrator per fleet").
+holds the fleet (docs/architecture/coordination.md, "One orchestrator per fleet").
 
     hotspare fleet orchestrator        this orchestrator, and the holder the fleet's marker names
     hotspare fleet claim               claim a fleet nobody holds (the first run that acts does it too)

@@ -36,7 +36,7 @@ MIB = 2**20
 RESERVE_FRACTION = 0.10
 # What an activation writes besides the paths it copies: snapshot metadata of the clones, the
 # marker, neutralised items, kept-aside bookkeeping, and the app's first writes at its start.
-# Measured on the lab (docs/architecture.md, "Space per service"): a few MiB; 32 MiB of margin.
+# Measured on the lab (docs/architecture/replication.md, "Space per service"): a few MiB; 32 MiB of margin.
 ACTIVATION_MARGIN = 32 * MIB
 QUOTA_EXCEEDED = "Disk quota exceeded"  # strerror(EDQUOT): a write past a quota group's limit
 
