@@ -9,10 +9,11 @@ Two kinds of page, both in customer words only (no server, facility, address or 
 incident title, which probes and operators write for operators):
 
 - the public page (``index.html``, ``feed.atom``): one overall sentence ("All systems
-  operational"), the incidents customers were told of with their public timeline, and the
-  emergency numbers; no service or customer name, so it tells nobody who the customers are;
+  operational"), the incidents customers were told of with their timeline in fixed sentences,
+  and the emergency numbers; no service or customer name and no operator's note, so it tells
+  nobody who the customers are;
 - one page per customer (``c/<token>/``): only that customer's services and the incidents that
-  touch them, a subscription form. ``token`` is an HMAC of the customer's name under a secret
+  touch them with the operators' public notes, a subscription form. ``token`` is an HMAC of the customer's name under a secret
   key (``planning/subscriptions.page_token``): knowing one customer's address tells nothing of
   another's, ``c/index.html`` is an empty page so the web server never lists the folder, and the
   pages ask for no referrer and no indexing.
@@ -156,7 +157,7 @@ def incident_card(incident: dict, now: datetime, audience: Audience | None = Non
     title = ("Service disruption" if disruption else "Reduced redundancy, no service interrupted")
     if services:
         title += f": {', '.join(services)}"
-    updates = public_updates(incident.get("events") or [])
+    updates = public_updates(incident.get("events") or [], notes=audience is not None)
     if incident.get("status") == "resolved":
         if not updates or updates[-1]["text"] != RESOLVED_TEXT:
             moment = _parse(incident["resolved_at"])
@@ -170,14 +171,23 @@ def incident_card(incident: dict, now: datetime, audience: Audience | None = Non
             "status_text": status_text, "updates": updates, "updated_iso": _iso(latest)}
 
 
-def public_updates(events: list[dict]) -> list[dict]:
-    """The timeline entries customers may read, each with its time and sentence."""
+def affects_text(incident: dict) -> str:
+    """Which services the incident made unavailable (``services``: recorded when it opened), for operators."""
+    if incident.get("services"):
+        return ", ".join(incident["services"])
+    return "no service is down" if incident.get("impact") else "no named service"
+
+
+def public_updates(events: list[dict], notes: bool = True) -> list[dict]:
+    """The timeline entries customers may read, each with its time and sentence. ``notes``:
+    operators' public notes too; they may name a service, so only the affected customers' own
+    pages carry them, the page for everybody only the fixed sentences."""
     updates: list[dict] = []
     for event in events:
         kind, details = event.get("kind"), event.get("details") or {}
         if kind == PUBLIC_NOTE and details.get("resolved"):
             text = RESOLVED_TEXT
-        elif kind == PUBLIC_NOTE and details.get("public"):
+        elif kind == PUBLIC_NOTE and details.get("public") and notes:
             text = event.get("text") or ""
         elif kind in PUBLIC_KINDS:
             text = PUBLIC_KINDS[kind]
