@@ -108,7 +108,17 @@ def render_html(data: dict) -> str:
     from hotspare.planning.ages import age_text
 
     environment.filters["age"] = age_text
+    environment.filters["code_spans"] = code_spans
     return environment.get_template("plan/continuity_plan.html.j2").render(**data)
+
+
+def code_spans(text: str):
+    """``text`` escaped, with its markdown `code spans` as <code> (readiness advice names commands)."""
+    import re
+
+    from markupsafe import Markup, escape
+
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
 
 
 def write_private_bytes(path: Path, data: bytes) -> None:

@@ -156,7 +156,7 @@ def test_plan_files_are_0600_and_every_section_is_a_table(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert not [path.name for path in out.iterdir() if path.name.endswith(".tmp")]
     html = written["html"].read_text()
-    assert "<pre" not in html and "null" not in html and "None" not in html
+    assert "<pre" not in html and "null" not in html and "None" not in html and "`" not in html
     for section in ("Customer notices", "Health", "Incidents", "Replication"):
         assert f". {section}</h2>" in html, section
     assert "<td>quiet hours: start</td><td>22:00</td>" in html

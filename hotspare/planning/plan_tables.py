@@ -95,6 +95,8 @@ def cell(value) -> str:
         return "not set"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return "; ".join(_record(item) for item in value)  # "Ana Acme (ana@acme.test); …"
     if isinstance(value, list):
         return ", ".join(cell(item) for item in value) if value else "none"
     if isinstance(value, dict):
@@ -102,6 +104,12 @@ def cell(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _record(item: dict) -> str:
+    """A record inside a cell: its first value, the others in parentheses."""
+    values = [cell(value) for value in item.values() if value not in (None, "", [], {})]
+    return f"{values[0]} ({', '.join(values[1:])})" if len(values) > 1 else (values[0] if values else "none")
 
 
 def _words(key: str) -> str:

@@ -87,10 +87,12 @@ def render_page(facts: PageFacts, audience: Audience | None) -> dict[str, str]:
     """{file name: text} of one page and its feed, for everybody (``None``) or one customer."""
     base = facts.page_url if facts.page_url.endswith("/") else facts.page_url + "/"
     page_url = base + (f"{CUSTOMER_FOLDER}/{audience.token}/" if audience else "")
-    services = [service_card(record, facts.generated_at) for record in facts.services
-                if audience is not None and record.get("service") in audience.services]
     incidents = [incident_card(incident, facts.generated_at, audience) for incident in _ordered(facts.incidents)
                  if audience is None or set(incident.get("services") or ()) & set(audience.services)]
+    disrupted = {service for incident in facts.incidents if incident.get("status") != "resolved"
+                 for service in incident.get("services") or ()}
+    services = [service_card(record, facts.generated_at, record.get("service") in disrupted) for record in facts.services
+                if audience is not None and record.get("service") in audience.services]
     context = {
         "title": facts.title + (f" — {audience.label}" if audience else ""),
         "audience": audience,
@@ -124,15 +126,18 @@ def overall(incidents: list[dict], services: list[dict]) -> dict:
     return {"text": ALL_WELL, "detail": "No known problem.", "css": "ok"}
 
 
-def service_card(record: dict, now: datetime) -> dict:
+def service_card(record: dict, now: datetime, in_open_incident: bool = False) -> dict:
     """A service in customer words: whether it answers, whether a verified copy protects it, and
-    its last recovery drill. No server, facility or check name."""
+    its last recovery drill. No server, facility or check name. ``in_open_incident``: an open
+    incident made it unavailable (it reads disrupted until it runs from its standby copy)."""
     production = record.get("production") or {}
     state = record.get("state") or "unknown"
     if production.get("reachable") is False or state == "failing-over":
         status, css = "Disrupted: we are working on it.", "bad"
     elif state == "failed-over":
         status, css = "Operational, running from its standby copy in a second data center.", "ok"
+    elif in_open_incident:
+        status, css = "Disrupted: we are working on it.", "bad"
     else:
         status, css = "Operational.", "ok"
     age_hours = record.get("copy_age_hours")
