@@ -44,7 +44,7 @@ def handler_for(fleet, relay=None) -> type[BaseHTTPRequestHandler]:
         server_version = "hotspare-subscriptions"
         sys_version = ""
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 (the standard library's name)
+        def log_message(self, format: str, *args) -> None:
             log.info("%s %s", self.address_string(), format % args)
 
         def _answer(self, status: int, title: str, body: str) -> None:
@@ -66,7 +66,7 @@ def handler_for(fleet, relay=None) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(urlsplit(self.path).query, max_num_fields=10)
             return {name: values[0] for name, values in {**query, **fields}.items()}
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             parts = urlsplit(self.path)
             query = {name: values[0] for name, values in parse_qs(parts.query, max_num_fields=10).items()}
             if parts.path == "/confirm" and query.get("t"):
@@ -79,7 +79,7 @@ def handler_for(fleet, relay=None) -> type[BaseHTTPRequestHandler]:
             else:
                 self._answer(404, "Not found", "<p>Nothing here.</p>")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             path = urlsplit(self.path).path
             form = self._form()
             if form is None:

@@ -51,7 +51,6 @@ def preview_notice(incident_id: int, kind: str, approved: bool = False, fleet=No
     """The plan of the notice (who gets what, and whether it goes now) without sending anything."""
     from hotspare.access import loaded_fleet
     from hotspare.planning.notices import plan_notice
-
     from tasks.subscriptions import with_subscribers
 
     fleet = fleet or loaded_fleet()

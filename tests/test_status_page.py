@@ -8,18 +8,16 @@ from __future__ import annotations
 import email
 import os
 import re
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
-
 from lab_helpers import wait_for
 
 pytestmark = pytest.mark.lab
@@ -68,7 +66,7 @@ def pages_of(fleet) -> dict[str, str]:
             for customer, audience in zip(fleet.customer_notices.customers, customer_pages(fleet))}
 
 
-def screenshot(url: str, name: str) -> Path:
+def screenshot(url: str, name: str, height: int = 844) -> Path:
     """A phone-width screenshot of ``url`` in the run's artifacts folder."""
     assert os.access(CHROMIUM, os.X_OK), "chromium is missing (scripts/setup.sh installs it)"
     path = Path(os.environ["HOTSPARE_HOME"]) / "artifacts" / name
@@ -78,7 +76,7 @@ def screenshot(url: str, name: str) -> Path:
         browser = subprocess.run(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
-             "--window-size=390,844", f"--screenshot={path}", url], capture_output=True, text=True, timeout=120)
+             f"--window-size=390,{height}", f"--screenshot={path}", url], capture_output=True, text=True, timeout=120)
     assert path.exists() and path.stat().st_size > 5000, browser.stderr[-2000:]
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"\nstatus page screenshot: {path}")
@@ -105,7 +103,12 @@ def test_healthy_lab_public_page_says_all_is_well_and_names_nothing_internal(fle
 
 
 def test_customer_pages_show_only_their_services_at_unguessable_addresses(fleet, lab_env):
-    from hotspare.inventory.incidents import add_event, get_incident, open_or_fold, resolve
+    from hotspare.inventory.incidents import (
+        add_event,
+        get_incident,
+        open_or_fold,
+        resolve,
+    )
     from tasks.notices import publish_status_page
 
     resolve_open_incidents()
@@ -135,7 +138,9 @@ def test_customer_pages_show_only_their_services_at_unguessable_addresses(fleet,
     assert not names_in(acme + globex, internal_names(fleet) | {title})
     listing = fetch(url + "c/")  # the folder is never listed
     assert all(path.split("/")[1] not in listing for path in pages.values())
-    screenshot(url + pages["globex"], "status-page-customer-outage.png")
+    assert f'action="{fleet.customer_notices.status_page.subscribe_url}subscribe"' in globex  # the e-mail form
+    assert 'name="page" value="' + pages["globex"].split("/")[1] + '"' in globex
+    screenshot(url + pages["globex"], "status-page-customer-outage.png", height=1200)
 
     resolve(incident, "test")
     assert publish_status_page(incident)["published"]
@@ -148,12 +153,6 @@ def test_customer_pages_show_only_their_services_at_unguessable_addresses(fleet,
     assert any(event["kind"] == "status_publish" for event in get_incident(incident)["events"])
     leftovers = [str(path) for path in Path(lab_env["status_page"]["folder_on_machine"]).rglob("*.tmp")]
     assert not leftovers  # uploaded under temporary names, then renamed
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def mails_to(lab_env: dict, address: str) -> list[email.message.Message]:
@@ -169,26 +168,16 @@ def test_a_subscription_is_confirmed_only_by_the_mailed_token(fleet, lab_env):
     from hotspare.inventory import subscriptions as rows
     from hotspare.inventory.incidents import open_or_fold, resolve
     from hotspare.subscription_webhook import serve
-    from tasks.notices import preview_notice, status_page_facts
+    from tasks.notices import preview_notice
     from tasks.subscriptions import with_subscribers
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    page = fleet.customer_notices.status_page.model_copy(update={"subscribe_url": base + "/"})
-    subscribing = fleet.model_copy(update={"customer_notices": fleet.customer_notices.model_copy(
-        update={"status_page": page})})
+    base = fleet.customer_notices.status_page.subscribe_url.rstrip("/")  # the lab's: 127.0.0.1, a port per slot
+    port = urllib.parse.urlsplit(base).port
     pages = pages_of(fleet)
     globex_token = pages["globex"].split("/")[1]
     address = f"reader-{time.monotonic_ns()}@example.lab.test"
-    server, thread = serve(subscribing, "127.0.0.1", port)
+    server, thread = serve(fleet, "127.0.0.1", port)
     try:
-        from hotspare.inventory.models import utcnow
-        from hotspare.planning.status_page import render_page
-
-        form_page = render_page(status_page_facts(subscribing, utcnow()), next(
-            audience for audience in status_page_facts(subscribing, utcnow()).customers if audience.token == globex_token))
-        assert f'action="{base}/subscribe"' in form_page["index.html"]
-
         status, body = post(base + "/subscribe", {"page": "acme", "email": address})  # a name is not a page
         assert status == 400 and address not in body
         status, body = post(base + "/subscribe", {"page": globex_token, "email": "not an address"})
@@ -215,10 +204,10 @@ def test_a_subscription_is_confirmed_only_by_the_mailed_token(fleet, lab_env):
 
         incident = open_or_fold(1, "high", f"prod-west down ({time.monotonic_ns()})", servers=["prod-west"])
         try:
-            plan, _ = preview_notice(incident, "opened", fleet=subscribing)
+            plan, _ = preview_notice(incident, "opened", fleet=fleet)
             assert address in [recipient.email for recipient in plan.recipients]  # told like the contacts
             acme_only = open_or_fold(1, "high", f"prod-east down ({time.monotonic_ns()})", servers=["prod-east"])
-            plan, _ = preview_notice(acme_only, "opened", fleet=subscribing)
+            plan, _ = preview_notice(acme_only, "opened", fleet=fleet)
             assert address not in [recipient.email for recipient in plan.recipients]
             resolve(acme_only, "test")
         finally:
@@ -227,7 +216,7 @@ def test_a_subscription_is_confirmed_only_by_the_mailed_token(fleet, lab_env):
         from hotspare.planning.subscriptions import unsubscribe_token
         from tasks.subscriptions import status_page_key, unsubscribe_link
 
-        link = unsubscribe_link(subscribing, address)
+        link = unsubscribe_link(fleet, address)
         assert link and link.startswith(base + "/unsubscribe?s=")
         assert post(base + "/unsubscribe", {"s": str(row.id), "t": "x" * 24})[0] == 400
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).query))

@@ -46,9 +46,7 @@ def request(customer: str, address: str, confirm_digest: str, now: datetime | No
                                                     SubscriptionRow.address == address.lower())).first()
         if row is None:
             row = SubscriptionRow(customer=customer, address=address.lower())
-        elif row.state == "confirmed":
-            return int(row.id), False
-        elif row.state == "pending" and now - as_utc(row.requested_at) < RESEND_AFTER:
+        elif row.state == "confirmed" or row.state == "pending" and now - as_utc(row.requested_at) < RESEND_AFTER:
             return int(row.id), False
         row.state, row.confirm_digest, row.confirm_expires, row.requested_at = \
             "pending", confirm_digest, now + CONFIRM_VALID, now

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hotspare.fleet.customer_schema import EmergencyNumber
 from hotspare.planning.ages import age_text
@@ -235,12 +235,12 @@ def _environment():
 
 def _parse(moment) -> datetime:
     value = moment if isinstance(moment, datetime) else datetime.fromisoformat(str(moment))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _iso(moment: datetime) -> str:
-    return _parse(moment).astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return _parse(moment).astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _text_time(moment: datetime) -> str:
-    return _parse(moment).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return _parse(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

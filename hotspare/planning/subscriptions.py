@@ -18,9 +18,9 @@ import base64
 import hashlib
 import hmac
 import re
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from datetime import datetime
 
 ADDRESS = re.compile(r"^[^@\s<>\"(),;:\\\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
 TOKEN = re.compile(r"^[a-z2-7]{26}$")
