@@ -118,7 +118,7 @@ def test_status_page_shows_numbers_services_incidents_and_escapes():
     for internal in ("10.211.70.11", "stopped answering", "Dana", "paging ended", "prod-east", "mirror-west", " h old"):
         assert internal not in page, internal
     assert "none recorded yet" in page and "back in 42 s" in page and "second copy is being rebuilt" in page
-    assert "Service disruption: app1" in page and "Some services are disrupted" in page
+    assert "Service disruption: app1" in page and "Some of your services are disrupted" in page
     assert "app1" not in files["index.html"] and "Service disruption" in files["index.html"]
     assert files["c/index.html"].count("a" * 26) == 0  # the customer folder lists nobody
     feed = ElementTree.fromstring(files["c/" + "a" * 26 + "/feed.atom"])

@@ -110,8 +110,8 @@ def rendered_chains(html: str) -> dict[str, list[tuple[str, ...]]]:
     import re
 
     found = {}
-    for title, body in re.findall(r'<table class="escalation" data-title="([^"]+)">(.*?)</table>', html, re.S):
-        found[title] = [tuple(re.findall(r"<td>(.*?)</td>", row)) for row in re.findall(r'<tr class="page">(.*?)</tr>', body, re.S)]
+    for title, body in re.findall(r'<table class="escalation" data-title="([^"]+)">(.*?)</table>', html, re.DOTALL):
+        found[title] = [tuple(re.findall(r"<td>(.*?)</td>", row)) for row in re.findall(r'<tr class="page">(.*?)</tr>', body, re.DOTALL)]
     return found
 
 
@@ -139,8 +139,6 @@ def test_plan_escalation_is_the_chain_paging_walks(tmp_path):
 
 def test_plan_files_are_0600_and_every_section_is_a_table(tmp_path):
     """Written 0600 whatever the umask (an older 0644 file is replaced, not reused); no raw YAML."""
-    from hotspare.continuity_plan import plan_data, render_html
-
     fleet = fleet_with_chains()
     out = tmp_path / "out"
     out.mkdir()
@@ -161,5 +159,6 @@ def test_plan_files_are_0600_and_every_section_is_a_table(tmp_path):
         assert f". {section}</h2>" in html, section
     assert "<td>quiet hours: start</td><td>22:00</td>" in html
     if "pdf" in written:
-        text = subprocess.run(["pdftotext", str(written["pdf"]), "-"], capture_output=True, text=True, timeout=60).stdout
+        text = subprocess.run(["pdftotext", str(written["pdf"]), "-"], capture_output=True, text=True, timeout=60,
+                              check=True).stdout
         assert "null" not in text and "digits:" not in text and "Category 1 (a server)" in text

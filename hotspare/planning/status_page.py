@@ -100,7 +100,7 @@ def render_page(facts: PageFacts, audience: Audience | None) -> dict[str, str]:
         "feed_id": page_url,
         "generated_iso": _iso(facts.generated_at),
         "generated_text": _text_time(facts.generated_at),
-        "overall": overall(incidents, services),
+        "overall": overall(incidents, services, audience is not None),
         "emergency_numbers": [{"label": n.label, "phone": n.phone, "dial": _dial(n.phone)}
                               for n in facts.emergency_numbers],
         "services": services,
@@ -114,14 +114,16 @@ def render_page(facts: PageFacts, audience: Audience | None) -> dict[str, str]:
     }
 
 
-def overall(incidents: list[dict], services: list[dict]) -> dict:
-    """The one sentence at the top and its colour: all well, a minor problem, or a disruption."""
+def overall(incidents: list[dict], services: list[dict], own: bool = False) -> dict:
+    """The one sentence at the top and its colour: all well, a minor problem, or a disruption.
+    ``own``: a customer's page, which speaks of "your services"."""
     open_incidents = [incident for incident in incidents if incident["status"] != "resolved"]
+    whose = "your services" if own else "services"
     if any(service["css"] == "bad" for service in services) or any(i["disruption"] for i in open_incidents):
-        return {"text": "Some services are disrupted", "detail": "We are working on it; updates below.",
-                "css": "bad"}
+        return {"text": f"Some of {whose} are disrupted" if own else "Some services are disrupted",
+                "detail": "We are working on it; updates below.", "css": "bad"}
     if open_incidents or any(service["css"] == "warn" for service in services):
-        return {"text": "All services are running",
+        return {"text": f"All {whose} are running",
                 "detail": "We are working on a problem that does not interrupt them; updates below.", "css": "warn"}
     return {"text": ALL_WELL, "detail": "No known problem.", "css": "ok"}
 
