@@ -6,6 +6,7 @@ mailed token; a web host that is down is retried and noted."""
 from __future__ import annotations
 
 import email
+import email.utils
 import os
 import re
 import subprocess
@@ -164,7 +165,7 @@ def mails_to(lab_env: dict, address: str) -> list[email.message.Message]:
     found = []
     for path in (Path(lab_env["smtp"]["maildir"]) / "new").iterdir():
         message = email.message_from_bytes(path.read_bytes())
-        if message["To"] == address:
+        if email.utils.parseaddr(str(message["To"]))[1] == address:
             found.append(message)
     return found
 
@@ -173,7 +174,7 @@ def test_a_subscription_is_confirmed_only_by_the_mailed_token(fleet, lab_env):
     from hotspare.inventory import subscriptions as rows
     from hotspare.inventory.incidents import open_or_fold, resolve
     from hotspare.subscription_webhook import serve
-    from tasks.notices import preview_notice
+    from tasks.notices import preview_notice, send_notice
     from tasks.subscriptions import with_subscribers
 
     base = fleet.customer_notices.status_page.subscribe_url.rstrip("/")  # the lab's: 127.0.0.1, a port per slot
@@ -207,26 +208,26 @@ def test_a_subscription_is_confirmed_only_by_the_mailed_token(fleet, lab_env):
         status, _ = post(base + "/subscribe", {"page": globex_token, "email": address})  # again: no new mail
         assert status == 200 and len(mails_to(lab_env, address)) == 1
 
+        acme_only = open_or_fold(1, "high", f"prod-east down ({time.monotonic_ns()})", servers=["prod-east"])
+        plan, _ = preview_notice(acme_only, "opened", fleet=fleet)
+        assert address not in [recipient.email for recipient in plan.recipients]  # another customer's incident
+        resolve(acme_only, "test")
         incident = open_or_fold(1, "high", f"prod-west down ({time.monotonic_ns()})", servers=["prod-west"])
         try:
-            plan, _ = preview_notice(incident, "opened", fleet=fleet)
-            assert address in [recipient.email for recipient in plan.recipients]  # told like the contacts
-            acme_only = open_or_fold(1, "high", f"prod-east down ({time.monotonic_ns()})", servers=["prod-east"])
-            plan, _ = preview_notice(acme_only, "opened", fleet=fleet)
-            assert address not in [recipient.email for recipient in plan.recipients]
-            resolve(acme_only, "test")
+            summary = send_notice(incident, "opened", fleet=fleet)  # told like the customer's contacts
         finally:
             resolve(incident, "test")
-
-        from hotspare.planning.subscriptions import unsubscribe_token
-        from tasks.subscriptions import status_page_key, unsubscribe_link
-
-        link = unsubscribe_link(fleet, address)
-        assert link and link.startswith(base + "/unsubscribe?s=")
-        assert post(base + "/unsubscribe", {"s": str(row.id), "t": "x" * 24})[0] == 400
+        assert address in summary["states"]["sent"], summary
+        [notice] = wait_for("the notice in the sink",
+                            lambda: [mail for mail in mails_to(lab_env, address) if mail["X-Hotspare-Notice"]] or None)
+        link = re.search(r"<([^>]+)>", str(notice["List-Unsubscribe"]))[1]
+        assert link.startswith(base + "/unsubscribe?s=") and link in notice.get_payload(decode=True).decode()
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).query))
-        assert query["t"] == unsubscribe_token(status_page_key(), row.id, address)
+        assert post(base + "/unsubscribe", {"s": query["s"], "t": "x" * 24})[0] == 400  # a guessed link ends nothing
+        assert "Unsubscribe" in fetch(link)  # opening it shows a button, nothing more
+        assert [r.address for r in rows.confirmed() if r.address == address] == [address]
         assert post(base + "/unsubscribe", query)[0] == 200
+        assert not [r for r in rows.confirmed() if r.address == address]
         assert address not in [c.email for c in with_subscribers(fleet.customer_notices).customers[1].contacts]
     finally:
         server.shutdown()
