@@ -1,13 +1,16 @@
 """The continuity plan as a document, generated from live data: ``hotspare plan render``.
 
 Facilities, servers and their redundancy, services with their targets and last measured values,
-contacts and the escalation chain, step-by-step runbooks with the exact commands for this fleet,
+contacts and the escalation chains as the paging flow walks them (``planning/plan_tables.py``),
+every other fleet section as tables, step-by-step runbooks with the exact commands for this fleet,
 and who is trained on what (the readiness report). Written as HTML (jinja2, printable CSS) and
-printed to PDF by headless Chromium, so the plan on paper is the plan hotspare runs.
+printed to PDF by headless Chromium, so the plan on paper is the plan hotspare runs. Both files
+hold staff phone numbers: they are created 0600 before their first byte.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -57,10 +60,14 @@ def plan_data(fleet, readiness=None) -> dict:
             "productions": [s.name for s in fleet.services if s.production in {x.name for x in servers}],
             "mirrors": [s.name for s in fleet.services if s.mirror in {x.name for x in servers}],
         })
+    from hotspare.planning.plan_tables import escalation_tables, settings_tables
+
     return {
         "generated_at": now, "fleet": fleet, "facilities": facilities, "services": services,
         "server_rows": server_rows, "readiness": readiness,
-        "extra_sections": _extra_sections(fleet),
+        "escalation": escalation_tables(fleet),
+        "settings": [(name, settings_tables(name.replace("_", " ").capitalize(), value))
+                     for name, value in _extra_sections(fleet)],
     }
 
 
@@ -78,13 +85,17 @@ def _standby_for(fleet, spec) -> str | None:
 
 
 def _extra_sections(fleet) -> list[tuple[str, object]]:
-    """Fleet sections added by other subsystems (notices, health checks, …), shown as they are."""
+    """Fleet sections added by other subsystems (notices, health checks, …), as plain data for
+    ``plan_tables.settings_tables``; the escalation chains have their own tables."""
     known = {"version", "facilities", "defaults", "servers", "zones", "services", "contacts", "escalation", "mail"}
     extra = []
     for name in type(fleet).model_fields:
         value = getattr(fleet, name)
         if name not in known and value not in (None, [], {}):
-            extra.append((name, value.model_dump(mode="json") if hasattr(value, "model_dump") else value))
+            data = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+            if name == "incidents" and isinstance(data, dict):
+                data = {key: item for key, item in data.items() if key != "chains"}
+            extra.append((name, data))
     return extra
 
 
@@ -94,32 +105,59 @@ def render_html(data: dict) -> str:
 
     environment = Environment(loader=PackageLoader("hotspare", "templates"), autoescape=select_autoescape(["html", "j2"]),
                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    environment.filters["yaml"] = _yaml
+    from hotspare.planning.ages import age_text
+
+    environment.filters["age"] = age_text
+    environment.filters["code_spans"] = code_spans
     return environment.get_template("plan/continuity_plan.html.j2").render(**data)
 
 
-def _yaml(value) -> str:
-    import yaml
+def code_spans(text: str):
+    """``text`` escaped, with its markdown `code spans` as <code> (readiness advice names commands)."""
+    import re
 
-    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True).strip()
+    from markupsafe import Markup, escape
+
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+def write_private_bytes(path: Path, data: bytes) -> None:
+    """``path`` holds staff phone numbers: written to a temporary name created 0600 (before its
+    first byte; the umask cannot widen it), then renamed over the old file, so no reader ever
+    sees a wider mode or half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def print_pdf(html_file: Path, pdf_file: Path, timeout: float = 120.0) -> Path:
-    """Print ``html_file`` to ``pdf_file`` with headless Chromium (its own throw-away profile)."""
+    """Print ``html_file`` to ``pdf_file`` with headless Chromium (its own throw-away profile).
+
+    Chromium writes with the process umask, so it prints into a 0700 scratch folder and the
+    result is copied into ``pdf_file`` created 0600 (``write_private_bytes``)."""
     if not Path(CHROMIUM).exists():
         raise MissingConfiguration(f"{CHROMIUM} is not installed: install the chromium package (scripts/setup.sh does), "
                                    "or use the HTML file")
-    profile = tempfile.mkdtemp(prefix="hotspare-chromium.")
+    scratch = Path(tempfile.mkdtemp(prefix="hotspare-chromium."))  # 0700
+    printed = scratch / "plan.pdf"
     try:
         argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}",
-                "--no-pdf-header-footer", f"--print-to-pdf={pdf_file}", html_file.resolve().as_uri()]
+                "--disable-component-update", "--no-first-run", f"--user-data-dir={scratch / 'profile'}",
+                "--no-pdf-header-footer", f"--print-to-pdf={printed}", html_file.resolve().as_uri()]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0 or not printed.exists() or printed.stat().st_size == 0:
+            last = (done.stderr or "").strip().splitlines()[-1:] or ["no output"]
+            raise PermanentError(f"chromium could not print {html_file} to PDF (exit {done.returncode}): {last[0]}")
+        write_private_bytes(pdf_file, printed.read_bytes())
     finally:
-        shutil.rmtree(profile, ignore_errors=True)
-    if done.returncode != 0 or not pdf_file.exists() or pdf_file.stat().st_size == 0:
-        last = (done.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        raise PermanentError(f"chromium could not print {html_file} to PDF (exit {done.returncode}): {last[0]}")
+        shutil.rmtree(scratch, ignore_errors=True)
     return pdf_file
 
 
@@ -134,7 +172,7 @@ def render(out: Path, fleet=None, readiness=None, pdf: bool = True) -> dict[str,
         readiness = gather_readiness(fleet=fleet)
     out.mkdir(parents=True, exist_ok=True)
     html_file = out / "continuity-plan.html"
-    html_file.write_text(render_html(plan_data(fleet, readiness)), encoding="utf-8")
+    write_private_bytes(html_file, render_html(plan_data(fleet, readiness)).encode("utf-8"))
     written = {"html": html_file}
     if pdf:
         written["pdf"] = print_pdf(html_file, out / "continuity-plan.pdf")

@@ -51,10 +51,12 @@ def preview_notice(incident_id: int, kind: str, approved: bool = False, fleet=No
     """The plan of the notice (who gets what, and whether it goes now) without sending anything."""
     from hotspare.access import loaded_fleet
     from hotspare.planning.notices import plan_notice
+    from tasks.subscriptions import with_subscribers
 
     fleet = fleet or loaded_fleet()
     incident, active, moved_at = notice_facts(incident_id)
-    return plan_notice(incident, kind, fleet.customer_notices, active, approved=approved, moved_at=moved_at), incident
+    section = with_subscribers(fleet.customer_notices)  # confirmed status page subscribers too
+    return plan_notice(incident, kind, section, active, approved=approved, moved_at=moved_at), incident
 
 
 def send_notice(incident_id: int, kind: str = "opened", approved_by: str | None = None,
@@ -123,7 +125,8 @@ def _deliver(plan, incident, fleet, relay, messages_per_second, sleep) -> dict:
                 continue  # no longer a recipient (fleet changed), or another process has it
             sleep(max(0.0, next_slot - time.monotonic()))
             next_slot = time.monotonic() + interval
-            message = render_message(plan, recipient, incident, section, sender, utcnow())
+            message = _with_unsubscribe(fleet, render_message(plan, recipient, incident, section, sender, utcnow()),
+                                        recipient.email)
             _send_claimed(relay, message, row, holder)
     rows = records.deliveries(plan.notice_id)
     return {
@@ -135,6 +138,18 @@ def _deliver(plan, incident, fleet, relay, messages_per_second, sleep) -> dict:
         "bounces": {r.address: f"{r.code} {r.reply}" for r in rows if r.state == "bounced"},
         "newly_uncertain": [r.address for r in newly_uncertain],
     }
+
+
+def _with_unsubscribe(fleet, message, address: str):
+    """A status page subscriber's copy carries its own unsubscribe link (header and last line)."""
+    from tasks.subscriptions import unsubscribe_link
+
+    link = unsubscribe_link(fleet, address)
+    if link:
+        message.replace_header("List-Unsubscribe", f"<{link}>")
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message.set_content(message.get_content().rstrip("\n") + f"\nTo stop these updates: {link}\n")
+    return message
 
 
 def _send_claimed(relay, message, row, holder: str) -> None:
@@ -211,9 +226,12 @@ def status_page_facts(fleet, now, probe_timeout: float = 1.0):
     # The services it made unavailable, recorded when it opened (as the notices tell them).
     incidents = tuple(incident | {"services": list(customer_services(incident, active))}
                       for incident in (get_incident(item["id"]) for item in shown))
+    from tasks.subscriptions import customer_pages
+
     return PageFacts(title="Service status", page_url=section.status_page.url if section.status_page else "",
                      generated_at=now, emergency_numbers=tuple(section.emergency_numbers), services=tuple(records),
-                     incidents=incidents)
+                     incidents=incidents, customers=customer_pages(fleet),
+                     subscribe_url=(section.status_page.subscribe_url or None) if section.status_page else None)
 
 
 def _parse(iso: str):
@@ -245,14 +263,14 @@ def publish_status_page(incident_id: int | None = None, fleet=None, attempts: in
     """
     from hotspare.access import loaded_fleet
     from hotspare.inventory.models import utcnow
-    from hotspare.planning.status_page import render_status_page
+    from hotspare.planning.status_page import render_status_pages
 
     try:
         fleet = fleet or loaded_fleet()
         target = fleet.customer_notices.status_page
         if target is None:
             return {"published": False, "reason": "the fleet file has no customer_notices.status_page"}
-        files = render_status_page(status_page_facts(fleet, utcnow()))
+        files = render_status_pages(status_page_facts(fleet, utcnow()))
     except Exception as error:  # a side channel: say it, never raise into a failover
         log.exception("status page could not be prepared")
         return _publish_failed(incident_id, f"status page could not be prepared: {error}", 0)
@@ -308,15 +326,17 @@ def _upload(fleet, target, files: dict[str, str], connect_timeout: float) -> Non
         sftp = lease.open_sftp()
         sftp.get_channel().settimeout(max(connect_timeout, 5.0) * 3)
         try:
-            _make_folders(sftp, target.folder)
             token = secrets.token_hex(6)
-            # The feed first: the page links to it, so the new page never points at an old feed.
-            for name in sorted(files, key=lambda name: name == "index.html"):
-                temporary = f"{target.folder}/.{name}.{token}.tmp"
+            # Feeds first: a page links to its feed, so a new page never points at an old feed.
+            for name in sorted(files, key=lambda name: (name.endswith("index.html"), name)):
+                folder, _, base = f"{target.folder}/{name}".rpartition("/")
+                _make_folders(sftp, folder)
+                temporary = f"{folder}/.{base}.{token}.tmp"
                 with sftp.open(temporary, "w") as handle:
                     handle.write(files[name].encode())
                 sftp.chmod(temporary, 0o644)
-                sftp.posix_rename(temporary, f"{target.folder}/{name}")
+                sftp.posix_rename(temporary, f"{folder}/{base}")
+            _remove_old_customer_pages(sftp, target.folder, files)
         except OSError as error:
             raise TransientError(f"SFTP on {target.server} failed in {target.folder}: {error}") from None
         finally:
@@ -331,3 +351,22 @@ def _make_folders(sftp, folder: str) -> None:
             sftp.stat(path)
         except FileNotFoundError:
             sftp.mkdir(path, 0o755)
+
+
+def _remove_old_customer_pages(sftp, folder: str, files: dict[str, str]) -> None:
+    """A customer page no longer published (customer gone, key replaced) is removed, so no stale
+    page stays readable at an old address."""
+    from hotspare.planning.status_page import CUSTOMER_FOLDER
+
+    current = {name.split("/")[1] for name in files if name.startswith(f"{CUSTOMER_FOLDER}/") and name.count("/") == 2}
+    base = f"{folder}/{CUSTOMER_FOLDER}"
+    for entry in sftp.listdir(base):
+        path = f"{base}/{entry}"
+        if entry in current or entry == "index.html":
+            continue
+        try:
+            for name in sftp.listdir(path):
+                sftp.remove(f"{path}/{name}")
+            sftp.rmdir(path)
+        except OSError as error:
+            log.warning("old customer page %s not removed: %s", path, error)

@@ -9,7 +9,7 @@ import pytest
 
 from hotspare.fleet.customer_schema import CustomerNotices
 from hotspare.planning.notices import message_id, plan_notice, render_message
-from hotspare.planning.status_page import PageFacts, render_status_page
+from hotspare.planning.status_page import Audience, PageFacts, render_page, render_status_pages
 
 SECTION = CustomerNotices.model_validate({
     "customers": [
@@ -103,23 +103,27 @@ def test_status_page_shows_numbers_services_incidents_and_escapes():
                 {"service": "app2", "state": "unprotected", "production": {"name": "prod-west", "facility": "west"},
                  "mirror": None, "last_drill": {"finished": "2026-04-30T10:00:00+00:00", "outcome": "ok",
                                                 "rto_seconds": 42.0}})
+    customer = Audience("Acme Ltd", ("app1", "app2"), "a" * 26)
     facts = PageFacts("Example status", "http://status.test/", datetime(2026, 5, 1, 14, 6, tzinfo=timezone.utc),
                       tuple(SECTION.emergency_numbers), services,
-                      (incident(title="<b>disk</b> & more", events=events),))
-    files = render_status_page(facts)
-    page = files["index.html"]
+                      (incident(title="<b>disk</b> & more", events=events, services=["app1"]),), customers=(customer,))
+    files = render_status_pages(facts)
+    page = files["c/" + "a" * 26 + "/index.html"]
     assert '<meta name="viewport"' in page and "<script" not in page
     assert page.index("+1 555 0199") < page.index("Incidents") and 'href="tel:+15550199"' in page
-    assert "&lt;b&gt;disk&lt;/b&gt; &amp; more" in page
+    assert "disk" not in page  # incident titles are written for operators: never on the page
     assert "We detected a problem" in page and "informed by e-mail" in page
     assert "Moving app1 to the west data center." in page  # an operator's note written for customers
-    # internal texts never reach the public page: probe evidence, pages to on-call people, paging notes
-    for internal in ("10.211.70.11", "stopped answering", "Dana", "paging ended"):
+    # internal texts never reach the page: probe evidence, pages to on-call people, paging notes, servers
+    for internal in ("10.211.70.11", "stopped answering", "Dana", "paging ended", "prod-east", "mirror-west", " h old"):
         assert internal not in page, internal
-    assert "no drill recorded" in page and "back in 42 s" in page and "NOT protected" in page
-    feed = ElementTree.fromstring(files["feed.atom"])
+    assert "none recorded yet" in page and "back in 42 s" in page and "second copy is being rebuilt" in page
+    assert "Service disruption: app1" in page and "Some of your services are disrupted" in page
+    assert "app1" not in files["index.html"] and "Service disruption" in files["index.html"]
+    assert files["c/index.html"].count("a" * 26) == 0  # the customer folder lists nobody
+    feed = ElementTree.fromstring(files["c/" + "a" * 26 + "/feed.atom"])
     entries = feed.findall("{http://www.w3.org/2005/Atom}entry")
-    assert len(entries) == 1 and "disk" in entries[0].find("{http://www.w3.org/2005/Atom}title").text
+    assert len(entries) == 1 and "Service disruption" in entries[0].find("{http://www.w3.org/2005/Atom}title").text
 
 
 def test_control_characters_never_reach_the_feed_or_the_page_and_cr_lf_never_a_subject():
@@ -130,12 +134,13 @@ def test_control_characters_never_reach_the_feed_or_the_page_and_cr_lf_never_a_s
             "text": "Moving\x08 app1\x01 to the mirror.\r\nBack soon\x1f.", "details": {"public": True}}
     facts = PageFacts(title="Status\x07", page_url="http://status.test/", generated_at=datetime(2026, 5, 1, 15, 0, tzinfo=timezone.utc),
                       emergency_numbers=tuple(SECTION.emergency_numbers), services=(),
-                      incidents=(incident(title=hostile, events=[note]),))
-    files = render_status_page(facts)
+                      incidents=(incident(title=hostile, events=[note], services=["app1"]),))
+    files = render_page(facts, Audience("Acme", ("app1",), "a" * 26))  # a customer's page carries public notes
     feed = ElementTree.fromstring(files["feed.atom"])  # raised "not well-formed" before
     atom = "{http://www.w3.org/2005/Atom}"
     [entry] = feed.iter(f"{atom}entry")
-    assert "prod-east is [31m down Bcc: everyone@example.test (triggered" in entry.findtext(f"{atom}title")
+    assert "prod-east" not in entry.findtext(f"{atom}title")  # the title is the operators', never published
+    assert "Moving  app1  to the mirror." in entry.findtext(f"{atom}content")
     for text in files.values():
         assert not [character for character in text if ord(character) < 32 and character not in "\n\t"
                     or 0x7f <= ord(character) <= 0x9f]

@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     publish = page_actions.add_parser("publish", help="render the page and upload it to the web server")
     publish.add_argument("--incident", type=int, default=None, help="note the publication in this incident")
     publish.set_defaults(func=publish_command)
+    listen = page_actions.add_parser("subscriptions", help="serve the endpoint the customer pages' e-mail form posts to")
+    listen.add_argument("--listen", default="127.0.0.1:8788", help="HOST:PORT to listen on")
+    listen.set_defaults(func=subscriptions_command)
 
 
 def _kind(args) -> str:
@@ -108,6 +111,22 @@ def publish_command(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=2, default=str))
     if not result.get("published"):
         raise HotspareError(result.get("error") or result.get("reason") or "status page not published")
+    return 0
+
+
+def subscriptions_command(args: argparse.Namespace) -> int:
+    import threading
+
+    from hotspare.access import loaded_fleet
+    from hotspare.subscription_webhook import serve
+
+    host, _, port = args.listen.rpartition(":")
+    server, _thread = serve(loaded_fleet(), host or "127.0.0.1", int(port))
+    print(f"status page subscriptions on {args.listen}; Ctrl-C stops it")
+    try:
+        threading.Event().wait()
+    finally:
+        server.shutdown()
     return 0
 
 

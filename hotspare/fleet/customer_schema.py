@@ -52,6 +52,9 @@ class StatusPage(Strict):
     server: Name = Field(description="Web server (fleet server name) that serves the page, off site.")
     folder: AbsolutePath = Field(description="Folder on that server the page is written to (over SFTP).")
     url: Url = Field(description="Public URL of the page (linked from notices).")
+    subscribe_url: Url | None = Field(
+        default=None, description="Public URL of hotspare's subscription endpoint (`hotspare status-page subscriptions`), "
+        "where the customer pages' e-mail form posts; none: no form.")
 
 
 class CustomerNotices(Strict):

@@ -16,3 +16,4 @@ from hotspare.inventory import pages  # noqa: F401
 from hotspare.inventory import orchestrator  # noqa: F401
 from hotspare.inventory import approvals  # noqa: F401
 from hotspare.inventory import watch  # noqa: F401
+from hotspare.inventory import subscriptions  # noqa: F401

@@ -77,7 +77,7 @@ def fleet(layout: SlotLayout, host_keys: dict[str, str], hardware: dict[str, int
 def customer_notices(layout: SlotLayout) -> dict:
     """Customers of app1 and app2 (one agency contact shared by both; one address that bounces,
     one the sink defers once), the emergency numbers, and the status page on web-vault."""
-    from hotspare.lab.web import STATUS_FOLDER, WEB_HOST, WEB_PORT
+    from hotspare.lab.web import STATUS_FOLDER, WEB_HOST, WEB_PORT, subscriptions_port
 
     web_address = layout.address(next(host for host in HOSTS if host.name == WEB_HOST))
     return {
@@ -97,7 +97,8 @@ def customer_notices(layout: SlotLayout) -> dict:
                    {"category": 3, "action": "none"}],
         "messages_per_second": 20,
         "status_page": {"server": WEB_HOST, "folder": STATUS_FOLDER,
-                        "url": f"http://{web_address}:{WEB_PORT}/"},
+                        "url": f"http://{web_address}:{WEB_PORT}/",
+                        "subscribe_url": f"http://127.0.0.1:{subscriptions_port(layout.slot)}/"},
     }
 
 

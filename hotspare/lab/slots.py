@@ -32,9 +32,11 @@ def free_slot(avoid: tuple[int, ...] = (0, 1)) -> int:
             continue
         from hotspare.lab.phone import acknowledgement_port, port_of
         from hotspare.lab.resolver import port_of as resolver_port
+        from hotspare.lab.web import subscriptions_port
 
         if any(port_in_use(port) for port in (layout.dns_port, layout.smtp_port, port_of(slot),
-                                              acknowledgement_port(slot), resolver_port(slot))):
+                                              acknowledgement_port(slot), resolver_port(slot),
+                                              subscriptions_port(slot))):
             continue
         return slot
     raise RuntimeError("no free lab slot on this machine")

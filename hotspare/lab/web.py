@@ -20,6 +20,12 @@ WEB_HOST = "web-vault"
 WEB_PORT = 8080
 STATUS_FOLDER = "/srv/status-page"
 START_SECONDS = 15.0
+SUBSCRIPTIONS_PORT_BASE = 7500  # slot n: hotspare's status page subscription endpoint on 127.0.0.1:7500+n
+
+
+def subscriptions_port(slot: int) -> int:
+    """Where the lab fleet's ``status_page.subscribe_url`` points (served by the test or the operator)."""
+    return SUBSCRIPTIONS_PORT_BASE + slot
 
 
 def _state_file(lab) -> Path:

@@ -1,121 +1,200 @@
-"""The off-site emergency status page: static HTML and an Atom feed, rendered from facts.
+"""The off-site emergency status page: static HTML and Atom feeds, rendered from facts.
 
 Pure: the service records ``hotspare status`` shows (``hotspare/status.py``), incidents with
-their timelines, each service's last drill and the emergency numbers go in; file names and
-their text come out. The publisher (``tasks/status_page.py``) uploads them to a web server in
-another facility, so customers can read it while the fleet itself is down.
+their timelines, each service's last drill, the customers and the emergency numbers go in; file
+names and their text come out. The publisher (``tasks/notices.py``) uploads them to a web server
+in another facility, so customers can read it while the fleet itself is down.
+
+Two kinds of page, both in customer words only (no server, facility, address or check name, no
+incident title, which probes and operators write for operators):
+
+- the public page (``index.html``, ``feed.atom``): one overall sentence ("All systems
+  operational"), the incidents customers were told of with their timeline in fixed sentences,
+  and the emergency numbers; no service or customer name and no operator's note, so it tells
+  nobody who the customers are;
+- one page per customer (``c/<token>/``): only that customer's services and the incidents that
+  touch them with the operators' public notes, a subscription form. ``token`` is an HMAC of the customer's name under a secret
+  key (``planning/subscriptions.page_token``): knowing one customer's address tells nothing of
+  another's, ``c/index.html`` is an empty page so the web server never lists the folder, and the
+  pages ask for no referrer and no indexing.
 
 Readable on a phone without JavaScript: a viewport meta tag, one column, CSS only. Only public
-timeline entries appear: pages to on-call people and internal errors stay in the inventory.
-No control character reaches either file (the templates' environment drops them, titles are one
-line: ``customer_text``), so the feed stays well-formed XML whatever a title or note holds.
+timeline entries appear: pages to on-call people and internal errors stay in the inventory. No
+control character reaches any file (the templates' environment drops them).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hotspare.fleet.customer_schema import EmergencyNumber
-from hotspare.planning.customer_text import one_line
-from hotspare.planning.notices import environment
+from hotspare.planning.ages import age_text
 
 INDEX = "index.html"
 FEED = "feed.atom"
+CUSTOMER_FOLDER = "c"
 # Timeline kinds customers see, each as a fixed sentence: the internal texts (probe evidence with
 # addresses and ports, paging notes, failover details) never reach the public page. An
 # operator's note is public only when written for customers (``hotspare incident note --public``).
 PUBLIC_KINDS = {
     "detection": "We detected a problem and are looking into it.",
     "acknowledgement": "An engineer is working on it.",
-    "failover": "The service was moved to its standby server in another data center.",
+    "failover": "The service was moved to its standby copy in another data center.",
     "notice": "Customers of the affected services were informed by e-mail.",
 }
 PUBLIC_NOTE = "note"
+RESOLVED_TEXT = "Resolved: everything works normally again."
+ALL_WELL = "All systems operational"
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Whose page: a customer (their label, services and page token), or everybody (``None``)."""
+
+    label: str
+    services: tuple[str, ...]
+    token: str
 
 
 @dataclass(frozen=True)
 class PageFacts:
-    """Everything the page shows; ``generated_at`` is the publisher's clock (UTC)."""
+    """Everything the pages show; ``generated_at`` is the publisher's clock (UTC)."""
 
     title: str
     page_url: str
     generated_at: datetime
     emergency_numbers: tuple[EmergencyNumber, ...]
     services: tuple[dict, ...]  # hotspare status records, each with "last_drill" (dict or None)
-    incidents: tuple[dict, ...]  # get_incident dicts with "events"; open ones and recent resolutions
+    incidents: tuple[dict, ...]  # get_incident dicts with "events" and "services"; open and recent resolutions
+    customers: tuple[Audience, ...] = ()
+    subscribe_url: str | None = None  # where the customer pages' subscription form posts
 
 
-def render_status_page(facts: PageFacts) -> dict[str, str]:
-    """{file name: text} for the page and its feed."""
+def render_status_pages(facts: PageFacts) -> dict[str, str]:
+    """{path under the page folder: text}: the public page and feed, every customer's, and the
+    empty ``c/index.html`` that keeps the customer folder from being listed."""
+    files = render_page(facts, None)
+    for customer in facts.customers:
+        for name, text in render_page(facts, customer).items():
+            files[f"{CUSTOMER_FOLDER}/{customer.token}/{name}"] = text
+    files[f"{CUSTOMER_FOLDER}/{INDEX}"] = _environment().get_template("status_page/empty.html.j2").render() + "\n"
+    return files
+
+
+def render_page(facts: PageFacts, audience: Audience | None) -> dict[str, str]:
+    """{file name: text} of one page and its feed, for everybody (``None``) or one customer."""
+    base = facts.page_url if facts.page_url.endswith("/") else facts.page_url + "/"
+    page_url = base + (f"{CUSTOMER_FOLDER}/{audience.token}/" if audience else "")
+    incidents = [incident_card(incident, facts.generated_at, audience) for incident in _ordered(facts.incidents)
+                 if audience is None or set(incident.get("services") or ()) & set(audience.services)]
+    disrupted = {service for incident in facts.incidents if incident.get("status") != "resolved"
+                 for service in incident.get("services") or ()}
+    services = [service_card(record, facts.generated_at, record.get("service") in disrupted) for record in facts.services
+                if audience is not None and record.get("service") in audience.services]
     context = {
-        "title": facts.title,
-        "page_url": facts.page_url if facts.page_url.endswith("/") else facts.page_url + "/",
-        "feed_id": facts.page_url,
+        "title": facts.title + (f" — {audience.label}" if audience else ""),
+        "audience": audience,
+        "page_url": page_url,
+        "feed_id": page_url,
         "generated_iso": _iso(facts.generated_at),
         "generated_text": _text_time(facts.generated_at),
+        "overall": overall(incidents, services, audience is not None),
         "emergency_numbers": [{"label": n.label, "phone": n.phone, "dial": _dial(n.phone)}
                               for n in facts.emergency_numbers],
-        "services": [service_card(record) for record in facts.services],
-        "incidents": [incident_card(incident, facts.generated_at) for incident in _ordered(facts.incidents)],
+        "services": services,
+        "incidents": incidents,
+        "subscribe_url": facts.subscribe_url.rstrip("/") + "/subscribe" if audience and facts.subscribe_url else None,
     }
-    templates = environment()
+    templates = _environment()
     return {
         INDEX: templates.get_template("status_page/index.html.j2").render(context) + "\n",
         FEED: templates.get_template("status_page/feed.atom.j2").render(context) + "\n",
     }
 
 
-def service_card(record: dict) -> dict:
-    """Where the service runs, whether a verified copy protects it, and its last drill."""
-    production, mirror = record.get("production") or {}, record.get("mirror") or {}
-    runs_on = _server_text(production)
+def overall(incidents: list[dict], services: list[dict], own: bool = False) -> dict:
+    """The one sentence at the top and its colour: all well, a minor problem, or a disruption.
+    ``own``: a customer's page, which speaks of "your services"."""
+    open_incidents = [incident for incident in incidents if incident["status"] != "resolved"]
+    whose = "your services" if own else "services"
+    if any(service["css"] == "bad" for service in services) or any(i["disruption"] for i in open_incidents):
+        return {"text": f"Some of {whose} are disrupted" if own else "Some services are disrupted",
+                "detail": "We are working on it; updates below.", "css": "bad"}
+    if open_incidents or any(service["css"] == "warn" for service in services):
+        return {"text": f"All {whose} are running",
+                "detail": "We are working on a problem that does not interrupt them; updates below.", "css": "warn"}
+    return {"text": ALL_WELL, "detail": "No known problem.", "css": "ok"}
+
+
+def service_card(record: dict, now: datetime, in_open_incident: bool = False) -> dict:
+    """A service in customer words: whether it answers, whether a verified copy protects it, and
+    its last recovery drill. No server, facility or check name. ``in_open_incident``: an open
+    incident made it unavailable (it reads disrupted until it runs from its standby copy)."""
+    production = record.get("production") or {}
     state = record.get("state") or "unknown"
-    if production.get("reachable") is False:
-        runs_on += " — not answering"
-    protected = state == "protected" and bool(mirror)
-    if protected:
-        age = record.get("copy_age_hours")
-        protection = f"Protected: copy on {_server_text(mirror)}" + (f", {age:.1f} h old." if age is not None else ".")
+    if production.get("reachable") is False or state == "failing-over":
+        status, css = "Disrupted: we are working on it.", "bad"
+    elif state == "failed-over":
+        status, css = "Operational, running from its standby copy in a second data center.", "ok"
+    elif in_open_incident:
+        status, css = "Disrupted: we are working on it.", "bad"
+    else:
+        status, css = "Operational.", "ok"
+    age_hours = record.get("copy_age_hours")
+    if state == "protected" and record.get("mirror"):
+        protection = "Protected by a verified copy in a second data center"
+        protection += f", taken {age_text(age_hours * 3600)} ago." if age_hours is not None else "."
         if record.get("rpo_state") in ("at risk", "violated"):
-            protection += f" Copy age {record['rpo_state']}."
+            protection += " The copy is older than we aim for; we are on it."
+            css = "warn" if css == "ok" else css
     else:
-        protection = f"NOT protected right now ({state.replace('-', ' ')})."
-    bad = production.get("reachable") is False or state in ("failing-over", "unprotected")
-    css = "bad" if bad else ("ok" if protected and record.get("rpo_state") in (None, "ok") else "warn")
-    return {"name": record.get("service"), "dns_name": record.get("dns_name"), "runs_on": runs_on,
-            "protection": protection, "drill": _drill_text(record.get("last_drill")), "css": css}
+        protection = "Its second copy is being rebuilt; backups continue."
+        css = "warn" if css == "ok" else css
+    return {"name": record.get("service"), "dns_name": record.get("dns_name"), "status": status,
+            "protection": protection, "drill": drill_text(record.get("last_drill")), "css": css}
 
 
-def incident_card(incident: dict, now: datetime) -> dict:
-    """An incident's status line and its public updates, oldest first."""
-    updates = public_updates(incident.get("events") or [])
+def incident_card(incident: dict, now: datetime, audience: Audience | None = None) -> dict:
+    """An incident in customer words: what it is, since when, which of the reader's services it
+    touches (named only on a customer's own page), and its public updates, oldest first."""
+    services = sorted(set(incident.get("services") or ()) & set(audience.services)) if audience else []
+    disruption = bool(incident.get("services"))
+    title = ("Service disruption" if disruption else "Reduced redundancy, no service interrupted")
+    if services:
+        title += f": {', '.join(services)}"
+    updates = public_updates(incident.get("events") or [], notes=audience is not None)
     if incident.get("status") == "resolved":
-        status_text = f"resolved {_text_time(_parse(incident['resolved_at']))}"
+        if not updates or updates[-1]["text"] != RESOLVED_TEXT:
+            moment = _parse(incident["resolved_at"])
+            updates.append({"iso": _iso(moment), "text_time": _text_time(moment), "text": RESOLVED_TEXT})
+        status_text = f"Resolved {_text_time(_parse(incident['resolved_at']))}"
     else:
-        status_text = f"{incident.get('status')} since {_text_time(_parse(incident['opened_at']))}"
+        status_text = f"Since {_text_time(_parse(incident['opened_at']))}"
     times = [incident.get("resolved_at"), incident.get("opened_at")] + [update["iso"] for update in updates]
     latest = max((_parse(moment) for moment in times if moment), default=now)
-    return {"id": incident["id"], "title": one_line(incident["title"]), "status": incident.get("status"),
-            "status_text": status_text, "services": incident.get("services") or [],
-            "affects": affects_text(incident),
-            "updates": updates, "updated_iso": _iso(latest)}
+    return {"id": incident["id"], "title": title, "status": incident.get("status"), "disruption": disruption,
+            "status_text": status_text, "updates": updates, "updated_iso": _iso(latest)}
 
 
 def affects_text(incident: dict) -> str:
-    """Which services the incident made unavailable (``services``: recorded when it opened)."""
+    """Which services the incident made unavailable (``services``: recorded when it opened), for operators."""
     if incident.get("services"):
         return ", ".join(incident["services"])
     return "no service is down" if incident.get("impact") else "no named service"
 
 
-def public_updates(events: list[dict]) -> list[dict]:
-    """The timeline entries customers may read, each with its time and sentence."""
-    updates = []
+def public_updates(events: list[dict], notes: bool = True) -> list[dict]:
+    """The timeline entries customers may read, each with its time and sentence. ``notes``:
+    operators' public notes too; they may name a service, so only the affected customers' own
+    pages carry them, the page for everybody only the fixed sentences."""
+    updates: list[dict] = []
     for event in events:
-        kind = event.get("kind")
-        if kind == PUBLIC_NOTE and (event.get("details") or {}).get("public"):
+        kind, details = event.get("kind"), event.get("details") or {}
+        if kind == PUBLIC_NOTE and details.get("resolved"):
+            text = RESOLVED_TEXT
+        elif kind == PUBLIC_NOTE and details.get("public") and notes:
             text = event.get("text") or ""
         elif kind in PUBLIC_KINDS:
             text = PUBLIC_KINDS[kind]
@@ -128,25 +207,21 @@ def public_updates(events: list[dict]) -> list[dict]:
     return updates
 
 
-def _ordered(incidents: tuple[dict, ...]) -> list[dict]:
-    """Open incidents first (newest first), then resolved ones (newest first)."""
-    return sorted(incidents, key=lambda i: (i.get("status") == "resolved", -int(i["id"])))
-
-
-def _drill_text(drill: dict | None) -> str:
+def drill_text(drill: dict | None) -> str:
+    """'2026-12-01: passed, service back in 42 s', or that none was recorded."""
     if not drill:
-        return "no drill recorded"
+        return "none recorded yet"
     when = drill.get("finished") or drill.get("started")
-    text = f"{_text_time(_parse(when)) if when else 'unknown time'}, {drill.get('outcome', '?')}"
+    outcome = {"ok": "passed"}.get(drill.get("outcome") or "", drill.get("outcome") or "outcome unknown")
+    text = f"{_parse(when).strftime('%Y-%m-%d') if when else 'date unknown'}: {outcome}"
     if drill.get("rto_seconds") is not None:
-        text += f", service back in {drill['rto_seconds']:.0f} s"
+        text += f", service back in {age_text(drill['rto_seconds'])}"
     return text
 
 
-def _server_text(server: dict) -> str:
-    if not server:
-        return "no server"
-    return f"{server.get('name')} ({server.get('facility')})" if server.get("facility") else str(server.get("name"))
+def _ordered(incidents: tuple[dict, ...]) -> list[dict]:
+    """Open incidents first (newest first), then resolved ones (newest first)."""
+    return sorted(incidents, key=lambda i: (i.get("status") == "resolved", -int(i["id"])))
 
 
 def _dial(phone: str) -> str:
@@ -154,17 +229,20 @@ def _dial(phone: str) -> str:
     return ("+" if phone.strip().startswith("+") else "") + re.sub(r"\D", "", phone)
 
 
+def _environment():
+    from hotspare.planning.notices import environment
+
+    return environment()
+
+
 def _parse(moment) -> datetime:
-    if isinstance(moment, datetime):
-        value = moment
-    else:
-        value = datetime.fromisoformat(str(moment))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    value = moment if isinstance(moment, datetime) else datetime.fromisoformat(str(moment))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _iso(moment: datetime) -> str:
-    return _parse(moment).astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return _parse(moment).astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _text_time(moment: datetime) -> str:
-    return _parse(moment).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return _parse(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,158 @@
+"""Status page e-mail subscriptions: request, confirm, unsubscribe, and who gets a customer's notices.
+
+The pure parts (tokens, the confirmation mail) are in ``planning/subscriptions.py``, the rows in
+``inventory/subscriptions.py``; the confirmation mail goes through the same relay as the notices
+(``adapters.smtp.send_one`` with the fleet's SmtpServer block). The HTTP side, where the
+customer pages' form posts, is ``hotspare/subscription_webhook.py``.
+
+The status page key (HMAC key of page addresses and unsubscribe links) is
+``$HOTSPARE_HOME/status-page.key``, 32 random bytes, created 0600 on first use. Losing it moves
+every customer page to a new address (the next publish writes them) and voids unsubscribe links
+already mailed; a second orchestrator needs a copy of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from hotspare.planning import subscriptions as plan
+
+log = logging.getLogger("hotspare.subscriptions")
+
+KEY_FILE = "status-page.key"
+
+
+def status_page_key() -> bytes:
+    """The key, made on first use (0600 from its creation on, in the private home)."""
+    from hotspare.local_secrets import private_file, private_home
+
+    path = Path(private_home()) / KEY_FILE
+    if not path.exists():
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
+    private_file(path, "the status page key")
+    text = path.read_text().strip()
+    if len(text) != 64:
+        from hotspare.adapters.errors import MissingConfiguration
+
+        raise MissingConfiguration(f"{path} does not hold a status page key (64 hex digits): remove it to make a new one "
+                                   "(customer page addresses change) or restore it from a backup")
+    return bytes.fromhex(text)
+
+
+def customer_pages(fleet, key: bytes | None = None):
+    """Each customer's ``Audience`` (label, services, page token)."""
+    from hotspare.planning.status_page import Audience
+
+    key = key or status_page_key()
+    return tuple(Audience(customer.display_name or customer.name, tuple(customer.services),
+                          plan.page_token(key, customer.name)) for customer in fleet.customer_notices.customers)
+
+
+def request_subscription(fleet, page: str, address: str, relay=None) -> str:
+    """A visitor of page ``page`` asked for updates at ``address``: record it, mail the
+    confirmation. Returns the sentence to show, the same whatever the address's history; a bad
+    address or an unknown page is a ``ValueError`` with the reason."""
+    from hotspare.access import smtp_relay
+    from hotspare.adapters.errors import HotspareError
+    from hotspare.adapters.smtp import send_one
+    from hotspare.inventory import subscriptions as rows
+    from hotspare.inventory.models import utcnow
+
+    address = (address or "").strip()
+    problem = plan.address_problem(address)
+    if problem:
+        raise ValueError(problem)
+    key = status_page_key()
+    customers = {customer.name: customer for customer in fleet.customer_notices.customers}
+    name = plan.customer_of_page(key, page, list(customers))
+    section = fleet.customer_notices.status_page
+    if name is None or section is None or not section.subscribe_url:
+        raise ValueError("this page takes no subscriptions")
+    token = secrets.token_urlsafe(24)
+    number, due = rows.request(name, address, plan.token_digest(token))
+    if not due:
+        log.info("subscription %s (%s): no new confirmation mail (confirmed, or one was sent lately)", number, name)
+        return plan.REQUEST_ANSWER
+    if fleet.mail is None:
+        log.error("subscription %s: the fleet file has no mail section; no confirmation mail sent", number)
+        return plan.REQUEST_ANSWER
+    label = customers[name].display_name or name
+    page_url = section.url.rstrip("/") + f"/c/{page}/"
+    confirm_url = plan.links(section.subscribe_url, number, token, "")["confirm"]
+    message = plan.confirmation_message(address, label, fleet.mail.sender, confirm_url, page_url, utcnow(),
+                                        int(rows.CONFIRM_VALID.total_seconds() // 3600))
+    try:
+        reply = send_one(relay or smtp_relay(fleet.mail.smtp_block), message, address, lambda: None)
+    except HotspareError as error:
+        log.error("subscription %s: confirmation mail not sent: %s", number, error)
+        return plan.REQUEST_ANSWER
+    log.info("subscription %s (%s): confirmation mail %s (%d)", number, name,
+             "accepted" if reply.accepted else "refused", reply.code)
+    return plan.REQUEST_ANSWER
+
+
+def confirm_subscription(token: str):
+    """The subscription the mailed ``token`` confirms (None: unknown, spent or expired)."""
+    from hotspare.inventory import subscriptions as rows
+
+    if not plan.CONFIRM_TOKEN.match(token or ""):
+        return None
+    row = rows.confirm(plan.token_digest(token))
+    if row is not None:
+        log.info("subscription %s (%s) confirmed", row.id, row.customer)
+    return row
+
+
+def end_subscription(subscription: int, token: str) -> bool:
+    """Unsubscribe when ``token`` is that subscription's unsubscribe token."""
+    from hotspare.inventory import subscriptions as rows
+
+    row = rows.get(subscription)
+    if row is None or not plan.unsubscribe_matches(status_page_key(), subscription, row.address, token):
+        return False
+    rows.unsubscribe(subscription)
+    log.info("subscription %s (%s) ended by its unsubscribe link", subscription, row.customer)
+    return True
+
+
+def with_subscribers(section):
+    """The ``customer_notices`` section with each customer's confirmed subscribers as contacts
+    (named "Subscriber"), so a notice reaches them exactly as it reaches the customer's contacts."""
+    from hotspare.fleet.customer_schema import CustomerContact
+    from hotspare.inventory import subscriptions as rows
+
+    by_customer: dict[str, list[str]] = {}
+    for row in rows.confirmed():
+        by_customer.setdefault(row.customer, []).append(row.address)
+    if not by_customer:
+        return section
+    customers = []
+    for customer in section.customers:
+        known = {contact.email.lower() for contact in customer.contacts}
+        extra = [CustomerContact(name="Subscriber", email=address) for address in by_customer.get(customer.name, [])
+                 if address not in known]
+        customers.append(customer.model_copy(update={"contacts": [*customer.contacts, *extra]}) if extra else customer)
+    return section.model_copy(update={"customers": customers})
+
+
+def unsubscribe_link(fleet, address: str) -> str | None:
+    """The unsubscribe link of a confirmed subscriber ``address`` (any customer's), else None."""
+    from hotspare.inventory import subscriptions as rows
+
+    section = fleet.customer_notices.status_page
+    if section is None or not section.subscribe_url:
+        return None
+    for row in rows.confirmed():
+        if row.address == address.lower():
+            return plan.links(section.subscribe_url, int(row.id), None,
+                              plan.unsubscribe_token(status_page_key(), int(row.id), row.address))["unsubscribe"]
+    return None
