@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("hotspare.settings", "hotspare.local_secrets", "hotspare.fleet", "hotspare.adapters",
               "hotspare.planning.readings", "hotspare.health_probe_script")),

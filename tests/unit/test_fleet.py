@@ -13,7 +13,7 @@ from hotspare.fleet.paths import path_problem
 from hotspare.planning.failover import activation_argv
 from test_local_secrets import home  # noqa: F401 - a HOTSPARE_HOME of its own (fixture)
 
-EXAMPLE = (Path(__file__).parent / "data" / "fleet-basic.yaml").read_text()
+EXAMPLE = (Path(__file__).parents[1] / "data" / "fleet-basic.yaml").read_text()
 
 
 def problems_of(text: str) -> list[str]:
@@ -561,7 +561,7 @@ def test_load_dry_run_shows_the_changes_and_the_diff_and_changes_nothing(home, t
     from hotspare.inventory import session
     from hotspare.inventory.models import FleetDocumentRow, ServerRow
 
-    example = Path(__file__).parent / "data" / "fleet-basic.yaml"
+    example = Path(__file__).parents[1] / "data" / "fleet-basic.yaml"
     assert main(["fleet", "load", str(example), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "added    server prod-east" in out and f"+++ file: {example}" in out and "nothing was changed" in out
