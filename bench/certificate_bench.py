@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import isolate_environment, lab_and_prefect, run_meta, table, write_results  # noqa: E402
+from common import isolate_environment, lab_and_prefect, run_meta, table, write_results
 
 
 def main() -> int:
@@ -94,10 +94,10 @@ def measure(lab, env: dict, home: Path, count: int) -> dict:
     config = home / "issuer.json"
     write_private(config, config_json(ca_key, [(Requester("control", ("127.0.0.1", *source), (), control=True), token)]))
     port = 4290 + lab.slot
-    log = open(home / "issuer.log", "wb")
-    issuer = subprocess.Popen([sys.executable, "-m", "hotspare.issuer.service", "--config", str(config),
-                               "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)})
+    with open(home / "issuer.log", "wb") as log:  # the issuer keeps its own copy of the descriptor
+        issuer = subprocess.Popen([sys.executable, "-m", "hotspare.issuer.service", "--config", str(config),
+                                   "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(url, issuer)
@@ -115,7 +115,6 @@ def measure(lab, env: dict, home: Path, count: int) -> dict:
     finally:
         issuer.kill()
         issuer.wait(timeout=10)
-        log.close()
     rows["ed25519 key pair in memory"] = milliseconds(lambda: generate_ed25519("bench"), count)
     endpoint = access.endpoint(fleet, "prod-east")
     block_login = access.login(fleet.ssh_block_of(fleet.server("prod-east")))

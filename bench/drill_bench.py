@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import isolate_environment, lab_and_prefect, run_meta, table, write_results  # noqa: E402
+from bench.common import isolate_environment, lab_and_prefect, run_meta, table, write_results
 
 STEPS = ("clean up earlier drills", "write manifest", "make bubble", "mount copy", "start app", "health check",
          "canary login", "check isolation", "tear down and prove")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import isolate_environment, lab_and_prefect, run_meta, table, write_results  # noqa: E402
+from bench.common import isolate_environment, lab_and_prefect, run_meta, table, write_results
 
 SIMULATED = 100
 FIRST_PORT = 40100

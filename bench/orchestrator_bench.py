@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import isolate_environment, lab_and_prefect  # noqa: E402
+from common import isolate_environment, lab_and_prefect
 
 
 def timed(function, reps: int) -> list[float]:

@@ -146,7 +146,7 @@ def service_standings(fleet) -> list[ServiceStanding]:
 
     facility_of = {server.name: server.facility for server in fleet.servers}
     with session() as db:
-        rows = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False)))  # noqa: E712 (SQL expression)
+        rows = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False)))
     standings = []
     for row in sorted(rows, key=lambda r: r.name):
         spec = next((service for service in fleet.services if service.name == row.name), None)

@@ -75,7 +75,7 @@ def survey(fleet: Fleet, service_name: str, standby: str | None, snapshot: str |
         lost = [name for name in (row.active_server, row.mirror_server) if name]
         states = {server.name: server.state for server in db.exec(select(ServerRow))}
         busy: dict[str, list[str]] = {}
-        for other in db.exec(select(ServiceRow).where(ServiceRow.retired == False)):  # noqa: E712
+        for other in db.exec(select(ServiceRow).where(ServiceRow.retired == False)):
             if other.name != service_name:
                 busy.setdefault(other.active_server, []).append(other.name)
     standbys = [server for server in fleet.servers if server.role.value == "standby"]

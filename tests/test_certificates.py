@@ -130,9 +130,9 @@ def issuer(lab, fleet, tmp_path_factory):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(Path(__file__).parents[1])}
-    log = open(folder / "issuer.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "hotspare.issuer.service", "--config", str(config),
-                                "--listen", f"127.0.0.1:{port}"], env=environment, stdout=log, stderr=subprocess.STDOUT)
+    with open(folder / "issuer.log", "wb") as log:  # the issuer keeps its own copy of the descriptor
+        process = subprocess.Popen([sys.executable, "-m", "hotspare.issuer.service", "--config", str(config),
+                                    "--listen", f"127.0.0.1:{port}"], env=environment, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process, folder / "issuer.log")
@@ -140,7 +140,6 @@ def issuer(lab, fleet, tmp_path_factory):
     finally:
         process.kill()
         process.wait(timeout=10)
-        log.close()
 
 
 def wait_healthy(url: str, process, log_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from hotspare.inventory import copies, locks
 from lab_helpers import host_path, kill_failover_after_activation, poll
-from test_facility import address_of, east_lost_and_back, through_dns  # noqa: F401  (east_lost_and_back: a fixture)
+from test_facility import address_of, east_lost_and_back, through_dns
 
 
 def _live_failover(service: str):

@@ -18,7 +18,7 @@ from flows.replicate import replicate_service
 from hotspare.inventory import copies
 from hotspare.planning import space
 from lab_helpers import host_path, lab_fleet_changed, ssh
-from test_failover import (SERVICE, _failure_of, address, dns_answer, protected,  # noqa: F401 (fixture)
+from test_failover import (SERVICE, _failure_of, address, dns_answer, protected,
                            reset_layout)
 
 MIRROR = "mirror-west"
@@ -127,7 +127,7 @@ def roomy_mirror(lab_env):
     assert ssh(lab_env, MIRROR, *empty).returncode == 0
 
 
-def test_a_service_filling_the_shared_mirror_leaves_the_others_failover_working(app3_running, protected,  # noqa: F811
+def test_a_service_filling_the_shared_mirror_leaves_the_others_failover_working(app3_running, protected,
                                                                                roomy_mirror, lab, lab_env, tmp_path):
     big = host_path(lab_env, "prod-east", "/srv/app3/data/bulk.bin")
 
@@ -158,7 +158,7 @@ def test_a_service_filling_the_shared_mirror_leaves_the_others_failover_working(
         big.unlink(missing_ok=True)
 
 
-def test_a_failover_without_room_on_its_target_refuses_before_any_change(protected, roomy_mirror, lab_env):  # noqa: F811
+def test_a_failover_without_room_on_its_target_refuses_before_any_change(protected, roomy_mirror, lab_env):
     fill_until(lab_env, MIRROR, 8 * space.MIB)
     state = failover(SERVICE, yes=True, return_state=True)
     assert state.is_failed()
@@ -174,7 +174,7 @@ def test_a_failover_without_room_on_its_target_refuses_before_any_change(protect
     assert not host_path(lab_env, MIRROR, "/srv/hotspare/app1/active-copy").exists()
 
 
-def test_a_failure_after_the_swap_is_undone_and_says_where_the_service_serves(app3_running, protected,  # noqa: F811
+def test_a_failure_after_the_swap_is_undone_and_says_where_the_service_serves(app3_running, protected,
                                                                               roomy_mirror, lab, lab_env, tmp_path):
     before = host_path(lab_env, MIRROR, "/srv/app1/data/written-on-the-mirror.txt")
     before.write_text("stood here before the failover")

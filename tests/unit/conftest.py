@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+UNIT = __file__.rsplit("/", 1)[0]
+# Seconds a unit test may take (pyproject.toml bounds lab tests at 15 minutes).
+UNIT_TIMEOUT = 60
 # Fixtures of tests/conftest.py and tests/postgres_helpers.py that start the lab or a server.
 SLOW_FIXTURES = ("lab", "lab_env", "fleet", "prefect_api", "postgres_url")
 
@@ -28,3 +31,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if problem:
         pytest.fail(f"{item.nodeid} {problem}, which needs the lab or a server: tests/unit holds only tests "
                     "that need none; move it to tests/ (next to the other lab tests)", pytrace=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in tests/unit gets the fast layer's time bound, unless it names its own."""
+    for item in items:
+        if str(item.path).startswith(UNIT + "/") and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT))

@@ -162,7 +162,7 @@ def test_the_signer_puts_the_plan_into_ssh_keygen_arguments(tmp_path):
                      tmp_path / "run.pub")
     assert argv[:3] == ["ssh-keygen", "-q", "-s"]
     assert argv[argv.index("-n") + 1] == "a,b" and argv[argv.index("-I") + 1] == "run-x"
-    assert ["-O", "clear"] == argv[argv.index("clear") - 1:argv.index("clear") + 1]
+    assert argv[argv.index("clear") - 1:argv.index("clear") + 1] == ["-O", "clear"]
     assert "source-address=10.0.0.1" in argv and "force-command=internal-sftp" in argv
 
 

@@ -11,7 +11,7 @@ from hotspare.cli import main
 from hotspare.fleet import FleetError, paths, parse_fleet
 from hotspare.fleet.paths import path_problem
 from hotspare.planning.failover import activation_argv
-from test_local_secrets import home  # noqa: F401 - a HOTSPARE_HOME of its own (fixture)
+from test_local_secrets import home
 
 EXAMPLE = (Path(__file__).parents[1] / "data" / "fleet-basic.yaml").read_text()
 
@@ -556,7 +556,7 @@ def test_values_parse_the_way_their_use_does():
         e164("030 123456")
 
 
-def test_load_dry_run_shows_the_changes_and_the_diff_and_changes_nothing(home, tmp_path, capsys):  # noqa: F811
+def test_load_dry_run_shows_the_changes_and_the_diff_and_changes_nothing(home, tmp_path, capsys):
     from hotspare.cli import main
     from hotspare.inventory import session
     from hotspare.inventory.models import FleetDocumentRow, ServerRow

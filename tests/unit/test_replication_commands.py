@@ -50,10 +50,10 @@ def test_source_paths_are_unique_and_never_the_system_account_files():
 
 
 def test_peer_access_layout():
-    assert PEER == PeerAccess(
+    assert PeerAccess(
         "/run/hotspare/replicate-shop-1a2b3c4d", "/run/hotspare/replicate-shop-1a2b3c4d/key",
         "/run/hotspare/replicate-shop-1a2b3c4d/known_hosts", "hotspare", "10.211.70.12", 2222,
-    )
+    ) == PEER
     assert PEER.pid_file == "/run/hotspare/replicate-shop-1a2b3c4d/transfer.pid"
     assert PEER.ssh_command() == SSH_E
 
