@@ -47,6 +47,7 @@ from hotspare.planning.facility import (
     summary_markdown,
 )
 from hotspare.planning.failover import plan_failover
+from hotspare.errors import SeveralFailed
 from tasks.failover import gather_facts
 from tasks.orchestrator import require_orchestrator
 from tasks.replication import Refused
@@ -118,8 +119,8 @@ def facility_failover(
     )
     print(summary)
     if failed:
-        raise RuntimeError(f"facility failover of {facility}: {', '.join(failed)} failed; the others completed "
-                           "(the summary says what to do for each)")
+        raise SeveralFailed(f"facility failover of {facility}: {', '.join(failed)} failed; the others completed "
+                            "(the summary says what to do for each)", failed)
     return {"facility": facility, "outcome": "ok", **details}
 
 
@@ -353,8 +354,8 @@ def facility_return(
     )
     print(summary)
     if failed:
-        raise RuntimeError(f"return of facility {facility}: {', '.join(failed)} not protected again; the others are "
-                           "(the summary says what to do for each)")
+        raise SeveralFailed(f"return of facility {facility}: {', '.join(failed)} not protected again; the others are "
+                            "(the summary says what to do for each)", failed)
     return {"facility": facility, "outcome": "ok", "results": results, "total_seconds": total,
             "failbacks": [offer.command for offer in plan.failbacks]}
 

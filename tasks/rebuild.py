@@ -20,6 +20,7 @@ from sqlmodel import select
 
 from hotspare import access
 from hotspare.adapters.errors import PermanentError, TransientError
+from hotspare.errors import Refused
 from hotspare.fleet import Fleet
 from hotspare.inventory import session
 from hotspare.inventory.backup_models import TemporaryAccountRow
@@ -53,7 +54,7 @@ STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 PROBE_TIMEOUT = 3.0
 
 
-class RebuildRefused(PermanentError):
+class RebuildRefused(Refused):
     """A precondition of the rebuild does not hold; nothing was changed."""
 
 

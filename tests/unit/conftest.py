@@ -33,8 +33,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                     "that need none; move it to tests/ (next to the other lab tests)", pytrace=False)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test in tests/unit gets the fast layer's time bound, unless it names its own."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test in tests/unit gets the fast layer's time bound, unless it names its own or
+    --timeout names one for the run."""
+    if config.getoption("timeout", None) is not None:
+        return
     for item in items:
         if str(item.path).startswith(UNIT + "/") and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT))
