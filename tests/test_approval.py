@@ -14,16 +14,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from lab_helpers import poll
 
-from hotspare.commands.errors import exit_code_of
 from hotspare.planning.approval import (
-    DIGEST_LENGTH,
-    Approval,
-    PlanNotApproved,
     PlanRejected,
-    answer_at_the_gate,
-    approved_up_front,
-    plan_digest,
-    same_plan,
 )
 
 DIGEST = "0123456789abcdef"

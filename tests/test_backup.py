@@ -7,17 +7,10 @@ found it: the corrupted pack file is written back byte for byte.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from hotspare.planning import accounts as account_plan
-from hotspare.planning import manifests as manifest_plan
-from hotspare.planning import rebuild as rebuild_plan
-from hotspare.planning import restic as restic_plan
-from hotspare.planning import shell_programs as shell
-from hotspare.planning import temporary_accounts as login_plan
 
 # ----- against the lab --------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from hotspare import access
 from hotspare.keys import generate_ed25519
 from hotspare.lab import clocks
 from hotspare.lab.remote import ssh_argv
-from hotspare.planning import host_clocks
 from hotspare.planning.transfer_keys import TRANSFER_KEYS_FILE
 from lab_helpers import host_path, ssh, wait_for
 from tasks import clock_offsets

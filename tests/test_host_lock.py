@@ -9,7 +9,6 @@ run with the machine's own sh are tests/unit/test_host_lock_plans.py.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import select
 import subprocess

@@ -22,7 +22,6 @@ from hotspare.lab.host_namespace import (
     FOLDER_PATHS,
     boot_argv,
     hidden_folders,
-    lab_folder_problem,
 )
 from hotspare.settings import hotspare_home
 

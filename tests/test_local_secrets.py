@@ -6,17 +6,13 @@ database opened the way Prefect's server opens it (WAL mode).
 
 from __future__ import annotations
 
-import logging
 import os
-import sqlite3
 import stat
 from pathlib import Path
 
 import pytest
 
-from hotspare.cli import main
 from hotspare.lab.topology import HOSTS
-from hotspare.local_secrets import prefect_database, private_home
 
 
 def mode(path: Path | str) -> int:

@@ -12,10 +12,7 @@ from __future__ import annotations
 import pytest
 
 from hotspare.planning.orchestrator import (
-    Identity,
     Marker,
-    decide,
-    marker_zone,
     parse_marker,
     record_name,
 )

@@ -3,16 +3,7 @@ itself, plain facts in and flags out, is tests/unit/test_readiness_rules.py)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 
-from hotspare.planning.readiness import (
-    DrillFact,
-    ProofFact,
-    RunFact,
-    ServiceTargets,
-    judge_readiness,
-    procedures_of_run,
-)
 
 
 def test_the_command_exits_9_when_not_ready_and_points_at_a_watched_drill(fleet, capsys):

@@ -3,7 +3,6 @@ window, wrong answers at the gate (the gate itself, paused in a real run, is tes
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -19,8 +18,6 @@ from hotspare.planning.approval import (
     plan_digest,
     same_plan,
 )
-
-from lab_helpers import poll
 
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=timezone.utc)
 

@@ -5,7 +5,6 @@ tests/test_backup.py)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 

@@ -3,9 +3,8 @@ planner and the signer's ssh-keygen arguments (the lab side is tests/test_certif
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 

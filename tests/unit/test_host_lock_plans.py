@@ -4,20 +4,12 @@ and the lock file's own bound (merges under the lock on lab hosts are tests/test
 from __future__ import annotations
 
 import hashlib
-import os
-import select
 import subprocess
-import threading
-import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from hotspare.planning import host_lock as plan
-
-from lab_helpers import host_path, poll, ssh, ssh_argv
 
 
 def run_program(argv: list[str]) -> subprocess.CompletedProcess:

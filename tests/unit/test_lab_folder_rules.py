@@ -3,23 +3,12 @@ refused (what a running host can see is tests/test_lab_isolation.py)."""
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
-
 from hotspare.lab.host_namespace import (
-    FOLDER_PATHS,
-    boot_argv,
     hidden_folders,
     lab_folder_problem,
 )
-from hotspare.settings import hotspare_home
-
-from lab_helpers import host_path, ssh
 
 
 def test_hidden_folders_are_the_lab_and_an_orchestrator_home_of_its_own():

@@ -3,8 +3,6 @@ the marker's TXT strings (two orchestrators on one lab are tests/test_orchestrat
 
 from __future__ import annotations
 
-import pytest
-
 from hotspare.planning.orchestrator import (
     Identity,
     Marker,

@@ -7,14 +7,11 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import stat
 from pathlib import Path
 
-import pytest
-from test_local_secrets import home, mode, sqlite_files
+from test_local_secrets import home, mode, sqlite_files  # home: a HOTSPARE_HOME of its own (fixture)
 
 from hotspare.cli import main
-from hotspare.lab.topology import HOSTS
 from hotspare.local_secrets import prefect_database, private_home
 
 EXAMPLE = Path(__file__).parents[1] / "data" / "fleet-basic.yaml"

@@ -2,23 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-import subprocess
-from datetime import datetime, timedelta, timezone
-
-import pytest
-
-from flows.replicate import replicate_service
-from flows.verify import verify
-from hotspare import access
-from hotspare.keys import generate_ed25519
-from hotspare.lab import clocks
-from hotspare.lab.remote import ssh_argv
 from hotspare.planning import host_clocks
-from hotspare.planning.transfer_keys import TRANSFER_KEYS_FILE
-from tasks import clock_offsets
-
-from lab_helpers import host_path, ssh, wait_for
 
 
 def test_skew_sentences():

@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from test_failover import SERVICE, _failure_of, address, dns_answer, protected, reset_layout
-
-from flows.failover import failover
-from flows.replicate import replicate_service
-from hotspare.inventory import copies
 from hotspare.planning import space
-
-from lab_helpers import host_path, lab_fleet_changed, ssh
 
 
 def test_quota_group_is_stable_per_service_and_level_one():
