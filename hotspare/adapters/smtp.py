@@ -104,8 +104,9 @@ def send_one(relay: Relay, message: EmailMessage, recipient: str, before_end_of_
                 client.ehlo()
             if relay.username:
                 client.login(relay.username, relay.password or "")
-            steps = (("mail", lambda: client.mail(address)), ("rcpt", lambda: client.rcpt(recipient)),
-                     ("data", lambda: client.docmd("DATA")))
+            steps: tuple[tuple[str, Callable[[], tuple[int, bytes]]], ...] = (
+                ("mail", lambda: client.mail(address)), ("rcpt", lambda: client.rcpt(recipient)),
+                ("data", lambda: client.docmd("DATA")))
             for stage, step in steps:
                 code, text = step()
                 if not 200 <= code < 400:
@@ -124,5 +125,5 @@ def send_one(relay: Relay, message: EmailMessage, recipient: str, before_end_of_
         raise TransientError(f"{where} failed: {error}") from None
 
 
-def _decoded(text) -> str:
+def _decoded(text: bytes | str) -> str:
     return text.decode(errors="replace") if isinstance(text, bytes) else str(text)

@@ -146,7 +146,7 @@ class SshConnection:
         self.connect()
         return self
 
-    def __exit__(self, *_exc) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
     def connect(self) -> None:
@@ -204,7 +204,7 @@ class SshConnection:
     def transport(self) -> paramiko.Transport:
         if self._client is None:
             self.connect()
-        transport = self._client.get_transport()
+        transport = self._client.get_transport() if self._client is not None else None
         if transport is None or not transport.is_active():
             raise TransientError(f"SSH connection to {self.endpoint.name} was lost")
         return transport
