@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import pytest
 
 # HOTSPARE_TEST_DB=postgresql: the session inventory on a PostgreSQL the session starts.
 pytest_plugins = ("postgres_helpers",)
+# Lab tests reuse helpers and tests of the fast layer (test_locks on PostgreSQL, the escalation
+# webhook): tests/unit is importable from every test, whichever runs first.
+sys.path.insert(1, str(Path(__file__).resolve().parent / "unit"))
 
 # With pytest-xdist (scripts/test.sh runs the whole suite in two processes) each process is a
 # session of its own: its own home (inventory, keys), Prefect home, Prefect API and lab slot.
