@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import isolate_environment, lab_and_prefect, run_meta, table, write_random_files, write_results  # noqa: E402
+from bench.common import bench_lab, run_meta, table, write_random_files, write_results
 
 OUT = ROOT / "bench" / "out" / "backup.json"
 
@@ -42,13 +41,10 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the lab folder afterwards")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
-    started = time.monotonic()
-    home = Path(tempfile.mkdtemp(prefix="hotspare-bench."))
-    isolate_environment(home)
-    with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
-        rows, results = run(lab, env, args)
+    with bench_lab("hotspare-bench.", args.slot, args.keep) as bench:
+        rows, results = run(bench.lab, bench.env, args)
     table(["measurement", "seconds"], rows)
-    meta = {**run_meta(), "total_seconds": round(time.monotonic() - started, 1)}
+    meta = {**run_meta(), "total_seconds": round(time.monotonic() - bench.started, 1)}
     write_results({"meta": meta, "arguments": vars(args), **results}, args.out)
     return 0
 
@@ -56,12 +52,9 @@ def main() -> int:
 def run(lab, env: dict, args) -> tuple[list, dict]:
     from flows.backup import backup
     from hotspare import access
-    from hotspare.cli import main as cli
     from hotspare.planning import shell_programs as shell
     from tasks.backup import plan_grant, repository_password, run_restic, storage_grant
 
-    lab.register_blocks()
-    assert cli(["fleet", "load", env["fleet_file"]]) == 0
     fleet = access.loaded_fleet()
     service = fleet.service("app1")
     storage = fleet.server("storage-vault")

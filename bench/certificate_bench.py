@@ -22,7 +22,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import isolate_environment, lab_and_prefect, run_meta, table, write_results  # noqa: E402
+from common import bench_lab, run_meta, table, write_results
 
 
 def main() -> int:
@@ -39,12 +38,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="keep the bench's folder at the end")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="hotspare-certificate-bench."))
-    isolate_environment(home)
-    started = time.monotonic()
-    with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
-        results = measure(lab, env, home, args.count)
-    results["meta"] = {**run_meta(), "count": args.count, "total_seconds": round(time.monotonic() - started, 1)}
+    with bench_lab("hotspare-certificate-bench.", args.slot, args.keep) as bench:
+        results = measure(bench.lab, bench.env, bench.home, args.count)
+    results["meta"] = {**run_meta(), "count": args.count, "total_seconds": round(time.monotonic() - bench.started, 1)}
     write_results(results, ROOT / "bench" / "out" / "certificate_bench.json")
     return 0
 
@@ -68,14 +64,11 @@ def measure(lab, env: dict, home: Path, count: int) -> dict:
     from hotspare.adapters.issuer import request_certificate
     from hotspare.adapters.ssh import Login, SshConnection
     from hotspare.adapters.ssh_ca import Signing, sign, sign_argv
-    from hotspare.cli import main as cli
     from hotspare.issuer.service import config_json, new_token
     from hotspare.keys import generate_ed25519
     from hotspare.local_secrets import write_private
     from hotspare.planning.certificates import Requester
 
-    lab.register_blocks()
-    assert cli(["fleet", "load", env["fleet_file"]]) == 0
     fleet = access.loaded_fleet()
     ca_key = lab.directory / "ssh_ca"
     source = (lab.layout.gateway,)
@@ -94,10 +87,10 @@ def measure(lab, env: dict, home: Path, count: int) -> dict:
     config = home / "issuer.json"
     write_private(config, config_json(ca_key, [(Requester("control", ("127.0.0.1", *source), (), control=True), token)]))
     port = 4290 + lab.slot
-    log = open(home / "issuer.log", "wb")
-    issuer = subprocess.Popen([sys.executable, "-m", "hotspare.issuer.service", "--config", str(config),
-                               "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)})
+    with open(home / "issuer.log", "wb") as log:  # the issuer keeps its own copy of the descriptor
+        issuer = subprocess.Popen([sys.executable, "-m", "hotspare.issuer.service", "--config", str(config),
+                                   "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(url, issuer)
@@ -115,7 +108,6 @@ def measure(lab, env: dict, home: Path, count: int) -> dict:
     finally:
         issuer.kill()
         issuer.wait(timeout=10)
-        log.close()
     rows["ed25519 key pair in memory"] = milliseconds(lambda: generate_ed25519("bench"), count)
     endpoint = access.endpoint(fleet, "prod-east")
     block_login = access.login(fleet.ssh_block_of(fleet.server("prod-east")))

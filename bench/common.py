@@ -13,8 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from hotspare.lab.remote import host_ssh_argv as ssh_argv  # noqa: F401 (one home for tests and benchmarks)
 from hotspare.lab.slots import free_slot  # noqa: F401
@@ -92,6 +94,43 @@ def lab_and_prefect(home: Path, slot: int | None, keep: bool, started: float) ->
 
         with prefect_test_harness(server_startup_timeout=180):
             yield lab_and_env
+
+
+@dataclass(frozen=True)
+class BenchLab:
+    """What a lab benchmark works with: the lab, its environment (``lab.env()``), the isolated
+    home everything writes to, and when the benchmark started (``time.monotonic()``)."""
+
+    lab: Any
+    env: dict
+    home: Path
+    started: float
+
+
+@contextmanager
+def bench_lab(prefix: str, slot: int | None, keep: bool, *, load_fleet: bool = True) -> Iterator[BenchLab]:
+    """The start-up every lab benchmark shares, in one place: a fresh isolated home (``prefix``
+    names its folder), the lab up on ``slot`` or a free one with a Prefect test server, and
+    (``load_fleet``) the lab's blocks saved and its fleet loaded. At the end the lab is down and
+    the home gone (unless ``keep``), whatever happened."""
+    import tempfile
+
+    started = time.monotonic()
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    isolate_environment(home)
+    with lab_and_prefect(home, slot, keep, started) as (lab, env):
+        if load_fleet:
+            load_lab_fleet(lab, env)
+        yield BenchLab(lab, env, home, started)
+
+
+def load_lab_fleet(lab, env: dict) -> None:
+    """Save the lab's credentials as Prefect blocks and load its fleet, as an operator would."""
+    from hotspare.cli import main as cli
+
+    lab.register_blocks()
+    if cli(["fleet", "load", env["fleet_file"]]) != 0:
+        raise SystemExit("loading the lab's fleet failed (the message above says why)")
 
 
 @contextmanager

@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import isolate_environment, lab_and_prefect, run_meta, table, write_results  # noqa: E402
+from bench.common import bench_lab, run_meta, table, write_results
 
 STEPS = ("clean up earlier drills", "write manifest", "make bubble", "mount copy", "start app", "health check",
          "canary login", "check isolation", "tear down and prove")
@@ -35,16 +34,10 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--out", default="bench/out/drill.json")
     args = parser.parse_args()
-    started = time.monotonic()
-    home = Path(tempfile.mkdtemp(prefix="hotspare-drill-bench."))
-    isolate_environment(home)
-    with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
+    with bench_lab("hotspare-drill-bench.", args.slot, args.keep) as bench:
         from flows.drill import drill
         from flows.replicate import replicate_service
-        from hotspare.cli import main as cli
 
-        lab.register_blocks()
-        assert cli(["fleet", "load", env["fleet_file"]]) == 0
         assert replicate_service("app1")["outcome"] == "ok"
         rows, results = [], []
         for number in range(1, args.runs + 1):
@@ -60,7 +53,8 @@ def main() -> int:
         print()
         table(["run", "drill s", "RTO s", "RPO s", "cleanup", *[name.split()[0] + "…" if len(name) > 12 else name
                                                               for name in STEPS], "load"], rows)
-        write_results({"meta": {**run_meta(), "total_seconds": round(time.monotonic() - started, 1), "slot": lab.slot},
+        write_results({"meta": {**run_meta(), "total_seconds": round(time.monotonic() - bench.started, 1),
+                                "slot": bench.lab.slot},
                        "drills": results}, args.out)
     return 0
 

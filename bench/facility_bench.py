@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import isolate_environment, lab_and_prefect, run_meta, table, write_results  # noqa: E402
+from bench.common import isolate_environment, lab_and_prefect, run_meta, table, write_results
 
 TARGET_SECONDS = 30.0
 OUT = ROOT / "bench" / "out" / "facility.json"

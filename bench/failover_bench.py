@@ -58,7 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (SshRecorder, by_label, epoch, isolate_environment, lab_and_prefect, rewrite_random_files,  # noqa: E402
+from bench.common import (SshRecorder, by_label, epoch, isolate_environment, lab_and_prefect, rewrite_random_files,
                           run_meta, ssh_argv, table, write_random_files, write_results)
 
 SERVICE = "app1"
@@ -130,7 +130,7 @@ def wait_for_quiet(max_load: float, seconds: float) -> dict:
 class DnsProber:
     """Polls, in a thread, until the app answers through its DNS name at ``address``."""
 
-    def __init__(self, bench: "Bench", address: str) -> None:
+    def __init__(self, bench: Bench, address: str) -> None:
         self.bench, self.address = bench, address
         self.answered_at: float | None = None
         self.dns_moved_at: float | None = None
@@ -138,7 +138,7 @@ class DnsProber:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dns-prober", daemon=True)
 
-    def __enter__(self) -> "DnsProber":
+    def __enter__(self) -> DnsProber:
         self._thread.start()
         return self
 

@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench.common import isolate_environment, lab_and_prefect, round_arguments, run_meta, table, write_results  # noqa: E402
-from failover_bench import Bench, wait_for_quiet  # noqa: E402
+from bench.common import isolate_environment, lab_and_prefect, round_arguments, run_meta, table, write_results
+from failover_bench import Bench, wait_for_quiet
 
 OUT = ROOT / "bench" / "out" / "fence.json"
 TARGET_SECONDS = 1.0

@@ -22,14 +22,13 @@ import selectors
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import isolate_environment, lab_and_prefect, run_meta, table, write_results  # noqa: E402
+from bench.common import bench_lab, run_meta, table, write_results
 
 SIMULATED = 100
 FIRST_PORT = 40100
@@ -123,17 +122,12 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    started = time.monotonic()
-    home = Path(tempfile.mkdtemp(prefix="hotspare-health-bench."))
-    isolate_environment(home)
     results = {"meta": run_meta()}
-    with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
+    with bench_lab("hotspare-health-bench.", args.slot, args.keep) as bench:
         from hotspare.access import loaded_fleet
-        from hotspare.cli import main as cli
         from hotspare.lab.topology import SlotLayout
 
-        lab.register_blocks()
-        assert cli(["fleet", "load", env["fleet_file"]]) == 0
+        lab = bench.lab
         fleet = loaded_fleet()
         time_rounds(fleet, 1)  # warm: connections, imports
         lab_rounds = time_rounds(fleet, 5)
@@ -146,7 +140,7 @@ def main() -> int:
         detected = detection(lab, args.reps)
     results |= {
         "lab_round_seconds": lab_rounds, "simulated_round_seconds": big_rounds, "detection_seconds": detected,
-        "meta": results["meta"] | {"total_seconds": round(time.monotonic() - started, 1)},
+        "meta": results["meta"] | {"total_seconds": round(time.monotonic() - bench.started, 1)},
     }
     print()
     table(("measure", "median s", "max s", "target s"), [

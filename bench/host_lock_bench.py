@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import own_lab, run_meta, table, write_results  # noqa: E402
+from bench.common import own_lab, run_meta, table, write_results
 
 HOST = "mirror-west"
 SCRATCH = "/etc/hotspare-bench"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hotspare.planning import live_data  # noqa: E402
+from hotspare.planning import live_data
 
 
 def build(root: Path, files: int) -> Path:

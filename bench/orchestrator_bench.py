@@ -17,7 +17,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import isolate_environment, lab_and_prefect  # noqa: E402
+from common import bench_lab
 
 
 def timed(function, reps: int) -> list[float]:
@@ -43,9 +42,8 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="leave the lab up at the end")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="hotspare-orchestrator-bench."))
-    isolate_environment(home)
-    with lab_and_prefect(home, args.slot, args.keep, time.monotonic()) as (lab, env):
+    with bench_lab("hotspare-orchestrator-bench.", args.slot, args.keep, load_fleet=False) as bench:
+        lab, env = bench.lab, bench.env
         from hotspare.adapters.dns import AuthoritativeServer, read_txt
         from hotspare.cli import main as cli
         from hotspare.planning.orchestrator import record_name

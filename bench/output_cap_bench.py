@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import isolate_environment, run_meta, start_lab, table, write_results  # noqa: E402
-from hotspare.lab.remote import host_ssh_argv  # noqa: E402
+from bench.common import isolate_environment, run_meta, start_lab, table, write_results
+from hotspare.lab.remote import host_ssh_argv
 
 HOST = "prod-east"
 BIG = ["head", "-c", "400M", "/dev/zero"]

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import isolate_environment, lab_and_prefect, root_restic, write_random_files  # noqa: E402
+from bench.common import isolate_environment, lab_and_prefect, root_restic, write_random_files
 
 
 def main() -> int:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hotspare.planning import activation  # noqa: E402
-from hotspare.planning import copy_backends as backends  # noqa: E402
+from hotspare.planning import activation
+from hotspare.planning import copy_backends as backends
 
 DATA = "/srv/bench/data"
 

@@ -23,6 +23,7 @@ from hotspare import access
 from hotspare.inventory import copies, locks
 from hotspare.planning.coordination import judge_routine_run
 from hotspare.planning.storage_accounts import shared_password_blocks
+from hotspare.errors import SeveralFailed
 from tasks.backup import apply_retention, backup_service, check_repository
 from tasks.orchestrator import require_orchestrator
 
@@ -103,7 +104,7 @@ def backup(service: str | None = None, prune: bool = True) -> dict:
         f"({r['bytes_added'] / 1e6:.1f} MB new) in {r['duration_s']} s; {r.get('retention', '')}"
     ), "backup" if not service else artifact_key("backup", service))
     if failures:
-        raise RuntimeError(f"backup failed for {', '.join(failures)}; the others completed")
+        raise SeveralFailed(f"backup failed for {', '.join(failures)}; the others completed", failures)
     return results
 
 
@@ -138,7 +139,8 @@ def backup_check(service: str | None = None, subset: str | None = None) -> dict:
     _summary("Repository check", results, lambda r: f"subset {r.get('subset')}: {r['outcome']} {r.get('detail', '')[:300]}",
              "backup-check" if not service else artifact_key("backup-check", service))
     if failures:
-        raise RuntimeError(f"repository check failed for {', '.join(failures)}: restore from it may fail; investigate now")
+        raise SeveralFailed(f"repository check failed for {', '.join(failures)}: restore from it may fail; investigate now",
+                            failures)
     return results
 
 

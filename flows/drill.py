@@ -40,6 +40,7 @@ from hotspare.inventory.clock import database_now
 from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import drill as planning
 from hotspare.planning.coordination import judge_drill_gone
+from hotspare.errors import SeveralFailed
 from tasks.drill import (
     canary_login,
     gather_drill_facts,
@@ -116,7 +117,7 @@ def drill_facility(facility: str, operators: str) -> dict:
             results.append({"service": name, "outcome": "failed", "detail": str(error)})
             failed.append(name)
     if failed:
-        raise RuntimeError(f"drills failed for: {', '.join(failed)} (each reason is logged above)")
+        raise SeveralFailed(f"drills failed for: {', '.join(failed)} (each reason is logged above)", failed)
     return {"facility": facility, "drills": results}
 
 

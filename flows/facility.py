@@ -47,6 +47,7 @@ from hotspare.planning.facility import (
     summary_markdown,
 )
 from hotspare.planning.failover import plan_failover
+from hotspare.errors import SeveralFailed
 from tasks.failover import gather_facts
 from hotspare.fleet.context import ServiceContext
 from tasks.orchestrator import require_orchestrator
@@ -119,8 +120,8 @@ def facility_failover(
     )
     print(summary)
     if failed:
-        raise RuntimeError(f"facility failover of {facility}: {', '.join(failed)} failed; the others completed "
-                           "(the summary says what to do for each)")
+        raise SeveralFailed(f"facility failover of {facility}: {', '.join(failed)} failed; the others completed "
+                            "(the summary says what to do for each)", failed)
     return {"facility": facility, "outcome": "ok", **details}
 
 
@@ -147,7 +148,7 @@ def service_standings(fleet) -> list[ServiceStanding]:
 
     facility_of = {server.name: server.facility for server in fleet.servers}
     with session() as db:
-        rows = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False)))  # noqa: E712 (SQL expression)
+        rows = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False)))
     standings = []
     for row in sorted(rows, key=lambda r: r.name):
         spec = next((service for service in fleet.services if service.name == row.name), None)
@@ -354,8 +355,8 @@ def facility_return(
     )
     print(summary)
     if failed:
-        raise RuntimeError(f"return of facility {facility}: {', '.join(failed)} not protected again; the others are "
-                           "(the summary says what to do for each)")
+        raise SeveralFailed(f"return of facility {facility}: {', '.join(failed)} not protected again; the others are "
+                            "(the summary says what to do for each)", failed)
     return {"facility": facility, "outcome": "ok", "results": results, "total_seconds": total,
             "failbacks": [offer.command for offer in plan.failbacks]}
 

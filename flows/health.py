@@ -75,7 +75,7 @@ def service_layout(now: datetime | None = None) -> dict[str, tuple[str, str]]:
     than that keeps its inventory state, so a service left midway is judged again, not ignored."""
     now = now or datetime.now(timezone.utc)
     with session() as db:
-        rows = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False)))  # noqa: E712
+        rows = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False)))
     layout = {}
     for row in rows:
         state = row.state

@@ -25,6 +25,7 @@ from hotspare.inventory import locks, runs
 from hotspare.planning.approval import PlanRejected, same_plan
 from tasks.dns_cutover import cutover_dns
 from hotspare.probes import reachability
+from hotspare.errors import SeveralFailed
 from tasks.failover import serves_app
 from hotspare.fleet.context import ServiceContext
 from tasks.fencing import fence
@@ -195,5 +196,5 @@ def expire_temporary_accounts(now: datetime | None = None) -> dict:
     lines += [f"- FAILED to disable {name}" for name in result["failed"]]
     create_markdown_artifact("\n".join(lines), key="expire-temporary-accounts", description="Temporary login expiry")
     if result["failed"]:
-        raise RuntimeError(f"could not disable {', '.join(result['failed'])}; they stay usable until fixed")
+        raise SeveralFailed(f"could not disable {', '.join(result['failed'])}; they stay usable until fixed", result["failed"])
     return result

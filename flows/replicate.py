@@ -22,6 +22,7 @@ from hotspare.inventory import copies, locks, runs
 from hotspare.inventory.runs import record_outcome
 from hotspare.planning.coordination import judge_routine_run
 from hotspare.planning.fleet_replication import Bounds, Job, startable
+from hotspare.errors import SeveralFailed
 from flows.verify import check_copy
 from tasks.dns_cutover import keep_standing_ttl
 from tasks.retry import steps, transfer_retries
@@ -163,7 +164,7 @@ def replicate(services: list[str] | None = None, force: bool = False) -> dict:
                     results[job.service] = {"service": job.service, "outcome": "failed", "error": str(error)}
                     logger.error("%s: %s", job.service, error)
     if failures:
-        raise RuntimeError(f"replication failed for {', '.join(sorted(failures))}; the others completed")
+        raise SeveralFailed(f"replication failed for {', '.join(sorted(failures))}; the others completed", sorted(failures))
     return results
 
 

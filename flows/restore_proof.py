@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 
 from flows.backup import artifact_key, backed_up_services, run_name
 from hotspare import access
+from hotspare.errors import SeveralFailed
 from tasks.backup import prove_restore
 from tasks.orchestrator import require_orchestrator
 
@@ -56,5 +57,6 @@ def restore_proof(service: str | None = None) -> dict:
     create_markdown_artifact("\n".join(lines), key="restore-proof" if not service else artifact_key("restore-proof", service),
                              description="Restore proof")
     if failures:
-        raise RuntimeError(f"restore proof failed for {', '.join(failures)}: the backups may not restore; investigate now")
+        raise SeveralFailed(f"restore proof failed for {', '.join(failures)}: the backups may not restore; investigate now",
+                            failures)
     return results

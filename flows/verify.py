@@ -20,6 +20,7 @@ from hotspare.inventory import copies, locks
 from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import replication as plan
 from hotspare.planning.coordination import judge_routine_run
+from hotspare.errors import SeveralFailed
 from tasks.retry import retrying, steps
 from tasks.snapshot_shipping import verify_shipped
 from tasks.verification import (recheck_files, record_pass, record_verification, repair_copy, verify_accounts,
@@ -175,7 +176,7 @@ def verify(services: list[str] | None = None, full: bool = False) -> dict:
         if not results[name]["passed"] or results[name].get("rpo_state") == "violated":
             failed.append(name)
     if failed:
-        raise RuntimeError(f"verification failed for {', '.join(failed)}")
+        raise SeveralFailed(f"verification failed for {', '.join(failed)}", failed)
     return results
 
 

@@ -69,8 +69,14 @@ if ! (
   fi
   venv="$HOTSPARE_ROOT/.venv"
   stamp="$venv/.lock-sha256"
-  # Over the files' contents only, so a checkout in another folder shares an installed venv.
-  lock_sum="$(cat "$HOTSPARE_ROOT/requirements.lock" "$HOTSPARE_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)" || exit 1
+  # Over the files' contents only, so a checkout in another folder shares an installed venv;
+  # the lint and type-check settings of pyproject.toml ([tool.ruff*], [tool.mypy*]) install
+  # nothing and are left out, so changing them never reinstalls.
+  install_settings() {
+    awk '/^\[/ { skip = ($0 ~ /^\[\[?tool\.(ruff|mypy)/) } skip { next } /^$/ { blank = blank "\n"; next }
+         { printf "%s%s\n", blank, $0; blank = "" }' "$HOTSPARE_ROOT/pyproject.toml"
+  }
+  lock_sum="$({ cat "$HOTSPARE_ROOT/requirements.lock" && install_settings; } | sha256sum | cut -d' ' -f1)" || exit 1
   if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
     stage "installing Python dependencies from requirements.lock (a few minutes)" install_python || exit 1
   fi

@@ -20,6 +20,7 @@ from sqlmodel import select
 
 from hotspare import access
 from hotspare.adapters.errors import PermanentError, TransientError
+from hotspare.errors import Refused
 from hotspare.fleet import Fleet
 from hotspare.inventory import session
 from hotspare.inventory.backup_models import TemporaryAccountRow
@@ -53,7 +54,7 @@ STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 PROBE_TIMEOUT = 3.0
 
 
-class RebuildRefused(PermanentError):
+class RebuildRefused(Refused):
     """A precondition of the rebuild does not hold; nothing was changed."""
 
 
@@ -75,7 +76,7 @@ def survey(fleet: Fleet, service_name: str, standby: str | None, snapshot: str |
         lost = [name for name in (row.active_server, row.mirror_server) if name]
         states = {server.name: server.state for server in db.exec(select(ServerRow))}
         busy: dict[str, list[str]] = {}
-        for other in db.exec(select(ServiceRow).where(ServiceRow.retired == False)):  # noqa: E712
+        for other in db.exec(select(ServiceRow).where(ServiceRow.retired == False)):
             if other.name != service_name:
                 busy.setdefault(other.active_server, []).append(other.name)
     standbys = [server for server in fleet.servers if server.role.value == "standby"]

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from hotspare import access
 from hotspare.adapters.errors import PermanentError, TransientError
+from hotspare.errors import Refused  # its home; importable from here as before
 from hotspare.fleet import Fleet
 from hotspare.inventory import copies, locks, runs
 from hotspare.inventory.models import CopyRow, utcnow
@@ -36,10 +37,6 @@ from tasks.snapshot_shipping import ship
 from tasks.transfer_access import pull
 
 STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
-
-
-class Refused(PermanentError):
-    """A safety check said no; nothing was changed."""
 
 
 @dataclass(frozen=True)

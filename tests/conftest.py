@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import pytest
 
 # HOTSPARE_TEST_DB=postgresql: the session inventory on a PostgreSQL the session starts.
 pytest_plugins = ("postgres_helpers",)
+# Lab tests reuse helpers and tests of the fast layer (test_locks on PostgreSQL, the escalation
+# webhook): tests/unit is importable from every test, whichever runs first.
+sys.path.insert(1, str(Path(__file__).resolve().parent / "unit"))
 
 # With pytest-xdist (scripts/test.sh runs the whole suite in two processes) each process is a
 # session of its own: its own home (inventory, keys), Prefect home, Prefect API and lab slot.
@@ -89,13 +93,18 @@ def fleet(lab, lab_env, prefect_api):
     return loaded_fleet()
 
 
+@pytest.hookimpl(trylast=True)  # after tests/unit/conftest.py has bounded its own tests
 def pytest_collection_modifyitems(config, items) -> None:
     """Every test that uses the session lab (directly or through another fixture) is a ``lab``
     test, so ``-m "not lab"`` runs exactly the tests that need no root, no namespaces, no
-    daemons. Tests that build labs of their own carry the marker explicitly."""
+    daemons. Tests that build labs of their own carry the marker explicitly. Every test without
+    a bound of its own gets LAB_TEST_TIMEOUT."""
+    bound = config.getoption("timeout", None) is None
     for item in items:
         if "lab" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.lab)
+        if bound and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(LAB_TEST_TIMEOUT))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -110,3 +119,15 @@ def pytest_runtest_makereport(item, call):
     if item.get_closest_marker("lab") is not None or any(word in reason for word in ("root", "lab", "PostgreSQL")):
         report.outcome = "failed"
         report.longrepr = f"HOTSPARE_REQUIRE_LAB=1 but this lab test was skipped: {reason}"
+
+
+# No test runs unbounded (pytest-timeout): a lab test may take 15 minutes (a failover or a rebuild
+# on a loaded machine); tests/unit/conftest.py gives the fast layer 60 s. --timeout overrides both.
+LAB_TEST_TIMEOUT = 900
+
+
+def pytest_configure(config) -> None:
+    """The fifteen slowest tests are printed after every run, unless --durations says otherwise."""
+    if config.option.durations is None:
+        config.option.durations = 15
+

@@ -6,8 +6,8 @@ import subprocess
 import time
 from contextlib import contextmanager
 
-from hotspare.lab.remote import host_ssh_argv as ssh_argv  # noqa: F401 (one home for tests and benchmarks)
-from hotspare.lab.slots import free_slot  # noqa: F401
+from hotspare.lab.remote import host_ssh_argv as ssh_argv  # one home for tests and benchmarks
+from hotspare.lab.slots import free_slot
 
 
 def ssh(lab_env: dict, host: str, *command: str, connect_timeout: float = 5,

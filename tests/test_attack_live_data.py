@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 from lab_helpers import host_path, ssh
-from test_failover import SERVICE, address, protected, through_dns  # noqa: F401 - protected is a fixture
+from test_failover import SERVICE, address, protected, through_dns
 
 from flows.failover import failover
 from flows.replicate import replicate_service
@@ -73,7 +73,7 @@ def escaped(path: str) -> str:
     return path.replace("\n", "\\x0a")
 
 
-def test_hostile_data_planted_on_production_never_goes_live(protected, lab, lab_env):  # noqa: F811
+def test_hostile_data_planted_on_production_never_goes_live(protected, lab, lab_env):
     shadow = host_path(lab_env, PRODUCTION, "/etc/shadow")
     saved_shadow = shadow.read_bytes()
     root_hash = "$6$productionroot$" + uuid.uuid4().hex
@@ -122,7 +122,7 @@ def test_hostile_data_planted_on_production_never_goes_live(protected, lab, lab_
         remove_plants(lab_env, PRODUCTION, MIRROR)
 
 
-def test_failback_keeps_the_late_writes_of_the_returning_production(protected, lab, lab_env):  # noqa: F811
+def test_failback_keeps_the_late_writes_of_the_returning_production(protected, lab, lab_env):
     late_data, late_config = f"{DATA}/late-write.txt", f"{CONFIG}/late-write.conf"
     try:
         assert replicate_service(SERVICE)["outcome"] == "ok"
@@ -158,7 +158,7 @@ def test_failback_keeps_the_late_writes_of_the_returning_production(protected, l
                 host_path(lab_env, host, path).unlink(missing_ok=True)
 
 
-def test_a_service_account_on_the_mirror_never_reaches_the_copies(protected, lab, lab_env):  # noqa: F811
+def test_a_service_account_on_the_mirror_never_reaches_the_copies(protected, lab, lab_env):
     """Production's data lands in the mirror's store as it was (a setuid-root shell among it, kept
     for forensics); the service's account, which travels to the mirror and may log in there, must
     not reach it: the store and the service's folder in it are root's alone."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -113,7 +114,7 @@ def test_the_line_is_gone_after_the_transfer_and_an_expired_line_is_refused(flee
 def test_every_lab_host_holds_no_unrestricted_key_but_the_orchestrators(lab, lab_env):
     """After the suite's replications: no transfer line is left, and each host's login file holds
     exactly the orchestrator's key."""
-    orchestrator = open(lab_env["ssh"]["key"] + ".pub").read().split()[:2]
+    orchestrator = Path(lab_env["ssh"]["key"] + ".pub").read_text().split()[:2]
     for name in lab_env["hosts"]:
         transfer_file = host_path(lab_env, name, transfer_keys.TRANSFER_KEYS_FILE)
         if transfer_file.exists():

@@ -291,11 +291,13 @@ def test_a_runbook_over_several_services_that_failed_exits_9(prefect_api):
 
     from hotspare.commands.running import run_flow
 
+    from hotspare.errors import SeveralFailed
+
     @flow(name="cli-test-several")
     def several_services_one_failed():
-        raise RuntimeError("replication failed for app2; the others completed")
+        raise SeveralFailed("replication failed for app2; the others completed", ["app2"])
 
-    with pytest.raises(errors.RunFailed) as raised:
+    with pytest.raises(SeveralFailed) as raised:
         run_flow(several_services_one_failed, debug=False, several=True)
     assert errors.exit_code_of(raised.value) == 9
     assert errors.message_for(raised.value, "hotspare replicate --all").startswith(

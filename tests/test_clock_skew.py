@@ -20,7 +20,6 @@ from hotspare import access
 from hotspare.keys import generate_ed25519
 from hotspare.lab import clocks
 from hotspare.lab.remote import ssh_argv
-from hotspare.planning import host_clocks
 from hotspare.planning.transfer_keys import TRANSFER_KEYS_FILE
 from lab_helpers import host_path, ssh, wait_for
 from tasks import clock_offsets
@@ -28,16 +27,6 @@ from tasks import clock_offsets
 SERVICE = "app1"
 SKEW = 20 * 60
 SENTENCE = "production {}'s clock is 20 min ahead of the orchestrator's"
-
-
-def test_skew_sentences():
-    assert host_clocks.skew_sentence("production", "prod-east", 1199.6) == \
-        "production prod-east's clock is 20 min ahead of the orchestrator's"
-    assert host_clocks.skew_sentence("storage", "vault", -3 * 3600 - 300) == \
-        "storage vault's clock is 3 h 5 min behind the orchestrator's"
-    assert "agrees" in host_clocks.skew_sentence("production", "p", 12)
-    assert host_clocks.parse_clock("x\nclock=1700000000.5\n") == 1700000000.5
-    assert host_clocks.parse_clock("clock=garbage") is None
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from flows.replicate import replicate_service
 from hotspare.cli import main
 from hotspare.inventory import copies
 from lab_helpers import host_path, paused_flow_run, poll, ssh, tree_digest
-from test_failover import address, dns_answer, protected, reset_layout, through_dns  # noqa: F401  (fixture)
+from test_failover import address, dns_answer, protected, reset_layout, through_dns
 from test_replication import writable_copy
 
 pytestmark = pytest.mark.lab

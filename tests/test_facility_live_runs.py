@@ -14,7 +14,7 @@ import pytest
 
 from hotspare.inventory import copies, locks
 from lab_helpers import host_path, kill_failover_after_activation, poll
-from test_facility import address_of, east_lost_and_back, through_dns  # noqa: F401  (east_lost_and_back: a fixture)
+from test_facility import address_of, east_lost_and_back, through_dns
 
 
 def _live_failover(service: str):
@@ -132,38 +132,3 @@ def test_facility_failover_resumes_a_killed_failover_only_once_its_lease_expired
     assert row.lock_token == dead_token + 1  # one acquisition after the dead run's: the resume
     assert (row.state, row.active_server) == ("failed-over", "mirror-west")
     assert through_dns(lab_env, "app1")[:3:2] == (200, address_of(lab_env, "mirror-west"))
-
-
-def test_status_names_a_lost_production_before_a_mirror():
-    from types import SimpleNamespace
-
-    from hotspare.commands.facility_commands import protection_sentence
-    from hotspare.inventory.models import ServerRow, ServiceRow
-    from hotspare.status import _protection
-
-    def standing(state, production, production_facility, mirror, mirror_facility):
-        return SimpleNamespace(service="app1", state=state, production=production, production_facility=production_facility,
-                               mirror=mirror, mirror_facility=mirror_facility, previous_production=None,
-                               previous_production_facility=None)
-
-    # Production and mirror both in the lost facility: the production is what is named.
-    both = protection_sentence(standing("protected", "p1", "east", "m1", "east"), "east", "lost")
-    assert both.startswith("production p1 lost with facility east") and "unprotected" not in both
-    moving = protection_sentence(standing("failing-over", "p1", "east", "m1", "west"), "east", "lost")
-    assert moving.startswith("failing over: production p1 in facility east lost")
-    # A mirror there, production elsewhere: unprotected, and only when the facility is lost.
-    assert protection_sentence(standing("unprotected", "p2", "west", "m2", "east"), "east", "lost").startswith(
-        "unprotected: mirror facility east lost (m2)")
-    failed_reprotect = protection_sentence(standing("unprotected", "p2", "west", "m2", "east"), "east", "up")
-    assert "lost" not in failed_reprotect and "a reprotect failed" in failed_reprotect
-    assert protection_sentence(standing("protected", "p2", "west", "m2", "east"), "east", "up") == "protected"
-
-    servers = {"p1": ServerRow(name="p1", facility="east", address="10.0.0.1", state="failed",
-                               state_reason="facility east lost"),
-               "m1": ServerRow(name="m1", facility="east", address="10.0.0.2", state="failed",
-                               state_reason="facility east lost")}
-    service = ServiceRow(name="app1", active_server="p1", mirror_server="m1", state="failing-over")
-    assert _protection(service, servers) == "failing-over: production p1 lost (facility east lost)"
-    servers["p1"] = ServerRow(name="p1", facility="west", address="10.0.0.1", state="ok")
-    service.state = "unprotected"
-    assert _protection(service, servers) == "unprotected: mirror facility east lost"

@@ -17,7 +17,7 @@ from hotspare.lab import bmc, network
 from hotspare.lab.probes import http_get
 from hotspare.lab.topology import host_by_name
 from lab_helpers import poll, ssh, start_apps
-from test_failover import (SERVICE, address, dns_answer, latest_artifact, protected,  # noqa: F401 (fixture)
+from test_failover import (SERVICE, address, dns_answer, latest_artifact, protected,
                            reset_layout, task_state)
 
 pytestmark = pytest.mark.lab

@@ -155,7 +155,7 @@ def test_each_broken_part_is_declared_requested_and_closed_after_repair(quick_he
                  "replacements": found["replacements"] + more["replacements"]}
     statuses = load_statuses()
     declared = {(change["subject"], change["component"]): change for change in found["changes"]}
-    for (host, part), (component, words, _) in BREAKS.items():
+    for (host, _part), (component, words, _) in BREAKS.items():
         change = declared[(host, component)]
         assert (change["event"], change["state"]) == ("hotspare.health.failed", "failed"), change
         assert words in change["evidence"], change

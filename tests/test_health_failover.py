@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_failover import protected  # noqa: F401 (fixture)
+from test_failover import protected
 from test_hardware_health import clear_health_state, health_settings
 
 pytestmark = pytest.mark.lab

@@ -30,7 +30,7 @@ from test_hardware_health import (
     health_settings,
     lab_command,
 )
-from test_outage_chain import (  # noqa: F401  (fixtures)
+from test_outage_chain import (
     SERVICE,
     address_of,
     declared_failed,
@@ -62,7 +62,7 @@ def resolve_open_about(server: str, service: str) -> None:
 
 
 def test_production_lost_and_failed_over_at_once_still_tells_its_customers(
-        quick_fleet, restored_afterwards, fleet, lab, lab_env):  # noqa: F811  (fixtures imported above)
+        quick_fleet, restored_afterwards, fleet, lab, lab_env):
     from flows.health import health, health_round, service_layout
     from flows.notices import customer_notice
     from hotspare import access

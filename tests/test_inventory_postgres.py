@@ -20,7 +20,7 @@ from hotspare.inventory.models import RunRow, ServiceRow, StepRow, as_utc
 from postgres_helpers import fresh_database
 
 # The lock tests of the SQLite suite, collected here again with this module's `inventory`.
-from test_locks import (  # noqa: F401
+from test_locks import (
     SERVICE,
     test_a_failover_takes_over_routine_work_whose_next_step_then_refuses,
     test_a_killed_holders_lock_frees_itself_within_the_lease,

@@ -56,7 +56,7 @@ def tcp_times_out(address: str, port: int = 22, timeout: float = 1.5) -> bool:
     try:
         with socket.create_connection((address, port), timeout=timeout):
             return False
-    except socket.timeout:
+    except TimeoutError:
         return True
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from lab_helpers import wait_for
 from test_escalation import _webhook, category_one_chain
-from test_outage_chain import address_of, dns_answer, layout, phone_lab, restored_afterwards  # noqa: F401 - fixtures
+from test_outage_chain import address_of, dns_answer, layout, phone_lab, restored_afterwards
 
 SERVICE = "app1"
 DANA, LEE = "+15550100", "+15550101"

@@ -14,6 +14,7 @@ import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import dns.tsig
 import dns.tsigkeyring
 import dns.update
@@ -61,11 +62,11 @@ def read_ttl(server: AuthoritativeServer, name: str) -> int | None:
     return rrset.ttl if rrset else None
 
 
-def _query_a(server: AuthoritativeServer, name: str):
+def _query_a(server: AuthoritativeServer, name: str) -> dns.rrset.RRset | None:
     return _query(server, name, dns.rdatatype.A)
 
 
-def _query(server: AuthoritativeServer, name: str, rdtype):
+def _query(server: AuthoritativeServer, name: str, rdtype: dns.rdatatype.RdataType) -> dns.rrset.RRset | None:
     """The answer's rrset of ``rdtype`` for ``name`` (over TCP), None when there is none."""
     query = dns.message.make_query(_absolute(name), rdtype)
     try:

@@ -8,11 +8,12 @@ facility). With no ``PREFECT_API_URL`` nothing is emitted: no server worth start
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 log = logging.getLogger("hotspare.events")
 
 
-def emit(event: str, resource: dict[str, str], payload: dict | None = None) -> bool:
+def emit(event: str, resource: dict[str, str], payload: dict[str, Any] | None = None) -> bool:
     """Emit ``event`` about ``resource``; False (logged) when it could not be sent."""
     try:
         from prefect.events import emit_event

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import smtplib
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -58,7 +57,7 @@ def send(relay: Relay, message: EmailMessage) -> None:
         raise PermanentError(f"{where} refused the login: check the SmtpServer block") from None
     except smtplib.SMTPRecipientsRefused as error:
         raise PermanentError(f"{where} refused the recipients {sorted(error.recipients)}") from None
-    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, socket.timeout, TimeoutError, OSError) as error:
+    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, TimeoutError, OSError) as error:
         raise TransientError(f"{where} unreachable: {error}") from None
     except smtplib.SMTPException as error:
         raise TransientError(f"{where} failed: {error}") from None
@@ -105,8 +104,9 @@ def send_one(relay: Relay, message: EmailMessage, recipient: str, before_end_of_
                 client.ehlo()
             if relay.username:
                 client.login(relay.username, relay.password or "")
-            steps = (("mail", lambda: client.mail(address)), ("rcpt", lambda: client.rcpt(recipient)),
-                     ("data", lambda: client.docmd("DATA")))
+            steps: tuple[tuple[str, Callable[[], tuple[int, bytes]]], ...] = (
+                ("mail", lambda: client.mail(address)), ("rcpt", lambda: client.rcpt(recipient)),
+                ("data", lambda: client.docmd("DATA")))
             for stage, step in steps:
                 code, text = step()
                 if not 200 <= code < 400:
@@ -119,11 +119,11 @@ def send_one(relay: Relay, message: EmailMessage, recipient: str, before_end_of_
             return Reply(code, _decoded(text), "end-of-data")
     except smtplib.SMTPAuthenticationError:
         raise PermanentError(f"{where} refused the login: check the SmtpServer block") from None
-    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, socket.timeout, TimeoutError, OSError) as error:
+    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, TimeoutError, OSError) as error:
         raise TransientError(f"{where} unreachable or dropped the line: {error}") from None
     except smtplib.SMTPException as error:
         raise TransientError(f"{where} failed: {error}") from None
 
 
-def _decoded(text) -> str:
+def _decoded(text: bytes | str) -> str:
     return text.decode(errors="replace") if isinstance(text, bytes) else str(text)

@@ -19,7 +19,6 @@ import contextlib
 import io
 import select
 import shlex
-import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -147,7 +146,7 @@ class SshConnection:
         self.connect()
         return self
 
-    def __exit__(self, *_exc) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
     def connect(self) -> None:
@@ -187,7 +186,7 @@ class SshConnection:
             if "not found in known_hosts" in str(error):
                 raise PermanentError(f"{where} answered with a host key that is not pinned: refusing") from None
             raise TransientError(f"SSH to {where} failed: {error}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             client.close()
             raise TransientError(f"SSH to {where} timed out after {self.connect_timeout:g} s (host down or unreachable?)") from None
         except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as error:
@@ -205,7 +204,7 @@ class SshConnection:
     def transport(self) -> paramiko.Transport:
         if self._client is None:
             self.connect()
-        transport = self._client.get_transport()
+        transport = self._client.get_transport() if self._client is not None else None
         if transport is None or not transport.is_active():
             raise TransientError(f"SSH connection to {self.endpoint.name} was lost")
         return transport
@@ -331,10 +330,10 @@ def _collect(
             stderr += channel.recv_stderr(min(65536, limits[1] + 1 - len(stderr)))
             _within(len(stderr), limits[1], "stderr", host, argv)
             progressed = True
-        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-            # drain what may still be in flight after the status arrived
-            if channel.eof_received or channel.closed:
-                return bytes(stdout), bytes(stderr)
+        # the status has arrived and nothing is left in flight: done
+        drained = not channel.recv_ready() and not channel.recv_stderr_ready()
+        if channel.exit_status_ready() and drained and (channel.eof_received or channel.closed):
+            return bytes(stdout), bytes(stderr)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TransientError(f"on {host}: `{_short(argv)}` did not finish in time; it was abandoned")

@@ -1,8 +1,9 @@
 """How the command line reports a failure: one exit code per kind, one message on stderr.
 
 This module is the one place that maps exception classes to exit codes (the README's "Exit
-codes" table lists the same). Other code only defines and raises the classes; the CLI calls
-``report`` with whatever reached it. Classes are looked up in ``sys.modules`` by name, never
+codes" table lists the same). The project's kinds are the base classes of hotspare/errors.py,
+mapped by class: a subclass (ServiceBusy, RebuildRefused, PlanRefused...) gets its kind's code
+without a line here. Other libraries' classes are looked up in ``sys.modules`` by name, never
 imported here: an exception of a class whose module was never imported cannot have been
 raised, and the CLI stays fast to start.
 """
@@ -14,7 +15,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 
-from hotspare.adapters.errors import HotspareError
+from hotspare.errors import HotspareError
 
 
 @dataclass(frozen=True)
@@ -52,28 +53,25 @@ KINDS = (OK, UNEXPECTED, USAGE, BAD_FLEET, REFUSED, BUSY, UNREACHABLE, MISSING_C
          INVENTORY_UNREACHABLE)
 
 # The map: (module, class name) -> kind. Order matters: the first class the error is an
-# instance of wins, so subclasses come before their bases.
+# instance of wins, so subclasses come before their bases. The project's kinds are the classes
+# of hotspare/errors.py, one line per kind: their subclasses need none.
 EXCEPTION_KINDS: tuple[tuple[str, str, Kind], ...] = (
     ("hotspare.commands.errors", "UsageError", USAGE),
     ("hotspare.commands.errors", "RunFailed", FAILED),
-    ("hotspare.fleet.load", "FleetError", BAD_FLEET),
-    ("hotspare.adapters.errors", "NotApproved", NOT_APPROVED),
+    ("hotspare.errors", "BadConfiguration", BAD_FLEET),  # FleetError
+    ("hotspare.errors", "NotApproved", NOT_APPROVED),  # PlanRejected
     ("prefect.exceptions", "FlowPauseTimeout", NOT_APPROVED),
-    ("hotspare.adapters.errors", "Busy", BUSY),
-    ("hotspare.inventory.locks", "ServiceBusy", BUSY),
-    ("hotspare.inventory.locks", "LeaseLost", BUSY),  # a failover or rebuild took the lock over
+    ("hotspare.errors", "Busy", BUSY),  # ServiceBusy, HostBusy, LeaseLost (a failover took the lock over)
     ("prefect.concurrency._asyncio", "AcquireConcurrencySlotTimeoutError", BUSY),
-    ("hotspare.adapters.errors", "MissingConfiguration", MISSING_CONFIGURATION),
-    ("hotspare.adapters.errors", "NotFound", NOT_FOUND),
-    ("tasks.replication", "Refused", REFUSED),
-    ("tasks.rebuild", "RebuildRefused", REFUSED),
-    ("hotspare.planning.shell_programs", "PlanRefused", REFUSED),
-    ("hotspare.adapters.errors", "DnsPrerequisiteFailed", REFUSED),
+    ("hotspare.errors", "MissingConfiguration", MISSING_CONFIGURATION),
+    ("hotspare.errors", "NotFound", NOT_FOUND),
+    ("hotspare.errors", "Refused", REFUSED),  # RebuildRefused, PlanRefused, DrillRefused, DNS changed first
     ("hotspare.commands.deploy_commands", "NoWorkerOnline", REFUSED),
+    ("hotspare.errors", "SeveralFailed", FAILED),  # a runbook over several services: some failed
     ("hotspare.inventory.db", "InventoryUnreachable", INVENTORY_UNREACHABLE),
-    ("hotspare.adapters.errors", "TransientError", UNREACHABLE),
+    ("hotspare.errors", "TransientError", UNREACHABLE),
     ("httpx", "TransportError", UNREACHABLE),  # the Prefect API did not answer
-    ("hotspare.adapters.errors", "HotspareError", FAILED),
+    ("hotspare.errors", "HotspareError", FAILED),
 )
 
 # Prefect wrappers around a run's own exception: look at their cause instead.

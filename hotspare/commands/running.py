@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from hotspare.adapters.errors import MissingConfiguration, NotFound
-from hotspare.commands.errors import RunFailed, hide_console_tracebacks
+from hotspare.commands.errors import hide_console_tracebacks
 
 
 def require_service(name: str) -> None:
@@ -29,10 +29,9 @@ def require_service(name: str) -> None:
 def run_flow(flow_function, debug: bool, several: bool = False, **parameters):
     """Run ``flow_function`` here as a Prefect flow run and return its result.
 
-    A failed run raises the exception the run failed with. With ``several``, the flow is a
-    runbook over several services, which ends with a plain RuntimeError naming the services
-    that failed (each reason is in the log above it): that becomes RunFailed, a failure of
-    the run, not of the program.
+    A failed run raises the exception the run failed with; a runbook over several services
+    raises SeveralFailed naming the ones that failed (hotspare/errors.py), which the exit-code
+    table maps by class. ``several`` is kept for callers; nothing depends on it any more.
     """
     if not debug:
         hide_console_tracebacks()
@@ -41,12 +40,7 @@ def run_flow(flow_function, debug: bool, several: bool = False, **parameters):
         from hotspare.planning.approval import PlanRejected
 
         raise PlanRejected(state.message or "the run was cancelled before any step")
-    try:
-        return state.result()
-    except RuntimeError as error:
-        if several and type(error) is RuntimeError:
-            raise RunFailed(str(error)) from error
-        raise
+    return state.result()
 
 
 def print_result(result) -> None:

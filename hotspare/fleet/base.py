@@ -6,7 +6,7 @@ own (health checks, incidents, facilities, workers) can import them without a cy
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
@@ -27,7 +27,7 @@ class Strict(BaseModel):
 
     @field_validator("*")
     @classmethod
-    def _durations_fit(cls, value, info: ValidationInfo):
+    def _durations_fit(cls, value: Any, info: ValidationInfo) -> Any:
         """A duration (a field named ``*_seconds``, ``*_minutes``, ``*_hours``, ``*_days``) of at
         most ten years: longer ones overflow the timers and dates that use them."""
         name = info.field_name or ""

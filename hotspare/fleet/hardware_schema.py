@@ -46,7 +46,7 @@ class Bmc(Strict):
     )
 
     @model_validator(mode="after")
-    def _default_port(self) -> "Bmc":
+    def _default_port(self) -> Bmc:
         if self.port is None:
             object.__setattr__(self, "port", DEFAULT_PORTS[self.protocol])
         return self

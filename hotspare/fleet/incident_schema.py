@@ -52,7 +52,7 @@ class EscalationStep(Strict):
     )
 
     @model_validator(mode="after")
-    def _one_target(self) -> "EscalationStep":
+    def _one_target(self) -> EscalationStep:
         if (self.contact is None) == (self.number is None):
             raise ValueError("a step names either a contact or a number (exactly one)")
         if self.action is StepAction.email and self.contact is None:
@@ -102,7 +102,7 @@ class Incidents(Strict):
     )
 
     @model_validator(mode="after")
-    def _one_chain_per_category(self) -> "Incidents":
+    def _one_chain_per_category(self) -> Incidents:
         categories = [chain.category for chain in self.chains]
         duplicates = sorted({category for category in categories if categories.count(category) > 1})
         if duplicates:

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from hotspare.errors import BadConfiguration
 from hotspare.fleet.parts import fleet_parts
 from hotspare.fleet.rules import rule_violations
 from hotspare.fleet.schema import Fleet
@@ -45,7 +46,7 @@ class FleetProblem:
         return f"{self.file}:{self.line}: {dotted}: {self.message}"
 
 
-class FleetError(Exception):
+class FleetError(BadConfiguration):
     """The fleet file is unusable; ``problems`` lists every reason."""
 
     def __init__(self, problems: list[FleetProblem]):

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 
-from hotspare.adapters.errors import Busy, NotFound, PermanentError
+from hotspare.adapters.errors import Busy, NotFound
 from hotspare.inventory.clock import database_time
 from hotspare.inventory.db import session
 from hotspare.inventory.models import ServiceRow, as_utc
@@ -49,7 +49,7 @@ class ServiceBusy(Busy):
     """Another run holds the service's lock."""
 
 
-class LeaseLost(PermanentError):
+class LeaseLost(Busy):
     """This run no longer holds the service's lock: it stops before its next side effect."""
 
 

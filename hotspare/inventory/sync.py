@@ -96,7 +96,7 @@ def _load_services(db: Session, fleet: Fleet) -> list[Change]:
             changes.append(Change("added", "service", service.name))
             continue
         changes += _update_service(row, service, spec)
-    for row in db.exec(select(ServiceRow).where(ServiceRow.retired == False)):  # noqa: E712
+    for row in db.exec(select(ServiceRow).where(ServiceRow.retired == False)):
         if row.name not in present:
             row.retired = True
             changes.append(Change("retired", "service", row.name, "no longer in the fleet file; history kept"))

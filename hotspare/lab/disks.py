@@ -30,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from hotspare.lab.errors import LabError
 from hotspare.lab.processes import run
@@ -158,7 +158,7 @@ def break_disk(directory: Path, host: HostSpec, mount_point: Path) -> str:
         raise LabError(f"{host.name} already has a dead disk; repair it first with "
                        f"`hotspare lab repair {host.name} disk`")
     victim = next(member for member in current if member["devid"] == 2)  # the second disk
-    Path(victim["backing_file"]).open("r+b").truncate(0)
+    os.truncate(victim["backing_file"], 0)
     run(["losetup", "--set-capacity", victim["device"]], f"failing {victim['device']}")
     # btrfs notices a dead member on its next write; make that happen now, as the next
     # commit (at most 30 s later) would.

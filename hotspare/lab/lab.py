@@ -63,7 +63,7 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
         self._children: dict[int, subprocess.Popen] = {}
 
     @classmethod
-    def from_env(cls, env: dict) -> "Lab":
+    def from_env(cls, env: dict) -> Lab:
         """The Lab an env dict describes (for tests that only hold the env)."""
         return cls(Path(env["directory"]), int(env["slot"]))
 

@@ -11,7 +11,7 @@ import socket
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from hotspare.lab.errors import LabError
 

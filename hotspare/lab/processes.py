@@ -57,7 +57,7 @@ class Daemon:
         return {"name": self.name, "pid": self.pid, "cmdline": list(self.cmdline), "log": self.log}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Daemon":
+    def from_json(cls, data: dict) -> Daemon:
         return cls(data["name"], int(data["pid"]), tuple(data["cmdline"]), data["log"])
 
 

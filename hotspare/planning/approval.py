@@ -52,7 +52,7 @@ class Approval:
         return f"{self.subject}: approved by {self.operator or 'an unnamed operator'} {self.how} (plan digest {self.digest})"
 
 
-def plan_digest(material) -> str:
+def plan_digest(material: object) -> str:
     """The digest of a plan's content (anything JSON can write; other values by ``str``)."""
     text = json.dumps(material, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
@@ -81,7 +81,7 @@ def approved_up_front(subject: str, digest: str, yes: bool, approved_plan_digest
             "nothing was changed. Look at the service again and start a new run if it is still needed.")
     if yes:
         return Approval(subject, digest, operator, "up front (yes)")
-    if approved_plan_digest.strip() != digest:
+    if (approved_plan_digest or "").strip() != digest:  # set: neither yes nor empty reaches here
         raise PlanNotApproved(
             f"{subject}: the approval was for plan {approved_plan_digest}, but the plan is now {digest}: the facts "
             "changed since the plan was reviewed. Review the new plan and approve its digest; nothing was changed.")

@@ -32,6 +32,7 @@ A service that runs as ``root`` runs as root of that user namespace only, mapped
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 HIDDEN = ("/home", "/root", "/tmp", "/var/tmp", "/run", "/mnt", "/media")
 STICKY = ("/tmp", "/var/tmp")
@@ -130,11 +131,11 @@ def passwd_entries(text: str) -> dict[str, tuple[int, int, str]]:
     return entries
 
 
-def default_run_as(spec: dict, copy_passwd: str) -> str | None:
+def default_run_as(spec: dict[str, Any], copy_passwd: str) -> str | None:
     """The service's first declared account, else the copy's first account in its UID range."""
     accounts = spec.get("accounts") or {}
     if accounts.get("users"):
-        return accounts["users"][0]
+        return str(accounts["users"][0])
     low, high = accounts.get("uid_min", 1000), accounts.get("uid_max", 59999)
     for name, (uid, _gid, _home) in passwd_entries(copy_passwd).items():
         if low <= uid <= high:
@@ -142,7 +143,7 @@ def default_run_as(spec: dict, copy_passwd: str) -> str | None:
     return None
 
 
-def choose_identity(service: str, spec: dict, copy_passwd: str, mirror_passwd: str) -> Identity | str:
+def choose_identity(service: str, spec: dict[str, Any], copy_passwd: str, mirror_passwd: str) -> Identity | str:
     """The identity of the drill's commands, or the sentence of a refusal.
 
     ``run_as`` from the fleet, else the default above. The copy's accounts are production's, so a

@@ -8,6 +8,7 @@ failover uses, or merge old accounts onto the now-live host. These rules refuse 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from hotspare.planning.replication import Decision
 
@@ -36,7 +37,7 @@ def judge_routine_run(kind: str, service: str, state: str) -> Decision:
 
 
 def judge_failback(service: str, state: str, active: str, planned_production: str,
-                   in_flight: dict | None) -> Decision:
+                   in_flight: dict[str, Any] | None) -> Decision:
     """May a failback (a planned switchover to the planned production) start? If not, the
     command that does what the operator wants: after a failback whose process died, that is the
     resume of that failover, not a reprotect."""

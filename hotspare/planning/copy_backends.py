@@ -27,6 +27,7 @@ read a copy the same way)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hotspare.planning.replication import COPIES_ROOT, Decision, copy_root, service_root
@@ -132,7 +133,7 @@ MAKE_WORK_SCRIPT = (
 
 
 def prepare_work_argvs(service: str, facts: StoreFacts, baseline_copy: str | None,
-                       data_paths: list[str] = (), qgroup: str | None = None, reseed: bool = False) -> list[list[str]]:
+                       data_paths: Sequence[str] = (), qgroup: str | None = None, reseed: bool = False) -> list[list[str]]:
     """The command that makes sure the working subvolume, and a subvolume for each data path
     inside it, exist before the copy (idempotent: a retried copy step finds them made).
 
@@ -175,7 +176,7 @@ REMOVE_SCRIPT = (
 )
 
 
-def snapshot_copy_argv(service: str, copy_id: str, data_paths: list[str] = (), qgroup: str | None = None) -> list[str]:
+def snapshot_copy_argv(service: str, copy_id: str, data_paths: Sequence[str] = (), qgroup: str | None = None) -> list[str]:
     """The working tree becomes copy ``copy_id``: read-only snapshots, made in one step each
     (into the service's quota group ``qgroup`` where it exists)."""
     return ["env", f"REMOVE={REMOVE_SCRIPT}", *_in_group(qgroup)[1:], "sh", "-c", SNAPSHOT_SCRIPT, "sh", work_root(service),

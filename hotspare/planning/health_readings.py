@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from hotspare.planning.ages import age_text
 from hotspare.planning.readings import ComponentKind, ComponentState, Reading
@@ -27,7 +28,7 @@ class SpaceThresholds:
     inode_failed: float = 95
 
 
-def probe_reading(subject: str, component: str, kind: ComponentKind, result: dict | None, site: str) -> Reading:
+def probe_reading(subject: str, component: str, kind: ComponentKind, result: dict[str, Any] | None, site: str) -> Reading:
     """A probe's ``{"ok": bool, "evidence": str}`` (None: not probed) as a reading."""
     if result is None:
         return Reading(subject, component, kind, UNKNOWN, "not probed", site)

@@ -25,7 +25,7 @@ Pure: argument lists and constant programs, no network.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 HOST_LOCK_FILE = "/etc/.hotspare-host.lock"
 LOCKED_LINE = b"hotspare-host-lock: locked\n"
@@ -102,7 +102,7 @@ def replace_checked_argv(suffix: str, expected: dict[str, str]) -> list[str]:
     return ["sh", "-c", REPLACE_CHECKED, "sh", suffix, *pairs]
 
 
-def _absolute(paths: Sequence[str]) -> list[str]:
+def _absolute(paths: Iterable[str]) -> list[str]:
     for path in paths:
         if not path.startswith("/") or posixpath.normpath(path) != path:
             raise ValueError(f"{path!r} is not an absolute, normal path")

@@ -7,6 +7,7 @@ the replacement-part routine and incidents. Pure data: no network, no clock.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -65,6 +66,6 @@ class Reading:
     part: dict[str, str] = field(default_factory=dict)
 
 
-def worst(states) -> ComponentState:
+def worst(states: Iterable[ComponentState]) -> ComponentState:
     """The worst of ``states`` (``ok`` when there are none)."""
     return max(states, key=lambda state: state.rank, default=ComponentState.ok)

@@ -9,6 +9,7 @@ the facility's remote hands is composed here and sent by the flow through the SM
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hotspare.planning.health import ComponentStatus
 from hotspare.planning.readings import ComponentState
@@ -39,7 +40,7 @@ class ReplacementRequest:
     model: str
     evidence: str
     state: str
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def subject_line(self) -> str:
         return f"Replacement request: {self.part_kind.replace('_', ' ')} {self.slot or self.component} in {self.server} ({self.facility})"
@@ -77,8 +78,8 @@ def plan_replacements(statuses: list[ComponentStatus], open_requests: set[tuple[
             to_open.append(status)
             decisions.append(f"opening a replacement request for {status.subject} {status.component} ({status.state.value}): {status.evidence}")
     for key in sorted(open_requests):
-        status = by_key.get(key)
-        if status is not None and status.state == ComponentState.ok:
+        reading = by_key.get(key)
+        if reading is not None and reading.state == ComponentState.ok:
             to_close.append(key)
             decisions.append(f"closing the replacement request for {key[0]} {key[1]}: it reads healthy again")
     return ReplacementPlan(tuple(to_open), tuple(to_close), tuple(decisions))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Sequence
 
+from hotspare.errors import Refused
+
 
 RUN_DIR = "/run/hotspare"  # per-run key material on the hosts (tmpfs, root only)
 
@@ -60,7 +62,7 @@ PLACE = (
 )
 
 
-class PlanRefused(Exception):
+class PlanRefused(Refused):
     """The facts do not allow the requested plan; ``reasons`` lists every one."""
 
     def __init__(self, reasons: Sequence[str]):

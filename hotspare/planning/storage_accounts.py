@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 
 from hotspare.adapters.ssh import command_line
+from hotspare.errors import Refused
 
 STORAGE_GROUP = "hotspare-backup"
 ACCOUNT_PREFIX = "hsb-"
@@ -86,7 +87,7 @@ REVOKE = (
 CLEAR_OTHER_RUNS = 'folder=$1 keep=$2; [ -d "$folder" ] || exit 0; find "$folder" -mindepth 1 -maxdepth 1 ! -name "$keep" -exec rm -rf -- {} +'
 
 
-class GrantRefused(Exception):
+class GrantRefused(Refused):
     """The fleet does not allow an append-only grant for this service; the message says why."""
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from hotspare.planning.host_clocks import CLOCK_COMMAND
 
@@ -214,7 +215,7 @@ def _also(also: tuple[str, list[str]] | None) -> list[str]:
     return ["env", f"HOTSPARE_ALSO={program}", f"HOTSPARE_ALSO_ARGS={' '.join(words)}"]
 
 
-def key_lines(text: str) -> list[dict]:
+def key_lines(text: str) -> list[dict[str, Any]]:
     """hotspare transfer lines in an authorized_keys text: service, tag, expiry, options."""
     found = []
     for line in text.splitlines():

@@ -137,7 +137,7 @@ def test_fleet_rule_depends_on_names_known_services_without_cycles():
 
     from hotspare.fleet.load import FleetError, parse_fleet
 
-    data = yaml.safe_load((Path(__file__).parent.parent / "docs" / "fleet-example.yaml").read_text())
+    data = yaml.safe_load((Path(__file__).parents[2] / "docs" / "fleet-example.yaml").read_text())
     first = data["services"][0]
     second = copy.deepcopy(first)
     second.update(name="app2", dns_name=first["dns_name"].replace("app1", "app2"), data_paths=["/srv/app2/data"],

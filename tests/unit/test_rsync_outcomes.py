@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 
 import pytest
 
@@ -61,43 +58,6 @@ def test_files_read_through_the_transfer_module_are_named_by_their_absolute_path
                                     ("/srv/app1/data/secret.db", "Permission denied (13)"))
 
 
-@pytest.fixture
-def unreadable_tree():
-    """A tree with one file its reader (nobody) may not open, and a source path that is gone
-    (under /tmp itself: pytest's own temporary folders are closed to other users)."""
-    import tempfile
-    from pathlib import Path
-
-    tmp_path = Path(tempfile.mkdtemp(prefix="hotspare-rsync-"))
-    source = tmp_path / "src"
-    (source / "data").mkdir(parents=True)
-    (source / "data" / "fine.txt").write_text("fine")
-    (source / "data" / "secret.db").write_text("secret")
-    os.chmod(source / "data" / "secret.db", 0o600)
-    tmp_path.chmod(0o755)
-    source.chmod(0o755)
-    (source / "data").chmod(0o755)
-    target = tmp_path / "dst"
-    target.mkdir()
-    target.chmod(0o777)
-    yield source, target
-    shutil.rmtree(tmp_path)
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to run rsync as nobody")
-def test_real_rsync_exit_23_is_partial_and_names_the_unreadable_file(unreadable_tree):
-    source, target = unreadable_tree
-    result = subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "rsync", "-a", "--relative",
-         f"{source}/data", f"{source}/missing", f"{target}/"],
-        capture_output=True, text=True, timeout=30, check=False)
-    outcome = classify_rsync(result.returncode, result.stderr)
-    assert result.returncode == 23
-    assert outcome.kind == "partial"
-    assert set(outcome.failed_paths) == {f"{source}/data/secret.db", f"{source}/missing"}
-    assert (target / str(source).lstrip("/") / "data" / "fine.txt").read_text() == "fine"  # the rest arrived
-
-
 def test_unreadable_files_always_fail_verification_unless_fuzzy():
     itemized = [("content", "/srv/app1/data/a"), ("unreadable", "/srv/app1/data/live.log"), ("unreadable", "/srv/app1/data/b")]
     report = content.classify_differences(itemized, {"/srv/app1/data/a": 100.0}, copy_started=50.0, fuzzy=["*.log"])
@@ -149,4 +109,3 @@ def test_restore_proofs_leave_excluded_files_out_of_both_sides():
     comparison = compare_manifests(expected, actual, excludes=["/srv/app1/data/cache", "*.sock"])
     assert comparison.identical and comparison.files_checked == 1
     assert not compare_manifests(expected, actual).identical  # without the patterns: missing files
-

@@ -10,7 +10,7 @@ from hotspare.adapters import ipmi, redfish
 from hotspare.lab import bmc_render
 from hotspare.planning.readings import ComponentKind, ComponentState
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def by_component(readings):

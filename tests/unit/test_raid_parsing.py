@@ -12,7 +12,7 @@ from pathlib import Path
 from hotspare.planning import raid
 from hotspare.planning.readings import ComponentKind, ComponentState
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def read(name: str) -> str:

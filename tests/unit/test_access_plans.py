@@ -122,7 +122,9 @@ def test_an_up_front_approval_counts_only_from_an_approver_the_control_site_or_a
     from hotspare.planning.approval import Approval
 
     given = Approval("failover of app1", "0123456789abcdef", "typed name", "up front (yes)")
-    by = lambda role, name, subflow=False: RunProvenance(True, (role, name), subflow, "id")
+    def by(role: str, name: str, subflow: bool = False) -> RunProvenance:
+        return RunProvenance(True, (role, name), subflow, "id")
+
     assert up_front_by_identity(given, by(APPROVER, "april"))[0].operator == "april"
     assert up_front_by_identity(given, by(CONTROL, "control"))[0] == given
     assert up_front_by_identity(given, by(WORKER, "worker-east", subflow=True))[0] == given

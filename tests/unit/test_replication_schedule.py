@@ -16,7 +16,7 @@ from hotspare.planning.replication_schedule import (
     cron_cadence_minutes, interval_for, plan_replication_schedule, replications_per_day_of,
 )
 
-BASIC = Path(__file__).resolve().parent / "data" / "fleet-basic.yaml"
+BASIC = Path(__file__).resolve().parents[1] / "data" / "fleet-basic.yaml"
 
 
 def fleet_with(rpos: dict[str, float | None], crons: list[str] | None = None, timezone: str = "UTC",

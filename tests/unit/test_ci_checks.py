@@ -9,7 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_pytest_on(tmp_path: Path, body: str, require_lab: bool) -> subprocess.CompletedProcess:
@@ -64,3 +64,23 @@ def test_a_process_left_by_the_suite_is_named_ended_and_fails_the_run(tmp_path):
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
+
+
+
+def test_a_unit_test_that_asks_for_the_lab_fails_with_the_fix(tmp_path):
+    """tests/unit/conftest.py: a test in the fast layer that asks for the lab (here through the
+    fleet) fails before the lab starts, and says where it belongs."""
+    unit = tmp_path / "unit"
+    unit.mkdir()
+    (unit / "conftest.py").write_text((ROOT / "tests" / "unit" / "conftest.py").read_text())
+    (unit / "test_sample.py").write_text("def test_reads_the_fleet(fleet):\n    assert fleet\n\n"
+                                         "def test_pure():\n    assert 1 + 1 == 2\n")
+    environment = {**os.environ, "PYTHONPATH": f"{ROOT}/tests{os.pathsep}{ROOT}", "HOTSPARE_HOME": str(tmp_path / "home")}
+    environment.pop("PYTEST_XDIST_WORKER", None)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
+                             "--rootdir", str(tmp_path), str(unit)],
+                            cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1, result.stdout
+    assert "1 passed" in result.stdout and "1 error" in result.stdout, result.stdout
+    assert "test_reads_the_fleet uses lab, lab_env, fleet, prefect_api, which needs the lab or a server" in result.stdout
+    assert "move it to tests/" in result.stdout

@@ -11,9 +11,9 @@ from hotspare.cli import main
 from hotspare.fleet import FleetError, paths, parse_fleet
 from hotspare.fleet.paths import path_problem
 from hotspare.planning.failover import activation_argv
-from test_local_secrets import home  # noqa: F401 - a HOTSPARE_HOME of its own (fixture)
+from test_local_secrets import home
 
-EXAMPLE = (Path(__file__).parent / "data" / "fleet-basic.yaml").read_text()
+EXAMPLE = (Path(__file__).parents[1] / "data" / "fleet-basic.yaml").read_text()
 
 
 def problems_of(text: str) -> list[str]:
@@ -556,12 +556,12 @@ def test_values_parse_the_way_their_use_does():
         e164("030 123456")
 
 
-def test_load_dry_run_shows_the_changes_and_the_diff_and_changes_nothing(home, tmp_path, capsys):  # noqa: F811
+def test_load_dry_run_shows_the_changes_and_the_diff_and_changes_nothing(home, tmp_path, capsys):
     from hotspare.cli import main
     from hotspare.inventory import session
     from hotspare.inventory.models import FleetDocumentRow, ServerRow
 
-    example = Path(__file__).parent / "data" / "fleet-basic.yaml"
+    example = Path(__file__).parents[1] / "data" / "fleet-basic.yaml"
     assert main(["fleet", "load", str(example), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "added    server prod-east" in out and f"+++ file: {example}" in out and "nothing was changed" in out

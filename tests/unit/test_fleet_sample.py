@@ -9,7 +9,7 @@ from hotspare.fleet.load import parse_fleet
 from hotspare.fleet.sample import field_paths, sample_fleet_file
 from hotspare.fleet.schema import Fleet
 
-DOCS_SAMPLE = Path(__file__).resolve().parents[1] / "docs" / "fleet-example.yaml"
+DOCS_SAMPLE = Path(__file__).resolve().parents[2] / "docs" / "fleet-example.yaml"
 
 
 def test_docs_sample_is_the_generated_one():

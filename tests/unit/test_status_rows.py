@@ -1,0 +1,91 @@
+"""The status table from rows built in memory (no database)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from hotspare.inventory.models import CopyRow, RunRow, ServiceRow
+from hotspare.status import copy_facts, failover_facts, format_table
+
+NOW = datetime(2026, 11, 25, 13, 0, 0, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
+
+
+
+# ---------------------------------------------------------------------------------------
+# Status (rows built in memory; no database)
+
+
+def service_row() -> ServiceRow:
+    return ServiceRow(
+        name="shop", spec={"dns_name": "shop.example.test.", "data_paths": ["/srv/shop/data", "/srv/shop/uploads"]},
+        planned_production="east-1", planned_mirror="west-1", active_server="east-1", mirror_server="west-1",
+    )
+
+
+def test_copy_facts():
+    current = CopyRow(
+        id="20261125T100000Z", service="shop", source_server="east-1", target_server="west-1",
+        path="/srv/hotspare/shop/copies/20261125T100000Z", status="verified",
+        started_at=datetime(2026, 11, 25, 10, 0), verified_at=datetime(2026, 11, 25, 10, 5),  # naive, as SQLite returns
+    )
+    assert copy_facts(service_row(), current, current, 24, NOW) == {
+        "current_copy": {
+            "id": "20261125T100000Z", "server": "west-1",
+            "path": "/srv/hotspare/shop/copies/20261125T100000Z/tree/srv/shop/data", "status": "verified",
+            "started_at": datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc),
+            "verified_at": datetime(2026, 11, 25, 10, 5, tzinfo=timezone.utc),
+        },
+        "copy_age_hours": 3.0,
+        "rpo_hours": 24,
+        "rpo_state": "ok",
+    }
+    assert copy_facts(service_row(), current, current, 3.5, NOW)["rpo_state"] == "at risk"
+
+
+def test_copy_facts_without_copies():
+    assert copy_facts(service_row(), None, None, 24, NOW) == {
+        "current_copy": None, "copy_age_hours": None, "rpo_hours": 24, "rpo_state": "violated",
+    }
+
+
+def failover_run(outcome: str = "ok", details: dict | None = None) -> RunRow:
+    return RunRow(kind="failover", service="shop", started_at=datetime(2026, 11, 25, 12, 30, tzinfo=timezone.utc),
+                  outcome=outcome, summary="shop now runs on west-1", details=details)
+
+
+def test_failover_facts():
+    run = failover_run(details={"mode": "emergency", "rto_seconds": 42.5, "data_loss_seconds": 3600.0,
+                                "fencing": {"fenced": False}})
+    assert failover_facts(run) == {
+        "last_failover": {
+            "at": datetime(2026, 11, 25, 12, 30, tzinfo=timezone.utc), "outcome": "ok", "mode": "emergency",
+            "rto_seconds": 42.5, "data_loss_seconds": 3600.0, "fenced": False, "summary": "shop now runs on west-1",
+        }
+    }
+    assert failover_facts(None) == {"last_failover": None}
+    assert failover_facts(failover_run(details=None))["last_failover"]["fenced"] is True  # planned: nothing to fence
+
+
+def test_format_table():
+    current = CopyRow(id="C", service="shop", source_server="east-1", target_server="west-1", path="/p",
+                      status="verified", started_at=NOW - 1.5 * HOUR)
+    record = {
+        "service": "shop", "state": "protected",
+        "production": {"name": "east-1", "facility": "east", "address": "10.211.70.11", "reachable": True, "state": "ok"},
+        "mirror": {"name": "west-1", "facility": "west", "address": "10.211.70.12", "reachable": False, "state": "ok"},
+        **copy_facts(service_row(), current, current, 24, NOW),
+        **failover_facts(failover_run(details={"rto_seconds": 42.5, "data_loss_seconds": 3600.0})),
+        "backup_age": "2.0h", "restore_proof_text": "ok 1d", "copy_backend": "btrfs-snapshot", "health_text": "fan Fan1 degraded",
+    }
+    bare = {"service": "blog", "state": "unprotected", "production": {"name": "east-2", "facility": "east"}, "mirror": None,
+            **failover_facts(failover_run(outcome="failed"))}
+    header, shop, blog = format_table([record, bare]).splitlines()
+    assert header.split() == ["SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY",
+                              "AGE", "COPIES", "RPO", "LAST", "FAILOVER", "BACKUP", "AGE", "RESTORE", "PROOF", "HEALTH"]
+    assert shop.split() == ["shop", "protected", "east-1", "east", "yes", "west-1", "west", "NO", "1.5h", "snapshots", "ok",
+                            "RTO", "42.5s,", "loss", "3600s", "2.0h", "ok", "1d", "fan", "Fan1", "degraded"]
+    assert blog.split() == ["blog", "unprotected", "east-2", "east", "?", "-", "-", "?", "-", "-", "-", "failed", "11-25",
+                            "12:30", "-", "-", "-"]
+    # columns line up: every row's RPO cell starts where the header's does
+    assert shop.index(" ok ") + 1 == header.index("RPO")
