@@ -153,6 +153,7 @@ def unsubscribe_link(fleet, address: str) -> str | None:
         return None
     for row in rows.confirmed():
         if row.address == address.lower():
-            return plan.links(section.subscribe_url, int(row.id), None,
-                              plan.unsubscribe_token(status_page_key(), int(row.id), row.address))["unsubscribe"]
+            assert row.id is not None  # a stored row
+            return plan.links(section.subscribe_url, row.id, None,
+                              plan.unsubscribe_token(status_page_key(), row.id, row.address))["unsubscribe"]
     return None

@@ -8,12 +8,12 @@ pending again with a new token, and never touches a confirmed one's state.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel, select
 
-from hotspare.inventory.models import as_utc, utcnow
+from hotspare.inventory.models import utcnow
 
 CONFIRM_VALID = timedelta(hours=48)
 # One confirmation mail per address and customer in this time: the form cannot flood a mailbox.
@@ -46,13 +46,16 @@ def request(customer: str, address: str, confirm_digest: str, now: datetime | No
                                                     SubscriptionRow.address == address.lower())).first()
         if row is None:
             row = SubscriptionRow(customer=customer, address=address.lower())
-        elif row.state == "confirmed" or row.state == "pending" and now - as_utc(row.requested_at) < RESEND_AFTER:
-            return int(row.id), False
+        elif row.state == "confirmed" or (row.state == "pending" and row.requested_at is not None
+                                            and now - row.requested_at.replace(tzinfo=row.requested_at.tzinfo or timezone.utc) < RESEND_AFTER):
+            assert row.id is not None
+            return row.id, False
         row.state, row.confirm_digest, row.confirm_expires, row.requested_at = \
             "pending", confirm_digest, now + CONFIRM_VALID, now
         db.add(row)
         db.flush()
-        return int(row.id), True
+        assert row.id is not None  # the flush gave it one
+        return row.id, True
 
 
 def confirm(confirm_digest: str, now: datetime | None = None) -> SubscriptionRow | None:
@@ -64,7 +67,7 @@ def confirm(confirm_digest: str, now: datetime | None = None) -> SubscriptionRow
     with session() as db:
         row = db.exec(select(SubscriptionRow).where(SubscriptionRow.confirm_digest == confirm_digest,
                                                     SubscriptionRow.state == "pending")).first()
-        if row is None or row.confirm_expires is None or as_utc(row.confirm_expires) < now:
+        if row is None or row.confirm_expires is None or row.confirm_expires.replace(tzinfo=row.confirm_expires.tzinfo or timezone.utc) < now:
             return None
         row.state, row.confirmed_at, row.confirm_digest, row.confirm_expires = "confirmed", now, None, None
         db.add(row)

@@ -13,6 +13,8 @@ Pure (no network, no clock). Two kinds:
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 
 from hotspare.planning.ages import age_text
@@ -32,7 +34,7 @@ class Table:
     note: str = ""
 
 
-def escalation_tables(fleet) -> list[Table]:
+def escalation_tables(fleet: Any) -> list[Table]:
     """One table per incident category (1 to 3): every page in order, over every round."""
     from hotspare.fleet.incident_schema import chain_for
 
@@ -55,7 +57,7 @@ def escalation_tables(fleet) -> list[Table]:
     return tables
 
 
-def escalation_rows(chain, contacts) -> Table:
+def escalation_rows(chain: Any, contacts: Any) -> Table:
     """The rows of one chain: (round, step, action, who, number or address, extension, wait)."""
     plan = plan_escalation(chain, contacts)
     rows = tuple((str(page.round), str(page.step), ACTION_WORDS.get(page.action, page.action),
@@ -65,7 +67,7 @@ def escalation_rows(chain, contacts) -> Table:
                  "\n".join(plan.skipped))
 
 
-def settings_tables(title: str, value) -> list[Table]:
+def settings_tables(title: str, value: Any) -> list[Table]:
     """``value`` (a dumped fleet section) as a settings table plus one table per list of records."""
     settings: list[tuple[str, str]] = []
     records: list[Table] = []
@@ -74,7 +76,7 @@ def settings_tables(title: str, value) -> list[Table]:
     return tables + records
 
 
-def _walk(title: str, prefix: str, value, settings: list, records: list) -> None:
+def _walk(title: str, prefix: str, value: Any, settings: list[tuple[str, str]], records: list[Table]) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             _walk(title, f"{prefix}{_words(key)}" if not prefix else f"{prefix}: {_words(key)}", item, settings, records)
@@ -89,7 +91,7 @@ def _walk(title: str, prefix: str, value, settings: list, records: list) -> None
     settings.append((prefix or title, cell(value)))
 
 
-def cell(value) -> str:
+def cell(value: Any) -> str:
     """A value as a reader reads it."""
     if value is None or value == "":
         return "not set"
@@ -106,7 +108,7 @@ def cell(value) -> str:
     return str(value)
 
 
-def _record(item: dict) -> str:
+def _record(item: dict[str, Any]) -> str:
     """A record inside a cell: its first value, the others in parentheses."""
     values = [cell(value) for value in item.values() if value not in (None, "", [], {})]
     return f"{values[0]} ({', '.join(values[1:])})" if len(values) > 1 else (values[0] if values else "none")

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                "hotspare.phone_approvals")),
     ("flows", ("flows.*",)),
     ("top", ("deployments.*", "hotspare.commands.*", "hotspare.cli", "hotspare.lab.*", "hotspare.acknowledgements",
-             "hotspare.issuer.*")),
+             "hotspare.issuer.*", "hotspare.subscription_webhook")),
 ]
 PACKAGES = ("hotspare", "tasks", "flows", "blocks", "deployments")
 

@@ -12,7 +12,7 @@ from hotspare.fleet import parse_fleet
 from hotspare.fleet.context import ServiceContext
 from hotspare.fleet.sample import sample_fleet_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HANDED_FACTS = ("tasks/failover.py", "tasks/drill.py", "flows/failover_undo.py")
 
 
