@@ -14,6 +14,7 @@ def register(subparsers) -> None:
     render.add_argument("--out", default=".", help="folder to write into (default: the current one)")
     render.add_argument("--days", type=int, default=90, help="readiness window in days (default 90)")
     render.add_argument("--no-pdf", action="store_true", help="write the HTML only")
+    render.add_argument("--json", action="store_true", help="print the files written as JSON (for scripts)")
     render.set_defaults(func=render_command)
 
 
@@ -24,6 +25,11 @@ def render_command(args: argparse.Namespace) -> int:
 
     fleet = access.loaded_fleet()
     written = render(Path(args.out), fleet=fleet, readiness=gather_readiness(args.days, fleet=fleet), pdf=not args.no_pdf)
+    if args.json:
+        from hotspare.commands.output import print_json
+
+        print_json({kind: str(path) for kind, path in written.items()})
+        return 0
     for kind, path in written.items():
         print(f"{kind}: {path}")
     return 0

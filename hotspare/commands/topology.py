@@ -108,18 +108,22 @@ def _hours_between(earlier: datetime, later: datetime) -> float:
     return (_aware(later) - _aware(earlier)).total_seconds() / 3600
 
 
-def show_topology(service_name: str, heading: str) -> None:
-    """Print the service's topology now from the inventory and a live DNS read.
+def show_topology(service_name: str, heading: str, to_stderr: bool = False) -> None:
+    """Print the service's topology now from the inventory and a live DNS read (on stderr with
+    ``to_stderr``: a command printing JSON keeps stdout for it).
 
     Never raises: the table is a courtesy around the command, whose own outcome counts.
     """
+    import sys
+
     try:
-        _show_topology(service_name, heading)
+        _show_topology(service_name, heading, sys.stderr if to_stderr else sys.stdout)
     except Exception as error:  # noqa: BLE001 - see the docstring
-        print(f"{heading}: topology not shown ({type(error).__name__}: {error})", flush=True)
+        print(f"{heading}: topology not shown ({type(error).__name__}: {error})", flush=True,
+              file=sys.stderr if to_stderr else sys.stdout)
 
 
-def _show_topology(service_name: str, heading: str) -> None:
+def _show_topology(service_name: str, heading: str, stream) -> None:
     from sqlmodel import select
 
     from hotspare.inventory import copies as copy_rows
@@ -133,7 +137,7 @@ def _show_topology(service_name: str, heading: str) -> None:
         return
     addresses, note = _read_dns(service)
     rows = topology_rows(service, servers, copy_rows.copies_of(service_name), addresses, utcnow())
-    print(f"{heading}:\n{format_topology(service, rows, addresses, note)}", flush=True)
+    print(f"{heading}:\n{format_topology(service, rows, addresses, note)}", flush=True, file=stream)
 
 
 def _read_dns(service: ServiceRow) -> tuple[list[str] | None, str]:
