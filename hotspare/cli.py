@@ -103,7 +103,9 @@ def version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``command`` (the first word typed), groups that live in
+    heavier packages (the lab's) are listed by name and one line only, unless it is theirs."""
     parser = HotspareParser(prog="hotspare", description="Disaster-recovery orchestration for a hosting fleet.",
                             epilog="Exit codes: see the README's \"Exit codes\" table.")
     parser.add_argument("--version", action="version", version=f"hotspare {version()}")
@@ -113,19 +115,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     fleet_commands.register(subparsers)
     status_commands.register(subparsers)
-    _register_optional(subparsers)
+    _register_optional(subparsers, command)
     return parser
 
 
-def _register_optional(subparsers) -> None:
+# Groups registered by a package the CLI should not import unless the group is used:
+# module -> (command, its one line in the help).
+_OUTSIDE_GROUPS = {"hotspare.lab.commands": ("lab", "the built-in lab of real hosts on this machine")}
+
+
+def _register_optional(subparsers, command: str | None = None) -> None:
     """Subcommand groups that live beside their subsystem: the lab's, and every
-    ``hotspare/commands/*_commands.py`` module (each exposes ``register``), in name order."""
+    ``hotspare/commands/*_commands.py`` module (each exposes ``register``), in name order.
+    The lab's module is imported only when the command is ``lab`` (or ``command`` is None)."""
     import pkgutil
     from importlib import import_module
 
     import hotspare.commands
 
-    names = ["hotspare.lab.commands"] + sorted(
+    for module_name, (name, help_text) in _OUTSIDE_GROUPS.items():
+        if command is not None and command != name:
+            subparsers.add_parser(name, help=help_text, add_help=False)  # listed; never run from here
+    names = [name for name, (word, _help) in _OUTSIDE_GROUPS.items() if command is None or command == word] + sorted(
         f"hotspare.commands.{module.name}" for module in pkgutil.iter_modules(hotspare.commands.__path__)
         if module.name.endswith("_commands") and module.name not in ("fleet_commands", "status_commands"))
     for module_name in names:
@@ -147,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
     argv = [word for word in argv if word != "--debug"] if debug else argv
-    args, extras = build_parser().parse_known_args(argv)  # bad usage: one line, the command's usage, exit 2
+    command = next((word for word in argv if not word.startswith("-")), "")  # "": --help or --version alone
+    args, extras = build_parser(command).parse_known_args(argv)  # bad usage: one line, the command's usage, exit 2
     if extras:
         args._parser.error(f"unrecognized arguments: {' '.join(extras)}")
     args.debug = debug
