@@ -103,12 +103,20 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: read the package's metadata only when asked (importlib.metadata is slow to load)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"hotspare {version()}")
+        parser.exit()
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with ``command`` (the first word typed), groups that live in
     heavier packages (the lab's) are listed by name and one line only, unless it is theirs."""
     parser = HotspareParser(prog="hotspare", description="Disaster-recovery orchestration for a hosting fleet.",
                             epilog="Exit codes: see the README's \"Exit codes\" table.")
-    parser.add_argument("--version", action="version", version=f"hotspare {version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="print hotspare's version")
     parser.add_argument("--debug", action="store_true", help="show tracebacks (may come anywhere on the command line)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from hotspare.commands import fleet_commands, status_commands

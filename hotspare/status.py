@@ -72,7 +72,7 @@ def status_rows(records: list[dict], now: datetime | None = None) -> list[tuple[
     rows = []
     for record in records:
         copies = {"btrfs-snapshot": "snapshots", "hard-links": "hard links"}.get(record.get("copy_backend"))
-        copy = "-" if record.get("copy_age_hours") is None else f"{hours_text(record['copy_age_hours'])} old"
+        copy = "no verified copy" if record.get("copy_age_hours") is None else f"{hours_text(record['copy_age_hours'])} old"
         copy += f", {copies}" if copies else ""
         copy += f"; RPO {record['rpo_state']}" if record.get("rpo_state") else ""
         rows.append((record["service"], record.get("protection") or record["state"], _server_cell(record["production"]),

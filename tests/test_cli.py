@@ -115,10 +115,11 @@ def test_topology_of_a_protected_service_marks_where_users_go():
         ("production", "prod-east", "east", "users"), ("mirror", "mirror-west", "west", "")]
     assert (rows[1]["copy"], rows[1]["copy_status"], rows[1]["copy_age_hours"]) == ("app1-b", "verified", 1.5)
     assert rows[0]["copy"] is None
-    text = format_topology(service, rows, ["10.0.0.11"])
+    text = format_topology(service, rows, ["10.0.0.11"], width=100)
     assert text.splitlines()[0] == "app1: protected; app1.lab.test -> 10.0.0.11"
-    assert "| production | prod-east   | east     | 10.0.0.11 | ok    | -" in text
-    assert "app1-b (verified) | 90 min" in text
+    assert _row(text, "production") == ["prod-east", "east", "10.0.0.11", "ok", "-", "-", "users"]
+    assert _row(text, "mirror")[4:6] == ["app1-b (verified)", "90 min"]
+    assert max(len(line) for line in text.splitlines()) <= 100
     assert [_age(hours) for hours in (None, 0.01, 0.75, 1.5, 49)] == ["-", "36 s", "45 min", "90 min", "2 d 1 h"]
 
 
@@ -222,7 +223,8 @@ def test_failover_without_approval_exits_7_and_changes_nothing(protected, lab_en
     assert dns_answer(lab_env) == [address(lab_env, "production")]
 
 
-def test_planned_switchover_prints_the_topology_before_and_after(protected, lab_env, capsys):  # noqa: F811
+def test_planned_switchover_prints_the_topology_before_and_after(protected, lab_env, capsys, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough that no cell wraps: one line per row to read
     assert main(["failover", SERVICE, "--planned", "--yes"]) == 0
     out = capsys.readouterr().out
     before, after = out.split("before:\n", 1)[1], out.split("after:\n", 1)[1]
@@ -237,9 +239,11 @@ def test_planned_switchover_prints_the_topology_before_and_after(protected, lab_
 
 
 def _row(table: str, role: str) -> list[str]:
-    """The cells after ROLE of the first table row for ``role``."""
+    """The cells after ROLE of the first table row for ``role`` (cells are at least two spaces apart)."""
+    import re
+
     for line in table.splitlines():
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        cells = re.split(r"\s{2,}", line.strip())
         if cells and cells[0] == role:
             return cells[1:]
     raise AssertionError(f"no {role} row in:\n{table}")
@@ -370,7 +374,7 @@ def test_the_status_table_fits_the_width_and_folds_instead_of_cutting():
     shop, blog = status_rows([record, bare], NOW)
     assert shop[:7] == ("shop", "protected", "east-1 (east) up", "west-1 (west) NO ANSWER",
                         "90 min old, snapshots; RPO ok", "26 h old; proof passed 3 d ago", "RTO 42 s, loss 60 min")
-    assert blog[2:7] == ("east-2 (east) ?", "-", "-", "-", "failed 2025-03-01 12:00 UTC")
+    assert blog[2:7] == ("east-2 (east) ?", "-", "no verified copy", "-", "failed 2025-03-01 12:00 UTC")
     text = format_table([record, bare], width=100, now=NOW)
     assert max(len(line) for line in text.splitlines()) <= 100
     assert all(header.split()[0] in text for header in STATUS_HEADERS) and len(STATUS_HEADERS) == 8
@@ -439,3 +443,32 @@ def test_help_and_fleet_check_import_no_prefect_orm_or_lab_code():
         loaded = imported_by(*words)
         heavy = sorted(name for name in loaded if any(name == root or name.startswith(root + ".") for root in HEAVY))
         assert heavy == [], (words, heavy)
+
+
+def test_everyday_commands_fit_100_columns(fleet, lab_env):
+    """status, health, readiness, incident list and hardware at COLUMNS=100, on the lab, with an
+    incident whose long title must wrap: no line wider than 100, no traceback."""
+    from hotspare.inventory import incidents
+
+    title = "checkout slow for some customers after the storage controller firmware update " * 2
+    opened = incidents.open_incident(3, "low", title.strip(), ["app2"], [], None, title, actor="cli test", internal=True)
+    try:
+        for words in (("status", "--timeout", "1"), ("health",), ("readiness",), ("incident", "list"), ("hardware", "--all")):
+            completed = hotspare(*words, COLUMNS="100")
+            assert completed.returncode in (0, 9), (words, completed.stderr)  # 9: a failed component, not ready
+            lines = completed.stdout.splitlines()
+            assert lines and max(len(line) for line in lines) <= 100, (words, completed.stdout)
+            assert "Traceback" not in completed.stderr
+            print(f"$ COLUMNS=100 hotspare {' '.join(words)}\n{completed.stdout}")
+            if words[0] == "incident":
+                assert "firmware" in completed.stdout and "UTC" in completed.stdout  # wrapped, with its zone
+    finally:
+        incidents.resolve(opened.incident_id, "cli test", "test over")
+
+
+def test_a_refused_prefect_login_is_a_configuration_error(fleet, lab_env):
+    completed = hotspare("fleet", "check", lab_env["fleet_file"], "--blocks", PREFECT_API_AUTH_STRING="hotspare:wrong")
+    assert completed.returncode == 6, completed.stderr
+    assert completed.stderr.count("\n") == 1, completed.stderr  # one line
+    assert_one_message(completed.stderr, "hotspare fleet check: missing configuration: the Prefect API at",
+                       "refused this command's credentials (401 Unauthorized)", "PREFECT_API_AUTH_STRING", "(exit 6)")

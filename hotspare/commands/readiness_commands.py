@@ -53,14 +53,14 @@ def print_report(report) -> None:
         f"at least {report.minimum_people} people per procedure; {moment_text(report.now)})")
     print_table(("PROCEDURE", "PEOPLE", "FOR REAL", "IN A DRILL", "LAST", "FLAG"),
                 [(item.procedure, len(item.people), ", ".join(item.real) or "-", ", ".join(item.drilled) or "-",
-                  day(item.last), item.flag or "ok") for item in report.procedures])
+                  day(item.last), "listed below" if item.flag else "ok") for item in report.procedures])
     print_table(("SERVICE", "LAST DRILL", "DRILL RTO / TARGET", "DRILL RPO / TARGET", "LAST FAILOVER RTO",
                  "LAST RESTORE PROOF", "FLAGS"),
                 [(item.service, f"{day(item.last_drill)} {item.last_drill_outcome or ''}".strip(),
                   f"{age_text(item.drill_rto_seconds, '-')} / {age_text(item.rto_target_seconds, '-')}",
                   f"{age_text(item.drill_rpo_seconds, '-')} / {age_text(item.rpo_target_seconds, '-')}",
                   age_text(item.last_failover_rto_seconds, "-"), day(item.last_restore_proof),
-                  f"{len(item.flags)}, listed below" if item.flags else "ok") for item in report.services])
+                  "listed below" if item.flags else "ok") for item in report.services])
     if report.flags:
         say("Not ready:")
         for flag in report.flags:
