@@ -29,7 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import isolate_environment, lab_and_prefect, run_meta, table, write_results  # noqa: E402
+from bench.common import (  # noqa: E402
+    isolate_environment,
+    lab_and_prefect,
+    run_meta,
+    table,
+    write_results,
+)
 
 PROJECT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 10.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-
 # The top-level help lists commands by what an operator is doing. A command another module adds
 # and this table does not name is listed under "other": new groups plug in without editing it.
 GROUPS: dict[str, tuple[str, ...]] = {

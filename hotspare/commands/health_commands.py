@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-from hotspare.commands.output import add_json_flag, print_json, print_table, progress, say
+from hotspare.commands.output import (
+    add_json_flag,
+    print_json,
+    print_table,
+    progress,
+    say,
+)
 
 FAILED_EXIT = 9
 

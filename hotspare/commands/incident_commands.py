@@ -174,8 +174,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    from hotspare.planning.ages import moment_text
     from hotspare.inventory import incidents
+    from hotspare.planning.ages import moment_text
 
     incident = _checked(lambda: incidents.get_incident(args.incident))
     if args.json:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hotspare.commands.output import add_json_flag, print_json, say
+from hotspare.commands.output import add_json_flag, print_json
 
 
 def register(subparsers) -> None:
@@ -59,8 +59,8 @@ def _incident_exists(number: int) -> None:
 
 
 def preview_command(args: argparse.Namespace) -> int:
-    from hotspare.inventory.models import utcnow
     from hotspare.access import loaded_fleet
+    from hotspare.inventory.models import utcnow
     from hotspare.planning.notices import render_body
     from tasks.notices import preview_notice
 
@@ -93,8 +93,11 @@ def send_command(args: argparse.Namespace) -> int:
 
     _incident_exists(args.incident)
     operator = os.environ.get("HOTSPARE_OPERATOR") or getpass.getuser()
-    summary = send_notice(args.incident, _kind(args), approved_by=operator if args.yes else None,
-                          messages_per_second=args.rate)
+    from hotspare.commands.output import progress
+
+    with progress(f"sending the notice of incident {args.incident}"):
+        summary = send_notice(args.incident, _kind(args), approved_by=operator if args.yes else None,
+                              messages_per_second=args.rate)
     if args.json:
         print_json(summary)
     elif not summary["sent"]:
@@ -112,9 +115,11 @@ def send_command(args: argparse.Namespace) -> int:
 
 def publish_command(args: argparse.Namespace) -> int:
     from hotspare.adapters.errors import HotspareError
+    from hotspare.commands.output import progress
     from tasks.notices import publish_status_page
 
-    result = publish_status_page(args.incident)
+    with progress("rendering and uploading the status page"):
+        result = publish_status_page(args.incident)
     if args.json:
         print_json(result)
     elif result.get("published"):

@@ -19,12 +19,16 @@ def register(subparsers) -> None:
 
 
 def render_command(args: argparse.Namespace) -> int:
-    from tasks.readiness import gather_readiness
     from hotspare import access
     from hotspare.continuity_plan import render
+    from tasks.readiness import gather_readiness
 
     fleet = access.loaded_fleet()
-    written = render(Path(args.out), fleet=fleet, readiness=gather_readiness(args.days, fleet=fleet), pdf=not args.no_pdf)
+    from hotspare.commands.output import progress
+
+    with progress("writing the continuity plan" + ("" if args.no_pdf else " and printing it as PDF")):
+        written = render(Path(args.out), fleet=fleet, readiness=gather_readiness(args.days, fleet=fleet),
+                         pdf=not args.no_pdf)
     if args.json:
         from hotspare.commands.output import print_json
 

@@ -68,8 +68,11 @@ def status_command(args: argparse.Namespace) -> int:
         from hotspare.adapters.errors import MissingConfiguration
 
         raise MissingConfiguration("no services in the inventory: run `hotspare fleet load FLEET.yaml`")
-    reachable = reachability({name: (s.address, s.ssh_port) for name, s in servers.items()}, args.timeout)
-    records = service_status(services, servers, reachable, _copy_facts(services))
+    from hotspare.commands.output import progress
+
+    with progress(f"probing {len(servers)} servers"):
+        reachable = reachability({name: (s.address, s.ssh_port) for name, s in servers.items()}, args.timeout)
+        records = service_status(services, servers, reachable, _copy_facts(services))
     if args.json:
         print_json({"services": records})
     else:
