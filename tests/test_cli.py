@@ -382,6 +382,25 @@ def test_the_status_table_fits_the_width_and_folds_instead_of_cutting():
     assert "no input voltage" in words  # wrapped between words, never cut
 
 
+def test_health_findings_wrap_long_evidence_between_words(capsys, monkeypatch):
+    from hotspare.commands.health_commands import print_findings
+
+    monkeypatch.setenv("COLUMNS", "100")
+    evidence = ("ssh to 10.211.76.11:22 timed out after 5.0 s from control, west; the host answered no ping either; "
+                "last good answer 72 s ago; the BMC reports chassis power on")
+    print_findings({"rounds": 3, "sites": {"control": None, "east": "cannot reach standby-east", "west": None},
+                    "components": [{"subject": "prod-east", "component": "reachability:ssh", "state": "failed",
+                                    "sites": ["control", "west"], "evidence": evidence}],
+                    "changes": [{"subject": "prod-east", "component": "reachability:ssh", "previous": "ok",
+                                 "state": "failed"}], "failovers": []})
+    shown = capsys.readouterr().out
+    assert max(len(line) for line in shown.splitlines()) <= 100, shown
+    # the last column: its continuation lines hold only its words, so the whole evidence reads on,
+    # wrapped between words (no word cut, nothing left out)
+    assert evidence in " ".join(shown.split())
+    assert "changed: prod-east reachability:ssh ok -> failed" in shown
+
+
 def test_help_is_grouped_and_has_a_version(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--help"])
