@@ -163,7 +163,6 @@ def message_for(error: BaseException, where: str) -> str:
         text = f"the Prefect API at {_request_url(cause)} did not answer ({text}); start it or set PREFECT_API_URL"
     if kind is UNEXPECTED:
         text = f"{type(cause).__name__}: {text}"
-    text = " ".join(text.split()) if "\n" not in text.strip() else text  # one line, unless it is a list of problems
     headline = f"{where}: {kind.label}: {text}" if where else f"{kind.label}: {text}"
     command = " ".join(where.split()[:2]) if where else "hotspare"
     words = where.split()
