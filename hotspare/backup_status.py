@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 
 from sqlmodel import select
 
+from hotspare.planning.ages import age_text, ago_text, hours_text
+
 
 def backup_fields(service_name: str, now: datetime | None = None) -> dict:
     """``backup_age_hours``, ``backup_snapshot`` and ``restore_proof`` of one service, plus the
@@ -31,14 +33,14 @@ def backup_fields(service_name: str, now: datetime | None = None) -> dict:
         "backup_age_hours": age,
         "backup_snapshot": (backup.snapshot_id or "")[:8] if backup else None,
         "restore_proof": None,
-        "backup_age": "-" if age is None else f"{age:.1f}h",
+        "backup_age": hours_text(age, unknown="-"),
         "restore_proof_text": "-",
     }
     if proof:
         fields["restore_proof"] = {"outcome": proof.outcome, "at": _utc(proof.started_at), "duration_s": proof.duration_s,
                                    "snapshot": (proof.snapshot_id or "")[:8]}
-        days = (now - _utc(proof.started_at)).total_seconds() / 86400
-        fields["restore_proof_text"] = f"{proof.outcome} {days:.1f}d ago ({proof.duration_s or 0:.0f}s)"
+        fields["restore_proof_text"] = (f"{proof.outcome} {ago_text(_utc(proof.started_at), now)} "
+                                        f"({age_text(proof.duration_s or 0)})")
     return fields
 
 

@@ -6,9 +6,12 @@ servers; the command only gathers the rows and probes.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from hotspare.backup_status import backup_fields
 from hotspare.inventory.health import health_fields
 from hotspare.inventory.models import ServerRow, ServiceRow
+from hotspare.planning.ages import age_text, hours_text, moment_text
 
 
 def service_status(
@@ -57,32 +60,72 @@ def _server_record(server: ServerRow | None, reachable: dict[str, bool]) -> dict
     }
 
 
-def format_table(records: list[dict]) -> str:
-    """A plain-text table for terminals."""
-    header = ("SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY AGE", "COPIES", "RPO", "LAST FAILOVER", "BACKUP AGE", "RESTORE PROOF", "HEALTH")
-    rows = [header]
+STATUS_HEADERS = ("SERVICE", "STATE", "PRODUCTION", "MIRROR", "COPY", "BACKUP", "LAST FAILOVER", "HEALTH")
+
+
+def status_rows(records: list[dict], now: datetime | None = None) -> list[tuple[str, ...]]:
+    """One row per service under ``STATUS_HEADERS``: a server with its facility and whether it
+    answered, the copy's age with its kind and RPO state, the backup's age with the last
+    restore proof, the last failover and the worst health finding. Ages follow the one rule
+    of ``planning/ages.py``; times carry their zone."""
+    now = now or datetime.now(timezone.utc)
+    rows = []
     for record in records:
-        production, mirror = record["production"] or {}, record["mirror"] or {}
-        rows.append(
-            (
-                record["service"],
-                record.get("protection") or record["state"],
-                production.get("name", "-"),
-                production.get("facility", "-"),
-                _yes_no(production.get("reachable")),
-                mirror.get("name", "-"),
-                mirror.get("facility", "-"),
-                _yes_no(mirror.get("reachable")),
-                _hours(record.get("copy_age_hours")),
-                {"btrfs-snapshot": "snapshots", "hard-links": "hard links"}.get(record.get("copy_backend"), "-"),
-                record.get("rpo_state", "-"),
-                _failover_cell(record.get("last_failover")),
-                record.get("backup_age", "-"), record.get("restore_proof_text", "-"),
-                record.get("health_text", "-"),
-            )
-        )
-    widths = [max(len(str(row[column])) for row in rows) for column in range(len(header))]
-    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+        copies = {"btrfs-snapshot": "snapshots", "hard-links": "hard links"}.get(record.get("copy_backend"))
+        copy = "no verified copy" if record.get("copy_age_hours") is None else f"{hours_text(record['copy_age_hours'])} old"
+        copy += f", {copies}" if copies else ""
+        copy += f"; RPO {record['rpo_state']}" if record.get("rpo_state") else ""
+        rows.append((record["service"], record.get("protection") or record["state"], _server_cell(record["production"]),
+                     _server_cell(record["mirror"]), copy, _backup_cell(record, now),
+                     _failover_cell(record.get("last_failover")), record.get("health_text") or "-"))
+    return rows
+
+
+def format_table(records: list[dict], width: int = 100, now: datetime | None = None) -> str:
+    """The status table as text ``width`` columns wide (the command prints it at the terminal's width)."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for header in STATUS_HEADERS:
+        table.add_column(header, overflow="fold")
+    for row in status_rows(records, now):
+        table.add_row(*row)
+    output = io.StringIO()
+    Console(file=output, width=width, force_terminal=False, highlight=False, markup=False, emoji=False).print(table)
+    return output.getvalue().rstrip("\n")
+
+
+def _server_cell(server: dict | None) -> str:
+    """"prod-east (east) up": the server, its facility and whether it answered the probe."""
+    if not server:
+        return "-"
+    answered = {True: "up", False: "NO ANSWER", None: "?"}[server.get("reachable")]
+    return f"{server.get('name', '-')} ({server.get('facility', '-')}) {answered}"
+
+
+def _backup_cell(record: dict, now: datetime) -> str:
+    """"2 h old; proof ok 3 d ago": the newest backup and the last restore proof."""
+    from hotspare.planning.ages import ago_text
+
+    age = record.get("backup_age_hours")
+    text = "-" if age is None else f"{hours_text(age)} old"
+    proof = record.get("restore_proof")
+    if proof:
+        text += f"; proof {proof.get('outcome')} {ago_text(_moment(proof.get('at')), now, 'at an unknown time')}"
+    return text
+
+
+def _moment(value) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return value
 
 
 def copy_facts(service: ServiceRow, current, newest_verified, rpo_hours: float, now) -> dict:
@@ -128,17 +171,11 @@ def failover_facts(run) -> dict:
 
 
 def _failover_cell(last: dict | None) -> str:
+    """"RTO 42 s, loss 60 min" for a failover that worked; its outcome and time otherwise."""
     if not last:
         return "-"
     if last["outcome"] != "ok":
-        return f"{last['outcome']} {last['at']:%m-%d %H:%M}"
+        return f"{last['outcome']} {moment_text(_moment(last['at']))}"
+    rto = f"RTO {age_text(last['rto_seconds'])}" if last.get("rto_seconds") is not None else "RTO ?"
     loss = last.get("data_loss_seconds")
-    return f"RTO {last['rto_seconds']:.1f}s, loss {loss:.0f}s" if loss is not None else f"RTO {last['rto_seconds']:.1f}s"
-
-
-def _hours(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}h"
-
-
-def _yes_no(value: bool | None) -> str:
-    return "?" if value is None else ("yes" if value else "NO")
+    return f"{rto}, loss {age_text(loss)}" if loss is not None else rto

@@ -62,8 +62,8 @@ bash scripts/prefect-server.sh start
 PREFECT_API_AUTH_STRING="$(<"$HOTSPARE_HOME/prefect-api-auth")"
 export PREFECT_API_AUTH_STRING
 
-replicate_all() { hotspare replicate --all >"$RUN/replicate.json"; }
-backup_all() { hotspare backup --all >"$RUN/backup.json" && hotspare restore-proof --all >"$RUN/restore-proof.json"; }
+replicate_all() { hotspare replicate --all --json >"$RUN/replicate.json"; }
+backup_all() { hotspare backup --all --json >"$RUN/backup.json" && hotspare restore-proof --all --json >"$RUN/restore-proof.json"; }
 health_once() { hotspare health --json >"$RUN/health.json"; }
 
 # A `hotspare serve` of an earlier demo whose lab is gone still answers that lab's acknowledgement

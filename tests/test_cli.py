@@ -23,11 +23,12 @@ from test_failover import SERVICE, address, dns_answer, protected  # noqa: F401 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
-def hotspare(*words: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``hotspare WORDS`` in its own process, against this session's Prefect API and inventory."""
+def hotspare(*words: str, timeout: float = 300, **environment_changes: str) -> subprocess.CompletedProcess:
+    """``hotspare WORDS`` in its own process, against this session's Prefect API and inventory
+    (``environment_changes`` on top: ``COLUMNS="100"``)."""
     from prefect.settings import PREFECT_API_URL
 
-    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), **environment_changes}
     return subprocess.run([sys.executable, "-m", "hotspare.cli", *words], env=environment, capture_output=True, text=True,
                           timeout=timeout, check=False)
 
@@ -114,11 +115,12 @@ def test_topology_of_a_protected_service_marks_where_users_go():
         ("production", "prod-east", "east", "users"), ("mirror", "mirror-west", "west", "")]
     assert (rows[1]["copy"], rows[1]["copy_status"], rows[1]["copy_age_hours"]) == ("app1-b", "verified", 1.5)
     assert rows[0]["copy"] is None
-    text = format_topology(service, rows, ["10.0.0.11"])
+    text = format_topology(service, rows, ["10.0.0.11"], width=100)
     assert text.splitlines()[0] == "app1: protected; app1.lab.test -> 10.0.0.11"
-    assert "| production | prod-east   | east     | 10.0.0.11 | ok    | -" in text
-    assert "app1-b (verified) | 90 min" in text
-    assert [_age(hours) for hours in (None, 0.01, 0.75, 1.5, 49)] == ["-", "36 s", "45 min", "90 min", "2.0 d"]
+    assert _row(text, "production") == ["prod-east", "east", "10.0.0.11", "ok", "-", "-", "users"]
+    assert _row(text, "mirror")[4:6] == ["app1-b (verified)", "90 min"]
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert [_age(hours) for hours in (None, 0.01, 0.75, 1.5, 49)] == ["-", "36 s", "45 min", "90 min", "2 d 1 h"]
 
 
 def test_topology_after_an_emergency_failover_shows_the_live_copy_and_the_old_production():
@@ -221,7 +223,8 @@ def test_failover_without_approval_exits_7_and_changes_nothing(protected, lab_en
     assert dns_answer(lab_env) == [address(lab_env, "production")]
 
 
-def test_planned_switchover_prints_the_topology_before_and_after(protected, lab_env, capsys):  # noqa: F811
+def test_planned_switchover_prints_the_topology_before_and_after(protected, lab_env, capsys, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough that no cell wraps: one line per row to read
     assert main(["failover", SERVICE, "--planned", "--yes"]) == 0
     out = capsys.readouterr().out
     before, after = out.split("before:\n", 1)[1], out.split("after:\n", 1)[1]
@@ -236,9 +239,11 @@ def test_planned_switchover_prints_the_topology_before_and_after(protected, lab_
 
 
 def _row(table: str, role: str) -> list[str]:
-    """The cells after ROLE of the first table row for ``role``."""
+    """The cells after ROLE of the first table row for ``role`` (cells are at least two spaces apart)."""
+    import re
+
     for line in table.splitlines():
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        cells = re.split(r"\s{2,}", line.strip())
         if cells and cells[0] == role:
             return cells[1:]
     raise AssertionError(f"no {role} row in:\n{table}")
@@ -302,3 +307,189 @@ def test_a_runbook_over_several_services_that_failed_exits_9(prefect_api):
     assert errors.exit_code_of(raised.value) == 9
     assert errors.message_for(raised.value, "hotspare replicate --all").startswith(
         "hotspare replicate --all: failed: replication failed for app2; the others completed")
+
+
+# ---------------------------------------------------------------------------------------
+# One convention: --json everywhere, ages, help, usage, imports (no lab)
+
+
+# Commands that change something and print one sentence saying what, or run until stopped:
+# nothing for a script to read beyond the exit code.
+ACTING_ONLY = {
+    "serve": "runs until stopped", "incident webhook": "runs until stopped", "unlock": "one sentence",
+    "incident open": "one sentence", "incident ack": "one sentence", "incident note": "one sentence",
+    "incident resolve": "one sentence", "incident publish": "one sentence", "incident automations": "one sentence each",
+    "notice automations": "one sentence each", "automations apply": "one sentence each",
+    "fleet sample": "writes the sample file itself", "fleet claim": "one sentence",
+}
+
+
+def leaf_commands(parser, words: tuple[str, ...] = ()):
+    """(words, parser) of every command that runs, walking every level of subcommands."""
+    import argparse
+
+    groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not groups:
+        yield words, parser
+        return
+    for name, child in groups[0].choices.items():
+        yield from leaf_commands(child, (*words, name))
+
+
+def test_every_reporting_command_has_json():
+    from hotspare.cli import build_parser
+
+    leaves = dict(leaf_commands(build_parser()))
+    without = sorted(" ".join(words) for words, parser in leaves.items()
+                     if "--json" not in parser._option_string_actions and " ".join(words) not in ACTING_ONLY
+                     and words[0] != "lab")
+    assert without == [], f"commands that report without --json: {without}"
+    for name in ("failover", "incident show", "notice preview", "deploy", "replicate", "backup", "run", "status",
+                 "health", "readiness", "incident list", "hardware", "rebuild", "facility failover"):
+        assert "--json" in leaves[tuple(name.split())]._option_string_actions, name
+    assert len(leaves) > 40  # the walk reached the nested commands
+
+
+def test_one_age_rule_everywhere():
+    from hotspare.planning.ages import age_text, ago_text, moment_text
+
+    assert [age_text(seconds) for seconds in (0, 72, 119.4, 180, 3600, 7500, 86400, 3 * 86400 + 4 * 3600)] == [
+        "0 s", "72 s", "119 s", "3 min", "60 min", "2 h 5 min", "24 h", "3 d 4 h"]
+    assert age_text(None) == "?" and age_text(-5) == "0 s"
+    assert ago_text(NOW - timedelta(minutes=3), NOW) == "3 min ago"
+    assert moment_text(datetime(2025, 3, 1, 12, 0)) == "2025-03-01 12:00 UTC"  # naive: UTC, as stored
+    assert moment_text("2025-03-01T12:00:05+00:00", seconds=True) == "2025-03-01 12:00:05 UTC"
+
+
+def test_the_status_table_fits_the_width_and_folds_instead_of_cutting():
+    from hotspare.status import STATUS_HEADERS, format_table, status_rows
+
+    record = {"service": "shop", "state": "protected", "protection": "protected", "copy_age_hours": 1.5,
+              "copy_backend": "btrfs-snapshot", "rpo_state": "ok", "backup_age_hours": 26.0,
+              "restore_proof": {"outcome": "passed", "at": NOW - timedelta(days=3), "duration_s": 12},
+              "production": {"name": "east-1", "facility": "east", "reachable": True},
+              "mirror": {"name": "west-1", "facility": "west", "reachable": False},
+              "last_failover": {"at": NOW, "outcome": "ok", "rto_seconds": 42.4, "data_loss_seconds": 3600.0},
+              "health_text": "psu PS2 failed: " + "the power supply reports no input voltage " * 3}
+    bare = {"service": "blog", "state": "unprotected", "production": {"name": "east-2", "facility": "east"},
+            "mirror": None, "last_failover": {"at": NOW, "outcome": "failed"}}
+    shop, blog = status_rows([record, bare], NOW)
+    assert shop[:7] == ("shop", "protected", "east-1 (east) up", "west-1 (west) NO ANSWER",
+                        "90 min old, snapshots; RPO ok", "26 h old; proof passed 3 d ago", "RTO 42 s, loss 60 min")
+    assert blog[2:7] == ("east-2 (east) ?", "-", "no verified copy", "-", "failed 2025-03-01 12:00 UTC")
+    text = format_table([record, bare], width=100, now=NOW)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert all(header.split()[0] in text for header in STATUS_HEADERS) and len(STATUS_HEADERS) == 8
+    words = " ".join(text.split())
+    assert "no input voltage" in words  # wrapped between words, never cut
+
+
+def test_health_findings_wrap_long_evidence_between_words(capsys, monkeypatch):
+    from hotspare.commands.health_commands import print_findings
+
+    monkeypatch.setenv("COLUMNS", "100")
+    evidence = ("ssh to 10.211.76.11:22 timed out after 5.0 s from control, west; the host answered no ping either; "
+                "last good answer 72 s ago; the BMC reports chassis power on")
+    print_findings({"rounds": 3, "sites": {"control": None, "east": "cannot reach standby-east", "west": None},
+                    "components": [{"subject": "prod-east", "component": "reachability:ssh", "state": "failed",
+                                    "sites": ["control", "west"], "evidence": evidence}],
+                    "changes": [{"subject": "prod-east", "component": "reachability:ssh", "previous": "ok",
+                                 "state": "failed"}], "failovers": []})
+    shown = capsys.readouterr().out
+    assert max(len(line) for line in shown.splitlines()) <= 100, shown
+    # the last column: its continuation lines hold only its words, so the whole evidence reads on,
+    # wrapped between words (no word cut, nothing left out)
+    assert evidence in " ".join(shown.split())
+    assert "changed: prod-east reachability:ssh ok -> failed" in shown
+
+
+def test_help_is_grouped_and_has_a_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    headings = [line for line in shown.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings[:5] == ["protect:", "recover:", "watch:", "tell:", "admin:"]
+    assert shown.index("  replicate ") < shown.index("recover:") < shown.index("  failover ") < shown.index("watch:")
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.startswith("hotspare ")
+
+
+def test_a_mistyped_command_says_did_you_mean_and_a_wrong_flag_shows_the_commands_own_usage(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["replicat", "app1"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.splitlines()[0] == ("hotspare: bad input: unknown command 'replicat'; did you mean `hotspare replicate`? "
+                                   "`hotspare --help` lists them (exit 2)")
+    with pytest.raises(SystemExit) as exited:
+        main(["failover", "app1", "--frobnicate"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    first, usage = err.splitlines()[0], err.splitlines()[1]
+    assert first == "hotspare failover: bad input: unrecognized arguments: --frobnicate (exit 2)"
+    assert usage.startswith("usage: hotspare failover ")
+    with pytest.raises(SystemExit):
+        main(["incident", "shwo", "3"])
+    assert "did you mean `hotspare incident show`?" in capsys.readouterr().err
+
+
+def test_usage_errors_advise_the_command_they_came_from(capsys):
+    assert main(["backup"]) == 2  # neither a service nor --all
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line
+    assert err.startswith("hotspare backup: bad input: name one SERVICE or pass --all — see `hotspare backup --help` (exit 2)")
+
+
+def imported_by(*words: str) -> set[str]:
+    """The modules ``hotspare WORDS`` imports, read from sys.modules in a process of its own."""
+    program = ("import contextlib, io, sys\nfrom hotspare.cli import main\n"
+               "with contextlib.redirect_stdout(io.StringIO()):\n"
+               "    try:\n        main(sys.argv[1:])\n    except SystemExit:\n        pass\n"
+               "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)")
+    completed = subprocess.run([sys.executable, "-c", program, *words], capture_output=True, text=True, timeout=120,
+                               check=False)
+    modules = set(completed.stderr.split())
+    assert "hotspare.cli" in modules, completed.stderr
+    return modules
+
+
+HEAVY = ("prefect", "sqlmodel", "sqlalchemy", "hotspare.lab", "hotspare.inventory", "tasks", "flows", "paramiko", "rich")
+
+
+def test_help_and_fleet_check_import_no_prefect_orm_or_lab_code():
+    fleet_file = os.path.join(os.path.dirname(__file__), "data", "fleet-basic.yaml")
+    for words in (("--help",), ("fleet", "check", fleet_file), ("status", "--help")):
+        loaded = imported_by(*words)
+        heavy = sorted(name for name in loaded if any(name == root or name.startswith(root + ".") for root in HEAVY))
+        assert heavy == [], (words, heavy)
+
+
+def test_everyday_commands_fit_100_columns(fleet, lab_env):
+    """status, health, readiness, incident list and hardware at COLUMNS=100, on the lab, with an
+    incident whose long title must wrap: no line wider than 100, no traceback."""
+    from hotspare.inventory import incidents
+
+    title = "checkout slow for some customers after the storage controller firmware update " * 2
+    opened = incidents.open_incident(3, "low", title.strip(), ["app2"], [], None, title, actor="cli test", internal=True)
+    try:
+        for words in (("status", "--timeout", "1"), ("health",), ("readiness",), ("incident", "list"), ("hardware", "--all")):
+            completed = hotspare(*words, COLUMNS="100")
+            assert completed.returncode in (0, 9), (words, completed.stderr)  # 9: a failed component, not ready
+            lines = completed.stdout.splitlines()
+            assert lines and max(len(line) for line in lines) <= 100, (words, completed.stdout)
+            assert "Traceback" not in completed.stderr
+            print(f"$ COLUMNS=100 hotspare {' '.join(words)}\n{completed.stdout}")
+            if words[0] == "incident":
+                assert "firmware" in completed.stdout and "UTC" in completed.stdout  # wrapped, with its zone
+    finally:
+        incidents.resolve(opened.incident_id, "cli test", "test over")
+
+
+def test_a_refused_prefect_login_is_a_configuration_error(fleet, lab_env):
+    completed = hotspare("fleet", "check", lab_env["fleet_file"], "--blocks", PREFECT_API_AUTH_STRING="hotspare:wrong")
+    assert completed.returncode == 6, completed.stderr
+    assert completed.stderr.count("\n") == 1, completed.stderr  # one line
+    assert_one_message(completed.stderr, "hotspare fleet check: missing configuration: the Prefect API at",
+                       "refused this command's credentials (401 Unauthorized)", "PREFECT_API_AUTH_STRING", "(exit 6)")

@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     apply.add_argument("--dry-run", action="store_true", help="only say what would change")
     apply.set_defaults(func=apply_command)
     listing = actions.add_parser("list", help="each hotspare automation and the deployment it runs")
+    listing.add_argument("--json", action="store_true", help="print them as JSON (for scripts) instead of text")
     listing.set_defaults(func=list_command)
 
 
@@ -33,6 +34,11 @@ def list_command(_args: argparse.Namespace) -> int:
     from deployments.automations import automation_targets
 
     targets = automation_targets()
+    if getattr(_args, "json", False):
+        from hotspare.commands.output import print_json
+
+        print_json({"automations": {name: list(deployments) for name, deployments in targets.items()}})
+        return 0
     if not targets:
         print("no hotspare automations (run `hotspare automations apply`)")
     for name, deployments in targets.items():

@@ -12,6 +12,7 @@ import argparse
 from datetime import datetime, timezone
 
 from hotspare.commands.errors import UsageError
+from hotspare.commands.output import add_json_flag, progress
 from hotspare.commands.running import add_approval_arguments, print_result, require_service, run_flow
 from hotspare.commands.topology import show_topology
 
@@ -38,18 +39,21 @@ def register(subparsers) -> None:
     add_approval_arguments(rebuild, "rebuild")
     rebuild.add_argument("--hours", type=float, default=72.0, help="lifetime of the temporary logins (default 72)")
     rebuild.add_argument("--force", action="store_true", help="rebuild even if production or mirror still answer SSH")
+    add_json_flag(rebuild, "the plan (with --dry-run: its markdown and digest as fields) or the run's result")
     rebuild.set_defaults(func=rebuild_command)
 
     accounts = subparsers.add_parser("accounts", help="temporary logins issued by rebuilds")
     actions = accounts.add_subparsers(dest="action", required=True, metavar="ACTION")
     expire = actions.add_parser("expire", help="disable temporary logins whose time is up")
     expire.add_argument("--now", help="ISO time to judge expiry by (default: now)")
+    add_json_flag(expire, "the logins disabled")
     expire.set_defaults(func=expire_command)
 
 
 def _service_or_all(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("service", nargs="?", help="one service")
     parser.add_argument("--all", action="store_true", help="every service with a backup section")
+    add_json_flag(parser, "the run's result")
 
 
 def _one_or_all(args: argparse.Namespace) -> str | None:
@@ -62,7 +66,9 @@ def _one_or_all(args: argparse.Namespace) -> str | None:
 
 def _run(args: argparse.Namespace, flow_function, **parameters) -> int:
     """Run a runbook over one or all services here and print its result."""
-    print_result(run_flow(flow_function, args.debug, several=True, **parameters))
+    with progress(f"running {flow_function.name} of {parameters.get('service') or 'every service'}"):
+        result = run_flow(flow_function, args.debug, several=True, **parameters)
+    print_result(result, args.json)
     return 0
 
 
@@ -92,13 +98,23 @@ def rebuild_command(args: argparse.Namespace) -> int:
     parameters = dict(service=args.service, standby=args.standby, snapshot=args.snapshot, approved_plan_digest=args.approve,
                       yes=args.yes, temporary_account_hours=args.hours, force=args.force, dry_run=args.dry_run)
     if args.dry_run:
-        print_result(run_flow(rebuild, args.debug, **parameters))
+        with progress(f"planning the rebuild of {args.service}"):
+            preview = run_flow(rebuild, args.debug, **parameters)
+        if args.json:
+            print_result(preview, True)
+        else:
+            from hotspare.commands.output import print_markdown
+
+            plan = preview.get("plan") if isinstance(preview, dict) else None
+            print_markdown(plan) if isinstance(plan, str) else print_result(preview)
         return 0
-    show_topology(args.service, "before")
+    show_topology(args.service, "before", to_stderr=args.json)
     try:
-        print_result(run_flow(rebuild, args.debug, **parameters))
+        with progress(f"rebuilding {args.service}"):
+            result = run_flow(rebuild, args.debug, **parameters)
+        print_result(result, args.json)
     finally:
-        show_topology(args.service, "after")
+        show_topology(args.service, "after", to_stderr=args.json)
     return 0
 
 

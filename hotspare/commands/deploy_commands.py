@@ -27,6 +27,7 @@ from pathlib import Path
 
 from hotspare.adapters.errors import MissingConfiguration, NotFound, PermanentError
 from hotspare.commands.errors import RunFailed
+from hotspare.commands.output import add_json_flag, print_json, progress, say
 from hotspare.planning.approval import UP_FRONT_WINDOW_SECONDS
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,7 @@ def register(subparsers) -> None:
                              "with a production or mirror server)")
     deploy.add_argument("--only", action="append", dest="flows", metavar="FLOW",
                         help="deploy only this flow's deployments (repeatable; default: all)")
+    add_json_flag(deploy, "each pool with its deployments")
     deploy.set_defaults(func=deploy_command)
     run = subparsers.add_parser("run", help="run a deployed runbook on a worker outside the facility it recovers from")
     run.add_argument("flow", metavar="FLOW", help="flow name: failover, replicate, backup, …")
@@ -55,6 +57,7 @@ def register(subparsers) -> None:
     run.add_argument("--approval-window", type=float, default=UP_FRONT_WINDOW_SECONDS, metavar="SECONDS",
                      help="a pre-approved run (-p yes=true, -p approved_plan_digest=...) that has not started within "
                           f"this many seconds ends cancelled (default {UP_FRONT_WINDOW_SECONDS})")
+    add_json_flag(run, "where the run went and how it ended")
     run.set_defaults(func=run_command)
 
 
@@ -76,10 +79,15 @@ def deploy_command(args: argparse.Namespace) -> int:
     fleet = loaded_fleet()
     warn_unless_holder(fleet, "deploy")
     facilities = args.facilities or deployment_facilities(fleet)
-    applied = deploy_to_pools(fleet, facilities, flows=args.flows)
-    for facility in facilities:
-        names = [name for name, pool in applied if pool == pool_name(facility)]
-        print(f"{pool_name(facility)}: {len(names)} deployments ({', '.join(sorted(names))})")
+    with progress(f"deploying every runbook to the pools of {', '.join(facilities)}"):
+        applied = deploy_to_pools(fleet, facilities, flows=args.flows)
+    pools = {pool_name(facility): sorted(name for name, pool in applied if pool == pool_name(facility))
+             for facility in facilities}
+    if args.json:
+        print_json({"pools": pools})
+        return 0
+    for pool, names in pools.items():
+        say(f"{pool}: {len(names)} deployments ({', '.join(names)})")
     return 0
 
 
@@ -184,9 +192,15 @@ def run_command(args: argparse.Namespace) -> int:
 
     warn_unless_holder(loaded_fleet(), f"run {args.flow}")
     parameters = parse_parameters(args.service, args.param)
-    outcome = submit(args.flow, parameters, facility=args.facility, timeout=args.timeout,
-                     approval_window=args.approval_window)
-    print(json.dumps(outcome, indent=2, default=str))
+    with progress(f"{args.flow}: submitted, waiting for the run to end (at most {args.timeout:g} s)"):
+        outcome = submit(args.flow, parameters, facility=args.facility, timeout=args.timeout,
+                         approval_window=args.approval_window, quiet=args.json)
+    if args.json:
+        print_json(outcome)
+    else:
+        say(f"{args.flow} run {outcome['flow_run']} ({outcome['deployment']}, pool {outcome['pool']}, worker "
+            f"{outcome['worker'] or '-'}): {outcome['state']}" + (f": {outcome['message']}" if outcome["message"] else ""))
+        say(f"placement: {outcome['placement']}")
     if outcome["state"] != "COMPLETED":
         raise RunFailed(f"{args.flow} run {outcome['flow_run']} in {outcome['pool']} ended {outcome['state']}: "
                         f"{outcome['message']} (its logs are in the Prefect UI)")
@@ -199,7 +213,7 @@ def pre_approved(parameters: dict) -> bool:
 
 
 def submit(flow_name: str, parameters: dict, facility: str | None = None, timeout: float = 900,
-           approval_window: float = UP_FRONT_WINDOW_SECONDS) -> dict:
+           approval_window: float = UP_FRONT_WINDOW_SECONDS, quiet: bool = False) -> dict:
     """Choose the pool, submit through the API, wait; return where it ran and how it ended.
 
     A pre-approved run is refused when no worker of the chosen pool is online (it would wait
@@ -244,7 +258,10 @@ def submit(flow_name: str, parameters: dict, facility: str | None = None, timeou
             # by the inventory's clock, which the worker's flow reads too (``inventory/clock.py``)
             parameters = {**parameters,
                           "approval_expires_at": database_now(timedelta(seconds=approval_window)).isoformat()}
-    print(f"submitting {flow_name} {json.dumps(parameters)} to {deployment.name} ({placement_reason})", flush=True)
+    import sys
+
+    print(f"submitting {flow_name} {json.dumps(parameters)} to {deployment.name} ({placement_reason})", flush=True,
+          file=sys.stderr if quiet else sys.stdout)
     flow_run = run_deployment(deployment.id, parameters=parameters, timeout=timeout, poll_interval=1,
                               job_variables=operator_environment(deployment))
     state = flow_run.state

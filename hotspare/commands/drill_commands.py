@@ -34,23 +34,24 @@ def drill_command(args: argparse.Namespace) -> int:
         raise UsageError("name a SERVICE, --facility F or --cleanup")
     if args.service:
         require_service(args.service)
-    result = run_flow(drill, args.debug, several=bool(args.facility), service=args.service, facility=args.facility,
-                      cleanup=args.cleanup, watched_by=args.watched_by)
+    from hotspare.commands.output import progress
+
+    with progress(f"drilling {args.service or args.facility or 'cleanup'}"):
+        result = run_flow(drill, args.debug, several=bool(args.facility), service=args.service, facility=args.facility,
+                          cleanup=args.cleanup, watched_by=args.watched_by)
     if args.json or args.cleanup:
-        print_result(result)
+        print_result(result, args.json)
     else:
-        for line in table(result.get("drills") or [result]):
-            print(line)
+        from hotspare.commands.output import print_table
+
+        print_table(("SERVICE", "OUTCOME", "RTO", "RPO", "CLEANUP", "DRILL", "COPY"), rows(result.get("drills") or [result]))
     return 0
 
 
-def table(results: list[dict]) -> list[str]:
-    """One line per drill: service, outcome, RTO, RPO, cleanup, duration."""
-    lines = [f"{'SERVICE':<16} {'OUTCOME':<10} {'RTO':>8} {'RPO':>10} {'CLEANUP':<8} {'DRILL':>8}  COPY"]
-    for result in results:
-        rto, rpo, duration = result.get("rto_seconds"), result.get("rpo_seconds"), result.get("duration_seconds")
-        lines.append(f"{result['service']:<16} {result.get('outcome', '?'):<10} "
-                     f"{(f'{rto:.2f} s' if rto is not None else '-'):>8} {(f'{rpo:.0f} s' if rpo is not None else '-'):>10} "
-                     f"{('proven' if result.get('cleanup_proven') else 'NO'):<8} "
-                     f"{(f'{duration:.2f} s' if duration is not None else '-'):>8}  {result.get('copy_id') or '-'}")
-    return lines
+def rows(results: list[dict]) -> list[tuple]:
+    """One row per drill: service, outcome, RTO, RPO, cleanup, duration, the copy it ran from."""
+    from hotspare.planning.ages import age_text
+
+    return [(result["service"], result.get("outcome", "?"), age_text(result.get("rto_seconds"), "-"),
+             age_text(result.get("rpo_seconds"), "-"), "proven" if result.get("cleanup_proven") else "NO",
+             age_text(result.get("duration_seconds"), "-"), result.get("copy_id") or "-") for result in results]

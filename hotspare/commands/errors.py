@@ -29,7 +29,7 @@ class Kind:
 
 OK = Kind(0, "ok", "")
 UNEXPECTED = Kind(1, "unexpected error", "run with --debug for the traceback")
-USAGE = Kind(2, "bad input", "see `hotspare COMMAND --help`")
+USAGE = Kind(2, "bad input", "see `{command} --help`")
 BAD_FLEET = Kind(2, "bad fleet file", "fix these lines; `hotspare fleet check FILE` lists every problem")
 REFUSED = Kind(3, "refused by a safety check", "nothing was changed; fix what the message names, or override where the "
                                                "command offers --force")
@@ -104,10 +104,24 @@ def original(error: BaseException) -> BaseException:
     return error
 
 
+# The Prefect API refused our credentials: a configuration to fix, not a bug and not an outage.
+_REFUSED_CREDENTIALS = {401: "Unauthorized", 403: "Forbidden"}
+
+
+def _refused_credentials(error: BaseException) -> int | None:
+    """The status code when ``error`` is the Prefect API's answer 401 or 403, else None."""
+    if type(error).__name__ not in ("HTTPStatusError", "PrefectHTTPStatusError"):
+        return None
+    code = getattr(getattr(error, "response", None), "status_code", None)
+    return code if code in _REFUSED_CREDENTIALS else None
+
+
 def kind_of(error: BaseException) -> Kind:
     """The kind of failure ``error`` is; UNEXPECTED for classes the map does not name."""
     if isinstance(error, KeyboardInterrupt):
         return INTERRUPTED
+    if _refused_credentials(error):
+        return MISSING_CONFIGURATION
     for module_name, class_name, kind in EXCEPTION_KINDS:
         error_class = getattr(sys.modules.get(module_name), class_name, None)
         if isinstance(error_class, type) and isinstance(error, error_class):
@@ -119,18 +133,40 @@ def exit_code_of(error: BaseException) -> int:
     return kind_of(original(error)).exit_code
 
 
+# Advice that fits the command, where the kind's own would point elsewhere: (kind, first word of
+# the command) -> what to do. "{command}" is the command as the operator typed it.
+COMMAND_ADVICE: dict[tuple[int, str], str] = {
+    (8, "incident"): "check the number (`hotspare incident list` lists the incidents)",
+    (8, "notice"): "check the incident's number (`hotspare incident list` lists them)",
+    (8, "facility"): "check the name (`hotspare fleet check FILE` names the fleet's facilities)",
+    (8, "run"): "check the flow's name; `hotspare deploy` creates the deployments",
+    (8, "unlock"): "nothing was changed; `hotspare status` shows the services (the busy message names the holder)",
+    (6, "fleet"): "create what the message names (`hotspare lab blocks` in the lab), then run `{command}` again",
+}
+
+
 def message_for(error: BaseException, where: str) -> str:
-    """The one message for the operator: what went wrong and where, then what to do."""
+    """The one line for the operator: where, what went wrong, what to do, and the exit code."""
     cause = original(error)
     kind = kind_of(cause)
     text = str(cause).strip() or type(cause).__name__
-    if type(cause).__module__.startswith("httpx"):
+    refused = _refused_credentials(cause)
+    advice = getattr(cause, "advice", None)  # an error may know better than its kind (what was undone)
+    if refused:
+        text = (f"the Prefect API at {_request_url(cause)} refused this command's credentials ({refused} "
+                f"{_REFUSED_CREDENTIALS[refused]})")
+        advice = advice or ("set PREFECT_API_AUTH_STRING to the server's string (`. scripts/setup.sh` reads "
+                            "$HOTSPARE_HOME/prefect-api-auth), or PREFECT_API_KEY for Prefect Cloud, then run the command again")
+    elif type(cause).__module__.startswith("httpx"):
         text = f"the Prefect API at {_request_url(cause)} did not answer ({text}); start it or set PREFECT_API_URL"
     if kind is UNEXPECTED:
         text = f"{type(cause).__name__}: {text}"
     headline = f"{where}: {kind.label}: {text}" if where else f"{kind.label}: {text}"
-    advice = getattr(cause, "advice", None) or kind.advice  # an error may know better than its kind (what was undone)
-    return f"{headline}\n  {advice} (exit {kind.exit_code})" if advice else headline
+    command = " ".join(where.split()[:2]) if where else "hotspare"
+    words = where.split()
+    advice = advice or COMMAND_ADVICE.get((kind.exit_code, words[1] if len(words) > 1 else ""), kind.advice)
+    advice = advice.replace("{command}", command)
+    return f"{headline} — {advice} (exit {kind.exit_code})" if advice else headline
 
 
 def _request_url(error: BaseException) -> str:

@@ -10,8 +10,8 @@ prints the failback offer per tier, behind the same gate (``running.run_gated``)
 from __future__ import annotations
 
 import argparse
-import json
 
+from hotspare.commands.output import add_json_flag, print_json
 from hotspare.commands.running import add_approval_arguments, run_gated
 
 
@@ -26,16 +26,18 @@ def register(subparsers) -> None:
     failover.add_argument("--live-run-wait-seconds", type=float, default=600.0,
                           help="how long to wait for a run already acting on a service (never taken over; "
                                "still at work after this, the service is reported as handled by it)")
+    add_json_flag(failover, "the plan (with --dry-run: its markdown and digest as fields) or the run's result")
     failover.set_defaults(func=failover_command)
 
     back = actions.add_parser("return", help="the facility is back: its former productions become mirrors (verified)")
     back.add_argument("facility")
     add_approval_arguments(back, "facility return")
+    add_json_flag(back, "the plan (with --dry-run: its markdown and digest as fields) or the run's result")
     back.set_defaults(func=return_command)
 
     status = actions.add_parser("status", help="every service with its production or mirror in FACILITY")
     status.add_argument("facility")
-    status.add_argument("--json", action="store_true")
+    add_json_flag(status, "the facility, its servers and services")
     status.set_defaults(func=status_command)
 
 
@@ -46,7 +48,9 @@ def failover_command(args: argparse.Namespace) -> int:
     result = run_gated(facility_failover, args, f"hotspare facility failover {args.facility}",
                        "to fail over every service listed", several=True, facility=args.facility,
                        max_copy_age_hours=args.max_copy_age_hours, live_run_wait_seconds=args.live_run_wait_seconds)
-    if result is not None:
+    if result is not None and args.json:
+        print_json(result)
+    elif result is not None:
         still = sorted(name for name, moved in result["results"].items() if moved["outcome"] == HANDLED_ELSEWHERE)
         print(f"facility {args.facility}: {len(result['results']) - len(still)} of {len(result['results'])} service(s) on "
               f"their mirrors {result['total_seconds']} s after approval"
@@ -59,7 +63,9 @@ def return_command(args: argparse.Namespace) -> int:
 
     result = run_gated(facility_return, args, f"hotspare facility return {args.facility}",
                        "to stop the app on each new mirror listed and reprotect", several=True, facility=args.facility)
-    if result is not None:
+    if result is not None and args.json:
+        print_json(result)
+    elif result is not None:
         print(f"facility {args.facility}: {len(result['results'])} service(s) protected again in {result['total_seconds']} s")
     return 0
 
@@ -67,7 +73,7 @@ def return_command(args: argparse.Namespace) -> int:
 def status_command(args: argparse.Namespace) -> int:
     records = facility_status(args.facility)
     if args.json:
-        print(json.dumps(records, indent=2, default=str))
+        print_json(records)
         return 0
     print(format_status(records))
     return 0

@@ -17,6 +17,7 @@ def register(subparsers) -> None:
     check = actions.add_parser("check", help="report every problem in a fleet file")
     check.add_argument("file", type=Path)
     check.add_argument("--blocks", action="store_true", help="also check that named Prefect blocks exist")
+    check.add_argument("--json", action="store_true", help="print the counts as JSON (for scripts) instead of text")
     check.set_defaults(func=check_command)
 
     load = actions.add_parser("load", help="import a fleet file into the inventory (idempotent)")
@@ -24,6 +25,7 @@ def register(subparsers) -> None:
     load.add_argument("--dry-run", action="store_true",
                       help="show what loading would change (inventory rows, and the diff from the fleet file loaded "
                            "before); change nothing")
+    load.add_argument("--json", action="store_true", help="print the changes as JSON (for scripts) instead of text")
     load.set_defaults(func=load_command)
 
     sample = actions.add_parser("sample", help="write a complete, commented fleet file generated from the schema")
@@ -47,6 +49,12 @@ def check_command(args: argparse.Namespace) -> int:
             lines = "\n".join(f"  {problem}" for problem in missing)
             raise MissingConfiguration(f"{len(missing)} Prefect block(s) named in the fleet file do not exist:\n{lines}\n"
                                        "Create them in the Prefect UI (`hotspare lab blocks` in the lab)")
+    if args.json:
+        import json
+
+        print(json.dumps({"file": str(args.file), "ok": True, "servers": len(fleet.servers),
+                          "services": len(fleet.services), "facilities": len(fleet.facilities)}))
+        return 0
     print(f"{args.file}: ok — {len(fleet.servers)} servers, {len(fleet.services)} services, {len(fleet.facilities)} facilities")
     return 0
 
@@ -77,19 +85,27 @@ def load_command(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.file)
     text = args.file.read_text()
     if args.dry_run:
-        return load_dry_run(fleet, text, args.file)
+        return load_dry_run(fleet, text, args.file, args.json)
     with session() as db:
         changes = load_into_inventory(db, fleet, text, str(args.file.absolute()))
-    for change in changes:
+    if args.json:
+        from hotspare.commands.output import print_json
+
+        print_json({"changes": [str(change) for change in changes], "inventory": _redacted(database_url())})
+        claim_quietly = True
+    else:
+        claim_quietly = False
+    for change in ([] if claim_quietly else changes):
         print(change)
-    print(f"{len(changes)} change(s) loaded into {_redacted(database_url())}" if changes else "inventory already up to date")
+    if not claim_quietly:
+        print(f"{len(changes)} change(s) loaded into {_redacted(database_url())}" if changes else "inventory already up to date")
     from hotspare.commands.fleet_orchestrator import claim_after_load
 
-    claim_after_load(fleet)
+    claim_after_load(fleet, quiet=claim_quietly)
     return 0
 
 
-def load_dry_run(fleet, text: str, path: Path) -> int:
+def load_dry_run(fleet, text: str, path: Path, as_json: bool = False) -> int:
     """What ``fleet load`` would change, computed by the load itself in a transaction that is
     rolled back: the inventory changes, then the diff from the fleet file loaded last."""
     import difflib
@@ -108,10 +124,15 @@ def load_dry_run(fleet, text: str, path: Path) -> int:
             changes = load_into_inventory(db, fleet, text, str(path.absolute()))
         finally:
             db.rollback()
-    for change in changes:
-        print(change)
     diff = list(difflib.unified_diff(before.splitlines(keepends=True), text.splitlines(keepends=True),
                                      fromfile=f"loaded: {before_name}", tofile=f"file: {path}"))
+    if as_json:
+        from hotspare.commands.output import print_json
+
+        print_json({"dry_run": True, "changes": [str(change) for change in changes], "diff": "".join(diff)})
+        return 0
+    for change in changes:
+        print(change)
     if diff:
         print("".join(diff), end="" if diff[-1].endswith("\n") else "\n")
     print(f"dry run: {len(changes)} change(s) would be loaded into {_redacted(database_url())}; nothing was changed"

@@ -20,6 +20,7 @@ def register_actions(actions) -> None:
                        help="take the fleet over from the orchestrator holding it (only when that one is really lost)")
     claim.set_defaults(func=claim_command)
     show = actions.add_parser("orchestrator", help="this orchestrator and the one holding the fleet")
+    show.add_argument("--json", action="store_true", help="print both as JSON (for scripts) instead of text")
     show.set_defaults(func=orchestrator_command)
 
 
@@ -37,6 +38,14 @@ def orchestrator_command(_args: argparse.Namespace) -> int:
     from tasks.orchestrator import holder
 
     identity, marker = holder(loaded_fleet())
+    if getattr(_args, "json", False):
+        from hotspare.commands.output import print_json
+
+        print_json({"this": {"name": identity.name, "orchestrator_id": identity.orchestrator_id, "epoch": identity.epoch},
+                    "holder": None if marker is None else {
+                        "orchestrator_id": marker.orchestrator_id, "epoch": marker.epoch, "since": marker.since,
+                        "description": marker.describe(), "is_this": marker.orchestrator_id == identity.orchestrator_id}})
+        return 0
     print(f"this orchestrator: {identity.name} (orchestrator {identity.orchestrator_id[:8]}, "
           f"last held epoch {identity.epoch or 'never'})")
     if marker is None:
@@ -48,14 +57,15 @@ def orchestrator_command(_args: argparse.Namespace) -> int:
     return 0
 
 
-def claim_after_load(fleet) -> None:
-    """After ``fleet load``: claim a fleet nobody holds, or say who holds it (never fails the load)."""
+def claim_after_load(fleet, quiet: bool = False) -> None:
+    """After ``fleet load``: claim a fleet nobody holds, or say who holds it (never fails the load;
+    ``quiet``: the sentence goes to stderr, stdout carries JSON)."""
     from tasks.orchestrator import NotOrchestrator, claim_fleet
 
     if not fleet.zones:
         return
     try:
-        print(claim_fleet(fleet).sentence)
+        print(claim_fleet(fleet).sentence, file=sys.stderr if quiet else sys.stdout)
     except NotOrchestrator as error:
         print(f"warning: {str(error).removeprefix('fleet claim: refused: ')}", file=sys.stderr)
     except Exception as error:  # noqa: BLE001  (a side note of the load: blocks or DNS may not be there yet)

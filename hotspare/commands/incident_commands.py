@@ -9,7 +9,8 @@ twice) is one message and exit 2.
 from __future__ import annotations
 
 import argparse
-import json
+
+from hotspare.commands.output import add_json_flag, print_json, print_table, say
 
 
 def register(subparsers) -> None:
@@ -54,12 +55,12 @@ def register(subparsers) -> None:
 
     listing = actions.add_parser("list", help="incidents, newest first")
     listing.add_argument("--open", action="store_true", help="only unresolved ones")
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_flag(listing, "the incidents")
     listing.set_defaults(func=list_command)
 
     show = actions.add_parser("show", help="one incident with its timeline")
     show.add_argument("incident", type=int)
-    show.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_flag(show, "the incident with its timeline")
     show.set_defaults(func=show_command)
 
     automations = actions.add_parser("automations", help="create the paging automations (idempotent)")
@@ -159,38 +160,38 @@ def resolve_command(args: argparse.Namespace) -> int:
 
 def list_command(args: argparse.Namespace) -> int:
     from hotspare.inventory import incidents
+    from hotspare.planning.ages import moment_text
 
     rows = incidents.list_incidents(open_only=args.open)
     if args.json:
-        print(json.dumps({"incidents": rows}, indent=2))
+        print_json({"incidents": rows})
         return 0
-    if not rows:
-        print("no incidents")
-    for row in rows:
-        where = ", ".join(row["servers"] + row["services"]) or "-"
-        print(f"{row['id']:>4}  cat {row['category']}  {row['severity']:<4}  {row['status']:<12}  "
-              f"{row['opened_at'][:19]}  {row['title']}  [{where}]")
+    print_table(("ID", "CAT", "SEVERITY", "STATUS", "OPENED", "TITLE", "AFFECTS"),
+                [(row["id"], row["category"], row["severity"], row["status"], moment_text(row["opened_at"]), row["title"],
+                  ", ".join(row["servers"] + row["services"]) or "-") for row in rows],
+                empty="no open incidents" if args.open else "no incidents")
     return 0
 
 
 def show_command(args: argparse.Namespace) -> int:
     from hotspare.inventory import incidents
+    from hotspare.planning.ages import moment_text
 
     incident = _checked(lambda: incidents.get_incident(args.incident))
     if args.json:
-        print(json.dumps(incident, indent=2))
+        print_json(incident)
         return 0
-    print(f"incident {incident['id']}: {incident['title']}")
-    print(f"  category {incident['category']} ({incident['category_name']}), {incident['severity']} severity, "
-          f"{incident['status']}" + (f" by {incident['acknowledged_by']}" if incident["acknowledged_by"] else ""))
-    print(f"  servers: {', '.join(incident['servers']) or '-'}; services: {', '.join(incident['services']) or '-'}")
+    say(f"incident {incident['id']}: {incident['title']}")
+    say(f"  category {incident['category']} ({incident['category_name']}), {incident['severity']} severity, "
+        f"{incident['status']}" + (f" by {incident['acknowledged_by']}" if incident["acknowledged_by"] else ""))
+    say(f"  servers: {', '.join(incident['servers']) or '-'}; services: {', '.join(incident['services']) or '-'}")
     for impact in incident["impact"]:
         held = f" on {impact['server']}" if impact["server"] else ""
-        print(f"  affects {impact['service']} ({impact['role']}{held}): {impact['effect']}")
+        say(f"  affects {impact['service']} ({impact['role']}{held}): {impact['effect']}")
     if incident["internal"]:
-        print(f"  internal: customers are not told (hotspare incident publish {incident['id']} --by NAME)")
-    for event in incident["events"]:
-        print(f"  {event['at'][:19]}  {event['kind']:<15} {event['actor']}: {event['text']}")
+        say(f"  internal: customers are not told (hotspare incident publish {incident['id']} --by NAME)")
+    print_table(("AT", "EVENT", "BY", "WHAT"), [(moment_text(event["at"], seconds=True), event["kind"], event["actor"], event["text"])
+                                                 for event in incident["events"]], title="Timeline")
     return 0
 
 

@@ -7,8 +7,9 @@ for a worker. The SMTP relay and SSH login still come from the fleet's Prefect b
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from hotspare.commands.output import add_json_flag, print_json
 
 
 def register(subparsers) -> None:
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
             parser.add_argument("--yes", action="store_true",
                                 help="approve the notice (needed when policy says preview-and-approve, or none)")
             parser.add_argument("--rate", type=float, default=None, help="messages per second (default: the fleet's)")
-            parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+        add_json_flag(parser, "the summary" if name == "send" else "the recipients, the decision and the first message")
         parser.set_defaults(func=preview_command if name == "preview" else send_command)
 
     automations = actions.add_parser("automations", help="create or update the automations that send notices and "
@@ -35,6 +36,7 @@ def register(subparsers) -> None:
     page_actions = page.add_subparsers(dest="action", required=True, metavar="ACTION")
     publish = page_actions.add_parser("publish", help="render the page and upload it to the web server")
     publish.add_argument("--incident", type=int, default=None, help="note the publication in this incident")
+    add_json_flag(publish, "the publication's outcome")
     publish.set_defaults(func=publish_command)
     listen = page_actions.add_parser("subscriptions", help="serve the endpoint the customer pages' e-mail form posts to")
     listen.add_argument("--listen", default="127.0.0.1:8788", help="HOST:PORT to listen on")
@@ -60,20 +62,28 @@ def _incident_exists(number: int) -> None:
 
 
 def preview_command(args: argparse.Namespace) -> int:
-    from hotspare.inventory.models import utcnow
     from hotspare.access import loaded_fleet
+    from hotspare.inventory.models import utcnow
     from hotspare.planning.notices import render_body
     from tasks.notices import preview_notice
 
     _incident_exists(args.incident)
     fleet = loaded_fleet()
     plan, incident = preview_notice(args.incident, _kind(args), fleet=fleet)
+    first = plan.recipients[0] if plan.recipients else None
+    body = render_body(plan, first, incident, fleet.customer_notices) if first else None
+    if args.json:
+        print_json({"notice": plan.notice_id, "incident": plan.incident_id, "kind": plan.kind, "subject": plan.subject,
+                    "services": list(plan.services), "may_send_now": plan.decision.go, "decision": plan.decision.reason,
+                    "recipients": [{"email": item.email, "name": item.name, "customers": list(item.customers),
+                                    "services": list(item.services)} for item in plan.recipients],
+                    "preview": plan.preview(), "first_message": body})
+        return 0
     print(plan.preview())
-    if plan.recipients:
-        first = plan.recipients[0]
+    if first:
         print(f"\n--- message to {first.email} (composed {utcnow():%Y-%m-%d %H:%M} UTC) ---")
         print(f"Subject: {plan.subject}\n")
-        print(render_body(plan, first, incident, fleet.customer_notices))
+        print(body)
     return 0
 
 
@@ -86,10 +96,13 @@ def send_command(args: argparse.Namespace) -> int:
 
     _incident_exists(args.incident)
     operator = os.environ.get("HOTSPARE_OPERATOR") or getpass.getuser()
-    summary = send_notice(args.incident, _kind(args), approved_by=operator if args.yes else None,
-                          messages_per_second=args.rate)
+    from hotspare.commands.output import progress
+
+    with progress(f"sending the notice of incident {args.incident}"):
+        summary = send_notice(args.incident, _kind(args), approved_by=operator if args.yes else None,
+                              messages_per_second=args.rate)
     if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+        print_json(summary)
     elif not summary["sent"]:
         print(f"{summary['notice']}: not sent: {summary['reason']}")
     else:
@@ -105,10 +118,17 @@ def send_command(args: argparse.Namespace) -> int:
 
 def publish_command(args: argparse.Namespace) -> int:
     from hotspare.adapters.errors import HotspareError
+    from hotspare.commands.output import progress
     from tasks.notices import publish_status_page
 
-    result = publish_status_page(args.incident)
-    print(json.dumps(result, indent=2, default=str))
+    with progress("rendering and uploading the status page"):
+        result = publish_status_page(args.incident)
+    if args.json:
+        print_json(result)
+    elif result.get("published"):
+        from hotspare.commands.running import print_result
+
+        print_result(result)
     if not result.get("published"):
         raise HotspareError(result.get("error") or result.get("reason") or "status page not published")
     return 0

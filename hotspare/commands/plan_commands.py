@@ -14,16 +14,26 @@ def register(subparsers) -> None:
     render.add_argument("--out", default=".", help="folder to write into (default: the current one)")
     render.add_argument("--days", type=int, default=90, help="readiness window in days (default 90)")
     render.add_argument("--no-pdf", action="store_true", help="write the HTML only")
+    render.add_argument("--json", action="store_true", help="print the files written as JSON (for scripts)")
     render.set_defaults(func=render_command)
 
 
 def render_command(args: argparse.Namespace) -> int:
-    from tasks.readiness import gather_readiness
     from hotspare import access
     from hotspare.continuity_plan import render
+    from tasks.readiness import gather_readiness
 
     fleet = access.loaded_fleet()
-    written = render(Path(args.out), fleet=fleet, readiness=gather_readiness(args.days, fleet=fleet), pdf=not args.no_pdf)
+    from hotspare.commands.output import progress
+
+    with progress("writing the continuity plan" + ("" if args.no_pdf else " and printing it as PDF")):
+        written = render(Path(args.out), fleet=fleet, readiness=gather_readiness(args.days, fleet=fleet),
+                         pdf=not args.no_pdf)
+    if args.json:
+        from hotspare.commands.output import print_json
+
+        print_json({kind: str(path) for kind, path in written.items()})
+        return 0
     for kind, path in written.items():
         print(f"{kind}: {path}")
     return 0

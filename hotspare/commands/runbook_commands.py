@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from hotspare.commands.output import add_json_flag, progress
 from hotspare.commands.running import add_approval_arguments, print_result, require_service, run_flow, run_gated
 from hotspare.commands.topology import show_topology
 
@@ -26,6 +27,7 @@ def register(subparsers) -> None:
         target.add_argument("--all", action="store_true", help="every service in the inventory")
         if extra:
             extra(parser)
+        add_json_flag(parser, "the run's result")
         parser.set_defaults(func=_runner(name))
     register_failover(subparsers)
     serve = subparsers.add_parser("serve", help="serve all deployments (schedules and run buttons) until stopped")
@@ -44,17 +46,20 @@ def register_failover(subparsers) -> None:
     parser.add_argument("--force", action="store_true", help="accept an unverified or too old copy")
     parser.add_argument("--resume", action="store_true", help="continue a failover whose process died midway")
     parser.add_argument("--max-copy-age-hours", type=float, default=24.0)
+    add_json_flag(parser, "the plan (with --dry-run: its markdown and digest as fields) or the run's result")
     parser.set_defaults(func=failover_command)
 
     back = subparsers.add_parser("failback", help="planned switchover back to the original production (after reprotect)")
     back.add_argument("service")
     add_approval_arguments(back, "failback")
+    add_json_flag(back, "the plan (with --dry-run: its markdown and digest as fields) or the run's result")
     back.set_defaults(func=failback_command)
 
     reprotect = subparsers.add_parser("reprotect", help="make the old production the new mirror and replicate to it")
     reprotect.add_argument("service")
     reprotect.add_argument("--mirror", help="server to use as the new mirror (default: the old production)")
     add_approval_arguments(reprotect, "reprotect")
+    add_json_flag(reprotect, "the plan (with --dry-run: its markdown and digest as fields) or the run's result")
     reprotect.set_defaults(func=reprotect_command)
 
 
@@ -65,12 +70,13 @@ def failover_command(args: argparse.Namespace, command: str | None = None, actio
     require_service(args.service)
     options = dict(service=args.service, planned=args.planned, copy_id=args.copy_id, force=args.force,
                    resume=args.resume, max_copy_age_hours=args.max_copy_age_hours)
-    show_topology(args.service, "before")
+    as_json = bool(getattr(args, "json", False))
+    show_topology(args.service, "before", to_stderr=as_json)
     result = run_gated(failover, args, command or f"hotspare failover {args.service}",
-                       action or f"to fail {args.service} over now", after=lambda: show_topology(args.service, "after"),
-                       **options)
+                       action or f"to fail {args.service} over now",
+                       after=lambda: show_topology(args.service, "after", to_stderr=as_json), **options)
     if result is not None:
-        print_result(result)
+        print_result(result, as_json)
     return 0
 
 
@@ -86,7 +92,7 @@ def failback_command(args: argparse.Namespace) -> int:
         raise Refused(decision.reason)
     switchover = argparse.Namespace(service=args.service, planned=True, copy_id=None, yes=args.yes, dry_run=args.dry_run,
                                     approve=args.approve, force=False, resume=False, max_copy_age_hours=24.0,
-                                    debug=args.debug)
+                                    debug=args.debug, json=args.json)
     return failover_command(switchover, f"hotspare failback {args.service}",
                             f"to move {args.service} back to {row.spec['production']} now")
 
@@ -95,15 +101,15 @@ def reprotect_command(args: argparse.Namespace) -> int:
     from flows.reprotect import reprotect
 
     require_service(args.service)
-    show_topology(args.service, "before")
+    show_topology(args.service, "before", to_stderr=args.json)
     command = f"hotspare reprotect {args.service}" + (f" --mirror {args.mirror}" if args.mirror else "")
     try:
         result = run_gated(reprotect, args, command, f"to make the new mirror of {args.service} and replicate to it",
                            service=args.service, mirror=args.mirror)
         if result is not None:
-            print_result(result)
+            print_result(result, args.json)
     finally:
-        show_topology(args.service, "after")
+        show_topology(args.service, "after", to_stderr=args.json)
     return 0
 
 
@@ -127,19 +133,22 @@ def _runner(name: str):
     def run(args: argparse.Namespace) -> int:
         if not args.all:
             require_service(args.service)
-        if name == "replicate" and not args.all:
-            from flows.replicate import replicate_service  # one service: its own flow run, its own error
+        target = "every service" if args.all else args.service
+        with progress(f"{'replicating' if name == 'replicate' else 'verifying'} {target}"):
+            if name == "replicate" and not args.all:
+                from flows.replicate import replicate_service  # one service: its own flow run, its own error
 
-            print_result(run_flow(replicate_service, args.debug, service=args.service, force=args.force))
-        elif name == "replicate":
-            from flows.replicate import replicate
+                result = run_flow(replicate_service, args.debug, service=args.service, force=args.force)
+            elif name == "replicate":
+                from flows.replicate import replicate
 
-            print_result(run_flow(replicate, args.debug, several=True, services=None, force=args.force))
-        else:
-            from flows.verify import verify
+                result = run_flow(replicate, args.debug, several=True, services=None, force=args.force)
+            else:
+                from flows.verify import verify
 
-            print_result(run_flow(verify, args.debug, several=True, services=None if args.all else [args.service],
-                                  full=args.full))
+                result = run_flow(verify, args.debug, several=True, services=None if args.all else [args.service],
+                                  full=args.full)
+        print_result(result, args.json)
         return 0
 
     return run

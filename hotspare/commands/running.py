@@ -4,7 +4,7 @@ wrapper), so ``hotspare.commands.errors`` can say what kind of failure it was.""
 
 from __future__ import annotations
 
-import json
+import sys
 
 from hotspare.adapters.errors import MissingConfiguration, NotFound
 from hotspare.commands.errors import hide_console_tracebacks
@@ -43,8 +43,52 @@ def run_flow(flow_function, debug: bool, several: bool = False, **parameters):
     return state.result()
 
 
-def print_result(result) -> None:
-    print(json.dumps(result, indent=2, default=str))
+def print_result(result, as_json: bool = False) -> None:
+    """A run's result: JSON with ``--json``, else an indented outline a person reads."""
+    from hotspare.commands.output import print_json, say
+
+    if as_json:
+        print_json(result)
+        return
+    for line in outline(result):
+        say(line)
+
+
+def outline(value, indent: str = "") -> list[str]:
+    """``value`` (dicts, lists, scalars) as indented ``key: value`` lines: a run's result as
+    text. A markdown summary or plan inside it stays as it is, under its key."""
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                lines.append(f"{indent}{key}:")
+                lines += outline(item, indent + "  ")
+            elif isinstance(item, str) and "\n" in item:
+                lines.append(f"{indent}{key}:")
+                lines += [f"{indent}  {line}" for line in item.splitlines()]
+            else:
+                lines.append(f"{indent}{key}: {_scalar(item)}")
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, (dict, list)) and item:
+                nested = outline(item, indent + "  ")
+                lines.append(f"{indent}- {nested[0].lstrip()}")
+                lines += nested[1:]
+            else:
+                lines.append(f"{indent}- {_scalar(item)}")
+    else:
+        lines.append(f"{indent}{_scalar(value)}")
+    return lines
+
+
+def _scalar(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (dict, list)):
+        return "none"
+    return str(value)
 
 
 def add_approval_arguments(parser, what: str) -> None:
@@ -69,8 +113,18 @@ def run_gated(flow_function, args, command: str, action: str, several: bool = Fa
     elif args.approve and not args.dry_run:
         approval = dict(approved_plan_digest=args.approve)
     else:
-        preview = run_flow(flow_function, args.debug, **options, dry_run=True)
-        print(preview.get("plan") or preview.get("detail"))
+        from hotspare.commands.output import print_json, print_markdown, progress
+
+        with progress("gathering the facts and planning"):
+            preview = run_flow(flow_function, args.debug, **options, dry_run=True)
+        as_json = bool(getattr(args, "json", False))
+        if as_json and (args.dry_run or preview.get("outcome") != "dry-run"):
+            print_json(preview)  # the plan's markdown and its digest as fields
+            return None
+        if as_json:  # the plan for the person who types the digest; stdout stays the result's JSON
+            print(preview.get("plan") or preview.get("detail"), file=sys.stderr)
+        else:
+            print_markdown(preview.get("plan") or preview.get("detail") or "")
         if args.dry_run or preview.get("outcome") != "dry-run":
             return None
         digest = preview["plan_digest"]
@@ -78,8 +132,11 @@ def run_gated(flow_function, args, command: str, action: str, several: bool = Fa
                                f"Run `{command} --approve {digest}` after reviewing the plan above (or --yes), or start "
                                "its deployment and approve it in the Prefect UI")
         approval = dict(approved_plan_digest=typed)
+    from hotspare.commands.output import progress
+
     try:
-        return run_flow(flow_function, args.debug, several=several, **options, **approval)
+        with progress(f"running {command}"):
+            return run_flow(flow_function, args.debug, several=several, **options, **approval)
     finally:
         if after is not None:
             after()
@@ -88,8 +145,6 @@ def run_gated(flow_function, args, command: str, action: str, several: bool = Fa
 def ask_to_confirm(question: str, expected: str, instead: str) -> str:
     """What the operator typed at the terminal, if it is ``expected``; NotApproved otherwise,
     or when there is no terminal to ask on (``instead`` says what to run then)."""
-    import sys
-
     from hotspare.adapters.errors import NotApproved
 
     if not sys.stdin.isatty():

@@ -4,12 +4,13 @@ unlock``: clear a lock whose holder the operator knows is gone."""
 from __future__ import annotations
 
 import argparse
-import json
+
+from hotspare.commands.output import add_json_flag, print_json, print_table
 
 
 def register(subparsers) -> None:
     status = subparsers.add_parser("status", help="services, where they run, and whether they are protected")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_flag(status, "every service's record")
     status.add_argument("--timeout", type=float, default=2.0, help="seconds per reachability probe")
     status.set_defaults(func=status_command)
 
@@ -58,7 +59,7 @@ def status_command(args: argparse.Namespace) -> int:
     from hotspare.inventory import session
     from hotspare.inventory.models import ServerRow, ServiceRow
     from hotspare.probes import reachability
-    from hotspare.status import format_table, service_status
+    from hotspare.status import STATUS_HEADERS, service_status, status_rows
 
     with session() as db:
         services = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False).order_by(ServiceRow.name)))  # noqa: E712
@@ -67,9 +68,15 @@ def status_command(args: argparse.Namespace) -> int:
         from hotspare.adapters.errors import MissingConfiguration
 
         raise MissingConfiguration("no services in the inventory: run `hotspare fleet load FLEET.yaml`")
-    reachable = reachability({name: (s.address, s.ssh_port) for name, s in servers.items()}, args.timeout)
-    records = service_status(services, servers, reachable, _copy_facts(services))
-    print(json.dumps({"services": records}, indent=2, default=str) if args.json else format_table(records))
+    from hotspare.commands.output import progress
+
+    with progress(f"probing {len(servers)} servers"):
+        reachable = reachability({name: (s.address, s.ssh_port) for name, s in servers.items()}, args.timeout)
+        records = service_status(services, servers, reachable, _copy_facts(services))
+    if args.json:
+        print_json({"services": records})
+    else:
+        print_table(STATUS_HEADERS, status_rows(records))
     _warn_when_another_orchestrator_holds_the_fleet()
     return 0
 

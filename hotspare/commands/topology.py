@@ -56,7 +56,8 @@ def topology_rows(service: ServiceRow, servers: dict[str, ServerRow], copies: li
     return rows
 
 
-def format_topology(service: ServiceRow, rows: list[dict], dns_addresses: list[str] | None, dns_note: str = "") -> str:
+def format_topology(service: ServiceRow, rows: list[dict], dns_addresses: list[str] | None, dns_note: str = "",
+                    width: int | None = None) -> str:
     """The table, under a title naming the service, its state and where its DNS name points."""
     dns_name = service.spec.get("dns_name", "?")
     if dns_addresses is None:
@@ -65,21 +66,35 @@ def format_topology(service: ServiceRow, rows: list[dict], dns_addresses: list[s
         pointing = f"{dns_name} -> {', '.join(dns_addresses) or 'no A record'}"
     lock = f", locked by {service.lock_holder}" if service.lock_holder else ""
     title = f"{service.name}: {service.state}{lock}; {pointing}"
-    table = [HEADER]
+    table = []
     for row in rows:
         copy = f"{row['copy']} ({row['copy_status']})" if row["copy"] else "-"
         age = _age(row["copy_age_hours"])
         dns = {None: "?", "": "-"}.get(row["dns"], row["dns"])
         table.append((row["role"], row["server"], row["facility"] or "-", row["address"] or "-", row["state"], copy, age, dns))
-    widths = [max(len(str(line[column])) for line in table) for column in range(len(HEADER))]
-    rule = "+" + "+".join("-" * (width + 2) for width in widths) + "+"
-    lines = [title, rule]
-    for number, line in enumerate(table):
-        lines.append("| " + " | ".join(str(cell).ljust(width) for cell, width in zip(line, widths)) + " |")
-        if number == 0:
-            lines.append(rule)
-    lines.append(rule)
-    return "\n".join(lines)
+    return title + "\n" + table_text(HEADER, table, width)
+
+
+def table_text(headers, rows, width: int | None = None) -> str:
+    """Rows in the command line's one table style (``output.print_table``) as text, ``width``
+    columns wide (default: the terminal's)."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from hotspare.commands.output import width as output_width
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    text = io.StringIO()
+    Console(file=text, width=width or output_width(), force_terminal=False, highlight=False, markup=False,
+            emoji=False).print(table)
+    return text.getvalue().rstrip("\n")
 
 
 def _age(hours: float | None) -> str:
@@ -108,18 +123,22 @@ def _hours_between(earlier: datetime, later: datetime) -> float:
     return (_aware(later) - _aware(earlier)).total_seconds() / 3600
 
 
-def show_topology(service_name: str, heading: str) -> None:
-    """Print the service's topology now from the inventory and a live DNS read.
+def show_topology(service_name: str, heading: str, to_stderr: bool = False) -> None:
+    """Print the service's topology now from the inventory and a live DNS read (on stderr with
+    ``to_stderr``: a command printing JSON keeps stdout for it).
 
     Never raises: the table is a courtesy around the command, whose own outcome counts.
     """
+    import sys
+
     try:
-        _show_topology(service_name, heading)
+        _show_topology(service_name, heading, sys.stderr if to_stderr else sys.stdout)
     except Exception as error:  # noqa: BLE001 - see the docstring
-        print(f"{heading}: topology not shown ({type(error).__name__}: {error})", flush=True)
+        print(f"{heading}: topology not shown ({type(error).__name__}: {error})", flush=True,
+              file=sys.stderr if to_stderr else sys.stdout)
 
 
-def _show_topology(service_name: str, heading: str) -> None:
+def _show_topology(service_name: str, heading: str, stream) -> None:
     from sqlmodel import select
 
     from hotspare.inventory import copies as copy_rows
@@ -133,7 +152,7 @@ def _show_topology(service_name: str, heading: str) -> None:
         return
     addresses, note = _read_dns(service)
     rows = topology_rows(service, servers, copy_rows.copies_of(service_name), addresses, utcnow())
-    print(f"{heading}:\n{format_topology(service, rows, addresses, note)}", flush=True)
+    print(f"{heading}:\n{format_topology(service, rows, addresses, note)}", flush=True, file=stream)
 
 
 def _read_dns(service: ServiceRow) -> tuple[list[str] | None, str]:

@@ -184,7 +184,7 @@ def test_markdown_shows_digest_copy_and_steps():
     result = plan_failover(facts(), planned=False, now=NOW)
     text = result.markdown()
     assert f"Plan digest: `{result.digest}`" in text
-    assert "copy **20261125T100000Z**, taken 3.0 h ago" in text
+    assert "copy **20261125T100000Z**, taken 3 h ago" in text
     assert "from **east-1** (10.211.70.11) to **west-1** (10.211.70.12)" in text
     for number, step in enumerate(result.steps, 1):
         assert f"{number}. {step}" in text

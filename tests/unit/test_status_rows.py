@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from hotspare.inventory.models import CopyRow, RunRow, ServiceRow
-from hotspare.status import copy_facts, failover_facts, format_table
+from hotspare.status import copy_facts, failover_facts
 
 NOW = datetime(2026, 11, 25, 13, 0, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
@@ -65,27 +65,3 @@ def test_failover_facts():
     }
     assert failover_facts(None) == {"last_failover": None}
     assert failover_facts(failover_run(details=None))["last_failover"]["fenced"] is True  # planned: nothing to fence
-
-
-def test_format_table():
-    current = CopyRow(id="C", service="shop", source_server="east-1", target_server="west-1", path="/p",
-                      status="verified", started_at=NOW - 1.5 * HOUR)
-    record = {
-        "service": "shop", "state": "protected",
-        "production": {"name": "east-1", "facility": "east", "address": "10.211.70.11", "reachable": True, "state": "ok"},
-        "mirror": {"name": "west-1", "facility": "west", "address": "10.211.70.12", "reachable": False, "state": "ok"},
-        **copy_facts(service_row(), current, current, 24, NOW),
-        **failover_facts(failover_run(details={"rto_seconds": 42.5, "data_loss_seconds": 3600.0})),
-        "backup_age": "2.0h", "restore_proof_text": "ok 1d", "copy_backend": "btrfs-snapshot", "health_text": "fan Fan1 degraded",
-    }
-    bare = {"service": "blog", "state": "unprotected", "production": {"name": "east-2", "facility": "east"}, "mirror": None,
-            **failover_facts(failover_run(outcome="failed"))}
-    header, shop, blog = format_table([record, bare]).splitlines()
-    assert header.split() == ["SERVICE", "STATE", "PRODUCTION", "FACILITY", "UP", "MIRROR", "FACILITY", "UP", "COPY",
-                              "AGE", "COPIES", "RPO", "LAST", "FAILOVER", "BACKUP", "AGE", "RESTORE", "PROOF", "HEALTH"]
-    assert shop.split() == ["shop", "protected", "east-1", "east", "yes", "west-1", "west", "NO", "1.5h", "snapshots", "ok",
-                            "RTO", "42.5s,", "loss", "3600s", "2.0h", "ok", "1d", "fan", "Fan1", "degraded"]
-    assert blog.split() == ["blog", "unprotected", "east-2", "east", "?", "-", "-", "?", "-", "-", "-", "failed", "11-25",
-                            "12:30", "-", "-", "-"]
-    # columns line up: every row's RPO cell starts where the header's does
-    assert shop.index(" ok ") + 1 == header.index("RPO")
