@@ -140,7 +140,7 @@ def _register_optional(subparsers, command: str | None = None) -> None:
 
     import hotspare.commands
 
-    for module_name, (name, help_text) in _OUTSIDE_GROUPS.items():
+    for _module_name, (name, help_text) in _OUTSIDE_GROUPS.items():
         if command is not None and command != name:
             subparsers.add_parser(name, help=help_text, add_help=False)  # listed; never run from here
     names = [name for name, (word, _help) in _OUTSIDE_GROUPS.items() if command is None or command == word] + sorted(

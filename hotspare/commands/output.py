@@ -98,7 +98,7 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]], title:
     for header in headers:
         table.add_column(header, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(cell if cell is None or isinstance(cell, str) else str(cell) for cell in row))
     console().print(table)
 
 

@@ -51,7 +51,8 @@ def moment_text(moment: datetime | str | None, unknown: str = "-", seconds: bool
         try:
             moment = datetime.fromisoformat(moment)
         except ValueError:
-            return moment
+            return str(moment)
+    assert isinstance(moment, datetime)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     shown = f"{moment:%Y-%m-%d %H:%M:%S}" if seconds else f"{moment:%Y-%m-%d %H:%M}"
