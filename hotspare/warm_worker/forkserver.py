@@ -234,9 +234,12 @@ def accept(listener: socket.socket, selector, recorded: dict[str, int]) -> None:
     if pid == 0:
         code = 1
         try:
-            listener.close()
-            connection.close()
+            for key in list(selector.get_map().values()):  # the listener, other runs' pidfds and connections
+                os.close(key.fd) if isinstance(key.fileobj, int) else key.fileobj.close()
+                if key.data is not None:
+                    key.data[1].close()
             selector.close()
+            connection.close()
             code = run_child(request)
         finally:
             os._exit(code)
