@@ -86,6 +86,7 @@ def start_workers(lab, wait: bool = True) -> list[dict]:
                        **control.identity_environment(lab, identity_name(spec.facility)),
                        "HOTSPARE_DB_URL": control.database_urls(lab)["worker"], "HOTSPARE_API_PROXY": "1",
                        "PYTHONPATH": project, "HOTSPARE_SITE": spec.facility,
+                       "HOTSPARE_WARM_FOLDER": str(control.folder(lab) / f"warm-{spec.facility}"),
                        "PREFECT_WORKER_QUERY_SECONDS": str(QUERY_SECONDS),
                        "PREFECT_WORKER_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
                        **issuer.worker_environment(lab, spec.facility, site_tokens)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,9 +55,9 @@ class WarmProcess:
     """The worker's warm process (``forkserver.py``): started once, restarted when it dies or
     when the code it imported changed."""
 
-    def __init__(self, packages: tuple[str, ...] = ("flows",)) -> None:
+    def __init__(self, packages: tuple[str, ...] = ("flows",), folder: str | None = None) -> None:
         self.packages = packages
-        self.folder = Path(tempfile.mkdtemp(prefix="hotspare-warm."))  # 0700: only this user connects
+        self.folder = private_folder(folder) if folder else Path(tempfile.mkdtemp(prefix="hotspare-warm."))
         self.socket_path = str(self.folder / "socket")
         self.process: subprocess.Popen | None = None
         self.logger = None
@@ -101,6 +102,24 @@ class WarmProcess:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self.process = None
+
+    def remove(self) -> None:
+        """Stop it and remove its socket's folder (the worker is ending)."""
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def private_folder(path: str) -> Path:
+    """The folder of the warm process's socket (``HOTSPARE_WARM_FOLDER``): whoever can open the
+    socket can have a run forked with an environment of their choosing, so the folder must be
+    this user's alone (0700), made here or refused."""
+    folder = Path(path)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = folder.lstat()
+    if not folder.is_dir() or folder.is_symlink() or status.st_uid != os.getuid() or status.st_mode & 0o077:
+        raise SystemExit(f"HOTSPARE_WARM_FOLDER {folder} must be a folder of this user's alone (mode 0700, "
+                         f"not a link): remove it or name another")
+    return folder
 
 
 class WarmStarter:
@@ -189,7 +208,7 @@ class WarmProcessWorker(ProcessWorker):
 
     def __init__(self, *args, packages: tuple[str, ...] = ("flows",), **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.warm = WarmProcess(packages)
+        self.warm = WarmProcess(packages, os.environ.get("HOTSPARE_WARM_FOLDER"))
         self.warm.logger = self._logger
         self.executor_context: FlowRunExecutorContext | None = None
 
@@ -206,7 +225,7 @@ class WarmProcessWorker(ProcessWorker):
                 group.cancel_scope.cancel()
         finally:
             self.executor_context = None
-            self.warm.stop()
+            self.warm.remove()
 
     async def listen_for_scheduled_runs(self) -> None:
         """Poll the pool the moment a run is scheduled in it (the server's event stream); the
