@@ -210,6 +210,26 @@ def test_a_worker_loads_the_blocks_its_runs_need_and_no_backup_password(site, la
             stored["restic"]["passwords"]["app1"]
 
 
+def test_a_worker_reads_the_bmc_block_of_the_facility_it_fences_and_no_other(site, lab):
+    """A failover of a service in east runs on west's worker, which powers prod-east off: west's
+    worker reads east's BMC block, not west's (its own facility's servers are never its to
+    fence); east's the other way round; the control site reads both."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from blocks.credentials import BmcCredentials
+    from hotspare.lab import bmc
+
+    for worker, fences, never in (("worker-west", "east", "west"), ("worker-east", "west", "east")):
+        expected = json.loads(bmc.credentials_file(lab.directory, fences).read_text())["password"]
+        with as_identity(lab, worker):
+            assert BmcCredentials.load(bmc.block_name(fences)).password.get_secret_value() == expected
+            with pytest.raises(PrefectHTTPStatusError) as refused:
+                BmcCredentials.load(bmc.block_name(never))
+            assert refused.value.response.status_code == 403
+    with as_identity(lab, "control"):
+        assert {BmcCredentials.load(bmc.block_name(name)).username for name in ("east", "west")} == {"admin"}
+
+
 def test_no_other_request_form_gives_a_worker_or_a_person_a_secret(site, lab):
     restic_path = f"/block_types/slug/{RESTIC}/block_documents/name/lab-restic-app1"
     document = call(site, lab, "control", "GET", restic_path).json()

@@ -84,6 +84,21 @@ def test_wrong_bmc_password_is_refused(fleet):
     assert power_state(fleet, "prod-west") == "on"
 
 
+def test_one_facilitys_bmc_credentials_switch_no_other_facilitys_server(fleet):
+    """A block per facility (``lab-bmc-east``, ``lab-bmc-west``): whoever holds one facility's
+    BMC password cannot power off the other facility's servers."""
+    east, west = fleet.server("prod-east").bmc, fleet.server("prod-west").bmc
+    assert (east.credentials_block, west.credentials_block) == (bmc.block_name("east"), bmc.block_name("west"))
+    east_user, east_password = access.bmc_login(east.credentials_block)
+    west_user, west_password = access.bmc_login(west.credentials_block)
+    assert east_password != west_password
+    with pytest.raises(Exception, match="refused the credentials"):
+        redfish.reset_system(west.scheme, west.address, west.port, west.system, east_user, east_password, "ForceOff")
+    with pytest.raises(Exception, match="ipmitool exited"):
+        ipmi.chassis_power(east.address, east.port, west_user, west_password, "off")
+    assert power_state(fleet, "prod-west") == "on" and power_state(fleet, "prod-east") == "on"
+
+
 def test_failover_of_an_unreachable_production_powers_it_off(protected, lab, lab_env):
     lab.fail("prod-east")
 

@@ -8,7 +8,8 @@ on PostgreSQL) and one worker per facility, each in its facility's network.
   behind it).
 - With the control site cut off, no worker reaches the API; healed, they carry on.
 - A worker's flow-run process killed (SIGKILL) after the copy went live leaves a run that
-  ``hotspare failover app1 --resume`` converges.
+  ``hotspare failover app1 --resume`` converges. That process was forked from the worker's warm
+  process (``hotspare/warm_worker``), which outlives the kill and starts the next run warm.
 
 Production stays reachable in the race and the kill (an emergency failover then fences it at
 once): an unreachable one would only add its SSH connect timeout to every run.
@@ -232,6 +233,8 @@ def test_a_worker_killed_mid_failover_leaves_a_run_that_resume_converges(app1_he
         deployment = client.read_deployment_by_name("failover/failover@west")
     started = run_deployment(deployment.id, parameters={"service": SERVICE, "yes": True}, timeout=0)
     pid = flow_run_process(started.id, lab)  # known before the copy goes live: the kill follows at once
+    warm = parent_of(pid)
+    assert "hotspare.warm_worker.forkserver" in command_line(warm), "the run was not forked from the warm process"
     poll(marker.exists, 180, "the copy to be made live on mirror-west by west's worker")
     os.kill(pid, signal.SIGKILL)  # the flow-run process west's worker started, by its PID
 
@@ -244,6 +247,7 @@ def test_a_worker_killed_mid_failover_leaves_a_run_that_resume_converges(app1_he
     assert not state.is_completed(), state
     assert copies.service_row(SERVICE).state in ("failing-over", "failed-over")
     assert failover_runs([str(started.id)]) == {str(started.id): "running"}  # it never finished
+    assert "hotspare.warm_worker.forkserver" in command_line(warm), "the killed run took the warm process with it"
 
     # The operator continues it from anywhere outside east (here: this machine, in process).
     assert main(["failover", SERVICE, "--yes", "--resume"]) == 0
@@ -251,6 +255,25 @@ def test_a_worker_killed_mid_failover_leaves_a_run_that_resume_converges(app1_he
     assert (row.state, row.active_server) == ("failed-over", "mirror-west")
     assert dns_answer(lab_env) == [address(lab_env, "mirror")]
     assert through_dns(lab_env, "health.txt")[:3:2] == (200, address(lab_env, "mirror"))
+
+    # the same warm process starts the next run on west's worker (a plan only: nothing moves; the
+    # plan may refuse a service already failed over, but the run itself ran to its own end)
+    following = run_deployment(deployment.id, parameters={"service": SERVICE, "dry_run": True}, timeout=180)
+    assert following.state.is_final() and not following.state.is_crashed(), following.state
+    assert "hotspare.warm_worker.forkserver" in command_line(warm)
+    worker_log = Path(next(worker["log"] for worker in lab.env()["workers"] if worker["facility"] == "west"))
+    assert f"did not take flow run {following.id}" not in worker_log.read_text(errors="replace")
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""
 
 
 def flow_run_process(flow_run_id, lab) -> int:

@@ -12,8 +12,12 @@ Every BMC switches its host's power (``power_switch.py``: ipmi_sim's ``chassis_c
 program, the Redfish ``ComputerSystem.Reset`` action): off drops the host's traffic and ends
 its processes, as a fence does to a real server; ``lab heal`` switches it on again.
 
-Files: ``<lab>/bmc/`` (0700) holds credentials.json (0600), daemons.json (pids and command
-lines) and one folder per host. Teardown stops recorded pids, then anything left in the
+Credentials are per facility: the BMCs of east log in with ``lab-bmc-east``'s user and password,
+west's with ``lab-bmc-west``'s, so a worker given one facility's block cannot switch off the
+other facility's servers (``proxy.facility_blocks`` says who reads which).
+
+Files: ``<lab>/bmc/`` (0700) holds credentials-<facility>.json (0600), daemons.json (pids and
+command lines) and one folder per host. Teardown stops recorded pids, then anything left in the
 management namespaces (crash that lost the files), then deletes veths and namespaces.
 """
 
@@ -46,7 +50,7 @@ from hotspare.local_secrets import write_private
 
 log = logging.getLogger("hotspare.lab")
 
-BMC_BLOCK = "lab-bmc"
+BMC_BLOCK_PREFIX = "lab-bmc-"
 BMC_USER = "admin"
 IPMI_PORT = 623
 CONSOLE_PORT = 9000
@@ -56,6 +60,20 @@ BMC_OCTET_OFFSET = 100
 REDFISH_ROOT = "/redfish/v1"
 START_SECONDS = 20.0
 PARTS = ("psu", "fan", "temp")
+
+
+def block_name(facility: str) -> str:
+    """The BmcCredentials block of a facility's BMCs: ``lab-bmc-<facility>``."""
+    return f"{BMC_BLOCK_PREFIX}{facility}"
+
+
+def credentials_file(directory: Path, facility: str) -> Path:
+    return _folder(directory) / f"credentials-{facility}.json"
+
+
+def bmc_facilities() -> list[str]:
+    """The facilities that hold a host, so a BMC (and a credentials block)."""
+    return sorted({host.facility for host in HOSTS})
 
 
 def protocol(host: HostSpec) -> str:
@@ -123,9 +141,10 @@ def start(directory: Path, layout: SlotLayout) -> None:
     folder = _folder(directory)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(mode=0o700)
-    password = random_secrets.token_urlsafe(12)
-    write_private(folder / "credentials.json",
-                   json.dumps({"username": BMC_USER, "password": password}) + "\n")
+    passwords = {facility: random_secrets.token_urlsafe(12) for facility in bmc_facilities()}
+    for facility, password in passwords.items():
+        write_private(credentials_file(directory, facility),
+                      json.dumps({"username": BMC_USER, "password": password}) + "\n")
     _write_json(folder / "daemons.json", [])
     for facility in FACILITIES:
         netns = management_netns(layout, facility.name)
@@ -145,7 +164,7 @@ def start(directory: Path, layout: SlotLayout) -> None:
         if protocol(host) == "redfish":
             started.append((host, _start_redfish(directory, layout, host)))
         else:
-            started.append((host, _start_ipmi(directory, layout, host, compiled, password)))
+            started.append((host, _start_ipmi(directory, layout, host, compiled, passwords[host.facility])))
     for host, (daemon, process, ready) in started:
         wait_until(f"BMC of {host.name} ({address(layout, host)})", ready, START_SECONDS,
                    log_path=daemon.log, alive=lambda process=process: process.poll() is None)
@@ -180,7 +199,7 @@ def _start_redfish(directory: Path, layout: SlotLayout, host: HostSpec):
                 {"state": state, "netns": netns, "sshd_pidfile": sshd_pidfile, "halves": halves})
     bmc_address = address(layout, host)
     script = str(Path(__file__).with_name("redfish_bmc.py"))
-    tail = [script, bmc_address, str(REDFISH_PORT), str(folder), str(_folder(directory) / "credentials.json"),
+    tail = [script, bmc_address, str(REDFISH_PORT), str(folder), str(credentials_file(directory, host.facility)),
             str(host_folder / "switch.json")]
     daemon, process = _start(directory, layout, host, [sys.executable, "-I"] + tail, tail)
     return daemon, process, lambda: _accepts(bmc_address, REDFISH_PORT)
@@ -334,7 +353,7 @@ def read_redfish(folder: Path) -> dict[str, dict]:
 def describe(layout: SlotLayout) -> dict:
     """env.json's `bmcs`: protocol, address, port and credentials block per host."""
     return {host.name: {"protocol": protocol(host), "address": address(layout, host),
-                        "port": port(host), "credentials_block": BMC_BLOCK,
+                        "port": port(host), "credentials_block": block_name(host.facility),
                         "management_netns": management_netns(layout, host.facility)}
             for host in HOSTS}
 
@@ -344,7 +363,7 @@ def annotate_fleet(fleet: dict, layout: SlotLayout) -> dict:
     for server in fleet["servers"]:
         host = next(h for h in HOSTS if h.name == server["name"])
         server["bmc"] = {"protocol": protocol(host), "address": address(layout, host),
-                         "port": port(host), "credentials_block": BMC_BLOCK}
+                         "port": port(host), "credentials_block": block_name(host.facility)}
         if protocol(host) == "redfish":
             server["bmc"]["scheme"] = "http"  # the lab's Redfish BMC speaks plain HTTP
         server["location"] = location(host)
@@ -352,11 +371,15 @@ def annotate_fleet(fleet: dict, layout: SlotLayout) -> dict:
 
 
 def credential_blocks(directory: Path) -> dict:
-    """{block name: BmcCredentials} for `Lab.register_blocks` (imports Prefect only here)."""
+    """{block name: BmcCredentials}, one per facility, for `Lab.register_blocks` (imports Prefect
+    only here)."""
     from blocks.credentials import BmcCredentials
 
-    stored = json.loads((_folder(directory) / "credentials.json").read_text())
-    return {BMC_BLOCK: BmcCredentials(username=stored["username"], password=stored["password"])}
+    blocks = {}
+    for facility in bmc_facilities():
+        stored = json.loads(credentials_file(directory, facility).read_text())
+        blocks[block_name(facility)] = BmcCredentials(username=stored["username"], password=stored["password"])
+    return blocks
 
 
 def _write_json(path: Path, value) -> None:

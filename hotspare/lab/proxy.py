@@ -65,14 +65,24 @@ def facility_blocks() -> dict[str, tuple[str, ...]]:
 
     A facility's worker runs the runbooks that must work while the control site is lost
     (failover, facility failover, reprotect, replication): SSH logins, the DNS update key, the
-    BMC (fencing) and the mail relay. Backup passwords stay with the control site's backup and
-    rebuild runs, the phone providers with its incident runs, which page."""
+    mail relay, and the BMC credentials of the servers those runs fence. BMC credentials are a
+    block per facility (``bmc.block_name``): a facility's worker reads those of the facilities
+    whose services it fails over, which are never its own (``planning/placement``: a failover
+    runs outside the facility it recovers from), so a worker taken over in east cannot switch
+    off east's other servers, nor read the block a west worker holds. Backup passwords stay with
+    the control site's backup and rebuild runs, the phone providers with its incident runs, which
+    page; the control site reads every BMC block (its hardware checks and failovers)."""
     from hotspare.lab import bmc, phone
-    from hotspare.lab.topology import BLOCK_NAMES, SERVICES, restic_block
+    from hotspare.lab.topology import BLOCK_NAMES, HOSTS, SERVICES, restic_block
 
-    facility = (BLOCK_NAMES["ssh"], BLOCK_NAMES["tsig"], BLOCK_NAMES["smtp"], bmc.BMC_BLOCK)
+    common = (BLOCK_NAMES["ssh"], BLOCK_NAMES["tsig"], BLOCK_NAMES["smtp"])
+    hosts = {host.name: host.facility for host in HOSTS}
+    served = sorted({hosts[name] for service in SERVICES for name in (service.production, service.mirror)})
     control_only = (*phone.BLOCK_NAMES.values(), *(restic_block(service.name) for service in SERVICES))
-    return {"east": facility, "west": facility, "control": facility + control_only}
+    blocks = {facility: common + tuple(bmc.block_name(other) for other in served if other != facility)
+              for facility in served}
+    blocks["control"] = common + tuple(bmc.block_name(facility) for facility in bmc.bmc_facilities()) + control_only
+    return blocks
 
 
 def folder(slot: int) -> Path:

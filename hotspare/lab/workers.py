@@ -1,6 +1,8 @@
 """One Prefect worker per facility in the lab, each in that facility's network, each polling its
 own process work pool: ``hotspare-east`` (in standby-east's namespace), ``hotspare-west`` (in
-standby-west's) and ``hotspare-control`` (in the control site's).
+standby-west's) and ``hotspare-control`` (in the control site's). Each is the product's warm worker
+(``python -m hotspare.warm_worker``: runs forked from a pre-imported process, woken by the pool's
+events), the path docs/operations.md tells operators to run.
 
 A worker in east's network goes down with east (``hotspare lab fail east`` blackholes its
 namespace: it can no longer reach the Prefect server or the inventory). Workers reach the
@@ -30,6 +32,7 @@ POOL_PREFIX = "hotspare-"
 QUERY_SECONDS = 2
 HEARTBEAT_SECONDS = 10
 ONLINE_SECONDS = 180.0
+WARM_READY = "warm process ready"  # the line hotspare/warm_worker/forkserver.py logs once it can fork runs
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,6 @@ def start_workers(lab, wait: bool = True) -> list[dict]:
     project = str(Path(__file__).resolve().parents[2])
     relay_ports = [str(env["dns"]["port"]), str(env["smtp"]["port"])]
     create_pools(client)  # by the control site: a worker may not create or change a pool
-    prefect = str(Path(sys.executable).parent / "prefect")
     for spec in WORKERS:
         namespace = spec.namespace(lab)
         relay_command = [sys.executable, "-m", "hotspare.lab.relay", namespace] + relay_ports
@@ -84,10 +86,11 @@ def start_workers(lab, wait: bool = True) -> list[dict]:
                        **control.identity_environment(lab, identity_name(spec.facility)),
                        "HOTSPARE_DB_URL": control.database_urls(lab)["worker"], "HOTSPARE_API_PROXY": "1",
                        "PYTHONPATH": project, "HOTSPARE_SITE": spec.facility,
+                       "HOTSPARE_WARM_FOLDER": str(control.folder(lab) / f"warm-{spec.facility}"),
                        "PREFECT_WORKER_QUERY_SECONDS": str(QUERY_SECONDS),
                        "PREFECT_WORKER_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
                        **issuer.worker_environment(lab, spec.facility, site_tokens)}
-        command = [prefect, "worker", "start", "--pool", spec.pool, "--type", "process", "--name", spec.name(lab)]
+        command = [sys.executable, "-m", "hotspare.warm_worker", "--pool", spec.pool, "--name", spec.name(lab)]
         daemon, _ = control.start_in_netns(lab, f"worker {spec.facility}", namespace, command, environment,
                                            control.folder(lab) / f"worker-{spec.facility}.log")
         control.record(lab, daemon, kind="worker", facility=spec.facility, pool=spec.pool)
@@ -175,7 +178,8 @@ def worker_status(client: dict[str, str], pool: str) -> dict[str, str]:
 
 
 def wait_online(lab, client: dict[str, str]) -> None:
-    """Wait until every facility's worker is ONLINE on the control site's server."""
+    """Wait until every facility's worker is ONLINE on the control site's server and its warm
+    process is ready (its log says so), so the first run already starts warm."""
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
@@ -192,3 +196,12 @@ def wait_online(lab, client: dict[str, str]) -> None:
     if waiting:
         logs = ", ".join(str(control.folder(lab) / f"worker-{pool.removeprefix(POOL_PREFIX)}.log") for pool in waiting)
         raise LabError(f"workers of {', '.join(waiting)} did not come ONLINE within {ONLINE_SECONDS:g} s; see {logs}")
+    logs = {spec.facility: control.folder(lab) / f"worker-{spec.facility}.log" for spec in WORKERS}
+    while logs and time.monotonic() < deadline:
+        for facility, log in list(logs.items()):
+            if WARM_READY in log.read_text(errors="replace"):
+                del logs[facility]
+        time.sleep(0.2)
+    if logs:
+        raise LabError(f"the warm processes of {', '.join(logs)} were not ready within {ONLINE_SECONDS:g} s; "
+                       f"see {', '.join(str(log) for log in logs.values())}")

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                "hotspare.phone_approvals")),
     ("flows", ("flows.*",)),
     ("top", ("deployments.*", "hotspare.commands.*", "hotspare.cli", "hotspare.lab.*", "hotspare.acknowledgements",
-             "hotspare.issuer.*", "hotspare.subscription_webhook")),
+             "hotspare.issuer.*", "hotspare.subscription_webhook", "hotspare.warm_worker.*")),
 ]
 PACKAGES = ("hotspare", "tasks", "flows", "blocks", "deployments")
 
