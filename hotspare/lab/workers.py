@@ -196,12 +196,12 @@ def wait_online(lab, client: dict[str, str]) -> None:
     if waiting:
         logs = ", ".join(str(control.folder(lab) / f"worker-{pool.removeprefix(POOL_PREFIX)}.log") for pool in waiting)
         raise LabError(f"workers of {', '.join(waiting)} did not come ONLINE within {ONLINE_SECONDS:g} s; see {logs}")
-    logs = {spec.facility: control.folder(lab) / f"worker-{spec.facility}.log" for spec in WORKERS}
-    while logs and time.monotonic() < deadline:
-        for facility, log in list(logs.items()):
+    warming = {spec.facility: control.folder(lab) / f"worker-{spec.facility}.log" for spec in WORKERS}
+    while warming and time.monotonic() < deadline:
+        for facility, log in list(warming.items()):
             if WARM_READY in log.read_text(errors="replace"):
-                del logs[facility]
+                del warming[facility]
         time.sleep(0.2)
-    if logs:
-        raise LabError(f"the warm processes of {', '.join(logs)} were not ready within {ONLINE_SECONDS:g} s; "
-                       f"see {', '.join(str(log) for log in logs.values())}")
+    if warming:
+        raise LabError(f"the warm processes of {', '.join(warming)} were not ready within {ONLINE_SECONDS:g} s; "
+                       f"see {', '.join(str(log) for log in warming.values())}")

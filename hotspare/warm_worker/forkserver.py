@@ -145,7 +145,7 @@ def engine_main(flow_run_id_text: str) -> None:
             run_logger.exception("Unexpected exception encountered when trying to load flow")
             raise
         with RunMetrics(flow_run, flow):
-            result = run_flow(flow, flow_run=flow_run, error_logger=run_logger)
+            result = run_flow(flow, flow_run=flow_run, error_logger=run_logger)  # type: ignore[arg-type]
             _drive_run_flow_result(flow, result)
 
 

@@ -36,6 +36,7 @@ from prefect.workers.process import (
     ProcessWorkerResult,
 )
 
+from hotspare.errors import PermanentError
 from hotspare.warm_worker.event_stream import send_login_on_upgrade
 
 READY_SECONDS = 180.0  # the warm process imports ~1,800 modules; on a loaded machine that takes a while
@@ -160,7 +161,7 @@ class WarmStarter:
                     self.warm.restart(reason)
                 return await self.cold.start(flow_run, task_status=task_status)
             child = ForkedRun(pid=int(first["pid"]))
-            task_status.started(ProcessHandle(child))
+            task_status.started(ProcessHandle(child))  # type: ignore[arg-type]  # a forked child, as Process
             ended = await _next_message(lines)
         if ended is not None and "exit" in ended:
             child.returncode = int(ended["exit"])
@@ -209,7 +210,7 @@ class WarmProcessWorker(ProcessWorker):
     def __init__(self, *args, packages: tuple[str, ...] = ("flows",), **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.warm = WarmProcess(packages, os.environ.get("HOTSPARE_WARM_FOLDER"))
-        self.warm.logger = self._logger
+        self.warm.logger = self._logger  # type: ignore[assignment]  # the worker's logger adapter
         self.executor_context: FlowRunExecutorContext | None = None
 
     async def start(self, run_once: bool = False, with_healthcheck: bool = False, printer=print) -> None:
@@ -286,10 +287,10 @@ class WarmProcessWorker(ProcessWorker):
             async with anyio.create_task_group() as group:
                 handle = await group.start(execute)
                 if handle.pid is None:
-                    raise RuntimeError("Flow run process has no PID")
+                    raise PermanentError("the flow run's process has no PID")
                 task_status.started(handle.pid)
         if execution is None or execution.status_code is None:
-            raise RuntimeError("Failed to start flow run process.")
+            raise PermanentError("the flow run's process did not start")
         return ProcessWorkerResult(status_code=execution.status_code, identifier=str(execution.handle.pid))
 
 
