@@ -20,7 +20,11 @@ import threading
 import time
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
@@ -91,6 +95,6 @@ def final_state(results: dict[str, dict]):
 def _quietly(write):
     try:
         return write()
-    except Exception as error:  # an artifact is a side channel: never the run's outcome
+    except Exception as error:  # noqa: BLE001  (an artifact is a side channel, never the outcome)
         get_run_logger().warning("could not write the replication progress: %s", error)
         return None

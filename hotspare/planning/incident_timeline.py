@@ -41,12 +41,12 @@ def timeline_markdown(incident: dict, notices: list[dict] = ()) -> str:
     lines = [
         f"# Incident {incident['id']}: {_cell(incident['title'], 200)}",
         "",
-        f"**{status}** · category {incident['category']} ({incident.get('category_name', '?')}), "
-        f"{incident['severity']} severity · {_cell(where, 200)} · opened {incident.get('opened_at') or '-'}"
-        + (" · internal (customers not told)" if incident.get("internal") else ""),
+        (f"**{status}** · category {incident['category']} ({incident.get('category_name', '?')}), "
+         f"{incident['severity']} severity · {_cell(where, 200)} · opened {incident.get('opened_at') or '-'}"
+         + (" · internal (customers not told)" if incident.get("internal") else "")),
         "",
-        f"Pages {count['page']} · acknowledgements {count['acknowledgement']} · customer notices "
-        f"{count['notice']} (held {count['notice_held']}) · errors {count['error']}",
+        (f"Pages {count['page']} · acknowledgements {count['acknowledgement']} · customer notices "
+         f"{count['notice']} (held {count['notice_held']}) · errors {count['error']}"),
         "",
         "| time (UTC) | what | who | detail |",
         "|---|---|---|---|",
