@@ -34,10 +34,14 @@ OUTCOMES_KEY = "replicate-outcomes"
 SKIPPED = "Skipped"
 
 
-@task(name="replicate-service-step", task_run_name="replicate {service}", cache_policy=NO_CACHE)
 def replicate_in_task_run(service: str, force: bool, task_runs: bool) -> dict:
-    """``replicate_one`` for one service as its own task run; a service another run holds ends
-    the task run ``Skipped`` (not Failed), with that run named."""
+    """``replicate_one`` for one service as its own task run: its result, or its exception."""
+    return _replicate_task(service, force, task_runs, return_state=True).result()
+
+
+@task(name="replicate-service-step", task_run_name="replicate {service}", cache_policy=NO_CACHE)
+def _replicate_task(service: str, force: bool, task_runs: bool):
+    """The task run; a service another run holds ends it ``Skipped`` (not Failed), naming that run."""
     from flows.replicate import replicate_one  # that module uses this one
 
     started = time.monotonic()
