@@ -22,6 +22,13 @@ def artifact_key(incident_id: int) -> str:
     return f"incident-{int(incident_id)}"
 
 
+def _moment(iso: str | None, zone: bool = True) -> str:
+    """``2026-12-06 16:23:08`` (+ `` UTC``) from an ISO time the inventory wrote in UTC."""
+    if not iso:
+        return "-"
+    return iso[:19].replace("T", " ") + (" UTC" if zone else "")
+
+
 def _cell(text: object, limit: int = 300) -> str:
     """One table cell: no pipe or line break can break the table."""
     flat = " ".join(str(text if text is not None else "-").split())
@@ -42,7 +49,7 @@ def timeline_markdown(incident: dict, notices: list[dict] = ()) -> str:
         f"# Incident {incident['id']}: {_cell(incident['title'], 200)}",
         "",
         (f"**{status}** · category {incident['category']} ({incident.get('category_name', '?')}), "
-         f"{incident['severity']} severity · {_cell(where, 200)} · opened {incident.get('opened_at') or '-'}"
+         f"{incident['severity']} severity · {_cell(where, 200)} · opened {_moment(incident.get('opened_at'))}"
          + (" · internal (customers not told)" if incident.get("internal") else "")),
         "",
         (f"Pages {count['page']} · acknowledgements {count['acknowledgement']} · customer notices "
@@ -52,7 +59,7 @@ def timeline_markdown(incident: dict, notices: list[dict] = ()) -> str:
         "|---|---|---|---|",
     ]
     for event in events:
-        at = (event.get("at") or "-")[:19].replace("T", " ")
+        at = _moment(event.get("at"), zone=False)
         lines.append(f"| {at} | {KIND_WORDS.get(event['kind'], event['kind'])} | {_cell(event.get('actor'), 60)} "
                      f"| {_cell(event.get('text'))} |")
     if not events:
