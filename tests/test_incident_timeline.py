@@ -51,3 +51,15 @@ def test_a_replication_with_a_skipped_or_failed_service_does_not_end_plain_compl
     assert final_state(done) is done
     skipped = final_state({"app1": {"outcome": "ok"}, "app2": {"outcome": "skipped"}})
     assert (skipped.type, skipped.name) == (StateType.COMPLETED, "Skipped") and "app2" in skipped.message
+
+
+def test_a_health_run_whose_failover_was_not_made_ends_failed_naming_it():
+    from flows.health import _final_state
+
+    quiet = {"failovers": [{"service": "app1", "submitted": False, "reason": "not failing app1 over: policy off"}]}
+    assert _final_state(quiet) is quiet  # a policy that leaves it to an operator is no dropped step
+    failed = _final_state({"failovers": [
+        {"service": "app2", "submitted": False, "reason": "could not submit the failover of app2: no deployment"},
+        {"service": "app1", "outcome": "failed", "reason": "the unattended failover of app1 did not complete: x"}]})
+    assert (failed.type, failed.name) == (StateType.FAILED, "Failover not done")
+    assert "2 failover(s) not done" in failed.message and "app2" in failed.message and "app1" in failed.message
