@@ -20,6 +20,7 @@ OVERLAPPING_RUNS_TAG = "overlapping-runs"
 
 def runbook_deployments(fleet) -> list:
     """``flow.to_deployment`` objects for the mirror runbooks of ``fleet``."""
+    from flows.failback import failback
     from flows.failover import failover
     from flows.reprotect import reprotect
     from flows.verify import verify
@@ -29,6 +30,8 @@ def runbook_deployments(fleet) -> list:
         verify.to_deployment(name="verify", description="Re-verify the current copy of services against production."),
         failover.to_deployment(name="failover", description="Fail a service over to its mirror; pauses for approval."),
         reprotect.to_deployment(name="reprotect", description="Make the old production the new mirror of a failed-over service."),
+        failback.to_deployment(name="failback", description="Move a reprotected service back to its planned production "
+                                                            "(planned switchover, no data loss); pauses for approval."),
     ]
 
 

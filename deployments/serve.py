@@ -13,11 +13,13 @@ from __future__ import annotations
 
 def all_deployments(fleet) -> list:
     """Every deployment: each module of this package (but this one) that has a
-    ``deployments_for(fleet)`` function contributes its list, in module-name order."""
+    ``deployments_for(fleet)`` function contributes its list; each is tagged with its group
+    and ordered by group (``deployments/catalog.py``)."""
     import pkgutil
     from importlib import import_module
 
     import deployments
+    from deployments.catalog import organise
 
     gathered = []
     for module in sorted(pkgutil.iter_modules(deployments.__path__), key=lambda module: module.name):
@@ -26,7 +28,7 @@ def all_deployments(fleet) -> list:
         builder = getattr(import_module(f"deployments.{module.name}"), "deployments_for", None)
         if builder is not None:
             gathered += builder(fleet)
-    return gathered
+    return organise(gathered)
 
 
 def make_automations(deployments: list) -> list[str]:

@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.runtime import flow_run
+from prefect.states import Completed
 
 from hotspare import access
 from hotspare.inventory import copies, locks
@@ -105,6 +106,11 @@ def backup(service: str | None = None, prune: bool = True) -> dict:
     ), "backup" if not service else artifact_key("backup", service))
     if failures:
         raise SeveralFailed(f"backup failed for {', '.join(failures)}; the others completed", failures)
+    unpruned = [name for name, result in results.items() if str(result.get("retention", "")).startswith("failed")]
+    if unpruned:  # the backups count, the housekeeping did not happen: not a plain Completed
+        return Completed(name="Retention failed", data=results,
+                         message=f"backed up; retention failed for {', '.join(unpruned)} (old snapshots kept; "
+                                 "the next backup applies it again)")
     return results
 
 

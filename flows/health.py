@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from prefect import flow, get_run_logger
+from prefect.states import Completed, Failed
 from prefect.runtime import flow_run
 from sqlmodel import select
 
@@ -251,7 +252,9 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
     run_id = flow_run.get_id()
     watcher = f"health:{run_id or 'local'}" if rounds is None else None  # a one-off check takes no turn
     if watcher and not _take_the_watch(watcher, deadline, tick, logger):
-        return {"rounds": 0, "handed_over": False, "changes": [], "failovers": [], "components": [], "failed": []}
+        return Completed(name="Skipped", message="another health run kept checking past this run's time; this run "
+                                                 "did not check", data={"rounds": 0, "handed_over": False, "changes": [],
+                                                                        "failovers": [], "components": [], "failed": []})
     next_due: dict[str, float] = {}
     summary = {"rounds": 0, "changes": [], "sites": {}, "failovers": [], "replacements": [], "round_seconds": []}
     summary["drills_cleaned"] = _clean_up_gone_drills(logger)
@@ -303,4 +306,15 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
     summary["components"] = [health_actions.status_record(status) for status in statuses if status.state != ComponentState.ok]
     summary["failed"] = [record for record in summary["components"] if record["state"] == "failed"]
     health_actions.publish(summary, logger)
-    return summary
+    return _final_state(summary)
+
+
+def _final_state(summary: dict):
+    """The summary, or a Failed run naming each failover it should have made and did not (an
+    unattended failover that failed, a submission refused): the checks ran, a step did not."""
+    undone = [entry["reason"] for entry in summary["failovers"]
+              if entry.get("outcome") == "failed" or entry["reason"].startswith("could not submit")]
+    if not undone:
+        return summary
+    message = f"{len(undone)} failover(s) not done: " + "; ".join(undone)[:800]
+    return Failed(name="Failover not done", message=message, data=RuntimeError(message))

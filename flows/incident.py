@@ -5,6 +5,13 @@ the office's extension 0; then the emergency contacts' cell phones in order — 
 for an acknowledgement (a keypress, an SMS reply, ``hotspare incident ack``), the whole chain
 repeated ``rounds`` times. Every page, skip, fallback and failure is in the incident's timeline.
 Paging never raises: a failover that opens an incident is never failed by a phone.
+
+Every incident run publishes the incident's timeline as the markdown artifact ``incident-<id>``
+(``planning/incident_timeline.py``), and a paging run ends in a state that says how it went:
+Completed when the chain was acknowledged and every page went out; ``Pages dropped`` when some
+page reached no provider; Failed ``Unacknowledged`` when nobody answered (chain exhausted or
+deadline), ``Paging failed`` on an error; ``Not paged``, ``Folded``, ``Refused``, ``No incident``
+for a run that deliberately paged nobody (the message says why).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Literal
 
 from prefect import flow
+from prefect.states import Completed, Failed
 
 from hotspare.inventory import incidents
 from tasks.run_log import run_logger
@@ -22,6 +30,50 @@ from tasks.run_log import run_logger
 def _logger():
     """The run's logger; the module's when called outside a run (``page.fn`` in a test)."""
     return run_logger("hotspare.incident")
+
+
+def publish_timeline(incident_id: int | None) -> None:
+    """The incident's timeline as its artifact (``incident-<id>``); never raises: a side channel."""
+    if incident_id is None:
+        return
+    from prefect.artifacts import create_markdown_artifact
+
+    from hotspare.inventory.notices import notices_of
+    from hotspare.planning.incident_timeline import artifact_key, timeline_markdown
+
+    try:
+        notices = [{"kind": row.kind, "state": row.state, "subject": row.subject, "decision": row.decision}
+                   for row in notices_of(incident_id)]
+        incident = incidents.get_incident(incident_id)
+        create_markdown_artifact(timeline_markdown(incident, notices), key=artifact_key(incident_id),
+                                 description=f"Incident {incident_id}: {incident['title'][:80]}")
+    except Exception as error:  # noqa: BLE001  (the incident's own records are the outcome)
+        _logger().warning("could not publish the timeline of incident %s: %s", incident_id, error)
+
+
+class PagingFailed(RuntimeError):
+    """Nobody acknowledged, or paging broke: the run's failure (the incident records the rest)."""
+
+
+# outcome of a paging walk -> (state name, failed?) of the run; "stop" without dropped pages is plain Completed
+PAGING_STATES = {"exhausted": ("Unacknowledged", True), "deadline": ("Unacknowledged", True),
+                 "error": ("Paging failed", True), "not paged": ("Not paged", False), "folded": ("Folded", False),
+                 "refused": ("Refused", False), "no incident": ("No incident", False)}
+
+
+def paging_state(result: dict):
+    """The run's final state for a paging result: plain only when acknowledged with every page sent."""
+    dropped = result.get("dropped") or []
+    name, failed = PAGING_STATES.get(result["outcome"], (None, False))
+    if name is None and not dropped:
+        return result
+    reason = result.get("reason") or result["outcome"]
+    if dropped:
+        reason += f"; {len(dropped)} page(s) reached no provider: {'; '.join(dropped)[:400]}"
+    message = f"incident {result.get('incident')}: {reason}"
+    if failed:  # calling the flow raises it; the result stays in the timeline and the log
+        return Failed(name=name, message=message, data=PagingFailed(message))
+    return Completed(name=name or "Pages dropped", message=message, data=result)
 
 
 def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:
@@ -48,7 +100,7 @@ def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:
     providers, problems = load_providers(fleet)
     for problem in problems:
         incidents.add_event(incident_id, "error", problem)
-    started, sent = time.monotonic(), {}
+    started, sent, dropped = time.monotonic(), {}, []
     deadline = started + max_minutes * 60
     while True:
         acknowledged = incidents.get_incident(incident_id)["status"] != "triggered"
@@ -56,15 +108,19 @@ def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:
         if action.kind in ("stop", "exhausted"):
             incidents.add_event(incident_id, "note", f"paging ended: {action.reason}")
             logger.info("incident %s: %s", incident_id, action.reason)
-            return {"incident": incident_id, "paged": len(sent), "outcome": action.kind, "reason": action.reason}
+            return {"incident": incident_id, "paged": len(sent), "outcome": action.kind, "reason": action.reason,
+                    "dropped": dropped}
         if time.monotonic() > deadline:
             incidents.add_event(incident_id, "error", f"paging stopped after {max_minutes:g} minutes")
-            return {"incident": incident_id, "paged": len(sent), "outcome": "deadline", "reason": "deadline"}
+            return {"incident": incident_id, "paged": len(sent), "outcome": "deadline",
+                    "reason": f"nobody acknowledged within {max_minutes:g} minutes", "dropped": dropped}
         if action.kind == "page":
             require_orchestrator(fleet, f"page for incident {incident_id}")  # cached; stops after a takeover
             logger.info("incident %s: %s", incident_id, action.reason)
-            send_page(fleet, incident, action.page, providers)
+            if "error" in send_page(fleet, incident, action.page, providers):
+                dropped.append(action.page.describe())
             sent[action.page.index] = time.monotonic() - started
+            publish_timeline(incident_id)  # the UI follows the chain page by page
             continue
         time.sleep(max(0.05, min(action.wait_seconds, poll_seconds)))  # poll for an acknowledgement
 
@@ -74,7 +130,8 @@ def page(incident_id: int | None = None, event: str = "", resource_id: str = "",
          poll_seconds: float = 1.0, max_minutes: float = 120.0) -> dict:
     """Page for an open incident, or for a health event (``event``, ``resource_id``,
     ``payload_json``): that opens the incident (or folds into the open one, which is being paged
-    already) and walks the chain. Never raises.
+    already) and walks the chain. Never raises; publishes the timeline; ends in a state that
+    says how paging went (``paging_state``).
 
     Args:
         incident_id: Incident number (hotspare incident list).
@@ -84,6 +141,14 @@ def page(incident_id: int | None = None, event: str = "", resource_id: str = "",
         poll_seconds: How often the chain checks for an acknowledgement.
         max_minutes: Stop paging after this many minutes even without an acknowledgement.
     """
+    result = _page(incident_id, event, resource_id, payload_json, poll_seconds, max_minutes)
+    publish_timeline(result.get("incident"))
+    return paging_state(result)
+
+
+def _page(incident_id: int | None, event: str, resource_id: str, payload_json: str, poll_seconds: float,
+          max_minutes: float) -> dict:
+    """The paging run's work; its result's ``outcome`` names how it ended (``PAGING_STATES``)."""
     import json
 
     from hotspare.inventory.incidents import announce
@@ -151,6 +216,7 @@ def open_incident(title: str, category: Literal[1, 2, 3] = 1, severity: Literal[
     opening = incidents.open_incident(category, severity, title, services or [], servers or [], None,
                                       text or title, actor=by)
     announce("opened", opening.incident_id)
+    publish_timeline(opening.incident_id)
     return opening.incident_id
 
 
@@ -167,6 +233,7 @@ def acknowledge_incident(incident_id: int, by: str) -> bool:
     first = incidents.acknowledge(incident_id, by, via="Prefect UI")
     if first:
         announce("acknowledged", incident_id)
+    publish_timeline(incident_id)
     return first
 
 
@@ -183,3 +250,4 @@ def resolve_incident(incident_id: int, by: str, text: str = "") -> None:
 
     incidents.resolve(incident_id, by, text)
     announce("resolved", incident_id)
+    publish_timeline(incident_id)

@@ -23,6 +23,7 @@ from hotspare.inventory.runs import record_outcome
 from hotspare.planning.coordination import judge_routine_run
 from hotspare.planning.fleet_replication import Bounds, Job, startable
 from hotspare.errors import SeveralFailed
+from flows.replication_progress import Progress, final_state, publish_outcomes, replicate_in_task_run
 from flows.verify import check_copy
 from tasks.dns_cutover import keep_standing_ttl
 from tasks.retry import steps, transfer_retries
@@ -128,7 +129,8 @@ def replicate(services: list[str] | None = None, force: bool = False) -> dict:
     Bounded overall, per production server and per mirror (the fleet file's ``replication``
     section; ``planning/fleet_replication.py``); each service runs inside this flow run (a
     nested flow run per service costs up to a second at its exit). A failure of one service
-    does not stop the others; the run fails if any failed.
+    does not stop the others; the run fails if any failed, and ends ``Skipped`` when another run
+    held some (``flows/replication_progress.py``: a task run per service, progress, outcomes).
 
     Args:
         services: Service names; empty means every service in the inventory.
@@ -144,17 +146,22 @@ def replicate(services: list[str] | None = None, force: bool = False) -> dict:
     # more than one service: no task runs per service (they would cost more CPU than the copies)
     task_runs = len(names) == 1
     results, failures, running = {}, [], {}
+    progress = Progress(len(names))
     with ThreadPoolExecutor(bounds.overall) as pool:
         while pending or running:
             for job in startable(pending, list(running.values()), bounds):
                 pending.remove(job)
                 # each thread runs in a copy of this context: the flow run (logger, tasks) is there
-                running[pool.submit(contextvars.copy_context().run, replicate_one, job.service, force, None, task_runs)] = job
+                running[pool.submit(contextvars.copy_context().run, replicate_in_task_run, job.service, force, task_runs)] = job
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
                 job = running.pop(future)
+                progress.one_done()
                 try:
                     results[job.service] = future.result()
+                    if results[job.service].get("outcome") == "skipped":
+                        logger.info("%s: skipped, %s still holds its lock; the next scheduled run replicates it",
+                                    job.service, results[job.service].get("holder"))
                 except locks.ServiceBusy as busy:  # the previous run (or a backup, a verify) still holds it
                     results[job.service] = {"service": job.service, "outcome": "skipped", "reason": str(busy)}
                     logger.info("%s: skipped, %s still holds its lock; the next scheduled run replicates it",
@@ -163,9 +170,10 @@ def replicate(services: list[str] | None = None, force: bool = False) -> dict:
                     failures.append(job.service)
                     results[job.service] = {"service": job.service, "outcome": "failed", "error": str(error)}
                     logger.error("%s: %s", job.service, error)
+    publish_outcomes({name: results[name] for name in names if name in results})
     if failures:
         raise SeveralFailed(f"replication failed for {', '.join(sorted(failures))}; the others completed", sorted(failures))
-    return results
+    return final_state(results)
 
 
 def _job(service: str) -> Job:

@@ -119,9 +119,10 @@ fi
 step "serving the deployments and the acknowledgement webhook ($ACK_URL)" webhook_answers
 cat <<MSG
 
-Done. Open the Prefect UI: http://127.0.0.1:$PORT/runs
+Done. Open the Prefect UI: http://127.0.0.1:$PORT/
   - it asks for a password: paste the whole line of $HOTSPARE_HOME/prefect-api-auth
-    (the API refuses requests without it);
+    (the API refuses requests without it; open the UI at / to log in: the older UI behind
+    deep links such as /runs queries the API before its login and shows two error toasts);
   - flow runs "replicate" (every service inside it, a summary artifact each), "backup", "restore-proof"
     (Artifacts tab: replication summaries, verification tables);
   - Deployments: replicate-all is scheduled at 01:00 and 13:00 UTC, health every minute;

@@ -5,7 +5,8 @@
 
 ``deploy`` creates a process work pool ``hotspare-<facility>`` for the control site and every
 facility that holds a production or mirror server, and deploys every flow of
-``deployments_for(fleet)`` (``deployments/*.py``) to each pool as ``<name>@<facility>``, with
+``deployments_for(fleet)`` (``deployments/*.py``) to the control site's pool, and the runbooks
+that must work while it is lost (``deployments/catalog.py``) to each facility's, as ``<name>@<facility>``, with
 the project folder as its source (``flow.from_source(source=<project>, entrypoint=...)``): a
 worker on a machine that shares or holds a copy of that folder runs the code as it is there.
 Schedules and per-deployment concurrency limits ride on the control site's copy only, so a
@@ -99,6 +100,7 @@ def deploy_to_pools(fleet, facilities: list[str], flows: list[str] | None = None
     from prefect.exceptions import ObjectAlreadyExists
     from prefect.runner.storage import LocalStorage
 
+    from deployments.catalog import runs_in_facility_pools
     from deployments.serve import all_deployments
 
     with get_client(sync_client=True) as client:
@@ -113,6 +115,8 @@ def deploy_to_pools(fleet, facilities: list[str], flows: list[str] | None = None
     applied = []
     for facility in facilities:
         for template in templates:
+            if facility != CONTROL and not runs_in_facility_pools(template):
+                continue  # backups, rebuilds, paging: the control site's credentials (deployments/catalog.py)
             deployment = template.model_copy(deep=True)
             deployment.name = f"{template.name}@{facility}"
             deployment.storage = LocalStorage(str(PROJECT))
@@ -248,7 +252,10 @@ def submit(flow_name: str, parameters: dict, facility: str | None = None, timeou
         placement = choose_facility(active, mirror, online)
         placement_reason, chosen = placement.reason, placement.facility
     if chosen not in by_facility:
-        raise NotFound(f"no deployment of {flow_name} on pool {pool_name(chosen or '?')}: {placement_reason}")
+        from deployments.catalog import where_it_runs
+
+        raise NotFound(f"no deployment of {flow_name} on pool {pool_name(chosen or '?')} ({placement_reason}): "
+                       f"{where_it_runs(flow_name)}")
     deployment = best_deployment(by_facility[chosen], parameters)
     if pre_approved(parameters):
         if not online.get(chosen):

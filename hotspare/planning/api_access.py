@@ -240,7 +240,10 @@ http {{
     "" "";
   }}
 
-  upstream prefect {{ server {upstream}; keepalive 16; }}
+  # Idle upstream connections close on nginx's side first: the Prefect server (uvicorn) closes a
+  # kept-alive connection after 5 s, and a request nginx sends on one it just closed is a 502 it
+  # does not retry for a POST (the UI's queries are POSTs: red "Something went wrong" toasts).
+  upstream prefect {{ server {upstream}; keepalive 16; keepalive_timeout 3s; }}
   upstream refused {{ server unix:{folder}/refused.sock; }}
 
   server {{

@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 VALIDITY_MINUTES = 10  # connections outlive it; a run asks again when it nears its end
 CLOCK_SKEW_MINUTES = 1  # valid from a minute before signing, for hosts whose clocks run behind
 RENEW_BEFORE_SECONDS = 120  # a client asks for a new certificate this long before expiry
-GATED = frozenset({"failover", "reprotect", "facility-failover", "facility-return", "rebuild"})
+GATED = frozenset({"failover", "failback", "reprotect", "facility-failover", "facility-return", "rebuild"})
 UP_FRONT_APPROVALS = ("yes", "approved_plan_digest", "unattended")
 # The status page is written over SFTP only: its certificate runs sshd's own SFTP server whatever
 # the client asks to execute.
@@ -174,7 +174,7 @@ def hosts_of_run(flow_name: str, parameters: Mapping[str, object], layout: Fleet
     services, problem = _services_named(parameters, layout, flow_name)
     if problem:
         return set(), problem
-    if flow_name in ("replicate-service", "replicate", "verify", "failover", "drill", "facility-failover",
+    if flow_name in ("replicate-service", "replicate", "verify", "failover", "failback", "drill", "facility-failover",
                      "facility-return"):
         hosts = _servers_of(services)
     elif flow_name in ("backup",):

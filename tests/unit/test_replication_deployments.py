@@ -4,6 +4,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from deployments.runbooks import OVERLAPPING_RUNS_TAG, replication_deployments
 from test_replication_schedule import fleet_with
 
@@ -42,3 +46,76 @@ def test_replicate_all_has_no_schedule_when_every_service_has_its_own_interval()
     deployments = {deployment.name: deployment for deployment in replication_deployments(fleet_with({"app1": 2}))}
     assert deployments["replicate-all"].schedules == []  # empty `services` would mean every service
     assert schedules_of(deployments["replicate-every-1h"]) == [("0 */1 * * *", "UTC", {})]
+
+
+def test_every_deployment_has_a_group_tag_and_a_description_and_failback_exists():
+    from deployments.catalog import GROUPS, runs_in_facility_pools
+    from deployments.serve import all_deployments
+
+    deployments = all_deployments(fleet_with({"app1": None, "app2": 12}))
+    names = {f"{deployment.flow_name}/{deployment.name}" for deployment in deployments}
+    assert {"failback/failback", "facility-return/facility-return", "failover/failover"} <= names
+    for deployment in deployments:
+        assert deployment.tags[0] in GROUPS, deployment.name
+        assert deployment.description and deployment.description.strip().endswith("."), deployment.name
+    groups = [GROUPS.index(deployment.tags[0]) for deployment in deployments]
+    assert groups == sorted(groups)  # recovery first
+    failback = next(deployment for deployment in deployments if deployment.flow_name == "failback")
+    assert failback.tags[0] == "recovery"
+    properties = failback._parameter_openapi_schema.properties if hasattr(failback, "_parameter_openapi_schema") else \
+        failback.parameter_openapi_schema.properties
+    assert all(schema.get("description") for schema in properties.values())
+    # a facility pool carries what must work without the control site, not backups or paging
+    on_facilities = {deployment.flow_name for deployment in deployments if runs_in_facility_pools(deployment)}
+    assert {"failover", "failback", "facility-return", "replicate"} <= on_facilities
+    assert not on_facilities & {"backup", "rebuild", "incident-page", "restore-proof"}
+    assert len(on_facilities) < len({deployment.flow_name for deployment in deployments})
+
+
+def test_a_deployment_without_a_group_is_refused_by_name():
+    from prefect import flow
+
+    from deployments.catalog import UnorganisedDeployment, organise
+    from flows.failback import failback
+
+    @flow(name="unlisted")
+    def unlisted() -> None:
+        """A runbook nobody placed in a group."""
+
+    with pytest.raises(UnorganisedDeployment, match="unlisted/bare: add its flow to GROUP_OF_FLOW"):
+        organise([unlisted.to_deployment(name="bare"), failback.to_deployment(name="failback", description="Back.")])
+
+
+@pytest.mark.lab
+def test_a_replicate_run_shows_each_service_its_progress_and_outcomes_and_a_skip_is_named(fleet, lab_env):
+    """Two services in one run: a task run per service, a progress artifact at 100 %, a table
+    of outcomes; app2, held by another run, is skipped and the run says so in its state."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+
+    from flows.replicate import replicate
+    from hotspare.inventory import locks
+    from lab_helpers import poll
+
+    with locks.service_lock("app2", "backup:a-run-of-the-test"):
+        state = replicate(["app1", "app2"], return_state=True)
+    assert state.is_completed() and state.name == "Skipped", (state.name, state.message)
+    assert "app2" in state.message and "app1" not in state.message
+    results = state.result()
+    assert (results["app1"]["outcome"], results["app2"]["outcome"]) == ("ok", "skipped")
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        def task_runs():
+            found = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+            final = {run.name: run.state.name for run in found if run.state and run.state.is_final()}
+            return final if {"replicate app1", "replicate app2"} <= set(final) else None
+
+        assert poll(task_runs, 60, "the per-service task runs") == {"replicate app1": "Completed",
+                                                                    "replicate app2": "Skipped"}
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+    progress = [artifact for artifact in artifacts if artifact.type == "progress"]
+    assert [artifact.data for artifact in progress] == [100.0]
+    [table] = [artifact for artifact in artifacts if artifact.key == "replicate-outcomes"]
+    rows = {row["service"]: row for row in json.loads(table.data)}
+    assert rows["app1"]["outcome"] == "ok" and rows["app1"]["copy"] == results["app1"]["copy_id"]
+    assert rows["app2"]["outcome"] == "skipped" and "backup:a-run-of-the-test" in rows["app2"]["reason"]
