@@ -9,6 +9,9 @@ Input: the incident as ``inventory/incidents.get_incident`` returns it, and its 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 # Timeline kinds as the table names them; the order of the summary counts.
 KIND_WORDS = {
     "detection": "detected", "page": "page", "acknowledgement": "acknowledged", "note": "note",
@@ -36,7 +39,7 @@ def _cell(text: object, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def timeline_markdown(incident: dict, notices: list[dict] = ()) -> str:
+def timeline_markdown(incident: dict[str, Any], notices: Sequence[dict[str, Any]] = ()) -> str:
     """The incident's header, its counts (pages, acknowledgements, notices, errors) and its
     timeline as a table, oldest first; then its customer notices and their states."""
     events = incident.get("events", [])
