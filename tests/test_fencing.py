@@ -118,3 +118,23 @@ def test_failover_with_the_bmc_unreachable_goes_on_unfenced(protected, lab, lab_
     assert "not stopped over SSH" in result["fencing"]["detail"] and "BMC" in result["fencing"]["detail"]
     assert dns_answer(lab_env) == [address(lab_env, "mirror")]
     assert not bmc.is_powered_off(lab.directory, host_by_name("prod-east"))
+
+
+def test_an_app_that_outlives_its_stop_command_is_killed_by_its_accounts(protected, lab, lab_env, powered_on):
+    """The deactivate commands run as the customer's account, so their exit status is the
+    customer's word: the app removed its own PID file, ``ctl stop`` says "not running" and exits
+    0, and the app keeps serving. The fence believes the app's health URL instead, kills the
+    processes of the service's accounts, and only then counts production as fenced."""
+    start_apps(lab_env, "prod-east")
+    assert app_answers(lab_env, "prod-east")
+    pid_file = f"/srv/{SERVICE}/run/http.pid"
+    assert ssh(lab_env, "prod-east", f"su -s /bin/sh app1-web -c 'rm -f {pid_file}'").returncode == 0
+
+    result = failover(SERVICE, yes=True)
+
+    assert result["outcome"] == "ok"
+    assert (result["fencing"]["fenced"], result["fencing"]["method"]) == (True, "processes killed"), result["fencing"]
+    assert "still answered" in result["fencing"]["detail"]
+    assert not app_answers(lab_env, "prod-east"), "no second production: the old one stopped answering"
+    assert dns_answer(lab_env) == [address(lab_env, "mirror")]
+    assert not bmc.is_powered_off(lab.directory, host_by_name("prod-east")), "killed by account, not powered off"
