@@ -128,7 +128,8 @@ def test_an_app_that_outlives_its_stop_command_is_killed_by_its_accounts(protect
     start_apps(lab_env, "prod-east")
     assert app_answers(lab_env, "prod-east")
     pid_file = f"/srv/{SERVICE}/run/http.pid"
-    assert ssh(lab_env, "prod-east", f"su -s /bin/sh app1-web -c 'rm -f {pid_file}'").returncode == 0
+    removed = ssh(lab_env, "prod-east", "su", "-s", "/bin/sh", "app1-web", "-c", f"rm -f {pid_file}")
+    assert removed.returncode == 0, removed.stderr
 
     result = failover(SERVICE, yes=True)
 
