@@ -44,12 +44,14 @@ def test_the_server_refuses_a_command_or_environment_from_a_runs_creator(locked_
         client.delete_flow_run(run.id)
 
 
-def test_the_worker_builds_the_same_command_and_environment_whatever_it_is_sent():
+def test_the_worker_builds_the_same_command_and_environment_whatever_it_is_sent(prefect_api):
+    import asyncio
+
     from prefect.workers.process import ProcessJobConfiguration
 
-    configuration = ProcessJobConfiguration.from_template_and_values(
+    configuration = asyncio.run(ProcessJobConfiguration.from_template_and_values(
         locked_job_template(PROJECT), {"operator": "Dana Ops", "command": "sh -c id", "env": {"LD_PRELOAD": "/x.so"},
-                                       "working_dir": "/tmp"})
+                                       "working_dir": "/tmp"}))
     assert configuration.command is None and configuration.working_dir is None
     assert configuration.env == {"PYTHONPATH": PROJECT, "HOTSPARE_OPERATOR": "Dana Ops"}
 

@@ -16,26 +16,21 @@ from dataclasses import dataclass
 
 from hotspare.fleet.schema import Fleet, Service
 
-# Kill every process whose real UID is one of the service's accounts (named users when declared,
+# Kill every process whose UID is one of the service's accounts (named users when declared,
 # else its UID range) and that lives in this server's network namespace, where its app listens: a
 # process in a container of its own is not reached (the fence then goes on to the BMC or says
 # unfenced), and on a machine whose servers share one kernel no other server's process is
-# touched. Reads /proc (no pkill dependency); prints how many it signalled.
+# touched. One ``ps`` lists the candidates by UID; only theirs are looked at; prints how many it
+# signalled.
 KILL_BY_UID_PROGRAM = r"""
 lo=$1 hi=$2; shift 2
 own=$(readlink /proc/$$/ns/net) || exit 1
 killed=0
-for dir in /proc/[0-9]*; do
-  [ "$(readlink "$dir/ns/net" 2>/dev/null)" = "$own" ] || continue
-  uid=$(awk '/^Uid:/ {print $2; exit}' "$dir/status" 2>/dev/null) || continue
-  [ -n "$uid" ] || continue
-  match=0
-  if [ $# -gt 0 ]; then
-    for wanted in "$@"; do [ "$uid" = "$wanted" ] && match=1; done
-  elif [ "$uid" -ge "$lo" ] && [ "$uid" -le "$hi" ]; then
-    match=1
-  fi
-  if [ $match = 1 ] && kill -KILL "${dir#/proc/}" 2>/dev/null; then killed=$((killed + 1)); fi
+for pid in $(ps -e -o pid= -o uid= | awk -v lo="$lo" -v hi="$hi" -v wanted="$*" '
+    BEGIN { count = split(wanted, names, " "); for (i = 1; i <= count; i++) want[names[i]] = 1 }
+    (count > 0 && ($2 in want)) || (count == 0 && $2 >= lo + 0 && $2 <= hi + 0) { print $1 }'); do
+  [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" = "$own" ] || continue
+  if kill -KILL "$pid" 2>/dev/null; then killed=$((killed + 1)); fi
 done
 echo "$killed"
 """
