@@ -8,8 +8,8 @@ use this template instead: the command is the worker's own (the flow run from it
 the environment is fixed, and the one variable a submitter may set is who they say they are
 (``operator``: a name, recorded on the run; behind the API proxy the proxy's record of who
 started the run counts, not this). The Prefect server refuses any other job variable
-(``additionalProperties: false``), and the worker builds its configuration from this template,
-so an unknown variable could not reach the process anyway.
+(``additionalProperties: false``) when a run is created or changed; the worker builds the
+command from this template, whatever a run carries.
 """
 
 from __future__ import annotations
