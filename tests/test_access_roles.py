@@ -330,10 +330,19 @@ def test_a_persons_shell_gets_their_own_login_and_the_read_only_inventory(site, 
     from hotspare.cli import main
 
     assert main(["lab", "env", "--exports", "--as", "april", "--dir", str(lab.directory)]) == 0
+    lines = capsys.readouterr().out.splitlines()
     exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
-                    for line in capsys.readouterr().out.splitlines())
+                    for line in lines if line.startswith("export "))
     assert exported["PREFECT_API_AUTH_STRING"] == ":".join(login(lab, "april"))
     assert exported["HOTSPARE_DB_URL"] == site["databases"]["reporting"]
     assert exported["HOTSPARE_API_PROXY"] == "1"
+    # the site's issuer token yields certificates for any run of its pool: a person's shell drops it
+    assert {"unset HOTSPARE_SSH_ISSUER_TOKEN", "unset HOTSPARE_SSH_ISSUER_URL"} <= set(lines)
+    site_exports = {"HOTSPARE_SSH_ISSUER_URL": "http://issuer", "HOTSPARE_SSH_ISSUER_TOKEN": "site-token",
+                    "HOTSPARE_LAB_DIR": str(lab.directory), "PREFECT_API_AUTH_STRING": "control:secret"}
+    viewer = control.person_shell(lab, "ada", site_exports)
+    assert "HOTSPARE_SSH_ISSUER_TOKEN" not in viewer and "HOTSPARE_SSH_ISSUER_URL" not in viewer
+    assert "site-token" not in viewer.values() and viewer["HOTSPARE_LAB_DIR"] == str(lab.directory)
+    assert viewer["PREFECT_API_AUTH_STRING"] == ":".join(login(lab, "ada"))
     assert main(["lab", "env", "--exports", "--as", "worker-east", "--dir", str(lab.directory)]) == 1
     assert "the lab's people are ada, otto, april" in capsys.readouterr().err

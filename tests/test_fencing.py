@@ -133,3 +133,52 @@ def test_failover_with_the_bmc_unreachable_goes_on_unfenced(protected, lab, lab_
     assert "not stopped over SSH" in result["fencing"]["detail"] and "BMC" in result["fencing"]["detail"]
     assert dns_answer(lab_env) == [address(lab_env, "mirror")]
     assert not bmc.is_powered_off(lab.directory, host_by_name("prod-east"))
+
+
+def _outliving_app(lab_env: dict, as_account: bool) -> None:
+    """app1 on prod-east serving with its PID file gone, so ``ctl stop`` says "not running" and
+    exits 0 while the app keeps serving; started as its own account (``app1-web``) or as root."""
+    stopped = ssh(lab_env, "prod-east", f"/srv/{SERVICE}/app/ctl", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    start = ["su", "-s", "/bin/sh", "app1-web", "-c", f"/srv/{SERVICE}/app/ctl start"] if as_account else [
+        f"/srv/{SERVICE}/app/ctl", "start"]
+    started = ssh(lab_env, "prod-east", *start)
+    assert started.returncode == 0, started.stderr
+    assert app_answers(lab_env, "prod-east")
+    removed = ssh(lab_env, "prod-east", "rm", "-f", f"/srv/{SERVICE}/run/http.pid")
+    assert removed.returncode == 0, removed.stderr
+
+
+def test_an_app_that_outlives_its_stop_command_is_killed_by_its_accounts(protected, lab, lab_env, powered_on):
+    """The deactivate commands' exit status is the customer's code's word: the app lost its PID
+    file, ``ctl stop`` says "not running" and exits 0, and the app keeps serving. The fence
+    believes the app's health URL instead, kills the processes of the service's accounts, and
+    only then counts production as fenced."""
+    _outliving_app(lab_env, as_account=True)
+
+    result = failover(SERVICE, yes=True)
+
+    assert result["outcome"] == "ok"
+    assert (result["fencing"]["fenced"], result["fencing"]["method"]) == (True, "processes killed"), result["fencing"]
+    assert "still answered" in result["fencing"]["detail"]
+    assert not app_answers(lab_env, "prod-east"), "no second production: the old one stopped answering"
+    assert dns_answer(lab_env) == [address(lab_env, "mirror")]
+    assert not bmc.is_powered_off(lab.directory, host_by_name("prod-east")), "killed by account, not powered off"
+
+
+def test_an_app_no_account_kill_reaches_leaves_a_shared_server_on_and_says_unfenced(protected, lab, lab_env,
+                                                                                     powered_on):
+    """Still answering after the kill (here it runs as root): the server would be powered off,
+    but app3 runs there too, so the failover goes on named unfenced: a hostile app never makes
+    hotspare power off its neighbours' server."""
+    _outliving_app(lab_env, as_account=False)
+
+    state = failover(SERVICE, yes=True, return_state=True)
+    result = state.result()
+
+    assert result["outcome"] == "ok" and result["fencing"]["fenced"] is False, result["fencing"]
+    assert "still answers" in result["fencing"]["detail"] and "app3" in result["fencing"]["detail"]
+    fence_step = poll(lambda: task_state(state.state_details.flow_run_id, "fence production"), 30, "the fence step")
+    assert (fence_step.type.value, fence_step.name) == ("FAILED", "Unfenced")
+    assert not bmc.is_powered_off(lab.directory, host_by_name("prod-east")), "app3's server stays on"
+    assert dns_answer(lab_env) == [address(lab_env, "mirror")]

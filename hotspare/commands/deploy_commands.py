@@ -30,6 +30,7 @@ from hotspare.adapters.errors import MissingConfiguration, NotFound, PermanentEr
 from hotspare.commands.errors import RunFailed
 from hotspare.commands.output import add_json_flag, print_json, progress, say
 from hotspare.planning.approval import UP_FRONT_WINDOW_SECONDS
+from hotspare.planning.work_pools import locked_job_template, operator_variable
 
 PROJECT = Path(__file__).resolve().parents[2]
 POOL_PREFIX = "hotspare-"
@@ -96,21 +97,22 @@ def deploy_to_pools(fleet, facilities: list[str], flows: list[str] | None = None
     """Create the pools (if missing) and apply every deployment (of ``flows``, default all) to
     each; returns (name, pool)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectAlreadyExists
     from prefect.runner.storage import LocalStorage
 
     from deployments.catalog import runs_in_facility_pools
     from deployments.serve import all_deployments
 
+    template = locked_job_template(str(PROJECT))  # a run's creator cannot change what the worker runs
     with get_client(sync_client=True) as client:
         for facility in facilities:
             try:
                 client.create_work_pool(WorkPoolCreate(name=pool_name(facility), type="process",
-                                                       concurrency_limit=POOL_CONCURRENCY,
+                                                       concurrency_limit=POOL_CONCURRENCY, base_job_template=template,
                                                        description=f"hotspare runs executed in {facility}"))
-            except ObjectAlreadyExists:
-                pass
+            except ObjectAlreadyExists:  # a pool made before, maybe with Prefect's open template: lock it
+                client.update_work_pool(pool_name(facility), WorkPoolUpdate(base_job_template=template))
     templates = [template for template in all_deployments(fleet) if not flows or template.flow_name in flows]
     applied = []
     for facility in facilities:
@@ -121,7 +123,7 @@ def deploy_to_pools(fleet, facilities: list[str], flows: list[str] | None = None
             deployment.name = f"{template.name}@{facility}"
             deployment.storage = LocalStorage(str(PROJECT))
             deployment.entrypoint = project_entrypoint(template.entrypoint)
-            deployment.job_variables = {"env": {"PYTHONPATH": str(PROJECT)}}
+            deployment.job_variables = {}  # the pool's template sets the environment
             if facility == CONTROL:
                 # replication runs may overlap (deployments/runbooks.py): each service's lock keeps it exclusive
                 deployment.concurrency_limit = (SCHEDULED_CONCURRENCY if deployment.schedules
@@ -281,14 +283,12 @@ def submit(flow_name: str, parameters: dict, facility: str | None = None, timeou
 
 
 def operator_environment(deployment) -> dict:
-    """The run's process environment: the deployment's, plus who submitted it
-    (``HOTSPARE_OPERATOR``, else the login name), so the worker records that person as the
-    run's operator and as the approver of a pre-approved run, not the worker's own account.
-    The whole ``env`` is given: a run's job variables replace the deployment's key by key."""
+    """The run's job variables: who submitted it (``HOTSPARE_OPERATOR``, else the login name),
+    so the worker records that person as the run's operator, not the worker's own account. The
+    only variable the pools' template takes (``planning/work_pools.py``)."""
     from hotspare.inventory.runs import current_operator
 
-    environment = dict(((deployment.job_variables or {}).get("env")) or {})
-    return {"env": {**environment, "HOTSPARE_OPERATOR": current_operator()}}
+    return operator_variable(current_operator())
 
 
 def no_worker_sentence(flow_name: str, chosen: str, online: dict[str, bool]) -> str:

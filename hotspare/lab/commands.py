@@ -195,10 +195,12 @@ def _env(args) -> int:
     if "exports" not in env:
         raise LabError(f"the lab in {lab.directory} has no control site; start it with `hotspare lab up --workers`")
     exports = env["exports"]
-    if args.identity:
+    if args.identity:  # a person's shell: their own login and nothing of the control site's
         from hotspare.lab import control
 
-        exports = {**exports, **control.person_exports(lab, args.identity)}
+        exports = control.person_shell(lab, args.identity, exports)
+        for name in control.SITE_ONLY:  # a shell that held the control site's exports loses them
+            print(f"unset {name}")
     for name, value in exports.items():
         print(f"export {name}={shlex.quote(value)}")
     return 0

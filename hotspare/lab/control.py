@@ -111,6 +111,19 @@ def exports(lab) -> dict[str, str]:
             "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml")}
 
 
+# A site's credentials: only a worker (or the control site's own operator shell) holds them. The
+# issuer's token yields certificates for any run of the site's pool, so a person's shell never
+# gets it, whatever their role (docs/trust-model.md).
+SITE_ONLY = ("HOTSPARE_SSH_ISSUER_URL", "HOTSPARE_SSH_ISSUER_TOKEN")
+
+
+def person_shell(lab, name: str, site_exports: dict[str, str]) -> dict[str, str]:
+    """Everything a person's shell gets: the site's exports without its credentials, then the
+    person's own login (``person_exports``)."""
+    return {**{key: value for key, value in site_exports.items() if key not in SITE_ONLY},
+            **person_exports(lab, name)}
+
+
 def person_exports(lab, name: str) -> dict[str, str]:
     """A person's shell (``lab env --exports --as NAME``): their own API login through the proxy,
     the inventory's read-only user, and the proxy's approval records trusted by their runs."""

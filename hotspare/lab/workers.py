@@ -122,15 +122,16 @@ def identity_name(facility: str) -> str:
 
 
 def create_pools(client: dict[str, str]) -> None:
-    """Each facility's process pool with Prefect's default job template, made by the control
-    site before its worker starts (a worker would otherwise try to create or update it)."""
+    """Each facility's process pool with hotspare's locked job template (``planning/work_pools.py``:
+    a run's creator cannot change its command or environment), made by the control site before
+    its worker starts (a worker would otherwise try to create or update it)."""
     import httpx
-    from prefect.workers.process import ProcessWorker
 
-    from hotspare.commands.deploy_commands import POOL_CONCURRENCY
+    from hotspare.commands.deploy_commands import POOL_CONCURRENCY, PROJECT
+    from hotspare.planning.work_pools import locked_job_template
 
     user, _, password = client["PREFECT_API_AUTH_STRING"].partition(":")
-    template = ProcessWorker.get_default_base_job_template()
+    template = locked_job_template(str(PROJECT))
     for spec in WORKERS:
         response = httpx.post(f"{client['PREFECT_API_URL']}/work_pools/", auth=(user, password), timeout=30,
                               json={"name": spec.pool, "type": "process", "base_job_template": template,
