@@ -15,11 +15,12 @@ command from this template, whatever a run carries.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 OPERATOR_PATTERN = r"^[A-Za-z0-9 ._@-]{0,64}$"
 
 
-def locked_job_template(project: str) -> dict:
+def locked_job_template(project: str) -> dict[str, Any]:
     """The base job template for every hotspare pool; ``project`` is the code's folder, the
     same path on every worker machine (docs/operations.md)."""
     return {
