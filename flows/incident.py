@@ -16,6 +16,7 @@ from typing import Literal
 from prefect import flow
 
 from hotspare.inventory import incidents
+from hotspare.planning.run_actor import recorded_actor
 from tasks.run_log import run_logger
 
 
@@ -149,7 +150,7 @@ def open_incident(title: str, category: Literal[1, 2, 3] = 1, severity: Literal[
     from hotspare.inventory.incidents import announce
 
     opening = incidents.open_incident(category, severity, title, services or [], servers or [], None,
-                                      text or title, actor=by)
+                                      text or title, actor=_actor(by))
     announce("opened", opening.incident_id)
     return opening.incident_id
 
@@ -164,7 +165,7 @@ def acknowledge_incident(incident_id: int, by: str) -> bool:
     """
     from hotspare.inventory.incidents import announce
 
-    first = incidents.acknowledge(incident_id, by, via="Prefect UI")
+    first = incidents.acknowledge(incident_id, _actor(by), via="Prefect UI")
     if first:
         announce("acknowledged", incident_id)
     return first
@@ -181,5 +182,14 @@ def resolve_incident(incident_id: int, by: str, text: str = "") -> None:
     """
     from hotspare.inventory.incidents import announce
 
-    incidents.resolve(incident_id, by, text)
+    incidents.resolve(incident_id, _actor(by), text)
     announce("resolved", incident_id)
+
+
+def _actor(by: str) -> str:
+    """Behind the API proxy, the login that started this run (``by`` only as whom it was for);
+    without the proxy, ``by`` as typed (``planning/run_actor.py``)."""
+    from flows.approval import _run_provenance
+
+    provenance = _run_provenance()
+    return recorded_actor(by, provenance.creator, provenance.behind_proxy)
