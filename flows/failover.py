@@ -13,6 +13,7 @@ activation is not repeated once done.
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from datetime import datetime
 
 from prefect import flow, get_run_logger
@@ -24,6 +25,7 @@ from flows.failover_undo import back_to_production, undo_activated_copy
 from flows.failover_signals import (changes_before_cutover, fence_outcome, fence_production, say_what_was_undone,
                                    unfenced_warning)
 from flows.replicate import replicate_one
+from flows.unattended_gate import unattended_approval
 from hotspare import access
 from hotspare.adapters import dns
 from hotspare.adapters.errors import DnsPrerequisiteFailed
@@ -73,12 +75,15 @@ def failover(
             time (UTC); later, the run ends cancelled. Default: 5 minutes after the run was due to start.
         unattended: Approved by the fleet's health policy (``automatic_failover: unattended``; set by the
             health runbook when the quorum declares production down), recorded as that policy, not as a person.
+            Counts only when the facts say so (``flows/unattended_gate.py``): else refused, nothing changed.
     """
     require_orchestrator(None, f"failover {service}")  # one orchestrator per fleet
     logger = get_run_logger()
     # resolved once and handed to every step: the whole run acts on one version of the fleet, and
     # undoing a step never needs the inventory
     context = ServiceContext.of(access.loaded_fleet(), service)
+    # the parameter is a claim: the policy, the health records and who started the run decide, before anything
+    unattended_ok = unattended_approval(context.fleet, service, "") if unattended and not dry_run else None
     plan = _plan(context, planned, copy_id, force, max_copy_age_hours)
     create_markdown_artifact(plan.markdown(), key=f"failover-plan-{service}", description=f"Failover plan for {service}")
     logger.info("plan %s: %s %s -> %s, copy %s", plan.digest, plan.mode, plan.source, plan.target, plan.copy_id or "final sync")
@@ -90,7 +95,7 @@ def failover(
     if dry_run:
         return {"service": service, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
     try:
-        approval = (Approval(f"failover of {service}", plan.digest, UNATTENDED_APPROVER, UNATTENDED_HOW) if unattended
+        approval = (replace(unattended_ok, digest=plan.digest) if unattended_ok is not None
                     else await_approval(f"failover of {service}", plan.digest, plan.markdown(), yes,
                                         approved_plan_digest, approval_timeout_seconds, approval_expires_at,
                                         phone=(service, plan.spoken())))
@@ -125,10 +130,6 @@ def _wait_for_a_gone_failover(service: str, holder: str) -> None:
             f"not resuming the failover of {service}: {still.sentence()} is alive (it kept renewing its lease for "
             f"{seconds:g} s) and is acting on it; let it finish (`hotspare status`), nothing was changed by this run",
             service=service, holder=still.holder, since=None)
-
-
-UNATTENDED_APPROVER = "health policy (unattended)"
-UNATTENDED_HOW = "with no one asked: production was declared down by the multi-site quorum"
 
 
 def _plan(context: ServiceContext, planned: bool, copy_id: str | None, force: bool,

@@ -24,6 +24,7 @@ from prefect import flow
 from prefect.states import Completed, Failed
 
 from hotspare.inventory import incidents
+from hotspare.planning.run_actor import recorded_actor
 from tasks.run_log import run_logger
 
 
@@ -214,7 +215,7 @@ def open_incident(title: str, category: Literal[1, 2, 3] = 1, severity: Literal[
     from hotspare.inventory.incidents import announce
 
     opening = incidents.open_incident(category, severity, title, services or [], servers or [], None,
-                                      text or title, actor=by)
+                                      text or title, actor=_actor(by))
     announce("opened", opening.incident_id)
     publish_timeline(opening.incident_id)
     return opening.incident_id
@@ -230,7 +231,7 @@ def acknowledge_incident(incident_id: int, by: str) -> bool:
     """
     from hotspare.inventory.incidents import announce
 
-    first = incidents.acknowledge(incident_id, by, via="Prefect UI")
+    first = incidents.acknowledge(incident_id, _actor(by), via="Prefect UI")
     if first:
         announce("acknowledged", incident_id)
     publish_timeline(incident_id)
@@ -248,6 +249,15 @@ def resolve_incident(incident_id: int, by: str, text: str = "") -> None:
     """
     from hotspare.inventory.incidents import announce
 
-    incidents.resolve(incident_id, by, text)
+    incidents.resolve(incident_id, _actor(by), text)
     announce("resolved", incident_id)
     publish_timeline(incident_id)
+
+
+def _actor(by: str) -> str:
+    """Behind the API proxy, the login that started this run (``by`` only as whom it was for);
+    without the proxy, ``by`` as typed (``planning/run_actor.py``)."""
+    from flows.approval import _run_provenance
+
+    provenance = _run_provenance()
+    return recorded_actor(by, provenance.creator, provenance.behind_proxy)

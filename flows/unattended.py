@@ -6,7 +6,10 @@ has declared the production down, and every minute an approver takes is a minute
 
 from __future__ import annotations
 
+from prefect.runtime import flow_run
+
 from flows.failover import failover
+from flows.unattended_gate import from_the_health_run
 from hotspare.inventory import copies
 from hotspare.planning.health import Change
 
@@ -20,7 +23,8 @@ def fail_over_unattended(service: str, change: Change, logger) -> dict:
     logger.warning("failing %s over now, unattended (the fleet's health policy): its production %s is down",
                    service, change.subject.removeprefix("server:"))
     try:
-        state = failover(service, yes=True, unattended=True, return_state=True)
+        with from_the_health_run(flow_run.get_id()):  # the proof this failover is the health run's own subflow
+            state = failover(service, yes=True, unattended=True, return_state=True)
     except Exception as error:  # a side channel of the health round: never stops the checks
         state, result = None, {"outcome": "failed", "error": str(error)}
     else:

@@ -188,3 +188,12 @@ def health_fields(service_name: str, active_server: str | None) -> dict:
                    "evidence": worst.evidence},
         "health_text": status_text(worst),
     }
+
+
+def declared_down(server: str) -> list[HealthComponentRow]:
+    """The reachability components of ``server`` the health judge holds failed now (each with its
+    evidence and last check): what lets an unattended failover of the service it runs proceed."""
+    with inventory_db.session() as db:
+        return list(db.exec(select(HealthComponentRow).where(
+            HealthComponentRow.subject == server, HealthComponentRow.kind == ComponentKind.reachability.value,
+            HealthComponentRow.state == ComponentState.failed.value)))

@@ -39,20 +39,22 @@ def run_facts(flow_run_id: str) -> RunFacts | None:
         except ObjectNotFound:
             return None
         flow = client.read_flow(run.flow_id)
-        pool, current = run.work_pool_name, run
+        pool, current, parent_flow = run.work_pool_name, run, None
         for _ in range(MAX_PARENTS):  # a subflow runs where its parent runs
-            if pool or current.parent_task_run_id is None:
+            if (pool and current is not run) or current.parent_task_run_id is None:
                 break
             parent_task = client.read_task_run(current.parent_task_run_id)
             if parent_task.flow_run_id is None:
                 break
             current = client.read_flow_run(parent_task.flow_run_id)
-            pool = current.work_pool_name
+            if parent_flow is None:  # the direct parent's runbook (an unattended failover's is ``health``)
+                parent_flow = client.read_flow(current.flow_id).name
+            pool = pool or current.work_pool_name
         answers = client.filter_flow_run_input(run.id, APPROVAL_INPUT_PREFIX, 100, set())
     state = run.state.type.value if run.state else "UNKNOWN"
     provenance = parse_provenance(run.created_by.display_value if run.created_by else None)
     return RunFacts(flow_run_id, flow.name, state, dict(run.parameters or {}), pool, newest_decision(answers),
-                    provenance[0] if provenance else None)
+                    provenance[0] if provenance else None, parent_flow)
 
 
 SHOWN_DIGEST = re.compile(r"type ([0-9a-f]{16}) to approve")  # the pause form's digest field title (flows/approval.py)

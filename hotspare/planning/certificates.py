@@ -17,7 +17,8 @@ The rules, in the order they are checked:
   a runbook that logs in nowhere gets nothing;
 - a **gated** runbook (failover, reprotect, facility failover and return, rebuild) asked for by a
   facility's worker is served only once approved: up front in its parameters (``yes``,
-  ``approved_plan_digest``, ``unattended``) or by an ``approve`` answer at its approval gate. The
+  ``approved_plan_digest``, ``unattended`` — the last only for the health run's own subflow or a
+  run the control site made) or by an ``approve`` answer at its approval gate. The
   control site itself holds the CA key, so refusing it would protect nothing: it is served before
   approval (a rebuild surveys the storage host and standbys over SSH before asking).
 
@@ -32,6 +33,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+
+from hotspare.planning.unattended import unattended_counts
 
 VALIDITY_MINUTES = 10  # connections outlive it; a run asks again when it nears its end
 CLOCK_SKEW_MINUTES = 1  # valid from a minute before signing, for hosts whose clocks run behind
@@ -78,6 +81,7 @@ class RunFacts:
     approval: str | None = None  # the newest answer at its approval gate: "approve", "reject" or None
     # "approve" counts only when the answer names the digest that pause showed (``issuer/facts.py``)
     creator_role: str | None = None  # the role the API proxy stamped on the run when it was made, if any
+    parent_flow: str | None = None  # the flow of the run this one is a subflow of (``health`` for unattended)
 
 
 @dataclass(frozen=True)
@@ -136,19 +140,22 @@ def plan_certificate(run: RunFacts, requester: Requester, layout: FleetLayout,
 def approved(run: RunFacts, now: datetime | None = None) -> bool:
     """Approved up front in the run's parameters, or by the newest answer at its gate.
 
-    Up front means ``yes`` or ``unattended`` set to true (not any value), or a digest-shaped
-    ``approved_plan_digest``; it does not count once ``approval_expires_at`` has passed (the
-    flow would cancel itself), nor behind the API proxy when the run was made by anyone but an
-    approver or the control site (the flow would ask at its gate). At the gate, the newest
-    answer must approve and name the digest that pause showed (``issuer/facts.py``)."""
+    Up front means ``yes`` set to true (not any value) or a digest-shaped ``approved_plan_digest``;
+    it does not count once ``approval_expires_at`` has passed (the flow would cancel itself), nor
+    behind the API proxy when the run was made by anyone but an approver or the control site (the
+    flow would ask at its gate). ``unattended`` set to true counts only for the health run's own
+    subflow or a run the control site made (``planning/unattended.py``: a person's ``unattended``
+    is no approval; the flow checks the policy and the health records itself, before any login).
+    At the gate, the newest answer must approve and name the digest that pause showed
+    (``issuer/facts.py``)."""
     parameters = run.parameters
-    up_front = (parameters.get("yes") is True or parameters.get("unattended") is True
-                or bool(DIGEST.match(str(parameters.get("approved_plan_digest") or ""))))
+    up_front = parameters.get("yes") is True or bool(DIGEST.match(str(parameters.get("approved_plan_digest") or "")))
     if up_front and now is not None and _expired(parameters.get("approval_expires_at"), now):
         up_front = False
     if up_front and run.creator_role is not None and run.creator_role not in UP_FRONT_ROLES:
         up_front = False
-    return up_front or run.approval == "approve"
+    unattended = parameters.get("unattended") is True and unattended_counts(run.creator_role, run.parent_flow)
+    return up_front or unattended or run.approval == "approve"
 
 
 DIGEST = re.compile(r"^[0-9a-f]{16}$")

@@ -103,7 +103,7 @@ def test_refusals_say_why(facts, requester, words):
     run("failover", yes=True, service="app1"),
     run("failover", approved_plan_digest="0123456789abcdef", service="app1"),
     run("failover", approval="approve", service="app1"),
-    run("failover", unattended=True, service="app1"),
+    replace(run("failover", unattended=True, service="app1"), creator_role="worker", parent_flow="health"),
 ])
 def test_a_gated_run_is_served_to_a_facility_once_approved(facts):
     plan = plan_certificate(facts, EAST, LAYOUT)
@@ -117,6 +117,10 @@ def test_a_gated_run_is_served_to_a_facility_once_approved(facts):
     ({"approved_plan_digest": "0123456789abcdef", "approval_expires_at": "not a time"}, None, "an unreadable deadline"),
     ({"yes": True}, "worker", "a pre-approved run a worker made behind the proxy"),
     ({"yes": True}, "operator", "a pre-approved run an operator made"),
+    ({"unattended": True}, "operator", "an operator's unattended run"),
+    ({"unattended": True}, "approver", "an approver's unattended run: the health runbook's, not a person's"),
+    ({"unattended": True}, "worker", "a worker's unattended run that is no health run's subflow"),
+    ({"unattended": True}, None, "an unattended run without a proxy's stamp or a health parent"),
 ])
 def test_what_does_not_count_as_an_up_front_approval(parameters, creator, words):
     """A run forged with a worker's credential (or an honest one whose approval expired) gets no
