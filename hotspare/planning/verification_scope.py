@@ -12,8 +12,10 @@ much as reading 1 TB twice. Instead each replication compares by checksum, on bo
   The budget is what is left of the pass divided by the runs left before its deadline, so
   missed runs make later slices bigger and the deadline still holds.
 
-Both file listings (names, sizes, mtimes; no content read) still cover the whole tree at every
-run, so a file missing from the copy, or one rsync cannot read, is found at once. A complete pass
+Every file's size and mtime (no content read) are still compared at every run, so a file
+missing from the copy, or one rsync cannot read, is found at once; the listing is compared on the
+mirror, never held by the orchestrator (``planning/tree_comparison.py``, which also applies the
+slice's rule on production: ``plan_scope`` states it here). A complete pass
 is recorded (when it began and ended, how many files) for ``hotspare status``; ``hotspare verify
 --full`` compares everything at once and counts as a complete pass.
 
