@@ -16,7 +16,7 @@ folder); one first replication and one bare pull make both targets whole. Then p
   unrestricted key (no key per transfer, no confinement, no snapshot, no verification);
 - **hotspare**: the whole ``hotspare replicate app1`` command in a process of its own (CLI wall:
   Python's start, the flow run, everything), its run record's duration (``run`` row) and verify
-  step, and the command's peak memory (``wait4``'s ``ru_maxrss``).
+  step, and the command's peak memory (its own VmHWM, written as it exits).
 
 Targets (issue 23): nothing changed at 50,000-100,000 files, the command <= 2 x bare + 1 s;
 1 % changed <= 1.3 x bare.
@@ -59,7 +59,15 @@ SERVICE = "app1"
 OUT = ROOT / "bench" / "out" / "listing.json"
 BARE = "/srv/bench-bare"
 NOTHING_FACTOR, NOTHING_PLUS, CHANGED_FACTOR, MEMORY_MIB = 2.0, 1.0, 1.3, 200
-CLI = "import sys; from hotspare.cli import main; sys.exit(main(sys.argv[1:]))"
+# The CLI, writing its peak RSS (VmHWM: this process's own, not inherited from the one that forked it,
+# as ``ru_maxrss`` would be) to the file named by the first argument as it exits.
+CLI = ("import atexit, sys\n"
+       "def peak(path=sys.argv.pop(1)):\n"
+       "    status = open('/proc/self/status').read()\n"
+       "    open(path, 'w').write(status.split('VmHWM:')[1].split()[0])\n"
+       "atexit.register(peak)\n"
+       "from hotspare.cli import main\n"
+       "sys.exit(main(sys.argv[1:]))")
 
 # The simulation's walk: made-up files instead of a disk (replaces ``walk_all`` in both programs).
 SIMULATED_WALK = r'''
@@ -173,20 +181,18 @@ class Bench:
         from hotspare.inventory import runs
 
         env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)}
+        peak_file = Path(os.environ["HOTSPARE_HOME"]) / "cli-peak"
         started = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-c", CLI, "replicate", SERVICE], env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT)
-        output = child.stdout.read()
-        _, status, usage = os.wait4(child.pid, 0)
+        child = subprocess.run([sys.executable, "-c", CLI, str(peak_file), "replicate", SERVICE], env=env,
+                               capture_output=True, timeout=3600, check=False)
         wall = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode != 0:
-            raise RuntimeError(f"hotspare replicate failed: {output.decode(errors='replace')[-1500:]}")
+            raise RuntimeError(f"hotspare replicate failed: {(child.stdout + child.stderr).decode(errors='replace')[-1500:]}")
         run = _last_run()
         steps = {step["step"]: step["seconds"] for step in runs.step_timings(run.id)}
         verification = (run.details or {}).get("verification", {})
         return {"wall": wall, "record": (run.ended_at - run.started_at).total_seconds(), "verify": steps.get("verify"),
-                "copy": steps.get("copy"), "peak_mib": usage.ru_maxrss / 1024,
+                "copy": steps.get("copy"), "peak_mib": int(peak_file.read_text()) / 1024,
                 "compared_files": verification.get("compared_files"), "total_files": verification.get("total_files")}
 
     def at_count(self, count: int) -> dict:
@@ -256,8 +262,6 @@ def summarize(reps: list[dict]) -> dict:
 def simulate(kind: str, count: int) -> int:
     """A fresh process's peak memory for a ``count``-file tree comparison (``pipe``) or for the
     replaced design's two parsed listings (``listings``); prints one JSON line."""
-    import resource
-
     started = time.perf_counter()
     if kind == "listings":
         from hotspare.planning import verification_scope as scope_plan
@@ -290,7 +294,8 @@ def simulate(kind: str, count: int) -> int:
             raise RuntimeError(piped.sink.stderr_tail)
         answer = tree_plan.parse_answer(piped.sink.text)
         extra = {"files": answer.files, "differences": answer.difference_count, "relayed_bytes": piped.relayed_bytes}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process's own peak (ru_maxrss would start from the forking parent's size)
+    peak = int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024
     print(json.dumps({"peak_mib": round(peak, 1), "seconds": round(time.perf_counter() - started, 2), **extra}))
     return 0
 
