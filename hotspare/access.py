@@ -25,6 +25,7 @@ from hotspare.adapters.errors import ChannelRefused, MissingConfiguration, Trans
 from hotspare.adapters.issuer import request_certificate
 from hotspare.adapters.smtp import Relay
 from hotspare.adapters.ssh import Endpoint, Login, SshConnection
+from hotspare.adapters.ssh import pipe as ssh_pipe
 from hotspare.fleet import Fleet, parse_fleet
 from hotspare.inventory import session
 from hotspare.inventory.models import FleetDocumentRow
@@ -182,6 +183,11 @@ class Lease:
 
     def open_sftp(self):
         return self._connection.open_sftp()
+
+    def pipe_into(self, argv, stdin: bytes, sink: Lease, sink_argv, sink_prefix: bytes, *, timeout: float):
+        """``argv`` here, its output streamed into ``sink_argv`` on ``sink``'s server, never held
+        here (``adapters/ssh.pipe``)."""
+        return ssh_pipe(self._connection, argv, stdin, sink._connection, sink_argv, sink_prefix, timeout=timeout)
 
     def holding(self, argv, *, ready: bytes, timeout: float):
         """A command kept running while the block runs (``SshConnection.holding``): a host lock."""

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from prefect import get_run_logger, task
 
 from hotspare import access
-from hotspare.adapters.ssh import SshConnection
+from hotspare.adapters.errors import PermanentError
 from hotspare.inventory import copies, copy_stores
 from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import accounts as account_plan
@@ -28,14 +28,12 @@ from hotspare.planning import space
 from hotspare.planning import file_digests as digests
 from hotspare.planning import replication as plan
 from hotspare.planning import snapshot_shipping as shipping
+from hotspare.planning import tree_comparison as tree_plan
 from hotspare.planning import verification as content
 from hotspare.planning import verification_scope as scope_plan
 from hotspare.planning.replication_schedule import replications_per_day_of
 from tasks.replication import STEP
 from tasks.transfer_access import pull
-
-STAT_CHUNK = 400
-
 
 @task(name="verify content", **STEP)
 def verify_content(service: str, copy_id: str, source: str, target: str, unreadable: list[str] = (),
@@ -45,65 +43,94 @@ def verify_content(service: str, copy_id: str, source: str, target: str, unreada
     its own ("unreadable"), never a silent pass: ``rsync -c`` compares such a file by a zero
     checksum or leaves it out without a word.
 
-    What is compared is planned by ``planning/verification_scope.py``: with ``full`` everything;
-    otherwise what changed (``changed``: the copy step's itemized files, given by a replication;
-    None for a re-verification of the current copy) plus the rolling slice of the rest. Both
-    hosts' file listings still cover the whole tree. The returned ``scope`` is recorded by
+    Every file's size and mtime are compared on the mirror against production's listing, piped
+    from production into the mirror's comparer and never held here
+    (``planning/tree_comparison.py``). By checksum: with ``full`` or for a first copy the whole
+    tree (``rsync -anc``); otherwise what changed (``changed``: the copy step's itemized files,
+    given by a replication, and production's files modified since the previous verified copy
+    began; None for a re-verification of the current copy) plus the rolling slice of the rest,
+    hashed by each host in the same two programs. The returned ``scope`` is recorded by
     ``record_pass`` once the verification passed."""
+    logger = get_run_logger()
     fleet = access.loaded_fleet()
     spec = fleet.service(service)
     paths = roots or plan.source_paths(spec.model_dump(mode="json"))  # roots: a shipped copy's other paths
     row = next(row for row in copies.copies_of(service) if row.id == copy_id)
     tree = plan.copy_tree(service, copy_id)
-    with ThreadPoolExecutor(2) as pool:  # both listings at once: one file walk per host
-        production_listing, copy_listing = [future.result() for future in [  # in the run's context (its certificate)
-            pool.submit(contextvars.copy_context().run, _listing, fleet, server, server_paths)
-            for server, server_paths in [(source, paths), (target, [tree + path for path in paths])]]]
-    on_production = scope_plan.parse_sized_listing(production_listing)
-    in_copy = scope_plan.parse_sized_listing(copy_listing, tree)
-    scope = _scope(fleet, service, copy_id, target, row, on_production, in_copy, changed, full, spec.exclude, paths)
-    get_run_logger().info("%s: %s", copy_id, scope.reason)
-    if scope.whole_tree:
-        itemized, not_read, vanished, known_mtimes = _compare_whole_tree(fleet, service, source, target, paths, tree,
-                                                                         spec.exclude)
+    state = _pass_state(service, target)
+    since = _previous_start(service, target, copy_id) if changed is not None else None
+    whole = full or (changed is not None and since is None)  # a first copy: everything changed
+    limit = tree_plan.record_limit(row.total_files or 0)
+    now = time.time()
+    if whole:
+        logger.info("%s: comparing the whole tree by checksum (%s)", copy_id,
+                    "a full comparison was asked for" if full else "no earlier verified copy to compare changes against")
+        rsync_found, not_read = _compare_whole_tree(fleet, service, source, target, paths, tree, spec.exclude)
+        request = tree_plan.Request(tuple(paths), tuple(spec.exclude), probes=tuple(path for _, path in rsync_found),
+                                    max_records=limit)
+        answer = _compare_trees(fleet, service, copy_id, source, target, tree, request)
+        itemized, mtimes = scope_plan.merge_whole_tree(rsync_found, answer)
+        runs = 0
     else:
-        itemized, not_read, vanished, known_mtimes = _compare_named_files(fleet, source, target, tree, list(scope.paths))
-    not_read |= set(unreadable)
+        runs = scope_plan.runs_left(fleet.replication.full_verification_days, replications_per_day_of(fleet, service),
+                                    state.started_at, now)
+        request = tree_plan.Request(tuple(paths), tuple(spec.exclude), since, tuple(changed or ()),
+                                    state.cursor if state.started_at is not None else "", runs, max_records=limit)
+        answer = _compare_trees(fleet, service, copy_id, source, target, tree, request)
+        itemized, mtimes, not_read = scope_plan.answer_differences(answer)
+    scope = scope_plan.scope_record(answer, state, whole, runs, now)
+    logger.info("%s: %s", copy_id, scope["reason"])
+    not_read = set(not_read) | set(unreadable)
     itemized = [(kind, path) for kind, path in itemized if path not in not_read]
-    itemized += [("unreadable", path) for path in sorted(not_read)] + [("missing", path) for path in sorted(vanished)]
-    if not scope.whole_tree:  # what --delete over the whole tree would have named
-        named = {path for _, path in itemized}
-        itemized += [("extra", path) for path in scope_plan.extra_in_copy(on_production, in_copy, spec.exclude)
-                     if path not in named]
-    # an "extra" file production still has was left out of rsync's list: it could not be read
-    itemized = [("unreadable" if kind == "extra" and path in on_production else kind, path) for kind, path in itemized]
-    started = row.source_clock_start or 0.0
-    for path, mtime in content.not_compared(scope_plan.mtime_listing(on_production), scope_plan.mtime_listing(in_copy, tree),
-                                            tree, itemized, spec.exclude).items():
-        itemized.append(("missing" if mtime >= started else "unreadable", path))
-    mtimes = {path: known_mtimes[path] for kind, path in itemized if path in known_mtimes}
-    unknown = [path for kind, path in itemized if kind != "unreadable" and path not in mtimes]
-    if unknown:  # production's mtime now tells a change on production from damage in the copy
-        with access.connect(fleet, source) as production:
-            mtimes |= source_mtimes(production, unknown)
-    report = content.classify_differences(itemized, mtimes, started, spec.fuzzy)
+    itemized += [("unreadable", path) for path in sorted(not_read)]
+    report = content.classify_differences(itemized, mtimes, row.source_clock_start or 0.0, spec.fuzzy)
     corrupt = [asdict(d) for d in report.corrupt]
     changed_since = [asdict(d) for d in report.changed_during_copy]
     tolerated = [asdict(d) for d in report.tolerated]
-    get_run_logger().info("content of %s: %d difference(s) not explained by production changes, %d file(s) changed on "
-                          "production since the copy began, %d in fuzzy paths", copy_id, len(corrupt), len(changed_since),
-                          len(tolerated))
-    return {"corrupt": corrupt, "changed_during_copy": changed_since, "fuzzy": tolerated, "scope": _scope_record(scope)}
+    logger.info("content of %s: %d difference(s) not explained by production changes, %d file(s) changed on "
+                "production since the copy began, %d in fuzzy paths", copy_id, len(corrupt), len(changed_since),
+                len(tolerated))
+    return {"corrupt": corrupt, "changed_during_copy": changed_since, "fuzzy": tolerated, "scope": scope}
+
+
+def _compare_trees(fleet, service: str, copy_id: str, source: str, target: str, tree: str,
+                   request: tree_plan.Request) -> tree_plan.Answer:
+    """Production's lister piped into the mirror's comparer: one command per host, production's
+    listing streamed through a bounded buffer, only the differences read here. A malformed or
+    oversized answer is a permanent error: the copy stays unverified."""
+    with access.connect(fleet, source) as production, access.connect(fleet, target) as mirror:
+        piped = production.pipe_into(tree_plan.production_argv(), tree_plan.production_header(request), mirror,
+                                     tree_plan.mirror_argv(), tree_plan.mirror_header(request, tree), timeout=3600)
+    result = piped.sink
+    what = f"copy {copy_id} of {service} is not verified"
+    if result.exit_status == tree_plan.MALFORMED:
+        raise PermanentError(f"{source}'s answer to the tree comparison was refused on {target}: "
+                             f"{result.stderr_tail.strip().splitlines()[-1] if result.stderr_tail.strip() else 'malformed'}; "
+                             f"{what} (production's program or data is not what hotspare sent)")
+    if result.exit_status != 0:
+        raise PermanentError(f"the tree comparison on {target} failed with exit status {result.exit_status}: "
+                             f"{result.stderr_tail.strip()[-300:]}; {what}")
+    try:
+        answer = tree_plan.parse_answer(result.text)
+    except tree_plan.AnswerError as error:
+        raise PermanentError(f"the tree comparison on {target} answered out of format ({error}); {what}") from None
+    if answer.truncated:
+        raise PermanentError(f"the copy differs from {source} in {answer.difference_count} files, more than the "
+                             f"{tree_plan.MAX_DIFFERENCES} a comparison reports; {what}: the next replication copies "
+                             "again")
+    get_run_logger().info("compared %d files on %s against %s's listing (%d bytes piped through, none kept)",
+                          answer.files, target, source, piped.relayed_bytes)
+    return answer
 
 
 def _compare_whole_tree(fleet, service: str, source: str, target: str, roots: list[str], tree: str,
-                        excludes: list[str]) -> tuple[list, set, set, dict]:
+                        excludes: list[str]) -> tuple[list, set]:
     """``rsync -anc --delete -i`` of the whole tree, pulled by the mirror through a transfer key:
     content, links, hard links, ACLs and extended attributes (``verify --full``, a first copy)."""
     result, outcome = pull(fleet, service, source, target, roots, f"verify-{service}",
                            lambda peer: plan.rsync_verify_argv(peer, roots, tree, excludes),
                            f"checksum comparison {source} -> {target}")
-    return content.parse_itemized(result.text), set(outcome.failed_paths), set(), {}
+    return content.parse_itemized(result.text), set(outcome.failed_paths)
 
 
 def _compare_named_files(fleet, source: str, target: str, tree: str, files: list[str]) -> tuple[list, set, set, dict]:
@@ -121,33 +148,19 @@ def _compare_named_files(fleet, source: str, target: str, tree: str, files: list
     return list(comparison.itemized), set(comparison.unreadable), set(comparison.vanished), comparison.production_mtimes
 
 
-def _scope(fleet, service: str, copy_id: str, target: str, row, on_production: dict, in_copy: dict,
-           changed: list[str] | None, full: bool, excludes: list[str], roots: list[str]) -> scope_plan.Scope:
-    """This run's comparison from the rolling pass's state (``copy_stores``) and the schedule."""
+def _pass_state(service: str, target: str) -> scope_plan.PassState:
+    """Where the rolling pass stands (``copy_stores``)."""
     store = copy_stores.store_of(service, target)
-    state = scope_plan.PassState()
     if store and store.pass_started_at:
-        state = scope_plan.PassState(store.pass_cursor, as_utc(store.pass_started_at).timestamp(), store.pass_files_done)
-    changed_set: set[str] = set()
-    if changed is not None:  # a new copy: its itemized files, production's changes since the last verified copy began
-        previous = next((other for other in copies.copies_of(service, target)
-                         if other.status == "verified" and other.id < copy_id), None)
-        since = previous.source_clock_start if previous else None
-        changed_set = scope_plan.changed_paths(changed, on_production, in_copy, since)
-    return scope_plan.plan_scope(scope_plan.without_excluded(on_production, excludes), changed_set, state, roots,
-                                 period_days=fleet.replication.full_verification_days,
-                                 runs_per_day=replications_per_day_of(fleet, service), now=time.time(), full=full)
+        return scope_plan.PassState(store.pass_cursor, as_utc(store.pass_started_at).timestamp(), store.pass_files_done)
+    return scope_plan.PassState()
 
 
-def _scope_record(scope: scope_plan.Scope) -> dict:
-    """What ``record_pass`` needs and the run's summary shows (plain values: a task result)."""
-    return {"whole_tree": scope.whole_tree, "named_paths": len(scope.paths), "changed_files": scope.changed_files,
-            "slice_files": scope.slice_files, "compared_files": scope.compared_files,
-            "compared_bytes": scope.compared_bytes, "total_files": scope.total_files, "total_bytes": scope.total_bytes,
-            "pass_complete": scope.pass_complete, "pass_started_at": scope.pass_started_at,
-            "pass_files": scope.pass_files, "next_cursor": scope.next_state.cursor,
-            "next_started_at": scope.next_state.started_at, "next_files_done": scope.next_state.files_done,
-            "reason": scope.reason}
+def _previous_start(service: str, target: str, copy_id: str) -> float | None:
+    """Production's clock when the previous verified copy began (None: no such copy)."""
+    previous = next((other for other in copies.copies_of(service, target)
+                     if other.status == "verified" and other.id < copy_id), None)
+    return previous.source_clock_start if previous else None
 
 
 def record_pass(service: str, target: str, scope: dict) -> None:
@@ -161,22 +174,6 @@ def record_pass(service: str, target: str, scope: dict) -> None:
         values |= {"last_full_pass_at": utcnow(), "last_full_pass_started_at": moment(scope["pass_started_at"]),
                    "last_full_pass_files": scope["pass_files"]}
     copy_stores.record(service, target, **values)
-
-
-def _listing(fleet, server: str, paths: list[str]) -> str:
-    """``scope_plan.sized_listing_argv`` output from ``server`` (paths that do not exist list nothing)."""
-    with access.connect(fleet, server) as connection:
-        return connection.run(scope_plan.sized_listing_argv(paths), timeout=3600, check=False).text
-
-
-def source_mtimes(production: SshConnection, paths: list[str]) -> dict[str, float]:
-    """Current mtimes of ``paths`` on production (missing files are simply absent)."""
-    mtimes: dict[str, float] = {}
-    for start in range(0, len(paths), STAT_CHUNK):
-        chunk = paths[start : start + STAT_CHUNK]
-        output = production.run(["stat", "--printf", "%.9Y\t%n\n", "--", *chunk], check=False).text
-        mtimes.update(content.parse_stat_mtimes(output))
-    return mtimes
 
 
 @task(name="repair copy", **STEP)

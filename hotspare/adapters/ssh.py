@@ -407,3 +407,102 @@ def _short(argv: Sequence[str]) -> str:
     line = command_line(argv)
     return line if len(line) <= 200 else line[:197] + "..."
 
+
+
+PIPE_BUFFER = 1024 * 1024  # bytes of the source's output held here at most while the sink catches up
+
+
+@dataclass(frozen=True)
+class PipeResult:
+    """What ``pipe`` saw: the sink's result, the source's exit status (None: it was stopped) and
+    stderr tail, and how many bytes went from one to the other."""
+
+    sink: CommandResult
+    source_status: int | None
+    source_stderr_tail: str
+    relayed_bytes: int
+
+
+def pipe(source: SshConnection, source_argv: Sequence[str], source_stdin: bytes, sink: SshConnection,
+         sink_argv: Sequence[str], sink_prefix: bytes, *, timeout: float, max_stdout: int | None = None) -> PipeResult:
+    """Run ``source_argv`` on one server and ``sink_argv`` on another, the source's stdout
+    streamed into the sink's stdin after ``sink_prefix``; return the sink's stdout.
+
+    The source's output is never parsed or kept here: at most ``PIPE_BUFFER`` bytes of it wait
+    for the sink at any time (paramiko opens the source's SSH window only as far as we read, so
+    the rest waits on the source). The sink's stdout is capped like ``run``'s; when the sink
+    ends, the source's channel is closed, whatever it still had to say. Neither command's exit
+    status raises: the caller judges them. ``timeout`` bounds both together."""
+    deadline = time.monotonic() + timeout
+    stdout_cap = sink.max_stdout if max_stdout is None else max_stdout
+    sources = source._open_channel(min(source.connect_timeout, timeout))
+    try:
+        sinks = sink._open_channel(min(sink.connect_timeout, timeout))
+    except BaseException:
+        sources.close()
+        raise
+    relayed = 0
+    try:
+        try:
+            sources.exec_command(command_line(source_argv))
+            sinks.exec_command(command_line(sink_argv))
+            sources.sendall(source_stdin)
+            sources.shutdown_write()
+            pending = bytearray(sink_prefix)
+            source_done = sink_closed = False
+            stdout, sink_errors, source_errors = bytearray(), bytearray(), bytearray()
+            while True:
+                progressed = False
+                while not sink_closed and len(pending) < PIPE_BUFFER and sources.recv_ready():
+                    chunk = sources.recv(PIPE_BUFFER - len(pending))
+                    if not chunk:
+                        break
+                    pending += chunk
+                    relayed += len(chunk)
+                    progressed = True
+                if not source_done and not pending and not sources.recv_ready() and sources.eof_received:
+                    source_done = True
+                    sinks.shutdown_write()
+                while sources.recv_stderr_ready():
+                    source_errors += sources.recv_stderr(65536)
+                    del source_errors[:-STDERR_TAIL]
+                    progressed = True
+                while pending and sinks.send_ready():
+                    try:
+                        sent = sinks.send(bytes(pending[:STDIN_CHUNK]))
+                    except OSError:  # the sink stopped reading (it judged the input already)
+                        sent, sink_closed = len(pending), True
+                    del pending[:sent]
+                    progressed = True
+                while sinks.recv_ready():
+                    stdout += sinks.recv(min(65536, stdout_cap + 1 - len(stdout)))
+                    _within(len(stdout), stdout_cap, "stdout", sink.endpoint.name, sink_argv)
+                    progressed = True
+                while sinks.recv_stderr_ready():
+                    sink_errors += sinks.recv_stderr(65536)
+                    del sink_errors[:-STDERR_TAIL]
+                    progressed = True
+                if sinks.exit_status_ready() and not sinks.recv_ready() and not sinks.recv_stderr_ready() \
+                        and (sinks.eof_received or sinks.closed):
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TransientError(f"`{_short(source_argv)}` on {source.endpoint.name} piped into "
+                                         f"`{_short(sink_argv)}` on {sink.endpoint.name} did not finish in time; "
+                                         "both were abandoned")
+                if not progressed and sinks.eof_received:  # its exit status is on its way (see _collect)
+                    sinks.status_event.wait(remaining)
+                elif not progressed:
+                    # a channel past its EOF stays readable for select: watch only those still open
+                    watched = [channel for channel in (sources, sinks) if not channel.eof_received]
+                    select.select(watched, [], [], min(remaining, STDIN_POLL if pending else 0.2))
+            status = sinks.recv_exit_status()
+            source_status = sources.recv_exit_status() if sources.exit_status_ready() else None
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise TransientError(f"piping {source.endpoint.name} into {sink.endpoint.name} lost an SSH channel "
+                                 f"({error})") from None
+    finally:
+        sources.close()
+        sinks.close()
+    result = CommandResult(tuple(sink_argv), status, bytes(stdout), bytes(sink_errors).decode(errors="replace"))
+    return PipeResult(result, source_status, bytes(source_errors).decode(errors="replace"), relayed)

@@ -12,8 +12,10 @@ much as reading 1 TB twice. Instead each replication compares by checksum, on bo
   The budget is what is left of the pass divided by the runs left before its deadline, so
   missed runs make later slices bigger and the deadline still holds.
 
-Both file listings (names, sizes, mtimes; no content read) still cover the whole tree at every
-run, so a file missing from the copy, or one rsync cannot read, is found at once. A complete pass
+Every file's size and mtime (no content read) are still compared at every run, so a file
+missing from the copy, or one rsync cannot read, is found at once; the listing is compared on the
+mirror, never held by the orchestrator (``planning/tree_comparison.py``, which also applies the
+slice's rule on production: ``plan_scope`` states it here). A complete pass
 is recorded (when it began and ended, how many files) for ``hotspare status``; ``hotspare verify
 --full`` compares everything at once and counts as a complete pass.
 
@@ -184,3 +186,59 @@ def without_excluded(entries: dict[str, FileEntry], excludes: list[str]) -> dict
 def extra_in_copy(production: dict[str, FileEntry], copy: dict[str, FileEntry], excludes: list[str]) -> list[str]:
     """Files the copy holds that production does not (the ``--delete`` report of a whole-tree run)."""
     return sorted(path for path in copy if path not in production and not matches_any(path, list(excludes)))
+
+
+# --- The tree comparison's answer (planning/tree_comparison.py) in the verification's terms ---
+
+def answer_differences(answer) -> tuple[list[tuple[str, str]], dict[str, float], set[str]]:
+    """``(kind, path)`` differences for ``planning/verification.classify_differences``, production's
+    mtimes of them, and the files that could not be read (production's side or the copy's).
+    A file gone from production since its listing is "missing" without an mtime: a change on
+    production's side."""
+    itemized, mtimes, unreadable = [], {}, set()
+    for difference in answer.differences:
+        if difference.kind in ("unreadable", "unreadable-copy"):
+            unreadable.add(difference.path)
+            continue
+        itemized.append(("missing" if difference.kind == "vanished" else difference.kind, difference.path))
+        if difference.production_mtime is not None:
+            mtimes[difference.path] = difference.production_mtime
+    return itemized, mtimes, unreadable
+
+
+def merge_whole_tree(rsync_found: list[tuple[str, str]], answer) -> tuple[list[tuple[str, str]], dict[str, float]]:
+    """``rsync -anc``'s differences plus those only the listings show (a file ``rsync -c`` could
+    not read is left out of its list without a word), with production's mtimes. An "extra" that
+    production still lists was left out of rsync's list: it could not be read."""
+    listed, mtimes, unreadable = answer_differences(answer)
+    named = {path for _, path in rsync_found}
+    found = [("unreadable" if kind == "extra" and path in answer.probes else kind, path) for kind, path in rsync_found]
+    found += [(kind, path) for kind, path in listed if path not in named]
+    found += [("unreadable", path) for path in sorted(unreadable - named)]
+    known = {path: mtime for path, mtime in answer.probes.items() if mtime is not None}
+    return found, known | mtimes
+
+
+def scope_record(answer, state: PassState, whole_tree: bool, runs: int, now: float) -> dict:
+    """What ``record_pass`` needs and the run's summary shows (plain values: a task result)."""
+    started = state.started_at if state.started_at is not None else now
+    if whole_tree:
+        return {"whole_tree": True, "named_paths": 0, "changed_files": 0, "slice_files": answer.files,
+                "compared_files": answer.files, "compared_bytes": answer.bytes, "total_files": answer.files,
+                "total_bytes": answer.bytes, "pass_complete": True, "pass_started_at": started,
+                "pass_files": answer.files, "next_cursor": "", "next_started_at": None, "next_files_done": 0,
+                "reason": f"comparing the whole tree by checksum ({answer.files} files, {answer.bytes} bytes)"}
+    done = (state.files_done if state.started_at is not None else 0) + answer.slice_files
+    complete = answer.complete
+    cursor = "" if complete else (answer.next_cursor if answer.next_cursor is not None else state.cursor)
+    changed = max(answer.hashed_files - answer.slice_files, 0)
+    reason = (f"comparing {changed} changed file(s) and a rolling slice of {answer.slice_files} file(s) "
+              f"({answer.slice_bytes} bytes, 1/{runs} of what the pass has left) by checksum: "
+              f"{answer.hashed_files} of {answer.files} files, {answer.hashed_bytes} of {answer.bytes} bytes; "
+              "every file's size and mtime compared on the mirror" + ("; the rolling pass completes" if complete else ""))
+    return {"whole_tree": False, "named_paths": answer.hashed_files, "changed_files": changed,
+            "slice_files": answer.slice_files, "compared_files": answer.hashed_files,
+            "compared_bytes": answer.hashed_bytes, "total_files": answer.files, "total_bytes": answer.bytes,
+            "pass_complete": complete, "pass_started_at": started, "pass_files": done, "next_cursor": cursor,
+            "next_started_at": None if complete else started, "next_files_done": 0 if complete else done,
+            "reason": reason}

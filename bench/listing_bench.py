@@ -1,0 +1,350 @@
+"""Benchmark: replication on the rsync path against bare ``rsync -a`` as the number of files grows,
+and the orchestrator's peak memory for a simulated one-million-file service.
+
+    .venv/bin/python bench/listing_bench.py --slot 4                              # 10,000 and 100,000 files, 1 GB each, 3 reps
+    .venv/bin/python bench/listing_bench.py --slot 4 --files 2000 --mb 20 --reps 1   # a dry run (~3 min)
+    .venv/bin/python bench/listing_bench.py --slot 4 --only-memory                # the million-file simulation only
+
+Starts its own lab, a Prefect test server and a temporary HOTSPARE_HOME (bench/common.py's
+``lab_and_prefect``, as bench/replication_bench.py), loads the lab's fleet with rsync's copies
+(``copy_backend: btrfs-snapshot``: snapshots filled by rsync, verified by the tree comparison).
+For each ``--files`` count app1's data gets that many random files (``--mb`` in all, 100 per
+folder); one first replication and one bare pull make both targets whole. Then per scenario
+(nothing changed; 1 % of the files rewritten) and repetition, in alternating order:
+
+- **bare**: ``rsync -a --relative prod:PATHS /srv/bench-bare/`` run on the mirror with the lab's
+  unrestricted key (no key per transfer, no confinement, no snapshot, no verification);
+- **hotspare**: the whole ``hotspare replicate app1`` command in a process of its own (CLI wall:
+  Python's start, the flow run, everything), its run record's duration (``run`` row) and verify
+  step, and the command's peak memory (its own VmHWM, written as it exits).
+
+Targets (issue 23): nothing changed at 50,000-100,000 files, the command <= 2 x bare + 1 s;
+1 % changed <= 1.3 x bare.
+
+**Memory, a million files, simulated**: the verification's tree comparison
+(``planning/tree_comparison.py``) run between the lab's real production and mirror over SSH by
+the real pipe (``adapters/ssh.pipe``), with one change to both programs: their walk yields
+``--million`` made-up files (``/srv/app1/data/dNNNNN/fNNNNNNN``, 4 KiB, distinct mtimes) instead
+of reading a disk, so production streams a million records and the mirror merges them with a
+million of its own. Measured in a fresh process: its peak RSS, once with a million and once with
+none (the process's own floor: Python, paramiko, the fleet). For contrast, the design this
+replaces (both ``find`` listings parsed into dictionaries here) is simulated in another fresh
+process on the same made-up million lines. Target: <= 200 MiB for a million files.
+
+Prints the tables with the targets and writes bench/out/listing.json. A benchmark, not a test:
+medians on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import (isolate_environment, lab_and_prefect, rewrite_random_files, run_meta,  # noqa: E402
+                          ssh_argv, table, write_random_files, write_results)
+
+SERVICE = "app1"
+OUT = ROOT / "bench" / "out" / "listing.json"
+BARE = "/srv/bench-bare"
+NOTHING_FACTOR, NOTHING_PLUS, CHANGED_FACTOR, MEMORY_MIB = 2.0, 1.0, 1.3, 200
+# The CLI, writing its peak RSS (VmHWM: this process's own, not inherited from the one that forked it,
+# as ``ru_maxrss`` would be) to the file named by the first argument as it exits.
+CLI = ("import atexit, sys\n"
+       "def peak(path=sys.argv.pop(1)):\n"
+       "    status = open('/proc/self/status').read()\n"
+       "    open(path, 'w').write(status.split('VmHWM:')[1].split()[0])\n"
+       "atexit.register(peak)\n"
+       "from hotspare.cli import main\n"
+       "sys.exit(main(sys.argv[1:]))")
+
+# The simulation's walk: made-up files instead of a disk (replaces ``walk_all`` in both programs).
+SIMULATED_WALK = r'''
+class _Made:
+    __slots__ = ("st_size", "st_mtime_ns")
+    def __init__(self, size, mtime):
+        self.st_size, self.st_mtime_ns = size, mtime
+
+def walk_all(roots, patterns, prefix=b"", skip=None):
+    for number in range(COUNT):
+        yield b"/srv/app1/data/d%05d/f%07d" % (number // 1000, number), _Made(4096, 1_700_000_000_000_000_000 + number)
+'''
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", default="10000,100000", help="file counts, comma-separated (default 10000,100000)")
+    parser.add_argument("--mb", type=int, default=1000, help="MiB of data at each count (default 1000)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per scenario (default 3)")
+    parser.add_argument("--million", type=int, default=1_000_000, help="files of the memory simulation")
+    parser.add_argument("--only-memory", action="store_true", help="only the million-file memory simulation")
+    parser.add_argument("--slot", type=int, default=None)
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--simulate", choices=["pipe", "listings"], help=argparse.SUPPRESS)  # the child's part
+    parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.simulate:
+        return simulate(args.simulate, args.count)
+    home = Path(tempfile.mkdtemp(prefix="hotspare-bench."))
+    isolate_environment(home)
+    started = time.monotonic()
+    results: dict = {"meta": run_meta(), "counts": {}, "memory": {}}
+    with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
+        bench = Bench(lab, env, args)
+        try:
+            bench.setup()
+            if not args.only_memory:
+                for count in [int(text) for text in args.files.split(",")]:
+                    results["counts"][count] = bench.at_count(count)
+                    print_counts(results)
+            results["memory"] = bench.memory()
+        finally:
+            bench.cleanup()
+    results["meta"]["total_seconds"] = round(time.monotonic() - started, 1)
+    print_counts(results)
+    print_memory(results["memory"])
+    write_results(results, args.out)
+    return 0
+
+
+class Bench:
+    def __init__(self, lab, env: dict, args) -> None:
+        self.lab, self.env, self.args = lab, env, args
+        service = env["services"][SERVICE]
+        self.production, self.mirror = service["production"], service["mirror"]
+        self.remote_data = service["data_path"] + "/bench"
+        self.data = Path(env["hosts"][self.production]["root"]) / self.remote_data.lstrip("/")
+        self.rng = random.Random(20261206)
+        self.peer = None
+        self.files: list[Path] = []
+
+    def ssh(self, host: str, argv: list[str], stdin: bytes = b"") -> str:
+        ran = subprocess.run(ssh_argv(self.env, host, argv), input=stdin, capture_output=True, timeout=3600, check=False)
+        if ran.returncode != 0:
+            raise RuntimeError(f"on {host}: {shlex.join(argv)[:200]} exited {ran.returncode}: "
+                               f"{ran.stderr.decode(errors='replace')[-400:]}")
+        return ran.stdout.decode(errors="replace")
+
+    def setup(self) -> None:
+        import yaml
+
+        from hotspare import access
+        from hotspare.cli import main as cli
+        from hotspare.planning import replication as plan
+
+        self.lab.register_blocks()
+        document = yaml.safe_load(Path(self.env["fleet_file"]).read_text())
+        document["replication"] = {**(document.get("replication") or {}), "copy_backend": "btrfs-snapshot"}
+        fleet_file = Path(os.environ["HOTSPARE_HOME"]) / "fleet.yaml"
+        fleet_file.write_text(yaml.safe_dump(document, sort_keys=False))
+        if cli(["fleet", "load", str(fleet_file)]) != 0:
+            raise RuntimeError("hotspare fleet load failed")
+        fleet = access.loaded_fleet()
+        self.paths = plan.source_paths(fleet.service(SERVICE).model_dump(mode="json"))
+        production = fleet.server(self.production)
+        # the bare pull: the lab's unrestricted client key on the mirror's tmpfs, pinned known_hosts
+        self.peer = plan.peer_access(f"bench-{os.getpid()}-pull", self.env["ssh"]["user"], production.address,
+                                     production.ssh_port)
+        known = f"{access.endpoint(fleet, self.production).known_hosts_line()}\n".encode()
+        self.ssh(self.mirror, ["install", "-d", "-m", "0700", self.peer.directory])
+        self.ssh(self.mirror, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", self.peer.key_path],
+                 Path(self.env["ssh"]["key"]).read_bytes())
+        self.ssh(self.mirror, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", self.peer.known_hosts_path], known)
+
+    def cleanup(self) -> None:
+        if self.peer is not None:
+            subprocess.run(ssh_argv(self.env, self.mirror, ["rm", "-rf", "--", self.peer.directory]), timeout=60,
+                           check=False, capture_output=True)
+
+    def bare(self) -> float:
+        argv = ["rsync", "-a", "--relative", "-e", self.peer.ssh_command(), *self.peer.remotes(self.paths), BARE + "/"]
+        started = time.perf_counter()
+        self.ssh(self.mirror, argv)
+        return time.perf_counter() - started
+
+    def hotspare(self) -> dict:
+        """``hotspare replicate app1`` in a process of its own: wall, run record, verify step, peak RSS."""
+        from prefect.settings import PREFECT_API_URL
+
+        from hotspare.inventory import runs
+
+        env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)}
+        peak_file = Path(os.environ["HOTSPARE_HOME"]) / "cli-peak"
+        started = time.perf_counter()
+        child = subprocess.run([sys.executable, "-c", CLI, str(peak_file), "replicate", SERVICE], env=env,
+                               capture_output=True, timeout=3600, check=False)
+        wall = time.perf_counter() - started
+        if child.returncode != 0:
+            raise RuntimeError(f"hotspare replicate failed: {(child.stdout + child.stderr).decode(errors='replace')[-1500:]}")
+        run = _last_run()
+        steps = {step["step"]: step["seconds"] for step in runs.step_timings(run.id)}
+        verification = (run.details or {}).get("verification", {})
+        return {"wall": wall, "record": (run.ended_at - run.started_at).total_seconds(), "verify": steps.get("verify"),
+                "copy": steps.get("copy"), "peak_mib": int(peak_file.read_text()) / 1024,
+                "compared_files": verification.get("compared_files"), "total_files": verification.get("total_files")}
+
+    def at_count(self, count: int) -> dict:
+        self.ssh(self.production, ["rm", "-rf", "--", self.remote_data])
+        self.ssh(self.mirror, ["rm", "-rf", "--", BARE])
+        self.files = write_random_files(self.data, count, self.args.mb * 2**20 // count)
+        os.sync()
+        print(f"{count} files written; first copies", flush=True)
+        self.bare()
+        first = self.hotspare()
+        print(f"  first replication {first['wall']:.1f} s (whole tree), bare pull done", flush=True)
+        scenarios = {}
+        for scenario in ("nothing changed", "1 % changed"):
+            reps = []
+            for rep in range(self.args.reps):
+                if scenario == "1 % changed":
+                    rewrite_random_files(self.files, max(1, count // 100), self.args.mb * 2**20 // count, self.rng)
+                measured: dict = {}
+                for name in (("bare", "hotspare") if rep % 2 == 0 else ("hotspare", "bare")):
+                    measured[name] = self.bare() if name == "bare" else self.hotspare()
+                reps.append(measured)
+                print(f"  {scenario} #{rep + 1}: bare {measured['bare']:.2f} s, hotspare {measured['hotspare']['wall']:.2f} s "
+                      f"(record {measured['hotspare']['record']:.2f} s, verify {measured['hotspare']['verify']} s, "
+                      f"{measured['hotspare']['peak_mib']:.0f} MiB)", flush=True)
+            scenarios[scenario] = summarize(reps)
+        return scenarios
+
+    def memory(self) -> dict:
+        from prefect.settings import PREFECT_API_URL
+
+        env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)}
+
+        def child(kind: str, count: int) -> dict:
+            ran = subprocess.run([sys.executable, __file__, "--simulate", kind, "--count", str(count)], env=env,
+                                 capture_output=True, timeout=3600, check=False)
+            if ran.returncode != 0:
+                raise RuntimeError(f"simulation {kind} {count} failed: {ran.stderr.decode(errors='replace')[-1500:]}")
+            return json.loads(ran.stdout.decode().strip().splitlines()[-1])
+
+        found = {"floor": child("pipe", 0), "pipe": child("pipe", self.args.million),
+                 "listings": child("listings", self.args.million), "files": self.args.million}
+        print(f"memory: {json.dumps(found)}", flush=True)
+        return found
+
+
+def _last_run():
+    from sqlmodel import select
+
+    from hotspare.inventory.db import session
+    from hotspare.inventory.models import RunRow
+
+    with session() as db:
+        return db.exec(select(RunRow).where(RunRow.kind == "replicate").order_by(RunRow.id.desc())).first()
+
+
+def summarize(reps: list[dict]) -> dict:
+    def median(values):
+        values = [value for value in values if value is not None]
+        return statistics.median(values) if values else None
+
+    hotspare = [rep["hotspare"] for rep in reps]
+    return {"reps": reps, "bare": median([rep["bare"] for rep in reps]),
+            **{key: median([run[key] for run in hotspare]) for key in ("wall", "record", "verify", "copy", "peak_mib")},
+            "compared_files": hotspare[-1]["compared_files"], "total_files": hotspare[-1]["total_files"]}
+
+
+def simulate(kind: str, count: int) -> int:
+    """A fresh process's peak memory for a ``count``-file tree comparison (``pipe``) or for the
+    replaced design's two parsed listings (``listings``); prints one JSON line."""
+    started = time.perf_counter()
+    if kind == "listings":
+        from hotspare.planning import verification_scope as scope_plan
+
+        lines = "".join(f"1700000000.{number:09d}\t4096\t/srv/app1/data/d{number // 1000:05d}/f{number:07d}\n"
+                        for number in range(count))
+        production = scope_plan.parse_sized_listing(lines)
+        copy = scope_plan.parse_sized_listing(lines)
+        del lines
+        extra = {"entries": len(production) + len(copy)}
+    else:
+        from hotspare import access
+        from hotspare.inventory import copies
+        from hotspare.planning import tree_comparison as tree_plan
+
+        fleet = access.loaded_fleet()
+        row = copies.service_row(SERVICE)
+        source, target = row.active_server, row.mirror_server
+        walk = SIMULATED_WALK.replace("COUNT", str(count))
+        original = COMMON_WALK
+        lister = tree_plan.LISTER.replace(original, walk)
+        comparer = tree_plan.COMPARER.replace(original, walk)
+        assert lister != tree_plan.LISTER and comparer != tree_plan.COMPARER, "the programs' walk moved"
+        request = tree_plan.Request(("/srv/app1/data",), max_records=tree_plan.record_limit(count))
+        with access.connect(fleet, source) as production, access.connect(fleet, target) as mirror:
+            piped = production.pipe_into(["python3", "-IS", "-c", lister], tree_plan.production_header(request), mirror,
+                                         ["python3", "-IS", "-c", comparer], tree_plan.mirror_header(request, "/"),
+                                         timeout=3600)
+        if piped.sink.exit_status != 0:
+            raise RuntimeError(piped.sink.stderr_tail)
+        answer = tree_plan.parse_answer(piped.sink.text)
+        extra = {"files": answer.files, "differences": answer.difference_count, "relayed_bytes": piped.relayed_bytes}
+    # VmHWM: this process's own peak (ru_maxrss would start from the forking parent's size)
+    peak = int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024
+    print(json.dumps({"peak_mib": round(peak, 1), "seconds": round(time.perf_counter() - started, 2), **extra}))
+    return 0
+
+
+COMMON_WALK = '''def walk_all(roots, patterns, prefix=b"", skip=None):
+    for root in roots:
+        yield from walk(root, patterns, prefix, skip)
+'''
+
+
+def _ratio(value, base) -> str:
+    return f"{value / base:.2f}x" if value is not None and base else "-"
+
+
+def print_counts(results: dict) -> None:
+    rows = []
+    for count, scenarios in results["counts"].items():
+        for scenario, found in scenarios.items():
+            bare, wall = found["bare"], found["wall"]
+            if scenario == "nothing changed":
+                target, met = f"<= {NOTHING_FACTOR:g} x bare + {NOTHING_PLUS:g} s = {NOTHING_FACTOR * bare + NOTHING_PLUS:.2f} s", \
+                    wall <= NOTHING_FACTOR * bare + NOTHING_PLUS
+            else:
+                target, met = f"<= {CHANGED_FACTOR:g} x bare = {CHANGED_FACTOR * bare:.2f} s", wall <= CHANGED_FACTOR * bare
+            rows.append([f"{int(count):,}", scenario, f"{bare:.2f}", f"{wall:.2f}", _ratio(wall, bare), f"{found['record']:.2f}",
+                         f"{found['copy']:.2f}" if found["copy"] is not None else "-",
+                         f"{found['verify']:.2f}" if found["verify"] is not None else "-",
+                         f"{found['compared_files']}/{found['total_files']}", f"{found['peak_mib']:.0f}", target,
+                         "met" if met else "MISSED"])
+    if rows:
+        print("\nMedians: bare `rsync -a` pull vs the whole `hotspare replicate app1` command (seconds)")
+        table(["files", "scenario", "bare rsync", "hotspare CLI", "ratio", "run record", "copy step", "verify step",
+               "hashed/files", "peak MiB", "target (CLI)", ""], rows)
+
+
+def print_memory(memory: dict) -> None:
+    if not memory:
+        return
+    files = memory["files"]
+    print(f"\nOrchestrator peak memory, {files:,} files (SIMULATED listing: made-up names, see the docstring)")
+    table(["what", "peak MiB", "seconds", "note"], [
+        ["tree comparison, 0 files (the process's floor)", f"{memory['floor']['peak_mib']:.0f}", f"{memory['floor']['seconds']}", ""],
+        [f"tree comparison, {files:,} files", f"{memory['pipe']['peak_mib']:.0f}", f"{memory['pipe']['seconds']}",
+         f"{memory['pipe']['relayed_bytes'] / 2**20:.0f} MiB piped through; target <= {MEMORY_MIB} MiB: "
+         + ("met" if memory["pipe"]["peak_mib"] <= MEMORY_MIB else "MISSED")],
+        [f"replaced design: two parsed listings of {files:,}", f"{memory['listings']['peak_mib']:.0f}",
+         f"{memory['listings']['seconds']}", "for contrast"],
+    ])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
