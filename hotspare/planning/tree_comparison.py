@@ -37,6 +37,8 @@ verification of its own copy, never another's, and never the mirror.
 
 from __future__ import annotations
 
+from typing import Any
+
 import json
 from dataclasses import dataclass, field
 
@@ -435,7 +437,7 @@ def record_limit(known_files: int) -> int:
     return 4 * max(known_files, 0) + LIMIT_SLACK_FILES
 
 
-def _framed(document: dict) -> bytes:
+def _framed(document: dict[str, Any]) -> bytes:
     body = json.dumps(document, ensure_ascii=True).encode()
     return b"%d\n" % len(body) + body
 
@@ -476,7 +478,7 @@ class TreeDifference:
 @dataclass(frozen=True)
 class Answer:
     differences: tuple[TreeDifference, ...]
-    probes: dict = field(default_factory=dict)  # {path: production's mtime}
+    probes: dict[str, float | None] = field(default_factory=dict)  # {path: production's mtime}
     files: int = 0
     bytes: int = 0
     left_files: int = 0  # after the cursor, before this run
@@ -515,7 +517,7 @@ def parse_answer(output: str) -> Answer:
                                               _moment(item.get("m"), number)))
     if not isinstance(summary, dict):
         raise AnswerError("no summary line")
-    numbers = {name: summary.get(name) for name in ("files", "bytes", "left_files", "left_bytes", "slice_files",
+    numbers: dict[str, Any] = {name: summary.get(name) for name in ("files", "bytes", "left_files", "left_bytes", "slice_files",
                                                      "slice_bytes", "hashed_files", "hashed_bytes", "differences")}
     if not all(isinstance(value, int) and value >= 0 for value in numbers.values()):
         raise AnswerError("the summary's counts are not whole numbers")
@@ -527,13 +529,13 @@ def parse_answer(output: str) -> Answer:
                   truncated=bool(summary.get("truncated")), complete=bool(summary.get("complete")), next_cursor=cursor)
 
 
-def _text(value, number: int) -> str:
+def _text(value: Any, number: int) -> str:
     if not isinstance(value, str):
         raise AnswerError(f"line {number}: a name or kind is not text")
     return value
 
 
-def _moment(value, number: int) -> float | None:
+def _moment(value: Any, number: int) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
