@@ -29,6 +29,7 @@ from hotspare.planning import copy_backends
 from hotspare.planning import file_digests as digests
 from hotspare.planning import shipped_verification as checks
 from hotspare.planning import replication as plan
+from hotspare.planning import run_programs
 from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning import transfer_keys
 from hotspare.planning.rsync_outcomes import classify_rsync
@@ -41,12 +42,13 @@ from tasks import clock_offsets
 STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 
 
-def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None) -> tuple[str, dict, list[str]]:
+def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=()) -> tuple[str, dict, list[str]]:
     """Ship ``copy_plan.shipments`` and rsync ``copy_plan.paths`` (the rest); return the mirror's
     output (rsync's itemized lines and statistics) and {data path: production snapshot UUID}.
 
     ``rsync_argv(peer)`` builds the rsync of the other paths (None when there are none);
-    ``before`` runs on the mirror while production takes the snapshots."""
+    ``before`` runs on the mirror while production takes the snapshots; ``hooks`` (the fleet
+    file's pre-sync commands) run on production right before them, in the same round trip."""
     logger = get_run_logger()
     service, source, target = copy_plan.service, copy_plan.source, copy_plan.target
     shipments = copy_plan.shipments
@@ -67,11 +69,11 @@ def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None) -> tupl
     beside = _meanwhile(before)
     try:
         with access.connect(fleet, source) as connection:
-            taken = shipping.parse_taken(connection.run(
+            taken = shipping.parse_taken(connection.run(run_programs.after_hooks(hooks,
                 transfer_keys.install_key_argv(both, int(now.timestamp()),
                                                also=(shipping.TAKE_SCRIPT, shipping.take_words(shipments)),
-                                               programs=(shipping.SEND_PATH, shipping.SEND_SCRIPT)),
-                timeout=600).text)
+                                               programs=(shipping.SEND_PATH, shipping.SEND_SCRIPT))),
+                timeout=run_programs.hooks_timeout(hooks)).text)
     finally:
         if beside is not None:
             beside.exception()
