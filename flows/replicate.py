@@ -72,7 +72,7 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
             lease.check("copy production to the mirror")
             with runs.step(run_id, "copy"):
                 stats = step(copy_to_mirror.with_options(retries=transfer_retries()))(
-                    copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}")
+                    copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}", holder)
             with runs.step(run_id, "verify"):
                 verification = check_copy(service, copy_plan.copy_id, repair=True, unreadable=stats.get("failed_files", []),
                                           changed=stats.get("changed_files", []), task_runs=task_runs)

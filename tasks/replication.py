@@ -215,7 +215,7 @@ def _baseline_copy(service: str, target: str, on_mirror) -> CopyRow | None:
 
 
 @task(name="copy to mirror", **STEP)
-def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
+def copy_to_mirror(copy_plan: CopyPlan, run_tag: str, holder: str | None = None) -> dict:
     """The mirror pulls production into the new copy folder, hard-linking unchanged files.
 
     The mirror's own work before the transfer (the working subvolume) and after it (the
@@ -246,12 +246,15 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
 
     shipped: dict = {}
     hooks = [list(argv) for argv in fleet.service(service).pre_sync]  # run with the key's install
+    lease = locks.held(holder) if holder else None
+    still_ours = (lambda: lease.check("copy production to the mirror")) if lease is not None else None
     if hooks:
         logger.info("pre-sync hooks of %s run on %s right before the transfer key is installed: %s", service,
                     copy_plan.source, "; ".join(" ".join(argv) for argv in hooks))
     try:
         if copy_plan.shipments:  # data paths by btrfs send | receive, the rest by rsync meanwhile
-            text, shipped, failed = ship(fleet, copy_plan, run_tag, rsync_argv, before=before, hooks=hooks)
+            text, shipped, failed = ship(fleet, copy_plan, run_tag, rsync_argv, before=before, hooks=hooks,
+                                         still_ours=still_ours)
         else:
             # the copy's read-only snapshot in the transfer's own program, once rsync let it go on
             snapshot = copy_backends.snapshot_copy_argv(service, copy_plan.copy_id, _data_paths(_spec(fleet, service)),
@@ -261,7 +264,7 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
                 fleet, service, copy_plan.source, copy_plan.target, list(copy_plan.paths), run_tag,
                 rsync_argv, f"copy {copy_plan.source} -> {copy_plan.target}",
                 "The previous verified copy is untouched; the next run resumes.",
-                before=before, then=snapshot, hooks=hooks)
+                before=before, then=snapshot, hooks=hooks, still_ours=still_ours)
             text, failed = result.text, outcome.failed_paths
             if snapshot:
                 if not plan.snapshot_made(text):

@@ -42,13 +42,15 @@ from tasks import clock_offsets
 STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 
 
-def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=()) -> tuple[str, dict, list[str]]:
+def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=(),
+         still_ours=None) -> tuple[str, dict, list[str]]:
     """Ship ``copy_plan.shipments`` and rsync ``copy_plan.paths`` (the rest); return the mirror's
     output (rsync's itemized lines and statistics) and {data path: production snapshot UUID}.
 
     ``rsync_argv(peer)`` builds the rsync of the other paths (None when there are none);
     ``before`` runs on the mirror while production takes the snapshots; ``hooks`` (the fleet
-    file's pre-sync commands) run on production right before them, in the same round trip."""
+    file's pre-sync commands) run on production right before them, in the same round trip, and
+    ``still_ours`` (the run's lease check) once they returned."""
     logger = get_run_logger()
     service, source, target = copy_plan.service, copy_plan.source, copy_plan.target
     shipments = copy_plan.shipments
@@ -81,6 +83,8 @@ def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=(
     try:
         if beside is not None:
             beside.result()
+        if still_ours is not None:  # a hook may have taken long: a failover may own the service now
+            still_ours()
         logger.info("production %s took %s", source, ", ".join(f"{s.snapshot} ({taken.get(s.path, '?')})" for s in shipments))
         peer = plan.peer_access(tag, user, production.address, production.port)
         argv = shipping.ship_argv(service, peer.directory, f"{user}@{production.address}", production.port,
@@ -176,17 +180,20 @@ def verify_shipped(service: str, copy_id: str, source: str, target: str, shipped
     # the mirror, one command: the chain, then the same files hashed in the copy
     tree = plan.copy_tree(service, copy_id)
     with access.connect(fleet, target) as mirror:
-        answer = mirror.run(each_argv([shipping.chain_argv(service, tree, {p: shipping.snapshot_name(p, copy_id) for p in paths}),
+        answer = mirror.run(each_argv([checks.scrub_argv(plan.service_root(service)),
+                                       shipping.chain_argv(service, tree, {p: shipping.snapshot_name(p, copy_id) for p in paths}),
                                        digests.digest_argv(tree)]),
                             stdin=digests.nul_separated(files), timeout=3600, check=False).text
+    scrub = checks.parse_scrub(answer)  # the mirror's btrfs checksums, a rolling slice by a time budget
     problems = shipping.judge_chain(answer, {path: uuids.get(snapshot, "none") for path, snapshot in snapshots.items()})
+    problems += scrub.problems
     in_copy = digests.parse_digests(answer)
     comparison = digests.compare(files, on_production, in_copy)
     differences = [{"path": path, "kind": kind} for kind, path in comparison.itemized]
     differences += [{"path": path, "kind": "unreadable"} for path in sorted(comparison.unreadable | comparison.vanished)]
-    get_run_logger().info("%s: shipped data: %s; a slice of %d file(s) from %s compared with production's snapshot, "
-                          "%d difference(s)%s", copy_id, "; ".join(problems) or "the UUID chain holds", len(files),
+    get_run_logger().info("%s: shipped data: %s; %s; a slice of %d file(s) from %s compared with production's snapshot, "
+                          "%d difference(s)%s", copy_id, "; ".join(problems) or "the UUID chain holds", scrub.sentence, len(files),
                           repr(cursor) if cursor else "the start", len(differences),
                           "; the rolling pass reached the end" if end.complete else "")
     return {"problems": problems, "corrupt": differences, "compared_files": len(files),
-            "cursor": end.cursor, "complete": end.complete}
+            "cursor": end.cursor, "complete": end.complete, "scrub": scrub.sentence}

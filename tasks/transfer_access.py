@@ -59,13 +59,15 @@ def _meanwhile(work: Callable[[], object] | None) -> Future | None:
 @contextmanager
 def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths: list[str],
                     purpose: str, alongside: Callable[[], object] | None = None,
-                    hooks: list[list[str]] = ()) -> Iterator[tuple[plan.PeerAccess, bytes]]:
+                    hooks: list[list[str]] = (), still_ours: Callable[[], None] | None = None,
+                    ) -> Iterator[tuple[plan.PeerAccess, bytes]]:
     """(how ``target`` reaches ``source`` for rsync, stdin for ``plan.with_peer_access``).
 
     ``paths`` are the only source paths (or files under them) the key may read. ``alongside``
     (work on the mirror that must be done before the transfer) runs while the key is installed;
     its error is raised once the key is removed again. ``hooks`` (the fleet file's pre-sync
-    commands) run on production first, in the install's own round trip.
+    commands) run on production first, in the install's own round trip; ``still_ours`` (the
+    run's lease check) is called once they returned, before anything reads production.
     """
     production = access.endpoint(fleet, source)
     mirror = access.endpoint(fleet, target)
@@ -101,6 +103,8 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
     try:
         if beside is not None:
             beside.result()
+        if still_ours is not None:  # a hook may have taken long: a failover may own the service now
+            still_ours()
         peer = plan.peer_access(tag, user, production.address, production.port)
         yield peer, plan.peer_stdin(production.known_hosts_line(), private_key)
     finally:
@@ -116,7 +120,7 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
 def pull(fleet: Fleet, service: str, source: str, target: str, roots: list[str], purpose: str,
          make_argv: Callable[[plan.PeerAccess], list[str]], what: str, consequence: str = "",
          before: Callable[[], object] | None = None, after: Callable[[], object] | None = None,
-         then: list[str] | None = None, hooks: list[list[str]] = ()):
+         then: list[str] | None = None, hooks: list[list[str]] = (), still_ours: Callable[[], None] | None = None):
     """Run on ``target`` the rsync that ``make_argv(peer)`` builds, reading ``source`` through a
     scoped transfer key for ``roots``; return (result, outcome). A permanent or transient
     outcome (``planning/rsync_outcomes.py``) raises the matching error naming ``what`` failed.
@@ -127,7 +131,8 @@ def pull(fleet: Fleet, service: str, source: str, target: str, roots: list[str],
     trip instead of two; ``plan.snapshot_made`` tells from the output that it did)."""
     finishing = None
     with access.connect(fleet, target) as mirror:
-        with transfer_access(fleet, service, source, target, roots, purpose, alongside=before, hooks=hooks) as (peer, stdin):
+        with transfer_access(fleet, service, source, target, roots, purpose, alongside=before, hooks=hooks,
+                             still_ours=still_ours) as (peer, stdin):
             argv = plan.with_peer_access_then(peer, make_argv(peer), then) if then else \
                 plan.with_peer_access(peer, make_argv(peer))
             result = mirror.run(argv, stdin=stdin, timeout=6 * 3600, check=False)
