@@ -7,10 +7,11 @@ transfer costs three commands beside the mirror's own work, like an rsync copy:
    two per-transfer key lines of one tag: the rsync view's (for the paths that are not shipped)
    and the sender's, whose forced command sends exactly this copy's snapshots;
 2. the mirror, one command: pull the stream into ``btrfs receive`` confined to the service's
-   received area, and rsync the other paths into the working subvolume meanwhile;
+   received area, rsync the other paths into the working subvolume meanwhile, then make the copy
+   (the working tree plus a read-only snapshot of each received subvolume, whose received UUID
+   must be production's snapshot's);
 3. production, one round trip: remove the key lines and every snapshot but this copy's and its
-   parent's; meanwhile the mirror makes the copy (the working tree plus a read-only snapshot
-   of each received subvolume, whose received UUID must be production's snapshot's).
+   parent's.
 """
 
 from __future__ import annotations
@@ -79,7 +80,6 @@ def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=(
     finally:
         if beside is not None:
             beside.exception()
-    finishing = None
     try:
         if beside is not None:
             beside.result()
@@ -88,19 +88,15 @@ def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=(
         logger.info("production %s took %s", source, ", ".join(f"{s.snapshot} ({taken.get(s.path, '?')})" for s in shipments))
         peer = plan.peer_access(tag, user, production.address, production.port)
         argv = shipping.ship_argv(service, peer.directory, f"{user}@{production.address}", production.port,
-                                  [s.name for s in shipments], rsync_argv(peer) if copy_plan.paths else None)
+                                  [s.name for s in shipments], rsync_argv(peer) if copy_plan.paths else None,
+                                  _copy_argv(copy_plan, taken))  # the copy in the same command
         with access.connect(fleet, target) as connection:
             result = connection.run(argv, stdin=shipping.ship_stdin(production.known_hosts_line(), view_private, send_private),
                                     timeout=6 * 3600, check=False)
         received = shipping.parse_received(result.text)
         outcome = classify_rsync(result.exit_status, result.stderr_tail) if copy_plan.paths else None
-        good = received.exit_status == 0 and not received.unexpected and (outcome is None or outcome.kind not in
-                                                                          ("permanent", "transient"))
-        if good:
-            finishing = _meanwhile(lambda: _make_copy(fleet, copy_plan, taken))
     finally:
         _remove(fleet, service, source, tag, shipments)
-    made = finishing.result() if finishing is not None else None
     if received.unexpected:
         raise PermanentError(f"the stream from {source} made {', '.join(received.unexpected)} in the received area of "
                              f"{service} besides its snapshots (removed): copy {copy_plan.copy_id} refused; "
@@ -112,18 +108,24 @@ def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=(
     if outcome is not None and outcome.kind in ("permanent", "transient"):
         error = PermanentError if outcome.kind == "permanent" else TransientError
         raise error(f"copy of the other paths {source} -> {target} failed ({outcome.kind}): {outcome.reason}.")
-    logger.info("copy %s: %s", copy_plan.copy_id, made)
+    logger.info("copy %s: %s", copy_plan.copy_id, _copy_made(copy_plan, result))
     return result.text, taken, (outcome.failed_paths if outcome else [])
 
 
-def _make_copy(fleet: Fleet, copy_plan, taken: dict[str, str]) -> str:
+def _copy_argv(copy_plan, taken: dict[str, str]) -> list[str]:
     """The mirror's copy from the working tree and the received subvolumes (checked by UUID)."""
-    argv = shipping.snapshot_copy_argv(copy_plan.service, copy_backends.work_root(copy_plan.service),
+    return shipping.snapshot_copy_argv(copy_plan.service, copy_backends.work_root(copy_plan.service),
                                        plan.copy_root(copy_plan.service, copy_plan.copy_id), copy_plan.shipments, taken,
                                        copy_backends.REMOVE_SCRIPT, qgroup=space.qgroup_id(copy_plan.service))
-    with access.connect(fleet, copy_plan.target) as mirror:
-        result = mirror.run(argv, timeout=600, check=False)
-    if result.exit_status != 0:
+
+
+def _copy_made(copy_plan, result) -> str:
+    """What the shipment's own command said of the copy; raise when it failed or did not run."""
+    status = shipping.copy_exit(result.text)
+    if status is None:
+        raise TransientError(f"copy {copy_plan.copy_id}: the snapshot copy did not run after the shipment "
+                             f"({result.stderr_tail.strip()[-300:]}); the previous verified copy is untouched")
+    if status != 0:
         mismatch = [line.split("=", 1)[1] for line in result.text.splitlines() if line.startswith("hotspare-mismatch=")]
         if mismatch:
             raise PermanentError(f"copy {copy_plan.copy_id}: the received subvolume is not production's snapshot "
