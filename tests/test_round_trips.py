@@ -22,9 +22,9 @@ SERVICE = "app1"
 # copy's snapshot), verification's two, finish (promote, accounts, prune): six until verification
 # reads one summary per host.
 MOST = {"production": 5, "mirror": 6}
-# Shipping adds, on each host, the shipped data's own check (UUID chain and slice) beside the
-# other paths' verification, and on the mirror the copy made from the received subvolumes.
-MOST_SHIPPED = {"production": 6, "mirror": 8}
+# Shipping adds, on each host, the shipped data's own check (UUID chain, scrub and slice) beside
+# the other paths' verification.
+MOST_SHIPPED = {"production": 6, "mirror": 7}
 
 
 def replicate_counted() -> tuple[dict, list[tuple[str, str]]]:
