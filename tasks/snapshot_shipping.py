@@ -114,9 +114,11 @@ def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=(
 
 def _copy_argv(copy_plan, taken: dict[str, str]) -> list[str]:
     """The mirror's copy from the working tree and the received subvolumes (checked by UUID)."""
-    return shipping.snapshot_copy_argv(copy_plan.service, copy_backends.work_root(copy_plan.service),
-                                       plan.copy_root(copy_plan.service, copy_plan.copy_id), copy_plan.shipments, taken,
-                                       copy_backends.REMOVE_SCRIPT, qgroup=space.qgroup_id(copy_plan.service))
+    return each_argv([shipping.snapshot_copy_argv(copy_plan.service, copy_backends.work_root(copy_plan.service),
+                                                  plan.copy_root(copy_plan.service, copy_plan.copy_id), copy_plan.shipments,
+                                                  taken, copy_backends.REMOVE_SCRIPT,
+                                                  qgroup=space.qgroup_id(copy_plan.service)),
+                       checks.scrub_start_argv(plan.service_root(copy_plan.service))])  # scrubs until the verification
 
 
 def _copy_made(copy_plan, result) -> str:

@@ -72,7 +72,7 @@ def test_the_finish_markers_say_what_was_done():
 
 def test_scrub_counters_become_a_sentence_and_uncorrectable_damage_a_problem():
     clean = checks.parse_scrub("scrub=ran\nscrub-status=aborted\nscrub-data_bytes_scrubbed=4096\nscrub-csum_errors=0\n")
-    assert clean.problems == [] and "4096 bytes" in clean.sentence and "resumes" in clean.sentence
+    assert clean.problems == [] and "4096 bytes" in clean.sentence and "resumes at the next shipment" in clean.sentence
     damaged = checks.parse_scrub("scrub=ran\nscrub-status=finished\nscrub-csum_errors=3\nscrub-uncorrectable_errors=2\n")
     assert damaged.problems and "uncorrectable errors 2" in damaged.problems[0]
-    assert checks.parse_scrub("scrub=busy\n").sentence == "another scrub is running on the mirror"
+    assert checks.parse_scrub("scrub=unavailable\n").sentence == "no btrfs scrub on the mirror"
