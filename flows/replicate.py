@@ -2,7 +2,8 @@
 
     preflight -> pre-sync hooks -> copy -> verify (repair once) -> promote -> accounts -> prune
 
-(promote, accounts and prune are one task run, ``make_current``; each is still a timed step.)
+(the hooks run in the copy step's first round trip to production; promote, accounts and prune
+are one task run, ``make_current``, and one program on the mirror.)
 
 A copy becomes current only after it verifies; any failure leaves the previous verified copy
 current and untouched, and the next run resumes from what was already copied.
@@ -18,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from hotspare import access
+from hotspare.adapters.ssh import counting
 from hotspare.inventory import copies, locks, runs
 from hotspare.inventory.runs import record_outcome
 from hotspare.planning.coordination import judge_routine_run
@@ -27,7 +29,7 @@ from flows.replication_progress import Progress, final_state, publish_outcomes, 
 from flows.verify import check_copy
 from tasks.dns_cutover import keep_standing_ttl
 from tasks.retry import steps, transfer_retries
-from tasks.replication import Refused, copy_to_mirror, make_current, preflight, run_pre_sync
+from tasks.replication import Refused, copy_to_mirror, make_current, preflight
 from tasks.orchestrator import require_orchestrator
 
 
@@ -59,19 +61,20 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
     holder = lock_holder or f"replicate:{service}:{flow_run.get_id() or 'local'}"
     run_id = runs.start_run("replicate", service, flow_run.get_id())
     outcome, summary, details = "failed", "", {}
+    counted = counting()  # the remote commands this run sends, per host: in its record
+    sent = counted.__enter__()
     try:
         if lock_holder is None:
             _refuse_unless_routine(service)
         with locks.service_lock(service, holder) as lease:
             with runs.step(run_id, "preflight"):
                 copy_plan = step(preflight)(service, force)
-            with runs.step(run_id, "pre-sync hooks"):
-                if copy_plan.hooks:
-                    step(run_pre_sync)(service, copy_plan.source)
+            # the pre-sync hooks run on production in the copy step's first round trip, right
+            # before the transfer key (and the snapshots) they prepare
             lease.check("copy production to the mirror")
             with runs.step(run_id, "copy"):
                 stats = step(copy_to_mirror.with_options(retries=transfer_retries()))(
-                    copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}")
+                    copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}", holder)
             with runs.step(run_id, "verify"):
                 verification = check_copy(service, copy_plan.copy_id, repair=True, unreadable=stats.get("failed_files", []),
                                           changed=stats.get("changed_files", []), task_runs=task_runs)
@@ -96,6 +99,9 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
         summary = summary or f"{service}: replication failed: {error}"
         raise
     finally:
+        counted.__exit__(None, None, None)
+        details["remote_commands"] = sent.sentence(service)
+        logger.info(details["remote_commands"]["sentence"])
         record_outcome(lambda: runs.finish_run(run_id, outcome, summary, details),
                        lambda: _publish_summary(service, run_id, outcome, summary) if outcome != "skipped" else None)
 

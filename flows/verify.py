@@ -100,7 +100,8 @@ def _shipped_check(data: dict) -> dict:
     problems = [*data["problems"], *(f"{d['path']} ({d['kind']})" for d in data["corrupt"][:20])]
     return _check("shipped data", not problems, "; ".join(problems) or
                   f"received UUIDs match production's snapshots; {data['compared_files']} file(s) of the rolling slice "
-                  "match by checksum" + ("; the pass reached the end" if data["complete"] else ""))
+                  "match by checksum" + ("; the pass reached the end" if data["complete"] else "")
+                  + (f"; {data['scrub']}" if data.get("scrub") else ""))
 
 
 def _checks(service: str, copy_id: str, content: dict, host: dict, accounts: dict | None) -> list[dict]:

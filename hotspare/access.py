@@ -221,7 +221,7 @@ def _shared(key: tuple, timeout: float) -> SshConnection | None:
         pooled.users += 1
     if idle > PROBE_AFTER_IDLE_SECONDS:
         try:
-            pooled.connection.run(["true"], timeout=timeout, open_timeout=timeout)
+            pooled.connection.probe(timeout)  # a round trip, not a command
         except Exception as error:
             _discard(key, pooled.connection)
             _release(key, pooled.connection)

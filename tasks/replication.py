@@ -26,12 +26,13 @@ from hotspare.inventory import copy_stores
 from hotspare.planning import copy_backends
 from hotspare.planning import host_clocks
 from hotspare.planning import preflight_facts
+from hotspare.planning import run_programs
+from hotspare.planning.containment import each_argv
 from hotspare.planning import replication as plan
 from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning import space
 from hotspare.planning import verification_scope
-from tasks import clock_offsets
-from tasks.account_merge import apply_accounts, stage_accounts
+from tasks import clock_offsets, mirror_steps
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.snapshot_shipping import ship
 from tasks.transfer_access import pull
@@ -81,8 +82,8 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     if not row.mirror_server:
         raise Refused(f"service {service} has no mirror assigned (state {row.state}); nothing to replicate to")
     source, target = row.active_server, row.mirror_server
-    (on_production, on_production_received), on_mirror = _host_facts(fleet, service, source, target,
-                                                                      spec["data_paths"])
+    (on_production, on_production_received, account_files), on_mirror = _host_facts(fleet, service, source, target,
+                                                                                     spec["data_paths"])
     previous = _baseline_copy(service, target, on_mirror)
     previous_totals = plan.SourceTotals(previous.total_files, previous.total_bytes) if previous else None
     decision = plan.judge_source(on_production.totals, previous_totals, spec["max_shrink"],
@@ -94,6 +95,7 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     store = copy_backends.parse_store_facts(on_mirror.store_output)
     choice = copy_backends.choose_backend(store, fleet.replication.copy_backend)
     copy_id = _new_copy_id(service)
+    mirror_steps.stage_accounts_read(fleet, service, copy_id, source, account_files)
     paths = tuple(plan.source_paths(spec))
     shipped = shipping.plan_shipping(copy_id, _data_paths(spec), list(paths), on_production.shipping, on_mirror.shipping,
                                      choice.backend == copy_backends.SNAPSHOT, fleet.replication.copy_backend)
@@ -177,20 +179,22 @@ def _host_facts(fleet: Fleet, service: str, source: str, target: str, data_paths
     newest_verified = next((index for index, row in enumerate(rows) if row.status == "verified"), len(rows))
     unverified = [row.id for row in rows[:newest_verified] if row.status in ("in-progress", "copied", "failed")]
 
-    def ask(server: str, argv: list[str]) -> tuple[str, float]:
+    def ask(server: str, argv: list[str]) -> tuple[bytes, float]:
         with access.connect(fleet, server) as connection:
-            text = connection.run(argv, timeout=600).text
-            return text, time.time()  # production's clock is its answer's last line: offset against arrival
+            output = connection.run(argv, timeout=600).stdout
+            return output, time.time()  # production's clock is its facts' last line: offset against arrival
 
     with ThreadPoolExecutor(2) as pool:
         # each thread in a copy of the run's context: the run's SSH certificate, its logger
         production = pool.submit(contextvars.copy_context().run, ask, source,
-                                 preflight_facts.production_facts_argv(data_paths))
+                                 run_programs.with_account_files(preflight_facts.production_facts_argv(data_paths)))
         mirror = pool.submit(contextvars.copy_context().run, ask, target,
                              preflight_facts.mirror_facts_argv(service, verified, unverified))
-        production_text, received = production.result()
-        return ((preflight_facts.parse_production_facts(production_text), received),
-                preflight_facts.parse_mirror_facts(mirror.result()[0]))
+        production_output, received = production.result()
+        production_text, account_files = run_programs.split_account_files(production_output)
+        return ((preflight_facts.parse_production_facts(production_text), received, account_files),
+                preflight_facts.parse_mirror_facts(mirror.result()[0].decode(errors="replace")))
+
 
 
 def _baseline_copy(service: str, target: str, on_mirror) -> CopyRow | None:
@@ -207,24 +211,8 @@ def _baseline_copy(service: str, target: str, on_mirror) -> CopyRow | None:
 # Hooks and copy
 
 
-@task(name="pre-sync hooks", **STEP)
-def run_pre_sync(service: str, source: str) -> int:
-    """Run the fleet file's pre-sync commands on production (e.g. a database dump)."""
-    logger = get_run_logger()
-    fleet = access.loaded_fleet()
-    commands = fleet.service(service).pre_sync
-    if not commands:
-        logger.info("no pre-sync hooks for %s", service)
-        return 0
-    with access.connect(fleet, source) as production:
-        for argv in commands:
-            production.run(argv, timeout=1800)
-            logger.info("pre-sync hook ran on %s: %s", source, " ".join(argv))
-    return len(commands)
-
-
 @task(name="copy to mirror", **STEP)
-def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
+def copy_to_mirror(copy_plan: CopyPlan, run_tag: str, holder: str | None = None) -> dict:
     """The mirror pulls production into the new copy folder, hard-linking unchanged files.
 
     The mirror's own work before the transfer (the working subvolume) and after it (the
@@ -234,26 +222,18 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
     service = copy_plan.service
     if copy_plan.resume_from and copy_plan.resume_from != copy_plan.copy_id:
         with access.connect(fleet, copy_plan.target) as mirror:
-            mirror.run(["mv", "--", plan.copy_root(service, copy_plan.resume_from), plan.copy_root(service, copy_plan.copy_id)])
-            mirror.run(copy_backends.unshare_resumed_copy_argv(service, copy_plan.copy_id), timeout=1800)
+            mirror.run(each_argv([["mv", "--", plan.copy_root(service, copy_plan.resume_from),
+                                   plan.copy_root(service, copy_plan.copy_id)],
+                                  copy_backends.unshare_resumed_copy_argv(service, copy_plan.copy_id)]), timeout=1800)
         copies.update_copy(copy_plan.resume_from, status="pruned", ended_at=utcnow())
         logger.info("resuming the interrupted copy %s as %s", copy_plan.resume_from, copy_plan.copy_id)
     _record_copy_start(copy_plan)
 
-    def mirror_runs(argvs: list[list[str]]):
-        def run() -> None:
-            with access.connect(fleet, copy_plan.target) as mirror:
-                for argv in argvs:
-                    mirror.run(argv, timeout=600)
-        return run if argvs else None
-
-    def before() -> None:  # the store closed to all but root, the service's bound, the working subvolume, the accounts
-        mirror_runs([copy_backends.close_store_argv(service)])()
-        if copy_plan.backend == copy_backends.SNAPSHOT:
-            bound_area(copy_plan)
-        if copy_plan.prepare:
-            mirror_runs([list(argv) for argv in copy_plan.prepare])()
-        screened["accounts"] = stage_accounts(fleet, service, copy_plan.source, copy_plan.target, copy_plan.tree)
+    def before() -> None:  # one mirror program: the store closed to all but root, the service's bound, the
+        # working subvolume, the accounts staged (tasks/mirror_steps.py)
+        screened["accounts"], bound = mirror_steps.prepare(fleet, copy_plan)
+        if bound is not None and not bound.go:
+            raise Refused(bound.reason)
 
     screened: dict = {}
 
@@ -262,20 +242,31 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
                                     fleet.service(service).exclude, copy_dest=copy_plan.copy_dest)
 
     shipped: dict = {}
+    hooks = [list(argv) for argv in fleet.service(service).pre_sync]  # run with the key's install
+    lease = locks.held(holder) if holder else None
+    still_ours = (lambda: lease.check("copy production to the mirror")) if lease is not None else None
+    if hooks:
+        logger.info("pre-sync hooks of %s run on %s right before the transfer key is installed: %s", service,
+                    copy_plan.source, "; ".join(" ".join(argv) for argv in hooks))
     try:
         if copy_plan.shipments:  # data paths by btrfs send | receive, the rest by rsync meanwhile
-            text, shipped, failed = ship(fleet, copy_plan, run_tag, rsync_argv, before=before)
+            text, shipped, failed = ship(fleet, copy_plan, run_tag, rsync_argv, before=before, hooks=hooks,
+                                         still_ours=still_ours)
         else:
-            snapshot = [copy_backends.snapshot_copy_argv(service, copy_plan.copy_id, _data_paths(_spec(fleet, service)),
-                                                         qgroup=space.qgroup_id(service))] \
-                if copy_plan.backend == copy_backends.SNAPSHOT else []
+            # the copy's read-only snapshot in the transfer's own program, once rsync let it go on
+            snapshot = copy_backends.snapshot_copy_argv(service, copy_plan.copy_id, _data_paths(_spec(fleet, service)),
+                                                        qgroup=space.qgroup_id(service)) \
+                if copy_plan.backend == copy_backends.SNAPSHOT else None
             result, outcome = pull(
-                fleet, service, copy_plan.source, copy_plan.target, list(copy_plan.paths), run_tag, rsync_argv,
-                f"copy {copy_plan.source} -> {copy_plan.target}",
+                fleet, service, copy_plan.source, copy_plan.target, list(copy_plan.paths), run_tag,
+                rsync_argv, f"copy {copy_plan.source} -> {copy_plan.target}",
                 "The previous verified copy is untouched; the next run resumes.",
-                before=before, after=mirror_runs(snapshot))
+                before=before, then=snapshot, hooks=hooks, still_ours=still_ours)
             text, failed = result.text, outcome.failed_paths
             if snapshot:
+                if not plan.snapshot_made(text):
+                    raise TransientError(f"on {copy_plan.target}: the read-only snapshot of copy {copy_plan.copy_id} "
+                                         f"failed ({result.stderr_tail.strip()[-300:]}); the next run resumes")
                 logger.info("copy %s is a read-only snapshot of the working subvolume", copy_plan.copy_id)
             if outcome.kind == "partial":
                 logger.warning("copy %s is incomplete: %s; verification decides whether it may become current",
@@ -305,28 +296,6 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str) -> dict:
                             "accounts": screened.get("accounts", {}), "shipped": shipped, "stream_bytes": stream}
 
 
-def bound_area(copy_plan: CopyPlan) -> space.QuotaFacts | None:
-    """The service's quota group on a btrfs mirror, limited to its bound (quotas enabled and the
-    group made on first use), and refuse before the transfer when this copy would pass it. A
-    mirror whose kernel refuses quotas is said in a warning, and the copy goes on unbounded."""
-    service, target = copy_plan.service, copy_plan.target
-    logger = get_run_logger()
-    with access.connect(access.loaded_fleet(), target) as mirror:
-        ran = mirror.run(space.quota_argv(plan.service_root(service), service, copy_plan.bound), timeout=600,
-                         check=False)
-    if ran.exit_status != 0:
-        logger.warning("%s's area on %s is NOT bounded: btrfs quota groups could not be set up there (%s); enable "
-                       "them by hand (`btrfs quota enable /srv`) or ask for hard-linked copies with their reserve",
-                       service, target, (ran.text + ran.stderr_tail).strip()[-300:])
-        return None
-    facts = space.parse_quota(ran.text)
-    logger.info(space.quota_sentence(service, target, facts, copy_plan.bound_why))
-    decision = space.judge_bound(service, target, facts.referenced, copy_plan.needed, copy_plan.bound, copy_plan.bound_why)
-    if not decision.go:
-        raise Refused(decision.reason)
-    return facts
-
-
 def _record_copy_start(copy_plan: CopyPlan) -> None:
     clock = copy_plan.source_clock
     existing = {row.id for row in copies.copies_of(copy_plan.service)}
@@ -353,42 +322,17 @@ def make_current(service: str, copy_id: str, target: str, holder: str, run_id: i
     lease = locks.held(holder)
     if lease is None:
         raise locks.LeaseLost(f"{holder} holds no lock of {service}: not going to promote copy {copy_id}")
-    with runs.step(run_id, "promote"):
-        lease.check(f"promote copy {copy_id}")
-        promote_copy(service, copy_id, target)
-    with runs.step(run_id, "accounts"):
-        lease.check("merge accounts on the mirror")
-        accounts = apply_accounts(service, copy_id, target, locked=True)  # the mirror serves nothing yet
-    with runs.step(run_id, "prune"):
-        lease.check("prune old copies")
-        pruned = prune_copies(service, target)
-    return {"accounts": accounts, "pruned": pruned}
+    with runs.step(run_id, "promote, accounts, prune"):  # one program on the mirror (tasks/mirror_steps.py)
+        lease.check(f"promote copy {copy_id}, merge its accounts and prune old copies")
+        return mirror_steps.finish(service, copy_id, target, _doomed(service, target, copy_id))
 
 
-def promote_copy(service: str, copy_id: str, target: str) -> None:
-    """Make a verified copy current: the mirror's ``current`` link and the inventory."""
-    fleet = access.loaded_fleet()
-    with access.connect(fleet, target) as mirror:
-        link = plan.service_root(service) + "/current"
-        mirror.run(["sh", "-c", 'ln -sfn "$1" "$2.new" && mv -T "$2.new" "$2"', "sh", f"copies/{copy_id}", link])
-    copies.make_current(service, copy_id)
-    get_run_logger().info("copy %s is now the current copy of %s on %s", copy_id, service, target)
-
-
-def prune_copies(service: str, target: str) -> list[str]:
-    """Remove the oldest copies beyond the fleet's ``copies_to_keep``; never the current one or
-    the one a failover uses."""
+def _doomed(service: str, target: str, promoting: str | None = None) -> list[str]:
+    """The oldest copies beyond the fleet's ``copies_to_keep``: never the current one (or the one
+    being promoted) nor the one a failover uses."""
     fleet = access.loaded_fleet()
     keep = fleet.copies_to_keep_of(fleet.service(service))
     rows = copies.copies_of(service, target)
     service_row = copies.service_row(service)
-    # never the current copy, nor the copy an in-flight or the last failover made live
-    protected = {service_row.current_copy_id, (service_row.failover or {}).get("copy_id")} - {None}
-    doomed = plan.copies_to_prune([row.id for row in rows], keep, protected)
-    if doomed:
-        with access.connect(fleet, target) as mirror:
-            for copy_id in doomed:
-                mirror.run(copy_backends.remove_copy_argv(service, copy_id), timeout=1800)
-                copies.update_copy(copy_id, status="pruned")
-    get_run_logger().info("kept %d copies of %s, pruned %s", keep, service, ", ".join(doomed) or "none")
-    return doomed
+    protected = {promoting or service_row.current_copy_id, (service_row.failover or {}).get("copy_id")} - {None}
+    return plan.copies_to_prune([row.id for row in rows], keep, protected)

@@ -7,10 +7,11 @@ transfer costs three commands beside the mirror's own work, like an rsync copy:
    two per-transfer key lines of one tag: the rsync view's (for the paths that are not shipped)
    and the sender's, whose forced command sends exactly this copy's snapshots;
 2. the mirror, one command: pull the stream into ``btrfs receive`` confined to the service's
-   received area, and rsync the other paths into the working subvolume meanwhile;
+   received area, rsync the other paths into the working subvolume meanwhile, then make the copy
+   (the working tree plus a read-only snapshot of each received subvolume, whose received UUID
+   must be production's snapshot's);
 3. production, one round trip: remove the key lines and every snapshot but this copy's and its
-   parent's; meanwhile the mirror makes the copy (the working tree plus a read-only snapshot
-   of each received subvolume, whose received UUID must be production's snapshot's).
+   parent's.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from hotspare.planning import copy_backends
 from hotspare.planning import file_digests as digests
 from hotspare.planning import shipped_verification as checks
 from hotspare.planning import replication as plan
+from hotspare.planning import run_programs
 from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning import transfer_keys
 from hotspare.planning.rsync_outcomes import classify_rsync
@@ -41,12 +43,15 @@ from tasks import clock_offsets
 STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 
 
-def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None) -> tuple[str, dict, list[str]]:
+def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=(),
+         still_ours=None) -> tuple[str, dict, list[str]]:
     """Ship ``copy_plan.shipments`` and rsync ``copy_plan.paths`` (the rest); return the mirror's
     output (rsync's itemized lines and statistics) and {data path: production snapshot UUID}.
 
     ``rsync_argv(peer)`` builds the rsync of the other paths (None when there are none);
-    ``before`` runs on the mirror while production takes the snapshots."""
+    ``before`` runs on the mirror while production takes the snapshots; ``hooks`` (the fleet
+    file's pre-sync commands) run on production right before them, in the same round trip, and
+    ``still_ours`` (the run's lease check) once they returned."""
     logger = get_run_logger()
     service, source, target = copy_plan.service, copy_plan.source, copy_plan.target
     shipments = copy_plan.shipments
@@ -67,34 +72,31 @@ def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None) -> tupl
     beside = _meanwhile(before)
     try:
         with access.connect(fleet, source) as connection:
-            taken = shipping.parse_taken(connection.run(
+            taken = shipping.parse_taken(connection.run(run_programs.after_hooks(hooks,
                 transfer_keys.install_key_argv(both, int(now.timestamp()),
                                                also=(shipping.TAKE_SCRIPT, shipping.take_words(shipments)),
-                                               programs=(shipping.SEND_PATH, shipping.SEND_SCRIPT)),
-                timeout=600).text)
+                                               programs=(shipping.SEND_PATH, shipping.SEND_SCRIPT))),
+                timeout=run_programs.hooks_timeout(hooks)).text)
     finally:
         if beside is not None:
             beside.exception()
-    finishing = None
     try:
         if beside is not None:
             beside.result()
+        if still_ours is not None:  # a hook may have taken long: a failover may own the service now
+            still_ours()
         logger.info("production %s took %s", source, ", ".join(f"{s.snapshot} ({taken.get(s.path, '?')})" for s in shipments))
         peer = plan.peer_access(tag, user, production.address, production.port)
         argv = shipping.ship_argv(service, peer.directory, f"{user}@{production.address}", production.port,
-                                  [s.name for s in shipments], rsync_argv(peer) if copy_plan.paths else None)
+                                  [s.name for s in shipments], rsync_argv(peer) if copy_plan.paths else None,
+                                  _copy_argv(copy_plan, taken))  # the copy in the same command
         with access.connect(fleet, target) as connection:
             result = connection.run(argv, stdin=shipping.ship_stdin(production.known_hosts_line(), view_private, send_private),
                                     timeout=6 * 3600, check=False)
         received = shipping.parse_received(result.text)
         outcome = classify_rsync(result.exit_status, result.stderr_tail) if copy_plan.paths else None
-        good = received.exit_status == 0 and not received.unexpected and (outcome is None or outcome.kind not in
-                                                                          ("permanent", "transient"))
-        if good:
-            finishing = _meanwhile(lambda: _make_copy(fleet, copy_plan, taken))
     finally:
         _remove(fleet, service, source, tag, shipments)
-    made = finishing.result() if finishing is not None else None
     if received.unexpected:
         raise PermanentError(f"the stream from {source} made {', '.join(received.unexpected)} in the received area of "
                              f"{service} besides its snapshots (removed): copy {copy_plan.copy_id} refused; "
@@ -106,18 +108,26 @@ def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None) -> tupl
     if outcome is not None and outcome.kind in ("permanent", "transient"):
         error = PermanentError if outcome.kind == "permanent" else TransientError
         raise error(f"copy of the other paths {source} -> {target} failed ({outcome.kind}): {outcome.reason}.")
-    logger.info("copy %s: %s", copy_plan.copy_id, made)
+    logger.info("copy %s: %s", copy_plan.copy_id, _copy_made(copy_plan, result))
     return result.text, taken, (outcome.failed_paths if outcome else [])
 
 
-def _make_copy(fleet: Fleet, copy_plan, taken: dict[str, str]) -> str:
+def _copy_argv(copy_plan, taken: dict[str, str]) -> list[str]:
     """The mirror's copy from the working tree and the received subvolumes (checked by UUID)."""
-    argv = shipping.snapshot_copy_argv(copy_plan.service, copy_backends.work_root(copy_plan.service),
-                                       plan.copy_root(copy_plan.service, copy_plan.copy_id), copy_plan.shipments, taken,
-                                       copy_backends.REMOVE_SCRIPT, qgroup=space.qgroup_id(copy_plan.service))
-    with access.connect(fleet, copy_plan.target) as mirror:
-        result = mirror.run(argv, timeout=600, check=False)
-    if result.exit_status != 0:
+    return each_argv([shipping.snapshot_copy_argv(copy_plan.service, copy_backends.work_root(copy_plan.service),
+                                                  plan.copy_root(copy_plan.service, copy_plan.copy_id), copy_plan.shipments,
+                                                  taken, copy_backends.REMOVE_SCRIPT,
+                                                  qgroup=space.qgroup_id(copy_plan.service)),
+                       checks.scrub_start_argv(plan.service_root(copy_plan.service))])  # scrubs until the verification
+
+
+def _copy_made(copy_plan, result) -> str:
+    """What the shipment's own command said of the copy; raise when it failed or did not run."""
+    status = shipping.copy_exit(result.text)
+    if status is None:
+        raise TransientError(f"copy {copy_plan.copy_id}: the snapshot copy did not run after the shipment "
+                             f"({result.stderr_tail.strip()[-300:]}); the previous verified copy is untouched")
+    if status != 0:
         mismatch = [line.split("=", 1)[1] for line in result.text.splitlines() if line.startswith("hotspare-mismatch=")]
         if mismatch:
             raise PermanentError(f"copy {copy_plan.copy_id}: the received subvolume is not production's snapshot "
@@ -174,17 +184,20 @@ def verify_shipped(service: str, copy_id: str, source: str, target: str, shipped
     # the mirror, one command: the chain, then the same files hashed in the copy
     tree = plan.copy_tree(service, copy_id)
     with access.connect(fleet, target) as mirror:
-        answer = mirror.run(each_argv([shipping.chain_argv(service, tree, {p: shipping.snapshot_name(p, copy_id) for p in paths}),
+        answer = mirror.run(each_argv([checks.scrub_argv(plan.service_root(service)),
+                                       shipping.chain_argv(service, tree, {p: shipping.snapshot_name(p, copy_id) for p in paths}),
                                        digests.digest_argv(tree)]),
                             stdin=digests.nul_separated(files), timeout=3600, check=False).text
+    scrub = checks.parse_scrub(answer)  # the mirror's btrfs checksums, a rolling slice by a time budget
     problems = shipping.judge_chain(answer, {path: uuids.get(snapshot, "none") for path, snapshot in snapshots.items()})
+    problems += scrub.problems
     in_copy = digests.parse_digests(answer)
     comparison = digests.compare(files, on_production, in_copy)
     differences = [{"path": path, "kind": kind} for kind, path in comparison.itemized]
     differences += [{"path": path, "kind": "unreadable"} for path in sorted(comparison.unreadable | comparison.vanished)]
-    get_run_logger().info("%s: shipped data: %s; a slice of %d file(s) from %s compared with production's snapshot, "
-                          "%d difference(s)%s", copy_id, "; ".join(problems) or "the UUID chain holds", len(files),
+    get_run_logger().info("%s: shipped data: %s; %s; a slice of %d file(s) from %s compared with production's snapshot, "
+                          "%d difference(s)%s", copy_id, "; ".join(problems) or "the UUID chain holds", scrub.sentence, len(files),
                           repr(cursor) if cursor else "the start", len(differences),
                           "; the rolling pass reached the end" if end.complete else "")
     return {"problems": problems, "corrupt": differences, "compared_files": len(files),
-            "cursor": end.cursor, "complete": end.complete}
+            "cursor": end.cursor, "complete": end.complete, "scrub": scrub.sentence}

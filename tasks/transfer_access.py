@@ -31,6 +31,7 @@ from hotspare.fleet import Fleet
 from hotspare.keys import generate_ed25519
 from hotspare.planning import host_clocks
 from hotspare.planning import replication as plan
+from hotspare.planning import run_programs
 from hotspare.planning import transfer_keys
 from hotspare.planning.rsync_outcomes import classify_rsync
 from tasks import clock_offsets
@@ -57,12 +58,16 @@ def _meanwhile(work: Callable[[], object] | None) -> Future | None:
 
 @contextmanager
 def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths: list[str],
-                    purpose: str, alongside: Callable[[], object] | None = None) -> Iterator[tuple[plan.PeerAccess, bytes]]:
+                    purpose: str, alongside: Callable[[], object] | None = None,
+                    hooks: list[list[str]] = (), still_ours: Callable[[], None] | None = None,
+                    ) -> Iterator[tuple[plan.PeerAccess, bytes]]:
     """(how ``target`` reaches ``source`` for rsync, stdin for ``plan.with_peer_access``).
 
     ``paths`` are the only source paths (or files under them) the key may read. ``alongside``
     (work on the mirror that must be done before the transfer) runs while the key is installed;
-    its error is raised once the key is removed again.
+    its error is raised once the key is removed again. ``hooks`` (the fleet file's pre-sync
+    commands) run on production first, in the install's own round trip; ``still_ours`` (the
+    run's lease check) is called once they returned, before anything reads production.
     """
     production = access.endpoint(fleet, source)
     mirror = access.endpoint(fleet, target)
@@ -82,7 +87,8 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
     beside = _meanwhile(alongside)
     try:
         with access.connect(fleet, source) as connection:
-            answer = connection.run(transfer_keys.install_key_argv(key, production_now)).text
+            answer = connection.run(run_programs.after_hooks(hooks, transfer_keys.install_key_argv(key, production_now)),
+                                    timeout=run_programs.hooks_timeout(hooks)).text
             measured = clock_offsets.record(source, host_clocks.parse_clock(answer))
             if measured is not None and abs(measured - assumed) >= host_clocks.NAMED_SKEW_SECONDS:
                 # production's clock is not what this process knew: the line just installed would
@@ -97,6 +103,8 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
     try:
         if beside is not None:
             beside.result()
+        if still_ours is not None:  # a hook may have taken long: a failover may own the service now
+            still_ours()
         peer = plan.peer_access(tag, user, production.address, production.port)
         yield peer, plan.peer_stdin(production.known_hosts_line(), private_key)
     finally:
@@ -111,17 +119,23 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
 
 def pull(fleet: Fleet, service: str, source: str, target: str, roots: list[str], purpose: str,
          make_argv: Callable[[plan.PeerAccess], list[str]], what: str, consequence: str = "",
-         before: Callable[[], object] | None = None, after: Callable[[], object] | None = None):
+         before: Callable[[], object] | None = None, after: Callable[[], object] | None = None,
+         then: list[str] | None = None, hooks: list[list[str]] = (), still_ours: Callable[[], None] | None = None):
     """Run on ``target`` the rsync that ``make_argv(peer)`` builds, reading ``source`` through a
     scoped transfer key for ``roots``; return (result, outcome). A permanent or transient
     outcome (``planning/rsync_outcomes.py``) raises the matching error naming ``what`` failed.
 
     ``before`` runs while the key is installed, ``after`` (only when the outcome lets the caller
-    go on) while it is removed; an error of either is raised after the key is gone."""
+    go on) while it is removed; an error of either is raised after the key is gone. ``then`` is a
+    mirror command run in the transfer's own program once rsync let the copy go on (one round
+    trip instead of two; ``plan.snapshot_made`` tells from the output that it did)."""
     finishing = None
     with access.connect(fleet, target) as mirror:
-        with transfer_access(fleet, service, source, target, roots, purpose, alongside=before) as (peer, stdin):
-            result = mirror.run(plan.with_peer_access(peer, make_argv(peer)), stdin=stdin, timeout=6 * 3600, check=False)
+        with transfer_access(fleet, service, source, target, roots, purpose, alongside=before, hooks=hooks,
+                             still_ours=still_ours) as (peer, stdin):
+            argv = plan.with_peer_access_then(peer, make_argv(peer), then) if then else \
+                plan.with_peer_access(peer, make_argv(peer))
+            result = mirror.run(argv, stdin=stdin, timeout=6 * 3600, check=False)
             outcome = classify_rsync(result.exit_status, result.stderr_tail)
             if outcome.kind not in ("permanent", "transient"):
                 finishing = _meanwhile(after)

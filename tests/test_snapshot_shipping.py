@@ -257,3 +257,19 @@ def test_an_interrupted_shipment_keeps_the_previous_copy_and_the_next_run_ships(
             blob.unlink()
         bulk.rmdir()
     assert replicate_service(SERVICE, force=True)["outcome"] == "ok"  # production shrank on purpose
+
+
+def test_a_shipped_copy_is_checked_by_btrfs_scrub_within_a_time_budget(shipped, lab_env):
+    """The verification lets the mirror's filesystem scrub for its budget (btrfs reads blocks from
+    disk and checks their checksums) and says how far the rolling scrub pass got."""
+    import re
+
+    row = copies.current_copy(SERVICE)
+    check = next(check for check in row.verification["checks"] if check["check"] == "shipped data")
+    assert check["result"] == "ok" and "btrfs scrub:" in check["detail"], check
+    said = int(re.search(r"btrfs scrub: (\d+) bytes", check["detail"]).group(1))
+    # the filesystem's own record of the scrub, read on this machine
+    status = subprocess.run(["btrfs", "scrub", "status", "-R", str(area(lab_env).parent)], capture_output=True,
+                            text=True, check=True).stdout
+    scrubbed = int(re.search(r"data_bytes_scrubbed: (\d+)", status).group(1))
+    assert said > 0 and scrubbed > 0, (check, status)

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
 import io
 import select
 import shlex
+import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +84,56 @@ class CommandResult:
     @property
     def text(self) -> str:
         return self.stdout.decode(errors="replace")
+
+
+class CommandCount:
+    """Remote commands (SSH channels: exec and SFTP sessions) sent per host while counted.
+
+    A run counts its own (``counting``); threads it starts in a copy of its context add to the
+    same count. What a replication costs in round trips is then a number a test can assert."""
+
+    def __init__(self, outer: CommandCount | None = None) -> None:
+        self._lock = threading.Lock()
+        self._outer = outer  # a count around this one (a fleet run's, a benchmark's) counts these too
+        self.per_host: dict[str, int] = {}
+        self.commands: list[tuple[str, str]] = []  # (host, the command's first words), in order
+
+    def add(self, host: str, what: str) -> None:
+        with self._lock:
+            self.per_host[host] = self.per_host.get(host, 0) + 1
+            self.commands.append((host, what))
+        if self._outer is not None:
+            self._outer.add(host, what)
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_host.values())
+
+    def sentence(self, what: str) -> dict:
+        """The count for a run's record: per host, the total and a sentence for its log."""
+        hosts = ", ".join(f"{host} {number}" for host, number in sorted(self.per_host.items()))
+        return {"per_host": dict(self.per_host), "total": self.total,
+                "sentence": f"{what}: {self.total} remote command(s) sent ({hosts or 'none'})"}
+
+
+_COUNT: contextvars.ContextVar[CommandCount | None] = contextvars.ContextVar("hotspare_command_count", default=None)
+
+
+@contextlib.contextmanager
+def counting() -> Iterator[CommandCount]:
+    """Count every remote command this context (and the threads it starts) sends, per host."""
+    count = CommandCount(_COUNT.get())
+    token = _COUNT.set(count)
+    try:
+        yield count
+    finally:
+        _COUNT.reset(token)
+
+
+def _counted(host: str, what: str) -> None:
+    count = _COUNT.get()
+    if count is not None:
+        count.add(host, what)
 
 
 def command_line(argv: Sequence[str]) -> str:
@@ -231,6 +284,7 @@ class SshConnection:
                   self.max_stderr if max_stderr is None else max_stderr)
         line = command_line(argv)
         deadline = time.monotonic() + timeout
+        _counted(self.endpoint.name, _short(argv)[:120])
         channel = self._open_channel(min(open_timeout or self.connect_timeout, timeout))
         try:
             channel.exec_command(line)
@@ -271,6 +325,7 @@ class SshConnection:
         connection closes). A command that exits before ``ready`` raises ``RemoteCommandError``
         with its exit status. ``Held.check`` tells, before a last step, whether it still runs.
         """
+        _counted(self.endpoint.name, _short(argv)[:120])
         channel = self._open_channel(min(self.connect_timeout, timeout))
         try:
             try:
@@ -288,11 +343,32 @@ class SshConnection:
             finally:
                 channel.close()
 
+    def probe(self, timeout: float) -> None:
+        """One round trip to the server without a command (a global request sshd answers), so
+        a transport an outage left "active" is found out; TransientError (and the connection
+        closed) when no answer came within ``timeout``."""
+        transport = self.transport
+        answered = threading.Event()
+
+        def ask() -> None:
+            try:
+                transport.global_request("keepalive@openssh.com", wait=True)  # sshd refuses it: an answer all the same
+            except Exception:  # noqa: BLE001 - a broken transport is told by the missing answer
+                return
+            if transport.is_active():
+                answered.set()
+
+        threading.Thread(target=ask, name=f"probe-{self.endpoint.name}", daemon=True).start()
+        if not answered.wait(timeout):
+            self.close()  # ends the request's wait too (the transport is no longer active)
+            raise TransientError(f"SSH connection to {self.endpoint.name} did not answer within {timeout:g} s; reconnect")
+
     def is_open(self) -> bool:
         transport = self._client.get_transport() if self._client else None
         return bool(transport and transport.is_active())
 
     def open_sftp(self) -> paramiko.SFTPClient:
+        _counted(self.endpoint.name, "sftp")
         return self.transport.open_sftp_client()
 
 

@@ -187,6 +187,31 @@ def with_peer_access(peer: PeerAccess, argv: list[str]) -> list[str]:
     return ["sh", "-c", PEER_SCRIPT, "sh", peer.directory, *argv]
 
 
+SNAPSHOT_MARK = "hotspare-snapshot-made"
+
+# PEER_SCRIPT, then (in the same command) $2 words after the folder: the copy's snapshot, run
+# only when rsync let the copy go on (0, 23 partial, 24 vanished: verification decides). The
+# transfer keeps its PID file (the subshell becomes rsync), the program returns rsync's own
+# status, and a marker line says the snapshot was made.
+PEER_THEN_SCRIPT = (
+    'dir=$1; count=$2; shift 2; umask 077; mkdir -p "$dir" || exit 1; trap \'rm -rf "$dir"\' EXIT; '
+    'IFS= read -r line && printf "%s\\n" "$line" > "$dir/known_hosts" && cat > "$dir/key" || exit 1; '
+    '( shift "$count"; exec "$@" ) & echo $! > "$dir/transfer.pid"; wait $!; status=$?; '
+    'index=0; for word do shift; if [ "$index" -lt "$count" ]; then set -- "$@" "$word"; fi; '
+    'index=$((index + 1)); done; '
+    'case $status in 0|23|24) "$@" </dev/null >/dev/null && echo ' + SNAPSHOT_MARK + ';; esac; exit "$status"'
+)
+
+
+def with_peer_access_then(peer: PeerAccess, argv: list[str], then: list[str]) -> list[str]:
+    """``with_peer_access``, then ``then`` on the mirror once the transfer let the copy go on."""
+    return ["sh", "-c", PEER_THEN_SCRIPT, "sh", peer.directory, str(len(then)), *then, *argv]
+
+
+def snapshot_made(output: str) -> bool:
+    return SNAPSHOT_MARK in output.splitlines()
+
+
 def peer_stdin(known_hosts_line: str, private_key: str) -> bytes:
     """What ``with_peer_access`` reads: the pinned host key line, then the private key."""
     return (known_hosts_line.strip() + "\n" + private_key.strip() + "\n").encode()

@@ -104,3 +104,84 @@ def parse_slice_end(output: str, cursor: str) -> SliceEnd:
         if isinstance(value, dict) and isinstance(value.get("complete"), bool) and isinstance(value.get("cursor"), str):
             return SliceEnd(value["complete"], value["cursor"])
     return SliceEnd(False, cursor)
+
+
+# ---------------------------------------------------------------------------------------
+# btrfs checksums on the mirror: a rolling scrub by a time budget
+
+# A shipment lets the mirror's filesystem scrub while the run goes on: the shipment's own command
+# resumes the scrub (``scrub_start_argv``, in the background, idle I/O priority) once the copy is
+# made, and the verification's mirror command cancels it (``scrub_argv``) and reads how far it got:
+# btrfs reads blocks from disk (not the page cache, which the freshly received data is still in)
+# and checks them against their checksums. The scrub is the filesystem's, not the copy's: cancelled,
+# it resumes where it stopped at the next shipment (``btrfs scrub resume``), and a finished pass
+# starts again. Its budget is the time between the two (key removal, production's slice: about a
+# second), so it adds no time to a run; a run that stops in between leaves it running at idle
+# priority until the next verification cancels it.
+
+# $1 a path on the filesystem. Never fails: a scrub that cannot start is said by the check.
+SCRUB_START_SCRIPT = (
+    'p=$1; command -v btrfs >/dev/null 2>&1 || exit 0; '
+    'btrfs scrub status "$p" 2>/dev/null | grep -q "Status: *running" && exit 0; '
+    'btrfs scrub resume -c 3 "$p" >/dev/null 2>&1 || btrfs scrub start -c 3 "$p" >/dev/null 2>&1; exit 0'
+)
+
+# $1 a path on the filesystem. Prints ``scrub=`` (ran, idle: none was running, unavailable) and
+# then ``btrfs scrub status -R``'s counters, prefixed ``scrub-``.
+SCRUB_SCRIPT = r'''
+p=$1
+command -v btrfs >/dev/null 2>&1 && [ "$(stat -f -c %T "$p" 2>/dev/null)" = btrfs ] || { echo scrub=unavailable; exit 0; }
+if btrfs scrub status "$p" 2>/dev/null | grep -q 'Status: *running'; then btrfs scrub cancel "$p" >/dev/null 2>&1; echo scrub=ran
+else echo scrub=idle; fi
+btrfs scrub status -R "$p" 2>/dev/null | sed -n 's/^[[:space:]]*\([a-z_]*\): *\([0-9][0-9]*\)$/scrub-\1=\2/p; s/^Status: *\(.*\)$/scrub-status=\1/p'
+exit 0
+'''
+
+
+def scrub_start_argv(area: str) -> list[str]:
+    return ["sh", "-c", SCRUB_START_SCRIPT, "sh", area]
+
+
+def scrub_argv(area: str) -> list[str]:
+    return ["sh", "-c", SCRUB_SCRIPT, "sh", area]
+
+
+@dataclass(frozen=True)
+class ScrubSlice:
+    state: str  # ran (cancelled now) | idle (none was running: the pass as it stands) | unavailable | absent
+    counters: dict  # btrfs scrub status -R: data_bytes_scrubbed, csum_errors, uncorrectable_errors, ...
+    status: str = ""  # the scrub's own status after the slice: finished, aborted (cancelled at the budget), ...
+
+    @property
+    def problems(self) -> list[str]:
+        """Sentences for damage the scrub found that it could not correct (a corrected error is
+        the filesystem's redundancy at work: said in the summary, not a failure)."""
+        bad = {name: self.counters.get(name, 0) for name in ("uncorrectable_errors", "unverified_errors")}
+        if not any(bad.values()):
+            return []
+        found = ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in bad.items() if count)
+        return [f"btrfs scrub of the mirror's filesystem found damage it could not correct ({found}; "
+                f"csum errors {self.counters.get('csum_errors', 0)}): check `btrfs device stats` and replace the disk"]
+
+    @property
+    def sentence(self) -> str:
+        if self.state not in ("ran", "idle"):
+            return "no btrfs scrub on the mirror" if self.state == "unavailable" else "no scrub answer"
+        done = "finished its pass" if self.status.startswith("finished") else "resumes at the next shipment"
+        return (f"btrfs scrub: {self.counters.get('data_bytes_scrubbed', 0)} bytes of data checked by checksum in "
+                f"this pass so far, {self.counters.get('csum_errors', 0)} csum error(s), "
+                f"{self.counters.get('corrected_errors', 0)} corrected; {done}")
+
+
+def parse_scrub(output: str) -> ScrubSlice:
+    state, counters, status = "absent", {}, ""
+    for line in output.splitlines():
+        if line.startswith("scrub="):
+            state = line[6:].strip()
+        elif line.startswith("scrub-status="):
+            status = line.split("=", 1)[1].strip()
+        elif line.startswith("scrub-"):
+            name, _, value = line[6:].partition("=")
+            if value.strip().isdigit():
+                counters[name] = int(value)
+    return ScrubSlice(state, counters, status)

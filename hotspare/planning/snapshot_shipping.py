@@ -266,13 +266,16 @@ def parse_taken(output: str) -> dict[str, str]:
 RECEIVE_SCRIPT = 'mount --bind -- "$1" "$2" && exec btrfs receive -q --chroot -E 1 "$2"'
 
 # One mirror command per shipment: $1 run folder, $2 received area, $3 receive view, $4
-# production's login, $5 its port, then rsync's argv for the other paths (none: no rsync).
+# production's login, $5 its port, $6 how many words the copy's command has, that command (the
+# copy made from the received subvolumes, run only when the receive, the area and rsync all went
+# well; its exit status on a ``hotspare-copy-exit=`` line), then rsync's argv for the other paths
+# (none: no rsync).
 # stdin: production's known_hosts line, the rsync key, the send key (each key ends with its
 # END line). HOTSPARE_NAMES: the subvolume names this stream must create. The receive runs in a
 # mount namespace of its own with the area bound on the view (see the module's docstring);
 # whatever else appeared in the area during the receive is named and removed.
 SHIP_SCRIPT = r'''
-dir=$1 area=$2 view=$3 login=$4 port=$5; shift 5
+dir=$1 area=$2 view=$3 login=$4 port=$5 count=$6; shift 6
 umask 077; mkdir -p "$dir" || exit 1; trap 'rm -rf "$dir"' EXIT
 IFS= read -r line && printf '%s\n' "$line" > "$dir/known_hosts" || exit 1
 awk -v first="$dir/key" -v second="$dir/send_key" 'BEGIN { out = first } { print > out } /^-----END / { if (out == first) out = second; else exit }' || exit 1
@@ -286,26 +289,43 @@ ls -A "$area" > "$dir/before" || exit 1
  echo $? > "$dir/receive.exit") &
 receiving=$!
 rc=0
-if [ $# -gt 0 ]; then "$@" & echo $! > "$dir/transfer.pid"; wait $!; rc=$?; fi
+if [ $# -gt "$count" ]; then ( shift "$count"; exec "$@" ) & echo $! > "$dir/transfer.pid"; wait $!; rc=$?; fi
 wait $receiving
-printf 'hotspare-receive-exit=%s\n' "$(cat "$dir/receive.exit" 2>/dev/null || echo 255)"
+received=$(cat "$dir/receive.exit" 2>/dev/null || echo 255)
+printf 'hotspare-receive-exit=%s\n' "$received"
 printf 'hotspare-stream-bytes=%s\n' "$(sed -n 's/^\([0-9]*\) bytes.*/\1/p' "$dir/count" 2>/dev/null)"
 ls -A "$area" | while IFS= read -r name; do
   grep -qxF -- "$name" "$dir/before" && continue
   case " $HOTSPARE_NAMES " in *" $name "*) continue;; esac
   printf 'hotspare-unexpected=%s\n' "$name"
+  echo "$name" >> "$dir/unexpected"
   btrfs -q subvolume delete "$area/$name" >/dev/null 2>&1 || rm -rf -- "$area/$name"
 done
 cat "$dir/send.err" "$dir/receive.err" 2>/dev/null | tail -n 5 | sed 's/^/hotspare-receive: /'
+index=0; for word do shift; if [ "$index" -lt "$count" ]; then set -- "$@" "$word"; fi; index=$((index + 1)); done
+if [ "$count" -gt 0 ] && [ "$received" = 0 ] && [ ! -e "$dir/unexpected" ]; then
+  case $rc in 0|23|24) "$@" </dev/null; echo "hotspare-copy-exit=$?";; esac
+fi
 exit $rc
 '''.replace("SSH_OPTIONS", SSH_OPTIONS)
 
 
 def ship_argv(service: str, directory: str, login: str, port: int, names: list[str],
-              rsync_argv: list[str] | None) -> list[str]:
-    """The mirror's one command: receive the stream, and rsync the other paths meanwhile."""
+              rsync_argv: list[str] | None, then: list[str] = ()) -> list[str]:
+    """The mirror's one command: receive the stream, rsync the other paths meanwhile, then (when
+    all went well) ``then``: the copy from the received subvolumes (``snapshot_copy_argv``)."""
     return ["env", f"RECEIVE={RECEIVE_SCRIPT}", f"HOTSPARE_NAMES={' '.join(names)}", "sh", "-c", SHIP_SCRIPT, "sh",
-            directory, received_area(service), RECEIVE_VIEW, login, str(port), *(rsync_argv or [])]
+            directory, received_area(service), RECEIVE_VIEW, login, str(port), str(len(then)), *then,
+            *(rsync_argv or [])]
+
+
+def copy_exit(output: str) -> int | None:
+    """The exit status of the copy ``ship_argv`` made after the receive (None: it did not run)."""
+    for line in output.splitlines():
+        if line.startswith("hotspare-copy-exit="):
+            value = line.split("=", 1)[1].strip()
+            return int(value) if value.isdigit() else 255
+    return None
 
 
 def receive_argv(area: str) -> list[str]:
