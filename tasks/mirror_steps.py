@@ -107,7 +107,7 @@ def finish(service: str, copy_id: str, target: str, doomed: list[str]) -> dict:
         staged = _STAGED.pop(copy_id, None)
     current = staged["mirror"] if staged else None
     merge = merged = None
-    if current is not None:
+    if current is not None and staged is not None:
         rules = fleet.service(service).accounts
         source = dict(staged["own"].files)
         source[account_plan.SHADOW] = account_plan.locked_passwords(source.get(account_plan.SHADOW, ""))
@@ -142,6 +142,7 @@ def finish(service: str, copy_id: str, target: str, doomed: list[str]) -> dict:
         return {"accounts": accounts, "pruned": list(doomed)}
     if ran.exit_status != 0:
         raise RemoteCommandError(target, f"pruning copies of {service}", ran.exit_status, ran.stderr_tail)
+    assert staged is not None and merged is not None  # a merge was made from them (above)
     refused = [*staged["own"].refused, *merge.refused]
     for sentence in merge.refused:
         logger.warning("accounts of %s on %s: %s", service, target, sentence)

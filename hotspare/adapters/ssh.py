@@ -20,7 +20,6 @@ import contextvars
 import io
 import select
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -109,7 +108,7 @@ class CommandCount:
     def total(self) -> int:
         return sum(self.per_host.values())
 
-    def sentence(self, what: str) -> dict:
+    def sentence(self, what: str) -> dict[str, object]:
         """The count for a run's record: per host, the total and a sentence for its log."""
         hosts = ", ".join(f"{host} {number}" for host, number in sorted(self.per_host.items()))
         return {"per_host": dict(self.per_host), "total": self.total,
