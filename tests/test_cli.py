@@ -317,6 +317,7 @@ def test_a_runbook_over_several_services_that_failed_exits_9(prefect_api):
 # nothing for a script to read beyond the exit code.
 ACTING_ONLY = {
     "serve": "runs until stopped", "incident webhook": "runs until stopped", "unlock": "one sentence",
+    "status-page subscriptions": "runs until stopped",
     "incident open": "one sentence", "incident ack": "one sentence", "incident note": "one sentence",
     "incident resolve": "one sentence", "incident publish": "one sentence", "incident automations": "one sentence each",
     "notice automations": "one sentence each", "automations apply": "one sentence each",
