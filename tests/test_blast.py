@@ -179,7 +179,7 @@ def test_a_title_with_cr_lf_and_control_characters_still_reaches_the_customers(f
     assert summary["states"].get("sent"), summary
     assert envelope_recipients(messages) == Counter(APP1_CONTACTS)
     for message in messages:
-        # (a subject longer than a line is folded by the standard library: compare without the fold)
-        assert message["Subject"].strip().startswith("[Incident] app1, app3: prod-east down Bcc: everyone@evil.test [2J (")  # prod-east's services
+        # the customer reads their own service in customer words, never the internal title
+        assert message["Subject"] == "[Incident] app1: service disruption"
         assert message["Bcc"] is None and "everyone@evil.test" not in message["X-RcptTo"]
         assert "\x07" not in message.get_content() and "\x1b" not in message.get_content()

@@ -122,7 +122,8 @@ def test_production_lost_and_failed_over_at_once_still_tells_its_customers(
         lab_env, f"incident-{opening.incident_id}-opened")) >= len(APP1_CONTACTS) and found, 30)
     assert envelope_recipients(blast) == Counter(APP1_CONTACTS)
     body = blast[0].get_content()
-    assert f"{SERVICE} was unavailable from" in body and "runs again from its standby copy on mirror-west since" in body
+    assert f"{SERVICE} was unavailable from" in body and "runs again from its standby copy in a second data center since" in body
+    assert "mirror-west" not in body and "prod-east" not in body  # customer words only
 
     incident = incidents.get_incident(opening.incident_id)
     # app3 runs on prod-east too: its users lost it as well (it has no customer contacts to tell)

@@ -118,8 +118,9 @@ def recovered_since(incident: dict, services: tuple[str, ...], active_servers: d
         if service not in where or not now or now == where[service]:
             continue
         since = f" since {_readable(moved_at[service])}" if moved_at.get(service) else ""
+        # Customer words: the standby's server name is the operators' (``preview`` shows it apart).
         sentence = (f"{service} was unavailable from {_readable(incident.get('opened_at'))}; "
-                    f"it runs again from its standby copy on {now}{since}.")
+                    f"it runs again from its standby copy in a second data center{since}.")
         sentences.append((service, sentence))
     return tuple(sentences)
 
@@ -140,10 +141,10 @@ def recipients_for(section: CustomerNotices, services: tuple[str, ...]) -> tuple
         owned = [service for service in customer.services if service in services]
         if not owned:
             continue
-        label = customer.display_name or customer.name
+        label = one_line(customer.display_name or customer.name)  # printed in every message
         for contact in customer.contacts:
             entry = gathered.setdefault(contact.email.strip().lower(), {
-                "email": contact.email.strip(), "name": contact.name, "customers": [], "services": []})
+                "email": contact.email.strip(), "name": one_line(contact.name), "customers": [], "services": []})
             if label not in entry["customers"]:
                 entry["customers"].append(label)
             entry["services"] += [service for service in owned if service not in entry["services"]]
@@ -207,11 +208,30 @@ def _decide(incident, kind, action, services, recipients, approved) -> tuple[Dec
 
 
 def _subject(incident: dict, kind: str, services: tuple[str, ...]) -> str:
+    """The operators' subject (preview, notice records): every told service and the internal title."""
     names = ", ".join(services) or "our services"
     title = one_line(incident["title"])  # a CR/LF in a title would make the header unsendable
     if kind == "resolved":
         return f"[Resolved] {names}: {title}"
     return f"[Incident] {names}: {title}"
+
+
+def customer_subject(plan: NoticePlan, recipient: Recipient) -> str:
+    """The subject one recipient reads: only their own services, in customer words. The internal
+    title names servers and checks, and the other customers' services are not theirs to know."""
+    names = ", ".join(recipient.services) or "your services"
+    if plan.kind == "resolved":
+        return one_line(f"[Resolved] {names}: service disruption resolved")
+    return one_line(f"[Incident] {names}: service disruption")
+
+
+def public_text(incident: dict) -> str | None:
+    """The newest text an operator wrote for customers (``hotspare incident note --public``), one line."""
+    for event in reversed(incident.get("events") or []):
+        details = event.get("details") or {}
+        if event.get("kind") == "note" and details.get("public") and not details.get("resolved") and event.get("text"):
+            return one_line(event["text"])
+    return None
 
 
 def render_message(plan: NoticePlan, recipient: Recipient, incident: dict, section: CustomerNotices,
@@ -220,8 +240,9 @@ def render_message(plan: NoticePlan, recipient: Recipient, incident: dict, secti
     domain = sender.rpartition("@")[2]
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = formataddr((recipient.name, recipient.email))
-    message["Subject"] = plan.subject
+    # Folded again here: a name or subject with a CR/LF would make the header unsendable.
+    message["To"] = formataddr((one_line(recipient.name), recipient.email))
+    message["Subject"] = customer_subject(plan, recipient)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id(plan.notice_id, recipient.email, domain)
     # RFC 3834: an automatic message; auto-responders (vacation replies) must not answer it.
@@ -235,8 +256,10 @@ def render_message(plan: NoticePlan, recipient: Recipient, incident: dict, secti
 
 def render_body(plan: NoticePlan, recipient: Recipient, incident: dict, section: CustomerNotices) -> str:
     """The plain-text body from ``templates/notices/<kind>.txt.j2``."""
-    facts = {**incident, "opened_at_text": _readable(incident.get("opened_at")),
-             "resolved_at_text": _readable(incident.get("resolved_at"))}
+    # Only what the customer may read: never the internal title, servers or checks.
+    facts = {"id": incident["id"], "opened_at_text": _readable(incident.get("opened_at")),
+             "resolved_at_text": _readable(incident.get("resolved_at")),
+             "what": public_text(incident) or "Service disruption"}
     recovered = [sentence for service, sentence in plan.recovered if service in recipient.services]
     return _environment().get_template(f"notices/{plan.kind}.txt.j2").render(
         recipient=recipient, incident=facts, emergency_numbers=section.emergency_numbers, recovered=recovered,
