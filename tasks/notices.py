@@ -125,8 +125,14 @@ def _deliver(plan, incident, fleet, relay, messages_per_second, sleep) -> dict:
                 continue  # no longer a recipient (fleet changed), or another process has it
             sleep(max(0.0, next_slot - time.monotonic()))
             next_slot = time.monotonic() + interval
-            message = _with_unsubscribe(fleet, render_message(plan, recipient, incident, section, sender, utcnow()),
-                                        recipient.email)
+            try:
+                message = _with_unsubscribe(fleet, render_message(plan, recipient, incident, section, sender, utcnow()),
+                                            recipient.email)
+            except Exception as error:  # noqa: BLE001 -- one recipient's bad data never stops the others
+                reason = f"the message could not be composed: {type(error).__name__}: {error}"
+                records.advance(row.id, holder, "bounced", None, reason)
+                log.error("delivery of %s to %s: bounced, %s", row.notice_id, row.address, reason)
+                continue
             _send_claimed(relay, message, row, holder)
     rows = records.deliveries(plan.notice_id)
     return {
@@ -135,7 +141,7 @@ def _deliver(plan, incident, fleet, relay, messages_per_second, sleep) -> dict:
         "states": {state: sorted(r.address for r in rows if r.state == state)
                    for state in ("sent", "bounced", "deferred", "uncertain", "pending", "sending") if
                    any(r.state == state for r in rows)},
-        "bounces": {r.address: f"{r.code} {r.reply}" for r in rows if r.state == "bounced"},
+        "bounces": {r.address: f"{r.code} {r.reply}" if r.code else r.reply for r in rows if r.state == "bounced"},
         "newly_uncertain": [r.address for r in newly_uncertain],
     }
 
@@ -171,6 +177,13 @@ def _send_claimed(relay, message, row, holder: str) -> None:
         state = "uncertain" if committing else "deferred"
         records.advance(row.id, holder, state, None, str(error))
         log.warning("delivery of %s to %s: %s (%s)", row.notice_id, row.address, error, state)
+        return
+    except (ValueError, UnicodeError) as error:
+        # This message cannot be sent as it is (an address or header the relay's dialogue refuses):
+        # retrying would fail again, and it must not stop the other recipients.
+        state = "uncertain" if committing else "bounced"
+        records.advance(row.id, holder, state, None, f"not sendable: {type(error).__name__}: {error}")
+        log.error("delivery of %s to %s: %s (%s)", row.notice_id, row.address, error, state)
         return
     state = "sent" if reply.accepted else ("bounced" if reply.permanent else "deferred")
     records.advance(row.id, holder, state, reply.code, reply.text)
