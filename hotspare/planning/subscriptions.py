@@ -22,6 +22,8 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from hotspare.planning.customer_text import one_line
+
 ADDRESS = re.compile(r"^[^@\s<>\"(),;:\\\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
 TOKEN = re.compile(r"^[a-z2-7]{26}$")
 CONFIRM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
@@ -84,6 +86,7 @@ def confirmation_message(address: str, customer_label: str, sender: str, confirm
     message = EmailMessage()
     message["From"] = sender
     message["To"] = address
+    customer_label = one_line(customer_label)  # printed in the subject: one line, no control character
     message["Subject"] = f"Confirm status updates for {customer_label}"
     message["Date"] = format_datetime(date)
     message["Auto-Submitted"] = "auto-generated"
