@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 
 from hotspare.fleet.customer_schema import EmergencyNumber
 from hotspare.planning.ages import age_text
+from hotspare.planning.customer_text import one_line
 
 INDEX = "index.html"
 FEED = "feed.atom"
@@ -94,7 +95,8 @@ def render_page(facts: PageFacts, audience: Audience | None) -> dict[str, str]:
     services = [service_card(record, facts.generated_at, record.get("service") in disrupted) for record in facts.services
                 if audience is not None and record.get("service") in audience.services]
     context = {
-        "title": facts.title + (f" — {audience.label}" if audience else ""),
+        # One line: a display name or title with a line break would split the heading and the feed's title.
+        "title": one_line(facts.title + (f" — {audience.label}" if audience else "")),
         "audience": audience,
         "page_url": page_url,
         "feed_id": page_url,

@@ -189,3 +189,12 @@ def test_a_contact_name_or_label_with_cr_lf_is_folded_into_one_header_line():
                              datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc))
     assert message["Bcc"] is None and "\n" not in str(message["To"]) and "ana@acme.test" in str(message["To"])
     assert "contact of Acme Bcc: x@evil.test." in message.get_content()
+
+
+def test_a_display_name_with_cr_lf_is_one_line_in_the_page_heading_and_the_feed_title():
+    facts = PageFacts("Example status", "http://status.test/", datetime(2026, 5, 1, 14, 6, tzinfo=timezone.utc),
+                      (), (), ())
+    files = render_page(facts, Audience("Acme Shop\r\nBcc: victim@evil.test\x07", ("app1",), "a" * 26))
+    assert "<h1>Example status — Acme Shop Bcc: victim@evil.test</h1>" in files["index.html"]
+    feed = ElementTree.fromstring(files["feed.atom"])
+    assert feed.findtext("{http://www.w3.org/2005/Atom}title") == "Example status — Acme Shop Bcc: victim@evil.test"
