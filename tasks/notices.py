@@ -51,12 +51,20 @@ def preview_notice(incident_id: int, kind: str, approved: bool = False, fleet=No
     """The plan of the notice (who gets what, and whether it goes now) without sending anything."""
     from hotspare.access import loaded_fleet
     from hotspare.planning.notices import plan_notice
-    from tasks.subscriptions import with_subscribers
+    from tasks.subscriptions import page_urls, public_references, with_subscribers
 
     fleet = fleet or loaded_fleet()
     incident, active, moved_at = notice_facts(incident_id)
     section = with_subscribers(fleet.customer_notices)  # confirmed status page subscribers too
-    return plan_notice(incident, kind, section, active, approved=approved, moved_at=moved_at), incident
+    pages: dict[str, str] = {}
+    try:  # each reader's own page and the incident's public name, both keyed by the status page key
+        pages = page_urls(fleet)
+        incident = incident | {"reference": public_references([incident_id])[incident_id]}
+    except (HotspareError, OSError) as error:
+        log.error("notice of incident %s: no status page key (%s): the message links the public page "
+                  "and names no incident reference", incident_id, error)
+    return plan_notice(incident, kind, section, active, approved=approved, moved_at=moved_at,
+                       page_urls=pages), incident
 
 
 def send_notice(incident_id: int, kind: str = "opened", approved_by: str | None = None,
@@ -239,8 +247,10 @@ def status_page_facts(fleet, now, probe_timeout: float = 1.0):
     # The services it made unavailable, recorded when it opened (as the notices tell them).
     incidents = tuple(incident | {"services": list(customer_services(incident, active))}
                       for incident in (get_incident(item["id"]) for item in shown))
-    from tasks.subscriptions import customer_pages
+    from tasks.subscriptions import customer_pages, public_references
 
+    references = public_references([incident["id"] for incident in incidents])
+    incidents = tuple(incident | {"reference": references[incident["id"]]} for incident in incidents)
     return PageFacts(title="Service status", page_url=section.status_page.url if section.status_page else "",
                      generated_at=now, emergency_numbers=tuple(section.emergency_numbers), services=tuple(records),
                      incidents=incidents, customers=customer_pages(fleet),

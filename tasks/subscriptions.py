@@ -86,6 +86,22 @@ class Confirmation:
     page: str
 
 
+def page_urls(fleet, key: bytes | None = None) -> dict[str, str]:
+    """Each customer's own status page address (customer name -> URL); empty without a status page."""
+    section = fleet.customer_notices.status_page
+    if section is None or not section.url:
+        return {}
+    key = key or status_page_key()
+    return {customer.name: section.url.rstrip("/") + f"/c/{plan.page_token(key, customer.name)}/"
+            for customer in fleet.customer_notices.customers}
+
+
+def public_references(incident_ids, key: bytes | None = None) -> dict[int, str]:
+    """The public name of each incident (``planning/subscriptions.incident_reference``)."""
+    key = key or status_page_key()
+    return {number: plan.incident_reference(key, number) for number in incident_ids}
+
+
 def request_subscription(fleet, page: str, address: str, relay=None, client: str = "", limits=None,
                          outbox: Callable[[Confirmation], bool] | None = None) -> str:
     """A visitor of page ``page`` asked for updates at ``address``: record it, have the

@@ -46,6 +46,7 @@ class Recipient:
     name: str
     customers: tuple[str, ...]
     services: tuple[str, ...]
+    pages: tuple[str, ...] = ()  # the addresses of their customers' own status pages
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,10 @@ def affected_services(incident: dict, active_servers: dict[str, str]) -> tuple[s
     return tuple(sorted(named))
 
 
-def recipients_for(section: CustomerNotices, services: tuple[str, ...]) -> tuple[Recipient, ...]:
-    """Every contact of a customer owning an affected service, once per address (case-insensitive)."""
+def recipients_for(section: CustomerNotices, services: tuple[str, ...],
+                   page_urls: dict[str, str] | None = None) -> tuple[Recipient, ...]:
+    """Every contact of a customer owning an affected service, once per address (case-insensitive);
+    ``page_urls`` (customer name -> its own status page) gives each the pages of its customers."""
     gathered: dict[str, dict] = {}
     for customer in section.customers:
         owned = [service for service in customer.services if service in services]
@@ -144,27 +147,33 @@ def recipients_for(section: CustomerNotices, services: tuple[str, ...]) -> tuple
         label = one_line(customer.display_name or customer.name)  # printed in every message
         for contact in customer.contacts:
             entry = gathered.setdefault(contact.email.strip().lower(), {
-                "email": contact.email.strip(), "name": one_line(contact.name), "customers": [], "services": []})
+                "email": contact.email.strip(), "name": one_line(contact.name), "customers": [], "services": [],
+                "pages": []})
             if label not in entry["customers"]:
                 entry["customers"].append(label)
+            page = (page_urls or {}).get(customer.name)
+            if page and page not in entry["pages"]:
+                entry["pages"].append(page)
             entry["services"] += [service for service in owned if service not in entry["services"]]
-    return tuple(Recipient(e["email"], e["name"], tuple(e["customers"]), tuple(sorted(e["services"])))
+    return tuple(Recipient(e["email"], e["name"], tuple(e["customers"]), tuple(sorted(e["services"])), tuple(e["pages"]))
                  for _, e in sorted(gathered.items()))
 
 
 def plan_notice(incident: dict, kind: str, section: CustomerNotices, active_servers: dict[str, str],
-                approved: bool = False, moved_at: dict[str, str] | None = None) -> NoticePlan:
+                approved: bool = False, moved_at: dict[str, str] | None = None,
+                page_urls: dict[str, str] | None = None) -> NoticePlan:
     """The notice of ``incident``'s opening or resolution and whether it may be sent now.
 
     ``approved``: an operator approved this notice (``hotspare notice send --yes``), which
     overrides a policy of preview-and-approve or none. ``active_servers`` and ``moved_at``
     (service -> when it moved to that server, ISO 8601) say where the told services run now.
+    ``page_urls`` (customer name -> its own status page): each message links its reader's page.
     """
     notice = notice_id(incident["id"], kind)
     category = int(incident["category"])
     action = section.action_for(category)
     services = customer_services(incident, active_servers, approved)
-    recipients = recipients_for(section, services)
+    recipients = recipients_for(section, services, page_urls)
     subject = _subject(incident, kind, services)
     recovered = recovered_since(incident, services, active_servers, moved_at or {}) if kind == "opened" else ()
     plan = dict(notice_id=notice, incident_id=incident["id"], kind=kind, category=category, action=action,
@@ -259,11 +268,14 @@ def render_body(plan: NoticePlan, recipient: Recipient, incident: dict, section:
     # Only what the customer may read: never the internal title, servers or checks.
     facts = {"id": incident["id"], "opened_at_text": _readable(incident.get("opened_at")),
              "resolved_at_text": _readable(incident.get("resolved_at")),
-             "what": public_text(incident) or "Service disruption"}
+             "what": public_text(incident) or "Service disruption",
+             # the public name (``planning/subscriptions.incident_reference``), never the inventory's number
+             "reference": incident.get("reference")}
     recovered = [sentence for service, sentence in plan.recovered if service in recipient.services]
     return _environment().get_template(f"notices/{plan.kind}.txt.j2").render(
         recipient=recipient, incident=facts, emergency_numbers=section.emergency_numbers, recovered=recovered,
-        status_page_url=section.status_page.url if section.status_page else None) + "\n"
+        status_page_url=", ".join(recipient.pages) if recipient.pages
+        else (section.status_page.url if section.status_page else None)) + "\n"
 
 
 def _readable(iso: str | None) -> str:

@@ -40,6 +40,12 @@ def page_token(key: bytes, customer: str) -> str:
     return base64.b32encode(_mac(key, "status-page", customer)[:16]).decode().rstrip("=").lower()
 
 
+def incident_reference(key: bytes, incident_id: int) -> str:
+    """The public name of an incident (8 upper-case base-32 characters): stable, but not the
+    inventory's sequence, whose gaps would tell outsiders how many incidents stayed internal."""
+    return base64.b32encode(_mac(key, "incident", str(incident_id))[:5]).decode()
+
+
 def customer_of_page(key: bytes, token: str, customers: list[str]) -> str | None:
     """The customer whose page ``token`` names, compared in constant time; None for any other."""
     if not TOKEN.match(token or ""):

@@ -198,3 +198,33 @@ def test_a_display_name_with_cr_lf_is_one_line_in_the_page_heading_and_the_feed_
     assert "<h1>Example status — Acme Shop Bcc: victim@evil.test</h1>" in files["index.html"]
     feed = ElementTree.fromstring(files["feed.atom"])
     assert feed.findtext("{http://www.w3.org/2005/Atom}title") == "Example status — Acme Shop Bcc: victim@evil.test"
+
+
+def test_public_names_are_not_the_inventory_sequence_and_quiet_incidents_fold_into_one_card():
+    """The page numbered incidents with the inventory's sequence (a gap told of an internal one)
+    and showed one card per machine for one fleet-wide condition (every disk nearly full)."""
+    from hotspare.planning.subscriptions import incident_reference
+
+    key = b"k" * 32
+    disks = tuple(incident(id=20 + n, title=f"space:/ degraded on server-{n}", servers=[f"server-{n}"], severity="low",
+                           opened_at=f"2026-05-01T14:0{n}:00+00:00", reference=incident_reference(key, 20 + n),
+                           events=[{"at": f"2026-05-01T14:0{n}:00+00:00", "kind": "detection", "text": "x"}])
+                  for n in range(5))
+    outage = incident(id=31, services=["app1"], reference=incident_reference(key, 31))
+    facts = PageFacts("Example status", "http://status.test/", datetime(2026, 5, 1, 15, 0, tzinfo=timezone.utc),
+                      (), (), (*disks, outage))
+    page = render_page(facts, None)["index.html"]
+    assert page.count("no service is interrupted") == 1 and page.count("Service disruption") == 1
+    assert f'id="incident-{incident_reference(key, 20)}"' in page  # the oldest names the folded card
+    assert "Since 2026-05-01 14:00 UTC" in page
+    for number in (20, 21, 22, 23, 24, 31):
+        assert f"incident-{number}\"" not in page and f"Incident {number} " not in page
+    assert incident_reference(key, 31) != incident_reference(b"j" * 32, 31)  # keyed: not derivable outside
+
+
+def test_a_notice_links_its_readers_own_page_and_names_the_public_reference():
+    plan = plan_notice(incident(), "opened", SECTION, ACTIVE, page_urls={"acme": "http://status.test/c/" + "a" * 26 + "/"})
+    message = render_message(plan, plan.recipients[0], incident(reference="ABCDEFGH"), SECTION, "hotspare@lab.test",
+                             datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc))
+    body = message.get_content()
+    assert "http://status.test/c/" + "a" * 26 + "/" in body and "Incident: ABCDEFGH" in body and "#7" not in body
