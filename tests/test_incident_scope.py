@@ -47,6 +47,13 @@ pytestmark = pytest.mark.lab
 ROUND_INTERVAL = 0.05
 
 
+def public_name(number: int) -> str:
+    """The name the status page gives incident ``number`` (keyed, not the inventory's sequence)."""
+    from tasks.subscriptions import public_references
+
+    return public_references([number])[number]
+
+
 def latest_incident() -> dict:
     from hotspare.inventory.incidents import list_incidents
 
@@ -171,7 +178,7 @@ def test_dead_raid_member_requests_a_replacement_and_tells_no_customer(fleet, la
         assert "internal" in state.result()["reason"]
         published = status_page_publish(incident_id=number)
         assert published["published"], published
-        assert f'id="incident-{number}"' not in fetch(lab_env["status_page"]["url"])
+        assert f'id="incident-{public_name(number)}"' not in fetch(lab_env["status_page"]["url"])
         assert sink_messages(lab_env, f"incident-{number}-opened") == []
     finally:
         resolve(number, "test", "disk replaced")
@@ -194,7 +201,7 @@ def test_record_only_incident_stays_internal_until_published_and_a_held_notice_s
     opened = customer_notice(incident_id=number, kind="opened", return_state=True)
     assert opened.is_completed() and not opened.result()["sent"], opened
     assert status_page_publish(incident_id=number)["published"]
-    assert f'id="incident-{number}"' not in fetch(lab_env["status_page"]["url"])
+    assert f'id="incident-{public_name(number)}"' not in fetch(lab_env["status_page"]["url"])
     assert main(["incident", "resolve", str(number), "--by", "Dana Ops"]) == 0
     resolved = customer_notice(incident_id=number, kind="resolved", return_state=True)
     assert resolved.is_completed() and not resolved.result()["sent"], resolved
@@ -206,7 +213,7 @@ def test_record_only_incident_stays_internal_until_published_and_a_held_notice_s
     assert told["sent"], told
     assert set(envelope_recipients(sink_messages(lab_env, f"incident-{number}-resolved"))) == APP2_CONTACTS
     assert status_page_publish(incident_id=number)["published"]
-    assert f'id="incident-{number}"' in fetch(lab_env["status_page"]["url"])
+    assert f'id="incident-{public_name(number)}"' in fetch(lab_env["status_page"]["url"])
 
     # Category 2 waits for an operator's approval: the run ends Held, and the timeline says so.
     assert main(["incident", "open", "shop checkout broken", "--category", "2", "--service", "app2",
