@@ -295,9 +295,9 @@ def test_outage_chain_from_detection_to_resolution(quick_fleet, restored_afterwa
     assert envelope_recipients(resolved) == Counter(APP1_CONTACTS)
     assert all(message["Subject"].startswith("[Resolved]") for message in resolved)
     assert status_page_publish(incident_id=incident_id)["published"]
-    updated = wait_for("the page to say resolved", lambda: f'class="card ok" id="incident-{incident_id}"' in (
+    updated = wait_for("the page to say resolved", lambda: f'class="card ok" id="incident-{public_name(incident_id)}"' in (
         text := fetch(url)) and text, 30)
-    assert "resolved" in updated.split(f'id="incident-{public_name(incident_id)}"', 1)[1].split("</section>", 1)[0]
+    assert "resolved" in updated.split(f'id="incident-{public_name(incident_id)}"', 1)[1].split("</section>", 1)[0].lower()
 
     if browser_run is not None:
         screenshot, browser, profile = browser_run
