@@ -6,12 +6,19 @@ confirmation (``tasks/subscriptions.py``); ``GET /confirm?t=…`` shows a button
 likewise (``POST`` also serves RFC 8058 one-click unsubscription). Every answer is a short page
 that names no address and says the same whether an address was known or not. Request bodies
 are capped at 4 KiB. Served by ``hotspare status-page subscriptions --listen HOST:PORT``.
+
+Confirmation mails leave through a bounded queue drained by one worker thread (``Outbox``): a
+request for a new address takes the same path and time as one for a known address (a mail sent
+during the request told them apart by its SMTP round trip). Requests are bounded per client
+address and mails overall (``planning/subscription_limits.py``); a refusal is logged and answered
+like an acceptance. Errors show a fixed sentence; the detail goes to the log.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import queue
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -19,6 +26,56 @@ from urllib.parse import parse_qs, urlsplit
 log = logging.getLogger("hotspare.subscriptions")
 
 MAX_BODY = 4096
+OUTBOX_SIZE = 100  # confirmation mails waiting for the worker; beyond it a request is answered, not mailed
+
+
+class Outbox:
+    """Confirmation mails to send, in a bounded queue one worker thread drains."""
+
+    def __init__(self, fleet, relay=None, size: int = OUTBOX_SIZE) -> None:
+        self.fleet, self.relay = fleet, relay
+        self.jobs: queue.Queue = queue.Queue(maxsize=size)
+        self.worker = threading.Thread(target=self._drain, name="subscription mail", daemon=True)
+        self.worker.start()
+
+    def put(self, job) -> bool:
+        """Queue ``job``; False when the queue is full (the caller logs it)."""
+        try:
+            self.jobs.put_nowait(job)
+        except queue.Full:
+            return False
+        return True
+
+    def _drain(self) -> None:
+        from tasks import subscriptions
+
+        while (job := self.jobs.get()) is not None:
+            try:
+                subscriptions.send_confirmation(self.fleet, job, self.relay)
+            except Exception:
+                log.exception("subscription %s: confirmation mail failed", job.number)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Send what is queued, then end the worker (waits at most ``timeout`` seconds)."""
+        try:
+            self.jobs.put(None, timeout=timeout)
+        except queue.Full:
+            log.error("subscription mail queue still full after %.0f s; %d mails not sent", timeout, self.jobs.qsize())
+        self.worker.join(timeout=timeout)
+
+
+class SubscriptionServer(ThreadingHTTPServer):
+    """The HTTP server with its outbox; ``shutdown`` stops both."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], outbox: Outbox) -> None:
+        super().__init__(address, handler)
+        self.outbox = outbox
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.outbox.stop()
 
 
 def _page(title: str, body: str) -> bytes:
@@ -36,8 +93,9 @@ def _button(action: str, fields: dict[str, str], label: str) -> str:
     return f"<form method=\"post\" action=\"{html.escape(action)}\">{hidden}<button type=\"submit\">{label}</button></form>"
 
 
-def handler_for(fleet, relay=None) -> type[BaseHTTPRequestHandler]:
-    """A request handler bound to ``fleet`` (and a relay, else the fleet's SmtpServer block)."""
+def handler_for(fleet, relay=None, limits=None, outbox: Outbox | None = None) -> type[BaseHTTPRequestHandler]:
+    """A request handler bound to ``fleet`` (and a relay, else the fleet's SmtpServer block),
+    its request limits and its outbox (without one, mails are sent during the request)."""
     from tasks import subscriptions
 
     class Handler(BaseHTTPRequestHandler):
@@ -86,8 +144,9 @@ def handler_for(fleet, relay=None) -> type[BaseHTTPRequestHandler]:
                 return
             try:
                 if path == "/subscribe":
-                    sentence = subscriptions.request_subscription(fleet, form.get("page", ""), form.get("email", ""),
-                                                                  relay=relay)
+                    sentence = subscriptions.request_subscription(
+                        fleet, form.get("page", ""), form.get("email", ""), relay=relay,
+                        client=self.client_address[0], limits=limits, outbox=outbox.put if outbox else None)
                     self._answer(200, "Check your mail", f"<p>{html.escape(sentence)}</p>")
                 elif path == "/confirm":
                     row = subscriptions.confirm_subscription(form.get("t", ""))
@@ -106,8 +165,9 @@ def handler_for(fleet, relay=None) -> type[BaseHTTPRequestHandler]:
                         self._answer(400, "Link not valid", "<p>This link is not valid.</p>")
                 else:
                     self._answer(404, "Not found", "<p>Nothing here.</p>")
-            except ValueError as error:
-                self._answer(400, "Not subscribed", f"<p>{html.escape(str(error))}.</p>")
+            except subscriptions.Refused as refusal:
+                log.info("subscription request %s refused: %s", path, refusal)
+                self._answer(400, "Not subscribed", f"<p>{html.escape(refusal.public)}</p>")
             except Exception:
                 log.exception("subscription request %s failed", path)
                 self._answer(500, "Try again later", "<p>Something went wrong on our side; try again later.</p>")
@@ -115,10 +175,14 @@ def handler_for(fleet, relay=None) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(fleet, host: str, port: int, relay=None) -> tuple[ThreadingHTTPServer, threading.Thread]:
-    """Start the endpoint in a thread; the caller stops it with ``server.shutdown()``."""
-    server = ThreadingHTTPServer((host, port), handler_for(fleet, relay))
-    server.daemon_threads = True
+def serve(fleet, host: str, port: int, relay=None, limits=None) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """Start the endpoint in a thread; the caller stops it with ``server.shutdown()`` (which
+    also sends the queued confirmation mails and ends the mail worker). ``limits``: a
+    ``RequestLimits`` (the defaults when None)."""
+    from hotspare.planning.subscription_limits import RequestLimits
+
+    outbox = Outbox(fleet, relay)
+    server = SubscriptionServer((host, port), handler_for(fleet, relay, limits or RequestLimits(), outbox), outbox)
     thread = threading.Thread(target=server.serve_forever, name="subscription endpoint", daemon=True)
     thread.start()
     return server, thread

@@ -51,12 +51,20 @@ def preview_notice(incident_id: int, kind: str, approved: bool = False, fleet=No
     """The plan of the notice (who gets what, and whether it goes now) without sending anything."""
     from hotspare.access import loaded_fleet
     from hotspare.planning.notices import plan_notice
-    from tasks.subscriptions import with_subscribers
+    from tasks.subscriptions import page_urls, public_references, with_subscribers
 
     fleet = fleet or loaded_fleet()
     incident, active, moved_at = notice_facts(incident_id)
     section = with_subscribers(fleet.customer_notices)  # confirmed status page subscribers too
-    return plan_notice(incident, kind, section, active, approved=approved, moved_at=moved_at), incident
+    pages: dict[str, str] = {}
+    try:  # each reader's own page and the incident's public name, both keyed by the status page key
+        pages = page_urls(fleet)
+        incident = incident | {"reference": public_references([incident_id])[incident_id]}
+    except (HotspareError, OSError) as error:
+        log.error("notice of incident %s: no status page key (%s): the message links the public page "
+                  "and names no incident reference", incident_id, error)
+    return plan_notice(incident, kind, section, active, approved=approved, moved_at=moved_at,
+                       page_urls=pages), incident
 
 
 def send_notice(incident_id: int, kind: str = "opened", approved_by: str | None = None,
@@ -125,8 +133,14 @@ def _deliver(plan, incident, fleet, relay, messages_per_second, sleep) -> dict:
                 continue  # no longer a recipient (fleet changed), or another process has it
             sleep(max(0.0, next_slot - time.monotonic()))
             next_slot = time.monotonic() + interval
-            message = _with_unsubscribe(fleet, render_message(plan, recipient, incident, section, sender, utcnow()),
-                                        recipient.email)
+            try:
+                message = _with_unsubscribe(fleet, render_message(plan, recipient, incident, section, sender, utcnow()),
+                                            recipient.email)
+            except Exception as error:  # noqa: BLE001 -- one recipient's bad data never stops the others
+                reason = f"the message could not be composed: {type(error).__name__}: {error}"
+                records.advance(row.id, holder, "bounced", None, reason)
+                log.error("delivery of %s to %s: bounced, %s", row.notice_id, row.address, reason)
+                continue
             _send_claimed(relay, message, row, holder)
     rows = records.deliveries(plan.notice_id)
     return {
@@ -135,7 +149,7 @@ def _deliver(plan, incident, fleet, relay, messages_per_second, sleep) -> dict:
         "states": {state: sorted(r.address for r in rows if r.state == state)
                    for state in ("sent", "bounced", "deferred", "uncertain", "pending", "sending") if
                    any(r.state == state for r in rows)},
-        "bounces": {r.address: f"{r.code} {r.reply}" for r in rows if r.state == "bounced"},
+        "bounces": {r.address: f"{r.code} {r.reply}" if r.code else r.reply for r in rows if r.state == "bounced"},
         "newly_uncertain": [r.address for r in newly_uncertain],
     }
 
@@ -171,6 +185,13 @@ def _send_claimed(relay, message, row, holder: str) -> None:
         state = "uncertain" if committing else "deferred"
         records.advance(row.id, holder, state, None, str(error))
         log.warning("delivery of %s to %s: %s (%s)", row.notice_id, row.address, error, state)
+        return
+    except (ValueError, UnicodeError) as error:
+        # This message cannot be sent as it is (an address or header the relay's dialogue refuses):
+        # retrying would fail again, and it must not stop the other recipients.
+        state = "uncertain" if committing else "bounced"
+        records.advance(row.id, holder, state, None, f"not sendable: {type(error).__name__}: {error}")
+        log.error("delivery of %s to %s: %s (%s)", row.notice_id, row.address, error, state)
         return
     state = "sent" if reply.accepted else ("bounced" if reply.permanent else "deferred")
     records.advance(row.id, holder, state, reply.code, reply.text)
@@ -226,8 +247,10 @@ def status_page_facts(fleet, now, probe_timeout: float = 1.0):
     # The services it made unavailable, recorded when it opened (as the notices tell them).
     incidents = tuple(incident | {"services": list(customer_services(incident, active))}
                       for incident in (get_incident(item["id"]) for item in shown))
-    from tasks.subscriptions import customer_pages
+    from tasks.subscriptions import customer_pages, public_references
 
+    references = public_references([incident["id"] for incident in incidents])
+    incidents = tuple(incident | {"reference": references[incident["id"]]} for incident in incidents)
     return PageFacts(title="Service status", page_url=section.status_page.url if section.status_page else "",
                      generated_at=now, emergency_numbers=tuple(section.emergency_numbers), services=tuple(records),
                      incidents=incidents, customers=customer_pages(fleet),

@@ -179,7 +179,42 @@ def test_a_title_with_cr_lf_and_control_characters_still_reaches_the_customers(f
     assert summary["states"].get("sent"), summary
     assert envelope_recipients(messages) == Counter(APP1_CONTACTS)
     for message in messages:
-        # (a subject longer than a line is folded by the standard library: compare without the fold)
-        assert message["Subject"].strip().startswith("[Incident] app1, app3: prod-east down Bcc: everyone@evil.test [2J (")  # prod-east's services
+        # the customer reads their own service in customer words, never the internal title
+        assert message["Subject"] == "[Incident] app1: service disruption"
         assert message["Bcc"] is None and "everyone@evil.test" not in message["X-RcptTo"]
         assert "\x07" not in message.get_content() and "\x1b" not in message.get_content()
+
+
+def test_a_contact_name_with_cr_lf_or_an_unsendable_address_stops_nobody_elses_notice(fleet, lab_env):
+    """A contact name with a CR/LF (a CRM import) stopped the whole blast with "Header values may
+    not contain linefeed"; now the name is folded to one line, and a recipient whose message
+    cannot be sent at all (an address the relay's dialogue cannot carry) is recorded as bounced
+    with its reason while every other recipient gets the notice."""
+    from hotspare.fleet.customer_schema import CustomerContact
+    from hotspare.inventory import notices
+    from tasks.notices import send_notice
+
+    section = fleet.customer_notices
+    customers = []
+    for customer in section.customers:
+        if "app1" in customer.services:
+            contacts = [contact.model_copy(update={"name": "Ana Acme\r\nBcc: injected@evil.test"})
+                        if contact.email == "ana@acme.lab.test" else contact for contact in customer.contacts]
+            # an address from before validation was strict: smtplib cannot write it in RCPT TO
+            contacts.append(CustomerContact.model_construct(name="J\u00fcrgen", email="j\u00fcrgen@acme.lab.test"))
+            customer = customer.model_copy(update={"contacts": contacts})
+        customers.append(customer)
+    hostile = fleet.model_copy(update={"customer_notices": section.model_copy(update={"customers": customers})})
+
+    incident = new_incident("prod-east down", servers=["prod-east"])
+    summary = send_notice(incident, "opened", fleet=hostile)
+    messages = wait_for("the notice to every sendable contact",
+                        lambda: (found := sink_messages(lab_env, f"incident-{incident}-opened")) and len(found) >= 2 and found)
+    assert envelope_recipients(messages) == Counter(APP1_CONTACTS), summary
+    ana = next(message for message in messages if message["X-RcptTo"].lower() == "ana@acme.lab.test")
+    assert "Ana Acme Bcc: injected@evil.test" in str(ana["To"]) and ana["Bcc"] is None
+    assert all("injected@evil.test" not in message["X-RcptTo"] for message in messages)
+    rows = {row.recipient: row for row in notices.deliveries(f"incident-{incident}-opened")}
+    unsendable = rows["j\u00fcrgen@acme.lab.test"]
+    assert unsendable.state == "bounced" and "Unicode" in unsendable.reply, (unsendable.state, unsendable.reply)
+    assert "j\u00fcrgen@acme.lab.test" in summary["bounces"], summary

@@ -41,6 +41,13 @@ CHROMIUM = "/usr/bin/chromium"
 OFFICE, DANA, LEE = "+15550150", "+15550100", "+15550101"
 
 
+def public_name(number: int) -> str:
+    """The name the status page gives incident ``number`` (keyed, not the inventory's sequence)."""
+    from tasks.subscriptions import public_references
+
+    return public_references([number])[number]
+
+
 def fetch(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode()
@@ -269,9 +276,9 @@ def test_outage_chain_from_detection_to_resolution(quick_fleet, restored_afterwa
     # 5. The status page on the web host shows the incident and the emergency numbers.
     assert published["published"], published
     url = lab_env["status_page"]["url"]
-    shown = wait_for("the incident on the status page", lambda: f'id="incident-{incident_id}"' in (text := fetch(url)) and text)
-    assert shown.index("+1 555 0199") < shown.index(f'id="incident-{incident_id}"')  # numbers first
-    assert "+1 555 0100" in shown and f'class="card bad" id="incident-{incident_id}"' in shown
+    shown = wait_for("the incident on the status page", lambda: f'id="incident-{public_name(incident_id)}"' in (text := fetch(url)) and text)
+    assert shown.index("+1 555 0199") < shown.index(f'id="incident-{public_name(incident_id)}"')  # numbers first
+    assert "+1 555 0100" in shown and f'class="card bad" id="incident-{public_name(incident_id)}"' in shown
     browser_run = screenshot_of(url, "outage-chain-status-page.png") if os.access(CHROMIUM, os.X_OK) else None
 
     # 6. Failover of app1 (the operator's command), while Chromium renders the page.
@@ -288,9 +295,9 @@ def test_outage_chain_from_detection_to_resolution(quick_fleet, restored_afterwa
     assert envelope_recipients(resolved) == Counter(APP1_CONTACTS)
     assert all(message["Subject"].startswith("[Resolved]") for message in resolved)
     assert status_page_publish(incident_id=incident_id)["published"]
-    updated = wait_for("the page to say resolved", lambda: f'class="card ok" id="incident-{incident_id}"' in (
+    updated = wait_for("the page to say resolved", lambda: f'class="card ok" id="incident-{public_name(incident_id)}"' in (
         text := fetch(url)) and text, 30)
-    assert "resolved" in updated.split(f'id="incident-{incident_id}"', 1)[1].split("</section>", 1)[0]
+    assert "resolved" in updated.split(f'id="incident-{public_name(incident_id)}"', 1)[1].split("</section>", 1)[0].lower()
 
     if browser_run is not None:
         screenshot, browser, profile = browser_run

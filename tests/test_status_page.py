@@ -27,6 +27,13 @@ CHROMIUM = "/usr/bin/chromium"
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
+def public_name(number: int) -> str:
+    """The name the status page gives incident ``number`` (keyed, not the inventory's sequence)."""
+    from tasks.subscriptions import public_references
+
+    return public_references([number])[number]
+
+
 def fetch(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode()
@@ -132,7 +139,7 @@ def test_customer_pages_show_only_their_services_at_unguessable_addresses(fleet,
     acme, globex = fetch(url + pages["acme"]), fetch(url + pages["globex"])
     assert "app1" in acme and "app2" not in acme
     assert "disrupted" not in acme and "Service disruption" not in acme  # not touched by it
-    assert "Globex" not in acme and f"incident-{incident}" not in acme
+    assert "Globex" not in acme and f"incident-{public_name(incident)}" not in acme
     assert "app2" in globex and "app1" not in globex and "Acme" not in globex
     assert "Some of your services are disrupted" in globex and "Service disruption: app2" in globex
     assert "Disrupted" in globex and "We are moving your service" in globex
@@ -154,7 +161,7 @@ def test_customer_pages_show_only_their_services_at_unguessable_addresses(fleet,
                         lambda: "Resolved" in (text := fetch(url + pages["globex"])) and text)
     assert "Resolved: everything works normally again." in resolved and "are disrupted" not in resolved
     customer_feed = ElementTree.fromstring(fetch(url + pages["globex"] + "feed.atom"))
-    entry = next(e for e in customer_feed.iter(f"{ATOM}entry") if e.findtext(f"{ATOM}id").endswith(f"incident-{incident}"))
+    entry = next(e for e in customer_feed.iter(f"{ATOM}entry") if e.findtext(f"{ATOM}id").endswith(f"incident-{public_name(incident)}"))
     assert "Resolved" in entry.findtext(f"{ATOM}title") and "everything works normally" in entry.findtext(f"{ATOM}content")
     assert any(event["kind"] == "status_publish" for event in get_incident(incident)["events"])
     leftovers = [str(path) for path in Path(lab_env["status_page"]["folder_on_machine"]).rglob("*.tmp")]
@@ -256,3 +263,113 @@ def test_web_host_down_is_retried_and_noted(fleet, lab, lab_env):
     errors = [event for event in get_incident(incident)["events"] if event["kind"] == "error"]
     assert errors and "web-vault" in errors[-1]["text"] and "3 attempts" in errors[-1]["text"]
     assert publish_status_page(incident)["published"]  # healed: publishes again
+
+
+def _serving(fleet, **options):
+    """The subscription endpoint on the lab's port, and its base address."""
+    from hotspare.subscription_webhook import serve
+
+    base = fleet.customer_notices.status_page.subscribe_url.rstrip("/")
+    server, thread = serve(fleet, "127.0.0.1", urllib.parse.urlsplit(base).port, **options)
+    return base, server, thread
+
+
+def _stop(server, thread) -> None:
+    server.shutdown()  # also sends what the outbox holds, then ends its worker
+    server.server_close()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and not server.outbox.worker.is_alive()
+
+
+def test_a_burst_of_requests_mails_only_within_the_limits_and_answers_alike(fleet, lab_env):
+    """One client asking for many addresses made one confirmation mail each (80 in 22 s); now a
+    client gets a few requests per window and the endpoint a few mails per hour, and every
+    answer, refused or not, is the same page."""
+    from hotspare.planning.subscription_limits import RequestLimits
+
+    globex_token = pages_of(fleet)["globex"].split("/")[1]
+    run = time.monotonic_ns()
+    for name, limits, expected in (("client", RequestLimits(client_requests=3), 3),
+                                   ("overall", RequestLimits(client_requests=100, mails=2), 2)):
+        addresses = [f"burst-{name}-{run}-{i}@example.lab.test" for i in range(8)]
+        base, server, thread = _serving(fleet, limits=limits)
+        try:
+            answers = {post(base + "/subscribe", {"page": globex_token, "email": address}) for address in addresses}
+        finally:
+            _stop(server, thread)
+        assert len(answers) == 1 and next(iter(answers))[0] == 200, answers  # refusals look like acceptances
+        mailed = wait_for(f"{expected} confirmation mails ({name} limit)",
+                          lambda: (found := [a for a in addresses if mails_to(lab_env, a)]) and len(found) >= expected
+                          and found, 15)
+        assert mailed == addresses[:expected], (name, mailed)
+
+
+def test_unconfirmed_requests_per_customer_are_capped_and_an_unsubscribed_address_rests(fleet):
+    """The table holds at most ``max_pending`` unconfirmed requests per customer (expired ones
+    are pruned first); an address that unsubscribed gets no confirmation mail for a while."""
+    from datetime import timedelta
+
+    from hotspare.inventory import subscriptions as rows
+    from hotspare.inventory.models import utcnow
+
+    customer, now = f"capped-{time.monotonic_ns()}", utcnow()
+    taken = [rows.request(customer, f"p{i}@example.lab.test", f"d{customer}{i}", now, max_pending=2) for i in range(3)]
+    assert [due for _number, due, _why in taken] == [True, True, False]
+    assert taken[2][0] is None and "at most 2" in taken[2][2]
+    later = now + rows.CONFIRM_VALID + timedelta(minutes=1)  # the first two expired: pruned, room again
+    number, due, _ = rows.request(customer, "p9@example.lab.test", f"d{customer}9", later, max_pending=2)
+    assert due and number is not None
+    assert rows.request(customer, "p0@example.lab.test", f"e{customer}0", later, max_pending=2)[1]  # pruned, new again
+
+    rows.unsubscribe(number, later)
+    _, due, why = rows.request(customer, "p9@example.lab.test", f"f{customer}9", later + timedelta(hours=1))
+    assert not due and "unsubscribed" in why
+    assert rows.request(customer, "p9@example.lab.test", f"g{customer}9",
+                        later + rows.QUIET_AFTER_UNSUBSCRIBE + timedelta(minutes=1))[1]
+
+
+def test_the_confirmation_mail_leaves_off_the_request_path(fleet, lab_env):
+    """A new address was answered only after the SMTP round trip, a known one at once: the time
+    told them apart. Now the mail goes through a queue: with a relay that accepts the connection
+    and never speaks, the endpoint still answers at once, and the mail worker is the one waiting."""
+    import socket
+
+    from hotspare.adapters.smtp import Relay
+
+    globex_token = pages_of(fleet)["globex"].split("/")[1]
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.settimeout(15)
+    relay = Relay("127.0.0.1", silent.getsockname()[1], timeout=60.0)  # longer than post()'s 10 s
+    base, server, thread = _serving(fleet, relay=relay)
+    try:
+        status, body = post(base + "/subscribe", {"page": globex_token,
+                                                  "email": f"queued-{time.monotonic_ns()}@example.lab.test"})
+        assert status == 200 and "confirmation message" in body  # answered while the relay is silent
+        connection, _ = silent.accept()  # the worker is the one talking to the relay
+        connection.close()  # the relay "drops the line": the worker logs it and goes on
+    finally:
+        silent.close()
+        _stop(server, thread)
+
+
+def test_a_display_name_with_cr_lf_neither_blocks_subscriptions_nor_shows_exception_text(fleet, lab_env):
+    """A display name with a CR/LF made every subscription to that customer's page fail with the
+    Python exception's text on the public page; now it is folded to one line where printed, and
+    errors show a fixed sentence."""
+    customers = [customer.model_copy(update={"display_name": "Globex Portal\r\nBcc: victim@evil.test"})
+                 if customer.name == "globex" else customer for customer in fleet.customer_notices.customers]
+    hostile = fleet.model_copy(update={"customer_notices": fleet.customer_notices.model_copy(
+        update={"customers": customers})})
+    globex_token = pages_of(fleet)["globex"].split("/")[1]
+    address = f"crlf-{time.monotonic_ns()}@example.lab.test"
+    base, server, thread = _serving(hostile)
+    try:
+        status, body = post(base + "/subscribe", {"page": globex_token, "email": address})
+        assert status == 200 and "Header values" not in body
+        bad = post(base + "/subscribe", {"page": globex_token, "email": "x@y\r\nz"})
+        assert bad[0] == 400 and "That is not an e-mail address we can send to." in bad[1]
+    finally:
+        _stop(server, thread)
+    [mail] = wait_for("the confirmation mail", lambda: mails_to(lab_env, address) or None, 15)
+    assert str(mail["Subject"]) == "Confirm status updates for Globex Portal Bcc: victim@evil.test"
+    assert mail["Bcc"] is None and "victim@evil.test" not in mail.get("X-RcptTo", "")

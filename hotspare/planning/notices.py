@@ -46,6 +46,7 @@ class Recipient:
     name: str
     customers: tuple[str, ...]
     services: tuple[str, ...]
+    pages: tuple[str, ...] = ()  # the addresses of their customers' own status pages
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,9 @@ def recovered_since(incident: dict, services: tuple[str, ...], active_servers: d
         if service not in where or not now or now == where[service]:
             continue
         since = f" since {_readable(moved_at[service])}" if moved_at.get(service) else ""
+        # Customer words: the standby's server name is the operators' (``preview`` shows it apart).
         sentence = (f"{service} was unavailable from {_readable(incident.get('opened_at'))}; "
-                    f"it runs again from its standby copy on {now}{since}.")
+                    f"it runs again from its standby copy in a second data center{since}.")
         sentences.append((service, sentence))
     return tuple(sentences)
 
@@ -133,37 +135,45 @@ def affected_services(incident: dict, active_servers: dict[str, str]) -> tuple[s
     return tuple(sorted(named))
 
 
-def recipients_for(section: CustomerNotices, services: tuple[str, ...]) -> tuple[Recipient, ...]:
-    """Every contact of a customer owning an affected service, once per address (case-insensitive)."""
+def recipients_for(section: CustomerNotices, services: tuple[str, ...],
+                   page_urls: dict[str, str] | None = None) -> tuple[Recipient, ...]:
+    """Every contact of a customer owning an affected service, once per address (case-insensitive);
+    ``page_urls`` (customer name -> its own status page) gives each the pages of its customers."""
     gathered: dict[str, dict] = {}
     for customer in section.customers:
         owned = [service for service in customer.services if service in services]
         if not owned:
             continue
-        label = customer.display_name or customer.name
+        label = one_line(customer.display_name or customer.name)  # printed in every message
         for contact in customer.contacts:
             entry = gathered.setdefault(contact.email.strip().lower(), {
-                "email": contact.email.strip(), "name": contact.name, "customers": [], "services": []})
+                "email": contact.email.strip(), "name": one_line(contact.name), "customers": [], "services": [],
+                "pages": []})
             if label not in entry["customers"]:
                 entry["customers"].append(label)
+            page = (page_urls or {}).get(customer.name)
+            if page and page not in entry["pages"]:
+                entry["pages"].append(page)
             entry["services"] += [service for service in owned if service not in entry["services"]]
-    return tuple(Recipient(e["email"], e["name"], tuple(e["customers"]), tuple(sorted(e["services"])))
+    return tuple(Recipient(e["email"], e["name"], tuple(e["customers"]), tuple(sorted(e["services"])), tuple(e["pages"]))
                  for _, e in sorted(gathered.items()))
 
 
 def plan_notice(incident: dict, kind: str, section: CustomerNotices, active_servers: dict[str, str],
-                approved: bool = False, moved_at: dict[str, str] | None = None) -> NoticePlan:
+                approved: bool = False, moved_at: dict[str, str] | None = None,
+                page_urls: dict[str, str] | None = None) -> NoticePlan:
     """The notice of ``incident``'s opening or resolution and whether it may be sent now.
 
     ``approved``: an operator approved this notice (``hotspare notice send --yes``), which
     overrides a policy of preview-and-approve or none. ``active_servers`` and ``moved_at``
     (service -> when it moved to that server, ISO 8601) say where the told services run now.
+    ``page_urls`` (customer name -> its own status page): each message links its reader's page.
     """
     notice = notice_id(incident["id"], kind)
     category = int(incident["category"])
     action = section.action_for(category)
     services = customer_services(incident, active_servers, approved)
-    recipients = recipients_for(section, services)
+    recipients = recipients_for(section, services, page_urls)
     subject = _subject(incident, kind, services)
     recovered = recovered_since(incident, services, active_servers, moved_at or {}) if kind == "opened" else ()
     plan = dict(notice_id=notice, incident_id=incident["id"], kind=kind, category=category, action=action,
@@ -207,11 +217,30 @@ def _decide(incident, kind, action, services, recipients, approved) -> tuple[Dec
 
 
 def _subject(incident: dict, kind: str, services: tuple[str, ...]) -> str:
+    """The operators' subject (preview, notice records): every told service and the internal title."""
     names = ", ".join(services) or "our services"
     title = one_line(incident["title"])  # a CR/LF in a title would make the header unsendable
     if kind == "resolved":
         return f"[Resolved] {names}: {title}"
     return f"[Incident] {names}: {title}"
+
+
+def customer_subject(plan: NoticePlan, recipient: Recipient) -> str:
+    """The subject one recipient reads: only their own services, in customer words. The internal
+    title names servers and checks, and the other customers' services are not theirs to know."""
+    names = ", ".join(recipient.services) or "your services"
+    if plan.kind == "resolved":
+        return one_line(f"[Resolved] {names}: service disruption resolved")
+    return one_line(f"[Incident] {names}: service disruption")
+
+
+def public_text(incident: dict) -> str | None:
+    """The newest text an operator wrote for customers (``hotspare incident note --public``), one line."""
+    for event in reversed(incident.get("events") or []):
+        details = event.get("details") or {}
+        if event.get("kind") == "note" and details.get("public") and not details.get("resolved") and event.get("text"):
+            return one_line(event["text"])
+    return None
 
 
 def render_message(plan: NoticePlan, recipient: Recipient, incident: dict, section: CustomerNotices,
@@ -220,8 +249,9 @@ def render_message(plan: NoticePlan, recipient: Recipient, incident: dict, secti
     domain = sender.rpartition("@")[2]
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = formataddr((recipient.name, recipient.email))
-    message["Subject"] = plan.subject
+    # Folded again here: a name or subject with a CR/LF would make the header unsendable.
+    message["To"] = formataddr((one_line(recipient.name), recipient.email))
+    message["Subject"] = customer_subject(plan, recipient)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id(plan.notice_id, recipient.email, domain)
     # RFC 3834: an automatic message; auto-responders (vacation replies) must not answer it.
@@ -235,12 +265,17 @@ def render_message(plan: NoticePlan, recipient: Recipient, incident: dict, secti
 
 def render_body(plan: NoticePlan, recipient: Recipient, incident: dict, section: CustomerNotices) -> str:
     """The plain-text body from ``templates/notices/<kind>.txt.j2``."""
-    facts = {**incident, "opened_at_text": _readable(incident.get("opened_at")),
-             "resolved_at_text": _readable(incident.get("resolved_at"))}
+    # Only what the customer may read: never the internal title, servers or checks.
+    facts = {"id": incident["id"], "opened_at_text": _readable(incident.get("opened_at")),
+             "resolved_at_text": _readable(incident.get("resolved_at")),
+             "what": public_text(incident) or "Service disruption",
+             # the public name (``planning/subscriptions.incident_reference``), never the inventory's number
+             "reference": incident.get("reference")}
     recovered = [sentence for service, sentence in plan.recovered if service in recipient.services]
     return _environment().get_template(f"notices/{plan.kind}.txt.j2").render(
         recipient=recipient, incident=facts, emergency_numbers=section.emergency_numbers, recovered=recovered,
-        status_page_url=section.status_page.url if section.status_page else None) + "\n"
+        status_page_url=", ".join(recipient.pages) if recipient.pages
+        else (section.status_page.url if section.status_page else None)) + "\n"
 
 
 def _readable(iso: str | None) -> str:

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 
 from hotspare.fleet.customer_schema import EmergencyNumber
 from hotspare.planning.ages import age_text
+from hotspare.planning.customer_text import one_line
 
 INDEX = "index.html"
 FEED = "feed.atom"
@@ -47,6 +48,9 @@ PUBLIC_KINDS = {
 PUBLIC_NOTE = "note"
 RESOLVED_TEXT = "Resolved: everything works normally again."
 ALL_WELL = "All systems operational"
+# An incident that interrupts no service (a lost mirror, a full disk, a late copy): customer words
+# that fit them all, and one card for all of them (``fold_quiet``).
+QUIET_TITLE = "We are working on a problem; no service is interrupted"
 
 
 @dataclass(frozen=True)
@@ -87,14 +91,15 @@ def render_page(facts: PageFacts, audience: Audience | None) -> dict[str, str]:
     """{file name: text} of one page and its feed, for everybody (``None``) or one customer."""
     base = facts.page_url if facts.page_url.endswith("/") else facts.page_url + "/"
     page_url = base + (f"{CUSTOMER_FOLDER}/{audience.token}/" if audience else "")
-    incidents = [incident_card(incident, facts.generated_at, audience) for incident in _ordered(facts.incidents)
-                 if audience is None or set(incident.get("services") or ()) & set(audience.services)]
+    incidents = fold_quiet([incident_card(incident, facts.generated_at, audience) for incident in _ordered(facts.incidents)
+                            if audience is None or set(incident.get("services") or ()) & set(audience.services)])
     disrupted = {service for incident in facts.incidents if incident.get("status") != "resolved"
                  for service in incident.get("services") or ()}
     services = [service_card(record, facts.generated_at, record.get("service") in disrupted) for record in facts.services
                 if audience is not None and record.get("service") in audience.services]
     context = {
-        "title": facts.title + (f" — {audience.label}" if audience else ""),
+        # One line: a display name or title with a line break would split the heading and the feed's title.
+        "title": one_line(facts.title + (f" — {audience.label}" if audience else "")),
         "audience": audience,
         "page_url": page_url,
         "feed_id": page_url,
@@ -161,7 +166,7 @@ def incident_card(incident: dict, now: datetime, audience: Audience | None = Non
     touches (named only on a customer's own page), and its public updates, oldest first."""
     services = sorted(set(incident.get("services") or ()) & set(audience.services)) if audience else []
     disruption = bool(incident.get("services"))
-    title = ("Service disruption" if disruption else "Reduced redundancy, no service interrupted")
+    title = ("Service disruption" if disruption else QUIET_TITLE)
     if services:
         title += f": {', '.join(services)}"
     updates = public_updates(incident.get("events") or [], notes=audience is not None)
@@ -174,8 +179,35 @@ def incident_card(incident: dict, now: datetime, audience: Audience | None = Non
         status_text = f"Since {_text_time(_parse(incident['opened_at']))}"
     times = [incident.get("resolved_at"), incident.get("opened_at")] + [update["iso"] for update in updates]
     latest = max((_parse(moment) for moment in times if moment), default=now)
-    return {"id": incident["id"], "title": title, "status": incident.get("status"), "disruption": disruption,
+    # ``reference``: the public name the publisher gives it (not the inventory's sequence).
+    return {"id": incident.get("reference") or incident["id"], "title": title, "status": incident.get("status"), "disruption": disruption,
             "status_text": status_text, "updates": updates, "updated_iso": _iso(latest)}
+
+
+def fold_quiet(cards: list[dict]) -> list[dict]:
+    """One card for every open incident that interrupts no service, and one for the resolved ones:
+    one condition across the fleet (every disk nearly full) would otherwise show one card per
+    machine and count the hoster's servers for any reader. Disruptions keep a card each. ``cards``
+    come open first, newest first; a folded open card keeps the oldest one's name and start."""
+    folded: list[dict] = []
+    groups: dict[bool, dict] = {}
+    for card in cards:
+        if card["disruption"]:
+            folded.append(card)
+            continue
+        resolved = card["status"] == "resolved"
+        group = groups.get(resolved)
+        if group is None:
+            groups[resolved] = dict(card, updates=list(card["updates"]))
+            folded.append(groups[resolved])
+            continue
+        updates = sorted(group["updates"] + card["updates"], key=lambda update: update["iso"])
+        group["updates"] = [update for index, update in enumerate(updates)
+                            if not index or update["text"] != updates[index - 1]["text"]]
+        group["updated_iso"] = max(group["updated_iso"], card["updated_iso"])
+        if not resolved:  # older than the cards before it: its name and start stay while it is open
+            group["id"], group["status_text"] = card["id"], card["status_text"]
+    return folded
 
 
 def affects_text(incident: dict) -> str:

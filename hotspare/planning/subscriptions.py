@@ -22,6 +22,8 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from hotspare.planning.customer_text import one_line
+
 ADDRESS = re.compile(r"^[^@\s<>\"(),;:\\\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
 TOKEN = re.compile(r"^[a-z2-7]{26}$")
 CONFIRM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
@@ -36,6 +38,12 @@ def _mac(key: bytes, purpose: str, text: str) -> bytes:
 def page_token(key: bytes, customer: str) -> str:
     """The unguessable folder name of ``customer``'s page (26 lower-case base-32 characters)."""
     return base64.b32encode(_mac(key, "status-page", customer)[:16]).decode().rstrip("=").lower()
+
+
+def incident_reference(key: bytes, incident_id: int) -> str:
+    """The public name of an incident (8 upper-case base-32 characters): stable, but not the
+    inventory's sequence, whose gaps would tell outsiders how many incidents stayed internal."""
+    return base64.b32encode(_mac(key, "incident", str(incident_id))[:5]).decode()
 
 
 def customer_of_page(key: bytes, token: str, customers: list[str]) -> str | None:
@@ -84,6 +92,7 @@ def confirmation_message(address: str, customer_label: str, sender: str, confirm
     message = EmailMessage()
     message["From"] = sender
     message["To"] = address
+    customer_label = one_line(customer_label)  # printed in the subject: one line, no control character
     message["Subject"] = f"Confirm status updates for {customer_label}"
     message["Date"] = format_datetime(date)
     message["Auto-Submitted"] = "auto-generated"

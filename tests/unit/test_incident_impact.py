@@ -52,8 +52,8 @@ def test_the_notice_tells_the_customers_decided_at_opening_even_after_a_failover
     assert plan.services == ("app1",) and [r.email for r in plan.recipients] == ["ana@acme.test"]
     assert plan.decision.go and not plan.attention, plan.decision.reason
     body = render_body(plan, plan.recipients[0], opened, SECTION)
-    assert ("app1 was unavailable from 2026-05-01 14:03 UTC; it runs again from its standby copy on mirror-west "
-            "since 2026-05-01 14:03 UTC.") in body
+    assert ("app1 was unavailable from 2026-05-01 14:03 UTC; it runs again from its standby copy in a second "
+            "data center since 2026-05-01 14:03 UTC.") in body
     assert affects_text(opened | {"services": list(plan.services)}) == "app1"
 
 

@@ -54,7 +54,8 @@ def test_message_headers_and_body():
     assert first["Message-ID"] == message_id("incident-7-opened", plan.recipients[0].email, "lab.test")
     assert "," not in first["To"].split("<")[1]  # one recipient per message
     body = first.get_content()
-    assert "+1 555 0199" in body and "prod-east is down" in body and "http://status.test/" in body
+    assert "+1 555 0199" in body and "http://status.test/" in body
+    assert "prod-east" not in body and "prod-east" not in first["Subject"]  # the internal title stays internal
 
 
 def test_message_id_is_stable_per_notice_and_recipient():
@@ -150,6 +151,80 @@ def test_control_characters_never_reach_the_feed_or_the_page_and_cr_lf_never_a_s
     assert plan.subject == "[Incident] app1: prod-east is [31m down Bcc: everyone@example.test"
     message = render_message(plan, plan.recipients[0], incident(title=hostile), SECTION, "hotspare@lab.test",
                              datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc))
-    assert message["Subject"] == plan.subject and message["Bcc"] is None
+    assert message["Subject"] == "[Incident] app1: service disruption" and message["Bcc"] is None
     assert "\x00" not in message.get_content() and "\x1b" not in message.get_content()
-    assert "prod-east  is [31m down" in message.get_content()
+    assert "everyone@example.test" not in message.get_content()  # the internal title is never sent
+
+
+def test_a_customers_notice_names_only_its_own_services_and_no_server_or_check():
+    """An incident on a server two customers share: each customer's message names its own
+    service only, in customer words; the internal title (server, check) stays with operators."""
+    shared = incident(title="server prod-east: reachability:ssh failed",
+                      servers=[], services=["app1", "app3"])
+    plan = plan_notice(shared, "opened", SECTION, ACTIVE)
+    assert "prod-east" in plan.subject and "prod-east" in plan.preview()  # operators see the title
+    moment = datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc)
+    by_address = {r.email: render_message(plan, r, shared, SECTION, "hotspare@lab.test", moment) for r in plan.recipients}
+    acme, initech = by_address["ana@acme.test"], by_address["ida@initech.test"]
+    assert acme["Subject"] == "[Incident] app1: service disruption"
+    assert initech["Subject"] == "[Incident] app3: service disruption"
+    for message, other in ((acme, "app3"), (initech, "app1")):
+        text = message["Subject"] + message.get_content()
+        for secret in (other, "prod-east", "reachability", "ssh", "server"):
+            assert secret not in text, (message["To"], secret)
+        assert "What:     Service disruption" in message.get_content()
+    public = shared | {"events": [{"at": "2026-05-01T14:05:00+00:00", "kind": "note", "text": "Back\r\nin ten minutes.",
+                                   "details": {"public": True}}]}
+    assert "What:     Back in ten minutes." in render_message(
+        plan, plan.recipients[0], public, SECTION, "hotspare@lab.test", moment).get_content()
+
+
+def test_a_contact_name_or_label_with_cr_lf_is_folded_into_one_header_line():
+    section = CustomerNotices.model_validate({
+        "customers": [{"name": "acme", "display_name": "Acme\r\nBcc: x@evil.test", "services": ["app1"],
+                       "contacts": [{"name": "Ana Acme\r\nBcc: injected@evil.test", "email": "ana@acme.test"}]}],
+        "policy": [{"category": 1, "action": "send"}]})
+    plan = plan_notice(incident(), "opened", section, ACTIVE)
+    message = render_message(plan, plan.recipients[0], incident(), section, "hotspare@lab.test",
+                             datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc))
+    assert message["Bcc"] is None and "\n" not in str(message["To"]) and "ana@acme.test" in str(message["To"])
+    assert "contact of Acme Bcc: x@evil.test." in message.get_content()
+
+
+def test_a_display_name_with_cr_lf_is_one_line_in_the_page_heading_and_the_feed_title():
+    facts = PageFacts("Example status", "http://status.test/", datetime(2026, 5, 1, 14, 6, tzinfo=timezone.utc),
+                      (), (), ())
+    files = render_page(facts, Audience("Acme Shop\r\nBcc: victim@evil.test\x07", ("app1",), "a" * 26))
+    assert "<h1>Example status — Acme Shop Bcc: victim@evil.test</h1>" in files["index.html"]
+    feed = ElementTree.fromstring(files["feed.atom"])
+    assert feed.findtext("{http://www.w3.org/2005/Atom}title") == "Example status — Acme Shop Bcc: victim@evil.test"
+
+
+def test_public_names_are_not_the_inventory_sequence_and_quiet_incidents_fold_into_one_card():
+    """The page numbered incidents with the inventory's sequence (a gap told of an internal one)
+    and showed one card per machine for one fleet-wide condition (every disk nearly full)."""
+    from hotspare.planning.subscriptions import incident_reference
+
+    key = b"k" * 32
+    disks = tuple(incident(id=20 + n, title=f"space:/ degraded on server-{n}", servers=[f"server-{n}"], severity="low",
+                           opened_at=f"2026-05-01T14:0{n}:00+00:00", reference=incident_reference(key, 20 + n),
+                           events=[{"at": f"2026-05-01T14:0{n}:00+00:00", "kind": "detection", "text": "x"}])
+                  for n in range(5))
+    outage = incident(id=31, services=["app1"], reference=incident_reference(key, 31))
+    facts = PageFacts("Example status", "http://status.test/", datetime(2026, 5, 1, 15, 0, tzinfo=timezone.utc),
+                      (), (), (*disks, outage))
+    page = render_page(facts, None)["index.html"]
+    assert page.count("no service is interrupted") == 1 and page.count("Service disruption") == 1
+    assert f'id="incident-{incident_reference(key, 20)}"' in page  # the oldest names the folded card
+    assert "Since 2026-05-01 14:00 UTC" in page
+    for number in (20, 21, 22, 23, 24, 31):
+        assert f"incident-{number}\"" not in page and f"Incident {number} " not in page
+    assert incident_reference(key, 31) != incident_reference(b"j" * 32, 31)  # keyed: not derivable outside
+
+
+def test_a_notice_links_its_readers_own_page_and_names_the_public_reference():
+    plan = plan_notice(incident(), "opened", SECTION, ACTIVE, page_urls={"acme": "http://status.test/c/" + "a" * 26 + "/"})
+    message = render_message(plan, plan.recipients[0], incident(reference="ABCDEFGH"), SECTION, "hotspare@lab.test",
+                             datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc))
+    body = message.get_content()
+    assert "http://status.test/c/" + "a" * 26 + "/" in body and "Incident: ABCDEFGH" in body and "#7" not in body
