@@ -50,9 +50,13 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     checking_hosts.shutdown(wait=False)
     # with repair, unread files are fetched again before they are judged; without, judged now
     step = steps(task_runs)
-    # a shipped copy's data paths: the UUID chain and a slice, no listing (verify --full: everything)
+    # a shipped copy's data paths: the UUID chain, the scrub and a slice (verify_shipped); their
+    # listing is still compared like every other path's (sizes, mtimes, missing and extra files):
+    # the parent snapshot a stream is computed from is production's word, and a parent production
+    # changed after it was sent makes the next stream leave out a deletion, so the copy would keep
+    # a file production no longer has (verify --full: everything by checksum)
     shipped = {} if full else (row.verification or {}).get("shipped") or {}
-    roots = [root for root in plan.source_paths(_spec(service)) if root not in shipped] if shipped else None
+    roots = None
     content = step(verify_content)(service, copy_id, source, target, [] if repair else list(unreadable), changed, full,
                                    roots or None)
     data = step(verify_shipped)(service, copy_id, source, target, shipped, _slice_cursor(service, target)) if shipped else None
