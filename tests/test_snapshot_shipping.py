@@ -127,8 +127,12 @@ def test_a_parent_production_changed_after_sending_cannot_keep_a_file_in_the_cop
     newest = max(copies.copies_of(SERVICE), key=lambda row: row.started_at)
     assert newest.id != carried["copy_id"] and newest.status == "failed"
     assert "uploads-evil.php" in str(newest.verification), newest.verification
-    # the mirror still holds the received parent with the file: every later stream from this chain
-    # is refused the same way until the chain starts over (a missing parent: the next test)
+    assert not list(area(lab_env).iterdir()), "the chain whose parent production changed is dropped"
+    fresh = replicate()  # by rsync, whose listing follows production: the file is gone, a new chain starts
+    assert not (copy_data(lab_env, fresh["copy_id"]) / planted.name).exists()
+    assert tree_digest(copy_data(lab_env, fresh["copy_id"])) == tree_digest(production_data(lab_env))
+    again = replicate()
+    assert again["transfer"]["shipped"], "shipping again from the new chain"
 
 
 def test_a_shipped_copy_damaged_on_the_mirror_is_found_by_the_slice(shipped, lab_env):
