@@ -22,6 +22,7 @@ from hotspare.planning import replication as plan
 from hotspare.planning.coordination import judge_routine_run
 from hotspare.errors import SeveralFailed
 from tasks.retry import retrying, steps
+from hotspare.planning import snapshot_shipping as shipping_plan
 from tasks.snapshot_shipping import verify_shipped
 from tasks.verification import (recheck_files, record_pass, record_verification, repair_copy, verify_accounts,
                                 verify_content, verify_host)
@@ -57,15 +58,18 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     # a file production no longer has (verify --full: everything by checksum)
     shipped = {} if full else (row.verification or {}).get("shipped") or {}
     roots = None
+    # production lists a shipped root from this copy's own snapshot: exactly what was sent
+    sources = {root: shipping_plan.production_snapshot(root, copy_id) for root in shipped} or None
     content = step(verify_content)(service, copy_id, source, target, [] if repair else list(unreadable), changed, full,
-                                   roots or None)
+                                   roots or None, sources)
     data = step(verify_shipped)(service, copy_id, source, target, shipped, _slice_cursor(service, target)) if shipped else None
     damaged = [d["path"] for d in data["corrupt"]] if data else []
     again = list(dict.fromkeys([*unreadable, *damaged,
                                 *(d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable"))]))
     if repair and again:
         still_unreadable = step(repair_copy)(service, copy_id, source, target, again)["failed"]
-        content = step(verify_content)(service, copy_id, source, target, still_unreadable, changed, full, roots or None)
+        content = step(verify_content)(service, copy_id, source, target, still_unreadable, changed, full, roots or None,
+                                       sources)
         if damaged:  # fetched from production's live tree: compared with it now
             data = data | {"corrupt": recheck_files(service, copy_id, source, target, damaged)}
     host = host_check.result()
