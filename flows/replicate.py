@@ -30,6 +30,7 @@ from flows.verify import check_copy
 from tasks.dns_cutover import keep_standing_ttl
 from tasks.retry import steps, transfer_retries
 from tasks.replication import Refused, copy_to_mirror, make_current, preflight
+from tasks.snapshot_shipping import restart_chain
 from tasks.orchestrator import require_orchestrator
 
 
@@ -81,6 +82,8 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
             details = {"copy_id": copy_plan.copy_id, "transfer": stats, "verification": verification["summary"]}
             if not verification["passed"]:
                 summary = f"copy {copy_plan.copy_id} failed verification; the previous verified copy stays current"
+                if stats.get("shipped"):  # its parent cannot be trusted: the next copy starts a new chain
+                    restart_chain(access.loaded_fleet(), service, copy_plan.target, summary)
                 raise Refused(summary + ": " + "; ".join(verification["summary"]["failures"]))
             details |= step(make_current)(service, copy_plan.copy_id, copy_plan.target, holder, run_id)  # promote, accounts, prune
         details["dns_ttl"] = _standing_ttl(service)

@@ -22,6 +22,7 @@ from hotspare.planning import replication as plan
 from hotspare.planning.coordination import judge_routine_run
 from hotspare.errors import SeveralFailed
 from tasks.retry import retrying, steps
+from hotspare.planning import snapshot_shipping as shipping_plan
 from tasks.snapshot_shipping import verify_shipped
 from tasks.verification import (recheck_files, record_pass, record_verification, repair_copy, verify_accounts,
                                 verify_content, verify_host)
@@ -50,18 +51,25 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     checking_hosts.shutdown(wait=False)
     # with repair, unread files are fetched again before they are judged; without, judged now
     step = steps(task_runs)
-    # a shipped copy's data paths: the UUID chain and a slice, no listing (verify --full: everything)
+    # a shipped copy's data paths: the UUID chain, the scrub and a slice (verify_shipped); their
+    # listing is still compared like every other path's (sizes, mtimes, missing and extra files):
+    # the parent snapshot a stream is computed from is production's word, and a parent production
+    # changed after it was sent makes the next stream leave out a deletion, so the copy would keep
+    # a file production no longer has (verify --full: everything by checksum)
     shipped = {} if full else (row.verification or {}).get("shipped") or {}
-    roots = [root for root in plan.source_paths(_spec(service)) if root not in shipped] if shipped else None
+    roots = None
+    # production lists a shipped root from this copy's own snapshot: exactly what was sent
+    sources = {root: shipping_plan.production_snapshot(root, copy_id) for root in shipped} or None
     content = step(verify_content)(service, copy_id, source, target, [] if repair else list(unreadable), changed, full,
-                                   roots or None)
+                                   roots or None, sources)
     data = step(verify_shipped)(service, copy_id, source, target, shipped, _slice_cursor(service, target)) if shipped else None
     damaged = [d["path"] for d in data["corrupt"]] if data else []
     again = list(dict.fromkeys([*unreadable, *damaged,
                                 *(d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable"))]))
     if repair and again:
         still_unreadable = step(repair_copy)(service, copy_id, source, target, again)["failed"]
-        content = step(verify_content)(service, copy_id, source, target, still_unreadable, changed, full, roots or None)
+        content = step(verify_content)(service, copy_id, source, target, still_unreadable, changed, full, roots or None,
+                                       sources)
         if damaged:  # fetched from production's live tree: compared with it now
             data = data | {"corrupt": recheck_files(service, copy_id, source, target, damaged)}
     host = host_check.result()

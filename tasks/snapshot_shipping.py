@@ -137,6 +137,20 @@ def _copy_made(copy_plan, result) -> str:
         line.split("=", 1)[1] for line in result.text.splitlines() if line.startswith("hotspare-shipped="))
 
 
+def restart_chain(fleet: Fleet, service: str, target: str, why: str) -> None:
+    """A shipped copy failed verification: drop the chain's received subvolumes on ``target``, so
+    the next run copies by rsync and ships from a new, verified parent (a parent production
+    changed after sending would otherwise spoil every later copy). A failure is logged; the next
+    verification fails the same way and tries again."""
+    try:
+        with access.connect(fleet, target, connect_timeout=5) as connection:
+            connection.run(shipping.restart_chain_argv(service), timeout=600)
+        get_run_logger().warning("%s: the shipped chain of %s on %s is dropped; the next copy goes by rsync and "
+                                 "starts a new one", why, service, target)
+    except Exception as error:
+        get_run_logger().error("%s: could not drop the shipped chain of %s on %s: %s", why, service, target, error)
+
+
 def _remove(fleet: Fleet, service: str, source: str, tag: str, shipments) -> None:
     """Remove the key lines and the snapshots no longer needed (this copy's and its parent stay)."""
     try:

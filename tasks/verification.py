@@ -37,7 +37,7 @@ from tasks.transfer_access import pull
 
 @task(name="verify content", **STEP)
 def verify_content(service: str, copy_id: str, source: str, target: str, unreadable: list[str] = (),
-                   changed: list[str] | None = None, full: bool = False, roots: list[str] | None = None) -> dict:
+                   changed: list[str] | None = None, full: bool = False, roots: list[str] | None = None, sources: dict[str, str] | None = None) -> dict:
     """Checksum-compare production with the copy; classify every difference. A file that could
     not be read or compared, here or in the transfers before (``unreadable``), is a difference of
     its own ("unreadable"), never a silent pass: ``rsync -c`` compares such a file by a zero
@@ -75,7 +75,8 @@ def verify_content(service: str, copy_id: str, source: str, target: str, unreada
         runs = scope_plan.runs_left(fleet.replication.full_verification_days, replications_per_day_of(fleet, service),
                                     state.started_at, now)
         request = tree_plan.Request(tuple(paths), tuple(spec.exclude), since, tuple(changed or ()),
-                                    state.cursor if state.started_at is not None else "", runs, max_records=limit)
+                                    state.cursor if state.started_at is not None else "", runs, max_records=limit,
+                                    sources=tuple((sources or {}).items()))
         answer = _compare_trees(fleet, service, copy_id, source, target, tree, request)
         itemized, mtimes, not_read = scope_plan.answer_differences(answer)
     scope = scope_plan.scope_record(answer, state, whole, runs, now)
@@ -83,6 +84,9 @@ def verify_content(service: str, copy_id: str, source: str, target: str, unreada
     not_read = set(not_read) | set(unreadable)
     itemized = [(kind, path) for kind, path in itemized if path not in not_read]
     itemized += [("unreadable", path) for path in sorted(not_read)]
+    for _, path in itemized:  # read from production's own snapshot of the copy: nothing there changed since
+        if any(path == root or path.startswith(root.rstrip("/") + "/") for root in sources or {}):
+            mtimes[path] = 0.0
     report = content.classify_differences(itemized, mtimes, row.source_clock_start or 0.0, spec.fuzzy)
     corrupt = [asdict(d) for d in report.corrupt]
     changed_since = [asdict(d) for d in report.changed_during_copy]

@@ -401,6 +401,14 @@ def snapshot_copy_argv(service: str, work: str, copy: str, shipments: tuple[Ship
             copy, received_area(service), *words]
 
 
+def restart_chain_argv(service: str) -> list[str]:
+    """Remove every received subvolume of the service: the next run finds no parent on the
+    mirror, copies by rsync (whose listing and ``--delete`` follow production) and starts a new
+    chain. After a shipped copy failed verification: its parent cannot be trusted."""
+    return ["sh", "-c", 'for n in "$1"/*; do [ -e "$n" ] || continue; '
+            'btrfs -q subvolume delete "$n" >/dev/null 2>&1 || rm -rf -- "$n"; done', "sh", received_area(service)]
+
+
 def remove_stale_argv(service: str, names: tuple[str, ...]) -> list[str]:
     """Remove received subvolumes that can no longer be a parent (a chain broken on one end)."""
     return ["sh", "-c", 'a=$1; shift; for n do btrfs -q subvolume delete "$a/$n" >/dev/null 2>&1 || rm -rf -- "$a/$n"; done',

@@ -75,6 +75,10 @@ def excluded(path, patterns):
             return True
     return False
 
+def real_path(path):
+    """Where a listed path is read (production reads a shipped root from its snapshot)."""
+    return path
+
 def entries(folder):
     try:
         with os.scandir(folder) as found:
@@ -86,7 +90,7 @@ def walk(root, patterns, prefix=b"", skip=None):
     """(path below prefix, lstat) of every regular file under root, in key order; never follows
     a link. skip(path) True: a folder whose whole subtree may be left out."""
     try:
-        info = os.lstat(prefix + root)
+        info = os.lstat(real_path(prefix + root))
     except OSError:
         return
     if stat.S_ISREG(info.st_mode):
@@ -95,7 +99,7 @@ def walk(root, patterns, prefix=b"", skip=None):
         return
     if not stat.S_ISDIR(info.st_mode):
         return
-    stack = [(root, iter(entries(prefix + root)))]
+    stack = [(root, iter(entries(real_path(prefix + root))))]
     while stack:
         folder, children = stack[-1]
         pair = next(children, None)
@@ -109,7 +113,7 @@ def walk(root, patterns, prefix=b"", skip=None):
         try:
             if entry.is_dir(follow_symlinks=False):
                 if skip is None or not skip(path):
-                    stack.append((path, iter(entries(prefix + path))))
+                    stack.append((path, iter(entries(real_path(prefix + path)))))
             elif entry.is_file(follow_symlinks=False):
                 yield path, entry.stat(follow_symlinks=False)
         except OSError:
@@ -137,7 +141,14 @@ since = settings["since_ns"]
 itemized = {encoded(path) for path in settings["itemized"]}
 cursor = key(encoded(settings["cursor"])) if settings["cursor"] else None
 runs = settings["runs"]
+sources = [(encoded(root), encoded(where)) for root, where in settings.get("sources", [])]
 out = sys.stdout.buffer
+
+def real_path(path):  # a root with a source (its snapshot) is read there, listed under its own name
+    for root, where in sources:
+        if path == root or path.startswith(root.rstrip(b"/") + b"/"):
+            return where + path[len(root):]
+    return path
 
 def after(path):
     return cursor is None or key(path) > cursor
@@ -171,7 +182,7 @@ for path, info in walk_all(roots, patterns):
         continue
     flag = b"s" if in_slice else b"c"
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        descriptor = os.open(real_path(path), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except FileNotFoundError:
         out.write(b"X\0%s\0vanished\0" % flag)
         continue
@@ -420,6 +431,9 @@ class Request:
     runs: int = 0  # runs left before the pass's deadline (0: no slice)
     probes: tuple[str, ...] = ()  # paths whose production mtime the answer reports
     max_records: int = 10_000_000
+    # (root, folder on production it is read from): a shipped root's own snapshot, which cannot
+    # change after the copy, so a difference there is never explained by a change on production
+    sources: tuple[tuple[str, str], ...] = ()
 
 
 def disjoint_roots(roots: list[str]) -> list[str]:
@@ -445,7 +459,7 @@ def _framed(document: dict[str, Any]) -> bytes:
 def production_header(request: Request) -> bytes:
     return _framed({"roots": disjoint_roots(list(request.roots)), "excludes": list(request.excludes),
                     "since_ns": _ns(request.since), "itemized": list(request.itemized), "cursor": request.cursor,
-                    "runs": request.runs})
+                    "runs": request.runs, "sources": [list(pair) for pair in request.sources]})
 
 
 def mirror_header(request: Request, tree: str) -> bytes:

@@ -173,3 +173,19 @@ def test_a_made_up_name_through_a_link_in_the_copy_is_never_read(tmp_path):
     judged = {d.path: d.kind for d in answer.differences}
     assert judged[path.decode()] in ("missing", "unreadable-copy")  # never "equal", never "content"
     assert answer.hashed_files == 0
+
+
+def test_a_root_with_a_source_is_read_there_and_listed_under_its_own_name(tmp_path):
+    """A shipped root is listed from production's snapshot of the copy, not from the live tree:
+    a file the live tree dropped but the snapshot holds is no difference; one the copy holds
+    that the snapshot lacks is extra, even when the live tree lacks it too."""
+    data = production_folder(tmp_path)
+    tree, copy = copy_of(tmp_path, data)
+    snapshot = tmp_path / "snapshot"
+    subprocess.run(["cp", "-a", str(data), str(snapshot)], check=True)
+    (data / "file1").unlink()  # the live tree moved on; the snapshot is what was sent
+    (copy / "planted").write_text("kept by a stream that left out a deletion\n")
+    request = tree_plan.Request((str(data),), ("*.sock",), sources=((str(data), str(snapshot)),))
+    answer = answer_of(request, tree)
+    assert {(difference.kind, difference.path) for difference in answer.differences} == {("extra", f"{data}/planted")}
+    assert answer.files == 7
