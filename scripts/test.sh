@@ -38,7 +38,7 @@ python scripts/leftover_processes.py --run-id "$HOTSPARE_SUITE_RUN" "$HOTSPARE_H
 }
 # A passing run's home (lab disks, logs: about a gigabyte) goes; a failing one's stays for its logs.
 if [ "$status" -eq 0 ]; then
-  rm -rf -- "$HOTSPARE_HOME"
+  rm -rf --one-file-system -- "$HOTSPARE_HOME"
 else
   echo "test.sh: the run's logs and lab are kept in $HOTSPARE_HOME" >&2
 fi
