@@ -80,17 +80,22 @@ def measure(lab, env: dict, home: Path, count: int) -> dict:
     def bare() -> None:
         subprocess.run(sign_argv(ca_key, signing, 1, key_file), check=True, capture_output=True)
 
-    rows = {"bare ssh-keygen -s": milliseconds(bare, count),
-            "signer (ssh_ca.sign)": milliseconds(lambda: sign(ca_key, public_key, signing), count)}
+    rows = {
+        "bare ssh-keygen -s": milliseconds(bare, count),
+        "signer (ssh_ca.sign)": milliseconds(lambda: sign(ca_key, public_key, signing), count),
+    }
 
     token = new_token()
     config = home / "issuer.json"
     write_private(config, config_json(ca_key, [(Requester("control", ("127.0.0.1", *source), (), control=True), token)]))
     port = 4290 + lab.slot
     with open(home / "issuer.log", "wb") as log:  # the issuer keeps its own copy of the descriptor
-        issuer = subprocess.Popen([sys.executable, "-m", "hotspare.issuer.service", "--config", str(config),
-                                   "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)})
+        issuer = subprocess.Popen(
+            [sys.executable, "-m", "hotspare.issuer.service", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)},
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(url, issuer)
@@ -99,7 +104,8 @@ def measure(lab, env: dict, home: Path, count: int) -> dict:
         run_id = str(run.id)
         issued = request_certificate(url, token, run_id, public_key)
         rows["issuer over HTTP (lookup + plan + sign)"] = milliseconds(
-            lambda: request_certificate(url, token, run_id, public_key), count)
+            lambda: request_certificate(url, token, run_id, public_key), count
+        )
         # its parts, in this process: the Prefect lookup and the inventory read
         from hotspare.issuer import facts
 
@@ -119,11 +125,19 @@ def measure(lab, env: dict, home: Path, count: int) -> dict:
 
     rows["SSH login + true, block key"] = milliseconds(lambda: login_with(block_login), count)
     rows["SSH login + true, certificate"] = milliseconds(lambda: login_with(certificate_login), count)
-    summary = {name: {"median_ms": round(statistics.median(times), 1), "p90_ms": round(sorted(times)[int(0.9 * len(times)) - 1], 1),
-                      "min_ms": round(min(times), 1)} for name, times in rows.items()}
+    summary = {
+        name: {
+            "median_ms": round(statistics.median(times), 1),
+            "p90_ms": round(sorted(times)[int(0.9 * len(times)) - 1], 1),
+            "min_ms": round(min(times), 1),
+        }
+        for name, times in rows.items()
+    }
     print(f"\n{count} of each, load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores:")
-    table(("step", "median ms", "p90 ms", "min ms"),
-          [(name, values["median_ms"], values["p90_ms"], values["min_ms"]) for name, values in summary.items()])
+    table(
+        ("step", "median ms", "p90 ms", "min ms"),
+        [(name, values["median_ms"], values["p90_ms"], values["min_ms"]) for name, values in summary.items()],
+    )
     return {"summary": summary, "raw_ms": {name: [round(value, 2) for value in times] for name, times in rows.items()}}
 
 

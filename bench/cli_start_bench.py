@@ -54,8 +54,9 @@ def wall_seconds(argv: list[str], environment: dict) -> float:
 
 def imported_modules(argv: list[str], environment: dict) -> int:
     """How many modules ``argv`` imports (``-X importtime`` prints one line per module)."""
-    completed = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], env=environment, capture_output=True, text=True,
-                               check=False, timeout=300)
+    completed = subprocess.run(
+        [argv[0], "-X", "importtime", *argv[1:]], env=environment, capture_output=True, text=True, check=False, timeout=300
+    )
     return sum(1 for line in completed.stderr.splitlines() if line.startswith("import time:") and "|" in line) - 1
 
 
@@ -67,16 +68,25 @@ def measure(commands: dict[str, list[str]], environment: dict, runs: int) -> dic
             elapsed = wall_seconds(argv, environment)
             if number:
                 times[name].append(elapsed)
-    return {name: {"median_s": round(statistics.median(values), 4), "min_s": round(min(values), 4),
-                   "max_s": round(max(values), 4), "runs": len(values),
-                   "modules": imported_modules(commands[name], environment)} for name, values in times.items()}
+    return {
+        name: {
+            "median_s": round(statistics.median(values), 4),
+            "min_s": round(min(values), 4),
+            "max_s": round(max(values), 4),
+            "runs": len(values),
+            "modules": imported_modules(commands[name], environment),
+        }
+        for name, values in times.items()
+    }
 
 
 def commands_for(fleet_file: Path, with_lab: bool) -> dict[str, list[str]]:
     python = sys.executable
-    commands = {"python -c pass": [python, "-c", "pass"],
-                "hotspare --help": [python, "-m", "hotspare.cli", "--help"],
-                "hotspare fleet check": [python, "-m", "hotspare.cli", "fleet", "check", str(fleet_file)]}
+    commands = {
+        "python -c pass": [python, "-c", "pass"],
+        "hotspare --help": [python, "-m", "hotspare.cli", "--help"],
+        "hotspare fleet check": [python, "-m", "hotspare.cli", "fleet", "check", str(fleet_file)],
+    }
     if with_lab:
         commands["hotspare status"] = [python, "-m", "hotspare.cli", "status", "--timeout", "1"]
         commands["hotspare failover --dry-run"] = [python, "-m", "hotspare.cli", "failover", "app1", "--dry-run"]
@@ -88,11 +98,22 @@ def report(results: dict) -> None:
     rows = []
     for name, result in results.items():
         ratio = result["median_s"] / bare
-        target = f"<= {TARGET_RATIO:g}x: {'met' if ratio <= TARGET_RATIO else 'MISSED'}" \
-            if name in ("hotspare --help", "hotspare fleet check") else "-"
+        target = (
+            f"<= {TARGET_RATIO:g}x: {'met' if ratio <= TARGET_RATIO else 'MISSED'}"
+            if name in ("hotspare --help", "hotspare fleet check")
+            else "-"
+        )
         result["ratio_to_python"] = round(ratio, 2)
-        rows.append((name, f"{result['median_s'] * 1000:.0f}", f"{result['min_s'] * 1000:.0f}", f"{ratio:.1f}x",
-                     result["modules"], target))
+        rows.append(
+            (
+                name,
+                f"{result['median_s'] * 1000:.0f}",
+                f"{result['min_s'] * 1000:.0f}",
+                f"{ratio:.1f}x",
+                result["modules"],
+                target,
+            )
+        )
     table(("command", "median ms", "min ms", "vs python -c pass", "modules", "target"), rows)
 
 
@@ -123,8 +144,10 @@ def main() -> int:
             results = measure(commands_for(Path(env["fleet_file"]), True), environment, args.runs)
     print(f"\nCLI start, medians of {args.runs} runs each (interleaved), wall time per process:")
     report(results)
-    write_results({"meta": {**run_meta(), "total_seconds": round(time.monotonic() - started, 1), "runs": args.runs},
-                   "commands": results}, args.out)
+    write_results(
+        {"meta": {**run_meta(), "total_seconds": round(time.monotonic() - started, 1), "runs": args.runs}, "commands": results},
+        args.out,
+    )
     return 0
 
 

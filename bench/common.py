@@ -192,11 +192,30 @@ def root_restic(connection, env: dict, storage, repository_path: str, folder: st
     try:
         connection.run(shell.write_secret_file(key), stdin=Path(env["ssh"]["key"]).read_bytes())
         connection.run(shell.write_secret_file(known), stdin=f"{host} {storage.host_key}\n".encode())
-        sftp = command_line([
-            "ssh", "-F", "/dev/null", "-i", key, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-p", str(storage.ssh_port), f"root@{storage.address}", "-s", "sftp",
-        ])
+        sftp = command_line(
+            [
+                "ssh",
+                "-F",
+                "/dev/null",
+                "-i",
+                key,
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                f"UserKnownHostsFile={known}",
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-p",
+                str(storage.ssh_port),
+                f"root@{storage.address}",
+                "-s",
+                "sftp",
+            ]
+        )
         yield ["restic", "-r", f"sftp:root@{storage.address}:{repository_path}", "-o", f"sftp.command={sftp}"]
     finally:
         connection.run(shell.remove_tree(folder, shell.RUN_DIR), check=False)
@@ -206,15 +225,12 @@ def root_restic(connection, env: dict, storage, repository_path: str, folder: st
 # Recording what the flows do over SSH (wraps the adapter's methods in this process only)
 
 
-def command_label(argv, *, verify_label: str = "rsync verify (--dry-run --checksum)",
-                  program_only: tuple[str, ...] = ()) -> str:
+def command_label(argv, *, verify_label: str = "rsync verify (--dry-run --checksum)", program_only: tuple[str, ...] = ()) -> str:
     """A short name for a remote command, to group the time spent per kind of command: rsync
     kinds by their flags, the app's ctl by action, ``sh -c`` by its script's start, else the
     program and its first argument (only the program for those in ``program_only``); installing
     and removing a transfer key as such."""
-    from hotspare.planning import transfer_keys
-
-    from hotspare.planning import file_digests, preflight_facts
+    from hotspare.planning import file_digests, preflight_facts, transfer_keys
 
     words = [str(word) for word in argv]
     if words[:1] == ["env"]:  # env NAME=VALUE … before the program (preflight facts, key installs)
@@ -228,7 +244,7 @@ def command_label(argv, *, verify_label: str = "rsync verify (--dry-run --checks
     if words[:3] == ["sh", "-c", transfer_keys.KEYS_SCRIPT] and len(words) > 4:
         return f"transfer key {words[4]}"
     if "rsync" in words:
-        rsync = words[words.index("rsync"):]
+        rsync = words[words.index("rsync") :]
         if "--dry-run" in rsync:
             return verify_label
         if "--files-from=-" in rsync:
@@ -270,7 +286,9 @@ class SshRecorder:
                 failed = False
                 return result
             finally:
-                recorder._add("connect", connection.endpoint.name, "ssh connect" + recorder._outcome(" (failed)" if failed else ""), start)
+                recorder._add(
+                    "connect", connection.endpoint.name, "ssh connect" + recorder._outcome(" (failed)" if failed else ""), start
+                )
 
         def timed_run(connection, argv, *a, **k):
             start, outcome = time.time(), " (failed)"
@@ -278,8 +296,15 @@ class SshRecorder:
                 result = run(connection, argv, *a, **k)
                 outcome = f" (exit {result.exit_status})" if result.exit_status else ""
                 if result.exit_status:
-                    recorder.nonzero.append({"host": connection.endpoint.name, "argv": [str(w) for w in argv][:12],
-                                             "exit": result.exit_status, "stderr": result.stderr_tail[-500:], "at": start})
+                    recorder.nonzero.append(
+                        {
+                            "host": connection.endpoint.name,
+                            "argv": [str(w) for w in argv][:12],
+                            "exit": result.exit_status,
+                            "stderr": result.stderr_tail[-500:],
+                            "at": start,
+                        }
+                    )
                 return result
             finally:
                 recorder._add("run", connection.endpoint.name, recorder.label(argv) + recorder._outcome(outcome), start)
@@ -310,8 +335,10 @@ def by_label(timed: Iterable[tuple[str, float]]) -> dict:
     grouped: dict[str, list[float]] = {}
     for label, seconds in timed:
         grouped.setdefault(label, []).append(seconds)
-    return {label: {"count": len(times), "seconds": round(sum(times), 3)}
-            for label, times in sorted(grouped.items(), key=lambda item: -sum(item[1]))}
+    return {
+        label: {"count": len(times), "seconds": round(sum(times), 3)}
+        for label, times in sorted(grouped.items(), key=lambda item: -sum(item[1]))
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -344,7 +371,9 @@ def table(header, rows) -> None:
     """Print rows under a header, indented by two: the first column left-aligned, the others right."""
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        print("  " + "  ".join(str(cell).ljust(widths[i]) if i == 0 else str(cell).rjust(widths[i]) for i, cell in enumerate(row)))
+        print(
+            "  " + "  ".join(str(cell).ljust(widths[i]) if i == 0 else str(cell).rjust(widths[i]) for i, cell in enumerate(row))
+        )
 
 
 def write_results(results: dict, path: str | Path) -> Path:

@@ -23,8 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import bench_lab, run_meta, table, write_results
 
-STEPS = ("clean up earlier drills", "write manifest", "make bubble", "mount copy", "start app", "health check",
-         "canary login", "check isolation", "tear down and prove")
+STEPS = (
+    "clean up earlier drills",
+    "write manifest",
+    "make bubble",
+    "mount copy",
+    "start app",
+    "health check",
+    "canary login",
+    "check isolation",
+    "tear down and prove",
+)
 
 
 def main() -> int:
@@ -47,15 +56,37 @@ def main() -> int:
             wall = time.monotonic() - clock
             steps = {step["step"]: step["seconds"] for step in result["steps"]}
             results.append({"run": number, "wall_seconds": round(wall, 3), "load_1m": load, **result})
-            rows.append([f"drill {number}", f"{wall:.2f}", f"{result['rto_seconds']:.2f}",
-                         f"{result['rpo_seconds']:.0f}", "yes" if result["cleanup_proven"] else "NO",
-                         *[f"{steps.get(name, 0):.2f}" for name in STEPS], f"{load:.1f}"])
+            rows.append(
+                [
+                    f"drill {number}",
+                    f"{wall:.2f}",
+                    f"{result['rto_seconds']:.2f}",
+                    f"{result['rpo_seconds']:.0f}",
+                    "yes" if result["cleanup_proven"] else "NO",
+                    *[f"{steps.get(name, 0):.2f}" for name in STEPS],
+                    f"{load:.1f}",
+                ]
+            )
         print()
-        table(["run", "drill s", "RTO s", "RPO s", "cleanup", *[name.split()[0] + "…" if len(name) > 12 else name
-                                                              for name in STEPS], "load"], rows)
-        write_results({"meta": {**run_meta(), "total_seconds": round(time.monotonic() - bench.started, 1),
-                                "slot": bench.lab.slot},
-                       "drills": results}, args.out)
+        table(
+            [
+                "run",
+                "drill s",
+                "RTO s",
+                "RPO s",
+                "cleanup",
+                *[name.split()[0] + "…" if len(name) > 12 else name for name in STEPS],
+                "load",
+            ],
+            rows,
+        )
+        write_results(
+            {
+                "meta": {**run_meta(), "total_seconds": round(time.monotonic() - bench.started, 1), "slot": bench.lab.slot},
+                "drills": results,
+            },
+            args.out,
+        )
     return 0
 
 

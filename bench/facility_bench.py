@@ -64,8 +64,9 @@ def main() -> int:
         with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
             results["lab"] = measure_lab(lab, env, args.runs)
     per_service = args.per_service_seconds or (results.get("lab", {}).get("median_since_approval_seconds") or 10.0)
-    results["simulated"] = simulate([int(n) for n in args.sizes.split(",")], [int(p) for p in args.parallelism.split(",")],
-                                    per_service)
+    results["simulated"] = simulate(
+        [int(n) for n in args.sizes.split(",")], [int(p) for p in args.parallelism.split(",")], per_service
+    )
     results["meta"]["total_seconds"] = round(time.monotonic() - started, 1)
     write_results(results, OUT)
     return 0
@@ -131,28 +132,60 @@ def measure_lab(lab, env: dict, runs: int) -> dict:
         failback = failover("app1", planned=True, yes=True)
         failed_back = time.monotonic() - t2
         cycle = {
-            "run": index + 1, "facility_call_seconds": round(call, 2), "approval_to_all_done_seconds": result["total_seconds"],
-            "app1_since_approval_seconds": app1["since_approval_seconds"], "app1_rto_seconds": app1["rto_seconds"],
+            "run": index + 1,
+            "facility_call_seconds": round(call, 2),
+            "approval_to_all_done_seconds": result["total_seconds"],
+            "app1_since_approval_seconds": app1["since_approval_seconds"],
+            "app1_rto_seconds": app1["rto_seconds"],
             "app1_users_served_from_mirror_seconds": round(prober.seen_at - t0, 2) if prober.seen_at else None,
-            "unprotected": result["unprotected"], "return_seconds": round(returned, 2),
+            "unprotected": result["unprotected"],
+            "return_seconds": round(returned, 2),
             "return_outcomes": {name: item["outcome"] for name, item in back["results"].items()},
-            "failback_seconds": round(failed_back, 2), "failback_rto_seconds": failback.get("rto_seconds"),
+            "failback_seconds": round(failed_back, 2),
+            "failback_rto_seconds": failback.get("rto_seconds"),
         }
         cycles.append(cycle)
         print(f"cycle {index + 1}: {cycle}", flush=True)
     print("\nFacility failover of east (measured; approval up front, the clock starts at approval):")
-    table(("run", "flow call s", "approval->all on mirror s", "app1 on mirror s", "app1 RTO s", "users via DNS s (from call)",
-           "return s", "failback s"),
-          [(c["run"], c["facility_call_seconds"], c["approval_to_all_done_seconds"], c["app1_since_approval_seconds"],
-            c["app1_rto_seconds"], c["app1_users_served_from_mirror_seconds"], c["return_seconds"], c["failback_seconds"])
-           for c in cycles])
+    table(
+        (
+            "run",
+            "flow call s",
+            "approval->all on mirror s",
+            "app1 on mirror s",
+            "app1 RTO s",
+            "users via DNS s (from call)",
+            "return s",
+            "failback s",
+        ),
+        [
+            (
+                c["run"],
+                c["facility_call_seconds"],
+                c["approval_to_all_done_seconds"],
+                c["app1_since_approval_seconds"],
+                c["app1_rto_seconds"],
+                c["app1_users_served_from_mirror_seconds"],
+                c["return_seconds"],
+                c["failback_seconds"],
+            )
+            for c in cycles
+        ],
+    )
     median = statistics.median(c["approval_to_all_done_seconds"] for c in cycles)
     worst = max(c["approval_to_all_done_seconds"] for c in cycles)
-    print(f"  median {median:.1f} s, worst {worst:.1f} s; target {TARGET_SECONDS:.0f} s: "
-          f"{'met' if worst <= TARGET_SECONDS else 'MISSED'}")
-    return {"cycles": cycles, "median_approval_to_all_done_seconds": median, "worst_seconds": worst,
-            "median_since_approval_seconds": statistics.median(c["app1_since_approval_seconds"] for c in cycles),
-            "target_seconds": TARGET_SECONDS, "target_met": worst <= TARGET_SECONDS}
+    print(
+        f"  median {median:.1f} s, worst {worst:.1f} s; target {TARGET_SECONDS:.0f} s: "
+        f"{'met' if worst <= TARGET_SECONDS else 'MISSED'}"
+    )
+    return {
+        "cycles": cycles,
+        "median_approval_to_all_done_seconds": median,
+        "worst_seconds": worst,
+        "median_since_approval_seconds": statistics.median(c["app1_since_approval_seconds"] for c in cycles),
+        "target_seconds": TARGET_SECONDS,
+        "target_met": worst <= TARGET_SECONDS,
+    }
 
 
 def synthetic_standings(count: int, rng: random.Random):
@@ -165,15 +198,30 @@ def synthetic_standings(count: int, rng: random.Random):
     for index in range(count):
         name = f"svc{index:05d}"
         production, mirror = f"p{index % 50}", f"m{index % 50}"
-        facts = ServiceFacts(service=name, state="protected", active_server=production, mirror_server=mirror,
-                             dns_name=f"{name}.test", addresses={production: "10.0.0.1", mirror: "10.0.1.1"},
-                             dns_answer=["10.0.0.1"],
-                             copies=[CopyChoice(f"{name}-c", "verified", now - timedelta(hours=2), "/srv/hotspare/x")])
+        facts = ServiceFacts(
+            service=name,
+            state="protected",
+            active_server=production,
+            mirror_server=mirror,
+            dns_name=f"{name}.test",
+            addresses={production: "10.0.0.1", mirror: "10.0.1.1"},
+            dns_answer=["10.0.0.1"],
+            copies=[CopyChoice(f"{name}-c", "verified", now - timedelta(hours=2), "/srv/hotspare/x")],
+        )
         depends = tuple(sorted({f"svc{rng.randrange(index):05d}" for _ in range(rng.randrange(3))})) if index else ()
-        standings.append(ServiceStanding(
-            service=name, tier=rng.randint(1, 4), depends_on=depends, state="protected", production=production,
-            production_facility="east", mirror=mirror, mirror_facility="west",
-            failover_plan=plan_failover(facts, planned=False, now=now)))
+        standings.append(
+            ServiceStanding(
+                service=name,
+                tier=rng.randint(1, 4),
+                depends_on=depends,
+                state="protected",
+                production=production,
+                production_facility="east",
+                mirror=mirror,
+                mirror_facility="west",
+                failover_plan=plan_failover(facts, planned=False, now=now),
+            )
+        )
     return standings
 
 
@@ -192,23 +240,56 @@ def simulate(sizes: list[int], parallelisms: list[int], per_service_seconds: flo
         t2 = time.perf_counter()
         digest, markdown = plan.digest, plan.markdown()
         rendered = time.perf_counter() - t2
-        rows.append({"services": size, "service_plans_ms": round(built * 1000, 1), "facility_plan_ms": round(planned * 1000, 1),
-                     "digest_and_markdown_ms": round(rendered * 1000, 1), "waves": len(plan.waves),
-                     "markdown_kb": round(len(markdown) / 1024, 1), "digest": digest})
+        rows.append(
+            {
+                "services": size,
+                "service_plans_ms": round(built * 1000, 1),
+                "facility_plan_ms": round(planned * 1000, 1),
+                "digest_and_markdown_ms": round(rendered * 1000, 1),
+                "waves": len(plan.waves),
+                "markdown_kb": round(len(markdown) / 1024, 1),
+                "digest": digest,
+            }
+        )
         for parallelism in parallelisms:
             rounds = sum(math.ceil(len(wave.moves) / parallelism) for wave in plan.waves)
-            estimates.append({"services": size, "parallelism": parallelism, "rounds": rounds,
-                              "estimated_seconds": round(rounds * per_service_seconds, 1)})
+            estimates.append(
+                {
+                    "services": size,
+                    "parallelism": parallelism,
+                    "rounds": rounds,
+                    "estimated_seconds": round(rounds * per_service_seconds, 1),
+                }
+            )
     print("\nPure planner over SIMULATED services (synthetic facts, no lab):")
-    table(("services", "service plans ms", "facility plan ms", "digest+markdown ms", "waves", "markdown KiB"),
-          [(r["services"], r["service_plans_ms"], r["facility_plan_ms"], r["digest_and_markdown_ms"], r["waves"],
-            r["markdown_kb"]) for r in rows])
-    print(f"\nESTIMATED facility failover duration (simulated: rounds x {per_service_seconds:.1f} s per service measured "
-          "in the lab; assumes parallel failovers do not slow each other):")
-    table(("services", "parallelism", "rounds", "estimated s"),
-          [(e["services"], e["parallelism"], e["rounds"], e["estimated_seconds"]) for e in estimates])
-    return {"planner": rows, "estimates": estimates, "per_service_seconds": per_service_seconds,
-            "note": "simulated: synthetic services through the pure planner; durations are estimates, not measurements"}
+    table(
+        ("services", "service plans ms", "facility plan ms", "digest+markdown ms", "waves", "markdown KiB"),
+        [
+            (
+                r["services"],
+                r["service_plans_ms"],
+                r["facility_plan_ms"],
+                r["digest_and_markdown_ms"],
+                r["waves"],
+                r["markdown_kb"],
+            )
+            for r in rows
+        ],
+    )
+    print(
+        f"\nESTIMATED facility failover duration (simulated: rounds x {per_service_seconds:.1f} s per service measured "
+        "in the lab; assumes parallel failovers do not slow each other):"
+    )
+    table(
+        ("services", "parallelism", "rounds", "estimated s"),
+        [(e["services"], e["parallelism"], e["rounds"], e["estimated_seconds"]) for e in estimates],
+    )
+    return {
+        "planner": rows,
+        "estimates": estimates,
+        "per_service_seconds": per_service_seconds,
+        "note": "simulated: synthetic services through the pure planner; durations are estimates, not measurements",
+    }
 
 
 if __name__ == "__main__":

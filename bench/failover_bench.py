@@ -58,8 +58,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (SshRecorder, by_label, epoch, isolate_environment, lab_and_prefect, rewrite_random_files,
-                          run_meta, ssh_argv, table, write_random_files, write_results)
+from bench.common import (
+    SshRecorder,
+    by_label,
+    epoch,
+    isolate_environment,
+    lab_and_prefect,
+    rewrite_random_files,
+    run_meta,
+    ssh_argv,
+    table,
+    write_random_files,
+    write_results,
+)
 
 SERVICE = "app1"
 EMERGENCY_TARGET_SECONDS = 15.0
@@ -74,12 +85,26 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=10_000, help="number of files of the data set (default 10,000)")
     parser.add_argument("--change-percent", type=float, default=1.0, help="files rewritten before the switchover (default 1 %%)")
     parser.add_argument("--no-planned", action="store_true", help="skip the planned switchover")
-    parser.add_argument("--warm-pool-run", action=argparse.BooleanOptionalAction, default=True,
-                        help="one extra emergency run with a just-used pooled SSH connection to production (default on)")
-    parser.add_argument("--no-heartbeats", action="store_true",
-                        help="run the flows with Prefect's flow-run heartbeats off (shows what the heartbeat thread costs at each flow exit)")
-    parser.add_argument("--max-load", type=float, default=1.0, help="wait until the 1-min load average is below this (default 1.0)")
-    parser.add_argument("--quiet-wait", type=float, default=600, help="wait at most this many seconds for a quiet machine (default 600; 0: don't wait)")
+    parser.add_argument(
+        "--warm-pool-run",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one extra emergency run with a just-used pooled SSH connection to production (default on)",
+    )
+    parser.add_argument(
+        "--no-heartbeats",
+        action="store_true",
+        help="run the flows with Prefect's flow-run heartbeats off (shows what the heartbeat thread costs at each flow exit)",
+    )
+    parser.add_argument(
+        "--max-load", type=float, default=1.0, help="wait until the 1-min load average is below this (default 1.0)"
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=600,
+        help="wait at most this many seconds for a quiet machine (default 600; 0: don't wait)",
+    )
     parser.add_argument("--slot", type=int, default=None, help="lab slot (default: a free one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (lab hosts, inventory)")
     parser.add_argument("--out", default=str(OUT))
@@ -98,7 +123,9 @@ def main() -> int:
 
         from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-        heartbeats = temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}) if args.no_heartbeats else nullcontext()
+        heartbeats = (
+            temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}) if args.no_heartbeats else nullcontext()
+        )
         with heartbeats:
             results = Bench(lab, env, args).run()
     results["meta"].update(total_seconds=round(time.monotonic() - started, 1), slot=lab.slot, load_wait=load)
@@ -119,7 +146,10 @@ def wait_for_quiet(max_load: float, seconds: float) -> dict:
     now = os.getloadavg()
     quiet = now[0] < max_load
     if not quiet:
-        print(f"WARNING: load average still {now[0]:.2f} after {waited:.0f} s; measuring anyway (numbers are pessimistic)", flush=True)
+        print(
+            f"WARNING: load average still {now[0]:.2f} after {waited:.0f} s; measuring anyway (numbers are pessimistic)",
+            flush=True,
+        )
     return {"first": first, "at_start": now, "waited_seconds": round(waited, 1), "quiet": quiet, "max_load": max_load}
 
 
@@ -191,7 +221,9 @@ class Bench:
     # ----- helpers ----------------------------------------------------------------------
 
     def ssh(self, host: str, *command: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(ssh_argv(self.env, host, list(command)), capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            ssh_argv(self.env, host, list(command)), capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     def must(self, host: str, *command: str) -> str:
         result = self.ssh(host, *command)
@@ -255,9 +287,17 @@ class Bench:
 
         with session() as db:
             rows = db.exec(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.id)).all()
-            return [{"step": row.name, "start": epoch(row.started_at), "end": epoch(row.ended_at),
-                     "seconds": round(epoch(row.ended_at) - epoch(row.started_at), 3) if row.ended_at else None,
-                     "outcome": row.outcome, "detail": row.detail} for row in rows]
+            return [
+                {
+                    "step": row.name,
+                    "start": epoch(row.started_at),
+                    "end": epoch(row.ended_at),
+                    "seconds": round(epoch(row.ended_at) - epoch(row.started_at), 3) if row.ended_at else None,
+                    "outcome": row.outcome,
+                    "detail": row.detail,
+                }
+                for row in rows
+            ]
 
     def ssh_breakdown(self, start: float, end: float) -> dict:
         events = self.recorder.between(start, end, slack=0.01)
@@ -301,8 +341,9 @@ class Bench:
         zone = fleet.zone(self.env["zone"])
         [current] = self.dns_answer()
         if current != self.prod_address:
-            dns.compare_and_swap_address(self.lab_dns(), access.tsig_key(zone.tsig_key_block), self.dns_name,
-                                         current, self.prod_address, zone.ttl)
+            dns.compare_and_swap_address(
+                self.lab_dns(), access.tsig_key(zone.tsig_key_block), self.dns_name, current, self.prod_address, zone.ttl
+            )
         with session() as db:
             row = db.get(ServiceRow, SERVICE)
             row.active_server, row.mirror_server, row.state, row.failover = self.production, self.mirror, "protected", None
@@ -325,8 +366,12 @@ class Bench:
         if result["outcome"] != "ok":
             raise RuntimeError(f"replication failed: {result}")
         [row] = self.runs_since(before, "replicate")
-        return {"seconds": round(seconds, 3), "copy_id": result["copy_id"], "transfer": result["transfer"],
-                "steps": {s["step"]: s["seconds"] for s in self.step_rows(row.id)}}
+        return {
+            "seconds": round(seconds, 3),
+            "copy_id": result["copy_id"],
+            "transfer": result["transfer"],
+            "steps": {s["step"]: s["seconds"] for s in self.step_rows(row.id)},
+        }
 
     # ----- 1. emergency failover --------------------------------------------------------------
 
@@ -376,9 +421,12 @@ class Bench:
             "ssh_before_first_step": self.ssh_breakdown(t0, first["start"]),
         }
         run["reset_seconds"] = round(self.reset_layout(), 3)
-        print(f"  run {index}{' (warm pooled connection)' if warm_pool else ''}: answers through DNS after {run['answers_through_dns']:.2f} s, "
-              f"flow returned after {run['flow_call']:.2f} s (fence {run['step_seconds'].get('fence production', 0):.2f} s, "
-              f"before first step {run['before_first_step']:.2f} s); reset {run['reset_seconds']:.1f} s", flush=True)
+        print(
+            f"  run {index}{' (warm pooled connection)' if warm_pool else ''}: answers through DNS after {run['answers_through_dns']:.2f} s, "
+            f"flow returned after {run['flow_call']:.2f} s (fence {run['step_seconds'].get('fence production', 0):.2f} s, "
+            f"before first step {run['before_first_step']:.2f} s); reset {run['reset_seconds']:.1f} s",
+            flush=True,
+        )
         return run
 
     def emergency(self) -> dict:
@@ -412,13 +460,24 @@ class Bench:
             flow_runs = {str(f.id): f for f in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))}
         for run in runs:
             flow_run = flow_runs.get(run["flow_run_id"])
-            mine = sorted((t for t in tasks if str(t.flow_run_id) == run["flow_run_id"] and t.start_time), key=lambda t: t.start_time)
+            mine = sorted(
+                (t for t in tasks if str(t.flow_run_id) == run["flow_run_id"] and t.start_time), key=lambda t: t.start_time
+            )
             run["prefect"] = {
-                "flow_run_started_after": round(flow_run.start_time.timestamp() - run["t0"], 3) if flow_run and flow_run.start_time else None,
-                "flow_run_ended_after": round(flow_run.end_time.timestamp() - run["t0"], 3) if flow_run and flow_run.end_time else None,
-                "tasks": [{"task": t.name.rsplit("-", 1)[0], "start_after": round(t.start_time.timestamp() - run["t0"], 3),
-                           "seconds": round(t.end_time.timestamp() - t.start_time.timestamp(), 3) if t.end_time else None}
-                          for t in mine],
+                "flow_run_started_after": round(flow_run.start_time.timestamp() - run["t0"], 3)
+                if flow_run and flow_run.start_time
+                else None,
+                "flow_run_ended_after": round(flow_run.end_time.timestamp() - run["t0"], 3)
+                if flow_run and flow_run.end_time
+                else None,
+                "tasks": [
+                    {
+                        "task": t.name.rsplit("-", 1)[0],
+                        "start_after": round(t.start_time.timestamp() - run["t0"], 3),
+                        "seconds": round(t.end_time.timestamp() - t.start_time.timestamp(), 3) if t.end_time else None,
+                    }
+                    for t in mine
+                ],
             }
 
     def flow_runs_since(self, t0: float) -> list[dict]:
@@ -429,13 +488,21 @@ class Bench:
 
         after = datetime.fromtimestamp(t0 - 1, timezone.utc)
         with get_client(sync_client=True) as client:
-            found = client.read_flow_runs(flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=after)),
-                                          sort=FlowRunSort.START_TIME_ASC, limit=50)
+            found = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=after)),
+                sort=FlowRunSort.START_TIME_ASC,
+                limit=50,
+            )
             names = {flow.id: flow.name for flow in client.read_flows(limit=50)}
-        return [{"flow": names.get(f.flow_id, str(f.flow_id)), "state": f.state_name,
-                 "start_after": round(f.start_time.timestamp() - t0, 3) if f.start_time else None,
-                 "end_after": round(f.end_time.timestamp() - t0, 3) if f.end_time else None}
-                for f in found]
+        return [
+            {
+                "flow": names.get(f.flow_id, str(f.flow_id)),
+                "state": f.state_name,
+                "start_after": round(f.start_time.timestamp() - t0, 3) if f.start_time else None,
+                "end_after": round(f.end_time.timestamp() - t0, 3) if f.end_time else None,
+            }
+            for f in found
+        ]
 
     # ----- 2. planned switchover with a large data set ---------------------------------------
 
@@ -444,8 +511,12 @@ class Bench:
         size = self.args.size_mb * 2**20 // self.args.files
         self.file_names += write_random_files(self.data_dir / "bench", self.args.files, size)
         os.sync()
-        return {"files": self.args.files, "file_bytes": size, "total_bytes": size * self.args.files,
-                "seconds": round(time.perf_counter() - started, 1)}
+        return {
+            "files": self.args.files,
+            "file_bytes": size,
+            "total_bytes": size * self.args.files,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
 
     def change(self) -> int:
         count = max(1, round(len(self.file_names) * self.args.change_percent / 100))
@@ -458,9 +529,15 @@ class Bench:
 
         self.reset_layout()
         data = self.generate()
-        print(f"generated {data['files']} files x {data['file_bytes']} bytes = {data['total_bytes'] / 1e9:.2f} GB in {data['seconds']} s", flush=True)
+        print(
+            f"generated {data['files']} files x {data['file_bytes']} bytes = {data['total_bytes'] / 1e9:.2f} GB in {data['seconds']} s",
+            flush=True,
+        )
         full = self.replicate()
-        print(f"full replication: {full['seconds']:.2f} s (copy {full['steps'].get('copy')} s, verify {full['steps'].get('verify')} s)", flush=True)
+        print(
+            f"full replication: {full['seconds']:.2f} s (copy {full['steps'].get('copy')} s, verify {full['steps'].get('verify')} s)",
+            flush=True,
+        )
         changed = self.change()
         before = self.last_run_id()
         t0 = time.time()
@@ -488,9 +565,12 @@ class Bench:
             "before_first_step": round(steps[0]["start"] - t0, 3),
             "switchover_until_inventory": round(inventory_end - t0, 3),
             "steps": steps,
-            "final_sync": {"run_id": final_sync.id, "steps": self.with_ssh(self.step_rows(final_sync.id)),
-                           "transfer": (final_sync.details or {}).get("transfer"),
-                           "verification": (final_sync.details or {}).get("verification")},
+            "final_sync": {
+                "run_id": final_sync.id,
+                "steps": self.with_ssh(self.step_rows(final_sync.id)),
+                "transfer": (final_sync.details or {}).get("transfer"),
+                "verification": (final_sync.details or {}).get("verification"),
+            },
             "reprotect": {"seconds": round(returned - inventory_end, 3), "outcome": result.get("reprotect", {}).get("outcome")},
             "answers_through_dns_after_return": answers,
             "layout_after": {"state": row.state, "active": row.active_server, "mirror": row.mirror_server},
@@ -502,13 +582,19 @@ class Bench:
             rep = reprotect_runs[0]
             rep_steps = self.with_ssh(self.step_rows(rep.id))
             planned["reprotect"].update(
-                replicate_run_id=rep.id, replicate_seconds=round(epoch(rep.ended_at) - epoch(rep.started_at), 3),
-                steps=rep_steps, transfer=(rep.details or {}).get("transfer"),
+                replicate_run_id=rep.id,
+                replicate_seconds=round(epoch(rep.ended_at) - epoch(rep.started_at), 3),
+                steps=rep_steps,
+                transfer=(rep.details or {}).get("transfer"),
                 verification=(rep.details or {}).get("verification"),
                 before_replicate=round(epoch(rep.started_at) - inventory_end, 3),
-                after_replicate=round(returned - epoch(rep.ended_at), 3))
-        print(f"switchover: until inventory {planned['switchover_until_inventory']:.2f} s, reprotect {planned['reprotect']['seconds']:.2f} s, "
-              f"flow call {flow_seconds:.2f} s; layout now {row.active_server} -> {row.mirror_server} ({row.state})", flush=True)
+                after_replicate=round(returned - epoch(rep.ended_at), 3),
+            )
+        print(
+            f"switchover: until inventory {planned['switchover_until_inventory']:.2f} s, reprotect {planned['reprotect']['seconds']:.2f} s, "
+            f"flow call {flow_seconds:.2f} s; layout now {row.active_server} -> {row.mirror_server} ({row.state})",
+            flush=True,
+        )
         return planned
 
     # ----- the whole run ---------------------------------------------------------------------
@@ -520,8 +606,10 @@ class Bench:
         results = {
             "meta": {
                 **run_meta(),
-                "cpus": os.cpu_count(), "load_average_before_runs": os.getloadavg(),
-                "runs": self.args.runs, "target_median_seconds": EMERGENCY_TARGET_SECONDS,
+                "cpus": os.cpu_count(),
+                "load_average_before_runs": os.getloadavg(),
+                "runs": self.args.runs,
+                "target_median_seconds": EMERGENCY_TARGET_SECONDS,
                 "health_url": self.health_url,
                 "flow_heartbeat_seconds": get_current_settings().flows.heartbeat_frequency,
             },
@@ -571,18 +659,23 @@ def fmt(value) -> str:
 def print_report(results: dict) -> None:
     meta = results["meta"]
     load = meta.get("load_wait", {})
+
     def three(values) -> str:
         return ", ".join(f"{value:.2f}" for value in values)
 
     waited = f", waited {load['waited_seconds']} s" if load.get("waited_seconds") else ""
-    print(f"\nLoad average (1/5/15 min): {three(load.get('first', ()))} when started{waited}; "
-          f"{three(meta['load_average_before_runs'])} before the runs; {three(meta['load_average_end'])} at the end ({meta['cpus']} CPUs)")
+    print(
+        f"\nLoad average (1/5/15 min): {three(load.get('first', ()))} when started{waited}; "
+        f"{three(meta['load_average_before_runs'])} before the runs; {three(meta['load_average_end'])} at the end ({meta['cpus']} CPUs)"
+    )
 
     emergency = results["emergency"]
     summary = emergency["summary"]
     runs = emergency["runs"]
-    print(f"\nEmergency failover of app1 (prod-east down, -> mirror-west), {len(runs)} runs, seconds "
-          f"(Prefect flow heartbeats: {meta.get('flow_heartbeat_seconds') or 'off'})")
+    print(
+        f"\nEmergency failover of app1 (prod-east down, -> mirror-west), {len(runs)} runs, seconds "
+        f"(Prefect flow heartbeats: {meta.get('flow_heartbeat_seconds') or 'off'})"
+    )
     rows = [("clock start -> first step (flow run, gather facts, plan, locks)", summary["before_first_step"])]
     for name, value in summary["steps"].items():
         label = f"step: {name}" + ("  [bounded: SSH connect timeout to the dead host]" if name == "fence production" else "")
@@ -595,10 +688,17 @@ def print_report(results: dict) -> None:
         ("total without the fence wait", summary["total_without_fence"]),
     ]
     table(("phase", "median", "min", "max"), [(label, fmt(s["median"]), fmt(s["min"]), fmt(s["max"])) for label, s in rows])
-    print(f"  target: median total <= {EMERGENCY_TARGET_SECONDS:g} s: {'met' if summary['target_met'] else 'MISSED'} "
-          f"({summary['total']['median']:.2f} s)")
-    print("  per run (total / answers via DNS / flow call / fence): " +
-          "; ".join(f"{r['total']:.2f}/{r['answers_through_dns']:.2f}/{r['flow_call']:.2f}/{r['step_seconds'].get('fence production', 0):.2f}" for r in runs))
+    print(
+        f"  target: median total <= {EMERGENCY_TARGET_SECONDS:g} s: {'met' if summary['target_met'] else 'MISSED'} "
+        f"({summary['total']['median']:.2f} s)"
+    )
+    print(
+        "  per run (total / answers via DNS / flow call / fence): "
+        + "; ".join(
+            f"{r['total']:.2f}/{r['answers_through_dns']:.2f}/{r['flow_call']:.2f}/{r['step_seconds'].get('fence production', 0):.2f}"
+            for r in runs
+        )
+    )
     prefect = [r.get("prefect") for r in runs if r.get("prefect")]
     if prefect:
         started = stats(p["flow_run_started_after"] for p in prefect)
@@ -606,12 +706,20 @@ def print_report(results: dict) -> None:
         for p in prefect:
             for task in p["tasks"]:
                 tasks.setdefault(task["task"], []).append(task["seconds"])
-        ended = stats(r["flow_call"] - r["prefect"]["flow_run_ended_after"] for r in runs
-                      if r.get("prefect") and r["prefect"]["flow_run_ended_after"] is not None)
-        print(f"  Prefect: flow run starts {fmt(started['median'])} s after the call, the call returns {fmt(ended['median'])} s after the "
-              "API has the run's end (medians); task runs (median s): " +
-              ", ".join(f"{name} {fmt(stats(values)['median'])}" + (f" x{len(values) // len(prefect)}" if len(values) > len(prefect) else "")
-                        for name, values in tasks.items()))
+        ended = stats(
+            r["flow_call"] - r["prefect"]["flow_run_ended_after"]
+            for r in runs
+            if r.get("prefect") and r["prefect"]["flow_run_ended_after"] is not None
+        )
+        print(
+            f"  Prefect: flow run starts {fmt(started['median'])} s after the call, the call returns {fmt(ended['median'])} s after the "
+            "API has the run's end (medians); task runs (median s): "
+            + ", ".join(
+                f"{name} {fmt(stats(values)['median'])}"
+                + (f" x{len(values) // len(prefect)}" if len(values) > len(prefect) else "")
+                for name, values in tasks.items()
+            )
+        )
     last = runs[-1]
     print("  where the time goes in the last run (SSH from the orchestrator, per step):")
     print(f"    {'before first step':<20} {last['before_first_step']:6.2f} s  " + _ssh_line(last["ssh_before_first_step"]))
@@ -619,15 +727,19 @@ def print_report(results: dict) -> None:
         print(f"    {step['step']:<20} {step['seconds']:6.2f} s  " + _ssh_line(step["ssh"]))
     warm = emergency.get("warm_pool_run")
     if warm:
-        print(f"  extra run, production's pooled SSH connection used just before the outage: fence {warm['step_seconds'].get('fence production'):.2f} s, "
-              f"total {warm['total']:.2f} s  ({warm['fence_detail']})")
+        print(
+            f"  extra run, production's pooled SSH connection used just before the outage: fence {warm['step_seconds'].get('fence production'):.2f} s, "
+            f"total {warm['total']:.2f} s  ({warm['fence_detail']})"
+        )
 
     planned = results.get("planned")
     if not planned:
         return
     data = planned["data"]
-    print(f"\nPlanned switchover of app1 with {data['files']} files x {data['file_bytes']} bytes ({data['total_bytes'] / 1e9:.2f} GB), "
-          f"{planned['files_changed']} files changed since the last copy, seconds")
+    print(
+        f"\nPlanned switchover of app1 with {data['files']} files x {data['file_bytes']} bytes ({data['total_bytes'] / 1e9:.2f} GB), "
+        f"{planned['files_changed']} files changed since the last copy, seconds"
+    )
     rows = [("clock start -> first step (flow run, gather facts, plan, locks)", planned["before_first_step"])]
     for step in planned["steps"]:
         rows.append((f"step: {step['step']}", step["seconds"]))
@@ -645,15 +757,19 @@ def print_report(results: dict) -> None:
     rows.append(("flow call (failover(planned=True) wall time)", planned["flow_call"]))
     table(("phase", "seconds"), [(label, fmt(value)) for label, value in rows])
     full = planned["full_replication"]
-    print(f"  before it: full replication of the data set {full['seconds']:.2f} s (copy {fmt(full['steps'].get('copy'))}, "
-          f"verify {fmt(full['steps'].get('verify'))}); reprotect outcome {reprotect['outcome']}; layout after: "
-          f"{planned['layout_after']['active']} -> {planned['layout_after']['mirror']} ({planned['layout_after']['state']}); "
-          f"answers through DNS at the mirror: {planned['answers_through_dns_after_return']}")
+    print(
+        f"  before it: full replication of the data set {full['seconds']:.2f} s (copy {fmt(full['steps'].get('copy'))}, "
+        f"verify {fmt(full['steps'].get('verify'))}); reprotect outcome {reprotect['outcome']}; layout after: "
+        f"{planned['layout_after']['active']} -> {planned['layout_after']['mirror']} ({planned['layout_after']['state']}); "
+        f"answers through DNS at the mirror: {planned['answers_through_dns_after_return']}"
+    )
     flows = planned.get("prefect_flow_runs") or []
     if flows:
-        print("  Prefect flow runs (seconds after the call: start -> end): " +
-              "; ".join(f"{f['flow']} {fmt(f['start_after'])} -> {fmt(f['end_after'])}" for f in flows) +
-              f"; the call returned at {planned['flow_call']:.2f}")
+        print(
+            "  Prefect flow runs (seconds after the call: start -> end): "
+            + "; ".join(f"{f['flow']} {fmt(f['start_after'])} -> {fmt(f['end_after'])}" for f in flows)
+            + f"; the call returned at {planned['flow_call']:.2f}"
+        )
     print("  where the time goes (SSH from the orchestrator, per step):")
     for step in planned["steps"]:
         print(f"    {step['step']:<24} {step['seconds']:6.2f} s  " + _ssh_line(step["ssh"]))

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench.common import isolate_environment, lab_and_prefect, round_arguments, run_meta, table, write_results
+
 from failover_bench import Bench, wait_for_quiet
 
 OUT = ROOT / "bench" / "out" / "fence.json"
@@ -102,14 +103,25 @@ def main() -> int:
     fence_own = statistics.median(run["step_seconds"].get("fence production", 0.0) for run in runs["BMC fence"])
     print("\nEmergency failover of app1 (production silent), outage -> app answers through DNS at the mirror, medians:")
     table(("mode", "seconds", "runs"), [(mode, f"{medians[mode]:.2f}", len(items)) for mode, items in runs.items()])
-    print(f"\n  the fence added {added:+.2f} s (target <= {TARGET_SECONDS:.1f} s: {'met' if added <= TARGET_SECONDS else 'missed'}); "
-          f"the wait for it after the activation (its step) {fence_own:.2f} s")
-    print(f"  bare ipmitool against the same BMC: power off {bare['off']:.3f} s, status {bare['status']:.3f} s, "
-          f"power on {bare['on']:.3f} s")
+    print(
+        f"\n  the fence added {added:+.2f} s (target <= {TARGET_SECONDS:.1f} s: {'met' if added <= TARGET_SECONDS else 'missed'}); "
+        f"the wait for it after the activation (its step) {fence_own:.2f} s"
+    )
+    print(
+        f"  bare ipmitool against the same BMC: power off {bare['off']:.3f} s, status {bare['status']:.3f} s, "
+        f"power on {bare['on']:.3f} s"
+    )
     print(f"  every BMC-fence run: {[run['fence_detail'] for run in runs['BMC fence']][:1]}")
-    results = {"meta": {**run_meta(), "total_seconds": round(time.monotonic() - started, 1), "load_wait": load},
-               "replication": replicated, "runs": runs, "medians": medians, "added_seconds": round(added, 3),
-               "fence_step_median": fence_own, "bare_ipmitool": bare, "target_seconds": TARGET_SECONDS}
+    results = {
+        "meta": {**run_meta(), "total_seconds": round(time.monotonic() - started, 1), "load_wait": load},
+        "replication": replicated,
+        "runs": runs,
+        "medians": medians,
+        "added_seconds": round(added, 3),
+        "fence_step_median": fence_own,
+        "bare_ipmitool": bare,
+        "target_seconds": TARGET_SECONDS,
+    }
     write_results(results, args.out)
     return 0
 

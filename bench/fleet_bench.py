@@ -58,8 +58,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (SshRecorder, by_label, epoch, isolate_environment, lab_and_prefect, run_meta, ssh_argv,  # noqa: E402
-                          table, write_random_files, write_results)
+from bench.common import (  # noqa: E402
+    SshRecorder,
+    by_label,
+    epoch,
+    isolate_environment,
+    lab_and_prefect,
+    run_meta,
+    ssh_argv,
+    table,
+    write_random_files,
+    write_results,
+)
 
 OUT_DIR = ROOT / "bench" / "out"
 ONE_GB = ROOT / "bench" / "out" / "proportional-fleet-1gb.json"
@@ -75,9 +85,13 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=100, help="small services added to the lab (default 100)")
     parser.add_argument("--files", type=int, default=20, help="files per service (default 20)")
     parser.add_argument("--kib", type=int, default=100, help="KiB of data per service (default 100)")
-    parser.add_argument("--parallel", type=int, default=None,
-                        help="set replication.parallel_services, parallel_per_source and parallel_per_target to K "
-                             "(default: the fleet's defaults)")
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        help="set replication.parallel_services, parallel_per_source and parallel_per_target to K "
+        "(default: the fleet's defaults)",
+    )
     parser.add_argument("--slot", type=int, default=None, help="lab slot (default: a free one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--out", default=None, help="default bench/out/fleet-N.json")
@@ -145,12 +159,16 @@ class FleetBench:
     # ----- helpers ----------------------------------------------------------------------
 
     def ssh(self, host: str, argv: list[str], stdin: bytes | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(ssh_argv(self.env, host, argv), input=stdin or b"", capture_output=True, timeout=timeout, check=False)
+        return subprocess.run(
+            ssh_argv(self.env, host, argv), input=stdin or b"", capture_output=True, timeout=timeout, check=False
+        )
 
     def must(self, host: str, argv: list[str], stdin: bytes | None = None) -> str:
         result = self.ssh(host, argv, stdin)
         if result.returncode != 0:
-            raise RuntimeError(f"on {host}: {shlex.join(argv)[:200]} exited {result.returncode}: {result.stderr.decode(errors='replace')[-500:]}")
+            raise RuntimeError(
+                f"on {host}: {shlex.join(argv)[:200]} exited {result.returncode}: {result.stderr.decode(errors='replace')[-500:]}"
+            )
         return result.stdout.decode(errors="replace")
 
     def timed_on(self, host: str, argv: list[str]) -> float:
@@ -174,15 +192,24 @@ class FleetBench:
             production, mirror = pairs[index % len(pairs)]
             self.names.append(name)
             self.placement[name] = (production, mirror)
-            document["services"].append({
-                "name": name, "dns_name": f"{name}.{self.env['zone']}", "zone": self.env["zone"],
-                "production": production, "mirror": mirror, "storage": storage,
-                "data_paths": [f"/srv/{name}/data"],
-                "accounts": {"uid_min": UID_BASE + 10 * index, "uid_max": UID_BASE + 10 * index + 9},
-            })
+            document["services"].append(
+                {
+                    "name": name,
+                    "dns_name": f"{name}.{self.env['zone']}",
+                    "zone": self.env["zone"],
+                    "production": production,
+                    "mirror": mirror,
+                    "storage": storage,
+                    "data_paths": [f"/srv/{name}/data"],
+                    "accounts": {"uid_min": UID_BASE + 10 * index, "uid_max": UID_BASE + 10 * index + 9},
+                }
+            )
         if self.args.parallel is not None:
             document.setdefault("replication", {}).update(
-                parallel_services=self.args.parallel, parallel_per_source=self.args.parallel, parallel_per_target=self.args.parallel)
+                parallel_services=self.args.parallel,
+                parallel_per_source=self.args.parallel,
+                parallel_per_target=self.args.parallel,
+            )
         return document
 
     def setup(self) -> dict:
@@ -211,7 +238,9 @@ class FleetBench:
         for production, mirror in sorted(set(self.placement.values())):
             source = fleet.server(production)
             # a folder per mirror: the lab's hosts may share this machine's /run
-            peer = plan.peer_access(f"bench-{os.getpid()}-pull-{mirror}", self.env["ssh"]["user"], source.address, source.ssh_port)
+            peer = plan.peer_access(
+                f"bench-{os.getpid()}-pull-{mirror}", self.env["ssh"]["user"], source.address, source.ssh_port
+            )
             known = f"{access.endpoint(fleet, production).known_hosts_line()}\n".encode()
             self.must(mirror, ["install", "-d", "-m", "0700", peer.directory])
             self.must(mirror, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", peer.key_path], key)
@@ -243,8 +272,15 @@ class FleetBench:
     def bare_one(self, name: str) -> float:
         production, mirror = self.placement[name]
         peer = self.peers[mirror]
-        argv = ["rsync", "-a", "--relative", "-e", peer.ssh_command(), *peer.remotes([f"/srv/{name}/data"]),
-                f"{BARE_ROOT}/{name}/"]
+        argv = [
+            "rsync",
+            "-a",
+            "--relative",
+            "-e",
+            peer.ssh_command(),
+            *peer.remotes([f"/srv/{name}/data"]),
+            f"{BARE_ROOT}/{name}/",
+        ]
         return self.timed_on(mirror, argv)
 
     def bare_all(self) -> dict:
@@ -264,8 +300,12 @@ class FleetBench:
                 for future in done:
                     seconds[running.pop(future).service] = round(future.result(), 3)
         wall = time.perf_counter() - started
-        return {"wall": round(wall, 3), "services": seconds, "service_median": median(seconds.values()),
-                "service_sum": round(sum(seconds.values()), 3)}
+        return {
+            "wall": round(wall, 3),
+            "services": seconds,
+            "service_median": median(seconds.values()),
+            "service_sum": round(sum(seconds.values()), 3),
+        }
 
     # ----- hotspare ---------------------------------------------------------------------
 
@@ -296,7 +336,9 @@ class FleetBench:
 
         with session() as db:
             rows = db.exec(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.id)).all()
-            return [{"step": row.name, "start": epoch(row.started_at), "end": epoch(row.ended_at)} for row in rows if row.ended_at]
+            return [
+                {"step": row.name, "start": epoch(row.started_at), "end": epoch(row.ended_at)} for row in rows if row.ended_at
+            ]
 
     def flow(self, force: bool = False) -> dict:
         """One ``replicate(services)`` flow run over the bench services, with each service's run."""
@@ -330,13 +372,23 @@ class FleetBench:
         last_end = max(epoch(row.ended_at) for row in rows)
         flow_run_id = rows[0].flow_run_id if rows else None
         return {
-            "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3), "server_cpu_seconds": server_cpu, "runs": len(rows),
-            "flow_start": round(first_start - wall_start, 3), "flow_stop": round(wall_end - last_end, 3),
-            "services": services, "service_median": median(services.values()), "service_sum": round(sum(services.values()), 3),
+            "seconds": round(seconds, 3),
+            "cpu_seconds": round(cpu_seconds, 3),
+            "server_cpu_seconds": server_cpu,
+            "runs": len(rows),
+            "flow_start": round(first_start - wall_start, 3),
+            "flow_stop": round(wall_end - last_end, 3),
+            "services": services,
+            "service_median": median(services.values()),
+            "service_sum": round(sum(services.values()), 3),
             "steps": {name: {"median": median(values), "sum": round(sum(values), 3)} for name, values in steps.items()},
-            "ssh": {"connects": ssh["connects"], "connect_seconds": round(ssh["connect"], 3),
-                    "commands": ssh["commands"], "command_seconds": round(ssh["command"], 3),
-                    "by_label": by_label((f"{e['label']} @{e['host'].split('-')[0]}", e["end"] - e["start"]) for e in events)},
+            "ssh": {
+                "connects": ssh["connects"],
+                "connect_seconds": round(ssh["connect"], 3),
+                "commands": ssh["commands"],
+                "command_seconds": round(ssh["command"], 3),
+                "by_label": by_label((f"{e['label']} @{e['host'].split('-')[0]}", e["end"] - e["start"]) for e in events),
+            },
             "flow_run_id": flow_run_id,
             "prefect": self.prefect_tasks(flow_run_id),
         }
@@ -355,8 +407,9 @@ class FleetBench:
                 tasks = []
                 offset = 0
                 while True:
-                    page = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                                                 limit=200, offset=offset)
+                    page = client.read_task_runs(
+                        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200, offset=offset
+                    )
                     tasks += page
                     offset += len(page)
                     if len(page) < 200:
@@ -374,9 +427,13 @@ class FleetBench:
         return {
             "task_runs": len(tasks),
             "task_run_seconds": round(sum(sum(v) for v in by_task.values()), 3),
-            "by_task": {name: {"count": len(v), "seconds": round(sum(v), 3)} for name, v in sorted(by_task.items(), key=lambda i: -sum(i[1]))},
+            "by_task": {
+                name: {"count": len(v), "seconds": round(sum(v), 3)}
+                for name, v in sorted(by_task.items(), key=lambda i: -sum(i[1]))
+            },
             "flow_run_seconds": round((flow_run.end_time - flow_run.start_time).total_seconds(), 3)
-            if flow_run.start_time and flow_run.end_time else None,
+            if flow_run.start_time and flow_run.end_time
+            else None,
         }
 
     # ----- scenarios ----------------------------------------------------------------------
@@ -392,7 +449,7 @@ class FleetBench:
         changed = change() if change else 0
         before = load()
         measured: dict = {"order": "hotspare > bare" if flow_first else "bare > hotspare", "files_changed": changed}
-        for what in (("flow", "bare") if flow_first else ("bare", "flow")):
+        for what in ("flow", "bare") if flow_first else ("bare", "flow"):
             measured[what] = self.flow(force=force) if what == "flow" else self.bare_all()
             os.sync()
         measured["load_before"], measured["load_after"] = before, load()
@@ -400,11 +457,13 @@ class FleetBench:
         parallel = self.parallelism()
         measured["parallelism"] = parallel
         measured["overhead_per_service"] = round((flow["seconds"] - bare["wall"]) * parallel / len(self.names), 3)
-        print(f"  {name} ({measured['order']}, {changed} files changed): replicate {flow['seconds']:.2f} s "
-              f"(service median {flow['service_median']:.2f} s, flow start {flow['flow_start']:.2f} s, stop {flow['flow_stop']:.2f} s, "
-              f"CPU here {flow['cpu_seconds']:.1f} s); bare {bare['wall']:.2f} s (service median {bare['service_median']:.3f} s); "
-              f"overhead/service {measured['overhead_per_service']:.3f} s x{parallel}; load {before[0]} -> {measured['load_after'][0]}",
-              flush=True)
+        print(
+            f"  {name} ({measured['order']}, {changed} files changed): replicate {flow['seconds']:.2f} s "
+            f"(service median {flow['service_median']:.2f} s, flow start {flow['flow_start']:.2f} s, stop {flow['flow_stop']:.2f} s, "
+            f"CPU here {flow['cpu_seconds']:.1f} s); bare {bare['wall']:.2f} s (service median {bare['service_median']:.3f} s); "
+            f"overhead/service {measured['overhead_per_service']:.3f} s x{parallel}; load {before[0]} -> {measured['load_after'][0]}",
+            flush=True,
+        )
         return measured
 
     def run(self) -> dict:
@@ -412,13 +471,21 @@ class FleetBench:
         print(f"load average at start {results['meta']['load_start']} ({os.cpu_count()} CPUs)", flush=True)
         setup = self.setup()
         bounds = self.bounds()
-        results["setup"] = {**setup, "services": len(self.names), "files_each": self.args.files, "file_bytes": self.file_bytes,
-                            "placement": sorted({f"{p} -> {m}" for p, m in self.placement.values()}),
-                            "bounds": {"overall": bounds.overall, "per_source": bounds.per_source, "per_target": bounds.per_target},
-                            "parallelism": self.parallelism()}
-        print(f"{len(self.names)} services x {self.args.files} files ({self.args.kib} KiB) loaded in {setup['fleet_load_seconds']} s, "
-              f"data written in {setup['data_written_seconds']} s; bounds {results['setup']['bounds']} -> "
-              f"{results['setup']['parallelism']} at once on {', '.join(results['setup']['placement'])}", flush=True)
+        results["setup"] = {
+            **setup,
+            "services": len(self.names),
+            "files_each": self.args.files,
+            "file_bytes": self.file_bytes,
+            "placement": sorted({f"{p} -> {m}" for p, m in self.placement.values()}),
+            "bounds": {"overall": bounds.overall, "per_source": bounds.per_source, "per_target": bounds.per_target},
+            "parallelism": self.parallelism(),
+        }
+        print(
+            f"{len(self.names)} services x {self.args.files} files ({self.args.kib} KiB) loaded in {setup['fleet_load_seconds']} s, "
+            f"data written in {setup['data_written_seconds']} s; bounds {results['setup']['bounds']} -> "
+            f"{results['setup']['parallelism']} at once on {', '.join(results['setup']['placement'])}",
+            flush=True,
+        )
         scenarios = results["scenarios"] = {}
         scenarios["first (full copies)"] = self.scenario("first (full copies)", True, force=True)
         scenarios["nothing changed"] = self.scenario("nothing changed", False)
@@ -454,14 +521,24 @@ def extrapolate(results: dict) -> dict | None:
     per_service = bare_1gb + overhead + data_part
     count, rpo = EXTRAPOLATE["services"], EXTRAPOLATE["rpo_seconds"]
     cpu_per_service = flow_small["cpu_seconds"] / max(1, flow_small["runs"])
-    rows = [{"parallel": p, "wall_seconds": round(count * per_service / p, 1), "within_rpo": count * per_service / p <= rpo}
-            for p in sorted({1, 2, 4, 8, here["parallelism"]})]
-    return {**EXTRAPOLATE, "source": str(ONE_GB.relative_to(ROOT)), "bare_1gb_seconds": round(bare_1gb, 3),
-            "overhead_per_service_small": overhead, "data_dependent_seconds": round(data_part, 3),
-            "copy_1gb_seconds": copy_1gb, "verify_1gb_seconds": verify_1gb,
-            "per_service_seconds": round(per_service, 3), "orchestrator_cpu_per_service": round(cpu_per_service, 3),
-            "orchestrator_cpu_for_100": round(count * cpu_per_service, 1), "rows": rows,
-            "parallel_needed": int(-(-count * per_service // rpo))}
+    rows = [
+        {"parallel": p, "wall_seconds": round(count * per_service / p, 1), "within_rpo": count * per_service / p <= rpo}
+        for p in sorted({1, 2, 4, 8, here["parallelism"]})
+    ]
+    return {
+        **EXTRAPOLATE,
+        "source": str(ONE_GB.relative_to(ROOT)),
+        "bare_1gb_seconds": round(bare_1gb, 3),
+        "overhead_per_service_small": overhead,
+        "data_dependent_seconds": round(data_part, 3),
+        "copy_1gb_seconds": copy_1gb,
+        "verify_1gb_seconds": verify_1gb,
+        "per_service_seconds": round(per_service, 3),
+        "orchestrator_cpu_per_service": round(cpu_per_service, 3),
+        "orchestrator_cpu_for_100": round(count * cpu_per_service, 1),
+        "rows": rows,
+        "parallel_needed": int(-(-count * per_service // rpo)),
+    }
 
 
 def _s(value, digits: int = 2) -> str:
@@ -470,33 +547,71 @@ def _s(value, digits: int = 2) -> str:
 
 def print_report(results: dict) -> None:
     meta, setup = results["meta"], results["setup"]
-    print(f"\nLoad average at start {meta['load_start']}, at end {meta['load_end']} ({meta['cpus']} CPUs, shared with other "
-          "work: every number is an upper bound)")
-    print(f"\nreplicate over {setup['services']} services x {setup['files_each']} files x {setup['file_bytes']} bytes "
-          f"({', '.join(setup['placement'])}); bounds {setup['bounds']}: {setup['parallelism']} at once; the bare tool "
-          f"(rsync -a pull over SSH, run on the mirror) with the same bounds")
-    header = ("scenario", "hotspare wall", "bare wall", "overhead/service", "hs service median", "bare service median",
-              "flow start", "flow stop", "CPU here/service", "CPU Prefect server/service", "load")
+    print(
+        f"\nLoad average at start {meta['load_start']}, at end {meta['load_end']} ({meta['cpus']} CPUs, shared with other "
+        "work: every number is an upper bound)"
+    )
+    print(
+        f"\nreplicate over {setup['services']} services x {setup['files_each']} files x {setup['file_bytes']} bytes "
+        f"({', '.join(setup['placement'])}); bounds {setup['bounds']}: {setup['parallelism']} at once; the bare tool "
+        f"(rsync -a pull over SSH, run on the mirror) with the same bounds"
+    )
+    header = (
+        "scenario",
+        "hotspare wall",
+        "bare wall",
+        "overhead/service",
+        "hs service median",
+        "bare service median",
+        "flow start",
+        "flow stop",
+        "CPU here/service",
+        "CPU Prefect server/service",
+        "load",
+    )
     rows = []
     for name, s in results["scenarios"].items():
         flow, bare = s["flow"], s["bare"]
-        rows.append((name, _s(flow["seconds"]), _s(bare["wall"]), _s(s["overhead_per_service"], 3), _s(flow["service_median"]),
-                     _s(bare["service_median"], 3), _s(flow["flow_start"]), _s(flow["flow_stop"]),
-                     _s(flow["cpu_seconds"] / max(1, flow["runs"]), 3),
-                     _s(flow["server_cpu_seconds"] / max(1, flow["runs"]), 3) if flow.get("server_cpu_seconds") is not None else "-",
-                     f"{s['load_before'][0]}->{s['load_after'][0]}"))
+        rows.append(
+            (
+                name,
+                _s(flow["seconds"]),
+                _s(bare["wall"]),
+                _s(s["overhead_per_service"], 3),
+                _s(flow["service_median"]),
+                _s(bare["service_median"], 3),
+                _s(flow["flow_start"]),
+                _s(flow["flow_stop"]),
+                _s(flow["cpu_seconds"] / max(1, flow["runs"]), 3),
+                _s(flow["server_cpu_seconds"] / max(1, flow["runs"]), 3) if flow.get("server_cpu_seconds") is not None else "-",
+                f"{s['load_before'][0]}->{s['load_after'][0]}",
+            )
+        )
     table(header, rows)
-    print("  overhead/service = (hotspare wall - bare wall) x services at once / services; hs service = a service's run record "
-          "(lock, steps, summary), bare service = rsync's own time on the mirror; flow start/stop = call -> first service run, "
-          "last service run -> return; CPU here = this process's CPU seconds / services; CPU Prefect server = the test server's "
-          "(a child process)")
+    print(
+        "  overhead/service = (hotspare wall - bare wall) x services at once / services; hs service = a service's run record "
+        "(lock, steps, summary), bare service = rsync's own time on the mirror; flow start/stop = call -> first service run, "
+        "last service run -> return; CPU here = this process's CPU seconds / services; CPU Prefect server = the test server's "
+        "(a child process)"
+    )
     print("\n  where a service's time goes (median seconds per service; sums over all services in brackets):")
     names = list(dict.fromkeys(step for s in results["scenarios"].values() for step in s["flow"]["steps"]))
     step_rows = []
     for step in names:
-        step_rows.append((step, *[f"{_s(s['flow']['steps'].get(step, {}).get('median'), 3)} [{_s(s['flow']['steps'].get(step, {}).get('sum'), 1)}]"
-                                  for s in results["scenarios"].values()]))
-    ssh_row, prefect_row, task_row = ["SSH: connects / commands (sum s)"], ["Prefect task runs (count, sum s)"], ["flow run (Prefect API) s"]
+        step_rows.append(
+            (
+                step,
+                *[
+                    f"{_s(s['flow']['steps'].get(step, {}).get('median'), 3)} [{_s(s['flow']['steps'].get(step, {}).get('sum'), 1)}]"
+                    for s in results["scenarios"].values()
+                ],
+            )
+        )
+    ssh_row, prefect_row, task_row = (
+        ["SSH: connects / commands (sum s)"],
+        ["Prefect task runs (count, sum s)"],
+        ["flow run (Prefect API) s"],
+    )
     for s in results["scenarios"].values():
         ssh = s["flow"]["ssh"]
         ssh_row.append(f"{ssh['connects']}/{ssh['commands']} ({ssh['connect_seconds']:.1f}+{ssh['command_seconds']:.1f})")
@@ -507,21 +622,31 @@ def print_report(results: dict) -> None:
     last = list(results["scenarios"].values())[-1]["flow"]["ssh"]["by_label"]
     print("\n  remote commands of the flow, last scenario (per service: count, seconds; prod = production, mirror = mirror):")
     services = results["setup"]["services"]
-    table(("command @host", "per service", "s per service"),
-          [(label, f"{v['count'] / services:.1f}", f"{v['seconds'] / services:.3f}") for label, v in list(last.items())[:14]])
+    table(
+        ("command @host", "per service", "s per service"),
+        [(label, f"{v['count'] / services:.1f}", f"{v['seconds'] / services:.3f}") for label, v in list(last.items())[:14]],
+    )
     x = results.get("extrapolation")
     if not x:
         return
-    print(f"\nEXTRAPOLATION (not measured): {x['services']} services x {x['gigabytes']:g} GB, {x['change_percent']:g} % changed "
-          f"every {x['rpo_seconds']:.0f} s")
-    print(f"  per service {x['per_service_seconds']:.2f} s = bare rsync at 1 GB / 1 % {x['bare_1gb_seconds']:.2f} s ({x['source']}) "
-          f"+ overhead measured here {x['overhead_per_service_small']:.2f} s + data-dependent copy/verify work at 1 GB "
-          f"{x['data_dependent_seconds']:.2f} s (copy step {x['copy_1gb_seconds']:.2f} s and verify step {x['verify_1gb_seconds']:.2f} s "
-          f"there, minus the bare tool and the small services' steps here)")
-    print(f"  orchestrator CPU {x['orchestrator_cpu_per_service']:.2f} s per service -> {x['orchestrator_cpu_for_100']:.0f} s per "
-          f"round of 100 (against {x['rpo_seconds']:.0f} s per core)")
-    table(("services at once", "wall for 100", f"within {x['rpo_seconds']:.0f} s"),
-          [(r["parallel"], f"{r['wall_seconds']:.0f} s", "yes" if r["within_rpo"] else "no") for r in x["rows"]])
+    print(
+        f"\nEXTRAPOLATION (not measured): {x['services']} services x {x['gigabytes']:g} GB, {x['change_percent']:g} % changed "
+        f"every {x['rpo_seconds']:.0f} s"
+    )
+    print(
+        f"  per service {x['per_service_seconds']:.2f} s = bare rsync at 1 GB / 1 % {x['bare_1gb_seconds']:.2f} s ({x['source']}) "
+        f"+ overhead measured here {x['overhead_per_service_small']:.2f} s + data-dependent copy/verify work at 1 GB "
+        f"{x['data_dependent_seconds']:.2f} s (copy step {x['copy_1gb_seconds']:.2f} s and verify step {x['verify_1gb_seconds']:.2f} s "
+        f"there, minus the bare tool and the small services' steps here)"
+    )
+    print(
+        f"  orchestrator CPU {x['orchestrator_cpu_per_service']:.2f} s per service -> {x['orchestrator_cpu_for_100']:.0f} s per "
+        f"round of 100 (against {x['rpo_seconds']:.0f} s per core)"
+    )
+    table(
+        ("services at once", "wall for 100", f"within {x['rpo_seconds']:.0f} s"),
+        [(r["parallel"], f"{r['wall_seconds']:.0f} s", "yes" if r["within_rpo"] else "no") for r in x["rows"]],
+    )
     print(f"  services at once needed: {x['parallel_needed']} (as long as the servers and the orchestrator's CPU keep up)")
 
 

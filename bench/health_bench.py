@@ -66,7 +66,8 @@ def greeting_listeners(address: str, count: int, stop: threading.Event) -> list[
 def simulated_fleet(fleet, address: str, ports: list[int]):
     servers = list(fleet.servers) + [
         fleet.servers[0].model_copy(update={"name": f"sim-{index:03d}", "address": address, "ssh_port": port})
-        for index, port in enumerate(ports)]
+        for index, port in enumerate(ports)
+    ]
     return fleet.model_copy(update={"servers": servers})
 
 
@@ -139,15 +140,35 @@ def main() -> int:
         stop.set()
         detected = detection(lab, args.reps)
     results |= {
-        "lab_round_seconds": lab_rounds, "simulated_round_seconds": big_rounds, "detection_seconds": detected,
+        "lab_round_seconds": lab_rounds,
+        "simulated_round_seconds": big_rounds,
+        "detection_seconds": detected,
         "meta": results["meta"] | {"total_seconds": round(time.monotonic() - bench.started, 1)},
     }
     print()
-    table(("measure", "median s", "max s", "target s"), [
-        ("detection: lab fail -> failed event (defaults)", f"{statistics.median(detected):.1f}", f"{max(detected):.1f}", "30"),
-        ("one round, lab fleet (8 servers, 2 services, 3 sites)", f"{statistics.median(lab_rounds):.2f}", f"{max(lab_rounds):.2f}", "-"),
-        (f"one round, {SIMULATED} simulated servers + lab, 3 sites", f"{statistics.median(big_rounds):.2f}", f"{max(big_rounds):.2f}", "10"),
-    ])
+    table(
+        ("measure", "median s", "max s", "target s"),
+        [
+            (
+                "detection: lab fail -> failed event (defaults)",
+                f"{statistics.median(detected):.1f}",
+                f"{max(detected):.1f}",
+                "30",
+            ),
+            (
+                "one round, lab fleet (8 servers, 2 services, 3 sites)",
+                f"{statistics.median(lab_rounds):.2f}",
+                f"{max(lab_rounds):.2f}",
+                "-",
+            ),
+            (
+                f"one round, {SIMULATED} simulated servers + lab, 3 sites",
+                f"{statistics.median(big_rounds):.2f}",
+                f"{max(big_rounds):.2f}",
+                "10",
+            ),
+        ],
+    )
     write_results(results, Path(__file__).parent / "out" / "health.json")
     return 0
 

@@ -42,8 +42,10 @@ def connection_to(env: dict):
 
     server = load_fleet(env["fleet_file"]).server(HOST)
     secrets = json.loads(Path(env["secrets_file"]).read_text())
-    return SshConnection(Endpoint(server.name, server.address, server.ssh_port, server.host_key),
-                         Login(env["ssh"]["user"], secrets["ssh"]["private_key"]))
+    return SshConnection(
+        Endpoint(server.name, server.address, server.ssh_port, server.host_key),
+        Login(env["ssh"]["user"], secrets["ssh"]["private_key"]),
+    )
 
 
 def merge_unlocked(connection) -> None:
@@ -60,8 +62,8 @@ def merge_locked(connection) -> None:
     import hashlib
 
     from hotspare.planning import host_lock as plan
-    from tasks.host_lock import host_lock
     from tasks.account_merge import write_private_sftp
+    from tasks.host_lock import host_lock
 
     suffix = plan.temporary_suffix(uuid.uuid4().hex[:12])
     with host_lock(connection, "bench merge") as held, connection.open_sftp() as sftp:
@@ -92,8 +94,10 @@ def main() -> None:
     rows.append(["two locked merges at once (a round)", f"{statistics.median(rounds) * 1000:.1f}", f"{max(rounds) * 1000:.1f}"])
     print(f"\n{HOST}, one shared SSH connection, {arguments.reps} interleaved repetitions")
     table(["step", "median ms", "max ms"], rows)
-    write_results({"meta": run_meta() | {"total_seconds": round(time.monotonic() - started, 1)},
-                   "seconds": seconds, "two_at_once": rounds}, Path(tempfile.gettempdir()) / "hotspare-bench" / "host_lock.json")
+    write_results(
+        {"meta": run_meta() | {"total_seconds": round(time.monotonic() - started, 1)}, "seconds": seconds, "two_at_once": rounds},
+        Path(tempfile.gettempdir()) / "hotspare-bench" / "host_lock.json",
+    )
 
 
 def measure(env: dict, reps: int) -> tuple[dict[str, list[float]], list[float]]:
@@ -110,10 +114,12 @@ def measure(env: dict, reps: int) -> tuple[dict[str, list[float]], list[float]]:
         with host_lock(connection, "bench"):
             pass
 
-    modes = {"bare command": lambda connection: connection.run(["true"]),
-             "lock taken and released": lock_once,
-             "merge, unlocked (old)": merge_unlocked,
-             "merge, locked": merge_locked}
+    modes = {
+        "bare command": lambda connection: connection.run(["true"]),
+        "lock taken and released": lock_once,
+        "merge, unlocked (old)": merge_unlocked,
+        "merge, locked": merge_locked,
+    }
     seconds: dict[str, list[float]] = {mode: [] for mode in modes}
     rounds: list[float] = []
     with connection_to(env) as connection:

@@ -52,8 +52,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (isolate_environment, lab_and_prefect, rewrite_random_files, run_meta,  # noqa: E402
-                          ssh_argv, table, write_random_files, write_results)
+from bench.common import (  # noqa: E402
+    isolate_environment,
+    lab_and_prefect,
+    rewrite_random_files,
+    run_meta,
+    ssh_argv,
+    table,
+    write_random_files,
+    write_results,
+)
 
 SERVICE = "app1"
 OUT = ROOT / "bench" / "out" / "listing.json"
@@ -61,16 +69,18 @@ BARE = "/srv/bench-bare"
 NOTHING_FACTOR, NOTHING_PLUS, CHANGED_FACTOR, MEMORY_MIB = 2.0, 1.0, 1.3, 200
 # The CLI, writing its peak RSS (VmHWM: this process's own, not inherited from the one that forked it,
 # as ``ru_maxrss`` would be) to the file named by the first argument as it exits.
-CLI = ("import atexit, sys\n"
-       "def peak(path=sys.argv.pop(1)):\n"
-       "    status = open('/proc/self/status').read()\n"
-       "    open(path, 'w').write(status.split('VmHWM:')[1].split()[0])\n"
-       "atexit.register(peak)\n"
-       "from hotspare.cli import main\n"
-       "sys.exit(main(sys.argv[1:]))")
+CLI = (
+    "import atexit, sys\n"
+    "def peak(path=sys.argv.pop(1)):\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    open(path, 'w').write(status.split('VmHWM:')[1].split()[0])\n"
+    "atexit.register(peak)\n"
+    "from hotspare.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))"
+)
 
 # The simulation's walk: made-up files instead of a disk (replaces ``walk_all`` in both programs).
-SIMULATED_WALK = r'''
+SIMULATED_WALK = r"""
 class _Made:
     __slots__ = ("st_size", "st_mtime_ns")
     def __init__(self, size, mtime):
@@ -79,7 +89,7 @@ class _Made:
 def walk_all(roots, patterns, prefix=b"", skip=None):
     for number in range(COUNT):
         yield b"/srv/app1/data/d%05d/f%07d" % (number // 1000, number), _Made(4096, 1_700_000_000_000_000_000 + number)
-'''
+"""
 
 
 def main() -> int:
@@ -133,8 +143,9 @@ class Bench:
     def ssh(self, host: str, argv: list[str], stdin: bytes = b"") -> str:
         ran = subprocess.run(ssh_argv(self.env, host, argv), input=stdin, capture_output=True, timeout=3600, check=False)
         if ran.returncode != 0:
-            raise RuntimeError(f"on {host}: {shlex.join(argv)[:200]} exited {ran.returncode}: "
-                               f"{ran.stderr.decode(errors='replace')[-400:]}")
+            raise RuntimeError(
+                f"on {host}: {shlex.join(argv)[:200]} exited {ran.returncode}: {ran.stderr.decode(errors='replace')[-400:]}"
+            )
         return ran.stdout.decode(errors="replace")
 
     def setup(self) -> None:
@@ -155,18 +166,26 @@ class Bench:
         self.paths = plan.source_paths(fleet.service(SERVICE).model_dump(mode="json"))
         production = fleet.server(self.production)
         # the bare pull: the lab's unrestricted client key on the mirror's tmpfs, pinned known_hosts
-        self.peer = plan.peer_access(f"bench-{os.getpid()}-pull", self.env["ssh"]["user"], production.address,
-                                     production.ssh_port)
+        self.peer = plan.peer_access(
+            f"bench-{os.getpid()}-pull", self.env["ssh"]["user"], production.address, production.ssh_port
+        )
         known = f"{access.endpoint(fleet, self.production).known_hosts_line()}\n".encode()
         self.ssh(self.mirror, ["install", "-d", "-m", "0700", self.peer.directory])
-        self.ssh(self.mirror, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", self.peer.key_path],
-                 Path(self.env["ssh"]["key"]).read_bytes())
+        self.ssh(
+            self.mirror,
+            ["sh", "-c", 'umask 077 && cat > "$1"', "sh", self.peer.key_path],
+            Path(self.env["ssh"]["key"]).read_bytes(),
+        )
         self.ssh(self.mirror, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", self.peer.known_hosts_path], known)
 
     def cleanup(self) -> None:
         if self.peer is not None:
-            subprocess.run(ssh_argv(self.env, self.mirror, ["rm", "-rf", "--", self.peer.directory]), timeout=60,
-                           check=False, capture_output=True)
+            subprocess.run(
+                ssh_argv(self.env, self.mirror, ["rm", "-rf", "--", self.peer.directory]),
+                timeout=60,
+                check=False,
+                capture_output=True,
+            )
 
     def bare(self) -> float:
         argv = ["rsync", "-a", "--relative", "-e", self.peer.ssh_command(), *self.peer.remotes(self.paths), BARE + "/"]
@@ -183,17 +202,28 @@ class Bench:
         env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)}
         peak_file = Path(os.environ["HOTSPARE_HOME"]) / "cli-peak"
         started = time.perf_counter()
-        child = subprocess.run([sys.executable, "-c", CLI, str(peak_file), "replicate", SERVICE], env=env,
-                               capture_output=True, timeout=3600, check=False)
+        child = subprocess.run(
+            [sys.executable, "-c", CLI, str(peak_file), "replicate", SERVICE],
+            env=env,
+            capture_output=True,
+            timeout=3600,
+            check=False,
+        )
         wall = time.perf_counter() - started
         if child.returncode != 0:
             raise RuntimeError(f"hotspare replicate failed: {(child.stdout + child.stderr).decode(errors='replace')[-1500:]}")
         run = _last_run()
         steps = {step["step"]: step["seconds"] for step in runs.step_timings(run.id)}
         verification = (run.details or {}).get("verification", {})
-        return {"wall": wall, "record": (run.ended_at - run.started_at).total_seconds(), "verify": steps.get("verify"),
-                "copy": steps.get("copy"), "peak_mib": int(peak_file.read_text()) / 1024,
-                "compared_files": verification.get("compared_files"), "total_files": verification.get("total_files")}
+        return {
+            "wall": wall,
+            "record": (run.ended_at - run.started_at).total_seconds(),
+            "verify": steps.get("verify"),
+            "copy": steps.get("copy"),
+            "peak_mib": int(peak_file.read_text()) / 1024,
+            "compared_files": verification.get("compared_files"),
+            "total_files": verification.get("total_files"),
+        }
 
     def at_count(self, count: int) -> dict:
         self.ssh(self.production, ["rm", "-rf", "--", self.remote_data])
@@ -211,12 +241,15 @@ class Bench:
                 if scenario == "1 % changed":
                     rewrite_random_files(self.files, max(1, count // 100), self.args.mb * 2**20 // count, self.rng)
                 measured: dict = {}
-                for name in (("bare", "hotspare") if rep % 2 == 0 else ("hotspare", "bare")):
+                for name in ("bare", "hotspare") if rep % 2 == 0 else ("hotspare", "bare"):
                     measured[name] = self.bare() if name == "bare" else self.hotspare()
                 reps.append(measured)
-                print(f"  {scenario} #{rep + 1}: bare {measured['bare']:.2f} s, hotspare {measured['hotspare']['wall']:.2f} s "
-                      f"(record {measured['hotspare']['record']:.2f} s, verify {measured['hotspare']['verify']} s, "
-                      f"{measured['hotspare']['peak_mib']:.0f} MiB)", flush=True)
+                print(
+                    f"  {scenario} #{rep + 1}: bare {measured['bare']:.2f} s, hotspare {measured['hotspare']['wall']:.2f} s "
+                    f"(record {measured['hotspare']['record']:.2f} s, verify {measured['hotspare']['verify']} s, "
+                    f"{measured['hotspare']['peak_mib']:.0f} MiB)",
+                    flush=True,
+                )
             scenarios[scenario] = summarize(reps)
         return scenarios
 
@@ -226,14 +259,23 @@ class Bench:
         env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)}
 
         def child(kind: str, count: int) -> dict:
-            ran = subprocess.run([sys.executable, __file__, "--simulate", kind, "--count", str(count)], env=env,
-                                 capture_output=True, timeout=3600, check=False)
+            ran = subprocess.run(
+                [sys.executable, __file__, "--simulate", kind, "--count", str(count)],
+                env=env,
+                capture_output=True,
+                timeout=3600,
+                check=False,
+            )
             if ran.returncode != 0:
                 raise RuntimeError(f"simulation {kind} {count} failed: {ran.stderr.decode(errors='replace')[-1500:]}")
             return json.loads(ran.stdout.decode().strip().splitlines()[-1])
 
-        found = {"floor": child("pipe", 0), "pipe": child("pipe", self.args.million),
-                 "listings": child("listings", self.args.million), "files": self.args.million}
+        found = {
+            "floor": child("pipe", 0),
+            "pipe": child("pipe", self.args.million),
+            "listings": child("listings", self.args.million),
+            "files": self.args.million,
+        }
         print(f"memory: {json.dumps(found)}", flush=True)
         return found
 
@@ -254,9 +296,13 @@ def summarize(reps: list[dict]) -> dict:
         return statistics.median(values) if values else None
 
     hotspare = [rep["hotspare"] for rep in reps]
-    return {"reps": reps, "bare": median([rep["bare"] for rep in reps]),
-            **{key: median([run[key] for run in hotspare]) for key in ("wall", "record", "verify", "copy", "peak_mib")},
-            "compared_files": hotspare[-1]["compared_files"], "total_files": hotspare[-1]["total_files"]}
+    return {
+        "reps": reps,
+        "bare": median([rep["bare"] for rep in reps]),
+        **{key: median([run[key] for run in hotspare]) for key in ("wall", "record", "verify", "copy", "peak_mib")},
+        "compared_files": hotspare[-1]["compared_files"],
+        "total_files": hotspare[-1]["total_files"],
+    }
 
 
 def simulate(kind: str, count: int) -> int:
@@ -266,8 +312,9 @@ def simulate(kind: str, count: int) -> int:
     if kind == "listings":
         from hotspare.planning import verification_scope as scope_plan
 
-        lines = "".join(f"1700000000.{number:09d}\t4096\t/srv/app1/data/d{number // 1000:05d}/f{number:07d}\n"
-                        for number in range(count))
+        lines = "".join(
+            f"1700000000.{number:09d}\t4096\t/srv/app1/data/d{number // 1000:05d}/f{number:07d}\n" for number in range(count)
+        )
         production = scope_plan.parse_sized_listing(lines)
         copy = scope_plan.parse_sized_listing(lines)
         del lines
@@ -287,9 +334,14 @@ def simulate(kind: str, count: int) -> int:
         assert lister != tree_plan.LISTER and comparer != tree_plan.COMPARER, "the programs' walk moved"
         request = tree_plan.Request(("/srv/app1/data",), max_records=tree_plan.record_limit(count))
         with access.connect(fleet, source) as production, access.connect(fleet, target) as mirror:
-            piped = production.pipe_into(["python3", "-IS", "-c", lister], tree_plan.production_header(request), mirror,
-                                         ["python3", "-IS", "-c", comparer], tree_plan.mirror_header(request, "/"),
-                                         timeout=3600)
+            piped = production.pipe_into(
+                ["python3", "-IS", "-c", lister],
+                tree_plan.production_header(request),
+                mirror,
+                ["python3", "-IS", "-c", comparer],
+                tree_plan.mirror_header(request, "/"),
+                timeout=3600,
+            )
         if piped.sink.exit_status != 0:
             raise RuntimeError(piped.sink.stderr_tail)
         answer = tree_plan.parse_answer(piped.sink.text)
@@ -300,10 +352,10 @@ def simulate(kind: str, count: int) -> int:
     return 0
 
 
-COMMON_WALK = '''def walk_all(roots, patterns, prefix=b"", skip=None):
+COMMON_WALK = """def walk_all(roots, patterns, prefix=b"", skip=None):
     for root in roots:
         yield from walk(root, patterns, prefix, skip)
-'''
+"""
 
 
 def _ratio(value, base) -> str:
@@ -316,19 +368,47 @@ def print_counts(results: dict) -> None:
         for scenario, found in scenarios.items():
             bare, wall = found["bare"], found["wall"]
             if scenario == "nothing changed":
-                target, met = f"<= {NOTHING_FACTOR:g} x bare + {NOTHING_PLUS:g} s = {NOTHING_FACTOR * bare + NOTHING_PLUS:.2f} s", \
-                    wall <= NOTHING_FACTOR * bare + NOTHING_PLUS
+                target, met = (
+                    f"<= {NOTHING_FACTOR:g} x bare + {NOTHING_PLUS:g} s = {NOTHING_FACTOR * bare + NOTHING_PLUS:.2f} s",
+                    wall <= NOTHING_FACTOR * bare + NOTHING_PLUS,
+                )
             else:
                 target, met = f"<= {CHANGED_FACTOR:g} x bare = {CHANGED_FACTOR * bare:.2f} s", wall <= CHANGED_FACTOR * bare
-            rows.append([f"{int(count):,}", scenario, f"{bare:.2f}", f"{wall:.2f}", _ratio(wall, bare), f"{found['record']:.2f}",
-                         f"{found['copy']:.2f}" if found["copy"] is not None else "-",
-                         f"{found['verify']:.2f}" if found["verify"] is not None else "-",
-                         f"{found['compared_files']}/{found['total_files']}", f"{found['peak_mib']:.0f}", target,
-                         "met" if met else "MISSED"])
+            rows.append(
+                [
+                    f"{int(count):,}",
+                    scenario,
+                    f"{bare:.2f}",
+                    f"{wall:.2f}",
+                    _ratio(wall, bare),
+                    f"{found['record']:.2f}",
+                    f"{found['copy']:.2f}" if found["copy"] is not None else "-",
+                    f"{found['verify']:.2f}" if found["verify"] is not None else "-",
+                    f"{found['compared_files']}/{found['total_files']}",
+                    f"{found['peak_mib']:.0f}",
+                    target,
+                    "met" if met else "MISSED",
+                ]
+            )
     if rows:
         print("\nMedians: bare `rsync -a` pull vs the whole `hotspare replicate app1` command (seconds)")
-        table(["files", "scenario", "bare rsync", "hotspare CLI", "ratio", "run record", "copy step", "verify step",
-               "hashed/files", "peak MiB", "target (CLI)", ""], rows)
+        table(
+            [
+                "files",
+                "scenario",
+                "bare rsync",
+                "hotspare CLI",
+                "ratio",
+                "run record",
+                "copy step",
+                "verify step",
+                "hashed/files",
+                "peak MiB",
+                "target (CLI)",
+                "",
+            ],
+            rows,
+        )
 
 
 def print_memory(memory: dict) -> None:
@@ -336,14 +416,30 @@ def print_memory(memory: dict) -> None:
         return
     files = memory["files"]
     print(f"\nOrchestrator peak memory, {files:,} files (SIMULATED listing: made-up names, see the docstring)")
-    table(["what", "peak MiB", "seconds", "note"], [
-        ["tree comparison, 0 files (the process's floor)", f"{memory['floor']['peak_mib']:.0f}", f"{memory['floor']['seconds']}", ""],
-        [f"tree comparison, {files:,} files", f"{memory['pipe']['peak_mib']:.0f}", f"{memory['pipe']['seconds']}",
-         f"{memory['pipe']['relayed_bytes'] / 2**20:.0f} MiB piped through; target <= {MEMORY_MIB} MiB: "
-         + ("met" if memory["pipe"]["peak_mib"] <= MEMORY_MIB else "MISSED")],
-        [f"replaced design: two parsed listings of {files:,}", f"{memory['listings']['peak_mib']:.0f}",
-         f"{memory['listings']['seconds']}", "for contrast"],
-    ])
+    table(
+        ["what", "peak MiB", "seconds", "note"],
+        [
+            [
+                "tree comparison, 0 files (the process's floor)",
+                f"{memory['floor']['peak_mib']:.0f}",
+                f"{memory['floor']['seconds']}",
+                "",
+            ],
+            [
+                f"tree comparison, {files:,} files",
+                f"{memory['pipe']['peak_mib']:.0f}",
+                f"{memory['pipe']['seconds']}",
+                f"{memory['pipe']['relayed_bytes'] / 2**20:.0f} MiB piped through; target <= {MEMORY_MIB} MiB: "
+                + ("met" if memory["pipe"]["peak_mib"] <= MEMORY_MIB else "MISSED"),
+            ],
+            [
+                f"replaced design: two parsed listings of {files:,}",
+                f"{memory['listings']['peak_mib']:.0f}",
+                f"{memory['listings']['seconds']}",
+                "for contrast",
+            ],
+        ],
+    )
 
 
 if __name__ == "__main__":

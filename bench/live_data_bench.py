@@ -63,9 +63,33 @@ def main() -> None:
         kept = root / "replaced" / str(data).lstrip("/")
         shutil.copytree(data, kept, symlinks=True, ignore=lambda _folder, names: [n for n in names if n in ("disk", "pipe")])
         results = {"files": files}
-        results["find_xdev_s"], _ = best_of(["find", str(data), "-xdev", "(", "-type", "b", "-o", "-type", "c", "-o",
-                                             "-type", "p", "-o", "-type", "s", "-o", "-type", "l", "-o", "-perm", "/6000",
-                                             ")", "-print0"])
+        results["find_xdev_s"], _ = best_of(
+            [
+                "find",
+                str(data),
+                "-xdev",
+                "(",
+                "-type",
+                "b",
+                "-o",
+                "-type",
+                "c",
+                "-o",
+                "-type",
+                "p",
+                "-o",
+                "-type",
+                "s",
+                "-o",
+                "-type",
+                "l",
+                "-o",
+                "-perm",
+                "/6000",
+                ")",
+                "-print0",
+            ]
+        )
         if shutil.which("getcap"):
             results["getcap_r_s"], _ = best_of(["getcap", "-r", str(data)])
         stdin = live_data.neutralise_stdin([(str(data), str(data))], [str(data)], [], act=False)

@@ -62,9 +62,14 @@ def main() -> int:
             "check, uncached (identity + marker query)": timed(uncached, args.reps),
             "check, cached (same process)": timed(lambda: require_orchestrator(None, "bench"), args.reps),
             "bare dnspython TXT query": timed(lambda: read_txt(server, name), args.reps),
-            "bare dig +tcp TXT": timed(lambda: subprocess.run(
-                ["dig", "+tcp", "+short", "-p", str(env["dns"]["port"]), "@127.0.0.1", name, "TXT"],
-                capture_output=True, check=True), args.reps),
+            "bare dig +tcp TXT": timed(
+                lambda: subprocess.run(
+                    ["dig", "+tcp", "+short", "-p", str(env["dns"]["port"]), "@127.0.0.1", name, "TXT"],
+                    capture_output=True,
+                    check=True,
+                ),
+                args.reps,
+            ),
         }
     print(f"{'what':<45} {'median ms':>10} {'max ms':>8}")
     results = {}

@@ -64,13 +64,21 @@ def child(env_path: str, mode: str) -> None:
             outcome = str(error)
         seconds = time.monotonic() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"mode": mode, "peak_mib": peak_kib / 1024, "before_mib": before_kib / 1024,
-                      "seconds": seconds, "outcome": outcome}))
+    print(
+        json.dumps(
+            {"mode": mode, "peak_mib": peak_kib / 1024, "before_mib": before_kib / 1024, "seconds": seconds, "outcome": outcome}
+        )
+    )
 
 
 def measure(env_path: Path, mode: str) -> dict:
-    completed = subprocess.run([sys.executable, __file__, "--child", mode, "--env", str(env_path)],
-                               capture_output=True, text=True, timeout=600, check=False)
+    completed = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--env", str(env_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if completed.returncode != 0:
         raise SystemExit(f"{mode} failed: {completed.stderr.strip()[-2000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -113,15 +121,22 @@ def main() -> None:
     finally:
         if lab is not None:
             lab.down()
-    rows = [[mode, f"{statistics.median(r['peak_mib'] for r in runs[mode]):.1f}",
-             f"{statistics.median(r['seconds'] for r in runs[mode]):.2f}", runs[mode][-1]["outcome"][:90]]
-            for mode in MODES]
+    rows = [
+        [
+            mode,
+            f"{statistics.median(r['peak_mib'] for r in runs[mode]):.1f}",
+            f"{statistics.median(r['seconds'] for r in runs[mode]):.2f}",
+            runs[mode][-1]["outcome"][:90],
+        ]
+        for mode in MODES
+    ]
     rows.append(["bare ssh > /dev/null", "-", f"{statistics.median(bare):.2f}", "400 MiB read by OpenSSH"])
     print(f"\nmedian of {arguments.reps}: peak RSS of the orchestrator process, time of the command")
     table(["run", "peak RSS MiB", "seconds", "outcome"], rows)
     meta = run_meta() | {"total_seconds": round(time.monotonic() - started, 1)}
-    write_results({"meta": meta, "runs": runs, "bare_ssh_seconds": bare},
-                  Path(tempfile.gettempdir()) / "hotspare-bench" / "output_cap.json")
+    write_results(
+        {"meta": meta, "runs": runs, "bare_ssh_seconds": bare}, Path(tempfile.gettempdir()) / "hotspare-bench" / "output_cap.json"
+    )
     if not arguments.keep:
         import shutil
 

@@ -63,9 +63,19 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (SshRecorder, epoch, isolate_environment, lab_and_prefect, rewrite_random_files,  # noqa: E402
-                          run_meta, ssh_argv, table, write_random_files, write_results)
 from bench import failover_bench  # noqa: E402
+from bench.common import (  # noqa: E402
+    SshRecorder,
+    epoch,
+    isolate_environment,
+    lab_and_prefect,
+    rewrite_random_files,
+    run_meta,
+    ssh_argv,
+    table,
+    write_random_files,
+    write_results,
+)
 
 OUT = ROOT / "bench" / "out" / "proportional.json"
 RTO_SERVICE = "app1"
@@ -82,14 +92,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small-mb", type=int, default=10, help="app1's data for the small failover (default 10 MiB)")
     parser.add_argument("--big-mb", type=int, default=1500, help="app1's data for the big failover (default 1500 MiB)")
-    parser.add_argument("--fleet-mb", type=int, default=1000,
-                        help="data per service for replicate --all (default 1000 MiB = 10,000 files, the extrapolation's size)")
+    parser.add_argument(
+        "--fleet-mb",
+        type=int,
+        default=1000,
+        help="data per service for replicate --all (default 1000 MiB = 10,000 files, the extrapolation's size)",
+    )
     parser.add_argument("--reps", type=int, default=3, help="repetitions of the replicate --all scenarios (default 3)")
     parser.add_argument("--rto-runs", type=int, default=5, help="emergency failovers per data size (default 5)")
-    parser.add_argument("--disk-gib", type=float, default=None,
-                        help="size of each of the lab's loop-backed /srv disks in GiB (default: the lab's, 2 GiB; 5 for --big-mb 10240 with raid0)")
-    parser.add_argument("--data-profile", choices=("raid10", "raid0"), default="raid10",
-                        help="btrfs data profile of production's and the mirror's /srv (default raid10, as the lab; raid0 halves the disk used)")
+    parser.add_argument(
+        "--disk-gib",
+        type=float,
+        default=None,
+        help="size of each of the lab's loop-backed /srv disks in GiB (default: the lab's, 2 GiB; 5 for --big-mb 10240 with raid0)",
+    )
+    parser.add_argument(
+        "--data-profile",
+        choices=("raid10", "raid0"),
+        default="raid10",
+        help="btrfs data profile of production's and the mirror's /srv (default raid10, as the lab; raid0 halves the disk used)",
+    )
     parser.add_argument("--skip-failover", action="store_true")
     parser.add_argument("--skip-fleet", action="store_true")
     parser.add_argument("--slot", type=int, default=None, help="lab slot (default: a free one)")
@@ -129,8 +151,10 @@ def disks_fit(args) -> str | None:
     stored = max(args.big_mb, args.fleet_mb if not args.skip_fleet else 0) * 2**20 * (2 if args.data_profile == "raid10" else 1)
     if stored * 1.25 + 2**30 > disks.RAID_MEMBERS * member:
         wanted = math.ceil((stored * 1.25 + 2**30) / disks.RAID_MEMBERS / 2**30)
-        return (f"{args.big_mb} MiB in {args.data_profile} does not fit {disks.RAID_MEMBERS} disks of {member / 2**30:g} GiB: "
-                f"give --disk-gib {wanted}" + (" (or --data-profile raid0 to halve it)" if args.data_profile == "raid10" else ""))
+        return (
+            f"{args.big_mb} MiB in {args.data_profile} does not fit {disks.RAID_MEMBERS} disks of {member / 2**30:g} GiB: "
+            f"give --disk-gib {wanted}" + (" (or --data-profile raid0 to halve it)" if args.data_profile == "raid10" else "")
+        )
     if args.disk_gib:
         os.environ[disks.DISK_GIB_VARIABLE] = f"{args.disk_gib:g}"
     if args.data_profile != "raid10":
@@ -159,12 +183,16 @@ class Bench:
     # ----- helpers ----------------------------------------------------------------------
 
     def ssh(self, host: str, argv: list[str], stdin: bytes | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
-        return subprocess.run(ssh_argv(self.env, host, argv), input=stdin or b"", capture_output=True, timeout=timeout, check=False)
+        return subprocess.run(
+            ssh_argv(self.env, host, argv), input=stdin or b"", capture_output=True, timeout=timeout, check=False
+        )
 
     def must(self, host: str, argv: list[str], stdin: bytes | None = None) -> str:
         result = self.ssh(host, argv, stdin)
         if result.returncode != 0:
-            raise RuntimeError(f"on {host}: {shlex.join(argv)[:200]} exited {result.returncode}: {result.stderr.decode(errors='replace')[-500:]}")
+            raise RuntimeError(
+                f"on {host}: {shlex.join(argv)[:200]} exited {result.returncode}: {result.stderr.decode(errors='replace')[-500:]}"
+            )
         return result.stdout.decode(errors="replace")
 
     def timed_on(self, host: str, argv: list[str]) -> float:
@@ -194,7 +222,9 @@ class Bench:
             spec = self.env["services"][service.name]
             production, mirror = spec["production"], spec["mirror"]
             target = fleet.server(mirror)
-            peer = plan.peer_access(f"bench-{os.getpid()}-{service.name}", self.env["ssh"]["user"], target.address, target.ssh_port)
+            peer = plan.peer_access(
+                f"bench-{os.getpid()}-{service.name}", self.env["ssh"]["user"], target.address, target.ssh_port
+            )
             known = f"{access.endpoint(fleet, mirror).known_hosts_line()}\n".encode()
             self.must(production, ["install", "-d", "-m", "0700", peer.directory])
             self.must(production, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", peer.key_path], key)
@@ -220,20 +250,29 @@ class Bench:
 
     # ----- 1. failover time against data size ---------------------------------------------
 
-    def failover_runs(self, label: str, failover: "failover_bench.Bench") -> dict:
+    def failover_runs(self, label: str, failover: failover_bench.Bench) -> dict:
         replicated = failover.replicate()
-        print(f"  {label}: replicated in {replicated['seconds']:.2f} s (copy {replicated['steps'].get('copy')} s, "
-              f"verify {replicated['steps'].get('verify')} s)", flush=True)
+        print(
+            f"  {label}: replicated in {replicated['seconds']:.2f} s (copy {replicated['steps'].get('copy')} s, "
+            f"verify {replicated['steps'].get('verify')} s)",
+            flush=True,
+        )
         # both hosts' filesystems settle first: the replication's pruned snapshots are cleaned up
         # by btrfs in the background, which would slow the failover's own snapshot commit
         for host in (self.env["services"][RTO_SERVICE]["production"], self.env["services"][RTO_SERVICE]["mirror"]):
             self.must(host, ["sh", "-c", "btrfs subvolume sync /srv && sync"])
         before = load()
         runs = [failover.emergency_run(index + 1) for index in range(self.args.rto_runs)]
-        return {"replication": replicated, "runs": runs, "load_before": before, "load_after": load(),
-                "total": median(r["total"] for r in runs), "flow_call": median(r["flow_call"] for r in runs),
-                "answers_through_dns": median(r["answers_through_dns"] for r in runs),
-                "steps": {name: median(r["step_seconds"].get(name) for r in runs) for name in runs[0]["step_seconds"]}}
+        return {
+            "replication": replicated,
+            "runs": runs,
+            "load_before": before,
+            "load_after": load(),
+            "total": median(r["total"] for r in runs),
+            "flow_call": median(r["flow_call"] for r in runs),
+            "answers_through_dns": median(r["answers_through_dns"] for r in runs),
+            "steps": {name: median(r["step_seconds"].get(name) for r in runs) for name in runs[0]["step_seconds"]},
+        }
 
     def failover_by_size(self) -> dict:
         failover = self.runs
@@ -245,13 +284,19 @@ class Bench:
             began = time.perf_counter()
             write_random_files(folder / label, files, FILE_BYTES)
             os.sync()
-            print(f"  {label}: app1 data now {megabytes} MiB ({files} files of {FILE_BYTES // 1024} KiB added in "
-                  f"{time.perf_counter() - began:.1f} s)", flush=True)
+            print(
+                f"  {label}: app1 data now {megabytes} MiB ({files} files of {FILE_BYTES // 1024} KiB added in "
+                f"{time.perf_counter() - began:.1f} s)",
+                flush=True,
+            )
             results[label] = {"megabytes": megabytes, **self.failover_runs(label, failover)}
         results["gap"] = round(results["big"]["total"] - results["small"]["total"], 3)
         results["gap_target"] = RTO_GAP_TARGET
         # the RTO data leaves production again, so that replicate --all below moves the fleet data only
-        self.must(self.env["services"][RTO_SERVICE]["production"], ["rm", "-rf", "--", f"{self.env['services'][RTO_SERVICE]['data_path']}/bench-rto"])
+        self.must(
+            self.env["services"][RTO_SERVICE]["production"],
+            ["rm", "-rf", "--", f"{self.env['services'][RTO_SERVICE]['data_path']}/bench-rto"],
+        )
         return results
 
     # ----- 2. replicate --all -------------------------------------------------------------
@@ -273,14 +318,23 @@ class Bench:
         for row in self.runs_since(before):
             steps = self.runs.step_rows(row.id)
             copy = next(s for s in steps if s["step"] == "copy")
-            services[row.service] = {"start": epoch(row.started_at) - wall, "end": epoch(row.ended_at) - wall,
-                                     "seconds": round(epoch(row.ended_at) - epoch(row.started_at), 3),
-                                     "copy_start": copy["start"] - wall, "copy_end": copy["end"] - wall,
-                                     "steps": {s["step"]: s["seconds"] for s in steps}}
+            services[row.service] = {
+                "start": epoch(row.started_at) - wall,
+                "end": epoch(row.ended_at) - wall,
+                "seconds": round(epoch(row.ended_at) - epoch(row.started_at), 3),
+                "copy_start": copy["start"] - wall,
+                "copy_end": copy["end"] - wall,
+                "steps": {s["step"]: s["seconds"] for s in steps},
+            }
         (first, a), (second, b) = sorted(services.items())[:2]
         overlap = min(a["copy_end"], b["copy_end"]) - max(a["copy_start"], b["copy_start"])
-        return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3), "services": services,
-                "copy_overlap_seconds": round(overlap, 3), "pair": [first, second]}
+        return {
+            "seconds": round(seconds, 3),
+            "cpu_seconds": round(cpu_seconds, 3),
+            "services": services,
+            "copy_overlap_seconds": round(overlap, 3),
+            "pair": [first, second],
+        }
 
     def runs_since(self, run_id: int) -> list:
         from sqlmodel import select
@@ -295,7 +349,7 @@ class Bench:
     def fleet_rep(self, scenario: str, index: int, names: list[str]) -> dict:
         bare_first = index % 2 == 0
         measured: dict = {"order": "bare > hotspare" if bare_first else "hotspare > bare"}
-        for what in (("bare", "flow") if bare_first else ("flow", "bare")):
+        for what in ("bare", "flow") if bare_first else ("flow", "bare"):
             if what == "bare":
                 measured["bare"] = {name: round(self.bare_copy(name), 3) for name in names}
             else:
@@ -303,10 +357,16 @@ class Bench:
             os.sync()
         flow = measured["flow"]
         measured["overhead"] = {name: round(flow["services"][name]["seconds"] - measured["bare"][name], 3) for name in names}
-        print(f"  {scenario} #{index + 1} ({measured['order']}): replicate --all {flow['seconds']:.2f} s, services " +
-              ", ".join(f"{name} {flow['services'][name]['seconds']:.2f} s (copy {flow['services'][name]['steps'].get('copy')}, "
-                        f"bare {measured['bare'][name]:.2f})" for name in names) +
-              f"; copy steps overlap {flow['copy_overlap_seconds']:.2f} s", flush=True)
+        print(
+            f"  {scenario} #{index + 1} ({measured['order']}): replicate --all {flow['seconds']:.2f} s, services "
+            + ", ".join(
+                f"{name} {flow['services'][name]['seconds']:.2f} s (copy {flow['services'][name]['steps'].get('copy')}, "
+                f"bare {measured['bare'][name]:.2f})"
+                for name in names
+            )
+            + f"; copy steps overlap {flow['copy_overlap_seconds']:.2f} s",
+            flush=True,
+        )
         return measured
 
     def fleet_replication(self) -> dict:
@@ -324,12 +384,25 @@ class Bench:
             before = load()
             reps = []
             for index in range(self.args.reps):
-                changed = {name: rewrite_random_files(written[name], max(1, files // 100), size, self.rng) if change else 0
-                           for name in names}
+                changed = {
+                    name: rewrite_random_files(written[name], max(1, files // 100), size, self.rng) if change else 0
+                    for name in names
+                }
                 reps.append({"files_changed": changed, **self.fleet_rep(scenario, index, names)})
-            scenarios[scenario] = {"repetitions": reps, "load_before": before, "load_after": load(), **summarize_fleet(reps, names)}
-        return {"services": names, "megabytes_each": self.args.fleet_mb, "files_each": files,
-                "bounds": self.fleet.replication.model_dump(mode="json"), "first": first, "scenarios": scenarios}
+            scenarios[scenario] = {
+                "repetitions": reps,
+                "load_before": before,
+                "load_after": load(),
+                **summarize_fleet(reps, names),
+            }
+        return {
+            "services": names,
+            "megabytes_each": self.args.fleet_mb,
+            "files_each": files,
+            "bounds": self.fleet.replication.model_dump(mode="json"),
+            "first": first,
+            "scenarios": scenarios,
+        }
 
     def run(self) -> dict:
         self.setup()
@@ -361,8 +434,10 @@ def summarize_fleet(reps: list[dict], names: list[str]) -> dict:
         "overhead_seconds": {name: median(r["overhead"][name] for r in reps) for name in names},
         "overhead_per_service": median(value for r in reps for value in r["overhead"].values()),
         "cpu_per_service": median(r["flow"]["cpu_seconds"] / len(names) for r in reps),
-        "steps": {step: median(r["flow"]["services"][name]["steps"].get(step) for r in reps for name in names)
-                  for step in reps[0]["flow"]["services"][names[0]]["steps"]},
+        "steps": {
+            step: median(r["flow"]["services"][name]["steps"].get(step) for r in reps for name in names)
+            for step in reps[0]["flow"]["services"][names[0]]["steps"]
+        },
     }
 
 
@@ -381,8 +456,11 @@ def extrapolate(fleet: dict) -> dict:
     scale = EXTRAPOLATE["files"] / files_here
     bare_here = statistics.median(one["bare_seconds"].values())
     per_service = measured if scale == 1 else measured + bare_here * (scale - 1)
-    source = ("measured here at this size" if scale == 1 else
-              f"scaled: run here {measured:.2f} s + bare rsync {bare_here:.2f} s x ({scale:.1f} - 1) for the file count")
+    source = (
+        "measured here at this size"
+        if scale == 1
+        else f"scaled: run here {measured:.2f} s + bare rsync {bare_here:.2f} s x ({scale:.1f} - 1) for the file count"
+    )
     cpu = one["cpu_per_service"]
     count, rpo = EXTRAPOLATE["services"], EXTRAPOLATE["rpo_seconds"]
     together = one["flow_seconds"]
@@ -391,11 +469,19 @@ def extrapolate(fleet: dict) -> dict:
     for parallel in (1, 2, 4, 8):
         wall = count * per_service / parallel
         rows.append({"parallel": parallel, "wall_seconds": round(wall, 1), "within_rpo": wall <= rpo})
-    return {**EXTRAPOLATE, "per_service_seconds": round(per_service, 2), "source": source,
-            "bare_seconds": bare_here, "overhead_per_service": one["overhead_per_service"], "cpu_per_service": cpu,
-            "orchestrator_cpu_seconds": round(count * cpu, 1), "orchestrator_cores": round(count * cpu / rpo, 2),
-            "parallel_needed": math.ceil(count * per_service / rpo), "rows": rows,
-            "measured_speedup": round(alone / together, 2) if together else None}
+    return {
+        **EXTRAPOLATE,
+        "per_service_seconds": round(per_service, 2),
+        "source": source,
+        "bare_seconds": bare_here,
+        "overhead_per_service": one["overhead_per_service"],
+        "cpu_per_service": cpu,
+        "orchestrator_cpu_seconds": round(count * cpu, 1),
+        "orchestrator_cores": round(count * cpu / rpo, 2),
+        "parallel_needed": math.ceil(count * per_service / rpo),
+        "rows": rows,
+        "measured_speedup": round(alone / together, 2) if together else None,
+    }
 
 
 def _s(value) -> str:
@@ -409,39 +495,72 @@ def print_report(results: dict) -> None:
     if failover:
         small, big = failover["small"], failover["big"]
         disks = meta["args"]
-        print(f"\nEmergency failover of {RTO_SERVICE} (prod-east down -> mirror-west), medians of {len(small['runs'])} runs, seconds "
-              f"[load {small['load_before']} -> {big['load_after']}; /srv data {disks.get('data_profile', 'raid10')} on 4 disks of "
-              f"{disks.get('disk_gib') or 2:g} GiB]")
+        print(
+            f"\nEmergency failover of {RTO_SERVICE} (prod-east down -> mirror-west), medians of {len(small['runs'])} runs, seconds "
+            f"[load {small['load_before']} -> {big['load_after']}; /srv data {disks.get('data_profile', 'raid10')} on 4 disks of "
+            f"{disks.get('disk_gib') or 2:g} GiB]"
+        )
         names = list(dict.fromkeys([*small["steps"], *big["steps"]]))
         rows = [(f"step: {name}", _s(small["steps"].get(name)), _s(big["steps"].get(name))) for name in names]
-        rows += [("flow call", _s(small["flow_call"]), _s(big["flow_call"])),
-                 ("app answers through DNS", _s(small["answers_through_dns"]), _s(big["answers_through_dns"])),
-                 ("TOTAL (answers and flow returned)", _s(small["total"]), _s(big["total"])),
-                 ("replication before the runs (not RTO)", _s(small["replication"]["seconds"]), _s(big["replication"]["seconds"]))]
+        rows += [
+            ("flow call", _s(small["flow_call"]), _s(big["flow_call"])),
+            ("app answers through DNS", _s(small["answers_through_dns"]), _s(big["answers_through_dns"])),
+            ("TOTAL (answers and flow returned)", _s(small["total"]), _s(big["total"])),
+            ("replication before the runs (not RTO)", _s(small["replication"]["seconds"]), _s(big["replication"]["seconds"])),
+        ]
         table(("phase", f"{small['megabytes']} MiB", f"{big['megabytes']} MiB"), rows)
-        print(f"  big - small: {failover['gap']:+.2f} s (target <= {RTO_GAP_TARGET:g} s: "
-              f"{'met' if failover['gap'] <= RTO_GAP_TARGET else 'MISSED'}); per run totals: small "
-              + ", ".join(_s(r["total"]) for r in small["runs"]) + "; big " + ", ".join(_s(r["total"]) for r in big["runs"]))
+        print(
+            f"  big - small: {failover['gap']:+.2f} s (target <= {RTO_GAP_TARGET:g} s: "
+            f"{'met' if failover['gap'] <= RTO_GAP_TARGET else 'MISSED'}); per run totals: small "
+            + ", ".join(_s(r["total"]) for r in small["runs"])
+            + "; big "
+            + ", ".join(_s(r["total"]) for r in big["runs"])
+        )
     fleet = results.get("fleet")
     if not fleet:
         return
     names = fleet["services"]
     bounds = fleet["bounds"]
-    print(f"\nreplicate --all over {', '.join(names)} ({fleet['megabytes_each']} MiB / {fleet['files_each']} files each; bounds: "
-          f"{bounds['parallel_services']} at once, {bounds['parallel_per_source']} per production, {bounds['parallel_per_target']} per mirror), "
-          f"medians of {len(next(iter(fleet['scenarios'].values()))['repetitions'])} runs, seconds")
-    header = ("scenario", "replicate --all", "bare, one by one", *[f"{n} run" for n in names], *[f"{n} copy" for n in names],
-              *[f"{n} bare" for n in names], "copy overlap", "overlapped", "overhead/service", "CPU/service", "load")
+    print(
+        f"\nreplicate --all over {', '.join(names)} ({fleet['megabytes_each']} MiB / {fleet['files_each']} files each; bounds: "
+        f"{bounds['parallel_services']} at once, {bounds['parallel_per_source']} per production, {bounds['parallel_per_target']} per mirror), "
+        f"medians of {len(next(iter(fleet['scenarios'].values()))['repetitions'])} runs, seconds"
+    )
+    header = (
+        "scenario",
+        "replicate --all",
+        "bare, one by one",
+        *[f"{n} run" for n in names],
+        *[f"{n} copy" for n in names],
+        *[f"{n} bare" for n in names],
+        "copy overlap",
+        "overlapped",
+        "overhead/service",
+        "CPU/service",
+        "load",
+    )
     rows = []
     for scenario, s in fleet["scenarios"].items():
-        rows.append((scenario, _s(s["flow_seconds"]), _s(s["bare_sequential_seconds"]),
-                     *[_s(s["service_seconds"][n]) for n in names], *[_s(s["copy_seconds"][n]) for n in names],
-                     *[_s(s["bare_seconds"][n]) for n in names], _s(s["copy_overlap_seconds"]),
-                     "yes" if s["overlapped_every_time"] else "NO", _s(s["overhead_per_service"]), _s(s["cpu_per_service"]),
-                     f"{s['load_before'][0]}->{s['load_after'][0]}"))
+        rows.append(
+            (
+                scenario,
+                _s(s["flow_seconds"]),
+                _s(s["bare_sequential_seconds"]),
+                *[_s(s["service_seconds"][n]) for n in names],
+                *[_s(s["copy_seconds"][n]) for n in names],
+                *[_s(s["bare_seconds"][n]) for n in names],
+                _s(s["copy_overlap_seconds"]),
+                "yes" if s["overlapped_every_time"] else "NO",
+                _s(s["overhead_per_service"]),
+                _s(s["cpu_per_service"]),
+                f"{s['load_before'][0]}->{s['load_after'][0]}",
+            )
+        )
     table(header, rows)
-    print("  overhead/service = a service's run in replicate --all minus its bare `rsync -a` over SSH in the same repetition;"
-          " CPU/service = this process's CPU seconds during replicate --all / services")
+    print(
+        "  overhead/service = a service's run in replicate --all minus its bare `rsync -a` over SSH in the same repetition;"
+        " CPU/service = this process's CPU seconds during replicate --all / services"
+    )
     last = fleet["scenarios"]["1 % changed"]["repetitions"][-1]["flow"]
     print("  last 1 %-changed run, seconds after the flow call (run start-end, copy step start-end):")
     for name in names:
@@ -450,17 +569,27 @@ def print_report(results: dict) -> None:
     steps = fleet["scenarios"]["1 % changed"]["steps"]
     print("  per-service steps (1 % changed, median s): " + ", ".join(f"{k} {_s(v)}" for k, v in steps.items()))
     x = results["extrapolation"]
-    print(f"\nEXTRAPOLATION (not measured): {x['services']} services x {x['gigabytes']:g} GB ({x['files']} files), "
-          f"{x['change_percent']:g} % changed every {x['rpo_seconds']:.0f} s")
-    print(f"  per service {x['per_service_seconds']:.2f} s ({x['source']}): bare rsync {x['bare_seconds']:.2f} s + orchestration "
-          f"{x['overhead_per_service']:.2f} s; orchestrator CPU {x['cpu_per_service']:.2f} s per service, "
-          f"{x['orchestrator_cpu_seconds']:.0f} s for 100 = {x['orchestrator_cores']:.2f} of a core per 5 minutes")
-    print(f"  measured here: two services at once finished {x['measured_speedup']}x faster than their runs one after the other would")
-    table(("services at once", "wall for 100", "within 5 min"),
-          [(r["parallel"], f"{r['wall_seconds']:.0f} s", "yes" if r["within_rpo"] else "no") for r in x["rows"]])
-    print(f"  services at once needed for 100 inside {x['rpo_seconds']:.0f} s: {x['parallel_needed']} (each production server serves "
-          "parallel_per_source at a time: that many production servers, or a higher per-source bound; "
-          "the fleet file's replications_per_day: 288)")
+    print(
+        f"\nEXTRAPOLATION (not measured): {x['services']} services x {x['gigabytes']:g} GB ({x['files']} files), "
+        f"{x['change_percent']:g} % changed every {x['rpo_seconds']:.0f} s"
+    )
+    print(
+        f"  per service {x['per_service_seconds']:.2f} s ({x['source']}): bare rsync {x['bare_seconds']:.2f} s + orchestration "
+        f"{x['overhead_per_service']:.2f} s; orchestrator CPU {x['cpu_per_service']:.2f} s per service, "
+        f"{x['orchestrator_cpu_seconds']:.0f} s for 100 = {x['orchestrator_cores']:.2f} of a core per 5 minutes"
+    )
+    print(
+        f"  measured here: two services at once finished {x['measured_speedup']}x faster than their runs one after the other would"
+    )
+    table(
+        ("services at once", "wall for 100", "within 5 min"),
+        [(r["parallel"], f"{r['wall_seconds']:.0f} s", "yes" if r["within_rpo"] else "no") for r in x["rows"]],
+    )
+    print(
+        f"  services at once needed for 100 inside {x['rpo_seconds']:.0f} s: {x['parallel_needed']} (each production server serves "
+        "parallel_per_source at a time: that many production servers, or a higher per-source bound; "
+        "the fleet file's replications_per_day: 288)"
+    )
 
 
 if __name__ == "__main__":

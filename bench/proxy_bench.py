@@ -54,7 +54,7 @@ def crypt_hash(scheme: str) -> str:
         import crypt
 
     method = crypt.METHOD_SHA512 if scheme == "sha512" else crypt.METHOD_BLOWFISH
-    salt = crypt.mksalt(method) if scheme == "sha512" else crypt.mksalt(method, rounds=2 ** 10)
+    salt = crypt.mksalt(method) if scheme == "sha512" else crypt.mksalt(method, rounds=2**10)
     return crypt.crypt(PASSWORD, salt)
 
 
@@ -112,16 +112,22 @@ http {{ access_log off; client_body_temp_path {folder}/tmp; proxy_temp_path {fol
     location / {{ proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://app; }} }}
 }}
 """)
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(upstream), "--bind", "127.0.0.1",
-                               "--directory", str(folder / "tmp")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(upstream), "--bind", "127.0.0.1", "--directory", str(folder / "tmp")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     proxy = subprocess.Popen([NGINX, "-c", str(folder / "nginx.conf"), "-p", str(folder)], start_new_session=True)
     try:
         for port in (upstream, bare, sha512, bcrypt):
             wait_port(port)
         rows = []
-        for label, port, auth in (("upstream directly", upstream, None), ("nginx, no login", bare, None),
-                                  ("nginx, SHA-512-crypt login", sha512, ("bench", PASSWORD)),
-                                  ("nginx, bcrypt(10) login", bcrypt, ("bench", PASSWORD))):
+        for label, port, auth in (
+            ("upstream directly", upstream, None),
+            ("nginx, no login", bare, None),
+            ("nginx, SHA-512-crypt login", sha512, ("bench", PASSWORD)),
+            ("nginx, bcrypt(10) login", bcrypt, ("bench", PASSWORD)),
+        ):
             cpu_before = nginx_cpu_seconds(proxy.pid)
             times = measure(f"http://127.0.0.1:{port}/", args.requests, auth)
             cpu = (nginx_cpu_seconds(proxy.pid) - cpu_before) / args.requests * 1000

@@ -69,7 +69,9 @@ def run(lab, env: dict, args) -> list[tuple[str, str]]:
     write_random_files(data, args.files, args.file_kib * 1024)
     os.sync()
     seconds = time.monotonic() - started
-    rows.append((f"generate {args.files} x {args.file_kib} KiB ({args.files * args.file_kib / 1024 / 1024:.2f} GiB)", f"{seconds:.1f}"))
+    rows.append(
+        (f"generate {args.files} x {args.file_kib} KiB ({args.files * args.file_kib / 1024 / 1024:.2f} GiB)", f"{seconds:.1f}")
+    )
     password = repository_password(service.backup.password_block)
     storage = fleet.server("storage-vault")
     app_repository = restic_plan.repository_of("app1", storage.name, service.backup).path
@@ -81,7 +83,9 @@ def run(lab, env: dict, args) -> list[tuple[str, str]]:
             with root_restic(production, env, storage, bare_repository, "/run/hotspare/bench-root") as bare:
                 run_restic(production, bare + ["init"], password)
                 started = time.monotonic()
-                run_restic(production, shell.in_folder("/", bare + ["backup", "--quiet", "--host", "app1", "srv/app1/data"]), password)
+                run_restic(
+                    production, shell.in_folder("/", bare + ["backup", "--quiet", "--host", "app1", "srv/app1/data"]), password
+                )
                 bare_backup = time.monotonic() - started
         finally:
             vault.run(shell.remove_tree(bare_repository, "/srv/backup"), check=False)

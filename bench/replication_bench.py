@@ -66,8 +66,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (SshRecorder, by_label, command_label, epoch, isolate_environment, lab_and_prefect,  # noqa: E402
-                          rewrite_random_files, run_meta, ssh_argv, within, write_random_files, write_results)
+from bench.common import (  # noqa: E402
+    SshRecorder,
+    by_label,
+    command_label,
+    epoch,
+    isolate_environment,
+    lab_and_prefect,
+    rewrite_random_files,
+    run_meta,
+    ssh_argv,
+    within,
+    write_random_files,
+    write_results,
+)
 from bench.replication_report import COPY_TARGET, VERIFY_TARGET, print_report, summarize  # noqa: E402
 
 SERVICE = "app1"
@@ -82,8 +94,9 @@ TIMED = 's=$(date +%s%N); "$@"; rc=$?; e=$(date +%s%N); printf "\\n@@bench %s %s
 
 # How the report names remote commands: rsync's verify as replication runs it (-anc over the
 # whole tree: a first copy, everything changed), and file operations by their program alone.
-REPLICATION_LABEL = partial(command_label, verify_label="rsync verify (-anc, whole tree)",
-                            program_only=("install", "rm", "test", "mv", "ln", "chmod"))
+REPLICATION_LABEL = partial(
+    command_label, verify_label="rsync verify (-anc, whole tree)", program_only=("install", "rm", "test", "mv", "ln", "chmod")
+)
 
 
 def main() -> int:
@@ -91,7 +104,9 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=1000, help="total data in MiB (default 1000: 10,000 x 100 KiB)")
     parser.add_argument("--files", type=int, default=10_000, help="number of files (default 10,000)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of the 1 %% and no-change scenarios (default 3)")
-    parser.add_argument("--full-reps", type=int, default=3, help="repetitions of the full copy (default 3; the mirror is emptied before each)")
+    parser.add_argument(
+        "--full-reps", type=int, default=3, help="repetitions of the full copy (default 3; the mirror is emptied before each)"
+    )
     parser.add_argument("--slot", type=int, default=None, help="lab slot (default: a free one)")
     parser.add_argument("--profile", action="store_true", help="also run one no-change replication under cProfile")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (lab hosts, inventory)")
@@ -142,7 +157,9 @@ class Bench:
     # ----- helpers ----------------------------------------------------------------------
 
     def ssh(self, host: str, argv: list[str], stdin: bytes | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
-        return subprocess.run(ssh_argv(self.env, host, argv), input=stdin or b"", capture_output=True, timeout=timeout, check=False)
+        return subprocess.run(
+            ssh_argv(self.env, host, argv), input=stdin or b"", capture_output=True, timeout=timeout, check=False
+        )
 
     def timed_on(self, host: str, argv: list[str], ok=(0,), stdin: bytes | None = None) -> dict:
         """Run argv on a lab host through ssh; its own duration there, plus the wall time here."""
@@ -156,12 +173,18 @@ class Bench:
         _, start_ns, end_ns, status = marker[-1].split()
         if int(status) not in ok:
             raise RuntimeError(f"on {host}: {shlex.join(argv)[:200]} exited {status}: {stderr.strip()[-500:]}")
-        return {"seconds": (int(end_ns) - int(start_ns)) / 1e9, "with_ssh": outer, "stdout": result.stdout.decode(errors="replace")}
+        return {
+            "seconds": (int(end_ns) - int(start_ns)) / 1e9,
+            "with_ssh": outer,
+            "stdout": result.stdout.decode(errors="replace"),
+        }
 
     def must(self, host: str, argv: list[str], stdin: bytes | None = None) -> str:
         result = self.ssh(host, argv, stdin)
         if result.returncode != 0:
-            raise RuntimeError(f"on {host}: {shlex.join(argv)[:200]} exited {result.returncode}: {result.stderr.decode(errors='replace')[-500:]}")
+            raise RuntimeError(
+                f"on {host}: {shlex.join(argv)[:200]} exited {result.returncode}: {result.stderr.decode(errors='replace')[-500:]}"
+            )
         return result.stdout.decode(errors="replace")
 
     def scoped(self, purpose: str, build, ok=(0,)) -> dict:
@@ -178,8 +201,12 @@ class Bench:
             result = self.timed_on(self.mirror, plan.with_peer_access(peer, build(peer)), ok, stdin)
             ran = time.perf_counter()
         removed = time.perf_counter()
-        return {**result, "key_install": installed - started, "key_remove": removed - ran,
-                "key_seconds": (installed - started) + (removed - ran)}
+        return {
+            **result,
+            "key_install": installed - started,
+            "key_remove": removed - ran,
+            "key_seconds": (installed - started) + (removed - ran),
+        }
 
     # ----- set-up -----------------------------------------------------------------------
 
@@ -239,13 +266,25 @@ class Bench:
     def pull_copy(self) -> dict:
         """The mirror runs rsync and pulls with the same unrestricted key."""
         peer = self.pull_peer
-        return self.timed_on(self.mirror, ["rsync", "-a", "--relative", "-e", peer.ssh_command(), *peer.remotes(self.paths),
-                                           BARE_TARGETS["pull"] + "/"])
+        return self.timed_on(
+            self.mirror,
+            ["rsync", "-a", "--relative", "-e", peer.ssh_command(), *peer.remotes(self.paths), BARE_TARGETS["pull"] + "/"],
+        )
 
     def scoped_copy(self) -> dict:
         """The same pull through a transfer key (view + rsync's daemon on production)."""
-        return self.scoped("bench-copy", lambda peer: ["rsync", "-a", "--relative", "-e", peer.ssh_command(),
-                                                       *peer.sources(self.paths), BARE_TARGETS["scoped"] + "/"])
+        return self.scoped(
+            "bench-copy",
+            lambda peer: [
+                "rsync",
+                "-a",
+                "--relative",
+                "-e",
+                peer.ssh_command(),
+                *peer.sources(self.paths),
+                BARE_TARGETS["scoped"] + "/",
+            ],
+        )
 
     def product_argv_copy(self, link_copy: str | None) -> dict:
         """hotspare's exact rsync argv through a transfer key into a fresh folder, linked against
@@ -256,17 +295,19 @@ class Bench:
         tree = f"/srv/bench-argv/run-{self.argv_runs}/tree"
         self.must(self.mirror, ["install", "-d", "-m", "0700", tree])
         link_dest = plan.copy_tree(SERVICE, link_copy) if link_copy else None
-        result = self.scoped("bench-argv", lambda peer: plan.rsync_copy_argv(peer, self.paths, tree, link_dest, self.excludes),
-                             ok=(0, 24))
+        result = self.scoped(
+            "bench-argv", lambda peer: plan.rsync_copy_argv(peer, self.paths, tree, link_dest, self.excludes), ok=(0, 24)
+        )
         self.must(self.mirror, ["rm", "-rf", "--", f"/srv/bench-argv/run-{self.argv_runs}"])
         return result
 
     def hotspare_copy(self) -> dict:
+        from sqlmodel import select
+
         from flows.replicate import replicate_service
         from hotspare.inventory import runs
         from hotspare.inventory.db import session
         from hotspare.inventory.models import RunRow
-        from sqlmodel import select
 
         self.retry_log.install()
         wall_start = time.time()
@@ -277,7 +318,9 @@ class Bench:
         if result["outcome"] != "ok":
             raise RuntimeError(f"replication failed: {result}")
         with session() as db:
-            row = db.exec(select(RunRow).where(RunRow.kind == "replicate", RunRow.service == SERVICE).order_by(RunRow.id.desc())).first()
+            row = db.exec(
+                select(RunRow).where(RunRow.kind == "replicate", RunRow.service == SERVICE).order_by(RunRow.id.desc())
+            ).first()
             run_start, run_end = epoch(row.started_at), epoch(row.ended_at)
             steps = runs.step_timings(row.id)
             step_rows = _step_rows(db, row.id)
@@ -300,31 +343,66 @@ class Bench:
         from hotspare.planning import replication as plan
 
         peer = self.push_peer
-        argv = ["rsync", "-anc", "--delete", "--itemize-changes", "--relative", "-e", peer.ssh_command(),
-                *self.paths, peer.remote(plan.copy_tree(SERVICE, copy_id) + "/")]
+        argv = [
+            "rsync",
+            "-anc",
+            "--delete",
+            "--itemize-changes",
+            "--relative",
+            "-e",
+            peer.ssh_command(),
+            *self.paths,
+            peer.remote(plan.copy_tree(SERVICE, copy_id) + "/"),
+        ]
         return _with_differences(self.timed_on(self.production, argv, ok=(0, 24)))
 
     def pull_verify(self, copy_id: str) -> dict:
         from hotspare.planning import replication as plan
 
         peer = self.pull_peer
-        argv = ["rsync", "-anc", "--delete", "--itemize-changes", "--relative", "-e", peer.ssh_command(),
-                *peer.remotes(self.paths), plan.copy_tree(SERVICE, copy_id) + "/"]
+        argv = [
+            "rsync",
+            "-anc",
+            "--delete",
+            "--itemize-changes",
+            "--relative",
+            "-e",
+            peer.ssh_command(),
+            *peer.remotes(self.paths),
+            plan.copy_tree(SERVICE, copy_id) + "/",
+        ]
         return _with_differences(self.timed_on(self.mirror, argv, ok=(0, 24)))
 
     def scoped_verify(self, copy_id: str) -> dict:
         from hotspare.planning import replication as plan
 
-        return _with_differences(self.scoped("bench-verify", lambda peer: [
-            "rsync", "-anc", "--delete", "--itemize-changes", "--relative", "-e", peer.ssh_command(),
-            *peer.sources(self.paths), plan.copy_tree(SERVICE, copy_id) + "/"], ok=(0, 24)))
+        return _with_differences(
+            self.scoped(
+                "bench-verify",
+                lambda peer: [
+                    "rsync",
+                    "-anc",
+                    "--delete",
+                    "--itemize-changes",
+                    "--relative",
+                    "-e",
+                    peer.ssh_command(),
+                    *peer.sources(self.paths),
+                    plan.copy_tree(SERVICE, copy_id) + "/",
+                ],
+                ok=(0, 24),
+            )
+        )
 
     def product_verify(self, copy_id: str) -> dict:
         """hotspare's own verify argv (-aHAX --numeric-ids -c --dry-run ...) through a transfer key."""
         from hotspare.planning import replication as plan
 
-        return self.scoped("bench-verify", lambda peer: plan.rsync_verify_argv(peer, self.paths, plan.copy_tree(SERVICE, copy_id),
-                                                                                self.excludes), ok=(0, 23, 24))
+        return self.scoped(
+            "bench-verify",
+            lambda peer: plan.rsync_verify_argv(peer, self.paths, plan.copy_tree(SERVICE, copy_id), self.excludes),
+            ok=(0, 23, 24),
+        )
 
     def sha256_both_sides(self, copy_id: str) -> dict:
         """sha256 manifests of production's data and the copy's data, both hosts at once."""
@@ -333,13 +411,18 @@ class Bench:
         script = 'cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum'
         folders = {self.production: self.data_path, self.mirror: plan.copy_data_path(SERVICE, copy_id, self.data_path)}
         started = time.perf_counter()
-        processes = {host: subprocess.Popen(ssh_argv(self.env, host, ["sh", "-c", TIMED, "sh", "sh", "-c", script, "sh", folder]),
-                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                     for host, folder in folders.items()}
+        processes = {
+            host: subprocess.Popen(
+                ssh_argv(self.env, host, ["sh", "-c", TIMED, "sh", "sh", "-c", script, "sh", folder]),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for host, folder in folders.items()
+        }
         outputs = {host: process.communicate(timeout=1800) for host, process in processes.items()}
         wall = time.perf_counter() - started
         sides = {}
-        for host, (stdout, stderr) in outputs.items():
+        for host, (_stdout, stderr) in outputs.items():
             marker = [line for line in stderr.decode().splitlines() if line.startswith("@@bench ")][-1].split()
             sides[host] = (int(marker[2]) - int(marker[1])) / 1e9
         same = outputs[self.production][0] == outputs[self.mirror][0]
@@ -367,16 +450,18 @@ class Bench:
             connects = [e for e in inside if e["kind"] == "connect"]
             commands = [e for e in inside if e["kind"] == "run"]
             ssh_seconds = sum(e["end"] - e["start"] for e in inside)
-            steps.append({
-                "step": name,
-                "seconds": round(end - start, 3),
-                "ssh_connects": len(connects),
-                "connect_seconds": round(sum(e["end"] - e["start"] for e in connects), 3),
-                "remote_commands": len(commands),
-                "command_seconds": round(sum(e["end"] - e["start"] for e in commands), 3),
-                "other_seconds": round((end - start) - ssh_seconds, 3),
-                "commands": by_label((event["label"], event["end"] - event["start"]) for event in commands),
-            })
+            steps.append(
+                {
+                    "step": name,
+                    "seconds": round(end - start, 3),
+                    "ssh_connects": len(connects),
+                    "connect_seconds": round(sum(e["end"] - e["start"] for e in connects), 3),
+                    "remote_commands": len(commands),
+                    "command_seconds": round(sum(e["end"] - e["start"] for e in commands), 3),
+                    "other_seconds": round((end - start) - ssh_seconds, 3),
+                    "commands": by_label((event["label"], event["end"] - event["start"]) for event in commands),
+                }
+            )
         rsync_runs = sum(1 for e in events if e["kind"] == "run" and e["label"].startswith("rsync"))
         return {
             "before_run_record": round(run_start - wall_start, 3),  # flow run creation + engine start
@@ -405,18 +490,29 @@ class Bench:
         measured["copy"]["product_argv"] = self.product_argv_copy(previous_copy)
         os.sync()
         copy_id = measured["hotspare"]["copy_id"]
-        verifiers = {"push": self.push_verify, "pull": self.pull_verify, "scoped": self.scoped_verify, "product_argv": self.product_verify}
+        verifiers = {
+            "push": self.push_verify,
+            "pull": self.pull_verify,
+            "scoped": self.scoped_verify,
+            "product_argv": self.product_verify,
+        }
         measured["verify"] = {what: verifiers[what](copy_id) for what in (VERIFY_ORDER if forward else reversed(VERIFY_ORDER))}
         for result in [*measured["copy"].values(), *measured["verify"].values()]:
             result.pop("stdout", None)
         copied, verified, hotspare = measured["copy"], measured["verify"], measured["hotspare"]
-        print(f"  {scenario} #{index + 1} ({' > '.join(order)}): push {copied['push']['seconds']:.2f} s, pull "
-              f"{copied['pull']['seconds']:.2f} s, scoped {copied['scoped']['seconds']:.2f} s (+ key {copied['scoped']['key_seconds']:.2f}), "
-              f"product argv {copied['product_argv']['seconds']:.2f} s, copy step {hotspare['copy_step']:.2f} s, flow "
-              f"{hotspare['seconds']:.2f} s; verify: push {verified['push']['seconds']:.2f}, pull {verified['pull']['seconds']:.2f}, "
-              f"scoped {verified['scoped']['seconds']:.2f}, step {hotspare['verify_step']:.2f} s", flush=True)
+        print(
+            f"  {scenario} #{index + 1} ({' > '.join(order)}): push {copied['push']['seconds']:.2f} s, pull "
+            f"{copied['pull']['seconds']:.2f} s, scoped {copied['scoped']['seconds']:.2f} s (+ key {copied['scoped']['key_seconds']:.2f}), "
+            f"product argv {copied['product_argv']['seconds']:.2f} s, copy step {hotspare['copy_step']:.2f} s, flow "
+            f"{hotspare['seconds']:.2f} s; verify: push {verified['push']['seconds']:.2f}, pull {verified['pull']['seconds']:.2f}, "
+            f"scoped {verified['scoped']['seconds']:.2f}, step {hotspare['verify_step']:.2f} s",
+            flush=True,
+        )
         if hotspare["retries"]:
-            print(f"    ^ {len(hotspare['retries'])} task retry(ies) in this run (each waits 2 s, then 10 s); see the log line(s) above", flush=True)
+            print(
+                f"    ^ {len(hotspare['retries'])} task retry(ies) in this run (each waits 2 s, then 10 s); see the log line(s) above",
+                flush=True,
+            )
         return measured
 
     def empty_mirror(self) -> int:
@@ -427,10 +523,24 @@ class Bench:
 
         # snapshot copies are read-only subvolumes (and the working subvolume holds nested ones):
         # each goes through the product's own removal script, whatever its back-end
-        script = ('folder=$1; work=$2; shift 2; for c in "$folder"/* "$work"; do sh -c "$REMOVE" sh "$c" || exit 1; done; '
-                  'rm -rf -- "$@"')
-        self.must(self.mirror, ["env", f"REMOVE={copy_backends.REMOVE_SCRIPT}", "sh", "-c", script, "sh",
-                                plan.service_root(SERVICE) + "/copies", copy_backends.work_root(SERVICE), *BARE_TARGETS.values()])
+        script = (
+            'folder=$1; work=$2; shift 2; for c in "$folder"/* "$work"; do sh -c "$REMOVE" sh "$c" || exit 1; done; '
+            'rm -rf -- "$@"'
+        )
+        self.must(
+            self.mirror,
+            [
+                "env",
+                f"REMOVE={copy_backends.REMOVE_SCRIPT}",
+                "sh",
+                "-c",
+                script,
+                "sh",
+                plan.service_root(SERVICE) + "/copies",
+                copy_backends.work_root(SERVICE),
+                *BARE_TARGETS.values(),
+            ],
+        )
         os.sync()
         return 0
 
@@ -458,16 +568,25 @@ class Bench:
         self.setup()
         generated = self.generate()
         total = self.file_size * self.args.files
-        print(f"generated {self.args.files} files x {self.file_size} bytes = {total / 1e9:.2f} GB in {generated:.1f} s", flush=True)
+        print(
+            f"generated {self.args.files} files x {self.file_size} bytes = {total / 1e9:.2f} GB in {generated:.1f} s", flush=True
+        )
         results = {
             "meta": {
                 **run_meta(),
-                "files": self.args.files, "file_bytes": self.file_size, "total_bytes": total,
-                "cpus": os.cpu_count(), "load_average_start": os.getloadavg(),
+                "files": self.args.files,
+                "file_bytes": self.file_size,
+                "total_bytes": total,
+                "cpus": os.cpu_count(),
+                "load_average_start": os.getloadavg(),
                 "rsync": subprocess.run(["rsync", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
-                "paths": self.paths, "push_ssh_command": self.push_peer.ssh_command(), "pull_ssh_command": self.pull_peer.ssh_command(),
-                "transfer_view": transfer_keys.VIEW_PATH, "bare_targets": BARE_TARGETS,
-                "copy_order": COPY_ORDER, "verify_order": VERIFY_ORDER,
+                "paths": self.paths,
+                "push_ssh_command": self.push_peer.ssh_command(),
+                "pull_ssh_command": self.pull_peer.ssh_command(),
+                "transfer_view": transfer_keys.VIEW_PATH,
+                "bare_targets": BARE_TARGETS,
+                "copy_order": COPY_ORDER,
+                "verify_order": VERIFY_ORDER,
                 "targets": {"copy_step_over_push": COPY_TARGET, "verify_step_over_push": VERIFY_TARGET},
             },
             "scenarios": {},
@@ -475,9 +594,12 @@ class Bench:
         results["latency"] = self.latency()
         latency = results["latency"]
         one = latency["one_file_pull_ms"]
-        print(f"SSH from the orchestrator: connect {latency['connect_ms']} ms, one remote command {latency['command_ms']} ms; "
-              f"shell start on the host {latency['shell_with_bashrc_ms']} ms with ~/.bashrc, {latency['shell_without_bashrc_ms']} ms without; "
-              f"one small file pulled bare {one['bare']} ms, scoped {one['scoped']} ms", flush=True)
+        print(
+            f"SSH from the orchestrator: connect {latency['connect_ms']} ms, one remote command {latency['command_ms']} ms; "
+            f"shell start on the host {latency['shell_with_bashrc_ms']} ms with ~/.bashrc, {latency['shell_without_bashrc_ms']} ms without; "
+            f"one small file pulled bare {one['bare']} ms, scoped {one['scoped']} ms",
+            flush=True,
+        )
         results["scenarios"]["full copy"] = self.scenario("full copy", self.args.full_reps, self.empty_mirror, full=True)
         results["scenarios"]["1 % changed"] = self.scenario("1 % changed", self.args.reps, self.change_one_percent)
         results["scenarios"]["nothing changed"] = self.scenario("nothing changed", self.args.reps, None)
@@ -492,15 +614,30 @@ class Bench:
         peer, target = self.pull_peer, "/srv/bench-one-file"
         bare, scoped, installs, removals = [], [], [], []
         for _ in range(times):
-            bare.append(self.timed_on(self.mirror, ["rsync", "-a", "-e", peer.ssh_command(), peer.remote("/etc/passwd"), target])["seconds"])
-            result = self.scoped("bench-one", lambda scoped_peer: ["rsync", "-a", "-e", scoped_peer.ssh_command(),
-                                                                   *scoped_peer.sources(["/etc/passwd"]), target])
+            bare.append(
+                self.timed_on(self.mirror, ["rsync", "-a", "-e", peer.ssh_command(), peer.remote("/etc/passwd"), target])[
+                    "seconds"
+                ]
+            )
+            result = self.scoped(
+                "bench-one",
+                lambda scoped_peer: [
+                    "rsync",
+                    "-a",
+                    "-e",
+                    scoped_peer.ssh_command(),
+                    *scoped_peer.sources(["/etc/passwd"]),
+                    target,
+                ],
+            )
             scoped.append(result["seconds"])
             installs.append(result["key_install"])
             removals.append(result["key_remove"])
         self.must(self.mirror, ["rm", "-f", "--", target])
-        return {name: round(statistics.median(values) * 1000, 1)
-                for name, values in (("bare", bare), ("scoped", scoped), ("key_install", installs), ("key_remove", removals))}
+        return {
+            name: round(statistics.median(values) * 1000, 1)
+            for name, values in (("bare", bare), ("scoped", scoped), ("key_install", installs), ("key_remove", removals))
+        }
 
     def latency(self) -> dict:
         """What one SSH connection and one remote command cost here, and why (shell start-up)."""
@@ -521,8 +658,11 @@ class Bench:
                     production.run(["true"])
                     commands.append(time.perf_counter() - started)
         # sshd runs every command through root's login shell; bash sources ~/.bashrc when started by sshd
-        probe = ('for i in 1 2 3 4 5; do s=$(date +%s%N); env -i SHLVL=0 HOME="$HOME" PATH=/usr/bin:/bin $1 bash -c true; '
-                 'e=$(date +%s%N); echo $((e - s)); done')
+        probe = (
+            'for i in 1 2 3 4 5; do s=$(date +%s%N); env -i SHLVL=0 HOME="$HOME" PATH=/usr/bin:/bin $1 bash -c true; '
+            "e=$(date +%s%N); echo $((e - s)); done"
+        )
+
         def shell_ms(extra: str) -> float:
             output = self.must(self.production, ["sh", "-c", probe, "sh", extra])
             return round(statistics.median(int(line) for line in output.split()) / 1e6, 1)
@@ -552,7 +692,18 @@ class Bench:
         path.parent.mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(path)
         stats = pstats.Stats(profiler)
-        interesting = ("thread.join", "paramiko", "client.py", "flow_engine", "task_engine", "select", "acquire", "sqlite", "httpx", "sleep")
+        interesting = (
+            "thread.join",
+            "paramiko",
+            "client.py",
+            "flow_engine",
+            "task_engine",
+            "select",
+            "acquire",
+            "sqlite",
+            "httpx",
+            "sleep",
+        )
         top = []
         for (filename, line, function), (_, calls, _, cumulative, _) in sorted(stats.stats.items(), key=lambda item: -item[1][3]):
             where = f"{Path(filename).name}:{line}({function})"

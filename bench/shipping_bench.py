@@ -36,8 +36,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (SshRecorder, isolate_environment, lab_and_prefect, rewrite_random_files,  # noqa: E402
-                          run_meta, table, write_random_files, write_results)
+from bench.common import (  # noqa: E402
+    SshRecorder,
+    isolate_environment,
+    lab_and_prefect,
+    rewrite_random_files,
+    run_meta,
+    table,
+    write_random_files,
+    write_results,
+)
 
 SERVICE = "app1"
 BARE_FOLDER = "/srv/bench-bare"
@@ -58,14 +66,19 @@ def bare_shipment(env: dict, production: str, mirror: str, data: str, number: in
     folder = f"{data.rsplit('/', 1)[0]}/.bench-bare"
     new, previous = f"{folder}/s{number}", f"{folder}/s{number - 1}"
     started = time.monotonic()
-    subprocess.run(ssh(env, production, ["sh", "-c", 'mkdir -p "$1" && btrfs -q subvolume snapshot -r "$2" "$3"', "sh",
-                                         folder, data, new]), check=True)
+    subprocess.run(
+        ssh(env, production, ["sh", "-c", 'mkdir -p "$1" && btrfs -q subvolume snapshot -r "$2" "$3"', "sh", folder, data, new]),
+        check=True,
+    )
     send = ["btrfs", "send", "-q", *(["-p", previous] if number > 0 else []), new]
     sender = subprocess.Popen(ssh(env, production, send), stdout=subprocess.PIPE)
     counted = subprocess.Popen(["dd", "bs=1M"], stdin=sender.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     sender.stdout.close()
-    receiver = subprocess.run(ssh(env, mirror, ["sh", "-c", 'mkdir -p "$1" && btrfs receive -q "$1"', "sh", BARE_FOLDER]),
-                              stdin=counted.stdout, capture_output=True)
+    receiver = subprocess.run(
+        ssh(env, mirror, ["sh", "-c", 'mkdir -p "$1" && btrfs receive -q "$1"', "sh", BARE_FOLDER]),
+        stdin=counted.stdout,
+        capture_output=True,
+    )
     counted.stdout.close()
     _, said = counted.communicate()
     if sender.wait() != 0 or receiver.returncode != 0:
@@ -117,10 +130,9 @@ def main() -> None:
     isolate_environment(home)
     results: dict = {"meta": run_meta() | {"files": args.files, "kib": args.kib, "reps": args.reps}, "runs": []}
     with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
-        from hotspare.cli import main as cli
-
         import yaml
 
+        from hotspare.cli import main as cli
         from hotspare.planning.snapshot_shipping import SHIPPING_PREFERENCE
 
         lab.register_blocks()
@@ -138,8 +150,10 @@ def main() -> None:
         recorder.install()
         first = hotspare_shipment(recorder)
         bare_first = bare_shipment(env, production, mirror, data, 0)
-        print(f"first shipment: hotspare {first[0]:.2f} s / {first[1]} bytes, bare {bare_first[0]:.2f} s / "
-              f"{bare_first[1]} bytes", flush=True)
+        print(
+            f"first shipment: hotspare {first[0]:.2f} s / {first[1]} bytes, bare {bare_first[0]:.2f} s / {bare_first[1]} bytes",
+            flush=True,
+        )
         rng, number = random.Random(23), 0
         for scenario, fraction in (("nothing changed", 0.0), ("1 % changed", 0.01)):
             for rep in range(args.reps):
@@ -155,8 +169,11 @@ def main() -> None:
                     else:
                         run["hotspare_seconds"], run["hotspare_bytes"], run["commands"] = hotspare_shipment(recorder)
                 results["runs"].append(run)
-                print(f"  {scenario} #{rep}: bare {run['bare_seconds']:.2f} s / {run['bare_bytes']} B, hotspare "
-                      f"{run['hotspare_seconds']:.2f} s / {run['hotspare_bytes']} B", flush=True)
+                print(
+                    f"  {scenario} #{rep}: bare {run['bare_seconds']:.2f} s / {run['bare_bytes']} B, hotspare "
+                    f"{run['hotspare_seconds']:.2f} s / {run['hotspare_bytes']} B",
+                    flush=True,
+                )
     rows = []
     for scenario in ("nothing changed", "1 % changed"):
         runs = [run for run in results["runs"] if run["scenario"] == scenario]
@@ -164,24 +181,49 @@ def main() -> None:
         ours = statistics.median(run["hotspare_seconds"] for run in runs)
         hosts = sorted({host for run in runs for host in run["commands"] if host not in ("steps", "spent")})
         commands = statistics.median(sum(run["commands"].get(host, 0) for host in hosts) for run in runs)
-        per_host = " / ".join(f"{host} {statistics.median(run['commands'].get(host, 0) for run in runs):g}"
-                              for host in hosts)
+        per_host = " / ".join(f"{host} {statistics.median(run['commands'].get(host, 0) for run in runs):g}" for host in hosts)
         # the issue's targets: nothing changed <= 1 s (+ the CLI's start, not in this in-process number);
         # 1 % changed: no target against send|receive, the ratio is shown
-        target = (f"<= 1 s: {'met' if ours <= 1.0 else f'gap {ours - 1.0:+.2f} s'}" if not scenario.startswith("1")
-                  else f"{ours / bare:.1f}x bare" if bare else "-")
-        rows.append([scenario, f"{bare:.2f}", f"{ours:.2f}", f"{ours - bare:+.2f}", target,
-                     f"{statistics.median(run['bare_bytes'] for run in runs):.0f}",
-                     f"{statistics.median(run['hotspare_bytes'] for run in runs):.0f}", f"{commands:g} ({per_host})"])
+        target = (
+            f"<= 1 s: {'met' if ours <= 1.0 else f'gap {ours - 1.0:+.2f} s'}"
+            if not scenario.startswith("1")
+            else f"{ours / bare:.1f}x bare"
+            if bare
+            else "-"
+        )
+        rows.append(
+            [
+                scenario,
+                f"{bare:.2f}",
+                f"{ours:.2f}",
+                f"{ours - bare:+.2f}",
+                target,
+                f"{statistics.median(run['bare_bytes'] for run in runs):.0f}",
+                f"{statistics.median(run['hotspare_bytes'] for run in runs):.0f}",
+                f"{commands:g} ({per_host})",
+            ]
+        )
     print(f"\nsnapshot shipping, {args.files} files x {args.kib} KiB, medians of {args.reps} (alternating order):")
-    table(["scenario", "bare send|receive s", "hotspare replicate s", "difference", "target", "bare stream B",
-           "hotspare stream B",
-           "remote commands (per host)"], rows)
+    table(
+        [
+            "scenario",
+            "bare send|receive s",
+            "hotspare replicate s",
+            "difference",
+            "target",
+            "bare stream B",
+            "hotspare stream B",
+            "remote commands (per host)",
+        ],
+        rows,
+    )
     last = results["runs"][-1]["commands"]
     print("\nwhere the last replication's time went (steps, then remote commands by kind, seconds):")
     table(["step", "seconds"], [[name, f"{seconds:.2f}"] for name, seconds in last["steps"].items()])
-    table(["remote command", "seconds"], [[name, f"{seconds:.2f}"] for name, seconds in
-                                          sorted(last["spent"].items(), key=lambda item: -item[1])])
+    table(
+        ["remote command", "seconds"],
+        [[name, f"{seconds:.2f}"] for name, seconds in sorted(last["spent"].items(), key=lambda item: -item[1])],
+    )
     results["meta"]["total_seconds"] = round(time.monotonic() - started, 1)
     write_results(results, args.out)
 

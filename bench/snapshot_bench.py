@@ -79,19 +79,25 @@ def main(folder: str, files: int, kib: int) -> dict:
         drop_caches()
         link_copy = root / "links" / f"c{number}"
         link_copy.mkdir(parents=True)
-        hard_links = timed([*rsync, *([f"--link-dest={previous_link}"] if previous_link else []),
-                            f"{source}/./srv", str(link_copy) + "/"])
+        hard_links = timed(
+            [*rsync, *([f"--link-dest={previous_link}"] if previous_link else []), f"{source}/./srv", str(link_copy) + "/"]
+        )
         previous_link = link_copy
         drop_caches()
         started = time.monotonic()
         subprocess.run(["sh", "-c", backends.MAKE_WORK_SCRIPT, "sh", str(work), "", DATA], check=True)
         subprocess.run([*rsync, f"{source}/./srv", str(work / "tree") + "/"], check=True)
-        subprocess.run(["sh", "-c", backends.SNAPSHOT_SCRIPT, "sh", str(work), str(copies / f"c{number}"), DATA],
-                       check=True, env=remove_env)
+        subprocess.run(
+            ["sh", "-c", backends.SNAPSHOT_SCRIPT, "sh", str(work), str(copies / f"c{number}"), DATA], check=True, env=remove_env
+        )
         snapshot = round(time.monotonic() - started, 3)
-        results["copy"][scenario] = {"bare_rsync_a": bare, "hard_links": hard_links, "btrfs_snapshot": snapshot,
-                                     "snapshot_over_bare": round(snapshot / bare, 2),
-                                     "hard_links_over_bare": round(hard_links / bare, 2)}
+        results["copy"][scenario] = {
+            "bare_rsync_a": bare,
+            "hard_links": hard_links,
+            "btrfs_snapshot": snapshot,
+            "snapshot_over_bare": round(snapshot / bare, 2),
+            "hard_links_over_bare": round(hard_links / bare, 2),
+        }
         print(scenario, results["copy"][scenario], flush=True)
     # activation: the newest copy made live; a small data set beside the big one
     small = copies / "small"

@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench.common import epoch, isolate_environment, lab_and_prefect, round_arguments, run_meta, table, write_results  # noqa: E402
+
 from failover_bench import SERVICE, Bench, DnsProber, wait_for_quiet  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "users_rto.json"
@@ -68,8 +69,9 @@ class UsersProber(DnsProber):
         import dns.message
         import dns.query
 
-        response = dns.query.udp(dns.message.make_query(self.bench.dns_name, "A"), self.resolver["address"],
-                                 port=self.resolver["port"], timeout=1.0)
+        response = dns.query.udp(
+            dns.message.make_query(self.bench.dns_name, "A"), self.resolver["address"], port=self.resolver["port"], timeout=1.0
+        )
         return [item.address for answer in response.answer for item in answer if hasattr(item, "address")]
 
     def probe_once(self) -> bool:
@@ -98,7 +100,8 @@ def fleet_for(env: dict, home: Path, mode: str) -> Path:
     """The lab fleet with app1's policy for ``mode`` and the office line as an approver."""
     data = yaml.safe_load(Path(env["fleet_file"]).read_text())
     data.setdefault("health", {})["services"] = [
-        {"name": SERVICE, "automatic_failover": "unattended" if mode == "unattended" else "approval"}]
+        {"name": SERVICE, "automatic_failover": "unattended" if mode == "unattended" else "approval"}
+    ]
     for contact in data["contacts"]:
         if contact["name"] == "Office":
             contact["may_approve"] = True
@@ -151,8 +154,11 @@ def health_event(since: datetime):
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 
-    wanted = EventFilter(occurred=EventOccurredFilter(since=since), event=EventNameFilter(name=["hotspare.health.failed"]),
-                         resource=EventResourceFilter(id=["hotspare.server.prod-east"]))
+    wanted = EventFilter(
+        occurred=EventOccurredFilter(since=since),
+        event=EventNameFilter(name=["hotspare.health.failed"]),
+        resource=EventResourceFilter(id=["hotspare.server.prod-east"]),
+    )
     with get_client(sync_client=True) as client:
         found = client.read_events(filter=wanted, limit=10)
     return found.events[0] if found.events else None
@@ -185,8 +191,9 @@ def one_round(bench: Bench, env: dict, mode: str) -> dict:
             declared = wait_until("prod-east declared down", lambda: declared_down_at(failed_at), ROUND_LIMIT)
             running = pool.submit(failover, SERVICE, approval_timeout_seconds=int(ROUND_LIMIT))
             event = wait_until("the health event", lambda: health_event(started_wall), 30)
-            paging = pool.submit(page, event=event.event, resource_id=event.resource.id,
-                                 payload_json=json.dumps(event.payload), poll_seconds=0.2)
+            paging = pool.submit(
+                page, event=event.event, resource_id=event.resource.id, payload_json=json.dumps(event.payload), poll_seconds=0.2
+            )
 
             def offered_call():
                 for call in phone.requests("call")[calls_before:]:
@@ -218,10 +225,15 @@ def one_round(bench: Bench, env: dict, mode: str) -> dict:
         "caches": prober.times["resolver"] - prober.times["authoritative"],
         "served": served - prober.times["resolver"],
     }
-    return {"mode": mode, "total": round(served - failed_at, 3), "phases": {k: round(v, 3) for k, v in phases.items()},
-            "ttl": ttl, "cached_before_failure_s": round(failed_at - cached_at, 3),
-            "first_call_after_failure_s": round(times["call"] - failed_at, 3) if "call" in times else None,
-            "outcome": result.get("outcome") if isinstance(result, dict) else str(result)}
+    return {
+        "mode": mode,
+        "total": round(served - failed_at, 3),
+        "phases": {k: round(v, 3) for k, v in phases.items()},
+        "ttl": ttl,
+        "cached_before_failure_s": round(failed_at - cached_at, 3),
+        "first_call_after_failure_s": round(times["call"] - failed_at, 3) if "call" in times else None,
+        "outcome": result.get("outcome") if isinstance(result, dict) else str(result),
+    }
 
 
 def main() -> int:
@@ -254,21 +266,39 @@ def main() -> int:
         bench.reset_layout()
         webhook.shutdown()
         webhook.server_close()
-    print("\nFailure of prod-east -> app1's users served by mirror-west through their caching resolver "
-          "(the old answer cached just before the failure), medians:")
+    print(
+        "\nFailure of prod-east -> app1's users served by mirror-west through their caching resolver "
+        "(the old answer cached just before the failure), medians:"
+    )
     rows, medians = [], {}
     for mode, items in runs.items():
         medians[mode] = statistics.median(run["total"] for run in items)
         phases = {name: statistics.median(run["phases"][name] for run in items) for name in items[0]["phases"]}
-        rows.append((mode, f"{medians[mode]:.1f}", *(f"{phases[name]:.1f}" for name in phases), items[0]["ttl"],
-                     f"<= {TARGETS[mode]:.0f} s: {'met' if medians[mode] <= TARGETS[mode] else 'missed'}"))
+        rows.append(
+            (
+                mode,
+                f"{medians[mode]:.1f}",
+                *(f"{phases[name]:.1f}" for name in phases),
+                items[0]["ttl"],
+                f"<= {TARGETS[mode]:.0f} s: {'met' if medians[mode] <= TARGETS[mode] else 'missed'}",
+            )
+        )
     table(("mode", "total s", "detection", "decision", "execution", "caches", "served", "record TTL", "target"), rows)
-    print("\n  caches: from 0 up to the record's TTL after the cutover, by when the resolver last fetched the old"
-          " answer (users keep asking, so a fetch just before the cutover costs a whole TTL);"
-          "\n  phone: decision = the plan made and offered in the first call, and the keypress taken (the approver"
-          " presses at once); the failover is submitted in process (a served deployment adds its start latency).")
-    write_results({"meta": {**run_meta(), "total_seconds": round(time.monotonic() - started, 1), "load_wait": quiet},
-                   "runs": runs, "medians": medians, "targets": TARGETS}, args.out)
+    print(
+        "\n  caches: from 0 up to the record's TTL after the cutover, by when the resolver last fetched the old"
+        " answer (users keep asking, so a fetch just before the cutover costs a whole TTL);"
+        "\n  phone: decision = the plan made and offered in the first call, and the keypress taken (the approver"
+        " presses at once); the failover is submitted in process (a served deployment adds its start latency)."
+    )
+    write_results(
+        {
+            "meta": {**run_meta(), "total_seconds": round(time.monotonic() - started, 1), "load_wait": quiet},
+            "runs": runs,
+            "medians": medians,
+            "targets": TARGETS,
+        },
+        args.out,
+    )
     return 0
 
 

@@ -86,9 +86,9 @@ class Bench:
 
         prefect.context.refresh_global_settings_context()  # Prefect read its settings at an earlier import
         from flows.replicate import replicate_service
+        from hotspare import access
         from hotspare.cli import main as cli
         from hotspare.commands.deploy_commands import deploy_to_pools
-        from hotspare import access
 
         self.lab.register_blocks()
         assert cli(["fleet", "load", self.env["fleet_file"]]) == 0
@@ -106,16 +106,25 @@ class Bench:
             through_worker.append(self.failover_rto(worker=True))
             classic_worker.append(self.failover_rto(worker=True, classic=True))
             in_process.append(self.failover_rto(worker=False))
-        summary = {"control_site_seconds": round(site_seconds, 1), "deploy_seconds": round(deploy_seconds, 1),
-                   "submission_to_taken": describe([run["taken"] for run in latency]),
-                   "submission_to_running": describe([run["running"] for run in latency]),
-                   "classic_submission_to_running": describe([run["running"] for run in classic_latency]),
-                   "rto_through_worker": describe([run["rto"] for run in through_worker]),
-                   "rto_through_worker_classic_start": describe([run["rto"] for run in classic_worker]),
-                   "rto_in_process": describe([run["rto"] for run in in_process])}
+        summary = {
+            "control_site_seconds": round(site_seconds, 1),
+            "deploy_seconds": round(deploy_seconds, 1),
+            "submission_to_taken": describe([run["taken"] for run in latency]),
+            "submission_to_running": describe([run["running"] for run in latency]),
+            "classic_submission_to_running": describe([run["running"] for run in classic_latency]),
+            "rto_through_worker": describe([run["rto"] for run in through_worker]),
+            "rto_through_worker_classic_start": describe([run["rto"] for run in classic_worker]),
+            "rto_in_process": describe([run["rto"] for run in in_process]),
+        }
         print(table(summary), flush=True)
-        return {"summary": summary, "through_worker": through_worker, "classic_worker": classic_worker,
-                "in_process": in_process, "latency": latency, "classic_latency": classic_latency}
+        return {
+            "summary": summary,
+            "through_worker": through_worker,
+            "classic_worker": classic_worker,
+            "in_process": in_process,
+            "latency": latency,
+            "classic_latency": classic_latency,
+        }
 
     def submission(self, classic: bool = False) -> dict:
         """Seconds from the run's creation through the API to PENDING (a worker took it) and to
@@ -123,8 +132,12 @@ class Bench:
         from prefect.client.orchestration import get_client
         from prefect.deployments import run_deployment
 
-        flow_run = run_deployment("failover/failover@west", parameters={"service": SERVICE, "dry_run": True},
-                                  timeout=0, job_variables={"command": CLASSIC} if classic else None)
+        flow_run = run_deployment(
+            "failover/failover@west",
+            parameters={"service": SERVICE, "dry_run": True},
+            timeout=0,
+            job_variables={"command": CLASSIC} if classic else None,
+        )
         created = time.time()
         seen: dict[str, float] = {}
         with get_client(sync_client=True) as client:
@@ -139,8 +152,11 @@ class Bench:
             while not client.read_flow_run(flow_run.id).state.is_final():
                 time.sleep(0.2)
         picked = seen.get("PENDING", seen["RUNNING"])
-        print(f"  submission{' (classic start)' if classic else ''} -> taken by a worker {picked:.2f} s, "
-              f"running {seen['RUNNING']:.2f} s", flush=True)
+        print(
+            f"  submission{' (classic start)' if classic else ''} -> taken by a worker {picked:.2f} s, "
+            f"running {seen['RUNNING']:.2f} s",
+            flush=True,
+        )
         return {"taken": round(picked, 3), "running": round(seen["RUNNING"], 3)}
 
     def failover_rto(self, worker: bool, classic: bool = False) -> dict:
@@ -180,10 +196,13 @@ class Bench:
         rto = answered[0] - t0
         phases = self.phases(outcome["flow_run"], t0, answered[0]) if worker else {}
         way = ("through west worker, classic start" if classic else "through west worker") if worker else "in process"
-        print(f"  failover {way}: RTO {rto:.2f} s "
-              f"(run returned after {returned:.2f} s){phases.get('sentence', '')}", flush=True)
-        return {"rto": round(rto, 3), "returned": round(returned, 3), "phases": phases,
-                "worker": outcome.get("worker") if worker else "in process"}
+        print(f"  failover {way}: RTO {rto:.2f} s (run returned after {returned:.2f} s){phases.get('sentence', '')}", flush=True)
+        return {
+            "rto": round(rto, 3),
+            "returned": round(returned, 3),
+            "phases": phases,
+            "worker": outcome.get("worker") if worker else "in process",
+        }
 
     def phases(self, flow_run_id: str, t0: float, answered: float) -> dict:
         """Where a worker's failover spent its time, from the server's record of the run: the
@@ -195,10 +214,15 @@ class Bench:
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(flow_run_id)
         created, running = run.created.timestamp(), run.start_time.timestamp()
-        phases = {"to_created": round(created - t0, 2), "created_to_running": round(running - created, 2),
-                  "running_to_served": round(answered - running, 2)}
-        phases["sentence"] = (f": submit {phases['to_created']:.2f} s, start {phases['created_to_running']:.2f} s, "
-                              f"flow to users served {phases['running_to_served']:.2f} s")
+        phases = {
+            "to_created": round(created - t0, 2),
+            "created_to_running": round(running - created, 2),
+            "running_to_served": round(answered - running, 2),
+        }
+        phases["sentence"] = (
+            f": submit {phases['to_created']:.2f} s, start {phases['created_to_running']:.2f} s, "
+            f"flow to users served {phases['running_to_served']:.2f} s"
+        )
         return phases
 
     def wait_answer_through_dns(self, seconds: float) -> float:
@@ -207,6 +231,7 @@ class Bench:
 
         server = dns.AuthoritativeServer(self.env["zone"], self.env["dns"]["address"], self.env["dns"]["port"])
         url = f"http://{self.env['services'][SERVICE]['dns_name']}:{self.env['services'][SERVICE]['app_port']}/health.txt"
+
         def mirror_only(name: str) -> list[str]:
             # no HTTP probe of the old, blackholed address: its 5 s connect timeout would make the
             # watcher see the cutover up to 5 s late
@@ -228,19 +253,23 @@ class Bench:
 
     def reset(self) -> None:
         """app1 back on prod-east -> mirror-west, protected (the quick way, as the tests do)."""
+        import subprocess
+
         from hotspare import access
         from hotspare.adapters import dns
         from hotspare.inventory.db import session
         from hotspare.inventory.models import ServerRow, ServiceRow
         from hotspare.lab.remote import ssh_argv
 
-        import subprocess
-
         self.lab.heal("east")
         access.close_connections()
         for host in (self.production, self.mirror):
-            argv = ssh_argv(Path(self.env["ssh"]["key"]), Path(self.env["ssh"]["known_hosts"]),
-                            self.env["hosts"][host]["address"], [[f"/srv/{SERVICE}/app/ctl", "start"]])
+            argv = ssh_argv(
+                Path(self.env["ssh"]["key"]),
+                Path(self.env["ssh"]["known_hosts"]),
+                self.env["hosts"][host]["address"],
+                [[f"/srv/{SERVICE}/app/ctl", "start"]],
+            )
             subprocess.run(argv, check=True, capture_output=True, timeout=60)
         marker = Path(self.env["hosts"][self.mirror]["root"]) / f"srv/hotspare/{SERVICE}/active-copy"
         marker.unlink(missing_ok=True)
@@ -250,8 +279,7 @@ class Bench:
         name = self.env["services"][SERVICE]["dns_name"]
         [current] = dns.read_addresses(server, name)
         if current != self.prod_address:
-            dns.compare_and_swap_address(server, access.tsig_key(zone.tsig_key_block), name, current,
-                                         self.prod_address, zone.ttl)
+            dns.compare_and_swap_address(server, access.tsig_key(zone.tsig_key_block), name, current, self.prod_address, zone.ttl)
         with session() as db:
             row = db.get(ServiceRow, SERVICE)
             row.active_server, row.mirror_server, row.state, row.failover = self.production, self.mirror, "protected", None
@@ -261,26 +289,39 @@ class Bench:
 
 
 def describe(values: list[float]) -> dict:
-    return {"n": len(values), "median": round(statistics.median(values), 2), "min": round(min(values), 2),
-            "max": round(max(values), 2)}
+    return {
+        "n": len(values),
+        "median": round(statistics.median(values), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+    }
 
 
 def table(summary: dict) -> str:
     lines = [f"{'measure':<34} {'n':>3} {'median s':>9} {'min s':>7} {'max s':>7}"]
-    for key in ("submission_to_taken", "submission_to_running", "classic_submission_to_running", "rto_through_worker",
-                "rto_through_worker_classic_start", "rto_in_process"):
+    for key in (
+        "submission_to_taken",
+        "submission_to_running",
+        "classic_submission_to_running",
+        "rto_through_worker",
+        "rto_through_worker_classic_start",
+        "rto_in_process",
+    ):
         row = summary[key]
         lines.append(f"{key:<34} {row['n']:>3} {row['median']:>9.2f} {row['min']:>7.2f} {row['max']:>7.2f}")
     ratio = summary["rto_through_worker"]["median"] / summary["rto_in_process"]["median"]
-    lines.append(f"worker / in process (median RTO): {ratio:.2f}x   target <= 1.20x: "
-                 f"{'met' if ratio <= 1.2 else 'NOT met'}")
-    lines.append(f"start latency, submitted -> Running on west's worker: median "
-                 f"{summary['submission_to_running']['median']:.2f} s warm, "
-                 f"{summary['classic_submission_to_running']['median']:.2f} s classic (a new interpreter per run)")
+    lines.append(f"worker / in process (median RTO): {ratio:.2f}x   target <= 1.20x: {'met' if ratio <= 1.2 else 'NOT met'}")
+    lines.append(
+        f"start latency, submitted -> Running on west's worker: median "
+        f"{summary['submission_to_running']['median']:.2f} s warm, "
+        f"{summary['classic_submission_to_running']['median']:.2f} s classic (a new interpreter per run)"
+    )
     classic = summary["rto_through_worker_classic_start"]["median"] / summary["rto_in_process"]["median"]
     lines.append(f"classic start / in process (median RTO): {classic:.2f}x")
-    lines.append(f"control site + workers up: {summary['control_site_seconds']} s; "
-                 f"failover deployed to 3 pools: {summary['deploy_seconds']} s")
+    lines.append(
+        f"control site + workers up: {summary['control_site_seconds']} s; "
+        f"failover deployed to 3 pools: {summary['deploy_seconds']} s"
+    )
     return "\n".join(lines)
 
 

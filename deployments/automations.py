@@ -57,8 +57,10 @@ def ensure_all_automations(apply: bool = True) -> list[str]:
         raise
     except Exception as error:
         missing = ", ".join(TARGET_DEPLOYMENTS)
-        raise MissingConfiguration(f"the notice automations could not be made ({error}); the deployments {missing} "
-                                   f"must be registered: start `hotspare serve` first") from None
+        raise MissingConfiguration(
+            f"the notice automations could not be made ({error}); the deployments {missing} "
+            f"must be registered: start `hotspare serve` first"
+        ) from None
     return sentences
 
 

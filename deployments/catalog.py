@@ -20,22 +20,40 @@ so a copy on a facility pool could only fail.
 from __future__ import annotations
 
 RECOVERY, PROTECTION, CHECKS, COMMUNICATION, ADMINISTRATION = (
-    "recovery", "protection", "checks", "communication", "administration")
+    "recovery",
+    "protection",
+    "checks",
+    "communication",
+    "administration",
+)
 GROUPS = (RECOVERY, PROTECTION, CHECKS, COMMUNICATION, ADMINISTRATION)
 
 GROUP_OF_FLOW = {
-    "failover": RECOVERY, "failback": RECOVERY, "reprotect": RECOVERY, "facility-failover": RECOVERY,
-    "facility-return": RECOVERY, "rebuild": RECOVERY,
-    "replicate": PROTECTION, "backup": PROTECTION,
-    "verify": CHECKS, "backup-check": CHECKS, "restore-proof": CHECKS, "drill": CHECKS, "health": CHECKS,
-    "incident-page": COMMUNICATION, "incident-open": COMMUNICATION, "incident-acknowledge": COMMUNICATION,
-    "incident-resolve": COMMUNICATION, "customer-notice": COMMUNICATION, "status-page-publish": COMMUNICATION,
-    "expire-temporary-accounts": ADMINISTRATION, "readiness": ADMINISTRATION,
+    "failover": RECOVERY,
+    "failback": RECOVERY,
+    "reprotect": RECOVERY,
+    "facility-failover": RECOVERY,
+    "facility-return": RECOVERY,
+    "rebuild": RECOVERY,
+    "replicate": PROTECTION,
+    "backup": PROTECTION,
+    "verify": CHECKS,
+    "backup-check": CHECKS,
+    "restore-proof": CHECKS,
+    "drill": CHECKS,
+    "health": CHECKS,
+    "incident-page": COMMUNICATION,
+    "incident-open": COMMUNICATION,
+    "incident-acknowledge": COMMUNICATION,
+    "incident-resolve": COMMUNICATION,
+    "customer-notice": COMMUNICATION,
+    "status-page-publish": COMMUNICATION,
+    "expire-temporary-accounts": ADMINISTRATION,
+    "readiness": ADMINISTRATION,
 }
 
 # Runbooks a facility's pool carries: what must work while the control site is lost.
-FACILITY_FLOWS = frozenset({"failover", "failback", "reprotect", "facility-failover", "facility-return",
-                            "replicate", "verify"})
+FACILITY_FLOWS = frozenset({"failover", "failback", "reprotect", "facility-failover", "facility-return", "replicate", "verify"})
 
 
 class UnorganisedDeployment(ValueError):
@@ -57,8 +75,10 @@ def organise(deployments: list) -> list:
         deployment.tags = [group, *(tag for tag in deployment.tags if tag != group)]
     if problems:
         raise UnorganisedDeployment("deployments/catalog.py: " + "; ".join(problems))
-    return sorted(deployments, key=lambda deployment: (GROUPS.index(GROUP_OF_FLOW[deployment.flow_name]),
-                                                       deployment.flow_name, deployment.name))
+    return sorted(
+        deployments,
+        key=lambda deployment: (GROUPS.index(GROUP_OF_FLOW[deployment.flow_name]), deployment.flow_name, deployment.name),
+    )
 
 
 def runs_in_facility_pools(deployment) -> bool:
@@ -70,5 +90,7 @@ def where_it_runs(flow_name: str) -> str:
     """The sentence for a runbook asked for on a pool that does not carry it."""
     if flow_name in FACILITY_FLOWS:
         return f"{flow_name} is deployed to the control site's pool and every facility's (hotspare deploy)"
-    return (f"{flow_name} runs at the control site only: it needs credentials facility workers do not hold "
-            "(backup passwords, phone providers); submit it with --facility control or without --facility")
+    return (
+        f"{flow_name} runs at the control site only: it needs credentials facility workers do not hold "
+        "(backup passwords, phone providers); submit it with --facility control or without --facility"
+    )

@@ -16,14 +16,22 @@ def deployments_for(fleet) -> list:
 
     timezone = fleet.defaults.timezone
     deployments = [
-        drill.to_deployment(name=f"drill-{service.name}", schedule=Cron(service.drill_schedule, timezone=timezone),
-                            parameters={"service": service.name},
-                            description=f"Bring {service.name} up from its newest copy in an isolated bubble on its "
-                                        f"mirror and prove the cleanup; at {service.drill_schedule}.")
-        for service in fleet.services if service.drill_schedule
+        drill.to_deployment(
+            name=f"drill-{service.name}",
+            schedule=Cron(service.drill_schedule, timezone=timezone),
+            parameters={"service": service.name},
+            description=f"Bring {service.name} up from its newest copy in an isolated bubble on its "
+            f"mirror and prove the cleanup; at {service.drill_schedule}.",
+        )
+        for service in fleet.services
+        if service.drill_schedule
     ]
-    deployments += [drill.to_deployment(name="drill", description="Drill a service or a whole facility now, "
-                                                                  "in isolated bubbles on the mirrors."),
-                    drill.to_deployment(name="drill-cleanup", parameters={"cleanup": True},
-                                        description="Remove what killed drills left on the mirrors.")]
+    deployments += [
+        drill.to_deployment(
+            name="drill", description="Drill a service or a whole facility now, in isolated bubbles on the mirrors."
+        ),
+        drill.to_deployment(
+            name="drill-cleanup", parameters={"cleanup": True}, description="Remove what killed drills left on the mirrors."
+        ),
+    ]
     return deployments

@@ -15,8 +15,10 @@ def deployments_for(fleet) -> list:
     return [
         facility_failover.to_deployment(
             name="facility-failover",
-            description="Fail every service whose production is in a facility over to its mirror; pauses for approval."),
+            description="Fail every service whose production is in a facility over to its mirror; pauses for approval.",
+        ),
         facility_return.to_deployment(
             name="facility-return",
-            description="A lost facility is back: its former productions become mirrors; failback is offered per tier."),
+            description="A lost facility is back: its former productions become mirrors; failback is offered per tier.",
+        ),
     ]

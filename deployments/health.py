@@ -15,6 +15,10 @@ def deployments_for(fleet) -> list:
 
     from flows.health import health
 
-    return [health.to_deployment(
-        name="health", schedule=Cron(fleet.health.schedule, timezone=fleet.defaults.timezone),
-        description="Health checks from every checker site; events on state changes; replacement requests.")]
+    return [
+        health.to_deployment(
+            name="health",
+            schedule=Cron(fleet.health.schedule, timezone=fleet.defaults.timezone),
+            description="Health checks from every checker site; events on state changes; replacement requests.",
+        )
+    ]

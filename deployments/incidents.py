@@ -38,17 +38,31 @@ def automation_specs(deployment_id) -> list:
         Automation(
             name=f"{AUTOMATION_PREFIX}page-on-health",
             description="A server or service failed or degraded: open (or fold into) an incident and page.",
-            trigger=EventTrigger(expect={"hotspare.health.failed", "hotspare.health.degraded"},
-                                 match={"prefect.resource.id": "hotspare.*"}, posture=Posture.Reactive, threshold=1),
-            actions=[run_page({"event": "{{ event.event }}", "resource_id": "{{ event.resource.id }}",
-                               "payload_json": "{{ event.payload | tojson }}"})],
+            trigger=EventTrigger(
+                expect={"hotspare.health.failed", "hotspare.health.degraded"},
+                match={"prefect.resource.id": "hotspare.*"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[
+                run_page(
+                    {
+                        "event": "{{ event.event }}",
+                        "resource_id": "{{ event.resource.id }}",
+                        "payload_json": "{{ event.payload | tojson }}",
+                    }
+                )
+            ],
         ),
         Automation(
             name=f"{AUTOMATION_PREFIX}page-on-opened",
             description="An incident was opened and its opener asked for paging.",
-            trigger=EventTrigger(expect={"hotspare.incident.opened"},
-                                 match={"prefect.resource.id": "hotspare.incident.*", "hotspare.paging": "requested"},
-                                 posture=Posture.Reactive, threshold=1),
+            trigger=EventTrigger(
+                expect={"hotspare.incident.opened"},
+                match={"prefect.resource.id": "hotspare.incident.*", "hotspare.paging": "requested"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
             actions=[run_page({"incident_id": "{{ event.payload.id }}"})],
         ),
     ]
@@ -64,8 +78,9 @@ def ensure_automations(apply: bool) -> list[str]:
     try:
         deployment_id = _deployment_id(PAGE_DEPLOYMENT)
     except Exception as error:
-        raise MissingConfiguration(f"the deployment {PAGE_DEPLOYMENT} is not registered ({error}); start "
-                                   f"`hotspare serve` first") from None
+        raise MissingConfiguration(
+            f"the deployment {PAGE_DEPLOYMENT} is not registered ({error}); start `hotspare serve` first"
+        ) from None
     sentences = []
     for wanted in automation_specs(deployment_id):
         try:
@@ -77,8 +92,9 @@ def ensure_automations(apply: bool) -> list[str]:
             if apply:
                 wanted.create()
             continue
-        same = (existing.trigger.model_dump() == wanted.trigger.model_dump()
-                and [action.model_dump() for action in existing.actions] == [a.model_dump() for a in wanted.actions])
+        same = existing.trigger.model_dump() == wanted.trigger.model_dump() and [
+            action.model_dump() for action in existing.actions
+        ] == [a.model_dump() for a in wanted.actions]
         if same:
             sentences.append(f"automation {wanted.name} is up to date")
             continue

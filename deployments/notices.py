@@ -14,10 +14,18 @@ def deployments_for(fleet) -> list:
 
     from flows.notices import customer_notice, status_page_publish
 
-    deployments = [customer_notice.to_deployment(
-        name="customer-notice", description="E-mail the customers of an incident's services (run by the incident automations).")]
+    deployments = [
+        customer_notice.to_deployment(
+            name="customer-notice",
+            description="E-mail the customers of an incident's services (run by the incident automations).",
+        )
+    ]
     schedule = Interval(timedelta(seconds=STATUS_PAGE_EVERY_SECONDS)) if fleet.customer_notices.status_page else None
-    deployments.append(status_page_publish.to_deployment(
-        name="status-page-publish", schedule=schedule,
-        description="Render the public status page and upload it to the off-site web server."))
+    deployments.append(
+        status_page_publish.to_deployment(
+            name="status-page-publish",
+            schedule=schedule,
+            description="Render the public status page and upload it to the off-site web server.",
+        )
+    )
     return deployments

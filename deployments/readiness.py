@@ -12,5 +12,10 @@ def deployments_for(fleet) -> list:
 
     from flows.readiness import readiness
 
-    return [readiness.to_deployment(name="readiness", schedule=Cron(READINESS_CRON, timezone=fleet.defaults.timezone),
-                                    description="Who can perform each procedure; overdue drills and restore proofs.")]
+    return [
+        readiness.to_deployment(
+            name="readiness",
+            schedule=Cron(READINESS_CRON, timezone=fleet.defaults.timezone),
+            description="Who can perform each procedure; overdue drills and restore proofs.",
+        )
+    ]

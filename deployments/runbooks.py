@@ -30,8 +30,11 @@ def runbook_deployments(fleet) -> list:
         verify.to_deployment(name="verify", description="Re-verify the current copy of services against production."),
         failover.to_deployment(name="failover", description="Fail a service over to its mirror; pauses for approval."),
         reprotect.to_deployment(name="reprotect", description="Make the old production the new mirror of a failed-over service."),
-        failback.to_deployment(name="failback", description="Move a reprotected service back to its planned production "
-                                                            "(planned switchover, no data loss); pauses for approval."),
+        failback.to_deployment(
+            name="failback",
+            description="Move a reprotected service back to its planned production "
+            "(planned switchover, no data loss); pauses for approval.",
+        ),
     ]
 
 
@@ -53,21 +56,39 @@ def replication_deployments(fleet) -> list:
         if group.on_fleet_crons:
             everyone = len(plan.groups) == 1
             parameters = None if everyone else {"services": list(group.services)}
-            schedules = [Cron(line, timezone=group.timezone, parameters=parameters)
-                         for line in group.cron_lines] if group.services else []
-            scheduled = ("every service" if everyone else _names(group.services)) + \
-                f" at {', '.join(group.cron_lines)} ({group.timezone})"
-            made.append(replicate.to_deployment(
-                name=group.name, schedules=schedules, tags=[OVERLAPPING_RUNS_TAG],
-                description=("Replicate every service to its mirror and verify the copy (run button). Scheduled: "
-                             + (scheduled if group.services else "none, every service has a shorter interval of its own")
-                             + ".")))
+            schedules = (
+                [Cron(line, timezone=group.timezone, parameters=parameters) for line in group.cron_lines]
+                if group.services
+                else []
+            )
+            scheduled = (
+                "every service" if everyone else _names(group.services)
+            ) + f" at {', '.join(group.cron_lines)} ({group.timezone})"
+            made.append(
+                replicate.to_deployment(
+                    name=group.name,
+                    schedules=schedules,
+                    tags=[OVERLAPPING_RUNS_TAG],
+                    description=(
+                        "Replicate every service to its mirror and verify the copy (run button). Scheduled: "
+                        + (scheduled if group.services else "none, every service has a shorter interval of its own")
+                        + "."
+                    ),
+                )
+            )
         else:
-            made.append(replicate.to_deployment(
-                name=group.name, schedules=[Cron(group.cron_lines[0], timezone=group.timezone)],
-                parameters={"services": list(group.services)}, tags=[OVERLAPPING_RUNS_TAG],
-                description=(f"Replicate {_names(group.services)} every {duration_text(group.interval_minutes)} and verify "
-                             "the copy; a service the previous run still replicates is skipped.")))
+            made.append(
+                replicate.to_deployment(
+                    name=group.name,
+                    schedules=[Cron(group.cron_lines[0], timezone=group.timezone)],
+                    parameters={"services": list(group.services)},
+                    tags=[OVERLAPPING_RUNS_TAG],
+                    description=(
+                        f"Replicate {_names(group.services)} every {duration_text(group.interval_minutes)} and verify "
+                        "the copy; a service the previous run still replicates is skipped."
+                    ),
+                )
+            )
     return made
 
 

@@ -71,8 +71,10 @@ def acknowledgement_listen(url: str | None, listen: str | None) -> tuple[tuple[s
     except ValueError:
         bindable = False
     if not bindable or parts.port is None:
-        return None, (f"acknowledgement webhook not started: {url} is not an address:port of this machine; "
-                      f"start it with `hotspare serve --acknowledgements HOST:PORT` behind that URL")
+        return None, (
+            f"acknowledgement webhook not started: {url} is not an address:port of this machine; "
+            f"start it with `hotspare serve --acknowledgements HOST:PORT` behind that URL"
+        )
     return (host, parts.port), f"acknowledgement webhook on {host}:{parts.port} (the fleet's {url})"
 
 
@@ -97,8 +99,11 @@ def start_acknowledgements(fleet, listen: str | None = None):
     try:
         server = serve_webhook(fleet, address[0], address[1])
     except OSError as error:
-        say(logging.ERROR, f"acknowledgement webhook not started on {address[0]}:{address[1]}: "
-                           f"{error.strerror or error} (is another `hotspare serve` or `hotspare incident webhook` running?)")
+        say(
+            logging.ERROR,
+            f"acknowledgement webhook not started on {address[0]}:{address[1]}: "
+            f"{error.strerror or error} (is another `hotspare serve` or `hotspare incident webhook` running?)",
+        )
         return None
     say(logging.INFO, sentence)
     return server
@@ -125,6 +130,7 @@ def serve_forever(acknowledgements: str | None = None) -> None:
         if webhook is not None:
             webhook.shutdown()
             webhook.server_close()
+
 
 if __name__ == "__main__":
     serve_forever()

@@ -61,28 +61,45 @@ class PlanApproval(RunInput):
     decision: Literal["approve", "reject"] = Field(
         title="Decision",
         description="approve: carry out exactly the plan shown above (also in this run's artifacts). "
-                    "reject: stop the run now; nothing is changed.")
-    plan_digest: str = Field(title="Plan digest",
-                             description="To approve, type the plan's digest. To reject, type anything.")
-    operator: str = Field(title="Operator", min_length=1, max_length=80,
-                          description="Your name: the person who approves or rejects, for the record.")
+        "reject: stop the run now; nothing is changed.",
+    )
+    plan_digest: str = Field(title="Plan digest", description="To approve, type the plan's digest. To reject, type anything.")
+    operator: str = Field(
+        title="Operator",
+        min_length=1,
+        max_length=80,
+        description="Your name: the person who approves or rejects, for the record.",
+    )
 
 
 def approval_form(digest: str, markdown: str, reason: str | None = None) -> type[PlanApproval]:
     """The form for this plan: the digest beside its field, the plan (and why it asks again) above."""
     form = pydantic.create_model(
-        "PlanApproval", __base__=PlanApproval,
-        plan_digest=(str, Field(title=f"Plan digest: type {digest} to approve",
-                                description=f"To approve, type {digest}, the digest of the plan shown above. To reject, "
-                                            "type anything.")))
+        "PlanApproval",
+        __base__=PlanApproval,
+        plan_digest=(
+            str,
+            Field(
+                title=f"Plan digest: type {digest} to approve",
+                description=f"To approve, type {digest}, the digest of the plan shown above. To reject, type anything.",
+            ),
+        ),
+    )
     heading = f"**Not approved yet: {reason}.** Answer again below.\n\n" if reason else ""
     form._description = heading + markdown
     return form
 
 
-def await_approval(subject: str, digest: str, markdown: str, yes: bool, approved_plan_digest: str | None,
-                   timeout_seconds: int, expires_at: datetime | None = None,
-                   phone: tuple[str, str] | None = None) -> Approval:
+def await_approval(
+    subject: str,
+    digest: str,
+    markdown: str,
+    yes: bool,
+    approved_plan_digest: str | None,
+    timeout_seconds: int,
+    expires_at: datetime | None = None,
+    phone: tuple[str, str] | None = None,
+) -> Approval:
     """Who approved ``digest``, and how; pauses for the operator unless approved up front.
 
     ``expires_at``: the deadline of an up-front approval (default: this run's scheduled start
@@ -97,8 +114,9 @@ def await_approval(subject: str, digest: str, markdown: str, yes: bool, approved
     """
     logger = get_run_logger()
     provenance = _run_provenance()
-    approval = approved_up_front(subject, digest, yes, approved_plan_digest, current_operator(),
-                                 expires_at or _default_deadline(), database_now())
+    approval = approved_up_front(
+        subject, digest, yes, approved_plan_digest, current_operator(), expires_at or _default_deadline(), database_now()
+    )
     if approval is not None:
         approval, refusal = up_front_by_identity(approval, provenance)
         if approval is not None:
@@ -109,18 +127,19 @@ def await_approval(subject: str, digest: str, markdown: str, yes: bool, approved
         return _answers_at_the_gate(subject, digest, markdown, deadline, provenance)
 
 
-def _answers_at_the_gate(subject: str, digest: str, markdown: str, deadline: float,
-                         provenance: RunProvenance) -> Approval:
+def _answers_at_the_gate(subject: str, digest: str, markdown: str, deadline: float, provenance: RunProvenance) -> Approval:
     logger = get_run_logger()
     reason = "no answer yet"
     answers = 0
     for answers in range(1, GATE_ANSWERS + 1):
         remaining = max(1, int(deadline - time.monotonic()))
-        logger.info("%s: waiting for approval in the Prefect UI (plan digest %s), at most %d s more", subject, digest,
-                    remaining)
+        logger.info("%s: waiting for approval in the Prefect UI (plan digest %s), at most %d s more", subject, digest, remaining)
         try:
-            answer = pause_flow_run(wait_for_input=approval_form(digest, markdown, None if answers == 1 else reason),
-                                    timeout=remaining, poll_interval=2)
+            answer = pause_flow_run(
+                wait_for_input=approval_form(digest, markdown, None if answers == 1 else reason),
+                timeout=remaining,
+                poll_interval=2,
+            )
         except pydantic.ValidationError as error:  # resumed without a complete answer
             outcome: Approval | str = f"the answer was incomplete ({error.error_count()} field(s) missing or invalid)"
         else:
@@ -199,8 +218,9 @@ def _judge_answer(subject: str, digest: str, answer, provenance: RunProvenance) 
     if approver is None:
         return "no approver was recorded by the API proxy with this answer: resume the run through the proxy as an approver"
     if answer.operator.strip() and answer.operator.strip() != approver:
-        get_run_logger().info("%s: the form names %r; the proxy authenticated %s, who is recorded", subject,
-                              answer.operator.strip(), approver)
+        get_run_logger().info(
+            "%s: the form names %r; the proxy authenticated %s, who is recorded", subject, answer.operator.strip(), approver
+        )
     return answer_at_the_gate(subject, digest, answer.decision, answer.plan_digest, approver)
 
 
@@ -219,8 +239,11 @@ def _recorded_approver(flow_run_id: str | None) -> str | None:
         return None
     with get_client(sync_client=True) as client:
         records = client.filter_flow_run_input(UUID(flow_run_id), APPROVER_RECORD_PREFIX, 200, set())
-        answered = [item.created for item in client.filter_flow_run_input(UUID(flow_run_id), "paused-", 200, set())
-                    if item.key.endswith("-response") and item.created is not None]
+        answered = [
+            item.created
+            for item in client.filter_flow_run_input(UUID(flow_run_id), "paused-", 200, set())
+            if item.key.endswith("-response") and item.created is not None
+        ]
     if not answered:
         return None
     answered_at = max(answered)
@@ -231,8 +254,9 @@ def _recorded_approver(flow_run_id: str | None) -> str | None:
         except orjson.JSONDecodeError:
             return None
 
-    return approver_from_records([(item.key, item.created, value(item)) for item in records if item.created is not None],
-                                 answered_at)
+    return approver_from_records(
+        [(item.key, item.created, value(item)) for item in records if item.created is not None], answered_at
+    )
 
 
 def cancelled_state(error: PlanRejected) -> State:

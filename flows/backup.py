@@ -21,10 +21,10 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 
 from hotspare import access
+from hotspare.errors import SeveralFailed
 from hotspare.inventory import copies, locks
 from hotspare.planning.coordination import judge_routine_run
 from hotspare.planning.storage_accounts import shared_password_blocks
-from hotspare.errors import SeveralFailed
 from tasks.backup import apply_retention, backup_service, check_repository
 from tasks.orchestrator import require_orchestrator
 
@@ -100,17 +100,25 @@ def backup(service: str | None = None, prune: bool = True) -> dict:
             logger.error("%s", busy)
         if results[name]["outcome"] != "ok":
             failures.append(name)
-    _summary("Backup", results, lambda r: (
-        f"snapshot `{r['snapshot_id'][:8]}` from {r['source']}: {r['files']} files, {r['bytes'] / 1e6:.1f} MB "
-        f"({r['bytes_added'] / 1e6:.1f} MB new) in {r['duration_s']} s; {r.get('retention', '')}"
-    ), "backup" if not service else artifact_key("backup", service))
+    _summary(
+        "Backup",
+        results,
+        lambda r: (
+            f"snapshot `{r['snapshot_id'][:8]}` from {r['source']}: {r['files']} files, {r['bytes'] / 1e6:.1f} MB "
+            f"({r['bytes_added'] / 1e6:.1f} MB new) in {r['duration_s']} s; {r.get('retention', '')}"
+        ),
+        "backup" if not service else artifact_key("backup", service),
+    )
     if failures:
         raise SeveralFailed(f"backup failed for {', '.join(failures)}; the others completed", failures)
     unpruned = [name for name, result in results.items() if str(result.get("retention", "")).startswith("failed")]
     if unpruned:  # the backups count, the housekeeping did not happen: not a plain Completed
-        return Completed(name="Retention failed", data=results,
-                         message=f"backed up; retention failed for {', '.join(unpruned)} (old snapshots kept; "
-                                 "the next backup applies it again)")
+        return Completed(
+            name="Retention failed",
+            data=results,
+            message=f"backed up; retention failed for {', '.join(unpruned)} (old snapshots kept; "
+            "the next backup applies it again)",
+        )
     return results
 
 
@@ -131,8 +139,11 @@ def backup_check(service: str | None = None, subset: str | None = None) -> dict:
     results, failures = {}, []
     for name in backed_up_services(fleet, service):
         state = check_repository(fleet, name, subset, return_state=True)
-        result = state.result(raise_on_failure=False) if state.is_completed() else {
-            "service": name, "outcome": "failed", "detail": str(state.message)}
+        result = (
+            state.result(raise_on_failure=False)
+            if state.is_completed()
+            else {"service": name, "outcome": "failed", "detail": str(state.message)}
+        )
         results[name] = result
         if result["outcome"] != "ok":
             failures.append(name)
@@ -142,11 +153,16 @@ def backup_check(service: str | None = None, subset: str | None = None) -> dict:
                 resource={"prefect.resource.id": f"hotspare.service.{name}"},
                 payload={"subset": result.get("subset"), "detail": result["detail"][:1000]},
             )
-    _summary("Repository check", results, lambda r: f"subset {r.get('subset')}: {r['outcome']} {r.get('detail', '')[:300]}",
-             "backup-check" if not service else artifact_key("backup-check", service))
+    _summary(
+        "Repository check",
+        results,
+        lambda r: f"subset {r.get('subset')}: {r['outcome']} {r.get('detail', '')[:300]}",
+        "backup-check" if not service else artifact_key("backup-check", service),
+    )
     if failures:
-        raise SeveralFailed(f"repository check failed for {', '.join(failures)}: restore from it may fail; investigate now",
-                            failures)
+        raise SeveralFailed(
+            f"repository check failed for {', '.join(failures)}: restore from it may fail; investigate now", failures
+        )
     return results
 
 

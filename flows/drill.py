@@ -31,16 +31,16 @@ from prefect.runtime import flow_run
 
 from hotspare.access import loaded_fleet
 from hotspare.adapters.errors import HotspareError
+from hotspare.errors import SeveralFailed
 from hotspare.fleet import Fleet
 from hotspare.fleet.context import ServiceContext
 from hotspare.inventory import drills as records
 from hotspare.inventory import locks
-from hotspare.inventory.copies import service_row
 from hotspare.inventory.clock import database_now
+from hotspare.inventory.copies import service_row
 from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import drill as planning
 from hotspare.planning.coordination import judge_drill_gone
-from hotspare.errors import SeveralFailed
 from tasks.drill import (
     canary_login,
     gather_drill_facts,
@@ -53,8 +53,8 @@ from tasks.drill import (
     wait_healthy,
     write_manifest,
 )
-from tasks.replication import Refused
 from tasks.orchestrator import require_orchestrator
+from tasks.replication import Refused
 
 INCIDENT_CATEGORY = 2
 
@@ -78,8 +78,13 @@ def operators_of(operator: str | None, watched_by: list[str] | None) -> str:
 
 
 @flow(name="drill", log_prints=True)
-def drill(service: str | None = None, facility: str | None = None, cleanup: bool = False,
-          watched_by: list[str] | None = None, operator: str | None = None) -> dict:
+def drill(
+    service: str | None = None,
+    facility: str | None = None,
+    cleanup: bool = False,
+    watched_by: list[str] | None = None,
+    operator: str | None = None,
+) -> dict:
     """Drill one service, or every service whose production stands in ``facility``; with
     ``cleanup``, only remove what killed drills left (of ``service``, or of every service).
 
@@ -104,8 +109,7 @@ def drill(service: str | None = None, facility: str | None = None, cleanup: bool
 def drill_facility(facility: str, operators: str) -> dict:
     """Each service whose production (where it runs now) stands in ``facility``, one after another."""
     fleet = loaded_fleet()
-    names = [spec.name for spec in fleet.services
-             if fleet.server(service_row(spec.name).active_server).facility == facility]
+    names = [spec.name for spec in fleet.services if fleet.server(service_row(spec.name).active_server).facility == facility]
     if not names:
         raise DrillRefused(f"no service runs in facility {facility!r}")
     results, failed = [], []
@@ -131,17 +135,44 @@ def drill_one(service: str, operators: str, fleet: Fleet | None = None) -> dict:
     drill_id = planning.drill_id_for(started, secrets.token_hex(2))
     plan = planning.plan_drill(facts, drill_id, started, passwd)
     if isinstance(plan, planning.Decision):
-        records.add_drill(records.DrillRow(id=drill_id, service=service, flow_run_id=flow_run.get_id(), started=started,
-                                           finished=utcnow(), outcome="refused", operators=operators, summary=plan.reason))
+        records.add_drill(
+            records.DrillRow(
+                id=drill_id,
+                service=service,
+                flow_run_id=flow_run.get_id(),
+                started=started,
+                finished=utcnow(),
+                outcome="refused",
+                operators=operators,
+                summary=plan.reason,
+            )
+        )
         raise DrillRefused(plan.reason)
     for warning in plan.warnings:
         logger.warning("drill of %s: %s", service, warning)
-    records.add_drill(records.DrillRow(
-        id=drill_id, service=service, flow_run_id=flow_run.get_id(), started=started, host=plan.host,
-        copy_id=plan.copy_id, copy_name=plan.copy_root, rpo_seconds=plan.rpo_seconds, operators=operators))
+    records.add_drill(
+        records.DrillRow(
+            id=drill_id,
+            service=service,
+            flow_run_id=flow_run.get_id(),
+            started=started,
+            host=plan.host,
+            copy_id=plan.copy_id,
+            copy_name=plan.copy_root,
+            rpo_seconds=plan.rpo_seconds,
+            operators=operators,
+        )
+    )
     steps: list[dict] = []
-    evidence: dict = {"drill_id": drill_id, "service": service, "host": plan.host, "copy_id": plan.copy_id,
-                      "rpo_seconds": plan.rpo_seconds, "operators": operators, "method": plan.method}
+    evidence: dict = {
+        "drill_id": drill_id,
+        "service": service,
+        "host": plan.host,
+        "copy_id": plan.copy_id,
+        "rpo_seconds": plan.rpo_seconds,
+        "operators": operators,
+        "method": plan.method,
+    }
     outcome, reason, leftovers, error = "failed", "", None, None
     try:
         with locks.service_lock(service, f"drill:{drill_id}") as lease:
@@ -159,8 +190,15 @@ def drill_one(service: str, operators: str, fleet: Fleet | None = None) -> dict:
     proven = leftovers == []
     evidence.update(outcome=outcome, reason=reason, cleanup_proven=proven, leftovers=leftovers or [], steps=steps)
     summary = _summary(plan, outcome, reason, evidence.get("rto_seconds"), proven, leftovers)
-    records.update_drill(drill_id, finished=utcnow(), outcome=outcome, rto_seconds=evidence.get("rto_seconds"),
-                         cleanup_proven=proven, steps=steps, summary=summary)
+    records.update_drill(
+        drill_id,
+        finished=utcnow(),
+        outcome=outcome,
+        rto_seconds=evidence.get("rto_seconds"),
+        cleanup_proven=proven,
+        steps=steps,
+        summary=summary,
+    )
     _publish(plan, evidence, summary)
     if leftovers:
         _cleanup_not_proven(plan, leftovers)
@@ -169,11 +207,22 @@ def drill_one(service: str, operators: str, fleet: Fleet | None = None) -> dict:
         raise error
     if outcome != "ok" or not proven:
         raise DrillFailed(summary) from error
-    return {"service": service, "drill_id": drill_id, "outcome": outcome, "host": plan.host, "copy_id": plan.copy_id,
-            "rto_seconds": evidence.get("rto_seconds"), "rpo_seconds": plan.rpo_seconds, "cleanup_proven": proven,
-            "duration_seconds": round(sum(step["seconds"] for step in steps), 3), "steps": steps,
-            "isolation": evidence.get("isolation"), "canary": evidence.get("canary"), "operators": operators,
-            "containment": evidence.get("containment")}
+    return {
+        "service": service,
+        "drill_id": drill_id,
+        "outcome": outcome,
+        "host": plan.host,
+        "copy_id": plan.copy_id,
+        "rto_seconds": evidence.get("rto_seconds"),
+        "rpo_seconds": plan.rpo_seconds,
+        "cleanup_proven": proven,
+        "duration_seconds": round(sum(step["seconds"] for step in steps), 3),
+        "steps": steps,
+        "isolation": evidence.get("isolation"),
+        "canary": evidence.get("canary"),
+        "operators": operators,
+        "containment": evidence.get("containment"),
+    }
 
 
 def _bring_up(fleet: Fleet, plan: planning.DrillPlan, lease: locks.Lease, steps: list[dict], evidence: dict) -> tuple[str, str]:
@@ -209,18 +258,24 @@ def _clean_stale(fleet: Fleet, host: str, service: str | None) -> list[dict]:
     """Remove the bubbles of drills that were killed midway (their manifests say what they made)."""
     cleaned = []
     for manifest in stale_drills(fleet, host, service):
-        leftovers = tear_down(fleet, host, manifest["netns"], manifest["scratch"], manifest["tag"],
-                              planning.manifest_path_of(manifest))
+        leftovers = tear_down(
+            fleet, host, manifest["netns"], manifest["scratch"], manifest["tag"], planning.manifest_path_of(manifest)
+        )
         cleaned.append({"drill_id": manifest["drill_id"], "leftovers": leftovers})
         row = records.drill(manifest["drill_id"])
         if row is not None and row.outcome == "running":
-            records.update_drill(row.id, finished=row.finished or utcnow(), outcome="failed",
-                                 cleanup_proven=not leftovers,
-                                 summary="stopped midway; its bubble was removed by a later drill run"
-                                         + (f"; left: {'; '.join(leftovers)}" if leftovers else ""))
+            records.update_drill(
+                row.id,
+                finished=row.finished or utcnow(),
+                outcome="failed",
+                cleanup_proven=not leftovers,
+                summary="stopped midway; its bubble was removed by a later drill run"
+                + (f"; left: {'; '.join(leftovers)}" if leftovers else ""),
+            )
         if leftovers:
-            get_run_logger().error("the bubble of drill %s on %s could not be removed: %s", manifest["drill_id"], host,
-                                   "; ".join(leftovers))
+            get_run_logger().error(
+                "the bubble of drill %s on %s could not be removed: %s", manifest["drill_id"], host, "; ".join(leftovers)
+            )
     return cleaned
 
 
@@ -264,16 +319,27 @@ def clean_up_gone_drills(logger) -> list[dict]:
                 fleet = fleet or loaded_fleet()  # loaded once, and only when a drill is gone
                 removed = _clean_stale(fleet, host, row.service) if host else []
                 if records.drill(row.id).outcome == "running":  # killed before it wrote its manifest
-                    records.update_drill(row.id, finished=utcnow(), outcome="failed", cleanup_proven=True,
-                                         summary="stopped midway before making its bubble; nothing of it was found")
+                    records.update_drill(
+                        row.id,
+                        finished=utcnow(),
+                        outcome="failed",
+                        cleanup_proven=True,
+                        summary="stopped midway before making its bubble; nothing of it was found",
+                    )
         except locks.ServiceBusy as busy:
             logger.info("drill %s: its bubble is removed by a later check (%s)", row.id, busy)
             continue
         except Exception as error:  # a health run goes on; the next one tries again
             logger.error("could not remove the bubble of drill %s on %s: %s", row.id, host, error)
             continue
-        cleaned.append({"drill_id": row.id, "service": row.service, "host": host,
-                        "leftovers": [left for entry in removed for left in entry["leftovers"]]})
+        cleaned.append(
+            {
+                "drill_id": row.id,
+                "service": row.service,
+                "host": host,
+                "leftovers": [left for entry in removed for left in entry["leftovers"]],
+            }
+        )
     return cleaned
 
 
@@ -294,27 +360,42 @@ def _timed(steps: list[dict], name: str):
 def _summary(plan, outcome, reason, rto, proven, leftovers) -> str:
     rpo = f"{plan.rpo_seconds:.0f} s" if plan.rpo_seconds is not None else "unknown"
     rto_text = f"{rto:.2f} s" if rto is not None else "not reached"
-    cleanup = "cleanup proven" if proven else ("cleanup NOT proven: " + "; ".join(leftovers) if leftovers
-                                               else "cleanup not reached")
-    return (f"drill {plan.drill_id} of {plan.service} on {plan.host} from copy {plan.copy_id}: {outcome} ({reason}); "
-            f"RTO {rto_text}, RPO {rpo}; {cleanup}")
+    cleanup = (
+        "cleanup proven" if proven else ("cleanup NOT proven: " + "; ".join(leftovers) if leftovers else "cleanup not reached")
+    )
+    return (
+        f"drill {plan.drill_id} of {plan.service} on {plan.host} from copy {plan.copy_id}: {outcome} ({reason}); "
+        f"RTO {rto_text}, RPO {rpo}; {cleanup}"
+    )
 
 
 def _publish(plan: planning.DrillPlan, evidence: dict, summary: str) -> None:
     """Markdown summary and the JSON evidence as artifacts (failures never hide the outcome)."""
     key = re.sub(r"[^a-z0-9-]", "-", plan.service.lower())
-    lines = [f"# Drill of {plan.service}: {evidence['outcome']}", "", summary, "",
-             f"- host **{plan.host}**, bubble `{plan.netns}` with {plan.production_address}/32",
-             f"- copy **{plan.copy_id}** ({plan.method}), RPO {plan.rpo_seconds} s",
-             f"- operators: {evidence['operators']}",
-             (f"- the app ran as {plan.identity.describe() if plan.identity else 'nobody (not started)'}, in its own "
-              f"user and mount namespaces over a memory-only view of the whole filesystem"), "",
-             "| step | seconds | outcome | detail |", "|---|---|---|---|"]
+    lines = [
+        f"# Drill of {plan.service}: {evidence['outcome']}",
+        "",
+        summary,
+        "",
+        f"- host **{plan.host}**, bubble `{plan.netns}` with {plan.production_address}/32",
+        f"- copy **{plan.copy_id}** ({plan.method}), RPO {plan.rpo_seconds} s",
+        f"- operators: {evidence['operators']}",
+        (
+            f"- the app ran as {plan.identity.describe() if plan.identity else 'nobody (not started)'}, in its own "
+            f"user and mount namespaces over a memory-only view of the whole filesystem"
+        ),
+        "",
+        "| step | seconds | outcome | detail |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {s['step']} | {s['seconds']} | {s['outcome']} | {s.get('detail', '')} |" for s in evidence["steps"]]
     try:
         create_markdown_artifact("\n".join(lines), key=f"drill-{key}", description=f"Drill of {plan.service}")
-        create_markdown_artifact("```json\n" + json.dumps(evidence, indent=2, default=str) + "\n```",
-                                 key=f"drill-evidence-{key}", description=f"Drill evidence (JSON) of {plan.service}")
+        create_markdown_artifact(
+            "```json\n" + json.dumps(evidence, indent=2, default=str) + "\n```",
+            key=f"drill-evidence-{key}",
+            description=f"Drill evidence (JSON) of {plan.service}",
+        )
     except Exception as error:
         get_run_logger().error("could not publish the drill's artifacts: %s", error)
 
@@ -329,8 +410,15 @@ def _cleanup_not_proven(plan: planning.DrillPlan, leftovers: list[str]) -> None:
         get_run_logger().error("%s. Remove it with `hotspare drill --cleanup %s`.", text, plan.service)
         return
     try:
-        number = open_or_fold(INCIDENT_CATEGORY, "high", f"Drill of {plan.service} left its bubble on {plan.host}",
-                              [plan.service], [plan.host], f"drill-cleanup:{plan.service}:{plan.host}", text)
+        number = open_or_fold(
+            INCIDENT_CATEGORY,
+            "high",
+            f"Drill of {plan.service} left its bubble on {plan.host}",
+            [plan.service],
+            [plan.host],
+            f"drill-cleanup:{plan.service}:{plan.host}",
+            text,
+        )
         get_run_logger().error("%s: incident %s", text, number)
     except Exception as error:
         get_run_logger().error("%s (and the incident could not be opened: %s)", text, error)

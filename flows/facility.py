@@ -31,6 +31,8 @@ from flows.failover_signals import fence_step
 from flows.reprotect import reprotect
 from hotspare import access
 from hotspare.adapters.errors import NotFound
+from hotspare.errors import SeveralFailed
+from hotspare.fleet.context import ServiceContext
 from hotspare.inventory import copies, locks, runs
 from hotspare.inventory.db import session
 from hotspare.inventory.models import FacilityRow, ServerRow, ServiceRow, utcnow
@@ -47,9 +49,7 @@ from hotspare.planning.facility import (
     summary_markdown,
 )
 from hotspare.planning.failover import plan_failover
-from hotspare.errors import SeveralFailed
 from tasks.failover import gather_facts
-from hotspare.fleet.context import ServiceContext
 from tasks.orchestrator import require_orchestrator
 from tasks.replication import Refused
 
@@ -84,16 +84,30 @@ def facility_failover(
     require_orchestrator(None, f"facility failover {facility}")  # one orchestrator per fleet
     logger = get_run_logger()
     plan = gather_plan(facility, max_copy_age_hours)
-    create_markdown_artifact(plan.markdown(), key=f"facility-plan-{facility}", description=f"Facility failover plan for {facility}")
-    logger.info("facility plan %s: %d move(s), %d unprotected, %d to rebuild", plan.digest, len(plan.moves),
-                len(plan.unprotected), len(plan.rebuild))
+    create_markdown_artifact(
+        plan.markdown(), key=f"facility-plan-{facility}", description=f"Facility failover plan for {facility}"
+    )
+    logger.info(
+        "facility plan %s: %d move(s), %d unprotected, %d to rebuild",
+        plan.digest,
+        len(plan.moves),
+        len(plan.unprotected),
+        len(plan.rebuild),
+    )
     if plan.refusal:
         raise Refused(f"facility failover of {facility} refused: {plan.refusal}")
     if dry_run:
         return {"facility": facility, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
     try:
-        approval = await_approval(f"facility failover of {facility}", plan.digest, plan.markdown(), yes,
-                                  approved_plan_digest, approval_timeout_seconds, approval_expires_at)
+        approval = await_approval(
+            f"facility failover of {facility}",
+            plan.digest,
+            plan.markdown(),
+            yes,
+            approved_plan_digest,
+            approval_timeout_seconds,
+            approval_expires_at,
+        )
     except PlanRejected as error:
         return cancelled_state(error)
     logger.info(approval.sentence())
@@ -103,25 +117,44 @@ def facility_failover(
     results: dict[str, dict] = {}
     for number, wave in enumerate(plan.waves, 1):
         logger.info("wave %d (tier %d): %s", number, wave.tier, ", ".join(move.service for move in wave.moves))
-        results.update(_in_parallel(wave.moves, plan.parallelism,
-                                    lambda move: _fail_over_one(move, run_id, approved_at, max_copy_age_hours,
-                                                                live_run_wait_seconds)))
+        results.update(
+            _in_parallel(
+                wave.moves,
+                plan.parallelism,
+                lambda move: _fail_over_one(move, run_id, approved_at, max_copy_age_hours, live_run_wait_seconds),
+            )
+        )
     total = round(time.monotonic() - approved_at, 3)
     failed = sorted(name for name, result in results.items() if result["outcome"] not in NOT_FAILED)
     summary = summary_markdown(plan, results, total)
     outcome = "failed" if failed else "ok"
-    details = {"plan_digest": plan.digest, "approved_by": approval.operator, "approval": approval.sentence(),
-               "total_seconds": total, "results": results,
-               "unprotected": [item.service for item in plan.unprotected], "rebuild": [offer.service for offer in plan.rebuild]}
+    details = {
+        "plan_digest": plan.digest,
+        "approved_by": approval.operator,
+        "approval": approval.sentence(),
+        "total_seconds": total,
+        "results": results,
+        "unprotected": [item.service for item in plan.unprotected],
+        "rebuild": [offer.service for offer in plan.rebuild],
+    }
     runs.record_outcome(
-        lambda: runs.finish_run(run_id, outcome, f"facility {facility}: {len(results) - len(failed)} of {len(results)} "
-                                f"service(s) on their mirrors after {total} s", details),
-        lambda: create_markdown_artifact(summary, key=f"facility-failover-{facility}", description=f"Facility failover of {facility}"),
+        lambda: runs.finish_run(
+            run_id,
+            outcome,
+            f"facility {facility}: {len(results) - len(failed)} of {len(results)} service(s) on their mirrors after {total} s",
+            details,
+        ),
+        lambda: create_markdown_artifact(
+            summary, key=f"facility-failover-{facility}", description=f"Facility failover of {facility}"
+        ),
     )
     print(summary)
     if failed:
-        raise SeveralFailed(f"facility failover of {facility}: {', '.join(failed)} failed; the others completed "
-                            "(the summary says what to do for each)", failed)
+        raise SeveralFailed(
+            f"facility failover of {facility}: {', '.join(failed)} failed; the others completed "
+            "(the summary says what to do for each)",
+            failed,
+        )
     return {"facility": facility, "outcome": "ok", **details}
 
 
@@ -155,19 +188,29 @@ def service_standings(fleet) -> list[ServiceStanding]:
         if spec is None:
             continue
         previous = (row.failover or {}).get("previous_production") if row.state == "failed-over" else None
-        standings.append(ServiceStanding(
-            service=row.name, tier=spec.tier, depends_on=tuple(spec.depends_on), state=row.state,
-            production=row.active_server, production_facility=facility_of.get(row.active_server, "?"),
-            mirror=row.mirror_server, mirror_facility=facility_of.get(row.mirror_server) if row.mirror_server else None,
-            planned_production=spec.production, planned_production_facility=facility_of.get(spec.production, "?"),
-            previous_production=previous, previous_production_facility=facility_of.get(previous) if previous else None,
-        ))
+        standings.append(
+            ServiceStanding(
+                service=row.name,
+                tier=spec.tier,
+                depends_on=tuple(spec.depends_on),
+                state=row.state,
+                production=row.active_server,
+                production_facility=facility_of.get(row.active_server, "?"),
+                mirror=row.mirror_server,
+                mirror_facility=facility_of.get(row.mirror_server) if row.mirror_server else None,
+                planned_production=spec.production,
+                planned_production_facility=facility_of.get(spec.production, "?"),
+                previous_production=previous,
+                previous_production_facility=facility_of.get(previous) if previous else None,
+            )
+        )
     return standings
 
 
 def _in_parallel(items, width: int, work) -> dict[str, dict]:
     """``work(item)`` for each item, at most ``width`` at a time, each in a copy of this run's
     context so nested flow runs show under this one. Results by service name."""
+
     def guarded(item) -> dict:
         try:
             return work(item)
@@ -180,8 +223,9 @@ def _in_parallel(items, width: int, work) -> dict[str, dict]:
         return {name: future.result() for name, future in futures.items()}
 
 
-def _fail_over_one(move: ServiceMove, run_id: int, approved_at: float, max_copy_age_hours: float,
-                   live_run_wait_seconds: float = 600.0) -> dict:
+def _fail_over_one(
+    move: ServiceMove, run_id: int, approved_at: float, max_copy_age_hours: float, live_run_wait_seconds: float = 600.0
+) -> dict:
     """The service's own failover runbook, bound to the plan digest approved with the facility.
 
     A live run holding the service's lock (a single failover started beside this one, a
@@ -193,8 +237,13 @@ def _fail_over_one(move: ServiceMove, run_id: int, approved_at: float, max_copy_
     if handled is not None:
         _record_step(run_id, f"failover {move.service}", started, handled["outcome"], handled["detail"])
         return handled
-    state = failover(move.service, approved_plan_digest=move.plan_digest, resume=move.resume,
-                     max_copy_age_hours=max_copy_age_hours, return_state=True)
+    state = failover(
+        move.service,
+        approved_plan_digest=move.plan_digest,
+        resume=move.resume,
+        max_copy_age_hours=max_copy_age_hours,
+        return_state=True,
+    )
     since = round(time.monotonic() - approved_at, 3)
     if state.is_completed():
         result = state.result()
@@ -205,8 +254,14 @@ def _fail_over_one(move: ServiceMove, run_id: int, approved_at: float, max_copy_
     _record_step(run_id, f"failover {move.service}", started, outcome, detail)
     service_state = copies.service_row(move.service).state
     logger.info("%s: %s %.1f s after approval (RTO %s s)", move.service, outcome, since, rto)
-    return {"outcome": outcome, "rto_seconds": rto, "since_approval_seconds": since, "detail": detail[:500],
-            "state": service_state, "target": move.target}
+    return {
+        "outcome": outcome,
+        "rto_seconds": rto,
+        "since_approval_seconds": since,
+        "detail": detail[:500],
+        "state": service_state,
+        "target": move.target,
+    }
 
 
 def _left_to_a_live_run(move: ServiceMove, seconds: float, approved_at: float) -> dict | None:
@@ -217,25 +272,44 @@ def _left_to_a_live_run(move: ServiceMove, seconds: float, approved_at: float) -
     if holding is None or holding.holder.startswith(locks.PREEMPTIBLE):
         return None  # free, gone, or routine work the failover takes over at once
     logger = get_run_logger()
-    logger.info("%s: %s holds its lock and is alive: waiting up to %g s for it instead of taking it over "
-                "(two runs must never act on one mirror)", move.service, holding.sentence(), seconds)
+    logger.info(
+        "%s: %s holds its lock and is alive: waiting up to %g s for it instead of taking it over "
+        "(two runs must never act on one mirror)",
+        move.service,
+        holding.sentence(),
+        seconds,
+    )
     still = locks.wait_while_held(move.service, seconds, lambda name: not name.startswith(locks.PREEMPTIBLE))
     since = round(time.monotonic() - approved_at, 3)
     row = copies.service_row(move.service)
     if still is not None:
-        detail = (f"handled by the live run {still.sentence()}: still at work after {seconds:g} s, not taken over; "
-                  "its own record gives the outcome")
+        detail = (
+            f"handled by the live run {still.sentence()}: still at work after {seconds:g} s, not taken over; "
+            "its own record gives the outcome"
+        )
         logger.warning("%s: %s", move.service, detail)
-        return {"outcome": HANDLED_ELSEWHERE, "rto_seconds": None, "since_approval_seconds": since, "detail": detail,
-                "state": row.state, "target": move.target, "run": still.holder}
+        return {
+            "outcome": HANDLED_ELSEWHERE,
+            "rto_seconds": None,
+            "since_approval_seconds": since,
+            "detail": detail,
+            "state": row.state,
+            "target": move.target,
+            "run": still.holder,
+        }
     if row.state == ServiceState.failed_over and row.active_server == move.target:
         detail = f"failed over to {move.target} by the live run {holding.holder}, which this run waited for"
         logger.info("%s: %s", move.service, detail)
-        return {"outcome": "already-done", "rto_seconds": _rto_of(holding.holder, move.service),
-                "since_approval_seconds": since, "detail": detail, "state": row.state, "target": move.target,
-                "run": holding.holder}
-    logger.info("%s: %s no longer holds its lock (state %s): this run fails it over", move.service,
-                holding.holder, row.state)
+        return {
+            "outcome": "already-done",
+            "rto_seconds": _rto_of(holding.holder, move.service),
+            "since_approval_seconds": since,
+            "detail": detail,
+            "state": row.state,
+            "target": move.target,
+            "run": holding.holder,
+        }
+    logger.info("%s: %s no longer holds its lock (state %s): this run fails it over", move.service, holding.holder, row.state)
     return None
 
 
@@ -247,8 +321,9 @@ def _rto_of(holder: str, service: str) -> float | None:
 
     flow_run_id = holder.partition(":")[2]
     with session() as db:
-        row = db.exec(select(RunRow).where(RunRow.service == service, RunRow.flow_run_id == flow_run_id)
-                      .order_by(RunRow.id.desc())).first()
+        row = db.exec(
+            select(RunRow).where(RunRow.service == service, RunRow.flow_run_id == flow_run_id).order_by(RunRow.id.desc())
+        ).first()
     return (row.details or {}).get("rto_seconds") if row is not None else None
 
 
@@ -256,8 +331,16 @@ def _record_step(run_id: int, name: str, started, outcome: str, detail: str) -> 
     from hotspare.inventory.models import StepRow
 
     with session() as db:
-        db.add(StepRow(run_id=run_id, name=name, started_at=started, ended_at=utcnow(),
-                       outcome="ok" if outcome in NOT_FAILED else "failed", detail=detail[:500]))
+        db.add(
+            StepRow(
+                run_id=run_id,
+                name=name,
+                started_at=started,
+                ended_at=utcnow(),
+                outcome="ok" if outcome in NOT_FAILED else "failed",
+                detail=detail[:500],
+            )
+        )
 
 
 def mark_lost(plan: FacilityPlan) -> None:
@@ -319,13 +402,16 @@ def facility_return(
     if facility not in {item.name for item in fleet.facilities}:
         raise NotFound(f"no facility {facility!r} in the fleet (known: {', '.join(f.name for f in fleet.facilities)})")
     plan = plan_facility_return(facility, service_standings(fleet))
-    create_markdown_artifact(plan.markdown(), key=f"facility-return-plan-{facility}", description=f"Return of facility {facility}")
+    create_markdown_artifact(
+        plan.markdown(), key=f"facility-return-plan-{facility}", description=f"Return of facility {facility}"
+    )
     if dry_run:
         return {"facility": facility, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
     subject = f"return of facility {facility}"
     try:
-        approval = await_approval(subject, plan.digest, plan.markdown(), yes, approved_plan_digest,
-                                  approval_timeout_seconds, approval_expires_at)
+        approval = await_approval(
+            subject, plan.digest, plan.markdown(), yes, approved_plan_digest, approval_timeout_seconds, approval_expires_at
+        )
     except PlanRejected as error:
         return cancelled_state(error)
     logger.info(approval.sentence())
@@ -346,19 +432,35 @@ def facility_return(
     total = round(time.monotonic() - started, 3)
     summary = _return_summary(plan, results, total)
     runs.record_outcome(
-        lambda: runs.finish_run(run_id, "failed" if failed else "ok",
-                                f"facility {facility} returned: {len(results) - len(failed)} of {len(results)} service(s) "
-                                f"protected again", {"results": results, "total_seconds": total,
-                                                     "approved_by": approval.operator,
-                                                     "failbacks": [offer.command for offer in plan.failbacks]}),
-        lambda: create_markdown_artifact(summary, key=f"facility-return-{facility}", description=f"Return of facility {facility}"),
+        lambda: runs.finish_run(
+            run_id,
+            "failed" if failed else "ok",
+            f"facility {facility} returned: {len(results) - len(failed)} of {len(results)} service(s) protected again",
+            {
+                "results": results,
+                "total_seconds": total,
+                "approved_by": approval.operator,
+                "failbacks": [offer.command for offer in plan.failbacks],
+            },
+        ),
+        lambda: create_markdown_artifact(
+            summary, key=f"facility-return-{facility}", description=f"Return of facility {facility}"
+        ),
     )
     print(summary)
     if failed:
-        raise SeveralFailed(f"return of facility {facility}: {', '.join(failed)} not protected again; the others are "
-                            "(the summary says what to do for each)", failed)
-    return {"facility": facility, "outcome": "ok", "results": results, "total_seconds": total,
-            "failbacks": [offer.command for offer in plan.failbacks]}
+        raise SeveralFailed(
+            f"return of facility {facility}: {', '.join(failed)} not protected again; the others are "
+            "(the summary says what to do for each)",
+            failed,
+        )
+    return {
+        "facility": facility,
+        "outcome": "ok",
+        "results": results,
+        "total_seconds": total,
+        "failbacks": [offer.command for offer in plan.failbacks],
+    }
 
 
 def _reprotect_one(item, run_id: int) -> dict:
@@ -379,19 +481,33 @@ def _reprotect_one(item, run_id: int) -> dict:
         logger.error("%s: reprotect failed: %s", item.service, detail)
     runs.record_outcome(lambda: runs.finish_run(reprotect_run, outcome, f"{item.service}: {detail}", {"fencing": fencing}))
     _record_step(run_id, f"reprotect {item.service}", started, outcome, detail)
-    return {"outcome": outcome, "detail": detail[:500], "mirror": item.new_mirror, "why": item.why,
-            "fenced": None if fencing is None else fencing.get("fenced")}
+    return {
+        "outcome": outcome,
+        "detail": detail[:500],
+        "mirror": item.new_mirror,
+        "why": item.why,
+        "fenced": None if fencing is None else fencing.get("fenced"),
+    }
 
 
 def _return_summary(plan, results: dict[str, dict], total: float) -> str:
     from hotspare.planning.facility import failback_lines
 
-    lines = [f"# Return of facility {plan.facility}", "", f"Finished in {total:.1f} s.", "",
-             "| service | tier | new mirror | why | outcome | detail / what to do |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Return of facility {plan.facility}",
+        "",
+        f"Finished in {total:.1f} s.",
+        "",
+        "| service | tier | new mirror | why | outcome | detail / what to do |",
+        "|---|---|---|---|---|---|",
+    ]
     for item in plan.reprotections:
         result = results.get(item.service, {"outcome": "not run", "detail": ""})
-        todo = result["detail"] if result["outcome"] == "ok" else (
-            f"{result['detail']} — then `hotspare reprotect {item.service} --mirror {item.new_mirror}`")
+        todo = (
+            result["detail"]
+            if result["outcome"] == "ok"
+            else (f"{result['detail']} — then `hotspare reprotect {item.service} --mirror {item.new_mirror}`")
+        )
         lines.append(f"| {item.service} | {item.tier} | {item.new_mirror} | {item.why} | {result['outcome']} | {todo} |")
     lines += ["", *failback_lines(plan.failbacks)]
     return "\n".join(lines)

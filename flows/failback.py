@@ -48,5 +48,12 @@ def failback(
         raise Refused(decision.reason)
     get_run_logger().info(decision.reason)
     # the failover runbook inside this run (not a nested run): its approval pause is this run's
-    return failover.fn(service, planned=True, dry_run=dry_run, yes=yes, approved_plan_digest=approved_plan_digest,
-                       approval_timeout_seconds=approval_timeout_seconds, approval_expires_at=approval_expires_at)
+    return failover.fn(
+        service,
+        planned=True,
+        dry_run=dry_run,
+        yes=yes,
+        approved_plan_digest=approved_plan_digest,
+        approval_timeout_seconds=approval_timeout_seconds,
+        approval_expires_at=approval_expires_at,
+    )

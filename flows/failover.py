@@ -21,9 +21,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.approval import await_approval, cancelled_state
+from flows.failover_signals import changes_before_cutover, fence_outcome, fence_production, say_what_was_undone, unfenced_warning
 from flows.failover_undo import back_to_production, undo_activated_copy
-from flows.failover_signals import (changes_before_cutover, fence_outcome, fence_production, say_what_was_undone,
-                                   unfenced_warning)
 from flows.replicate import replicate_one
 from flows.unattended_gate import unattended_approval
 from hotspare import access
@@ -35,12 +34,11 @@ from hotspare.inventory.clock import database_now
 from hotspare.inventory.models import utcnow
 from hotspare.planning.approval import Approval, PlanRejected, same_plan
 from hotspare.planning.failover import FailoverPlan, plan_failover
-from tasks.dns_cutover import cutover_dns
-from tasks.failover import (activate_copy, check_room, check_through_dns, gather_facts, health_check_direct,
-                            run_app_commands)
 from tasks.account_merge import apply_accounts
-from tasks.replication import Refused
+from tasks.dns_cutover import cutover_dns
+from tasks.failover import activate_copy, check_room, check_through_dns, gather_facts, health_check_direct, run_app_commands
 from tasks.orchestrator import require_orchestrator
+from tasks.replication import Refused
 
 
 @flow(name="failover", log_prints=True)
@@ -95,10 +93,20 @@ def failover(
     if dry_run:
         return {"service": service, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
     try:
-        approval = (replace(unattended_ok, digest=plan.digest) if unattended_ok is not None
-                    else await_approval(f"failover of {service}", plan.digest, plan.markdown(), yes,
-                                        approved_plan_digest, approval_timeout_seconds, approval_expires_at,
-                                        phone=(service, plan.spoken())))
+        approval = (
+            replace(unattended_ok, digest=plan.digest)
+            if unattended_ok is not None
+            else await_approval(
+                f"failover of {service}",
+                plan.digest,
+                plan.markdown(),
+                yes,
+                approved_plan_digest,
+                approval_timeout_seconds,
+                approval_expires_at,
+                phone=(service, plan.spoken()),
+            )
+        )
     except PlanRejected as error:
         return cancelled_state(error)
     logger.info(approval.sentence())
@@ -122,20 +130,28 @@ def _wait_for_a_gone_failover(service: str, holder: str) -> None:
     if holding is None or holding.holder == holder or holding.holder.startswith(locks.PREEMPTIBLE):
         return
     seconds = locks.lease_length().total_seconds() + 2
-    get_run_logger().info("%s holds the lock of %s: waiting up to %g s for its lease to expire (a run that is gone "
-                          "stops renewing it); a live run is never taken over", holding.sentence(), service, seconds)
+    get_run_logger().info(
+        "%s holds the lock of %s: waiting up to %g s for its lease to expire (a run that is gone "
+        "stops renewing it); a live run is never taken over",
+        holding.sentence(),
+        service,
+        seconds,
+    )
     still = locks.wait_while_held(service, seconds, lambda name: not name.startswith(locks.PREEMPTIBLE))
     if still is not None:
         raise locks.ServiceBusy(
             f"not resuming the failover of {service}: {still.sentence()} is alive (it kept renewing its lease for "
             f"{seconds:g} s) and is acting on it; let it finish (`hotspare status`), nothing was changed by this run",
-            service=service, holder=still.holder, since=None)
+            service=service,
+            holder=still.holder,
+            since=None,
+        )
 
 
-def _plan(context: ServiceContext, planned: bool, copy_id: str | None, force: bool,
-          max_copy_age_hours: float) -> FailoverPlan:
-    return plan_failover(gather_facts(context), planned=planned, now=utcnow(), copy_id=copy_id, force=force,
-                         max_copy_age_hours=max_copy_age_hours)
+def _plan(context: ServiceContext, planned: bool, copy_id: str | None, force: bool, max_copy_age_hours: float) -> FailoverPlan:
+    return plan_failover(
+        gather_facts(context), planned=planned, now=utcnow(), copy_id=copy_id, force=force, max_copy_age_hours=max_copy_age_hours
+    )
 
 
 def _same_plan_under_lock(approved: FailoverPlan, current: FailoverPlan) -> None:
@@ -143,8 +159,11 @@ def _same_plan_under_lock(approved: FailoverPlan, current: FailoverPlan) -> None
     if current.digest == approved.digest:
         get_run_logger().info("facts gathered again under the lock: the plan is unchanged (%s)", approved.digest)
         return
-    create_markdown_artifact(current.markdown(), key=f"failover-plan-{current.service}",
-                             description=f"Failover plan for {current.service} (changed since approval)")
+    create_markdown_artifact(
+        current.markdown(),
+        key=f"failover-plan-{current.service}",
+        description=f"Failover plan for {current.service} (changed since approval)",
+    )
     same_plan(f"failover of {approved.service}", approved.digest, current.digest, current.markdown(), current.refusal or "")
 
 
@@ -183,15 +202,34 @@ def _prefect_slot(service: str, takeover: bool):
         take_over()
     with ExitStack() as stack:
         try:
-            stack.enter_context(concurrency(name, occupy=1, timeout_seconds=SLOT_WAIT_SECONDS, strict=True,
-                                            lease_duration=SLOT_LEASE_SECONDS, raise_on_lease_renewal_failure=False))
+            stack.enter_context(
+                concurrency(
+                    name,
+                    occupy=1,
+                    timeout_seconds=SLOT_WAIT_SECONDS,
+                    strict=True,
+                    lease_duration=SLOT_LEASE_SECONDS,
+                    raise_on_lease_renewal_failure=False,
+                )
+            )
         except TimeoutError:
             get_run_logger().warning(
                 "the Prefect slot %s is still held although this run holds %s's inventory lock: the run that took "
-                "it is gone (or stalled without the lock, and stops at its next step); taken over", name, service)
+                "it is gone (or stalled without the lock, and stops at its next step); taken over",
+                name,
+                service,
+            )
             take_over()
-            stack.enter_context(concurrency(name, occupy=1, timeout_seconds=SLOT_WAIT_SECONDS * 3, strict=True,
-                                            lease_duration=SLOT_LEASE_SECONDS, raise_on_lease_renewal_failure=False))
+            stack.enter_context(
+                concurrency(
+                    name,
+                    occupy=1,
+                    timeout_seconds=SLOT_WAIT_SECONDS * 3,
+                    strict=True,
+                    lease_duration=SLOT_LEASE_SECONDS,
+                    raise_on_lease_renewal_failure=False,
+                )
+            )
         yield
 
 
@@ -204,8 +242,12 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
     copy_id = plan.copy_id
     lease.check("mark the service as failing over")
     began = failovers.mark_in_flight(plan, run_id, get_run_logger())
-    details: dict = {"plan_digest": plan.digest, "approved_by": approval.operator, "approval": approval.sentence(),
-                     "mode": plan.mode}
+    details: dict = {
+        "plan_digest": plan.digest,
+        "approved_by": approval.operator,
+        "approval": approval.sentence(),
+        "mode": plan.mode,
+    }
     fencing = None
     artifact_lines: list[str] = []  # what activation neutralised and kept aside
     activating = False  # between the first change on the target and the app's start: undone on failure
@@ -246,11 +288,16 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
         if activating and made_live and made_live.get("copied", True):
             undo_activated_copy(plan, copy_id, made_live, fencing, details, error, context, run_id)
         elif plan.mode == "planned" and "dns" not in details and copy_id is not None:
-            say_what_was_undone(error, f"the switchover was undone (copy {copy_id} was made live on {plan.target}): "
-                                       + back_to_production(plan, context, run_id))
+            say_what_was_undone(
+                error,
+                f"the switchover was undone (copy {copy_id} was made live on {plan.target}): "
+                + back_to_production(plan, context, run_id),
+            )
         reason = str(error)
-        runs.record_outcome(lambda: runs.finish_run(run_id, "failed", f"{service}: failover stopped: {reason}", details),
-                            lambda: _publish(plan, run_id, "FAILED", reason, artifact_lines))
+        runs.record_outcome(
+            lambda: runs.finish_run(run_id, "failed", f"{service}: failover stopped: {reason}", details),
+            lambda: _publish(plan, run_id, "FAILED", reason, artifact_lines),
+        )
         raise
     timings = runs.step_timings(run_id)
     details["rto_seconds"] = round(sum(step["seconds"] or 0 for step in timings), 3)
@@ -259,14 +306,25 @@ def execute(plan: FailoverPlan, holder: str, approval: Approval, lease: locks.Le
         details["this_run_seconds"] = details["rto_seconds"]
         details["rto_seconds"] = round((database_now() - began.first_started_at).total_seconds(), 3)
         details["failover_began_at"] = began.first_started_at.isoformat()
-        rto_text = (f"RTO {details['rto_seconds']} s since the failover began at {began.first_started_at:%Y-%m-%d %H:%M:%S} "
-                    f"UTC (resumed; this run {details['this_run_seconds']} s)")
+        rto_text = (
+            f"RTO {details['rto_seconds']} s since the failover began at {began.first_started_at:%Y-%m-%d %H:%M:%S} "
+            f"UTC (resumed; this run {details['this_run_seconds']} s)"
+        )
     details["data_loss_seconds"] = 0.0 if plan.mode == "planned" else plan.copy_age_seconds
-    summary = (f"{service} now runs on {plan.target} ({plan.target_address}); {rto_text}; "
-               f"data-loss window {_loss(plan)}" + unfenced_warning(plan, details))
-    runs.record_outcome(lambda: runs.finish_run(run_id, "ok", summary, details),
-                        lambda: _publish(plan, run_id, "done" if not unfenced_warning(plan, details)
-                                         else "done, old production UNFENCED", summary, artifact_lines))
+    summary = (
+        f"{service} now runs on {plan.target} ({plan.target_address}); {rto_text}; "
+        f"data-loss window {_loss(plan)}" + unfenced_warning(plan, details)
+    )
+    runs.record_outcome(
+        lambda: runs.finish_run(run_id, "ok", summary, details),
+        lambda: _publish(
+            plan,
+            run_id,
+            "done" if not unfenced_warning(plan, details) else "done, old production UNFENCED",
+            summary,
+            artifact_lines,
+        ),
+    )
     logger.info(summary)
     if plan.mode == "planned":
         details["reprotect"] = _reprotect_after_switchover(plan, holder)
@@ -299,10 +357,17 @@ def _planned_preparation(plan: FailoverPlan, holder: str, run_id: int, details: 
         with runs.step(run_id, "final sync and verify"):
             result = replicate_one(service, lock_holder=holder)
     except Exception as error:
-        get_run_logger().error("switchover stopped before the final sync completed (%s): starting the app on %s again; "
-                               "everything stays on production", error, plan.source)
-        say_what_was_undone(error, f"the app on {plan.source} was stopped for the final sync; "
-                                   + back_to_production(plan, context, run_id, stop_target=False))
+        get_run_logger().error(
+            "switchover stopped before the final sync completed (%s): starting the app on %s again; "
+            "everything stays on production",
+            error,
+            plan.source,
+        )
+        say_what_was_undone(
+            error,
+            f"the app on {plan.source} was stopped for the final sync; "
+            + back_to_production(plan, context, run_id, stop_target=False),
+        )
         raise
     return result["copy_id"]
 
@@ -317,8 +382,13 @@ def _lower_ttl(context: ServiceContext) -> dict:
         return {"ttl": current, "lowered": False}
     [address] = dns.read_addresses(server, spec.dns_name)
     dns.set_ttl(server, access.tsig_key(zone.tsig_key_block), spec.dns_name, address, ttl)
-    get_run_logger().warning("lowered the TTL of %s from %d to %d s; resolvers may keep the old answer up to %d s",
-                             spec.dns_name, current, ttl, current)
+    get_run_logger().warning(
+        "lowered the TTL of %s from %d to %d s; resolvers may keep the old answer up to %d s",
+        spec.dns_name,
+        current,
+        ttl,
+        current,
+    )
     return {"ttl": ttl, "lowered": True, "previous": current}
 
 
@@ -330,7 +400,12 @@ def _cutover(plan: FailoverPlan, copy_id: str, details: dict, context: ServiceCo
         return cutover_dns(context.fleet, plan.service, plan.source_address, plan.target_address)
     except Exception as error:
         logger = get_run_logger()
-        logger.error("DNS cutover failed (%s): stopping the app on %s again; DNS still points to %s", error, plan.target, plan.source_address)
+        logger.error(
+            "DNS cutover failed (%s): stopping the app on %s again; DNS still points to %s",
+            error,
+            plan.target,
+            plan.source_address,
+        )
         run_app_commands(context, plan.target, "deactivate")
         if not isinstance(error, DnsPrerequisiteFailed):
             logger.error("the failover of %s is paused midway: fix the cause, then run it again with resume", plan.service)
@@ -340,9 +415,12 @@ def _cutover(plan: FailoverPlan, copy_id: str, details: dict, context: ServiceCo
             f"failover of {plan.service} stopped at the DNS cutover: {str(error).split(' Nothing was changed')[0]}"
             + f" What this run changed and undid: {changes_before_cutover(plan, copy_id, details)}; the app on "
             f"{plan.target} was stopped again. This run did not change DNS; the inventory shows {plan.service} on "
-            f"{plan.source} again.")
-        refusal.advice = ("the message says what was changed and undone; find who moved the record (`hotspare status`), "
-                          "then decide on a new failover")
+            f"{plan.source} again."
+        )
+        refusal.advice = (
+            "the message says what was changed and undone; find who moved the record (`hotspare status`), "
+            "then decide on a new failover"
+        )
         raise refusal from error
 
 
@@ -353,7 +431,14 @@ def _loss(plan: FailoverPlan) -> str:
 
 
 def _publish(plan: FailoverPlan, run_id: int, outcome: str, summary: str, activation_lines: list[str] = ()) -> None:
-    lines = [f"# Failover of {plan.service}: {outcome}", "", summary, "", "| step | seconds | outcome | detail |", "|---|---|---|---|"]
+    lines = [
+        f"# Failover of {plan.service}: {outcome}",
+        "",
+        summary,
+        "",
+        "| step | seconds | outcome | detail |",
+        "|---|---|---|---|",
+    ]
     for step in runs.step_timings(run_id):
         lines.append(f"| {step['step']} | {step['seconds']} | {step['outcome']} | {step['detail']} |")
     lines += activation_lines  # hostile data neutralised, replaced files kept aside

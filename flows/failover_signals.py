@@ -32,9 +32,12 @@ def fence_production(service: str, server: str, power_off: bool = True) -> dict 
     result = fence.fn(service, server, power_off=power_off)
     if result["fenced"]:
         return result
-    return Failed(name=UNFENCED, data=result,
-                  message=f"{server} was not fenced ({result['detail']}): it may still serve {service} with stale data "
-                          "if it comes back; stop its app before it does")
+    return Failed(
+        name=UNFENCED,
+        data=result,
+        message=f"{server} was not fenced ({result['detail']}): it may still serve {service} with stale data "
+        "if it comes back; stop its app before it does",
+    )
 
 
 def fence_step(service: str, server: str, power_off: bool = True) -> dict:
@@ -56,9 +59,11 @@ def unfenced_warning(plan: FailoverPlan, details: dict) -> str:
     fencing = details.get("fencing")
     if not fencing or fencing.get("fenced", True):
         return ""
-    return (f". WARNING: UNFENCED: the old production {plan.source} could not be stopped ({fencing.get('detail')}); if it "
-            f"comes back it may still serve {plan.service} with stale data: stop its app (`deactivate`) before it does, "
-            f"then `hotspare reprotect {plan.service}`")
+    return (
+        f". WARNING: UNFENCED: the old production {plan.source} could not be stopped ({fencing.get('detail')}); if it "
+        f"comes back it may still serve {plan.service} with stale data: stop its app (`deactivate`) before it does, "
+        f"then `hotspare reprotect {plan.service}`"
+    )
 
 
 def say_what_was_undone(error: BaseException, undone: str) -> None:
@@ -78,7 +83,10 @@ def changes_before_cutover(plan: FailoverPlan, copy_id: str, details: dict) -> s
         done.append(f"the app was stopped on {plan.source} for the final sync (and started again there)")
     else:
         fencing = details.get("fencing") or {}
-        done.append(f"{plan.source} was fenced (its app stopped; it stays stopped)" if fencing.get("fenced")
-                    else f"{plan.source} could not be fenced")
+        done.append(
+            f"{plan.source} was fenced (its app stopped; it stays stopped)"
+            if fencing.get("fenced")
+            else f"{plan.source} could not be fenced"
+        )
     done.append(f"copy {copy_id} was made live on {plan.target} and its app started")
     return "; ".join(done)

@@ -39,8 +39,7 @@ def back_to_production(plan: FailoverPlan, context: ServiceContext, run_id: int,
         else:
             done.append(f"the app was started on {plan.source} again (no health URL to check it)")
     except Exception as error:
-        trouble.append(f"the app on {plan.source} is NOT confirmed running ({error}): start it there with its "
-                       "activate commands")
+        trouble.append(f"the app on {plan.source} is NOT confirmed running ({error}): start it there with its activate commands")
     sentence = "; ".join(done + trouble) + f"; DNS was not changed (it points to {plan.source} at {plan.source_address})"
     sentence += clear_in_flight_or_keep(plan.service, run_id)
     (logger.error if trouble else logger.warning)("switchover stopped before the DNS cutover: %s", sentence)
@@ -55,12 +54,22 @@ def clear_in_flight_or_keep(service: str, run_id: int) -> str:
         return ""
     except InventoryUnreachable:
         late_outcomes.keep(run_id, failover_stopped=service)
-        return (f"; the inventory is unreachable, so it still shows {service} failing over: the next run that starts "
-                "once it answers records that this one was undone")
+        return (
+            f"; the inventory is unreachable, so it still shows {service} failing over: the next run that starts "
+            "once it answers records that this one was undone"
+        )
 
 
-def undo_activated_copy(plan: FailoverPlan, copy_id: str, activation: dict, fencing, details: dict,
-                     error: BaseException, context: ServiceContext, run_id: int) -> None:
+def undo_activated_copy(
+    plan: FailoverPlan,
+    copy_id: str,
+    activation: dict,
+    fencing,
+    details: dict,
+    error: BaseException,
+    context: ServiceContext,
+    run_id: int,
+) -> None:
     """A failure after the copy went live (the target's disk filled by the app's start, its
     accounts or start command failing) and before DNS moved: take the activation back, so the
     target is as it was and a new failover starts afresh, and say where the service serves now."""
@@ -68,21 +77,31 @@ def undo_activated_copy(plan: FailoverPlan, copy_id: str, activation: dict, fenc
     try:
         undone = undo_activation(context, plan.target, activation)
     except Exception as failure:  # noqa: BLE001  (the run's own error stays the outcome; resume can finish it)
-        logger.error("failover of %s stopped after copy %s went live on %s (%s), and undoing that failed too (%s): "
-                     "the service stays failing-over; fix both, then run the failover with resume", plan.service,
-                     copy_id, plan.target, error, failure)
+        logger.error(
+            "failover of %s stopped after copy %s went live on %s (%s), and undoing that failed too (%s): "
+            "the service stays failing-over; fix both, then run the failover with resume",
+            plan.service,
+            copy_id,
+            plan.target,
+            error,
+            failure,
+        )
         return
     if plan.mode == "planned":  # the target's app is stopped already (the undo)
         where = back_to_production(plan, context, run_id, stop_target=False)
     else:
         where = _where_it_serves(plan, fencing, details) + clear_in_flight_or_keep(plan.service, run_id)
-    sentence = (f"failover of {plan.service} stopped after copy {copy_id} went live on {plan.target} ({error}); "
-                f"the activation was undone: {undone}. {where}")
+    sentence = (
+        f"failover of {plan.service} stopped after copy {copy_id} went live on {plan.target} ({error}); "
+        f"the activation was undone: {undone}. {where}"
+    )
     logger.error(sentence)
     if not getattr(error, "advice", None):
         try:
-            error.advice = (f"{sentence}. Fix what stopped it (a full disk: free space on {plan.target}), then run the "
-                            "failover again: a new run, not a resume")
+            error.advice = (
+                f"{sentence}. Fix what stopped it (a full disk: free space on {plan.target}), then run the "
+                "failover again: a new run, not a resume"
+            )
         except AttributeError:
             pass
 
@@ -99,6 +118,8 @@ def _where_it_serves(plan: FailoverPlan, fencing, details: dict) -> str:
     if outcome and outcome.get("fenced"):
         return f"{plan.service} serves nowhere now: {plan.source} was fenced ({outcome.get('method')}); {dns_phrase}"
     if outcome:
-        return (f"{plan.service} is served only if {plan.source} still runs it: it was not fenced "
-                f"({outcome.get('detail')}); {dns_phrase}")
+        return (
+            f"{plan.service} is served only if {plan.source} still runs it: it was not fenced "
+            f"({outcome.get('detail')}); {dns_phrase}"
+        )
     return f"{plan.service} serves on {plan.source} only if it still runs there; {dns_phrase}"

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from prefect import flow, get_run_logger
-from prefect.states import Completed, Failed
 from prefect.runtime import flow_run
+from prefect.states import Completed, Failed
 from sqlmodel import select
 
 from flows.unattended import fail_over_unattended
@@ -102,9 +102,16 @@ def moving_services(before: dict[str, tuple[str, str]], after: dict[str, tuple[s
     return moving
 
 
-def health_round(fleet, targets: RoundTargets, previous: dict, ssh_login: bool = True, hardware: bool = True,
-                 freshness: bool = True, log=None, layout_before: dict[str, tuple[str, str]] | None = None
-                 ) -> RoundOutcome:
+def health_round(
+    fleet,
+    targets: RoundTargets,
+    previous: dict,
+    ssh_login: bool = True,
+    hardware: bool = True,
+    freshness: bool = True,
+    log=None,
+    layout_before: dict[str, tuple[str, str]] | None = None,
+) -> RoundOutcome:
     """One round from every checker site, judged against ``previous``; nothing is stored.
 
     ``layout_before``: ``service_layout()`` read when ``targets`` were made; given, the layout is
@@ -113,8 +120,12 @@ def health_round(fleet, targets: RoundTargets, previous: dict, ssh_login: bool =
     started = time.monotonic()
     settings = fleet.health
     timeout = settings.probe_timeout_seconds
-    thresholds = SpaceThresholds(settings.disk_space_warning_percent, settings.disk_space_failed_percent,
-                                 settings.inode_warning_percent, settings.inode_failed_percent)
+    thresholds = SpaceThresholds(
+        settings.disk_space_warning_percent,
+        settings.disk_space_failed_percent,
+        settings.inode_warning_percent,
+        settings.inode_failed_percent,
+    )
     targets = resolve_services(fleet, targets, timeout)
     checkers = settings.checkers
     with ThreadPoolExecutor(max_workers=len(checkers) + 1) as pool:
@@ -123,20 +134,27 @@ def health_round(fleet, targets: RoundTargets, previous: dict, ssh_login: bool =
         readings: list[Reading] = [reading for result in site_results for reading in result.readings]
         for checker, result in zip(checkers, site_results):
             if checker.via == LOCAL and not result.report.cut_off:
-                tcp_ok = {r.subject: r.state == ComponentState.ok for r in result.readings if r.component.startswith("reachability")}
-                readings += control_extras(fleet, targets, checker.name, timeout, thresholds,
-                                           settings.certificate_warning_days, tcp_ok, ssh_login)
+                tcp_ok = {
+                    r.subject: r.state == ComponentState.ok for r in result.readings if r.component.startswith("reachability")
+                }
+                readings += control_extras(
+                    fleet, targets, checker.name, timeout, thresholds, settings.certificate_warning_days, tcp_ok, ssh_login
+                )
         if hardware_future is not None:
             readings += hardware_future.result()
     if freshness:
         readings += _freshness_readings(fleet, targets)
     set_aside: tuple[str, ...] = ()
     if layout_before is not None:
-        moving = moving_services({s.name: layout_before.get(s.name, (s.active_server, "")) for s in targets.services},
-                                 service_layout())
+        moving = moving_services(
+            {s.name: layout_before.get(s.name, (s.active_server, "")) for s in targets.services}, service_layout()
+        )
         set_aside = tuple(f"service:{name}: this round's readings do not count: {why}" for name, why in sorted(moving.items()))
-        readings = [reading for reading in readings
-                    if not (reading.subject.startswith("service:") and reading.subject.split(":", 1)[1] in moving)]
+        readings = [
+            reading
+            for reading in readings
+            if not (reading.subject.startswith("service:") and reading.subject.split(":", 1)[1] in moving)
+        ]
     facility_of = {server.name: server.facility for server in targets.servers}
     facility_of |= {f"service:{service.name}": facility_of.get(service.active_server, "") for service in targets.services}
     placement = {f"service:{service.name}": service.active_server for service in targets.services}
@@ -241,7 +259,9 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
     fleet = access.loaded_fleet()
     problems = health_problems(fleet)
     if problems:
-        raise PermanentError("the fleet's health section is unusable: " + "; ".join(problems) + ". Fix the fleet file and load it again.")
+        raise PermanentError(
+            "the fleet's health section is unusable: " + "; ".join(problems) + ". Fix the fleet file and load it again."
+        )
     for warning in health_warnings(fleet):
         logger.warning(warning)
     settings = fleet.health
@@ -252,9 +272,11 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
     run_id = flow_run.get_id()
     watcher = f"health:{run_id or 'local'}" if rounds is None else None  # a one-off check takes no turn
     if watcher and not _take_the_watch(watcher, deadline, tick, logger):
-        return Completed(name="Skipped", message="another health run kept checking past this run's time; this run "
-                                                 "did not check", data={"rounds": 0, "handed_over": False, "changes": [],
-                                                                        "failovers": [], "components": [], "failed": []})
+        return Completed(
+            name="Skipped",
+            message="another health run kept checking past this run's time; this run did not check",
+            data={"rounds": 0, "handed_over": False, "changes": [], "failovers": [], "components": [], "failed": []},
+        )
     next_due: dict[str, float] = {}
     summary = {"rounds": 0, "changes": [], "sites": {}, "failovers": [], "replacements": [], "round_seconds": []}
     summary["drills_cleaned"] = _clean_up_gone_drills(logger)
@@ -279,13 +301,24 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
         active_now = active_servers() if judgement.changes else active
         for change in judgement.changes:
             health_actions.emit_change(change, logger, active)
-            summary["changes"].append({"event": change.event, "subject": change.subject, "component": change.component,
-                                       "previous": change.previous.value, "state": change.state.value,
-                                       "evidence": change.evidence, "sites": list(change.sites)})
+            summary["changes"].append(
+                {
+                    "event": change.event,
+                    "subject": change.subject,
+                    "component": change.component,
+                    "previous": change.previous.value,
+                    "state": change.state.value,
+                    "evidence": change.evidence,
+                    "sites": list(change.sites),
+                }
+            )
             for service in production_down(change, active_now):
                 unattended = fleet.health.policy(service).automatic_failover == "unattended"
-                summary["failovers"].append(fail_over_unattended(service, change, logger) if unattended
-                                            else health_actions.maybe_fail_over(fleet, service, change, logger))
+                summary["failovers"].append(
+                    fail_over_unattended(service, change, logger)
+                    if unattended
+                    else health_actions.maybe_fail_over(fleet, service, change, logger)
+                )
         summary["replacements"] += health_actions.handle_replacements(fleet, list(judgement.statuses.values()), logger)
         summary["rounds"] += 1
         summary["checked"][1] = time.time()  # first round's start, last round's end (epoch seconds)
@@ -312,8 +345,11 @@ def health(rounds: int | None = None, run_seconds: float | None = None, interval
 def _final_state(summary: dict):
     """The summary, or a Failed run naming each failover it should have made and did not (an
     unattended failover that failed, a submission refused): the checks ran, a step did not."""
-    undone = [entry["reason"] for entry in summary["failovers"]
-              if entry.get("outcome") == "failed" or entry["reason"].startswith("could not submit")]
+    undone = [
+        entry["reason"]
+        for entry in summary["failovers"]
+        if entry.get("outcome") == "failed" or entry["reason"].startswith("could not submit")
+    ]
     if not undone:
         return summary
     message = f"{len(undone)} failover(s) not done: " + "; ".join(undone)[:800]

@@ -43,11 +43,16 @@ def publish_timeline(incident_id: int | None) -> None:
     from hotspare.planning.incident_timeline import artifact_key, timeline_markdown
 
     try:
-        notices = [{"kind": row.kind, "state": row.state, "subject": row.subject, "decision": row.decision}
-                   for row in notices_of(incident_id)]
+        notices = [
+            {"kind": row.kind, "state": row.state, "subject": row.subject, "decision": row.decision}
+            for row in notices_of(incident_id)
+        ]
         incident = incidents.get_incident(incident_id)
-        create_markdown_artifact(timeline_markdown(incident, notices), key=artifact_key(incident_id),
-                                 description=f"Incident {incident_id}: {incident['title'][:80]}")
+        create_markdown_artifact(
+            timeline_markdown(incident, notices),
+            key=artifact_key(incident_id),
+            description=f"Incident {incident_id}: {incident['title'][:80]}",
+        )
     except Exception as error:  # noqa: BLE001  (the incident's own records are the outcome)
         _logger().warning("could not publish the timeline of incident %s: %s", incident_id, error)
 
@@ -57,9 +62,15 @@ class PagingFailed(RuntimeError):
 
 
 # outcome of a paging walk -> (state name, failed?) of the run; "stop" without dropped pages is plain Completed
-PAGING_STATES = {"exhausted": ("Unacknowledged", True), "deadline": ("Unacknowledged", True),
-                 "error": ("Paging failed", True), "not paged": ("Not paged", False), "folded": ("Folded", False),
-                 "refused": ("Refused", False), "no incident": ("No incident", False)}
+PAGING_STATES = {
+    "exhausted": ("Unacknowledged", True),
+    "deadline": ("Unacknowledged", True),
+    "error": ("Paging failed", True),
+    "not paged": ("Not paged", False),
+    "folded": ("Folded", False),
+    "refused": ("Refused", False),
+    "no incident": ("No incident", False),
+}
 
 
 def paging_state(result: dict):
@@ -81,9 +92,9 @@ def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:
     """Walk the chain for the incident until acknowledged, exhausted or ``max_minutes``."""
     from hotspare.access import loaded_fleet
     from hotspare.fleet.incident_schema import chain_for
+    from hotspare.planning.escalation import next_action, paging_decision, plan_escalation
     from tasks.orchestrator import require_orchestrator
     from tasks.paging import load_providers, send_page
-    from hotspare.planning.escalation import next_action, paging_decision, plan_escalation
 
     logger = _logger()
     fleet = loaded_fleet()
@@ -109,12 +120,22 @@ def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:
         if action.kind in ("stop", "exhausted"):
             incidents.add_event(incident_id, "note", f"paging ended: {action.reason}")
             logger.info("incident %s: %s", incident_id, action.reason)
-            return {"incident": incident_id, "paged": len(sent), "outcome": action.kind, "reason": action.reason,
-                    "dropped": dropped}
+            return {
+                "incident": incident_id,
+                "paged": len(sent),
+                "outcome": action.kind,
+                "reason": action.reason,
+                "dropped": dropped,
+            }
         if time.monotonic() > deadline:
             incidents.add_event(incident_id, "error", f"paging stopped after {max_minutes:g} minutes")
-            return {"incident": incident_id, "paged": len(sent), "outcome": "deadline",
-                    "reason": f"nobody acknowledged within {max_minutes:g} minutes", "dropped": dropped}
+            return {
+                "incident": incident_id,
+                "paged": len(sent),
+                "outcome": "deadline",
+                "reason": f"nobody acknowledged within {max_minutes:g} minutes",
+                "dropped": dropped,
+            }
         if action.kind == "page":
             require_orchestrator(fleet, f"page for incident {incident_id}")  # cached; stops after a takeover
             logger.info("incident %s: %s", incident_id, action.reason)
@@ -127,8 +148,14 @@ def _walk(incident_id: int, poll_seconds: float, max_minutes: float) -> dict:
 
 
 @flow(name="incident-page", log_prints=True)
-def page(incident_id: int | None = None, event: str = "", resource_id: str = "", payload_json: str = "",
-         poll_seconds: float = 1.0, max_minutes: float = 120.0) -> dict:
+def page(
+    incident_id: int | None = None,
+    event: str = "",
+    resource_id: str = "",
+    payload_json: str = "",
+    poll_seconds: float = 1.0,
+    max_minutes: float = 120.0,
+) -> dict:
     """Page for an open incident, or for a health event (``event``, ``resource_id``,
     ``payload_json``): that opens the incident (or folds into the open one, which is being paged
     already) and walks the chain. Never raises; publishes the timeline; ends in a state that
@@ -147,13 +174,13 @@ def page(incident_id: int | None = None, event: str = "", resource_id: str = "",
     return paging_state(result)
 
 
-def _page(incident_id: int | None, event: str, resource_id: str, payload_json: str, poll_seconds: float,
-          max_minutes: float) -> dict:
+def _page(
+    incident_id: int | None, event: str, resource_id: str, payload_json: str, poll_seconds: float, max_minutes: float
+) -> dict:
     """The paging run's work; its result's ``outcome`` names how it ended (``PAGING_STATES``)."""
     import json
 
     from hotspare.inventory.incidents import announce
-
     from tasks.orchestrator import NotOrchestrator, require_orchestrator
 
     logger = _logger()
@@ -169,10 +196,19 @@ def _page(incident_id: int | None, event: str, resource_id: str, payload_json: s
             if request is None:
                 logger.info("event %s about %s opens no incident", event, resource_id)
                 return {"incident": None, "paged": 0, "outcome": "no incident"}
-            opening = incidents.open_incident(request.category, request.severity, request.title, request.services,
-                                              request.servers, request.dedup_key, request.detection_text,
-                                              details=request.details, outage=request.outage,
-                                              internal=request.internal, holders=request.holders)
+            opening = incidents.open_incident(
+                request.category,
+                request.severity,
+                request.title,
+                request.services,
+                request.servers,
+                request.dedup_key,
+                request.detection_text,
+                details=request.details,
+                outage=request.outage,
+                internal=request.internal,
+                holders=request.holders,
+            )
             incident_id = opening.incident_id
             if not opening.created:
                 logger.info("folded into open incident %s (already being paged)", incident_id)
@@ -198,9 +234,15 @@ def _page(incident_id: int | None, event: str, resource_id: str, payload_json: s
 
 
 @flow(name="incident-open")
-def open_incident(title: str, category: Literal[1, 2, 3] = 1, severity: Literal["high", "low"] = "high",
-                  services: list[str] | None = None, servers: list[str] | None = None, text: str = "",
-                  by: str = "operator") -> int:
+def open_incident(
+    title: str,
+    category: Literal[1, 2, 3] = 1,
+    severity: Literal["high", "low"] = "high",
+    services: list[str] | None = None,
+    servers: list[str] | None = None,
+    text: str = "",
+    by: str = "operator",
+) -> int:
     """Open an incident by hand; the ``hotspare.incident.opened`` event starts paging.
 
     Args:
@@ -214,8 +256,9 @@ def open_incident(title: str, category: Literal[1, 2, 3] = 1, severity: Literal[
     """
     from hotspare.inventory.incidents import announce
 
-    opening = incidents.open_incident(category, severity, title, services or [], servers or [], None,
-                                      text or title, actor=_actor(by))
+    opening = incidents.open_incident(
+        category, severity, title, services or [], servers or [], None, text or title, actor=_actor(by)
+    )
     announce("opened", opening.incident_id)
     publish_timeline(opening.incident_id)
     return opening.incident_id

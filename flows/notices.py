@@ -30,14 +30,15 @@ def incident_number(incident_id: int | None, resource_id: str) -> int:
     if incident_id is not None:
         return int(incident_id)
     prefix = "hotspare.incident."
-    if not resource_id.startswith(prefix) or not resource_id[len(prefix):].isdigit():
+    if not resource_id.startswith(prefix) or not resource_id[len(prefix) :].isdigit():
         raise ValueError(f"{resource_id!r} does not name an incident (expected {prefix}<number>)")
-    return int(resource_id[len(prefix):])
+    return int(resource_id[len(prefix) :])
 
 
 @flow(name="customer-notice")
-def customer_notice(incident_id: int | None = None, kind: str = "opened", resource_id: str = "",
-                    approved_by: str | None = None) -> dict | State:
+def customer_notice(
+    incident_id: int | None = None, kind: str = "opened", resource_id: str = "", approved_by: str | None = None
+) -> dict | State:
     """E-mail the contacts of every customer whose service the incident affects (resumable).
 
     Args:
@@ -65,8 +66,7 @@ def customer_notice(incident_id: int | None = None, kind: str = "opened", resour
         logger.error("customer notice for incident %s failed: %s", number, error)
         if number is not None:
             try:
-                add_event(number, "notice_held", f"{kind} customer notice not sent: {error}",
-                          details={"error": str(error)})
+                add_event(number, "notice_held", f"{kind} customer notice not sent: {error}", details={"error": str(error)})
             except Exception:
                 logger.exception("could not record the failure in incident %s", number)
         return Failed(name="Not sent", message=f"{kind} customer notice of incident {number} not sent: {error}")
@@ -75,13 +75,16 @@ def customer_notice(incident_id: int | None = None, kind: str = "opened", resour
         lines += [f"- **{state}**: {', '.join(addresses)}" for state, addresses in summary["states"].items()]
     else:
         lines.append(f"Not sent: {summary['reason']}")
-    create_markdown_artifact("\n".join(lines), key=f"customer-notice-{number}-{kind}",
-                             description=f"customer notice of incident {number} ({kind})")
+    create_markdown_artifact(
+        "\n".join(lines), key=f"customer-notice-{number}-{kind}", description=f"customer notice of incident {number} ({kind})"
+    )
     if summary.get("attention"):
         name = "Held" if plan.recipients else "Not sent"
         logger.error("customers of %s are affected and were not told: %s", ", ".join(plan.services), summary["reason"])
-        return Failed(name=name, message=f"{kind} notice of incident {number} to the customers of "
-                                         f"{', '.join(plan.services)}: {summary['reason']}")
+        return Failed(
+            name=name,
+            message=f"{kind} notice of incident {number} to the customers of {', '.join(plan.services)}: {summary['reason']}",
+        )
     return summary
 
 
@@ -123,18 +126,26 @@ def ensure_automations() -> list[str]:
         notice_id = client.read_deployment_by_name(NOTICE_DEPLOYMENT).id
         page_id = client.read_deployment_by_name(STATUS_PAGE_DEPLOYMENT).id
     wanted = [
-        (f"hotspare customer notice on incident {kind}", f"hotspare.incident.{kind}", notice_id,
-         {"resource_id": "{{ event.resource.id }}", "kind": kind})
+        (
+            f"hotspare customer notice on incident {kind}",
+            f"hotspare.incident.{kind}",
+            notice_id,
+            {"resource_id": "{{ event.resource.id }}", "kind": kind},
+        )
         for kind in ("opened", "resolved")
     ] + [("hotspare status page on incident events", None, page_id, {"resource_id": "{{ event.resource.id }}"})]
     names = []
     for name, event, deployment_id, parameters in wanted:
-        trigger = EventTrigger(expect={event} if event else {f"hotspare.incident.{kind}" for kind in INCIDENT_EVENTS},
-                               match={"prefect.resource.id": "hotspare.incident.*"}, posture=Posture.Reactive,
-                               threshold=1)
+        trigger = EventTrigger(
+            expect={event} if event else {f"hotspare.incident.{kind}" for kind in INCIDENT_EVENTS},
+            match={"prefect.resource.id": "hotspare.incident.*"},
+            posture=Posture.Reactive,
+            threshold=1,
+        )
         action = RunDeployment(source="selected", deployment_id=deployment_id, parameters=parameters)
-        automation = Automation(name=name, description="Customer notices and the status page (flows/notices.py)",
-                                trigger=trigger, actions=[action])
+        automation = Automation(
+            name=name, description="Customer notices and the status page (flows/notices.py)", trigger=trigger, actions=[action]
+        )
         try:
             existing = Automation.read(name=name)
         except ValueError:

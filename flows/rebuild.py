@@ -21,14 +21,15 @@ from prefect.runtime import flow_run
 from flows.approval import await_approval, cancelled_state
 from flows.backup import artifact_key, run_name
 from hotspare import access
+from hotspare.errors import SeveralFailed
+from hotspare.fleet.context import ServiceContext
 from hotspare.inventory import locks, runs
 from hotspare.planning.approval import PlanRejected, same_plan
-from tasks.dns_cutover import cutover_dns
 from hotspare.probes import reachability
-from hotspare.errors import SeveralFailed
+from tasks.dns_cutover import cutover_dns
 from tasks.failover import serves_app
-from hotspare.fleet.context import ServiceContext
 from tasks.fencing import fence
+from tasks.orchestrator import require_orchestrator
 from tasks.rebuild import (
     RebuildRefused,
     activate,
@@ -42,7 +43,6 @@ from tasks.rebuild import (
     restore_on_standby,
     survey,
 )
-from tasks.orchestrator import require_orchestrator
 
 
 def same_plan_under_lock(approved_digest: str, current) -> None:
@@ -99,14 +99,17 @@ def rebuild(
     fleet = access.loaded_fleet()
     rebuild_plan = survey(fleet, service, standby, snapshot, temporary_account_hours, force)
     digest = rebuild_plan.digest
-    create_markdown_artifact(rebuild_plan.markdown(), key=artifact_key("rebuild-plan", service), description=f"Rebuild plan for {service}")
+    create_markdown_artifact(
+        rebuild_plan.markdown(), key=artifact_key("rebuild-plan", service), description=f"Rebuild plan for {service}"
+    )
     logger.info("rebuild plan %s: %s on %s from snapshot %s", digest, service, rebuild_plan.standby, rebuild_plan.snapshot_id[:8])
     if dry_run:
         logger.info("dry run: nothing changed")
         return {"plan_digest": digest, "plan": asdict(rebuild_plan)}
     try:
-        approval = await_approval(f"rebuild of {service}", digest, rebuild_plan.markdown(), yes, approved_plan_digest,
-                                  approval_timeout_seconds)
+        approval = await_approval(
+            f"rebuild of {service}", digest, rebuild_plan.markdown(), yes, approved_plan_digest, approval_timeout_seconds
+        )
     except PlanRejected as error:
         return cancelled_state(error)
     logger.info(approval.sentence())
@@ -149,9 +152,11 @@ def rebuild(
                 lease.check("record the rebuilt service in the inventory")
                 details["inventory"] = record_rebuild(rebuild_plan)
         outcome = "ok"
-        summary = (f"{service} rebuilt on {rebuild_plan.standby} from snapshot {rebuild_plan.snapshot_id[:8]} "
-                   f"({rebuild_plan.snapshot_time}); {rebuild_plan.dns_name} -> {rebuild_plan.dns_to}; "
-                   "the service is UNPROTECTED until a new mirror is set up")
+        summary = (
+            f"{service} rebuilt on {rebuild_plan.standby} from snapshot {rebuild_plan.snapshot_id[:8]} "
+            f"({rebuild_plan.snapshot_time}); {rebuild_plan.dns_name} -> {rebuild_plan.dns_to}; "
+            "the service is UNPROTECTED until a new mirror is set up"
+        )
         logger.info(summary)
         return {"outcome": outcome, "summary": summary, **details, "delivery_file": issued.get("delivery_file")}
     except Exception as error:
@@ -162,16 +167,24 @@ def rebuild(
             state = clean_scratch(fleet, rebuild_plan, name, return_state=True)
             if not state.is_completed():
                 logger.warning("scratch space on %s was not removed: %s", rebuild_plan.standby, state.message)
-        runs.record_outcome(lambda: runs.finish_run(run_id, outcome, summary, details),
-                            lambda: _publish_summary(service, run_id, outcome, summary, rebuild_plan, artifact_lines))
+        runs.record_outcome(
+            lambda: runs.finish_run(run_id, outcome, summary, details),
+            lambda: _publish_summary(service, run_id, outcome, summary, rebuild_plan, artifact_lines),
+        )
 
 
-def _publish_summary(service: str, run_id: int, outcome: str, summary: str, rebuild_plan,
-                     placing_lines: list[str] = ()) -> None:
-    lines = [f"# Rebuild of {service}: {outcome}", "", summary.replace("|", "/"), "",
-             f"Plan `{rebuild_plan.digest}`; temporary logins: {', '.join(rebuild_plan.temporary_logins) or 'none'} "
-             "(passwords only in the root-only file under $HOTSPARE_HOME/temporary-accounts)", "",
-             "| step | seconds | outcome |", "|---|---|---|"]
+def _publish_summary(service: str, run_id: int, outcome: str, summary: str, rebuild_plan, placing_lines: list[str] = ()) -> None:
+    lines = [
+        f"# Rebuild of {service}: {outcome}",
+        "",
+        summary.replace("|", "/"),
+        "",
+        f"Plan `{rebuild_plan.digest}`; temporary logins: {', '.join(rebuild_plan.temporary_logins) or 'none'} "
+        "(passwords only in the root-only file under $HOTSPARE_HOME/temporary-accounts)",
+        "",
+        "| step | seconds | outcome |",
+        "|---|---|---|",
+    ]
     for step in runs.step_timings(run_id):
         lines.append(f"| {step['step']} | {step['seconds']} | {step['outcome']} |")
     lines += placing_lines  # hostile data neutralised, replaced files kept aside

@@ -18,20 +18,20 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from flows.replication_progress import Progress, final_state, publish_outcomes, replicate_in_task_run
+from flows.verify import check_copy
 from hotspare import access
 from hotspare.adapters.ssh import counting
+from hotspare.errors import SeveralFailed
 from hotspare.inventory import copies, locks, runs
 from hotspare.inventory.runs import record_outcome
 from hotspare.planning.coordination import judge_routine_run
 from hotspare.planning.fleet_replication import Bounds, Job, startable
-from hotspare.errors import SeveralFailed
-from flows.replication_progress import Progress, final_state, publish_outcomes, replicate_in_task_run
-from flows.verify import check_copy
 from tasks.dns_cutover import keep_standing_ttl
-from tasks.retry import steps, transfer_retries
-from tasks.replication import Refused, copy_to_mirror, make_current, preflight
-from tasks.snapshot_shipping import restart_chain
 from tasks.orchestrator import require_orchestrator
+from tasks.replication import Refused, copy_to_mirror, make_current, preflight
+from tasks.retry import steps, transfer_retries
+from tasks.snapshot_shipping import restart_chain
 
 
 @flow(name="replicate-service", log_prints=True)
@@ -75,21 +75,32 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
             lease.check("copy production to the mirror")
             with runs.step(run_id, "copy"):
                 stats = step(copy_to_mirror.with_options(retries=transfer_retries()))(
-                    copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}", holder)
+                    copy_plan, f"replicate-{service}-{holder.rsplit(':', 1)[-1][:8]}", holder
+                )
             with runs.step(run_id, "verify"):
-                verification = check_copy(service, copy_plan.copy_id, repair=True, unreadable=stats.get("failed_files", []),
-                                          changed=stats.get("changed_files", []), task_runs=task_runs)
+                verification = check_copy(
+                    service,
+                    copy_plan.copy_id,
+                    repair=True,
+                    unreadable=stats.get("failed_files", []),
+                    changed=stats.get("changed_files", []),
+                    task_runs=task_runs,
+                )
             details = {"copy_id": copy_plan.copy_id, "transfer": stats, "verification": verification["summary"]}
             if not verification["passed"]:
                 summary = f"copy {copy_plan.copy_id} failed verification; the previous verified copy stays current"
                 if stats.get("shipped"):  # its parent cannot be trusted: the next copy starts a new chain
                     restart_chain(access.loaded_fleet(), service, copy_plan.target, summary)
                 raise Refused(summary + ": " + "; ".join(verification["summary"]["failures"]))
-            details |= step(make_current)(service, copy_plan.copy_id, copy_plan.target, holder, run_id)  # promote, accounts, prune
+            details |= step(make_current)(
+                service, copy_plan.copy_id, copy_plan.target, holder, run_id
+            )  # promote, accounts, prune
         details["dns_ttl"] = _standing_ttl(service)
         outcome = "ok"
-        summary = (f"{service}: copy {copy_plan.copy_id} verified and current on {copy_plan.target} "
-                   f"({stats['files_transferred']} files / {stats['bytes_transferred']} bytes transferred)")
+        summary = (
+            f"{service}: copy {copy_plan.copy_id} verified and current on {copy_plan.target} "
+            f"({stats['files_transferred']} files / {stats['bytes_transferred']} bytes transferred)"
+        )
         logger.info(summary)
         return {"service": service, "outcome": outcome, **details}
     except locks.ServiceBusy as error:  # another run is at it: leave its record and its artifact alone
@@ -105,8 +116,10 @@ def replicate_one(service: str, force: bool = False, lock_holder: str | None = N
         counted.__exit__(None, None, None)
         details["remote_commands"] = sent.sentence(service)
         logger.info(details["remote_commands"]["sentence"])
-        record_outcome(lambda: runs.finish_run(run_id, outcome, summary, details),
-                       lambda: _publish_summary(service, run_id, outcome, summary) if outcome != "skipped" else None)
+        record_outcome(
+            lambda: runs.finish_run(run_id, outcome, summary, details),
+            lambda: _publish_summary(service, run_id, outcome, summary) if outcome != "skipped" else None,
+        )
 
 
 def _standing_ttl(service: str) -> dict:
@@ -169,12 +182,16 @@ def replicate(services: list[str] | None = None, force: bool = False) -> dict:
                 try:
                     results[job.service] = future.result()
                     if results[job.service].get("outcome") == "skipped":
-                        logger.info("%s: skipped, %s still holds its lock; the next scheduled run replicates it",
-                                    job.service, results[job.service].get("holder"))
+                        logger.info(
+                            "%s: skipped, %s still holds its lock; the next scheduled run replicates it",
+                            job.service,
+                            results[job.service].get("holder"),
+                        )
                 except locks.ServiceBusy as busy:  # the previous run (or a backup, a verify) still holds it
                     results[job.service] = {"service": job.service, "outcome": "skipped", "reason": str(busy)}
-                    logger.info("%s: skipped, %s still holds its lock; the next scheduled run replicates it",
-                                job.service, busy.holder)
+                    logger.info(
+                        "%s: skipped, %s still holds its lock; the next scheduled run replicates it", job.service, busy.holder
+                    )
                 except Exception as error:
                     failures.append(job.service)
                     results[job.service] = {"service": job.service, "outcome": "failed", "error": str(error)}

@@ -62,8 +62,9 @@ class Progress:
 
     def __init__(self, total: int):
         self.total, self.done, self.lock = max(total, 1), 0, threading.Lock()
-        self.artifact_id = _quietly(lambda: create_progress_artifact(
-            0.0, description=f"Replication: services done out of {total}"))
+        self.artifact_id = _quietly(
+            lambda: create_progress_artifact(0.0, description=f"Replication: services done out of {total}")
+        )
 
     def one_done(self) -> None:
         with self.lock:
@@ -78,10 +79,17 @@ def publish_outcomes(results: dict[str, dict]) -> None:
     rows = []
     for service, result in results.items():
         transfer = result.get("transfer") or {}
-        rows.append({"service": service, "outcome": result.get("outcome", "?"), "copy": result.get("copy_id", "-"),
-                     "files moved": transfer.get("files_transferred", "-"),
-                     "bytes moved": transfer.get("bytes_transferred", "-"), "seconds": result.get("seconds", "-"),
-                     "reason": (result.get("error") or result.get("reason") or "-")[:300]})
+        rows.append(
+            {
+                "service": service,
+                "outcome": result.get("outcome", "?"),
+                "copy": result.get("copy_id", "-"),
+                "files moved": transfer.get("files_transferred", "-"),
+                "bytes moved": transfer.get("bytes_transferred", "-"),
+                "seconds": result.get("seconds", "-"),
+                "reason": (result.get("error") or result.get("reason") or "-")[:300],
+            }
+        )
     _quietly(lambda: create_table_artifact(rows, key=OUTCOMES_KEY, description="Replication: outcome per service"))
 
 
@@ -91,9 +99,12 @@ def final_state(results: dict[str, dict]):
     skipped = [name for name, result in results.items() if result.get("outcome") == "skipped"]
     if not skipped:
         return results
-    return Completed(name=SKIPPED, data=results,
-                     message=f"{len(skipped)} of {len(results)} service(s) skipped, another run holds them: "
-                             f"{', '.join(sorted(skipped))}; the next scheduled run replicates them")
+    return Completed(
+        name=SKIPPED,
+        data=results,
+        message=f"{len(skipped)} of {len(results)} service(s) skipped, another run holds them: "
+        f"{', '.join(sorted(skipped))}; the next scheduled run replicates them",
+    )
 
 
 def _quietly(write):

@@ -21,6 +21,7 @@ from flows.approval import await_approval, cancelled_state
 from flows.backup import artifact_key
 from flows.replicate import replicate_one
 from hotspare import access
+from hotspare.fleet.context import ServiceContext
 from hotspare.inventory import copies, locks
 from hotspare.inventory.db import session
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
@@ -28,7 +29,6 @@ from hotspare.inventory.service_states import Event, move
 from hotspare.planning.approval import PlanRejected, same_plan
 from hotspare.planning.reprotect import REPROTECTABLE, ReprotectPlan, plan_reprotect
 from tasks.failover import serves_app
-from hotspare.fleet.context import ServiceContext
 from tasks.orchestrator import require_orchestrator
 from tasks.replication import Refused
 
@@ -62,15 +62,23 @@ def reprotect(
     require_orchestrator(None, f"reprotect {service}")  # one orchestrator per fleet
     logger = get_run_logger()
     plan = gather_plan(service, mirror)
-    create_markdown_artifact(plan.markdown(), key=artifact_key("reprotect-plan", service),
-                             description=f"Reprotect plan for {service}")
+    create_markdown_artifact(
+        plan.markdown(), key=artifact_key("reprotect-plan", service), description=f"Reprotect plan for {service}"
+    )
     if plan.refusal:
         raise Refused(plan.refusal)
     if dry_run:
         return {"service": service, "outcome": "dry-run", "plan_digest": plan.digest, "plan": plan.markdown()}
     try:
-        approval = await_approval(f"reprotect of {service}", plan.digest, plan.markdown(), yes, approved_plan_digest,
-                                  approval_timeout_seconds, approval_expires_at)
+        approval = await_approval(
+            f"reprotect of {service}",
+            plan.digest,
+            plan.markdown(),
+            yes,
+            approved_plan_digest,
+            approval_timeout_seconds,
+            approval_expires_at,
+        )
     except PlanRejected as error:
         return cancelled_state(error)
     logger.info(approval.sentence())
@@ -90,8 +98,9 @@ def gather_plan(service: str, mirror: str | None) -> ReprotectPlan:
     serving = False
     if row.state in REPROTECTABLE and new_mirror in facility_of and new_mirror != row.active_server:
         serving = serves_app(ServiceContext.of(fleet, service), fleet.server(new_mirror).address)
-    return plan_reprotect(service, row.state, row.active_server, mirror, (row.failover or {}).get("previous_production"),
-                          facility_of, serving)
+    return plan_reprotect(
+        service, row.state, row.active_server, mirror, (row.failover or {}).get("previous_production"), facility_of, serving
+    )
 
 
 def reprotect_under_lock(service: str, mirror: str | None, holder: str) -> dict:

@@ -54,9 +54,13 @@ def restore_proof(service: str | None = None) -> dict:
             f"| {name} | {result.get('snapshot', '-')} | {result['outcome']} | {result.get('files_checked', '-')} | "
             f"{result.get('duration_s', '-')} | {problems or '-'} |"
         )
-    create_markdown_artifact("\n".join(lines), key="restore-proof" if not service else artifact_key("restore-proof", service),
-                             description="Restore proof")
+    create_markdown_artifact(
+        "\n".join(lines),
+        key="restore-proof" if not service else artifact_key("restore-proof", service),
+        description="Restore proof",
+    )
     if failures:
-        raise SeveralFailed(f"restore proof failed for {', '.join(failures)}: the backups may not restore; investigate now",
-                            failures)
+        raise SeveralFailed(
+            f"restore proof failed for {', '.join(failures)}: the backups may not restore; investigate now", failures
+        )
     return results

@@ -20,8 +20,11 @@ def fail_over_unattended(service: str, change: Change, logger) -> dict:
     minute of outage. The failover fences the old production (its app stopped, else its power
     off), so it can come back without serving; paging and customer notices follow the incident
     as for any outage. Never raises: the outcome is a sentence in the round's summary."""
-    logger.warning("failing %s over now, unattended (the fleet's health policy): its production %s is down",
-                   service, change.subject.removeprefix("server:"))
+    logger.warning(
+        "failing %s over now, unattended (the fleet's health policy): its production %s is down",
+        service,
+        change.subject.removeprefix("server:"),
+    )
     try:
         with from_the_health_run(flow_run.get_id()):  # the proof this failover is the health run's own subflow
             state = failover(service, yes=True, unattended=True, return_state=True)
@@ -29,12 +32,17 @@ def fail_over_unattended(service: str, change: Change, logger) -> dict:
         state, result = None, {"outcome": "failed", "error": str(error)}
     else:
         result = state.result(raise_on_failure=False) if state.is_completed() else {"outcome": state.name}
-    if state is not None and state.is_completed() and isinstance(result, dict) and result.get("outcome") in ("ok", "already-done"):
-        sentence = (f"failed {service} over unattended: it runs on {copies.service_row(service).active_server} now"
-                    + ("" if result.get("fencing", {}).get("fenced", True) else "; the old production is UNFENCED"))
+    if (
+        state is not None
+        and state.is_completed()
+        and isinstance(result, dict)
+        and result.get("outcome") in ("ok", "already-done")
+    ):
+        sentence = f"failed {service} over unattended: it runs on {copies.service_row(service).active_server} now" + (
+            "" if result.get("fencing", {}).get("fenced", True) else "; the old production is UNFENCED"
+        )
         logger.warning(sentence)
-        return {"service": service, "submitted": True, "unattended": True, "outcome": result.get("outcome"),
-                "reason": sentence}
+        return {"service": service, "submitted": True, "unattended": True, "outcome": result.get("outcome"), "reason": sentence}
     detail = str(state.message) if state is not None and state.message else str(result)
     sentence = f"the unattended failover of {service} did not complete: {detail[:300]}"
     logger.error(sentence)

@@ -55,14 +55,24 @@ def unattended_approval(fleet, service: str, digest: str) -> Approval:
 
 def unattended_facts(fleet, service: str) -> UnattendedFacts:
     production = copies.service_row(service).active_server
-    declarations = tuple(Declaration(row.subject, row.component, row.evidence, checked)
-                         for row in health_inventory.declared_down(production)
-                         if (checked := as_utc(row.checked_at)) is not None)
+    declarations = tuple(
+        Declaration(row.subject, row.component, row.evidence, checked)
+        for row in health_inventory.declared_down(production)
+        if (checked := as_utc(row.checked_at)) is not None
+    )
     health_run = _HEALTH_RUN.get()
     creator = None
     if health_run is None:  # only a run from outside the health run's process needs its provenance
         from flows.approval import _run_provenance
 
         creator = _run_provenance().creator
-    return UnattendedFacts(service, fleet.health.policy(service).automatic_failover, production, declarations,
-                           utcnow(), declaration_age_limit(fleet.health.interval_seconds), health_run, creator)
+    return UnattendedFacts(
+        service,
+        fleet.health.policy(service).automatic_failover,
+        production,
+        declarations,
+        utcnow(),
+        declaration_age_limit(fleet.health.interval_seconds),
+        health_run,
+        creator,
+    )

@@ -16,22 +16,36 @@ from prefect.runtime import flow_run
 
 from hotspare import access
 from hotspare.adapters.errors import PermanentError
+from hotspare.errors import SeveralFailed
 from hotspare.inventory import copies, locks
 from hotspare.inventory.models import as_utc, utcnow
 from hotspare.planning import replication as plan
-from hotspare.planning.coordination import judge_routine_run
-from hotspare.errors import SeveralFailed
-from tasks.retry import retrying, steps
 from hotspare.planning import snapshot_shipping as shipping_plan
-from tasks.snapshot_shipping import verify_shipped
-from tasks.verification import (recheck_files, record_pass, record_verification, repair_copy, verify_accounts,
-                                verify_content, verify_host)
+from hotspare.planning.coordination import judge_routine_run
 from tasks.orchestrator import require_orchestrator
+from tasks.retry import retrying, steps
+from tasks.snapshot_shipping import verify_shipped
+from tasks.verification import (
+    recheck_files,
+    record_pass,
+    record_verification,
+    repair_copy,
+    verify_accounts,
+    verify_content,
+    verify_host,
+)
 
 
-def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applied: bool = False,
-               unreadable: list[str] = (), changed: list[str] | None = None, full: bool = False,
-               task_runs: bool = True) -> dict:
+def check_copy(
+    service: str,
+    copy_id: str,
+    repair: bool = False,
+    accounts_applied: bool = False,
+    unreadable: list[str] = (),
+    changed: list[str] | None = None,
+    full: bool = False,
+    task_runs: bool = True,
+) -> dict:
     """Verify one copy inside the calling flow run (replicate, verify). With ``repair``,
     corrupt files, and the files the copy could not read (``unreadable``), are fetched once
     more and checked again; a file that still cannot be read fails the check by name.
@@ -46,8 +60,9 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
         raise PermanentError(f"no copy {copy_id} of {service} in the inventory")
     source, target = copies.service_row(service).active_server, row.target_server
     checking_hosts = ThreadPoolExecutor(1)  # alongside the content check
-    host_check = checking_hosts.submit(contextvars.copy_context().run, retrying(verify_host, "verify host"),
-                                       service, source, target, row.total_bytes)
+    host_check = checking_hosts.submit(
+        contextvars.copy_context().run, retrying(verify_host, "verify host"), service, source, target, row.total_bytes
+    )
     checking_hosts.shutdown(wait=False)
     # with repair, unread files are fetched again before they are judged; without, judged now
     step = steps(task_runs)
@@ -60,16 +75,19 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     roots = None
     # production lists a shipped root from this copy's own snapshot: exactly what was sent
     sources = {root: shipping_plan.production_snapshot(root, copy_id) for root in shipped} or None
-    content = step(verify_content)(service, copy_id, source, target, [] if repair else list(unreadable), changed, full,
-                                   roots or None, sources)
+    content = step(verify_content)(
+        service, copy_id, source, target, [] if repair else list(unreadable), changed, full, roots or None, sources
+    )
     data = step(verify_shipped)(service, copy_id, source, target, shipped, _slice_cursor(service, target)) if shipped else None
     damaged = [d["path"] for d in data["corrupt"]] if data else []
-    again = list(dict.fromkeys([*unreadable, *damaged,
-                                *(d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable"))]))
+    again = list(
+        dict.fromkeys(
+            [*unreadable, *damaged, *(d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable"))]
+        )
+    )
     if repair and again:
         still_unreadable = step(repair_copy)(service, copy_id, source, target, again)["failed"]
-        content = step(verify_content)(service, copy_id, source, target, still_unreadable, changed, full, roots or None,
-                                       sources)
+        content = step(verify_content)(service, copy_id, source, target, still_unreadable, changed, full, roots or None, sources)
         if damaged:  # fetched from production's live tree: compared with it now
             data = data | {"corrupt": recheck_files(service, copy_id, source, target, damaged)}
     host = host_check.result()
@@ -80,16 +98,32 @@ def check_copy(service: str, copy_id: str, repair: bool = False, accounts_applie
     checks.append(_freshness(service, row))
     failures = [f"{check['check']}: {check['detail']}" for check in checks if check["result"] == "FAIL"]
     passed = not failures
-    record_verification(copy_id, passed, {"checks": checks, "scope": content["scope"]}
-                        | ({"shipped": shipped, "slice_cursor": data["cursor"]} if data is not None else {}))
+    record_verification(
+        copy_id,
+        passed,
+        {"checks": checks, "scope": content["scope"]}
+        | ({"shipped": shipped, "slice_cursor": data["cursor"]} if data is not None else {}),
+    )
     if passed:
         record_pass(service, target, content["scope"])
-    create_table_artifact(checks, key=f"verify-{service}", description=f"Verification of {copy_id}: {'passed' if passed else 'FAILED'}")
-    (logger.info if passed else logger.error)("verification of %s %s%s", copy_id, "passed" if passed else "FAILED: ", "; ".join(failures))
+    create_table_artifact(
+        checks, key=f"verify-{service}", description=f"Verification of {copy_id}: {'passed' if passed else 'FAILED'}"
+    )
+    (logger.info if passed else logger.error)(
+        "verification of %s %s%s", copy_id, "passed" if passed else "FAILED: ", "; ".join(failures)
+    )
     scope = content["scope"]
-    return {"passed": passed, "summary": {"copy_id": copy_id, "failures": failures, "changed_during_copy": len(content["changed_during_copy"]),
-                                          "compared_files": scope["compared_files"], "total_files": scope["total_files"],
-                                          "whole_tree": scope["whole_tree"]}}
+    return {
+        "passed": passed,
+        "summary": {
+            "copy_id": copy_id,
+            "failures": failures,
+            "changed_during_copy": len(content["changed_during_copy"]),
+            "compared_files": scope["compared_files"],
+            "total_files": scope["total_files"],
+            "whole_tree": scope["whole_tree"],
+        },
+    }
 
 
 def _spec(service: str) -> dict:
@@ -106,10 +140,14 @@ def _slice_cursor(service: str, target: str) -> str:
 
 def _shipped_check(data: dict) -> dict:
     problems = [*data["problems"], *(f"{d['path']} ({d['kind']})" for d in data["corrupt"][:20])]
-    return _check("shipped data", not problems, "; ".join(problems) or
-                  f"received UUIDs match production's snapshots; {data['compared_files']} file(s) of the rolling slice "
-                  "match by checksum" + ("; the pass reached the end" if data["complete"] else "")
-                  + (f"; {data['scrub']}" if data.get("scrub") else ""))
+    return _check(
+        "shipped data",
+        not problems,
+        "; ".join(problems)
+        or f"received UUIDs match production's snapshots; {data['compared_files']} file(s) of the rolling slice match by checksum"
+        + ("; the pass reached the end" if data["complete"] else "")
+        + (f"; {data['scrub']}" if data.get("scrub") else ""),
+    )
 
 
 def _checks(service: str, copy_id: str, content: dict, host: dict, accounts: dict | None) -> list[dict]:
@@ -117,19 +155,42 @@ def _checks(service: str, copy_id: str, content: dict, host: dict, accounts: dic
     changed = content["changed_during_copy"]
     fuzzy = content.get("fuzzy", [])
     checks = [
-        _check("content", not corrupt, f"{len(corrupt)} file(s) differ from production: " + ", ".join(f"{d['path']} ({d['kind']})" for d in corrupt[:20])
-               if corrupt else "every compared file matches production by checksum"),
+        _check(
+            "content",
+            not corrupt,
+            f"{len(corrupt)} file(s) differ from production: " + ", ".join(f"{d['path']} ({d['kind']})" for d in corrupt[:20])
+            if corrupt
+            else "every compared file matches production by checksum",
+        ),
         {"check": "compared", "result": "info", "detail": content["scope"]["reason"]},
-        {"check": "changed during copy", "result": "info", "detail": f"{len(changed)} file(s) changed on production after the copy began"
-         + (": " + ", ".join(d["path"] for d in changed[:20]) if changed else "")},
-        {"check": "fuzzy paths", "result": "info", "detail": f"{len(fuzzy)} file(s) in paths the fleet file allows to differ"
-         + (": " + ", ".join(f"{d['path']} ({d['kind']})" for d in fuzzy[:20]) if fuzzy else "")},
-        _check("hardware and OS", not host["problems"], "; ".join(host["problems"]) or
-               f"mirror {_machine(host['mirror'])} vs production {_machine(host['production'])}; "
-               f"{host['packages_compared']} packages match"),
+        {
+            "check": "changed during copy",
+            "result": "info",
+            "detail": f"{len(changed)} file(s) changed on production after the copy began"
+            + (": " + ", ".join(d["path"] for d in changed[:20]) if changed else ""),
+        },
+        {
+            "check": "fuzzy paths",
+            "result": "info",
+            "detail": f"{len(fuzzy)} file(s) in paths the fleet file allows to differ"
+            + (": " + ", ".join(f"{d['path']} ({d['kind']})" for d in fuzzy[:20]) if fuzzy else ""),
+        },
+        _check(
+            "hardware and OS",
+            not host["problems"],
+            "; ".join(host["problems"])
+            or f"mirror {_machine(host['mirror'])} vs production {_machine(host['production'])}; "
+            f"{host['packages_compared']} packages match",
+        ),
     ]
     if accounts is not None:
-        checks.append(_check("accounts", not accounts["problems"], "; ".join(accounts["problems"]) or f"{len(accounts['users'])} account(s) match"))
+        checks.append(
+            _check(
+                "accounts",
+                not accounts["problems"],
+                "; ".join(accounts["problems"]) or f"{len(accounts['users'])} account(s) match",
+            )
+        )
     return checks
 
 

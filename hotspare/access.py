@@ -73,7 +73,8 @@ def refused_block(name: str, kind: str) -> MissingConfiguration:
     return MissingConfiguration(
         f"Prefect block {name!r} ({kind}): this API login may not read its secrets (HTTP 403 from the API "
         "proxy); runs that need it belong where it is granted (backup passwords and phone providers: the "
-        "control site), see docs/access.md")
+        "control site), see docs/access.md"
+    )
 
 
 @lru_cache(maxsize=16)
@@ -134,8 +135,11 @@ def run_certificate(issuer: tuple[str, str], run_id: str) -> Login:
     import logging
 
     logging.getLogger("hotspare.access").info(
-        "SSH certificate %s for %s (valid %d s) from the control site's issuer", issued.key_id,
-        ", ".join(issued.principals), issued.valid_seconds)
+        "SSH certificate %s for %s (valid %d s) from the control site's issuer",
+        issued.key_id,
+        ", ".join(issued.principals),
+        issued.valid_seconds,
+    )
     return run_login
 
 

@@ -88,8 +88,15 @@ def chain_numbers(fleet, category: int) -> dict[str, str]:
     return numbers
 
 
-def handle(path: str, form: dict[str, str], signature: str | None, public_base: str, tokens: dict[str, str],
-           fleet, now: datetime | None = None) -> Reply:
+def handle(
+    path: str,
+    form: dict[str, str],
+    signature: str | None,
+    public_base: str,
+    tokens: dict[str, str],
+    fleet,
+    now: datetime | None = None,
+) -> Reply:
     """Verify and act on one webhook request (``path`` with its query string)."""
     split = urlsplit(path)
     query = {key: values[-1] for key, values in parse_qs(split.query).items()}
@@ -111,21 +118,29 @@ def _call(provider: str, form: dict, fleet, now: datetime, window: timedelta) ->
     call_sid = form.get("CallSid", "")
     page = pages.page_by_sid(provider, call_sid) if call_sid else None
     if page is None:
-        return _refuse(None, f"refused a keypress on call {call_sid or '(no CallSid)'} through {provider}: "
-                             "hotspare placed no such call", _say("Not acknowledged."))
+        return _refuse(
+            None,
+            f"refused a keypress on call {call_sid or '(no CallSid)'} through {provider}: hotspare placed no such call",
+            _say("Not acknowledged."),
+        )
     if form.get("Digits") == "2":  # approve the plans this call offered (and acknowledge)
-        said, approved = phone_approvals.by_keypress(provider, page, call_sid, fleet, now, window, _note,
-                                                     _not_allowed)
+        said, approved = phone_approvals.by_keypress(provider, page, call_sid, fleet, now, window, _note, _not_allowed)
         return _acknowledge_approval(page.incident_id, page.contact, approved, said, f"keypress 2 on call {call_sid}")
     if form.get("Digits") != "1":
         return Reply(200, _say("Not acknowledged."))
     if not pages.claim_request(provider, call_sid, "call", page.number):
-        return _refuse(page.incident_id, f"refused a replayed keypress on call {call_sid} to {page.contact}: "
-                                         "that call was already answered", _say("Already handled."))
+        return _refuse(
+            page.incident_id,
+            f"refused a replayed keypress on call {call_sid} to {page.contact}: that call was already answered",
+            _say("Already handled."),
+        )
     problem = _not_allowed(fleet, page.incident_id, page.number, now - page.sent_at, window, "its call")
     if problem:
-        return _refuse(page.incident_id, f"refused a keypress on call {call_sid} to {page.contact} for incident "
-                                         f"{page.incident_id}: {problem}", _say("Not acknowledged."))
+        return _refuse(
+            page.incident_id,
+            f"refused a keypress on call {call_sid} to {page.contact} for incident {page.incident_id}: {problem}",
+            _say("Not acknowledged."),
+        )
     return _acknowledge(page.incident_id, page.contact, f"keypress 1 on call {call_sid}")
 
 
@@ -143,19 +158,22 @@ def _sms(provider: str, form: dict, fleet, now: datetime, window: timedelta) -> 
     if not message_sid:
         return _refuse(known, f"refused an SMS from {sender} through {provider}: it carries no MessageSid", SMS_HELP)
     if not pages.claim_request(provider, message_sid, "sms", sender):
-        return _refuse(known, f"refused a replayed SMS {message_sid} from {sender}: that message was already "
-                              "handled", "<Response/>")
+        return _refuse(
+            known, f"refused a replayed SMS {message_sid} from {sender}: that message was already handled", "<Response/>"
+        )
     if match is None or number is None:
         why = "not an acknowledgement" if match is None else "not an international number"
         return _refuse(known, f"ignored an SMS from {sender} ({why})", SMS_HELP)
     if incident_id is None:
         return _refuse(None, f"refused an SMS acknowledgement from {sender}: {unanswered}", SMS_HELP)
     latest = pages.latest_page_of(incident_id) if known is not None else None
-    problem = _not_allowed(fleet, incident_id, number, now - latest.sent_at if latest else None, window,
-                           "its newest page")
+    problem = _not_allowed(fleet, incident_id, number, now - latest.sent_at if latest else None, window, "its newest page")
     if problem:
-        return _refuse(known, f"refused an SMS acknowledgement of incident {incident_id} from {sender}: {problem}",
-                       "<Response><Message>Not acknowledged.</Message></Response>")
+        return _refuse(
+            known,
+            f"refused an SMS acknowledgement of incident {incident_id} from {sender}: {problem}",
+            "<Response><Message>Not acknowledged.</Message></Response>",
+        )
     who = chain_numbers(fleet, incidents.get_incident(incident_id)["category"])[number]
     return _acknowledge(incident_id, who, f"SMS reply from {sender}")
 
@@ -163,8 +181,7 @@ def _sms(provider: str, form: dict, fleet, now: datetime, window: timedelta) -> 
 def _answered(number: str | None, sender: str, now: datetime, window: timedelta) -> tuple[int | None, str]:
     """The incident whose page to ``number`` a bare reply answers, or None and why not: the one
     still waiting for an acknowledgement, else the one open (acknowledged, a second reply)."""
-    statuses = {page.incident_id: _status(page.incident_id)
-                for page in (pages.pages_to(number, now - window) if number else [])}
+    statuses = {page.incident_id: _status(page.incident_id) for page in (pages.pages_to(number, now - window) if number else [])}
     for wanted in (("triggered",), ("triggered", "acknowledged")):
         candidates = sorted(incident for incident, status in statuses.items() if status in wanted)
         if len(candidates) == 1:
@@ -185,8 +202,9 @@ def _minutes(window: timedelta) -> str:
     return f"{window.total_seconds() / 60:g} min"
 
 
-def _not_allowed(fleet, incident_id: int, number: str, since_page: timedelta | None, window: timedelta,
-                 page_name: str) -> str | None:
+def _not_allowed(
+    fleet, incident_id: int, number: str, since_page: timedelta | None, window: timedelta, page_name: str
+) -> str | None:
     """Why ``number`` may not acknowledge ``incident_id`` now, or None when it may."""
     status = _status(incident_id)
     if status is None:
@@ -233,8 +251,9 @@ def _acknowledge(incident_id: int, who: str, via: str) -> Reply:
         from hotspare.inventory.incidents import announce
 
         announce("acknowledged", incident_id)
-    return Reply(200, _say(f"Incident {incident_id} acknowledged by {who}. Thank you."),
-                 acknowledged=incident_id if first else None)
+    return Reply(
+        200, _say(f"Incident {incident_id} acknowledged by {who}. Thank you."), acknowledged=incident_id if first else None
+    )
 
 
 def provider_tokens(fleet) -> dict[str, str]:
@@ -277,8 +296,12 @@ def serve(fleet, host: str, port: int, public_base: str | None = None) -> Thread
             except ValueError:
                 length = -1
             if not 0 <= length <= MAX_BODY_BYTES:  # read(-1) would read until the client stops
-                log.warning("refused an acknowledgement request to %s: body of %s bytes (at most %d)",
-                            urlsplit(self.path).path, self.headers.get("Content-Length"), MAX_BODY_BYTES)
+                log.warning(
+                    "refused an acknowledgement request to %s: body of %s bytes (at most %d)",
+                    urlsplit(self.path).path,
+                    self.headers.get("Content-Length"),
+                    MAX_BODY_BYTES,
+                )
                 reply = Reply(413, _say("Refused."))
             else:
                 raw = self.rfile.read(length).decode(errors="replace") if length else ""

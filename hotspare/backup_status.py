@@ -22,10 +22,18 @@ def backup_fields(service_name: str, now: datetime | None = None) -> dict:
     now = now or datetime.now(timezone.utc)
     try:
         with session() as db:
-            backup = db.exec(select(BackupRow).where(BackupRow.service == service_name).where(BackupRow.outcome == "ok")
-                             .order_by(BackupRow.started_at.desc())).first()
-            proof = db.exec(select(RestoreProofRow).where(RestoreProofRow.service == service_name)
-                            .where(RestoreProofRow.outcome != "running").order_by(RestoreProofRow.started_at.desc())).first()
+            backup = db.exec(
+                select(BackupRow)
+                .where(BackupRow.service == service_name)
+                .where(BackupRow.outcome == "ok")
+                .order_by(BackupRow.started_at.desc())
+            ).first()
+            proof = db.exec(
+                select(RestoreProofRow)
+                .where(RestoreProofRow.service == service_name)
+                .where(RestoreProofRow.outcome != "running")
+                .order_by(RestoreProofRow.started_at.desc())
+            ).first()
     except Exception:
         backup = proof = None
     age = round((now - _utc(backup.started_at)).total_seconds() / 3600, 3) if backup else None
@@ -37,10 +45,15 @@ def backup_fields(service_name: str, now: datetime | None = None) -> dict:
         "restore_proof_text": "-",
     }
     if proof:
-        fields["restore_proof"] = {"outcome": proof.outcome, "at": _utc(proof.started_at), "duration_s": proof.duration_s,
-                                   "snapshot": (proof.snapshot_id or "")[:8]}
-        fields["restore_proof_text"] = (f"{proof.outcome} {ago_text(_utc(proof.started_at), now)} "
-                                        f"({age_text(proof.duration_s or 0)})")
+        fields["restore_proof"] = {
+            "outcome": proof.outcome,
+            "at": _utc(proof.started_at),
+            "duration_s": proof.duration_s,
+            "snapshot": (proof.snapshot_id or "")[:8],
+        }
+        fields["restore_proof_text"] = (
+            f"{proof.outcome} {ago_text(_utc(proof.started_at), now)} ({age_text(proof.duration_s or 0)})"
+        )
     return fields
 
 

@@ -84,10 +84,14 @@ def _grouped_help(parser: argparse.ArgumentParser) -> str:
             lines.append(f"  {name.ljust(name_width)}{wrapped[0]}")
             lines += [f"  {' ' * name_width}{rest}" for rest in wrapped[1:]]
         lines.append("")
-    lines += ["options:", "  -h, --help      show this help; `hotspare COMMAND --help` for a command's own",
-              "  --version       print hotspare's version",
-              "  --debug         show tracebacks (may come anywhere on the command line)", "",
-              parser.epilog or ""]
+    lines += [
+        "options:",
+        "  -h, --help      show this help; `hotspare COMMAND --help` for a command's own",
+        "  --version       print hotspare's version",
+        "  --debug         show tracebacks (may come anywhere on the command line)",
+        "",
+        parser.epilog or "",
+    ]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -113,8 +117,11 @@ class _VersionAction(argparse.Action):
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with ``command`` (the first word typed), groups that live in
     heavier packages (the lab's) are listed by name and one line only, unless it is theirs."""
-    parser = HotspareParser(prog="hotspare", description="Disaster-recovery orchestration for a hosting fleet.",
-                            epilog="Exit codes: see the README's \"Exit codes\" table.")
+    parser = HotspareParser(
+        prog="hotspare",
+        description="Disaster-recovery orchestration for a hosting fleet.",
+        epilog='Exit codes: see the README\'s "Exit codes" table.',
+    )
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="print hotspare's version")
     parser.add_argument("--debug", action="store_true", help="show tracebacks (may come anywhere on the command line)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -144,8 +151,10 @@ def _register_optional(subparsers, command: str | None = None) -> None:
         if command is not None and command != name:
             subparsers.add_parser(name, help=help_text, add_help=False)  # listed; never run from here
     names = [name for name, (word, _help) in _OUTSIDE_GROUPS.items() if command is None or command == word] + sorted(
-        f"hotspare.commands.{module.name}" for module in pkgutil.iter_modules(hotspare.commands.__path__)
-        if module.name.endswith("_commands") and module.name not in ("fleet_commands", "status_commands"))
+        f"hotspare.commands.{module.name}"
+        for module in pkgutil.iter_modules(hotspare.commands.__path__)
+        if module.name.endswith("_commands") and module.name not in ("fleet_commands", "status_commands")
+    )
     for module_name in names:
         try:
             module = import_module(module_name)
@@ -178,8 +187,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _where(args: argparse.Namespace) -> str:
     """The command as the operator would name it: ``hotspare failover app1``."""
-    words = ["hotspare", args.command, getattr(args, "action", None), getattr(args, "lab_command", None),
-             getattr(args, "service", None) or ("--all" if getattr(args, "all", False) else None)]
+    words = [
+        "hotspare",
+        args.command,
+        getattr(args, "action", None),
+        getattr(args, "lab_command", None),
+        getattr(args, "service", None) or ("--all" if getattr(args, "all", False) else None),
+    ]
     return " ".join(str(word) for word in words if word)
 
 

@@ -34,40 +34,54 @@ def plan_data(fleet, readiness=None) -> dict:
         facility_rows = {row.name: row for row in db.exec(select(FacilityRow))}
         server_rows = {row.name: row for row in db.exec(select(ServerRow))}
         service_rows = {row.name: row for row in db.exec(select(ServiceRow))}
-        failovers = list(db.exec(select(RunRow).where(RunRow.kind == "failover", RunRow.outcome == "ok")
-                                 .order_by(RunRow.started_at.desc())))
+        failovers = list(
+            db.exec(select(RunRow).where(RunRow.kind == "failover", RunRow.outcome == "ok").order_by(RunRow.started_at.desc()))
+        )
     drills = _last_drills(readiness)
     services = []
     for spec in sorted(fleet.services, key=lambda s: (s.tier, s.name)):
         row = service_rows.get(spec.name)
         newest = copies.newest_verified(spec.name) if row else None
         last_failover = next((run for run in failovers if run.service == spec.name), None)
-        services.append({
-            "spec": spec, "row": row,
-            "rpo_hours": fleet.rpo_hours_of(spec), "rto_minutes": spec.rto_minutes or fleet.defaults.rto_minutes,
-            "copy_age_hours": round((now - as_utc(newest.started_at)).total_seconds() / 3600, 2) if newest else None,
-            "last_failover_rto": (last_failover.details or {}).get("rto_seconds") if last_failover else None,
-            "drill": drills.get(spec.name),
-            "standby": _standby_for(fleet, spec),
-        })
+        services.append(
+            {
+                "spec": spec,
+                "row": row,
+                "rpo_hours": fleet.rpo_hours_of(spec),
+                "rto_minutes": spec.rto_minutes or fleet.defaults.rto_minutes,
+                "copy_age_hours": round((now - as_utc(newest.started_at)).total_seconds() / 3600, 2) if newest else None,
+                "last_failover_rto": (last_failover.details or {}).get("rto_seconds") if last_failover else None,
+                "drill": drills.get(spec.name),
+                "standby": _standby_for(fleet, spec),
+            }
+        )
     facilities = []
     for facility in fleet.facilities:
         servers = [server for server in fleet.servers if server.facility == facility.name]
         roles = sorted({server.role.value for server in servers})
-        facilities.append({
-            "facility": facility, "status": getattr(facility_rows.get(facility.name), "status", "up"),
-            "servers": servers, "roles": roles,
-            "productions": [s.name for s in fleet.services if s.production in {x.name for x in servers}],
-            "mirrors": [s.name for s in fleet.services if s.mirror in {x.name for x in servers}],
-        })
+        facilities.append(
+            {
+                "facility": facility,
+                "status": getattr(facility_rows.get(facility.name), "status", "up"),
+                "servers": servers,
+                "roles": roles,
+                "productions": [s.name for s in fleet.services if s.production in {x.name for x in servers}],
+                "mirrors": [s.name for s in fleet.services if s.mirror in {x.name for x in servers}],
+            }
+        )
     from hotspare.planning.plan_tables import escalation_tables, settings_tables
 
     return {
-        "generated_at": now, "fleet": fleet, "facilities": facilities, "services": services,
-        "server_rows": server_rows, "readiness": readiness,
+        "generated_at": now,
+        "fleet": fleet,
+        "facilities": facilities,
+        "services": services,
+        "server_rows": server_rows,
+        "readiness": readiness,
         "escalation": escalation_tables(fleet),
-        "settings": [(name, settings_tables(name.replace("_", " ").capitalize(), value))
-                     for name, value in _extra_sections(fleet)],
+        "settings": [
+            (name, settings_tables(name.replace("_", " ").capitalize(), value)) for name, value in _extra_sections(fleet)
+        ],
     }
 
 
@@ -103,8 +117,13 @@ def render_html(data: dict) -> str:
     """The plan as one self-contained HTML page (inline printable CSS, no external resources)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-    environment = Environment(loader=PackageLoader("hotspare", "templates"), autoescape=select_autoescape(["html", "j2"]),
-                              undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment = Environment(
+        loader=PackageLoader("hotspare", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     from hotspare.planning.ages import age_text
 
     environment.filters["age"] = age_text
@@ -143,14 +162,25 @@ def print_pdf(html_file: Path, pdf_file: Path, timeout: float = 120.0) -> Path:
     Chromium writes with the process umask, so it prints into a 0700 scratch folder and the
     result is copied into ``pdf_file`` created 0600 (``write_private_bytes``)."""
     if not Path(CHROMIUM).exists():
-        raise MissingConfiguration(f"{CHROMIUM} is not installed: install the chromium package (scripts/setup.sh does), "
-                                   "or use the HTML file")
+        raise MissingConfiguration(
+            f"{CHROMIUM} is not installed: install the chromium package (scripts/setup.sh does), or use the HTML file"
+        )
     scratch = Path(tempfile.mkdtemp(prefix="hotspare-chromium."))  # 0700
     printed = scratch / "plan.pdf"
     try:
-        argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", f"--user-data-dir={scratch / 'profile'}",
-                "--no-pdf-header-footer", f"--print-to-pdf={printed}", html_file.resolve().as_uri()]
+        argv = [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={scratch / 'profile'}",
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={printed}",
+            html_file.resolve().as_uri(),
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         if done.returncode != 0 or not printed.exists() or printed.stat().st_size == 0:
             last = (done.stderr or "").strip().splitlines()[-1:] or ["no output"]

@@ -28,8 +28,15 @@ def tcp_probe(target, timeout):
                 connection.settimeout(timeout)
                 greeting = connection.recv(64)
                 if not greeting.startswith(target["banner"].encode()):
-                    return {"ok": False, "evidence": "%s answered %r, not an %s greeting" % (where, greeting[:20], target["banner"])}
-                return {"ok": True, "evidence": "%s greets %s (%.0f ms)" % (where, greeting.split(b"\r")[0][:40].decode(errors="replace"), (time.monotonic() - started) * 1000)}
+                    return {
+                        "ok": False,
+                        "evidence": "%s answered %r, not an %s greeting" % (where, greeting[:20], target["banner"]),
+                    }
+                return {
+                    "ok": True,
+                    "evidence": "%s greets %s (%.0f ms)"
+                    % (where, greeting.split(b"\r")[0][:40].decode(errors="replace"), (time.monotonic() - started) * 1000),
+                }
     except socket.timeout:
         return {"ok": False, "evidence": "%s: no answer within %g s" % (where, timeout)}
     except OSError as error:

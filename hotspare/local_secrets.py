@@ -76,14 +76,12 @@ def prefect_database() -> Path | None:
     Read from the environment as Prefect reads it (connection URL, else ``$PREFECT_HOME/
     prefect.db``) without importing Prefect, which takes over a second.
     """
-    url = os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL") or os.environ.get(
-        "PREFECT_API_DATABASE_CONNECTION_URL"
-    )
+    url = os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL") or os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL")
     if url:
         prefix = "sqlite+aiosqlite:///"
         if not url.startswith(prefix) or ":memory:" in url:
             return None
-        return Path(url[len(prefix):].split("?", 1)[0]).absolute()
+        return Path(url[len(prefix) :].split("?", 1)[0]).absolute()
     prefect_home = os.environ.get("PREFECT_HOME") or str(Path.home() / ".prefect")
     return Path(prefect_home).expanduser().absolute() / "prefect.db"
 

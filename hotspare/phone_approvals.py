@@ -35,23 +35,30 @@ def approver(fleet, name: str) -> bool:
     return any(contact.name == name and getattr(contact, "may_approve", False) for contact in fleet.contacts)
 
 
-def by_keypress(provider: str, page, call_sid: str, fleet, now: datetime, window: timedelta, refuse, allowed) -> tuple[str, list[str]]:
+def by_keypress(
+    provider: str, page, call_sid: str, fleet, now: datetime, window: timedelta, refuse, allowed
+) -> tuple[str, list[str]]:
     """Keypress 2 on ``page`` (the call ``call_sid``): (what to say, services approved)."""
     if not pages.claim_request(provider, call_sid, "call", page.number):
-        refuse(page.incident_id, f"refused a replayed keypress on call {call_sid} to {page.contact}: that call was "
-                                 "already answered")
+        refuse(
+            page.incident_id, f"refused a replayed keypress on call {call_sid} to {page.contact}: that call was already answered"
+        )
         return "Already handled.", []
     offers = approvals.offers_in(provider, call_sid)
-    problem = (("this call offered no failover plan to approve" if not offers else None)
-               or _not_an_approver(fleet, page.contact)
-               or allowed(fleet, page.incident_id, page.number, now - page.sent_at, window, "its call"))
+    problem = (
+        ("this call offered no failover plan to approve" if not offers else None)
+        or _not_an_approver(fleet, page.contact)
+        or allowed(fleet, page.incident_id, page.number, now - page.sent_at, window, "its call")
+    )
     if problem:
         refuse(page.incident_id, f"refused an approval by keypress on call {call_sid} to {page.contact}: {problem}")
         return "Not approved.", []
     return _approve(offers, page.contact, f"keypress 2 on call {call_sid}", now, refuse)
 
 
-def by_sms(provider: str, form: dict, match: re.Match, fleet, now: datetime, window: timedelta, refuse, allowed) -> tuple[str, list[str]]:
+def by_sms(
+    provider: str, form: dict, match: re.Match, fleet, now: datetime, window: timedelta, refuse, allowed
+) -> tuple[str, list[str]]:
     """An SMS ``APPROVE n``: (the reply, services approved)."""
     message_sid, sender = form.get("MessageSid", ""), form.get("From", "?")
     number = _number(sender)
@@ -67,8 +74,9 @@ def by_sms(provider: str, form: dict, match: re.Match, fleet, now: datetime, win
         refuse(None, f"refused an SMS approval from {sender}: plan {match['approval']} was never offered to that number")
         return "Not approved.", []
     newest = offers[0]
-    problem = (_not_an_approver(fleet, newest.contact)
-               or allowed(fleet, newest.incident_id, newest.number, now - newest.offered_at, window, "its offer"))
+    problem = _not_an_approver(fleet, newest.contact) or allowed(
+        fleet, newest.incident_id, newest.number, now - newest.offered_at, window, "its offer"
+    )
     if problem:
         refuse(newest.incident_id, f"refused an SMS approval of plan {newest.approval.id} from {sender}: {problem}")
         return "Not approved.", []
@@ -95,8 +103,11 @@ def _approve(offers: list[approvals.Offer], who: str, via: str, now: datetime, r
         plan = offer.approval
         if not approvals.decide(plan.id, offer.digest, who, via, now):
             current = approvals.get_approval(plan.id)
-            why = (f"it was already {current.status}" + (f" by {current.decided_by}" if current and current.decided_by else "")
-                   if current and current.status != approvals.WAITING else "the plan expired or changed since it was offered")
+            why = (
+                f"it was already {current.status}" + (f" by {current.decided_by}" if current and current.decided_by else "")
+                if current and current.status != approvals.WAITING
+                else "the plan expired or changed since it was offered"
+            )
             refuse(offer.incident_id, f"refused {who}'s approval of the failover of {plan.service} (plan {offer.digest}): {why}")
             said.append(f"The failover of {plan.service} was not approved: {why}.")
             continue
@@ -106,11 +117,13 @@ def _approve(offers: list[approvals.Offer], who: str, via: str, now: datetime, r
             refuse(offer.incident_id, f"could not resume the failover of {plan.service} for {who}: {problem}")
             said.append(f"The failover of {plan.service} could not be started: {problem}.")
             continue
-        incidents.add_event(offer.incident_id, "approval",
-                            f"{who} approved the failover of {plan.service} (plan {offer.digest}: {plan.sentence}) "
-                            f"by {via}", actor=who,
-                            details={"service": plan.service, "digest": offer.digest, "flow_run_id": plan.flow_run_id,
-                                     "via": via})
+        incidents.add_event(
+            offer.incident_id,
+            "approval",
+            f"{who} approved the failover of {plan.service} (plan {offer.digest}: {plan.sentence}) by {via}",
+            actor=who,
+            details={"service": plan.service, "digest": offer.digest, "flow_run_id": plan.flow_run_id, "via": via},
+        )
         log.warning("%s approved the failover of %s (plan %s) by %s", who, plan.service, offer.digest, via)
         approved.append(plan.service)
         said.append(f"Approved: {plan.sentence}.")

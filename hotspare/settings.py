@@ -24,6 +24,8 @@ def ssh_issuer() -> tuple[str, str] | None:
     if not token:
         from hotspare.adapters.errors import MissingConfiguration
 
-        raise MissingConfiguration("HOTSPARE_SSH_ISSUER_URL is set but HOTSPARE_SSH_ISSUER_TOKEN is not: give this "
-                                   "site's issuer token (from the control site's issuer configuration)")
+        raise MissingConfiguration(
+            "HOTSPARE_SSH_ISSUER_URL is set but HOTSPARE_SSH_ISSUER_TOKEN is not: give this "
+            "site's issuer token (from the control site's issuer configuration)"
+        )
     return url, token

@@ -75,9 +75,18 @@ def status_rows(records: list[dict], now: datetime | None = None) -> list[tuple[
         copy = "no verified copy" if record.get("copy_age_hours") is None else f"{hours_text(record['copy_age_hours'])} old"
         copy += f", {copies}" if copies else ""
         copy += f"; RPO {record['rpo_state']}" if record.get("rpo_state") else ""
-        rows.append((record["service"], record.get("protection") or record["state"], _server_cell(record["production"]),
-                     _server_cell(record["mirror"]), copy, _backup_cell(record, now),
-                     _failover_cell(record.get("last_failover")), record.get("health_text") or "-"))
+        rows.append(
+            (
+                record["service"],
+                record.get("protection") or record["state"],
+                _server_cell(record["production"]),
+                _server_cell(record["mirror"]),
+                copy,
+                _backup_cell(record, now),
+                _failover_cell(record.get("last_failover")),
+                record.get("health_text") or "-",
+            )
+        )
     return rows
 
 
@@ -100,7 +109,7 @@ def format_table(records: list[dict], width: int = 100, now: datetime | None = N
 
 
 def _server_cell(server: dict | None) -> str:
-    """"prod-east (east) up": the server, its facility and whether it answered the probe."""
+    """ "prod-east (east) up": the server, its facility and whether it answered the probe."""
     if not server:
         return "-"
     answered = {True: "up", False: "NO ANSWER", None: "?"}[server.get("reachable")]
@@ -108,7 +117,7 @@ def _server_cell(server: dict | None) -> str:
 
 
 def _backup_cell(record: dict, now: datetime) -> str:
-    """"2 h old; proof ok 3 d ago": the newest backup and the last restore proof."""
+    """ "2 h old; proof ok 3 d ago": the newest backup and the last restore proof."""
     from hotspare.planning.ages import ago_text
 
     age = record.get("backup_age_hours")
@@ -171,7 +180,7 @@ def failover_facts(run) -> dict:
 
 
 def _failover_cell(last: dict | None) -> str:
-    """"RTO 42 s, loss 60 min" for a failover that worked; its outcome and time otherwise."""
+    """ "RTO 42 s, loss 60 min" for a failover that worked; its outcome and time otherwise."""
     if not last:
         return "-"
     if last["outcome"] != "ok":

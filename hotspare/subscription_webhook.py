@@ -79,18 +79,21 @@ class SubscriptionServer(ThreadingHTTPServer):
 
 
 def _page(title: str, body: str) -> bytes:
-    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            "<meta name=\"referrer\" content=\"no-referrer\"><meta name=\"robots\" content=\"noindex\">"
-            f"<title>{html.escape(title)}</title><style>body{{font-family:system-ui,sans-serif;max-width:36em;"
-            "margin:2em auto;padding:0 1em;line-height:1.45}button{font-size:1em;padding:.4em 1em}</style>"
-            f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n").encode()
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer"><meta name="robots" content="noindex">'
+        f"<title>{html.escape(title)}</title><style>body{{font-family:system-ui,sans-serif;max-width:36em;"
+        "margin:2em auto;padding:0 1em;line-height:1.45}button{font-size:1em;padding:.4em 1em}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
+    ).encode()
 
 
 def _button(action: str, fields: dict[str, str], label: str) -> str:
-    hidden = "".join(f"<input type=\"hidden\" name=\"{html.escape(name)}\" value=\"{html.escape(value)}\">"
-                     for name, value in fields.items())
-    return f"<form method=\"post\" action=\"{html.escape(action)}\">{hidden}<button type=\"submit\">{label}</button></form>"
+    hidden = "".join(
+        f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">' for name, value in fields.items()
+    )
+    return f'<form method="post" action="{html.escape(action)}">{hidden}<button type="submit">{label}</button></form>'
 
 
 def handler_for(fleet, relay=None, limits=None, outbox: Outbox | None = None) -> type[BaseHTTPRequestHandler]:
@@ -128,12 +131,19 @@ def handler_for(fleet, relay=None, limits=None, outbox: Outbox | None = None) ->
             parts = urlsplit(self.path)
             query = {name: values[0] for name, values in parse_qs(parts.query, max_num_fields=10).items()}
             if parts.path == "/confirm" and query.get("t"):
-                self._answer(200, "Confirm your subscription",
-                             "<p>Press the button to receive incident updates at this address.</p>"
-                             + _button("/confirm", {"t": query["t"]}, "Confirm"))
+                self._answer(
+                    200,
+                    "Confirm your subscription",
+                    "<p>Press the button to receive incident updates at this address.</p>"
+                    + _button("/confirm", {"t": query["t"]}, "Confirm"),
+                )
             elif parts.path == "/unsubscribe" and query.get("s") and query.get("t"):
-                self._answer(200, "Stop incident updates", "<p>Press the button to stop the updates.</p>"
-                             + _button("/unsubscribe", {"s": query["s"], "t": query["t"]}, "Unsubscribe"))
+                self._answer(
+                    200,
+                    "Stop incident updates",
+                    "<p>Press the button to stop the updates.</p>"
+                    + _button("/unsubscribe", {"s": query["s"], "t": query["t"]}, "Unsubscribe"),
+                )
             else:
                 self._answer(404, "Not found", "<p>Nothing here.</p>")
 
@@ -145,17 +155,29 @@ def handler_for(fleet, relay=None, limits=None, outbox: Outbox | None = None) ->
             try:
                 if path == "/subscribe":
                     sentence = subscriptions.request_subscription(
-                        fleet, form.get("page", ""), form.get("email", ""), relay=relay,
-                        client=self.client_address[0], limits=limits, outbox=outbox.put if outbox else None)
+                        fleet,
+                        form.get("page", ""),
+                        form.get("email", ""),
+                        relay=relay,
+                        client=self.client_address[0],
+                        limits=limits,
+                        outbox=outbox.put if outbox else None,
+                    )
                     self._answer(200, "Check your mail", f"<p>{html.escape(sentence)}</p>")
                 elif path == "/confirm":
                     row = subscriptions.confirm_subscription(form.get("t", ""))
                     if row is None:
-                        self._answer(400, "Link not valid", "<p>This link is unknown, used already or expired. "
-                                     "Subscribe again on your status page.</p>")
+                        self._answer(
+                            400,
+                            "Link not valid",
+                            "<p>This link is unknown, used already or expired. Subscribe again on your status page.</p>",
+                        )
                     else:
-                        self._answer(200, "Subscribed", "<p>You will receive incident updates by e-mail. Every "
-                                     "message carries a link to stop them.</p>")
+                        self._answer(
+                            200,
+                            "Subscribed",
+                            "<p>You will receive incident updates by e-mail. Every message carries a link to stop them.</p>",
+                        )
                 elif path == "/unsubscribe":
                     number = form.get("s", "")
                     ended = number.isdigit() and subscriptions.end_subscription(int(number), form.get("t", ""))

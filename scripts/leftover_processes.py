@@ -61,8 +61,11 @@ def main() -> int:
     markers = [marker.encode() for marker in arguments.markers if marker]
     run_entry = f"HOTSPARE_SUITE_RUN={arguments.run_id}".encode() if arguments.run_id else None
     spared = ancestors(os.getpid())
-    found = [pid for pid in sorted(int(entry) for entry in os.listdir("/proc") if entry.isdigit())
-             if pid not in spared and alive(pid) and belongs(pid, markers, run_entry)]
+    found = [
+        pid
+        for pid in sorted(int(entry) for entry in os.listdir("/proc") if entry.isdigit())
+        if pid not in spared and alive(pid) and belongs(pid, markers, run_entry)
+    ]
     for pid in found:
         command = _read(f"/proc/{pid}/cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
         print(f"left running after the tests: pid {pid}: {command[:200]}", file=sys.stderr)
@@ -78,8 +81,11 @@ def main() -> int:
             time.sleep(0.1)
     if found:
         still = [pid for pid in found if alive(pid)]
-        print(f"{len(found)} process(es) of the test suite were still running; ended them by PID"
-              + (f" (still alive: {still})" if still else ""), file=sys.stderr)
+        print(
+            f"{len(found)} process(es) of the test suite were still running; ended them by PID"
+            + (f" (still alive: {still})" if still else ""),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

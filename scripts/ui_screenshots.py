@@ -34,10 +34,23 @@ class Browser:
 
         self.profile = tempfile.mkdtemp(prefix="hotspare-ui-")
         self.process = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--no-first-run", f"--user-data-dir={self.profile}",
-             f"--window-size={width},{height}", "--remote-debugging-port=0", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                f"--user-data-dir={self.profile}",
+                f"--window-size={width},{height}",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.websocket = connect(self._page_url(), max_size=64 * 1024 * 1024, open_timeout=20)
         self.numbers = itertools.count(1)
         self.failed: list[str] = []
@@ -78,15 +91,17 @@ class Browser:
         method, params = message.get("method"), message.get("params", {})
         if method == "Fetch.authRequired":
             name, _, password = login.partition(":")
-            self.send("Fetch.continueWithAuth", requestId=params["requestId"],
-                      authChallengeResponse={"response": "ProvideCredentials", "username": name, "password": password})
+            self.send(
+                "Fetch.continueWithAuth",
+                requestId=params["requestId"],
+                authChallengeResponse={"response": "ProvideCredentials", "username": name, "password": password},
+            )
         elif method == "Fetch.requestPaused":
             self.send("Fetch.continueRequest", requestId=params["requestId"])
         elif method == "Network.responseReceived":
             response = params["response"]
             if response["status"] >= 400 and "/api/" in response["url"]:
-                self.failed.append(f"refused {params.get('type', '')} {response['url'].split('/api', 1)[1]} "
-                                   f"{response['status']}")
+                self.failed.append(f"refused {params.get('type', '')} {response['url'].split('/api', 1)[1]} {response['status']}")
 
     def send(self, method: str, **params) -> None:
         self.websocket.send(json.dumps({"id": next(self.numbers), "method": method, "params": params}))

@@ -44,16 +44,22 @@ def stage_accounts(fleet: Fleet, service: str, source: str, target: str, tree: s
     logger = get_run_logger()
     rules = fleet.service(service).accounts
     with access.connect(fleet, source) as production:
-        files = shell.split_files(account_plan.ACCOUNT_FILES,
-                                  production.run(shell.read_files(account_plan.ACCOUNT_FILES), timeout=60).stdout)
+        files = shell.split_files(
+            account_plan.ACCOUNT_FILES, production.run(shell.read_files(account_plan.ACCOUNT_FILES), timeout=60).stdout
+        )
     own = account_plan.service_accounts(files, rules.uid_min, rules.uid_max, rules.users)
     with access.connect(fleet, target) as mirror:
         for path in account_plan.ACCOUNT_FILES:
             mirror.run(shell.replace_secret_file(tree + path), stdin=own.files[path].encode(errors="surrogateescape"))
     for sentence in own.refused:
         logger.warning("accounts of %s on %s: %s", service, source, sentence)
-    logger.info("accounts of %s taken from %s: users %s, groups %s (every other line left on production)", service,
-                source, ", ".join(own.users) or "none", ", ".join(own.groups) or "none")
+    logger.info(
+        "accounts of %s taken from %s: users %s, groups %s (every other line left on production)",
+        service,
+        source,
+        ", ".join(own.users) or "none",
+        ", ".join(own.groups) or "none",
+    )
     return {"users": list(own.users), "groups": list(own.groups), "refused": list(own.refused)}
 
 
@@ -70,8 +76,12 @@ def apply_accounts(service: str, copy_id: str, target: str, locked: bool = False
     suffix = host_lock_plan.temporary_suffix(uuid.uuid4().hex[:12])
     # Other services on this host merge into the same files: the whole read-merge-write holds
     # the host's lock (tasks/host_lock.py), and this run's new files have names of their own.
-    with access.connect(fleet, target) as mirror, host_lock(mirror, f"merge of {service}'s accounts") as held, \
-            mirror.open_sftp() as sftp:
+    with (
+        access.connect(fleet, target) as mirror,
+        host_lock(mirror, f"merge of {service}'s accounts") as held,
+        mirror.open_sftp() as sftp,
+    ):
+
         def read(path: str) -> str:
             with sftp.open(path, "r") as handle:
                 return handle.read().decode(errors="surrogateescape")  # the target's own bytes stay as they are
@@ -81,8 +91,9 @@ def apply_accounts(service: str, copy_id: str, target: str, locked: bool = False
             sftp.remove(leftover)  # a killed run's new file
         # the copy holds the service's lines only (``stage_accounts``); screened again all the
         # same, for a copy made before that rule (its files were production's whole files)
-        own = account_plan.service_accounts({path: read(tree + path) for path in account_plan.ACCOUNT_FILES},
-                                            rules.uid_min, rules.uid_max, rules.users)
+        own = account_plan.service_accounts(
+            {path: read(tree + path) for path in account_plan.ACCOUNT_FILES}, rules.uid_min, rules.uid_max, rules.users
+        )
         current = {path: read(path) for path in account_plan.ACCOUNT_FILES}
         source = dict(own.files)
         if locked:
@@ -94,8 +105,9 @@ def apply_accounts(service: str, copy_id: str, target: str, locked: bool = False
                 write_private_sftp(sftp, path + suffix, merge.files[path].encode(errors="surrogateescape"))
             if changed:  # only over the bytes read; each new file takes its file's mode and owner
                 held.check(f"replacing {', '.join(changed)}")
-                read_digests = {path: hashlib.sha256(current[path].encode(errors="surrogateescape")).hexdigest()
-                                for path in changed}
+                read_digests = {
+                    path: hashlib.sha256(current[path].encode(errors="surrogateescape")).hexdigest() for path in changed
+                }
                 mirror.run(host_lock_plan.replace_checked_argv(suffix, read_digests))
         except BaseException:  # nothing of this run's stays behind (if the host still answers)
             for path in changed:
@@ -105,6 +117,13 @@ def apply_accounts(service: str, copy_id: str, target: str, locked: bool = False
     refused = [*own.refused, *merge.refused]
     for sentence in refused:
         logger.warning("accounts of %s on %s: %s", service, target, sentence)
-    logger.info("accounts of %s on %s: %s (%d file(s) updated, %d entr%s refused)", service, target,
-                ", ".join(merge.users) or "none", len(changed), len(refused), "y" if len(refused) == 1 else "ies")
+    logger.info(
+        "accounts of %s on %s: %s (%d file(s) updated, %d entr%s refused)",
+        service,
+        target,
+        ", ".join(merge.users) or "none",
+        len(changed),
+        len(refused),
+        "y" if len(refused) == 1 else "ies",
+    )
     return {"users": list(merge.users), "groups": list(merge.groups), "files_updated": changed, "refused": refused}

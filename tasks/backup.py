@@ -26,8 +26,8 @@ from hotspare.inventory import session
 from hotspare.inventory.backup_models import BackupRow, RepositoryCheckRow, RestoreProofRow
 from hotspare.inventory.models import ServiceRow, as_utc, utcnow
 from hotspare.keys import generate_ed25519
-from hotspare.planning import manifests as manifest_plan
 from hotspare.planning import backup as plan
+from hotspare.planning import manifests as manifest_plan
 from hotspare.planning import restic as restic_plan
 from hotspare.planning import shell_programs as shell
 from hotspare.planning import storage_accounts as accounts
@@ -60,8 +60,9 @@ def repository_password(block_name: str) -> str:
     return block.password.get_secret_value()
 
 
-def run_restic(connection: SshConnection, argv: list[str], password: str, *, timeout: float = RESTIC_TIMEOUT,
-               check: bool = True) -> CommandResult:
+def run_restic(
+    connection: SshConnection, argv: list[str], password: str, *, timeout: float = RESTIC_TIMEOUT, check: bool = True
+) -> CommandResult:
     """Run restic on ``connection``'s host with the password in its environment.
 
     restic 0.14 exits 1 for every error: stderr decides whether a retry may help.
@@ -105,18 +106,27 @@ def prepare_repository(storage: SshConnection, grant: accounts.StorageGrant, pas
         storage.run(grant.ensure_account())
     if storage.run(grant.repository_exists(), check=False).exit_status != 0:
         if not create:
-            raise PermanentError(f"{grant.storage_server} holds no repository at {grant.repository_path} for {grant.service}: "
-                                 "nothing to restore from")
+            raise PermanentError(
+                f"{grant.storage_server} holds no repository at {grant.repository_path} for {grant.service}: "
+                "nothing to restore from"
+            )
         storage.run(grant.make_repository_folder())
-        run_restic(storage, restic_plan.local_restic(restic_plan.Repository(grant.service, grant.storage_server, grant.repository_path, ""),
-                                              "init"), password, timeout=300)
+        run_restic(
+            storage,
+            restic_plan.local_restic(
+                restic_plan.Repository(grant.service, grant.storage_server, grant.repository_path, ""), "init"
+            ),
+            password,
+            timeout=300,
+        )
         logger.info("created the repository %s:%s", grant.storage_server, grant.repository_path)
     storage.run(grant.lay_out(), timeout=RESTIC_TIMEOUT)
 
 
 @contextmanager
-def storage_grant(fleet: Fleet, client: SshConnection, grant: accounts.StorageGrant, password: str, *,
-                  create: bool = False) -> Iterator[None]:
+def storage_grant(
+    fleet: Fleet, client: SshConnection, grant: accounts.StorageGrant, password: str, *, create: bool = False
+) -> Iterator[None]:
     """Append-only access of ``client``'s host to the service's repository, for this block only.
 
     The orchestrator prepares the storage host as root (its own login never leaves it), makes a
@@ -135,15 +145,25 @@ def storage_grant(fleet: Fleet, client: SshConnection, grant: accounts.StorageGr
             client.run(shell.write_secret_file(grant.key_path), stdin=private_key.encode())
             client.run(shell.write_secret_file(grant.known_hosts_path), stdin=grant.known_hosts_line.encode())
             del private_key
-            logger.info("granted %s append-only access to %s's repository as %s until the run ends",
-                        grant.client_server, grant.service, grant.account)
+            logger.info(
+                "granted %s append-only access to %s's repository as %s until the run ends",
+                grant.client_server,
+                grant.service,
+                grant.account,
+            )
             yield
         finally:
-            _quietly(logger, f"remove {grant.folder} on {grant.client_server}",
-                     lambda: client.run(shell.remove_tree(grant.folder, accounts.CLIENT_FOLDER), check=False, timeout=30))
+            _quietly(
+                logger,
+                f"remove {grant.folder} on {grant.client_server}",
+                lambda: client.run(shell.remove_tree(grant.folder, accounts.CLIENT_FOLDER), check=False, timeout=30),
+            )
             _quietly(logger, f"revoke the run's key on {grant.storage_server}", lambda: storage.run(grant.revoke(), timeout=30))
-            _quietly(logger, f"hand the run's files to root on {grant.storage_server}",
-                     lambda: storage.run(grant.lay_out(), timeout=RESTIC_TIMEOUT))
+            _quietly(
+                logger,
+                f"hand the run's files to root on {grant.storage_server}",
+                lambda: storage.run(grant.lay_out(), timeout=RESTIC_TIMEOUT),
+            )
 
 
 def _step_logger():
@@ -182,8 +202,13 @@ def backup_service(fleet: Fleet, service_name: str, run_name: str, flow_run_id: 
     grant = plan_grant(fleet, service_name, source, run_name)
     password = repository_password(backup_plan.repository.password_block)
     with session() as db:
-        row = BackupRow(service=service_name, flow_run_id=flow_run_id, source_server=source,
-                        storage_server=service.storage, repository=backup_plan.repository.path)
+        row = BackupRow(
+            service=service_name,
+            flow_run_id=flow_run_id,
+            source_server=source,
+            storage_server=service.storage,
+            repository=backup_plan.repository.path,
+        )
         db.add(row)
     started = time.monotonic()
     try:
@@ -195,21 +220,34 @@ def backup_service(fleet: Fleet, service_name: str, run_name: str, flow_run_id: 
     _finish(BackupRow, row.id, "ok", started, **summary)
     logger.info(
         "backed up %s from %s: snapshot %s, %d files, %.1f MB (%.1f MB new) in %.1f s",
-        service_name, source, summary["snapshot_id"][:8], summary["files"], summary["bytes"] / 1e6,
-        summary["bytes_added"] / 1e6, time.monotonic() - started,
+        service_name,
+        source,
+        summary["snapshot_id"][:8],
+        summary["files"],
+        summary["bytes"] / 1e6,
+        summary["bytes_added"] / 1e6,
+        time.monotonic() - started,
     )
-    return {"service": service_name, "source": source, "storage": service.storage, **summary,
-            "duration_s": round(time.monotonic() - started, 3)}
+    return {
+        "service": service_name,
+        "source": source,
+        "storage": service.storage,
+        **summary,
+        "duration_s": round(time.monotonic() - started, 3),
+    }
 
 
-def _backup_on(connection: SshConnection, fleet: Fleet, backup_plan: plan.BackupPlan, grant: accounts.StorageGrant,
-               password: str, logger) -> dict:
+def _backup_on(
+    connection: SshConnection, fleet: Fleet, backup_plan: plan.BackupPlan, grant: accounts.StorageGrant, password: str, logger
+) -> dict:
     existing = plan.parse_existing(connection.run(backup_plan.probe_paths()).stdout)
     missing = [path for path in backup_plan.live_paths if path not in existing]
     if missing:
         logger.warning("not on %s, so not backed up: %s", connection.endpoint.name, ", ".join(missing))
     if not any(path in existing for path in fleet.service(backup_plan.service).data_paths):
-        raise PermanentError(f"none of {backup_plan.service}'s data paths exist on {connection.endpoint.name}: refusing an empty backup")
+        raise PermanentError(
+            f"none of {backup_plan.service}'s data paths exist on {connection.endpoint.name}: refusing an empty backup"
+        )
     try:
         for command in backup_plan.account_commands():
             connection.run(command)
@@ -261,7 +299,9 @@ def apply_retention(fleet: Fleet, service_name: str, run_name: str) -> str:
 
 
 def list_snapshots(connection: SshConnection, repository: restic_plan.Repository, password: str) -> list[restic_plan.Snapshot]:
-    result = run_restic(connection, restic_plan.local_restic(repository, "snapshots", "--json", *repository.host_tag), password, timeout=300)
+    result = run_restic(
+        connection, restic_plan.local_restic(repository, "snapshots", "--json", *repository.host_tag), password, timeout=300
+    )
     return restic_plan.parse_snapshots(result.text)
 
 
@@ -284,8 +324,10 @@ def check_repository(fleet: Fleet, service_name: str, subset: str | None = None)
     else:
         with session() as db:
             last = db.exec(
-                select(RepositoryCheckRow).where(RepositoryCheckRow.service == service_name)
-                .where(RepositoryCheckRow.outcome == "ok").order_by(RepositoryCheckRow.id.desc())
+                select(RepositoryCheckRow)
+                .where(RepositoryCheckRow.service == service_name)
+                .where(RepositoryCheckRow.outcome == "ok")
+                .order_by(RepositoryCheckRow.id.desc())
             ).first()
         index = restic_plan.next_subset(last.subset_index if last and last.subset_count == count else None, count)
     password = repository_password(repository.password_block)
@@ -294,8 +336,12 @@ def check_repository(fleet: Fleet, service_name: str, subset: str | None = None)
         db.add(row)
     started = time.monotonic()
     with access.connect(fleet, service.storage) as connection:
-        result = run_restic(connection, restic_plan.local_restic(repository, "check", f"--read-data-subset={index}/{count}"),
-                            password, check=False)
+        result = run_restic(
+            connection,
+            restic_plan.local_restic(repository, "check", f"--read-data-subset={index}/{count}"),
+            password,
+            check=False,
+        )
     outcome = "ok" if result.exit_status == 0 else "failed"
     detail = (result.stderr_tail or result.text[-2000:]).strip()[-2000:]
     with session() as db:
@@ -304,8 +350,15 @@ def check_repository(fleet: Fleet, service_name: str, subset: str | None = None)
         stored.duration_s = round(time.monotonic() - started, 3)
         stored.detail = detail if outcome == "failed" else ""
     if outcome == "ok":
-        logger.info("repository of %s: subset %d/%d read and verified in %.1f s", service_name, index, count, time.monotonic() - started)
-    return {"service": service_name, "subset": f"{index}/{count}", "outcome": outcome, "detail": detail if outcome == "failed" else ""}
+        logger.info(
+            "repository of %s: subset %d/%d read and verified in %.1f s", service_name, index, count, time.monotonic() - started
+        )
+    return {
+        "service": service_name,
+        "subset": f"{index}/{count}",
+        "outcome": outcome,
+        "detail": detail if outcome == "failed" else "",
+    }
 
 
 # ----- restore proof ----------------------------------------------------------------------------------------
@@ -330,8 +383,9 @@ def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: s
     values: dict = {}
     try:
         with access.connect(fleet, service.storage) as connection:
-            check = restic_plan.check_against_record(list_snapshots(connection, repository, password),
-                                                     recorded_backup(service_name))
+            check = restic_plan.check_against_record(
+                list_snapshots(connection, repository, password), recorded_backup(service_name)
+            )
             if check.rollback is not None:
                 raise BackupRolledBack(check.rollback)
             snapshot = check.snapshot
@@ -340,8 +394,11 @@ def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: s
             try:
                 restore_started = time.monotonic()
                 # --no-cache: prove what the repository itself holds, as a restore after a disaster would
-                run_restic(connection, restic_plan.local_restic(repository, "restore", "--no-cache", snapshot.id, "--target", scratch),
-                           password)
+                run_restic(
+                    connection,
+                    restic_plan.local_restic(repository, "restore", "--no-cache", snapshot.id, "--target", scratch),
+                    password,
+                )
                 values["restore_seconds"] = round(time.monotonic() - restore_started, 3)
                 comparison = compare_with_manifest(connection, scratch, service_name, snapshot)
             finally:
@@ -349,18 +406,40 @@ def prove_restore(fleet: Fleet, service_name: str, run_name: str, flow_run_id: s
     except BackupRolledBack as error:
         _finish(RestoreProofRow, row.id, "failed", started, detail=str(error)[:2000], problems=[str(error)], **values)
         logger.error("restore proof of %s: %s", service_name, error)
-        return {"service": service_name, "snapshot": "-", "outcome": "failed", "files_checked": 0,
-                "problems": [str(error)], "duration_s": round(time.monotonic() - started, 3), "restore_s": None}
+        return {
+            "service": service_name,
+            "snapshot": "-",
+            "outcome": "failed",
+            "files_checked": 0,
+            "problems": [str(error)],
+            "duration_s": round(time.monotonic() - started, 3),
+            "restore_s": None,
+        }
     except Exception as error:
         _finish(RestoreProofRow, row.id, "failed", started, detail=str(error)[:2000], **values)
         raise
     outcome = "passed" if comparison.identical else "failed"
-    _finish(RestoreProofRow, row.id, outcome, started, files_checked=comparison.files_checked, problems=comparison.problems(),
-                  detail=comparison.sentence(), **values)
+    _finish(
+        RestoreProofRow,
+        row.id,
+        outcome,
+        started,
+        files_checked=comparison.files_checked,
+        problems=comparison.problems(),
+        detail=comparison.sentence(),
+        **values,
+    )
     duration = round(time.monotonic() - started, 3)
     logger.info("restore proof of %s, snapshot %s: %s (%.1f s)", service_name, snapshot.short_id, comparison.sentence(), duration)
-    return {"service": service_name, "snapshot": snapshot.short_id, "outcome": outcome, "files_checked": comparison.files_checked,
-            "problems": comparison.problems(), "duration_s": duration, "restore_s": values.get("restore_seconds")}
+    return {
+        "service": service_name,
+        "snapshot": snapshot.short_id,
+        "outcome": outcome,
+        "files_checked": comparison.files_checked,
+        "problems": comparison.problems(),
+        "duration_s": duration,
+        "restore_s": values.get("restore_seconds"),
+    }
 
 
 class BackupRolledBack(PermanentError):
@@ -370,22 +449,29 @@ class BackupRolledBack(PermanentError):
 def recorded_backup(service_name: str) -> restic_plan.RecordedBackup | None:
     """The newest backup of the service the inventory recorded as done, with its snapshot."""
     with session() as db:
-        row = db.exec(select(BackupRow).where(BackupRow.service == service_name, BackupRow.outcome == "ok",
-                                              BackupRow.snapshot_id.is_not(None))
-                      .order_by(BackupRow.started_at.desc())).first()
+        row = db.exec(
+            select(BackupRow)
+            .where(BackupRow.service == service_name, BackupRow.outcome == "ok", BackupRow.snapshot_id.is_not(None))
+            .order_by(BackupRow.started_at.desc())
+        ).first()
     if row is None:
         return None
     return restic_plan.RecordedBackup(row.snapshot_id, as_utc(row.ended_at or row.started_at))
 
 
-def compare_with_manifest(connection: SshConnection, scratch: str, service_name: str, snapshot: restic_plan.Snapshot) -> manifest_plan.ManifestComparison:
+def compare_with_manifest(
+    connection: SshConnection, scratch: str, service_name: str, snapshot: restic_plan.Snapshot
+) -> manifest_plan.ManifestComparison:
     """Hash the restored tree on its host and compare with the manifest inside the snapshot."""
     manifest_path = manifest_plan.manifest_in_snapshot(service_name)
     try:
         expected = manifest_plan.parse_manifest(connection.run(["cat", "--", f"{scratch}/{manifest_path}"]).stdout)
     except RemoteCommandError:
-        raise PermanentError(f"snapshot {snapshot.short_id} of {service_name} has no manifest ({manifest_path}): cannot prove it") from None
-    actual = manifest_plan.parse_manifest(connection.run(shell.hash_tree(scratch, snapshot.relative_paths()), timeout=RESTIC_TIMEOUT).stdout)
+        raise PermanentError(
+            f"snapshot {snapshot.short_id} of {service_name} has no manifest ({manifest_path}): cannot prove it"
+        ) from None
+    actual = manifest_plan.parse_manifest(
+        connection.run(shell.hash_tree(scratch, snapshot.relative_paths()), timeout=RESTIC_TIMEOUT).stdout
+    )
     excludes = access.loaded_fleet().service(service_name).exclude
     return manifest_plan.compare_manifests(expected, actual, ignore=[manifest_path], excludes=excludes)
-

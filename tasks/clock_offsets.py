@@ -34,7 +34,7 @@ def offset_of(server: str) -> float:
 
 
 def skew_note(server: str, role: str) -> str:
-    """" (production prod-east's clock is 20 min ahead of the orchestrator's)" when it is skewed, else ""."""
+    """ " (production prod-east's clock is 20 min ahead of the orchestrator's)" when it is skewed, else ""."""
     with _lock:
         offset = _offsets.get(server)
     if offset is None or not host_clocks.is_skewed(offset):

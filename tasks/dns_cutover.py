@@ -39,12 +39,19 @@ def cutover_dns(fleet: Fleet, service_name: str, old_address: str, new_address: 
                 f"{service.dns_name} points to {current or 'nothing'}, not to the old production {old_address}: "
                 "another failover or a manual change moved it. Nothing was changed; check who did it."
             )
-        dns.compare_and_swap_address(server, access.tsig_key(zone.tsig_key_block), service.dns_name, old_address, new_address,
-                                     fleet.record_ttl_of(service))
+        dns.compare_and_swap_address(
+            server, access.tsig_key(zone.tsig_key_block), service.dns_name, old_address, new_address, fleet.record_ttl_of(service)
+        )
         logger.info("%s moved from %s to %s", service.dns_name, old_address, new_address)
         action = "moved"
     confirmed_after = confirm_answer(server, service.dns_name, new_address, confirm_seconds)
-    return {"record": service.dns_name, "from": old_address, "to": new_address, "action": action, "confirmed_after_s": confirmed_after}
+    return {
+        "record": service.dns_name,
+        "from": old_address,
+        "to": new_address,
+        "action": action,
+        "confirmed_after_s": confirmed_after,
+    }
 
 
 def confirm_answer(server: dns.AuthoritativeServer, name: str, address: str, within: float) -> float:
@@ -58,7 +65,6 @@ def confirm_answer(server: dns.AuthoritativeServer, name: str, address: str, wit
         if time.monotonic() >= deadline:
             raise TransientError(f"{server.label} still answers {answer} for {name} after {within:g} s, expected {address}")
         time.sleep(0.1)
-
 
 
 def keep_standing_ttl(service_name: str) -> dict:
@@ -76,7 +82,13 @@ def keep_standing_ttl(service_name: str) -> dict:
     if current is None or current == wanted or len(addresses) != 1:
         return {"ttl": current, "changed": False}
     dns.set_ttl(server, access.tsig_key(zone.tsig_key_block), service.dns_name, addresses[0], wanted)
-    run_logger("hotspare.dns").info("the TTL of %s is %d s now (was %d s): %s", service.dns_name, wanted, current,
-                          "its health policy fails it over, so users' resolvers must follow within seconds"
-                          if wanted < zone.ttl else "the zone's TTL")
+    run_logger("hotspare.dns").info(
+        "the TTL of %s is %d s now (was %d s): %s",
+        service.dns_name,
+        wanted,
+        current,
+        "its health policy fails it over, so users' resolvers must follow within seconds"
+        if wanted < zone.ttl
+        else "the zone's TTL",
+    )
     return {"ttl": wanted, "changed": True, "previous": current}

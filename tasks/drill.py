@@ -33,13 +33,16 @@ def gather_drill_facts(context: ServiceContext) -> tuple[planning.DrillFacts, st
     row = copies.service_row(service)
     mirror = row.mirror_server
     newest = copies.newest_verified(service, mirror) if mirror else None
-    others = tuple(path for other in fleet.services if other.name != service
-                   for path in source_paths(other.model_dump()))
+    others = tuple(path for other in fleet.services if other.name != service for path in source_paths(other.model_dump()))
     facts = planning.DrillFacts(
-        service=service, spec=row.spec, state=row.state, mirror=mirror,
+        service=service,
+        spec=row.spec,
+        state=row.state,
+        mirror=mirror,
         production_address=fleet.server(row.active_server).address,
         host_address=fleet.server(mirror).address if mirror else None,
-        copy_id=newest.id if newest else None, copy_started=newest.started_at if newest else None,
+        copy_id=newest.id if newest else None,
+        copy_started=newest.started_at if newest else None,
         other_paths=others,
     )
     if newest is None:
@@ -47,15 +50,16 @@ def gather_drill_facts(context: ServiceContext) -> tuple[planning.DrillFacts, st
     tree = planning.copy_tree(service, newest.id)
     with access.connect(fleet, mirror) as host:
         if host.run(["test", "-d", tree], check=False).exit_status != 0:
-            raise PermanentError(f"copy {newest.id} of {service} is in the inventory but not on {mirror} ({tree}): "
-                                 f"run `hotspare verify {service}` to bring the inventory up to date")
+            raise PermanentError(
+                f"copy {newest.id} of {service} is in the inventory but not on {mirror} ({tree}): "
+                f"run `hotspare verify {service}` to bring the inventory up to date"
+            )
         passwd = host.run(["cat", "--", tree + "/etc/passwd"], check=False).text
         mirror_passwd = host.run(["cat", "--", "/etc/passwd"], check=False).text
     return replace(facts, mirror_passwd=mirror_passwd), passwd
 
 
-def run_all(fleet: Fleet, host: str, argvs: list[list[str]], *, stdin: bytes | None = None,
-            timeout: float = 120.0) -> list[str]:
+def run_all(fleet: Fleet, host: str, argvs: list[list[str]], *, stdin: bytes | None = None, timeout: float = 120.0) -> list[str]:
     """Run each argument list on ``host`` in order (each must succeed); their outputs."""
     with access.connect(fleet, host) as connection:
         return [connection.run(argv, stdin=stdin, timeout=timeout).text for argv in argvs]
@@ -73,8 +77,9 @@ def make_bubble(fleet: Fleet, plan: planning.DrillPlan) -> int:
     run_all(fleet, plan.host, [*planning.bubble_argvs(plan), planning.scratch_argv(plan)])
     [output] = run_all(fleet, plan.host, [planning.holder_argv(plan)], timeout=30)
     holder = int(output.strip())
-    get_run_logger().info("bubble %s on %s: %s/32 on %s, holder pid %d", plan.netns, plan.host,
-                          plan.production_address, planning.INSIDE, holder)
+    get_run_logger().info(
+        "bubble %s on %s: %s/32 on %s, holder pid %d", plan.netns, plan.host, plan.production_address, planning.INSIDE, holder
+    )
     return holder
 
 
@@ -86,18 +91,35 @@ def mount_copy(fleet: Fleet, plan: planning.DrillPlan, holder: int) -> dict:
     logger = get_run_logger()
     with access.connect(fleet, plan.host) as connection:
         mountinfo = connection.run(planning.mountinfo_argv(holder)).text
-        connection.run(each_argv([*planning.scratch_tmpfs_argvs(plan, holder), *planning.workspace_argvs(plan, holder),
-                                  *planning.view_argvs(plan, holder, mountinfo)]))  # one round trip
+        connection.run(
+            each_argv(
+                [
+                    *planning.scratch_tmpfs_argvs(plan, holder),
+                    *planning.workspace_argvs(plan, holder),
+                    *planning.view_argvs(plan, holder, mountinfo),
+                ]
+            )
+        )  # one round trip
         found = planning.audit_view(plan, connection.run(planning.mountinfo_argv(holder)).text)
     if found:
-        raise PermanentError(f"the drill's view of {plan.host} is not contained, the app was not started: "
-                             + "; ".join(found))
+        raise PermanentError(f"the drill's view of {plan.host} is not contained, the app was not started: " + "; ".join(found))
     assert plan.identity is not None
-    logger.info("copy %s mounted in the bubble (%s) over %s; the view's every writable mount is the drill's own "
-                "memory-only scratch; the app runs as %s", plan.copy_id, plan.method, ", ".join(plan.paths),
-                plan.identity.describe())
-    return {"run_as": plan.identity.name, "uid": plan.identity.uid, "gid": plan.identity.gid,
-            "user_namespace": True, "writable_outside_scratch": found, "masked": list(plan.masks)}
+    logger.info(
+        "copy %s mounted in the bubble (%s) over %s; the view's every writable mount is the drill's own "
+        "memory-only scratch; the app runs as %s",
+        plan.copy_id,
+        plan.method,
+        ", ".join(plan.paths),
+        plan.identity.describe(),
+    )
+    return {
+        "run_as": plan.identity.name,
+        "uid": plan.identity.uid,
+        "gid": plan.identity.gid,
+        "user_namespace": True,
+        "writable_outside_scratch": found,
+        "masked": list(plan.masks),
+    }
 
 
 @task(name="start app in bubble", **QUICK)
@@ -131,7 +153,9 @@ def canary_login(fleet: Fleet, plan: planning.DrillPlan, holder: int) -> str:
     with access.connect(fleet, plan.host) as connection:
         result = connection.run(planning.canary_argv(plan, holder, user), check=False, timeout=30)
     if result.exit_status != 0:
-        raise PermanentError(f"canary login as {user} in the drill of {plan.service} failed (exit {result.exit_status}): {result.stderr_tail.strip()}")
+        raise PermanentError(
+            f"canary login as {user} in the drill of {plan.service} failed (exit {result.exit_status}): {result.stderr_tail.strip()}"
+        )
     return f"logged in as {user}"
 
 

@@ -17,12 +17,18 @@ from hotspare.adapters import dns
 from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.fleet.context import ServiceContext
 from hotspare.inventory import copies
-from hotspare.planning import copy_backends
-from hotspare.planning import replication as layout
+from hotspare.planning import copy_backends, space
 from hotspare.planning import live_data as live_plan
-from hotspare.planning import space
-from hotspare.planning.activation import (ActivationResult, discard_staged_argv, judge_clone_outcomes, stage_argv,
-                                         staged_path, swap_argv, unswap_argv)
+from hotspare.planning import replication as layout
+from hotspare.planning.activation import (
+    ActivationResult,
+    discard_staged_argv,
+    judge_clone_outcomes,
+    stage_argv,
+    staged_path,
+    swap_argv,
+    unswap_argv,
+)
 from hotspare.planning.containment import as_service_user
 from hotspare.planning.failover import CopyChoice, ServiceFacts, activation_argv
 from hotspare.probes import http_get_via_dns
@@ -42,15 +48,25 @@ def gather_facts(context: ServiceContext) -> ServiceFacts:
     row = copies.service_row(service)
     answer = dns.read_addresses(access.dns_server(fleet, spec.zone), spec.dns_name)
     target = (row.failover or {}).get("target") if row.state == "failing-over" else row.mirror_server
-    choices = [
-        CopyChoice(copy.id, copy.status, copy.started_at, copy.path)
-        for copy in copies.copies_of(service, target)
-        if copy.status in ("verified", "copied", "failed")
-    ] if target else []
+    choices = (
+        [
+            CopyChoice(copy.id, copy.status, copy.started_at, copy.path)
+            for copy in copies.copies_of(service, target)
+            if copy.status in ("verified", "copied", "failed")
+        ]
+        if target
+        else []
+    )
     return ServiceFacts(
-        service=service, state=row.state, active_server=row.active_server, mirror_server=row.mirror_server,
-        dns_name=spec.dns_name, addresses={server.name: server.address for server in fleet.servers},
-        dns_answer=answer, copies=choices, in_flight=row.failover if row.state == "failing-over" else None,
+        service=service,
+        state=row.state,
+        active_server=row.active_server,
+        mirror_server=row.mirror_server,
+        dns_name=spec.dns_name,
+        addresses={server.name: server.address for server in fleet.servers},
+        dns_answer=answer,
+        copies=choices,
+        in_flight=row.failover if row.state == "failing-over" else None,
     )
 
 
@@ -87,8 +103,10 @@ def check_room(context: ServiceContext, target: str, copy_id: str | None) -> dic
         marker = host.run(["cat", marker_path(service)], check=False)
         if marker.exit_status == 0 and marker.text.strip() == copy_id:
             return {"checked": False, "detail": f"copy {copy_id} is live on {target} already"}
-        ran = host.run(space.room_argv(layout.copy_tree(service, copy_id), layout.service_root(service), service,
-                                       live_paths_of(spec)), timeout=600)
+        ran = host.run(
+            space.room_argv(layout.copy_tree(service, copy_id), layout.service_root(service), service, live_paths_of(spec)),
+            timeout=600,
+        )
     decision = space.judge_activation_room(service, target, copy_id, space.parse_room(ran.text))
     if not decision.go:
         raise Refused(decision.reason)
@@ -123,20 +141,40 @@ def activate_copy(context: ServiceContext, target: str, copy_id: str) -> dict:
         backup_dir = live_plan.backup_folder(layout.service_root(service), copy_id, run_tag())
         strip, stripped = live_plan.rsync_strips([entry.model_dump(mode="json") for entry in spec.allow_special])
         # what this attempt changed so far, for an undo (``undo_activation``) if a later step fails
-        record = {"copy_id": copy_id, "staged": list(staged.cloned), "cloned": [], "kept_pairs": [],
-                  "rsync": rsync_paths, "backup_dir": backup_dir if rsync_paths else None}
+        record = {
+            "copy_id": copy_id,
+            "staged": list(staged.cloned),
+            "cloned": [],
+            "kept_pairs": [],
+            "rsync": rsync_paths,
+            "backup_dir": backup_dir if rsync_paths else None,
+        }
         try:
             if rsync_paths:  # rsync itself keeps out what no allowance needs; the program names it from the copy
                 mirror.run(activation_argv(tree, rsync_paths, backup_dir, strip), timeout=6 * 3600)
-            roots = ([(staged_path(path), path, True) for path in staged.cloned]
-                     + [(path, path, True) for path in rsync_paths] + [(tree + path, path, False) for path in rsync_paths])
-            report = neutralise(mirror, spec, roots, kept=[(backup_dir + path, path) for path in rsync_paths],
-                                kept_out_by_rsync=stripped, logger=logger)
+            roots = (
+                [(staged_path(path), path, True) for path in staged.cloned]
+                + [(path, path, True) for path in rsync_paths]
+                + [(tree + path, path, False) for path in rsync_paths]
+            )
+            report = neutralise(
+                mirror,
+                spec,
+                roots,
+                kept=[(backup_dir + path, path) for path in rsync_paths],
+                kept_out_by_rsync=stripped,
+                logger=logger,
+            )
             swapped = _swap(mirror, tree, copy_id, staged.cloned, record)
             if swapped.kept_pairs:
                 clones = neutralise(mirror, spec, [], kept=list(swapped.kept_pairs), logger=logger)
-                report = live_plan.Report(report.findings, report.kept + clones.kept,
-                                          report.kept_count + clones.kept_count, report.scanned, report.errors)
+                report = live_plan.Report(
+                    report.findings,
+                    report.kept + clones.kept,
+                    report.kept_count + clones.kept_count,
+                    report.scanned,
+                    report.errors,
+                )
             mirror.run(["sh", "-c", 'printf %s "$1" > "$2"', "sh", copy_id, marker_path(service)])
         except Exception as error:
             _carry(error, record)
@@ -145,14 +183,31 @@ def activate_copy(context: ServiceContext, target: str, copy_id: str) -> dict:
         logger.warning("the live tree that stood there is kept as %s on %s (nothing was overwritten)", kept, target)
     if rsync_paths:
         logger.info("files the rsync replaced or deleted on %s are kept in %s", target, backup_dir)
-    logger.info("copy %s made live on %s: %s", copy_id, target,
-                "; ".join(part for part in (
-                    f"cloned and swapped in one step: {', '.join(swapped.cloned)}" if swapped.cloned else "",
-                    f"copied with rsync: {', '.join(rsync_paths)}" if rsync_paths else "") if part))
-    return {"copied": True, "copy_id": copy_id, "cloned": list(swapped.cloned), "rsync": rsync_paths,
-            "kept_aside": list(swapped.kept_aside), "backup_dir": backup_dir if rsync_paths else None,
-            "kept_pairs": [list(pair) for pair in swapped.kept_pairs], "staged": record["staged"],
-            "live_data": report.as_dict(), "markdown": report.markdown()}
+    logger.info(
+        "copy %s made live on %s: %s",
+        copy_id,
+        target,
+        "; ".join(
+            part
+            for part in (
+                f"cloned and swapped in one step: {', '.join(swapped.cloned)}" if swapped.cloned else "",
+                f"copied with rsync: {', '.join(rsync_paths)}" if rsync_paths else "",
+            )
+            if part
+        ),
+    )
+    return {
+        "copied": True,
+        "copy_id": copy_id,
+        "cloned": list(swapped.cloned),
+        "rsync": rsync_paths,
+        "kept_aside": list(swapped.kept_aside),
+        "backup_dir": backup_dir if rsync_paths else None,
+        "kept_pairs": [list(pair) for pair in swapped.kept_pairs],
+        "staged": record["staged"],
+        "live_data": report.as_dict(),
+        "markdown": report.markdown(),
+    }
 
 
 def _carry(error: BaseException, record: dict) -> None:
@@ -189,11 +244,14 @@ def undo_activation(context: ServiceContext, target: str, activation: dict) -> s
             host.run(discard_staged_argv(path), check=False)
         host.run(["rm", "-f", "--", marker_path(service)], check=False)
     if activation.get("rsync"):
-        done.append(f"the files rsync copied ({', '.join(activation['rsync'])}) stay"
-                    + (f", what they replaced is kept in {activation['backup_dir']}" if activation.get("backup_dir") else ""))
+        done.append(
+            f"the files rsync copied ({', '.join(activation['rsync'])}) stay"
+            + (f", what they replaced is kept in {activation['backup_dir']}" if activation.get("backup_dir") else "")
+        )
     sentence = "; ".join(done + [f"NOT undone: {item}" for item in failed])
-    (logger.error if failed else logger.info)("activation of copy %s on %s undone: %s",
-                                               activation.get("copy_id"), target, sentence)
+    (logger.error if failed else logger.info)(
+        "activation of copy %s on %s undone: %s", activation.get("copy_id"), target, sentence
+    )
     return sentence
 
 

@@ -57,13 +57,16 @@ def fence(service: str, server: str, seconds: float = 8.0, power_off: bool = Tru
             raise TransientError(f"{server}:{spec.ssh_port} did not accept a connection within {TCP_PROBE_SECONDS:g} s")
         # once more on a fresh connection: a pooled one from before an outage fails its first use
         count = retrying(_stop_app, f"stopping {service}'s app on {server}", retries=1, delays=0)(
-            fleet, service, server, deadline)
+            fleet, service, server, deadline
+        )
         stopped = _confirm_stopped(fleet, service, server, count, deadline)
         if stopped is not None:
             logger.info("fenced %s: %s", server, stopped["detail"])
             return {**stopped, "seconds": round(time.monotonic() - started, 3)}
-        attempts.append(f"{service}'s app on {server} still answers after its deactivate commands and after every "
-                        "process of its accounts was killed")
+        attempts.append(
+            f"{service}'s app on {server} still answers after its deactivate commands and after every "
+            "process of its accounts was killed"
+        )
         others = fencing_plan.neighbours(fleet, service, server)
         if others:  # a hostile app must never make hotspare power off its neighbours' server
             power_off = False
@@ -72,18 +75,25 @@ def fence(service: str, server: str, seconds: float = 8.0, power_off: bool = Tru
         attempts.append(f"app not stopped over SSH: {error}")
     if not power_off:
         logger.warning("could not stop %s's app on %s (%s); not powering it off", service, server, "; ".join(attempts))
-        return {"fenced": False, "method": "unfenced", "detail": "; ".join(attempts),
-                "seconds": round(time.monotonic() - started, 3)}
+        return {
+            "fenced": False,
+            "method": "unfenced",
+            "detail": "; ".join(attempts),
+            "seconds": round(time.monotonic() - started, 3),
+        }
     try:
         detail = _power_off(fleet, server, deadline)
         logger.info("fenced %s: %s (its app could not be stopped over SSH)", server, detail)
-        return {"fenced": True, "method": "powered off", "detail": "; ".join([*attempts, detail]),
-                "seconds": round(time.monotonic() - started, 3)}
+        return {
+            "fenced": True,
+            "method": "powered off",
+            "detail": "; ".join([*attempts, detail]),
+            "seconds": round(time.monotonic() - started, 3),
+        }
     except HotspareError as error:
         attempts.append(str(error))
     detail = "; ".join(attempts)
-    logger.warning("could not fence %s (%s); going on UNFENCED: it may still serve stale data if it comes back",
-                   server, detail)
+    logger.warning("could not fence %s (%s); going on UNFENCED: it may still serve stale data if it comes back", server, detail)
     return {"fenced": False, "method": "unfenced", "detail": detail, "seconds": round(time.monotonic() - started, 3)}
 
 
@@ -108,11 +118,17 @@ def _confirm_stopped(fleet: Fleet, service: str, server: str, count: int, deadli
     spec = fleet.service(service)
     address = fleet.server(server).address
     if not spec.health_url:
-        return {"fenced": True, "method": "app stopped",
-                "detail": f"{count} deactivation command(s) ran over SSH (no health_url to confirm the app stopped)"}
+        return {
+            "fenced": True,
+            "method": "app stopped",
+            "detail": f"{count} deactivation command(s) ran over SSH (no health_url to confirm the app stopped)",
+        }
     if not _answers_within(spec.health_url, address, min(STOP_CONFIRM_SECONDS, deadline - time.monotonic())):
-        return {"fenced": True, "method": "app stopped",
-                "detail": f"{count} deactivation command(s) ran over SSH; the app no longer answers at {address}"}
+        return {
+            "fenced": True,
+            "method": "app stopped",
+            "detail": f"{count} deactivation command(s) ran over SSH; the app no longer answers at {address}",
+        }
     with access.connect(fleet, server) as connection:
         uids = None
         if spec.accounts.users:
@@ -122,13 +138,21 @@ def _confirm_stopped(fleet: Fleet, service: str, server: str, count: int, deadli
             return None
         remaining = max(1.0, deadline - time.monotonic())
         signalled = connection.run(kill.argv, timeout=remaining, check=False).text.strip()
-    get_run_logger().warning("%s's app on %s still answered after its deactivate commands: killed %s (%s process(es))",
-                             service, server, kill.covers, signalled or "0")
+    get_run_logger().warning(
+        "%s's app on %s still answered after its deactivate commands: killed %s (%s process(es))",
+        service,
+        server,
+        kill.covers,
+        signalled or "0",
+    )
     if _answers_within(spec.health_url, address, min(STOP_CONFIRM_SECONDS, max(0.5, deadline - time.monotonic()))):
         return None
-    return {"fenced": True, "method": "processes killed",
-            "detail": f"{count} deactivation command(s) ran over SSH, but the app still answered: killed {kill.covers} "
-                      f"({signalled or '0'} process(es)); it no longer answers at {address}"}
+    return {
+        "fenced": True,
+        "method": "processes killed",
+        "detail": f"{count} deactivation command(s) ran over SSH, but the app still answered: killed {kill.covers} "
+        f"({signalled or '0'} process(es)); it no longer answers at {address}",
+    }
 
 
 def _answers_within(url: str, address: str, seconds: float) -> bool:
@@ -162,12 +186,20 @@ def _power_off(fleet: Fleet, server: str, deadline: float) -> str:
     where = f"{bmc.protocol} BMC {bmc.address}:{bmc.port}"
     if bmc.protocol == "ipmi":
         ipmi.chassis_power(bmc.address, bmc.port, username, password, "off", timeout)
-        state = ipmi.chassis_power(bmc.address, bmc.port, username, password, "status",
-                                   min(POWER_CHECK_SECONDS, max(0.5, deadline - time.monotonic())))
+        state = ipmi.chassis_power(
+            bmc.address, bmc.port, username, password, "status", min(POWER_CHECK_SECONDS, max(0.5, deadline - time.monotonic()))
+        )
     else:
         redfish.reset_system(bmc.scheme, bmc.address, bmc.port, bmc.system, username, password, "ForceOff", timeout)
-        state = redfish.power_state(bmc.scheme, bmc.address, bmc.port, bmc.system, username, password,
-                                    min(POWER_CHECK_SECONDS, max(0.5, deadline - time.monotonic()))).lower()
+        state = redfish.power_state(
+            bmc.scheme,
+            bmc.address,
+            bmc.port,
+            bmc.system,
+            username,
+            password,
+            min(POWER_CHECK_SECONDS, max(0.5, deadline - time.monotonic())),
+        ).lower()
     if state != "off":
         raise TransientError(f"{where} accepted the power-off but reports the power {state}")
     return f"powered off through its {where} (power state read back: off)"

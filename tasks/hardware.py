@@ -50,8 +50,11 @@ def _storage_readings(fleet: Fleet, server_name: str) -> list[Reading]:
         with access.connect(fleet, server_name, connect_timeout=CONNECT_SECONDS) as lease:
             return _read_storage(lease, server_name, checked_paths(fleet, server_name))
     except (HotspareError, OSError) as error:
-        return [Reading(server_name, "raid:*", ComponentKind.raid, ComponentState.unknown,
-                        f"RAID and disk space not read: {error}", SITE)]
+        return [
+            Reading(
+                server_name, "raid:*", ComponentKind.raid, ComponentState.unknown, f"RAID and disk space not read: {error}", SITE
+            )
+        ]
 
 
 def _run(lease, argv: list[str]) -> tuple[int, str]:
@@ -93,16 +96,22 @@ def _read_storage(lease, server_name: str, paths: list[str]) -> list[Reading]:
 def _btrfs(lease, server_name: str, mount: str) -> list[Reading]:
     status, show = _run(lease, ["btrfs", "filesystem", "show", mount])
     if status != 0:
-        return [Reading(server_name, f"raid:{mount}", ComponentKind.raid, ComponentState.unknown,
-                        f"`btrfs filesystem show {mount}` failed: {show.strip() or 'no output'}",
-                        SITE)]
+        return [
+            Reading(
+                server_name,
+                f"raid:{mount}",
+                ComponentKind.raid,
+                ComponentState.unknown,
+                f"`btrfs filesystem show {mount}` failed: {show.strip() or 'no output'}",
+                SITE,
+            )
+        ]
     _, stats = _run(lease, ["btrfs", "device", "stats", mount])
     _, replace = _run(lease, ["btrfs", "replace", "status", "-1", mount])
     filesystems = raid.parse_filesystem_show(show)
     missing = ""
     if filesystems:
-        _, missing = _run(lease, ["grep", "-r", "--include=missing", ".",
-                                  f"/sys/fs/btrfs/{filesystems[0].uuid}/devinfo"])
+        _, missing = _run(lease, ["grep", "-r", "--include=missing", ".", f"/sys/fs/btrfs/{filesystems[0].uuid}/devinfo"])
     return raid.btrfs_readings(server_name, mount, show, stats, missing, replace, SITE)
 
 
@@ -131,17 +140,29 @@ def _bmc_readings(fleet: Fleet, server_name: str) -> list[Reading]:
             text = ipmi.read_sdr(bmc.address, bmc.port, username, password)
             readings = ipmi.sdr_readings(server_name, text, SITE)
         else:
-            power, thermal = redfish.read_chassis(bmc.scheme, bmc.address, bmc.port, bmc.chassis,
-                                                  username, password)
+            power, thermal = redfish.read_chassis(bmc.scheme, bmc.address, bmc.port, bmc.chassis, username, password)
             readings = redfish.chassis_readings(server_name, power, thermal, SITE)
     except HotspareError as error:
-        return [Reading(server_name, "reachability:bmc", ComponentKind.reachability,
-                        ComponentState.unknown,
-                        f"BMC {bmc.address}:{bmc.port} ({bmc.protocol}) not read: {error}", SITE,
-                        {"bmc": f"{bmc.address}:{bmc.port}"})]
+        return [
+            Reading(
+                server_name,
+                "reachability:bmc",
+                ComponentKind.reachability,
+                ComponentState.unknown,
+                f"BMC {bmc.address}:{bmc.port} ({bmc.protocol}) not read: {error}",
+                SITE,
+                {"bmc": f"{bmc.address}:{bmc.port}"},
+            )
+        ]
     if not readings:
-        return [Reading(server_name, "reachability:bmc", ComponentKind.reachability,
-                        ComponentState.unknown,
-                        f"BMC {bmc.address}:{bmc.port} ({bmc.protocol}) reported no power supply, "
-                        f"fan or temperature sensor", SITE)]
+        return [
+            Reading(
+                server_name,
+                "reachability:bmc",
+                ComponentKind.reachability,
+                ComponentState.unknown,
+                f"BMC {bmc.address}:{bmc.port} ({bmc.protocol}) reported no power supply, fan or temperature sensor",
+                SITE,
+            )
+        ]
     return readings

@@ -37,15 +37,19 @@ def maybe_fail_over(fleet, service: str, change: Change, logger) -> dict:
     approver (``approval``); ``unattended`` is the health runbook's own (``flows/unattended.py``)."""
     policy = fleet.health.policy(service)
     if policy.automatic_failover == "off":
-        sentence = (f"not failing {service} over: its production {change.subject} is down, but the fleet's health "
-                    f"policy does not allow automatic failover (an operator decides: hotspare failover {service})")
+        sentence = (
+            f"not failing {service} over: its production {change.subject} is down, but the fleet's health "
+            f"policy does not allow automatic failover (an operator decides: hotspare failover {service})"
+        )
         logger.warning(sentence)
         return {"service": service, "submitted": False, "reason": sentence}
     try:
         from prefect.deployments import run_deployment
 
         run = run_deployment(FAILOVER_DEPLOYMENT, parameters={"service": service}, timeout=0)
-        sentence = f"submitted failover of {service} (flow run {run.id}): production {change.subject} is down; it waits for approval"
+        sentence = (
+            f"submitted failover of {service} (flow run {run.id}): production {change.subject} is down; it waits for approval"
+        )
         logger.warning(sentence)
         return {"service": service, "submitted": True, "flow_run_id": str(run.id), "reason": sentence}
     except Exception as error:
@@ -68,8 +72,15 @@ def handle_replacements(fleet, statuses: list[ComponentStatus], logger) -> list[
         request_id = health_inventory.open_request(request)
         mailed_to, outcome = _mail(fleet, facility, request, logger)
         health_inventory.record_mail(request_id, mailed_to, outcome)
-        done.append({"opened": request_id, "server": request.server, "component": request.component,
-                     "mailed_to": mailed_to, "mail": outcome})
+        done.append(
+            {
+                "opened": request_id,
+                "server": request.server,
+                "component": request.component,
+                "mailed_to": mailed_to,
+                "mail": outcome,
+            }
+        )
     for server_name, component in plan.close:
         row = health_inventory.close_request(server_name, component)
         if row is not None:
@@ -107,9 +118,16 @@ def _mail(fleet, facility_name: str, request, logger) -> tuple[str, str]:
 
 
 def status_record(status: ComponentStatus) -> dict:
-    return {"subject": status.subject, "component": status.component, "kind": status.kind.value,
-            "state": status.state.value, "evidence": status.evidence, "sites": list(status.sites),
-            "failed_rounds": status.failed_rounds, "good_rounds": status.good_rounds}
+    return {
+        "subject": status.subject,
+        "component": status.component,
+        "kind": status.kind.value,
+        "state": status.state.value,
+        "evidence": status.evidence,
+        "sites": list(status.sites),
+        "failed_rounds": status.failed_rounds,
+        "good_rounds": status.good_rounds,
+    }
 
 
 def publish(summary: dict, logger) -> None:
@@ -118,12 +136,23 @@ def publish(summary: dict, logger) -> None:
         from prefect.artifacts import create_table_artifact
 
         rows = [{"what": "state", **record} for record in summary["components"]]
-        rows += [{"what": change["event"], "subject": change["subject"], "component": change["component"],
-                  "state": change["state"], "evidence": change["evidence"], "sites": ", ".join(change["sites"])}
-                 for change in summary["changes"]]
+        rows += [
+            {
+                "what": change["event"],
+                "subject": change["subject"],
+                "component": change["component"],
+                "state": change["state"],
+                "evidence": change["evidence"],
+                "sites": ", ".join(change["sites"]),
+            }
+            for change in summary["changes"]
+        ]
         rows = rows or [{"what": "state", "subject": "all", "state": "ok", "evidence": f"{summary['rounds']} round(s)"}]
-        create_table_artifact(table=rows, key="health", description=f"Health: {summary['rounds']} round(s), "
-                              f"{len(summary['changes'])} change(s), {len(summary['failed'])} failed")
+        create_table_artifact(
+            table=rows,
+            key="health",
+            description=f"Health: {summary['rounds']} round(s), "
+            f"{len(summary['changes'])} change(s), {len(summary['failed'])} failed",
+        )
     except Exception as error:
         logger.error("could not publish the health table: %s", error)
-

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextvars
 import json
-import ssl
 import socket
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -83,16 +83,25 @@ def round_targets(fleet, active_server_of: dict[str, str], services: list[str] |
         active = active_server_of.get(service.name, service.production)
         url = urlsplit(service.health_url) if service.health_url else None
         tls = bool(url and url.scheme == "https")
-        chosen.append(ServiceTarget(
-            name=service.name, active_server=active, address=address_of[active], dns_name=service.dns_name,
-            zone=service.zone, port=(url.port or (443 if tls else 80)) if url else service.app_port,
-            path=((url.path or "/") + (f"?{url.query}" if url.query else "")) if url else "",
-            host=url.netloc if url else service.dns_name, tls=tls))
+        chosen.append(
+            ServiceTarget(
+                name=service.name,
+                active_server=active,
+                address=address_of[active],
+                dns_name=service.dns_name,
+                zone=service.zone,
+                port=(url.port or (443 if tls else 80)) if url else service.app_port,
+                path=((url.path or "/") + (f"?{url.query}" if url.query else "")) if url else "",
+                host=url.netloc if url else service.dns_name,
+                tls=tls,
+            )
+        )
     return RoundTargets(servers, tuple(chosen))
 
 
 def resolve_services(fleet, targets: RoundTargets, timeout: float) -> RoundTargets:
     """Ask each zone's authoritative server for each service's name (in parallel)."""
+
     def resolve(service: ServiceTarget):
         try:
             return dns.read_addresses(access.dns_server(fleet, service.zone, timeout), service.dns_name), None
@@ -108,19 +117,30 @@ def resolve_services(fleet, targets: RoundTargets, timeout: float) -> RoundTarge
 
 def probe_spec(targets: RoundTargets, timeout: float) -> dict:
     """The probe script's spec for ``targets`` (the same for every site)."""
-    spec = {"timeout": timeout,
-            "tcp": [{"id": f"reach|{s.name}", "address": s.address, "port": s.ssh_port, "banner": "SSH-"}
-                    for s in targets.servers],
-            "http": []}
+    spec = {
+        "timeout": timeout,
+        "tcp": [{"id": f"reach|{s.name}", "address": s.address, "port": s.ssh_port, "banner": "SSH-"} for s in targets.servers],
+        "http": [],
+    }
     for service in targets.services:
         addresses = (targets.resolved.get(service.name) or (None, None))[0] or []
-        for probe_id, address in ((f"direct|{service.name}", service.address),
-                                  (f"dns|{service.name}", addresses[0] if addresses else None)):
+        for probe_id, address in (
+            (f"direct|{service.name}", service.address),
+            (f"dns|{service.name}", addresses[0] if addresses else None),
+        ):
             if address is None:
                 continue
             if service.path:
-                spec["http"].append({"id": probe_id, "address": address, "port": service.port, "host": service.host,
-                                     "path": service.path, "tls": service.tls})
+                spec["http"].append(
+                    {
+                        "id": probe_id,
+                        "address": address,
+                        "port": service.port,
+                        "host": service.host,
+                        "path": service.path,
+                        "tls": service.tls,
+                    }
+                )
             else:
                 spec["tcp"].append({"id": probe_id, "address": address, "port": service.port, "banner": ""})
     return spec
@@ -128,12 +148,15 @@ def probe_spec(targets: RoundTargets, timeout: float) -> dict:
 
 def readings_from(site: str, results: dict, targets: RoundTargets) -> list[Reading]:
     """The probe results of one site as readings (a DNS name that did not resolve fails its probe)."""
-    readings = [probe_reading(s.name, REACHABILITY, ComponentKind.reachability, results.get(f"reach|{s.name}"), site)
-                for s in targets.servers]
+    readings = [
+        probe_reading(s.name, REACHABILITY, ComponentKind.reachability, results.get(f"reach|{s.name}"), site)
+        for s in targets.servers
+    ]
     for service in targets.services:
         subject = f"service:{service.name}"
-        readings.append(probe_reading(subject, APPLICATION_DIRECT, ComponentKind.application,
-                                      results.get(f"direct|{service.name}"), site))
+        readings.append(
+            probe_reading(subject, APPLICATION_DIRECT, ComponentKind.application, results.get(f"direct|{service.name}"), site)
+        )
         addresses, error = targets.resolved.get(service.name) or (None, "not resolved")
         through_dns = results.get(f"dns|{service.name}")
         if through_dns is None:
@@ -170,23 +193,40 @@ def login_and_space(fleet, server: ServerTarget, timeout: float, thresholds: Spa
             inodes = connection.run(["df", "-P", "-i", "/", "/srv"], timeout=timeout * 2, check=False).text
     except HotspareError as error:
         return [probe_reading(server.name, REACHABILITY, ComponentKind.reachability, {"ok": False, "evidence": str(error)}, site)]
-    login = probe_reading(server.name, REACHABILITY, ComponentKind.reachability,
-                          {"ok": True, "evidence": f"SSH login with the pinned host key works ({server.address})"}, site)
-    space = [Reading(r.subject, r.component, r.kind, r.state, r.evidence, site) for r in
-             space_readings(server.name, blocks, inodes, thresholds)]
+    login = probe_reading(
+        server.name,
+        REACHABILITY,
+        ComponentKind.reachability,
+        {"ok": True, "evidence": f"SSH login with the pinned host key works ({server.address})"},
+        site,
+    )
+    space = [
+        Reading(r.subject, r.component, r.kind, r.state, r.evidence, site)
+        for r in space_readings(server.name, blocks, inodes, thresholds)
+    ]
     return [login, *space]
 
 
-def control_extras(fleet, targets: RoundTargets, site: str, timeout: float, thresholds: SpaceThresholds,
-                   warning_days: int, tcp_ok: dict[str, bool], ssh_login: bool = True) -> list[Reading]:
+def control_extras(
+    fleet,
+    targets: RoundTargets,
+    site: str,
+    timeout: float,
+    thresholds: SpaceThresholds,
+    warning_days: int,
+    tcp_ok: dict[str, bool],
+    ssh_login: bool = True,
+) -> list[Reading]:
     """What only the orchestrator reads: SSH logins and space, DNS answers, certificates."""
     readings: list[Reading] = []
     if ssh_login:
         reachable = [s for s in targets.servers if tcp_ok.get(s.name)]
         if reachable:
             with ThreadPoolExecutor(max_workers=min(16, len(reachable))) as pool:
-                futures = [pool.submit(contextvars.copy_context().run, login_and_space, fleet, server, timeout, thresholds,
-                                       site) for server in reachable]  # in the run's context (its certificate)
+                futures = [
+                    pool.submit(contextvars.copy_context().run, login_and_space, fleet, server, timeout, thresholds, site)
+                    for server in reachable
+                ]  # in the run's context (its certificate)
                 for future in futures:
                     readings += future.result()
     now = datetime.now(timezone.utc)

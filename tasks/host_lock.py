@@ -71,8 +71,9 @@ def host_lock(connection: SshConnection | Lease, purpose: str, wait_seconds: flo
             acquired = True
             waited = time.monotonic() - started
             if waited >= 1.0:
-                _logger().info("took the host lock of %s after waiting %.1f s (another run held it), for the %s",
-                               host, waited, purpose)
+                _logger().info(
+                    "took the host lock of %s after waiting %.1f s (another run held it), for the %s", host, waited, purpose
+                )
             yield held
     except RemoteCommandError as error:
         if acquired or error.exit_status != plan.BUSY_EXIT:
@@ -81,7 +82,10 @@ def host_lock(connection: SshConnection | Lease, purpose: str, wait_seconds: flo
         raise HostBusy(
             f"{host}: could not take the host lock ({plan.HOST_LOCK_FILE}) for the {purpose} within "
             f"{wait_seconds:g} s: it is held by {holder}. It frees itself when that run ends or its "
-            f"orchestrator stops; run this again then", host=host, holder=holder) from None
+            f"orchestrator stops; run this again then",
+            host=host,
+            holder=holder,
+        ) from None
 
 
 def _logger():

@@ -28,9 +28,17 @@ def run_tag() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def neutralise(connection, spec, roots: Sequence[tuple[str, str]], *, kept: Sequence[tuple[str, str]] = (),
-               act: bool = True, within: Sequence[str] = (), kept_out_by_rsync: frozenset[str] | None = None,
-               logger=None) -> plan.Report:
+def neutralise(
+    connection,
+    spec,
+    roots: Sequence[tuple[str, str]],
+    *,
+    kept: Sequence[tuple[str, str]] = (),
+    act: bool = True,
+    within: Sequence[str] = (),
+    kept_out_by_rsync: frozenset[str] | None = None,
+    logger=None,
+) -> plan.Report:
     """Scan ``roots`` ((folder, live path it is or becomes[, act])) on the connection's host,
     neutralise what the service's ``allow_special`` does not allow, list the files of ``kept``
     that differ; every item is a line of the run log (warnings for what was neutralised or kept
@@ -41,8 +49,10 @@ def neutralise(connection, spec, roots: Sequence[tuple[str, str]], *, kept: Sequ
     stdin = plan.neutralise_stdin(roots, plan.declared_paths(spec), spec.get("allow_special") or [], kept, act)
     ran = connection.run(plan.neutralise_argv(within), stdin=stdin, timeout=PROGRAM_TIMEOUT, check=False)
     if ran.exit_status != 0:
-        raise PermanentError(f"the live-data check on {connection.endpoint.name} failed (exit {ran.exit_status}): "
-                             f"{plan.printable(ran.stderr_tail.strip()[-300:])}; nothing was made live past this point")
+        raise PermanentError(
+            f"the live-data check on {connection.endpoint.name} failed (exit {ran.exit_status}): "
+            f"{plan.printable(ran.stderr_tail.strip()[-300:])}; nothing was made live past this point"
+        )
     report = plan.parse_report(ran.stdout.decode())
     host = connection.endpoint.name
     if kept_out_by_rsync is not None:  # read-only copy roots were scanned to name what rsync kept out
@@ -54,15 +64,17 @@ def neutralise(connection, spec, roots: Sequence[tuple[str, str]], *, kept: Sequ
     for kept_file in report.kept:
         logger.warning("%s on %s: replaced by the copy, kept aside: %s", spec["name"], host, kept_file.line())
     if report.kept_count > len(report.kept):
-        logger.warning("%s on %s: … and %d more replaced file(s) kept aside", spec["name"], host,
-                       report.kept_count - len(report.kept))
+        logger.warning(
+            "%s on %s: … and %d more replaced file(s) kept aside", spec["name"], host, report.kept_count - len(report.kept)
+        )
     logger.info("%s on %s: %s", spec["name"], host, report.summary())
     return report
 
 
 @task(name="neutralise live data", cache_policy=NO_CACHE)
-def neutralise_live_data(service: str, host: str, roots: list[tuple[str, str]], act: bool = True,
-                         within: list[str] | None = None) -> dict:
+def neutralise_live_data(
+    service: str, host: str, roots: list[tuple[str, str]], act: bool = True, within: list[str] | None = None
+) -> dict:
     """The live-data program on ``host`` for ``service`` (see ``neutralise``); the report as a dict
     with ``markdown`` lines for the caller's artifact. ``within``: an argv prefix that enters
     other namespaces first (a drill: ``planning.drill.enter(holder, "mount")``, with ``roots``

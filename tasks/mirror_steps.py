@@ -26,12 +26,10 @@ from hotspare.adapters.errors import RemoteCommandError, TransientError
 from hotspare.fleet import Fleet
 from hotspare.inventory import copies
 from hotspare.planning import accounts as account_plan
-from hotspare.planning import copy_backends
+from hotspare.planning import copy_backends, run_programs, space
 from hotspare.planning import host_lock as host_lock_plan
 from hotspare.planning import replication as plan
-from hotspare.planning import run_programs
 from hotspare.planning import shell_programs as shell
-from hotspare.planning import space
 from hotspare.planning.replication import Decision
 from tasks.account_merge import apply_accounts
 
@@ -55,8 +53,9 @@ def _staged(fleet: Fleet, service: str, copy_id: str, source: str) -> dict:
         found = _STAGED.get(copy_id)
     if found is None:  # not read by this process's preflight: read production's files now
         with access.connect(fleet, source) as production:
-            files = shell.split_files(account_plan.ACCOUNT_FILES,
-                                      production.run(shell.read_files(account_plan.ACCOUNT_FILES), timeout=60).stdout)
+            files = shell.split_files(
+                account_plan.ACCOUNT_FILES, production.run(shell.read_files(account_plan.ACCOUNT_FILES), timeout=60).stdout
+            )
         stage_accounts_read(fleet, service, copy_id, source, files)
         with _LOCK:
             found = _STAGED[copy_id]
@@ -73,8 +72,13 @@ def prepare(fleet: Fleet, copy_plan) -> tuple[dict, Decision | None]:
     own = staged["own"]
     bounded = copy_plan.backend == copy_backends.SNAPSHOT
     quota = space.quota_argv(plan.service_root(service), service, copy_plan.bound) if bounded else None
-    argv = run_programs.prepare_argv(copy_backends.close_store_argv(service), quota,
-                                     [list(argv) for argv in copy_plan.prepare], copy_plan.tree, stage_accounts=True)
+    argv = run_programs.prepare_argv(
+        copy_backends.close_store_argv(service),
+        quota,
+        [list(argv) for argv in copy_plan.prepare],
+        copy_plan.tree,
+        stage_accounts=True,
+    )
     with access.connect(fleet, target) as mirror:
         ran = mirror.run(argv, stdin=run_programs.nul_terminated(own.files, account_plan.ACCOUNT_FILES), timeout=600)
     prepared = run_programs.parse_prepared(ran.stdout)
@@ -82,20 +86,28 @@ def prepare(fleet: Fleet, copy_plan) -> tuple[dict, Decision | None]:
         staged["mirror"] = prepared.mirror_accounts
     for sentence in own.refused:
         logger.warning("accounts of %s on %s: %s", service, copy_plan.source, sentence)
-    logger.info("accounts of %s taken from %s: users %s, groups %s (every other line left on production)", service,
-                copy_plan.source, ", ".join(own.users) or "none", ", ".join(own.groups) or "none")
+    logger.info(
+        "accounts of %s taken from %s: users %s, groups %s (every other line left on production)",
+        service,
+        copy_plan.source,
+        ", ".join(own.users) or "none",
+        ", ".join(own.groups) or "none",
+    )
     screened = {"users": list(own.users), "groups": list(own.groups), "refused": list(own.refused)}
     if not bounded:
         return screened, None
     if prepared.quota_status != 0:
-        logger.warning("%s's area on %s is NOT bounded: btrfs quota groups could not be set up there (%s); enable "
-                       "them by hand (`btrfs quota enable /srv`) or ask for hard-linked copies with their reserve",
-                       service, target, (prepared.quota_output + ran.stderr_tail).strip()[-300:])
+        logger.warning(
+            "%s's area on %s is NOT bounded: btrfs quota groups could not be set up there (%s); enable "
+            "them by hand (`btrfs quota enable /srv`) or ask for hard-linked copies with their reserve",
+            service,
+            target,
+            (prepared.quota_output + ran.stderr_tail).strip()[-300:],
+        )
         return screened, None
     facts = space.parse_quota(prepared.quota_output)
     logger.info(space.quota_sentence(service, target, facts, copy_plan.bound_why))
-    return screened, space.judge_bound(service, target, facts.referenced, copy_plan.needed, copy_plan.bound,
-                                       copy_plan.bound_why)
+    return screened, space.judge_bound(service, target, facts.referenced, copy_plan.needed, copy_plan.bound, copy_plan.bound_why)
 
 
 def finish(service: str, copy_id: str, target: str, doomed: list[str]) -> dict:
@@ -113,15 +125,23 @@ def finish(service: str, copy_id: str, target: str, doomed: list[str]) -> dict:
         source[account_plan.SHADOW] = account_plan.locked_passwords(source.get(account_plan.SHADOW, ""))
         merge = account_plan.merge_accounts(current, source, rules.uid_min, rules.uid_max, rules.users)
         merged = {path: merge.files[path] for path in merge.changed(current)}
-    argv = run_programs.finish_argv(plan.service_root(service) + "/current", f"copies/{copy_id}", merged or {},
-                                    current or {}, uuid.uuid4().hex[:12], f"merge of {service}'s accounts",
-                                    [(doomed_id, copy_backends.remove_copy_argv(service, doomed_id)) for doomed_id in doomed])
+    argv = run_programs.finish_argv(
+        plan.service_root(service) + "/current",
+        f"copies/{copy_id}",
+        merged or {},
+        current or {},
+        uuid.uuid4().hex[:12],
+        f"merge of {service}'s accounts",
+        [(doomed_id, copy_backends.remove_copy_argv(service, doomed_id)) for doomed_id in doomed],
+    )
     with access.connect(fleet, target) as mirror:
         ran = mirror.run(argv, stdin=run_programs.finish_stdin(merged or {}), timeout=1800, check=False)
     done = run_programs.parse_finished(ran.text)
     if not done.promoted:
-        raise TransientError(f"on {target}: copy {copy_id} could not be made current ({ran.stderr_tail.strip()[-300:]}); "
-                             "the previous copy stays current")
+        raise TransientError(
+            f"on {target}: copy {copy_id} could not be made current ({ran.stderr_tail.strip()[-300:]}); "
+            "the previous copy stays current"
+        )
     copies.make_current(service, copy_id)
     logger.info("copy %s is now the current copy of %s on %s", copy_id, service, target)
     for pruned in done.pruned:
@@ -129,8 +149,11 @@ def finish(service: str, copy_id: str, target: str, doomed: list[str]) -> dict:
     if merge is None or done.accounts_status not in (None, 0):
         if done.accounts_status not in (None, 0, host_lock_plan.BUSY_EXIT):
             raise RemoteCommandError(target, f"merge of {service}'s accounts", done.accounts_status, ran.stderr_tail)
-        why = ("the account files changed since they were read (another merge)" if merge is not None
-               else "this process did not read the accounts")
+        why = (
+            "the account files changed since they were read (another merge)"
+            if merge is not None
+            else "this process did not read the accounts"
+        )
         logger.info("accounts of %s on %s: merged under the held host lock, since %s", service, target, why)
         accounts = apply_accounts(service, copy_id, target, locked=True)
         left = [doomed_id for doomed_id in doomed if doomed_id not in done.pruned]
@@ -146,7 +169,16 @@ def finish(service: str, copy_id: str, target: str, doomed: list[str]) -> dict:
     refused = [*staged["own"].refused, *merge.refused]
     for sentence in merge.refused:
         logger.warning("accounts of %s on %s: %s", service, target, sentence)
-    logger.info("accounts of %s on %s: %s (%d file(s) updated, %d entr%s refused)", service, target,
-                ", ".join(merge.users) or "none", len(merged), len(refused), "y" if len(refused) == 1 else "ies")
-    return {"accounts": {"users": list(merge.users), "groups": list(merge.groups), "files_updated": list(merged),
-                         "refused": refused}, "pruned": list(done.pruned)}
+    logger.info(
+        "accounts of %s on %s: %s (%d file(s) updated, %d entr%s refused)",
+        service,
+        target,
+        ", ".join(merge.users) or "none",
+        len(merged),
+        len(refused),
+        "y" if len(refused) == 1 else "ies",
+    )
+    return {
+        "accounts": {"users": list(merge.users), "groups": list(merge.groups), "files_updated": list(merged), "refused": refused},
+        "pruned": list(done.pruned),
+    }

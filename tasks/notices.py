@@ -42,8 +42,11 @@ def notice_facts(incident_id: int) -> tuple[dict, dict[str, str], dict[str, str]
     with session() as db:
         rows = list(db.exec(select(ServiceRow).where(ServiceRow.retired == False)))  # noqa: E712
         active = {row.name: row.active_server for row in rows}
-        moved_at = {row.name: row.failover["finished_at"] for row in rows
-                    if (row.failover or {}).get("finished_at") and row.failover.get("previous_production")}
+        moved_at = {
+            row.name: row.failover["finished_at"]
+            for row in rows
+            if (row.failover or {}).get("finished_at") and row.failover.get("previous_production")
+        }
     return incident, active, moved_at
 
 
@@ -61,15 +64,23 @@ def preview_notice(incident_id: int, kind: str, approved: bool = False, fleet=No
         pages = page_urls(fleet)
         incident = incident | {"reference": public_references([incident_id])[incident_id]}
     except (HotspareError, OSError) as error:
-        log.error("notice of incident %s: no status page key (%s): the message links the public page "
-                  "and names no incident reference", incident_id, error)
-    return plan_notice(incident, kind, section, active, approved=approved, moved_at=moved_at,
-                       page_urls=pages), incident
+        log.error(
+            "notice of incident %s: no status page key (%s): the message links the public page and names no incident reference",
+            incident_id,
+            error,
+        )
+    return plan_notice(incident, kind, section, active, approved=approved, moved_at=moved_at, page_urls=pages), incident
 
 
-def send_notice(incident_id: int, kind: str = "opened", approved_by: str | None = None,
-                messages_per_second: float | None = None, fleet=None,
-                sleep: Callable[[float], None] = time.sleep, relay=None) -> dict:
+def send_notice(
+    incident_id: int,
+    kind: str = "opened",
+    approved_by: str | None = None,
+    messages_per_second: float | None = None,
+    fleet=None,
+    sleep: Callable[[float], None] = time.sleep,
+    relay=None,
+) -> dict:
     """Send (or resume) the notice of ``incident_id``'s opening or resolution; returns a summary.
 
     Held by policy (preview-and-approve, or none) unless ``approved_by`` names the operator
@@ -89,15 +100,30 @@ def send_notice(incident_id: int, kind: str = "opened", approved_by: str | None 
             records.record_notice(plan.notice_id, incident_id, kind, plan.subject, "held", plan.decision.reason)
         if previous is None and plan.attention:
             # Customers are affected and not told: the timeline names it (internal, never on the page).
-            add_event(incident_id, "notice_held", f"{kind} notice not sent: {plan.decision.reason}",
-                      details={"notice": plan.notice_id, "held": True, "recipients": len(plan.recipients),
-                               "services": list(plan.services)})
+            add_event(
+                incident_id,
+                "notice_held",
+                f"{kind} notice not sent: {plan.decision.reason}",
+                details={
+                    "notice": plan.notice_id,
+                    "held": True,
+                    "recipients": len(plan.recipients),
+                    "services": list(plan.services),
+                },
+            )
         log.info("notice %s not sent: %s", plan.notice_id, plan.decision.reason)
-        return {"notice": plan.notice_id, "sent": False, "reason": plan.decision.reason, "attention": plan.attention,
-                "services": list(plan.services)}
+        return {
+            "notice": plan.notice_id,
+            "sent": False,
+            "reason": plan.decision.reason,
+            "attention": plan.attention,
+            "services": list(plan.services),
+        }
     if fleet.mail is None:
-        raise MissingConfiguration("the fleet file has no mail section (smtp_block, sender): customer notices "
-                                   "cannot be sent; add it and load the fleet again")
+        raise MissingConfiguration(
+            "the fleet file has no mail section (smtp_block, sender): customer notices "
+            "cannot be sent; add it and load the fleet again"
+        )
     records.record_notice(plan.notice_id, incident_id, kind, plan.subject, "sending", plan.decision.reason, approved_by)
     started = time.monotonic()
     summary = _deliver(plan, incident, fleet, relay or smtp_relay(fleet.mail.smtp_block), messages_per_second, sleep)
@@ -115,8 +141,9 @@ def _deliver(plan, incident, fleet, relay, messages_per_second, sleep) -> dict:
     section, sender = fleet.customer_notices, fleet.mail.sender
     domain = sender.rpartition("@")[2]
     by_address = {recipient.email.lower(): recipient for recipient in plan.recipients}
-    records.ensure_deliveries(plan.notice_id, [(r.email, r.name, message_id(plan.notice_id, r.email, domain))
-                                               for r in plan.recipients])
+    records.ensure_deliveries(
+        plan.notice_id, [(r.email, r.name, message_id(plan.notice_id, r.email, domain)) for r in plan.recipients]
+    )
     newly_uncertain = records.recover(plan.notice_id)
     holder = records.this_process()
     interval = 1.0 / (messages_per_second or section.messages_per_second)
@@ -134,8 +161,9 @@ def _deliver(plan, incident, fleet, relay, messages_per_second, sleep) -> dict:
             sleep(max(0.0, next_slot - time.monotonic()))
             next_slot = time.monotonic() + interval
             try:
-                message = _with_unsubscribe(fleet, render_message(plan, recipient, incident, section, sender, utcnow()),
-                                            recipient.email)
+                message = _with_unsubscribe(
+                    fleet, render_message(plan, recipient, incident, section, sender, utcnow()), recipient.email
+                )
             except Exception as error:  # noqa: BLE001 -- one recipient's bad data never stops the others
                 reason = f"the message could not be composed: {type(error).__name__}: {error}"
                 records.advance(row.id, holder, "bounced", None, reason)
@@ -144,11 +172,15 @@ def _deliver(plan, incident, fleet, relay, messages_per_second, sleep) -> dict:
             _send_claimed(relay, message, row, holder)
     rows = records.deliveries(plan.notice_id)
     return {
-        "notice": plan.notice_id, "sent": True, "subject": plan.subject,
+        "notice": plan.notice_id,
+        "sent": True,
+        "subject": plan.subject,
         "recipients": len(rows),
-        "states": {state: sorted(r.address for r in rows if r.state == state)
-                   for state in ("sent", "bounced", "deferred", "uncertain", "pending", "sending") if
-                   any(r.state == state for r in rows)},
+        "states": {
+            state: sorted(r.address for r in rows if r.state == state)
+            for state in ("sent", "bounced", "deferred", "uncertain", "pending", "sending")
+            if any(r.state == state for r in rows)
+        },
         "bounces": {r.address: f"{r.code} {r.reply}" if r.code else r.reply for r in rows if r.state == "bounced"},
         "newly_uncertain": [r.address for r in newly_uncertain],
     }
@@ -216,6 +248,7 @@ def _record_outcome(plan, incident_id: int, kind: str, summary: dict) -> None:
 
 # ----- status page --------------------------------------------------------------------------
 
+
 def status_page_facts(fleet, now, probe_timeout: float = 1.0):
     """PageFacts from the inventory: services as ``hotspare status`` sees them, incidents, drills."""
     from sqlmodel import select
@@ -233,28 +266,46 @@ def status_page_facts(fleet, now, probe_timeout: float = 1.0):
         servers = {server.name: server for server in db.exec(select(ServerRow))}
     reachable = reachability({name: (s.address, s.ssh_port) for name, s in servers.items()}, probe_timeout)
     in_fleet = {service.name: service for service in fleet.services}
-    facts = {service.name: copy_facts(service, copies.current_copy(service.name), copies.newest_verified(service.name),
-                                      fleet.rpo_hours_of(in_fleet[service.name]) if service.name in in_fleet
-                                      else fleet.defaults.rpo_hours, now)
-             for service in services}
-    records = [record | {"last_drill": _last_drill(record["service"])}
-               for record in service_status(services, servers, reachable, facts)]
-    shown = [item for item in list_incidents(limit=50)
-             if not item["internal"]  # record-only incidents and redundant parts stay internal
-             and (item["status"] != "resolved" or now - as_utc(_parse(item["resolved_at"])) < RESOLVED_SHOWN_FOR)]
+    facts = {
+        service.name: copy_facts(
+            service,
+            copies.current_copy(service.name),
+            copies.newest_verified(service.name),
+            fleet.rpo_hours_of(in_fleet[service.name]) if service.name in in_fleet else fleet.defaults.rpo_hours,
+            now,
+        )
+        for service in services
+    }
+    records = [
+        record | {"last_drill": _last_drill(record["service"])} for record in service_status(services, servers, reachable, facts)
+    ]
+    shown = [
+        item
+        for item in list_incidents(limit=50)
+        if not item["internal"]  # record-only incidents and redundant parts stay internal
+        and (item["status"] != "resolved" or now - as_utc(_parse(item["resolved_at"])) < RESOLVED_SHOWN_FOR)
+    ]
     section = fleet.customer_notices
     active = {service.name: service.active_server for service in services}
     # The services it made unavailable, recorded when it opened (as the notices tell them).
-    incidents = tuple(incident | {"services": list(customer_services(incident, active))}
-                      for incident in (get_incident(item["id"]) for item in shown))
+    incidents = tuple(
+        incident | {"services": list(customer_services(incident, active))}
+        for incident in (get_incident(item["id"]) for item in shown)
+    )
     from tasks.subscriptions import customer_pages, public_references
 
     references = public_references([incident["id"] for incident in incidents])
     incidents = tuple(incident | {"reference": references[incident["id"]]} for incident in incidents)
-    return PageFacts(title="Service status", page_url=section.status_page.url if section.status_page else "",
-                     generated_at=now, emergency_numbers=tuple(section.emergency_numbers), services=tuple(records),
-                     incidents=incidents, customers=customer_pages(fleet),
-                     subscribe_url=(section.status_page.subscribe_url or None) if section.status_page else None)
+    return PageFacts(
+        title="Service status",
+        page_url=section.status_page.url if section.status_page else "",
+        generated_at=now,
+        emergency_numbers=tuple(section.emergency_numbers),
+        services=tuple(records),
+        incidents=incidents,
+        customers=customer_pages(fleet),
+        subscribe_url=(section.status_page.subscribe_url or None) if section.status_page else None,
+    )
 
 
 def _parse(iso: str):
@@ -271,14 +322,23 @@ def _last_drill(service: str) -> dict | None:
         return None
     for row in drills_of(service, limit=10):
         if row.finished is not None:
-            return {"started": row.started.isoformat(), "finished": row.finished.isoformat(), "outcome": row.outcome,
-                    "rto_seconds": row.rto_seconds}
+            return {
+                "started": row.started.isoformat(),
+                "finished": row.finished.isoformat(),
+                "outcome": row.outcome,
+                "rto_seconds": row.rto_seconds,
+            }
     return None
 
 
-def publish_status_page(incident_id: int | None = None, fleet=None, attempts: int = PUBLISH_ATTEMPTS,
-                        backoff_seconds: float = PUBLISH_BACKOFF_SECONDS, connect_timeout: float = 5.0,
-                        sleep: Callable[[float], None] = time.sleep) -> dict:
+def publish_status_page(
+    incident_id: int | None = None,
+    fleet=None,
+    attempts: int = PUBLISH_ATTEMPTS,
+    backoff_seconds: float = PUBLISH_BACKOFF_SECONDS,
+    connect_timeout: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict:
     """Render and upload the status page; retried with backoff; never raises.
 
     The outcome is noted in the timeline of ``incident_id`` (or, for a failure, of every open
@@ -308,13 +368,13 @@ def publish_status_page(incident_id: int | None = None, fleet=None, attempts: in
                 break
             sleep(backoff_seconds * 2 ** (attempt - 1))
             continue
-        result = {"published": True, "url": target.url, "server": target.server, "attempts": attempt,
-                  "files": sorted(files)}
+        result = {"published": True, "url": target.url, "server": target.server, "attempts": attempt, "files": sorted(files)}
         if incident_id is not None:
             _note(incident_id, "status_publish", f"status page published at {target.url}", result)
         return result
-    return _publish_failed(incident_id, f"status page not published to {target.server} after {len(errors)} attempts: "
-                                        f"{errors[-1]}", len(errors))
+    return _publish_failed(
+        incident_id, f"status page not published to {target.server} after {len(errors)} attempts: {errors[-1]}", len(errors)
+    )
 
 
 def _publish_failed(incident_id: int | None, text: str, attempts: int) -> dict:

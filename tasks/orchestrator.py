@@ -116,8 +116,9 @@ def _check(fleet, zone: str, read_only: bool, takeover: bool) -> Decision:
         log.warning("reading the orchestrator marker: %s", error)
         marker, reachable = None, False
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    decision = decide(identity, marker, reachable=reachable, takeover=takeover, read_only=read_only,
-                      new_fleet_id=str(uuid.uuid4()), now=now)
+    decision = decide(
+        identity, marker, reachable=reachable, takeover=takeover, read_only=read_only, new_fleet_id=str(uuid.uuid4()), now=now
+    )
     if decision.kind == "claim":
         try:
             _write_marker(fleet, zone, decision.expected, decision.new_marker)
@@ -130,12 +131,16 @@ def _check(fleet, zone: str, read_only: bool, takeover: bool) -> Decision:
         else:
             identities.record(after_claim(identity, decision.new_marker))
             return Decision("act", decision.sentence, holder=decision.new_marker)
-    if decision.kind == "act" and decision.holder is not None and (
-            identity.epoch, identity.fleet_id, identity.lost_to) != (decision.holder.epoch, decision.holder.fleet_id, None):
+    if (
+        decision.kind == "act"
+        and decision.holder is not None
+        and (identity.epoch, identity.fleet_id, identity.lost_to) != (decision.holder.epoch, decision.holder.fleet_id, None)
+    ):
         identities.record(after_claim(identity, decision.holder))
     elif decision.kind in ("refuse", "warn") and decision.holder is not None and identity.lost_to != decision.holder.name:
-        identities.record(Identity(identity.orchestrator_id, identity.name, identity.fleet_id, identity.epoch,
-                                   decision.holder.name))
+        identities.record(
+            Identity(identity.orchestrator_id, identity.name, identity.fleet_id, identity.epoch, decision.holder.name)
+        )
     return decision
 
 
@@ -145,16 +150,25 @@ def _read_marker(fleet, zone: str) -> Marker | None:
     records = dns_adapter.read_txt(server, record_name(zone))
     markers = [marker for marker in (parse_marker(strings) for strings in records) if marker is not None]
     if records and not markers:  # a compare-and-swap against "no record" could never succeed
-        raise NotOrchestrator(f"{record_name(zone)} holds a TXT record that is not hotspare's orchestrator marker "
-                              f"({' '.join(records[0])[:120]!r}); remove it, then run `hotspare fleet claim`")
+        raise NotOrchestrator(
+            f"{record_name(zone)} holds a TXT record that is not hotspare's orchestrator marker "
+            f"({' '.join(records[0])[:120]!r}); remove it, then run `hotspare fleet claim`"
+        )
     return markers[0] if markers else None
 
 
 def _write_marker(fleet, zone: str, expected: Marker | None, new: Marker) -> None:
     server = access.dns_server(fleet, zone, timeout=DNS_TIMEOUT_SECONDS)
     key = access.tsig_key(fleet.zone(zone).tsig_key_block)
-    dns_adapter.compare_and_swap_txt(server, key, record_name(zone), expected.strings() if expected else None,
-                                     new.strings(), MARKER_TTL, f"claim the fleet for {new.name} (epoch {new.epoch})")
+    dns_adapter.compare_and_swap_txt(
+        server,
+        key,
+        record_name(zone),
+        expected.strings() if expected else None,
+        new.strings(),
+        MARKER_TTL,
+        f"claim the fleet for {new.name} (epoch {new.epoch})",
+    )
 
 
 def _say(decision: Decision, action: str) -> None:
@@ -163,7 +177,6 @@ def _say(decision: Decision, action: str) -> None:
     from prefect.context import FlowRunContext, TaskRunContext
 
     if FlowRunContext.get() or TaskRunContext.get():
-        get_run_logger().log(logging.INFO if decision.kind == "act" else logging.WARNING, "%s: %s", action,
-                             decision.sentence)
+        get_run_logger().log(logging.INFO if decision.kind == "act" else logging.WARNING, "%s: %s", action, decision.sentence)
     else:  # a command: it reports the refusal or warning itself, once
         log.debug("%s: %s", action, decision.sentence)

@@ -32,11 +32,13 @@ def load_providers(fleet) -> tuple[list[phone.Provider], list[str]]:
         try:
             block = PhoneProvider.load(name)
         except Exception as error:  # a missing block must not stop the other providers
-            problems.append(f"PhoneProvider block {name!r} could not be loaded ({type(error).__name__}: {error}); "
-                            f"create it in the Prefect UI")
+            problems.append(
+                f"PhoneProvider block {name!r} could not be loaded ({type(error).__name__}: {error}); create it in the Prefect UI"
+            )
             continue
-        providers.append(phone.Provider(name, block.base_url, block.account_sid,
-                                        block.auth_token.get_secret_value(), block.from_number))
+        providers.append(
+            phone.Provider(name, block.base_url, block.account_sid, block.auth_token.get_secret_value(), block.from_number)
+        )
     return providers, problems
 
 
@@ -55,14 +57,22 @@ def sms_acknowledgement_url(fleet, provider: str) -> str | None:
 
 def page_text(incident: dict) -> str:
     where = ", ".join(incident["servers"] + incident["services"]) or "the fleet"
-    return (f"hotspare emergency, incident {incident['id']}, category {incident['category']} "
-            f"({incident['category_name']}), {incident['severity']} severity: {incident['title']} ({where}).")
+    return (
+        f"hotspare emergency, incident {incident['id']}, category {incident['category']} "
+        f"({incident['category_name']}), {incident['severity']} severity: {incident['title']} ({where})."
+    )
 
 
 def send_page(fleet, incident: dict, page, providers: list[phone.Provider]) -> dict:
     """Send one page and record it; returns the timeline entry's details. Never raises."""
-    details = {"action": page.action, "target": page.target, "address": page.address, "digits": page.digits,
-               "round": page.round, "step": page.step}
+    details = {
+        "action": page.action,
+        "target": page.target,
+        "address": page.address,
+        "digits": page.digits,
+        "round": page.round,
+        "step": page.step,
+    }
     offered: list = []  # the failover plans this page offers to an approver
     try:
         if page.action == "email":
@@ -71,11 +81,19 @@ def send_page(fleet, incident: dict, page, providers: list[phone.Provider]) -> d
         else:
             offered = phone_offers.to_offer(fleet, incident, page)
             delivery = phone.deliver(providers, lambda provider: _send_phone(fleet, incident, page, provider, offered))
-            details |= {"provider": delivery.provider, "sid": delivery.sid, "status": delivery.status,
-                        "failed_providers": list(delivery.failed_providers)}
+            details |= {
+                "provider": delivery.provider,
+                "sid": delivery.sid,
+                "status": delivery.status,
+                "failed_providers": list(delivery.failed_providers),
+            }
             for failure in delivery.failed_providers:
-                incidents.add_event(incident["id"], "error", f"fallback: {failure}; used {delivery.provider}",
-                                    details={"provider_failure": failure, "used": delivery.provider})
+                incidents.add_event(
+                    incident["id"],
+                    "error",
+                    f"fallback: {failure}; used {delivery.provider}",
+                    details={"provider_failure": failure, "used": delivery.provider},
+                )
     except Exception as error:  # paging is a side channel: record, move on to the next step
         details["error"] = str(error)
         incidents.add_event(incident["id"], "error", f"could not {page.describe()}: {error}", details=details)
@@ -86,8 +104,7 @@ def send_page(fleet, incident: dict, page, providers: list[phone.Provider]) -> d
     if page.action != "email":  # its SID tells the acknowledgement webhook what a reply answers
         number = _e164_or_as_written(page.address)
         pages.record_page(incident["id"], details["provider"], details["sid"], page.action, page.target, number)
-        phone_offers.record(offered, incident["id"], details["provider"], details["sid"], page.action, page.target,
-                            number)
+        phone_offers.record(offered, incident["id"], details["provider"], details["sid"], page.action, page.target, number)
         if offered:
             details["offered_approvals"] = [{"service": item.service, "digest": item.digest} for item in offered]
     return details
@@ -103,10 +120,12 @@ def _e164_or_as_written(number: str) -> str:
 def _send_phone(fleet, incident: dict, page, provider: phone.Provider, offered: list) -> dict:
     text = page_text(incident)
     if page.action == "sms":
-        return phone.send_sms(provider, page.address, f"{text} Reply ACK {incident['id']} to acknowledge."
-                                                      + phone_offers.sms_words(offered))
-    twiml = phone.call_twiml(text, call_acknowledgement_url(fleet, incident["id"], page.target, provider.name),
-                             phone_offers.spoken(offered))
+        return phone.send_sms(
+            provider, page.address, f"{text} Reply ACK {incident['id']} to acknowledge." + phone_offers.sms_words(offered)
+        )
+    twiml = phone.call_twiml(
+        text, call_acknowledgement_url(fleet, incident["id"], page.target, provider.name), phone_offers.spoken(offered)
+    )
     return phone.place_call(provider, page.address, twiml, send_digits=page.digits)
 
 
@@ -117,7 +136,10 @@ def _send_email(fleet, incident: dict, page) -> None:
 
     if fleet.mail is None:
         raise MissingConfiguration("the fleet file has no mail section: e-mail steps need its relay")
-    message = smtp.compose(fleet.mail.sender, [page.address], f"[hotspare incident {incident['id']}] {incident['title']}",
-                           page_text(incident) + "\nAcknowledge with: hotspare incident ack "
-                           f"{incident['id']} --by '{page.target}'\n")
+    message = smtp.compose(
+        fleet.mail.sender,
+        [page.address],
+        f"[hotspare incident {incident['id']}] {incident['title']}",
+        page_text(incident) + f"\nAcknowledge with: hotspare incident ack {incident['id']} --by '{page.target}'\n",
+    )
     smtp.send(smtp_relay(fleet.mail.smtp_block), message)

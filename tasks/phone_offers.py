@@ -49,11 +49,20 @@ def to_offer(fleet, incident: dict, page, wait_seconds: float = PLAN_WAIT_SECOND
         time.sleep(0.5)
         waiting = approvals.waiting_for(services)
         if waiting:
-            log.info("incident %s: the failover plan of %s is ready; offering it to %s", incident["id"],
-                     ", ".join(approval.service for approval in waiting), page.target)
+            log.info(
+                "incident %s: the failover plan of %s is ready; offering it to %s",
+                incident["id"],
+                ", ".join(approval.service for approval in waiting),
+                page.target,
+            )
             return waiting
-    log.warning("incident %s: no failover plan of %s waited within %.0f s; paging %s without one", incident["id"],
-                ", ".join(services), wait_seconds, page.target)
+    log.warning(
+        "incident %s: no failover plan of %s waited within %.0f s; paging %s without one",
+        incident["id"],
+        ", ".join(services),
+        wait_seconds,
+        page.target,
+    )
     return []
 
 
@@ -75,7 +84,8 @@ def sms_words(offered: list[approvals.PendingApproval]) -> str:
     return "".join(f" Reply APPROVE {approval.id} to {approval.sentence}." for approval in offered)
 
 
-def record(offered: list[approvals.PendingApproval], incident_id: int, provider: str, sid: str, action: str,
-           contact: str, number: str) -> None:
+def record(
+    offered: list[approvals.PendingApproval], incident_id: int, provider: str, sid: str, action: str, contact: str, number: str
+) -> None:
     for approval in offered:
         approvals.record_offer(approval, incident_id, provider, sid, action, contact, number)

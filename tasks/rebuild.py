@@ -27,18 +27,16 @@ from hotspare.inventory.backup_models import TemporaryAccountRow
 from hotspare.inventory.models import ServerRow, ServiceRow, utcnow
 from hotspare.inventory.service_states import Event, move
 from hotspare.planning import accounts as account_plan
-from hotspare.planning import temporary_accounts as login_plan
-from hotspare.planning import manifests as manifest_plan
 from hotspare.planning import backup as plan
-from hotspare.planning import rebuild as rebuild_plan
-from hotspare.planning import restic as restic_plan
 from hotspare.planning import live_data as live_plan
+from hotspare.planning import manifests as manifest_plan
+from hotspare.planning import rebuild as rebuild_plan
 from hotspare.planning import replication as replication_layout
+from hotspare.planning import restic as restic_plan
 from hotspare.planning import shell_programs as shell
+from hotspare.planning import temporary_accounts as login_plan
 from hotspare.probes import http_get_via_dns, reachability, tcp_reachable
 from hotspare.settings import hotspare_home
-from tasks.host_lock import host_lock
-from tasks.live_data import neutralise, run_tag
 from tasks.backup import (
     RESTIC_TIMEOUT,
     compare_with_manifest,
@@ -48,6 +46,8 @@ from tasks.backup import (
     run_restic,
     storage_grant,
 )
+from tasks.host_lock import host_lock
+from tasks.live_data import neutralise, run_tag
 from tasks.retry import TRANSIENT_RETRIES
 
 STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
@@ -62,8 +62,9 @@ class RebuildRefused(Refused):
 
 
 @task(name="survey-rebuild", **STEP)
-def survey(fleet: Fleet, service_name: str, standby: str | None, snapshot: str | None, temporary_hours: float,
-           force: bool = False) -> rebuild_plan.RebuildPlan:
+def survey(
+    fleet: Fleet, service_name: str, standby: str | None, snapshot: str | None, temporary_hours: float, force: bool = False
+) -> rebuild_plan.RebuildPlan:
     """Read the facts a rebuild plan needs (inventory, reachability, snapshots) and plan it."""
     logger = get_run_logger()
     service = fleet.service(service_name)
@@ -90,7 +91,9 @@ def survey(fleet: Fleet, service_name: str, standby: str | None, snapshot: str |
         warnings.append(sentence + "; forced by the operator")
     logger.info("lost: %s (%s)", ", ".join(lost), "unreachable" if not still_up else "forced")
     candidates = [
-        rebuild_plan.StandbyCandidate(s.name, s.facility, s.address, states.get(s.name, "ok"), bool(probes.get(s.name)), tuple(busy.get(s.name, ())))
+        rebuild_plan.StandbyCandidate(
+            s.name, s.facility, s.address, states.get(s.name, "ok"), bool(probes.get(s.name)), tuple(busy.get(s.name, ()))
+        )
         for s in standbys
     ]
     lost_facilities = {fleet.server(name).facility for name in lost}
@@ -106,19 +109,34 @@ def survey(fleet: Fleet, service_name: str, standby: str | None, snapshot: str |
             chosen = restic_plan.pick_snapshot(list_snapshots(connection, repository, password), snapshot)
         except shell.PlanRefused as refused:
             raise RebuildRefused("; ".join(refused.reasons)) from None
-        passwd = run_restic(connection, restic_plan.local_restic(repository, "dump", chosen.id, _meta_file(service_name, "passwd")),
-                            password, timeout=300).text
+        passwd = run_restic(
+            connection,
+            restic_plan.local_restic(repository, "dump", chosen.id, _meta_file(service_name, "passwd")),
+            password,
+            timeout=300,
+        ).text
     rules = service.accounts
     screened = account_plan.merge_accounts({}, {account_plan.PASSWD: passwd}, rules.uid_min, rules.uid_max, rules.users)
     accounts = screened.accepted_accounts()
     for sentence in screened.refused:
         logger.warning("snapshot %s: %s", chosen.short_id, sentence)
     warnings += [f"snapshot accounts: {sentence}" for sentence in screened.refused]
-    logger.info("snapshot %s of %s holds accounts: %s", chosen.short_id, chosen.time.isoformat(timespec="seconds"),
-                ", ".join(a.name for a in accounts) or "none")
+    logger.info(
+        "snapshot %s of %s holds accounts: %s",
+        chosen.short_id,
+        chosen.time.isoformat(timespec="seconds"),
+        ", ".join(a.name for a in accounts) or "none",
+    )
     return rebuild_plan.plan_rebuild(
-        service=service, lost_servers=lost, choice=choice, repository=repository, snapshot=chosen, accounts=accounts,
-        temporary_hours=temporary_hours, dns_from=fleet.server(row.active_server).address, warnings=warnings,
+        service=service,
+        lost_servers=lost,
+        choice=choice,
+        repository=repository,
+        snapshot=chosen,
+        accounts=accounts,
+        temporary_hours=temporary_hours,
+        dns_from=fleet.server(row.active_server).address,
+        warnings=warnings,
     )
 
 
@@ -129,6 +147,7 @@ def _meta_file(service_name: str, name: str) -> str:
 def _account_merge(fleet: Fleet, connection, rebuild: rebuild_plan.RebuildPlan, meta: str) -> account_plan.AccountMerge:
     """The account merge (the same rule as replication) of the restored snapshot's accounts into
     the standby's. shadow/gshadow enter by name only: their hashes stay on the standby."""
+
     def read(argv: list[str]) -> str:
         return connection.run(argv).text
 
@@ -158,8 +177,11 @@ def restore_on_standby(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, run_name
     grant = plan_grant(fleet, rebuild.service, rebuild.standby, run_name)  # the service's append-only account
     password = repository_password(repository.password_block)
     with access.connect(fleet, rebuild.standby) as connection:
-        missing = [tool for tool in ("restic", "rsync", "useradd", "chpasswd")
-                   if connection.run(["sh", "-c", 'command -v "$1"', "sh", tool], check=False).exit_status != 0]
+        missing = [
+            tool
+            for tool in ("restic", "rsync", "useradd", "chpasswd")
+            if connection.run(["sh", "-c", 'command -v "$1"', "sh", tool], check=False).exit_status != 0
+        ]
         if missing:
             raise RebuildRefused(f"standby {rebuild.standby} lacks {', '.join(missing)}: install them first")
         connection.run(shell.remove_tree(scratch, rebuild_plan.RESTORE_BASE), timeout=600)
@@ -168,16 +190,21 @@ def restore_on_standby(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, run_name
             started = time.monotonic()
             run_restic(connection, grant.restic("restore", rebuild.snapshot_id, "--target", scratch), password)
             restore_seconds = round(time.monotonic() - started, 3)
-        logger.info("restored snapshot %s onto %s:%s in %.1f s", rebuild.snapshot_id[:8], rebuild.standby, scratch, restore_seconds)
+        logger.info(
+            "restored snapshot %s onto %s:%s in %.1f s", rebuild.snapshot_id[:8], rebuild.standby, scratch, restore_seconds
+        )
         result = {"scratch": scratch, "restore_s": restore_seconds}
         if verify:
             started = time.monotonic()
-            snapshot = restic_plan.Snapshot(rebuild.snapshot_id, rebuild.snapshot_id[:8], datetime.now(timezone.utc),
-                                     rebuild.snapshot_paths)
+            snapshot = restic_plan.Snapshot(
+                rebuild.snapshot_id, rebuild.snapshot_id[:8], datetime.now(timezone.utc), rebuild.snapshot_paths
+            )
             comparison = compare_with_manifest(connection, scratch, rebuild.service, snapshot)
             if not comparison.identical:
-                raise PermanentError(f"the restored snapshot does not match its manifest: {comparison.sentence()}: "
-                                     + "; ".join(comparison.problems(5)))
+                raise PermanentError(
+                    f"the restored snapshot does not match its manifest: {comparison.sentence()}: "
+                    + "; ".join(comparison.problems(5))
+                )
             result["verify_s"] = round(time.monotonic() - started, 3)
             logger.info("restored files verified: %s (%.1f s)", comparison.sentence(), result["verify_s"])
         else:
@@ -196,8 +223,7 @@ def recreate_accounts(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, scratch: 
     meta = f"{scratch}/{shell.relative(manifest_plan.META_DIR)}/{rebuild.service}/accounts"
     # other services rebuilt on this standby change the same account files: read, plan and
     # create under the host's lock (tasks/host_lock.py)
-    with access.connect(fleet, rebuild.standby) as connection, \
-            host_lock(connection, f"accounts of {rebuild.service}'s rebuild"):
+    with access.connect(fleet, rebuild.standby) as connection, host_lock(connection, f"accounts of {rebuild.service}'s rebuild"):
         merge = _account_merge(fleet, connection, rebuild, meta)
         for sentence in merge.refused:
             logger.warning("accounts of %s on %s: %s", rebuild.service, rebuild.standby, sentence)
@@ -226,23 +252,37 @@ def place_files(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, scratch: str) -
     placed = []
     backup_root = live_plan.backup_folder(replication_layout.service_root(rebuild.service), "rebuild", run_tag())
     with access.connect(fleet, rebuild.standby) as connection:
-        present = set(plan.parse_existing(connection.run(shell.existing_paths(
-            [f"{scratch}/{shell.relative(path)}" for path in rebuild.live_paths])).stdout))
+        present = set(
+            plan.parse_existing(
+                connection.run(shell.existing_paths([f"{scratch}/{shell.relative(path)}" for path in rebuild.live_paths])).stdout
+            )
+        )
         for path in rebuild.live_paths:
             if f"{scratch}/{shell.relative(path)}" not in present:
                 logger.warning("%s is not in the snapshot; skipped", path)
                 continue
             connection.run(rebuild_plan.place_command(scratch, path, backup_root), timeout=RESTIC_TIMEOUT)
             placed.append(path)
-        report = neutralise(connection, fleet.service(rebuild.service), [(path, path) for path in placed],
-                            kept=[(backup_root + path, path) for path in placed], logger=logger)
+        report = neutralise(
+            connection,
+            fleet.service(rebuild.service),
+            [(path, path) for path in placed],
+            kept=[(backup_root + path, path) for path in placed],
+            logger=logger,
+        )
     logger.info("placed on %s: %s (anything they replaced is kept in %s)", rebuild.standby, ", ".join(placed), backup_root)
     return {"placed": placed, "backup_dir": backup_root, "live_data": report.as_dict(), "markdown": report.markdown()}
 
 
 @task(name="issue-temporary-accounts", cache_policy=NO_CACHE)
-def issue_temporary_accounts(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, scratch: str, run_name: str, flow_run_id: str | None,
-                             now: datetime | None = None) -> dict:
+def issue_temporary_accounts(
+    fleet: Fleet,
+    rebuild: rebuild_plan.RebuildPlan,
+    scratch: str,
+    run_name: str,
+    flow_run_id: str | None,
+    now: datetime | None = None,
+) -> dict:
     """Temporary logins for the service's users: random passwords, expiry on the host and in the
     inventory, passwords delivered only in a root-only file on the orchestrator.
 
@@ -252,11 +292,17 @@ def issue_temporary_accounts(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, sc
     logger = get_run_logger()
     now = now or datetime.now(timezone.utc)
     meta = f"{scratch}/{shell.relative(manifest_plan.META_DIR)}/{rebuild.service}/accounts"
-    with access.connect(fleet, rebuild.standby) as connection, \
-            host_lock(connection, f"temporary logins of {rebuild.service}'s rebuild"):
+    with (
+        access.connect(fleet, rebuild.standby) as connection,
+        host_lock(connection, f"temporary logins of {rebuild.service}'s rebuild"),
+    ):
         accounts = _account_merge(fleet, connection, rebuild, meta).accepted_accounts()
-        logins = login_plan.temporary_accounts(accounts, now, rebuild.temporary_hours,
-                                         only=[name.removeprefix(account_plan.TEMPORARY_PREFIX) for name in rebuild.temporary_logins])
+        logins = login_plan.temporary_accounts(
+            accounts,
+            now,
+            rebuild.temporary_hours,
+            only=[name.removeprefix(account_plan.TEMPORARY_PREFIX) for name in rebuild.temporary_logins],
+        )
         if not logins:
             logger.info("no service accounts in the snapshot: no temporary logins issued")
             return {"logins": [], "delivery_file": None}
@@ -271,12 +317,25 @@ def issue_temporary_accounts(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, sc
     del passwords, lines
     with session() as db:
         for login in logins:
-            db.add(TemporaryAccountRow(service=rebuild.service, server=rebuild.standby, user_name=login.name,
-                                       for_user=login.for_user, flow_run_id=flow_run_id, created_at=now,
-                                       expires_at=login.expires_at))
+            db.add(
+                TemporaryAccountRow(
+                    service=rebuild.service,
+                    server=rebuild.standby,
+                    user_name=login.name,
+                    for_user=login.for_user,
+                    flow_run_id=flow_run_id,
+                    created_at=now,
+                    expires_at=login.expires_at,
+                )
+            )
     expires = logins[0].expires_at.isoformat(timespec="minutes")
-    logger.info("issued temporary logins %s on %s, valid until %s; passwords are in %s (root only)",
-                ", ".join(login.name for login in logins), rebuild.standby, expires, delivery)
+    logger.info(
+        "issued temporary logins %s on %s, valid until %s; passwords are in %s (root only)",
+        ", ".join(login.name for login in logins),
+        rebuild.standby,
+        expires,
+        delivery,
+    )
     return {"logins": [login.name for login in logins], "expires_at": expires, "delivery_file": str(delivery)}
 
 
@@ -292,7 +351,9 @@ def _delivery_file(rebuild: rebuild_plan.RebuildPlan, run_name: str, logins, pas
         handle.write(f"# Temporary logins for {rebuild.service} on {rebuild.standby} ({rebuild.standby_address}).\n")
         handle.write("# Hand each to its user over a trusted channel; they stop working at the expiry time.\n")
         for login in logins:
-            handle.write(f"{login.name}\t{passwords[login.name]}\tfor {login.for_user}\texpires {login.expires_at.isoformat(timespec='minutes')}\n")
+            handle.write(
+                f"{login.name}\t{passwords[login.name]}\tfor {login.for_user}\texpires {login.expires_at.isoformat(timespec='minutes')}\n"
+            )
     return path
 
 
@@ -321,7 +382,9 @@ def health_check(fleet: Fleet, rebuild: rebuild_plan.RebuildPlan, within: float 
     while time.monotonic() < deadline:
         try:
             if service.health_url:
-                status, _body, _address = http_get_via_dns(service.health_url, lambda _name: [rebuild.standby_address], timeout=3.0)
+                status, _body, _address = http_get_via_dns(
+                    service.health_url, lambda _name: [rebuild.standby_address], timeout=3.0
+                )
                 if 200 <= status < 300:
                     break
                 last = f"HTTP {status}"

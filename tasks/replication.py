@@ -20,18 +20,12 @@ from hotspare import access
 from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.errors import Refused  # its home; importable from here as before
 from hotspare.fleet import Fleet
-from hotspare.inventory import copies, locks, runs
+from hotspare.inventory import copies, copy_stores, locks, runs
 from hotspare.inventory.models import CopyRow, utcnow
-from hotspare.inventory import copy_stores
-from hotspare.planning import copy_backends
-from hotspare.planning import host_clocks
-from hotspare.planning import preflight_facts
-from hotspare.planning import run_programs
-from hotspare.planning.containment import each_argv
+from hotspare.planning import copy_backends, host_clocks, preflight_facts, run_programs, space, verification_scope
 from hotspare.planning import replication as plan
 from hotspare.planning import snapshot_shipping as shipping
-from hotspare.planning import space
-from hotspare.planning import verification_scope
+from hotspare.planning.containment import each_argv
 from tasks import clock_offsets, mirror_steps
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.snapshot_shipping import ship
@@ -82,12 +76,14 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     if not row.mirror_server:
         raise Refused(f"service {service} has no mirror assigned (state {row.state}); nothing to replicate to")
     source, target = row.active_server, row.mirror_server
-    (on_production, on_production_received, account_files), on_mirror = _host_facts(fleet, service, source, target,
-                                                                                     spec["data_paths"])
+    (on_production, on_production_received, account_files), on_mirror = _host_facts(
+        fleet, service, source, target, spec["data_paths"]
+    )
     previous = _baseline_copy(service, target, on_mirror)
     previous_totals = plan.SourceTotals(previous.total_files, previous.total_bytes) if previous else None
-    decision = plan.judge_source(on_production.totals, previous_totals, spec["max_shrink"],
-                                 list(on_production.missing_paths), force)
+    decision = plan.judge_source(
+        on_production.totals, previous_totals, spec["max_shrink"], list(on_production.missing_paths), force
+    )
     logger.info(decision.reason)
     if not decision.go:
         raise Refused(decision.reason)
@@ -97,8 +93,15 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     copy_id = _new_copy_id(service)
     mirror_steps.stage_accounts_read(fleet, service, copy_id, source, account_files)
     paths = tuple(plan.source_paths(spec))
-    shipped = shipping.plan_shipping(copy_id, _data_paths(spec), list(paths), on_production.shipping, on_mirror.shipping,
-                                     choice.backend == copy_backends.SNAPSHOT, fleet.replication.copy_backend)
+    shipped = shipping.plan_shipping(
+        copy_id,
+        _data_paths(spec),
+        list(paths),
+        on_production.shipping,
+        on_mirror.shipping,
+        choice.backend == copy_backends.SNAPSHOT,
+        fleet.replication.copy_backend,
+    )
     shown = copy_backends.BackendChoice(shipping.SHIPPING, shipped.reason) if shipped.ship else choice
     if choice.backend == copy_backends.SNAPSHOT and not shipped.ship:  # status says why it does not ship
         shown = copy_backends.BackendChoice(choice.backend, f"{choice.reason}; {shipped.reason}")
@@ -122,38 +125,105 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     clock = on_production.clock
     offset = clock_offsets.record(source, clock, on_production_received)
     if offset is not None and host_clocks.is_skewed(offset):
-        logger.warning("%s: the transfer key's expiry is computed on production's clock, which its sshd checks",
-                       host_clocks.skew_sentence("production", source, offset))
+        logger.warning(
+            "%s: the transfer key's expiry is computed on production's clock, which its sshd checks",
+            host_clocks.skew_sentence("production", source, offset),
+        )
     link_base = previous.id if previous else None
     resume = on_mirror.resumable if choice.backend == copy_backends.HARD_LINKS else None
     if choice.backend == copy_backends.SNAPSHOT:
-        prepare = copy_backends.prepare_work_argvs(service, store, link_base if baseline_is_snapshot else None,
-                                                   [] if shipped.ship else _data_paths(spec),
-                                                   qgroup=space.qgroup_id(service),
-                                                   reseed=previous_backend == shipping.SHIPPING)
+        prepare = copy_backends.prepare_work_argvs(
+            service,
+            store,
+            link_base if baseline_is_snapshot else None,
+            [] if shipped.ship else _data_paths(spec),
+            qgroup=space.qgroup_id(service),
+            reseed=previous_backend == shipping.SHIPPING,
+        )
         if shipped.stale:  # a broken chain: the next copy starts a new one with a full send
             prepare.append(shipping.remove_stale_argv(service, shipped.stale))
         if shipped.ship:
-            logger.info("new copy %s of %s: %s -> %s (snapshots shipped; %s by rsync into %s)", copy_id, service, source,
-                        target, ", ".join(shipped.rest) or "nothing else", copy_backends.work_root(service))
-            return CopyPlan(service, source, target, copy_id, copy_backends.work_tree(service), None, None, shipped.rest,
-                            asdict(totals), clock, choice.backend, tuple(tuple(argv) for argv in prepare), None,
-                            len(spec["pre_sync"]), shipments=shipped.shipments, **sized)
+            logger.info(
+                "new copy %s of %s: %s -> %s (snapshots shipped; %s by rsync into %s)",
+                copy_id,
+                service,
+                source,
+                target,
+                ", ".join(shipped.rest) or "nothing else",
+                copy_backends.work_root(service),
+            )
+            return CopyPlan(
+                service,
+                source,
+                target,
+                copy_id,
+                copy_backends.work_tree(service),
+                None,
+                None,
+                shipped.rest,
+                asdict(totals),
+                clock,
+                choice.backend,
+                tuple(tuple(argv) for argv in prepare),
+                None,
+                len(spec["pre_sync"]),
+                shipments=shipped.shipments,
+                **sized,
+            )
         # a new working tree beside hard-linked copies: copy their identical files locally
         # (never link: a permission change in the working tree would reach the old copy)
         fresh = store.work != "subvolume"
         copy_dest = plan.copy_tree(service, link_base) if link_base and fresh and not baseline_is_snapshot else None
-        logger.info("new copy %s of %s: %s -> %s (working subvolume %s, then read-only snapshots%s)", copy_id, service,
-                    source, target, copy_backends.work_root(service),
-                    "; the working subvolume is made first" if fresh else "")
-        return CopyPlan(service, source, target, copy_id, copy_backends.work_tree(service), None, None, paths,
-                        asdict(totals), clock, choice.backend, tuple(tuple(argv) for argv in prepare), copy_dest,
-                        len(spec["pre_sync"]), **sized)
+        logger.info(
+            "new copy %s of %s: %s -> %s (working subvolume %s, then read-only snapshots%s)",
+            copy_id,
+            service,
+            source,
+            target,
+            copy_backends.work_root(service),
+            "; the working subvolume is made first" if fresh else "",
+        )
+        return CopyPlan(
+            service,
+            source,
+            target,
+            copy_id,
+            copy_backends.work_tree(service),
+            None,
+            None,
+            paths,
+            asdict(totals),
+            clock,
+            choice.backend,
+            tuple(tuple(argv) for argv in prepare),
+            copy_dest,
+            len(spec["pre_sync"]),
+            **sized,
+        )
     link_dest = plan.copy_tree(service, link_base) if link_base else None
-    logger.info("new copy %s of %s: %s -> %s (hard links against %s%s)", copy_id, service, source, target,
-                link_base or "nothing: full copy", f", resuming {resume}" if resume else "")
-    return CopyPlan(service, source, target, copy_id, plan.copy_tree(service, copy_id), link_dest, resume,
-                    paths, asdict(totals), clock, hooks=len(spec["pre_sync"]), **sized)
+    logger.info(
+        "new copy %s of %s: %s -> %s (hard links against %s%s)",
+        copy_id,
+        service,
+        source,
+        target,
+        link_base or "nothing: full copy",
+        f", resuming {resume}" if resume else "",
+    )
+    return CopyPlan(
+        service,
+        source,
+        target,
+        copy_id,
+        plan.copy_tree(service, copy_id),
+        link_dest,
+        resume,
+        paths,
+        asdict(totals),
+        clock,
+        hooks=len(spec["pre_sync"]),
+        **sized,
+    )
 
 
 def _data_paths(spec: dict) -> list[str]:
@@ -186,15 +256,21 @@ def _host_facts(fleet: Fleet, service: str, source: str, target: str, data_paths
 
     with ThreadPoolExecutor(2) as pool:
         # each thread in a copy of the run's context: the run's SSH certificate, its logger
-        production = pool.submit(contextvars.copy_context().run, ask, source,
-                                 run_programs.with_account_files(preflight_facts.production_facts_argv(data_paths)))
-        mirror = pool.submit(contextvars.copy_context().run, ask, target,
-                             preflight_facts.mirror_facts_argv(service, verified, unverified))
+        production = pool.submit(
+            contextvars.copy_context().run,
+            ask,
+            source,
+            run_programs.with_account_files(preflight_facts.production_facts_argv(data_paths)),
+        )
+        mirror = pool.submit(
+            contextvars.copy_context().run, ask, target, preflight_facts.mirror_facts_argv(service, verified, unverified)
+        )
         production_output, received = production.result()
         production_text, account_files = run_programs.split_account_files(production_output)
-        return ((preflight_facts.parse_production_facts(production_text), received, account_files),
-                preflight_facts.parse_mirror_facts(mirror.result()[0].decode(errors="replace")))
-
+        return (
+            (preflight_facts.parse_production_facts(production_text), received, account_files),
+            preflight_facts.parse_mirror_facts(mirror.result()[0].decode(errors="replace")),
+        )
 
 
 def _baseline_copy(service: str, target: str, on_mirror) -> CopyRow | None:
@@ -222,9 +298,15 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str, holder: str | None = None)
     service = copy_plan.service
     if copy_plan.resume_from and copy_plan.resume_from != copy_plan.copy_id:
         with access.connect(fleet, copy_plan.target) as mirror:
-            mirror.run(each_argv([["mv", "--", plan.copy_root(service, copy_plan.resume_from),
-                                   plan.copy_root(service, copy_plan.copy_id)],
-                                  copy_backends.unshare_resumed_copy_argv(service, copy_plan.copy_id)]), timeout=1800)
+            mirror.run(
+                each_argv(
+                    [
+                        ["mv", "--", plan.copy_root(service, copy_plan.resume_from), plan.copy_root(service, copy_plan.copy_id)],
+                        copy_backends.unshare_resumed_copy_argv(service, copy_plan.copy_id),
+                    ]
+                ),
+                timeout=1800,
+            )
         copies.update_copy(copy_plan.resume_from, status="pruned", ended_at=utcnow())
         logger.info("resuming the interrupted copy %s as %s", copy_plan.resume_from, copy_plan.copy_id)
     _record_copy_start(copy_plan)
@@ -238,62 +320,117 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str, holder: str | None = None)
     screened: dict = {}
 
     def rsync_argv(peer):
-        return plan.rsync_copy_argv(peer, list(copy_plan.paths), copy_plan.tree, copy_plan.link_dest,
-                                    fleet.service(service).exclude, copy_dest=copy_plan.copy_dest)
+        return plan.rsync_copy_argv(
+            peer,
+            list(copy_plan.paths),
+            copy_plan.tree,
+            copy_plan.link_dest,
+            fleet.service(service).exclude,
+            copy_dest=copy_plan.copy_dest,
+        )
 
     shipped: dict = {}
     hooks = [list(argv) for argv in fleet.service(service).pre_sync]  # run with the key's install
     lease = locks.held(holder) if holder else None
     still_ours = (lambda: lease.check("copy production to the mirror")) if lease is not None else None
     if hooks:
-        logger.info("pre-sync hooks of %s run on %s right before the transfer key is installed: %s", service,
-                    copy_plan.source, "; ".join(" ".join(argv) for argv in hooks))
+        logger.info(
+            "pre-sync hooks of %s run on %s right before the transfer key is installed: %s",
+            service,
+            copy_plan.source,
+            "; ".join(" ".join(argv) for argv in hooks),
+        )
     try:
         if copy_plan.shipments:  # data paths by btrfs send | receive, the rest by rsync meanwhile
-            text, shipped, failed = ship(fleet, copy_plan, run_tag, rsync_argv, before=before, hooks=hooks,
-                                         still_ours=still_ours)
+            text, shipped, failed = ship(fleet, copy_plan, run_tag, rsync_argv, before=before, hooks=hooks, still_ours=still_ours)
         else:
             # the copy's read-only snapshot in the transfer's own program, once rsync let it go on
-            snapshot = copy_backends.snapshot_copy_argv(service, copy_plan.copy_id, _data_paths(_spec(fleet, service)),
-                                                        qgroup=space.qgroup_id(service)) \
-                if copy_plan.backend == copy_backends.SNAPSHOT else None
+            snapshot = (
+                copy_backends.snapshot_copy_argv(
+                    service, copy_plan.copy_id, _data_paths(_spec(fleet, service)), qgroup=space.qgroup_id(service)
+                )
+                if copy_plan.backend == copy_backends.SNAPSHOT
+                else None
+            )
             result, outcome = pull(
-                fleet, service, copy_plan.source, copy_plan.target, list(copy_plan.paths), run_tag,
-                rsync_argv, f"copy {copy_plan.source} -> {copy_plan.target}",
+                fleet,
+                service,
+                copy_plan.source,
+                copy_plan.target,
+                list(copy_plan.paths),
+                run_tag,
+                rsync_argv,
+                f"copy {copy_plan.source} -> {copy_plan.target}",
                 "The previous verified copy is untouched; the next run resumes.",
-                before=before, then=snapshot, hooks=hooks, still_ours=still_ours)
+                before=before,
+                then=snapshot,
+                hooks=hooks,
+                still_ours=still_ours,
+            )
             text, failed = result.text, outcome.failed_paths
             if snapshot:
                 if not plan.snapshot_made(text):
-                    raise TransientError(f"on {copy_plan.target}: the read-only snapshot of copy {copy_plan.copy_id} "
-                                         f"failed ({result.stderr_tail.strip()[-300:]}); the next run resumes")
+                    raise TransientError(
+                        f"on {copy_plan.target}: the read-only snapshot of copy {copy_plan.copy_id} "
+                        f"failed ({result.stderr_tail.strip()[-300:]}); the next run resumes"
+                    )
                 logger.info("copy %s is a read-only snapshot of the working subvolume", copy_plan.copy_id)
             if outcome.kind == "partial":
-                logger.warning("copy %s is incomplete: %s; verification decides whether it may become current",
-                               copy_plan.copy_id, outcome.reason)
+                logger.warning(
+                    "copy %s is incomplete: %s; verification decides whether it may become current",
+                    copy_plan.copy_id,
+                    outcome.reason,
+                )
     except (PermanentError, TransientError) as error:
         copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())
         if not isinstance(error, Refused) and space.QUOTA_EXCEEDED in str(error):
-            raise Refused(space.over_bound_sentence(
-                service, copy_plan.target, copy_plan.bound, copy_plan.bound_why,
-                f"the kernel refused a write of copy {copy_plan.copy_id} ({space.QUOTA_EXCEEDED})")) from error
+            raise Refused(
+                space.over_bound_sentence(
+                    service,
+                    copy_plan.target,
+                    copy_plan.bound,
+                    copy_plan.bound_why,
+                    f"the kernel refused a write of copy {copy_plan.copy_id} ({space.QUOTA_EXCEEDED})",
+                )
+            ) from error
         raise
     stats = plan.parse_rsync_stats(text)
     stream = shipping.stream_bytes(text)
     copies.update_copy(
-        copy_plan.copy_id, status="copied", ended_at=utcnow(), bytes_transferred=stats.bytes_transferred + stream,
-        files_transferred=stats.files_transferred, total_files=copy_plan.data_totals["files"],
-        total_bytes=copy_plan.data_totals["bytes"], verification={"shipped": shipped} if shipped else None,
+        copy_plan.copy_id,
+        status="copied",
+        ended_at=utcnow(),
+        bytes_transferred=stats.bytes_transferred + stream,
+        files_transferred=stats.files_transferred,
+        total_files=copy_plan.data_totals["files"],
+        total_bytes=copy_plan.data_totals["bytes"],
+        verification={"shipped": shipped} if shipped else None,
     )
     if shipped:
-        logger.info("shipped %s: a stream of %d bytes, plus %d files / %d bytes by rsync", copy_plan.copy_id, stream,
-                    stats.files_transferred, stats.bytes_transferred)
+        logger.info(
+            "shipped %s: a stream of %d bytes, plus %d files / %d bytes by rsync",
+            copy_plan.copy_id,
+            stream,
+            stats.files_transferred,
+            stats.bytes_transferred,
+        )
     else:
-        logger.info("copied %s: %d files / %d bytes transferred of %d files / %d bytes", copy_plan.copy_id,
-                    stats.files_transferred, stats.bytes_transferred, stats.total_files, stats.total_bytes)
-    return asdict(stats) | {"source_clock_start": copy_plan.source_clock, "failed_files": failed,
-                            "changed_files": verification_scope.itemized_files(text),
-                            "accounts": screened.get("accounts", {}), "shipped": shipped, "stream_bytes": stream}
+        logger.info(
+            "copied %s: %d files / %d bytes transferred of %d files / %d bytes",
+            copy_plan.copy_id,
+            stats.files_transferred,
+            stats.bytes_transferred,
+            stats.total_files,
+            stats.total_bytes,
+        )
+    return asdict(stats) | {
+        "source_clock_start": copy_plan.source_clock,
+        "failed_files": failed,
+        "changed_files": verification_scope.itemized_files(text),
+        "accounts": screened.get("accounts", {}),
+        "shipped": shipped,
+        "stream_bytes": stream,
+    }
 
 
 def _record_copy_start(copy_plan: CopyPlan) -> None:
@@ -302,11 +439,16 @@ def _record_copy_start(copy_plan: CopyPlan) -> None:
     if copy_plan.copy_id in existing:
         copies.update_copy(copy_plan.copy_id, status="in-progress", source_clock_start=clock)
         return
-    copies.add_copy(CopyRow(
-        id=copy_plan.copy_id, service=copy_plan.service, source_server=copy_plan.source,
-        target_server=copy_plan.target, path=plan.copy_root(copy_plan.service, copy_plan.copy_id),
-        source_clock_start=clock,
-    ))
+    copies.add_copy(
+        CopyRow(
+            id=copy_plan.copy_id,
+            service=copy_plan.service,
+            source_server=copy_plan.source,
+            target_server=copy_plan.target,
+            path=plan.copy_root(copy_plan.service, copy_plan.copy_id),
+            source_clock_start=clock,
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from prefect import get_run_logger
 from hotspare.adapters.errors import is_transient
 
 
-
 def retry_transient_only(task, task_run, state) -> bool:
     """``retry_condition_fn`` for tasks: a permanent error (host key, auth, refused) is final."""
     try:
@@ -42,8 +41,12 @@ def in_flow_run(task) -> Callable:
     return retrying(task.fn, task.name, task.retries, task.retry_delay_seconds)
 
 
-def retrying(function: Callable, name: str, retries: int = TRANSIENT_RETRIES["retries"],
-             delays: list[float] | float | None = TRANSIENT_RETRIES["retry_delay_seconds"]) -> Callable:
+def retrying(
+    function: Callable,
+    name: str,
+    retries: int = TRANSIENT_RETRIES["retries"],
+    delays: list[float] | float | None = TRANSIENT_RETRIES["retry_delay_seconds"],
+) -> Callable:
     """``function`` with transient failures retried ``retries`` times after ``delays`` seconds
     (a list: one per retry, the last repeated), each retry a warning in the run log."""
     waits = delays if isinstance(delays, list) else [delays or 0]
@@ -56,9 +59,11 @@ def retrying(function: Callable, name: str, retries: int = TRANSIENT_RETRIES["re
                 if attempt >= retries or not is_transient(error):
                     raise
                 delay = waits[min(attempt, len(waits) - 1)] if waits else 0
-                get_run_logger().warning("%s failed (%s); retrying in %s s (attempt %d of %d)", name, error, delay,
-                                         attempt + 2, retries + 1)
+                get_run_logger().warning(
+                    "%s failed (%s); retrying in %s s (attempt %d of %d)", name, error, delay, attempt + 2, retries + 1
+                )
                 time.sleep(delay)
+
     return call
 
 
@@ -66,4 +71,3 @@ def steps(task_runs: bool) -> Callable:
     """How a runbook calls its tasks: each a task run of its own, or (``task_runs`` False, a
     fleet run) ``in_flow_run``."""
     return (lambda task: task) if task_runs else in_flow_run
-

@@ -26,25 +26,23 @@ from hotspare import access
 from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.fleet import Fleet
 from hotspare.keys import generate_ed25519
-from hotspare.planning import copy_backends
+from hotspare.planning import copy_backends, host_clocks, run_programs, space, transfer_keys
 from hotspare.planning import file_digests as digests
-from hotspare.planning import shipped_verification as checks
 from hotspare.planning import replication as plan
-from hotspare.planning import run_programs
+from hotspare.planning import shipped_verification as checks
 from hotspare.planning import snapshot_shipping as shipping
-from hotspare.planning import transfer_keys
-from hotspare.planning.rsync_outcomes import classify_rsync
 from hotspare.planning.containment import each_argv
+from hotspare.planning.rsync_outcomes import classify_rsync
+from tasks import clock_offsets
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.transfer_access import _meanwhile
-from hotspare.planning import host_clocks, space
-from tasks import clock_offsets
 
 STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 
 
-def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=(),
-         still_ours=None) -> tuple[str, dict, list[str]]:
+def ship(
+    fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=(), still_ours=None
+) -> tuple[str, dict, list[str]]:
     """Ship ``copy_plan.shipments`` and rsync ``copy_plan.paths`` (the rest); return the mirror's
     output (rsync's itemized lines and statistics) and {data path: production snapshot UUID}.
 
@@ -63,20 +61,41 @@ def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=(
     send_private, send_public = generate_ed25519(f"hotspare-send-{service}")
     # production's sshd checks the keys' expiry on its own clock (the preflight measured it)
     now = host_clocks.host_time(datetime.now(timezone.utc), clock_offsets.offset_of(source))
-    view_key = transfer_keys.transfer_key_line(view_public, service=service, tag=tag, source_address=mirror.address,
-                                               paths=list(copy_plan.paths) or [shipments[0].path], now=now)
-    send_key = transfer_keys.transfer_key_line(send_public, service=service, tag=tag, source_address=mirror.address,
-                                               paths=shipping.send_words(shipments), now=now,
-                                               program=shipping.SEND_PATH)
+    view_key = transfer_keys.transfer_key_line(
+        view_public,
+        service=service,
+        tag=tag,
+        source_address=mirror.address,
+        paths=list(copy_plan.paths) or [shipments[0].path],
+        now=now,
+    )
+    send_key = transfer_keys.transfer_key_line(
+        send_public,
+        service=service,
+        tag=tag,
+        source_address=mirror.address,
+        paths=shipping.send_words(shipments),
+        now=now,
+        program=shipping.SEND_PATH,
+    )
     both = transfer_keys.TransferKey(service, tag, view_key.line + "\n" + send_key.line, view_key.expires_epoch)
     beside = _meanwhile(before)
     try:
         with access.connect(fleet, source) as connection:
-            taken = shipping.parse_taken(connection.run(run_programs.after_hooks(hooks,
-                transfer_keys.install_key_argv(both, int(now.timestamp()),
-                                               also=(shipping.TAKE_SCRIPT, shipping.take_words(shipments)),
-                                               programs=(shipping.SEND_PATH, shipping.SEND_SCRIPT))),
-                timeout=run_programs.hooks_timeout(hooks)).text)
+            taken = shipping.parse_taken(
+                connection.run(
+                    run_programs.after_hooks(
+                        hooks,
+                        transfer_keys.install_key_argv(
+                            both,
+                            int(now.timestamp()),
+                            also=(shipping.TAKE_SCRIPT, shipping.take_words(shipments)),
+                            programs=(shipping.SEND_PATH, shipping.SEND_SCRIPT),
+                        ),
+                    ),
+                    timeout=run_programs.hooks_timeout(hooks),
+                ).text
+            )
     finally:
         if beside is not None:
             beside.exception()
@@ -87,24 +106,35 @@ def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=(
             still_ours()
         logger.info("production %s took %s", source, ", ".join(f"{s.snapshot} ({taken.get(s.path, '?')})" for s in shipments))
         peer = plan.peer_access(tag, user, production.address, production.port)
-        argv = shipping.ship_argv(service, peer.directory, f"{user}@{production.address}", production.port,
-                                  [s.name for s in shipments], rsync_argv(peer) if copy_plan.paths else None,
-                                  _copy_argv(copy_plan, taken))  # the copy in the same command
+        argv = shipping.ship_argv(
+            service,
+            peer.directory,
+            f"{user}@{production.address}",
+            production.port,
+            [s.name for s in shipments],
+            rsync_argv(peer) if copy_plan.paths else None,
+            _copy_argv(copy_plan, taken),
+        )  # the copy in the same command
         with access.connect(fleet, target) as connection:
-            result = connection.run(argv, stdin=shipping.ship_stdin(production.known_hosts_line(), view_private, send_private),
-                                    timeout=6 * 3600, check=False)
+            result = connection.run(
+                argv,
+                stdin=shipping.ship_stdin(production.known_hosts_line(), view_private, send_private),
+                timeout=6 * 3600,
+                check=False,
+            )
         received = shipping.parse_received(result.text)
         outcome = classify_rsync(result.exit_status, result.stderr_tail) if copy_plan.paths else None
     finally:
         _remove(fleet, service, source, tag, shipments)
     if received.unexpected:
-        raise PermanentError(f"the stream from {source} made {', '.join(received.unexpected)} in the received area of "
-                             f"{service} besides its snapshots (removed): copy {copy_plan.copy_id} refused; "
-                             "production may be compromised")
+        raise PermanentError(
+            f"the stream from {source} made {', '.join(received.unexpected)} in the received area of "
+            f"{service} besides its snapshots (removed): copy {copy_plan.copy_id} refused; "
+            "production may be compromised"
+        )
     if received.exit_status != 0:
         said = "; ".join(received.messages) or f"exit status {received.exit_status}"
-        raise TransientError(f"btrfs receive of {service} from {source} failed: {said}. "
-                             "The previous verified copy is untouched.")
+        raise TransientError(f"btrfs receive of {service} from {source} failed: {said}. The previous verified copy is untouched.")
     if outcome is not None and outcome.kind in ("permanent", "transient"):
         error = PermanentError if outcome.kind == "permanent" else TransientError
         raise error(f"copy of the other paths {source} -> {target} failed ({outcome.kind}): {outcome.reason}.")
@@ -114,27 +144,40 @@ def ship(fleet: Fleet, copy_plan, run_tag: str, rsync_argv, before=None, hooks=(
 
 def _copy_argv(copy_plan, taken: dict[str, str]) -> list[str]:
     """The mirror's copy from the working tree and the received subvolumes (checked by UUID)."""
-    return each_argv([shipping.snapshot_copy_argv(copy_plan.service, copy_backends.work_root(copy_plan.service),
-                                                  plan.copy_root(copy_plan.service, copy_plan.copy_id), copy_plan.shipments,
-                                                  taken, copy_backends.REMOVE_SCRIPT,
-                                                  qgroup=space.qgroup_id(copy_plan.service)),
-                       checks.scrub_start_argv(plan.service_root(copy_plan.service))])  # scrubs until the verification
+    return each_argv(
+        [
+            shipping.snapshot_copy_argv(
+                copy_plan.service,
+                copy_backends.work_root(copy_plan.service),
+                plan.copy_root(copy_plan.service, copy_plan.copy_id),
+                copy_plan.shipments,
+                taken,
+                copy_backends.REMOVE_SCRIPT,
+                qgroup=space.qgroup_id(copy_plan.service),
+            ),
+            checks.scrub_start_argv(plan.service_root(copy_plan.service)),
+        ]
+    )  # scrubs until the verification
 
 
 def _copy_made(copy_plan, result) -> str:
     """What the shipment's own command said of the copy; raise when it failed or did not run."""
     status = shipping.copy_exit(result.text)
     if status is None:
-        raise TransientError(f"copy {copy_plan.copy_id}: the snapshot copy did not run after the shipment "
-                             f"({result.stderr_tail.strip()[-300:]}); the previous verified copy is untouched")
+        raise TransientError(
+            f"copy {copy_plan.copy_id}: the snapshot copy did not run after the shipment "
+            f"({result.stderr_tail.strip()[-300:]}); the previous verified copy is untouched"
+        )
     if status != 0:
         mismatch = [line.split("=", 1)[1] for line in result.text.splitlines() if line.startswith("hotspare-mismatch=")]
         if mismatch:
-            raise PermanentError(f"copy {copy_plan.copy_id}: the received subvolume is not production's snapshot "
-                                 f"({'; '.join(mismatch)}); refused")
+            raise PermanentError(
+                f"copy {copy_plan.copy_id}: the received subvolume is not production's snapshot ({'; '.join(mismatch)}); refused"
+            )
         raise TransientError(f"copy {copy_plan.copy_id}: making the snapshot copy failed: {result.stderr_tail}")
     return "read-only snapshots of the received subvolumes: " + ", ".join(
-        line.split("=", 1)[1] for line in result.text.splitlines() if line.startswith("hotspare-shipped="))
+        line.split("=", 1)[1] for line in result.text.splitlines() if line.startswith("hotspare-shipped=")
+    )
 
 
 def restart_chain(fleet: Fleet, service: str, target: str, why: str) -> None:
@@ -145,8 +188,9 @@ def restart_chain(fleet: Fleet, service: str, target: str, why: str) -> None:
     try:
         with access.connect(fleet, target, connect_timeout=5) as connection:
             connection.run(shipping.restart_chain_argv(service), timeout=600)
-        get_run_logger().warning("%s: the shipped chain of %s on %s is dropped; the next copy goes by rsync and "
-                                 "starts a new one", why, service, target)
+        get_run_logger().warning(
+            "%s: the shipped chain of %s on %s is dropped; the next copy goes by rsync and starts a new one", why, service, target
+        )
     except Exception as error:
         get_run_logger().error("%s: could not drop the shipped chain of %s on %s: %s", why, service, target, error)
 
@@ -155,17 +199,29 @@ def _remove(fleet: Fleet, service: str, source: str, tag: str, shipments) -> Non
     """Remove the key lines and the snapshots no longer needed (this copy's and its parent stay)."""
     try:
         with access.connect(fleet, source, connect_timeout=5) as connection:
-            connection.run(transfer_keys.remove_key_argv(
-                service, tag, int(datetime.now(timezone.utc).timestamp()),
-                also=(shipping.PRUNE_SCRIPT, shipping.kept_snapshots(shipments))), timeout=120)
+            connection.run(
+                transfer_keys.remove_key_argv(
+                    service,
+                    tag,
+                    int(datetime.now(timezone.utc).timestamp()),
+                    also=(shipping.PRUNE_SCRIPT, shipping.kept_snapshots(shipments)),
+                ),
+                timeout=120,
+            )
     except Exception as error:  # the lines expire by themselves; never hide the transfer's outcome
         get_run_logger().warning("could not remove transfer key %s (and old snapshots) from %s: %s", tag, source, error)
 
 
 def _production_uuids_argv(snapshots: list[str]) -> list[str]:
     """Each snapshot's UUID as ``uuid=<snapshot> <uuid>`` lines (a missing one prints none)."""
-    return ["sh", "-c", 'for s do u=$(btrfs subvolume show "$s" 2>/dev/null | awk \'$1 == "UUID:" {print $2}\'); '
-            '[ -n "$u" ] && echo "uuid=$s $u"; done; exit 0', "sh", *snapshots]
+    return [
+        "sh",
+        "-c",
+        'for s do u=$(btrfs subvolume show "$s" 2>/dev/null | awk \'$1 == "UUID:" {print $2}\'); '
+        '[ -n "$u" ] && echo "uuid=$s $u"; done; exit 0',
+        "sh",
+        *snapshots,
+    ]
 
 
 def _parse_uuids(output: str) -> dict[str, str]:
@@ -178,8 +234,15 @@ def _parse_uuids(output: str) -> dict[str, str]:
 
 
 @task(name="verify shipped data", **STEP)
-def verify_shipped(service: str, copy_id: str, source: str, target: str, shipped: dict, cursor: str = "",
-                   budget_seconds: float = checks.SLICE_SECONDS) -> dict:
+def verify_shipped(
+    service: str,
+    copy_id: str,
+    source: str,
+    target: str,
+    shipped: dict,
+    cursor: str = "",
+    budget_seconds: float = checks.SLICE_SECONDS,
+) -> dict:
     """A shipped copy's data paths without a listing: the UUID chain (production's snapshot ->
     received subvolume -> the copy), then a slice of files hashed on production's snapshot from
     ``cursor`` for ``budget_seconds`` and the same files in the copy (``planning/shipped_verification.py``)."""
@@ -188,9 +251,11 @@ def verify_shipped(service: str, copy_id: str, source: str, target: str, shipped
     snapshots = {path: shipping.production_snapshot(path, copy_id) for path in paths}
     # production, one command: its snapshots' UUIDs, then the slice hashed on them
     with access.connect(fleet, source) as production:
-        output = production.run(each_argv([_production_uuids_argv(list(snapshots.values())),
-                                           checks.slice_argv(budget_seconds, cursor, snapshots)]),
-                                timeout=600, check=False).text
+        output = production.run(
+            each_argv([_production_uuids_argv(list(snapshots.values())), checks.slice_argv(budget_seconds, cursor, snapshots)]),
+            timeout=600,
+            check=False,
+        ).text
     uuids = _parse_uuids(output)
     on_production = digests.parse_digests(output)
     end = checks.parse_slice_end(output, cursor)
@@ -198,10 +263,18 @@ def verify_shipped(service: str, copy_id: str, source: str, target: str, shipped
     # the mirror, one command: the chain, then the same files hashed in the copy
     tree = plan.copy_tree(service, copy_id)
     with access.connect(fleet, target) as mirror:
-        answer = mirror.run(each_argv([checks.scrub_argv(plan.service_root(service)),
-                                       shipping.chain_argv(service, tree, {p: shipping.snapshot_name(p, copy_id) for p in paths}),
-                                       digests.digest_argv(tree)]),
-                            stdin=digests.nul_separated(files), timeout=3600, check=False).text
+        answer = mirror.run(
+            each_argv(
+                [
+                    checks.scrub_argv(plan.service_root(service)),
+                    shipping.chain_argv(service, tree, {p: shipping.snapshot_name(p, copy_id) for p in paths}),
+                    digests.digest_argv(tree),
+                ]
+            ),
+            stdin=digests.nul_separated(files),
+            timeout=3600,
+            check=False,
+        ).text
     scrub = checks.parse_scrub(answer)  # the mirror's btrfs checksums, a rolling slice by a time budget
     problems = shipping.judge_chain(answer, {path: uuids.get(snapshot, "none") for path, snapshot in snapshots.items()})
     problems += scrub.problems
@@ -209,9 +282,21 @@ def verify_shipped(service: str, copy_id: str, source: str, target: str, shipped
     comparison = digests.compare(files, on_production, in_copy)
     differences = [{"path": path, "kind": kind} for kind, path in comparison.itemized]
     differences += [{"path": path, "kind": "unreadable"} for path in sorted(comparison.unreadable | comparison.vanished)]
-    get_run_logger().info("%s: shipped data: %s; %s; a slice of %d file(s) from %s compared with production's snapshot, "
-                          "%d difference(s)%s", copy_id, "; ".join(problems) or "the UUID chain holds", scrub.sentence, len(files),
-                          repr(cursor) if cursor else "the start", len(differences),
-                          "; the rolling pass reached the end" if end.complete else "")
-    return {"problems": problems, "corrupt": differences, "compared_files": len(files),
-            "cursor": end.cursor, "complete": end.complete, "scrub": scrub.sentence}
+    get_run_logger().info(
+        "%s: shipped data: %s; %s; a slice of %d file(s) from %s compared with production's snapshot, %d difference(s)%s",
+        copy_id,
+        "; ".join(problems) or "the UUID chain holds",
+        scrub.sentence,
+        len(files),
+        repr(cursor) if cursor else "the start",
+        len(differences),
+        "; the rolling pass reached the end" if end.complete else "",
+    )
+    return {
+        "problems": problems,
+        "corrupt": differences,
+        "compared_files": len(files),
+        "cursor": end.cursor,
+        "complete": end.complete,
+        "scrub": scrub.sentence,
+    }

@@ -46,8 +46,10 @@ def status_page_key() -> bytes:
     if len(text) != 64:
         from hotspare.adapters.errors import MissingConfiguration
 
-        raise MissingConfiguration(f"{path} does not hold a status page key (64 hex digits): remove it to make a new one "
-                                   "(customer page addresses change) or restore it from a backup")
+        raise MissingConfiguration(
+            f"{path} does not hold a status page key (64 hex digits): remove it to make a new one "
+            "(customer page addresses change) or restore it from a backup"
+        )
     return bytes.fromhex(text)
 
 
@@ -58,8 +60,10 @@ def customer_pages(fleet, key: bytes | None = None):
     key = key or status_page_key()
     from hotspare.planning.customer_text import one_line
 
-    return tuple(Audience(one_line(customer.display_name or customer.name), tuple(customer.services),
-                          plan.page_token(key, customer.name)) for customer in fleet.customer_notices.customers)
+    return tuple(
+        Audience(one_line(customer.display_name or customer.name), tuple(customer.services), plan.page_token(key, customer.name))
+        for customer in fleet.customer_notices.customers
+    )
 
 
 class Refused(ValueError):
@@ -92,8 +96,10 @@ def page_urls(fleet, key: bytes | None = None) -> dict[str, str]:
     if section is None or not section.url:
         return {}
     key = key or status_page_key()
-    return {customer.name: section.url.rstrip("/") + f"/c/{plan.page_token(key, customer.name)}/"
-            for customer in fleet.customer_notices.customers}
+    return {
+        customer.name: section.url.rstrip("/") + f"/c/{plan.page_token(key, customer.name)}/"
+        for customer in fleet.customer_notices.customers
+    }
 
 
 def public_references(incident_ids, key: bytes | None = None) -> dict[int, str]:
@@ -102,8 +108,15 @@ def public_references(incident_ids, key: bytes | None = None) -> dict[int, str]:
     return {number: plan.incident_reference(key, number) for number in incident_ids}
 
 
-def request_subscription(fleet, page: str, address: str, relay=None, client: str = "", limits=None,
-                         outbox: Callable[[Confirmation], bool] | None = None) -> str:
+def request_subscription(
+    fleet,
+    page: str,
+    address: str,
+    relay=None,
+    client: str = "",
+    limits=None,
+    outbox: Callable[[Confirmation], bool] | None = None,
+) -> str:
     """A visitor of page ``page`` asked for updates at ``address``: record it, have the
     confirmation mailed. Returns the sentence to show, the same whatever the address's history
     and whether a limit held the request back (each refusal is logged); a bad address or an
@@ -169,15 +182,21 @@ def send_confirmation(fleet, job: Confirmation, relay=None) -> None:
     label = one_line(customer.display_name or customer.name)  # a CR/LF would make the subject unsendable
     page_url = section.url.rstrip("/") + f"/c/{job.page}/"
     confirm_url = plan.links(section.subscribe_url, job.number, job.token, "")["confirm"]
-    message = plan.confirmation_message(job.address, label, fleet.mail.sender, confirm_url, page_url, utcnow(),
-                                        int(rows.CONFIRM_VALID.total_seconds() // 3600))
+    message = plan.confirmation_message(
+        job.address, label, fleet.mail.sender, confirm_url, page_url, utcnow(), int(rows.CONFIRM_VALID.total_seconds() // 3600)
+    )
     try:
         reply = send_one(relay or smtp_relay(fleet.mail.smtp_block), message, job.address, lambda: None)
     except HotspareError as error:
         log.error("subscription %s: confirmation mail not sent: %s", job.number, error)
         return
-    log.info("subscription %s (%s): confirmation mail %s (%d)", job.number, job.customer,
-             "accepted" if reply.accepted else "refused", reply.code)
+    log.info(
+        "subscription %s (%s): confirmation mail %s (%d)",
+        job.number,
+        job.customer,
+        "accepted" if reply.accepted else "refused",
+        reply.code,
+    )
 
 
 def confirm_subscription(token: str):
@@ -218,8 +237,11 @@ def with_subscribers(section):
     customers = []
     for customer in section.customers:
         known = {contact.email.lower() for contact in customer.contacts}
-        extra = [CustomerContact(name="Subscriber", email=address) for address in by_customer.get(customer.name, [])
-                 if address not in known]
+        extra = [
+            CustomerContact(name="Subscriber", email=address)
+            for address in by_customer.get(customer.name, [])
+            if address not in known
+        ]
         customers.append(customer.model_copy(update={"contacts": [*customer.contacts, *extra]}) if extra else customer)
     return section.model_copy(update={"customers": customers})
 
@@ -234,6 +256,7 @@ def unsubscribe_link(fleet, address: str) -> str | None:
     for row in rows.confirmed():
         if row.address == address.lower():
             assert row.id is not None  # a stored row
-            return plan.links(section.subscribe_url, row.id, None,
-                              plan.unsubscribe_token(status_page_key(), row.id, row.address))["unsubscribe"]
+            return plan.links(
+                section.subscribe_url, row.id, None, plan.unsubscribe_token(status_page_key(), row.id, row.address)
+            )["unsubscribe"]
     return None

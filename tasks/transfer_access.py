@@ -29,10 +29,8 @@ from hotspare import access
 from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.fleet import Fleet
 from hotspare.keys import generate_ed25519
-from hotspare.planning import host_clocks
+from hotspare.planning import host_clocks, run_programs, transfer_keys
 from hotspare.planning import replication as plan
-from hotspare.planning import run_programs
-from hotspare.planning import transfer_keys
 from hotspare.planning.rsync_outcomes import classify_rsync
 from tasks import clock_offsets
 
@@ -57,10 +55,17 @@ def _meanwhile(work: Callable[[], object] | None) -> Future | None:
 
 
 @contextmanager
-def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths: list[str],
-                    purpose: str, alongside: Callable[[], object] | None = None,
-                    hooks: list[list[str]] = (), still_ours: Callable[[], None] | None = None,
-                    ) -> Iterator[tuple[plan.PeerAccess, bytes]]:
+def transfer_access(
+    fleet: Fleet,
+    service: str,
+    source: str,
+    target: str,
+    paths: list[str],
+    purpose: str,
+    alongside: Callable[[], object] | None = None,
+    hooks: list[list[str]] = (),
+    still_ours: Callable[[], None] | None = None,
+) -> Iterator[tuple[plan.PeerAccess, bytes]]:
     """(how ``target`` reaches ``source`` for rsync, stdin for ``plan.with_peer_access``).
 
     ``paths`` are the only source paths (or files under them) the key may read. ``alongside``
@@ -78,8 +83,9 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
 
     def key_on_production_clock(offset: float) -> tuple[transfer_keys.TransferKey, int]:
         production_now = host_clocks.host_time(datetime.now(timezone.utc), offset)
-        key = transfer_keys.transfer_key_line(public_key, service=service, tag=tag, source_address=mirror.address,
-                                              paths=paths, now=production_now)
+        key = transfer_keys.transfer_key_line(
+            public_key, service=service, tag=tag, source_address=mirror.address, paths=paths, now=production_now
+        )
         return key, int(production_now.timestamp())
 
     assumed = clock_offsets.offset_of(source)
@@ -87,14 +93,19 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
     beside = _meanwhile(alongside)
     try:
         with access.connect(fleet, source) as connection:
-            answer = connection.run(run_programs.after_hooks(hooks, transfer_keys.install_key_argv(key, production_now)),
-                                    timeout=run_programs.hooks_timeout(hooks)).text
+            answer = connection.run(
+                run_programs.after_hooks(hooks, transfer_keys.install_key_argv(key, production_now)),
+                timeout=run_programs.hooks_timeout(hooks),
+            ).text
             measured = clock_offsets.record(source, host_clocks.parse_clock(answer))
             if measured is not None and abs(measured - assumed) >= host_clocks.NAMED_SKEW_SECONDS:
                 # production's clock is not what this process knew: the line just installed would
                 # expire early (or late) by production's sshd; the same tag replaces it
-                log.warning("%s: transfer key %s installed again with its expiry on production's clock",
-                            host_clocks.skew_sentence("production", source, measured), tag)
+                log.warning(
+                    "%s: transfer key %s installed again with its expiry on production's clock",
+                    host_clocks.skew_sentence("production", source, measured),
+                    tag,
+                )
                 key, production_now = key_on_production_clock(measured)
                 connection.run(transfer_keys.install_key_argv(key, production_now))
     finally:
@@ -113,14 +124,31 @@ def transfer_access(fleet: Fleet, service: str, source: str, target: str, paths:
             with access.connect(fleet, source, connect_timeout=5) as connection:
                 connection.run(transfer_keys.remove_key_argv(service, tag, int(production_now.timestamp())), timeout=30)
         except Exception as error:  # the line expires by itself; never hide the transfer's outcome
-            log.warning("could not remove transfer key %s from %s (it expires at %s anyway): %s",
-                        tag, source, datetime.fromtimestamp(key.expires_epoch, timezone.utc).isoformat(), error)
+            log.warning(
+                "could not remove transfer key %s from %s (it expires at %s anyway): %s",
+                tag,
+                source,
+                datetime.fromtimestamp(key.expires_epoch, timezone.utc).isoformat(),
+                error,
+            )
 
 
-def pull(fleet: Fleet, service: str, source: str, target: str, roots: list[str], purpose: str,
-         make_argv: Callable[[plan.PeerAccess], list[str]], what: str, consequence: str = "",
-         before: Callable[[], object] | None = None, after: Callable[[], object] | None = None,
-         then: list[str] | None = None, hooks: list[list[str]] = (), still_ours: Callable[[], None] | None = None):
+def pull(
+    fleet: Fleet,
+    service: str,
+    source: str,
+    target: str,
+    roots: list[str],
+    purpose: str,
+    make_argv: Callable[[plan.PeerAccess], list[str]],
+    what: str,
+    consequence: str = "",
+    before: Callable[[], object] | None = None,
+    after: Callable[[], object] | None = None,
+    then: list[str] | None = None,
+    hooks: list[list[str]] = (),
+    still_ours: Callable[[], None] | None = None,
+):
     """Run on ``target`` the rsync that ``make_argv(peer)`` builds, reading ``source`` through a
     scoped transfer key for ``roots``; return (result, outcome). A permanent or transient
     outcome (``planning/rsync_outcomes.py``) raises the matching error naming ``what`` failed.
@@ -131,10 +159,12 @@ def pull(fleet: Fleet, service: str, source: str, target: str, roots: list[str],
     trip instead of two; ``plan.snapshot_made`` tells from the output that it did)."""
     finishing = None
     with access.connect(fleet, target) as mirror:
-        with transfer_access(fleet, service, source, target, roots, purpose, alongside=before, hooks=hooks,
-                             still_ours=still_ours) as (peer, stdin):
-            argv = plan.with_peer_access_then(peer, make_argv(peer), then) if then else \
-                plan.with_peer_access(peer, make_argv(peer))
+        with transfer_access(
+            fleet, service, source, target, roots, purpose, alongside=before, hooks=hooks, still_ours=still_ours
+        ) as (peer, stdin):
+            argv = (
+                plan.with_peer_access_then(peer, make_argv(peer), then) if then else plan.with_peer_access(peer, make_argv(peer))
+            )
             result = mirror.run(argv, stdin=stdin, timeout=6 * 3600, check=False)
             outcome = classify_rsync(result.exit_status, result.stderr_tail)
             if outcome.kind not in ("permanent", "transient"):
@@ -144,6 +174,8 @@ def pull(fleet: Fleet, service: str, source: str, target: str, roots: list[str],
     if outcome.kind in ("permanent", "transient"):
         error = PermanentError if outcome.kind == "permanent" else TransientError
         retry = "not retried" if outcome.kind == "permanent" else "may be retried"
-        raise error(f"{what} failed ({outcome.kind}, {retry}): {outcome.reason}"
-                    f"{clock_offsets.skew_note(source, 'production')}.{' ' + consequence if consequence else ''}")
+        raise error(
+            f"{what} failed ({outcome.kind}, {retry}): {outcome.reason}"
+            f"{clock_offsets.skew_note(source, 'production')}.{' ' + consequence if consequence else ''}"
+        )
     return result, outcome

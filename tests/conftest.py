@@ -130,4 +130,3 @@ def pytest_configure(config) -> None:
     """The fifteen slowest tests are printed after every run, unless --durations says otherwise."""
     if config.option.durations is None:
         config.option.durations = 15
-

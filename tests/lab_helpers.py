@@ -10,11 +10,11 @@ from hotspare.lab.remote import host_ssh_argv as ssh_argv  # one home for tests 
 from hotspare.lab.slots import free_slot
 
 
-def ssh(lab_env: dict, host: str, *command: str, connect_timeout: float = 5,
-        timeout: float = 60) -> subprocess.CompletedProcess:
+def ssh(lab_env: dict, host: str, *command: str, connect_timeout: float = 5, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run one command on a lab host; returns the completed process (never raises on exit)."""
-    return subprocess.run(ssh_argv(lab_env, host, list(command), connect_timeout),
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        ssh_argv(lab_env, host, list(command), connect_timeout), capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def start_apps(lab_env: dict, *hosts: str) -> None:
@@ -79,8 +79,9 @@ def paused_flow_run():
     from prefect.client.schemas.objects import StateType
 
     with get_client(sync_client=True) as client:
-        found = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+        found = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+        )
     return found[0] if found else None
 
 
@@ -106,8 +107,9 @@ def lab_fleet_changed(lab_env: dict, folder, change):
         assert main(["fleet", "load", str(original)]) == 0
 
 
-def kill_failover_after_activation(lab_env: dict, service: str = "app1", mirror: str = "mirror-west",
-                                   seconds: float = 120) -> float:
+def kill_failover_after_activation(
+    lab_env: dict, service: str = "app1", mirror: str = "mirror-west", seconds: float = 120
+) -> float:
     """Run ``hotspare failover SERVICE --yes`` in a process of its own and kill it (SIGKILL, by its
     PID) once the copy is live on ``mirror``: the service stays failing-over, its lease no longer
     renewed. The active-copy marker is removed first, so only this run's activation counts.
@@ -121,8 +123,13 @@ def kill_failover_after_activation(lab_env: dict, service: str = "app1", mirror:
     marker = host_path(lab_env, mirror, f"/srv/hotspare/{service}/active-copy")
     marker.unlink(missing_ok=True)
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "failover", service, "--yes"], env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hotspare.cli", "failover", service, "--yes"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         poll(marker.exists, seconds, f"the copy to be made live on {mirror}")
         activated = time.monotonic()

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from lab_helpers import poll
 
 from hotspare.lab import control
+
+from lab_helpers import poll
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +53,12 @@ def site(lab, lab_env, fleet):
     try:
         control.start_site(lab)
         client = control.client_environment(lab)
-        with pytest.MonkeyPatch.context() as patch, temporary_settings(updates={
-                PREFECT_API_URL: client["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: client["PREFECT_API_AUTH_STRING"]}):
+        with (
+            pytest.MonkeyPatch.context() as patch,
+            temporary_settings(
+                updates={PREFECT_API_URL: client["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: client["PREFECT_API_AUTH_STRING"]}
+            ),
+        ):
             patch.setenv("HOTSPARE_DB_URL", client["HOTSPARE_DB_URL"])
             lab.register_blocks()
             assert main(["fleet", "load", lab_env["fleet_file"]]) == 0
@@ -98,9 +103,15 @@ def as_identity(lab, name: str, database_url: str | None = None):
 
     environment = control.identity_environment(lab, name)
     forget_credentials()
-    with pytest.MonkeyPatch.context() as patch, temporary_settings(updates={
-            PREFECT_API_URL: environment["PREFECT_API_URL"],
-            PREFECT_API_AUTH_STRING: environment["PREFECT_API_AUTH_STRING"]}):
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        temporary_settings(
+            updates={
+                PREFECT_API_URL: environment["PREFECT_API_URL"],
+                PREFECT_API_AUTH_STRING: environment["PREFECT_API_AUTH_STRING"],
+            }
+        ),
+    ):
         if database_url:
             patch.setenv("HOTSPARE_DB_URL", database_url)
         try:
@@ -111,13 +122,21 @@ def as_identity(lab, name: str, database_url: str | None = None):
 
 # --- the database ---------------------------------------------------------------------------
 
+
 def connect(url: str, database: str | None = None):
     import psycopg
     from sqlalchemy.engine import make_url
 
     parts = make_url(url)
-    return psycopg.connect(host=parts.host, port=parts.port, user=parts.username, password=parts.password,
-                           dbname=database or parts.database, connect_timeout=10, autocommit=True)
+    return psycopg.connect(
+        host=parts.host,
+        port=parts.port,
+        user=parts.username,
+        password=parts.password,
+        dbname=database or parts.database,
+        connect_timeout=10,
+        autocommit=True,
+    )
 
 
 def test_no_database_user_of_a_role_is_a_superuser_or_opens_prefects_database(site):
@@ -125,8 +144,9 @@ def test_no_database_user_of_a_role_is_a_superuser_or_opens_prefects_database(si
 
     for role, url in site["databases"].items():
         with connect(url) as connection:
-            row = connection.execute("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles "
-                                     "WHERE rolname = current_user").fetchone()
+            row = connection.execute(
+                "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user"
+            ).fetchone()
             assert row == (False, False, False), role
         with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
             connect(url, "prefect")
@@ -134,22 +154,25 @@ def test_no_database_user_of_a_role_is_a_superuser_or_opens_prefects_database(si
     assert "hotspare_prefect" not in site["databases"]
 
 
-@pytest.mark.parametrize("statement", [
-    "DROP TABLE run",
-    "TRUNCATE run",
-    "CREATE TABLE planted (x int)",
-    "ALTER TABLE run ADD COLUMN planted int",
-    "UPDATE fleet_document SET text = ''",
-    "INSERT INTO fleet_document (id, filename, text, loaded_at) VALUES (2, 'x', 'x', now())",
-    "UPDATE service SET planned_production = 'standby-east'",
-    "UPDATE service SET spec = '{}'",
-    "DELETE FROM service",
-    "UPDATE server SET address = '10.211.0.66'",
-    "UPDATE orchestrator_identity SET orchestrator_id = 'planted'",
-    "DELETE FROM orchestrator_identity",
-    "COPY run TO PROGRAM 'id'",
-    "SELECT pg_read_file('/etc/hostname')",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DROP TABLE run",
+        "TRUNCATE run",
+        "CREATE TABLE planted (x int)",
+        "ALTER TABLE run ADD COLUMN planted int",
+        "UPDATE fleet_document SET text = ''",
+        "INSERT INTO fleet_document (id, filename, text, loaded_at) VALUES (2, 'x', 'x', now())",
+        "UPDATE service SET planned_production = 'standby-east'",
+        "UPDATE service SET spec = '{}'",
+        "DELETE FROM service",
+        "UPDATE server SET address = '10.211.0.66'",
+        "UPDATE orchestrator_identity SET orchestrator_id = 'planted'",
+        "DELETE FROM orchestrator_identity",
+        "COPY run TO PROGRAM 'id'",
+        "SELECT pg_read_file('/etc/hostname')",
+    ],
+)
 def test_a_workers_database_user_cannot_change_the_fleet_or_the_schema(site, statement):
     import psycopg
 
@@ -187,6 +210,7 @@ def test_a_run_works_with_the_workers_database_user_and_api_login(site, lab):
 
 # --- the API: secrets -------------------------------------------------------------------------
 
+
 def test_a_worker_loads_the_blocks_its_runs_need_and_no_backup_password(site, lab):
     """``Block.load`` asks GET /block_types/slug/S/block_documents/name/N?include_secrets=true."""
     from prefect.exceptions import PrefectHTTPStatusError
@@ -206,8 +230,9 @@ def test_a_worker_loads_the_blocks_its_runs_need_and_no_backup_password(site, la
         with pytest.raises(MissingConfiguration, match="may not read its secrets"):
             repository_password("lab-restic-app1")
     with as_identity(lab, "control"):  # the control site's backup runs do read it
-        assert BackupRepositoryPassword.load("lab-restic-app1").password.get_secret_value() == \
-            stored["restic"]["passwords"]["app1"]
+        assert (
+            BackupRepositoryPassword.load("lab-restic-app1").password.get_secret_value() == stored["restic"]["passwords"]["app1"]
+        )
 
 
 def test_a_worker_reads_the_bmc_block_of_the_facility_it_fences_and_no_other(site, lab):
@@ -247,7 +272,7 @@ def test_no_other_request_form_gives_a_worker_or_a_person_a_secret(site, lab):
         for method, path, extra in attempts:
             response = call(site, lab, name, method, path, **extra)
             assert response.status_code == 403, (name, method, path, response.status_code, response.text[:200])
-            assert "planted" not in response.text and "password\":\"" not in response.text
+            assert "planted" not in response.text and 'password":"' not in response.text
     # another spelling of the path reaches nothing either
     response = call(site, lab, "ada", "GET", f"/block_types/slug/{RESTIC}//block_documents/name/lab-restic-app1")
     assert response.status_code == 400
@@ -271,12 +296,22 @@ def test_what_an_operator_starts_carries_its_name_whatever_headers_it_sends(site
     import base64
 
     flow = call(site, lab, "control", "POST", "/flows/", json={"name": "access-probe"}).json()
-    deployment = call(site, lab, "control", "POST", "/deployments/",
-                      json={"name": "access-probe", "flow_id": flow["id"], "paused": True}).json()
-    forged = {"Prefect-Automation-Id": str(uuid.uuid4()),
-              "Prefect-Automation-Name": base64.b64encode(b"hotspare:approver:april").decode()}
-    started = call(site, lab, "otto", "POST", f"/deployments/{deployment['id']}/create_flow_run",
-                   json={"state": {"type": "SCHEDULED"}}, headers=forged)
+    deployment = call(
+        site, lab, "control", "POST", "/deployments/", json={"name": "access-probe", "flow_id": flow["id"], "paused": True}
+    ).json()
+    forged = {
+        "Prefect-Automation-Id": str(uuid.uuid4()),
+        "Prefect-Automation-Name": base64.b64encode(b"hotspare:approver:april").decode(),
+    }
+    started = call(
+        site,
+        lab,
+        "otto",
+        "POST",
+        f"/deployments/{deployment['id']}/create_flow_run",
+        json={"state": {"type": "SCHEDULED"}},
+        headers=forged,
+    )
     assert started.status_code == 201, started.text
     run = call(site, lab, "control", "GET", f"/flow_runs/{started.json()['id']}").json()
     assert run["created_by"]["display_value"] == "hotspare:operator:otto"
@@ -285,9 +320,11 @@ def test_what_an_operator_starts_carries_its_name_whatever_headers_it_sends(site
 
 # --- the API: the approval gate -------------------------------------------------------------
 
+
 def paused_run(site, lab, subject: str) -> dict | None:
-    response = call(site, lab, "control", "POST", "/flow_runs/filter",
-                    json={"flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}})
+    response = call(
+        site, lab, "control", "POST", "/flow_runs/filter", json={"flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}}
+    )
     for run in response.json():
         if run["parameters"].get("subject") == subject:
             return run
@@ -298,10 +335,17 @@ def test_resuming_a_gated_run_needs_an_approver_who_is_recorded_by_the_proxys_na
     subject, digest = f"access probe {uuid.uuid4().hex[:8]}", "0123456789abcdef"
     environment = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
     environment.update(control.identity_environment(lab, "worker-east"))
-    environment.update({"HOTSPARE_API_PROXY": "1", "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}",
-                        "PREFECT_HOME": str(tmp_path / "prefect")})
-    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "gated_flow.py"), subject, digest], cwd=ROOT,
-                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    environment.update(
+        {"HOTSPARE_API_PROXY": "1", "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "PREFECT_HOME": str(tmp_path / "prefect")}
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "gated_flow.py"), subject, digest],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         run = poll(lambda: paused_run(site, lab, subject), 120, "the gated run to pause for approval")
         answer = {"run_input": {"decision": "approve", "plan_digest": digest, "operator": "Mallory Typed"}}
@@ -319,8 +363,14 @@ def test_resuming_a_gated_run_needs_an_approver_who_is_recorded_by_the_proxys_na
     assert process.returncode == 0, errors[-3000:]
     approval = json.loads(output.strip().splitlines()[-1])
     assert (approval["operator"], approval["digest"]) == ("april", digest)  # the login, not the typed name
-    records = call(site, lab, "control", "POST", f"/flow_runs/{run['id']}/input/filter",
-                   json={"prefix": "hotspare-approver-", "limit": 10, "exclude_keys": []}).json()
+    records = call(
+        site,
+        lab,
+        "control",
+        "POST",
+        f"/flow_runs/{run['id']}/input/filter",
+        json={"prefix": "hotspare-approver-", "limit": 10, "exclude_keys": []},
+    ).json()
     assert [json.loads(record["value"]) for record in records] == ["april"]  # none for the refused three
 
 
@@ -331,15 +381,18 @@ def test_a_persons_shell_gets_their_own_login_and_the_read_only_inventory(site, 
 
     assert main(["lab", "env", "--exports", "--as", "april", "--dir", str(lab.directory)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
-                    for line in lines if line.startswith("export "))
+    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in lines if line.startswith("export "))
     assert exported["PREFECT_API_AUTH_STRING"] == ":".join(login(lab, "april"))
     assert exported["HOTSPARE_DB_URL"] == site["databases"]["reporting"]
     assert exported["HOTSPARE_API_PROXY"] == "1"
     # the site's issuer token yields certificates for any run of its pool: a person's shell drops it
     assert {"unset HOTSPARE_SSH_ISSUER_TOKEN", "unset HOTSPARE_SSH_ISSUER_URL"} <= set(lines)
-    site_exports = {"HOTSPARE_SSH_ISSUER_URL": "http://issuer", "HOTSPARE_SSH_ISSUER_TOKEN": "site-token",
-                    "HOTSPARE_LAB_DIR": str(lab.directory), "PREFECT_API_AUTH_STRING": "control:secret"}
+    site_exports = {
+        "HOTSPARE_SSH_ISSUER_URL": "http://issuer",
+        "HOTSPARE_SSH_ISSUER_TOKEN": "site-token",
+        "HOTSPARE_LAB_DIR": str(lab.directory),
+        "PREFECT_API_AUTH_STRING": "control:secret",
+    }
     viewer = control.person_shell(lab, "ada", site_exports)
     assert "HOTSPARE_SSH_ISSUER_TOKEN" not in viewer and "HOTSPARE_SSH_ISSUER_URL" not in viewer
     assert "site-token" not in viewer.values() and viewer["HOTSPARE_LAB_DIR"] == str(lab.directory)

@@ -23,7 +23,6 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
-from lab_helpers import wait_for
 from hotspare.adapters.dns import (
     AuthoritativeServer,
     TsigKey,
@@ -45,11 +44,12 @@ from hotspare.fleet.load import load_fleet
 from hotspare.lab.keys import generate_ed25519
 from hotspare.lab.topology import TTL
 
+from lab_helpers import wait_for
+
 pytestmark = pytest.mark.lab
 
 
 # ----- helpers and fixtures ------------------------------------------------------------------
-
 
 
 def finishes_within(seconds: float, function):
@@ -104,8 +104,7 @@ def login(lab_env, stored) -> Login:
 def endpoints(lab_env) -> dict[str, Endpoint]:
     """Every lab server as the fleet file pins it."""
     fleet = load_fleet(lab_env["fleet_file"])
-    return {server.name: Endpoint(server.name, server.address, server.ssh_port, server.host_key)
-            for server in fleet.servers}
+    return {server.name: Endpoint(server.name, server.address, server.ssh_port, server.host_key) for server in fleet.servers}
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +119,7 @@ def host_root(lab_env, host: str) -> Path:
 
 
 # ----- SSH: trust and reachability -----------------------------------------------------------
+
 
 def test_pinned_host_key_connects_and_runs_commands(prod_east, lab_env):
     result = prod_east.run(["hostname"])
@@ -168,8 +168,7 @@ def test_a_malformed_pinned_key_is_a_permanent_error(endpoints, login):
 def test_a_wrong_private_key_is_a_permanent_login_error(endpoints, lab_env):
     stranger, _ = generate_ed25519("stranger")
     with pytest.raises(PermanentError, match=r"prod-east \(.*\) refused the login of 'root'") as refused:
-        SshConnection(endpoints["prod-east"], Login(lab_env["ssh"]["user"], stranger),
-                      connect_timeout=5).connect()
+        SshConnection(endpoints["prod-east"], Login(lab_env["ssh"]["user"], stranger), connect_timeout=5).connect()
     assert not is_transient(refused.value)
 
 
@@ -226,15 +225,37 @@ def test_a_host_failing_under_an_open_connection_is_transient(lab, endpoints, lo
 
 # ----- SSH: commands ---------------------------------------------------------------------------
 
+
 def test_arguments_reach_the_remote_program_verbatim_and_nothing_is_injected(prod_east, lab_env):
     token = uuid.uuid4().hex
     host_marker, machine_marker = f"/srv/pwned-{token}", f"/tmp/pwned-{token}"
     weird = [
-        "two words", "  leading and trailing  ", "", "it's", 'say "hi"', "back\\slash",
-        f"$(touch {host_marker})", f"`touch {machine_marker}`", f"; touch {machine_marker}",
-        f"&& touch {host_marker}", f"| touch {machine_marker}", f"> {machine_marker}",
-        "line one\nline two", "tab\there", "*", "/etc/*", "?", "[a-z]*", "~", "$HOME", "${PATH}",
-        "-n", "--", "%s %d", "naïve ✓", "'\"'\"'",
+        "two words",
+        "  leading and trailing  ",
+        "",
+        "it's",
+        'say "hi"',
+        "back\\slash",
+        f"$(touch {host_marker})",
+        f"`touch {machine_marker}`",
+        f"; touch {machine_marker}",
+        f"&& touch {host_marker}",
+        f"| touch {machine_marker}",
+        f"> {machine_marker}",
+        "line one\nline two",
+        "tab\there",
+        "*",
+        "/etc/*",
+        "?",
+        "[a-z]*",
+        "~",
+        "$HOME",
+        "${PATH}",
+        "-n",
+        "--",
+        "%s %d",
+        "naïve ✓",
+        "'\"'\"'",
     ]
     result = prod_east.run(["printf", "%s\\n", *weird])
     assert result.text == "".join(argument + "\n" for argument in weird)
@@ -359,6 +380,7 @@ def test_sftp_reads_the_hosts_own_files(prod_east, lab_env):
 
 # ----- DNS ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def server(lab_env) -> AuthoritativeServer:
     return AuthoritativeServer(lab_env["zone"], lab_env["dns"]["address"], lab_env["dns"]["port"], timeout=2)
@@ -371,8 +393,12 @@ def tsig(stored) -> TsigKey:
 
 def lab_update(server: AuthoritativeServer, key: TsigKey) -> dns.update.UpdateMessage:
     """A signed update built with dnspython alone (not the adapter), for setup and cleanup."""
-    return dns.update.UpdateMessage(f"{server.zone}.", keyring=dns.tsigkeyring.from_text({key.name: key.secret}),
-                                    keyname=key.name, keyalgorithm=dns.tsig.HMAC_SHA256)
+    return dns.update.UpdateMessage(
+        f"{server.zone}.",
+        keyring=dns.tsigkeyring.from_text({key.name: key.secret}),
+        keyname=key.name,
+        keyalgorithm=dns.tsig.HMAC_SHA256,
+    )
 
 
 @pytest.fixture
@@ -488,17 +514,24 @@ def test_a_dns_server_that_never_answers_times_out_as_transient(server, tsig, si
 
 # ----- SMTP --------------------------------------------------------------------------------------
 
+
 def test_compose_builds_the_headers_and_parts():
-    message = compose("hotspare@lab.test", ["dana@ops.lab.test", "lee@ops.lab.test"],
-                      "Failover of app1: done", "app1 now runs on mirror-west.\n")
+    message = compose(
+        "hotspare@lab.test",
+        ["dana@ops.lab.test", "lee@ops.lab.test"],
+        "Failover of app1: done",
+        "app1 now runs on mirror-west.\n",
+    )
     assert message["From"] == "hotspare@lab.test"
     assert message["To"] == "dana@ops.lab.test, lee@ops.lab.test"
     assert message["Subject"] == "Failover of app1: done"
     assert message["Message-ID"].endswith("@lab.test>")
     assert message.get_content_type() == "text/plain"
     assert message.get_content() == "app1 now runs on mirror-west.\n"
-    assert compose("a@lab.test", ["b@lab.test"], "s", "b")["Message-ID"] != compose(
-        "a@lab.test", ["b@lab.test"], "s", "b")["Message-ID"]
+    assert (
+        compose("a@lab.test", ["b@lab.test"], "s", "b")["Message-ID"]
+        != compose("a@lab.test", ["b@lab.test"], "s", "b")["Message-ID"]
+    )
 
     rich = compose("hotspare@lab.test", ["dana@ops.lab.test"], "Report", "plain", html="<p>rich</p>")
     assert rich.get_content_type() == "multipart/alternative"
@@ -543,7 +576,6 @@ def test_send_to_a_silent_relay_times_out_as_transient(silent_listener):
     with pytest.raises(TransientError, match=f"SMTP relay {address}:{port}"):
         send(Relay(address, port, timeout=1), message)
     assert time.monotonic() - started < 3
-
 
 
 def test_a_refused_channel_leaves_the_shared_connection_to_its_other_borrowers(fleet):

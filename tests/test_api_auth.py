@@ -83,13 +83,23 @@ def script_server(tmp_path):
     """Run ``scripts/prefect-server.sh`` with its own home and a free loopback port; stop it after."""
     home = tmp_path / "home"
     port = _free_loopback_port()
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING")}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING")
+    }
     environment.update(HOTSPARE_HOME=str(home), PREFECT_HOME=str(home / "prefect"), HOTSPARE_PREFECT_PORT=str(port))
 
     def run(action: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", str(SERVER_SCRIPT), action], env=environment, cwd=ROOT,
-                              capture_output=True, text=True, timeout=300, check=False)
+        return subprocess.run(
+            ["bash", str(SERVER_SCRIPT), action],
+            env=environment,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
 
     server = {"home": home, "port": port, "api_url": f"http://127.0.0.1:{port}/api", "run": run}
     yield server
@@ -121,8 +131,9 @@ def test_server_script_starts_prefect_behind_a_generated_auth_string(script_serv
 
     # The string is in no argv, no log and no output.
     pid = int((home / "run" / "prefect-server.pid").read_text())
-    group = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()
-             and _process_group(int(entry.name)) == pid]
+    group = [
+        int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and _process_group(int(entry.name)) == pid
+    ]
     assert pid in group
     for member in group:
         assert auth_string.encode() not in Path(f"/proc/{member}/cmdline").read_bytes()
@@ -163,11 +174,9 @@ def test_client_settings_carry_the_session_auth_string(prefect_api):
 
     prefect_command = [str(Path(sys.executable).parent / "prefect"), "block", "ls"]
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    listed = subprocess.run(prefect_command, env=environment,
-                            capture_output=True, text=True, timeout=120, check=False)
+    listed = subprocess.run(prefect_command, env=environment, capture_output=True, text=True, timeout=120, check=False)
     assert listed.returncode == 0, listed.stdout + listed.stderr
     without = {key: value for key, value in environment.items() if key != "PREFECT_API_AUTH_STRING"}
-    refused = subprocess.run(prefect_command, env=without,
-                             capture_output=True, text=True, timeout=120, check=False)
+    refused = subprocess.run(prefect_command, env=without, capture_output=True, text=True, timeout=120, check=False)
     assert refused.returncode != 0
     assert "401" in refused.stdout + refused.stderr

@@ -12,16 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from lab_helpers import poll
 
 from hotspare.planning.approval import (
     PlanRejected,
 )
 
+from lab_helpers import poll
+
 DIGEST = "0123456789abcdef"
 
 
 # --- the gate in real flow runs ---------------------------------------------------------------
+
 
 def gated_flow():
     """A flow with the gate every gated runbook has (the plan is a fixed digest): it returns
@@ -33,8 +35,9 @@ def gated_flow():
     @flow(name="approval-gate-under-test")
     def gated(yes: bool = False, approval_expires_at: datetime | None = None) -> str:
         try:
-            approval = await_approval("test of the gate", DIGEST, "# The plan\n\nPlan digest: `0123456789abcdef`", yes,
-                                      None, 90, approval_expires_at)
+            approval = await_approval(
+                "test of the gate", DIGEST, "# The plan\n\nPlan digest: `0123456789abcdef`", yes, None, 90, approval_expires_at
+            )
         except PlanRejected as error:
             return cancelled_state(error)
         return approval.operator
@@ -57,7 +60,8 @@ def paused_run_of_the_gate(after_pause: int = 0):
     with get_client(sync_client=True) as client:
         found = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["approval-gate-under-test"])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))),
+        )
     found = [run for run in found if int(run.state.state_details.pause_key) > after_pause]
     return found[0] if found else None
 
@@ -106,17 +110,23 @@ def test_a_wrong_digest_pauses_again_with_the_reason_instead_of_failing(prefect_
         waiting = pool.submit(gated_flow(), return_state=True)
         try:
             first = poll(paused_run_of_the_gate, 60, "the gate to pause")
-            resume_flow_run(first.id, run_input={"decision": "approve", "plan_digest": "0123456789abcdee",
-                                                 "operator": "Dana Ops"})
-            second = poll(lambda: paused_run_of_the_gate(after_pause=int(first.state.state_details.pause_key)), 60,
-                          "the gate to pause again")
+            resume_flow_run(
+                first.id, run_input={"decision": "approve", "plan_digest": "0123456789abcdee", "operator": "Dana Ops"}
+            )
+            second = poll(
+                lambda: paused_run_of_the_gate(after_pause=int(first.state.state_details.pause_key)),
+                60,
+                "the gate to pause again",
+            )
             assert second.id == first.id  # the same run, not failed
             _schema, description = form_of(second)
-            assert "Not approved yet: the digest typed (0123456789abcdee) is not this plan's (0123456789abcdef)" \
-                   in description
+            assert "Not approved yet: the digest typed (0123456789abcdee) is not this plan's (0123456789abcdef)" in description
             resume_flow_run(second.id, run_input={"decision": "approve", "plan_digest": "", "operator": "Dana Ops"})
-            third = poll(lambda: paused_run_of_the_gate(after_pause=int(second.state.state_details.pause_key)), 60,
-                         "the gate to pause a third time")
+            third = poll(
+                lambda: paused_run_of_the_gate(after_pause=int(second.state.state_details.pause_key)),
+                60,
+                "the gate to pause a third time",
+            )
             assert "the plan digest was left empty" in form_of(third)[1]
             resume_flow_run(third.id, run_input={"decision": "approve", "plan_digest": DIGEST, "operator": "Dana Ops"})
             state = waiting.result(timeout=120)

@@ -19,6 +19,7 @@ import pytest
 
 from flows.replicate import replicate_service
 from flows.verify import verify
+
 from lab_helpers import host_path, ssh, wait_for
 
 pytestmark = pytest.mark.lab
@@ -55,7 +56,8 @@ def test_compromised_production_cannot_plant_root_or_system_accounts_on_the_mirr
     saved = {path: host_path(lab_env, production, path).read_bytes() for path in ACCOUNT_FILES}
     saved_mirror = {path: host_path(lab_env, mirror, path).read_bytes() for path in ACCOUNT_FILES}
     root2_hash, root_hash, eve_hash, daemon_hash, legit_hash, real_root_hash, other_hash, stolen_hash = (
-        fake_hash(label) for label in ("root2", "rootdup", "eve", "daemon", "legit", "root", "other", "stolen"))
+        fake_hash(label) for label in ("root2", "rootdup", "eve", "daemon", "legit", "root", "other", "stolen")
+    )
     try:
         # A mirror shared with another service, whose account app2-web (UID 3001) lives there too.
         assert ssh(lab_env, mirror, "useradd", "-M", "-u", "3001", "-s", "/bin/sh", "app2-web").returncode == 0
@@ -69,16 +71,24 @@ def test_compromised_production_cannot_plant_root_or_system_accounts_on_the_mirr
         assert ssh(lab_env, production, "useradd", "-M", "-u", "2700", "-s", "/bin/sh", "app1-legit").returncode == 0
         assert ssh(lab_env, production, "usermod", "-p", legit_hash, "app1-legit").returncode == 0
         # The attack.
-        append_on(lab_env, production, "/etc/passwd",
-                  "root2:x:0:0:backdoor:/root:/bin/bash\n"
-                  "root:x:2600:2600:root again:/root:/bin/bash\n"
-                  "eve:x:2601:0::/root:/bin/bash\n"
-                  "app2-web:x:2650:2650:the other service's name:/home/app2-web:/bin/sh\n")
-        append_on(lab_env, production, "/etc/shadow",
-                  f"root2:{root2_hash}:20000:0:99999:7:::\n"
-                  f"root:{root_hash}:20000:0:99999:7:::\n"
-                  f"eve:{eve_hash}:20000:0:99999:7:::\n"
-                  f"app2-web:{stolen_hash}:20000:0:99999:7:::\n")
+        append_on(
+            lab_env,
+            production,
+            "/etc/passwd",
+            "root2:x:0:0:backdoor:/root:/bin/bash\n"
+            "root:x:2600:2600:root again:/root:/bin/bash\n"
+            "eve:x:2601:0::/root:/bin/bash\n"
+            "app2-web:x:2650:2650:the other service's name:/home/app2-web:/bin/sh\n",
+        )
+        append_on(
+            lab_env,
+            production,
+            "/etc/shadow",
+            f"root2:{root2_hash}:20000:0:99999:7:::\n"
+            f"root:{root_hash}:20000:0:99999:7:::\n"
+            f"eve:{eve_hash}:20000:0:99999:7:::\n"
+            f"app2-web:{stolen_hash}:20000:0:99999:7:::\n",
+        )
         append_on(lab_env, production, "/etc/group", "sudo:x:2602:app1-web\n")
         changed = ssh(lab_env, production, "usermod", "-p", daemon_hash, "daemon")
         assert changed.returncode == 0, changed.stderr
@@ -107,13 +117,34 @@ def test_compromised_production_cannot_plant_root_or_system_accounts_on_the_mirr
         # nothing of production's other accounts is anywhere on the mirror: not in the copy either
         # (the line production calls app2-web is in range, so the copy keeps it as the service's
         # own, and the merge refuses it against the mirror's real app2-web)
-        found = ssh(lab_env, mirror, "grep", "-r", "-l", "-F", "-e", real_root_hash, "-e", other_hash, "-e", daemon_hash,
-                    "-e", root2_hash, "--", "/etc", "/srv/hotspare")
+        found = ssh(
+            lab_env,
+            mirror,
+            "grep",
+            "-r",
+            "-l",
+            "-F",
+            "-e",
+            real_root_hash,
+            "-e",
+            other_hash,
+            "-e",
+            daemon_hash,
+            "-e",
+            root2_hash,
+            "--",
+            "/etc",
+            "/srv/hotspare",
+        )
         assert found.returncode == 1 and found.stdout == "", found.stdout
         copy_shadow = ssh(lab_env, mirror, "cat", f"/srv/hotspare/{SERVICE}/current/tree/etc/shadow")
         assert copy_shadow.returncode == 0
         assert {line.split(":", 1)[0] for line in copy_shadow.stdout.splitlines()} == {
-            "app1-web", "app1-batch", "app1-legit", "app2-web"}
+            "app1-web",
+            "app1-batch",
+            "app1-legit",
+            "app2-web",
+        }
         # ... the legitimate account did ...
         assert any(line.startswith("app1-legit:x:2700:") for line in passwd)
         assert entry(shadow, "app1-legit")[0].split(":")[1] == "!" + legit_hash  # locked while production serves
@@ -124,8 +155,11 @@ def test_compromised_production_cannot_plant_root_or_system_accounts_on_the_mirr
             assert any(f"refused {name}" in sentence for sentence in refused), (name, refused)
         assert not any(planted in sentence for sentence in refused for planted in (root2_hash, root_hash, eve_hash, stolen_hash))
         with get_client(sync_client=True) as client:
+
             def warnings():
-                logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+                logs = client.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+                )
                 found = [log.message for log in logs if log.level >= 30 and "refused account root2" in log.message]
                 return found or None
 

@@ -38,9 +38,24 @@ def snapshots(fleet):
 
 
 def _ssh_options(grant) -> list[str]:
-    return ["-F", "/dev/null", "-i", grant.key_path, "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={grant.known_hosts_path}",
-            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10"]
+    return [
+        "-F",
+        "/dev/null",
+        "-i",
+        grant.key_path,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={grant.known_hosts_path}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "ConnectTimeout=10",
+    ]
 
 
 def _sftp(connection, grant, batch: str, user: str | None = None):
@@ -82,8 +97,19 @@ def test_a_stolen_run_key_neither_reads_other_services_nor_destroys_snapshots_no
             for batch in (f"ls /srv/backup/{OTHER}\n", f"get /srv/backup/{OTHER}/config /dev/null\n", "cd ..\nls ../app1\n"):
                 assert _sftp(production, grant, batch).exit_status != 0, batch
             assert _sftp(production, grant, "ls /\n", user=f"hsb-{OTHER}").exit_status != 0
-            other = run_restic(production, ["restic", "-r", f"sftp:{grant.account}@{grant.storage_address}:/srv/backup/{OTHER}",
-                                            "-o", f"sftp.command={grant.sftp_command()}", "snapshots"], password, check=False)
+            other = run_restic(
+                production,
+                [
+                    "restic",
+                    "-r",
+                    f"sftp:{grant.account}@{grant.storage_address}:/srv/backup/{OTHER}",
+                    "-o",
+                    f"sftp.command={grant.sftp_command()}",
+                    "snapshots",
+                ],
+                password,
+                check=False,
+            )
             assert other.exit_status != 0
 
             # Its own older snapshot: restic forget/prune and raw SFTP removal, rename, overwrite, chmod all fail.
@@ -92,9 +118,15 @@ def test_a_stolen_run_key_neither_reads_other_services_nor_destroys_snapshots_no
             assert forget.exit_status != 0, forget.text
             prune = run_restic(production, grant.restic("forget", "--keep-last", "1", "--prune"), password, check=False)
             assert prune.exit_status != 0, prune.text
-            for batch in (f"rm /snapshots/{snapshot_name}\n", f"rename /snapshots/{snapshot_name} /snapshots/moved\n",
-                          f"put /etc/hostname /snapshots/{snapshot_name}\n", f"chmod 666 /snapshots/{snapshot_name}\n",
-                          "rm /config\n", "rmdir /data/00\n", f"ln -s /snapshots/{snapshot_name} /snapshots/link\n"):
+            for batch in (
+                f"rm /snapshots/{snapshot_name}\n",
+                f"rename /snapshots/{snapshot_name} /snapshots/moved\n",
+                f"put /etc/hostname /snapshots/{snapshot_name}\n",
+                f"chmod 666 /snapshots/{snapshot_name}\n",
+                "rm /config\n",
+                "rmdir /data/00\n",
+                f"ln -s /snapshots/{snapshot_name} /snapshots/link\n",
+            ):
                 assert _sftp(production, grant, batch).exit_status != 0, batch
 
             # A shell on the storage host, with the key it saw: the account gets SFTP only, root nothing.
@@ -109,7 +141,9 @@ def test_a_stolen_run_key_neither_reads_other_services_nor_destroys_snapshots_no
         production.run(["install", "-d", "-m", "0700", grant.folder])
         try:
             production.run(["sh", "-c", 'umask 077 && cat > "$1"', "sh", grant.key_path], stdin=stolen)
-            production.run(["sh", "-c", 'umask 077 && cat > "$1"', "sh", grant.known_hosts_path], stdin=grant.known_hosts_line.encode())
+            production.run(
+                ["sh", "-c", 'umask 077 && cat > "$1"', "sh", grant.known_hosts_path], stdin=grant.known_hosts_line.encode()
+            )
             late = _sftp(production, grant, "ls /\n")
             assert late.exit_status != 0 and "Permission denied" in late.stderr_tail
         finally:
@@ -136,8 +170,9 @@ def test_a_run_key_works_only_from_the_host_it_was_made_for(fleet, snapshots):
             elsewhere.run(["install", "-d", "-m", "0700", grant.folder])
             try:
                 elsewhere.run(["sh", "-c", 'umask 077 && cat > "$1"', "sh", grant.key_path], stdin=key)
-                elsewhere.run(["sh", "-c", 'umask 077 && cat > "$1"', "sh", grant.known_hosts_path],
-                              stdin=grant.known_hosts_line.encode())
+                elsewhere.run(
+                    ["sh", "-c", 'umask 077 && cat > "$1"', "sh", grant.known_hosts_path], stdin=grant.known_hosts_line.encode()
+                )
                 assert _sftp(production, grant, "ls /\n").exit_status == 0
                 refused = _sftp(elsewhere, grant, "ls /\n")
                 assert refused.exit_status != 0 and "Permission denied" in refused.stderr_tail

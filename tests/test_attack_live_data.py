@@ -19,7 +19,6 @@ import stat
 import uuid
 
 import pytest
-from lab_helpers import host_path, ssh
 from test_failover import SERVICE, address, protected, through_dns
 
 from flows.failover import failover
@@ -27,14 +26,22 @@ from flows.replicate import replicate_service
 from flows.reprotect import reprotect
 from hotspare.inventory import copies
 
+from lab_helpers import host_path, ssh
+
 pytestmark = pytest.mark.lab
 
 PRODUCTION, MIRROR = "prod-east", "mirror-west"
 DATA, APP, CONFIG = "/srv/app1/data", "/srv/app1/app", "/etc/app1"
 PLANTS = {  # name -> the kind the failover must neutralise
-    f"{DATA}/suid-id": "setuid", f"{DATA}/disk": "devices", f"{DATA}/pipe": "fifos",
-    f"{DATA}/shadow": "links_outside", f"{DATA}/escape": "links_outside", f"{DATA}/line\nbreak": "links_outside",
-    f"{APP}/suid-tool": "setuid", f"{APP}/cap-tool": "capabilities", f"{APP}/passwd-link": "links_outside",
+    f"{DATA}/suid-id": "setuid",
+    f"{DATA}/disk": "devices",
+    f"{DATA}/pipe": "fifos",
+    f"{DATA}/shadow": "links_outside",
+    f"{DATA}/escape": "links_outside",
+    f"{DATA}/line\nbreak": "links_outside",
+    f"{APP}/suid-tool": "setuid",
+    f"{APP}/cap-tool": "capabilities",
+    f"{APP}/passwd-link": "links_outside",
 }
 
 
@@ -171,8 +178,9 @@ def test_a_service_account_on_the_mirror_never_reaches_the_copies(protected, lab
         for folder in ("/srv/hotspare", f"/srv/hotspare/{SERVICE}"):
             mode = host_path(lab_env, MIRROR, folder).stat()
             assert (stat.S_IMODE(mode.st_mode), mode.st_uid) == (0o700, 0), folder
-        probe = ssh(lab_env, MIRROR, "setpriv", "--reuid=2001", "--regid=2001", "--clear-groups", "--",
-                    "ls", f"/srv/hotspare/{SERVICE}")
+        probe = ssh(
+            lab_env, MIRROR, "setpriv", "--reuid=2001", "--regid=2001", "--clear-groups", "--", "ls", f"/srv/hotspare/{SERVICE}"
+        )
         assert probe.returncode != 0 and "Permission denied" in probe.stderr, probe
     finally:
         planted.unlink(missing_ok=True)

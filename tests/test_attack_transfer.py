@@ -18,8 +18,9 @@ import pytest
 from hotspare import access
 from hotspare.planning import transfer_keys
 from hotspare.planning.replication import source_paths
-from lab_helpers import host_path, ssh_argv
 from tasks.transfer_access import transfer_access
+
+from lab_helpers import host_path, ssh_argv
 
 pytestmark = pytest.mark.lab
 
@@ -70,14 +71,17 @@ def test_the_key_reads_the_services_path_from_the_mirror_only(live_transfer_key,
         assert result.returncode == 255 and b"Permission denied" in result.stderr, (host, result.stderr)
 
 
-@pytest.mark.parametrize("command", [
-    ["sh", "-c", "id"],
-    ["cat", "/etc/shadow"],
-    ["rsync", "--server", "-logDtpre.iLsfxCIvu", ".", "/srv/app1/data"],  # a write into production
-    ["rsync", "--server", "--sender", "-logDtpre.iLsfxCIvu", ".", "/etc/ssh/"],
-    ["rsync", "--server", "--sender", "-logDtpre.iLsfxCIvu", ".", "/srv/app2/data"],
-    ["rsync", "--server", "--sender", "-LogDtpre.iLsfxCIvu", ".", "/srv/app1/data"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sh", "-c", "id"],
+        ["cat", "/etc/shadow"],
+        ["rsync", "--server", "-logDtpre.iLsfxCIvu", ".", "/srv/app1/data"],  # a write into production
+        ["rsync", "--server", "--sender", "-logDtpre.iLsfxCIvu", ".", "/etc/ssh/"],
+        ["rsync", "--server", "--sender", "-logDtpre.iLsfxCIvu", ".", "/srv/app2/data"],
+        ["rsync", "--server", "--sender", "-LogDtpre.iLsfxCIvu", ".", "/srv/app1/data"],
+    ],
+)
 def test_the_key_runs_nothing_but_rsyncs_daemon_on_production(live_transfer_key, lab_env, command):
     """Whatever the key holder asks to run, production runs the forced command: rsync's daemon,
     which greets and reads a request in its own protocol; the command line asked for is ignored."""
@@ -92,7 +96,9 @@ def test_the_key_opens_no_other_host(live_transfer_key, lab_env):
     service, peer, stdin = live_transfer_key
     for host in (service["mirror"], "storage-vault", "standby-west"):
         target = lab_env["hosts"][host]
-        other = peer.__class__(peer.directory, peer.key_path, peer.known_hosts_path, peer.user, target["address"], target["ssh_port"])
+        other = peer.__class__(
+            peer.directory, peer.key_path, peer.known_hosts_path, peer.user, target["address"], target["ssh_port"]
+        )
         known = (access.endpoint(access.loaded_fleet(), host).known_hosts_line() + "\n").encode()
         private = stdin.split(b"\n", 1)[1]
         result = attempt(lab_env, service["mirror"], other, known + private, ["true"])

@@ -13,14 +13,15 @@ from __future__ import annotations
 import time
 
 import pytest
+from test_replication import writable_copy
+from test_verification_rolling import copy_damage_check, flip_keeping_mtime
 
 from flows.replicate import replicate_service
 from hotspare.inventory import copies
 from hotspare.planning import tree_comparison as tree_plan
 from hotspare.planning.replication import copy_tree
+
 from lab_helpers import host_path
-from test_replication import writable_copy
-from test_verification_rolling import copy_damage_check, flip_keeping_mtime
 
 SERVICE = "app1"
 pytestmark = pytest.mark.lab
@@ -29,12 +30,20 @@ HOSTILE = {
     # bytes without a single NUL: one endless field
     "garbage": ["sh", "-c", "cat >/dev/null; head -c 3000000 /dev/urandom | tr -d '\\000'"],
     # well-formed records without end, many more than the service has files
-    "endless": ["python3", "-IS", "-c",
-                "import sys\nsys.stdin.buffer.read()\nout = sys.stdout.buffer\nnumber = 0\nwhile True:\n"
-                "    number += 1\n    out.write(b'L\\0/srv/app1/data/x%012d\\0' % number + b'1\\0' + b'1\\0')"],
+    "endless": [
+        "python3",
+        "-IS",
+        "-c",
+        "import sys\nsys.stdin.buffer.read()\nout = sys.stdout.buffer\nnumber = 0\nwhile True:\n"
+        "    number += 1\n    out.write(b'L\\0/srv/app1/data/x%012d\\0' % number + b'1\\0' + b'1\\0')",
+    ],
     # a name outside the service's paths: the mirror's /etc/shadow, as a changed file with a checksum
-    "outside": ["python3", "-IS", "-c", "import sys\nsys.stdin.buffer.read()\n"
-                "sys.stdout.buffer.write(b'L\\0/etc/shadow\\0' + b'1\\0' * 2 + b'E\\0')"],
+    "outside": [
+        "python3",
+        "-IS",
+        "-c",
+        "import sys\nsys.stdin.buffer.read()\nsys.stdout.buffer.write(b'L\\0/etc/shadow\\0' + b'1\\0' * 2 + b'E\\0')",
+    ],
 }
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-
 # ----- against the lab --------------------------------------------------------------------------------
 
 
@@ -39,7 +38,9 @@ def test_backup_then_restore_proof_passes(fleet, app2_backup):
     assert result["outcome"] == "passed", result
     assert result["snapshot"] == app2_backup["snapshot_id"][:8]
     with session() as db:
-        row = db.exec(select(RestoreProofRow).where(RestoreProofRow.service == "app2").order_by(RestoreProofRow.id.desc())).first()
+        row = db.exec(
+            select(RestoreProofRow).where(RestoreProofRow.service == "app2").order_by(RestoreProofRow.id.desc())
+        ).first()
     assert row.outcome == "passed" and row.files_checked == result["files_checked"] and row.duration_s > 0
     fields = backup_fields("app2")
     assert fields["backup_age_hours"] < 1 and fields["restore_proof"]["outcome"] == "passed"
@@ -56,7 +57,7 @@ def test_corrupted_pack_file_is_caught_and_repair_restores_a_clean_check(fleet, 
     middle = len(original) // 2
     try:
         pack.chmod(0o600)
-        pack.write_bytes(original[:middle] + bytes(b ^ 0xFF for b in original[middle:middle + 16]) + original[middle + 16:])
+        pack.write_bytes(original[:middle] + bytes(b ^ 0xFF for b in original[middle : middle + 16]) + original[middle + 16 :])
         state = backup_check(service="app2", subset="1/1", return_state=True)
         assert state.is_failed()
         proof = restore_proof(service="app2", return_state=True)
@@ -90,8 +91,9 @@ def test_a_rolled_back_repository_fails_its_proof_naming_both_snapshots(fleet, l
         state = restore_proof(service="app2", return_state=True)
         assert state.is_failed()
         with session() as db:
-            row = db.exec(select(RestoreProofRow).where(RestoreProofRow.service == "app2")
-                          .order_by(RestoreProofRow.id.desc())).first()
+            row = db.exec(
+                select(RestoreProofRow).where(RestoreProofRow.service == "app2").order_by(RestoreProofRow.id.desc())
+            ).first()
         assert row.outcome == "failed" and "rolled back" in row.detail, row.detail
         assert recorded["snapshot_id"][:8] in row.detail and app2_backup["snapshot_id"][:8] in row.detail
     finally:

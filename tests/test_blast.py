@@ -53,12 +53,16 @@ def test_blast_reaches_exactly_the_affected_customers_and_records_bounces(fleet,
 
     incident = new_incident("prod-east does not answer", servers=["prod-east"])
     summary = send_notice(incident, "opened")
-    messages = wait_for("the opening notice in the sink",
-                        lambda: (found := sink_messages(lab_env, f"incident-{incident}-opened")) and len(found) >= 2 and found)
+    messages = wait_for(
+        "the opening notice in the sink",
+        lambda: (found := sink_messages(lab_env, f"incident-{incident}-opened")) and len(found) >= 2 and found,
+    )
     opened_at = datetime.fromisoformat(get_incident(incident)["opened_at"]).timestamp()
     stored = max(p.stat().st_mtime for p in (Path(lab_env["smtp"]["maildir"]) / "new").iterdir())
-    print(f"\nincident opened -> last opening notice stored in the sink: {stored - opened_at:.3f} s "
-          f"(send_notice: {summary['seconds']} s)")
+    print(
+        f"\nincident opened -> last opening notice stored in the sink: {stored - opened_at:.3f} s "
+        f"(send_notice: {summary['seconds']} s)"
+    )
 
     assert envelope_recipients(messages) == Counter(APP1_CONTACTS)  # app2's own contacts got nothing
     for message in messages:
@@ -76,7 +80,9 @@ def test_blast_reaches_exactly_the_affected_customers_and_records_bounces(fleet,
 
     resolve(incident, "Dana Ops", "prod-east is back")
     send_notice(incident, "resolved")
-    resolved = wait_for("the resolution notice", lambda: len(found := sink_messages(lab_env, f"incident-{incident}-resolved")) >= 2 and found)
+    resolved = wait_for(
+        "the resolution notice", lambda: len(found := sink_messages(lab_env, f"incident-{incident}-resolved")) >= 2 and found
+    )
     assert envelope_recipients(resolved) == Counter(APP1_CONTACTS)
     assert all(message["Subject"].startswith("[Resolved]") for message in resolved)
 
@@ -102,18 +108,34 @@ def test_killed_blast_resumes_without_duplicates(fleet, lab_env):
     # The slow blast in a process of its own, started quickly: the relay comes in through the
     # environment, so the process imports only what sends (not Prefect, to load the block).
     relay = smtp_relay(fleet.mail.smtp_block)
-    script = ("import os; from hotspare.adapters.smtp import Relay; from tasks.notices import send_notice; "
-              "send_notice(int(os.environ['INCIDENT']), 'opened', approved_by='test operator', messages_per_second=0.5, "
-              "relay=Relay(os.environ['RELAY_HOST'], int(os.environ['RELAY_PORT']), os.environ.get('RELAY_USER') or None, "
-              "os.environ.get('RELAY_PASSWORD') or None, os.environ['RELAY_STARTTLS'] == '1'))")
-    environment = {**os.environ, "INCIDENT": str(incident), "RELAY_HOST": relay.host, "RELAY_PORT": str(relay.port),
-                   "RELAY_USER": relay.username or "", "RELAY_PASSWORD": relay.password or "",
-                   "RELAY_STARTTLS": "1" if relay.starttls else "0"}
-    process = subprocess.Popen([sys.executable, "-c", script], env=environment, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    script = (
+        "import os; from hotspare.adapters.smtp import Relay; from tasks.notices import send_notice; "
+        "send_notice(int(os.environ['INCIDENT']), 'opened', approved_by='test operator', messages_per_second=0.5, "
+        "relay=Relay(os.environ['RELAY_HOST'], int(os.environ['RELAY_PORT']), os.environ.get('RELAY_USER') or None, "
+        "os.environ.get('RELAY_PASSWORD') or None, os.environ['RELAY_STARTTLS'] == '1'))"
+    )
+    environment = {
+        **os.environ,
+        "INCIDENT": str(incident),
+        "RELAY_HOST": relay.host,
+        "RELAY_PORT": str(relay.port),
+        "RELAY_USER": relay.username or "",
+        "RELAY_PASSWORD": relay.password or "",
+        "RELAY_STARTTLS": "1" if relay.starttls else "0",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
-        wait_for("the first delivery of the slow blast",
-                 lambda: any(row.state in ("sent", "bounced") for row in notices.deliveries(notice)), 120)
+        wait_for(
+            "the first delivery of the slow blast",
+            lambda: any(row.state in ("sent", "bounced") for row in notices.deliveries(notice)),
+            120,
+        )
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
@@ -174,8 +196,10 @@ def test_a_title_with_cr_lf_and_control_characters_still_reaches_the_customers(f
     # (no NUL: PostgreSQL refuses it in text, so such a title never becomes an incident at all)
     incident = new_incident("prod-east down\r\nBcc: everyone@evil.test\x07\x1b[2J", servers=["prod-east"])
     summary = send_notice(incident, "opened")
-    messages = wait_for("the notice with a folded subject in the sink",
-                        lambda: (found := sink_messages(lab_env, f"incident-{incident}-opened")) and len(found) >= 2 and found)
+    messages = wait_for(
+        "the notice with a folded subject in the sink",
+        lambda: (found := sink_messages(lab_env, f"incident-{incident}-opened")) and len(found) >= 2 and found,
+    )
     assert summary["states"].get("sent"), summary
     assert envelope_recipients(messages) == Counter(APP1_CONTACTS)
     for message in messages:
@@ -198,8 +222,12 @@ def test_a_contact_name_with_cr_lf_or_an_unsendable_address_stops_nobody_elses_n
     customers = []
     for customer in section.customers:
         if "app1" in customer.services:
-            contacts = [contact.model_copy(update={"name": "Ana Acme\r\nBcc: injected@evil.test"})
-                        if contact.email == "ana@acme.lab.test" else contact for contact in customer.contacts]
+            contacts = [
+                contact.model_copy(update={"name": "Ana Acme\r\nBcc: injected@evil.test"})
+                if contact.email == "ana@acme.lab.test"
+                else contact
+                for contact in customer.contacts
+            ]
             # an address from before validation was strict: smtplib cannot write it in RCPT TO
             contacts.append(CustomerContact.model_construct(name="J\u00fcrgen", email="j\u00fcrgen@acme.lab.test"))
             customer = customer.model_copy(update={"contacts": contacts})
@@ -208,8 +236,10 @@ def test_a_contact_name_with_cr_lf_or_an_unsendable_address_stops_nobody_elses_n
 
     incident = new_incident("prod-east down", servers=["prod-east"])
     summary = send_notice(incident, "opened", fleet=hostile)
-    messages = wait_for("the notice to every sendable contact",
-                        lambda: (found := sink_messages(lab_env, f"incident-{incident}-opened")) and len(found) >= 2 and found)
+    messages = wait_for(
+        "the notice to every sendable contact",
+        lambda: (found := sink_messages(lab_env, f"incident-{incident}-opened")) and len(found) >= 2 and found,
+    )
     assert envelope_recipients(messages) == Counter(APP1_CONTACTS), summary
     ana = next(message for message in messages if message["X-RcptTo"].lower() == "ana@acme.lab.test")
     assert "Ana Acme Bcc: injected@evil.test" in str(ana["To"]) and ana["Bcc"] is None

@@ -21,9 +21,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from test_failover import SERVICE, reset_layout
 
 from hotspare.lab import control
-from test_failover import SERVICE, reset_layout
 
 pytestmark = pytest.mark.lab
 PROJECT = Path(__file__).resolve().parents[1]
@@ -45,8 +45,12 @@ def site(lab, lab_env, fleet):
         workers = start_workers(lab, wait=False)
         client = control.client_environment(lab)
         tokens = issuer.tokens(lab)
-        with pytest.MonkeyPatch.context() as patch, temporary_settings(updates={
-                PREFECT_API_URL: client["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: client["PREFECT_API_AUTH_STRING"]}):
+        with (
+            pytest.MonkeyPatch.context() as patch,
+            temporary_settings(
+                updates={PREFECT_API_URL: client["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: client["PREFECT_API_AUTH_STRING"]}
+            ),
+        ):
             patch.setenv("HOTSPARE_DB_URL", client["HOTSPARE_DB_URL"])
             patch.setenv("HOTSPARE_SSH_ISSUER_URL", issuer.url(lab))
             patch.setenv("HOTSPARE_SSH_ISSUER_TOKEN", tokens["control"])
@@ -79,9 +83,10 @@ def logins_of_run(lab, host: str, run_id: str) -> list[str]:
 
 
 def test_a_failover_through_west_worker_logs_in_with_its_run_certificate(site, lab, lab_env, monkeypatch):
+    from test_failover import address, dns_answer
+
     from hotspare.commands.deploy_commands import submit
     from hotspare.lab.topology import host_by_name
-    from test_failover import address, dns_answer
 
     monkeypatch.setenv("HOTSPARE_OPERATOR", "Dana Ops")
     reset_layout(lab, lab_env)
@@ -104,8 +109,11 @@ def test_a_worker_holds_no_ssh_private_key_and_reads_no_key_block(site, lab):
     from hotspare.lab.topology import BLOCK_NAMES
 
     for worker in site["workers"]:
-        environment = dict(entry.split("=", 1) for entry in
-                           Path(f"/proc/{worker['pid']}/environ").read_bytes().decode().split("\0") if "=" in entry)
+        environment = dict(
+            entry.split("=", 1)
+            for entry in Path(f"/proc/{worker['pid']}/environ").read_bytes().decode().split("\0")
+            if "=" in entry
+        )
         assert environment.get("HOTSPARE_SSH_ISSUER_TOKEN"), worker["name"]
         assert not any("PRIVATE KEY" in value for value in environment.values()), worker["name"]
         homes = [Path(environment[name]) for name in ("HOTSPARE_HOME", "PREFECT_HOME") if name in environment]
@@ -116,8 +124,12 @@ def test_a_worker_holds_no_ssh_private_key_and_reads_no_key_block(site, lab):
         api = environment["PREFECT_API_URL"]
 
         def block(type_slug: str, name: str) -> int:
-            return httpx.get(f"{api}/block_types/slug/{type_slug}/block_documents/name/{name}",
-                             params={"include_secrets": "true"}, auth=(user, password), timeout=10).status_code
+            return httpx.get(
+                f"{api}/block_types/slug/{type_slug}/block_documents/name/{name}",
+                params={"include_secrets": "true"},
+                auth=(user, password),
+                timeout=10,
+            ).status_code
 
         assert block("hotspare-ssh-credentials", BLOCK_NAMES["ssh"]) == 404, worker["name"]
         assert block("hotspare-dns-update-key", BLOCK_NAMES["tsig"]) == 200  # the positive control: the same credentials work
@@ -150,11 +162,20 @@ print(json.dumps({"principals": list(issued.principals), "opened": opened}))
 
 def from_network(namespace: str | None, url: str, token: str, run_id: str, fleet, hosts: tuple[str, ...]) -> dict:
     """Ask the issuer and log in with what it gives, from inside ``namespace`` (None: this machine)."""
-    request = {"url": url, "token": token, "run": run_id,
-               "hosts": {name: (fleet.server(name).address, fleet.server(name).host_key) for name in hosts}}
+    request = {
+        "url": url,
+        "token": token,
+        "run": run_id,
+        "hosts": {name: (fleet.server(name).address, fleet.server(name).host_key) for name in hosts},
+    }
     prefix = ["ip", "netns", "exec", namespace] if namespace else []
-    result = subprocess.run(prefix + [sys.executable, "-c", NETNS_CLIENT, json.dumps(request)], capture_output=True,
-                            text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT)})
+    result = subprocess.run(
+        prefix + [sys.executable, "-c", NETNS_CLIENT, json.dumps(request)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
 
@@ -172,8 +193,10 @@ def held_runs(site):
         with get_client(sync_client=True) as client:
             deployment = client.read_deployment_by_name(f"failover/{deployment_name}")
             run = client.create_flow_run_from_deployment(
-                deployment.id, parameters=parameters,
-                state=Scheduled(scheduled_time=datetime.now(timezone.utc) + timedelta(hours=1)))
+                deployment.id,
+                parameters=parameters,
+                state=Scheduled(scheduled_time=datetime.now(timezone.utc) + timedelta(hours=1)),
+            )
             made.append(run.id)
             client.set_flow_run_state(run.id, Running(), force=True)
         return str(run.id)
@@ -210,5 +233,6 @@ def test_from_east_worker_a_certificate_opens_only_its_runs_hosts_and_only_for_i
     assert "which east's workers do not poll" in refusals["west's run"].get("refused", ""), refusals
     assert "does not ask from" in refusals["elsewhere"].get("refused", ""), refusals
     # west's worker gets west's run (the positive control of the pool rule)
-    assert from_network(west["netns"], site["url"], site["tokens"]["west"], wests, fleet, ("mirror-west",))[
-        "opened"] == {"mirror-west": True}
+    assert from_network(west["netns"], site["url"], site["tokens"]["west"], wests, fleet, ("mirror-west",))["opened"] == {
+        "mirror-west": True
+    }

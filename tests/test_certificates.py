@@ -21,12 +21,12 @@ import time
 import uuid
 from pathlib import Path
 
-
 import pytest
 
 from hotspare.planning.certificates import (
     Requester,
 )
+
 
 def signed(lab, principals: tuple[str, ...], validity: str = "-1m:+10m", source: tuple[str, ...] | None = None):
     """(private key, certificate) signed by the lab's CA, from this machine's lab address by default."""
@@ -45,8 +45,9 @@ def opens(fleet, host: str, private_key: str, certificate: str) -> bool:
     from hotspare.adapters.ssh import Login, SshConnection
 
     try:
-        with SshConnection(access.endpoint(fleet, host), Login("root", private_key, certificate),
-                           connect_timeout=10) as connection:
+        with SshConnection(
+            access.endpoint(fleet, host), Login("root", private_key, certificate), connect_timeout=10
+        ) as connection:
             return connection.run(["cat", "/etc/hostname"]).text.strip() == host
     except PermanentError as error:
         assert "refused the certificate login" in str(error), error
@@ -55,9 +56,10 @@ def opens(fleet, host: str, private_key: str, certificate: str) -> bool:
 
 def test_a_certificate_for_app1_opens_its_production_and_mirror_and_no_other_host(lab, fleet):
     private_key, certificate = signed(lab, ("prod-east", "mirror-west"))
-    assert {host: opens(fleet, host, private_key, certificate)
-            for host in ("prod-east", "mirror-west", "prod-west", "mirror-east", "storage-vault")} == {
-        "prod-east": True, "mirror-west": True, "prod-west": False, "mirror-east": False, "storage-vault": False}
+    assert {
+        host: opens(fleet, host, private_key, certificate)
+        for host in ("prod-east", "mirror-west", "prod-west", "mirror-east", "storage-vault")
+    } == {"prod-east": True, "mirror-west": True, "prod-west": False, "mirror-east": False, "storage-vault": False}
 
 
 def test_an_expired_certificate_or_one_from_another_address_is_refused(lab, fleet):
@@ -72,16 +74,19 @@ def test_an_expired_certificate_or_one_from_another_address_is_refused(lab, flee
 def test_the_status_page_certificate_runs_only_sftp_whatever_is_asked(lab, fleet):
     """``force-command=internal-sftp``: the upload (a bounded probe, then SFTP) works; a command
     asked for never runs (its would-be output is absent, the file it would write stays absent)."""
-    from lab_helpers import host_path
-
     from hotspare import access
     from hotspare.adapters.ssh import Login, SshConnection
     from hotspare.adapters.ssh_ca import Signing, sign
     from hotspare.keys import generate_ed25519
 
+    from lab_helpers import host_path
+
     private_key, public_key = generate_ed25519("test")
-    certificate = sign(lab.directory / "ssh_ca", public_key,
-                       Signing("run-page", ("web-vault",), "-1m:+10m", (lab.layout.gateway,), "internal-sftp"))
+    certificate = sign(
+        lab.directory / "ssh_ca",
+        public_key,
+        Signing("run-page", ("web-vault",), "-1m:+10m", (lab.layout.gateway,), "internal-sftp"),
+    )
     marker = host_path(lab.env(), "web-vault", "/home/forced-command-escaped")
     marker.unlink(missing_ok=True)
     with SshConnection(access.endpoint(fleet, "web-vault"), Login("root", private_key, certificate)) as connection:
@@ -109,6 +114,7 @@ def test_a_certificate_of_another_authority_is_refused(lab, fleet, tmp_path):
 
 # --- the issuer as a process, with the session's Prefect API and inventory -----------------------
 
+
 @pytest.fixture(scope="module")
 def issuer(lab, fleet, tmp_path_factory):
     """The issuer on loopback for the control site (this process), its URL and token."""
@@ -123,16 +129,27 @@ def issuer(lab, fleet, tmp_path_factory):
     folder = tmp_path_factory.mktemp("issuer")
     token = new_token()
     config = folder / "issuer.json"
-    write_private(config, config_json(lab.directory / "ssh_ca", [
-        (Requester("control", ("127.0.0.1", lab.layout.gateway), ("hotspare-control",), control=True), token),
-        (Requester("east", (lab.layout.address(host_by_name("standby-east")),), ("hotspare-east",)), new_token())]))
+    write_private(
+        config,
+        config_json(
+            lab.directory / "ssh_ca",
+            [
+                (Requester("control", ("127.0.0.1", lab.layout.gateway), ("hotspare-control",), control=True), token),
+                (Requester("east", (lab.layout.address(host_by_name("standby-east")),), ("hotspare-east",)), new_token()),
+            ],
+        ),
+    )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(Path(__file__).parents[1])}
     with open(folder / "issuer.log", "wb") as log:  # the issuer keeps its own copy of the descriptor
-        process = subprocess.Popen([sys.executable, "-m", "hotspare.issuer.service", "--config", str(config),
-                                    "--listen", f"127.0.0.1:{port}"], env=environment, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hotspare.issuer.service", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process, folder / "issuer.log")
@@ -168,7 +185,8 @@ def test_a_run_prefect_does_not_know_gets_no_certificate(issuer):
 
 
 def test_a_replication_in_process_logs_in_with_its_own_certificate_and_a_finished_run_gets_none(
-        issuer, lab, lab_env, fleet, monkeypatch):
+    issuer, lab, lab_env, fleet, monkeypatch
+):
     """Every login the hosts saw during the run was the run's certificate, none the block's key."""
     from flows.replicate import replicate_service
     from hotspare import access

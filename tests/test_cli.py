@@ -11,14 +11,15 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from test_failover import SERVICE, address, dns_answer, protected  # noqa: F401 - protected is a fixture
 
 from hotspare.cli import main
 from hotspare.commands import errors
 from hotspare.commands.topology import _age, format_topology, topology_rows
 from hotspare.inventory import copies
 from hotspare.inventory.models import CopyRow, ServerRow, ServiceRow
+
 from lab_helpers import host_path
-from test_failover import SERVICE, address, dns_answer, protected  # noqa: F401 - protected is a fixture
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -29,8 +30,14 @@ def hotspare(*words: str, timeout: float = 300, **environment_changes: str) -> s
     from prefect.settings import PREFECT_API_URL
 
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), **environment_changes}
-    return subprocess.run([sys.executable, "-m", "hotspare.cli", *words], env=environment, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "hotspare.cli", *words],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def assert_one_message(stderr: str, *expected: str) -> None:
@@ -92,27 +99,50 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
 
 
 def _server(name: str, facility: str, address: str, state: str = "ok") -> ServerRow:
-    return ServerRow(name=name, facility=facility, address=address, host_key="k", planned_role="x", ssh_user_block="b",
-                     state=state)
+    return ServerRow(
+        name=name, facility=facility, address=address, host_key="k", planned_role="x", ssh_user_block="b", state=state
+    )
 
 
 def _copy(copy_id: str, target: str, hours_old: float, status: str = "verified") -> CopyRow:
-    return CopyRow(id=copy_id, service="app1", source_server="prod-east", target_server=target, path="/p",
-                   started_at=NOW - timedelta(hours=hours_old), status=status)
+    return CopyRow(
+        id=copy_id,
+        service="app1",
+        source_server="prod-east",
+        target_server=target,
+        path="/p",
+        started_at=NOW - timedelta(hours=hours_old),
+        status=status,
+    )
 
 
-SERVERS = {"prod-east": _server("prod-east", "east", "10.0.0.11"), "mirror-west": _server("mirror-west", "west", "10.0.0.12"),
-           "standby-west": _server("standby-west", "west", "10.0.0.13")}
+SERVERS = {
+    "prod-east": _server("prod-east", "east", "10.0.0.11"),
+    "mirror-west": _server("mirror-west", "west", "10.0.0.12"),
+    "standby-west": _server("standby-west", "west", "10.0.0.13"),
+}
 
 
 def test_topology_of_a_protected_service_marks_where_users_go():
-    service = ServiceRow(name="app1", spec={"dns_name": "app1.lab.test", "zone": "lab.test"}, planned_production="prod-east",
-                         planned_mirror="mirror-west", active_server="prod-east", mirror_server="mirror-west",
-                         current_copy_id="app1-b")
-    copies = [_copy("app1-a", "mirror-west", 13), _copy("app1-b", "mirror-west", 1.5), _copy("app1-c", "mirror-west", 0.2, "failed")]
+    service = ServiceRow(
+        name="app1",
+        spec={"dns_name": "app1.lab.test", "zone": "lab.test"},
+        planned_production="prod-east",
+        planned_mirror="mirror-west",
+        active_server="prod-east",
+        mirror_server="mirror-west",
+        current_copy_id="app1-b",
+    )
+    copies = [
+        _copy("app1-a", "mirror-west", 13),
+        _copy("app1-b", "mirror-west", 1.5),
+        _copy("app1-c", "mirror-west", 0.2, "failed"),
+    ]
     rows = topology_rows(service, SERVERS, copies, ["10.0.0.11"], NOW)
     assert [(row["role"], row["server"], row["facility"], row["dns"]) for row in rows] == [
-        ("production", "prod-east", "east", "users"), ("mirror", "mirror-west", "west", "")]
+        ("production", "prod-east", "east", "users"),
+        ("mirror", "mirror-west", "west", ""),
+    ]
     assert (rows[1]["copy"], rows[1]["copy_status"], rows[1]["copy_age_hours"]) == ("app1-b", "verified", 1.5)
     assert rows[0]["copy"] is None
     text = format_topology(service, rows, ["10.0.0.11"], width=100)
@@ -124,16 +154,27 @@ def test_topology_of_a_protected_service_marks_where_users_go():
 
 
 def test_topology_after_an_emergency_failover_shows_the_live_copy_and_the_old_production():
-    service = ServiceRow(name="app1", spec={"dns_name": "app1.lab.test", "zone": "lab.test"}, planned_production="prod-east",
-                         planned_mirror="mirror-west", active_server="mirror-west", mirror_server=None, state="failed-over",
-                         failover={"copy_id": "app1-a", "source": "prod-east", "target": "mirror-west"}, current_copy_id="app1-a")
+    service = ServiceRow(
+        name="app1",
+        spec={"dns_name": "app1.lab.test", "zone": "lab.test"},
+        planned_production="prod-east",
+        planned_mirror="mirror-west",
+        active_server="mirror-west",
+        mirror_server=None,
+        state="failed-over",
+        failover={"copy_id": "app1-a", "source": "prod-east", "target": "mirror-west"},
+        current_copy_id="app1-a",
+    )
     servers = dict(SERVERS, **{"prod-east": _server("prod-east", "east", "10.0.0.11", "needs-reprotect")})
     rows = topology_rows(service, servers, [_copy("app1-a", "mirror-west", 3)], None, NOW)
     assert [(row["role"], row["server"], row["state"], row["copy"], row["dns"]) for row in rows] == [
         ("production", "mirror-west", "ok", "app1-a", None),
-        ("none (planned production)", "prod-east", "needs-reprotect", None, None)]
+        ("none (planned production)", "prod-east", "needs-reprotect", None, None),
+    ]
     text = format_topology(service, rows, None, "DNS server 127.0.0.1:5397 did not answer within 2 s")
-    assert text.splitlines()[0] == "app1: failed-over; app1.lab.test not read (DNS server 127.0.0.1:5397 did not answer within 2 s)"
+    assert (
+        text.splitlines()[0] == "app1: failed-over; app1.lab.test not read (DNS server 127.0.0.1:5397 did not answer within 2 s)"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,8 +310,10 @@ def test_reprotect_and_failback_have_the_failover_gate(protected, lab, lab_env, 
     from lab_helpers import ssh
 
     assert ssh(lab_env, "prod-east", "/srv/app1/app/ctl", "stop").returncode == 0  # the old production, fenced by hand
-    for command, heading in ((["reprotect", SERVICE], "# Reprotect plan for app1"),
-                             (["failback", SERVICE], "# Failover plan for app1 (planned)")):
+    for command, heading in (
+        (["reprotect", SERVICE], "# Reprotect plan for app1"),
+        (["failback", SERVICE], "# Failover plan for app1 (planned)"),
+    ):
         capsys.readouterr()
         assert main([*command, "--dry-run"]) == 0
         shown = capsys.readouterr().out
@@ -284,8 +327,10 @@ def test_reprotect_and_failback_have_the_failover_gate(protected, lab, lab_env, 
         if command[0] == "reprotect":
             row = copies.service_row(SERVICE)
             assert (row.state, row.active_server, row.mirror_server) == ("protected", "mirror-west", "prod-east")
-            assert main(["failback", SERVICE, "--approve", "0" * 16]) == 7 and copies.service_row(SERVICE).active_server \
-                == "mirror-west"  # nothing moved on a wrong digest
+            assert (
+                main(["failback", SERVICE, "--approve", "0" * 16]) == 7
+                and copies.service_row(SERVICE).active_server == "mirror-west"
+            )  # nothing moved on a wrong digest
     row = copies.service_row(SERVICE)
     assert (row.state, row.active_server, row.mirror_server) == ("protected", "prod-east", "mirror-west")
     assert dns_answer(lab_env) == [address(lab_env, "production")]
@@ -295,7 +340,6 @@ def test_a_runbook_over_several_services_that_failed_exits_9(prefect_api):
     from prefect import flow
 
     from hotspare.commands.running import run_flow
-
     from hotspare.errors import SeveralFailed
 
     @flow(name="cli-test-several")
@@ -306,7 +350,8 @@ def test_a_runbook_over_several_services_that_failed_exits_9(prefect_api):
         run_flow(several_services_one_failed, debug=False, several=True)
     assert errors.exit_code_of(raised.value) == 9
     assert errors.message_for(raised.value, "hotspare replicate --all").startswith(
-        "hotspare replicate --all: failed: replication failed for app2; the others completed")
+        "hotspare replicate --all: failed: replication failed for app2; the others completed"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -316,12 +361,20 @@ def test_a_runbook_over_several_services_that_failed_exits_9(prefect_api):
 # Commands that change something and print one sentence saying what, or run until stopped:
 # nothing for a script to read beyond the exit code.
 ACTING_ONLY = {
-    "serve": "runs until stopped", "incident webhook": "runs until stopped", "unlock": "one sentence",
+    "serve": "runs until stopped",
+    "incident webhook": "runs until stopped",
+    "unlock": "one sentence",
     "status-page subscriptions": "runs until stopped",
-    "incident open": "one sentence", "incident ack": "one sentence", "incident note": "one sentence",
-    "incident resolve": "one sentence", "incident publish": "one sentence", "incident automations": "one sentence each",
-    "notice automations": "one sentence each", "automations apply": "one sentence each",
-    "fleet sample": "writes the sample file itself", "fleet claim": "one sentence",
+    "incident open": "one sentence",
+    "incident ack": "one sentence",
+    "incident note": "one sentence",
+    "incident resolve": "one sentence",
+    "incident publish": "one sentence",
+    "incident automations": "one sentence each",
+    "notice automations": "one sentence each",
+    "automations apply": "one sentence each",
+    "fleet sample": "writes the sample file itself",
+    "fleet claim": "one sentence",
 }
 
 
@@ -341,12 +394,28 @@ def test_every_reporting_command_has_json():
     from hotspare.cli import build_parser
 
     leaves = dict(leaf_commands(build_parser()))
-    without = sorted(" ".join(words) for words, parser in leaves.items()
-                     if "--json" not in parser._option_string_actions and " ".join(words) not in ACTING_ONLY
-                     and words[0] != "lab")
+    without = sorted(
+        " ".join(words)
+        for words, parser in leaves.items()
+        if "--json" not in parser._option_string_actions and " ".join(words) not in ACTING_ONLY and words[0] != "lab"
+    )
     assert without == [], f"commands that report without --json: {without}"
-    for name in ("failover", "incident show", "notice preview", "deploy", "replicate", "backup", "run", "status",
-                 "health", "readiness", "incident list", "hardware", "rebuild", "facility failover"):
+    for name in (
+        "failover",
+        "incident show",
+        "notice preview",
+        "deploy",
+        "replicate",
+        "backup",
+        "run",
+        "status",
+        "health",
+        "readiness",
+        "incident list",
+        "hardware",
+        "rebuild",
+        "facility failover",
+    ):
         assert "--json" in leaves[tuple(name.split())]._option_string_actions, name
     assert len(leaves) > 40  # the walk reached the nested commands
 
@@ -355,7 +424,15 @@ def test_one_age_rule_everywhere():
     from hotspare.planning.ages import age_text, ago_text, moment_text
 
     assert [age_text(seconds) for seconds in (0, 72, 119.4, 180, 3600, 7500, 86400, 3 * 86400 + 4 * 3600)] == [
-        "0 s", "72 s", "119 s", "3 min", "60 min", "2 h 5 min", "24 h", "3 d 4 h"]
+        "0 s",
+        "72 s",
+        "119 s",
+        "3 min",
+        "60 min",
+        "2 h 5 min",
+        "24 h",
+        "3 d 4 h",
+    ]
     assert age_text(None) == "?" and age_text(-5) == "0 s"
     assert ago_text(NOW - timedelta(minutes=3), NOW) == "3 min ago"
     assert moment_text(datetime(2025, 3, 1, 12, 0)) == "2025-03-01 12:00 UTC"  # naive: UTC, as stored
@@ -365,18 +442,37 @@ def test_one_age_rule_everywhere():
 def test_the_status_table_fits_the_width_and_folds_instead_of_cutting():
     from hotspare.status import STATUS_HEADERS, format_table, status_rows
 
-    record = {"service": "shop", "state": "protected", "protection": "protected", "copy_age_hours": 1.5,
-              "copy_backend": "btrfs-snapshot", "rpo_state": "ok", "backup_age_hours": 26.0,
-              "restore_proof": {"outcome": "passed", "at": NOW - timedelta(days=3), "duration_s": 12},
-              "production": {"name": "east-1", "facility": "east", "reachable": True},
-              "mirror": {"name": "west-1", "facility": "west", "reachable": False},
-              "last_failover": {"at": NOW, "outcome": "ok", "rto_seconds": 42.4, "data_loss_seconds": 3600.0},
-              "health_text": "psu PS2 failed: " + "the power supply reports no input voltage " * 3}
-    bare = {"service": "blog", "state": "unprotected", "production": {"name": "east-2", "facility": "east"},
-            "mirror": None, "last_failover": {"at": NOW, "outcome": "failed"}}
+    record = {
+        "service": "shop",
+        "state": "protected",
+        "protection": "protected",
+        "copy_age_hours": 1.5,
+        "copy_backend": "btrfs-snapshot",
+        "rpo_state": "ok",
+        "backup_age_hours": 26.0,
+        "restore_proof": {"outcome": "passed", "at": NOW - timedelta(days=3), "duration_s": 12},
+        "production": {"name": "east-1", "facility": "east", "reachable": True},
+        "mirror": {"name": "west-1", "facility": "west", "reachable": False},
+        "last_failover": {"at": NOW, "outcome": "ok", "rto_seconds": 42.4, "data_loss_seconds": 3600.0},
+        "health_text": "psu PS2 failed: " + "the power supply reports no input voltage " * 3,
+    }
+    bare = {
+        "service": "blog",
+        "state": "unprotected",
+        "production": {"name": "east-2", "facility": "east"},
+        "mirror": None,
+        "last_failover": {"at": NOW, "outcome": "failed"},
+    }
     shop, blog = status_rows([record, bare], NOW)
-    assert shop[:7] == ("shop", "protected", "east-1 (east) up", "west-1 (west) NO ANSWER",
-                        "90 min old, snapshots; RPO ok", "26 h old; proof passed 3 d ago", "RTO 42 s, loss 60 min")
+    assert shop[:7] == (
+        "shop",
+        "protected",
+        "east-1 (east) up",
+        "west-1 (west) NO ANSWER",
+        "90 min old, snapshots; RPO ok",
+        "26 h old; proof passed 3 d ago",
+        "RTO 42 s, loss 60 min",
+    )
     assert blog[2:7] == ("east-2 (east) ?", "-", "no verified copy", "-", "failed 2025-03-01 12:00 UTC")
     text = format_table([record, bare], width=100, now=NOW)
     assert max(len(line) for line in text.splitlines()) <= 100
@@ -389,13 +485,27 @@ def test_health_findings_wrap_long_evidence_between_words(capsys, monkeypatch):
     from hotspare.commands.health_commands import print_findings
 
     monkeypatch.setenv("COLUMNS", "100")
-    evidence = ("ssh to 10.211.76.11:22 timed out after 5.0 s from control, west; the host answered no ping either; "
-                "last good answer 72 s ago; the BMC reports chassis power on")
-    print_findings({"rounds": 3, "sites": {"control": None, "east": "cannot reach standby-east", "west": None},
-                    "components": [{"subject": "prod-east", "component": "reachability:ssh", "state": "failed",
-                                    "sites": ["control", "west"], "evidence": evidence}],
-                    "changes": [{"subject": "prod-east", "component": "reachability:ssh", "previous": "ok",
-                                 "state": "failed"}], "failovers": []})
+    evidence = (
+        "ssh to 10.211.76.11:22 timed out after 5.0 s from control, west; the host answered no ping either; "
+        "last good answer 72 s ago; the BMC reports chassis power on"
+    )
+    print_findings(
+        {
+            "rounds": 3,
+            "sites": {"control": None, "east": "cannot reach standby-east", "west": None},
+            "components": [
+                {
+                    "subject": "prod-east",
+                    "component": "reachability:ssh",
+                    "state": "failed",
+                    "sites": ["control", "west"],
+                    "evidence": evidence,
+                }
+            ],
+            "changes": [{"subject": "prod-east", "component": "reachability:ssh", "previous": "ok", "state": "failed"}],
+            "failovers": [],
+        }
+    )
     shown = capsys.readouterr().out
     assert max(len(line) for line in shown.splitlines()) <= 100, shown
     # the last column: its continuation lines hold only its words, so the whole evidence reads on,
@@ -422,8 +532,10 @@ def test_a_mistyped_command_says_did_you_mean_and_a_wrong_flag_shows_the_command
         main(["replicat", "app1"])
     err = capsys.readouterr().err
     assert exited.value.code == 2
-    assert err.splitlines()[0] == ("hotspare: bad input: unknown command 'replicat'; did you mean `hotspare replicate`? "
-                                   "`hotspare --help` lists them (exit 2)")
+    assert err.splitlines()[0] == (
+        "hotspare: bad input: unknown command 'replicat'; did you mean `hotspare replicate`? "
+        "`hotspare --help` lists them (exit 2)"
+    )
     with pytest.raises(SystemExit) as exited:
         main(["failover", "app1", "--frobnicate"])
     err = capsys.readouterr().err
@@ -445,12 +557,13 @@ def test_usage_errors_advise_the_command_they_came_from(capsys):
 
 def imported_by(*words: str) -> set[str]:
     """The modules ``hotspare WORDS`` imports, read from sys.modules in a process of its own."""
-    program = ("import contextlib, io, sys\nfrom hotspare.cli import main\n"
-               "with contextlib.redirect_stdout(io.StringIO()):\n"
-               "    try:\n        main(sys.argv[1:])\n    except SystemExit:\n        pass\n"
-               "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)")
-    completed = subprocess.run([sys.executable, "-c", program, *words], capture_output=True, text=True, timeout=120,
-                               check=False)
+    program = (
+        "import contextlib, io, sys\nfrom hotspare.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n        main(sys.argv[1:])\n    except SystemExit:\n        pass\n"
+        "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)"
+    )
+    completed = subprocess.run([sys.executable, "-c", program, *words], capture_output=True, text=True, timeout=120, check=False)
     modules = set(completed.stderr.split())
     assert "hotspare.cli" in modules, completed.stderr
     return modules
@@ -492,5 +605,10 @@ def test_a_refused_prefect_login_is_a_configuration_error(fleet, lab_env):
     completed = hotspare("fleet", "check", lab_env["fleet_file"], "--blocks", PREFECT_API_AUTH_STRING="hotspare:wrong")
     assert completed.returncode == 6, completed.stderr
     assert completed.stderr.count("\n") == 1, completed.stderr  # one line
-    assert_one_message(completed.stderr, "hotspare fleet check: missing configuration: the Prefect API at",
-                       "refused this command's credentials (401 Unauthorized)", "PREFECT_API_AUTH_STRING", "(exit 6)")
+    assert_one_message(
+        completed.stderr,
+        "hotspare fleet check: missing configuration: the Prefect API at",
+        "refused this command's credentials (401 Unauthorized)",
+        "PREFECT_API_AUTH_STRING",
+        "(exit 6)",
+    )

@@ -21,8 +21,9 @@ from hotspare.keys import generate_ed25519
 from hotspare.lab import clocks
 from hotspare.lab.remote import ssh_argv
 from hotspare.planning.transfer_keys import TRANSFER_KEYS_FILE
-from lab_helpers import host_path, ssh, wait_for
 from tasks import clock_offsets
+
+from lab_helpers import host_path, ssh, wait_for
 
 SERVICE = "app1"
 SKEW = 20 * 60
@@ -79,9 +80,9 @@ def test_replication_keys_expire_by_productions_clock_and_the_skew_is_named(prod
     assert state.result()["outcome"] == "ok"
     run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
+
         def lines():
-            found = [log.message for log in client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
+            found = [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
             return found if any(SENTENCE.format(production_ahead) in line for line in found) else None
 
         named = wait_for("the run log line naming production's clock", lines, seconds=30)
@@ -94,6 +95,8 @@ def test_a_pull_without_preflight_corrects_its_key_from_the_install_answer(produ
     with caplog.at_level(logging.WARNING, logger="tasks.transfer_access"):
         result = verify([SERVICE], full=True)
     assert result[SERVICE]["passed"], result
-    assert any(SENTENCE.format(production_ahead) in record.getMessage() and "installed again" in record.getMessage()
-               for record in caplog.records)
+    assert any(
+        SENTENCE.format(production_ahead) in record.getMessage() and "installed again" in record.getMessage()
+        for record in caplog.records
+    )
     assert abs(clock_offsets.offset_of(production_ahead) - SKEW) < 30

@@ -20,14 +20,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_failover import address, dns_answer, protected, reset_layout, through_dns
+from test_replication import writable_copy
 
 from flows.failover import failover
 from flows.replicate import replicate_service
 from hotspare.cli import main
 from hotspare.inventory import copies
+
 from lab_helpers import host_path, paused_flow_run, poll, ssh, tree_digest
-from test_failover import address, dns_answer, protected, reset_layout, through_dns
-from test_replication import writable_copy
 
 pytestmark = pytest.mark.lab
 
@@ -76,8 +77,10 @@ def test_a_hung_replication_never_blocks_the_emergency_failover(protected, lab, 
             assert result["outcome"] == "ok" and result["copy_id"] == before
             assert dns_answer(lab_env) == [address(lab_env, "mirror")]
             assert through_dns(lab_env, "health.txt")[:3:2] == (200, address(lab_env, "mirror"))
-            print(f"\nreplication hung, production {'lost' if production_dies else 'answering'} -> "
-                  f"users on the mirror: {elapsed:.1f} s")
+            print(
+                f"\nreplication hung, production {'lost' if production_dies else 'answering'} -> "
+                f"users on the mirror: {elapsed:.1f} s"
+            )
             assert elapsed < FAILOVER_BOUND_SECONDS
             # while failed over, routine replication is refused with what to do
             refused = replicate_service(SERVICE, return_state=True)
@@ -107,8 +110,13 @@ def test_replication_killed_mid_copy_then_emergency_failover_at_once(protected, 
     for number in range(40):
         (bulk / f"blob-{number}.bin").write_bytes(os.urandom(8 * 2**20))
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "HOTSPARE_TRANSFER_RETRIES": "0"}
-    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "replicate", SERVICE], env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hotspare.cli", "replicate", SERVICE],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         root = str(host_path(lab_env, "mirror-west", "/srv/hotspare/app1"))
         arrived = [root + "/copies/*/tree/srv/app1/data/bulk/blob-*", root + "/work/tree/srv/app1/data/bulk/blob-*"]
@@ -173,7 +181,9 @@ def test_a_full_mirror_disk_is_a_permanent_error_and_is_not_retried(protected, l
 
     def recorded_copy_runs():  # the server records task runs in batches: wait for the final state
         with get_client(sync_client=True) as client:
-            task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+            task_runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            )
         found = [run for run in task_runs if run.name.startswith("copy to mirror") and run.state and run.state.is_final()]
         return found or None
 
@@ -213,8 +223,9 @@ def test_an_excluded_cache_is_neither_copied_nor_compared(protected, lab, lab_en
             assert result["outcome"] == "ok"
             copy = host_path(lab_env, "mirror-west", f"/srv/hotspare/app1/copies/{result['copy_id']}/tree/srv/app1/data")
             assert not (copy / "cache").exists()
-            assert tree_digest(copy) == {path: digest for path, digest in tree_digest(production_data(lab_env)).items()
-                                         if not path.startswith("cache/")}
+            assert tree_digest(copy) == {
+                path: digest for path, digest in tree_digest(production_data(lab_env)).items() if not path.startswith("cache/")
+            }
             # a stray file in the copy's cache folder is not compared either
             with writable_copy(copy):
                 (copy / "cache").mkdir()
@@ -228,9 +239,10 @@ def test_an_excluded_cache_is_neither_copied_nor_compared(protected, lab, lab_en
 
 
 def test_forced_rebuild_with_the_mirror_still_serving_fences_it_first(protected, lab, lab_env, fleet):
+    from test_rebuild import _restore_lab
+
     from flows.backup import backup
     from flows.rebuild import rebuild
-    from test_rebuild import _restore_lab
 
     backup(service=SERVICE)
     mirror = address(lab_env, "mirror")

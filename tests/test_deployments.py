@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from hotspare.inventory import copies
+
 from lab_helpers import poll
 
 
@@ -22,8 +23,13 @@ def served(fleet, prefect_api):
     from prefect.settings import PREFECT_API_URL
 
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
-    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "serve"], env=environment, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hotspare.cli", "serve"],
+        env=environment,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     yield process
     os.killpg(process.pid, signal.SIGTERM)  # the serving process this fixture started
     try:
@@ -80,16 +86,20 @@ def test_serve_answers_the_fleets_acknowledgement_url_so_an_sms_ack_acknowledges
 
     port = acknowledgement_port(lab.slot)
     assert fleet.incidents.acknowledgement_url == f"http://127.0.0.1:{port}"
-    poll(lambda: served.poll() is not None or tcp_reachable("127.0.0.1", port, timeout=0.5), 120,
-         "the acknowledgement webhook of `hotspare serve`")
+    poll(
+        lambda: served.poll() is not None or tcp_reachable("127.0.0.1", port, timeout=0.5),
+        120,
+        "the acknowledgement webhook of `hotspare serve`",
+    )
     assert served.poll() is None, "hotspare serve exited"
-    opening = incidents.open_incident(2, "low", "acknowledged through serve", servers=["prod-west"],
-                                      dedup_key=f"test:serve-ack:{time.time()}")
+    opening = incidents.open_incident(
+        2, "low", "acknowledged through serve", servers=["prod-west"], dedup_key=f"test:serve-ack:{time.time()}"
+    )
     # only an incident paged to that contact's number, within the window, may be acknowledged by it
-    pages.record_page(opening.incident_id, "lab-phone-primary", f"CA{uuid.uuid4().hex}", "call", "Lee Lead",
-                      e164("+1 555 0101"))
-    reply = PhoneControl(lab_env).sms_reply("+1 555 0101", f"ACK {opening.incident_id}",
-                                            sms_acknowledgement_url(fleet, "lab-phone-primary"))
+    pages.record_page(opening.incident_id, "lab-phone-primary", f"CA{uuid.uuid4().hex}", "call", "Lee Lead", e164("+1 555 0101"))
+    reply = PhoneControl(lab_env).sms_reply(
+        "+1 555 0101", f"ACK {opening.incident_id}", sms_acknowledgement_url(fleet, "lab-phone-primary")
+    )
     assert reply["webhook_status"] == 200, reply
     incident = incidents.get_incident(opening.incident_id)
     assert (incident["status"], incident["acknowledged_by"]) == ("acknowledged", "Lee Lead")

@@ -23,6 +23,7 @@ from flows.replicate import replicate_service
 from hotspare.adapters import dns
 from hotspare.cli import main
 from hotspare.inventory import copies, drills, locks
+
 from lab_helpers import host_path, poll, ssh, tree_digest
 
 pytestmark = pytest.mark.lab
@@ -39,8 +40,9 @@ def dns_answer(lab_env: dict) -> list[str]:
 def drill_namespaces(lab_env: dict) -> list[str]:
     """Drill namespaces as the mirror sees them (in its own /run)."""
     folder = host_path(lab_env, MIRROR, "/run/netns")
-    return sorted(path.name for path in folder.iterdir() if path.name.startswith(f"hsdrill-{SERVICE}-")) \
-        if folder.is_dir() else []
+    return (
+        sorted(path.name for path in folder.iterdir() if path.name.startswith(f"hsdrill-{SERVICE}-")) if folder.is_dir() else []
+    )
 
 
 def mount_tables_naming(text: str) -> list[str]:
@@ -63,11 +65,16 @@ def snapshot(lab_env: dict) -> dict:
         "production": tree_digest(host_path(lab_env, PRODUCTION, "/srv/app1")),
         "production_config": tree_digest(host_path(lab_env, PRODUCTION, "/etc/app1")),
         "mirror_copies": tree_digest(host_path(lab_env, MIRROR, "/srv/hotspare/app1")),
-        "mirror_links": sorted(str(path.relative_to(host_path(lab_env, MIRROR, "/srv/hotspare")))
-                               for path in host_path(lab_env, MIRROR, "/srv/hotspare").rglob("*")),
+        "mirror_links": sorted(
+            str(path.relative_to(host_path(lab_env, MIRROR, "/srv/hotspare")))
+            for path in host_path(lab_env, MIRROR, "/srv/hotspare").rglob("*")
+        ),
         # the mirror app's access log grows with every request anyone makes; its pid file must not change
-        "mirror_live": {path: digest for path, digest in tree_digest(host_path(lab_env, MIRROR, "/srv/app1")).items()
-                        if path != "run/http.log"},
+        "mirror_live": {
+            path: digest
+            for path, digest in tree_digest(host_path(lab_env, MIRROR, "/srv/app1")).items()
+            if path != "run/http.log"
+        },
         "mirror_accounts": {name: (mirror_etc / name).read_text() for name in ("passwd", "group", "shadow")},
         "mirror_app": ssh(lab_env, MIRROR, "/srv/app1/app/ctl", "status").stdout,
         "dns": dns_answer(lab_env),
@@ -122,12 +129,16 @@ def test_drill_killed_midway_is_cleaned_up_by_the_next(protected, lab_env, prefe
     production_address = lab_env["hosts"][PRODUCTION]["address"]
     present = set(drill_namespaces(lab_env))
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "HOTSPARE_LEASE_SECONDS": "3"}
-    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "drill", SERVICE], env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hotspare.cli", "drill", SERVICE],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         netns = poll(lambda: next(iter(set(drill_namespaces(lab_env)) - present), None), 90, "the drill's bubble")
-        poll(lambda: ssh(lab_env, MIRROR, "ip", "netns", "pids", netns).stdout.strip(), 60,
-             "a process in the bubble")
+        poll(lambda: ssh(lab_env, MIRROR, "ip", "netns", "pids", netns).stdout.strip(), 60, "a process in the bubble")
         os.kill(process.pid, signal.SIGKILL)  # the drill process this test started
     finally:
         process.wait(timeout=30)
@@ -163,8 +174,13 @@ def test_a_killed_drills_bubble_is_removed_by_the_next_health_check(protected, l
     monkeypatch.setenv("HOTSPARE_LEASE_SECONDS", "3")  # the fleet's lease, for the drill and the health run alike
     present = set(drill_namespaces(lab_env))
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "drill", SERVICE], env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hotspare.cli", "drill", SERVICE],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         netns = poll(lambda: next(iter(set(drill_namespaces(lab_env)) - present), None), 90, "the drill's bubble")
         poll(lambda: ssh(lab_env, MIRROR, "ip", "netns", "pids", netns).stdout.strip(), 60, "a process in the bubble")

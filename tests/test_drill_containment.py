@@ -23,11 +23,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from lab_helpers import host_path, lab_fleet_changed, poll, ssh
 
 from flows.replicate import replicate_service
 from hotspare.cli import main
 from hotspare.inventory import copies, locks
+
+from lab_helpers import host_path, lab_fleet_changed, poll, ssh
 
 pytestmark = pytest.mark.lab
 
@@ -92,9 +93,21 @@ while time.monotonic() < deadline and not os.path.exists("/tmp/go-" + TOKEN):
 def machine_folders(lab_env: dict) -> dict[str, Path]:
     """Where each folder the probe writes to lives on this machine (lab hosts have their own
     /srv, /etc, /home, /root, /tmp, /var/tmp and /dev/shm; /opt is this machine's)."""
-    private = {path: host_path(lab_env, MIRROR, path) for path in ("/home", "/etc", "/srv", "/srv/app1/run",
-                                                                    "/srv/app1/data", "/srv/hotspare", "/root",
-                                                                    "/tmp", "/var/tmp", "/dev/shm")}
+    private = {
+        path: host_path(lab_env, MIRROR, path)
+        for path in (
+            "/home",
+            "/etc",
+            "/srv",
+            "/srv/app1/run",
+            "/srv/app1/data",
+            "/srv/hotspare",
+            "/root",
+            "/tmp",
+            "/var/tmp",
+            "/dev/shm",
+        )
+    }
     return {**private, "/opt": Path("/opt")}
 
 
@@ -130,10 +143,29 @@ def planted(fleet, lab, lab_env):
     open_folder = Path("/opt") / f"hsdrill-open-{secrets.token_hex(4)}"  # its name must not hold the token
     other_data = host_path(lab_env, MIRROR, "/srv/app2/data")
     other_created = not other_data.exists()
-    write_folders = ["/home", "/root", "/tmp", "/var/tmp", "/opt", "/etc", "/dev/shm", "/srv", "/srv/app1/run",
-                     "/srv/app1/data", str(open_folder)]
-    read_paths = ["/etc/shadow", "/etc/gshadow", "/srv/app2/data/secret.txt", "/proc/1/root/srv/app2/data/secret.txt",
-                  "/srv/hotspare", "/srv/hotspare/app1/copies", "/root", "/home"]
+    write_folders = [
+        "/home",
+        "/root",
+        "/tmp",
+        "/var/tmp",
+        "/opt",
+        "/etc",
+        "/dev/shm",
+        "/srv",
+        "/srv/app1/run",
+        "/srv/app1/data",
+        str(open_folder),
+    ]
+    read_paths = [
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/srv/app2/data/secret.txt",
+        "/proc/1/root/srv/app2/data/secret.txt",
+        "/srv/hotspare",
+        "/srv/hotspare/app1/copies",
+        "/root",
+        "/home",
+    ]
     (app / "ctl").rename(app / "ctl.real")
     try:
         (app / "ctl").write_text(WRAPPER.format(app=APP))
@@ -186,9 +218,15 @@ def probe_process(lab_env: dict, netns: str, token: str) -> int | None:
 def kernel_view(pid: int) -> dict:
     """What the kernel says about a process: its IDs, privileges and namespaces."""
     status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
-    return {"uids": status["Uid"].split(), "gids": status["Gid"].split(), "groups": status.get("Groups", "").split(),
-            "no_new_privs": status["NoNewPrivs"].strip(), "capabilities": status["CapEff"].strip(),
-            "user_namespace": os.readlink(f"/proc/{pid}/ns/user"), "mount_namespace": os.readlink(f"/proc/{pid}/ns/mnt")}
+    return {
+        "uids": status["Uid"].split(),
+        "gids": status["Gid"].split(),
+        "groups": status.get("Groups", "").split(),
+        "no_new_privs": status["NoNewPrivs"].strip(),
+        "capabilities": status["CapEff"].strip(),
+        "user_namespace": os.readlink(f"/proc/{pid}/ns/user"),
+        "mount_namespace": os.readlink(f"/proc/{pid}/ns/mnt"),
+    }
 
 
 def test_planted_code_runs_contained_and_leaves_nothing(planted, lab_env, prefect_api):
@@ -200,8 +238,14 @@ def test_planted_code_runs_contained_and_leaves_nothing(planted, lab_env, prefec
     mirror_shadow = host_path(lab_env, MIRROR, "/etc/shadow").read_text()
     present = {path.name for path in mirror_netns(lab_env).iterdir()} if mirror_netns(lab_env).is_dir() else set()
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "drill", SERVICE, "--json"], env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hotspare.cli", "drill", SERVICE, "--json"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         netns = poll(lambda: drill_namespace(lab_env, present), 120, "the drill's bubble")
         pid = poll(lambda: probe_process(lab_env, netns, token), 120, "the planted code's report")
@@ -243,8 +287,17 @@ def test_planted_code_runs_contained_and_leaves_nothing(planted, lab_env, prefec
 
     # The drill proved its cleanup, and nothing the code wrote exists anywhere on the mirror.
     assert result["outcome"] == "ok" and result["cleanup_proven"] is True
-    poll(lambda: not [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-                      .splitlines() if token in line], 10, "the planted detached process to be gone")
+    poll(
+        lambda: (
+            not [
+                line
+                for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout.splitlines()
+                if token in line
+            ]
+        ),
+        10,
+        "the planted detached process to be gone",
+    )
     for folder in planted["write_folders"]:
         real = folders.get(folder, Path(folder))
         assert not (real / token).exists() and not (real / f"{token}-late").exists(), folder
@@ -264,6 +317,7 @@ def test_planted_code_runs_contained_and_leaves_nothing(planted, lab_env, prefec
 def test_a_drill_that_would_run_as_root_is_refused(fleet, lab, lab_env, tmp_path_factory, capsys):
     """No run_as, no declared account and no account of the copy in the UID range: refused, with
     the sentence that says what to set; nothing was made on the mirror."""
+
     def no_account(data: dict) -> None:
         for service in data["services"]:
             if service["name"] == SERVICE:
@@ -315,9 +369,28 @@ def test_a_declared_path_that_leads_out_of_the_copy_is_never_bound(tmp_path):
 
     def bind(path: str) -> subprocess.CompletedProcess:
         script = 'sh -c "$0" sh "$@" && cat "$2/file.txt" 2>/dev/null; exit $?'
-        return subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, BIND_OWN,
-                               f"{workspace}{path}", f"{view}{path}", str(workspace), path, str(view)],
-                              capture_output=True, text=True, timeout=20, check=False)
+        return subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                script,
+                BIND_OWN,
+                f"{workspace}{path}",
+                f"{view}{path}",
+                str(workspace),
+                path,
+                str(view),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
 
     good = bind("/srv/app1/data")
     assert good.returncode == 0 and good.stdout == "the copy's\n", good.stderr

@@ -17,6 +17,7 @@ from flows.facility import facility_failover, facility_return
 from hotspare.adapters import dns
 from hotspare.inventory import copies
 from hotspare.probes import http_get_via_dns
+
 from lab_helpers import host_path, poll, ssh, start_apps
 
 pytestmark = pytest.mark.lab

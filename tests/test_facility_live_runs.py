@@ -11,10 +11,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from test_facility import address_of, east_lost_and_back, through_dns
 
 from hotspare.inventory import copies, locks
+
 from lab_helpers import host_path, kill_failover_after_activation, poll
-from test_facility import address_of, east_lost_and_back, through_dns
 
 
 def _live_failover(service: str):
@@ -32,8 +33,9 @@ def _runs_after(run_id: int, kind: str, service: str) -> list:
     from hotspare.inventory.models import RunRow
 
     with session() as db:
-        return list(db.exec(select(RunRow).where(RunRow.id > run_id, RunRow.kind == kind, RunRow.service == service)
-                            .order_by(RunRow.id)))
+        return list(
+            db.exec(select(RunRow).where(RunRow.id > run_id, RunRow.kind == kind, RunRow.service == service).order_by(RunRow.id))
+        )
 
 
 def _last_run_id() -> int:

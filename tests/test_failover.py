@@ -25,6 +25,7 @@ from hotspare.inventory.db import session
 from hotspare.inventory.models import RunRow
 from hotspare.planning.failover import plan_failover
 from hotspare.probes import http_get_via_dns
+
 from lab_helpers import host_path, kill_failover_after_activation, paused_flow_run, poll, ssh, start_apps
 
 SERVICE = "app1"
@@ -74,8 +75,14 @@ def reset_layout(lab, lab_env) -> None:
     zone = fleet.zone(lab_env["zone"])
     [current] = dns_answer(lab_env)
     if current != address(lab_env, "production"):
-        dns.compare_and_swap_address(lab_dns(lab_env), access.tsig_key(zone.tsig_key_block),
-                                     lab_env["services"][SERVICE]["dns_name"], current, address(lab_env, "production"), zone.ttl)
+        dns.compare_and_swap_address(
+            lab_dns(lab_env),
+            access.tsig_key(zone.tsig_key_block),
+            lab_env["services"][SERVICE]["dns_name"],
+            current,
+            address(lab_env, "production"),
+            zone.ttl,
+        )
     with session() as db:
         row = db.get(ServiceRow, SERVICE)
         row.active_server, row.mirror_server, row.state, row.failover = "prod-east", "mirror-west", "protected", None
@@ -173,8 +180,10 @@ def task_state(flow_run_id, name: str):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
 
     with get_client(sync_client=True) as client:
-        found = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                                      task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_=name)))
+        found = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_=name)),
+        )
     return next((run.state for run in found if run.state and run.state.is_final()), None)
 
 
@@ -242,8 +251,14 @@ def test_a_record_moved_during_a_switchover_is_reported_with_what_was_done_and_u
 
     def move_the_record_once_production_stops() -> None:
         poll(lambda: not _answers(lab_env, production), 120, "the app to stop on production for the final sync")
-        dns.compare_and_swap_address(lab_dns(lab_env), access.tsig_key(zone.tsig_key_block),
-                                     lab_env["services"][SERVICE]["dns_name"], production, elsewhere, zone.ttl)
+        dns.compare_and_swap_address(
+            lab_dns(lab_env),
+            access.tsig_key(zone.tsig_key_block),
+            lab_env["services"][SERVICE]["dns_name"],
+            production,
+            elsewhere,
+            zone.ttl,
+        )
 
     with ThreadPoolExecutor(1) as pool:
         mover = pool.submit(move_the_record_once_production_stops)
@@ -253,8 +268,7 @@ def test_a_record_moved_during_a_switchover_is_reported_with_what_was_done_and_u
     message = message_for(_failure_of(state), "hotspare failover app1")
     assert "refused by a safety check" in message and "nothing was changed" not in message.lower()
     assert "the app was stopped on prod-east for the final sync (and started again there)" in message
-    assert "was made live on mirror-west and its app started" in message and "the app on mirror-west was stopped again" \
-        in message
+    assert "was made live on mirror-west and its app started" in message and "the app on mirror-west was stopped again" in message
     assert "This run did not change DNS" in message and "(exit 3)" in message
     assert dns_answer(lab_env) == [elsewhere]  # as the other change left it
     assert copies.service_row(SERVICE).state == "protected"
@@ -297,8 +311,9 @@ def test_killed_after_activation_then_resumed_converges(protected, lab, lab_env,
     # the RTO counts the outage from the killed run's start, not the resume's few steps
     assert result["rto_seconds"] >= time.monotonic() - activated > result["this_run_seconds"]
     with session() as db:
-        run = db.exec(select(RunRow).where(RunRow.kind == "failover", RunRow.service == SERVICE)
-                      .order_by(RunRow.id.desc())).first()
+        run = db.exec(
+            select(RunRow).where(RunRow.kind == "failover", RunRow.service == SERVICE).order_by(RunRow.id.desc())
+        ).first()
     assert run.outcome == "ok" and "since the failover began at" in run.summary and "resumed; this run" in run.summary
     row = copies.service_row(SERVICE)
     assert (row.state, row.active_server) == ("failed-over", "mirror-west")
@@ -315,8 +330,13 @@ def test_a_killed_failback_names_the_resume_that_finishes_it(protected, lab, lab
     row = copies.service_row(SERVICE)
     assert (row.state, row.active_server, row.mirror_server) == ("protected", "mirror-west", "prod-east")
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    process = subprocess.Popen([sys.executable, "-m", "hotspare.cli", "failback", SERVICE, "--yes"], env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hotspare.cli", "failback", SERVICE, "--yes"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         poll(lambda: copies.service_row(SERVICE).state == "failing-over", 90, "the failback to start")
         os.kill(process.pid, signal.SIGKILL)  # the failback process this test started

@@ -9,6 +9,7 @@ Uses the session lab and fleet (tests/conftest.py); every test leaves the hosts 
 from __future__ import annotations
 
 import pytest
+from test_failover import SERVICE, address, dns_answer, latest_artifact, protected, reset_layout, task_state
 
 from flows.failover import failover
 from hotspare import access
@@ -16,9 +17,8 @@ from hotspare.adapters import ipmi, redfish
 from hotspare.lab import bmc, network
 from hotspare.lab.probes import http_get
 from hotspare.lab.topology import host_by_name
+
 from lab_helpers import poll, ssh, start_apps
-from test_failover import (SERVICE, address, dns_answer, latest_artifact, protected,
-                           reset_layout, task_state)
 
 pytestmark = pytest.mark.lab
 
@@ -140,8 +140,11 @@ def _outliving_app(lab_env: dict, as_account: bool) -> None:
     exits 0 while the app keeps serving; started as its own account (``app1-web``) or as root."""
     stopped = ssh(lab_env, "prod-east", f"/srv/{SERVICE}/app/ctl", "stop")
     assert stopped.returncode == 0, stopped.stderr
-    start = ["su", "-s", "/bin/sh", "app1-web", "-c", f"/srv/{SERVICE}/app/ctl start"] if as_account else [
-        f"/srv/{SERVICE}/app/ctl", "start"]
+    start = (
+        ["su", "-s", "/bin/sh", "app1-web", "-c", f"/srv/{SERVICE}/app/ctl start"]
+        if as_account
+        else [f"/srv/{SERVICE}/app/ctl", "start"]
+    )
     started = ssh(lab_env, "prod-east", *start)
     assert started.returncode == 0, started.stderr
     assert app_answers(lab_env, "prod-east")
@@ -166,8 +169,7 @@ def test_an_app_that_outlives_its_stop_command_is_killed_by_its_accounts(protect
     assert not bmc.is_powered_off(lab.directory, host_by_name("prod-east")), "killed by account, not powered off"
 
 
-def test_an_app_no_account_kill_reaches_leaves_a_shared_server_on_and_says_unfenced(protected, lab, lab_env,
-                                                                                     powered_on):
+def test_an_app_no_account_kill_reaches_leaves_a_shared_server_on_and_says_unfenced(protected, lab, lab_env, powered_on):
     """Still answering after the kill (here it runs as root): the server would be powered off,
     but app3 runs there too, so the failover goes on named unfenced: a hostile app never makes
     hotspare power off its neighbours' server."""

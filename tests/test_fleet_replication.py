@@ -24,8 +24,9 @@ def test_one_holder_never_shares_one_services_lock_with_another(tmp_path, monkey
     monkeypatch.setenv("HOTSPARE_DB_URL", f"sqlite:///{tmp_path / 'inventory.db'}")
     with session() as db:
         for name in SERVICES:
-            db.add(ServiceRow(name=name, spec={}, planned_production="p", planned_mirror="m", active_server="p",
-                              mirror_server="m"))
+            db.add(
+                ServiceRow(name=name, spec={}, planned_production="p", planned_mirror="m", active_server="p", mirror_server="m")
+            )
     with locks.service_lock("app1", "replicate:run") as outer:
         with locks.service_lock("app1", "replicate:run") as inner:
             assert inner is outer
@@ -58,7 +59,8 @@ def test_replicate_all_copies_app1_and_app2_at_the_same_time(fleet, lab_env):
         row = copies.service_row(service)
         expected = lab_env["services"][service]
         assert (row.state, row.active_server, row.mirror_server) == ("protected", expected["production"], expected["mirror"]), (
-            f"{service} is not in the lab's layout (an earlier test left it {row.state} on {row.active_server})")
+            f"{service} is not in the lab's layout (an earlier test left it {row.state} on {row.active_server})"
+        )
     before = last_run_id()
 
     results = replicate(list(SERVICES))

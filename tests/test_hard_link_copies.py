@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_failover import address, reset_layout, through_dns
 
 from flows.failover import failover
 from flows.replicate import replicate_service
@@ -37,8 +38,8 @@ from flows.reprotect import reprotect
 from hotspare.cli import main
 from hotspare.inventory import copies, copy_stores
 from hotspare.planning.replication import copy_root, copy_tree
+
 from lab_helpers import host_path, ssh, tree_digest, wait_for
-from test_failover import address, reset_layout, through_dns
 
 SERVICE = "app1"
 PRODUCTION, MIRROR = "prod-east", "mirror-west"
@@ -57,9 +58,12 @@ def marked_files(lab_env):
     """Files of this module on production (unique names), removed again at the end."""
     data = host_path(lab_env, PRODUCTION, lab_env["services"][SERVICE]["data_path"])
     tag = uuid.uuid4().hex[:8]
-    names = {"unchanged": f"hard-link-unchanged-{tag}.txt", "permission": f"hard-link-permission-{tag}.txt",
-             "failover": f"hard-link-failover-{tag}.txt",
-             "resumed": f"hard-link-resumed-{tag}.txt"}
+    names = {
+        "unchanged": f"hard-link-unchanged-{tag}.txt",
+        "permission": f"hard-link-permission-{tag}.txt",
+        "failover": f"hard-link-failover-{tag}.txt",
+        "resumed": f"hard-link-resumed-{tag}.txt",
+    }
     files = {key: data / name for key, name in names.items()}
     files["unchanged"].write_text("never changes\n")
     files["permission"].write_text("only its mode changes\n")
@@ -108,9 +112,11 @@ def run_log(flow_run_id, last_words: str) -> list[str]:
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
     with get_client(sync_client=True) as client:
+
         def lines():
-            found = [log.message for log in client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
+            found = [
+                log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            ]
             return found if any(last_words in line for line in found) else None
 
         return wait_for(f"the run log line with {last_words!r}", lines, seconds=30)
@@ -197,7 +203,9 @@ def test_failover_reprotect_and_failback_with_hard_linked_copies(use_backend, ma
     protected = reprotect(SERVICE, yes=True)
     assert (protected["production"], protected["mirror"]) == (MIRROR, PRODUCTION)
     assert_hard_linked_folder(lab_env, PRODUCTION, protected["copy_id"])
-    assert (copy_data(lab_env, PRODUCTION, protected["copy_id"]) / name).read_text() == "written on the mirror while failed over\n"
+    assert (
+        copy_data(lab_env, PRODUCTION, protected["copy_id"]) / name
+    ).read_text() == "written on the mirror while failed over\n"
 
     home = failover(SERVICE, planned=True, yes=True)
     assert home["outcome"] == "ok" and home["reprotect"]["outcome"] == "ok"
@@ -226,7 +234,9 @@ def test_resumed_copy_keeps_the_older_copys_permissions(use_backend, marked_file
     state = replicate_service(SERVICE, return_state=True)
     assert state.is_failed() and "failed verification" in state.message, state.message
     [interrupted] = [row for row in copies.copies_of(SERVICE, MIRROR) if row.status != "verified"][:1]
-    assert (copy_data(lab_env, MIRROR, interrupted.id) / name).stat().st_ino == (copy_data(lab_env, MIRROR, base) / name).stat().st_ino
+    assert (copy_data(lab_env, MIRROR, interrupted.id) / name).stat().st_ino == (
+        copy_data(lab_env, MIRROR, base) / name
+    ).stat().st_ino
 
     marked_files["resumed"].chmod(0o600)  # permission-only: same bytes, same mtime
     use_backend("hard-links")
@@ -257,8 +267,10 @@ def test_auto_switches_back_to_snapshots_and_verifies(use_backend, lab_env):
     use_backend("auto")
     result, log = replicated()
     # auto keeps snapshots filled by rsync (shipping is asked for: copy_backend btrfs-send)
-    assert any("copy back-end changes from hard-links to btrfs-snapshot: btrfs snapshots: the copies folder is on btrfs"
-               in line for line in log), log
+    assert any(
+        "copy back-end changes from hard-links to btrfs-snapshot: btrfs snapshots: the copies folder is on btrfs" in line
+        for line in log
+    ), log
     store = copy_stores.store_of(SERVICE, MIRROR)
     assert store.backend == "btrfs-snapshot" and store.reason.startswith("btrfs snapshots: the copies folder is on btrfs")
     assert is_subvolume_on(lab_env, MIRROR, copy_root(SERVICE, result["copy_id"]))

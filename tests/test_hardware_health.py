@@ -61,8 +61,13 @@ def quick_health(fleet, lab_env, tmp_path_factory):
     """The lab fleet with short probe timeouts and small N and M, and no health state yet."""
     from hotspare import access
 
-    with health_settings(lab_env, tmp_path_factory.mktemp("fleet"), probe_timeout_seconds=1.5,
-                         failures_to_down=FAILURES_TO_DOWN, successes_to_recover=SUCCESSES_TO_RECOVER):
+    with health_settings(
+        lab_env,
+        tmp_path_factory.mktemp("fleet"),
+        probe_timeout_seconds=1.5,
+        failures_to_down=FAILURES_TO_DOWN,
+        successes_to_recover=SUCCESSES_TO_RECOVER,
+    ):
         clear_health_state()
         yield access.loaded_fleet()
         clear_health_state()
@@ -97,18 +102,27 @@ def health_events(name: str, resource_id: str, since: datetime) -> list:
     from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 
     with get_client(sync_client=True) as client:
-        page = client.read_events(filter=EventFilter(occurred=EventOccurredFilter(since=since),
-                                                     event=EventNameFilter(name=[name]),
-                                                     resource=EventResourceFilter(id=[resource_id])), limit=50)
+        page = client.read_events(
+            filter=EventFilter(
+                occurred=EventOccurredFilter(since=since),
+                event=EventNameFilter(name=[name]),
+                resource=EventResourceFilter(id=[resource_id]),
+            ),
+            limit=50,
+        )
     return page.events
 
 
 def event_for(name: str, since: datetime, server: str, component: str):
     """The event about ``server``'s ``component``, within a bounded wait (events are persisted
     asynchronously)."""
+
     def found():
-        return [event for event in health_events(name, f"hotspare.server.{server}", since)
-                if event.payload.get("component") == component]
+        return [
+            event
+            for event in health_events(name, f"hotspare.server.{server}", since)
+            if event.payload.get("component") == component
+        ]
 
     return wait_for(f"{name} event for {server} {component}", found, 60)[0]
 
@@ -151,8 +165,11 @@ def test_each_broken_part_is_declared_requested_and_closed_after_repair(quick_he
         if wanted <= {(change["subject"], change["component"]) for change in found["changes"]}:
             break
         more = run_health(1)
-        found = {**found, "changes": found["changes"] + more["changes"],
-                 "replacements": found["replacements"] + more["replacements"]}
+        found = {
+            **found,
+            "changes": found["changes"] + more["changes"],
+            "replacements": found["replacements"] + more["replacements"],
+        }
     statuses = load_statuses()
     declared = {(change["subject"], change["component"]): change for change in found["changes"]}
     for (host, _part), (component, words, _) in BREAKS.items():
@@ -176,15 +193,15 @@ def test_each_broken_part_is_declared_requested_and_closed_after_repair(quick_he
     opened = {(entry["server"], entry["component"]): entry for entry in found["replacements"] if "opened" in entry}
     assert set(opened) == {(host, component) for (host, _), (component, _, swap) in BREAKS.items() if swap}
     assert all(entry["mail"] == "sent" for entry in opened.values()), opened
-    listed = {(row["server"], row["component"]): row
-              for row in command_json("hardware", "--json")["replacement_requests"]}
+    listed = {(row["server"], row["component"]): row for row in command_json("hardware", "--json")["replacement_requests"]}
     assert set(listed) == set(opened)
     fan = listed[("prod-west", "fan:Fan1")]
     assert (fan["facility"], fan["serial"], fan["slot"]) == ("west", "F4PRODWEST01", "Fan slot 1")
     assert fan["location"] and listed[("prod-east", "power_supply:PS2 Status")]["slot"] == "power supply 2"
     mails = list(replacement_mails(lab_env, skip=mails_before).values())
     assert sorted(message["X-RcptTo"] for message in mails) == sorted(
-        f"hands@{FACILITY[server]}.lab.test" for server, _ in opened)
+        f"hands@{FACILITY[server]}.lab.test" for server, _ in opened
+    )
     for message in mails:
         body = message.get_content()
         row = next(row for row in listed.values() if row["slot"] in body and row["server"] in body)
@@ -207,8 +224,11 @@ def test_each_broken_part_is_declared_requested_and_closed_after_repair(quick_he
     assert not any("closed" in entry for entry in almost["replacements"])
     assert len(replacement_requests(open_only=True)) == len(opened)
     cleared = run_health(1)
-    recovered = {(change["subject"], change["component"]) for change in cleared["changes"]
-                 if change["event"] == "hotspare.health.recovered"}
+    recovered = {
+        (change["subject"], change["component"])
+        for change in cleared["changes"]
+        if change["event"] == "hotspare.health.recovered"
+    }
     assert {(host, component) for (host, _), (component, _, _) in BREAKS.items()} <= recovered
     closed = {(entry["server"], entry["component"]): entry for entry in cleared["replacements"] if "closed" in entry}
     assert set(closed) == set(opened)

@@ -21,8 +21,9 @@ def quick_probes(fleet, lab_env, tmp_path_factory):
     """The lab fleet with short probe timeouts, so a round with a silent host is short."""
     from lab_helpers import lab_fleet_changed
 
-    with lab_fleet_changed(lab_env, tmp_path_factory.mktemp("fleet"),
-                           lambda data: data["health"].update(probe_timeout_seconds=PROBE_TIMEOUT)):
+    with lab_fleet_changed(
+        lab_env, tmp_path_factory.mktemp("fleet"), lambda data: data["health"].update(probe_timeout_seconds=PROBE_TIMEOUT)
+    ):
         yield
 
 

@@ -9,7 +9,6 @@ submitted run is checked (deployment, parameters) and deleted, and the lab is he
 from __future__ import annotations
 
 import pytest
-
 from test_failover import protected
 from test_hardware_health import clear_health_state, health_settings
 
@@ -22,8 +21,13 @@ INTERVAL = 0.1
 @pytest.fixture
 def app2_fails_over_by_itself(fleet, lab_env, tmp_path):
     """The lab fleet with automatic failover for app2 only, short probes, and no health state."""
-    with health_settings(lab_env, tmp_path, probe_timeout_seconds=1.5, failures_to_down=FAILURES_TO_DOWN,
-                         services=[{"name": "app2", "automatic_failover": True}]):
+    with health_settings(
+        lab_env,
+        tmp_path,
+        probe_timeout_seconds=1.5,
+        failures_to_down=FAILURES_TO_DOWN,
+        services=[{"name": "app2", "automatic_failover": True}],
+    ):
         clear_health_state()
         yield
     clear_health_state()
@@ -68,20 +72,26 @@ def test_declared_down_production_submits_failover_only_where_the_policy_allows(
 @pytest.fixture
 def app1_unattended(fleet, lab_env, tmp_path, protected):
     """app1 protected, with an unattended failover policy, short probes and no health state."""
-    with health_settings(lab_env, tmp_path, probe_timeout_seconds=1.5, failures_to_down=FAILURES_TO_DOWN,
-                         services=[{"name": "app1", "automatic_failover": "unattended"}]):
+    with health_settings(
+        lab_env,
+        tmp_path,
+        probe_timeout_seconds=1.5,
+        failures_to_down=FAILURES_TO_DOWN,
+        services=[{"name": "app1", "automatic_failover": "unattended"}],
+    ):
         clear_health_state()
         yield
     clear_health_state()
 
 
 def test_unattended_policy_fails_over_at_once_fenced_and_only_once(lab, lab_env, app1_unattended):
+    from test_failover import address, dns_answer
+
     from flows.health import health
     from hotspare.inventory import copies
     from hotspare.lab import bmc
     from hotspare.lab.probes import http_get
     from hotspare.lab.topology import host_by_name
-    from test_failover import address, dns_answer
 
     lab.fail("prod-east")
     summary = health(rounds=FAILURES_TO_DOWN, interval_seconds=INTERVAL)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from hotspare.planning import host_lock as plan
+
 from lab_helpers import host_path, poll, ssh, ssh_argv
 
 MIRROR = "mirror-west"
@@ -33,6 +34,7 @@ ROUNDS = 10
 
 
 # ----- the lab ------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def shared_mirror(fleet, lab_env):
@@ -119,8 +121,12 @@ class RemoteHolder:
 
     def __init__(self, lab_env: dict, note: str) -> None:
         self.note = note
-        self.process = subprocess.Popen(ssh_argv(lab_env, MIRROR, plan.hold_argv(note, 10)), stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            ssh_argv(lab_env, MIRROR, plan.hold_argv(note, 10)),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         ready, deadline = b"", time.monotonic() + 20
         while plan.LOCKED_LINE not in ready:
             assert time.monotonic() < deadline and self.process.poll() is None, "the holder never took the lock"
@@ -156,8 +162,11 @@ def test_a_held_lock_makes_the_merge_wait_then_it_succeeds(shared_mirror, lab_en
         with ThreadPoolExecutor(max_workers=1) as pool:
             merged = pool.submit(merge, "app3", shared_mirror["app3"])
             # the merge's own lock command is running and waiting (its note names this process)
-            poll(lambda: processes_naming(f"merge of app3's accounts (hotspare pid {os.getpid()}"), 20,
-                 "the merge to ask for the lock")
+            poll(
+                lambda: processes_naming(f"merge of app3's accounts (hotspare pid {os.getpid()}"),
+                20,
+                "the merge to ask for the lock",
+            )
             assert not merged.done() and "app3-web" not in names_in(lab_env, "/etc/passwd")
             assert holder.release() == 0
             result = merged.result(timeout=60)
@@ -209,7 +218,19 @@ def test_a_service_user_cannot_open_the_lock_to_hold_it(fleet, lab_env):
 
     with access.connect(fleet, MIRROR) as mirror, host_lock(mirror, "the lock test", wait_seconds=5):
         pass  # the file exists now
-    attempt = ssh(lab_env, MIRROR, "setpriv", "--reuid", "2001", "--regid", "2001", "--clear-groups",
-                  "flock", "-n", plan.HOST_LOCK_FILE, "true")
+    attempt = ssh(
+        lab_env,
+        MIRROR,
+        "setpriv",
+        "--reuid",
+        "2001",
+        "--regid",
+        "2001",
+        "--clear-groups",
+        "flock",
+        "-n",
+        plan.HOST_LOCK_FILE,
+        "true",
+    )
     assert attempt.returncode != 0 and "Permission denied" in attempt.stderr, (attempt.returncode, attempt.stderr)
     assert host_path(lab_env, MIRROR, plan.HOST_LOCK_FILE).stat().st_mode & 0o777 == 0o600

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from test_incidents import phone_lab  # noqa: F401  (the module's phone endpoint and webhook)
 
 pytestmark = pytest.mark.lab
@@ -16,8 +15,11 @@ def latest_timeline(client, incident_id: int) -> str:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
 
-    [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"incident-{incident_id}"])),
-                                       sort=ArtifactSort.CREATED_DESC, limit=1)
+    [artifact] = client.read_artifacts(
+        artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"incident-{incident_id}"])),
+        sort=ArtifactSort.CREATED_DESC,
+        limit=1,
+    )
     return artifact.data
 
 
@@ -28,8 +30,14 @@ def test_an_unanswered_page_ends_failed_and_its_timeline_lists_pages_then_the_ac
     from hotspare.inventory import incidents
 
     before = len(phone_lab.requests("call"))
-    opening = incidents.open_incident(1, "high", "prod-east unreachable (artifact test)", servers=["prod-east"],
-                                      dedup_key=f"test:artifact:{time.time()}", detection_text="ssh timed out")
+    opening = incidents.open_incident(
+        1,
+        "high",
+        "prod-east unreachable (artifact test)",
+        servers=["prod-east"],
+        dedup_key=f"test:artifact:{time.time()}",
+        detection_text="ssh timed out",
+    )
     state = page(incident_id=opening.incident_id, poll_seconds=0.2, max_minutes=0.1, return_state=True)
     assert state.is_failed() and state.name == "Unacknowledged", (state.name, state.message)
     assert f"incident {opening.incident_id}: nobody acknowledged" in state.message

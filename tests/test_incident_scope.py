@@ -23,7 +23,6 @@ from contextlib import redirect_stdout
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from lab_helpers import wait_for
 from test_blast import APP1_CONTACTS, APP2_CONTACTS, envelope_recipients, sink_messages
 from test_hardware_health import (
     clear_health_state,
@@ -42,6 +41,8 @@ from test_outage_chain import (
     quick_fleet,
     restored_afterwards,
 )
+
+from lab_helpers import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -69,8 +70,7 @@ def resolve_open_about(server: str, service: str) -> None:
             resolve(earlier["id"], "test", "closed before this test")
 
 
-def test_production_lost_and_failed_over_at_once_still_tells_its_customers(
-        quick_fleet, restored_afterwards, fleet, lab, lab_env):
+def test_production_lost_and_failed_over_at_once_still_tells_its_customers(quick_fleet, restored_afterwards, fleet, lab, lab_env):
     from flows.health import health, health_round, service_layout
     from flows.notices import customer_notice
     from hotspare import access
@@ -89,17 +89,32 @@ def test_production_lost_and_failed_over_at_once_still_tells_its_customers(
             break
         health(rounds=1, interval_seconds=ROUND_INTERVAL)
     assert declared_failed(), "prod-east was never declared failed"
-    events = wait_for("the server's health event", lambda: [e for e in health_events(started)
-                                                            if e.resource.id == "hotspare.server.prod-east"], 30)
+    events = wait_for(
+        "the server's health event",
+        lambda: [e for e in health_events(started) if e.resource.id == "hotspare.server.prod-east"],
+        30,
+    )
     # What the paging flow does with the event: open the incident (its impact is recorded now).
     request = from_health_event(events[0].event, events[0].resource.id, dict(events[0].payload))
-    opening = incidents.open_incident(request.category, request.severity, request.title, request.services,
-                                      request.servers, request.dedup_key, request.detection_text,
-                                      details=request.details, outage=request.outage, internal=request.internal,
-                                      holders=request.holders)
+    opening = incidents.open_incident(
+        request.category,
+        request.severity,
+        request.title,
+        request.services,
+        request.servers,
+        request.dedup_key,
+        request.detection_text,
+        details=request.details,
+        outage=request.outage,
+        internal=request.internal,
+        holders=request.holders,
+    )
 
-    down_before = {key[1] for key, status in health_inventory.load_statuses().items()
-                   if key[0] == f"service:{SERVICE}" and status.state.value == "failed"}
+    down_before = {
+        key[1]
+        for key, status in health_inventory.load_statuses().items()
+        if key[0] == f"service:{SERVICE}" and status.state.value == "failed"
+    }
     assert "application:dns" in down_before, down_before  # declared at its old address, as it was
 
     # A health round whose targets were made before the failover, judged after it (in flight).
@@ -113,10 +128,11 @@ def test_production_lost_and_failed_over_at_once_still_tells_its_customers(
     assert layout() == ("failed-over", "mirror-west", None)
     assert dns_answer(lab_env) == [address_of(lab_env, "mirror-west")]
 
-    in_flight = health_round(fleet_now, targets, health_inventory.load_statuses(), hardware=False,
-                             layout_before=before)
-    assert any(sentence.startswith(f"service:{SERVICE}:") and "moved from prod-east to mirror-west" in sentence
-               for sentence in in_flight.set_aside), in_flight.set_aside
+    in_flight = health_round(fleet_now, targets, health_inventory.load_statuses(), hardware=False, layout_before=before)
+    assert any(
+        sentence.startswith(f"service:{SERVICE}:") and "moved from prod-east to mirror-west" in sentence
+        for sentence in in_flight.set_aside
+    ), in_flight.set_aside
     assert not [c for c in in_flight.judgement.changes if c.subject == f"service:{SERVICE}"]
 
     # The automatic opening notice, run after the failover, still tells app1's customers.
@@ -126,8 +142,11 @@ def test_production_lost_and_failed_over_at_once_still_tells_its_customers(
     assert state.is_completed(), state
     notice = state.result()
     assert notice["sent"], notice
-    blast = wait_for("the opening notice in the sink", lambda: len(found := sink_messages(
-        lab_env, f"incident-{opening.incident_id}-opened")) >= len(APP1_CONTACTS) and found, 30)
+    blast = wait_for(
+        "the opening notice in the sink",
+        lambda: len(found := sink_messages(lab_env, f"incident-{opening.incident_id}-opened")) >= len(APP1_CONTACTS) and found,
+        30,
+    )
     assert envelope_recipients(blast) == Counter(APP1_CONTACTS)
     body = blast[0].get_content()
     assert f"{SERVICE} was unavailable from" in body and "runs again from its standby copy in a second data center since" in body
@@ -137,15 +156,18 @@ def test_production_lost_and_failed_over_at_once_still_tells_its_customers(
     # app3 runs on prod-east too: its users lost it as well (it has no customer contacts to tell)
     assert SERVICE in incident["services"] and incident["customer_services"] == [SERVICE, "app3"]
     production = [item for item in incident["impact"] if item["service"] == SERVICE]
-    assert production == [{"service": SERVICE, "server": "prod-east", "role": "production",
-                           "effect": "customers affected", "tell": True}], incident["impact"]
+    assert production == [
+        {"service": SERVICE, "server": "prod-east", "role": "production", "effect": "customers affected", "tell": True}
+    ], incident["impact"]
 
     # Health follows the layout at once: no DNS or application failure for the moved service.
     after = health(rounds=1, interval_seconds=ROUND_INTERVAL)
     assert not [c for c in after["changes"] if c["subject"] == f"service:{SERVICE}" and c["state"] != "ok"], after
     assert not [r for r in after["components"] if r["subject"] == f"service:{SERVICE}"], after["components"]
-    print(f"\nMEASURED failover {failover_seconds:.2f} s; opening notice after it {notice_seconds:.2f} s "
-          f"(flow run, {len(blast)} messages); health round after it {after['round_seconds'][0]:.2f} s")
+    print(
+        f"\nMEASURED failover {failover_seconds:.2f} s; opening notice after it {notice_seconds:.2f} s "
+        f"(flow run, {len(blast)} messages); health round after it {after['round_seconds'][0]:.2f} s"
+    )
 
 
 def test_dead_raid_member_requests_a_replacement_and_tells_no_customer(fleet, lab_env, tmp_path):
@@ -161,13 +183,21 @@ def test_dead_raid_member_requests_a_replacement_and_tells_no_customer(fleet, la
         try:
             found = health(rounds=2, interval_seconds=0.1)
             event = event_for("hotspare.health.failed", started, "prod-west", "disk:devid 2")
-            paging = page(event=event.event, resource_id=event.resource.id, payload_json=json.dumps(event.payload),
-                          poll_seconds=0.05, max_minutes=0.02, return_state=True)
+            paging = page(
+                event=event.event,
+                resource_id=event.resource.id,
+                payload_json=json.dumps(event.payload),
+                poll_seconds=0.05,
+                max_minutes=0.02,
+                return_state=True,
+            )
         finally:
             lab_command(lab_env, "repair", "prod-west", "disk")
             clear_health_state()
-    assert any(entry.get("opened") and (entry["server"], entry["component"]) == ("prod-west", "disk:devid 2")
-               for entry in found["replacements"]), found["replacements"]
+    assert any(
+        entry.get("opened") and (entry["server"], entry["component"]) == ("prod-west", "disk:devid 2")
+        for entry in found["replacements"]
+    ), found["replacements"]
     # nobody answers in the test: the paging run ends Failed "Unacknowledged", naming its incident
     assert paging.is_failed() and paging.name == "Unacknowledged", (paging.name, paging.message)
     number = int(re.search(r"incident (\d+)", paging.message).group(1))
@@ -175,7 +205,8 @@ def test_dead_raid_member_requests_a_replacement_and_tells_no_customer(fleet, la
     try:
         assert (incident["severity"], incident["internal"], incident["customer_services"]) == ("low", True, [])
         assert {(item["service"], item["role"], item["effect"]) for item in incident["impact"]} >= {
-            ("app2", "production", "at risk")}
+            ("app2", "production", "at risk")
+        }
         state = customer_notice(incident_id=number, kind="opened", return_state=True)
         assert state.is_completed() and not state.result()["sent"], state
         assert "internal" in state.result()["reason"]
@@ -192,8 +223,7 @@ def test_record_only_incident_stays_internal_until_published_and_a_held_notice_s
     from hotspare.cli import main
     from hotspare.inventory.incidents import get_incident
 
-    assert main(["incident", "open", "app2 slow for one customer", "--service", "app2", "--no-page",
-                 "--by", "Dana Ops"]) == 0
+    assert main(["incident", "open", "app2 slow for one customer", "--service", "app2", "--no-page", "--by", "Dana Ops"]) == 0
     number = latest_incident()["id"]
     assert get_incident(number)["internal"] is True
     shown = io.StringIO()
@@ -219,8 +249,7 @@ def test_record_only_incident_stays_internal_until_published_and_a_held_notice_s
     assert f'id="incident-{public_name(number)}"' in fetch(lab_env["status_page"]["url"])
 
     # Category 2 waits for an operator's approval: the run ends Held, and the timeline says so.
-    assert main(["incident", "open", "shop checkout broken", "--category", "2", "--service", "app2",
-                 "--by", "Dana Ops"]) == 0
+    assert main(["incident", "open", "shop checkout broken", "--category", "2", "--service", "app2", "--by", "Dana Ops"]) == 0
     held_number = latest_incident()["id"]
     held = customer_notice(incident_id=held_number, kind="opened", return_state=True)
     assert held.is_failed() and held.name == "Held", held

@@ -5,9 +5,17 @@ from __future__ import annotations
 from prefect.states import StateType
 
 INCIDENT = {
-    "id": 7, "title": "prod-east down", "status": "acknowledged", "acknowledged_by": "Dana Ops", "category": 1,
-    "category_name": "server", "severity": "high", "servers": ["prod-east"], "services": ["app1"],
-    "opened_at": "2026-12-06T15:40:33+00:00", "internal": False,
+    "id": 7,
+    "title": "prod-east down",
+    "status": "acknowledged",
+    "acknowledged_by": "Dana Ops",
+    "category": 1,
+    "category_name": "server",
+    "severity": "high",
+    "servers": ["prod-east"],
+    "services": ["app1"],
+    "opened_at": "2026-12-06T15:40:33+00:00",
+    "internal": False,
     "events": [
         {"at": "2026-12-06T15:40:33", "kind": "detection", "actor": "hotspare", "text": "ssh timed out"},
         {"at": "2026-12-06T15:40:44", "kind": "page", "actor": "hotspare", "text": "call Office | via primary"},
@@ -58,8 +66,13 @@ def test_a_health_run_whose_failover_was_not_made_ends_failed_naming_it():
 
     quiet = {"failovers": [{"service": "app1", "submitted": False, "reason": "not failing app1 over: policy off"}]}
     assert _final_state(quiet) is quiet  # a policy that leaves it to an operator is no dropped step
-    failed = _final_state({"failovers": [
-        {"service": "app2", "submitted": False, "reason": "could not submit the failover of app2: no deployment"},
-        {"service": "app1", "outcome": "failed", "reason": "the unattended failover of app1 did not complete: x"}]})
+    failed = _final_state(
+        {
+            "failovers": [
+                {"service": "app2", "submitted": False, "reason": "could not submit the failover of app2: no deployment"},
+                {"service": "app1", "outcome": "failed", "reason": "the unattended failover of app1 did not complete: x"},
+            ]
+        }
+    )
     assert (failed.type, failed.name) == (StateType.FAILED, "Failover not done")
     assert "2 failover(s) not done" in failed.message and "app2" in failed.message and "app1" in failed.message

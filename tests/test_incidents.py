@@ -16,8 +16,10 @@ from lab_helpers import wait_for
 
 pytestmark = pytest.mark.lab
 
-HEALTH_PAYLOAD = '{"component": "reachability:ssh", "kind": "reachability", "state": "failed", ' \
-                 '"previous": "ok", "evidence": "connection refused", "sites": ["control", "east"]}'
+HEALTH_PAYLOAD = (
+    '{"component": "reachability:ssh", "kind": "reachability", "state": "failed", '
+    '"previous": "ok", "evidence": "connection refused", "sites": ["control", "east"]}'
+)
 
 
 STEP_WAIT = 2.0  # seconds between the chain's steps here (the lab fleet says 3); room to answer a call
@@ -57,16 +59,26 @@ def test_keypress_acknowledges_and_stops_the_chain(phone_lab):
     from hotspare.inventory import incidents
 
     before = len(phone_lab.requests("call"))
-    opening = incidents.open_incident(1, "high", "server prod-east down", servers=["prod-east"],
-                                      dedup_key=f"test:keypress:{time.time()}", detection_text="ssh refused")
+    opening = incidents.open_incident(
+        1,
+        "high",
+        "server prod-east down",
+        servers=["prod-east"],
+        dedup_key=f"test:keypress:{time.time()}",
+        detection_text="ssh refused",
+    )
     with ThreadPoolExecutor(1) as pool:
         walk = pool.submit(page, incident_id=opening.incident_id, poll_seconds=0.2)
         try:
-            calls = wait_for("three calls", lambda: len(_calls_after(phone_lab, before)) >= 3
-                             and _calls_after(phone_lab, before), 30)
+            calls = wait_for(
+                "three calls", lambda: len(_calls_after(phone_lab, before)) >= 3 and _calls_after(phone_lab, before), 30
+            )
         except AssertionError:
-            print(walk.result(timeout=60) if walk.done() else "still paging", phone_lab.requests(),
-                  incidents.get_incident(opening.incident_id))
+            print(
+                walk.result(timeout=60) if walk.done() else "still paging",
+                phone_lab.requests(),
+                incidents.get_incident(opening.incident_id),
+            )
             raise
         answer = phone_lab.answer(calls[2]["sid"], digits="1")
         result = walk.result(timeout=60)
@@ -74,7 +86,10 @@ def test_keypress_acknowledges_and_stops_the_chain(phone_lab):
     assert result["outcome"] == "stop" and result["paged"] == 3
     calls = _calls_after(phone_lab, before)
     assert [(call["form"]["To"], call["form"].get("SendDigits")) for call in calls] == [
-        ("+15550150", None), ("+15550150", "0"), ("+15550100", None)]  # office, extension 0, Dana
+        ("+15550150", None),
+        ("+15550150", "0"),
+        ("+15550100", None),
+    ]  # office, extension 0, Dana
     assert all(call["status"] == 201 and call["provider"] == "primary" for call in calls)
     incident = incidents.get_incident(opening.incident_id)
     assert (incident["status"], incident["acknowledged_by"]) == ("acknowledged", "Dana Ops")
@@ -83,14 +98,15 @@ def test_keypress_acknowledges_and_stops_the_chain(phone_lab):
     replayed = phone_lab.replay("keypress")  # the same signed request again: handled once only
     assert replayed.status_code == 200 and "Already handled" in replayed.text
     assert incidents.get_incident(opening.incident_id)["events"][-1]["text"] == (
-        f"refused a replayed keypress on call {calls[2]['sid']} to Dana Ops: that call was already answered")
+        f"refused a replayed keypress on call {calls[2]['sid']} to Dana Ops: that call was already answered"
+    )
     first_call = datetime.fromtimestamp(calls[0]["at"]).astimezone()
     opened = datetime.fromisoformat(incident["opened_at"])
     print(f"\nMEASURED opened -> first call: {(first_call - opened).total_seconds():.3f} s")
 
 
 def test_sms_reply_ack_acknowledges_through_the_signed_webhook(phone_lab, fleet):
-    """"ACK <n>" from a contact's phone, posted signed by the provider, acknowledges incident n on
+    """ "ACK <n>" from a contact's phone, posted signed by the provider, acknowledges incident n on
     their behalf and stops the chain; the same request unsigned is refused and changes nothing."""
     import httpx
 
@@ -99,8 +115,14 @@ def test_sms_reply_ack_acknowledges_through_the_signed_webhook(phone_lab, fleet)
     from tasks.paging import sms_acknowledgement_url
 
     before = len(phone_lab.requests("call"))
-    opening = incidents.open_incident(1, "high", "server prod-west down", servers=["prod-west"],
-                                      dedup_key=f"test:sms:{time.time()}", detection_text="ssh timed out")
+    opening = incidents.open_incident(
+        1,
+        "high",
+        "server prod-west down",
+        servers=["prod-west"],
+        dedup_key=f"test:sms:{time.time()}",
+        detection_text="ssh timed out",
+    )
     url = sms_acknowledgement_url(fleet, "lab-phone-primary")
     forged = httpx.post(url, data={"From": "+15550101", "Body": f"ACK {opening.incident_id}"}, timeout=10)
     assert forged.status_code == 403 and incidents.get_incident(opening.incident_id)["status"] == "triggered"
@@ -131,8 +153,9 @@ def test_a_stranger_and_a_replay_do_not_stop_paging_and_the_on_call_engineer_doe
 
     def walk_until_dana_is_called(title: str):
         before = len(phone_lab.requests("call"))
-        opening = incidents.open_incident(1, "high", title, servers=["prod-east"],
-                                          dedup_key=f"test:stranger:{title}:{time.time()}", detection_text=title)
+        opening = incidents.open_incident(
+            1, "high", title, servers=["prod-east"], dedup_key=f"test:stranger:{title}:{time.time()}", detection_text=title
+        )
         pool = ThreadPoolExecutor(1)
         walk = pool.submit(page, incident_id=opening.incident_id, poll_seconds=0.1)
         wait_for("Dana's call", lambda: any(call["form"]["To"] == dana for call in _calls_after(phone_lab, before)), 30)
@@ -152,11 +175,15 @@ def test_a_stranger_and_a_replay_do_not_stop_paging_and_the_on_call_engineer_doe
         earlier_ack = next(entry for entry in phone_lab_requests if entry["form"]["From"] == dana)
         import httpx
 
-        old = httpx.post(earlier_ack["url"], data=earlier_ack["form"],
-                         headers={"X-Twilio-Signature": earlier_ack["signature"]}, timeout=15)
+        old = httpx.post(
+            earlier_ack["url"], data=earlier_ack["form"], headers={"X-Twilio-Signature": earlier_ack["signature"]}, timeout=15
+        )
         assert replayed.status_code == 200 and old.status_code == 200
-        paged_on = wait_for("a page after the refused requests (Lee Lead's call)", lambda: len(_calls_after(
-            phone_lab, before)) >= 4 and incidents.get_incident(incident_id)["status"] == "triggered", 30)
+        paged_on = wait_for(
+            "a page after the refused requests (Lee Lead's call)",
+            lambda: len(_calls_after(phone_lab, before)) >= 4 and incidents.get_incident(incident_id)["status"] == "triggered",
+            30,
+        )
         assert paged_on
         assert incidents.get_incident(incident_id)["status"] == "triggered"
         reply = phone_lab.sms_reply(dana, f"ACK {incident_id}", url)
@@ -165,12 +192,17 @@ def test_a_stranger_and_a_replay_do_not_stop_paging_and_the_on_call_engineer_doe
     incident = incidents.get_incident(incident_id)
     assert (incident["status"], incident["acknowledged_by"]) == ("acknowledged", "Dana Ops")
     refusals = [event["text"] for event in incident["events"] if (event["details"] or {}).get("acknowledgement_refused")]
-    assert refusals[0] == f"refused an SMS acknowledgement of incident {incident_id} from {stranger}: {stranger} " \
-                          "belongs to no contact on the category 1 chain"
-    assert refusals[1].startswith("refused a replayed SMS SM") and refusals[1].endswith(f"from {stranger}: that message was already handled")
+    assert (
+        refusals[0] == f"refused an SMS acknowledgement of incident {incident_id} from {stranger}: {stranger} "
+        "belongs to no contact on the category 1 chain"
+    )
+    assert refusals[1].startswith("refused a replayed SMS SM") and refusals[1].endswith(
+        f"from {stranger}: that message was already handled"
+    )
     # Dana's captured "ack" would answer her newest page (this incident's call): refused as a replay
-    assert refusals[2:] == [f"refused a replayed SMS {earlier_ack['form']['MessageSid']} from {dana}: that message "
-                            "was already handled"]
+    assert refusals[2:] == [
+        f"refused a replayed SMS {earlier_ack['form']['MessageSid']} from {dana}: that message was already handled"
+    ]
     # "Yes? who is this" reads like "yes" but answers no page to that number: logged, names no incident
     assert incidents.get_incident(earlier)["acknowledged_by"] == "Dana Ops"
 
@@ -184,10 +216,14 @@ def test_provider_down_falls_back_and_duplicates_fold(phone_lab):
     phone_lab.set_down("primary")
     try:
         with ThreadPoolExecutor(1) as pool:
-            walk = pool.submit(page, event="hotspare.health.failed", resource_id=resource,
-                               payload_json=HEALTH_PAYLOAD, poll_seconds=0.2)
-            carried = wait_for("a call through the fallback provider", lambda: [
-                call for call in _calls_after(phone_lab, before) if call["status"] == 201], 30)
+            walk = pool.submit(
+                page, event="hotspare.health.failed", resource_id=resource, payload_json=HEALTH_PAYLOAD, poll_seconds=0.2
+            )
+            carried = wait_for(
+                "a call through the fallback provider",
+                lambda: [call for call in _calls_after(phone_lab, before) if call["status"] == 201],
+                30,
+            )
             opened = incidents.list_incidents(open_only=True, limit=5)
             incident_id = next(row["id"] for row in opened if row["servers"] == [resource.rsplit(".", 1)[1]])
             again = page(event="hotspare.health.failed", resource_id=resource, payload_json=HEALTH_PAYLOAD)
@@ -203,8 +239,10 @@ def test_provider_down_falls_back_and_duplicates_fold(phone_lab):
     assert incident["detections"] == 2 and incident["category"] == 1 and incident["severity"] == "high"
     pages = [event for event in incident["events"] if event["kind"] == "page"]
     assert pages and pages[0]["details"]["provider"] == "lab-phone-fallback" and "(fallback)" in pages[0]["text"]
-    assert any(event["kind"] == "error" and "lab-phone-primary" in event["text"] and "503" in event["text"]
-               for event in incident["events"])
+    assert any(
+        event["kind"] == "error" and "lab-phone-primary" in event["text"] and "503" in event["text"]
+        for event in incident["events"]
+    )
 
 
 def test_commands_report_bad_input_in_one_message(fleet, capsys):

@@ -15,11 +15,12 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from lab_helpers import poll
 from test_failover import SERVICE, address, dns_answer, through_dns
 
 from hotspare.inventory import copies
 from hotspare.probes import http_get_via_dns
+
+from lab_helpers import poll
 
 pytestmark = pytest.mark.lab
 
@@ -41,8 +42,9 @@ def inventory_server(fleet, monkeypatch):
 def _answers_at(lab_env: dict, where: str) -> bool:
     spec = lab_env["services"][SERVICE]
     try:
-        status, _body, _used = http_get_via_dns(f"http://{spec['dns_name']}:{spec['app_port']}/health.txt",
-                                                lambda _name: [where], timeout=1)
+        status, _body, _used = http_get_via_dns(
+            f"http://{spec['dns_name']}:{spec['app_port']}/health.txt", lambda _name: [where], timeout=1
+        )
     except OSError:
         return False
     return status == 200
@@ -55,8 +57,7 @@ def _stop_now(server) -> None:
 
 
 @pytest.mark.timeout(600)
-def test_inventory_outage_during_a_switchover_leaves_the_app_serving_where_dns_points(inventory_server, lab, lab_env,
-                                                                                       capsys):
+def test_inventory_outage_during_a_switchover_leaves_the_app_serving_where_dns_points(inventory_server, lab, lab_env, capsys):
     from sqlmodel import select
 
     from flows.replicate import replicate_service
@@ -72,8 +73,11 @@ def test_inventory_outage_during_a_switchover_leaves_the_app_serving_where_dns_p
 
     with ThreadPoolExecutor(1) as pool:
         command = pool.submit(main, ["failover", SERVICE, "--planned", "--yes"])
-        poll(lambda: not _answers_at(lab_env, production) or command.done(), 120,
-             "the switchover to stop the app on prod-east for its final sync")
+        poll(
+            lambda: not _answers_at(lab_env, production) or command.done(),
+            120,
+            "the switchover to stop the app on prod-east for its final sync",
+        )
         assert not command.done(), "the switchover ended before the app was stopped"
         _stop_now(inventory_server)
         code = command.result(timeout=300)
@@ -90,11 +94,18 @@ def test_inventory_outage_during_a_switchover_leaves_the_app_serving_where_dns_p
     # The database answers again: the next run closes what the interrupted one could not record.
     inventory_server.start()
     with session() as db:
-        [open_run] = db.exec(select(RunRow).where(RunRow.kind == "failover", RunRow.service == SERVICE,
-                                                  RunRow.outcome == "running")).all()
-    poll(lambda: copies.service_row(SERVICE).lock_holder is None
-         or copies.service_row(SERVICE).lock_expires is not None and _expired(copies.service_row(SERVICE).lock_expires),
-         30, "the interrupted run's lease to expire")
+        [open_run] = db.exec(
+            select(RunRow).where(RunRow.kind == "failover", RunRow.service == SERVICE, RunRow.outcome == "running")
+        ).all()
+    poll(
+        lambda: (
+            copies.service_row(SERVICE).lock_holder is None
+            or copies.service_row(SERVICE).lock_expires is not None
+            and _expired(copies.service_row(SERVICE).lock_expires)
+        ),
+        30,
+        "the interrupted run's lease to expire",
+    )
     assert replicate_service(SERVICE)["outcome"] == "ok"
     with session() as db:
         closed = db.get(RunRow, open_run.id)

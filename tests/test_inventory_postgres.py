@@ -13,12 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from hotspare.inventory import db as inventory_db
-from hotspare.inventory import locks
-from hotspare.inventory.db import session
-from hotspare.inventory.models import RunRow, ServiceRow, StepRow, as_utc
-from postgres_helpers import fresh_database
-
 # The lock tests of the SQLite suite, collected here again with this module's `inventory`.
 from test_locks import (
     SERVICE,
@@ -29,6 +23,13 @@ from test_locks import (
     test_renewal_keeps_a_live_holders_lock_past_its_lease,
     test_unlock_needs_the_holders_name,
 )
+
+from hotspare.inventory import db as inventory_db
+from hotspare.inventory import locks
+from hotspare.inventory.db import session
+from hotspare.inventory.models import RunRow, ServiceRow, StepRow, as_utc
+
+from postgres_helpers import fresh_database
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,9 @@ def inventory(postgres_url, monkeypatch):
     monkeypatch.setenv("HOTSPARE_LEASE_SECONDS", "2")
     with session() as database:
         database.exec(text("DELETE FROM service"))
-        database.add(ServiceRow(name=SERVICE, spec={}, planned_production="p", planned_mirror="m",
-                                active_server="p", mirror_server="m"))
+        database.add(
+            ServiceRow(name=SERVICE, spec={}, planned_production="p", planned_mirror="m", active_server="p", mirror_server="m")
+        )
     return postgres_url
 
 
@@ -78,9 +80,13 @@ def test_an_old_inventory_is_upgraded_in_place():
         inventory_db.MIGRATIONS[0][1](connection)
         connection.execute(text("ALTER TABLE service DROP COLUMN lock_token, DROP COLUMN lock_since"))
         connection.execute(text("INSERT INTO schema_version (id, version) VALUES (1, 1)"))
-        connection.execute(text("INSERT INTO service (name, spec, planned_production, planned_mirror, retired, "
-                                "active_server, state, updated_at) VALUES ('kept', '{}', 'p', 'm', false, 'p', "
-                                "'protected', now())"))
+        connection.execute(
+            text(
+                "INSERT INTO service (name, spec, planned_production, planned_mirror, retired, "
+                "active_server, state, updated_at) VALUES ('kept', '{}', 'p', 'm', false, 'p', "
+                "'protected', now())"
+            )
+        )
     assert inventory_db.migrate(engine) == inventory_db.MIGRATIONS[-1][0]
     columns = {column["name"] for column in inspect(engine).get_columns("service")}
     assert {"lock_token", "lock_since"} <= columns

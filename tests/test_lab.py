@@ -26,9 +26,14 @@ from lab_helpers import free_slot, ssh, wait_for
 
 pytestmark = pytest.mark.lab
 
-SERVICE_HOSTS = [("app1", "prod-east"), ("app1", "mirror-west"),
-                 ("app2", "prod-west"), ("app2", "mirror-east"),
-                 ("app3", "prod-east"), ("app3", "mirror-west")]
+SERVICE_HOSTS = [
+    ("app1", "prod-east"),
+    ("app1", "mirror-west"),
+    ("app2", "prod-west"),
+    ("app2", "mirror-east"),
+    ("app3", "prod-east"),
+    ("app3", "mirror-west"),
+]
 
 
 def parallel(function, items):
@@ -37,17 +42,19 @@ def parallel(function, items):
         return list(pool.map(function, items))
 
 
-
-
 def curl(url: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["curl", "--noproxy", "*", "-sS", "-f", "--max-time", "5", url],
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ["curl", "--noproxy", "*", "-sS", "-f", "--max-time", "5", url], capture_output=True, text=True, check=False
+    )
 
 
 def dig(lab_env: dict, name: str) -> str:
-    result = subprocess.run(["dig", f"@{lab_env['dns']['address']}", "-p", str(lab_env["dns"]["port"]),
-                             name, "A", "+short", "+time=2", "+tries=1"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        ["dig", f"@{lab_env['dns']['address']}", "-p", str(lab_env["dns"]["port"]), name, "A", "+short", "+time=2", "+tries=1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return result.stdout.strip()
 
 
@@ -61,6 +68,7 @@ def tcp_times_out(address: str, port: int = 22, timeout: float = 1.5) -> bool:
 
 
 # ----- hosts ---------------------------------------------------------------------------------
+
 
 def test_plain_ssh_reaches_every_host_with_pinned_keys(lab_env):
     results = parallel(lambda host: (host, ssh(lab_env, host, "hostname")), list(lab_env["hosts"]))
@@ -112,7 +120,10 @@ def test_app3_shares_app1s_hosts_with_its_own_users_port_and_password(lab_env):
     assert entry["health_url"] == f"http://app3.lab.test:{app3['app_port']}/health.txt"
     assert (entry["storage"], entry["accounts"]["uid_min"], entry["accounts"]["uid_max"]) == ("storage-vault", 4000, 4999)
     passwords = json.loads(Path(lab_env["secrets_file"]).read_text())["restic"]["passwords"]
-    assert entry["backup"]["password_block"] == "lab-restic-app3" and passwords["app3"] not in (passwords["app1"], passwords["app2"])
+    assert entry["backup"]["password_block"] == "lab-restic-app3" and passwords["app3"] not in (
+        passwords["app1"],
+        passwords["app2"],
+    )
 
 
 def test_service_files_are_in_place(lab_env):
@@ -131,14 +142,15 @@ def test_lab_traffic_never_takes_the_default_route(lab, lab_env):
     via = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True)
     assert f"dev hs{lab.slot}br" in via.stdout
     unused_lab_address = f"10.211.{70 + free_slot()}.11"  # e.g. a lab that is down
-    assert subprocess.run(["ip", "route", "get", unused_lab_address],
-                          capture_output=True, text=True).returncode != 0  # blackholed
-    inside = subprocess.run(["ip", "-n", lab_env["hosts"]["prod-east"]["netns"], "route"],
-                            capture_output=True, text=True).stdout
+    assert (
+        subprocess.run(["ip", "route", "get", unused_lab_address], capture_output=True, text=True).returncode != 0
+    )  # blackholed
+    inside = subprocess.run(["ip", "-n", lab_env["hosts"]["prod-east"]["netns"], "route"], capture_output=True, text=True).stdout
     assert "default" not in inside
 
 
 # ----- DNS, apps, mail -----------------------------------------------------------------------
+
 
 def test_dns_answers_service_and_host_names(lab_env):
     hosts = lab_env["hosts"]
@@ -172,7 +184,10 @@ def test_users_resolver_answers_the_lab_zone_from_its_cache_and_refuses_the_rest
     server = dns_adapter.AuthoritativeServer(lab_env["zone"], lab_env["dns"]["address"], lab_env["dns"]["port"])
     stored = json.loads(Path(lab_env["secrets_file"]).read_text())["tsig"]
     key = dns_adapter.TsigKey(stored["key_name"], stored["algorithm"], stored["secret"])
-    real, moved = lab_env["hosts"]["standby-west"]["address"], lab_env["hosts"]["standby-west"]["address"].rsplit(".", 1)[0] + ".99"
+    real, moved = (
+        lab_env["hosts"]["standby-west"]["address"],
+        lab_env["hosts"]["standby-west"]["address"].rsplit(".", 1)[0] + ".99",
+    )
     dns_adapter.compare_and_swap_address(server, key, name, real, moved, TTL)
     try:
         assert dns_adapter.read_addresses(server, name) == [moved]  # the authoritative answer changed ...
@@ -226,11 +241,11 @@ def test_smtp_stores_mail_in_the_maildir(lab_env):
     with smtplib.SMTP(lab_env["smtp"]["address"], lab_env["smtp"]["port"], timeout=5) as client:
         client.send_message(message)
     new = Path(lab_env["smtp"]["maildir"]) / "new"
-    wait_for("mail in the maildir",
-             lambda: any(subject in path.read_text(errors="replace") for path in new.glob("*")))
+    wait_for("mail in the maildir", lambda: any(subject in path.read_text(errors="replace") for path in new.glob("*")))
 
 
 # ----- the fleet file ------------------------------------------------------------------------
+
 
 def test_fleet_file_describes_the_lab(lab_env):
     fleet = yaml.safe_load(Path(lab_env["fleet_file"]).read_text())
@@ -257,6 +272,7 @@ def test_fleet_file_passes_fleet_validation(lab_env):
 
 
 # ----- outages -------------------------------------------------------------------------------
+
 
 def test_fail_makes_ssh_time_out_and_heal_restores(lab, lab_env):
     assert lab.fail("mirror-east") == ["mirror-east"]
@@ -286,6 +302,7 @@ def test_failing_a_facility_fails_all_its_hosts(lab, lab_env):
 
 
 # ----- lifecycle -----------------------------------------------------------------------------
+
 
 def test_up_again_returns_the_same_env(lab, lab_env):
     from hotspare.lab import Lab
@@ -328,8 +345,10 @@ def test_up_refuses_a_phone_port_another_program_holds_and_names_the_holder(tmp_
     with socket.socket() as squatter:  # e.g. a phone endpoint another lab left behind
         squatter.bind(("127.0.0.1", port_of(slot)))
         squatter.listen()
-        with pytest.raises(LabError, match=f"phone endpoint port 127.0.0.1:{port_of(slot)} of slot {slot} is already "
-                                           f"in use by pid {os.getpid()} "):
+        with pytest.raises(
+            LabError,
+            match=f"phone endpoint port 127.0.0.1:{port_of(slot)} of slot {slot} is already in use by pid {os.getpid()} ",
+        ):
             Lab(tmp_path / "squatted", slot=slot).up()
     assert slot_leftovers(slot) == []
 
@@ -411,9 +430,11 @@ def slot_leftovers(slot: int) -> list[str]:
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
-    return ([name for name in names if name.startswith(f"hs{slot}-")]
-            + [f"link hs{slot}br"] * (f" hs{slot}br:" in links)
-            + [f"route 10.211.{70 + slot}"] * (f"10.211.{70 + slot}." in routes))
+    return (
+        [name for name in names if name.startswith(f"hs{slot}-")]
+        + [f"link hs{slot}br"] * (f" hs{slot}br:" in links)
+        + [f"route 10.211.{70 + slot}"] * (f"10.211.{70 + slot}." in routes)
+    )
 
 
 def test_crashed_lab_is_cleaned_up_by_the_next_up_and_down_is_idempotent(tmp_path):
@@ -428,8 +449,7 @@ def test_crashed_lab_is_cleaned_up_by_the_next_up_and_down_is_idempotent(tmp_pat
         for name, pid in old.items():  # a crash: daemons die, namespaces and apps stay
             if name.startswith("sshd") or name == "named":
                 os.kill(pid, signal.SIGKILL)
-        wait_for("killed daemons to die", lambda: not any(pid_alive(pid) for name, pid in old.items()
-                                                           if name != "smtp"))
+        wait_for("killed daemons to die", lambda: not any(pid_alive(pid) for name, pid in old.items() if name != "smtp"))
         assert Lab(crashed.directory, slot=slot).up() == env  # a new process would do the same
         new = lab_pids(crashed)
         assert not set(new.values()) & set(old.values())

@@ -17,8 +17,7 @@ pytestmark = pytest.mark.lab
 
 
 def lab_command(lab_env: dict, *arguments: str) -> None:
-    assert main(["lab", *arguments, "--dir", lab_env["directory"],
-                 "--slot", str(lab_env["slot"])]) == 0
+    assert main(["lab", *arguments, "--dir", lab_env["directory"], "--slot", str(lab_env["slot"])]) == 0
 
 
 def readings_of(fleet, server: str) -> dict:
@@ -38,15 +37,22 @@ def test_healthy_lab_reads_ok_everywhere_it_has_hardware(fleet):
     production = readings_of(fleet, "prod-east")
     assert production["raid:/srv"].state is ComponentState.ok
     assert [production[f"disk:devid {n}"].state for n in (1, 2, 3, 4)] == [ComponentState.ok] * 4
-    assert {"power_supply:PS1 Status", "power_supply:PS2 Status", "fan:Fan1", "fan:Fan2",
-            "temperature:Inlet Temp", "space:/srv"} <= set(production)
+    assert {
+        "power_supply:PS1 Status",
+        "power_supply:PS2 Status",
+        "fan:Fan1",
+        "fan:Fan2",
+        "temperature:Inlet Temp",
+        "space:/srv",
+    } <= set(production)
     redfish = readings_of(fleet, "prod-west")
     assert redfish["power_supply:PSU2"].part["serial"] == "P8PRODWEST02"
     standby = readings_of(fleet, "standby-east")
     assert standby["raid:/srv"].state is ComponentState.ok and "disk:devid 2" not in standby
     for readings in (production, redfish, standby):
         assert all(r.state is ComponentState.ok for r in readings.values()), [
-            r.evidence for r in readings.values() if r.state is not ComponentState.ok]
+            r.evidence for r in readings.values() if r.state is not ComponentState.ok
+        ]
 
 
 def test_dead_disk_is_seen_service_keeps_running_and_replace_clears_it(fleet, lab_env, repaired):
@@ -60,8 +66,7 @@ def test_dead_disk_is_seen_service_keeps_running_and_replace_clears_it(fleet, la
     assert "devid 2" in seen["raid:/srv"].evidence
     # Degraded, not down: the app answers and a replication reads all of its data.
     address = lab_env["hosts"]["prod-east"]["address"]
-    assert http_get(f"http://{address}:{lab_env['services']['app1']['app_port']}/health.txt",
-                    2.0) is not None
+    assert http_get(f"http://{address}:{lab_env['services']['app1']['app_port']}/health.txt", 2.0) is not None
     assert replicate_service("app1")["outcome"] == "ok"
 
     lab_command(lab_env, "repair", "prod-east", "disk")
@@ -72,16 +77,18 @@ def test_dead_disk_is_seen_service_keeps_running_and_replace_clears_it(fleet, la
     assert after["disk:devid 2"].part["device"] != disk.part["device"]  # a new disk
 
 
-@pytest.mark.parametrize("host, part, component, words", [
-    ("mirror-west", "psu", "power_supply:PS2 Status", "Failure detected"),
-    ("mirror-west", "fan", "fan:Fan1", "400 RPM"),
-    ("mirror-west", "temp", "temperature:Inlet Temp", "55 degrees C"),
-    ("prod-west", "psu", "power_supply:PSU2", "health Critical"),
-    ("prod-west", "fan", "fan:Fan1", "400 RPM"),
-    ("prod-west", "temp", "temperature:Inlet Temp", "55 degrees C"),
-])
-def test_bmc_fault_is_seen_and_repair_clears_it(fleet, lab_env, repaired, host, part, component,
-                                                words):
+@pytest.mark.parametrize(
+    "host, part, component, words",
+    [
+        ("mirror-west", "psu", "power_supply:PS2 Status", "Failure detected"),
+        ("mirror-west", "fan", "fan:Fan1", "400 RPM"),
+        ("mirror-west", "temp", "temperature:Inlet Temp", "55 degrees C"),
+        ("prod-west", "psu", "power_supply:PSU2", "health Critical"),
+        ("prod-west", "fan", "fan:Fan1", "400 RPM"),
+        ("prod-west", "temp", "temperature:Inlet Temp", "55 degrees C"),
+    ],
+)
+def test_bmc_fault_is_seen_and_repair_clears_it(fleet, lab_env, repaired, host, part, component, words):
     lab_command(lab_env, "break", host, part)
     repaired.append((host, part))
     broken = {r.component: r for r in _bmc_readings(fleet, host)}

@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from lab_helpers import host_path, ssh
 
 from hotspare.lab.host_namespace import (
     FOLDER_PATHS,
@@ -25,10 +24,14 @@ from hotspare.lab.host_namespace import (
 )
 from hotspare.settings import hotspare_home
 
+from lab_helpers import host_path, ssh
+
 HOST, OTHER_HOST = "prod-east", "mirror-west"
 # Prints "PATH: readable" or "PATH: unreadable" for every argument, as root on the host.
-READABLE = 'for path in "$@"; do if head -c 1 -- "$path" >/dev/null 2>&1; then echo "$path: readable"; ' \
-           'else echo "$path: unreadable"; fi; done'
+READABLE = (
+    'for path in "$@"; do if head -c 1 -- "$path" >/dev/null 2>&1; then echo "$path: readable"; '
+    'else echo "$path: unreadable"; fi; done'
+)
 
 
 def readable_on(lab_env: dict, host: str, paths: list[Path]) -> dict[str, bool]:
@@ -40,12 +43,20 @@ def readable_on(lab_env: dict, host: str, paths: list[Path]) -> dict[str, bool]:
 
 def test_a_host_reads_none_of_the_labs_secrets_but_its_own_files(lab, lab_env):
     directory = Path(lab_env["directory"])
-    secret_files = [directory / "client_key", Path(lab_env["secrets_file"]), directory / "dns" / "tsig.key",
-                    directory / "hosts" / OTHER_HOST / "ssh" / "ssh_host_ed25519_key",
-                    directory / "hosts" / OTHER_HOST / "ssh" / "authorized_keys", directory / "known_hosts",
-                    directory / "state.json"]
-    own_files = [directory / "hosts" / HOST / "ssh" / "ssh_host_ed25519_key",
-                 directory / "hosts" / HOST / "ssh" / "authorized_keys", Path("/etc/hostname")]
+    secret_files = [
+        directory / "client_key",
+        Path(lab_env["secrets_file"]),
+        directory / "dns" / "tsig.key",
+        directory / "hosts" / OTHER_HOST / "ssh" / "ssh_host_ed25519_key",
+        directory / "hosts" / OTHER_HOST / "ssh" / "authorized_keys",
+        directory / "known_hosts",
+        directory / "state.json",
+    ]
+    own_files = [
+        directory / "hosts" / HOST / "ssh" / "ssh_host_ed25519_key",
+        directory / "hosts" / HOST / "ssh" / "authorized_keys",
+        Path("/etc/hostname"),
+    ]
     assert all(path.is_file() for path in secret_files + own_files[:2])  # there, on the machine
     seen = readable_on(lab_env, HOST, secret_files + own_files)
     assert [path for path in secret_files if seen[str(path)]] == []
@@ -77,7 +88,9 @@ def test_a_host_lists_none_of_the_machines_network_namespaces(lab, lab_env):
 def test_a_hosts_mount_table_holds_only_what_it_can_reach(lab, lab_env):
     """No mount of the machine or of another host under a path the host cannot reach: tools that
     walk the table (``btrfs filesystem show``) fail on those."""
-    script = 'awk \'{print $5}\' /proc/self/mountinfo | while read -r point; do echo "$point: $([ -d "$point" ] && echo ok)"; done'
+    script = (
+        'awk \'{print $5}\' /proc/self/mountinfo | while read -r point; do echo "$point: $([ -d "$point" ] && echo ok)"; done'
+    )
     result = ssh(lab_env, HOST, "sh", "-c", script)
     assert result.returncode == 0, result.stderr
     points = dict(line.rsplit(": ", 1) if line.endswith(": ok") else (line[:-2], "") for line in result.stdout.splitlines())
@@ -119,10 +132,23 @@ def test_a_lab_folder_a_host_could_see_is_covered_but_for_the_hosts_own_ssh_fold
         for path in secret_files + [own_file]:
             path.write_text("x\n")
         probe = READABLE + '; ls -A /run; echo "tmp: $(ls -A /tmp)"'
-        result = subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "--",
-                                 *boot_argv(host, "h1", hidden_folders(lab, None), ["sh", "-c", probe, "sh",
-                                                                                   *map(str, secret_files + [own_file])])],
-                                capture_output=True, text=True, timeout=30, check=False)
+        result = subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "--",
+                *boot_argv(
+                    host, "h1", hidden_folders(lab, None), ["sh", "-c", probe, "sh", *map(str, secret_files + [own_file])]
+                ),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
         assert lines[:4] == [f"{path}: unreadable" for path in secret_files] + [f"{own_file}: readable"]

@@ -23,6 +23,7 @@ from hotspare.inventory import locks
 from hotspare.inventory.clock import database_now
 from hotspare.inventory.db import session
 from hotspare.inventory.models import ServiceRow
+
 from lab_helpers import poll
 from postgres_helpers import fresh_database
 
@@ -64,17 +65,22 @@ def inventory(monkeypatch, request):
     monkeypatch.setenv("HOTSPARE_DB_URL", url)
     monkeypatch.setenv("HOTSPARE_LEASE_SECONDS", str(LEASE_SECONDS))
     with session() as db:
-        db.add(ServiceRow(name=SERVICE, spec={}, planned_production="p", planned_mirror="m", active_server="p",
-                          mirror_server="m"))
+        db.add(
+            ServiceRow(name=SERVICE, spec={}, planned_production="p", planned_mirror="m", active_server="p", mirror_server="m")
+        )
     return url
 
 
 def _skewed(mode: str, holder: str, minutes: int) -> subprocess.Popen:
     """A lease holder in a process whose clock is ``minutes`` off (monotonic time left alone)."""
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "LD_PRELOAD": _faketime_library(),
-                   "FAKETIME": f"{minutes:+d}m", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
-    return subprocess.Popen([sys.executable, "-c", HOLDER, mode, holder], stdout=subprocess.PIPE, text=True,
-                            env=environment)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "LD_PRELOAD": _faketime_library(),
+        "FAKETIME": f"{minutes:+d}m",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    return subprocess.Popen([sys.executable, "-c", HOLDER, mode, holder], stdout=subprocess.PIPE, text=True, env=environment)
 
 
 def _answer(process: subprocess.Popen) -> list[str]:

@@ -76,10 +76,21 @@ def test_every_planted_kind_is_neutralised_and_named(tree):
     assert not os.path.islink(os.path.join(os.fsencode(data), b"bad-\xff-name"))
     assert (data / "to-app").is_symlink() and (data / "absolute-inside").is_symlink()  # inside: untouched
     kinds = {(finding.kind, os.path.basename(finding.path)) for finding in report.findings}
-    assert kinds == {("devices", "loop"), ("devices", "null"), ("fifos", "fifo"), ("sockets", "sock"),
-                     ("setuid", "setuid"), ("setgid", "setgid"), ("capabilities", "capable"),
-                     ("links_outside", "shadow"), ("links_outside", "escape"), ("links_outside", "line\nbreak"),
-                     ("links_outside", "bad-\udcff-name"), ("setuid", "ping"), ("capabilities", "ping")}
+    assert kinds == {
+        ("devices", "loop"),
+        ("devices", "null"),
+        ("fifos", "fifo"),
+        ("sockets", "sock"),
+        ("setuid", "setuid"),
+        ("setgid", "setgid"),
+        ("capabilities", "capable"),
+        ("links_outside", "shadow"),
+        ("links_outside", "escape"),
+        ("links_outside", "line\nbreak"),
+        ("links_outside", "bad-\udcff-name"),
+        ("setuid", "ping"),
+        ("capabilities", "ping"),
+    }
     assert by_path[str(data / "shadow")].detail == "/etc/shadow"
     sentences = "\n".join(finding.sentence() for finding in report.findings)
     assert "line\\x0abreak" in sentences and "bad-\\xff-name" in sentences
@@ -92,8 +103,7 @@ def test_every_planted_kind_is_neutralised_and_named(tree):
 
 def test_the_fleet_allowance_keeps_what_it_names_and_only_that(tree):
     _root, data, app = tree
-    allow = [{"path": str(app / "ping"), "allow": ["setuid", "capabilities"]},
-             {"path": str(data), "allow": ["fifos"]}]
+    allow = [{"path": str(app / "ping"), "allow": ["setuid", "capabilities"]}, {"path": str(data), "allow": ["fifos"]}]
     report = run(live_data.neutralise_stdin([(str(data), str(data)), (str(app), str(app))], [str(data), str(app)], allow))
     assert stat.S_IMODE((app / "ping").stat().st_mode) == 0o4755 and os.getxattr(app / "ping", "security.capability")
     assert stat.S_ISFIFO(os.lstat(data / "fifo").st_mode)
@@ -127,15 +137,16 @@ def test_rsync_keeps_out_what_no_allowance_needs_and_the_copy_names_it(tree):
     live = data.parent / "live"
     strip, kinds = live_data.rsync_strips([])
     assert kinds == {"devices", "fifos", "sockets", "capabilities", "setuid", "setgid"}
-    done = subprocess.run(["rsync", "-aHAX", "--numeric-ids", *strip, f"{data}/", f"{live}/"], capture_output=True,
-                          check=False)
+    done = subprocess.run(["rsync", "-aHAX", "--numeric-ids", *strip, f"{data}/", f"{live}/"], capture_output=True, check=False)
     assert done.returncode == 0, done.stderr
     assert not os.path.lexists(live / "loop") and not os.path.lexists(live / "fifo") and not os.path.lexists(live / "sock")
     assert not (live / "setuid").stat().st_mode & stat.S_ISUID
     with pytest.raises(OSError):
         os.getxattr(live / "capable", "security.capability")
-    report = live_data.left_out(run(live_data.neutralise_stdin(
-        [(str(live), str(data), True), (str(data), str(data), False)], [str(data), str(app)], [])), kinds)
+    report = live_data.left_out(
+        run(live_data.neutralise_stdin([(str(live), str(data), True), (str(data), str(data), False)], [str(data), str(app)], [])),
+        kinds,
+    )
     actions = {(finding.kind, os.path.basename(finding.path)): finding.action for finding in report.findings}
     assert actions[("devices", "loop")] == "left out by rsync" and actions[("setuid", "setuid")] == "bit cleared by rsync"
     assert actions[("capabilities", "capable")] == "not copied by rsync"

@@ -55,7 +55,9 @@ def test_lab_keys_and_secrets_are_private_in_private_folders(lab_env):
     lab = Path(lab_env["directory"])
     folders = [lab, lab / "dns", *[lab / "hosts" / host.name / "ssh" for host in HOSTS]]
     secrets = [
-        lab / "client_key", lab / "secrets.json", lab / "dns" / "tsig.key",
+        lab / "client_key",
+        lab / "secrets.json",
+        lab / "dns" / "tsig.key",
         *[lab / "hosts" / host.name / "ssh" / "ssh_host_ed25519_key" for host in HOSTS],
     ]
     assert {str(folder): oct(mode(folder)) for folder in folders} == {str(folder): oct(0o700) for folder in folders}

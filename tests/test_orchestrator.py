@@ -17,7 +17,6 @@ from hotspare.planning.orchestrator import (
     record_name,
 )
 
-
 # ----- the lab: two orchestrators on one fleet --------------------------------------------------
 
 
@@ -90,8 +89,9 @@ def test_a_second_orchestrator_on_the_same_lab_refuses_to_act_and_to_page(second
 
     phone = PhoneControl(lab_env)
     calls_before = len(phone.requests("call")) + len(phone.requests("sms"))
-    opening = incidents.open_incident(1, "high", "second orchestrator test", servers=["prod-east"],
-                                      dedup_key="test-second-orchestrator")
+    opening = incidents.open_incident(
+        1, "high", "second orchestrator test", servers=["prod-east"], dedup_key="test-second-orchestrator"
+    )
     outcome = page(opening.incident_id, poll_seconds=0.2, max_minutes=0.2)
     assert outcome["outcome"] == "refused" and first in outcome["reason"]
     assert len(phone.requests("call")) + len(phone.requests("sms")) == calls_before
@@ -99,8 +99,7 @@ def test_a_second_orchestrator_on_the_same_lab_refuses_to_act_and_to_page(second
 
 
 @pytest.mark.lab
-def test_a_deliberate_takeover_moves_the_fleet_and_the_first_orchestrator_then_refuses(second_inventory, lab_env,
-                                                                                       capsys):
+def test_a_deliberate_takeover_moves_the_fleet_and_the_first_orchestrator_then_refuses(second_inventory, lab_env, capsys):
     from hotspare.cli import main
     from tasks.orchestrator import NotOrchestrator, require_orchestrator
 

@@ -27,9 +27,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from test_blast import APP1_CONTACTS, envelope_recipients, sink_messages
 
 from lab_helpers import host_path, poll, ssh, start_apps, wait_for
-from test_blast import APP1_CONTACTS, envelope_recipients, sink_messages
 
 pytestmark = pytest.mark.lab
 
@@ -163,8 +163,11 @@ def health_events(since: datetime) -> list:
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 
-    wanted = EventFilter(occurred=EventOccurredFilter(since=since), event=EventNameFilter(name=["hotspare.health.failed"]),
-                         resource=EventResourceFilter(id=["hotspare.server.prod-east", f"hotspare.service.{SERVICE}"]))
+    wanted = EventFilter(
+        occurred=EventOccurredFilter(since=since),
+        event=EventNameFilter(name=["hotspare.health.failed"]),
+        resource=EventResourceFilter(id=["hotspare.server.prod-east", f"hotspare.service.{SERVICE}"]),
+    )
     with get_client(sync_client=True) as client:
         return list(client.read_events(filter=wanted, limit=50).events)
 
@@ -185,9 +188,23 @@ def screenshot_of(url: str, name: str) -> tuple[Path, subprocess.Popen, tempfile
     screenshot.unlink(missing_ok=True)
     profile = tempfile.TemporaryDirectory()
     browser = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", f"--user-data-dir={profile.name}", "--window-size=420,900",
-         f"--screenshot={screenshot}", url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={profile.name}",
+            "--window-size=420,900",
+            f"--screenshot={screenshot}",
+            url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return screenshot, browser, profile
 
 
@@ -224,14 +241,27 @@ def test_outage_chain_from_detection_to_resolution(quick_fleet, restored_afterwa
     assert len(down.sites) >= 2 and {"control", "west"} & set(down.sites), down.sites  # agreement, one outside east
 
     # 2. The events it emitted start paging (as the paging automation does): one incident.
-    events = wait_for("the health events in the Prefect API", lambda: (found := health_events(started))
-                      and any(e.resource.id == "hotspare.server.prod-east" for e in found) and found, 30)
+    events = wait_for(
+        "the health events in the Prefect API",
+        lambda: (found := health_events(started)) and any(e.resource.id == "hotspare.server.prod-east" for e in found) and found,
+        30,
+    )
     server_event = next(e for e in events if e.resource.id == "hotspare.server.prod-east")
     with ThreadPoolExecutor(3) as pool:
-        walk = pool.submit(page, event=server_event.event, resource_id=server_event.resource.id,
-                           payload_json=json.dumps(server_event.payload), poll_seconds=0.1)
-        incident_id = wait_for("the incident to open", lambda: next(
-            (item["id"] for item in list_incidents(open_only=True, limit=20) if "prod-east" in item["servers"]), None), 30)
+        walk = pool.submit(
+            page,
+            event=server_event.event,
+            resource_id=server_event.resource.id,
+            payload_json=json.dumps(server_event.payload),
+            poll_seconds=0.1,
+        )
+        incident_id = wait_for(
+            "the incident to open",
+            lambda: next(
+                (item["id"] for item in list_incidents(open_only=True, limit=20) if "prod-east" in item["servers"]), None
+            ),
+            30,
+        )
 
         # 3. The chain rings in order until its third call is answered with a keypress (1) ...
         def answer_third_call() -> dict:
@@ -256,7 +286,10 @@ def test_outage_chain_from_detection_to_resolution(quick_fleet, restored_afterwa
     assert paging["outcome"] == "stop" and paging["paged"] == 3, paging
     calls = phone_lab.requests("call")[calls_before:]
     assert [(call["form"]["To"], call["form"].get("SendDigits")) for call in calls] == [
-        (OFFICE, None), (OFFICE, "0"), (DANA, None)]  # Lee Lead was never called: acknowledged first
+        (OFFICE, None),
+        (OFFICE, "0"),
+        (DANA, None),
+    ]  # Lee Lead was never called: acknowledged first
     gaps = [later["at"] - earlier["at"] for earlier, later in zip(calls, calls[1:])]
     assert all(STEP_WAIT - 0.05 <= gap <= STEP_WAIT + 2.0 for gap in gaps), gaps
     incident = get_incident(incident_id)
@@ -266,17 +299,23 @@ def test_outage_chain_from_detection_to_resolution(quick_fleet, restored_afterwa
 
     # 4. The blast reached exactly app1's customers (no app2-only contact), once each.
     assert notice.get("sent"), notice
-    blast = wait_for("the opening notice in the sink", lambda: len(found := sink_messages(
-        lab_env, f"incident-{incident_id}-opened")) >= len(APP1_CONTACTS) and found, 30)
+    blast = wait_for(
+        "the opening notice in the sink",
+        lambda: len(found := sink_messages(lab_env, f"incident-{incident_id}-opened")) >= len(APP1_CONTACTS) and found,
+        30,
+    )
     assert envelope_recipients(blast) == Counter(APP1_CONTACTS)
     maildir = Path(lab_env["smtp"]["maildir"]) / "new"
-    stored = sorted(path.stat().st_mtime for path in maildir.iterdir()
-                    if f"incident-{incident_id}-opened".encode() in path.read_bytes())
+    stored = sorted(
+        path.stat().st_mtime for path in maildir.iterdir() if f"incident-{incident_id}-opened".encode() in path.read_bytes()
+    )
 
     # 5. The status page on the web host shows the incident and the emergency numbers.
     assert published["published"], published
     url = lab_env["status_page"]["url"]
-    shown = wait_for("the incident on the status page", lambda: f'id="incident-{public_name(incident_id)}"' in (text := fetch(url)) and text)
+    shown = wait_for(
+        "the incident on the status page", lambda: f'id="incident-{public_name(incident_id)}"' in (text := fetch(url)) and text
+    )
     assert shown.index("+1 555 0199") < shown.index(f'id="incident-{public_name(incident_id)}"')  # numbers first
     assert "+1 555 0100" in shown and f'class="card bad" id="incident-{public_name(incident_id)}"' in shown
     browser_run = screenshot_of(url, "outage-chain-status-page.png") if os.access(CHROMIUM, os.X_OK) else None
@@ -290,13 +329,19 @@ def test_outage_chain_from_detection_to_resolution(quick_fleet, restored_afterwa
     resolve_incident(incident_id, by="Dana Ops", text="app1 runs on its mirror in west")
     resolved_notice = customer_notice(incident_id=incident_id, kind="resolved")
     assert resolved_notice.get("sent"), resolved_notice
-    resolved = wait_for("the resolution notice", lambda: len(found := sink_messages(
-        lab_env, f"incident-{incident_id}-resolved")) >= len(APP1_CONTACTS) and found, 30)
+    resolved = wait_for(
+        "the resolution notice",
+        lambda: len(found := sink_messages(lab_env, f"incident-{incident_id}-resolved")) >= len(APP1_CONTACTS) and found,
+        30,
+    )
     assert envelope_recipients(resolved) == Counter(APP1_CONTACTS)
     assert all(message["Subject"].startswith("[Resolved]") for message in resolved)
     assert status_page_publish(incident_id=incident_id)["published"]
-    updated = wait_for("the page to say resolved", lambda: f'class="card ok" id="incident-{public_name(incident_id)}"' in (
-        text := fetch(url)) and text, 30)
+    updated = wait_for(
+        "the page to say resolved",
+        lambda: f'class="card ok" id="incident-{public_name(incident_id)}"' in (text := fetch(url)) and text,
+        30,
+    )
     assert "resolved" in updated.split(f'id="incident-{public_name(incident_id)}"', 1)[1].split("</section>", 1)[0].lower()
 
     if browser_run is not None:
@@ -307,10 +352,12 @@ def test_outage_chain_from_detection_to_resolution(quick_fleet, restored_afterwa
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         print(f"\nstatus page screenshot: {screenshot}")
     detected_at = detected.timestamp()
-    print(f"\nMEASURED detection -> first call: {calls[0]['at'] - detected_at:.3f} s; "
-          f"detection -> blast e-mail in the sink: first {stored[0] - detected_at:.3f} s, "
-          f"last {stored[-1] - detected_at:.3f} s; call spacing {', '.join(f'{gap:.2f}' for gap in gaps)} s "
-          f"(steps {STEP_WAIT:g} s apart); opened at {as_utc(datetime.fromisoformat(incident['opened_at'])).timestamp() - detected_at:.3f} s")
+    print(
+        f"\nMEASURED detection -> first call: {calls[0]['at'] - detected_at:.3f} s; "
+        f"detection -> blast e-mail in the sink: first {stored[0] - detected_at:.3f} s, "
+        f"last {stored[-1] - detected_at:.3f} s; call spacing {', '.join(f'{gap:.2f}' for gap in gaps)} s "
+        f"(steps {STEP_WAIT:g} s apart); opened at {as_utc(datetime.fromisoformat(incident['opened_at'])).timestamp() - detected_at:.3f} s"
+    )
 
 
 def test_every_automation_is_made_once_and_runs_its_deployment(fleet):

@@ -16,10 +16,10 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-
-from lab_helpers import wait_for
 from test_escalation import _webhook, category_one_chain
 from test_outage_chain import address_of, dns_answer, layout, phone_lab, restored_afterwards
+
+from lab_helpers import wait_for
 
 SERVICE = "app1"
 DANA, LEE = "+15550100", "+15550101"
@@ -41,8 +41,9 @@ def test_an_approver_presses_2_and_the_waiting_failover_runs(restored_afterwards
         running = pool.submit(failover, SERVICE, approval_timeout_seconds=120)
         [waiting] = wait_for("the failover to wait at its gate", lambda: approvals.waiting_for([SERVICE]), 60)
         assert waiting.sentence.startswith(f"fail {SERVICE} over from prod-east to mirror-west, losing the writes of the last ")
-        opened = incidents.open_incident(1, "high", "server prod-east down (phone approval test)",
-                                         services=[SERVICE], servers=["prod-east"])
+        opened = incidents.open_incident(
+            1, "high", "server prod-east down (phone approval test)", services=[SERVICE], servers=["prod-east"]
+        )
         incident = incidents.get_incident(opened.incident_id)
         providers, problems = load_providers(fleet)
         assert providers and not problems, problems
@@ -68,8 +69,11 @@ def test_an_approver_presses_2_and_the_waiting_failover_runs(restored_afterwards
     assert after["status"] == "acknowledged" and after["acknowledged_by"] == "Dana Ops"
     [approved] = [event for event in after["events"] if event["kind"] == "approval"]
     assert approved["actor"] == "Dana Ops" and approved["details"]["digest"] == waiting.digest
-    assert any("Lee Lead may not approve failovers" in event["text"] or "offered no failover plan" in event["text"]
-               for event in after["events"] if event["kind"] == "note")
+    assert any(
+        "Lee Lead may not approve failovers" in event["text"] or "offered no failover plan" in event["text"]
+        for event in after["events"]
+        if event["kind"] == "note"
+    )
     decided = approvals.get_approval(waiting.id)
     assert (decided.status, decided.decided_by) == ("approved", "Dana Ops")
     replayed = phone_lab.replay("keypress")
@@ -81,10 +85,10 @@ def _approver_fleet():
     from hotspare.fleet.incident_schema import Incidents
     from hotspare.fleet.schema import Contact
 
-    contacts = [Contact(name="Alice", phone="+15557880101", may_approve=True),
-                Contact(name="Bob", phone="+15557880102")]
-    return SimpleNamespace(incidents=Incidents(chains=[category_one_chain()], acknowledgement_window_minutes=10),
-                           contacts=contacts, escalation=[])
+    contacts = [Contact(name="Alice", phone="+15557880101", may_approve=True), Contact(name="Bob", phone="+15557880102")]
+    return SimpleNamespace(
+        incidents=Incidents(chains=[category_one_chain()], acknowledgement_window_minutes=10), contacts=contacts, escalation=[]
+    )
 
 
 @pytest.fixture
@@ -95,8 +99,9 @@ def offered_plan():
 
     service = f"svc-{uuid.uuid4().hex[:8]}"
     incident_id = incidents.open_incident(1, "high", f"{service} down", services=[service]).incident_id
-    approval_id = approvals.open_approval(service, str(uuid.uuid4()), "0123456789abcdef", f"fail {service} over",
-                                          utcnow() + timedelta(minutes=30))
+    approval_id = approvals.open_approval(
+        service, str(uuid.uuid4()), "0123456789abcdef", f"fail {service} over", utcnow() + timedelta(minutes=30)
+    )
     plan = approvals.get_approval(approval_id)
     for contact, number in (("Alice", "+15557880101"), ("Bob", "+15557880102")):
         approvals.record_offer(plan, incident_id, "p", f"SM{uuid.uuid4().hex}", "sms", contact, number)
@@ -128,7 +133,12 @@ def test_an_sms_approval_needs_an_approver_an_offer_and_the_window(offered_plan)
     assert "could not be started" in gone.twiml
     assert approvals.get_approval(number).status == approvals.WAITING
     # The run paused again with another plan: the offered digest is no longer the one waiting.
-    approvals.open_approval(offered_plan.service, offered_plan.approval.flow_run_id, "fedcba9876543210",
-                            "fail it over elsewhere", utcnow() + timedelta(minutes=30))
+    approvals.open_approval(
+        offered_plan.service,
+        offered_plan.approval.flow_run_id,
+        "fedcba9876543210",
+        "fail it over elsewhere",
+        utcnow() + timedelta(minutes=30),
+    )
     changed = sms("+15557880101", f"APPROVE {number}")
     assert "not approved: it was already ended" in changed.twiml

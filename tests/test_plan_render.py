@@ -28,19 +28,19 @@ def gray_pages(pdf: Path, folder: Path) -> list[tuple[int, int, bytes]]:
         data = path.read_bytes()
         fields, position = [], 0
         while len(fields) < 4:  # magic, width, height, maximum; whitespace-separated, '#' comments
-            while data[position:position + 1].isspace():
+            while data[position : position + 1].isspace():
                 position += 1
-            if data[position:position + 1] == b"#":
+            if data[position : position + 1] == b"#":
                 position = data.index(b"\n", position)
                 continue
             end = position
-            while not data[end:end + 1].isspace():
+            while not data[end : end + 1].isspace():
                 end += 1
             fields.append(data[position:end])
             position = end
         assert fields[0] == b"P5" and fields[3] == b"255"
         width, height = int(fields[1]), int(fields[2])
-        pages.append((width, height, data[position + 1: position + 1 + width * height]))
+        pages.append((width, height, data[position + 1 : position + 1 + width * height]))
     return pages
 
 
@@ -63,9 +63,13 @@ def test_plan_renders_to_html_and_a_pdf_whose_pages_carry_ink(tmp_path):
     html = written["html"].read_text()
     for service in fleet.services:
         assert service.name in html and service.dns_name in html
-        for command in (f"hotspare failover {service.name}", f"hotspare reprotect {service.name}",
-                        f"hotspare failback {service.name}", f"hotspare rebuild {service.name}",
-                        f"hotspare restore-proof {service.name}"):
+        for command in (
+            f"hotspare failover {service.name}",
+            f"hotspare reprotect {service.name}",
+            f"hotspare failback {service.name}",
+            f"hotspare rebuild {service.name}",
+            f"hotspare restore-proof {service.name}",
+        ):
             assert command in html, command
     for facility in {fleet.server(service.production).facility for service in fleet.services}:
         assert f"hotspare facility failover {facility}" in html and f"hotspare facility return {facility}" in html
@@ -93,15 +97,23 @@ def fleet_with_chains():
     from hotspare.fleet.schema import Contact
 
     fleet = load_fleet(EXAMPLE)
-    contacts = [*fleet.contacts, Contact(name="Lee Lead", role="engineering lead", phone="+15550101",
-                                         email="lee@example.test"), Contact(name="No Phone", role="trainee")]
-    chain = EscalationChain(category=1, rounds=2, steps=[
-        EscalationStep(action="call", number="+15550000", wait_seconds=60),
-        EscalationStep(action="call", number="+15550000", digits="0", wait_seconds=60),
-        EscalationStep(action="call", contact="Lee Lead", wait_seconds=90),
-        EscalationStep(action="sms", contact="Dana Ops", wait_seconds=120),
-        EscalationStep(action="call", contact="No Phone", wait_seconds=30),
-        EscalationStep(action="email", contact="Lee Lead", wait_seconds=300)])
+    contacts = [
+        *fleet.contacts,
+        Contact(name="Lee Lead", role="engineering lead", phone="+15550101", email="lee@example.test"),
+        Contact(name="No Phone", role="trainee"),
+    ]
+    chain = EscalationChain(
+        category=1,
+        rounds=2,
+        steps=[
+            EscalationStep(action="call", number="+15550000", wait_seconds=60),
+            EscalationStep(action="call", number="+15550000", digits="0", wait_seconds=60),
+            EscalationStep(action="call", contact="Lee Lead", wait_seconds=90),
+            EscalationStep(action="sms", contact="Dana Ops", wait_seconds=120),
+            EscalationStep(action="call", contact="No Phone", wait_seconds=30),
+            EscalationStep(action="email", contact="Lee Lead", wait_seconds=300),
+        ],
+    )
     return fleet.model_copy(update={"contacts": contacts, "incidents": Incidents(chains=[chain])})
 
 
@@ -111,7 +123,9 @@ def rendered_chains(html: str) -> dict[str, list[tuple[str, ...]]]:
 
     found = {}
     for title, body in re.findall(r'<table class="escalation" data-title="([^"]+)">(.*?)</table>', html, re.DOTALL):
-        found[title] = [tuple(re.findall(r"<td>(.*?)</td>", row)) for row in re.findall(r'<tr class="page">(.*?)</tr>', body, re.DOTALL)]
+        found[title] = [
+            tuple(re.findall(r"<td>(.*?)</td>", row)) for row in re.findall(r'<tr class="page">(.*?)</tr>', body, re.DOTALL)
+        ]
     return found
 
 
@@ -129,8 +143,9 @@ def test_plan_escalation_is_the_chain_paging_walks(tmp_path):
     for category in (1, 2, 3):
         paged = plan_escalation(chain_for(fleet.incidents, category, list(fleet.escalation)), fleet.contacts)
         [(title, rows)] = [(title, rows) for title, rows in printed.items() if title.startswith(f"Category {category} ")]
-        assert [(int(r[0]), int(r[1]), r[3], r[4], None if r[5] == "none" else r[5]) for r in rows] == \
-            [(p.round, p.step, p.target, p.address, p.digits) for p in paged.pages], title
+        assert [(int(r[0]), int(r[1]), r[3], r[4], None if r[5] == "none" else r[5]) for r in rows] == [
+            (p.round, p.step, p.target, p.address, p.digits) for p in paged.pages
+        ], title
     first = printed["Category 1 (a server)"]
     assert first[0][3:6] == ("+15550000", "+15550000", "none") and first[1][5] == "0"  # the office first, then extension 0
     assert len(first) == 10 and all("No Phone" not in row for row in first)  # skipped, as paging skips it
@@ -146,8 +161,12 @@ def test_plan_files_are_0600_and_every_section_is_a_table(tmp_path):
     (out / "continuity-plan.html").chmod(0o644)
     previous = os.umask(0o022)
     try:
-        written = render(out, fleet=fleet, readiness=judge_readiness([], [], [], [], datetime.now(timezone.utc)),
-                         pdf=shutil.which("pdftotext") is not None and Path(CHROMIUM).exists())
+        written = render(
+            out,
+            fleet=fleet,
+            readiness=judge_readiness([], [], [], [], datetime.now(timezone.utc)),
+            pdf=shutil.which("pdftotext") is not None and Path(CHROMIUM).exists(),
+        )
     finally:
         os.umask(previous)
     for path in written.values():
@@ -159,6 +178,7 @@ def test_plan_files_are_0600_and_every_section_is_a_table(tmp_path):
         assert f". {section}</h2>" in html, section
     assert "<td>quiet hours: start</td><td>22:00</td>" in html
     if "pdf" in written:
-        text = subprocess.run(["pdftotext", str(written["pdf"]), "-"], capture_output=True, text=True, timeout=60,
-                              check=True).stdout
+        text = subprocess.run(
+            ["pdftotext", str(written["pdf"]), "-"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
         assert "null" not in text and "digits:" not in text and "Category 1 (a server)" in text

@@ -45,8 +45,12 @@ def queued_failovers() -> list:
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["failover@control", "failover@west"])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
-                any_=[StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED]))))
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED])
+                )
+            ),
+        )
 
 
 def heartbeat(pool: str, worker: str) -> None:
@@ -72,8 +76,7 @@ def test_it_names_the_pools_that_have_a_worker(pools):
 
     heartbeat("hotspare-west", "worker-west-gone")
     with pytest.raises(NoWorkerOnline, match="pools with a worker online: hotspare-west") as raised:
-        submit("failover", {"service": SERVICE, "approved_plan_digest": "0123456789abcdef"}, facility="control",
-               timeout=5)
+        submit("failover", {"service": SERVICE, "approved_plan_digest": "0123456789abcdef"}, facility="control", timeout=5)
     assert exit_code_of(raised.value) == 3
     assert queued_failovers() == []
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+
 from lab_helpers import wait_for
 
 pytestmark = pytest.mark.lab
@@ -39,8 +40,6 @@ def _password_login(address: str, host_key: str, user: str, password: str) -> st
         return stdout.read().decode().strip()
     finally:
         client.close()
-
-
 
 
 def test_rebuild_on_standby_serves_newest_backup_with_expiring_temporary_logins(lab, lab_env, fleet):
@@ -83,7 +82,9 @@ def test_rebuild_on_standby_serves_newest_backup_with_expiring_temporary_logins(
 
         # The app answers through its DNS name, from the standby, with the newest snapshot's data.
         server = _dns(fleet)
-        status, body, address = http_get_via_dns(f"http://app1.lab.test:8080/{marker}", lambda name: dns.read_addresses(server, name))
+        status, body, address = http_get_via_dns(
+            f"http://app1.lab.test:8080/{marker}", lambda name: dns.read_addresses(server, name)
+        )
         assert (status, body.decode(), address) == (200, marker_text, standby.address)
         placed = Path(lab_env["hosts"][standby.name]["root"]) / "srv/app1/data"
         assert not (placed / suid).stat().st_mode & stat.S_ISUID
@@ -100,7 +101,9 @@ def test_rebuild_on_standby_serves_newest_backup_with_expiring_temporary_logins(
         # Temporary logins: delivered in a root-only file, usable, then disabled at expiry.
         delivery = Path(result["delivery_file"])
         assert stat.S_IMODE(delivery.stat().st_mode) == 0o600
-        logins = {line.split("\t")[0]: line.split("\t")[1] for line in delivery.read_text().splitlines() if not line.startswith("#")}
+        logins = {
+            line.split("\t")[0]: line.split("\t")[1] for line in delivery.read_text().splitlines() if not line.startswith("#")
+        }
         assert set(logins) == {"tmp-app1-web", "tmp-app1-batch"}
         assert _password_login(standby.address, standby.host_key, "tmp-app1-web", logins["tmp-app1-web"]) == "2001"
         with pytest.raises(paramiko.AuthenticationException):
@@ -119,6 +122,7 @@ def test_rebuild_on_standby_serves_newest_backup_with_expiring_temporary_logins(
 
         # No temporary password anywhere but the delivery file: logs, artifacts, inventory, results.
         with get_client(sync_client=True) as client:
+
             def rebuild_logs():
                 logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
                 return logs if any("rebuilt on" in log.message for log in logs) else None
@@ -148,8 +152,9 @@ def _restore_lab(fleet, production_address: str, standby) -> None:
     zone = fleet.zone("lab.test")
     current = dns.read_addresses(server, "app1.lab.test")
     if current != [production_address]:
-        dns.compare_and_swap_address(server, access.tsig_key(zone.tsig_key_block), "app1.lab.test", current[0],
-                                     production_address, zone.ttl)
+        dns.compare_and_swap_address(
+            server, access.tsig_key(zone.tsig_key_block), "app1.lab.test", current[0], production_address, zone.ttl
+        )
     with session() as db:
         row = db.get(ServiceRow, SERVICE)
         row.active_server, row.mirror_server, row.state = "prod-east", "mirror-west", "protected"

@@ -21,6 +21,7 @@ from flows.verify import verify
 from hotspare.cli import main
 from hotspare.inventory import copies
 from hotspare.planning.replication import copy_tree
+
 from lab_helpers import host_path, poll, ssh, tree_digest
 
 SERVICE = "app1"
@@ -71,8 +72,11 @@ def writable_copy(data: Path):
 
     root = copy_root_of(data)
     # the copy's root and each data path inside it are read-only subvolumes of their own
-    subvolumes = [folder for folder in [root, *[parent for parent in [data, *data.parents] if root in parent.parents]]
-                  if is_snapshot(folder)]
+    subvolumes = [
+        folder
+        for folder in [root, *[parent for parent in [data, *data.parents] if root in parent.parents]]
+        if is_snapshot(folder)
+    ]
     for folder in subvolumes:
         subprocess.run(["btrfs", "property", "set", "-ts", str(folder), "ro", "false"], check=True)
     try:
@@ -199,13 +203,13 @@ def rsync_into_snapshots(lab_env, tmp_path):
     instead (tests/test_snapshot_shipping.py interrupts a shipment), and btrfs send cannot resume."""
     from lab_helpers import lab_fleet_changed
 
-    with lab_fleet_changed(lab_env, tmp_path, lambda data: data.setdefault("replication", {}).update(
-            copy_backend="btrfs-snapshot")):
+    with lab_fleet_changed(
+        lab_env, tmp_path, lambda data: data.setdefault("replication", {}).update(copy_backend="btrfs-snapshot")
+    ):
         yield
 
 
-def test_interrupted_transfer_keeps_previous_copy_and_next_run_resumes(replicated, lab_env, monkeypatch,
-                                                                       rsync_into_snapshots):
+def test_interrupted_transfer_keeps_previous_copy_and_next_run_resumes(replicated, lab_env, monkeypatch, rsync_into_snapshots):
     before = tree_digest(current_copy_data(lab_env))
     current_before = copies.current_copy(SERVICE).id
     bulk = production_data(lab_env) / "bulk"

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+
 @pytest.mark.lab
 def test_a_replicate_run_shows_each_service_its_progress_and_outcomes_and_a_skip_is_named(fleet, lab_env):
     """Two services in one run: a task run per service, a progress artifact at 100 %, a table
@@ -16,6 +17,7 @@ def test_a_replicate_run_shows_each_service_its_progress_and_outcomes_and_a_skip
 
     from flows.replicate import replicate
     from hotspare.inventory import locks
+
     from lab_helpers import poll
 
     with locks.service_lock("app2", "backup:a-run-of-the-test"):
@@ -26,13 +28,13 @@ def test_a_replicate_run_shows_each_service_its_progress_and_outcomes_and_a_skip
     assert (results["app1"]["outcome"], results["app2"]["outcome"]) == ("ok", "skipped")
     run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
+
         def task_runs():
             found = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
             final = {run.name: run.state.name for run in found if run.state and run.state.is_final()}
             return final if {"replicate app1", "replicate app2"} <= set(final) else None
 
-        assert poll(task_runs, 60, "the per-service task runs") == {"replicate app1": "Completed",
-                                                                    "replicate app2": "Skipped"}
+        assert poll(task_runs, 60, "the per-service task runs") == {"replicate app1": "Completed", "replicate app2": "Skipped"}
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
     progress = [artifact for artifact in artifacts if artifact.type == "progress"]
     assert [artifact.data for artifact in progress] == [100.0]

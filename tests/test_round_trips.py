@@ -6,14 +6,14 @@ kept in the run's record; checked here on the rsync path and the shipping path.
 
 from __future__ import annotations
 
+from sqlmodel import select
 
 from flows.replicate import replicate_service
 from hotspare.adapters.ssh import counting
-from sqlmodel import select
-
 from hotspare.inventory.db import session
 from hotspare.inventory.models import RunRow
 from hotspare.planning import snapshot_shipping as shipping
+
 from lab_helpers import lab_fleet_changed
 
 SERVICE = "app1"
@@ -37,8 +37,9 @@ def replicate_counted() -> tuple[dict, list[tuple[str, str]]]:
 def recorded_count() -> dict:
     """The newest replicate run's count as its record keeps it."""
     with session() as db:
-        record = db.exec(select(RunRow).where(RunRow.kind == "replicate", RunRow.service == SERVICE)
-                         .order_by(RunRow.id.desc())).first()
+        record = db.exec(
+            select(RunRow).where(RunRow.kind == "replicate", RunRow.service == SERVICE).order_by(RunRow.id.desc())
+        ).first()
     return record.details["remote_commands"]
 
 

@@ -39,9 +39,23 @@ def unreadable_tree():
 def test_real_rsync_exit_23_is_partial_and_names_the_unreadable_file(unreadable_tree):
     source, target = unreadable_tree
     result = subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "rsync", "-a", "--relative",
-         f"{source}/data", f"{source}/missing", f"{target}/"],
-        capture_output=True, text=True, timeout=30, check=False)
+        [
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "rsync",
+            "-a",
+            "--relative",
+            f"{source}/data",
+            f"{source}/missing",
+            f"{target}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     outcome = classify_rsync(result.returncode, result.stderr)
     assert result.returncode == 23
     assert outcome.kind == "partial"

@@ -51,6 +51,7 @@ def refusal_of(state):
 
 # --- the health run's own subflow, without the facts (the session's lab, no proxy) -------------
 
+
 @pytest.fixture
 def app2_unattended(fleet, lab_env, tmp_path):
     with health_settings(lab_env, tmp_path, services=[{"name": "app2", "automatic_failover": "unattended"}]):
@@ -88,8 +89,16 @@ def test_the_health_runs_subflow_is_refused_without_a_fresh_declaration(app2_una
     assert "policy" not in str(error)  # the policy allows it: only the missing declaration is named
     # a declaration the health runs stopped renewing two hours ago is none either
     with session() as db:
-        db.add(HealthComponentRow(subject=production, component="reachability:tcp", kind="reachability",
-                                  state="failed", evidence="planted", checked_at=utcnow() - timedelta(hours=2)))
+        db.add(
+            HealthComponentRow(
+                subject=production,
+                component="reachability:tcp",
+                kind="reachability",
+                state="failed",
+                evidence="planted",
+                checked_at=utcnow() - timedelta(hours=2),
+            )
+        )
     with from_the_health_run("probe"):
         state = failover("app2", yes=True, unattended=True, return_state=True)
     error, _ = refusal_of(state)
@@ -99,6 +108,7 @@ def test_the_health_runs_subflow_is_refused_without_a_fresh_declaration(app2_una
 
 # --- a person's run through the proxy ---------------------------------------------------------
 
+
 @pytest.fixture
 def proxy_worker(monkeypatch):
     """This process executes runs as the control site's worker does: behind the proxy."""
@@ -106,8 +116,9 @@ def proxy_worker(monkeypatch):
 
 
 def start(site, lab, name: str, deployment_id, parameters: dict, **extra):  # noqa: F811 (site is the fixture)
-    return call(site, lab, name, "POST", f"/deployments/{deployment_id}/create_flow_run",
-                json={"parameters": parameters, **extra})
+    return call(
+        site, lab, name, "POST", f"/deployments/{deployment_id}/create_flow_run", json={"parameters": parameters, **extra}
+    )
 
 
 def execute(flow, run_id: str):
@@ -124,8 +135,14 @@ def a_health_task_run(site, lab) -> str:  # noqa: F811
     """A task run inside a run of a flow named health: the parent an attacker would claim."""
     health_flow = call(site, lab, "control", "POST", "/flows/", json={"name": "health"}).json()
     parent = call(site, lab, "control", "POST", "/flow_runs/", json={"flow_id": health_flow["id"]}).json()
-    task = call(site, lab, "control", "POST", "/task_runs/",
-                json={"flow_run_id": parent["id"], "task_key": "probe", "dynamic_key": "0", "name": "probe"})
+    task = call(
+        site,
+        lab,
+        "control",
+        "POST",
+        "/task_runs/",
+        json={"flow_run_id": parent["id"], "task_key": "probe", "dynamic_key": "0", "name": "probe"},
+    )
     assert task.status_code in (200, 201), task.text
     return task.json()["id"]
 
@@ -148,8 +165,7 @@ def test_an_operators_unattended_failover_is_refused_before_any_change(site, lab
         assert not approved(facts), facts  # the issuer: no certificate for it, whatever it claims
         error, exit_code = refusal_of(execute(failover, created.json()["id"]))
         assert exit_code == 7 and "\n" not in str(error), error
-        for fact in ("automatic_failover: off, not unattended", "started by a person, otto (operator)",
-                     "Nothing was changed"):
+        for fact in ("automatic_failover: off, not unattended", "started by a person, otto (operator)", "Nothing was changed"):
             assert fact in str(error), error
     assert run_facts(claimed.json()["id"]).parent_flow == "health"
     assert layout("app2") == before

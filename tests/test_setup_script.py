@@ -33,8 +33,7 @@ def _source(setup_script: Path, home: Path, twice: bool = False) -> subprocess.C
     environment = {key: value for key, value in os.environ.items() if key != "PREFECT_HOME"}
     environment.update(SETUP_SCRIPT=str(setup_script), HOTSPARE_HOME=str(home))
     script = PROBE.replace('. "$SETUP_SCRIPT"', '. "$SETUP_SCRIPT"; . "$SETUP_SCRIPT"') if twice else PROBE
-    return subprocess.run(["bash", "-c", script], env=environment, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(["bash", "-c", script], env=environment, capture_output=True, text=True, timeout=120, check=False)
 
 
 def _lines(output: str) -> dict[str, str]:

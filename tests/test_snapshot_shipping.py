@@ -17,6 +17,7 @@ from flows.replicate import replicate_service
 from hotspare.inventory import copies, copy_stores
 from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning.replication import copy_tree
+
 from lab_helpers import host_path, ssh_argv, tree_digest
 
 SERVICE = "app1"
@@ -82,8 +83,9 @@ def test_a_first_replication_ships_the_whole_snapshot_and_the_copy_verifies(ship
     assert tree_digest(copy_data(lab_env, row.id)) == tree_digest(production_data(lab_env))
     # the chain, read on both filesystems: production's snapshot -> received subvolume -> the copy
     name = shipping.snapshot_name(service_of(lab_env)["data_path"], row.id)
-    snapshot = host_path(lab_env, service_of(lab_env)["production"],
-                         shipping.production_snapshot(service_of(lab_env)["data_path"], row.id))
+    snapshot = host_path(
+        lab_env, service_of(lab_env)["production"], shipping.production_snapshot(service_of(lab_env)["data_path"], row.id)
+    )
     received = show(area(lab_env) / name)
     assert received["Received UUID"] == show(snapshot)["UUID"]
     assert show(copy_data(lab_env, row.id))["Parent UUID"] == received["UUID"]
@@ -114,8 +116,11 @@ def test_a_parent_production_changed_after_sending_cannot_keep_a_file_in_the_cop
     carried = replicate()
     assert (copy_data(lab_env, carried["copy_id"]) / planted.name).exists()
     planted.unlink()
-    parent = host_path(lab_env, service_of(lab_env)["production"],
-                       shipping.production_snapshot(service_of(lab_env)["data_path"], carried["copy_id"]))
+    parent = host_path(
+        lab_env,
+        service_of(lab_env)["production"],
+        shipping.production_snapshot(service_of(lab_env)["data_path"], carried["copy_id"]),
+    )
     subprocess.run(["btrfs", "property", "set", "-ts", str(parent), "ro", "false"], check=True)
     (parent / planted.name).unlink()
     subprocess.run(["btrfs", "property", "set", "-ts", str(parent), "ro", "true"], check=True)
@@ -176,8 +181,9 @@ def test_a_missing_parent_falls_back_to_rsync_then_a_new_chain_starts(shipped, l
 
 
 def _receive_on_mirror(lab_env, argv: list[str], stream: bytes) -> subprocess.CompletedProcess:
-    return subprocess.run(ssh_argv(lab_env, service_of(lab_env)["mirror"], argv, 5), input=stream,
-                          capture_output=True, timeout=120, check=False)
+    return subprocess.run(
+        ssh_argv(lab_env, service_of(lab_env)["mirror"], argv, 5), input=stream, capture_output=True, timeout=120, check=False
+    )
 
 
 def test_a_stream_naming_another_services_subvolume_as_parent_is_refused(shipped, lab_env):
@@ -189,8 +195,7 @@ def test_a_stream_naming_another_services_subvolume_as_parent_is_refused(shipped
     scratch = area(lab_env) / "hstest-plain"
     try:
         other.parent.mkdir(parents=True, exist_ok=True)
-        for command in (["btrfs", "-q", "subvolume", "create", str(secret)],
-                        ["btrfs", "-q", "subvolume", "create", str(other)]):
+        for command in (["btrfs", "-q", "subvolume", "create", str(secret)], ["btrfs", "-q", "subvolume", "create", str(other)]):
             subprocess.run(command, check=True)
         (secret / "canary").write_text("another customer's secret\n")
         subprocess.run(["btrfs", "-q", "subvolume", "snapshot", "-r", str(secret), str(secret) + "-P"], check=True)
@@ -198,20 +203,28 @@ def test_a_stream_naming_another_services_subvolume_as_parent_is_refused(shipped
         subprocess.run(["btrfs", "receive", "-q", str(other)], input=sent, check=True)
         (secret / "more").write_text("x\n")
         subprocess.run(["btrfs", "-q", "subvolume", "snapshot", "-r", str(secret), str(secret) + "-S"], check=True)
-        stream = subprocess.run(["btrfs", "send", "-q", "-p", str(secret) + "-P", str(secret) + "-S"],
-                                capture_output=True, check=True).stdout
+        stream = subprocess.run(
+            ["btrfs", "send", "-q", "-p", str(secret) + "-P", str(secret) + "-S"], capture_output=True, check=True
+        ).stdout
         confined = _receive_on_mirror(lab_env, shipping.receive_argv(shipping.received_area(SERVICE)), stream)
         assert confined.returncode != 0 and b"not reachable" in confined.stderr, confined.stderr
         assert not (area(lab_env) / "hstest-secret-S").exists()
         # the same stream without the subvolume mount: receive's --chroot alone lets it through
         scratch.mkdir()
-        plain = _receive_on_mirror(lab_env, ["btrfs", "receive", "-q", "--chroot", "-E", "1",
-                                             shipping.received_area(SERVICE) + "/hstest-plain"], stream)
+        plain = _receive_on_mirror(
+            lab_env, ["btrfs", "receive", "-q", "--chroot", "-E", "1", shipping.received_area(SERVICE) + "/hstest-plain"], stream
+        )
         assert plain.returncode == 0, plain.stderr
         assert (scratch / "hstest-secret-S" / "canary").read_text() == "another customer's secret\n"
     finally:
-        for path in (scratch / "hstest-secret-S", other / "hstest-secret-P", other, secret, Path(str(secret) + "-P"),
-                     Path(str(secret) + "-S")):
+        for path in (
+            scratch / "hstest-secret-S",
+            other / "hstest-secret-P",
+            other,
+            secret,
+            Path(str(secret) + "-P"),
+            Path(str(secret) + "-S"),
+        ):
             if path.exists():
                 subprocess.run(["btrfs", "-q", "subvolume", "delete", str(path)], check=False)
         for path in (scratch, other.parent):
@@ -272,8 +285,9 @@ def test_an_interrupted_shipment_keeps_the_previous_copy_and_the_next_run_ships(
         with ThreadPoolExecutor(1) as pool:
             running = pool.submit(replicate_service, SERVICE, return_state=True)
             pid = poll(lambda: _this_labs_receive(lab_env), 60, "the receive to start")
-            poll(lambda: len(glob.glob(str(area(lab_env) / "data@*" / "bulk" / "blob-*"))) >= 4, 60,
-                 "part of the stream to arrive")
+            poll(
+                lambda: len(glob.glob(str(area(lab_env) / "data@*" / "bulk" / "blob-*"))) >= 4, 60, "part of the stream to arrive"
+            )
             os.kill(pid, signal.SIGKILL)
             assert running.result(timeout=120).is_failed()
         assert copies.current_copy(SERVICE).id == current
@@ -300,7 +314,8 @@ def test_a_shipped_copy_is_checked_by_btrfs_scrub_within_a_time_budget(shipped, 
     assert check["result"] == "ok" and "btrfs scrub:" in check["detail"], check
     said = int(re.search(r"btrfs scrub: (\d+) bytes", check["detail"]).group(1))
     # the filesystem's own record of the scrub, read on this machine
-    status = subprocess.run(["btrfs", "scrub", "status", "-R", str(area(lab_env).parent)], capture_output=True,
-                            text=True, check=True).stdout
+    status = subprocess.run(
+        ["btrfs", "scrub", "status", "-R", str(area(lab_env).parent)], capture_output=True, text=True, check=True
+    ).stdout
     scrubbed = int(re.search(r"data_bytes_scrubbed: (\d+)", status).group(1))
     assert said > 0 and scrubbed > 0, (check, status)

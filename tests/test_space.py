@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 
 import pytest
+from test_failover import SERVICE, _failure_of, address, dns_answer, protected, reset_layout
 
 from flows.failover import failover
 from flows.replicate import replicate_service
 from hotspare.inventory import copies
 from hotspare.planning import space
+
 from lab_helpers import host_path, lab_fleet_changed, ssh
-from test_failover import (SERVICE, _failure_of, address, dns_answer, protected,
-                           reset_layout)
 
 MIRROR = "mirror-west"
 FILLER = "/srv/space-test-filler"
@@ -62,14 +62,15 @@ def app3_running(lab_env):
 @pytest.fixture
 def roomy_mirror(lab_env):
     """The filler files gone from the mirror before and after the test."""
-    empty = ["sh", "-c", f'rm -f {FILLER}.* && btrfs filesystem sync /srv']  # freed at the commit
+    empty = ["sh", "-c", f"rm -f {FILLER}.* && btrfs filesystem sync /srv"]  # freed at the commit
     assert ssh(lab_env, MIRROR, *empty).returncode == 0
     yield
     assert ssh(lab_env, MIRROR, *empty).returncode == 0
 
 
-def test_a_service_filling_the_shared_mirror_leaves_the_others_failover_working(app3_running, protected,
-                                                                               roomy_mirror, lab, lab_env, tmp_path):
+def test_a_service_filling_the_shared_mirror_leaves_the_others_failover_working(
+    app3_running, protected, roomy_mirror, lab, lab_env, tmp_path
+):
     big = host_path(lab_env, "prod-east", "/srv/app3/data/bulk.bin")
 
     def small_bound(data):
@@ -104,8 +105,11 @@ def test_a_failover_without_room_on_its_target_refuses_before_any_change(protect
     state = failover(SERVICE, yes=True, return_state=True)
     assert state.is_failed()
     message = str(_failure_of(state))
-    assert re.search(r"failover of app1 to mirror-west refused before any change: /srv has [0-9.]+ MiB free and the "
-                     r"activation needs [0-9.]+ MiB", message), message
+    assert re.search(
+        r"failover of app1 to mirror-west refused before any change: /srv has [0-9.]+ MiB free and the "
+        r"activation needs [0-9.]+ MiB",
+        message,
+    ), message
     assert "Free space on mirror-west" in message
     # nothing changed: not fenced (production still serves), DNS and the inventory as they were
     assert ssh(lab_env, "prod-east", "/srv/app1/app/ctl", "status").returncode == 0
@@ -115,8 +119,9 @@ def test_a_failover_without_room_on_its_target_refuses_before_any_change(protect
     assert not host_path(lab_env, MIRROR, "/srv/hotspare/app1/active-copy").exists()
 
 
-def test_a_failure_after_the_swap_is_undone_and_says_where_the_service_serves(app3_running, protected,
-                                                                              roomy_mirror, lab, lab_env, tmp_path):
+def test_a_failure_after_the_swap_is_undone_and_says_where_the_service_serves(
+    app3_running, protected, roomy_mirror, lab, lab_env, tmp_path
+):
     before = host_path(lab_env, MIRROR, "/srv/app1/data/written-on-the-mirror.txt")
     before.write_text("stood here before the failover")
 

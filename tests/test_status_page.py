@@ -19,6 +19,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+
 from lab_helpers import wait_for
 
 pytestmark = pytest.mark.lab
@@ -70,8 +71,10 @@ def pages_of(fleet) -> dict[str, str]:
     """Customer name -> the URL path of their page."""
     from tasks.subscriptions import customer_pages
 
-    return {customer.name: f"c/{audience.token}/"
-            for customer, audience in zip(fleet.customer_notices.customers, customer_pages(fleet))}
+    return {
+        customer.name: f"c/{audience.token}/"
+        for customer, audience in zip(fleet.customer_notices.customers, customer_pages(fleet))
+    }
 
 
 def screenshot(url: str, name: str, height: int = 844) -> Path:
@@ -82,9 +85,25 @@ def screenshot(url: str, name: str, height: int = 844) -> Path:
     path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as profile:
         browser = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
-             f"--window-size=390,{height}", f"--screenshot={path}", url], capture_output=True, text=True, timeout=120, check=False)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
+                f"--window-size=390,{height}",
+                f"--screenshot={path}",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     assert path.exists() and path.stat().st_size > 5000, browser.stderr[-2000:]
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"\nstatus page screenshot: {path}")
@@ -103,7 +122,7 @@ def test_healthy_lab_public_page_says_all_is_well_and_names_nothing_internal(fle
     for customer in fleet.customer_notices.customers:  # the public page tells nobody who the customers are
         assert customer.name not in page and customer.display_name not in page
         assert not any(re.search(rf"\b{service}\b", page) for service in customer.services)
-    help_box = page[page.index('class="help"'):]
+    help_box = page[page.index('class="help"') :]
     assert 'href="tel:+15550199"' in help_box and "emergency" not in page.split("<main>")[0]  # no alarm banner
     for token in pages_of(fleet).values():
         assert token.split("/")[1] not in page  # no link to a customer's page
@@ -157,11 +176,14 @@ def test_customer_pages_show_only_their_services_at_unguessable_addresses(fleet,
     resolve(incident, "test")
     assert publish_status_page(incident)["published"]
     assert not stale.exists()  # removed, so an old address shows nothing stale
-    resolved = wait_for("the resolution on the customer's page",
-                        lambda: "Resolved" in (text := fetch(url + pages["globex"])) and text)
+    resolved = wait_for(
+        "the resolution on the customer's page", lambda: "Resolved" in (text := fetch(url + pages["globex"])) and text
+    )
     assert "Resolved: everything works normally again." in resolved and "are disrupted" not in resolved
     customer_feed = ElementTree.fromstring(fetch(url + pages["globex"] + "feed.atom"))
-    entry = next(e for e in customer_feed.iter(f"{ATOM}entry") if e.findtext(f"{ATOM}id").endswith(f"incident-{public_name(incident)}"))
+    entry = next(
+        e for e in customer_feed.iter(f"{ATOM}entry") if e.findtext(f"{ATOM}id").endswith(f"incident-{public_name(incident)}")
+    )
     assert "Resolved" in entry.findtext(f"{ATOM}title") and "everything works normally" in entry.findtext(f"{ATOM}content")
     assert any(event["kind"] == "status_publish" for event in get_incident(incident)["events"])
     leftovers = [str(path) for path in Path(lab_env["status_page"]["folder_on_machine"]).rglob("*.tmp")]
@@ -225,8 +247,9 @@ def test_a_subscription_is_confirmed_only_by_the_mailed_token(fleet, lab_env):
         finally:
             resolve(incident, "test")
         assert address in summary["states"]["sent"], summary
-        [notice] = wait_for("the notice in the sink",
-                            lambda: [mail for mail in mails_to(lab_env, address) if mail["X-Hotspare-Notice"]] or None)
+        [notice] = wait_for(
+            "the notice in the sink", lambda: [mail for mail in mails_to(lab_env, address) if mail["X-Hotspare-Notice"]] or None
+        )
         link = re.search(r"<([^>]+)>", str(notice["List-Unsubscribe"]))[1]
         assert link.startswith(base + "/unsubscribe?s=") and link in notice.get_payload(decode=True).decode()
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).query))
@@ -253,8 +276,13 @@ def test_web_host_down_is_retried_and_noted(fleet, lab, lab_env):
     lab.fail("web-vault")
     waits = []
     try:
-        result = publish_status_page(incident, attempts=3, backoff_seconds=0.1, connect_timeout=1.0,
-                                     sleep=lambda seconds: (waits.append(seconds), time.sleep(seconds)))
+        result = publish_status_page(
+            incident,
+            attempts=3,
+            backoff_seconds=0.1,
+            connect_timeout=1.0,
+            sleep=lambda seconds: (waits.append(seconds), time.sleep(seconds)),
+        )
     finally:
         lab.heal("web-vault")
         close_connections()
@@ -289,8 +317,10 @@ def test_a_burst_of_requests_mails_only_within_the_limits_and_answers_alike(flee
 
     globex_token = pages_of(fleet)["globex"].split("/")[1]
     run = time.monotonic_ns()
-    for name, limits, expected in (("client", RequestLimits(client_requests=3), 3),
-                                   ("overall", RequestLimits(client_requests=100, mails=2), 2)):
+    for name, limits, expected in (
+        ("client", RequestLimits(client_requests=3), 3),
+        ("overall", RequestLimits(client_requests=100, mails=2), 2),
+    ):
         addresses = [f"burst-{name}-{run}-{i}@example.lab.test" for i in range(8)]
         base, server, thread = _serving(fleet, limits=limits)
         try:
@@ -298,9 +328,11 @@ def test_a_burst_of_requests_mails_only_within_the_limits_and_answers_alike(flee
         finally:
             _stop(server, thread)
         assert len(answers) == 1 and next(iter(answers))[0] == 200, answers  # refusals look like acceptances
-        mailed = wait_for(f"{expected} confirmation mails ({name} limit)",
-                          lambda: (found := [a for a in addresses if mails_to(lab_env, a)]) and len(found) >= expected
-                          and found, 15)
+        mailed = wait_for(
+            f"{expected} confirmation mails ({name} limit)",
+            lambda: (found := [a for a in addresses if mails_to(lab_env, a)]) and len(found) >= expected and found,
+            15,
+        )
         assert mailed == addresses[:expected], (name, mailed)
 
 
@@ -324,8 +356,9 @@ def test_unconfirmed_requests_per_customer_are_capped_and_an_unsubscribed_addres
     rows.unsubscribe(number, later)
     _, due, why = rows.request(customer, "p9@example.lab.test", f"f{customer}9", later + timedelta(hours=1))
     assert not due and "unsubscribed" in why
-    assert rows.request(customer, "p9@example.lab.test", f"g{customer}9",
-                        later + rows.QUIET_AFTER_UNSUBSCRIBE + timedelta(minutes=1))[1]
+    assert rows.request(
+        customer, "p9@example.lab.test", f"g{customer}9", later + rows.QUIET_AFTER_UNSUBSCRIBE + timedelta(minutes=1)
+    )[1]
 
 
 def test_the_confirmation_mail_leaves_off_the_request_path(fleet, lab_env):
@@ -342,8 +375,9 @@ def test_the_confirmation_mail_leaves_off_the_request_path(fleet, lab_env):
     relay = Relay("127.0.0.1", silent.getsockname()[1], timeout=60.0)  # longer than post()'s 10 s
     base, server, thread = _serving(fleet, relay=relay)
     try:
-        status, body = post(base + "/subscribe", {"page": globex_token,
-                                                  "email": f"queued-{time.monotonic_ns()}@example.lab.test"})
+        status, body = post(
+            base + "/subscribe", {"page": globex_token, "email": f"queued-{time.monotonic_ns()}@example.lab.test"}
+        )
         assert status == 200 and "confirmation message" in body  # answered while the relay is silent
         connection, _ = silent.accept()  # the worker is the one talking to the relay
         connection.close()  # the relay "drops the line": the worker logs it and goes on
@@ -356,10 +390,13 @@ def test_a_display_name_with_cr_lf_neither_blocks_subscriptions_nor_shows_except
     """A display name with a CR/LF made every subscription to that customer's page fail with the
     Python exception's text on the public page; now it is folded to one line where printed, and
     errors show a fixed sentence."""
-    customers = [customer.model_copy(update={"display_name": "Globex Portal\r\nBcc: victim@evil.test"})
-                 if customer.name == "globex" else customer for customer in fleet.customer_notices.customers]
-    hostile = fleet.model_copy(update={"customer_notices": fleet.customer_notices.model_copy(
-        update={"customers": customers})})
+    customers = [
+        customer.model_copy(update={"display_name": "Globex Portal\r\nBcc: victim@evil.test"})
+        if customer.name == "globex"
+        else customer
+        for customer in fleet.customer_notices.customers
+    ]
+    hostile = fleet.model_copy(update={"customer_notices": fleet.customer_notices.model_copy(update={"customers": customers})})
     globex_token = pages_of(fleet)["globex"].split("/")[1]
     address = f"crlf-{time.monotonic_ns()}@example.lab.test"
     base, server, thread = _serving(hostile)

@@ -29,23 +29,41 @@ import pytest
 
 from hotspare.planning import transfer_keys
 from hotspare.planning.replication import SSH_OPTIONS, source_paths
-from lab_helpers import host_path, ssh_argv
 from tasks.transfer_access import transfer_access
+
+from lab_helpers import host_path, ssh_argv
 
 pytestmark = pytest.mark.lab
 
 SERVICE = "app1"
 FILE_OPTIONS = (
-    "--files-from", "--include-from", "--exclude-from", "--log-file", "--write-batch", "--only-write-batch",
-    "--read-batch", "--partial-dir", "--temp-dir", "--backup-dir", "--compare-dest", "--copy-dest", "--link-dest",
-    "--iconv", "--rsync-path", "-e", "--log-format", "--out-format", "--log-file-format", "--filter",
+    "--files-from",
+    "--include-from",
+    "--exclude-from",
+    "--log-file",
+    "--write-batch",
+    "--only-write-batch",
+    "--read-batch",
+    "--partial-dir",
+    "--temp-dir",
+    "--backup-dir",
+    "--compare-dest",
+    "--copy-dest",
+    "--link-dest",
+    "--iconv",
+    "--rsync-path",
+    "-e",
+    "--log-format",
+    "--out-format",
+    "--log-file-format",
+    "--filter",
 )
 FILTER_RULES = ("merge {path}", "dir-merge {path}", ". {path}", ": {path}", "merge,- {path}", "dir-merge,n- {path}")
 WHITESPACE = (" ", "\t", "\n", "\v", "\f", "\r", "  \t ")
 
 # Runs on the mirror: writes the key, runs each job (ssh with a raw remote command, or an rsync
 # client reading the transfer module), four at a time, and answers with what each client got.
-BATCH = r'''
+BATCH = r"""
 import json, os, subprocess, sys, tempfile
 from concurrent.futures import ThreadPoolExecutor
 request = json.load(sys.stdin)
@@ -104,7 +122,7 @@ finally:
     subprocess.run([*ssh, "-O", "exit", request["login"]], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=30)
     subprocess.run(["rm", "-rf", folder])
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +140,9 @@ def planted(lab_env):
         f"/root/hotspare-canary-{token}": host_path(lab_env, production, f"/root/hotspare-canary-{token}"),
     }
     links = {
-        "escape-root": "/", "escape-canary": "/etc/hotspare-canary", "escape-up": "../../../..",
+        "escape-root": "/",
+        "escape-canary": "/etc/hotspare-canary",
+        "escape-up": "../../../..",
         "escape-etc": "/etc",
     }
     made = []
@@ -154,9 +174,14 @@ def live_key(fleet, lab_env, planted):
 def run_batch(lab_env, planted, live_key, jobs: list[dict]) -> list[dict]:
     """Run ``jobs`` on the mirror with the live key; what each client received, in order."""
     peer = live_key["peer"]
-    request = {"key": live_key["key"], "known_hosts": live_key["known_hosts"], "port": peer.port,
-               "ssh_options": SSH_OPTIONS.replace("ConnectTimeout=10", "ConnectTimeout=5"),
-               "login": f"{peer.user}@{peer.address}", "jobs": jobs}
+    request = {
+        "key": live_key["key"],
+        "known_hosts": live_key["known_hosts"],
+        "port": peer.port,
+        "ssh_options": SSH_OPTIONS.replace("ConnectTimeout=10", "ConnectTimeout=5"),
+        "login": f"{peer.user}@{peer.address}",
+        "jobs": jobs,
+    }
     argv = ssh_argv(lab_env, planted["service"]["mirror"], ["python3", "-I", "-c", BATCH])
     done = subprocess.run(argv, input=json.dumps(request).encode(), capture_output=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
@@ -195,7 +220,7 @@ def remote_command_corpus(planted) -> list[str]:
     lines = []
     for option in FILE_OPTIONS:
         for index, target in enumerate(canaries):
-            for form in quoted_forms(target)[index % 2::2]:
+            for form in quoted_forms(target)[index % 2 :: 2]:
                 space = WHITESPACE[len(lines) % len(WHITESPACE)]
                 joined = f"{option}={form}" if option.startswith("--") and len(lines) % 2 else f"{option}{space}{form}"
                 lines.append(f"{sender} {joined} . {data}")
@@ -208,11 +233,14 @@ def remote_command_corpus(planted) -> list[str]:
         lines.append(f"{sender} --log-format='%f . {target}' . {data}")
         lines.append(f'{sender} "--log-format=%n {target}" . {data} {target}')
         lines.append(f"{sender} --log-format=%f\\ .\\ {target} . {data}")
-    lines += [
-        f"rsync --server --sender -vlogDtpre.iLsfxCIvu . {target}" for target in canaries + ["/", "/etc", "/root"]
-    ] + [f"{sender} -L . {data}/escape-canary", f"{sender} --copy-unsafe-links . {data}/escape-root/etc",
-         f"cat {canaries[0]}", "sh -c 'cat /etc/hotspare-canary'", "rsync --server --daemon --config=/dev/stdin .",
-         f"rsync --server --sender{WHITESPACE[1]}-e.LsfxC{WHITESPACE[2]}.{WHITESPACE[3]}{canaries[0]}"]
+    lines += [f"rsync --server --sender -vlogDtpre.iLsfxCIvu . {target}" for target in canaries + ["/", "/etc", "/root"]] + [
+        f"{sender} -L . {data}/escape-canary",
+        f"{sender} --copy-unsafe-links . {data}/escape-root/etc",
+        f"cat {canaries[0]}",
+        "sh -c 'cat /etc/hotspare-canary'",
+        "rsync --server --daemon --config=/dev/stdin .",
+        f"rsync --server --sender{WHITESPACE[1]}-e.LsfxC{WHITESPACE[2]}.{WHITESPACE[3]}{canaries[0]}",
+    ]
     return list(dict.fromkeys(lines))
 
 
@@ -231,16 +259,30 @@ def daemon_request_corpus(planted, live_key) -> list[list[str]]:
             requests.append(["-a", "--relative", f"-M{option}={target}", source])
     for rule in FILTER_RULES:
         requests.append(["-a", "--relative", f"--filter={rule.format(path=canaries[0])}", source])
-    requests += [["-a", "--relative", module_source(live_key, path)] for path in canaries + [
-        "/", "/etc/", "/etc/ssh/", f"{data}/escape-root/etc/hotspare-canary", f"{data}/escape-etc/hotspare-canary",
-        f"{data}/escape-up/etc/hotspare-canary", f"{data}/../../../etc/hotspare-canary", "/../../etc/hotspare-canary",
-    ]]
+    requests += [
+        ["-a", "--relative", module_source(live_key, path)]
+        for path in canaries
+        + [
+            "/",
+            "/etc/",
+            "/etc/ssh/",
+            f"{data}/escape-root/etc/hotspare-canary",
+            f"{data}/escape-etc/hotspare-canary",
+            f"{data}/escape-up/etc/hotspare-canary",
+            f"{data}/../../../etc/hotspare-canary",
+            "/../../etc/hotspare-canary",
+        ]
+    ]
     requests += [
         [*option.split(), "--relative", module_source(live_key, f"{data}/{link}")]
-        for option in ("-aL", "-a --copy-unsafe-links", "-a --copy-dirlinks", "-aK") for link in planted["links"]
+        for option in ("-aL", "-a --copy-unsafe-links", "-a --copy-dirlinks", "-aK")
+        for link in planted["links"]
     ]
-    requests += [["-a", "--relative", "--iconv=utf8,latin1", source], ["-a", "--rsync-path=cat /etc/hotspare-canary", source],
-                 ["-a", "--relative", "-M--server", "-M--sender", "-M/etc/hotspare-canary", source]]
+    requests += [
+        ["-a", "--relative", "--iconv=utf8,latin1", source],
+        ["-a", "--rsync-path=cat /etc/hotspare-canary", source],
+        ["-a", "--relative", "-M--server", "-M--sender", "-M/etc/hotspare-canary", source],
+    ]
     return requests
 
 
@@ -256,8 +298,11 @@ def test_no_remote_command_line_reaches_anything_but_rsyncs_daemon(lab_env, plan
     greets and waits for a protocol request. No canary in any output."""
     lines = remote_command_corpus(planted)
     assert len(lines) >= 200, len(lines)
-    jobs = [positive_control(live_key, planted), *({"kind": "ssh", "line": line} for line in lines),
-            positive_control(live_key, planted)]
+    jobs = [
+        positive_control(live_key, planted),
+        *({"kind": "ssh", "line": line} for line in lines),
+        positive_control(live_key, planted),
+    ]
     results = run_batch(lab_env, planted, live_key, jobs)
     assert_service_data_read(results[0], planted)
     assert_service_data_read(results[-1], planted)
@@ -272,8 +317,9 @@ def test_no_daemon_request_reads_outside_the_services_paths(lab_env, planted, li
     """The same options and paths through rsync's protocol, the way production's rsync reads them."""
     requests = daemon_request_corpus(planted, live_key)
     jobs = [{"kind": "rsync", "words": words} for words in requests]
-    results = run_batch(lab_env, planted, live_key, [positive_control(live_key, planted), *jobs,
-                                                      positive_control(live_key, planted)])
+    results = run_batch(
+        lab_env, planted, live_key, [positive_control(live_key, planted), *jobs, positive_control(live_key, planted)]
+    )
     assert_service_data_read(results[0], planted)
     assert_service_data_read(results[-1], planted)
     refused = 0
@@ -293,9 +339,17 @@ def test_production_is_unchanged_by_the_attacks(lab_env, planted, live_key):
     before = sorted(str(path) for path in data.rglob("*"))
     source = module_source(live_key, planted["data"] + "/")
     written = f"/etc/hotspare-written-{secrets.token_hex(4)}"
-    jobs = [{"kind": "rsync", "words": ["-a", f"-M{option}={value}", source]} for option, value in (
-        ("--log-file", written), ("--write-batch", written), ("--only-write-batch", written),
-        ("--temp-dir", "/etc"), ("--partial-dir", "/etc"), ("--backup-dir", "/etc"))]
+    jobs = [
+        {"kind": "rsync", "words": ["-a", f"-M{option}={value}", source]}
+        for option, value in (
+            ("--log-file", written),
+            ("--write-batch", written),
+            ("--only-write-batch", written),
+            ("--temp-dir", "/etc"),
+            ("--partial-dir", "/etc"),
+            ("--backup-dir", "/etc"),
+        )
+    ]
     jobs += [{"kind": "rsync", "words": ["-a", option, source]} for option in ("--remove-source-files", "-M--delete")]
     for result in run_batch(lab_env, planted, live_key, jobs):
         assert planted["canary"] not in result["out"] + result["err"] + result["received"]

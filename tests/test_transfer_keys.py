@@ -92,19 +92,37 @@ def test_a_missing_declared_path_is_named_as_rsync_names_any_unreadable_file(pro
     assert outcome.kind == "partial" and outcome.failed_paths == [gone], result.stderr
 
 
-@pytest.mark.parametrize("words", [
-    ["::{root}/etc/secret"], ["::{root}/srv/outside"], ["::{root}/etc/"], ["::/"],
-    ["::{data}/to-root{root}/etc/secret"], ["::{data}/up/outside"], ["::{data}/../../../etc/secret"],
-    ["::{data}/to-secret", "-L"], ["::{data}/", "--copy-unsafe-links"], ["::{data}/", "--copy-dirlinks"],
-    ["::{data}/", "--files-from=:{root}/etc/secret"], ["::{data}/", "--filter=dir-merge {root}/etc/secret"],
-    ["::{data}/", "--filter=: /../../etc/secret"], ["::{data}/", "-M--files-from={root}/etc/secret"],
-    ["::{data}/", "-M--include-from={root}/etc/secret"], ["::{data}/", "-M--exclude-from={root}/etc/secret"],
-    ["::{data}/", "--iconv=utf8,latin1"], ["::{data}/", "-M--log-file={root}/etc/written"],
-    ["::{data}/", "-M--log-file-format=%f"], ["::{data}/", "-M--write-batch={root}/etc/written"],
-    ["::{data}/", "-M--temp-dir={root}/etc"], ["::{data}/", "-M--partial-dir={root}/etc"],
-    ["::{data}/", "-M--backup-dir={root}/etc"], ["::{data}/", "-M--compare-dest={root}/etc"],
-    ["::{data}/", "--remove-source-files"], ["::{data}/", "-M--delete"],
-])
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["::{root}/etc/secret"],
+        ["::{root}/srv/outside"],
+        ["::{root}/etc/"],
+        ["::/"],
+        ["::{data}/to-root{root}/etc/secret"],
+        ["::{data}/up/outside"],
+        ["::{data}/../../../etc/secret"],
+        ["::{data}/to-secret", "-L"],
+        ["::{data}/", "--copy-unsafe-links"],
+        ["::{data}/", "--copy-dirlinks"],
+        ["::{data}/", "--files-from=:{root}/etc/secret"],
+        ["::{data}/", "--filter=dir-merge {root}/etc/secret"],
+        ["::{data}/", "--filter=: /../../etc/secret"],
+        ["::{data}/", "-M--files-from={root}/etc/secret"],
+        ["::{data}/", "-M--include-from={root}/etc/secret"],
+        ["::{data}/", "-M--exclude-from={root}/etc/secret"],
+        ["::{data}/", "--iconv=utf8,latin1"],
+        ["::{data}/", "-M--log-file={root}/etc/written"],
+        ["::{data}/", "-M--log-file-format=%f"],
+        ["::{data}/", "-M--write-batch={root}/etc/written"],
+        ["::{data}/", "-M--temp-dir={root}/etc"],
+        ["::{data}/", "-M--partial-dir={root}/etc"],
+        ["::{data}/", "-M--backup-dir={root}/etc"],
+        ["::{data}/", "-M--compare-dest={root}/etc"],
+        ["::{data}/", "--remove-source-files"],
+        ["::{data}/", "-M--delete"],
+    ],
+)
 def test_nothing_but_the_declared_paths_can_be_read_and_nothing_written(production, words):
     root, data = production["root"], production["data"]
     before = sorted(str(path) for path in root.rglob("*"))

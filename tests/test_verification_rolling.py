@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 import yaml
 from prefect import flow
+from test_replication import writable_copy
 
 from flows.replicate import replicate_service
 from flows.verify import check_copy, verify
 from hotspare.cli import main
 from hotspare.inventory import copies, copy_stores
 from hotspare.planning.replication import copy_tree
-from lab_helpers import host_path, tree_digest
 from tasks.replication import copy_to_mirror, preflight
-from test_replication import writable_copy
+
+from lab_helpers import host_path, tree_digest
 
 SERVICE = "app1"
 pytestmark = pytest.mark.lab
@@ -37,8 +38,12 @@ def schedule(fleet, lab_env, tmp_path):
         document = yaml.safe_load(original.read_text())
         # snapshots filled by rsync: these tests judge its listings and itemized changes (shipped
         # copies are verified by the UUID chain and a slice: tests/test_snapshot_shipping.py)
-        document["replication"] = {**(document.get("replication") or {}), "full_verification_days": days,
-                                   "replications_per_day": per_day, "copy_backend": "btrfs-snapshot"}
+        document["replication"] = {
+            **(document.get("replication") or {}),
+            "full_verification_days": days,
+            "replications_per_day": per_day,
+            "copy_backend": "btrfs-snapshot",
+        }
         changed = tmp_path / "fleet.yaml"
         changed.write_text(yaml.safe_dump(document, sort_keys=False))
         assert main(["fleet", "load", str(changed)]) == 0
@@ -75,7 +80,8 @@ def test_damage_outside_the_slice_and_unchanged_is_compared_within_the_period(sc
 
     # silent damage the next copies inherit: in the working tree (snapshots) or the current copy (hard links)
     working = host_path(lab_env, mirror, f"/srv/hotspare/{SERVICE}/work/tree") / data(lab_env, "production").relative_to(
-        host_path(lab_env, lab_env["services"][SERVICE]["production"], "/"))
+        host_path(lab_env, lab_env["services"][SERVICE]["production"], "/")
+    )
     damaged = working / "uploads" / "readme.txt"  # the last file in path order: the pass's second half
     if working.exists():
         flip_keeping_mtime(damaged)
@@ -120,7 +126,7 @@ def test_damage_in_a_changed_file_is_found_at_once(schedule, lab_env):
     changed.write_text("Customer uploads, changed on production.\n")
 
     def damage(copy_id: str, itemized: list[str]) -> None:
-        assert "/srv/app1/data/uploads/readme.txt" in [path[-len("/srv/app1/data/uploads/readme.txt"):] for path in itemized]
+        assert "/srv/app1/data/uploads/readme.txt" in [path[-len("/srv/app1/data/uploads/readme.txt") :] for path in itemized]
         in_copy = data(lab_env, "mirror", copy_id) / "uploads" / "readme.txt"
         with writable_copy(in_copy.parent):
             flip_keeping_mtime(in_copy)

@@ -21,11 +21,13 @@ def locked_deployment(prefect_api):
 
     suffix = uuid.uuid4().hex[:8]
     with get_client(sync_client=True) as client:
-        pool = client.create_work_pool(WorkPoolCreate(name=f"locked-{suffix}", type="process",
-                                                      base_job_template=locked_job_template(PROJECT)))
+        pool = client.create_work_pool(
+            WorkPoolCreate(name=f"locked-{suffix}", type="process", base_job_template=locked_job_template(PROJECT))
+        )
         flow_id = client.create_flow_from_name(f"locked-flow-{suffix}")
-        deployment_id = client.create_deployment(flow_id, f"locked-{suffix}", work_pool_name=pool.name,
-                                                 entrypoint="flows/readiness.py:readiness")
+        deployment_id = client.create_deployment(
+            flow_id, f"locked-{suffix}", work_pool_name=pool.name, entrypoint="flows/readiness.py:readiness"
+        )
     yield deployment_id
 
 
@@ -34,8 +36,12 @@ def test_the_server_refuses_a_command_or_environment_from_a_runs_creator(locked_
     from prefect.exceptions import PrefectHTTPStatusError
 
     with get_client(sync_client=True) as client:
-        for variables in ({"command": "sh -c id"}, {"env": {"HOTSPARE_SSH_ISSUER_URL": "http://elsewhere"}},
-                          {"working_dir": "/tmp"}, {"operator": "x; $(id)"}):
+        for variables in (
+            {"command": "sh -c id"},
+            {"env": {"HOTSPARE_SSH_ISSUER_URL": "http://elsewhere"}},
+            {"working_dir": "/tmp"},
+            {"operator": "x; $(id)"},
+        ):
             with pytest.raises(PrefectHTTPStatusError) as refused:
                 client.create_flow_run_from_deployment(locked_deployment, job_variables=variables)
             assert refused.value.response.status_code == 422, variables
@@ -49,9 +55,12 @@ def test_the_worker_builds_the_same_command_whatever_it_is_sent(prefect_api):
 
     from prefect.workers.process import ProcessJobConfiguration
 
-    configuration = asyncio.run(ProcessJobConfiguration.from_template_and_values(
-        locked_job_template(PROJECT), {"operator": "Dana Ops", "command": "sh -c id", "env": {"LD_PRELOAD": "/x.so"},
-                                       "working_dir": "/tmp"}))
+    configuration = asyncio.run(
+        ProcessJobConfiguration.from_template_and_values(
+            locked_job_template(PROJECT),
+            {"operator": "Dana Ops", "command": "sh -c id", "env": {"LD_PRELOAD": "/x.so"}, "working_dir": "/tmp"},
+        )
+    )
     assert configuration.command is None and configuration.working_dir is None
     # Prefect's worker merges an ``env`` it is sent into the template's: only the server's
     # refusal (the test above) keeps a run's creator from setting the environment

@@ -28,10 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from test_failover import SERVICE, address, dns_answer, reset_layout, through_dns
 
 from hotspare.lab import control
+
 from lab_helpers import host_path, poll
-from test_failover import SERVICE, address, dns_answer, reset_layout, through_dns
 
 pytestmark = pytest.mark.lab
 
@@ -54,8 +55,12 @@ def control_site(lab, lab_env, fleet):
     try:
         workers = start_workers(lab, wait=False)
         client = control.client_environment(lab)
-        with pytest.MonkeyPatch.context() as patch, temporary_settings(updates={
-                PREFECT_API_URL: client["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: client["PREFECT_API_AUTH_STRING"]}):
+        with (
+            pytest.MonkeyPatch.context() as patch,
+            temporary_settings(
+                updates={PREFECT_API_URL: client["PREFECT_API_URL"], PREFECT_API_AUTH_STRING: client["PREFECT_API_AUTH_STRING"]}
+            ),
+        ):
             patch.setenv("HOTSPARE_DB_URL", client["HOTSPARE_DB_URL"])
             lab.register_blocks()
             assert main(["fleet", "load", lab_env["fleet_file"]]) == 0
@@ -93,15 +98,19 @@ def failover_runs(flow_run_ids: list[str]) -> dict[str, str]:
     from hotspare.inventory.models import RunRow
 
     with session() as db:
-        rows = db.exec(select(RunRow).where(RunRow.kind == "failover", RunRow.service == SERVICE,
-                                            RunRow.flow_run_id.in_(flow_run_ids))).all()
+        rows = db.exec(
+            select(RunRow).where(RunRow.kind == "failover", RunRow.service == SERVICE, RunRow.flow_run_id.in_(flow_run_ids))
+        ).all()
         return {row.flow_run_id: row.outcome for row in rows}
 
 
 def test_lab_env_lists_a_worker_per_facility_each_in_its_own_network(control_site, lab, lab_env):
     workers = {worker["facility"]: worker for worker in lab.env()["workers"]}
     assert {facility: worker["pool"] for facility, worker in workers.items()} == {
-        "east": "hotspare-east", "west": "hotspare-west", "control": "hotspare-control"}
+        "east": "hotspare-east",
+        "west": "hotspare-west",
+        "control": "hotspare-control",
+    }
     assert workers["east"]["netns"] == lab_env["hosts"]["standby-east"]["netns"]
     assert workers["west"]["netns"] == lab_env["hosts"]["standby-west"]["netns"]
 
@@ -112,14 +121,16 @@ def test_lab_env_gives_the_exports_that_point_commands_at_the_control_site(contr
     from hotspare.cli import main
 
     assert main(["lab", "env", "--exports", "--dir", str(lab.directory)]) == 0
-    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
-                    for line in capsys.readouterr().out.splitlines())
+    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in capsys.readouterr().out.splitlines())
     from hotspare.lab import issuer
 
-    assert exported == {**control_site["client"], "HOTSPARE_LAB_DIR": str(lab.directory),
-                        "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml"),
-                        "HOTSPARE_SSH_ISSUER_URL": issuer.url(lab),
-                        "HOTSPARE_SSH_ISSUER_TOKEN": issuer.tokens(lab)["control"]}
+    assert exported == {
+        **control_site["client"],
+        "HOTSPARE_LAB_DIR": str(lab.directory),
+        "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml"),
+        "HOTSPARE_SSH_ISSUER_URL": issuer.url(lab),
+        "HOTSPARE_SSH_ISSUER_TOKEN": issuer.tokens(lab)["control"],
+    }
     assert main(["lab", "env", "--json", "--dir", str(lab.directory)]) == 0
     assert '"exports"' in capsys.readouterr().out
 
@@ -154,11 +165,21 @@ def test_two_workers_racing_to_fail_over_one_service_exactly_one_acts(app1_here,
     from hotspare.inventory import copies
 
     with ThreadPoolExecutor(2) as pool:  # each thread in a copy of this context: the control site's API
-        submitted = [pool.submit(contextvars.copy_context().run, submit, "failover", {"service": SERVICE, "yes": True},
-                                 facility=facility, timeout=300) for facility in ("west", "control")]
+        submitted = [
+            pool.submit(
+                contextvars.copy_context().run,
+                submit,
+                "failover",
+                {"service": SERVICE, "yes": True},
+                facility=facility,
+                timeout=300,
+            )
+            for facility in ("west", "control")
+        ]
         outcomes = [future.result() for future in submitted]
-    assert {outcome["worker"] for outcome in outcomes} == {f"worker-west-slot{lab.slot}",
-                                                           f"worker-control-slot{lab.slot}"}, outcomes
+    assert {outcome["worker"] for outcome in outcomes} == {f"worker-west-slot{lab.slot}", f"worker-control-slot{lab.slot}"}, (
+        outcomes
+    )
     recorded = failover_runs([outcome["flow_run"] for outcome in outcomes])
     assert list(recorded.values()) == ["ok"], (recorded, outcomes)  # exactly one acted, and it finished
     [winner] = [outcome for outcome in outcomes if outcome["flow_run"] in recorded]
@@ -167,7 +188,8 @@ def test_two_workers_racing_to_fail_over_one_service_exactly_one_acts(app1_here,
     # The loser found the lock taken (busy), found the facts changed under the lock, or ran after
     # the winner and found nothing to do (completed, "already-done").
     assert loser["state"] == "COMPLETED" or any(
-        words in loser["message"] for words in ("is busy", "nothing was changed", "concurrency")), loser
+        words in loser["message"] for words in ("is busy", "nothing was changed", "concurrency")
+    ), loser
     row = copies.service_row(SERVICE)
     assert (row.state, row.active_server, row.mirror_server) == ("failed-over", "mirror-west", None)
     assert dns_answer(lab_env) == [address(lab_env, "mirror")]
@@ -196,10 +218,12 @@ def test_with_the_control_site_lost_no_worker_reaches_it_and_healed_they_carry_o
     healed = time.time()
 
     def heartbeat_after_heal() -> bool:
-        response = httpx.post(f"{client['PREFECT_API_URL']}/work_pools/hotspare-west/workers/filter", json={},
-                              auth=(user, password), timeout=5)
-        return any(worker["status"] == "ONLINE" and _seconds(worker["last_heartbeat_time"]) > healed
-                   for worker in response.json())
+        response = httpx.post(
+            f"{client['PREFECT_API_URL']}/work_pools/hotspare-west/workers/filter", json={}, auth=(user, password), timeout=5
+        )
+        return any(
+            worker["status"] == "ONLINE" and _seconds(worker["last_heartbeat_time"]) > healed for worker in response.json()
+        )
 
     poll(heartbeat_after_heal, 120, "west's worker to reach the healed control site again")
     assert worker_status(client, "hotspare-control") == {f"worker-control-slot{lab.slot}": "ONLINE"}
@@ -209,8 +233,11 @@ def reachable_from(namespace: str, address: str, port: int, seconds: float = 2) 
     """Whether a TCP connection from inside ``namespace`` to ``address:port`` opens in time."""
     import subprocess
 
-    probe = subprocess.run(["ip", "netns", "exec", namespace, "timeout", str(seconds), "bash", "-c",
-                            f"exec 3<>/dev/tcp/{address}/{port}"], capture_output=True, timeout=seconds + 10)
+    probe = subprocess.run(
+        ["ip", "netns", "exec", namespace, "timeout", str(seconds), "bash", "-c", f"exec 3<>/dev/tcp/{address}/{port}"],
+        capture_output=True,
+        timeout=seconds + 10,
+    )
     return probe.returncode == 0
 
 

@@ -119,8 +119,9 @@ def read_txt(server: AuthoritativeServer, name: str) -> list[list[str]]:
     return [[part.decode(errors="replace") for part in rdata.strings] for rdata in rrset] if rrset else []
 
 
-def compare_and_swap_txt(server: AuthoritativeServer, key: TsigKey, name: str, expected: list[str] | None,
-                         new: list[str], ttl: int, what: str) -> None:
+def compare_and_swap_txt(
+    server: AuthoritativeServer, key: TsigKey, name: str, expected: list[str] | None, new: list[str], ttl: int, what: str
+) -> None:
     """Replace the TXT record of ``name`` by ``new`` only if it still is exactly ``expected``
     (``None``: only if ``name`` has no TXT record at all). One signed message, like
     ``compare_and_swap_address``: of two racing callers exactly one succeeds."""
@@ -164,13 +165,14 @@ def _send(server: AuthoritativeServer, key: TsigKey, update: dns.update.UpdateMe
         ) from None
     except dns.tsig.PeerBadKey:
         raise PermanentError(
-            f"DNS server {server.label} does not know key {key.name!r} (BADKEY: wrong name or algorithm); "
-            "nothing was changed."
+            f"DNS server {server.label} does not know key {key.name!r} (BADKEY: wrong name or algorithm); nothing was changed."
         ) from None
     except dns.tsig.PeerError as error:
         raise PermanentError(f"DNS server {server.label} rejected the TSIG signature ({error}); nothing changed") from None
     except dns.exception.Timeout:
-        raise TransientError(f"DNS server {server.label} did not answer the update ({what}) within {server.timeout:g} s") from None
+        raise TransientError(
+            f"DNS server {server.label} did not answer the update ({what}) within {server.timeout:g} s"
+        ) from None
     except OSError as error:
         raise TransientError(f"cannot reach DNS server {server.label} to {what}: {error.strerror or error}") from None
     rcode = response.rcode()

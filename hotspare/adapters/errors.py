@@ -16,8 +16,18 @@ from hotspare.errors import (
 )
 
 __all__ = [
-    "Busy", "ChannelRefused", "DnsPrerequisiteFailed", "HotspareError", "MissingConfiguration", "NotApproved", "NotFound",
-    "PermanentError", "Refused", "RemoteCommandError", "TransientError", "is_transient",
+    "Busy",
+    "ChannelRefused",
+    "DnsPrerequisiteFailed",
+    "HotspareError",
+    "MissingConfiguration",
+    "NotApproved",
+    "NotFound",
+    "PermanentError",
+    "Refused",
+    "RemoteCommandError",
+    "TransientError",
+    "is_transient",
 ]
 
 

@@ -23,40 +23,71 @@ CIPHER_SUITE = "3"
 TIMEOUT_SECONDS = 20.0
 
 
-def make_sdr_command(address: str, port: int, username: str, cipher_suite: str = CIPHER_SUITE
-                     ) -> list[str]:
+def make_sdr_command(address: str, port: int, username: str, cipher_suite: str = CIPHER_SUITE) -> list[str]:
     """ipmitool argv for `sdr elist` (no secret in it: -E takes the password from the env)."""
-    return [IPMITOOL, "-I", "lanplus", "-C", cipher_suite, "-N", "1", "-R", "3",
-            "-H", address, "-p", str(port), "-U", username, "-E", "sdr", "elist"]
+    return [
+        IPMITOOL,
+        "-I",
+        "lanplus",
+        "-C",
+        cipher_suite,
+        "-N",
+        "1",
+        "-R",
+        "3",
+        "-H",
+        address,
+        "-p",
+        str(port),
+        "-U",
+        username,
+        "-E",
+        "sdr",
+        "elist",
+    ]
 
 
-def make_power_command(address: str, port: int, username: str, action: str,
-                       cipher_suite: str = CIPHER_SUITE) -> list[str]:
+def make_power_command(address: str, port: int, username: str, action: str, cipher_suite: str = CIPHER_SUITE) -> list[str]:
     """ipmitool argv for `chassis power status|off|on` (one retry: a fence must be quick)."""
     if action not in ("status", "off", "on"):
         raise ValueError(f"unknown chassis power action {action!r}")
-    return [IPMITOOL, "-I", "lanplus", "-C", cipher_suite, "-N", "1", "-R", "2",
-            "-H", address, "-p", str(port), "-U", username, "-E", "chassis", "power", action]
+    return [
+        IPMITOOL,
+        "-I",
+        "lanplus",
+        "-C",
+        cipher_suite,
+        "-N",
+        "1",
+        "-R",
+        "2",
+        "-H",
+        address,
+        "-p",
+        str(port),
+        "-U",
+        username,
+        "-E",
+        "chassis",
+        "power",
+        action,
+    ]
 
 
-def read_sdr(address: str, port: int, username: str, password: str,
-             timeout: float = TIMEOUT_SECONDS) -> str:
+def read_sdr(address: str, port: int, username: str, password: str, timeout: float = TIMEOUT_SECONDS) -> str:
     """The BMC's `sdr elist` text; TransientError when it does not answer in time."""
     return _ipmitool(make_sdr_command(address, port, username), address, port, password, timeout)
 
 
-def chassis_power(address: str, port: int, username: str, password: str, action: str,
-                  timeout: float = 10.0) -> str:
+def chassis_power(address: str, port: int, username: str, password: str, action: str, timeout: float = 10.0) -> str:
     """Switch (``off``/``on``) or read (``status``) the server's power; returns ``on`` or ``off``
     for ``status``, the action otherwise. Errors as for ``read_sdr``."""
-    text = _ipmitool(make_power_command(address, port, username, action), address, port, password,
-                     timeout)
+    text = _ipmitool(make_power_command(address, port, username, action), address, port, password, timeout)
     if action != "status":
         return action
     match = re.search(r"Chassis Power is (on|off)", text)
     if match is None:
-        raise TransientError(f"BMC {address}:{port}: unexpected `chassis power status` answer "
-                             f"{text.strip()[:80]!r}")
+        raise TransientError(f"BMC {address}:{port}: unexpected `chassis power status` answer {text.strip()[:80]!r}")
     return match.group(1)
 
 
@@ -64,22 +95,22 @@ def _ipmitool(argv: list[str], address: str, port: int, password: str, timeout: 
     """Run one ipmitool command with the password in its environment; its standard output."""
     environment = {**os.environ, "IPMI_PASSWORD": password}
     where = f"BMC {address}:{port}"
-    what = " ".join(argv[argv.index("-E") + 1:])
+    what = " ".join(argv[argv.index("-E") + 1 :])
     try:
-        result = subprocess.run(argv, env=environment, capture_output=True, text=True,
-                                timeout=timeout, check=False)
+        result = subprocess.run(argv, env=environment, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise TransientError(f"{where} did not answer `ipmitool {what}` within {timeout:.0f} s; "
-                             f"check the management network") from None
+        raise TransientError(
+            f"{where} did not answer `ipmitool {what}` within {timeout:.0f} s; check the management network"
+        ) from None
     except FileNotFoundError:
-        raise PermanentError("ipmitool is not installed on the control machine "
-                             "(Debian package ipmitool)") from None
-    errors = "; ".join(line for line in result.stderr.splitlines()
-                       if line.strip() and "Cipher Suites" not in line)
+        raise PermanentError("ipmitool is not installed on the control machine (Debian package ipmitool)") from None
+    errors = "; ".join(line for line in result.stderr.splitlines() if line.strip() and "Cipher Suites" not in line)
     if result.returncode != 0:
-        raise TransientError(f"{where}: ipmitool exited {result.returncode}: "
-                             f"{errors or 'no output'} (wrong BMC credentials, or the BMC "
-                             f"is unreachable)")
+        raise TransientError(
+            f"{where}: ipmitool exited {result.returncode}: "
+            f"{errors or 'no output'} (wrong BMC credentials, or the BMC "
+            f"is unreachable)"
+        )
     return result.stdout
 
 
@@ -117,15 +148,21 @@ def parse_sdr_elist(text: str) -> list[SdrLine]:
 ENTITY_POWER_SUPPLY = 10
 ENTITY_FAN = 29
 # Power supply sensor-specific offsets that mean the unit no longer supplies power.
-PSU_FAILED_STATES = ("Failure detected", "Power Supply AC lost", "AC lost or out-of-range",
-                     "AC out-of-range, but present")
+PSU_FAILED_STATES = ("Failure detected", "Power Supply AC lost", "AC lost or out-of-range", "AC out-of-range, but present")
 PSU_DEGRADED_STATES = ("Predictive failure", "Config Error")
-THRESHOLD_STATES = {"ok": ComponentState.ok, "nc": ComponentState.degraded,
-                    "lnc": ComponentState.degraded, "unc": ComponentState.degraded,
-                    "cr": ComponentState.failed, "lcr": ComponentState.failed,
-                    "ucr": ComponentState.failed, "nr": ComponentState.failed,
-                    "lnr": ComponentState.failed, "unr": ComponentState.failed,
-                    "ns": ComponentState.unknown}
+THRESHOLD_STATES = {
+    "ok": ComponentState.ok,
+    "nc": ComponentState.degraded,
+    "lnc": ComponentState.degraded,
+    "unc": ComponentState.degraded,
+    "cr": ComponentState.failed,
+    "lcr": ComponentState.failed,
+    "ucr": ComponentState.failed,
+    "nr": ComponentState.failed,
+    "lnr": ComponentState.failed,
+    "unr": ComponentState.failed,
+    "ns": ComponentState.unknown,
+}
 
 
 def _kind(line: SdrLine) -> ComponentKind | None:
@@ -153,8 +190,10 @@ def sdr_readings(subject: str, text: str, site: str = "control") -> list[Reading
             evidence = f"{line.name}: {line.reading or 'no state reported'}"
         else:
             state = THRESHOLD_STATES.get(line.status, ComponentState.unknown)
-            evidence = (f"{line.name} reads {line.reading} (status {line.status}"
-                        f"{'' if state is ComponentState.ok else ', outside its thresholds'})")
+            evidence = (
+                f"{line.name} reads {line.reading} (status {line.status}"
+                f"{'' if state is ComponentState.ok else ', outside its thresholds'})"
+            )
             if line.status == "ns":
                 evidence = f"{line.name}: no reading (sensor not available)"
         part = {"sensor": line.name, "entity": line.entity}
@@ -162,8 +201,7 @@ def sdr_readings(subject: str, text: str, site: str = "control") -> list[Reading
             part["bay"] = f"power supply {line.entity_instance}"
         elif kind is ComponentKind.fan:
             part["bay"] = f"fan {line.entity_instance}"
-        readings.append(Reading(subject, f"{kind.value}:{line.name}", kind, state,
-                                f"IPMI {evidence}", site, part))
+        readings.append(Reading(subject, f"{kind.value}:{line.name}", kind, state, f"IPMI {evidence}", site, part))
     return readings
 
 

@@ -33,16 +33,20 @@ class IssuedCertificate:
     key_id: str
 
 
-def request_certificate(url: str, token: str, flow_run_id: str, public_key: str,
-                        timeout: float = REQUEST_SECONDS) -> IssuedCertificate:
+def request_certificate(
+    url: str, token: str, flow_run_id: str, public_key: str, timeout: float = REQUEST_SECONDS
+) -> IssuedCertificate:
     """A certificate for ``public_key`` for the run ``flow_run_id``, from the issuer at ``url``."""
     import httpx
 
     where = f"the certificate issuer at {url}"
     try:
-        response = httpx.post(f"{url.rstrip('/')}/certificate", timeout=timeout,
-                              headers={"Authorization": f"Bearer {token}"},
-                              json={"flow_run_id": flow_run_id, "public_key": public_key})
+        response = httpx.post(
+            f"{url.rstrip('/')}/certificate",
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {token}"},
+            json={"flow_run_id": flow_run_id, "public_key": public_key},
+        )
     except httpx.TimeoutException:
         raise TransientError(f"{where} did not answer within {timeout:g} s") from None
     except httpx.HTTPError as error:
@@ -57,7 +61,8 @@ def request_certificate(url: str, token: str, flow_run_id: str, public_key: str,
         reason = body.get("error") or f"HTTP {response.status_code}"
         raise CertificateRefused(f"{where} refused a certificate for run {flow_run_id}: {reason}")
     try:
-        return IssuedCertificate(str(body["certificate"]), tuple(body["principals"]), float(body["valid_seconds"]),
-                                 str(body["key_id"]))
+        return IssuedCertificate(
+            str(body["certificate"]), tuple(body["principals"]), float(body["valid_seconds"]), str(body["key_id"])
+        )
     except (KeyError, TypeError, ValueError):
         raise PermanentError(f"{where} answered without a certificate: {str(body)[:300]}") from None

@@ -58,15 +58,15 @@ def _post(provider: Provider, resource: str, form: dict[str, str]) -> dict:
     url = f"{provider.base_url.rstrip('/')}/{API_VERSION}/Accounts/{provider.account_sid}/{resource}.json"
     where = f"phone provider {provider.name} ({provider.base_url})"
     try:
-        response = httpx.post(url, data=form, auth=(provider.account_sid, provider.auth_token),
-                              timeout=provider.timeout)
+        response = httpx.post(url, data=form, auth=(provider.account_sid, provider.auth_token), timeout=provider.timeout)
     except httpx.TimeoutException:
         raise TransientError(f"{where} did not answer within {provider.timeout:g} s") from None
     except httpx.TransportError as error:
         raise TransientError(f"{where} unreachable: {type(error).__name__}: {error}") from None
     if response.status_code in (401, 403):
-        raise PermanentError(f"{where} refused the login (HTTP {response.status_code}): check the PhoneProvider "
-                             f"block's account_sid and auth_token")
+        raise PermanentError(
+            f"{where} refused the login (HTTP {response.status_code}): check the PhoneProvider block's account_sid and auth_token"
+        )
     if response.status_code == 429 or response.status_code >= 500:
         raise TransientError(f"{where} is unavailable (HTTP {response.status_code})")
     if response.status_code != 201:
@@ -93,8 +93,9 @@ def send_sms(provider: Provider, to: str, body: str, status_callback: str | None
     return _post(provider, "Messages", form)
 
 
-def place_call(provider: Provider, to: str, twiml: str, send_digits: str | None = None,
-               status_callback: str | None = None) -> dict:
+def place_call(
+    provider: Provider, to: str, twiml: str, send_digits: str | None = None, status_callback: str | None = None
+) -> dict:
     """Call ``to`` and play ``twiml`` (which gathers the acknowledging keypress); ``send_digits``
     dials an extension once the call connects. Returns ``{"sid", "status"}``."""
     form = {"To": to, "From": provider.from_number, "Twiml": twiml}
@@ -111,9 +112,11 @@ def call_twiml(message: str, acknowledgement_url: str | None, approval: str | No
     if not acknowledgement_url:
         return f"<Response><Say>{escape(message)}</Say></Response>"
     offer = f" Press 2 to approve: {escape(approval)}." if approval else ""
-    return (f'<Response><Gather numDigits="1" method="POST" action={quoteattr(acknowledgement_url)}>'
-            f"<Say>{escape(message)} Press 1 to acknowledge.{offer}</Say></Gather>"
-            f"<Say>No key pressed. Goodbye.</Say></Response>")
+    return (
+        f'<Response><Gather numDigits="1" method="POST" action={quoteattr(acknowledgement_url)}>'
+        f"<Say>{escape(message)} Press 1 to acknowledge.{offer}</Say></Gather>"
+        f"<Say>No key pressed. Goodbye.</Say></Response>"
+    )
 
 
 def deliver(providers: Sequence[Provider], send: Callable[[Provider], dict]) -> Delivery:
@@ -123,8 +126,9 @@ def deliver(providers: Sequence[Provider], send: Callable[[Provider], dict]) -> 
     here); when all fail, the error names every provider and is transient if any failure was.
     """
     if not providers:
-        raise PermanentError("no phone provider configured: list PhoneProvider blocks under "
-                             "incidents.phone_providers in the fleet file")
+        raise PermanentError(
+            "no phone provider configured: list PhoneProvider blocks under incidents.phone_providers in the fleet file"
+        )
     failures: list[str] = []
     transient = False
     for provider in providers:
@@ -152,8 +156,7 @@ def twilio_signature(auth_token: str, url: str, params: Mapping[str, str | Seque
     return RequestValidator(auth_token).compute_signature(url, _Form(params))
 
 
-def signature_valid(auth_token: str, url: str, params: Mapping[str, str | Sequence[str]],
-                    signature: str | None) -> bool:
+def signature_valid(auth_token: str, url: str, params: Mapping[str, str | Sequence[str]], signature: str | None) -> bool:
     """True when ``signature`` is the provider's signature of this request (its validator compares
     in constant time, with and without the URL's default port)."""
     if not signature or not auth_token:

@@ -105,8 +105,10 @@ def send_one(relay: Relay, message: EmailMessage, recipient: str, before_end_of_
             if relay.username:
                 client.login(relay.username, relay.password or "")
             steps: tuple[tuple[str, Callable[[], tuple[int, bytes]]], ...] = (
-                ("mail", lambda: client.mail(address)), ("rcpt", lambda: client.rcpt(recipient)),
-                ("data", lambda: client.docmd("DATA")))
+                ("mail", lambda: client.mail(address)),
+                ("rcpt", lambda: client.rcpt(recipient)),
+                ("data", lambda: client.docmd("DATA")),
+            )
             for stage, step in steps:
                 code, text = step()
                 if not 200 <= code < 400:

@@ -33,6 +33,7 @@ from hotspare.adapters.errors import ChannelRefused, PermanentError, RemoteComma
 class OutputTooLarge(PermanentError):
     """A remote command wrote more than its cap: the channel was closed, the output dropped."""
 
+
 STDERR_TAIL = 2000
 MAX_STDOUT_BYTES = 16 * 1024 * 1024  # default cap on one command's stdout
 MAX_STDERR_BYTES = 1024 * 1024  # default cap on one command's stderr
@@ -111,8 +112,11 @@ class CommandCount:
     def sentence(self, what: str) -> dict[str, object]:
         """The count for a run's record: per host, the total and a sentence for its log."""
         hosts = ", ".join(f"{host} {number}" for host, number in sorted(self.per_host.items()))
-        return {"per_host": dict(self.per_host), "total": self.total,
-                "sentence": f"{what}: {self.total} remote command(s) sent ({hosts or 'none'})"}
+        return {
+            "per_host": dict(self.per_host),
+            "total": self.total,
+            "sentence": f"{what}: {self.total} remote command(s) sent ({hosts or 'none'})",
+        }
 
 
 _COUNT: contextvars.ContextVar[CommandCount | None] = contextvars.ContextVar("hotspare_command_count", default=None)
@@ -185,8 +189,15 @@ def _pinned_host_key(endpoint: Endpoint) -> tuple[str, paramiko.PKey]:
 class SshConnection:
     """An open, authenticated SSH connection to one server. Use as a context manager."""
 
-    def __init__(self, endpoint: Endpoint, login: Login, *, connect_timeout: float = 10.0,
-                 max_stdout: int = MAX_STDOUT_BYTES, max_stderr: int = MAX_STDERR_BYTES):
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        login: Login,
+        *,
+        connect_timeout: float = 10.0,
+        max_stdout: int = MAX_STDOUT_BYTES,
+        max_stderr: int = MAX_STDERR_BYTES,
+    ):
         self.endpoint = endpoint
         self.login = login
         self.connect_timeout = connect_timeout
@@ -230,8 +241,10 @@ class SshConnection:
         except paramiko.AuthenticationException:
             client.close()
             if self.login.certificate:
-                raise PermanentError(f"{where} refused the certificate login of {self.login.user!r}: the run's "
-                                     "certificate does not name this host, came from another address or expired") from None
+                raise PermanentError(
+                    f"{where} refused the certificate login of {self.login.user!r}: the run's "
+                    "certificate does not name this host, came from another address or expired"
+                ) from None
             raise PermanentError(f"{where} refused the login of {self.login.user!r}: check the credentials block") from None
         except paramiko.SSHException as error:
             client.close()
@@ -240,7 +253,9 @@ class SshConnection:
             raise TransientError(f"SSH to {where} failed: {error}") from None
         except TimeoutError:
             client.close()
-            raise TransientError(f"SSH to {where} timed out after {self.connect_timeout:g} s (host down or unreachable?)") from None
+            raise TransientError(
+                f"SSH to {where} timed out after {self.connect_timeout:g} s (host down or unreachable?)"
+            ) from None
         except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as error:
             client.close()
             raise TransientError(f"cannot reach {where}: {getattr(error, 'strerror', None) or error}") from None
@@ -279,8 +294,7 @@ class SshConnection:
         (default: the connect timeout), for callers sharing a connection with other bounds.
         ``max_stdout`` / ``max_stderr`` override the connection's output caps for this command.
         """
-        limits = (self.max_stdout if max_stdout is None else max_stdout,
-                  self.max_stderr if max_stderr is None else max_stderr)
+        limits = (self.max_stdout if max_stdout is None else max_stdout, self.max_stderr if max_stderr is None else max_stderr)
         line = command_line(argv)
         deadline = time.monotonic() + timeout
         _counted(self.endpoint.name, _short(argv)[:120])
@@ -372,7 +386,11 @@ class SshConnection:
 
 
 def _collect(
-    channel: paramiko.Channel, stdin: bytes, deadline: float, host: str, argv: Sequence[str],
+    channel: paramiko.Channel,
+    stdin: bytes,
+    deadline: float,
+    host: str,
+    argv: Sequence[str],
     limits: tuple[int, int] = (MAX_STDOUT_BYTES, MAX_STDERR_BYTES),
 ) -> tuple[bytes, bytes]:
     """Feed ``stdin`` and read stdout and stderr until the command exits or ``deadline`` passes.
@@ -434,8 +452,7 @@ class Held:
         held is no longer held, so ``before`` (the step about to run) must not run."""
         transport = self._channel.get_transport()
         if self._channel.closed or self._channel.exit_status_ready() or transport is None or not transport.is_active():
-            raise TransientError(f"on {self._host}: `{self._command}` ended before {before}; "
-                                 f"nothing was done, try again")
+            raise TransientError(f"on {self._host}: `{self._command}` ended before {before}; nothing was done, try again")
 
 
 def _await_ready(channel: paramiko.Channel, ready: bytes, deadline: float, host: str, argv: Sequence[str]) -> None:
@@ -454,8 +471,9 @@ def _await_ready(channel: paramiko.Channel, ready: bytes, deadline: float, host:
         if channel.exit_status_ready():
             while channel.recv_stderr_ready():
                 errors += channel.recv_stderr(4096)
-            raise RemoteCommandError(host, _short(argv), channel.recv_exit_status(),
-                                     bytes(errors[-STDERR_TAIL:]).decode(errors="replace"))
+            raise RemoteCommandError(
+                host, _short(argv), channel.recv_exit_status(), bytes(errors[-STDERR_TAIL:]).decode(errors="replace")
+            )
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TransientError(f"on {host}: `{_short(argv)}` was not ready in time; it was abandoned")
@@ -467,7 +485,8 @@ def _within(size: int, cap: int, stream: str, host: str, argv: Sequence[str]) ->
     if size > cap:
         raise OutputTooLarge(
             f"on {host}: `{_short(argv)}` wrote more than {_bytes_text(cap)} to {stream} (the cap): stopped "
-            f"reading and closed the channel; if that much is expected, raise max_{stream} for this command")
+            f"reading and closed the channel; if that much is expected, raise max_{stream} for this command"
+        )
 
 
 def _bytes_text(size: int) -> str:
@@ -481,7 +500,6 @@ def _bytes_text(size: int) -> str:
 def _short(argv: Sequence[str]) -> str:
     line = command_line(argv)
     return line if len(line) <= 200 else line[:197] + "..."
-
 
 
 PIPE_BUFFER = 1024 * 1024  # bytes of the source's output held here at most while the sink catches up
@@ -498,8 +516,17 @@ class PipeResult:
     relayed_bytes: int
 
 
-def pipe(source: SshConnection, source_argv: Sequence[str], source_stdin: bytes, sink: SshConnection,
-         sink_argv: Sequence[str], sink_prefix: bytes, *, timeout: float, max_stdout: int | None = None) -> PipeResult:
+def pipe(
+    source: SshConnection,
+    source_argv: Sequence[str],
+    source_stdin: bytes,
+    sink: SshConnection,
+    sink_argv: Sequence[str],
+    sink_prefix: bytes,
+    *,
+    timeout: float,
+    max_stdout: int | None = None,
+) -> PipeResult:
     """Run ``source_argv`` on one server and ``sink_argv`` on another, the source's stdout
     streamed into the sink's stdin after ``sink_prefix``; return the sink's stdout.
 
@@ -557,14 +584,20 @@ def pipe(source: SshConnection, source_argv: Sequence[str], source_stdin: bytes,
                     sink_errors += sinks.recv_stderr(65536)
                     del sink_errors[:-STDERR_TAIL]
                     progressed = True
-                if sinks.exit_status_ready() and not sinks.recv_ready() and not sinks.recv_stderr_ready() \
-                        and (sinks.eof_received or sinks.closed):
+                if (
+                    sinks.exit_status_ready()
+                    and not sinks.recv_ready()
+                    and not sinks.recv_stderr_ready()
+                    and (sinks.eof_received or sinks.closed)
+                ):
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TransientError(f"`{_short(source_argv)}` on {source.endpoint.name} piped into "
-                                         f"`{_short(sink_argv)}` on {sink.endpoint.name} did not finish in time; "
-                                         "both were abandoned")
+                    raise TransientError(
+                        f"`{_short(source_argv)}` on {source.endpoint.name} piped into "
+                        f"`{_short(sink_argv)}` on {sink.endpoint.name} did not finish in time; "
+                        "both were abandoned"
+                    )
                 if not progressed and sinks.eof_received:  # its exit status is on its way (see _collect)
                     sinks.status_event.wait(remaining)
                 elif not progressed:
@@ -574,8 +607,9 @@ def pipe(source: SshConnection, source_argv: Sequence[str], source_stdin: bytes,
             status = sinks.recv_exit_status()
             source_status = sources.recv_exit_status() if sources.exit_status_ready() else None
         except (paramiko.SSHException, EOFError, OSError) as error:
-            raise TransientError(f"piping {source.endpoint.name} into {sink.endpoint.name} lost an SSH channel "
-                                 f"({error})") from None
+            raise TransientError(
+                f"piping {source.endpoint.name} into {sink.endpoint.name} lost an SSH channel ({error})"
+            ) from None
     finally:
         sources.close()
         sinks.close()

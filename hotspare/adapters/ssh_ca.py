@@ -53,15 +53,29 @@ def checked_public_key(text: str) -> str:
     except ValueError:
         raise BadPublicKey("the public key's base64 does not decode") from None
     # the wire form: string "ssh-ed25519", string of 32 key bytes
-    if len(blob) != 4 + len(KEY_TYPE) + 4 + 32 or blob[4:4 + len(KEY_TYPE)] != KEY_TYPE.encode():
+    if len(blob) != 4 + len(KEY_TYPE) + 4 + 32 or blob[4 : 4 + len(KEY_TYPE)] != KEY_TYPE.encode():
         raise BadPublicKey("the public key is not an ed25519 key")
     return f"{KEY_TYPE} {parts[1]}"
 
 
 def sign_argv(ca_key: Path, signing: Signing, serial: int, public_key_path: Path) -> list[str]:
     """The ssh-keygen command that signs ``public_key_path`` (pure: also for the tests)."""
-    argv = [SSH_KEYGEN, "-q", "-s", str(ca_key), "-I", signing.key_id, "-n", ",".join(signing.principals),
-            "-V", signing.validity, "-z", str(serial), "-O", "clear"]
+    argv = [
+        SSH_KEYGEN,
+        "-q",
+        "-s",
+        str(ca_key),
+        "-I",
+        signing.key_id,
+        "-n",
+        ",".join(signing.principals),
+        "-V",
+        signing.validity,
+        "-z",
+        str(serial),
+        "-O",
+        "clear",
+    ]
     if signing.source_addresses:
         argv += ["-O", "source-address=" + ",".join(signing.source_addresses)]
     if signing.force_command:
@@ -79,8 +93,13 @@ def sign(ca_key: Path, public_key: str, signing: Signing, timeout: float = SIGN_
         public_path = Path(folder) / "run.pub"
         public_path.write_text(line + "\n")
         try:
-            result = subprocess.run(sign_argv(ca_key, signing, serial, public_path), capture_output=True, text=True,
-                                    timeout=timeout, stdin=subprocess.DEVNULL)
+            result = subprocess.run(
+                sign_argv(ca_key, signing, serial, public_path),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
             raise TransientError(f"ssh-keygen did not sign {signing.key_id} within {timeout:g} s") from None
         except FileNotFoundError:

@@ -95,8 +95,16 @@ def rebuild_command(args: argparse.Namespace) -> int:
     from flows.rebuild import rebuild
 
     require_service(args.service)
-    parameters = dict(service=args.service, standby=args.standby, snapshot=args.snapshot, approved_plan_digest=args.approve,
-                      yes=args.yes, temporary_account_hours=args.hours, force=args.force, dry_run=args.dry_run)
+    parameters = dict(
+        service=args.service,
+        standby=args.standby,
+        snapshot=args.snapshot,
+        approved_plan_digest=args.approve,
+        yes=args.yes,
+        temporary_account_hours=args.hours,
+        force=args.force,
+        dry_run=args.dry_run,
+    )
     if args.dry_run:
         with progress(f"planning the rebuild of {args.service}"):
             preview = run_flow(rebuild, args.debug, **parameters)

@@ -41,24 +41,48 @@ POOL_CONCURRENCY = 8  # runs one facility's worker takes at a time
 
 def register(subparsers) -> None:
     deploy = subparsers.add_parser("deploy", help="create the facilities' work pools and deploy every runbook to each")
-    deploy.add_argument("--facility", action="append", dest="facilities", metavar="FACILITY",
-                        help="deploy to this facility's pool (repeatable; default: control + every facility "
-                             "with a production or mirror server)")
-    deploy.add_argument("--only", action="append", dest="flows", metavar="FLOW",
-                        help="deploy only this flow's deployments (repeatable; default: all)")
+    deploy.add_argument(
+        "--facility",
+        action="append",
+        dest="facilities",
+        metavar="FACILITY",
+        help="deploy to this facility's pool (repeatable; default: control + every facility with a production or mirror server)",
+    )
+    deploy.add_argument(
+        "--only",
+        action="append",
+        dest="flows",
+        metavar="FLOW",
+        help="deploy only this flow's deployments (repeatable; default: all)",
+    )
     add_json_flag(deploy, "each pool with its deployments")
     deploy.set_defaults(func=deploy_command)
     run = subparsers.add_parser("run", help="run a deployed runbook on a worker outside the facility it recovers from")
     run.add_argument("flow", metavar="FLOW", help="flow name: failover, replicate, backup, …")
     run.add_argument("service", nargs="?", help="the service it acts on (sets the `service` parameter)")
-    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                     help="another parameter; VALUE is read as JSON when it parses (true, 3, [..]), else text")
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another parameter; VALUE is read as JSON when it parses (true, 3, [..]), else text",
+    )
     run.add_argument("--facility", help="run in this facility's pool instead of the chosen one")
-    run.add_argument("--timeout", type=float, default=900,
-                     help="seconds to wait for the run to end (default 900); a run not started by then is cancelled")
-    run.add_argument("--approval-window", type=float, default=UP_FRONT_WINDOW_SECONDS, metavar="SECONDS",
-                     help="a pre-approved run (-p yes=true, -p approved_plan_digest=...) that has not started within "
-                          f"this many seconds ends cancelled (default {UP_FRONT_WINDOW_SECONDS})")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=900,
+        help="seconds to wait for the run to end (default 900); a run not started by then is cancelled",
+    )
+    run.add_argument(
+        "--approval-window",
+        type=float,
+        default=UP_FRONT_WINDOW_SECONDS,
+        metavar="SECONDS",
+        help="a pre-approved run (-p yes=true, -p approved_plan_digest=...) that has not started within "
+        f"this many seconds ends cancelled (default {UP_FRONT_WINDOW_SECONDS})",
+    )
     add_json_flag(run, "where the run went and how it ended")
     run.set_defaults(func=run_command)
 
@@ -70,8 +94,7 @@ def pool_name(facility: str) -> str:
 def deployment_facilities(fleet) -> list[str]:
     """Control plus every facility holding a production or mirror server, control first."""
     servers = {server.name: server.facility for server in fleet.servers}
-    used = {servers[name] for service in fleet.services for name in (service.production, service.mirror)
-            if name in servers}
+    used = {servers[name] for service in fleet.services for name in (service.production, service.mirror) if name in servers}
     return [CONTROL] + sorted(used - {CONTROL})
 
 
@@ -83,8 +106,9 @@ def deploy_command(args: argparse.Namespace) -> int:
     facilities = args.facilities or deployment_facilities(fleet)
     with progress(f"deploying every runbook to the pools of {', '.join(facilities)}"):
         applied = deploy_to_pools(fleet, facilities, flows=args.flows)
-    pools = {pool_name(facility): sorted(name for name, pool in applied if pool == pool_name(facility))
-             for facility in facilities}
+    pools = {
+        pool_name(facility): sorted(name for name, pool in applied if pool == pool_name(facility)) for facility in facilities
+    }
     if args.json:
         print_json({"pools": pools})
         return 0
@@ -108,9 +132,15 @@ def deploy_to_pools(fleet, facilities: list[str], flows: list[str] | None = None
     with get_client(sync_client=True) as client:
         for facility in facilities:
             try:
-                client.create_work_pool(WorkPoolCreate(name=pool_name(facility), type="process",
-                                                       concurrency_limit=POOL_CONCURRENCY, base_job_template=template,
-                                                       description=f"hotspare runs executed in {facility}"))
+                client.create_work_pool(
+                    WorkPoolCreate(
+                        name=pool_name(facility),
+                        type="process",
+                        concurrency_limit=POOL_CONCURRENCY,
+                        base_job_template=template,
+                        description=f"hotspare runs executed in {facility}",
+                    )
+                )
             except ObjectAlreadyExists:  # a pool made before, maybe with Prefect's open template: lock it
                 client.update_work_pool(pool_name(facility), WorkPoolUpdate(base_job_template=template))
     templates = [template for template in all_deployments(fleet) if not flows or template.flow_name in flows]
@@ -126,8 +156,9 @@ def deploy_to_pools(fleet, facilities: list[str], flows: list[str] | None = None
             deployment.job_variables = {}  # the pool's template sets the environment
             if facility == CONTROL:
                 # replication runs may overlap (deployments/runbooks.py): each service's lock keeps it exclusive
-                deployment.concurrency_limit = (SCHEDULED_CONCURRENCY if deployment.schedules
-                                                and "overlapping-runs" not in deployment.tags else None)
+                deployment.concurrency_limit = (
+                    SCHEDULED_CONCURRENCY if deployment.schedules and "overlapping-runs" not in deployment.tags else None
+                )
             else:
                 deployment.schedules = []
             deployment.apply(work_pool_name=pool_name(facility))
@@ -172,9 +203,12 @@ def service_facilities(service: str | None) -> tuple[str | None, str | None]:
     with session() as db:
         row = db.get(ServiceRow, service)
         facility = {server: db.get(ServerRow, server) for server in (row.active_server, row.mirror_server or row.planned_mirror)}
-        return (facility[row.active_server].facility if facility[row.active_server] else None,
-                facility[row.mirror_server or row.planned_mirror].facility
-                if facility[row.mirror_server or row.planned_mirror] else None)
+        return (
+            facility[row.active_server].facility if facility[row.active_server] else None,
+            facility[row.mirror_server or row.planned_mirror].facility
+            if facility[row.mirror_server or row.planned_mirror]
+            else None,
+        )
 
 
 def warn_unless_holder(fleet, action: str) -> None:
@@ -199,17 +233,27 @@ def run_command(args: argparse.Namespace) -> int:
     warn_unless_holder(loaded_fleet(), f"run {args.flow}")
     parameters = parse_parameters(args.service, args.param)
     with progress(f"{args.flow}: submitted, waiting for the run to end (at most {args.timeout:g} s)"):
-        outcome = submit(args.flow, parameters, facility=args.facility, timeout=args.timeout,
-                         approval_window=args.approval_window, quiet=args.json)
+        outcome = submit(
+            args.flow,
+            parameters,
+            facility=args.facility,
+            timeout=args.timeout,
+            approval_window=args.approval_window,
+            quiet=args.json,
+        )
     if args.json:
         print_json(outcome)
     else:
-        say(f"{args.flow} run {outcome['flow_run']} ({outcome['deployment']}, pool {outcome['pool']}, worker "
-            f"{outcome['worker'] or '-'}): {outcome['state']}" + (f": {outcome['message']}" if outcome["message"] else ""))
+        say(
+            f"{args.flow} run {outcome['flow_run']} ({outcome['deployment']}, pool {outcome['pool']}, worker "
+            f"{outcome['worker'] or '-'}): {outcome['state']}" + (f": {outcome['message']}" if outcome["message"] else "")
+        )
         say(f"placement: {outcome['placement']}")
     if outcome["state"] != "COMPLETED":
-        raise RunFailed(f"{args.flow} run {outcome['flow_run']} in {outcome['pool']} ended {outcome['state']}: "
-                        f"{outcome['message']} (its logs are in the Prefect UI)")
+        raise RunFailed(
+            f"{args.flow} run {outcome['flow_run']} in {outcome['pool']} ended {outcome['state']}: "
+            f"{outcome['message']} (its logs are in the Prefect UI)"
+        )
     return 0
 
 
@@ -218,8 +262,14 @@ def pre_approved(parameters: dict) -> bool:
     return parameters.get("yes") is True or bool(parameters.get("approved_plan_digest"))
 
 
-def submit(flow_name: str, parameters: dict, facility: str | None = None, timeout: float = 900,
-           approval_window: float = UP_FRONT_WINDOW_SECONDS, quiet: bool = False) -> dict:
+def submit(
+    flow_name: str,
+    parameters: dict,
+    facility: str | None = None,
+    timeout: float = 900,
+    approval_window: float = UP_FRONT_WINDOW_SECONDS,
+    quiet: bool = False,
+) -> dict:
     """Choose the pool, submit through the API, wait; return where it ran and how it ended.
 
     A pre-approved run is refused when no worker of the chosen pool is online (it would wait
@@ -239,14 +289,18 @@ def submit(flow_name: str, parameters: dict, facility: str | None = None, timeou
     with get_client(sync_client=True) as client:
         deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
         if not deployments:
-            raise NotFound(f"no deployment of flow {flow_name!r} on the Prefect server: run `hotspare deploy` "
-                           f"(flows are named like failover, replicate, backup)")
+            raise NotFound(
+                f"no deployment of flow {flow_name!r} on the Prefect server: run `hotspare deploy` "
+                f"(flows are named like failover, replicate, backup)"
+            )
         by_facility: dict[str, list] = {}
         for deployment in deployments:
             if deployment.work_pool_name and deployment.work_pool_name.startswith(POOL_PREFIX):
                 by_facility.setdefault(deployment.work_pool_name.removeprefix(POOL_PREFIX), []).append(deployment)
-        online = {name: any(worker.status == "ONLINE" for worker in client.read_workers_for_work_pool(pool_name(name)))
-                  for name in by_facility}
+        online = {
+            name: any(worker.status == "ONLINE" for worker in client.read_workers_for_work_pool(pool_name(name)))
+            for name in by_facility
+        }
     active, mirror = service_facilities(parameters.get("service"))
     if facility:
         placement_reason, chosen = f"runs in {facility} (asked for)", facility
@@ -256,30 +310,39 @@ def submit(flow_name: str, parameters: dict, facility: str | None = None, timeou
     if chosen not in by_facility:
         from deployments.catalog import where_it_runs
 
-        raise NotFound(f"no deployment of {flow_name} on pool {pool_name(chosen or '?')} ({placement_reason}): "
-                       f"{where_it_runs(flow_name)}")
+        raise NotFound(
+            f"no deployment of {flow_name} on pool {pool_name(chosen or '?')} ({placement_reason}): {where_it_runs(flow_name)}"
+        )
     deployment = best_deployment(by_facility[chosen], parameters)
     if pre_approved(parameters):
         if not online.get(chosen):
             raise NoWorkerOnline(no_worker_sentence(flow_name, chosen, online))
-        accepted = ((deployment.parameter_openapi_schema or {}).get("properties") or {})
+        accepted = (deployment.parameter_openapi_schema or {}).get("properties") or {}
         if "approval_expires_at" in accepted and "approval_expires_at" not in parameters:
             # by the inventory's clock, which the worker's flow reads too (``inventory/clock.py``)
-            parameters = {**parameters,
-                          "approval_expires_at": database_now(timedelta(seconds=approval_window)).isoformat()}
+            parameters = {**parameters, "approval_expires_at": database_now(timedelta(seconds=approval_window)).isoformat()}
     import sys
 
-    print(f"submitting {flow_name} {json.dumps(parameters)} to {deployment.name} ({placement_reason})", flush=True,
-          file=sys.stderr if quiet else sys.stdout)
-    flow_run = run_deployment(deployment.id, parameters=parameters, timeout=timeout, poll_interval=1,
-                              job_variables=operator_environment(deployment))
+    print(
+        f"submitting {flow_name} {json.dumps(parameters)} to {deployment.name} ({placement_reason})",
+        flush=True,
+        file=sys.stderr if quiet else sys.stdout,
+    )
+    flow_run = run_deployment(
+        deployment.id, parameters=parameters, timeout=timeout, poll_interval=1, job_variables=operator_environment(deployment)
+    )
     state = flow_run.state
     if state is None or not state.is_final():
         state = give_up(flow_run, timeout)
-    return {"flow_run": str(flow_run.id), "deployment": deployment.name, "pool": flow_run.work_pool_name,
-            "worker": worker_of(flow_run.id) if not state.is_cancelled() else None,
-            "state": state.type.value if state else "UNKNOWN", "message": state.message if state else "",
-            "placement": placement_reason}
+    return {
+        "flow_run": str(flow_run.id),
+        "deployment": deployment.name,
+        "pool": flow_run.work_pool_name,
+        "worker": worker_of(flow_run.id) if not state.is_cancelled() else None,
+        "state": state.type.value if state else "UNKNOWN",
+        "message": state.message if state else "",
+        "placement": placement_reason,
+    }
 
 
 def operator_environment(deployment) -> dict:
@@ -294,11 +357,16 @@ def operator_environment(deployment) -> dict:
 def no_worker_sentence(flow_name: str, chosen: str, online: dict[str, bool]) -> str:
     """Why a pre-approved run is not submitted, and where it could run instead."""
     others = [pool_name(name) for name, up in sorted(online.items()) if up]
-    where = (f"pools with a worker online: {', '.join(others)} (choose one with --facility)" if others
-             else "no pool has a worker online: start one (`hotspare lab up --workers` in the lab)")
-    return (f"not submitting a pre-approved {flow_name}: no worker of {pool_name(chosen)} is online, so the run would "
-            f"wait there and act whenever one starts, on facts nobody reviewed then; {where}. Or submit it without "
-            "yes=true and approve it in the Prefect UI when it runs; nothing was submitted")
+    where = (
+        f"pools with a worker online: {', '.join(others)} (choose one with --facility)"
+        if others
+        else "no pool has a worker online: start one (`hotspare lab up --workers` in the lab)"
+    )
+    return (
+        f"not submitting a pre-approved {flow_name}: no worker of {pool_name(chosen)} is online, so the run would "
+        f"wait there and act whenever one starts, on facts nobody reviewed then; {where}. Or submit it without "
+        "yes=true and approve it in the Prefect UI when it runs; nothing was submitted"
+    )
 
 
 def give_up(flow_run, timeout: float):
@@ -313,8 +381,10 @@ def give_up(flow_run, timeout: float):
         if state.is_final():
             return state
         if state.is_scheduled() or state.is_pending() or state.is_paused():
-            reason = (f"cancelled by `hotspare run`: not finished {timeout:g} s after submission and still "
-                      f"{state.name}; cancelled so that no worker acts on it later. Nothing was changed")
+            reason = (
+                f"cancelled by `hotspare run`: not finished {timeout:g} s after submission and still "
+                f"{state.name}; cancelled so that no worker acts on it later. Nothing was changed"
+            )
             # A paused run has a process waiting at its gate: Cancelling lets its worker stop it.
             proposed = Cancelling(message=reason) if state.is_paused() else Cancelled(message=reason)
             client.set_flow_run_state(flow_run.id, proposed)  # orchestrated: a run that just started is not overwritten
@@ -340,9 +410,17 @@ def worker_of(flow_run_id, seconds: float = 10) -> str | None:
     deadline = time.monotonic() + seconds
     with get_client(sync_client=True) as client:
         while True:
-            response = client.request("POST", "/events/filter", json={
-                "filter": {"any_resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
-                           "event": {"name": ["prefect.worker.submitted-flow-run"]}}, "limit": 5})
+            response = client.request(
+                "POST",
+                "/events/filter",
+                json={
+                    "filter": {
+                        "any_resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+                        "event": {"name": ["prefect.worker.submitted-flow-run"]},
+                    },
+                    "limit": 5,
+                },
+            )
             for event in response.json().get("events", []):
                 return event["resource"].get("prefect.resource.name")
             if time.monotonic() > deadline:

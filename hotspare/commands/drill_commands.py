@@ -17,10 +17,16 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("drill", help="rehearse a failover in an isolated bubble on the mirror, then remove it")
     parser.add_argument("service", nargs="?", help="the service to drill")
     parser.add_argument("--facility", help="drill every service whose production stands in this facility")
-    parser.add_argument("--cleanup", action="store_true",
-                        help="only remove what drills killed midway left (of SERVICE, or of every service)")
-    parser.add_argument("--watched-by", action="append", default=[], metavar="NAME",
-                        help="someone who watched the drill, for the record (repeatable)")
+    parser.add_argument(
+        "--cleanup", action="store_true", help="only remove what drills killed midway left (of SERVICE, or of every service)"
+    )
+    parser.add_argument(
+        "--watched-by",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="someone who watched the drill, for the record (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
     parser.set_defaults(func=drill_command)
 
@@ -37,8 +43,15 @@ def drill_command(args: argparse.Namespace) -> int:
     from hotspare.commands.output import progress
 
     with progress(f"drilling {args.service or args.facility or 'cleanup'}"):
-        result = run_flow(drill, args.debug, several=bool(args.facility), service=args.service, facility=args.facility,
-                          cleanup=args.cleanup, watched_by=args.watched_by)
+        result = run_flow(
+            drill,
+            args.debug,
+            several=bool(args.facility),
+            service=args.service,
+            facility=args.facility,
+            cleanup=args.cleanup,
+            watched_by=args.watched_by,
+        )
     if args.json or args.cleanup:
         print_result(result, args.json)
     else:
@@ -52,6 +65,15 @@ def rows(results: list[dict]) -> list[tuple]:
     """One row per drill: service, outcome, RTO, RPO, cleanup, duration, the copy it ran from."""
     from hotspare.planning.ages import age_text
 
-    return [(result["service"], result.get("outcome", "?"), age_text(result.get("rto_seconds"), "-"),
-             age_text(result.get("rpo_seconds"), "-"), "proven" if result.get("cleanup_proven") else "NO",
-             age_text(result.get("duration_seconds"), "-"), result.get("copy_id") or "-") for result in results]
+    return [
+        (
+            result["service"],
+            result.get("outcome", "?"),
+            age_text(result.get("rto_seconds"), "-"),
+            age_text(result.get("rpo_seconds"), "-"),
+            "proven" if result.get("cleanup_proven") else "NO",
+            age_text(result.get("duration_seconds"), "-"),
+            result.get("copy_id") or "-",
+        )
+        for result in results
+    ]

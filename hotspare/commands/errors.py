@@ -31,26 +31,54 @@ OK = Kind(0, "ok", "")
 UNEXPECTED = Kind(1, "unexpected error", "run with --debug for the traceback")
 USAGE = Kind(2, "bad input", "see `{command} --help`")
 BAD_FLEET = Kind(2, "bad fleet file", "fix these lines; `hotspare fleet check FILE` lists every problem")
-REFUSED = Kind(3, "refused by a safety check", "nothing was changed; fix what the message names, or override where the "
-                                               "command offers --force")
-BUSY = Kind(4, "busy", "another run holds the service's lock (the message names it): let it finish, then run the "
-                       "command again")
-UNREACHABLE = Kind(5, "unreachable", "check the host or server the message names (`hotspare status` probes every server), "
-                                     "then run the command again")
-MISSING_CONFIGURATION = Kind(6, "missing configuration", "set it up as the message says, then run the command again "
-                                                         "(`hotspare fleet check FILE --blocks` lists missing Prefect blocks)")
-NOT_APPROVED = Kind(7, "not approved", "nothing was changed; the message says how to approve (the command's --dry-run "
-                                       "shows the plan and its digest for --approve DIGEST), or answer the paused run "
-                                       "in the Prefect UI")
+REFUSED = Kind(
+    3,
+    "refused by a safety check",
+    "nothing was changed; fix what the message names, or override where the command offers --force",
+)
+BUSY = Kind(4, "busy", "another run holds the service's lock (the message names it): let it finish, then run the command again")
+UNREACHABLE = Kind(
+    5,
+    "unreachable",
+    "check the host or server the message names (`hotspare status` probes every server), then run the command again",
+)
+MISSING_CONFIGURATION = Kind(
+    6,
+    "missing configuration",
+    "set it up as the message says, then run the command again "
+    "(`hotspare fleet check FILE --blocks` lists missing Prefect blocks)",
+)
+NOT_APPROVED = Kind(
+    7,
+    "not approved",
+    "nothing was changed; the message says how to approve (the command's --dry-run "
+    "shows the plan and its digest for --approve DIGEST), or answer the paused run "
+    "in the Prefect UI",
+)
 NOT_FOUND = Kind(8, "not found", "check the name (`hotspare status` lists the services)")
-INVENTORY_UNREACHABLE = Kind(10, "inventory unreachable",
-                             "start the inventory's database or restore the path to it (HOTSPARE_DB_URL names it), then "
-                             "run the command again; the next run then closes the records of runs the outage interrupted")
+INVENTORY_UNREACHABLE = Kind(
+    10,
+    "inventory unreachable",
+    "start the inventory's database or restore the path to it (HOTSPARE_DB_URL names it), then "
+    "run the command again; the next run then closes the records of runs the outage interrupted",
+)
 FAILED = Kind(9, "failed", "the run's record (Prefect UI, `hotspare status`) has each step; fix the cause and run again")
 INTERRUPTED = Kind(130, "interrupted", "")
 
-KINDS = (OK, UNEXPECTED, USAGE, BAD_FLEET, REFUSED, BUSY, UNREACHABLE, MISSING_CONFIGURATION, NOT_APPROVED, NOT_FOUND, FAILED,
-         INVENTORY_UNREACHABLE)
+KINDS = (
+    OK,
+    UNEXPECTED,
+    USAGE,
+    BAD_FLEET,
+    REFUSED,
+    BUSY,
+    UNREACHABLE,
+    MISSING_CONFIGURATION,
+    NOT_APPROVED,
+    NOT_FOUND,
+    FAILED,
+    INVENTORY_UNREACHABLE,
+)
 
 # The map: (module, class name) -> kind. Order matters: the first class the error is an
 # instance of wins, so subclasses come before their bases. The project's kinds are the classes
@@ -94,8 +122,11 @@ def original(error: BaseException) -> BaseException:
         seen.add(id(error))
         if isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
             error = error.exceptions[0]
-        elif type(error).__name__ in _WRAPPER_NAMES and type(error).__module__.startswith("prefect") and (
-                error.__cause__ or error.__context__):
+        elif (
+            type(error).__name__ in _WRAPPER_NAMES
+            and type(error).__module__.startswith("prefect")
+            and (error.__cause__ or error.__context__)
+        ):
             error = error.__cause__ or error.__context__
         elif kind_of(error) is UNEXPECTED and error.__cause__ is not None and kind_of(error.__cause__) is not UNEXPECTED:
             error = error.__cause__
@@ -153,10 +184,14 @@ def message_for(error: BaseException, where: str) -> str:
     refused = _refused_credentials(cause)
     advice = getattr(cause, "advice", None)  # an error may know better than its kind (what was undone)
     if refused:
-        text = (f"the Prefect API at {_request_url(cause)} refused this command's credentials ({refused} "
-                f"{_REFUSED_CREDENTIALS[refused]})")
-        advice = advice or ("set PREFECT_API_AUTH_STRING to the server's string (`. scripts/setup.sh` reads "
-                            "$HOTSPARE_HOME/prefect-api-auth), or PREFECT_API_KEY for Prefect Cloud, then run the command again")
+        text = (
+            f"the Prefect API at {_request_url(cause)} refused this command's credentials ({refused} "
+            f"{_REFUSED_CREDENTIALS[refused]})"
+        )
+        advice = advice or (
+            "set PREFECT_API_AUTH_STRING to the server's string (`. scripts/setup.sh` reads "
+            "$HOTSPARE_HOME/prefect-api-auth), or PREFECT_API_KEY for Prefect Cloud, then run the command again"
+        )
     elif type(cause).__module__.startswith("httpx"):
         text = f"the Prefect API at {_request_url(cause)} did not answer ({text}); start it or set PREFECT_API_URL"
     if kind is UNEXPECTED:
@@ -210,10 +245,12 @@ def hide_console_tracebacks() -> None:
     prints one message instead. Only terminal handlers change: the run logs sent to the
     Prefect API keep their tracebacks. ``--debug`` leaves everything as it is.
     """
-    loggers = [logging.getLogger()] + [item for item in logging.root.manager.loggerDict.values()
-                                       if isinstance(item, logging.Logger)]
+    loggers = [logging.getLogger()] + [
+        item for item in logging.root.manager.loggerDict.values() if isinstance(item, logging.Logger)
+    ]
     for logger in loggers:
         for handler in logger.handlers:
-            if type(handler).__name__ in ("PrefectConsoleHandler", "StreamHandler", "_SafeStreamHandler") \
-                    and not isinstance(handler.formatter, _WithoutTraceback):
+            if type(handler).__name__ in ("PrefectConsoleHandler", "StreamHandler", "_SafeStreamHandler") and not isinstance(
+                handler.formatter, _WithoutTraceback
+            ):
                 handler.setFormatter(_WithoutTraceback(handler.formatter))

@@ -23,9 +23,13 @@ def register(subparsers) -> None:
     failover.add_argument("facility")
     add_approval_arguments(failover, "facility")
     failover.add_argument("--max-copy-age-hours", type=float, default=24.0)
-    failover.add_argument("--live-run-wait-seconds", type=float, default=600.0,
-                          help="how long to wait for a run already acting on a service (never taken over; "
-                               "still at work after this, the service is reported as handled by it)")
+    failover.add_argument(
+        "--live-run-wait-seconds",
+        type=float,
+        default=600.0,
+        help="how long to wait for a run already acting on a service (never taken over; "
+        "still at work after this, the service is reported as handled by it)",
+    )
     add_json_flag(failover, "the plan (with --dry-run: its markdown and digest as fields) or the run's result")
     failover.set_defaults(func=failover_command)
 
@@ -45,24 +49,39 @@ def failover_command(args: argparse.Namespace) -> int:
     from flows.facility import facility_failover
     from hotspare.planning.facility import HANDLED_ELSEWHERE
 
-    result = run_gated(facility_failover, args, f"hotspare facility failover {args.facility}",
-                       "to fail over every service listed", several=True, facility=args.facility,
-                       max_copy_age_hours=args.max_copy_age_hours, live_run_wait_seconds=args.live_run_wait_seconds)
+    result = run_gated(
+        facility_failover,
+        args,
+        f"hotspare facility failover {args.facility}",
+        "to fail over every service listed",
+        several=True,
+        facility=args.facility,
+        max_copy_age_hours=args.max_copy_age_hours,
+        live_run_wait_seconds=args.live_run_wait_seconds,
+    )
     if result is not None and args.json:
         print_json(result)
     elif result is not None:
         still = sorted(name for name, moved in result["results"].items() if moved["outcome"] == HANDLED_ELSEWHERE)
-        print(f"facility {args.facility}: {len(result['results']) - len(still)} of {len(result['results'])} service(s) on "
-              f"their mirrors {result['total_seconds']} s after approval"
-              + (f"; still being moved by the runs already at work on them: {', '.join(still)}" if still else ""))
+        print(
+            f"facility {args.facility}: {len(result['results']) - len(still)} of {len(result['results'])} service(s) on "
+            f"their mirrors {result['total_seconds']} s after approval"
+            + (f"; still being moved by the runs already at work on them: {', '.join(still)}" if still else "")
+        )
     return 0
 
 
 def return_command(args: argparse.Namespace) -> int:
     from flows.facility import facility_return
 
-    result = run_gated(facility_return, args, f"hotspare facility return {args.facility}",
-                       "to stop the app on each new mirror listed and reprotect", several=True, facility=args.facility)
+    result = run_gated(
+        facility_return,
+        args,
+        f"hotspare facility return {args.facility}",
+        "to stop the app on each new mirror listed and reprotect",
+        several=True,
+        facility=args.facility,
+    )
     if result is not None and args.json:
         print_json(result)
     elif result is not None:
@@ -103,12 +122,22 @@ def facility_status(facility: str) -> dict:
         was_here = standing.previous_production_facility == facility
         if not (in_production or in_mirror or was_here):
             continue
-        services.append({"service": standing.service, "tier": standing.tier, "state": standing.state,
-                         "production": standing.production, "mirror": standing.mirror,
-                         "protection": protection_sentence(standing, facility, status)})
-    return {"facility": facility, "status": status,
-            "servers": [{"name": s.name, "role": s.planned_role, "state": s.state, "reason": s.state_reason} for s in servers],
-            "services": services}
+        services.append(
+            {
+                "service": standing.service,
+                "tier": standing.tier,
+                "state": standing.state,
+                "production": standing.production,
+                "mirror": standing.mirror,
+                "protection": protection_sentence(standing, facility, status),
+            }
+        )
+    return {
+        "facility": facility,
+        "status": status,
+        "servers": [{"name": s.name, "role": s.planned_role, "state": s.state, "reason": s.state_reason} for s in servers],
+        "services": services,
+    }
 
 
 def protection_sentence(standing, facility: str, facility_status: str) -> str:
@@ -117,32 +146,41 @@ def protection_sentence(standing, facility: str, facility_status: str) -> str:
     and only a service whose production stands elsewhere is "unprotected" by a mirror here."""
     lost = facility_status == "lost"
     if standing.state == "failed-over" and standing.previous_production_facility == facility:
-        return (f"runs on its mirror {standing.production}, unprotected: former production {standing.previous_production} "
-                f"in facility {facility} {'lost' if lost else 'needs reprotect'} (`hotspare facility return {facility}`)")
+        return (
+            f"runs on its mirror {standing.production}, unprotected: former production {standing.previous_production} "
+            f"in facility {facility} {'lost' if lost else 'needs reprotect'} (`hotspare facility return {facility}`)"
+        )
     if standing.production_facility == facility:
         if standing.state == "failing-over":
-            return (f"failing over: production {standing.production} in facility {facility} "
-                    f"{'lost' if lost else 'is being left'}; a failover run is moving it (`hotspare status`)")
+            return (
+                f"failing over: production {standing.production} in facility {facility} "
+                f"{'lost' if lost else 'is being left'}; a failover run is moving it (`hotspare status`)"
+            )
         if lost:
-            return (f"production {standing.production} lost with facility {facility}: "
-                    f"`hotspare facility failover {facility}`")
+            return f"production {standing.production} lost with facility {facility}: `hotspare facility failover {facility}`"
         return standing.state
     if standing.mirror_facility == facility and lost:
         return f"unprotected: mirror facility {facility} lost ({standing.mirror}); runs on {standing.production}"
     if standing.mirror_facility == facility and standing.state == "unprotected":
-        return (f"unprotected: mirror {standing.mirror} holds no verified copy (a reprotect failed); runs on "
-                f"{standing.production} (`hotspare reprotect {standing.service} --mirror {standing.mirror}`)")
+        return (
+            f"unprotected: mirror {standing.mirror} holds no verified copy (a reprotect failed); runs on "
+            f"{standing.production} (`hotspare reprotect {standing.service} --mirror {standing.mirror}`)"
+        )
     return standing.state
 
 
 def format_status(records: dict) -> str:
     lines = [f"facility {records['facility']}: {records['status'].upper()}", "", "servers:"]
-    lines += [f"  {s['name']:<16} {s['role']:<11} {s['state']}{' (' + s['reason'] + ')' if s['reason'] else ''}"
-              for s in records["servers"]]
+    lines += [
+        f"  {s['name']:<16} {s['role']:<11} {s['state']}{' (' + s['reason'] + ')' if s['reason'] else ''}"
+        for s in records["servers"]
+    ]
     lines += ["", "services:"]
     if not records["services"]:
         lines.append("  none")
     for item in records["services"]:
-        lines.append(f"  {item['service']:<12} tier {item['tier']}  production {item['production']:<14} "
-                     f"mirror {item['mirror'] or '-':<14} {item['protection']}")
+        lines.append(
+            f"  {item['service']:<12} tier {item['tier']}  production {item['production']:<14} "
+            f"mirror {item['mirror'] or '-':<14} {item['protection']}"
+        )
     return "\n".join(lines)

@@ -22,9 +22,11 @@ def register(subparsers) -> None:
 
     load = actions.add_parser("load", help="import a fleet file into the inventory (idempotent)")
     load.add_argument("file", type=Path)
-    load.add_argument("--dry-run", action="store_true",
-                      help="show what loading would change (inventory rows, and the diff from the fleet file loaded "
-                           "before); change nothing")
+    load.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what loading would change (inventory rows, and the diff from the fleet file loaded before); change nothing",
+    )
     load.add_argument("--json", action="store_true", help="print the changes as JSON (for scripts) instead of text")
     load.set_defaults(func=load_command)
 
@@ -47,13 +49,24 @@ def check_command(args: argparse.Namespace) -> int:
             from hotspare.adapters.errors import MissingConfiguration
 
             lines = "\n".join(f"  {problem}" for problem in missing)
-            raise MissingConfiguration(f"{len(missing)} Prefect block(s) named in the fleet file do not exist:\n{lines}\n"
-                                       "Create them in the Prefect UI (`hotspare lab blocks` in the lab)")
+            raise MissingConfiguration(
+                f"{len(missing)} Prefect block(s) named in the fleet file do not exist:\n{lines}\n"
+                "Create them in the Prefect UI (`hotspare lab blocks` in the lab)"
+            )
     if args.json:
         import json
 
-        print(json.dumps({"file": str(args.file), "ok": True, "servers": len(fleet.servers),
-                          "services": len(fleet.services), "facilities": len(fleet.facilities)}))
+        print(
+            json.dumps(
+                {
+                    "file": str(args.file),
+                    "ok": True,
+                    "servers": len(fleet.servers),
+                    "services": len(fleet.services),
+                    "facilities": len(fleet.facilities),
+                }
+            )
+        )
         return 0
     print(f"{args.file}: ok — {len(fleet.servers)} servers, {len(fleet.services)} services, {len(fleet.facilities)} facilities")
     return 0
@@ -95,7 +108,7 @@ def load_command(args: argparse.Namespace) -> int:
         claim_quietly = True
     else:
         claim_quietly = False
-    for change in ([] if claim_quietly else changes):
+    for change in [] if claim_quietly else changes:
         print(change)
     if not claim_quietly:
         print(f"{len(changes)} change(s) loaded into {_redacted(database_url())}" if changes else "inventory already up to date")
@@ -124,8 +137,14 @@ def load_dry_run(fleet, text: str, path: Path, as_json: bool = False) -> int:
             changes = load_into_inventory(db, fleet, text, str(path.absolute()))
         finally:
             db.rollback()
-    diff = list(difflib.unified_diff(before.splitlines(keepends=True), text.splitlines(keepends=True),
-                                     fromfile=f"loaded: {before_name}", tofile=f"file: {path}"))
+    diff = list(
+        difflib.unified_diff(
+            before.splitlines(keepends=True),
+            text.splitlines(keepends=True),
+            fromfile=f"loaded: {before_name}",
+            tofile=f"file: {path}",
+        )
+    )
     if as_json:
         from hotspare.commands.output import print_json
 
@@ -135,8 +154,11 @@ def load_dry_run(fleet, text: str, path: Path, as_json: bool = False) -> int:
         print(change)
     if diff:
         print("".join(diff), end="" if diff[-1].endswith("\n") else "\n")
-    print(f"dry run: {len(changes)} change(s) would be loaded into {_redacted(database_url())}; nothing was changed"
-          if changes or diff else "dry run: the inventory already matches the file; nothing was changed")
+    print(
+        f"dry run: {len(changes)} change(s) would be loaded into {_redacted(database_url())}; nothing was changed"
+        if changes or diff
+        else "dry run: the inventory already matches the file; nothing was changed"
+    )
     return 0
 
 

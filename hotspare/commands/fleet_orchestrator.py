@@ -16,8 +16,11 @@ import sys
 def register_actions(actions) -> None:
     """Add ``claim`` and ``orchestrator`` to ``hotspare fleet``."""
     claim = actions.add_parser("claim", help="make this orchestrator the fleet's (--takeover: from another one)")
-    claim.add_argument("--takeover", action="store_true",
-                       help="take the fleet over from the orchestrator holding it (only when that one is really lost)")
+    claim.add_argument(
+        "--takeover",
+        action="store_true",
+        help="take the fleet over from the orchestrator holding it (only when that one is really lost)",
+    )
     claim.set_defaults(func=claim_command)
     show = actions.add_parser("orchestrator", help="this orchestrator and the one holding the fleet")
     show.add_argument("--json", action="store_true", help="print both as JSON (for scripts) instead of text")
@@ -41,13 +44,25 @@ def orchestrator_command(_args: argparse.Namespace) -> int:
     if getattr(_args, "json", False):
         from hotspare.commands.output import print_json
 
-        print_json({"this": {"name": identity.name, "orchestrator_id": identity.orchestrator_id, "epoch": identity.epoch},
-                    "holder": None if marker is None else {
-                        "orchestrator_id": marker.orchestrator_id, "epoch": marker.epoch, "since": marker.since,
-                        "description": marker.describe(), "is_this": marker.orchestrator_id == identity.orchestrator_id}})
+        print_json(
+            {
+                "this": {"name": identity.name, "orchestrator_id": identity.orchestrator_id, "epoch": identity.epoch},
+                "holder": None
+                if marker is None
+                else {
+                    "orchestrator_id": marker.orchestrator_id,
+                    "epoch": marker.epoch,
+                    "since": marker.since,
+                    "description": marker.describe(),
+                    "is_this": marker.orchestrator_id == identity.orchestrator_id,
+                },
+            }
+        )
         return 0
-    print(f"this orchestrator: {identity.name} (orchestrator {identity.orchestrator_id[:8]}, "
-          f"last held epoch {identity.epoch or 'never'})")
+    print(
+        f"this orchestrator: {identity.name} (orchestrator {identity.orchestrator_id[:8]}, "
+        f"last held epoch {identity.epoch or 'never'})"
+    )
     if marker is None:
         print("the fleet: held by nobody yet (the first run that acts claims it)")
     elif marker.orchestrator_id == identity.orchestrator_id:
@@ -69,5 +84,4 @@ def claim_after_load(fleet, quiet: bool = False) -> None:
     except NotOrchestrator as error:
         print(f"warning: {str(error).removeprefix('fleet claim: refused: ')}", file=sys.stderr)
     except Exception as error:  # noqa: BLE001  (a side note of the load: blocks or DNS may not be there yet)
-        print(f"the fleet's orchestrator marker was not checked ({error}); the first run that acts checks it",
-              file=sys.stderr)
+        print(f"the fleet's orchestrator marker was not checked ({error}); the first run that acts checks it", file=sys.stderr)

@@ -58,10 +58,11 @@ def findings_rows(summary: dict) -> list[tuple[str, str, str, str, str]]:
 
 def print_findings(summary: dict) -> None:
     """Sites, then every component that is not ok, then this run's changes."""
-    say(f"{summary['rounds']} round(s); sites: " + ", ".join(
-        f"{site} {'CUT OFF (' + reason + ')' if reason else 'ok'}" for site, reason in summary["sites"].items()))
-    print_table(("SUBJECT", "COMPONENT", "STATE", "SITES", "EVIDENCE"), findings_rows(summary),
-                empty="every component is ok")
+    say(
+        f"{summary['rounds']} round(s); sites: "
+        + ", ".join(f"{site} {'CUT OFF (' + reason + ')' if reason else 'ok'}" for site, reason in summary["sites"].items())
+    )
+    print_table(("SUBJECT", "COMPONENT", "STATE", "SITES", "EVIDENCE"), findings_rows(summary), empty="every component is ok")
     for change in summary["changes"]:
         say(f"changed: {change['subject']} {change['component']} {change['previous']} -> {change['state']}")
     for failover in summary["failovers"]:
@@ -77,9 +78,22 @@ def hardware_command(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"replacement_requests": records})
         return 0
-    rows = [(str(r["id"]), f"{r['server']} ({r['facility']})", r["location"] or "-",
-             f"{r['part_kind']} {r['slot'] or ''}".strip(), r["serial"] or "-", r["status"], moment_text(r["opened_at"]),
-             r["mailed_to"] or r["mail_outcome"]) for r in records]
-    print_table(("ID", "SERVER", "LOCATION", "PART", "SERIAL", "STATUS", "OPENED", "MAILED TO"), rows,
-                empty="no open replacement requests" if not args.all else "no replacement requests")
+    rows = [
+        (
+            str(r["id"]),
+            f"{r['server']} ({r['facility']})",
+            r["location"] or "-",
+            f"{r['part_kind']} {r['slot'] or ''}".strip(),
+            r["serial"] or "-",
+            r["status"],
+            moment_text(r["opened_at"]),
+            r["mailed_to"] or r["mail_outcome"],
+        )
+        for r in records
+    ]
+    print_table(
+        ("ID", "SERVER", "LOCATION", "PART", "SERIAL", "STATUS", "OPENED", "MAILED TO"),
+        rows,
+        empty="no open replacement requests" if not args.all else "no replacement requests",
+    )
     return 0

@@ -19,18 +19,25 @@ def register(subparsers) -> None:
 
     opening = actions.add_parser("open", help="open an incident by hand (paging follows)")
     opening.add_argument("title")
-    opening.add_argument("--category", type=int, choices=(1, 2, 3), default=1,
-                         help="1 = a server, 2 = programming, 3 = a customer's day-to-day problem")
+    opening.add_argument(
+        "--category",
+        type=int,
+        choices=(1, 2, 3),
+        default=1,
+        help="1 = a server, 2 = programming, 3 = a customer's day-to-day problem",
+    )
     opening.add_argument("--severity", choices=("high", "low"), default="high")
     opening.add_argument("--service", action="append", default=[], help="affected service (repeatable)")
     opening.add_argument("--server", action="append", default=[], help="affected server (repeatable)")
     opening.add_argument("--by", default="operator", help="who opens it")
-    opening.add_argument("--no-page", action="store_true",
-                         help="record only: no paging, no customer notice, not on the status page (see publish)")
+    opening.add_argument(
+        "--no-page", action="store_true", help="record only: no paging, no customer notice, not on the status page (see publish)"
+    )
     opening.set_defaults(func=open_command)
 
-    publish = actions.add_parser("publish", help="tell customers of an internal (record-only) incident: "
-                                                 "its notice goes out and the status page shows it")
+    publish = actions.add_parser(
+        "publish", help="tell customers of an internal (record-only) incident: its notice goes out and the status page shows it"
+    )
     publish.add_argument("incident", type=int)
     publish.add_argument("--by", required=True, help="who decides to publish it")
     publish.set_defaults(func=publish_command)
@@ -87,12 +94,24 @@ def _checked(call):
 def open_command(args: argparse.Namespace) -> int:
     from hotspare.inventory import incidents
 
-    opening = _checked(lambda: incidents.open_incident(args.category, args.severity, args.title, args.service,
-                                                       args.server, None, args.title, actor=args.by,
-                                                       internal=args.no_page))
+    opening = _checked(
+        lambda: incidents.open_incident(
+            args.category,
+            args.severity,
+            args.title,
+            args.service,
+            args.server,
+            None,
+            args.title,
+            actor=args.by,
+            internal=args.no_page,
+        )
+    )
     if args.no_page:
-        print(f"recorded incident {opening.incident_id} (internal: no paging, no customer notice, not on the status "
-              f"page; `hotspare incident publish {opening.incident_id} --by NAME` tells customers)")
+        print(
+            f"recorded incident {opening.incident_id} (internal: no paging, no customer notice, not on the status "
+            f"page; `hotspare incident publish {opening.incident_id} --by NAME` tells customers)"
+        )
         return 0
     from hotspare.adapters.events import flush as flush_events
     from hotspare.inventory.incidents import announce
@@ -117,8 +136,10 @@ def publish_command(args: argparse.Namespace) -> int:
     resolved = incidents.get_incident(args.incident)["status"] == "resolved"
     announce("resolved" if resolved else "opened", args.incident, paging="published")
     flush_events()
-    print(f"incident {args.incident} published by {args.by}: its {'resolution' if resolved else 'opening'} notice "
-          f"follows (`hotspare notice preview {args.incident}` shows to whom) and the status page shows it")
+    print(
+        f"incident {args.incident} published by {args.by}: its {'resolution' if resolved else 'opening'} notice "
+        f"follows (`hotspare notice preview {args.incident}` shows to whom) and the status page shows it"
+    )
     return 0
 
 
@@ -132,8 +153,11 @@ def ack_command(args: argparse.Namespace) -> int:
 
         announce("acknowledged", args.incident)
         flush_events()
-    print(f"incident {args.incident} acknowledged by {args.by}" if first
-          else f"incident {args.incident} was already acknowledged; noted")
+    print(
+        f"incident {args.incident} acknowledged by {args.by}"
+        if first
+        else f"incident {args.incident} was already acknowledged; noted"
+    )
     return 0
 
 
@@ -166,10 +190,22 @@ def list_command(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"incidents": rows})
         return 0
-    print_table(("ID", "CAT", "SEVERITY", "STATUS", "OPENED", "TITLE", "AFFECTS"),
-                [(row["id"], row["category"], row["severity"], row["status"], moment_text(row["opened_at"]), row["title"],
-                  ", ".join(row["servers"] + row["services"]) or "-") for row in rows],
-                empty="no open incidents" if args.open else "no incidents")
+    print_table(
+        ("ID", "CAT", "SEVERITY", "STATUS", "OPENED", "TITLE", "AFFECTS"),
+        [
+            (
+                row["id"],
+                row["category"],
+                row["severity"],
+                row["status"],
+                moment_text(row["opened_at"]),
+                row["title"],
+                ", ".join(row["servers"] + row["services"]) or "-",
+            )
+            for row in rows
+        ],
+        empty="no open incidents" if args.open else "no incidents",
+    )
     return 0
 
 
@@ -182,16 +218,21 @@ def show_command(args: argparse.Namespace) -> int:
         print_json(incident)
         return 0
     say(f"incident {incident['id']}: {incident['title']}")
-    say(f"  category {incident['category']} ({incident['category_name']}), {incident['severity']} severity, "
-        f"{incident['status']}" + (f" by {incident['acknowledged_by']}" if incident["acknowledged_by"] else ""))
+    say(
+        f"  category {incident['category']} ({incident['category_name']}), {incident['severity']} severity, "
+        f"{incident['status']}" + (f" by {incident['acknowledged_by']}" if incident["acknowledged_by"] else "")
+    )
     say(f"  servers: {', '.join(incident['servers']) or '-'}; services: {', '.join(incident['services']) or '-'}")
     for impact in incident["impact"]:
         held = f" on {impact['server']}" if impact["server"] else ""
         say(f"  affects {impact['service']} ({impact['role']}{held}): {impact['effect']}")
     if incident["internal"]:
         say(f"  internal: customers are not told (hotspare incident publish {incident['id']} --by NAME)")
-    print_table(("AT", "EVENT", "BY", "WHAT"), [(moment_text(event["at"], seconds=True), event["kind"], event["actor"], event["text"])
-                                                 for event in incident["events"]], title="Timeline")
+    print_table(
+        ("AT", "EVENT", "BY", "WHAT"),
+        [(moment_text(event["at"], seconds=True), event["kind"], event["actor"], event["text"]) for event in incident["events"]],
+        title="Timeline",
+    )
     return 0
 
 

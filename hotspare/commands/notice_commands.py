@@ -15,21 +15,29 @@ from hotspare.commands.output import add_json_flag, print_json
 def register(subparsers) -> None:
     notice = subparsers.add_parser("notice", help="e-mail the customers of the services an incident affects")
     actions = notice.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, help_text in (("preview", "show who would get which notice, and whether policy sends it at once"),
-                            ("send", "send the notice (or resume one that was interrupted)")):
+    for name, help_text in (
+        ("preview", "show who would get which notice, and whether policy sends it at once"),
+        ("send", "send the notice (or resume one that was interrupted)"),
+    ):
         parser = actions.add_parser(name, help=help_text)
         parser.add_argument("incident", type=int, help="incident number")
-        parser.add_argument("--kind", choices=("opened", "resolved"), default=None,
-                            help="which notice (default: resolved for a resolved incident, else opened)")
+        parser.add_argument(
+            "--kind",
+            choices=("opened", "resolved"),
+            default=None,
+            help="which notice (default: resolved for a resolved incident, else opened)",
+        )
         if name == "send":
-            parser.add_argument("--yes", action="store_true",
-                                help="approve the notice (needed when policy says preview-and-approve, or none)")
+            parser.add_argument(
+                "--yes", action="store_true", help="approve the notice (needed when policy says preview-and-approve, or none)"
+            )
             parser.add_argument("--rate", type=float, default=None, help="messages per second (default: the fleet's)")
         add_json_flag(parser, "the summary" if name == "send" else "the recipients, the decision and the first message")
         parser.set_defaults(func=preview_command if name == "preview" else send_command)
 
-    automations = actions.add_parser("automations", help="create or update the automations that send notices and "
-                                                         "publish the status page on incident events")
+    automations = actions.add_parser(
+        "automations", help="create or update the automations that send notices and publish the status page on incident events"
+    )
     automations.set_defaults(func=automations_command)
 
     page = subparsers.add_parser("status-page", help="the off-site emergency status page")
@@ -73,11 +81,23 @@ def preview_command(args: argparse.Namespace) -> int:
     first = plan.recipients[0] if plan.recipients else None
     body = render_body(plan, first, incident, fleet.customer_notices) if first else None
     if args.json:
-        print_json({"notice": plan.notice_id, "incident": plan.incident_id, "kind": plan.kind, "subject": plan.subject,
-                    "services": list(plan.services), "may_send_now": plan.decision.go, "decision": plan.decision.reason,
-                    "recipients": [{"email": item.email, "name": item.name, "customers": list(item.customers),
-                                    "services": list(item.services)} for item in plan.recipients],
-                    "preview": plan.preview(), "first_message": body})
+        print_json(
+            {
+                "notice": plan.notice_id,
+                "incident": plan.incident_id,
+                "kind": plan.kind,
+                "subject": plan.subject,
+                "services": list(plan.services),
+                "may_send_now": plan.decision.go,
+                "decision": plan.decision.reason,
+                "recipients": [
+                    {"email": item.email, "name": item.name, "customers": list(item.customers), "services": list(item.services)}
+                    for item in plan.recipients
+                ],
+                "preview": plan.preview(),
+                "first_message": body,
+            }
+        )
         return 0
     print(plan.preview())
     if first:
@@ -99,8 +119,9 @@ def send_command(args: argparse.Namespace) -> int:
     from hotspare.commands.output import progress
 
     with progress(f"sending the notice of incident {args.incident}"):
-        summary = send_notice(args.incident, _kind(args), approved_by=operator if args.yes else None,
-                              messages_per_second=args.rate)
+        summary = send_notice(
+            args.incident, _kind(args), approved_by=operator if args.yes else None, messages_per_second=args.rate
+        )
     if args.json:
         print_json(summary)
     elif not summary["sent"]:

@@ -69,8 +69,15 @@ def console(stderr: bool = False):
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, width=width(), highlight=False, markup=False, emoji=False,
-                   force_terminal=None if is_terminal(stream) else False, soft_wrap=False)
+    return Console(
+        file=stream,
+        width=width(),
+        highlight=False,
+        markup=False,
+        emoji=False,
+        force_terminal=None if is_terminal(stream) else False,
+        soft_wrap=False,
+    )
 
 
 def say(text: str = "", stderr: bool = False) -> None:
@@ -78,8 +85,9 @@ def say(text: str = "", stderr: bool = False) -> None:
     console(stderr).print(text, overflow="fold")
 
 
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]], title: str | None = None,
-                empty: str | None = None) -> None:
+def print_table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], title: str | None = None, empty: str | None = None
+) -> None:
     """Print ``rows`` under ``headers`` in the command line's one table style.
 
     Cells are text ("-" for None); they wrap between words and a word longer than its column
@@ -93,8 +101,9 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]], title:
     if not rows and empty is not None:
         say(empty)
         return
-    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", show_edge=False, pad_edge=False,
-                  header_style="bold", expand=False)
+    table = Table(
+        box=box.SIMPLE_HEAD, title=title, title_justify="left", show_edge=False, pad_edge=False, header_style="bold", expand=False
+    )
     for header in headers:
         table.add_column(header, overflow="fold")
     for row in rows:

@@ -27,8 +27,7 @@ def render_command(args: argparse.Namespace) -> int:
     from hotspare.commands.output import progress
 
     with progress("writing the continuity plan" + ("" if args.no_pdf else " and printing it as PDF")):
-        written = render(Path(args.out), fleet=fleet, readiness=gather_readiness(args.days, fleet=fleet),
-                         pdf=not args.no_pdf)
+        written = render(Path(args.out), fleet=fleet, readiness=gather_readiness(args.days, fleet=fleet), pdf=not args.no_pdf)
     if args.json:
         from hotspare.commands.output import print_json
 

@@ -18,8 +18,9 @@ NOT_READY_EXIT = 9
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("readiness", help="who can perform each procedure; overdue drills and restore proofs "
-                                                     "(exit 9 when not ready)")
+    parser = subparsers.add_parser(
+        "readiness", help="who can perform each procedure; overdue drills and restore proofs (exit 9 when not ready)"
+    )
     add_json_flag(parser, "the report")
     parser.add_argument("--days", type=int, default=90, help="window for drills and runs (default 90)")
     parser.add_argument("--minimum-people", type=int, default=3, help="people each procedure needs (default 3)")
@@ -36,8 +37,11 @@ def readiness_command(args: argparse.Namespace) -> int:
         print_report(report)
     if not report.flags:
         return 0
-    print(f"readiness: not ready, {len(report.flags)} problem(s). Train people in a drill, which moves no users: "
-          "`hotspare drill SERVICE --watched-by NAME` (exit 9)", file=sys.stderr)
+    print(
+        f"readiness: not ready, {len(report.flags)} problem(s). Train people in a drill, which moves no users: "
+        "`hotspare drill SERVICE --watched-by NAME` (exit 9)",
+        file=sys.stderr,
+    )
     return NOT_READY_EXIT
 
 
@@ -49,18 +53,39 @@ def print_report(report) -> None:
     def day(moment) -> str:
         return "-" if moment is None else f"{moment:%Y-%m-%d}"
 
-    say(f"Readiness: {'READY' if report.ready else f'{len(report.flags)} problem(s)'} (the last {report.days} days; "
-        f"at least {report.minimum_people} people per procedure; {moment_text(report.now)})")
-    print_table(("PROCEDURE", "PEOPLE", "FOR REAL", "IN A DRILL", "LAST", "FLAG"),
-                [(item.procedure, len(item.people), ", ".join(item.real) or "-", ", ".join(item.drilled) or "-",
-                  day(item.last), "listed below" if item.flag else "ok") for item in report.procedures])
-    print_table(("SERVICE", "LAST DRILL", "DRILL RTO / TARGET", "DRILL RPO / TARGET", "LAST FAILOVER RTO",
-                 "LAST RESTORE PROOF", "FLAGS"),
-                [(item.service, f"{day(item.last_drill)} {item.last_drill_outcome or ''}".strip(),
-                  f"{age_text(item.drill_rto_seconds, '-')} / {age_text(item.rto_target_seconds, '-')}",
-                  f"{age_text(item.drill_rpo_seconds, '-')} / {age_text(item.rpo_target_seconds, '-')}",
-                  age_text(item.last_failover_rto_seconds, "-"), day(item.last_restore_proof),
-                  "listed below" if item.flags else "ok") for item in report.services])
+    say(
+        f"Readiness: {'READY' if report.ready else f'{len(report.flags)} problem(s)'} (the last {report.days} days; "
+        f"at least {report.minimum_people} people per procedure; {moment_text(report.now)})"
+    )
+    print_table(
+        ("PROCEDURE", "PEOPLE", "FOR REAL", "IN A DRILL", "LAST", "FLAG"),
+        [
+            (
+                item.procedure,
+                len(item.people),
+                ", ".join(item.real) or "-",
+                ", ".join(item.drilled) or "-",
+                day(item.last),
+                "listed below" if item.flag else "ok",
+            )
+            for item in report.procedures
+        ],
+    )
+    print_table(
+        ("SERVICE", "LAST DRILL", "DRILL RTO / TARGET", "DRILL RPO / TARGET", "LAST FAILOVER RTO", "LAST RESTORE PROOF", "FLAGS"),
+        [
+            (
+                item.service,
+                f"{day(item.last_drill)} {item.last_drill_outcome or ''}".strip(),
+                f"{age_text(item.drill_rto_seconds, '-')} / {age_text(item.rto_target_seconds, '-')}",
+                f"{age_text(item.drill_rpo_seconds, '-')} / {age_text(item.rpo_target_seconds, '-')}",
+                age_text(item.last_failover_rto_seconds, "-"),
+                day(item.last_restore_proof),
+                "listed below" if item.flags else "ok",
+            )
+            for item in report.services
+        ],
+    )
     if report.flags:
         say("Not ready:")
         for flag in report.flags:

@@ -31,9 +31,13 @@ def register(subparsers) -> None:
         parser.set_defaults(func=_runner(name))
     register_failover(subparsers)
     serve = subparsers.add_parser("serve", help="serve all deployments (schedules and run buttons) until stopped")
-    serve.add_argument("--acknowledgements", metavar="HOST:PORT", default=None,
-                       help="where the acknowledgement webhook listens (default: the fleet's acknowledgement_url "
-                            "when it is an address of this machine; `off`: not at all)")
+    serve.add_argument(
+        "--acknowledgements",
+        metavar="HOST:PORT",
+        default=None,
+        help="where the acknowledgement webhook listens (default: the fleet's acknowledgement_url "
+        "when it is an address of this machine; `off`: not at all)",
+    )
     serve.set_defaults(func=serve_command)
 
 
@@ -68,13 +72,24 @@ def failover_command(args: argparse.Namespace, command: str | None = None, actio
     from flows.failover import failover
 
     require_service(args.service)
-    options = dict(service=args.service, planned=args.planned, copy_id=args.copy_id, force=args.force,
-                   resume=args.resume, max_copy_age_hours=args.max_copy_age_hours)
+    options = dict(
+        service=args.service,
+        planned=args.planned,
+        copy_id=args.copy_id,
+        force=args.force,
+        resume=args.resume,
+        max_copy_age_hours=args.max_copy_age_hours,
+    )
     as_json = bool(getattr(args, "json", False))
     show_topology(args.service, "before", to_stderr=as_json)
-    result = run_gated(failover, args, command or f"hotspare failover {args.service}",
-                       action or f"to fail {args.service} over now",
-                       after=lambda: show_topology(args.service, "after", to_stderr=as_json), **options)
+    result = run_gated(
+        failover,
+        args,
+        command or f"hotspare failover {args.service}",
+        action or f"to fail {args.service} over now",
+        after=lambda: show_topology(args.service, "after", to_stderr=as_json),
+        **options,
+    )
     if result is not None:
         print_result(result, as_json)
     return 0
@@ -90,11 +105,22 @@ def failback_command(args: argparse.Namespace) -> int:
     decision = judge_failback(args.service, row.state, row.active_server, row.spec["production"], row.failover)
     if not decision.go:
         raise Refused(decision.reason)
-    switchover = argparse.Namespace(service=args.service, planned=True, copy_id=None, yes=args.yes, dry_run=args.dry_run,
-                                    approve=args.approve, force=False, resume=False, max_copy_age_hours=24.0,
-                                    debug=args.debug, json=args.json)
-    return failover_command(switchover, f"hotspare failback {args.service}",
-                            f"to move {args.service} back to {row.spec['production']} now")
+    switchover = argparse.Namespace(
+        service=args.service,
+        planned=True,
+        copy_id=None,
+        yes=args.yes,
+        dry_run=args.dry_run,
+        approve=args.approve,
+        force=False,
+        resume=False,
+        max_copy_age_hours=24.0,
+        debug=args.debug,
+        json=args.json,
+    )
+    return failover_command(
+        switchover, f"hotspare failback {args.service}", f"to move {args.service} back to {row.spec['production']} now"
+    )
 
 
 def reprotect_command(args: argparse.Namespace) -> int:
@@ -104,8 +130,14 @@ def reprotect_command(args: argparse.Namespace) -> int:
     show_topology(args.service, "before", to_stderr=args.json)
     command = f"hotspare reprotect {args.service}" + (f" --mirror {args.mirror}" if args.mirror else "")
     try:
-        result = run_gated(reprotect, args, command, f"to make the new mirror of {args.service} and replicate to it",
-                           service=args.service, mirror=args.mirror)
+        result = run_gated(
+            reprotect,
+            args,
+            command,
+            f"to make the new mirror of {args.service} and replicate to it",
+            service=args.service,
+            mirror=args.mirror,
+        )
         if result is not None:
             print_result(result, args.json)
     finally:
@@ -125,8 +157,9 @@ def _force_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _full_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--full", action="store_true",
-                        help="compare every file by checksum now, not the next rolling slice (a complete pass)")
+    parser.add_argument(
+        "--full", action="store_true", help="compare every file by checksum now, not the next rolling slice (a complete pass)"
+    )
 
 
 def _runner(name: str):
@@ -146,8 +179,7 @@ def _runner(name: str):
             else:
                 from flows.verify import verify
 
-                result = run_flow(verify, args.debug, several=True, services=None if args.all else [args.service],
-                                  full=args.full)
+                result = run_flow(verify, args.debug, several=True, services=None if args.all else [args.service], full=args.full)
         print_result(result, args.json)
         return 0
 

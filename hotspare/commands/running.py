@@ -94,8 +94,9 @@ def _scalar(value) -> str:
 def add_approval_arguments(parser, what: str) -> None:
     """The one flag set of every gated runbook (failover, failback, reprotect, facility failover
     and return, rebuild)."""
-    parser.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",
-                        help=f"show the {what} plan and its digest; change nothing")
+    parser.add_argument(
+        "--dry-run", "--plan", dest="dry_run", action="store_true", help=f"show the {what} plan and its digest; change nothing"
+    )
     parser.add_argument("--approve", metavar="DIGEST", help="run without pausing if the plan's digest is DIGEST")
     parser.add_argument("--yes", action="store_true", help="approve up front, without showing the plan first")
 
@@ -128,9 +129,12 @@ def run_gated(flow_function, args, command: str, action: str, several: bool = Fa
         if args.dry_run or preview.get("outcome") != "dry-run":
             return None
         digest = preview["plan_digest"]
-        typed = ask_to_confirm(f"Type the plan digest ({digest}) {action}, anything else to stop: ", digest,
-                               f"Run `{command} --approve {digest}` after reviewing the plan above (or --yes), or start "
-                               "its deployment and approve it in the Prefect UI")
+        typed = ask_to_confirm(
+            f"Type the plan digest ({digest}) {action}, anything else to stop: ",
+            digest,
+            f"Run `{command} --approve {digest}` after reviewing the plan above (or --yes), or start "
+            "its deployment and approve it in the Prefect UI",
+        )
         approval = dict(approved_plan_digest=typed)
     from hotspare.commands.output import progress
 

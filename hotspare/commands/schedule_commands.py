@@ -37,14 +37,32 @@ def schedule_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from error
     if args.json:
-        print(json.dumps({"cron_cadence_minutes": plan.cadence_minutes, "groups": [
-            {"deployment": group.name, "interval_minutes": group.interval_minutes, "cron": list(group.cron_lines),
-             "timezone": group.timezone, "services": list(group.services),
-             "replications_per_day": group.replications_per_day, "sentences": list(group.sentences)}
-            for group in plan.groups]}, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "cron_cadence_minutes": plan.cadence_minutes,
+                    "groups": [
+                        {
+                            "deployment": group.name,
+                            "interval_minutes": group.interval_minutes,
+                            "cron": list(group.cron_lines),
+                            "timezone": group.timezone,
+                            "services": list(group.services),
+                            "replications_per_day": group.replications_per_day,
+                            "sentences": list(group.sentences),
+                        }
+                        for group in plan.groups
+                    ],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return 0
-    print(f"The fleet's crons fire at most {duration_text(plan.cadence_minutes)} apart; a shorter RPO gets an "
-          "interval of its own (half the RPO, 5 min at least).")
+    print(
+        f"The fleet's crons fire at most {duration_text(plan.cadence_minutes)} apart; a shorter RPO gets an "
+        "interval of its own (half the RPO, 5 min at least)."
+    )
     for group in plan.groups:
         print(group.reason)
         for sentence in group.sentences:

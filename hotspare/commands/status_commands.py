@@ -31,8 +31,10 @@ def unlock_command(args: argparse.Namespace) -> int:
     _confirm_unlock(args)
     if not locks.unlock(args.service, args.holder):
         now = locks.holder_of(args.service)
-        raise NotFound(f"{args.holder} does not hold the lock of {args.service} "
-                       f"({f'{now} holds it now' if now else 'nobody holds it'}); nothing changed")
+        raise NotFound(
+            f"{args.holder} does not hold the lock of {args.service} "
+            f"({f'{now} holds it now' if now else 'nobody holds it'}); nothing changed"
+        )
     print(f"cleared the lock of {args.service} held by {args.holder}")
     return 0
 
@@ -45,8 +47,10 @@ def _confirm_unlock(args: argparse.Namespace) -> None:
 
     if args.yes:
         return
-    question = (f"Clear the lock of {args.service} held by {args.holder}? If that run is still alive, another run "
-                f"can then act on {args.service} beside it. Type the service name to confirm: ")
+    question = (
+        f"Clear the lock of {args.service} held by {args.holder}? If that run is still alive, another run "
+        f"can then act on {args.service} beside it. Type the service name to confirm: "
+    )
     if not sys.stdin.isatty():
         raise NotApproved(f"not unlocking {args.service}: no terminal to ask on; pass --yes to confirm")
     if input(question).strip() != args.service:
@@ -97,12 +101,10 @@ def _warn_when_another_orchestrator_holds_the_fleet() -> None:
 
 
 def _copy_facts(services) -> dict:
+    from hotspare.access import loaded_fleet
     from hotspare.inventory import copies, copy_stores
     from hotspare.inventory.models import utcnow
-    from hotspare.status import copy_facts
-
-    from hotspare.access import loaded_fleet
-    from hotspare.status import failover_facts
+    from hotspare.status import copy_facts, failover_facts
 
     fleet = loaded_fleet()
     in_fleet = {service.name: service for service in fleet.services}
@@ -110,7 +112,9 @@ def _copy_facts(services) -> dict:
     facts = {}
     for service in services:
         rpo_hours = fleet.rpo_hours_of(in_fleet[service.name]) if service.name in in_fleet else fleet.defaults.rpo_hours
-        facts[service.name] = copy_facts(service, copies.current_copy(service.name), copies.newest_verified(service.name), rpo_hours, now)
+        facts[service.name] = copy_facts(
+            service, copies.current_copy(service.name), copies.newest_verified(service.name), rpo_hours, now
+        )
         facts[service.name] |= failover_facts(_last_run(service.name, "failover"))
         facts[service.name] |= copy_stores.status_fields(service.name, service.mirror_server)
     return facts

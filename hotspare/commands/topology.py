@@ -20,8 +20,9 @@ if TYPE_CHECKING:  # the inventory (SQLModel) loads only when a topology is show
 HEADER = ("ROLE", "SERVER", "FACILITY", "ADDRESS", "STATE", "COPY", "COPY AGE", "DNS")
 
 
-def topology_rows(service: ServiceRow, servers: dict[str, ServerRow], copies: list[CopyRow],
-                  dns_addresses: list[str] | None, now: datetime) -> list[dict]:
+def topology_rows(
+    service: ServiceRow, servers: dict[str, ServerRow], copies: list[CopyRow], dns_addresses: list[str] | None, now: datetime
+) -> list[dict]:
     """One row per server the service uses or plans to use: production (serving users now),
     mirror (receiving copies), then planned servers that hold no role right now.
 
@@ -41,23 +42,26 @@ def topology_rows(service: ServiceRow, servers: dict[str, ServerRow], copies: li
         server = servers.get(name)
         address = server.address if server else None
         copy = _copy_for(name, service, copies, live_copy if role == "production" else None)
-        rows.append({
-            "service": service.name,
-            "role": role,
-            "server": name,
-            "facility": server.facility if server else None,
-            "address": address,
-            "state": (server.state + (f" ({server.state_reason})" if server.state_reason else "")) if server else "unknown",
-            "copy": copy.id if copy else None,
-            "copy_status": copy.status if copy else None,
-            "copy_age_hours": round(_hours_between(copy.started_at, now), 2) if copy else None,
-            "dns": ("users" if address in dns_addresses else "") if dns_addresses is not None else None,
-        })
+        rows.append(
+            {
+                "service": service.name,
+                "role": role,
+                "server": name,
+                "facility": server.facility if server else None,
+                "address": address,
+                "state": (server.state + (f" ({server.state_reason})" if server.state_reason else "")) if server else "unknown",
+                "copy": copy.id if copy else None,
+                "copy_status": copy.status if copy else None,
+                "copy_age_hours": round(_hours_between(copy.started_at, now), 2) if copy else None,
+                "dns": ("users" if address in dns_addresses else "") if dns_addresses is not None else None,
+            }
+        )
     return rows
 
 
-def format_topology(service: ServiceRow, rows: list[dict], dns_addresses: list[str] | None, dns_note: str = "",
-                    width: int | None = None) -> str:
+def format_topology(
+    service: ServiceRow, rows: list[dict], dns_addresses: list[str] | None, dns_note: str = "", width: int | None = None
+) -> str:
     """The table, under a title naming the service, its state and where its DNS name points."""
     dns_name = service.spec.get("dns_name", "?")
     if dns_addresses is None:
@@ -92,8 +96,9 @@ def table_text(headers, rows, width: int | None = None) -> str:
     for row in rows:
         table.add_row(*(str(cell) for cell in row))
     text = io.StringIO()
-    Console(file=text, width=width or output_width(), force_terminal=False, highlight=False, markup=False,
-            emoji=False).print(table)
+    Console(file=text, width=width or output_width(), force_terminal=False, highlight=False, markup=False, emoji=False).print(
+        table
+    )
     return text.getvalue().rstrip("\n")
 
 
@@ -134,8 +139,11 @@ def show_topology(service_name: str, heading: str, to_stderr: bool = False) -> N
     try:
         _show_topology(service_name, heading, sys.stderr if to_stderr else sys.stdout)
     except Exception as error:  # noqa: BLE001 - see the docstring
-        print(f"{heading}: topology not shown ({type(error).__name__}: {error})", flush=True,
-              file=sys.stderr if to_stderr else sys.stdout)
+        print(
+            f"{heading}: topology not shown ({type(error).__name__}: {error})",
+            flush=True,
+            file=sys.stderr if to_stderr else sys.stdout,
+        )
 
 
 def _show_topology(service_name: str, heading: str, stream) -> None:

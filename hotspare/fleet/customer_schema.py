@@ -53,8 +53,10 @@ class StatusPage(Strict):
     folder: AbsolutePath = Field(description="Folder on that server the page is written to (over SFTP).")
     url: Url = Field(description="Public URL of the page (linked from notices).")
     subscribe_url: Url | None = Field(
-        default=None, description="Public URL of hotspare's subscription endpoint (`hotspare status-page subscriptions`), "
-        "where the customer pages' e-mail form posts; none: no form.")
+        default=None,
+        description="Public URL of hotspare's subscription endpoint (`hotspare status-page subscriptions`), "
+        "where the customer pages' e-mail form posts; none: no form.",
+    )
 
 
 class CustomerNotices(Strict):
@@ -67,9 +69,7 @@ class CustomerNotices(Strict):
         description="Per incident category: send at once, preview-and-approve, or none (unlisted: none).",
     )
     messages_per_second: float = Field(default=5.0, gt=0, le=1000, description="Rate limit towards the relay.")
-    unsubscribe: str = Field(
-        default="", description="List-Unsubscribe target (mailto: or https:); default: mailto the sender."
-    )
+    unsubscribe: str = Field(default="", description="List-Unsubscribe target (mailto: or https:); default: mailto the sender.")
     status_page: StatusPage | None = Field(default=None, description="Off-site emergency status page (none when absent).")
 
     def action_for(self, category: int) -> NoticeAction:

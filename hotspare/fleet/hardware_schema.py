@@ -21,28 +21,21 @@ class Bmc(Strict):
     """A server's baseboard management controller: sensors (power supplies, fans, temperatures) and
     power control (fencing)."""
 
-    protocol: Literal["ipmi", "redfish"] = Field(
-        description="ipmi (ipmitool -I lanplus) or redfish (HTTP JSON API)."
-    )
+    protocol: Literal["ipmi", "redfish"] = Field(description="ipmi (ipmitool -I lanplus) or redfish (HTTP JSON API).")
     address: str = Field(min_length=1, description="BMC address on the management network.")
-    port: int | None = Field(
-        default=None, ge=1, le=65535, description="BMC port (default 623 for ipmi, 443 for redfish)."
-    )
+    port: int | None = Field(default=None, ge=1, le=65535, description="BMC port (default 623 for ipmi, 443 for redfish).")
     credentials_block: Name = Field(description="BmcCredentials block that logs in to the BMC.")
-    scheme: Literal["https", "http"] = Field(
-        default="https", description="Redfish only: https (default) or http (lab BMCs)."
-    )
-    chassis: str = Field(
-        default="1", min_length=1, description="Redfish only: the Chassis member id to read."
-    )
+    scheme: Literal["https", "http"] = Field(default="https", description="Redfish only: https (default) or http (lab BMCs).")
+    chassis: str = Field(default="1", min_length=1, description="Redfish only: the Chassis member id to read.")
     system: str = Field(
-        default="1", min_length=1,
+        default="1",
+        min_length=1,
         description="Redfish only: the ComputerSystem member id a fence powers off (ComputerSystem.Reset).",
     )
     fence: bool = Field(
         default=True,
         description="An emergency failover powers this server off through its BMC when it cannot stop its "
-                    "app over SSH (false: never, e.g. a shared chassis).",
+        "app over SSH (false: never, e.g. a shared chassis).",
     )
 
     @model_validator(mode="after")

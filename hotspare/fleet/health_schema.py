@@ -65,6 +65,7 @@ class ServiceHealth(Strict):
         if value is False:
             return "off"
         return value
+
     interval_seconds: float | None = Field(
         default=None, gt=0, description="Own check interval for this service (default: the section's interval)."
     )
@@ -77,18 +78,18 @@ def _default_checkers() -> list[Checker]:
 class Health(Strict):
     """Health checks from several sites, with hysteresis before anything is declared down."""
 
-    checkers: list[Checker] = Field(
-        default_factory=_default_checkers, min_length=1, description="Sites the checks run from."
-    )
+    checkers: list[Checker] = Field(default_factory=_default_checkers, min_length=1, description="Sites the checks run from.")
     interval_seconds: float = Field(default=10, gt=0, description="Seconds between two check rounds.")
     failures_to_down: int = Field(default=3, ge=1, description="Consecutive failed rounds before a component is failed.")
     successes_to_recover: int = Field(
         default=2, ge=1, description="Consecutive good rounds before a failed or degraded component is ok again."
     )
     run_seconds: float = Field(
-        default=90, gt=0,
+        default=90,
+        gt=0,
         description="How long one scheduled run keeps checking: longer than the schedule's period, so a run that starts "
-                    "late leaves no gap (the next run takes over when this one ends; two never check at once).")
+        "late leaves no gap (the next run takes over when this one ends; two never check at once).",
+    )
     schedule: CronLine = Field(default="* * * * *", description="Cron line of the health deployment.")
     probe_timeout_seconds: float = Field(default=3, gt=0, description="Timeout of one probe (TCP, SSH, HTTP, DNS).")
     certificate_warning_days: int = Field(default=21, ge=0, description="A TLS certificate expiring sooner is degraded.")

@@ -41,15 +41,11 @@ class EscalationStep(Strict):
 
     action: StepAction = Field(description="call, sms or email.")
     contact: str | None = Field(default=None, min_length=1, description="Contact (by name) to reach.")
-    number: PhoneNumber | None = Field(
-        default=None, description="A number to call instead of a contact's (e.g. the office)."
-    )
+    number: PhoneNumber | None = Field(default=None, description="A number to call instead of a contact's (e.g. the office).")
     digits: str | None = Field(
         default=None, pattern=DIGITS, description="Extension dialled once the call connects (DTMF), e.g. '0'."
     )
-    wait_seconds: float = Field(
-        default=120, ge=0, description="How long to wait for an acknowledgement before the next step."
-    )
+    wait_seconds: float = Field(default=120, ge=0, description="How long to wait for an acknowledgement before the next step.")
 
     @model_validator(mode="after")
     def _one_target(self) -> EscalationStep:
@@ -94,12 +90,12 @@ class Incidents(Strict):
         description="Public base URL of hotspare's acknowledgement webhook (providers post keypresses and SMS replies).",
     )
     acknowledgement_window_minutes: float = Field(
-        default=60, gt=0, le=7 * 24 * 60,
+        default=60,
+        gt=0,
+        le=7 * 24 * 60,
         description="A keypress or SMS reply counts only this long after the page it answers (the incident's newest page).",
     )
-    open_on_degraded: bool = Field(
-        default=True, description="Open a low-severity category 1 incident when a part is degraded."
-    )
+    open_on_degraded: bool = Field(default=True, description="Open a low-severity category 1 incident when a part is degraded.")
 
     @model_validator(mode="after")
     def _one_chain_per_category(self) -> Incidents:
@@ -117,5 +113,4 @@ def chain_for(incidents: Incidents, category: int, escalation: list[str]) -> Esc
             return chain
     if not escalation:
         return None
-    return EscalationChain(category=category,
-                           steps=[EscalationStep(action=StepAction.call, contact=name) for name in escalation])
+    return EscalationChain(category=category, steps=[EscalationStep(action=StepAction.call, contact=name) for name in escalation])

@@ -67,15 +67,20 @@ def load_fleet(file: str | Path) -> Fleet:
     try:
         text = data.decode()
     except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
+        line = data[: error.start].count(b"\n") + 1
         raise FleetError([FleetProblem(str(path), line, (), "not UTF-8 text: save the file as UTF-8")]) from None
     return parse_fleet(text, str(path))
 
 
 def _within_size(size: int, filename: str) -> None:
     if size > MAX_FLEET_BYTES:
-        raise FleetError([FleetProblem(filename, 0, (), f"larger than {MAX_FLEET_BYTES // (1024 * 1024)} MiB: "
-                                                        "refused (is this the fleet file?)")])
+        raise FleetError(
+            [
+                FleetProblem(
+                    filename, 0, (), f"larger than {MAX_FLEET_BYTES // (1024 * 1024)} MiB: refused (is this the fleet file?)"
+                )
+            ]
+        )
 
 
 def parse_fleet(text: str, filename: str = "<fleet>") -> Fleet:
@@ -124,14 +129,20 @@ class _BoundedLoader(yaml.SafeLoader):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
                 raise yaml.composer.ComposerError(
-                    None, None, f"more than {MAX_ALIASES} aliases (*name): refused (an alias bomb?); "
-                                "write the repeated blocks out", self.peek_event().start_mark)
+                    None,
+                    None,
+                    f"more than {MAX_ALIASES} aliases (*name): refused (an alias bomb?); write the repeated blocks out",
+                    self.peek_event().start_mark,
+                )
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
                 raise yaml.composer.ComposerError(
-                    None, None, f"nested more than {MAX_DEPTH} levels deep: refused (the fleet file needs five)",
-                    self.peek_event().start_mark)
+                    None,
+                    None,
+                    f"nested more than {MAX_DEPTH} levels deep: refused (the fleet file needs five)",
+                    self.peek_event().start_mark,
+                )
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
@@ -139,7 +150,8 @@ class _BoundedLoader(yaml.SafeLoader):
     def construct_yaml_int(self, node):
         if sum(character.isdigit() for character in str(node.value)) > MAX_DIGITS:
             raise yaml.constructor.ConstructorError(
-                None, None, f"a number of more than {MAX_DIGITS} digits: refused (a typo?)", node.start_mark)
+                None, None, f"a number of more than {MAX_DIGITS} digits: refused (a typo?)", node.start_mark
+            )
         return super().construct_yaml_int(node)
 
 
@@ -154,8 +166,11 @@ def _bounded_load(text: str) -> tuple[yaml.Node | None, object]:
         root = loader.get_single_node()
         if root is not None and _expanded_size(root, {}) > MAX_NODES:
             raise yaml.composer.ComposerError(
-                None, None, f"expands to more than {MAX_NODES} values through its aliases: refused (an alias bomb?)",
-                root.start_mark)
+                None,
+                None,
+                f"expands to more than {MAX_NODES} values through its aliases: refused (an alias bomb?)",
+                root.start_mark,
+            )
         return root, (loader.construct_document(root) if root is not None else None)
     finally:
         loader.dispose()
@@ -182,7 +197,9 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     return total
 
 
-def _duplicate_keys(node: yaml.Node | None, prefix: FieldPath = (), seen: set[int] | None = None) -> list[tuple[int, FieldPath, str]]:
+def _duplicate_keys(
+    node: yaml.Node | None, prefix: FieldPath = (), seen: set[int] | None = None
+) -> list[tuple[int, FieldPath, str]]:
     """(line, path, sentence) of every key written twice in one mapping, at any depth."""
     seen = set() if seen is None else seen
     if node is None or id(node) in seen:
@@ -195,8 +212,10 @@ def _duplicate_keys(node: yaml.Node | None, prefix: FieldPath = (), seen: set[in
             key = str(key_node.value)
             line = key_node.start_mark.line + 1
             if isinstance(key_node, yaml.ScalarNode) and key in first_lines and key != "<<":
-                sentence = (f"key {key!r} is written twice in this mapping (first on line {first_lines[key]}); "
-                            "YAML would keep only the last: keep one")
+                sentence = (
+                    f"key {key!r} is written twice in this mapping (first on line {first_lines[key]}); "
+                    "YAML would keep only the last: keep one"
+                )
                 found.append((line, (*prefix, key), sentence))
             first_lines.setdefault(key, line)
             found += _duplicate_keys(value_node, (*prefix, key), seen)

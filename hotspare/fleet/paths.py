@@ -36,24 +36,82 @@ PATH_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 
 # Trees that belong to the operating system or are shared by every service: a service may
 # declare a path inside them, never one of them as a whole.
-SYSTEM_TREES = frozenset({
-    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
-    "/lost+found", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys",
-    "/tmp", "/usr", "/var",
-    "/usr/bin", "/usr/include", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec",
-    "/usr/local", "/usr/local/bin", "/usr/local/lib", "/usr/local/sbin", "/usr/local/share",
-    "/usr/sbin", "/usr/share", "/usr/src",
-    "/var/backups", "/var/cache", "/var/lib", "/var/local", "/var/lock", "/var/log", "/var/mail",
-    "/var/opt", "/var/run", "/var/spool", "/var/tmp", "/var/www",
-    "/etc/network", "/etc/pam.d", "/etc/security", "/etc/ssl", "/etc/sudoers.d", "/etc/systemd",
-})
+SYSTEM_TREES = frozenset(
+    {
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/lost+found",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/var",
+        "/usr/bin",
+        "/usr/include",
+        "/usr/lib",
+        "/usr/lib32",
+        "/usr/lib64",
+        "/usr/libexec",
+        "/usr/local",
+        "/usr/local/bin",
+        "/usr/local/lib",
+        "/usr/local/sbin",
+        "/usr/local/share",
+        "/usr/sbin",
+        "/usr/share",
+        "/usr/src",
+        "/var/backups",
+        "/var/cache",
+        "/var/lib",
+        "/var/local",
+        "/var/lock",
+        "/var/log",
+        "/var/mail",
+        "/var/opt",
+        "/var/run",
+        "/var/spool",
+        "/var/tmp",
+        "/var/www",
+        "/etc/network",
+        "/etc/pam.d",
+        "/etc/security",
+        "/etc/ssl",
+        "/etc/sudoers.d",
+        "/etc/systemd",
+    }
+)
 
 # Files that make a server itself: every server keeps its own. System accounts in a service's
 # UID range are merged into the mirror's account files separately, never copied as whole files.
-SERVER_FILES = frozenset({
-    "/etc/fstab", "/etc/group", "/etc/gshadow", "/etc/hostname", "/etc/hosts", "/etc/machine-id",
-    "/etc/passwd", "/etc/resolv.conf", "/etc/shadow", "/etc/sudoers",
-})
+SERVER_FILES = frozenset(
+    {
+        "/etc/fstab",
+        "/etc/group",
+        "/etc/gshadow",
+        "/etc/hostname",
+        "/etc/hosts",
+        "/etc/machine-id",
+        "/etc/passwd",
+        "/etc/resolv.conf",
+        "/etc/shadow",
+        "/etc/sudoers",
+    }
+)
 
 # Trees where nothing may be declared, not even a path inside: kernel and device files,
 # volatile run state, the boot loader, and the SSH identities hotspare pins and logs in with.
@@ -85,8 +143,10 @@ def form_problem(path: str) -> str | None:
         return f"{path!r} contains a control character"
     odd = sorted({character for character in path if character not in PATH_CHARACTERS})
     if odd:
-        return (f"{path!r} contains {' '.join(repr(character) for character in odd)}: a declared path is one word of "
-                "letters, digits and / . _ - + @ , : = % ~ (rename the folder, or declare its parent)")
+        return (
+            f"{path!r} contains {' '.join(repr(character) for character in odd)}: a declared path is one word of "
+            "letters, digits and / . _ - + @ , : = % ~ (rename the folder, or declare its parent)"
+        )
     normal = posixpath.normpath(path)
     if "//" in path or path != normal:
         # normpath keeps a leading "//" (POSIX leaves its meaning open): name it ourselves.

@@ -26,7 +26,9 @@ class Replication(Strict):
         ),
     )
     full_verification_days: float = Field(
-        default=7.0, gt=0, le=365,
+        default=7.0,
+        gt=0,
+        le=365,
         description=(
             "Every byte of a copy is compared with production by checksum at least once per this many days: each "
             "replication compares what it changed plus a rolling slice of the rest (`hotspare verify --full` "
@@ -34,7 +36,9 @@ class Replication(Strict):
         ),
     )
     replications_per_day: float = Field(
-        default=2.0, gt=0, le=1440,
+        default=2.0,
+        gt=0,
+        le=1440,
         description=(
             "Replications per day of the services on defaults.replication_schedule (sizes their rolling verification "
             "slice); a service with an interval of its own (a shorter RPO) counts 1440 / its interval in minutes."
@@ -46,6 +50,4 @@ class Replication(Strict):
     parallel_per_source: int = Field(
         default=1, ge=1, le=64, description="Services replicated at the same time from one production server."
     )
-    parallel_per_target: int = Field(
-        default=2, ge=1, le=64, description="Services replicated at the same time into one mirror."
-    )
+    parallel_per_target: int = Field(default=2, ge=1, le=64, description="Services replicated at the same time into one mirror.")

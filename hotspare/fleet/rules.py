@@ -142,13 +142,16 @@ def _shared_accounts(parts: FleetParts) -> Iterator[Violation]:
                 if mine.users and theirs.users:
                     common = sorted(set(mine.users) & set(theirs.users))
                     if common:
-                        clashes[other.name] = (f"user(s) {', '.join(common)} also declared by service {other.name!r} "
-                                               f"on {server}; each account on a server must belong to one service")
+                        clashes[other.name] = (
+                            f"user(s) {', '.join(common)} also declared by service {other.name!r} "
+                            f"on {server}; each account on a server must belong to one service"
+                        )
                 elif mine.uid_min <= theirs.uid_max and theirs.uid_min <= mine.uid_max:
                     clashes[other.name] = (
                         f"UID range {mine.uid_min}-{mine.uid_max} overlaps {theirs.uid_min}-{theirs.uid_max} of service "
                         f"{other.name!r} on {server}, and one of them declares no users (it then claims every "
-                        "account in its range); give them disjoint ranges or declare each one's users")
+                        "account in its range); give them disjoint ranges or declare each one's users"
+                    )
             seen[server].append((position, service))
         for sentence in clashes.values():
             yield (*here, "users" if mine.users else "uid_min"), sentence
@@ -204,8 +207,11 @@ def _service_paths(parts: FleetParts) -> Iterator[Violation]:
         seen: dict[str, tuple[str | int, ...]] = {}
         for location, path in _declared_paths(position, service):
             problem = path_problem(path)
-            repository = None if problem else repositories.get(path) or next(
-                (folder for folder in _parents(path) if repositories.get(folder) == folder), None
+            repository = (
+                None
+                if problem
+                else repositories.get(path)
+                or next((folder for folder in _parents(path) if repositories.get(folder) == folder), None)
             )
             if repository:
                 problem = f"{path} overlaps the backup repository {repository}"
@@ -243,9 +249,12 @@ def _clashes(entries, servers_of, what: str) -> Iterator[Violation]:
         if index in first:
             _, other_path, other = entries[first[index]]
             shared = ", ".join(sorted(servers_of(service) & servers_of(other)))
-            yield location, (
-                f"{path} is {relation(path, other_path)} {other_path} of service {other.name!r} on {shared}; "
-                f"each {what} on a server must belong to one service"
+            yield (
+                location,
+                (
+                    f"{path} is {relation(path, other_path)} {other_path} of service {other.name!r} on {shared}; "
+                    f"each {what} on a server must belong to one service"
+                ),
             )
 
 
@@ -351,7 +360,10 @@ def _chain_contacts(parts: FleetParts) -> Iterator[Violation]:
             action = step.action.value
             contact = valid.get(step.contact)
             if step.contact not in known:
-                yield here, f"unknown contact {step.contact!r} (known: {', '.join(sorted(known)) or 'none'}; add them under contacts)"
+                yield (
+                    here,
+                    f"unknown contact {step.contact!r} (known: {', '.join(sorted(known)) or 'none'}; add them under contacts)",
+                )
             elif contact is None:
                 continue  # the contact's own entry carries its schema problem
             elif action == "email" and not contact.email:
@@ -368,8 +380,10 @@ def _customer_services(parts: FleetParts) -> Iterator[Violation]:
     for customer_position, customer in enumerate(parts.customer_notices.customers):
         for position, name in enumerate(customer.services):
             if name not in known:
-                yield (("customer_notices", "customers", customer_position, "services", position),
-                       f"unknown service {name!r} (known: {', '.join(sorted(known)) or 'none'})")
+                yield (
+                    ("customer_notices", "customers", customer_position, "services", position),
+                    f"unknown service {name!r} (known: {', '.join(sorted(known)) or 'none'})",
+                )
 
 
 def _status_page_server(parts: FleetParts) -> Iterator[Violation]:
@@ -397,16 +411,19 @@ def _health_checkers(parts: FleetParts) -> Iterator[Violation]:
     for position, checker in enumerate(parts.health.checkers):
         here = ("health", "checkers", position)
         if facilities is not None and checker.facility != CONTROL_FACILITY and checker.facility not in facilities:
-            yield ((*here, "facility"),
-                   f"unknown facility {checker.facility!r} (known: {CONTROL_FACILITY}, {', '.join(sorted(facilities))})")
+            yield (
+                (*here, "facility"),
+                f"unknown facility {checker.facility!r} (known: {CONTROL_FACILITY}, {', '.join(sorted(facilities))})",
+            )
         if checker.via == LOCAL or servers is None:
             continue
         if checker.via not in server_names:
-            yield ((*here, "via"), f"unknown server {checker.via!r}; use a server of facility {checker.facility} "
-                                   f"or '{LOCAL}'")
+            yield ((*here, "via"), f"unknown server {checker.via!r}; use a server of facility {checker.facility} or '{LOCAL}'")
         elif checker.via in servers and servers[checker.via].facility != checker.facility:
-            yield ((*here, "via"), f"server {checker.via!r} stands in facility {servers[checker.via].facility}, "
-                                   f"not in {checker.facility}")
+            yield (
+                (*here, "via"),
+                f"server {checker.via!r} stands in facility {servers[checker.via].facility}, not in {checker.facility}",
+            )
     if parts.services is not None:
         known = parts.services.known_names()
         for position, policy in enumerate(parts.health.services):
@@ -429,7 +446,11 @@ def block_references(fleet: Fleet) -> list[tuple[tuple[str | int, ...], str, str
     for position, service in enumerate(fleet.services):
         if service.backup is not None:
             references.append(
-                (("services", position, "backup", "password_block"), "hotspare-backup-repository-password", service.backup.password_block)
+                (
+                    ("services", position, "backup", "password_block"),
+                    "hotspare-backup-repository-password",
+                    service.backup.password_block,
+                )
             )
     if fleet.mail:
         references.append((("mail", "smtp_block"), "hotspare-smtp-server", fleet.mail.smtp_block))

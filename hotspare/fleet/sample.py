@@ -39,32 +39,57 @@ EXAMPLE: dict = {
     ],
     "defaults": {"ssh_user_block": "fleet-ssh"},
     "servers": [
-        {"name": "prod-east", "facility": "east", "address": "10.211.77.11", "host_key": _KEY + "1",
-         "role": "production", "hardware": {"cpus": 2, "memory_mb": 2048, "disk_gb": 40}},
-        {"name": "mirror-west", "facility": "west", "address": "10.211.77.12", "host_key": _KEY + "2",
-         "role": "mirror", "hardware": {"cpus": 2, "memory_mb": 2048, "disk_gb": 40}},
-        {"name": "storage-vault", "facility": "vault", "address": "10.211.77.31", "host_key": _KEY + "3",
-         "role": "storage", "ssh_user_block": "storage-ssh"},
+        {
+            "name": "prod-east",
+            "facility": "east",
+            "address": "10.211.77.11",
+            "host_key": _KEY + "1",
+            "role": "production",
+            "hardware": {"cpus": 2, "memory_mb": 2048, "disk_gb": 40},
+        },
+        {
+            "name": "mirror-west",
+            "facility": "west",
+            "address": "10.211.77.12",
+            "host_key": _KEY + "2",
+            "role": "mirror",
+            "hardware": {"cpus": 2, "memory_mb": 2048, "disk_gb": 40},
+        },
+        {
+            "name": "storage-vault",
+            "facility": "vault",
+            "address": "10.211.77.31",
+            "host_key": _KEY + "3",
+            "role": "storage",
+            "ssh_user_block": "storage-ssh",
+        },
     ],
     "zones": [{"name": "example.test", "server": "10.211.77.53", "tsig_key_block": "fleet-tsig"}],
     "services": [
         {
-            "name": "app1", "dns_name": "app1.example.test", "zone": "example.test",
-            "production": "prod-east", "mirror": "mirror-west", "storage": "storage-vault",
-            "data_paths": ["/srv/app1/data"], "app_paths": ["/srv/app1/app"], "config_paths": ["/etc/app1"],
-            "accounts": {"uid_min": 2000, "uid_max": 2999, "files": ["/srv/app1/accounts"],
-                         "users": ["app1-web", "app1-batch"]},
+            "name": "app1",
+            "dns_name": "app1.example.test",
+            "zone": "example.test",
+            "production": "prod-east",
+            "mirror": "mirror-west",
+            "storage": "storage-vault",
+            "data_paths": ["/srv/app1/data"],
+            "app_paths": ["/srv/app1/app"],
+            "config_paths": ["/etc/app1"],
+            "accounts": {"uid_min": 2000, "uid_max": 2999, "files": ["/srv/app1/accounts"], "users": ["app1-web", "app1-batch"]},
             "allow_special": [{"path": "/srv/app1/app/bin/ping-helper", "allow": ["capabilities"]}],
             "pre_sync": [["/srv/app1/app/dump-db", "--quick"]],
             "activate": [["/srv/app1/app/ctl", "start"]],
             "deactivate": [["/srv/app1/app/ctl", "stop"]],
-            "health_url": "http://app1.example.test:8080/health.txt", "app_port": 8080, "tier": 1,
-            "exclude": ["/srv/app1/data/cache", "*.sock"], "fuzzy": ["*.log"],
+            "health_url": "http://app1.example.test:8080/health.txt",
+            "app_port": 8080,
+            "tier": 1,
+            "exclude": ["/srv/app1/data/cache", "*.sock"],
+            "fuzzy": ["*.log"],
             "backup": {"password_block": "fleet-restic-app1"},
         },
     ],
-    "contacts": [{"name": "Dana Ops", "role": "on-call engineer", "phone": "+15550100",
-                  "email": "dana@example.test"}],
+    "contacts": [{"name": "Dana Ops", "role": "on-call engineer", "phone": "+15550100", "email": "dana@example.test"}],
     "escalation": ["Dana Ops"],
     "mail": {"smtp_block": "fleet-smtp", "sender": "hotspare@example.test"},
 }
@@ -88,8 +113,7 @@ def field_paths(model: type[BaseModel] = Fleet, prefix: str = "") -> list[str]:
     return paths
 
 
-def _model_lines(model: type[BaseModel], values: dict | None, indent: int, commented: bool,
-                 first_prefix: str = "") -> list[str]:
+def _model_lines(model: type[BaseModel], values: dict | None, indent: int, commented: bool, first_prefix: str = "") -> list[str]:
     """Lines for every field of ``model``; ``first_prefix`` ("- ") starts a list item."""
     lines: list[str] = []
     for position, (name, info) in enumerate(model.model_fields.items()):

@@ -12,12 +12,12 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from hotspare.fleet.base import AbsolutePath, Command, Name, Pattern, Strict  # noqa: F401 (re-exported)
-from hotspare.fleet.values import CronLine, EmailAddress, PhoneNumber, TimeZone, Url
 from hotspare.fleet.customer_schema import CustomerNotices
 from hotspare.fleet.hardware_schema import Bmc
 from hotspare.fleet.health_schema import Health, RemoteHands
 from hotspare.fleet.incident_schema import Incidents
 from hotspare.fleet.replication_schema import Replication
+from hotspare.fleet.values import CronLine, EmailAddress, PhoneNumber, TimeZone, Url
 
 
 class Role(str, Enum):
@@ -52,9 +52,7 @@ class Server(Strict):
         description="Pinned SSH host key, 'TYPE BASE64' as in known_hosts.",
     )
     role: Role = Field(description="Planned role: production, mirror, standby, storage or web.")
-    ssh_user_block: Name | None = Field(
-        default=None, description="SshCredentials block for this server (default: defaults)."
-    )
+    ssh_user_block: Name | None = Field(default=None, description="SshCredentials block for this server (default: defaults).")
     hardware: Hardware | None = Field(default=None, description="Declared hardware.")
     bmc: Bmc | None = Field(default=None, description="Baseboard management controller (sensors).")
     location: str | None = Field(default=None, description='Rack and position, e.g. "rack B4, U12".')
@@ -67,9 +65,12 @@ class Zone(Strict):
     tsig_key_block: Name = Field(description="DnsUpdateKey block allowed to update the zone.")
     ttl: int = Field(default=300, ge=1, le=86400, description="TTL of service records hotspare writes.")
     failover_ttl: int = Field(
-        default=20, ge=1, le=86400,
+        default=20,
+        ge=1,
+        le=86400,
         description="Standing TTL of the records of services whose health policy fails them over (automatic_failover "
-                    "approval or unattended), kept by every replication: users' resolvers follow a failover within it.")
+        "approval or unattended), kept by every replication: users' resolvers follow a failover within it.",
+    )
 
 
 class Accounts(Strict):
@@ -103,9 +104,11 @@ class AllowSpecial(Strict):
     path: AbsolutePath = Field(description="A declared path of the service, or a file or folder inside one.")
     allow: list[SpecialKind] = Field(
         min_length=1,
-        description=("Kept below path: devices, fifos, sockets, setuid, setgid, capabilities, links_outside "
-                     "(symbolic links that resolve outside the service's paths). Everything else is removed, "
-                     "cleared or replaced before a copy goes live."),
+        description=(
+            "Kept below path: devices, fifos, sockets, setuid, setgid, capabilities, links_outside "
+            "(symbolic links that resolve outside the service's paths). Everything else is removed, "
+            "cleared or replaced before a copy goes live."
+        ),
     )
 
 
@@ -140,8 +143,10 @@ class Service(Strict):
     accounts: Accounts = Field(default_factory=Accounts, description="User accounts to replicate.")
     allow_special: list[AllowSpecial] = Field(
         default_factory=list,
-        description=("Device nodes, FIFOs, sockets, setuid/setgid bits, file capabilities or outside links the "
-                     "service really needs; activation neutralises all others."),
+        description=(
+            "Device nodes, FIFOs, sockets, setuid/setgid bits, file capabilities or outside links the "
+            "service really needs; activation neutralises all others."
+        ),
     )
     pre_sync: list[Command] = Field(default_factory=list, description="Commands run on production before a sync.")
     activate: list[Command] = Field(default_factory=list, description="Commands that start the service.")
@@ -161,10 +166,13 @@ class Service(Strict):
         default_factory=list, description="Services this one needs; a facility failover recovers them first."
     )
     rto_minutes: float | None = Field(
-        default=None, gt=0, description="Recovery time objective: minutes from approval to users served again (default: defaults)."
+        default=None,
+        gt=0,
+        description="Recovery time objective: minutes from approval to users served again (default: defaults).",
     )
     rpo_hours: float | None = Field(
-        default=None, gt=0,
+        default=None,
+        gt=0,
         description=(
             "Recovery point objective in hours (default: defaults). Shorter than the gap between the "
             "replication_schedule's runs: replicated every half RPO rounded down to a clock step, 5 min at least (`hotspare schedule`)."
@@ -172,7 +180,9 @@ class Service(Strict):
     )
     copies_to_keep: int | None = Field(default=None, ge=1, le=1000, description="Point-in-time copies kept on the mirror.")
     space_gib: float | None = Field(
-        default=None, gt=0, le=1_000_000,
+        default=None,
+        gt=0,
+        le=1_000_000,
         description=(
             "Most the service's area on a shared mirror may hold, in GiB: its copies and working tree, and its live "
             "data there after a failover: a btrfs quota group where copies are snapshots (elsewhere replication "
@@ -213,12 +223,13 @@ class Contact(Strict):
     email: EmailAddress | None = Field(default=None, description="E-mail address.")
     may_approve: bool = Field(
         default=False,
-        description="May approve a waiting failover from the phone: pages offer the plan (press 2, or reply APPROVE n).")
+        description="May approve a waiting failover from the phone: pages offer the plan (press 2, or reply APPROVE n).",
+    )
 
 
 class Mail(Strict):
     smtp_block: Name = Field(description="SmtpServer block.")
-    sender: EmailAddress = Field( description="From address of notices.")
+    sender: EmailAddress = Field(description="From address of notices.")
 
 
 class Defaults(Strict):
@@ -235,9 +246,13 @@ class Defaults(Strict):
         default=4, ge=1, le=64, description="Services of one tier a facility failover moves at the same time."
     )
     space_gib: float | None = Field(
-        default=None, gt=0, le=1_000_000,
-        description=("Default of each service's space_gib; unset: an equal share of 90 % of the mirror's disk among "
-                     "the services it keeps copies of (the rest stays free for activations)."),
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description=(
+            "Default of each service's space_gib; unset: an equal share of 90 % of the mirror's disk among "
+            "the services it keeps copies of (the rest stays free for activations)."
+        ),
     )
 
 
@@ -253,8 +268,12 @@ class Fleet(Strict):
     mail: Mail | None = None
     customer_notices: CustomerNotices = Field(default_factory=CustomerNotices, description="Customers, notices, status page.")
     health: Health = Field(default_factory=Health, description="Health checks from several sites (health_schema.py).")
-    incidents: Incidents = Field(default_factory=Incidents, description="Escalation chains and phone providers (incident_schema.py).")
-    replication: Replication = Field(default_factory=Replication, description="Copy back-end, verification period, parallelism (replication_schema.py).")
+    incidents: Incidents = Field(
+        default_factory=Incidents, description="Escalation chains and phone providers (incident_schema.py)."
+    )
+    replication: Replication = Field(
+        default_factory=Replication, description="Copy back-end, verification period, parallelism (replication_schema.py)."
+    )
 
     def server(self, name: str) -> Server:
         """The server called ``name`` (the fleet was validated, so it exists)."""

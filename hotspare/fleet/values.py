@@ -28,8 +28,10 @@ def cron_line(line: str) -> str:
     except CronSimError as error:
         raise ValueError(f"{line!r} is not a usable cron line ({error}); write five fields, e.g. '0 1 * * *'") from None
     if not _prefect_croniter().is_valid(line) or any(field.casefold() in ("r", "h") for field in line.split()):
-        raise ValueError(f"{line!r} is not a cron line Prefect schedules (Invalid cron string: \"{line}\"); "
-                         "write five fields, e.g. '0 1 * * *'")
+        raise ValueError(
+            f'{line!r} is not a cron line Prefect schedules (Invalid cron string: "{line}"); '
+            "write five fields, e.g. '0 1 * * *'"
+        )
     return line
 
 
@@ -65,8 +67,9 @@ def e164(number: str) -> str:
     except phonenumbers.NumberParseException:
         parsed = None
     if parsed is None or not phonenumbers.is_possible_number(parsed):
-        raise ValueError(f"{number!r} is not a phone number in international form; write + and the country "
-                         "code, e.g. '+49 30 1234567'")
+        raise ValueError(
+            f"{number!r} is not a phone number in international form; write + and the country code, e.g. '+49 30 1234567'"
+        )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -88,8 +91,9 @@ def email_address(address: str) -> str:
         except (ValueError, IndexError, HeaderParseError, MessageError) as error:
             problem = str(error)
     if problem or address != address.strip():
-        raise ValueError(f"{address!r} is not an e-mail address ({problem or 'spaces around it'}); "
-                         "write one like 'ops@example.com'")
+        raise ValueError(
+            f"{address!r} is not an e-mail address ({problem or 'spaces around it'}); write one like 'ops@example.com'"
+        )
     return address
 
 
@@ -102,8 +106,11 @@ def url(text: str) -> str:
     try:
         parsed = urlsplit(text)
         parsed.port  # noqa: B018 - raises ValueError for a port out of range or not a number
-        good = (parsed.scheme in ("http", "https") and bool(parsed.hostname)
-                and not any(character.isspace() or not character.isprintable() for character in text))
+        good = (
+            parsed.scheme in ("http", "https")
+            and bool(parsed.hostname)
+            and not any(character.isspace() or not character.isprintable() for character in text)
+        )
     except (ValueError, TypeError):
         good = False
     if not good:

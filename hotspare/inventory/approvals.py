@@ -103,18 +103,32 @@ class Offer:
 
 
 def _pending(row: PendingApprovalRow) -> PendingApproval:
-    return PendingApproval(row.id, row.service, row.flow_run_id, row.digest, row.sentence, as_utc(row.opened_at),
-                           as_utc(row.expires_at), row.status, row.decided_by, row.decided_via)
+    return PendingApproval(
+        row.id,
+        row.service,
+        row.flow_run_id,
+        row.digest,
+        row.sentence,
+        as_utc(row.opened_at),
+        as_utc(row.expires_at),
+        row.status,
+        row.decided_by,
+        row.decided_via,
+    )
 
 
 def open_approval(service: str, flow_run_id: str, digest: str, sentence: str, expires_at: datetime) -> int:
     """Record that ``flow_run_id`` waits for approval of ``digest``; an earlier pause of the same
     run (asked again after a wrong answer) is ended first. Returns the new row's id."""
     with inventory_db.session() as db:
-        db.exec(update(PendingApprovalRow).where(PendingApprovalRow.flow_run_id == flow_run_id,
-                                                 PendingApprovalRow.status == WAITING).values(status="ended"))
-        row = PendingApprovalRow(service=service, flow_run_id=flow_run_id, digest=digest, sentence=sentence,
-                                 expires_at=expires_at)
+        db.exec(
+            update(PendingApprovalRow)
+            .where(PendingApprovalRow.flow_run_id == flow_run_id, PendingApprovalRow.status == WAITING)
+            .values(status="ended")
+        )
+        row = PendingApprovalRow(
+            service=service, flow_run_id=flow_run_id, digest=digest, sentence=sentence, expires_at=expires_at
+        )
         db.add(row)
         db.flush()
         return row.id
@@ -123,8 +137,11 @@ def open_approval(service: str, flow_run_id: str, digest: str, sentence: str, ex
 def end_approval(flow_run_id: str) -> None:
     """The run left its gate (approved, rejected, timed out): nothing of it waits any more."""
     with inventory_db.session() as db:
-        db.exec(update(PendingApprovalRow).where(PendingApprovalRow.flow_run_id == flow_run_id,
-                                                 PendingApprovalRow.status == WAITING).values(status="ended"))
+        db.exec(
+            update(PendingApprovalRow)
+            .where(PendingApprovalRow.flow_run_id == flow_run_id, PendingApprovalRow.status == WAITING)
+            .values(status="ended")
+        )
 
 
 def waiting_for(services: list[str], now: datetime | None = None) -> list[PendingApproval]:
@@ -133,9 +150,11 @@ def waiting_for(services: list[str], now: datetime | None = None) -> list[Pendin
     if not services:
         return []
     with inventory_db.session() as db:
-        rows = db.exec(select(PendingApprovalRow).where(PendingApprovalRow.service.in_(services),
-                                                        PendingApprovalRow.status == WAITING)
-                       .order_by(PendingApprovalRow.id)).all()
+        rows = db.exec(
+            select(PendingApprovalRow)
+            .where(PendingApprovalRow.service.in_(services), PendingApprovalRow.status == WAITING)
+            .order_by(PendingApprovalRow.id)
+        ).all()
         return [_pending(row) for row in rows if as_utc(row.expires_at) > moment]
 
 
@@ -145,12 +164,23 @@ def get_approval(approval_id: int) -> PendingApproval | None:
         return _pending(row) if row else None
 
 
-def record_offer(approval: PendingApproval, incident_id: int, provider: str, sid: str, action: str, contact: str,
-                 number: str) -> None:
+def record_offer(
+    approval: PendingApproval, incident_id: int, provider: str, sid: str, action: str, contact: str, number: str
+) -> None:
     """Keep that ``approval`` (its digest as it was) was offered in the page ``provider``/``sid``."""
     with inventory_db.session() as db:
-        db.add(ApprovalOfferRow(approval_id=approval.id, incident_id=incident_id, provider=provider, sid=sid,
-                                action=action, contact=contact, number=number, digest=approval.digest))
+        db.add(
+            ApprovalOfferRow(
+                approval_id=approval.id,
+                incident_id=incident_id,
+                provider=provider,
+                sid=sid,
+                action=action,
+                contact=contact,
+                number=number,
+                digest=approval.digest,
+            )
+        )
 
 
 def _offers(rows) -> list[Offer]:
@@ -158,26 +188,41 @@ def _offers(rows) -> list[Offer]:
     for row in rows:
         approval = get_approval(row.approval_id)
         if approval is not None:
-            found.append(Offer(approval, row.incident_id, row.provider, row.sid, row.action, row.contact,
-                               row.number, row.digest, as_utc(row.offered_at)))
+            found.append(
+                Offer(
+                    approval,
+                    row.incident_id,
+                    row.provider,
+                    row.sid,
+                    row.action,
+                    row.contact,
+                    row.number,
+                    row.digest,
+                    as_utc(row.offered_at),
+                )
+            )
     return found
 
 
 def offers_in(provider: str, sid: str) -> list[Offer]:
     """The approvals offered in the page ``provider`` knows as ``sid`` (a call's keypress approves these)."""
     with inventory_db.session() as db:
-        rows = db.exec(select(ApprovalOfferRow).where(ApprovalOfferRow.provider == provider,
-                                                      ApprovalOfferRow.sid == sid)
-                       .order_by(ApprovalOfferRow.id)).all()
+        rows = db.exec(
+            select(ApprovalOfferRow)
+            .where(ApprovalOfferRow.provider == provider, ApprovalOfferRow.sid == sid)
+            .order_by(ApprovalOfferRow.id)
+        ).all()
     return _offers(rows)
 
 
 def offers_of(approval_id: int, number: str) -> list[Offer]:
     """Offers of ``approval_id`` sent to ``number`` (E.164), newest first (an SMS reply names the approval)."""
     with inventory_db.session() as db:
-        rows = db.exec(select(ApprovalOfferRow).where(ApprovalOfferRow.approval_id == approval_id,
-                                                      ApprovalOfferRow.number == number)
-                       .order_by(ApprovalOfferRow.offered_at.desc(), ApprovalOfferRow.id.desc())).all()
+        rows = db.exec(
+            select(ApprovalOfferRow)
+            .where(ApprovalOfferRow.approval_id == approval_id, ApprovalOfferRow.number == number)
+            .order_by(ApprovalOfferRow.offered_at.desc(), ApprovalOfferRow.id.desc())
+        ).all()
     return _offers(rows)
 
 
@@ -190,13 +235,19 @@ def decide(approval_id: int, digest: str, by: str, via: str, now: datetime | Non
         return False
     try:
         with inventory_db.session() as db:
-            db.add(ApprovalDecisionRow(approval_id=approval_id, flow_run_id=plan.flow_run_id, digest=digest,
-                                       decided_by=by, decided_via=via))
+            db.add(
+                ApprovalDecisionRow(
+                    approval_id=approval_id, flow_run_id=plan.flow_run_id, digest=digest, decided_by=by, decided_via=via
+                )
+            )
     except IntegrityError:
         return False
     with inventory_db.session() as db:
-        db.exec(update(PendingApprovalRow).where(PendingApprovalRow.id == approval_id)
-                .values(status="approved", decided_by=by, decided_via=via))
+        db.exec(
+            update(PendingApprovalRow)
+            .where(PendingApprovalRow.id == approval_id)
+            .values(status="approved", decided_by=by, decided_via=via)
+        )
     return True
 
 
@@ -204,15 +255,19 @@ def undecide(approval_id: int) -> None:
     """The approved run could not be resumed: the plan waits again (another answer may come)."""
     with inventory_db.session() as db:
         db.exec(delete(ApprovalDecisionRow).where(ApprovalDecisionRow.approval_id == approval_id))
-        db.exec(update(PendingApprovalRow).where(PendingApprovalRow.id == approval_id,
-                                                 PendingApprovalRow.status == "approved")
-                .values(status=WAITING, decided_by="", decided_via=""))
+        db.exec(
+            update(PendingApprovalRow)
+            .where(PendingApprovalRow.id == approval_id, PendingApprovalRow.status == "approved")
+            .values(status=WAITING, decided_by="", decided_via="")
+        )
 
 
 def phone_approver(flow_run_id: str, digest: str) -> str | None:
     """Who approved ``digest`` of ``flow_run_id`` from the phone (the webhook's record), or None."""
     with inventory_db.session() as db:
-        row = db.exec(select(ApprovalDecisionRow).where(ApprovalDecisionRow.flow_run_id == flow_run_id,
-                                                        ApprovalDecisionRow.digest == digest)
-                      .order_by(ApprovalDecisionRow.id.desc())).first()
+        row = db.exec(
+            select(ApprovalDecisionRow)
+            .where(ApprovalDecisionRow.flow_run_id == flow_run_id, ApprovalDecisionRow.digest == digest)
+            .order_by(ApprovalDecisionRow.id.desc())
+        ).first()
         return row.decided_by if row else None

@@ -85,4 +85,3 @@ class TemporaryAccountRow(SQLModel, table=True):
     expires_at: datetime
     disabled_at: datetime | None = None
     disabled_reason: str = ""
-

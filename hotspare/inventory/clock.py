@@ -58,8 +58,10 @@ def _postgresql_time(element: database_time, compiler, **kw) -> str:
 
 @compiles(database_time)
 def _other_time(element: database_time, compiler, **kw) -> str:
-    raise NotImplementedError(f"the inventory's clock is known for SQLite and PostgreSQL only, not "
-                              f"{compiler.dialect.name}: use one of those for HOTSPARE_DB_URL")
+    raise NotImplementedError(
+        f"the inventory's clock is known for SQLite and PostgreSQL only, not "
+        f"{compiler.dialect.name}: use one of those for HOTSPARE_DB_URL"
+    )
 
 
 def database_now(later: float | timedelta = 0.0) -> datetime:

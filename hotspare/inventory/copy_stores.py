@@ -59,7 +59,14 @@ def status_fields(service: str, mirror: str | None) -> dict:
         return {"copy_backend": None, "copy_backend_reason": None, "full_verification": None}
     full = None
     if row.last_full_pass_at:
-        full = {"completed_at": row.last_full_pass_at, "started_at": row.last_full_pass_started_at,
-                "files": row.last_full_pass_files}
-    return {"copy_backend": row.backend, "copy_backend_reason": row.reason, "full_verification": full,
-            "verification_pass": {"started_at": row.pass_started_at, "files_done": row.pass_files_done}}
+        full = {
+            "completed_at": row.last_full_pass_at,
+            "started_at": row.last_full_pass_started_at,
+            "files": row.last_full_pass_files,
+        }
+    return {
+        "copy_backend": row.backend,
+        "copy_backend_reason": row.reason,
+        "full_verification": full,
+        "verification_pass": {"started_at": row.pass_started_at, "files_done": row.pass_files_done},
+    }

@@ -18,8 +18,10 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from hotspare.adapters.errors import TransientError
-from hotspare.inventory import models
-from hotspare.inventory import backup_models  # noqa: F401  (so create_all sees the backup tables)
+from hotspare.inventory import (
+    backup_models,  # noqa: F401  (so create_all sees the backup tables)
+    models,
+)
 from hotspare.local_secrets import private_home, private_sqlite
 from hotspare.settings import hotspare_home
 

@@ -44,11 +44,19 @@ def mark_in_flight(plan: FailoverPlan, run_id: int, logger) -> Began:
                 first = now
         if first.tzinfo is None:
             first = first.replace(tzinfo=timezone.utc)
-        row.failover = {"source": plan.source, "target": plan.target, "mode": plan.mode, "copy_id": plan.copy_id,
-                        "run_id": run_id, "started_at": now.isoformat(), "first_started_at": first.isoformat()}
+        row.failover = {
+            "source": plan.source,
+            "target": plan.target,
+            "mode": plan.mode,
+            "copy_id": plan.copy_id,
+            "run_id": run_id,
+            "started_at": now.isoformat(),
+            "first_started_at": first.isoformat(),
+        }
     if interrupted and interrupted != run_id:  # a resume: the run it continues is gone (its lease expired)
-        runs.close_interrupted(interrupted, f"{plan.service}: its run stopped midway (its lease expired); "
-                                            f"run {run_id} resumed the failover")
+        runs.close_interrupted(
+            interrupted, f"{plan.service}: its run stopped midway (its lease expired); run {run_id} resumed the failover"
+        )
     return Began(first, first < now)
 
 
@@ -76,8 +84,13 @@ def record_new_layout(plan: FailoverPlan, copy_id: str, fenced: bool, logger) ->
         row = db.get(ServiceRow, plan.service)
         move(row, Event.users_moved, logger)
         row.active_server, row.mirror_server = plan.target, None
-        row.failover = {**(row.failover or {}), "copy_id": copy_id, "finished_at": utcnow().isoformat(),
-                        "previous_production": plan.source, "fenced": fenced}
+        row.failover = {
+            **(row.failover or {}),
+            "copy_id": copy_id,
+            "finished_at": utcnow().isoformat(),
+            "previous_production": plan.source,
+            "fenced": fenced,
+        }
         row.updated_at = utcnow()
         old = db.get(ServerRow, plan.source)
         old.state, old.state_reason = "needs-reprotect", f"{plan.service} failed over to {plan.target}"

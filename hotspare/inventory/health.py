@@ -84,9 +84,17 @@ def load_statuses() -> dict[tuple[str, str], ComponentStatus]:
 
 def _status(row: HealthComponentRow) -> ComponentStatus:
     return ComponentStatus(
-        subject=row.subject, component=row.component, kind=ComponentKind(row.kind), state=ComponentState(row.state),
-        worse_rounds=row.worse_rounds, better_rounds=row.better_rounds, failed_rounds=row.failed_rounds,
-        good_rounds=row.good_rounds, evidence=row.evidence, sites=tuple(row.sites or ()), part=dict(row.part or {}),
+        subject=row.subject,
+        component=row.component,
+        kind=ComponentKind(row.kind),
+        state=ComponentState(row.state),
+        worse_rounds=row.worse_rounds,
+        better_rounds=row.better_rounds,
+        failed_rounds=row.failed_rounds,
+        good_rounds=row.good_rounds,
+        evidence=row.evidence,
+        sites=tuple(row.sites or ()),
+        part=dict(row.part or {}),
     )
 
 
@@ -106,10 +114,19 @@ def store_round(statuses: dict[tuple[str, str], ComponentStatus], changes: tuple
                 row.since = now
             db.add(row)
         for change in changes:
-            db.add(HealthHistoryRow(subject=change.subject, component=change.component, kind=change.kind.value,
-                                    previous=change.previous.value, state=change.state.value,
-                                    evidence=change.evidence[:2000], sites=list(change.sites), at=now,
-                                    flow_run_id=flow_run_id))
+            db.add(
+                HealthHistoryRow(
+                    subject=change.subject,
+                    component=change.component,
+                    kind=change.kind.value,
+                    previous=change.previous.value,
+                    state=change.state.value,
+                    evidence=change.evidence[:2000],
+                    sites=list(change.sites),
+                    at=now,
+                    flow_run_id=flow_run_id,
+                )
+            )
 
 
 def history(subject: str | None = None, limit: int = 100) -> list[HealthHistoryRow]:
@@ -129,9 +146,17 @@ def open_request_keys() -> set[tuple[str, str]]:
 
 def open_request(request: ReplacementRequest) -> int:
     with inventory_db.session() as db:
-        row = ReplacementRow(server=request.server, component=request.component, facility=request.facility,
-                             location=request.location, part_kind=request.part_kind, slot=request.slot,
-                             serial=request.serial, model=request.model, evidence=request.evidence[:2000])
+        row = ReplacementRow(
+            server=request.server,
+            component=request.component,
+            facility=request.facility,
+            location=request.location,
+            part_kind=request.part_kind,
+            slot=request.slot,
+            serial=request.serial,
+            model=request.model,
+            evidence=request.evidence[:2000],
+        )
         db.add(row)
         db.flush()
         return row.id
@@ -147,8 +172,11 @@ def close_request(server: str, component: str) -> ReplacementRow | None:
     """Close the open request of a part; returns it with its duration."""
     now = utcnow()
     with inventory_db.session() as db:
-        row = db.exec(select(ReplacementRow).where(ReplacementRow.server == server, ReplacementRow.component == component,
-                                                   ReplacementRow.status == "open")).first()
+        row = db.exec(
+            select(ReplacementRow).where(
+                ReplacementRow.server == server, ReplacementRow.component == component, ReplacementRow.status == "open"
+            )
+        ).first()
         if row is None:
             return None
         row.status, row.closed_at = "closed", now
@@ -174,8 +202,13 @@ def health_fields(service_name: str, active_server: str | None) -> dict:
     Never raises: an inventory without health rows shows "-"."""
     try:
         with inventory_db.session() as db:
-            rows = list(db.exec(select(HealthComponentRow).where(
-                HealthComponentRow.subject.in_([f"service:{service_name}", active_server or ""]))))
+            rows = list(
+                db.exec(
+                    select(HealthComponentRow).where(
+                        HealthComponentRow.subject.in_([f"service:{service_name}", active_server or ""])
+                    )
+                )
+            )
     except Exception:
         rows = []
     if not rows:
@@ -184,8 +217,12 @@ def health_fields(service_name: str, active_server: str | None) -> dict:
     if worst is None:
         return {"health": {"state": "ok"}, "health_text": "ok"}
     return {
-        "health": {"state": worst.state.value, "subject": worst.subject, "component": worst.component,
-                   "evidence": worst.evidence},
+        "health": {
+            "state": worst.state.value,
+            "subject": worst.subject,
+            "component": worst.component,
+            "evidence": worst.evidence,
+        },
         "health_text": status_text(worst),
     }
 
@@ -194,6 +231,12 @@ def declared_down(server: str) -> list[HealthComponentRow]:
     """The reachability components of ``server`` the health judge holds failed now (each with its
     evidence and last check): what lets an unattended failover of the service it runs proceed."""
     with inventory_db.session() as db:
-        return list(db.exec(select(HealthComponentRow).where(
-            HealthComponentRow.subject == server, HealthComponentRow.kind == ComponentKind.reachability.value,
-            HealthComponentRow.state == ComponentState.failed.value)))
+        return list(
+            db.exec(
+                select(HealthComponentRow).where(
+                    HealthComponentRow.subject == server,
+                    HealthComponentRow.kind == ComponentKind.reachability.value,
+                    HealthComponentRow.state == ComponentState.failed.value,
+                )
+            )
+        )

@@ -63,15 +63,25 @@ def layout(db) -> list[Placement]:
 def record_impact(db, incident_id: int, holders: Iterable[str], services: Iterable[str], outage: bool) -> list[Impact]:
     """Add what ``holders`` (servers) and ``services`` affect now; returns the rows added."""
     standby = {row.name for row in db.exec(select(ServerRow).where(ServerRow.planned_role == "standby"))}
-    present = {(row.service, row.server) for row in
-               db.exec(select(IncidentImpactRow).where(IncidentImpactRow.incident_id == incident_id))}
+    present = {
+        (row.service, row.server)
+        for row in db.exec(select(IncidentImpactRow).where(IncidentImpactRow.incident_id == incident_id))
+    }
     added = []
     named = {service for service, _server in present}
     for impact in impact_of(set(holders), list(services), layout(db), outage, standby):
         if (impact.service, impact.server) in present or (not impact.server and impact.service in named):
             continue  # already recorded (a service named again is the same service)
-        db.add(IncidentImpactRow(incident_id=incident_id, service=impact.service, server=impact.server,
-                                 role=impact.role, effect=impact.effect, tell=impact.tell))
+        db.add(
+            IncidentImpactRow(
+                incident_id=incident_id,
+                service=impact.service,
+                server=impact.server,
+                role=impact.role,
+                effect=impact.effect,
+                tell=impact.tell,
+            )
+        )
         added.append(impact)
     return added
 
@@ -88,7 +98,8 @@ def impacts(db, incident_ids: list[int]) -> dict[int, list[dict]]:
             continue  # two detections folded at the same moment may both have recorded it
         seen.add((row.incident_id, row.service, row.server))
         found.setdefault(row.incident_id, []).append(
-            {"service": row.service, "server": row.server, "role": row.role, "effect": row.effect, "tell": row.tell})
+            {"service": row.service, "server": row.server, "role": row.role, "effect": row.effect, "tell": row.tell}
+        )
     return found
 
 

@@ -40,7 +40,14 @@ CATEGORIES = {1: "server", 2: "programming", 3: "customer problem"}
 SEVERITIES = ("high", "low")
 STATUSES = ("triggered", "acknowledged", "resolved")
 EVENT_KINDS = (
-    "detection", "page", "acknowledgement", "note", "failover", "notice", "status_publish", "error",
+    "detection",
+    "page",
+    "acknowledgement",
+    "note",
+    "failover",
+    "notice",
+    "status_publish",
+    "error",
     "notice_held",  # a customer notice that did not go out although customers are affected
     "approval",  # an approver approved a waiting failover from the phone
 )
@@ -102,9 +109,7 @@ class IncidentOpening:
 
 def _check(category: int, severity: str) -> None:
     if category not in CATEGORIES:
-        raise IncidentError(
-            f"category {category!r} is not one of 1 (server), 2 (programming), 3 (customer problem)"
-        )
+        raise IncidentError(f"category {category!r} is not one of 1 (server), 2 (programming), 3 (customer problem)")
     if severity not in SEVERITIES:
         raise IncidentError(f"severity {severity!r} is not one of: {', '.join(SEVERITIES)}")
 
@@ -147,15 +152,24 @@ def open_incident(
                 return IncidentOpening(folded, created=False)
         try:
             with inventory_db.session() as db:
-                row = IncidentRow(category=category, severity=severity, title=title.strip(),
-                                  dedup_key=dedup_key, open_key=dedup_key)
+                row = IncidentRow(
+                    category=category, severity=severity, title=title.strip(), dedup_key=dedup_key, open_key=dedup_key
+                )
                 db.add(row)
                 db.flush()
                 impact = incident_scope.record_impact(db, row.id, holders, services, outage)
                 _add_affected(db, row.id, sorted({*services, *(item.service for item in impact)}), servers)
                 incident_scope.record_audience(db, row.id, internal, actor)
-                db.add(IncidentEventRow(incident_id=row.id, kind="detection", actor=actor,
-                                        text=text, details=_with_impact(details, impact, internal), at=row.opened_at))
+                db.add(
+                    IncidentEventRow(
+                        incident_id=row.id,
+                        kind="detection",
+                        actor=actor,
+                        text=text,
+                        details=_with_impact(details, impact, internal),
+                        at=row.opened_at,
+                    )
+                )
                 return IncidentOpening(row.id, created=True)
         except IntegrityError:
             continue  # another process opened it first: fold into theirs
@@ -185,8 +199,15 @@ def _fold(dedup_key, severity, services, servers, text, actor, details, holders,
             row.severity = "high"
         impact = incident_scope.record_impact(db, row.id, holders, services, outage)
         _add_affected(db, row.id, sorted({*services, *(item.service for item in impact)}), servers)
-        db.add(IncidentEventRow(incident_id=row.id, kind="detection", actor=actor, text=text,
-                                details={**_with_impact(details, impact, False), "folded": True}))
+        db.add(
+            IncidentEventRow(
+                incident_id=row.id,
+                kind="detection",
+                actor=actor,
+                text=text,
+                details={**_with_impact(details, impact, False), "folded": True},
+            )
+        )
         return row.id
 
 
@@ -218,8 +239,7 @@ def _row(db, incident_id: int) -> IncidentRow:
     return row
 
 
-def add_event(incident_id: int, kind: str, text: str, actor: str = "hotspare",
-              details: dict | None = None) -> int:
+def add_event(incident_id: int, kind: str, text: str, actor: str = "hotspare", details: dict | None = None) -> int:
     """Append one entry to an incident's timeline; returns the entry's id."""
     if kind not in EVENT_KINDS:
         raise IncidentError(f"event kind {kind!r} is not one of: {', '.join(EVENT_KINDS)}")
@@ -249,8 +269,15 @@ def acknowledge(incident_id: int, by: str, via: str = "", details: dict | None =
         text = f"acknowledged by {by}" + (f" via {via}" if via else "")
         if not first:
             text += f" (already acknowledged by {row.acknowledged_by})"
-        db.add(IncidentEventRow(incident_id=incident_id, kind="acknowledgement", actor=by, text=text,
-                                details={**(details or {}), "via": via, "first": first}))
+        db.add(
+            IncidentEventRow(
+                incident_id=incident_id,
+                kind="acknowledgement",
+                actor=by,
+                text=text,
+                details={**(details or {}), "via": via, "first": first},
+            )
+        )
         return first
 
 
@@ -259,16 +286,20 @@ def resolve(incident_id: int, by: str, text: str = "") -> None:
     with inventory_db.session() as db:
         row = _row(db, incident_id)
         if row.status == "resolved":
-            raise IncidentError(
-                f"incident {incident_id} was already resolved at {_iso(row.resolved_at)} by {row.resolved_by}"
-            )
+            raise IncidentError(f"incident {incident_id} was already resolved at {_iso(row.resolved_at)} by {row.resolved_by}")
         now = utcnow()
         if row.acknowledged_at is None:
             row.acknowledged_at, row.acknowledged_by = now, by
         row.status, row.resolved_at, row.resolved_by, row.open_key = "resolved", now, by, None
-        db.add(IncidentEventRow(incident_id=incident_id, kind="note", actor=by,
-                                text=f"resolved by {by}" + (f": {text}" if text else ""),
-                                details={"resolved": True}))
+        db.add(
+            IncidentEventRow(
+                incident_id=incident_id,
+                kind="note",
+                actor=by,
+                text=f"resolved by {by}" + (f": {text}" if text else ""),
+                details={"resolved": True},
+            )
+        )
 
 
 def publish(incident_id: int, by: str) -> bool:
@@ -279,8 +310,15 @@ def publish(incident_id: int, by: str) -> bool:
         _row(db, incident_id)
         changed = incident_scope.set_internal(db, incident_id, False, by)
         if changed:
-            db.add(IncidentEventRow(incident_id=incident_id, kind="note", actor=by,
-                                    text=f"published for customers by {by}", details={"published": True}))
+            db.add(
+                IncidentEventRow(
+                    incident_id=incident_id,
+                    kind="note",
+                    actor=by,
+                    text=f"published for customers by {by}",
+                    details={"published": True},
+                )
+            )
         return changed
 
 
@@ -288,8 +326,9 @@ def _iso(moment: datetime | None) -> str | None:
     return as_utc(moment).isoformat() if moment else None
 
 
-def _as_dict(row: IncidentRow, affected: list[IncidentAffectedRow], impact: list[dict] | None = None,
-             internal: bool | None = None) -> dict:
+def _as_dict(
+    row: IncidentRow, affected: list[IncidentAffectedRow], impact: list[dict] | None = None, internal: bool | None = None
+) -> dict:
     """``internal`` None: an incident from before impacts were recorded (``impact_recorded`` False)."""
     impact = impact or []
     return {
@@ -331,8 +370,10 @@ def list_incidents(status: str | None = None, open_only: bool = False, limit: in
         affected = db.exec(select(IncidentAffectedRow).where(IncidentAffectedRow.incident_id.in_(ids))).all() if ids else []
         impact = incident_scope.impacts(db, ids)
         audience = incident_scope.audiences(db, ids)
-    return [_as_dict(row, [item for item in affected if item.incident_id == row.id], impact.get(row.id),
-                     audience.get(row.id)) for row in rows]
+    return [
+        _as_dict(row, [item for item in affected if item.incident_id == row.id], impact.get(row.id), audience.get(row.id))
+        for row in rows
+    ]
 
 
 def get_incident(incident_id: int) -> dict:
@@ -340,14 +381,23 @@ def get_incident(incident_id: int) -> dict:
     with inventory_db.session() as db:
         row = _row(db, incident_id)
         affected = db.exec(select(IncidentAffectedRow).where(IncidentAffectedRow.incident_id == incident_id)).all()
-        events = db.exec(select(IncidentEventRow).where(IncidentEventRow.incident_id == incident_id)
-                         .order_by(IncidentEventRow.at, IncidentEventRow.id)).all()
+        events = db.exec(
+            select(IncidentEventRow)
+            .where(IncidentEventRow.incident_id == incident_id)
+            .order_by(IncidentEventRow.at, IncidentEventRow.id)
+        ).all()
         impact = incident_scope.impacts(db, [incident_id]).get(incident_id)
         internal = incident_scope.audiences(db, [incident_id]).get(incident_id)
     result = _as_dict(row, affected, impact, internal)
     result["events"] = [
-        {"id": event.id, "at": _iso(event.at), "kind": event.kind, "actor": event.actor,
-         "text": event.text, "details": event.details or {}}
+        {
+            "id": event.id,
+            "at": _iso(event.at),
+            "kind": event.kind,
+            "actor": event.actor,
+            "text": event.text,
+            "details": event.details or {},
+        }
         for event in events
     ]
     return result
@@ -361,11 +411,20 @@ def open_for_failed_run(run_id: int, kind: str, service: str, summary: str) -> i
     request = from_failed_run(run_id, kind, service, summary)
     if request is None:
         return None
-    opening = open_incident(request.category, request.severity, request.title, request.services, request.servers,
-                            request.dedup_key, request.detection_text, details=request.details,
-                            outage=request.outage, internal=request.internal, holders=request.holders)
+    opening = open_incident(
+        request.category,
+        request.severity,
+        request.title,
+        request.services,
+        request.servers,
+        request.dedup_key,
+        request.detection_text,
+        details=request.details,
+        outage=request.outage,
+        internal=request.internal,
+        holders=request.holders,
+    )
     if opening.created:
-
         announce("opened", opening.incident_id)
     return opening.incident_id
 
@@ -379,10 +438,14 @@ def announce(kind: str, incident_id: int, paging: str = "requested") -> None:
     """
     incident = get_incident(incident_id)
     incident.pop("events", None)
-    events.emit(f"hotspare.incident.{kind}",
-                {"prefect.resource.id": f"hotspare.incident.{incident_id}",
-                 "prefect.resource.name": incident["title"][:100],
-                 "hotspare.category": str(incident["category"]),
-                 "hotspare.severity": incident["severity"],
-                 "hotspare.paging": paging},
-                incident)
+    events.emit(
+        f"hotspare.incident.{kind}",
+        {
+            "prefect.resource.id": f"hotspare.incident.{incident_id}",
+            "prefect.resource.name": incident["title"][:100],
+            "hotspare.category": str(incident["category"]),
+            "hotspare.severity": incident["severity"],
+            "hotspare.paging": paging,
+        },
+        incident,
+    )

@@ -78,8 +78,10 @@ def _write(kept: dict) -> list[str]:
             open_run = run is not None and run.outcome == "running"
             close_open_steps(db, run_id, at, "the inventory was unreachable when this step ended")
         if open_run:
-            summary = (f"{finish['summary']} (recorded late: the inventory was unreachable when the run ended at "
-                       f"{as_utc(at):%Y-%m-%d %H:%M:%S} UTC)")
+            summary = (
+                f"{finish['summary']} (recorded late: the inventory was unreachable when the run ended at "
+                f"{as_utc(at):%Y-%m-%d %H:%M:%S} UTC)"
+            )
             finish_run(run_id, finish["outcome"], summary, finish.get("details"))
             with session() as db:
                 db.get(RunRow, run_id).ended_at = at
@@ -93,6 +95,8 @@ def _write(kept: dict) -> list[str]:
                 move(row, Event.failover_stopped, log)
                 row.failover, row.updated_at = None, utcnow()
         if ours:
-            sentences.append(f"{service}: the failover of run {run_id} was undone before DNS moved; it is "
-                             f"{row.state} again on record (the inventory was unreachable when it stopped)")
+            sentences.append(
+                f"{service}: the failover of run {run_id} was undone before DNS moved; it is "
+                f"{row.state} again on record (the inventory was unreachable when it stopped)"
+            )
     return sentences

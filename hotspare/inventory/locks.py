@@ -67,21 +67,29 @@ class Lease:
         """Raise ``LeaseLost`` unless this run still holds the lock (read from the inventory)."""
         with session() as db:
             holder, token, live = db.execute(
-                select(ServiceRow.lock_holder, ServiceRow.lock_token, ServiceRow.lock_expires > database_time())
-                .where(ServiceRow.name == self.service)).one()
+                select(ServiceRow.lock_holder, ServiceRow.lock_token, ServiceRow.lock_expires > database_time()).where(
+                    ServiceRow.name == self.service
+                )
+            ).one()
         if holder == self.holder and token == self.token and live:
             return
         now_held = f"{holder} holds it now (token {token})" if holder and holder != self.holder else "its lease ran out"
-        raise LeaseLost(f"{self.holder} no longer holds the lock of {self.service} ({now_held}): "
-                        f"not going to {action}; nothing more was changed by this run")
+        raise LeaseLost(
+            f"{self.holder} no longer holds the lock of {self.service} ({now_held}): "
+            f"not going to {action}; nothing more was changed by this run"
+        )
 
     def renew(self) -> bool:
         """Extend the lease if this holding is still the current one."""
         with session() as db:
             result = db.exec(
                 update(ServiceRow)
-                .where(ServiceRow.name == self.service, ServiceRow.lock_holder == self.holder,
-                       ServiceRow.lock_token == self.token, ServiceRow.lock_expires > database_time())
+                .where(
+                    ServiceRow.name == self.service,
+                    ServiceRow.lock_holder == self.holder,
+                    ServiceRow.lock_token == self.token,
+                    ServiceRow.lock_expires > database_time(),
+                )
                 .values(lock_expires=database_time(lease_length()))
             )
         if result.rowcount != 1 and self.lost is None:
@@ -97,12 +105,12 @@ _held_lock = threading.Lock()
 def acquire(service: str, holder: str, preempt: tuple[str, ...] = ()) -> Lease:
     """Take the service's lock for ``holder``: free, expired, already ours, or held by a run
     whose holder name starts with one of ``preempt`` (taken over). Otherwise ``ServiceBusy``."""
-    free = [ServiceRow.lock_holder.is_(None), ServiceRow.lock_expires < database_time(),
-            ServiceRow.lock_holder == holder]
+    free = [ServiceRow.lock_holder.is_(None), ServiceRow.lock_expires < database_time(), ServiceRow.lock_holder == holder]
     free += [ServiceRow.lock_holder.startswith(prefix) for prefix in preempt]
     with session() as db:  # a read first, in its own transaction: SQLite cannot upgrade a read to a write
-        previous = db.execute(select(ServiceRow.lock_holder, ServiceRow.lock_expires > database_time())
-                              .where(ServiceRow.name == service)).one_or_none()
+        previous = db.execute(
+            select(ServiceRow.lock_holder, ServiceRow.lock_expires > database_time()).where(ServiceRow.name == service)
+        ).one_or_none()
         if previous is None:
             raise NotFound(f"no service {service!r} in the inventory: check the name or load the fleet file first")
         previous_holder, previous_live = previous
@@ -111,8 +119,12 @@ def acquire(service: str, holder: str, preempt: tuple[str, ...] = ()) -> Lease:
             update(ServiceRow)
             .where(ServiceRow.name == service)
             .where(or_(*free))
-            .values(lock_holder=holder, lock_expires=database_time(lease_length()), lock_since=database_time(),
-                    lock_token=func.coalesce(ServiceRow.lock_token, 0) + 1)
+            .values(
+                lock_holder=holder,
+                lock_expires=database_time(lease_length()),
+                lock_since=database_time(),
+                lock_token=func.coalesce(ServiceRow.lock_token, 0) + 1,
+            )
         )
         if result.rowcount == 1:
             db.flush()
@@ -134,7 +146,9 @@ def busy(service: str, holder: str | None, since: datetime | None) -> ServiceBus
         f"a run that died frees the lock within {lease_length().total_seconds():g} s; a failover or rebuild takes it over from "
         f"a replication, backup or verification at once. If you are sure the holder is gone: "
         f"`hotspare unlock {service} --holder {holder}`.",
-        service=service, holder=holder or "", since=since,
+        service=service,
+        holder=holder or "",
+        since=since,
     )
 
 
@@ -142,8 +156,7 @@ def release(lease: Lease) -> None:
     with session() as db:
         db.exec(
             update(ServiceRow)
-            .where(ServiceRow.name == lease.service, ServiceRow.lock_holder == lease.holder,
-                   ServiceRow.lock_token == lease.token)
+            .where(ServiceRow.name == lease.service, ServiceRow.lock_holder == lease.holder, ServiceRow.lock_token == lease.token)
             .values(lock_holder=None, lock_expires=None, lock_since=None)
         )
 
@@ -151,9 +164,11 @@ def release(lease: Lease) -> None:
 def holder_of(service: str) -> str | None:
     """The live holder of the service's lock, or None."""
     with session() as db:
-        row = db.execute(select(ServiceRow.lock_holder).where(
-            ServiceRow.name == service, ServiceRow.lock_holder.is_not(None),
-            ServiceRow.lock_expires > database_time())).one_or_none()
+        row = db.execute(
+            select(ServiceRow.lock_holder).where(
+                ServiceRow.name == service, ServiceRow.lock_holder.is_not(None), ServiceRow.lock_expires > database_time()
+            )
+        ).one_or_none()
     return row[0] if row else None
 
 
@@ -172,14 +187,15 @@ class Holding:
 def live_holding(service: str) -> Holding | None:
     """The service's lock as held now, or None when it is free or its lease expired (holder gone)."""
     with session() as db:  # judged by the inventory's clock, as every lease is
-        row = db.execute(select(ServiceRow.lock_holder, ServiceRow.lock_token, ServiceRow.lock_expires).where(
-            ServiceRow.name == service, ServiceRow.lock_holder.is_not(None),
-            ServiceRow.lock_expires > database_time())).one_or_none()
+        row = db.execute(
+            select(ServiceRow.lock_holder, ServiceRow.lock_token, ServiceRow.lock_expires).where(
+                ServiceRow.name == service, ServiceRow.lock_holder.is_not(None), ServiceRow.lock_expires > database_time()
+            )
+        ).one_or_none()
     return Holding(row[0], row[1] or 0, row[2]) if row else None
 
 
-def wait_while_held(service: str, seconds: float, held_by=lambda holder: True,
-                    poll_seconds: float = 0.5) -> Holding | None:
+def wait_while_held(service: str, seconds: float, held_by=lambda holder: True, poll_seconds: float = 0.5) -> Holding | None:
     """Wait up to ``seconds`` while a live lease whose holder ``held_by`` accepts holds the lock.
 
     The wait ends when that run releases the lock or dies: a dead run stops renewing, so its
@@ -197,7 +213,8 @@ def unlock(service: str, holder: str) -> bool:
     """Clear the lock if ``holder`` (named by the operator) holds it; False if it does not."""
     with session() as db:
         result = db.exec(
-            update(ServiceRow).where(ServiceRow.name == service, ServiceRow.lock_holder == holder)
+            update(ServiceRow)
+            .where(ServiceRow.name == service, ServiceRow.lock_holder == holder)
             .values(lock_holder=None, lock_expires=None, lock_since=None)
         )
     return result.rowcount == 1
@@ -224,8 +241,9 @@ def service_lock(service: str, holder: str, preempt: tuple[str, ...] = ()) -> It
     holder: an inner use (a final sync inside a failover) shares the outer one's lease."""
     outer = held(holder)
     if outer is not None and outer.service != service:
-        raise ValueError(f"{holder} holds the lock of {outer.service} and asks for {service}'s: each service "
-                         "needs a holder of its own")  # sharing would leave the second service unlocked
+        raise ValueError(
+            f"{holder} holds the lock of {outer.service} and asks for {service}'s: each service needs a holder of its own"
+        )  # sharing would leave the second service unlocked
     if outer is not None:
         yield outer
         return
@@ -243,5 +261,9 @@ def service_lock(service: str, holder: str, preempt: tuple[str, ...] = ()) -> It
         try:
             release(lease)
         except Exception as error:  # never replace the run's own outcome; the lease expires anyway
-            log.warning("could not release the lock of %s (it frees itself within %g s): %s", service,
-                        lease_length().total_seconds(), error)
+            log.warning(
+                "could not release the lock of %s (it frees itself within %g s): %s",
+                service,
+                lease_length().total_seconds(),
+                error,
+            )

@@ -99,8 +99,9 @@ def holder_alive(holder: str | None, claimed_at: datetime | None, now: datetime)
     return claimed_at is not None and now - as_utc(claimed_at) < STALE_CLAIM
 
 
-def record_notice(notice_id: str, incident_id: int, kind: str, subject: str, state: str, decision: str,
-                  approved_by: str | None = None) -> NoticeRow:
+def record_notice(
+    notice_id: str, incident_id: int, kind: str, subject: str, state: str, decision: str, approved_by: str | None = None
+) -> NoticeRow:
     """Create or update the notice row (a held notice may later be approved and sent)."""
     with _session() as db:
         row = db.get(NoticeRow, notice_id)
@@ -131,8 +132,11 @@ def ensure_deliveries(notice_id: str, recipients: list[tuple[str, str, str]]) ->
         present = {row.recipient for row in db.exec(select(NoticeDeliveryRow).where(NoticeDeliveryRow.notice_id == notice_id))}
         for address, name, message_id in recipients:
             if address.lower() not in present:
-                db.add(NoticeDeliveryRow(notice_id=notice_id, recipient=address.lower(), address=address, name=name,
-                                         message_id=message_id))
+                db.add(
+                    NoticeDeliveryRow(
+                        notice_id=notice_id, recipient=address.lower(), address=address, name=name, message_id=message_id
+                    )
+                )
 
 
 def recover(notice_id: str) -> list[NoticeDeliveryRow]:
@@ -141,18 +145,28 @@ def recover(notice_id: str) -> list[NoticeDeliveryRow]:
     now = utcnow()
     uncertain = []
     with _session() as db:
-        rows = db.exec(select(NoticeDeliveryRow).where(NoticeDeliveryRow.notice_id == notice_id,
-                                                       NoticeDeliveryRow.state.in_(("sending", "committing")))).all()
+        rows = db.exec(
+            select(NoticeDeliveryRow).where(
+                NoticeDeliveryRow.notice_id == notice_id, NoticeDeliveryRow.state.in_(("sending", "committing"))
+            )
+        ).all()
         for row in rows:
             if holder_alive(row.holder, row.claimed_at, now):
                 continue
             was = row.state
-            result = db.exec(update(NoticeDeliveryRow).where(NoticeDeliveryRow.id == row.id, NoticeDeliveryRow.state == was,
-                                                             NoticeDeliveryRow.holder == row.holder)
-                             .values(state="pending" if was == "sending" else "uncertain", holder=None, updated_at=now,
-                                     reply=row.reply if was == "sending" else
-                                     "the sending process died right after handing the message over; check the "
-                                     f"relay's log for Message-ID {row.message_id} before sending it by hand"))
+            result = db.exec(
+                update(NoticeDeliveryRow)
+                .where(NoticeDeliveryRow.id == row.id, NoticeDeliveryRow.state == was, NoticeDeliveryRow.holder == row.holder)
+                .values(
+                    state="pending" if was == "sending" else "uncertain",
+                    holder=None,
+                    updated_at=now,
+                    reply=row.reply
+                    if was == "sending"
+                    else "the sending process died right after handing the message over; check the "
+                    f"relay's log for Message-ID {row.message_id} before sending it by hand",
+                )
+            )
             if result.rowcount == 1 and was == "committing":
                 uncertain.append(row)
     return uncertain
@@ -162,10 +176,11 @@ def claim(delivery_id: int, holder: str) -> bool:
     """Take a pending or deferred delivery for sending; False if another process has it or it is done."""
     now = utcnow()
     with _session() as db:
-        result = db.exec(update(NoticeDeliveryRow)
-                         .where(NoticeDeliveryRow.id == delivery_id, NoticeDeliveryRow.state.in_(("pending", "deferred")))
-                         .values(state="sending", holder=holder, claimed_at=now, updated_at=now,
-                                 attempts=NoticeDeliveryRow.attempts + 1))
+        result = db.exec(
+            update(NoticeDeliveryRow)
+            .where(NoticeDeliveryRow.id == delivery_id, NoticeDeliveryRow.state.in_(("pending", "deferred")))
+            .values(state="sending", holder=holder, claimed_at=now, updated_at=now, attempts=NoticeDeliveryRow.attempts + 1)
+        )
         return result.rowcount == 1
 
 
@@ -178,17 +193,23 @@ def advance(delivery_id: int, holder: str, state: str, code: int | None = None, 
     if state == "sent":
         values["sent_at"] = now
     with _session() as db:
-        result = db.exec(update(NoticeDeliveryRow)
-                         .where(NoticeDeliveryRow.id == delivery_id, NoticeDeliveryRow.holder == holder,
-                                NoticeDeliveryRow.state.in_(("sending", "committing")))
-                         .values(**values))
+        result = db.exec(
+            update(NoticeDeliveryRow)
+            .where(
+                NoticeDeliveryRow.id == delivery_id,
+                NoticeDeliveryRow.holder == holder,
+                NoticeDeliveryRow.state.in_(("sending", "committing")),
+            )
+            .values(**values)
+        )
         return result.rowcount == 1
 
 
 def deliveries(notice_id: str) -> list[NoticeDeliveryRow]:
     with _session() as db:
-        return list(db.exec(select(NoticeDeliveryRow).where(NoticeDeliveryRow.notice_id == notice_id)
-                            .order_by(NoticeDeliveryRow.id)))
+        return list(
+            db.exec(select(NoticeDeliveryRow).where(NoticeDeliveryRow.notice_id == notice_id).order_by(NoticeDeliveryRow.id))
+        )
 
 
 def notices_of(incident_id: int) -> list[NoticeRow]:

@@ -70,8 +70,7 @@ def _page(row: PageRow) -> Page:
 def record_page(incident_id: int, provider: str, sid: str, action: str, contact: str, number: str) -> None:
     """Keep a page the provider accepted (``number`` in E.164)."""
     with inventory_db.session() as db:
-        db.add(PageRow(incident_id=incident_id, provider=provider, sid=sid, action=action, contact=contact,
-                       number=number))
+        db.add(PageRow(incident_id=incident_id, provider=provider, sid=sid, action=action, contact=contact, number=number))
 
 
 def page_by_sid(provider: str, sid: str) -> Page | None:
@@ -84,16 +83,20 @@ def page_by_sid(provider: str, sid: str) -> Page | None:
 def pages_to(number: str, since: datetime) -> list[Page]:
     """Pages sent to ``number`` (E.164) since ``since``, newest first."""
     with inventory_db.session() as db:
-        rows = db.exec(select(PageRow).where(PageRow.number == number, PageRow.sent_at >= since)
-                       .order_by(PageRow.sent_at.desc(), PageRow.id.desc())).all()
+        rows = db.exec(
+            select(PageRow)
+            .where(PageRow.number == number, PageRow.sent_at >= since)
+            .order_by(PageRow.sent_at.desc(), PageRow.id.desc())
+        ).all()
         return [_page(row) for row in rows]
 
 
 def latest_page_of(incident_id: int) -> Page | None:
     """The newest page of an incident, or None (never paged)."""
     with inventory_db.session() as db:
-        row = db.exec(select(PageRow).where(PageRow.incident_id == incident_id)
-                      .order_by(PageRow.sent_at.desc(), PageRow.id.desc())).first()
+        row = db.exec(
+            select(PageRow).where(PageRow.incident_id == incident_id).order_by(PageRow.sent_at.desc(), PageRow.id.desc())
+        ).first()
         return _page(row) if row else None
 
 

@@ -149,5 +149,4 @@ def record_outcome(*recorders: Callable[[], None]) -> None:
         try:
             recorder()
         except Exception as error:
-            log.error("could not record the run's outcome (%s: %s); the run's own result stands",
-                      type(error).__name__, error)
+            log.error("could not record the run's outcome (%s: %s); the run's own result stands", type(error).__name__, error)

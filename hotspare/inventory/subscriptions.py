@@ -44,8 +44,9 @@ class SubscriptionRow(SQLModel, table=True):
     confirmed_at: datetime | None = None
 
 
-def request(customer: str, address: str, confirm_digest: str, now: datetime | None = None,
-            max_pending: int = MAX_PENDING) -> tuple[int | None, bool, str]:
+def request(
+    customer: str, address: str, confirm_digest: str, now: datetime | None = None, max_pending: int = MAX_PENDING
+) -> tuple[int | None, bool, str]:
     """Record a request; (subscription number, whether a confirmation mail is due, why not).
 
     No mail is due when the address is confirmed already, when one was mailed in the last
@@ -56,17 +57,18 @@ def request(customer: str, address: str, confirm_digest: str, now: datetime | No
 
     now = now or utcnow()
     with session() as db:
-        waiting = list(db.exec(select(SubscriptionRow).where(SubscriptionRow.customer == customer,
-                                                             SubscriptionRow.state == "pending")))
+        waiting = list(
+            db.exec(select(SubscriptionRow).where(SubscriptionRow.customer == customer, SubscriptionRow.state == "pending"))
+        )
         for stale in waiting:  # compared here: SQLite and PostgreSQL store these times differently
             if stale.confirm_expires is None or _utc(stale.confirm_expires) < now:
                 db.delete(stale)
         db.flush()
-        row = db.exec(select(SubscriptionRow).where(SubscriptionRow.customer == customer,
-                                                    SubscriptionRow.address == address.lower())).first()
+        row = db.exec(
+            select(SubscriptionRow).where(SubscriptionRow.customer == customer, SubscriptionRow.address == address.lower())
+        ).first()
         if row is None:
-            pending = sum(1 for stale in waiting if stale.confirm_expires is not None
-                          and _utc(stale.confirm_expires) >= now)
+            pending = sum(1 for stale in waiting if stale.confirm_expires is not None and _utc(stale.confirm_expires) >= now)
             if pending >= max_pending:
                 return None, False, f"{customer} has {pending} unconfirmed requests (at most {max_pending})"
             row = SubscriptionRow(customer=customer, address=address.lower())
@@ -79,8 +81,7 @@ def request(customer: str, address: str, confirm_digest: str, now: datetime | No
         elif row.state == "unsubscribed" and row.confirm_expires is not None and now < _utc(row.confirm_expires):
             assert row.id is not None
             return row.id, False, f"unsubscribed lately; quiet until {_utc(row.confirm_expires):%Y-%m-%d %H:%M} UTC"
-        row.state, row.confirm_digest, row.confirm_expires, row.requested_at = \
-            "pending", confirm_digest, now + CONFIRM_VALID, now
+        row.state, row.confirm_digest, row.confirm_expires, row.requested_at = "pending", confirm_digest, now + CONFIRM_VALID, now
         db.add(row)
         db.flush()
         assert row.id is not None  # the flush gave it one
@@ -99,9 +100,14 @@ def confirm(confirm_digest: str, now: datetime | None = None) -> SubscriptionRow
 
     now = now or utcnow()
     with session() as db:
-        row = db.exec(select(SubscriptionRow).where(SubscriptionRow.confirm_digest == confirm_digest,
-                                                    SubscriptionRow.state == "pending")).first()
-        if row is None or row.confirm_expires is None or row.confirm_expires.replace(tzinfo=row.confirm_expires.tzinfo or timezone.utc) < now:
+        row = db.exec(
+            select(SubscriptionRow).where(SubscriptionRow.confirm_digest == confirm_digest, SubscriptionRow.state == "pending")
+        ).first()
+        if (
+            row is None
+            or row.confirm_expires is None
+            or row.confirm_expires.replace(tzinfo=row.confirm_expires.tzinfo or timezone.utc) < now
+        ):
             return None
         row.state, row.confirmed_at, row.confirm_digest, row.confirm_expires = "confirmed", now, None, None
         db.add(row)
@@ -134,5 +140,10 @@ def confirmed() -> list[SubscriptionRow]:
     from hotspare.inventory.db import session
 
     with session() as db:
-        return list(db.exec(select(SubscriptionRow).where(SubscriptionRow.state == "confirmed")
-                            .order_by(SubscriptionRow.customer, SubscriptionRow.address)))
+        return list(
+            db.exec(
+                select(SubscriptionRow)
+                .where(SubscriptionRow.state == "confirmed")
+                .order_by(SubscriptionRow.customer, SubscriptionRow.address)
+            )
+        )

@@ -5,15 +5,17 @@ A subsystem with tables of its own (health, incidents, drills, …) adds its mod
 numbered migration (a change to an existing table does).
 """
 
-from hotspare.inventory import backup_models
-from hotspare.inventory import incidents
-from hotspare.inventory import incident_scope
-from hotspare.inventory import drills
-from hotspare.inventory import health
-from hotspare.inventory import copy_stores
-from hotspare.inventory import notices
-from hotspare.inventory import pages
-from hotspare.inventory import orchestrator
-from hotspare.inventory import approvals
-from hotspare.inventory import watch
-from hotspare.inventory import subscriptions
+from hotspare.inventory import (
+    approvals,
+    backup_models,
+    copy_stores,
+    drills,
+    health,
+    incident_scope,
+    incidents,
+    notices,
+    orchestrator,
+    pages,
+    subscriptions,
+    watch,
+)

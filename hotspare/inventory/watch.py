@@ -36,9 +36,11 @@ def claim(name: str, holder: str, until: datetime, now: datetime | None = None) 
     until when). Taken when nobody holds it, the holder's lease ran out, or it is ours."""
     moment = now or utcnow()
     with inventory_db.session() as db:
-        result = db.exec(update(WatchRow).where(WatchRow.name == name,
-                                                or_(WatchRow.holder == holder, WatchRow.until < moment))
-                         .values(holder=holder, until=until))
+        result = db.exec(
+            update(WatchRow)
+            .where(WatchRow.name == name, or_(WatchRow.holder == holder, WatchRow.until < moment))
+            .values(holder=holder, until=until)
+        )
         if result.rowcount == 1:
             return True, holder, until
         row = db.get(WatchRow, name)

@@ -53,8 +53,16 @@ def run_facts(flow_run_id: str) -> RunFacts | None:
         answers = client.filter_flow_run_input(run.id, APPROVAL_INPUT_PREFIX, 100, set())
     state = run.state.type.value if run.state else "UNKNOWN"
     provenance = parse_provenance(run.created_by.display_value if run.created_by else None)
-    return RunFacts(flow_run_id, flow.name, state, dict(run.parameters or {}), pool, newest_decision(answers),
-                    provenance[0] if provenance else None, parent_flow)
+    return RunFacts(
+        flow_run_id,
+        flow.name,
+        state,
+        dict(run.parameters or {}),
+        pool,
+        newest_decision(answers),
+        provenance[0] if provenance else None,
+        parent_flow,
+    )
 
 
 SHOWN_DIGEST = re.compile(r"type ([0-9a-f]{16}) to approve")  # the pause form's digest field title (flows/approval.py)
@@ -67,7 +75,7 @@ def newest_decision(answers) -> str | None:
     for answer in answers:
         key = answer.key
         for suffix, found in ((APPROVAL_INPUT_SUFFIX, responses), (SCHEMA_SUFFIX, schemas)):
-            middle = key[len(APPROVAL_INPUT_PREFIX):-len(suffix)]
+            middle = key[len(APPROVAL_INPUT_PREFIX) : -len(suffix)]
             if key.startswith(APPROVAL_INPUT_PREFIX) and key.endswith(suffix) and middle.isdigit():
                 found[int(middle)] = answer.value
     if not responses:
@@ -95,6 +103,13 @@ def fleet_layout() -> FleetLayout:
     fleet = access.loaded_fleet()
     with session() as db:
         rows = db.exec(select(ServiceRow)).all()
-    dynamic = {row.name: [row.active_server, row.mirror_server, (row.failover or {}).get("target"),
-                          (row.failover or {}).get("previous_production")] for row in rows}
+    dynamic = {
+        row.name: [
+            row.active_server,
+            row.mirror_server,
+            (row.failover or {}).get("target"),
+            (row.failover or {}).get("previous_production"),
+        ]
+        for row in rows
+    }
     return layout_of(fleet, dynamic)

@@ -27,8 +27,8 @@ import json
 import logging
 import secrets
 import time
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -75,20 +75,43 @@ def read_config(path: Path) -> IssuerConfig:
     """The configuration file, or a one-line PermanentError naming it and what is wrong."""
     try:
         data = json.loads(Path(path).read_text())
-        sites = tuple(Site(Requester(entry["site"], tuple(entry["addresses"]), tuple(entry["pools"]),
-                                     bool(entry.get("control", False))), entry["token_sha256"])
-                      for entry in data["sites"])
+        sites = tuple(
+            Site(
+                Requester(entry["site"], tuple(entry["addresses"]), tuple(entry["pools"]), bool(entry.get("control", False))),
+                entry["token_sha256"],
+            )
+            for entry in data["sites"]
+        )
         return IssuerConfig(Path(data["ca_key"]), sites, tuple(data.get("trusted_proxies", ())))
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise PermanentError(f"issuer configuration {path}: unreadable or incomplete ({error}); it needs ca_key and "
-                             "sites (site, token_sha256, addresses, pools)") from None
+        raise PermanentError(
+            f"issuer configuration {path}: unreadable or incomplete ({error}); it needs ca_key and "
+            "sites (site, token_sha256, addresses, pools)"
+        ) from None
 
 
 def config_json(ca_key: Path, sites: list[tuple[Requester, str]], trusted_proxies: tuple[str, ...] = ()) -> str:
     """The configuration text for these sites (each with its token; only the token's hash is kept)."""
-    return json.dumps({"ca_key": str(ca_key), "trusted_proxies": list(trusted_proxies), "sites": [
-        {"site": requester.site, "token_sha256": token_digest(token), "addresses": list(requester.addresses),
-         "pools": list(requester.pools), "control": requester.control} for requester, token in sites]}, indent=2) + "\n"
+    return (
+        json.dumps(
+            {
+                "ca_key": str(ca_key),
+                "trusted_proxies": list(trusted_proxies),
+                "sites": [
+                    {
+                        "site": requester.site,
+                        "token_sha256": token_digest(token),
+                        "addresses": list(requester.addresses),
+                        "pools": list(requester.pools),
+                        "control": requester.control,
+                    }
+                    for requester, token in sites
+                ],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -118,8 +141,11 @@ class Issuer:
         if client not in site.requester.addresses:
             log.warning("refused %s's token from %s, which is not one of its addresses", site.requester.site, client)
             return Answer(403, {"error": f"this token belongs to {site.requester.site}, which does not ask from {client}"})
-        if not isinstance(body, dict) or not isinstance(body.get("flow_run_id"), str) \
-                or not isinstance(body.get("public_key"), str):
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("flow_run_id"), str)
+            or not isinstance(body.get("public_key"), str)
+        ):
             return Answer(400, {"error": "the request needs flow_run_id and public_key (JSON strings)"})
         run_id = body["flow_run_id"].strip().lower()
         if not RUN_ID.match(run_id):
@@ -139,14 +165,26 @@ class Issuer:
         except HotspareError as error:
             log.error("could not answer %s for run %s: %s", site.requester.site, run_id, error)
             return Answer(403 if error.permanent else 503, {"error": str(error)})
-        return Answer(200, {"certificate": certificate, "principals": list(plan.principals), "key_id": plan.key_id,
-                            "valid_seconds": plan.validity_minutes * 60})
+        return Answer(
+            200,
+            {
+                "certificate": certificate,
+                "principals": list(plan.principals),
+                "key_id": plan.key_id,
+                "valid_seconds": plan.validity_minutes * 60,
+            },
+        )
 
 
 def signing_of(plan: CertificatePlan) -> Signing:
     """The planner's certificate in ssh-keygen's terms (valid from a minute before now)."""
-    return Signing(plan.key_id, plan.principals, f"-{CLOCK_SKEW_MINUTES}m:+{plan.validity_minutes}m",
-                   plan.source_addresses, plan.force_command)
+    return Signing(
+        plan.key_id,
+        plan.principals,
+        f"-{CLOCK_SKEW_MINUTES}m:+{plan.validity_minutes}m",
+        plan.source_addresses,
+        plan.force_command,
+    )
 
 
 def handler_for(issuer: Issuer) -> type[BaseHTTPRequestHandler]:
@@ -174,7 +212,7 @@ def handler_for(issuer: Issuer) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 return self._send(Answer(400, {"error": "the request is not JSON"}))
             authorization = self.headers.get("Authorization") or ""
-            token = authorization[len("Bearer "):].strip() if authorization.startswith("Bearer ") else ""
+            token = authorization[len("Bearer ") :].strip() if authorization.startswith("Bearer ") else ""
             started = time.perf_counter()
             answer = issuer.answer(token, self.client_address[0], self.headers.get("X-Forwarded-For"), body)
             log.debug("answered in %.1f ms", (time.perf_counter() - started) * 1000)
@@ -202,8 +240,9 @@ def serve(config_path: Path, address: str, port: int) -> ThreadingHTTPServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hotspare.issuer.service",
-                                     description="The control site's SSH certificate issuer.")
+    parser = argparse.ArgumentParser(
+        prog="python -m hotspare.issuer.service", description="The control site's SSH certificate issuer."
+    )
     parser.add_argument("--config", required=True, type=Path, help="issuer configuration (JSON, 0600)")
     parser.add_argument("--listen", required=True, help="ADDRESS:PORT, a loopback or control-site address")
     arguments = parser.parse_args(argv)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import logging
 
-from hotspare.lab import bmc
-from hotspare.lab import phone  # the recording phone provider endpoint (phone.py)
+from hotspare.lab import (
+    bmc,
+    phone,  # the recording phone provider endpoint (phone.py)
+)
 from hotspare.lab.topology import BLOCK_NAMES, SERVICES, restic_block
 
 log = logging.getLogger("hotspare.lab")
@@ -38,20 +40,18 @@ class LabBlocks:
         self._require_up()
         stored = json.loads(self._path("secrets.json").read_text())
         blocks = {
-            BLOCK_NAMES["ssh"]: SshCredentials(user=stored["ssh"]["user"],
-                                               private_key=stored["ssh"]["private_key"]),
-            BLOCK_NAMES["tsig"]: DnsUpdateKey(key_name=stored["tsig"]["key_name"],
-                                              algorithm=stored["tsig"]["algorithm"],
-                                              secret=stored["tsig"]["secret"]),
-            BLOCK_NAMES["smtp"]: SmtpServer(host=stored["smtp"]["host"],
-                                            port=stored["smtp"]["port"],
-                                            username=None, password=None, starttls=False),
+            BLOCK_NAMES["ssh"]: SshCredentials(user=stored["ssh"]["user"], private_key=stored["ssh"]["private_key"]),
+            BLOCK_NAMES["tsig"]: DnsUpdateKey(
+                key_name=stored["tsig"]["key_name"], algorithm=stored["tsig"]["algorithm"], secret=stored["tsig"]["secret"]
+            ),
+            BLOCK_NAMES["smtp"]: SmtpServer(
+                host=stored["smtp"]["host"], port=stored["smtp"]["port"], username=None, password=None, starttls=False
+            ),
         }
         if not ssh_key:
             del blocks[BLOCK_NAMES["ssh"]]
         for service in SERVICES:
-            blocks[restic_block(service.name)] = BackupRepositoryPassword(
-                password=stored["restic"]["passwords"][service.name])
+            blocks[restic_block(service.name)] = BackupRepositoryPassword(password=stored["restic"]["passwords"][service.name])
         blocks.update(phone.blocks(self))
         blocks.update(bmc.credential_blocks(self.directory))
         for name, block in blocks.items():

@@ -108,8 +108,12 @@ def _folder(directory: Path) -> Path:
 
 def power_switch_arguments(directory: Path, layout: SlotLayout, host: HostSpec) -> list[str]:
     """What the host's power switch needs: its state file, namespace, sshd pid file, blackholes."""
-    return [str(_folder(directory) / host.name / "power"), layout.netns(host),
-            str(Path(directory) / "hosts" / host.name / "ssh" / "sshd.pid"), *layout.halves]
+    return [
+        str(_folder(directory) / host.name / "power"),
+        layout.netns(host),
+        str(Path(directory) / "hosts" / host.name / "ssh" / "sshd.pid"),
+        *layout.halves,
+    ]
 
 
 def _switch_command(directory: Path, layout: SlotLayout, host: HostSpec) -> list[str]:
@@ -143,18 +147,20 @@ def start(directory: Path, layout: SlotLayout) -> None:
     folder.mkdir(mode=0o700)
     passwords = {facility: random_secrets.token_urlsafe(12) for facility in bmc_facilities()}
     for facility, password in passwords.items():
-        write_private(credentials_file(directory, facility),
-                      json.dumps({"username": BMC_USER, "password": password}) + "\n")
+        write_private(credentials_file(directory, facility), json.dumps({"username": BMC_USER, "password": password}) + "\n")
     _write_json(folder / "daemons.json", [])
     for facility in FACILITIES:
         netns = management_netns(layout, facility.name)
         veth = _management_veth(layout, facility.name)
-        apply_batch([f"netns add {netns}",
-                     f"link add {veth} type veth peer name eth0 netns {netns}",
-                     f"link set {veth} master {layout.bridge} up"],
-                    f"creating management network {netns}")
-        lines = [f"address add {address(layout, host)}/24 dev eth0"
-                 for host in HOSTS if host.facility == facility.name]
+        apply_batch(
+            [
+                f"netns add {netns}",
+                f"link add {veth} type veth peer name eth0 netns {netns}",
+                f"link set {veth} master {layout.bridge} up",
+            ],
+            f"creating management network {netns}",
+        )
+        lines = [f"address add {address(layout, host)}/24 dev eth0" for host in HOSTS if host.facility == facility.name]
         apply_batch(lines + ["link set lo up", "link set eth0 up"], f"configuring {netns}", netns)
     compiled = folder / "sdr.20.main"
     (folder / "main.sdrs").write_text(bmc_render.sdrs())
@@ -166,25 +172,37 @@ def start(directory: Path, layout: SlotLayout) -> None:
         else:
             started.append((host, _start_ipmi(directory, layout, host, compiled, passwords[host.facility])))
     for host, (daemon, process, ready) in started:
-        wait_until(f"BMC of {host.name} ({address(layout, host)})", ready, START_SECONDS,
-                   log_path=daemon.log, alive=lambda process=process: process.poll() is None)
+        wait_until(
+            f"BMC of {host.name} ({address(layout, host)})",
+            ready,
+            START_SECONDS,
+            log_path=daemon.log,
+            alive=lambda process=process: process.poll() is None,
+        )
     log.info("bmcs: %d BMCs answering in %.2f s", len(started), time.monotonic() - started_at)
 
 
-def _start_ipmi(directory: Path, layout: SlotLayout, host: HostSpec, compiled: Path,
-                password: str):
+def _start_ipmi(directory: Path, layout: SlotLayout, host: HostSpec, compiled: Path, password: str):
     folder = _folder(directory) / host.name
     state = folder / "state"
     (state / "ipmi_sim" / host.name).mkdir(parents=True)
     shutil.copy(compiled, state / "ipmi_sim" / host.name / "sdr.20.main")
     bmc_address = address(layout, host)
     (folder / "power").write_text("1\n")
-    write_private(folder / "lan.conf", bmc_render.lan_conf(
-        host.name, bmc_address, IPMI_PORT, CONSOLE_PORT, BMC_USER, password,
-        chassis_control=shlex.join(_switch_command(directory, layout, host))))
+    write_private(
+        folder / "lan.conf",
+        bmc_render.lan_conf(
+            host.name,
+            bmc_address,
+            IPMI_PORT,
+            CONSOLE_PORT,
+            BMC_USER,
+            password,
+            chassis_control=shlex.join(_switch_command(directory, layout, host)),
+        ),
+    )
     (folder / "lab.emu").write_text(bmc_render.emu_commands())
-    command = ["ipmi_sim", "-c", str(folder / "lan.conf"), "-f", str(folder / "lab.emu"),
-               "-s", str(state), "-n"]
+    command = ["ipmi_sim", "-c", str(folder / "lan.conf"), "-f", str(folder / "lab.emu"), "-s", str(state), "-n"]
     daemon, process = _start(directory, layout, host, command, command)
     return daemon, process, lambda: _udp_bound(daemon.pid, bmc_address, IPMI_PORT)
 
@@ -195,22 +213,27 @@ def _start_redfish(directory: Path, layout: SlotLayout, host: HostSpec):
     write_redfish(folder, bmc_render.redfish_tree(host.name))
     (host_folder / "power").write_text("1\n")
     state, netns, sshd_pidfile, *halves = power_switch_arguments(directory, layout, host)
-    _write_json(host_folder / "switch.json",
-                {"state": state, "netns": netns, "sshd_pidfile": sshd_pidfile, "halves": halves})
+    _write_json(host_folder / "switch.json", {"state": state, "netns": netns, "sshd_pidfile": sshd_pidfile, "halves": halves})
     bmc_address = address(layout, host)
     script = str(Path(__file__).with_name("redfish_bmc.py"))
-    tail = [script, bmc_address, str(REDFISH_PORT), str(folder), str(credentials_file(directory, host.facility)),
-            str(host_folder / "switch.json")]
+    tail = [
+        script,
+        bmc_address,
+        str(REDFISH_PORT),
+        str(folder),
+        str(credentials_file(directory, host.facility)),
+        str(host_folder / "switch.json"),
+    ]
     daemon, process = _start(directory, layout, host, [sys.executable, "-I"] + tail, tail)
     return daemon, process, lambda: _accepts(bmc_address, REDFISH_PORT)
 
 
-def _start(directory: Path, layout: SlotLayout, host: HostSpec, command: list[str],
-           expected: list[str]):
+def _start(directory: Path, layout: SlotLayout, host: HostSpec, command: list[str], expected: list[str]):
     netns = management_netns(layout, host.facility)
     log_path = _folder(directory) / f"bmc-{host.name}.log"
-    daemon, process = start_daemon(f"bmc {host.name}", ["ip", "netns", "exec", netns] + command,
-                                   expected, log_path, slot=layout.slot)
+    daemon, process = start_daemon(
+        f"bmc {host.name}", ["ip", "netns", "exec", netns] + command, expected, log_path, slot=layout.slot
+    )
     daemons = json.loads((_folder(directory) / "daemons.json").read_text())
     _write_json(_folder(directory) / "daemons.json", daemons + [daemon.to_json()])
     return daemon, process
@@ -308,8 +331,9 @@ def _console(bmc_address: str, command: str) -> None:
             connection.sendall(command.encode() + b"\n")
             answer = _read_prompt(connection)
     except OSError as error:
-        raise LabError(f"BMC console {bmc_address}:{CONSOLE_PORT} did not answer ({error}); "
-                       f"is the lab up and the facility healed?") from error
+        raise LabError(
+            f"BMC console {bmc_address}:{CONSOLE_PORT} did not answer ({error}); is the lab up and the facility healed?"
+        ) from error
     if b"error" in answer.lower() or b"invalid" in answer.lower():
         raise LabError(f"BMC console refused {command!r}: {answer.decode(errors='replace')}")
 
@@ -352,18 +376,28 @@ def read_redfish(folder: Path) -> dict[str, dict]:
 
 def describe(layout: SlotLayout) -> dict:
     """env.json's `bmcs`: protocol, address, port and credentials block per host."""
-    return {host.name: {"protocol": protocol(host), "address": address(layout, host),
-                        "port": port(host), "credentials_block": block_name(host.facility),
-                        "management_netns": management_netns(layout, host.facility)}
-            for host in HOSTS}
+    return {
+        host.name: {
+            "protocol": protocol(host),
+            "address": address(layout, host),
+            "port": port(host),
+            "credentials_block": block_name(host.facility),
+            "management_netns": management_netns(layout, host.facility),
+        }
+        for host in HOSTS
+    }
 
 
 def annotate_fleet(fleet: dict, layout: SlotLayout) -> dict:
     """Add each server's `bmc` and `location` to the fleet dict the lab writes."""
     for server in fleet["servers"]:
         host = next(h for h in HOSTS if h.name == server["name"])
-        server["bmc"] = {"protocol": protocol(host), "address": address(layout, host),
-                         "port": port(host), "credentials_block": block_name(host.facility)}
+        server["bmc"] = {
+            "protocol": protocol(host),
+            "address": address(layout, host),
+            "port": port(host),
+            "credentials_block": block_name(host.facility),
+        }
         if protocol(host) == "redfish":
             server["bmc"]["scheme"] = "http"  # the lab's Redfish BMC speaks plain HTTP
         server["location"] = location(host)
@@ -386,4 +420,3 @@ def _write_json(path: Path, value) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(value, indent=2) + "\n")
     temporary.replace(path)
-

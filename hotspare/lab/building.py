@@ -82,25 +82,34 @@ class LabBuilding:
             (ssh_dir / "principals").mkdir()
             (ssh_dir / "principals" / "root").write_text(host.name + "\n")  # a certificate must name this host
             host_keys[host.name] = " ".join(public.split()[:2])
-        self._path("known_hosts").write_text(render.known_hosts(
-            [(self.layout.address(host), host_keys[host.name]) for host in HOSTS]))
+        self._path("known_hosts").write_text(
+            render.known_hosts([(self.layout.address(host), host_keys[host.name]) for host in HOSTS])
+        )
         key_text = run(["tsig-keygen", "-a", "hmac-sha256", TSIG_KEY_NAME], "making TSIG key").stdout
         write_private(self._path("dns", "tsig.key"), key_text)
-        write_private(self._path("secrets.json"), json.dumps({
-            "ssh": {"user": "root", "private_key": client_private},
-            "tsig": {"key_name": TSIG_KEY_NAME, "algorithm": "hmac-sha256",
-                     "secret": tsig_secret(key_text)},
-            "smtp": {"host": "127.0.0.1", "port": self.layout.smtp_port},
-            "restic": {"passwords": {s.name: random_secrets.token_urlsafe(24) for s in SERVICES}},
-            "app_users": app_user_passwords(),
-        }, indent=2) + "\n")
+        write_private(
+            self._path("secrets.json"),
+            json.dumps(
+                {
+                    "ssh": {"user": "root", "private_key": client_private},
+                    "tsig": {"key_name": TSIG_KEY_NAME, "algorithm": "hmac-sha256", "secret": tsig_secret(key_text)},
+                    "smtp": {"host": "127.0.0.1", "port": self.layout.smtp_port},
+                    "restic": {"passwords": {s.name: random_secrets.token_urlsafe(24) for s in SERVICES}},
+                    "app_users": app_user_passwords(),
+                },
+                indent=2,
+            )
+            + "\n",
+        )
         return host_keys
 
     def _build_host_filesystems(self, python: str, host_keys: dict[str, str]) -> None:
         """Per host: a copy of /etc (so useradd works per host), its other folders empty,
         an sshd config; then the demo services' files on their production and mirror."""
-        copies = [subprocess.Popen(["cp", "-a", "/etc", str(self.host_root(host) / "etc")],
-                                   stderr=subprocess.PIPE, text=True) for host in HOSTS]
+        copies = [
+            subprocess.Popen(["cp", "-a", "/etc", str(self.host_root(host) / "etc")], stderr=subprocess.PIPE, text=True)
+            for host in HOSTS
+        ]
         for host, copy in zip(HOSTS, copies):
             try:
                 _, errors = copy.communicate(timeout=120)
@@ -120,25 +129,32 @@ class LabBuilding:
             passwd = root / "etc" / "passwd"
             passwd.write_text(render.with_login_shell(passwd.read_text(), "root", "/bin/sh"))
             ssh_dir = root / "ssh"
-            (ssh_dir / "sshd_config").write_text(render.sshd_config(
-                self.layout.address(host), ssh_dir / "ssh_host_ed25519_key",
-                ssh_dir / "sshd.pid", ssh_dir / "authorized_keys", storage=host.role == "storage",
-                certificate_authority=ssh_dir / "trusted_user_ca_keys", principals_folder=ssh_dir / "principals"))
+            (ssh_dir / "sshd_config").write_text(
+                render.sshd_config(
+                    self.layout.address(host),
+                    ssh_dir / "ssh_host_ed25519_key",
+                    ssh_dir / "sshd.pid",
+                    ssh_dir / "authorized_keys",
+                    storage=host.role == "storage",
+                    certificate_authority=ssh_dir / "trusted_user_ca_keys",
+                    principals_folder=ssh_dir / "principals",
+                )
+            )
         disks.setup(self.directory, self.host_root)  # btrfs /srv of production, mirror, standby
         for service in SERVICES:
-            self._install_service(service, host_by_name(service.production), python,
-                                  render.production_data_files(service))
-            self._install_service(service, host_by_name(service.mirror), python,
-                                  render.mirror_data_files(service))
+            self._install_service(service, host_by_name(service.production), python, render.production_data_files(service))
+            self._install_service(service, host_by_name(service.mirror), python, render.mirror_data_files(service))
 
-    def _install_service(self, service: ServiceSpec, host: HostSpec, python: str,
-                         data_files: dict[str, str]) -> None:
+    def _install_service(self, service: ServiceSpec, host: HostSpec, python: str, data_files: dict[str, str]) -> None:
         """Write a service's data, scripts, accounts and config into a host's folders."""
         root = self.host_root(host)
         srv = root / service.root.lstrip("/")
         if host.role == "production":  # a subvolume, so replication ships its snapshots (btrfs send)
             srv.mkdir(parents=True, exist_ok=True)
-            run(["btrfs", "-q", "subvolume", "create", str(srv / "data")], f"making {service.data_path} a subvolume on {host.name}")
+            run(
+                ["btrfs", "-q", "subvolume", "create", str(srv / "data")],
+                f"making {service.data_path} a subvolume on {host.name}",
+            )
         for relative, text in data_files.items():
             target = srv / "data" / relative
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -169,35 +185,39 @@ class LabBuilding:
         for service in SERVICES:
             passwords = secrets_data["app_users"][service.production]
             commands.setdefault(service.production, []).extend(
-                ["useradd", "--uid", str(user.uid), "--user-group", "--create-home",
-                 "--shell", "/bin/sh", user.name] for user in service.users)
+                ["useradd", "--uid", str(user.uid), "--user-group", "--create-home", "--shell", "/bin/sh", user.name]
+                for user in service.users
+            )
             password_lines[service.production] = password_lines.get(service.production, "") + "".join(
-                f"{user.name}:{passwords[user.name]}\n" for user in service.users)
+                f"{user.name}:{passwords[user.name]}\n" for user in service.users
+            )
         for host_name in password_lines:
             commands[host_name].append(["chpasswd"])
         for service in SERVICES:
             for host_name in (service.production, service.mirror):
                 commands.setdefault(host_name, []).append([f"{service.app_path}/ctl", "start"])
         with ThreadPoolExecutor(max_workers=len(commands)) as pool:
-            results = [pool.submit(self._ssh, host_name, host_commands, password_lines.get(host_name))
-                       for host_name, host_commands in commands.items()]
+            results = [
+                pool.submit(self._ssh, host_name, host_commands, password_lines.get(host_name))
+                for host_name, host_commands in commands.items()
+            ]
             for result in results:
                 result.result()
         for service in SERVICES:
             for host_name in (service.production, service.mirror):
-                wait_until(f"{service.name} on {host_name}",
-                           lambda service=service, host_name=host_name:
-                           http_get(self._health_url(service, host_name), 1.0) is not None,
-                           APP_START_SECONDS,
-                           log_path=str(self.host_root(host_by_name(host_name)) /
-                                        service.run_path.lstrip("/") / "http.log"))
+                wait_until(
+                    f"{service.name} on {host_name}",
+                    lambda service=service, host_name=host_name: http_get(self._health_url(service, host_name), 1.0) is not None,
+                    APP_START_SECONDS,
+                    log_path=str(self.host_root(host_by_name(host_name)) / service.run_path.lstrip("/") / "http.log"),
+                )
 
     def _ssh(self, host_name: str, commands: list[list[str]], stdin: str | None) -> None:
         """Run commands on a lab host as root with the lab key and pinned host keys."""
-        argv = ssh_argv(self._path("client_key"), self._path("known_hosts"),
-                        self.layout.address(host_by_name(host_name)), commands)
-        run(argv, f"provisioning {host_name}", input_text=stdin or "",
-            timeout=PROVISION_SECONDS)
+        argv = ssh_argv(
+            self._path("client_key"), self._path("known_hosts"), self.layout.address(host_by_name(host_name)), commands
+        )
+        run(argv, f"provisioning {host_name}", input_text=stdin or "", timeout=PROVISION_SECONDS)
 
     def _health_url(self, service: ServiceSpec, host_name: str) -> str:
         return f"http://{self.layout.address(host_by_name(host_name))}:{service.port}/health.txt"
@@ -206,8 +226,10 @@ class LabBuilding:
         """fleet.yaml describing this lab with real addresses, keys and hardware."""
         fleet = fleet_file.fleet(self.layout, host_keys, machine_hardware(self.directory))
         bmc.annotate_fleet(fleet, self.layout)  # each server's bmc and location
-        header = (f"# Fleet of the hotspare lab in {self.directory} (slot {self.slot}).\n"
-                  "# Generated by `hotspare lab up`; credentials are Prefect block names.\n")
+        header = (
+            f"# Fleet of the hotspare lab in {self.directory} (slot {self.slot}).\n"
+            "# Generated by `hotspare lab up`; credentials are Prefect block names.\n"
+        )
         text = yaml.safe_dump(fleet, sort_keys=False, default_flow_style=None, width=100)
         self._path("fleet.yaml").write_text(header + text)
 
@@ -217,7 +239,8 @@ def app_user_passwords() -> dict[str, dict[str, str]]:
     passwords: dict[str, dict[str, str]] = {}
     for service in SERVICES:
         passwords.setdefault(service.production, {}).update(
-            {user.name: random_secrets.token_urlsafe(12) for user in service.users})
+            {user.name: random_secrets.token_urlsafe(12) for user in service.users}
+        )
     return passwords
 
 
@@ -238,10 +261,10 @@ def host_python() -> str:
 
 def machine_hardware(directory: Path) -> dict[str, int]:
     """cpus, memory_mb and disk_gb of this machine (disk: the lab folder's filesystem)."""
-    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                     if line.startswith("MemTotal:"))
-    return {"cpus": os.cpu_count() or 1, "memory_mb": memory_kb // 1024,
-            "disk_gb": shutil.disk_usage(directory).total // 10**9}
+    memory_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")
+    )
+    return {"cpus": os.cpu_count() or 1, "memory_mb": memory_kb // 1024, "disk_gb": shutil.disk_usage(directory).total // 10**9}
 
 
 def _write_executable(path: Path, text: str) -> None:

@@ -37,8 +37,12 @@ def faketime_library() -> str:
 
 def skew_clock(lab, host_name: str, seconds: int) -> None:
     """Make ``host_name``'s clock read ``seconds`` ahead (negative: behind) of the machine's."""
-    environment = {"LD_PRELOAD": faketime_library(), "FAKETIME": f"{seconds:+d}", "FAKETIME_DISABLE_SHM": "1",
-                   "NO_FAKE_STAT": "1"}
+    environment = {
+        "LD_PRELOAD": faketime_library(),
+        "FAKETIME": f"{seconds:+d}",
+        "FAKETIME_DISABLE_SHM": "1",
+        "NO_FAKE_STAT": "1",
+    }
     config = _config(lab, host_name)
     text = _without_skew(config.read_text())
     config.write_text(text + MARK + "\nSetEnv " + " ".join(f"{name}={value}" for name, value in environment.items()) + "\n")

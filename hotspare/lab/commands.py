@@ -38,49 +38,68 @@ def default_directory() -> Path:
 def register(subparsers) -> None:
     """Add `lab` and its subcommands; each sets func(args) -> exit code."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dir", type=Path, default=None,
-                        help="lab folder (default $HOTSPARE_LAB_DIR or $HOTSPARE_HOME/lab)")
-    common.add_argument("--slot", type=int, default=None,
-                        help="0-19: subnet 10.211.(70+N).0/24, DNS port 5390+N, SMTP port 2525+N "
-                             "(default: the running lab's slot, else 0)")
-    lab = subparsers.add_parser("lab", help="the built-in lab of real hosts on this machine",
-                                description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_argument("--dir", type=Path, default=None, help="lab folder (default $HOTSPARE_LAB_DIR or $HOTSPARE_HOME/lab)")
+    common.add_argument(
+        "--slot",
+        type=int,
+        default=None,
+        help="0-19: subnet 10.211.(70+N).0/24, DNS port 5390+N, SMTP port 2525+N (default: the running lab's slot, else 0)",
+    )
+    lab = subparsers.add_parser(
+        "lab",
+        help="the built-in lab of real hosts on this machine",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
 
     up = commands.add_parser("up", parents=[common], help="start the lab, print its env JSON")
-    up.add_argument("--workers", action="store_true",
-                    help="also the control site (Prefect server on PostgreSQL, inventory) and a "
-                         "Prefect worker per facility (hotspare/lab/workers.py)")
+    up.add_argument(
+        "--workers",
+        action="store_true",
+        help="also the control site (Prefect server on PostgreSQL, inventory) and a "
+        "Prefect worker per facility (hotspare/lab/workers.py)",
+    )
     up.set_defaults(func=_up)
     down = commands.add_parser("down", parents=[common], help="stop the lab")
     down.set_defaults(func=_down)
     status = commands.add_parser("status", parents=[common], help="what runs, which hosts answer")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=_status)
-    for name, function, verb in (("fail", _fail, "make unreachable (timeouts)"),
-                                 ("heal", _heal, "make reachable again")):
+    for name, function, verb in (("fail", _fail, "make unreachable (timeouts)"), ("heal", _heal, "make reachable again")):
         parser = commands.add_parser(name, parents=[common], help=f"{verb}: a host or a facility")
         parser.add_argument("target", metavar="TARGET", help="host name or facility name")
         parser.set_defaults(func=function)
-    for name, function, verb in (("break", _break, "make a part of a host fail"),
-                                 ("repair", _repair, "repair a part broken with `lab break`")):
+    for name, function, verb in (
+        ("break", _break, "make a part of a host fail"),
+        ("repair", _repair, "repair a part broken with `lab break`"),
+    ):
         parser = commands.add_parser(name, parents=[common], help=f"{verb} (disk, psu, fan, temp)")
         parser.add_argument("host", metavar="HOST", help="lab host name")
-        parser.add_argument("part", metavar="PART", choices=("disk", "psu", "fan", "temp"),
-                            help="disk (a RAID member), psu, fan or temp (what the BMC reports)")
+        parser.add_argument(
+            "part",
+            metavar="PART",
+            choices=("disk", "psu", "fan", "temp"),
+            help="disk (a RAID member), psu, fan or temp (what the BMC reports)",
+        )
         parser.set_defaults(func=function)
     env = commands.add_parser("env", parents=[common], help="print the env JSON")
     env.add_argument("--json", action="store_true", help="print JSON (the default)")
-    env.add_argument("--exports", action="store_true",
-                     help="print `export NAME=VALUE` lines that point commands at the control site "
-                          "(`eval \"$(hotspare lab env --exports)\"`; needs `lab up --workers`)")
-    env.add_argument("--as", dest="identity", metavar="NAME",
-                     help="with --exports: a person's own API login instead of the control site's "
-                          "(ada viewer, otto operator, april approver) and the read-only inventory user")
+    env.add_argument(
+        "--exports",
+        action="store_true",
+        help="print `export NAME=VALUE` lines that point commands at the control site "
+        '(`eval "$(hotspare lab env --exports)"`; needs `lab up --workers`)',
+    )
+    env.add_argument(
+        "--as",
+        dest="identity",
+        metavar="NAME",
+        help="with --exports: a person's own API login instead of the control site's "
+        "(ada viewer, otto operator, april approver) and the read-only inventory user",
+    )
     env.set_defaults(func=_env)
-    blocks = commands.add_parser("blocks", parents=[common],
-                                 help="save the lab's credentials as Prefect blocks")
+    blocks = commands.add_parser("blocks", parents=[common], help="save the lab's credentials as Prefect blocks")
     blocks.set_defaults(func=_blocks)
 
 
@@ -100,6 +119,7 @@ def _lab(args):
 
 def _reporting_errors(function):
     """Print LabError as one line (exit 1) and send progress logs to stderr."""
+
     def wrapper(args) -> int:
         if not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO, format="lab: %(message)s", stream=sys.stderr)
@@ -109,6 +129,7 @@ def _reporting_errors(function):
             message = error.args[0] if isinstance(error, KeyError) and error.args else error
             print(f"hotspare lab: {message}", file=sys.stderr)
             return 1
+
     return wrapper
 
 
@@ -123,8 +144,11 @@ def _up(args) -> int:
         env = _with_exports(lab, lab.env())
     print(json.dumps(env, indent=2))
     if args.workers:
-        print("lab: the control site runs its own Prefect server and inventory; point this shell's commands "
-              f"at it with:\n  eval \"$(hotspare lab env --exports --dir {lab.directory})\"", file=sys.stderr)
+        print(
+            "lab: the control site runs its own Prefect server and inventory; point this shell's commands "
+            f'at it with:\n  eval "$(hotspare lab env --exports --dir {lab.directory})"',
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -215,8 +239,10 @@ def _blocks(args) -> int:
     names = lab.register_blocks(ssh_key=not certificates)
     print(f"saved blocks: {', '.join(names)}")
     if certificates:
-        print("no SSH key block: the control site's issuer signs a certificate per run (docs/trust-model.md); "
-              "`eval \"$(hotspare lab env --exports)\"` lets this shell's runs ask for theirs")
+        print(
+            "no SSH key block: the control site's issuer signs a certificate per run (docs/trust-model.md); "
+            '`eval "$(hotspare lab env --exports)"` lets this shell\'s runs ask for theirs'
+        )
     return 0
 
 
@@ -224,20 +250,18 @@ def format_status(report: dict) -> str:
     """A short human-readable status table."""
     if "hosts" not in report:
         return f"lab in {report['directory']} (slot {report['slot']}) is not up"
-    lines = [f"lab in {report['directory']} (slot {report['slot']}): "
-             f"{'up' if report['up'] else 'DEGRADED'}"]
+    lines = [f"lab in {report['directory']} (slot {report['slot']}): {'up' if report['up'] else 'DEGRADED'}"]
     for name, daemon in report["daemons"].items():
-        lines.append(f"  {name:<22} pid {daemon['pid']:<8} "
-                     f"{'running' if daemon['running'] else 'NOT RUNNING, see ' + daemon['log']}")
-    lines.append(f"  dns  127.0.0.1:{report['dns']['port']:<6} "
-                 f"{'answering' if report['dns']['answering'] else 'NOT ANSWERING'}")
-    lines.append(f"  smtp 127.0.0.1:{report['smtp']['port']:<6} "
-                 f"{'answering' if report['smtp']['answering'] else 'NOT ANSWERING'}")
+        lines.append(
+            f"  {name:<22} pid {daemon['pid']:<8} {'running' if daemon['running'] else 'NOT RUNNING, see ' + daemon['log']}"
+        )
+    lines.append(f"  dns  127.0.0.1:{report['dns']['port']:<6} {'answering' if report['dns']['answering'] else 'NOT ANSWERING'}")
+    lines.append(
+        f"  smtp 127.0.0.1:{report['smtp']['port']:<6} {'answering' if report['smtp']['answering'] else 'NOT ANSWERING'}"
+    )
     for name, host in report["hosts"].items():
-        state = "failed on purpose" if host["failed"] else (
-            "reachable" if host["reachable"] else "UNREACHABLE")
-        lines.append(f"  {name:<14} {host['address']:<14} {host['facility']:<6} "
-                     f"{host['role']:<11} {state}")
+        state = "failed on purpose" if host["failed"] else ("reachable" if host["reachable"] else "UNREACHABLE")
+        lines.append(f"  {name:<14} {host['address']:<14} {host['facility']:<6} {host['role']:<11} {state}")
     for name, answering in report["apps"].items():
         lines.append(f"  app {name:<20} {'answering' if answering else 'not answering'}")
     return "\n".join(lines)

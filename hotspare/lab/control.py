@@ -97,8 +97,11 @@ def record(lab, daemon: Daemon, **extra) -> None:
 def client_environment(lab) -> dict[str, str]:
     """PREFECT_API_URL, PREFECT_API_AUTH_STRING and HOTSPARE_DB_URL of the control site."""
     client = json.loads((folder(lab) / "client.json").read_text())
-    return {"PREFECT_API_URL": client["api_url"], "PREFECT_API_AUTH_STRING": client["api_auth_string"],
-            "HOTSPARE_DB_URL": client["database_url"]}
+    return {
+        "PREFECT_API_URL": client["api_url"],
+        "PREFECT_API_AUTH_STRING": client["api_auth_string"],
+        "HOTSPARE_DB_URL": client["database_url"],
+    }
 
 
 def exports(lab) -> dict[str, str]:
@@ -107,8 +110,12 @@ def exports(lab) -> dict[str, str]:
     ``client.json`` when asked, never stored in env.json."""
     from hotspare.lab import issuer  # the SSH certificate issuer, when the workers' site has one
 
-    return {**client_environment(lab), **issuer.exports(lab), "HOTSPARE_LAB_DIR": str(lab.directory),
-            "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml")}
+    return {
+        **client_environment(lab),
+        **issuer.exports(lab),
+        "HOTSPARE_LAB_DIR": str(lab.directory),
+        "HOTSPARE_LAB_FLEET": str(lab.directory / "fleet.yaml"),
+    }
 
 
 # A site's credentials: only a worker (or the control site's own operator shell) holds them. The
@@ -120,8 +127,7 @@ SITE_ONLY = ("HOTSPARE_SSH_ISSUER_URL", "HOTSPARE_SSH_ISSUER_TOKEN")
 def person_shell(lab, name: str, site_exports: dict[str, str]) -> dict[str, str]:
     """Everything a person's shell gets: the site's exports without its credentials, then the
     person's own login (``person_exports``)."""
-    return {**{key: value for key, value in site_exports.items() if key not in SITE_ONLY},
-            **person_exports(lab, name)}
+    return {**{key: value for key, value in site_exports.items() if key not in SITE_ONLY}, **person_exports(lab, name)}
 
 
 def person_exports(lab, name: str) -> dict[str, str]:
@@ -129,8 +135,7 @@ def person_exports(lab, name: str) -> dict[str, str]:
     the inventory's read-only user, and the proxy's approval records trusted by their runs."""
     if name not in {person.name for person in proxy.PEOPLE}:
         raise LabError(f"--as {name}: the lab's people are {', '.join(person.name for person in proxy.PEOPLE)}")
-    return {**identity_environment(lab, name), "HOTSPARE_DB_URL": database_urls(lab)["reporting"],
-            "HOTSPARE_API_PROXY": "1"}
+    return {**identity_environment(lab, name), "HOTSPARE_DB_URL": database_urls(lab)["reporting"], "HOTSPARE_API_PROXY": "1"}
 
 
 def start_site(lab) -> dict:
@@ -143,14 +148,25 @@ def start_site(lab) -> dict:
     record(lab, database.start(), kind="postgres")
     database.set_password(secrets.token_urlsafe(24))  # never the template's
     passwords = database.apply_roles(_migrate_inventory)  # users per role, none a superuser
-    configuration = proxy.prepare(lab.slot, folder(lab), proxy.lab_identities(proxy.facility_blocks()),
-                                  listen=f"{address(lab)}:{PREFECT_PORT}", upstream=f"127.0.0.1:{PREFECT_PORT}",
-                                  netns=netns(lab))
-    urls = {role: database.role_url(role, passwords[role], roles.INVENTORY_DATABASE)
-            for role in (roles.CONTROL, roles.WORKER, roles.REPORTING)}
-    client = {"api_url": api_url(lab), "api_auth_string": proxy.auth_string(folder(lab), proxy.CONTROL_IDENTITY),
-              "database_url": urls[roles.CONTROL],
-              "worker_database_url": urls[roles.WORKER], "reporting_database_url": urls[roles.REPORTING]}
+    configuration = proxy.prepare(
+        lab.slot,
+        folder(lab),
+        proxy.lab_identities(proxy.facility_blocks()),
+        listen=f"{address(lab)}:{PREFECT_PORT}",
+        upstream=f"127.0.0.1:{PREFECT_PORT}",
+        netns=netns(lab),
+    )
+    urls = {
+        role: database.role_url(role, passwords[role], roles.INVENTORY_DATABASE)
+        for role in (roles.CONTROL, roles.WORKER, roles.REPORTING)
+    }
+    client = {
+        "api_url": api_url(lab),
+        "api_auth_string": proxy.auth_string(folder(lab), proxy.CONTROL_IDENTITY),
+        "database_url": urls[roles.CONTROL],
+        "worker_database_url": urls[roles.WORKER],
+        "reporting_database_url": urls[roles.REPORTING],
+    }
     write_private(folder(lab) / "client.json", json.dumps(client, indent=2) + "\n")
     prefect_url = database.role_url(roles.PREFECT, passwords[roles.PREFECT], roles.PREFECT_DATABASE, driver="asyncpg")
     _start_prefect_server(lab, prefect_url, configuration)
@@ -193,8 +209,11 @@ def _inventory_engine(url: str):
 def database_urls(lab) -> dict[str, str]:
     """The inventory's URL per role (control, worker, reporting), from the 0600 client.json."""
     client = json.loads((folder(lab) / "client.json").read_text())
-    return {"control": client["database_url"], "worker": client["worker_database_url"],
-            "reporting": client["reporting_database_url"]}
+    return {
+        "control": client["database_url"],
+        "worker": client["worker_database_url"],
+        "reporting": client["reporting_database_url"],
+    }
 
 
 def _template() -> Path:
@@ -211,8 +230,7 @@ def _database_from_template(lab) -> PostgresServer:
     if not (template / "ready").exists():
         _make_template(lab, template)
     postgres_folder(lab).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    run(["cp", "-a", str(template / "postgres"), str(postgres_folder(lab))], "copying the PostgreSQL template",
-        timeout=300)
+    run(["cp", "-a", str(template / "postgres"), str(postgres_folder(lab))], "copying the PostgreSQL template", timeout=300)
     return PostgresServer(postgres_folder(lab), address(lab), POSTGRES_PORT, netns=netns(lab))
 
 
@@ -225,11 +243,18 @@ def _make_template(lab, template: Path) -> None:
     try:
         database.create_database("prefect")
         database.create_database("inventory")
-        environment = {**base_environment(lab, "migrate"),
-                       "PREFECT_API_DATABASE_CONNECTION_URL": database.url("prefect", driver="asyncpg")}
+        environment = {
+            **base_environment(lab, "migrate"),
+            "PREFECT_API_DATABASE_CONNECTION_URL": database.url("prefect", driver="asyncpg"),
+        }
         prefect = str(Path(sys.executable).parent / "prefect")
-        result = subprocess.run(["ip", "netns", "exec", netns(lab), prefect, "server", "database", "upgrade", "-y"],
-                                env=environment, capture_output=True, text=True, timeout=900)
+        result = subprocess.run(
+            ["ip", "netns", "exec", netns(lab), prefect, "server", "database", "upgrade", "-y"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if result.returncode != 0:
             raise LabError(f"migrating the control site's Prefect database failed: {result.stderr[-2000:]}")
     finally:
@@ -252,17 +277,31 @@ def _forget_daemons(lab, pid: int) -> None:
 
 
 def describe(lab) -> dict:
-    return {"facility": FACILITY, "address": address(lab), "netns": netns(lab), "api_url": api_url(lab),
-            "postgres": f"{address(lab)}:{POSTGRES_PORT}", "client_file": str(folder(lab) / "client.json")}
+    return {
+        "facility": FACILITY,
+        "address": address(lab),
+        "netns": netns(lab),
+        "api_url": api_url(lab),
+        "postgres": f"{address(lab)}:{POSTGRES_PORT}",
+        "client_file": str(folder(lab) / "client.json"),
+    }
 
 
 def _add_network(lab) -> None:
     """A namespace with its veth on the slot's bridge, like a lab host's (no sshd in it)."""
-    network.apply_batch([f"netns add {netns(lab)}",
-                         f"link add {veth(lab)} type veth peer name eth0 netns {netns(lab)}",
-                         f"link set {veth(lab)} master {lab.layout.bridge} up"], "creating the control site's network")
-    network.apply_batch([f"address add {address(lab)}/24 dev eth0", "link set lo up", "link set eth0 up"],
-                        "configuring the control site", netns(lab))
+    network.apply_batch(
+        [
+            f"netns add {netns(lab)}",
+            f"link add {veth(lab)} type veth peer name eth0 netns {netns(lab)}",
+            f"link set {veth(lab)} master {lab.layout.bridge} up",
+        ],
+        "creating the control site's network",
+    )
+    network.apply_batch(
+        [f"address add {address(lab)}/24 dev eth0", "link set lo up", "link set eth0 up"],
+        "configuring the control site",
+        netns(lab),
+    )
 
 
 def _start_prefect_server(lab, database_url: str, proxy_configuration: Path) -> None:
@@ -272,14 +311,22 @@ def _start_prefect_server(lab, database_url: str, proxy_configuration: Path) -> 
     prefect = str(Path(sys.executable).parent / "prefect")
     upstream = f"http://127.0.0.1:{PREFECT_PORT}/api"
     command = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)]
-    environment = {**base_environment(lab, "server"),
-                   "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
-                   "PREFECT_UI_API_URL": api_url(lab), "PREFECT_API_URL": upstream}
-    daemon, process = start_in_netns(lab, "prefect server", netns(lab), command, environment,
-                                     folder(lab) / "prefect-server.log")
+    environment = {
+        **base_environment(lab, "server"),
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
+        "PREFECT_UI_API_URL": api_url(lab),
+        "PREFECT_API_URL": upstream,
+    }
+    daemon, process = start_in_netns(lab, "prefect server", netns(lab), command, environment, folder(lab) / "prefect-server.log")
     record(lab, daemon, kind="prefect-server")
-    nginx, nginx_process = start_in_netns(lab, "api proxy", netns(lab), proxy.command(proxy_configuration),
-                                          base_environment(lab, "proxy"), folder(lab) / "proxy.log")
+    nginx, nginx_process = start_in_netns(
+        lab,
+        "api proxy",
+        netns(lab),
+        proxy.command(proxy_configuration),
+        base_environment(lab, "proxy"),
+        folder(lab) / "proxy.log",
+    )
     record(lab, nginx, kind="proxy")
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline:
@@ -292,8 +339,10 @@ def _start_prefect_server(lab, database_url: str, proxy_configuration: Path) -> 
         tail = (proxy.folder(lab.slot) / "error.log").read_text(errors="replace")[-3000:]
         raise LabError(f"the control site's API proxy (nginx) ended at start; its error log ends:\n{tail}")
     tail = Path(daemon.log).read_text(errors="replace")[-3000:]
-    raise LabError(f"the control site's Prefect server ({api_url(lab)}) did not become healthy within "
-                   f"{SERVER_START_SECONDS:g} s; its log ends:\n{tail}")
+    raise LabError(
+        f"the control site's Prefect server ({api_url(lab)}) did not become healthy within "
+        f"{SERVER_START_SECONDS:g} s; its log ends:\n{tail}"
+    )
 
 
 def _healthy(url: str) -> bool:
@@ -309,22 +358,34 @@ def base_environment(lab, name: str) -> dict[str, str]:
     """The machine's environment with a private PREFECT_HOME and HOTSPARE_HOME per process."""
     home = folder(lab) / name
     home.mkdir(mode=0o700, exist_ok=True)
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("PREFECT_", "HOTSPARE_"))}
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "HOTSPARE_"))}
     environment[MARK] = f"slot-{lab.slot}"  # found again by the next `lab up`/`down` (processes.py)
-    environment.update({"PREFECT_HOME": str(home / "prefect"), "HOTSPARE_HOME": str(home / "hotspare"),
-                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                        "PATH": f"{Path(sys.executable).parent}:{environment.get('PATH', '/usr/bin:/bin')}"})
+    environment.update(
+        {
+            "PREFECT_HOME": str(home / "prefect"),
+            "HOTSPARE_HOME": str(home / "hotspare"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PATH": f"{Path(sys.executable).parent}:{environment.get('PATH', '/usr/bin:/bin')}",
+        }
+    )
     return environment
 
 
-def start_in_netns(lab, name: str, namespace: str, command: list[str], environment: dict[str, str],
-                   log_path: Path) -> tuple[Daemon, subprocess.Popen]:
+def start_in_netns(
+    lab, name: str, namespace: str, command: list[str], environment: dict[str, str], log_path: Path
+) -> tuple[Daemon, subprocess.Popen]:
     """Start ``command`` inside ``namespace`` (``ip netns exec`` execs: the PID stays the command's)."""
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(["ip", "netns", "exec", namespace] + command, stdin=subprocess.DEVNULL,
-                                   stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                                   close_fds=True, env=environment)
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", namespace] + command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=environment,
+        )
     log.info("started %s (pid %d) in %s, log %s", name, process.pid, namespace, log_path)
     lab._children[process.pid] = process
     return Daemon(name, process.pid, tuple(command), str(log_path)), process
@@ -359,8 +420,7 @@ def fail_site(lab, failed: bool) -> list[str]:
     talk to each other inside the site, but no worker or command outside reaches the API or the
     inventory (their connections time out), and the control worker reaches no lab host."""
     if netns_inode(netns(lab)) is None:
-        raise LabError(f"the lab at slot {lab.slot} has no control site; start it with "
-                       f"`hotspare lab up --workers`")
+        raise LabError(f"the lab at slot {lab.slot} has no control site; start it with `hotspare lab up --workers`")
     if failed:
         network.apply_batch(network.make_fail(lab.layout), "failing the control site", netns(lab))
         log.info("failed the control site (%s): its traffic is now dropped", address(lab))
@@ -375,8 +435,7 @@ def fail_site(lab, failed: bool) -> list[str]:
 
 def site_failed(lab) -> bool:
     """True when the control site's namespace holds the fail blackholes."""
-    result = run(["ip", "-n", netns(lab), "route", "show", "type", "blackhole"], "reading the control site's routes",
-                 check=False)
+    result = run(["ip", "-n", netns(lab), "route", "show", "type", "blackhole"], "reading the control site's routes", check=False)
     return result.returncode == 0 and lab.layout.halves[0] in result.stdout
 
 
@@ -411,4 +470,3 @@ def kill(daemon: Daemon, popen: subprocess.Popen | None = None, gentle: bool = F
             popen.poll()
         time.sleep(0.02)
     return f"stopped {daemon.name} (pid {daemon.pid}) with SIGKILL"
-

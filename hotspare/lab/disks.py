@@ -27,10 +27,10 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 
 from hotspare.lab.errors import LabError
 from hotspare.lab.processes import run
@@ -82,8 +82,7 @@ def setup(directory: Path, host_root: Callable[[HostSpec], Path]) -> None:
     started = time.monotonic()
     hosts = [host for host in HOSTS if disk_plan(host) is not None]
     with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
-        for done in [pool.submit(_make_filesystem, directory, host, host_root(host) / "srv")
-                     for host in hosts]:
+        for done in [pool.submit(_make_filesystem, directory, host, host_root(host) / "srv") for host in hosts]:
             done.result()
     log.info("disks: btrfs /srv on %d hosts in %.2f s", len(hosts), time.monotonic() - started)
 
@@ -91,15 +90,17 @@ def setup(directory: Path, host_root: Callable[[HostSpec], Path]) -> None:
 def _make_filesystem(directory: Path, host: HostSpec, mount_point: Path) -> None:
     """One host's backing files, loop devices, mkfs.btrfs and mount."""
     plan = disk_plan(host)
-    devices = [_attach(_new_backing_file(directory, host, devid))
-               for devid in range(1, plan.members + 1)]
+    devices = [_attach(_new_backing_file(directory, host, devid)) for devid in range(1, plan.members + 1)]
     data = os.environ.get(DATA_PROFILE_VARIABLE) or plan.profile
     if data not in (plan.profile, "raid0"):
         raise LabError(f"{DATA_PROFILE_VARIABLE}={data!r}: use raid0 (benchmarks) or leave it unset ({plan.profile})")
     profile = ["-d", data, "-m", plan.profile] if plan.members > 1 else []
     # -K: no TRIM of the fresh sparse files (nothing to discard, saves time).
-    run(["mkfs.btrfs", "-q", "-f", "-K", "-L", host.name, *profile, *devices],
-        f"formatting /srv of {host.name}", timeout=MKFS_SECONDS)
+    run(
+        ["mkfs.btrfs", "-q", "-f", "-K", "-L", host.name, *profile, *devices],
+        f"formatting /srv of {host.name}",
+        timeout=MKFS_SECONDS,
+    )
     run(["btrfs", "device", "scan", *devices], f"registering disks of {host.name}")
     run(["mount", "-t", "btrfs", devices[0], str(mount_point)], f"mounting /srv of {host.name}")
     log.info("%s: /srv is btrfs %s on %s", host.name, plan.profile, " ".join(devices))
@@ -130,23 +131,29 @@ def teardown(directory: Path) -> list[str]:
 def loop_devices(directory: Path) -> dict[str, str]:
     """Loop device -> backing file, for every loop device backed by a file of this lab."""
     prefix = str(disks_folder(directory).resolve()) + "/"
-    listing = run(["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"],
-                  "listing loop devices").stdout
+    listing = run(["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"], "listing loop devices").stdout
     devices = json.loads(listing or '{"loopdevices": []}').get("loopdevices", [])
-    return {entry["name"]: (entry.get("back-file") or "").removesuffix(" (deleted)")
-            for entry in devices if (entry.get("back-file") or "").startswith(prefix)}
+    return {
+        entry["name"]: (entry.get("back-file") or "").removesuffix(" (deleted)")
+        for entry in devices
+        if (entry.get("back-file") or "").startswith(prefix)
+    }
 
 
 def members(directory: Path, host: HostSpec, mount_point: Path) -> list[dict]:
     """The host's filesystem members: devid, device, backing file, and whether it is dead."""
-    shown = run(["btrfs", "filesystem", "show", str(mount_point)],
-                f"reading the disks of {host.name}").stdout
+    shown = run(["btrfs", "filesystem", "show", str(mount_point)], f"reading the disks of {host.name}").stdout
     backing = loop_devices(directory)
     result = []
     for device in parse_filesystem_show(shown)[0].devices:
-        result.append({"devid": device.devid, "device": device.path,
-                       "backing_file": backing.get(device.path or "", ""),
-                       "dead": device.path is None or _device_bytes(device.path) == 0})
+        result.append(
+            {
+                "devid": device.devid,
+                "device": device.path,
+                "backing_file": backing.get(device.path or "", ""),
+                "dead": device.path is None or _device_bytes(device.path) == 0,
+            }
+        )
     return result
 
 
@@ -155,8 +162,7 @@ def break_disk(directory: Path, host: HostSpec, mount_point: Path) -> str:
     plan = _require_raid(host)
     current = members(directory, host, mount_point)
     if any(member["dead"] for member in current):
-        raise LabError(f"{host.name} already has a dead disk; repair it first with "
-                       f"`hotspare lab repair {host.name} disk`")
+        raise LabError(f"{host.name} already has a dead disk; repair it first with `hotspare lab repair {host.name} disk`")
     victim = next(member for member in current if member["devid"] == 2)  # the second disk
     os.truncate(victim["backing_file"], 0)
     run(["losetup", "--set-capacity", victim["device"]], f"failing {victim['device']}")
@@ -165,8 +171,10 @@ def break_disk(directory: Path, host: HostSpec, mount_point: Path) -> str:
     marker = mount_point / ".lab-disk-probe"
     marker.write_text(f"disk devid {victim['devid']} failed\n")
     run(["btrfs", "filesystem", "sync", str(mount_point)], f"syncing /srv of {host.name}")
-    return (f"{host.name}: disk devid {victim['devid']} ({victim['device']}) is dead; /srv runs "
-            f"degraded on the other {plan.members - 1}")
+    return (
+        f"{host.name}: disk devid {victim['devid']} ({victim['device']}) is dead; /srv runs "
+        f"degraded on the other {plan.members - 1}"
+    )
 
 
 def repair_disk(directory: Path, host: HostSpec, mount_point: Path) -> str:
@@ -179,11 +187,12 @@ def repair_disk(directory: Path, host: HostSpec, mount_point: Path) -> str:
     for member in dead:
         new_device = _attach(_new_backing_file(directory, host, member["devid"]))
         # -r: read only from the other mirrors, the old disk answers nothing but errors.
-        run(["btrfs", "replace", "start", "-B", "-r", "-f", str(member["devid"]), new_device,
-             str(mount_point)], f"replacing disk devid {member['devid']} of {host.name}",
-            timeout=REPLACE_SECONDS)
-        run(["losetup", "--detach", member["device"]], f"detaching {member['device']}",
-            check=False)
+        run(
+            ["btrfs", "replace", "start", "-B", "-r", "-f", str(member["devid"]), new_device, str(mount_point)],
+            f"replacing disk devid {member['devid']} of {host.name}",
+            timeout=REPLACE_SECONDS,
+        )
+        run(["losetup", "--detach", member["device"]], f"detaching {member['device']}", check=False)
         Path(member["backing_file"]).unlink(missing_ok=True)
         (mount_point / ".lab-disk-probe").unlink(missing_ok=True)
         sentences.append(f"{host.name}: disk devid {member['devid']} replaced by {new_device}")
@@ -195,16 +204,17 @@ def describe(directory: Path, host: HostSpec) -> dict | None:
     plan = disk_plan(host)
     if plan is None:
         return None
-    return {"profile": plan.profile, "members": plan.members,
-            "backing_folder": str(disks_folder(directory) / host.name)}
+    return {"profile": plan.profile, "members": plan.members, "backing_folder": str(disks_folder(directory) / host.name)}
 
 
 def _require_raid(host: HostSpec) -> DiskPlan:
     plan = disk_plan(host)
     if plan is None or plan.members < 2:
-        raise LabError(f"{host.name} has no RAID (its /srv is "
-                       f"{'a single disk' if plan else 'a plain folder'}); break a disk of a "
-                       f"production or mirror host")
+        raise LabError(
+            f"{host.name} has no RAID (its /srv is "
+            f"{'a single disk' if plan else 'a plain folder'}); break a disk of a "
+            f"production or mirror host"
+        )
     return plan
 
 
@@ -265,8 +275,7 @@ def _unmount_copies_elsewhere(folder: Path) -> list[str]:
         except OSError:
             continue
         for point in sorted(points, reverse=True):
-            result = run(["nsenter", "-t", entry, "-m", "umount", "--lazy", point],
-                         f"unmounting a copy of {point}", check=False)
+            result = run(["nsenter", "-t", entry, "-m", "umount", "--lazy", point], f"unmounting a copy of {point}", check=False)
             if result.returncode == 0:
                 done.append(f"unmounted the copy of {point} in mount namespace of pid {entry}")
     return done

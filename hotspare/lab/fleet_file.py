@@ -26,9 +26,14 @@ def fleet(layout: SlotLayout, host_keys: dict[str, str], hardware: dict[str, int
     """The fleet file describing this lab, in the structure of docs/fleet-example.yaml."""
     return {
         "version": 1,
-        "facilities": [{"name": f.name, "description": f.description,
-                        "remote_hands": {"name": f"Remote hands {f.name}", "email": f"hands@{f.name}.lab.test",
-                                         "phone": "+15550199"}} for f in FACILITIES],
+        "facilities": [
+            {
+                "name": f.name,
+                "description": f.description,
+                "remote_hands": {"name": f"Remote hands {f.name}", "email": f"hands@{f.name}.lab.test", "phone": "+15550199"},
+            }
+            for f in FACILITIES
+        ],
         "defaults": {
             "ssh_user_block": BLOCK_NAMES["ssh"],
             "rpo_hours": 12,
@@ -48,19 +53,25 @@ def fleet(layout: SlotLayout, host_keys: dict[str, str], hardware: dict[str, int
             }
             for host in HOSTS
         ],
-        "zones": [{
-            "name": ZONE,
-            "server": "127.0.0.1",
-            "port": layout.dns_port,
-            "tsig_key_block": BLOCK_NAMES["tsig"],
-            "ttl": TTL,
-        }],
+        "zones": [
+            {
+                "name": ZONE,
+                "server": "127.0.0.1",
+                "port": layout.dns_port,
+                "tsig_key_block": BLOCK_NAMES["tsig"],
+                "ttl": TTL,
+            }
+        ],
         "services": [_fleet_service(service) for service in SERVICES],
         "contacts": [
-            {"name": "Dana Ops", "role": "on-call engineer", "phone": "+15550100",
-             "email": "dana@ops.lab.test", "may_approve": True},
-            {"name": "Lee Lead", "role": "engineering lead", "phone": "+15550101",
-             "email": "lee@ops.lab.test"},
+            {
+                "name": "Dana Ops",
+                "role": "on-call engineer",
+                "phone": "+15550100",
+                "email": "dana@ops.lab.test",
+                "may_approve": True,
+            },
+            {"name": "Lee Lead", "role": "engineering lead", "phone": "+15550101", "email": "lee@ops.lab.test"},
             *phone.fleet_contacts(),
         ],
         "escalation": ["Dana Ops", "Lee Lead"],
@@ -68,9 +79,13 @@ def fleet(layout: SlotLayout, host_keys: dict[str, str], hardware: dict[str, int
         "mail": {"smtp_block": BLOCK_NAMES["smtp"], "sender": MAIL_SENDER},
         "customer_notices": customer_notices(layout),
         # Checks from three sites, so one site's outage never reads as the fleet's (health_schema.py).
-        "health": {"checkers": [{"name": "control", "facility": "control", "via": "local"},
-                                {"name": "east", "facility": "east", "via": "standby-east"},
-                                {"name": "west", "facility": "west", "via": "standby-west"}]},
+        "health": {
+            "checkers": [
+                {"name": "control", "facility": "control", "via": "local"},
+                {"name": "east", "facility": "east", "via": "standby-east"},
+                {"name": "west", "facility": "west", "via": "standby-west"},
+            ]
+        },
     }
 
 
@@ -82,23 +97,39 @@ def customer_notices(layout: SlotLayout) -> dict:
     web_address = layout.address(next(host for host in HOSTS if host.name == WEB_HOST))
     return {
         "customers": [
-            {"name": "acme", "display_name": "Acme Shop", "services": ["app1"], "contacts": [
-                {"name": "Ana Acme", "email": "ana@acme.lab.test"},
-                {"name": "Former Admin", "email": "bounce-former@acme.lab.test"},
-                {"name": "Web Agency", "email": "ops@agency.lab.test"}]},
-            {"name": "globex", "display_name": "Globex Portal", "services": ["app2"], "contacts": [
-                {"name": "Gil Globex", "email": "gil@globex.lab.test"},
-                {"name": "Globex NOC", "email": "defer-noc@globex.lab.test"},
-                {"name": "Web Agency", "email": "ops@agency.lab.test"}]},
+            {
+                "name": "acme",
+                "display_name": "Acme Shop",
+                "services": ["app1"],
+                "contacts": [
+                    {"name": "Ana Acme", "email": "ana@acme.lab.test"},
+                    {"name": "Former Admin", "email": "bounce-former@acme.lab.test"},
+                    {"name": "Web Agency", "email": "ops@agency.lab.test"},
+                ],
+            },
+            {
+                "name": "globex",
+                "display_name": "Globex Portal",
+                "services": ["app2"],
+                "contacts": [
+                    {"name": "Gil Globex", "email": "gil@globex.lab.test"},
+                    {"name": "Globex NOC", "email": "defer-noc@globex.lab.test"},
+                    {"name": "Web Agency", "email": "ops@agency.lab.test"},
+                ],
+            },
         ],
-        "emergency_numbers": [{"label": "Emergency hotline (24/7)", "phone": "+1 555 0199"},
-                              {"label": "Operations desk", "phone": "+1 555 0100"}],
-        "policy": [{"category": 1, "action": "send"}, {"category": 2, "action": "approve"},
-                   {"category": 3, "action": "none"}],
+        "emergency_numbers": [
+            {"label": "Emergency hotline (24/7)", "phone": "+1 555 0199"},
+            {"label": "Operations desk", "phone": "+1 555 0100"},
+        ],
+        "policy": [{"category": 1, "action": "send"}, {"category": 2, "action": "approve"}, {"category": 3, "action": "none"}],
         "messages_per_second": 20,
-        "status_page": {"server": WEB_HOST, "folder": STATUS_FOLDER,
-                        "url": f"http://{web_address}:{WEB_PORT}/",
-                        "subscribe_url": f"http://127.0.0.1:{subscriptions_port(layout.slot)}/"},
+        "status_page": {
+            "server": WEB_HOST,
+            "folder": STATUS_FOLDER,
+            "url": f"http://{web_address}:{WEB_PORT}/",
+            "subscribe_url": f"http://127.0.0.1:{subscriptions_port(layout.slot)}/",
+        },
     }
 
 

@@ -44,9 +44,30 @@ FOLDER_MODES = {"/root": 0o700, "/tmp": 0o1777, "/var/tmp": 0o1777}
 FORBIDDEN_LAB_PARENTS = ("/srv", "/etc", "/home", "/run", "/dev")
 # Folders a host keeps seeing: a home that is one of them or above one is not hidden whole
 # (the lab folder itself still is).
-SYSTEM_FOLDERS = ("/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/var", "/var/lib", "/opt", "/tmp",
-                  "/var/tmp", "/root", "/home", "/srv", "/etc", "/run", "/dev", "/proc", "/sys", "/mnt",
-                  "/media", "/boot")
+SYSTEM_FOLDERS = (
+    "/",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/var",
+    "/var/lib",
+    "/opt",
+    "/tmp",
+    "/var/tmp",
+    "/root",
+    "/home",
+    "/srv",
+    "/etc",
+    "/run",
+    "/dev",
+    "/proc",
+    "/sys",
+    "/mnt",
+    "/media",
+    "/boot",
+)
 # hotspare's own folders on a host (drills): a home above one stays visible.
 HOST_SIDE_FOLDERS = DRILL_ROOTS
 STASH = "/run/.hotspare-lab-host"
@@ -60,35 +81,35 @@ STASH = "/run/.hotspare-lab-host"
 # whose paths the host cannot reach, and the host would keep them (and the machine's network
 # namespaces) pinned.
 BOOT_SCRIPT = (
-    'set -e\n'
-    'sweep() {\n'
+    "set -e\n"
+    "sweep() {\n"
     "  awk 'BEGIN { for (i = 1; i < ARGC; i++) { prefix[i] = ARGV[i]; delete ARGV[i] } }\n"
-    "       { for (i in prefix) if ($5 == prefix[i] || index($5, prefix[i] \"/\") == 1) { print $5; next } }' \"$@\" \\\n"
-    "    </proc/self/mountinfo | LC_ALL=C sort | awk 'kept == \"\" || index($0, kept \"/\") != 1 { print; kept = $0 }' \\\n"
+    '       { for (i in prefix) if ($5 == prefix[i] || index($5, prefix[i] "/") == 1) { print $5; next } }\' "$@" \\\n'
+    '    </proc/self/mountinfo | LC_ALL=C sort | awk \'kept == "" || index($0, kept "/") != 1 { print; kept = $0 }\' \\\n'
     "    | xargs -r -d '\\n' umount -l -- 2>/dev/null || true\n"
-    '}\n'
+    "}\n"
     'host="$1"; hostname "$2"; shift 2\n'
-    'sweep /run\n'
-    'mount -t tmpfs -o mode=0755,nosuid,nodev,size=10% run /run\n'  # Debian's own size for /run
-    'install -d -m 0755 /run/sshd\n'
-    'install -d -m 1777 /run/lock\n'
-    f'install -d -m 0700 {STASH}\n'
+    "sweep /run\n"
+    "mount -t tmpfs -o mode=0755,nosuid,nodev,size=10% run /run\n"  # Debian's own size for /run
+    "install -d -m 0755 /run/sshd\n"
+    "install -d -m 1777 /run/lock\n"
+    f"install -d -m 0700 {STASH}\n"
     f'mount --rbind "$host" {STASH}\n'
-    f'sweep {" ".join(FOLDER_PATHS)} /dev/shm\n'
+    f"sweep {' '.join(FOLDER_PATHS)} /dev/shm\n"
     f'for path in {" ".join(FOLDER_PATHS)}; do mount --bind "{STASH}$path" "$path"; done\n'
-    'mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm\n'
+    "mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm\n"
     'while [ "$1" != -- ]; do\n'
     '  sweep "$1"\n'
     '  if [ -e "$1" ]; then\n'  # else already out of sight (under the host's own /tmp or /root)
     '    mount -t tmpfs -o mode=0700,nosuid,nodev,noexec,size=1m hidden "$1"\n'
-    '  fi\n'
-    '  shift\n'
-    'done\n'
-    'shift\n'
+    "  fi\n"
+    "  shift\n"
+    "done\n"
+    "shift\n"
     'mkdir -p "$host/ssh"\n'
     f'mount --bind "{STASH}/ssh" "$host/ssh"\n'
-    f'umount -R -l {STASH}\n'
-    f'rmdir {STASH}\n'
+    f"umount -R -l {STASH}\n"
+    f"rmdir {STASH}\n"
     'exec "$@"'
 )
 
@@ -118,11 +139,12 @@ def lab_folder_problem(lab_folder: Path) -> str | None:
         return "the lab folder cannot be /"
     for parent in FORBIDDEN_LAB_PARENTS:
         if lab_folder == Path(parent) or Path(parent) in lab_folder.parents:
-            return (f"lab folder {lab_folder} is under {parent}, which every lab host replaces with its "
-                    f"own; choose another with --dir or $HOTSPARE_LAB_DIR (e.g. /var/lib/hotspare/lab)")
+            return (
+                f"lab folder {lab_folder} is under {parent}, which every lab host replaces with its "
+                f"own; choose another with --dir or $HOTSPARE_LAB_DIR (e.g. /var/lib/hotspare/lab)"
+            )
     return None
 
 
 def _is_system_or_above(path: Path) -> bool:
-    return any(path == Path(folder) or path in Path(folder).parents
-               for folder in SYSTEM_FOLDERS + HOST_SIDE_FOLDERS)
+    return any(path == Path(folder) or path in Path(folder).parents for folder in SYSTEM_FOLDERS + HOST_SIDE_FOLDERS)

@@ -51,10 +51,18 @@ def start_issuer(lab, requesters: list[Requester]) -> dict[str, str]:
     write_private(tokens_file(lab), json.dumps({site: token for site, (_, token) in sites.items()}, indent=2) + "\n")
     project = str(Path(__file__).resolve().parents[2])
     environment = {**control.base_environment(lab, "issuer"), **control.client_environment(lab), "PYTHONPATH": project}
-    command = [sys.executable, "-m", "hotspare.issuer.service", "--config", str(config),
-               "--listen", f"{control.address(lab)}:{ISSUER_PORT}"]
-    daemon, process = control.start_in_netns(lab, "ssh issuer", control.netns(lab), command, environment,
-                                             control.folder(lab) / "issuer.log")
+    command = [
+        sys.executable,
+        "-m",
+        "hotspare.issuer.service",
+        "--config",
+        str(config),
+        "--listen",
+        f"{control.address(lab)}:{ISSUER_PORT}",
+    ]
+    daemon, process = control.start_in_netns(
+        lab, "ssh issuer", control.netns(lab), command, environment, control.folder(lab) / "issuer.log"
+    )
     control.record(lab, daemon, kind="issuer")
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline and process.poll() is None:

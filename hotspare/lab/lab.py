@@ -114,8 +114,7 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
             try:
                 self._build()
             except BaseException:
-                log.error("lab start-up failed; stopping what was started (logs kept in %s)",
-                          self._path("logs"))
+                log.error("lab start-up failed; stopping what was started (logs kept in %s)", self._path("logs"))
                 self._stop_everything()
                 raise
             self._update_state(up_seconds=round(time.monotonic() - started, 3))
@@ -137,8 +136,10 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
     def env(self) -> dict:
         """The lab's description (see module docstring); LabError if the lab is not up."""
         if not self._state_file.exists() or not self._env_file.exists():
-            raise LabError(f"the lab in {self.directory} (slot {self.slot}) is not up; start it "
-                           f"with `hotspare lab up --dir {self.directory} --slot {self.slot}`")
+            raise LabError(
+                f"the lab in {self.directory} (slot {self.slot}) is not up; start it "
+                f"with `hotspare lab up --dir {self.directory} --slot {self.slot}`"
+            )
         return json.loads(self._env_file.read_text())
 
     def status(self) -> dict:
@@ -152,7 +153,8 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
             host_probes = {host.name: pool.submit(self._probe_host, host) for host in HOSTS}
             app_probes = {
                 (service.name, host_name): pool.submit(http_get, self._health_url(service, host_name), 1.0)
-                for service in SERVICES for host_name in (service.production, service.mirror)
+                for service in SERVICES
+                for host_name in (service.production, service.mirror)
             }
             dns_probe = pool.submit(soa_answers, ZONE, "127.0.0.1", self.layout.dns_port)
             smtp_probe = pool.submit(banner, "127.0.0.1", self.layout.smtp_port)
@@ -162,14 +164,11 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
             "directory": str(self.directory),
             "slot": self.slot,
             "up_seconds": state.get("up_seconds"),
-            "daemons": {d.name: {"pid": d.pid, "running": running[d.name], "log": d.log}
-                        for d in daemons},
+            "daemons": {d.name: {"pid": d.pid, "running": running[d.name], "log": d.log} for d in daemons},
             "hosts": hosts,
             "dns": {"port": self.layout.dns_port, "answering": dns_probe.result()},
-            "smtp": {"port": self.layout.smtp_port,
-                     "answering": smtp_probe.result().startswith(b"220")},
-            "apps": {f"{service}@{host}": probe.result() is not None
-                     for (service, host), probe in app_probes.items()},
+            "smtp": {"port": self.layout.smtp_port, "answering": smtp_probe.result().startswith(b"220")},
+            "apps": {f"{service}@{host}": probe.result() is not None for (service, host), probe in app_probes.items()},
         }
 
     def fail(self, target: str) -> list[str]:
@@ -182,8 +181,7 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
             self._require_up()
             for host in hosts:
                 network.fail(self.layout, host)
-                log.info("failed %s (%s): its traffic is now dropped", host.name,
-                         self.layout.address(host))
+                log.info("failed %s (%s): its traffic is now dropped", host.name, self.layout.address(host))
             for sentence in bmc.fail_facility(self.layout, target, failed=True):
                 log.info("%s", sentence)
         return [host.name for host in hosts]
@@ -201,13 +199,11 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
                 log.info("%s", sentence)
         return [host.name for host in hosts]
 
-
     # ----- up: building --------------------------------------------------------------------
 
     def _build(self) -> None:
         """Everything `up` creates, in order; state.json is written first and kept current."""
-        self._write_state({"slot": self.slot, "directory": str(self.directory),
-                           "started_at": time.time(), "daemons": []})
+        self._write_state({"slot": self.slot, "directory": str(self.directory), "started_at": time.time(), "daemons": []})
         self._claim_slot()
         self._prepare_directories()
         python = host_python()
@@ -220,28 +216,35 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
         self._write_fleet(host_keys)
         self._env_file.write_text(json.dumps(self._describe(), indent=2) + "\n")
 
-
     def _describe(self) -> dict:
         """The env dict: where everything is, for tests, the demo and the benchmarks."""
         return {
             "fleet_file": str(self._path("fleet.yaml")),
             "zone": ZONE,
             "dns": {"address": "127.0.0.1", "port": self.layout.dns_port},
-            "ssh": {"user": "root", "key": str(self._path("client_key")),
-                    "known_hosts": str(self._path("known_hosts"))},
-            "smtp": {"address": "127.0.0.1", "port": self.layout.smtp_port,
-                     "maildir": str(self._path("mail"))},
-            "hosts": {host.name: {"address": self.layout.address(host), "ssh_port": SSH_PORT,
-                                  "facility": host.facility, "role": host.role,
-                                  "root": str(self.host_root(host)),
-                                  "netns": self.layout.netns(host)}
-                      for host in HOSTS},
-            "services": {service.name: {"dns_name": service.dns_name,
-                                        "production": service.production,
-                                        "mirror": service.mirror,
-                                        "app_port": service.port,
-                                        "data_path": service.data_path}
-                         for service in SERVICES},
+            "ssh": {"user": "root", "key": str(self._path("client_key")), "known_hosts": str(self._path("known_hosts"))},
+            "smtp": {"address": "127.0.0.1", "port": self.layout.smtp_port, "maildir": str(self._path("mail"))},
+            "hosts": {
+                host.name: {
+                    "address": self.layout.address(host),
+                    "ssh_port": SSH_PORT,
+                    "facility": host.facility,
+                    "role": host.role,
+                    "root": str(self.host_root(host)),
+                    "netns": self.layout.netns(host),
+                }
+                for host in HOSTS
+            },
+            "services": {
+                service.name: {
+                    "dns_name": service.dns_name,
+                    "production": service.production,
+                    "mirror": service.mirror,
+                    "app_port": service.port,
+                    "data_path": service.data_path,
+                }
+                for service in SERVICES
+            },
             "directory": str(self.directory),
             "slot": self.slot,
             "secrets_file": str(self._path("secrets.json")),
@@ -260,18 +263,27 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
         if state is None or not self._env_file.exists() or "up_seconds" not in state:
             return False
         daemons = self._daemons()
-        return (len(daemons) == len(HOSTS) + 2 and all(is_running(d) for d in daemons)
-                and all(netns_inode(self.layout.netns(h)) is not None for h in HOSTS)
-                and resolver.running(self) and self._owns_claim())
+        return (
+            len(daemons) == len(HOSTS) + 2
+            and all(is_running(d) for d in daemons)
+            and all(netns_inode(self.layout.netns(h)) is not None for h in HOSTS)
+            and resolver.running(self)
+            and self._owns_claim()
+        )
 
     def _sshd_answering(self, deadline_seconds: float) -> bool:
         """True when every host's sshd greets within the deadline."""
         try:
             with ThreadPoolExecutor(max_workers=len(HOSTS)) as pool:
-                for wait in [pool.submit(wait_until, host.name,
-                                         lambda host=host: banner(self.layout.address(host),
-                                                                  SSH_PORT).startswith(b"SSH-"),
-                                         deadline_seconds) for host in HOSTS]:
+                for wait in [
+                    pool.submit(
+                        wait_until,
+                        host.name,
+                        lambda host=host: banner(self.layout.address(host), SSH_PORT).startswith(b"SSH-"),
+                        deadline_seconds,
+                    )
+                    for host in HOSTS
+                ]:
                     wait.result()
         except LabError:
             return False
@@ -280,9 +292,13 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
     def _probe_host(self, host: HostSpec) -> dict:
         """One host's line in `status()`."""
         address = self.layout.address(host)
-        return {"address": address, "facility": host.facility, "role": host.role,
-                "failed": network.is_failed(self.layout, host),
-                "reachable": tcp_reachable(address, SSH_PORT, timeout=1.0)}
+        return {
+            "address": address,
+            "facility": host.facility,
+            "role": host.role,
+            "failed": network.is_failed(self.layout, host),
+            "reachable": tcp_reachable(address, SSH_PORT, timeout=1.0),
+        }
 
     def _heal_hosts(self, hosts) -> None:
         """Remove injected failures and switch powered-off hosts on again (their apps stay
@@ -321,8 +337,7 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
         unless the slot belongs to a live lab in another folder."""
         owner = self._slot_owner_elsewhere()
         if owner is not None:
-            log.info("slot %d belongs to the lab in %s; leaving its network alone",
-                     self.slot, owner)
+            log.info("slot %d belongs to the lab in %s; leaving its network alone", self.slot, owner)
             return
         for sentence in stop_marked(self.slot):  # whatever the slot's labs started, state files or not
             log.info("%s", sentence)
@@ -359,7 +374,6 @@ class Lab(LabBuilding, LabDaemons, LabSlotClaims, LabBlocks):
         state.update(changes)
         self._write_state(state)
 
-
     @contextlib.contextmanager
     def _locked(self):
         """Serialize up/down/fail/heal on one lab folder across processes."""
@@ -384,8 +398,9 @@ def _require_root_and_tools() -> None:
         raise LabError("the lab needs root (network namespaces, bind mounts)")
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     if missing:
-        raise LabError(f"missing programs: {', '.join(missing)} (install openssh-server, "
-                       f"bind9, bind9-utils, iproute2, util-linux)")
+        raise LabError(
+            f"missing programs: {', '.join(missing)} (install openssh-server, bind9, bind9-utils, iproute2, util-linux)"
+        )
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -394,5 +409,3 @@ def _write_private(path: Path, text: str) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(text)
-
-

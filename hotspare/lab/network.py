@@ -71,8 +71,7 @@ def setup(layout: SlotLayout) -> None:
     """Create the slot's bridge, routes, namespaces and veth pairs."""
     apply_batch(make_root_setup(layout), f"creating lab network {layout.network}")
     for host in HOSTS:
-        apply_batch(make_namespace_setup(layout, host), f"configuring {host.name}",
-                    layout.netns(host))
+        apply_batch(make_namespace_setup(layout, host), f"configuring {host.name}", layout.netns(host))
 
 
 def fail(layout: SlotLayout, host: HostSpec) -> None:
@@ -84,8 +83,7 @@ def heal(layout: SlotLayout, host: HostSpec) -> bool:
     """Undo `fail`; returns whether the host was failed (healing a healthy host is a no-op)."""
     removed = False
     for line in make_heal(layout):
-        result = run(["ip", "-n", layout.netns(host)] + line.split(), f"healing {host.name}",
-                     check=False)
+        result = run(["ip", "-n", layout.netns(host)] + line.split(), f"healing {host.name}", check=False)
         if result.returncode == 0:
             removed = True
         elif "No such process" not in result.stderr:
@@ -95,8 +93,9 @@ def heal(layout: SlotLayout, host: HostSpec) -> bool:
 
 def is_failed(layout: SlotLayout, host: HostSpec) -> bool:
     """True when the host's namespace holds the fail blackholes."""
-    result = run(["ip", "-n", layout.netns(host), "route", "show", "type", "blackhole"],
-                 f"reading routes of {host.name}", check=False)
+    result = run(
+        ["ip", "-n", layout.netns(host), "route", "show", "type", "blackhole"], f"reading routes of {host.name}", check=False
+    )
     return result.returncode == 0 and layout.halves[0] in result.stdout
 
 
@@ -131,8 +130,7 @@ def teardown(layout: SlotLayout, last_lab: bool) -> list[str]:
     if run(["ip"] + slot_route, "deleting slot blackhole route", check=False).returncode == 0:
         done.append(f"deleted blackhole route {layout.network}")
     cover_route = ["route", "del", "blackhole", COVER_NETWORK, "metric", str(BLACKHOLE_METRIC)]
-    if last_lab and run(["ip"] + cover_route, "deleting blackhole route",
-                        check=False).returncode == 0:
+    if last_lab and run(["ip"] + cover_route, "deleting blackhole route", check=False).returncode == 0:
         done.append(f"deleted blackhole route {COVER_NETWORK} (no lab left on this machine)")
     return done
 

@@ -123,8 +123,13 @@ class _Handler(BaseHTTPRequestHandler):
         if parts == ["lab", "sms-replies"]:
             request = json.loads(raw or "{}")
             provider = request.get("provider", "primary")
-            form = {"MessageSid": "SM" + secrets.token_hex(16), "AccountSid": self.state.accounts[provider]["sid"],
-                    "From": request["from"], "To": FROM_NUMBERS[provider], "Body": request["body"]}
+            form = {
+                "MessageSid": "SM" + secrets.token_hex(16),
+                "AccountSid": self.state.accounts[provider]["sid"],
+                "From": request["from"],
+                "To": FROM_NUMBERS[provider],
+                "Body": request["body"],
+            }
             return self._deliver_webhook(provider, request["url"], form, "sms_reply")
         self._reply(404, {"message": f"no such control {path}"})
 
@@ -138,9 +143,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(409, {"message": f"call {call_sid} gathers no keypress"})
         url = action["url"].replace("&amp;", "&")
         provider = call["provider"]
-        form = {"CallSid": call_sid, "AccountSid": self.state.accounts[provider]["sid"],
-                "From": call["form"].get("From", ""), "To": call["form"].get("To", ""),
-                "CallStatus": "in-progress", "Digits": digits}
+        form = {
+            "CallSid": call_sid,
+            "AccountSid": self.state.accounts[provider]["sid"],
+            "From": call["form"].get("From", ""),
+            "To": call["form"].get("To", ""),
+            "CallStatus": "in-progress",
+            "Digits": digits,
+        }
         self._deliver_webhook(provider, url, form, "keypress")
 
     def _deliver_webhook(self, provider: str, url: str, form: dict, kind: str) -> None:
@@ -151,8 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
         except httpx.HTTPError as error:
             status, text = 0, f"{type(error).__name__}: {error}"
         # the signature is kept so that a test can replay the exact request an eavesdropper saw
-        self.state.record({"kind": kind, "provider": provider, "url": url, "form": form, "signature": signature,
-                           "webhook_status": status})
+        self.state.record(
+            {"kind": kind, "provider": provider, "url": url, "form": form, "signature": signature, "webhook_status": status}
+        )
         self._reply(200, {"webhook_status": status, "webhook_body": text})
 
 
@@ -190,13 +201,26 @@ def start(lab) -> None:
     port = port_of(lab.slot)
     log_path = lab.directory / "logs" / "phone.jsonl"
     log_path.write_text("")
-    argv = [sys.executable, "-m", "hotspare.lab.phone", "--port", str(port), "--log", str(log_path),
-            "--accounts", str(lab.directory / "phone-accounts.json")]
-    daemon, process = start_daemon("phone endpoint", argv, argv, lab.directory / "logs" / "phone-server.log",
-                                   slot=lab.slot)
+    argv = [
+        sys.executable,
+        "-m",
+        "hotspare.lab.phone",
+        "--port",
+        str(port),
+        "--log",
+        str(log_path),
+        "--accounts",
+        str(lab.directory / "phone-accounts.json"),
+    ]
+    daemon, process = start_daemon("phone endpoint", argv, argv, lab.directory / "logs" / "phone-server.log", slot=lab.slot)
     lab._update_state(phone=daemon.to_json())
-    wait_until(f"phone endpoint on 127.0.0.1:{port}", lambda: tcp_reachable("127.0.0.1", port, timeout=0.5),
-               START_SECONDS, log_path=daemon.log, alive=lambda: process.poll() is None)
+    wait_until(
+        f"phone endpoint on 127.0.0.1:{port}",
+        lambda: tcp_reachable("127.0.0.1", port, timeout=0.5),
+        START_SECONDS,
+        log_path=daemon.log,
+        alive=lambda: process.poll() is None,
+    )
 
 
 def stop(lab) -> None:
@@ -211,10 +235,15 @@ def stop(lab) -> None:
 def describe(lab) -> dict:
     """The env entry: the request log, and where tests control the endpoint."""
     port = port_of(lab.slot)
-    return {"log": str(lab.directory / "logs" / "phone.jsonl"), "port": port,
-            "control": f"http://127.0.0.1:{port}/lab",
-            "providers": {name: {"block": BLOCK_NAMES[name], "base_url": f"http://127.0.0.1:{port}{prefix}",
-                                 "from_number": FROM_NUMBERS[name]} for name, prefix in PROVIDERS.items()}}
+    return {
+        "log": str(lab.directory / "logs" / "phone.jsonl"),
+        "port": port,
+        "control": f"http://127.0.0.1:{port}/lab",
+        "providers": {
+            name: {"block": BLOCK_NAMES[name], "base_url": f"http://127.0.0.1:{port}{prefix}", "from_number": FROM_NUMBERS[name]}
+            for name, prefix in PROVIDERS.items()
+        },
+    }
 
 
 def blocks(lab) -> dict:
@@ -223,10 +252,15 @@ def blocks(lab) -> dict:
 
     made = accounts(lab)
     port = port_of(lab.slot)
-    return {BLOCK_NAMES[name]: PhoneProvider(base_url=f"http://127.0.0.1:{port}{prefix}",
-                                             account_sid=made[name]["sid"], auth_token=made[name]["token"],
-                                             from_number=FROM_NUMBERS[name])
-            for name, prefix in PROVIDERS.items()}
+    return {
+        BLOCK_NAMES[name]: PhoneProvider(
+            base_url=f"http://127.0.0.1:{port}{prefix}",
+            account_sid=made[name]["sid"],
+            auth_token=made[name]["token"],
+            from_number=FROM_NUMBERS[name],
+        )
+        for name, prefix in PROVIDERS.items()
+    }
 
 
 def main() -> None:
@@ -269,12 +303,12 @@ class PhoneControl:
         """Post the newest recorded webhook request of ``kind`` (keypress, sms_reply) again, exactly
         as it was sent, signature included: what someone who captured it could do."""
         entry = self.requests(kind)[-1]
-        return httpx.post(entry["url"], data=entry["form"], headers={"X-Twilio-Signature": entry["signature"]},
-                          timeout=15)
+        return httpx.post(entry["url"], data=entry["form"], headers={"X-Twilio-Signature": entry["signature"]}, timeout=15)
 
     def sms_reply(self, from_number: str, body: str, url: str, provider: str = "primary") -> dict:
-        response = httpx.post(f"{self.control}/sms-replies", timeout=15,
-                              json={"provider": provider, "from": from_number, "body": body, "url": url})
+        response = httpx.post(
+            f"{self.control}/sms-replies", timeout=15, json={"provider": provider, "from": from_number, "body": body, "url": url}
+        )
         response.raise_for_status()
         return response.json()
 
@@ -292,8 +326,10 @@ def fleet_contacts() -> list[dict]:
     """Contacts the lab adds to the fleet: the office line, and a colleague whose number is not
     known yet (not in the chain: the fleet check refuses a call step to a contact without a
     phone; the paging planner would report and skip such a step)."""
-    return [{"name": "Office", "role": "office line", "phone": OFFICE_NUMBER, "email": "office@ops.lab.test"},
-            {"name": "Sam Spare", "role": "emergency contact (number not yet known)"}]
+    return [
+        {"name": "Office", "role": "office line", "phone": OFFICE_NUMBER, "email": "office@ops.lab.test"},
+        {"name": "Sam Spare", "role": "emergency contact (number not yet known)"},
+    ]
 
 
 def fleet_section(slot: int) -> dict:
@@ -301,13 +337,19 @@ def fleet_section(slot: int) -> dict:
     office extension 0, then the cell phones in order), short waits, both phone providers."""
     wait = LAB_WAIT_SECONDS
     return {
-        "chains": [{"category": 1, "rounds": 2, "steps": [
-            {"action": "call", "contact": "Office", "wait_seconds": wait},
-            {"action": "call", "contact": "Office", "digits": "0", "wait_seconds": wait},
-            {"action": "call", "contact": "Dana Ops", "wait_seconds": wait},
-            {"action": "call", "contact": "Lee Lead", "wait_seconds": wait},
-            {"action": "sms", "contact": "Dana Ops", "wait_seconds": wait},
-        ]}],
+        "chains": [
+            {
+                "category": 1,
+                "rounds": 2,
+                "steps": [
+                    {"action": "call", "contact": "Office", "wait_seconds": wait},
+                    {"action": "call", "contact": "Office", "digits": "0", "wait_seconds": wait},
+                    {"action": "call", "contact": "Dana Ops", "wait_seconds": wait},
+                    {"action": "call", "contact": "Lee Lead", "wait_seconds": wait},
+                    {"action": "sms", "contact": "Dana Ops", "wait_seconds": wait},
+                ],
+            }
+        ],
         "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "UTC"},
         "phone_providers": [BLOCK_NAMES["primary"], BLOCK_NAMES["fallback"]],
         "acknowledgement_url": f"http://127.0.0.1:{acknowledgement_port(slot)}",

@@ -78,9 +78,25 @@ class PostgresServer:
         account = pwd.getpwnam(ACCOUNT)
         if not (self.data / "PG_VERSION").exists():
             self._initdb(account)
-        argv = [str(BIN / "postgres"), "-D", str(self.data), "-h", self.address, "-p", str(self.port),
-                "-c", "unix_socket_directories=", "-c", "timezone=UTC", "-c", "fsync=off",
-                "-c", "max_connections=200", "-c", "listen_addresses=" + self.address]
+        argv = [
+            str(BIN / "postgres"),
+            "-D",
+            str(self.data),
+            "-h",
+            self.address,
+            "-p",
+            str(self.port),
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "timezone=UTC",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "listen_addresses=" + self.address,
+        ]
         launch = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups", "--"] + argv
         if self.netns:
             launch = ["ip", "netns", "exec", self.netns] + launch
@@ -113,8 +129,7 @@ class PostgresServer:
         from psycopg import sql
 
         with psycopg.connect(self._dsn("postgres"), autocommit=True, connect_timeout=10) as connection:
-            connection.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                sql.Identifier(SUPERUSER), sql.Literal(password)))
+            connection.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(password)))
         path = self.directory / "password"
         path.unlink(missing_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -145,12 +160,20 @@ class PostgresServer:
             for role, password in passwords.items():
                 connection.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
         with psycopg.connect(self._dsn(plan.PREFECT_DATABASE), autocommit=True, connect_timeout=10) as connection:
-            tables = [row[0] for row in connection.execute(
-                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r','p','v','m')")]
+            tables = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r','p','v','m')"
+                )
+            ]
             # sequences that belong to a table follow it; only free-standing ones are altered alone
-            sequences = [row[0] for row in connection.execute(
-                "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'S' "
-                "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))")]
+            sequences = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'S' "
+                    "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))"
+                )
+            ]
             with connection.transaction():
                 for statement in plan.prefect_statements(tables, sequences):
                     connection.execute(statement)
@@ -158,8 +181,7 @@ class PostgresServer:
             connection.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(plan.CONTROL)))
         migrate_inventory(self.role_url(plan.CONTROL, passwords[plan.CONTROL], plan.INVENTORY_DATABASE))
         with psycopg.connect(self._dsn(plan.INVENTORY_DATABASE), autocommit=True, connect_timeout=10) as connection:
-            tables = [row[0] for row in connection.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            tables = [row[0] for row in connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
             with connection.transaction():
                 # the grants are made by the tables' owner, so they are the ones ALTER DEFAULT matches
                 connection.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(plan.CONTROL)))
@@ -180,10 +202,29 @@ class PostgresServer:
         os.chown(password_file, account.pw_uid, account.pw_gid)  # initdb reads it as postgres
         self.data.mkdir(mode=0o700)
         os.chown(self.data, account.pw_uid, account.pw_gid)
-        run(["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups", "--",
-             str(BIN / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "--pwfile", str(password_file),
-             "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
-            f"initdb in {self.data}", timeout=120)
+        run(
+            [
+                "setpriv",
+                f"--reuid={account.pw_uid}",
+                f"--regid={account.pw_gid}",
+                "--init-groups",
+                "--",
+                str(BIN / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                SUPERUSER,
+                "--pwfile",
+                str(password_file),
+                "--auth-local=scram-sha-256",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+            f"initdb in {self.data}",
+            timeout=120,
+        )
         os.chown(password_file, 0, 0)
         # Clients come from the lab's subnet and loopback; pg_hba's defaults cover loopback only.
         with open(self.data / "pg_hba.conf", "a") as hba:
@@ -204,8 +245,10 @@ class PostgresServer:
                 last_error = str(error).strip()
             time.sleep(0.1)
         tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
-        raise LabError(f"PostgreSQL on {self.address}:{self.port} did not accept logins within "
-                       f"{START_SECONDS:g} s ({last_error}); its log ends:\n{tail}")
+        raise LabError(
+            f"PostgreSQL on {self.address}:{self.port} did not accept logins within "
+            f"{START_SECONDS:g} s ({last_error}); its log ends:\n{tail}"
+        )
 
     def running(self) -> bool:
         return self.daemon is not None and is_running(self.daemon)
@@ -213,8 +256,9 @@ class PostgresServer:
 
 def _require_binaries() -> None:
     if not (BIN / "postgres").exists():
-        raise LabError(f"PostgreSQL 15 is not installed ({BIN}/postgres missing): "
-                       f"apt-get install postgresql (bash scripts/setup.sh does)")
+        raise LabError(
+            f"PostgreSQL 15 is not installed ({BIN}/postgres missing): apt-get install postgresql (bash scripts/setup.sh does)"
+        )
     try:
         pwd.getpwnam(ACCOUNT)
     except KeyError as error:

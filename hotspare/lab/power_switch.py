@@ -79,8 +79,13 @@ def end_processes(netns: str, keep: int | None) -> int:
 
 def _routes(netns: str, verb: str, halves: list[str]) -> None:
     for half in halves:
-        subprocess.run(["ip", "-n", netns, "route", verb, "blackhole", half],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False)
+        subprocess.run(
+            ["ip", "-n", netns, "route", verb, "blackhole", half],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
+        )
 
 
 def set_power(state_file: Path, netns: str, sshd_pidfile: Path, halves: list[str], on: bool) -> None:
@@ -95,8 +100,7 @@ def set_power(state_file: Path, netns: str, sshd_pidfile: Path, halves: list[str
 
 def main(argv: list[str]) -> int:
     if len(argv) < 7:
-        print("usage: power_switch.py STATE NETNS SSHD_PIDFILE HALF1 HALF2 get power | set power 0|1",
-              file=sys.stderr)
+        print("usage: power_switch.py STATE NETNS SSHD_PIDFILE HALF1 HALF2 get power | set power 0|1", file=sys.stderr)
         return 2
     state_file, netns, sshd_pidfile = Path(argv[0]), argv[1], Path(argv[2])
     halves, action, names_and_values = argv[3:5], argv[5], argv[6:]

@@ -10,8 +10,8 @@ import errno
 import socket
 import time
 import urllib.request
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from hotspare.lab.errors import LabError
 
@@ -19,8 +19,14 @@ POLL_FIRST_SECONDS = 0.01
 POLL_MAX_SECONDS = 0.2
 
 
-def wait_until(what: str, probe: Callable[[], bool], deadline_seconds: float, *,
-               log_path: str | None = None, alive: Callable[[], bool] | None = None) -> float:
+def wait_until(
+    what: str,
+    probe: Callable[[], bool],
+    deadline_seconds: float,
+    *,
+    log_path: str | None = None,
+    alive: Callable[[], bool] | None = None,
+) -> float:
     """Poll `probe` until it returns True; return the seconds it took.
 
     Fails early when `alive()` says the process behind it died, and always names the log.
@@ -33,8 +39,7 @@ def wait_until(what: str, probe: Callable[[], bool], deadline_seconds: float, *,
         if alive is not None and not alive():
             raise LabError(f"{what} exited during start-up{_log_hint(log_path)}")
         if time.monotonic() - started > deadline_seconds:
-            raise LabError(f"{what} did not come up within {deadline_seconds:.0f} s"
-                           f"{_log_hint(log_path)}")
+            raise LabError(f"{what} did not come up within {deadline_seconds:.0f} s{_log_hint(log_path)}")
         time.sleep(interval)
         interval = min(interval * 2, POLL_MAX_SECONDS)
 

@@ -10,8 +10,8 @@ folder and state files are gone (``marked_pids``, ``stop_marked``).
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -28,12 +28,12 @@ MARK = "HOTSPARE_LAB_PROCESS"
 STOP_WAIT_SECONDS = 5.0
 
 
-def run(argv: list[str], what: str, *, input_text: str | None = None,
-        timeout: float = COMMAND_TIMEOUT_SECONDS, check: bool = True) -> subprocess.CompletedProcess:
+def run(
+    argv: list[str], what: str, *, input_text: str | None = None, timeout: float = COMMAND_TIMEOUT_SECONDS, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run argv (never through a shell) with a timeout; on failure raise naming `what`."""
     try:
-        result = subprocess.run(argv, input=input_text, capture_output=True, text=True,
-                                timeout=timeout, check=False)
+        result = subprocess.run(argv, input=input_text, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as error:
         raise LabError(f"{what}: {argv[0]} did not finish within {timeout:.0f} s") from error
     except FileNotFoundError as error:
@@ -71,9 +71,14 @@ def marked_environment(slot: int, base: dict[str, str] | None = None) -> dict[st
     return {**(os.environ if base is None else base), MARK: f"slot-{slot}"}
 
 
-def start_daemon(name: str, argv: list[str], expected_cmdline: list[str], log_path: Path,
-                 slot: int | None = None, extra_environment: dict[str, str] | None = None,
-                 ) -> tuple[Daemon, subprocess.Popen]:
+def start_daemon(
+    name: str,
+    argv: list[str],
+    expected_cmdline: list[str],
+    log_path: Path,
+    slot: int | None = None,
+    extra_environment: dict[str, str] | None = None,
+) -> tuple[Daemon, subprocess.Popen]:
     """Start argv detached from our session (it outlives the caller), output to log_path,
     marked as the lab of ``slot``'s when one is given.
 
@@ -84,9 +89,15 @@ def start_daemon(name: str, argv: list[str], expected_cmdline: list[str], log_pa
     if extra_environment:
         environment = {**(environment or os.environ), **extra_environment}
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
-                                   close_fds=True, env=environment)
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=environment,
+        )
     log.info("started %s (pid %d), log %s", name, process.pid, log_path)
     return Daemon(name, process.pid, tuple(expected_cmdline), str(log_path)), process
 
@@ -148,8 +159,7 @@ def stop_pid(pid: int, description: str, still_ours, popen: subprocess.Popen | N
 
 def stop_daemon(daemon: Daemon, popen: subprocess.Popen | None = None) -> str:
     """Stop a recorded daemon if its pid still runs the recorded command line."""
-    return stop_pid(daemon.pid, daemon.name, lambda: runs_command(daemon.pid, daemon.cmdline),
-                    popen)
+    return stop_pid(daemon.pid, daemon.name, lambda: runs_command(daemon.pid, daemon.cmdline), popen)
 
 
 def _wait_gone(pid: int, popen: subprocess.Popen | None, seconds: float) -> bool:
@@ -198,8 +208,7 @@ def stop_netns_processes(netns: str) -> list[str]:
     sentences = []
     for pid in pids_in_netns(netns):
         command = " ".join(read_cmdline(pid) or ("?",))
-        sentences.append(stop_pid(pid, f"{command!r} in {netns}",
-                                  lambda pid=pid: _pid_netns(pid) == identity))
+        sentences.append(stop_pid(pid, f"{command!r} in {netns}", lambda pid=pid: _pid_netns(pid) == identity))
     return sentences
 
 
@@ -235,8 +244,7 @@ def stop_marked(slot: int) -> list[str]:
     sentences = []
     for pid in marked_pids(slot):
         command = " ".join(read_cmdline(pid) or ("?",))
-        sentences.append(stop_pid(pid, f"{command[:120]!r} (marked slot-{slot})",
-                                  lambda pid=pid: carries_mark(pid, slot)))
+        sentences.append(stop_pid(pid, f"{command[:120]!r} (marked slot-{slot})", lambda pid=pid: carries_mark(pid, slot)))
     return sentences
 
 
@@ -252,7 +260,7 @@ def _ancestors(pid: int) -> set[int]:
 
 
 def port_holder(port: int) -> str | None:
-    """"pid N (command)" of a process holding a TCP or UDP socket on ``port`` (any address), if
+    """ "pid N (command)" of a process holding a TCP or UDP socket on ``port`` (any address), if
     /proc shows one; None when nothing we can see holds it."""
     inodes = set()
     for table in ("tcp", "tcp6", "udp", "udp6"):

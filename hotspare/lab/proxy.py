@@ -55,8 +55,9 @@ CONTROL_IDENTITY = "control"
 def lab_identities(facility_blocks: dict[str, tuple[str, ...]]) -> list[Identity]:
     """The control site, a worker per facility (``worker-<facility>``) with the blocks its runs
     need, and the lab's people."""
-    workers = [Identity(f"worker-{facility}", WORKER, tuple(sorted(blocks)))
-               for facility, blocks in sorted(facility_blocks.items())]
+    workers = [
+        Identity(f"worker-{facility}", WORKER, tuple(sorted(blocks))) for facility, blocks in sorted(facility_blocks.items())
+    ]
     return [Identity(CONTROL_IDENTITY, CONTROL), *workers, *PEOPLE]
 
 
@@ -79,8 +80,7 @@ def facility_blocks() -> dict[str, tuple[str, ...]]:
     hosts = {host.name: host.facility for host in HOSTS}
     served = sorted({hosts[name] for service in SERVICES for name in (service.production, service.mirror)})
     control_only = (*phone.BLOCK_NAMES.values(), *(restic_block(service.name) for service in SERVICES))
-    blocks = {facility: common + tuple(bmc.block_name(other) for other in served if other != facility)
-              for facility in served}
+    blocks = {facility: common + tuple(bmc.block_name(other) for other in served if other != facility) for facility in served}
     blocks["control"] = common + tuple(bmc.block_name(facility) for facility in bmc.bmc_facilities()) + control_only
     return blocks
 
@@ -103,8 +103,7 @@ def auth_string(control_folder: Path, name: str) -> str:
         raise LabError(f"no credentials for identity {name!r} in {path.parent}: is the control site up?") from None
 
 
-def prepare(slot: int, control_folder: Path, identities: list[Identity], listen: str, upstream: str,
-            netns: str) -> Path:
+def prepare(slot: int, control_folder: Path, identities: list[Identity], listen: str, upstream: str, netns: str) -> Path:
     """Passwords (new each time), the htpasswd file and the configuration; returns the
     configuration's path. Checked with ``nginx -t`` in ``netns`` (it binds the address)."""
     if not NGINX.exists():
@@ -131,13 +130,16 @@ def prepare(slot: int, control_folder: Path, identities: list[Identity], listen:
         handle.writelines(lines)
     os.chown(htpasswd, 0, group)
     configuration = place / "nginx.conf"
-    write_private(configuration, render_nginx(identities, listen=listen, upstream=upstream, folder=str(place),
-                                              user=NGINX_GROUP))
-    check = subprocess.run(["ip", "netns", "exec", netns, str(NGINX), "-t", "-q", "-c", str(configuration), "-p", str(place)],
-                           capture_output=True, text=True, timeout=30, check=False)
+    write_private(configuration, render_nginx(identities, listen=listen, upstream=upstream, folder=str(place), user=NGINX_GROUP))
+    check = subprocess.run(
+        ["ip", "netns", "exec", netns, str(NGINX), "-t", "-q", "-c", str(configuration), "-p", str(place)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     if check.returncode != 0:
-        raise LabError(f"the API proxy's nginx configuration {configuration} is refused by nginx -t: "
-                       f"{check.stderr.strip()}")
+        raise LabError(f"the API proxy's nginx configuration {configuration} is refused by nginx -t: {check.stderr.strip()}")
     return configuration
 
 
@@ -158,8 +160,9 @@ def pwd_uid(name: str) -> int:
 
 def _hash(password: str) -> str:
     """SHA-512-crypt of ``password`` (openssl, password on stdin, never in argv)."""
-    result = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password + "\n", capture_output=True,
-                            text=True, timeout=30, check=False)
+    result = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"], input=password + "\n", capture_output=True, text=True, timeout=30, check=False
+    )
     if result.returncode != 0 or not result.stdout.startswith("$6$"):
         raise LabError(f"openssl passwd -6 failed: {result.stderr.strip()}")
     return result.stdout.strip()

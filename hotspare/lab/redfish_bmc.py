@@ -42,8 +42,11 @@ class RedfishHandler(BaseHTTPRequestHandler):
         given = self.headers.get("Authorization", "")
         if hmac.compare_digest(given.encode(), self.expected_authorization.encode()):
             return True
-        self._reply(HTTPStatus.UNAUTHORIZED, {"error": {"message": "authentication required"}},
-                    {"WWW-Authenticate": 'Basic realm="lab BMC"'})
+        self._reply(
+            HTTPStatus.UNAUTHORIZED,
+            {"error": {"message": "authentication required"}},
+            {"WWW-Authenticate": 'Basic realm="lab BMC"'},
+        )
         return False
 
     def _reply(self, status: HTTPStatus, body: dict | None, headers: dict | None = None) -> None:
@@ -57,7 +60,7 @@ class RedfishHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _resource(self, path: str) -> Path | None:
-        relative = path[len(ROOT):].strip("/")
+        relative = path[len(ROOT) :].strip("/")
         if ".." in relative.split("/"):
             return None
         candidate = self.tree / relative / "index.json"
@@ -98,11 +101,14 @@ class RedfishHandler(BaseHTTPRequestHandler):
         if reset_type == "PushPowerButton":
             reset_type = "ForceOff" if self._power() else "On"
         if reset_type not in OFF_TYPES | ON_TYPES | {"ForceRestart"}:
-            self._reply(HTTPStatus.BAD_REQUEST,
-                        {"error": {"message": f"unsupported ResetType {reset_type!r}"}})
+            self._reply(HTTPStatus.BAD_REQUEST, {"error": {"message": f"unsupported ResetType {reset_type!r}"}})
             return
-        arguments = (Path(self.switch["state"]), self.switch["netns"], Path(self.switch["sshd_pidfile"]),
-                     list(self.switch["halves"]))
+        arguments = (
+            Path(self.switch["state"]),
+            self.switch["netns"],
+            Path(self.switch["sshd_pidfile"]),
+            list(self.switch["halves"]),
+        )
         if reset_type in OFF_TYPES | {"ForceRestart"}:
             power_switch.set_power(*arguments, on=False)
         if reset_type in ON_TYPES | {"ForceRestart"}:

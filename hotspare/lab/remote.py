@@ -14,22 +14,42 @@ def remote_command(commands: list[list[str]]) -> str:
     return " && ".join(shlex.join(argv) for argv in commands)
 
 
-def ssh_argv(key: Path | str, known_hosts: Path | str, address: str,
-             commands: list[list[str]], *, user: str = "root", port: int = 22,
-             connect_timeout: float = 5) -> list[str]:
+def ssh_argv(
+    key: Path | str,
+    known_hosts: Path | str,
+    address: str,
+    commands: list[list[str]],
+    *,
+    user: str = "root",
+    port: int = 22,
+    connect_timeout: float = 5,
+) -> list[str]:
     """ssh argv with pinned host keys only (no prompts, no agent, no user ssh config).
 
     The first -o of an option wins in ssh, and -F /dev/null keeps ~/.ssh/config out.
     """
     return [
-        "ssh", "-F", "/dev/null", "-i", str(key), "-p", str(port),
-        "-o", "BatchMode=yes",
-        "-o", "IdentitiesOnly=yes",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", f"UserKnownHostsFile={known_hosts}",
-        "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", f"ConnectTimeout={connect_timeout:g}",
-        "-o", "LogLevel=ERROR",
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-i",
+        str(key),
+        "-p",
+        str(port),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        f"ConnectTimeout={connect_timeout:g}",
+        "-o",
+        "LogLevel=ERROR",
         f"{user}@{address}",
         remote_command(commands),
     ]
@@ -40,5 +60,12 @@ def host_ssh_argv(env: dict, host: str, command: list[str], connect_timeout: flo
 
     The one helper tests and benchmarks use to reach a lab host the way an operator would.
     """
-    return ssh_argv(env["ssh"]["key"], env["ssh"]["known_hosts"], env["hosts"][host]["address"], [command],
-                    user=env["ssh"]["user"], port=env["hosts"][host]["ssh_port"], connect_timeout=connect_timeout)
+    return ssh_argv(
+        env["ssh"]["key"],
+        env["ssh"]["known_hosts"],
+        env["hosts"][host]["address"],
+        [command],
+        user=env["ssh"]["user"],
+        port=env["hosts"][host]["ssh_port"],
+        connect_timeout=connect_timeout,
+    )

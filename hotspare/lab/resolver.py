@@ -76,11 +76,15 @@ def start(lab) -> Daemon:
     conf = folder / "unbound.conf"
     conf.write_text(config(folder, port, lab.layout.dns_port))
     argv = [UNBOUND, "-d", "-c", str(conf)]
-    daemon, process = start_daemon("users' resolver (unbound)", argv, argv, lab.directory / "logs" / "unbound.log",
-                                   slot=lab.slot)
+    daemon, process = start_daemon("users' resolver (unbound)", argv, argv, lab.directory / "logs" / "unbound.log", slot=lab.slot)
     _state_file(lab).write_text(json.dumps(daemon.to_json(), indent=2) + "\n")
-    wait_until(f"the users' resolver on {ADDRESS}:{port}", lambda: soa_answers(ZONE, ADDRESS, port), START_SECONDS,
-               log_path=daemon.log, alive=lambda: process.poll() is None)
+    wait_until(
+        f"the users' resolver on {ADDRESS}:{port}",
+        lambda: soa_answers(ZONE, ADDRESS, port),
+        START_SECONDS,
+        log_path=daemon.log,
+        alive=lambda: process.poll() is None,
+    )
     return daemon
 
 

@@ -34,9 +34,17 @@ def free_slot(avoid: tuple[int, ...] = (0, 1)) -> int:
         from hotspare.lab.resolver import port_of as resolver_port
         from hotspare.lab.web import subscriptions_port
 
-        if any(port_in_use(port) for port in (layout.dns_port, layout.smtp_port, port_of(slot),
-                                              acknowledgement_port(slot), resolver_port(slot),
-                                              subscriptions_port(slot))):
+        if any(
+            port_in_use(port)
+            for port in (
+                layout.dns_port,
+                layout.smtp_port,
+                port_of(slot),
+                acknowledgement_port(slot),
+                resolver_port(slot),
+                subscriptions_port(slot),
+            )
+        ):
             continue
         return slot
     raise RuntimeError("no free lab slot on this machine")
@@ -72,8 +80,10 @@ class LabSlotClaims:
         """Refuse to take a slot from a live lab in another folder."""
         owner = self._slot_owner_elsewhere()
         if owner is not None:
-            raise LabError(f"slot {self.slot} is used by the lab in {owner}; stop it with "
-                           f"`hotspare lab down --dir {owner}` or choose another --slot")
+            raise LabError(
+                f"slot {self.slot} is used by the lab in {owner}; stop it with "
+                f"`hotspare lab down --dir {owner}` or choose another --slot"
+            )
 
     def _check_ports_free(self) -> None:
         """Refuse ports another program holds (a second named would start silently, a stale
@@ -85,14 +95,19 @@ class LabSlotClaims:
         from hotspare.lab.phone import acknowledgement_port, port_of
         from hotspare.lab.resolver import port_of as resolver_port
 
-        for port, what in ((self.layout.dns_port, "DNS"), (self.layout.smtp_port, "SMTP"),
-                           (port_of(self.slot), "phone endpoint"),
-                           (acknowledgement_port(self.slot), "acknowledgement webhook"),
-                           (resolver_port(self.slot), "users' resolver")):
+        for port, what in (
+            (self.layout.dns_port, "DNS"),
+            (self.layout.smtp_port, "SMTP"),
+            (port_of(self.slot), "phone endpoint"),
+            (acknowledgement_port(self.slot), "acknowledgement webhook"),
+            (resolver_port(self.slot), "users' resolver"),
+        ):
             if port_in_use(port):
                 holder = port_holder(port)
-                raise LabError(f"{what} port 127.0.0.1:{port} of slot {self.slot} is already in use by "
-                               f"{holder or 'another program (see `ss -lntup`)'}; stop it or choose another --slot")
+                raise LabError(
+                    f"{what} port 127.0.0.1:{port} of slot {self.slot} is already in use by "
+                    f"{holder or 'another program (see `ss -lntup`)'}; stop it or choose another --slot"
+                )
 
 
 def _other_claims(slot: int) -> list[Path]:

@@ -129,18 +129,34 @@ HOSTS = (
 
 SERVICES = (
     ServiceSpec(
-        "app1", "prod-east", "mirror-west", "storage-vault", 2000, 2999,
+        "app1",
+        "prod-east",
+        "mirror-west",
+        "storage-vault",
+        2000,
+        2999,
         (AppUser("app1-web", 2001), AppUser("app1-batch", 2002)),
     ),
     ServiceSpec(
-        "app2", "prod-west", "mirror-east", "storage-vault", 3000, 3999,
+        "app2",
+        "prod-west",
+        "mirror-east",
+        "storage-vault",
+        3000,
+        3999,
         (AppUser("app2-web", 3001), AppUser("app2-batch", 3002)),
     ),
     # Shares app1's production, mirror and storage: what several services change on one host
     # (account files, the mirror's copy area) is tested with it.
     ServiceSpec(
-        "app3", "prod-east", "mirror-west", "storage-vault", 4000, 4999,
-        (AppUser("app3-web", 4001), AppUser("app3-batch", 4002)), port=APP_PORT + 3,
+        "app3",
+        "prod-east",
+        "mirror-west",
+        "storage-vault",
+        4000,
+        4999,
+        (AppUser("app3-web", 4001), AppUser("app3-batch", 4002)),
+        port=APP_PORT + 3,
     ),
 )
 

@@ -50,11 +50,17 @@ def start(lab) -> Daemon:
     address = lab.layout.address(host_by_name(WEB_HOST))
     command = [host_python(), "-m", "http.server", str(WEB_PORT), "--bind", address, "--directory", str(folder)]
     argv = ["ip", "netns", "exec", lab.layout.netns(host_by_name(WEB_HOST)), *command]
-    daemon, process = start_daemon("web-vault status page server", argv, command,
-                                   lab.directory / "logs" / "web-vault-http.log", slot=lab.slot)
+    daemon, process = start_daemon(
+        "web-vault status page server", argv, command, lab.directory / "logs" / "web-vault-http.log", slot=lab.slot
+    )
     _state_file(lab).write_text(json.dumps(daemon.to_json(), indent=2) + "\n")
-    wait_until(f"status page server on {address}:{WEB_PORT}", lambda: http_get(url(lab), 1.0) is not None,
-               START_SECONDS, log_path=daemon.log, alive=lambda: process.poll() is None)
+    wait_until(
+        f"status page server on {address}:{WEB_PORT}",
+        lambda: http_get(url(lab), 1.0) is not None,
+        START_SECONDS,
+        log_path=daemon.log,
+        alive=lambda: process.poll() is None,
+    )
     return daemon
 
 
@@ -69,5 +75,11 @@ def running(lab) -> bool:
 
 def describe(lab) -> dict:
     """The env's ``status_page`` entry."""
-    return {"status_page": {"url": url(lab), "host": WEB_HOST, "folder": STATUS_FOLDER,
-                            "folder_on_machine": str(folder_on_machine(lab))}}
+    return {
+        "status_page": {
+            "url": url(lab),
+            "host": WEB_HOST,
+            "folder": STATUS_FOLDER,
+            "folder_on_machine": str(folder_on_machine(lab)),
+        }
+    }

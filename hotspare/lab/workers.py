@@ -55,8 +55,7 @@ class WorkerSpec:
         return lab.layout.netns(host_by_name(self.network_of))
 
 
-WORKERS = (WorkerSpec("east", "standby-east"), WorkerSpec("west", "standby-west"),
-           WorkerSpec(control.FACILITY, control.FACILITY))
+WORKERS = (WorkerSpec("east", "standby-east"), WorkerSpec("west", "standby-west"), WorkerSpec(control.FACILITY, control.FACILITY))
 
 
 def pool_name(facility: str) -> str:
@@ -82,17 +81,23 @@ def start_workers(lab, wait: bool = True) -> list[dict]:
         daemon, _ = _start_relay(lab, spec, relay_command)
         control.record(lab, daemon, kind="relay")
         # its own API login (what its runs may read and do) and the inventory's worker user
-        environment = {**control.base_environment(lab, f"worker-{spec.facility}"), **client,
-                       **control.identity_environment(lab, identity_name(spec.facility)),
-                       "HOTSPARE_DB_URL": control.database_urls(lab)["worker"], "HOTSPARE_API_PROXY": "1",
-                       "PYTHONPATH": project, "HOTSPARE_SITE": spec.facility,
-                       "HOTSPARE_WARM_FOLDER": str(control.folder(lab) / f"warm-{spec.facility}"),
-                       "PREFECT_WORKER_QUERY_SECONDS": str(QUERY_SECONDS),
-                       "PREFECT_WORKER_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
-                       **issuer.worker_environment(lab, spec.facility, site_tokens)}
+        environment = {
+            **control.base_environment(lab, f"worker-{spec.facility}"),
+            **client,
+            **control.identity_environment(lab, identity_name(spec.facility)),
+            "HOTSPARE_DB_URL": control.database_urls(lab)["worker"],
+            "HOTSPARE_API_PROXY": "1",
+            "PYTHONPATH": project,
+            "HOTSPARE_SITE": spec.facility,
+            "HOTSPARE_WARM_FOLDER": str(control.folder(lab) / f"warm-{spec.facility}"),
+            "PREFECT_WORKER_QUERY_SECONDS": str(QUERY_SECONDS),
+            "PREFECT_WORKER_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+            **issuer.worker_environment(lab, spec.facility, site_tokens),
+        }
         command = [sys.executable, "-m", "hotspare.warm_worker", "--pool", spec.pool, "--name", spec.name(lab)]
-        daemon, _ = control.start_in_netns(lab, f"worker {spec.facility}", namespace, command, environment,
-                                           control.folder(lab) / f"worker-{spec.facility}.log")
+        daemon, _ = control.start_in_netns(
+            lab, f"worker {spec.facility}", namespace, command, environment, control.folder(lab) / f"worker-{spec.facility}.log"
+        )
         control.record(lab, daemon, kind="worker", facility=spec.facility, pool=spec.pool)
     workers = describe(lab)
     env["control"], env["workers"] = site, workers
@@ -133,10 +138,18 @@ def create_pools(client: dict[str, str]) -> None:
     user, _, password = client["PREFECT_API_AUTH_STRING"].partition(":")
     template = locked_job_template(str(PROJECT))
     for spec in WORKERS:
-        response = httpx.post(f"{client['PREFECT_API_URL']}/work_pools/", auth=(user, password), timeout=30,
-                              json={"name": spec.pool, "type": "process", "base_job_template": template,
-                                    "concurrency_limit": POOL_CONCURRENCY,
-                                    "description": f"hotspare runs executed in {spec.facility}"})
+        response = httpx.post(
+            f"{client['PREFECT_API_URL']}/work_pools/",
+            auth=(user, password),
+            timeout=30,
+            json={
+                "name": spec.pool,
+                "type": "process",
+                "base_job_template": template,
+                "concurrency_limit": POOL_CONCURRENCY,
+                "description": f"hotspare runs executed in {spec.facility}",
+            },
+        )
         if response.status_code not in (201, 409):
             raise LabError(f"creating work pool {spec.pool} failed: HTTP {response.status_code} {response.text[:300]}")
 
@@ -149,20 +162,34 @@ def _start_relay(lab, spec: WorkerSpec, command: list[str]):
 
     log_path = control.folder(lab) / f"relay-{spec.facility}.log"
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                   start_new_session=True, close_fds=True,
-                                   env=control.base_environment(lab, f"relay-{spec.facility}"))
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=control.base_environment(lab, f"relay-{spec.facility}"),
+        )
     lab._children[process.pid] = process
     return Daemon(f"relay {spec.facility}", process.pid, tuple(command), str(log_path)), process
 
 
 def describe(lab) -> list[dict]:
     """The env's ``workers``: name, facility, pool, network namespace, PID and log."""
-    by_facility = {entry.get("facility"): entry for entry in control.read_state(lab)["daemons"]
-                   if entry.get("kind") == "worker"}
-    return [{"name": spec.name(lab), "facility": spec.facility, "pool": spec.pool, "netns": spec.namespace(lab),
-             "pid": by_facility[spec.facility]["pid"], "log": by_facility[spec.facility]["log"]}
-            for spec in WORKERS if spec.facility in by_facility]
+    by_facility = {entry.get("facility"): entry for entry in control.read_state(lab)["daemons"] if entry.get("kind") == "worker"}
+    return [
+        {
+            "name": spec.name(lab),
+            "facility": spec.facility,
+            "pool": spec.pool,
+            "netns": spec.namespace(lab),
+            "pid": by_facility[spec.facility]["pid"],
+            "log": by_facility[spec.facility]["log"],
+        }
+        for spec in WORKERS
+        if spec.facility in by_facility
+    ]
 
 
 def worker_status(client: dict[str, str], pool: str) -> dict[str, str]:
@@ -170,8 +197,9 @@ def worker_status(client: dict[str, str], pool: str) -> dict[str, str]:
     import httpx
 
     user, _, password = client["PREFECT_API_AUTH_STRING"].partition(":")
-    response = httpx.post(f"{client['PREFECT_API_URL']}/work_pools/{pool}/workers/filter", json={},
-                          auth=(user, password), timeout=10)
+    response = httpx.post(
+        f"{client['PREFECT_API_URL']}/work_pools/{pool}/workers/filter", json={}, auth=(user, password), timeout=10
+    )
     if response.status_code == 404:
         return {}
     response.raise_for_status()
@@ -204,5 +232,7 @@ def wait_online(lab, client: dict[str, str]) -> None:
                 del warming[facility]
         time.sleep(0.2)
     if warming:
-        raise LabError(f"the warm processes of {', '.join(warming)} were not ready within {ONLINE_SECONDS:g} s; "
-                       f"see {', '.join(str(log) for log in warming.values())}")
+        raise LabError(
+            f"the warm processes of {', '.join(warming)} were not ready within {ONLINE_SECONDS:g} s; "
+            f"see {', '.join(str(log) for log in warming.values())}"
+        )

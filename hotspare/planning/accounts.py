@@ -43,15 +43,81 @@ NAME_PATTERN = re.compile(r"[a-z_][a-z0-9_.-]{0,30}\$?|[a-z_]")
 NUMBER_PATTERN = re.compile(r"[0-9]{1,10}")
 # Names of system accounts and groups on common distributions: never replicated, whatever
 # their UID (a service's range could be set low, and a target may lack the account today).
-SYSTEM_NAMES = frozenset({
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
-    "www-data", "backup", "list", "irc", "gnats", "nobody", "nogroup", "_apt", "sshd", "_ssh",
-    "messagebus", "polkitd", "postfix", "postdrop", "bind", "ntp", "chrony", "uuidd", "tss", "tcpdump",
-    "adm", "tty", "disk", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "wheel",
-    "audio", "dip", "operator", "src", "shadow", "utmp", "video", "sasl", "plugdev", "staff", "users",
-    "input", "kvm", "render", "sgx", "crontab", "netdev", "lxd", "docker", "ssl-cert", "systemd-journal",
-    "systemd-network", "systemd-resolve", "systemd-timesync", "systemd-coredump", "admin", "toor",
-})
+SYSTEM_NAMES = frozenset(
+    {
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "gnats",
+        "nobody",
+        "nogroup",
+        "_apt",
+        "sshd",
+        "_ssh",
+        "messagebus",
+        "polkitd",
+        "postfix",
+        "postdrop",
+        "bind",
+        "ntp",
+        "chrony",
+        "uuidd",
+        "tss",
+        "tcpdump",
+        "adm",
+        "tty",
+        "disk",
+        "kmem",
+        "dialout",
+        "fax",
+        "voice",
+        "cdrom",
+        "floppy",
+        "tape",
+        "sudo",
+        "wheel",
+        "audio",
+        "dip",
+        "operator",
+        "src",
+        "shadow",
+        "utmp",
+        "video",
+        "sasl",
+        "plugdev",
+        "staff",
+        "users",
+        "input",
+        "kvm",
+        "render",
+        "sgx",
+        "crontab",
+        "netdev",
+        "lxd",
+        "docker",
+        "ssl-cert",
+        "systemd-journal",
+        "systemd-network",
+        "systemd-resolve",
+        "systemd-timesync",
+        "systemd-coredump",
+        "admin",
+        "toor",
+    }
+)
 # Debian's SYS_UID_MAX + 1: accounts below are the host's own (www-data may join a service's group).
 SYSTEM_UID_LIMIT = 1000
 FIELDS = {PASSWD: 7, GROUP: 4, SHADOW: 9, GSHADOW: 4}
@@ -140,8 +206,10 @@ def _entry(path: str, line: str) -> tuple[Entry | None, str]:
 
 def parse_passwd(text: str) -> list[Account]:
     """The well-formed passwd entries (malformed lines are skipped)."""
-    return [Account(e.name, e.number, e.primary_group, e.fields[4], e.fields[5], e.fields[6])
-            for e in parse_file(PASSWD, text).entries]
+    return [
+        Account(e.name, e.number, e.primary_group, e.fields[4], e.fields[5], e.fields[6])
+        for e in parse_file(PASSWD, text).entries
+    ]
 
 
 def parse_group(text: str) -> list[Group]:
@@ -182,10 +250,12 @@ def service_accounts(source: Mapping[str, str], uid_min: int, uid_max: int, user
     parsed = {path: parse_file(path, source.get(path, "")) for path in ACCOUNT_FILES}
     rule = _Rule(uid_min, uid_max, frozenset(users))
     nobody = {path: parse_file(path, "") for path in ACCOUNT_FILES}
-    accepted_users, _, user_sentences = rule.decide("account", "UID", parsed[PASSWD], parsed[SHADOW], nobody[PASSWD],
-                                                   declared_names=True)
-    accepted_groups, _, group_sentences = rule.decide("group", "GID", parsed[GROUP], parsed[GSHADOW], nobody[GROUP],
-                                                     declared_names=False)
+    accepted_users, _, user_sentences = rule.decide(
+        "account", "UID", parsed[PASSWD], parsed[SHADOW], nobody[PASSWD], declared_names=True
+    )
+    accepted_groups, _, group_sentences = rule.decide(
+        "group", "GID", parsed[GROUP], parsed[GSHADOW], nobody[GROUP], declared_names=False
+    )
     refused = [f"{sentence}; left out" for path in ACCOUNT_FILES for sentence in parsed[path].malformed]
     refused += user_sentences + group_sentences
 
@@ -193,8 +263,12 @@ def service_accounts(source: Mapping[str, str], uid_min: int, uid_max: int, user
         kept = [entry.line for entry in parsed[path].entries if entry.name in names]
         return "".join(line + "\n" for line in kept)
 
-    files = {PASSWD: lines(PASSWD, accepted_users), GROUP: lines(GROUP, accepted_groups),
-             SHADOW: lines(SHADOW, accepted_users), GSHADOW: lines(GSHADOW, accepted_groups)}
+    files = {
+        PASSWD: lines(PASSWD, accepted_users),
+        GROUP: lines(GROUP, accepted_groups),
+        SHADOW: lines(SHADOW, accepted_users),
+        GSHADOW: lines(GSHADOW, accepted_groups),
+    }
     return ServiceAccounts(files, tuple(sorted(accepted_users)), tuple(sorted(accepted_groups)), tuple(refused))
 
 
@@ -245,8 +319,9 @@ def user_lines(files: Mapping[str, str], name: str) -> tuple[str | None, str | N
     return line(PASSWD), line(SHADOW)
 
 
-def merge_accounts(current: Mapping[str, str], source: Mapping[str, str], uid_min: int, uid_max: int,
-                   users: Sequence[str] = ()) -> AccountMerge:
+def merge_accounts(
+    current: Mapping[str, str], source: Mapping[str, str], uid_min: int, uid_max: int, users: Sequence[str] = ()
+) -> AccountMerge:
     """Merge the service's accounts from ``source`` into ``current`` (both: path -> text of the
     four account files; a missing one counts as empty). See the module docstring for the rule.
 
@@ -259,12 +334,17 @@ def merge_accounts(current: Mapping[str, str], source: Mapping[str, str], uid_mi
     rule = _Rule(uid_min, uid_max, declared)
     # Members a group of the service may list: its own accepted users and the target's system
     # accounts or its own range, never an account of another service on a shared mirror.
-    target_users = {entry.name for entry in parsed_current[PASSWD].entries
-                    if entry.number < SYSTEM_UID_LIMIT or uid_min <= entry.number <= uid_max}
+    target_users = {
+        entry.name
+        for entry in parsed_current[PASSWD].entries
+        if entry.number < SYSTEM_UID_LIMIT or uid_min <= entry.number <= uid_max
+    }
     accepted_users, kept_users, user_sentences = rule.decide(
-        "account", "UID", parsed_source[PASSWD], parsed_source[SHADOW], parsed_current[PASSWD], declared_names=True)
+        "account", "UID", parsed_source[PASSWD], parsed_source[SHADOW], parsed_current[PASSWD], declared_names=True
+    )
     accepted_groups, kept_groups, group_sentences = rule.decide(
-        "group", "GID", parsed_source[GROUP], parsed_source[GSHADOW], parsed_current[GROUP], declared_names=False)
+        "group", "GID", parsed_source[GROUP], parsed_source[GSHADOW], parsed_current[GROUP], declared_names=False
+    )
     refused += user_sentences + group_sentences
     allowed_members = target_users | set(accepted_users)
     for name, entry in list(accepted_groups.items()):
@@ -273,8 +353,10 @@ def merge_accounts(current: Mapping[str, str], source: Mapping[str, str], uid_mi
             members = tuple(member for member in entry.members if member in allowed_members)
             fields = (*entry.fields[:3], ",".join(members))
             accepted_groups[name] = Entry(name, fields, entry.number, members=members)
-            refused.append(f"{GROUP}: group {name}: member(s) {', '.join(dropped)} dropped: neither an account "
-                           "of the service nor a system account of the target")
+            refused.append(
+                f"{GROUP}: group {name}: member(s) {', '.join(dropped)} dropped: neither an account "
+                "of the service nor a system account of the target"
+            )
     refused += _orphans(SHADOW, parsed_source[SHADOW], {e.name for e in parsed_source[PASSWD].entries})
     refused += _orphans(GSHADOW, parsed_source[GSHADOW], {e.name for e in parsed_source[GROUP].entries})
     managed_users = rule.managed(parsed_current[PASSWD], declared_names=True)
@@ -282,10 +364,18 @@ def merge_accounts(current: Mapping[str, str], source: Mapping[str, str], uid_mi
     files = {
         PASSWD: _rewrite(parsed_current[PASSWD], accepted_users, managed_users, kept_users),
         GROUP: _rewrite(parsed_current[GROUP], accepted_groups, managed_groups, kept_groups),
-        SHADOW: _rewrite(parsed_current[SHADOW], _companions(SHADOW, accepted_users, parsed_source[SHADOW], parsed_current[SHADOW]),
-                         managed_users, kept_users),
-        GSHADOW: _rewrite(parsed_current[GSHADOW], _companions(GSHADOW, accepted_groups, parsed_source[GSHADOW], parsed_current[GSHADOW]),
-                          managed_groups, kept_groups),
+        SHADOW: _rewrite(
+            parsed_current[SHADOW],
+            _companions(SHADOW, accepted_users, parsed_source[SHADOW], parsed_current[SHADOW]),
+            managed_users,
+            kept_users,
+        ),
+        GSHADOW: _rewrite(
+            parsed_current[GSHADOW],
+            _companions(GSHADOW, accepted_groups, parsed_source[GSHADOW], parsed_current[GSHADOW]),
+            managed_groups,
+            kept_groups,
+        ),
     }
     return AccountMerge(files, tuple(sorted(accepted_users)), tuple(sorted(accepted_groups)), tuple(refused))
 
@@ -308,8 +398,9 @@ class _Rule:
     def managed(self, target: ParsedFile, declared_names: bool) -> set[str]:
         return {entry.name for entry in target.entries if self.is_service_entry(entry, declared_names)}
 
-    def decide(self, noun: str, id_name: str, source: ParsedFile, companion: ParsedFile, target: ParsedFile,
-               declared_names: bool) -> tuple[dict[str, Entry], set[str], list[str]]:
+    def decide(
+        self, noun: str, id_name: str, source: ParsedFile, companion: ParsedFile, target: ParsedFile, declared_names: bool
+    ) -> tuple[dict[str, Entry], set[str], list[str]]:
         """(accepted entries by name, names whose target entry stays as it is, sentences)."""
         path = PASSWD if noun == "account" else GROUP
         declared = self.declared if declared_names else frozenset()
@@ -320,8 +411,11 @@ class _Rule:
         for entry in target.entries:
             if not self.in_range(entry.number):
                 outside_on_target.setdefault(entry.name, entry.number)
-        foreign_numbers = {entry.number: entry.name for entry in target.entries
-                           if not self.is_service_entry(entry, declared_names) and not entry.name.startswith(TEMPORARY_PREFIX)}
+        foreign_numbers = {
+            entry.number: entry.name
+            for entry in target.entries
+            if not self.is_service_entry(entry, declared_names) and not entry.name.startswith(TEMPORARY_PREFIX)
+        }
         accepted, kept, sentences = {}, set(source.malformed_names), []
         for entry in source.entries:
             if entry.name.startswith(TEMPORARY_PREFIX):
@@ -349,8 +443,9 @@ class _Rule:
             if names[entry.name] > 1:
                 reasons.append(f"the name appears {names[entry.name]} times in the source {path}")
             if companions[entry.name] > 1:
-                reasons.append(f"the name appears {companions[entry.name]} times in the source "
-                               f"{SHADOW if path == PASSWD else GSHADOW}")
+                reasons.append(
+                    f"the name appears {companions[entry.name]} times in the source {SHADOW if path == PASSWD else GSHADOW}"
+                )
             if numbers[entry.number] > 1:
                 reasons.append(f"{id_name} {entry.number} is shared by {numbers[entry.number]} source entries")
             owner = foreign_numbers.get(entry.number)
@@ -366,8 +461,11 @@ class _Rule:
 
 def _orphans(path: str, parsed: ParsedFile, known: set[str]) -> list[str]:
     owner = PASSWD if path == SHADOW else GROUP
-    return [f"{path}: refused the entry for {entry.name}: no entry of that name in the source {owner}"
-            for entry in parsed.entries if entry.name not in known]
+    return [
+        f"{path}: refused the entry for {entry.name}: no entry of that name in the source {owner}"
+        for entry in parsed.entries
+        if entry.name not in known
+    ]
 
 
 def _companions(path: str, accepted: Mapping[str, Entry], source: ParsedFile, target: ParsedFile) -> dict[str, Entry]:

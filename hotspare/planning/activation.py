@@ -52,8 +52,9 @@ STAGE_SCRIPT = (
     'src=$1; live=$2; parent=$(dirname -- "$live"); name=$(basename -- "$live"); '
     'staged="$parent/.hotspare-incoming-$name"; '
     '[ -e "$src" ] || exit 4; mkdir -p -- "$parent" || exit 1; rm -rf -- "$staged"; '
-    'btrfs subvolume show "$src" >/dev/null 2>&1 || exit 3; ' + SOURCE_GROUP +
-    'if ! btrfs -q subvolume snapshot $qi "$src" "$staged" >/dev/null 2>&1; then rm -rf -- "$staged"; exit 3; fi; '
+    'btrfs subvolume show "$src" >/dev/null 2>&1 || exit 3; '
+    + SOURCE_GROUP
+    + 'if ! btrfs -q subvolume snapshot $qi "$src" "$staged" >/dev/null 2>&1; then rm -rf -- "$staged"; exit 3; fi; '
     'echo "staged $staged"'
 )
 # $1 the live path, $2 the copy id (names the kept tree): the live tree aside, the staged one in.
@@ -81,7 +82,7 @@ UNSWAP_SCRIPT = (
     'echo "removed the clone at $live"'
 )
 # $1 a staged clone that was never swapped in: deleted.
-DISCARD_SCRIPT = ('s=$1; [ -e "$s" ] || exit 0; btrfs -q subvolume delete "$s" >/dev/null 2>&1 || rm -rf -- "$s"')
+DISCARD_SCRIPT = 's=$1; [ -e "$s" ] || exit 0; btrfs -q subvolume delete "$s" >/dev/null 2>&1 || rm -rf -- "$s"'
 
 
 def unswap_argv(live_path: str, kept: str | None) -> list[str]:

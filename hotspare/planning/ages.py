@@ -34,7 +34,7 @@ def hours_text(hours: float | None, unknown: str = "?") -> str:
 
 
 def ago_text(moment: datetime | None, now: datetime, unknown: str = "never") -> str:
-    """"3 min ago" for a moment before ``now`` (naive moments are UTC, as the inventory stores them)."""
+    """ "3 min ago" for a moment before ``now`` (naive moments are UTC, as the inventory stores them)."""
     if moment is None:
         return unknown
     moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -69,10 +69,12 @@ _BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 _ID = r"[0-9a-f-]{36}"
 # Requests that only read: every GET, and the POSTs that are queries.
-READ = (r"GET\|(?!/api/events/in$).*",  # events/in: emitting events, which automations act on
-        r"POST\|/api/(.+/)?(filter|count|paginate|history|lateness)",
-        r"POST\|/api/(.+/)?count-by/.*",
-        r"POST\|/api/ui/.*")
+READ = (
+    r"GET\|(?!/api/events/in$).*",  # events/in: emitting events, which automations act on
+    r"POST\|/api/(.+/)?(filter|count|paginate|history|lateness)",
+    r"POST\|/api/(.+/)?count-by/.*",
+    r"POST\|/api/ui/.*",
+)
 START_RUNS = (rf"POST\|/api/deployments/{_ID}/create_flow_run",)
 RESUME = (rf"POST\|/api/flow_runs/{_ID}/resume",)
 EXECUTE = (
@@ -118,14 +120,19 @@ class Identity:
     def problems(self) -> list[str]:
         found = []
         if not _NAME.match(self.name):
-            found.append(f"identity {self.name!r}: a name is lower-case letters, digits, '.', '_', '-' "
-                         f"(starting with a letter, at most 63)")
+            found.append(
+                f"identity {self.name!r}: a name is lower-case letters, digits, '.', '_', '-' "
+                f"(starting with a letter, at most 63)"
+            )
         if self.role not in ROLES:
             found.append(f"identity {self.name!r}: role {self.role!r} is not one of {', '.join(ROLES)}")
         if self.blocks and self.role != WORKER:
             found.append(f"identity {self.name!r}: only a worker is given blocks (control reads all, people none)")
-        found += [f"identity {self.name!r}: block name {block!r} is not a plain block name"
-                  for block in self.blocks if not _BLOCK_NAME.match(block)]
+        found += [
+            f"identity {self.name!r}: block name {block!r} is not a plain block name"
+            for block in self.blocks
+            if not _BLOCK_NAME.match(block)
+        ]
         return found
 
 
@@ -150,8 +157,9 @@ def provenance_id(identity: Identity) -> str:
 def approver_from_records(records: list[tuple[str, datetime, object]], answered_at: datetime) -> str | None:
     """The approver of an answer: the newest ``(key, created, value)`` approver record made at
     or before ``answered_at`` (nginx stores one, before passing each approver's resume on)."""
-    made = [(created, value) for key, created, value in records
-            if key.startswith(APPROVER_RECORD_PREFIX) and created <= answered_at]
+    made = [
+        (created, value) for key, created, value in records if key.startswith(APPROVER_RECORD_PREFIX) and created <= answered_at
+    ]
     if not made:
         return None
     name = max(made, key=lambda item: item[0])[1]
@@ -166,8 +174,10 @@ def secret_rules(identities: list[Identity]) -> list[str]:
             lines.append(f'    "~^{re.escape(identity.name)}\\|[^|]*\\|({SECRET_PATHS})\\|" prefect;')
         elif identity.blocks:
             names = "|".join(re.escape(block) for block in identity.blocks)
-            lines.append(f'    "~^{re.escape(identity.name)}\\|GET\\|/api/block_types/slug/[^/]+/block_documents/'
-                         f'name/({names})\\|include_secrets=true$" prefect;')
+            lines.append(
+                f'    "~^{re.escape(identity.name)}\\|GET\\|/api/block_types/slug/[^/]+/block_documents/'
+                f'name/({names})\\|include_secrets=true$" prefect;'
+            )
     # without a query string a document's secret fields come back masked
     lines.append('    "~^[^|]+\\|GET\\|/api/block_types/slug/[^/]+/block_documents/name/[^/]+\\|$" allowed;')
     lines.append(rf'    "~^[^|]+\|GET\|/api/block_documents/{_ID}\|$" allowed;')
@@ -175,8 +185,7 @@ def secret_rules(identities: list[Identity]) -> list[str]:
     return lines
 
 
-def render_nginx(identities: list[Identity], *, listen: str, upstream: str, folder: str,
-                 user: str = "www-data") -> str:
+def render_nginx(identities: list[Identity], *, listen: str, upstream: str, folder: str, user: str = "www-data") -> str:
     """The whole nginx configuration (foreground, its own pid, logs and temp folders in ``folder``)."""
     problems = [problem for identity in identities for problem in identity.problems()]
     names = [identity.name for identity in identities]
@@ -185,7 +194,8 @@ def render_nginx(identities: list[Identity], *, listen: str, upstream: str, fold
         raise ValueError("; ".join(problems))
     roles = "\n".join(f'    "{identity.name}" {identity.role};' for identity in identities)
     provenance_names = "\n".join(
-        f'    "{identity.name}" "{base64.b64encode(provenance(identity).encode()).decode()}";' for identity in identities)
+        f'    "{identity.name}" "{base64.b64encode(provenance(identity).encode()).decode()}";' for identity in identities
+    )
     provenance_ids = "\n".join(f'    "{identity.name}" "{provenance_id(identity)}";' for identity in identities)
     role_rules = "\n".join(f'    "~^{role}\\|({rule})$" prefect;' for role, rules in ROLE_RULES.items() for rule in rules)
     secrets = "\n".join(secret_rules(identities))

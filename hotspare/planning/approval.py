@@ -63,8 +63,15 @@ def up_front_deadline(due: datetime, window_seconds: float = UP_FRONT_WINDOW_SEC
     return due + timedelta(seconds=window_seconds)
 
 
-def approved_up_front(subject: str, digest: str, yes: bool, approved_plan_digest: str | None, operator: str = "",
-                      expires_at: datetime | None = None, now: datetime | None = None) -> Approval | None:
+def approved_up_front(
+    subject: str,
+    digest: str,
+    yes: bool,
+    approved_plan_digest: str | None,
+    operator: str = "",
+    expires_at: datetime | None = None,
+    now: datetime | None = None,
+) -> Approval | None:
     """The approval given up front, or None when the operator must be asked at the pause.
 
     ``subject`` names the run in sentences ("failover of app1"). PlanRejected when the run
@@ -78,13 +85,15 @@ def approved_up_front(subject: str, digest: str, yes: bool, approved_plan_digest
         raise PlanRejected(
             f"{subject}: the up-front approval was good until {expires_at:%Y-%m-%d %H:%M:%S} UTC, but the run only "
             f"started at {now:%H:%M:%S} UTC ({late:.0f} s later; it waited for a worker). Cancelled before any step; "
-            "nothing was changed. Look at the service again and start a new run if it is still needed.")
+            "nothing was changed. Look at the service again and start a new run if it is still needed."
+        )
     if yes:
         return Approval(subject, digest, operator, "up front (yes)")
     if (approved_plan_digest or "").strip() != digest:  # set: neither yes nor empty reaches here
         raise PlanNotApproved(
             f"{subject}: the approval was for plan {approved_plan_digest}, but the plan is now {digest}: the facts "
-            "changed since the plan was reviewed. Review the new plan and approve its digest; nothing was changed.")
+            "changed since the plan was reviewed. Review the new plan and approve its digest; nothing was changed."
+        )
     return Approval(subject, digest, operator, "up front (its plan digest)")
 
 
@@ -95,8 +104,10 @@ def answer_at_the_gate(subject: str, digest: str, decision: str, typed_digest: s
     """
     name = operator.strip()
     if decision == "reject":
-        raise PlanRejected(f"{subject}: rejected by {name or 'an unnamed operator'} at the pause (plan {digest}); "
-                           "cancelled before any step, nothing was changed")
+        raise PlanRejected(
+            f"{subject}: rejected by {name or 'an unnamed operator'} at the pause (plan {digest}); "
+            "cancelled before any step, nothing was changed"
+        )
     if decision != "approve":
         return f"the decision {decision!r} is neither approve nor reject"
     typed = typed_digest.strip()
@@ -111,8 +122,10 @@ def answer_at_the_gate(subject: str, digest: str, decision: str, typed_digest: s
 
 def not_approved_after(subject: str, digest: str, answers: int, last_reason: str) -> PlanRejected:
     """The run gives up asking: too many answers that did not approve this plan."""
-    return PlanRejected(f"{subject}: not approved after {answers} answer(s) at the pause (the last: {last_reason}); "
-                        f"cancelled before any step, nothing was changed. Plan {digest}.")
+    return PlanRejected(
+        f"{subject}: not approved after {answers} answer(s) at the pause (the last: {last_reason}); "
+        f"cancelled before any step, nothing was changed. Plan {digest}."
+    )
 
 
 def same_plan(subject: str, approved_digest: str, current_digest: str, current_markdown: str, refusal: str = "") -> None:
@@ -121,5 +134,8 @@ def same_plan(subject: str, approved_digest: str, current_digest: str, current_m
         return
     raise PlanNotApproved(
         f"{subject} stopped before any step: the facts changed since plan {approved_digest} was approved; the plan is "
-        f"now {current_digest}" + (f" (refused: {refusal})" if refusal else "")
-        + ". Review the new plan and approve it; nothing was changed.\n" + current_markdown)
+        f"now {current_digest}"
+        + (f" (refused: {refusal})" if refusal else "")
+        + ". Review the new plan and approve it; nothing was changed.\n"
+        + current_markdown
+    )

@@ -18,10 +18,20 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hotspare.planning.storage_accounts import StorageGrant
 from hotspare.planning.manifests import MANIFEST_NAME, META_DIR
 from hotspare.planning.restic import Repository, repository_of
-from hotspare.planning.shell_programs import IN_UID_RANGE, PlanRefused, SHADOW_OF, existing_paths, hash_tree, in_folder, relative, to_file
+from hotspare.planning.shell_programs import (
+    IN_UID_RANGE,
+    SHADOW_OF,
+    PlanRefused,
+    existing_paths,
+    hash_tree,
+    in_folder,
+    relative,
+    to_file,
+)
+from hotspare.planning.storage_accounts import StorageGrant
+
 
 @dataclass(frozen=True)
 class BackupPlan:
@@ -76,16 +86,31 @@ class BackupPlan:
     def backup_command(self, existing: Iterable[str], grant: StorageGrant) -> list[str]:
         """``restic backup`` on the source host through this run's append-only grant."""
         return in_folder(
-            "/", grant.restic("backup", "--json", "--quiet", *self.repository.host_tag,
-                              *[f"--exclude={pattern}" for pattern in self.excludes], *self.snapshot_paths(existing)),
+            "/",
+            grant.restic(
+                "backup",
+                "--json",
+                "--quiet",
+                *self.repository.host_tag,
+                *[f"--exclude={pattern}" for pattern in self.excludes],
+                *self.snapshot_paths(existing),
+            ),
         )
 
     def forget_arguments(self) -> list[str]:
         """Retention, for restic on the storage host itself (never on the host that backs up)."""
         return [
-            "forget", "--prune", *self.repository.host_tag, "--group-by", "host",
-            "--keep-daily", str(self.keep_daily), "--keep-weekly", str(self.keep_weekly),
-            "--keep-monthly", str(self.keep_monthly),
+            "forget",
+            "--prune",
+            *self.repository.host_tag,
+            "--group-by",
+            "host",
+            "--keep-daily",
+            str(self.keep_daily),
+            "--keep-weekly",
+            str(self.keep_weekly),
+            "--keep-monthly",
+            str(self.keep_monthly),
         ]
 
 

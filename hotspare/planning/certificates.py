@@ -109,12 +109,13 @@ class CertificatePlan:
         if self.refusal:
             return f"no certificate for {self.key_id}: {self.refusal}"
         forced = f", forced command {self.force_command}" if self.force_command else ""
-        return (f"certificate {self.key_id} for {', '.join(self.principals)} from {', '.join(self.source_addresses)}, "
-                f"valid {self.validity_minutes} min{forced}")
+        return (
+            f"certificate {self.key_id} for {', '.join(self.principals)} from {', '.join(self.source_addresses)}, "
+            f"valid {self.validity_minutes} min{forced}"
+        )
 
 
-def plan_certificate(run: RunFacts, requester: Requester, layout: FleetLayout,
-                     now: datetime | None = None) -> CertificatePlan:
+def plan_certificate(run: RunFacts, requester: Requester, layout: FleetLayout, now: datetime | None = None) -> CertificatePlan:
     """The certificate ``requester`` may have for ``run``, or the reason it may not (``now``: the
     issuer's clock, against which an up-front approval's ``approval_expires_at`` is judged)."""
     key_id = f"run-{run.run_id}"
@@ -122,17 +123,23 @@ def plan_certificate(run: RunFacts, requester: Requester, layout: FleetLayout,
     if run.state != "RUNNING":
         return replace(refused, refusal=f"the run ({run.flow_name}) is {run.state.lower()}, not running")
     if run.pool is None and not requester.control:
-        return replace(refused, refusal=f"the run ({run.flow_name}) is not in a work pool: only the control site "
-                                        f"runs it, not {requester.site}")
+        return replace(
+            refused,
+            refusal=f"the run ({run.flow_name}) is not in a work pool: only the control site runs it, not {requester.site}",
+        )
     if run.pool is not None and run.pool not in requester.pools:
-        return replace(refused, refusal=f"the run ({run.flow_name}) is in work pool {run.pool}, which {requester.site}'s "
-                                        "workers do not poll")
+        return replace(
+            refused, refusal=f"the run ({run.flow_name}) is in work pool {run.pool}, which {requester.site}'s workers do not poll"
+        )
     hosts, problem = hosts_of_run(run.flow_name, run.parameters, layout)
     if problem:
         return replace(refused, refusal=problem)
     if run.flow_name in GATED and not requester.control and not approved(run, now):
-        return replace(refused, refusal=f"{run.flow_name} is a gated runbook and this run is not approved yet "
-                                        f"(answer at its gate: {run.approval or 'none'}); certificates come after approval")
+        return replace(
+            refused,
+            refusal=f"{run.flow_name} is a gated runbook and this run is not approved yet "
+            f"(answer at its gate: {run.approval or 'none'}); certificates come after approval",
+        )
     forced = SFTP_ONLY if run.flow_name == "status-page-publish" else None
     return CertificatePlan(key_id, tuple(sorted(hosts)), tuple(requester.addresses), VALIDITY_MINUTES, forced)
 
@@ -181,8 +188,16 @@ def hosts_of_run(flow_name: str, parameters: Mapping[str, object], layout: Fleet
     services, problem = _services_named(parameters, layout, flow_name)
     if problem:
         return set(), problem
-    if flow_name in ("replicate-service", "replicate", "verify", "failover", "failback", "drill", "facility-failover",
-                     "facility-return"):
+    if flow_name in (
+        "replicate-service",
+        "replicate",
+        "verify",
+        "failover",
+        "failback",
+        "drill",
+        "facility-failover",
+        "facility-return",
+    ):
         hosts = _servers_of(services)
     elif flow_name in ("backup",):
         hosts = _servers_of(services) | {service.storage for service in services}
@@ -209,15 +224,19 @@ def hosts_of_run(flow_name: str, parameters: Mapping[str, object], layout: Fleet
     return hosts, None
 
 
-def _services_named(parameters: Mapping[str, object], layout: FleetLayout,
-                    flow_name: str) -> tuple[list[ServiceHosts], str | None]:
+def _services_named(
+    parameters: Mapping[str, object], layout: FleetLayout, flow_name: str
+) -> tuple[list[ServiceHosts], str | None]:
     """The services a run's parameters name (``service``, ``services``, ``facility``); all when none."""
     facility = parameters.get("facility")
     if flow_name in ("facility-failover", "facility-return") or (flow_name == "drill" and facility):
         if facility not in set(layout.facility_of.values()):
             return [], f"the run names no facility of the fleet ({facility!r})"
-        return [service for service in layout.services
-                if any(layout.facility_of.get(server) == facility for server in service.servers)], None
+        return [
+            service
+            for service in layout.services
+            if any(layout.facility_of.get(server) == facility for server in service.servers)
+        ], None
     names = _names(parameters.get("service")) + _names(parameters.get("services"))
     if not names:
         return list(layout.services), None
@@ -246,7 +265,6 @@ def _named_servers(parameters: Mapping[str, object], names: tuple[str, ...]) -> 
     return {str(parameters[name]) for name in names if parameters.get(name)}
 
 
-
 def layout_of(fleet, dynamic: Mapping[str, Iterable[str | None]]) -> FleetLayout:
     """The planner's view of ``fleet`` (a ``hotspare.fleet.Fleet``), with each service's servers
     now (``dynamic``: service -> active server, current mirror, failover target, ...) added to
@@ -257,6 +275,9 @@ def layout_of(fleet, dynamic: Mapping[str, Iterable[str | None]]) -> FleetLayout
         servers = tuple(dict.fromkeys([service.production, service.mirror, *now]))
         services.append(ServiceHosts(service.name, servers, service.storage))
     status_page = fleet.customer_notices.status_page
-    return FleetLayout(facility_of={server.name: server.facility for server in fleet.servers},
-                       standbys=tuple(server.name for server in fleet.servers if server.role == "standby"),
-                       services=tuple(services), status_page_server=status_page.server if status_page else None)
+    return FleetLayout(
+        facility_of={server.name: server.facility for server in fleet.servers},
+        standbys=tuple(server.name for server in fleet.servers if server.role == "standby"),
+        services=tuple(services),
+        status_page_server=status_page.server if status_page else None,
+    )

@@ -40,8 +40,9 @@ PSEUDO = ("/proc", "/sys", "/dev")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 # Filesystems an overlay can take as its lower layer; other mounts (pseudo, network, FUSE) are left
 # out of the view: the app sees the empty folder beneath them.
-OVERLAY_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "f2fs", "zfs", "vfat",
-                           "squashfs", "jfs", "reiserfs", "bcachefs"})
+OVERLAY_TYPES = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "f2fs", "zfs", "vfat", "squashfs", "jfs", "reiserfs", "bcachefs"}
+)
 SCRATCH_SIZE = "1g"
 NOBODY = 65534
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -54,13 +55,13 @@ LAYER = (
     'if [ -d "$1" ]; then mkdir -p -- "$3/upper" "$3/work" && mount -t overlay "$4" '
     '-o "lowerdir=$1,upperdir=$3/upper,workdir=$3/work,nosuid,nodev" "$2"\n'
     'elif [ -e "$2" ]; then mount --bind -- "$1" "$2" && mount -o remount,bind,ro,nosuid,nodev -- "$2"\n'
-    'fi'
+    "fi"
 )
 # A fresh tmpfs over a folder of the view, if the mirror has that folder.
 FRESH = '[ -d "$1" ] || exit 0; mount -t tmpfs -o "nosuid,nodev,size=$3,mode=$4" "$2" "$1"'
 # /dev with the harmless device nodes only, a fresh /dev/shm and the usual links.
 DEVICE_FOLDER = (
-    'dev=$1; tag=$2; shift 2\n'
+    "dev=$1; tag=$2; shift 2\n"
     'mount -t tmpfs -o nosuid,nodev,noexec,size=1m,mode=0755 "$tag" "$dev" || exit 1\n'
     'for name in "$@"; do : > "$dev/$name" && mount --bind "/dev/$name" "$dev/$name" '
     '&& mount -o remount,bind,nosuid,noexec -- "$dev/$name" || exit 1; done\n'
@@ -158,25 +159,31 @@ def choose_identity(service: str, spec: dict[str, Any], copy_passwd: str, mirror
         return Identity("root", 0, 0, "/root", "root of a user namespace")
     name = explicit or default_run_as(spec, copy_passwd)
     if name is None:
-        return (f"its commands would run as root: it has no run_as, no declared account and the copy no account in "
-                f"UID {low}..{high}; set run_as to the service's account (or run_as: root to run them as root of a "
-                f"user namespace)")
+        return (
+            f"its commands would run as root: it has no run_as, no declared account and the copy no account in "
+            f"UID {low}..{high}; set run_as to the service's account (or run_as: root to run them as root of a "
+            f"user namespace)"
+        )
     copy_entries, mirror_entries = passwd_entries(copy_passwd), passwd_entries(mirror_passwd)
     if name in copy_entries:
         uid, gid, home = copy_entries[name]
         outside = [f"{kind} {value}" for kind, value in (("UID", uid), ("GID", gid)) if not low <= value <= high]
         if outside:
-            return (f"the copy gives {name} {' and '.join(outside)}, outside the service's UID range {low}..{high} "
-                    f"(production's account files may be hostile); fix the account on production or the range in "
-                    f"the fleet")
+            return (
+                f"the copy gives {name} {' and '.join(outside)}, outside the service's UID range {low}..{high} "
+                f"(production's account files may be hostile); fix the account on production or the range in "
+                f"the fleet"
+            )
         return Identity(name, uid, gid, home, "copy")
     if name in mirror_entries:
         uid, gid, home = mirror_entries[name]
         if uid == 0 or gid == 0:
             return f"run_as {name} is root on the mirror; name run_as: root to accept that"
         return Identity(name, uid, gid, home, "mirror")
-    return (f"run_as {name} is no account of the copy or of the mirror; declare it in accounts.users "
-            f"and replicate, or name an account that exists")
+    return (
+        f"run_as {name} is no account of the copy or of the mirror; declare it in accounts.users "
+        f"and replicate, or name an account that exists"
+    )
 
 
 def parse_mountinfo(text: str) -> list[Mount]:
@@ -187,8 +194,15 @@ def parse_mountinfo(text: str) -> list[Mount]:
         fields, tail = left.split(), right.split()
         if not separator or len(fields) < 6 or len(tail) < 2:
             continue
-        mounts.append(Mount(point=_unescape(fields[4]), root=_unescape(fields[3]), fstype=tail[0],
-                            source=_unescape(tail[1]), options=frozenset(fields[5].split(","))))
+        mounts.append(
+            Mount(
+                point=_unescape(fields[4]),
+                root=_unescape(fields[3]),
+                fstype=tail[0],
+                source=_unescape(tail[1]),
+                options=frozenset(fields[5].split(",")),
+            )
+        )
     return mounts
 
 
@@ -220,8 +234,15 @@ def filesystems_to_overlay(mounts: list[Mount], private: tuple[str, ...]) -> lis
     return sorted(points, key=lambda point: (point.count("/") if point != "/" else 0, point))
 
 
-def view_argvs(enter_mount: list[str], enter_mount_pid: list[str], scratch: str, tag: str, mounts: list[Mount],
-               private: tuple[str, ...], identity: Identity) -> list[list[str]]:
+def view_argvs(
+    enter_mount: list[str],
+    enter_mount_pid: list[str],
+    scratch: str,
+    tag: str,
+    mounts: list[Mount],
+    private: tuple[str, ...],
+    identity: Identity,
+) -> list[list[str]]:
     """Build the view under ``<scratch>/view`` (after the scratch tmpfs exists): the overlays,
     then /proc, /sys, /dev and the hidden folders, then the service user's home if it is hidden."""
     view = f"{scratch}/view"
@@ -236,17 +257,23 @@ def view_argvs(enter_mount: list[str], enter_mount_pid: list[str], scratch: str,
         mode = "1777" if folder in STICKY else "0755"
         argvs.append([*enter_mount, "sh", "-c", FRESH, "sh", view + folder, tag, "64m", mode])
     home = identity.home.rstrip("/")
-    if not identity.as_root and home and under(home, HIDDEN) and home not in HIDDEN \
-            and not UNSAFE_PATH_CHARACTERS & set(home) and ".." not in home.split("/"):
-        argvs.append([*enter_mount, "install", "-d", "-o", str(identity.uid), "-g", str(identity.gid), "-m", "0700",
-                      "--", view + home])
+    if (
+        not identity.as_root
+        and home
+        and under(home, HIDDEN)
+        and home not in HIDDEN
+        and not UNSAFE_PATH_CHARACTERS & set(home)
+        and ".." not in home.split("/")
+    ):
+        argvs.append(
+            [*enter_mount, "install", "-d", "-o", str(identity.uid), "-g", str(identity.gid), "-m", "0700", "--", view + home]
+        )
     return argvs
 
 
 def bind_own_argvs(enter_mount: list[str], workspace: str, view: str, paths: tuple[str, ...]) -> list[list[str]]:
     """Each declared path of the service, from the writable copy into the view."""
-    return [[*enter_mount, "sh", "-c", BIND_OWN, "sh", workspace + path, view + path, workspace, path, view]
-            for path in paths]
+    return [[*enter_mount, "sh", "-c", BIND_OWN, "sh", workspace + path, view + path, workspace, path, view] for path in paths]
 
 
 def mask_paths(own: tuple[str, ...], others: tuple[str, ...], always: tuple[str, ...]) -> tuple[str, ...]:
@@ -277,7 +304,7 @@ def audit_view(mounts: list[Mount], view: str, tag: str) -> list[str]:
         if not under(mount.point, [view]):
             continue
         seen = True
-        inside = mount.point[len(view):] or "/"
+        inside = mount.point[len(view) :] or "/"
         device = mount.fstype == "devtmpfs" and mount.root in {f"/{name}" for name in DEVICES}
         writable = "ro" not in mount.options
         if writable and mount.source != tag and not device:
@@ -302,21 +329,43 @@ def contained_argv(enter_all: list[str], view: str, identity: Identity, argv: li
         drop = ["setpriv", "--reuid", str(identity.uid), "--regid", str(identity.gid)]
         user_namespace = ["unshare", "--user", "--map-current-user", "--mount", "--"]
         environment = [f"HOME={identity.home or '/'}", f"USER={identity.name}", f"LOGNAME={identity.name}"]
-    return [*enter_all, "unshare", "--mount", "--", "sh", "-c", ENTER_VIEW, "sh", view,
-            *drop, "--clear-groups", "--nnp", "--inh-caps=-all", "--bounding-set=-all", "--",
-            *user_namespace, "env", "-i", *environment, f"PATH={PATH}", "SHELL=/bin/sh", *argv]
+    return [
+        *enter_all,
+        "unshare",
+        "--mount",
+        "--",
+        "sh",
+        "-c",
+        ENTER_VIEW,
+        "sh",
+        view,
+        *drop,
+        "--clear-groups",
+        "--nnp",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--",
+        *user_namespace,
+        "env",
+        "-i",
+        *environment,
+        f"PATH={PATH}",
+        "SHELL=/bin/sh",
+        *argv,
+    ]
 
 
 # Run several argument lists in one remote command, in order, stopping at the first failure:
 # each is given as its length then its words; only references ("${3}") go through eval, never a word.
 EACH = (
-    'number=0\n'
+    "number=0\n"
     'while [ "$#" -gt 0 ]; do\n'
     '  count=$1; shift; number=$((number + 1)); references=""; index=1\n'
-    r'  while [ "$index" -le "$count" ]; do references="$references \"\${$index}\""; index=$((index + 1)); done' '\n'
+    r'  while [ "$index" -le "$count" ]; do references="$references \"\${$index}\""; index=$((index + 1)); done'
+    "\n"
     '  eval "$references" || { status=$?; echo "command $number ($1) failed with exit $status" >&2; exit "$status"; }\n'
     '  shift "$count"\n'
-    'done'
+    "done"
 )
 
 
@@ -332,7 +381,7 @@ def each_argv(argvs: list[list[str]]) -> list[str]:
 # A real failover: the app's commands as the service's user when the fleet names one.
 
 AS_USER = (
-    'user=$1; shift\n'
+    "user=$1; shift\n"
     'uid=$(id -u -- "$user") && gid=$(id -g -- "$user") || { echo "no account $user on this host" >&2; exit 126; }\n'
     'if [ "$uid" = 0 ] || [ "$gid" = 0 ]; then echo "$user is root on this host: refusing to run as it" >&2; exit 126; fi\n'
     'exec setpriv --reuid="$uid" --regid="$gid" --init-groups --reset-env -- "$@"'

@@ -51,10 +51,10 @@ def work_tree(service: str) -> str:
 # exits 0 only for a subvolume root.
 STORE_FACTS_SCRIPT = (
     'printf "filesystem=%s\\n" "$(stat -f -c %T "$1" 2>/dev/null || echo unknown)"; '
-    'if command -v btrfs >/dev/null 2>&1; then echo tool=yes; else echo tool=no; fi; '
+    "if command -v btrfs >/dev/null 2>&1; then echo tool=yes; else echo tool=no; fi; "
     'if [ ! -e "$2" ]; then echo work=absent; '
     'elif command -v btrfs >/dev/null 2>&1 && btrfs subvolume show "$2" >/dev/null 2>&1; then echo work=subvolume; '
-    'else echo work=folder; fi'
+    "else echo work=folder; fi"
 )
 
 
@@ -67,8 +67,9 @@ class StoreFacts:
 
 def parse_store_facts(output: str) -> StoreFacts:
     values = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
-    return StoreFacts(values.get("filesystem", "unknown").strip(), values.get("tool") == "yes",
-                      values.get("work", "absent").strip())
+    return StoreFacts(
+        values.get("filesystem", "unknown").strip(), values.get("tool") == "yes", values.get("work", "absent").strip()
+    )
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,16 @@ def choose_backend(facts: StoreFacts, preference: str = "auto") -> BackendChoice
     if facts.filesystem != "btrfs":
         return BackendChoice(HARD_LINKS, f"hard-linked copies: the copies folder is on {facts.filesystem}, not btrfs")
     if not facts.btrfs_tool:
-        return BackendChoice(HARD_LINKS, "hard-linked copies: the copies folder is on btrfs but btrfs-progs is "
-                                         "not installed on the mirror (install it for snapshot copies)")
+        return BackendChoice(
+            HARD_LINKS,
+            "hard-linked copies: the copies folder is on btrfs but btrfs-progs is "
+            "not installed on the mirror (install it for snapshot copies)",
+        )
     if facts.work == "folder":
-        return BackendChoice(HARD_LINKS, "hard-linked copies: the working path exists but is not a btrfs subvolume "
-                                         "(remove it to let hotspare make one)")
+        return BackendChoice(
+            HARD_LINKS,
+            "hard-linked copies: the working path exists but is not a btrfs subvolume (remove it to let hotspare make one)",
+        )
     return BackendChoice(SNAPSHOT, "btrfs snapshots: the copies folder is on btrfs")
 
 
@@ -118,8 +124,9 @@ QGROUP_OPTION = (
     '| grep -q "^$QGROUP[[:space:]]"; then qi="-i $QGROUP"; fi; '
 )
 MAKE_WORK_SCRIPT = (
-    'work=$1; base=$2; shift 2; ' + QGROUP_OPTION +
-    'if [ ! -e "$work" ]; then if [ -n "$base" ]; then btrfs -q subvolume snapshot $qi "$base" "$work" || exit 1; '
+    "work=$1; base=$2; shift 2; "
+    + QGROUP_OPTION
+    + 'if [ ! -e "$work" ]; then if [ -n "$base" ]; then btrfs -q subvolume snapshot $qi "$base" "$work" || exit 1; '
     'else btrfs -q subvolume create $qi "$work" || exit 1; fi; fi; '
     'for p in "$@"; do d="$work/tree$p"; '
     'btrfs subvolume show "$d" >/dev/null 2>&1 && continue; '
@@ -132,8 +139,14 @@ MAKE_WORK_SCRIPT = (
 )
 
 
-def prepare_work_argvs(service: str, facts: StoreFacts, baseline_copy: str | None,
-                       data_paths: Sequence[str] = (), qgroup: str | None = None, reseed: bool = False) -> list[list[str]]:
+def prepare_work_argvs(
+    service: str,
+    facts: StoreFacts,
+    baseline_copy: str | None,
+    data_paths: Sequence[str] = (),
+    qgroup: str | None = None,
+    reseed: bool = False,
+) -> list[list[str]]:
     """The command that makes sure the working subvolume, and a subvolume for each data path
     inside it, exist before the copy (idempotent: a retried copy step finds them made).
 
@@ -157,8 +170,7 @@ def _in_group(qgroup: str | None) -> list[str]:
 # made writable, each data path's subvolume is snapshotted read-only into it, then it is made
 # read-only itself; nothing writes to the working tree meanwhile (the service's lock).
 SNAPSHOT_SCRIPT = (
-    'work=$1; copy=$2; shift 2; ' + QGROUP_OPTION +
-    'if [ -e "$copy" ]; then sh -c "$REMOVE" sh "$copy" || exit 1; fi; '
+    "work=$1; copy=$2; shift 2; " + QGROUP_OPTION + 'if [ -e "$copy" ]; then sh -c "$REMOVE" sh "$copy" || exit 1; fi; '
     'btrfs -q subvolume snapshot $qi "$work" "$copy" || exit 1; '
     'for p in "$@"; do if btrfs subvolume show "$work/tree$p" >/dev/null 2>&1; then '
     'rmdir "$copy/tree$p" && btrfs -q subvolume snapshot -r $qi "$work/tree$p" "$copy/tree$p" || exit 1; fi; done; '
@@ -179,8 +191,18 @@ REMOVE_SCRIPT = (
 def snapshot_copy_argv(service: str, copy_id: str, data_paths: Sequence[str] = (), qgroup: str | None = None) -> list[str]:
     """The working tree becomes copy ``copy_id``: read-only snapshots, made in one step each
     (into the service's quota group ``qgroup`` where it exists)."""
-    return ["env", f"REMOVE={REMOVE_SCRIPT}", *_in_group(qgroup)[1:], "sh", "-c", SNAPSHOT_SCRIPT, "sh", work_root(service),
-            copy_root(service, copy_id), *data_paths]
+    return [
+        "env",
+        f"REMOVE={REMOVE_SCRIPT}",
+        *_in_group(qgroup)[1:],
+        "sh",
+        "-c",
+        SNAPSHOT_SCRIPT,
+        "sh",
+        work_root(service),
+        copy_root(service, copy_id),
+        *data_paths,
+    ]
 
 
 def remove_copy_argv(service: str, copy_id: str) -> list[str]:

@@ -40,8 +40,18 @@ FLEET_COLUMNS: dict[str, tuple[str, ...] | None] = {
     "schema_version": None,
     "facility": ("status",),
     "server": ("state", "state_reason"),
-    "service": ("active_server", "mirror_server", "state", "current_copy_id", "failover", "lock_holder",
-                "lock_expires", "lock_since", "lock_token", "updated_at"),
+    "service": (
+        "active_server",
+        "mirror_server",
+        "state",
+        "current_copy_id",
+        "failover",
+        "lock_holder",
+        "lock_expires",
+        "lock_since",
+        "lock_token",
+        "updated_at",
+    ),
     "orchestrator_identity": ("fleet_id", "epoch", "lost_to", "checked_at"),
     # not the fleet, but the control site's alone: an approval from the phone, which the gate of a
     # run on any worker trusts (``inventory/approvals.py``)
@@ -69,8 +79,7 @@ def cluster_statements(existing_roles: set[str]) -> tuple[str, ...]:
     """Create the missing roles (login, no superuser, no role or database creation) and keep
     ``PUBLIC`` out of both databases: only the roles granted below may connect."""
     statements = [f"CREATE ROLE {ident(role)} LOGIN" for role in ROLES if role not in existing_roles]
-    statements += [f"ALTER ROLE {ident(role)} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
-                   for role in ROLES]
+    statements += [f"ALTER ROLE {ident(role)} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS" for role in ROLES]
     statements += [
         f"ALTER DATABASE {ident(INVENTORY_DATABASE)} OWNER TO {ident(CONTROL)}",
         f"ALTER DATABASE {ident(PREFECT_DATABASE)} OWNER TO {ident(PREFECT)}",
@@ -90,15 +99,19 @@ def inventory_statements(tables: list[str]) -> tuple[str, ...]:
         f"GRANT USAGE ON SCHEMA public TO {worker}, {reporting}",
         # what the control user creates from now on
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {control} IN SCHEMA public GRANT SELECT ON TABLES TO {reporting}",
-        (f"ALTER DEFAULT PRIVILEGES FOR ROLE {control} IN SCHEMA public "
-         f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {worker}"),
+        (
+            f"ALTER DEFAULT PRIVILEGES FOR ROLE {control} IN SCHEMA public "
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {worker}"
+        ),
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {control} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {worker}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {worker}",
     ]
     for table in sorted(tables):
         name = ident(table)
-        statements += [f"REVOKE ALL ON TABLE {name} FROM {worker}, {reporting}",
-                       f"GRANT SELECT ON TABLE {name} TO {worker}, {reporting}"]
+        statements += [
+            f"REVOKE ALL ON TABLE {name} FROM {worker}, {reporting}",
+            f"GRANT SELECT ON TABLE {name} TO {worker}, {reporting}",
+        ]
         writable = FLEET_COLUMNS.get(table, ())
         if table not in FLEET_COLUMNS:
             statements.append(f"GRANT INSERT, UPDATE, DELETE ON TABLE {name} TO {worker}")
@@ -112,6 +125,8 @@ def prefect_statements(tables: list[str], sequences: list[str]) -> tuple[str, ..
     """Prefect's database: its schema and every object in it belong to Prefect's user (a cluster
     made before the roles existed has them owned by the superuser)."""
     owner = ident(PREFECT)
-    return (f"ALTER SCHEMA public OWNER TO {owner}",
-            *(f"ALTER TABLE {ident(table)} OWNER TO {owner}" for table in sorted(tables)),
-            *(f"ALTER SEQUENCE {ident(sequence)} OWNER TO {owner}" for sequence in sorted(sequences)))
+    return (
+        f"ALTER SCHEMA public OWNER TO {owner}",
+        *(f"ALTER TABLE {ident(table)} OWNER TO {owner}" for table in sorted(tables)),
+        *(f"ALTER SEQUENCE {ident(sequence)} OWNER TO {owner}" for sequence in sorted(sequences)),
+    )

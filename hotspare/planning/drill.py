@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from hotspare.planning import containment
-from hotspare.planning.containment import UNSAFE_PATH_CHARACTERS, Identity
 from hotspare.planning.accounts import ACCOUNT_FILES
+from hotspare.planning.containment import UNSAFE_PATH_CHARACTERS, Identity
 from hotspare.planning.replication import COPIES_ROOT, Decision, copy_root, copy_tree, source_paths
 
 DRILL_ROOTS = ("/var/lib/hotspare/drills", "/srv/hotspare/drills", "/opt/hotspare/drills")
@@ -47,13 +47,13 @@ FORBIDDEN_TOPS = ("/proc", "/sys", "/dev", "/run")
 # Fixed scripts, run as ``sh -c SCRIPT sh ARGS…`` (arguments, never text built from values).
 START_HOLDER = (
     'ip netns exec "$1" unshare --mount --propagation private --pid --ipc --fork --mount-proc --kill-child '
-    '-- sleep infinity </dev/null >/dev/null 2>&1 &\n'
-    'parent=$!; tries=0\n'
+    "-- sleep infinity </dev/null >/dev/null 2>&1 &\n"
+    "parent=$!; tries=0\n"
     'while [ "$tries" -lt 200 ]; do\n'
     '  child=$(cat "/proc/$parent/task/$parent/children" 2>/dev/null)\n'
     '  if [ -n "$child" ]; then echo "$child"; exit 0; fi\n'
-    '  sleep 0.05; tries=$((tries + 1))\n'
-    'done\n'
+    "  sleep 0.05; tries=$((tries + 1))\n"
+    "done\n"
     'echo "the bubble\'s holder process did not start" >&2; exit 1'
 )
 WRITE_MANIFEST = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1.tmp" && mv -f -- "$1.tmp" "$1"'
@@ -68,12 +68,12 @@ PROVE_CLEAN = (
     'for pid in $(ip netns pids "$1" 2>/dev/null); do echo "process $pid still runs in $1"; done\n'
     'grep -l -s -F -e "$3" /proc/[0-9]*/mountinfo | sed "s|^|a mount of the drill is still in |"\n'
     '[ -e "$2" ] && echo "scratch folder $2 still exists"\n'
-    'exit 0'
+    "exit 0"
 )
 LIST_MANIFESTS = (
     'for root in "$@"; do for file in "$root"/*.json; do\n'
     '  [ -f "$file" ] && { tr -d "\\n" < "$file"; echo; }\n'
-    'done; done; exit 0'
+    "done; done; exit 0"
 )
 
 
@@ -135,9 +135,23 @@ class DrillPlan:
         return f"{self.scratch}/view"
 
     def manifest_text(self) -> str:
-        return json.dumps({"drill_id": self.drill_id, "service": self.service, "host": self.host,
-                           "host_address": self.host_address, "netns": self.netns, "scratch": self.scratch,
-                           "tag": self.tag, "method": self.method, "copy_id": self.copy_id}, sort_keys=True) + "\n"
+        return (
+            json.dumps(
+                {
+                    "drill_id": self.drill_id,
+                    "service": self.service,
+                    "host": self.host,
+                    "host_address": self.host_address,
+                    "netns": self.netns,
+                    "scratch": self.scratch,
+                    "tag": self.tag,
+                    "method": self.method,
+                    "copy_id": self.copy_id,
+                },
+                sort_keys=True,
+            )
+            + "\n"
+        )
 
 
 def drill_id_for(moment: datetime, suffix: str) -> str:
@@ -182,15 +196,20 @@ def plan_drill(facts: DrillFacts, drill_id: str, now: datetime, passwd_text: str
     """The drill of ``facts.service`` on its mirror, or a no-go ``Decision`` saying why not."""
     service = facts.service
     if facts.state != "protected" or not facts.mirror or not facts.host_address:
-        return Decision(False, f"no drill of {service}: it is {facts.state} (a drill rehearses a failover to the "
-                               f"mirror, so the service must be protected by one); nothing was created")
+        return Decision(
+            False,
+            f"no drill of {service}: it is {facts.state} (a drill rehearses a failover to the "
+            f"mirror, so the service must be protected by one); nothing was created",
+        )
     if not facts.copy_id:
-        return Decision(False, f"no drill of {service}: no verified copy on {facts.mirror}; run `hotspare replicate "
-                               f"{service}` first; nothing was created")
+        return Decision(
+            False,
+            f"no drill of {service}: no verified copy on {facts.mirror}; run `hotspare replicate "
+            f"{service}` first; nothing was created",
+        )
     paths = source_paths(facts.spec)
     tops = top_folders(paths)
-    problems = [f"{path!r} holds a character a mount option cannot carry" for path in paths
-                if UNSAFE_PATH_CHARACTERS & set(path)]
+    problems = [f"{path!r} holds a character a mount option cannot carry" for path in paths if UNSAFE_PATH_CHARACTERS & set(path)]
     problems += [f"a drill cannot lay an overlay over {top}" for top in tops if top in FORBIDDEN_TOPS or top == "/"]
     root = scratch_root(tops)
     if root is None:
@@ -209,15 +228,29 @@ def plan_drill(facts: DrillFacts, drill_id: str, now: datetime, passwd_text: str
         warnings.append("the service has no health_url: the drill can only prove the app starts")
     rpo = (now - facts.copy_started).total_seconds() if facts.copy_started else None
     return DrillPlan(
-        drill_id=drill_id, service=service, host=facts.mirror, host_address=facts.host_address,
-        netns=netns_name(service, drill_id), scratch=f"{root}/{drill_id}", manifest=f"{root}/{drill_id}.json",
-        copy_id=facts.copy_id, copy_root=copy_root(service, facts.copy_id), tree=copy_tree(service, facts.copy_id),
-        production_address=facts.production_address, health_url=health_url,
-        health_host=_url_host(health_url) if health_url else None, canary_users=users[:1],
-        activate=tuple(tuple(argv) for argv in facts.spec.get("activate") or []), paths=tuple(paths), tops=tops,
-        rpo_seconds=round(rpo, 3) if rpo is not None else None, warnings=tuple(warnings), identity=identity,
-        masks=containment.mask_paths(tuple(paths), tuple(p for p in facts.other_paths if p not in ACCOUNT_FILES),
-                                     (COPIES_ROOT, *DRILL_ROOTS)),
+        drill_id=drill_id,
+        service=service,
+        host=facts.mirror,
+        host_address=facts.host_address,
+        netns=netns_name(service, drill_id),
+        scratch=f"{root}/{drill_id}",
+        manifest=f"{root}/{drill_id}.json",
+        copy_id=facts.copy_id,
+        copy_root=copy_root(service, facts.copy_id),
+        tree=copy_tree(service, facts.copy_id),
+        production_address=facts.production_address,
+        health_url=health_url,
+        health_host=_url_host(health_url) if health_url else None,
+        canary_users=users[:1],
+        activate=tuple(tuple(argv) for argv in facts.spec.get("activate") or []),
+        paths=tuple(paths),
+        tops=tops,
+        rpo_seconds=round(rpo, 3) if rpo is not None else None,
+        warnings=tuple(warnings),
+        identity=identity,
+        masks=containment.mask_paths(
+            tuple(paths), tuple(p for p in facts.other_paths if p not in ACCOUNT_FILES), (COPIES_ROOT, *DRILL_ROOTS)
+        ),
     )
 
 
@@ -282,8 +315,10 @@ def mountinfo_argv(holder: int) -> list[str]:
 def scratch_tmpfs_argvs(plan: DrillPlan, holder: int) -> list[list[str]]:
     """The drill's memory-only scratch, in the holder's mount namespace."""
     options = f"size={containment.SCRATCH_SIZE},mode=0700,nosuid,nodev"
-    return [[*enter(holder, "mount"), "mount", "-t", "tmpfs", "-o", options, plan.tag, plan.scratch],
-            [*enter(holder, "mount"), "mkdir", "-p", "--", *[f"{plan.scratch}/{name}" for name in ("upper", "work", "merged")]]]
+    return [
+        [*enter(holder, "mount"), "mount", "-t", "tmpfs", "-o", options, plan.tag, plan.scratch],
+        [*enter(holder, "mount"), "mkdir", "-p", "--", *[f"{plan.scratch}/{name}" for name in ("upper", "work", "merged")]],
+    ]
 
 
 def workspace_argvs(plan: DrillPlan, holder: int) -> list[list[str]]:
@@ -297,10 +332,13 @@ def view_argvs(plan: DrillPlan, holder: int, mountinfo: str) -> list[list[str]]:
     mount, mount_pid = enter(holder, "mount"), enter(holder, "mount", "pid")
     assert plan.identity is not None
     private = (*DRILL_ROOTS, plan.scratch)
-    return [*containment.view_argvs(mount, mount_pid, plan.scratch, plan.tag, containment.parse_mountinfo(mountinfo),
-                                    private, plan.identity),
-            *containment.bind_own_argvs(mount, plan.workspace, plan.view, plan.paths),
-            *containment.mask_argvs(mount, plan.view, plan.tag, plan.masks)]
+    return [
+        *containment.view_argvs(
+            mount, mount_pid, plan.scratch, plan.tag, containment.parse_mountinfo(mountinfo), private, plan.identity
+        ),
+        *containment.bind_own_argvs(mount, plan.workspace, plan.view, plan.paths),
+        *containment.mask_argvs(mount, plan.view, plan.tag, plan.masks),
+    ]
 
 
 def audit_view(plan: DrillPlan, mountinfo: str) -> list[str]:
@@ -311,15 +349,30 @@ def audit_view(plan: DrillPlan, mountinfo: str) -> list[str]:
 def activate_argvs(plan: DrillPlan, holder: int) -> list[list[str]]:
     """The service's own ``activate`` commands, inside the bubble, in the view, as its user."""
     assert plan.identity is not None
-    return [containment.contained_argv(enter(holder, "net", "mount", "pid", "ipc"), plan.view, plan.identity, argv)
-            for argv in plan.activate]
+    return [
+        containment.contained_argv(enter(holder, "net", "mount", "pid", "ipc"), plan.view, plan.identity, argv)
+        for argv in plan.activate
+    ]
 
 
 def health_argv(plan: DrillPlan, holder: int, timeout_seconds: float = 2.0) -> list[str]:
     """One health probe from inside the bubble; prints the HTTP status (000: no answer)."""
-    return [*enter(holder, "net"), "curl", "--silent", "--output", "/dev/null", "--write-out", "%{http_code}",
-            "--max-time", f"{timeout_seconds:g}", "--noproxy", "*", "--header", f"Host: {plan.health_host}",
-            health_url_in_bubble(plan)]
+    return [
+        *enter(holder, "net"),
+        "curl",
+        "--silent",
+        "--output",
+        "/dev/null",
+        "--write-out",
+        "%{http_code}",
+        "--max-time",
+        f"{timeout_seconds:g}",
+        "--noproxy",
+        "*",
+        "--header",
+        f"Host: {plan.health_host}",
+        health_url_in_bubble(plan),
+    ]
 
 
 def canary_argv(plan: DrillPlan, holder: int, user: str) -> list[str]:
@@ -366,18 +419,28 @@ def parse_manifests(text: str) -> list[dict]:
 def stale_manifests(manifests: list[dict], service: str | None, host: str, host_address: str) -> list[dict]:
     """Manifests this host's drills left (of one service, or all): checked against the host's name
     and address, so machines that share a folder (the lab) never clean each other's drills."""
-    return [manifest for manifest in manifests
-            if manifest.get("host") == host and manifest.get("host_address") == host_address
-            and (service is None or manifest.get("service") == service)
-            and _safe_manifest(manifest)]
+    return [
+        manifest
+        for manifest in manifests
+        if manifest.get("host") == host
+        and manifest.get("host_address") == host_address
+        and (service is None or manifest.get("service") == service)
+        and _safe_manifest(manifest)
+    ]
 
 
 def _safe_manifest(manifest: dict) -> bool:
     """Only names a drill could have made: the cleanup deletes what a manifest names."""
     netns, scratch, drill_id = str(manifest["netns"]), str(manifest["scratch"]), str(manifest["drill_id"])
-    return (netns.startswith(NETNS_PREFIX) and "/" not in netns and netns.endswith(drill_id)
-            and any(scratch == f"{root}/{drill_id}" for root in DRILL_ROOTS) and ".." not in drill_id
-            and "/" not in drill_id and manifest["tag"] == f"{NETNS_PREFIX}{drill_id}")
+    return (
+        netns.startswith(NETNS_PREFIX)
+        and "/" not in netns
+        and netns.endswith(drill_id)
+        and any(scratch == f"{root}/{drill_id}" for root in DRILL_ROOTS)
+        and ".." not in drill_id
+        and "/" not in drill_id
+        and manifest["tag"] == f"{NETNS_PREFIX}{drill_id}"
+    )
 
 
 def manifest_path_of(manifest: dict) -> str:
@@ -392,10 +455,12 @@ def judge_health(status_codes: list[str]) -> Decision:
     last = status_codes[-1] if status_codes else "none"
     if last.isdigit() and 200 <= int(last) < 300:
         return Decision(True, f"healthy: HTTP {last} after {len(status_codes)} probe(s)")
-    return Decision(False, f"not healthy: last answer {'no answer' if last in ('000', 'none') else 'HTTP ' + last} "
-                           f"after {len(status_codes)} probe(s)")
+    return Decision(
+        False,
+        f"not healthy: last answer {'no answer' if last in ('000', 'none') else 'HTTP ' + last} "
+        f"after {len(status_codes)} probe(s)",
+    )
 
 
 def plan_summary(plan: DrillPlan) -> dict:
     return {key: value for key, value in asdict(plan).items() if key not in ("activate",)}
-

@@ -77,9 +77,18 @@ def plan_escalation(chain, contacts: Iterable) -> EscalationPlan:
                 if round_number == 1:
                     skipped.append(f"step {step_number} ({action} {step.contact or step.number}): {problem}; skipped")
                 continue
-            pages.append(Page(index=len(pages), round=round_number, step=step_number, action=action,
-                              target=step.contact or step.number, address=address, digits=step.digits,
-                              wait_seconds=float(step.wait_seconds)))
+            pages.append(
+                Page(
+                    index=len(pages),
+                    round=round_number,
+                    step=step_number,
+                    action=action,
+                    target=step.contact or step.number,
+                    address=address,
+                    digits=step.digits,
+                    wait_seconds=float(step.wait_seconds),
+                )
+            )
     return EscalationPlan(tuple(pages), tuple(skipped))
 
 
@@ -97,8 +106,7 @@ def _address_of(step, action: str, contacts: Mapping) -> tuple[str, str]:
     return contact.phone, ""
 
 
-def next_action(plan: EscalationPlan, elapsed_seconds: float, sent: Mapping[int, float],
-                acknowledged: bool) -> NextAction:
+def next_action(plan: EscalationPlan, elapsed_seconds: float, sent: Mapping[int, float], acknowledged: bool) -> NextAction:
     """What to do ``elapsed_seconds`` after paging began, given the pages ``sent`` so far
     (page index -> elapsed seconds when it went out) and whether somebody acknowledged."""
     if acknowledged:
@@ -112,8 +120,7 @@ def next_action(plan: EscalationPlan, elapsed_seconds: float, sent: Mapping[int,
         if remaining > 0:
             return NextAction("wait", None, remaining, f"waiting {remaining:.0f} s for an answer to the last page")
         rounds = plan.pages[-1].round
-        return NextAction("exhausted", None, 0.0,
-                          f"nobody acknowledged after {len(plan.pages)} page(s) in {rounds} round(s)")
+        return NextAction("exhausted", None, 0.0, f"nobody acknowledged after {len(plan.pages)} page(s) in {rounds} round(s)")
     page = pending[0]
     previous = plan.pages[page.index - 1] if page.index > 0 else None
     due = 0.0 if previous is None else sent.get(previous.index, elapsed_seconds) + previous.wait_seconds
@@ -155,5 +162,6 @@ def paging_decision(severity: str, chain, quiet_hours, moment: datetime) -> Deci
         return Decision(True, f"low severity outside quiet hours ({window}): paging now")
     if chain.page_low_severity_in_quiet_hours:
         return Decision(True, f"low severity in quiet hours ({window}), and the chain pages at night: paging now")
-    return Decision(False, f"low severity during quiet hours ({window}): nobody is paged now; "
-                           f"the incident stays open for the morning shift")
+    return Decision(
+        False, f"low severity during quiet hours ({window}): nobody is paged now; the incident stays open for the morning shift"
+    )

@@ -20,7 +20,6 @@ from hotspare.planning.ages import age_text
 from hotspare.planning.approval import plan_digest
 from hotspare.planning.failover import FailoverPlan
 
-
 HANDLED_ELSEWHERE = "handled by a live run"  # another run holds the service's lock and is at work: never taken over
 NOT_FAILED = ("ok", "already-done", HANDLED_ELSEWHERE)  # outcomes of a service that need nothing from the operator now
 
@@ -119,8 +118,9 @@ class FacilityPlan:
         material = {
             "facility": self.facility,
             "parallelism": self.parallelism,
-            "waves": [[wave.tier, [[m.service, m.source, m.target, m.plan_digest, m.resume] for m in wave.moves]]
-                      for wave in self.waves],
+            "waves": [
+                [wave.tier, [[m.service, m.source, m.target, m.plan_digest, m.resume] for m in wave.moves]] for wave in self.waves
+            ],
             "unprotected": [[u.service, u.production, u.mirror] for u in self.unprotected],
             "rebuild": [offer.service for offer in self.rebuild],
             "refusal": self.refusal,
@@ -129,18 +129,26 @@ class FacilityPlan:
 
     def markdown(self) -> str:
         lines = [f"# Facility failover plan: {self.facility}", ""]
-        lines.append(f"{len(self.moves)} service(s) move to their mirrors, {len(self.unprotected)} keep running unprotected, "
-                     f"{len(self.rebuild)} need a rebuild. At most {self.parallelism} services of one wave move at a time.")
+        lines.append(
+            f"{len(self.moves)} service(s) move to their mirrors, {len(self.unprotected)} keep running unprotected, "
+            f"{len(self.rebuild)} need a rebuild. At most {self.parallelism} services of one wave move at a time."
+        )
         if self.waves:
-            lines += ["", "## Failovers, in order", "",
-                      "| wave | tier | service | from → to | copy (age = data-loss window) | depends on | service plan |",
-                      "|---|---|---|---|---|---|---|"]
+            lines += [
+                "",
+                "## Failovers, in order",
+                "",
+                "| wave | tier | service | from → to | copy (age = data-loss window) | depends on | service plan |",
+                "|---|---|---|---|---|---|---|",
+            ]
             for number, wave in enumerate(self.waves, 1):
                 for move in wave.moves:
                     copy = f"{move.copy_id} ({age_text(move.copy_age_seconds)})" if move.copy_id else "final sync"
                     copy += " — resuming its interrupted failover once that run's lease has expired" if move.resume else ""
-                    lines.append(f"| {number} | {wave.tier} | {move.service} | {move.source} → {move.target} | {copy} | "
-                                 f"{', '.join(move.depends_on) or '-'} | `{move.plan_digest}` |")
+                    lines.append(
+                        f"| {number} | {wave.tier} | {move.service} | {move.source} → {move.target} | {copy} | "
+                        f"{', '.join(move.depends_on) or '-'} | `{move.plan_digest}` |"
+                    )
         if self.unprotected:
             lines += ["", "## Keep running, unprotected", ""]
             lines += [f"- **{item.service}** {item.sentence(self.facility)}" for item in self.unprotected]
@@ -157,8 +165,9 @@ class FacilityPlan:
         return "\n".join(lines)
 
 
-def plan_facility_failover(facility: str, standings: list[ServiceStanding], standbys: dict[str, str],
-                           parallelism: int = 4) -> FacilityPlan:
+def plan_facility_failover(
+    facility: str, standings: list[ServiceStanding], standbys: dict[str, str], parallelism: int = 4
+) -> FacilityPlan:
     """The facility failover plan for ``facility``.
 
     ``standbys``: standby server name -> its facility (rebuild candidates outside ``facility``).
@@ -182,13 +191,21 @@ def plan_facility_failover(facility: str, standings: list[ServiceStanding], stan
     for offer in rebuild:
         needed_by = [s.service for s in standings if offer.service in s.depends_on and s.service in moves]
         if needed_by:
-            warnings.append(f"{', '.join(needed_by)} depend(s) on {offer.service}, which needs a rebuild: "
-                            "they come up without it")
+            warnings.append(
+                f"{', '.join(needed_by)} depend(s) on {offer.service}, which needs a rebuild: they come up without it"
+            )
     try:
         waves, promoted = _waves(moves, by_name)
     except ValueError as error:
-        return FacilityPlan(facility, parallelism, (), tuple(unprotected), tuple(rebuild), tuple(warnings),
-                            refusal=f"{error}; fix depends_on in the fleet file (`hotspare fleet check`)")
+        return FacilityPlan(
+            facility,
+            parallelism,
+            (),
+            tuple(unprotected),
+            tuple(rebuild),
+            tuple(warnings),
+            refusal=f"{error}; fix depends_on in the fleet file (`hotspare fleet check`)",
+        )
     warnings += promoted
     refusal = None
     if not moves and not unprotected and not rebuild:
@@ -208,8 +225,14 @@ def _move_or_rebuild(facility: str, standing: ServiceStanding, standbys: tuple[s
         force = plan.copy_id is not None and "force" in plan.refusal.lower()
         return RebuildOffer(standing.service, f"its mirror cannot take over: {plan.refusal}", standbys, force_possible=force)
     return ServiceMove(
-        service=standing.service, tier=standing.tier, source=plan.source, target=plan.target, plan_digest=plan.digest,
-        copy_id=plan.copy_id, copy_age_seconds=plan.copy_age_seconds, depends_on=tuple(standing.depends_on),
+        service=standing.service,
+        tier=standing.tier,
+        source=plan.source,
+        target=plan.target,
+        plan_digest=plan.digest,
+        copy_id=plan.copy_id,
+        copy_age_seconds=plan.copy_age_seconds,
+        depends_on=tuple(standing.depends_on),
         resume=standing.state == "failing-over",
     )
 
@@ -235,8 +258,9 @@ def _waves(moves: dict[str, ServiceMove], standings: dict[str, ServiceStanding])
     for name in sorted(moves):
         if tier[name] != moves[name].tier:
             lowered_by = sorted(n for n in dependents[name] if tier[n] == tier[name])
-            warnings.append(f"{name} (tier {moves[name].tier}) moves with tier {tier[name]}: "
-                            f"{', '.join(lowered_by)} depend(s) on it")
+            warnings.append(
+                f"{name} (tier {moves[name].tier}) moves with tier {tier[name]}: {', '.join(lowered_by)} depend(s) on it"
+            )
     depth: dict[str, int] = {}
     for name in order:  # dependencies first: their depth is known
         same_tier = [depth[d] for d in needs[name] if tier[d] == tier[name]]
@@ -272,7 +296,7 @@ def _dependencies_first(needs: dict[str, tuple[str, ...]]) -> list[str]:
                 state[done] = 2
                 order.append(done)
             elif state.get(dependency) == 1:
-                raise ValueError("dependency cycle: " + " -> ".join([*path[path.index(dependency):], dependency]))
+                raise ValueError("dependency cycle: " + " -> ".join([*path[path.index(dependency) :], dependency]))
             elif dependency not in state:
                 state[dependency] = 1
                 path.append(dependency)
@@ -281,6 +305,7 @@ def _dependencies_first(needs: dict[str, tuple[str, ...]]) -> list[str]:
 
 
 # --- the facility's return -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Reprotection:
@@ -321,8 +346,14 @@ class ReturnPlan:
     def digest(self) -> str:
         """The fingerprint an approval of the return binds to: every reprotection (server, why,
         fencing first) and the facility."""
-        return plan_digest({"facility": self.facility, "reprotections": [
-            [r.service, r.tier, r.production, r.new_mirror, r.why, r.fence_first] for r in self.reprotections]})
+        return plan_digest(
+            {
+                "facility": self.facility,
+                "reprotections": [
+                    [r.service, r.tier, r.production, r.new_mirror, r.why, r.fence_first] for r in self.reprotections
+                ],
+            }
+        )
 
     def markdown(self) -> str:
         lines = [f"# Facility return: {self.facility}", ""]
@@ -343,12 +374,23 @@ def plan_facility_return(facility: str, standings: list[ServiceStanding]) -> Ret
     reprotections, failbacks, untouched = [], [], []
     for standing in sorted(standings, key=lambda s: (s.tier, s.service)):
         if standing.state == "failed-over" and standing.previous_production_facility == facility:
-            reprotections.append(Reprotection(standing.service, standing.tier, standing.production,
-                                              standing.previous_production, "former production", fence_first=True))
+            reprotections.append(
+                Reprotection(
+                    standing.service,
+                    standing.tier,
+                    standing.production,
+                    standing.previous_production,
+                    "former production",
+                    fence_first=True,
+                )
+            )
         elif standing.state == "unprotected" and standing.mirror and standing.mirror_facility == facility:
             # A mirror never serves: stop the app there too (reprotect refuses a server that answers).
-            reprotections.append(Reprotection(standing.service, standing.tier, standing.production, standing.mirror,
-                                              "mirror back", fence_first=True))
+            reprotections.append(
+                Reprotection(
+                    standing.service, standing.tier, standing.production, standing.mirror, "mirror back", fence_first=True
+                )
+            )
         elif facility in (standing.production_facility, standing.mirror_facility) and standing.state not in ("protected",):
             untouched.append(f"{standing.service} ({standing.state})")
     for item in reprotections:
@@ -365,12 +407,16 @@ def failback_lines(failbacks: tuple[FailbackOffer, ...]) -> list[str]:
     lines = ["Failback (planned switchover back to the planned production, no data loss), tier by tier:"]
     for tier in sorted({offer.tier for offer in failbacks}):
         lines.append(f"- tier {tier}:")
-        lines += [f"  - `{offer.command}`   # {offer.service}: {offer.runs_on} → {offer.planned_production}"
-                  for offer in failbacks if offer.tier == tier]
+        lines += [
+            f"  - `{offer.command}`   # {offer.service}: {offer.runs_on} → {offer.planned_production}"
+            for offer in failbacks
+            if offer.tier == tier
+        ]
     return lines
 
 
 # --- the outcome -----------------------------------------------------------------------------
+
 
 def advice(service: str, outcome: str, detail: str, state: str | None = None) -> str:
     """What the operator does next for a service whose facility failover did not finish."""
@@ -387,7 +433,7 @@ def advice(service: str, outcome: str, detail: str, state: str | None = None) ->
         return f"`hotspare failover {service}`: its plan changed since approval; review and approve the new one"
     if "busy" in text or "lock" in text:
         return f"wait for the run holding {service}'s lock, then `hotspare failover {service}`"
-    return (f"`hotspare failover {service}` shows why; if its mirror cannot serve, `hotspare rebuild {service}`")
+    return f"`hotspare failover {service}` shows why; if its mirror cannot serve, `hotspare rebuild {service}`"
 
 
 def summary_markdown(plan: FacilityPlan, results: dict[str, dict], total_seconds: float | None) -> str:
@@ -406,12 +452,16 @@ def summary_markdown(plan: FacilityPlan, results: dict[str, dict], total_seconds
         result = results.get(move.service, {"outcome": "not run", "detail": "not started"})
         rto = result.get("rto_seconds")
         since = result.get("since_approval_seconds")
-        lines.append(f"| {move.service} | {move.tier} | {result['outcome']} | {'-' if rto is None else rto} | "
-                     f"{'-' if since is None else since} | "
-                     f"{advice(move.service, result['outcome'], result.get('detail', ''), result.get('state'))} |")
+        lines.append(
+            f"| {move.service} | {move.tier} | {result['outcome']} | {'-' if rto is None else rto} | "
+            f"{'-' if since is None else since} | "
+            f"{advice(move.service, result['outcome'], result.get('detail', ''), result.get('state'))} |"
+        )
     for item in plan.unprotected:
-        lines.append(f"| {item.service} | - | unprotected | - | - | {item.sentence(plan.facility)}; "
-                     f"`hotspare facility return {plan.facility}` when it is back |")
+        lines.append(
+            f"| {item.service} | - | unprotected | - | - | {item.sentence(plan.facility)}; "
+            f"`hotspare facility return {plan.facility}` when it is back |"
+        )
     for offer in plan.rebuild:
         lines.append(f"| {offer.service} | - | needs rebuild | - | - | {offer.reason}: `{offer.commands()[0]}` |")
     failures = [(name, results[name].get("detail", "")) for name in failed]

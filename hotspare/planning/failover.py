@@ -110,14 +110,24 @@ def plan_failover(
         source, target = facts.active_server, facts.mirror_server
     if facts.state == "failed-over" and facts.dns_answer == [facts.addresses[facts.active_server]] and not in_flight:
         # Already on the mirror and not reprotected yet: nothing to do.
-        done = _refused(facts, mode, source, source,
-                        f"{facts.service} already runs on {facts.active_server}; reprotect it before failing over again")
+        done = _refused(
+            facts,
+            mode,
+            source,
+            source,
+            f"{facts.service} already runs on {facts.active_server}; reprotect it before failing over again",
+        )
         return replace(done, already_done=True)
     if target is None:
         return _refused(facts, mode, source, source, f"{facts.service} has no mirror to fail over to (state {facts.state})")
     base = dict(
-        service=facts.service, mode=mode, source=source, target=target, source_address=facts.addresses[source],
-        target_address=facts.addresses[target], dns_name=facts.dns_name,
+        service=facts.service,
+        mode=mode,
+        source=source,
+        target=target,
+        source_address=facts.addresses[source],
+        target_address=facts.addresses[target],
+        dns_name=facts.dns_name,
     )
     steps = _steps(mode)
     if mode == "planned":
@@ -129,7 +139,11 @@ def plan_failover(
     warnings = (problem,) if problem and force else ()
     age = (now - choice.started_at).total_seconds() if choice else None
     return FailoverPlan(
-        **base, copy_id=choice.id if choice else None, copy_age_seconds=age, steps=steps, warnings=warnings,
+        **base,
+        copy_id=choice.id if choice else None,
+        copy_age_seconds=age,
+        steps=steps,
+        warnings=warnings,
         refusal=problem if problem and not force else (None if choice else "no copy of the service exists on the mirror"),
     )
 
@@ -144,13 +158,18 @@ def _choose_copy(copies: list[CopyChoice], wanted: str | None, force: bool, now:
         choice = next((c for c in copies if c.status == "verified"), None)
         if choice is None:
             newest = copies[0] if copies else None
-            problem = "no verified copy exists on the mirror" + (f"; the newest copy {newest.id} is {newest.status}" if newest else "")
+            problem = "no verified copy exists on the mirror" + (
+                f"; the newest copy {newest.id} is {newest.status}" if newest else ""
+            )
             return newest, problem + ". Use force to promote an unverified copy."
     if choice.status != "verified":
         return choice, f"copy {choice.id} is {choice.status}, not verified. Use force to promote it anyway."
     age_hours = (now - choice.started_at).total_seconds() / 3600
     if age_hours > max_age_hours:
-        return choice, f"copy {choice.id} is {age_hours:.1f} h old, beyond the {max_age_hours:g} h limit. Use force to accept the data loss."
+        return (
+            choice,
+            f"copy {choice.id} is {age_hours:.1f} h old, beyond the {max_age_hours:g} h limit. Use force to accept the data loss.",
+        )
     return choice, None
 
 
@@ -180,16 +199,26 @@ def _steps(mode: str) -> tuple[str, ...]:
 def _refused(facts: ServiceFacts, mode: str, source: str, target: str, reason: str) -> FailoverPlan:
     address = facts.addresses.get(source, "?")
     return FailoverPlan(
-        service=facts.service, mode=mode, source=source, target=target, source_address=address, target_address=address,
-        dns_name=facts.dns_name, copy_id=None, copy_age_seconds=None, steps=(), refusal=reason,
+        service=facts.service,
+        mode=mode,
+        source=source,
+        target=target,
+        source_address=address,
+        target_address=address,
+        dns_name=facts.dns_name,
+        copy_id=None,
+        copy_age_seconds=None,
+        steps=(),
+        refusal=reason,
     )
 
 
 STRIP_OPTIONS = ("--no-devices", "--no-specials", "--filter=-x security.capability")
 
 
-def activation_argv(copy_tree: str, live_paths: list[str], backup_dir: str | None = None,
-                    strip: tuple[str, ...] = ()) -> list[str]:
+def activation_argv(
+    copy_tree: str, live_paths: list[str], backup_dir: str | None = None, strip: tuple[str, ...] = ()
+) -> list[str]:
     """Local rsync on the mirror that makes a copy's paths the live ones.
 
     ``/./`` with ``--relative`` maps ``TREE/./srv/x`` to ``/srv/x``, for folders and files
@@ -216,12 +245,22 @@ def activation_argv(copy_tree: str, live_paths: list[str], backup_dir: str | Non
         reasons.append(f"backup folder {backup_dir!r} is not a normal path inside {COPIES_ROOT}")
     if reasons or not live_paths:
         raise PermanentError(
-            "refusing to make a copy live: " + ("; ".join(reasons) or "the service declares no paths")
+            "refusing to make a copy live: "
+            + ("; ".join(reasons) or "the service declares no paths")
             + ". Fix the service's paths in the fleet file (`hotspare fleet check`) and load it again."
         )
     unknown = [option for option in strip if option not in STRIP_OPTIONS and not option.startswith("--chmod=F")]
     if unknown:
         raise PermanentError(f"refusing to make a copy live: unknown rsync option(s) {unknown}")
     keep = ["--backup", f"--backup-dir={backup_dir}"] if backup_dir else []
-    return ["rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", *keep, *strip,
-            *[f"{copy_tree}/.{path}" for path in live_paths], "/"]
+    return [
+        "rsync",
+        "-aHAX",
+        "--numeric-ids",
+        "--relative",
+        "--delete",
+        *keep,
+        *strip,
+        *[f"{copy_tree}/.{path}" for path in live_paths],
+        "/",
+    ]

@@ -54,18 +54,18 @@ def kill_service_processes(spec: Service, uids: dict[str, int] | None = None) ->
         found = sorted({uid for name, uid in (uids or {}).items() if name in spec.accounts.users and uid != 0})
         if not found:
             return None
-        return ProcessKill(["sh", "-c", KILL_BY_UID_PROGRAM, "sh", "0", "0", *map(str, found)],
-                           f"the processes of {', '.join(spec.accounts.users)}")
+        return ProcessKill(
+            ["sh", "-c", KILL_BY_UID_PROGRAM, "sh", "0", "0", *map(str, found)],
+            f"the processes of {', '.join(spec.accounts.users)}",
+        )
     low, high = max(1, spec.accounts.uid_min), spec.accounts.uid_max
-    return ProcessKill(["sh", "-c", KILL_BY_UID_PROGRAM, "sh", str(low), str(high)],
-                       f"the processes of UIDs {low}-{high}")
+    return ProcessKill(["sh", "-c", KILL_BY_UID_PROGRAM, "sh", str(low), str(high)], f"the processes of UIDs {low}-{high}")
 
 
 def neighbours(fleet: Fleet, service: str, server: str) -> list[str]:
     """Other services that run on ``server`` or keep their copies there: powering it off would
     take them down or unprotect them."""
-    return sorted(other.name for other in fleet.services
-                  if other.name != service and server in (other.production, other.mirror))
+    return sorted(other.name for other in fleet.services if other.name != service and server in (other.production, other.mirror))
 
 
 def parse_uids(passwd: str, users: list[str]) -> dict[str, int]:

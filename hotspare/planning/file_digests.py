@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 # Reads NUL-separated absolute paths on stdin; one JSON object per line, per path, in order.
 # -I (isolated) and -S (no site): nothing from the host's Python path or environment is loaded.
-PROGRAM = r'''
+PROGRAM = r"""
 import hashlib, json, os, stat, sys
 prefix = sys.argv[1]
 for name in sys.stdin.buffer.read().decode("utf-8", "surrogateescape").split("\0"):
@@ -46,7 +46,7 @@ for name in sys.stdin.buffer.read().decode("utf-8", "surrogateescape").split("\0
     except OSError as error:
         answer["error"] = error.strerror or "unreadable"
     sys.stdout.write(json.dumps(answer, ensure_ascii=True) + "\n")
-'''
+"""
 
 
 @dataclass(frozen=True)

@@ -160,8 +160,9 @@ def judge(
     ``placement``: subject (``service:<name>``) -> the server it runs on in this round's layout.
     """
     placement = placement or {}
-    decisions = [f"site {report.site} is cut off ({report.reason}): its observations do not count"
-                 for report in sites if report.cut_off]
+    decisions = [
+        f"site {report.site} is cut off ({report.reason}): its observations do not count" for report in sites if report.cut_off
+    ]
     cut_off = {report.site for report in sites if report.cut_off}
     facility_of_site = {report.site: report.facility for report in sites}
     grouped: dict[tuple[str, str], list[Reading]] = defaultdict(list)
@@ -180,8 +181,10 @@ def judge(
         server = placement.get(key[0])
         step_rules = rules
         if server and before.part.get("server") not in (None, server):
-            decisions.append(f"{key[0]} {key[1]}: the service moved from {before.part['server']} to {server}; "
-                             f"rounds counted at the old address do not count, one good round recovers it")
+            decisions.append(
+                f"{key[0]} {key[1]}: the service moved from {before.part['server']} to {server}; "
+                f"rounds counted at the old address do not count, one good round recovers it"
+            )
             before = replace(before, worse_rounds=0, better_rounds=0)
             step_rules = replace(rules, successes_to_recover=1)
         after, sentence = _step(before, outcome, step_rules)
@@ -215,8 +218,10 @@ def _agreement_round(valid: list[Reading], subject_facility: str, facility_of_si
     if good:
         note = ""
         if bad:
-            note = (f" (only {', '.join(sorted(r.site for r in bad))} saw it fail: not enough to agree, "
-                    f"which needs 2 sites incl. one outside {subject_facility or 'its facility'})")
+            note = (
+                f" (only {', '.join(sorted(r.site for r in bad))} saw it fail: not enough to agree, "
+                f"which needs 2 sites incl. one outside {subject_facility or 'its facility'})"
+            )
         return _Round(ComponentState.ok, evidence + note, tuple(sorted(reading.site for reading in good)), {})
     return _Round(None, f"inconclusive: {evidence}", tuple(sorted(reading.site for reading in bad)), {})
 
@@ -241,27 +246,39 @@ def _step(before: ComponentStatus, outcome: _Round, rules: Rules) -> tuple[Compo
     good_rounds = before.good_rounds + 1 if observed == ComponentState.ok else 0
     # Part details accumulate: a disk that went missing no longer shows its device path or
     # serial, but the request to replace it needs what was last seen of it.
-    base = replace(before, failed_rounds=failed_rounds, good_rounds=good_rounds, evidence=outcome.evidence,
-                   sites=outcome.sites, part={**before.part, **outcome.part})
+    base = replace(
+        before,
+        failed_rounds=failed_rounds,
+        good_rounds=good_rounds,
+        evidence=outcome.evidence,
+        sites=outcome.sites,
+        part={**before.part, **outcome.part},
+    )
     if observed.rank == before.state.rank:
         return replace(base, worse_rounds=0, better_rounds=0), ""
     if observed.rank > before.state.rank:
         worse = before.worse_rounds + 1
         if worse >= rules.failures_to_down:
-            return (replace(base, state=observed, worse_rounds=0, better_rounds=0),
-                    f"{name} is now {observed.value} (was {before.state.value}) after {worse} consecutive rounds: "
-                    f"{outcome.evidence}")
-        return (replace(base, worse_rounds=worse, better_rounds=0),
-                f"{name} looks {observed.value} ({worse} of {rules.failures_to_down} rounds before it is declared): "
-                f"{outcome.evidence}")
+            return (
+                replace(base, state=observed, worse_rounds=0, better_rounds=0),
+                f"{name} is now {observed.value} (was {before.state.value}) after {worse} consecutive rounds: {outcome.evidence}",
+            )
+        return (
+            replace(base, worse_rounds=worse, better_rounds=0),
+            f"{name} looks {observed.value} ({worse} of {rules.failures_to_down} rounds before it is declared): "
+            f"{outcome.evidence}",
+        )
     better = before.better_rounds + 1
     if better >= rules.successes_to_recover:
         verb = "recovered" if observed == ComponentState.ok else f"is now {observed.value}"
-        return (replace(base, state=observed, worse_rounds=0, better_rounds=0),
-                f"{name} {verb} (was {before.state.value}) after {better} consecutive good rounds: {outcome.evidence}")
-    return (replace(base, better_rounds=better, worse_rounds=0),
-            f"{name} looks {observed.value} again ({better} of {rules.successes_to_recover} rounds before it "
-            f"counts as recovered)")
+        return (
+            replace(base, state=observed, worse_rounds=0, better_rounds=0),
+            f"{name} {verb} (was {before.state.value}) after {better} consecutive good rounds: {outcome.evidence}",
+        )
+    return (
+        replace(base, better_rounds=better, worse_rounds=0),
+        f"{name} looks {observed.value} again ({better} of {rules.successes_to_recover} rounds before it counts as recovered)",
+    )
 
 
 def worst_component(statuses: list[ComponentStatus]) -> ComponentStatus | None:

@@ -35,8 +35,9 @@ def probe_reading(subject: str, component: str, kind: ComponentKind, result: dic
     return Reading(subject, component, kind, OK if result.get("ok") else FAILED, str(result.get("evidence", "")), site)
 
 
-def dns_answer_reading(service: str, dns_name: str, addresses: list[str] | None, error: str | None,
-                       expected_address: str, expected_server: str) -> Reading:
+def dns_answer_reading(
+    service: str, dns_name: str, addresses: list[str] | None, error: str | None, expected_address: str, expected_server: str
+) -> Reading:
     """The authoritative answer: ok when it names the active server, degraded when it names
     another address (a change under way, or a stale record), failed when there is none."""
     subject = f"service:{service}"
@@ -46,22 +47,33 @@ def dns_answer_reading(service: str, dns_name: str, addresses: list[str] | None,
         return Reading(subject, DNS_ANSWER, ComponentKind.dns, FAILED, f"{dns_name} has no A record")
     if expected_address in addresses:
         return Reading(subject, DNS_ANSWER, ComponentKind.dns, OK, f"{dns_name} -> {', '.join(addresses)} ({expected_server})")
-    return Reading(subject, DNS_ANSWER, ComponentKind.dns, DEGRADED,
-                   f"{dns_name} -> {', '.join(addresses)}, but {service} runs on {expected_server} ({expected_address})")
+    return Reading(
+        subject,
+        DNS_ANSWER,
+        ComponentKind.dns,
+        DEGRADED,
+        f"{dns_name} -> {', '.join(addresses)}, but {service} runs on {expected_server} ({expected_address})",
+    )
 
 
-def certificate_reading(service: str, not_after: datetime | None, error: str | None, now: datetime,
-                        warning_days: int) -> Reading:
+def certificate_reading(service: str, not_after: datetime | None, error: str | None, now: datetime, warning_days: int) -> Reading:
     """Expired or unreadable: failed; expiring within ``warning_days``: degraded."""
     subject = f"service:{service}"
     if error or not_after is None:
         return Reading(subject, CERTIFICATE, ComponentKind.certificate, FAILED, f"TLS certificate not readable: {error}")
     days = (not_after - now).total_seconds() / 86400
     if days <= 0:
-        return Reading(subject, CERTIFICATE, ComponentKind.certificate, FAILED, f"TLS certificate expired {not_after:%Y-%m-%d %H:%M} UTC")
+        return Reading(
+            subject, CERTIFICATE, ComponentKind.certificate, FAILED, f"TLS certificate expired {not_after:%Y-%m-%d %H:%M} UTC"
+        )
     state = DEGRADED if days < warning_days else OK
-    return Reading(subject, CERTIFICATE, ComponentKind.certificate, state,
-                   f"TLS certificate expires {not_after:%Y-%m-%d} ({days:.1f} days; warning below {warning_days})")
+    return Reading(
+        subject,
+        CERTIFICATE,
+        ComponentKind.certificate,
+        state,
+        f"TLS certificate expires {not_after:%Y-%m-%d} ({days:.1f} days; warning below {warning_days})",
+    )
 
 
 def space_readings(server: str, blocks_text: str, inodes_text: str, thresholds: SpaceThresholds) -> list[Reading]:
@@ -71,8 +83,10 @@ def space_readings(server: str, blocks_text: str, inodes_text: str, thresholds: 
     for mount in sorted(set(used_blocks) | set(used_inodes)):
         disk, inodes = used_blocks.get(mount), used_inodes.get(mount)
         state = OK
-        for value, warning, failed in ((disk, thresholds.disk_warning, thresholds.disk_failed),
-                                       (inodes, thresholds.inode_warning, thresholds.inode_failed)):
+        for value, warning, failed in (
+            (disk, thresholds.disk_warning, thresholds.disk_failed),
+            (inodes, thresholds.inode_warning, thresholds.inode_failed),
+        ):
             if value is None:
                 continue
             if value >= failed:
@@ -105,8 +119,9 @@ def freshness_reading(service: str, copy_started: datetime | None, now: datetime
     incidents page on as an outage; the evidence says whether the RPO is violated."""
     subject = f"service:{service}"
     if copy_started is None:
-        return Reading(subject, FRESHNESS_COPY, ComponentKind.freshness, DEGRADED,
-                       f"no verified copy: RPO of {rpo_hours:g} h violated")
+        return Reading(
+            subject, FRESHNESS_COPY, ComponentKind.freshness, DEGRADED, f"no verified copy: RPO of {rpo_hours:g} h violated"
+        )
     age = (now - copy_started).total_seconds()
     if age > rpo_hours * 3600:
         state, verdict = DEGRADED, "RPO violated"
@@ -114,5 +129,10 @@ def freshness_reading(service: str, copy_started: datetime | None, now: datetime
         state, verdict = DEGRADED, "RPO at risk"
     else:
         state, verdict = OK, "within RPO"
-    return Reading(subject, FRESHNESS_COPY, ComponentKind.freshness, state,
-                   f"newest verified copy is {age_text(age)} old ({verdict}, RPO {rpo_hours:g} h)")
+    return Reading(
+        subject,
+        FRESHNESS_COPY,
+        ComponentKind.freshness,
+        state,
+        f"newest verified copy is {age_text(age)} old ({verdict}, RPO {rpo_hours:g} h)",
+    )

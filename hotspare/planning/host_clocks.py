@@ -60,7 +60,7 @@ def is_skewed(offset: float) -> bool:
 
 
 def skew_sentence(role: str, server: str, offset: float) -> str:
-    """"production prod-east's clock is 20 min ahead of the orchestrator's" (or behind, or agrees)."""
+    """ "production prod-east's clock is 20 min ahead of the orchestrator's" (or behind, or agrees)."""
     if not is_skewed(offset):
         return f"{role} {server}'s clock agrees with the orchestrator's (within {NAMED_SKEW_SECONDS:.0f} s)"
     direction = "ahead of" if offset > 0 else "behind"

@@ -36,21 +36,23 @@ TEMPORARY_MARK = ".hotspare-new"  # PATH + mark + "-" + run tag: a replaced file
 # $1 the holder's note, $2 the lock file. Runs with the lock held (flock's child): writes the
 # note into the lock file (the same inode: flock's lock stays), says so, then waits for stdin to
 # close. `exec cat` keeps one process that ends on EOF or when sshd hangs the session up.
-HOLD = ('printf "%s, since %s\\n" "$1" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$2" '
-        '&& printf "' + LOCKED_LINE.decode().rstrip("\n") + '\\n" && exec cat > /dev/null')
+HOLD = (
+    'printf "%s, since %s\\n" "$1" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$2" '
+    '&& printf "' + LOCKED_LINE.decode().rstrip("\n") + '\\n" && exec cat > /dev/null'
+)
 
 # $1 the suffix of the new files; then pairs of path and the sha256 of the bytes the merge read.
 # Every file must still hold those bytes (nobody outside the lock wrote it meanwhile), else
 # nothing is replaced (exit BUSY_EXIT); then each new file takes its file's mode and owner, and
 # all replace theirs.
 REPLACE_CHECKED = (
-    'suffix=$1; shift; path=; '
+    "suffix=$1; shift; path=; "
     'for item do if [ -z "$path" ]; then path=$item; continue; fi; '
     'now=$(sha256sum < "$path" | cut -d" " -f1) || exit 1; '
     'if [ "$now" != "$item" ]; then echo "$path changed while the merge ran (written outside the host lock): '
-    'nothing replaced" >&2; exit ' + str(BUSY_EXIT) + '; fi; '
+    'nothing replaced" >&2; exit ' + str(BUSY_EXIT) + "; fi; "
     'chmod --reference="$path" -- "$path$suffix" && chown --reference="$path" -- "$path$suffix" || exit 1; '
-    'path=; done; '
+    "path=; done; "
     'path=; for item do if [ -z "$path" ]; then path=$item; continue; fi; '
     'mv -f -- "$path$suffix" "$path" || exit 1; path=; done'
 )
@@ -60,8 +62,10 @@ REPLACE_CHECKED = (
 # (0600, made under umask 077, an older one's mode corrected): flock works on any open file, so a
 # service's user that could open it (a customer's app on a shared mirror) could hold every other
 # service's changes back for ever.
-TAKE = ('umask 077; if [ -e "$2" ]; then chmod 0600 -- "$2" || exit 1; fi; '
-        'exec flock -w "$1" -E ' + str(BUSY_EXIT) + ' "$2" sh -c "$4" sh "$3" "$2"')
+TAKE = (
+    'umask 077; if [ -e "$2" ]; then chmod 0600 -- "$2" || exit 1; fi; '
+    'exec flock -w "$1" -E ' + str(BUSY_EXIT) + ' "$2" sh -c "$4" sh "$3" "$2"'
+)
 
 
 def hold_argv(holder: str, wait_seconds: float = WAIT_SECONDS, lock_file: str = HOST_LOCK_FILE) -> list[str]:
@@ -90,8 +94,11 @@ def leftovers(paths: Sequence[str], listings: dict[str, Sequence[str]]) -> list[
     found = []
     for path in _absolute(paths):
         folder, name = posixpath.split(path)
-        found += [posixpath.join(folder, entry) for entry in sorted(listings.get(folder, ()))
-                  if entry == name + TEMPORARY_MARK or entry.startswith(name + TEMPORARY_MARK + "-")]
+        found += [
+            posixpath.join(folder, entry)
+            for entry in sorted(listings.get(folder, ()))
+            if entry == name + TEMPORARY_MARK or entry.startswith(name + TEMPORARY_MARK + "-")
+        ]
     return found
 
 

@@ -88,10 +88,13 @@ def impact_of(servers, services, layout, outage: bool, standby_servers=()) -> tu
     """
     found: dict[tuple[str, str], Impact] = {}
     for placement in layout:
-        for role, server in (("production", placement.active_server), ("mirror", placement.mirror_server),
-                             ("storage", placement.storage)):
+        for role, server in (
+            ("production", placement.active_server),
+            ("mirror", placement.mirror_server),
+            ("storage", placement.storage),
+        ):
             if server and server in servers:
-                effect = ((CUSTOMERS_AFFECTED if role == "production" else PROTECTION_LOST) if outage else AT_RISK)
+                effect = (CUSTOMERS_AFFECTED if role == "production" else PROTECTION_LOST) if outage else AT_RISK
                 if role != "production" and server in standby_servers:
                     role = "standby"
                 found.setdefault((placement.service, server), Impact(placement.service, server, role, effect))
@@ -103,8 +106,10 @@ def impact_of(servers, services, layout, outage: bool, standby_servers=()) -> tu
 
 def impact_text(impacts) -> str:
     """One line for operators: ``app1 (production on prod-east: customers affected); ...``."""
-    parts = [f"{impact.service} ({impact.role}" + (f" on {impact.server}" if impact.server else "") + f": {impact.effect})"
-             for impact in impacts]
+    parts = [
+        f"{impact.service} ({impact.role}" + (f" on {impact.server}" if impact.server else "") + f": {impact.effect})"
+        for impact in impacts
+    ]
     return "; ".join(parts) or "no service"
 
 
@@ -113,12 +118,11 @@ def subject_of(resource_id: str) -> tuple[str, str] | None:
     for kind in ("server", "service"):
         prefix = f"hotspare.{kind}."
         if resource_id.startswith(prefix) and len(resource_id) > len(prefix):
-            return kind, resource_id[len(prefix):]
+            return kind, resource_id[len(prefix) :]
     return None
 
 
-def from_health_event(event: str, resource_id: str, payload: dict, open_on_degraded: bool = True
-                      ) -> IncidentRequest | None:
+def from_health_event(event: str, resource_id: str, payload: dict, open_on_degraded: bool = True) -> IncidentRequest | None:
     """The incident a health event opens, or None (recovered, unknown, degraded when not wanted)."""
     severity = HEALTH_SEVERITY.get(event)
     subject = subject_of(resource_id)
@@ -127,15 +131,17 @@ def from_health_event(event: str, resource_id: str, payload: dict, open_on_degra
     kind, name = subject
     component = str(payload.get("component") or payload.get("kind") or "health")
     state = "failed" if severity == "high" else "degraded"
-    if kind == "server" and (payload.get("kind") in REDUNDANT_PART_KINDS
-                             or (payload.get("kind") == "raid" and state == "degraded")):
+    if kind == "server" and (
+        payload.get("kind") in REDUNDANT_PART_KINDS or (payload.get("kind") == "raid" and state == "degraded")
+    ):
         return _redundant_part(event, resource_id, name, component, state, payload)
     # One machine down fails its reachability and every service on it in the same round: all
     # failures of one machine (the server itself, or a service whose payload names the server it
     # runs on) fold into one incident, so the chain is walked once and customers get one notice.
     machine = name if kind == "server" else str(payload.get("server") or "")
-    dedup_key = (f"health:hotspare.server.{machine}:failed" if severity == "high" and machine
-                 else f"health:{resource_id}:{component}")
+    dedup_key = (
+        f"health:hotspare.server.{machine}:failed" if severity == "high" and machine else f"health:{resource_id}:{component}"
+    )
     servers = (machine,) if machine and severity == "high" else ((name,) if kind == "server" else ())
     evidence = str(payload.get("evidence") or "").strip()
     sites = payload.get("sites") or []
@@ -155,14 +161,15 @@ def from_health_event(event: str, resource_id: str, payload: dict, open_on_degra
         # A service's own failure names its server (to fold with the machine's), not the server's
         # other services: only a server's own failure affects everything it holds.
         holders=None if kind == "server" else (),
-        details={"event": event, "resource": resource_id, **{key: payload[key] for key in payload
-                                                              if key in ("component", "kind", "state", "previous",
-                                                                         "evidence", "sites")}},
+        details={
+            "event": event,
+            "resource": resource_id,
+            **{key: payload[key] for key in payload if key in ("component", "kind", "state", "previous", "evidence", "sites")},
+        },
     )
 
 
-def _redundant_part(event: str, resource_id: str, server: str, component: str, state: str,
-                    payload: dict) -> IncidentRequest:
+def _redundant_part(event: str, resource_id: str, server: str, component: str, state: str, payload: dict) -> IncidentRequest:
     """A disk, power supply or fan: its own low-severity incident, internal, the service runs on."""
     evidence = str(payload.get("evidence") or "").strip()
     return IncidentRequest(
@@ -170,12 +177,16 @@ def _redundant_part(event: str, resource_id: str, server: str, component: str, s
         severity="low",
         title=f"server {server}: {component} {state} (redundant part; services keep running)",
         dedup_key=f"health:{resource_id}:{component}",
-        detection_text=f"server {server}: {component} {state}" + (f": {evidence}" if evidence else "")
+        detection_text=f"server {server}: {component} {state}"
+        + (f": {evidence}" if evidence else "")
         + "; a redundant part: a replacement request follows, no customer is told",
         servers=(server,),
-        details={"event": event, "resource": resource_id, "redundant_part": True,
-                 **{key: payload[key] for key in payload if key in ("component", "kind", "state", "previous",
-                                                                    "evidence", "sites")}},
+        details={
+            "event": event,
+            "resource": resource_id,
+            "redundant_part": True,
+            **{key: payload[key] for key in payload if key in ("component", "kind", "state", "previous", "evidence", "sites")},
+        },
         outage=False,
         internal=True,
     )

@@ -14,9 +14,16 @@ from typing import Any
 
 # Timeline kinds as the table names them; the order of the summary counts.
 KIND_WORDS = {
-    "detection": "detected", "page": "page", "acknowledgement": "acknowledged", "note": "note",
-    "failover": "failover", "notice": "customer notice", "notice_held": "notice held",
-    "status_publish": "status page", "error": "error", "approval": "approval",
+    "detection": "detected",
+    "page": "page",
+    "acknowledgement": "acknowledged",
+    "note": "note",
+    "failover": "failover",
+    "notice": "customer notice",
+    "notice_held": "notice held",
+    "status_publish": "status page",
+    "error": "error",
+    "approval": "approval",
 }
 
 
@@ -51,24 +58,33 @@ def timeline_markdown(incident: dict[str, Any], notices: Sequence[dict[str, Any]
     lines = [
         f"# Incident {incident['id']}: {_cell(incident['title'], 200)}",
         "",
-        (f"**{status}** · category {incident['category']} ({incident.get('category_name', '?')}), "
-         f"{incident['severity']} severity · {_cell(where, 200)} · opened {_moment(incident.get('opened_at'))}"
-         + (" · internal (customers not told)" if incident.get("internal") else "")),
+        (
+            f"**{status}** · category {incident['category']} ({incident.get('category_name', '?')}), "
+            f"{incident['severity']} severity · {_cell(where, 200)} · opened {_moment(incident.get('opened_at'))}"
+            + (" · internal (customers not told)" if incident.get("internal") else "")
+        ),
         "",
-        (f"Pages {count['page']} · acknowledgements {count['acknowledgement']} · customer notices "
-         f"{count['notice']} (held {count['notice_held']}) · errors {count['error']}"),
+        (
+            f"Pages {count['page']} · acknowledgements {count['acknowledgement']} · customer notices "
+            f"{count['notice']} (held {count['notice_held']}) · errors {count['error']}"
+        ),
         "",
         "| time (UTC) | what | who | detail |",
         "|---|---|---|---|",
     ]
     for event in events:
         at = _moment(event.get("at"), zone=False)
-        lines.append(f"| {at} | {KIND_WORDS.get(event['kind'], event['kind'])} | {_cell(event.get('actor'), 60)} "
-                     f"| {_cell(event.get('text'))} |")
+        lines.append(
+            f"| {at} | {KIND_WORDS.get(event['kind'], event['kind'])} | {_cell(event.get('actor'), 60)} "
+            f"| {_cell(event.get('text'))} |"
+        )
     if not events:
         lines.append("| - | - | - | nothing recorded yet |")
     if notices:
         lines += ["", "## Customer notices", "", "| notice | state | subject | decision |", "|---|---|---|---|"]
-        lines += [f"| {_cell(notice['kind'], 40)} | {_cell(notice['state'], 40)} | {_cell(notice['subject'], 120)} "
-                  f"| {_cell(notice['decision'])} |" for notice in notices]
+        lines += [
+            f"| {_cell(notice['kind'], 40)} | {_cell(notice['state'], 40)} | {_cell(notice['subject'], 120)} "
+            f"| {_cell(notice['decision'])} |"
+            for notice in notices
+        ]
     return "\n".join(lines)

@@ -45,7 +45,7 @@ KINDS = ("devices", "fifos", "sockets", "setuid", "setgid", "capabilities", "lin
 # The most names of kept-aside files one run reports (the count is always complete).
 KEPT_LIMIT = 1000
 
-NEUTRALISE_PROGRAM = r'''
+NEUTRALISE_PROGRAM = r"""
 import json, os, stat, sys
 spec = json.load(sys.stdin)
 enc = os.fsencode
@@ -187,7 +187,7 @@ for scan_root, live_root, act in spec["roots"]:
     walk(scan_root, visit)
 
 json.dump(out, sys.stdout)
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -198,9 +198,15 @@ class Finding:
     detail: str = ""  # a link's target
 
     def sentence(self) -> str:
-        what = {"devices": "device node", "fifos": "FIFO", "sockets": "socket", "setuid": "setuid bit",
-                "setgid": "setgid bit", "capabilities": "file capabilities",
-                "links_outside": "symbolic link outside the service's paths"}[self.kind]
+        what = {
+            "devices": "device node",
+            "fifos": "FIFO",
+            "sockets": "socket",
+            "setuid": "setuid bit",
+            "setgid": "setgid bit",
+            "capabilities": "file capabilities",
+            "links_outside": "symbolic link outside the service's paths",
+        }[self.kind]
         target = f" (-> {printable(self.detail)})" if self.detail else ""
         if self.action == "allowed":
             return f"{what} kept at {printable(self.path)}{target}: allowed by the fleet's allow_special"
@@ -230,15 +236,25 @@ class Report:
 
     def summary(self) -> str:
         kinds = sorted({finding.kind for finding in self.neutralised()})
-        return (f"{self.scanned} live item(s) scanned: " + (f"{len(self.neutralised())} neutralised ({', '.join(kinds)})"
-                                                             if kinds else "nothing hostile")
-                + (f", {len(self.findings) - len(self.neutralised())} allowed" if len(self.findings) != len(self.neutralised()) else "")
-                + (f"; {self.kept_count} replaced file(s) kept aside" if self.kept_count else ""))
+        return (
+            f"{self.scanned} live item(s) scanned: "
+            + (f"{len(self.neutralised())} neutralised ({', '.join(kinds)})" if kinds else "nothing hostile")
+            + (
+                f", {len(self.findings) - len(self.neutralised())} allowed"
+                if len(self.findings) != len(self.neutralised())
+                else ""
+            )
+            + (f"; {self.kept_count} replaced file(s) kept aside" if self.kept_count else "")
+        )
 
     def as_dict(self) -> dict:
-        return {"summary": self.summary(), "neutralised": [finding.sentence() for finding in self.findings],
-                "kept_aside": [kept.line() for kept in self.kept], "kept_aside_count": self.kept_count,
-                "errors": list(self.errors)}
+        return {
+            "summary": self.summary(),
+            "neutralised": [finding.sentence() for finding in self.findings],
+            "kept_aside": [kept.line() for kept in self.kept],
+            "kept_aside_count": self.kept_count,
+            "errors": list(self.errors),
+        }
 
     def markdown(self) -> list[str]:
         """Lines for a run's artifact: what was neutralised and which replaced files are kept."""
@@ -246,8 +262,11 @@ class Report:
         lines += [f"- {finding.sentence()}" for finding in self.findings]
         lines += [f"- could not scan: {printable(error)}" for error in self.errors]
         if self.kept_count:
-            lines += ["", f"## Kept aside: {self.kept_count} file(s) that differ from the copy that went live",
-                      "Merge any late write from there by hand."]
+            lines += [
+                "",
+                f"## Kept aside: {self.kept_count} file(s) that differ from the copy that went live",
+                "Merge any late write from there by hand.",
+            ]
             lines += [f"- {kept.line()}" for kept in self.kept]
             if self.kept_count > len(self.kept):
                 lines.append(f"- … and {self.kept_count - len(self.kept)} more")
@@ -273,29 +292,39 @@ def neutralise_argv(within: Sequence[str] = ()) -> list[str]:
     return [*within, "python3", "-c", NEUTRALISE_PROGRAM]
 
 
-def neutralise_stdin(roots: Sequence[tuple[str, str]], declared: Iterable[str], allow: Iterable[Mapping],
-                     kept: Sequence[tuple[str, str]] = (), act: bool = True) -> bytes:
+def neutralise_stdin(
+    roots: Sequence[tuple[str, str]],
+    declared: Iterable[str],
+    allow: Iterable[Mapping],
+    kept: Sequence[tuple[str, str]] = (),
+    act: bool = True,
+) -> bytes:
     """Input of the program. ``roots``: (folder to scan, the live path it is or becomes[, act])
     — the same for a tree already in place, a staged folder for one about to be swapped in, the
     read-only copy (act False) to name what rsync left out.
     ``declared``: the service's paths (a link may point anywhere inside them). ``allow``: the
     fleet's ``allow_special`` entries (``path``, ``allow``). ``kept``: (kept-aside folder, the
     live path it mirrors) to list files that differ. ``act`` False only reports (forensics)."""
-    return json.dumps({
-        "roots": [[*pair[:2], pair[2] if len(pair) > 2 else act] for pair in roots], "declared": list(declared),
-        "allow": [{"path": entry["path"], "allow": list(entry["allow"])} for entry in allow],
-        "kept": [list(pair) for pair in kept], "kept_limit": KEPT_LIMIT,
-    }).encode()
+    return json.dumps(
+        {
+            "roots": [[*pair[:2], pair[2] if len(pair) > 2 else act] for pair in roots],
+            "declared": list(declared),
+            "allow": [{"path": entry["path"], "allow": list(entry["allow"])} for entry in allow],
+            "kept": [list(pair) for pair in kept],
+            "kept_limit": KEPT_LIMIT,
+        }
+    ).encode()
 
 
 def parse_report(output: str) -> Report:
     """The program's JSON output as a ``Report``."""
     data = json.loads(output)
     return Report(
-        findings=tuple(Finding(item["kind"], item["path"], item["action"], item.get("detail", ""))
-                       for item in data["findings"]),
+        findings=tuple(Finding(item["kind"], item["path"], item["action"], item.get("detail", "")) for item in data["findings"]),
         kept=tuple(KeptFile(item["path"], item["kept"], item["why"]) for item in data["kept"]),
-        kept_count=int(data["kept_count"]), scanned=int(data["scanned"]), errors=tuple(data["errors"]),
+        kept_count=int(data["kept_count"]),
+        scanned=int(data["scanned"]),
+        errors=tuple(data["errors"]),
     )
 
 
@@ -328,15 +357,15 @@ def left_out(report: Report, kinds: frozenset[str]) -> Report:
     """The program's report with the findings of the read-only copy (scanned with act False to
     name what rsync kept out of the live paths) turned into what rsync did for ``kinds``, and
     dropped for the other kinds (the scan of the live paths names those)."""
-    done_by_rsync = {"setuid": "bit cleared by rsync", "setgid": "bit cleared by rsync",
-                     "capabilities": "not copied by rsync"}
+    done_by_rsync = {"setuid": "bit cleared by rsync", "setgid": "bit cleared by rsync", "capabilities": "not copied by rsync"}
     findings = []
     for finding in report.findings:
         if finding.action != "found":
             findings.append(finding)
         elif finding.kind in kinds:
-            findings.append(Finding(finding.kind, finding.path, done_by_rsync.get(finding.kind, "left out by rsync"),
-                                    finding.detail))
+            findings.append(
+                Finding(finding.kind, finding.path, done_by_rsync.get(finding.kind, "left out by rsync"), finding.detail)
+            )
     return Report(tuple(findings), report.kept, report.kept_count, report.scanned, report.errors)
 
 

@@ -53,8 +53,9 @@ class ManifestComparison:
         )
 
 
-def compare_manifests(expected: dict[str, str], actual: dict[str, str], ignore: Iterable[str] = (),
-                      excludes: Sequence[str] = ()) -> ManifestComparison:
+def compare_manifests(
+    expected: dict[str, str], actual: dict[str, str], ignore: Iterable[str] = (), excludes: Sequence[str] = ()
+) -> ManifestComparison:
     """Compare the manifest taken at backup time with hashes of the restored files; files the
     fleet file excludes (never backed up) are left out of both sides."""
     ignored = set(ignore)

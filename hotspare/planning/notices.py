@@ -23,7 +23,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formataddr, format_datetime
+from email.utils import format_datetime, formataddr
 from functools import lru_cache
 from pathlib import Path
 
@@ -67,14 +67,15 @@ class NoticePlan:
 
     def preview(self) -> str:
         """A short text for operators: what would be sent to whom, and whether it goes now."""
-        lines = [f"notice {self.notice_id}: {self.subject}",
-                 f"  affected services: {', '.join(self.services) or 'none'}",
-                 f"  policy for category {self.category}: {self.action.value}",
-                 f"  decision: {'send' if self.decision.go else 'hold'}: {self.decision.reason}"
-                 + ("  (needs an operator)" if self.attention else ""),
-                 f"  recipients ({len(self.recipients)}):"]
-        lines += [f"    {r.name} <{r.email}>  ({', '.join(r.customers)}: {', '.join(r.services)})"
-                  for r in self.recipients]
+        lines = [
+            f"notice {self.notice_id}: {self.subject}",
+            f"  affected services: {', '.join(self.services) or 'none'}",
+            f"  policy for category {self.category}: {self.action.value}",
+            f"  decision: {'send' if self.decision.go else 'hold'}: {self.decision.reason}"
+            + ("  (needs an operator)" if self.attention else ""),
+            f"  recipients ({len(self.recipients)}):",
+        ]
+        lines += [f"    {r.name} <{r.email}>  ({', '.join(r.customers)}: {', '.join(r.services)})" for r in self.recipients]
         lines += [f"  {sentence}" for _service, sentence in self.recovered]
         return "\n".join(lines)
 
@@ -107,12 +108,14 @@ def customer_services(incident: dict, active_servers: dict[str, str], approved: 
     return tuple(sorted(told))
 
 
-def recovered_since(incident: dict, services: tuple[str, ...], active_servers: dict[str, str],
-                    moved_at: dict[str, str]) -> tuple[tuple[str, str], ...]:
+def recovered_since(
+    incident: dict, services: tuple[str, ...], active_servers: dict[str, str], moved_at: dict[str, str]
+) -> tuple[tuple[str, str], ...]:
     """For each told service that runs elsewhere than where the outage hit it, a sentence saying
     since when it runs again (an opening notice sent after the failover says so)."""
-    where = {item["service"]: item["server"] for item in incident.get("impact") or ()
-             if item["role"] == "production" and item["tell"]}
+    where = {
+        item["service"]: item["server"] for item in incident.get("impact") or () if item["role"] == "production" and item["tell"]
+    }
     sentences = []
     for service in services:
         now = active_servers.get(service)
@@ -120,8 +123,10 @@ def recovered_since(incident: dict, services: tuple[str, ...], active_servers: d
             continue
         since = f" since {_readable(moved_at[service])}" if moved_at.get(service) else ""
         # Customer words: the standby's server name is the operators' (``preview`` shows it apart).
-        sentence = (f"{service} was unavailable from {_readable(incident.get('opened_at'))}; "
-                    f"it runs again from its standby copy in a second data center{since}.")
+        sentence = (
+            f"{service} was unavailable from {_readable(incident.get('opened_at'))}; "
+            f"it runs again from its standby copy in a second data center{since}."
+        )
         sentences.append((service, sentence))
     return tuple(sentences)
 
@@ -135,8 +140,9 @@ def affected_services(incident: dict, active_servers: dict[str, str]) -> tuple[s
     return tuple(sorted(named))
 
 
-def recipients_for(section: CustomerNotices, services: tuple[str, ...],
-                   page_urls: dict[str, str] | None = None) -> tuple[Recipient, ...]:
+def recipients_for(
+    section: CustomerNotices, services: tuple[str, ...], page_urls: dict[str, str] | None = None
+) -> tuple[Recipient, ...]:
     """Every contact of a customer owning an affected service, once per address (case-insensitive);
     ``page_urls`` (customer name -> its own status page) gives each the pages of its customers."""
     gathered: dict[str, dict] = {}
@@ -146,22 +152,31 @@ def recipients_for(section: CustomerNotices, services: tuple[str, ...],
             continue
         label = one_line(customer.display_name or customer.name)  # printed in every message
         for contact in customer.contacts:
-            entry = gathered.setdefault(contact.email.strip().lower(), {
-                "email": contact.email.strip(), "name": one_line(contact.name), "customers": [], "services": [],
-                "pages": []})
+            entry = gathered.setdefault(
+                contact.email.strip().lower(),
+                {"email": contact.email.strip(), "name": one_line(contact.name), "customers": [], "services": [], "pages": []},
+            )
             if label not in entry["customers"]:
                 entry["customers"].append(label)
             page = (page_urls or {}).get(customer.name)
             if page and page not in entry["pages"]:
                 entry["pages"].append(page)
             entry["services"] += [service for service in owned if service not in entry["services"]]
-    return tuple(Recipient(e["email"], e["name"], tuple(e["customers"]), tuple(sorted(e["services"])), tuple(e["pages"]))
-                 for _, e in sorted(gathered.items()))
+    return tuple(
+        Recipient(e["email"], e["name"], tuple(e["customers"]), tuple(sorted(e["services"])), tuple(e["pages"]))
+        for _, e in sorted(gathered.items())
+    )
 
 
-def plan_notice(incident: dict, kind: str, section: CustomerNotices, active_servers: dict[str, str],
-                approved: bool = False, moved_at: dict[str, str] | None = None,
-                page_urls: dict[str, str] | None = None) -> NoticePlan:
+def plan_notice(
+    incident: dict,
+    kind: str,
+    section: CustomerNotices,
+    active_servers: dict[str, str],
+    approved: bool = False,
+    moved_at: dict[str, str] | None = None,
+    page_urls: dict[str, str] | None = None,
+) -> NoticePlan:
     """The notice of ``incident``'s opening or resolution and whether it may be sent now.
 
     ``approved``: an operator approved this notice (``hotspare notice send --yes``), which
@@ -176,8 +191,17 @@ def plan_notice(incident: dict, kind: str, section: CustomerNotices, active_serv
     recipients = recipients_for(section, services, page_urls)
     subject = _subject(incident, kind, services)
     recovered = recovered_since(incident, services, active_servers, moved_at or {}) if kind == "opened" else ()
-    plan = dict(notice_id=notice, incident_id=incident["id"], kind=kind, category=category, action=action,
-                subject=subject, services=services, recipients=recipients, recovered=recovered)
+    plan = dict(
+        notice_id=notice,
+        incident_id=incident["id"],
+        kind=kind,
+        category=category,
+        action=action,
+        subject=subject,
+        services=services,
+        recipients=recipients,
+        recovered=recovered,
+    )
     decision, attention = _decide(incident, kind, action, services, recipients, approved)
     return NoticePlan(**plan, decision=decision, attention=attention)
 
@@ -188,32 +212,45 @@ def _decide(incident, kind, action, services, recipients, approved) -> tuple[Dec
     if kind == "resolved" and incident.get("status") != "resolved":
         return Decision(False, f"{number} is {incident.get('status')}, not resolved: no resolution notice yet"), False
     if incident.get("internal"):
-        return Decision(False, f"{number} is internal (recorded only, or a redundant part): customers are not told "
-                               f"unless an operator publishes it (`hotspare incident publish {incident['id']} --by NAME`)"
-                        ), False
+        return Decision(
+            False,
+            f"{number} is internal (recorded only, or a redundant part): customers are not told "
+            f"unless an operator publishes it (`hotspare incident publish {incident['id']} --by NAME`)",
+        ), False
     if not services:
         if incident.get("impact"):
             held = "; ".join(f"{item['service']} ({item['role']}: {item['effect']})" for item in incident["impact"])
             return Decision(False, f"{number} made no service unavailable ({held}): no customer to tell"), False
         return Decision(False, f"{number} names no service and no server running one: nobody to tell"), False
     if not recipients:
-        return Decision(False, f"no customer in the fleet file owns {', '.join(services)}: nobody to tell "
-                               "(add them under customer_notices.customers)"), True
+        return Decision(
+            False,
+            f"no customer in the fleet file owns {', '.join(services)}: nobody to tell "
+            "(add them under customer_notices.customers)",
+        ), True
     if approved:
         return Decision(True, f"approved by an operator: {len(recipients)} recipients"), False
     if incident.get("severity") == "low":
         # A degraded part or a late copy is the operators' business, not an outage customers see.
-        return Decision(False, f"{number} is low severity: customers are told of outages only "
-                               f"(`hotspare notice send {incident['id']} --kind {kind} --yes` sends one anyway)"), False
+        return Decision(
+            False,
+            f"{number} is low severity: customers are told of outages only "
+            f"(`hotspare notice send {incident['id']} --kind {kind} --yes` sends one anyway)",
+        ), False
     if action is NoticeAction.send:
-        return Decision(True, f"category {incident['category']} notices go out at once: {len(recipients)} recipients"
-                        ), False
+        return Decision(True, f"category {incident['category']} notices go out at once: {len(recipients)} recipients"), False
     if action is NoticeAction.approve:
-        return Decision(False, f"category {incident['category']} notices wait for approval: check the preview, "
-                               f"then `hotspare notice send {incident['id']} --kind {kind} --yes`"), True
+        return Decision(
+            False,
+            f"category {incident['category']} notices wait for approval: check the preview, "
+            f"then `hotspare notice send {incident['id']} --kind {kind} --yes`",
+        ), True
     # The fleet's policy for this category is deliberate: not sending is what the operators chose.
-    return Decision(False, f"category {incident['category']} incidents send no customer notice by policy "
-                           f"(`hotspare notice send {incident['id']} --kind {kind} --yes` sends one anyway)"), False
+    return Decision(
+        False,
+        f"category {incident['category']} incidents send no customer notice by policy "
+        f"(`hotspare notice send {incident['id']} --kind {kind} --yes` sends one anyway)",
+    ), False
 
 
 def _subject(incident: dict, kind: str, services: tuple[str, ...]) -> str:
@@ -243,8 +280,9 @@ def public_text(incident: dict) -> str | None:
     return None
 
 
-def render_message(plan: NoticePlan, recipient: Recipient, incident: dict, section: CustomerNotices,
-                   sender: str, date: datetime) -> EmailMessage:
+def render_message(
+    plan: NoticePlan, recipient: Recipient, incident: dict, section: CustomerNotices, sender: str, date: datetime
+) -> EmailMessage:
     """The message of ``plan`` to ``recipient`` with its headers; ``date`` is when it is composed."""
     domain = sender.rpartition("@")[2]
     message = EmailMessage()
@@ -266,16 +304,29 @@ def render_message(plan: NoticePlan, recipient: Recipient, incident: dict, secti
 def render_body(plan: NoticePlan, recipient: Recipient, incident: dict, section: CustomerNotices) -> str:
     """The plain-text body from ``templates/notices/<kind>.txt.j2``."""
     # Only what the customer may read: never the internal title, servers or checks.
-    facts = {"id": incident["id"], "opened_at_text": _readable(incident.get("opened_at")),
-             "resolved_at_text": _readable(incident.get("resolved_at")),
-             "what": public_text(incident) or "Service disruption",
-             # the public name (``planning/subscriptions.incident_reference``), never the inventory's number
-             "reference": incident.get("reference")}
+    facts = {
+        "id": incident["id"],
+        "opened_at_text": _readable(incident.get("opened_at")),
+        "resolved_at_text": _readable(incident.get("resolved_at")),
+        "what": public_text(incident) or "Service disruption",
+        # the public name (``planning/subscriptions.incident_reference``), never the inventory's number
+        "reference": incident.get("reference"),
+    }
     recovered = [sentence for service, sentence in plan.recovered if service in recipient.services]
-    return _environment().get_template(f"notices/{plan.kind}.txt.j2").render(
-        recipient=recipient, incident=facts, emergency_numbers=section.emergency_numbers, recovered=recovered,
-        status_page_url=", ".join(recipient.pages) if recipient.pages
-        else (section.status_page.url if section.status_page else None)) + "\n"
+    return (
+        _environment()
+        .get_template(f"notices/{plan.kind}.txt.j2")
+        .render(
+            recipient=recipient,
+            incident=facts,
+            emergency_numbers=section.emergency_numbers,
+            recovered=recovered,
+            status_page_url=", ".join(recipient.pages)
+            if recipient.pages
+            else (section.status_page.url if section.status_page else None),
+        )
+        + "\n"
+    )
 
 
 def _readable(iso: str | None) -> str:
@@ -290,9 +341,12 @@ def _environment() -> jinja2.Environment:
     # Plain-text mail is not escaped; HTML and the Atom feed are (customer-visible titles). Every
     # printed value loses its control characters first (``customer_text.published``): one of
     # them would make the feed invalid XML.
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                              autoescape=lambda name: bool(name) and not name.endswith(".txt.j2"),
-                              finalize=_published)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=lambda name: bool(name) and not name.endswith(".txt.j2"),
+        finalize=_published,
+    )
 
 
 def _published(value):

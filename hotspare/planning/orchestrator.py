@@ -62,8 +62,14 @@ class Marker:
 
     def strings(self) -> list[str]:
         """The TXT record's strings, one ``key=value`` each."""
-        return [FORMAT, f"fleet={self.fleet_id}", f"orchestrator={self.orchestrator_id}", f"epoch={self.epoch}",
-                f"name={safe_text(self.name)}", f"since={safe_text(self.since, 40)}"]
+        return [
+            FORMAT,
+            f"fleet={self.fleet_id}",
+            f"orchestrator={self.orchestrator_id}",
+            f"epoch={self.epoch}",
+            f"name={safe_text(self.name)}",
+            f"since={safe_text(self.since, 40)}",
+        ]
 
     def describe(self) -> str:
         return f"{self.name} (orchestrator {self.orchestrator_id[:8]}, epoch {self.epoch}, since {self.since})"
@@ -75,8 +81,9 @@ def parse_marker(strings: list[str]) -> Marker | None:
         return None
     fields = dict(part.partition("=")[::2] for part in strings[1:])
     try:
-        return Marker(fields["fleet"], fields["orchestrator"], int(fields["epoch"]), fields.get("name", "?"),
-                      fields.get("since", "?"))
+        return Marker(
+            fields["fleet"], fields["orchestrator"], int(fields["epoch"]), fields.get("name", "?"), fields.get("since", "?")
+        )
     except (KeyError, ValueError):
         return None
 
@@ -96,8 +103,16 @@ class Decision:
     holder: Marker | None = None
 
 
-def decide(identity: Identity, marker: Marker | None, *, reachable: bool = True, takeover: bool = False,
-           read_only: bool = False, new_fleet_id: str = "", now: str = "") -> Decision:
+def decide(
+    identity: Identity,
+    marker: Marker | None,
+    *,
+    reachable: bool = True,
+    takeover: bool = False,
+    read_only: bool = False,
+    new_fleet_id: str = "",
+    now: str = "",
+) -> Decision:
     """Whether ``identity`` may act on the fleet whose marker reads ``marker``.
 
     - No marker yet: the first orchestrator to act claims the fleet (epoch 1, or one past its own).
@@ -112,11 +127,17 @@ def decide(identity: Identity, marker: Marker | None, *, reachable: bool = True,
     me = identity.name
     if not reachable:
         if identity.epoch > 0 and identity.lost_to is None:
-            return Decision("act", f"the fleet's orchestrator marker could not be read; {me} held the fleet at "
-                                   f"epoch {identity.epoch} at its last check and acts on that")
-        return _refusal(read_only, f"the fleet's orchestrator marker could not be read and {me} has never held "
-                                   f"this fleet; it acts only once it can claim the fleet "
-                                   f"(`hotspare fleet claim` when the DNS server answers)")
+            return Decision(
+                "act",
+                f"the fleet's orchestrator marker could not be read; {me} held the fleet at "
+                f"epoch {identity.epoch} at its last check and acts on that",
+            )
+        return _refusal(
+            read_only,
+            f"the fleet's orchestrator marker could not be read and {me} has never held "
+            f"this fleet; it acts only once it can claim the fleet "
+            f"(`hotspare fleet claim` when the DNS server answers)",
+        )
     if marker is not None and marker.orchestrator_id == identity.orchestrator_id:
         return Decision("act", f"{me} holds the fleet (epoch {marker.epoch})", holder=marker)
     if marker is None:
@@ -126,12 +147,21 @@ def decide(identity: Identity, marker: Marker | None, *, reachable: bool = True,
         return Decision("claim", f"nobody held the fleet: {me} claims it (epoch {claimed.epoch})", new_marker=claimed)
     if takeover and not read_only:
         claimed = Marker(marker.fleet_id, identity.orchestrator_id, marker.epoch + 1, me, now)
-        return Decision("claim", f"{me} takes the fleet over from {marker.describe()} (epoch {claimed.epoch})",
-                        new_marker=claimed, expected=marker, holder=marker)
-    return _refusal(read_only, f"this orchestrator ({me}) does not hold the fleet: {marker.describe()} does, "
-                               f"so {me} neither acts nor pages. Point commands at that orchestrator "
-                               f"(its PREFECT_API_URL and HOTSPARE_DB_URL), or, only if it is really lost, "
-                               f"take the fleet over with `hotspare fleet claim --takeover`", holder=marker)
+        return Decision(
+            "claim",
+            f"{me} takes the fleet over from {marker.describe()} (epoch {claimed.epoch})",
+            new_marker=claimed,
+            expected=marker,
+            holder=marker,
+        )
+    return _refusal(
+        read_only,
+        f"this orchestrator ({me}) does not hold the fleet: {marker.describe()} does, "
+        f"so {me} neither acts nor pages. Point commands at that orchestrator "
+        f"(its PREFECT_API_URL and HOTSPARE_DB_URL), or, only if it is really lost, "
+        f"take the fleet over with `hotspare fleet claim --takeover`",
+        holder=marker,
+    )
 
 
 def _refusal(read_only: bool, sentence: str, holder: Marker | None = None) -> Decision:

@@ -22,8 +22,7 @@ class Placement:
     reason: str
 
 
-def choose_facility(active_facility: str | None, mirror_facility: str | None,
-                    online: dict[str, bool]) -> Placement:
+def choose_facility(active_facility: str | None, mirror_facility: str | None, online: dict[str, bool]) -> Placement:
     """Pick the facility whose pool runs the job.
 
     ``active_facility``: where the service serves users now (None for fleet-wide runs);
@@ -34,11 +33,14 @@ def choose_facility(active_facility: str | None, mirror_facility: str | None,
     order = [facility for facility in preferred if facility in candidates]
     order += sorted(facility for facility in candidates if facility not in order)
     if not order:
-        return Placement(None, f"no work pool outside {active_facility}: deploy to another facility "
-                               f"(`hotspare deploy`) and start a worker there")
+        return Placement(
+            None,
+            f"no work pool outside {active_facility}: deploy to another facility (`hotspare deploy`) and start a worker there",
+        )
     avoided = f"not {active_facility}, where the service runs now" if active_facility else "no single service"
     for facility in order:
         if online[facility]:
             return Placement(facility, f"runs in {facility} ({avoided}; its worker is online)")
-    return Placement(order[0], f"runs in {order[0]} ({avoided}); no worker is online in "
-                               f"{', '.join(order)}: the run waits until one starts")
+    return Placement(
+        order[0], f"runs in {order[0]} ({avoided}); no worker is online in {', '.join(order)}: the run waits until one starts"
+    )

@@ -13,9 +13,8 @@ Pure (no network, no clock). Two kinds:
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import dataclass
+from typing import Any
 
 from hotspare.planning.ages import age_text
 from hotspare.planning.escalation import plan_escalation
@@ -43,14 +42,22 @@ def escalation_tables(fleet: Any) -> list[Table]:
         chain = chain_for(fleet.incidents, category, list(fleet.escalation))
         title = f"Category {category} ({what})"
         if chain is None:
-            tables.append(Table(title, ("round", "step", "action", "who", "number or address", "extension", "then wait"),
-                                (), note="Nobody is paged: no chain for this category and no escalation list."))
+            tables.append(
+                Table(
+                    title,
+                    ("round", "step", "action", "who", "number or address", "extension", "then wait"),
+                    (),
+                    note="Nobody is paged: no chain for this category and no escalation list.",
+                )
+            )
             continue
         plan = escalation_rows(chain, fleet.contacts)
-        night = ("paged" if chain.page_low_severity_in_quiet_hours else "not paged")
+        night = "paged" if chain.page_low_severity_in_quiet_hours else "not paged"
         quiet = fleet.incidents.quiet_hours
-        note = (f"{chain.rounds} round(s); an acknowledgement stops the chain. Low-severity incidents are {night} "
-                f"between {quiet.start} and {quiet.end} ({quiet.timezone}).")
+        note = (
+            f"{chain.rounds} round(s); an acknowledgement stops the chain. Low-severity incidents are {night} "
+            f"between {quiet.start} and {quiet.end} ({quiet.timezone})."
+        )
         if plan.note:
             note += " " + "; ".join(plan.note.split("\n")) + "."
         tables.append(Table(title, plan.columns, plan.rows, note))
@@ -60,11 +67,21 @@ def escalation_tables(fleet: Any) -> list[Table]:
 def escalation_rows(chain: Any, contacts: Any) -> Table:
     """The rows of one chain: (round, step, action, who, number or address, extension, wait)."""
     plan = plan_escalation(chain, contacts)
-    rows = tuple((str(page.round), str(page.step), ACTION_WORDS.get(page.action, page.action),
-                  page.target, page.address, page.digits or "none", age_text(page.wait_seconds))
-                 for page in plan.pages)
-    return Table("", ("round", "step", "action", "who", "number or address", "extension", "then wait"), rows,
-                 "\n".join(plan.skipped))
+    rows = tuple(
+        (
+            str(page.round),
+            str(page.step),
+            ACTION_WORDS.get(page.action, page.action),
+            page.target,
+            page.address,
+            page.digits or "none",
+            age_text(page.wait_seconds),
+        )
+        for page in plan.pages
+    )
+    return Table(
+        "", ("round", "step", "action", "who", "number or address", "extension", "then wait"), rows, "\n".join(plan.skipped)
+    )
 
 
 def settings_tables(title: str, value: Any) -> list[Table]:

@@ -72,8 +72,19 @@ def parse_production_facts(output: str) -> ProductionFacts:
 
 
 def mirror_facts_argv(service: str, verified: list[str], unverified: list[str]) -> list[str]:
-    return ["env", f"SHIP={shipping.MIRROR_FACTS_SCRIPT}", "sh", "-c", MIRROR_SCRIPT, "sh", service_root(service), STORE_FACTS_SCRIPT, work_root(service),
-            " ".join(verified), " ".join(unverified)]
+    return [
+        "env",
+        f"SHIP={shipping.MIRROR_FACTS_SCRIPT}",
+        "sh",
+        "-c",
+        MIRROR_SCRIPT,
+        "sh",
+        service_root(service),
+        STORE_FACTS_SCRIPT,
+        work_root(service),
+        " ".join(verified),
+        " ".join(unverified),
+    ]
 
 
 def parse_mirror_facts(output: str) -> MirrorFacts:
@@ -83,8 +94,11 @@ def parse_mirror_facts(output: str) -> MirrorFacts:
     size_line = [line for line in df.splitlines() if line.strip()][-1]
     return MirrorFacts(
         store_output="\n".join(line for line in lines if line.split("=", 1)[0] in ("filesystem", "tool", "work")),
-        baseline=values.get("baseline"), baseline_is_snapshot=values.get("baseline_snapshot") == "yes",
+        baseline=values.get("baseline"),
+        baseline_is_snapshot=values.get("baseline_snapshot") == "yes",
         gone=tuple(line.split("=", 1)[1] for line in lines if line.startswith("gone=")),
-        resumable=values.get("resumable"), available_bytes=int(size_line.split()[1]),
+        resumable=values.get("resumable"),
+        available_bytes=int(size_line.split()[1]),
         filesystem_bytes=int(size_line.split()[0]),
-        shipping=shipping.parse_mirror_facts(facts))
+        shipping=shipping.parse_mirror_facts(facts),
+    )

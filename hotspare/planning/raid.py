@@ -41,8 +41,10 @@ class BtrfsFilesystem:
 
 _HEADER = re.compile(r"^Label:\s+(?:'(?P<label>.*)'|none)\s+uuid:\s+(?P<uuid>[0-9a-f-]+)")
 _TOTAL = re.compile(r"^\s*Total devices\s+(?P<total>\d+)")
-_DEVID = re.compile(r"^\s*devid\s+(?P<devid>\d+)\s+size\s+(?P<size>\S+)\s+used\s+(?P<used>\S+)"
-                    r"\s+path\s+(?P<path>.*?)\s*$")
+_DEVID = re.compile(
+    r"^\s*devid\s+(?P<devid>\d+)\s+size\s+(?P<size>\S+)\s+used\s+(?P<used>\S+)"
+    r"\s+path\s+(?P<path>.*?)\s*$"
+)
 
 
 def parse_filesystem_show(text: str) -> list[BtrfsFilesystem]:
@@ -51,30 +53,32 @@ def parse_filesystem_show(text: str) -> list[BtrfsFilesystem]:
     for line in text.splitlines():
         header = _HEADER.match(line.strip())
         if header:
-            blocks.append({"label": header["label"], "uuid": header["uuid"], "total": 0,
-                           "devices": [], "some_missing": False})
+            blocks.append({"label": header["label"], "uuid": header["uuid"], "total": 0, "devices": [], "some_missing": False})
             continue
         if not blocks:
             continue
         current = blocks[-1]
-        if (total := _TOTAL.match(line)):
+        if total := _TOTAL.match(line):
             current["total"] = int(total["total"])
-        elif (devid := _DEVID.match(line)):
+        elif devid := _DEVID.match(line):
             path = devid["path"]
             missing = path.endswith(" MISSING") or path in ("<missing disk>", "<missing>")
             path = path.removesuffix(" MISSING")
-            current["devices"].append(BtrfsDevice(
-                int(devid["devid"]), devid["size"], devid["used"],
-                None if path.startswith("<missing") else path, missing))
+            current["devices"].append(
+                BtrfsDevice(
+                    int(devid["devid"]), devid["size"], devid["used"], None if path.startswith("<missing") else path, missing
+                )
+            )
         elif "Some devices missing" in line:
             current["some_missing"] = True
-    return [BtrfsFilesystem(block["label"], block["uuid"], block["total"],
-                            tuple(block["devices"]), block["some_missing"]) for block in blocks]
+    return [
+        BtrfsFilesystem(block["label"], block["uuid"], block["total"], tuple(block["devices"]), block["some_missing"])
+        for block in blocks
+    ]
 
 
 _STATS_LINE = re.compile(r"^\[(?P<device>[^\]]+)\]\.(?P<counter>\w+)\s+(?P<value>\d+)\s*$")
-ERROR_COUNTERS = ("write_io_errs", "read_io_errs", "flush_io_errs", "corruption_errs",
-                  "generation_errs")
+ERROR_COUNTERS = ("write_io_errs", "read_io_errs", "flush_io_errs", "corruption_errs", "generation_errs")
 # An I/O error means the disk failed a request; checksum or generation mismatches mean it
 # returned wrong data (redundancy repaired it): worth a replacement, not yet a failure.
 FAILING_COUNTERS = ("write_io_errs", "read_io_errs", "flush_io_errs")
@@ -116,14 +120,28 @@ def parse_replace_status(text: str) -> ReplaceStatus:
     return ReplaceStatus(done is not None, float(done[1]) if done else None, line)
 
 
-def btrfs_readings(subject: str, mount_point: str, show_text: str, stats_text: str,
-                   missing_text: str = "", replace_text: str = "", site: str = "control"
-                   ) -> list[Reading]:
+def btrfs_readings(
+    subject: str,
+    mount_point: str,
+    show_text: str,
+    stats_text: str,
+    missing_text: str = "",
+    replace_text: str = "",
+    site: str = "control",
+) -> list[Reading]:
     """The array's reading and one per member disk, from the btrfs outputs of one mount."""
     filesystems = parse_filesystem_show(show_text)
     if not filesystems:
-        return [Reading(subject, f"raid:{mount_point}", ComponentKind.raid, ComponentState.unknown,
-                        f"`btrfs filesystem show {mount_point}` printed no filesystem", site)]
+        return [
+            Reading(
+                subject,
+                f"raid:{mount_point}",
+                ComponentKind.raid,
+                ComponentState.unknown,
+                f"`btrfs filesystem show {mount_point}` printed no filesystem",
+                site,
+            )
+        ]
     filesystem = filesystems[0]
     stats = parse_device_stats(stats_text)
     missing_flags = parse_missing_flags(missing_text)
@@ -144,17 +162,27 @@ def btrfs_readings(subject: str, mount_point: str, show_text: str, stats_text: s
             evidence = f"{where} returned damaged data (repaired from the mirror): {_counters(errors)}"
         else:
             state, evidence = ComponentState.ok, f"{where}: no errors, {device.used} of {device.size} used"
-        disks.append(Reading(subject, f"disk:devid {device.devid}", ComponentKind.disk, state,
-                             evidence, site, _part(device, mount_point, filesystem)))
+        disks.append(
+            Reading(
+                subject,
+                f"disk:devid {device.devid}",
+                ComponentKind.disk,
+                state,
+                evidence,
+                site,
+                _part(device, mount_point, filesystem),
+            )
+        )
     missing_count = filesystem.total_devices - len([d for d in filesystem.devices if d.path])
     bad = [reading for reading in disks if reading.state is not ComponentState.ok]
-    summary = (f"btrfs {filesystem.label or filesystem.uuid} on {mount_point}: "
-               f"{len(filesystem.devices)} of {filesystem.total_devices} devices")
+    summary = (
+        f"btrfs {filesystem.label or filesystem.uuid} on {mount_point}: "
+        f"{len(filesystem.devices)} of {filesystem.total_devices} devices"
+    )
     if replace.running:
         state = ComponentState.degraded
         evidence = f"{summary}; replacing a disk, {replace.percent:.1f}% done ({replace.text})"
-    elif filesystem.some_missing or missing_count > 0 or any(
-            reading.state is ComponentState.failed for reading in bad):
+    elif filesystem.some_missing or missing_count > 0 or any(reading.state is ComponentState.failed for reading in bad):
         names = ", ".join(reading.component.removeprefix("disk:") for reading in bad) or "a device"
         state = ComponentState.degraded
         evidence = f"{summary}; running without full redundancy: {names} failed or missing"
@@ -163,8 +191,7 @@ def btrfs_readings(subject: str, mount_point: str, show_text: str, stats_text: s
         evidence = f"{summary}; {len(bad)} disk(s) reported errors"
     else:
         state, evidence = ComponentState.ok, f"{summary}, all present, no errors"
-    return [Reading(subject, f"raid:{mount_point}", ComponentKind.raid, state, evidence, site,
-                    {"uuid": filesystem.uuid})] + disks
+    return [Reading(subject, f"raid:{mount_point}", ComponentKind.raid, state, evidence, site, {"uuid": filesystem.uuid})] + disks
 
 
 def _counters(errors: dict[str, int]) -> str:
@@ -172,8 +199,7 @@ def _counters(errors: dict[str, int]) -> str:
 
 
 def _part(device: BtrfsDevice, mount_point: str, filesystem: BtrfsFilesystem) -> dict[str, str]:
-    part = {"devid": str(device.devid), "filesystem": filesystem.uuid, "mount": mount_point,
-            "size": device.size}
+    part = {"devid": str(device.devid), "filesystem": filesystem.uuid, "mount": mount_point, "size": device.size}
     if device.path:
         part["device"] = device.path
     return part
@@ -210,23 +236,33 @@ def parse_mdstat(text: str) -> list[MdArray]:
         if head:
             words = head["rest"].split()
             level = words[0] if words and not words[0].endswith("]") and "[" not in words[0] else ""
-            members = tuple((re.sub(r"\[\d+\].*", "", word), "(F)" in word)
-                            for word in words[1 if level else 0:] if "[" in word)
-            arrays.append({"name": head["name"], "active": head["state"] == "active",
-                           "level": level, "members": members, "wanted": len(members),
-                           "working": len([m for m in members if not m[1]]), "status": "",
-                           "progress": None, "percent": None})
+            members = tuple((re.sub(r"\[\d+\].*", "", word), "(F)" in word) for word in words[1 if level else 0 :] if "[" in word)
+            arrays.append(
+                {
+                    "name": head["name"],
+                    "active": head["state"] == "active",
+                    "level": level,
+                    "members": members,
+                    "wanted": len(members),
+                    "working": len([m for m in members if not m[1]]),
+                    "status": "",
+                    "progress": None,
+                    "percent": None,
+                }
+            )
             continue
         if not arrays:
             continue
-        if (count := _MD_COUNT.search(line)):
-            arrays[-1].update(wanted=int(count["wanted"]), working=int(count["working"]),
-                              status=count["status"])
-        elif (progress := _MD_PROGRESS.search(line)):
-            arrays[-1].update(progress=line.strip().split("]", 1)[-1].strip(),
-                              percent=float(progress["percent"]))
-    return [MdArray(a["name"], a["active"], a["level"], a["members"], a["wanted"], a["working"],
-                    a["status"], a["progress"], a["percent"]) for a in arrays]
+        if count := _MD_COUNT.search(line):
+            arrays[-1].update(wanted=int(count["wanted"]), working=int(count["working"]), status=count["status"])
+        elif progress := _MD_PROGRESS.search(line):
+            arrays[-1].update(progress=line.strip().split("]", 1)[-1].strip(), percent=float(progress["percent"]))
+    return [
+        MdArray(
+            a["name"], a["active"], a["level"], a["members"], a["wanted"], a["working"], a["status"], a["progress"], a["percent"]
+        )
+        for a in arrays
+    ]
 
 
 @dataclass(frozen=True)
@@ -262,14 +298,12 @@ def parse_mdadm_detail(text: str) -> MdDetail:
     return MdDetail(device, fields.get("State", ""), fields, tuple(members))
 
 
-def md_readings(subject: str, mdstat_text: str, details: dict[str, str] | None = None,
-                site: str = "control") -> list[Reading]:
+def md_readings(subject: str, mdstat_text: str, details: dict[str, str] | None = None, site: str = "control") -> list[Reading]:
     """One raid reading per md array and a disk reading per faulty or removed member."""
     readings = []
     for array in parse_mdstat(mdstat_text):
         detail = parse_mdadm_detail(details[array.name]) if details and array.name in details else None
-        summary = (f"/dev/{array.name} ({array.level or 'unknown level'}) [{array.wanted}/"
-                   f"{array.working}] [{array.status}]")
+        summary = f"/dev/{array.name} ({array.level or 'unknown level'}) [{array.wanted}/{array.working}] [{array.status}]"
         if detail is not None:
             summary += f", mdadm state: {detail.state}"
         if not array.active:
@@ -283,21 +317,38 @@ def md_readings(subject: str, mdstat_text: str, details: dict[str, str] | None =
             state, evidence = ComponentState.ok, f"{summary}: {array.progress}"
         else:
             state, evidence = ComponentState.ok, f"{summary}: all members in sync"
-        readings.append(Reading(subject, f"raid:/dev/{array.name}", ComponentKind.raid, state,
-                                evidence, site, {"array": f"/dev/{array.name}"}))
+        readings.append(
+            Reading(
+                subject, f"raid:/dev/{array.name}", ComponentKind.raid, state, evidence, site, {"array": f"/dev/{array.name}"}
+            )
+        )
         for member, faulty in array.members:
             if faulty:
-                readings.append(Reading(subject, f"disk:{member}", ComponentKind.disk,
-                                        ComponentState.failed,
-                                        f"/dev/{member} is marked faulty (F) in /dev/{array.name}",
-                                        site, {"device": f"/dev/{member}", "array": f"/dev/{array.name}"}))
-        for member, member_state in (detail.members if detail else ()):
+                readings.append(
+                    Reading(
+                        subject,
+                        f"disk:{member}",
+                        ComponentKind.disk,
+                        ComponentState.failed,
+                        f"/dev/{member} is marked faulty (F) in /dev/{array.name}",
+                        site,
+                        {"device": f"/dev/{member}", "array": f"/dev/{array.name}"},
+                    )
+                )
+        for member, member_state in detail.members if detail else ():
             if member != "-" and "faulty" not in member_state and "rebuilding" in member_state:
-                readings.append(Reading(subject, f"disk:{member.removeprefix('/dev/')}",
-                                        ComponentKind.disk, ComponentState.degraded,
-                                        f"{member} is being rebuilt into /dev/{array.name} "
-                                        f"({detail.fields.get('Rebuild Status', 'progress unknown')})",
-                                        site, {"device": member, "array": f"/dev/{array.name}"}))
+                readings.append(
+                    Reading(
+                        subject,
+                        f"disk:{member.removeprefix('/dev/')}",
+                        ComponentKind.disk,
+                        ComponentState.degraded,
+                        f"{member} is being rebuilt into /dev/{array.name} "
+                        f"({detail.fields.get('Rebuild Status', 'progress unknown')})",
+                        site,
+                        {"device": member, "array": f"/dev/{array.name}"},
+                    )
+                )
     return readings
 
 
@@ -337,16 +388,24 @@ SPACE_DEGRADED_PERCENT = 85.0
 SPACE_FAILED_PERCENT = 95.0
 
 
-def space_readings(subject: str, df_text: str, df_inodes_text: str = "", site: str = "control",
-                   degraded_percent: float = SPACE_DEGRADED_PERCENT,
-                   failed_percent: float = SPACE_FAILED_PERCENT) -> list[Reading]:
+def space_readings(
+    subject: str,
+    df_text: str,
+    df_inodes_text: str = "",
+    site: str = "control",
+    degraded_percent: float = SPACE_DEGRADED_PERCENT,
+    failed_percent: float = SPACE_FAILED_PERCENT,
+) -> list[Reading]:
     """One space reading per mount point: the worse of block and inode use."""
     inodes = {line.mount_point: line for line in parse_df(df_inodes_text)}
     readings = []
     for line in parse_df(df_text):
         percent = line.percent_used
-        parts = [f"{percent:.0f}% of {line.total // 1024} MiB used, "
-                 f"{line.available // 1024} MiB free" if percent is not None else "size unknown"]
+        parts = [
+            f"{percent:.0f}% of {line.total // 1024} MiB used, {line.available // 1024} MiB free"
+            if percent is not None
+            else "size unknown"
+        ]
         worst_percent = percent or 0.0
         inode_line = inodes.get(line.mount_point)
         if inode_line is not None and inode_line.percent_used is not None:
@@ -362,7 +421,15 @@ def space_readings(subject: str, df_text: str, df_inodes_text: str = "", site: s
             state = ComponentState.degraded
         else:
             state = ComponentState.ok
-        readings.append(Reading(subject, f"space:{line.mount_point}", ComponentKind.space, state,
-                                f"{line.mount_point} ({line.filesystem}): " + "; ".join(parts),
-                                site, {"mount": line.mount_point}))
+        readings.append(
+            Reading(
+                subject,
+                f"space:{line.mount_point}",
+                ComponentKind.space,
+                state,
+                f"{line.mount_point} ({line.filesystem}): " + "; ".join(parts),
+                site,
+                {"mount": line.mount_point},
+            )
+        )
     return readings

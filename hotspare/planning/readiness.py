@@ -124,21 +124,36 @@ class Readiness:
         return {**asdict(self), "ready": self.ready}
 
     def markdown(self) -> str:
-        lines = [f"# Readiness: {'READY' if self.ready else f'{len(self.flags)} problem(s)'}", "",
-                 f"Window: the last {self.days} days; at least {self.minimum_people} people per procedure.", "",
-                 "## Procedures", "", "| procedure | people | for real | in a drill | last | flag |", "|---|---|---|---|---|---|"]
+        lines = [
+            f"# Readiness: {'READY' if self.ready else f'{len(self.flags)} problem(s)'}",
+            "",
+            f"Window: the last {self.days} days; at least {self.minimum_people} people per procedure.",
+            "",
+            "## Procedures",
+            "",
+            "| procedure | people | for real | in a drill | last | flag |",
+            "|---|---|---|---|---|---|",
+        ]
         for item in self.procedures:
-            lines.append(f"| {item.procedure} | {len(item.people)} | {', '.join(item.real) or '-'} | "
-                         f"{', '.join(item.drilled) or '-'} | {_day(item.last)} | {item.flag or 'ok'} |")
-        lines += ["", "## Services", "", "| service | last drill | drill RTO / target | drill RPO / target | "
-                  "last failover RTO | last restore proof | flags |", "|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {item.procedure} | {len(item.people)} | {', '.join(item.real) or '-'} | "
+                f"{', '.join(item.drilled) or '-'} | {_day(item.last)} | {item.flag or 'ok'} |"
+            )
+        lines += [
+            "",
+            "## Services",
+            "",
+            "| service | last drill | drill RTO / target | drill RPO / target | last failover RTO | last restore proof | flags |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for item in self.services:
             lines.append(
                 f"| {item.service} | {_day(item.last_drill)} {item.last_drill_outcome or ''} | "
                 f"{_seconds(item.drill_rto_seconds)} / {_seconds(item.rto_target_seconds)} | "
                 f"{_seconds(item.drill_rpo_seconds)} / {_seconds(item.rpo_target_seconds)} | "
                 f"{_seconds(item.last_failover_rto_seconds)} | {_day(item.last_restore_proof)} | "
-                f"{'; '.join(item.flags) or 'ok'} |")
+                f"{'; '.join(item.flags) or 'ok'} |"
+            )
         return "\n".join(lines)
 
 
@@ -175,8 +190,11 @@ def is_person(name: str) -> bool:
 
 
 def _procedure(name: str, drills, runs, since: datetime, minimum: int, days: int) -> ProcedureReadiness:
-    real = {run.operator: run.started for run in sorted(runs, key=lambda r: r.started)
-            if is_person(run.operator) and run.outcome == "ok" and run.started >= since and name in procedures_of_run(run)}
+    real = {
+        run.operator: run.started
+        for run in sorted(runs, key=lambda r: r.started)
+        if is_person(run.operator) and run.outcome == "ok" and run.started >= since and name in procedures_of_run(run)
+    }
     drilled: dict[str, datetime] = {}
     for drill in sorted(drills, key=lambda d: d.started):
         if drill.procedure == name and drill.outcome == "ok" and drill.started >= since:
@@ -188,8 +206,10 @@ def _procedure(name: str, drills, runs, since: datetime, minimum: int, days: int
     flag = None
     if len(people) < minimum:
         who = f" ({', '.join(people)})" if people else ""
-        flag = (f"only {len(people)} {'person' if len(people) == 1 else 'people'}{who} performed it in the last {days} days; "
-                f"at least {minimum} must know it: train {minimum - len(people)} more in a drill (`{TRAINING[name]}`)")
+        flag = (
+            f"only {len(people)} {'person' if len(people) == 1 else 'people'}{who} performed it in the last {days} days; "
+            f"at least {minimum} must know it: train {minimum - len(people)} more in a drill (`{TRAINING[name]}`)"
+        )
     return ProcedureReadiness(name, people, tuple(sorted(real)), tuple(sorted(drilled)), last, flag)
 
 
@@ -210,8 +230,15 @@ def _service(target: ServiceTargets, drills, runs, proofs, now, since, days: int
             flags.append(f"drill RPO {_seconds(last.rpo_seconds)} over the target {_seconds(target.rpo_seconds)}")
         if last.outcome == "ok" and not last.cleanup_proven:
             flags.append("last drill's cleanup was not proven")
-    failovers = sorted((r for r in runs if r.service == target.service and r.kind == "failover" and r.outcome == "ok"
-                        and r.rto_seconds is not None), key=lambda r: r.started, reverse=True)
+    failovers = sorted(
+        (
+            r
+            for r in runs
+            if r.service == target.service and r.kind == "failover" and r.outcome == "ok" and r.rto_seconds is not None
+        ),
+        key=lambda r: r.started,
+        reverse=True,
+    )
     passed = sorted((p.started for p in proofs if p.service == target.service and p.outcome == "passed"), reverse=True)
     last_proof = passed[0] if passed else None
     if target.has_backup:
@@ -220,10 +247,15 @@ def _service(target: ServiceTargets, drills, runs, proofs, now, since, days: int
         elif now - last_proof > timedelta(days=proof_days):
             flags.append(f"restore proof overdue: the last passed {(now - last_proof).days} days ago")
     return ServiceReadiness(
-        service=target.service, rto_target_seconds=target.rto_seconds, rpo_target_seconds=target.rpo_seconds,
-        last_drill=last.started if last else None, last_drill_outcome=last.outcome if last else None,
-        drill_rto_seconds=last.rto_seconds if last else None, drill_rpo_seconds=last.rpo_seconds if last else None,
-        last_failover_rto_seconds=failovers[0].rto_seconds if failovers else None, last_restore_proof=last_proof,
+        service=target.service,
+        rto_target_seconds=target.rto_seconds,
+        rpo_target_seconds=target.rpo_seconds,
+        last_drill=last.started if last else None,
+        last_drill_outcome=last.outcome if last else None,
+        drill_rto_seconds=last.rto_seconds if last else None,
+        drill_rpo_seconds=last.rpo_seconds if last else None,
+        last_failover_rto_seconds=failovers[0].rto_seconds if failovers else None,
+        last_restore_proof=last_proof,
         flags=tuple(flags),
     )
 

@@ -34,7 +34,9 @@ class StandbyChoice:
     reason: str
 
 
-def choose_standby(candidates: Sequence[StandbyCandidate], lost_facilities: set[str], requested: str | None = None) -> StandbyChoice:
+def choose_standby(
+    candidates: Sequence[StandbyCandidate], lost_facilities: set[str], requested: str | None = None
+) -> StandbyChoice:
     """A standby that is healthy, reachable, preferably idle and outside the lost facilities."""
     if requested:
         match = next((c for c in candidates if c.name == requested), None)
@@ -55,7 +57,8 @@ def choose_standby(candidates: Sequence[StandbyCandidate], lost_facilities: set[
     ranked = sorted(usable, key=lambda c: (bool(c.busy_with), c.facility in lost_facilities, c.name))
     best = ranked[0]
     where = (
-        f"in facility {best.facility}, away from the lost servers" if best.facility not in lost_facilities
+        f"in facility {best.facility}, away from the lost servers"
+        if best.facility not in lost_facilities
         else f"in facility {best.facility} (every usable standby shares a facility with a lost server)"
     )
     busy = f"; it already runs {', '.join(best.busy_with)}" if best.busy_with else ""
@@ -114,8 +117,16 @@ class RebuildPlan:
 
 
 def plan_rebuild(
-    *, service, lost_servers: Sequence[str], choice: StandbyChoice, repository: Repository, snapshot: Snapshot,
-    accounts: Sequence[Account], temporary_hours: float, dns_from: str, temporary_for: Sequence[str] | None = None,
+    *,
+    service,
+    lost_servers: Sequence[str],
+    choice: StandbyChoice,
+    repository: Repository,
+    snapshot: Snapshot,
+    accounts: Sequence[Account],
+    temporary_hours: float,
+    dns_from: str,
+    temporary_for: Sequence[str] | None = None,
     warnings: Sequence[str] = (),
 ) -> RebuildPlan:
     live = tuple(dict.fromkeys([*service.data_paths, *service.app_paths, *service.config_paths, *service.accounts.files]))
@@ -163,6 +174,10 @@ def place_command(scratch: str, live_path: str, backup_root: str) -> list[str]:
     if problem is None and (form_problem(backup_root) or not inside(backup_root, COPIES_ROOT)):
         problem = f"the backup folder {backup_root!r} is not a normal path inside {COPIES_ROOT}"
     if problem:
-        raise PlanRefused([f"refusing to place restored files at {live_path!r}: {problem}. Fix the service's paths "
-                           "in the fleet file (`hotspare fleet check`) and load it again"])
+        raise PlanRefused(
+            [
+                f"refusing to place restored files at {live_path!r}: {problem}. Fix the service's paths "
+                "in the fleet file (`hotspare fleet check`) and load it again"
+            ]
+        )
     return ["sh", "-c", PLACE, "sh", posixpath.join(scratch, relative(live_path)), live_path, backup_root]

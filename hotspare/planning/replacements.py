@@ -76,7 +76,9 @@ def plan_replacements(statuses: list[ComponentStatus], open_requests: set[tuple[
             continue
         if status.state in (ComponentState.degraded, ComponentState.failed):
             to_open.append(status)
-            decisions.append(f"opening a replacement request for {status.subject} {status.component} ({status.state.value}): {status.evidence}")
+            decisions.append(
+                f"opening a replacement request for {status.subject} {status.component} ({status.state.value}): {status.evidence}"
+            )
     for key in sorted(open_requests):
         reading = by_key.get(key)
         if reading is not None and reading.state == ComponentState.ok:

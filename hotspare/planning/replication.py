@@ -124,7 +124,9 @@ def judge_room(available_bytes: int, source: SourceTotals, has_previous_copy: bo
     needed = room_needed(source, has_previous_copy)
     if available_bytes >= needed:
         return Decision(True, f"mirror has room: {available_bytes} bytes free, {needed} needed")
-    return Decision(False, f"mirror is short of space: {available_bytes} bytes free, at least {needed} needed; free space or add disk")
+    return Decision(
+        False, f"mirror is short of space: {available_bytes} bytes free, at least {needed} needed; free space or add disk"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -145,10 +147,7 @@ class PeerAccess:
 
     def ssh_command(self) -> str:
         """The value of rsync's ``-e`` (rsync splits it on spaces; our paths have none)."""
-        return (
-            f"ssh -i {self.key_path} -p {self.port} {SSH_OPTIONS} "
-            f"-o UserKnownHostsFile={self.known_hosts_path}"
-        )
+        return f"ssh -i {self.key_path} -p {self.port} {SSH_OPTIONS} -o UserKnownHostsFile={self.known_hosts_path}"
 
     @property
     def pid_file(self) -> str:
@@ -198,7 +197,7 @@ PEER_THEN_SCRIPT = (
     'IFS= read -r line && printf "%s\\n" "$line" > "$dir/known_hosts" && cat > "$dir/key" || exit 1; '
     '( shift "$count"; exec "$@" ) & echo $! > "$dir/transfer.pid"; wait $!; status=$?; '
     'index=0; for word do shift; if [ "$index" -lt "$count" ]; then set -- "$@" "$word"; fi; '
-    'index=$((index + 1)); done; '
+    "index=$((index + 1)); done; "
     'case $status in 0|23|24) "$@" </dev/null >/dev/null && echo ' + SNAPSHOT_MARK + ';; esac; exit "$status"'
 )
 
@@ -217,8 +216,14 @@ def peer_stdin(known_hosts_line: str, private_key: str) -> bytes:
     return (known_hosts_line.strip() + "\n" + private_key.strip() + "\n").encode()
 
 
-def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link_dest: str | None,
-                    excludes: list[str] = (), copy_dest: str | None = None) -> list[str]:
+def rsync_copy_argv(
+    access: PeerAccess,
+    paths: list[str],
+    target_tree: str,
+    link_dest: str | None,
+    excludes: list[str] = (),
+    copy_dest: str | None = None,
+) -> list[str]:
     """Pull ``paths`` from production into ``target_tree`` on the mirror, preserving absolute paths.
 
     ``--delete`` only ever acts inside the new copy's own folder (resuming a partial copy),
@@ -231,8 +236,18 @@ def rsync_copy_argv(access: PeerAccess, paths: list[str], target_tree: str, link
     ``--itemize-changes`` names what the copy changed: verification compares those files.
     """
     argv = [
-        "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--partial", "--mkpath",
-        "--stats", "--itemize-changes", "--timeout=60", "-e", access.ssh_command(),
+        "rsync",
+        "-aHAX",
+        "--numeric-ids",
+        "--relative",
+        "--delete",
+        "--partial",
+        "--mkpath",
+        "--stats",
+        "--itemize-changes",
+        "--timeout=60",
+        "-e",
+        access.ssh_command(),
     ]
     argv.append(f"--link-dest={link_dest}" if link_dest else f"--copy-dest={copy_dest or '/'}")
     return [*argv, *rsync_exclude_args(excludes), *access.sources(paths), target_tree + "/"]
@@ -242,9 +257,20 @@ def rsync_verify_argv(access: PeerAccess, paths: list[str], target_tree: str, ex
     """Dry-run content comparison (``-c``: full checksums) listing every difference; excluded
     files are neither compared nor reported as extra."""
     return [
-        "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--dry-run", "--checksum",
-        "--itemize-changes", "--timeout=60", "-e", access.ssh_command(),
-        *rsync_exclude_args(excludes), *access.sources(paths), target_tree + "/",
+        "rsync",
+        "-aHAX",
+        "--numeric-ids",
+        "--relative",
+        "--delete",
+        "--dry-run",
+        "--checksum",
+        "--itemize-changes",
+        "--timeout=60",
+        "-e",
+        access.ssh_command(),
+        *rsync_exclude_args(excludes),
+        *access.sources(paths),
+        target_tree + "/",
     ]
 
 
@@ -252,8 +278,17 @@ def rsync_repair_argv(access: PeerAccess, paths: list[str], target_tree: str, ex
     """Fetch ``paths`` (absolute) again with full checksums into the copy; rsync replaces each
     file by a new one, so an older copy sharing its inode keeps its own."""
     return [
-        "rsync", "-aHAX", "--numeric-ids", "--relative", "--checksum", "--timeout=60",
-        "-e", access.ssh_command(), *rsync_exclude_args(excludes), *access.sources(paths), target_tree + "/",
+        "rsync",
+        "-aHAX",
+        "--numeric-ids",
+        "--relative",
+        "--checksum",
+        "--timeout=60",
+        "-e",
+        access.ssh_command(),
+        *rsync_exclude_args(excludes),
+        *access.sources(paths),
+        target_tree + "/",
     ]
 
 
@@ -267,6 +302,7 @@ class TransferStats:
 
 def parse_rsync_stats(output: str) -> TransferStats:
     """Numbers from ``rsync --stats`` (thousands separators allowed)."""
+
     def number(label: str) -> int:
         for line in output.splitlines():
             if line.strip().startswith(label):
@@ -324,7 +360,9 @@ class HardwareFacts:
     packages: dict[str, str] = field(default_factory=dict)
 
 
-def compare_hardware(production: HardwareFacts, mirror: HardwareFacts, declared_production: dict | None, declared_mirror: dict | None) -> list[str]:
+def compare_hardware(
+    production: HardwareFacts, mirror: HardwareFacts, declared_production: dict | None, declared_mirror: dict | None
+) -> list[str]:
     """Every way the mirror is not "exact or better" than production (empty: fine)."""
     problems = []
     if mirror.cpus < production.cpus:
@@ -336,9 +374,13 @@ def compare_hardware(production: HardwareFacts, mirror: HardwareFacts, declared_
     if declared_production and declared_mirror:
         for key, label in (("cpus", "CPUs"), ("memory_mb", "MiB memory"), ("disk_gb", "GiB disk")):
             if declared_mirror[key] < declared_production[key]:
-                problems.append(f"fleet file declares {declared_mirror[key]} {label} on the mirror, {declared_production[key]} on production")
+                problems.append(
+                    f"fleet file declares {declared_mirror[key]} {label} on the mirror, {declared_production[key]} on production"
+                )
     if production.os_release and mirror.os_release != production.os_release:
-        problems.append("OS release differs: " + _os_name(mirror.os_release) + " on the mirror vs " + _os_name(production.os_release))
+        problems.append(
+            "OS release differs: " + _os_name(mirror.os_release) + " on the mirror vs " + _os_name(production.os_release)
+        )
     missing = sorted(name for name in production.packages if name not in mirror.packages)
     different = sorted(
         name for name, version in production.packages.items() if name in mirror.packages and mirror.packages[name] != version
@@ -363,7 +405,7 @@ def _os_name(os_release: str) -> str:
 # Every host fact in one round trip; sections separated by a line "---".
 FACTS_SCRIPT = (
     'nproc; echo ---; cat /proc/meminfo; echo ---; df -B1 --output=size,avail "$1"; echo ---; '
-    'cat /etc/os-release; echo ---; dpkg-query -W -f \'${Package} ${Version}\\n\' 2>/dev/null; true'
+    "cat /etc/os-release; echo ---; dpkg-query -W -f '${Package} ${Version}\\n' 2>/dev/null; true"
 )
 
 

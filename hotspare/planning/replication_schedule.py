@@ -77,8 +77,11 @@ class ScheduleGroup:
     @property
     def reason(self) -> str:
         """The group in one sentence (for the deployment's description and ``hotspare schedule``)."""
-        when = (f"on the fleet's crons {', '.join(self.cron_lines)} ({self.timezone})" if self.on_fleet_crons
-                else f"every {duration_text(self.interval_minutes)} ({self.cron_lines[0]}, UTC)")
+        when = (
+            f"on the fleet's crons {', '.join(self.cron_lines)} ({self.timezone})"
+            if self.on_fleet_crons
+            else f"every {duration_text(self.interval_minutes)} ({self.cron_lines[0]}, UTC)"
+        )
         members = ", ".join(self.services) if self.services else "no service"
         return f"{self.name}: {members} {when}"
 
@@ -125,8 +128,9 @@ def cron_cadence_minutes(cron_lines: list[str] | tuple[str, ...]) -> float:
         try:
             simulation = CronSim(line, REFERENCE_MONDAY - timedelta(minutes=1))
         except CronSimError as error:
-            raise ValueError(f"defaults.replication_schedule: {line!r} is not a cron line ({error}); "
-                             "write five fields, e.g. '0 1 * * *'") from error
+            raise ValueError(
+                f"defaults.replication_schedule: {line!r} is not a cron line ({error}); write five fields, e.g. '0 1 * * *'"
+            ) from error
         for moment in simulation:
             if moment >= end:
                 break
@@ -172,15 +176,30 @@ def plan_replication_schedule(fleet) -> ReplicationSchedule:
         own = rpo < cadence and interval < cadence
         key = interval if own else None
         members.setdefault(key, []).append(service.name)
-        schedules.append(_service_schedule(service.name, rpo, interval if own else cadence,
-                                           group_name_for(interval) if own else CRON_GROUP_NAME, own, cron_lines))
+        schedules.append(
+            _service_schedule(
+                service.name,
+                rpo,
+                interval if own else cadence,
+                group_name_for(interval) if own else CRON_GROUP_NAME,
+                own,
+                cron_lines,
+            )
+        )
     groups = [_cron_group(fleet, cron_lines, cadence, members[None], schedules)]
     for interval in sorted(key for key in members if key is not None):
         names = tuple(members[interval])
-        groups.append(ScheduleGroup(
-            name=group_name_for(interval), interval_minutes=interval, cron_lines=(cron_line_for(interval),),
-            timezone="UTC", services=names, replications_per_day=DAY_MINUTES / interval,
-            sentences=tuple(schedule.sentence for schedule in schedules if schedule.service in names)))
+        groups.append(
+            ScheduleGroup(
+                name=group_name_for(interval),
+                interval_minutes=interval,
+                cron_lines=(cron_line_for(interval),),
+                timezone="UTC",
+                services=names,
+                replications_per_day=DAY_MINUTES / interval,
+                sentences=tuple(schedule.sentence for schedule in schedules if schedule.service in names),
+            )
+        )
     return ReplicationSchedule(cadence, tuple(groups), tuple(schedules))
 
 
@@ -194,24 +213,33 @@ def replications_per_day_of(fleet, service) -> float:
 
 def _cron_group(fleet, cron_lines, cadence: float, names: list[str], schedules: list[ServiceSchedule]) -> ScheduleGroup:
     return ScheduleGroup(
-        name=CRON_GROUP_NAME, interval_minutes=None, cron_lines=cron_lines, timezone=fleet.defaults.timezone,
-        services=tuple(names), replications_per_day=fleet.replication.replications_per_day,
-        sentences=tuple(schedule.sentence for schedule in schedules if schedule.service in names))
+        name=CRON_GROUP_NAME,
+        interval_minutes=None,
+        cron_lines=cron_lines,
+        timezone=fleet.defaults.timezone,
+        services=tuple(names),
+        replications_per_day=fleet.replication.replications_per_day,
+        sentences=tuple(schedule.sentence for schedule in schedules if schedule.service in names),
+    )
 
 
-def _service_schedule(name: str, rpo: float, interval: float, group: str, own: bool,
-                      cron_lines: tuple[str, ...]) -> ServiceSchedule:
+def _service_schedule(
+    name: str, rpo: float, interval: float, group: str, own: bool, cron_lines: tuple[str, ...]
+) -> ServiceSchedule:
     margin = 2 * interval <= rpo
     notes = [f"copy age peaks at ~{duration_text(interval)} + one replication"]
     if own:
         when = f"every {duration_text(interval)}"
         if not margin:
-            notes.append(f"{SHORTEST_INTERVAL_MINUTES} min is the shortest interval, so one failed or skipped run "
-                         f"leaves the copy ~{duration_text(2 * interval)} old")
+            notes.append(
+                f"{SHORTEST_INTERVAL_MINUTES} min is the shortest interval, so one failed or skipped run "
+                f"leaves the copy ~{duration_text(2 * interval)} old"
+            )
     else:
         when = f"the fleet's crons {', '.join(cron_lines)}"
         notes.insert(0, f"at most {duration_text(interval)} apart")
         if not margin:
             notes.append("one failed run leaves the copy older than the RPO")
-    return ServiceSchedule(name, rpo, interval, group, margin,
-                           f"{name}: RPO {duration_text(rpo)} → {when} ({'; '.join(notes)}) [{group}]")
+    return ServiceSchedule(
+        name, rpo, interval, group, margin, f"{name}: RPO {duration_text(rpo)} → {when} ({'; '.join(notes)}) [{group}]"
+    )

@@ -26,25 +26,40 @@ class ReprotectPlan:
 
     @property
     def digest(self) -> str:
-        return plan_digest({"service": self.service, "state": self.state, "production": self.production,
-                            "new_mirror": self.new_mirror, "facility": self.new_mirror_facility,
-                            "refusal": self.refusal})
+        return plan_digest(
+            {
+                "service": self.service,
+                "state": self.state,
+                "production": self.production,
+                "new_mirror": self.new_mirror,
+                "facility": self.new_mirror_facility,
+                "refusal": self.refusal,
+            }
+        )
 
     def markdown(self) -> str:
-        lines = [f"# Reprotect plan for {self.service}", "",
-                 f"- state: {self.state}; production: {self.production}"]
+        lines = [f"# Reprotect plan for {self.service}", "", f"- state: {self.state}; production: {self.production}"]
         if self.refusal:
             lines.append(f"- refused: {self.refusal}")
         else:
-            lines += [f"- new mirror: {self.new_mirror} (facility {self.new_mirror_facility}); its copy of {self.service} "
-                      "is replaced by a verified replication from production",
-                      f"- then: {self.service} is protected again ({self.production} -> {self.new_mirror})"]
+            lines += [
+                f"- new mirror: {self.new_mirror} (facility {self.new_mirror_facility}); its copy of {self.service} "
+                "is replaced by a verified replication from production",
+                f"- then: {self.service} is protected again ({self.production} -> {self.new_mirror})",
+            ]
         lines += ["", f"Plan digest: `{self.digest}` (approve with this digest)"]
         return "\n".join(lines)
 
 
-def plan_reprotect(service: str, state: str, production: str, requested_mirror: str | None,
-                   previous_production: str | None, facility_of: dict[str, str], mirror_serves_app: bool) -> ReprotectPlan:
+def plan_reprotect(
+    service: str,
+    state: str,
+    production: str,
+    requested_mirror: str | None,
+    previous_production: str | None,
+    facility_of: dict[str, str],
+    mirror_serves_app: bool,
+) -> ReprotectPlan:
     """The new mirror (``requested_mirror``, else the server the service failed over from), or the refusal."""
     new_mirror = requested_mirror or previous_production
     facility = facility_of.get(new_mirror) if new_mirror else None
@@ -63,6 +78,8 @@ def plan_reprotect(service: str, state: str, production: str, requested_mirror: 
     if facility == facility_of.get(production):
         return refused(f"{new_mirror} is in the same facility as the production {production}")
     if mirror_serves_app:
-        return refused(f"{new_mirror} still serves {service}: that would be two productions (split brain). Stop the app "
-                       "there (its deactivate commands), then reprotect again.")
+        return refused(
+            f"{new_mirror} still serves {service}: that would be two productions (split brain). Stop the app "
+            "there (its deactivate commands), then reprotect again."
+        )
     return ReprotectPlan(service, state, production, new_mirror, facility)

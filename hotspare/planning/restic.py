@@ -52,8 +52,10 @@ def local_restic(repository: Repository, *arguments: str) -> list[str]:
 def repository_missing(stderr: str) -> bool:
     """restic 0.14 exits 1 for every error; only stderr says the repository is not there yet."""
     text = stderr.lower()
-    return "unable to open config file" in text or "repository does not exist" in text or (
-        "is there a repository at the following location" in text
+    return (
+        "unable to open config file" in text
+        or "repository does not exist" in text
+        or ("is there a repository at the following location" in text)
     )
 
 
@@ -62,8 +64,15 @@ def restic_error_is_transient(stderr: str) -> bool:
     text = stderr.lower()
     return any(
         marker in text
-        for marker in ("repository is already locked", "connection refused", "connection timed out",
-                       "no route to host", "connection reset", "unable to start the sftp session", "eof")
+        for marker in (
+            "repository is already locked",
+            "connection refused",
+            "connection timed out",
+            "no route to host",
+            "connection reset",
+            "unable to start the sftp session",
+            "eof",
+        )
     )
 
 
@@ -147,22 +156,32 @@ def check_against_record(snapshots: Sequence[Snapshot], recorded: RecordedBackup
     if recorded is None:
         if newest is None:
             raise PlanRefused(["the repository holds no snapshot of this service: run a backup first"])
-        return RecordCheck(newest, None, f"no backup of this service is recorded in the inventory: proving the "
-                                         f"repository's newest snapshot {newest_text}")
+        return RecordCheck(
+            newest,
+            None,
+            f"no backup of this service is recorded in the inventory: proving the repository's newest snapshot {newest_text}",
+        )
     recorded_text = f"{recorded.snapshot_id[:8]} (backup ended {recorded.ended_at:%Y-%m-%d %H:%M:%S} UTC)"
     # restic 0.14's backup summary names the snapshot by its short id: a prefix of the full one
     matches = [snapshot for snapshot in snapshots if snapshot.id.startswith(recorded.snapshot_id)]
     if not matches:
         how = "older than" if newest and newest.time < recorded.ended_at else "not"
-        return RecordCheck(None, (
-            f"rolled back: the repository no longer holds snapshot {recorded_text}, the newest backup the inventory "
-            f"recorded; its newest snapshot is {newest_text}, {how} the recorded one. The repository was restored "
-            f"from an older copy or its newest snapshots were forgotten: find out who changed the storage host, "
-            f"then back up now"), f"recorded snapshot {recorded.snapshot_id[:8]} is missing")
+        return RecordCheck(
+            None,
+            (
+                f"rolled back: the repository no longer holds snapshot {recorded_text}, the newest backup the inventory "
+                f"recorded; its newest snapshot is {newest_text}, {how} the recorded one. The repository was restored "
+                f"from an older copy or its newest snapshots were forgotten: find out who changed the storage host, "
+                f"then back up now"
+            ),
+            f"recorded snapshot {recorded.snapshot_id[:8]} is missing",
+        )
     snapshot = matches[0]
     newer = [other.short_id for other in snapshots if other.time > snapshot.time]
     note = f"proving snapshot {snapshot.short_id}, the one the inventory recorded for the newest backup"
     if newer:
-        note += (f"; newer snapshot(s) {', '.join(newer[-5:])} were never recorded by a backup (a run killed before "
-                 f"recording, or added by someone else) and are not proven")
+        note += (
+            f"; newer snapshot(s) {', '.join(newer[-5:])} were never recorded by a backup (a run killed before "
+            f"recording, or added by someone else) and are not proven"
+        )
     return RecordCheck(snapshot, None, note)

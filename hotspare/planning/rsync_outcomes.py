@@ -16,13 +16,26 @@ import re
 from dataclasses import dataclass
 
 EXIT_MEANINGS = {
-    1: "syntax or usage error", 2: "protocol incompatibility", 3: "errors selecting input/output files",
-    4: "requested action not supported", 5: "error starting the client-server protocol", 6: "daemon unable to log",
-    10: "error in socket I/O", 11: "error in file I/O", 12: "error in the rsync protocol data stream",
-    13: "errors with program diagnostics", 14: "error in IPC code", 20: "received SIGUSR1 or SIGINT",
-    21: "error returned by waitpid()", 22: "error allocating memory", 23: "partial transfer due to error",
-    24: "source files vanished", 25: "--max-delete stopped deletions", 30: "timeout in data send/receive",
-    35: "timeout waiting for a daemon connection", 255: "ssh could not connect or was refused",
+    1: "syntax or usage error",
+    2: "protocol incompatibility",
+    3: "errors selecting input/output files",
+    4: "requested action not supported",
+    5: "error starting the client-server protocol",
+    6: "daemon unable to log",
+    10: "error in socket I/O",
+    11: "error in file I/O",
+    12: "error in the rsync protocol data stream",
+    13: "errors with program diagnostics",
+    14: "error in IPC code",
+    20: "received SIGUSR1 or SIGINT",
+    21: "error returned by waitpid()",
+    22: "error allocating memory",
+    23: "partial transfer due to error",
+    24: "source files vanished",
+    25: "--max-delete stopped deletions",
+    30: "timeout in data send/receive",
+    35: "timeout waiting for a daemon connection",
+    255: "ssh could not connect or was refused",
 }
 PERMANENT_EXITS = {1, 2, 3, 4, 6, 13, 14, 22, 25}
 TRANSIENT_EXITS = {5, 10, 12, 20, 21, 30, 35, 255}
@@ -37,12 +50,21 @@ PERMANENT_SIGNS = (
     ("protocol version mismatch", "the rsync versions cannot talk to each other"),
     ("Read-only file system", "the target file system is read-only"),
 )
-TRANSIENT_SIGNS = ("Connection timed out", "Connection refused", "No route to host", "Connection reset",
-                   "Broken pipe", "connection unexpectedly closed", "timeout")
+TRANSIENT_SIGNS = (
+    "Connection timed out",
+    "Connection refused",
+    "No route to host",
+    "Connection reset",
+    "Broken pipe",
+    "connection unexpectedly closed",
+    "timeout",
+)
 # rsync messages naming a file it could not read or place; the path is the quoted part
 # (read through the transfer module, rsync adds the module's name after the path: "(in hotspare)")
-FILE_ERROR = re.compile(r'^rsync: (?:\[\w+\] )?(?P<what>[\w ()-]+?) "(?P<path>[^"]+)"(?: \(in [\w.-]+\))?(?: failed)?:? (?P<why>.*)$')
-UPDATE_DISCARDED = re.compile(r'^(?:ERROR|WARNING): (?P<path>.+?) failed verification -- update (?:discarded|retained)')
+FILE_ERROR = re.compile(
+    r'^rsync: (?:\[\w+\] )?(?P<what>[\w ()-]+?) "(?P<path>[^"]+)"(?: \(in [\w.-]+\))?(?: failed)?:? (?P<why>.*)$'
+)
+UPDATE_DISCARDED = re.compile(r"^(?:ERROR|WARNING): (?P<path>.+?) failed verification -- update (?:discarded|retained)")
 
 
 @dataclass(frozen=True)
@@ -61,14 +83,20 @@ def classify_rsync(exit_status: int, stderr: str) -> RsyncOutcome:
     """The outcome of one rsync run from its exit status and stderr."""
     meaning = EXIT_MEANINGS.get(exit_status, f"exit status {exit_status}")
     if exit_status in (0, 24):
-        return RsyncOutcome(exit_status, "ok", "complete" if exit_status == 0 else "complete; some source files vanished during the transfer")
+        return RsyncOutcome(
+            exit_status, "ok", "complete" if exit_status == 0 else "complete; some source files vanished during the transfer"
+        )
     for sign, why in PERMANENT_SIGNS:
         if sign in stderr:
             return RsyncOutcome(exit_status, "permanent", f"{why} (rsync: {meaning}): {_tail(stderr)}")
     if exit_status == 23:
         failed = failed_files(stderr)
-        return RsyncOutcome(exit_status, "partial", f"{len(failed)} file(s) could not be transferred: "
-                            + ", ".join(f"{path} ({why})" for path, why in failed[:10]), tuple(failed))
+        return RsyncOutcome(
+            exit_status,
+            "partial",
+            f"{len(failed)} file(s) could not be transferred: " + ", ".join(f"{path} ({why})" for path, why in failed[:10]),
+            tuple(failed),
+        )
     if exit_status in PERMANENT_EXITS:
         return RsyncOutcome(exit_status, "permanent", f"rsync: {meaning}: {_tail(stderr)}")
     if exit_status in TRANSIENT_EXITS or any(sign in stderr for sign in TRANSIENT_SIGNS):

@@ -68,15 +68,19 @@ WRITE_FILES = (
 
 # $1 the wait, $2 the lock file, $3 the holder's note, then the command to run with the host lock
 # held (``planning/host_lock.py``: the same lock, file mode and note as its held form).
-UNDER_HOST_LOCK = ('wait=$1 file=$2 note=$3; shift 3; umask 077; '
-                   'if [ -e "$file" ]; then chmod 0600 -- "$file" || exit 1; fi; '
-                   'exec flock -w "$wait" -E ' + str(host_lock_plan.BUSY_EXIT) + ' "$file" '
-                   'sh -c \'printf "%s, since %s\\n" "$1" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$2" && shift 2 && exec "$@"\' '
-                   'sh "$note" "$file" "$@"')
+UNDER_HOST_LOCK = (
+    "wait=$1 file=$2 note=$3; shift 3; umask 077; "
+    'if [ -e "$file" ]; then chmod 0600 -- "$file" || exit 1; fi; '
+    'exec flock -w "$wait" -E ' + str(host_lock_plan.BUSY_EXIT) + ' "$file" '
+    'sh -c \'printf "%s, since %s\\n" "$1" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$2" && shift 2 && exec "$@"\' '
+    'sh "$note" "$file" "$@"'
+)
 
 # $@: files beside the account files that killed runs of ours left (only ever run under the lock).
-REMOVE_LEFTOVERS = ('for path do for left in "$path.hotspare-new" "$path.hotspare-new-"*; do '
-                    '[ -e "$left" ] && { rm -f -- "$left" || exit 1; }; done; done; exit 0')
+REMOVE_LEFTOVERS = (
+    'for path do for left in "$path.hotspare-new" "$path.hotspare-new-"*; do '
+    '[ -e "$left" ] && { rm -f -- "$left" || exit 1; }; done; done; exit 0'
+)
 
 
 def quiet(argv: Sequence[str]) -> list[str]:
@@ -136,8 +140,9 @@ def hooks_timeout(hooks: Sequence[Sequence[str]]) -> float:
 # The mirror's preparation, beside the key install
 
 
-def prepare_argv(close_store: list[str], quota: list[str] | None, prepare: Sequence[Sequence[str]],
-                 tree: str, stage_accounts: bool) -> list[str]:
+def prepare_argv(
+    close_store: list[str], quota: list[str] | None, prepare: Sequence[Sequence[str]], tree: str, stage_accounts: bool
+) -> list[str]:
     """Close the store, set up the quota group (said, tolerated), make the working subvolume,
     stage the service's account lines (stdin) into ``tree``, read the mirror's own account files."""
     argvs = [quiet(close_store)]
@@ -177,8 +182,15 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode(errors="surrogateescape")).hexdigest()
 
 
-def finish_argv(link: str, target: str, merged: Mapping[str, str], read: Mapping[str, str], run_tag: str,
-                holder: str, prune: Sequence[tuple[str, list[str]]]) -> list[str]:
+def finish_argv(
+    link: str,
+    target: str,
+    merged: Mapping[str, str],
+    read: Mapping[str, str],
+    run_tag: str,
+    holder: str,
+    prune: Sequence[tuple[str, list[str]]],
+) -> list[str]:
     """The mirror's last step of a replication, in this order, each only if the one before held:
 
     1. ``link`` -> ``target`` (a new link renamed over the old: atomic);
@@ -191,11 +203,30 @@ def finish_argv(link: str, target: str, merged: Mapping[str, str], read: Mapping
     changed = [path for path in ACCOUNT_FILES if path in merged]
     if changed:
         suffix = host_lock_plan.temporary_suffix(run_tag)
-        locked = each_argv([["sh", "-c", REMOVE_LEFTOVERS, "sh", *ACCOUNT_FILES],
-                            write_files_argv(changed, suffix),
-                            host_lock_plan.replace_checked_argv(suffix, {path: digest(read.get(path, "")) for path in changed})])
-        argvs.append(["sh", "-c", SAID, "sh", ACCOUNTS_EXIT_MARK, "sh", "-c", UNDER_HOST_LOCK, "sh",
-                      f"{host_lock_plan.WAIT_SECONDS:g}", host_lock_plan.HOST_LOCK_FILE, " ".join(holder.split()), *locked])
+        locked = each_argv(
+            [
+                ["sh", "-c", REMOVE_LEFTOVERS, "sh", *ACCOUNT_FILES],
+                write_files_argv(changed, suffix),
+                host_lock_plan.replace_checked_argv(suffix, {path: digest(read.get(path, "")) for path in changed}),
+            ]
+        )
+        argvs.append(
+            [
+                "sh",
+                "-c",
+                SAID,
+                "sh",
+                ACCOUNTS_EXIT_MARK,
+                "sh",
+                "-c",
+                UNDER_HOST_LOCK,
+                "sh",
+                f"{host_lock_plan.WAIT_SECONDS:g}",
+                host_lock_plan.HOST_LOCK_FILE,
+                " ".join(holder.split()),
+                *locked,
+            ]
+        )
     for copy_id, removal in prune:
         argvs += [quiet(removal), ["echo", PRUNED_MARK + copy_id]]
     return each_argv(argvs)
@@ -214,6 +245,9 @@ class Finished:
 
 def parse_finished(output: str) -> Finished:
     lines = output.splitlines()
-    status = next((line[len(ACCOUNTS_EXIT_MARK):] for line in lines if line.startswith(ACCOUNTS_EXIT_MARK)), None)
-    return Finished(PROMOTED_MARK in lines, int(status) if status and status.isdigit() else None,
-                    tuple(line[len(PRUNED_MARK):] for line in lines if line.startswith(PRUNED_MARK)))
+    status = next((line[len(ACCOUNTS_EXIT_MARK) :] for line in lines if line.startswith(ACCOUNTS_EXIT_MARK)), None)
+    return Finished(
+        PROMOTED_MARK in lines,
+        int(status) if status and status.isdigit() else None,
+        tuple(line[len(PRUNED_MARK) :] for line in lines if line.startswith(PRUNED_MARK)),
+    )

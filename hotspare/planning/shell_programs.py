@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 from hotspare.errors import Refused
 
-
 RUN_DIR = "/run/hotspare"  # per-run key material on the hosts (tmpfs, root only)
 
 
@@ -27,8 +26,9 @@ WRITE_SECRET_FILE = 'umask 077 && mkdir -p -- "$(dirname -- "$1")" && cat > "$1"
 
 # Like WRITE_SECRET_FILE, but a new file renamed over the old one: a hard-linked or earlier
 # file of the same name is never written through.
-REPLACE_SECRET_FILE = ('umask 077 && mkdir -p -- "$(dirname -- "$1")" && cat > "$1.hotspare-new" && '
-                       'mv -f -- "$1.hotspare-new" "$1"')
+REPLACE_SECRET_FILE = (
+    'umask 077 && mkdir -p -- "$(dirname -- "$1")" && cat > "$1.hotspare-new" && mv -f -- "$1.hotspare-new" "$1"'
+)
 
 
 EXISTING = 'for path; do if [ -e "$path" ]; then printf "%s\\0" "$path"; fi; done'

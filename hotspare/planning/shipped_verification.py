@@ -28,7 +28,7 @@ SLICE_SECONDS = 1.0
 # argv: BUDGET_SECONDS CURSOR, then pairs PATH SNAPSHOT. One JSON line per hashed file in the
 # format of ``file_digests.PROGRAM`` (path = the data path's own absolute name), then one line
 # {"slice": {"complete": bool, "cursor": last path}}. A file the budget interrupts is not named.
-PROGRAM = r'''
+PROGRAM = r"""
 import hashlib, json, os, stat, sys, time
 budget, cursor = float(sys.argv[1]), sys.argv[2]
 pairs = list(zip(sys.argv[3::2], sys.argv[4::2]))
@@ -78,13 +78,20 @@ for logical, real in sorted(pairs):
     if not walk(logical, real):
         break
 emit({"slice": {"complete": complete, "cursor": "" if complete else last}})
-'''
+"""
 
 
 def slice_argv(budget_seconds: float, cursor: str, snapshots: dict[str, str]) -> list[str]:
     """Production's command: ``snapshots`` is {data path: production snapshot}."""
-    return ["python3", "-IS", "-c", PROGRAM, f"{budget_seconds:g}", cursor,
-            *[word for path, snapshot in sorted(snapshots.items()) for word in (path, snapshot)]]
+    return [
+        "python3",
+        "-IS",
+        "-c",
+        PROGRAM,
+        f"{budget_seconds:g}",
+        cursor,
+        *[word for path, snapshot in sorted(snapshots.items()) for word in (path, snapshot)],
+    ]
 
 
 @dataclass(frozen=True)
@@ -121,21 +128,21 @@ def parse_slice_end(output: str, cursor: str) -> SliceEnd:
 
 # $1 a path on the filesystem. Never fails: a scrub that cannot start is said by the check.
 SCRUB_START_SCRIPT = (
-    'p=$1; command -v btrfs >/dev/null 2>&1 || exit 0; '
+    "p=$1; command -v btrfs >/dev/null 2>&1 || exit 0; "
     'btrfs scrub status "$p" 2>/dev/null | grep -q "Status: *running" && exit 0; '
     'btrfs scrub resume -c 3 "$p" >/dev/null 2>&1 || btrfs scrub start -c 3 "$p" >/dev/null 2>&1; exit 0'
 )
 
 # $1 a path on the filesystem. Prints ``scrub=`` (ran, idle: none was running, unavailable) and
 # then ``btrfs scrub status -R``'s counters, prefixed ``scrub-``.
-SCRUB_SCRIPT = r'''
+SCRUB_SCRIPT = r"""
 p=$1
 command -v btrfs >/dev/null 2>&1 && [ "$(stat -f -c %T "$p" 2>/dev/null)" = btrfs ] || { echo scrub=unavailable; exit 0; }
 if btrfs scrub status "$p" 2>/dev/null | grep -q 'Status: *running'; then btrfs scrub cancel "$p" >/dev/null 2>&1; echo scrub=ran
 else echo scrub=idle; fi
 btrfs scrub status -R "$p" 2>/dev/null | sed -n 's/^[[:space:]]*\([a-z_]*\): *\([0-9][0-9]*\)$/scrub-\1=\2/p; s/^Status: *\(.*\)$/scrub-status=\1/p'
 exit 0
-'''
+"""
 
 
 def scrub_start_argv(area: str) -> list[str]:
@@ -160,17 +167,21 @@ class ScrubSlice:
         if not any(bad.values()):
             return []
         found = ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in bad.items() if count)
-        return [f"btrfs scrub of the mirror's filesystem found damage it could not correct ({found}; "
-                f"csum errors {self.counters.get('csum_errors', 0)}): check `btrfs device stats` and replace the disk"]
+        return [
+            f"btrfs scrub of the mirror's filesystem found damage it could not correct ({found}; "
+            f"csum errors {self.counters.get('csum_errors', 0)}): check `btrfs device stats` and replace the disk"
+        ]
 
     @property
     def sentence(self) -> str:
         if self.state not in ("ran", "idle"):
             return "no btrfs scrub on the mirror" if self.state == "unavailable" else "no scrub answer"
         done = "finished its pass" if self.status.startswith("finished") else "resumes at the next shipment"
-        return (f"btrfs scrub: {self.counters.get('data_bytes_scrubbed', 0)} bytes of data checked by checksum in "
-                f"this pass so far, {self.counters.get('csum_errors', 0)} csum error(s), "
-                f"{self.counters.get('corrected_errors', 0)} corrected; {done}")
+        return (
+            f"btrfs scrub: {self.counters.get('data_bytes_scrubbed', 0)} bytes of data checked by checksum in "
+            f"this pass so far, {self.counters.get('csum_errors', 0)} csum error(s), "
+            f"{self.counters.get('corrected_errors', 0)} corrected; {done}"
+        )
 
 
 def parse_scrub(output: str) -> ScrubSlice:

@@ -69,12 +69,12 @@ def production_snapshot(path: str, copy_id: str) -> str:
 # $@: the data paths. A path ships when it is a btrfs subvolume on the same mount as its folder
 # (its snapshots live there); then every snapshot hotspare keeps of it, with its UUID.
 PRODUCTION_FACTS_SCRIPT = (
-    'for p do '
+    "for p do "
     'if command -v btrfs >/dev/null 2>&1 && [ "$(stat -f -c %T "$p" 2>/dev/null)" = btrfs ] && '
     'btrfs subvolume show "$p" >/dev/null 2>&1 && '
     '[ "$(findmnt -n -o TARGET --target "$p")" = "$(findmnt -n -o TARGET --target "${p%/*}/")" ]; '
     'then echo "ship_subvolume=$p"; fi; '
-    'd=${p%/*}/' + SNAPSHOT_FOLDER + '; b=${p##*/}; '
+    "d=${p%/*}/" + SNAPSHOT_FOLDER + "; b=${p##*/}; "
     'for s in "$d/$b@"*; do [ -d "$s" ] || continue; '
     'u=$(btrfs subvolume show "$s" 2>/dev/null | awk \'$1 == "UUID:" {print $2}\'); '
     'echo "ship_snapshot=$p ${s##*/} ${u:--}"; done; done'
@@ -88,7 +88,7 @@ MIRROR_FACTS_SCRIPT = (
     'for s in "$a"/*; do [ -e "$s" ] || continue; '
     'r=$(btrfs subvolume show "$s" 2>/dev/null | awk \'$1 == "Received" && $2 == "UUID:" {print $3}\'); '
     'echo "received=${s##*/} ${r:--}"; done; '
-    'else echo received_area=folder; fi'
+    "else echo received_area=folder; fi"
 )
 
 
@@ -149,13 +149,20 @@ class ShippingPlan:
 SHIPPING_PREFERENCE = "btrfs-send"  # the fleet's replication.copy_backend that ships snapshots
 
 
-def plan_shipping(copy_id: str, data_paths: list[str], roots: list[str], production: ShippingFacts,
-                  mirror: ShippingFacts, snapshot_copies: bool,
-                  preference: str = SHIPPING_PREFERENCE) -> ShippingPlan:
+def plan_shipping(
+    copy_id: str,
+    data_paths: list[str],
+    roots: list[str],
+    production: ShippingFacts,
+    mirror: ShippingFacts,
+    snapshot_copies: bool,
+    preference: str = SHIPPING_PREFERENCE,
+) -> ShippingPlan:
     """Ship each data path's snapshot when both ends allow it; otherwise say why not.
     ``preference`` is the fleet's ``replication.copy_backend``: only ``btrfs-send`` ships (what a
     stream writes lands in the received area, outside the service's quota group: the space bound
     of a shared mirror does not hold it back yet)."""
+
     def no(reason: str, stale: tuple[str, ...] = ()) -> ShippingPlan:
         return ShippingPlan(False, f"rsync copy, no snapshot shipping: {reason}", stale=stale)
 
@@ -179,23 +186,31 @@ def plan_shipping(copy_id: str, data_paths: list[str], roots: list[str], product
     shipments, first = [], []
     for path in data_paths:
         prefix = posixpath.basename(path) + "@"
-        common = sorted(name for (owner, name), uuid in on_production.items()
-                        if owner == path and received.get(name) == uuid and name != snapshot_name(path, copy_id))
+        common = sorted(
+            name
+            for (owner, name), uuid in on_production.items()
+            if owner == path and received.get(name) == uuid and name != snapshot_name(path, copy_id)
+        )
         new = Shipment(path, production_snapshot(path, copy_id), snapshot_name(path, copy_id))
         if common:
             parent = common[-1]
-            shipments.append(Shipment(new.path, new.snapshot, new.name, production_snapshot(path, parent.split("@", 1)[1]),
-                                      parent))
+            shipments.append(
+                Shipment(new.path, new.snapshot, new.name, production_snapshot(path, parent.split("@", 1)[1]), parent)
+            )
         elif any(name.startswith(prefix) for name in received):
             stale = tuple(name for name, _ in mirror.received if name.startswith(prefix))
-            return no(f"the last shipped snapshot of {path} is missing on production or on the mirror; this copy goes "
-                      "by rsync and the next one starts a new chain with a full send", stale)
+            return no(
+                f"the last shipped snapshot of {path} is missing on production or on the mirror; this copy goes "
+                "by rsync and the next one starts a new chain with a full send",
+                stale,
+            )
         else:
             shipments.append(new)
             first.append(path)
     rest = tuple(root for root in roots if root not in data_paths)
-    how = ", ".join(f"{s.path} incremental from {s.parent_name}" if s.parent else f"{s.path} in full (first shipment)"
-                    for s in shipments)
+    how = ", ".join(
+        f"{s.path} incremental from {s.parent_name}" if s.parent else f"{s.path} in full (first shipment)" for s in shipments
+    )
     return ShippingPlan(True, f"snapshot shipping (btrfs send | receive): {how}", tuple(shipments), rest)
 
 
@@ -214,7 +229,7 @@ TAKE_SCRIPT = (
 # Run inside the key removal's command: every hotspare snapshot beside the named ones (same
 # folder, same data path's name) is deleted; the named ones (this copy's, its parent) stay.
 PRUNE_SCRIPT = (
-    'for keep do d=${keep%/*}; n=${keep##*/}; b=${n%%@*}; '
+    "for keep do d=${keep%/*}; n=${keep##*/}; b=${n%%@*}; "
     'for s in "$d/$b@"*; do [ -e "$s" ] || continue; case " $* " in *" $s "*) continue;; esac; '
     'btrfs -q subvolume delete "$s" >/dev/null || exit 1; done; done'
 )
@@ -274,7 +289,7 @@ RECEIVE_SCRIPT = 'mount --bind -- "$1" "$2" && exec btrfs receive -q --chroot -E
 # END line). HOTSPARE_NAMES: the subvolume names this stream must create. The receive runs in a
 # mount namespace of its own with the area bound on the view (see the module's docstring);
 # whatever else appeared in the area during the receive is named and removed.
-SHIP_SCRIPT = r'''
+SHIP_SCRIPT = r"""
 dir=$1 area=$2 view=$3 login=$4 port=$5 count=$6; shift 6
 umask 077; mkdir -p "$dir" || exit 1; trap 'rm -rf "$dir"' EXIT
 IFS= read -r line && printf '%s\n' "$line" > "$dir/known_hosts" || exit 1
@@ -307,16 +322,31 @@ if [ "$count" -gt 0 ] && [ "$received" = 0 ] && [ ! -e "$dir/unexpected" ]; then
   case $rc in 0|23|24) "$@" </dev/null; echo "hotspare-copy-exit=$?";; esac
 fi
 exit $rc
-'''.replace("SSH_OPTIONS", SSH_OPTIONS)
+""".replace("SSH_OPTIONS", SSH_OPTIONS)
 
 
-def ship_argv(service: str, directory: str, login: str, port: int, names: list[str],
-              rsync_argv: list[str] | None, then: list[str] = ()) -> list[str]:
+def ship_argv(
+    service: str, directory: str, login: str, port: int, names: list[str], rsync_argv: list[str] | None, then: list[str] = ()
+) -> list[str]:
     """The mirror's one command: receive the stream, rsync the other paths meanwhile, then (when
     all went well) ``then``: the copy from the received subvolumes (``snapshot_copy_argv``)."""
-    return ["env", f"RECEIVE={RECEIVE_SCRIPT}", f"HOTSPARE_NAMES={' '.join(names)}", "sh", "-c", SHIP_SCRIPT, "sh",
-            directory, received_area(service), RECEIVE_VIEW, login, str(port), str(len(then)), *then,
-            *(rsync_argv or [])]
+    return [
+        "env",
+        f"RECEIVE={RECEIVE_SCRIPT}",
+        f"HOTSPARE_NAMES={' '.join(names)}",
+        "sh",
+        "-c",
+        SHIP_SCRIPT,
+        "sh",
+        directory,
+        received_area(service),
+        RECEIVE_VIEW,
+        login,
+        str(port),
+        str(len(then)),
+        *then,
+        *(rsync_argv or []),
+    ]
 
 
 def copy_exit(output: str) -> int | None:
@@ -330,8 +360,19 @@ def copy_exit(output: str) -> int | None:
 
 def receive_argv(area: str) -> list[str]:
     """The confined receive alone (stream on stdin): what ``SHIP_SCRIPT`` runs for the stream."""
-    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-            'mkdir -p "$2" && ' + RECEIVE_SCRIPT, "sh", area, RECEIVE_VIEW]
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        'mkdir -p "$2" && ' + RECEIVE_SCRIPT,
+        "sh",
+        area,
+        RECEIVE_VIEW,
+    ]
 
 
 def ship_stdin(known_hosts_line: str, rsync_key: str, send_key: str) -> bytes:
@@ -374,8 +415,7 @@ def parse_received(output: str) -> Received:
 # the area may hold received UUIDs (receive finds parents by them; a repair could not make the
 # copy writable). Then the area keeps only these and HOTSPARE_KEEP (the parents).
 SNAPSHOT_SCRIPT = (
-    'work=$1; copy=$2; area=$3; shift 3; ' + QGROUP_OPTION +
-    'if [ -e "$copy" ]; then sh -c "$REMOVE" sh "$copy" || exit 1; fi; '
+    "work=$1; copy=$2; area=$3; shift 3; " + QGROUP_OPTION + 'if [ -e "$copy" ]; then sh -c "$REMOVE" sh "$copy" || exit 1; fi; '
     'btrfs -q subvolume snapshot $qi "$work" "$copy" || exit 1; '
     'names=; while [ $# -ge 3 ]; do p=$1 name=$2 uuid=$3; shift 3; names="$names $name"; '
     'got=$(btrfs subvolume show "$area/$name" 2>/dev/null | awk \'$1 == "Received" && $2 == "UUID:" {print $3}\'); '
@@ -389,37 +429,67 @@ SNAPSHOT_SCRIPT = (
 )
 
 
-def snapshot_copy_argv(service: str, work: str, copy: str, shipments: tuple[Shipment, ...], uuids: dict[str, str],
-                       remove_script: str, qgroup: str | None = None) -> list[str]:
+def snapshot_copy_argv(
+    service: str,
+    work: str,
+    copy: str,
+    shipments: tuple[Shipment, ...],
+    uuids: dict[str, str],
+    remove_script: str,
+    qgroup: str | None = None,
+) -> list[str]:
     """The copy made from the working tree and the received subvolumes, its snapshots in the
     service's quota group ``qgroup`` (a snapshot of a group member made outside the group makes
     every group's accounting inconsistent, and their limits then hold back nothing)."""
     words = [word for shipment in shipments for word in (shipment.path, shipment.name, uuids.get(shipment.path, ""))]
     keep = " ".join(shipment.parent_name for shipment in shipments if shipment.parent_name)
     group = [f"QGROUP={qgroup}"] if qgroup else []
-    return ["env", f"REMOVE={remove_script}", f"HOTSPARE_KEEP={keep}", *group, "sh", "-c", SNAPSHOT_SCRIPT, "sh", work,
-            copy, received_area(service), *words]
+    return [
+        "env",
+        f"REMOVE={remove_script}",
+        f"HOTSPARE_KEEP={keep}",
+        *group,
+        "sh",
+        "-c",
+        SNAPSHOT_SCRIPT,
+        "sh",
+        work,
+        copy,
+        received_area(service),
+        *words,
+    ]
 
 
 def restart_chain_argv(service: str) -> list[str]:
     """Remove every received subvolume of the service: the next run finds no parent on the
     mirror, copies by rsync (whose listing and ``--delete`` follow production) and starts a new
     chain. After a shipped copy failed verification: its parent cannot be trusted."""
-    return ["sh", "-c", 'for n in "$1"/*; do [ -e "$n" ] || continue; '
-            'btrfs -q subvolume delete "$n" >/dev/null 2>&1 || rm -rf -- "$n"; done', "sh", received_area(service)]
+    return [
+        "sh",
+        "-c",
+        'for n in "$1"/*; do [ -e "$n" ] || continue; btrfs -q subvolume delete "$n" >/dev/null 2>&1 || rm -rf -- "$n"; done',
+        "sh",
+        received_area(service),
+    ]
 
 
 def remove_stale_argv(service: str, names: tuple[str, ...]) -> list[str]:
     """Remove received subvolumes that can no longer be a parent (a chain broken on one end)."""
-    return ["sh", "-c", 'a=$1; shift; for n do btrfs -q subvolume delete "$a/$n" >/dev/null 2>&1 || rm -rf -- "$a/$n"; done',
-            "sh", received_area(service), *names]
+    return [
+        "sh",
+        "-c",
+        'a=$1; shift; for n do btrfs -q subvolume delete "$a/$n" >/dev/null 2>&1 || rm -rf -- "$a/$n"; done',
+        "sh",
+        received_area(service),
+        *names,
+    ]
 
 
 # Two ends of a shipped copy agree on: each data path's received subvolume is production's
 # snapshot (received UUID), and the copy's data path is a snapshot of it (parent UUID). $1 the
 # copy's tree, $2 the area, then pairs PATH NAME. One line per path.
 CHAIN_SCRIPT = (
-    'tree=$1 area=$2; shift 2; while [ $# -ge 2 ]; do p=$1 n=$2; shift 2; '
+    "tree=$1 area=$2; shift 2; while [ $# -ge 2 ]; do p=$1 n=$2; shift 2; "
     'r=$(btrfs subvolume show "$area/$n" 2>/dev/null | awk \'$1 == "UUID:" {u=$2} $1 == "Received" && $2 == "UUID:" {r=$3} END {print u, r}\'); '
     'c=$(btrfs subvolume show "$tree$p" 2>/dev/null | awk \'$1 == "Parent" && $2 == "UUID:" {print $3}\'); '
     'echo "chain=$p $r ${c:--}"; done'
@@ -428,8 +498,15 @@ CHAIN_SCRIPT = (
 
 def chain_argv(service: str, tree: str, shipped: dict[str, str]) -> list[str]:
     """``shipped``: {data path: received subvolume name}."""
-    return ["sh", "-c", CHAIN_SCRIPT, "sh", tree, received_area(service),
-            *[word for path, name in shipped.items() for word in (path, name)]]
+    return [
+        "sh",
+        "-c",
+        CHAIN_SCRIPT,
+        "sh",
+        tree,
+        received_area(service),
+        *[word for path, name in shipped.items() for word in (path, name)],
+    ]
 
 
 def judge_chain(output: str, expected: dict[str, str]) -> list[str]:
@@ -444,8 +521,9 @@ def judge_chain(output: str, expected: dict[str, str]) -> list[str]:
     for path, uuid in expected.items():
         own, received, parent = seen.get(path, ["-", "-", "-"])
         if received != uuid:
-            problems.append(f"{path}: the received snapshot's received UUID is {received or 'none'}, "
-                            f"production's snapshot is {uuid}")
+            problems.append(
+                f"{path}: the received snapshot's received UUID is {received or 'none'}, production's snapshot is {uuid}"
+            )
         elif parent != own:
             problems.append(f"{path}: the copy is not a snapshot of the received subvolume")
     return problems
@@ -453,8 +531,10 @@ def judge_chain(output: str, expected: dict[str, str]) -> list[str]:
 
 # $1 a copy's root, $2 true|false: the copy and every subvolume in it read-only or writable
 # (a repair of a shipped copy writes into the copy itself; its snapshots own their blocks).
-WRITABLE_SCRIPT = ('c=$1 v=$2; btrfs property set -ts "$c" ro "$v" || exit 1; '
-                   'find "$c" -mindepth 1 -xdev -type d -inum 256 -exec btrfs property set -ts {} ro "$v" ";"')
+WRITABLE_SCRIPT = (
+    'c=$1 v=$2; btrfs property set -ts "$c" ro "$v" || exit 1; '
+    'find "$c" -mindepth 1 -xdev -type d -inum 256 -exec btrfs property set -ts {} ro "$v" ";"'
+)
 
 
 def writable_argv(copy_root: str, writable: bool) -> list[str]:

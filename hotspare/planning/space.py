@@ -57,8 +57,10 @@ def bound_of(fleet, service: str, host: str, filesystem_bytes: int) -> tuple[int
         return int(gib * GIB), f"{where} {gib:g} GiB"
     sharing = sorted({s.name for s in fleet.services if s.mirror == host} | {service})
     share = int(filesystem_bytes * (1 - RESERVE_FRACTION) / len(sharing))
-    return share, (f"an equal share of 90 % of {host}'s {size_text(filesystem_bytes)} among "
-                   f"{len(sharing)} service(s): {', '.join(sharing)}; set space_gib to choose")
+    return share, (
+        f"an equal share of 90 % of {host}'s {size_text(filesystem_bytes)} among "
+        f"{len(sharing)} service(s): {', '.join(sharing)}; set space_gib to choose"
+    )
 
 
 def size_text(count: int) -> str:
@@ -77,7 +79,7 @@ def size_text(count: int) -> str:
 # service's existing subvolumes into it (once, with a rescan), sets the limit (every run: it
 # follows the fleet file), then prints the group's numbers.
 QUOTA_SCRIPT = (
-    'root=$1; group=$2; limit=$3; '
+    "root=$1; group=$2; limit=$3; "
     'if ! btrfs qgroup show "$root" >/dev/null 2>&1; then '
     'btrfs quota enable "$root" && btrfs quota rescan -w "$root" >/dev/null || exit 3; echo quota=enabled; fi; '
     'if ! btrfs qgroup show --raw "$root" | grep -q "^$group[[:space:]]"; then '
@@ -107,48 +109,73 @@ class QuotaFacts:
 def parse_quota(output: str) -> QuotaFacts:
     values = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
     limit = values.get("limit", "none").strip()
-    return QuotaFacts(int(values.get("referenced", "0") or 0), int(limit) if limit.isdigit() else None,
-                      "quota" in values, "group" in values,
-                      tuple(line.split("=", 1)[1] for line in output.splitlines() if line.startswith("adopted=")))
+    return QuotaFacts(
+        int(values.get("referenced", "0") or 0),
+        int(limit) if limit.isdigit() else None,
+        "quota" in values,
+        "group" in values,
+        tuple(line.split("=", 1)[1] for line in output.splitlines() if line.startswith("adopted=")),
+    )
 
 
 def quota_sentence(service: str, host: str, facts: QuotaFacts, why: str) -> str:
     """What the quota step did and where the service stands, logged by the replication."""
-    done = [part for part in (
-        "quotas enabled on the filesystem (once; the rescan ran)" if facts.enabled_now else "",
-        f"quota group {qgroup_id(service)} created, {len(facts.adopted)} existing subvolume(s) adopted"
-        if facts.created else "") if part]
+    done = [
+        part
+        for part in (
+            "quotas enabled on the filesystem (once; the rescan ran)" if facts.enabled_now else "",
+            f"quota group {qgroup_id(service)} created, {len(facts.adopted)} existing subvolume(s) adopted"
+            if facts.created
+            else "",
+        )
+        if part
+    ]
     limit = size_text(facts.limit) if facts.limit is not None else "no limit"
-    return (f"{service}'s area on {host} holds {size_text(facts.referenced)} of its bound {limit} ({why})"
-            + (f"; {'; '.join(done)}" if done else ""))
+    return f"{service}'s area on {host} holds {size_text(facts.referenced)} of its bound {limit} ({why})" + (
+        f"; {'; '.join(done)}" if done else ""
+    )
 
 
 def judge_bound(service: str, host: str, used: int, needed: int, bound: int, why: str) -> Decision:
     """May a copy that needs about ``needed`` more bytes start in an area holding ``used``?"""
     if used + needed <= bound:
-        return Decision(True, f"{service}'s area on {host}: {size_text(used)} held, about {size_text(needed)} more "
-                              f"needed, bound {size_text(bound)} ({why})")
-    return Decision(False, over_bound_sentence(service, host, bound, why,
-                                              f"it holds {size_text(used)} and this copy needs about "
-                                              f"{size_text(needed)} more"))
+        return Decision(
+            True,
+            f"{service}'s area on {host}: {size_text(used)} held, about {size_text(needed)} more "
+            f"needed, bound {size_text(bound)} ({why})",
+        )
+    return Decision(
+        False,
+        over_bound_sentence(
+            service, host, bound, why, f"it holds {size_text(used)} and this copy needs about {size_text(needed)} more"
+        ),
+    )
 
 
 def over_bound_sentence(service: str, host: str, bound: int, why: str, detail: str) -> str:
     """The refusal of a replication that reached its own bound; other services are untouched."""
-    return (f"replication of {service} refused: its area on {host} would pass its bound of {size_text(bound)} ({why}): "
-            f"{detail}. The current copy is untouched and no other service's space was used; raise space_gib of "
-            f"{service} in the fleet file, keep fewer copies (copies_to_keep), or shrink its data")
+    return (
+        f"replication of {service} refused: its area on {host} would pass its bound of {size_text(bound)} ({why}): "
+        f"{detail}. The current copy is untouched and no other service's space was used; raise space_gib of "
+        f"{service} in the fleet file, keep fewer copies (copies_to_keep), or shrink its data"
+    )
 
 
 def judge_reserve(host: str, available: int, filesystem_bytes: int, needed: int) -> Decision:
     """Where quotas cannot bound a service: never let one copy eat the reserve kept free."""
     reserve = int(filesystem_bytes * RESERVE_FRACTION)
     if available - needed >= reserve:
-        return Decision(True, f"{host} keeps its reserve: {size_text(available)} free, about {size_text(needed)} "
-                              f"needed, {size_text(reserve)} kept free")
-    return Decision(False, f"replication refused: the copy would leave less than the reserve free on {host} "
-                           f"({size_text(available)} free, about {size_text(needed)} needed, {size_text(reserve)} "
-                           "kept free for the other services' failovers); free space on it or add disk")
+        return Decision(
+            True,
+            f"{host} keeps its reserve: {size_text(available)} free, about {size_text(needed)} "
+            f"needed, {size_text(reserve)} kept free",
+        )
+    return Decision(
+        False,
+        f"replication refused: the copy would leave less than the reserve free on {host} "
+        f"({size_text(available)} free, about {size_text(needed)} needed, {size_text(reserve)} "
+        "kept free for the other services' failovers); free space on it or add disk",
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -158,11 +185,11 @@ def judge_reserve(host: str, available: int, filesystem_bytes: int, needed: int)
 # paths. Per path: how it goes live (clone, rsync, absent), what the copy holds there, what
 # stands there now, and the free bytes and mount point of the filesystem it lands on.
 ROOM_SCRIPT = (
-    'tree=$1; root=$2; group=$3; shift 3; '
+    "tree=$1; root=$2; group=$3; shift 3; "
     'place() { p=$1; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname -- "$p"); done; '
     'df -B1 --output=avail,target -- "$p" | tail -n 1 | sed "s/^ *//"; }; '
     'size() { if [ -e "$1" ]; then du -s -B1 -- "$1" 2>/dev/null | cut -f1; else echo 0; fi; }; '
-    'for p do src=$tree$p; '
+    "for p do src=$tree$p; "
     'if [ ! -e "$src" ]; then how=absent; need=0; '
     'elif btrfs subvolume show "$src" >/dev/null 2>&1; then how=clone; need=0; '
     'else how=rsync; need=$(size "$src"); fi; '
@@ -208,8 +235,7 @@ def parse_room(output: str) -> RoomFacts:
         parts = line.split("\t")
         if parts[0] == "path" and len(parts) >= 6:
             available, mount = _df(parts[4])
-            paths.append(LivePath("\t".join(parts[5:]), parts[1], int(parts[2] or 0), int(parts[3] or 0), mount,
-                                  available))
+            paths.append(LivePath("\t".join(parts[5:]), parts[1], int(parts[2] or 0), int(parts[3] or 0), mount, available))
         elif parts[0] == "root" and len(parts) >= 2:
             available, mount = _df(parts[1])
             root = (mount, available)
@@ -245,24 +271,35 @@ def activation_needs(facts: RoomFacts, margin: int = ACTIVATION_MARGIN) -> list[
     return [RoomNeed(mount, available[mount], needed[mount], tuple(parts[mount])) for mount in needed]
 
 
-def judge_activation_room(service: str, host: str, copy_id: str, facts: RoomFacts,
-                          margin: int = ACTIVATION_MARGIN) -> Decision:
+def judge_activation_room(service: str, host: str, copy_id: str, facts: RoomFacts, margin: int = ACTIVATION_MARGIN) -> Decision:
     """Go when every filesystem the activation writes to has room, and the service's quota group
     (which its live clones join) has at least the margin left; else the refusal sentence."""
     needs = activation_needs(facts, margin)
     short = [need for need in needs if need.available < need.needed]
-    problems = [f"{need.mount} has {size_text(need.available)} free and the activation needs "
-                f"{size_text(need.needed)} ({', '.join(need.parts)})" for need in short]
-    if facts.group_limit is not None and facts.group_referenced is not None \
-            and facts.group_limit - facts.group_referenced < margin:
-        problems.append(f"{service}'s own area holds {size_text(facts.group_referenced)} of its bound "
-                        f"{size_text(facts.group_limit)}, less than {size_text(margin)} left for its live data")
-    summary = "; ".join(f"{need.mount}: {size_text(need.available)} free, {size_text(need.needed)} needed"
-                        for need in needs)
+    problems = [
+        f"{need.mount} has {size_text(need.available)} free and the activation needs "
+        f"{size_text(need.needed)} ({', '.join(need.parts)})"
+        for need in short
+    ]
+    if (
+        facts.group_limit is not None
+        and facts.group_referenced is not None
+        and facts.group_limit - facts.group_referenced < margin
+    ):
+        problems.append(
+            f"{service}'s own area holds {size_text(facts.group_referenced)} of its bound "
+            f"{size_text(facts.group_limit)}, less than {size_text(margin)} left for its live data"
+        )
+    summary = "; ".join(f"{need.mount}: {size_text(need.available)} free, {size_text(need.needed)} needed" for need in needs)
     if not problems:
         return Decision(True, f"{host} has room to make copy {copy_id} of {service} live ({summary})")
-    return Decision(False, (
-        f"failover of {service} to {host} refused before any change: " + "; ".join(problems)
-        + f". Free space on {host} (another service's copies: lower its space_gib or copies_to_keep and replicate it"
-        f", or remove files that are no service's), or raise space_gib of {service}; then run the failover again. "
-        "Nothing was changed"))
+    return Decision(
+        False,
+        (
+            f"failover of {service} to {host} refused before any change: "
+            + "; ".join(problems)
+            + f". Free space on {host} (another service's copies: lower its space_gib or copies_to_keep and replicate it"
+            f", or remove files that are no service's), or raise space_gib of {service}; then run the failover again. "
+            "Nothing was changed"
+        ),
+    )

@@ -91,12 +91,24 @@ def render_page(facts: PageFacts, audience: Audience | None) -> dict[str, str]:
     """{file name: text} of one page and its feed, for everybody (``None``) or one customer."""
     base = facts.page_url if facts.page_url.endswith("/") else facts.page_url + "/"
     page_url = base + (f"{CUSTOMER_FOLDER}/{audience.token}/" if audience else "")
-    incidents = fold_quiet([incident_card(incident, facts.generated_at, audience) for incident in _ordered(facts.incidents)
-                            if audience is None or set(incident.get("services") or ()) & set(audience.services)])
-    disrupted = {service for incident in facts.incidents if incident.get("status") != "resolved"
-                 for service in incident.get("services") or ()}
-    services = [service_card(record, facts.generated_at, record.get("service") in disrupted) for record in facts.services
-                if audience is not None and record.get("service") in audience.services]
+    incidents = fold_quiet(
+        [
+            incident_card(incident, facts.generated_at, audience)
+            for incident in _ordered(facts.incidents)
+            if audience is None or set(incident.get("services") or ()) & set(audience.services)
+        ]
+    )
+    disrupted = {
+        service
+        for incident in facts.incidents
+        if incident.get("status") != "resolved"
+        for service in incident.get("services") or ()
+    }
+    services = [
+        service_card(record, facts.generated_at, record.get("service") in disrupted)
+        for record in facts.services
+        if audience is not None and record.get("service") in audience.services
+    ]
     context = {
         # One line: a display name or title with a line break would split the heading and the feed's title.
         "title": one_line(facts.title + (f" — {audience.label}" if audience else "")),
@@ -106,8 +118,7 @@ def render_page(facts: PageFacts, audience: Audience | None) -> dict[str, str]:
         "generated_iso": _iso(facts.generated_at),
         "generated_text": _text_time(facts.generated_at),
         "overall": overall(incidents, services, audience is not None),
-        "emergency_numbers": [{"label": n.label, "phone": n.phone, "dial": _dial(n.phone)}
-                              for n in facts.emergency_numbers],
+        "emergency_numbers": [{"label": n.label, "phone": n.phone, "dial": _dial(n.phone)} for n in facts.emergency_numbers],
         "services": services,
         "incidents": incidents,
         "subscribe_url": facts.subscribe_url.rstrip("/") + "/subscribe" if audience and facts.subscribe_url else None,
@@ -125,11 +136,17 @@ def overall(incidents: list[dict], services: list[dict], own: bool = False) -> d
     open_incidents = [incident for incident in incidents if incident["status"] != "resolved"]
     whose = "your services" if own else "services"
     if any(service["css"] == "bad" for service in services) or any(i["disruption"] for i in open_incidents):
-        return {"text": f"Some of {whose} are disrupted" if own else "Some services are disrupted",
-                "detail": "We are working on it; updates below.", "css": "bad"}
+        return {
+            "text": f"Some of {whose} are disrupted" if own else "Some services are disrupted",
+            "detail": "We are working on it; updates below.",
+            "css": "bad",
+        }
     if open_incidents or any(service["css"] == "warn" for service in services):
-        return {"text": f"All {whose} are running",
-                "detail": "We are working on a problem that does not interrupt them; updates below.", "css": "warn"}
+        return {
+            "text": f"All {whose} are running",
+            "detail": "We are working on a problem that does not interrupt them; updates below.",
+            "css": "warn",
+        }
     return {"text": ALL_WELL, "detail": "No known problem.", "css": "ok"}
 
 
@@ -157,8 +174,14 @@ def service_card(record: dict, now: datetime, in_open_incident: bool = False) ->
     else:
         protection = "Its second copy is being rebuilt; backups continue."
         css = "warn" if css == "ok" else css
-    return {"name": record.get("service"), "dns_name": record.get("dns_name"), "status": status,
-            "protection": protection, "drill": drill_text(record.get("last_drill")), "css": css}
+    return {
+        "name": record.get("service"),
+        "dns_name": record.get("dns_name"),
+        "status": status,
+        "protection": protection,
+        "drill": drill_text(record.get("last_drill")),
+        "css": css,
+    }
 
 
 def incident_card(incident: dict, now: datetime, audience: Audience | None = None) -> dict:
@@ -166,7 +189,7 @@ def incident_card(incident: dict, now: datetime, audience: Audience | None = Non
     touches (named only on a customer's own page), and its public updates, oldest first."""
     services = sorted(set(incident.get("services") or ()) & set(audience.services)) if audience else []
     disruption = bool(incident.get("services"))
-    title = ("Service disruption" if disruption else QUIET_TITLE)
+    title = "Service disruption" if disruption else QUIET_TITLE
     if services:
         title += f": {', '.join(services)}"
     updates = public_updates(incident.get("events") or [], notes=audience is not None)
@@ -180,8 +203,15 @@ def incident_card(incident: dict, now: datetime, audience: Audience | None = Non
     times = [incident.get("resolved_at"), incident.get("opened_at")] + [update["iso"] for update in updates]
     latest = max((_parse(moment) for moment in times if moment), default=now)
     # ``reference``: the public name the publisher gives it (not the inventory's sequence).
-    return {"id": incident.get("reference") or incident["id"], "title": title, "status": incident.get("status"), "disruption": disruption,
-            "status_text": status_text, "updates": updates, "updated_iso": _iso(latest)}
+    return {
+        "id": incident.get("reference") or incident["id"],
+        "title": title,
+        "status": incident.get("status"),
+        "disruption": disruption,
+        "status_text": status_text,
+        "updates": updates,
+        "updated_iso": _iso(latest),
+    }
 
 
 def fold_quiet(cards: list[dict]) -> list[dict]:
@@ -202,8 +232,9 @@ def fold_quiet(cards: list[dict]) -> list[dict]:
             folded.append(groups[resolved])
             continue
         updates = sorted(group["updates"] + card["updates"], key=lambda update: update["iso"])
-        group["updates"] = [update for index, update in enumerate(updates)
-                            if not index or update["text"] != updates[index - 1]["text"]]
+        group["updates"] = [
+            update for index, update in enumerate(updates) if not index or update["text"] != updates[index - 1]["text"]
+        ]
         group["updated_iso"] = max(group["updated_iso"], card["updated_iso"])
         if not resolved:  # older than the cards before it: its name and start stay while it is open
             group["id"], group["status_text"] = card["id"], card["status_text"]

@@ -49,30 +49,30 @@ MAX_ACCOUNT_NAME = 32
 
 # Constant shell programs; their arguments always arrive as "$@" (never spliced into text).
 ENSURE_ACCOUNT = (
-    'group=$1 account=$2 home=$3 shell=$4; '
+    "group=$1 account=$2 home=$3 shell=$4; "
     'getent group "$group" >/dev/null || groupadd --system "$group" || exit 1; '
     'current=$(getent passwd "$account" | cut -d: -f6); '
     'if [ -z "$current" ]; then '
     # "*", not useradd's "!": sshd refuses keys of a locked ("!") account.
-    "useradd --system --user-group --groups \"$group\" --home-dir \"$home\" --no-create-home "
-    "--shell \"$shell\" --password '*' \"$account\"; "
+    'useradd --system --user-group --groups "$group" --home-dir "$home" --no-create-home '
+    '--shell "$shell" --password \'*\' "$account"; '
     'elif [ "$current" != "$home" ]; then usermod --home "$home" "$account"; fi'
 )
 LAY_OUT = (
     'repository=$1 account=$2 stale=$3; set -e; cd -- "$repository"; '
-    'chown root:root . && chmod 0755 .; '
+    "chown root:root . && chmod 0755 .; "
     # what a dead run left behind: its locks and temporary files
     'if [ -d locks ]; then find locks -type f -user "$account" -mmin +"$stale" -delete; fi; '
     'find . -type f -name "*-restic-temp-*" -mmin +"$stale" -delete; '
     # a repository holds files and folders only (no symlink may lead root elsewhere)
-    'find . ! -type f ! -type d -delete; '
+    "find . ! -type f ! -type d -delete; "
     # everything written so far becomes root's: readable by the account, never changeable
     'find . -type f ! -path "./locks/*" ! -name "*-restic-temp-*" '
     '\\( ! -user root -o ! -group "$account" -o ! -perm 0440 \\) '
     '-exec chown root:"$account" {} + -exec chmod 0440 {} +; '
     'find . -mindepth 1 -type d \\( ! -user root -o ! -group "$account" \\) -exec chown root:"$account" {} +; '
     'for folder in data keys; do if [ -d "$folder" ]; then chmod 0750 "$folder"; fi; done; '
-    'if [ -d data ]; then find data -mindepth 1 -maxdepth 1 -type d ! -perm 1770 -exec chmod 1770 {} +; fi; '
+    "if [ -d data ]; then find data -mindepth 1 -maxdepth 1 -type d ! -perm 1770 -exec chmod 1770 {} +; fi; "
     'for folder in index snapshots locks; do if [ -d "$folder" ]; then chmod 1770 "$folder"; fi; done'
 )
 AUTHORIZE = (
@@ -84,7 +84,9 @@ REVOKE = (
     'file=$1 marker=$2; [ -f "$file" ] || exit 0; '
     '{ grep -v -F -e "$marker" -- "$file" || true; } > "$file.new" && chmod 0644 "$file.new" && mv -f -- "$file.new" "$file"'
 )
-CLEAR_OTHER_RUNS = 'folder=$1 keep=$2; [ -d "$folder" ] || exit 0; find "$folder" -mindepth 1 -maxdepth 1 ! -name "$keep" -exec rm -rf -- {} +'
+CLEAR_OTHER_RUNS = (
+    'folder=$1 keep=$2; [ -d "$folder" ] || exit 0; find "$folder" -mindepth 1 -maxdepth 1 ! -name "$keep" -exec rm -rf -- {} +'
+)
 
 
 class GrantRefused(Refused):
@@ -102,19 +104,21 @@ def account_name(service_name: str) -> str:
 
 def sshd_match_block(group: str = STORAGE_GROUP, keys_directory: str = KEYS_DIRECTORY) -> str:
     """The lines a storage host's sshd_config needs (once) for the service accounts."""
-    return "\n".join([
-        f"Match Group {group}",
-        "    ChrootDirectory %h",
-        f"    ForceCommand internal-sftp -P {','.join(DENIED_SFTP_REQUESTS)}",
-        f"    AuthorizedKeysFile {keys_directory}/%u",
-        "    AllowTcpForwarding no",
-        "    AllowAgentForwarding no",
-        "    AllowStreamLocalForwarding no",
-        "    PermitTunnel no",
-        "    PermitTTY no",
-        "    X11Forwarding no",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"Match Group {group}",
+            "    ChrootDirectory %h",
+            f"    ForceCommand internal-sftp -P {','.join(DENIED_SFTP_REQUESTS)}",
+            f"    AuthorizedKeysFile {keys_directory}/%u",
+            "    AllowTcpForwarding no",
+            "    AllowAgentForwarding no",
+            "    AllowStreamLocalForwarding no",
+            "    PermitTunnel no",
+            "    PermitTTY no",
+            "    X11Forwarding no",
+            "",
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -195,17 +199,41 @@ class StorageGrant:
 
     def sftp_command(self) -> str:
         """restic's ``sftp.command``: pinned host key, this run's key only, never a prompt."""
-        return command_line([
-            "ssh", "-F", "/dev/null", "-i", self.key_path,
-            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={self.known_hosts_path}", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-p", str(self.storage_port), f"{self.account}@{self.storage_address}", "-s", "sftp",
-        ])
+        return command_line(
+            [
+                "ssh",
+                "-F",
+                "/dev/null",
+                "-i",
+                self.key_path,
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                f"UserKnownHostsFile={self.known_hosts_path}",
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-p",
+                str(self.storage_port),
+                f"{self.account}@{self.storage_address}",
+                "-s",
+                "sftp",
+            ]
+        )
 
     def restic(self, *arguments: str) -> list[str]:
         """``restic`` against the repository, which is ``/`` inside the account's chroot."""
-        return ["restic", "-r", f"sftp:{self.account}@{self.storage_address}:/", "-o", f"sftp.command={self.sftp_command()}",
-                *arguments]
+        return [
+            "restic",
+            "-r",
+            f"sftp:{self.account}@{self.storage_address}:/",
+            "-o",
+            f"sftp.command={self.sftp_command()}",
+            *arguments,
+        ]
 
 
 def plan_grant(fleet, service_name: str, client_server: str, run_name: str, expires_at: str) -> StorageGrant:
@@ -226,9 +254,16 @@ def plan_grant(fleet, service_name: str, client_server: str, run_name: str, expi
     client = fleet.server(client_server)
     host = storage.address if storage.ssh_port == 22 else f"[{storage.address}]:{storage.ssh_port}"
     return StorageGrant(
-        service=service.name, run_name=run_name, storage_server=storage.name, storage_address=storage.address,
-        storage_port=storage.ssh_port, known_hosts_line=f"{host} {storage.host_key}\n", repository_path=path,
-        client_server=client.name, client_address=client.address, expires_at=expires_at,
+        service=service.name,
+        run_name=run_name,
+        storage_server=storage.name,
+        storage_address=storage.address,
+        storage_port=storage.ssh_port,
+        known_hosts_line=f"{host} {storage.host_key}\n",
+        repository_path=path,
+        client_server=client.name,
+        client_address=client.address,
+        expires_at=expires_at,
     )
 
 
@@ -241,5 +276,6 @@ def shared_password_blocks(fleet) -> list[str]:
     return [
         f"services {', '.join(names)} share the repository password block {block!r}: a compromised production of one "
         "learns the password of the others; give each service its own block"
-        for block, names in sorted(users.items()) if len(names) > 1
+        for block, names in sorted(users.items())
+        if len(names) > 1
     ]

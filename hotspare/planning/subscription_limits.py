@@ -49,8 +49,10 @@ class RequestLimits:
             while len(self._clients) > self.max_clients:
                 self._clients.popitem(last=False)
             if len(seen) >= self.client_requests:
-                return (f"client {client} made {len(seen)} requests in the last "
-                        f"{self.client_window / 60:.0f} minutes (at most {self.client_requests})")
+                return (
+                    f"client {client} made {len(seen)} requests in the last "
+                    f"{self.client_window / 60:.0f} minutes (at most {self.client_requests})"
+                )
             seen.append(now)
             return None
 
@@ -59,8 +61,10 @@ class RequestLimits:
         with self._lock:
             _forget_before(self._mails, now - self.mail_window)
             if len(self._mails) >= self.mails:
-                return (f"{len(self._mails)} confirmation mails in the last {self.mail_window / 60:.0f} minutes "
-                        f"(at most {self.mails})")
+                return (
+                    f"{len(self._mails)} confirmation mails in the last {self.mail_window / 60:.0f} minutes "
+                    f"(at most {self.mails})"
+                )
             self._mails.append(now)
             return None
 

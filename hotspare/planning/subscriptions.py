@@ -27,8 +27,10 @@ from hotspare.planning.customer_text import one_line
 ADDRESS = re.compile(r"^[^@\s<>\"(),;:\\\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
 TOKEN = re.compile(r"^[a-z2-7]{26}$")
 CONFIRM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
-REQUEST_ANSWER = ("Thank you. If the address can receive mail, a confirmation message is on its way: "
-                  "follow its link to start receiving updates.")
+REQUEST_ANSWER = (
+    "Thank you. If the address can receive mail, a confirmation message is on its way: "
+    "follow its link to start receiving updates."
+)
 
 
 def _mac(key: bytes, purpose: str, text: str) -> bytes:
@@ -86,8 +88,9 @@ def links(base_url: str, subscription: int, confirm_token: str | None, unsubscri
     return found
 
 
-def confirmation_message(address: str, customer_label: str, sender: str, confirm_url: str,
-                         page_url: str, date: datetime, valid_hours: int) -> EmailMessage:
+def confirmation_message(
+    address: str, customer_label: str, sender: str, confirm_url: str, page_url: str, date: datetime, valid_hours: int
+) -> EmailMessage:
     """The double opt-in mail: the link that confirms, and what happens if nobody follows it."""
     message = EmailMessage()
     message["From"] = sender
@@ -101,5 +104,6 @@ def confirmation_message(address: str, customer_label: str, sender: str, confirm
         f"Hello,\n\nsomebody asked to send incident updates for {customer_label} to this address.\n"
         f"To confirm, open this link within {valid_hours} hours and press Confirm:\n\n  {confirm_url}\n\n"
         "If it was not you, ignore this message: nothing is sent to you without the confirmation.\n"
-        f"The status page: {page_url}\n")
+        f"The status page: {page_url}\n"
+    )
     return message

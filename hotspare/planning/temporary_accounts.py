@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from hotspare.planning.accounts import TEMPORARY_PREFIX, Account, Group
-from hotspare.planning.shell_programs import PlanRefused, SET_HASHES
+from hotspare.planning.shell_programs import SET_HASHES, PlanRefused
+
 
 def account_commands(
-    wanted_groups: Sequence[Group], wanted_accounts: Sequence[Account], present_groups: Sequence[Group],
+    wanted_groups: Sequence[Group],
+    wanted_accounts: Sequence[Account],
+    present_groups: Sequence[Group],
     present_accounts: Sequence[Account],
 ) -> tuple[list[list[str]], list[str]]:
     """Commands that recreate the snapshot's groups and accounts on a standby, and sentences.
@@ -51,8 +54,21 @@ def account_commands(
             conflicts.append(f"uid {account.uid} of {account.name} is taken by {accounts_by_id[account.uid].name}")
         else:
             commands.append(
-                ["useradd", "--uid", str(account.uid), "--gid", str(account.gid), "--home-dir", account.home,
-                 "--create-home", "--shell", account.shell, "--comment", account.gecos, account.name]
+                [
+                    "useradd",
+                    "--uid",
+                    str(account.uid),
+                    "--gid",
+                    str(account.gid),
+                    "--home-dir",
+                    account.home,
+                    "--create-home",
+                    "--shell",
+                    account.shell,
+                    "--comment",
+                    account.gecos,
+                    account.name,
+                ]
             )
             sentences.append(f"account {account.name} ({account.uid}) created")
     for group in wanted_groups:
@@ -90,15 +106,18 @@ class TemporaryAccount:
         return (self.expires_at + timedelta(days=1)).date().isoformat()
 
 
-def temporary_accounts(accounts: Sequence[Account], created_at: datetime, hours: float, only: Sequence[str] | None = None) -> list[TemporaryAccount]:
+def temporary_accounts(
+    accounts: Sequence[Account], created_at: datetime, hours: float, only: Sequence[str] | None = None
+) -> list[TemporaryAccount]:
     """One temporary login per service account (or per name in ``only``)."""
     if hours <= 0:
         raise PlanRefused([f"temporary accounts need a positive lifetime, got {hours} h"])
     chosen = [account for account in accounts if only is None or account.name in only]
     expires = created_at + timedelta(hours=hours)
     return [
-        TemporaryAccount((TEMPORARY_PREFIX + account.name)[:32], account.name, account.uid, account.gid, account.home,
-                         account.shell, expires)
+        TemporaryAccount(
+            (TEMPORARY_PREFIX + account.name)[:32], account.name, account.uid, account.gid, account.home, account.shell, expires
+        )
         for account in chosen
     ]
 
@@ -109,9 +128,24 @@ def temporary_account_commands(account: TemporaryAccount, exists: bool) -> list[
     if exists:
         return [["usermod", "--unlock", "--expiredate", account.expire_date, account.name]]
     return [
-        ["useradd", "--non-unique", "--uid", str(account.uid), "--gid", str(account.gid), "--home-dir", account.home,
-         "--no-create-home", "--shell", account.shell, "--expiredate", account.expire_date,
-         "--comment", f"hotspare temporary login for {account.for_user}", account.name],
+        [
+            "useradd",
+            "--non-unique",
+            "--uid",
+            str(account.uid),
+            "--gid",
+            str(account.gid),
+            "--home-dir",
+            account.home,
+            "--no-create-home",
+            "--shell",
+            account.shell,
+            "--expiredate",
+            account.expire_date,
+            "--comment",
+            f"hotspare temporary login for {account.for_user}",
+            account.name,
+        ],
         ["chage", "--expiredate", account.expire_date, account.name],
     ]
 

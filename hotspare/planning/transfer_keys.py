@@ -115,7 +115,8 @@ exec rsync --server --daemon --config={CONFIG_PATH} .
 # temporary name of its own: the lock is the keys file's, and hosts that share one /usr/local
 # (the lab's hosts do) must not move each other's half-written file.
 # Arguments: MODE FILE SERVICE TAG NOW LINE VIEW_PATH VIEW_TEXT CONFIG_PATH CONFIG_TEXT MOUNT
-KEYS_SCRIPT = r'''
+KEYS_SCRIPT = (
+    r"""
 mode=$1 file=$2 service=$3 tag=$4 now=$5 line=$6
 umask 077
 # work production does in the same round trip (snapshot shipping: take or prune the snapshots);
@@ -144,7 +145,9 @@ awk -v mode="$mode" -v service="$service" -v tag="$tag" -v now="$now" -v marker=
   { print }' "$file" > "$file.new" || exit 1
 if [ "$mode" = add ]; then printf '%s\n' "$line" >> "$file.new" || exit 1; fi
 chmod 0600 "$file.new" && mv -f "$file.new" "$file" || exit 1
-'''.replace("MARKER", KEY_MARKER) + CLOCK_COMMAND
+""".replace("MARKER", KEY_MARKER)
+    + CLOCK_COMMAND
+)
 
 
 @dataclass(frozen=True)
@@ -162,42 +165,63 @@ def unsafe_command_word(word: str) -> bool:
     return not word or any(character in word for character in '"\\\n\r\t ') or "'" in word
 
 
-def transfer_key_line(public_key: str, *, service: str, tag: str, source_address: str,
-                      paths: list[str], now: datetime, program: str = VIEW_PATH) -> TransferKey:
+def transfer_key_line(
+    public_key: str, *, service: str, tag: str, source_address: str, paths: list[str], now: datetime, program: str = VIEW_PATH
+) -> TransferKey:
     """The restricted authorized_keys line for one transfer (``now``: production's clock, UTC).
     ``program`` is the forced command: the view (``paths`` are the declared paths) or snapshot
     shipping's sender (``paths`` are snapshots and parents, "-" for none: ``planning/snapshot_shipping.py``)."""
     for word in [service, tag, source_address, *paths]:
         if unsafe_command_word(word):
-            raise ValueError(f"cannot put {word!r} into a transfer key's forced command (spaces, quotes or "
-                             "backslashes are not allowed in service names, addresses or data paths)")
+            raise ValueError(
+                f"cannot put {word!r} into a transfer key's forced command (spaces, quotes or "
+                "backslashes are not allowed in service names, addresses or data paths)"
+            )
     for path in paths:
         if program != VIEW_PATH and path == "-":
             continue
         if not path.startswith("/") or posixpath.normpath(path) != path or path.startswith("//"):
-            raise ValueError(f"cannot serve {path!r} to a transfer: declared paths are absolute and normalised "
-                             "(no '..', '.', doubled or trailing slashes)")
+            raise ValueError(
+                f"cannot serve {path!r} to a transfer: declared paths are absolute and normalised "
+                "(no '..', '.', doubled or trailing slashes)"
+            )
     if service.startswith("-"):
         raise ValueError(f"cannot put {service!r} into a transfer key's forced command (it starts with '-')")
     expires = now + KEY_LIFETIME
     expires_epoch = int(expires.timestamp())
     key_type, key_body = public_key.split()[:2]
     command = " ".join([program, service, *paths])
-    options = (f'restrict,from="{source_address}",expiry-time="{expires.strftime("%Y%m%d%H%M%S")}Z",'
-               f'command="{command}"')
+    options = f'restrict,from="{source_address}",expiry-time="{expires.strftime("%Y%m%d%H%M%S")}Z",command="{command}"'
     comment = f"{KEY_MARKER}:{service}:{tag}:{expires_epoch}"
     return TransferKey(service, tag, f"{options} {key_type} {key_body} {comment}", expires_epoch)
 
 
-def install_key_argv(key: TransferKey, now_epoch: int, *, also: tuple[str, list[str]] | None = None,
-                     programs: tuple[str, str] | None = None) -> list[str]:
+def install_key_argv(
+    key: TransferKey, now_epoch: int, *, also: tuple[str, list[str]] | None = None, programs: tuple[str, str] | None = None
+) -> list[str]:
     """Production command: install the view script, the daemon's configuration and the key line
     (and drop stale lines). ``key.line`` may hold several lines of one tag (snapshot shipping
     adds its sender's); ``programs`` (path, text) places one more fixed program; ``also`` (a
     fixed program, its words) runs first in the same round trip."""
-    return [*_also(also), "sh", "-c", KEYS_SCRIPT, "sh", "add", TRANSFER_KEYS_FILE, key.service, key.tag,
-            str(now_epoch), key.line, VIEW_PATH, VIEW_SCRIPT, CONFIG_PATH, RSYNCD_CONFIG, VIEW_MOUNT,
-            *(programs or ())]
+    return [
+        *_also(also),
+        "sh",
+        "-c",
+        KEYS_SCRIPT,
+        "sh",
+        "add",
+        TRANSFER_KEYS_FILE,
+        key.service,
+        key.tag,
+        str(now_epoch),
+        key.line,
+        VIEW_PATH,
+        VIEW_SCRIPT,
+        CONFIG_PATH,
+        RSYNCD_CONFIG,
+        VIEW_MOUNT,
+        *(programs or ()),
+    ]
 
 
 def remove_key_argv(service: str, tag: str, now_epoch: int, *, also: tuple[str, list[str]] | None = None) -> list[str]:
@@ -226,4 +250,3 @@ def key_lines(text: str) -> list[dict[str, Any]]:
         if len(marker) == 4 and marker[0] == KEY_MARKER:
             found.append({"service": marker[1], "tag": marker[2], "expires": int(marker[3]), "options": parts[0]})
     return found
-

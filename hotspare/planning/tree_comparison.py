@@ -37,10 +37,9 @@ verification of its own copy, never another's, and never the mirror.
 
 from __future__ import annotations
 
-from typing import Any
-
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 MAX_FIELD = 4096  # PATH_MAX on Linux: no legitimate name is longer
 MAX_DIFFERENCES = 20_000  # lines of differences the mirror sends back; past it only counted
@@ -133,7 +132,9 @@ def digest_of(descriptor):
 '''
 
 # Production: header on stdin (a decimal length line, then JSON), records on stdout.
-LISTER = COMMON + r'''
+LISTER = (
+    COMMON
+    + r"""
 settings = header()
 roots = [encoded(root) for root in settings["roots"]]
 patterns = settings["excludes"]
@@ -203,10 +204,13 @@ for path, info in walk_all(roots, patterns):
         os.close(descriptor)
 out.write(b"E\0")
 out.flush()
-'''
+"""
+)
 
 # The mirror: header on stdin, then production's records; differences and a summary on stdout.
-COMPARER = COMMON + r'''
+COMPARER = (
+    COMMON
+    + r'''
 class Malformed(Exception):
     pass
 
@@ -417,6 +421,7 @@ summary = dict(counts, complete=complete, truncated=counts["differences"] > max_
                next_cursor=last_slice.decode("utf-8", "surrogateescape") if last_slice is not None else None)
 out.write(json.dumps({"summary": summary}, ensure_ascii=True) + "\n")
 '''
+)
 
 
 @dataclass(frozen=True)
@@ -438,7 +443,9 @@ class Request:
 
 def disjoint_roots(roots: list[str]) -> list[str]:
     """The roots in walking order, without those inside another (each file listed once)."""
-    ordered = sorted({root.rstrip("/") or "/" for root in roots}, key=lambda root: root.encode("utf-8", "surrogateescape").split(b"/"))
+    ordered = sorted(
+        {root.rstrip("/") or "/" for root in roots}, key=lambda root: root.encode("utf-8", "surrogateescape").split(b"/")
+    )
     kept: list[str] = []
     for root in ordered:
         if not any(root == outer or root.startswith(outer.rstrip("/") + "/") for outer in kept):
@@ -457,16 +464,35 @@ def _framed(document: dict[str, Any]) -> bytes:
 
 
 def production_header(request: Request) -> bytes:
-    return _framed({"roots": disjoint_roots(list(request.roots)), "excludes": list(request.excludes),
-                    "since_ns": _ns(request.since), "itemized": list(request.itemized), "cursor": request.cursor,
-                    "runs": request.runs, "sources": [list(pair) for pair in request.sources]})
+    return _framed(
+        {
+            "roots": disjoint_roots(list(request.roots)),
+            "excludes": list(request.excludes),
+            "since_ns": _ns(request.since),
+            "itemized": list(request.itemized),
+            "cursor": request.cursor,
+            "runs": request.runs,
+            "sources": [list(pair) for pair in request.sources],
+        }
+    )
 
 
 def mirror_header(request: Request, tree: str) -> bytes:
-    return _framed({"roots": disjoint_roots(list(request.roots)), "tree": tree, "excludes": list(request.excludes),
-                    "since_ns": _ns(request.since), "itemized": list(request.itemized), "cursor": request.cursor,
-                    "runs": request.runs, "probes": list(request.probes), "max_records": request.max_records,
-                    "max_differences": MAX_DIFFERENCES, "max_field": MAX_FIELD})
+    return _framed(
+        {
+            "roots": disjoint_roots(list(request.roots)),
+            "tree": tree,
+            "excludes": list(request.excludes),
+            "since_ns": _ns(request.since),
+            "itemized": list(request.itemized),
+            "cursor": request.cursor,
+            "runs": request.runs,
+            "probes": list(request.probes),
+            "max_records": request.max_records,
+            "max_differences": MAX_DIFFERENCES,
+            "max_field": MAX_FIELD,
+        }
+    )
 
 
 def _ns(moment: float | None) -> int | None:
@@ -527,20 +553,40 @@ def parse_answer(output: str) -> Answer:
         elif "probe" in item:
             probes[_text(item["probe"], number)] = _moment(item.get("m"), number)
         else:
-            differences.append(TreeDifference(_text(item.get("d"), number), _text(item.get("p"), number),
-                                              _moment(item.get("m"), number)))
+            differences.append(
+                TreeDifference(_text(item.get("d"), number), _text(item.get("p"), number), _moment(item.get("m"), number))
+            )
     if not isinstance(summary, dict):
         raise AnswerError("no summary line")
-    numbers: dict[str, Any] = {name: summary.get(name) for name in ("files", "bytes", "left_files", "left_bytes", "slice_files",
-                                                     "slice_bytes", "hashed_files", "hashed_bytes", "differences")}
+    numbers: dict[str, Any] = {
+        name: summary.get(name)
+        for name in (
+            "files",
+            "bytes",
+            "left_files",
+            "left_bytes",
+            "slice_files",
+            "slice_bytes",
+            "hashed_files",
+            "hashed_bytes",
+            "differences",
+        )
+    }
     if not all(isinstance(value, int) and value >= 0 for value in numbers.values()):
         raise AnswerError("the summary's counts are not whole numbers")
     cursor = summary.get("next_cursor")
     if cursor is not None and not isinstance(cursor, str):
         raise AnswerError("the summary's cursor is not text")
     difference_count = numbers.pop("differences")
-    return Answer(tuple(differences), probes, **numbers, difference_count=difference_count,
-                  truncated=bool(summary.get("truncated")), complete=bool(summary.get("complete")), next_cursor=cursor)
+    return Answer(
+        tuple(differences),
+        probes,
+        **numbers,
+        difference_count=difference_count,
+        truncated=bool(summary.get("truncated")),
+        complete=bool(summary.get("complete")),
+        next_cursor=cursor,
+    )
 
 
 def _text(value: Any, number: int) -> str:

@@ -75,27 +75,45 @@ def judge_unattended(facts: UnattendedFacts) -> Decision:
     """Whether ``unattended`` approves this failover; the sentence says why (or every reason not)."""
     missing = []
     if facts.policy != "unattended":
-        missing.append(f"the fleet's health policy for {facts.service} is automatic_failover: {facts.policy}, "
-                       "not unattended")
-    fresh = [declaration for declaration in facts.declarations
-             if (facts.now - declaration.checked_at).total_seconds() <= facts.max_age_seconds]
+        missing.append(f"the fleet's health policy for {facts.service} is automatic_failover: {facts.policy}, not unattended")
+    fresh = [
+        declaration
+        for declaration in facts.declarations
+        if (facts.now - declaration.checked_at).total_seconds() <= facts.max_age_seconds
+    ]
     if not fresh:
-        stale = f" (the newest record is from {max(d.checked_at for d in facts.declarations):%Y-%m-%d %H:%M:%S} UTC, " \
-                f"older than {facts.max_age_seconds:.0f} s)" if facts.declarations else ""
+        stale = (
+            f" (the newest record is from {max(d.checked_at for d in facts.declarations):%Y-%m-%d %H:%M:%S} UTC, "
+            f"older than {facts.max_age_seconds:.0f} s)"
+            if facts.declarations
+            else ""
+        )
         missing.append(f"no health run declares its production {facts.production} down now{stale}")
     started_by = _started_by(facts)
     if started_by:
         missing.append(started_by)
     if missing:
-        return Decision(False, f"failover of {facts.service} not approved as unattended: " + "; ".join(missing)
-                        + ". Nothing was changed; an approver approves it (start it without unattended and answer "
-                          "its gate)")
-    who = (f"health run {facts.from_health_run}, in its process" if facts.from_health_run
-           else f"the control site ({facts.creator[1]})" if facts.creator else "the control site")
+        return Decision(
+            False,
+            f"failover of {facts.service} not approved as unattended: "
+            + "; ".join(missing)
+            + ". Nothing was changed; an approver approves it (start it without unattended and answer "
+            "its gate)",
+        )
+    who = (
+        f"health run {facts.from_health_run}, in its process"
+        if facts.from_health_run
+        else f"the control site ({facts.creator[1]})"
+        if facts.creator
+        else "the control site"
+    )
     newest = max(fresh, key=lambda declaration: declaration.checked_at)
-    return Decision(True, f"failover of {facts.service} approved as unattended: the fleet's health policy is "
-                          f"unattended, the health records hold {facts.production} down ({newest.component}: "
-                          f"{newest.evidence[:200]}), and it was started by {who}")
+    return Decision(
+        True,
+        f"failover of {facts.service} approved as unattended: the fleet's health policy is "
+        f"unattended, the health records hold {facts.production} down ({newest.component}: "
+        f"{newest.evidence[:200]}), and it was started by {who}",
+    )
 
 
 def _started_by(facts: UnattendedFacts) -> str:

@@ -77,8 +77,9 @@ def parse_itemized(output: str) -> list[tuple[str, str]]:
     return found
 
 
-def classify_differences(itemized: list[tuple[str, str]], source_mtimes: dict[str, float], copy_started: float,
-                         fuzzy: list[str] = ()) -> ContentReport:
+def classify_differences(
+    itemized: list[tuple[str, str]], source_mtimes: dict[str, float], copy_started: float, fuzzy: list[str] = ()
+) -> ContentReport:
     """Mark each difference whose production file changed after ``copy_started`` as expected.
 
     ``source_mtimes`` holds production's current mtime for listed paths (absent: the file no
@@ -104,18 +105,22 @@ def file_listing_argv(paths: list[str]) -> list[str]:
     return ["find", *paths, "-type", "f", "-printf", "%T@\t%p\n"]
 
 
-def not_compared(production_listing: str, copy_listing: str, tree: str, itemized: list[tuple[str, str]],
-                 excludes: list[str] = ()) -> dict[str, float]:
+def not_compared(
+    production_listing: str, copy_listing: str, tree: str, itemized: list[tuple[str, str]], excludes: list[str] = ()
+) -> dict[str, float]:
     """Production files that neither the copy holds nor rsync's comparison named, with their mtimes.
 
     ``rsync -c`` drops a file it cannot read from its file list without a word (measured with
     rsync 3.5: exit 0, nothing itemized), so "no difference" is not proof for such a file; the
     two listings are.
     """
-    in_copy = {path[len(tree):] for path in parse_stat_mtimes(copy_listing) if path.startswith(tree)}
+    in_copy = {path[len(tree) :] for path in parse_stat_mtimes(copy_listing) if path.startswith(tree)}
     named = {path for _, path in itemized}
-    return {path: mtime for path, mtime in parse_stat_mtimes(production_listing).items()
-            if path not in in_copy and path not in named and not matches_any(path, list(excludes))}
+    return {
+        path: mtime
+        for path, mtime in parse_stat_mtimes(production_listing).items()
+        if path not in in_copy and path not in named and not matches_any(path, list(excludes))
+    }
 
 
 def parse_stat_mtimes(output: str) -> dict[str, float]:

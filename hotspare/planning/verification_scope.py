@@ -57,7 +57,7 @@ def parse_sized_listing(output: str, strip_prefix: str = "") -> dict[str, FileEn
         if len(parts) != 3 or not parts[2].startswith(strip_prefix):
             continue
         try:
-            entries[parts[2][len(strip_prefix):]] = FileEntry(float(parts[0]), int(parts[1]))
+            entries[parts[2][len(strip_prefix) :]] = FileEntry(float(parts[0]), int(parts[1]))
         except ValueError:
             continue
     return entries
@@ -119,8 +119,17 @@ def runs_left(period_days: float, runs_per_day: float, pass_started_at: float | 
     return max(1, int((deadline - now) // interval))
 
 
-def plan_scope(files: dict[str, FileEntry], changed: set[str], state: PassState, roots: list[str], *,
-               period_days: float, runs_per_day: float, now: float, full: bool = False) -> Scope:
+def plan_scope(
+    files: dict[str, FileEntry],
+    changed: set[str],
+    state: PassState,
+    roots: list[str],
+    *,
+    period_days: float,
+    runs_per_day: float,
+    now: float,
+    full: bool = False,
+) -> Scope:
     """What this run compares, given production's files (excludes already left out), the changed
     paths, the rolling pass's state and the schedule. ``full`` compares everything."""
     total_bytes = sum(entry.size for entry in files.values())
@@ -143,38 +152,73 @@ def plan_scope(files: dict[str, FileEntry], changed: set[str], state: PassState,
     compare = changed_here | set(chosen)
     done = state.files_done + len(chosen)
     if len(compare) == len(files):
-        return _whole(files, roots, len(changed_here), total_bytes, started,
-                      "what changed and the rolling slice together cover every file")
+        return _whole(
+            files, roots, len(changed_here), total_bytes, started, "what changed and the rolling slice together cover every file"
+        )
     compared_bytes = sum(files[path].size for path in compare)
     if compared_bytes >= max(WHOLE_TREE_BYTES, total_bytes / 2):
-        return _whole(files, roots, len(changed_here), total_bytes, started,
-                      f"what changed and the rolling slice are {compared_bytes} of {total_bytes} bytes: rsync reads "
-                      "the rest faster than naming the files")
+        return _whole(
+            files,
+            roots,
+            len(changed_here),
+            total_bytes,
+            started,
+            f"what changed and the rolling slice are {compared_bytes} of {total_bytes} bytes: rsync reads "
+            "the rest faster than naming the files",
+        )
     next_state = PassState() if complete else PassState(chosen[-1] if chosen else state.cursor, started, done)
-    reason = (f"comparing {len(changed_here)} changed file(s) and a rolling slice of {len(chosen)} file(s) "
-              f"({chosen_bytes} bytes, 1/{runs} of what the pass has left): {len(compare)} of {len(files)} files, "
-              f"{compared_bytes} of {total_bytes} bytes" + ("; the rolling pass completes" if complete else ""))
-    return Scope(False, tuple(sorted(compare)), len(changed_here), len(chosen), len(compare), compared_bytes,
-                 len(files), total_bytes, next_state, complete, started, done, reason)
+    reason = (
+        f"comparing {len(changed_here)} changed file(s) and a rolling slice of {len(chosen)} file(s) "
+        f"({chosen_bytes} bytes, 1/{runs} of what the pass has left): {len(compare)} of {len(files)} files, "
+        f"{compared_bytes} of {total_bytes} bytes" + ("; the rolling pass completes" if complete else "")
+    )
+    return Scope(
+        False,
+        tuple(sorted(compare)),
+        len(changed_here),
+        len(chosen),
+        len(compare),
+        compared_bytes,
+        len(files),
+        total_bytes,
+        next_state,
+        complete,
+        started,
+        done,
+        reason,
+    )
 
 
-def _whole(files: dict[str, FileEntry], roots: list[str], changed: int, total_bytes: int, started: float,
-           why: str) -> Scope:
-    return Scope(True, tuple(roots), changed, len(files), len(files), total_bytes, len(files), total_bytes,
-                 PassState(), True, started, len(files), f"comparing the whole tree: {why} ({len(files)} files, "
-                 f"{total_bytes} bytes)")
+def _whole(files: dict[str, FileEntry], roots: list[str], changed: int, total_bytes: int, started: float, why: str) -> Scope:
+    return Scope(
+        True,
+        tuple(roots),
+        changed,
+        len(files),
+        len(files),
+        total_bytes,
+        len(files),
+        total_bytes,
+        PassState(),
+        True,
+        started,
+        len(files),
+        f"comparing the whole tree: {why} ({len(files)} files, {total_bytes} bytes)",
+    )
 
 
-def changed_paths(itemized: list[str], production: dict[str, FileEntry], copy: dict[str, FileEntry],
-                  since: float | None) -> set[str]:
+def changed_paths(
+    itemized: list[str], production: dict[str, FileEntry], copy: dict[str, FileEntry], since: float | None
+) -> set[str]:
     """Files to compare as changed: itemized by the copy step, modified on production at or after
     ``since`` (the previous verified copy's start; None: no baseline), or differing in size or
     mtime between the two listings (the copy step left them different, or something touched them)."""
     changed = {path for path in itemized if path in production}
     for path, entry in production.items():
         held = copy.get(path)
-        if (since is not None and entry.mtime >= since) or (held is not None and (held.size != entry.size
-                                                                                   or abs(held.mtime - entry.mtime) > 1e-6)):
+        if (since is not None and entry.mtime >= since) or (
+            held is not None and (held.size != entry.size or abs(held.mtime - entry.mtime) > 1e-6)
+        ):
             changed.add(path)
     return changed
 
@@ -189,6 +233,7 @@ def extra_in_copy(production: dict[str, FileEntry], copy: dict[str, FileEntry], 
 
 
 # --- The tree comparison's answer (planning/tree_comparison.py) in the verification's terms ---
+
 
 def answer_differences(answer) -> tuple[list[tuple[str, str]], dict[str, float], set[str]]:
     """``(kind, path)`` differences for ``planning/verification.classify_differences``, production's
@@ -223,22 +268,47 @@ def scope_record(answer, state: PassState, whole_tree: bool, runs: int, now: flo
     """What ``record_pass`` needs and the run's summary shows (plain values: a task result)."""
     started = state.started_at if state.started_at is not None else now
     if whole_tree:
-        return {"whole_tree": True, "named_paths": 0, "changed_files": 0, "slice_files": answer.files,
-                "compared_files": answer.files, "compared_bytes": answer.bytes, "total_files": answer.files,
-                "total_bytes": answer.bytes, "pass_complete": True, "pass_started_at": started,
-                "pass_files": answer.files, "next_cursor": "", "next_started_at": None, "next_files_done": 0,
-                "reason": f"comparing the whole tree by checksum ({answer.files} files, {answer.bytes} bytes)"}
+        return {
+            "whole_tree": True,
+            "named_paths": 0,
+            "changed_files": 0,
+            "slice_files": answer.files,
+            "compared_files": answer.files,
+            "compared_bytes": answer.bytes,
+            "total_files": answer.files,
+            "total_bytes": answer.bytes,
+            "pass_complete": True,
+            "pass_started_at": started,
+            "pass_files": answer.files,
+            "next_cursor": "",
+            "next_started_at": None,
+            "next_files_done": 0,
+            "reason": f"comparing the whole tree by checksum ({answer.files} files, {answer.bytes} bytes)",
+        }
     done = (state.files_done if state.started_at is not None else 0) + answer.slice_files
     complete = answer.complete
     cursor = "" if complete else (answer.next_cursor if answer.next_cursor is not None else state.cursor)
     changed = max(answer.hashed_files - answer.slice_files, 0)
-    reason = (f"comparing {changed} changed file(s) and a rolling slice of {answer.slice_files} file(s) "
-              f"({answer.slice_bytes} bytes, 1/{runs} of what the pass has left) by checksum: "
-              f"{answer.hashed_files} of {answer.files} files, {answer.hashed_bytes} of {answer.bytes} bytes; "
-              "every file's size and mtime compared on the mirror" + ("; the rolling pass completes" if complete else ""))
-    return {"whole_tree": False, "named_paths": answer.hashed_files, "changed_files": changed,
-            "slice_files": answer.slice_files, "compared_files": answer.hashed_files,
-            "compared_bytes": answer.hashed_bytes, "total_files": answer.files, "total_bytes": answer.bytes,
-            "pass_complete": complete, "pass_started_at": started, "pass_files": done, "next_cursor": cursor,
-            "next_started_at": None if complete else started, "next_files_done": 0 if complete else done,
-            "reason": reason}
+    reason = (
+        f"comparing {changed} changed file(s) and a rolling slice of {answer.slice_files} file(s) "
+        f"({answer.slice_bytes} bytes, 1/{runs} of what the pass has left) by checksum: "
+        f"{answer.hashed_files} of {answer.files} files, {answer.hashed_bytes} of {answer.bytes} bytes; "
+        "every file's size and mtime compared on the mirror" + ("; the rolling pass completes" if complete else "")
+    )
+    return {
+        "whole_tree": False,
+        "named_paths": answer.hashed_files,
+        "changed_files": changed,
+        "slice_files": answer.slice_files,
+        "compared_files": answer.hashed_files,
+        "compared_bytes": answer.hashed_bytes,
+        "total_files": answer.files,
+        "total_bytes": answer.bytes,
+        "pass_complete": complete,
+        "pass_started_at": started,
+        "pass_files": done,
+        "next_cursor": cursor,
+        "next_started_at": None if complete else started,
+        "next_files_done": 0 if complete else done,
+        "reason": reason,
+    }

@@ -37,7 +37,10 @@ def locked_job_template(project: str) -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {
                 "operator": {
-                    "type": "string", "pattern": OPERATOR_PATTERN, "default": "", "title": "Operator",
+                    "type": "string",
+                    "pattern": OPERATOR_PATTERN,
+                    "default": "",
+                    "title": "Operator",
                     "description": "Who submitted the run (a name, at most 64 letters, digits, spaces or ._@-).",
                 },
             },

@@ -14,8 +14,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", required=True, help="the facility's process work pool, hotspare-<facility>")
     parser.add_argument("--name", required=True, help="the worker's name as the Prefect server shows it")
     parser.add_argument("--limit", type=int, default=None, help="runs this worker takes at a time")
-    parser.add_argument("--package", action="append", dest="packages", metavar="PACKAGE",
-                        help="a package whose modules the warm process imports (default: flows)")
+    parser.add_argument(
+        "--package",
+        action="append",
+        dest="packages",
+        metavar="PACKAGE",
+        help="a package whose modules the warm process imports (default: flows)",
+    )
     args = parser.parse_args(argv)
 
     import anyio
@@ -25,9 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     from hotspare.warm_worker.worker import WarmProcessWorker
 
     setup_signal_handlers_worker(os.getpid(), "the warm worker", print)
-    worker = WarmProcessWorker(work_pool_name=args.pool, name=args.name, limit=args.limit,
-                               heartbeat_interval_seconds=int(PREFECT_WORKER_HEARTBEAT_SECONDS.value()),
-                               create_pool_if_not_found=False, packages=tuple(args.packages or ("flows",)))
+    worker = WarmProcessWorker(
+        work_pool_name=args.pool,
+        name=args.name,
+        limit=args.limit,
+        heartbeat_interval_seconds=int(PREFECT_WORKER_HEARTBEAT_SECONDS.value()),
+        create_pool_if_not_found=False,
+        packages=tuple(args.packages or ("flows",)),
+    )
     try:
         anyio.run(worker.start)
     except KeyboardInterrupt:

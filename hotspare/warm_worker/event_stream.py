@@ -30,8 +30,11 @@ def send_login_on_upgrade() -> None:
             from websockets import Subprotocol
 
             header = {"Authorization": f"Basic {clients._basic_auth_token(self._auth_token)}"}
-            self._connect = websocket_connect(clients.events_out_socket_from_api_url(self._api_url),
-                                              subprotocols=[Subprotocol("prefect")], additional_headers=header)
+            self._connect = websocket_connect(
+                clients.events_out_socket_from_api_url(self._api_url),
+                subprotocols=[Subprotocol("prefect")],
+                additional_headers=header,
+            )
 
     subscriber_class.__init__ = __init__  # type: ignore[method-assign]  # the login on the upgrade too
     setattr(subscriber_class, _PATCHED, True)

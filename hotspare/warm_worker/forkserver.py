@@ -159,8 +159,11 @@ def finish(code: int) -> int:
         try:
             step()
         except Exception as error:  # noqa: BLE001  # the exit goes on; the run's own outcome is already recorded
-            print(f"warm child {os.getpid()}: {getattr(step, '__name__', step)} failed at exit: {error}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"warm child {os.getpid()}: {getattr(step, '__name__', step)} failed at exit: {error}",
+                file=sys.stderr,
+                flush=True,
+            )
     return code
 
 
@@ -204,8 +207,12 @@ def serve(socket_path: str, packages: list[str]) -> None:
     os.chmod(temporary, 0o600)
     os.replace(temporary, socket_path)  # the socket appears only when this process is ready
     listener.listen(16)
-    print(f"warm process ready (pid {os.getpid()}) in {time.monotonic() - started:.1f} s: {len(sys.modules)} modules, "
-          f"{len(recorded)} project files watched", file=sys.stderr, flush=True)
+    print(
+        f"warm process ready (pid {os.getpid()}) in {time.monotonic() - started:.1f} s: {len(sys.modules)} modules, "
+        f"{len(recorded)} project files watched",
+        file=sys.stderr,
+        flush=True,
+    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, None)

@@ -118,8 +118,10 @@ def private_folder(path: str) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     status = folder.lstat()
     if not folder.is_dir() or folder.is_symlink() or status.st_uid != os.getuid() or status.st_mode & 0o077:
-        raise SystemExit(f"HOTSPARE_WARM_FOLDER {folder} must be a folder of this user's alone (mode 0700, "
-                         f"not a link): remove it or name another")
+        raise SystemExit(
+            f"HOTSPARE_WARM_FOLDER {folder} must be a folder of this user's alone (mode 0700, "
+            f"not a link): remove it or name another"
+        )
     return folder
 
 
@@ -129,8 +131,7 @@ class WarmStarter:
     refuses the run. Follows Prefect's ``ProcessStarter`` contract: signal the handle, then
     block until the process ends."""
 
-    def __init__(self, warm: WarmProcess, cold: EngineCommandStarter, *, env: dict, cwd: Path,
-                 control_channel, logger) -> None:
+    def __init__(self, warm: WarmProcess, cold: EngineCommandStarter, *, env: dict, cwd: Path, control_channel, logger) -> None:
         self.warm, self.cold, self.env, self.cwd = warm, cold, env, cwd
         self.control_channel, self.logger = control_channel, logger
 
@@ -147,16 +148,18 @@ class WarmStarter:
             self.warm.restart(f"it does not answer ({error})")
             return await self.cold.start(flow_run, task_status=task_status)
         async with stream:
-            request = {"flow_run_id": str(flow_run.id), "env": self.run_environment(flow_run, control_env),
-                       "cwd": str(self.cwd) if self.cwd else None}
+            request = {
+                "flow_run_id": str(flow_run.id),
+                "env": self.run_environment(flow_run, control_env),
+                "cwd": str(self.cwd) if self.cwd else None,
+            }
             await stream.send((json.dumps(request) + "\n").encode())
             lines = _lines(stream)
             first = await _next_message(lines)
             if first is None or "refused" in first:
                 self.unregister(flow_run, registered)
                 reason = first["refused"] if first else "it closed the connection"
-                self.logger.info(f"the warm process did not take flow run {flow_run.id}: {reason}; "
-                                 f"starting it the classic way")
+                self.logger.info(f"the warm process did not take flow run {flow_run.id}: {reason}; starting it the classic way")
                 if first is None or reason.startswith("code changed"):
                     self.warm.restart(reason)
                 return await self.cold.start(flow_run, task_status=task_status)
@@ -190,10 +193,14 @@ class WarmStarter:
         """The environment ``EngineCommandStarter`` gives ``python -m prefect.engine``."""
         env: dict[str, str | None] = {**os.environ, **self.env}
         env.update(get_current_settings().to_environment_variables(exclude_unset=True))
-        env.update({"PREFECT__FLOW_RUN_ID": str(flow_run.id),
-                    "PREFECT__ENABLE_CANCELLATION_AND_CRASHED_HOOKS": "false",
-                    **control_env,
-                    "PREFECT__DEPLOYMENT_NAME": self.env.get("PREFECT__DEPLOYMENT_NAME")})
+        env.update(
+            {
+                "PREFECT__FLOW_RUN_ID": str(flow_run.id),
+                "PREFECT__ENABLE_CANCELLATION_AND_CRASHED_HOOKS": "false",
+                **control_env,
+                "PREFECT__DEPLOYMENT_NAME": self.env.get("PREFECT__DEPLOYMENT_NAME"),
+            }
+        )
         return {key: value for key, value in sanitize_subprocess_env(env).items() if value is not None}
 
 
@@ -246,8 +253,9 @@ class WarmProcessWorker(ProcessWorker):
                             self._logger.debug(f"a run was scheduled in {self._work_pool_name}: polling now")
                             await self.get_and_submit_flow_runs()
             except Exception as error:  # noqa: BLE001  # the stream is a shortcut: the poll still finds every run
-                self._logger.warning(f"the event stream failed ({type(error).__name__}: {error}); "
-                                     f"relying on the poll, reconnecting in 5 s")
+                self._logger.warning(
+                    f"the event stream failed ({type(error).__name__}: {error}); relying on the poll, reconnecting in 5 s"
+                )
             await anyio.sleep(5)
 
     def is_for_this_pool(self, event) -> bool:
@@ -257,28 +265,41 @@ class WarmProcessWorker(ProcessWorker):
             return True
         return any(resource.name == self._work_pool_name for resource in pools)
 
-    async def run(self, flow_run, configuration: ProcessJobConfiguration,
-                  task_status: anyio.abc.TaskStatus[int] | None = None) -> ProcessWorkerResult:
+    async def run(
+        self, flow_run, configuration: ProcessJobConfiguration, task_status: anyio.abc.TaskStatus[int] | None = None
+    ) -> ProcessWorkerResult:
         """Prefect's ``ProcessWorker.run`` for a pool whose job template sets no command, with
         the warm starter; a configured command runs as Prefect runs it."""
         if configuration._command_configured or self.executor_context is None:
             return await super().run(flow_run, configuration, task_status)
         if task_status is None:
             task_status = anyio.TASK_STATUS_IGNORED
-        working_dir_context = (tempfile.TemporaryDirectory(suffix="prefect") if not configuration.working_dir
-                               else contextlib.nullcontext(configuration.working_dir))
+        working_dir_context = (
+            tempfile.TemporaryDirectory(suffix="prefect")
+            if not configuration.working_dir
+            else contextlib.nullcontext(configuration.working_dir)
+        )
         execution = None
         with working_dir_context as working_dir, warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             context = self.executor_context  # the worker's, entered once in start()
             workspace = Path(working_dir).resolve()
-            cold = EngineCommandStarter(command=configuration.command, cwd=workspace, env=configuration.env,
-                                        stream_output=configuration.stream_output,
-                                        control_channel=context.control_channel)
-            starter = WarmStarter(self.warm, cold, env=configuration.env, cwd=workspace,
-                                  control_channel=context.control_channel, logger=self.get_flow_run_logger(flow_run))
-            executor = context.create_executor(flow_run, starter, resolve_flow=load_flow_from_flow_run,
-                                               propose_submitting=False)
+            cold = EngineCommandStarter(
+                command=configuration.command,
+                cwd=workspace,
+                env=configuration.env,
+                stream_output=configuration.stream_output,
+                control_channel=context.control_channel,
+            )
+            starter = WarmStarter(
+                self.warm,
+                cold,
+                env=configuration.env,
+                cwd=workspace,
+                control_channel=context.control_channel,
+                logger=self.get_flow_run_logger(flow_run),
+            )
+            executor = context.create_executor(flow_run, starter, resolve_flow=load_flow_from_flow_run, propose_submitting=False)
 
             async def execute(*, task_status=anyio.TASK_STATUS_IGNORED) -> None:
                 nonlocal execution

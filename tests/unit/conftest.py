@@ -29,8 +29,11 @@ def slow_layer_problem(item: pytest.Item) -> str | None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     problem = slow_layer_problem(item)
     if problem:
-        pytest.fail(f"{item.nodeid} {problem}, which needs the lab or a server: tests/unit holds only tests "
-                    "that need none; move it to tests/ (next to the other lab tests)", pytrace=False)
+        pytest.fail(
+            f"{item.nodeid} {problem}, which needs the lab or a server: tests/unit holds only tests "
+            "that need none; move it to tests/ (next to the other lab tests)",
+            pytrace=False,
+        )
 
 
 @pytest.hookimpl(tryfirst=True)

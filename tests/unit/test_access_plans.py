@@ -19,13 +19,17 @@ from hotspare.planning.api_access import (
 )
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-IDENTITIES = [Identity("control", CONTROL), Identity("worker-east", WORKER, ("lab-ssh", "lab-tsig")),
-              Identity("ada", VIEWER), Identity("otto", OPERATOR), Identity("april", APPROVER)]
+IDENTITIES = [
+    Identity("control", CONTROL),
+    Identity("worker-east", WORKER, ("lab-ssh", "lab-tsig")),
+    Identity("ada", VIEWER),
+    Identity("otto", OPERATOR),
+    Identity("april", APPROVER),
+]
 
 
 def render(identities=IDENTITIES) -> str:
-    return api_access.render_nginx(identities, listen="10.0.0.5:4200", upstream="127.0.0.1:4200",
-                                   folder="/var/tmp/x/proxy")
+    return api_access.render_nginx(identities, listen="10.0.0.5:4200", upstream="127.0.0.1:4200", folder="/var/tmp/x/proxy")
 
 
 def decide(config: str, user: str, method: str, path: str, args: str = "") -> str:
@@ -54,41 +58,48 @@ def decide(config: str, user: str, method: str, path: str, args: str = "") -> st
     return lookup("hotspare_by_role", f"{role}|{method}|{path}")
 
 
-@pytest.mark.parametrize(("user", "method", "path", "args", "expected"), [
-    ("ada", "POST", "/api/flow_runs/filter", "", "prefect"),
-    ("ada", "GET", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001", "", "prefect"),
-    ("ada", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/resume", "", "refused"),
-    ("ada", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/set_state", "", "refused"),
-    ("ada", "POST", "/api/deployments/7a1c9a5e-0000-4000-8000-000000000001/create_flow_run", "", "refused"),
-    ("ada", "GET", "/api/events/in", "", "refused"),
-    ("otto", "POST", "/api/deployments/7a1c9a5e-0000-4000-8000-000000000001/create_flow_run", "", "prefect"),
-    ("otto", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/resume", "", "refused"),
-    ("april", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/resume", "", "prefect"),
-    ("april", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/set_state", "", "refused"),
-    ("worker-east", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/set_state", "", "prefect"),
-    ("worker-east", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/resume", "", "refused"),
-    ("worker-east", "PATCH", "/api/work_pools/hotspare-west", "", "refused"),
-    ("worker-east", "POST", "/api/deployments/", "", "refused"),
-    ("worker-east", "GET", "/api/block_types/slug/s/block_documents/name/lab-tsig", "include_secrets=true", "prefect"),
-    ("worker-east", "GET", "/api/block_types/slug/s/block_documents/name/lab-restic-app1", "include_secrets=true",
-     "refused"),
-    ("worker-east", "GET", "/api/block_types/slug/s/block_documents/name/lab-tsig",
-     "include_secrets=false&include_secrets=true", "refused"),
-    ("worker-east", "GET", "/api/block_types/slug/s/block_documents/name/lab-tsigx", "include_secrets=true", "refused"),
-    ("worker-east", "POST", "/api/block_documents/filter", "", "refused"),
-    ("april", "GET", "/api/block_types/slug/s/block_documents/name/lab-tsig", "include_secrets=true", "refused"),
-    ("april", "GET", "/api/block_types/slug/s/block_documents/name/lab-tsig", "", "prefect"),
-    ("control", "POST", "/api/block_documents/filter", "", "prefect"),
-    ("control", "DELETE", "/api/deployments/7a1c9a5e-0000-4000-8000-000000000001", "", "prefect"),
-    ("nobody-known", "GET", "/api/flow_runs/filter", "", "refused"),
-])
+@pytest.mark.parametrize(
+    ("user", "method", "path", "args", "expected"),
+    [
+        ("ada", "POST", "/api/flow_runs/filter", "", "prefect"),
+        ("ada", "GET", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001", "", "prefect"),
+        ("ada", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/resume", "", "refused"),
+        ("ada", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/set_state", "", "refused"),
+        ("ada", "POST", "/api/deployments/7a1c9a5e-0000-4000-8000-000000000001/create_flow_run", "", "refused"),
+        ("ada", "GET", "/api/events/in", "", "refused"),
+        ("otto", "POST", "/api/deployments/7a1c9a5e-0000-4000-8000-000000000001/create_flow_run", "", "prefect"),
+        ("otto", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/resume", "", "refused"),
+        ("april", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/resume", "", "prefect"),
+        ("april", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/set_state", "", "refused"),
+        ("worker-east", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/set_state", "", "prefect"),
+        ("worker-east", "POST", "/api/flow_runs/7a1c9a5e-0000-4000-8000-000000000001/resume", "", "refused"),
+        ("worker-east", "PATCH", "/api/work_pools/hotspare-west", "", "refused"),
+        ("worker-east", "POST", "/api/deployments/", "", "refused"),
+        ("worker-east", "GET", "/api/block_types/slug/s/block_documents/name/lab-tsig", "include_secrets=true", "prefect"),
+        ("worker-east", "GET", "/api/block_types/slug/s/block_documents/name/lab-restic-app1", "include_secrets=true", "refused"),
+        (
+            "worker-east",
+            "GET",
+            "/api/block_types/slug/s/block_documents/name/lab-tsig",
+            "include_secrets=false&include_secrets=true",
+            "refused",
+        ),
+        ("worker-east", "GET", "/api/block_types/slug/s/block_documents/name/lab-tsigx", "include_secrets=true", "refused"),
+        ("worker-east", "POST", "/api/block_documents/filter", "", "refused"),
+        ("april", "GET", "/api/block_types/slug/s/block_documents/name/lab-tsig", "include_secrets=true", "refused"),
+        ("april", "GET", "/api/block_types/slug/s/block_documents/name/lab-tsig", "", "prefect"),
+        ("control", "POST", "/api/block_documents/filter", "", "prefect"),
+        ("control", "DELETE", "/api/deployments/7a1c9a5e-0000-4000-8000-000000000001", "", "prefect"),
+        ("nobody-known", "GET", "/api/flow_runs/filter", "", "refused"),
+    ],
+)
 def test_the_proxy_decides_by_role_method_path_and_named_blocks(user, method, path, args, expected):
     assert decide(render(), user, method, path, args) == expected
 
 
 def test_the_proxy_overwrites_provenance_and_the_upstream_login_and_refuses_odd_paths():
     config = render()
-    assert 'proxy_set_header Prefect-Automation-Name $hotspare_provenance_name;' in config
+    assert "proxy_set_header Prefect-Automation-Name $hotspare_provenance_name;" in config
     assert config.count('proxy_set_header Authorization "";') == 2  # no password goes past nginx
     assert "underscores_in_headers off;" in config
     assert api_access.parse_provenance("hotspare:approver:april") == ("approver", "april")
@@ -96,22 +107,28 @@ def test_the_proxy_overwrites_provenance_and_the_upstream_login_and_refuses_odd_
     assert api_access.parse_provenance("My automation") is None
 
 
-@pytest.mark.parametrize("identities", [
-    [Identity("Ada Lovelace", VIEWER)],
-    [Identity("ada", "king")],
-    [Identity("ada", VIEWER, ("lab-ssh",))],
-    [Identity("worker-east", WORKER, ('x" prefect; "~.*',))],
-    [Identity("ada", VIEWER), Identity("ada", APPROVER)],
-])
+@pytest.mark.parametrize(
+    "identities",
+    [
+        [Identity("Ada Lovelace", VIEWER)],
+        [Identity("ada", "king")],
+        [Identity("ada", VIEWER, ("lab-ssh",))],
+        [Identity("worker-east", WORKER, ('x" prefect; "~.*',))],
+        [Identity("ada", VIEWER), Identity("ada", APPROVER)],
+    ],
+)
 def test_a_bad_identity_is_refused_before_any_configuration_is_written(identities):
     with pytest.raises(ValueError):
         render(identities)
 
 
 def test_the_approver_is_the_newest_record_made_before_the_answer():
-    records = [("hotspare-approver-1", NOW, "april"), ("hotspare-approver-2", NOW + timedelta(seconds=5), "bert"),
-               ("paused-1-response", NOW + timedelta(seconds=1), "mallory"),
-               ("hotspare-approver-3", NOW + timedelta(seconds=9), "carla")]
+    records = [
+        ("hotspare-approver-1", NOW, "april"),
+        ("hotspare-approver-2", NOW + timedelta(seconds=5), "bert"),
+        ("paused-1-response", NOW + timedelta(seconds=1), "mallory"),
+        ("hotspare-approver-3", NOW + timedelta(seconds=9), "carla"),
+    ]
     assert api_access.approver_from_records(records, NOW + timedelta(seconds=6)) == "bert"
     assert api_access.approver_from_records(records, NOW - timedelta(seconds=1)) is None
     assert api_access.approver_from_records([("hotspare-approver-1", NOW, "Not A Name")], NOW) is None
@@ -122,6 +139,7 @@ def test_an_up_front_approval_counts_only_from_an_approver_the_control_site_or_a
     from hotspare.planning.approval import Approval
 
     given = Approval("failover of app1", "0123456789abcdef", "typed name", "up front (yes)")
+
     def by(role: str, name: str, subflow: bool = False) -> RunProvenance:
         return RunProvenance(True, (role, name), subflow, "id")
 
@@ -150,10 +168,13 @@ def test_database_grants_keep_workers_off_the_fleet_definition_and_everyone_out_
 def test_readiness_counts_people_not_shared_or_machine_logins():
     from hotspare.planning.readiness import RunFact, is_person, judge_readiness
 
-    assert [name for name in ("root", "worker-east", "control", "hotspare", "april", "Dana Ops") if is_person(name)] == \
-        ["april", "Dana Ops"]
-    runs = [RunFact("failover", "app1", NOW - timedelta(days=1), "ok", name, "emergency")
-            for name in ("root", "worker-west", "april")]
+    assert [name for name in ("root", "worker-east", "control", "hotspare", "april", "Dana Ops") if is_person(name)] == [
+        "april",
+        "Dana Ops",
+    ]
+    runs = [
+        RunFact("failover", "app1", NOW - timedelta(days=1), "ok", name, "emergency") for name in ("root", "worker-west", "april")
+    ]
     [failover] = [item for item in judge_readiness([], [], runs, [], NOW).procedures if item.procedure == "failover"]
     assert failover.people == ("april",)
 

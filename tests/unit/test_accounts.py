@@ -93,7 +93,9 @@ def unchanged_except_service(result) -> None:
     assert result.files[PASSWD].splitlines()[:2] == MIRROR_FILES[PASSWD].splitlines()[:2]
     assert "root:$y$mirror-root:" in result.files[SHADOW] and "production-root" not in result.files[SHADOW]
     assert "sudo:x:27:\n" in result.files[GROUP]
-    assert [line for line in result.files[PASSWD].splitlines() if line.split(":")[2] == "0"] == ["root:x:0:0:root:/root:/bin/bash"]
+    assert [line for line in result.files[PASSWD].splitlines() if line.split(":")[2] == "0"] == [
+        "root:x:0:0:root:/root:/bin/bash"
+    ]
 
 
 # ----- the normal case -------------------------------------------------------------------------------
@@ -115,8 +117,12 @@ def test_merge_is_idempotent():
     again = plan.merge_accounts(once.files, PRODUCTION_FILES, LOW, HIGH)
     assert dict(again.files) == dict(once.files) and again.changed(once.files) == []
     attacked = merge({PASSWD: "root2:x:0:0::/root:/bin/sh\nroot:x:2500:2500::/root:/bin/sh\n"})
-    attacked_again = plan.merge_accounts(attacked.files, {**PRODUCTION_FILES, PASSWD: PRODUCTION_FILES[PASSWD]
-                                         + "root2:x:0:0::/root:/bin/sh\nroot:x:2500:2500::/root:/bin/sh\n"}, LOW, HIGH)
+    attacked_again = plan.merge_accounts(
+        attacked.files,
+        {**PRODUCTION_FILES, PASSWD: PRODUCTION_FILES[PASSWD] + "root2:x:0:0::/root:/bin/sh\nroot:x:2500:2500::/root:/bin/sh\n"},
+        LOW,
+        HIGH,
+    )
     assert dict(attacked_again.files) == dict(attacked.files) and attacked_again.refused == attacked.refused
 
 
@@ -203,20 +209,28 @@ def test_duplicate_uids_in_the_source_are_refused():
 
 def test_uid_taken_on_the_target_by_an_unmanaged_account_is_refused():
     current = {**MIRROR_FILES, PASSWD: MIRROR_FILES[PASSWD] + "guest:x:2010:2010::/home/guest:/bin/sh\n"}
-    result = plan.merge_accounts(current, {**PRODUCTION_FILES, PASSWD: PRODUCTION_FILES[PASSWD]
-                                           + "frank:x:2010:2003::/home/frank:/bin/sh\n"}, LOW, HIGH, ("alice", "bob", "frank"))
+    result = plan.merge_accounts(
+        current,
+        {**PRODUCTION_FILES, PASSWD: PRODUCTION_FILES[PASSWD] + "frank:x:2010:2003::/home/frank:/bin/sh\n"},
+        LOW,
+        HIGH,
+        ("alice", "bob", "frank"),
+    )
     assert "UID 2010 belongs to guest on the target" in refusal(result, "frank")
     assert "guest:x:2010" in result.files[PASSWD] and "frank" not in result.files[PASSWD]
 
 
-@pytest.mark.parametrize("line", [
-    "broken-line",
-    "eve:x:2500:2500:/home/eve:/bin/sh",  # 6 fields
-    "eve:x:25a0:2500::/home/eve:/bin/sh",
-    "eve:x:2500:2500::home/eve:/bin/sh",
-    "+::::::",
-    "Eve Smith:x:2500:2500::/home/eve:/bin/sh",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "broken-line",
+        "eve:x:2500:2500:/home/eve:/bin/sh",  # 6 fields
+        "eve:x:25a0:2500::/home/eve:/bin/sh",
+        "eve:x:2500:2500::home/eve:/bin/sh",
+        "+::::::",
+        "Eve Smith:x:2500:2500::/home/eve:/bin/sh",
+    ],
+)
 def test_malformed_lines_are_refused_by_number(line):
     result = merge({PASSWD: line + "\n"})
     assert "/etc/passwd line 6" in refusal(result, "malformed")
@@ -311,11 +325,12 @@ def test_only_the_service_lines_leave_production():
 def test_a_hostile_production_cannot_send_root_or_another_services_account():
     hostile = {
         PASSWD: PRODUCTION_FILES[PASSWD] + "root2:x:0:0::/root:/bin/sh\nroot:x:2500:2500::/root:/bin/sh\n"
-                                           "other:x:2600:2600:another service's name:/home/other:/bin/sh\n"
-                                           "eve:x:2601:0::/root:/bin/sh\n",
+        "other:x:2600:2600:another service's name:/home/other:/bin/sh\n"
+        "eve:x:2601:0::/root:/bin/sh\n",
         SHADOW: PRODUCTION_FILES[SHADOW] + "root2:$y$root2:1::::::\nroot:$y$rootdup:1::::::\nother:$y$other-NEW:1::::::\n"
-                                           "eve:$y$eve:1::::::\n",
-        GROUP: PRODUCTION_FILES[GROUP] + "sudo:x:2602:alice\n", GSHADOW: PRODUCTION_FILES[GSHADOW],
+        "eve:$y$eve:1::::::\n",
+        GROUP: PRODUCTION_FILES[GROUP] + "sudo:x:2602:alice\n",
+        GSHADOW: PRODUCTION_FILES[GSHADOW],
     }
     own = plan.service_accounts(hostile, LOW, HIGH, users=("alice", "bob", "other", "root"))
     travelled = "".join(own.files.values())
@@ -339,10 +354,12 @@ def test_the_merge_never_removes_or_changes_another_services_accounts_on_a_share
         SHADOW: MIRROR_FILES[SHADOW] + "web2:$y$web2:19000:0:99999:7:::\n",
         GSHADOW: MIRROR_FILES[GSHADOW] + "web2:!::\n",
     }
-    hostile = {**PRODUCTION_FILES,
-               PASSWD: PRODUCTION_FILES[PASSWD] + "web2:x:2700:2700::/home/web2:/bin/sh\n",
-               SHADOW: PRODUCTION_FILES[SHADOW] + "web2:$y$stolen:19000:0:99999:7:::\n",
-               GROUP: PRODUCTION_FILES[GROUP] + "mine:x:2701:alice,other,web2\n"}
+    hostile = {
+        **PRODUCTION_FILES,
+        PASSWD: PRODUCTION_FILES[PASSWD] + "web2:x:2700:2700::/home/web2:/bin/sh\n",
+        SHADOW: PRODUCTION_FILES[SHADOW] + "web2:$y$stolen:19000:0:99999:7:::\n",
+        GROUP: PRODUCTION_FILES[GROUP] + "mine:x:2701:alice,other,web2\n",
+    }
     result = plan.merge_accounts(shared, plan.service_accounts(hostile, LOW, HIGH).files, LOW, HIGH)
     theirs = ("other", "web2")
     for path in (PASSWD, SHADOW, GROUP, GSHADOW):

@@ -33,7 +33,8 @@ def test_up_front_approval_binds_to_the_digest_and_names_a_person():
     assert approved_up_front("failover of app1", "abc", False, None) is None  # ask the operator
     approval = approved_up_front("failover of app1", "abc", True, None, "Dana Ops")
     assert approval.operator == "Dana Ops" and approval.sentence() == (
-        "failover of app1: approved by Dana Ops up front (yes) (plan digest abc)")
+        "failover of app1: approved by Dana Ops up front (yes) (plan digest abc)"
+    )
     assert approved_up_front("failover of app1", "abc", False, " abc ", "dana").how == "up front (its plan digest)"
     with pytest.raises(PlanNotApproved, match="approval was for plan abd, but the plan is now abc") as raised:
         approved_up_front("rebuild of app1", "abc", False, "abd")
@@ -43,19 +44,23 @@ def test_up_front_approval_binds_to_the_digest_and_names_a_person():
 def test_an_up_front_approval_does_not_outlive_its_window():
     deadline = NOW + timedelta(minutes=5)
     assert approved_up_front("failover of app1", "abc", True, None, "dana", deadline, NOW + timedelta(minutes=4))
-    with pytest.raises(PlanRejected, match=r"good until 2026-12-06 09:05:00 UTC.*started at 09:12:00 UTC \(420 s later") \
-            as raised:
+    with pytest.raises(
+        PlanRejected, match=r"good until 2026-12-06 09:05:00 UTC.*started at 09:12:00 UTC \(420 s later"
+    ) as raised:
         approved_up_front("failover of app1", "abc", True, None, "dana", deadline, NOW + timedelta(minutes=12))
     assert "nothing was changed" in str(raised.value) and exit_code_of(raised.value) == 7
     with pytest.raises(PlanRejected):  # bound to a digest or not: late is late
         approved_up_front("failover of app1", "abc", False, "abc", "dana", deadline, NOW + timedelta(minutes=12))
 
 
-@pytest.mark.parametrize("decision, typed, operator, reason", [
-    ("approve", "", "dana", "the plan digest was left empty"),
-    ("approve", "abd", "dana", "the digest typed (abd) is not this plan's (abc)"),
-    ("approve", "abc", "  ", "the operator field was empty"),
-])
+@pytest.mark.parametrize(
+    "decision, typed, operator, reason",
+    [
+        ("approve", "", "dana", "the plan digest was left empty"),
+        ("approve", "abd", "dana", "the digest typed (abd) is not this plan's (abc)"),
+        ("approve", "abc", "  ", "the operator field was empty"),
+    ],
+)
 def test_a_wrong_answer_at_the_gate_is_a_reason_to_ask_again(decision, typed, operator, reason):
     assert reason in answer_at_the_gate("failover of app1", "abc", decision, typed, operator)
 

@@ -35,7 +35,9 @@ def test_rolling_check_subsets_wrap_round():
 
 
 def test_scratch_removal_refuses_paths_outside_its_base():
-    assert shell.remove_tree("/var/tmp/hotspare-restore/app1-x", rebuild_plan.RESTORE_BASE)[-1] == "/var/tmp/hotspare-restore/app1-x"
+    assert (
+        shell.remove_tree("/var/tmp/hotspare-restore/app1-x", rebuild_plan.RESTORE_BASE)[-1] == "/var/tmp/hotspare-restore/app1-x"
+    )
     for bad in ("/", "/var/tmp/hotspare-restore", "/var/tmp/hotspare-restore/../etc", "/etc"):
         with pytest.raises(ValueError):
             shell.remove_tree(bad, rebuild_plan.RESTORE_BASE)
@@ -44,9 +46,18 @@ def test_scratch_removal_refuses_paths_outside_its_base():
 def _grant(**changes):
     from hotspare.planning.storage_accounts import StorageGrant
 
-    values = dict(service="app1", run_name="run1", storage_server="storage", storage_address="10.0.0.31", storage_port=2222,
-                  known_hosts_line="[10.0.0.31]:2222 ssh-ed25519 AAAA\n", repository_path="/srv/backup/app1",
-                  client_server="prod-east", client_address="10.0.0.11", expires_at="20260101120000Z")
+    values = dict(
+        service="app1",
+        run_name="run1",
+        storage_server="storage",
+        storage_address="10.0.0.31",
+        storage_port=2222,
+        known_hosts_line="[10.0.0.31]:2222 ssh-ed25519 AAAA\n",
+        repository_path="/srv/backup/app1",
+        client_server="prod-east",
+        client_address="10.0.0.11",
+        expires_at="20260101120000Z",
+    )
     values.update(changes)
     return StorageGrant(**values)
 
@@ -56,8 +67,14 @@ def test_restic_reaches_the_repository_as_the_services_chrooted_account_with_a_p
     argv = grant.restic("snapshots")
     assert argv[:3] == ["restic", "-r", "sftp:hsb-app1@10.0.0.31:/"]  # "/" is the repository inside the chroot
     command = argv[4]
-    for option in ("BatchMode=yes", "IdentitiesOnly=yes", "StrictHostKeyChecking=yes",
-                   f"UserKnownHostsFile={grant.known_hosts_path}", "-p 2222", "-s sftp"):
+    for option in (
+        "BatchMode=yes",
+        "IdentitiesOnly=yes",
+        "StrictHostKeyChecking=yes",
+        f"UserKnownHostsFile={grant.known_hosts_path}",
+        "-p 2222",
+        "-s sftp",
+    ):
         assert option in command
     assert grant.key_path.startswith("/run/hotspare/storage/app1@10.0.0.31/run1/")
     assert "password" not in " ".join(argv).lower()
@@ -68,8 +85,7 @@ def test_a_run_key_is_scoped_to_one_host_one_account_and_expires():
 
     grant = _grant()
     line = grant.authorized_line("ssh-ed25519 AAAAC3Nza hotspare-run=app1/run1")
-    assert line == ('restrict,from="10.0.0.11",expiry-time="20260101120000Z" ssh-ed25519 AAAAC3Nza '
-                    "hotspare-run=app1/run1")
+    assert line == ('restrict,from="10.0.0.11",expiry-time="20260101120000Z" ssh-ed25519 AAAAC3Nza hotspare-run=app1/run1')
     assert grant.keys_file == "/etc/hotspare/backup-keys/hsb-app1"
     # the next run removes every per-run key (marker), its own run removes exactly its own
     assert grant.authorize("ssh-ed25519 AAAAC3Nza x")[-1] == accounts.RUN_MARKER
@@ -90,7 +106,10 @@ def test_repository_errors_are_classified():
 
 def test_accounts_are_recreated_idempotently_and_clashes_refused():
     wanted_groups = [account_plan.Group("web", 2001, ()), account_plan.Group("batch", 2002, ("web",))]
-    wanted = [account_plan.Account("web", 2001, 2001, "", "/home/web", "/bin/sh"), account_plan.Account("batch", 2002, 2002, "", "/home/batch", "/bin/sh")]
+    wanted = [
+        account_plan.Account("web", 2001, 2001, "", "/home/web", "/bin/sh"),
+        account_plan.Account("batch", 2002, 2002, "", "/home/batch", "/bin/sh"),
+    ]
     commands, _ = login_plan.account_commands(wanted_groups, wanted, [], [])
     assert [c[0] for c in commands] == ["groupadd", "groupadd", "useradd", "useradd", "gpasswd"]
     again, sentences = login_plan.account_commands(wanted_groups, wanted, wanted_groups, wanted)
@@ -107,7 +126,9 @@ def test_temporary_logins_expire_no_earlier_than_promised():
     create = login_plan.temporary_account_commands(login, exists=False)
     assert create[0][:4] == ["useradd", "--non-unique", "--uid", "2001"]
     assert login_plan.disable_account_commands("tmp-web") == [
-        ["usermod", "--lock", "--expiredate", "1", "tmp-web"], ["chage", "--expiredate", "0", "tmp-web"]]
+        ["usermod", "--lock", "--expiredate", "1", "tmp-web"],
+        ["chage", "--expiredate", "0", "tmp-web"],
+    ]
 
 
 def test_standby_choice_prefers_idle_hosts_away_from_the_loss():

@@ -32,8 +32,7 @@ def test_sdr_elist_of_a_healthy_bmc():
 
 
 def test_sdr_elist_with_failed_psu_fan_and_temperature():
-    readings = by_component(ipmi.sdr_readings(
-        "prod-east", (DATA / "ipmitool-sdr-elist-broken.txt").read_text()))
+    readings = by_component(ipmi.sdr_readings("prod-east", (DATA / "ipmitool-sdr-elist-broken.txt").read_text()))
     psu = readings["power_supply:PS2 Status"]
     assert psu.kind is ComponentKind.power_supply and psu.state is ComponentState.failed
     assert "Failure detected" in psu.evidence and psu.part["bay"] == "power supply 2"
@@ -46,11 +45,13 @@ def test_sdr_elist_with_failed_psu_fan_and_temperature():
 
 
 def test_sdr_parser_skips_warnings_and_reads_noncritical_and_missing_sensors():
-    text = ("Unable to Get Channel Cipher Suites\n"
-            "Fan3             | 16h | lnc | 29.3 | 1400 RPM\n"
-            "CPU Temp         | 20h | ns  |  3.1 | No Reading\n"
-            "PSU3 Status      | 0Ah | ok  | 10.3 | Presence detected, Predictive failure\n"
-            "12V              | 30h | ok  |  7.1 | 12.10 Volts\n")
+    text = (
+        "Unable to Get Channel Cipher Suites\n"
+        "Fan3             | 16h | lnc | 29.3 | 1400 RPM\n"
+        "CPU Temp         | 20h | ns  |  3.1 | No Reading\n"
+        "PSU3 Status      | 0Ah | ok  | 10.3 | Presence detected, Predictive failure\n"
+        "12V              | 30h | ok  |  7.1 | 12.10 Volts\n"
+    )
     readings = by_component(ipmi.sdr_readings("x", text))
     assert readings["fan:Fan3"].state is ComponentState.degraded
     assert readings["temperature:CPU Temp"].state is ComponentState.unknown
@@ -70,13 +71,15 @@ def test_redfish_healthy_chassis_carries_serials_and_bays():
 
 def test_redfish_faults_as_the_lab_writes_them():
     resources = bmc_render.redfish_tree("prod-west")
-    for part, component, words in (("psu", "power_supply:PSU2", "health Critical"),
-                                   ("fan", "fan:Fan1", "400 RPM"),
-                                   ("temp", "temperature:Inlet Temp", "55 degrees C")):
+    for part, component, words in (
+        ("psu", "power_supply:PSU2", "health Critical"),
+        ("fan", "fan:Fan1", "400 RPM"),
+        ("temp", "temperature:Inlet Temp", "55 degrees C"),
+    ):
         broken = bmc_render.redfish_fault(resources, part, broken=True)
-        readings = by_component(redfish.chassis_readings(
-            "prod-west", broken["/redfish/v1/Chassis/1/Power"],
-            broken["/redfish/v1/Chassis/1/Thermal"]))
+        readings = by_component(
+            redfish.chassis_readings("prod-west", broken["/redfish/v1/Chassis/1/Power"], broken["/redfish/v1/Chassis/1/Thermal"])
+        )
         assert readings[component].state is ComponentState.failed, part
         assert words in readings[component].evidence
         others = [r for name, r in readings.items() if name != component]
@@ -84,14 +87,30 @@ def test_redfish_faults_as_the_lab_writes_them():
 
 
 def test_redfish_thresholds_without_health():
-    thermal = {"Fans": [{"Name": "Fan7", "Reading": 1200, "ReadingUnits": "RPM",
-                         "LowerThresholdNonCritical": 1500, "LowerThresholdCritical": 1000,
-                         "Status": {"State": "Enabled", "Health": "OK"}}],
-               "Temperatures": [{"Name": "CPU1", "ReadingCelsius": 82,
-                                 "UpperThresholdNonCritical": 80, "UpperThresholdCritical": 90,
-                                 "Status": {"State": "Enabled"}}]}
-    readings = by_component(redfish.chassis_readings("x", {"PowerSupplies": [
-        {"Name": "PSU1", "Status": {"State": "Absent"}}]}, thermal))
+    thermal = {
+        "Fans": [
+            {
+                "Name": "Fan7",
+                "Reading": 1200,
+                "ReadingUnits": "RPM",
+                "LowerThresholdNonCritical": 1500,
+                "LowerThresholdCritical": 1000,
+                "Status": {"State": "Enabled", "Health": "OK"},
+            }
+        ],
+        "Temperatures": [
+            {
+                "Name": "CPU1",
+                "ReadingCelsius": 82,
+                "UpperThresholdNonCritical": 80,
+                "UpperThresholdCritical": 90,
+                "Status": {"State": "Enabled"},
+            }
+        ],
+    }
+    readings = by_component(
+        redfish.chassis_readings("x", {"PowerSupplies": [{"Name": "PSU1", "Status": {"State": "Absent"}}]}, thermal)
+    )
     assert readings["fan:Fan7"].state is ComponentState.degraded
     assert readings["temperature:CPU1"].state is ComponentState.degraded
     assert readings["power_supply:PSU1"].state is ComponentState.failed

@@ -41,7 +41,11 @@ def test_a_missing_working_subvolume_starts_from_the_newest_snapshot_copy():
 
 def test_snapshot_and_removal_commands_name_only_the_service_folders():
     argv = backends.snapshot_copy_argv("shop", "shop-2", ["/srv/shop/data"])
-    assert argv[2:4] == ["sh", "-c"] and argv[-3:] == ["/srv/hotspare/shop/work", "/srv/hotspare/shop/copies/shop-2", "/srv/shop/data"]
+    assert argv[2:4] == ["sh", "-c"] and argv[-3:] == [
+        "/srv/hotspare/shop/work",
+        "/srv/hotspare/shop/copies/shop-2",
+        "/srv/shop/data",
+    ]
     assert "snapshot -r" in argv[4] and argv[1] == "REMOVE=" + backends.REMOVE_SCRIPT
     assert backends.remove_copy_argv("shop", "shop-2")[-1] == "/srv/hotspare/shop/copies/shop-2"
     assert backends.copy_target_tree("shop", "shop-2", backends.SNAPSHOT) == "/srv/hotspare/shop/work/tree"
@@ -66,9 +70,13 @@ def test_activation_swaps_snapshots_and_keeps_what_stood_there():
 
     argv = activation.clone_swap_argv("/srv/hotspare/shop/copies/shop-2/tree", "/srv/shop/data", "shop-2")
     assert argv[-3:] == ["/srv/hotspare/shop/copies/shop-2/tree/srv/shop/data", "/srv/shop/data", "shop-2"]
-    result = activation.judge_clone_outcomes({
-        "/srv/shop/data": (0, "kept /srv/shop/.hotspare-replaced-shop-2-data\ncloned /srv/shop/data\n"),
-        "/srv/shop/app": (3, ""), "/etc/shop": (4, "")})
+    result = activation.judge_clone_outcomes(
+        {
+            "/srv/shop/data": (0, "kept /srv/shop/.hotspare-replaced-shop-2-data\ncloned /srv/shop/data\n"),
+            "/srv/shop/app": (3, ""),
+            "/etc/shop": (4, ""),
+        }
+    )
     assert result.cloned == ("/srv/shop/data",) and result.rsync_paths == ("/srv/shop/app",)
     assert result.kept_aside == ("/srv/shop/.hotspare-replaced-shop-2-data",) and result.absent == ("/etc/shop",)
     import pytest

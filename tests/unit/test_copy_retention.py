@@ -12,7 +12,6 @@ NOW = datetime(2026, 11, 25, 13, 0, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
 
 
-
 # ---------------------------------------------------------------------------------------
 # Retention and RPO
 

@@ -16,17 +16,20 @@ from hotspare.commands.errors import exit_code_of, message_for
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(("error", "code"), [
-    (errors.BadConfiguration("2 problems in the fleet file"), 2),
-    (errors.Refused("the source is empty"), 3),
-    (errors.Busy("app1 is held by replicate:app1", service="app1", holder="replicate:app1"), 4),
-    (errors.TransientError("prod-east did not answer"), 5),
-    (errors.MissingConfiguration("no SSH block"), 6),
-    (errors.NotApproved("rejected by april"), 7),
-    (errors.NotFound("no service 'shop'"), 8),
-    (errors.SeveralFailed("replication failed for app2; the others completed", ["app2"]), 9),
-    (RuntimeError("something nobody classified"), 1),
-])
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.BadConfiguration("2 problems in the fleet file"), 2),
+        (errors.Refused("the source is empty"), 3),
+        (errors.Busy("app1 is held by replicate:app1", service="app1", holder="replicate:app1"), 4),
+        (errors.TransientError("prod-east did not answer"), 5),
+        (errors.MissingConfiguration("no SSH block"), 6),
+        (errors.NotApproved("rejected by april"), 7),
+        (errors.NotFound("no service 'shop'"), 8),
+        (errors.SeveralFailed("replication failed for app2; the others completed", ["app2"]), 9),
+        (RuntimeError("something nobody classified"), 1),
+    ],
+)
 def test_each_kind_has_its_exit_code(error, code):
     assert exit_code_of(error) == code
 
@@ -59,7 +62,8 @@ def test_several_failed_names_the_services_keeps_them_through_pickling_and_reads
     assert (type(again), str(again), again.failed) == (errors.SeveralFailed, str(error), ("app1", "app2"))
     assert isinstance(again, RuntimeError)  # what these runbooks raised before: old callers still catch it
     assert message_for(again, "hotspare backup --all").startswith(
-        "hotspare backup --all: failed: backup failed for app1, app2; the others completed")
+        "hotspare backup --all: failed: backup failed for app1, app2; the others completed"
+    )
 
 
 def test_no_runbook_or_task_raises_a_bare_runtime_error():
@@ -70,7 +74,10 @@ def test_no_runbook_or_task_raises_a_bare_runtime_error():
             if path.is_relative_to(ROOT / "hotspare" / "lab"):
                 continue  # the lab is test equipment; its errors are its own (hotspare/lab/errors.py)
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) \
-                        and getattr(node.exc.func, "id", None) == "RuntimeError":
+                if (
+                    isinstance(node, ast.Raise)
+                    and isinstance(node.exc, ast.Call)
+                    and getattr(node.exc.func, "id", None) == "RuntimeError"
+                ):
                     bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not bare, f"raise a kind from hotspare/errors.py (SeveralFailed, Refused, ...) instead: {bare}"

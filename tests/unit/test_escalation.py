@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import ValidationError
 
+from hotspare.adapters.phone import signature_valid, twilio_signature
 from hotspare.fleet.incident_schema import EscalationChain, EscalationStep, Incidents, QuietHours, chain_for
 from hotspare.fleet.schema import Contact
 from hotspare.planning.escalation import next_action, paging_decision, plan_escalation
 from hotspare.planning.incident_rules import from_failed_run, from_health_event
-from hotspare.adapters.phone import signature_valid, twilio_signature
 
 CONTACTS = [
     Contact(name="Office", phone="+15550100"),
@@ -23,20 +23,23 @@ CONTACTS = [
 
 def category_one_chain(rounds: int = 1) -> EscalationChain:
     """The written plan: office, office extension 0, then the cell phones in order."""
-    return EscalationChain(category=1, rounds=rounds, steps=[
-        EscalationStep(action="call", contact="Office", wait_seconds=30),
-        EscalationStep(action="call", contact="Office", digits="0", wait_seconds=30),
-        EscalationStep(action="call", contact="Carol", wait_seconds=30),
-        EscalationStep(action="call", contact="Alice", wait_seconds=60),
-        EscalationStep(action="sms", contact="Bob", wait_seconds=60),
-    ])
+    return EscalationChain(
+        category=1,
+        rounds=rounds,
+        steps=[
+            EscalationStep(action="call", contact="Office", wait_seconds=30),
+            EscalationStep(action="call", contact="Office", digits="0", wait_seconds=30),
+            EscalationStep(action="call", contact="Carol", wait_seconds=30),
+            EscalationStep(action="call", contact="Alice", wait_seconds=60),
+            EscalationStep(action="sms", contact="Bob", wait_seconds=60),
+        ],
+    )
 
 
 def test_plan_keeps_the_order_and_skips_a_contact_without_a_number():
     plan = plan_escalation(category_one_chain(rounds=2), CONTACTS)
     first_round = [(page.target, page.action, page.digits) for page in plan.pages if page.round == 1]
-    assert first_round == [("Office", "call", None), ("Office", "call", "0"), ("Alice", "call", None),
-                           ("Bob", "sms", None)]
+    assert first_round == [("Office", "call", None), ("Office", "call", "0"), ("Alice", "call", None), ("Bob", "sms", None)]
     assert len(plan.pages) == 8 and plan.pages[-1].round == 2
     assert plan.skipped == ("step 3 (call Carol): Carol has no phone number in the fleet file; skipped",)
 
@@ -62,8 +65,9 @@ def test_exhausted_after_the_last_wait():
 
 
 def test_unknown_contact_and_email_without_address_are_reported():
-    chain = EscalationChain(category=2, steps=[EscalationStep(action="call", contact="Zed"),
-                                               EscalationStep(action="email", contact="Bob")])
+    chain = EscalationChain(
+        category=2, steps=[EscalationStep(action="call", contact="Zed"), EscalationStep(action="email", contact="Bob")]
+    )
     plan = plan_escalation(chain, CONTACTS)
     assert plan.pages == ()
     assert "no contact called 'Zed'" in plan.skipped[0] and "Bob has no e-mail address" in plan.skipped[1]
@@ -85,15 +89,18 @@ def test_old_escalation_list_becomes_a_call_chain():
     assert chain_for(Incidents(), 1, []) is None
 
 
-@pytest.mark.parametrize("hour, severity, at_night, go", [
-    (3, "high", False, True),
-    (3, "low", False, False),
-    (3, "low", True, True),
-    (12, "low", False, True),
-    (22, "low", False, False),
-    (6, "low", False, False),
-    (7, "low", False, True),
-])
+@pytest.mark.parametrize(
+    "hour, severity, at_night, go",
+    [
+        (3, "high", False, True),
+        (3, "low", False, False),
+        (3, "low", True, True),
+        (12, "low", False, True),
+        (22, "low", False, False),
+        (6, "low", False, False),
+        (7, "low", False, True),
+    ],
+)
 def test_quiet_hours_hold_low_severity_only(hour, severity, at_night, go):
     chain = category_one_chain().model_copy(update={"page_low_severity_in_quiet_hours": at_night})
     quiet = QuietHours(start="22:00", end="07:00", timezone="Europe/Berlin")
@@ -103,15 +110,26 @@ def test_quiet_hours_hold_low_severity_only(hour, severity, at_night, go):
 
 
 def test_health_events_map_to_category_one_failures_fold_per_machine():
-    failed = from_health_event("hotspare.health.failed", "hotspare.server.prod1",
-                               {"component": "reachability:ssh", "kind": "reachability", "state": "failed",
-                                "evidence": "connection refused", "sites": ["control", "east"]})
+    failed = from_health_event(
+        "hotspare.health.failed",
+        "hotspare.server.prod1",
+        {
+            "component": "reachability:ssh",
+            "kind": "reachability",
+            "state": "failed",
+            "evidence": "connection refused",
+            "sites": ["control", "east"],
+        },
+    )
     assert (failed.category, failed.severity, failed.servers) == (1, "high", ("prod1",))
     assert failed.dedup_key == "health:hotspare.server.prod1:failed"
     assert "seen from control, east" in failed.detection_text
     # The service on that server failing in the same round folds into the server's incident.
-    service = from_health_event("hotspare.health.failed", "hotspare.service.shop",
-                                {"component": "application:direct", "state": "failed", "server": "prod1"})
+    service = from_health_event(
+        "hotspare.health.failed",
+        "hotspare.service.shop",
+        {"component": "application:direct", "state": "failed", "server": "prod1"},
+    )
     assert (service.dedup_key, service.services, service.servers) == (failed.dedup_key, ("shop",), ("prod1",))
     degraded = from_health_event("hotspare.health.degraded", "hotspare.service.shop", {"component": "fan:Fan1"})
     assert (degraded.severity, degraded.services) == ("low", ("shop",))
@@ -125,8 +143,13 @@ def test_health_events_map_to_category_one_failures_fold_per_machine():
 def test_twilio_signature_matches_the_providers_published_examples():
     # The example Twilio's own request-validator tests use: this URL, these parameters, token 12345.
     url = "https://mycompany.com/myapp.php?foo=1&bar=2"
-    params = {"CallSid": "CA1234567890ABCDE", "Caller": "+14158675309", "Digits": "1234",
-              "From": "+14158675309", "To": "+18005551212"}
+    params = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+14158675309",
+        "Digits": "1234",
+        "From": "+14158675309",
+        "To": "+18005551212",
+    }
     assert twilio_signature("12345", url, params) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
     assert signature_valid("12345", url, params, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
     assert not signature_valid("12345", url, {**params, "Digits": "1"}, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
@@ -139,8 +162,12 @@ def test_twilio_signature_matches_the_providers_published_examples():
 
 
 # numbers no other test pages (the inventory is shared by the session's tests)
-ACK_CONTACTS = [Contact(name="Office", phone="+15557770100"), Contact(name="Alice", phone="+15557770101"),
-                Contact(name="Bob", phone="+15557770102"), Contact(name="Carol")]
+ACK_CONTACTS = [
+    Contact(name="Office", phone="+15557770100"),
+    Contact(name="Alice", phone="+15557770101"),
+    Contact(name="Bob", phone="+15557770102"),
+    Contact(name="Carol"),
+]
 
 
 def _webhook(fleet, token: str = "token-of-p"):
@@ -153,6 +180,7 @@ def _webhook(fleet, token: str = "token-of-p"):
         path = f"/hotspare/acknowledge/{kind}?provider=p"
         signed = signature or twilio_signature(token, base + path, form)
         return handle(path, form, signed, base, {"p": token}, fleet, now=now)
+
     return post
 
 
@@ -167,8 +195,11 @@ def test_only_a_chain_contact_acknowledges_once_within_the_window():
     from hotspare.inventory import incidents, pages
     from hotspare.inventory.models import utcnow
 
-    fleet = SimpleNamespace(incidents=Incidents(chains=[category_one_chain()], acknowledgement_window_minutes=60),
-                            contacts=ACK_CONTACTS, escalation=[])
+    fleet = SimpleNamespace(
+        incidents=Incidents(chains=[category_one_chain()], acknowledgement_window_minutes=60),
+        contacts=ACK_CONTACTS,
+        escalation=[],
+    )
     post = _webhook(fleet)
     paged = incidents.open_incident(1, "high", "server prod1 down", servers=["prod1"]).incident_id
     unpaged = incidents.open_incident(1, "high", "server prod2 down", servers=["prod2"]).incident_id
@@ -179,9 +210,13 @@ def test_only_a_chain_contact_acknowledges_once_within_the_window():
         return post("sms", {"MessageSid": f"SM{uuid.uuid4().hex}", "From": sender, "Body": body}, **options)
 
     assert post("sms", {"MessageSid": "SMx", "From": "+15559999", "Body": "ACK"}, signature="forged").status == 403
-    for reply in (sms("+15559999", "Yes? who is this"), sms("+1 555 9999", f"ACK {paged}"),
-                  sms("+15557770101", f"ACK {paged}", now=utcnow() + timedelta(minutes=61)),
-                  sms("+15557770102", f"ACK {unpaged}"), sms("+15557770101", f"ACK {other}")):
+    for reply in (
+        sms("+15559999", "Yes? who is this"),
+        sms("+1 555 9999", f"ACK {paged}"),
+        sms("+15557770101", f"ACK {paged}", now=utcnow() + timedelta(minutes=61)),
+        sms("+15557770102", f"ACK {unpaged}"),
+        sms("+15557770101", f"ACK {other}"),
+    ):
         assert reply.acknowledged is None
     assert {incidents.get_incident(number)["status"] for number in (paged, unpaged, other)} == {"triggered"}
     notes = [event["text"] for event in incidents.get_incident(paged)["events"] if event["kind"] == "note"]
@@ -189,7 +224,8 @@ def test_only_a_chain_contact_acknowledges_once_within_the_window():
         f"refused an SMS acknowledgement of incident {paged} from +1 555 9999: +15559999 belongs to no contact "
         "on the category 1 chain",
         f"refused an SMS acknowledgement of incident {paged} from +15557770101: its newest page went out 61 min ago, "
-        "past the 60 min window"]
+        "past the 60 min window",
+    ]
     assert "the incident was never paged" in incidents.get_incident(unpaged)["events"][-1]["text"]
     assert "belongs to no contact on the category 2 chain" in incidents.get_incident(other)["events"][-1]["text"]
 
@@ -198,7 +234,9 @@ def test_only_a_chain_contact_acknowledges_once_within_the_window():
     assert accepted.acknowledged == paged and "acknowledged by Alice" in accepted.twiml
     assert post("sms", reply_form).acknowledged is None  # the same request again: a replay
     replayed = incidents.get_incident(paged)["events"][-1]["text"]
-    assert replayed == f"refused a replayed SMS {reply_form['MessageSid']} from +1 (555) 777-0101: that message was already handled"
+    assert (
+        replayed == f"refused a replayed SMS {reply_form['MessageSid']} from +1 (555) 777-0101: that message was already handled"
+    )
     assert [event["kind"] for event in incidents.get_incident(paged)["events"]].count("acknowledgement") == 1
 
 
@@ -228,7 +266,8 @@ def test_a_keypress_counts_for_its_own_call_once():
     again = handle(path, keypress, twilio_signature("token-of-p", base + path, keypress), base, {"p": "token-of-p"}, fleet)
     assert again.acknowledged is None and "Already handled" in again.twiml
     assert incidents.get_incident(first)["events"][-1]["text"] == (
-        f"refused a replayed keypress on call {call} to Alice: that call was already answered")
+        f"refused a replayed keypress on call {call} to Alice: that call was already answered"
+    )
 
 
 def test_the_webhook_refuses_a_body_it_would_have_to_read_without_bound():
@@ -247,6 +286,7 @@ def test_the_webhook_refuses_a_body_it_would_have_to_read_without_bound():
         with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
             client.sendall(f"POST /hotspare/acknowledge/sms?provider=p HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode() + body)
             return client.recv(200).split(b"\r\n")[0].decode()
+
     try:
         assert status_of("Content-Length: -1\r\n").endswith("413 Request Entity Too Large")
         assert status_of("Content-Length: 99999999\r\n").endswith("413 Request Entity Too Large")
@@ -265,7 +305,8 @@ def test_an_sms_naming_a_number_too_long_for_an_incident_is_answered_and_acknowl
 
     fleet = SimpleNamespace(incidents=Incidents(chains=[category_one_chain()]), contacts=ACK_CONTACTS, escalation=[])
     opened = incidents.open_incident(1, "high", "server prod9 down", servers=["prod9"]).incident_id
-    reply = _webhook(fleet)("sms", {"MessageSid": f"SM{uuid.uuid4().hex}", "From": "+15559999",
-                                    "Body": "ACK 99999999999999999999999999"})
+    reply = _webhook(fleet)(
+        "sms", {"MessageSid": f"SM{uuid.uuid4().hex}", "From": "+15559999", "Body": "ACK 99999999999999999999999999"}
+    )
     assert reply.status == 200 and reply.acknowledged is None
     assert incidents.get_incident(opened)["status"] == "triggered"

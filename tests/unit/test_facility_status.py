@@ -12,9 +12,16 @@ def test_status_names_a_lost_production_before_a_mirror():
     from hotspare.status import _protection
 
     def standing(state, production, production_facility, mirror, mirror_facility):
-        return SimpleNamespace(service="app1", state=state, production=production, production_facility=production_facility,
-                               mirror=mirror, mirror_facility=mirror_facility, previous_production=None,
-                               previous_production_facility=None)
+        return SimpleNamespace(
+            service="app1",
+            state=state,
+            production=production,
+            production_facility=production_facility,
+            mirror=mirror,
+            mirror_facility=mirror_facility,
+            previous_production=None,
+            previous_production_facility=None,
+        )
 
     # Production and mirror both in the lost facility: the production is what is named.
     both = protection_sentence(standing("protected", "p1", "east", "m1", "east"), "east", "lost")
@@ -23,15 +30,16 @@ def test_status_names_a_lost_production_before_a_mirror():
     assert moving.startswith("failing over: production p1 in facility east lost")
     # A mirror there, production elsewhere: unprotected, and only when the facility is lost.
     assert protection_sentence(standing("unprotected", "p2", "west", "m2", "east"), "east", "lost").startswith(
-        "unprotected: mirror facility east lost (m2)")
+        "unprotected: mirror facility east lost (m2)"
+    )
     failed_reprotect = protection_sentence(standing("unprotected", "p2", "west", "m2", "east"), "east", "up")
     assert "lost" not in failed_reprotect and "a reprotect failed" in failed_reprotect
     assert protection_sentence(standing("protected", "p2", "west", "m2", "east"), "east", "up") == "protected"
 
-    servers = {"p1": ServerRow(name="p1", facility="east", address="10.0.0.1", state="failed",
-                               state_reason="facility east lost"),
-               "m1": ServerRow(name="m1", facility="east", address="10.0.0.2", state="failed",
-                               state_reason="facility east lost")}
+    servers = {
+        "p1": ServerRow(name="p1", facility="east", address="10.0.0.1", state="failed", state_reason="facility east lost"),
+        "m1": ServerRow(name="m1", facility="east", address="10.0.0.2", state="failed", state_reason="facility east lost"),
+    }
     service = ServiceRow(name="app1", active_server="p1", mirror_server="m1", state="failing-over")
     assert _protection(service, servers) == "failing-over: production p1 lost (facility east lost)"
     servers["p1"] = ServerRow(name="p1", facility="west", address="10.0.0.1", state="ok")

@@ -14,7 +14,6 @@ NOW = datetime(2026, 11, 25, 13, 0, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
 
 
-
 # ---------------------------------------------------------------------------------------
 # Failover planning
 
@@ -25,9 +24,14 @@ VERIFIED_STALE = CopyChoice("20261124T070000Z", "verified", NOW - 30 * HOUR, "/s
 
 def facts(**changes) -> ServiceFacts:
     base = ServiceFacts(
-        service="shop", state="protected", active_server="east-1", mirror_server="west-1",
-        dns_name="shop.example.test.", addresses={"east-1": "10.211.70.11", "west-1": "10.211.70.12", "west-2": "10.211.70.13"},
-        dns_answer=["10.211.70.11"], copies=[COPIED_NEW, VERIFIED_OLD],
+        service="shop",
+        state="protected",
+        active_server="east-1",
+        mirror_server="west-1",
+        dns_name="shop.example.test.",
+        addresses={"east-1": "10.211.70.11", "west-1": "10.211.70.12", "west-2": "10.211.70.13"},
+        dns_answer=["10.211.70.11"],
+        copies=[COPIED_NEW, VERIFIED_OLD],
     )
     return replace(base, **changes)
 
@@ -85,17 +89,13 @@ def test_named_unverified_copy_needs_force():
 
 def test_missing_named_copy_is_refused():
     result = plan_failover(facts(), planned=False, now=NOW, copy_id="20200101T000000Z")
-    assert result.refusal == (
-        "copy 20200101T000000Z does not exist on the mirror (known: 20261125T120000Z, 20261125T100000Z)"
-    )
+    assert result.refusal == ("copy 20200101T000000Z does not exist on the mirror (known: 20261125T120000Z, 20261125T100000Z)")
     assert result.copy_id is None
 
 
 def test_too_old_copy_is_refused_unless_forced():
     refused = plan_failover(facts(copies=[VERIFIED_STALE]), planned=False, now=NOW)
-    assert refused.refusal == (
-        "copy 20261124T070000Z is 30.0 h old, beyond the 24 h limit. Use force to accept the data loss."
-    )
+    assert refused.refusal == ("copy 20261124T070000Z is 30.0 h old, beyond the 24 h limit. Use force to accept the data loss.")
     assert plan_failover(facts(copies=[VERIFIED_STALE]), planned=False, now=NOW, max_copy_age_hours=48).refusal is None
     forced = plan_failover(facts(copies=[VERIFIED_STALE]), planned=False, now=NOW, force=True)
     assert forced.refusal is None and forced.copy_id == VERIFIED_STALE.id
@@ -138,7 +138,8 @@ def test_service_without_mirror_is_refused():
 
 def test_crashed_emergency_failover_resumes_what_it_was_doing():
     crashed = facts(
-        state="failing-over", mirror_server="west-2",  # the row may have moved on; the in-flight record rules
+        state="failing-over",
+        mirror_server="west-2",  # the row may have moved on; the in-flight record rules
         in_flight={"source": "east-1", "target": "west-1", "mode": "emergency", "copy_id": VERIFIED_OLD.id, "run_id": 7},
     )
     # asked differently this time (planned, another copy): the crashed run's choices win
@@ -203,8 +204,14 @@ def test_markdown_shows_refusal_and_warnings():
 def test_activation_argv_golden():
     tree = "/srv/hotspare/shop/copies/20261125T100000Z/tree"
     assert activation_argv(tree, ["/srv/shop/data", "/etc/nginx/sites-enabled/shop.conf"]) == [
-        "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete",
-        f"{tree}/./srv/shop/data", f"{tree}/./etc/nginx/sites-enabled/shop.conf", "/",
+        "rsync",
+        "-aHAX",
+        "--numeric-ids",
+        "--relative",
+        "--delete",
+        f"{tree}/./srv/shop/data",
+        f"{tree}/./etc/nginx/sites-enabled/shop.conf",
+        "/",
     ]
 
 
@@ -227,8 +234,16 @@ def test_activation_keeps_what_rsync_replaces_in_the_runs_folder():
     tree = "/srv/hotspare/shop/copies/20261125T100000Z/tree"
     backup = "/srv/hotspare/shop/replaced/20261125T100000Z-20261206T100000Z"
     assert activation_argv(tree, ["/srv/shop/data"], backup) == [
-        "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--backup", f"--backup-dir={backup}",
-        f"{tree}/./srv/shop/data", "/"]
+        "rsync",
+        "-aHAX",
+        "--numeric-ids",
+        "--relative",
+        "--delete",
+        "--backup",
+        f"--backup-dir={backup}",
+        f"{tree}/./srv/shop/data",
+        "/",
+    ]
     for outside in ("/srv/shop/data/kept", "/srv/hotspare/../tmp"):
         with pytest.raises(PermanentError, match="backup folder"):
             activation_argv(tree, ["/srv/shop/data"], outside)

@@ -16,8 +16,17 @@ def run_program(prefix: str, paths: list[str]):
 
 def test_both_sides_agree_on_equal_files_and_name_every_difference(tmp_path):
     production, copy = tmp_path / "production", tmp_path / "copy"
-    names = ["/same", "/content", "/mode", "/gone-from-copy", "/gone-from-production", "/odd name\nwith newline", "/folder",
-             "/pipe", "/link"]
+    names = [
+        "/same",
+        "/content",
+        "/mode",
+        "/gone-from-copy",
+        "/gone-from-production",
+        "/odd name\nwith newline",
+        "/folder",
+        "/pipe",
+        "/link",
+    ]
     for root in (production, copy):
         root.mkdir()
         (root / "same").write_bytes(b"x" * 5000)
@@ -47,18 +56,23 @@ def test_both_sides_agree_on_equal_files_and_name_every_difference(tmp_path):
 
 def test_a_file_production_did_not_answer_for_is_unreadable_not_equal():
     ours = parse_digests('{"path": "/a", "sha256": "1", "mode": 33188, "uid": 0, "gid": 0, "size": 1, "mtime": 5.0}\nnoise\n')
-    theirs = parse_digests('{"path": "/a", "sha256": "1", "mode": 33188, "uid": 0, "gid": 0, "size": 1, "mtime": 5.0}\n'
-                           '{"path": "/b", "error": "Permission denied"}\n')
+    theirs = parse_digests(
+        '{"path": "/a", "sha256": "1", "mode": 33188, "uid": 0, "gid": 0, "size": 1, "mtime": 5.0}\n'
+        '{"path": "/b", "error": "Permission denied"}\n'
+    )
     result = compare(["/a", "/b", "/c"], ours, theirs)
     assert result.itemized == () and result.unreadable == {"/b", "/c"}
-    assert compare(["/a"], ours, parse_digests('{"path": "/a", "error": "Input/output error"}')).itemized == (("unreadable", "/a"),)
+    assert compare(["/a"], ours, parse_digests('{"path": "/a", "error": "Input/output error"}')).itemized == (
+        ("unreadable", "/a"),
+    )
 
 
 def test_answers_of_the_wrong_shape_count_as_unread():
     """A compromised production may answer anything: a value of the wrong type is no answer."""
-    odd = parse_digests('{"path": "/a", "sha256": 5, "mode": 33188, "uid": 0, "gid": 0, "size": 1, "mtime": 5.0}\n'
-                        '{"path": "/b", "sha256": "1", "mode": "rw", "uid": 0, "gid": 0, "size": 1, "mtime": 5.0}\n'
-                        '{"path": ["/c"], "sha256": "1"}\n[1, 2]\n')
+    odd = parse_digests(
+        '{"path": "/a", "sha256": 5, "mode": 33188, "uid": 0, "gid": 0, "size": 1, "mtime": 5.0}\n'
+        '{"path": "/b", "sha256": "1", "mode": "rw", "uid": 0, "gid": 0, "size": 1, "mtime": 5.0}\n'
+        '{"path": ["/c"], "sha256": "1"}\n[1, 2]\n'
+    )
     assert odd == {}
     assert compare(["/a", "/b"], odd, odd).unreadable == {"/a", "/b"}
-

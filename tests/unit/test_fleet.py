@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_local_secrets import home
 
 from hotspare.adapters.errors import PermanentError
 from hotspare.cli import main
-from hotspare.fleet import FleetError, paths, parse_fleet
+from hotspare.fleet import FleetError, parse_fleet, paths
 from hotspare.fleet.paths import path_problem
 from hotspare.planning.failover import activation_argv
-from test_local_secrets import home
 
 EXAMPLE = (Path(__file__).parents[1] / "data" / "fleet-basic.yaml").read_text()
 
@@ -81,7 +81,9 @@ def test_schema_errors_are_all_listed_with_lines():
 
 
 def test_bad_host_key_and_missing_field():
-    text = EXAMPLE.replace('host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample"', 'host_key: "not a key"')
+    text = EXAMPLE.replace(
+        'host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample"', 'host_key: "not a key"'
+    )
     text = text.replace("    dns_name: app1.lab.test\n", "")
     problems = problems_of(text)
     assert any("servers.0.host_key: host key must look like" in p for p in problems)
@@ -97,7 +99,9 @@ def test_yaml_syntax_error_names_the_line():
 
 def test_cli_check_exits_non_zero_and_lists_everything(tmp_path, capsys):
     broken = tmp_path / "fleet.yaml"
-    broken.write_text(EXAMPLE.replace("production: prod-east", "production: ghost").replace("storage: storage-vault", "storage: mirror-west"))
+    broken.write_text(
+        EXAMPLE.replace("production: prod-east", "production: ghost").replace("storage: storage-vault", "storage: mirror-west")
+    )
     assert main(["fleet", "check", str(broken)]) == 2
     error = capsys.readouterr().err
     assert "unknown server 'ghost'" in error and "storage host must be neither" in error
@@ -130,7 +134,9 @@ def test_duplicate_name_counts_an_entry_with_a_schema_error():
     problems = problems_of(text)
     assert f"fleet.yaml:{line_of(text, 'ssh_prot')}: servers.0.ssh_prot: unknown field (misspelled?)" in problems
     assert any(p.startswith(f"fleet.yaml:{line_of(text, 'name: prod-east')}: servers.0.name: name 'prod-east'") for p in problems)
-    assert any(p.startswith(f"fleet.yaml:{line_of(text, 'name: prod-east', 2)}: servers.1.name: name 'prod-east'") for p in problems)
+    assert any(
+        p.startswith(f"fleet.yaml:{line_of(text, 'name: prod-east', 2)}: servers.1.name: name 'prod-east'") for p in problems
+    )
 
 
 def test_unusable_section_is_reported_once_without_cascades():
@@ -171,18 +177,49 @@ zones:
     return EXAMPLE.replace("\ncontacts:\n", "\n" + service, 1).replace("\nzones:\n", "\n" + server, 1)
 
 
-@pytest.mark.parametrize("path", [
-    "/", "/etc", "/usr", "/usr/lib", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/dev", "/proc", "/sys",
-    "/run", "/var", "/var/lib", "/var/log", "/root", "/home", "/srv", "/opt", "/tmp", "/var/tmp",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/etc",
+        "/usr",
+        "/usr/lib",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64",
+        "/boot",
+        "/dev",
+        "/proc",
+        "/sys",
+        "/run",
+        "/var",
+        "/var/lib",
+        "/var/log",
+        "/root",
+        "/home",
+        "/srv",
+        "/opt",
+        "/tmp",
+        "/var/tmp",
+    ],
+)
 def test_system_trees_as_a_whole_are_refused(path):
     assert "system tree as a whole" in path_problem(path)
 
 
-@pytest.mark.parametrize("path", [
-    "/proc/1/root", "/sys/class", "/dev/sda", "/run/app1", "/boot/grub", "/etc/ssh/sshd_config",
-    "/root/.ssh/authorized_keys",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/proc/1/root",
+        "/sys/class",
+        "/dev/sda",
+        "/run/app1",
+        "/boot/grub",
+        "/etc/ssh/sshd_config",
+        "/root/.ssh/authorized_keys",
+    ],
+)
 def test_nothing_inside_server_owned_trees(path):
     assert "belongs to the server itself" in path_problem(path)
 
@@ -192,37 +229,61 @@ def test_server_identity_files_are_refused(path):
     assert "belongs to the server itself" in path_problem(path)
 
 
-@pytest.mark.parametrize("path", [
-    "/srv/hotspare", "/srv/hotspare/app1/current", "/run/hotspare", "/run/hotspare/key",
-    "/srv/backup", "/srv/backup/app1", "/var/tmp/hotspare-restore", "/usr/local/lib/hotspare",
-    "/var/lib/hotspare/drills", "/etc/hotspare", "/opt/hotspare/drills",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/srv/hotspare",
+        "/srv/hotspare/app1/current",
+        "/run/hotspare",
+        "/run/hotspare/key",
+        "/srv/backup",
+        "/srv/backup/app1",
+        "/var/tmp/hotspare-restore",
+        "/usr/local/lib/hotspare",
+        "/var/lib/hotspare/drills",
+        "/etc/hotspare",
+        "/opt/hotspare/drills",
+    ],
+)
 def test_hotspare_own_folders_are_refused(path):
     assert "hotspare's own working folder" in path_problem(path)
 
 
-@pytest.mark.parametrize("path", [
-    "/etc/nginx/sites-available/app1", "/var/lib/postgresql/app1", "/srv/app1/data", "/home/app1",
-    "/opt/app1", "/etc/app1", "/usr/local/share/app1", "/var/www/app1", "/srv/hotspare-app",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/nginx/sites-available/app1",
+        "/var/lib/postgresql/app1",
+        "/srv/app1/data",
+        "/home/app1",
+        "/opt/app1",
+        "/etc/app1",
+        "/usr/local/share/app1",
+        "/var/www/app1",
+        "/srv/hotspare-app",
+    ],
+)
 def test_paths_inside_system_trees_are_fine(path):
     assert path_problem(path) is None
 
 
-@pytest.mark.parametrize(("path", "hint"), [
-    ("srv/app1", "is relative"),
-    ("/srv/app1/", "write '/srv/app1'"),
-    ("//srv/app1", "write '/srv/app1'"),
-    ("/srv//app1", "write '/srv/app1'"),
-    ("/srv/./app1", "write '/srv/app1'"),
-    ("/srv/app1/../app2", "write '/srv/app2'"),
-    ("/srv/app1/.", "write '/srv/app1'"),
-    ("/srv/app1\n", "control character"),
-    ("/srv/app1/$(id>/tmp/x)", "contains '$' '(' ')' '>'"),
-    ("/srv/app1/x /etc", "contains ' '"),
-    ("/srv/app1/`id`", "contains '`'"),
-    ("/srv/app1/a;b", "contains ';'"),
-])
+@pytest.mark.parametrize(
+    ("path", "hint"),
+    [
+        ("srv/app1", "is relative"),
+        ("/srv/app1/", "write '/srv/app1'"),
+        ("//srv/app1", "write '/srv/app1'"),
+        ("/srv//app1", "write '/srv/app1'"),
+        ("/srv/./app1", "write '/srv/app1'"),
+        ("/srv/app1/../app2", "write '/srv/app2'"),
+        ("/srv/app1/.", "write '/srv/app1'"),
+        ("/srv/app1\n", "control character"),
+        ("/srv/app1/$(id>/tmp/x)", "contains '$' '(' ')' '>'"),
+        ("/srv/app1/x /etc", "contains ' '"),
+        ("/srv/app1/`id`", "contains '`'"),
+        ("/srv/app1/a;b", "contains ';'"),
+    ],
+)
 def test_non_normal_paths_name_their_normal_form(path, hint):
     assert hint in path_problem(path)
 
@@ -258,7 +319,9 @@ def test_unsafe_paths_are_all_listed_with_file_line_and_field():
 
 
 def test_unsafe_path_is_reported_with_the_other_problems_of_its_service():
-    text = EXAMPLE.replace("data_paths: [/srv/app1/data]", "data_paths: [/]").replace("production: prod-east", "production: ghost")
+    text = EXAMPLE.replace("data_paths: [/srv/app1/data]", "data_paths: [/]").replace(
+        "production: prod-east", "production: ghost"
+    )
     problems = problems_of(text)
     assert len(problems) == 2, problems
     assert any("services.0.production: unknown server 'ghost'" in p for p in problems)
@@ -304,14 +367,19 @@ def test_backup_repositories_must_not_nest_or_touch_system_trees():
         "/srv/backup/app1/inner is inside /srv/backup/app1 of service 'app1' on storage-vault; "
         "each backup repository on a server must belong to one service",
     ]
-    for repository, message in (("/srv/backup", "backup root itself"), ("/var/lib", "system tree"),
-                                ("/srv/hotspare/b", "hotspare's own working folder /srv/hotspare")):
+    for repository, message in (
+        ("/srv/backup", "backup root itself"),
+        ("/var/lib", "system tree"),
+        ("/srv/hotspare/b", "hotspare's own working folder /srv/hotspare"),
+    ):
         problems = problems_of(with_second_service("/srv/app2/data", repository=repository))
         assert any("services.1.backup.repository:" in p and message in p for p in problems), problems
     # A service's data must stay out of any repository, wherever it is declared.
     elsewhere = with_second_service("/srv/app2/data", repository="/srv/app2/data/restic")
-    assert any("services.1.data_paths.0: /srv/app2/data overlaps the backup repository /srv/app2/data/restic" in p
-               for p in problems_of(elsewhere))
+    assert any(
+        "services.1.data_paths.0: /srv/app2/data overlaps the backup repository /srv/app2/data/restic" in p
+        for p in problems_of(elsewhere)
+    )
 
 
 def test_the_lab_fleet_passes_the_check():
@@ -374,9 +442,10 @@ health:
 
 
 def with_sections(text: str = SECTIONS) -> str:
-    return EXAMPLE.replace("escalation: [Dana Ops]\n",
-                           "  - name: Quiet Kim\n    role: night shift\n    email: kim@example.test\n"
-                           "escalation: [Dana Ops]\n" + text)
+    return EXAMPLE.replace(
+        "escalation: [Dana Ops]\n",
+        "  - name: Quiet Kim\n    role: night shift\n    email: kim@example.test\nescalation: [Dana Ops]\n" + text,
+    )
 
 
 def test_chains_customers_status_page_and_checkers_name_what_exists():
@@ -406,13 +475,19 @@ def test_chains_customers_status_page_and_checkers_name_what_exists():
 
 
 def test_good_chains_customers_status_page_and_checkers_pass():
-    good = (SECTIONS.replace("{action: sms, contact: Quiet Kim}", "{action: call, contact: Dana Ops}")
-            .replace("        - {action: call, contact: Nobody}\n", "")
-            .replace("[app1, app9]", "[app1]").replace("via: mirror-west", "via: prod-east")
-            .replace("    - {name: moon, facility: moon, via: ghost}\n", "").replace("  services: [{name: app7}]\n", ""))
-    web = ("  - name: web-vault\n    facility: vault\n    address: 10.211.77.41\n"
-           '    host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExampl4"\n'
-           "    role: web\n\nzones:\n")
+    good = (
+        SECTIONS.replace("{action: sms, contact: Quiet Kim}", "{action: call, contact: Dana Ops}")
+        .replace("        - {action: call, contact: Nobody}\n", "")
+        .replace("[app1, app9]", "[app1]")
+        .replace("via: mirror-west", "via: prod-east")
+        .replace("    - {name: moon, facility: moon, via: ghost}\n", "")
+        .replace("  services: [{name: app7}]\n", "")
+    )
+    web = (
+        "  - name: web-vault\n    facility: vault\n    address: 10.211.77.41\n"
+        '    host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExampl4"\n'
+        "    role: web\n\nzones:\n"
+    )
     text = with_sections(good.replace("server: storage-vault", "server: web-vault")).replace("\nzones:\n", web, 1)
     fleet = parse_fleet(text)
     assert fleet.customer_notices.status_page.server == "web-vault"
@@ -427,14 +502,17 @@ def test_two_services_on_one_server_never_claim_the_same_accounts():
     parse_fleet(fine, "fleet.yaml")  # no problem
     overlapping = fine.replace("accounts: {uid_min: 3000, uid_max: 3999}", "accounts: {uid_min: 2500, uid_max: 3999}")
     [problem] = problems_of(overlapping)
-    assert ("services.1.accounts.uid_min: UID range 2500-3999 overlaps 2000-2999 of service 'app1' on mirror-west"
-            in problem), problem
-    both_declare = fine.replace("accounts: {uid_min: 3000, uid_max: 3999}",
-                                "accounts: {uid_min: 2000, uid_max: 2999, users: [app2-web, app1-batch]}").replace(
-        "# users: [app1-web, app1-batch]  #", "users: [app1-web, app1-batch]  #")
+    assert "services.1.accounts.uid_min: UID range 2500-3999 overlaps 2000-2999 of service 'app1' on mirror-west" in problem, (
+        problem
+    )
+    both_declare = fine.replace(
+        "accounts: {uid_min: 3000, uid_max: 3999}", "accounts: {uid_min: 2000, uid_max: 2999, users: [app2-web, app1-batch]}"
+    ).replace("# users: [app1-web, app1-batch]  #", "users: [app1-web, app1-batch]  #")
     [problem] = problems_of(both_declare)
     assert "services.1.accounts.users: user(s) app1-batch also declared by service 'app1' on mirror-west" in problem
-    parse_fleet(both_declare.replace("[app2-web, app1-batch]", "[app2-web, app2-batch]"), "fleet.yaml")  # disjoint users: no problem
+    parse_fleet(
+        both_declare.replace("[app2-web, app1-batch]", "[app2-web, app2-batch]"), "fleet.yaml"
+    )  # disjoint users: no problem
 
 
 def test_allow_special_names_a_path_of_the_service_and_known_kinds():
@@ -443,7 +521,9 @@ def test_allow_special_names_a_path_of_the_service_and_known_kinds():
         "      files: [/srv/app1/accounts]    # application account files\n"
         "    allow_special:\n"
         "      - {path: /srv/app1/app/bin/ping, allow: [setuid, capabilities]}\n"
-        "      - {path: /srv/app1/data, allow: [fifos]}\n", 1)
+        "      - {path: /srv/app1/data, allow: [fifos]}\n",
+        1,
+    )
     fleet = parse_fleet(text, "fleet.yaml")
     assert [entry.allow[0].value for entry in fleet.service("app1").allow_special] == ["setuid", "fifos"]
     outside = text.replace("{path: /srv/app1/data, allow: [fifos]}", "{path: /usr/bin, allow: [setuid]}")
@@ -463,7 +543,8 @@ def test_an_alias_bomb_is_refused_at_once():
     import time
 
     bomb = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
-        f"{chr(98 + level)}: &{chr(98 + level)} [{', '.join([f'*{chr(97 + level)}'] * 9)}]\n" for level in range(8))
+        f"{chr(98 + level)}: &{chr(98 + level)} [{', '.join([f'*{chr(97 + level)}'] * 9)}]\n" for level in range(8)
+    )
     started = time.monotonic()
     [problem] = problems_of(bomb)
     assert time.monotonic() - started < 5  # was: busy past 60 s and 5.8 GB
@@ -483,10 +564,18 @@ def test_deep_nesting_and_huge_numbers_are_problems_not_crashes():
     assert f"fleet.yaml:{line_of(huge, 'copies_to_keep: 999')}: (top): not valid YAML: a number of more than 30 digits" in problem
 
 
-@pytest.mark.parametrize(("old", "new", "field", "words"), [
-    ("  copies_to_keep: 4\n", "  copies_to_keep: 100000000000000000000\n", "defaults.copies_to_keep", "less than or equal to 1000"),
-    ("uid_min: 2000 ", "uid_min: 99999999999 ", "services.0.accounts.uid_min", "less than or equal to 4294967294"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        (
+            "  copies_to_keep: 4\n",
+            "  copies_to_keep: 100000000000000000000\n",
+            "defaults.copies_to_keep",
+            "less than or equal to 1000",
+        ),
+        ("uid_min: 2000 ", "uid_min: 99999999999 ", "services.0.accounts.uid_min", "less than or equal to 4294967294"),
+    ],
+)
 def test_absurd_numbers_are_refused_with_their_field(old, new, field, words):
     text = EXAMPLE.replace(old, new, 1)
     assert text != EXAMPLE
@@ -500,11 +589,15 @@ def test_a_few_aliases_still_work():
 
 
 def test_a_duplicate_key_is_refused_with_its_line():
-    text = EXAMPLE.replace("  rpo_hours: 12\n  copies_to_keep: 4\n", "  rpo_hours: 12\n  rpo_hours: 9999\n  copies_to_keep: 4\n", 1)
+    text = EXAMPLE.replace(
+        "  rpo_hours: 12\n  copies_to_keep: 4\n", "  rpo_hours: 12\n  rpo_hours: 9999\n  copies_to_keep: 4\n", 1
+    )
     [problem] = problems_of(text)
     first = line_of(text, "rpo_hours: 12")
-    assert problem == (f"fleet.yaml:{first + 1}: defaults.rpo_hours: key 'rpo_hours' is written twice in this "
-                       f"mapping (first on line {first}); YAML would keep only the last: keep one")
+    assert problem == (
+        f"fleet.yaml:{first + 1}: defaults.rpo_hours: key 'rpo_hours' is written twice in this "
+        f"mapping (first on line {first}); YAML would keep only the last: keep one"
+    )
 
 
 def test_an_oversized_fleet_file_is_refused_unread(tmp_path):
@@ -516,25 +609,44 @@ def test_an_oversized_fleet_file_is_refused_unread(tmp_path):
         load_fleet(big)
 
 
-@pytest.mark.parametrize(("old", "new", "field", "words"), [
-    ('schedule: "30 2 * * *"', 'schedule: "0 0 31 2 *"', "services.0.backup.schedule", "not a usable cron line"),
-    ('drill_schedule: "0 5 1 * *"', 'drill_schedule: "61 5 * * *"', "services.0.drill_schedule", "not a usable cron line"),
-    ('replication_schedule: ["0 1 * * *", "0 13 * * *"]', 'replication_schedule: ["0 1 * * *", "H 13 * * *"]',
-     "defaults.replication_schedule.1", "cron line"),
-    ('phone: "+15550100"', "phone: x", "contacts.0.phone", "'x' is not a phone number in international form"),
-    ('phone: "+15550100"', 'phone: "5550100"', "contacts.0.phone", "not a phone number in international form"),
-    ("email: dana@example.test", "email: dana", "contacts.0.email", "'dana' is not an e-mail address"),
-    ("email: dana@example.test", 'email: "dana@example.test\\r\\nBcc: all@example.test"', "contacts.0.email",
-     "is not an e-mail address"),
-    ("sender: hotspare@example.test", "sender: hotspare@@example.test", "mail.sender", "is not an e-mail address"),
-    ("health_url: http://app1.lab.test:8080/health.txt", "health_url: app1.lab.test/health.txt",
-     "services.0.health_url", "is not an http(s) URL with a host"),
-    ("health_url: http://app1.lab.test:8080/health.txt", "health_url: 'http://'", "services.0.health_url",
-     "is not an http(s) URL with a host"),
-    ("timezone: UTC", "timezone: Mars/Olympus", "defaults.timezone", "'Mars/Olympus' is not a time zone"),
-    ("  rpo_hours: 12\n  copies", "  rpo_hours: .inf\n  copies", "defaults.rpo_hours", "finite number"),
-    ("  rpo_hours: 12\n  copies", "  rpo_hours: 1e300\n  copies", "defaults.rpo_hours", "1e+300 is longer than ten years"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        ('schedule: "30 2 * * *"', 'schedule: "0 0 31 2 *"', "services.0.backup.schedule", "not a usable cron line"),
+        ('drill_schedule: "0 5 1 * *"', 'drill_schedule: "61 5 * * *"', "services.0.drill_schedule", "not a usable cron line"),
+        (
+            'replication_schedule: ["0 1 * * *", "0 13 * * *"]',
+            'replication_schedule: ["0 1 * * *", "H 13 * * *"]',
+            "defaults.replication_schedule.1",
+            "cron line",
+        ),
+        ('phone: "+15550100"', "phone: x", "contacts.0.phone", "'x' is not a phone number in international form"),
+        ('phone: "+15550100"', 'phone: "5550100"', "contacts.0.phone", "not a phone number in international form"),
+        ("email: dana@example.test", "email: dana", "contacts.0.email", "'dana' is not an e-mail address"),
+        (
+            "email: dana@example.test",
+            'email: "dana@example.test\\r\\nBcc: all@example.test"',
+            "contacts.0.email",
+            "is not an e-mail address",
+        ),
+        ("sender: hotspare@example.test", "sender: hotspare@@example.test", "mail.sender", "is not an e-mail address"),
+        (
+            "health_url: http://app1.lab.test:8080/health.txt",
+            "health_url: app1.lab.test/health.txt",
+            "services.0.health_url",
+            "is not an http(s) URL with a host",
+        ),
+        (
+            "health_url: http://app1.lab.test:8080/health.txt",
+            "health_url: 'http://'",
+            "services.0.health_url",
+            "is not an http(s) URL with a host",
+        ),
+        ("timezone: UTC", "timezone: Mars/Olympus", "defaults.timezone", "'Mars/Olympus' is not a time zone"),
+        ("  rpo_hours: 12\n  copies", "  rpo_hours: .inf\n  copies", "defaults.rpo_hours", "finite number"),
+        ("  rpo_hours: 12\n  copies", "  rpo_hours: 1e300\n  copies", "defaults.rpo_hours", "1e+300 is longer than ten years"),
+    ],
+)
 def test_check_parses_every_value_as_its_use_does(old, new, field, words):
     """What `hotspare schedule`, deployments, paging, mail and probes would reject later, the check
     rejects now, with file, line and field."""

@@ -14,7 +14,8 @@ DOCS_SAMPLE = Path(__file__).resolve().parents[2] / "docs" / "fleet-example.yaml
 
 def test_docs_sample_is_the_generated_one():
     assert DOCS_SAMPLE.read_text() == sample_fleet_file(), (
-        "docs/fleet-example.yaml is out of date: run `hotspare fleet sample --out docs/fleet-example.yaml`")
+        "docs/fleet-example.yaml is out of date: run `hotspare fleet sample --out docs/fleet-example.yaml`"
+    )
 
 
 def test_sample_is_a_valid_fleet_file():

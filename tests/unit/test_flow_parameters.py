@@ -42,8 +42,13 @@ def test_every_parameter_has_a_description(flow):
 
 def test_shared_meanings_have_one_name():
     """One name per meaning across flows (the CLI flag set is --dry-run, --approve, --yes)."""
-    retired = {"plan_only": "dry_run", "plan": "dry_run", "approval_timeout_s": "approval_timeout_seconds",
-               "approve_digest": "approved_plan_digest", "timeout_s": "…_seconds"}
+    retired = {
+        "plan_only": "dry_run",
+        "plan": "dry_run",
+        "approval_timeout_s": "approval_timeout_seconds",
+        "approve_digest": "approved_plan_digest",
+        "timeout_s": "…_seconds",
+    }
     offenders = [(flow.name, name, retired[name]) for flow in every_flow() for name in parameters_of(flow) if name in retired]
     assert not offenders, f"rename (flow, parameter, use instead): {offenders}"
     gated = [flow for flow in every_flow() if "approved_plan_digest" in parameters_of(flow)]

@@ -21,8 +21,10 @@ RULES = Rules(failures_to_down=3, successes_to_recover=2)
 
 
 def reach(subject: str, **states: ComponentState) -> list[Reading]:
-    return [Reading(subject, "reachability:ssh", ComponentKind.reachability, state, f"{site} saw {state.value}", site)
-            for site, state in states.items()]
+    return [
+        Reading(subject, "reachability:ssh", ComponentKind.reachability, state, f"{site} saw {state.value}", site)
+        for site, state in states.items()
+    ]
 
 
 def rounds(observations: list[list[Reading]], sites=SITES, previous=None, rules=RULES):
@@ -66,8 +68,10 @@ def test_one_site_alone_never_declares_down():
 
 def test_agreement_needs_a_site_outside_the_servers_facility():
     sites = [SiteReport("east-a", "east"), SiteReport("east-b", "east"), SiteReport("control", "control")]
-    readings = [Reading("prod-east", "reachability:ssh", ComponentKind.reachability, FAILED, "timeout", site)
-                for site in ("east-a", "east-b")]
+    readings = [
+        Reading("prod-east", "reachability:ssh", ComponentKind.reachability, FAILED, "timeout", site)
+        for site in ("east-a", "east-b")
+    ]
     readings.append(Reading("prod-east", "reachability:ssh", ComponentKind.reachability, OK, "answered", "control"))
     assert state_after(rounds([readings] * 5, sites=sites)) == OK
     # The only two sites, both inside east, fail it: still not enough (inconclusive, no change).
@@ -78,8 +82,11 @@ def test_agreement_needs_a_site_outside_the_servers_facility():
 
 def test_cut_off_site_does_not_count_and_says_so():
     # east is cut off and sees everything failing; control and west see prod-west fine.
-    sites = [SiteReport("control", "control"), SiteReport("east", "east", True, "cannot reach its own probe host"),
-             SiteReport("west", "west")]
+    sites = [
+        SiteReport("control", "control"),
+        SiteReport("east", "east", True, "cannot reach its own probe host"),
+        SiteReport("west", "west"),
+    ]
     readings = reach("prod-west", control=OK, west=OK, east=FAILED)
     judgements = rounds([readings] * 5, sites=sites)
     assert state_after(judgements, "prod-west") == OK
@@ -87,8 +94,11 @@ def test_cut_off_site_does_not_count_and_says_so():
 
 
 def test_whole_facility_lost_is_declared_by_the_other_sites():
-    sites = [SiteReport("control", "control"), SiteReport("east", "east", True, "cannot reach standby-east"),
-             SiteReport("west", "west")]
+    sites = [
+        SiteReport("control", "control"),
+        SiteReport("east", "east", True, "cannot reach standby-east"),
+        SiteReport("west", "west"),
+    ]
     judgements = rounds([reach("prod-east", control=FAILED, west=FAILED, east=FAILED)] * 3, sites=sites)
     assert state_after(judgements) == FAILED
     assert judgements[-1].changes[0].sites == ("control", "west")
@@ -115,8 +125,17 @@ def test_nothing_conclusive_keeps_counters():
 
 def test_single_source_hardware_degrades_then_fails_and_unknown_is_inconclusive():
     def psu(state):
-        return [Reading("prod-east", "power_supply:PS2", ComponentKind.power_supply, state, f"PS2 {state.value}",
-                        "control", {"slot": "PS2", "serial": "SN-2"})]
+        return [
+            Reading(
+                "prod-east",
+                "power_supply:PS2",
+                ComponentKind.power_supply,
+                state,
+                f"PS2 {state.value}",
+                "control",
+                {"slot": "PS2", "serial": "SN-2"},
+            )
+        ]
 
     judgements = rounds([psu(DEGRADED)] * 3 + [psu(UNKNOWN)] * 5 + [psu(FAILED)] * 3)
     events = [change.event for j in judgements for change in j.changes]
@@ -133,9 +152,11 @@ def test_site_report_cut_off_rules():
 
 
 def test_worst_component_and_production_down():
-    statuses = [ComponentStatus("s", "fan:Fan1", ComponentKind.fan, DEGRADED),
-                ComponentStatus("s", "reachability:ssh", ComponentKind.reachability, FAILED),
-                ComponentStatus("s", "space:/srv", ComponentKind.space, OK)]
+    statuses = [
+        ComponentStatus("s", "fan:Fan1", ComponentKind.fan, DEGRADED),
+        ComponentStatus("s", "reachability:ssh", ComponentKind.reachability, FAILED),
+        ComponentStatus("s", "space:/srv", ComponentKind.space, OK),
+    ]
     assert worst_component(statuses).component == "reachability:ssh"
     assert worst_component(statuses[2:]) is None
     change = rounds([reach("prod-east", control=FAILED, west=FAILED)] * 3)[-1].changes[0]
@@ -143,8 +164,9 @@ def test_worst_component_and_production_down():
 
 
 def test_replacements_open_once_and_close_when_ok():
-    fan = ComponentStatus("prod-east", "fan:Fan1", ComponentKind.fan, DEGRADED, evidence="Fan1 1500 RPM",
-                          part={"slot": "Fan1", "serial": "FAN-77"})
+    fan = ComponentStatus(
+        "prod-east", "fan:Fan1", ComponentKind.fan, DEGRADED, evidence="Fan1 1500 RPM", part={"slot": "Fan1", "serial": "FAN-77"}
+    )
     raid = ComponentStatus("prod-east", "raid:/srv", ComponentKind.raid, DEGRADED)
     plan = plan_replacements([fan, raid], set())
     assert [status.component for status in plan.open] == ["fan:Fan1"]
@@ -157,8 +179,9 @@ def test_replacements_open_once_and_close_when_ok():
 
 
 def test_a_site_votes_once_per_component():
-    twice = [Reading("prod-east", "reachability:ssh", ComponentKind.reachability, FAILED, f"probe {n}", "control")
-             for n in (1, 2)]
+    twice = [
+        Reading("prod-east", "reachability:ssh", ComponentKind.reachability, FAILED, f"probe {n}", "control") for n in (1, 2)
+    ]
     assert state_after(rounds([twice] * 5)) == OK
 
 
@@ -167,8 +190,10 @@ def test_a_missing_disk_keeps_what_was_last_seen_of_it_for_its_replacement():
         return [Reading("prod-west", "disk:devid 2", ComponentKind.disk, state, f"devid 2 {state.value}", "control", part)]
 
     present = {"devid": "2", "device": "/dev/loop7", "serial": "WD-1234"}
-    judgements = rounds([disk(OK, present), disk(FAILED, {"devid": "2"}), disk(FAILED, {"devid": "2"})],
-                        rules=Rules(failures_to_down=2, successes_to_recover=2))
+    judgements = rounds(
+        [disk(OK, present), disk(FAILED, {"devid": "2"}), disk(FAILED, {"devid": "2"})],
+        rules=Rules(failures_to_down=2, successes_to_recover=2),
+    )
     status = judgements[-1].statuses[("prod-west", "disk:devid 2")]
     assert status.state == FAILED and status.part == present
     request = request_for(status, "west", "rack W3, U14")
@@ -180,10 +205,16 @@ def test_a_missing_disk_keeps_what_was_last_seen_of_it_for_its_replacement():
 def test_status_text_names_the_part_as_operators_do():
     from hotspare.planning.health import status_text
 
-    assert status_text(ComponentStatus("prod-east", "power_supply:PS2 Status", ComponentKind.power_supply, FAILED)) \
+    assert (
+        status_text(ComponentStatus("prod-east", "power_supply:PS2 Status", ComponentKind.power_supply, FAILED))
         == "psu PS2 failed"
+    )
     assert status_text(ComponentStatus("prod-west", "disk:devid 2", ComponentKind.disk, FAILED)) == "disk devid 2 failed"
-    assert status_text(ComponentStatus("s", "temperature:Inlet Temp", ComponentKind.temperature, DEGRADED)) \
+    assert (
+        status_text(ComponentStatus("s", "temperature:Inlet Temp", ComponentKind.temperature, DEGRADED))
         == "temp Inlet Temp degraded"
-    assert status_text(ComponentStatus("service:app1", "application:dns", ComponentKind.application, FAILED)) \
+    )
+    assert (
+        status_text(ComponentStatus("service:app1", "application:dns", ComponentKind.application, FAILED))
         == "application dns failed"
+    )

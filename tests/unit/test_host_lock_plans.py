@@ -41,10 +41,23 @@ def test_replace_checked_replaces_only_what_still_holds_the_bytes_read(tmp_path)
 
 
 def test_leftovers_are_only_ours():
-    listing = {"/etc": ["shadow", "shadow.hotspare-new", "shadow.hotspare-new-0a1b2c3d4e5f", "shadow-", "shadow.dpkg-new",
-                        "passwd.hotspare-newer", "group.hotspare-new-x", "other.hotspare-new"]}
+    listing = {
+        "/etc": [
+            "shadow",
+            "shadow.hotspare-new",
+            "shadow.hotspare-new-0a1b2c3d4e5f",
+            "shadow-",
+            "shadow.dpkg-new",
+            "passwd.hotspare-newer",
+            "group.hotspare-new-x",
+            "other.hotspare-new",
+        ]
+    }
     assert plan.leftovers(["/etc/shadow", "/etc/passwd", "/etc/group"], listing) == [
-        "/etc/shadow.hotspare-new", "/etc/shadow.hotspare-new-0a1b2c3d4e5f", "/etc/group.hotspare-new-x"]
+        "/etc/shadow.hotspare-new",
+        "/etc/shadow.hotspare-new-0a1b2c3d4e5f",
+        "/etc/group.hotspare-new-x",
+    ]
 
 
 def test_plan_refuses_names_that_are_not_ours_to_make():
@@ -63,8 +76,9 @@ def test_the_lock_file_is_roots_alone_and_a_second_taker_waits_its_bound(tmp_pat
     lock_file = tmp_path / "host.lock"
     lock_file.write_text("")
     lock_file.chmod(0o644)
-    holder = subprocess.Popen(plan.hold_argv("first holder", 5, str(lock_file)), stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    holder = subprocess.Popen(
+        plan.hold_argv("first holder", 5, str(lock_file)), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         assert holder.stdout.readline() == plan.LOCKED_LINE
         assert lock_file.stat().st_mode & 0o777 == 0o600

@@ -36,8 +36,11 @@ def _free_port() -> int:
 def test_a_command_with_its_inventory_gone_exits_with_its_own_code_and_one_message(home, monkeypatch, capsys, where):
     from hotspare.cli import main
 
-    url = (f"sqlite:///{home / 'gone' / 'inventory.db'}" if where.startswith("sqlite")
-           else f"postgresql+psycopg://hotspare:secret-word@127.0.0.1:{_free_port()}/inventory?connect_timeout=3")
+    url = (
+        f"sqlite:///{home / 'gone' / 'inventory.db'}"
+        if where.startswith("sqlite")
+        else f"postgresql+psycopg://hotspare:secret-word@127.0.0.1:{_free_port()}/inventory?connect_timeout=3"
+    )
     monkeypatch.setenv("HOTSPARE_DB_URL", url)
     assert main(["status", "--json"]) == 10
     message = capsys.readouterr().err
@@ -60,8 +63,18 @@ def test_an_outcome_kept_while_unreachable_is_written_by_the_next_run(home, monk
     monkeypatch.setenv("HOTSPARE_DB_URL", url)
     run_id = runs.start_run("failover", "shop")
     with session() as db:
-        db.add(ServiceRow(name="shop", spec={}, planned_production="p", planned_mirror="m", active_server="p",
-                          mirror_server="m", state="failing-over", failover={"run_id": run_id, "target": "m"}))
+        db.add(
+            ServiceRow(
+                name="shop",
+                spec={},
+                planned_production="p",
+                planned_mirror="m",
+                active_server="p",
+                mirror_server="m",
+                state="failing-over",
+                failover={"run_id": run_id, "target": "m"},
+            )
+        )
         db.add(StepRow(run_id=run_id, name="final sync and verify"))
 
     _outage(url, folder, home / "away")  # the database goes away under the run

@@ -20,16 +20,47 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("hotspare", "hotspare.settings", "hotspare.errors", "hotspare.local_secrets", "hotspare.fleet.*",
-              "hotspare.adapters.*", "hotspare.planning.readings", "hotspare.health_probe_script")),
+    (
+        "base",
+        (
+            "hotspare",
+            "hotspare.settings",
+            "hotspare.errors",
+            "hotspare.local_secrets",
+            "hotspare.fleet.*",
+            "hotspare.adapters.*",
+            "hotspare.planning.readings",
+            "hotspare.health_probe_script",
+        ),
+    ),
     ("planning", ("hotspare.planning.*",)),
     ("inventory", ("hotspare.inventory.*",)),
     ("access", ("hotspare.access", "hotspare.keys", "blocks.*")),
-    ("tasks", ("tasks.*", "hotspare.probes", "hotspare.status", "hotspare.backup_status", "hotspare.continuity_plan",
-               "hotspare.phone_approvals")),
+    (
+        "tasks",
+        (
+            "tasks.*",
+            "hotspare.probes",
+            "hotspare.status",
+            "hotspare.backup_status",
+            "hotspare.continuity_plan",
+            "hotspare.phone_approvals",
+        ),
+    ),
     ("flows", ("flows.*",)),
-    ("top", ("deployments.*", "hotspare.commands.*", "hotspare.cli", "hotspare.lab.*", "hotspare.acknowledgements",
-             "hotspare.issuer.*", "hotspare.subscription_webhook", "hotspare.warm_worker.*")),
+    (
+        "top",
+        (
+            "deployments.*",
+            "hotspare.commands.*",
+            "hotspare.cli",
+            "hotspare.lab.*",
+            "hotspare.acknowledgements",
+            "hotspare.issuer.*",
+            "hotspare.subscription_webhook",
+            "hotspare.warm_worker.*",
+        ),
+    ),
 ]
 PACKAGES = ("hotspare", "tasks", "flows", "blocks", "deployments")
 
@@ -102,7 +133,8 @@ def placement_problems(modules: dict[str, Path], layers: list[tuple[str, tuple[s
         if placement(module, layers) is None:
             problems.append(
                 f"{path}: module {module} has no layer: add it to LAYERS in tests/unit/test_layers.py, in the lowest "
-                f"layer whose modules it imports (layers, lowest first: {', '.join(name for name, _ in layers)})")
+                f"layer whose modules it imports (layers, lowest first: {', '.join(name for name, _ in layers)})"
+            )
     return problems
 
 
@@ -120,10 +152,12 @@ def upward_imports(modules: dict[str, Path], layers: list[tuple[str, tuple[str, 
             placed = placement(module_of(target, modules), layers)
             if placed is not None and placed[0] > own[0]:
                 mine, theirs = layers[own[0]][0], layers[placed[0]][0]
-                allowed = ", ".join(layer for layer, _ in layers[:own[0] + 1])
-                upward.append(f"{path}:{line}: {mine} imports {theirs} ({target}); a {mine} module may import only "
-                              f"{allowed}: pass what it needs in as an argument, or move the code that needs "
-                              f"{module_of(target, modules)} up into {theirs}")
+                allowed = ", ".join(layer for layer, _ in layers[: own[0] + 1])
+                upward.append(
+                    f"{path}:{line}: {mine} imports {theirs} ({target}); a {mine} module may import only "
+                    f"{allowed}: pass what it needs in as an argument, or move the code that needs "
+                    f"{module_of(target, modules)} up into {theirs}"
+                )
     return upward
 
 
@@ -166,14 +200,20 @@ def test_a_misplaced_module_fails_the_rule_with_the_fix(tmp_path):
     layers = [("base", ("hotspare",)), ("planning", ("hotspare.planning.*",)), ("flows", ("flows.*",))]
 
     unplaced = placement_problems(modules, layers)
-    assert unplaced == [f"{tmp_path / 'hotspare/newthing.py'}: module hotspare.newthing has no layer: add it to LAYERS in "
-                        "tests/unit/test_layers.py, in the lowest layer whose modules it imports (layers, lowest first: "
-                        "base, planning, flows)"]
+    assert unplaced == [
+        f"{tmp_path / 'hotspare/newthing.py'}: module hotspare.newthing has no layer: add it to LAYERS in "
+        "tests/unit/test_layers.py, in the lowest layer whose modules it imports (layers, lowest first: "
+        "base, planning, flows)"
+    ]
     upward = upward_imports(modules, layers)
-    assert upward == [f"{tmp_path / 'hotspare/planning/failover.py'}:1: planning imports flows (flows.failover.failover); a "
-                      "planning module may import only base, planning: pass what it needs in as an argument, or move the "
-                      "code that needs flows.failover up into flows"]
+    assert upward == [
+        f"{tmp_path / 'hotspare/planning/failover.py'}:1: planning imports flows (flows.failover.failover); a "
+        "planning module may import only base, planning: pass what it needs in as an argument, or move the "
+        "code that needs flows.failover up into flows"
+    ]
     # the same entry in two layers, and an entry that covers nothing, are reported too
     doubled = layers + [("top", ("flows.*", "hotspare.gone"))]
-    assert placement_problems(modules, doubled)[:2] == ["'flows.*' is listed in both flows and top: keep it in one layer",
-                                                        "'hotspare.gone' (top) matches no module: remove it from LAYERS"]
+    assert placement_problems(modules, doubled)[:2] == [
+        "'flows.*' is listed in both flows and top: keep it in one layer",
+        "'hotspare.gone' (top) matches no module: remove it from LAYERS",
+    ]

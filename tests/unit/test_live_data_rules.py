@@ -25,18 +25,24 @@ def test_kept_aside_files_that_differ_are_listed(tmp_path):
     report = run(live_data.neutralise_stdin([], [str(live)], [], kept=[(str(kept), str(live))]))
     assert report.kept_count == 2
     assert {os.path.basename(item.path): item.why for item in report.kept} == {
-        "late-write.txt": "absent from the copy that went live", "changed.txt": "other content (size or modification time)"}
+        "late-write.txt": "absent from the copy that went live",
+        "changed.txt": "other content (size or modification time)",
+    }
     assert any("late-write.txt" in line for line in report.markdown())
 
 
 def test_printable_escapes_what_could_forge_a_line():
     assert live_data.printable("a\nb\\c\x1b`") == "a\\x0ab\\c\\x1b\\x60"
     assert live_data.printable(os.fsdecode(b"x\xff")) == "x\\xff"
-    assert json.loads(live_data.neutralise_stdin([("/a", "/a")], ["/a"], [{"path": "/a", "allow": ["fifos"]}]))["roots"] == [["/a", "/a", True]]
+    assert json.loads(live_data.neutralise_stdin([("/a", "/a")], ["/a"], [{"path": "/a", "allow": ["fifos"]}]))["roots"] == [
+        ["/a", "/a", True]
+    ]
 
 
 def test_backup_folder_is_per_run_and_refuses_a_path():
-    assert live_data.backup_folder("/srv/hotspare/app1", "app1-1", "20261206T100000Z") == \
-        "/srv/hotspare/app1/replaced/app1-1-20261206T100000Z"
+    assert (
+        live_data.backup_folder("/srv/hotspare/app1", "app1-1", "20261206T100000Z")
+        == "/srv/hotspare/app1/replaced/app1-1-20261206T100000Z"
+    )
     with pytest.raises(ValueError):
         live_data.backup_folder("/srv/hotspare/app1", "../x", "tag")

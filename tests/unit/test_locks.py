@@ -15,6 +15,7 @@ import pytest
 from hotspare.inventory import locks
 from hotspare.inventory.db import session
 from hotspare.inventory.models import ServiceRow
+
 from lab_helpers import poll
 
 SERVICE = "shop"
@@ -27,8 +28,9 @@ def inventory(tmp_path, monkeypatch):
     monkeypatch.setenv("HOTSPARE_DB_URL", url)
     monkeypatch.setenv("HOTSPARE_LEASE_SECONDS", "2")
     with session() as db:
-        db.add(ServiceRow(name=SERVICE, spec={}, planned_production="p", planned_mirror="m", active_server="p",
-                          mirror_server="m"))
+        db.add(
+            ServiceRow(name=SERVICE, spec={}, planned_production="p", planned_mirror="m", active_server="p", mirror_server="m")
+        )
     return url
 
 
@@ -88,8 +90,12 @@ with locks.service_lock("shop", "replicate:doomed"):
 
 
 def test_a_killed_holders_lock_frees_itself_within_the_lease(inventory):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(locks.ServiceBusy):
@@ -121,11 +127,20 @@ def test_unlock_needs_the_holders_name(inventory):
     assert locks.holder_of(SERVICE) is None
 
 
-@pytest.mark.parametrize("kind, state, go", [
-    ("replicate", "protected", True), ("replicate", "failing-over", False), ("replicate", "failed-over", False),
-    ("replicate", "rebuilding", False), ("replicate", "reprotecting", False), ("verify", "failing-over", False),
-    ("backup", "failed-over", True), ("backup", "failing-over", False), ("backup", "rebuilding", False),
-])
+@pytest.mark.parametrize(
+    "kind, state, go",
+    [
+        ("replicate", "protected", True),
+        ("replicate", "failing-over", False),
+        ("replicate", "failed-over", False),
+        ("replicate", "rebuilding", False),
+        ("replicate", "reprotecting", False),
+        ("verify", "failing-over", False),
+        ("backup", "failed-over", True),
+        ("backup", "failing-over", False),
+        ("backup", "rebuilding", False),
+    ],
+)
 def test_routine_runs_refuse_while_the_service_is_moving(kind, state, go):
     from hotspare.planning.coordination import judge_routine_run
 

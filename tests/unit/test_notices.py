@@ -11,25 +11,44 @@ from hotspare.fleet.customer_schema import CustomerNotices
 from hotspare.planning.notices import message_id, plan_notice, render_message
 from hotspare.planning.status_page import Audience, PageFacts, render_page, render_status_pages
 
-SECTION = CustomerNotices.model_validate({
-    "customers": [
-        {"name": "acme", "display_name": "Acme Ltd", "services": ["app1"],
-         "contacts": [{"name": "Ana", "email": "ana@acme.test"}, {"name": "Agency", "email": "ops@agency.test"}]},
-        {"name": "globex", "services": ["app2"],
-         "contacts": [{"name": "Gil", "email": "gil@globex.test"}, {"name": "Agency", "email": "OPS@agency.test"}]},
-        {"name": "initech", "services": ["app3"], "contacts": [{"name": "Ida", "email": "ida@initech.test"}]},
-    ],
-    "emergency_numbers": [{"label": "Hotline (24/7)", "phone": "+1 555 0199"}],
-    "policy": [{"category": 1, "action": "send"}, {"category": 2, "action": "approve"}],
-    "status_page": {"server": "web-vault", "folder": "/srv/status-page", "url": "http://status.test/"},
-})
+SECTION = CustomerNotices.model_validate(
+    {
+        "customers": [
+            {
+                "name": "acme",
+                "display_name": "Acme Ltd",
+                "services": ["app1"],
+                "contacts": [{"name": "Ana", "email": "ana@acme.test"}, {"name": "Agency", "email": "ops@agency.test"}],
+            },
+            {
+                "name": "globex",
+                "services": ["app2"],
+                "contacts": [{"name": "Gil", "email": "gil@globex.test"}, {"name": "Agency", "email": "OPS@agency.test"}],
+            },
+            {"name": "initech", "services": ["app3"], "contacts": [{"name": "Ida", "email": "ida@initech.test"}]},
+        ],
+        "emergency_numbers": [{"label": "Hotline (24/7)", "phone": "+1 555 0199"}],
+        "policy": [{"category": 1, "action": "send"}, {"category": 2, "action": "approve"}],
+        "status_page": {"server": "web-vault", "folder": "/srv/status-page", "url": "http://status.test/"},
+    }
+)
 ACTIVE = {"app1": "prod-east", "app2": "prod-west", "app3": "prod-north"}
 
 
 def incident(**changes) -> dict:
-    base = {"id": 7, "category": 1, "category_name": "server", "severity": "high", "title": "prod-east is down",
-            "status": "triggered", "opened_at": "2026-05-01T14:03:00+00:00", "resolved_at": None,
-            "services": [], "servers": ["prod-east"], "events": []}
+    base = {
+        "id": 7,
+        "category": 1,
+        "category_name": "server",
+        "severity": "high",
+        "title": "prod-east is down",
+        "status": "triggered",
+        "opened_at": "2026-05-01T14:03:00+00:00",
+        "resolved_at": None,
+        "services": [],
+        "servers": ["prod-east"],
+        "events": [],
+    }
     return base | changes
 
 
@@ -63,8 +82,9 @@ def test_message_id_is_stable_per_notice_and_recipient():
     assert message_id("incident-7-opened", "ana@acme.test", "x") != message_id("incident-7-resolved", "ana@acme.test", "x")
 
 
-@pytest.mark.parametrize(("category", "approved", "go"), [(1, False, True), (2, False, False), (2, True, True),
-                                                           (3, False, False), (3, True, True)])
+@pytest.mark.parametrize(
+    ("category", "approved", "go"), [(1, False, True), (2, False, False), (2, True, True), (3, False, False), (3, True, True)]
+)
 def test_policy_per_category(category, approved, go):
     plan = plan_notice(incident(category=category), "opened", SECTION, ACTIVE, approved=approved)
     assert plan.decision.go is go, plan.decision.reason
@@ -90,24 +110,51 @@ def test_nobody_to_tell():
 
 
 def test_status_page_shows_numbers_services_incidents_and_escapes():
-    events = [{"at": "2026-05-01T14:03:00+00:00", "kind": "detection",
-               "text": "prod-east stopped answering: 10.211.70.11:22 no answer within 1.5 s"},
-              {"at": "2026-05-01T14:03:05+00:00", "kind": "page", "text": "paged Dana Ops at +15550100"},
-              {"at": "2026-05-01T14:03:09+00:00", "kind": "note", "text": "paging ended: acknowledged"},
-              {"at": "2026-05-01T14:04:00+00:00", "kind": "note", "text": "Moving app1 to the west data center.",
-               "details": {"public": True}},
-              {"at": "2026-05-01T14:05:00+00:00", "kind": "notice", "text": "sent to 3"}]
-    services = ({"service": "app1", "state": "protected", "dns_name": "app1.lab.test",
-                 "production": {"name": "prod-east", "facility": "east", "reachable": False},
-                 "mirror": {"name": "mirror-west", "facility": "west", "reachable": True},
-                 "copy_age_hours": 2.5, "rpo_state": "ok", "last_drill": None},
-                {"service": "app2", "state": "unprotected", "production": {"name": "prod-west", "facility": "west"},
-                 "mirror": None, "last_drill": {"finished": "2026-04-30T10:00:00+00:00", "outcome": "ok",
-                                                "rto_seconds": 42.0}})
+    events = [
+        {
+            "at": "2026-05-01T14:03:00+00:00",
+            "kind": "detection",
+            "text": "prod-east stopped answering: 10.211.70.11:22 no answer within 1.5 s",
+        },
+        {"at": "2026-05-01T14:03:05+00:00", "kind": "page", "text": "paged Dana Ops at +15550100"},
+        {"at": "2026-05-01T14:03:09+00:00", "kind": "note", "text": "paging ended: acknowledged"},
+        {
+            "at": "2026-05-01T14:04:00+00:00",
+            "kind": "note",
+            "text": "Moving app1 to the west data center.",
+            "details": {"public": True},
+        },
+        {"at": "2026-05-01T14:05:00+00:00", "kind": "notice", "text": "sent to 3"},
+    ]
+    services = (
+        {
+            "service": "app1",
+            "state": "protected",
+            "dns_name": "app1.lab.test",
+            "production": {"name": "prod-east", "facility": "east", "reachable": False},
+            "mirror": {"name": "mirror-west", "facility": "west", "reachable": True},
+            "copy_age_hours": 2.5,
+            "rpo_state": "ok",
+            "last_drill": None,
+        },
+        {
+            "service": "app2",
+            "state": "unprotected",
+            "production": {"name": "prod-west", "facility": "west"},
+            "mirror": None,
+            "last_drill": {"finished": "2026-04-30T10:00:00+00:00", "outcome": "ok", "rto_seconds": 42.0},
+        },
+    )
     customer = Audience("Acme Ltd", ("app1", "app2"), "a" * 26)
-    facts = PageFacts("Example status", "http://status.test/", datetime(2026, 5, 1, 14, 6, tzinfo=timezone.utc),
-                      tuple(SECTION.emergency_numbers), services,
-                      (incident(title="<b>disk</b> & more", events=events, services=["app1"]),), customers=(customer,))
+    facts = PageFacts(
+        "Example status",
+        "http://status.test/",
+        datetime(2026, 5, 1, 14, 6, tzinfo=timezone.utc),
+        tuple(SECTION.emergency_numbers),
+        services,
+        (incident(title="<b>disk</b> & more", events=events, services=["app1"]),),
+        customers=(customer,),
+    )
     files = render_status_pages(facts)
     page = files["c/" + "a" * 26 + "/index.html"]
     assert '<meta name="viewport"' in page and "<script" not in page
@@ -131,11 +178,22 @@ def test_control_characters_never_reach_the_feed_or_the_page_and_cr_lf_never_a_s
     """A title and a public note with control characters (a pasted log line): the Atom feed still
     parses as XML, the page holds none of them, the notice's subject is one line."""
     hostile = "prod-east\x00 is\x1b[31m down\r\nBcc: everyone@example.test\x0c\x7f\x85"
-    note = {"id": 2, "at": "2026-05-01T14:05:00+00:00", "kind": "note", "actor": "dana",
-            "text": "Moving\x08 app1\x01 to the mirror.\r\nBack soon\x1f.", "details": {"public": True}}
-    facts = PageFacts(title="Status\x07", page_url="http://status.test/", generated_at=datetime(2026, 5, 1, 15, 0, tzinfo=timezone.utc),
-                      emergency_numbers=tuple(SECTION.emergency_numbers), services=(),
-                      incidents=(incident(title=hostile, events=[note], services=["app1"]),))
+    note = {
+        "id": 2,
+        "at": "2026-05-01T14:05:00+00:00",
+        "kind": "note",
+        "actor": "dana",
+        "text": "Moving\x08 app1\x01 to the mirror.\r\nBack soon\x1f.",
+        "details": {"public": True},
+    }
+    facts = PageFacts(
+        title="Status\x07",
+        page_url="http://status.test/",
+        generated_at=datetime(2026, 5, 1, 15, 0, tzinfo=timezone.utc),
+        emergency_numbers=tuple(SECTION.emergency_numbers),
+        services=(),
+        incidents=(incident(title=hostile, events=[note], services=["app1"]),),
+    )
     files = render_page(facts, Audience("Acme", ("app1",), "a" * 26))  # a customer's page carries public notes
     feed = ElementTree.fromstring(files["feed.atom"])  # raised "not well-formed" before
     atom = "{http://www.w3.org/2005/Atom}"
@@ -143,14 +201,21 @@ def test_control_characters_never_reach_the_feed_or_the_page_and_cr_lf_never_a_s
     assert "prod-east" not in entry.findtext(f"{atom}title")  # the title is the operators', never published
     assert "Moving  app1  to the mirror." in entry.findtext(f"{atom}content")
     for text in files.values():
-        assert not [character for character in text if ord(character) < 32 and character not in "\n\t"
-                    or 0x7f <= ord(character) <= 0x9f]
+        assert not [
+            character for character in text if ord(character) < 32 and character not in "\n\t" or 0x7F <= ord(character) <= 0x9F
+        ]
     assert "Moving  app1  to the mirror.\nBack soon ." in files["index.html"]
 
     plan = plan_notice(incident(title=hostile), "opened", SECTION, ACTIVE)
     assert plan.subject == "[Incident] app1: prod-east is [31m down Bcc: everyone@example.test"
-    message = render_message(plan, plan.recipients[0], incident(title=hostile), SECTION, "hotspare@lab.test",
-                             datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc))
+    message = render_message(
+        plan,
+        plan.recipients[0],
+        incident(title=hostile),
+        SECTION,
+        "hotspare@lab.test",
+        datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc),
+    )
     assert message["Subject"] == "[Incident] app1: service disruption" and message["Bcc"] is None
     assert "\x00" not in message.get_content() and "\x1b" not in message.get_content()
     assert "everyone@example.test" not in message.get_content()  # the internal title is never sent
@@ -159,8 +224,7 @@ def test_control_characters_never_reach_the_feed_or_the_page_and_cr_lf_never_a_s
 def test_a_customers_notice_names_only_its_own_services_and_no_server_or_check():
     """An incident on a server two customers share: each customer's message names its own
     service only, in customer words; the internal title (server, check) stays with operators."""
-    shared = incident(title="server prod-east: reachability:ssh failed",
-                      servers=[], services=["app1", "app3"])
+    shared = incident(title="server prod-east: reachability:ssh failed", servers=[], services=["app1", "app3"])
     plan = plan_notice(shared, "opened", SECTION, ACTIVE)
     assert "prod-east" in plan.subject and "prod-east" in plan.preview()  # operators see the title
     moment = datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc)
@@ -173,27 +237,41 @@ def test_a_customers_notice_names_only_its_own_services_and_no_server_or_check()
         for secret in (other, "prod-east", "reachability", "ssh", "server"):
             assert secret not in text, (message["To"], secret)
         assert "What:     Service disruption" in message.get_content()
-    public = shared | {"events": [{"at": "2026-05-01T14:05:00+00:00", "kind": "note", "text": "Back\r\nin ten minutes.",
-                                   "details": {"public": True}}]}
-    assert "What:     Back in ten minutes." in render_message(
-        plan, plan.recipients[0], public, SECTION, "hotspare@lab.test", moment).get_content()
+    public = shared | {
+        "events": [
+            {"at": "2026-05-01T14:05:00+00:00", "kind": "note", "text": "Back\r\nin ten minutes.", "details": {"public": True}}
+        ]
+    }
+    assert (
+        "What:     Back in ten minutes."
+        in render_message(plan, plan.recipients[0], public, SECTION, "hotspare@lab.test", moment).get_content()
+    )
 
 
 def test_a_contact_name_or_label_with_cr_lf_is_folded_into_one_header_line():
-    section = CustomerNotices.model_validate({
-        "customers": [{"name": "acme", "display_name": "Acme\r\nBcc: x@evil.test", "services": ["app1"],
-                       "contacts": [{"name": "Ana Acme\r\nBcc: injected@evil.test", "email": "ana@acme.test"}]}],
-        "policy": [{"category": 1, "action": "send"}]})
+    section = CustomerNotices.model_validate(
+        {
+            "customers": [
+                {
+                    "name": "acme",
+                    "display_name": "Acme\r\nBcc: x@evil.test",
+                    "services": ["app1"],
+                    "contacts": [{"name": "Ana Acme\r\nBcc: injected@evil.test", "email": "ana@acme.test"}],
+                }
+            ],
+            "policy": [{"category": 1, "action": "send"}],
+        }
+    )
     plan = plan_notice(incident(), "opened", section, ACTIVE)
-    message = render_message(plan, plan.recipients[0], incident(), section, "hotspare@lab.test",
-                             datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc))
+    message = render_message(
+        plan, plan.recipients[0], incident(), section, "hotspare@lab.test", datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc)
+    )
     assert message["Bcc"] is None and "\n" not in str(message["To"]) and "ana@acme.test" in str(message["To"])
     assert "contact of Acme Bcc: x@evil.test." in message.get_content()
 
 
 def test_a_display_name_with_cr_lf_is_one_line_in_the_page_heading_and_the_feed_title():
-    facts = PageFacts("Example status", "http://status.test/", datetime(2026, 5, 1, 14, 6, tzinfo=timezone.utc),
-                      (), (), ())
+    facts = PageFacts("Example status", "http://status.test/", datetime(2026, 5, 1, 14, 6, tzinfo=timezone.utc), (), (), ())
     files = render_page(facts, Audience("Acme Shop\r\nBcc: victim@evil.test\x07", ("app1",), "a" * 26))
     assert "<h1>Example status — Acme Shop Bcc: victim@evil.test</h1>" in files["index.html"]
     feed = ElementTree.fromstring(files["feed.atom"])
@@ -206,25 +284,40 @@ def test_public_names_are_not_the_inventory_sequence_and_quiet_incidents_fold_in
     from hotspare.planning.subscriptions import incident_reference
 
     key = b"k" * 32
-    disks = tuple(incident(id=20 + n, title=f"space:/ degraded on server-{n}", servers=[f"server-{n}"], severity="low",
-                           opened_at=f"2026-05-01T14:0{n}:00+00:00", reference=incident_reference(key, 20 + n),
-                           events=[{"at": f"2026-05-01T14:0{n}:00+00:00", "kind": "detection", "text": "x"}])
-                  for n in range(5))
+    disks = tuple(
+        incident(
+            id=20 + n,
+            title=f"space:/ degraded on server-{n}",
+            servers=[f"server-{n}"],
+            severity="low",
+            opened_at=f"2026-05-01T14:0{n}:00+00:00",
+            reference=incident_reference(key, 20 + n),
+            events=[{"at": f"2026-05-01T14:0{n}:00+00:00", "kind": "detection", "text": "x"}],
+        )
+        for n in range(5)
+    )
     outage = incident(id=31, services=["app1"], reference=incident_reference(key, 31))
-    facts = PageFacts("Example status", "http://status.test/", datetime(2026, 5, 1, 15, 0, tzinfo=timezone.utc),
-                      (), (), (*disks, outage))
+    facts = PageFacts(
+        "Example status", "http://status.test/", datetime(2026, 5, 1, 15, 0, tzinfo=timezone.utc), (), (), (*disks, outage)
+    )
     page = render_page(facts, None)["index.html"]
     assert page.count("no service is interrupted") == 1 and page.count("Service disruption") == 1
     assert f'id="incident-{incident_reference(key, 20)}"' in page  # the oldest names the folded card
     assert "Since 2026-05-01 14:00 UTC" in page
     for number in (20, 21, 22, 23, 24, 31):
-        assert f"incident-{number}\"" not in page and f"Incident {number} " not in page
+        assert f'incident-{number}"' not in page and f"Incident {number} " not in page
     assert incident_reference(key, 31) != incident_reference(b"j" * 32, 31)  # keyed: not derivable outside
 
 
 def test_a_notice_links_its_readers_own_page_and_names_the_public_reference():
     plan = plan_notice(incident(), "opened", SECTION, ACTIVE, page_urls={"acme": "http://status.test/c/" + "a" * 26 + "/"})
-    message = render_message(plan, plan.recipients[0], incident(reference="ABCDEFGH"), SECTION, "hotspare@lab.test",
-                             datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc))
+    message = render_message(
+        plan,
+        plan.recipients[0],
+        incident(reference="ABCDEFGH"),
+        SECTION,
+        "hotspare@lab.test",
+        datetime(2026, 5, 1, 14, 4, tzinfo=timezone.utc),
+    )
     body = message.get_content()
     assert "http://status.test/c/" + "a" * 26 + "/" in body and "Incident: ABCDEFGH" in body and "#7" not in body

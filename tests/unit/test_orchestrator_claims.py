@@ -37,7 +37,10 @@ def test_a_takeover_takes_the_next_epoch_and_keeps_the_fleet_id():
     decision = decide(ME, OTHER, takeover=True, now="t")
     assert decision.kind == "claim" and decision.expected == OTHER
     assert (decision.new_marker.fleet_id, decision.new_marker.epoch, decision.new_marker.orchestrator_id) == (
-        "fleet-1", 4, ME.orchestrator_id)
+        "fleet-1",
+        4,
+        ME.orchestrator_id,
+    )
 
 
 def test_without_the_marker_only_an_orchestrator_that_held_the_fleet_acts():
@@ -49,8 +52,9 @@ def test_without_the_marker_only_an_orchestrator_that_held_the_fleet_acts():
 
 
 def test_the_marker_round_trips_through_its_txt_strings_and_lives_in_the_first_zone():
-    assert parse_marker(OTHER.strings()) == Marker(OTHER.fleet_id, OTHER.orchestrator_id, 3,
-                                                   "demo@laptop:/root/.hotspare/inventory.db", OTHER.since)
+    assert parse_marker(OTHER.strings()) == Marker(
+        OTHER.fleet_id, OTHER.orchestrator_id, 3, "demo@laptop:/root/.hotspare/inventory.db", OTHER.since
+    )
     assert parse_marker(["v=spf1 -all"]) is None
     assert marker_zone(["b.example.", "a.example"]) == "a.example"
     assert record_name("lab.test.") == "_hotspare-orchestrator.lab.test"

@@ -31,9 +31,11 @@ def test_filesystem_show_lists_every_member_with_its_path():
 
 
 def test_dead_member_fails_its_disk_and_degrades_the_array():
-    readings = by_component(raid.btrfs_readings(
-        "prod-east", "/srv", read("btrfs-filesystem-show-dead-member.txt"),
-        read("btrfs-device-stats-dead-member.txt")))
+    readings = by_component(
+        raid.btrfs_readings(
+            "prod-east", "/srv", read("btrfs-filesystem-show-dead-member.txt"), read("btrfs-device-stats-dead-member.txt")
+        )
+    )
     disk = readings["disk:devid 2"]
     assert disk.kind is ComponentKind.disk and disk.state is ComponentState.failed
     assert "write_io_errs 5" in disk.evidence and "/dev/loop19" in disk.evidence
@@ -49,8 +51,10 @@ def test_missing_member_from_show_and_from_sysfs_flag():
     assert readings["disk:devid 2"].state is ComponentState.failed
     assert "missing" in readings["disk:devid 2"].evidence
     healthy_show = show.replace(" MISSING", "")
-    flags = ("/sys/fs/btrfs/7a345e66-622d-4b55-8ca7-c90c147a7a30/devinfo/3/missing:1\n"
-             "/sys/fs/btrfs/7a345e66-622d-4b55-8ca7-c90c147a7a30/devinfo/1/missing:0\n")
+    flags = (
+        "/sys/fs/btrfs/7a345e66-622d-4b55-8ca7-c90c147a7a30/devinfo/3/missing:1\n"
+        "/sys/fs/btrfs/7a345e66-622d-4b55-8ca7-c90c147a7a30/devinfo/1/missing:0\n"
+    )
     assert raid.parse_missing_flags(flags) == {3: True, 1: False}
     flagged = by_component(raid.btrfs_readings("prod-east", "/srv", healthy_show, "", flags))
     assert flagged["disk:devid 3"].state is ComponentState.failed
@@ -62,26 +66,26 @@ def test_replace_in_progress_is_reported_with_its_progress():
     assert status.running and status.percent == 12.3
     assert not raid.parse_replace_status("Never started\n").running
     show = read("btrfs-filesystem-show-dead-member.txt")
-    array = raid.btrfs_readings("prod-east", "/srv", show, "", "",
-                                "12.3% done, 0 write errs, 0 uncorr. read errs")[0]
+    array = raid.btrfs_readings("prod-east", "/srv", show, "", "", "12.3% done, 0 write errs, 0 uncorr. read errs")[0]
     assert array.state is ComponentState.degraded and "12.3% done" in array.evidence
 
 
 def test_checksum_errors_degrade_a_disk_without_failing_it():
-    stats = read("btrfs-device-stats-dead-member.txt").replace(
-        "[/dev/loop19].write_io_errs    5", "[/dev/loop19].write_io_errs    0").replace(
-        "[/dev/loop20].corruption_errs  0", "[/dev/loop20].corruption_errs  7")
-    readings = by_component(raid.btrfs_readings(
-        "prod-east", "/srv", read("btrfs-filesystem-show-dead-member.txt"), stats))
+    stats = (
+        read("btrfs-device-stats-dead-member.txt")
+        .replace("[/dev/loop19].write_io_errs    5", "[/dev/loop19].write_io_errs    0")
+        .replace("[/dev/loop20].corruption_errs  0", "[/dev/loop20].corruption_errs  7")
+    )
+    readings = by_component(raid.btrfs_readings("prod-east", "/srv", read("btrfs-filesystem-show-dead-member.txt"), stats))
     assert readings["disk:devid 2"].state is ComponentState.ok
     assert readings["disk:devid 3"].state is ComponentState.degraded
     assert "corruption_errs 7" in readings["disk:devid 3"].evidence
 
 
 def test_mdstat_faulty_member_and_detail():
-    readings = by_component(raid.md_readings(
-        "prod-east", read("mdstat-raid10-faulty.txt"),
-        {"md1": read("mdadm-detail-raid10-faulty.txt")}))
+    readings = by_component(
+        raid.md_readings("prod-east", read("mdstat-raid10-faulty.txt"), {"md1": read("mdadm-detail-raid10-faulty.txt")})
+    )
     assert readings["raid:/dev/md1"].state is ComponentState.degraded
     assert "[4/3] [UU_U]" in readings["raid:/dev/md1"].evidence
     assert "active, degraded" in readings["raid:/dev/md1"].evidence
@@ -95,9 +99,9 @@ def test_mdstat_recovery_progress():
     [md1, md0] = raid.parse_mdstat(read("mdstat-raid10-recovering.txt"))
     assert (md1.level, md1.wanted, md1.working, md1.status) == ("raid10", 4, 3, "UU_U")
     assert md1.percent == 27.4 and md0.percent is None
-    readings = by_component(raid.md_readings(
-        "prod-east", read("mdstat-raid10-recovering.txt"),
-        {"md1": read("mdadm-detail-raid10-recovering.txt")}))
+    readings = by_component(
+        raid.md_readings("prod-east", read("mdstat-raid10-recovering.txt"), {"md1": read("mdadm-detail-raid10-recovering.txt")})
+    )
     assert "recovery = 27.4%" in readings["raid:/dev/md1"].evidence
     assert readings["disk:sde1"].state is ComponentState.degraded
     assert "27% complete" in readings["disk:sde1"].evidence
@@ -113,13 +117,15 @@ def test_space_from_df_with_thresholds_and_btrfs_without_inode_limit():
     [reading] = raid.space_readings("prod-east", read("df-P-btrfs.txt"), read("df-Pi-btrfs.txt"))
     assert reading.component == "space:/srv" and reading.state is ComponentState.ok
     assert "no inode limit" in reading.evidence
-    full = ("Filesystem     1024-blocks      Used Available Capacity Mounted on\n"
-            "/dev/sda2        1000000    960000     40000      96% /var/lib/my data\n")
-    inodes = ("Filesystem      Inodes   IUsed   IFree IUse% Mounted on\n"
-              "/dev/sda2        1000     880     120   88% /var/lib/my data\n")
+    full = (
+        "Filesystem     1024-blocks      Used Available Capacity Mounted on\n"
+        "/dev/sda2        1000000    960000     40000      96% /var/lib/my data\n"
+    )
+    inodes = (
+        "Filesystem      Inodes   IUsed   IFree IUse% Mounted on\n/dev/sda2        1000     880     120   88% /var/lib/my data\n"
+    )
     [reading] = raid.space_readings("db1", full, inodes)
     assert reading.state is ComponentState.failed and reading.component == "space:/var/lib/my data"
     assert "96% of" in reading.evidence and "inodes 88% used" in reading.evidence
-    [reading] = raid.space_readings("db1", full.replace("960000     40000", "500000    500000"),
-                                    inodes)
+    [reading] = raid.space_readings("db1", full.replace("960000     40000", "500000    500000"), inodes)
     assert reading.state is ComponentState.degraded  # inodes at 88 %

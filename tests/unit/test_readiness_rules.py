@@ -25,8 +25,10 @@ def ago(days: float) -> datetime:
 
 
 def test_a_procedure_known_by_fewer_than_three_is_flagged_and_names_who_knows_it():
-    runs = [RunFact("failover", "app1", ago(3), "ok", "dana", mode="emergency", rto_seconds=9.5),
-            RunFact("failover", "app1", ago(200), "ok", "old-timer")]  # outside the window
+    runs = [
+        RunFact("failover", "app1", ago(3), "ok", "dana", mode="emergency", rto_seconds=9.5),
+        RunFact("failover", "app1", ago(200), "ok", "old-timer"),
+    ]  # outside the window
     drills = [DrillFact("app1", ago(10), "ok", ("lee", "kim"), rto_seconds=40, rpo_seconds=3600, cleanup_proven=True)]
     report = judge_readiness(TARGETS, drills, runs, [ProofFact("app1", ago(1), "passed")], NOW)
     by_name = {item.procedure: item for item in report.procedures}
@@ -59,7 +61,9 @@ def test_procedures_of_runs():
 
 def test_service_flags_overdue_drill_targets_and_restore_proof():
     drills = [DrillFact("app1", ago(120), "ok", ("a",), rto_seconds=2400, rpo_seconds=13 * 3600, cleanup_proven=False)]
-    report = judge_readiness(TARGETS, drills, [], [ProofFact("app1", ago(30), "passed"), ProofFact("app1", ago(1), "failed")], NOW)
+    report = judge_readiness(
+        TARGETS, drills, [], [ProofFact("app1", ago(30), "passed"), ProofFact("app1", ago(1), "failed")], NOW
+    )
     flags = " | ".join(report.services[0].flags)
     assert "drill overdue: the last was 120 days ago" in flags
     assert "drill RTO 40 min over the target 30 min" in flags

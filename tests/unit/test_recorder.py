@@ -18,6 +18,7 @@ def run_that_fails_and_whose_bookkeeping_fails(recorded: list[str]):
     try:
         raise RuntimeError("rsync: the mirror's disk is full")
     finally:
+
         def broken_row():
             raise InventoryDown("database is locked")
 

@@ -20,7 +20,6 @@ NOW = datetime(2026, 11, 25, 13, 0, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
 
 
-
 # ---------------------------------------------------------------------------------------
 # Commands: golden argument lists
 
@@ -44,25 +43,49 @@ def test_layout_paths():
 
 
 def test_source_paths_are_unique_and_never_the_system_account_files():
-    spec = {"data_paths": ["/srv/shop/data/", "/srv/shop/data"], "app_paths": ["/opt/shop"], "config_paths": ["/etc/shop"],
-            "accounts": {"files": ["/srv/shop/accounts"]}}
+    spec = {
+        "data_paths": ["/srv/shop/data/", "/srv/shop/data"],
+        "app_paths": ["/opt/shop"],
+        "config_paths": ["/etc/shop"],
+        "accounts": {"files": ["/srv/shop/accounts"]},
+    }
     assert plan.source_paths(spec) == ["/srv/shop/data", "/opt/shop", "/etc/shop", "/srv/shop/accounts"]
 
 
 def test_peer_access_layout():
-    assert PeerAccess(
-        "/run/hotspare/replicate-shop-1a2b3c4d", "/run/hotspare/replicate-shop-1a2b3c4d/key",
-        "/run/hotspare/replicate-shop-1a2b3c4d/known_hosts", "hotspare", "10.211.70.12", 2222,
-    ) == PEER
+    assert (
+        PeerAccess(
+            "/run/hotspare/replicate-shop-1a2b3c4d",
+            "/run/hotspare/replicate-shop-1a2b3c4d/key",
+            "/run/hotspare/replicate-shop-1a2b3c4d/known_hosts",
+            "hotspare",
+            "10.211.70.12",
+            2222,
+        )
+        == PEER
+    )
     assert PEER.pid_file == "/run/hotspare/replicate-shop-1a2b3c4d/transfer.pid"
     assert PEER.ssh_command() == SSH_E
 
 
 def test_rsync_copy_argv_with_link_dest():
     assert plan.rsync_copy_argv(PEER, PATHS, NEW_TREE, PREVIOUS_TREE) == [
-        "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--partial", "--mkpath", "--stats",
-        "--itemize-changes", "--timeout=60", "-e", SSH_E, f"--link-dest={PREVIOUS_TREE}",
-        "hotspare@10.211.70.12::hotspare/srv/shop/data", "hotspare@10.211.70.12::hotspare/etc/passwd", f"{NEW_TREE}/",
+        "rsync",
+        "-aHAX",
+        "--numeric-ids",
+        "--relative",
+        "--delete",
+        "--partial",
+        "--mkpath",
+        "--stats",
+        "--itemize-changes",
+        "--timeout=60",
+        "-e",
+        SSH_E,
+        f"--link-dest={PREVIOUS_TREE}",
+        "hotspare@10.211.70.12::hotspare/srv/shop/data",
+        "hotspare@10.211.70.12::hotspare/etc/passwd",
+        f"{NEW_TREE}/",
     ]
 
 
@@ -70,7 +93,11 @@ def test_rsync_copy_argv_without_link_dest():
     argv = plan.rsync_copy_argv(PEER, PATHS, NEW_TREE, None)
     assert not any(arg.startswith("--link-dest") for arg in argv)
     assert "--copy-dest=/" in argv  # reuse the mirror's own identical live files, by copy
-    assert argv[-3:] == ["hotspare@10.211.70.12::hotspare/srv/shop/data", "hotspare@10.211.70.12::hotspare/etc/passwd", f"{NEW_TREE}/"]
+    assert argv[-3:] == [
+        "hotspare@10.211.70.12::hotspare/srv/shop/data",
+        "hotspare@10.211.70.12::hotspare/etc/passwd",
+        f"{NEW_TREE}/",
+    ]
 
 
 def test_delete_only_targets_the_new_copy():
@@ -85,17 +112,36 @@ def test_delete_only_targets_the_new_copy():
 
 def test_rsync_verify_argv_is_a_checksum_dry_run():
     assert plan.rsync_verify_argv(PEER, PATHS, NEW_TREE) == [
-        "rsync", "-aHAX", "--numeric-ids", "--relative", "--delete", "--dry-run", "--checksum",
-        "--itemize-changes", "--timeout=60", "-e", SSH_E,
-        "hotspare@10.211.70.12::hotspare/srv/shop/data", "hotspare@10.211.70.12::hotspare/etc/passwd", f"{NEW_TREE}/",
+        "rsync",
+        "-aHAX",
+        "--numeric-ids",
+        "--relative",
+        "--delete",
+        "--dry-run",
+        "--checksum",
+        "--itemize-changes",
+        "--timeout=60",
+        "-e",
+        SSH_E,
+        "hotspare@10.211.70.12::hotspare/srv/shop/data",
+        "hotspare@10.211.70.12::hotspare/etc/passwd",
+        f"{NEW_TREE}/",
     ]
 
 
 def test_rsync_repair_argv_resends_with_checksums_and_deletes_nothing():
     argv = plan.rsync_repair_argv(PEER, ["/srv/shop/data/a.db"], NEW_TREE)
     assert argv == [
-        "rsync", "-aHAX", "--numeric-ids", "--relative", "--checksum", "--timeout=60", "-e", SSH_E,
-        "hotspare@10.211.70.12::hotspare/srv/shop/data/a.db", f"{NEW_TREE}/",
+        "rsync",
+        "-aHAX",
+        "--numeric-ids",
+        "--relative",
+        "--checksum",
+        "--timeout=60",
+        "-e",
+        SSH_E,
+        "hotspare@10.211.70.12::hotspare/srv/shop/data/a.db",
+        f"{NEW_TREE}/",
     ]
     assert "--delete" not in argv and "--dry-run" not in argv
 
@@ -172,7 +218,9 @@ def test_with_peer_access_runs_for_real(key_folder, status):
 
 def test_with_peer_access_removes_the_folder_when_the_command_cannot_run(key_folder):
     peer, _ = key_folder
-    result = _run(plan.with_peer_access(peer, ["/nonexistent/hotspare-no-such-command"]), plan.peer_stdin(KNOWN_HOSTS, SECRET_KEY))
+    result = _run(
+        plan.with_peer_access(peer, ["/nonexistent/hotspare-no-such-command"]), plan.peer_stdin(KNOWN_HOSTS, SECRET_KEY)
+    )
     assert result.returncode == 127
     assert not os.path.exists(peer.directory)
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_replication_schedule import fleet_with
 
 from deployments.runbooks import OVERLAPPING_RUNS_TAG, replication_deployments
-from test_replication_schedule import fleet_with
 
 
 def schedules_of(deployment) -> list[tuple[str, str, dict]]:
@@ -37,8 +37,10 @@ def test_each_interval_group_is_a_deployment_of_its_services():
     # the run button still replicates every service; its scheduled runs only those on the crons
     on_crons = deployments["replicate-all"]
     assert on_crons.parameters == {}
-    assert schedules_of(on_crons) == [("0 1 * * *", "Europe/Berlin", {"services": ["app3"]}),
-                                      ("0 13 * * *", "Europe/Berlin", {"services": ["app3"]})]
+    assert schedules_of(on_crons) == [
+        ("0 1 * * *", "Europe/Berlin", {"services": ["app3"]}),
+        ("0 13 * * *", "Europe/Berlin", {"services": ["app3"]}),
+    ]
     assert all(OVERLAPPING_RUNS_TAG in deployment.tags for deployment in deployments.values())
 
 
@@ -62,8 +64,11 @@ def test_every_deployment_has_a_group_tag_and_a_description_and_failback_exists(
     assert groups == sorted(groups)  # recovery first
     failback = next(deployment for deployment in deployments if deployment.flow_name == "failback")
     assert failback.tags[0] == "recovery"
-    properties = failback._parameter_openapi_schema.properties if hasattr(failback, "_parameter_openapi_schema") else \
-        failback.parameter_openapi_schema.properties
+    properties = (
+        failback._parameter_openapi_schema.properties
+        if hasattr(failback, "_parameter_openapi_schema")
+        else failback.parameter_openapi_schema.properties
+    )
     assert all(schema.get("description") for schema in properties.values())
     # a facility pool carries what must work without the control site, not backups or paging
     on_facilities = {deployment.flow_name for deployment in deployments if runs_in_facility_pools(deployment)}

@@ -19,7 +19,6 @@ NOW = datetime(2026, 11, 25, 13, 0, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
 
 
-
 # ---------------------------------------------------------------------------------------
 # judge_source / judge_room
 
@@ -83,7 +82,7 @@ def test_shrink_within_the_limit_goes():
 
 @pytest.mark.parametrize("max_shrink", [0.1, 0.2, 0.3, 0.5, 0.7])
 def test_shrink_of_exactly_the_limit_goes(max_shrink):
-    """"Refuse when dropped by more than this fraction": exactly the fraction is allowed."""
+    """ "Refuse when dropped by more than this fraction": exactly the fraction is allowed."""
     remaining = round(1000 * (1 - max_shrink))
     decision = plan.judge_source(SourceTotals(remaining, remaining), SourceTotals(1000, 1000), max_shrink, [], force=False)
     assert decision.go, decision.reason
@@ -158,7 +157,9 @@ def test_parse_meminfo_df_packages():
     assert plan.parse_meminfo_mb("") == 0
     assert plan.parse_df(DF) == (107_374_182_400, 53_687_091_200)
     assert plan.parse_packages(PACKAGES) == {
-        "nginx": "1.22.1-9", "openssl": "3.0.15-1~deb12u1", "libc6": "2.36-9+deb12u9",
+        "nginx": "1.22.1-9",
+        "openssl": "3.0.15-1~deb12u1",
+        "libc6": "2.36-9+deb12u9",
     }
 
 
@@ -166,7 +167,11 @@ def test_parse_host_facts_multi_section():
     output = "4\n---\n" + MEMINFO + "---\n" + DF + "---\n" + OS_RELEASE + "\n---\n" + PACKAGES
     facts = plan.parse_host_facts(output)
     assert facts == HardwareFacts(
-        cpus=4, memory_mb=7962, disk_bytes=107_374_182_400, available_bytes=53_687_091_200, os_release=OS_RELEASE,
+        cpus=4,
+        memory_mb=7962,
+        disk_bytes=107_374_182_400,
+        available_bytes=53_687_091_200,
+        os_release=OS_RELEASE,
         packages={"nginx": "1.22.1-9", "openssl": "3.0.15-1~deb12u1", "libc6": "2.36-9+deb12u9"},
     )
 

@@ -13,14 +13,21 @@ import yaml
 
 from hotspare.fleet.load import parse_fleet
 from hotspare.planning.replication_schedule import (
-    cron_cadence_minutes, interval_for, plan_replication_schedule, replications_per_day_of,
+    cron_cadence_minutes,
+    interval_for,
+    plan_replication_schedule,
+    replications_per_day_of,
 )
 
 BASIC = Path(__file__).resolve().parents[1] / "data" / "fleet-basic.yaml"
 
 
-def fleet_with(rpos: dict[str, float | None], crons: list[str] | None = None, timezone: str = "UTC",
-               replications_per_day: float | None = None):
+def fleet_with(
+    rpos: dict[str, float | None],
+    crons: list[str] | None = None,
+    timezone: str = "UTC",
+    replications_per_day: float | None = None,
+):
     """The test fleet with one service per entry of ``rpos`` (None: the fleet's default RPO),
     each a copy of app1 with its own paths, DNS name and port so the fleet stays valid."""
     document = yaml.safe_load(BASIC.read_text())
@@ -31,8 +38,7 @@ def fleet_with(rpos: dict[str, float | None], crons: list[str] | None = None, ti
         service = yaml.safe_load(text)
         service["app_port"] = 8080 + number
         # each its own UID range: services on one server never claim the same accounts
-        service["accounts"] = {**service.get("accounts", {}), "uid_min": 10000 + 100 * number,
-                               "uid_max": 10099 + 100 * number}
+        service["accounts"] = {**service.get("accounts", {}), "uid_min": 10000 + 100 * number, "uid_max": 10099 + 100 * number}
         service.pop("rpo_hours", None)
         if rpo is not None:
             service["rpo_hours"] = rpo
@@ -84,9 +90,20 @@ def test_a_hundred_five_minute_services_are_one_group():
     assert len(plan.groups) == 2
 
 
-@pytest.mark.parametrize(("rpo_hours", "minutes"), [
-    (1 / 60, 5), (5 / 60, 5), (10 / 60, 5), (0.5, 15), (1, 30), (2, 60), (3, 60), (6, 180), (11, 240),
-])
+@pytest.mark.parametrize(
+    ("rpo_hours", "minutes"),
+    [
+        (1 / 60, 5),
+        (5 / 60, 5),
+        (10 / 60, 5),
+        (0.5, 15),
+        (1, 30),
+        (2, 60),
+        (3, 60),
+        (6, 180),
+        (11, 240),
+    ],
+)
 def test_interval_is_half_the_rpo_rounded_down_to_a_step_and_never_under_five_minutes(rpo_hours, minutes):
     assert interval_for(rpo_hours * 60) == minutes
     plan = plan_replication_schedule(fleet_with({"app1": rpo_hours}))

@@ -44,7 +44,9 @@ def test_preflight_output_splits_into_facts_and_account_files():
 
 def test_the_preparation_says_the_quota_and_reads_the_account_files_back(tmp_path):
     files = b"".join(b"line\n\0" for _ in ACCOUNT_FILES)
-    output = b"referenced=10\nlimit=99\n" + programs.QUOTA_MARK.encode() + b"0\n" + programs.ACCOUNTS_MARK.encode() + b"\n" + files
+    output = (
+        b"referenced=10\nlimit=99\n" + programs.QUOTA_MARK.encode() + b"0\n" + programs.ACCOUNTS_MARK.encode() + b"\n" + files
+    )
     prepared = programs.parse_prepared(output)
     assert prepared.quota_status == 0 and "referenced=10" in prepared.quota_output
     assert prepared.mirror_accounts == {path: "line\n" for path in ACCOUNT_FILES}

@@ -30,8 +30,10 @@ def calls_of(path: Path, name: str) -> list[int]:
 @pytest.mark.parametrize("module", HANDED_FACTS)
 def test_steps_never_read_the_fleet_again(module):
     lines = calls_of(ROOT / module, "loaded_fleet")
-    assert lines == [], (f"{module} reads the fleet from the inventory at line(s) {lines}: take the fleet or the "
-                         "ServiceContext the runbook resolved at its start as a parameter instead")
+    assert lines == [], (
+        f"{module} reads the fleet from the inventory at line(s) {lines}: take the fleet or the "
+        "ServiceContext the runbook resolved at its start as a parameter instead"
+    )
 
 
 def test_the_failover_runbook_resolves_the_fleet_once():

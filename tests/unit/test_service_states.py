@@ -12,8 +12,12 @@ from hotspare.inventory.service_states import TRANSITIONS, Event, InvalidTransit
 
 def test_the_failover_cycle():
     state = ServiceState.protected
-    for event, expected in [(Event.failover_started, "failing-over"), (Event.users_moved, "failed-over"),
-                            (Event.reprotect_started, "reprotecting"), (Event.mirror_verified, "protected")]:
+    for event, expected in [
+        (Event.failover_started, "failing-over"),
+        (Event.users_moved, "failed-over"),
+        (Event.reprotect_started, "reprotecting"),
+        (Event.mirror_verified, "protected"),
+    ]:
         state = next_state(state, event)
         assert state.value == expected
 

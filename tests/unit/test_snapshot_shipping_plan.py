@@ -28,9 +28,16 @@ def test_a_first_shipment_is_a_full_send_and_the_rest_goes_by_rsync():
 
 
 def test_the_parent_is_the_newest_snapshot_both_ends_hold_by_uuid():
-    result = shipping.plan_shipping("shop-4", [DATA], ROOTS, *facts(
-        snapshots=[(DATA, "data@shop-1", "u1"), (DATA, "data@shop-2", "u2"), (DATA, "data@shop-3", "u3")],
-        received=[("data@shop-1", "u1"), ("data@shop-2", "u2"), ("data@shop-3", "-")]), snapshot_copies=True)
+    result = shipping.plan_shipping(
+        "shop-4",
+        [DATA],
+        ROOTS,
+        *facts(
+            snapshots=[(DATA, "data@shop-1", "u1"), (DATA, "data@shop-2", "u2"), (DATA, "data@shop-3", "u3")],
+            received=[("data@shop-1", "u1"), ("data@shop-2", "u2"), ("data@shop-3", "-")],
+        ),
+        snapshot_copies=True,
+    )
     [shipment] = result.shipments
     # shop-3 never finished receiving (no received UUID): shop-2 is the newest common one
     assert shipment.parent == "/srv/shop/.hotspare-snapshots/data@shop-2" and shipment.parent_name == "data@shop-2"
@@ -38,16 +45,24 @@ def test_the_parent_is_the_newest_snapshot_both_ends_hold_by_uuid():
 
 
 def test_a_broken_chain_falls_back_to_rsync_and_clears_the_way_for_a_full_send():
-    result = shipping.plan_shipping("shop-4", [DATA], ROOTS, *facts(
-        snapshots=[(DATA, "data@shop-3", "other")], received=[("data@shop-3", "u3")]), snapshot_copies=True)
+    result = shipping.plan_shipping(
+        "shop-4",
+        [DATA],
+        ROOTS,
+        *facts(snapshots=[(DATA, "data@shop-3", "other")], received=[("data@shop-3", "u3")]),
+        snapshot_copies=True,
+    )
     assert not result.ship and "missing on production or on the mirror" in result.reason
     assert result.stale == ("data@shop-3",)
 
 
-@pytest.mark.parametrize("change, said", [
-    (dict(subvolumes=()), "is not a btrfs subvolume on production"),
-    (dict(area="folder"), "is a folder, not a subvolume"),
-])
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        (dict(subvolumes=()), "is not a btrfs subvolume on production"),
+        (dict(area="folder"), "is a folder, not a subvolume"),
+    ],
+)
 def test_facts_that_forbid_shipping_are_said(change, said):
     result = shipping.plan_shipping("shop-2", [DATA], ROOTS, *facts(**change), snapshot_copies=True)
     assert not result.ship and said in result.reason
@@ -58,7 +73,8 @@ def test_facts_that_forbid_shipping_are_said(change, said):
 
 def test_facts_parse_from_the_scripts_lines():
     production = shipping.parse_production_facts(
-        "missing=/x\nship_subvolume=/srv/shop/data\nship_snapshot=/srv/shop/data data@shop-1 u1\n")
+        "missing=/x\nship_subvolume=/srv/shop/data\nship_snapshot=/srv/shop/data data@shop-1 u1\n"
+    )
     assert production.subvolumes == {DATA} and production.snapshots == ((DATA, "data@shop-1", "u1"),)
     mirror = shipping.parse_mirror_facts("baseline=shop-1\nreceived_area=subvolume\nreceived=data@shop-1 u1\n")
     assert mirror.area == "subvolume" and mirror.received == (("data@shop-1", "u1"),)
@@ -66,14 +82,25 @@ def test_facts_parse_from_the_scripts_lines():
 
 def test_the_send_key_forces_a_fixed_sender_of_those_snapshots_only():
     key = transfer_keys.transfer_key_line(
-        "ssh-ed25519 AAAA", service="shop", tag="t", source_address="10.0.0.2",
-        paths=["/srv/shop/.hotspare-snapshots/data@shop-2", "-"], now=datetime(2026, 1, 1, tzinfo=timezone.utc),
-        program=shipping.SEND_PATH)
+        "ssh-ed25519 AAAA",
+        service="shop",
+        tag="t",
+        source_address="10.0.0.2",
+        paths=["/srv/shop/.hotspare-snapshots/data@shop-2", "-"],
+        now=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        program=shipping.SEND_PATH,
+    )
     assert f'command="{shipping.SEND_PATH} shop /srv/shop/.hotspare-snapshots/data@shop-2 -"' in key.line
-    assert key.line.startswith("restrict,from=\"10.0.0.2\"")
+    assert key.line.startswith('restrict,from="10.0.0.2"')
     with pytest.raises(ValueError):  # "-" stands for "no parent" only for the sender
-        transfer_keys.transfer_key_line("ssh-ed25519 AAAA", service="shop", tag="t", source_address="10.0.0.2",
-                                        paths=["-"], now=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        transfer_keys.transfer_key_line(
+            "ssh-ed25519 AAAA",
+            service="shop",
+            tag="t",
+            source_address="10.0.0.2",
+            paths=["-"],
+            now=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        )
     assert "SSH_ORIGINAL_COMMAND" not in shipping.SEND_SCRIPT
 
 
@@ -100,12 +127,15 @@ def test_the_slice_walks_in_order_from_its_cursor_within_its_budget(tmp_path):
     for name in ["a/1", "a/2", "a.txt", "b/c/3", "d"]:
         (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
         (snapshot / name).write_text(name)
+
     def run(cursor, budget=10.0):
-        output = subprocess.run(checks.slice_argv(budget, cursor, {DATA: str(snapshot)}), capture_output=True,
-                                text=True, check=True).stdout
+        output = subprocess.run(
+            checks.slice_argv(budget, cursor, {DATA: str(snapshot)}), capture_output=True, text=True, check=True
+        ).stdout
         from hotspare.planning.file_digests import parse_digests
 
         return list(parse_digests(output)), checks.parse_slice_end(output, cursor)
+
     files, end = run("")
     assert files == [f"{DATA}/a/1", f"{DATA}/a/2", f"{DATA}/a.txt", f"{DATA}/b/c/3", f"{DATA}/d"]
     assert end == checks.SliceEnd(True, "")

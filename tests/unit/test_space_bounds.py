@@ -37,7 +37,8 @@ def test_room_refusal_names_the_host_the_free_and_needed_space_and_what_to_do():
         "path\tclone\t0\t0\t1048576 /srv\t/srv/app1/data\n"
         "path\trsync\t5242880\t0\t1048576 /srv\t/srv/app1/app\n"
         "path\trsync\t4096\t8192\t900000000 /\t/etc/app1\n"
-        "root\t1048576 /srv\n")
+        "root\t1048576 /srv\n"
+    )
     decision = space.judge_activation_room("app1", "mirror-west", "c1", facts)
     assert not decision.go
     assert decision.reason.startswith("failover of app1 to mirror-west refused before any change: /srv has 1.0 MiB free")
@@ -56,12 +57,13 @@ def test_a_full_quota_group_refuses_too():
 
 def test_a_copy_past_its_bound_is_refused_up_front_with_the_numbers():
     assert space.judge_bound("app3", "mirror-west", 10 * space.MIB, 20 * space.MIB, 64 * space.MIB, "x").go
-    decision = space.judge_bound("app3", "mirror-west", 50 * space.MIB, 20 * space.MIB, 64 * space.MIB,
-                                 "services.app3.space_gib 0.0625 GiB")
+    decision = space.judge_bound(
+        "app3", "mirror-west", 50 * space.MIB, 20 * space.MIB, 64 * space.MIB, "services.app3.space_gib 0.0625 GiB"
+    )
     assert not decision.go and decision.reason.startswith(
         "replication of app3 refused: its area on mirror-west would pass its bound of 64.0 MiB "
-        "(services.app3.space_gib 0.0625 GiB): it holds 50.0 MiB and this copy needs about 20.0 MiB more")
-    facts = space.parse_quota("quota=enabled\ngroup=created\nadopted=/srv/hotspare/app3/work\nreferenced=4096\n"
-                              "limit=67108864\n")
+        "(services.app3.space_gib 0.0625 GiB): it holds 50.0 MiB and this copy needs about 20.0 MiB more"
+    )
+    facts = space.parse_quota("quota=enabled\ngroup=created\nadopted=/srv/hotspare/app3/work\nreferenced=4096\nlimit=67108864\n")
     assert facts == space.QuotaFacts(4096, 67108864, True, True, ("/srv/hotspare/app3/work",))
     assert space.parse_quota("referenced=4096\nlimit=none\n").limit is None

@@ -20,7 +20,6 @@ def test_escape_sequences_from_a_customer_server_print_as_spaces():
 def test_an_error_message_carrying_escape_sequences_is_printed_safe(capsys):
     from hotspare.adapters.errors import PermanentError
 
-    report(PermanentError("on prod-east: `hook` exited 1: \x1b]0;PWNED\x07\x1b[2Jhook failed"), "hotspare replicate app1",
-           False)
+    report(PermanentError("on prod-east: `hook` exited 1: \x1b]0;PWNED\x07\x1b[2Jhook failed"), "hotspare replicate app1", False)
     printed = capsys.readouterr().err
     assert "hook failed" in printed and "\x1b" not in printed and "\x07" not in printed

@@ -12,7 +12,6 @@ import pytest
 from hotspare.keys import generate_ed25519
 from hotspare.planning import transfer_keys as keys
 
-
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
 PATHS = ["/srv/app1/data", "/etc/passwd"]
 
@@ -34,8 +33,9 @@ def test_line_is_restricted_sourced_expiring_and_forced():
     assert key.expires_epoch == int(NOW.timestamp()) + 15 * 60
 
 
-@pytest.mark.parametrize("bad", ['/srv/a"b', "/srv/a b", "/srv/a\\b", "/srv/a'b", "srv/a", "/srv/../etc", "/srv/a/",
-                                 "//srv", "/srv//a", "/srv/./a"])
+@pytest.mark.parametrize(
+    "bad", ['/srv/a"b', "/srv/a b", "/srv/a\\b", "/srv/a'b", "srv/a", "/srv/../etc", "/srv/a/", "//srv", "/srv//a", "/srv/./a"]
+)
 def test_words_that_could_escape_the_forced_command_are_refused(bad):
     _, public = generate_ed25519("transfer")
     with pytest.raises(ValueError, match="cannot (put|serve)"):
@@ -44,8 +44,12 @@ def test_words_that_could_escape_the_forced_command_are_refused(bad):
 
 def run_keys_script(argv: list[str], tmp_path, keys_file=None) -> subprocess.CompletedProcess:
     """The install/remove command with scratch paths in place of production's real ones."""
-    scratch = {keys.TRANSFER_KEYS_FILE: keys_file or tmp_path / "ssh" / "hotspare_transfer_keys", keys.VIEW_PATH: tmp_path / "lib" / "view",
-               keys.CONFIG_PATH: tmp_path / "lib" / "rsyncd.conf", keys.VIEW_MOUNT: tmp_path / "view"}
+    scratch = {
+        keys.TRANSFER_KEYS_FILE: keys_file or tmp_path / "ssh" / "hotspare_transfer_keys",
+        keys.VIEW_PATH: tmp_path / "lib" / "view",
+        keys.CONFIG_PATH: tmp_path / "lib" / "rsyncd.conf",
+        keys.VIEW_MOUNT: tmp_path / "view",
+    }
     argv = [str(scratch[word]) if word in scratch else word for word in argv]
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
@@ -82,6 +86,7 @@ def test_install_keeps_other_lines_and_replaces_a_dead_runs_line(tmp_path):
 # The client's -e program stands in for sshd: whatever the client asks to run, the key's
 # forced command runs instead (sshd puts the request in SSH_ORIGINAL_COMMAND, which nothing reads).
 
+
 def test_hosts_sharing_one_install_folder_install_keys_at_the_same_time(tmp_path):
     """Two hosts with their own keys file (their own lock) but one /usr/local, as the lab's hosts:
     each writes the view script and the daemon's configuration through temporary names of its
@@ -93,8 +98,10 @@ def test_hosts_sharing_one_install_folder_install_keys_at_the_same_time(tmp_path
     def installs(host: str) -> list[int]:
         file = tmp_path / host / "hotspare_transfer_keys"
         file.parent.mkdir()
-        return [run_keys_script(keys.install_key_argv(make_key(tag=f"{host}-{number}"), now), tmp_path, file).returncode
-                for number in range(15)]
+        return [
+            run_keys_script(keys.install_key_argv(make_key(tag=f"{host}-{number}"), now), tmp_path, file).returncode
+            for number in range(15)
+        ]
 
     with ThreadPoolExecutor(2) as pool:
         statuses = [status for host in pool.map(installs, ["prod-east", "prod-west"]) for status in host]

@@ -34,14 +34,20 @@ def copy_of(tmp_path: Path, data: Path) -> tuple[Path, Path]:
 
 
 def listing(request: tree_plan.Request) -> bytes:
-    ran = subprocess.run(tree_plan.production_argv(), input=tree_plan.production_header(request), capture_output=True,
-                         timeout=60, check=True)
+    ran = subprocess.run(
+        tree_plan.production_argv(), input=tree_plan.production_header(request), capture_output=True, timeout=60, check=True
+    )
     return ran.stdout
 
 
 def compare(request: tree_plan.Request, tree: Path, stream: bytes) -> subprocess.CompletedProcess:
-    return subprocess.run(tree_plan.mirror_argv(), input=tree_plan.mirror_header(request, str(tree)) + stream,
-                          capture_output=True, timeout=60, check=False)
+    return subprocess.run(
+        tree_plan.mirror_argv(),
+        input=tree_plan.mirror_header(request, str(tree)) + stream,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def answer_of(request: tree_plan.Request, tree: Path) -> tree_plan.Answer:
@@ -78,9 +84,13 @@ def test_listing_differences_and_changed_files_are_found_and_nothing_else_is_sen
     request = tree_plan.Request((str(data),), itemized=(str(data / "file4"), str(data / "uploads" / "new\nline name")))
     answer = answer_of(request, tree)
     found = {(difference.kind, difference.path) for difference in answer.differences}
-    assert found == {("missing", str(data / "file1")), ("extra", str(copy / "planted")[len(str(tree)):]),
-                     ("content", str(data / "file2")), ("content", str(data / "file4")),
-                     ("content", str(data / "uploads" / "new\nline name"))}
+    assert found == {
+        ("missing", str(data / "file1")),
+        ("extra", str(copy / "planted")[len(str(tree)) :]),
+        ("content", str(data / "file2")),
+        ("content", str(data / "file4")),
+        ("content", str(data / "uploads" / "new\nline name")),
+    }
     assert answer.hashed_files == 2 and answer.slice_files == 0
 
 
@@ -105,9 +115,12 @@ def test_a_file_production_could_not_read_is_unreadable_and_one_that_vanished_is
     data = production_folder(tmp_path)
     tree, copy = copy_of(tmp_path, data)
     stat = (copy / "file0").stat()
-    stream = (b"L\x00%s\x0010\x00%d\x00X\x00c\x00Permission denied\x00"
-              b"L\x00%s\x0010\x00%d\x00X\x00c\x00vanished\x00E\x00"
-              % (str(data / "file0").encode(), stat.st_mtime_ns, str(data / "file1").encode(), stat.st_mtime_ns))
+    stream = b"L\x00%s\x0010\x00%d\x00X\x00c\x00Permission denied\x00L\x00%s\x0010\x00%d\x00X\x00c\x00vanished\x00E\x00" % (
+        str(data / "file0").encode(),
+        stat.st_mtime_ns,
+        str(data / "file1").encode(),
+        stat.st_mtime_ns,
+    )
     request = tree_plan.Request((str(data),), itemized=(str(data / "file0"), str(data / "file1")))
     ran = compare(request, tree, stream)
     assert ran.returncode == 0, ran.stderr
@@ -162,11 +175,19 @@ def test_a_made_up_name_through_a_link_in_the_copy_is_never_read(tmp_path):
     (secret / "key").write_text("the mirror's own secret\n")
     (copy / "link").symlink_to(secret)
     import hashlib
+
     sha = hashlib.sha256(b"the mirror's own secret\n").hexdigest().encode()
     path = str(data / "link" / "key").encode()
     stat = (copy / "file0").stat()
-    stream = (b"L\x00%s\x0024\x00%d\x00D\x00c\x00%s\x00%d\x00%d\x00%d\x0024\x00%d\x00E\x00"
-              % (path, stat.st_mtime_ns, sha, 0o100644, os.getuid(), os.getgid(), stat.st_mtime_ns))
+    stream = b"L\x00%s\x0024\x00%d\x00D\x00c\x00%s\x00%d\x00%d\x00%d\x0024\x00%d\x00E\x00" % (
+        path,
+        stat.st_mtime_ns,
+        sha,
+        0o100644,
+        os.getuid(),
+        os.getgid(),
+        stat.st_mtime_ns,
+    )
     ran = compare(tree_plan.Request((str(data),), itemized=(path.decode(),)), tree, stream)
     assert ran.returncode == 0, ran.stderr
     answer = tree_plan.parse_answer(ran.stdout.decode())

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from hotspare.planning.verification_scope import (
-    DAY_SECONDS, FileEntry, PassState, changed_paths, extra_in_copy, itemized_files,
-    parse_sized_listing, plan_scope, runs_left)
+    DAY_SECONDS,
+    FileEntry,
+    PassState,
+    changed_paths,
+    extra_in_copy,
+    itemized_files,
+    parse_sized_listing,
+    plan_scope,
+    runs_left,
+)
 
 ROOTS = ["/srv/app/data", "/etc/passwd"]
 NOW = 1_800_000_000.0
@@ -90,19 +98,25 @@ def test_changed_paths_come_from_itemize_mtimes_and_listing_differences():
 
 
 def test_itemized_files_from_a_copy_steps_output():
-    output = "\n".join([
-        "cd+++++++++ srv/app/data/new/",
-        ">f+++++++++ srv/app/data/new/file one",
-        ">f.st...... srv/app/data/changed",
-        "cL+++++++++ srv/app/data/link -> target",
-        "hf+++++++++ srv/app/data/twin => srv/app/data/changed",
-        ".d..t...... srv/app/data/",
-        "*deleting   srv/app/data/old",
-        "Number of files: 12 (reg: 10, dir: 2)",
-        "Total transferred file size: 1,234 bytes",
-    ])
-    assert itemized_files(output) == ["/srv/app/data/new/file one", "/srv/app/data/changed", "/srv/app/data/link",
-                                      "/srv/app/data/twin"]
+    output = "\n".join(
+        [
+            "cd+++++++++ srv/app/data/new/",
+            ">f+++++++++ srv/app/data/new/file one",
+            ">f.st...... srv/app/data/changed",
+            "cL+++++++++ srv/app/data/link -> target",
+            "hf+++++++++ srv/app/data/twin => srv/app/data/changed",
+            ".d..t...... srv/app/data/",
+            "*deleting   srv/app/data/old",
+            "Number of files: 12 (reg: 10, dir: 2)",
+            "Total transferred file size: 1,234 bytes",
+        ]
+    )
+    assert itemized_files(output) == [
+        "/srv/app/data/new/file one",
+        "/srv/app/data/changed",
+        "/srv/app/data/link",
+        "/srv/app/data/twin",
+    ]
 
 
 def test_listings_name_production_paths():
@@ -117,4 +131,3 @@ def test_half_the_data_changed_is_compared_as_the_whole_tree_once_it_is_big():
     assert scope.whole_tree and "rsync reads the rest faster" in scope.reason
     small = {path: FileEntry(1000.0, 10) for path in big}  # the same share of a small service: named files
     assert not plan_scope(small, changed, PassState(), ROOTS, period_days=7, runs_per_day=2, now=NOW).whole_tree
-
