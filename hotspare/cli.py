@@ -2,7 +2,7 @@
 
 Each subcommand module exposes ``register(subparsers)``; handlers return an exit code or
 raise. A raised error prints as one message on stderr (what, where, what to do) with the exit
-code of its kind (``hotspare/commands/errors.py``, the README's "Exit codes"); ``--debug``,
+code of its kind (``hotspare/commands/errors.py``, docs/runbooks.md, "Exit codes"); ``--debug``,
 anywhere on the command line, adds the traceback.
 """
 
@@ -120,7 +120,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = HotspareParser(
         prog="hotspare",
         description="Disaster-recovery orchestration for a hosting fleet.",
-        epilog='Exit codes: see the README\'s "Exit codes" table.',
+        epilog='Exit codes: docs/runbooks.md, "Exit codes".',
     )
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="print hotspare's version")
     parser.add_argument("--debug", action="store_true", help="show tracebacks (may come anywhere on the command line)")

@@ -3,7 +3,7 @@
 Code raises the kind that says what happened (or a subclass of it that carries more); callers
 catch kinds, never ``type(error) is RuntimeError``. Each kind has one exit code, in the one
 table the command line uses (``EXCEPTION_KINDS`` in hotspare/commands/errors.py, listed in the
-README's "Exit codes"):
+docs/runbooks.md, "Exit codes"):
 
     kind                     exit  example
     Refused                   3    a safety check said no; nothing changed

@@ -1,6 +1,6 @@
 """The command line as an operator meets it in an incident: one message on stderr saying what
 is wrong, where and what to do, no traceback (unless --debug), and one exit code per kind of
-failure (README, "Exit codes"). Real runs against the lab; every test leaves the lab as found.
+failure (docs/runbooks.md, "Exit codes"). Real runs against the lab; every test leaves the lab as found.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How the command line reports a failure: one exit code per kind, one message on stderr.
 
-This module is the one place that maps exception classes to exit codes (the README's "Exit
+This module is the one place that maps exception classes to exit codes (docs/runbooks.md, "Exit
 codes" table lists the same). The project's kinds are the base classes of hotspare/errors.py,
 mapped by class: a subclass (ServiceBusy, RebuildRefused, PlanRefused...) gets its kind's code
 without a line here. Other libraries' classes are looked up in ``sys.modules`` by name, never

@@ -2,7 +2,7 @@
 (for real or in a drill) in the window, flagged under three people; per service the last drill
 against its RTO/RPO targets and the last restore proof. Reads the inventory only.
 
-Exits 9 (the "failed" row of the README's exit-code table, as ``health`` does for a failed
+Exits 9 (the "failed" row of the exit-code table in docs/runbooks.md, as ``health`` does for a failed
 component) when it finds a problem, so a weekly script or CI notices; training is a drill
 watched by the people who need it (``hotspare drill SERVICE --watched-by NAME``), never a real
 failover as an exercise."""
