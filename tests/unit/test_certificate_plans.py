@@ -40,29 +40,6 @@ CONTROL = Requester("control", ("10.0.0.5",), ("hotspare-control",), control=Tru
 RUN = "0b5c1a52-8d3e-4c43-9a51-0f7c2b0e1d11"
 
 
-LAYOUT = FleetLayout(
-    facility_of={
-        "prod-east": "east",
-        "mirror-west": "west",
-        "prod-west": "west",
-        "mirror-east": "east",
-        "standby-east": "east",
-        "standby-west": "west",
-        "storage-vault": "vault",
-        "web-vault": "vault",
-    },
-    standbys=("standby-east", "standby-west"),
-    services=(
-        ServiceHosts("app1", ("prod-east", "mirror-west"), "storage-vault"),
-        ServiceHosts("app2", ("prod-west", "mirror-east"), "storage-vault"),
-    ),
-    status_page_server="web-vault",
-)
-EAST = Requester("east", ("10.0.0.21",), ("hotspare-east",))
-CONTROL = Requester("control", ("10.0.0.5",), ("hotspare-control",), control=True)
-RUN = "0b5c1a52-8d3e-4c43-9a51-0f7c2b0e1d11"
-
-
 def run(
     flow: str, state: str = "RUNNING", pool: str | None = "hotspare-east", approval: str | None = None, **parameters
 ) -> RunFacts:
