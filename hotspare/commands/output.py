@@ -3,7 +3,7 @@
 - Human output by default; ``--json`` (``add_json_flag``) prints the same facts as JSON, the one
   form scripts read (``print_json``).
 - Tables (``print_table``) are rich tables in one style that fit the terminal's width
-  (``COLUMNS``, else the terminal's, else 80 columns): cells wrap between words and fold only a
+  (``COLUMNS``, else the terminal's, else 120 columns): cells wrap between words and fold only a
   word longer than its column, never cut it.
 - Free text (``say``) wraps between words at the same width.
 - Markdown (plans, reports) is rendered on a terminal and printed raw everywhere else (a pipe,
@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 
-DEFAULT_WIDTH = 80  # a pipe without COLUMNS: what most terminals start with
+DEFAULT_WIDTH = 120  # a pipe or a file without COLUMNS: a status row whole, no word broken
 MAXIMUM_WIDTH = 200  # wider tables read badly even on wide terminals
 
 
@@ -43,7 +43,7 @@ def print_json(data) -> None:
 
 
 def width() -> int:
-    """The width output is made for: ``COLUMNS``, else the terminal's, else 80 (never above 200)."""
+    """The width output is made for: ``COLUMNS``, else the terminal's, else 120 (never above 200)."""
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit() and int(columns) > 0:
         return min(int(columns), MAXIMUM_WIDTH)
