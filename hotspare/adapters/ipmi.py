@@ -23,55 +23,22 @@ CIPHER_SUITE = "3"
 TIMEOUT_SECONDS = 20.0
 
 
+def _lanplus(address: str, port: int, username: str, cipher_suite: str, retries: int) -> list[str]:
+    """ipmitool's RMCP+ login arguments; no secret in them (-E takes the password from the env)."""
+    return [IPMITOOL, "-I", "lanplus", "-C", cipher_suite, "-N", "1", "-R", str(retries),
+            "-H", address, "-p", str(port), "-U", username, "-E"]  # fmt: skip
+
+
 def make_sdr_command(address: str, port: int, username: str, cipher_suite: str = CIPHER_SUITE) -> list[str]:
     """ipmitool argv for `sdr elist` (no secret in it: -E takes the password from the env)."""
-    return [
-        IPMITOOL,
-        "-I",
-        "lanplus",
-        "-C",
-        cipher_suite,
-        "-N",
-        "1",
-        "-R",
-        "3",
-        "-H",
-        address,
-        "-p",
-        str(port),
-        "-U",
-        username,
-        "-E",
-        "sdr",
-        "elist",
-    ]
+    return [*_lanplus(address, port, username, cipher_suite, retries=3), "sdr", "elist"]
 
 
 def make_power_command(address: str, port: int, username: str, action: str, cipher_suite: str = CIPHER_SUITE) -> list[str]:
     """ipmitool argv for `chassis power status|off|on` (one retry: a fence must be quick)."""
     if action not in ("status", "off", "on"):
         raise ValueError(f"unknown chassis power action {action!r}")
-    return [
-        IPMITOOL,
-        "-I",
-        "lanplus",
-        "-C",
-        cipher_suite,
-        "-N",
-        "1",
-        "-R",
-        "2",
-        "-H",
-        address,
-        "-p",
-        str(port),
-        "-U",
-        username,
-        "-E",
-        "chassis",
-        "power",
-        action,
-    ]
+    return [*_lanplus(address, port, username, cipher_suite, retries=2), "chassis", "power", action]
 
 
 def read_sdr(address: str, port: int, username: str, password: str, timeout: float = TIMEOUT_SECONDS) -> str:
