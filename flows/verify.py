@@ -66,20 +66,28 @@ def check_copy(
     checking_hosts.shutdown(wait=False)
     # with repair, unread files are fetched again before they are judged; without, judged now
     step = steps(task_runs)
-    # a shipped copy's data paths: the UUID chain, the scrub and a slice (verify_shipped); their
-    # listing is still compared like every other path's (sizes, mtimes, missing and extra files):
-    # the parent snapshot a stream is computed from is production's word, and a parent production
-    # changed after it was sent makes the next stream leave out a deletion, so the copy would keep
-    # a file production no longer has (verify --full: everything by checksum)
+    # a shipped copy's data paths: the UUID chain, the scrub and a slice (verify_shipped), no
+    # listing; a parent production changed after it was taken is never shipped from (its btrfs
+    # generation, in the preflight: planning/snapshot_shipping.py). verify --full: everything.
     shipped = {} if full else (row.verification or {}).get("shipped") or {}
-    roots = None
-    # production lists a shipped root from this copy's own snapshot: exactly what was sent
-    sources = {root: shipping_plan.production_snapshot(root, copy_id) for root in shipped} or None
+    others = [root for root in plan.source_paths(_spec(service)) if root not in shipped]
+    roots = others if shipped and others else None
+    # production lists a shipped root (when nothing else is left to list) from this copy's snapshot
+    sources = {root: shipping_plan.production_snapshot(root, copy_id) for root in shipped} if shipped and not others else None
+    shipped_check = None
+    if shipped:  # beside the content check, like the hosts' (its commands and the listing's overlap)
+        checking_shipped = ThreadPoolExecutor(1)
+        shipped_check = checking_shipped.submit(
+            contextvars.copy_context().run,
+            retrying(verify_shipped.fn, "verify shipped data"),
+            *(service, copy_id, source, target, shipped, _slice_cursor(service, target)),
+        )
+        checking_shipped.shutdown(wait=False)
     content = step(verify_content)(
         service, copy_id, source, target, [] if repair else list(unreadable), changed, full, roots or None, sources
     )
-    data = step(verify_shipped)(service, copy_id, source, target, shipped, _slice_cursor(service, target)) if shipped else None
-    damaged = [d["path"] for d in data["corrupt"]] if data else []
+    data = shipped_check.result() if shipped_check is not None else None
+    damaged = [d["path"] for d in data["corrupt"] if d["kind"] != "extra"] if data else []
     again = list(
         dict.fromkeys(
             [*unreadable, *damaged, *(d["path"] for d in content["corrupt"] if d["kind"] not in ("extra", "unreadable"))]

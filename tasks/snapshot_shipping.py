@@ -16,7 +16,9 @@ transfer costs three commands beside the mirror's own work, like an rsync copy:
 
 from __future__ import annotations
 
+import contextvars
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from prefect import get_run_logger, task
@@ -27,7 +29,6 @@ from hotspare.adapters.errors import PermanentError, TransientError
 from hotspare.fleet import Fleet
 from hotspare.keys import generate_ed25519
 from hotspare.planning import copy_backends, host_clocks, run_programs, space, transfer_keys
-from hotspare.planning import file_digests as digests
 from hotspare.planning import replication as plan
 from hotspare.planning import shipped_verification as checks
 from hotspare.planning import snapshot_shipping as shipping
@@ -244,59 +245,55 @@ def verify_shipped(
     budget_seconds: float = checks.SLICE_SECONDS,
 ) -> dict:
     """A shipped copy's data paths without a listing: the UUID chain (production's snapshot ->
-    received subvolume -> the copy), then a slice of files hashed on production's snapshot from
-    ``cursor`` for ``budget_seconds`` and the same files in the copy (``planning/shipped_verification.py``)."""
+    received subvolume -> the copy), the mirror's rolling scrub, and a slice of files hashed from
+    ``cursor`` for ``budget_seconds`` on production's snapshot and in the copy, both hosts at once
+    (``planning/shipped_verification.py``)."""
     fleet = access.loaded_fleet()
     paths = sorted(shipped)
     snapshots = {path: shipping.production_snapshot(path, copy_id) for path in paths}
-    # production, one command: its snapshots' UUIDs, then the slice hashed on them
-    with access.connect(fleet, source) as production:
-        output = production.run(
-            each_argv([_production_uuids_argv(list(snapshots.values())), checks.slice_argv(budget_seconds, cursor, snapshots)]),
-            timeout=600,
-            check=False,
-        ).text
-    uuids = _parse_uuids(output)
-    on_production = digests.parse_digests(output)
-    end = checks.parse_slice_end(output, cursor)
-    files = list(on_production)
-    # the mirror, one command: the chain, then the same files hashed in the copy
     tree = plan.copy_tree(service, copy_id)
-    with access.connect(fleet, target) as mirror:
-        answer = mirror.run(
-            each_argv(
-                [
-                    checks.scrub_argv(plan.service_root(service)),
-                    shipping.chain_argv(service, tree, {p: shipping.snapshot_name(p, copy_id) for p in paths}),
-                    digests.digest_argv(tree),
-                ]
-            ),
-            stdin=digests.nul_separated(files),
-            timeout=3600,
-            check=False,
-        ).text
+    # production: its snapshots' UUIDs, then its walk; the mirror: the scrub, the chain, then its
+    # walk of the copy from the same cursor for the same budget; one command each, at once
+    production_argv = each_argv(
+        [_production_uuids_argv(list(snapshots.values())), checks.slice_argv(budget_seconds, cursor, snapshots)]
+    )
+    mirror_argv = each_argv(
+        [
+            checks.scrub_argv(plan.service_root(service)),
+            shipping.chain_argv(service, tree, {p: shipping.snapshot_name(p, copy_id) for p in paths}),
+            checks.slice_argv(budget_seconds, cursor, {path: tree + path for path in paths}),
+        ]
+    )
+
+    def run(server: str, argv: list[str]) -> str:
+        with access.connect(fleet, server) as connection:
+            return connection.run(argv, timeout=3600, check=False).text
+
+    with ThreadPoolExecutor(2) as pool:  # in the run's context (its certificate)
+        at_production = pool.submit(contextvars.copy_context().run, run, source, production_argv)
+        at_mirror = pool.submit(contextvars.copy_context().run, run, target, mirror_argv)
+        output, answer = at_production.result(), at_mirror.result()
+    uuids = _parse_uuids(output)
     scrub = checks.parse_scrub(answer)  # the mirror's btrfs checksums, a rolling slice by a time budget
     problems = shipping.judge_chain(answer, {path: uuids.get(snapshot, "none") for path, snapshot in snapshots.items()})
     problems += scrub.problems
-    in_copy = digests.parse_digests(answer)
-    comparison = digests.compare(files, on_production, in_copy)
-    differences = [{"path": path, "kind": kind} for kind, path in comparison.itemized]
-    differences += [{"path": path, "kind": "unreadable"} for path in sorted(comparison.unreadable | comparison.vanished)]
+    compared = checks.compare_slices(output, answer, cursor)
+    differences = [{"path": path, "kind": kind} for kind, path in compared.itemized]
     get_run_logger().info(
-        "%s: shipped data: %s; %s; a slice of %d file(s) from %s compared with production's snapshot, %d difference(s)%s",
+        "%s: shipped data: %s; %s; a slice of %d file(s) from %s hashed on both hosts at once and compared, %d difference(s)%s",
         copy_id,
         "; ".join(problems) or "the UUID chain holds",
         scrub.sentence,
-        len(files),
+        len(compared.files),
         repr(cursor) if cursor else "the start",
         len(differences),
-        "; the rolling pass reached the end" if end.complete else "",
+        "; the rolling pass reached the end" if compared.end.complete else "",
     )
     return {
         "problems": problems,
         "corrupt": differences,
-        "compared_files": len(files),
-        "cursor": end.cursor,
-        "complete": end.complete,
+        "compared_files": len(compared.files),
+        "cursor": compared.end.cursor,
+        "complete": compared.end.complete,
         "scrub": scrub.sentence,
     }

@@ -1,16 +1,19 @@
 """Verifying a shipped copy without listing it: the chain of UUIDs plus a rolling slice by a time budget.
 
-Pure: a program text, its argument list and parsers. A shipped copy's data is, by construction,
+Pure: a program text, its argument lists and parsers. A shipped copy's data is, by construction,
 production's read-only snapshot: btrfs checksums every block on both ends (a bad block is a read
 error, which scrub and the slice both surface), and the received UUID ties the received subvolume
 to production's snapshot (``snapshot_shipping.judge_chain``). What the chain cannot prove is that
 the bytes landed as sent (a bug, a hostile mirror-side process, a disk that lies), so each
-verification also compares a **slice** of files by SHA-256 and metadata: production walks its
-snapshot in a fixed order (path components compared in turn, so a subtree before the cursor is
-skipped without being read) from the pass's cursor, hashing until its time budget is spent; the
-mirror hashes the same files in the copy (``file_digests``). No listing of either tree leaves a
-host; the orchestrator holds only the slice. The pass restarts at the beginning once it reaches
-the end; ``verify --full`` still compares everything with ``rsync -anc``.
+verification also compares a **slice** of files by SHA-256 and metadata. Both hosts walk the same
+tree (production its snapshot, the mirror the copy) in the same fixed order (path components
+compared in turn, so a subtree before the cursor is skipped without being read) from the pass's
+cursor, each hashing until the same time budget is spent, **at the same time**: the slice's files
+are known from the cursor, not from production's answer, so the mirror need not wait for it. The
+orchestrator compares the files up to the shorter walk's last one (``compare_slices``); the next
+slice starts there. No listing of either tree leaves a host; the orchestrator holds only the slice.
+The pass restarts at the beginning once both walks reach the end; ``verify --full`` still compares
+everything with ``rsync -anc``.
 
 Because the snapshot does not change, a difference is never "changed during the copy": it is
 damage, or a stream that did not write what production sent.
@@ -21,13 +24,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-# Each verification of a shipped copy hashes files on production's snapshot for this long (and
-# the mirror the same files): the rolling pass's share of a run, whatever the tree's size.
-SLICE_SECONDS = 1.0
+from hotspare.planning.file_digests import compare, parse_digests
 
-# argv: BUDGET_SECONDS CURSOR, then pairs PATH SNAPSHOT. One JSON line per hashed file in the
-# format of ``file_digests.PROGRAM`` (path = the data path's own absolute name), then one line
-# {"slice": {"complete": bool, "cursor": last path}}. A file the budget interrupts is not named.
+# Each verification of a shipped copy hashes files for this long on both hosts at once: the
+# rolling pass's share of a run, whatever the tree's size. A quarter second, not more: the
+# shipped data is already covered every run by btrfs itself (every block checksummed on both
+# ends and read back by the rolling scrub, the received UUID tying the copy to production's
+# snapshot, the listing compared in full), so the slice is the last line of defence against a
+# receive that wrote other bytes than were sent, and a pass over 1.6 GB at ~100 MB per slice
+# still ends within twenty runs (twenty minutes at a one-minute RPO).
+SLICE_SECONDS = 0.25
+
+# argv: BUDGET_SECONDS CURSOR, then pairs PATH TREE (production: its snapshot; the mirror: the
+# copy's data path). One JSON line per hashed file in the format of ``file_digests.PROGRAM``
+# (path = the data path's own absolute name), then one line {"slice": {"complete": bool,
+# "cursor": last path}}. A file the budget interrupts is not named, but the first file after the
+# cursor is always hashed whole: a file larger than the budget can hash still gets its turn, and
+# the pass never stalls on it.
 PROGRAM = r"""
 import hashlib, json, os, stat, sys, time
 budget, cursor = float(sys.argv[1]), sys.argv[2]
@@ -56,7 +69,8 @@ def walk(logical, real):
             continue
         if not stat.S_ISREG(info.st_mode) or (after is not None and k <= after):
             continue
-        if time.monotonic() >= deadline:
+        first = last == cursor
+        if time.monotonic() >= deadline and not first:
             complete = False
             return False
         digest, answer = hashlib.sha256(), {"path": path}
@@ -64,7 +78,7 @@ def walk(logical, real):
             with open(full, "rb", buffering=0) as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
-                    if time.monotonic() >= deadline:
+                    if time.monotonic() >= deadline and not first:
                         complete = False
                         return False
             answer.update(sha256=digest.hexdigest(), mode=info.st_mode, uid=info.st_uid, gid=info.st_gid,
@@ -82,7 +96,8 @@ emit({"slice": {"complete": complete, "cursor": "" if complete else last}})
 
 
 def slice_argv(budget_seconds: float, cursor: str, snapshots: dict[str, str]) -> list[str]:
-    """Production's command: ``snapshots`` is {data path: production snapshot}."""
+    """One host's walk: ``snapshots`` is {data path: the tree to read it from} (production's
+    snapshot, or the copy's data path on the mirror)."""
     return [
         "python3",
         "-IS",
@@ -111,6 +126,53 @@ def parse_slice_end(output: str, cursor: str) -> SliceEnd:
         if isinstance(value, dict) and isinstance(value.get("complete"), bool) and isinstance(value.get("cursor"), str):
             return SliceEnd(value["complete"], value["cursor"])
     return SliceEnd(False, cursor)
+
+
+def path_key(path: str) -> tuple[str, ...]:
+    """The walk's order: path components compared in turn (``/a/b`` before ``/a.txt``)."""
+    return tuple(path.split("/"))
+
+
+@dataclass(frozen=True)
+class SliceComparison:
+    files: tuple[str, ...]  # the files both walks covered, compared
+    itemized: tuple[tuple[str, str], ...]  # (kind, path): content, metadata, missing, extra, unreadable
+    end: SliceEnd  # where the next slice starts
+
+
+def compare_slices(production_output: str, mirror_output: str, cursor: str) -> SliceComparison:
+    """Compare the two walks from ``cursor`` up to where the shorter one stopped.
+
+    Each walk names every regular file it passed, in the same order, so within the part both
+    covered a file named by one host only is missing from the copy (or extra in it). A file
+    production could not read is "unreadable" (never a silent pass); so is one the mirror could
+    not. A walk that said nothing (its program died) covers nothing: the cursor stays."""
+    production, mirror = parse_digests(production_output), parse_digests(mirror_output)
+    ends = [parse_slice_end(production_output, cursor), parse_slice_end(mirror_output, cursor)]
+    stops = [end.cursor for end in ends if not end.complete]
+    boundary = min(stops, key=path_key) if stops else None
+
+    def covered(path: str) -> bool:
+        if cursor and path_key(path) <= path_key(cursor):
+            return False  # before the cursor: a host answered for what it was not asked
+        return boundary is None or path_key(path) <= path_key(boundary)
+
+    files = sorted((path for path in {*production, *mirror} if covered(path)), key=path_key)
+    itemized = []
+    for path in files:
+        ours, theirs = production.get(path), mirror.get(path)
+        if ours is None:
+            itemized.append(("extra", path))
+        elif ours.error:
+            itemized.append(("unreadable", path))
+        else:
+            found = compare([path], {path: ours}, {path: theirs} if theirs else {}).itemized
+            itemized.extend(found)
+    if boundary is None:
+        end = SliceEnd(True, "")
+    else:  # a walk that covered nothing keeps the old cursor
+        end = SliceEnd(False, boundary if boundary and (not cursor or path_key(boundary) > path_key(cursor)) else cursor)
+    return SliceComparison(tuple(files), tuple(itemized), end)
 
 
 # ---------------------------------------------------------------------------------------

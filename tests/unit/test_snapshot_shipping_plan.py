@@ -44,6 +44,14 @@ def test_the_parent_is_the_newest_snapshot_both_ends_hold_by_uuid():
     assert shipping.send_words(result.shipments) == ["/srv/shop/.hotspare-snapshots/data@shop-4", shipment.parent]
 
 
+def test_a_parent_changed_on_production_after_it_was_taken_is_never_a_parent():
+    production, mirror = facts(snapshots=[(DATA, "data@shop-3", "u3")], received=[("data@shop-3", "u3")])
+    production = shipping.ShippingFacts(production.subvolumes, production.snapshots, frozenset({(DATA, "data@shop-3")}))
+    result = shipping.plan_shipping("shop-4", [DATA], ROOTS, production, mirror, snapshot_copies=True)
+    assert not result.ship and "data@shop-3 of /srv/shop/data changed after it was taken" in result.reason
+    assert result.stale == ("data@shop-3",)  # the chain is dropped: the next copy ships in full
+
+
 def test_a_broken_chain_falls_back_to_rsync_and_clears_the_way_for_a_full_send():
     result = shipping.plan_shipping(
         "shop-4",
@@ -73,9 +81,12 @@ def test_facts_that_forbid_shipping_are_said(change, said):
 
 def test_facts_parse_from_the_scripts_lines():
     production = shipping.parse_production_facts(
-        "missing=/x\nship_subvolume=/srv/shop/data\nship_snapshot=/srv/shop/data data@shop-1 u1\n"
+        "missing=/x\nship_subvolume=/srv/shop/data\nship_snapshot=/srv/shop/data data@shop-1 u1 kept\n"
+        "ship_snapshot=/srv/shop/data data@shop-2 u2 changed\n"
     )
-    assert production.subvolumes == {DATA} and production.snapshots == ((DATA, "data@shop-1", "u1"),)
+    assert production.subvolumes == {DATA}
+    assert production.snapshots == ((DATA, "data@shop-1", "u1"), (DATA, "data@shop-2", "u2"))
+    assert production.changed == {(DATA, "data@shop-2")}
     mirror = shipping.parse_mirror_facts("baseline=shop-1\nreceived_area=subvolume\nreceived=data@shop-1 u1\n")
     assert mirror.area == "subvolume" and mirror.received == (("data@shop-1", "u1"),)
 
@@ -141,5 +152,45 @@ def test_the_slice_walks_in_order_from_its_cursor_within_its_budget(tmp_path):
     assert end == checks.SliceEnd(True, "")
     files, end = run(f"{DATA}/a/2")
     assert files == [f"{DATA}/a.txt", f"{DATA}/b/c/3", f"{DATA}/d"]
+    # a budget spent at once still hashes the first file whole: a big file never stalls the pass
     files, end = run("", budget=0)
-    assert files == [] and end == checks.SliceEnd(False, "")
+    assert files == [f"{DATA}/a/1"] and end == checks.SliceEnd(False, f"{DATA}/a/1")
+    files, end = run(f"{DATA}/a/1", budget=0)
+    assert files == [f"{DATA}/a/2"] and end == checks.SliceEnd(False, f"{DATA}/a/2")
+
+
+def _walk(files: dict[str, str], stop: str | None = None) -> str:
+    """A host's slice output: ``files`` {path: sha256 or "!error"} in order, then its end."""
+    import json
+
+    lines = []
+    for path, digest in files.items():
+        if digest.startswith("!"):
+            lines.append({"path": path, "error": digest[1:]})
+        else:
+            lines.append({"path": path, "sha256": digest, "mode": 0o100644, "uid": 0, "gid": 0, "size": 1, "mtime": 1.0})
+    lines.append({"slice": {"complete": stop is None, "cursor": stop or ""}})
+    return "".join(json.dumps(line) + "\n" for line in lines)
+
+
+def test_the_slices_are_compared_up_to_the_shorter_walk():
+    a, b, c, d = (f"{DATA}/{name}" for name in ("a/1", "a.txt", "b/2", "c"))
+    production = _walk({a: "1", b: "2", c: "3"}, stop=c)
+    mirror = _walk({a: "1", b: "X"}, stop=b)  # the mirror walked less far: c is compared next time
+    result = checks.compare_slices(production, mirror, "")
+    assert result.files == (a, b) and result.itemized == (("content", b),)
+    assert result.end == checks.SliceEnd(False, b)
+    # both complete: everything either named is compared; one side's file alone is a difference
+    result = checks.compare_slices(_walk({c: "3"}), _walk({c: "3", d: "4"}), b)
+    assert result.itemized == (("extra", d),) and result.end == checks.SliceEnd(True, "")
+    result = checks.compare_slices(_walk({c: "3", d: "!Input/output error"}), _walk({}), b)
+    assert result.itemized == (("missing", c), ("unreadable", d))
+
+
+def test_a_walk_that_said_nothing_keeps_the_cursor_and_an_answer_before_it_is_ignored():
+    a, b, c = (f"{DATA}/{name}" for name in ("a", "b", "c"))
+    result = checks.compare_slices("Killed\n", _walk({b: "2", c: "3"}), a)
+    assert result.files == () and result.end == checks.SliceEnd(False, a)
+    # a host naming files before the cursor (not asked for) is not compared on them
+    result = checks.compare_slices(_walk({a: "evil", b: "2"}, stop=b), _walk({b: "2"}, stop=b), a)
+    assert result.files == (b,) and result.itemized == () and result.end == checks.SliceEnd(False, b)
