@@ -252,16 +252,17 @@ def verify_shipped(
     paths = sorted(shipped)
     snapshots = {path: shipping.production_snapshot(path, copy_id) for path in paths}
     tree = plan.copy_tree(service, copy_id)
-    # production: its snapshots' UUIDs, then its walk; the mirror: the scrub, the chain, then its
-    # walk of the copy from the same cursor for the same budget; one command each, at once
+    # production: its snapshots' UUIDs, then its walk; the mirror: the chain, its walk of the copy
+    # from the same cursor for the same budget, then the scrub stopped and read (it ran since the
+    # shipment, through the walks too); one command each, at once
     production_argv = each_argv(
         [_production_uuids_argv(list(snapshots.values())), checks.slice_argv(budget_seconds, cursor, snapshots)]
     )
     mirror_argv = each_argv(
         [
-            checks.scrub_argv(plan.service_root(service)),
             shipping.chain_argv(service, tree, {p: shipping.snapshot_name(p, copy_id) for p in paths}),
             checks.slice_argv(budget_seconds, cursor, {path: tree + path for path in paths}),
+            checks.scrub_argv(plan.service_root(service)),
         ]
     )
 

@@ -537,6 +537,8 @@ def pipe(
     status raises: the caller judges them. ``timeout`` bounds both together."""
     deadline = time.monotonic() + timeout
     stdout_cap = sink.max_stdout if max_stdout is None else max_stdout
+    _counted(source.endpoint.name, _short(source_argv)[:120])  # a command on each host, like ``run``'s
+    _counted(sink.endpoint.name, _short(sink_argv)[:120])
     sources = source._open_channel(min(source.connect_timeout, timeout))
     try:
         sinks = sink._open_channel(min(sink.connect_timeout, timeout))

@@ -180,13 +180,13 @@ def compare_slices(production_output: str, mirror_output: str, cursor: str) -> S
 
 # A shipment lets the mirror's filesystem scrub while the run goes on: the shipment's own command
 # resumes the scrub (``scrub_start_argv``, in the background, idle I/O priority) once the copy is
-# made, and the verification's mirror command cancels it (``scrub_argv``) and reads how far it got:
-# btrfs reads blocks from disk (not the page cache, which the freshly received data is still in)
-# and checks them against their checksums. The scrub is the filesystem's, not the copy's: cancelled,
-# it resumes where it stopped at the next shipment (``btrfs scrub resume``), and a finished pass
-# starts again. Its budget is the time between the two (key removal, production's slice: about a
-# second), so it adds no time to a run; a run that stops in between leaves it running at idle
-# priority until the next verification cancels it.
+# made, and the verification's mirror command, after its walk of the copy, cancels it
+# (``scrub_argv``) and reads how far it got: btrfs reads blocks from disk (not the page cache,
+# which the freshly received data is still in) and checks them against their checksums. The scrub
+# is the filesystem's, not the copy's: cancelled, it resumes where it stopped at the next shipment
+# (``btrfs scrub resume``), and a finished pass starts again. Its budget is the time between the
+# two (key removal and the walk: about half a second), so it adds no time to a run; a run that
+# stops in between leaves it running at idle priority until the next verification cancels it.
 
 # $1 a path on the filesystem. Never fails: a scrub that cannot start is said by the check.
 SCRUB_START_SCRIPT = (
