@@ -79,7 +79,7 @@ def check_copy(
         checking_shipped = ThreadPoolExecutor(1)
         shipped_check = checking_shipped.submit(
             contextvars.copy_context().run,
-            retrying(verify_shipped.fn, "verify shipped data"),
+            retrying(verify_shipped, "verify shipped data"),
             *(service, copy_id, source, target, shipped, _slice_cursor(service, target)),
         )
         checking_shipped.shutdown(wait=False)

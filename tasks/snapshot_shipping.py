@@ -21,8 +21,7 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
 from hotspare import access
 from hotspare.adapters.errors import PermanentError, TransientError
@@ -35,10 +34,7 @@ from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning.containment import each_argv
 from hotspare.planning.rsync_outcomes import classify_rsync
 from tasks import clock_offsets
-from tasks.retry import TRANSIENT_RETRIES
 from tasks.transfer_access import _meanwhile
-
-STEP = dict(cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 
 
 def ship(
@@ -234,7 +230,6 @@ def _parse_uuids(output: str) -> dict[str, str]:
     return found
 
 
-@task(name="verify shipped data", **STEP)
 def verify_shipped(
     service: str,
     copy_id: str,
@@ -247,7 +242,9 @@ def verify_shipped(
     """A shipped copy's data paths without a listing: the UUID chain (production's snapshot ->
     received subvolume -> the copy), the mirror's rolling scrub, and a slice of files hashed from
     ``cursor`` for ``budget_seconds`` on production's snapshot and in the copy, both hosts at once
-    (``planning/shipped_verification.py``)."""
+    (``planning/shipped_verification.py``). A plain function, run beside the content check by
+    ``flows/verify.check_copy`` (with its transient failures retried there), not a task run of its
+    own: its two commands overlap the tree comparison's."""
     fleet = access.loaded_fleet()
     paths = sorted(shipped)
     snapshots = {path: shipping.production_snapshot(path, copy_id) for path in paths}
