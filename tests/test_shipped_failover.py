@@ -5,9 +5,11 @@ before left (the session lab is shared; the module puts app1 back in its startin
 loads the lab's own fleet file again at the end, whatever happened):
 
 1. a shipped copy (production's snapshot -> the mirror's received subvolume -> the copy);
-2. an emergency failover makes that copy live: users read it through DNS from the mirror; the
-   live data is a clone of the copy, never of the received subvolume, which keeps its received
-   UUID so the chain stays what production and the mirror agreed on;
+2. production dies while its next snapshot is half received; the emergency failover takes the
+   service over from that replication and makes the last shipped copy live: users read it
+   through DNS from the mirror; the live data is a clone of the copy, never of the received
+   subvolume, which stays as shipped; the half-received subvolume has no received UUID, so
+   nothing can ever ship against it;
 3. reprotect: the old production becomes the mirror; the reverse direction ships too (the live
    data on the mirror is a subvolume), in full, the copy verified;
 4. a planned failback whose final sync finds its chain broken (the snapshot of the reprotect's
@@ -25,6 +27,8 @@ hosts' filesystems from this machine, files hashed here, answers through the lab
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -48,6 +52,8 @@ from lab_helpers import host_path, lab_fleet_changed, poll, ssh, tree_digest
 SERVICE = "app1"
 PRODUCTION, MIRROR = "prod-east", "mirror-west"
 TAG = uuid.uuid4().hex[:8]
+MiB = 2**20
+BULK = f"bulk-{TAG}"  # written on production right before it dies mid-shipment
 FILES = {
     "shipped": f"shipped-{TAG}.txt",  # in the shipped copy before the outage
     "lost": f"lost-{TAG}.txt",  # written on production after the last copy: the data-loss window
@@ -71,9 +77,11 @@ def journey(fleet, lab, lab_env, tmp_path_factory):
     finally:
         reset_layout(lab, lab_env)
         for host in (PRODUCTION, MIRROR):
-            live = host_path(lab_env, host, data_path(lab_env))
+            srv = host_path(lab_env, host, "/srv/app1")
             for name in FILES.values():
-                (live / name).unlink(missing_ok=True)
+                (srv / "data" / name).unlink(missing_ok=True)
+            for bulk in [srv / "data" / BULK, *srv.glob(f".hotspare-replaced-*/{BULK}")]:  # 192 MiB
+                shutil.rmtree(bulk, ignore_errors=True)
 
 
 def data_path(lab_env) -> str:
@@ -84,6 +92,20 @@ def show(path: Path) -> dict:
     """``btrfs subvolume show`` as {field: value}, read on this machine."""
     output = subprocess.run(["btrfs", "subvolume", "show", str(path)], capture_output=True, text=True, check=True).stdout
     return {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in output.splitlines()[1:])}
+
+
+def area_of(lab_env, server: str) -> Path:
+    return host_path(lab_env, server, shipping.received_area(SERVICE))
+
+
+def identity(path: Path) -> dict:
+    """What makes a subvolume the one it is, read on this machine (its quota usage changes as
+    snapshots come and go, its identity must not)."""
+    shown = show(path)
+    return {
+        key: shown.get(key)
+        for key in ("UUID", "Parent UUID", "Received UUID", "Flags", "Creation time", "Send transid", "Receive transid")
+    }
 
 
 def copy_data(lab_env, server: str, copy_id: str) -> Path:
@@ -136,15 +158,46 @@ def test_1_a_shipped_copy_is_the_point_to_fail_over_to(journey, lab_env, capsys)
     [row] = status_rows([record])
     assert ", shipped snapshots;" in row[STATUS_HEADERS.index("COPY")], row
     journey["first"] = result["copy_id"]
-    journey["received"] = show(received(lab_env, MIRROR, result["copy_id"]))
+    journey["received"] = identity(received(lab_env, MIRROR, result["copy_id"]))
 
 
-def test_2_an_emergency_failover_serves_the_shipped_copy_and_keeps_the_chain(journey, lab, lab_env):
+def _this_labs_receive(lab_env) -> int | None:
+    """The PID of the ``btrfs receive`` running on this lab's mirror for a shipment."""
+    from hotspare.lab.processes import pids_in_netns
+
+    for pid in pids_in_netns(lab_env["hosts"][MIRROR]["netns"]):
+        try:
+            words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if words[:2] == [b"btrfs", b"receive"] and shipping.RECEIVE_VIEW.encode() in words:
+            return pid
+    return None
+
+
+def test_2_production_dies_mid_shipment_and_the_failover_serves_the_last_shipped_copy(journey, lab, lab_env, monkeypatch):
+    """The worst moment: production goes silent while its next snapshot is half received. The
+    failover takes the service over from the replication, makes the last verified shipped copy
+    live, and the half-received subvolume can never be a parent (it has no received UUID)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     first = journey["first"]
     write_live(lab_env, PRODUCTION, "lost", "written after the last copy\n")
-    lab.fail(PRODUCTION)
+    bulk = host_path(lab_env, PRODUCTION, data_path(lab_env)) / BULK
+    bulk.mkdir()
+    for number in range(24):
+        (bulk / f"blob-{number}.bin").write_bytes(os.urandom(8 * MiB))
+    monkeypatch.setenv("HOTSPARE_TRANSFER_RETRIES", "0")
+    area = host_path(lab_env, MIRROR, shipping.received_area(SERVICE))
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(replicate_service, SERVICE, return_state=True)
+        poll(lambda: _this_labs_receive(lab_env), 60, "the receive to start")
+        poll(lambda: len(list(area.glob(f"data@*/{BULK}/blob-*"))) >= 4, 60, "part of the stream to arrive")
+        lab.fail(PRODUCTION)
+        result = failover(SERVICE, yes=True)
+        interrupted = running.result(timeout=180)
+    assert interrupted.is_failed() or interrupted.is_cancelled(), interrupted
 
-    result = failover(SERVICE, yes=True)
     assert (result["outcome"], result["copy_id"]) == ("ok", first)
     assert through_dns(lab_env, FILES["shipped"]) == (200, b"in the shipped copy\n", address(lab_env, "mirror"))
     assert through_dns(lab_env, FILES["lost"])[0] == 404  # the data-loss window, as planned
@@ -154,14 +207,21 @@ def test_2_an_emergency_failover_serves_the_shipped_copy_and_keeps_the_chain(jou
     live = show(host_path(lab_env, MIRROR, data_path(lab_env)))
     assert live["Received UUID"] == "-" and live["Flags"] != "readonly", live
     assert live["Parent UUID"] == show(copy_data(lab_env, MIRROR, first))["UUID"]
-    assert show(received(lab_env, MIRROR, first)) == journey["received"]
+    assert identity(received(lab_env, MIRROR, first)) == journey["received"]
     assert show(copy_data(lab_env, MIRROR, first))["Flags"] == "readonly"
+    # what arrived of the interrupted stream is no snapshot anyone can ship against
+    [half] = [path for path in area.iterdir() if path.name != shipping.snapshot_name(data_path(lab_env), first)]
+    assert show(half)["Received UUID"] == "-", show(half)
+    assert copies.current_copy(SERVICE).id == first
+    journey["half"] = half.name
     write_live(lab_env, MIRROR, "failed-over", "written on the mirror while failed over\n")
 
 
 def test_3_reprotect_ships_back_from_the_live_clone_and_verifies(journey, lab, lab_env, capsys):
     lab.heal(PRODUCTION)
     assert ssh(lab_env, PRODUCTION, "/srv/app1/app/ctl", "stop").returncode == 0  # it came back, not serving
+    # it came back holding whole the snapshot whose stream its death cut
+    assert sent(lab_env, PRODUCTION, journey["half"].split("@", 1)[1]).is_dir()
     protected = reprotect(SERVICE, yes=True)
     assert (protected["production"], protected["mirror"]) == (MIRROR, PRODUCTION)
     back = protected["copy_id"]
@@ -210,12 +270,16 @@ def test_4_a_planned_failback_ships_from_the_right_parents(journey, lab_env, cap
     assert final_row.status == "verified"
 
     # the switchover's reprotect (prod-east -> mirror-west again): the newest snapshot both ends
-    # hold with matching UUIDs is the pre-outage one; the copy it made verifies
+    # hold with matching UUIDs is the last one shipped before the outage, not the one whose
+    # stream production's death cut (production held it whole, the mirror only half)
     again = home["reprotect"]["copy_id"]
     store = copy_stores.store_of(SERVICE, MIRROR)
     parent = shipping.snapshot_name(data_path(lab_env), journey["first"])
     assert store.backend == "btrfs-send" and f"incremental from {parent}" in store.reason, store.reason
     assert_shipped_and_verified(lab_env, PRODUCTION, MIRROR, again)
+    # the half-received subvolume is gone from the mirror, its whole snapshot from production
+    assert not (area_of(lab_env, MIRROR) / journey["half"]).exists()
+    assert not sent(lab_env, PRODUCTION, journey["half"].split("@", 1)[1]).exists()
     assert (copy_data(lab_env, MIRROR, again) / FILES["last"]).exists()
     assert copies.current_copy(SERVICE).id == again
     assert status_of(capsys)["copy_backend"] == "btrfs-send"
@@ -235,7 +299,7 @@ def test_5_a_drill_boots_the_shipped_copy_and_touches_nothing(journey, lab_env, 
     assert copies.newest_verified(SERVICE, MIRROR).id == newest
     poll(lambda: locks.holder_of(SERVICE) is None, 60, "app1's lock to be free")
     before = drill_snapshot(lab_env)  # production, the mirror's copies and received area, DNS
-    area = {path.name: show(path) for path in host_path(lab_env, MIRROR, shipping.received_area(SERVICE)).iterdir()}
+    area = {path.name: identity(path) for path in area_of(lab_env, MIRROR).iterdir()}
 
     capsys.readouterr()
     assert main(["drill", SERVICE, "--json"]) == 0
@@ -246,7 +310,7 @@ def test_5_a_drill_boots_the_shipped_copy_and_touches_nothing(journey, lab_env, 
     assert result["isolation"]["default_route"] is False
 
     assert drill_snapshot(lab_env) == before
-    assert {path.name: show(path) for path in host_path(lab_env, MIRROR, shipping.received_area(SERVICE)).iterdir()} == area
+    assert {path.name: identity(path) for path in area_of(lab_env, MIRROR).iterdir()} == area
     nothing_left(lab_env, result["drill_id"])
     # the chain goes on from the drilled copy
     after = replicate_service(SERVICE)
