@@ -10,6 +10,7 @@ even where snapshots are possible. In one pass over app1 (prod-east -> mirror-we
   copy only;
 - an emergency failover makes a hard-linked copy live (by rsync, never linked to the copy),
   reprotect replicates back with hard links, and a planned failback brings app1 home;
+- a drill boots the newest hard-linked copy in its bubble and changes nothing;
 - a copy that failed verification and is resumed by the next run: a permission-only change
   on production in between reaches the resumed copy only, never the older copy its files are
   hard links of;
@@ -25,21 +26,24 @@ puts app1 back in its starting layout at the end, whatever happened.
 
 from __future__ import annotations
 
+import json
 import stat
 import uuid
 from pathlib import Path
 
 import pytest
+from test_drill import nothing_left
+from test_drill import snapshot as drill_snapshot
 from test_failover import address, reset_layout, through_dns
 
 from flows.failover import failover
 from flows.replicate import replicate_service
 from flows.reprotect import reprotect
 from hotspare.cli import main
-from hotspare.inventory import copies, copy_stores
+from hotspare.inventory import copies, copy_stores, locks
 from hotspare.planning.replication import copy_root, copy_tree
 
-from lab_helpers import host_path, ssh, tree_digest, wait_for
+from lab_helpers import host_path, poll, ssh, tree_digest, wait_for
 
 SERVICE = "app1"
 PRODUCTION, MIRROR = "prod-east", "mirror-west"
@@ -215,6 +219,30 @@ def test_failover_reprotect_and_failback_with_hard_linked_copies(use_backend, ma
     current = copies.current_copy(SERVICE)
     assert (current.target_server, current.status) == (MIRROR, "verified")
     assert_hard_linked_folder(lab_env, MIRROR, current.id)
+
+
+def test_a_drill_boots_a_hard_linked_copy_and_touches_nothing(use_backend, marked_files, lab_env, capsys):
+    """The drill's writable layer is an overlay on the copy, whatever the back-end: on a
+    hard-linked folder the app's writes must reach neither the copy nor the older copies its
+    files are links of."""
+    use_backend("hard-links")
+    newest = copies.newest_verified(SERVICE, MIRROR)
+    if newest is None or is_subvolume_on(lab_env, MIRROR, copy_root(SERVICE, newest.id)):
+        replicated()  # this test alone: a hard-linked copy first
+        newest = copies.newest_verified(SERVICE, MIRROR)
+    assert_hard_linked_folder(lab_env, MIRROR, newest.id)
+    poll(lambda: locks.holder_of(SERVICE) is None, 60, "app1's lock to be free")
+    before = drill_snapshot(lab_env)  # production, the mirror's copies (every inode's bytes), DNS
+
+    capsys.readouterr()
+    assert main(["drill", SERVICE, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["outcome"], result["copy_id"], result["host"]) == ("ok", newest.id, MIRROR)
+    assert result["cleanup_proven"] is True and result["canary"] == "logged in as app1-web"
+    assert result["isolation"]["route"].startswith(f"local {lab_env['hosts'][PRODUCTION]['address']} dev lo")
+    assert result["isolation"]["default_route"] is False
+    assert drill_snapshot(lab_env) == before
+    nothing_left(lab_env, result["drill_id"])
 
 
 def test_resumed_copy_keeps_the_older_copys_permissions(use_backend, marked_files, lab_env):
