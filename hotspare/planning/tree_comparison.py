@@ -1,6 +1,7 @@
 """Comparing production's tree with a copy on the mirror without the listings passing through us.
 
-Pure: two program texts, their headers and a parser of the mirror's answer. No network.
+Pure: the requests, their headers and a parser of the mirror's answer; the two programs' texts
+are in ``planning/tree_programs.py``. No network.
 
 A replication's verification needs, for every regular file of the service's paths, whether the
 copy holds it with the same size and mtime, plus checksums of what changed and of a rolling
@@ -8,15 +9,17 @@ slice (``planning/verification_scope.py``). Listing both whole trees into the or
 its memory grow with the number of files (~1.5 KiB a file: 1.5 GiB for a million). Instead, one
 program runs on each host:
 
-- **production** (``LISTER``) walks its paths in one fixed order (depth first, names sorted by
-  their bytes) and writes one NUL-separated record per regular file: ``L path size mtime_ns``,
-  followed by ``D`` (checksum and metadata) or ``X`` (why it could not read it) for each file it
-  hashes: the files the copy step itemized, those modified since the previous verified copy began,
-  and the rolling slice (the next files after the pass's cursor, sized as before:
-  what the pass has left divided by the runs left before its deadline). An ``E`` ends the answer.
-- **the mirror** (``COMPARER``) reads that stream on stdin, walks the copy in the same order and
-  merges the two, hashes its own side of every file production hashed, and answers with the
-  differences only (JSON lines) and one summary line.
+- **production** (``LISTER``) lists its paths with ``find | sed | sort`` (C) in one fixed order
+  (the names' components compared one by one, by their bytes) into a temporary file, reads it
+  once to size the rolling slice and once more to write one NUL-separated record per regular
+  file: ``L path size mtime_ns``, followed by ``D`` (checksum and metadata) or ``X`` (why it
+  could not read it) for each file it hashes: the files the copy step itemized, those modified
+  since the previous verified copy began, and the rolling slice (the next files after the pass's
+  cursor, sized as before: what the pass has left divided by the runs left before its deadline).
+  An ``E`` ends the answer.
+- **the mirror** (``COMPARER``) lists the copy the same way while production lists its tree,
+  reads production's stream on stdin and merges the two, hashes its own side of every file
+  production hashed, and answers with the differences only (JSON lines) and one summary line.
 
 The orchestrator pipes production's output into the mirror's input through a bounded buffer
 (``adapters/ssh.pipe``): it never parses, or holds, the listing. Its memory follows the
@@ -25,9 +28,10 @@ differences (capped at ``MAX_DIFFERENCES`` lines), not the number of files.
 Production may be hostile: the mirror treats every byte of the stream as untrusted. A field is at
 most ``MAX_FIELD`` bytes, names are NUL-separated (any other byte may be in a name, a newline too),
 paths must be absolute, below one of the service's roots, without ``.``/``..``/empty parts and in
-strictly increasing order, numbers are bounded digit strings, a checksum is 64 hex digits, the
+strictly increasing order, numbers are bounded digit strings (an mtime may have a minus sign), a checksum is 64 hex digits, the
 record count is bounded, and the answer must end with ``E``. Anything else ends the program with a
-one-line reason (exit ``MALFORMED``): the verification fails, nothing is marked verified. The
+one-line reason (exit ``MALFORMED``): the verification fails, nothing is marked verified (a host
+that cannot list its own side exits ``UNLISTED``). The
 mirror opens its side of a named file one folder at a time without following any link
 (``O_NOFOLLOW`` at every level), so a name production makes up can never make the mirror read
 outside the copy. What production says about its own files (their checksums, which files it
@@ -46,6 +50,7 @@ from hotspare.planning.tree_programs import COMPARER, LISTER
 MAX_FIELD = 4096  # PATH_MAX on Linux: no legitimate name is longer
 MAX_DIFFERENCES = 20_000  # lines of differences the mirror sends back; past it only counted
 MALFORMED = 3  # the mirror's exit status when production's answer breaks the format
+UNLISTED = 4  # a host's exit status when its own listing failed (find, sed or sort)
 LIMIT_SLACK_FILES = 100_000  # records allowed beyond 4 x the files production had at the copy
 
 

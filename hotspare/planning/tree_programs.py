@@ -99,32 +99,40 @@ def sorted_listing(roots, real):
     """A temporary file of ``SIZE MTIME NAME`` records (NAME encoded, see ENCODE) of every regular
     file under ``roots`` (never through a link), sorted; ``real(root)`` is where a root is read."""
     listed = tempfile.TemporaryFile()
-    sort = subprocess.Popen(SORT, stdin=subprocess.PIPE, stdout=listed, env=C_LOCALE)
-    encode = subprocess.Popen(ENCODE, stdin=subprocess.PIPE, stdout=sort.stdin, env=C_LOCALE)
-    sort.stdin.close()  # sed holds it now: sort ends when sed does
     try:
-        for root in roots:
-            where = real(root)
-            try:
-                info = os.lstat(where)
-            except OSError:
-                continue
-            if stat.S_ISREG(info.st_mode):
-                encode.stdin.write(b"%d %s %s\0" % (info.st_size, find_time(info.st_mtime_ns), root))
-                encode.stdin.flush()
-            elif stat.S_ISDIR(info.st_mode):
-                shown = printf_text(root.rstrip(b"/")) + b"/%P\\0"
-                argv = ["find", where, "-mindepth", "1", "-type", "f", "-printf", b"%s %T@ " + shown]
-                found = subprocess.run(argv, stdout=encode.stdin, env=C_LOCALE)
-                if found.returncode not in (0, 1):  # 1: a folder it could not read, skipped as a walk would
-                    raise Failed(f"find exited {found.returncode}")
-    finally:
-        encode.stdin.close()
-        states = (encode.wait(), sort.wait())
+        sort = subprocess.Popen(SORT, stdin=subprocess.PIPE, stdout=listed, env=C_LOCALE)
+        try:
+            encode = subprocess.Popen(ENCODE, stdin=subprocess.PIPE, stdout=sort.stdin, env=C_LOCALE)
+        finally:
+            sort.stdin.close()  # sed holds it now: sort ends when sed does
+        try:
+            for root in roots:
+                list_root(root, real(root), encode.stdin)
+        finally:
+            encode.stdin.close()
+            states = (encode.wait(), sort.wait())
+    except OSError as error:
+        raise Failed(f"{error.filename or 'a tool'}: {error.strerror}") from None
     if states != (0, 0):
         raise Failed(f"sed and sort exited {states}")
     listed.seek(0)
     return listed
+
+def list_root(root, where, into):
+    """One root's records: find's for a folder, one written here for a file, none for anything else."""
+    try:
+        info = os.lstat(where)
+    except OSError:
+        return
+    if stat.S_ISREG(info.st_mode):
+        into.write(b"%d %s %s\0" % (info.st_size, find_time(info.st_mtime_ns), root))
+        into.flush()
+    elif stat.S_ISDIR(info.st_mode):
+        shown = printf_text(root.rstrip(b"/")) + b"/%P\\0"
+        argv = ["find", where, "-mindepth", "1", "-type", "f", "-printf", b"%s %T@ " + shown]
+        found = subprocess.run(argv, stdout=into, env=C_LOCALE)
+        if found.returncode not in (0, 1):  # 1: a folder it could not read, skipped as a walk would
+            raise Failed(f"find exited {found.returncode}")
 
 def decoded(name):
     if b"\x02" not in name:
@@ -536,4 +544,4 @@ out.write(json.dumps({"summary": summary}, ensure_ascii=True) + "\n")
 )
 
 # The function the memory benchmark replaces with made-up files (bench/listing_bench.py).
-LISTING_FUNCTION = COMMON[COMMON.index("def sorted_listing(") : COMMON.index("def decoded(")]
+LISTING_FUNCTION = COMMON[COMMON.index("def sorted_listing(") : COMMON.index("def list_root(")]
