@@ -119,10 +119,11 @@ def sorted_listing(roots, real):
     return listed
 
 def list_root(root, where, into):
-    """One root's records: find's for a folder, one written here for a file, none for anything else."""
+    """One root's records: find's for a folder, one written here for a file, none for anything else
+    (nor for a root ``where`` is None for)."""
     try:
         info = os.lstat(where)
-    except OSError:
+    except (OSError, TypeError):
         return
     if stat.S_ISREG(info.st_mode):
         into.write(b"%d %s %s\0" % (info.st_size, find_time(info.st_mtime_ns), root))
@@ -528,8 +529,15 @@ def compare(own):
                              ensure_ascii=True) + "\n")
     return runs > 0 and slice_open
 
+def in_copy(root):
+    """Where the copy holds a root; None (nothing listed) when a link on the way would lead the
+    listing elsewhere (find never follows one below it; this keeps the folders above it honest)."""
+    where = tree + root
+    top = os.path.realpath(tree or b"/")
+    return where if os.path.realpath(where) == top.rstrip(b"/") + root else None
+
 try:
-    own = records(sorted_listing(roots, lambda root: tree + root), excludes)
+    own = records(sorted_listing(roots, in_copy), excludes)
     complete = compare(own)
 except Failed as error:
     sys.stderr.write(f"the mirror could not list the copy: {error}\n")

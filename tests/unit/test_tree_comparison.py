@@ -285,3 +285,18 @@ def test_a_host_that_cannot_list_its_side_says_so_instead_of_answering(tmp_path)
     )
     assert ran.returncode == tree_plan.UNLISTED and ran.stderr.decode().count("\n") == 1, ran.stderr
     assert ran.stdout == b""
+
+
+def test_a_link_above_a_root_in_the_copy_never_lists_the_mirror_s_own_files(tmp_path):
+    """A copy whose folder above a root is a link (to the mirror's own files): the mirror lists
+    nothing there, so production's files are missing, and none of the mirror's names comes back."""
+    data = production_folder(tmp_path)
+    tree, copy = copy_of(tmp_path, data)
+    secret = tmp_path / "mirror-own" / "data"
+    secret.mkdir(parents=True)
+    (secret / "mirror-secret-name").write_text("the mirror's own file\n")
+    subprocess.run(["rm", "-rf", str(copy.parent)], check=True)
+    copy.parent.symlink_to(secret.parent)
+    answer = answer_of(tree_plan.Request((str(data),), ("*.sock",)), tree)
+    assert {difference.kind for difference in answer.differences} == {"missing"} and answer.files == 7
+    assert not any("mirror-secret-name" in difference.path for difference in answer.differences)
