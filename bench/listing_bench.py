@@ -4,6 +4,7 @@ and the orchestrator's peak memory for a simulated one-million-file service.
     .venv/bin/python bench/listing_bench.py --slot 4                              # 10,000 and 100,000 files, 1 GB each, 3 reps
     .venv/bin/python bench/listing_bench.py --slot 4 --files 2000 --mb 20 --reps 1   # a dry run (~3 min)
     .venv/bin/python bench/listing_bench.py --slot 4 --only-memory                # the million-file simulation only
+    .venv/bin/python bench/listing_bench.py --slot 4 --files 100000 --reps 1 --baseline /tmp/before  # before/after
 
 Starts its own lab, a Prefect test server and a temporary HOTSPARE_HOME (bench/common.py's
 ``lab_and_prefect``, as bench/replication_bench.py), loads the lab's fleet with rsync's copies
@@ -21,11 +22,19 @@ folder); one first replication and one bare pull make both targets whole. Then p
 Targets (issue 23): nothing changed at 50,000-100,000 files, the command <= 2 x bare + 1 s;
 1 % changed <= 1.3 x bare.
 
+**The tree comparison alone** (the verify step's walk of both trees), then, on the current copy as
+a replication with nothing changed runs it (a new rolling pass: every file listed and compared,
+the pass's first slice hashed on both hosts), through the real pipe, against the walk in C it
+cannot do without: ``find -type f -printf`` of production's paths and of the copy, both hosts at
+once (``-fprintf /dev/null``), interleaved. ``--baseline DIR`` measures the programs of another
+checkout's ``hotspare/planning/tree_comparison.py`` beside this one's in the same run (before and
+after a change, on the same lab and load).
+
 **Memory, a million files, simulated**: the verification's tree comparison
 (``planning/tree_comparison.py``) run between the lab's real production and mirror over SSH by
-the real pipe (``adapters/ssh.pipe``), with one change to both programs: their walk yields
+the real pipe (``adapters/ssh.pipe``), with one change to both programs: their listing holds
 ``--million`` made-up files (``/srv/app1/data/dNNNNN/fNNNNNNN``, 4 KiB, distinct mtimes) instead
-of reading a disk, so production streams a million records and the mirror merges them with a
+of listing a disk, so production streams a million records and the mirror merges them with a
 million of its own. Measured in a fresh process: its peak RSS, once with a million and once with
 none (the process's own floor: Python, paramiko, the fleet). For contrast, the design this
 replaces (both ``find`` listings parsed into dictionaries here) is simulated in another fresh
@@ -79,16 +88,16 @@ CLI = (
     "sys.exit(main(sys.argv[1:]))"
 )
 
-# The simulation's walk: made-up files instead of a disk (replaces ``walk_all`` in both programs).
-SIMULATED_WALK = r"""
-class _Made:
-    __slots__ = ("st_size", "st_mtime_ns")
-    def __init__(self, size, mtime):
-        self.st_size, self.st_mtime_ns = size, mtime
+# The simulation's listing: made-up files instead of a disk, in order (replaces ``sorted_listing``
+# in both programs, ``planning/tree_programs.LISTING_FUNCTION``).
+SIMULATED_LISTING = r"""def sorted_listing(roots, real):
+    listed = tempfile.TemporaryFile()
+    for start in range(0, COUNT, 10000):
+        listed.write(b"".join(b"4096 1700000000.%09d0 \x01srv\x01app1\x01data\x01d%05d\x01f%07d\0" % (number, number // 1000, number)
+                              for number in range(start, min(start + 10000, COUNT))))
+    listed.seek(0)
+    return listed
 
-def walk_all(roots, patterns, prefix=b"", skip=None):
-    for number in range(COUNT):
-        yield b"/srv/app1/data/d%05d/f%07d" % (number // 1000, number), _Made(4096, 1_700_000_000_000_000_000 + number)
 """
 
 
@@ -101,6 +110,8 @@ def main() -> int:
     parser.add_argument("--only-memory", action="store_true", help="only the million-file memory simulation")
     parser.add_argument("--slot", type=int, default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--baseline", help="a checkout whose tree comparison programs are measured beside these")
+    parser.add_argument("--comparisons", type=int, default=3, help="repetitions of the tree comparison alone")
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--simulate", choices=["pipe", "listings"], help=argparse.SUPPRESS)  # the child's part
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
@@ -110,7 +121,7 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="hotspare-bench."))
     isolate_environment(home)
     started = time.monotonic()
-    results: dict = {"meta": run_meta(), "counts": {}, "memory": {}}
+    results: dict = {"meta": run_meta(), "counts": {}, "comparison": {}, "memory": {}}
     with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
         bench = Bench(lab, env, args)
         try:
@@ -119,11 +130,14 @@ def main() -> int:
                 for count in [int(text) for text in args.files.split(",")]:
                     results["counts"][count] = bench.at_count(count)
                     print_counts(results)
+                    results["comparison"][count] = bench.comparison_alone()
+                    print_comparison(results["comparison"])
             results["memory"] = bench.memory()
         finally:
             bench.cleanup()
     results["meta"]["total_seconds"] = round(time.monotonic() - started, 1)
     print_counts(results)
+    print_comparison(results["comparison"])
     print_memory(results["memory"])
     write_results(results, args.out)
     return 0
@@ -253,6 +267,79 @@ class Bench:
             scenarios[scenario] = summarize(reps)
         return scenarios
 
+    def comparison_alone(self) -> dict:
+        """The tree comparison by itself on the current copy (a new pass, nothing changed), the
+        walk in C on both hosts at once, and the baseline's programs, interleaved; seconds each."""
+        from hotspare import access
+        from hotspare.inventory import copies
+        from hotspare.planning import replication as plan
+        from hotspare.planning import tree_comparison as tree_plan
+        from hotspare.planning.replication_schedule import replications_per_day_of
+        from hotspare.planning.verification_scope import runs_left
+
+        fleet = access.loaded_fleet()
+        current = copies.current_copy(SERVICE)
+        tree = plan.copy_tree(SERVICE, current.id)
+        runs = runs_left(fleet.replication.full_verification_days, replications_per_day_of(fleet, SERVICE), None, time.time())
+        programs = {"hotspare": tree_plan}
+        if self.args.baseline:
+            programs["baseline"] = _programs_of(self.args.baseline)
+        measured: dict = {name: [] for name in ["find, both hosts", *programs]}
+        answers = {}
+        for rep in range(self.args.comparisons):
+            order = list(measured) if rep % 2 == 0 else list(reversed(measured))
+            for name in order:
+                if name == "find, both hosts":
+                    measured[name].append(self.walk_in_c(fleet, tree))
+                    continue
+                module = programs[name]
+                request = module.Request(
+                    tuple(self.paths),
+                    tuple(fleet.service(SERVICE).exclude),
+                    runs=runs,
+                    max_records=module.record_limit(current.total_files or 0),
+                )
+                started = time.perf_counter()
+                with access.connect(fleet, self.production) as production, access.connect(fleet, self.mirror) as mirror:
+                    piped = production.pipe_into(
+                        module.production_argv(),
+                        module.production_header(request),
+                        mirror,
+                        module.mirror_argv(),
+                        module.mirror_header(request, tree),
+                        timeout=3600,
+                    )
+                measured[name].append(time.perf_counter() - started)
+                if piped.sink.exit_status != 0:
+                    raise RuntimeError(f"{name}'s comparison failed: {piped.sink.stderr_tail[-400:]}")
+                answer = module.parse_answer(piped.sink.text)
+                answers[name] = {"files": answer.files, "hashed": answer.hashed_files, "differences": answer.difference_count}
+            print(f"  comparison alone #{rep + 1}: " + ", ".join(f"{n} {v[-1]:.2f} s" for n, v in measured.items()), flush=True)
+        return {
+            "seconds": {name: statistics.median(values) for name, values in measured.items()},
+            "reps": measured,
+            "answers": answers,
+            "runs": runs,
+            "load": os.getloadavg(),
+        }
+
+    def walk_in_c(self, fleet, tree: str) -> float:
+        """``find -printf`` of production's paths and of the copy, both at once: the C floor."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from hotspare import access
+
+        def walk(server: str, prefix: str) -> None:
+            argv = ["find", *[prefix + path for path in self.paths], "-type", "f", "-fprintf", "/dev/null", "%s %T@ %p\\0"]
+            with access.connect(fleet, server) as connection:
+                connection.run(argv, timeout=3600)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(2) as pool:
+            for future in [pool.submit(walk, self.production, ""), pool.submit(walk, self.mirror, tree)]:
+                future.result()
+        return time.perf_counter() - started
+
     def memory(self) -> dict:
         from prefect.settings import PREFECT_API_URL
 
@@ -327,11 +414,12 @@ def simulate(kind: str, count: int) -> int:
         fleet = access.loaded_fleet()
         row = copies.service_row(SERVICE)
         source, target = row.active_server, row.mirror_server
-        walk = SIMULATED_WALK.replace("COUNT", str(count))
-        original = COMMON_WALK
-        lister = tree_plan.LISTER.replace(original, walk)
-        comparer = tree_plan.COMPARER.replace(original, walk)
-        assert lister != tree_plan.LISTER and comparer != tree_plan.COMPARER, "the programs' walk moved"
+        from hotspare.planning.tree_programs import LISTING_FUNCTION
+
+        walk = SIMULATED_LISTING.replace("COUNT", str(count))
+        lister = tree_plan.LISTER.replace(LISTING_FUNCTION, walk)
+        comparer = tree_plan.COMPARER.replace(LISTING_FUNCTION, walk)
+        assert lister != tree_plan.LISTER and comparer != tree_plan.COMPARER, "the programs' listing moved"
         request = tree_plan.Request(("/srv/app1/data",), max_records=tree_plan.record_limit(count))
         with access.connect(fleet, source) as production, access.connect(fleet, target) as mirror:
             piped = production.pipe_into(
@@ -352,10 +440,38 @@ def simulate(kind: str, count: int) -> int:
     return 0
 
 
-COMMON_WALK = """def walk_all(roots, patterns, prefix=b"", skip=None):
-    for root in roots:
-        yield from walk(root, patterns, prefix, skip)
-"""
+def _programs_of(checkout: str):
+    """Another checkout's tree comparison module (it must stand alone: json and dataclasses only)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "baseline_tree_comparison", Path(checkout) / "hotspare" / "planning" / "tree_comparison.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def print_comparison(comparison: dict) -> None:
+    rows = []
+    for count, found in comparison.items():
+        floor = found["seconds"]["find, both hosts"]
+        for name, seconds in found["seconds"].items():
+            answer = found["answers"].get(name, {})
+            rows.append(
+                [
+                    f"{int(count):,}",
+                    name,
+                    f"{seconds:.2f}",
+                    _ratio(seconds, floor),
+                    f"{answer.get('hashed', '-')}/{answer.get('files', '-')}" if answer else "-",
+                    f"{found['load'][0]:.1f}",
+                ]
+            )
+    if rows:
+        print("\nThe tree comparison alone (medians, seconds) against the walk in C on both hosts at once")
+        table(["files", "what", "seconds", "x find", "hashed/files", "load (1 min)"], rows)
 
 
 def _ratio(value, base) -> str:

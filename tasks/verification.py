@@ -129,6 +129,7 @@ def _compare_trees(
     """Production's lister piped into the mirror's comparer: one command per host, production's
     listing streamed through a bounded buffer, only the differences read here. A malformed or
     oversized answer is a permanent error: the copy stays unverified."""
+    started = time.monotonic()
     with access.connect(fleet, source) as production, access.connect(fleet, target) as mirror:
         piped = production.pipe_into(
             tree_plan.production_argv(),
@@ -138,8 +139,18 @@ def _compare_trees(
             tree_plan.mirror_header(request, tree),
             timeout=3600,
         )
+    seconds = time.monotonic() - started
     result = piped.sink
     what = f"copy {copy_id} of {service} is not verified"
+    for host, status, errors in (
+        (source, piped.source_status, piped.source_stderr_tail),
+        (target, result.exit_status, result.stderr_tail),
+    ):
+        if status == tree_plan.UNLISTED:  # find, sed or sort missing or broken there: not production's answer
+            raise PermanentError(
+                f"{host} could not list its side for the tree comparison ({_last_line(errors)}); {what} "
+                "(it needs GNU find, sed and sort)"
+            )
     if result.exit_status == tree_plan.MALFORMED:
         raise PermanentError(
             f"{source}'s answer to the tree comparison was refused on {target}: "
@@ -162,13 +173,20 @@ def _compare_trees(
             "again"
         )
     get_run_logger().info(
-        "compared %d files on %s against %s's listing (%d bytes piped through, none kept)",
+        "compared %d files on %s against %s's listing in %.1f s, %d of them by checksum (%d bytes piped through, none kept)",
         answer.files,
         target,
         source,
+        seconds,
+        answer.hashed_files,
         piped.relayed_bytes,
     )
     return answer
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1][-300:] if lines else "no message"
 
 
 def _compare_whole_tree(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,92 @@ def test_a_root_with_a_source_is_read_there_and_listed_under_its_own_name(tmp_pa
     answer = answer_of(request, tree)
     assert {(difference.kind, difference.path) for difference in answer.differences} == {("extra", f"{data}/planted")}
     assert answer.files == 7
+
+
+def test_odd_names_are_listed_in_the_same_order_on_both_hosts_and_compared(tmp_path):
+    """``find | sed | sort`` must give both hosts the order the mirror checks: components one by
+    one (``a/z`` before ``a-b``, although ``-`` sorts below ``/``), whatever bytes a name holds
+    (the two the order's code escapes, a newline, invalid UTF-8, find's own ``%`` and ``\\``)."""
+    data = tmp_path.joinpath("production", "srv", "odd%s\\root")
+    names = [b"a-b", b"a.txt", b"a b", b"we\x01ird", b"we\x02ird", b"\x01", b"\x02\x01", b"new\nline", b"\xff\xfe", b"%s%p\\0"]
+    (data / "a").mkdir(parents=True)
+    (data / "a" / "z").write_text("inside a folder whose name is a prefix of its siblings'\n")
+    for number, name in enumerate(names):
+        with open(os.path.join(bytes(data), name), "wb") as file:
+            file.write(b"content %d\n" % number)
+    old = os.path.join(bytes(data), b"before 1970")
+    with open(old, "wb") as file:
+        file.write(b"an old file\n")
+    os.utime(old, ns=(0, -315_619_199_500_000_000))
+    tree, copy = copy_of(tmp_path, data)
+    listed = [os.fsencode(data / "a" / "z"), *(os.path.join(bytes(data), name) for name in names), old]
+    request = tree_plan.Request((str(data),), runs=1)  # everything in the slice: every file hashed on both hosts
+    answer = answer_of(request, tree)
+    assert answer.differences == () and answer.files == len(listed) and answer.hashed_files == len(listed)
+    flip_keeping_mtime(Path(os.fsdecode(os.path.join(bytes(copy), b"we\x02ird"))))
+    with open(os.path.join(bytes(copy), b"planted\x01\xff"), "wb") as file:
+        file.write(b"not on production\n")
+    found = {(difference.kind, difference.path) for difference in answer_of(request, tree).differences}
+    assert found == {
+        ("content", os.fsdecode(os.path.join(bytes(data), b"we\x02ird"))),
+        ("extra", os.fsdecode(os.path.join(bytes(data), b"planted\x01\xff"))),
+    }
+
+
+def test_an_excluded_folder_is_left_out_with_everything_in_it_on_both_hosts(tmp_path):
+    data = production_folder(tmp_path)
+    (data / "cache" / "deep").mkdir(parents=True)
+    (data / "cache" / "deep" / "entry").write_text("rebuilt by the application\n")
+    tree, copy = copy_of(tmp_path, data)
+    (copy / "cache" / "deep" / "entry").write_text("different in the copy, and no matter\n")
+    (copy / "cache" / "only-in-the-copy").write_text("no matter either\n")
+    answer = answer_of(tree_plan.Request((str(data),), ("*.sock", "cache"), runs=1), tree)
+    assert answer.differences == () and answer.files == 7 and answer.hashed_files == 7
+
+
+def test_a_root_that_is_a_file_is_compared(tmp_path):
+    data = production_folder(tmp_path)
+    single = data / "file0"
+    tree, copy = copy_of(tmp_path, data)
+    assert answer_of(tree_plan.Request((str(single),), runs=1), tree).files == 1
+    flip_keeping_mtime(copy / "file0")
+    answer = answer_of(tree_plan.Request((str(single),), runs=1), tree)
+    assert [(difference.kind, difference.path) for difference in answer.differences] == [("content", str(single))]
+
+
+def test_a_host_that_cannot_list_its_side_says_so_instead_of_answering(tmp_path):
+    """Without sort on its PATH the mirror exits UNLISTED with one line, never an empty listing
+    (which would call every file of production missing, or pass an empty tree)."""
+    data = production_folder(tmp_path)
+    tree, _ = copy_of(tmp_path, data)
+    request = tree_plan.Request((str(data),))
+    stream = listing(request)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("find", "sed"):
+        (tools / tool).symlink_to(subprocess.run(["which", tool], capture_output=True, text=True, check=True).stdout.strip())
+    ran = subprocess.run(
+        [sys.executable, *tree_plan.mirror_argv()[1:]],
+        input=tree_plan.mirror_header(request, str(tree)) + stream,
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env={"PATH": str(tools)},
+    )
+    assert ran.returncode == tree_plan.UNLISTED and ran.stderr.decode().count("\n") == 1, ran.stderr
+    assert ran.stdout == b""
+
+
+def test_a_link_above_a_root_in_the_copy_never_lists_the_mirror_s_own_files(tmp_path):
+    """A copy whose folder above a root is a link (to the mirror's own files): the mirror lists
+    nothing there, so production's files are missing, and none of the mirror's names comes back."""
+    data = production_folder(tmp_path)
+    tree, copy = copy_of(tmp_path, data)
+    secret = tmp_path / "mirror-own" / "data"
+    secret.mkdir(parents=True)
+    (secret / "mirror-secret-name").write_text("the mirror's own file\n")
+    subprocess.run(["rm", "-rf", str(copy.parent)], check=True)
+    copy.parent.symlink_to(secret.parent)
+    answer = answer_of(tree_plan.Request((str(data),), ("*.sock",)), tree)
+    assert {difference.kind for difference in answer.differences} == {"missing"} and answer.files == 7
+    assert not any("mirror-secret-name" in difference.path for difference in answer.differences)
