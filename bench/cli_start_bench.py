@@ -1,7 +1,7 @@
 """Benchmark: how fast the command line answers, against a bare ``python -c pass`` in the same run.
 Prints a table; not a test.
 
-    sudo .venv/bin/python bench/cli_start_bench.py              # --help, fleet check, status, failover --dry-run
+    sudo .venv/bin/python bench/cli_start_bench.py              # --help, fleet check, status, failover --dry-run, replicate
     .venv/bin/python bench/cli_start_bench.py --no-lab --runs 15 # only --help and fleet check (no root, no lab)
 
 Each command runs as its own process (``python -m hotspare.cli ...``, the interpreter the
@@ -11,6 +11,12 @@ the medians of ``--runs`` runs are compared. ``status`` and ``failover --dry-run
 lab: the benchmark starts its own lab and Prefect test server (bench/common.py), saves the
 blocks, loads the fleet and replicates app1 once, so the dry run has a copy to plan with. The
 modules each command imports are counted once with ``-X importtime``.
+
+``hotspare replicate app1`` (nothing changed since the last copy) is the whole command an operator
+or a schedule runs; its run record (``run.started_at`` -> ``ended_at`` in the inventory: lock,
+steps, summary) is what the replication itself took, and the rest is the command's own cost
+around it: the interpreter, imports, the Prefect flow run's start and end, the exit. The import
+of the runbook alone (``python -c "import flows.replicate"``) is measured beside it.
 
 Targets (issue 22): ``--help`` and ``fleet check`` within 10x ``python -c pass``. Writes
 bench/out/cli_start.json.
@@ -60,15 +66,31 @@ def imported_modules(argv: list[str], environment: dict) -> int:
     return sum(1 for line in completed.stderr.splitlines() if line.startswith("import time:") and "|" in line) - 1
 
 
+def last_run_seconds() -> float:
+    """How long the inventory's newest run record lasted (its lock, steps and summary)."""
+    from sqlmodel import select
+
+    from hotspare.inventory.db import session
+    from hotspare.inventory.models import RunRow
+
+    with session() as db:
+        row = db.exec(select(RunRow).order_by(RunRow.id.desc()).limit(1)).one()  # type: ignore[union-attr]
+        return (row.ended_at - row.started_at).total_seconds()
+
+
 def measure(commands: dict[str, list[str]], environment: dict, runs: int) -> dict:
-    """Median wall seconds of each command, runs interleaved (a warm-up round first, not counted)."""
+    """Median wall seconds of each command, runs interleaved (a warm-up round first, not counted);
+    for ``replicate`` also its run record's seconds and the wall time outside it."""
     times: dict[str, list[float]] = {name: [] for name in commands}
+    records: dict[str, list[float]] = {}
     for number in range(runs + 1):
         for name, argv in commands.items():
             elapsed = wall_seconds(argv, environment)
             if number:
                 times[name].append(elapsed)
-    return {
+                if name.startswith("hotspare replicate"):
+                    records.setdefault(name, []).append(last_run_seconds())
+    results = {
         name: {
             "median_s": round(statistics.median(values), 4),
             "min_s": round(min(values), 4),
@@ -78,6 +100,14 @@ def measure(commands: dict[str, list[str]], environment: dict, runs: int) -> dic
         }
         for name, values in times.items()
     }
+    for name, seconds in records.items():
+        outside = [wall - record for wall, record in zip(times[name], seconds)]
+        results[name] |= {
+            "run_record_median_s": round(statistics.median(seconds), 4),
+            "outside_record_median_s": round(statistics.median(outside), 4),
+            "outside_record_min_s": round(min(outside), 4),
+        }
+    return results
 
 
 def commands_for(fleet_file: Path, with_lab: bool) -> dict[str, list[str]]:
@@ -90,6 +120,8 @@ def commands_for(fleet_file: Path, with_lab: bool) -> dict[str, list[str]]:
     if with_lab:
         commands["hotspare status"] = [python, "-m", "hotspare.cli", "status", "--timeout", "1"]
         commands["hotspare failover --dry-run"] = [python, "-m", "hotspare.cli", "failover", "app1", "--dry-run"]
+        commands["import flows.replicate"] = [python, "-c", "import flows.replicate"]
+        commands["hotspare replicate app1"] = [python, "-m", "hotspare.cli", "replicate", "app1"]
     return commands
 
 
@@ -115,6 +147,12 @@ def report(results: dict) -> None:
             )
         )
     table(("command", "median ms", "min ms", "vs python -c pass", "modules", "target"), rows)
+    for name, result in results.items():
+        if "run_record_median_s" in result:
+            print(
+                f"{name}: {result['median_s']:.2f} s in all, of which the run record {result['run_record_median_s']:.2f} s; "
+                f"the command's own cost around it {result['outside_record_median_s']:.2f} s (medians)"
+            )
 
 
 def main() -> int:
@@ -143,6 +181,7 @@ def main() -> int:
             environment["PREFECT_API_URL"] = PREFECT_API_URL.value()
             results = measure(commands_for(Path(env["fleet_file"]), True), environment, args.runs)
     print(f"\nCLI start, medians of {args.runs} runs each (interleaved), wall time per process:")
+    print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the end")
     report(results)
     write_results(
         {"meta": {**run_meta(), "total_seconds": round(time.monotonic() - started, 1), "runs": args.runs}, "commands": results},

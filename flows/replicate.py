@@ -164,7 +164,7 @@ def replicate(services: list[str] | None = None, force: bool = False) -> dict:
     names = services or [service.name for service in sorted(fleet.services, key=lambda s: (s.tier, s.name))]
     settings = fleet.replication
     bounds = Bounds(settings.parallel_services, settings.parallel_per_source, settings.parallel_per_target)
-    pending = [_job(name) for name in names]
+    pending = _jobs(names)
     # more than one service: no task runs per service (they would cost more CPU than the copies)
     task_runs = len(names) == 1
     results, failures, running = {}, [], {}
@@ -202,7 +202,10 @@ def replicate(services: list[str] | None = None, force: bool = False) -> dict:
     return final_state(results)
 
 
-def _job(service: str) -> Job:
-    """Where a service's replication reads and writes now (no mirror: it refuses by itself)."""
-    row = copies.service_row(service)
-    return Job(service, row.active_server, row.mirror_server or f"(no mirror of {service})")
+def _jobs(services: list[str]) -> list[Job]:
+    """Where each service's replication reads and writes now (no mirror: it refuses by itself),
+    from one inventory query for all of them."""
+    return [
+        Job(row.name, row.active_server, row.mirror_server or f"(no mirror of {row.name})")
+        for row in copies.service_rows(services)
+    ]

@@ -580,6 +580,37 @@ def test_help_and_fleet_check_import_no_prefect_orm_or_lab_code():
         assert heavy == [], (words, heavy)
 
 
+def test_a_replication_from_the_command_line_prints_its_result_and_leaves_its_whole_log(fleet, lab_env):
+    """The command's process ends without the interpreter's teardown (``cli._end_process``):
+    its result is on stdout, its exit code is the command's, and the flow run's last log line
+    and its final state reached the Prefect API before the process was gone."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from sqlmodel import select
+
+    from hotspare.inventory.db import session
+    from hotspare.inventory.models import RunRow
+
+    from lab_helpers import wait_for
+
+    completed = hotspare("replicate", SERVICE, "--json")
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["outcome"] == "ok"
+    with session() as db:
+        run = db.exec(select(RunRow).where(RunRow.kind == "replicate").order_by(RunRow.id.desc()).limit(1)).one()  # type: ignore[union-attr]
+    assert run.outcome == "ok" and run.flow_run_id
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(run.flow_run_id).state.is_completed()
+
+        def last_line():
+            found = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.flow_run_id])))
+            return [log.message for log in found if "Finished in state Completed" in log.message]
+
+        wait_for("the flow run's last log line in the API", last_line, seconds=30)
+
+
 def test_everyday_commands_fit_100_columns(fleet, lab_env):
     """status, health, readiness, incident list and hardware at COLUMNS=100, on the lab, with an
     incident whose long title must wrap: no line wider than 100, no traceback."""

@@ -48,10 +48,16 @@ def make_current(service: str, copy_id: str) -> None:
 
 
 def service_row(service: str) -> ServiceRow:
+    return service_rows([service])[0]
+
+
+def service_rows(services: list[str]) -> list[ServiceRow]:
+    """The services' rows in the order asked, read in one query (a fleet run plans a hundred)."""
     with session() as db:
-        row = db.get(ServiceRow, service)
-    if row is None:
+        rows = {row.name: row for row in db.exec(select(ServiceRow).where(ServiceRow.name.in_(services)))}  # type: ignore[attr-defined]
+    missing = next((service for service in services if service not in rows), None)
+    if missing is not None:
         from hotspare.adapters.errors import PermanentError
 
-        raise PermanentError(f"no service {service!r} in the inventory: run `hotspare fleet load` first")
-    return row
+        raise PermanentError(f"no service {missing!r} in the inventory: run `hotspare fleet load` first")
+    return [rows[service] for service in services]
