@@ -2,9 +2,13 @@
 # The test command: sets everything up, then runs the whole suite against real servers
 # (the lab: OpenSSH, BIND, rsync, restic, SMTP) and a real Prefect API (test harness).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k fleet`.
-# The whole suite (no arguments) runs in HOTSPARE_TEST_WORKERS processes (default 2), each with
+# The whole suite (no arguments) runs in HOTSPARE_TEST_WORKERS processes (default 3), each with
 # its own lab slot (HOTSPARE_TEST_SLOT, default 1, and the next ones) and Prefect API; a test
 # module stays in one process. With arguments it runs in one process unless that is set.
+# Three on two cores: a lab test mostly waits (SSH timeouts, restic's retries, workers polling);
+# the run needs about 18 CPU-minutes, under 1.2 of the 2 cores in CI's 15-minute run with two.
+# On one shared, loaded machine three took 24 minutes where two took 43 (bench/suite_schedule.py
+# prints a run's seconds per module and how evenly the processes were loaded).
 # The session inventory is PostgreSQL (a server the session starts, tests/postgres_helpers.py),
 # the database facility workers share (docs/operations.md); SQLite stays covered by the tests
 # that pin it (test_locks.py, test_local_secrets.py) and the demo. HOTSPARE_TEST_DB=sqlite runs
@@ -25,7 +29,7 @@ if [ "${CI:-}" = "true" ]; then
 fi
 workers="${HOTSPARE_TEST_WORKERS:-}"
 if [ $# -eq 0 ]; then
-  workers="${workers:-2}"
+  workers="${workers:-3}"
 fi
 options=(-q --basetemp "$HOTSPARE_HOME/pytest")
 if [ -n "$workers" ] && [ "$workers" -gt 1 ]; then

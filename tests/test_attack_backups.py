@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -85,13 +86,25 @@ def test_a_stolen_run_key_neither_reads_other_services_nor_destroys_snapshots_no
     snapshot_files = _repository_files(lab_env, SERVICE, "snapshots")
     assert any(name.startswith(older) for name in snapshot_files)
     grant = plan_grant(fleet, SERVICE, ATTACKER, f"attack-{uuid.uuid4().hex[:8]}")
+    snapshot_name = next(name for name in snapshot_files if name.startswith(older))
+
+    def restic_removals():
+        """restic forget, then forget --prune, of its own older snapshot with the stolen key: each
+        is refused and retried by restic for ~35 s (storage_accounts.py), so they run beside the
+        SFTP and shell attacks below, which take no restic lock; one after the other, so neither
+        meets the other's lock instead of the refusal."""
+        forget = run_restic(production, grant.restic("forget", older), password, check=False)
+        prune = run_restic(production, grant.restic("forget", "--keep-last", "1", "--prune"), password, check=False)
+        return forget, prune
+
     with access.connect(fleet, ATTACKER) as production:
-        with storage_grant(fleet, production, grant, password):
+        with storage_grant(fleet, production, grant, password), ThreadPoolExecutor(1) as beside:
             # What the attacker finds on production during the run: the key and the pinned host key.
             found = production.run(["find", grant.folder, "-type", "f"]).text.split()
             assert sorted(found) == sorted([grant.key_path, grant.known_hosts_path])
             # The key works for what a backup needs: the account's own repository, read.
             assert _sftp(production, grant, "ls /snapshots\n").exit_status == 0
+            removals = beside.submit(restic_removals)
 
             # Another service's repository: not there for this account, not reachable as its account.
             for batch in (f"ls /srv/backup/{OTHER}\n", f"get /srv/backup/{OTHER}/config /dev/null\n", "cd ..\nls ../app1\n"):
@@ -112,12 +125,8 @@ def test_a_stolen_run_key_neither_reads_other_services_nor_destroys_snapshots_no
             )
             assert other.exit_status != 0
 
-            # Its own older snapshot: restic forget/prune and raw SFTP removal, rename, overwrite, chmod all fail.
-            snapshot_name = next(name for name in snapshot_files if name.startswith(older))
-            forget = run_restic(production, grant.restic("forget", older), password, check=False)
-            assert forget.exit_status != 0, forget.text
-            prune = run_restic(production, grant.restic("forget", "--keep-last", "1", "--prune"), password, check=False)
-            assert prune.exit_status != 0, prune.text
+            # Its own older snapshot: raw SFTP removal, rename, overwrite, chmod all fail (and
+            # restic forget/prune, running beside these, below).
             for batch in (
                 f"rm /snapshots/{snapshot_name}\n",
                 f"rename /snapshots/{snapshot_name} /snapshots/moved\n",
@@ -134,6 +143,9 @@ def test_a_stolen_run_key_neither_reads_other_services_nor_destroys_snapshots_no
             assert "uid=" not in shell.text
             assert _ssh(production, grant, "root", "id").exit_status == 255
             assert _ssh(production, grant, f"hsb-{OTHER}", "id").exit_status == 255
+            forget, prune = removals.result(timeout=600)  # before the run's key goes
+            assert forget.exit_status != 0, forget.text
+            assert prune.exit_status != 0, prune.text
             stolen = production.run(["cat", grant.key_path]).stdout
 
         # After the run: the key is gone from production, and a copy the attacker kept opens nothing.
