@@ -194,7 +194,7 @@ REMOVE_SCRIPT = (
     'c=$1; [ -e "$c" ] || exit 0; '
     'if command -v btrfs >/dev/null 2>&1 && btrfs subvolume show "$c" >/dev/null 2>&1; then '
     'btrfs property set -ts "$c" ro false || exit 1; '
-    "nested='" + DELETE_NESTED + "'; exec sh -c \"$nested\" \"$nested\" \"$c\"; "
+    "nested='" + DELETE_NESTED + '\'; exec sh -c "$nested" "$nested" "$c"; '
     'else rm -rf -- "$c"; fi'
 )
 

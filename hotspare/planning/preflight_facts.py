@@ -25,8 +25,8 @@ PRODUCTION_SCRIPT = (
     'for path do shift; if [ -d "$path" ]; then set -- "$@" "$path"; else printf "missing=%s\\n" "$path"; fi; done; '
     'if [ -n "${SHIP:-}" ] && [ "$#" -gt 0 ]; then sh -c "$SHIP" sh "$@"; fi; '
     'echo sizes; if [ "$#" -gt 0 ]; then { find "$@" -type f -printf "%s\\n" || echo failed; } | '
-    "awk '$0 == \"failed\" { failed = 1; next } { files++; bytes += $1 } "
-    "END { if (failed) exit 3; printf \"files=%.0f\\nbytes=%.0f\\n\", files, bytes }' || exit 3; fi; "
+    'awk \'$0 == "failed" { failed = 1; next } { files++; bytes += $1 } '
+    'END { if (failed) exit 3; printf "files=%.0f\\nbytes=%.0f\\n", files, bytes }\' || exit 3; fi; '
     'printf "clock=%s\\n" "$(date +%s.%N)"'
 )
 
