@@ -19,7 +19,10 @@ order, each timed on the mirror itself (``date +%s%N`` around the command):
 - ``view -a``: ``rsync -a`` through a real transfer key (view + rsync's daemon, chrooted);
 - ``view, copy argv``: hotspare's exact copy argv (``rsync_copy_argv``) through a transfer key;
 - ``hotspare``: ``replicate_service("app1")`` in this process, with every remote command it sends
-  recorded (bench/common.py's ``SshRecorder``) and attributed to its steps.
+  recorded (bench/common.py's ``SshRecorder``) and attributed to its steps;
+- before and after this change, through hotspare's SSH adapter: production's preflight program
+  with its parse here (one size per file, or two totals), and the walk that finds a copy's
+  nested subvolumes before pruning it (every file, or ``find -xdev`` inside one subvolume).
 
 Prints the medians and writes bench/out/copy_step.json. A benchmark, not a test: medians on a
 shared machine (the load average is printed with them).
@@ -178,7 +181,7 @@ class Bench(ReplicationBench):
         for name, start, end in rows:
             for event in self.recorder.between(start, end, slack=0.01):
                 if event["kind"] == "run":
-                    key = f"{name}: {event['host']}: {event['label']}"
+                    key = f"{name}: {event['host']}: {' '.join(event['label'].split())}"
                     commands[key] = commands.get(key, 0.0) + event["end"] - event["start"]
         return {"seconds": record, "wall": wall_end - wall_start, "steps": steps, "commands": commands}
 
