@@ -234,6 +234,7 @@ class Bench:
             "record": (run.ended_at - run.started_at).total_seconds(),
             "verify": steps.get("verify"),
             "copy": steps.get("copy"),
+            "steps": steps,
             "peak_mib": int(peak_file.read_text()) / 1024,
             "compared_files": verification.get("compared_files"),
             "total_files": verification.get("total_files"),
@@ -261,7 +262,7 @@ class Bench:
                 print(
                     f"  {scenario} #{rep + 1}: bare {measured['bare']:.2f} s, hotspare {measured['hotspare']['wall']:.2f} s "
                     f"(record {measured['hotspare']['record']:.2f} s, verify {measured['hotspare']['verify']} s, "
-                    f"{measured['hotspare']['peak_mib']:.0f} MiB)",
+                    f"{measured['hotspare']['peak_mib']:.0f} MiB; steps {measured['hotspare']['steps']})",
                     flush=True,
                 )
             scenarios[scenario] = summarize(reps)

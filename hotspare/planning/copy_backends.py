@@ -177,14 +177,25 @@ SNAPSHOT_SCRIPT = (
     'btrfs property set -ts "$copy" ro true'
 )
 
-# A copy is a subvolume (snapshot back-end, with a nested read-only subvolume per data path:
-# inode 256 is a subvolume's root) or a folder (hard links); remove either.
+# $@: subvolumes to delete, each after the subvolumes nested in it (inode 256 is a subvolume's
+# root); $0 is this program itself, for the nested ones. ``-xdev`` keeps each walk inside one
+# subvolume (each has a device number of its own), so the nested roots are found without reading
+# the files of the data paths' subvolumes, which hold nearly all of a copy (a walk of every file
+# cost ~1 s per pruned copy at 100,000 files). ``{\\}`` is find's ``{}`` (the literal pair in
+# the program's own text would be a second ``{}`` to find).
+DELETE_NESTED = (
+    'for s do find "$s" -mindepth 1 -xdev -type d -inum 256 -prune -exec sh -c "$0" "$0" {\\} + || exit 1; '
+    'btrfs -q subvolume delete "$s" || exit 1; done'
+)
+
+# A copy is a subvolume (snapshot back-end, with a nested read-only subvolume per data path)
+# or a folder (hard links); remove either.
 REMOVE_SCRIPT = (
     'c=$1; [ -e "$c" ] || exit 0; '
     'if command -v btrfs >/dev/null 2>&1 && btrfs subvolume show "$c" >/dev/null 2>&1; then '
     'btrfs property set -ts "$c" ro false || exit 1; '
-    'find "$c" -mindepth 1 -depth -type d -inum 256 -exec btrfs -q subvolume delete {} + || exit 1; '
-    'btrfs -q subvolume delete "$c"; else rm -rf -- "$c"; fi'
+    "nested='" + DELETE_NESTED + '\'; exec sh -c "$nested" "$nested" "$c"; '
+    'else rm -rf -- "$c"; fi'
 )
 
 

@@ -14,14 +14,19 @@ from dataclasses import dataclass
 
 from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning.copy_backends import STORE_FACTS_SCRIPT, work_root
-from hotspare.planning.replication import SourceTotals, parse_file_sizes, service_root
+from hotspare.planning.replication import SourceTotals, service_root
 
-# $@: the data paths. Missing ones are named; the sizes of every file under the present ones
-# follow; the clock comes last (files modified after it changed during the copy).
+# $@: the data paths. Missing ones are named; the number and total size of the files under the
+# present ones follow (summed here: at 100,000 files, sending every size to the orchestrator
+# and parsing it there cost more than the walk); the clock comes last (files modified after it
+# changed during the copy). A walk that fails (an unreadable folder) fails the program: the
+# shrink check never judges a partial count.
 PRODUCTION_SCRIPT = (
     'for path do shift; if [ -d "$path" ]; then set -- "$@" "$path"; else printf "missing=%s\\n" "$path"; fi; done; '
     'if [ -n "${SHIP:-}" ] && [ "$#" -gt 0 ]; then sh -c "$SHIP" sh "$@"; fi; '
-    'echo sizes; if [ "$#" -gt 0 ]; then find "$@" -type f -printf "%s\\n" || exit 3; fi; '
+    'echo sizes; if [ "$#" -gt 0 ]; then { find "$@" -type f -printf "%s\\n" || echo failed; } | '
+    'awk \'$0 == "failed" { failed = 1; next } { files++; bytes += $1 } '
+    'END { if (failed) exit 3; printf "files=%.0f\\nbytes=%.0f\\n", files, bytes }\' || exit 3; fi; '
     'printf "clock=%s\\n" "$(date +%s.%N)"'
 )
 
@@ -68,7 +73,13 @@ def parse_production_facts(output: str) -> ProductionFacts:
     head, _, rest = output.partition("sizes\n")
     sizes, _, clock = rest.rpartition("clock=")
     missing = tuple(line.split("=", 1)[1] for line in head.splitlines() if line.startswith("missing="))
-    return ProductionFacts(missing, parse_file_sizes(sizes), float(clock.strip()), shipping.parse_production_facts(head))
+    return ProductionFacts(missing, parse_totals(sizes), float(clock.strip()), shipping.parse_production_facts(head))
+
+
+def parse_totals(text: str) -> SourceTotals:
+    """The ``files=`` and ``bytes=`` lines of the production program (none: no present path)."""
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return SourceTotals(files=int(values.get("files", "0") or 0), bytes=int(values.get("bytes", "0") or 0))
 
 
 def mirror_facts_argv(service: str, verified: list[str], unverified: list[str]) -> list[str]:

@@ -31,3 +31,16 @@ def test_mirror_names_its_baseline_what_is_gone_and_what_can_resume(tmp_path):
     assert found.baseline == "shop-2" and found.gone == ("shop-3",) and found.resumable == "shop-4"
     assert not found.baseline_is_snapshot and found.available_bytes > 0
     assert "filesystem=" in found.store_output and "work=absent" in found.store_output
+
+
+def test_production_sums_its_sizes_itself_past_32_bits(tmp_path):
+    """Production answers with two totals, not a line per file; awk's sum stays exact past 2**32
+    (sparse files: their apparent size is what the shrink check compares)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for index in range(3):
+        with open(data / f"big{index}", "wb") as handle:
+            handle.truncate(5 * 10**9 + index)
+    ran = subprocess.run(facts.production_facts_argv([str(data)]), capture_output=True, text=True, check=True).stdout
+    assert "files=3\nbytes=15000000003\n" in ran
+    assert facts.parse_production_facts(ran).totals.bytes == 15_000_000_003
