@@ -71,7 +71,9 @@ def status_rows(records: list[dict], now: datetime | None = None) -> list[tuple[
     now = now or datetime.now(timezone.utc)
     rows = []
     for record in records:
-        copies = {"btrfs-snapshot": "snapshots", "hard-links": "hard links"}.get(record.get("copy_backend"))
+        copies = {"btrfs-snapshot": "snapshots", "btrfs-send": "shipped snapshots", "hard-links": "hard links"}.get(
+            record.get("copy_backend")
+        )
         copy = "no verified copy" if record.get("copy_age_hours") is None else f"{hours_text(record['copy_age_hours'])} old"
         copy += f", {copies}" if copies else ""
         copy += f"; RPO {record['rpo_state']}" if record.get("rpo_state") else ""
