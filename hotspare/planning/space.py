@@ -80,7 +80,8 @@ def size_text(count: int) -> str:
 # (perl-base is essential); the program is fixed and its only argument is the store's path.
 SIMPLE_QUOTA_PROGRAM = (
     'open(my $d, "<", $ARGV[0]) or die "hotspare: open $ARGV[0]: $!\\n"; '
-    'ioctl($d, 0xC0109428, pack("Q2", 4, 0)) or die "hotspare: simple quotas on $ARGV[0]: $!\\n";'
+    'my $args = pack("Q2", 4, 0); '
+    'ioctl($d, 0xC0109428, $args) or die "hotspare: simple quotas on $ARGV[0]: $!\\n";'
 )
 
 # The filesystem's quota mode as the kernel says it (``/sys/fs/btrfs/<uuid>/qgroups/mode``:
