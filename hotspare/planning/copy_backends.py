@@ -11,6 +11,11 @@ gathered on the mirror (``STORE_FACTS_SCRIPT``, run inside the preflight's one c
   it is a read-only snapshot, so not even a permission change on production leaks into it.
 - **hard-links** everywhere else: ``rsync --link-dest`` against the previous verified copy.
 
+Snapshot copies are *shipped* (``btrfs send | receive``, ``planning/snapshot_shipping.py``) instead
+of filled by rsync where ``shipping_choice`` allows it: under ``auto`` only where the mirror's
+filesystem counts simple quotas (or can turn them on), the one mode in which the kernel holds a
+received stream inside the service's space bound (``planning/space.py``).
+
 The working tree is written with rsync's ordinary "temporary file, then rename" updates, not
 ``--inplace``: in place, a write goes through every hard link of the file (rsync's own man
 page: links are not broken, differing sources "tug of war"), and a link group that production

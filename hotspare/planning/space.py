@@ -15,6 +15,11 @@ others' replication, nor — worse — their emergency failovers.
   keeps the accounting exact, a snapshot outside it makes every group's numbers inconsistent
   until a rescan). A write past the limit fails with EDQUOT ("Disk quota exceeded") for that
   service alone; the rest of the disk stays free for the others.
+- **Simple quotas** (squota, Linux >= 6.7) where the kernel has them and quotas are still off:
+  exact numbers without rescans, a snapshot costs nothing, and a subvolume created inside a
+  member of exactly one level-1 group joins it at creation, which is what bounds a received
+  snapshot stream (``btrfs receive`` has no ``-i``). A filesystem already counting full quotas
+  stays so (switching drops every group and leaves existing data uncounted).
 - **Elsewhere** (hard-linked copies on any filesystem) the replication's preflight refuses a
   copy that would pass the bound or leave less than the reserve free.
 
