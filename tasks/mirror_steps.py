@@ -30,6 +30,7 @@ from hotspare.planning import copy_backends, run_programs, space
 from hotspare.planning import host_lock as host_lock_plan
 from hotspare.planning import replication as plan
 from hotspare.planning import shell_programs as shell
+from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning.replication import Decision
 from tasks.account_merge import apply_accounts
 
@@ -71,7 +72,8 @@ def prepare(fleet: Fleet, copy_plan) -> tuple[dict, Decision | None]:
     staged = _staged(fleet, service, copy_plan.copy_id, copy_plan.source)
     own = staged["own"]
     bounded = copy_plan.backend == copy_backends.SNAPSHOT
-    quota = space.quota_argv(plan.service_root(service), service, copy_plan.bound) if bounded else None
+    area = shipping.received_area(service) if copy_plan.shipments else None  # joins the group (simple quotas)
+    quota = space.quota_argv(plan.service_root(service), service, copy_plan.bound, area) if bounded else None
     argv = run_programs.prepare_argv(
         copy_backends.close_store_argv(service),
         quota,
@@ -104,9 +106,12 @@ def prepare(fleet: Fleet, copy_plan) -> tuple[dict, Decision | None]:
             target,
             (prepared.quota_output + ran.stderr_tail).strip()[-300:],
         )
-        return screened, None
+        chosen = area and fleet.replication.copy_backend != shipping.SHIPPING_PREFERENCE  # auto ships only bounded
+        return screened, space.unbounded_stream_refusal(service, target, "not set up") if chosen else None
     facts = space.parse_quota(prepared.quota_output)
     logger.info(space.quota_sentence(service, target, facts, copy_plan.bound_why))
+    if area and not facts.area_bounded and fleet.replication.copy_backend != shipping.SHIPPING_PREFERENCE:
+        return screened, space.unbounded_stream_refusal(service, target, facts.mode)
     return screened, space.judge_bound(service, target, facts.referenced, copy_plan.needed, copy_plan.bound, copy_plan.bound_why)
 
 

@@ -93,6 +93,7 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
     copy_id = _new_copy_id(service)
     mirror_steps.stage_accounts_read(fleet, service, copy_id, source, account_files)
     paths = tuple(plan.source_paths(spec))
+    wish = copy_backends.shipping_choice(store, fleet.replication.copy_backend)  # bounded by simple quotas?
     shipped = shipping.plan_shipping(
         copy_id,
         _data_paths(spec),
@@ -100,9 +101,10 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
         on_production.shipping,
         on_mirror.shipping,
         choice.backend == copy_backends.SNAPSHOT,
-        fleet.replication.copy_backend,
+        shipping.SHIPPING_PREFERENCE if wish.go else fleet.replication.copy_backend,
+        refusal=wish.reason,
     )
-    shown = copy_backends.BackendChoice(shipping.SHIPPING, shipped.reason) if shipped.ship else choice
+    shown = copy_backends.BackendChoice(shipping.SHIPPING, f"{shipped.reason}; {wish.reason}") if shipped.ship else choice
     if choice.backend == copy_backends.SNAPSHOT and not shipped.ship:  # status says why it does not ship
         shown = copy_backends.BackendChoice(choice.backend, f"{choice.reason}; {shipped.reason}")
     known = copy_stores.store_of(service, target)

@@ -111,6 +111,7 @@ def ship(
             [s.name for s in shipments],
             rsync_argv(peer) if copy_plan.paths else None,
             _copy_argv(copy_plan, taken),
+            bound=(space.qgroup_id(service), copy_plan.bound) if copy_plan.bound else None,
         )  # the copy in the same command
         with access.connect(fleet, target) as connection:
             result = connection.run(

@@ -11,6 +11,11 @@ gathered on the mirror (``STORE_FACTS_SCRIPT``, run inside the preflight's one c
   it is a read-only snapshot, so not even a permission change on production leaks into it.
 - **hard-links** everywhere else: ``rsync --link-dest`` against the previous verified copy.
 
+Snapshot copies are *shipped* (``btrfs send | receive``, ``planning/snapshot_shipping.py``) instead
+of filled by rsync where ``shipping_choice`` allows it: under ``auto`` only where the mirror's
+filesystem counts simple quotas (or can turn them on), the one mode in which the kernel holds a
+received stream inside the service's space bound (``planning/space.py``).
+
 The working tree is written with rsync's ordinary "temporary file, then rename" updates, not
 ``--inplace``: in place, a write goes through every hard link of the file (rsync's own man
 page: links are not broken, differing sources "tug of war"), and a link group that production
@@ -54,8 +59,17 @@ STORE_FACTS_SCRIPT = (
     "if command -v btrfs >/dev/null 2>&1; then echo tool=yes; else echo tool=no; fi; "
     'if [ ! -e "$2" ]; then echo work=absent; '
     'elif command -v btrfs >/dev/null 2>&1 && btrfs subvolume show "$2" >/dev/null 2>&1; then echo work=subvolume; '
-    "else echo work=folder; fi"
+    "else echo work=folder; fi; "
+    # the filesystem's quota mode (squota | qgroup | off | unknown) and whether simple quotas can be
+    # turned on here (the kernel has them; perl issues the ioctl: ``space.SIMPLE_QUOTA_PROGRAM``)
+    'u=$(findmnt -n -o UUID --target "$1" 2>/dev/null); q=/sys/fs/btrfs/$u/qgroups; '
+    'if [ -z "$u" ] || [ ! -d "/sys/fs/btrfs/$u" ]; then echo quota=unknown; '
+    'elif [ -r "$q/mode" ]; then echo "quota=$(cat "$q/mode")"; elif [ -d "$q" ]; then echo quota=qgroup; '
+    "else echo quota=off; fi; "
+    "if [ -e /sys/fs/btrfs/features/simple_quota ] && command -v perl >/dev/null 2>&1; "
+    "then echo simple_quota=yes; else echo simple_quota=no; fi"
 )
+STORE_FACT_KEYS = ("filesystem", "tool", "work", "quota", "simple_quota")
 
 
 @dataclass(frozen=True)
@@ -63,12 +77,18 @@ class StoreFacts:
     filesystem: str  # stat -f -c %T: btrfs, ext2/ext3, xfs, tmpfs, overlayfs, ...
     btrfs_tool: bool
     work: str  # subvolume | folder | absent
+    quota: str = "unknown"  # the filesystem's quota mode: squota | qgroup | off | unknown
+    simple_quota: bool = False  # simple quotas can be turned on (kernel >= 6.7, perl for the ioctl)
 
 
 def parse_store_facts(output: str) -> StoreFacts:
     values = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
     return StoreFacts(
-        values.get("filesystem", "unknown").strip(), values.get("tool") == "yes", values.get("work", "absent").strip()
+        values.get("filesystem", "unknown").strip(),
+        values.get("tool") == "yes",
+        values.get("work", "absent").strip(),
+        values.get("quota", "unknown").strip(),
+        values.get("simple_quota") == "yes",
     )
 
 
@@ -101,6 +121,45 @@ def choose_backend(facts: StoreFacts, preference: str = "auto") -> BackendChoice
             "hard-linked copies: the working path exists but is not a btrfs subvolume (remove it to let hotspare make one)",
         )
     return BackendChoice(SNAPSHOT, "btrfs snapshots: the copies folder is on btrfs")
+
+
+SHIPPING = "btrfs-send"  # the fleet's replication.copy_backend that asks for snapshot shipping
+
+
+def shipping_choice(facts: StoreFacts, preference: str = "auto") -> Decision:
+    """May the mirror receive snapshot streams for this service (go), and why, as a sentence.
+
+    A stream is hostile input that ``btrfs receive`` writes into a subvolume it creates itself
+    (it has no ``-i``). Only simple quotas bound it while it is written: a subvolume created in the
+    service's received area (a member of exactly one level-1 group, the service's) joins that group
+    at creation, and a write or ``fallocate`` past the limit fails with EDQUOT. So ``auto`` ships
+    where the mirror's filesystem counts simple quotas or can be switched on to them (quotas still
+    off); under full accounting (``qgroup``) it keeps snapshots filled by rsync. ``btrfs-send`` is
+    honoured everywhere (asked for; unbounded under full accounting, as it says), the other
+    back-ends never ship. Production's side (the data paths as subvolumes) is judged by
+    ``snapshot_shipping.plan_shipping``."""
+    bounded = facts.quota == "squota" or (facts.quota == "off" and facts.simple_quota)
+    if preference == SHIPPING:
+        if bounded:
+            return Decision(True, "the fleet file asks for it; streams are received inside the service's quota group")
+        return Decision(
+            True,
+            f"the fleet file asks for it; the mirror's quotas are {facts.quota}, not simple quotas, so a stream is "
+            "received outside the service's space bound",
+        )
+    if preference != "auto":
+        return Decision(False, f"the fleet file asks for {preference}, not {SHIPPING} (snapshots filled by rsync)")
+    if facts.quota == "squota":
+        return Decision(True, "chosen: the mirror counts simple quotas, so a stream is received inside the service's bound")
+    if bounded:
+        return Decision(True, "chosen: the mirror's kernel has simple quotas (turned on by the first copy), which bound a stream")
+    if facts.quota == "qgroup":
+        return Decision(
+            False,
+            "the mirror's filesystem counts full quotas (qgroup), under which a received stream is outside the "
+            "service's space bound; switch it to simple quotas (docs/architecture/replication.md) or ask for btrfs-send",
+        )
+    return Decision(False, f"the mirror cannot bound a received stream (quotas {facts.quota}, no simple quotas in its kernel)")
 
 
 # $1 the copies root, $2 the service. Production's data lands below it as it was (setuid files,

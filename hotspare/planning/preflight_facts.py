@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hotspare.planning import snapshot_shipping as shipping
-from hotspare.planning.copy_backends import STORE_FACTS_SCRIPT, work_root
+from hotspare.planning.copy_backends import STORE_FACT_KEYS, STORE_FACTS_SCRIPT, work_root
 from hotspare.planning.replication import SourceTotals, service_root
 
 # $@: the data paths. Missing ones are named; the number and total size of the files under the
@@ -104,7 +104,7 @@ def parse_mirror_facts(output: str) -> MirrorFacts:
     values = dict(line.split("=", 1) for line in lines if "=" in line)
     size_line = [line for line in df.splitlines() if line.strip()][-1]
     return MirrorFacts(
-        store_output="\n".join(line for line in lines if line.split("=", 1)[0] in ("filesystem", "tool", "work")),
+        store_output="\n".join(line for line in lines if line.split("=", 1)[0] in STORE_FACT_KEYS),
         baseline=values.get("baseline"),
         baseline_is_snapshot=values.get("baseline_snapshot") == "yes",
         gone=tuple(line.split("=", 1)[1] for line in lines if line.startswith("gone=")),

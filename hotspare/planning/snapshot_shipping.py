@@ -164,6 +164,7 @@ def plan_shipping(
     mirror: ShippingFacts,
     snapshot_copies: bool,
     preference: str = SHIPPING_PREFERENCE,
+    refusal: str | None = None,
 ) -> ShippingPlan:
     """Ship each data path's snapshot when both ends allow it; otherwise say why not.
     ``preference`` is the fleet's ``replication.copy_backend``: only ``btrfs-send`` ships (what a
@@ -176,7 +177,7 @@ def plan_shipping(
     if not snapshot_copies:
         return no("the mirror does not keep snapshot copies")
     if preference != SHIPPING_PREFERENCE:
-        return no(f"the fleet file asks for {preference}, not {SHIPPING_PREFERENCE} (snapshots filled by rsync)")
+        return no(refusal or f"the fleet file asks for {preference}, not {SHIPPING_PREFERENCE} (snapshots filled by rsync)")
     if mirror.area == "folder":
         return no("the received area on the mirror is a folder, not a subvolume (remove it to let hotspare make one)")
     names = [posixpath.basename(path) for path in data_paths]
@@ -329,7 +330,10 @@ receiving=$!
 rc=0
 if [ $# -gt "$count" ]; then ( shift "$count"; exec "$@" ) & echo $! > "$dir/transfer.pid"; wait $!; rc=$?; fi
 wait $receiving
+# the stream is in: lift the service's quota limit until the end (deleting a subvolume reserves metadata in its folder's group, refused at the limit; only metadata changes follow)
+if [ -n "${QLIMIT:-}" ] && btrfs qgroup limit none "$QGROUP" "$area" 2>/dev/null; then trap 'btrfs qgroup limit "$QLIMIT" "$QGROUP" "$area"; rm -rf "$dir"' EXIT; trap 'exit 1' HUP INT TERM; fi
 received=$(cat "$dir/receive.exit" 2>/dev/null || echo 255)
+[ "$received" = 0 ] || for name in $HOTSPARE_NAMES; do [ ! -e "$area/$name" ] || btrfs -q subvolume delete "$area/$name" >/dev/null 2>&1; done
 printf 'hotspare-receive-exit=%s\n' "$received"
 printf 'hotspare-stream-bytes=%s\n' "$(sed -n 's/^\([0-9]*\) bytes.*/\1/p' "$dir/count" 2>/dev/null)"
 ls -A "$area" | while IFS= read -r name; do
@@ -349,12 +353,21 @@ exit $rc
 
 
 def ship_argv(
-    service: str, directory: str, login: str, port: int, names: list[str], rsync_argv: list[str] | None, then: list[str] = ()
+    service: str,
+    directory: str,
+    login: str,
+    port: int,
+    names: list[str],
+    rsync_argv: list[str] | None,
+    then: list[str] = (),
+    bound: tuple[str, int] | None = None,
 ) -> list[str]:
     """The mirror's one command: receive the stream, rsync the other paths meanwhile, then (when
-    all went well) ``then``: the copy from the received subvolumes (``snapshot_copy_argv``)."""
+    all went well) ``then``: the copy from the received subvolumes (``snapshot_copy_argv``).
+    ``bound``: (quota group, limit) lifted after the receive for the clean-up, then set again."""
     return [
         "env",
+        *([f"QGROUP={bound[0]}", f"QLIMIT={bound[1]}"] if bound else []),
         f"RECEIVE={RECEIVE_SCRIPT}",
         f"HOTSPARE_NAMES={' '.join(names)}",
         "sh",

@@ -15,6 +15,11 @@ others' replication, nor — worse — their emergency failovers.
   keeps the accounting exact, a snapshot outside it makes every group's numbers inconsistent
   until a rescan). A write past the limit fails with EDQUOT ("Disk quota exceeded") for that
   service alone; the rest of the disk stays free for the others.
+- **Simple quotas** (squota, Linux >= 6.7) where the kernel has them and quotas are still off:
+  exact numbers without rescans, a snapshot costs nothing, and a subvolume created inside a
+  member of exactly one level-1 group joins it at creation, which is what bounds a received
+  snapshot stream (``btrfs receive`` has no ``-i``). A filesystem already counting full quotas
+  stays so (switching drops every group and leaves existing data uncounted).
 - **Elsewhere** (hard-linked copies on any filesystem) the replication's preflight refuses a
   copy that would pass the bound or leave less than the reserve free.
 
@@ -74,27 +79,74 @@ def size_text(count: int) -> str:
 # ---------------------------------------------------------------------------------------
 # The quota group on a btrfs mirror
 
-# $1 the service's root in the store, $2 its quota group, $3 the limit in bytes. Enables quotas
-# on the filesystem if they are off (with a rescan, once), creates the group and adopts the
-# service's existing subvolumes into it (once, with a rescan), sets the limit (every run: it
-# follows the fleet file), then prints the group's numbers.
+# Simple quotas (squota, Linux >= 6.7) are enabled by one ioctl: btrfs-progs 6.2 (Debian 12) has no
+# ``btrfs quota enable --simple``. BTRFS_IOC_QUOTA_CTL is _IOWR(0x94, 40, struct {u64 cmd; u64
+# status}) = 0xC0109428, cmd BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA = 4. perl is in every Debian
+# (perl-base is essential); the program is fixed and its only argument is the store's path.
+SIMPLE_QUOTA_PROGRAM = (
+    'open(my $d, "<", $ARGV[0]) or die "hotspare: open $ARGV[0]: $!\\n"; '
+    'my $args = pack("Q2", 4, 0); '
+    'ioctl($d, 0xC0109428, $args) or die "hotspare: simple quotas on $ARGV[0]: $!\\n";'
+)
+
+# The filesystem's quota mode as the kernel says it (``/sys/fs/btrfs/<uuid>/qgroups/mode``:
+# squota or qgroup; no qgroups folder: off). $1 a path on it. Prints ``mode=...``.
+QUOTA_MODE = (
+    'u=$(findmnt -n -o UUID --target "$1" 2>/dev/null); q=/sys/fs/btrfs/$u/qgroups; '
+    'if [ -z "$u" ] || [ ! -d "/sys/fs/btrfs/$u" ]; then echo mode=unknown; '
+    'elif [ -r "$q/mode" ]; then echo "mode=$(cat "$q/mode")"; elif [ -d "$q" ]; then echo mode=qgroup; '
+    "else echo mode=off; fi"
+)
+
+# $1 the service's root in the store, $2 its quota group, $3 the limit in bytes, $4 the service's
+# received area ("" when it ships nothing). Enables quotas on the filesystem if they are off:
+# simple quotas where the kernel has them (``SIMPLE``), else full accounting with a rescan (once).
+# Creates the group and adopts the service's existing subvolumes into it (once; a rescan only in
+# full mode: squota refuses it and needs none, its numbers are exact). Under simple quotas the
+# received area is made a subvolume in the group (or adopted into it): every subvolume created
+# inside a subvolume that is in exactly one level-1 group joins that group at creation, so what
+# ``btrfs receive`` creates there is bounded while it is written. Sets the limit (every run: it
+# follows the fleet file), then prints the mode and the group's numbers.
 QUOTA_SCRIPT = (
-    "root=$1; group=$2; limit=$3; "
+    "root=$1; group=$2; limit=$3; area=${4:-}; "
     'if ! btrfs qgroup show "$root" >/dev/null 2>&1; then '
-    'btrfs quota enable "$root" && btrfs quota rescan -w "$root" >/dev/null || exit 3; echo quota=enabled; fi; '
+    'if [ -e /sys/fs/btrfs/features/simple_quota ] && command -v perl >/dev/null 2>&1 && perl -e "$SIMPLE" "$root"; '
+    "then echo quota=enabled-simple; "
+    'else btrfs quota enable "$root" && btrfs quota rescan -w "$root" >/dev/null || exit 3; echo quota=enabled; fi; fi; '
+    'mode=$(sh -c "$MODE" sh "$root" | sed "s/^mode=//"); echo "mode=$mode"; '
     'if ! btrfs qgroup show --raw "$root" | grep -q "^$group[[:space:]]"; then '
     'btrfs qgroup create "$group" "$root" || exit 3; echo group=created; '
     'G=$group R=$root find "$root" -type d -inum 256 -exec sh -c \'for d do '
     'id=$(btrfs subvolume show "$d" | sed -n "s/^[[:space:]]*Subvolume ID:[[:space:]]*//p"); '
     '[ -n "$id" ] && btrfs qgroup assign --no-rescan "0/$id" "$G" "$R" >/dev/null 2>&1 && echo "adopted=$d"; '
-    'done\' sh {} + ; btrfs quota rescan -w "$root" >/dev/null || exit 3; fi; '
+    'done\' sh {} + ; if [ "$mode" != squota ]; then btrfs quota rescan -w "$root" >/dev/null || exit 3; fi; fi; '
+    'if [ -n "$area" ] && [ "$mode" = squota ]; then '
+    'if [ ! -e "$area" ]; then btrfs -q subvolume create -i "$group" "$area" || exit 3; echo area=created; fi; '
+    'for d in "$area" "$area"/*; do btrfs subvolume show "$d" >/dev/null 2>&1 || continue; '
+    'id=$(btrfs subvolume show "$d" | sed -n "s/^[[:space:]]*Subvolume ID:[[:space:]]*//p"); '
+    'btrfs qgroup assign --no-rescan "0/$id" "$group" "$root" >/dev/null 2>&1 && echo "adopted=$d"; done; '
+    "echo area=bounded; fi; "
     'btrfs qgroup limit "$limit" "$group" "$root" || exit 3; '
     'btrfs qgroup show -re --raw "$root" | awk -v g="$group" \'$1 == g { print "referenced=" $2; print "limit=" $4 }\''
 )
 
 
-def quota_argv(service_root: str, service: str, limit_bytes: int) -> list[str]:
-    return ["sh", "-c", QUOTA_SCRIPT, "sh", service_root, qgroup_id(service), str(int(limit_bytes))]
+def quota_argv(service_root: str, service: str, limit_bytes: int, received_area: str | None = None) -> list[str]:
+    """The quota step's command; ``received_area``: the service ships snapshots (the area is then
+    made part of its group under simple quotas)."""
+    return [
+        "env",
+        f"SIMPLE={SIMPLE_QUOTA_PROGRAM}",
+        f"MODE={QUOTA_MODE}",
+        "sh",
+        "-c",
+        QUOTA_SCRIPT,
+        "sh",
+        service_root,
+        qgroup_id(service),
+        str(int(limit_bytes)),
+        received_area or "",
+    ]
 
 
 @dataclass(frozen=True)
@@ -104,6 +156,8 @@ class QuotaFacts:
     enabled_now: bool = False
     created: bool = False
     adopted: tuple[str, ...] = ()
+    mode: str = "unknown"  # squota | qgroup (full accounting) | off | unknown
+    area_bounded: bool = False  # the received area is in the service's group under simple quotas
 
 
 def parse_quota(output: str) -> QuotaFacts:
@@ -115,6 +169,8 @@ def parse_quota(output: str) -> QuotaFacts:
         "quota" in values,
         "group" in values,
         tuple(line.split("=", 1)[1] for line in output.splitlines() if line.startswith("adopted=")),
+        values.get("mode", "unknown").strip(),
+        "area=bounded" in output.splitlines(),
     )
 
 
@@ -123,7 +179,13 @@ def quota_sentence(service: str, host: str, facts: QuotaFacts, why: str) -> str:
     done = [
         part
         for part in (
-            "quotas enabled on the filesystem (once; the rescan ran)" if facts.enabled_now else "",
+            (
+                "simple quotas enabled on the filesystem (once)"
+                if facts.mode == "squota"
+                else "quotas enabled on the filesystem (once; the rescan ran)"
+            )
+            if facts.enabled_now
+            else "",
             f"quota group {qgroup_id(service)} created, {len(facts.adopted)} existing subvolume(s) adopted"
             if facts.created
             else "",
@@ -158,6 +220,18 @@ def over_bound_sentence(service: str, host: str, bound: int, why: str, detail: s
         f"replication of {service} refused: its area on {host} would pass its bound of {size_text(bound)} ({why}): "
         f"{detail}. The current copy is untouched and no other service's space was used; raise space_gib of "
         f"{service} in the fleet file, keep fewer copies (copies_to_keep), or shrink its data"
+    )
+
+
+def unbounded_stream_refusal(service: str, host: str, mode: str) -> Decision:
+    """Snapshot shipping was chosen because simple quotas would bound the stream, but the mirror's
+    preparation could not put the received area in the service's group: refuse before any byte."""
+    return Decision(
+        False,
+        f"replication of {service} refused before the transfer: snapshot shipping was chosen for its bound, but "
+        f"{host} could not put the received area in {service}'s quota group under simple quotas (quotas: {mode}), so "
+        f"a stream would not be bounded. Nothing was received; set replication.copy_backend to btrfs-snapshot, or "
+        f"enable simple quotas on {host}'s store",
     )
 
 
