@@ -26,7 +26,11 @@ sys.path.insert(1, str(Path(__file__).resolve().parent / "unit"))
 # session of its own: its own home (inventory, keys), Prefect home, Prefect API and lab slot.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 WORKER_INDEX = int(WORKER[2:]) if WORKER.startswith("gw") and WORKER[2:].isdigit() else 0
-BASE_HOME = Path(os.environ.get("HOTSPARE_HOME") or tempfile.mkdtemp(prefix="hotspare-test."))
+# The home scripts/test.sh made for this run (it names the run: HOTSPARE_SUITE_RUN), else a new one:
+# a pytest started by hand never writes into the HOTSPARE_HOME of the shell it runs in (an
+# operator's inventory, or another run's leftovers that tests counting records would trip on).
+SUITE_HOME = os.environ.get("HOTSPARE_HOME") if os.environ.get("HOTSPARE_SUITE_RUN") else None
+BASE_HOME = Path(SUITE_HOME or tempfile.mkdtemp(prefix="hotspare-test."))
 TEST_HOME = BASE_HOME / WORKER if WORKER else BASE_HOME
 TEST_HOME.mkdir(mode=0o700, parents=True, exist_ok=True)
 os.environ["HOTSPARE_HOME"] = str(TEST_HOME)
