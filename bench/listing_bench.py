@@ -109,6 +109,12 @@ def main() -> int:
     parser.add_argument("--million", type=int, default=1_000_000, help="files of the memory simulation")
     parser.add_argument("--only-memory", action="store_true", help="only the million-file memory simulation")
     parser.add_argument("--slot", type=int, default=None)
+    parser.add_argument(
+        "--replications-per-day",
+        type=float,
+        default=None,
+        help="the fleet's replications_per_day, which sizes the rolling slice (default: the lab's, 2; 1440: once a minute)",
+    )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--baseline", help="a checkout whose tree comparison programs are measured beside these")
     parser.add_argument("--comparisons", type=int, default=3, help="repetitions of the tree comparison alone")
@@ -122,6 +128,7 @@ def main() -> int:
     isolate_environment(home)
     started = time.monotonic()
     results: dict = {"meta": run_meta(), "counts": {}, "comparison": {}, "memory": {}}
+    results["meta"]["replications_per_day"] = args.replications_per_day or 2.0
     with lab_and_prefect(home, args.slot, args.keep, started) as (lab, env):
         bench = Bench(lab, env, args)
         try:
@@ -172,6 +179,8 @@ class Bench:
         self.lab.register_blocks()
         document = yaml.safe_load(Path(self.env["fleet_file"]).read_text())
         document["replication"] = {**(document.get("replication") or {}), "copy_backend": "btrfs-snapshot"}
+        if self.args.replications_per_day:  # the rolling slice follows the cadence: 1440 is the one a minute
+            document["replication"]["replications_per_day"] = self.args.replications_per_day
         fleet_file = Path(os.environ["HOTSPARE_HOME"]) / "fleet.yaml"
         fleet_file.write_text(yaml.safe_dump(document, sort_keys=False))
         if cli(["fleet", "load", str(fleet_file)]) != 0:
@@ -508,7 +517,10 @@ def print_counts(results: dict) -> None:
                 ]
             )
     if rows:
-        print("\nMedians: bare `rsync -a` pull vs the whole `hotspare replicate app1` command (seconds)")
+        print(
+            "\nMedians: bare `rsync -a` pull vs the whole `hotspare replicate app1` command (seconds; "
+            f"{results['meta'].get('replications_per_day', 2.0):g} replications a day size the rolling slice)"
+        )
         table(
             [
                 "files",
