@@ -1,7 +1,7 @@
 """A hostile production's stream is bounded by the kernel while it is received (simple quotas).
 
-``auto`` ships snapshots on the lab (production's data path is a subvolume, the mirror's kernel
-has simple quotas); the received area is in the service's level-1 quota group, so every subvolume
+With ``copy_backend: btrfs-send`` on the lab (production's data path is a subvolume, the mirror's
+kernel has simple quotas, which the first copy turns on), the received area is in the service's level-1 quota group, so every subvolume
 ``btrfs receive`` creates there joins it at creation. A stream that would pass the bound — plain
 data, or a hand-written v2 ``fallocate`` that reserves space no byte of the stream pays for — is
 stopped with EDQUOT: the copy refused with the bound's sentence, the current copy untouched, the
@@ -56,10 +56,11 @@ def current_data(lab_env) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def bounded(fleet, lab_env, tmp_path_factory):
-    """app1 with a bound of 128 MiB under the lab's own copy back-end (auto), replicated once."""
+    """app1 with a bound of 128 MiB, shipping asked for, replicated once."""
 
     def small(data: dict) -> None:
         next(s for s in data["services"] if s["name"] == SERVICE)["space_gib"] = BOUND_GIB
+        data["replication"] = {**(data.get("replication") or {}), "copy_backend": shipping.SHIPPING_PREFERENCE}
 
     with lab_fleet_changed(lab_env, tmp_path_factory.mktemp("fleet"), small):
         assert replicate_service(OTHER)["outcome"] == "ok"
@@ -67,10 +68,10 @@ def bounded(fleet, lab_env, tmp_path_factory):
         yield
 
 
-def test_auto_ships_because_simple_quotas_bound_the_received_area(bounded, lab_env):
+def test_asked_for_shipping_is_bounded_by_simple_quotas_on_the_received_area(bounded, lab_env):
     store = copy_stores.store_of(SERVICE, mirror(lab_env))
     assert store.backend == shipping.SHIPPING, store.reason
-    assert "simple quotas" in store.reason, store.reason
+    assert "inside the service's quota group" in store.reason, store.reason
     mode = ssh(lab_env, mirror(lab_env), "sh", "-c", 'cat "/sys/fs/btrfs/$(findmnt -n -o UUID --target /srv)/qgroups/mode"')
     assert mode.stdout.strip() == "squota", mode
     parents = ssh(lab_env, mirror(lab_env), "btrfs", "qgroup", "show", "-p", "--raw", "/srv").stdout

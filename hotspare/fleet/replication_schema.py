@@ -16,13 +16,14 @@ class Replication(Strict):
     copy_backend: Literal["auto", "btrfs-snapshot", "btrfs-send", "hard-links"] = Field(
         default="auto",
         description=(
-            "How a mirror keeps point-in-time copies. auto: btrfs read-only snapshots where the mirror's copies "
-            "folder is on btrfs (with btrfs-progs installed), shipped (btrfs send | receive, no file walk) where "
-            "production's data paths are btrfs subvolumes and the mirror's filesystem counts simple quotas (or can "
-            "turn them on), which hold a stream inside the service's space bound, else filled by rsync; hard-linked "
-            "folders (rsync --link-dest) elsewhere. btrfs-snapshot: snapshots filled by rsync, never shipped. "
-            "btrfs-send: ship wherever both ends allow it, even on a mirror with full quota accounting, where a "
-            "stream is not held back by the bound. hard-links: always hard links. The btrfs choices are honoured "
+            "How a mirror keeps point-in-time copies. auto: btrfs read-only snapshots filled by rsync where the "
+            "mirror's copies folder is on btrfs (with btrfs-progs installed), hard-linked folders (rsync --link-dest) "
+            "elsewhere. btrfs-snapshot: the same, said outright. btrfs-send: snapshots too, and where production's "
+            "data paths are btrfs subvolumes their snapshots are shipped (btrfs send | receive) instead of walked by "
+            "rsync; a stream carries the data paths as they are on disk (exclude patterns do not apply) and is held "
+            "inside the service's space bound where the mirror counts simple quotas (turned on by the first copy "
+            "where the kernel has them), not under full quota accounting. hard-links: always hard links. The btrfs "
+            "choices are honoured "
             "only where btrfs is really there."
         ),
     )

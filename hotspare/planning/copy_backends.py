@@ -134,9 +134,10 @@ def shipping_choice(facts: StoreFacts, preference: str = "auto") -> Decision:
     service's received area (a member of exactly one level-1 group, the service's) joins that group
     at creation, and a write or ``fallocate`` past the limit fails with EDQUOT. So ``auto`` ships
     where the mirror's filesystem counts simple quotas or can be switched on to them (quotas still
-    off); under full accounting (``qgroup``) it keeps snapshots filled by rsync. ``btrfs-send`` is
-    honoured everywhere (asked for; unbounded under full accounting, as it says), the other
-    back-ends never ship. Production's side (the data paths as subvolumes) is judged by
+    off). ``auto`` never ships (a stream leaves in what the service's exclude patterns leave out,
+    and its copy is compared by a rolling slice): it says whether shipping would be bounded here.
+    ``btrfs-send`` is honoured everywhere (asked for; unbounded under full accounting, as it
+    says), the other back-ends never ship. Production's side (the data paths as subvolumes) is judged by
     ``snapshot_shipping.plan_shipping``."""
     bounded = facts.quota == "squota" or (facts.quota == "off" and facts.simple_quota)
     if preference == SHIPPING:
@@ -149,17 +150,21 @@ def shipping_choice(facts: StoreFacts, preference: str = "auto") -> Decision:
         )
     if preference != "auto":
         return Decision(False, f"the fleet file asks for {preference}, not {SHIPPING} (snapshots filled by rsync)")
-    if facts.quota == "squota":
-        return Decision(True, "chosen: the mirror counts simple quotas, so a stream is received inside the service's bound")
+    # auto never changes what a copy holds: a stream carries the data paths as they are on disk
+    # (the service's exclude patterns left in, a file a mount hides on production sent as it lies
+    # under it), and a shipped copy's files are compared by the rolling slice, not every run.
+    # Shipping is the operator's choice; the facts say whether a stream would be bounded.
     if bounded:
-        return Decision(True, "chosen: the mirror's kernel has simple quotas (turned on by the first copy), which bound a stream")
-    if facts.quota == "qgroup":
         return Decision(
             False,
-            "the mirror's filesystem counts full quotas (qgroup), under which a received stream is outside the "
-            "service's space bound; switch it to simple quotas (docs/architecture/replication.md) or ask for btrfs-send",
+            "auto keeps snapshots filled by rsync (a stream would carry excluded files); ask for btrfs-send to ship: "
+            "this mirror's simple quotas would bound a stream",
         )
-    return Decision(False, f"the mirror cannot bound a received stream (quotas {facts.quota}, no simple quotas in its kernel)")
+    return Decision(
+        False,
+        f"auto keeps snapshots filled by rsync; the mirror could not bound a received stream (quotas {facts.quota}, "
+        "not simple quotas: docs/architecture/replication.md)",
+    )
 
 
 # $1 the copies root, $2 the service. Production's data lands below it as it was (setuid files,

@@ -1,5 +1,6 @@
-"""Whether ``auto`` ships snapshots is decided from the mirror's quota facts: only simple quotas
-bound what ``btrfs receive`` writes (``planning/copy_backends.shipping_choice``)."""
+"""Shipping is asked for (``btrfs-send``); the mirror's quota facts say whether a stream is bounded:
+only simple quotas bound what ``btrfs receive`` writes (``planning/copy_backends.shipping_choice``).
+``auto`` keeps snapshots filled by rsync and says which it would be."""
 
 from __future__ import annotations
 
@@ -12,17 +13,19 @@ def facts(quota: str, simple: str = "yes") -> copy_backends.StoreFacts:
     return copy_backends.parse_store_facts(FACTS.format(quota=quota, simple=simple))
 
 
-def test_auto_ships_where_simple_quotas_count_or_can_be_turned_on():
-    assert copy_backends.shipping_choice(facts("squota")).go
-    turned_on = copy_backends.shipping_choice(facts("off", "yes"))
-    assert turned_on.go and "simple quotas" in turned_on.reason
+def test_asked_for_shipping_is_bounded_where_simple_quotas_count_or_can_be_turned_on():
+    for bounded in (facts("squota"), facts("off", "yes")):
+        asked = copy_backends.shipping_choice(bounded, "btrfs-send")
+        assert asked.go and "inside the service's quota group" in asked.reason
 
 
-def test_auto_keeps_rsync_where_a_stream_would_be_outside_the_bound():
-    full = copy_backends.shipping_choice(facts("qgroup"))
-    assert not full.go and "full quotas (qgroup)" in full.reason and "switch it to simple quotas" in full.reason
-    assert not copy_backends.shipping_choice(facts("off", "no")).go
-    assert not copy_backends.shipping_choice(facts("unknown")).go
+def test_auto_keeps_rsync_and_says_whether_a_stream_would_be_bounded():
+    for bounded in (facts("squota"), facts("off", "yes")):
+        kept = copy_backends.shipping_choice(bounded)
+        assert not kept.go and "ask for btrfs-send" in kept.reason and "would bound" in kept.reason
+    for unbounded in (facts("qgroup"), facts("off", "no"), facts("unknown")):
+        kept = copy_backends.shipping_choice(unbounded)
+        assert not kept.go and "could not bound" in kept.reason
 
 
 def test_explicit_choices_are_honoured_and_say_when_unbounded():
