@@ -52,7 +52,7 @@ def ship(
     shipments = copy_plan.shipments
     production = access.endpoint(fleet, source)
     mirror = access.endpoint(fleet, target)
-    user = access.login(fleet.ssh_block_of(fleet.server(source))).user
+    user = access.login_user(fleet, source)  # the transfer login: the run certificate's user, or the block's
     tag = f"{run_tag}-{secrets.token_hex(4)}"
     view_private, view_public = generate_ed25519(f"hotspare-transfer-{service}")
     send_private, send_public = generate_ed25519(f"hotspare-send-{service}")
