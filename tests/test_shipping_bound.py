@@ -109,10 +109,13 @@ def test_a_stream_of_data_past_the_bound_is_stopped_by_the_kernel(bounded, lab_e
     poll(lambda: group_bytes(lab_env, SERVICE) <= held + 4 * space.MIB, 120, "the half-received subvolume to be freed")
 
 
+# A compromised production: instead of its snapshot, a v2 stream of the expected name whose file
+# is fallocated to 1 GiB (no data in the stream pays for it). The writer's source travels inside
+# the program: production's namespace may not see this checkout (a private /tmp).
 HOSTILE_SENDER = f"""#!/bin/sh
-# a compromised production: instead of its snapshot, a v2 stream of the expected name whose file
-# is fallocated to 1 GiB (no data in the stream pays for it)
-exec /usr/bin/python3 {SENDER} "${{2##*/}}" 1073741824
+exec /usr/bin/python3 - "${{2##*/}}" 1073741824 <<'HOSTILE_STREAM_WRITER'
+{SENDER.read_text()}
+HOSTILE_STREAM_WRITER
 """
 
 
