@@ -6,6 +6,7 @@ kept in the run's record; checked here on the rsync path and the shipping path.
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import select
 
 from flows.replicate import replicate_service
@@ -13,6 +14,7 @@ from hotspare.adapters.ssh import counting
 from hotspare.inventory.db import session
 from hotspare.inventory.models import RunRow
 from hotspare.planning import snapshot_shipping as shipping
+from tasks import verification
 
 from lab_helpers import lab_fleet_changed
 
@@ -26,6 +28,14 @@ MOST = {"production": 5, "mirror": 6}
 # the other paths' tree comparison (counted on each host: ``adapters/ssh.pipe``); the shipped data
 # itself is not listed.
 MOST_SHIPPED = {"production": 5, "mirror": 6}
+
+
+@pytest.fixture(autouse=True)
+def host_facts_kept(monkeypatch):
+    """Host facts read by the first run are reused by the second however slow the machine: they are
+    re-read once a minute (``tasks/verification.HOST_FACTS_SECONDS``), not once a run, and a
+    loaded test machine can take longer than that between the two runs' checks."""
+    monkeypatch.setattr(verification, "HOST_FACTS_SECONDS", 3600.0)
 
 
 def replicate_counted() -> tuple[dict, list[tuple[str, str]]]:

@@ -34,7 +34,9 @@ FILLER = "/srv/space-test-filler"
 
 
 def free_bytes(lab_env: dict, host: str, path: str = "/srv") -> int:
-    done = ssh(lab_env, host, "df", "-B1", "--output=avail", path)
+    """Free bytes as of a committed transaction: btrfs counts an fallocated extent as used only once
+    its delayed references run, so a reading taken just after ``fallocate`` can still be too high."""
+    done = ssh(lab_env, host, "sh", "-c", 'btrfs filesystem sync "$1" && df -B1 --output=avail "$1"', "sh", path)
     assert done.returncode == 0, done.stderr
     return int(done.stdout.split()[-1])
 
@@ -81,6 +83,7 @@ def test_a_service_filling_the_shared_mirror_leaves_the_others_failover_working(
             assert replicate_service("app3")["outcome"] == "ok"  # a small first copy: inside its bound
             # room for 130 MiB more: app3's 120 MiB would leave 10, too few for app1's activation
             free = fill_until(lab_env, MIRROR, 130 * space.MIB)
+            assert 126 * space.MIB <= free <= 134 * space.MIB, f"the filler left {free} bytes free, not about 130 MiB"
             big.write_bytes(bytes(120 * space.MIB))
             with pytest.raises(Exception) as refused:
                 replicate_service("app3")
