@@ -15,6 +15,8 @@ folder); one first replication and one bare pull make both targets whole. Then p
 
 - **bare**: ``rsync -a --relative prod:PATHS /srv/bench-bare/`` run on the mirror with the lab's
   unrestricted key (no key per transfer, no confinement, no snapshot, no verification);
+- **bare -aHAX**: the same pull with the copy's own fidelity flags (``-aHAX --numeric-ids``: hard
+  links, ACLs, extended attributes) into a target of its own: what the fidelity itself costs;
 - **hotspare**: the whole ``hotspare replicate app1`` command in a process of its own (CLI wall:
   Python's start, the flow run, everything), its run record's duration (``run`` row) and verify
   step, and the command's peak memory (its own VmHWM, written as it exits).
@@ -75,6 +77,9 @@ from bench.common import (  # noqa: E402
 SERVICE = "app1"
 OUT = ROOT / "bench" / "out" / "listing.json"
 BARE = "/srv/bench-bare"
+# The same pull with the flags a replication's copy uses (hard links, ACLs, extended attributes,
+# numeric ids: ``planning/replication.rsync_copy_argv``): what the fidelity itself costs.
+SAME_FLAGS = "/srv/bench-bare-same-flags"
 NOTHING_FACTOR, NOTHING_PLUS, CHANGED_FACTOR, MEMORY_MIB = 2.0, 1.0, 1.3, 200
 # The CLI, writing its peak RSS (VmHWM: this process's own, not inherited from the one that forked it,
 # as ``ru_maxrss`` would be) to the file named by the first argument as it exits.
@@ -210,8 +215,11 @@ class Bench:
                 capture_output=True,
             )
 
-    def bare(self) -> float:
-        argv = ["rsync", "-a", "--relative", "-e", self.peer.ssh_command(), *self.peer.remotes(self.paths), BARE + "/"]
+    def bare(self, same_flags: bool = False) -> float:
+        """The bare pull; ``same_flags``: with the copy's own ``-aHAX --numeric-ids`` into a target of its own."""
+        flags = ["-aHAX", "--numeric-ids"] if same_flags else ["-a"]
+        target = SAME_FLAGS if same_flags else BARE
+        argv = ["rsync", *flags, "--relative", "-e", self.peer.ssh_command(), *self.peer.remotes(self.paths), target + "/"]
         started = time.perf_counter()
         self.ssh(self.mirror, argv)
         return time.perf_counter() - started
@@ -251,11 +259,12 @@ class Bench:
 
     def at_count(self, count: int) -> dict:
         self.ssh(self.production, ["rm", "-rf", "--", self.remote_data])
-        self.ssh(self.mirror, ["rm", "-rf", "--", BARE])
+        self.ssh(self.mirror, ["rm", "-rf", "--", BARE, SAME_FLAGS])
         self.files = write_random_files(self.data, count, self.args.mb * 2**20 // count)
         os.sync()
         print(f"{count} files written; first copies", flush=True)
         self.bare()
+        self.bare(same_flags=True)
         first = self.hotspare()
         print(f"  first replication {first['wall']:.1f} s (whole tree), bare pull done", flush=True)
         scenarios = {}
@@ -265,11 +274,15 @@ class Bench:
                 if scenario == "1 % changed":
                     rewrite_random_files(self.files, max(1, count // 100), self.args.mb * 2**20 // count, self.rng)
                 measured: dict = {}
-                for name in ("bare", "hotspare") if rep % 2 == 0 else ("hotspare", "bare"):
-                    measured[name] = self.bare() if name == "bare" else self.hotspare()
+                order = ("bare", "same flags", "hotspare")
+                for name in order if rep % 2 == 0 else reversed(order):
+                    if name == "hotspare":
+                        measured[name] = self.hotspare()
+                    else:
+                        measured[name] = self.bare(same_flags=name == "same flags")
                 reps.append(measured)
                 print(
-                    f"  {scenario} #{rep + 1}: bare {measured['bare']:.2f} s, hotspare {measured['hotspare']['wall']:.2f} s "
+                    f"  {scenario} #{rep + 1}: bare {measured['bare']:.2f} s, -aHAX {measured['same flags']:.2f} s, hotspare {measured['hotspare']['wall']:.2f} s "
                     f"(record {measured['hotspare']['record']:.2f} s, verify {measured['hotspare']['verify']} s, "
                     f"{measured['hotspare']['peak_mib']:.0f} MiB; steps {measured['hotspare']['steps']})",
                     flush=True,
@@ -396,6 +409,7 @@ def summarize(reps: list[dict]) -> dict:
     return {
         "reps": reps,
         "bare": median([rep["bare"] for rep in reps]),
+        "same_flags": median([rep.get("same flags") for rep in reps]),
         **{key: median([run[key] for run in hotspare]) for key in ("wall", "record", "verify", "copy", "peak_mib")},
         "compared_files": hotspare[-1]["compared_files"],
         "total_files": hotspare[-1]["total_files"],
@@ -505,6 +519,7 @@ def print_counts(results: dict) -> None:
                     f"{int(count):,}",
                     scenario,
                     f"{bare:.2f}",
+                    f"{found['same_flags']:.2f}" if found.get("same_flags") is not None else "-",
                     f"{wall:.2f}",
                     _ratio(wall, bare),
                     f"{found['record']:.2f}",
@@ -526,6 +541,7 @@ def print_counts(results: dict) -> None:
                 "files",
                 "scenario",
                 "bare rsync",
+                "bare -aHAX",
                 "hotspare CLI",
                 "ratio",
                 "run record",

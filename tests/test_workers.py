@@ -159,6 +159,18 @@ def test_with_east_lost_a_failover_submitted_through_the_api_runs_on_west(app1_h
     assert (status, used) == (200, address(lab_env, "mirror"))
 
 
+def test_a_run_refused_on_a_worker_exits_with_its_own_kind(app1_here, lab, lab_env, capsys):
+    """``hotspare run`` knows a worker's failure only by the run's state message: an unattended
+    failover the policy does not allow exits 7 (not approved), as the same refusal does in process."""
+    from hotspare.cli import main
+
+    code = main(["run", "failover", SERVICE, "-p", "unattended=true", "-p", "yes=true", "--timeout", "300"])
+    error = capsys.readouterr().err
+    assert code == 7, error
+    assert "not approved" in error and "automatic_failover: off, not unattended" in error, error
+    assert dns_answer(lab_env) == [address(lab_env, "production")]  # nothing changed
+
+
 def test_two_workers_racing_to_fail_over_one_service_exactly_one_acts(app1_here, lab, lab_env):
     """One operator submits to west, another to the control site, at the same moment."""
     from hotspare.commands.deploy_commands import submit

@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 
 from hotspare.adapters.errors import MissingConfiguration, NotFound, PermanentError
-from hotspare.commands.errors import RunFailed
+from hotspare.commands.errors import RunFailed, remote_kind
 from hotspare.commands.output import add_json_flag, print_json, progress, say
 from hotspare.planning.approval import UP_FRONT_WINDOW_SECONDS
 from hotspare.planning.work_pools import locked_job_template, operator_variable
@@ -252,7 +252,8 @@ def run_command(args: argparse.Namespace) -> int:
     if outcome["state"] != "COMPLETED":
         raise RunFailed(
             f"{args.flow} run {outcome['flow_run']} in {outcome['pool']} ended {outcome['state']}: "
-            f"{outcome['message']} (its logs are in the Prefect UI)"
+            f"{outcome['message']} (its logs are in the Prefect UI)",
+            remote_kind(outcome["message"], outcome.get("entrypoint")),  # its exit code is the run's own kind
         )
     return 0
 
@@ -337,6 +338,7 @@ def submit(
     return {
         "flow_run": str(flow_run.id),
         "deployment": deployment.name,
+        "entrypoint": deployment.entrypoint,
         "pool": flow_run.work_pool_name,
         "worker": worker_of(flow_run.id) if not state.is_cancelled() else None,
         "state": state.type.value if state else "UNKNOWN",

@@ -10,7 +10,9 @@ raised, and the CLI stays fast to start.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import re
 import sys
 import traceback
 from dataclasses import dataclass
@@ -111,7 +113,42 @@ class UsageError(HotspareError):
 
 
 class RunFailed(HotspareError):
-    """A runbook over several services ran and some failed; the log above names each reason."""
+    """A runbook over several services ran and some failed; the log above names each reason.
+    ``kind``: the kind of what a run on a worker failed with (``remote_kind``), when known."""
+
+    def __init__(self, message: str, kind: Kind | None = None):
+        super().__init__(message)
+        self.kind = kind
+
+
+# A run that failed on a worker is known here only by its state's message, which Prefect writes
+# as "Flow run encountered an exception: ClassName: text".
+_REMOTE_EXCEPTION = re.compile(r"encountered an exception: ([A-Za-z_]\w*)(?::|\(|$)")
+
+
+def remote_kind(message: str | None, entrypoint: str | None) -> Kind | None:
+    """The kind of the exception a run on a worker failed with, by its class name: the flow's
+    module (the deployment's ``entrypoint``, "flows/failover.py:failover") is imported, so every
+    class the flow can raise is known, and the project's kinds are searched for that name. None
+    when the message names no class or the name is not one of the project's."""
+    found = _REMOTE_EXCEPTION.search(message or "")
+    if not found:
+        return None
+    if entrypoint:
+        module = entrypoint.split(":", 1)[0].removesuffix(".py").replace("/", ".")
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass  # a deployment of another checkout: the classes imported so far are all we know
+    classes, seen = [HotspareError], []
+    while classes:
+        error_class = classes.pop()
+        seen.append(error_class)
+        classes.extend(error_class.__subclasses__())
+    for error_class in seen:
+        if error_class.__name__ == found.group(1):
+            return kind_of(error_class.__new__(error_class))
+    return None
 
 
 def original(error: BaseException) -> BaseException:
@@ -153,6 +190,8 @@ def kind_of(error: BaseException) -> Kind:
         return INTERRUPTED
     if _refused_credentials(error):
         return MISSING_CONFIGURATION
+    if isinstance(error, RunFailed) and error.kind is not None:
+        return error.kind
     for module_name, class_name, kind in EXCEPTION_KINDS:
         error_class = getattr(sys.modules.get(module_name), class_name, None)
         if isinstance(error_class, type) and isinstance(error, error_class):

@@ -81,3 +81,17 @@ def test_no_runbook_or_task_raises_a_bare_runtime_error():
                 ):
                     bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not bare, f"raise a kind from hotspare/errors.py (SeveralFailed, Refused, ...) instead: {bare}"
+
+
+def test_a_run_that_failed_on_a_worker_exits_with_the_kind_of_its_exception():
+    from hotspare.commands.errors import RunFailed, exit_code_of, remote_kind
+
+    # the state message Prefect writes for the flow's exception; the class is defined in a module the
+    # flow imports (the deployment's entrypoint), not necessarily imported by the command yet
+    refused = "Flow run encountered an exception: UnattendedRefused: unattended failover of app2 refused"
+    assert remote_kind(refused, "flows/failover.py:failover").exit_code == 7
+    assert remote_kind("Flow run encountered an exception: ServiceBusy: app1 is held", None).exit_code == 4
+    assert remote_kind("Flow run encountered an exception: ValueError: bad", None) is None  # not one of ours
+    assert remote_kind("Flow run was cancelled", None) is None
+    assert exit_code_of(RunFailed("failover run ended FAILED", remote_kind(refused, None))) == 7
+    assert exit_code_of(RunFailed("failover run ended FAILED")) == 9
