@@ -30,7 +30,7 @@ def start_apps(lab_env: dict, *hosts: str) -> None:
 
 def host_path(lab_env: dict, host: str, path: str):
     """Where ``path`` as a lab host sees it lives on this machine (read without SSH): its own
-    folder (hosts/NAME/...) for /srv, /etc, /home, /root, /tmp and /var/tmp; for its tmpfs
+    folder (hosts/NAME/...) for /srv, /etc, /home, /root, /tmp, /var/tmp and /usr/local/lib/hotspare; for its tmpfs
     (/run, /dev/shm), the path through its sshd's mount namespace (/proc/PID/root/...)."""
     from pathlib import Path
 

@@ -57,7 +57,7 @@ class LabBuilding:
             # mailbox.Maildir only makes these when the folder itself does not exist yet.
             self._path("mail", part).mkdir()
         for path in PRIVATE_PATHS:  # the mount points on this machine
-            Path(path).mkdir(mode=0o755, exist_ok=True)
+            Path(path).mkdir(mode=0o755, parents=True, exist_ok=True)
 
     def _write_keys(self) -> dict[str, str]:
         """Client key, host keys, known_hosts, TSIG key and secrets.json; returns host keys."""

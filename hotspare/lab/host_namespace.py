@@ -5,7 +5,8 @@ Each host's sshd starts in a private mount namespace (``daemons.py``) through ``
 which mounts, before sshd starts:
 
 - the host's own folders over ``FOLDER_PATHS`` (``hosts/NAME/srv``, ``etc``, ``home``,
-  ``root``, ``tmp``, ``var/tmp`` in the lab folder): files a real server keeps on its disks,
+  ``root``, ``tmp``, ``var/tmp``, ``usr/local/lib/hotspare`` in the lab folder): files a real
+  server keeps on its disks,
   which tests read and plant without SSH (``hosts/NAME/<path>`` on this machine);
 - fresh tmpfs over ``TMPFS_PATHS`` (``/run``, ``/dev/shm``), as at a server's boot: the
   machine's namespace list (``/run/netns``), lab claims and other hosts' run files are not
@@ -33,7 +34,10 @@ from pathlib import Path
 from hotspare.planning.drill import DRILL_ROOTS
 
 # The host's own folders (hosts/NAME/<path> on this machine), bound over the machine's.
-FOLDER_PATHS = ("/srv", "/etc", "/home", "/root", "/tmp", "/var/tmp")
+# /usr/local/lib/hotspare: the programs a transfer key's forced command runs (the view, the
+# sender); under the machine's shared /usr, one lab's test that installs a hostile sender on its
+# production would hand it to every other lab's production on the machine.
+FOLDER_PATHS = ("/srv", "/etc", "/home", "/root", "/tmp", "/var/tmp", "/usr/local/lib/hotspare")
 # Fresh in-memory file systems, as a server has them after boot.
 TMPFS_PATHS = ("/run", "/dev/shm")
 # Modes of the per-host folders (the rest are 0755).
