@@ -27,7 +27,6 @@ from test_blast import APP1_CONTACTS, APP2_CONTACTS, envelope_recipients, sink_m
 from test_hardware_health import (
     clear_health_state,
     event_for,
-    health_settings,
     lab_command,
 )
 from test_outage_chain import (
@@ -42,7 +41,7 @@ from test_outage_chain import (
     restored_afterwards,
 )
 
-from lab_helpers import wait_for
+from lab_helpers import lab_fleet_changed, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -177,7 +176,15 @@ def test_dead_raid_member_requests_a_replacement_and_tells_no_customer(fleet, la
     from hotspare.inventory.incidents import get_incident, resolve
 
     started = datetime.now(timezone.utc) - timedelta(seconds=5)
-    with health_settings(lab_env, tmp_path, probe_timeout_seconds=1.5, failures_to_down=2, successes_to_recover=2):
+
+    def quick_and_paged_at_night(data: dict) -> None:
+        """Short health rounds, and a low-severity incident paged in quiet hours too: without it,
+        from 22:00 to 07:00 UTC the run would end "Not paged" instead of walking the chain."""
+        data["health"].update(probe_timeout_seconds=1.5, failures_to_down=2, successes_to_recover=2)
+        for chain in data["incidents"]["chains"]:
+            chain["page_low_severity_in_quiet_hours"] = True
+
+    with lab_fleet_changed(lab_env, tmp_path, quick_and_paged_at_night):
         clear_health_state()
         lab_command(lab_env, "break", "prod-west", "disk")
         try:
