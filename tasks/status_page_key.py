@@ -88,8 +88,12 @@ def _load_or_make(block_name: str, home: Path | None) -> str:
         return stored
     if legacy.exists():
         return _migrate(legacy, block_name)
-    saved = _save_first(block_name, secrets.token_hex(32))
-    log.info("status page key: Prefect block %r was missing; a new key is in it (one key for the whole fleet)", block_name)
+    ours = secrets.token_hex(32)
+    saved = _save_first(block_name, ours)
+    if saved == ours:
+        log.info("status page key: Prefect block %r was missing; a new key is in it (one key for the whole fleet)", block_name)
+    else:
+        log.info("status page key: Prefect block %r was made by another process at the same moment; using its key", block_name)
     return saved
 
 
@@ -158,10 +162,10 @@ def _stored(block_name: str) -> str | None:
 
     try:
         block = StatusPageKey.load(block_name)
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:  # Prefect: missing is a ValueError, failed validation a RuntimeError
         if isinstance(error.__cause__, ObjectNotFound):
             return None
-        raise MissingConfiguration(  # a validation error: its text is left out, it could hold key digits
+        raise MissingConfiguration(  # its text is left out: a validation error's could hold key digits
             f"Prefect block {block_name!r} (StatusPageKey) does not hold a status page key (64 hex digits): "
             "restore it from a backup, or delete the block to make a new key (every customer page address changes)"
         ) from None

@@ -89,8 +89,9 @@ def test_the_fleet_names_the_block_and_pages_keep_their_addresses(fleet, fresh_c
 
 
 RACER = """
-import sys, time
+import logging, sys, time
 from pathlib import Path
+logging.basicConfig(level=logging.INFO, format="%(message)s")
 from tasks.status_page_key import key_from_block
 import blocks.credentials, prefect.client.orchestration  # imported before the start, so both begin together
 name, home, start = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -145,6 +146,9 @@ def test_processes_making_the_key_at_once_end_with_one_key(prefect_api, tmp_path
     stored = stored_key(name)
     assert stored is not None
     assert {out.strip() for out, _error in outputs} == {hashlib.sha256(bytes.fromhex(stored)).hexdigest()}
+    made = [error.count("was missing; a new key is in it") for _out, error in outputs]
+    moved = [error.count("into Prefect block") for _out, error in outputs]
+    assert sum(moved if old_files else made) == 1 and sum(made if old_files else moved) == 0, outputs
     if old_files:
         assert stored in old_keys  # one host's old key became the fleet's: its pages keep their addresses
         winner = old_keys.index(stored)
