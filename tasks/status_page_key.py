@@ -32,6 +32,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 from hotspare.errors import HotspareError, MissingConfiguration, TransientError
 from hotspare.planning.subscriptions import key_text
@@ -147,7 +148,7 @@ def _leftover_file(legacy: Path, stored: str, block_name: str) -> None:
         return
     _noted_leftovers.add(legacy)
     log.warning(
-        "status page key: %s holds another key than Prefect block %r and is not used; the block's key names "
+        "status page key: %s does not hold Prefect block %r's key and is not used; the block's key names "
         "the customer pages (remove the file once nobody needs the addresses it made)",
         legacy,
         block_name,
@@ -161,7 +162,7 @@ def _stored(block_name: str) -> str | None:
     from blocks.credentials import StatusPageKey
 
     try:
-        block = StatusPageKey.load(block_name)
+        block = cast(StatusPageKey, StatusPageKey.load(block_name))  # sync: called outside any event loop
     except (ValueError, RuntimeError) as error:  # Prefect: missing is a ValueError, failed validation a RuntimeError
         if isinstance(error.__cause__, ObjectNotFound):
             return None
@@ -179,12 +180,13 @@ def _stored(block_name: str) -> str | None:
 def _save_first(block_name: str, text: str) -> str:
     """Save ``text`` as the block unless one exists; the key the API holds afterwards."""
     from prefect.exceptions import ObjectAlreadyExists
+    from pydantic import SecretStr
 
     from blocks.credentials import StatusPageKey
 
     for attempt in (1, 2):
         try:
-            StatusPageKey(key=text).save(block_name, overwrite=False)
+            StatusPageKey(key=SecretStr(text)).save(block_name, overwrite=False)
         except ObjectAlreadyExists:
             # Another process registered the block type or schema at the same moment; it exists now.
             if attempt == 2:

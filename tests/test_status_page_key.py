@@ -14,7 +14,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -210,6 +209,8 @@ def test_a_malformed_old_key_file_is_refused_with_nothing_changed(prefect_api, t
 def test_an_old_file_beside_the_block_goes_when_it_holds_the_same_key_and_stays_otherwise(
     prefect_api, tmp_path, caplog, fresh_cache
 ):
+    """The first state is what a process killed between saving the block and removing the file
+    leaves: the next load finishes the move."""
     from blocks.credentials import StatusPageKey
     from tasks.status_page_key import forget_status_page_key, key_from_block
 
@@ -226,7 +227,7 @@ def test_an_old_file_beside_the_block_goes_when_it_holds_the_same_key_and_stays_
     with caplog.at_level(logging.WARNING):
         assert key_from_block(name, tmp_path).hex() == fleet_key
     assert different.read_text() == other + "\n"  # another host's old addresses: kept, not used
-    assert f"{different} holds another key than Prefect block {name!r} and is not used" in caplog.text
+    assert f"{different} does not hold Prefect block {name!r}'s key and is not used" in caplog.text
     assert other not in caplog.text and fleet_key not in caplog.text
 
 
@@ -246,29 +247,57 @@ def test_a_block_holding_no_key_is_refused_without_showing_its_value(prefect_api
     assert value[:16] not in str(refused.value) and refused.value.__cause__ is None
 
 
-def test_a_rotated_key_reaches_a_process_after_its_cache_expires(prefect_api, tmp_path, fresh_cache, monkeypatch):
-    """Rotation as the runbook says: delete the block; the next use makes a new key."""
+def runbook_command(starting: str) -> str:
+    """The shell command of docs/runbooks.md ("The status page key") that starts with ``starting``."""
+    import re
+
+    text = (ROOT / "docs" / "runbooks.md").read_text()
+    section = text[text.index("**The status page key**") :]
+    section = section[: section.index("\n\n", section.index("**Rotate it**"))]
+    [command] = [found for found in re.findall(r"`([^`]+)`", section) if found.startswith(starting)]
+    return command
+
+
+def test_rotation_backup_and_restore_as_the_runbook_says(prefect_api, tmp_path, fresh_cache, monkeypatch):
+    """Back the key up, rotate it (delete the block: the next use makes a new key, which a
+    process's cache hides for at most CACHE_SECONDS), then restore the backup: the old key again."""
     from prefect.settings import PREFECT_API_URL
 
     from tasks import status_page_key
-    from tasks.status_page_key import key_from_block
+    from tasks.status_page_key import forget_status_page_key, key_from_block
 
     name = block_name()
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(ROOT)}
+
+    def run(command: str) -> str:
+        command = command.replace('"status-page-key"', f'"{name}"').replace("/status-page-key", f"/{name}")
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=tmp_path,
+            input="y\n",  # prefect block delete asks
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
     before = key_from_block(name, tmp_path)
-    deleted = subprocess.run(
-        [sys.executable, "-m", "prefect", "block", "delete", f"hotspare-status-page-key/{name}"],
-        input="y\n",
-        env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    output = run(runbook_command("umask 077; python -c"))
+    backup = tmp_path / "status-page-key.backup"
+    assert backup.read_text() == before.hex() + "\n" and stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert before.hex() not in output
+
+    run(runbook_command("prefect block delete"))
     assert stored_key(name) is None
     assert key_from_block(name, tmp_path) == before  # cached: at most CACHE_SECONDS of the old key
     monkeypatch.setattr(status_page_key, "CACHE_SECONDS", 0.0)
-    start = time.monotonic()
-    after = key_from_block(name, tmp_path)
-    assert after != before and stored_key(name) == after.hex()
-    assert time.monotonic() - start < 30
+    rotated = key_from_block(name, tmp_path)
+    assert rotated != before and stored_key(name) == rotated.hex()
+
+    output = run(runbook_command("python -c 'import sys"))
+    assert before.hex() not in output
+    forget_status_page_key()
+    assert key_from_block(name, tmp_path) == before and stored_key(name) == before.hex()
