@@ -301,3 +301,40 @@ def test_rotation_backup_and_restore_as_the_runbook_says(prefect_api, tmp_path, 
     assert before.hex() not in output
     forget_status_page_key()
     assert key_from_block(name, tmp_path) == before and stored_key(name) == before.hex()
+
+
+def test_the_form_answers_503_in_one_log_line_when_the_key_cannot_be_had(fleet, caplog, fresh_cache):
+    """A fleet whose key block holds no key: the public form says "try again later" (no 500, no
+    traceback in the log, no block value anywhere), and the one log line names the block."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from pydantic import SecretStr
+
+    from blocks.credentials import StatusPageKey
+    from hotspare.subscription_webhook import serve
+    from tasks.subscriptions import customer_pages
+
+    pages = customer_pages(fleet)  # under the fleet's own key
+    name = block_name()
+    value = "fedcba9876543210" * 3 + "garbage!"
+    StatusPageKey.model_construct(key=SecretStr(value)).save(name)
+    broken = fleet.model_copy(
+        update={"customer_notices": fleet.customer_notices.model_copy(update={"status_page_key_block": name})}
+    )
+    server, thread = serve(broken, "127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/subscribe"
+        data = urllib.parse.urlencode({"page": pages[0].token, "email": "reader@example.lab.test"}).encode()
+        with caplog.at_level(logging.INFO), pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30)
+        assert answer.value.code == 503 and "try again later" in answer.value.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    [line] = [record for record in caplog.records if record.getMessage().startswith("subscription request /subscribe failed")]
+    assert f"Prefect block {name!r} (StatusPageKey) does not hold a status page key" in line.getMessage()
+    assert line.exc_info is None and "Traceback" not in caplog.text and value[:16] not in caplog.text
