@@ -7,7 +7,9 @@ argv, logs, artifacts or exception messages.
 from __future__ import annotations
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, field_validator
+
+from hotspare.planning.subscriptions import KEY_TEXT
 
 
 class SshCredentials(Block):
@@ -80,3 +82,29 @@ class PhoneProvider(Block):
     account_sid: str = Field(description="Account SID (the basic-auth user and part of every API path).")
     auth_token: SecretStr = Field(description="Auth token: the basic-auth password and the webhook signing key.")
     from_number: str = Field(description="Number calls and texts come from, in E.164 form (+15550100).")
+
+
+class StatusPageKey(Block):
+    """The fleet's one status page key: the HMAC key of customer page addresses, public incident
+    references and unsubscribe links (``tasks/status_page_key.py`` makes it on first use).
+
+    One block per fleet, so every process that publishes pages, sends notices or answers the
+    subscription form computes the same addresses. A malformed value is refused without echoing
+    it (``hide_input_in_errors``)."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    _block_type_name = "hotspare status page key"
+    _description = "HMAC key of the customers' status page addresses and unsubscribe links (one per fleet)."
+
+    key: SecretStr = Field(
+        description="64 hex digits (32 random bytes). Replacing it moves every customer page to a new address "
+        "and voids the unsubscribe links already mailed."
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _is_64_hex_digits(cls, value: SecretStr) -> SecretStr:
+        if not KEY_TEXT.match(value.get_secret_value()):
+            raise ValueError("a status page key is 64 hex digits")
+        return value

@@ -23,6 +23,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from hotspare.errors import HotspareError
+
 log = logging.getLogger("hotspare.subscriptions")
 
 MAX_BODY = 4096
@@ -180,7 +182,7 @@ def handler_for(fleet, relay=None, limits=None, outbox: Outbox | None = None) ->
                         )
                 elif path == "/unsubscribe":
                     number = form.get("s", "")
-                    ended = number.isdigit() and subscriptions.end_subscription(int(number), form.get("t", ""))
+                    ended = number.isdigit() and subscriptions.end_subscription(fleet, int(number), form.get("t", ""))
                     if ended:
                         self._answer(200, "Unsubscribed", "<p>You will receive no more updates.</p>")
                     else:
@@ -190,6 +192,9 @@ def handler_for(fleet, relay=None, limits=None, outbox: Outbox | None = None) ->
             except subscriptions.Refused as refusal:
                 log.info("subscription request %s refused: %s", path, refusal)
                 self._answer(400, "Not subscribed", f"<p>{html.escape(refusal.public)}</p>")
+            except HotspareError as error:  # e.g. the status page key's block unreachable: one line, no traceback
+                log.error("subscription request %s failed: %s", path, error)
+                self._answer(503, "Try again later", "<p>Something went wrong on our side; try again later.</p>")
             except Exception:
                 log.exception("subscription request %s failed", path)
                 self._answer(500, "Try again later", "<p>Something went wrong on our side; try again later.</p>")

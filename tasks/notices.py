@@ -54,15 +54,16 @@ def preview_notice(incident_id: int, kind: str, approved: bool = False, fleet=No
     """The plan of the notice (who gets what, and whether it goes now) without sending anything."""
     from hotspare.access import loaded_fleet
     from hotspare.planning.notices import plan_notice
-    from tasks.subscriptions import page_urls, public_references, with_subscribers
+    from tasks.subscriptions import page_urls, public_references, status_page_key, with_subscribers
 
     fleet = fleet or loaded_fleet()
     incident, active, moved_at = notice_facts(incident_id)
     section = with_subscribers(fleet.customer_notices)  # confirmed status page subscribers too
     pages: dict[str, str] = {}
     try:  # each reader's own page and the incident's public name, both keyed by the status page key
-        pages = page_urls(fleet)
-        incident = incident | {"reference": public_references([incident_id])[incident_id]}
+        key = status_page_key(fleet)
+        pages = page_urls(fleet, key)
+        incident = incident | {"reference": public_references(fleet, [incident_id], key)[incident_id]}
     except (HotspareError, OSError) as error:
         log.error(
             "notice of incident %s: no status page key (%s): the message links the public page and names no incident reference",
@@ -294,7 +295,7 @@ def status_page_facts(fleet, now, probe_timeout: float = 1.0):
     )
     from tasks.subscriptions import customer_pages, public_references
 
-    references = public_references([incident["id"] for incident in incidents])
+    references = public_references(fleet, [incident["id"] for incident in incidents])
     incidents = tuple(incident | {"reference": references[incident["id"]]} for incident in incidents)
     return PageFacts(
         title="Service status",

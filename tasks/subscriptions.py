@@ -5,59 +5,33 @@ The pure parts (tokens, the confirmation mail) are in ``planning/subscriptions.p
 (``adapters.smtp.send_one`` with the fleet's SmtpServer block). The HTTP side, where the
 customer pages' form posts, is ``hotspare/subscription_webhook.py``.
 
-The status page key (HMAC key of page addresses and unsubscribe links) is
-``$HOTSPARE_HOME/status-page.key``, 32 random bytes, created 0600 on first use. Losing it moves
-every customer page to a new address (the next publish writes them) and voids unsubscribe links
-already mailed; a second orchestrator needs a copy of it.
+The status page key (HMAC key of page addresses, incident references and unsubscribe links) is
+one per fleet, in the ``StatusPageKey`` block the fleet names (``tasks/status_page_key.py``):
+made on first use, moved there from the old ``$HOTSPARE_HOME/status-page.key`` where that
+exists, so every worker and the subscription endpoint compute the same addresses. Losing or
+replacing it moves every customer page to a new address (the next publish writes them) and
+voids unsubscribe links already mailed: back the block up.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from hotspare.planning import subscriptions as plan
+from tasks.status_page_key import status_page_key
 
 log = logging.getLogger("hotspare.subscriptions")
-
-KEY_FILE = "status-page.key"
-
-
-def status_page_key() -> bytes:
-    """The key, made on first use (0600 from its creation on, in the private home)."""
-    from hotspare.local_secrets import private_file, private_home
-
-    path = Path(private_home()) / KEY_FILE
-    if not path.exists():
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first
-        else:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
-    private_file(path, "the status page key")
-    text = path.read_text().strip()
-    if len(text) != 64:
-        from hotspare.adapters.errors import MissingConfiguration
-
-        raise MissingConfiguration(
-            f"{path} does not hold a status page key (64 hex digits): remove it to make a new one "
-            "(customer page addresses change) or restore it from a backup"
-        )
-    return bytes.fromhex(text)
 
 
 def customer_pages(fleet, key: bytes | None = None):
     """Each customer's ``Audience`` (label, services, page token)."""
     from hotspare.planning.status_page import Audience
 
-    key = key or status_page_key()
+    key = key or status_page_key(fleet)
     from hotspare.planning.customer_text import one_line
 
     return tuple(
@@ -95,16 +69,16 @@ def page_urls(fleet, key: bytes | None = None) -> dict[str, str]:
     section = fleet.customer_notices.status_page
     if section is None or not section.url:
         return {}
-    key = key or status_page_key()
+    key = key or status_page_key(fleet)
     return {
         customer.name: section.url.rstrip("/") + f"/c/{plan.page_token(key, customer.name)}/"
         for customer in fleet.customer_notices.customers
     }
 
 
-def public_references(incident_ids, key: bytes | None = None) -> dict[int, str]:
+def public_references(fleet, incident_ids, key: bytes | None = None) -> dict[int, str]:
     """The public name of each incident (``planning/subscriptions.incident_reference``)."""
-    key = key or status_page_key()
+    key = key or status_page_key(fleet)
     return {number: plan.incident_reference(key, number) for number in incident_ids}
 
 
@@ -138,7 +112,7 @@ def request_subscription(
     problem = plan.address_problem(address)
     if problem:
         raise Refused(problem, NOT_AN_ADDRESS)
-    key = status_page_key()
+    key = status_page_key(fleet)
     customers = {customer.name: customer for customer in fleet.customer_notices.customers}
     name = plan.customer_of_page(key, page, list(customers))
     section = fleet.customer_notices.status_page
@@ -211,12 +185,12 @@ def confirm_subscription(token: str):
     return row
 
 
-def end_subscription(subscription: int, token: str) -> bool:
+def end_subscription(fleet, subscription: int, token: str) -> bool:
     """Unsubscribe when ``token`` is that subscription's unsubscribe token."""
     from hotspare.inventory import subscriptions as rows
 
     row = rows.get(subscription)
-    if row is None or not plan.unsubscribe_matches(status_page_key(), subscription, row.address, token):
+    if row is None or not plan.unsubscribe_matches(status_page_key(fleet), subscription, row.address, token):
         return False
     rows.unsubscribe(subscription)
     log.info("subscription %s (%s) ended by its unsubscribe link", subscription, row.customer)
@@ -257,6 +231,6 @@ def unsubscribe_link(fleet, address: str) -> str | None:
         if row.address == address.lower():
             assert row.id is not None  # a stored row
             return plan.links(
-                section.subscribe_url, row.id, None, plan.unsubscribe_token(status_page_key(), row.id, row.address)
+                section.subscribe_url, row.id, None, plan.unsubscribe_token(status_page_key(fleet), row.id, row.address)
             )["unsubscribe"]
     return None

@@ -50,9 +50,10 @@ ROUND_INTERVAL = 0.05
 
 def public_name(number: int) -> str:
     """The name the status page gives incident ``number`` (keyed, not the inventory's sequence)."""
+    from hotspare.access import loaded_fleet
     from tasks.subscriptions import public_references
 
-    return public_references([number])[number]
+    return public_references(loaded_fleet(), [number])[number]
 
 
 def latest_incident() -> dict:

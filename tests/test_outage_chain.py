@@ -43,9 +43,10 @@ OFFICE, DANA, LEE = "+15550150", "+15550100", "+15550101"
 
 def public_name(number: int) -> str:
     """The name the status page gives incident ``number`` (keyed, not the inventory's sequence)."""
+    from hotspare.access import loaded_fleet
     from tasks.subscriptions import public_references
 
-    return public_references([number])[number]
+    return public_references(loaded_fleet(), [number])[number]
 
 
 def fetch(url: str) -> str:

@@ -30,9 +30,10 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 
 def public_name(number: int) -> str:
     """The name the status page gives incident ``number`` (keyed, not the inventory's sequence)."""
+    from hotspare.access import loaded_fleet
     from tasks.subscriptions import public_references
 
-    return public_references([number])[number]
+    return public_references(loaded_fleet(), [number])[number]
 
 
 def fetch(url: str) -> str:

@@ -71,6 +71,11 @@ class CustomerNotices(Strict):
     messages_per_second: float = Field(default=5.0, gt=0, le=1000, description="Rate limit towards the relay.")
     unsubscribe: str = Field(default="", description="List-Unsubscribe target (mailto: or https:); default: mailto the sender.")
     status_page: StatusPage | None = Field(default=None, description="Off-site emergency status page (none when absent).")
+    status_page_key_block: Name = Field(
+        default="status-page-key",
+        description="StatusPageKey block: the HMAC key of customer page addresses, incident references and "
+        "unsubscribe links, made on first use; every process of the fleet reads the same one.",
+    )
 
     def action_for(self, category: int) -> NoticeAction:
         """The policy's action for an incident category (unlisted categories: none)."""

@@ -27,10 +27,19 @@ from hotspare.planning.customer_text import one_line
 ADDRESS = re.compile(r"^[^@\s<>\"(),;:\\\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
 TOKEN = re.compile(r"^[a-z2-7]{26}$")
 CONFIRM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+KEY_TEXT = re.compile(r"^[0-9a-fA-F]{64}$")  # the status page key as stored: 32 bytes in hex
 REQUEST_ANSWER = (
     "Thank you. If the address can receive mail, a confirmation message is on its way: "
     "follow its link to start receiving updates."
 )
+
+
+def key_text(text: str) -> str | None:
+    """The status page key ``text`` holds (64 hex digits, surrounding whitespace ignored) in lower
+    case, as the block stores it; None when it holds none. The same digits in either case are
+    the same 32 bytes, so the same page addresses."""
+    text = text.strip()
+    return text.lower() if KEY_TEXT.match(text) else None
 
 
 def _mac(key: bytes, purpose: str, text: str) -> bytes:
