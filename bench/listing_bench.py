@@ -131,6 +131,9 @@ def main() -> int:
         return simulate(args.simulate, args.count)
     home = Path(tempfile.mkdtemp(prefix="hotspare-bench."))
     isolate_environment(home)
+    # The mirror keeps the copy, its working tree and both bare targets: 4 GiB members (8 GiB of
+    # RAID10, sparse) where the default 2 GiB would refuse the copy for room at 1 GB of data.
+    os.environ.setdefault("HOTSPARE_LAB_DISK_GIB", "4")
     started = time.monotonic()
     results: dict = {"meta": run_meta(), "counts": {}, "comparison": {}, "memory": {}}
     results["meta"]["replications_per_day"] = args.replications_per_day or 2.0
