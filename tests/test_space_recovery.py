@@ -22,6 +22,7 @@ import pytest
 
 from flows.replicate import replicate_service
 from hotspare.inventory import copies
+from hotspare.planning import replication as replication_plan
 from hotspare.planning import space, space_recovery
 from hotspare.planning.replication import copy_tree
 
@@ -193,3 +194,33 @@ def test_a_bound_lowered_below_the_copies_refuses_until_fewer_are_kept(app3_rest
     assert not set(kept) & set(listed())  # all pruned
     assert settled_bytes(lab_env) <= BOUND
     assert current_data(lab_env)[1]["year-3.bin"] == before[1]["year-3.bin"]  # the same data, in the one copy kept
+
+
+def test_a_copy_that_reaches_its_bound_is_still_made_read_only_promoted_and_pruned(app3_restored, lab_env, tmp_path, monkeypatch):
+    """The group at its limit right after rsync (the limit lowered below what it holds, the state a
+    copy that filled it leaves): the copy's read-only snapshot and the prune are metadata only and
+    must still pass; the limit the kernel held is set again afterwards, and the next run's quota
+    step sets the bound."""
+    with lab_fleet_changed(lab_env, tmp_path, bounded(keep=2)):
+        assert replicate_service(SERVICE)["outcome"] == "ok"
+        assert replicate_service(SERVICE)["outcome"] == "ok"
+        kept = copies_on_disk(lab_env)
+        assert len(kept) == 2 and group(lab_env)[0] > 64 * 1024, kept
+        real = replication_plan.rsync_copy_argv
+        at_the_limit = f'"$@"; status=$?; btrfs qgroup limit 16K {space.qgroup_id(SERVICE)} /srv; exit "$status"'
+
+        def filled(*args, **kwargs):  # rsync on the mirror, then the group is past its limit
+            return ["sh", "-c", at_the_limit, "sh", *real(*args, **kwargs)]
+
+        monkeypatch.setattr(replication_plan, "rsync_copy_argv", filled)
+        result = replicate_service(SERVICE)
+        monkeypatch.undo()
+        assert result["outcome"] == "ok", result
+        now = copies_on_disk(lab_env)
+        assert now == [kept[1], copies.current_copy(SERVICE).id], (kept, now)
+        made = f"/srv/hotspare/{SERVICE}/copies/{now[1]}"
+        shown = ssh(lab_env, mirror(lab_env), "btrfs", "property", "get", "-ts", made, "ro")
+        assert shown.stdout.strip() == "ro=true", shown  # made read-only past the limit
+        assert group(lab_env)[1] == str(16 * 1024)  # the limit the kernel held, set again
+        assert replicate_service(SERVICE)["outcome"] == "ok"
+        assert group(lab_env)[1] == str(BOUND)  # the quota step sets the bound every run
