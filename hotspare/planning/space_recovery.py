@@ -60,14 +60,13 @@ def under_lifted_limit(service: str, argv: Sequence[str]) -> list[str]:
 ROOM_MARK = "hotspare-room-removed="  # a copy (or the working tree) the program removed
 WORK = "work"  # what the marker names for the working tree
 
-# $1 the service's root, $2 "reset" to remove the working tree too, then the copies to remove.
+# $1 the service's root, $2 its working subvolume ("" to keep it), then the copies to remove.
 # Each removal says itself; then the cleaner is awaited (bounded), since a deleted subvolume's bytes
 # leave its group only once the cleaner dropped it: the numbers read afterwards are true.
 MAKE_ROOM_SCRIPT = (
-    "root=$1; reset=$2; shift 2; "
+    "root=$1; work=$2; shift 2; "
     'for c do sh -c "$REMOVE" sh "$c" || exit 1; echo "' + ROOM_MARK + '${c##*/}"; done; '
-    'if [ "$reset" = reset ] && [ -e "$root/' + WORK + '" ]; then '
-    'sh -c "$REMOVE" sh "$root/' + WORK + '" || exit 1; echo "' + ROOM_MARK + WORK + '"; fi; '
+    'if [ -n "$work" ] && [ -e "$work" ]; then sh -c "$REMOVE" sh "$work" || exit 1; echo "' + ROOM_MARK + WORK + '"; fi; '
     'timeout 300 btrfs subvolume sync "$root" >/dev/null 2>&1 || echo "hotspare-room-unsynced" >&2; exit 0'
 )
 
@@ -75,7 +74,6 @@ MAKE_ROOM_SCRIPT = (
 def make_room_argv(service: str, copy_ids: Sequence[str], reset_work: bool) -> list[str]:
     """Remove ``copy_ids`` (copies beyond retention) and, with ``reset_work``, the working tree,
     with the group's limit lifted; one command."""
-    assert work_root(service) == f"{service_root(service)}/{WORK}"
     return under_lifted_limit(
         service,
         [
@@ -86,7 +84,7 @@ def make_room_argv(service: str, copy_ids: Sequence[str], reset_work: bool) -> l
             MAKE_ROOM_SCRIPT,
             "sh",
             service_root(service),
-            "reset" if reset_work else "keep",
+            work_root(service) if reset_work else "",
             *(copy_root(service, copy_id) for copy_id in copy_ids),
         ],
     )
@@ -111,7 +109,9 @@ def room_sentence(service: str, host: str, made: RoomMade, keep: int) -> str:
             f"removed {len(made.copies)} cop{'y' if len(made.copies) == 1 else 'ies'} beyond copies_to_keep ({keep}): {', '.join(made.copies)}"
         )
     if made.work:
-        parts.append("removed the unfinished working tree (the next copy starts from the newest verified copy)")
+        parts.append(
+            "removed the working tree (an unfinished transfer's data goes with it; the next copy starts it from the newest verified copy)"
+        )
     if not parts:
         return f"{service}'s area on {host} is at its bound and held nothing to remove but copies it keeps"
     return f"{service}'s area on {host} was at its bound: " + "; ".join(parts)
@@ -130,7 +130,7 @@ def still_over_detail(used: int, needed: int, made: RoomMade, keep: int) -> str:
         part
         for part in (
             f"{len(made.copies)} cop{'y' if len(made.copies) == 1 else 'ies'} beyond copies_to_keep" if made.copies else "",
-            "the unfinished working tree" if made.work else "",
+            "the working tree" if made.work else "",
         )
         if part
     ]

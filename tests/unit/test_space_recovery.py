@@ -25,8 +25,13 @@ def test_making_room_removes_only_the_copies_named_and_the_working_tree_when_ask
     argv = recovery.make_room_argv("shop", ["shop-1", "shop-2"], reset_work=True)
     inner = argv[6:]
     assert inner[0] == "env" and inner[1] == f"REMOVE={copy_backends.REMOVE_SCRIPT}"
-    assert inner[-4:] == ["/srv/hotspare/shop", "reset", "/srv/hotspare/shop/copies/shop-1", "/srv/hotspare/shop/copies/shop-2"]
-    assert recovery.make_room_argv("shop", [], reset_work=False)[-2:] == ["/srv/hotspare/shop", "keep"]
+    assert inner[-4:] == [
+        "/srv/hotspare/shop",
+        "/srv/hotspare/shop/work",
+        "/srv/hotspare/shop/copies/shop-1",
+        "/srv/hotspare/shop/copies/shop-2",
+    ]
+    assert recovery.make_room_argv("shop", [], reset_work=False)[-2:] == ["/srv/hotspare/shop", ""]
     made = recovery.parse_room_made(f"{recovery.ROOM_MARK}shop-1\nnoise\n{recovery.ROOM_MARK}work\n")
     assert made == recovery.RoomMade(("shop-1",), True)
     assert recovery.parse_room_made("") == recovery.RoomMade((), False)
@@ -40,9 +45,9 @@ def test_room_is_made_only_when_something_may_go():
 def test_the_sentences_say_what_went_and_what_the_operator_can_do():
     made = recovery.RoomMade(("shop-1", "shop-2"), True)
     said = recovery.room_sentence("shop", "mirror-west", made, 2)
-    assert "removed 2 copies beyond copies_to_keep (2): shop-1, shop-2" in said and "unfinished working tree" in said
+    assert "removed 2 copies beyond copies_to_keep (2): shop-1, shop-2" in said and "removed the working tree" in said
     detail = recovery.still_over_detail(90 * space.MIB, 22 * space.MIB, recovery.RoomMade((), True), 3)
-    assert detail.startswith("it holds 90.0 MiB after removing the unfinished working tree and this copy needs about 22.0 MiB")
+    assert detail.startswith("it holds 90.0 MiB after removing the working tree and this copy needs about 22.0 MiB")
     assert "copies_to_keep is 3, and lowering it takes effect on the next run" in detail
     assert "never the current one" in detail
     plain = recovery.still_over_detail(90 * space.MIB, 22 * space.MIB, recovery.RoomMade((), False), 1)
