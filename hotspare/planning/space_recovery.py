@@ -5,9 +5,9 @@ No network, no Prefect, no clock. Under btrfs quotas the kernel refuses more tha
 group's limit: making a subvolume read-only or writable again (a copy's last step, and the first
 step of removing a copy that holds nested subvolumes) reserves metadata in the group, refused at or
 past the limit ("Could not set subvolume flags: Disk quota exceeded", measured on Linux 6.18 under
-simple quotas and on a group filled by a refused write). A service at its bound could then neither
-make its copy read-only, nor prune an old copy, nor make room for its next one: every run refused,
-its copies ageing while the operator thinks the tool prunes. So:
+simple quotas, on a group filled by a refused write too), and so can a snapshot past it. A service
+at its bound could then neither make its copy read-only, nor prune an old copy, nor make room for
+its next one: every run refused, its copies ageing while the operator thinks the tool prunes. So:
 
 - **Metadata-only steps run with the limit lifted** (``under_lifted_limit``): the copy's read-only
   snapshot once rsync let it go on, and every removal of copies. The program reads the group's
