@@ -31,6 +31,7 @@ from hotspare.planning import host_lock as host_lock_plan
 from hotspare.planning import replication as plan
 from hotspare.planning import shell_programs as shell
 from hotspare.planning import snapshot_shipping as shipping
+from hotspare.planning import space_recovery as room
 from hotspare.planning.replication import Decision
 from tasks.account_merge import apply_accounts
 
@@ -66,24 +67,30 @@ def _staged(fleet: Fleet, service: str, copy_id: str, source: str) -> dict:
 def prepare(fleet: Fleet, copy_plan) -> tuple[dict, Decision | None]:
     """The mirror's preparation of ``copy_plan`` in one command; ({users, groups, refused} of the
     staged accounts, the quota decision or None). A quota group the kernel refuses is a warning
-    and the copy goes on unbounded (as ``space`` says)."""
+    and the copy goes on unbounded (as ``space`` says). A group found at or past its bound gets
+    room made once (``planning/space_recovery.py``: copies beyond retention, the unfinished working
+    tree), then the preparation runs again and the bound is judged on the new numbers."""
     logger = get_run_logger()
     service, target = copy_plan.service, copy_plan.target
     staged = _staged(fleet, service, copy_plan.copy_id, copy_plan.source)
     own = staged["own"]
     bounded = copy_plan.backend == copy_backends.SNAPSHOT
     area = shipping.received_area(service) if copy_plan.shipments else None  # joins the group (simple quotas)
-    quota = space.quota_argv(plan.service_root(service), service, copy_plan.bound, area) if bounded else None
-    argv = run_programs.prepare_argv(
-        copy_backends.close_store_argv(service),
-        quota,
-        [list(argv) for argv in copy_plan.prepare],
-        copy_plan.tree,
-        stage_accounts=True,
-    )
-    with access.connect(fleet, target) as mirror:
-        ran = mirror.run(argv, stdin=run_programs.nul_terminated(own.files, account_plan.ACCOUNT_FILES), timeout=600)
-    prepared = run_programs.parse_prepared(ran.stdout)
+    ran, prepared = _run_preparation(fleet, copy_plan, own, area, bounded)
+    facts = space.parse_quota(prepared.quota_output) if bounded and prepared.quota_status == 0 else None
+    if facts is not None and not _fits(copy_plan, facts):  # also when the preparation stopped there (staging writes)
+        made = room.RoomMade((), False)
+        if room.should_make_room(copy_plan.prunable, not copy_plan.shipments):
+            made = _make_room(fleet, copy_plan)
+            ran, prepared = _run_preparation(fleet, copy_plan, own, area, bounded)
+            facts = space.parse_quota(prepared.quota_output) if prepared.quota_status == 0 else None
+        if facts is not None and not _fits(copy_plan, facts):  # the copies it keeps hold too much
+            logger.info(space.quota_sentence(service, target, facts, copy_plan.bound_why))
+            keep = fleet.copies_to_keep_of(fleet.service(service))
+            detail = room.still_over_detail(facts.referenced, copy_plan.needed, made, keep)
+            return {}, Decision(False, space.over_bound_sentence(service, target, copy_plan.bound, copy_plan.bound_why, detail))
+    if ran.exit_status != 0:
+        raise RemoteCommandError(target, f"the preparation of copy {copy_plan.copy_id}", ran.exit_status, ran.stderr_tail)
     with _LOCK:
         staged["mirror"] = prepared.mirror_accounts
     for sentence in own.refused:
@@ -98,7 +105,7 @@ def prepare(fleet: Fleet, copy_plan) -> tuple[dict, Decision | None]:
     screened = {"users": list(own.users), "groups": list(own.groups), "refused": list(own.refused)}
     if not bounded:
         return screened, None
-    if prepared.quota_status != 0:
+    if facts is None:
         logger.warning(
             "%s's area on %s is NOT bounded: btrfs quota groups could not be set up there (%s); enable "
             "them by hand (`btrfs quota enable /srv`) or ask for hard-linked copies with their reserve",
@@ -108,11 +115,50 @@ def prepare(fleet: Fleet, copy_plan) -> tuple[dict, Decision | None]:
         )
         chosen = area and fleet.replication.copy_backend != shipping.SHIPPING_PREFERENCE  # auto ships only bounded
         return screened, space.unbounded_stream_refusal(service, target, "not set up") if chosen else None
-    facts = space.parse_quota(prepared.quota_output)
     logger.info(space.quota_sentence(service, target, facts, copy_plan.bound_why))
     if area and not facts.area_bounded and fleet.replication.copy_backend != shipping.SHIPPING_PREFERENCE:
         return screened, space.unbounded_stream_refusal(service, target, facts.mode)
     return screened, space.judge_bound(service, target, facts.referenced, copy_plan.needed, copy_plan.bound, copy_plan.bound_why)
+
+
+def _fits(copy_plan, facts: space.QuotaFacts) -> bool:
+    return facts.referenced + copy_plan.needed <= copy_plan.bound
+
+
+def _run_preparation(fleet: Fleet, copy_plan, own, area: str | None, bounded: bool):
+    """The preparation's one program on the mirror: (the finished command, what it said)."""
+    service = copy_plan.service
+    quota = space.quota_argv(plan.service_root(service), service, copy_plan.bound, area) if bounded else None
+    argv = run_programs.prepare_argv(
+        copy_backends.close_store_argv(service),
+        quota,
+        [list(argv) for argv in copy_plan.prepare],
+        copy_plan.tree,
+        stage_accounts=True,
+    )
+    with access.connect(fleet, copy_plan.target) as mirror:
+        ran = mirror.run(argv, stdin=run_programs.nul_terminated(own.files, account_plan.ACCOUNT_FILES), timeout=600, check=False)
+    return ran, run_programs.parse_prepared(ran.stdout)
+
+
+def _make_room(fleet: Fleet, copy_plan) -> room.RoomMade:
+    """The service's group is at or past its bound before the transfer: remove the copies beyond
+    retention and (snapshots filled by rsync) the working tree, with the limit lifted. The copies
+    the fleet file keeps, the current one and a failover's are never touched."""
+    service, target = copy_plan.service, copy_plan.target
+    reset = not copy_plan.shipments  # a shipped copy's working tree holds no data paths
+    with access.connect(fleet, target) as mirror:
+        ran = mirror.run(room.make_room_argv(service, copy_plan.prunable, reset), timeout=1800, check=False)
+    made = room.parse_room_made(ran.text)
+    for copy_id in made.copies:
+        copies.update_copy(copy_id, status="pruned")
+    keep = fleet.copies_to_keep_of(fleet.service(service))
+    get_run_logger().warning(room.room_sentence(service, target, made, keep))
+    if ran.exit_status != 0:
+        get_run_logger().warning(
+            "making room for %s on %s stopped (exit %s): %s", service, target, ran.exit_status, ran.stderr_tail.strip()[-300:]
+        )
+    return made
 
 
 def finish(service: str, copy_id: str, target: str, doomed: list[str]) -> dict:
@@ -137,7 +183,7 @@ def finish(service: str, copy_id: str, target: str, doomed: list[str]) -> dict:
         current or {},
         uuid.uuid4().hex[:12],
         f"merge of {service}'s accounts",
-        [(doomed_id, copy_backends.remove_copy_argv(service, doomed_id)) for doomed_id in doomed],
+        [(doomed_id, _removal(service, doomed_id)) for doomed_id in doomed],
     )
     with access.connect(fleet, target) as mirror:
         ran = mirror.run(argv, stdin=run_programs.finish_stdin(merged or {}), timeout=1800, check=False)
@@ -165,7 +211,7 @@ def finish(service: str, copy_id: str, target: str, doomed: list[str]) -> dict:
         if left:  # the finish stopped before pruning: prune now
             with access.connect(fleet, target) as mirror:
                 for doomed_id in left:
-                    mirror.run(copy_backends.remove_copy_argv(service, doomed_id), timeout=1800)
+                    mirror.run(_removal(service, doomed_id), timeout=1800)
                     copies.update_copy(doomed_id, status="pruned")
         return {"accounts": accounts, "pruned": list(doomed)}
     if ran.exit_status != 0:
@@ -187,3 +233,9 @@ def finish(service: str, copy_id: str, target: str, doomed: list[str]) -> dict:
         "accounts": {"users": list(merge.users), "groups": list(merge.groups), "files_updated": list(merged), "refused": refused},
         "pruned": list(done.pruned),
     }
+
+
+def _removal(service: str, copy_id: str) -> list[str]:
+    """A copy's removal with the service's group limit lifted (metadata only): making a read-only
+    copy writable, the first step of removing it, is refused at the limit (``space_recovery``)."""
+    return room.under_lifted_limit(service, copy_backends.remove_copy_argv(service, copy_id))

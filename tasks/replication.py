@@ -22,7 +22,7 @@ from hotspare.errors import Refused  # its home; importable from here as before
 from hotspare.fleet import Fleet
 from hotspare.inventory import copies, copy_stores, locks, runs
 from hotspare.inventory.models import CopyRow, utcnow
-from hotspare.planning import copy_backends, host_clocks, preflight_facts, run_programs, space, verification_scope
+from hotspare.planning import copy_backends, host_clocks, preflight_facts, run_programs, space, space_recovery, verification_scope
 from hotspare.planning import replication as plan
 from hotspare.planning import snapshot_shipping as shipping
 from hotspare.planning.containment import each_argv
@@ -56,6 +56,9 @@ class CopyPlan:
     # snapshot shipping (planning/snapshot_shipping.py): the data paths' snapshots; ``paths`` then
     # holds only the other declared paths, which still travel by rsync
     shipments: tuple = ()
+    # copies beyond copies_to_keep at the preflight (never the current one nor a failover's): removed
+    # before the transfer when the service's group is at its bound (planning/space_recovery.py)
+    prunable: tuple[str, ...] = ()
 
 
 def _spec(fleet: Fleet, service: str) -> dict:
@@ -123,7 +126,7 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
         logger.info(reserve.reason)
         if not reserve.go:
             raise Refused(reserve.reason)
-    sized = dict(bound=bound, bound_why=bound_why, needed=needed)
+    sized = dict(bound=bound, bound_why=bound_why, needed=needed, prunable=tuple(_doomed(service, target)))
     clock = on_production.clock
     offset = clock_offsets.record(source, clock, on_production_received)
     if offset is not None and host_clocks.is_skewed(offset):
@@ -140,7 +143,6 @@ def preflight(service: str, force: bool = False) -> CopyPlan:
             link_base if baseline_is_snapshot else None,
             [] if shipped.ship else _data_paths(spec),
             qgroup=space.qgroup_id(service),
-            reseed=previous_backend == shipping.SHIPPING,
         )
         if shipped.stale:  # a broken chain: the next copy starts a new one with a full send
             prepare.append(shipping.remove_stale_argv(service, shipped.stale))
@@ -347,9 +349,12 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str, holder: str | None = None)
             text, shipped, failed = ship(fleet, copy_plan, run_tag, rsync_argv, before=before, hooks=hooks, still_ours=still_ours)
         else:
             # the copy's read-only snapshot in the transfer's own program, once rsync let it go on
-            snapshot = (
-                copy_backends.snapshot_copy_argv(
-                    service, copy_plan.copy_id, _data_paths(_spec(fleet, service)), qgroup=space.qgroup_id(service)
+            snapshot = (  # metadata only, so with the group's limit lifted: a copy that reached its bound is still made
+                space_recovery.under_lifted_limit(
+                    service,
+                    copy_backends.snapshot_copy_argv(
+                        service, copy_plan.copy_id, _data_paths(_spec(fleet, service)), qgroup=space.qgroup_id(service)
+                    ),
                 )
                 if copy_plan.backend == copy_backends.SNAPSHOT
                 else None
@@ -386,6 +391,7 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str, holder: str | None = None)
     except (PermanentError, TransientError) as error:
         copies.update_copy(copy_plan.copy_id, status="failed", ended_at=utcnow())
         if not isinstance(error, Refused) and space.QUOTA_EXCEEDED in str(error):
+            _remove_unfinished_work(fleet, copy_plan)
             raise Refused(
                 space.over_bound_sentence(
                     service,
@@ -435,6 +441,30 @@ def copy_to_mirror(copy_plan: CopyPlan, run_tag: str, holder: str | None = None)
     }
 
 
+def _remove_unfinished_work(fleet: Fleet, copy_plan: CopyPlan) -> None:
+    """The kernel refused a write at the service's bound: the working tree rsync left holds the
+    group there (and a failover's live clones join that group), so it goes at once, with the limit
+    lifted; the next run starts it again from the newest verified copy. A failure is logged: the
+    next run's preparation makes the same room (planning/space_recovery.py)."""
+    if copy_plan.backend != copy_backends.SNAPSHOT or copy_plan.shipments:
+        return  # hard-linked copies have no group; a shipment cleans its received area itself
+    logger = get_run_logger()
+    try:
+        with access.connect(fleet, copy_plan.target) as mirror:
+            ran = mirror.run(space_recovery.make_room_argv(copy_plan.service, (), True), timeout=1800)
+        made = space_recovery.parse_room_made(ran.text)
+        logger.info(
+            "copy %s of %s was refused at its bound: %s",
+            copy_plan.copy_id,
+            copy_plan.service,
+            "its unfinished working tree was removed on " + copy_plan.target if made.work else "no working tree was left",
+        )
+    except Exception as error:  # the refusal is what the operator must read; this is its aftermath
+        logger.error(
+            "the unfinished working tree of %s on %s could not be removed: %s", copy_plan.service, copy_plan.target, error
+        )
+
+
 def _record_copy_start(copy_plan: CopyPlan) -> None:
     clock = copy_plan.source_clock
     existing = {row.id for row in copies.copies_of(copy_plan.service)}
@@ -479,4 +509,4 @@ def _doomed(service: str, target: str, promoting: str | None = None) -> list[str
     rows = copies.copies_of(service, target)
     service_row = copies.service_row(service)
     protected = {promoting or service_row.current_copy_id, (service_row.failover or {}).get("copy_id")} - {None}
-    return plan.copies_to_prune([row.id for row in rows], keep, protected)
+    return plan.copies_to_prune_of([(row.id, row.verified_at is not None) for row in rows], keep, protected, promoting)

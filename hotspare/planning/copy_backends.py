@@ -209,18 +209,20 @@ def prepare_work_argvs(
     baseline_copy: str | None,
     data_paths: Sequence[str] = (),
     qgroup: str | None = None,
-    reseed: bool = False,
 ) -> list[list[str]]:
     """The command that makes sure the working subvolume, and a subvolume for each data path
     inside it, exist before the copy (idempotent: a retried copy step finds them made).
 
     A missing working subvolume starts as a writable snapshot of the newest verified snapshot
     copy (in one step, so the next copy sends only changes), else empty (a first copy; rsync's
-    ``--copy-dest`` then takes identical files from local folders). ``reseed`` (the last copy was
-    shipped, so the working tree holds no data paths): missing data-path subvolumes start as
-    writable snapshots of the baseline copy's, even in an existing working subvolume.
+    ``--copy-dest`` then takes identical files from local folders). An existing one is kept; its
+    missing data-path subvolumes start as writable snapshots of the baseline copy's (the last copy
+    was shipped, so the working tree holds no data paths). The baseline is always handed over: a
+    working tree removed during the run (an unfinished transfer at the space bound,
+    ``planning/space_recovery.py``) starts from it too, never as a full copy counted anew.
+    ``facts`` is kept for callers: the program itself looks at what the working path is.
     """
-    base = copy_root(service, baseline_copy) if baseline_copy and (reseed or facts.work != "subvolume") else ""
+    base = copy_root(service, baseline_copy) if baseline_copy else ""
     return [[*_in_group(qgroup), "sh", "-c", MAKE_WORK_SCRIPT, "sh", work_root(service), base, *data_paths]]
 
 

@@ -334,6 +334,19 @@ def copies_to_prune(copy_ids: list[str], keep: int, protected: set[str]) -> list
     return sorted(copy_id for copy_id in copy_ids if copy_id not in kept)
 
 
+def copies_to_prune_of(copies: list[tuple[str, bool]], keep: int, protected: set[str], promoting: str | None = None) -> list[str]:
+    """Retention over (copy id, ever verified) pairs: the oldest restore points beyond ``keep``
+    (``copies_to_prune``). An attempt never verified (a copy refused at its space bound, a transfer
+    that failed) takes no place among them: a service refused several runs in a row would otherwise
+    push its verified copies out with ghosts. Once a newer copy is promoted (``promoting``), older
+    attempts go too (nothing resumes them any more)."""
+    points = [copy_id for copy_id, verified in copies if verified or copy_id in protected]
+    doomed = copies_to_prune(points, keep, protected)
+    if promoting:
+        doomed += [copy_id for copy_id, _ in copies if copy_id not in points and copy_id < promoting]
+    return sorted(doomed)
+
+
 # ---------------------------------------------------------------------------------------
 # RPO
 

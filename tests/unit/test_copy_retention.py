@@ -28,6 +28,16 @@ def test_copies_to_prune_never_prunes_a_protected_copy_even_an_old_one():
     assert doomed == IDS[1:3]  # the protected copy counts towards the ones kept
 
 
+def test_attempts_never_verified_take_no_place_among_the_copies_kept():
+    # two verified copies, then three runs refused at the space bound (never verified)
+    rows = [(IDS[0], True), (IDS[1], True), (IDS[2], False), (IDS[3], False), (IDS[4], False)]
+    assert plan.copies_to_prune_of(rows, 2, {IDS[1]}) == []  # before the transfer: the attempts stay
+    promoted = [*rows, ("20261125T000000Z", True)]
+    # the new copy promoted: the previous verified copy stays (two kept), the oldest and the attempts go
+    assert plan.copies_to_prune_of(promoted, 2, {"20261125T000000Z"}, "20261125T000000Z") == [IDS[0], *IDS[2:]]
+    assert plan.copies_to_prune_of(promoted, 1, {"20261125T000000Z"}, "20261125T000000Z") == IDS
+
+
 def test_copies_to_prune_nothing_when_under_the_limit():
     assert plan.copies_to_prune(IDS[:2], 3, set()) == []
     assert plan.copies_to_prune([], 3, {"whatever"}) == []
