@@ -66,14 +66,15 @@ def check_copy(
     checking_hosts.shutdown(wait=False)
     # with repair, unread files are fetched again before they are judged; without, judged now
     step = steps(task_runs)
-    # a shipped copy's data paths: the UUID chain, the scrub and a slice (verify_shipped), no
-    # listing; a parent production changed after it was taken is never shipped from (its btrfs
-    # generation, in the preflight: planning/snapshot_shipping.py). verify --full: everything.
+    # a shipped copy's data paths: the UUID chain, the scrub and a slice (verify_shipped), and,
+    # like every other path, the listing compared on the mirror every run, production's side
+    # listed from this copy's own snapshot: the stream is production's to write, and an entry it
+    # added that the snapshot never held is found in this run, not when the rolling slice reaches
+    # it (nor kept by every later shipment from it). A parent production changed after it was
+    # taken is never shipped from (its btrfs generation, in the preflight:
+    # planning/snapshot_shipping.py). verify --full: everything by rsync, as before.
     shipped = {} if full else (row.verification or {}).get("shipped") or {}
-    others = [root for root in plan.source_paths(_spec(service)) if root not in shipped]
-    roots = others if shipped and others else None
-    # production lists a shipped root (when nothing else is left to list) from this copy's snapshot
-    sources = {root: shipping_plan.production_snapshot(root, copy_id) for root in shipped} if shipped and not others else None
+    sources = {root: shipping_plan.production_snapshot(root, copy_id) for root in shipped} if shipped else None
     shipped_check = None
     if shipped:  # beside the content check, like the hosts' (its commands and the listing's overlap)
         checking_shipped = ThreadPoolExecutor(1)
@@ -83,9 +84,7 @@ def check_copy(
             *(service, copy_id, source, target, shipped, _slice_cursor(service, target)),
         )
         checking_shipped.shutdown(wait=False)
-    content = step(verify_content)(
-        service, copy_id, source, target, [] if repair else list(unreadable), changed, full, roots or None, sources
-    )
+    content = step(verify_content)(service, copy_id, source, target, [] if repair else list(unreadable), changed, full, sources)
     data = shipped_check.result() if shipped_check is not None else None
     damaged = [d["path"] for d in data["corrupt"] if d["kind"] != "extra"] if data else []
     again = list(
@@ -95,7 +94,7 @@ def check_copy(
     )
     if repair and again:
         still_unreadable = step(repair_copy)(service, copy_id, source, target, again)["failed"]
-        content = step(verify_content)(service, copy_id, source, target, still_unreadable, changed, full, roots or None, sources)
+        content = step(verify_content)(service, copy_id, source, target, still_unreadable, changed, full, sources)
         if damaged:  # fetched from production's live tree: compared with it now
             data = data | {"corrupt": recheck_files(service, copy_id, source, target, damaged)}
     host = host_check.result()
@@ -132,10 +131,6 @@ def check_copy(
             "whole_tree": scope["whole_tree"],
         },
     }
-
-
-def _spec(service: str) -> dict:
-    return access.loaded_fleet().service(service).model_dump(mode="json")
 
 
 def _slice_cursor(service: str, target: str) -> str:

@@ -44,7 +44,6 @@ def verify_content(
     unreadable: list[str] = (),
     changed: list[str] | None = None,
     full: bool = False,
-    roots: list[str] | None = None,
     sources: dict[str, str] | None = None,
 ) -> dict:
     """Checksum-compare production with the copy; classify every difference. A file that could
@@ -58,12 +57,14 @@ def verify_content(
     tree (``rsync -anc``); otherwise what changed (``changed``: the copy step's itemized files,
     given by a replication, and production's files modified since the previous verified copy
     began; None for a re-verification of the current copy) plus the rolling slice of the rest,
-    hashed by each host in the same two programs. The returned ``scope`` is recorded by
-    ``record_pass`` once the verification passed."""
+    hashed by each host in the same two programs. ``sources``: a shipped data path -> production's
+    snapshot of this copy, which production lists instead of the live path (shipped paths are
+    listed every run like the others). The returned ``scope`` is recorded by ``record_pass`` once
+    the verification passed."""
     logger = get_run_logger()
     fleet = access.loaded_fleet()
     spec = fleet.service(service)
-    paths = roots or plan.source_paths(spec.model_dump(mode="json"))  # roots: a shipped copy's other paths
+    paths = plan.source_paths(spec.model_dump(mode="json"))
     row = next(row for row in copies.copies_of(service) if row.id == copy_id)
     tree = plan.copy_tree(service, copy_id)
     state = _pass_state(service, target)

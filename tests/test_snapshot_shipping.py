@@ -253,6 +253,28 @@ def test_a_stream_carrying_more_than_its_snapshot_is_removed_and_the_copy_refuse
     assert replicate()["transfer"]["shipped"]  # the next run, with the real sender, ships again
 
 
+# A compromised production that opens the stream and sends nothing (an SSH keepalive does not
+# notice: its end answers them).
+SILENT_SENDER = """#!/bin/sh
+exec sleep 3600
+"""
+
+
+def test_a_sender_that_sends_nothing_is_stopped_and_the_copy_refused(shipped, lab_env, monkeypatch):
+    before = copies.current_copy(SERVICE).id
+    received = sorted(path.name for path in area(lab_env).iterdir())
+    monkeypatch.setattr(shipping, "SEND_SCRIPT", SILENT_SENDER)
+    monkeypatch.setattr(shipping, "STREAM_IDLE_SECONDS", 5)
+    monkeypatch.setenv("HOTSPARE_TRANSFER_RETRIES", "0")
+    (production_data(lab_env) / "during-silence.txt").write_text("x\n")
+    with pytest.raises(Exception, match="no byte of the stream came for 5 s; the sender was stopped"):
+        replicate_service(SERVICE)
+    assert copies.current_copy(SERVICE).id == before
+    assert sorted(path.name for path in area(lab_env).iterdir()) == received  # nothing half-received left
+    monkeypatch.undo()
+    assert replicate()["transfer"]["shipped"]  # the real sender ships again
+
+
 def _this_labs_receive(lab_env) -> int | None:
     """The PID of the ``btrfs receive`` running on this lab's mirror for a shipment."""
     from hotspare.lab.processes import pids_in_netns

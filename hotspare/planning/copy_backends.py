@@ -134,8 +134,8 @@ def shipping_choice(facts: StoreFacts, preference: str = "auto") -> Decision:
     service's received area (a member of exactly one level-1 group, the service's) joins that group
     at creation, and a write or ``fallocate`` past the limit fails with EDQUOT. So ``auto`` ships
     where the mirror's filesystem counts simple quotas or can be switched on to them (quotas still
-    off). ``auto`` never ships (a stream leaves in what the service's exclude patterns leave out,
-    and its copy is compared by a rolling slice): it says whether shipping would be bounded here.
+    off). ``auto`` never ships (a stream leaves in what the service's exclude patterns leave out):
+    it says whether shipping would be bounded here.
     ``btrfs-send`` is honoured everywhere (asked for; unbounded under full accounting, as it
     says), the other back-ends never ship. Production's side (the data paths as subvolumes) is judged by
     ``snapshot_shipping.plan_shipping``."""
@@ -152,7 +152,7 @@ def shipping_choice(facts: StoreFacts, preference: str = "auto") -> Decision:
         return Decision(False, f"the fleet file asks for {preference}, not {SHIPPING} (snapshots filled by rsync)")
     # auto never changes what a copy holds: a stream carries the data paths as they are on disk
     # (the service's exclude patterns left in, a file a mount hides on production sent as it lies
-    # under it), and a shipped copy's files are compared by the rolling slice, not every run.
+    # under it).
     # Shipping is the operator's choice; the facts say whether a stream would be bounded.
     if bounded:
         return Decision(

@@ -304,6 +304,50 @@ def parse_taken(output: str) -> dict[str, str]:
 
 RECEIVE_SCRIPT = 'mount --bind -- "$1" "$2" && exec btrfs receive -q --chroot -E 1 "$2"'
 
+# A stream that stops coming ends the shipment: production's sender is production's (a hostile one
+# may open the stream and send nothing, which no SSH keepalive notices: its end answers them), and
+# a shipment waiting for ever would hold the service's lock and a slot of the shared mirror. btrfs
+# send writes while it walks the changed extents; this many seconds without a byte is a sender
+# that stopped. Generous on purpose: a slow link slows the bytes, it does not stop them.
+STREAM_IDLE_SECONDS = 300
+STALLED = "stalled"  # what the relay writes in place of the byte count when the stream stopped
+# Relays the sender's stream (the command after its two arguments: idle seconds, count file) to its
+# standard output, counting the bytes (for ``stream_bytes``); when no byte came for the idle
+# seconds it stops the sender, says so on standard error and writes STALLED in the count file.
+# perl-base is essential in Debian; 4-argument select and sysread need no module.
+STREAM_RELAY = r"""
+my ($idle, $count) = (shift, shift);
+$SIG{PIPE} = "IGNORE";  # a receive that stopped: the write fails, the sender is stopped below
+my $pid = open(my $in, "-|", @ARGV) or die "hotspare: the stream could not be started: $!
+";
+binmode $in; binmode STDOUT;
+my ($total, $stalled, $buffer, $wanted) = (0, 0, "", "");
+vec($wanted, fileno($in), 1) = 1;
+while (1) {
+  my $ready = select(my $ready_set = $wanted, undef, undef, $idle);
+  next if $ready < 0;
+  if ($ready == 0) {
+    kill "TERM", $pid; $stalled = 1;
+    print STDERR "hotspare: no byte of the stream came for $idle s; the sender was stopped
+";
+    last;
+  }
+  my $got = sysread($in, $buffer, 1048576);
+  last unless $got;
+  for (my $at = 0; $at < $got;) {
+    my $put = syswrite(STDOUT, $buffer, $got - $at, $at);
+    defined $put or do { kill "TERM", $pid; exit 1 };
+    $at += $put;
+  }
+  $total += $got;
+}
+if (open(my $out, ">", $count)) { print $out ($stalled ? "STALLED
+" : "$total bytes
+"); close $out }
+close $in;
+exit($stalled ? 124 : $? >> 8);
+""".replace("STALLED", STALLED)
+
 # One mirror command per shipment: $1 run folder, $2 received area, $3 receive view, $4
 # production's login, $5 its port, $6 how many words the copy's command has, that command (the
 # copy made from the received subvolumes, run only when the receive, the area and rsync all went
@@ -312,7 +356,8 @@ RECEIVE_SCRIPT = 'mount --bind -- "$1" "$2" && exec btrfs receive -q --chroot -E
 # stdin: production's known_hosts line, the rsync key, the send key (each key ends with its
 # END line). HOTSPARE_NAMES: the subvolume names this stream must create. The receive runs in a
 # mount namespace of its own with the area bound on the view (see the module's docstring);
-# whatever else appeared in the area during the receive is named and removed.
+# whatever else appeared in the area during the receive is named and removed. The stream passes
+# through ``STREAM_RELAY``, which stops a sender silent for ``STREAM_IDLE_SECONDS``.
 SHIP_SCRIPT = r"""
 dir=$1 area=$2 view=$3 login=$4 port=$5 count=$6; shift 6
 umask 077; mkdir -p "$dir" || exit 1; trap 'rm -rf "$dir"' EXIT
@@ -323,9 +368,9 @@ if [ ! -e "$area" ]; then btrfs -q subvolume create "$area" || exit 1; fi
 mkdir -p "$view" || exit 1
 for name in $HOTSPARE_NAMES; do if [ -e "$area/$name" ]; then btrfs -q subvolume delete "$area/$name" >/dev/null 2>&1 || rm -rf -- "$area/$name"; fi; done
 ls -A "$area" > "$dir/before" || exit 1
-(ssh -i "$dir/send_key" -p "$port" SSH_OPTIONS -o UserKnownHostsFile="$dir/known_hosts" "$login" 2>"$dir/send.err" | dd bs=1M 2>"$dir/count" |
+(perl -e "$RELAY" "$STREAM_IDLE" "$dir/count" ssh -i "$dir/send_key" -p "$port" SSH_OPTIONS -o UserKnownHostsFile="$dir/known_hosts" "$login" 2>"$dir/send.err" |
   unshare --mount --propagation private -- sh -c "$RECEIVE" sh "$area" "$view" >/dev/null 2>"$dir/receive.err"
- echo $? > "$dir/receive.exit") &
+ status=$?; if grep -qx stalled "$dir/count" 2>/dev/null; then status=124; fi; echo "$status" > "$dir/receive.exit") &
 receiving=$!
 rc=0
 if [ $# -gt "$count" ]; then ( shift "$count"; exec "$@" ) & echo $! > "$dir/transfer.pid"; wait $!; rc=$?; fi
@@ -343,6 +388,9 @@ ls -A "$area" | while IFS= read -r name; do
   echo "$name" >> "$dir/unexpected"
   btrfs -q subvolume delete "$area/$name" >/dev/null 2>&1 || rm -rf -- "$area/$name"
 done
+# a stream that made anything else is refused whole: what it received under the expected names goes
+# too, or it would be the next shipment's parent with whatever the stream put in it
+if [ -e "$dir/unexpected" ]; then for name in $HOTSPARE_NAMES; do [ ! -e "$area/$name" ] || btrfs -q subvolume delete "$area/$name" >/dev/null 2>&1; done; fi
 cat "$dir/send.err" "$dir/receive.err" 2>/dev/null | tail -n 5 | sed 's/^/hotspare-receive: /'
 index=0; for word do shift; if [ "$index" -lt "$count" ]; then set -- "$@" "$word"; fi; index=$((index + 1)); done
 if [ "$count" -gt 0 ] && [ "$received" = 0 ] && [ ! -e "$dir/unexpected" ]; then
@@ -369,6 +417,8 @@ def ship_argv(
         "env",
         *([f"QGROUP={bound[0]}", f"QLIMIT={bound[1]}"] if bound else []),
         f"RECEIVE={RECEIVE_SCRIPT}",
+        f"RELAY={STREAM_RELAY}",
+        f"STREAM_IDLE={STREAM_IDLE_SECONDS}",
         f"HOTSPARE_NAMES={' '.join(names)}",
         "sh",
         "-c",
