@@ -105,8 +105,10 @@ def test_killed_blast_resumes_without_duplicates(fleet, lab_env):
 
     incident = new_incident("both facilities flapping", services=["app1", "app2"])
     notice = f"incident-{incident}-opened"
-    # The slow blast in a process of its own, started quickly: the relay comes in through the
-    # environment, so the process imports only what sends (not Prefect, to load the block).
+    # The slow blast in a process of its own: the relay comes in through the environment (no block
+    # load for it); the status page key (the notice's page links) comes from the session's API.
+    from prefect.settings import PREFECT_API_URL
+
     relay = smtp_relay(fleet.mail.smtp_block)
     script = (
         "import os; from hotspare.adapters.smtp import Relay; from tasks.notices import send_notice; "
@@ -116,6 +118,7 @@ def test_killed_blast_resumes_without_duplicates(fleet, lab_env):
     )
     environment = {
         **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),  # never a temporary server of its own
         "INCIDENT": str(incident),
         "RELAY_HOST": relay.host,
         "RELAY_PORT": str(relay.port),
@@ -137,7 +140,7 @@ def test_killed_blast_resumes_without_duplicates(fleet, lab_env):
             120,
         )
     finally:
-        os.kill(process.pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)  # its whole session: nothing it started outlives it
         process.wait(timeout=30)
     at_kill = Counter(row.state for row in notices.deliveries(notice))
     assert at_kill["pending"] + at_kill["deferred"] + at_kill["sending"] > 0, at_kill  # killed midway
