@@ -97,6 +97,30 @@ def fleet(lab, lab_env, prefect_api):
     return loaded_fleet()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def starting_layout(request):
+    """A module on the session lab starts from the lab's starting layout. A module before it in this
+    process whose way back failed (its teardown reported that as an error) left services elsewhere:
+    they are put back the quick way first, with a warning naming them, so one failure is reported
+    once instead of failing every module after it."""
+    if "fleet" not in request.fixturenames:
+        yield
+        return
+    import warnings
+
+    from lab_layout import restore_starting_layout, starting_layout_differs
+
+    request.getfixturevalue("fleet")
+    lab_env = request.getfixturevalue("lab_env")
+    differing = starting_layout_differs(lab_env)
+    if differing:
+        warnings.warn(
+            f"{request.module.__name__} found the lab moved ({'; '.join(differing)}): put back the quick way", stacklevel=2
+        )
+        restore_starting_layout(request.getfixturevalue("lab"), lab_env)
+    yield
+
+
 @pytest.hookimpl(trylast=True)  # after tests/unit/conftest.py has bounded its own tests
 def pytest_collection_modifyitems(config, items) -> None:
     """Every test that uses the session lab (directly or through another fixture) is a ``lab``

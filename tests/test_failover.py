@@ -26,7 +26,8 @@ from hotspare.inventory.models import RunRow
 from hotspare.planning.failover import plan_failover
 from hotspare.probes import http_get_via_dns
 
-from lab_helpers import host_path, kill_failover_after_activation, paused_flow_run, poll, ssh, start_apps
+from lab_helpers import host_path, kill_failover_after_activation, paused_flow_run, poll, ssh
+from lab_layout import restore_starting_layout
 
 SERVICE = "app1"
 
@@ -56,40 +57,9 @@ def write_on_production(lab_env: dict, name: str, text: str) -> None:
 
 
 def reset_layout(lab, lab_env) -> None:
-    """Put app1 back on prod-east -> mirror-west, protected, the quick way.
-
-    The full way back (reprotect, then a planned failback) is itself under test below; the
-    other tests only need the lab's starting point restored: hosts healed, the app running,
-    the DNS record and the inventory as before.
-    """
-    from hotspare import access
-    from hotspare.inventory.db import session
-    from hotspare.inventory.models import ServerRow, ServiceRow
-
-    lab.heal("east")
-    lab.heal("west")
-    access.close_connections()
-    start_apps(lab_env, "prod-east", "mirror-west")  # the lab runs the apps on both (DNS picks one)
-    host_path(lab_env, "mirror-west", "/srv/hotspare/app1/active-copy").unlink(missing_ok=True)
-    fleet = access.loaded_fleet()
-    zone = fleet.zone(lab_env["zone"])
-    [current] = dns_answer(lab_env)
-    if current != address(lab_env, "production"):
-        dns.compare_and_swap_address(
-            lab_dns(lab_env),
-            access.tsig_key(zone.tsig_key_block),
-            lab_env["services"][SERVICE]["dns_name"],
-            current,
-            address(lab_env, "production"),
-            zone.ttl,
-        )
-    with session() as db:
-        row = db.get(ServiceRow, SERVICE)
-        row.active_server, row.mirror_server, row.state, row.failover = "prod-east", "mirror-west", "protected", None
-        row.lock_holder = row.lock_expires = None
-        for server in ("prod-east", "mirror-west"):
-            db.get(ServerRow, server).state = "ok"
-    assert dns_answer(lab_env) == [address(lab_env, "production")]
+    """Put app1 back on prod-east -> mirror-west, protected, the quick way (tests/lab_layout.py):
+    the full way back (reprotect, then a planned failback) is itself under test below."""
+    restore_starting_layout(lab, lab_env, (SERVICE,))
 
 
 @pytest.fixture
