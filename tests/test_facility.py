@@ -74,14 +74,20 @@ def _restore_lab(lab, lab_env) -> None:
     access.close_connections()
     for moved in MOVED:
         if layout(moved)[0] == "failed-over":  # the return did not run or failed: reprotect first
-            ssh(lab_env, "prod-east", f"/srv/{moved}/app/ctl", "stop")
+            stopped = ssh(lab_env, "prod-east", f"/srv/{moved}/app/ctl", "stop")
+            assert stopped.returncode == 0, f"{moved} on prod-east did not stop: {stopped.stdout}{stopped.stderr}"
             from flows.reprotect import reprotect
 
-            reprotect(moved, mirror="prod-east", yes=True)
+            try:
+                reprotect(moved, mirror="prod-east", yes=True)
+            except Exception as error:  # what still listens there, for the report
+                seen = ssh(lab_env, "prod-east", "sh", "-c", "ss -Hltnp; ps -eo pid,sid,lstart,args | grep [h]ttp.server")
+                raise AssertionError(f"{error}\n{stopped.stdout}\nprod-east now:\n{seen.stdout}{seen.stderr}") from error
         if layout(moved)[1] != "prod-east":
             assert failover(moved, planned=True, yes=True)["outcome"] == "ok"  # the failback the return offers
     if layout("app2")[0] != "protected":
-        ssh(lab_env, "mirror-east", "/srv/app2/app/ctl", "stop")
+        stopped = ssh(lab_env, "mirror-east", "/srv/app2/app/ctl", "stop")
+        assert stopped.returncode == 0, f"app2 on mirror-east did not stop: {stopped.stdout}{stopped.stderr}"
         from flows.reprotect import reprotect
 
         reprotect("app2", mirror="mirror-east", yes=True)

@@ -46,6 +46,18 @@ def show(path: Path) -> dict:
     return {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in output.splitlines()[1:])}
 
 
+def _chains(lab_env) -> str:
+    """Each end's snapshots as ``btrfs subvolume show`` reads them (for a failure's report)."""
+    production = host_path(lab_env, service_of(lab_env)["production"], "/srv/app1/.hotspare-snapshots")
+    seen = []
+    for folder in (production, area(lab_env)):
+        for entry in sorted(folder.iterdir()) if folder.exists() else ():
+            fields = show(entry)
+            wanted = ("UUID", "Received UUID", "Generation", "Gen at creation", "Flags")
+            seen.append(f"{entry.name}: " + ", ".join(f"{key}={fields.get(key)}" for key in wanted))
+    return "; ".join(seen)
+
+
 def replicate() -> dict:
     result = replicate_service(SERVICE)
     assert result["outcome"] == "ok"
@@ -128,7 +140,7 @@ def test_a_parent_production_changed_after_sending_cannot_keep_a_file_in_the_cop
     subprocess.run(["btrfs", "property", "set", "-ts", str(parent), "ro", "true"], check=True)
 
     fresh = replicate()
-    assert fresh["transfer"]["shipped"] == {}, "never shipped from the doctored parent"
+    assert fresh["transfer"]["shipped"] == {}, f"never shipped from the doctored parent; {_chains(lab_env)}"
     store = copy_stores.store_of(SERVICE, service_of(lab_env)["mirror"])
     assert store.backend == "btrfs-snapshot" and "changed after it was taken" in store.reason, store.reason
     assert not (copy_data(lab_env, fresh["copy_id"]) / planted.name).exists()
