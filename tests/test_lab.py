@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab_helpers import free_slot, ssh, wait_for
+from lab_helpers import free_slot, host_path, ssh, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -221,6 +221,27 @@ def test_ctl_start_is_idempotent_and_stop_uses_the_pid(lab_env):
         started = ssh(lab_env, "mirror-west", ctl, "start")
     assert started.returncode == 0, started.stderr
     assert curl(url).returncode == 0
+
+
+def test_ctl_stops_its_own_hosts_server_whatever_its_pid_file_names(lab_env):
+    """Lab hosts share one PID space, PID numbers wrap within a test run, and app1's server has the
+    same command line on prod-east and mirror-west: a stale pid file on prod-east naming
+    mirror-west's server must not make prod-east's ctl stop mirror-west's server and leave its own
+    serving (it once did, and a reprotect then saw two productions)."""
+    ctl = "/srv/app1/app/ctl"
+    port = lab_env["services"]["app1"]["app_port"]
+    url = {host: f"http://{lab_env['hosts'][host]['address']}:{port}/health.txt" for host in ("prod-east", "mirror-west")}
+    mirror_pid = int(host_path(lab_env, "mirror-west", "/srv/app1/run/http.pid").read_text())
+    host_path(lab_env, "prod-east", "/srv/app1/run/http.pid").write_text(f"{mirror_pid}\n")
+    try:
+        stopped = ssh(lab_env, "prod-east", ctl, "stop")
+        assert stopped.returncode == 0 and f"pid {mirror_pid})" not in stopped.stdout, stopped.stdout
+        assert curl(url["prod-east"]).returncode != 0, "prod-east's own server stopped"
+        assert curl(url["mirror-west"]).returncode == 0, "mirror-west's server untouched"
+    finally:
+        started = ssh(lab_env, "prod-east", ctl, "start")
+    assert started.returncode == 0, started.stderr
+    assert curl(url["prod-east"]).returncode == 0
 
 
 def test_dump_db_hook_writes_into_the_data_folder(lab_env):

@@ -128,9 +128,10 @@ _CTL_TEMPLATE = '''#!{python}
 """ctl for the {service} demo app: start | stop | status.
 
 Serves {data} over HTTP on port {port} (python3 -m http.server). The server runs in its
-own session, its pid in {pidfile}; stop kills only that pid, after checking its command
-line. Binds 0.0.0.0 inside the host's own network namespace, so this same script works
-unchanged on whichever host the application folder was replicated to.
+own session, its pid in {pidfile} (for people); stop finds the server by its command line in
+this host's network namespace and kills only that pid. Binds 0.0.0.0 inside the host's own
+network namespace, so this same script works unchanged on whichever host the application folder
+was replicated to.
 """
 import os
 import signal
@@ -149,15 +150,25 @@ DEADLINE_SECONDS = 10.0
 
 
 def running_pid():
-    """The server's pid if the pid file names a live process with our command line."""
-    try:
-        with open(PIDFILE) as handle:
-            pid = int(handle.read().strip())
-        with open(f"/proc/{{pid}}/cmdline", "rb") as handle:
-            cmdline = [part.decode() for part in handle.read().split(b"\\0")[:-1]]
-    except (OSError, ValueError):
-        return None
-    return pid if cmdline == COMMAND else None
+    """The pid of the process with our command line in this host's network namespace, found in
+    /proc. Not read from the pid file: lab hosts share one PID space (numbers wrap within a test
+    run) and the same service's server has the same command line on every host, so a stale pid
+    file could name the other host's server and make this ctl stop the wrong one, or skip a start."""
+    ours = os.stat("/proc/self/ns/net")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{{entry}}/cmdline", "rb") as handle:
+                cmdline = [part.decode(errors="replace") for part in handle.read().split(b"\\0")[:-1]]
+            if cmdline != COMMAND:
+                continue
+            theirs = os.stat(f"/proc/{{entry}}/ns/net")
+        except OSError:
+            continue
+        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+            return int(entry)
+    return None
 
 
 def answering():
@@ -215,7 +226,8 @@ def stop():
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:
             if gone(pid):
-                os.remove(PIDFILE)
+                if os.path.exists(PIDFILE):
+                    os.remove(PIDFILE)
                 print(f"{service}: stopped (pid {{pid}})")
                 return 0
             time.sleep(0.05)
