@@ -8,6 +8,11 @@ Uses the session lab and fleet (tests/conftest.py); every test leaves the hosts 
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
+from pathlib import Path
+
 import pytest
 from test_failover import SERVICE, address, dns_answer, latest_artifact, protected, reset_layout, task_state
 
@@ -135,29 +140,49 @@ def test_failover_with_the_bmc_unreachable_goes_on_unfenced(protected, lab, lab_
     assert not bmc.is_powered_off(lab.directory, host_by_name("prod-east"))
 
 
-def _outliving_app(lab_env: dict, as_account: bool) -> None:
-    """app1 on prod-east serving with its PID file gone, so ``ctl stop`` says "not running" and
-    exits 0 while the app keeps serving; started as its own account (``app1-web``) or as root."""
-    stopped = ssh(lab_env, "prod-east", f"/srv/{SERVICE}/app/ctl", "stop")
-    assert stopped.returncode == 0, stopped.stderr
-    start = (
-        ["su", "-s", "/bin/sh", "app1-web", "-c", f"/srv/{SERVICE}/app/ctl start"]
-        if as_account
-        else [f"/srv/{SERVICE}/app/ctl", "start"]
-    )
-    started = ssh(lab_env, "prod-east", *start)
-    assert started.returncode == 0, started.stderr
-    assert app_answers(lab_env, "prod-east")
-    removed = ssh(lab_env, "prod-east", "rm", "-f", f"/srv/{SERVICE}/run/http.pid")
-    assert removed.returncode == 0, removed.stderr
+# Appended to the app's command line: a server its ``ctl`` does not know as its own.
+UNKNOWN_TO_CTL = ["--protocol", "HTTP/1.0"]
 
 
-def test_an_app_that_outlives_its_stop_command_is_killed_by_its_accounts(protected, lab, lab_env, powered_on):
-    """The deactivate commands' exit status is the customer's code's word: the app lost its PID
-    file, ``ctl stop`` says "not running" and exits 0, and the app keeps serving. The fence
-    believes the app's health URL instead, kills the processes of the service's accounts, and
-    only then counts production as fenced."""
-    _outliving_app(lab_env, as_account=True)
+@pytest.fixture
+def outliving_app(lab_env):
+    """Start app1's server on prod-east so that ``ctl stop`` says "not running" and exits 0 while
+    it keeps serving (a command line the ctl does not know), as its own account (``app1-web``) or
+    as root; whatever the test leaves of it is killed by its PID afterwards."""
+    started: list[int] = []
+    port = lab_env["services"][SERVICE]["app_port"]
+
+    def start(as_account: bool) -> None:
+        stopped = ssh(lab_env, "prod-east", f"/srv/{SERVICE}/app/ctl", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        server = shlex.join(
+            ["python3", "-m", "http.server", str(port), "--bind", "0.0.0.0", "--directory", f"/srv/{SERVICE}/data"]
+            + UNKNOWN_TO_CTL
+        )
+        script = f"cd / && setsid {server} </dev/null >/dev/null 2>&1 & echo $!"
+        argv = ["su", "-s", "/bin/sh", "app1-web", "-c", script] if as_account else ["sh", "-c", script]
+        launched = ssh(lab_env, "prod-east", *argv)
+        assert launched.returncode == 0, launched.stderr
+        started.append(int(launched.stdout.split()[-1]))
+        poll(lambda: app_answers(lab_env, "prod-east"), 10, "the unknown server to answer")
+        status = ssh(lab_env, "prod-east", f"/srv/{SERVICE}/app/ctl", "status")
+        assert status.returncode == 3, f"the ctl must not know this server: {status.stdout}"
+
+    yield start
+    for pid in started:
+        try:
+            if " ".join(UNKNOWN_TO_CTL).encode() in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" "):
+                os.kill(pid, signal.SIGKILL)  # the server this fixture started (hosts share this PID space)
+        except OSError:
+            pass  # gone already: the fence killed it
+
+
+def test_an_app_that_outlives_its_stop_command_is_killed_by_its_accounts(protected, outliving_app, lab, lab_env, powered_on):
+    """The deactivate commands' exit status is the customer's code's word: ``ctl stop`` says "not
+    running" and exits 0, and the app keeps serving. The fence believes the app's health URL
+    instead, kills the processes of the service's accounts, and only then counts production as
+    fenced."""
+    outliving_app(as_account=True)
 
     result = failover(SERVICE, yes=True)
 
@@ -169,11 +194,13 @@ def test_an_app_that_outlives_its_stop_command_is_killed_by_its_accounts(protect
     assert not bmc.is_powered_off(lab.directory, host_by_name("prod-east")), "killed by account, not powered off"
 
 
-def test_an_app_no_account_kill_reaches_leaves_a_shared_server_on_and_says_unfenced(protected, lab, lab_env, powered_on):
+def test_an_app_no_account_kill_reaches_leaves_a_shared_server_on_and_says_unfenced(
+    protected, outliving_app, lab, lab_env, powered_on
+):
     """Still answering after the kill (here it runs as root): the server would be powered off,
     but app3 runs there too, so the failover goes on named unfenced: a hostile app never makes
     hotspare power off its neighbours' server."""
-    _outliving_app(lab_env, as_account=False)
+    outliving_app(as_account=False)
 
     state = failover(SERVICE, yes=True, return_state=True)
     result = state.result()
