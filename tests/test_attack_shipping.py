@@ -298,18 +298,24 @@ extra += command(SYMLINK_, attribute(PATH, b"../" + parent), attribute(INO, stru
 """
 
 
+def _hostile_run_on_a_chain(lab_env, label: str, injection: str) -> tuple[str, Path, Path]:
+    """A chain to attack (a file added on production and copied, so the next stream has a parent;
+    force: an earlier test shrank production), another file added, then one run with the sender
+    doing ``injection``: (its outcome, production's data path, the mirror's received area)."""
+    data = host_path(lab_env, production(lab_env), lab_env["services"][SERVICE]["data_path"])
+    (data / f"attack-{label}.txt").write_text(f"{label}\n")
+    assert replicate_service(SERVICE, force=True)["outcome"] == "ok"
+    (data / f"attack-{label}b.txt").write_text(f"{label}\n")
+    with hostile_sender(lab_env, injector(injection)):
+        outcome = _attempt()
+    print("outcome:", outcome)
+    return outcome, data, host_path(lab_env, mirror(lab_env), shipping.received_area(SERVICE))
+
+
 def test_a_parent_replaced_by_a_link_never_leads_the_mirror_to_another_services_copy(shipping_lab, lab_env):
     before = other_copy_state(lab_env)
     assert before["uuid"] and before["read_only"] and before["digest"], before
-    data = host_path(lab_env, production(lab_env), lab_env["services"][SERVICE]["data_path"])
-    area = host_path(lab_env, mirror(lab_env), shipping.received_area(SERVICE))
-    (data / "attack-6.txt").write_text("6\n")
-    # a chain to attack: the next stream has a parent (force: an earlier test shrank production)
-    assert replicate_service(SERVICE, force=True)["outcome"] == "ok"
-    (data / "attack-6b.txt").write_text("6\n")
-    with hostile_sender(lab_env, injector(PARENT_TO_LINK)):
-        outcome = _attempt()
-    print("outcome:", outcome)
+    outcome, data, area = _hostile_run_on_a_chain(lab_env, "6", PARENT_TO_LINK)
     print("area after the attack:", sorted((entry.name, entry.is_symlink()) for entry in area.iterdir()))
     assert other_copy_state(lab_env) == before, outcome
     for number in range(2):  # the next runs, with the real sender, meet the link in their area
@@ -467,15 +473,8 @@ extra += command(MKDIR_, attribute(PATH, b"../stray"), attribute(INO, struct.pac
 
 
 def test_a_refused_streams_subvolume_is_never_the_next_parent(shipping_lab, lab_env):
-    data = host_path(lab_env, production(lab_env), lab_env["services"][SERVICE]["data_path"])
-    (data / "attack-10.txt").write_text("10\n")
-    assert replicate_service(SERVICE, force=True)["outcome"] == "ok"
-    (data / "attack-10b.txt").write_text("10\n")
-    with hostile_sender(lab_env, injector(BACKDOOR_AND_EXTRA)):
-        outcome = _attempt()
-    print("outcome:", outcome)
+    outcome, data, area = _hostile_run_on_a_chain(lab_env, "10", BACKDOOR_AND_EXTRA)
     assert outcome.startswith("refused") and "besides its snapshots" in outcome, outcome
-    area = host_path(lab_env, mirror(lab_env), shipping.received_area(SERVICE))
     left = sorted(entry.name for entry in area.iterdir())
     print("area after the refusal:", left, [(area / name / "zzzz-backdoor.php").exists() for name in left])
     (data / "attack-10c.txt").write_text("10\n")
